@@ -1,0 +1,1 @@
+"""Market participants: data-center bidders, the DSO, valuation profiles and bidding strategies."""

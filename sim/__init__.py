@@ -1,0 +1,1 @@
+"""The Mesa market model, experiment configs, the CLI and run outputs."""
