@@ -1,0 +1,141 @@
+"""The LP solvers grid/ supports, and one `solve` that reports outcomes the same way for all.
+
+HiGHS and GLPK disagree on how they report a non-optimal LP: HiGHS may stop at "infeasible or
+unbounded", GLPK (with its presolver) reports an unbounded LP as "other". ``solve`` settles both by
+re-solving the constraints alone with a zero objective.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+
+import pyomo.environ as pyo
+from pyomo.opt import TerminationCondition
+
+from grid.errors import GridError, SolverError
+
+SOLVERS: tuple[str, ...] = ("highs", "glpk")
+
+_INSTALL_HINT = {
+    "highs": "pip install highspy",
+    "glpk": "apt-get install glpk-utils (provides glpsol), or use --solver highs",
+}
+
+# Outcomes that need the zero-objective re-solve to tell infeasible from unbounded.
+_AMBIGUOUS = {
+    TerminationCondition.unbounded,
+    TerminationCondition.infeasibleOrUnbounded,
+    TerminationCondition.other,
+}
+
+
+@lru_cache(maxsize=None)
+def _is_available(name: str) -> bool:
+    try:
+        return bool(pyo.SolverFactory(name).available(exception_flag=False))
+    except Exception:  # a broken install is reported as "not installed", with the fix
+        return False
+
+
+def check_solver(name: str) -> None:
+    """GridError for an unknown solver name, SolverError (with the install fix) if it is missing."""
+    if name not in SOLVERS:
+        raise GridError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+    if not _is_available(name):
+        raise SolverError(f"solver {name!r} is not installed; {_INSTALL_HINT[name]}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _run(model: pyo.ConcreteModel, solver: str) -> tuple[object, TerminationCondition]:
+    """Solve without loading; return the results and the termination condition."""
+    try:
+        if solver == "glpk":
+            return _run_glpk(model)
+        results = pyo.SolverFactory(solver).solve(model, load_solutions=False)
+        return results, results.solver.termination_condition
+    except SolverError:
+        raise
+    except Exception as exc:  # never let a raw Pyomo/solver traceback reach the user
+        raise SolverError(f"solver {solver!r} failed ({_first_line(exc)}); try the other solver") from None
+
+
+def _run_glpk(model: pyo.ConcreteModel) -> tuple[object, TerminationCondition]:
+    """GLPK through Pyomo, reading glpsol's own verdict from its log when it is not optimal.
+
+    Pyomo only recognises GLPK's presolver messages; when the simplex itself proves an LP
+    infeasible or unbounded ("LP HAS NO PRIMAL FEASIBLE SOLUTION") it reports "other".
+    """
+    with tempfile.TemporaryDirectory(prefix="dcmarket-glpk-") as folder:
+        log_path = os.path.join(folder, "glpsol.log")
+        results = pyo.SolverFactory("glpk").solve(model, load_solutions=False, logfile=log_path)
+        condition = results.solver.termination_condition
+        if condition == TerminationCondition.optimal:
+            return results, condition
+        try:
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                log = handle.read().upper()
+        except OSError:
+            return results, condition
+    if "NO PRIMAL FEASIBLE SOLUTION" in log:
+        return results, TerminationCondition.infeasible
+    if "UNBOUNDED PRIMAL SOLUTION" in log:
+        return results, TerminationCondition.unbounded
+    if "NO DUAL FEASIBLE SOLUTION" in log:
+        return results, TerminationCondition.infeasibleOrUnbounded
+    return results, condition
+
+
+def _has_feasible_point(model: pyo.ConcreteModel, solver: str) -> bool | None:
+    """Solve the constraints alone (zero objective): True/False, or None if that fails too."""
+    active = list(model.component_data_objects(pyo.Objective, active=True))
+    for objective in active:
+        objective.deactivate()
+    name = "_feasibility_objective"
+    while model.component(name) is not None:
+        name += "_"
+    model.add_component(name, pyo.Objective(expr=0.0))
+    try:
+        _, condition = _run(model, solver)
+    finally:
+        model.del_component(name)
+        for objective in active:
+            objective.activate()
+    if condition == TerminationCondition.optimal:
+        return True
+    if condition == TerminationCondition.infeasible:
+        return False
+    return None
+
+
+def solve(model: pyo.ConcreteModel, solver: str) -> str:
+    """Solve a Pyomo LP; return "optimal", "infeasible" or "unbounded".
+
+    The solution is loaded into the model only when optimal. Any other outcome (time limit,
+    numerical trouble, a crash) raises SolverError with a one-line message.
+    """
+    check_solver(solver)
+    results, condition = _run(model, solver)
+    if condition == TerminationCondition.optimal:
+        try:
+            model.solutions.load_from(results)
+        except Exception as exc:
+            raise SolverError(f"solver {solver!r}: could not load the solution ({_first_line(exc)})") from None
+        return "optimal"
+    if condition == TerminationCondition.infeasible:
+        return "infeasible"
+    if condition in _AMBIGUOUS:
+        feasible = _has_feasible_point(model, solver)
+        if feasible is True:
+            return "unbounded"
+        if feasible is False:
+            return "infeasible"
+    raise SolverError(
+        f"solver {solver!r} stopped with termination {condition}; "
+        "try the other solver"
+    )
