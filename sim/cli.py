@@ -1,0 +1,114 @@
+"""The `dcmarket` command line: `run` an experiment config, `log` a finished run's rounds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from agents.errors import AgentConfigError
+from grid.errors import GridError
+from mechanisms.errors import MechanismError
+from sim import outputs
+from sim.config import ConfigError
+from sim.report import round_table
+from sim.run import run_experiment
+
+# Errors that come from the user's input or environment: one line, no traceback.
+USER_ERRORS = (ConfigError, GridError, MechanismError, AgentConfigError, outputs.OutputError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dcmarket",
+        description="Quantify grid capacity for AI data centers and sell it in a simultaneous ascending auction.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run an experiment config and write its run directory")
+    run.add_argument("config", type=Path, help="experiment config (TOML)")
+    run.add_argument("--out", type=Path, help="run directory to write (default: runs/<config name>)")
+    run.add_argument("--seed", type=int, help="override the config's seed")
+    run.add_argument("--solver", choices=["highs", "glpk"], help="override the config's LP solver")
+    run.add_argument("--force", action="store_true", help="replace an existing run directory")
+    run.add_argument("--quiet", action="store_true", help="print no progress lines on stderr")
+
+    log = commands.add_parser("log", help="print the round-by-round table of a finished run")
+    log.add_argument("run_dir", type=Path, help="a run directory written by `dcmarket run`")
+    log.add_argument("--round", type=int, help="only this round")
+    log.add_argument("--bidder", help="only this bidder's bids and holdings")
+    log.add_argument("--product", help="only this product")
+    return parser
+
+
+def _progress(quiet: bool):
+    start = time.perf_counter()
+
+    def report(message: str) -> None:
+        if not quiet:
+            print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError("--seed: must be a non-negative integer")
+    out = args.out or Path("runs") / args.config.stem
+    result = run_experiment(
+        args.config,
+        out,
+        seed=args.seed,
+        solver=args.solver,
+        force=args.force,
+        progress=_progress(args.quiet),
+    )
+    print(result.report)
+    print(f"\nRun directory: {out}")
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    run_dir: Path = args.run_dir
+    if not run_dir.is_dir():
+        raise outputs.OutputError(f"{run_dir}: no such run directory")
+    summary = outputs.read_summary(run_dir)
+    bidders = list(summary["payments"])
+    products = [p["id"] for p in summary["products"]]
+    if args.bidder is not None and args.bidder not in bidders:
+        raise outputs.OutputError(f"--bidder: unknown bidder {args.bidder!r}; this run has {', '.join(bidders)}")
+    if args.product is not None and args.product not in products:
+        raise outputs.OutputError(f"--product: unknown product {args.product!r}; this run sells {', '.join(products)}")
+    if args.round is not None and not 1 <= args.round <= summary["rounds_run"]:
+        raise outputs.OutputError(f"--round: this run has rounds 1 to {summary['rounds_run']}, not {args.round}")
+    bids = outputs.read_csv_rows(run_dir / outputs.BIDS)
+    rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS)
+    print(
+        round_table(
+            bids,
+            rounds,
+            bidders,
+            round_filter=args.round,
+            bidder_filter=args.bidder,
+            product_filter=args.product,
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args) if args.command == "run" else _log(args)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; no run directory was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

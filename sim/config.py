@@ -1,0 +1,393 @@
+"""Experiment configs: the TOML schema, validation with field-named errors, the effective config.
+
+A config describes one run. Either the DSO quantifies products from a network
+(`[network]`, `[load]`, `[products]`) or the config lists them (`[[products]]`). Every error is
+one line that names the field (`auction.increment`, `bidders[1].by_size`, ...) and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from agents.bundle_ties import BUNDLE_TIE_POLICIES
+from agents.strategies import STRATEGIES
+from agents.valuations import PROFILE_FIELDS
+from grid.solvers import SOLVERS
+from mechanisms.tie_breaking import TIE_BREAK_RULES
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message is one line naming the field and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_fields(cls, data: Any) -> Any:
+        # Typos must not pass silently as defaults; suggest the closest field name.
+        if isinstance(data, Mapping):
+            allowed = list(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    close = difflib.get_close_matches(str(key), allowed, n=1)
+                    hint = f"did you mean {close[0]!r}?" if close else f"allowed fields: {', '.join(allowed)}"
+                    raise ValueError(f"unknown field {key!r}; {hint}")
+        return data
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    return value
+
+
+def _one_of(value: str, names: Iterable[str], field: str) -> str:
+    """Names chosen from a registry (profiles, strategies, ...) so that new ones slot in."""
+    names = list(names)
+    if value not in names:
+        raise ValueError(f"unknown {field} {value!r}; choose one of {', '.join(names)}")
+    return value
+
+
+_REGISTRIES: dict[str, Iterable[str]] = {
+    "profile": PROFILE_FIELDS,
+    "strategy": STRATEGIES,
+    "bundle_ties": BUNDLE_TIE_POLICIES,
+}
+
+
+class NetworkConfig(_Section):
+    case: str
+    candidate_buses: list[int] = Field(min_length=1)
+    # MW of data-center demand D_i per candidate bus: a table, or one number for every candidate.
+    demand_mw: dict[int, float]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_demand(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            demand = data.get("demand_mw")
+            buses = data.get("candidate_buses")
+            if isinstance(demand, (int, float)) and not isinstance(demand, bool) and isinstance(buses, list):
+                return {**data, "demand_mw": {bus: demand for bus in buses}}
+        return data
+
+    @field_validator("candidate_buses")
+    @classmethod
+    def _unique_buses(cls, buses: list[int]) -> list[int]:
+        if len(set(buses)) != len(buses):
+            raise ValueError("a bus is listed twice; list each candidate bus once")
+        return buses
+
+    @field_validator("demand_mw")
+    @classmethod
+    def _positive_demand(cls, demand: dict[int, float]) -> dict[int, float]:
+        for bus, mw in demand.items():
+            if not (math.isfinite(mw) and mw > 0):
+                raise ValueError(f"bus {bus}: demand must be a positive number of MW, got {mw}")
+        return demand
+
+    @model_validator(mode="after")
+    def _demand_matches_candidates(self) -> "NetworkConfig":
+        missing = [b for b in self.candidate_buses if b not in self.demand_mw]
+        if missing:
+            raise ValueError(f"demand_mw has no value for candidate bus {missing[0]}; give every candidate a demand (MW)")
+        extra = [b for b in self.demand_mw if b not in self.candidate_buses]
+        if extra:
+            raise ValueError(f"demand_mw names bus {extra[0]}, which is not in candidate_buses; add it there or remove it")
+        return self
+
+
+class BusLoadConfig(_Section):
+    """Truncated normal background net load at one bus (MW; variance in MW^2)."""
+
+    mean: float
+    variance: float = Field(gt=0)
+    lower: float
+    upper: float
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> "BusLoadConfig":
+        for name in ("mean", "variance", "lower", "upper"):
+            _finite(getattr(self, name), name)
+        if not self.lower < self.upper:
+            raise ValueError(f"lower ({self.lower:g} MW) must be below upper ({self.upper:g} MW)")
+        return self
+
+
+class LoadConfig(_Section):
+    scenarios: int | None = Field(default=None, ge=1)
+    buses: dict[int, BusLoadConfig] | None = None
+    scenarios_csv: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LoadConfig":
+        if self.scenarios_csv is not None:
+            if self.buses is not None or self.scenarios is not None:
+                raise ValueError("give either scenarios_csv or scenarios with [load.buses], not both")
+        elif self.buses is None or self.scenarios is None:
+            raise ValueError(
+                "needs scenarios (a count) and [load.buses] distributions, or scenarios_csv (one column per bus, MW)"
+            )
+        return self
+
+
+class ProductGridConfig(_Section):
+    risk_levels: list[float] = Field(min_length=1, max_length=1)
+
+    @field_validator("risk_levels", mode="before")
+    @classmethod
+    def _one_level(cls, levels: Any) -> Any:
+        if isinstance(levels, list) and len(levels) > 1:
+            raise ValueError("only one risk level is supported for now; give a list with one epsilon, e.g. [0.05]")
+        return levels
+
+    @field_validator("risk_levels")
+    @classmethod
+    def _in_unit_interval(cls, levels: list[float]) -> list[float]:
+        for eps in levels:
+            if not 0 < eps < 1:
+                raise ValueError(f"risk level {eps} must lie strictly between 0 and 1 (e.g. 0.05 for 5%)")
+        return levels
+
+
+class ExplicitProductConfig(_Section):
+    id: str = Field(min_length=1)
+    bus: int | None = None
+    risk: float = Field(default=0.0, ge=0, lt=1)
+    capacity_mw: float = Field(ge=0)
+
+    @field_validator("id")
+    @classmethod
+    def _no_spaces(cls, value: str) -> str:
+        if value != value.strip() or any(ch.isspace() for ch in value) or "," in value:
+            raise ValueError(f"product id {value!r} must not contain spaces or commas")
+        return value
+
+
+class AuctionConfig(_Section):
+    increment: float = Field(gt=0)
+    opening_bid: float | None = Field(default=None, gt=0)
+    tie_break: str = "alternating"
+    max_rounds: int = Field(default=1000, ge=1)
+
+    @field_validator("increment")
+    @classmethod
+    def _finite_increment(cls, value: float) -> float:
+        return _finite(value, "increment ($)")
+
+    @field_validator("tie_break")
+    @classmethod
+    def _known_rule(cls, value: str) -> str:
+        return _one_of(value, TIE_BREAK_RULES, "tie_break")
+
+
+class BundleConfig(_Section):
+    products: list[str] = Field(min_length=1)
+    value: float
+
+
+class BidderConfig(_Section):
+    name: str = Field(min_length=1)
+    profile: str
+    values: dict[str, float] | None = None
+    by_size: list[float] | None = None
+    bundles: list[BundleConfig] | None = None
+    strategy: str = "straightforward"
+    bundle_ties: str = "paper"
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if value != value.strip() or "," in value:
+            raise ValueError(f"bidder name {value!r} must not have surrounding spaces or commas")
+        return value
+
+    @field_validator("profile", "strategy", "bundle_ties")
+    @classmethod
+    def _registered_name(cls, value: str, info: ValidationInfo) -> str:
+        return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
+
+    @model_validator(mode="after")
+    def _fields_match_profile(self) -> "BidderConfig":
+        wanted = PROFILE_FIELDS[self.profile]
+        if getattr(self, wanted) is None:
+            raise ValueError(f"profile {self.profile!r} needs the field {wanted!r}")
+        for other in set(PROFILE_FIELDS.values()) - {wanted}:
+            if getattr(self, other) is not None:
+                raise ValueError(f"field {other!r} does not belong to profile {self.profile!r}; it reads only {wanted!r}")
+        return self
+
+    def profile_params(self) -> dict[str, Any]:
+        raw = self.model_dump(mode="python")
+        return {PROFILE_FIELDS[self.profile]: raw[PROFILE_FIELDS[self.profile]]}
+
+
+class EquilibriumConfig(_Section):
+    # The checker enumerates 2^m bundles per bidder and 3^m pairs for the efficient allocation.
+    max_products: int = Field(default=12, ge=1, le=20)
+
+
+class ExperimentConfig(_Section):
+    seed: int = Field(default=0, ge=0)
+    solver: Literal["highs", "glpk"] = "highs"
+    network: NetworkConfig | None = None
+    load: LoadConfig | None = None
+    # `[products]` (a table) sets how the DSO makes products; `[[products]]` (a list) gives them.
+    product_grid: ProductGridConfig | None = None
+    explicit_products: list[ExplicitProductConfig] | None = None
+    auction: AuctionConfig
+    bidders: list[BidderConfig] = Field(min_length=1)
+    equilibrium: EquilibriumConfig = EquilibriumConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_products(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "products" in data:
+            data = dict(data)
+            products = data.pop("products")
+            data["explicit_products" if isinstance(products, list) else "product_grid"] = products
+        return data
+
+    @model_validator(mode="after")
+    def _one_product_source(self) -> "ExperimentConfig":
+        if self.explicit_products is not None:
+            if self.network is not None or self.load is not None:
+                raise ValueError(
+                    "products: explicit [[products]] cannot be combined with [network]/[load]; "
+                    "remove [[products]] to quantify products from the network, or remove [network] and [load]"
+                )
+            if not self.explicit_products:
+                raise ValueError("products: [[products]] is empty; list at least one product")
+        else:
+            for name, section in (("network", self.network), ("load", self.load), ("products", self.product_grid)):
+                if section is None:
+                    raise ValueError(
+                        f"{name}: missing [{name}]; a config needs [network], [load] and [products] "
+                        "(or explicit [[products]] instead of all three)"
+                    )
+        return self
+
+    @field_validator("bidders")
+    @classmethod
+    def _unique_bidders(cls, bidders: list[BidderConfig]) -> list[BidderConfig]:
+        names = [b.name for b in bidders]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            raise ValueError(f"bidder name {duplicate!r} is used twice; bidder names must be unique")
+        return bidders
+
+    @field_validator("explicit_products")
+    @classmethod
+    def _unique_products(cls, products: list[ExplicitProductConfig] | None) -> list[ExplicitProductConfig] | None:
+        if products is not None:
+            ids = [p.id for p in products]
+            duplicate = next((i for i in ids if ids.count(i) > 1), None)
+            if duplicate is not None:
+                raise ValueError(f"product id {duplicate!r} is listed twice; product ids must be unique")
+        return products
+
+    @property
+    def risk_level(self) -> float | None:
+        return self.product_grid.risk_levels[0] if self.product_grid else None
+
+
+# --------------------------------------------------------------------------------------------
+_FIELD_ALIASES = {"product_grid": "products", "explicit_products": "products"}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "[key]":
+            continue
+        else:
+            name = _FIELD_ALIASES.get(str(part), str(part)) if not path else str(part)
+            path += f".{name}" if path else name
+    return path
+
+
+def _describe_error(error: Mapping[str, Any]) -> str:
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    if error["type"] == "missing":
+        message = "required field is missing"
+    elif error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal",
+                           "int_parsing", "float_parsing", "int_type", "float_type", "list_type",
+                           "dict_type", "string_type", "model_type", "bool_type", "literal_error",
+                           "too_short", "too_long", "int_from_float"):
+        message = f"{message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+    return message
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    # Pydantic reports union branches and 'before' validators with class names in the path.
+    loc = tuple(part for part in loc if not (isinstance(part, str) and part[:1].isupper()))
+    path = _field_path(loc)
+    # Cross-section checks have no single location; their messages start with the field.
+    return f"{source}: {path}: {_describe_error(first)}" if path else f"{source}: {_describe_error(first)}"
+
+
+def parse_config(raw: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source)) from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; check the path") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config ({error.__class__.__name__}); give a UTF-8 TOML file") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Read, apply command-line overrides (e.g. seed, solver), and validate."""
+    raw = read_config_file(path)
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return parse_config(raw, source=str(path))
+
+
+def effective_config(config: ExperimentConfig, *, scenarios_csv: str | None = None) -> dict[str, Any]:
+    """The config as it ran, with defaults filled in, ready to write as TOML and run again."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    ordered: dict[str, Any] = {"seed": data.pop("seed"), "solver": data.pop("solver")}
+    if "network" in data:
+        ordered["network"] = data.pop("network")
+    if "load" in data:
+        ordered["load"] = data.pop("load")
+        if scenarios_csv is not None:
+            ordered["load"]["scenarios_csv"] = scenarios_csv
+    if "product_grid" in data:
+        ordered["products"] = data.pop("product_grid")
+    if "explicit_products" in data:
+        ordered["products"] = data.pop("explicit_products")
+    ordered.update(data)
+    return ordered
+
+
+def dump_config(data: Mapping[str, Any]) -> str:
+    header = "# Effective config of this run (defaults filled in). Re-run with: dcmarket run config.toml\n"
+    return header + tomli_w.dumps(dict(data))

@@ -1,0 +1,94 @@
+"""The run directory: what a finished run leaves behind, written all at once or not at all.
+
+Files hold no timestamps, versions or absolute paths, so the same config and seed give
+byte-identical directories. Everything is written under a temporary sibling name and renamed
+into place when complete, so a failed or interrupted run leaves no partial directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+SUMMARY = "summary.json"
+PRODUCTS = "products.csv"
+BIDS = "bids.csv"
+ROUNDS = "rounds.csv"
+CAPACITY = "capacity.csv"
+CONFIG = "config.toml"
+SCENARIOS = "scenarios.csv"
+
+BID_COLUMNS = ("round", "bidder", "product", "amount")
+ROUND_COLUMNS = ("round", "product", "standing_bidder", "standing_price")
+PRODUCT_COLUMNS = ("id", "bus", "risk", "capacity_mw")
+CAPACITY_COLUMNS = ("bus", "demand_mw", "firm_mw", "flexible_mw", "increment_mw")
+
+
+class OutputError(ValueError):
+    """The run directory cannot be written or read; the message names the path and the fix."""
+
+
+def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return buffer.getvalue().encode("utf-8")
+
+
+def json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise OutputError(f"{out}: already exists; pass --force to replace it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a directory; choose another --out")
+
+
+def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = False) -> None:
+    """Write every file under a temporary name beside `out`, then rename it into place."""
+    check_out_dir(out, force)
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        for name, content in files.items():
+            (staging / name).write_bytes(content)
+        if out.exists():
+            # Move the old run aside first so that a crash never leaves neither.
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.replace(out, retired / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise OutputError(f"{path}: not found; is {path.parent} a finished dcmarket run directory?") from None
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / SUMMARY
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OutputError(f"{run_dir}: no {SUMMARY}; give the directory of a finished dcmarket run") from None
+    except json.JSONDecodeError:
+        raise OutputError(f"{path}: not valid JSON; the run directory is damaged, re-run it") from None

@@ -1,0 +1,149 @@
+"""Plain-text tables for the terminal: products, capacity, rounds, allocation, equilibrium verdict.
+
+The round table is built from the same rows that go to bids.csv and rounds.csv, so
+`dcmarket run` and `dcmarket log` print the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Sequence[bool] | None = None) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    right = right or [False] * len(headers)
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def money(amount: float) -> str:
+    return f"{amount:g}"
+
+
+def mw(amount: float) -> str:
+    return f"{amount:.3f}"
+
+
+def products_table(products: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        (p["id"], "-" if p["bus"] is None else p["bus"], f"{p['risk']:g}", mw(p["capacity_mw"])) for p in products
+    ]
+    return format_table(["product", "bus", "risk", "capacity (MW)"], rows, [False, True, True, True])
+
+
+def capacity_table(buses: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        (b["bus"], mw(b["demand_mw"]), mw(b["firm_mw"]), mw(b["flexible_mw"]), mw(b["increment_mw"])) for b in buses
+    ]
+    headers = ["bus", "demand (MW)", "firm c (MW)", "flexible c^eps (MW)", "increment (MW)"]
+    return format_table(headers, rows, [True] * 5)
+
+
+def _bid_text(bids: Sequence[Mapping[str, Any]]) -> str:
+    amounts = {float(b["amount"]) for b in bids}
+    names = ", ".join(b["product"] for b in bids)
+    if len(amounts) == 1:
+        return f"{names} at {money(amounts.pop())}"
+    return ", ".join(f"{b['product']} at {money(float(b['amount']))}" for b in bids)
+
+
+def _standings_text(standings: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for row in standings:
+        holder = row["standing_bidder"] or "-"
+        price = money(float(row["standing_price"])) if row["standing_bidder"] else "0"
+        parts.append(f"{row['product']}: {holder} ({price})")
+    return ", ".join(parts)
+
+
+def round_table(
+    bids: Sequence[Mapping[str, Any]],
+    standings: Sequence[Mapping[str, Any]],
+    bidders: Sequence[str],
+    *,
+    round_filter: int | None = None,
+    bidder_filter: str | None = None,
+    product_filter: str | None = None,
+) -> str:
+    """Table III/V layout: per round, each bidder's new bids, then holder (price) per product."""
+    rounds = sorted({int(r["round"]) for r in standings})
+    if round_filter is not None:
+        rounds = [r for r in rounds if r == round_filter]
+    rows = []
+    for number in rounds:
+        round_bids = [b for b in bids if int(b["round"]) == number]
+        round_standings = [s for s in standings if int(s["round"]) == number]
+        if product_filter is not None:
+            round_bids = [b for b in round_bids if b["product"] == product_filter]
+            round_standings = [s for s in round_standings if s["product"] == product_filter]
+        if bidder_filter is not None:
+            round_standings = [s for s in round_standings if s["standing_bidder"] == bidder_filter]
+        after = _standings_text(round_standings) or "-"
+        any_bid = any(int(b["round"]) == number for b in bids)
+        entries = []
+        for bidder in bidders:
+            if bidder_filter is not None and bidder != bidder_filter:
+                continue
+            own = [b for b in round_bids if b["bidder"] == bidder]
+            if own:
+                entries.append((bidder, _bid_text(own)))
+        if not any_bid:
+            entries = [("-", "no new bids: the auction closes")]
+        elif not entries:
+            entries = [("-", "-")]
+        for i, (bidder, text) in enumerate(entries):
+            rows.append((number if i == 0 else "", bidder, text, after if i == 0 else ""))
+    return format_table(["round", "bidder", "new bids ($)", "after the round: holder (price $)"], rows)
+
+
+def allocation_table(
+    products: Sequence[str], allocation: Mapping[str, str | None], prices: Mapping[str, float]
+) -> str:
+    rows = [(p, allocation[p] or "(unsold)", money(prices[p])) for p in products]
+    return format_table(["product", "winner", "price ($)"], rows, [False, False, True])
+
+
+def payments_table(bundles: Mapping[str, Sequence[str]], payments: Mapping[str, float], values: Mapping[str, float]) -> str:
+    rows = [
+        (bidder, ", ".join(bundles[bidder]) or "-", money(values[bidder]), money(payments[bidder]),
+         money(values[bidder] - payments[bidder]))
+        for bidder in payments
+    ]
+    headers = ["bidder", "products won", "value ($)", "pays ($)", "surplus ($)"]
+    return format_table(headers, rows, [False, False, True, True, True])
+
+
+def _bundle(bundle: Sequence[str]) -> str:
+    return "{" + ", ".join(bundle) + "}"
+
+
+def equilibrium_text(summary: Mapping[str, Any]) -> str:
+    eq = summary["equilibrium"]
+    if not eq.get("checked", True):
+        return f"Equilibrium: not checked ({eq['reason']})"
+    lines = []
+    verdict = "holds" if eq["holds"] else "does NOT hold"
+    lines.append(
+        f"Competitive equilibrium under the modified valuations (8), increment {money(eq['increment'])} $: {verdict}"
+    )
+    for v in eq["violations"]:
+        lines.append(f"  violation ({v['condition']}): {v['message']}")
+    verdict_true = "holds" if eq["holds_true_valuations"] else "does not hold"
+    lines.append(f"Competitive equilibrium under the true valuations: {verdict_true}")
+    for v in eq["violations_true"]:
+        lines.append(f"  violation ({v['condition']}): {v['message']}")
+    lines.append("Surplus-maximising bundles under (8):")
+    for bidder, bundles in eq["maximisers"].items():
+        lines.append(f"  {bidder}: " + ", ".join(_bundle(b) for b in bundles))
+    bound = "holds" if eq["efficiency_bound_holds"] else "VIOLATED"
+    lines.append(
+        f"Welfare {money(summary['welfare'])} $ against the efficient {money(summary['efficient_welfare'])} $ "
+        f"(gap {money(eq['efficiency_gap'])} $; bound (9) allows {money(eq['efficiency_bound'])} $: {bound})"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,216 @@
+"""End to end through the CLI: the paper's two examples, the run directory, reproducibility, `log`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from sim.cli import main
+from tests.conftest import need_glpk
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+PRODUCTS = ["firm@3", "flex@3", "firm@4", "flex@4"]
+
+
+@pytest.fixture(scope="module")
+def additive_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "additive"
+    assert main(["run", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def concave_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "concave"
+    assert main(["run", str(EXPERIMENTS / "paper_4bus_concave.toml"), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def _summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_example_1_outcome_matches_the_paper(additive_run):
+    s = _summary(additive_run)
+    assert [p["id"] for p in s["products"]] == PRODUCTS
+    assert s["prices"] == {"firm@3": 20, "flex@3": 5, "firm@4": 10, "flex@4": 5}
+    assert s["allocation"] == {"firm@3": "B2", "flex@3": "B2", "firm@4": "B1", "flex@4": "B1"}
+    assert s["payments"] == {"B1": 15, "B2": 25}
+    assert s["rounds"] == 4 and s["rounds_run"] == 5 and s["closed_by"] == "no_new_bids"
+    assert s["welfare"] == 95 and s["efficient_welfare"] == 95
+    eq = s["equilibrium"]
+    assert eq["holds"] is True and eq["holds_true_valuations"] is False
+    assert eq["maximisers"]["B1"] == [["firm@4", "flex@4"]]  # Table VI: unique, surplus 30
+    assert eq["maximisers"]["B2"] == [["firm@3", "flex@3"], ["firm@3", "flex@3", "flex@4"]]  # Table VII
+    assert [v["bidder"] for v in eq["violations_true"]] == ["B2"]
+
+
+def test_example_1_round_log_matches_table_iii(additive_run):
+    bids = [(int(r["round"]), r["bidder"], r["product"], float(r["amount"])) for r in _rows(additive_run / "bids.csv")]
+    assert bids == [
+        (1, "B1", "firm@3", 5), (1, "B2", "firm@3", 5), (1, "B2", "flex@3", 5), (1, "B1", "firm@4", 5),
+        (1, "B2", "firm@4", 5), (1, "B1", "flex@4", 5), (1, "B2", "flex@4", 5),
+        (2, "B2", "firm@3", 10), (2, "B1", "firm@4", 10),
+        (3, "B1", "firm@3", 15),
+        (4, "B2", "firm@3", 20),
+    ]
+    rounds = _rows(additive_run / "rounds.csv")
+    assert len(rounds) == 5 * 4  # one row per product per round, the closing round included
+    after_1 = {r["product"]: (r["standing_bidder"], float(r["standing_price"])) for r in rounds if r["round"] == "1"}
+    assert after_1 == {"firm@3": ("B1", 5), "flex@3": ("B2", 5), "firm@4": ("B2", 5), "flex@4": ("B1", 5)}
+
+
+def test_example_2_outcome_and_rounds(concave_run):
+    s = _summary(concave_run)
+    assert s["allocation"] == {"firm@3": "B2", "flex@3": "B1", "firm@4": "B2", "flex@4": "B1"}
+    assert s["prices"] == dict.fromkeys(PRODUCTS, 10)
+    assert s["rounds"] == 5
+    bids = [(int(r["round"]), r["bidder"], r["product"]) for r in _rows(concave_run / "bids.csv")]
+    assert [b for b in bids if b[0] >= 2] == [(2, "B2", "firm@3"), (3, "B1", "flex@3"), (4, "B2", "firm@4"), (5, "B1", "flex@4")]
+    eq = s["equilibrium"]
+    assert eq["holds"] is True and eq["holds_true_valuations"] is False
+    assert eq["maximisers"]["B1"] == [["flex@3", "flex@4"]]  # Table VIII
+    assert eq["maximisers"]["B2"] == [  # Table IX
+        ["firm@3", "firm@4"], ["firm@3", "flex@3", "firm@4"], ["firm@3", "firm@4", "flex@4"]
+    ]
+
+
+def test_products_come_from_the_grid_models(additive_run):
+    s = _summary(additive_run)
+    caps = {p["id"]: p["capacity_mw"] for p in s["products"]}
+    assert caps["firm@3"] == pytest.approx(10, abs=1e-6) and caps["firm@4"] == pytest.approx(10, abs=1e-6)
+    # Spec 5.2: about 7.1 and 5.4 MW with true truncation (the paper reports 6.3 and 5.6).
+    assert 6.5 < caps["flex@3"] < 7.7 and 5.0 < caps["flex@4"] < 5.8
+    assert [p["risk"] for p in s["products"]] == [0, 0.05, 0, 0.05]
+    buses = {b["bus"]: b for b in s["capacity"]["buses"]}
+    assert buses[3]["flexible_mw"] - buses[3]["firm_mw"] == pytest.approx(caps["flex@3"])
+
+
+def test_run_directory_contents_and_effective_config(additive_run, tmp_path):
+    names = sorted(p.name for p in additive_run.iterdir())
+    assert names == ["bids.csv", "capacity.csv", "config.toml", "products.csv", "rounds.csv", "summary.json"]
+    text = "".join(p.read_text() for p in additive_run.iterdir())
+    assert str(Path.home()) not in text and "/tmp" not in text  # no absolute paths
+    effective = tomllib.loads((additive_run / "config.toml").read_text())
+    assert effective["seed"] == 2026 and "opening_bid" not in effective["auction"]  # default: the increment
+    assert effective["auction"]["tie_break"] == "alternating" and effective["bidders"][0]["bundle_ties"] == "paper"
+    # Re-running the effective config reproduces the run byte for byte.
+    rerun = tmp_path / "rerun"
+    assert main(["run", str(additive_run / "config.toml"), "--out", str(rerun), "--quiet"]) == 0
+    for name in names:
+        assert (rerun / name).read_bytes() == (additive_run / name).read_bytes(), name
+
+
+def test_same_config_and_seed_give_byte_identical_directories(tmp_path):
+    config = EXPERIMENTS / "paper_4bus_concave.toml"
+    for name in ("a", "b"):
+        assert main(["run", str(config), "--out", str(tmp_path / name), "--quiet", "--seed", "11"]) == 0
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["seed"] == 11
+    assert tomllib.loads((tmp_path / "a" / "config.toml").read_text())["seed"] == 11
+
+
+def test_a_different_seed_changes_the_scenarios(tmp_path, additive_run):
+    assert main(["run", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(tmp_path / "r"), "--quiet",
+                 "--seed", "7"]) == 0
+    ours = {p["id"]: p["capacity_mw"] for p in _summary(tmp_path / "r")["products"]}
+    theirs = {p["id"]: p["capacity_mw"] for p in _summary(additive_run)["products"]}
+    assert ours["firm@3"] == pytest.approx(theirs["firm@3"])  # robust: no sampling involved
+    assert ours["flex@3"] != theirs["flex@3"]
+
+
+def test_existing_directory_is_refused_without_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    config = str(EXPERIMENTS / "paper_4bus_additive.toml")
+    assert main(["run", config, "--out", str(out), "--quiet"]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert (out / "keep.txt").exists()
+    assert main(["run", config, "--out", str(out), "--quiet", "--force"]) == 0
+    assert not (out / "keep.txt").exists() and (out / "summary.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary leftovers
+
+
+def test_glpk_gives_the_same_run(tmp_path, additive_run):
+    need_glpk()
+    out = tmp_path / "glpk"
+    assert main(["run", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(out), "--quiet",
+                 "--solver", "glpk"]) == 0
+    ours, theirs = _summary(out), _summary(additive_run)
+    for a, b in zip(ours["products"], theirs["products"]):
+        assert a["capacity_mw"] == pytest.approx(b["capacity_mw"], abs=1e-6)
+    assert ours["allocation"] == theirs["allocation"] and ours["prices"] == theirs["prices"]
+
+
+def test_log_prints_filtered_rounds(additive_run, capsys):
+    assert main(["log", str(additive_run)]) == 0
+    full = capsys.readouterr().out
+    assert "no new bids: the auction closes" in full and "firm@3: B2 (20)" in full
+    assert main(["log", str(additive_run), "--round", "3"]) == 0
+    third = capsys.readouterr().out
+    assert "firm@3 at 15" in third and "firm@3 at 20" not in third
+    assert main(["log", str(additive_run), "--bidder", "B2", "--product", "firm@3"]) == 0
+    b2 = capsys.readouterr().out
+    assert "firm@3 at 20" in b2 and "B1" not in b2 and "flex@4" not in b2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--round", "9"], "--round: this run has rounds 1 to 5"),
+        (["--bidder", "B7"], "--bidder: unknown bidder 'B7'; this run has B1, B2"),
+        (["--product", "firm@9"], "--product: unknown product 'firm@9'"),
+    ],
+)
+def test_log_rejects_unknown_filters(additive_run, capsys, args, message):
+    assert main(["log", str(additive_run), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_log_on_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["log", str(tmp_path)]) == 2
+    assert "no summary.json" in capsys.readouterr().err
+
+
+def test_complements_case_reports_the_violation(tmp_path, capsys):
+    config = {
+        "seed": 1,
+        "auction": {"increment": 5},
+        "products": [{"id": "A", "capacity_mw": 10}, {"id": "B", "capacity_mw": 10}],
+        "bidders": [
+            {"name": "C", "profile": "bundles", "bundles": [{"products": ["A", "B"], "value": 30}]},
+            {"name": "X", "profile": "additive", "values": {"A": 20}},
+            {"name": "Y", "profile": "additive", "values": {"B": 20}},
+        ],
+    }
+    path = tmp_path / "complements.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    s = _summary(tmp_path / "run")
+    assert s["capacity"] is None
+    # Hand-traced (README): R1 C wins A on the tie, Y wins B; R2 X takes A, C takes B at 10;
+    # R3 C retakes A and Y retakes B at 15; R4 nobody bids. C is left exposed with A alone.
+    assert s["allocation"] == {"A": "C", "B": "Y"} and s["prices"] == {"A": 15, "B": 15}
+    assert s["rounds"] == 3
+    eq = s["equilibrium"]
+    assert eq["holds"] is False and eq["holds_true_valuations"] is False
+    [violation] = eq["violations"]
+    assert (violation["bidder"], violation["condition"], violation["bundle"]) == ("C", "7a", [])
+    assert violation["gain"] == pytest.approx(15)  # empty bundle 0 against {A}: 0 - 15
+    assert s["welfare"] == 20 and s["efficient_welfare"] == 40
+    assert eq["efficient_allocation"] == {"C": [], "X": ["A"], "Y": ["B"]}
+    assert eq["efficiency_bound_holds"] is False  # 20 < 40 - 5 * 2: complements void (9)
+    assert "violation (7a): C prefers {}" in capsys.readouterr().out
