@@ -234,7 +234,8 @@ class BidderConfig(_Section):
 
 class EquilibriumConfig(_Section):
     # The checker enumerates 2^m bundles per bidder and 3^m pairs for the efficient allocation.
-    max_products: int = Field(default=12, ge=1, le=20)
+    # Past 16, 3^m pairs take minutes and gigabytes; larger markets need other certificates.
+    max_products: int = Field(default=12, ge=1, le=16)
 
 
 class ExperimentConfig(_Section):
@@ -372,6 +373,10 @@ def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> Exper
 
 def effective_config(config: ExperimentConfig, *, scenarios_csv: str | None = None) -> dict[str, Any]:
     """The config as it ran, with defaults filled in, ready to write as TOML and run again."""
+    if config.auction.opening_bid is None:
+        # Write the default the run used, so the file says what happened without the code.
+        auction = config.auction.model_copy(update={"opening_bid": config.auction.increment})
+        config = config.model_copy(update={"auction": auction})
     data = config.model_dump(mode="json", exclude_none=True)
     ordered: dict[str, Any] = {"seed": data.pop("seed"), "solver": data.pop("solver")}
     if "network" in data:

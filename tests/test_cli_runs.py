@@ -102,7 +102,7 @@ def test_run_directory_contents_and_effective_config(additive_run, tmp_path):
     text = "".join(p.read_text() for p in additive_run.iterdir())
     assert str(Path.home()) not in text and "/tmp" not in text  # no absolute paths
     effective = tomllib.loads((additive_run / "config.toml").read_text())
-    assert effective["seed"] == 2026 and "opening_bid" not in effective["auction"]  # default: the increment
+    assert effective["seed"] == 2026 and effective["auction"]["opening_bid"] == 5  # default: the increment
     assert effective["auction"]["tie_break"] == "alternating" and effective["bidders"][0]["bundle_ties"] == "paper"
     # Re-running the effective config reproduces the run byte for byte.
     rerun = tmp_path / "rerun"
