@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomli_w
 
@@ -186,19 +188,8 @@ def test_log_on_a_directory_that_is_not_a_run(tmp_path, capsys):
 
 
 def test_complements_case_reports_the_violation(tmp_path, capsys):
-    config = {
-        "seed": 1,
-        "auction": {"increment": 5},
-        "products": [{"id": "A", "capacity_mw": 10}, {"id": "B", "capacity_mw": 10}],
-        "bidders": [
-            {"name": "C", "profile": "bundles", "bundles": [{"products": ["A", "B"], "value": 30}]},
-            {"name": "X", "profile": "additive", "values": {"A": 20}},
-            {"name": "Y", "profile": "additive", "values": {"B": 20}},
-        ],
-    }
-    path = tmp_path / "complements.toml"
-    path.write_text(tomli_w.dumps(config))
-    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    config = EXPERIMENTS / "complements_exposure.toml"
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     s = _summary(tmp_path / "run")
     assert s["capacity"] is None
     # Hand-traced (README): R1 C wins A on the tie, Y wins B; R2 X takes A, C takes B at 10;
@@ -214,3 +205,32 @@ def test_complements_case_reports_the_violation(tmp_path, capsys):
     assert eq["efficient_allocation"] == {"C": [], "X": ["A"], "Y": ["B"]}
     assert eq["efficiency_bound_holds"] is False  # 20 < 40 - 5 * 2: complements void (9)
     assert "violation (7a): C prefers {}" in capsys.readouterr().out
+
+
+def test_scenarios_from_csv_run_and_rerun_from_the_run_directory(tmp_path):
+    # Four columns (one per bus of paper-4bus), 400 rows; bus 2's column is left out on purpose.
+    rng = np.random.default_rng(4)
+    rows = np.column_stack([rng.uniform(20, 30, 400), rng.uniform(10, 20, 400), rng.uniform(10, 30, 400)])
+    (tmp_path / "loads.csv").write_text(
+        "1,3,4\n" + "".join(",".join(f"{v:.6f}" for v in row) + "\n" for row in rows)
+    )
+    config = tomllib.loads((EXPERIMENTS / "paper_4bus_additive.toml").read_text())
+    config["load"] = {"scenarios_csv": "loads.csv"}
+    (tmp_path / "csv.toml").write_text(tomli_w.dumps(config))
+    out = tmp_path / "run"
+    assert main(["run", str(tmp_path / "csv.toml"), "--out", str(out), "--quiet"]) == 0
+    assert (out / "scenarios.csv").read_bytes() == (tmp_path / "loads.csv").read_bytes()
+    assert tomllib.loads((out / "config.toml").read_text())["load"] == {"scenarios_csv": "scenarios.csv"}
+    # Robust box = sample range; bus 2 carries nothing. Firm by hand: c4 <= 40 - max p4 (withdrawal)
+    # and line 1-2: c3 + c4 <= 100 - (max p3 + max p4); bus 4 has priority (D4 < D3).
+    p3_max, p4_max = rows[:, 1].max(), rows[:, 2].max()
+    c4 = min(40 - p4_max, 50 - p4_max, 100 - p3_max - p4_max)
+    c3 = min(40 - p3_max, 50 - p3_max, 100 - p3_max - p4_max - c4)
+    caps = {p["id"]: p["capacity_mw"] for p in _summary(out)["products"]}
+    assert caps["firm@4"] == pytest.approx(c4, abs=1e-6) and caps["firm@3"] == pytest.approx(c3, abs=1e-6)
+    # The run directory is self-contained: its config re-runs from there, byte for byte.
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(out, moved)
+    assert main(["run", str(moved / "config.toml"), "--out", str(tmp_path / "rerun"), "--quiet"]) == 0
+    for name in ("summary.json", "products.csv", "bids.csv", "rounds.csv", "config.toml", "scenarios.csv"):
+        assert (tmp_path / "rerun" / name).read_bytes() == (out / name).read_bytes(), name
