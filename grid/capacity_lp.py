@@ -280,6 +280,32 @@ def _build(
     return m
 
 
+def _solve_holding(
+    m: pyo.ConcreteModel, solver: str, name: str, expr, value: float, *, upper: bool
+) -> str:
+    """Hold the previous stage's optimum (expr <= value, or >= value), then solve the next stage.
+
+    Holding the optimum exactly keeps a later stage from trading capacity between buses inside
+    a tolerance (a shift of tol / |1/D_i - 1/D_j| MW); the looser retries only guard against a
+    solver that finds the exact hold infeasible through round-off.
+    """
+    status = "infeasible"
+    for tolerance in (0.0, 1e-9, 1e-6):
+        slack = tolerance * (1.0 + abs(value))
+        bound = expr <= value + slack if upper else expr >= value - slack
+        m.add_component(name, pyo.Constraint(expr=bound))
+        status = solve(m, solver)
+        if status != "infeasible":
+            return status
+        m.del_component(name)
+    return status
+
+
+def _require_optimal(status: str, solver: str, what: str) -> None:
+    if status != "optimal":
+        raise SolverError(f"solver {solver!r} reported {what} {status}; try the other solver")
+
+
 def solve_capacity(
     model_name: str,
     network: Network,
@@ -290,7 +316,8 @@ def solve_capacity(
     solver: str,
     risk_text: str,
 ) -> CapacityResult:
-    """Two stages: min unserved ratio, then max total capacity with that ratio held."""
+    """Min unserved ratio (1a); then, holding each optimum in turn: max total capacity, min worst
+    unserved ratio, max capacity bus by bus in bus order. The later stages only settle ties."""
     check_bounded(candidates, rows)
     lp_rows = needed_rows(rows, floors)
     m = _build(candidates, floors, lp_rows, add_limits, elastic=False)
@@ -302,23 +329,39 @@ def solve_capacity(
     best = float(pyo.value(m.unserved))
 
     # Stage 2 (Theorem 1 / Proposition 1): among the minimisers of (1a), take the largest total.
+    n = len(candidates.buses)
     m.objective.deactivate()
     m.total = pyo.Objective(expr=sum(m.c[k] for k in m.c), sense=pyo.maximize)
-    # Holding the optimum exactly keeps stage 2 from trading capacity between buses inside the
-    # tolerance (a shift of tol / |1/D_i - 1/D_j| MW); the looser retries only guard against a
-    # solver that finds the exact hold infeasible through round-off.
-    for tolerance in (0.0, 1e-9, 1e-6):
-        m.hold_unserved = pyo.Constraint(expr=m.unserved <= best + tolerance * (1.0 + abs(best)))
-        status = solve(m, solver)
-        if status != "infeasible":
-            break
-        m.del_component(m.hold_unserved)
+    status = _solve_holding(m, solver, "hold_unserved", m.unserved, best, upper=True)
     if status == "unbounded":
         _raise_unbounded(m, candidates, lp_rows, solver)
-    if status != "optimal":
-        raise SolverError(
-            f"solver {solver!r} reported stage 2 of the {model_name} capacity LP {status}; try the other solver"
-        )
+    _require_optimal(status, solver, f"stage 2 of the {model_name} capacity LP")
+
+    # Stages 3 and 4 settle ties that (1a) and the total leave open (e.g. equal demands sharing
+    # a line), so every solver returns the same capacities. Stage 3 spreads the shortage: it
+    # minimises the worst unserved ratio (D_i - c_i)/D_i. Stage 4 gives whatever is still free
+    # to candidates in bus order, one at a time.
+    total = float(pyo.value(m.total))
+    m.total.deactivate()
+    m.worst = pyo.Var()
+    m.worst_ratio = pyo.Constraint(
+        range(n), rule=lambda m, k: m.worst >= (float(candidates.demand_mw[k]) - m.c[k]) / float(candidates.demand_mw[k])
+    )
+    m.fairness = pyo.Objective(expr=m.worst)
+    status = _solve_holding(m, solver, "hold_total", m.total.expr, total, upper=False)
+    _require_optimal(status, solver, f"stage 3 of the {model_name} capacity LP")
+    held_name, held_expr, held_value, upper = "hold_worst", m.worst, float(pyo.value(m.worst)), True
+    m.fairness.deactivate()
+    for k in range(n - 1):  # the last one is fixed by the held total
+        m.own = pyo.Objective(expr=m.c[k], sense=pyo.maximize)
+        status = _solve_holding(m, solver, held_name, held_expr, held_value, upper=upper)
+        _require_optimal(status, solver, f"stage 4 of the {model_name} capacity LP")
+        held_name, held_expr, held_value, upper = f"hold_bus_{k}", m.c[k], float(pyo.value(m.c[k])), False
+        m.del_component(m.own)
+    if n > 1:
+        m.own = pyo.Objective(expr=m.c[n - 1], sense=pyo.maximize)
+        status = _solve_holding(m, solver, held_name, held_expr, held_value, upper=upper)
+        _require_optimal(status, solver, f"stage 4 of the {model_name} capacity LP")
 
     values = np.array([pyo.value(m.c[k]) for k in range(len(candidates.buses))], dtype=float)
     values = np.maximum(values, floors)  # solver round-off below a bound

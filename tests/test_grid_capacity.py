@@ -343,3 +343,42 @@ def test_solve_reports_outcomes_alike_for_both_solvers(solver, kind):
     else:
         assert m.x.value is None  # nothing loaded
     assert len(list(m.component_objects(pyo.Objective, active=True))) == 1
+
+
+# ---------------------------------------------------------------- ties that (1a) leaves open
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_equal_demands_share_the_line_evenly_with_every_solver(net, scenarios, solver):
+    # D3 = D4: every split of line 1-2's 20 MW minimises (1a) and the total; stage 3 evens out the
+    # unserved ratios, so (10, 10), which bus 4's withdrawal bound (c4 <= 10) also allows.
+    firm = firm_capacity(net, scenarios, {3: 30.0, 4: 30.0}, solver)
+    assert_capacities(firm, {1: 0.0, 2: 0.0, 3: 10.0, 4: 10.0})
+    # Flexible: an even split (16.2 each) would break bus 4's CVaR bound (15.4), so bus 4 sits at
+    # that bound and bus 3 takes the rest of line 1-2.
+    eps, p = 0.05, scenarios.samples_mw
+    trunk = 100.0 - cvar(p[:, 1] + p[:, 2] + p[:, 3], eps)
+    c4 = min(40.0 - cvar(p[:, 3], eps), trunk / 2)
+    c3 = min(40.0 - cvar(p[:, 2], eps), trunk - c4)
+    assert c4 < trunk / 2  # the case the comment describes
+    flexible = flexible_capacity(net, scenarios, {3: 30.0, 4: 30.0}, eps, firm.capacity_mw, solver)
+    assert_capacities(flexible, {1: 0.0, 2: 0.0, 3: c3, 4: c4})
+
+
+def star(limit_23: float) -> Network:
+    """Bus 1 feeds bus 2 over a 22 MW line; buses 3, 4, 5 hang off bus 2."""
+    return Network(
+        "star",
+        tuple(Bus(b, withdrawal_limit_mw=100.0) for b in range(1, 6)),
+        (Line("1-2", 1, 2, 22.0), Line("2-3", 2, 3, limit_23), Line("2-4", 2, 4, 50.0), Line("2-5", 2, 5, 50.0)),
+        1,
+    )
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_remaining_ties_go_to_candidates_in_bus_order(solver):
+    # Line 2-3 caps c3 at 2, so bus 3's unserved ratio 28/30 is the worst whatever the others get;
+    # stage 3 then only requires c4, c5 >= 2 and c4 + c5 = 20 is still open. Stage 4 fills bus 4
+    # first: (c3, c4, c5) = (2, 18, 2), with both solvers.
+    net = star(2.0)
+    scenarios = sample_truncated_normal(net, {}, 10, np.random.default_rng(0))
+    result = firm_capacity(net, scenarios, {3: 30.0, 4: 30.0, 5: 30.0}, solver)
+    assert result.capacity_mw == pytest.approx({1: 0.0, 2: 0.0, 3: 2.0, 4: 18.0, 5: 2.0}, abs=TOL)
