@@ -29,6 +29,11 @@ _RELATIVE_TOLERANCE = 1e-9
 MAX_ENUMERATED_PRODUCTS = 20
 
 
+def _cost(bundle: Iterable[str], prices: Mapping[str, float]) -> float:
+    """Price of a bundle; fsum is exactly rounded, so set iteration order cannot change it."""
+    return math.fsum(prices[p] for p in bundle)
+
+
 def _tolerance(*amounts: float) -> float:
     return _RELATIVE_TOLERANCE * max(1.0, *(abs(a) for a in amounts))
 
@@ -73,7 +78,7 @@ def enumerate_maximisers(
     for size in range(len(products) + 1):
         for combo in combinations(products, size):
             bundle = frozenset(combo)
-            surpluses.append((bundle, valuation(bundle) - sum(prices[p] for p in bundle)))
+            surpluses.append((bundle, valuation(bundle) - _cost(bundle, prices)))
     best = max(s for _, s in surpluses)
     tol = _tolerance(best, *prices.values())
     return [bundle for bundle, s in surpluses if s >= best - tol]
@@ -88,7 +93,8 @@ class AdditiveValuation(ValuationProfile):
     kind: ClassVar[str] = "additive"
 
     def value(self, bundle: frozenset[str]) -> float:
-        return float(sum(self.values.get(p, 0.0) for p in bundle))
+        # fsum is exactly rounded, so the value does not depend on the set's hash order.
+        return math.fsum(self.values.get(p, 0.0) for p in bundle)
 
     def choose_bundle(self, prices, held, rule, rank):
         # Maximisers are exactly P plus any subset of Z (P: positive surplus, Z: zero surplus).
@@ -180,7 +186,7 @@ class BundleTableValuation(ValuationProfile):
         # At positive prices, adding a product that raises no table value only costs money,
         # so the empty bundle and the table's own bundles are the only candidates.
         candidates = [frozenset()] + [b for b, _ in self.bundles if b <= offered]
-        surplus = {b: self.value(b) - sum(prices[p] for p in b) for b in candidates}
+        surplus = {b: self.value(b) - _cost(b, prices) for b in candidates}
         best = max(surplus.values())
         tol = _tolerance(best, *prices.values())
         return rule.best([b for b, s in surplus.items() if s >= best - tol], held, rank)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -234,3 +237,30 @@ def test_scenarios_from_csv_run_and_rerun_from_the_run_directory(tmp_path):
     assert main(["run", str(moved / "config.toml"), "--out", str(tmp_path / "rerun"), "--quiet"]) == 0
     for name in ("summary.json", "products.csv", "bids.csv", "rounds.csv", "config.toml", "scenarios.csv"):
         assert (tmp_path / "rerun" / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_outputs_do_not_depend_on_the_python_hash_seed(tmp_path):
+    # Sets of product ids iterate in hash order, which changes per process; sums over them must
+    # not. Fractional values make a different summation order show up in the last digit.
+    config = {
+        "seed": 5,
+        "auction": {"increment": 0.01},
+        "products": [{"id": name, "capacity_mw": 1.0} for name in ("A", "B", "C", "D")],
+        "bidders": [
+            {"name": "x", "profile": "additive", "values": {"A": 0.1, "B": 0.2, "C": 0.3, "D": 0.7}},
+            {"name": "y", "profile": "bundles", "bundles": [{"products": ["A", "C", "D"], "value": 1.1}]},
+        ],
+    }
+    path = tmp_path / "fractions.toml"
+    path.write_text(tomli_w.dumps(config))
+    repo = Path(__file__).resolve().parents[1]
+    summaries = []
+    for hash_seed in ("1", "2", "3", "4"):
+        out = tmp_path / f"run{hash_seed}"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(repo)}
+        subprocess.run(
+            [sys.executable, "-m", "sim.cli", "run", str(path), "--out", str(out), "--quiet"],
+            env=env, check=True, capture_output=True,
+        )
+        summaries.append((out / "summary.json").read_bytes())
+    assert len(set(summaries)) == 1
