@@ -44,23 +44,55 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> byte
 
 
 def json_bytes(data: Any) -> bytes:
-    return (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    try:
+        return (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    except ValueError:
+        raise OutputError(
+            "the results contain an infinite or undefined number; check the magnitudes of values and increments"
+        ) from None
 
 
 def check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise OutputError(f"{out}: already exists; pass --force to replace it or choose another --out")
-    if out.exists() and not out.is_dir():
+    """Refuse to overwrite anything that is not a previous run directory.
+
+    `--force` replaces a finished run (it has summary.json) or an empty directory; it never
+    deletes the working directory, one of its parents, or a folder of someone's other files.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
         raise OutputError(f"{out}: exists and is not a directory; choose another --out")
+    if not force:
+        raise OutputError(f"{out}: already exists; pass --force to replace it or choose another --out")
+    resolved, here = out.resolve(), Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        raise OutputError(f"{out}: is the working directory or one of its parents; choose a subdirectory for --out")
+    if any(out.iterdir()) and not (out / SUMMARY).is_file():
+        raise OutputError(
+            f"{out}: exists and is not a dcmarket run directory (no {SUMMARY}); --force replaces only runs, "
+            "choose another --out"
+        )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = False) -> None:
     """Write every file under a temporary name beside `out`, then rename it into place."""
     check_out_dir(out, force)
     parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as error:
+        raise OutputError(f"{out}: cannot create the run directory ({error.strerror}); choose another --out") from None
+    retired: Path | None = None
+    try:
+        # mkdtemp makes a private (0700) folder; a run directory is an ordinary one.
+        os.chmod(staging, 0o777 & ~_umask())
         for name, content in files.items():
             (staging / name).write_bytes(content)
         if out.exists():
@@ -68,12 +100,19 @@ def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = 
             retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
             os.replace(out, retired / out.name)
             os.replace(staging, out)
-            shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, out)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if retired is not None and (retired / out.name).exists() and not out.exists():
+            os.replace(retired / out.name, out)  # put the old run back
+        raise OutputError(f"{out}: cannot write the run directory ({error.strerror}); choose another --out") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -84,11 +123,18 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
         raise OutputError(f"{path}: not found; is {path.parent} a finished dcmarket run directory?") from None
 
 
+SUMMARY_KEYS = ("products", "allocation", "prices", "payments", "rounds", "rounds_run")
+
+
 def read_summary(run_dir: Path) -> dict[str, Any]:
     path = run_dir / SUMMARY
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        missing = [key for key in SUMMARY_KEYS if key not in summary]
+        if missing:
+            raise OutputError(f"{path}: has no {missing[0]!r}; the run directory is damaged, re-run it")
+        return summary
     except FileNotFoundError:
         raise OutputError(f"{run_dir}: no {SUMMARY}; give the directory of a finished dcmarket run") from None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
         raise OutputError(f"{path}: not valid JSON; the run directory is damaged, re-run it") from None
