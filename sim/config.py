@@ -11,7 +11,7 @@ import difflib
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Annotated, Any, Iterable, Literal, Mapping
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -28,7 +28,9 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Strict: `seed = true` or `increment = "5"` is an error, not a silent conversion (ints are
+    # still accepted where floats are expected). No infinities or NaN anywhere.
+    model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -44,10 +46,21 @@ class _Section(BaseModel):
         return data
 
 
-def _finite(value: float, what: str) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value}")
-    return value
+# Money in $ above this is a typo, and its sums would overflow the welfare checks.
+MAX_MONEY = 1e12
+
+
+def _bus_keys(table: Any) -> Any:
+    """TOML keys are strings; bus tables are keyed by bus number."""
+    if not isinstance(table, Mapping):
+        return table
+    converted = {}
+    for key, value in table.items():
+        try:
+            converted[int(key)] = value
+        except (TypeError, ValueError):
+            raise ValueError(f"key {key!r} is not a bus number; use integer bus numbers as keys") from None
+    return converted
 
 
 def _one_of(value: str, names: Iterable[str], field: str) -> str:
@@ -80,6 +93,11 @@ class NetworkConfig(_Section):
             if isinstance(demand, (int, float)) and not isinstance(demand, bool) and isinstance(buses, list):
                 return {**data, "demand_mw": {bus: demand for bus in buses}}
         return data
+
+    @field_validator("demand_mw", mode="before")
+    @classmethod
+    def _demand_bus_keys(cls, table: Any) -> Any:
+        return _bus_keys(table)
 
     @field_validator("candidate_buses")
     @classmethod
@@ -117,8 +135,6 @@ class BusLoadConfig(_Section):
 
     @model_validator(mode="after")
     def _ordered_bounds(self) -> "BusLoadConfig":
-        for name in ("mean", "variance", "lower", "upper"):
-            _finite(getattr(self, name), name)
         if not self.lower < self.upper:
             raise ValueError(f"lower ({self.lower:g} MW) must be below upper ({self.upper:g} MW)")
         return self
@@ -128,6 +144,11 @@ class LoadConfig(_Section):
     scenarios: int | None = Field(default=None, ge=1)
     buses: dict[int, BusLoadConfig] | None = None
     scenarios_csv: str | None = None
+
+    @field_validator("buses", mode="before")
+    @classmethod
+    def _load_bus_keys(cls, table: Any) -> Any:
+        return _bus_keys(table)
 
     @model_validator(mode="after")
     def _one_source(self) -> "LoadConfig":
@@ -175,15 +196,10 @@ class ExplicitProductConfig(_Section):
 
 
 class AuctionConfig(_Section):
-    increment: float = Field(gt=0)
-    opening_bid: float | None = Field(default=None, gt=0)
+    increment: float = Field(gt=0, le=MAX_MONEY)
+    opening_bid: float | None = Field(default=None, gt=0, le=MAX_MONEY)
     tie_break: str = "alternating"
     max_rounds: int = Field(default=1000, ge=1)
-
-    @field_validator("increment")
-    @classmethod
-    def _finite_increment(cls, value: float) -> float:
-        return _finite(value, "increment ($)")
 
     @field_validator("tie_break")
     @classmethod
@@ -193,14 +209,14 @@ class AuctionConfig(_Section):
 
 class BundleConfig(_Section):
     products: list[str] = Field(min_length=1)
-    value: float
+    value: float = Field(le=MAX_MONEY)
 
 
 class BidderConfig(_Section):
     name: str = Field(min_length=1)
     profile: str
-    values: dict[str, float] | None = None
-    by_size: list[float] | None = None
+    values: dict[str, Annotated[float, Field(le=MAX_MONEY)]] | None = None
+    by_size: list[Annotated[float, Field(le=MAX_MONEY)]] | None = None
     bundles: list[BundleConfig] | None = None
     strategy: str = "straightforward"
     bundle_ties: str = "paper"
@@ -304,18 +320,24 @@ class ExperimentConfig(_Section):
 
 # --------------------------------------------------------------------------------------------
 _FIELD_ALIASES = {"product_grid": "products", "explicit_products": "products"}
+# Tables keyed by bus number: their integer keys print as `.3`, list indices as `[3]`.
+_BUS_TABLES = {"buses", "demand_mw"}
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     path = ""
+    previous = None
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and previous in _BUS_TABLES:
+            path += f".{part}"
+        elif isinstance(part, int):
             path += f"[{part}]"
         elif part == "[key]":
             continue
         else:
             name = _FIELD_ALIASES.get(str(part), str(part)) if not path else str(part)
             path += f".{name}" if path else name
+        previous = part
     return path
 
 
@@ -329,7 +351,7 @@ def _describe_error(error: Mapping[str, Any]) -> str:
     elif error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal",
                            "int_parsing", "float_parsing", "int_type", "float_type", "list_type",
                            "dict_type", "string_type", "model_type", "bool_type", "literal_error",
-                           "too_short", "too_long", "int_from_float"):
+                           "too_short", "too_long", "int_from_float", "finite_number"):
         message = f"{message[0].lower()}{message[1:]} (got {error.get('input')!r})"
     return message
 
