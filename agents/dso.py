@@ -28,6 +28,13 @@ class CapacityReport:
     demand_mw: Mapping[int, float] = field(default_factory=dict)
 
 
+def split_by_capacity(products: Sequence[Product]) -> tuple[list[Product], list[Product]]:
+    """(offered, withheld): a product below MIN_PRODUCT_MW is not worth selling."""
+    offered = [p for p in products if p.capacity_mw >= MIN_PRODUCT_MW]
+    withheld = [p for p in products if p.capacity_mw < MIN_PRODUCT_MW]
+    return offered, withheld
+
+
 def products_from_capacity(
     candidates: Sequence[int], firm: Mapping[int, float], flexible: Mapping[int, float], risk: float
 ) -> tuple[list[Product], list[Product]]:
@@ -35,15 +42,13 @@ def products_from_capacity(
 
     Products come in bus order, firm before flex. Returns (offered, withheld).
     """
-    offered: list[Product] = []
-    withheld: list[Product] = []
+    products: list[Product] = []
     for bus in candidates:
         firm_mw = max(firm[bus], 0.0)
         # c^eps >= c is a constraint of the flexible model; clip solver noise around 0.
         increment_mw = max(flexible[bus] - firm[bus], 0.0)
-        for product in (Product(firm_id(bus), bus, 0.0, firm_mw), Product(flex_id(bus), bus, risk, increment_mw)):
-            (offered if product.capacity_mw >= MIN_PRODUCT_MW else withheld).append(product)
-    return offered, withheld
+        products += [Product(firm_id(bus), bus, 0.0, firm_mw), Product(flex_id(bus), bus, risk, increment_mw)]
+    return split_by_capacity(products)
 
 
 class DSO(mesa.Agent):
@@ -73,7 +78,8 @@ class DSO(mesa.Agent):
 
     def quantify(self, progress: Callable[[str], None] = lambda _: None) -> CapacityReport:
         if self.network is None:
-            return CapacityReport(products=self.explicit_products)
+            offered, withheld = split_by_capacity(self.explicit_products)
+            return CapacityReport(products=tuple(offered), withheld=tuple(withheld))
         assert self.scenarios is not None and self.risk_level is not None
         progress(f"firm capacity: robust LP (1)-(2) on '{self.network.name}' with {self.solver}")
         firm = firm_capacity(self.network, self.scenarios, self.demand_mw, solver=self.solver)

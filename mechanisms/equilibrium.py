@@ -42,12 +42,15 @@ class Violation:
     bundle: tuple[str, ...]  # the preferred bundle (7a) or the unsold products with positive price (7b)
     gain: float  # surplus of the preferred bundle minus that of the assigned one (7a) / their total price (7b)
     message: str
+    held: tuple[str, ...] = ()  # (7a): the bundle the bidder was allocated
+
 
     def as_dict(self) -> dict:
         return {
             "bidder": self.bidder,
             "condition": self.condition,
             "bundle": list(self.bundle),
+            "held": list(self.held),
             "gain": self.gain,
             "message": self.message,
         }
@@ -163,6 +166,7 @@ def _violation_7a(
         bidder=bidder,
         condition="7a",
         bundle=bundle,
+        held=space.tuple_of(held),
         gain=alt - own,
         message=(
             f"{bidder} prefers {format_bundle(bundle)} (surplus {format_number(alt)}) to its bundle "

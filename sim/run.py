@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from grid.errors import GridError
 from grid.solvers import check_solver
 from mechanisms.errors import SizeLimitError
 from mechanisms.welfare import allocation_welfare
@@ -69,8 +70,13 @@ def build_summary(model: MarketModel) -> dict[str, Any]:
         report = model.judge()
         equilibrium: dict[str, Any] = {"checked": True, **report.as_dict()}
         welfare, efficient = report.welfare, report.efficient_welfare
-    except SizeLimitError as error:
-        equilibrium = {"checked": False, "reason": str(error), "holds": None, "holds_true_valuations": None}
+    except SizeLimitError:
+        limit = model.config.equilibrium.max_products
+        reason = (
+            f"the exact check enumerates 2^m bundles: {len(model.products)} products exceed "
+            f"[equilibrium] max_products = {limit} (at most 16)"
+        )
+        equilibrium = {"checked": False, "reason": reason, "holds": None, "holds_true_valuations": None}
         welfare, efficient = allocation_welfare(bundles, valuations), None
     return {
         "seed": model.config.seed,
@@ -143,8 +149,9 @@ def run_experiment(
         check_solver(config.solver)
     try:
         model = MarketModel(config, base_dir=config_path.parent, progress=progress)
-    except ConfigError as error:
-        raise ConfigError(f"{config_path}: {error}") from None
+    except (ConfigError, GridError) as error:
+        # Name the config, as the schema errors do; the error class (and exit code) stays.
+        raise type(error)(f"{config_path}: {error}") from None
     model.run_auction()
     summary = build_summary(model)
     bids, rounds = _table_rows(model)

@@ -136,17 +136,39 @@ def test_a_different_seed_changes_the_scenarios(tmp_path, additive_run):
     assert ours["flex@3"] != theirs["flex@3"]
 
 
-def test_existing_directory_is_refused_without_force(tmp_path, capsys):
+def test_existing_directory_is_refused_without_force(tmp_path, capsys, monkeypatch):
+    config = str(EXPERIMENTS / "paper_4bus_additive.toml")
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    config = str(EXPERIMENTS / "paper_4bus_additive.toml")
     assert main(["run", config, "--out", str(out), "--quiet"]) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
-    assert (out / "keep.txt").exists()
-    assert main(["run", config, "--out", str(out), "--quiet", "--force"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "summary.json").exists()
+    # --force replaces runs only, never a folder of other files ...
+    assert main(["run", config, "--out", str(out), "--quiet", "--force"]) == 2
+    assert "is not a dcmarket run directory" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    # ... nor the working directory or its parents.
+    monkeypatch.chdir(out)
+    assert main(["run", config, "--out", ".", "--quiet", "--force"]) == 2
+    assert "working directory or one of its parents" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    (out / "keep.txt").unlink()
+    assert main(["run", config, "--out", str(out), "--quiet", "--force"]) == 0  # an empty folder
+    first = (out / "summary.json").read_bytes()
+    assert main(["run", config, "--out", str(out), "--quiet", "--force", "--seed", "9"]) == 0  # a run
+    assert (out / "summary.json").read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary leftovers
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == 0o777 & ~umask  # an ordinary folder, not mkdtemp's 0700
+
+
+def test_unwritable_output_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    config = str(EXPERIMENTS / "complements_exposure.toml")
+    assert main(["run", config, "--out", str(tmp_path / "file" / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot create the run directory" in err
 
 
 def test_glpk_gives_the_same_run(tmp_path, additive_run):
@@ -203,6 +225,7 @@ def test_complements_case_reports_the_violation(tmp_path, capsys):
     assert eq["holds"] is False and eq["holds_true_valuations"] is False
     [violation] = eq["violations"]
     assert (violation["bidder"], violation["condition"], violation["bundle"]) == ("C", "7a", [])
+    assert violation["held"] == ["A"]
     assert violation["gain"] == pytest.approx(15)  # empty bundle 0 against {A}: 0 - 15
     assert s["welfare"] == 20 and s["efficient_welfare"] == 40
     assert eq["efficient_allocation"] == {"C": [], "X": ["A"], "Y": ["B"]}
@@ -264,3 +287,33 @@ def test_outputs_do_not_depend_on_the_python_hash_seed(tmp_path):
         )
         summaries.append((out / "summary.json").read_bytes())
     assert len(set(summaries)) == 1
+
+
+def test_log_on_a_damaged_summary_is_one_line(tmp_path, capsys):
+    (tmp_path / "summary.json").write_text("{}")
+    assert main(["log", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no 'products'" in err
+
+
+def test_zero_capacity_products_are_withheld_not_sold(tmp_path, capsys):
+    config = tomllib.loads((EXPERIMENTS / "complements_exposure.toml").read_text())
+    config["products"][1]["capacity_mw"] = 0
+    path = tmp_path / "zero.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    s = _summary(tmp_path / "run")
+    assert [p["id"] for p in s["products"]] == ["A"] and [p["id"] for p in s["withheld_products"]] == ["B"]
+    # C's only bundle needs B, which is not for sale: C values nothing; X wins A at the opening bid.
+    assert s["allocation"] == {"A": "X"} and s["prices"] == {"A": 5}
+    assert "Withheld (no capacity): B" in capsys.readouterr().out
+
+
+def test_infeasible_network_error_names_the_config(tmp_path, capsys):
+    config = tomllib.loads((EXPERIMENTS / "paper_4bus_additive.toml").read_text())
+    config["load"]["buses"]["3"] = {"mean": 42, "variance": 5, "lower": 38, "upper": 45}
+    path = tmp_path / "hot.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and "bus 3" in err, err

@@ -84,7 +84,7 @@ def test_equilibrium_check_beyond_its_size_limit_is_reported_not_fatal(tmp_path)
     model.run_auction()
     summary = build_summary(model)
     assert summary["equilibrium"]["checked"] is False
-    assert "6 products exceeds the limit of 4" in summary["equilibrium"]["reason"]
+    assert "6 products exceed [equilibrium] max_products = 4" in summary["equilibrium"]["reason"]
     assert summary["efficient_welfare"] is None
     # Welfare is still the true value of what was won: every bidder values its bundle by size.
     sizes = [len(b) for b in summary["bundles"].values()]
