@@ -317,3 +317,19 @@ def test_infeasible_network_error_names_the_config(tmp_path, capsys):
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: ") and "bus 3" in err, err
+
+
+def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):
+    # The README's 6.824 / 5.315 MW: rebuild the run's own scenarios from its seed and compute
+    # the increments by sorting (spec 3.1, 5.2), independently of the LP.
+    from sim.config import parse_config
+    from sim.model import build_grid_inputs
+    from tests.test_grid_capacity import flexible_closed_form
+
+    config = parse_config(tomllib.loads((additive_run / "config.toml").read_text()))
+    samples = build_grid_inputs(config, additive_run).scenarios.samples_mw
+    expected = flexible_closed_form(samples, 0.05, {3: 10.0, 4: 10.0})
+    caps = {p["id"]: p["capacity_mw"] for p in _summary(additive_run)["products"]}
+    assert caps["flex@3"] == pytest.approx(expected[3] - 10.0, abs=1e-6)
+    assert caps["flex@4"] == pytest.approx(expected[4] - 10.0, abs=1e-6)
+    assert round(caps["flex@3"], 3) == 6.824 and round(caps["flex@4"], 3) == 5.315  # as the README says

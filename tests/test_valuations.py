@@ -131,3 +131,36 @@ def test_concave_oracle_is_exact_on_all_price_vectors_of_a_small_grid():
                 best = min(maximisers, key=lambda s: rule.key(s, held, rank))
                 assert chosen in maximisers
                 assert rule.key(chosen, held, rank) == rule.key(best, held, rank)
+
+
+def test_tie_rules_on_hand_computed_cases():
+    # Additive, values a 10, b 5, c 8 at prices a 5, b 5, c 10: a is positive, b is zero, c negative.
+    # Maximisers: {a} and {a, b}. largest -> {a, b}; smallest -> {a}; fewest_new with b held -> {a, b}
+    # (b adds nothing new), without b held -> {a}.
+    additive = AdditiveValuation({"a": 10, "b": 5, "c": 8})
+    prices = {"a": 5.0, "b": 5.0, "c": 10.0}
+    rank = {"a": 0, "b": 1, "c": 2}
+    assert additive.choose_bundle(prices, frozenset(), LARGEST, rank) == {"a", "b"}
+    assert additive.choose_bundle(prices, frozenset(), SMALLEST, rank) == {"a"}
+    assert additive.choose_bundle(prices, frozenset({"b"}), FEWEST_NEW, rank) == {"a", "b"}
+    assert additive.choose_bundle(prices, frozenset(), FEWEST_NEW, rank) == {"a"}
+    # Concave f = 20, 30, 35 at prices a 10, b 10, c 5: size 1 -> 20 - 5 = 15; size 2 -> 30 - 15 = 15
+    # ({c} plus a or b); size 3 -> 35 - 25 = 10. Maximisers {c}, {a, c}, {b, c}.
+    concave = SymmetricConcaveValuation((20, 30, 35))
+    prices = {"a": 10.0, "b": 10.0, "c": 5.0}
+    assert concave.choose_bundle(prices, frozenset(), LARGEST, rank) == {"a", "c"}  # lowest index
+    assert concave.choose_bundle(prices, frozenset(), SMALLEST, rank) == {"c"}
+    # Holding b and c, {c} and {b, c} both add nothing new: the same bids (none) either way.
+    assert concave.choose_bundle(prices, frozenset({"b", "c"}), FEWEST_NEW, rank) - {"b", "c"} == set()
+    # Holding a: {c} and {a, c} both mean one new bid, on c (not b: {b, c} would need two).
+    assert concave.choose_bundle(prices, frozenset({"a"}), FEWEST_NEW, rank) - {"a"} == {"c"}
+    assert concave.choose_bundle(prices, frozenset({"b"}), LARGEST, rank) == {"b", "c"}  # held b first
+    # Bundles: {a, b} 25 and {c} 12 at prices 10, 5, 7: surpluses 10 and 5 -> {a, b} for every rule;
+    # at c = 2 both reach 10: largest -> {a, b}; smallest and fewest_new -> {c}.
+    table = BundleTableValuation(((frozenset({"a", "b"}), 25.0), (frozenset({"c"}), 12.0)))
+    assert table.choose_bundle({"a": 10.0, "b": 5.0, "c": 7.0}, frozenset(), SMALLEST, rank) == {"a", "b"}
+    tied = {"a": 10.0, "b": 5.0, "c": 2.0}
+    assert table.choose_bundle(tied, frozenset(), LARGEST, rank) == {"a", "b"}
+    assert table.choose_bundle(tied, frozenset(), SMALLEST, rank) == {"c"}
+    assert table.choose_bundle(tied, frozenset(), FEWEST_NEW, rank) == {"c"}
+    assert table.choose_bundle(tied, frozenset({"a", "b"}), FEWEST_NEW, rank) == {"a", "b"}
