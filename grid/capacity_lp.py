@@ -26,7 +26,7 @@ import pyomo.environ as pyo
 from grid.errors import GridError, InfeasibleNetworkError, SolverError
 from grid.network import Network
 from grid.scenarios import Scenarios
-from grid.solvers import solve
+from grid.solvers import forget_solver, solve
 
 # A row counts as binding when its slack is below this fraction of its limit (at least 1e-6 MW).
 _BINDING_TOL = 1e-6
@@ -298,6 +298,7 @@ def _solve_holding(
         if status != "infeasible":
             return status
         m.del_component(name)
+        forget_solver(m)
     return status
 
 
@@ -352,16 +353,14 @@ def solve_capacity(
     _require_optimal(status, solver, f"stage 3 of the {model_name} capacity LP")
     held_name, held_expr, held_value, upper = "hold_worst", m.worst, float(pyo.value(m.worst)), True
     m.fairness.deactivate()
-    for k in range(n - 1):  # the last one is fixed by the held total
-        m.own = pyo.Objective(expr=m.c[k], sense=pyo.maximize)
+    m.own = pyo.Objective(expr=m.c[0], sense=pyo.maximize)
+    # The last candidate needs no stage of its own: with the total and every other candidate
+    # held, it is fixed, so the solution of the last solve below is final.
+    for k in range(max(n - 1, 0)):
+        m.own.set_value(m.c[k])  # swapping the expression keeps the persistent solver's model
         status = _solve_holding(m, solver, held_name, held_expr, held_value, upper=upper)
         _require_optimal(status, solver, f"stage 4 of the {model_name} capacity LP")
         held_name, held_expr, held_value, upper = f"hold_bus_{k}", m.c[k], float(pyo.value(m.c[k])), False
-        m.del_component(m.own)
-    if n > 1:
-        m.own = pyo.Objective(expr=m.c[n - 1], sense=pyo.maximize)
-        status = _solve_holding(m, solver, held_name, held_expr, held_value, upper=upper)
-        _require_optimal(status, solver, f"stage 4 of the {model_name} capacity LP")
 
     values = np.array([pyo.value(m.c[k]) for k in range(len(candidates.buses))], dtype=float)
     values = np.maximum(values, floors)  # solver round-off below a bound
