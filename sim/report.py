@@ -6,6 +6,7 @@ The round table is built from the same rows that go to bids.csv and rounds.csv, 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 
@@ -45,6 +46,9 @@ def capacity_table(buses: Sequence[Mapping[str, Any]]) -> str:
     return format_table(headers, rows, [True] * 5)
 
 
+FULL_STANDINGS_MAX = 8
+
+
 def _bid_text(bids: Sequence[Mapping[str, Any]]) -> str:
     amounts = {float(b["amount"]) for b in bids}
     names = ", ".join(b["product"] for b in bids)
@@ -72,34 +76,59 @@ def round_table(
     product_filter: str | None = None,
 ) -> str:
     """Table III/V layout: per round, each bidder's new bids, then holder (price) per product."""
-    rounds = sorted({int(r["round"]) for r in standings})
+    # Group once: a long auction has thousands of rounds and bids.
+    bids_by_round: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for bid in bids:
+        bids_by_round[int(bid["round"])].append(bid)
+    standings_by_round: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in standings:
+        standings_by_round[int(row["round"])].append(row)
+    rounds = sorted(standings_by_round)
     if round_filter is not None:
         rounds = [r for r in rounds if r == round_filter]
+    # Table III lists every product after each round; past a handful that is unreadable, so
+    # larger markets show only the products whose standing changed in the round.
+    products_seen = {row["product"] for row in standings}
+    changes_only = len(products_seen) > FULL_STANDINGS_MAX and product_filter is None
+    def state(row: Mapping[str, Any]) -> tuple[str, float]:
+        return (row["standing_bidder"] or "", float(row["standing_price"] or 0.0))
+
+    previous: dict[str, tuple[str, float]] = {p: ("", 0.0) for p in products_seen}  # before round 1
+    for number in sorted(standings_by_round):
+        if number >= (rounds[0] if rounds else 0):
+            break
+        previous.update({r["product"]: state(r) for r in standings_by_round[number]})
     rows = []
     for number in rounds:
-        round_bids = [b for b in bids if int(b["round"]) == number]
-        round_standings = [s for s in standings if int(s["round"]) == number]
+        round_bids = bids_by_round.get(number, [])
+        any_bid = bool(round_bids)
+        round_standings = standings_by_round[number]
+        if changes_only:
+            current = {r["product"]: state(r) for r in round_standings}
+            round_standings = [r for r in round_standings if previous.get(r["product"]) != current[r["product"]]]
+            previous.update(current)
         if product_filter is not None:
             round_bids = [b for b in round_bids if b["product"] == product_filter]
             round_standings = [s for s in round_standings if s["product"] == product_filter]
         if bidder_filter is not None:
             round_standings = [s for s in round_standings if s["standing_bidder"] == bidder_filter]
         after = _standings_text(round_standings) or "-"
-        any_bid = any(int(b["round"]) == number for b in bids)
-        entries = []
-        for bidder in bidders:
-            if bidder_filter is not None and bidder != bidder_filter:
-                continue
-            own = [b for b in round_bids if b["bidder"] == bidder]
-            if own:
-                entries.append((bidder, _bid_text(own)))
+        by_bidder: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        for bid in round_bids:
+            by_bidder[bid["bidder"]].append(bid)
+        entries = [
+            (bidder, _bid_text(by_bidder[bidder]))
+            for bidder in bidders
+            if by_bidder.get(bidder) and (bidder_filter is None or bidder == bidder_filter)
+        ]
         if not any_bid:
             entries = [("-", "no new bids: the auction closes")]
         elif not entries:
             entries = [("-", "-")]
         for i, (bidder, text) in enumerate(entries):
             rows.append((number if i == 0 else "", bidder, text, after if i == 0 else ""))
-    return format_table(["round", "bidder", "new bids ($)", "after the round: holder (price $)"], rows)
+    after_header = "changed standings: holder (price $)" if changes_only else "after the round: holder (price $)"
+    return format_table(["round", "bidder", "new bids ($)", after_header], rows)
 
 
 def allocation_table(

@@ -333,3 +333,25 @@ def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):
     assert caps["flex@3"] == pytest.approx(expected[3] - 10.0, abs=1e-6)
     assert caps["flex@4"] == pytest.approx(expected[4] - 10.0, abs=1e-6)
     assert round(caps["flex@3"], 3) == 6.824 and round(caps["flex@4"], 3) == 5.315  # as the README says
+
+
+def test_large_markets_show_only_changed_standings(tmp_path, capsys):
+    # Ten products, four identical bidders who want three each: past eight products the round
+    # table lists only the standings a round changed, and `log` prints what `run` printed.
+    config = {
+        "seed": 3,
+        "auction": {"increment": 5},
+        "products": [{"id": f"P{i}", "capacity_mw": 1.0} for i in range(1, 11)],
+        "bidders": [{"name": f"D{j}", "profile": "symmetric_concave", "by_size": [40, 70, 90]} for j in range(4)],
+    }
+    path = tmp_path / "ten.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    table = printed.split("):\n", 2)[1].split("\n\nFinal allocation")[0]
+    assert "changed standings" in table
+    first = table.splitlines()[2]
+    # Round 1: everyone bids on P1-P3 (the lowest indices); alternating priority gives D0, D1, D2.
+    assert first.endswith("P1: D0 (5), P2: D1 (5), P3: D2 (5)"), first
+    assert main(["log", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.strip() == table.strip()
