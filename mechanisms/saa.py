@@ -204,7 +204,7 @@ class SimultaneousAscendingAuction:
         allocation = {p: (s.bidder if s is not None else None) for p, s in self._standings.items()}
         prices = {p: (s.price if s is not None else 0.0) for p, s in self._standings.items()}
         payments = {bidder: 0.0 for bidder in self.bidders}
-        for product, standing in self._standings.items():
+        for standing in self._standings.values():
             if standing is not None:
                 payments[standing.bidder] += standing.price
         return AuctionOutcome(

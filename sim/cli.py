@@ -11,6 +11,7 @@ from typing import Sequence
 
 from agents.errors import AgentConfigError
 from grid.errors import GridError
+from grid.solvers import SOLVERS
 from mechanisms.errors import MechanismError
 from sim import outputs
 from sim.config import ConfigError
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="experiment config (TOML)")
     run.add_argument("--out", type=Path, help="run directory to write (default: runs/<config name>)")
     run.add_argument("--seed", type=int, help="override the config's seed")
-    run.add_argument("--solver", choices=["highs", "glpk"], help="override the config's LP solver")
+    run.add_argument("--solver", choices=SOLVERS, help="override the config's LP solver")
     run.add_argument("--force", action="store_true", help="replace an existing run directory")
     run.add_argument("--quiet", action="store_true", help="print no progress lines on stderr")
 

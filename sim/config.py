@@ -11,7 +11,7 @@ import difflib
 import math
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Mapping
+from typing import Annotated, Any, Iterable, Mapping
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -256,7 +256,7 @@ class EquilibriumConfig(_Section):
 
 class ExperimentConfig(_Section):
     seed: int = Field(default=0, ge=0)
-    solver: Literal["highs", "glpk"] = "highs"
+    solver: str = "highs"
     network: NetworkConfig | None = None
     load: LoadConfig | None = None
     # `[products]` (a table) sets how the DSO makes products; `[[products]]` (a list) gives them.
@@ -265,6 +265,11 @@ class ExperimentConfig(_Section):
     auction: AuctionConfig
     bidders: list[BidderConfig] = Field(min_length=1)
     equilibrium: EquilibriumConfig = EquilibriumConfig()
+
+    @field_validator("solver")
+    @classmethod
+    def _known_solver(cls, value: str) -> str:
+        return _one_of(value, SOLVERS, "solver")
 
     @model_validator(mode="before")
     @classmethod
