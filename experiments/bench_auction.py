@@ -15,7 +15,6 @@ Prints a table and writes bench_auction.csv (one row per profile x m x n).
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import sys
 import time
@@ -28,6 +27,7 @@ from agents.bundle_ties import bundle_tie_policy
 from agents.strategies import StraightforwardBidding
 from agents.valuations import ValuationProfile, build_profile
 from mechanisms.saa import AuctionRules, SimultaneousAscendingAuction
+from sim.outputs import write_table_csv
 
 HERE = Path(__file__).resolve().parent
 GRID_USD = 5        # values are multiples of this
@@ -107,14 +107,7 @@ def run_auction(
 
 
 def write_csv(rows: list[dict[str, Any]], target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".tmp")
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="", lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    partial.replace(target)
+    write_table_csv(target, CSV_FIELDS, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import gc
 import math
 import sys
@@ -46,6 +45,7 @@ from grid.network import Bus, Line, Network
 from grid.scenarios import Scenarios, TruncatedNormalLoad, sample_truncated_normal
 from grid.shift_factors import shared_shift_factors, shift_factors
 from grid.solvers import check_solver
+from sim.outputs import write_table_csv
 from sim.random_streams import stream
 
 HERE = Path(__file__).resolve().parent
@@ -484,16 +484,8 @@ def print_part_b(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 def write_csv(rows: list[dict[str, Any]], target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fields = CSV_FIELDS + [k for r in rows for k in r if k not in CSV_FIELDS]
-    fields = list(dict.fromkeys(fields))
-    partial = target.with_name(target.name + ".tmp")
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, restval="", lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    partial.replace(target)
+    fields = list(dict.fromkeys(CSV_FIELDS + [k for r in rows for k in r if k not in CSV_FIELDS]))
+    write_table_csv(target, fields, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:

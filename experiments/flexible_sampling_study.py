@@ -13,7 +13,6 @@ Prints a table (MW) and writes flexible_sampling.csv (one row per draw).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import tomllib
 from pathlib import Path
@@ -24,6 +23,7 @@ from grid.cases import load_case
 from grid.firm import firm_capacity
 from grid.flexible import flexible_capacity
 from grid.scenarios import TruncatedNormalLoad, sample_truncated_normal
+from sim.outputs import write_table_csv
 from sim.random_streams import stream
 
 HERE = Path(__file__).resolve().parent
@@ -63,14 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(file=sys.stderr)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "flexible_sampling.csv"
-    partial = target.with_suffix(".csv.tmp")
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    partial.replace(target)
+    write_table_csv(target, list(rows[0]), rows)
 
     print(f"Flexible increments c^eps - c (MW) over {args.draws} draws per sample size, eps = {eps:g}")
     print(f"{'scenarios':>9}  {'bus 3 mean':>10}  {'bus 3 sd':>8}  {'bus 4 mean':>10}  {'bus 4 sd':>8}")

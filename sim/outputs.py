@@ -43,6 +43,14 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> byte
     return buffer.getvalue().encode("utf-8")
 
 
+def write_table_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A study's CSV, written under a temporary name and renamed, so a crash leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_bytes(csv_bytes(columns, rows))
+    partial.replace(path)
+
+
 def json_bytes(data: Any) -> bytes:
     try:
         return (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8")
