@@ -8,9 +8,10 @@ Both models limit the same things, once per bus and line with a finite limit:
 Each is a `LimitRow`: ``a . c + b - limit <= 0``, where ``a`` holds the coefficients of the
 candidate capacities and ``b`` the background term (``p_i``, ``(Hp)_l`` or ``-(Hp)_l``). The firm
 model keeps ``b`` at its worst case over the box, the flexible model keeps its samples and bounds
-its CVaR. Both then solve the same two stages: minimise the unserved ratio (1a)/(17a), then, with
-that optimum held, maximise the total capacity (Theorem 1 / Proposition 1), which picks one answer
-when (1a) has many optima so that every solver returns the same capacities.
+its CVaR. Both are then solved in the same stages, each holding the optimum of the one before:
+minimise the unserved ratio (1a)/(17a); maximise the total capacity (Theorem 1 / Proposition 1);
+minimise the worst unserved ratio; maximise capacity bus by bus in bus order. The later stages
+only pick one answer where (1a) has many optima, so that every solver returns the same capacities.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Firm capacity: the robust model (1) with the exact box reformulation (2), solved in two stages.
+"""Firm capacity: the robust model (1) with the exact box reformulation (2), solved in stages.
 
 Firm capacity must be served for every background load in the box [lower, upper] of the
 scenarios. Over a box, the worst case of each limit is attained at a corner, so (1b)-(1c) become
@@ -39,7 +39,7 @@ def firm_capacity(
 
     ``demand_mw`` maps each candidate bus to its requested D_i > 0; all other buses form N_0 and
     get c_i = 0. Stage 1 minimises the unserved ratio (1a); stage 2 holds it and maximises the
-    total capacity (Theorem 1), which settles ties between optimal allocations.
+    total capacity (Theorem 1); stages 3 and 4 settle any tie left (see capacity_lp).
     """
     check_solver(solver)
     candidates = check_inputs(network, scenarios, demand_mw)

@@ -1,4 +1,4 @@
-"""Flexible capacity: the CVaR model (4) through its scenario LP (17a)-(17h), in two stages.
+"""Flexible capacity: the CVaR model (4) through its scenario LP (17a)-(17h), solved in stages.
 
 Flexible capacity c^eps may break a limit, but only with a bounded expected tail: the CVaR at
 risk level eps of every limit's excess must be <= 0. The Rockafellar-Uryasev form (16) turns each
