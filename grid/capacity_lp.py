@@ -10,8 +10,8 @@ candidate capacities and ``b`` the background term (``p_i``, ``(Hp)_l`` or ``-(H
 model keeps ``b`` at its worst case over the box, the flexible model keeps its samples and bounds
 its CVaR. Both are then solved in the same stages, each holding the optimum of the one before:
 minimise the unserved ratio (1a)/(17a); maximise the total capacity (Theorem 1 / Proposition 1);
-minimise the worst unserved ratio; maximise capacity bus by bus in bus order. The later stages
-only pick one answer where (1a) has many optima, so that every solver returns the same capacities.
+then a leximin on the unserved ratios (D_i - c_i)/D_i. The later stages only pick one answer where
+(1a) has many optima, so that every solver returns the same capacities.
 """
 
 from __future__ import annotations
@@ -308,6 +308,65 @@ def _require_optimal(status: str, solver: str, what: str) -> None:
         raise SolverError(f"solver {solver!r} reported {what} {status}; try the other solver")
 
 
+def _leximin_unserved(
+    m: pyo.ConcreteModel, candidates: Candidates, solver: str, model_name: str, total: float
+) -> None:
+    """Leximin on the unserved ratios r_k = (D_k - c_k) / D_k, with the total capacity held.
+
+    Minimise the worst ratio t over the candidates not yet fixed; a candidate at t that cannot
+    get below t while the others stay at or below t is fixed at t (at least one always is);
+    repeat for the rest. The leximin vector is unique on a convex set and r_k fixes c_k, so every
+    solver ends at the same capacities, and shortage is shared as evenly as the limits allow.
+    Solves: one per level plus one per candidate found at its level's worst ratio.
+    """
+    what = f"the leximin stage of the {model_name} capacity LP"
+    n = len(candidates.buses)
+    demand = [float(d) for d in candidates.demand_mw]
+
+    def ratio(k: int):
+        return (demand[k] - m.c[k]) / demand[k]
+
+    m.worst = pyo.Var()
+    m.worst_ratio = pyo.Constraint(range(n), rule=lambda m, k: m.worst >= ratio(k))
+    m.fairness = pyo.Objective(expr=m.worst)
+    m.improve = pyo.Objective(expr=m.worst)
+    m.improve.deactivate()
+    free = list(range(n))
+    level = 0
+    while free:
+        m.fairness.activate()
+        if level == 0:
+            status = _solve_holding(m, solver, "hold_total", m.total.expr, total, upper=False)
+        else:
+            status = solve(m, solver)
+        _require_optimal(status, solver, what)
+        m.fairness.deactivate()
+        worst = float(pyo.value(m.worst))
+        tol = 1e-7 * (1.0 + abs(worst))
+        at_worst = [k for k in free if float(pyo.value(ratio(k))) >= worst - tol]
+        # Hold the level while testing, one candidate at a time, who is stuck at it.
+        level_hold = pyo.Constraint(expr=m.worst <= worst + 1e-10 * (1.0 + abs(worst)))
+        m.add_component(f"hold_level_{level}", level_hold)
+        m.improve.activate()
+        stuck = []
+        for k in at_worst:
+            m.improve.set_value(ratio(k))
+            _require_optimal(solve(m, solver), solver, what)
+            if float(pyo.value(ratio(k))) >= worst - tol:
+                stuck.append(k)
+        m.improve.deactivate()
+        level_hold.deactivate()
+        for k in stuck or at_worst:  # one is always stuck; round-off must not loop forever
+            # r_k <= worst, with r_k >= worst proven: r_k = worst from now on.
+            m.add_component(f"hold_ratio_{k}", pyo.Constraint(expr=ratio(k) <= worst + 1e-10 * (1.0 + abs(worst))))
+            m.worst_ratio[k].deactivate()
+            free.remove(k)
+        level += 1
+    # Every capacity is now pinned; one last solve loads a point that meets every hold.
+    m.pinned = pyo.Objective(expr=sum(m.c[k] for k in m.c), sense=pyo.maximize)
+    _require_optimal(solve(m, solver), solver, what)
+
+
 def solve_capacity(
     model_name: str,
     network: Network,
@@ -318,8 +377,8 @@ def solve_capacity(
     solver: str,
     risk_text: str,
 ) -> CapacityResult:
-    """Min unserved ratio (1a); then, holding each optimum in turn: max total capacity, min worst
-    unserved ratio, max capacity bus by bus in bus order. The later stages only settle ties."""
+    """Min unserved ratio (1a); then, holding each optimum in turn: max total capacity, then a
+    leximin on the unserved ratios. The later stages only settle ties."""
     check_bounded(candidates, rows)
     lp_rows = needed_rows(rows, floors)
     m = _build(candidates, floors, lp_rows, add_limits, elastic=False)
@@ -339,29 +398,10 @@ def solve_capacity(
         _raise_unbounded(m, candidates, lp_rows, solver)
     _require_optimal(status, solver, f"stage 2 of the {model_name} capacity LP")
 
-    # Stages 3 and 4 settle ties that (1a) and the total leave open (e.g. equal demands sharing
-    # a line), so every solver returns the same capacities. Stage 3 spreads the shortage: it
-    # minimises the worst unserved ratio (D_i - c_i)/D_i. Stage 4 gives whatever is still free
-    # to candidates in bus order, one at a time.
+    # Stage 3 settles ties that (1a) and the total leave open (e.g. equal demands sharing a line).
     total = float(pyo.value(m.total))
     m.total.deactivate()
-    m.worst = pyo.Var()
-    m.worst_ratio = pyo.Constraint(
-        range(n), rule=lambda m, k: m.worst >= (float(candidates.demand_mw[k]) - m.c[k]) / float(candidates.demand_mw[k])
-    )
-    m.fairness = pyo.Objective(expr=m.worst)
-    status = _solve_holding(m, solver, "hold_total", m.total.expr, total, upper=False)
-    _require_optimal(status, solver, f"stage 3 of the {model_name} capacity LP")
-    held_name, held_expr, held_value, upper = "hold_worst", m.worst, float(pyo.value(m.worst)), True
-    m.fairness.deactivate()
-    m.own = pyo.Objective(expr=m.c[0], sense=pyo.maximize)
-    # The last candidate needs no stage of its own: with the total and every other candidate
-    # held, it is fixed, so the solution of the last solve below is final.
-    for k in range(max(n - 1, 0)):
-        m.own.set_value(m.c[k])  # swapping the expression keeps the persistent solver's model
-        status = _solve_holding(m, solver, held_name, held_expr, held_value, upper=upper)
-        _require_optimal(status, solver, f"stage 4 of the {model_name} capacity LP")
-        held_name, held_expr, held_value, upper = f"hold_bus_{k}", m.c[k], float(pyo.value(m.c[k])), False
+    _leximin_unserved(m, candidates, solver, model_name, total)
 
     values = np.array([pyo.value(m.c[k]) for k in range(len(candidates.buses))], dtype=float)
     values = np.maximum(values, floors)  # solver round-off below a bound

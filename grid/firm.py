@@ -39,7 +39,7 @@ def firm_capacity(
 
     ``demand_mw`` maps each candidate bus to its requested D_i > 0; all other buses form N_0 and
     get c_i = 0. Stage 1 minimises the unserved ratio (1a); stage 2 holds it and maximises the
-    total capacity (Theorem 1); stages 3 and 4 settle any tie left (see capacity_lp).
+    total capacity (Theorem 1); a leximin on the unserved ratios settles any tie left.
     """
     check_solver(solver)
     candidates = check_inputs(network, scenarios, demand_mw)

@@ -20,6 +20,7 @@ from grid.flexible import _flexible_capacity, flexible_capacity
 from grid.network import Bus, Line, Network
 from grid.scenarios import TruncatedNormalLoad, sample_truncated_normal
 from grid.solvers import SOLVERS, check_solver, solve
+from tests.conftest import need_glpk
 
 PAPER_LOADS = {  # spec 5.2
     1: TruncatedNormalLoad(25.0, 5.0, 20.0, 30.0),
@@ -374,11 +375,52 @@ def star(limit_23: float) -> Network:
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_remaining_ties_go_to_candidates_in_bus_order(solver):
-    # Line 2-3 caps c3 at 2, so bus 3's unserved ratio 28/30 is the worst whatever the others get;
-    # stage 3 then only requires c4, c5 >= 2 and c4 + c5 = 20 is still open. Stage 4 fills bus 4
-    # first: (c3, c4, c5) = (2, 18, 2), with both solvers.
+def test_leximin_shares_what_a_capped_candidate_leaves(solver):
+    # Line 2-3 caps c3 at 2, so bus 3's unserved ratio 28/30 is the worst whatever the others get.
+    # Minimising only that worst ratio would leave c4 + c5 = 20 open; the leximin goes on to the
+    # next level and splits it evenly: (c3, c4, c5) = (2, 10, 10), with both solvers. Without
+    # bus 3 the same two buses also get 11 each of the 22 MW line.
     net = star(2.0)
     scenarios = sample_truncated_normal(net, {}, 10, np.random.default_rng(0))
     result = firm_capacity(net, scenarios, {3: 30.0, 4: 30.0, 5: 30.0}, solver)
-    assert result.capacity_mw == pytest.approx({1: 0.0, 2: 0.0, 3: 2.0, 4: 18.0, 5: 2.0}, abs=TOL)
+    assert result.capacity_mw == pytest.approx({1: 0.0, 2: 0.0, 3: 2.0, 4: 10.0, 5: 10.0}, abs=TOL)
+    pair = firm_capacity(net, scenarios, {4: 30.0, 5: 30.0}, solver)
+    assert pair.capacity_mw == pytest.approx({1: 0.0, 2: 0.0, 3: 0.0, 4: 11.0, 5: 11.0}, abs=TOL)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_unserved_ratio_objective_serves_small_demands_first(solver):
+    # (1a) weighs each MW by 1/D_k: with D = 10, 20, 40 sharing line 1-2's 22 MW, bus 3 is
+    # filled to its demand (10 MW), bus 4 gets the remaining 12 MW and bus 5 nothing. The
+    # optimum is unique, so no tie-settling stage has a say.
+    net = star(50.0)
+    scenarios = sample_truncated_normal(net, {}, 10, np.random.default_rng(0))
+    result = firm_capacity(net, scenarios, {3: 10.0, 4: 20.0, 5: 40.0}, solver)
+    assert result.capacity_mw == pytest.approx({1: 0.0, 2: 0.0, 3: 10.0, 4: 12.0, 5: 0.0}, abs=TOL)
+
+
+def test_highs_and_glpk_agree_on_random_tied_networks():
+    # Random trees where every candidate asks the same demand: (1a) is full of ties, and only the
+    # leximin makes the answer unique. GLPK (a separate program, no persistent state) must agree.
+    need_glpk()
+    rng = np.random.default_rng(42)
+    for trial in range(6):
+        size = int(rng.integers(5, 9))
+        lines = []
+        for bus in range(2, size + 1):
+            parent = int(rng.integers(1, bus))
+            # Room for the worst background (4 MW a bus) plus 5-30 MW for data centers.
+            lines.append(Line(f"{parent}-{bus}", parent, bus, float(4 * size + rng.integers(5, 30))))
+        net = Network(f"tree{trial}", tuple(Bus(b, withdrawal_limit_mw=25.0) for b in range(1, size + 1)),
+                      tuple(lines), 1)
+        loads = {b: TruncatedNormalLoad(2.0, 1.0, 0.0, 4.0) for b in range(2, size + 1)}
+        scenarios = sample_truncated_normal(net, loads, 300, rng)
+        demand = {int(b): 40.0 for b in rng.choice(np.arange(2, size + 1), size=3, replace=False)}
+        for model in ("firm", "flexible"):
+            answers = []
+            for solver in SOLVERS:
+                firm = firm_capacity(net, scenarios, demand, solver)
+                result = firm if model == "firm" else flexible_capacity(
+                    net, scenarios, demand, 0.05, firm.capacity_mw, solver)
+                answers.append(result.capacity_mw)
+            assert answers[0] == pytest.approx(answers[1], abs=1e-6), (trial, model, demand)
