@@ -111,8 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader (e.g. `| head`) left; anything written to disk is already complete.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:  # a file the user pointed at cannot be read or written
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}; check the path and its permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("error: interrupted; no run directory was written", file=sys.stderr)
+        print("error: interrupted; no new run directory was written", file=sys.stderr)
         return 130
 
 

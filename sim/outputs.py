@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -60,26 +61,46 @@ def json_bytes(data: Any) -> bytes:
         ) from None
 
 
+RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, CAPACITY, CONFIG, SCENARIOS})
+
+
+def _is_replaceable_run(out: Path) -> bool:
+    """An empty folder, or one that holds only the files of a run and a readable summary."""
+    entries = list(out.iterdir())
+    if not entries:
+        return True
+    if any(entry.name not in RUN_FILES or not entry.is_file() or entry.is_symlink() for entry in entries):
+        return False
+    try:
+        read_summary(out)
+    except OutputError:
+        return False
+    return True
+
+
 def check_out_dir(out: Path, force: bool) -> None:
     """Refuse to overwrite anything that is not a previous run directory.
 
-    `--force` replaces a finished run (it has summary.json) or an empty directory; it never
-    deletes the working directory, one of its parents, or a folder of someone's other files.
+    `--force` replaces a finished run (nothing but run files, with a valid summary.json) or an
+    empty directory; never the working directory, one of its parents, or anyone's other files.
     """
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a directory; choose another --out")
-    if not force:
-        raise OutputError(f"{out}: already exists; pass --force to replace it or choose another --out")
-    resolved, here = out.resolve(), Path.cwd().resolve()
-    if resolved == here or resolved in here.parents:
-        raise OutputError(f"{out}: is the working directory or one of its parents; choose a subdirectory for --out")
-    if any(out.iterdir()) and not (out / SUMMARY).is_file():
-        raise OutputError(
-            f"{out}: exists and is not a dcmarket run directory (no {SUMMARY}); --force replaces only runs, "
-            "choose another --out"
-        )
+    try:
+        if not out.exists():
+            return
+        if not out.is_dir():
+            raise OutputError(f"{out}: exists and is not a directory; choose another --out")
+        if not force:
+            raise OutputError(f"{out}: already exists; pass --force to replace it or choose another --out")
+        resolved, here = out.resolve(), Path.cwd().resolve()
+        if resolved == here or resolved in here.parents:
+            raise OutputError(f"{out}: is the working directory or one of its parents; choose a subdirectory for --out")
+        if not _is_replaceable_run(out):
+            raise OutputError(
+                f"{out}: holds files that are not a dcmarket run; --force replaces only run directories, "
+                "choose another --out"
+            )
+    except OSError as error:
+        raise OutputError(f"{out}: cannot inspect ({error.strerror}); check its permissions or choose another --out") from None
 
 
 def _umask() -> int:
@@ -107,20 +128,19 @@ def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = 
             # Move the old run aside first so that a crash never leaves neither.
             retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
             os.replace(out, retired / out.name)
-            os.replace(staging, out)
-        else:
-            os.replace(staging, out)
-    except OSError as error:
+        os.replace(staging, out)
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if retired is not None and (retired / out.name).exists() and not out.exists():
             os.replace(retired / out.name, out)  # put the old run back
-        raise OutputError(f"{out}: cannot write the run directory ({error.strerror}); choose another --out") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise OutputError(f"{out}: cannot write the run directory ({error.strerror}); choose another --out") from None
         raise
     finally:
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)
+            if retired.exists():
+                print(f"warning: could not remove the previous run kept at {retired}; delete it by hand", file=sys.stderr)
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -129,6 +149,8 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
             return list(csv.DictReader(handle))
     except FileNotFoundError:
         raise OutputError(f"{path}: not found; is {path.parent} a finished dcmarket run directory?") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise OutputError(f"{path}: cannot read ({type(error).__name__}); the run directory is damaged or unreadable") from None
 
 
 SUMMARY_KEYS = ("products", "allocation", "prices", "payments", "rounds", "rounds_run")
@@ -146,3 +168,5 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
         raise OutputError(f"{run_dir}: no {SUMMARY}; give the directory of a finished dcmarket run") from None
     except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
         raise OutputError(f"{path}: not valid JSON; the run directory is damaged, re-run it") from None
+    except OSError as error:
+        raise OutputError(f"{path}: cannot read ({error.strerror}); check its permissions") from None

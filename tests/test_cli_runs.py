@@ -145,7 +145,7 @@ def test_existing_directory_is_refused_without_force(tmp_path, capsys, monkeypat
     assert "already exists; pass --force" in capsys.readouterr().err
     # --force replaces runs only, never a folder of other files ...
     assert main(["run", config, "--out", str(out), "--quiet", "--force"]) == 2
-    assert "is not a dcmarket run directory" in capsys.readouterr().err
+    assert "holds files that are not a dcmarket run" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
     # ... nor the working directory or its parents.
     monkeypatch.chdir(out)
@@ -355,3 +355,39 @@ def test_large_markets_show_only_changed_standings(tmp_path, capsys):
     assert first.endswith("P1: D0 (5), P2: D1 (5), P3: D2 (5)"), first
     assert main(["log", str(tmp_path / "run")]) == 0
     assert capsys.readouterr().out.strip() == table.strip()
+
+
+def test_force_never_replaces_a_folder_that_only_looks_like_a_run(tmp_path, capsys):
+    # A project folder with its own summary.json and a subfolder must survive --force.
+    project = tmp_path / "proj"
+    (project / "src").mkdir(parents=True)
+    (project / "summary.json").write_text("{}")
+    (project / "src" / "thesis.tex").write_text("precious")
+    config = str(EXPERIMENTS / "complements_exposure.toml")
+    assert main(["run", config, "--out", str(project), "--quiet", "--force"]) == 2
+    assert "holds files that are not a dcmarket run" in capsys.readouterr().err
+    assert (project / "src" / "thesis.tex").read_text() == "precious"
+
+
+def test_interrupted_replacement_restores_the_previous_run(tmp_path, monkeypatch, capsys):
+    from sim import outputs
+
+    config = str(EXPERIMENTS / "complements_exposure.toml")
+    out = tmp_path / "run"
+    assert main(["run", config, "--out", str(out), "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_replace = os.replace
+    calls = []
+
+    def interrupted(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the old run is aside; the new one is about to move in
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", interrupted)
+    assert main(["run", config, "--out", str(out), "--quiet", "--force", "--seed", "2"]) == 130
+    monkeypatch.setattr(outputs.os, "replace", real_replace)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert "interrupted" in capsys.readouterr().err
