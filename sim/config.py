@@ -27,6 +27,10 @@ class ConfigError(ValueError):
     """A config that cannot run; the message is one line naming the field and the fix."""
 
 
+# `[products]` and `[[products]]` are held in two internal fields; users only ever see `products`.
+_FIELD_ALIASES = {"product_grid": "products", "explicit_products": "products"}
+
+
 class _Section(BaseModel):
     # Strict: `seed = true` or `increment = "5"` is an error, not a silent conversion (ints are
     # still accepted where floats are expected). No infinities or NaN anywhere.
@@ -37,9 +41,10 @@ class _Section(BaseModel):
     def _reject_unknown_fields(cls, data: Any) -> Any:
         # Typos must not pass silently as defaults; suggest the closest field name.
         if isinstance(data, Mapping):
-            allowed = list(cls.model_fields)
+            # Hints name what users write (`products`), not the internal fields it splits into.
+            allowed = list(dict.fromkeys(_FIELD_ALIASES.get(f, f) for f in cls.model_fields))
             for key in data:
-                if key not in allowed:
+                if key not in cls.model_fields:
                     close = difflib.get_close_matches(str(key), allowed, n=1)
                     hint = f"did you mean {close[0]!r}?" if close else f"allowed fields: {', '.join(allowed)}"
                     raise ValueError(f"unknown field {key!r}; {hint}")
@@ -324,7 +329,7 @@ class ExperimentConfig(_Section):
 
 
 # --------------------------------------------------------------------------------------------
-_FIELD_ALIASES = {"product_grid": "products", "explicit_products": "products"}
+_SCHEMA_TAGS = frozenset(cls.__name__ for cls in _Section.__subclasses__()) | {"list[...]", "dict[...]"}
 # Tables keyed by bus number: their integer keys print as `.3`, list indices as `[3]`.
 _BUS_TABLES = {"buses", "demand_mw"}
 
@@ -348,6 +353,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def _describe_error(error: Mapping[str, Any]) -> str:
     message = str(error["msg"])
+    if error["type"] == "model_type":
+        return f"expected a table, e.g. [section] or {{ key = value }} (got {error.get('input')!r})"
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix) :]
@@ -363,9 +370,9 @@ def _describe_error(error: Mapping[str, Any]) -> str:
 
 def format_validation_error(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
-    loc = tuple(first["loc"])
-    # Pydantic reports union branches and 'before' validators with class names in the path.
-    loc = tuple(part for part in loc if not (isinstance(part, str) and part[:1].isupper()))
+    # Pydantic may tag a path with the schema it tried (a union branch, a validator); those
+    # are not fields. User keys such as product ids are kept whatever their case.
+    loc = tuple(part for part in first["loc"] if not (isinstance(part, str) and part in _SCHEMA_TAGS))
     path = _field_path(loc)
     # Cross-section checks have no single location; their messages start with the field.
     return f"{source}: {path}: {_describe_error(first)}" if path else f"{source}: {_describe_error(first)}"

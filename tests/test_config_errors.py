@@ -86,6 +86,28 @@ def test_malformed_config_gives_one_line_error_and_no_run_directory(tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]  # nothing written, not even a temp dir
 
 
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        # Capitalised product ids stay in the path.
+        (lambda c: c["bidders"][1].__setitem__("values", {"A": 2e13}), "bidders[1].values.A: input should be less"),
+        (lambda c: c.__setitem__("produts", {"risk_levels": [0.05]}), "unknown field 'produts'; did you mean 'products'?"),
+        (lambda c: c.__setitem__("products", 5), "products: expected a table"),
+    ],
+    ids=["capital-key", "typo-products", "products-not-table"],
+)
+def test_messages_use_the_names_users_write(tmp_path, capsys, edit, expected):
+    config = tomllib.loads((EXPERIMENTS / "complements_exposure.toml").read_text())
+    if "produts" in expected or "expected a table" in expected:
+        config = _base()
+    edit(config)
+    path = tmp_path / "bad.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "product_grid" not in err and "ProductGridConfig" not in err, err
+
+
 def test_invalid_toml_and_missing_file(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("seed = \n")
