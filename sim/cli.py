@@ -115,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         print(f"error: {where}{error.strerror or error}; check the path and its permissions", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("error: out of memory; use fewer scenarios, buses or products", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted; no new run directory was written", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Mapping
@@ -59,12 +60,14 @@ def _bus_keys(table: Any) -> Any:
     """TOML keys are strings; bus tables are keyed by bus number."""
     if not isinstance(table, Mapping):
         return table
-    converted = {}
+    converted: dict[int, Any] = {}
     for key, value in table.items():
-        try:
-            converted[int(key)] = value
-        except (TypeError, ValueError):
-            raise ValueError(f"key {key!r} is not a bus number; use integer bus numbers as keys") from None
+        text = str(key)
+        if not re.fullmatch(r"-?[0-9]+", text):
+            raise ValueError(f"key {key!r} is not a bus number; use integer bus numbers as keys")
+        if int(text) in converted:
+            raise ValueError(f"bus {int(text)} is given twice (as {key!r}); give each bus once")
+        converted[int(text)] = value
     return converted
 
 
@@ -146,7 +149,8 @@ class BusLoadConfig(_Section):
 
 
 class LoadConfig(_Section):
-    scenarios: int | None = Field(default=None, ge=1)
+    # A million scenarios of a 1,000-bus network already take 8 GB; more is a typo.
+    scenarios: int | None = Field(default=None, ge=1, le=1_000_000)
     buses: dict[int, BusLoadConfig] | None = None
     scenarios_csv: str | None = None
 
@@ -181,8 +185,9 @@ class ProductGridConfig(_Section):
     @classmethod
     def _in_unit_interval(cls, levels: list[float]) -> list[float]:
         for eps in levels:
-            if not 0 < eps < 1:
-                raise ValueError(f"risk level {eps} must lie strictly between 0 and 1 (e.g. 0.05 for 5%)")
+            # Below 1e-6 the CVaR weights 1/(eps S) overflow and no sample can estimate the tail.
+            if not 1e-6 <= eps < 1:
+                raise ValueError(f"risk level {eps} must lie in [1e-6, 1) (e.g. 0.05 for 5%)")
         return levels
 
 

@@ -123,7 +123,8 @@ class MarketModel(mesa.Model):
         self.capacity: CapacityReport = self.dso.quantify(progress)
         self.products: tuple[Product, ...] = self.capacity.products
         if not self.products:
-            raise ConfigError("products: the network offers no capacity at the candidate buses; nothing to auction")
+            where = "the listed products all have" if self.grid_inputs is None else "the network offers"
+            raise ConfigError(f"products: {where} no capacity (below 1e-6 MW); nothing to auction")
         product_ids = [p.id for p in self.products]
         withheld = [p.id for p in self.capacity.withheld]
 

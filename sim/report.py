@@ -89,7 +89,8 @@ def round_table(
     # Table III lists every product after each round; past a handful that is unreadable, so
     # larger markets show only the products whose standing changed in the round.
     products_seen = {row["product"] for row in standings}
-    changes_only = len(products_seen) > FULL_STANDINGS_MAX and product_filter is None
+    # A bidder filter shows that bidder's holdings instead, which are short and show losses too.
+    changes_only = len(products_seen) > FULL_STANDINGS_MAX and product_filter is None and bidder_filter is None
     def state(row: Mapping[str, Any]) -> tuple[str, float]:
         return (row["standing_bidder"] or "", float(row["standing_price"] or 0.0))
 
@@ -127,7 +128,12 @@ def round_table(
             entries = [("-", "-")]
         for i, (bidder, text) in enumerate(entries):
             rows.append((number if i == 0 else "", bidder, text, after if i == 0 else ""))
-    after_header = "changed standings: holder (price $)" if changes_only else "after the round: holder (price $)"
+    if changes_only:
+        after_header = "changed standings: holder (price $)"
+    elif bidder_filter is not None:
+        after_header = f"held by {bidder_filter} after the round (price $)"
+    else:
+        after_header = "after the round: holder (price $)"
     return format_table(["round", "bidder", "new bids ($)", after_header], rows)
 
 

@@ -355,6 +355,13 @@ def test_large_markets_show_only_changed_standings(tmp_path, capsys):
     assert first.endswith("P1: D0 (5), P2: D1 (5), P3: D2 (5)"), first
     assert main(["log", str(tmp_path / "run")]) == 0
     assert capsys.readouterr().out.strip() == table.strip()
+    # Filtered by bidder, the column shows what it holds, so products it lost disappear from it.
+    assert main(["log", str(tmp_path / "run"), "--bidder", "D0"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "held by D0 after the round" in lines[0]
+    won = _summary(tmp_path / "run")["bundles"]["D0"]
+    prices = _summary(tmp_path / "run")["prices"]
+    assert lines[-1].split("  ")[-1].strip() == ", ".join(f"{p}: D0 ({prices[p]:g})" for p in won)
 
 
 def test_force_never_replaces_a_folder_that_only_looks_like_a_run(tmp_path, capsys):

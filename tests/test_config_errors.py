@@ -67,7 +67,11 @@ CASES = [
     ("load/scenarios", 0, "load.scenarios"),
     ("load/scenarios_csv", "p.csv", "load: give either scenarios_csv or scenarios"),
     ("products/risk_levels", [0.05, 0.1], "products.risk_levels: only one risk level"),
-    ("products/risk_levels", [1.5], "products.risk_levels: risk level 1.5 must lie strictly between 0 and 1"),
+    ("products/risk_levels", [1.5], "products.risk_levels: risk level 1.5 must lie in [1e-6, 1)"),
+    ("products/risk_levels", [1e-320], "products.risk_levels: risk level 1e-320 must lie in [1e-6, 1)"),
+    ("load/scenarios", 10**11, "load.scenarios: input should be less than or equal to 1000000"),
+    ("network/demand_mw/03", 1, "network.demand_mw: bus 3 is given twice (as '03')"),
+    ("network/demand_mw/4_0", 1, "network.demand_mw: key '4_0' is not a bus number"),
     ("products", [{"id": "A", "capacity_mw": 5}], "products: explicit [[products]] cannot be combined with [network]"),
     ("network", _DELETE, "network: missing [network]"),
 ]
