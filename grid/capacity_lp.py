@@ -385,12 +385,10 @@ def solve_capacity(
     status = solve(m, solver)
     if status == "infeasible":
         _diagnose_infeasible(network, candidates, floors, lp_rows, add_limits, solver, risk_text)
-    if status != "optimal":
-        raise SolverError(f"solver {solver!r} reported the {model_name} capacity LP {status}; try the other solver")
+    _require_optimal(status, solver, f"the {model_name} capacity LP")
     best = float(pyo.value(m.unserved))
 
     # Stage 2 (Theorem 1 / Proposition 1): among the minimisers of (1a), take the largest total.
-    n = len(candidates.buses)
     m.objective.deactivate()
     m.total = pyo.Objective(expr=sum(m.c[k] for k in m.c), sense=pyo.maximize)
     status = _solve_holding(m, solver, "hold_unserved", m.unserved, best, upper=True)
