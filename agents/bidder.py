@@ -12,7 +12,7 @@ from agents.valuations import ValuationProfile
 class DataCenterBidder(mesa.Agent):
     """A bidder with a private valuation profile, a bidding strategy and a bundle tie policy.
 
-    Each model step (one auction round) it reads the posted auction state and drops its sealed
+    Each model step (one auction round) it reads the state the model posted and drops its sealed
     bids into the model's ballot box; the auction engine resolves them. It never touches the
     engine's state itself.
     """
@@ -32,5 +32,5 @@ class DataCenterBidder(mesa.Agent):
         self.ties = ties
 
     def step(self) -> None:
-        state = self.model.auction.state()
+        state = self.model.posted_state
         self.model.submit_bids(self.strategy.bids(self.name, self.valuation, state, self.ties))

@@ -19,14 +19,21 @@ from agents.bundle_ties import bundle_tie_policy
 from agents.dso import DSO, CapacityReport
 from agents.errors import AgentConfigError
 from agents.strategies import make_strategy
-from agents.valuations import build_profile
+from agents.valuations import ValuationProfile, build_profile
 from grid.cases import load_case
 from grid.errors import GridError
 from grid.network import Network
 from grid.scenarios import Scenarios, TruncatedNormalLoad, read_scenarios_csv, sample_truncated_normal
 from mechanisms.equilibrium import EquilibriumReport, check_equilibrium
 from mechanisms.products import Product, firm_id, flex_id
-from mechanisms.saa import AuctionOutcome, AuctionRules, Bid, RoundResult, SimultaneousAscendingAuction
+from mechanisms.saa import (
+    AuctionOutcome,
+    AuctionRules,
+    AuctionState,
+    Bid,
+    RoundResult,
+    SimultaneousAscendingAuction,
+)
 from sim.config import ConfigError, ExperimentConfig
 from sim.random_streams import stream, stream_seed
 
@@ -150,6 +157,7 @@ class MarketModel(mesa.Model):
         )
         self.round_results: list[RoundResult] = []
         self._ballot: list[Bid] = []
+        self.posted_state: AuctionState = self.auction.state()
         self.datacollector = mesa.DataCollector(
             tables={
                 "bids": ["round", "bidder", "product", "amount"],
@@ -170,6 +178,8 @@ class MarketModel(mesa.Model):
 
     def step(self) -> None:
         self._ballot = []
+        # Every bidder sees the same posted state; build it once, not once per bidder.
+        self.posted_state = self.auction.state()
         self.bidders.shuffle_do("step")
         result = self.auction.run_round(self._ballot)
         self.round_results.append(result)
@@ -198,14 +208,16 @@ class MarketModel(mesa.Model):
         return self.auction.outcome()
 
     # -- phase 3 ----------------------------------------------------------------------
+    @property
+    def valuations(self) -> dict[str, ValuationProfile]:
+        """Bidder name -> valuation, in config order (the AgentSet keeps insertion order)."""
+        return {b.name: b.valuation for b in self.bidders}
+
     def judge(self) -> EquilibriumReport:
         outcome = self.auction.outcome()
-        valuations = {b.name: b.valuation for b in self.bidders}
-        # Keep config order for reports (the AgentSet keeps insertion order too).
-        ordered = {spec.name: valuations[spec.name] for spec in self.config.bidders}
         return check_equilibrium(
             list(self.auction.products),
-            ordered,
+            self.valuations,
             outcome.allocation,
             outcome.prices,
             self.config.auction.increment,

@@ -64,7 +64,7 @@ def _capacity_summary(model: MarketModel) -> dict[str, Any] | None:
 
 def build_summary(model: MarketModel) -> dict[str, Any]:
     outcome = model.auction.outcome()
-    valuations = {b.name: b.valuation for b in model.bidders}
+    valuations = model.valuations
     bundles = outcome.bundles()
     try:
         report = model.judge()
