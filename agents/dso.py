@@ -28,6 +28,11 @@ class CapacityReport:
     demand_mw: Mapping[int, float] = field(default_factory=dict)
 
 
+def flexible_increment_mw(firm_mw: float, flexible_mw: float) -> float:
+    """c^eps - c (spec 4.1). c^eps >= c is a constraint of the flexible model; clip solver noise."""
+    return max(flexible_mw - firm_mw, 0.0)
+
+
 def split_by_capacity(products: Sequence[Product]) -> tuple[list[Product], list[Product]]:
     """(offered, withheld): a product below MIN_PRODUCT_MW is not worth selling."""
     offered = [p for p in products if p.capacity_mw >= MIN_PRODUCT_MW]
@@ -45,8 +50,7 @@ def products_from_capacity(
     products: list[Product] = []
     for bus in candidates:
         firm_mw = max(firm[bus], 0.0)
-        # c^eps >= c is a constraint of the flexible model; clip solver noise around 0.
-        increment_mw = max(flexible[bus] - firm[bus], 0.0)
+        increment_mw = flexible_increment_mw(firm[bus], flexible[bus])
         products += [Product(firm_id(bus), bus, 0.0, firm_mw), Product(flex_id(bus), bus, risk, increment_mw)]
     return split_by_capacity(products)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from agents.dso import flexible_increment_mw
 from grid.errors import GridError
 from grid.solvers import check_solver
 from mechanisms.errors import SizeLimitError
@@ -47,7 +48,7 @@ def _capacity_summary(model: MarketModel) -> dict[str, Any] | None:
                 "demand_mw": demand,
                 "firm_mw": firm,
                 "flexible_mw": flexible,
-                "increment_mw": max(flexible - firm, 0.0),
+                "increment_mw": flexible_increment_mw(firm, flexible),
             }
         )
     return {
