@@ -1,7 +1,14 @@
-"""Network data: buses with withdrawal limits, lines with thermal limits, a reference bus.
+"""Network data: buses, lines, generators, a reference bus and a slack model.
 
-The dataclasses validate on construction so that every later stage (shift factors, the capacity
-LPs) can assume a connected network with positive limits and can name buses and lines in messages.
+One data object serves every formulation (robust, CVaR, scenario LP). The dataclasses validate on
+construction so that every later stage (shift factors, the capacity LPs) can assume a connected
+network with positive limits and can name buses and lines in messages.
+
+Supply: new load must be generated somewhere. With ``slack = "reference"`` the reference bus
+picks up every change of net withdrawal (up to ``import_limit_mw``, or the headroom of the
+generators at that bus); with ``slack = "distributed"`` the in-service generators pick it up in
+proportion to their headroom Pmax - Pg (participation factors), so the supply limit is their total
+headroom. A network without generators and without an import limit has no supply limit.
 """
 
 from __future__ import annotations
@@ -26,12 +33,23 @@ def _as_int(value: object, what: str) -> int:
         raise GridError(f"{what} must be an integer bus number, got {value!r}") from None
 
 
+def _finite(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class Bus:
-    """A bus; ``withdrawal_limit_mw`` is w-bar of (1b) (e.g. a transformer rating), inf = no limit."""
+    """A bus.
+
+    ``withdrawal_limit_mw`` is w-bar of (1b) (e.g. a transformer rating), inf = no limit.
+    ``base_load_mw`` is the case's base-case load (MATPOWER Pd), the centre of the default
+    background-load scenarios. ``coordinates`` (x, y) place the bus on plots when a case has them.
+    """
 
     number: int
     withdrawal_limit_mw: float = math.inf
+    base_load_mw: float = 0.0
+    coordinates: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         _as_int(self.number, "Bus.number")
@@ -41,6 +59,35 @@ class Bus:
                 f"bus {self.number}: withdrawal_limit_mw must be > 0 MW (got {limit!r}); "
                 "use math.inf for no limit"
             )
+        if not _finite(self.base_load_mw):
+            raise GridError(f"bus {self.number}: base_load_mw must be a finite number of MW, got {self.base_load_mw!r}")
+        if self.coordinates is not None and (
+            len(self.coordinates) != 2 or not all(_finite(v) for v in self.coordinates)
+        ):
+            raise GridError(f"bus {self.number}: coordinates must be two finite numbers (x, y), got {self.coordinates!r}")
+
+
+@dataclass(frozen=True)
+class Generator:
+    """An in-service generator: committed output Pg and maximum output Pmax (MW).
+
+    Its headroom max(Pmax - Pg, 0) is what it can add for new load; under a distributed slack it
+    is also its participation factor's weight.
+    """
+
+    bus: int
+    output_mw: float
+    max_mw: float
+
+    def __post_init__(self) -> None:
+        _as_int(self.bus, "Generator.bus")
+        for name in ("output_mw", "max_mw"):
+            if not _finite(getattr(self, name)):
+                raise GridError(f"generator at bus {self.bus}: {name} must be a finite number of MW, got {getattr(self, name)!r}")
+
+    @property
+    def headroom_mw(self) -> float:
+        return max(self.max_mw - self.output_mw, 0.0)
 
 
 @dataclass(frozen=True)
@@ -80,22 +127,33 @@ class Line:
             )
 
 
+SLACK_MODELS = ("reference", "distributed")
+
+
 @dataclass(frozen=True)
 class Network:
-    """A connected transmission/distribution network with one reference (slack) bus.
+    """A connected transmission/distribution network with one reference (angle) bus.
 
-    ``bus_numbers`` fixes the bus order used by every matrix and array in grid/.
+    ``bus_numbers`` fixes the bus order used by every matrix and array in grid/. ``slack`` says
+    who supplies a change of net withdrawal (see the module doc); ``notes`` records what an
+    importer assumed (e.g. default ratings), for reports.
     """
 
     name: str
     buses: tuple[Bus, ...]
     lines: tuple[Line, ...]
     reference_bus: int
+    generators: tuple[Generator, ...] = ()
+    slack: str = "reference"
+    import_limit_mw: float = math.inf
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept lists from callers but store tuples so the network stays hashable and immutable.
         object.__setattr__(self, "buses", tuple(self.buses))
         object.__setattr__(self, "lines", tuple(self.lines))
+        object.__setattr__(self, "generators", tuple(self.generators))
+        object.__setattr__(self, "notes", tuple(self.notes))
         if not self.buses:
             raise GridError(f"network {self.name!r} has no buses; give at least one Bus")
         index: dict[int, int] = {}
@@ -130,11 +188,33 @@ class Network:
                 f"network {self.name!r}: reference bus {self.reference_bus} is not a bus; "
                 f"choose one of {self._bus_list()}"
             )
-        unreachable = self._first_unreachable_bus()
-        if unreachable is not None:
+        unreachable = self._unreachable_buses()
+        if unreachable:
+            others = f" and {len(unreachable) - 1} other bus{'es' if len(unreachable) > 2 else ''}" if len(unreachable) > 1 else ""
             raise GridError(
-                f"network {self.name!r} is not connected: bus {unreachable} cannot be reached from "
-                f"reference bus {self.reference_bus}; add a line to it or remove it"
+                f"network {self.name!r} is not connected: bus {unreachable[0]}{others} form an island that cannot "
+                f"be reached from reference bus {self.reference_bus}; connect the island or remove its buses"
+            )
+        for position, generator in enumerate(self.generators):
+            if not isinstance(generator, Generator):
+                raise GridError(f"network {self.name!r}: generators[{position}] is not a Generator ({generator!r})")
+            if generator.bus not in index:
+                raise GridError(
+                    f"network {self.name!r}: a generator names unknown bus {generator.bus}; known buses are {self._bus_list()}"
+                )
+        if self.slack not in SLACK_MODELS:
+            raise GridError(
+                f"network {self.name!r}: unknown slack model {self.slack!r}; choose one of {', '.join(SLACK_MODELS)}"
+            )
+        if self.slack == "distributed" and not any(g.headroom_mw > 0 for g in self.generators):
+            raise GridError(
+                f"network {self.name!r}: a distributed slack needs generators with headroom (Pmax > Pg); "
+                "use slack = 'reference' or add generators"
+            )
+        limit = self.import_limit_mw
+        if not isinstance(limit, numbers.Real) or math.isnan(limit) or limit < 0:
+            raise GridError(
+                f"network {self.name!r}: import_limit_mw must be >= 0 MW (got {limit!r}); use math.inf for no limit"
             )
 
     @cached_property
@@ -146,20 +226,27 @@ class Network:
         shown = ", ".join(str(n) for n in numbers[:20])
         return shown + (f", ... ({len(numbers)} buses)" if len(numbers) > 20 else "")
 
-    def _first_unreachable_bus(self) -> int | None:
-        reached = {self.reference_bus}
-        queue = deque([self.reference_bus])
+    def _unreachable_buses(self) -> list[int]:
+        """The buses of the first island found (in bus order), or [] if the network is connected."""
         neighbours = self.adjacency
-        while queue:
-            bus = queue.popleft()
-            for other, _ in neighbours[bus]:
-                if other not in reached:
-                    reached.add(other)
-                    queue.append(other)
-        for bus in self.buses:
-            if bus.number not in reached:
-                return bus.number
-        return None
+
+        def component(start: int) -> set[int]:
+            reached = {start}
+            queue = deque([start])
+            while queue:
+                bus = queue.popleft()
+                for other, _ in neighbours[bus]:
+                    if other not in reached:
+                        reached.add(other)
+                        queue.append(other)
+            return reached
+
+        main = component(self.reference_bus)
+        first = next((bus.number for bus in self.buses if bus.number not in main), None)
+        if first is None:
+            return []
+        island = component(first)
+        return [bus.number for bus in self.buses if bus.number in island]
 
     @cached_property
     def adjacency(self) -> dict[int, tuple[tuple[int, int], ...]]:
@@ -206,3 +293,45 @@ class Network:
     def is_radial(self) -> bool:
         """A connected network is a tree exactly when it has one line fewer than buses."""
         return len(self.lines) == len(self.buses) - 1
+
+    @property
+    def load_buses(self) -> tuple[int, ...]:
+        """Buses with a positive base load, in bus order: the default data-center candidates."""
+        return tuple(bus.number for bus in self.buses if bus.base_load_mw > 0)
+
+    def committed_generation_mw(self) -> dict[int, float]:
+        """Committed generator output Pg summed per bus (buses without generators are absent)."""
+        totals: dict[int, float] = {}
+        for generator in self.generators:
+            totals[generator.bus] = totals.get(generator.bus, 0.0) + generator.output_mw
+        return totals
+
+    def participation(self) -> dict[int, float]:
+        """Bus -> share of a change in net withdrawal that the bus's generation picks up (sums to 1).
+
+        Reference slack: the reference bus takes it all. Distributed slack: generators share it in
+        proportion to their headroom Pmax - Pg.
+        """
+        if self.slack == "reference":
+            return {self.reference_bus: 1.0}
+        headroom: dict[int, float] = {}
+        for generator in self.generators:
+            if generator.headroom_mw > 0:
+                headroom[generator.bus] = headroom.get(generator.bus, 0.0) + generator.headroom_mw
+        total = math.fsum(headroom.values())
+        return {bus: value / total for bus, value in headroom.items()}
+
+    def supply_limit_mw(self) -> float:
+        """How much the net withdrawal may grow before generation (or the import) runs out.
+
+        Distributed slack: the total headroom (with headroom-proportional participation every
+        generator reaches Pmax together). Reference slack: ``import_limit_mw`` when stated, else the
+        headroom of the generators at the reference bus when the case has generators, else inf.
+        """
+        if self.slack == "distributed":
+            return math.fsum(g.headroom_mw for g in self.generators)
+        if math.isfinite(self.import_limit_mw):
+            return float(self.import_limit_mw)
+        if self.generators:
+            return math.fsum(g.headroom_mw for g in self.generators if g.bus == self.reference_bus)
+        return math.inf
