@@ -1,0 +1,256 @@
+"""Every finite limit of the capacity models, with what the background load does to it.
+
+Each limit is a row ``a . c + b - limit <= 0`` over the candidate capacities c:
+
+- a withdrawal limit at bus i (1b)/(4b): a = 1 at candidate i, b = p_i;
+- a line's upper and lower flow limit (1c)/(4c)/(4d): a = +-H[l, candidates], b = +-(H p)_l;
+- the supply limit (generation headroom or import at the reference bus): a = 1 everywhere,
+  b = sum_j p_j (new load and background growth must both be generated).
+
+The capacity models only ever need a statistic of the background term b per row: its worst case
+over the load box (firm, (2a)/(2b)) or its sample CVaR (flexible, proof of Proposition 1: CVaR is
+translation equivariant and a . c is deterministic, so CVaR(a . c + b) = a . c + CVaR(b)). So this
+module computes, row by row and in blocks of lines, the worst case and the K largest samples of
+b with their scenario numbers (a partial sort), and never stores the dense H or all line flows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from grid.candidates import Candidates
+from grid.errors import GridError
+from grid.network import Network
+from grid.scenarios import Scenarios
+from grid.shift_factors import FlowModel
+
+WITHDRAWAL, UPPER, LOWER, SUPPLY = "withdrawal", "upper", "lower", "supply"
+
+# A candidate "touches" a limit when 1 MW withdrawn there moves the limited quantity by at least
+# this much (a distribution-factor cut-off, as in transmission loading relief practice): such
+# a candidate is interrupted when the limit is violated and is blocked when background load
+# alone breaks the limit.
+DEFAULT_TOUCH_FACTOR = 0.05
+
+# Lines whose scenario flows are computed at once; bounds the (lines x S) work array.
+LINE_BLOCK = 1024
+
+
+def tail_size(epsilon: float, count: int) -> int:
+    """floor(eps S) + 1: the fewest largest samples that determine CVaR_eps of S samples."""
+    return min(count, int(math.floor(epsilon * count)) + 1)
+
+
+def cvar_from_tail(tail: np.ndarray, epsilon: np.ndarray | float, count: int) -> np.ndarray:
+    """Sample CVaR_eps (16) per row from each row's largest samples, sorted in descending order.
+
+    With m = eps S and w = floor(m): (sum of the w largest + (m - w) * the (w+1)-th largest) / m,
+    which is exactly min over eta of eta + E[(X - eta)^+] / eps for the sample distribution. When
+    eps S < 1 the CVaR is the largest sample. ``epsilon`` may differ per row (joint risk mode).
+    """
+    rows = tail.shape[0]
+    eps = np.broadcast_to(np.asarray(epsilon, dtype=float), (rows,))
+    mass = eps * count
+    whole = np.minimum(np.floor(mass).astype(int), count - 1)
+    if np.any(whole >= tail.shape[1]):
+        raise GridError("internal: the kept tail is too short for this risk level")
+    csum = np.concatenate([np.zeros((rows, 1)), np.cumsum(tail, axis=1)], axis=1)
+    picked = np.arange(rows)
+    boundary = tail[picked, whole]
+    result = (csum[picked, whole] + (mass - whole) * boundary) / np.maximum(mass, 1e-300)
+    # eps S < 1: all mass sits on the largest sample.
+    return np.where(mass < 1.0, tail[:, 0], result) if rows else np.zeros(0)
+
+
+@dataclass(frozen=True, eq=False)
+class LimitTable:
+    """The rows (see the module doc) and their background statistics, in a fixed order:
+    withdrawal limits in bus order, then each line's upper and lower limit in line order, then
+    the supply limit.
+    """
+
+    kinds: tuple[str, ...]
+    labels: tuple[str, ...]           # bus number, line name or "supply"
+    limit_mw: np.ndarray              # (R,)
+    line: np.ndarray                  # (R,) line position for upper/lower rows, else -1
+    bus: np.ndarray                   # (R,) bus position for withdrawal rows, else -1
+    touch: sp.csr_matrix              # (R, candidates) True where the candidate touches the row
+    affected: np.ndarray              # (R,) True if some candidate's coefficient is non-zero
+    worst_mw: np.ndarray              # (R,) max of b over the load box
+    tail_mw: np.ndarray               # (R, K) the K largest samples of b, descending
+    tail_scenario: np.ndarray         # (R, K) their scenario numbers
+    count: int                        # S
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def name(self, row: int) -> str:
+        kind, label = self.kinds[row], self.labels[row]
+        if kind == WITHDRAWAL:
+            return f"withdrawal limit at bus {label}"
+        if kind == SUPPLY:
+            return "supply limit (generation headroom)"
+        return f"line {label} {kind} limit"
+
+    def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
+        """Sample CVaR_eps of each row's background term."""
+        return cvar_from_tail(self.tail_mw, epsilon, self.count)
+
+    def rows_of_kind(self, kind: str) -> np.ndarray:
+        return np.array([r for r, k in enumerate(self.kinds) if k == kind], dtype=int)
+
+
+def _tails(values: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``keep`` largest and ``keep`` smallest values of each row, with their columns.
+
+    One argpartition serves both tails (a line's upper and lower limit see b and -b).
+    Largest come back descending, smallest ascending (so that -smallest is descending).
+    """
+    count = values.shape[1]
+    keep = min(keep, count)
+    if 2 * keep >= count:
+        order = np.argsort(values, axis=1, kind="stable")
+        top_idx, low_idx = order[:, count - keep:], order[:, :keep]
+    else:
+        part = np.argpartition(values, [keep - 1, count - keep], axis=1)
+        top_idx, low_idx = part[:, count - keep:], part[:, :keep]
+    top = np.take_along_axis(values, top_idx, axis=1)
+    low = np.take_along_axis(values, low_idx, axis=1)
+    # Sort each tail; ties broken by scenario number so the order never depends on the partition.
+    top_order = np.lexsort((top_idx, -top), axis=1) if top.size else top_idx
+    low_order = np.lexsort((low_idx, low), axis=1) if low.size else low_idx
+    top_idx = np.take_along_axis(top_idx, top_order, axis=1)
+    low_idx = np.take_along_axis(low_idx, low_order, axis=1)
+    return (np.take_along_axis(top, top_order, axis=1), top_idx,
+            np.take_along_axis(low, low_order, axis=1), low_idx)
+
+
+def build_limits(
+    network: Network,
+    flows: FlowModel,
+    scenarios: Scenarios,
+    candidates: Candidates,
+    max_risk: float,
+    touch_factor: float = DEFAULT_TOUCH_FACTOR,
+    progress=lambda _: None,
+) -> LimitTable:
+    """All finite limits with their worst case and the tails CVaR_eps needs for eps <= max_risk."""
+    if tuple(scenarios.buses) != network.bus_numbers:
+        raise GridError(
+            f"scenarios do not match network {network.name!r}; build the scenarios from this network"
+        )
+    count = scenarios.count
+    keep = tail_size(max_risk, count) if max_risk > 0 else 1
+    samples = scenarios.samples_mw          # (S, n)
+    n_cand = len(candidates)
+    kinds: list[str] = []
+    labels: list[str] = []
+    limits: list[float] = []
+    line_pos: list[int] = []
+    bus_pos: list[int] = []
+    worst: list[np.ndarray] = []
+    tails: list[np.ndarray] = []
+    tail_idx: list[np.ndarray] = []
+    touch_blocks: list[sp.csr_matrix] = []
+    affected: list[np.ndarray] = []
+    candidate_column = {int(p): k for k, p in enumerate(candidates.positions)}
+
+    # Withdrawal limits (1b)/(4b): the background is the bus's own load.
+    bus_rows = [i for i, bus in enumerate(network.buses) if math.isfinite(bus.withdrawal_limit_mw)]
+    if bus_rows:
+        cols = np.array(bus_rows, dtype=int)
+        top, top_i, _, _ = _tails(samples[:, cols].T, keep)
+        tails.append(top)
+        tail_idx.append(top_i)
+        worst.append(scenarios.upper_mw[cols])
+        touch = sp.lil_matrix((len(bus_rows), n_cand), dtype=bool)
+        hit = np.zeros(len(bus_rows), dtype=bool)
+        for r, i in enumerate(bus_rows):
+            kinds.append(WITHDRAWAL)
+            labels.append(str(network.buses[i].number))
+            limits.append(float(network.buses[i].withdrawal_limit_mw))
+            line_pos.append(-1)
+            bus_pos.append(i)
+            if i in candidate_column:
+                touch[r, candidate_column[i]] = True
+                hit[r] = True
+        touch_blocks.append(touch.tocsr())
+        affected.append(hit)
+
+    # Line limits (1c)/(4c)/(4d), a block of lines at a time: H rows, background flows, tails.
+    finite = np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
+    if finite.size:
+        # Not made contiguous: BLAS reads the transposed view as fast, and the copy would cost more.
+        samples_t = samples.T                             # (n, S): flows = H_block @ samples_t
+        done = 0
+        for block, h in flows.blocks(finite, LINE_BLOCK):
+            positive, negative = np.maximum(h, 0.0), np.maximum(-h, 0.0)
+            # (2a)/(2b): over a box, the worst flow picks each load at the bound matching the sign.
+            flow_max = positive @ scenarios.upper_mw - negative @ scenarios.lower_mw
+            flow_min = positive @ scenarios.lower_mw - negative @ scenarios.upper_mw
+            background = h @ samples_t                    # (B, S)
+            top, top_i, low, low_i = _tails(background, keep)
+            on_candidates = h[:, candidates.positions]
+            # Interleave each line's upper and lower row.
+            size = block.size
+            worst.append(np.column_stack([flow_max, -flow_min]).reshape(-1))
+            tails.append(np.stack([top, -low], axis=1).reshape(2 * size, -1))
+            tail_idx.append(np.stack([top_i, low_i], axis=1).reshape(2 * size, -1))
+            upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
+            lower_touch = sp.csr_matrix(-on_candidates >= touch_factor)
+            touch_blocks.append(sp.vstack([upper_touch, lower_touch]).tocsr()[_interleave(size)])
+            moved = np.any(on_candidates != 0.0, axis=1)
+            affected.append(np.repeat(moved, 2))
+            for l in block:
+                line = network.lines[int(l)]
+                for kind in (UPPER, LOWER):
+                    kinds.append(kind)
+                    labels.append(line.name)
+                    limits.append(float(line.thermal_limit_mw))
+                    line_pos.append(int(l))
+                    bus_pos.append(-1)
+            done += size
+            progress(f"background flows and tails: {done}/{finite.size} lines")
+
+    # The supply limit: all new load and the background's growth must be generated.
+    supply = network.supply_limit_mw()
+    if math.isfinite(supply):
+        total = samples.sum(axis=1)[None, :]
+        top, top_i, _, _ = _tails(total, keep)
+        tails.append(top)
+        tail_idx.append(top_i)
+        worst.append(np.array([scenarios.upper_mw.sum()]))
+        touch_blocks.append(sp.csr_matrix(np.ones((1, n_cand), dtype=bool)))
+        affected.append(np.array([n_cand > 0]))
+        kinds.append(SUPPLY)
+        labels.append("supply")
+        limits.append(float(supply))
+        line_pos.append(-1)
+        bus_pos.append(-1)
+
+    width = keep
+    return LimitTable(
+        kinds=tuple(kinds),
+        labels=tuple(labels),
+        limit_mw=np.array(limits, dtype=float),
+        line=np.array(line_pos, dtype=int),
+        bus=np.array(bus_pos, dtype=int),
+        touch=sp.vstack(touch_blocks).tocsr() if touch_blocks else sp.csr_matrix((0, n_cand), dtype=bool),
+        affected=np.concatenate(affected) if affected else np.zeros(0, dtype=bool),
+        worst_mw=np.concatenate(worst) if worst else np.zeros(0),
+        tail_mw=np.vstack(tails) if tails else np.zeros((0, width)),
+        tail_scenario=np.vstack(tail_idx) if tail_idx else np.zeros((0, width), dtype=int),
+        count=count,
+    )
+
+
+def _interleave(size: int) -> np.ndarray:
+    """Row order [u0, l0, u1, l1, ...] from [u0, u1, ..., l0, l1, ...]."""
+    order = np.empty(2 * size, dtype=int)
+    order[0::2] = np.arange(size)
+    order[1::2] = size + np.arange(size)
+    return order
