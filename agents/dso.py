@@ -2,35 +2,45 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import mesa
 
-from grid.firm import CapacityResult, firm_capacity
-from grid.flexible import flexible_capacity
+from grid.candidates import Candidates
+from grid.capacity import CapacityStudy, capacity_study
 from grid.network import Network
 from grid.scenarios import Scenarios
-from mechanisms.products import Product, firm_id, flex_id
+from mechanisms.products import FIRM, FLEX, Product, product_id, risk_label
 
 # Below this a product is not worth selling: it is withheld and reported instead.
 MIN_PRODUCT_MW = 1e-6
 
 
 @dataclass(frozen=True)
+class ProductSettings:
+    """How the DSO turns capacities into products (config ``[products]``)."""
+
+    risk_levels: tuple[float, ...]
+    risk_mode: str = "per_constraint"
+    formulation: str = "exact"
+    block_mw: float | None = None
+    touch_factor: float = 0.05
+
+
+@dataclass(frozen=True)
 class CapacityReport:
-    """Phase-1 result: capacities per bus and the products made from them."""
+    """Phase-1 result: the capacity study (None for explicit products) and the products."""
 
     products: tuple[Product, ...]
     withheld: tuple[Product, ...] = ()
-    firm: CapacityResult | None = None
-    flexible: CapacityResult | None = None
-    demand_mw: Mapping[int, float] = field(default_factory=dict)
+    study: CapacityStudy | None = None
 
 
-def flexible_increment_mw(firm_mw: float, flexible_mw: float) -> float:
-    """c^eps - c (spec 4.1). c^eps >= c is a constraint of the flexible model; clip solver noise."""
-    return max(flexible_mw - firm_mw, 0.0)
+def flexible_increment_mw(safer_mw: float, riskier_mw: float) -> float:
+    """c^eps_k - c^eps_(k-1) (spec 4.1). The nesting is a constraint; clip solver noise."""
+    return max(riskier_mw - safer_mw, 0.0)
 
 
 def split_by_capacity(products: Sequence[Product]) -> tuple[list[Product], list[Product]]:
@@ -40,19 +50,46 @@ def split_by_capacity(products: Sequence[Product]) -> tuple[list[Product], list[
     return offered, withheld
 
 
-def products_from_capacity(
-    candidates: Sequence[int], firm: Mapping[int, float], flexible: Mapping[int, float], risk: float
-) -> tuple[list[Product], list[Product]]:
-    """Spec 4.1: per candidate bus, a firm item (c_i, 0, i) and an increment (c_i^eps - c_i, eps, i).
+def tier_labels(risk_levels: Sequence[float]) -> list[str | None]:
+    """The id tier of each risk level: none with one level (``flex@BUS``), '5%' etc. with several."""
+    return [None] * len(risk_levels) if len(risk_levels) == 1 else [risk_label(r) for r in risk_levels]
 
-    Products come in bus order, firm before flex. Returns (offered, withheld).
+
+def _blocks(kind: str, bus: int, tier: str | None, risk: float, capacity_mw: float,
+            block_mw: float | None) -> list[Product]:
+    """One product, or blocks of ``block_mw`` (the last one holds the remainder)."""
+    if block_mw is None or capacity_mw <= block_mw:
+        block = None if block_mw is None else 1
+        return [Product(product_id(kind, bus, tier=tier, block=block), bus, risk, capacity_mw)]
+    count = math.ceil(capacity_mw / block_mw - 1e-9)
+    sizes = [block_mw] * (count - 1) + [capacity_mw - block_mw * (count - 1)]
+    return [Product(product_id(kind, bus, tier=tier, block=i + 1), bus, risk, size)
+            for i, size in enumerate(sizes)]
+
+
+def products_from_study(study: CapacityStudy, block_mw: float | None = None) -> tuple[list[Product], list[Product]]:
+    """Spec 4.1, per candidate bus in bus order: the firm item (c_i, 0, i), then one incremental
+    item per risk tier (c^eps_k - c^eps_(k-1), eps_k, i), each split into blocks if asked.
+
+    Returns (offered, withheld).
     """
+    labels = tier_labels([t.risk for t in study.tiers])
     products: list[Product] = []
-    for bus in candidates:
-        firm_mw = max(firm[bus], 0.0)
-        increment_mw = flexible_increment_mw(firm[bus], flexible[bus])
-        products += [Product(firm_id(bus), bus, 0.0, firm_mw), Product(flex_id(bus), bus, risk, increment_mw)]
+    for bus in study.candidates.buses:
+        safer = max(study.firm.capacity_mw[bus], 0.0)
+        products += _blocks(FIRM, bus, None, 0.0, safer, block_mw)
+        for tier, label in zip(study.tiers, labels):
+            riskier = tier.capacity_mw[bus]
+            products += _blocks(FLEX, bus, label, tier.risk, flexible_increment_mw(safer, riskier), block_mw)
+            safer = max(safer, riskier)
     return split_by_capacity(products)
+
+
+def possible_families(candidates: Sequence[int], risk_levels: Sequence[float]) -> list[str]:
+    """Every product id (without block numbers) a network config can produce, before any LP."""
+    labels = tier_labels(risk_levels)
+    return [pid for bus in candidates
+            for pid in [product_id(FIRM, bus)] + [product_id(FLEX, bus, tier=label) for label in labels]]
 
 
 class DSO(mesa.Agent):
@@ -67,39 +104,35 @@ class DSO(mesa.Agent):
         *,
         network: Network | None = None,
         scenarios: Scenarios | None = None,
-        demand_mw: Mapping[int, float] | None = None,
-        risk_level: float | None = None,
+        candidates: Candidates | None = None,
+        settings: ProductSettings | None = None,
         solver: str = "highs",
         products: Sequence[Product] = (),
     ) -> None:
         super().__init__(model)
         self.network = network
         self.scenarios = scenarios
-        self.demand_mw = dict(demand_mw or {})
-        self.risk_level = risk_level
+        self.candidates = candidates
+        self.settings = settings
         self.solver = solver
         self.explicit_products = tuple(products)
 
-    def quantify(self, progress: Callable[[str], None] = lambda _: None) -> CapacityReport:
+    def quantify(self, progress: Callable[[str], None] = lambda _: None, *, theory: bool = False) -> CapacityReport:
         if self.network is None:
             offered, withheld = split_by_capacity(self.explicit_products)
             return CapacityReport(products=tuple(offered), withheld=tuple(withheld))
-        assert self.scenarios is not None and self.risk_level is not None
-        progress(f"firm capacity: robust LP (1)-(2) on '{self.network.name}' with {self.solver}")
-        firm = firm_capacity(self.network, self.scenarios, self.demand_mw, solver=self.solver)
-        progress(
-            f"flexible capacity: CVaR LP (17), {self.scenarios.count} scenarios, "
-            f"eps = {self.risk_level:g}, with {self.solver}"
+        assert self.scenarios is not None and self.candidates is not None and self.settings is not None
+        study = capacity_study(
+            self.network,
+            self.scenarios,
+            self.candidates,
+            self.settings.risk_levels,
+            solver=self.solver,
+            formulation=self.settings.formulation,
+            risk_mode=self.settings.risk_mode,
+            touch_factor=self.settings.touch_factor,
+            theory=theory,
+            progress=progress,
         )
-        flexible = flexible_capacity(
-            self.network, self.scenarios, self.demand_mw, self.risk_level, firm.capacity_mw, solver=self.solver
-        )
-        candidates = [b for b in self.network.bus_numbers if b in self.demand_mw]
-        offered, withheld = products_from_capacity(candidates, firm.capacity_mw, flexible.capacity_mw, self.risk_level)
-        return CapacityReport(
-            products=tuple(offered),
-            withheld=tuple(withheld),
-            firm=firm,
-            flexible=flexible,
-            demand_mw=self.demand_mw,
-        )
+        offered, withheld = products_from_study(study, self.settings.block_mw)
+        return CapacityReport(products=tuple(offered), withheld=tuple(withheld), study=study)

@@ -22,6 +22,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from agents.bundle_ties import BundleRule
 from agents.errors import AgentConfigError
+from mechanisms.products import Product, ProductCatalog
 
 # Bundles whose surpluses differ by less than this (relative to the money involved) are tied.
 _RELATIVE_TOLERANCE = 1e-9
@@ -205,31 +206,57 @@ def _money(value: Any, where: str) -> float:
     return float(value)
 
 
-def _known(product: str, where: str, offered: frozenset[str], withheld: frozenset[str]) -> bool:
-    """True if the product is for sale, False if it exists but is withheld; error otherwise."""
-    if product in offered:
-        return True
-    if product in withheld:
-        return False
-    known = ", ".join(sorted(offered | withheld))
-    raise AgentConfigError(f"{where}: unknown product {product!r}; the products are {known}")
+def _one_product(key: str, where: str, catalog: ProductCatalog) -> str | None:
+    """The product a key names (None if it exists but is withheld); error if unknown or if it
+    names a family split into several blocks (a per-product value must name one product)."""
+    products = catalog.resolve(key)
+    if products is None:
+        raise AgentConfigError(f"{where}: unknown product {key!r}; the products are {catalog.describe()}")
+    if len(products) > 1:
+        raise AgentConfigError(
+            f"{where}: {key!r} is split into {len(products)} blocks ({products[0].id}, ...); name one block, "
+            "or give value_per_mw for the whole product"
+        )
+    return products[0].id if products else None
 
 
-def build_additive(params: Mapping[str, Any], offered: frozenset[str], withheld: frozenset[str]) -> AdditiveValuation:
-    values = params.get("values")
-    if not isinstance(values, Mapping) or not values:
-        raise AgentConfigError("values: the additive profile needs a table of product id -> value ($)")
-    kept = {}
-    for product, value in values.items():
-        amount = _money(value, f"values.{product}")
-        if _known(product, f"values.{product}", offered, withheld):
-            kept[product] = amount
+def build_additive(params: Mapping[str, Any], catalog: ProductCatalog) -> AdditiveValuation:
+    """Values in $ per product (``values``), or in $/MW (``value_per_mw``) times each product's MW.
+
+    ``value_per_mw`` keys may be a product id or a product without its block number (its bus and
+    risk tier), which prices every block of it, so that changes in capacity change the auction.
+    """
+    values, per_mw = params.get("values"), params.get("value_per_mw")
+    if (values is None) == (per_mw is None):
+        raise AgentConfigError("values: the additive profile needs either values ($ per product) or value_per_mw ($/MW)")
+    kept: dict[str, float] = {}
+    if values is not None:
+        if not isinstance(values, Mapping) or not values:
+            raise AgentConfigError("values: the additive profile needs a table of product id -> value ($)")
+        for key, value in values.items():
+            amount = _money(value, f"values.{key}")
+            product = _one_product(key, f"values.{key}", catalog)
+            if product is not None:
+                kept[product] = amount
+        return AdditiveValuation(values=kept)
+    if not isinstance(per_mw, Mapping) or not per_mw:
+        raise AgentConfigError("value_per_mw: expected a table of product id -> value ($/MW)")
+    for key, rate in per_mw.items():
+        where = f"value_per_mw.{key}"
+        amount = _money(rate, where)
+        products = catalog.resolve(key)
+        if products is None:
+            raise AgentConfigError(f"{where}: unknown product {key!r}; the products are {catalog.describe()}")
+        for product in products:
+            if product.id in kept:
+                raise AgentConfigError(f"{where}: product {product.id} is priced twice; give each product one rate")
+            if not math.isfinite(product.capacity_mw):
+                raise AgentConfigError(f"{where}: product {product.id} has no capacity (MW) to price per MW")
+            kept[product.id] = amount * product.capacity_mw
     return AdditiveValuation(values=kept)
 
 
-def build_symmetric_concave(
-    params: Mapping[str, Any], offered: frozenset[str], withheld: frozenset[str]
-) -> SymmetricConcaveValuation:
+def build_symmetric_concave(params: Mapping[str, Any], catalog: ProductCatalog) -> SymmetricConcaveValuation:
     by_size = params.get("by_size")
     if not isinstance(by_size, (list, tuple)) or not by_size:
         raise AgentConfigError("by_size: the symmetric_concave profile needs the values of 1, 2, ... products ($)")
@@ -251,9 +278,7 @@ def build_symmetric_concave(
     return SymmetricConcaveValuation(by_size=tuple(values))
 
 
-def build_bundle_table(
-    params: Mapping[str, Any], offered: frozenset[str], withheld: frozenset[str]
-) -> BundleTableValuation:
+def build_bundle_table(params: Mapping[str, Any], catalog: ProductCatalog) -> BundleTableValuation:
     entries = params.get("bundles")
     if not isinstance(entries, (list, tuple)) or not entries:
         raise AgentConfigError("bundles: the bundles profile needs a list of {products = [...], value = ...}")
@@ -273,13 +298,13 @@ def build_bundle_table(
         if bundle in seen:
             raise AgentConfigError(f"{where}.products: this bundle is already listed; give each bundle once")
         seen.add(bundle)
-        attainable = all(_known(p, f"{where}.products", offered, withheld) for p in products)
-        if attainable:
-            table.append((bundle, value))
+        named = [_one_product(p, f"{where}.products", catalog) for p in products]
+        if all(p is not None for p in named):
+            table.append((frozenset(named), value))
     return BundleTableValuation(bundles=tuple(table))
 
 
-ProfileBuilder = Callable[[Mapping[str, Any], frozenset[str], frozenset[str]], ValuationProfile]
+ProfileBuilder = Callable[[Mapping[str, Any], ProductCatalog], ValuationProfile]
 
 PROFILES: dict[str, ProfileBuilder] = {
     "additive": build_additive,
@@ -287,23 +312,33 @@ PROFILES: dict[str, ProfileBuilder] = {
     "bundles": build_bundle_table,
 }
 
-# The config field each profile reads its parameters from.
-PROFILE_FIELDS: dict[str, str] = {"additive": "values", "symmetric_concave": "by_size", "bundles": "bundles"}
+# The config fields each profile reads its parameters from (exactly one of them).
+PROFILE_FIELDS: dict[str, tuple[str, ...]] = {
+    "additive": ("values", "value_per_mw"),
+    "symmetric_concave": ("by_size",),
+    "bundles": ("bundles",),
+}
 
 
 def build_profile(
     kind: str,
     params: Mapping[str, Any],
-    offered: Iterable[str],
+    offered: ProductCatalog | Iterable[str],
     withheld: Iterable[str] = (),
 ) -> ValuationProfile:
     """Build a profile by name from its config parameters.
 
-    `offered` are the products for sale; `withheld` are product ids that exist but are not sold
-    (zero capacity): values on them are ignored rather than rejected.
+    ``offered`` is the catalog of products (or, for abstract items, just their ids); ``withheld``
+    (with plain ids) are product ids that exist but are not sold (zero capacity): values on them
+    are ignored rather than rejected.
     """
     try:
         builder = PROFILES[kind]
     except KeyError:
         raise AgentConfigError(f"profile: unknown profile {kind!r}; choose one of {', '.join(PROFILES)}") from None
-    return builder(params, frozenset(offered), frozenset(withheld))
+    if not isinstance(offered, ProductCatalog):
+        # Abstract items carry no MW, so value_per_mw cannot price them.
+        offered = ProductCatalog(
+            offered=tuple(Product(pid, None, 0.0, math.nan) for pid in offered), withheld=frozenset(withheld)
+        )
+    return builder(params, offered)

@@ -1,4 +1,8 @@
-"""The `dcmarket` command line: `run` an experiment config, `log` a finished run's rounds."""
+"""The `dcmarket` command line.
+
+`run` an experiment config, `capacity` of a config or a case alone, `log` a finished run's rounds,
+`cases` lists the built-in networks.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from grid.solvers import SOLVERS
 from mechanisms.errors import MechanismError
 from sim import outputs
 from sim.config import ConfigError
-from sim.report import round_table
+from sim.capacity_run import DEFAULT_DEMAND_MW, DEFAULT_RISK, DEFAULT_SCENARIOS, DEFAULT_VERIFY, run_capacity
+from sim.report import format_table, round_table
 from sim.run import run_experiment
 
 # Errors that come from the user's input or environment: one line, no traceback.
@@ -36,6 +41,32 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--solver", choices=SOLVERS, help="override the config's LP solver")
     run.add_argument("--force", action="store_true", help="replace an existing run directory")
     run.add_argument("--quiet", action="store_true", help="print no progress lines on stderr")
+    run.add_argument("--summary-only", action="store_true",
+                     help="print products, outcome and verdict without the round table (big cases)")
+
+    cap = commands.add_parser(
+        "capacity",
+        help="firm and flexible capacity per bus, with an out-of-sample risk check and a map",
+        description="Quantify capacity for a config (TOML) or straight for a case: a built-in name "
+        "(see `dcmarket cases`), a MATPOWER .m file or a CSV case folder. For a case, every load bus "
+        f"asks {DEFAULT_DEMAND_MW:g} MW (--demand) and the base loads vary by 5 %% (sd), "
+        f"{DEFAULT_SCENARIOS} scenarios (--scenarios).",
+    )
+    cap.add_argument("target", help="experiment config (.toml) or case (name, .m file, CSV folder)")
+    cap.add_argument("--out", type=Path, help="directory to write (default: runs/<name>-capacity)")
+    cap.add_argument("--risk", type=float, nargs="+", metavar="EPS",
+                     help=f"risk levels of the flexible tiers (default: the config's, or {DEFAULT_RISK:g})")
+    cap.add_argument("--verify", type=int, default=DEFAULT_VERIFY, metavar="N",
+                     help=f"fresh scenarios for the out-of-sample risk check; 0 skips it (default {DEFAULT_VERIFY:,})")
+    cap.add_argument("--demand", type=float, metavar="MW", help="request per load bus when TARGET is a case")
+    cap.add_argument("--scenarios", type=int, metavar="N", help="scenario count when TARGET is a case")
+    cap.add_argument("--seed", type=int, help="override the seed")
+    cap.add_argument("--solver", choices=SOLVERS, help="override the LP solver")
+    cap.add_argument("--no-theory", action="store_true", help="skip the Theorem 1 / Proposition 1 checks")
+    cap.add_argument("--force", action="store_true", help="replace an existing directory")
+    cap.add_argument("--quiet", action="store_true", help="print no progress lines on stderr")
+
+    commands.add_parser("cases", help="list the built-in network cases")
 
     log = commands.add_parser("log", help="print the round-by-round table of a finished run")
     log.add_argument("run_dir", type=Path, help="a run directory written by `dcmarket run`")
@@ -65,10 +96,40 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         solver=args.solver,
         force=args.force,
+        summary_only=args.summary_only,
         progress=_progress(args.quiet),
     )
     print(result.report)
     print(f"\nRun directory: {out}")
+    return 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    for name in ("seed", "verify", "scenarios"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name == "scenarios" else 0):
+            raise ConfigError(f"--{name}: must be a {'positive' if name == 'scenarios' else 'non-negative'} integer")
+    if args.demand is not None and not args.demand > 0:
+        raise ConfigError("--demand: must be a positive number of MW")
+    stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
+    out = args.out or Path("runs") / f"{stem}-capacity"
+    overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
+                 "demand_mw": args.demand, "scenarios": args.scenarios}
+    result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
+                          force=args.force, progress=_progress(args.quiet))
+    print(result.report)
+    print(f"\nCapacity directory: {out}")
+    return 0
+
+
+def _cases(_: argparse.Namespace) -> int:
+    from grid.cases import describe_cases
+
+    rows = [(c["name"], c["buses"], c["lines"], c["generators"], f"{c['load_mw']:,.1f}", c["source"], c["ratings"])
+            for c in describe_cases()]
+    print(format_table(["case", "buses", "lines", "generators", "load (MW)", "source", "ratings"], rows,
+                       [False, True, True, True, True, False, False]))
+    print("\nAny MATPOWER .m file or CSV case folder also works as a case (see README).")
     return 0
 
 
@@ -103,7 +164,7 @@ def _log(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _run(args) if args.command == "run" else _log(args)
+        return {"run": _run, "capacity": _capacity, "log": _log, "cases": _cases}[args.command](args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -20,7 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from agents.bundle_ties import BUNDLE_TIE_POLICIES
 from agents.strategies import STRATEGIES
 from agents.valuations import PROFILE_FIELDS
+from grid.capacity import FORMULATIONS, RISK_MODES
+from grid.limits import DEFAULT_TOUCH_FACTOR
+from grid.network import SLACK_MODELS
 from grid.solvers import SOLVERS
+from mechanisms.products import risk_label
 from mechanisms.tie_breaking import TIE_BREAK_RULES
 
 
@@ -86,44 +90,67 @@ _REGISTRIES: dict[str, Iterable[str]] = {
 }
 
 
+def _positive_table(table: dict[int, float], what: str) -> dict[int, float]:
+    for bus, mw in table.items():
+        if not (math.isfinite(mw) and mw > 0):
+            raise ValueError(f"bus {bus}: {what} must be a positive number of MW, got {mw}")
+    return table
+
+
 class NetworkConfig(_Section):
-    case: str
-    candidate_buses: list[int] = Field(min_length=1)
-    # MW of data-center demand D_i per candidate bus: a table, or one number for every candidate.
-    demand_mw: dict[int, float]
+    # A built-in case name, a MATPOWER .m file or a CSV case folder (relative to the config).
+    case: str = Field(min_length=1)
+    # Default: the buses demand_mw names when it is a table, else every load bus of the case.
+    candidate_buses: list[int] | None = Field(default=None, min_length=1)
+    # MW of data-center demand D_i: a table per candidate bus, or one number for every candidate.
+    demand_mw: float | dict[int, float]
+    slack: str | None = None
+    import_limit_mw: float | None = Field(default=None, ge=0)
+    withdrawal_limit_mw: float | dict[int, float] | None = None
+    default_rating_mw: float | None = Field(default=None, gt=0)
+    rating_margin: float | None = Field(default=None, gt=0)
 
-    @model_validator(mode="before")
+    @field_validator("demand_mw", "withdrawal_limit_mw", mode="before")
     @classmethod
-    def _expand_demand(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            demand = data.get("demand_mw")
-            buses = data.get("candidate_buses")
-            if isinstance(demand, (int, float)) and not isinstance(demand, bool) and isinstance(buses, list):
-                return {**data, "demand_mw": {bus: demand for bus in buses}}
-        return data
-
-    @field_validator("demand_mw", mode="before")
-    @classmethod
-    def _demand_bus_keys(cls, table: Any) -> Any:
+    def _bus_tables(cls, table: Any) -> Any:
         return _bus_keys(table)
 
     @field_validator("candidate_buses")
     @classmethod
-    def _unique_buses(cls, buses: list[int]) -> list[int]:
-        if len(set(buses)) != len(buses):
+    def _unique_buses(cls, buses: list[int] | None) -> list[int] | None:
+        if buses is not None and len(set(buses)) != len(buses):
             raise ValueError("a bus is listed twice; list each candidate bus once")
         return buses
 
     @field_validator("demand_mw")
     @classmethod
-    def _positive_demand(cls, demand: dict[int, float]) -> dict[int, float]:
-        for bus, mw in demand.items():
-            if not (math.isfinite(mw) and mw > 0):
-                raise ValueError(f"bus {bus}: demand must be a positive number of MW, got {mw}")
+    def _positive_demand(cls, demand: float | dict[int, float]) -> float | dict[int, float]:
+        if isinstance(demand, dict):
+            if not demand:
+                raise ValueError("the table is empty; give D > 0 MW per candidate bus, or one number for all")
+            return _positive_table(demand, "demand")
+        if not demand > 0:
+            raise ValueError(f"demand must be a positive number of MW, got {demand}")
         return demand
+
+    @field_validator("withdrawal_limit_mw")
+    @classmethod
+    def _positive_limits(cls, limits: float | dict[int, float] | None) -> float | dict[int, float] | None:
+        if isinstance(limits, dict):
+            return _positive_table(limits, "withdrawal limit")
+        if limits is not None and not limits > 0:
+            raise ValueError(f"withdrawal limit must be a positive number of MW, got {limits}")
+        return limits
+
+    @field_validator("slack")
+    @classmethod
+    def _known_slack(cls, value: str | None) -> str | None:
+        return None if value is None else _one_of(value, SLACK_MODELS, "slack")
 
     @model_validator(mode="after")
     def _demand_matches_candidates(self) -> "NetworkConfig":
+        if self.candidate_buses is None or not isinstance(self.demand_mw, dict):
+            return self
         missing = [b for b in self.candidate_buses if b not in self.demand_mw]
         if missing:
             raise ValueError(f"demand_mw has no value for candidate bus {missing[0]}; give every candidate a demand (MW)")
@@ -148,10 +175,21 @@ class BusLoadConfig(_Section):
         return self
 
 
+class SpreadConfig(_Section):
+    """The default background: each bus's base load with sd = sd_fraction x |base load|."""
+
+    sd_fraction: float = Field(default=0.05, gt=0, le=1)
+    truncation_sd: float = Field(default=3.0, gt=0, le=10)
+
+
 class LoadConfig(_Section):
-    # A million scenarios of a 1,000-bus network already take 8 GB; more is a typo.
-    scenarios: int | None = Field(default=None, ge=1, le=1_000_000)
+    # The memory guard (grid.scenarios) refuses counts that do not fit, with the estimate, once
+    # the network is known; this bound only catches typos.
+    scenarios: int | None = Field(default=None, ge=1, le=1_000_000_000)
     buses: dict[int, BusLoadConfig] | None = None
+    spread: SpreadConfig | None = None
+    correlation: float | None = Field(default=None, ge=0, lt=1)
+    correlation_csv: str | None = None
     scenarios_csv: str | None = None
 
     @field_validator("buses", mode="before")
@@ -162,24 +200,33 @@ class LoadConfig(_Section):
     @model_validator(mode="after")
     def _one_source(self) -> "LoadConfig":
         if self.scenarios_csv is not None:
-            if self.buses is not None or self.scenarios is not None:
-                raise ValueError("give either scenarios_csv or scenarios with [load.buses], not both")
-        elif self.buses is None or self.scenarios is None:
+            given = [n for n in ("scenarios", "buses", "spread", "correlation", "correlation_csv")
+                     if getattr(self, n) is not None]
+            if given:
+                raise ValueError(
+                    f"give either scenarios_csv or scenarios (with [load.buses], [load.spread] or the case's base "
+                    f"loads), not both; remove {given[0]}"
+                )
+            return self
+        if self.scenarios is None:
             raise ValueError(
-                "needs scenarios (a count) and [load.buses] distributions, or scenarios_csv (one column per bus, MW)"
+                "needs scenarios (a count: the case's base loads vary by [load.spread], or by [load.buses] "
+                "distributions) or scenarios_csv (a CSV or Parquet file, one column per bus, MW)"
             )
+        if self.buses is not None and self.spread is not None:
+            raise ValueError("give either [load.buses] (a distribution per bus) or [load.spread] (around the base loads), not both")
+        if self.correlation is not None and self.correlation_csv is not None:
+            raise ValueError("give either correlation (one number for every pair of buses) or correlation_csv, not both")
         return self
 
 
 class ProductGridConfig(_Section):
-    risk_levels: list[float] = Field(min_length=1, max_length=1)
-
-    @field_validator("risk_levels", mode="before")
-    @classmethod
-    def _one_level(cls, levels: Any) -> Any:
-        if isinstance(levels, list) and len(levels) > 1:
-            raise ValueError("only one risk level is supported for now; give a list with one epsilon, e.g. [0.05]")
-        return levels
+    risk_levels: list[float] = Field(min_length=1, max_length=20)
+    risk_mode: str = "per_constraint"
+    formulation: str = "exact"
+    block_mw: float | None = Field(default=None, gt=0)
+    touch_factor: float = Field(default=DEFAULT_TOUCH_FACTOR, gt=0, le=1)
+    theory_checks: bool = False
 
     @field_validator("risk_levels")
     @classmethod
@@ -188,7 +235,22 @@ class ProductGridConfig(_Section):
             # Below 1e-6 the CVaR weights 1/(eps S) overflow and no sample can estimate the tail.
             if not 1e-6 <= eps < 1:
                 raise ValueError(f"risk level {eps} must lie in [1e-6, 1) (e.g. 0.05 for 5%)")
+        labels = [risk_label(eps) for eps in levels]
+        for i, label in enumerate(labels):
+            if labels.index(label) != i:
+                raise ValueError(f"risk levels {levels[labels.index(label)]} and {levels[i]} are the same tier "
+                                 f"({label}); give distinct levels")
         return levels
+
+    @field_validator("risk_mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        return _one_of(value, RISK_MODES, "risk_mode")
+
+    @field_validator("formulation")
+    @classmethod
+    def _known_formulation(cls, value: str) -> str:
+        return _one_of(value, FORMULATIONS, "formulation")
 
 
 class ExplicitProductConfig(_Section):
@@ -226,6 +288,7 @@ class BidderConfig(_Section):
     name: str = Field(min_length=1)
     profile: str
     values: dict[str, Annotated[float, Field(le=MAX_MONEY)]] | None = None
+    value_per_mw: dict[str, Annotated[float, Field(le=MAX_MONEY)]] | None = None
     by_size: list[Annotated[float, Field(le=MAX_MONEY)]] | None = None
     bundles: list[BundleConfig] | None = None
     strategy: str = "straightforward"
@@ -246,16 +309,21 @@ class BidderConfig(_Section):
     @model_validator(mode="after")
     def _fields_match_profile(self) -> "BidderConfig":
         wanted = PROFILE_FIELDS[self.profile]
-        if getattr(self, wanted) is None:
-            raise ValueError(f"profile {self.profile!r} needs the field {wanted!r}")
-        for other in set(PROFILE_FIELDS.values()) - {wanted}:
+        given = [f for f in wanted if getattr(self, f) is not None]
+        if len(given) != 1:
+            choice = " or ".join(repr(f) for f in wanted)
+            raise ValueError(f"profile {self.profile!r} needs {'one of the fields' if len(wanted) > 1 else 'the field'} "
+                             f"{choice}" + (", not both" if given else ""))
+        every = {f for fields in PROFILE_FIELDS.values() for f in fields}
+        for other in sorted(every - set(wanted)):
             if getattr(self, other) is not None:
-                raise ValueError(f"field {other!r} does not belong to profile {self.profile!r}; it reads only {wanted!r}")
+                raise ValueError(f"field {other!r} does not belong to profile {self.profile!r}; it reads only "
+                                 + " or ".join(repr(f) for f in wanted))
         return self
 
     def profile_params(self) -> dict[str, Any]:
         raw = self.model_dump(mode="python")
-        return {PROFILE_FIELDS[self.profile]: raw[PROFILE_FIELDS[self.profile]]}
+        return {f: raw[f] for f in PROFILE_FIELDS[self.profile] if raw[f] is not None}
 
 
 class EquilibriumConfig(_Section):
@@ -272,8 +340,9 @@ class ExperimentConfig(_Section):
     # `[products]` (a table) sets how the DSO makes products; `[[products]]` (a list) gives them.
     product_grid: ProductGridConfig | None = None
     explicit_products: list[ExplicitProductConfig] | None = None
-    auction: AuctionConfig
-    bidders: list[BidderConfig] = Field(min_length=1)
+    # Both are needed to run an auction; `dcmarket capacity` reads a config without them.
+    auction: AuctionConfig | None = None
+    bidders: list[BidderConfig] | None = Field(default=None, min_length=1)
     equilibrium: EquilibriumConfig = EquilibriumConfig()
 
     @field_validator("solver")
@@ -311,7 +380,9 @@ class ExperimentConfig(_Section):
 
     @field_validator("bidders")
     @classmethod
-    def _unique_bidders(cls, bidders: list[BidderConfig]) -> list[BidderConfig]:
+    def _unique_bidders(cls, bidders: list[BidderConfig] | None) -> list[BidderConfig] | None:
+        if bidders is None:
+            return None
         names = [b.name for b in bidders]
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate is not None:
@@ -328,15 +399,22 @@ class ExperimentConfig(_Section):
                 raise ValueError(f"product id {duplicate!r} is listed twice; product ids must be unique")
         return products
 
-    @property
-    def risk_level(self) -> float | None:
-        return self.product_grid.risk_levels[0] if self.product_grid else None
+    def require_auction(self) -> tuple[AuctionConfig, list[BidderConfig]]:
+        """The auction sections, or a one-line error saying what a run needs."""
+        for name, section in (("auction", self.auction), ("bidders", self.bidders)):
+            if section is None:
+                raise ConfigError(
+                    f"{name}: missing [{name}]; dcmarket run needs [auction] and [[bidders]] "
+                    "(dcmarket capacity needs neither)"
+                )
+        assert self.auction is not None and self.bidders is not None
+        return self.auction, self.bidders
 
 
 # --------------------------------------------------------------------------------------------
 _SCHEMA_TAGS = frozenset(cls.__name__ for cls in _Section.__subclasses__()) | {"list[...]", "dict[...]"}
 # Tables keyed by bus number: their integer keys print as `.3`, list indices as `[3]`.
-_BUS_TABLES = {"buses", "demand_mw"}
+_BUS_TABLES = {"buses", "demand_mw", "withdrawal_limit_mw"}
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -410,20 +488,28 @@ def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> Exper
     return parse_config(raw, source=str(path))
 
 
-def effective_config(config: ExperimentConfig, *, scenarios_csv: str | None = None) -> dict[str, Any]:
-    """The config as it ran, with defaults filled in, ready to write as TOML and run again."""
-    if config.auction.opening_bid is None:
+def effective_config(config: ExperimentConfig, *, copied: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The config as it ran, with defaults filled in, ready to write as TOML and run again.
+
+    ``copied`` maps an input role ("scenarios", "correlation", "case") to the name of the copy
+    the run directory carries, so that its config.toml re-runs from there.
+    """
+    if config.auction is not None and config.auction.opening_bid is None:
         # Write the default the run used, so the file says what happened without the code.
         auction = config.auction.model_copy(update={"opening_bid": config.auction.increment})
         config = config.model_copy(update={"auction": auction})
     data = config.model_dump(mode="json", exclude_none=True)
+    copied = dict(copied or {})
     ordered: dict[str, Any] = {"seed": data.pop("seed"), "solver": data.pop("solver")}
     if "network" in data:
         ordered["network"] = data.pop("network")
+        if "case" in copied:
+            ordered["network"]["case"] = copied["case"]
     if "load" in data:
         ordered["load"] = data.pop("load")
-        if scenarios_csv is not None:
-            ordered["load"]["scenarios_csv"] = scenarios_csv
+        for role, field in (("scenarios", "scenarios_csv"), ("correlation", "correlation_csv")):
+            if role in copied:
+                ordered["load"][field] = copied[role]
     if "product_grid" in data:
         ordered["products"] = data.pop("product_grid")
     if "explicit_products" in data:

@@ -13,19 +13,32 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import mesa
+import numpy as np
 
 from agents.bidder import DataCenterBidder
 from agents.bundle_ties import bundle_tie_policy
-from agents.dso import DSO, CapacityReport
+from agents.dso import DSO, CapacityReport, ProductSettings, possible_families
 from agents.errors import AgentConfigError
 from agents.strategies import make_strategy
 from agents.valuations import ValuationProfile, build_profile
-from grid.cases import load_case
+from grid.candidates import Candidates, make_candidates
+from grid.cases import CaseOptions, load_case
 from grid.errors import GridError
 from grid.network import Network
-from grid.scenarios import Scenarios, TruncatedNormalLoad, read_scenarios_csv, sample_truncated_normal
+from grid.scenarios import (
+    BaseLoadSpread,
+    CorrelatedSpread,
+    Scenarios,
+    TruncatedNormalLoad,
+    check_scenario_memory,
+    read_correlation_csv,
+    read_scenarios_file,
+    sample_base_load,
+    sample_correlated,
+    sample_truncated_normal,
+)
 from mechanisms.equilibrium import EquilibriumReport, check_equilibrium
-from mechanisms.products import Product, firm_id, flex_id
+from mechanisms.products import Product, ProductCatalog
 from mechanisms.saa import (
     AuctionOutcome,
     AuctionRules,
@@ -34,7 +47,7 @@ from mechanisms.saa import (
     RoundResult,
     SimultaneousAscendingAuction,
 )
-from sim.config import ConfigError, ExperimentConfig
+from sim.config import ConfigError, ExperimentConfig, NetworkConfig, SpreadConfig
 from sim.random_streams import stream, stream_seed
 
 Progress = Callable[[str], None]
@@ -44,50 +57,138 @@ Progress = Callable[[str], None]
 class GridInputs:
     network: Network
     scenarios: Scenarios
-    scenarios_csv: Path | None  # the CSV the scenarios came from, if any
+    candidates: Candidates
+    settings: ProductSettings
+    # Files the run read besides the config (scenarios, correlation matrix, a case file or
+    # folder), by role, so that the run directory can carry copies and re-run on its own.
+    input_files: dict[str, Path]
+
+
+def _case_options(network: NetworkConfig) -> CaseOptions:
+    return CaseOptions(
+        default_rating_mw=network.default_rating_mw,
+        rating_margin=network.rating_margin,
+        slack=network.slack,
+        import_limit_mw=network.import_limit_mw,
+        withdrawal_limit_mw=network.withdrawal_limit_mw,
+    )
+
+
+def _candidates(config: NetworkConfig, network: Network) -> Candidates:
+    """Candidate buses: listed, or the keys of a demand table, or every load bus of the case."""
+    if config.candidate_buses is not None:
+        buses, field = list(config.candidate_buses), "network.candidate_buses"
+    elif isinstance(config.demand_mw, dict):
+        buses, field = list(config.demand_mw), "network.demand_mw"
+    else:
+        buses, field = list(network.load_buses), "network.candidate_buses"
+        if not buses:
+            raise ConfigError(f"{field}: case '{network.name}' has no load buses; list candidate_buses")
+    for i, bus in enumerate(buses):
+        if not network.has_bus(bus):
+            where = f"{field}[{i}]" if field.endswith("candidate_buses") else f"{field}.{bus}"
+            raise ConfigError(f"{where}: {_unknown_bus(bus, network)}")
+    demand = config.demand_mw
+    table = demand if isinstance(demand, dict) else {bus: float(demand) for bus in buses}
+    try:
+        return make_candidates(network, {bus: table[bus] for bus in buses})
+    except GridError as error:
+        raise ConfigError(f"network.demand_mw: {error}") from None
+
+
+def draw_scenarios(config: ExperimentConfig, network: Network, base_dir: Path, files: dict[str, Path], *,
+                   rng: np.random.Generator, count: int | None = None) -> Scenarios:
+    """The background scenarios the config describes; ``count`` overrides [load] scenarios (the
+    risk check draws fresh ones from another stream). Files read are recorded in ``files``."""
+    load = config.load
+    assert load is not None
+    if load.scenarios_csv is not None:
+        path = (base_dir / load.scenarios_csv).resolve()
+        files["scenarios"] = path
+        try:
+            return read_scenarios_file(path, network)
+        except GridError as error:
+            raise ConfigError(f"load.scenarios_csv: {error}") from None
+    count = load.scenarios if count is None else count
+    assert count is not None
+    try:
+        check_scenario_memory(network, count)
+    except GridError as error:
+        raise ConfigError(f"load.scenarios: {error}") from None
+    if load.buses is not None:
+        for bus in load.buses:
+            if not network.has_bus(bus):
+                raise ConfigError(f"load.buses.{bus}: {_unknown_bus(bus, network)}")
+        base: BaseLoadSpread | dict[int, TruncatedNormalLoad] = {
+            bus: TruncatedNormalLoad(mean_mw=b.mean, variance_mw2=b.variance, lower_mw=b.lower, upper_mw=b.upper)
+            for bus, b in load.buses.items()
+        }
+    else:
+        if not any(bus.base_load_mw for bus in network.buses):
+            raise ConfigError(
+                f"load: case '{network.name}' has no base loads to vary; give [load.buses] distributions "
+                "or a scenarios_csv"
+            )
+        spread = load.spread or SpreadConfig()
+        base = BaseLoadSpread(sd_fraction=spread.sd_fraction, truncation_sd=spread.truncation_sd)
+    matrix = None
+    if load.correlation_csv is not None:
+        path = (base_dir / load.correlation_csv).resolve()
+        files["correlation"] = path
+        try:
+            matrix = read_correlation_csv(path, network)
+        except GridError as error:
+            raise ConfigError(f"load.correlation_csv: {error}") from None
+    try:
+        if load.correlation is not None or matrix is not None:
+            spread_model = CorrelatedSpread(base, correlation=load.correlation, matrix=matrix)
+            return sample_correlated(network, spread_model, count, rng)
+        if isinstance(base, BaseLoadSpread):
+            return sample_base_load(network, base, count, rng)
+        return sample_truncated_normal(network, base, count, rng)
+    except GridError as error:
+        raise ConfigError(f"load: {error}") from None
 
 
 def build_grid_inputs(config: ExperimentConfig, base_dir: Path) -> GridInputs:
-    """Network and scenarios from the config, with references checked against the network."""
-    assert config.network is not None and config.load is not None
+    """Network, candidates and scenarios from the config, with references checked against the network."""
+    assert config.network is not None and config.load is not None and config.product_grid is not None
+    files: dict[str, Path] = {}
+    case = config.network.case
+    case_path = (base_dir / case)
+    if case_path.exists():
+        files["case"] = case_path.resolve()
     try:
-        network = load_case(config.network.case)
+        network = load_case(case, _case_options(config.network), base_dir=base_dir)
     except GridError as error:
         raise ConfigError(f"network.case: {error}") from None
-    for i, bus in enumerate(config.network.candidate_buses):
-        if not network.has_bus(bus):
-            raise ConfigError(f"network.candidate_buses[{i}]: {_unknown_bus(bus, network)}")
-    load = config.load
-    if load.scenarios_csv is not None:
-        csv_path = (base_dir / load.scenarios_csv).resolve()
-        try:
-            scenarios = read_scenarios_csv(csv_path, network)
-        except GridError as error:
-            raise ConfigError(f"load.scenarios_csv: {error}") from None
-        return GridInputs(network, scenarios, csv_path)
-    assert load.buses is not None and load.scenarios is not None
-    for bus in load.buses:
-        if not network.has_bus(bus):
-            raise ConfigError(f"load.buses.{bus}: {_unknown_bus(bus, network)}")
-    loads = {
-        bus: TruncatedNormalLoad(mean_mw=b.mean, variance_mw2=b.variance, lower_mw=b.lower, upper_mw=b.upper)
-        for bus, b in load.buses.items()
-    }
-    scenarios = sample_truncated_normal(network, loads, load.scenarios, stream(config.seed, "scenarios"))
-    return GridInputs(network, scenarios, None)
+    candidates = _candidates(config.network, network)
+    scenarios = draw_scenarios(config, network, base_dir, files, rng=stream(config.seed, "scenarios"))
+    grid = config.product_grid
+    settings = ProductSettings(
+        risk_levels=tuple(sorted(grid.risk_levels)),
+        risk_mode=grid.risk_mode,
+        formulation=grid.formulation,
+        block_mw=grid.block_mw,
+        touch_factor=grid.touch_factor,
+    )
+    return GridInputs(network, scenarios, candidates, settings, files)
 
 
 def _unknown_bus(bus: int, network: Network) -> str:
-    buses = ", ".join(str(b) for b in network.bus_numbers)
-    return f"unknown bus {bus}; case '{network.name}' has buses {buses}"
+    buses = network.bus_numbers
+    shown = ", ".join(str(b) for b in buses[:20]) + (f", ... ({len(buses)} buses)" if len(buses) > 20 else "")
+    return f"unknown bus {bus}; case '{network.name}' has buses {shown}"
 
 
-def possible_product_ids(config: ExperimentConfig) -> list[str]:
-    """Product ids the config can produce, known before any capacity is computed."""
+def product_catalog(config: ExperimentConfig, grid: GridInputs | None) -> ProductCatalog:
+    """What valuations may name before any capacity is computed (see ProductCatalog)."""
     if config.explicit_products is not None:
-        return [p.id for p in config.explicit_products]
-    assert config.network is not None
-    return [pid for bus in config.network.candidate_buses for pid in (firm_id(bus), flex_id(bus))]
+        return ProductCatalog(offered=tuple(
+            Product(p.id, p.bus, p.risk, p.capacity_mw) for p in config.explicit_products
+        ))
+    assert grid is not None
+    return ProductCatalog(families=frozenset(possible_families(grid.candidates.buses, grid.settings.risk_levels)))
 
 
 class MarketModel(mesa.Model):
@@ -103,57 +204,63 @@ class MarketModel(mesa.Model):
         super().__init__(rng=stream_seed(config.seed, "activation"))
         self.config = config
         self.progress = progress
-        # Network and scenarios are cheap; build them first so a bad bus is reported as such.
+        auction, bidder_specs = config.require_auction()
+        # Network, candidates and scenarios first, so a bad bus is reported as such.
         self.grid_inputs: GridInputs | None = None
         if config.explicit_products is None:
+            progress("network and background scenarios")
             self.grid_inputs = build_grid_inputs(config, base_dir)
-        # Valuations are checked against every product id the config can produce before any
-        # LP is solved, so a typo fails in milliseconds, not after the capacity models.
-        possible = possible_product_ids(config)
-        for i, spec in enumerate(config.bidders):
-            self._build_valuation(i, spec, possible, [])
+        # Valuations are checked against every product the config can produce before any LP is
+        # solved, so a typo fails in milliseconds, not after the capacity models.
+        possible = product_catalog(config, self.grid_inputs)
+        for i, spec in enumerate(bidder_specs):
+            self._build_valuation(i, spec, possible)
 
         # Phase 1: quantify capacity and make products.
         if self.grid_inputs is None:
             explicit = tuple(Product(p.id, p.bus, p.risk, p.capacity_mw) for p in config.explicit_products or ())
             self.dso = DSO(self, products=explicit, solver=config.solver)
         else:
-            assert config.network is not None
             self.dso = DSO(
                 self,
                 network=self.grid_inputs.network,
                 scenarios=self.grid_inputs.scenarios,
-                demand_mw=config.network.demand_mw,
-                risk_level=config.risk_level,
+                candidates=self.grid_inputs.candidates,
+                settings=self.grid_inputs.settings,
                 solver=config.solver,
             )
-        self.capacity: CapacityReport = self.dso.quantify(progress)
+        theory = bool(config.product_grid and config.product_grid.theory_checks)
+        self.capacity: CapacityReport = self.dso.quantify(progress, theory=theory)
         self.products: tuple[Product, ...] = self.capacity.products
         if not self.products:
             where = "the listed products all have" if self.grid_inputs is None else "the network offers"
             raise ConfigError(f"products: {where} no capacity (below 1e-6 MW); nothing to auction")
         product_ids = [p.id for p in self.products]
-        withheld = [p.id for p in self.capacity.withheld]
+        catalog = ProductCatalog(
+            offered=self.products,
+            withheld=frozenset(p.id for p in self.capacity.withheld),
+            families=possible.families,
+        )
 
         # Bidders, in config order (the alternating tie-break rule depends on it).
-        for i, spec in enumerate(config.bidders):
+        for i, spec in enumerate(bidder_specs):
             DataCenterBidder(
                 self,
                 name=spec.name,
-                valuation=self._build_valuation(i, spec, product_ids, withheld),
+                valuation=self._build_valuation(i, spec, catalog),
                 strategy=make_strategy(spec.strategy),
                 ties=bundle_tie_policy(spec.bundle_ties),
             )
         self.bidders = self.agents_by_type[DataCenterBidder]
 
         rules = AuctionRules(
-            increment=config.auction.increment,
-            opening_bid=config.auction.opening_bid,
-            tie_break=config.auction.tie_break,
-            max_rounds=config.auction.max_rounds,
+            increment=auction.increment,
+            opening_bid=auction.opening_bid,
+            tie_break=auction.tie_break,
+            max_rounds=auction.max_rounds,
         )
         self.auction = SimultaneousAscendingAuction(
-            product_ids, [b.name for b in config.bidders], rules, rng=stream(config.seed, "tie_break")
+            product_ids, [b.name for b in bidder_specs], rules, rng=stream(config.seed, "tie_break")
         )
         self.round_results: list[RoundResult] = []
         self._ballot: list[Bid] = []
@@ -166,9 +273,9 @@ class MarketModel(mesa.Model):
         )
 
     @staticmethod
-    def _build_valuation(index: int, spec, offered: list[str], withheld: list[str]):
+    def _build_valuation(index: int, spec, catalog: ProductCatalog):
         try:
-            return build_profile(spec.profile, spec.profile_params(), offered, withheld)
+            return build_profile(spec.profile, spec.profile_params(), catalog)
         except AgentConfigError as error:
             raise ConfigError(f"bidders[{index}].{error}") from None
 
@@ -220,6 +327,6 @@ class MarketModel(mesa.Model):
             self.valuations,
             outcome.allocation,
             outcome.prices,
-            self.config.auction.increment,
+            self.auction.rules.increment,
             max_products=self.config.equilibrium.max_products,
         )

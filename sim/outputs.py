@@ -24,11 +24,15 @@ ROUNDS = "rounds.csv"
 CAPACITY = "capacity.csv"
 CONFIG = "config.toml"
 SCENARIOS = "scenarios.csv"
+RISK_CHECK = "risk_check.csv"
+CAPACITY_MAP = "capacity_map.png"
+CORRELATION = "correlation.csv"
+# A case given as a file or folder is copied as case.m or into case/ (a CSV case folder).
+CASE_FOLDER = "case"
 
 BID_COLUMNS = ("round", "bidder", "product", "amount")
 ROUND_COLUMNS = ("round", "product", "standing_bidder", "standing_price")
 PRODUCT_COLUMNS = ("id", "bus", "risk", "capacity_mw")
-CAPACITY_COLUMNS = ("bus", "demand_mw", "firm_mw", "flexible_mw", "increment_mw")
 
 
 class OutputError(ValueError):
@@ -61,7 +65,46 @@ def json_bytes(data: Any) -> bytes:
         ) from None
 
 
-RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, CAPACITY, CONFIG, SCENARIOS})
+RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
+                       RISK_CHECK, CAPACITY_MAP, CORRELATION, "case.m"})
+_CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
+
+
+def _is_run_entry(entry: Path) -> bool:
+    if entry.is_symlink():
+        return False
+    if entry.name == CASE_FOLDER and entry.is_dir():
+        return all(f.name in _CASE_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir())
+    return entry.name in RUN_FILES and entry.is_file()
+
+
+def input_copies(inputs: Mapping[str, Path]) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Copies of the files a run read, by role, and the names the effective config should use.
+
+    Roles: "scenarios" (CSV or Parquet), "correlation" (CSV), "case" (a MATPOWER file or a CSV
+    case folder). With the copies beside it, a run directory's config.toml re-runs on its own.
+    """
+    files: dict[str, bytes] = {}
+    names: dict[str, str] = {}
+    for role, path in inputs.items():
+        if role == "scenarios":
+            name = "scenarios.parquet" if path.suffix.lower() == ".parquet" else SCENARIOS
+            files[name] = path.read_bytes()
+        elif role == "correlation":
+            name = CORRELATION
+            files[name] = path.read_bytes()
+        elif role == "case" and path.is_dir():
+            name = CASE_FOLDER
+            for member in sorted(path.iterdir()):
+                if member.name in _CASE_FILES:
+                    files[f"{CASE_FOLDER}/{member.name}"] = member.read_bytes()
+        elif role == "case":
+            name = "case.m"
+            files[name] = path.read_bytes()
+        else:
+            raise ValueError(f"unknown input role {role!r}")
+        names[role] = name
+    return files, names
 
 
 def _is_replaceable_run(out: Path) -> bool:
@@ -69,7 +112,7 @@ def _is_replaceable_run(out: Path) -> bool:
     entries = list(out.iterdir())
     if not entries:
         return True
-    if any(entry.name not in RUN_FILES or not entry.is_file() or entry.is_symlink() for entry in entries):
+    if not all(_is_run_entry(entry) for entry in entries):
         return False
     try:
         read_summary(out)
@@ -123,7 +166,9 @@ def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = 
         # mkdtemp makes a private (0700) folder; a run directory is an ordinary one.
         os.chmod(staging, 0o777 & ~_umask())
         for name, content in files.items():
-            (staging / name).write_bytes(content)
+            target = staging / name
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(content)
         if out.exists():
             # Move the old run aside first so that a crash never leaves neither.
             retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 
 # The streams a run uses today; later consumers add names here.
-STREAM_NAMES = ("scenarios", "tie_break", "activation")
+STREAM_NAMES = ("scenarios", "tie_break", "activation", "verification")
 
 
 def stream(seed: int, name: str) -> np.random.Generator:

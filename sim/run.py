@@ -6,17 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from agents.dso import flexible_increment_mw
 from grid.errors import GridError
 from grid.solvers import check_solver
 from mechanisms.errors import SizeLimitError
 from mechanisms.welfare import allocation_welfare
 from sim import outputs
 from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, load_config
+from sim.capacity_report import capacity_columns, capacity_rows, capacity_summary, capacity_text
 from sim.model import MarketModel
 from sim.report import (
     allocation_table,
-    capacity_table,
     equilibrium_text,
     payments_table,
     products_table,
@@ -32,35 +31,6 @@ class RunResult:
     summary: dict[str, Any]
     files: dict[str, bytes]
     report: str
-
-
-def _capacity_summary(model: MarketModel) -> dict[str, Any] | None:
-    cap = model.capacity
-    if cap.firm is None or cap.flexible is None or model.grid_inputs is None:
-        return None
-    buses = []
-    for bus, demand in sorted(cap.demand_mw.items(), key=lambda kv: model.grid_inputs.network.bus_index(kv[0])):
-        firm = cap.firm.capacity_mw[bus]
-        flexible = cap.flexible.capacity_mw[bus]
-        buses.append(
-            {
-                "bus": bus,
-                "demand_mw": demand,
-                "firm_mw": firm,
-                "flexible_mw": flexible,
-                "increment_mw": flexible_increment_mw(firm, flexible),
-            }
-        )
-    return {
-        "case": model.grid_inputs.network.name,
-        "scenarios": model.grid_inputs.scenarios.count,
-        "risk_level": model.config.risk_level,
-        "buses": buses,
-        "firm_unserved_ratio": cap.firm.unserved_ratio,
-        "flexible_unserved_ratio": cap.flexible.unserved_ratio,
-        "firm_binding": list(cap.firm.binding),
-        "flexible_binding": list(cap.flexible.binding),
-    }
 
 
 def build_summary(model: MarketModel) -> dict[str, Any]:
@@ -85,7 +55,8 @@ def build_summary(model: MarketModel) -> dict[str, Any]:
         "units": {"capacity": "MW", "money": "$"},
         "products": [p.as_dict() for p in model.products],
         "withheld_products": [p.as_dict() for p in model.capacity.withheld],
-        "capacity": _capacity_summary(model),
+        "capacity": None if model.capacity.study is None
+        else capacity_summary(model.capacity.study, model.grid_inputs.scenarios.count),
         "allocation": outcome.allocation,
         "prices": outcome.prices,
         "payments": outcome.payments,
@@ -107,14 +78,12 @@ def _table_rows(model: MarketModel) -> tuple[list[dict[str, Any]], list[dict[str
     return bids, rounds
 
 
-def render_report(summary: dict[str, Any], bids: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> str:
+def render_report(summary: dict[str, Any], bids: list[dict[str, Any]], rounds: list[dict[str, Any]],
+                  *, summary_only: bool = False) -> str:
+    """The printed report; ``summary_only`` leaves out the round table (big cases stay readable)."""
     sections = []
     if summary["capacity"] is not None:
-        cap = summary["capacity"]
-        sections.append(
-            f"Capacity on '{cap['case']}' ({cap['scenarios']} scenarios, risk level {cap['risk_level']:g}):\n"
-            + capacity_table(cap["buses"])
-        )
+        sections.append(capacity_text(summary["capacity"]))
     sections.append("Products:\n" + products_table(summary["products"]))
     if summary["withheld_products"]:
         ids = ", ".join(p["id"] for p in summary["withheld_products"])
@@ -125,9 +94,12 @@ def render_report(summary: dict[str, Any], bids: list[dict[str, Any]], rounds: l
         if summary["closed_by"] == "no_new_bids"
         else f"the auction was stopped at max_rounds = {summary['rounds_run']} while bids were still coming"
     )
-    sections.append(
-        f"Rounds ({summary['rounds']} with bids; {closing}):\n" + round_table(bids, rounds, bidders)
-    )
+    if summary_only:
+        sections.append(f"Rounds: {summary['rounds']} with bids; {closing} (round table: dcmarket log RUN_DIR)")
+    else:
+        sections.append(
+            f"Rounds ({summary['rounds']} with bids; {closing}):\n" + round_table(bids, rounds, bidders)
+        )
     products = [p["id"] for p in summary["products"]]
     sections.append("Final allocation:\n" + allocation_table(products, summary["allocation"], summary["prices"]))
     sections.append("Payments:\n" + payments_table(summary["bundles"], summary["payments"], summary["values"]))
@@ -142,6 +114,7 @@ def run_experiment(
     seed: int | None = None,
     solver: str | None = None,
     force: bool = False,
+    summary_only: bool = False,
     progress: Progress = lambda _: None,
 ) -> RunResult:
     config = load_config(config_path, {"seed": seed, "solver": solver})
@@ -157,18 +130,16 @@ def run_experiment(
     summary = build_summary(model)
     bids, rounds = _table_rows(model)
 
-    files: dict[str, bytes] = {}
-    csv_name = None
-    if model.grid_inputs is not None and model.grid_inputs.scenarios_csv is not None:
-        # Ship the scenarios with the run so that config.toml re-runs from the run directory.
-        csv_name = outputs.SCENARIOS
-        files[csv_name] = model.grid_inputs.scenarios_csv.read_bytes()
-    files[outputs.CONFIG] = dump_config(effective_config(config, scenarios_csv=csv_name)).encode("utf-8")
+    inputs = model.grid_inputs.input_files if model.grid_inputs is not None else {}
+    files, copied = outputs.input_copies(inputs)
+    files[outputs.CONFIG] = dump_config(effective_config(config, copied=copied)).encode("utf-8")
     files[outputs.SUMMARY] = outputs.json_bytes(summary)
     files[outputs.PRODUCTS] = outputs.csv_bytes(outputs.PRODUCT_COLUMNS, summary["products"])
-    if summary["capacity"] is not None:
-        files[outputs.CAPACITY] = outputs.csv_bytes(outputs.CAPACITY_COLUMNS, summary["capacity"]["buses"])
+    if model.capacity.study is not None:
+        study = model.capacity.study
+        files[outputs.CAPACITY] = outputs.csv_bytes(capacity_columns(study), capacity_rows(study))
     files[outputs.BIDS] = outputs.csv_bytes(outputs.BID_COLUMNS, bids)
     files[outputs.ROUNDS] = outputs.csv_bytes(outputs.ROUND_COLUMNS, rounds)
     outputs.write_run_directory(out, files, force=force)
-    return RunResult(config=config, summary=summary, files=files, report=render_report(summary, bids, rounds))
+    report = render_report(summary, bids, rounds, summary_only=summary_only)
+    return RunResult(config=config, summary=summary, files=files, report=report)

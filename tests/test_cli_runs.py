@@ -97,7 +97,7 @@ def test_products_come_from_the_grid_models(additive_run):
     # Spec 5.2: about 7.1 and 5.4 MW with true truncation (the paper reports 6.3 and 5.6).
     assert 6.5 < caps["flex@3"] < 7.7 and 5.0 < caps["flex@4"] < 5.8
     assert [p["risk"] for p in s["products"]] == [0, 0.05, 0, 0.05]
-    buses = {b["bus"]: b for b in s["capacity"]["buses"]}
+    buses = {b["bus"]: b for b in s["capacity"]["per_bus"]}
     assert buses[3]["flexible_mw"] - buses[3]["firm_mw"] == pytest.approx(caps["flex@3"])
 
 
@@ -309,14 +309,22 @@ def test_zero_capacity_products_are_withheld_not_sold(tmp_path, capsys):
     assert "Withheld (no capacity): B" in capsys.readouterr().out
 
 
-def test_infeasible_network_error_names_the_config(tmp_path, capsys):
+def test_a_limit_broken_by_background_load_is_reported_and_the_run_goes_on(tmp_path, capsys):
+    # Bus 3's own load can reach 45 MW > its 40 MW withdrawal limit: no capacity can be sold
+    # there, but bus 4 still can, and the run says which limit blocked bus 3 instead of failing.
     config = tomllib.loads((EXPERIMENTS / "paper_4bus_additive.toml").read_text())
     config["load"]["buses"]["3"] = {"mean": 42, "variance": 5, "lower": 38, "upper": 45}
     path = tmp_path / "hot.toml"
     path.write_text(tomli_w.dumps(config))
-    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: {path}: ") and "bus 3" in err, err
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Blocked limits (firm)" in out and "withdrawal limit at bus 3 (40 MW)" in out, out
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    blocked = s["capacity"]["blocked"]["firm"]
+    assert [b["limit"] for b in blocked] == ["withdrawal limit at bus 3", "line 1-2 upper limit"]
+    assert blocked[0]["buses"] == [3] and blocked[0]["background_mw"] == pytest.approx(45.0)
+    rows = {r["bus"]: r for r in s["capacity"]["per_bus"]}
+    assert rows[3]["firm_mw"] == 0.0 and rows[3]["firm_limited_by"] == "blocked: withdrawal limit at bus 3"
 
 
 def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):

@@ -1,0 +1,175 @@
+"""`dcmarket capacity`: the capacity study alone, from a config or straight from a case.
+
+Computes firm and flexible capacity per candidate bus, turns it into products, checks the
+promised risk on fresh scenarios, and writes the capacity directory: summary.json (the same
+``products`` list as a run, plus ``capacity`` and ``risk_check``), products.csv, capacity.csv,
+risk_check.csv, capacity_map.png and the effective config.toml.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from agents.dso import products_from_study, tier_labels
+from grid.capacity import CapacityStudy, capacity_study
+from grid.errors import GridError
+from grid.solvers import check_solver
+from grid.verify import RiskCheck, verify_risk
+from mechanisms.products import FIRM, FLEX, product_id
+from sim import outputs
+from sim.capacity_report import (
+    RISK_COLUMNS,
+    capacity_columns,
+    capacity_rows,
+    capacity_summary,
+    capacity_text,
+    risk_text,
+)
+from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, parse_config, read_config_file
+from sim.model import GridInputs, build_grid_inputs, draw_scenarios
+from sim.random_streams import stream
+from sim.report import products_table
+from sim.run import RunResult
+
+Progress = Callable[[str], None]
+
+# What `dcmarket capacity CASE` assumes when no config says otherwise.
+DEFAULT_DEMAND_MW = 100.0
+DEFAULT_SCENARIOS = 2000
+DEFAULT_RISK = 0.05
+DEFAULT_VERIFY = 100_000
+
+
+def config_for_case(case: str, *, demand_mw: float, scenarios: int, risk: list[float]) -> dict[str, Any]:
+    """The config `dcmarket capacity CASE` runs: every load bus asks ``demand_mw``, the base loads
+    vary by the default spread."""
+    return {
+        "network": {"case": case, "demand_mw": demand_mw},
+        "load": {"scenarios": scenarios},
+        "products": {"risk_levels": risk},
+    }
+
+
+def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfig, Path, str]:
+    """A config file, or a case (built-in name, .m file, CSV folder) with the defaults above."""
+    path = Path(target)
+    if path.suffix.lower() == ".toml":
+        raw = read_config_file(path)
+        raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})
+        if overrides.get("risk_levels") and isinstance(raw.get("products"), dict):
+            raw["products"] = {**raw["products"], "risk_levels": overrides["risk_levels"]}
+        config = parse_config(raw, source=str(path))
+        base_dir, source = path.parent, str(path)
+    else:
+        raw = config_for_case(
+            target,
+            demand_mw=overrides.get("demand_mw") or DEFAULT_DEMAND_MW,
+            scenarios=overrides.get("scenarios") or DEFAULT_SCENARIOS,
+            risk=overrides.get("risk_levels") or [DEFAULT_RISK],
+        )
+        raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})
+        config = parse_config(raw, source="command line")
+        base_dir, source = Path("."), f"case {target!r}"
+    if config.network is None or config.load is None or config.product_grid is None:
+        raise ConfigError(f"{source}: dcmarket capacity needs [network], [load] and [products] "
+                          "(explicit [[products]] have no network to study)")
+    return config, base_dir, source
+
+
+def _family(study: CapacityStudy) -> Callable[[int, int], str]:
+    labels = tier_labels([t.risk for t in study.tiers])
+
+    def name(bus: int, model: int) -> str:
+        return product_id(FIRM, bus) if model == 0 else product_id(FLEX, bus, tier=labels[model - 1])
+
+    return name
+
+
+def _map_png(study: CapacityStudy, title: str) -> bytes:
+    from sim.plots import plot_capacity_map  # matplotlib loads only when a map is drawn
+
+    firm = study.firm.capacity_mw
+    top = study.tiers[-1] if study.tiers else study.firm
+    blocked = sorted({b.line for m in (study.firm, *study.tiers) for b in m.blocked if b.line is not None})
+    with tempfile.TemporaryDirectory(prefix="dcmarket-map-") as folder:
+        path = Path(folder) / outputs.CAPACITY_MAP
+        plot_capacity_map(
+            study.network, firm, top.capacity_mw, path, title=title, blocked_lines=blocked,
+            flexible_title=f"Flexible capacity, risk {top.risk * 100:g} % (MW)" if study.tiers else "Flexible capacity (MW)",
+        )
+        return path.read_bytes()
+
+
+def run_capacity(
+    target: str,
+    out: Path,
+    *,
+    overrides: dict[str, Any],
+    verify: int = DEFAULT_VERIFY,
+    theory: bool = True,
+    force: bool = False,
+    progress: Progress = lambda _: None,
+) -> RunResult:
+    config, base_dir, source = read_target(target, overrides)
+    outputs.check_out_dir(out, force)  # fail before the expensive part, not after
+    check_solver(config.solver)
+    grid_config = config.product_grid
+    assert grid_config is not None
+    try:
+        progress("network and background scenarios")
+        grid: GridInputs = build_grid_inputs(config, base_dir)
+        study = capacity_study(
+            grid.network, grid.scenarios, grid.candidates, grid.settings.risk_levels,
+            solver=config.solver, formulation=grid.settings.formulation, risk_mode=grid.settings.risk_mode,
+            touch_factor=grid.settings.touch_factor, theory=theory, progress=progress,
+        )
+        offered, withheld = products_from_study(study, grid.settings.block_mw)
+        checks: list[RiskCheck] | None = None
+        skipped = None
+        if verify > 0 and config.load is not None and config.load.scenarios_csv is not None:
+            skipped = "the scenarios come from a file, so there are no fresh ones to draw"
+        elif verify > 0:
+            rng = stream(config.seed, "verification")
+
+            def sample(n: int):
+                return draw_scenarios(config, grid.network, base_dir, {}, rng=rng, count=n)
+
+            checks = verify_risk(study, sample, verify, product_ids=_family(study), progress=progress)
+        else:
+            skipped = "--verify 0"
+    except (ConfigError, GridError) as error:
+        raise type(error)(f"{source}: {error}") from None
+
+    cap = capacity_summary(study, grid.scenarios.count)
+    summary: dict[str, Any] = {
+        "seed": config.seed,
+        "solver": config.solver,
+        "units": {"capacity": "MW", "probability": "1", "interrupted_energy": "MWh per hour of operation"},
+        "products": [p.as_dict() for p in offered],
+        "withheld_products": [p.as_dict() for p in withheld],
+        "capacity": cap,
+        "risk_check": {"skipped": skipped} if checks is None else {
+            "scenarios": verify,
+            "stream": "verification",
+            "risk_mode": study.risk_mode,
+            "products": [c.as_dict() for c in checks],
+        },
+    }
+    files, copied = outputs.input_copies(grid.input_files)
+    files[outputs.CONFIG] = dump_config(effective_config(config, copied=copied)).encode("utf-8")
+    files[outputs.SUMMARY] = outputs.json_bytes(summary)
+    files[outputs.PRODUCTS] = outputs.csv_bytes(outputs.PRODUCT_COLUMNS, summary["products"])
+    files[outputs.CAPACITY] = outputs.csv_bytes(capacity_columns(study), capacity_rows(study))
+    if checks is not None:
+        files[outputs.RISK_CHECK] = outputs.csv_bytes(RISK_COLUMNS, [c.as_dict() for c in checks])
+    progress("capacity map")
+    files[outputs.CAPACITY_MAP] = _map_png(study, f"Capacity for data centers on {study.network.name}")
+    outputs.write_run_directory(out, files, force=force)
+
+    sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
+                + products_table(summary["products"][:30])
+                + (f"\n... {len(offered) - 30} more (all in products.csv)" if len(offered) > 30 else "")]
+    sections.append(risk_text(checks, study.risk_mode) if checks is not None else f"Risk check: skipped ({skipped})")
+    return RunResult(config=config, summary=summary, files=files, report="\n\n".join(sections))
