@@ -35,7 +35,17 @@ import scipy.sparse as sp
 from grid.candidates import Candidates
 from grid.capacity_program import bound_program, scenario_program
 from grid.errors import GridError
-from grid.limits import DEFAULT_TOUCH_FACTOR, LOWER, SUPPLY, UPPER, WITHDRAWAL, LimitTable, build_limits
+from grid.limits import (
+    DEFAULT_TOUCH_FACTOR,
+    LOWER,
+    SUPPLY,
+    UPPER,
+    WITHDRAWAL,
+    LimitTable,
+    build_limits,
+    limit_rows,
+    with_tails,
+)
 from grid.network import Network
 from grid.scenarios import Scenarios
 from grid.shift_factors import FlowModel, flow_model
@@ -111,6 +121,7 @@ class CapacityStudy:
     risk_mode: str
     touch_factor: float
     joint_rounds: tuple[int, ...] = ()   # re-solves per tier in joint mode
+    firm_budget: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -281,7 +292,10 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
         else:
             weights = {r: row[k] for r, row in coefficient.items() if row[k] > 1e-9}
             if weights:
-                best = max(weights, key=lambda r: (weights[r], -r))
+                # The limit this bus weighs on most; among equals (a radial path), the one that
+                # fewest candidates touch, i.e. the most local.
+                reach = np.diff(limits.touch.indptr)
+                best = max(weights, key=lambda r: (round(weights[r], 9), -reach[r], -r))
                 result[bus] = limits.name(best)
             else:
                 result[bus] = "shared limits (no single binding limit)"
@@ -322,11 +336,16 @@ def capacity_study(
     formulation: str = "exact",
     risk_mode: str = "per_constraint",
     touch_factor: float = DEFAULT_TOUCH_FACTOR,
+    firm_budget: float | None = None,
     theory: bool = False,
     threads: int = 2,
     progress: Progress = lambda _: None,
 ) -> CapacityStudy:
-    """Firm capacity and the nested flexible tiers (see the module doc)."""
+    """Firm capacity and the nested flexible tiers (see the module doc).
+
+    ``firm_budget`` (Gamma) protects firm capacity against at most Gamma loads at their bounds at
+    once instead of the whole box (see grid.limits.budgeted_worst); None keeps the box of (1).
+    """
     check_solver(solver)
     levels = check_risk_levels(risk_levels)
     if formulation not in FORMULATIONS:
@@ -336,52 +355,39 @@ def capacity_study(
     if not 0.0 < touch_factor <= 1.0:
         raise GridError(f"touch_factor must be in (0, 1], got {touch_factor!r}")
     flows = flow_model(network)
-    progress(f"background statistics: {len(network.lines)} lines, {scenarios.count} scenarios")
-    limits = build_limits(network, flows, scenarios, candidates, max(levels), touch_factor, progress)
-    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory)
+    progress(f"shift factors and worst cases: {len(network.lines)} lines")
+    if firm_budget is not None and not firm_budget >= 0:
+        raise GridError(f"firm_budget must be >= 0 loads, got {firm_budget!r}")
+    base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget)
     zeros = np.zeros(len(candidates))
-    specs = [("firm", 0.0, limits.limit_mw - limits.worst_mw, "worst-case")]
-    specs += [("flexible", eps, limits.limit_mw - limits.cvar(eps), f"CVaR_{eps:g}") for eps in levels]
-
-    if risk_mode == "joint":
-        progress(f"firm capacity: robust LP with {solver}")
-        firm = _solve_model(ctx, *specs[0][:3], zeros, specs[0][3])
-        tiers, rounds = [], []
-        floors = firm.vector(candidates)
-        for _, eps, _, _ in specs[1:]:
-            tier, used = _joint_tier(ctx, eps, floors, progress)
-            tiers.append(tier)
-            rounds.append(used)
-            floors = tier.vector(candidates)
-        return CapacityStudy(network, candidates, limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
-                             tuple(rounds))
-
-    # Per-constraint mode. Every model is first solved without floors (in parallel threads with
-    # HiGHS); a tier's answer is kept when it already meets its floors and blocks the same limits,
-    # since it is then also the optimum of the floored model. Otherwise the tier is solved again
-    # with its floors. The result does not depend on the number of threads.
-    progress(f"capacity LPs: firm and {len(levels)} flexible tier(s), {formulation} formulation, {solver}")
-    workers = max(1, min(threads, len(specs))) if solver == "highs" else 1
+    # The firm model needs only the worst cases, so it is solved while the scenario flows and
+    # their tails are computed (a second core; HiGHS releases the interpreter while it solves).
+    firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory)
+    workers = 2 if threads > 1 else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        first = list(pool.map(lambda s: _solve_model(ctx, s[0], s[1], s[2], zeros, s[3]), specs))
-    results = [first[0]]
-    for spec, candidate in zip(specs[1:], first[1:]):
-        floors = results[-1].vector(candidates)
-        if not _meets_floors(ctx, candidate, spec[2], floors):
-            progress(f"flexible tier eps = {spec[1]:g}: solved again above the safer tier's capacities")
-            candidate = _solve_model(ctx, spec[0], spec[1], spec[2], floors, spec[3])
-        results.append(candidate)
-    return CapacityStudy(network, candidates, limits, flows, results[0], tuple(results[1:]), risk_mode, touch_factor)
-
-
-def _meets_floors(ctx: _Context, result: CapacityResult, rooms: np.ndarray, floors: np.ndarray) -> bool:
-    values = result.vector(ctx.candidates)
-    if np.any(values < floors - 1e-9 * np.maximum(1.0, floors)):
-        return False
-    scale = 1e-9 * np.maximum(1.0, np.abs(ctx.limits.limit_mw))
-    with_floors = rooms < row_loads(ctx.flows, ctx.limits, ctx.candidates, floors) - scale
-    without = rooms < -scale
-    return bool(np.array_equal(with_floors, without))
+        statistic = "worst-case" if firm_budget is None else f"worst-case (budget {firm_budget:g})"
+        firm_job = pool.submit(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
+        if workers == 1:
+            firm_job.result()
+        progress(f"background statistics: {len(network.lines)} lines, {scenarios.count} scenarios")
+        limits = with_tails(base, shift, scenarios, max(levels), progress, with_scenarios=risk_mode == "joint")
+        progress(f"firm capacity: robust LP with {solver}")
+        firm = firm_job.result()
+    del shift
+    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory)
+    tiers, rounds = [], []
+    floors = firm.vector(candidates)
+    for eps in levels:
+        if risk_mode == "joint":
+            tier, used = _joint_tier(ctx, eps, floors, progress)
+            rounds.append(used)
+        else:
+            progress(f"flexible capacity, eps = {eps:g}: {formulation} formulation with {solver}")
+            tier = _solve_model(ctx, "flexible", eps, limits.limit_mw - limits.cvar(eps), floors, f"CVaR_{eps:g}")
+        tiers.append(tier)
+        floors = tier.vector(candidates)
+    return CapacityStudy(network, candidates, limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
+                         tuple(rounds), firm_budget)
 
 
 # ------------------------------------------------------------------------------- joint mode

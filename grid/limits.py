@@ -16,6 +16,7 @@ b with their scenario numbers (a partial sort), and never stores the dense H or 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -104,19 +105,28 @@ class LimitTable:
         return np.array([r for r, k in enumerate(self.kinds) if k == kind], dtype=int)
 
 
-def _tails(values: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _tails(values: np.ndarray, keep: int, with_index: bool = True
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ``keep`` largest and ``keep`` smallest values of each row, with their columns.
 
-    One argpartition serves both tails (a line's upper and lower limit see b and -b).
-    Largest come back descending, smallest ascending (so that -smallest is descending).
+    One partition serves both tails (a line's upper and lower limit see b and -b). Largest come
+    back descending, smallest ascending (so that -smallest is descending). Without ``with_index``
+    the columns are not tracked (a plain partition is about twice as fast) and come back as -1.
     """
     count = values.shape[1]
     keep = min(keep, count)
-    if 2 * keep >= count:
+    kth = [keep - 1, count - keep] if 2 * keep < count else None
+    if not with_index:
+        part = np.sort(values, axis=1) if kth is None else np.partition(values, kth, axis=1)
+        top = -np.sort(-part[:, count - keep:], axis=1)
+        low = np.sort(part[:, :keep], axis=1)
+        none = np.full(top.shape, -1, dtype=np.int64)
+        return top, none, low, none
+    if kth is None:
         order = np.argsort(values, axis=1, kind="stable")
         top_idx, low_idx = order[:, count - keep:], order[:, :keep]
     else:
-        part = np.argpartition(values, [keep - 1, count - keep], axis=1)
+        part = np.argpartition(values, kth, axis=1)
         top_idx, low_idx = part[:, count - keep:], part[:, :keep]
     top = np.take_along_axis(values, top_idx, axis=1)
     low = np.take_along_axis(values, low_idx, axis=1)
@@ -129,23 +139,51 @@ def _tails(values: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray, np.nd
             np.take_along_axis(low, low_order, axis=1), low_idx)
 
 
-def build_limits(
+@dataclass(frozen=True, eq=False)
+class ShiftRows:
+    """The shift-factor rows of the limited lines, in blocks (positions, rows), kept between the
+    worst-case pass and the scenario pass so that H is computed once."""
+
+    blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+def budgeted_worst(h: np.ndarray, lower: np.ndarray, upper: np.ndarray, budget: float | None) -> np.ndarray:
+    """max of h_r . p per row over the load box, or over the budgeted box when ``budget`` is set.
+
+    The box [lower, upper] is centre +- half. (2a): its worst case is h . centre + |h| . half,
+    every load at the bound that matches the sign of its shift factor. With a budget Gamma
+    (Bertsimas and Sim), at most Gamma loads may leave their centre (fractionally), so the worst
+    case adds only the Gamma largest terms |h_j| half_j.
+    """
+    centre, half = (upper + lower) / 2.0, (upper - lower) / 2.0
+    h = np.atleast_2d(h)
+    spread = np.abs(h) * half
+    if budget is None or budget >= h.shape[1]:
+        return h @ centre + spread.sum(axis=1)
+    whole = int(np.floor(budget))
+    # The whole + 1 largest terms, in descending order: the first ``whole`` count in full, the
+    # next one by the fraction of the budget left.
+    top = -np.sort(-np.partition(spread, h.shape[1] - whole - 1, axis=1)[:, h.shape[1] - whole - 1:], axis=1)
+    return h @ centre + top[:, :whole].sum(axis=1) + (budget - whole) * top[:, whole]
+
+
+def limit_rows(
     network: Network,
     flows: FlowModel,
     scenarios: Scenarios,
     candidates: Candidates,
-    max_risk: float,
     touch_factor: float = DEFAULT_TOUCH_FACTOR,
-    progress=lambda _: None,
-) -> LimitTable:
-    """All finite limits with their worst case and the tails CVaR_eps needs for eps <= max_risk."""
+    budget: float | None = None,
+) -> tuple[LimitTable, ShiftRows]:
+    """Every finite limit with its worst case over the load box (or the budgeted box, see
+    `budgeted_worst`), but no scenario tails yet.
+
+    That is all the robust firm model needs, so it can be solved while `with_tails` runs.
+    """
     if tuple(scenarios.buses) != network.bus_numbers:
         raise GridError(
             f"scenarios do not match network {network.name!r}; build the scenarios from this network"
         )
-    count = scenarios.count
-    keep = tail_size(max_risk, count) if max_risk > 0 else 1
-    samples = scenarios.samples_mw          # (S, n)
     n_cand = len(candidates)
     kinds: list[str] = []
     labels: list[str] = []
@@ -153,20 +191,17 @@ def build_limits(
     line_pos: list[int] = []
     bus_pos: list[int] = []
     worst: list[np.ndarray] = []
-    tails: list[np.ndarray] = []
-    tail_idx: list[np.ndarray] = []
     touch_blocks: list[sp.csr_matrix] = []
     affected: list[np.ndarray] = []
     candidate_column = {int(p): k for k, p in enumerate(candidates.positions)}
 
     # Withdrawal limits (1b)/(4b): the background is the bus's own load.
     bus_rows = [i for i, bus in enumerate(network.buses) if math.isfinite(bus.withdrawal_limit_mw)]
+    lower, upper = scenarios.lower_mw, scenarios.upper_mw
     if bus_rows:
         cols = np.array(bus_rows, dtype=int)
-        top, top_i, _, _ = _tails(samples[:, cols].T, keep)
-        tails.append(top)
-        tail_idx.append(top_i)
-        worst.append(scenarios.upper_mw[cols])
+        share = 1.0 if budget is None else min(budget, 1.0)
+        worst.append((upper[cols] + lower[cols]) / 2.0 + share * (upper[cols] - lower[cols]) / 2.0)
         touch = sp.lil_matrix((len(bus_rows), n_cand), dtype=bool)
         hit = np.zeros(len(bus_rows), dtype=bool)
         for r, i in enumerate(bus_rows):
@@ -181,49 +216,34 @@ def build_limits(
         touch_blocks.append(touch.tocsr())
         affected.append(hit)
 
-    # Line limits (1c)/(4c)/(4d), a block of lines at a time: H rows, background flows, tails.
+    # Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
+    # lower row, interleaved.
     finite = np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
-    if finite.size:
-        # Not made contiguous: BLAS reads the transposed view as fast, and the copy would cost more.
-        samples_t = samples.T                             # (n, S): flows = H_block @ samples_t
-        done = 0
-        for block, h in flows.blocks(finite, LINE_BLOCK):
-            positive, negative = np.maximum(h, 0.0), np.maximum(-h, 0.0)
-            # (2a)/(2b): over a box, the worst flow picks each load at the bound matching the sign.
-            flow_max = positive @ scenarios.upper_mw - negative @ scenarios.lower_mw
-            flow_min = positive @ scenarios.lower_mw - negative @ scenarios.upper_mw
-            background = h @ samples_t                    # (B, S)
-            top, top_i, low, low_i = _tails(background, keep)
-            on_candidates = h[:, candidates.positions]
-            # Interleave each line's upper and lower row.
-            size = block.size
-            worst.append(np.column_stack([flow_max, -flow_min]).reshape(-1))
-            tails.append(np.stack([top, -low], axis=1).reshape(2 * size, -1))
-            tail_idx.append(np.stack([top_i, low_i], axis=1).reshape(2 * size, -1))
-            upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
-            lower_touch = sp.csr_matrix(-on_candidates >= touch_factor)
-            touch_blocks.append(sp.vstack([upper_touch, lower_touch]).tocsr()[_interleave(size)])
-            moved = np.any(on_candidates != 0.0, axis=1)
-            affected.append(np.repeat(moved, 2))
-            for l in block:
-                line = network.lines[int(l)]
-                for kind in (UPPER, LOWER):
-                    kinds.append(kind)
-                    labels.append(line.name)
-                    limits.append(float(line.thermal_limit_mw))
-                    line_pos.append(int(l))
-                    bus_pos.append(-1)
-            done += size
-            progress(f"background flows and tails: {done}/{finite.size} lines")
+    blocks = []
+    for block, h in flows.blocks(finite, LINE_BLOCK):
+        blocks.append((block, h))
+        # (2a)/(2b): the worst flow in each direction.
+        flow_max = budgeted_worst(h, lower, upper, budget)
+        flow_min = -budgeted_worst(-h, lower, upper, budget)
+        worst.append(np.column_stack([flow_max, -flow_min]).reshape(-1))
+        on_candidates = h[:, candidates.positions]
+        upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
+        lower_touch = sp.csr_matrix(-on_candidates >= touch_factor)
+        touch_blocks.append(sp.vstack([upper_touch, lower_touch]).tocsr()[_interleave(block.size)])
+        affected.append(np.repeat(np.any(on_candidates != 0.0, axis=1), 2))
+        for l in block:
+            line = network.lines[int(l)]
+            for kind in (UPPER, LOWER):
+                kinds.append(kind)
+                labels.append(line.name)
+                limits.append(float(line.thermal_limit_mw))
+                line_pos.append(int(l))
+                bus_pos.append(-1)
 
     # The supply limit: all new load and the background's growth must be generated.
     supply = network.supply_limit_mw()
     if math.isfinite(supply):
-        total = samples.sum(axis=1)[None, :]
-        top, top_i, _, _ = _tails(total, keep)
-        tails.append(top)
-        tail_idx.append(top_i)
-        worst.append(np.array([scenarios.upper_mw.sum()]))
+        worst.append(budgeted_worst(np.ones((1, len(lower))), lower, upper, budget))
         touch_blocks.append(sp.csr_matrix(np.ones((1, n_cand), dtype=bool)))
         affected.append(np.array([n_cand > 0]))
         kinds.append(SUPPLY)
@@ -232,8 +252,8 @@ def build_limits(
         line_pos.append(-1)
         bus_pos.append(-1)
 
-    width = keep
-    return LimitTable(
+    rows = len(kinds)
+    table = LimitTable(
         kinds=tuple(kinds),
         labels=tuple(labels),
         limit_mw=np.array(limits, dtype=float),
@@ -242,10 +262,76 @@ def build_limits(
         touch=sp.vstack(touch_blocks).tocsr() if touch_blocks else sp.csr_matrix((0, n_cand), dtype=bool),
         affected=np.concatenate(affected) if affected else np.zeros(0, dtype=bool),
         worst_mw=np.concatenate(worst) if worst else np.zeros(0),
-        tail_mw=np.vstack(tails) if tails else np.zeros((0, width)),
-        tail_scenario=np.vstack(tail_idx) if tail_idx else np.zeros((0, width), dtype=int),
-        count=count,
+        tail_mw=np.zeros((rows, 0)),
+        tail_scenario=np.zeros((rows, 0), dtype=int),
+        count=scenarios.count,
     )
+    return table, ShiftRows(tuple(blocks))
+
+
+def with_tails(
+    table: LimitTable,
+    shift: ShiftRows,
+    scenarios: Scenarios,
+    max_risk: float,
+    progress=lambda _: None,
+    *,
+    with_scenarios: bool = False,
+) -> LimitTable:
+    """The table with the K largest background samples of every row (what CVaR_eps needs for
+    every eps <= max_risk): background flows a block of lines at a time, then a partial sort.
+
+    ``with_scenarios`` also keeps which scenario each tail value comes from (``tail_scenario``),
+    which the joint risk mode needs to find a product's violations in sample; otherwise those
+    are -1.
+    """
+    count = scenarios.count
+    keep = tail_size(max_risk, count) if max_risk > 0 else 1
+    samples = scenarios.samples_mw          # (S, n)
+    tails: list[np.ndarray] = []
+    tail_idx: list[np.ndarray] = []
+    kinds = np.array(table.kinds)
+    withdrawal = np.flatnonzero(kinds == WITHDRAWAL)
+    if withdrawal.size:
+        top, top_i, _, _ = _tails(samples[:, table.bus[withdrawal]].T, keep, with_scenarios)
+        tails.append(top)
+        tail_idx.append(top_i)
+    # Not made contiguous: BLAS reads the transposed view as fast, and the copy would cost more.
+    samples_t = samples.T                   # (n, S): flows = H_block @ samples_t
+    done = sum(block.size for block, _ in shift.blocks)
+    finished = 0
+    for block, h in shift.blocks:
+        top, top_i, low, low_i = _tails(h @ samples_t, keep, with_scenarios)
+        tails.append(np.stack([top, -low], axis=1).reshape(2 * block.size, -1))
+        tail_idx.append(np.stack([top_i, low_i], axis=1).reshape(2 * block.size, -1))
+        finished += block.size
+        progress(f"background flows and tails: {finished}/{done} lines")
+    if np.any(kinds == SUPPLY):
+        top, top_i, _, _ = _tails(samples.sum(axis=1)[None, :], keep, with_scenarios)
+        tails.append(top)
+        tail_idx.append(top_i)
+    return dataclasses.replace(
+        table,
+        tail_mw=np.vstack(tails) if tails else np.zeros((0, keep)),
+        tail_scenario=np.vstack(tail_idx) if tail_idx else np.zeros((0, keep), dtype=int),
+    )
+
+
+def build_limits(
+    network: Network,
+    flows: FlowModel,
+    scenarios: Scenarios,
+    candidates: Candidates,
+    max_risk: float,
+    touch_factor: float = DEFAULT_TOUCH_FACTOR,
+    progress=lambda _: None,
+    *,
+    with_scenarios: bool = False,
+    budget: float | None = None,
+) -> LimitTable:
+    """All finite limits with their worst case and the tails CVaR_eps needs for eps <= max_risk."""
+    table, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, budget)
+    return with_tails(table, shift, scenarios, max_risk, progress, with_scenarios=with_scenarios)
 
 
 def _interleave(size: int) -> np.ndarray:

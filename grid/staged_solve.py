@@ -87,8 +87,10 @@ class _HighsStages:
         h.setOptionValue("output_flag", False)
         # Deterministic: simplex and the QP solver in one thread give the same bits every run.
         h.setOptionValue("threads", 1)
-        # A cycling QP (see _tie_break) must end in an error, not spin for ever.
+        # A cycling QP (see _tie_break) must end in an error, not spin for ever; the null space
+        # can grow to the number of candidates (HiGHS's default cap is 4,000).
         h.setOptionValue("qp_iteration_limit", 50 * self.n_cols + 10_000)
+        h.setOptionValue("qp_nullspace_limit", max(4000, 2 * self.n + 100))
         lp = highspy.HighsLp()
         lp.num_col_ = self.n_cols
         lp.num_row_ = program.shape[0]
@@ -121,7 +123,8 @@ class _HighsStages:
             status == self._hs.HighsModelStatus.kSolveError and self._residual() <= _QP_RESIDUAL
         ):
             values = np.asarray(self.h.getSolution().col_value, dtype=float)[: self.n]
-            return np.clip(values, self.program.col_lower[: self.n], self.program.col_upper[: self.n])
+            self.last = np.clip(values, self.program.col_lower[: self.n], self.program.col_upper[: self.n])
+            return self.last
         if status == self._hs.HighsModelStatus.kInfeasible:
             return None
         raise _status_error(f"{stage} of the {self.what}", self.h.modelStatusToString(status), "highs")
@@ -171,6 +174,22 @@ class _HighsStages:
                 return values
         raise _status_error(f"{stage} of the {self.what}", "infeasible after holding the previous stage", "highs")
 
+    def unique_optimum(self) -> bool:
+        """True when the last LP optimum is the only one: no non-basic column or row has a zero
+        reduced cost (dual non-degenerate), so no direction keeps the objective. Then the
+        tie-break has nothing to choose and is skipped."""
+        basis = self.h.getBasis()
+        solution = self.h.getSolution()
+        if not (basis.valid and solution.dual_valid):
+            return False
+        basic = self._hs.HighsBasisStatus.kBasic
+        tol = 1e-9
+        for statuses, duals in ((basis.col_status, solution.col_dual), (basis.row_status, solution.row_dual)):
+            nonbasic = np.array([status != basic for status in statuses], dtype=bool)
+            if np.any(nonbasic & (np.abs(np.asarray(duals, dtype=float)) <= tol)):
+                return False
+        return True
+
     def _hessian(self, diagonal: np.ndarray) -> None:
         hessian = self._hs.HighsHessian()
         hessian.dim_ = self.n_cols
@@ -188,6 +207,8 @@ def _tie_break(stages: _HighsStages, demand: np.ndarray, total: float) -> np.nda
     solver works to absolute tolerances and, with curvatures near 1e-3, cycles between the
     vertices of a tied edge instead of stopping inside it.
     """
+    if stages.unique_optimum():
+        return stages.last
     scale = float(np.max(demand)) ** 2
     return stages.hold(np.ones(stages.n), total, "the tie-break QP", -2.0 * scale / demand,
                        quadratic=2.0 * scale / demand**2)
@@ -216,11 +237,15 @@ def _lp_stages(stages: _HighsStages, weights: np.ndarray, theory: bool) -> Stage
     served = float(weights @ c)
     check = None
     if theory:
+        # The least total among the minimisers of (1a) comes first, so that stage 2 is the last
+        # LP on the instance (the tie-break reads its basis).
         max_total = float(np.sum(stages.optimise(-np.ones(stages.n), "the Theorem 1 check")))
-    c = stages.hold(weights, served, "stage 2 (max total capacity)", -np.ones(stages.n))
+        low = float(np.sum(stages.hold(weights, served, "the Theorem 1 check", np.ones(stages.n))))
+        c = stages.optimise(-np.ones(stages.n), "stage 2 (max total capacity)")
+    else:
+        c = stages.hold(weights, served, "stage 2 (max total capacity)", -np.ones(stages.n))
     total = float(np.sum(c))
     if theory:
-        low = float(np.sum(stages.optimise(np.ones(stages.n), "the Theorem 1 check")))
         check = TheoryCheck(max_total, (low, total))
     return StageResult(c, served, total, check)
 
