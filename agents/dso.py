@@ -27,6 +27,7 @@ class ProductSettings:
     formulation: str = "exact"
     block_mw: float | None = None
     touch_factor: float = 0.05
+    firm_budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class DSO(mesa.Agent):
             formulation=self.settings.formulation,
             risk_mode=self.settings.risk_mode,
             touch_factor=self.settings.touch_factor,
+            firm_budget=self.settings.firm_budget,
             theory=theory,
             progress=progress,
         )

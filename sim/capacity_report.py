@@ -78,6 +78,7 @@ def capacity_summary(study: CapacityStudy, scenarios: int) -> dict[str, Any]:
         "risk_mode": study.risk_mode,
         "formulation": study.tiers[0].formulation if study.tiers else "robust",
         "touch_factor": study.touch_factor,
+        "firm_budget": study.firm_budget,
         "per_bus": capacity_rows(study),
         "total_mw": {name: sum(m.capacity_mw.values()) for name, m in zip(names, models)},
         "unserved_ratio": {name: m.unserved_ratio for name, m in zip(names, models)},
@@ -110,7 +111,9 @@ def capacity_text(summary: Mapping[str, Any], *, rows_shown: int = TERMINAL_ROWS
         f"Capacity on '{cap['case']}' ({cap['buses']} buses, {cap['lines']} lines, "
         f"{'radial' if cap['radial'] else 'meshed'}; slack {cap['slack']}, supply limit {supply}); "
         f"{cap['scenarios']:,} scenarios; risk levels {levels} ({cap['risk_mode'].replace('_', '-')} mode, "
-        f"{cap['formulation']} formulation):"
+        f"{cap['formulation']} formulation"
+        + ("" if cap.get("firm_budget") is None else f"; firm capacity against {cap['firm_budget']:g} loads at their bounds")
+        + "):"
     ]
     for note in cap["notes"]:
         lines.append(f"  note: {note}")

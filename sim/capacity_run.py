@@ -123,7 +123,8 @@ def run_capacity(
         study = capacity_study(
             grid.network, grid.scenarios, grid.candidates, grid.settings.risk_levels,
             solver=config.solver, formulation=grid.settings.formulation, risk_mode=grid.settings.risk_mode,
-            touch_factor=grid.settings.touch_factor, theory=theory, progress=progress,
+            touch_factor=grid.settings.touch_factor, firm_budget=grid.settings.firm_budget, theory=theory,
+            progress=progress,
         )
         offered, withheld = products_from_study(study, grid.settings.block_mw)
         checks: list[RiskCheck] | None = None

@@ -226,6 +226,9 @@ class ProductGridConfig(_Section):
     formulation: str = "exact"
     block_mw: float | None = Field(default=None, gt=0)
     touch_factor: float = Field(default=DEFAULT_TOUCH_FACTOR, gt=0, le=1)
+    # Firm capacity holds for every load in its box (spec (1)); with a budget Gamma, for every
+    # case where at most Gamma loads sit away from their centre at once (Bertsimas and Sim).
+    firm_budget: float | None = Field(default=None, ge=0)
     theory_checks: bool = False
 
     @field_validator("risk_levels")

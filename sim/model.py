@@ -171,6 +171,7 @@ def build_grid_inputs(config: ExperimentConfig, base_dir: Path) -> GridInputs:
         formulation=grid.formulation,
         block_mw=grid.block_mw,
         touch_factor=grid.touch_factor,
+        firm_budget=grid.firm_budget,
     )
     return GridInputs(network, scenarios, candidates, settings, files)
 

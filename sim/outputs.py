@@ -27,7 +27,8 @@ SCENARIOS = "scenarios.csv"
 RISK_CHECK = "risk_check.csv"
 CAPACITY_MAP = "capacity_map.png"
 CORRELATION = "correlation.csv"
-# A case given as a file or folder is copied as case.m or into case/ (a CSV case folder).
+# A case given as a file or folder is copied into case/ under its own name (the name is the
+# network's name in the outputs, so a re-run from the copy must see the same one).
 CASE_FOLDER = "case"
 
 BID_COLUMNS = ("round", "bidder", "product", "amount")
@@ -66,15 +67,26 @@ def json_bytes(data: Any) -> bytes:
 
 
 RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
-                       RISK_CHECK, CAPACITY_MAP, CORRELATION, "case.m"})
+                       RISK_CHECK, CAPACITY_MAP, CORRELATION})
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
+
+
+def _is_case_copy(folder: Path) -> bool:
+    """case/ holds one MATPOWER file or one folder of case CSVs, as `input_copies` writes it."""
+    entries = list(folder.iterdir())
+    if len(entries) != 1 or entries[0].is_symlink():
+        return False
+    entry = entries[0]
+    if entry.is_file():
+        return entry.suffix == ".m"
+    return entry.is_dir() and all(f.name in _CASE_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir())
 
 
 def _is_run_entry(entry: Path) -> bool:
     if entry.is_symlink():
         return False
     if entry.name == CASE_FOLDER and entry.is_dir():
-        return all(f.name in _CASE_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir())
+        return _is_case_copy(entry)
     return entry.name in RUN_FILES and entry.is_file()
 
 
@@ -94,12 +106,12 @@ def input_copies(inputs: Mapping[str, Path]) -> tuple[dict[str, bytes], dict[str
             name = CORRELATION
             files[name] = path.read_bytes()
         elif role == "case" and path.is_dir():
-            name = CASE_FOLDER
+            name = f"{CASE_FOLDER}/{path.name}"
             for member in sorted(path.iterdir()):
                 if member.name in _CASE_FILES:
-                    files[f"{CASE_FOLDER}/{member.name}"] = member.read_bytes()
+                    files[f"{name}/{member.name}"] = member.read_bytes()
         elif role == "case":
-            name = "case.m"
+            name = f"{CASE_FOLDER}/{path.name}"
             files[name] = path.read_bytes()
         else:
             raise ValueError(f"unknown input role {role!r}")
@@ -115,7 +127,7 @@ def _is_replaceable_run(out: Path) -> bool:
     if not all(_is_run_entry(entry) for entry in entries):
         return False
     try:
-        read_summary(out)
+        read_summary(out, required=("products",))
     except OutputError:
         return False
     return True
@@ -167,7 +179,7 @@ def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = 
         os.chmod(staging, 0o777 & ~_umask())
         for name, content in files.items():
             target = staging / name
-            target.parent.mkdir(exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         if out.exists():
             # Move the old run aside first so that a crash never leaves neither.
@@ -198,14 +210,15 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
         raise OutputError(f"{path}: cannot read ({type(error).__name__}); the run directory is damaged or unreadable") from None
 
 
+# What `dcmarket log` needs from a run's summary; a capacity directory has only "products".
 SUMMARY_KEYS = ("products", "allocation", "prices", "payments", "rounds", "rounds_run")
 
 
-def read_summary(run_dir: Path) -> dict[str, Any]:
+def read_summary(run_dir: Path, required: Sequence[str] = SUMMARY_KEYS) -> dict[str, Any]:
     path = run_dir / SUMMARY
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
-        missing = [key for key in SUMMARY_KEYS if key not in summary]
+        missing = [key for key in required if key not in summary]
         if missing:
             raise OutputError(f"{path}: has no {missing[0]!r}; the run directory is damaged, re-run it")
         return summary

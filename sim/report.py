@@ -24,6 +24,9 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: S
 
 
 def money(amount: float) -> str:
+    """$ amounts: as written below a million, with thousands separators above (no 1.5e+07)."""
+    if abs(amount) >= 1e6:
+        return f"{amount:,.2f}".rstrip("0").rstrip(".")
     return f"{amount:g}"
 
 
