@@ -661,3 +661,36 @@ def test_joint_mode_keeps_every_product_within_eps_in_sample():
     assert per.firm.capacity_mw[3] == 0.0 and [b.name for b in per.firm.blocked] == ["line 1-2 upper limit"]
 
 
+
+
+# ---------------------------------------------------------------- budgeted box (firm_budget)
+def test_budgeted_worst_case_by_hand():
+    from grid.limits import budgeted_worst
+
+    # Box [0, 2] everywhere: centre 1, half 1. Row (1, -2, 0.5): h . centre = -0.5 and the terms
+    # |h_j| half_j are (1, 2, 0.5); row (0, 1, 1): centre 2, terms (0, 1, 1).
+    h = np.array([[1.0, -2.0, 0.5], [0.0, 1.0, 1.0]])
+    lower, upper = np.zeros(3), np.full(3, 2.0)
+    assert budgeted_worst(h, lower, upper, None) == pytest.approx([3.0, 4.0])
+    assert budgeted_worst(h, lower, upper, 3) == pytest.approx([3.0, 4.0])
+    assert budgeted_worst(h, lower, upper, 1) == pytest.approx([1.5, 3.0])
+    assert budgeted_worst(h, lower, upper, 1.5) == pytest.approx([2.0, 3.5])
+    assert budgeted_worst(h, lower, upper, 0) == pytest.approx([-0.5, 2.0])
+    # Without a budget it is (2a): every load at the bound that matches its sign.
+    positive, negative = np.maximum(h, 0), np.maximum(-h, 0)
+    assert budgeted_worst(h, lower, upper, None) == pytest.approx(positive @ upper - negative @ lower)
+
+
+def test_firm_budget_lets_fewer_loads_sit_at_their_bounds(net, scenarios):
+    # Line 1-2 carries p2 + p3 + p4 with boxes [20, 30], [10, 20], [10, 30]: centres 25 + 15 + 20
+    # = 60 and half-widths 5, 5, 10. Budget 1: the worst case is 60 + 10 = 70 MW, so line 1-2
+    # leaves 30 MW; bus 4's own limit still caps it at 10 (its load alone may sit at 30), and
+    # bus 3's at 40 - 20 = 20: (c3, c4) = (20, 10) against (10, 10) with the whole box.
+    candidates = make_candidates(net, DEMAND)
+    study = capacity_study(net, scenarios, candidates, [0.05], firm_budget=1)
+    assert_capacities(study.firm, {3: 20.0, 4: 10.0})
+    assert study.firm.limited_by == {3: "withdrawal limit at bus 3", 4: "withdrawal limit at bus 4"}
+    whole = capacity_study(net, scenarios, candidates, [0.05])
+    assert_capacities(whole.firm, {3: 10.0, 4: 10.0})
+    with pytest.raises(GridError):
+        capacity_study(net, scenarios, candidates, [0.05], firm_budget=-1)
