@@ -134,6 +134,7 @@ class _Context:
     solver: str
     formulation: str
     theory: bool
+    touch_factor: float = DEFAULT_TOUCH_FACTOR
 
 
 def check_risk_levels(levels: Sequence[float]) -> tuple[float, ...]:
@@ -292,10 +293,12 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
         else:
             weights = {r: row[k] for r, row in coefficient.items() if row[k] > 1e-9}
             if weights:
-                # The limit this bus weighs on most; among equals (a radial path), the one that
-                # fewest candidates touch, i.e. the most local.
+                # The most local binding limit this bus touches (the fewest candidates touch it),
+                # so that a line behind the bus is named before a system-wide one such as the
+                # supply; then the one it weighs on most.
                 reach = np.diff(limits.touch.indptr)
-                best = max(weights, key=lambda r: (round(weights[r], 9), -reach[r], -r))
+                touching = {r: w for r, w in weights.items() if w >= ctx.touch_factor} or weights
+                best = min(touching, key=lambda r: (reach[r], -round(touching[r], 9), r))
                 result[bus] = limits.name(best)
             else:
                 result[bus] = "shared limits (no single binding limit)"
@@ -362,7 +365,7 @@ def capacity_study(
     zeros = np.zeros(len(candidates))
     # The firm model needs only the worst cases, so it is solved while the scenario flows and
     # their tails are computed (a second core; HiGHS releases the interpreter while it solves).
-    firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory)
+    firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor)
     workers = 2 if threads > 1 else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         statistic = "worst-case" if firm_budget is None else f"worst-case (budget {firm_budget:g})"
@@ -374,7 +377,7 @@ def capacity_study(
         progress(f"firm capacity: robust LP with {solver}")
         firm = firm_job.result()
     del shift
-    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory)
+    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor)
     tiers, rounds = [], []
     floors = firm.vector(candidates)
     for eps in levels:
