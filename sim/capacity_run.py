@@ -52,8 +52,11 @@ def config_for_case(case: str, *, demand_mw: float, scenarios: int, risk: list[f
     }
 
 
-def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfig, Path, str]:
-    """A config file, or a case (built-in name, .m file, CSV folder) with the defaults above."""
+def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfig, Path, str | None]:
+    """A config file, or a case (built-in name, .m file, CSV folder) with the defaults above.
+
+    The third item names the config in error messages (None for a case: its errors name it).
+    """
     path = Path(target)
     if path.suffix.lower() == ".toml":
         raw = read_config_file(path)
@@ -71,7 +74,7 @@ def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfi
         )
         raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})
         config = parse_config(raw, source="command line")
-        base_dir, source = Path("."), f"case {target!r}"
+        base_dir, source = Path("."), None
     if config.network is None or config.load is None or config.product_grid is None:
         raise ConfigError(f"{source}: dcmarket capacity needs [network], [load] and [products] "
                           "(explicit [[products]] have no network to study)")
@@ -141,6 +144,8 @@ def run_capacity(
         else:
             skipped = "--verify 0"
     except (ConfigError, GridError) as error:
+        if source is None:
+            raise
         raise type(error)(f"{source}: {error}") from None
 
     cap = capacity_summary(study, grid.scenarios.count)
