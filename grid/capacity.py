@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -62,6 +63,8 @@ _JOINT_ROUNDS = 40
 # Each re-solve lowers an offending limit's risk level a little below the needed ratio, so the
 # loop does not creep towards the target.
 _JOINT_SHRINK = 0.9
+# Lines x scenarios from which the firm model is solved in a second thread.
+_THREAD_WORK = 1_000_000
 
 Progress = Callable[[str], None]
 
@@ -366,16 +369,22 @@ def capacity_study(
     # The firm model needs only the worst cases, so it is solved while the scenario flows and
     # their tails are computed (a second core; HiGHS releases the interpreter while it solves).
     firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor)
-    workers = 2 if threads > 1 else 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        statistic = "worst-case" if firm_budget is None else f"worst-case (budget {firm_budget:g})"
-        firm_job = pool.submit(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
-        if workers == 1:
-            firm_job.result()
+    statistic = "worst-case" if firm_budget is None else f"worst-case (budget {firm_budget:g})"
+    solve_firm = partial(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
+    # A thread only pays off when the scenario pass is long; on small cases its start-up and the
+    # hand-over cost more than they save.
+    if threads > 1 and len(network.lines) * scenarios.count >= _THREAD_WORK:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            firm_job = pool.submit(solve_firm)
+            progress(f"background statistics: {len(network.lines)} lines, {scenarios.count} scenarios")
+            limits = with_tails(base, shift, scenarios, max(levels), progress, with_scenarios=risk_mode == "joint")
+            progress(f"firm capacity: robust LP with {solver}")
+            firm = firm_job.result()
+    else:
+        progress(f"firm capacity: robust LP with {solver}")
+        firm = solve_firm()
         progress(f"background statistics: {len(network.lines)} lines, {scenarios.count} scenarios")
         limits = with_tails(base, shift, scenarios, max(levels), progress, with_scenarios=risk_mode == "joint")
-        progress(f"firm capacity: robust LP with {solver}")
-        firm = firm_job.result()
     del shift
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor)
     tiers, rounds = [], []
