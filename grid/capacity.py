@@ -124,6 +124,9 @@ class CapacityStudy:
     risk_mode: str
     touch_factor: float
     joint_rounds: tuple[int, ...] = ()   # re-solves per tier in joint mode
+    # Joint mode, per tier: the total flexible capacity (MW) that its first round, the
+    # per-constraint model on the same floors, allowed; the difference is what joint risk costs.
+    per_constraint_mw: tuple[float, ...] = ()
     firm_budget: float | None = None
 
 
@@ -387,19 +390,20 @@ def capacity_study(
         limits = with_tails(base, shift, scenarios, max(levels), progress, with_scenarios=risk_mode == "joint")
     del shift
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor)
-    tiers, rounds = [], []
+    tiers, rounds, reference = [], [], []
     floors = firm.vector(candidates)
     for eps in levels:
         if risk_mode == "joint":
-            tier, used = _joint_tier(ctx, eps, floors, progress)
+            tier, used, per_constraint = _joint_tier(ctx, eps, floors, progress)
             rounds.append(used)
+            reference.append(per_constraint)
         else:
             progress(f"flexible capacity, eps = {eps:g}: {formulation} formulation with {solver}")
             tier = _solve_model(ctx, "flexible", eps, limits.limit_mw - limits.cvar(eps), floors, f"CVaR_{eps:g}")
         tiers.append(tier)
         floors = tier.vector(candidates)
     return CapacityStudy(network, candidates, limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
-                         tuple(rounds), firm_budget)
+                         tuple(rounds), tuple(reference), firm_budget)
 
 
 # ------------------------------------------------------------------------------- joint mode
@@ -427,8 +431,13 @@ def in_sample_violations(limits: LimitTable, loads: np.ndarray, rows: np.ndarray
                          shape=(len(limits), limits.count))
 
 
-def _joint_tier(ctx: _Context, eps: float, floors: np.ndarray, progress: Progress) -> tuple[CapacityResult, int]:
-    """One flexible tier whose products each stay interrupted in at most eps of the scenarios."""
+def _joint_tier(ctx: _Context, eps: float, floors: np.ndarray, progress: Progress
+                ) -> tuple[CapacityResult, int, float]:
+    """One flexible tier whose products each stay interrupted in at most eps of the scenarios.
+
+    Returns the tier, the rounds it took, and the total capacity of its first round (every limit
+    at eps: the per-constraint model on the same floors).
+    """
     limits, candidates = ctx.limits, ctx.candidates
     row_risk = np.full(len(limits), eps)
     statistic = f"CVaR (joint, eps = {eps:g})"
@@ -436,6 +445,8 @@ def _joint_tier(ctx: _Context, eps: float, floors: np.ndarray, progress: Progres
         rooms = limits.limit_mw - limits.cvar(row_risk)
         result = _solve_model(ctx, "flexible", eps, rooms, floors, statistic, row_risk=row_risk.copy())
         values = result.vector(candidates)
+        if round_ == 1:
+            per_constraint = float(values.sum())
         loads = row_loads(ctx.flows, limits, candidates, values)
         blocked = rooms < row_loads(ctx.flows, limits, candidates, floors) - 1e-9 * np.maximum(1.0, np.abs(limits.limit_mw))
         live = np.flatnonzero(~blocked & limits.affected)
@@ -446,7 +457,7 @@ def _joint_tier(ctx: _Context, eps: float, floors: np.ndarray, progress: Progres
         progress(f"joint risk, eps = {eps:g}, round {round_}: "
                  f"{excess.size} product(s) above eps (worst {frequency[selling].max(initial=0.0):.4f})")
         if excess.size == 0:
-            return result, round_
+            return result, round_, per_constraint
         offending_rows = np.flatnonzero(np.diff(violated.indptr) > 0)
         touch = limits.touch.tocsc()
         for k in excess:

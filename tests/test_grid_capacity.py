@@ -657,6 +657,7 @@ def test_joint_mode_keeps_every_product_within_eps_in_sample():
     assert interrupted(joint.tiers[0].capacity_mw[3]) <= eps
     assert joint.tiers[0].capacity_mw[3] < per.tiers[0].capacity_mw[3]
     assert joint.joint_rounds[0] >= 2
+    assert joint.per_constraint_mw[0] == pytest.approx(per.tiers[0].capacity_mw[3], abs=TOL)
     # Firm capacity: line 1-2's worst case 30 + 10 MW breaks its 39.1 MW alone, which blocks bus 3.
     assert per.firm.capacity_mw[3] == 0.0 and [b.name for b in per.firm.blocked] == ["line 1-2 upper limit"]
 
