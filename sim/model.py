@@ -24,15 +24,14 @@ from agents.valuations import ValuationProfile, build_profile
 from grid.candidates import Candidates, make_candidates
 from grid.cases import CaseOptions, load_case
 from grid.errors import GridError
+from grid.memory_guard import check_scenario_memory
 from grid.network import Network
+from grid.scenario_files import read_correlation_csv, read_scenarios_file
 from grid.scenarios import (
     BaseLoadSpread,
     CorrelatedSpread,
     Scenarios,
     TruncatedNormalLoad,
-    check_scenario_memory,
-    read_correlation_csv,
-    read_scenarios_file,
     sample_base_load,
     sample_correlated,
     sample_truncated_normal,

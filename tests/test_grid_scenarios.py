@@ -12,24 +12,21 @@ import pytest
 from scipy import special
 from scipy.stats import kstest, truncnorm
 
+from grid import memory_guard
 from grid import scenarios as scenarios_module
 from grid.cases import load_case
 from grid.errors import GridError
 from grid.network import Bus, Generator, Line, Network
+from grid.memory_guard import check_scenario_memory, scenario_memory_bytes
+from grid.scenario_files import read_correlation_csv, read_scenarios_csv, read_scenarios_file, read_scenarios_parquet
 from grid.scenarios import (
     BaseLoadSpread,
     CorrelatedSpread,
     Scenarios,
     TruncatedNormalLoad,
-    check_scenario_memory,
-    read_correlation_csv,
-    read_scenarios_csv,
-    read_scenarios_file,
-    read_scenarios_parquet,
     sample_base_load,
     sample_correlated,
     sample_truncated_normal,
-    scenario_memory_bytes,
 )
 
 # Spec 5.2: the inferred supports, parent variance 5.
@@ -573,13 +570,13 @@ def test_memory_guard_message_names_case_need_and_limit():
 
 
 def test_memory_guard_reads_this_machine(loaded):
-    available = scenarios_module._available_memory_bytes()
+    available = memory_guard._available_memory_bytes()
     assert available is None or available > 0
     assert check_scenario_memory(loaded, 10) == 8 * 10 * 11
 
 
 def test_memory_guard_refuses_before_drawing_or_reading(loaded, net, tmp_path, monkeypatch):
-    monkeypatch.setattr(scenarios_module, "_available_memory_bytes", lambda: 10_000)
+    monkeypatch.setattr(memory_guard, "_available_memory_bytes", lambda: 10_000)
     rng = np.random.default_rng(0)
     before = rng.bit_generator.state
     for call in (lambda: sample_base_load(loaded, BaseLoadSpread(), 1000, rng),
@@ -593,5 +590,5 @@ def test_memory_guard_refuses_before_drawing_or_reading(loaded, net, tmp_path, m
         read_scenarios_file(tmp_path / "big.parquet", net)
     assert "1,000 scenarios on 'paper-4bus'" in one_line(exc)
     # When the machine does not say, there is nothing to guard against.
-    monkeypatch.setattr(scenarios_module, "_available_memory_bytes", lambda: None)
+    monkeypatch.setattr(memory_guard, "_available_memory_bytes", lambda: None)
     assert check_scenario_memory(loaded, 10**9) == 8 * 10**9 * 11

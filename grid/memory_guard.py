@@ -1,0 +1,115 @@
+"""The memory guard: refuse a scenario count whose matrices would not fit, before any work.
+
+A study holds the S x n sample matrix and meets the S x L background line flows; with 10**6
+scenarios of a 2,000-bus case that is 42 GB. Sampling would start, swap and run silently for
+minutes, so the count is checked against the memory available first, with the estimate.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+from grid.errors import GridError
+from grid.network import Network
+
+
+def check_count(count: object) -> int:
+    """A scenario count must be a whole number >= 1 (bools are not counts)."""
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+        raise GridError(f"scenario count must be an integer >= 1, got {count!r}")
+    return int(count)
+
+
+# Share of the available memory one scenario set may take: the LPs, the solver and the rest of
+# the process need the remainder.
+MEMORY_SHARE = 0.6
+
+
+def scenario_memory_bytes(n_buses: int, n_lines: int, count: int) -> int:
+    """Bytes that ``count`` scenarios occupy: 8 * count * (n_buses + n_lines).
+
+    The S x n sample matrix and the S x L background line flows it induces (float64, 8 bytes
+    each) are the two arrays that grow with S; everything else a study holds is per bus or per
+    line. For case_ACTIVSg2000 (2,000 buses, 3,206 lines) that is about 42 kB per scenario.
+    """
+    for name, value in (("n_buses", n_buses), ("n_lines", n_lines), ("count", count)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise GridError(f"scenario_memory_bytes: {name} must be an integer >= 0, got {value!r}")
+    return 8 * int(count) * (int(n_buses) + int(n_lines))
+
+
+def _available_memory_bytes() -> int | None:
+    """Memory this process may still use: MemAvailable, capped by a cgroup limit when one is set.
+
+    None when the machine does not say (then no guard applies).
+    """
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    # A container's limit is invisible in /proc/meminfo; cgroup v2, then v1.
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            with open(limit_file, encoding="ascii") as handle:
+                limit_text = handle.read().strip()
+            with open(usage_file, encoding="ascii") as handle:
+                usage = int(handle.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit_text.isdigit():
+            available = min(available, max(int(limit_text) - usage, 0))
+        break
+    return available
+
+
+def _format_bytes(value: float) -> str:
+    """Two significant digits in decimal units (GB = 10^9 bytes): 416e9 -> '420 GB'."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{float(f'{value / size:.2g}'):g} {unit}"
+    return f"{int(value)} bytes"
+
+
+def check_scenario_memory(network: Network, count: int, available_bytes: int | None = None) -> int:
+    """Refuse a scenario count whose samples and line flows would exhaust memory; call before drawing.
+
+    Raises a one-line GridError when ``scenario_memory_bytes`` exceeds ``MEMORY_SHARE`` (60 %) of
+    ``available_bytes`` (default: this machine's available memory, see above; no check when it
+    cannot be read). Returns the estimate in bytes. Failing here takes milliseconds; running out
+    of memory later takes the machine's swap, or the process, with it.
+    """
+    count = check_count(count)
+    need = scenario_memory_bytes(len(network.buses), len(network.lines), count)
+    if available_bytes is None:
+        available_bytes = _available_memory_bytes()
+        if available_bytes is None:
+            return need
+    elif isinstance(available_bytes, bool) or not isinstance(available_bytes, numbers.Integral) or available_bytes < 0:
+        raise GridError(f"available_bytes must be an integer >= 0 or None, got {available_bytes!r}")
+    if need > MEMORY_SHARE * available_bytes:
+        per_scenario = scenario_memory_bytes(len(network.buses), len(network.lines), 1)
+        most = int(MEMORY_SHARE * available_bytes) // per_scenario
+        advice = (
+            f"use at most {most:,} scenarios" if most >= 1
+            else f"one scenario needs {_format_bytes(per_scenario)}; free memory or use a larger machine"
+        )
+        raise GridError(
+            f"{count:,} scenarios on {network.name!r} need about {_format_bytes(need)} (samples and line flows); "
+            f"this machine has {_format_bytes(available_bytes)} available; {advice}"
+        )
+    return need
+
