@@ -354,7 +354,6 @@ def matpower_tables(data: MatpowerData, name: str, label: str) -> CaseTables:
         )
     connected = bus_type != _ISOLATED
     _check_finite(pd, connected, lambda r: f"bus {bus_i[r]}", "PD", label)
-    known = set(bus_i.tolist())
     is_connected = dict(zip(bus_i.tolist(), connected.tolist()))
     notes: list[str] = []
     if not connected.any():
