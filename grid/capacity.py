@@ -44,6 +44,8 @@ from grid.limits import (
     LimitTable,
     build_limits,
     limit_rows,
+    row_background,
+    shift_factor_flows,
     with_tails,
 )
 from grid.network import Network
@@ -213,7 +215,8 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
         # Below 1/S the CVaR of S samples is their maximum, which (17) also gives at eps = 1/(2S)
         # without dividing by zero.
         eps = np.maximum(eps, 0.5 / limits.count)
-        background = _background_samples(ctx, np.flatnonzero(kept))
+        background = row_background(limits, ctx.scenarios.samples_mw, np.flatnonzero(kept),
+                                    shift_factor_flows(ctx.flows))
         program = scenario_program(ctx.flows, candidates, limits, background, eps[kept], kept, floors, caps)
         tie_program = bounded
     else:
@@ -239,28 +242,6 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
         theory=stages.theory,
         row_risk=row_risk,
     )
-
-
-def _background_samples(ctx: _Context, rows: np.ndarray) -> np.ndarray:
-    """b_{r,s} of the given rows for every scenario (the scenario LP needs them all)."""
-    limits, samples = ctx.limits, ctx.scenarios.samples_mw
-    out = np.zeros((rows.size, samples.shape[0]))
-    line_rows = [i for i, r in enumerate(rows) if limits.kinds[r] in (UPPER, LOWER)]
-    if line_rows:
-        lines = np.unique(limits.line[rows[line_rows]])
-        flows = {}
-        for block, h in ctx.flows.blocks(lines):
-            for l, values in zip(block, h @ samples.T):
-                flows[int(l)] = values
-        for i in line_rows:
-            r = rows[i]
-            out[i] = flows[int(limits.line[r])] * (1.0 if limits.kinds[r] == UPPER else -1.0)
-    for i, r in enumerate(rows):
-        if limits.kinds[r] == WITHDRAWAL:
-            out[i] = samples[:, limits.bus[r]]
-        elif limits.kinds[r] == SUPPLY:
-            out[i] = samples.sum(axis=1)
-    return out
 
 
 def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: np.ndarray,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -332,6 +333,39 @@ def build_limits(
     """All finite limits with their worst case and the tails CVaR_eps needs for eps <= max_risk."""
     table, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, budget)
     return with_tails(table, shift, scenarios, max_risk, progress, with_scenarios=with_scenarios)
+
+
+LineFlows = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def shift_factor_flows(flows: FlowModel) -> LineFlows:
+    """(line positions, samples (S, n)) -> background flows (lines, S) through rows of H."""
+
+    def compute(lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        return np.vstack([h @ samples.T for _, h in flows.blocks(lines)]) if lines.size else np.zeros((0, len(samples)))
+
+    return compute
+
+
+def row_background(table: LimitTable, samples: np.ndarray, rows: np.ndarray, line_flows: LineFlows) -> np.ndarray:
+    """b_{r,s} of the given rows for every sample (rows, S): a bus's own load for a withdrawal
+    limit, +-(H p)_l for a line's upper/lower limit, sum_j p_j for the supply limit.
+
+    ``line_flows`` computes the lines' flows (the caller knows whether dense rows of H or sparse
+    angle solves are cheaper for its sizes).
+    """
+    rows = np.asarray(rows, dtype=int)
+    kinds = np.array(table.kinds)[rows] if rows.size else np.zeros(0, dtype=str)
+    out = np.empty((rows.size, samples.shape[0]))
+    withdrawal = kinds == WITHDRAWAL
+    out[withdrawal] = samples[:, table.bus[rows[withdrawal]]].T
+    on_lines = (kinds == UPPER) | (kinds == LOWER)
+    if np.any(on_lines):
+        lines, pick = np.unique(table.line[rows[on_lines]], return_inverse=True)
+        sign = np.where(kinds[on_lines] == UPPER, 1.0, -1.0)
+        out[on_lines] = sign[:, None] * line_flows(lines, samples)[pick]
+    out[kinds == SUPPLY] = samples.sum(axis=1)[None, :]
+    return out
 
 
 def _interleave(size: int) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid.capacity import CapacityResult, CapacityStudy, interrupted_counts, row_loads
-from grid.limits import LOWER, SUPPLY, UPPER, WITHDRAWAL
+from grid.limits import LOWER, UPPER, row_background
 from grid.scenarios import Scenarios
 
 # Scenarios per chunk; bounds the (limits x scenarios) work arrays.
@@ -123,30 +123,24 @@ def verify_risk(
             for names in blocked_names]
     tolerance = 1e-7 * np.maximum(1.0, np.abs(limits.limit_mw))
     kinds = np.array(limits.kinds)
-    line_rows = np.flatnonzero((kinds == UPPER) | (kinds == LOWER))
-    sign = np.where(kinds[line_rows] == UPPER, 1.0, -1.0)
-    lines = np.unique(limits.line[line_rows])
-    column_of_line = {int(l): i for i, l in enumerate(lines)}
-    pick = np.array([column_of_line[int(l)] for l in limits.line[line_rows]], dtype=int)
-    n_bus = len(study.network.buses)
-    dense = None
-    if lines.size and lines.size * n_bus * 8 <= _DENSE_H_BYTES:
-        dense = np.vstack([h for _, h in flows.blocks(lines)])
-    wd_rows = np.flatnonzero(kinds == WITHDRAWAL)
-    supply_rows = np.flatnonzero(kinds == SUPPLY)
+    lines = np.unique(limits.line[(kinds == UPPER) | (kinds == LOWER)])
+    if lines.size * len(study.network.buses) * 8 <= _DENSE_H_BYTES:
+        dense = np.vstack([h for _, h in flows.blocks(lines)]) if lines.size else None
+
+        def line_flows(wanted: np.ndarray, p: np.ndarray) -> np.ndarray:
+            # Every row is checked, so ``wanted`` is always all the limited lines.
+            return dense @ p.T
+    else:
+        def line_flows(wanted: np.ndarray, p: np.ndarray) -> np.ndarray:
+            return flows.flows(np.ascontiguousarray(p.T))[wanted]
+    every_row = np.arange(len(limits))
 
     counts = [np.zeros(len(candidates), dtype=np.int64) for _ in models]
     done = 0
     while done < count:
         size = min(chunk, count - done)
         scenarios = sample(size)
-        p = scenarios.samples_mw                                    # (size, buses)
-        background = np.empty((len(limits), size))
-        background[wd_rows] = p[:, limits.bus[wd_rows]].T
-        if lines.size:
-            line_flows = dense @ p.T if dense is not None else flows.flows(np.ascontiguousarray(p.T))[lines]
-            background[line_rows] = sign[:, None] * line_flows[pick]
-        background[supply_rows] = p.sum(axis=1)[None, :]
+        background = row_background(limits, scenarios.samples_mw, every_row, line_flows)
         for m, load in enumerate(loads):
             excess = (load[:, None] + background - limits.limit_mw[:, None]) > tolerance[:, None]
             excess &= live[m][:, None]
