@@ -7,12 +7,13 @@ by sorting), by hand, or by a second solver (scipy), never copied from the code 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-from scipy.optimize import linprog, minimize
+from scipy.optimize import linprog
 
 from grid.candidates import make_candidates
 from grid.capacity import capacity_study
@@ -506,19 +507,37 @@ def test_unserved_ratio_objective_serves_small_demands_first(solver):
 
 
 def _scipy_staged(h: np.ndarray, room: np.ndarray, caps: np.ndarray, demand: np.ndarray) -> np.ndarray:
-    """The three stages with scipy alone (linprog twice, then SLSQP for the quadratic tie-break)."""
+    """The three stages without HiGHS's QP: linprog twice, then the tie-break by enumeration.
+
+    A convex QP's minimiser is the minimiser over the affine set of its active constraints, so
+    trying every set of at most n independent constraints as equalities and keeping the best
+    feasible point finds it exactly (a few hundred tiny KKT systems here).
+    """
+    n = len(demand)
     bounds = list(zip(np.zeros_like(caps), caps))
     first = linprog(-1.0 / demand, A_ub=h, b_ub=room, bounds=bounds, method="highs-ds")
     served = -first.fun
     second = linprog(-np.ones_like(demand), A_ub=np.vstack([h, -1.0 / demand]), b_ub=np.r_[room, -served + 1e-10],
                      bounds=bounds, method="highs-ds")
     total = -second.fun
-    cons = [{"type": "ineq", "fun": lambda c: room - h @ c},
-            {"type": "ineq", "fun": lambda c: c @ (1.0 / demand) - served + 1e-9},
-            {"type": "ineq", "fun": lambda c: c.sum() - total + 1e-9}]
-    third = minimize(lambda c: np.sum(((demand - c) / demand) ** 2), second.x, bounds=bounds, constraints=cons,
-                     method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
-    return third.x
+    # All constraints as a c <= b: lines, the two holds, upper and lower bounds.
+    a = np.vstack([h, -1.0 / demand, -np.ones(n), np.eye(n), -np.eye(n)])
+    b = np.r_[room, -served, -total, caps, np.zeros(n)]
+    weight = 1.0 / demand**2                   # objective sum w (c - D)^2
+    best, best_value = None, np.inf
+    for size in range(n + 1):
+        for active in itertools.combinations(range(len(b)), size):
+            rows = a[list(active)]
+            if size and np.linalg.matrix_rank(rows) < size:
+                continue
+            kkt = np.block([[np.diag(2 * weight), rows.T], [rows, np.zeros((size, size))]])
+            rhs = np.r_[2 * weight * demand, b[list(active)]]
+            point = np.linalg.solve(kkt, rhs)[:n]
+            if np.all(a @ point <= b + 1e-7 * (1 + np.abs(b))):
+                value = float(np.sum(weight * (point - demand) ** 2))
+                if value < best_value - 1e-12:
+                    best, best_value = point, value
+    return best
 
 
 @pytest.mark.parametrize("seed", range(5))
