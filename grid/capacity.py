@@ -107,6 +107,9 @@ class CapacityResult:
     formulation: str
     theory: TheoryCheck | None = None
     row_risk: np.ndarray | None = field(default=None, repr=False)  # joint mode: eps per limit row
+    # The program's own stage-2 optimum before the tie-break (candidates order): for the scenario
+    # formulation, the capacities (17) itself found.
+    stage2_mw: np.ndarray | None = field(default=None, repr=False)
 
     def vector(self, candidates: Candidates) -> np.ndarray:
         return np.array([self.capacity_mw[b] for b in candidates.buses], dtype=float)
@@ -241,6 +244,7 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
         formulation="robust" if model == "firm" else ctx.formulation,
         theory=stages.theory,
         row_risk=row_risk,
+        stage2_mw=stages.stage2_mw,
     )
 
 

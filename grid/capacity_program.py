@@ -23,7 +23,7 @@ the slack is distributed or the supply is limited), then the formulation's own c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,6 +49,14 @@ class LinearProgram:
     @property
     def shape(self) -> tuple[int, int]:
         return self.matrix.shape
+
+    def with_capacity_box(self, capacity: np.ndarray, tolerance: float) -> "LinearProgram":
+        """The same program with each capacity column boxed to capacity +- tolerance (MW)."""
+        lower, upper = self.col_lower.copy(), self.col_upper.copy()
+        n = self.n_cap
+        lower[:n] = np.maximum(lower[:n], capacity - tolerance)
+        upper[:n] = np.minimum(upper[:n], capacity + tolerance)
+        return replace(self, col_lower=lower, col_upper=upper)
 
 
 class _Builder:

@@ -61,10 +61,13 @@ class TheoryCheck:
 
 @dataclass(frozen=True)
 class StageResult:
-    capacity_mw: np.ndarray      # (candidates,)
+    capacity_mw: np.ndarray      # (candidates,) after the tie-break
     served_sum: float            # stage 1 optimum: sum_k c_k / D_k
     total_mw: float              # stage 2 optimum: 1'c
     theory: TheoryCheck | None
+    # The program's own stage-2 optimum (a vertex, before the tie-break): with a tie program,
+    # what (17) itself chose, so that tests can compare it with the exact program's constraints.
+    stage2_mw: np.ndarray | None = None
 
 
 def _status_error(what: str, status: object, solver: str) -> SolverError:
@@ -228,26 +231,37 @@ def solve_stages_highs(program: LinearProgram, demand: np.ndarray, what: str, *,
         stages.hold(weights, served, "the held stage 1", -np.ones(stages.n))
         return StageResult(_tie_break(stages, demand, total), served, total, None)
     first = _lp_stages(stages, weights, theory)
-    return StageResult(_tie_break(stages, demand, first.total_mw), first.served_sum, first.total_mw, first.theory)
+    return StageResult(_tie_break(stages, demand, first.total_mw), first.served_sum, first.total_mw, first.theory,
+                       first.stage2_mw)
 
 
 def _lp_stages(stages: _HighsStages, weights: np.ndarray, theory: bool) -> StageResult:
-    """Stages 1 and 2 (and the Theorem 1 check), leaving both holds on the instance."""
+    """Stages 1 and 2, leaving both holds on the instance; the Theorem 1 check (when asked) runs
+    on a second instance, so that asking for it cannot move the capacities by a round-off."""
     c = stages.optimise(-weights, "stage 1 (min unserved ratio)")
     served = float(weights @ c)
-    check = None
-    if theory:
-        # The least total among the minimisers of (1a) comes first, so that stage 2 is the last
-        # LP on the instance (the tie-break reads its basis).
-        max_total = float(np.sum(stages.optimise(-np.ones(stages.n), "the Theorem 1 check")))
-        low = float(np.sum(stages.hold(weights, served, "the Theorem 1 check", np.ones(stages.n))))
-        c = stages.optimise(-np.ones(stages.n), "stage 2 (max total capacity)")
-    else:
-        c = stages.hold(weights, served, "stage 2 (max total capacity)", -np.ones(stages.n))
+    c = stages.hold(weights, served, "stage 2 (max total capacity)", -np.ones(stages.n))
     total = float(np.sum(c))
-    if theory:
-        check = TheoryCheck(max_total, (low, total))
-    return StageResult(c, served, total, check)
+    check = _theory_check(stages.program, weights, served, total, stages.what) if theory else None
+    return StageResult(c, served, total, check, stage2_mw=c.copy())
+
+
+def _theory_check(program: LinearProgram, weights: np.ndarray, served: float, total: float,
+                  what: str) -> TheoryCheck:
+    """max 1'c over the feasible set, and min 1'c over the minimisers of (1a)."""
+    check = _HighsStages(program, what)
+    ones = np.ones(check.n)
+    max_total = float(np.sum(check.optimise(-ones, "the Theorem 1 check")))
+    low = float(np.sum(check.hold(weights, served, "the Theorem 1 check", ones)))
+    return TheoryCheck(max_total, (low, total))
+
+
+def admits(program: LinearProgram, capacity: np.ndarray, what: str, tolerance: float = 1e-6) -> bool:
+    """Does ``program`` have a feasible point whose capacities are within ``tolerance`` MW of
+    ``capacity``? (One LP with the capacity columns boxed; the other columns are free to adapt.)"""
+    boxed = program.with_capacity_box(np.asarray(capacity, dtype=float), tolerance)
+    stages = _HighsStages(boxed, what)
+    return stages.n == 0 or stages._run("the feasibility check") is not None
 
 
 def _lp_stages_highs(program: LinearProgram, demand: np.ndarray, what: str, theory: bool) -> StageResult:
@@ -290,7 +304,11 @@ def _capacity(m: pyo.ConcreteModel, n: int, program: LinearProgram) -> np.ndarra
 def solve_stages_pyomo(program: LinearProgram, demand: np.ndarray, what: str, solver: str, *,
                        theory: bool = False, tie_program: LinearProgram | None = None) -> StageResult:
     """Stages 1 and 2 with a Pyomo solver (e.g. GLPK), the tie-break QP in HiGHS (on
-    ``tie_program`` when given, see `solve_stages`)."""
+    ``tie_program`` when given, see `solve_stages`).
+
+    Every objective and the hold are components of their own, built once and switched on and
+    off, so that no stage depends on another having removed a component by name.
+    """
     check_solver(solver)
     demand = np.asarray(demand, dtype=float)
     n = program.n_cap
@@ -301,36 +319,46 @@ def solve_stages_pyomo(program: LinearProgram, demand: np.ndarray, what: str, so
     served_expr = LinearExpression(constant=0.0, linear_coefs=[float(w) for w in weights],
                                    linear_vars=[m.x[k] for k in range(n)])
     total_expr = LinearExpression(constant=0.0, linear_coefs=[1.0] * n, linear_vars=[m.x[k] for k in range(n)])
+    m.max_served = pyo.Objective(expr=served_expr, sense=pyo.maximize)
+    m.max_total = pyo.Objective(expr=total_expr, sense=pyo.maximize)
+    m.min_total = pyo.Objective(expr=total_expr, sense=pyo.minimize)
+    m.served_level = pyo.Param(mutable=True, initialize=0.0)
+    m.hold_served = pyo.Constraint(expr=served_expr >= m.served_level)
+    m.hold_served.deactivate()
 
-    def optimise(expr, sense, stage: str) -> None:
-        m.objective = pyo.Objective(expr=expr, sense=sense)
-        status = solve(m, solver)
-        m.del_component(m.objective)
-        if status != "optimal":
-            raise _status_error(f"{stage} of the {what}", status, solver)
+    def optimise(objective: pyo.Objective, stage: str) -> str:
+        for other in (m.max_served, m.max_total, m.min_total):
+            other.deactivate()
+        objective.activate()
+        return solve(m, solver)
 
-    optimise(served_expr, pyo.maximize, "stage 1 (min unserved ratio)")
+    status = optimise(m.max_served, "stage 1 (min unserved ratio)")
+    if status != "optimal":
+        raise _status_error(f"stage 1 (min unserved ratio) of the {what}", status, solver)
     served = float(weights @ _capacity(m, n, program))
-    if theory:
-        optimise(total_expr, pyo.maximize, "the Theorem 1 check")
-        max_total = float(np.sum(_capacity(m, n, program)))
+    m.hold_served.activate()
     for relative in _HOLD_SLACKS:
-        m.hold = pyo.Constraint(expr=served_expr >= served - relative * (1.0 + abs(served)))
-        m.objective = pyo.Objective(expr=total_expr, sense=pyo.maximize)
-        status = solve(m, solver)
-        m.del_component(m.objective)
+        m.served_level.set_value(served - relative * (1.0 + abs(served)))
+        status = optimise(m.max_total, "stage 2 (max total capacity)")
         if status == "optimal":
             break
-        m.del_component(m.hold)
     else:
         raise _status_error(f"stage 2 of the {what}", "infeasible after holding stage 1", solver)
-    total = float(np.sum(_capacity(m, n, program)))
+    stage2 = _capacity(m, n, program)
+    total = float(np.sum(stage2))
     check = None
     if theory:
-        optimise(total_expr, pyo.minimize, "the Theorem 1 check")
-        check = TheoryCheck(max_total, (float(np.sum(_capacity(m, n, program))), total))
+        status = optimise(m.min_total, "the Theorem 1 check")
+        if status != "optimal":
+            raise _status_error(f"the Theorem 1 check of the {what}", status, solver)
+        low = float(np.sum(_capacity(m, n, program)))
+        m.hold_served.deactivate()
+        status = optimise(m.max_total, "the Theorem 1 check")
+        if status != "optimal":
+            raise _status_error(f"the Theorem 1 check of the {what}", status, solver)
+        check = TheoryCheck(float(np.sum(_capacity(m, n, program))), (low, total))
     result = solve_stages_highs(tie_program or program, demand, what, holds=(served, total))
-    return StageResult(result.capacity_mw, served, total, check)
+    return StageResult(result.capacity_mw, served, total, check, stage2_mw=stage2)
 
 
 def solve_stages(program: LinearProgram, demand: np.ndarray, what: str, solver: str = "highs", *,
@@ -338,9 +366,10 @@ def solve_stages(program: LinearProgram, demand: np.ndarray, what: str, solver: 
     """The staged solve with the named solver (see the module doc).
 
     ``tie_program`` is an equivalent program with the same feasible capacities (the exact form of
-    the scenario LP (17)): stages 1 and 2 run on ``program`` and the tie-break QP on it, with their
-    optima held. HiGHS's QP solver misjudges feasibility on (17)'s thousands of degenerate z
-    columns, and the tie only chooses among capacities that both programs allow.
+    the scenario LP (17)): stages 1 and 2 run on ``program`` and the tie-break QP on
+    ``tie_program`` with their optima held, because HiGHS's QP solver misjudges feasibility on
+    (17)'s thousands of degenerate z columns. The equivalence is not taken on trust: ``program``
+    must admit the tie-break's capacities (one more LP), else SolverError.
     """
     if solver == "highs":
         check_solver(solver)
@@ -348,5 +377,10 @@ def solve_stages(program: LinearProgram, demand: np.ndarray, what: str, solver: 
             return solve_stages_highs(program, demand, what, theory=theory)
         first = _lp_stages_highs(program, demand, what, theory)
         result = solve_stages_highs(tie_program, demand, what, holds=(first.served_sum, first.total_mw))
-        return StageResult(result.capacity_mw, first.served_sum, first.total_mw, first.theory)
-    return solve_stages_pyomo(program, demand, what, solver, theory=theory, tie_program=tie_program)
+        chosen = StageResult(result.capacity_mw, first.served_sum, first.total_mw, first.theory, first.stage2_mw)
+    else:
+        chosen = solve_stages_pyomo(program, demand, what, solver, theory=theory, tie_program=tie_program)
+    if tie_program is not None and not admits(program, chosen.capacity_mw, what):
+        raise SolverError(f"the {what} does not admit the capacities its exact form chose; "
+                          "the two formulations disagree: please report this with the config")
+    return chosen

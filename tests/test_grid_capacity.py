@@ -244,6 +244,43 @@ def test_exact_and_scenario_formulations_give_the_same_capacities(seed, meshed):
         for bus in buses:
             assert exact.capacity_mw[bus] == pytest.approx(full.capacity_mw[bus], abs=TOL), (eps, bus)
             assert exact.capacity_mw[bus] >= firm.capacity_mw[bus] - TOL
+        # (17)'s own optimum, before any tie-break, checked against the CVaR bounds rebuilt here
+        # by sorting: feasible, and as good as the exact optimum in both stage objectives.
+        vertex = dict(zip(sorted(buses), full.stage2_mw))
+        assert_cvar_feasible(net, scenarios, vertex, eps, firm.capacity_mw, demand)
+        weights = {b: 1.0 / demand[b] for b in buses}
+        assert sum(weights[b] * vertex[b] for b in buses) == pytest.approx(
+            sum(weights[b] * exact.capacity_mw[b] for b in buses), abs=TOL)
+        assert sum(vertex.values()) == pytest.approx(sum(exact.capacity_mw[b] for b in buses), abs=TOL)
+
+
+def assert_cvar_feasible(net: Network, scenarios: Scenarios, capacity: dict[int, float], eps: float,
+                         floors: dict[int, float], demand: dict[int, float]) -> None:
+    """Every line (both directions) and withdrawal limit holds at CVaR_eps of its background,
+    except a blocked one (broken by background at the floors): its buses keep their floors."""
+    h = shift_factors(net)
+    full = np.zeros(len(net.buses))
+    at_floors = np.zeros(len(net.buses))
+    for bus, value in capacity.items():
+        full[net.bus_index(bus)] = value
+        at_floors[net.bus_index(bus)] = floors[bus]
+        assert floors[bus] - TOL <= value <= demand[bus] + TOL
+        limit = net.buses[net.bus_index(bus)].withdrawal_limit_mw
+        background = cvar(scenarios.samples_mw[:, net.bus_index(bus)], eps)
+        if floors[bus] + background <= limit:
+            assert value + background <= limit + TOL
+        else:
+            assert value == pytest.approx(floors[bus], abs=TOL)
+    flows = scenarios.samples_mw @ h.T
+    for l, line in enumerate(net.lines):
+        for sign in (1.0, -1.0):
+            background = cvar(sign * flows[:, l], eps)
+            if sign * float(h[l] @ at_floors) + background <= line.thermal_limit_mw:
+                assert sign * float(h[l] @ full) + background <= line.thermal_limit_mw + TOL, line.name
+            else:
+                for bus in capacity:
+                    if sign * h[l, net.bus_index(bus)] >= 0.05:   # the default touch factor
+                        assert capacity[bus] == pytest.approx(floors[bus], abs=TOL), (line.name, bus)
 
 
 # ---------------------------------------------------------------- distributed slack and supply
