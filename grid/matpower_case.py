@@ -5,8 +5,13 @@ What we keep and why:
 - Buses: every bus except the isolated ones (BUS_TYPE = 4), as MATPOWER's ext2int does; their
   base load is PD. The reference bus is the first bus with BUS_TYPE = 3.
 - Generators: in service (GEN_STATUS > 0) and at a connected bus. PG in a MATPOWER case also
-  covers the AC losses, which the lossless DC model does not have, so the committed outputs are
-  scaled by sum(PD) / sum(PG) to balance the base load exactly (noted with the numbers).
+  covers the AC losses, which the lossless DC model does not have: when sum(PG) is within 10 % of
+  sum(PD) (a loss-sized gap) the committed outputs are scaled by sum(PD) / sum(PG) to balance
+  the base load exactly. A larger gap is not losses (case57's PG covers 74 % of its PD: its
+  reference unit is dispatched by the AC power flow), and scaling every unit by it would move
+  the base flows: the outputs are kept and the slack supplies the gap (distributed: each unit in
+  proportion to its headroom; reference: the reference bus's units, or the reference bus's import
+  when it has none). Either way the note says so with the numbers.
 - Branches: in service (BR_STATUS > 0) and between connected buses. MATPOWER's makeBdc uses the
   susceptance b = 1 / (BR_X * tap) with tap = TAP, or 1 when TAP = 0, so the stored reactance is
   BR_X * tap. Phase-shift angles (SHIFT) are ignored, with a note. Negative reactances (series
@@ -53,6 +58,9 @@ _USED_COLUMNS = {
     "branch": ("F_BUS", "T_BUS", "BR_X", "RATE_A", "TAP", "SHIFT", "BR_STATUS"),
 }
 _ISOLATED, _REFERENCE = 4, 3
+# A gap between committed generation and base load up to this share of the generation is taken for
+# the AC losses of the case's power flow, and scaled away.
+_LOSS_BAND = 0.10
 _FIX_FORMAT = "check it against MATPOWER's case format (caseformat)"
 
 
@@ -121,34 +129,37 @@ def assemble_network(tables: CaseTables, rule: RatingRule | None, slack: str | N
     notes = list(tables.notes)
     load_mw = math.fsum(bus.base_load_mw for bus in tables.buses)
     output_mw = math.fsum(pg for _, pg, _ in tables.generators)
-    factor = 1.0
-    if tables.generators and load_mw > 0 and output_mw > 0:
-        factor = load_mw / output_mw
-        if factor != 1.0:
-            notes.append(
-                f"committed generation scaled by {factor:.4f} to the {load_mw:.1f} MW base load "
-                "(the DC model has no losses)"
-            )
+    loss_sized = output_mw > 0 and load_mw > 0 and abs(load_mw / output_mw - 1.0) <= _LOSS_BAND + 1e-12
+    factor = load_mw / output_mw if loss_sized else 1.0
+    if loss_sized and factor != 1.0:
+        notes.append(
+            f"committed generation scaled by {factor:.4f} to the {load_mw:.1f} MW base load "
+            "(the DC model has no losses)"
+        )
     generators = [Generator(bus, pg * factor, pmax) for bus, pg, pmax in tables.generators]
-    above = sum(1 for g in generators if g.output_mw > g.max_mw)
-    if above:
-        # Scaling up (case57's PG covers only 74% of its PD) can push a unit past Pmax; its
-        # headroom is then 0, so it takes no share of new load. Worth saying in reports.
-        notes.append(f"{above} generators are above their Pmax after scaling (no headroom)")
     with_headroom = [g for g in generators if g.headroom_mw > 0]
     default_slack = "distributed" if with_headroom else "reference"
     if slack is None or slack == default_slack:
         chosen = default_slack
-        if chosen == "distributed":
-            notes.append(
-                f"distributed slack (the default with generator headroom): {len(with_headroom)} generators "
-                f"pick up new load in proportion to their headroom, "
-                f"{math.fsum(g.headroom_mw for g in with_headroom):.1f} MW in total"
-            )
     else:
         if slack not in SLACK_MODELS:
             raise GridError(f"case {label}: unknown slack {slack!r}; choose one of {', '.join(SLACK_MODELS)}")
         chosen = slack
+    if generators and not loss_sized:
+        generators = _dispatch_gap(generators, load_mw - output_mw, chosen, tables.reference_bus, notes)
+    above = sum(1 for g in generators if g.output_mw > g.max_mw)
+    if above:
+        # A unit past its Pmax has no headroom, so it takes no share of new load.
+        notes.append(f"{above} generators are above their Pmax (no headroom)")
+    if chosen == default_slack:
+        if chosen == "distributed":
+            headroom = [g for g in generators if g.headroom_mw > 0]
+            notes.append(
+                f"distributed slack (the default with generator headroom): {len(headroom)} generators "
+                f"pick up new load in proportion to their headroom, "
+                f"{math.fsum(g.headroom_mw for g in headroom):.1f} MW in total"
+            )
+    else:
         notes.append(f"{slack} slack set by the options (the case default is {default_slack})")
     try:
         network = Network(
@@ -166,6 +177,27 @@ def assemble_network(tables: CaseTables, rule: RatingRule | None, slack: str | N
     except GridError as error:
         raise prefix_case(error, label) from None
     return network
+
+
+def _dispatch_gap(generators: list[Generator], gap_mw: float, slack: str, reference_bus: int,
+                  notes: list[str]) -> list[Generator]:
+    """The slack supplies a base-load gap that is not losses (see the module doc)."""
+    if abs(gap_mw) < 1e-9:
+        return generators
+    share = [g.headroom_mw if slack == "distributed" or g.bus == reference_bus else 0.0 for g in generators]
+    if slack != "distributed" and not any(share):
+        # Units at the reference bus without headroom still carry the gap; none at all: import.
+        share = [1.0 if g.bus == reference_bus else 0.0 for g in generators]
+    total = math.fsum(share)
+    if total <= 0:
+        notes.append(f"committed generation differs from the base load by {gap_mw:+.1f} MW (not a loss-sized "
+                     f"gap); the reference bus {reference_bus} imports it")
+        return generators
+    who = ("the distributed slack's units supply" if slack == "distributed"
+           else f"the units at reference bus {reference_bus} supply")
+    notes.append(f"committed generation differs from the base load by {gap_mw:+.1f} MW (more than "
+                 f"{_LOSS_BAND:.0%}, not losses); {who} it in proportion to their headroom")
+    return [Generator(g.bus, g.output_mw + gap_mw * w / total, g.max_mw) for g, w in zip(generators, share)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -326,12 +326,15 @@ class Network:
 
         Distributed slack: the total headroom (with headroom-proportional participation every
         generator reaches Pmax together). Reference slack: ``import_limit_mw`` when stated, else the
-        headroom of the generators at the reference bus when the case has generators, else inf.
+        headroom of the generators at the reference bus when it has any, else inf (an outer grid).
         """
         if self.slack == "distributed":
             return math.fsum(g.headroom_mw for g in self.generators)
         if math.isfinite(self.import_limit_mw):
             return float(self.import_limit_mw)
-        if self.generators:
-            return math.fsum(g.headroom_mw for g in self.generators if g.bus == self.reference_bus)
+        at_reference = [g for g in self.generators if g.bus == self.reference_bus]
+        if at_reference:
+            return math.fsum(g.headroom_mw for g in at_reference)
+        # No unit at the reference bus: it is the connection to an outer grid (a feeder's
+        # substation), bounded only by a stated import limit.
         return math.inf

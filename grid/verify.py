@@ -16,13 +16,13 @@ block were given no capacity there.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
+from grid.binomial import wilson_interval
 from grid.capacity import CapacityResult, CapacityStudy, interrupted_counts, row_loads
 from grid.limits import LOWER, UPPER, row_background
 from grid.scenarios import Scenarios
@@ -32,8 +32,6 @@ CHUNK = 10_000
 # Precompute the dense shift-factor rows when they take at most this many bytes; beyond, line
 # flows come from sparse angle solves per chunk (cheaper for 10,000-bus networks).
 _DENSE_H_BYTES = 400 * 2**20
-# z of a two-sided 95 % interval.
-_Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -84,17 +82,6 @@ class RiskCheck:
             "expected_interrupted_mwh": self.expected_interrupted_mwh,
             "verdict": self.verdict,
         }
-
-
-def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion (sound even at 0 successes)."""
-    if trials <= 0:
-        return (0.0, 1.0)
-    p = successes / trials
-    z2 = _Z95**2
-    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
-    half = _Z95 * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials**2)) / (1 + z2 / trials)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 Sampler = Callable[[int], Scenarios]

@@ -15,6 +15,7 @@ import pyomo.environ as pyo
 import pytest
 from scipy.optimize import linprog
 
+from grid.binomial import wilson_interval
 from grid.candidates import make_candidates
 from grid.capacity import capacity_study
 from grid.cases import load_case
@@ -696,7 +697,7 @@ def spiky_chain() -> tuple[Network, Scenarios]:
     return net, Scenarios(net.bus_numbers, samples, np.zeros(3), np.array([0.0, 30.0, 10.0]))
 
 
-def test_joint_mode_keeps_every_product_within_eps_in_sample():
+def test_joint_mode_keeps_every_product_within_eps_with_confidence():
     net, scenarios = spiky_chain()
     candidates = make_candidates(net, {3: 100.0})
     eps = 0.1
@@ -710,7 +711,10 @@ def test_joint_mode_keeps_every_product_within_eps_in_sample():
 
     assert per.tiers[0].capacity_mw[3] == pytest.approx(10.9, abs=TOL)
     assert interrupted(per.tiers[0].capacity_mw[3]) == pytest.approx(0.18)
-    assert interrupted(joint.tiers[0].capacity_mw[3]) <= eps
+    # 100 scenarios: the 95 % Wilson upper bound of k/100 is at most 0.1 for k <= 4 (k = 5: 0.111).
+    frequency = interrupted(joint.tiers[0].capacity_mw[3])
+    assert frequency <= 0.04 + 1e-12
+    assert wilson_interval(round(frequency * 100), 100)[1] <= eps
     assert joint.tiers[0].capacity_mw[3] < per.tiers[0].capacity_mw[3]
     assert joint.joint_rounds[0] >= 2
     assert joint.per_constraint_mw[0] == pytest.approx(per.tiers[0].capacity_mw[3], abs=TOL)

@@ -18,7 +18,8 @@ from grid.candidates import make_candidates
 from grid.capacity import capacity_study
 from grid.cases import load_case
 from grid.scenarios import TruncatedNormalLoad, sample_truncated_normal
-from grid.verify import verify_risk, wilson_interval
+from grid.binomial import allowed_count, scenarios_needed, wilson_interval
+from grid.verify import verify_risk
 from mechanisms.errors import MechanismError
 from mechanisms.products import Product, ProductCatalog, parse_product_id, product_id, risk_label
 
@@ -164,6 +165,19 @@ def test_abstract_items_cannot_be_priced_per_mw():
 )
 def test_wilson_interval(successes, trials, low, high):
     assert wilson_interval(successes, trials) == pytest.approx((low, high), abs=1e-6)
+
+
+@pytest.mark.parametrize("eps", [0.01, 0.05, 0.1])
+@pytest.mark.parametrize("trials", [20, 100, 2000, 10_000])
+def test_the_joint_target_is_the_largest_count_shown_below_eps(eps, trials):
+    # By enumeration: every count up to the target has its upper bound at or below eps, the next
+    # one does not (unless even zero does not, when the target is zero).
+    allowed = allowed_count(eps, trials)
+    uppers = [wilson_interval(k, trials)[1] for k in range(trials + 1)]
+    shown = [k for k, upper in enumerate(uppers) if upper <= eps]
+    assert allowed == (max(shown) if shown else 0)
+    needed = scenarios_needed(eps)
+    assert wilson_interval(0, needed)[1] <= eps < wilson_interval(0, needed - 1)[1]
 
 
 def test_risk_check_counts_each_products_interruptions_by_hand(net, tiered):
