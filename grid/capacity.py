@@ -52,6 +52,7 @@ from grid.limits import (
     shift_factor_flows,
     with_tails,
 )
+from grid.memory_guard import check_scenario_lp_memory
 from grid.network import Network
 from grid.scenarios import Scenarios
 from grid.shift_factors import FlowModel, flow_model
@@ -114,6 +115,8 @@ class CapacityResult:
     # The program's own stage-2 optimum before the tie-break (candidates order): for the scenario
     # formulation, the capacities (17) itself found.
     stage2_mw: np.ndarray | None = field(default=None, repr=False)
+    # Per limit row: left out as blocked (see the module doc); the risk check leaves them out too.
+    blocked_rows: np.ndarray | None = field(default=None, repr=False)
 
     def vector(self, candidates: Candidates) -> np.ndarray:
         return np.array([self.capacity_mw[b] for b in candidates.buses], dtype=float)
@@ -249,6 +252,7 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
         theory=stages.theory,
         row_risk=row_risk,
         stage2_mw=stages.stage2_mw,
+        blocked_rows=broken,
     )
 
 
@@ -282,18 +286,21 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
             result[bus] = "request"
         elif pinned[k]:
             result[bus] = f"blocked: {blocking.get(bus, 'a blocked limit')}"
-        elif floors[k] > 0 and values[k] <= floors[k] + _BINDING_TOL * max(1.0, floors[k]):
-            result[bus] = "floor: the safer tier's capacity" if model != "firm" else "floor"
         else:
             weights = {r: row[k] for r, row in coefficient.items() if row[k] > 1e-9}
-            if weights:
+            touching = {r: w for r, w in weights.items() if w >= ctx.touch_factor}
+            at_floor = floors[k] > 0 and values[k] <= floors[k] + _BINDING_TOL * max(1.0, floors[k])
+            if touching or (weights and not at_floor):
                 # The most local binding limit this bus touches (the fewest candidates touch it),
                 # so that a line behind the bus is named before a system-wide one such as the
-                # supply; then the one it weighs on most.
+                # supply; then the one it weighs on most. A binding limit is named even at the
+                # floor: it is why the tier adds nothing there.
                 reach = np.diff(limits.touch.indptr)
-                touching = {r: w for r, w in weights.items() if w >= ctx.touch_factor} or weights
-                best = min(touching, key=lambda r: (reach[r], -round(touching[r], 9), r))
+                pool = touching or weights
+                best = min(pool, key=lambda r: (reach[r], -round(pool[r], 9), r))
                 result[bus] = limits.name(best)
+            elif at_floor:
+                result[bus] = "floor: the safer tier's capacity" if model != "firm" else "floor"
             else:
                 result[bus] = "shared limits (no single binding limit)"
     return result
@@ -356,6 +363,8 @@ def capacity_study(
     if firm_budget is not None and not firm_budget >= 0:
         raise GridError(f"firm_budget must be >= 0 loads, got {firm_budget!r}")
     base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget)
+    if formulation == "scenario":
+        check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
     zeros = np.zeros(len(candidates))
     # The firm model needs only the worst cases, so it is solved while the scenario flows and
     # their tails are computed (a second core; HiGHS releases the interpreter while it solves).
@@ -438,8 +447,7 @@ def _joint_tier(ctx: _Context, eps: float, floors: np.ndarray, progress: Progres
         if round_ == 1:
             per_constraint = float(values.sum())
         loads = row_loads(ctx.flows, limits, candidates, values)
-        blocked = rooms < row_loads(ctx.flows, limits, candidates, floors) - 1e-9 * np.maximum(1.0, np.abs(limits.limit_mw))
-        live = np.flatnonzero(~blocked & limits.affected)
+        live = np.flatnonzero(~result.blocked_rows & limits.affected)
         violated = in_sample_violations(limits, loads, live)
         counts = interrupted_counts(limits.touch, violated)
         frequency = counts / limits.count

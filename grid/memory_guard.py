@@ -113,3 +113,30 @@ def check_scenario_memory(network: Network, count: int, available_bytes: int | N
         )
     return need
 
+
+
+# Bytes per (limit, scenario) pair of the scenario LP (17), measured as peak resident memory over
+# the imported libraries (experiments/bench_capacity.py, ieee57 and ieee118): about 2.1 kB with
+# HiGHS (the program, its HiGHS copies and the feasibility check) and 3.7 kB with GLPK through
+# Pyomo (glpsol's own memory comes on top); rounded up.
+SCENARIO_LP_BYTES = {"highs": 2_500, "glpk": 5_000}
+
+
+def check_scenario_lp_memory(network: Network, rows: int, count: int, solver: str,
+                             available_bytes: int | None = None) -> int:
+    """Refuse the scenario formulation when (17) for ``rows`` limits and ``count`` scenarios
+    would not fit; the exact formulation gives the same capacities in a fraction of it."""
+    need = SCENARIO_LP_BYTES.get(solver, max(SCENARIO_LP_BYTES.values())) * int(rows) * int(count)
+    if available_bytes is None:
+        available_bytes = _available_memory_bytes()
+        if available_bytes is None:
+            return need
+    if need > MEMORY_SHARE * available_bytes:
+        most = int(MEMORY_SHARE * available_bytes) // max(1, need // max(1, count))
+        raise GridError(
+            f"formulation 'scenario' on {network.name!r} with {rows:,} limits x {count:,} scenarios needs about "
+            f"{_format_bytes(need)} (the LP (17) has a row and a column per limit and scenario); this machine "
+            f"has {_format_bytes(available_bytes)} available; use formulation = 'exact' (the same capacities) "
+            f"or at most {most:,} scenarios"
+        )
+    return need

@@ -144,6 +144,12 @@ class Scenarios:
         """Number of scenarios S."""
         return int(self.samples_mw.shape[0])
 
+    def subset(self, start: int, count: int) -> Scenarios:
+        """Scenarios start .. start + count - 1 (a read-only view, no copy), same box."""
+        if not 0 <= start < self.count or count < 1:
+            raise GridError(f"Scenarios.subset: rows {start}..{start + count - 1} outside 0..{self.count - 1}")
+        return Scenarios._adopt(self.buses, self.samples_mw[start:start + count], self.lower_mw, self.upper_mw)
+
 
 def _check_rng(rng: object) -> None:
     # A legacy RandomState or an int seed would draw a different stream than the documented one.

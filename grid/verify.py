@@ -27,8 +27,11 @@ from grid.capacity import CapacityResult, CapacityStudy, interrupted_counts, row
 from grid.limits import LOWER, UPPER, row_background
 from grid.scenarios import Scenarios
 
-# Scenarios per chunk; bounds the (limits x scenarios) work arrays.
+# Scenarios per chunk: at most this many, and few enough that one (limits + buses) x chunk
+# float array stays within the byte budget (a handful of such arrays live at once; on
+# case_ACTIVSg10k a fixed 10,000 took 8.4 GB).
 CHUNK = 10_000
+_CHUNK_BYTES = 256 * 2**20
 # Precompute the dense shift-factor rows when they take at most this many bytes; beyond, line
 # flows come from sparse angle solves per chunk (cheaper for 10,000-bus networks).
 _DENSE_H_BYTES = 400 * 2**20
@@ -93,7 +96,7 @@ def verify_risk(
     count: int,
     *,
     product_ids: Callable[[int, int], str],
-    chunk: int = CHUNK,
+    chunk: int | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[RiskCheck]:
     """Check every product on ``count`` fresh scenarios drawn by ``sample(n)`` in chunks.
@@ -101,13 +104,13 @@ def verify_risk(
     ``product_ids(bus, model_index)`` names the product family (model 0 = firm, k = tier k).
     """
     limits, candidates, flows = study.limits, study.candidates, study.flows
+    if chunk is None:
+        chunk = max(100, min(CHUNK, _CHUNK_BYTES // (8 * (len(limits) + len(study.network.buses)))))
     models: list[CapacityResult] = [study.firm, *study.tiers]
     capacities = [m.vector(candidates) for m in models]
     loads = [row_loads(flows, limits, candidates, c) for c in capacities]
     # The rows each model leaves out: blocked by background alone (see the module doc).
-    blocked_names = [{b.name for b in m.blocked} for m in models]
-    live = [np.array([limits.name(r) not in names for r in range(len(limits))], dtype=bool) & limits.affected
-            for names in blocked_names]
+    live = [~m.blocked_rows & limits.affected for m in models]
     tolerance = 1e-7 * np.maximum(1.0, np.abs(limits.limit_mw))
     kinds = np.array(limits.kinds)
     lines = np.unique(limits.line[(kinds == UPPER) | (kinds == LOWER)])

@@ -174,8 +174,10 @@ RISK_COLUMNS = ("product", "bus", "promised_risk", "capacity_mw", "scenarios", "
                 "realised_probability", "ci95_low", "ci95_high", "expected_interrupted_mwh", "verdict")
 
 
-def risk_text(checks: Sequence[RiskCheck], mode: str, *, rows_shown: int = TERMINAL_ROWS) -> str:
-    """The out-of-sample table: promised against realised interruption probability."""
+def risk_text(checks: Sequence[RiskCheck], mode: str, *, sample: str = "fresh",
+              rows_shown: int = TERMINAL_ROWS) -> str:
+    """The risk-check table: promised against realised interruption probability, on fresh
+    scenarios or (a scenario file) in sample."""
     if not checks:
         return "Risk check: no products to check"
     count = checks[0].scenarios
@@ -191,7 +193,10 @@ def risk_text(checks: Sequence[RiskCheck], mode: str, *, rows_shown: int = TERMI
     shown, more = _head([rows[i] for i in order], rows_shown)
     headers = ["product", "promised eps", "MW", "realised P", "95% interval", "E[interrupted] (MWh/h)", "verdict"]
     summary = (
-        f"Risk check on {count:,} fresh scenarios ({mode.replace('_', '-')} mode): "
+        (f"Risk check on {count:,} fresh scenarios " if sample == "fresh" else
+         f"Risk check IN SAMPLE, on the file's own {count:,} scenarios (none fresh to draw; "
+         "this shows the excess on the data, not out-of-sample risk) ")
+        + f"({mode.replace('_', '-')} mode): "
         f"{len(exceed)} of {len(flexible)} flexible products exceed their promised risk beyond sampling error"
     )
     if exceed and mode == "per_constraint":

@@ -28,7 +28,7 @@ from sim.capacity_report import (
     risk_text,
 )
 from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, parse_config, read_config_file
-from sim.model import GridInputs, build_grid_inputs, draw_scenarios
+from sim.model import GridInputs, build_grid_inputs, sample_checked
 from sim.random_streams import stream
 from sim.report import products_table
 from sim.run import RunResult
@@ -40,6 +40,9 @@ DEFAULT_DEMAND_MW = 100.0
 DEFAULT_SCENARIOS = 2000
 DEFAULT_RISK = 0.05
 DEFAULT_VERIFY = 100_000
+# Where the risk check's scenarios come from (summary.json risk_check.sample).
+FRESH = "fresh"
+IN_SAMPLE = "in-sample"
 
 
 def config_for_case(case: str, *, demand_mw: float, scenarios: int, risk: list[float]) -> dict[str, Any]:
@@ -59,6 +62,10 @@ def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfi
     """
     path = Path(target)
     if path.suffix.lower() == ".toml":
+        for option, field in (("demand_mw", "[network] demand_mw"), ("scenarios", "[load] scenarios")):
+            if overrides.get(option) is not None:
+                flag = "--" + option.removesuffix("_mw")
+                raise ConfigError(f"{flag} applies to a case target; for {path} set {field} in the config")
         raw = read_config_file(path)
         raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})
         if overrides.get("risk_levels") and isinstance(raw.get("products"), dict):
@@ -132,17 +139,29 @@ def run_capacity(
         offered, withheld = products_from_study(study, grid.settings.block_mw)
         checks: list[RiskCheck] | None = None
         skipped = None
-        if verify > 0 and config.load is not None and config.load.scenarios_csv is not None:
-            skipped = "the scenarios come from a file, so there are no fresh ones to draw"
-        elif verify > 0:
+        sample_kind = FRESH
+        if verify <= 0:
+            skipped = "--verify 0"
+        elif grid.sampler is None:
+            # A scenario file is all the data there is: check the products on it (in sample), so
+            # that the per-constraint excess is still shown, and say so everywhere it appears.
+            sample_kind = IN_SAMPLE
+            taken = [0]
+
+            def next_rows(n: int):
+                taken[0] += n
+                return grid.scenarios.subset(taken[0] - n, n)
+
+            checks = verify_risk(study, next_rows, grid.scenarios.count, product_ids=_family(study),
+                                 progress=progress)
+        else:
             rng = stream(config.seed, "verification")
+            sampler = grid.sampler
 
             def sample(n: int):
-                return draw_scenarios(config, grid.network, base_dir, {}, rng=rng, count=n)
+                return sample_checked(sampler, grid.network, n, rng, "--verify")
 
             checks = verify_risk(study, sample, verify, product_ids=_family(study), progress=progress)
-        else:
-            skipped = "--verify 0"
     except (ConfigError, GridError) as error:
         if source is None:
             raise
@@ -157,8 +176,9 @@ def run_capacity(
         "withheld_products": [p.as_dict() for p in withheld],
         "capacity": cap,
         "risk_check": {"skipped": skipped} if checks is None else {
-            "scenarios": verify,
-            "stream": "verification",
+            "scenarios": checks[0].scenarios if checks else verify,
+            "sample": sample_kind,
+            "stream": "verification" if sample_kind == FRESH else "scenarios",
             "risk_mode": study.risk_mode,
             "products": [c.as_dict() for c in checks],
         },
@@ -168,8 +188,8 @@ def run_capacity(
     files[outputs.SUMMARY] = outputs.json_bytes(summary)
     files[outputs.PRODUCTS] = outputs.csv_bytes(outputs.PRODUCT_COLUMNS, summary["products"])
     files[outputs.CAPACITY] = outputs.csv_bytes(capacity_columns(study), capacity_rows(study))
-    if checks is not None:
-        files[outputs.RISK_CHECK] = outputs.csv_bytes(RISK_COLUMNS, [c.as_dict() for c in checks])
+    # Always written, so that a reader of the directory finds the check or why there is none.
+    files[outputs.RISK_CHECK] = outputs.csv_bytes(RISK_COLUMNS, [c.as_dict() for c in checks or []])
     progress("capacity map")
     files[outputs.CAPACITY_MAP] = _map_png(study, f"Capacity for data centers on {study.network.name}")
     outputs.write_run_directory(out, files, force=force)
@@ -177,5 +197,6 @@ def run_capacity(
     sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
                 + products_table(summary["products"][:30])
                 + (f"\n... {len(offered) - 30} more (all in products.csv)" if len(offered) > 30 else "")]
-    sections.append(risk_text(checks, study.risk_mode) if checks is not None else f"Risk check: skipped ({skipped})")
+    sections.append(risk_text(checks, study.risk_mode, sample=sample_kind) if checks is not None
+                    else f"Risk check: skipped ({skipped})")
     return RunResult(config=config, summary=summary, files=files, report="\n\n".join(sections))

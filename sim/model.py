@@ -61,6 +61,9 @@ class GridInputs:
     # Files the run read besides the config (scenarios, correlation matrix, a case file or
     # folder), by role, so that the run directory can carry copies and re-run on its own.
     input_files: dict[str, Path]
+    # Draws more scenarios like ``scenarios`` (the risk check's fresh ones); None when they came
+    # from a file, which is all there is.
+    sampler: "ScenarioSampler | None" = None
 
 
 def _case_options(network: NetworkConfig) -> CaseOptions:
@@ -95,10 +98,14 @@ def _candidates(config: NetworkConfig, network: Network) -> Candidates:
         raise ConfigError(f"network.demand_mw: {error}") from None
 
 
-def draw_scenarios(config: ExperimentConfig, network: Network, base_dir: Path, files: dict[str, Path], *,
-                   rng: np.random.Generator, count: int | None = None) -> Scenarios:
-    """The background scenarios the config describes; ``count`` overrides [load] scenarios (the
-    risk check draws fresh ones from another stream). Files read are recorded in ``files``."""
+ScenarioSampler = Callable[[int, np.random.Generator], Scenarios]
+
+
+def scenario_sampler(config: ExperimentConfig, network: Network, base_dir: Path,
+                     files: dict[str, Path]) -> ScenarioSampler | Scenarios:
+    """What [load] describes, checked and read once: a sampler ``(count, rng) -> Scenarios`` for
+    a distribution, or the Scenarios of a scenarios_csv file itself. Files read are recorded in
+    ``files``; the risk check calls the sampler chunk after chunk without reading them again."""
     load = config.load
     assert load is not None
     if load.scenarios_csv is not None:
@@ -108,12 +115,6 @@ def draw_scenarios(config: ExperimentConfig, network: Network, base_dir: Path, f
             return read_scenarios_file(path, network)
         except GridError as error:
             raise ConfigError(f"load.scenarios_csv: {error}") from None
-    count = load.scenarios if count is None else count
-    assert count is not None
-    try:
-        check_scenario_memory(network, count)
-    except GridError as error:
-        raise ConfigError(f"load.scenarios: {error}") from None
     if load.buses is not None:
         for bus in load.buses:
             if not network.has_bus(bus):
@@ -140,11 +141,26 @@ def draw_scenarios(config: ExperimentConfig, network: Network, base_dir: Path, f
             raise ConfigError(f"load.correlation_csv: {error}") from None
     try:
         if load.correlation is not None or matrix is not None:
-            spread_model = CorrelatedSpread(base, correlation=load.correlation, matrix=matrix)
-            return sample_correlated(network, spread_model, count, rng)
+            correlated = CorrelatedSpread(base, correlation=load.correlation, matrix=matrix)
+            return lambda count, rng: sample_correlated(network, correlated, count, rng)
         if isinstance(base, BaseLoadSpread):
-            return sample_base_load(network, base, count, rng)
-        return sample_truncated_normal(network, base, count, rng)
+            spread_model = base
+            return lambda count, rng: sample_base_load(network, spread_model, count, rng)
+        loads = base
+        return lambda count, rng: sample_truncated_normal(network, loads, count, rng)
+    except GridError as error:
+        raise ConfigError(f"load: {error}") from None
+
+
+def sample_checked(sampler: ScenarioSampler, network: Network, count: int, rng: np.random.Generator,
+                   field: str) -> Scenarios:
+    """Draw ``count`` scenarios after the memory guard; errors name ``field``."""
+    try:
+        check_scenario_memory(network, count)
+    except GridError as error:
+        raise ConfigError(f"{field}: {error}") from None
+    try:
+        return sampler(count, rng)
     except GridError as error:
         raise ConfigError(f"load: {error}") from None
 
@@ -162,7 +178,13 @@ def build_grid_inputs(config: ExperimentConfig, base_dir: Path) -> GridInputs:
     except GridError as error:
         raise ConfigError(f"network.case: {error}") from None
     candidates = _candidates(config.network, network)
-    scenarios = draw_scenarios(config, network, base_dir, files, rng=stream(config.seed, "scenarios"))
+    sampler = scenario_sampler(config, network, base_dir, files)
+    if isinstance(sampler, Scenarios):
+        scenarios, sampler = sampler, None
+    else:
+        assert config.load.scenarios is not None
+        scenarios = sample_checked(sampler, network, config.load.scenarios, stream(config.seed, "scenarios"),
+                                   "load.scenarios")
     grid = config.product_grid
     settings = ProductSettings(
         risk_levels=tuple(sorted(grid.risk_levels)),
@@ -172,7 +194,7 @@ def build_grid_inputs(config: ExperimentConfig, base_dir: Path) -> GridInputs:
         touch_factor=grid.touch_factor,
         firm_budget=grid.firm_budget,
     )
-    return GridInputs(network, scenarios, candidates, settings, files)
+    return GridInputs(network, scenarios, candidates, settings, files, sampler)
 
 
 def _unknown_bus(bus: int, network: Network) -> str:

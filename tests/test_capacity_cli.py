@@ -63,7 +63,8 @@ def test_capacity_is_byte_reproducible_and_refuses_to_overwrite(paper_capacity, 
     # --force replaces a capacity directory (it has a summary but no auction).
     assert main(["capacity", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(again), "--quiet",
                  "--verify", "0", "--force"]) == 0
-    assert not (again / "risk_check.csv").exists()
+    assert (again / "risk_check.csv").read_text().count("\n") == 1  # the header: no check was run
+    assert _summary(again)["risk_check"] == {"skipped": "--verify 0"}
     assert main(["log", str(again)]) == 2
     assert "is a capacity directory" in capsys.readouterr().err
 
@@ -128,7 +129,7 @@ def test_an_auction_on_ieee118_sells_mw_priced_products(tmp_path, capsys):
     assert s["equilibrium"]["checked"] and s["equilibrium"]["holds"]
 
 
-def test_a_run_carries_a_matpower_file_and_parquet_scenarios_and_reruns(tmp_path):
+def test_a_run_carries_a_matpower_file_and_parquet_scenarios_and_reruns(tmp_path, capsys):
     # A user's own case file and scenario file: the run directory keeps copies, so that its
     # config.toml re-runs to the same bytes from anywhere.
     import pyarrow as pa
@@ -167,3 +168,16 @@ def test_a_run_carries_a_matpower_file_and_parquet_scenarios_and_reruns(tmp_path
     for path in sorted(p for p in moved.rglob("*") if p.is_file()):
         name = path.relative_to(moved)
         assert (second / name).read_bytes() == path.read_bytes(), name
+    # A scenario file has no fresh scenarios to draw: the risk check runs on the file itself and
+    # says so, in the summary and on screen.
+    capacity = tmp_path / "capacity"
+    assert main(["capacity", str(moved / "config.toml"), "--out", str(capacity)]) == 0
+    printed = capsys.readouterr().out
+    assert "Risk check IN SAMPLE, on the file's own 300 scenarios" in printed
+    check = _summary(capacity)["risk_check"]
+    assert check["sample"] == "in-sample" and check["scenarios"] == 300 and check["stream"] == "scenarios"
+    with (capacity / "risk_check.csv").open() as handle:
+        assert {r["product"] for r in csv.DictReader(handle)} <= {"firm@4", "flex@4", "firm@9", "flex@9"}
+    # --demand and --scenarios describe a case target; a config states its own.
+    assert main(["capacity", str(moved / "config.toml"), "--out", str(tmp_path / "nope"), "--demand", "5"]) == 2
+    assert "--demand applies to a case target" in capsys.readouterr().err

@@ -697,6 +697,19 @@ def spiky_chain() -> tuple[Network, Scenarios]:
     return net, Scenarios(net.bus_numbers, samples, np.zeros(3), np.array([0.0, 30.0, 10.0]))
 
 
+def test_a_tier_held_at_its_floor_names_the_binding_line_not_the_floor():
+    # Loads that never vary: CVaR equals the worst case, so the flexible tier can add nothing
+    # over firm capacity. Line 1-2 (30 MW, bus 2 draws 10) binds at 20 MW for bus 3; that line,
+    # not "floor", is why the tier stops there.
+    net = Network("flat-chain", (Bus(1), Bus(2), Bus(3)), (Line("1-2", 1, 2, 30.0), Line("2-3", 2, 3, 100.0)), 1)
+    samples = np.tile([0.0, 10.0, 0.0], (50, 1))
+    scenarios = Scenarios(net.bus_numbers, samples, np.array([0.0, 10.0, 0.0]), np.array([0.0, 10.0, 0.0]))
+    study = capacity_study(net, scenarios, make_candidates(net, {3: 50.0}), [0.05])
+    assert study.firm.capacity_mw[3] == pytest.approx(20.0)
+    assert study.tiers[0].capacity_mw[3] == pytest.approx(20.0)
+    assert study.firm.limited_by[3] == study.tiers[0].limited_by[3] == "line 1-2 upper limit"
+
+
 def test_joint_mode_keeps_every_product_within_eps_with_confidence():
     net, scenarios = spiky_chain()
     candidates = make_candidates(net, {3: 100.0})

@@ -592,3 +592,23 @@ def test_memory_guard_refuses_before_drawing_or_reading(loaded, net, tmp_path, m
     # When the machine does not say, there is nothing to guard against.
     monkeypatch.setattr(memory_guard, "_available_memory_bytes", lambda: None)
     assert check_scenario_memory(loaded, 10**9) == 8 * 10**9 * 11
+
+
+def test_the_scenario_formulation_is_refused_before_building_when_it_would_not_fit(net, monkeypatch):
+    # (17) takes about 2.5 kB per (limit, scenario) with HiGHS: a few limits x 2,000 scenarios of
+    # the 4-bus case are tens of MB, over 60 % of a pretended 20 MB.
+    from grid.candidates import make_candidates
+    from grid.capacity import capacity_study
+
+    rng = np.random.default_rng(0)
+    scenarios = sample_truncated_normal(net, {b: TruncatedNormalLoad(20.0, 5.0, 10.0, 30.0) for b in (1, 2, 3, 4)},
+                                        2000, rng)
+    candidates = make_candidates(net, {3: 40.0, 4: 30.0})
+    monkeypatch.setattr(memory_guard, "_available_memory_bytes", lambda: 20 * 10**6)
+    with pytest.raises(GridError) as exc:
+        capacity_study(net, scenarios, candidates, [0.05], formulation="scenario")
+    text = one_line(exc)
+    assert "formulation 'scenario' on 'paper-4bus'" in text and "x 2,000 scenarios" in text
+    assert "use formulation = 'exact'" in text
+    exact = capacity_study(net, scenarios, candidates, [0.05])   # the exact LP is not refused
+    assert exact.tiers[0].capacity_mw[3] > 0
