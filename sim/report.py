@@ -24,10 +24,10 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: S
 
 
 def money(amount: float) -> str:
-    """$ amounts: as written below a million, with thousands separators above (no 1.5e+07)."""
-    if abs(amount) >= 1e6:
-        return f"{amount:,.2f}".rstrip("0").rstrip(".")
-    return f"{amount:g}"
+    """$ amounts, one format for all: to the cent, trailing zeros dropped, thousands separated
+    (20, 2.5, 1,234.56, 15,000,000; never an exponent)."""
+    text = f"{amount:,.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 def mw(amount: float) -> str:

@@ -406,3 +406,13 @@ def test_interrupted_replacement_restores_the_previous_run(tmp_path, monkeypatch
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("amount, text", [
+    (20, "20"), (2.5, "2.5"), (15.0, "15"), (1234.567, "1,234.57"), (123456.7, "123,456.7"),
+    (15_000_000, "15,000,000"), (1e-5, "0"), (-0.001, "0"), (-42.1, "-42.1"),
+])
+def test_money_has_one_format_without_exponents(amount, text):
+    from sim.report import money
+
+    assert money(amount) == text
