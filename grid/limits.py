@@ -95,7 +95,7 @@ class LimitTable:
         if kind == WITHDRAWAL:
             return f"withdrawal limit at bus {label}"
         if kind == SUPPLY:
-            return "supply limit (generation headroom)"
+            return f"supply limit ({label})"
         return f"line {label} {kind} limit"
 
     def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
@@ -248,7 +248,9 @@ def limit_rows(
         touch_blocks.append(sp.csr_matrix(np.ones((1, n_cand), dtype=bool)))
         affected.append(np.array([n_cand > 0]))
         kinds.append(SUPPLY)
-        labels.append("supply")
+        # What the number is: generators' headroom, or the import limit of a reference slack.
+        imported = network.slack == "reference" and math.isfinite(network.import_limit_mw)
+        labels.append(f"import at bus {network.reference_bus}" if imported else "generation headroom")
         limits.append(float(supply))
         line_pos.append(-1)
         bus_pos.append(-1)

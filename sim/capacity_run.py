@@ -184,7 +184,9 @@ def run_capacity(
         },
     }
     files, copied = outputs.input_copies(grid.input_files)
-    files[outputs.CONFIG] = dump_config(effective_config(config, copied=copied)).encode("utf-8")
+    # The file says what ran: the theory checks follow --no-theory here, not the config's flag.
+    ran = config.model_copy(update={"product_grid": grid_config.model_copy(update={"theory_checks": theory})})
+    files[outputs.CONFIG] = dump_config(effective_config(ran, copied=copied), "capacity").encode("utf-8")
     files[outputs.SUMMARY] = outputs.json_bytes(summary)
     files[outputs.PRODUCTS] = outputs.csv_bytes(outputs.PRODUCT_COLUMNS, summary["products"])
     files[outputs.CAPACITY] = outputs.csv_bytes(capacity_columns(study), capacity_rows(study))

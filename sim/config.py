@@ -521,6 +521,7 @@ def effective_config(config: ExperimentConfig, *, copied: Mapping[str, str] | No
     return ordered
 
 
-def dump_config(data: Mapping[str, Any]) -> str:
-    header = "# Effective config of this run (defaults filled in). Re-run with: dcmarket run config.toml\n"
+def dump_config(data: Mapping[str, Any], command: str = "run") -> str:
+    """The effective config as TOML, headed by the command that re-runs it."""
+    header = f"# Effective config of this run (defaults filled in). Re-run with: dcmarket {command} config.toml\n"
     return header + tomli_w.dumps(dict(data))

@@ -89,6 +89,10 @@ def test_capacity_of_a_case_by_name_with_risk_tiers(tmp_path, capsys):
     effective = tomllib.loads((out / "config.toml").read_text())
     assert effective["network"] == {"case": "ieee14", "demand_mw": 40.0}
     assert effective["products"]["risk_levels"] == [0.1, 0.02]
+    # It says how to re-run it, and that the theory checks ran (the default; --no-theory skips).
+    assert (out / "config.toml").read_text().startswith("# Effective config of this run (defaults filled in). "
+                                                       "Re-run with: dcmarket capacity config.toml\n")
+    assert effective["products"]["theory_checks"] is True
 
 
 def test_cases_lists_the_built_in_networks(capsys):

@@ -330,6 +330,11 @@ def test_supply_limit_caps_new_load(solver):
     eps = 0.05
     flexible = flexible_capacity(net, scenarios, {3: 100.0}, eps, result.capacity_mw, solver)
     assert flexible.capacity_mw[3] == pytest.approx(50.0 - (-70.0 + cvar(scenarios.samples_mw[:, 2], eps)), abs=TOL)
+    # A reference slack with a stated import limit of 25 MW: the same row, named for the import.
+    imported = dataclasses.replace(net, slack="reference", import_limit_mw=25.0)
+    capped = firm_capacity(imported, scenarios, {3: 100.0}, solver)
+    assert capped.capacity_mw[3] == pytest.approx(25.0 - 10.0, abs=TOL)
+    assert capped.limited_by == {3: "supply limit (import at bus 1)"}
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
