@@ -9,14 +9,10 @@ from typing import Callable, Sequence
 import mesa
 
 from grid.candidates import Candidates
-from grid.capacity import CapacityStudy, capacity_study
+from grid.capacity import MIN_PRODUCT_MW, CapacityStudy, capacity_study
 from grid.network import Network
 from grid.scenarios import Scenarios
 from mechanisms.products import FIRM, FLEX, Product, product_id, risk_label
-
-# Below this a product is not worth selling: it is withheld and reported instead.
-MIN_PRODUCT_MW = 1e-6
-
 
 @dataclass(frozen=True)
 class ProductSettings:
@@ -37,11 +33,6 @@ class CapacityReport:
     products: tuple[Product, ...]
     withheld: tuple[Product, ...] = ()
     study: CapacityStudy | None = None
-
-
-def flexible_increment_mw(safer_mw: float, riskier_mw: float) -> float:
-    """c^eps_k - c^eps_(k-1) (spec 4.1). The nesting is a constraint; clip solver noise."""
-    return max(riskier_mw - safer_mw, 0.0)
 
 
 def split_by_capacity(products: Sequence[Product]) -> tuple[list[Product], list[Product]]:
@@ -77,12 +68,10 @@ def products_from_study(study: CapacityStudy, block_mw: float | None = None) -> 
     labels = tier_labels([t.risk for t in study.tiers])
     products: list[Product] = []
     for bus in study.candidates.buses:
-        safer = max(study.firm.capacity_mw[bus], 0.0)
-        products += _blocks(FIRM, bus, None, 0.0, safer, block_mw)
-        for tier, label in zip(study.tiers, labels):
-            riskier = tier.capacity_mw[bus]
-            products += _blocks(FLEX, bus, label, tier.risk, flexible_increment_mw(safer, riskier), block_mw)
-            safer = max(safer, riskier)
+        firm, *increments = study.increments_mw(bus)
+        products += _blocks(FIRM, bus, None, 0.0, firm, block_mw)
+        for tier, label, size in zip(study.tiers, labels, increments):
+            products += _blocks(FLEX, bus, label, tier.risk, size, block_mw)
     return split_by_capacity(products)
 
 

@@ -69,6 +69,8 @@ _JOINT_ROUNDS = 40
 # Each re-solve lowers an offending limit's risk level a little below the needed ratio, so the
 # loop does not creep towards the target.
 _JOINT_SHRINK = 0.9
+# Below this a product is not worth selling (or checking): it is withheld and reported instead.
+MIN_PRODUCT_MW = 1e-6
 # Lines x scenarios from which the firm model is solved in a second thread.
 _THREAD_WORK = 1_000_000
 
@@ -140,6 +142,17 @@ class CapacityStudy:
     per_constraint_mw: tuple[float, ...] = ()
     firm_budget: float | None = None
 
+    def increments_mw(self, bus: int) -> list[float]:
+        """Spec 4.1 at one candidate bus: [c, c^eps_1 - c, c^eps_2 - c^eps_1, ...] (MW), the
+        firm product and each tier's incremental one. The nesting is a constraint of the tiers;
+        the clip only removes solver noise."""
+        sizes, safer = [], 0.0
+        for model in (self.firm, *self.tiers):
+            value = model.capacity_mw[bus]
+            sizes.append(max(value - safer, 0.0))
+            safer = max(safer, value)
+        return sizes
+
 
 @dataclass(frozen=True, eq=False)
 class _Context:
@@ -154,12 +167,17 @@ class _Context:
     touch_factor: float = DEFAULT_TOUCH_FACTOR
 
 
+# Below this the CVaR weights 1/(eps S) overflow and no sample can estimate the tail.
+MIN_RISK = 1e-6
+
+
 def check_risk_levels(levels: Sequence[float]) -> tuple[float, ...]:
+    """The one rule for risk levels: real numbers in [1e-6, 1), each given once; sorted."""
     if not levels:
         raise GridError("risk_levels is empty; give at least one epsilon, e.g. [0.05]")
     for eps in levels:
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 < eps < 1.0:
-            raise GridError(f"risk level epsilon must be in (0, 1), got {eps!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not MIN_RISK <= eps < 1.0:
+            raise GridError(f"risk level (epsilon) {eps!r} must lie in [1e-6, 1) (e.g. 0.05 for 5%)")
     ordered = tuple(sorted(float(e) for e in levels))
     if len(set(ordered)) != len(ordered):
         raise GridError(f"risk_levels lists a level twice ({list(levels)}); give each level once")
@@ -451,7 +469,7 @@ def _joint_tier(ctx: _Context, eps: float, floors: np.ndarray, progress: Progres
         violated = in_sample_violations(limits, loads, live)
         counts = interrupted_counts(limits.touch, violated)
         frequency = counts / limits.count
-        selling = values - floors >= 1e-6
+        selling = values - floors >= MIN_PRODUCT_MW
         excess = np.flatnonzero(selling & (counts > allowed))
         progress(f"joint risk, eps = {eps:g}, round {round_}: {excess.size} product(s) above "
                  f"{allowed} of {limits.count} interrupted scenarios "

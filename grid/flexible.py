@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from grid.candidates import Candidates, make_candidates
-from grid.capacity import CapacityResult, solve_one
+from grid.capacity import CapacityResult, check_risk_levels, solve_one
 from grid.errors import GridError
 from grid.limits import cvar_from_tail
 from grid.network import Network
@@ -49,8 +49,7 @@ def flexible_capacity(
     ``firm_mw`` (e.g. ``firm_capacity(...).capacity_mw``) is a floor: c^eps_i >= c_i, so the
     flexible increment c^eps - c is never negative. Missing buses count as 0.
     """
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not 0.0 < epsilon < 1.0:
-        raise GridError(f"risk level epsilon must be in (0, 1), got {epsilon!r}")
+    check_risk_levels([epsilon])
     candidates = make_candidates(network, demand_mw)
     floors = _floors(network, candidates, firm_mw)
     return solve_one(network, scenarios, candidates, risk=float(epsilon), floors=floors, solver=solver,

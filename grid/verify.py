@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid.binomial import wilson_interval
-from grid.capacity import CapacityResult, CapacityStudy, interrupted_counts, row_loads
+from grid.capacity import MIN_PRODUCT_MW, CapacityResult, CapacityStudy, interrupted_counts, row_loads
 from grid.limits import LOWER, UPPER, row_background
 from grid.scenarios import Scenarios
 
@@ -140,11 +140,7 @@ def verify_risk(
 
     checks: list[RiskCheck] = []
     for k, bus in enumerate(candidates.buses):
-        safer = 0.0
-        for m, model in enumerate(models):
-            size = capacities[m][k] - safer
-            safer = max(safer, capacities[m][k])
-            if size < 1e-6:
-                continue
-            checks.append(RiskCheck(product_ids(bus, m), bus, model.risk, float(size), int(counts[m][k]), count))
+        for m, (model, size) in enumerate(zip(models, study.increments_mw(bus))):
+            if size >= MIN_PRODUCT_MW:   # the products the DSO offers
+                checks.append(RiskCheck(product_ids(bus, m), bus, model.risk, float(size), int(counts[m][k]), count))
     return checks

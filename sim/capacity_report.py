@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from agents.dso import flexible_increment_mw, tier_labels
+from agents.dso import tier_labels
 from grid.capacity import CapacityStudy
 from grid.verify import RiskCheck
 from sim.report import format_table, mw
@@ -38,14 +38,12 @@ def capacity_rows(study: CapacityStudy) -> list[dict[str, Any]]:
         firm = study.firm.capacity_mw[bus]
         row: dict[str, Any] = {"bus": bus, "demand_mw": float(demand), "firm_mw": firm,
                                "firm_limited_by": study.firm.limited_by[bus]}
-        safer = firm
-        for name, tier in zip(tier_names(study), study.tiers):
+        increments = study.increments_mw(bus)[1:]
+        for name, tier, increment in zip(tier_names(study), study.tiers, increments):
             suffix = name[len("flexible"):]
-            value = tier.capacity_mw[bus]
-            row[f"{name}_mw"] = value
-            row[f"increment{suffix}_mw"] = flexible_increment_mw(safer, value)
+            row[f"{name}_mw"] = tier.capacity_mw[bus]
+            row[f"increment{suffix}_mw"] = increment
             row[f"{name}_limited_by"] = tier.limited_by[bus]
-            safer = max(safer, value)
         rows.append(row)
     return rows
 

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from agents.bundle_ties import BUNDLE_TIE_POLICIES
 from agents.strategies import STRATEGIES
 from agents.valuations import PROFILE_FIELDS
-from grid.capacity import FORMULATIONS, RISK_MODES
+from grid.capacity import FORMULATIONS, RISK_MODES, check_risk_levels
+from grid.errors import GridError
 from grid.limits import DEFAULT_TOUCH_FACTOR
 from grid.network import SLACK_MODELS
 from grid.solvers import SOLVERS
@@ -234,10 +235,11 @@ class ProductGridConfig(_Section):
     @field_validator("risk_levels")
     @classmethod
     def _in_unit_interval(cls, levels: list[float]) -> list[float]:
-        for eps in levels:
-            # Below 1e-6 the CVaR weights 1/(eps S) overflow and no sample can estimate the tail.
-            if not 1e-6 <= eps < 1:
-                raise ValueError(f"risk level {eps} must lie in [1e-6, 1) (e.g. 0.05 for 5%)")
+        try:
+            check_risk_levels(levels)
+        except GridError as error:
+            raise ValueError(str(error)) from None
+        # Distinct levels can still share a product id's tier label (0.05 and 0.0500000001).
         labels = [risk_label(eps) for eps in levels]
         for i, label in enumerate(labels):
             if labels.index(label) != i:
