@@ -88,8 +88,10 @@ class BlockedLimit:
     buses: tuple[int, ...]        # candidate buses it blocks
     line: str | None = None       # the line's name, for a line limit
 
-    def describe(self) -> str:
-        who = ", ".join(str(b) for b in self.buses) or "no candidate bus"
+    def describe(self, max_buses: int | None = None) -> str:
+        """One line for reports; ``max_buses`` shortens a long list of blocked buses."""
+        shown = self.buses if max_buses is None else self.buses[:max_buses]
+        who = (", ".join(str(b) for b in shown) + (" ..." if len(shown) < len(self.buses) else "")) or "no candidate bus"
         return (f"{self.name} ({self.limit_mw:.6g} MW) is broken by the {self.statistic} background "
                 f"({self.background_mw:.6g} MW) alone; blocks {who}")
 

@@ -102,9 +102,6 @@ class LimitTable:
         """Sample CVaR_eps of each row's background term."""
         return cvar_from_tail(self.tail_mw, epsilon, self.count)
 
-    def rows_of_kind(self, kind: str) -> np.ndarray:
-        return np.array([r for r, k in enumerate(self.kinds) if k == kind], dtype=int)
-
 
 def _tails(values: np.ndarray, keep: int, with_index: bool = True
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -52,34 +52,12 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-_PERSISTENT = "_dcmarket_persistent_solver"
-
-
-def _persistent(model: pyo.ConcreteModel, solver: str):
-    """One solver object per model and solver.
-
-    Pyomo's HiGHS interface is persistent: solving the same model again with the same object
-    sends only what changed (a new objective, a hold row) instead of rebuilding the LP, which
-    is most of the time of the staged solves in capacity_lp. Stored in the model's __dict__
-    because Pyomo blocks treat attribute assignment as adding a component.
-    """
-    cache = model.__dict__.setdefault(_PERSISTENT, {})
-    if solver not in cache:
-        cache[solver] = pyo.SolverFactory(solver)
-    return cache[solver]
-
-
-def forget_solver(model: pyo.ConcreteModel) -> None:
-    """Drop the persistent solver after deleting components, so the next solve starts afresh."""
-    model.__dict__.pop(_PERSISTENT, None)
-
-
 def _run(model: pyo.ConcreteModel, solver: str) -> tuple[object, TerminationCondition]:
     """Solve without loading; return the results and the termination condition."""
     try:
         if solver == "glpk":
             return _run_glpk(model)
-        results = _persistent(model, solver).solve(model, load_solutions=False)
+        results = pyo.SolverFactory(solver).solve(model, load_solutions=False)
         return results, results.solver.termination_condition
     except SolverError:
         raise
@@ -126,7 +104,6 @@ def _has_feasible_point(model: pyo.ConcreteModel, solver: str) -> bool | None:
         _, condition = _run(model, solver)
     finally:
         model.del_component(name)
-        forget_solver(model)
         for objective in active:
             objective.activate()
     if condition == TerminationCondition.optimal:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from agents.dso import tier_labels
-from grid.capacity import CapacityStudy
+from grid.capacity import BlockedLimit, CapacityStudy
 from grid.verify import RiskCheck
 from sim.report import format_table, mw
 
@@ -139,9 +139,8 @@ def capacity_text(summary: Mapping[str, Any], *, rows_shown: int = TERMINAL_ROWS
         lines.append(f"Blocked limits ({name}): {len(blocked)} limit(s) broken by background load alone:")
         shown_blocked, more = _head(blocked, 10)
         for b in shown_blocked:
-            who = ", ".join(str(x) for x in b["buses"][:12]) + (" ..." if len(b["buses"]) > 12 else "")
-            lines.append(f"  {b['limit']} ({b['limit_mw']:.6g} MW) < {b['statistic']} background "
-                         f"{b['background_mw']:.6g} MW; blocks {who or 'no candidate bus'}")
+            limit = BlockedLimit(b["limit"], b["limit_mw"], b["background_mw"], b["statistic"], tuple(b["buses"]))
+            lines.append(f"  {limit.describe(max_buses=12)}")
         if more:
             lines.append(f"  {more.strip()}")
     for tier in cap.get("joint") or []:
