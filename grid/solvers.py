@@ -8,6 +8,7 @@ re-solving the constraints alone with a zero objective.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from functools import lru_cache
 
@@ -34,9 +35,30 @@ _AMBIGUOUS = {
 @lru_cache(maxsize=None)
 def _is_available(name: str) -> bool:
     try:
-        return bool(pyo.SolverFactory(name).available(exception_flag=False))
+        available = bool(pyo.SolverFactory(name).available(exception_flag=False))
     except Exception:  # a broken install is reported as "not installed", with the fix
         return False
+    if available and name == "highs":
+        _swallow_highs_banner()
+    return available
+
+
+def _swallow_highs_banner() -> None:
+    """HiGHS prints its banner on stdout (from C, past sys.stdout) the first time a Highs object
+    is made in a process, whatever its options: in the middle of a report. Make that first one
+    here, once, with file descriptor 1 pointed at /dev/null."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    sink = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(sink, 1)
+        highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(sink)
 
 
 def check_solver(name: str) -> None:

@@ -81,6 +81,8 @@ class _HighsStages:
     def __init__(self, program: LinearProgram, what: str) -> None:
         import highspy
 
+        check_solver("highs")   # also keeps HiGHS's banner off stdout
+
         self._hs = highspy
         self.program = program
         self.what = what

@@ -14,6 +14,7 @@ import tomli_w
 
 from grid.cases import matpower_data_dir
 from sim.cli import main
+from tests.conftest import need_glpk
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -185,3 +186,22 @@ def test_a_run_carries_a_matpower_file_and_parquet_scenarios_and_reruns(tmp_path
     # --demand and --scenarios describe a case target; a config states its own.
     assert main(["capacity", str(moved / "config.toml"), "--out", str(tmp_path / "nope"), "--demand", "5"]) == 2
     assert "--demand applies to a case target" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("solver", ["highs", "glpk"])
+def test_the_report_on_stdout_is_only_the_report(tmp_path, solver):
+    # HiGHS prints a banner from C the first time a process makes a solver; a fresh process
+    # shows whether it reaches the report (the tie-break QP runs in HiGHS with GLPK too).
+    if solver == "glpk":
+        need_glpk()
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "capacity", "ieee14", "--out", str(tmp_path / "out"), "--quiet", "--scenarios", "200",
+         "--verify", "1000", "--solver", solver, "--demand", "30"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(EXPERIMENTS.parent)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("Capacity on 'ieee14'"), result.stdout[:300]
+    assert "HiGHS" not in result.stdout
