@@ -543,8 +543,13 @@ def activsg_sized(name: str = "case_ACTIVSg2000") -> Network:
     return Network(name, buses, lines, 1)
 
 
-def test_memory_estimate_formula():
-    assert scenario_memory_bytes(2000, 3206, 10_000_000) == 8 * 10_000_000 * (2000 + 3206)
+def test_memory_estimate_is_what_the_arrays_take(loaded):
+    # The two arrays that grow with S, made for real: the samples and their line flows.
+    from grid.shift_factors import shift_factors
+
+    drawn = sample_base_load(loaded, BaseLoadSpread(), 300, np.random.default_rng(0))
+    flows = drawn.samples_mw @ shift_factors(loaded).T
+    assert scenario_memory_bytes(len(loaded.buses), len(loaded.lines), 300) == drawn.samples_mw.nbytes + flows.nbytes
     assert scenario_memory_bytes(4, 3, 0) == 0
     with pytest.raises(GridError) as exc:
         scenario_memory_bytes(4, -1, 10)
