@@ -18,11 +18,10 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 
 from agents.bundle_ties import BundleRule
 from agents.errors import AgentConfigError
-from mechanisms.products import Product, ProductCatalog
 
 # Bundles whose surpluses differ by less than this (relative to the money involved) are tied.
 _RELATIVE_TOLERANCE = 1e-9
@@ -35,7 +34,7 @@ def _cost(bundle: Iterable[str], prices: Mapping[str, float]) -> float:
     return math.fsum(prices[p] for p in bundle)
 
 
-def _tolerance(*amounts: float) -> float:
+def money_tolerance(*amounts: float) -> float:
     return _RELATIVE_TOLERANCE * max(1.0, *(abs(a) for a in amounts))
 
 
@@ -81,7 +80,7 @@ def enumerate_maximisers(
             bundle = frozenset(combo)
             surpluses.append((bundle, valuation(bundle) - _cost(bundle, prices)))
     best = max(s for _, s in surpluses)
-    tol = _tolerance(best, *prices.values())
+    tol = money_tolerance(best, *prices.values())
     return [bundle for bundle, s in surpluses if s >= best - tol]
 
 
@@ -102,7 +101,7 @@ class AdditiveValuation(ValuationProfile):
         positive, zero = set(), set()
         for product, price in prices.items():
             surplus = self.values.get(product, 0.0) - price
-            if abs(surplus) <= _tolerance(price, self.values.get(product, 0.0)):
+            if abs(surplus) <= money_tolerance(price, self.values.get(product, 0.0)):
                 zero.add(product)
             elif surplus > 0:
                 positive.add(product)
@@ -145,7 +144,7 @@ class SymmetricConcaveValuation(ValuationProfile):
             cost.append(cost[-1] + prices[product])
         surplus = [self.f(k) - cost[k] for k in range(len(ordered) + 1)]
         best = max(surplus)
-        tol = _tolerance(best, *prices.values())
+        tol = money_tolerance(best, *prices.values())
         candidates = []
         for k, s in enumerate(surplus):
             if s >= best - tol:
@@ -158,7 +157,7 @@ class SymmetricConcaveValuation(ValuationProfile):
         if k == 0:
             return frozenset()
         threshold = prices[ordered[k - 1]]
-        tol = _tolerance(threshold)
+        tol = money_tolerance(threshold)
         forced = [p for p in ordered if prices[p] < threshold - tol]
         group = [p for p in ordered if abs(prices[p] - threshold) <= tol]
         group.sort(key=lambda p: (p not in held, rank[p]))
@@ -189,156 +188,9 @@ class BundleTableValuation(ValuationProfile):
         candidates = [frozenset()] + [b for b, _ in self.bundles if b <= offered]
         surplus = {b: self.value(b) - _cost(b, prices) for b in candidates}
         best = max(surplus.values())
-        tol = _tolerance(best, *prices.values())
+        tol = money_tolerance(best, *prices.values())
         return rule.best([b for b, s in surplus.items() if s >= best - tol], held, rank)
 
     def describe(self) -> str:
         parts = ["{" + ", ".join(sorted(b)) + f"}} {v:g}" for b, v in self.bundles]
         return "bundles: " + "; ".join(parts)
-
-
-# --------------------------------------------------------------------------------------------
-def _money(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise AgentConfigError(f"{where}: expected a finite number of $, got {value!r}")
-    if value < 0:
-        raise AgentConfigError(f"{where}: value {value:g} $ is negative; valuations must be >= 0")
-    return float(value)
-
-
-def _one_product(key: str, where: str, catalog: ProductCatalog) -> str | None:
-    """The product a key names (None if it exists but is withheld); error if unknown or if it
-    names a family split into several blocks (a per-product value must name one product)."""
-    products = catalog.resolve(key)
-    if products is None:
-        raise AgentConfigError(f"{where}: unknown product {key!r}; the products are {catalog.describe()}")
-    if len(products) > 1:
-        raise AgentConfigError(
-            f"{where}: {key!r} is split into {len(products)} blocks ({products[0].id}, ...); name one block, "
-            "or give value_per_mw for the whole product"
-        )
-    return products[0].id if products else None
-
-
-def build_additive(params: Mapping[str, Any], catalog: ProductCatalog) -> AdditiveValuation:
-    """Values in $ per product (``values``), or in $/MW (``value_per_mw``) times each product's MW.
-
-    ``value_per_mw`` keys may be a product id or a product without its block number (its bus and
-    risk tier), which prices every block of it, so that changes in capacity change the auction.
-    """
-    values, per_mw = params.get("values"), params.get("value_per_mw")
-    if (values is None) == (per_mw is None):
-        raise AgentConfigError("values: the additive profile needs either values ($ per product) or value_per_mw ($/MW)")
-    kept: dict[str, float] = {}
-    if values is not None:
-        if not isinstance(values, Mapping) or not values:
-            raise AgentConfigError("values: the additive profile needs a table of product id -> value ($)")
-        for key, value in values.items():
-            amount = _money(value, f"values.{key}")
-            product = _one_product(key, f"values.{key}", catalog)
-            if product is not None:
-                kept[product] = amount
-        return AdditiveValuation(values=kept)
-    if not isinstance(per_mw, Mapping) or not per_mw:
-        raise AgentConfigError("value_per_mw: expected a table of product id -> value ($/MW)")
-    for key, rate in per_mw.items():
-        where = f"value_per_mw.{key}"
-        amount = _money(rate, where)
-        products = catalog.resolve(key)
-        if products is None:
-            raise AgentConfigError(f"{where}: unknown product {key!r}; the products are {catalog.describe()}")
-        for product in products:
-            if product.id in kept:
-                raise AgentConfigError(f"{where}: product {product.id} is priced twice; give each product one rate")
-            if not math.isfinite(product.capacity_mw):
-                raise AgentConfigError(f"{where}: product {product.id} has no capacity (MW) to price per MW")
-            kept[product.id] = amount * product.capacity_mw
-    return AdditiveValuation(values=kept)
-
-
-def build_symmetric_concave(params: Mapping[str, Any], catalog: ProductCatalog) -> SymmetricConcaveValuation:
-    by_size = params.get("by_size")
-    if not isinstance(by_size, (list, tuple)) or not by_size:
-        raise AgentConfigError("by_size: the symmetric_concave profile needs the values of 1, 2, ... products ($)")
-    values = [_money(v, f"by_size[{i}]") for i, v in enumerate(by_size)]
-    previous_value, previous_marginal = 0.0, math.inf
-    for size, value in enumerate(values, start=1):
-        marginal = value - previous_value
-        if marginal < -_tolerance(value):
-            raise AgentConfigError(
-                f"by_size: value of {size} products ({value:g}) is below that of {size - 1} ({previous_value:g}); "
-                "valuations must not decrease with bundle size"
-            )
-        if marginal > previous_marginal + _tolerance(value):
-            raise AgentConfigError(
-                f"by_size: marginal value of product {size} ({marginal:g}) exceeds that of product {size - 1} "
-                f"({previous_marginal:g}); the profile must be concave (use the bundles profile for complements)"
-            )
-        previous_value, previous_marginal = value, marginal
-    return SymmetricConcaveValuation(by_size=tuple(values))
-
-
-def build_bundle_table(params: Mapping[str, Any], catalog: ProductCatalog) -> BundleTableValuation:
-    entries = params.get("bundles")
-    if not isinstance(entries, (list, tuple)) or not entries:
-        raise AgentConfigError("bundles: the bundles profile needs a list of {products = [...], value = ...}")
-    table: list[tuple[frozenset[str], float]] = []
-    seen: set[frozenset[str]] = set()
-    for i, entry in enumerate(entries):
-        where = f"bundles[{i}]"
-        if not isinstance(entry, Mapping) or set(entry) != {"products", "value"}:
-            raise AgentConfigError(f"{where}: expected {{products = [...], value = ...}}")
-        products = entry["products"]
-        if not isinstance(products, (list, tuple)) or not products:
-            raise AgentConfigError(f"{where}.products: expected a non-empty list of product ids")
-        if len(set(products)) != len(products):
-            raise AgentConfigError(f"{where}.products: a product is listed twice")
-        value = _money(entry["value"], f"{where}.value")
-        bundle = frozenset(products)
-        if bundle in seen:
-            raise AgentConfigError(f"{where}.products: this bundle is already listed; give each bundle once")
-        seen.add(bundle)
-        named = [_one_product(p, f"{where}.products", catalog) for p in products]
-        if all(p is not None for p in named):
-            table.append((frozenset(named), value))
-    return BundleTableValuation(bundles=tuple(table))
-
-
-ProfileBuilder = Callable[[Mapping[str, Any], ProductCatalog], ValuationProfile]
-
-PROFILES: dict[str, ProfileBuilder] = {
-    "additive": build_additive,
-    "symmetric_concave": build_symmetric_concave,
-    "bundles": build_bundle_table,
-}
-
-# The config fields each profile reads its parameters from (exactly one of them).
-PROFILE_FIELDS: dict[str, tuple[str, ...]] = {
-    "additive": ("values", "value_per_mw"),
-    "symmetric_concave": ("by_size",),
-    "bundles": ("bundles",),
-}
-
-
-def build_profile(
-    kind: str,
-    params: Mapping[str, Any],
-    offered: ProductCatalog | Iterable[str],
-    withheld: Iterable[str] = (),
-) -> ValuationProfile:
-    """Build a profile by name from its config parameters.
-
-    ``offered`` is the catalog of products (or, for abstract items, just their ids); ``withheld``
-    (with plain ids) are product ids that exist but are not sold (zero capacity): values on them
-    are ignored rather than rejected.
-    """
-    try:
-        builder = PROFILES[kind]
-    except KeyError:
-        raise AgentConfigError(f"profile: unknown profile {kind!r}; choose one of {', '.join(PROFILES)}") from None
-    if not isinstance(offered, ProductCatalog):
-        # Abstract items carry no MW, so value_per_mw cannot price them.
-        offered = ProductCatalog(
-            offered=tuple(Product(pid, None, 0.0, math.nan) for pid in offered), withheld=frozenset(withheld)
-        )
-    return builder(params, offered)

@@ -25,7 +25,8 @@ import numpy as np
 
 from agents.bundle_ties import bundle_tie_policy
 from agents.strategies import StraightforwardBidding
-from agents.valuations import ValuationProfile, build_profile
+from agents.profiles import build_profile
+from agents.valuations import ValuationProfile
 from mechanisms.saa import AuctionRules, SimultaneousAscendingAuction
 from sim.outputs import write_table_csv
 

@@ -7,25 +7,25 @@ one line that names the field (`auction.increment`, `bidders[1].by_size`, ...) a
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Mapping
+from typing import Annotated, Any, ClassVar, Iterable, Literal, Mapping, Union
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from agents.bundle_ties import BUNDLE_TIE_POLICIES
 from agents.strategies import STRATEGIES
-from agents.valuations import PROFILE_FIELDS
+from agents.profiles import PROFILES, ProfileSpec
 from grid.capacity import FORMULATIONS, RISK_MODES, check_risk_levels
 from grid.errors import GridError
 from grid.limits import DEFAULT_TOUCH_FACTOR
 from grid.network import SLACK_MODELS
 from grid.solvers import SOLVERS
 from mechanisms.products import risk_label
+from mechanisms.settings import MAX_MONEY, Settings
 from mechanisms.tie_breaking import TIE_BREAK_RULES
 
 
@@ -37,28 +37,9 @@ class ConfigError(ValueError):
 _FIELD_ALIASES = {"product_grid": "products", "explicit_products": "products"}
 
 
-class _Section(BaseModel):
-    # Strict: `seed = true` or `increment = "5"` is an error, not a silent conversion (ints are
-    # still accepted where floats are expected). No infinities or NaN anywhere.
-    model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_fields(cls, data: Any) -> Any:
-        # Typos must not pass silently as defaults; suggest the closest field name.
-        if isinstance(data, Mapping):
-            # Hints name what users write (`products`), not the internal fields it splits into.
-            allowed = list(dict.fromkeys(_FIELD_ALIASES.get(f, f) for f in cls.model_fields))
-            for key in data:
-                if key not in cls.model_fields:
-                    close = difflib.get_close_matches(str(key), allowed, n=1)
-                    hint = f"did you mean {close[0]!r}?" if close else f"allowed fields: {', '.join(allowed)}"
-                    raise ValueError(f"unknown field {key!r}; {hint}")
-        return data
-
-
-# Money in $ above this is a typo, and its sums would overflow the welfare checks.
-MAX_MONEY = 1e12
+class _Section(Settings):
+    # Hints name what users write (`products`), not the internal fields it splits into.
+    field_aliases: ClassVar[Mapping[str, str]] = _FIELD_ALIASES
 
 
 def _bus_keys(table: Any) -> Any:
@@ -85,7 +66,7 @@ def _one_of(value: str, names: Iterable[str], field: str) -> str:
 
 
 _REGISTRIES: dict[str, Iterable[str]] = {
-    "profile": PROFILE_FIELDS,
+    "profile": PROFILES,
     "strategy": STRATEGIES,
     "bundle_ties": BUNDLE_TIE_POLICIES,
 }
@@ -284,18 +265,10 @@ class AuctionConfig(_Section):
         return _one_of(value, TIE_BREAK_RULES, "tie_break")
 
 
-class BundleConfig(_Section):
-    products: list[str] = Field(min_length=1)
-    value: float = Field(le=MAX_MONEY)
+class _BidderBase(_Section):
+    """What every bidder has; its profile's own fields come from the profile (agents/profiles.py)."""
 
-
-class BidderConfig(_Section):
     name: str = Field(min_length=1)
-    profile: str
-    values: dict[str, Annotated[float, Field(le=MAX_MONEY)]] | None = None
-    value_per_mw: dict[str, Annotated[float, Field(le=MAX_MONEY)]] | None = None
-    by_size: list[Annotated[float, Field(le=MAX_MONEY)]] | None = None
-    bundles: list[BundleConfig] | None = None
     strategy: str = "straightforward"
     bundle_ties: str = "paper"
 
@@ -306,29 +279,34 @@ class BidderConfig(_Section):
             raise ValueError(f"bidder name {value!r} must not have surrounding spaces or commas")
         return value
 
-    @field_validator("profile", "strategy", "bundle_ties")
+    @field_validator("strategy", "bundle_ties")
     @classmethod
     def _registered_name(cls, value: str, info: ValidationInfo) -> str:
         return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
 
-    @model_validator(mode="after")
-    def _fields_match_profile(self) -> "BidderConfig":
-        wanted = PROFILE_FIELDS[self.profile]
-        given = [f for f in wanted if getattr(self, f) is not None]
-        if len(given) != 1:
-            choice = " or ".join(repr(f) for f in wanted)
-            raise ValueError(f"profile {self.profile!r} needs {'one of the fields' if len(wanted) > 1 else 'the field'} "
-                             f"{choice}" + (", not both" if given else ""))
-        every = {f for fields in PROFILE_FIELDS.values() for f in fields}
-        for other in sorted(every - set(wanted)):
-            if getattr(self, other) is not None:
-                raise ValueError(f"field {other!r} does not belong to profile {self.profile!r}; it reads only "
-                                 + " or ".join(repr(f) for f in wanted))
-        return self
+    @classmethod
+    def unknown_field_message(cls, key: str) -> str:
+        own = PROFILES[cls.profile_name]
+        if any(key in spec.field_names() for spec in PROFILES.values() if spec is not own):
+            return (f"field {key!r} does not belong to profile {own.name!r}; it reads only "
+                    + " or ".join(repr(f) for f in own.field_names()))
+        return super().unknown_field_message(key)
 
-    def profile_params(self) -> dict[str, Any]:
-        raw = self.model_dump(mode="python")
-        return {f: raw[f] for f in PROFILE_FIELDS[self.profile] if raw[f] is not None}
+
+def _bidder_model(spec: ProfileSpec) -> type[_BidderBase]:
+    """A bidder entry of one profile: the common fields, ``profile = "<name>"`` and the profile's own."""
+    return create_model(
+        f"{spec.fields.__name__.removesuffix('Fields')}Bidder",
+        __base__=(_BidderBase, spec.fields),
+        profile=(Literal[spec.name], ...),  # type: ignore[valid-type]
+    )
+
+
+# `profile` picks the entry's schema, so each profile validates exactly its own keys.
+BidderConfig = Annotated[
+    Union[tuple(_bidder_model(spec) for spec in PROFILES.values())],  # type: ignore[valid-type]
+    Field(discriminator="profile"),
+]
 
 
 class EquilibriumConfig(_Section):
@@ -347,7 +325,7 @@ class ExperimentConfig(_Section):
     explicit_products: list[ExplicitProductConfig] | None = None
     # Both are needed to run an auction; `dcmarket capacity` reads a config without them.
     auction: AuctionConfig | None = None
-    bidders: list[BidderConfig] | None = Field(default=None, min_length=1)
+    bidders: list[BidderConfig] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
     equilibrium: EquilibriumConfig = EquilibriumConfig()
 
     @field_validator("solver")
@@ -448,6 +426,10 @@ def _describe_error(error: Mapping[str, Any]) -> str:
             message = message[len(prefix) :]
     if error["type"] == "missing":
         message = "required field is missing"
+    elif error["type"] == "union_tag_invalid":
+        message = f"unknown profile {error['ctx']['tag']!r}; choose one of {', '.join(PROFILES)}"
+    elif error["type"] == "union_tag_not_found":
+        message = f"required field is missing; choose one of {', '.join(PROFILES)}"
     elif error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal",
                            "int_parsing", "float_parsing", "int_type", "float_type", "list_type",
                            "dict_type", "string_type", "model_type", "bool_type", "literal_error",
@@ -458,9 +440,16 @@ def _describe_error(error: Mapping[str, Any]) -> str:
 
 def format_validation_error(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
-    # Pydantic may tag a path with the schema it tried (a union branch, a validator); those
-    # are not fields. User keys such as product ids are kept whatever their case.
-    loc = tuple(part for part in first["loc"] if not (isinstance(part, str) and part in _SCHEMA_TAGS))
+    # Pydantic may tag a path with the schema it tried (a union branch, a validator, a bidder's
+    # profile); those are not fields. User keys such as product ids are kept whatever their case.
+    raw = first["loc"]
+    loc = tuple(
+        part for k, part in enumerate(raw)
+        if not (isinstance(part, str) and part in _SCHEMA_TAGS)
+        and not (k >= 2 and raw[k - 2] == "bidders" and isinstance(raw[k - 1], int) and part in PROFILES)
+    )
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc += ("profile",)
     path = _field_path(loc)
     # Cross-section checks have no single location; their messages start with the field.
     return f"{source}: {path}: {_describe_error(first)}" if path else f"{source}: {_describe_error(first)}"

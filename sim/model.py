@@ -20,7 +20,8 @@ from agents.bundle_ties import bundle_tie_policy
 from agents.dso import DSO, CapacityReport, ProductSettings, possible_families
 from agents.errors import AgentConfigError
 from agents.strategies import make_strategy
-from agents.valuations import ValuationProfile, build_profile
+from agents.profiles import build_profile
+from agents.valuations import ValuationProfile
 from grid.candidates import Candidates, make_candidates
 from grid.cases import CaseOptions, load_case
 from grid.errors import GridError
@@ -297,7 +298,7 @@ class MarketModel(mesa.Model):
     @staticmethod
     def _build_valuation(index: int, spec, catalog: ProductCatalog):
         try:
-            return build_profile(spec.profile, spec.profile_params(), catalog)
+            return build_profile(spec.profile, spec, catalog)
         except AgentConfigError as error:
             raise ConfigError(f"bidders[{index}].{error}") from None
 

@@ -13,7 +13,7 @@ import pytest
 
 from agents.dso import products_from_study, split_by_capacity
 from agents.errors import AgentConfigError
-from agents.valuations import build_profile
+from agents.profiles import build_profile
 from grid.candidates import make_candidates
 from grid.capacity import capacity_study
 from grid.cases import load_case
@@ -142,7 +142,7 @@ def test_value_per_mw_prices_each_product_by_its_capacity():
         ({"value_per_mw": {"firm@8": 1.0}}, "value_per_mw.firm@8: unknown product 'firm@8'"),
         ({"value_per_mw": {"firm@3": -1.0}}, "value_per_mw.firm@3: value -1 $ is negative"),
         ({"values": {"firm@3": 5.0}}, "values.firm@3: 'firm@3' is split into 2 blocks"),
-        ({"values": {"firm@3#1": 5.0}, "value_per_mw": {"flex@3": 1.0}}, "either values"),
+        ({"values": {"firm@3#1": 5.0}, "value_per_mw": {"flex@3": 1.0}}, "needs one of the fields 'values' or 'value_per_mw', not both"),
     ],
 )
 def test_value_per_mw_errors_name_the_key(params, message):

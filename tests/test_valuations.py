@@ -10,11 +10,11 @@ import pytest
 
 from agents.bundle_ties import BUNDLE_TIE_POLICIES, FEWEST_NEW, LARGEST, SMALLEST, bundle_tie_policy
 from agents.errors import AgentConfigError
+from agents.profiles import build_profile
 from agents.valuations import (
     AdditiveValuation,
     BundleTableValuation,
     SymmetricConcaveValuation,
-    build_profile,
     enumerate_maximisers,
 )
 
@@ -90,14 +90,14 @@ def test_build_profile_checks_values():
     cases = [
         ("additive", {"values": {"firm@3": -1}}, "values.firm@3: value -1 \\$ is negative"),
         ("additive", {"values": {"firm@9": 1}}, "values.firm@9: unknown product 'firm@9'"),
-        ("additive", {"values": {"firm@3": float("inf")}}, "expected a finite number"),
+        ("additive", {"values": {"firm@3": float("inf")}}, "values.firm@3: input should be a finite number"),
         ("symmetric_concave", {"by_size": [30, 20]}, "by_size: value of 2 products \\(20\\) is below"),
         ("symmetric_concave", {"by_size": [10, 30]}, "must be concave"),
         ("symmetric_concave", {"by_size": []}, "needs the values of 1, 2"),
         ("bundles", {"bundles": [{"products": ["firm@3", "firm@3"], "value": 5}]}, "listed twice"),
         ("bundles", {"bundles": [{"products": ["firm@3"], "value": 5}, {"products": ["firm@3"], "value": 6}]},
          "already listed"),
-        ("bundles", {"bundles": [{"products": [], "value": 5}]}, "non-empty list"),
+        ("bundles", {"bundles": [{"products": [], "value": 5}]}, r"bundles\[0\].products: list should have at least 1 item"),
         ("auction", {}, "unknown profile 'auction'"),
     ]
     for kind, params, message in cases:

@@ -1,0 +1,42 @@
+"""The base of every config table: mechanisms' rules, profiles' fields and the experiment config.
+
+One policy for all of them, so that a field reads the same wherever it is declared: strict types
+(`increment = "5"` is an error, not a conversion; ints are still accepted as floats), no
+infinities or NaN, frozen values, and an unknown key is an error that suggests the closest field.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, ClassVar, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Money in $ above this is a typo, and its sums would overflow the welfare checks.
+MAX_MONEY = 1e12
+# A money amount as a config field (sign rules belong to whoever reads it: a valuation's builder
+# says "valuations must be >= 0", which is clearer than a bound on the type).
+Money = Annotated[float, Field(le=MAX_MONEY)]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False)
+    # Internal field name -> the name users write, for hints (e.g. product_grid -> products).
+    field_aliases: ClassVar[Mapping[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_fields(cls, data: Any) -> Any:
+        # Typos must not pass silently as defaults; suggest the closest field name.
+        if isinstance(data, Mapping):
+            for key in data:
+                if key not in cls.model_fields:
+                    raise ValueError(cls.unknown_field_message(str(key)))
+        return data
+
+    @classmethod
+    def unknown_field_message(cls, key: str) -> str:
+        allowed = list(dict.fromkeys(cls.field_aliases.get(f, f) for f in cls.model_fields))
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed fields: {', '.join(allowed)}"
+        return f"unknown field {key!r}; {hint}"
