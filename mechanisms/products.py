@@ -125,11 +125,19 @@ class ProductCatalog:
 
 
 def check_unique_ids(products: Sequence[Product]) -> None:
+    checked_ids([product.id for product in products])
+
+
+def checked_ids(ids: Sequence[str]) -> tuple[str, ...]:
+    """Product ids as the mechanisms take them: strings, each once."""
     seen: set[str] = set()
-    for product in products:
-        if product.id in seen:
-            raise MechanismError(f"product id {product.id!r} appears twice; product ids must be unique")
-        seen.add(product.id)
+    for p in ids:
+        if not isinstance(p, str):
+            raise MechanismError(f"products must be product ids (str), got {p!r}; use product_ids(products)")
+        if p in seen:
+            raise MechanismError(f"product id {p!r} appears twice; product ids must be unique")
+        seen.add(p)
+    return tuple(ids)
 
 
 def product_ids(products: Iterable[Product]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from mechanisms.errors import MechanismError, SizeLimitError
+from mechanisms.products import checked_ids
 
 Valuation = Callable[[frozenset[str]], float]
 
@@ -29,7 +30,7 @@ class _BundleSpace:
     """All 2^m bundles of a product list, indexed by bitmask; shared by the welfare and equilibrium checks."""
 
     def __init__(self, products: Sequence[str]) -> None:
-        self.products: tuple[str, ...] = _checked_products(products)
+        self.products: tuple[str, ...] = checked_ids(products)
         self.m = len(self.products)
         self.size = 1 << self.m
         masks = np.arange(self.size, dtype=np.int64)
@@ -127,17 +128,6 @@ def format_bundle(bundle: Iterable[str]) -> str:
 
 def format_number(x: float) -> str:
     return f"{x:.10g}"
-
-
-def _checked_products(products: Sequence[str]) -> tuple[str, ...]:
-    seen: set[str] = set()
-    for p in products:
-        if not isinstance(p, str):
-            raise MechanismError(f"products must be product ids (str), got {p!r}; pass product_ids(products)")
-        if p in seen:
-            raise MechanismError(f"product id {p!r} appears twice; product ids must be unique")
-        seen.add(p)
-    return tuple(products)
 
 
 def _efficient_from_values(space: _BundleSpace, values: Mapping[str, np.ndarray]) -> EfficientAllocation:
