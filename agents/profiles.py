@@ -25,7 +25,7 @@ from agents.valuations import (
     money_tolerance,
 )
 from mechanisms.products import Product, ProductCatalog
-from mechanisms.settings import Money, Settings
+from mechanisms.settings import Money, Settings, first_error
 
 
 class ProfileFields(Settings):
@@ -209,16 +209,6 @@ def profile_spec(kind: str) -> ProfileSpec:
         raise AgentConfigError(f"profile: unknown profile {kind!r}; choose one of {', '.join(PROFILES)}") from None
 
 
-def _field_error(error: ValidationError) -> AgentConfigError:
-    first = error.errors()[0]
-    path = ""
-    for part in first["loc"]:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    message = str(first["msg"]).removeprefix("Value error, ")
-    message = message[:1].lower() + message[1:]
-    return AgentConfigError(f"{path}: {message}" if path else message)
-
-
 def build_profile(
     kind: str,
     params: Mapping[str, Any],
@@ -239,7 +229,7 @@ def build_profile(
             # From Python (tests, scripts) tuples and ints are fine; TOML configs are strict.
             fields = spec.fields.model_validate(dict(params), strict=False)
         except ValidationError as error:
-            raise _field_error(error) from None
+            raise AgentConfigError(first_error(error)) from None
     if not isinstance(offered, ProductCatalog):
         # Abstract items carry no MW, so value_per_mw cannot price them.
         offered = ProductCatalog(

@@ -24,9 +24,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.bundle_ties import bundle_tie_policy
-from agents.strategies import StraightforwardBidding
+from agents.strategies import Participant, StraightforwardBidding, respond_all
 from agents.profiles import build_profile
 from agents.valuations import ValuationProfile
+from mechanisms.loop import run_to_close
 from mechanisms.saa import AuctionRules, SimultaneousAscendingAuction
 from sim.outputs import write_table_csv
 
@@ -71,29 +72,30 @@ def make_bidders(
 def run_auction(
     products: Sequence[str], bidders: Sequence[tuple[str, ValuationProfile]], rules: AuctionRules, label: str
 ) -> dict[str, Any]:
-    """The loop of tests/auction_driver.simulate, with the bidders and the engine timed apart."""
+    """The market loop (mechanisms/loop.py), with the bidders' answers and the engine timed apart."""
     auction = SimultaneousAscendingAuction(products, [name for name, _ in bidders], rules)
-    strategy = StraightforwardBidding()
     policy = bundle_tie_policy("paper")
-    bidder_s = engine_s = 0.0
-    bids_total = 0
-    last_report = start = time.perf_counter()
-    while not auction.closed:
+    respond = respond_all([Participant(name, valuation, StraightforwardBidding(), policy) for name, valuation in bidders])
+    clock = {"bidders": 0.0, "bids": 0, "last_report": time.perf_counter()}
+    start = time.perf_counter()
+
+    def timed(state: Any) -> list[Any]:
         t0 = time.perf_counter()
-        state = auction.state()
-        t1 = time.perf_counter()
-        bids = [bid for name, valuation in bidders for bid in strategy.bids(name, valuation, state, policy)]
-        t2 = time.perf_counter()
-        auction.run_round(bids)
-        t3 = time.perf_counter()
-        engine_s += (t1 - t0) + (t3 - t2)
-        bidder_s += t2 - t1
-        bids_total += len(bids)
-        if t3 - last_report > 1.0:
-            progress(f"\r{label}: round {auction.rounds_run}, {bids_total} bids, {t3 - start:.1f} s", end="")
-            last_report = t3
+        bids = list(respond(state))
+        clock["bidders"] += time.perf_counter() - t0
+        return bids
+
+    def on_round(result: Any) -> None:
+        clock["bids"] += len(result.bids)
+        now = time.perf_counter()
+        if now - clock["last_report"] > 1.0:
+            progress(f"\r{label}: round {result.round}, {clock['bids']} bids, {now - start:.1f} s", end="")
+            clock["last_report"] = now
+
+    outcome = run_to_close(auction, timed, on_round)
     seconds = time.perf_counter() - start
-    outcome = auction.outcome()
+    bidder_s, bids_total = clock["bidders"], clock["bids"]
+    engine_s = seconds - bidder_s
     return {
         "rounds": outcome.rounds_run,
         "rounds_with_bids": outcome.rounds_with_bids,

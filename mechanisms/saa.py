@@ -9,51 +9,42 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from mechanisms.errors import MechanismError
-from mechanisms.tie_breaking import TieBreaker, make_tie_breaker
+from mechanisms.mechanism import Bid, MechanismSpec, Outcome, RoundResult, Standing, payments_of
+from mechanisms.settings import MAX_MONEY, Settings
+from mechanisms.tie_breaking import TIE_BREAK_RULES, TieBreaker, make_tie_breaker
 
 # Money compares with a little slack so that bids computed as `standing + increment`
 # in floating point are never rejected for a rounding error.
 _MONEY_TOLERANCE = 1e-9
 
 
-@dataclass(frozen=True)
-class Bid:
-    bidder: str
-    product: str
-    amount: float
+class AuctionRules(Settings):
+    """The SAA's rule table (config ``[auction]``), spec 4.2."""
 
-
-@dataclass(frozen=True)
-class Standing:
-    """The standing high bid on a product: who holds it and at what price ($)."""
-
-    bidder: str
-    price: float
-
-
-@dataclass(frozen=True)
-class AuctionRules:
-    increment: float
-    opening_bid: float | None = None  # None: the increment (spec 4.2: round 1 opens at delta)
+    increment: float = Field(gt=0, le=MAX_MONEY)
+    opening_bid: float | None = Field(default=None, gt=0, le=MAX_MONEY)  # None: the increment
     tie_break: str = "alternating"
-    max_rounds: int = 1000
+    max_rounds: int = Field(default=1000, ge=1)
 
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.increment) and self.increment > 0):
-            raise MechanismError(f"auction increment must be a positive number of $, got {self.increment}")
-        if self.opening_bid is not None and not (math.isfinite(self.opening_bid) and self.opening_bid > 0):
-            raise MechanismError(f"auction opening_bid must be a positive number of $, got {self.opening_bid}")
-        if self.max_rounds < 1:
-            raise MechanismError(f"auction max_rounds must be at least 1, got {self.max_rounds}")
+    @field_validator("tie_break")
+    @classmethod
+    def _known_rule(cls, value: str) -> str:
+        if value not in TIE_BREAK_RULES:
+            raise ValueError(f"unknown tie_break {value!r}; choose one of {', '.join(TIE_BREAK_RULES)}")
+        return value
 
     @property
     def effective_opening_bid(self) -> float:
         return self.increment if self.opening_bid is None else self.opening_bid
+
+    def as_run(self) -> "AuctionRules":
+        return self.model_copy(update={"opening_bid": self.effective_opening_bid})
 
 
 @dataclass(frozen=True)
@@ -69,33 +60,16 @@ class AuctionState:
     def held_by(self, bidder: str) -> frozenset[str]:
         return frozenset(p for p, s in self.standings.items() if s is not None and s.bidder == bidder)
 
+    def prices_for(self, bidder: str) -> dict[str, float]:
+        """Its own standing bid on what it holds (carried over), the minimum bid elsewhere."""
+        held = self.held_by(bidder)
+        return {p: (self.standings[p].price if p in held else self.minimum_bids[p])  # type: ignore[union-attr]
+                for p in self.products}
 
-@dataclass(frozen=True)
-class RoundResult:
-    round: int
-    bids: tuple[Bid, ...]  # every new bid of the round, in product order then bidder order
-    new_standings: Mapping[str, Standing]  # products whose standing high bid changed this round
-    ties: Mapping[str, tuple[str, ...]]  # product -> bidders tied at the highest new bid
-    standings: Mapping[str, Standing | None]  # after the round, every product
-    closed: bool
-
-
-@dataclass(frozen=True)
-class AuctionOutcome:
-    allocation: dict[str, str | None]  # product -> winner, None if unsold
-    prices: dict[str, float]  # product -> final price ($); 0 for unsold products
-    payments: dict[str, float]  # bidder -> total paid ($), every bidder
-    rounds_with_bids: int
-    rounds_run: int  # including the closing round without bids
-    closed_by: str  # "no_new_bids" | "max_rounds"
-
-    def bundles(self) -> dict[str, tuple[str, ...]]:
-        """Bidder -> products won, in product order."""
-        won: dict[str, list[str]] = {bidder: [] for bidder in self.payments}
-        for product, winner in self.allocation.items():
-            if winner is not None:
-                won[winner].append(product)
-        return {bidder: tuple(items) for bidder, items in won.items()}
+    def messages(self, bidder: str, bundle: frozenset[str]) -> list[Bid]:
+        """The minimum acceptable bid on each product of the bundle it does not hold yet."""
+        held = self.held_by(bidder)
+        return [Bid(bidder, p, self.minimum_bids[p]) for p in self.products if p in bundle and p not in held]
 
 
 @dataclass
@@ -113,6 +87,7 @@ class SimultaneousAscendingAuction:
     bidders: Sequence[str]
     rules: AuctionRules
     rng: np.random.Generator | None = None
+    kind: ClassVar[str] = "saa"
     _standings: dict[str, Standing | None] = field(init=False, repr=False)
     _tie_breaker: TieBreaker = field(init=False, repr=False)
     _rounds_run: int = field(init=False, default=0)
@@ -139,6 +114,10 @@ class SimultaneousAscendingAuction:
     @property
     def rounds_run(self) -> int:
         return self._rounds_run
+
+    @property
+    def price_step(self) -> float:
+        return self.rules.increment
 
     def minimum_bid(self, product: str) -> float:
         standing = self._standing(product)
@@ -200,17 +179,14 @@ class SimultaneousAscendingAuction:
             closed=self.closed,
         )
 
-    def outcome(self) -> AuctionOutcome:
+    def outcome(self) -> Outcome:
         allocation = {p: (s.bidder if s is not None else None) for p, s in self._standings.items()}
         prices = {p: (s.price if s is not None else 0.0) for p, s in self._standings.items()}
-        payments = {bidder: 0.0 for bidder in self.bidders}
-        for standing in self._standings.values():
-            if standing is not None:
-                payments[standing.bidder] += standing.price
-        return AuctionOutcome(
+        return Outcome(
+            mechanism=self.kind,
             allocation=allocation,
             prices=prices,
-            payments=payments,
+            payments=payments_of(self.bidders, allocation, prices),
             rounds_with_bids=self._rounds_with_bids,
             rounds_run=self._rounds_run,
             closed_by=self._closed_by or "open",
@@ -242,3 +218,12 @@ class SimultaneousAscendingAuction:
             if bid.amount < minimum - _MONEY_TOLERANCE:
                 raise MechanismError(f"{where}: {bid.amount:g} $ is below the minimum acceptable bid {minimum:g} $")
         return sorted(bids, key=lambda b: (product_rank[b.product], bidder_rank[b.bidder]))
+
+
+SPEC = MechanismSpec(
+    kind="saa",
+    rules=AuctionRules,
+    build=lambda products, bidders, rules, rng: SimultaneousAscendingAuction(products, bidders, rules, rng=rng),
+    table="auction",
+    summary="simultaneous ascending auction (the paper's): rounds of bids on any products, standing bids carry over",
+)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Any, ClassVar, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # Money in $ above this is a typo, and its sums would overflow the welfare checks.
 MAX_MONEY = 1e12
@@ -19,10 +19,25 @@ MAX_MONEY = 1e12
 Money = Annotated[float, Field(le=MAX_MONEY)]
 
 
+def first_error(error: ValidationError) -> str:
+    """The first problem of a validation error as one line: ``field[0].key: what is wrong``."""
+    first = error.errors()[0]
+    path = ""
+    for part in first["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    message = str(first["msg"]).removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    return f"{path}: {message}" if path else message
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False)
     # Internal field name -> the name users write, for hints (e.g. product_grid -> products).
     field_aliases: ClassVar[Mapping[str, str]] = {}
+    def as_run(self) -> "Settings":
+        """These settings with every default the run will use written out (for the effective
+        config); most tables have nothing to add."""
+        return self
 
     @model_validator(mode="before")
     @classmethod

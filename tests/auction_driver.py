@@ -7,9 +7,11 @@ from typing import Sequence
 import numpy as np
 
 from agents.bundle_ties import bundle_tie_policy
-from agents.strategies import StraightforwardBidding
+from agents.strategies import Participant, StraightforwardBidding, respond_all
 from agents.valuations import ValuationProfile
-from mechanisms.saa import AuctionRules, RoundResult, SimultaneousAscendingAuction
+from mechanisms.loop import run_to_close
+from mechanisms.mechanism import RoundResult
+from mechanisms.saa import AuctionRules, SimultaneousAscendingAuction
 
 PAPER_PRODUCTS = ("firm@3", "flex@3", "firm@4", "flex@4")  # the paper's items 1-4
 
@@ -23,13 +25,10 @@ def simulate(
     rng: np.random.Generator | None = None,
 ) -> tuple[SimultaneousAscendingAuction, list[RoundResult]]:
     auction = SimultaneousAscendingAuction(products, [name for name, _ in bidders], rules, rng=rng)
-    strategy = StraightforwardBidding()
     policy = bundle_tie_policy(ties)
-    results = []
-    while not auction.closed:
-        state = auction.state()
-        bids = [bid for name, valuation in bidders for bid in strategy.bids(name, valuation, state, policy)]
-        results.append(auction.run_round(bids))
+    participants = [Participant(name, valuation, StraightforwardBidding(), policy) for name, valuation in bidders]
+    results: list[RoundResult] = []
+    run_to_close(auction, respond_all(participants), results.append)
     return auction, results
 
 
