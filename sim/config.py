@@ -24,9 +24,10 @@ from grid.errors import GridError
 from grid.limits import DEFAULT_TOUCH_FACTOR
 from grid.network import SLACK_MODELS
 from grid.solvers import SOLVERS
+from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import risk_label
-from mechanisms.settings import MAX_MONEY, Settings
-from mechanisms.tie_breaking import TIE_BREAK_RULES
+from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
+from mechanisms.settings import Settings
 
 
 class ConfigError(ValueError):
@@ -253,16 +254,15 @@ class ExplicitProductConfig(_Section):
         return value
 
 
-class AuctionConfig(_Section):
-    increment: float = Field(gt=0, le=MAX_MONEY)
-    opening_bid: float | None = Field(default=None, gt=0, le=MAX_MONEY)
-    tie_break: str = "alternating"
-    max_rounds: int = Field(default=1000, ge=1)
+class MechanismConfig(_Section):
+    """``[mechanism]``: which mechanism sells the products; its rules are in its own table."""
 
-    @field_validator("tie_break")
+    kind: str = DEFAULT_MECHANISM
+
+    @field_validator("kind")
     @classmethod
-    def _known_rule(cls, value: str) -> str:
-        return _one_of(value, TIE_BREAK_RULES, "tie_break")
+    def _known_kind(cls, value: str) -> str:
+        return _one_of(value, MECHANISMS, "mechanism")
 
 
 class _BidderBase(_Section):
@@ -315,7 +315,7 @@ class EquilibriumConfig(_Section):
     max_products: int = Field(default=12, ge=1, le=16)
 
 
-class ExperimentConfig(_Section):
+class _ExperimentBase(_Section):
     seed: int = Field(default=0, ge=0)
     solver: str = "highs"
     network: NetworkConfig | None = None
@@ -323,8 +323,8 @@ class ExperimentConfig(_Section):
     # `[products]` (a table) sets how the DSO makes products; `[[products]]` (a list) gives them.
     product_grid: ProductGridConfig | None = None
     explicit_products: list[ExplicitProductConfig] | None = None
-    # Both are needed to run an auction; `dcmarket capacity` reads a config without them.
-    auction: AuctionConfig | None = None
+    # A run needs bidders and the mechanism's rules; `dcmarket capacity` reads a config without them.
+    mechanism: MechanismConfig = MechanismConfig()
     bidders: list[BidderConfig] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
     equilibrium: EquilibriumConfig = EquilibriumConfig()
 
@@ -382,20 +382,56 @@ class ExperimentConfig(_Section):
                 raise ValueError(f"product id {duplicate!r} is listed twice; product ids must be unique")
         return products
 
-    def require_auction(self) -> tuple[AuctionConfig, list[BidderConfig]]:
-        """The auction sections, or a one-line error saying what a run needs."""
-        for name, section in (("auction", self.auction), ("bidders", self.bidders)):
-            if section is None:
-                raise ConfigError(
-                    f"{name}: missing [{name}]; dcmarket run needs [auction] and [[bidders]] "
-                    "(dcmarket capacity needs neither)"
+    @model_validator(mode="after")
+    def _one_rule_table(self) -> "_ExperimentBase":
+        chosen = MECHANISMS[self.mechanism.kind]
+        for spec in MECHANISMS.values():
+            if spec is not chosen and getattr(self, spec.table, None) is not None:
+                raise ValueError(
+                    f"{spec.table}: [{spec.table}] holds the rules of the {spec.kind!r} mechanism, but "
+                    f"[mechanism] kind = {chosen.kind!r}; remove [{spec.table}] or set kind = {spec.kind!r}"
                 )
-        assert self.auction is not None and self.bidders is not None
-        return self.auction, self.bidders
+        for i, bidder in enumerate(self.bidders or []):
+            playable = STRATEGIES[bidder.strategy].mechanisms
+            if playable is not None and chosen.kind not in playable:
+                raise ValueError(
+                    f"bidders[{i}].strategy: {bidder.strategy!r} plays only {', '.join(sorted(playable))}, "
+                    f"not the {chosen.kind!r} mechanism"
+                )
+        return self
+
+    def require_market(self) -> tuple[MechanismSpec, Settings, list[Any]]:
+        """The mechanism, its rules and the bidders, or a one-line error saying what a run needs."""
+        spec = MECHANISMS[self.mechanism.kind]
+        rules = getattr(self, spec.table, None)
+        if rules is None:
+            needed = [name for name, f in spec.rules.model_fields.items() if f.is_required()]
+            if needed:
+                raise ConfigError(
+                    f"{spec.table}: missing [{spec.table}]; the {spec.kind!r} mechanism needs its rules "
+                    f"({', '.join(needed)}), and dcmarket run needs [[bidders]] (dcmarket capacity needs neither)"
+                )
+            rules = spec.rules()
+        if self.bidders is None:
+            raise ConfigError("bidders: missing [[bidders]]; dcmarket run needs [[bidders]] and the mechanism's "
+                              f"[{spec.table}] (dcmarket capacity needs neither)")
+        return spec, rules, self.bidders
+
+
+# Each mechanism's rule table is a field of its own (`[auction]` for the SAA), from the registry.
+ExperimentConfig = create_model(
+    "ExperimentConfig",
+    __base__=_ExperimentBase,
+    **{spec.table: (spec.rules | None, None) for spec in MECHANISMS.values()},  # type: ignore[call-overload]
+)
 
 
 # --------------------------------------------------------------------------------------------
-_SCHEMA_TAGS = frozenset(cls.__name__ for cls in _Section.__subclasses__()) | {"list[...]", "dict[...]"}
+def _subclasses(cls: type) -> set[type]:
+    return {sub for direct in cls.__subclasses__() for sub in {direct} | _subclasses(direct)}
+
+
+_SCHEMA_TAGS = frozenset(cls.__name__ for cls in _subclasses(Settings)) | {"list[...]", "dict[...]"}
 # Tables keyed by bus number: their integer keys print as `.3`, list indices as `[3]`.
 _BUS_TABLES = {"buses", "demand_mw", "withdrawal_limit_mw"}
 
@@ -488,10 +524,11 @@ def effective_config(config: ExperimentConfig, *, copied: Mapping[str, str] | No
     ``copied`` maps an input role ("scenarios", "correlation", "case") to the name of the copy
     the run directory carries, so that its config.toml re-runs from there.
     """
-    if config.auction is not None and config.auction.opening_bid is None:
-        # Write the default the run used, so the file says what happened without the code.
-        auction = config.auction.model_copy(update={"opening_bid": config.auction.increment})
-        config = config.model_copy(update={"auction": auction})
+    for spec in MECHANISMS.values():
+        rules = getattr(config, spec.table, None)
+        if rules is not None:
+            # Write the defaults the run used, so the file says what happened without the code.
+            config = config.model_copy(update={spec.table: rules.as_run()})
     data = config.model_dump(mode="json", exclude_none=True)
     copied = dict(copied or {})
     ordered: dict[str, Any] = {"seed": data.pop("seed"), "solver": data.pop("solver")}
@@ -508,6 +545,11 @@ def effective_config(config: ExperimentConfig, *, copied: Mapping[str, str] | No
         ordered["products"] = data.pop("product_grid")
     if "explicit_products" in data:
         ordered["products"] = data.pop("explicit_products")
+    # The mechanism and its rules, then who bids.
+    ordered["mechanism"] = data.pop("mechanism")
+    for spec in MECHANISMS.values():
+        if spec.table in data:
+            ordered[spec.table] = data.pop(spec.table)
     ordered.update(data)
     return ordered
 

@@ -1,9 +1,10 @@
-"""The Mesa market model: quantify capacity, run the auction round by round, judge the outcome.
+"""The Mesa market model: quantify capacity, sell it round by round, judge the outcome.
 
 Phase 1 (when the model is built): the DSO turns the network and background-load scenarios
-into products. Phase 2: model step k is auction round k; the bidders drop sealed bids into the
-ballot box and the SAA engine resolves them; the DataCollector keeps the bids and standings.
-Phase 3 (`judge`): the equilibrium and welfare checks on the final outcome.
+into products. Phase 2: model step k is round k of the chosen mechanism (the SAA by default,
+`[mechanism] kind`); the bidders drop their sealed messages into the ballot box and the
+mechanism resolves them; the DataCollector keeps the messages and standings. Phase 3 (`judge`):
+the equilibrium and welfare checks on the final outcome, whatever the mechanism.
 """
 
 from __future__ import annotations
@@ -39,14 +40,8 @@ from grid.scenarios import (
 )
 from mechanisms.equilibrium import EquilibriumReport, check_equilibrium
 from mechanisms.products import Product, ProductCatalog
-from mechanisms.saa import (
-    AuctionOutcome,
-    AuctionRules,
-    AuctionState,
-    Bid,
-    RoundResult,
-    SimultaneousAscendingAuction,
-)
+from mechanisms.loop import play_round
+from mechanisms.mechanism import Mechanism, Outcome, RoundResult
 from sim.config import ConfigError, ExperimentConfig, NetworkConfig, SpreadConfig
 from sim.random_streams import stream, stream_seed
 
@@ -227,7 +222,7 @@ class MarketModel(mesa.Model):
         super().__init__(rng=stream_seed(config.seed, "activation"))
         self.config = config
         self.progress = progress
-        auction, bidder_specs = config.require_auction()
+        market, rules, bidder_specs = config.require_market()
         # Network, candidates and scenarios first, so a bad bus is reported as such.
         self.grid_inputs: GridInputs | None = None
         if config.explicit_products is None:
@@ -276,18 +271,12 @@ class MarketModel(mesa.Model):
             )
         self.bidders = self.agents_by_type[DataCenterBidder]
 
-        rules = AuctionRules(
-            increment=auction.increment,
-            opening_bid=auction.opening_bid,
-            tie_break=auction.tie_break,
-            max_rounds=auction.max_rounds,
-        )
-        self.auction = SimultaneousAscendingAuction(
-            product_ids, [b.name for b in bidder_specs], rules, rng=stream(config.seed, "tie_break")
+        self.mechanism: Mechanism = market.build(
+            product_ids, [b.name for b in bidder_specs], rules, stream(config.seed, "tie_break")
         )
         self.round_results: list[RoundResult] = []
-        self._ballot: list[Bid] = []
-        self.posted_state: AuctionState = self.auction.state()
+        self._ballot: list = []
+        self.posted_state = self.mechanism.state()
         self.datacollector = mesa.DataCollector(
             tables={
                 "bids": ["round", "bidder", "product", "amount"],
@@ -303,21 +292,24 @@ class MarketModel(mesa.Model):
             raise ConfigError(f"bidders[{index}].{error}") from None
 
     # -- phase 2 ----------------------------------------------------------------------
-    def submit_bids(self, bids: Iterable[Bid]) -> None:
-        self._ballot.extend(bids)
+    def submit_bids(self, messages: Iterable) -> None:
+        self._ballot.extend(messages)
+
+    def _collect(self, state) -> list:
+        """The loop's ``respond``: post the state, let every bidder drop its messages."""
+        self._ballot = []
+        self.posted_state = state
+        self.bidders.shuffle_do("step")
+        return self._ballot
 
     def step(self) -> None:
-        self._ballot = []
-        # Every bidder sees the same posted state; build it once, not once per bidder.
-        self.posted_state = self.auction.state()
-        self.bidders.shuffle_do("step")
-        result = self.auction.run_round(self._ballot)
+        result = play_round(self.mechanism, self._collect)
         self.round_results.append(result)
         for bid in result.bids:
             self.datacollector.add_table_row(
                 "bids", {"round": result.round, "bidder": bid.bidder, "product": bid.product, "amount": bid.amount}
             )
-        for product in self.auction.products:
+        for product in self.mechanism.products:
             standing = result.standings[product]
             self.datacollector.add_table_row(
                 "rounds",
@@ -332,10 +324,10 @@ class MarketModel(mesa.Model):
         if result.closed:
             self.running = False
 
-    def run_auction(self) -> AuctionOutcome:
+    def run_auction(self) -> Outcome:
         while self.running:
             self.step()
-        return self.auction.outcome()
+        return self.mechanism.outcome()
 
     # -- phase 3 ----------------------------------------------------------------------
     @property
@@ -344,12 +336,12 @@ class MarketModel(mesa.Model):
         return {b.name: b.valuation for b in self.bidders}
 
     def judge(self) -> EquilibriumReport:
-        outcome = self.auction.outcome()
+        outcome = self.mechanism.outcome()
         return check_equilibrium(
-            list(self.auction.products),
+            list(self.mechanism.products),
             self.valuations,
             outcome.allocation,
             outcome.prices,
-            self.auction.rules.increment,
+            self.mechanism.price_step,
             max_products=self.config.equilibrium.max_products,
         )

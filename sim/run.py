@@ -34,7 +34,7 @@ class RunResult:
 
 
 def build_summary(model: MarketModel) -> dict[str, Any]:
-    outcome = model.auction.outcome()
+    outcome = model.mechanism.outcome()
     valuations = model.valuations
     bundles = outcome.bundles()
     try:
@@ -53,6 +53,7 @@ def build_summary(model: MarketModel) -> dict[str, Any]:
         "seed": model.config.seed,
         "solver": model.config.solver,
         "units": {"capacity": "MW", "money": "$"},
+        "mechanism": outcome.mechanism,
         "products": [p.as_dict() for p in model.products],
         "withheld_products": [p.as_dict() for p in model.capacity.withheld],
         "capacity": None if model.capacity.study is None

@@ -1,0 +1,17 @@
+"""Mechanisms by name (config ``[mechanism] kind``): each module declares its `MechanismSpec`."""
+
+from __future__ import annotations
+
+from mechanisms import saa
+from mechanisms.errors import MechanismError
+from mechanisms.mechanism import MechanismSpec
+
+MECHANISMS: dict[str, MechanismSpec] = {spec.kind: spec for spec in (saa.SPEC,)}
+DEFAULT_MECHANISM = "saa"
+
+
+def mechanism_spec(kind: str) -> MechanismSpec:
+    try:
+        return MECHANISMS[kind]
+    except KeyError:
+        raise MechanismError(f"unknown mechanism {kind!r}; choose one of {', '.join(MECHANISMS)}") from None
