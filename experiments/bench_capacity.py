@@ -47,6 +47,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -380,6 +381,10 @@ def run_child(spec: dict[str, Any], limit: float) -> dict[str, Any]:
     tail = [line for line in err.strip().splitlines() if line.strip()]
     if any("MemoryError" in line or "bad_alloc" in line for line in tail[-5:]):
         return {"status": "oom", "seconds_wall": wall}
+    guard = re.search(r"needs about ([0-9.]+ [kMGT]?B)", tail[-1]) if tail else None
+    if guard and "formulation 'scenario'" in tail[-1]:
+        # The study's own memory guard refused (17) before building it.
+        return {"status": "refused", "error": f"refused: needs about {guard.group(1)}", "seconds_wall": wall}
     if proc.returncode < 0:
         error = f"killed by signal {-proc.returncode}"
     else:
