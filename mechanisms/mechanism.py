@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime
 
 import numpy as np
 
+from mechanisms.errors import MechanismError
 from mechanisms.settings import Settings
 
 
@@ -135,6 +136,18 @@ class MechanismSpec:
     table: str  # the config table of its rules ("auction" for the SAA, for the earlier configs)
     summary: str
     iterative: bool = True
+
+
+def checked_market(products: Sequence[str], bidders: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Products and bidders as every mechanism takes them: at least one of each, names unique."""
+    products, bidders = tuple(products), tuple(bidders)
+    for kind, names in (("product", products), ("bidder", bidders)):
+        if not names:
+            raise MechanismError(f"a mechanism needs at least one {kind}")
+        if len(set(names)) != len(names):
+            duplicate = next(n for n in names if names.count(n) > 1)
+            raise MechanismError(f"{kind} {duplicate!r} appears twice; {kind} names must be unique")
+    return products, bidders
 
 
 def standings_of(allocation: Mapping[str, str | None], prices: Mapping[str, float]) -> dict[str, Standing | None]:

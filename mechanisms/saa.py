@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from mechanisms.errors import MechanismError
-from mechanisms.mechanism import Bid, MechanismSpec, Outcome, RoundResult, Standing, payments_of
+from mechanisms.mechanism import Bid, MechanismSpec, Outcome, RoundResult, Standing, checked_market, payments_of
 from mechanisms.settings import MAX_MONEY, Settings
 from mechanisms.tie_breaking import TIE_BREAK_RULES, TieBreaker, make_tie_breaker
 
@@ -95,14 +95,7 @@ class SimultaneousAscendingAuction:
     _closed_by: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.products = tuple(self.products)
-        self.bidders = tuple(self.bidders)
-        for kind, names in (("product", self.products), ("bidder", self.bidders)):
-            if not names:
-                raise MechanismError(f"an auction needs at least one {kind}")
-            if len(set(names)) != len(names):
-                duplicate = next(n for n in names if names.count(n) > 1)
-                raise MechanismError(f"{kind} {duplicate!r} appears twice; {kind} names must be unique")
+        self.products, self.bidders = checked_market(self.products, self.bidders)
         self._standings = {p: None for p in self.products}
         self._tie_breaker = make_tie_breaker(self.rules.tie_break, self.bidders, self.rng)
 
