@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 
-from agents.bundle_ties import BundleRule
+from agents.bundle_ties import SMALLEST, BundleRule
 from agents.errors import AgentConfigError
 
 # Bundles whose surpluses differ by less than this (relative to the money involved) are tied.
@@ -61,6 +61,17 @@ class ValuationProfile(ABC):
     @abstractmethod
     def describe(self) -> str:
         """A short human-readable summary for tables."""
+
+    def demand(self, prices: Mapping[str, float]) -> frozenset[str]:
+        """A surplus-maximising bundle over the products in ``prices`` (any one: the certificates
+        only read its surplus)."""
+        rank = {p: i for i, p in enumerate(prices)}
+        return self.choose_bundle(prices, frozenset(), SMALLEST, rank)
+
+    def atoms(self, products: Sequence[str]) -> list[list[tuple[frozenset[str], float]]] | None:
+        """XOR bid lists whose OR is this valuation on ``products`` (winner determination runs on
+        them, mechanisms/certify.py); None when there is no compact form."""
+        return None
 
 
 def enumerate_maximisers(
@@ -116,6 +127,10 @@ class AdditiveValuation(ValuationProfile):
     def describe(self) -> str:
         return "additive: " + ", ".join(f"{p} {v:g}" for p, v in self.values.items())
 
+    def atoms(self, products):
+        # Products do not interact: each is a bidder of its own.
+        return [[(frozenset({p}), float(self.values[p]))] for p in products if self.values.get(p, 0.0) > 0]
+
 
 @dataclass(frozen=True)
 class SymmetricConcaveValuation(ValuationProfile):
@@ -166,6 +181,12 @@ class SymmetricConcaveValuation(ValuationProfile):
     def describe(self) -> str:
         return "symmetric concave: f(1..) = " + ", ".join(f"{v:g}" for v in self.by_size)
 
+    def atoms(self, products):
+        # A unit-demand slot per marginal value f(k) - f(k-1): the slots fill in decreasing order,
+        # so any k products assigned to the first k slots are worth f(k).
+        marginals = [self.f(k) - self.f(k - 1) for k in range(1, min(len(self.by_size), len(products)) + 1)]
+        return [[(frozenset({p}), m) for p in products] for m in marginals if m > 0]
+
 
 @dataclass(frozen=True)
 class BundleTableValuation(ValuationProfile):
@@ -190,6 +211,20 @@ class BundleTableValuation(ValuationProfile):
         best = max(surplus.values())
         tol = money_tolerance(best, *prices.values())
         return rule.best([b for b, s in surplus.items() if s >= best - tol], held, rank)
+
+    def atoms(self, products):
+        offered = frozenset(products)
+        return [[(b, v) for b, v in self.bundles if b <= offered and v > 0]]
+
+    def demand(self, prices: Mapping[str, float]) -> frozenset[str]:
+        # Free disposal and prices >= 0: every bundle's surplus is at most that of the table
+        # bundle that gives its value, so the table (and the empty bundle) is all to compare.
+        offered = frozenset(prices)
+        best, best_surplus = frozenset(), 0.0
+        for bundle, value in self.bundles:
+            if bundle <= offered and value - _cost(bundle, prices) > best_surplus:
+                best, best_surplus = bundle, value - _cost(bundle, prices)
+        return best
 
     def describe(self) -> str:
         parts = ["{" + ", ".join(sorted(b)) + f"}} {v:g}" for b, v in self.bundles]

@@ -63,6 +63,13 @@ class Outcome:
     rounds_run: int  # including a closing round without messages
     closed_by: str  # "no_new_bids" | "max_rounds" | "sealed" | "queue_served" | "clock_cleared"
 
+    @classmethod
+    def priced(cls, mechanism: str, bidders: Sequence[str], allocation: dict[str, str | None],
+               prices: dict[str, float], *, rounds_with_bids: int, rounds_run: int, closed_by: str) -> "Outcome":
+        """An outcome where every winner pays the prices of what it won."""
+        return cls(mechanism, allocation, prices, payments_of(bidders, allocation, prices),
+                   rounds_with_bids, rounds_run, closed_by)
+
     def bundles(self) -> dict[str, tuple[str, ...]]:
         """Bidder -> products won, in product order."""
         won: dict[str, list[str]] = {bidder: [] for bidder in self.payments}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from mechanisms import saa
+from mechanisms import clock, interconnection_queue, saa, vcg
 from mechanisms.errors import MechanismError
 from mechanisms.mechanism import MechanismSpec
 
-MECHANISMS: dict[str, MechanismSpec] = {spec.kind: spec for spec in (saa.SPEC,)}
+MECHANISMS: dict[str, MechanismSpec] = {
+    spec.kind: spec for spec in (saa.SPEC, interconnection_queue.SPEC, vcg.SPEC, clock.SPEC)
+}
 DEFAULT_MECHANISM = "saa"
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from mechanisms.errors import MechanismError
-from mechanisms.mechanism import Bid, MechanismSpec, Outcome, RoundResult, Standing, checked_market, payments_of
+from mechanisms.mechanism import Bid, MechanismSpec, Outcome, RoundResult, Standing, checked_market
 from mechanisms.settings import MAX_MONEY, Settings
 from mechanisms.tie_breaking import TIE_BREAK_RULES, TieBreaker, make_tie_breaker
 
@@ -175,15 +175,8 @@ class SimultaneousAscendingAuction:
     def outcome(self) -> Outcome:
         allocation = {p: (s.bidder if s is not None else None) for p, s in self._standings.items()}
         prices = {p: (s.price if s is not None else 0.0) for p, s in self._standings.items()}
-        return Outcome(
-            mechanism=self.kind,
-            allocation=allocation,
-            prices=prices,
-            payments=payments_of(self.bidders, allocation, prices),
-            rounds_with_bids=self._rounds_with_bids,
-            rounds_run=self._rounds_run,
-            closed_by=self._closed_by or "open",
-        )
+        return Outcome.priced(self.kind, self.bidders, allocation, prices, rounds_with_bids=self._rounds_with_bids,
+                              rounds_run=self._rounds_run, closed_by=self._closed_by or "open")
 
     # -- internals --------------------------------------------------------------------
     def _standing(self, product: str) -> Standing | None:

@@ -38,6 +38,7 @@ from grid.scenarios import (
     sample_correlated,
     sample_truncated_normal,
 )
+from mechanisms.certify import Certificate, certify
 from mechanisms.equilibrium import EquilibriumReport, check_equilibrium
 from mechanisms.products import Product, ProductCatalog
 from mechanisms.loop import play_round
@@ -335,13 +336,25 @@ class MarketModel(mesa.Model):
         """Bidder name -> valuation, in config order (the AgentSet keeps insertion order)."""
         return {b.name: b.valuation for b in self.bidders}
 
-    def judge(self) -> EquilibriumReport:
+    def judge(self) -> Judgement:
+        """The certificates of the outcome (any size), and the exact bundle tables when the
+        market is small enough to enumerate ([equilibrium] max_products)."""
         outcome = self.mechanism.outcome()
-        return check_equilibrium(
-            list(self.mechanism.products),
-            self.valuations,
-            outcome.allocation,
-            outcome.prices,
-            self.mechanism.price_step,
-            max_products=self.config.equilibrium.max_products,
-        )
+        products = list(self.mechanism.products)
+        step = self.mechanism.price_step
+        certificate = certify(products, self.valuations, outcome.allocation, outcome.prices, step)
+        limit = self.config.equilibrium.max_products
+        if len(products) > limit:
+            reason = (f"the bundle tables enumerate 2^m bundles: {len(products)} products exceed "
+                      f"[equilibrium] max_products = {limit} (at most 16)")
+            return Judgement(certificate, None, reason)
+        tables = check_equilibrium(products, self.valuations, outcome.allocation, outcome.prices, step,
+                                   max_products=limit)
+        return Judgement(certificate, tables, None)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    certificate: Certificate
+    tables: EquilibriumReport | None     # the exact enumeration (small markets)
+    tables_skipped: str | None

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from grid.errors import GridError
 from grid.solvers import check_solver
-from mechanisms.errors import SizeLimitError
-from mechanisms.welfare import allocation_welfare
 from sim import outputs
 from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, load_config
 from sim.capacity_report import capacity_columns, capacity_rows, capacity_summary, capacity_text
-from sim.model import MarketModel
+from sim.model import Judgement, MarketModel
 from sim.report import (
     allocation_table,
     equilibrium_text,
@@ -33,22 +32,39 @@ class RunResult:
     report: str
 
 
+# What the equilibrium verdict checked, in words (README: "Reading the verdict").
+CHECKED_PRICES = ("every bidder's bundle maximises its surplus at the final prices, allowing each bidder "
+                  "one increment on every product it does not hold (8); every unsold product is priced 0")
+
+
+def equilibrium_summary(judgement: Judgement, step: float) -> dict[str, Any]:
+    """The ``equilibrium`` section of summary.json."""
+    certificate, tables = judgement.certificate, judgement.tables
+    out: dict[str, Any] = {
+        "checked": True,
+        "checked_what": CHECKED_PRICES,
+        "increment": step,
+        "holds": certificate.prices_form_equilibrium,
+        **certificate.as_dict(),
+        "tables_skipped": judgement.tables_skipped,
+    }
+    if tables is not None:
+        # The exact enumeration: every maximiser, and the efficient allocation with its tie rule.
+        out["maximisers"] = {b.bidder: [list(s) for s in b.maximisers] for b in tables.bidders}
+        out["maximisers_true"] = {b.bidder: [list(s) for s in b.maximisers_true] for b in tables.bidders}
+        out["efficient_allocation"] = {bidder: list(s) for bidder, s in tables.efficient_allocation.items()}
+        if certificate.optimum is None:  # no compact bids: the enumeration still knows the optimum
+            out.update(efficient_welfare=tables.efficient_welfare, efficiency_gap=tables.efficiency_gap,
+                       efficiency_bound_holds=tables.efficiency_bound_holds)
+    return out
+
+
 def build_summary(model: MarketModel) -> dict[str, Any]:
     outcome = model.mechanism.outcome()
     valuations = model.valuations
     bundles = outcome.bundles()
-    try:
-        report = model.judge()
-        equilibrium: dict[str, Any] = {"checked": True, **report.as_dict()}
-        welfare, efficient = report.welfare, report.efficient_welfare
-    except SizeLimitError:
-        limit = model.config.equilibrium.max_products
-        reason = (
-            f"the exact check enumerates 2^m bundles: {len(model.products)} products exceed "
-            f"[equilibrium] max_products = {limit} (at most 16)"
-        )
-        equilibrium = {"checked": False, "reason": reason, "holds": None, "holds_true_valuations": None}
-        welfare, efficient = allocation_welfare(bundles, valuations), None
+    values = {bidder: valuations[bidder](bundles[bidder]) for bidder in bundles}
+    equilibrium = equilibrium_summary(model.judge(), model.mechanism.price_step)
     return {
         "seed": model.config.seed,
         "solver": model.config.solver,
@@ -62,12 +78,13 @@ def build_summary(model: MarketModel) -> dict[str, Any]:
         "prices": outcome.prices,
         "payments": outcome.payments,
         "bundles": {bidder: list(items) for bidder, items in bundles.items()},
-        "values": {bidder: valuations[bidder](bundles[bidder]) for bidder in bundles},
+        "values": values,
+        "surplus": {bidder: values[bidder] - outcome.payments[bidder] for bidder in bundles},
         "rounds": outcome.rounds_with_bids,
         "rounds_run": outcome.rounds_run,
         "closed_by": outcome.closed_by,
-        "welfare": welfare,
-        "efficient_welfare": efficient,
+        "welfare": math.fsum(values.values()),
+        "efficient_welfare": equilibrium["efficient_welfare"],
         "equilibrium": equilibrium,
     }
 
