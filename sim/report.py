@@ -87,6 +87,7 @@ def round_table(
     for row in standings:
         standings_by_round[int(row["round"])].append(row)
     rounds = sorted(standings_by_round)
+    last_round = rounds[-1] if rounds else 0
     if round_filter is not None:
         rounds = [r for r in rounds if r == round_filter]
     # Table III lists every product after each round; past a handful that is unreadable, so
@@ -126,7 +127,7 @@ def round_table(
             if by_bidder.get(bidder) and (bidder_filter is None or bidder == bidder_filter)
         ]
         if not any_bid:
-            entries = [("-", "no new bids: the auction closes")]
+            entries = [("-", "no new bids: the auction closes" if number == last_round else "no new bids")]
         elif not entries:
             entries = [("-", "-")]
         for i, (bidder, text) in enumerate(entries):
@@ -161,27 +162,56 @@ def _bundle(bundle: Sequence[str]) -> str:
     return "{" + ", ".join(bundle) + "}"
 
 
+def _yes_no(flag: bool | None) -> str:
+    return "yes" if flag else "no"
+
+
 def equilibrium_text(summary: Mapping[str, Any]) -> str:
+    """The verdict in words: what was checked, whether it holds, and what it means."""
     eq = summary["equilibrium"]
     if not eq.get("checked", True):
         return f"Equilibrium: not checked ({eq['reason']})"
+    step = eq["increment"]
+    allowance = (f"allowing each bidder one increment ({money(step)} $) on every product it does not hold, (8)"
+                 if step > 0 else "at exact prices")
     lines = []
-    verdict = "holds" if eq["holds"] else "does NOT hold"
-    lines.append(
-        f"Competitive equilibrium under the modified valuations (8), increment {money(eq['increment'])} $: {verdict}"
-    )
-    for v in eq["violations"]:
-        lines.append(f"  violation ({v['condition']}): {v['message']}")
-    verdict_true = "holds" if eq["holds_true_valuations"] else "does not hold"
-    lines.append(f"Competitive equilibrium under the true valuations: {verdict_true}")
-    for v in eq["violations_true"]:
-        lines.append(f"  violation ({v['condition']}): {v['message']}")
-    lines.append("Surplus-maximising bundles under (8):")
-    for bidder, bundles in eq["maximisers"].items():
-        lines.append(f"  {bidder}: " + ", ".join(_bundle(b) for b in bundles))
-    bound = "holds" if eq["efficiency_bound_holds"] else "VIOLATED"
-    lines.append(
-        f"Welfare {money(summary['welfare'])} $ against the efficient {money(summary['efficient_welfare'])} $ "
-        f"(gap {money(eq['efficiency_gap'])} $; bound (9) allows {money(eq['efficiency_bound'])} $: {bound})"
-    )
+    if eq["holds"]:
+        lines.append(f"Equilibrium: holds. Every bidder's bundle maximises its surplus at the final prices "
+                     f"({allowance}), and every unsold product is priced 0 ((7a), (7b)).")
+    else:
+        lines.append(f"Equilibrium: does NOT hold at the final prices ({allowance}):")
+        for v in eq["violations"]:
+            lines.append(f"  ({v['condition']}) {v['message']}")
+        more = eq.get("violation_count", len(eq["violations"])) - len(eq["violations"])
+        if more > 0:
+            lines.append(f"  ... {more} more (all in summary.json)")
+    if step > 0:
+        exact = "also holds" if eq["holds_true_valuations"] else "does not hold"
+        lines.append(f"Without the increment's allowance (true valuations) it {exact}.")
+    if eq.get("walrasian_exists") is None:
+        reason = eq.get("skipped") or "not computed"
+        lines.append(f"Does any equilibrium exist for these bidders? Not decided: {reason}.")
+    elif eq["walrasian_exists"]:
+        lines.append("Does any equilibrium exist for these bidders? Yes: the LP relaxation of winner "
+                     "determination has an integral optimum, so some prices support the best allocation.")
+    else:
+        lines.append(f"Does any equilibrium exist for these bidders? No: no item prices support any allocation "
+                     f"(the LP relaxation exceeds the best allocation by {money(eq['lp_gap'])} $); complements "
+                     "or budgets break gross substitutes.")
+    if "maximisers" in eq:
+        lines.append("Surplus-maximising bundles under (8):")
+        for bidder, bundles in eq["maximisers"].items():
+            lines.append(f"  {bidder}: " + ", ".join(_bundle(b) for b in bundles))
+    elif eq.get("tables_skipped"):
+        lines.append(f"(Bundle tables skipped: {eq['tables_skipped']}.)")
+    welfare = f"Welfare {money(summary['welfare'])} $"
+    if summary.get("efficient_welfare") is None:
+        lines.append(f"{welfare}; the best possible was not computed ({eq.get('skipped')}).")
+    else:
+        bound = "within" if eq["efficiency_bound_holds"] else "OUTSIDE"
+        lines.append(
+            f"{welfare} against the best possible {money(summary['efficient_welfare'])} $ (gap "
+            f"{money(eq['efficiency_gap'])} $; {bound} the {money(eq['efficiency_bound'])} $ that increments "
+            "can cost, (9))"
+        )
     return "\n".join(lines)

@@ -230,7 +230,11 @@ def test_complements_case_reports_the_violation(tmp_path, capsys):
     assert s["welfare"] == 20 and s["efficient_welfare"] == 40
     assert eq["efficient_allocation"] == {"C": [], "X": ["A"], "Y": ["B"]}
     assert eq["efficiency_bound_holds"] is False  # 20 < 40 - 5 * 2: complements void (9)
-    assert "violation (7a): C prefers {}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "(7a) C prefers {} (surplus 0) to its bundle {A} (surplus -15)" in printed
+    # An equilibrium exists (prices 15 and 15 with X and Y winning), the SAA just missed it.
+    assert eq["walrasian_exists"] is True and eq["lp_gap"] == pytest.approx(0.0)
+    assert s["surplus"] == {"C": -15, "X": 0, "Y": 5}
 
 
 def test_scenarios_from_csv_run_and_rerun_from_the_run_directory(tmp_path):
