@@ -143,6 +143,9 @@ class MechanismSpec:
     table: str  # the config table of its rules ("auction" for the SAA, for the earlier configs)
     summary: str
     iterative: bool = True
+    # False when the outcome's per-product prices only label per-bidder payments (VCG): the
+    # price conditions (7a)/(7b) do not apply to them.
+    item_prices: bool = True
 
 
 def checked_market(products: Sequence[str], bidders: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

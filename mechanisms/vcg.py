@@ -295,4 +295,5 @@ SPEC = MechanismSpec(
     table="vcg",
     summary="sealed-bid VCG: exact XOR reports, welfare-maximising allocation, Clarke pivot payments",
     iterative=False,
+    item_prices=False,
 )

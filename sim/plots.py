@@ -25,6 +25,7 @@ __all__ = [
     "FIGURE_SIZE_IN",
     "DPI",
     "plot_capacity_map",
+    "plot_mechanism_comparison",
 ]
 
 DEFAULT_FIRM_TITLE = "Firm capacity (MW)"
@@ -277,3 +278,42 @@ def _write_png_atomically(figure: Figure, path: Path, dpi: int) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+# Panels of the mechanism comparison: column, title, scale to percent.
+_COMPARISON_PANELS = (
+    ("efficiency", "Efficiency (welfare / best, %)", 100.0),
+    ("revenue_usd", "Revenue ($)", 1.0),
+    ("allocated_share", "Capacity allocated (% of MW)", 100.0),
+    ("min_surplus_usd", "Lowest bidder surplus ($)", 1.0),
+)
+
+
+def plot_mechanism_comparison(rows: list[dict], mechanisms: list[str], path: Path) -> None:
+    """Box plots per mechanism (and population mix) of efficiency, revenue, capacity allocated and
+    the lowest bidder surplus (below 0: a bidder paid more than its bundle is worth)."""
+    from matplotlib.figure import Figure
+
+    mixes = list(dict.fromkeys(r["mix"] for r in rows))
+    figure = Figure(figsize=(12.0, 8.0))
+    axes = figure.subplots(2, 2)
+    for ax, (column, title, scale) in zip(axes.flat, _COMPARISON_PANELS):
+        data, labels, positions = [], [], []
+        for m_index, mix in enumerate(mixes):
+            for k_index, kind in enumerate(mechanisms):
+                values = [scale * float(r[column]) for r in rows if r["mix"] == mix and r["mechanism"] == kind
+                          and not math.isnan(float(r[column]))]
+                data.append(values or [math.nan])
+                labels.append(kind)
+                positions.append(m_index * (len(mechanisms) + 1) + k_index)
+        ax.boxplot(data, positions=positions, widths=0.7, showmeans=True)
+        ax.set_xticks(positions, labels, rotation=0, fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", color="0.9")
+        for m_index, mix in enumerate(mixes):
+            centre = m_index * (len(mechanisms) + 1) + (len(mechanisms) - 1) / 2
+            ax.annotate(mix, (centre, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                        fontsize=8, color="0.35", xytext=(0, -12), textcoords="offset points")
+    figure.suptitle("Same products, same bidders: four mechanisms", fontsize=12)
+    figure.tight_layout()
+    _write_png_atomically(figure, path, DPI)

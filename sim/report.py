@@ -175,7 +175,9 @@ def equilibrium_text(summary: Mapping[str, Any]) -> str:
     allowance = (f"allowing each bidder one increment ({money(step)} $) on every product it does not hold, (8)"
                  if step > 0 else "at exact prices")
     lines = []
-    if eq["holds"]:
+    if eq["holds"] is None:
+        lines.append(f"Equilibrium at the final prices: not applicable ({eq['checked_what']}).")
+    elif eq["holds"]:
         lines.append(f"Equilibrium: holds. Every bidder's bundle maximises its surplus at the final prices "
                      f"({allowance}), and every unsold product is priced 0 ((7a), (7b)).")
     else:
@@ -185,7 +187,7 @@ def equilibrium_text(summary: Mapping[str, Any]) -> str:
         more = eq.get("violation_count", len(eq["violations"])) - len(eq["violations"])
         if more > 0:
             lines.append(f"  ... {more} more (all in summary.json)")
-    if step > 0:
+    if step > 0 and eq["holds"] is not None:
         exact = "also holds" if eq["holds_true_valuations"] else "does not hold"
         lines.append(f"Without the increment's allowance (true valuations) it {exact}.")
     if eq.get("walrasian_exists") is None:
