@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, ValidationInfo, create_model, field
 
 from agents.bundle_ties import BUNDLE_TIE_POLICIES
 from agents.strategies import STRATEGIES
+from agents.populations import DRAWERS, MIXES
 from agents.profiles import PROFILES, ProfileSpec
 from grid.capacity import FORMULATIONS, RISK_MODES, check_risk_levels
 from grid.errors import GridError
@@ -309,6 +310,36 @@ BidderConfig = Annotated[
 ]
 
 
+class PopulationConfig(_Section):
+    """``[population]``: bidders drawn from seeded generators (agents/populations.py), in addition
+    to or instead of ``[[bidders]]``."""
+
+    count: int = Field(ge=1, le=100_000)
+    # A named mix (agents/populations.py MIXES) or shares per profile that sum to 1.
+    mix: str | dict[str, Annotated[float, Field(ge=0, le=1)]] = "gross_substitutes"
+    strategy: str = "straightforward"
+    bundle_ties: str = "paper"
+
+    @field_validator("mix")
+    @classmethod
+    def _known_mix(cls, value: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(value, str):
+            return _one_of(value, MIXES, "mix")
+        for kind in value:
+            _one_of(kind, DRAWERS, "profile")
+        if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-9):
+            raise ValueError(f"shares must sum to 1, got {sum(value.values()):g}")
+        return value
+
+    @field_validator("strategy", "bundle_ties")
+    @classmethod
+    def _registered_name(cls, value: str, info: ValidationInfo) -> str:
+        return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
+
+    def shares(self) -> dict[str, float]:
+        return dict(MIXES[self.mix]) if isinstance(self.mix, str) else dict(self.mix)
+
+
 class EquilibriumConfig(_Section):
     # The checker enumerates 2^m bundles per bidder and 3^m pairs for the efficient allocation.
     # Past 16, 3^m pairs take minutes and gigabytes; larger markets need other certificates.
@@ -326,6 +357,7 @@ class _ExperimentBase(_Section):
     # A run needs bidders and the mechanism's rules; `dcmarket capacity` reads a config without them.
     mechanism: MechanismConfig = MechanismConfig()
     bidders: list[BidderConfig] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
+    population: PopulationConfig | None = None
     equilibrium: EquilibriumConfig = EquilibriumConfig()
 
     @field_validator("solver")
@@ -412,10 +444,10 @@ class _ExperimentBase(_Section):
                     f"({', '.join(needed)}), and dcmarket run needs [[bidders]] (dcmarket capacity needs neither)"
                 )
             rules = spec.rules()
-        if self.bidders is None:
-            raise ConfigError("bidders: missing [[bidders]]; dcmarket run needs [[bidders]] and the mechanism's "
-                              f"[{spec.table}] (dcmarket capacity needs neither)")
-        return spec, rules, self.bidders
+        if self.bidders is None and self.population is None:
+            raise ConfigError("bidders: missing [[bidders]]; dcmarket run needs [[bidders]] (or a [population]) and "
+                              f"the mechanism's [{spec.table}] (dcmarket capacity needs neither)")
+        return spec, rules, list(self.bidders or [])
 
 
 # Each mechanism's rule table is a field of its own (`[auction]` for the SAA), from the registry.

@@ -19,6 +19,7 @@ import numpy as np
 from agents.bidder import DataCenterBidder
 from agents.bundle_ties import bundle_tie_policy
 from agents.dso import DSO, CapacityReport, ProductSettings, possible_families
+from agents.populations import BidderDraw, draw_population
 from agents.errors import AgentConfigError
 from agents.strategies import make_strategy
 from agents.profiles import build_profile
@@ -270,10 +271,11 @@ class MarketModel(mesa.Model):
                 strategy=make_strategy(spec.strategy),
                 ties=bundle_tie_policy(spec.bundle_ties),
             )
+        self.population = self._draw_population(catalog, {spec.name for spec in bidder_specs})
         self.bidders = self.agents_by_type[DataCenterBidder]
 
         self.mechanism: Mechanism = market.build(
-            product_ids, [b.name for b in bidder_specs], rules, stream(config.seed, "tie_break")
+            product_ids, [b.name for b in self.bidders], rules, stream(config.seed, "tie_break")
         )
         self.round_results: list[RoundResult] = []
         self._ballot: list = []
@@ -284,6 +286,27 @@ class MarketModel(mesa.Model):
                 "rounds": ["round", "product", "standing_bidder", "standing_price"],
             }
         )
+
+    def _draw_population(self, catalog: ProductCatalog, taken: set[str]) -> list[BidderDraw]:
+        """The [population] bidders, drawn from their own stream after the products are known."""
+        population = self.config.population
+        if population is None:
+            return []
+        try:
+            draws = draw_population(catalog, population.count, population.shares(),
+                                    stream(self.config.seed, "population"))
+        except AgentConfigError as error:
+            raise ConfigError(f"population: {error}") from None
+        for draw in draws:
+            if draw.name in taken:
+                raise ConfigError(f"population: drawn bidder {draw.name!r} clashes with a [[bidders]] name; rename it")
+            try:
+                valuation = build_profile(draw.profile, draw.fields, catalog)
+            except AgentConfigError as error:
+                raise ConfigError(f"population ({draw.name}, {draw.profile}): {error}") from None
+            DataCenterBidder(self, name=draw.name, valuation=valuation, strategy=make_strategy(population.strategy),
+                             ties=bundle_tie_policy(population.bundle_ties))
+        return draws
 
     @staticmethod
     def _build_valuation(index: int, spec, catalog: ProductCatalog):

@@ -94,6 +94,7 @@ def build_summary(model: MarketModel) -> dict[str, Any]:
         "welfare": math.fsum(values.values()),
         "efficient_welfare": equilibrium["efficient_welfare"],
         "equilibrium": equilibrium,
+        "population": [{"name": d.name, "profile": d.profile, "fields": d.fields} for d in model.population],
     }
 
 

@@ -39,7 +39,7 @@ CASES = [
     ("auction/increment", -5, "auction.increment"),
     ("auction/incremnt", 5, "unknown field 'incremnt'; did you mean 'increment'?"),
     ("auction", _DELETE, "auction: missing [auction]; the 'saa' mechanism needs its rules (increment)"),
-    ("bidders", _DELETE, "bidders: missing [[bidders]]; dcmarket run needs [[bidders]] and the mechanism's [auction]"),
+    ("bidders", _DELETE, "bidders: missing [[bidders]]; dcmarket run needs [[bidders]] (or a [population]) and the mechanism's [auction]"),
     ("mechanism", {"kind": "dutch"}, "mechanism.kind: unknown mechanism 'dutch'; choose one of saa"),
     ("auction/tie_break", "coin", "auction.tie_break: unknown tie_break 'coin'"),
     ("auction/max_rounds", 0, "auction.max_rounds"),
