@@ -3,7 +3,9 @@
 `alternating` (default) reproduces the paper's alternating priority (spec 4.2): a pointer over
 the bidders in config order is reset to the first bidder each round; for each tied product, in
 product order, the first tied bidder at or after the pointer wins, and the pointer moves past
-the winner. `random` draws the winner uniformly from a seeded stream.
+the winner. `random` draws the winner uniformly from a seeded stream. `first_bid` gives every
+tie to the tied bidder listed first in the config, every round, with no rotation (a fixed
+priority order, as an auctioneer ranking bidders by registration time would).
 """
 
 from __future__ import annotations
@@ -51,7 +53,20 @@ class RandomPriority:
         return ordered[int(self._rng.integers(len(ordered)))]
 
 
-TIE_BREAK_RULES: tuple[str, ...] = ("alternating", "random")
+class FirstBidderPriority:
+    """`first_bid`: the tied bidder earliest in config order wins, whatever it won before."""
+
+    def __init__(self, bidders: Sequence[str]) -> None:
+        self._rank = {b: i for i, b in enumerate(bidders)}
+
+    def start_round(self) -> None:
+        pass
+
+    def choose(self, product: str, tied: Sequence[str]) -> str:
+        return min(tied, key=self._rank.__getitem__)
+
+
+TIE_BREAK_RULES: tuple[str, ...] = ("alternating", "random", "first_bid")
 
 
 def make_tie_breaker(name: str, bidders: Sequence[str], rng: np.random.Generator | None) -> TieBreaker:
@@ -61,4 +76,6 @@ def make_tie_breaker(name: str, bidders: Sequence[str], rng: np.random.Generator
         if rng is None:
             raise MechanismError("tie_break 'random' needs a seeded random generator")
         return RandomPriority(bidders, rng)
+    if name == "first_bid":
+        return FirstBidderPriority(bidders)
     raise MechanismError(f"unknown tie_break {name!r}; choose one of {', '.join(TIE_BREAK_RULES)}")
