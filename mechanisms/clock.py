@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, Mapping, Sequence
+from typing import ClassVar, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -87,8 +87,11 @@ class ClockState:
     prices: Mapping[str, float]
     demands: Mapping[str, frozenset[str]]  # bidder -> its demand last round (empty in round 1)
 
-    def prices_for(self, bidder: str) -> dict[str, float]:
-        return dict(self.prices)  # uniform prices: every bidder faces the same clocks
+    def prices_for(self, bidder: str, among: Collection[str] | None = None) -> dict[str, float]:
+        # Uniform prices: every bidder faces the same clocks.
+        if among is None:
+            return dict(self.prices)
+        return {p: self.prices[p] for p in among if p in self.prices}
 
     def held_by(self, bidder: str) -> frozenset[str]:
         return self.demands.get(bidder, frozenset())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, Mapping, Sequence
+from typing import ClassVar, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 from pydantic import field_validator
@@ -80,11 +80,12 @@ class QueueState:
     tariff: float
     connected: Mapping[str, str]  # product -> the bidder it went to
 
-    def prices_for(self, bidder: str) -> dict[str, float]:
+    def prices_for(self, bidder: str, among: Collection[str] | None = None) -> dict[str, float]:
         # Bidders not at the head of the queue may take nothing now: they are quoted no product.
         if bidder != self.current:
             return {}
-        return {p: self.tariff for p in self.products if p not in self.connected}
+        wanted = self.products if among is None else [p for p in among if p in set(self.products)]
+        return {p: self.tariff for p in wanted if p not in self.connected}
 
     def held_by(self, bidder: str) -> frozenset[str]:
         return frozenset(p for p, b in self.connected.items() if b == bidder)

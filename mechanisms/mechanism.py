@@ -15,7 +15,7 @@ me?", through `DemandQuery`; a mechanism that asks for a whole valuation instead
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Collection, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -87,9 +87,9 @@ class DemandQuery(Protocol):
     round: int
     products: tuple[str, ...]
 
-    def prices_for(self, bidder: str) -> Mapping[str, float]:
+    def prices_for(self, bidder: str, among: Collection[str] | None = None) -> Mapping[str, float]:
         """What each product the bidder may take now would cost it ($); products it may not take
-        are left out."""
+        are left out, and so are those not ``among`` when given."""
 
     def held_by(self, bidder: str) -> frozenset[str]:
         """Products the bidder already holds (its standing bids, its last demand)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field, replace
-from typing import Annotated, ClassVar, Iterable, Mapping, Sequence
+from typing import Annotated, ClassVar, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -210,24 +210,39 @@ class AuctionState:
     # read the holders from the standings.
     holders: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
-    def held_by(self, bidder: str) -> frozenset[str]:
-        if self.holders is None:
-            return frozenset(p for p, s in self.standings.items() if s is not None and s.bidder == bidder)
-        return frozenset(p for p, holder in self.holders.items() if holder == bidder)
+    def _index(self) -> tuple[dict[str, frozenset[str]], dict[str, int]]:
+        """Holdings by bidder and product ranks, built once per posted state: every bidder asks
+        for them, and scanning a thousand products per bidder per round would dominate."""
+        cached = self.__dict__.get("_cached_index")
+        if cached is None:
+            owners = self.holders if self.holders is not None else {
+                p: s.bidder for p, s in self.standings.items() if s is not None}
+            by_holder: dict[str, set[str]] = {}
+            for product, holder in owners.items():
+                by_holder.setdefault(holder, set()).add(product)
+            cached = ({b: frozenset(ps) for b, ps in by_holder.items()}, {p: i for i, p in enumerate(self.products)})
+            object.__setattr__(self, "_cached_index", cached)
+        return cached
 
-    def prices_for(self, bidder: str) -> dict[str, float]:
-        """Its own standing bid on what it holds (carried over), the minimum bid elsewhere."""
+    def held_by(self, bidder: str) -> frozenset[str]:
+        return self._index()[0].get(bidder, frozenset())
+
+    def prices_for(self, bidder: str, among: Collection[str] | None = None) -> dict[str, float]:
+        """Its own standing bid on what it holds (carried over), the minimum bid elsewhere; only
+        for the products ``among`` when given (a bidder that values few products asks for few)."""
         held = self.held_by(bidder)
+        wanted = self.products if among is None else [p for p in among if p in self.minimum_bids]
         return {p: (self.standings[p].price if p in held else self.minimum_bids[p])  # type: ignore[union-attr]
-                for p in self.products}
+                for p in wanted}
 
     def messages(self, bidder: str, bundle: frozenset[str]) -> list[Bid]:
         """The minimum acceptable bid on each product of the bundle it does not hold yet.
 
         Nothing is dropped for the activity rule: bids beyond the bidder's eligibility are
         rejected by the engine, so a strategy asks `feasible` before choosing a bundle."""
-        held = self.held_by(bidder)
-        return [Bid(bidder, p, self.minimum_bids[p]) for p in self.products if p in bundle and p not in held]
+        rank = self._index()[1]
+        new = sorted(bundle - self.held_by(bidder), key=rank.__getitem__)
+        return [Bid(bidder, p, self.minimum_bids[p]) for p in new]
 
     def points_of(self, products: Iterable[str]) -> float:
         """Eligibility points of the products (0 when the activity rule is off)."""
