@@ -1,67 +1,212 @@
-"""Bidding strategies, chosen by name. A strategy answers a mechanism's posted state with messages.
+"""Bidding strategies, chosen by name; each declares its own config fields and the mechanisms it
+can play. A strategy answers a mechanism's posted state with messages.
 
 Every mechanism asks one of two questions (mechanisms/mechanism.py): a `DemandQuery` ("at these
-prices, which bundle?") or a `ValuationQuery` ("report your values"). A strategy declares which
-mechanisms it can play, so that a config pairing it with another is refused before any run.
+prices, which bundle?") or a `ValuationQuery` ("report your values"). In a config a bidder names
+its strategy as a string (`strategy = "jump"`) or as a table with the strategy's fields
+(`strategy = { name = "budget_limited", budget_usd = 400 }`).
+
+- `straightforward` (default): a surplus-maximising bundle at the posted prices, every round
+  (Definition 2, spec 4.2); the true valuation where a mechanism asks for one. Under an
+  eligibility limit (FCC activity rule) it drops, one at a time, the new product whose loss
+  costs the least surplus until the bundle fits.
+- `jump` (SAA): straightforward, but each new bid jumps ``increments`` increments above the
+  minimum while its bundle still has non-negative surplus at the jumped prices, to signal
+  strength and shorten the auction.
+- `demand_reduction` (SAA, clock): straightforward until it holds ``keep`` products; from then
+  on it bids only to keep what it holds, leaving other products to rivals so that prices stop
+  rising (the multi-unit demand reduction of Ausubel and Cramton).
+- `budget_limited` (any price mechanism): straightforward within a budget: what it holds at
+  its standing prices plus its new bids never exceed ``budget_usd``; new products are added by
+  surplus until the budget is spent.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
+
+from pydantic import Field, ValidationError
 
 from agents.bundle_ties import BundleTiePolicy
 from agents.errors import AgentConfigError
 from agents.valuations import ValuationProfile
-from mechanisms.mechanism import DemandQuery, ValuationQuery
+from mechanisms.mechanism import Bid, DemandQuery, ValuationQuery
+from mechanisms.settings import MAX_MONEY, Settings, first_error
 
 
 class BiddingStrategy(Protocol):
     name: ClassVar[str]
-    # Mechanism kinds it can play; None: every mechanism.
-    mechanisms: ClassVar[frozenset[str] | None]
 
     def bids(self, bidder: str, valuation: ValuationProfile, state: Any, ties: BundleTiePolicy) -> list[Any]: ...
 
 
 def demanded_bundle(bidder: str, valuation: ValuationProfile, state: DemandQuery, ties: BundleTiePolicy) -> frozenset[str]:
     """A surplus-maximising bundle at the prices the state quotes this bidder (spec (6)), the
-    best one under its tie policy."""
-    prices = state.prices_for(bidder)
+    best one under its tie policy. Only the products the valuation cares about are priced."""
+    interest = getattr(valuation, "interest", lambda: None)()
+    among = None if interest is None else interest | state.held_by(bidder)
+    prices = state.prices_for(bidder, among)
     held = state.held_by(bidder) & frozenset(prices)
-    rank = {p: i for i, p in enumerate(state.products)}
+    rank = {p: i for i, p in enumerate(prices)}
     return valuation.choose_bundle(prices, held, ties.rule(state.round), rank)
 
 
-class StraightforwardBidding:
-    """Ask for a surplus-maximising bundle at the posted prices every round (Definition 2, spec
-    4.2); report the true valuation where a mechanism asks for one.
+def _surplus(valuation: ValuationProfile, bundle: frozenset[str], prices: Mapping[str, float]) -> float:
+    return valuation(bundle) - math.fsum(prices[p] for p in bundle)
 
-    In the SAA the bidder faces its own standing price on products it holds and the minimum
-    acceptable bid elsewhere, and bids the minimum on the products of its bundle it does not
-    hold; in a clock auction it states its demand at the clock prices; in a queue it takes its
-    best bundle of what is left.
-    """
 
+def _trim(bundle: frozenset[str], keep: frozenset[str], fits: Callable[[frozenset[str]], bool],
+          valuation: ValuationProfile, prices: Mapping[str, float]) -> frozenset[str]:
+    """Drop new products (not in ``keep``), the cheapest loss of surplus first, until it fits."""
+    while not fits(bundle):
+        new = sorted(bundle - keep)
+        if not new:
+            return bundle
+        bundle = max((bundle - {p} for p in new), key=lambda b: (_surplus(valuation, b, prices), sorted(b)))
+    return bundle
+
+
+def _eligible(bidder: str, state: Any) -> Callable[[frozenset[str]], bool]:
+    feasible = getattr(state, "feasible", None)
+    return (lambda bundle: True) if feasible is None else (lambda bundle: feasible(bidder, bundle))
+
+
+class Straightforward:
     name: ClassVar[str] = "straightforward"
-    mechanisms: ClassVar[frozenset[str] | None] = None
 
     def bids(self, bidder: str, valuation: ValuationProfile, state: Any, ties: BundleTiePolicy) -> list[Any]:
         if isinstance(state, ValuationQuery):
             return state.report(bidder, valuation)
         if isinstance(state, DemandQuery):
-            return state.messages(bidder, demanded_bundle(bidder, valuation, state, ties))
+            bundle = self.bundle(bidder, valuation, state, ties)
+            return state.messages(bidder, bundle)
         raise AgentConfigError(f"strategy {self.name!r} cannot answer {type(state).__name__}")
 
+    def bundle(self, bidder: str, valuation: ValuationProfile, state: DemandQuery, ties: BundleTiePolicy) -> frozenset[str]:
+        bundle = demanded_bundle(bidder, valuation, state, ties)
+        prices = state.prices_for(bidder, bundle)
+        return _trim(bundle, state.held_by(bidder), _eligible(bidder, state), valuation, prices)
 
-STRATEGIES: dict[str, type] = {"straightforward": StraightforwardBidding}
+
+# Kept for imports of the earlier name.
+StraightforwardBidding = Straightforward
 
 
-def make_strategy(name: str) -> BiddingStrategy:
+class JumpFields(Settings):
+    increments: int = Field(default=3, ge=1, le=1000)
+
+
+@dataclass(frozen=True)
+class Jump(Straightforward):
+    increments: int = 3
+    name: ClassVar[str] = "jump"
+
+    def bids(self, bidder, valuation, state, ties):
+        bundle = self.bundle(bidder, valuation, state, ties)
+        held = state.held_by(bidder)
+        new = [p for p in state.products if p in bundle and p not in held]
+        if not new:
+            return []
+        prices = state.prices_for(bidder, bundle)
+        # The largest jump (up to ``increments``) that leaves the bundle worth its price.
+        for k in range(self.increments, 0, -1):
+            jumped = {**prices, **{p: state.jump_bid(p, k) for p in new}}
+            if _surplus(valuation, bundle, jumped) >= 0:
+                return [Bid(bidder, p, jumped[p]) for p in new]
+        return state.messages(bidder, bundle)
+
+
+class DemandReductionFields(Settings):
+    keep: int = Field(default=1, ge=1)
+
+
+@dataclass(frozen=True)
+class DemandReduction(Straightforward):
+    keep: int = 1
+    name: ClassVar[str] = "demand_reduction"
+
+    def bundle(self, bidder, valuation, state, ties):
+        bundle = super().bundle(bidder, valuation, state, ties)
+        held = state.held_by(bidder)
+        if len(held) < self.keep:
+            return bundle
+        # Hold on to what it has (while still worth its price), ask for nothing new.
+        return bundle & held
+
+
+class BudgetFields(Settings):
+    budget_usd: float = Field(gt=0, le=MAX_MONEY)
+
+
+@dataclass(frozen=True)
+class BudgetLimited(Straightforward):
+    budget_usd: float = math.inf
+    name: ClassVar[str] = "budget_limited"
+
+    def bundle(self, bidder, valuation, state, ties):
+        bundle = super().bundle(bidder, valuation, state, ties)
+        prices = state.prices_for(bidder, bundle)
+
+        def fits(candidate: frozenset[str]) -> bool:
+            return math.fsum(prices[p] for p in candidate) <= self.budget_usd + 1e-9
+
+        return _trim(bundle, frozenset(), fits, valuation, prices)
+
+
+class _NoFields(Settings):
+    pass
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: str
+    fields: type[Settings]
+    build: Callable[[Any], BiddingStrategy]
+    mechanisms: frozenset[str] | None  # the mechanism kinds it can play; None: every one
+    summary: str
+
+
+STRATEGIES: dict[str, StrategySpec] = {
+    spec.name: spec
+    for spec in (
+        StrategySpec("straightforward", _NoFields, lambda f: Straightforward(), None,
+                     "a surplus-maximising bundle at the posted prices; the true values when asked"),
+        StrategySpec("jump", JumpFields, lambda f: Jump(increments=f.increments), frozenset({"saa"}),
+                     "straightforward, with new bids jumping up to `increments` increments"),
+        StrategySpec("demand_reduction", DemandReductionFields, lambda f: DemandReduction(keep=f.keep),
+                     frozenset({"saa", "clock"}), "stops asking for more once it holds `keep` products"),
+        StrategySpec("budget_limited", BudgetFields, lambda f: BudgetLimited(budget_usd=f.budget_usd),
+                     frozenset({"saa", "clock", "queue"}), "straightforward within `budget_usd` of commitments"),
+    )
+}
+
+
+def strategy_parts(value: str | Mapping[str, Any]) -> tuple[StrategySpec, Settings]:
+    """A config's ``strategy`` (a name, or a table with ``name`` and the strategy's fields),
+    validated: the spec and its fields. Errors are one line naming the field."""
+    if isinstance(value, str):
+        name, given = value, {}
+    elif isinstance(value, Mapping):
+        given = {k: v for k, v in value.items() if k != "name"}
+        name = value.get("name")
+        if not isinstance(name, str):
+            raise AgentConfigError("strategy.name: a strategy table needs name = one of " + ", ".join(STRATEGIES))
+    else:
+        raise AgentConfigError(f"strategy: expected a name or a table, got {value!r}")
+    if name not in STRATEGIES:
+        raise AgentConfigError(f"strategy: unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    spec = STRATEGIES[name]
     try:
-        return STRATEGIES[name]()
-    except KeyError:
-        raise AgentConfigError(f"strategy: unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
+        return spec, spec.fields.model_validate(given)
+    except ValidationError as error:
+        raise AgentConfigError(f"strategy.{first_error(error)}") from None
+
+
+def make_strategy(value: str | Mapping[str, Any]) -> BiddingStrategy:
+    spec, fields = strategy_parts(value)
+    return spec.build(fields)
 
 
 @dataclass(frozen=True)

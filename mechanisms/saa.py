@@ -206,6 +206,8 @@ class AuctionState:
     waivers_left: Mapping[str, int] = field(default_factory=dict)
     withdrawals_left: Mapping[str, int] = field(default_factory=dict)  # bidder -> withdrawal rounds
     visibility: str = "all_bids"
+    increment: float = 0.0  # the rules' increment ($, or % with increment_kind "percent")
+    increment_kind: str = "absolute"
     # Product -> holder, for held_by; engine-private (strategies call held_by or view). None:
     # read the holders from the standings.
     holders: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
@@ -243,6 +245,13 @@ class AuctionState:
         rank = self._index()[1]
         new = sorted(bundle - self.held_by(bidder), key=rank.__getitem__)
         return [Bid(bidder, p, self.minimum_bids[p]) for p in new]
+
+    def jump_bid(self, product: str, steps: int) -> float:
+        """The minimum bid raised by ``steps`` more increments (a jump bid)."""
+        minimum = self.minimum_bids[product]
+        if self.increment_kind == "percent":
+            return minimum * (1.0 + self.increment / 100.0) ** steps
+        return minimum + steps * self.increment
 
     def points_of(self, products: Iterable[str]) -> float:
         """Eligibility points of the products (0 when the activity rule is off)."""
@@ -412,6 +421,8 @@ class SimultaneousAscendingAuction:
             waivers_left=dict(self._waivers_left),
             withdrawals_left=dict(self._withdrawals_left),
             visibility=self.rules.visibility,
+            increment=self.rules.increment,
+            increment_kind=self.rules.increment_kind,
             holders={p: s.bidder for p, s in self._standings.items() if s is not None},
         )
 

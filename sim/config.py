@@ -17,7 +17,8 @@ import tomli_w
 from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from agents.bundle_ties import BUNDLE_TIE_POLICIES
-from agents.strategies import STRATEGIES
+from agents.errors import AgentConfigError
+from agents.strategies import STRATEGIES, strategy_parts
 from agents.populations import DRAWERS, MIXES
 from agents.profiles import PROFILES, ProfileSpec
 from grid.capacity import FORMULATIONS, RISK_MODES, check_risk_levels
@@ -270,7 +271,8 @@ class _BidderBase(_Section):
     """What every bidder has; its profile's own fields come from the profile (agents/profiles.py)."""
 
     name: str = Field(min_length=1)
-    strategy: str = "straightforward"
+    # A strategy name, or a table with `name` and the strategy's own fields.
+    strategy: str | dict[str, Any] = "straightforward"
     bundle_ties: str = "paper"
 
     @field_validator("name")
@@ -280,10 +282,19 @@ class _BidderBase(_Section):
             raise ValueError(f"bidder name {value!r} must not have surrounding spaces or commas")
         return value
 
-    @field_validator("strategy", "bundle_ties")
+    @field_validator("bundle_ties")
     @classmethod
     def _registered_name(cls, value: str, info: ValidationInfo) -> str:
         return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        try:
+            strategy_parts(value)
+        except AgentConfigError as error:
+            raise ValueError(str(error).removeprefix("strategy: ").removeprefix("strategy.")) from None
+        return value
 
     @classmethod
     def unknown_field_message(cls, key: str) -> str:
@@ -423,11 +434,15 @@ class _ExperimentBase(_Section):
                     f"{spec.table}: [{spec.table}] holds the rules of the {spec.kind!r} mechanism, but "
                     f"[mechanism] kind = {chosen.kind!r}; remove [{spec.table}] or set kind = {spec.kind!r}"
                 )
-        for i, bidder in enumerate(self.bidders or []):
-            playable = STRATEGIES[bidder.strategy].mechanisms
+        chosen_strategies = [(f"bidders[{i}]", b.strategy) for i, b in enumerate(self.bidders or [])]
+        if self.population is not None:
+            chosen_strategies.append(("population", self.population.strategy))
+        for where, value in chosen_strategies:
+            strategy, _ = strategy_parts(value)
+            playable = strategy.mechanisms
             if playable is not None and chosen.kind not in playable:
                 raise ValueError(
-                    f"bidders[{i}].strategy: {bidder.strategy!r} plays only {', '.join(sorted(playable))}, "
+                    f"{where}.strategy: {strategy.name!r} plays only {', '.join(sorted(playable))}, "
                     f"not the {chosen.kind!r} mechanism"
                 )
         return self
