@@ -11,20 +11,26 @@ the network can offer.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agents.errors import AgentConfigError
 from agents.valuations import (
     AdditiveValuation,
+    BudgetCappedValuation,
     BundleTableValuation,
+    ComplementsValuation,
+    PerMWValuation,
+    Site,
+    SitesValuation,
     SymmetricConcaveValuation,
     ValuationProfile,
     money_tolerance,
 )
-from mechanisms.products import Product, ProductCatalog
+from mechanisms.products import Product, ProductCatalog, parse_product_id
 from mechanisms.settings import Money, Settings, first_error
 
 
@@ -83,8 +89,91 @@ def _one_product(key: str, where: str, catalog: ProductCatalog) -> str | None:
     return products[0].id if products else None
 
 
+def _priced(
+    table: Mapping[str, Any], where: str, catalog: ProductCatalog, *, per_mw: bool = False, families: bool = False
+) -> dict[str, float]:
+    """A table of product key -> $ (or $/MW with ``per_mw``) as $ per product id.
+
+    Per-MW keys, and $ keys when ``families`` is set, may name a product without its block
+    number, which gives every block of it that value; plain $ keys must name one product.
+    """
+    kept: dict[str, float] = {}
+    for key, raw in table.items():
+        here = f"{where}.{key}"
+        amount = _money(raw, here)
+        if not (per_mw or families):
+            product_id = _one_product(key, here, catalog)
+            if product_id is not None:
+                kept[product_id] = amount
+            continue
+        products = catalog.resolve(key)
+        if products is None:
+            raise AgentConfigError(f"{here}: unknown product {key!r}; the products are {catalog.describe()}")
+        for product in products:
+            if product.id in kept:
+                what = "rate" if per_mw else "value"
+                raise AgentConfigError(f"{here}: product {product.id} is priced twice; give each product one {what}")
+            if per_mw and not math.isfinite(product.capacity_mw):
+                raise AgentConfigError(f"{here}: product {product.id} has no capacity (MW) to price per MW")
+            kept[product.id] = amount * product.capacity_mw if per_mw else amount
+    return kept
+
+
+def _values_or_per_mw(fields: Any, catalog: ProductCatalog, profile: str) -> dict[str, float]:
+    """``values`` ($ per product) or ``value_per_mw`` ($/MW times each product's MW)."""
+    if fields.values is not None:
+        if not fields.values:
+            raise AgentConfigError(f"values: the {profile} profile needs a table of product id -> value ($)")
+        return _priced(fields.values, "values", catalog)
+    if not fields.value_per_mw:
+        raise AgentConfigError("value_per_mw: expected a table of product id -> value ($/MW)")
+    return _priced(fields.value_per_mw, "value_per_mw", catalog, per_mw=True)
+
+
+def _keys_as_text(value: Any) -> Any:
+    """Bus tables: TOML keys are strings; from Python, int keys are welcome too."""
+    if isinstance(value, Mapping):
+        return {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in value.items()}
+    return value
+
+
+def _require_buses(catalog: ProductCatalog, where: str, profile: str) -> None:
+    for product in catalog.offered:
+        if product.bus is None:
+            raise AgentConfigError(
+                f"{where}: product {product.id!r} has no bus; the {profile} profile values products by "
+                "location, so it needs network products (or explicit products with a bus)"
+            )
+
+
+def _bus_table(table: Mapping[str, Any], where: str, catalog: ProductCatalog) -> dict[int, float]:
+    """A table of bus number -> $ (or $/MW); every bus must be one the products can be at."""
+    known = {p.bus for p in catalog.offered if p.bus is not None}
+    for name in (*catalog.families, *catalog.withheld):
+        key = parse_product_id(name)
+        if key is not None:
+            known.add(key.bus)
+    kept: dict[int, float] = {}
+    for key, raw in table.items():
+        here = f"{where}.{key}"
+        if not re.fullmatch(r"-?\d+", str(key)):
+            raise AgentConfigError(f"{here}: key {key!r} is not a bus number; write the bus, e.g. \"3\" = ...")
+        bus = int(key)
+        if bus in kept:
+            raise AgentConfigError(f"{where}: bus {bus} is given twice (as {key!r}); give each bus once")
+        amount = _money(raw, here)
+        if bus not in known:
+            buses = ", ".join(str(b) for b in sorted(known)[:20]) or "none"
+            raise AgentConfigError(f"{here}: no products at bus {bus}; the products are at buses {buses}")
+        kept[bus] = amount
+    return kept
+
+
 # -------------------------------------------------------------------------------- additive
 class AdditiveFields(ProfileFields):
+    """``values``: product id -> $; or ``value_per_mw``: product (or product without its block
+    number) -> $/MW, times each product's MW. One of the two."""
+
     profile_name: ClassVar[str] = "additive"
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("values", "value_per_mw"),)
     values: dict[str, Money] | None = None
@@ -97,32 +186,7 @@ def build_additive(fields: AdditiveFields, catalog: ProductCatalog) -> AdditiveV
     ``value_per_mw`` keys may be a product id or a product without its block number (its bus and
     risk tier), which prices every block of it, so that changes in capacity change the auction.
     """
-    kept: dict[str, float] = {}
-    if fields.values is not None:
-        if not fields.values:
-            raise AgentConfigError("values: the additive profile needs a table of product id -> value ($)")
-        for key, value in fields.values.items():
-            amount = _money(value, f"values.{key}")
-            product = _one_product(key, f"values.{key}", catalog)
-            if product is not None:
-                kept[product] = amount
-        return AdditiveValuation(values=kept)
-    assert fields.value_per_mw is not None
-    if not fields.value_per_mw:
-        raise AgentConfigError("value_per_mw: expected a table of product id -> value ($/MW)")
-    for key, rate in fields.value_per_mw.items():
-        where = f"value_per_mw.{key}"
-        amount = _money(rate, where)
-        products = catalog.resolve(key)
-        if products is None:
-            raise AgentConfigError(f"{where}: unknown product {key!r}; the products are {catalog.describe()}")
-        for product in products:
-            if product.id in kept:
-                raise AgentConfigError(f"{where}: product {product.id} is priced twice; give each product one rate")
-            if not math.isfinite(product.capacity_mw):
-                raise AgentConfigError(f"{where}: product {product.id} has no capacity (MW) to price per MW")
-            kept[product.id] = amount * product.capacity_mw
-    return AdditiveValuation(values=kept)
+    return AdditiveValuation(values=_values_or_per_mw(fields, catalog, "additive"))
 
 
 # ------------------------------------------------------------------------ symmetric concave
@@ -188,6 +252,136 @@ def build_bundle_table(fields: BundlesFields, catalog: ProductCatalog) -> Bundle
     return BundleTableValuation(bundles=tuple(table))
 
 
+# --------------------------------------------------------------------------------- sites
+class SitesFields(ProfileFields):
+    """Up to ``max_sites`` sites: a bundle is worth the sum of its ``max_sites`` largest product
+    values (unit demand when 1).
+
+    - ``site_values``: product key -> $ (the value of building on that product); a key without a
+      block number gives each of its blocks that value;
+    - ``site_value_per_mw``: product key -> $/MW, times each product's MW (instead of
+      ``site_values``; one of the two);
+    - ``max_sites``: how many products count, >= 1 (default 1).
+    """
+
+    profile_name: ClassVar[str] = "sites"
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("site_values", "site_value_per_mw"),)
+    site_values: dict[str, Money] | None = None
+    site_value_per_mw: dict[str, Money] | None = None
+    max_sites: int = Field(default=1, ge=1)
+
+
+def build_sites(fields: SitesFields, catalog: ProductCatalog) -> SitesValuation:
+    if fields.site_values is not None:
+        if not fields.site_values:
+            raise AgentConfigError("site_values: the sites profile needs a table of product id -> value ($)")
+        values = _priced(fields.site_values, "site_values", catalog, families=True)
+    else:
+        if not fields.site_value_per_mw:
+            raise AgentConfigError("site_value_per_mw: expected a table of product id -> value ($/MW)")
+        values = _priced(fields.site_value_per_mw, "site_value_per_mw", catalog, per_mw=True)
+    return SitesValuation(values=values, max_sites=fields.max_sites)
+
+
+# -------------------------------------------------------------------------------- per MW
+class PerMWFields(ProfileFields):
+    """A value per MW by location, discounted for interruption risk net of backup generation.
+
+    A product at bus b with risk eps and q MW is worth
+    ``q * value_per_mw[b] * max(0, 1 - eps * (1 - backup_share) * outage_penalty)``:
+
+    - ``value_per_mw``: bus number -> $/MW (TOML keys are strings: ``{ "3" = 100 }``); products at
+      other buses are worth 0;
+    - ``backup_share``: the share of its load the bidder's own backup generation carries through
+      an interruption, in [0, 1] (default 0);
+    - ``outage_penalty``: the value lost per MW at interruption probability 1, as a multiple of the
+      MW's value, >= 0 (default 10: lost jobs and contract penalties make an outage cost far more
+      than the energy; at 10, a 10 % risk without backup leaves nothing). Firm capacity (risk 0)
+      keeps the full rate.
+    """
+
+    profile_name: ClassVar[str] = "per_mw"
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("value_per_mw",),)
+    value_per_mw: dict[str, Money] | None = None
+    backup_share: float = Field(default=0.0, ge=0, le=1)
+    outage_penalty: float = Field(default=10.0, ge=0, le=1e6)
+
+    @field_validator("value_per_mw", mode="before")
+    @classmethod
+    def _bus_keys(cls, value: Any) -> Any:
+        return _keys_as_text(value)
+
+
+def build_per_mw(fields: PerMWFields, catalog: ProductCatalog) -> PerMWValuation:
+    if not fields.value_per_mw:
+        raise AgentConfigError("value_per_mw: the per_mw profile needs a table of bus -> value ($/MW)")
+    _require_buses(catalog, "value_per_mw", "per_mw")
+    rates = _bus_table(fields.value_per_mw, "value_per_mw", catalog)
+    products = tuple(p for p in catalog.offered if p.bus in rates)
+    for product in products:
+        if not math.isfinite(product.capacity_mw):
+            raise AgentConfigError(f"value_per_mw.{product.bus}: product {product.id} has no capacity (MW) to price per MW")
+    return PerMWValuation(rates=rates, products=products, backup_share=fields.backup_share,
+                          outage_penalty=fields.outage_penalty)
+
+
+# -------------------------------------------------------------------------- budget capped
+class BudgetCappedFields(ProfileFields):
+    """Additive values capped at a budget: v(S) = min(budget_usd, sum of the values in S).
+
+    - ``values`` (product id -> $) or ``value_per_mw`` (product key -> $/MW), as for additive;
+    - ``budget_usd``: the most any bundle is worth, > 0 (required).
+    """
+
+    profile_name: ClassVar[str] = "budget_capped"
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("values", "value_per_mw"),)
+    values: dict[str, Money] | None = None
+    value_per_mw: dict[str, Money] | None = None
+    budget_usd: Money = Field(gt=0)
+
+
+def build_budget_capped(fields: BudgetCappedFields, catalog: ProductCatalog) -> BudgetCappedValuation:
+    values = _values_or_per_mw(fields, catalog, "budget_capped")
+    return BudgetCappedValuation(values=values, budget=_money(fields.budget_usd, "budget_usd"))
+
+
+# ---------------------------------------------------------------------------- complements
+class ComplementsFields(ProfileFields):
+    """A site is worth its value only with all of its products (firm and flexible together).
+
+    - ``site_values``: bus number -> $, the value of a complete site: every product offered at
+      that bus (all blocks and risk tiers); TOML keys are strings: ``{ "3" = 500 }``;
+    - ``synergy_usd``: $ added for each complete site beyond the first, >= 0 (default 0).
+
+    v(S) = sum of complete sites' values + synergy_usd * max(0, complete sites - 1).
+    """
+
+    profile_name: ClassVar[str] = "complements"
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("site_values",),)
+    site_values: dict[str, Money] | None = None
+    synergy_usd: Money = 0.0
+
+    @field_validator("site_values", mode="before")
+    @classmethod
+    def _bus_keys(cls, value: Any) -> Any:
+        return _keys_as_text(value)
+
+
+def build_complements(fields: ComplementsFields, catalog: ProductCatalog) -> ComplementsValuation:
+    if not fields.site_values:
+        raise AgentConfigError("site_values: the complements profile needs a table of bus -> value ($) of a complete site")
+    _require_buses(catalog, "site_values", "complements")
+    values = _bus_table(fields.site_values, "site_values", catalog)
+    synergy = _money(fields.synergy_usd, "synergy_usd")
+    # A bus with no capacity offered is like a withheld product: its value is ignored.
+    sites = tuple(
+        Site(bus, frozenset(p.id for p in catalog.offered if p.bus == bus), value)
+        for bus, value in values.items()
+        if any(p.bus == bus for p in catalog.offered)
+    )
+    return ComplementsValuation(sites=sites, synergy=synergy)
+
+
 # ------------------------------------------------------------------------------ registry
 PROFILES: dict[str, ProfileSpec] = {
     spec.name: spec
@@ -198,6 +392,14 @@ PROFILES: dict[str, ProfileSpec] = {
                     "a value by the number of products held, with diminishing marginal value"),
         ProfileSpec("bundles", BundlesFields, build_bundle_table, False,
                     "an XOR table of bundle values (complements allowed)"),
+        ProfileSpec("sites", SitesFields, build_sites, True,
+                    "up to max_sites products count, the most valuable ones (unit demand for 1)"),
+        ProfileSpec("per_mw", PerMWFields, build_per_mw, True,
+                    "a value per MW by bus, discounted for interruption risk net of backup generation"),
+        ProfileSpec("budget_capped", BudgetCappedFields, build_budget_capped, False,
+                    "additive values capped at a budget: min(budget, sum of values)"),
+        ProfileSpec("complements", ComplementsFields, build_complements, False,
+                    "a site counts only with all its products (firm and flexible), plus a synergy per extra site"),
     )
 }
 

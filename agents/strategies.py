@@ -45,7 +45,7 @@ class BiddingStrategy(Protocol):
 def demanded_bundle(bidder: str, valuation: ValuationProfile, state: DemandQuery, ties: BundleTiePolicy) -> frozenset[str]:
     """A surplus-maximising bundle at the prices the state quotes this bidder (spec (6)), the
     best one under its tie policy. Only the products the valuation cares about are priced."""
-    interest = getattr(valuation, "interest", lambda: None)()
+    interest = valuation.interest()
     among = None if interest is None else interest | state.held_by(bidder)
     prices = state.prices_for(bidder, among)
     held = state.held_by(bidder) & frozenset(prices)

@@ -16,8 +16,10 @@ SCRIPTS = [
     ("flexible_sampling_study.py", ["--draws", "2", "--sizes", "200"], "flexible_sampling.csv", 2),
     # paper-4bus and ieee118, exact and scenario LP (the latter killed at the quick limit on ieee118), the floor.
     ("bench_capacity.py", ["--quick", "--solvers", "highs"], "bench_capacity.csv", 5),
-    ("bench_auction.py", ["--products", "4", "8", "--bidders", "2", "3", "--profiles", "additive"],
-     "bench_auction.csv", 4),
+    # Through the Mesa model at 20 x 4 and 40 x 8, certified.
+    ("bench_auction.py", ["--quick"], "bench_auction.csv", 2),
+    # Two populations of each mix, four mechanisms each.
+    ("compare_mechanisms.py", ["--populations", "2", "--bidders", "4", "--buses", "2"], "compare_mechanisms.csv", 16),
 ]
 
 

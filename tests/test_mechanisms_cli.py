@@ -43,13 +43,14 @@ def test_vcg_charges_second_prices_for_additive_values(tmp_path):
 
 
 def test_the_queue_serves_the_first_arrival_whatever_the_others_value(tmp_path):
-    # B1 arrives first; at tariff 0 it takes every product it values at least 0 (the paper's
-    # opening rule keeps zero-surplus products): all four. B2 gets nothing. Welfare 65 of 95.
+    # B1 arrives first; at tariff 0 it takes every product it values: firm@3, firm@4 and
+    # flex@4 (not flex@3, worth 0 to it). B2 arrives to what is left, flex@3 (20 $), although it
+    # values firm@3 at 30 against B1's 20. Welfare 85 of 95.
     s = run(tmp_path, "queue", {"order": "config"})
-    assert s["allocation"] == dict.fromkeys(["firm@3", "flex@3", "firm@4", "flex@4"], "B1")
+    assert s["allocation"] == {"firm@3": "B1", "flex@3": "B2", "firm@4": "B1", "flex@4": "B1"}
     assert s["payments"] == {"B1": 0, "B2": 0}
-    assert s["welfare"] == 65 and s["efficient_welfare"] == 95
-    assert s["surplus"] == {"B1": 65, "B2": 0}
+    assert s["welfare"] == 85 and s["efficient_welfare"] == 95
+    assert s["surplus"] == {"B1": 65, "B2": 20}
 
 
 def test_the_clock_runs_an_english_auction_per_product(tmp_path):

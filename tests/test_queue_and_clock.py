@@ -88,11 +88,12 @@ def test_queue_tariff_prices_out_low_values():
     assert (outcome.rounds_run, outcome.rounds_with_bids) == (2, 1)
 
 
-def test_queue_paper_tie_policy_makes_the_first_arrival_take_worthless_products():
+def test_queue_first_arrival_takes_only_what_it_values_even_under_the_largest_rule():
     # The paper policy's opening rule (largest bundle) applies in round 1, i.e. to the first
-    # arrival only: at tariff 0 x adds B, which it values at 0, and y gets nothing.
+    # arrival only. At tariff 0, B (worth 0 to x) would tie at zero surplus, but a bidder only
+    # prices the products it values (ValuationProfile.interest), so x leaves B to y.
     outcome, _ = run_queue(QueueRules(), ties="paper")
-    assert outcome.allocation == {"A": "x", "B": "x"}
+    assert outcome.allocation == {"A": "x", "B": "y"}
 
 
 def test_queue_ignores_value_so_the_judge_finds_an_efficiency_gap():
