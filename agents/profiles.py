@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from agents.aggregator import AggregatorValuation, build_members
 from agents.errors import AgentConfigError
 from agents.valuations import (
     AdditiveValuation,
@@ -382,6 +383,24 @@ def build_complements(fields: ComplementsFields, catalog: ProductCatalog) -> Com
     return ComplementsValuation(sites=sites, synergy=synergy)
 
 
+# ------------------------------------------------------------------------------ aggregator
+class AggregatorFields(ProfileFields):
+    """``members``: a list of member data centers, each ``{name, profile, <that profile's
+    fields>}``; the aggregator's value for a bundle is the best assignment of its products to
+    them."""
+
+    profile_name: ClassVar[str] = "aggregator"
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("members",),)
+    members: list[dict[str, Any]] | None = None
+
+
+def build_aggregator(fields: AggregatorFields, catalog: ProductCatalog) -> AggregatorValuation:
+    if not fields.members:
+        raise AgentConfigError("members: the aggregator profile needs at least one member "
+                               "{name = ..., profile = ..., <its fields>}")
+    return AggregatorValuation(members=build_members(fields.members, build_profile, catalog))
+
+
 # ------------------------------------------------------------------------------ registry
 PROFILES: dict[str, ProfileSpec] = {
     spec.name: spec
@@ -400,6 +419,9 @@ PROFILES: dict[str, ProfileSpec] = {
                     "additive values capped at a budget: min(budget, sum of values)"),
         ProfileSpec("complements", ComplementsFields, build_complements, False,
                     "a site counts only with all its products (firm and flexible), plus a synergy per extra site"),
+        # Gross substitutes exactly when every member is (the flag of a built aggregator says).
+        ProfileSpec("aggregator", AggregatorFields, build_aggregator, False,
+                    "bids for member data centers: the best assignment of products to its members"),
     )
 }
 

@@ -146,33 +146,48 @@ def check_prices(
     return PriceCheck(holds=not violations, violations=tuple(violations))
 
 
-def best_allocation(
-    products: Sequence[str], valuations: Mapping[str, Oracle], column_limit: int = DEFAULT_COLUMN_LIMIT
-) -> tuple[WinnerDetermination | None, dict[str, tuple[str, ...]] | None, str | None]:
-    """Winner determination over every bidder's atoms: (result, allocation by bidder, None), or
-    (None, None, why not)."""
+def atom_bids(products: Sequence[str], valuations: Mapping[str, Oracle], column_limit: int = DEFAULT_COLUMN_LIMIT
+              ) -> tuple[dict[str, list[tuple[frozenset[str], float]]], dict[str, str], str | None]:
+    """Every bidder's atoms as XOR bidders of their own (named bidder + separator + k), with the
+    bidder each belongs to; or a reason when some valuation has no atoms or they are too many."""
     bids: dict[str, list[tuple[frozenset[str], float]]] = {}
     parent: dict[str, str] = {}
     columns = 0
     for bidder, oracle in valuations.items():
         atoms = oracle.atoms(products)
         if atoms is None:
-            return None, None, (f"{bidder}'s valuation has no compact bid form, so winner determination "
-                                "would enumerate its bundles")
+            return {}, {}, (f"{bidder}'s valuation has no compact bid form, so winner determination "
+                            "would enumerate its bundles")
         for k, atom in enumerate(atoms):
             name = f"{bidder}\x1f{k}"
             bids[name], parent[name] = atom, bidder
             columns += len(atom)
         if columns > column_limit:
-            return None, None, (f"winner determination would have more than {column_limit:,} bid columns "
-                                "(raise the limit to certify anyway)")
-    result = solve_winner_determination(products, bids)
+            return {}, {}, (f"winner determination would have more than {column_limit:,} bid columns "
+                            "(raise the limit to certify anyway)")
+    return bids, parent, None
+
+
+def merge_by_bidder(products: Sequence[str], valuations: Mapping[str, Oracle], parent: Mapping[str, str],
+                    allocation: Mapping[str, frozenset[str]]) -> dict[str, tuple[str, ...]]:
+    """The atoms' allocation gathered back per bidder, in product order."""
     merged: dict[str, list[str]] = {bidder: [] for bidder in valuations}
-    for name, bundle in result.allocation.items():
+    for name, bundle in allocation.items():
         merged[parent[name]].extend(bundle)
     order = {p: i for i, p in enumerate(products)}
-    allocation = {b: tuple(sorted(items, key=order.__getitem__)) for b, items in merged.items()}
-    return result, allocation, None
+    return {b: tuple(sorted(items, key=order.__getitem__)) for b, items in merged.items()}
+
+
+def best_allocation(
+    products: Sequence[str], valuations: Mapping[str, Oracle], column_limit: int = DEFAULT_COLUMN_LIMIT
+) -> tuple[WinnerDetermination | None, dict[str, tuple[str, ...]] | None, str | None]:
+    """Winner determination over every bidder's atoms, with its certificates: (result,
+    allocation by bidder, None), or (None, None, why not)."""
+    bids, parent, skipped = atom_bids(products, valuations, column_limit)
+    if skipped is not None:
+        return None, None, skipped
+    result = solve_winner_determination(products, bids)
+    return result, merge_by_bidder(products, valuations, parent, result.allocation), None
 
 
 def certify(

@@ -107,6 +107,17 @@ def xor_bids_from_value(
     return bids
 
 
+def best_welfare(products: Sequence[str], bids: XorBids) -> tuple[float, dict[str, frozenset[str]]]:
+    """The integer optimum alone (welfare, allocation): what a bidder's own valuation needs (an
+    aggregator valuing a bundle), without the LP certificates."""
+    market = _validated_market(products, bids)
+    if not market.bundles:
+        return 0.0, {b: frozenset() for b in market.bidders}
+    rows, _, _ = _incidence(market)
+    allocation, welfare = _integer_optimum(market, rows)
+    return welfare, allocation
+
+
 def solve_winner_determination(products: Sequence[str], bids: XorBids) -> WinnerDetermination:
     """Efficient allocation (integer optimum), configuration-LP bound and item-price CE certificates.
 

@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 import mesa
 import numpy as np
 
+from agents.aggregator import Aggregator
 from agents.bidder import DataCenterBidder
 from agents.bundle_ties import bundle_tie_policy
 from agents.dso import DSO, CapacityReport, ProductSettings, possible_families
@@ -264,7 +265,9 @@ class MarketModel(mesa.Model):
 
         # Bidders, in config order (the alternating tie-break rule depends on it).
         for i, spec in enumerate(bidder_specs):
-            DataCenterBidder(
+            # An aggregator is a bidder that also hands its products to its members afterwards.
+            agent_class = Aggregator if spec.profile == "aggregator" else DataCenterBidder
+            agent_class(
                 self,
                 name=spec.name,
                 valuation=self._build_valuation(i, spec, catalog),
@@ -272,7 +275,8 @@ class MarketModel(mesa.Model):
                 ties=bundle_tie_policy(spec.bundle_ties),
             )
         self.population = self._draw_population(catalog, {spec.name for spec in bidder_specs})
-        self.bidders = self.agents_by_type[DataCenterBidder]
+        # Every bidder, aggregators included, in registration (config) order.
+        self.bidders = self.agents.select(lambda agent: isinstance(agent, DataCenterBidder))
 
         self.mechanism: Mechanism = market.build(
             product_ids, [b.name for b in self.bidders], rules, stream(config.seed, "tie_break")

@@ -13,6 +13,7 @@ from mechanisms.registry import MECHANISMS
 from sim import outputs
 from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, load_config
 from sim.capacity_report import capacity_columns, capacity_rows, capacity_summary, capacity_text
+from agents.aggregator import Aggregator
 from sim.model import Judgement, MarketModel
 from sim.report import (
     allocation_table,
@@ -95,7 +96,23 @@ def build_summary(model: MarketModel) -> dict[str, Any]:
         "efficient_welfare": equilibrium["efficient_welfare"],
         "equilibrium": equilibrium,
         "population": [{"name": d.name, "profile": d.profile, "fields": d.fields} for d in model.population],
+        "aggregators": aggregator_shares(model, bundles, outcome.prices),
     }
+
+
+def aggregator_shares(model: MarketModel, bundles: dict[str, tuple[str, ...]],
+                      prices: dict[str, float]) -> dict[str, Any]:
+    """What each aggregator handed to each member: products, value, payment and surplus ($)."""
+    out: dict[str, Any] = {}
+    for agent in model.agents_by_type.get(Aggregator, []):
+        shares, unassigned = agent.hand_out(bundles[agent.name], prices)
+        out[agent.name] = {
+            "members": {name: {"products": list(s.products), "value": s.value, "payment": s.payment,
+                               "surplus": s.surplus} for name, s in shares.items()},
+            "unassigned": list(unassigned),
+            "unassigned_cost": math.fsum(prices[p] for p in unassigned),
+        }
+    return out
 
 
 def _table_rows(model: MarketModel) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

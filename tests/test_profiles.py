@@ -98,8 +98,17 @@ def _table(rng):
     return build_profile("bundles", {"bundles": bundles}, CATALOG)
 
 
+def _aggregator(rng):
+    # A complements member makes the portfolio fail gross substitutes, as the registry says.
+    members = [{"name": "pair", "profile": "complements",
+                "site_values": {str(int(rng.choice([3, 4, 5]))): int(rng.integers(1, 13)) * 5}},
+               {"name": "one", "profile": "sites",
+                "site_values": {p: int(rng.integers(0, 9)) * 5 for p in PRODUCTS[:3]}}]
+    return build_profile("aggregator", {"members": members}, CATALOG)
+
+
 NEW = {"sites": _sites, "per_mw": _per_mw, "budget_capped": _budget, "complements": _complements}
-MAKERS = {**NEW, "additive": _additive, "symmetric_concave": _concave, "bundles": _table}
+MAKERS = {**NEW, "additive": _additive, "symmetric_concave": _concave, "bundles": _table, "aggregator": _aggregator}
 
 
 def _prices(rng) -> dict[str, float]:
