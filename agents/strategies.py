@@ -19,6 +19,8 @@ its strategy as a string (`strategy = "jump"`) or as a table with the strategy's
 - `budget_limited` (any price mechanism): straightforward within a budget: what it holds at
   its standing prices plus its new bids never exceed ``budget_usd``; new products are added by
   surplus until the budget is spent.
+- `withdraw_exposed` (SAA with `withdrawals_allowed`): straightforward, and it withdraws a
+  standing bid that is no longer worth its price to it (see `WithdrawExposed`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from agents.bundle_ties import BundleTiePolicy
 from agents.errors import AgentConfigError
 from agents.valuations import ValuationProfile
 from mechanisms.mechanism import Bid, DemandQuery, ValuationQuery
+from mechanisms.saa import Withdrawal
 from mechanisms.settings import MAX_MONEY, Settings, first_error
 
 
@@ -160,6 +163,28 @@ class _NoFields(Settings):
 
 
 @dataclass(frozen=True)
+class WithdrawExposed(Straightforward):
+    """Straightforward, and when the rules allow bid withdrawals, it withdraws a standing bid
+    whose product is no longer worth its price to it (its marginal value in what it holds is
+    below the price): the exposure a complements bidder is left with when it loses the rest of
+    its package. It owes the FCC withdrawal payment if the product then sells for less."""
+
+    name: ClassVar[str] = "withdraw_exposed"
+
+    def bids(self, bidder, valuation, state, ties):
+        messages = super().bids(bidder, valuation, state, ties)
+        if state.withdrawals_left.get(bidder, 0) <= 0:
+            return messages
+        held = state.held_by(bidder)
+        wanted = self.bundle(bidder, valuation, state, ties)
+        for product in sorted(held - wanted):
+            marginal = valuation(held) - valuation(held - {product})
+            if marginal < state.standings[product].price:
+                messages.append(Withdrawal(bidder, product))
+        return messages
+
+
+@dataclass(frozen=True)
 class StrategySpec:
     name: str
     fields: type[Settings]
@@ -179,6 +204,8 @@ STRATEGIES: dict[str, StrategySpec] = {
                      frozenset({"saa", "clock"}), "stops asking for more once it holds `keep` products"),
         StrategySpec("budget_limited", BudgetFields, lambda f: BudgetLimited(budget_usd=f.budget_usd),
                      frozenset({"saa", "clock", "queue"}), "straightforward within `budget_usd` of commitments"),
+        StrategySpec("withdraw_exposed", _NoFields, lambda f: WithdrawExposed(), frozenset({"saa"}),
+                     "straightforward, withdrawing standing bids no longer worth their price (FCC withdrawals)"),
     )
 }
 

@@ -45,7 +45,7 @@ RULES: dict[str, dict[str, Any]] = {
 COLUMNS = [
     "mix", "population", "mechanism", "bidders", "products", "welfare_usd", "efficient_usd", "efficiency",
     "revenue_usd", "allocated_share", "rounds", "mean_surplus_usd", "min_surplus_usd",
-    "prices_form_equilibrium", "walrasian_exists", "seconds",
+    "prices_form_equilibrium", "walrasian_exists",
 ]
 
 
@@ -65,11 +65,9 @@ def run_population(mix: str, index: int, bidders: int, buses: int, seed: int) ->
     rows = []
     for kind, settings in RULES.items():
         spec = MECHANISMS[kind]
-        started = time.perf_counter()
         mechanism = spec.build(products, list(valuations), spec.rules(**settings), np.random.default_rng([seed, index, 1]))
         outcome = run_to_close(mechanism, respond_all(participants))
         certificate = certify(products, valuations, outcome.allocation, outcome.prices, mechanism.price_step)
-        seconds = time.perf_counter() - started
         bundles = outcome.bundles()
         surplus = [valuations[b](bundles[b]) - outcome.payments[b] for b in valuations]
         best = certificate.optimum.welfare if certificate.optimum is not None else math.nan
@@ -84,7 +82,6 @@ def run_population(mix: str, index: int, bidders: int, buses: int, seed: int) ->
             # VCG's per-product prices only label its per-bidder payments: no item prices to test.
             "prices_form_equilibrium": certificate.prices_form_equilibrium if spec.item_prices else None,
             "walrasian_exists": certificate.optimum.walrasian_exists if certificate.optimum is not None else None,
-            "seconds": seconds,
         })
     return rows
 

@@ -282,12 +282,15 @@ class MarketModel(mesa.Model):
             product_ids, [b.name for b in self.bidders], rules, stream(config.seed, "tie_break")
         )
         self.round_results: list[RoundResult] = []
+        self._withdrawals_logged = 0
         self._ballot: list = []
         self.posted_state = self.mechanism.state()
         self.datacollector = mesa.DataCollector(
             tables={
                 "bids": ["round", "bidder", "product", "amount"],
                 "rounds": ["round", "product", "standing_bidder", "standing_price"],
+                # SAA bid withdrawals (FCC rule), when the rules allow them.
+                "withdrawals": ["round", "bidder", "product", "price", "reoffered_at"],
             }
         )
 
@@ -348,6 +351,12 @@ class MarketModel(mesa.Model):
                     "standing_price": standing.price if standing else 0.0,
                 },
             )
+        withdrawn = getattr(self.mechanism, "withdrawal_log", [])
+        for entry in withdrawn[self._withdrawals_logged:]:
+            self.datacollector.add_table_row("withdrawals", {
+                "round": entry.round, "bidder": entry.bidder, "product": entry.product,
+                "price": entry.price, "reoffered_at": entry.reoffered_at})
+        self._withdrawals_logged = len(withdrawn)
         self.progress(f"round {result.round}: {len(result.bids)} new bids")
         if result.closed:
             self.running = False

@@ -21,6 +21,7 @@ SUMMARY = "summary.json"
 PRODUCTS = "products.csv"
 BIDS = "bids.csv"
 ROUNDS = "rounds.csv"
+WITHDRAWALS = "withdrawals.csv"
 CAPACITY = "capacity.csv"
 CONFIG = "config.toml"
 SCENARIOS = "scenarios.csv"
@@ -32,6 +33,7 @@ CORRELATION = "correlation.csv"
 CASE_FOLDER = "case"
 
 BID_COLUMNS = ("round", "bidder", "product", "amount")
+WITHDRAWAL_COLUMNS = ("round", "bidder", "product", "price", "reoffered_at")
 ROUND_COLUMNS = ("round", "product", "standing_bidder", "standing_price")
 PRODUCT_COLUMNS = ("id", "bus", "risk", "capacity_mw")
 
@@ -66,7 +68,7 @@ def json_bytes(data: Any) -> bytes:
         ) from None
 
 
-RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
+RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
                        RISK_CHECK, CAPACITY_MAP, CORRELATION})
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
 

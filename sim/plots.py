@@ -312,8 +312,9 @@ def plot_mechanism_comparison(rows: list[dict], mechanisms: list[str], path: Pat
         ax.grid(axis="y", color="0.9")
         for m_index, mix in enumerate(mixes):
             centre = m_index * (len(mechanisms) + 1) + (len(mechanisms) - 1) / 2
-            ax.annotate(mix, (centre, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
-                        fontsize=8, color="0.35", xytext=(0, -12), textcoords="offset points")
+            # Under the mechanism names, so that the label never covers a box.
+            ax.annotate(mix, (centre, 0.0), xycoords=("data", "axes fraction"), ha="center", va="top",
+                        fontsize=8, color="0.35", xytext=(0, -16), textcoords="offset points")
     figure.suptitle("Same products, same bidders: four mechanisms", fontsize=12)
     figure.tight_layout()
     _write_png_atomically(figure, path, DPI)

@@ -183,6 +183,9 @@ def run_experiment(
         study = model.capacity.study
         files[outputs.CAPACITY] = outputs.csv_bytes(capacity_columns(study), capacity_rows(study))
     files[outputs.BIDS] = outputs.csv_bytes(outputs.BID_COLUMNS, bids)
+    withdrawals = model.datacollector.get_table_dataframe("withdrawals").to_dict("records")
+    if withdrawals:
+        files[outputs.WITHDRAWALS] = outputs.csv_bytes(outputs.WITHDRAWAL_COLUMNS, withdrawals)
     files[outputs.ROUNDS] = outputs.csv_bytes(outputs.ROUND_COLUMNS, rounds)
     outputs.write_run_directory(out, files, force=force)
     report = render_report(summary, bids, rounds, summary_only=summary_only)

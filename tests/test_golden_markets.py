@@ -101,3 +101,26 @@ def test_exposure_leaves_the_straightforward_complement_bidder_with_a_loss(tmp_p
     printed = capsys.readouterr().out
     assert "pair    A                     0         1           -1" in printed
     assert "(7a) pair prefers {} (surplus 0) to its bundle {A} (surplus -1)" in printed
+
+
+def test_withdrawing_the_exposed_bid_costs_the_fcc_withdrawal_payment(tmp_path):
+    # The exposure market again, with one withdrawal round allowed and "pair" withdrawing what is
+    # no longer worth its price. Round 2: "pair" holds A at 1 but now wants nothing (B costs 2):
+    # A alone is worth 0 < 1, so it withdraws A. A is re-offered at the highest bid it received
+    # that was not withdrawn, onlyA's 1 $; onlyA (value 2) bids 1 in round 3 and wins A at 1.
+    # The withdrawal payment is max(0, 1 - 1) = 0: "pair" leaves without a loss.
+    config = exposure_config()
+    config["auction"]["withdrawals_allowed"] = 1
+    config["bidders"][0]["strategy"] = "withdraw_exposed"
+    path = tmp_path / "withdraw.toml"
+    path.write_text(tomli_w.dumps(config))
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["allocation"] == {"A": "onlyA", "B": "onlyB"}
+    assert summary["surplus"]["pair"] == 0 and summary["payments"]["pair"] == 0
+    assert summary["welfare"] == 4 and summary["equilibrium"]["prices_form_equilibrium"] is True
+    with (out / "withdrawals.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["round"], r["bidder"], r["product"], float(r["price"]), float(r["reoffered_at"])) for r in rows] == [
+        ("2", "pair", "A", 1.0, 1.0)]
