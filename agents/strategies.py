@@ -53,7 +53,18 @@ def demanded_bundle(bidder: str, valuation: ValuationProfile, state: DemandQuery
     prices = state.prices_for(bidder, among)
     held = state.held_by(bidder) & frozenset(prices)
     rank = {p: i for i, p in enumerate(prices)}
-    return valuation.choose_bundle(prices, held, ties.rule(state.round), rank)
+    rule = ties.rule(state.round)
+    bundle = valuation.choose_bundle(prices, held, rule, rank)
+    if rule.size_sign == 0:
+        # "Fewest new products" is indifferent to held products that cost no surplus; keep them
+        # (as the additive oracle does), since in a clock auction a product every demander drops
+        # unasked would go to whoever asked first at the last price, not to who values it most.
+        best = _surplus(valuation, bundle, prices)
+        for product in sorted(held - bundle, key=rank.__getitem__):
+            kept = bundle | {product}
+            if _surplus(valuation, kept, prices) >= best - 1e-9 * max(1.0, abs(best)):
+                bundle = kept
+    return bundle
 
 
 def _surplus(valuation: ValuationProfile, bundle: frozenset[str], prices: Mapping[str, float]) -> float:

@@ -10,12 +10,14 @@ Rules:
 - The auction closes after a round in which no product is over-demanded ("clock_cleared"), or
   after `max_rounds` rounds ("max_rounds"; clocks do not rise after the last round).
 - Each product demanded by exactly one bidder in the last round goes to that bidder at its final
-  clock price. Every other product is unsold at price 0: no undersell rule reassigns a product
-  whose demand dropped from two or more bidders to none in one step, nor an over-demanded
-  product left when `max_rounds` stops the clock.
+  clock price. Demand at a price binds: a product that every demander dropped in the same step
+  (two or more at p, none at p + step) goes to the first of them in bidder order at p, the last
+  price anyone asked for it, instead of staying unsold; a product still over-demanded when
+  `max_rounds` stops the clock goes the same way at its final price. A product nobody ever
+  demanded is unsold at price 0.
 
-Demand carries no commitment between rounds (no activity rule): a bidder may drop a product and
-demand it again later, as straightforward bidders answering each round's prices do.
+Between rounds there is no activity rule: a bidder may drop a product and demand it again later,
+as straightforward bidders answering each round's prices do.
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ class ClockAuction:
     _prices: dict[str, float] = field(init=False, repr=False)
     _demands: dict[str, frozenset[str]] = field(init=False, repr=False)  # bidder -> last demand
     _demanders: dict[str, tuple[str, ...]] = field(init=False, repr=False)  # product -> last round's
+    # product -> (the last clock price anyone demanded it at, who did): demand at a price binds.
+    _last_demand: dict[str, tuple[float, tuple[str, ...]]] = field(init=False, repr=False)
     _largest_step: float = field(init=False, default=0.0)
     _rounds_run: int = field(init=False, default=0)
     _rounds_with_bids: int = field(init=False, default=0)
@@ -130,6 +134,7 @@ class ClockAuction:
         self._prices = {p: opening for p in self.products}
         self._demands = {b: frozenset() for b in self.bidders}
         self._demanders = {p: () for p in self.products}
+        self._last_demand = {}
         self._largest_step = self.rules.step_from(opening)
 
     # -- what bidders see -------------------------------------------------------------
@@ -172,6 +177,9 @@ class ClockAuction:
             demanders[demand.product].append(demand.bidder)
             bundles[demand.bidder].add(demand.product)
         self._demanders = {p: tuple(bs) for p, bs in demanders.items()}
+        for product, bidders in self._demanders.items():
+            if bidders:
+                self._last_demand[product] = (self._prices[product], bidders)
         self._demands = {b: frozenset(ps) for b, ps in bundles.items()}
         # Standings use the prices the round was bid at, before any clock moves.
         standings = {
@@ -194,10 +202,15 @@ class ClockAuction:
         return RoundResult(round=round_number, bids=tuple(demands), standings=standings, closed=self.closed)
 
     def outcome(self) -> Outcome:
-        allocation: dict[str, str | None] = {
-            p: (bs[0] if len(bs) == 1 else None) for p, bs in self._demanders.items()
-        }
-        prices = {p: (self._prices[p] if allocation[p] is not None else 0.0) for p in self.products}
+        allocation: dict[str, str | None] = {}
+        prices: dict[str, float] = {}
+        for product in self.products:
+            # The last price anyone demanded it at, and who did (see the module doc).
+            last = self._last_demand.get(product)
+            if last is None:
+                allocation[product], prices[product] = None, 0.0
+            else:
+                allocation[product], prices[product] = last[1][0], last[0]
         return Outcome.priced(self.kind, self.bidders, allocation, prices, rounds_with_bids=self._rounds_with_bids,
                               rounds_run=self._rounds_run, closed_by=self._closed_by or "open")
 

@@ -253,21 +253,23 @@ def test_clock_percent_step_is_at_least_a_cent():
     assert auction.prices == {"A": pytest.approx(0.51)}  # 1 % of 0.5 is 0.005 < 0.01
 
 
-def test_clock_stops_at_max_rounds_leaving_over_demanded_products_unsold():
+def test_clock_stopped_at_max_rounds_sells_an_over_demanded_product_to_its_first_demander():
     bidders = [("x", AdditiveValuation({"A": 100, "B": 100})), ("y", AdditiveValuation({"A": 100}))]
     auction = ClockAuction(["A", "B"], ["x", "y"], ClockRules(increment=1, max_rounds=3))
     outcome, _ = play(auction, bidders, "paper")
     assert (outcome.rounds_run, outcome.closed_by) == (3, "max_rounds")
-    assert outcome.allocation == {"A": None, "B": "x"}  # A was still over-demanded
-    assert outcome.prices == {"A": 0.0, "B": 1.0}
+    # A was still over-demanded at 3 $: demand binds, so it goes to x (first in bidder order).
+    assert outcome.allocation == {"A": "x", "B": "x"}
+    assert outcome.prices == {"A": 3.0, "B": 1.0}
     assert auction.prices == {"A": 3.0, "B": 1.0}  # no rise after the last round
 
 
-def test_clock_undersell_leaves_a_product_unsold():
-    # Equal values 5: both keep A at 5 (zero surplus, held), both leave at 6; nobody is left.
+def test_clock_demand_binds_so_a_product_dropped_by_all_at_once_is_not_unsold():
+    # Equal values 5: both keep A at 5 (zero surplus, held), both leave at 6. Nobody is left at
+    # 6, but both demanded it at 5: it goes to x (first in bidder order) at 5.
     bidders = [("x", AdditiveValuation({"A": 5})), ("y", AdditiveValuation({"A": 5}))]
     outcome, _ = run_clock(["A"], bidders, ClockRules(increment=1))
-    assert outcome.allocation == {"A": None} and outcome.prices == {"A": 0.0}
+    assert outcome.allocation == {"A": "x"} and outcome.prices == {"A": 5.0}
     assert (outcome.rounds_run, outcome.rounds_with_bids, outcome.closed_by) == (6, 5, "clock_cleared")
 
 
