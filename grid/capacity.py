@@ -58,6 +58,7 @@ from grid.scenarios import Scenarios
 from grid.shift_factors import FlowModel, flow_model
 from grid.solvers import check_solver
 from grid.staged_solve import TheoryCheck, solve_stages
+from grid.tie_break import CapacityRows
 
 FORMULATIONS = ("exact", "scenario")
 RISK_MODES = ("per_constraint", "joint")
@@ -251,8 +252,9 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
         tie_program = bounded
     else:
         program = bounded
+    rows = _capacity_rows(ctx, rooms, kept_rows, bounded)
     stages = solve_stages(program, candidates.demand_mw, what, ctx.solver, theory=ctx.theory,
-                          tie_program=tie_program)
+                          tie_program=tie_program, capacity_rows=rows)
     values = np.maximum(stages.capacity_mw, floors)
     loads = row_loads(ctx.flows, limits, candidates, values)
     binding_rows = np.flatnonzero(kept & (loads >= rooms - tol))
@@ -274,6 +276,29 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
         stage2_mw=stages.stage2_mw,
         blocked_rows=broken,
     )
+
+
+def _capacity_rows(ctx: _Context, rooms: np.ndarray, kept_rows: np.ndarray, bounded) -> CapacityRows:
+    """The kept limits in capacity space, for the tie-break on c alone (grid/tie_break.py):
+    a_r . c <= room_r, with a_r the signed shift factors of a line on the candidates, or ones
+    for the supply; withdrawal limits are already bounds of c."""
+    limits, candidates = ctx.limits, ctx.candidates
+    n = len(candidates)
+    scale = np.maximum(1.0, np.abs(limits.limit_mw))
+
+    def rows_at(c: np.ndarray, min_slack: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        slack = rooms - row_loads(ctx.flows, limits, candidates, c)
+        ids = np.flatnonzero(kept_rows & (slack <= min_slack * scale))
+        a = np.zeros((ids.size, n))
+        lines = [k for k, r in enumerate(ids) if limits.kinds[r] in (UPPER, LOWER)]
+        if lines:
+            h = ctx.flows.rows(limits.line[ids[lines]])[:, candidates.positions]
+            signs = np.array([1.0 if limits.kinds[ids[k]] == UPPER else -1.0 for k in lines])
+            a[lines] = signs[:, None] * h
+        a[[k for k, r in enumerate(ids) if limits.kinds[r] == SUPPLY]] = 1.0
+        return ids, a, rooms[ids]
+
+    return CapacityRows(bounded.col_lower[:n].copy(), bounded.col_upper[:n].copy(), rows_at)
 
 
 def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: np.ndarray,

@@ -7,7 +7,9 @@
    convex tie-break, min sum_k ((D_k - c_k)/D_k)^2, picks the one point that spreads the
    shortage as evenly as the limits allow. It is one quadratic program, whatever the number of
    candidates (an exact leximin needs a linear program per level), and its optimum is unique,
-   so every solver that reaches stages 1 and 2 ends at the same capacities.
+   so every solver that reaches stages 1 and 2 ends at the same capacities. Given the capacity
+   program's limits in capacity space (grid/tie_break.py), it runs on the capacities alone with
+   the limits added as they bind, solved through its dual; otherwise on the whole program.
 
 HiGHS runs all three stages on one instance, warm-started (stage 2 and the QP add a hold row and
 change the objective). GLPK has no QP: with GLPK the two LP stages run in GLPK (through Pyomo)
@@ -26,20 +28,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyomo.environ as pyo
-import scipy.sparse as sp
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from grid.capacity_program import LinearProgram
 from grid.errors import SolverError
 from grid.solvers import check_solver, solve
+from grid.tie_break import QP_RESIDUAL, CapacityRows, lazy_tie_break, model_residual
 
 # Holds are written at the optimum itself first; the looser ones only catch solvers that call the
 # exact hold infeasible through round-off.
 _HOLD_SLACKS = (1e-9, 1e-7, 1e-6)
-# HiGHS's active-set QP solver sometimes ends at the optimum with row residuals a little above its
-# 1e-7 tolerance on large networks and calls that a "solve error". A point whose rows and bounds
-# hold within this (MW, or MW per p.u. of reactance) is accepted; anything worse is an error.
-_QP_RESIDUAL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,7 @@ class _HighsStages:
         self.h.run()
         status = self.h.getModelStatus()
         if status == self._hs.HighsModelStatus.kOptimal or (
-            status == self._hs.HighsModelStatus.kSolveError and self._residual() <= _QP_RESIDUAL
+            status == self._hs.HighsModelStatus.kSolveError and self._residual() <= QP_RESIDUAL
         ):
             values = np.asarray(self.h.getSolution().col_value, dtype=float)[: self.n]
             self.last = np.clip(values, self.program.col_lower[: self.n], self.program.col_upper[: self.n])
@@ -135,24 +133,7 @@ class _HighsStages:
         raise _status_error(f"{stage} of the {self.what}", self.h.modelStatusToString(status), "highs")
 
     def _residual(self) -> float:
-        """Largest violation of a row or column bound (holds included) by HiGHS's last point.
-
-        Computed from the model itself: after a QP "solve error" HiGHS marks its point invalid
-        but still returns it.
-        """
-        x = np.asarray(self.h.getSolution().col_value, dtype=float)
-        lp = self.h.getLp()
-        if x.size != lp.num_col_:
-            return float("inf")
-        parts = (np.asarray(lp.a_matrix_.value_), np.asarray(lp.a_matrix_.index_), np.asarray(lp.a_matrix_.start_))
-        rowwise = lp.a_matrix_.format_ == self._hs.MatrixFormat.kRowwise
-        matrix = (sp.csr_matrix if rowwise else sp.csc_matrix)(parts, shape=(lp.num_row_, lp.num_col_))
-        activity = matrix @ x
-        violations = (
-            np.asarray(lp.row_lower_) - activity, activity - np.asarray(lp.row_upper_),
-            np.asarray(lp.col_lower_) - x, x - np.asarray(lp.col_upper_),
-        )
-        return max(float(np.max(v, initial=0.0)) for v in violations)
+        return model_residual(self.h)
 
     def optimise(self, on_capacity: np.ndarray, stage: str) -> np.ndarray:
         self._cost(on_capacity)
@@ -205,7 +186,8 @@ class _HighsStages:
         self.h.passHessian(hessian)
 
 
-def _tie_break(stages: _HighsStages, demand: np.ndarray, total: float) -> np.ndarray:
+def _tie_break(stages: _HighsStages, demand: np.ndarray, served: float, total: float,
+               capacity_rows: CapacityRows | None = None) -> np.ndarray:
     """Stage 3: hold 1'c >= total, minimise sum ((D - c)/D)^2 = const - 2 c/D + c^2/D^2.
 
     The objective is scaled by max(D)^2 (so its curvature is at least 2 per MW^2): HiGHS's QP
@@ -214,15 +196,19 @@ def _tie_break(stages: _HighsStages, demand: np.ndarray, total: float) -> np.nda
     """
     if stages.unique_optimum():
         return stages.last
+    if capacity_rows is not None:
+        return lazy_tie_break(capacity_rows, demand, served, total, stages.last, stages.what)
     scale = float(np.max(demand)) ** 2
     return stages.hold(np.ones(stages.n), total, "the tie-break QP", -2.0 * scale / demand,
                        quadratic=2.0 * scale / demand**2)
 
 
 def solve_stages_highs(program: LinearProgram, demand: np.ndarray, what: str, *, theory: bool = False,
-                       holds: tuple[float, float] | None = None) -> StageResult:
+                       holds: tuple[float, float] | None = None,
+                       capacity_rows: CapacityRows | None = None) -> StageResult:
     """All stages in HiGHS; ``holds`` = (stage-1 optimum, stage-2 optimum) from another solver
-    skips the two LP stages and runs only the tie-break."""
+    skips the two LP stages and runs only the tie-break; with ``capacity_rows`` the tie-break
+    runs on the capacities alone (grid/tie_break.py)."""
     demand = np.asarray(demand, dtype=float)
     stages = _HighsStages(program, what)
     if stages.n == 0:
@@ -231,10 +217,10 @@ def solve_stages_highs(program: LinearProgram, demand: np.ndarray, what: str, *,
     if holds is not None:
         served, total = holds
         stages.hold(weights, served, "the held stage 1", -np.ones(stages.n))
-        return StageResult(_tie_break(stages, demand, total), served, total, None)
+        return StageResult(_tie_break(stages, demand, served, total, capacity_rows), served, total, None)
     first = _lp_stages(stages, weights, theory)
-    return StageResult(_tie_break(stages, demand, first.total_mw), first.served_sum, first.total_mw, first.theory,
-                       first.stage2_mw)
+    return StageResult(_tie_break(stages, demand, first.served_sum, first.total_mw, capacity_rows),
+                       first.served_sum, first.total_mw, first.theory, first.stage2_mw)
 
 
 def _lp_stages(stages: _HighsStages, weights: np.ndarray, theory: bool) -> StageResult:
@@ -304,7 +290,8 @@ def _capacity(m: pyo.ConcreteModel, n: int, program: LinearProgram) -> np.ndarra
 
 
 def solve_stages_pyomo(program: LinearProgram, demand: np.ndarray, what: str, solver: str, *,
-                       theory: bool = False, tie_program: LinearProgram | None = None) -> StageResult:
+                       theory: bool = False, tie_program: LinearProgram | None = None,
+                       capacity_rows: CapacityRows | None = None) -> StageResult:
     """Stages 1 and 2 with a Pyomo solver (e.g. GLPK), the tie-break QP in HiGHS (on
     ``tie_program`` when given, see `solve_stages`).
 
@@ -359,12 +346,14 @@ def solve_stages_pyomo(program: LinearProgram, demand: np.ndarray, what: str, so
         if status != "optimal":
             raise _status_error(f"the Theorem 1 check of the {what}", status, solver)
         check = TheoryCheck(float(np.sum(_capacity(m, n, program))), (low, total))
-    result = solve_stages_highs(tie_program or program, demand, what, holds=(served, total))
+    result = solve_stages_highs(tie_program or program, demand, what, holds=(served, total),
+                                capacity_rows=capacity_rows)
     return StageResult(result.capacity_mw, served, total, check, stage2_mw=stage2)
 
 
 def solve_stages(program: LinearProgram, demand: np.ndarray, what: str, solver: str = "highs", *,
-                 theory: bool = False, tie_program: LinearProgram | None = None) -> StageResult:
+                 theory: bool = False, tie_program: LinearProgram | None = None,
+                 capacity_rows: CapacityRows | None = None) -> StageResult:
     """The staged solve with the named solver (see the module doc).
 
     ``tie_program`` is an equivalent program with the same feasible capacities (the exact form of
@@ -376,12 +365,14 @@ def solve_stages(program: LinearProgram, demand: np.ndarray, what: str, solver: 
     if solver == "highs":
         check_solver(solver)
         if tie_program is None:
-            return solve_stages_highs(program, demand, what, theory=theory)
+            return solve_stages_highs(program, demand, what, theory=theory, capacity_rows=capacity_rows)
         first = _lp_stages_highs(program, demand, what, theory)
-        result = solve_stages_highs(tie_program, demand, what, holds=(first.served_sum, first.total_mw))
+        result = solve_stages_highs(tie_program, demand, what, holds=(first.served_sum, first.total_mw),
+                                    capacity_rows=capacity_rows)
         chosen = StageResult(result.capacity_mw, first.served_sum, first.total_mw, first.theory, first.stage2_mw)
     else:
-        chosen = solve_stages_pyomo(program, demand, what, solver, theory=theory, tie_program=tie_program)
+        chosen = solve_stages_pyomo(program, demand, what, solver, theory=theory, tie_program=tie_program,
+                                    capacity_rows=capacity_rows)
     if tie_program is not None and not admits(program, chosen.capacity_mw, what):
         raise SolverError(f"the {what} does not admit the capacities its exact form chose; "
                           "the two formulations disagree: please report this with the config")
