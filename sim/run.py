@@ -122,6 +122,16 @@ def _table_rows(model: MarketModel) -> tuple[list[dict[str, Any]], list[dict[str
     return bids, rounds
 
 
+# How each mechanism's run ended, for the report (Outcome.closed_by).
+CLOSINGS = {
+    "no_new_bids": "the auction closed after a round without new bids",
+    "max_rounds": "the auction was stopped at max_rounds = {rounds} while bids were still coming",
+    "clock_cleared": "the clock auction closed when no product was wanted by more than one bidder",
+    "sealed": "the sealed-bid auction closed after its one round",
+    "queue_served": "the queue closed after every bidder's turn",
+}
+
+
 def render_report(summary: dict[str, Any], bids: list[dict[str, Any]], rounds: list[dict[str, Any]],
                   *, summary_only: bool = False) -> str:
     """The printed report; ``summary_only`` leaves out the round table (big cases stay readable)."""
@@ -133,11 +143,7 @@ def render_report(summary: dict[str, Any], bids: list[dict[str, Any]], rounds: l
         ids = ", ".join(p["id"] for p in summary["withheld_products"])
         sections.append(f"Withheld (no capacity): {ids}")
     bidders = list(summary["payments"])
-    closing = (
-        "the auction closed after a round without new bids"
-        if summary["closed_by"] == "no_new_bids"
-        else f"the auction was stopped at max_rounds = {summary['rounds_run']} while bids were still coming"
-    )
+    closing = CLOSINGS.get(summary["closed_by"], summary["closed_by"]).format(rounds=summary["rounds_run"])
     if summary_only:
         sections.append(f"Rounds: {summary['rounds']} with bids; {closing} (round table: dcmarket log RUN_DIR)")
     else:

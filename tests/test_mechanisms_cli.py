@@ -59,6 +59,7 @@ def test_the_clock_runs_an_english_auction_per_product(tmp_path):
     # step above its value. firm@3: B1 (20) quits at 25, B2 wins at 25. flex@3: only B2: 5.
     # firm@4: B2 (10) quits at 15, B1 wins at 15. flex@4: B2 (10) quits at 15, B1 wins at 15.
     s = run(tmp_path, "clock", {"increment": 5})
+    assert s["closed_by"] == "clock_cleared"
     assert s["allocation"] == {"firm@3": "B2", "flex@3": "B2", "firm@4": "B1", "flex@4": "B1"}
     assert s["prices"] == {"firm@3": 25, "flex@3": 5, "firm@4": 15, "flex@4": 15}
     assert s["payments"] == {"B1": 30, "B2": 30}
@@ -73,3 +74,22 @@ def test_rules_of_another_mechanism_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "auction: [auction] holds the rules of the 'saa' mechanism, but [mechanism] kind = 'vcg'" in err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("kind, rules, closing", [
+    ("vcg", {}, "the sealed-bid auction closed after its one round"),
+    ("queue", {}, "the queue closed after every bidder's turn"),
+    ("clock", {"increment": 5}, "the clock auction closed when no product was wanted by more than one bidder"),
+])
+def test_the_report_says_how_each_mechanism_ended(tmp_path, capsys, kind, rules, closing):
+    config = tomllib.loads((EXPERIMENTS / "paper_4bus_additive.toml").read_text())
+    config["load"]["scenarios"] = 300
+    del config["auction"]
+    config["mechanism"] = {"kind": kind}
+    if rules:
+        config[kind] = rules
+    path = tmp_path / f"{kind}.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert closing in printed and "max_rounds" not in printed
