@@ -147,10 +147,15 @@ def build_members(entries: Sequence[Mapping[str, Any]], build: Any, catalog: Any
         seen.add(name)
         if kind == "aggregator":
             raise AgentConfigError(f"{where}.profile: an aggregator cannot be a member of an aggregator")
+        if not isinstance(kind, str):
+            raise AgentConfigError(f"{where}.profile: every member needs a profile, e.g. profile = \"sites\"")
         params = {k: v for k, v in entry.items() if k not in ("name", "profile")}
         try:
             members.append((name, build(kind, params, catalog)))
         except AgentConfigError as error:
-            raise AgentConfigError(f"{where}.{error}") from None
+            text = str(error)
+            # Field errors read "field: what"; the others ("unknown field 'x'; ...") get a colon.
+            joined = f"{where}.{text}" if text.split(" ", 1)[0].endswith(":") else f"{where}: {text}"
+            raise AgentConfigError(joined) from None
     return tuple(members)
 

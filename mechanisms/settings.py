@@ -52,6 +52,8 @@ class Settings(BaseModel):
     @classmethod
     def unknown_field_message(cls, key: str) -> str:
         allowed = list(dict.fromkeys(cls.field_aliases.get(f, f) for f in cls.model_fields))
+        if not allowed:
+            return f"unknown field {key!r}; this table takes no fields"
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"allowed fields: {', '.join(allowed)}"
         return f"unknown field {key!r}; {hint}"

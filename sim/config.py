@@ -327,25 +327,39 @@ class PopulationConfig(_Section):
 
     count: int = Field(ge=1, le=100_000)
     # A named mix (agents/populations.py MIXES) or shares per profile that sum to 1.
-    mix: str | dict[str, Annotated[float, Field(ge=0, le=1)]] = "gross_substitutes"
-    strategy: str = "straightforward"
+    mix: str | dict[str, float] = "gross_substitutes"
+    # A strategy name, or a table with `name` and the strategy's own fields.
+    strategy: str | dict[str, Any] = "straightforward"
     bundle_ties: str = "paper"
 
-    @field_validator("mix")
+    @field_validator("mix", mode="before")
     @classmethod
-    def _known_mix(cls, value: str | dict[str, float]) -> str | dict[str, float]:
+    def _known_mix(cls, value: Any) -> Any:
         if isinstance(value, str):
             return _one_of(value, MIXES, "mix")
-        for kind in value:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"a mix is a name ({', '.join(MIXES)}) or a table of shares by profile, got {value!r}")
+        for kind, share in value.items():
             _one_of(kind, DRAWERS, "profile")
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+                raise ValueError(f"share of {kind!r} must be a number in [0, 1], got {share!r}")
         if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-9):
             raise ValueError(f"shares must sum to 1, got {sum(value.values()):g}")
         return value
 
-    @field_validator("strategy", "bundle_ties")
+    @field_validator("bundle_ties")
     @classmethod
     def _registered_name(cls, value: str, info: ValidationInfo) -> str:
         return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        try:
+            strategy_parts(value)
+        except AgentConfigError as error:
+            raise ValueError(str(error).removeprefix("strategy: ").removeprefix("strategy.")) from None
+        return value
 
     def shares(self) -> dict[str, float]:
         return dict(MIXES[self.mix]) if isinstance(self.mix, str) else dict(self.mix)

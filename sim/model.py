@@ -43,6 +43,7 @@ from grid.scenarios import (
 from mechanisms.certify import Certificate, certify
 from mechanisms.equilibrium import EquilibriumReport, check_equilibrium
 from mechanisms.products import Product, ProductCatalog
+from mechanisms.errors import MechanismError
 from mechanisms.loop import play_round
 from mechanisms.mechanism import Mechanism, Outcome, RoundResult
 from sim.config import ConfigError, ExperimentConfig, NetworkConfig, SpreadConfig
@@ -278,9 +279,14 @@ class MarketModel(mesa.Model):
         # Every bidder, aggregators included, in registration (config) order.
         self.bidders = self.agents.select(lambda agent: isinstance(agent, DataCenterBidder))
 
-        self.mechanism: Mechanism = market.build(
-            product_ids, [b.name for b in self.bidders], rules, stream(config.seed, "tie_break")
-        )
+        try:
+            self.mechanism: Mechanism = market.build(
+                product_ids, [b.name for b in self.bidders], rules, stream(config.seed, "tie_break")
+            )
+        except MechanismError as error:
+            # Rules that name products or bidders are checked by the engine, which knows them.
+            raise ConfigError(f"{market.table}.{error}" if str(error).split(" ", 1)[0].endswith(":")
+                              else f"{market.table}: {error}") from None
         self.round_results: list[RoundResult] = []
         self._withdrawals_logged = 0
         self._ballot: list = []

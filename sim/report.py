@@ -57,7 +57,12 @@ def _bid_text(bids: Sequence[Mapping[str, Any]]) -> str:
     names = ", ".join(b["product"] for b in bids)
     if len(amounts) == 1:
         return f"{names} at {money(amounts.pop())}"
-    return ", ".join(f"{b['product']} at {money(float(b['amount']))}" for b in bids)
+    shown = ", ".join(f"{b['product']} at {money(float(b['amount']))}" for b in bids[:BIDS_SHOWN])
+    # A sealed report can hold thousands of bundle bids: the table shows a few, bids.csv has all.
+    return shown + (f", ... {len(bids) - BIDS_SHOWN} more (bids.csv)" if len(bids) > BIDS_SHOWN else "")
+
+
+BIDS_SHOWN = 12
 
 
 def _standings_text(standings: Sequence[Mapping[str, Any]]) -> str:
@@ -113,7 +118,8 @@ def round_table(
             round_standings = [r for r in round_standings if previous.get(r["product"]) != current[r["product"]]]
             previous.update(current)
         if product_filter is not None:
-            round_bids = [b for b in round_bids if b["product"] == product_filter]
+            # A sealed bundle bid names its products joined by "+".
+            round_bids = [b for b in round_bids if product_filter in str(b["product"]).split("+")]
             round_standings = [s for s in round_standings if s["product"] == product_filter]
         if bidder_filter is not None:
             round_standings = [s for s in round_standings if s["standing_bidder"] == bidder_filter]
@@ -200,7 +206,7 @@ def equilibrium_text(summary: Mapping[str, Any]) -> str:
         lines.append(f"Does any equilibrium exist for these bidders? No: no item prices support any allocation "
                      f"(the LP relaxation exceeds the best allocation by {money(eq['lp_gap'])} $); complements "
                      "or budgets break gross substitutes.")
-    if "maximisers" in eq:
+    if "maximisers" in eq and eq["holds"] is not None:
         lines.append("Surplus-maximising bundles under (8):")
         for bidder, bundles in eq["maximisers"].items():
             lines.append(f"  {bidder}: " + ", ".join(_bundle(b) for b in bundles))
@@ -209,11 +215,14 @@ def equilibrium_text(summary: Mapping[str, Any]) -> str:
     welfare = f"Welfare {money(summary['welfare'])} $"
     if summary.get("efficient_welfare") is None:
         lines.append(f"{welfare}; the best possible was not computed ({eq.get('skipped')}).")
-    else:
+    elif step > 0:
         bound = "within" if eq["efficiency_bound_holds"] else "OUTSIDE"
         lines.append(
             f"{welfare} against the best possible {money(summary['efficient_welfare'])} $ (gap "
             f"{money(eq['efficiency_gap'])} $; {bound} the {money(eq['efficiency_bound'])} $ that increments "
             "can cost, (9))"
         )
+    else:
+        lines.append(f"{welfare} against the best possible {money(summary['efficient_welfare'])} $ "
+                     f"(gap {money(eq['efficiency_gap'])} $)")
     return "\n".join(lines)
