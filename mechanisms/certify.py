@@ -24,9 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Protocol, Sequence
 
-from mechanisms.equilibrium import Violation
+from mechanisms.equilibrium import Violation, preference_violation, unsold_violation
 from mechanisms.errors import MechanismError
-from mechanisms.welfare import format_bundle, format_number
 from mechanisms.winner_determination import WinnerDetermination, solve_winner_determination
 
 Atoms = list[list[tuple[frozenset[str], float]]]
@@ -128,21 +127,12 @@ def check_prices(
         best_surplus = oracle(best) - math.fsum(quoted[p] for p in best)
         own = oracle(held) - math.fsum(prices[p] for p in held)
         if best_surplus > own + tol * max(1.0, abs(best_surplus)):
-            ordered_best = tuple(p for p in products if p in best)
-            ordered_held = tuple(p for p in products if p in held)
-            violations.append(Violation(
-                bidder=bidder, condition="7a", bundle=ordered_best, held=ordered_held, gain=best_surplus - own,
-                message=(f"{bidder} prefers {format_bundle(ordered_best)} (surplus {format_number(best_surplus)}) "
-                         f"to its bundle {format_bundle(ordered_held)} (surplus {format_number(own)}) under {under}"),
-            ))
+            violations.append(preference_violation(
+                bidder, tuple(p for p in products if p in best), tuple(p for p in products if p in held),
+                best_surplus, own, under))
     unsold = tuple(p for p in products if allocation.get(p) is None and prices[p] > tol)
     if unsold:
-        total = math.fsum(prices[p] for p in unsold)
-        violations.append(Violation(
-            bidder="", condition="7b", bundle=unsold, gain=total,
-            message=(f"unsold products {format_bundle(unsold)} have positive prices (total {format_number(total)}); "
-                     "(7b) needs unsold products at price 0"),
-        ))
+        violations.append(unsold_violation(unsold, math.fsum(prices[p] for p in unsold)))
     return PriceCheck(holds=not violations, violations=tuple(violations))
 
 

@@ -157,22 +157,39 @@ def _maximisers(surplus: np.ndarray, order: np.ndarray, tol: float) -> tuple[flo
     return best, hits
 
 
-def _violation_7a(
-    space: _BundleSpace, bidder: str, held: int, better: int, surplus: np.ndarray, under: str
-) -> Violation:
-    own, alt = float(surplus[held]), float(surplus[better])
-    bundle = space.tuple_of(better)
+def preference_violation(bidder: str, bundle: tuple[str, ...], held: tuple[str, ...], best: float, own: float,
+                         under: str) -> Violation:
+    """(7a): ``bidder`` would rather have ``bundle`` (surplus ``best``) than its ``held`` one."""
     return Violation(
         bidder=bidder,
         condition="7a",
         bundle=bundle,
-        held=space.tuple_of(held),
-        gain=alt - own,
+        held=held,
+        gain=best - own,
         message=(
-            f"{bidder} prefers {format_bundle(bundle)} (surplus {format_number(alt)}) to its bundle "
-            f"{format_bundle(space.tuple_of(held))} (surplus {format_number(own)}) under {under}"
+            f"{bidder} prefers {format_bundle(bundle)} (surplus {format_number(best)}) to its bundle "
+            f"{format_bundle(held)} (surplus {format_number(own)}) under {under}"
         ),
     )
+
+
+def unsold_violation(bundle: tuple[str, ...], total: float) -> Violation:
+    """(7b): unsold products that carry a price."""
+    if len(bundle) == 1:
+        message = f"{bundle[0]} is unsold but priced {format_number(total)}; (7b) needs unsold products at price 0"
+    else:
+        message = (
+            f"unsold products {format_bundle(bundle)} have positive prices (total {format_number(total)}); "
+            "(7b) needs unsold products at price 0"
+        )
+    return Violation(bidder="", condition="7b", bundle=bundle, gain=total, message=message)
+
+
+def _violation_7a(
+    space: _BundleSpace, bidder: str, held: int, better: int, surplus: np.ndarray, under: str
+) -> Violation:
+    return preference_violation(bidder, space.tuple_of(better), space.tuple_of(held), float(surplus[better]),
+                                float(surplus[held]), under)
 
 
 def check_equilibrium(
@@ -267,15 +284,7 @@ def check_equilibrium(
     unsold_priced = [i for i in range(space.m) if not sold >> i & 1 and price_list[i] > tol]
     if unsold_priced:
         bundle = tuple(space.products[i] for i in unsold_priced)
-        total = float(sum(price_list[i] for i in unsold_priced))
-        if len(bundle) == 1:
-            message = f"{bundle[0]} is unsold but priced {format_number(total)}; (7b) needs unsold products at price 0"
-        else:
-            message = (
-                f"unsold products {format_bundle(bundle)} have positive prices (total {format_number(total)}); "
-                "(7b) needs unsold products at price 0"
-            )
-        v7b = Violation(bidder="", condition="7b", bundle=bundle, gain=total, message=message)
+        v7b = unsold_violation(bundle, float(sum(price_list[i] for i in unsold_priced)))
         violations.append(v7b)
         violations_true.append(v7b)
 
