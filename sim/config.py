@@ -267,20 +267,12 @@ class MechanismConfig(_Section):
         return _one_of(value, MECHANISMS, "mechanism")
 
 
-class _BidderBase(_Section):
-    """What every bidder has; its profile's own fields come from the profile (agents/profiles.py)."""
+class _BiddingChoice(_Section):
+    """How bidders bid: a strategy (a name, or a table with `name` and the strategy's own fields)
+    and a bundle tie policy. Shared by `[[bidders]]` entries and `[population]`."""
 
-    name: str = Field(min_length=1)
-    # A strategy name, or a table with `name` and the strategy's own fields.
     strategy: str | dict[str, Any] = "straightforward"
     bundle_ties: str = "paper"
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, value: str) -> str:
-        if value != value.strip() or "," in value:
-            raise ValueError(f"bidder name {value!r} must not have surrounding spaces or commas")
-        return value
 
     @field_validator("bundle_ties")
     @classmethod
@@ -294,6 +286,19 @@ class _BidderBase(_Section):
             strategy_parts(value)
         except AgentConfigError as error:
             raise ValueError(str(error).removeprefix("strategy: ").removeprefix("strategy.")) from None
+        return value
+
+
+class _BidderBase(_BiddingChoice):
+    """What every bidder has; its profile's own fields come from the profile (agents/profiles.py)."""
+
+    name: str = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if value != value.strip() or "," in value:
+            raise ValueError(f"bidder name {value!r} must not have surrounding spaces or commas")
         return value
 
     @classmethod
@@ -321,16 +326,13 @@ BidderConfig = Annotated[
 ]
 
 
-class PopulationConfig(_Section):
+class PopulationConfig(_BiddingChoice):
     """``[population]``: bidders drawn from seeded generators (agents/populations.py), in addition
     to or instead of ``[[bidders]]``."""
 
     count: int = Field(ge=1, le=100_000)
     # A named mix (agents/populations.py MIXES) or shares per profile that sum to 1.
     mix: str | dict[str, float] = "gross_substitutes"
-    # A strategy name, or a table with `name` and the strategy's own fields.
-    strategy: str | dict[str, Any] = "straightforward"
-    bundle_ties: str = "paper"
 
     @field_validator("mix", mode="before")
     @classmethod
@@ -345,20 +347,6 @@ class PopulationConfig(_Section):
                 raise ValueError(f"share of {kind!r} must be a number in [0, 1], got {share!r}")
         if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-9):
             raise ValueError(f"shares must sum to 1, got {sum(value.values()):g}")
-        return value
-
-    @field_validator("bundle_ties")
-    @classmethod
-    def _registered_name(cls, value: str, info: ValidationInfo) -> str:
-        return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
-
-    @field_validator("strategy")
-    @classmethod
-    def _known_strategy(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
-        try:
-            strategy_parts(value)
-        except AgentConfigError as error:
-            raise ValueError(str(error).removeprefix("strategy: ").removeprefix("strategy.")) from None
         return value
 
     def shares(self) -> dict[str, float]:
@@ -606,8 +594,10 @@ def effective_config(config: ExperimentConfig, *, copied: Mapping[str, str] | No
         ordered["products"] = data.pop("product_grid")
     if "explicit_products" in data:
         ordered["products"] = data.pop("explicit_products")
-    # The mechanism and its rules, then who bids.
+    # The mechanism and its rules, then who bids (each bidder's name first, as users write it).
     ordered["mechanism"] = data.pop("mechanism")
+    if "bidders" in data:
+        data["bidders"] = [{"name": b["name"], **{k: v for k, v in b.items() if k != "name"}} for b in data["bidders"]]
     for spec in MECHANISMS.values():
         if spec.table in data:
             ordered[spec.table] = data.pop(spec.table)
