@@ -14,7 +14,7 @@ from sim.cli import main
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-def run(tmp_path: Path, kind: str, rules: dict) -> dict:
+def run(tmp_path: Path, kind: str, rules: dict, *flags: str) -> dict:
     config = tomllib.loads((EXPERIMENTS / "paper_4bus_additive.toml").read_text())
     config["load"]["scenarios"] = 300
     del config["auction"]
@@ -24,7 +24,7 @@ def run(tmp_path: Path, kind: str, rules: dict) -> dict:
     path = tmp_path / f"{kind}.toml"
     path.write_text(tomli_w.dumps(config))
     out = tmp_path / kind
-    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(path), "--out", str(out), *(flags or ("--quiet",))]) == 0
     return json.loads((out / "summary.json").read_text())
 
 
@@ -82,14 +82,6 @@ def test_rules_of_another_mechanism_are_refused(tmp_path, capsys):
     ("clock", {"increment": 5}, "the clock auction closed when no product was wanted by more than one bidder"),
 ])
 def test_the_report_says_how_each_mechanism_ended(tmp_path, capsys, kind, rules, closing):
-    config = tomllib.loads((EXPERIMENTS / "paper_4bus_additive.toml").read_text())
-    config["load"]["scenarios"] = 300
-    del config["auction"]
-    config["mechanism"] = {"kind": kind}
-    if rules:
-        config[kind] = rules
-    path = tmp_path / f"{kind}.toml"
-    path.write_text(tomli_w.dumps(config))
-    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    run(tmp_path, kind, rules, "--summary-only")
     printed = capsys.readouterr().out
     assert closing in printed and "max_rounds" not in printed
