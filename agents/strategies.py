@@ -104,9 +104,6 @@ class Straightforward:
         return _trim(bundle, state.held_by(bidder), _eligible(bidder, state), valuation, prices)
 
 
-# Kept for imports of the earlier name.
-StraightforwardBidding = Straightforward
-
 
 class JumpFields(Settings):
     increments: int = Field(default=3, ge=1, le=1000)

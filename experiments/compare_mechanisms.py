@@ -28,7 +28,7 @@ import numpy as np
 from agents.bundle_ties import bundle_tie_policy
 from agents.populations import MIXES, draw_population, grid_catalog
 from agents.profiles import build_profile
-from agents.strategies import Participant, StraightforwardBidding, respond_all
+from agents.strategies import Participant, Straightforward, respond_all
 from mechanisms.certify import certify
 from mechanisms.loop import run_to_close
 from mechanisms.registry import MECHANISMS
@@ -61,7 +61,7 @@ def run_population(mix: str, index: int, bidders: int, buses: int, seed: int) ->
     draws = draw_population(catalog, bidders, MIXES[mix], rng)
     valuations = {d.name: build_profile(d.profile, d.fields, catalog) for d in draws}
     policy = bundle_tie_policy("paper")
-    participants = [Participant(name, v, StraightforwardBidding(), policy) for name, v in valuations.items()]
+    participants = [Participant(name, v, Straightforward(), policy) for name, v in valuations.items()]
     rows = []
     for kind, settings in RULES.items():
         spec = MECHANISMS[kind]

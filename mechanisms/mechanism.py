@@ -142,7 +142,6 @@ class MechanismSpec:
     build: Builder
     table: str  # the config table of its rules ("auction" for the SAA, for the earlier configs)
     summary: str
-    iterative: bool = True
     # False when the outcome's per-product prices only label per-bidder payments (VCG): the
     # price conditions (7a)/(7b) do not apply to them.
     item_prices: bool = True

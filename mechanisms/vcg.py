@@ -303,6 +303,5 @@ SPEC = MechanismSpec(
     build=_build,
     table="vcg",
     summary="sealed-bid VCG: exact XOR reports, welfare-maximising allocation, Clarke pivot payments",
-    iterative=False,
     item_prices=False,
 )

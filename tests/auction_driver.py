@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from agents.bundle_ties import bundle_tie_policy
-from agents.strategies import Participant, StraightforwardBidding, respond_all
+from agents.strategies import Participant, Straightforward, respond_all
 from agents.valuations import ValuationProfile
 from mechanisms.loop import run_to_close
 from mechanisms.mechanism import RoundResult
@@ -26,7 +26,7 @@ def simulate(
 ) -> tuple[SimultaneousAscendingAuction, list[RoundResult]]:
     auction = SimultaneousAscendingAuction(products, [name for name, _ in bidders], rules, rng=rng)
     policy = bundle_tie_policy(ties)
-    participants = [Participant(name, valuation, StraightforwardBidding(), policy) for name, valuation in bidders]
+    participants = [Participant(name, valuation, Straightforward(), policy) for name, valuation in bidders]
     results: list[RoundResult] = []
     run_to_close(auction, respond_all(participants), results.append)
     return auction, results

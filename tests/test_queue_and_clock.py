@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from agents.bundle_ties import bundle_tie_policy
-from agents.strategies import Participant, StraightforwardBidding, respond_all
+from agents.strategies import Participant, Straightforward, respond_all
 from agents.valuations import AdditiveValuation, ValuationProfile
 from mechanisms import clock
 from mechanisms import interconnection_queue as queue
@@ -28,7 +28,7 @@ QUEUE_MARKET = [("x", AdditiveValuation({"A": 5})), ("y", AdditiveValuation({"A"
 
 def play(mechanism: Mechanism, bidders: Sequence[tuple[str, ValuationProfile]], ties: str) -> tuple[Outcome, list[RoundResult]]:
     policy = bundle_tie_policy(ties)
-    participants = [Participant(name, valuation, StraightforwardBidding(), policy) for name, valuation in bidders]
+    participants = [Participant(name, valuation, Straightforward(), policy) for name, valuation in bidders]
     results: list[RoundResult] = []
     outcome = run_to_close(mechanism, respond_all(participants), results.append)
     # Every outcome: winners pay the prices of what they won, unsold products cost nothing.

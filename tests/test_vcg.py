@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from agents.bundle_ties import bundle_tie_policy
-from agents.strategies import Participant, StraightforwardBidding, respond_all
+from agents.strategies import Participant, Straightforward, respond_all
 from agents.valuations import AdditiveValuation, BundleTableValuation
 from mechanisms.errors import MechanismError
 from mechanisms.loop import run_to_close
@@ -221,8 +221,8 @@ def test_runs_through_the_loop_with_straightforward_participants():
     state = auction.state()
     assert isinstance(state, ValuationQuery) and not isinstance(state, DemandQuery)
     participants = [
-        Participant("1", table(("A", 10), ("B", 8)), StraightforwardBidding(), bundle_tie_policy("paper")),
-        Participant("2", table(("A", 9), ("B", 4)), StraightforwardBidding(), bundle_tie_policy("paper")),
+        Participant("1", table(("A", 10), ("B", 8)), Straightforward(), bundle_tie_policy("paper")),
+        Participant("2", table(("A", 9), ("B", 4)), Straightforward(), bundle_tie_policy("paper")),
     ]
     rounds = []
     out = run_to_close(auction, respond_all(participants), rounds.append)
@@ -234,7 +234,7 @@ def test_runs_through_the_loop_with_straightforward_participants():
 def test_spec_builds_a_vcg_auction():
     auction = SPEC.build(["A"], ["x"], VCGRules(reserve_usd=1), None)
     assert isinstance(auction, VCGAuction) and auction.kind == SPEC.kind == "vcg"
-    assert SPEC.table == "vcg" and SPEC.iterative is False
+    assert SPEC.table == "vcg" and SPEC.item_prices is False
     assert VCGRules() == VCGRules(max_products=12, reserve_usd=0.0)
 
 
