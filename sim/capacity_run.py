@@ -8,6 +8,7 @@ risk_check.csv, capacity_map.png and the effective config.toml.
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -32,14 +33,10 @@ from sim.model import GridInputs, build_grid_inputs, sample_checked
 from sim.random_streams import stream
 from sim.report import products_table
 from sim.run import RunResult
+from sim.studies import DEFAULT_DEMAND_MW, DEFAULT_RISK, DEFAULT_SCENARIOS, DEFAULT_VERIFY
 
 Progress = Callable[[str], None]
 
-# What `dcmarket capacity CASE` assumes when no config says otherwise.
-DEFAULT_DEMAND_MW = 100.0
-DEFAULT_SCENARIOS = 2000
-DEFAULT_RISK = 0.05
-DEFAULT_VERIFY = 100_000
 # Where the risk check's scenarios come from (summary.json risk_check.sample).
 FRESH = "fresh"
 IN_SAMPLE = "in-sample"
@@ -202,3 +199,22 @@ def run_capacity(
     sections.append(risk_text(checks, study.risk_mode, sample=sample_kind) if checks is not None
                     else f"Risk check: skipped ({skipped})")
     return RunResult(config=config, summary=summary, files=files, report="\n\n".join(sections))
+
+
+def command(args: argparse.Namespace, progress: Progress) -> int:
+    """`dcmarket capacity TARGET`."""
+    for name in ("seed", "verify", "scenarios"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name == "scenarios" else 0):
+            raise ConfigError(f"--{name}: must be a {'positive' if name == 'scenarios' else 'non-negative'} integer")
+    if args.demand is not None and not args.demand > 0:
+        raise ConfigError("--demand: must be a positive number of MW")
+    stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
+    out = args.out or Path("runs") / f"{stem}-capacity"
+    overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
+                 "demand_mw": args.demand, "scenarios": args.scenarios}
+    result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
+                          force=args.force, progress=progress)
+    print(result.report)
+    print(f"\nCapacity directory: {out}")
+    return 0

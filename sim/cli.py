@@ -1,7 +1,8 @@
 """The `dcmarket` command line.
 
-`run` an experiment config, `capacity` of a config or a case alone, `log` a finished run's rounds,
-`cases` lists the built-in networks.
+One sub-command per study in the registry (sim/studies.py): `run` an experiment config (the
+auction), `capacity` of a config or a case alone, `plan` flexible capacity against demand shocks.
+`log` prints a finished run's rounds, `cases` lists the built-in networks.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ from typing import Sequence
 
 from agents.errors import AgentConfigError
 from grid.errors import GridError
-from grid.solvers import SOLVERS
 from mechanisms.errors import MechanismError
 from sim import outputs
 from sim.config import ConfigError
-from sim.capacity_run import DEFAULT_DEMAND_MW, DEFAULT_RISK, DEFAULT_SCENARIOS, DEFAULT_VERIFY, run_capacity
 from sim.report import format_table, round_table
-from sim.run import run_experiment
+from sim.studies import STUDIES
 
 # Errors that come from the user's input or environment: one line, no traceback.
 USER_ERRORS = (ConfigError, GridError, MechanismError, AgentConfigError, outputs.OutputError)
@@ -30,41 +29,14 @@ USER_ERRORS = (ConfigError, GridError, MechanismError, AgentConfigError, outputs
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dcmarket",
-        description="Quantify grid capacity for AI data centers and sell it in a simultaneous ascending auction.",
+        description="Quantify grid capacity for AI data centers, sell it at auction, and plan "
+        "flexible capacity against their demand shocks.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser("run", help="run an experiment config and write its run directory")
-    run.add_argument("config", type=Path, help="experiment config (TOML)")
-    run.add_argument("--out", type=Path, help="run directory to write (default: runs/<config name>)")
-    run.add_argument("--seed", type=int, help="override the config's seed")
-    run.add_argument("--solver", choices=SOLVERS, help="override the config's LP solver")
-    run.add_argument("--force", action="store_true", help="replace an existing run directory")
-    run.add_argument("--quiet", action="store_true", help="print no progress lines on stderr")
-    run.add_argument("--summary-only", action="store_true",
-                     help="print products, outcome and verdict without the round table (big cases)")
-
-    cap = commands.add_parser(
-        "capacity",
-        help="firm and flexible capacity per bus, with an out-of-sample risk check and a map",
-        description="Quantify capacity for a config (TOML) or straight for a case: a built-in name "
-        "(see `dcmarket cases`), a MATPOWER .m file or a CSV case folder. For a case, every load bus "
-        f"asks {DEFAULT_DEMAND_MW:g} MW (--demand) and the base loads vary by 5 %% (sd), "
-        f"{DEFAULT_SCENARIOS} scenarios (--scenarios).",
-    )
-    cap.add_argument("target", help="experiment config (.toml) or case (name, .m file, CSV folder)")
-    cap.add_argument("--out", type=Path, help="directory to write (default: runs/<name>-capacity)")
-    cap.add_argument("--risk", type=float, nargs="+", metavar="EPS",
-                     help=f"risk levels of the flexible tiers (default: the config's, or {DEFAULT_RISK:g})")
-    cap.add_argument("--verify", type=int, default=DEFAULT_VERIFY, metavar="N",
-                     help=f"fresh scenarios for the out-of-sample risk check; 0 skips it (default {DEFAULT_VERIFY:,})")
-    cap.add_argument("--demand", type=float, metavar="MW", help="request per load bus when TARGET is a case")
-    cap.add_argument("--scenarios", type=int, metavar="N", help="scenario count when TARGET is a case")
-    cap.add_argument("--seed", type=int, help="override the seed")
-    cap.add_argument("--solver", choices=SOLVERS, help="override the LP solver")
-    cap.add_argument("--no-theory", action="store_true", help="skip the Theorem 1 / Proposition 1 checks")
-    cap.add_argument("--force", action="store_true", help="replace an existing directory")
-    cap.add_argument("--quiet", action="store_true", help="print no progress lines on stderr")
+    for study in STUDIES.values():
+        sub = commands.add_parser(study.command, help=study.summary, description=study.description)
+        study.arguments(sub)
+        sub.set_defaults(study=study.name)
 
     commands.add_parser("cases", help="list the built-in network cases")
 
@@ -84,42 +56,6 @@ def _progress(quiet: bool):
             print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     return report
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError("--seed: must be a non-negative integer")
-    out = args.out or Path("runs") / args.config.stem
-    result = run_experiment(
-        args.config,
-        out,
-        seed=args.seed,
-        solver=args.solver,
-        force=args.force,
-        summary_only=args.summary_only,
-        progress=_progress(args.quiet),
-    )
-    print(result.report)
-    print(f"\nRun directory: {out}")
-    return 0
-
-
-def _capacity(args: argparse.Namespace) -> int:
-    for name in ("seed", "verify", "scenarios"):
-        value = getattr(args, name)
-        if value is not None and value < (1 if name == "scenarios" else 0):
-            raise ConfigError(f"--{name}: must be a {'positive' if name == 'scenarios' else 'non-negative'} integer")
-    if args.demand is not None and not args.demand > 0:
-        raise ConfigError("--demand: must be a positive number of MW")
-    stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
-    out = args.out or Path("runs") / f"{stem}-capacity"
-    overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
-                 "demand_mw": args.demand, "scenarios": args.scenarios}
-    result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
-                          force=args.force, progress=_progress(args.quiet))
-    print(result.report)
-    print(f"\nCapacity directory: {out}")
-    return 0
 
 
 def _cases(_: argparse.Namespace) -> int:
@@ -166,7 +102,10 @@ def _log(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run, "capacity": _capacity, "log": _log, "cases": _cases}[args.command](args)
+        study = getattr(args, "study", None)
+        if study is not None:
+            return STUDIES[study].run(args, _progress(args.quiet))
+        return {"log": _log, "cases": _cases}[args.command](args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
 from mechanisms.settings import Settings
+from sim.studies import study_tables
 
 
 class ConfigError(ValueError):
@@ -467,11 +468,13 @@ class _ExperimentBase(_Section):
         return spec, rules, list(self.bidders or [])
 
 
-# Each mechanism's rule table is a field of its own (`[auction]` for the SAA), from the registry.
+# Each mechanism's rule table is a field of its own (`[auction]` for the SAA), from the registry;
+# so is each study's table (`[plan]`), from the study registry.
 ExperimentConfig = create_model(
     "ExperimentConfig",
     __base__=_ExperimentBase,
     **{spec.table: (spec.rules | None, None) for spec in MECHANISMS.values()},  # type: ignore[call-overload]
+    **{table: (settings | None, None) for table, settings in study_tables().items()},  # type: ignore[call-overload]
 )
 
 

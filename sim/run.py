@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,3 +197,22 @@ def run_experiment(
     outputs.write_run_directory(out, files, force=force)
     report = render_report(summary, bids, rounds, summary_only=summary_only)
     return RunResult(config=config, summary=summary, files=files, report=report)
+
+
+def command(args: argparse.Namespace, progress: Progress) -> int:
+    """`dcmarket run CONFIG`."""
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError("--seed: must be a non-negative integer")
+    out = args.out or Path("runs") / args.config.stem
+    result = run_experiment(
+        args.config,
+        out,
+        seed=args.seed,
+        solver=args.solver,
+        force=args.force,
+        summary_only=args.summary_only,
+        progress=progress,
+    )
+    print(result.report)
+    print(f"\nRun directory: {out}")
+    return 0

@@ -1,0 +1,99 @@
+"""The studies dcmarket runs, by name: the auction, the capacity study and the flexible-capacity plan.
+
+Each study declares its command, its command-line arguments, the config table it reads (with the
+settings model that validates that table) and the function that runs it. The command line builds
+its sub-commands from this registry and the config schema adds each study's table from it, so a
+new study is one entry here plus its own modules.
+
+Runners are named as ``"module:function"`` and imported only when their study runs: `dcmarket
+--help` and `dcmarket log` do not pay for Pyomo, Mesa or matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from grid.solvers import SOLVERS
+from mechanisms.settings import Settings
+
+Progress = Callable[[str], None]
+
+# What `dcmarket capacity CASE` assumes when no config says otherwise.
+DEFAULT_DEMAND_MW = 100.0
+DEFAULT_SCENARIOS = 2000
+DEFAULT_RISK = 0.05
+DEFAULT_VERIFY = 100_000
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    command: str
+    summary: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    # "module:function"; the function takes (parsed arguments, progress) and returns an exit code.
+    runner: str
+    description: str | None = None
+    # The config table the study reads, and the settings model that validates it.
+    table: str | None = None
+    settings: type[Settings] | None = None
+
+    def run(self, args: argparse.Namespace, progress: Progress) -> int:
+        module, function = self.runner.split(":")
+        return getattr(importlib.import_module(module), function)(args, progress)
+
+
+def _common(parser: argparse.ArgumentParser, *, what: str) -> None:
+    parser.add_argument("--seed", type=int, help="override the config's seed")
+    parser.add_argument("--solver", choices=SOLVERS, help="override the config's solver")
+    parser.add_argument("--force", action="store_true", help=f"replace an existing {what}")
+    parser.add_argument("--quiet", action="store_true", help="print no progress lines on stderr")
+
+
+def _auction_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="experiment config (TOML)")
+    parser.add_argument("--out", type=Path, help="run directory to write (default: runs/<config name>)")
+    _common(parser, what="run directory")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="print products, outcome and verdict without the round table (big cases)")
+
+
+def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="experiment config (.toml) or case (name, .m file, CSV folder)")
+    parser.add_argument("--out", type=Path, help="directory to write (default: runs/<name>-capacity)")
+    parser.add_argument("--risk", type=float, nargs="+", metavar="EPS",
+                        help=f"risk levels of the flexible tiers (default: the config's, or {DEFAULT_RISK:g})")
+    parser.add_argument("--verify", type=int, default=DEFAULT_VERIFY, metavar="N",
+                        help=f"fresh scenarios for the out-of-sample risk check; 0 skips it (default {DEFAULT_VERIFY:,})")
+    parser.add_argument("--demand", type=float, metavar="MW", help="request per load bus when TARGET is a case")
+    parser.add_argument("--scenarios", type=int, metavar="N", help="scenario count when TARGET is a case")
+    parser.add_argument("--no-theory", action="store_true", help="skip the Theorem 1 / Proposition 1 checks")
+    _common(parser, what="directory")
+
+
+STUDIES: dict[str, StudySpec] = {
+    spec.name: spec
+    for spec in (
+        StudySpec(
+            "auction", "run", "run an experiment config and write its run directory",
+            _auction_arguments, "sim.run:command",
+        ),
+        StudySpec(
+            "capacity", "capacity", "firm and flexible capacity per bus, with an out-of-sample risk check and a map",
+            _capacity_arguments, "sim.capacity_run:command",
+            description="Quantify capacity for a config (TOML) or straight for a case: a built-in name "
+            "(see `dcmarket cases`), a MATPOWER .m file or a CSV case folder. For a case, every load bus "
+            f"asks {DEFAULT_DEMAND_MW:g} MW (--demand) and the base loads vary by 5 %% (sd), "
+            f"{DEFAULT_SCENARIOS} scenarios (--scenarios).",
+        ),
+    )
+}
+
+
+def study_tables() -> dict[str, type[Settings]]:
+    """Config tables that studies declare, by table name."""
+    return {spec.table: spec.settings for spec in STUDIES.values() if spec.table and spec.settings}
