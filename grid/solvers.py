@@ -7,9 +7,12 @@ re-solving the constraints alone with a zero objective.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from functools import lru_cache
 
 import pyomo.environ as pyo
@@ -161,3 +164,66 @@ def solve(model: pyo.ConcreteModel, solver: str) -> str:
         f"solver {solver!r} stopped with termination {condition}; "
         "try the other solver"
     )
+
+
+@dataclass(frozen=True)
+class MilpOutcome:
+    """How a MILP solve ended. ``gap`` is the solver's relative gap between the incumbent and its
+    best bound ((incumbent - bound) / max(1, |incumbent|)); 0 when proven optimal."""
+
+    solver: str
+    status: str  # "optimal", or "time_limit" with an incumbent loaded
+    objective: float
+    bound: float
+    seconds: float
+
+    @property
+    def gap(self) -> float:
+        return max(0.0, self.objective - self.bound) / max(1.0, abs(self.objective))
+
+
+def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
+               time_limit: float | None = None, what: str = "the model") -> MilpOutcome:
+    """Solve a Pyomo MILP (minimisation) to ``mip_gap``; load the incumbent.
+
+    A time limit that leaves an incumbent is not an error: the outcome says "time_limit" and
+    carries the gap (benchmarks report it). Infeasibility, or a stop without any incumbent,
+    raises SolverError naming ``what``.
+    """
+    check_solver(solver)
+    started = time.perf_counter()
+    try:
+        if solver == "glpk":
+            options: dict[str, object] = {"mipgap": mip_gap}
+            if time_limit is not None:
+                options["tmlim"] = max(1, int(math.ceil(time_limit)))
+            results = pyo.SolverFactory("glpk").solve(model, load_solutions=False, options=options)
+        else:
+            options = {"mip_rel_gap": mip_gap, "threads": 1, "random_seed": 0}
+            results = pyo.SolverFactory(solver).solve(model, load_solutions=False, options=options,
+                                                      timelimit=time_limit)
+    except SolverError:
+        raise
+    except Exception as exc:  # never let a raw Pyomo/solver traceback reach the user
+        raise SolverError(f"solver {solver!r} failed on {what} ({_first_line(exc)}); try the other solver") from None
+    seconds = time.perf_counter() - started
+    condition = results.solver.termination_condition
+    if condition == TerminationCondition.optimal:
+        status = "optimal"
+    elif condition in (TerminationCondition.maxTimeLimit, TerminationCondition.maxIterations):
+        status = "time_limit"
+    elif condition in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
+        raise SolverError(f"{what} is infeasible ({solver}); check the data it was built from")
+    else:
+        raise SolverError(f"solver {solver!r} stopped on {what} with termination {condition}; try the other solver")
+    try:
+        model.solutions.load_from(results)
+    except Exception as exc:
+        raise SolverError(f"solver {solver!r} found no solution for {what} within the time limit "
+                          f"({_first_line(exc)}); allow more time") from None
+    objective = pyo.value(next(model.component_data_objects(pyo.Objective, active=True)))
+    bound = results.problem.lower_bound
+    bound = float(bound) if bound is not None and math.isfinite(float(bound)) else objective
+    if status == "optimal":
+        bound = min(bound, objective)
+    return MilpOutcome(solver, status, float(objective), bound, seconds)
