@@ -191,7 +191,6 @@ def _add_stage_two(m: pyo.ConcreteModel, data: PlanData, shocks: ShockScenarios,
             keys = [d for d in range(len(hubs)) if (d, k) in x]
             if not keys:
                 continue
-            fleet = sum(x[d, k] for d in keys)
             arrived = [sum(x[d, k] for d in keys if tau[d] <= minutes[j]) for j in range(len(ev.steps))]
             up_vars: list = [None] * len(ev.steps)
             down_vars: list = [None] * len(ev.steps)
@@ -211,39 +210,48 @@ def _add_stage_two(m: pyo.ConcreteModel, data: PlanData, shocks: ShockScenarios,
                             v.fix(0.0)  # nothing has arrived yet
                     else:
                         add(sum(flow) <= module.unit_mw * arrived[j])
+            # A unit brings its energy and ramp only when it arrives: limits follow arrived[j], not
+            # the fleet sent, so a late unit cannot lend its energy to the ones already there.
             if module.kind == "storage":
-                # (10)-(11): state of charge of the site's pooled units, starting at initial_soc.
+                # (10)-(11): state of charge of the units at the site, each arriving at initial_soc.
                 assert module.energy_mwh is not None
-                level = module.initial_soc * module.energy_mwh * fleet
+                level: object = 0.0
+                before: object = 0
                 for j in range(len(ev.steps)):
-                    change = 0.0
+                    if isinstance(arrived[j], (int, float)):
+                        continue  # no unit here yet
+                    change = module.initial_soc * module.energy_mwh * (arrived[j] - before)
                     if down_vars[j] is not None:
                         change = change + module.eta_charge * down_vars[j] * step_h
                     if up_vars[j] is not None:
                         change = change - up_vars[j] * step_h / module.eta_discharge
-                    if isinstance(change, float):
-                        continue
                     soc = m.soc.add()
                     add(soc == level + change)
-                    add(soc <= module.energy_mwh * fleet)
-                    level = soc
+                    add(soc <= module.energy_mwh * arrived[j])
+                    level, before = soc, arrived[j]
             elif module.kind == "generator":
-                # (12): |p_{t+1} - p_t| <= R_max per unit, from and back to zero around the event.
+                # (12): |p_{t+1} - p_t| <= R_max per unit present, from and back to zero around the event.
                 assert module.ramp_mw_per_min is not None
-                ramp = module.ramp_mw_per_min * step_min * fleet
-                previous = 0.0
+                previous: object = 0.0
                 for j in range(len(ev.steps) + 1):
                     current = up_vars[j] if j < len(ev.steps) and up_vars[j] is not None else 0.0
+                    present = arrived[min(j, len(ev.steps) - 1)]
                     if not (isinstance(current, float) and isinstance(previous, float)):
+                        ramp = module.ramp_mw_per_min * step_min * present
                         add(current - previous <= ramp)
                         add(previous - current <= ramp)
                     previous = current
             else:
-                # Demand response: at most its curtailable energy over the event.
+                # Demand response: the energy curtailed so far is at most that of the units arrived.
                 assert module.energy_mwh is not None
-                supplied = [v for v in up_vars if v is not None]
-                if supplied:
-                    add(sum(supplied) * step_h <= module.energy_mwh * fleet)
+                used: object = 0.0
+                for j in range(len(ev.steps)):
+                    if up_vars[j] is None or isinstance(arrived[j], (int, float)):
+                        continue
+                    total = m.soc.add()
+                    add(total == used + up_vars[j] * step_h)
+                    add(total <= module.energy_mwh * arrived[j])
+                    used = total
         # (7) at each step: served power is at most the need.
         for j, vars_ in up_by_step.items():
             if len(vars_) > 1:
@@ -281,10 +289,13 @@ def _risk_term(m: pyo.ConcreteModel, cost: list, risk: RiskSettings) -> object:
     DRO [ours, spec 4]: with v_s = (1 - lambda) Q_s + lambda eta_s / (1 - alpha), the worst case over
     {p >= 0, sum p = 1, 1/2 sum |p_s - phat_s| <= delta} is lambda zeta + sup_p sum_s p_s v_s (the sup
     and the min over zeta swap: the ball is compact and the function is linear in p, convex in zeta).
-    Writing p = phat + a - b with a, b >= 0, the inner LP's dual is
+    Writing p = phat + a - b with a, b >= 0 (rows: sum a - sum b = 0 [mu], sum a + sum b <= 2 delta
+    [kappa], b_s - a_s <= phat_s [nu_s]), the inner LP's dual is
         sum_s phat_s v_s + min 2 delta kappa + sum_s phat_s nu_s
-        s.t. nu_s >= v_s - mu - kappa,  nu_s >= mu - kappa - v_s,  nu, kappa >= 0, mu free,
-    so the whole model stays one MILP. At delta = 0, kappa grows until nu = 0: the sample model.
+        s.t. mu + kappa - nu_s >= v_s (column a_s),  nu_s >= mu - kappa - v_s (column b_s),  nu, kappa >= 0,
+    and the first row reads mu + kappa >= v_s (nu_s > 0 only where mu - kappa > v_s, where it holds
+    anyway), so the whole model stays one MILP. At delta = 0, kappa grows until nu = 0: the sample
+    model; at delta = 1 the optimum is max_s v_s (every distribution is in the ball).
     """
     count = len(cost)
     phat = 1.0 / count
@@ -301,7 +312,7 @@ def _risk_term(m: pyo.ConcreteModel, cost: list, risk: RiskSettings) -> object:
     m.kappa = pyo.Var(domain=pyo.NonNegativeReals)
     m.nu = pyo.Var(range(count), domain=pyo.NonNegativeReals)
     for s, v in enumerate(values):
-        m.risk_rows.add(m.nu[s] >= v - m.mu - m.kappa)
+        m.risk_rows.add(m.mu + m.kappa >= v)
         m.risk_rows.add(m.nu[s] >= m.mu - m.kappa - v)
     return nominal + 2 * risk.radius * m.kappa + phat * sum(m.nu[s] for s in range(count))
 
