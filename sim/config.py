@@ -398,6 +398,8 @@ class _ExperimentBase(_Section):
                 )
             if not self.explicit_products:
                 raise ValueError("products: [[products]] is empty; list at least one product")
+        elif (self.network, self.load, self.product_grid) == (None, None, None) and getattr(self, "plan", None) is not None:
+            return self  # a plan-only config (`dcmarket plan`): its sites and case are in [plan]
         else:
             for name, section in (("network", self.network), ("load", self.load), ("products", self.product_grid)):
                 if section is None:
@@ -452,6 +454,9 @@ class _ExperimentBase(_Section):
 
     def require_market(self) -> tuple[MechanismSpec, Settings, list[Any]]:
         """The mechanism, its rules and the bidders, or a one-line error saying what a run needs."""
+        if self.explicit_products is None and self.network is None:
+            raise ConfigError("products: this config has only [plan] and nothing to sell; run it with "
+                              "dcmarket plan, or add [network], [load] and [products] (or [[products]])")
         spec = MECHANISMS[self.mechanism.kind]
         rules = getattr(self, spec.table, None)
         if rules is None:

@@ -19,6 +19,7 @@ from typing import Callable
 
 from grid.solvers import SOLVERS
 from mechanisms.settings import Settings
+from sim.plan_config import PlanConfig
 
 Progress = Callable[[str], None]
 
@@ -75,6 +76,14 @@ def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser, what="directory")
 
 
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="config (TOML) with a [plan] table")
+    parser.add_argument("--out", type=Path, help="directory to write (default: runs/<config name>-plan)")
+    _common(parser, what="directory")
+    parser.add_argument("--no-frontier", action="store_true",
+                        help="skip the cost-CVaR frontier over [plan] frontier_lambdas (one MILP per lambda)")
+
+
 STUDIES: dict[str, StudySpec] = {
     spec.name: spec
     for spec in (
@@ -89,6 +98,16 @@ STUDIES: dict[str, StudySpec] = {
             "(see `dcmarket cases`), a MATPOWER .m file or a CSV case folder. For a case, every load bus "
             f"asks {DEFAULT_DEMAND_MW:g} MW (--demand) and the base loads vary by 5 %% (sd), "
             f"{DEFAULT_SCENARIOS} scenarios (--scenarios).",
+        ),
+        StudySpec(
+            "plan", "plan",
+            "two-stage risk-averse plan of flexible capacity modules against data-center demand shocks",
+            _plan_arguments, "sim.plan_run:command",
+            description="Stage I: which staging hubs to open and which modules (storage, fast generators, "
+            "demand response) to ship there; Stage II: their minute-by-minute dispatch in each sampled "
+            "demand-shock scenario. Mean-CVaR objective, and its distributionally robust version. Reads "
+            "the config's [plan] table.",
+            table="plan", settings=PlanConfig,
         ),
     )
 }
