@@ -68,8 +68,12 @@ def json_bytes(data: Any) -> bytes:
         ) from None
 
 
+# A plan study's files (sim/plan_run.py): a plan directory, or plan/ inside a run directory.
+PLAN_FOLDER = "plan"
+PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "scenario_costs.csv", "frontier.csv", "shocks.csv",
+                        "shock_events.csv", "plan_map.png", "shocks.png", "frontier.png", "out_of_sample.png"})
 RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
-                       RISK_CHECK, CAPACITY_MAP, CORRELATION})
+                       RISK_CHECK, CAPACITY_MAP, CORRELATION}) | PLAN_FILES
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
 
 
@@ -89,6 +93,8 @@ def _is_run_entry(entry: Path) -> bool:
         return False
     if entry.name == CASE_FOLDER and entry.is_dir():
         return _is_case_copy(entry)
+    if entry.name == PLAN_FOLDER and entry.is_dir():
+        return all(f.name in RUN_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir())
     return entry.name in RUN_FILES and entry.is_file()
 
 
@@ -129,10 +135,10 @@ def _is_replaceable_run(out: Path) -> bool:
     if not all(_is_run_entry(entry) for entry in entries):
         return False
     try:
-        read_summary(out, required=("products",))
+        summary = read_summary(out, required=())
     except OutputError:
         return False
-    return True
+    return "products" in summary or "plans" in summary  # a run, a capacity or a plan directory
 
 
 def check_out_dir(out: Path, force: bool) -> None:

@@ -1,0 +1,127 @@
+"""Figures (PNG) of the flexible-capacity plan: the hubs and modules on the feeder, the
+cost-CVaR frontier, and how the sample and robust plans hold up out of sample.
+
+As in sim/plots.py: matplotlib is imported inside the functions, figures are bare ``Figure``
+objects on the Agg canvas, written atomically with no timestamps (same inputs, same bytes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from grid.fcm_data import PlanData
+from grid.fcm_model import Evaluation, Plan
+from grid.layout import bus_positions
+from grid.network import Network
+from sim.plots import DPI, _write_png_atomically
+
+_PLAN_LABELS = {"sample": "sample plan", "dro": "robust (DRO) plan"}
+_SAMPLE_ORDER = ("in-sample", "out-of-sample", "shifted")
+_MODULE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+
+
+def plot_plan_map(network: Network, data: PlanData, plans: Mapping[str, Plan], path: Path) -> None:
+    """One panel per plan: the feeder, the data-center sites (sized by load), the candidate hubs
+    (hollow when closed) and the units staged at each open hub, by module type."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    xy = bus_positions(network)
+    figure = Figure(figsize=(7.0 * len(plans), 6.5))
+    axes = np.atleast_1d(figure.subplots(1, len(plans)))
+    for ax, (name, plan) in zip(axes, plans.items()):
+        for line in network.lines:
+            (x0, y0), (x1, y1) = xy[line.from_bus], xy[line.to_bus]
+            ax.plot([x0, x1], [y0, y1], color="0.75", linewidth=1.5, zorder=1)
+        ax.scatter([xy[b.number][0] for b in network.buses], [xy[b.number][1] for b in network.buses],
+                   s=10, color="0.55", zorder=2)
+        loads = np.array([s.load_mw for s in data.sites])
+        ax.scatter([xy[s.bus][0] for s in data.sites], [xy[s.bus][1] for s in data.sites],
+                   s=80 + 120 * loads / max(loads.max(), 1e-9), marker="s", color="#d62728", zorder=4)
+        for s in data.sites:
+            ax.annotate(f"DC {s.bus}\n{s.load_mw:g} MW", xy[s.bus], xytext=(6, -14), textcoords="offset points",
+                        fontsize=7, color="#d62728")
+        stock = plan.stock(data)
+        for d, hub in enumerate(data.hubs):
+            x, y = xy[hub.bus]
+            opened = hub.name in plan.open_hubs
+            ax.scatter([x], [y], s=260, marker="^", zorder=3, edgecolors="black", linewidths=1.2,
+                       facecolors="#ffd92f" if opened else "none")
+            text = ", ".join(f"{int(stock[d, k])} {m.name}" for k, m in enumerate(data.modules) if stock[d, k])
+            ax.annotate(f"{hub.name} (bus {hub.bus})" + (f"\n{text}" if text else "\nclosed" if not opened else ""),
+                        (x, y), xytext=(8, 6), textcoords="offset points", fontsize=7.5,
+                        fontweight="bold" if opened else "normal")
+        ax.set_title(f"{_PLAN_LABELS.get(name, name)}: {int(stock.sum())} units at {len(plan.open_hubs)} hubs, "
+                     f"plan cost {plan.cost:,.0f} $", fontsize=10)
+        ax.set_axis_off()
+    handles = [
+        Line2D([], [], linestyle="none", marker="s", color="#d62728", markersize=8, label="data-center site (size: MW)"),
+        Line2D([], [], linestyle="none", marker="^", markerfacecolor="#ffd92f", markeredgecolor="black", markersize=10,
+               label="open staging hub (units staged)"),
+        Line2D([], [], linestyle="none", marker="^", markerfacecolor="none", markeredgecolor="black", markersize=10,
+               label="candidate hub, closed"),
+    ]
+    figure.legend(handles=handles, loc="lower center", ncols=3, frameon=False, fontsize=9)
+    figure.suptitle(f"Flexible capacity modules staged on {network.name}", fontsize=12)
+    _write_png_atomically(figure, path, DPI)
+
+
+def plot_frontier(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], path: Path) -> None:
+    """Expected total cost against CVaR of the total, one point per lambda (in-sample)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 5.5))
+    ax = figure.subplots()
+    x = [r["cvar_total_usd"] for r in rows]
+    y = [r["expected_total_usd"] for r in rows]
+    ax.plot(x, y, marker="o", color="#1f77b4")
+    for r, xi, yi in zip(rows, x, y):
+        ax.annotate(f"λ = {r['lambda']:g}\n{r['units']} units", (xi, yi), xytext=(6, 4), textcoords="offset points",
+                    fontsize=8)
+    alpha = next(iter(summary["plans"].values()))["alpha"]
+    ax.set_xlabel(f"CVaR at alpha = {alpha:g} of plan cost + Stage II cost ($)")
+    ax.set_ylabel("Expected plan cost + Stage II cost ($)")
+    ax.set_title("Cost-CVaR frontier of the sample plan over lambda (in-sample scenarios)", fontsize=10)
+    ax.grid(color="0.9")
+    figure.tight_layout()
+    _write_png_atomically(figure, path, DPI)
+
+
+def plot_out_of_sample(summary: Mapping[str, Any], evaluations: Mapping[tuple[str, str], Evaluation],
+                       path: Path) -> None:
+    """Box plots of Stage II cost and of energy not served per scenario, for each plan on the
+    in-sample, fresh and shifted scenarios: the tails side by side."""
+    from matplotlib.figure import Figure
+
+    plans = list(summary["plans"])
+    labels = [s for s in _SAMPLE_ORDER if (plans[0], s) in evaluations]
+    figure = Figure(figsize=(12.0, 5.5))
+    axes = figure.subplots(1, 2)
+    panels = (("Stage II cost per scenario ($)", lambda ev: ev.cost),
+              ("Energy not served per scenario (MWh)", lambda ev: ev.ens_mwh.sum(axis=1)))
+    for ax, (title, values) in zip(axes, panels):
+        data, positions, ticks, names = [], [], [], []
+        for g, label in enumerate(labels):
+            for k, name in enumerate(plans):
+                data.append(values(evaluations[name, label]))
+                positions.append(g * (len(plans) + 1) + k)
+            ticks.append(g * (len(plans) + 1) + (len(plans) - 1) / 2)
+            names.append(label)
+        parts = ax.boxplot(data, positions=positions, widths=0.7, showmeans=True, patch_artist=True)
+        for box, position in zip(parts["boxes"], range(len(data))):
+            box.set_facecolor(_MODULE_COLOURS[position % len(plans)])
+            box.set_alpha(0.55)
+        ax.set_xticks(ticks, names)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", color="0.9")
+    from matplotlib.patches import Patch
+
+    figure.legend(handles=[Patch(facecolor=_MODULE_COLOURS[k], alpha=0.55, label=_PLAN_LABELS.get(n, n))
+                           for k, n in enumerate(plans)], loc="lower center", ncols=len(plans), frameon=False)
+    figure.suptitle("How the plans hold up: scenarios they were planned on, fresh ones, and a shifted shock "
+                    "distribution (triangle: mean)", fontsize=11)
+    figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    _write_png_atomically(figure, path, DPI)

@@ -1,0 +1,350 @@
+"""`dcmarket plan`: the two-stage flexible-capacity plan, alone or after an auction.
+
+One study, two entry points: `dcmarket plan CONFIG` reads the sites from ``[plan] sites``; a
+run whose config has a ``[plan]`` table hands the DSO the sites that won flexible capacity
+(agents/dso.py) and writes the same files under ``plan/`` in its run directory.
+
+What it computes (spec `fcm-two-stage.md` section 6):
+- the sample plan at ``lambda`` and the distributionally robust plan at ``dro_radius``;
+- each plan's Stage II on the in-sample scenarios, on fresh ones from the same generator, and
+  on a shifted generator (``[plan.shift]``): cost, CVaR, worst case over the ambiguity set and
+  energy not served, side by side;
+- the cost-CVaR frontier: the sample plan for each of ``frontier_lambdas``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+
+from grid.cases import load_case
+from grid.errors import GridError
+from grid.fcm_data import Hub, ModuleType, PlanData, PlanSite, Supplier, check_plan_data, travel_minutes
+from grid.fcm_model import Evaluation, Plan, PlanSolution, RiskSettings, evaluate_plan, solve_plan
+from grid.fcm_risk import cvar, mean_cvar, worst_case_mean_cvar
+from grid.network import Network
+from grid.shocks import ShockScenarios, ShockSite, draw_shocks
+from grid.solvers import check_solver
+from sim import outputs
+from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, load_config
+from sim.plan_config import PlanConfig, SiteConfig
+from sim.random_streams import stream
+
+Progress = Callable[[str], None]
+
+SHIPMENT_COLUMNS = ("plan", "module", "hub", "hub_bus", "supplier", "units")
+DISPATCH_COLUMNS = ("plan", "scenario", "bus", "hub", "module", "units")
+COST_COLUMNS = ("plan", "sample", "scenario", "cost_usd", "ens_mwh", "uncovered_mwh", "sites_disturbed",
+                "sites_stabilized")
+FRONTIER_COLUMNS = ("lambda", "plan_cost_usd", "expected_cost_usd", "cvar_usd", "expected_total_usd",
+                    "cvar_total_usd", "objective_usd", "units", "hubs")
+# The evaluation samples, in report order.
+SAMPLES = ("in-sample", "out-of-sample", "shifted")
+
+
+@dataclass(frozen=True)
+class PlanStudy:
+    summary: dict[str, Any]
+    files: dict[str, bytes]
+    report: str
+
+
+def sites_from_config(plan: PlanConfig, sites: Sequence[SiteConfig]) -> tuple[PlanSite, ...]:
+    return tuple(
+        PlanSite(
+            bus=s.bus,
+            load_mw=s.load_mw,
+            owner=s.owner if s.owner is not None else f"bus {s.bus}",
+            stabilize_min=s.stabilize_min if s.stabilize_min is not None else plan.stabilize_min,
+            imbalance_cost_per_mwh=(s.imbalance_cost_per_mwh if s.imbalance_cost_per_mwh is not None
+                                    else plan.imbalance_cost_per_mwh),
+        )
+        for s in sites
+    )
+
+
+def plan_data(plan: PlanConfig, network: Network, sites: Sequence[PlanSite]) -> PlanData:
+    """The model's data from the ``[plan]`` table, checked against the network."""
+    modules = tuple(ModuleType(m.name, m.kind, m.unit_mw, m.transport_cost_per_km, m.energy_mwh, m.eta_charge,
+                               m.eta_discharge, m.initial_soc, m.ramp_mw_per_min) for m in plan.modules)
+    hubs = tuple(Hub(h.name, h.bus, h.setup_cost, h.capacity_units, h.activation_min) for h in plan.hubs)
+    suppliers = tuple(Supplier(s.name, dict(s.inventory), dict(s.distance_km)) for s in plan.suppliers)
+    buses = {b.number for b in network.buses}
+    for k, hub in enumerate(hubs):
+        if hub.bus not in buses:
+            raise GridError(f"plan.hubs[{k}].bus: bus {hub.bus} is not on {network.name}; "
+                            f"choose a bus between {min(buses)} and {max(buses)}")
+    for k, site in enumerate(sites):
+        if site.bus not in buses:
+            raise GridError(f"plan.sites[{k}].bus: bus {site.bus} is not on {network.name}; "
+                            f"choose a bus between {min(buses)} and {max(buses)}")
+    explicit = None
+    if plan.travel.minutes is not None:
+        names = [h.name for h in hubs]
+        explicit = {}
+        for hub, table in plan.travel.minutes.items():
+            if hub not in names:
+                raise GridError(f"plan.travel.minutes: unknown hub {hub!r}; choose one of {', '.join(names)}")
+            try:
+                explicit[hub] = {int(bus): minutes for bus, minutes in table.items()}
+            except ValueError:
+                raise GridError(f"plan.travel.minutes.{hub}: keys are site bus numbers") from None
+    settings = plan.shock_settings()
+    tau = travel_minutes(network, hubs, sites, section_km=plan.travel.section_km, speed_kmh=plan.travel.speed_kmh,
+                         explicit=explicit)
+    data = PlanData(network.name, modules, hubs, suppliers, tuple(sites), tau, plan.ens_cost_per_mwh,
+                    settings.window_min)
+    check_plan_data(data, network)
+    return data
+
+
+def shock_sites(data: PlanData) -> list[ShockSite]:
+    return [ShockSite(s.bus, s.load_mw, s.owner) for s in data.sites]
+
+
+def _evaluation_row(plan: Plan, ev: Evaluation, risk: RiskSettings) -> dict[str, Any]:
+    ens = ev.ens_mwh.sum(axis=1)
+    return {
+        "expected_cost_usd": float(ev.cost.mean()),
+        "cvar_usd": cvar(ev.cost, risk.alpha),
+        "mean_cvar_usd": mean_cvar(ev.cost, risk.lam, risk.alpha),
+        "worst_case_mean_cvar_usd": worst_case_mean_cvar(ev.cost, risk.lam, risk.alpha, risk.radius)
+        if risk.radius > 0 else mean_cvar(ev.cost, risk.lam, risk.alpha),
+        "max_cost_usd": float(ev.cost.max()),
+        "expected_ens_mwh": float(ens.mean()),
+        "cvar_ens_mwh": cvar(ens, risk.alpha),
+        "max_ens_mwh": float(ens.max()),
+        "share_scenarios_with_ens": float((ens > 1e-9).mean()),
+        "stabilized_share": float(ev.stabilized.mean()),
+        "expected_total_usd": plan.cost + float(ev.cost.mean()),
+        "scenarios": int(ev.cost.size),
+    }
+
+
+def _plan_dict(solution: PlanSolution, data: PlanData) -> dict[str, Any]:
+    plan = solution.plan
+    stock = plan.stock(data)
+    return {
+        "open_hubs": list(plan.open_hubs),
+        "units_by_hub": {h.name: {m.name: int(stock[d, k]) for k, m in enumerate(data.modules) if stock[d, k]}
+                         for d, h in enumerate(data.hubs) if h.name in plan.open_hubs},
+        "setup_cost_usd": plan.setup_cost,
+        "transport_cost_usd": plan.transport_cost,
+        "plan_cost_usd": plan.cost,
+        "objective_usd": solution.objective,
+        "risk_term_usd": solution.risk_term,
+        "lambda": solution.risk.lam,
+        "alpha": solution.risk.alpha,
+        "dro_radius": solution.risk.radius,
+        "solver": solution.solve.solver,
+        "status": solution.solve.status,
+        "mip_gap": solution.solve.gap,
+        # No solve time here: the summary is byte-reproducible; progress lines show the seconds.
+    }
+
+
+def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
+                   frontier: bool = True, progress: Progress = lambda _: None) -> PlanStudy:
+    """The whole study; ``sites`` (from an auction) replace ``[plan] sites``."""
+    plan: PlanConfig | None = getattr(config, "plan", None)
+    if plan is None:
+        raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (see README, "
+                          "\"Planning flexible capacity\")")
+    case = plan.case or (config.network.case if config.network is not None else None)
+    if case is None:
+        raise ConfigError("plan.case: no network; give [plan] case (e.g. \"ieee33bw\") or a [network] table")
+    check_solver(config.solver)
+    try:
+        network = load_case(case, base_dir=base_dir)
+    except GridError as error:
+        raise ConfigError(f"plan.case: {error}") from None
+    if sites is None:
+        if plan.sites is None:
+            raise ConfigError("plan.sites: no sites; list [[plan.sites]] (bus, load_mw), or run the plan after an "
+                              "auction with dcmarket run")
+        sites = sites_from_config(plan, plan.sites)
+    data = plan_data(plan, network, sites)
+    settings, shifted = plan.shock_settings(), plan.shifted_settings()
+    progress(f"{plan.scenarios} shock scenarios at {len(data.sites)} sites")
+    in_sample = draw_shocks(shock_sites(data), settings, plan.scenarios, stream(config.seed, "shocks"))
+    samples: dict[str, ShockScenarios] = {"in-sample": in_sample}
+    if plan.out_of_sample > 0:
+        samples["out-of-sample"] = draw_shocks(shock_sites(data), settings, plan.out_of_sample,
+                                               stream(config.seed, "shocks_out_of_sample"))
+        samples["shifted"] = draw_shocks(shock_sites(data), shifted, plan.out_of_sample,
+                                         stream(config.seed, "shocks_shifted"))
+    solve = dict(solver=config.solver, mip_gap=plan.mip_gap, time_limit=plan.time_limit_s)
+
+    def solved(risk: RiskSettings, label: str) -> PlanSolution:
+        progress(f"solving the {label} (lambda {risk.lam:g}, alpha {risk.alpha:g}, radius {risk.radius:g})")
+        solution = solve_plan(data, in_sample, risk, **solve)
+        progress(f"  {solution.solve.status} in {solution.solve.seconds:.1f} s, gap {solution.solve.gap:.2%}, "
+                 f"objective {solution.objective:,.0f} $")
+        return solution
+
+    sample_risk = RiskSettings(plan.lam, plan.alpha, 0.0)
+    dro_risk = RiskSettings(plan.lam, plan.alpha, plan.dro_radius)
+    plans = {"sample": solved(sample_risk, "sample plan")}
+    if plan.dro_radius > 0:
+        plans["dro"] = solved(dro_risk, "distributionally robust plan")
+    # Plans that agree (the DRO plan often equals the sample plan) share their Stage II solves.
+    cache: dict[tuple[tuple, str], Evaluation] = {}
+
+    def evaluated(solution: PlanSolution, label: str, name: str) -> Evaluation:
+        key = (solution.plan.key(), label)
+        if key not in cache:
+            progress(f"Stage II of the {name} plan, {label} ({samples[label].count:,} scenarios)")
+            cache[key] = evaluate_plan(data, solution.plan, samples[label], solver=config.solver, progress=progress)
+        return cache[key]
+
+    evaluations = {(name, label): evaluated(solution, label, name)
+                   for name, solution in plans.items() for label in samples}
+    frontier_rows: list[dict[str, Any]] = []
+    if frontier:
+        for lam in sorted(set(plan.frontier_lambdas) | {plan.lam}):  # the chosen plan sits on its frontier
+            risk = RiskSettings(lam, plan.alpha, 0.0)
+            solution = plans["sample"] if lam == plan.lam else solved(risk, f"frontier plan {lam:g}")
+            ev = evaluated(solution, "in-sample", f"frontier {lam:g}")
+            frontier_rows.append({
+                "lambda": lam, "plan_cost_usd": solution.plan.cost, "expected_cost_usd": float(ev.cost.mean()),
+                "cvar_usd": cvar(ev.cost, plan.alpha),
+                "expected_total_usd": solution.plan.cost + float(ev.cost.mean()),
+                "cvar_total_usd": solution.plan.cost + cvar(ev.cost, plan.alpha),
+                "objective_usd": solution.objective,
+                "units": int(solution.plan.stock(data).sum()), "hubs": " ".join(solution.plan.open_hubs),
+            })
+    summary = _summary(config, plan, data, plans, evaluations, frontier_rows, samples)
+    files = _files(data, plans, evaluations, frontier_rows, samples, summary, network)
+    return PlanStudy(summary, files, plan_report(summary))
+
+
+def _summary(config: ExperimentConfig, plan: PlanConfig, data: PlanData, plans: Mapping[str, PlanSolution],
+             evaluations: Mapping[tuple[str, str], Evaluation], frontier_rows: list[dict[str, Any]],
+             samples: Mapping[str, ShockScenarios]) -> dict[str, Any]:
+    return {
+        "seed": config.seed,
+        "solver": config.solver,
+        "units": {"money": "$", "energy": "MWh", "power": "MW", "time": "min"},
+        "network": data.network_name,
+        "sites": [{"bus": s.bus, "load_mw": s.load_mw, "owner": s.owner, "stabilize_min": s.stabilize_min,
+                   "imbalance_cost_per_mwh": s.imbalance_cost_per_mwh} for s in data.sites],
+        "travel_min": {h.name: {str(s.bus): round(float(data.travel_min[d, i]), 3) for i, s in enumerate(data.sites)}
+                       for d, h in enumerate(data.hubs)},
+        "scenarios": {label: shocks.count for label, shocks in samples.items()},
+        "shift": dict(plan.shift),
+        "plans": {name: _plan_dict(solution, data) for name, solution in plans.items()},
+        "evaluation": {name: {label: _evaluation_row(plans[name].plan, evaluations[name, label],
+                                                     RiskSettings(plan.lam, plan.alpha, plan.dro_radius))
+                              for label in samples} for name in plans},
+        "frontier": frontier_rows,
+    }
+
+
+def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mapping[tuple[str, str], Evaluation],
+           frontier_rows: list[dict[str, Any]], samples: Mapping[str, ShockScenarios], summary: dict[str, Any],
+           network: Network) -> dict[str, bytes]:
+    from sim.plan_plots import plot_frontier, plot_out_of_sample, plot_plan_map
+    from sim.shock_plot import plot_shocks
+
+    hub_bus = {h.name: h.bus for h in data.hubs}
+    shipments = [{"plan": name, "module": s.module, "hub": s.hub, "hub_bus": hub_bus[s.hub], "supplier": s.supplier,
+                  "units": s.units} for name, solution in plans.items() for s in solution.plan.shipments]
+    dispatch = [{"plan": name, **row} for name in plans for row in evaluations[name, "in-sample"].dispatch]
+    costs = []
+    for (name, label), ev in evaluations.items():
+        disturbed = samples[label].kind >= 0
+        for s in range(ev.cost.size):
+            costs.append({"plan": name, "sample": label, "scenario": s, "cost_usd": round(float(ev.cost[s]), 6),
+                          "ens_mwh": round(float(ev.ens_mwh[s].sum()), 9),
+                          "uncovered_mwh": round(float(ev.uncovered_mwh[s].sum()), 9),
+                          "sites_disturbed": int(disturbed[s].sum()),
+                          "sites_stabilized": int((ev.stabilized[s] & disturbed[s]).sum())})
+    files = {
+        "summary.json": outputs.json_bytes(summary),
+        "plan.csv": outputs.csv_bytes(SHIPMENT_COLUMNS, shipments),
+        "dispatch.csv": outputs.csv_bytes(DISPATCH_COLUMNS, dispatch),
+        "scenario_costs.csv": outputs.csv_bytes(COST_COLUMNS, costs),
+        "shocks.csv": samples["in-sample"].table().round(9).to_csv(index=False, lineterminator="\n").encode(),
+        "shock_events.csv": samples["in-sample"].events().round(9).to_csv(index=False, lineterminator="\n").encode(),
+    }
+    if frontier_rows:
+        files["frontier.csv"] = outputs.csv_bytes(FRONTIER_COLUMNS, frontier_rows)
+    with tempfile.TemporaryDirectory(prefix="dcmarket-plan-") as scratch:
+        folder = Path(scratch)
+        drawn = {
+            "plan_map.png": lambda p: plot_plan_map(network, data, {n: s.plan for n, s in plans.items()}, p),
+            "shocks.png": lambda p: plot_shocks(samples["in-sample"], p,
+                                                title=f"Demand shocks drawn at {len(data.sites)} data-center sites"),
+            "out_of_sample.png": lambda p: plot_out_of_sample(summary, evaluations, p),
+        }
+        if frontier_rows:
+            drawn["frontier.png"] = lambda p: plot_frontier(frontier_rows, summary, p)
+        for name, draw in drawn.items():
+            path = folder / name
+            draw(path)
+            files[name] = path.read_bytes()
+    return files
+
+
+def _money(value: float) -> str:
+    return f"{value:,.0f} $"
+
+
+def plan_report(summary: Mapping[str, Any]) -> str:
+    """What the study found, for the terminal: the plans, then how they hold up."""
+    from sim.report import format_table
+
+    lines = []
+    for name, p in summary["plans"].items():
+        label = "Sample plan" if name == "sample" else f"Distributionally robust plan (radius {p['dro_radius']:g})"
+        stock = "; ".join(f"{hub}: " + ", ".join(f"{n} {m}" for m, n in units.items())
+                          for hub, units in p["units_by_hub"].items()) or "no modules"
+        lines.append(f"{label}, lambda {p['lambda']:g}, alpha {p['alpha']:g}: hubs {', '.join(p['open_hubs']) or 'none'}"
+                     f" ({stock}); plan cost {_money(p['plan_cost_usd'])}, objective {_money(p['objective_usd'])} "
+                     f"({p['status']}, gap {p['mip_gap']:.2%})")
+    headers = ["plan", "scenarios", "E[cost] ($)", "CVaR ($)", "worst case ($)", "E[ENS] (MWh)", "CVaR ENS (MWh)",
+               "max ENS (MWh)", "stabilized"]
+    rows = []
+    for name, by_sample in summary["evaluation"].items():
+        for label, row in by_sample.items():
+            rows.append((f"{name}, {label}", f"{row['scenarios']:,}", f"{row['expected_cost_usd']:,.0f}",
+                         f"{row['cvar_usd']:,.0f}", f"{row['worst_case_mean_cvar_usd']:,.0f}",
+                         f"{row['expected_ens_mwh']:.3f}", f"{row['cvar_ens_mwh']:.3f}", f"{row['max_ens_mwh']:.3f}",
+                         f"{row['stabilized_share']:.1%}"))
+    sections = ["\n".join(lines),
+                "Stage II costs of each plan (CVaR at alpha; worst case: mean-CVaR over the ambiguity set):\n"
+                + format_table(headers, rows, [False] + [True] * 8)]
+    if summary["frontier"]:
+        frontier = [(f"{r['lambda']:g}", f"{r['plan_cost_usd']:,.0f}", f"{r['expected_total_usd']:,.0f}",
+                     f"{r['cvar_total_usd']:,.0f}", str(r["units"]), r["hubs"] or "-") for r in summary["frontier"]]
+        sections.append("Cost-CVaR frontier (in-sample, $):\n" + format_table(
+            ["lambda", "plan cost", "E[total]", "CVaR total", "units", "hubs"], frontier,
+            [True, True, True, True, True, False]))
+    return "\n\n".join(sections)
+
+
+def write_plan_directory(out: Path, study: PlanStudy, config: ExperimentConfig, *, force: bool) -> None:
+    files = dict(study.files)
+    files[outputs.CONFIG] = dump_config(effective_config(config), "plan").encode("utf-8")
+    outputs.write_run_directory(out, files, force=force)
+
+
+def command(args: argparse.Namespace, progress: Progress) -> int:
+    """`dcmarket plan CONFIG`."""
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError("--seed: must be a non-negative integer")
+    config = load_config(args.config, {"seed": args.seed, "solver": args.solver})
+    out = args.out or Path("runs") / f"{args.config.stem}-plan"
+    outputs.check_out_dir(out, args.force)
+    try:
+        study = run_plan_study(config, args.config.parent, frontier=not args.no_frontier, progress=progress)
+    except (ConfigError, GridError) as error:
+        raise type(error)(f"{args.config}: {error}") from None
+    write_plan_directory(out, study, config, force=args.force)
+    print(study.report)
+    print(f"\nPlan directory: {out}")
+    return 0
