@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import mesa
 
 from grid.candidates import Candidates
+from grid.fcm_data import PlanSite
 from grid.capacity import MIN_PRODUCT_MW, CapacityStudy, capacity_study
 from grid.network import Network
 from grid.scenarios import Scenarios
@@ -82,6 +83,38 @@ def possible_families(candidates: Sequence[int], risk_levels: Sequence[float]) -
             for pid in [product_id(FIRM, bus)] + [product_id(FLEX, bus, tier=label) for label in labels]]
 
 
+@dataclass(frozen=True)
+class SiteDefaults:
+    """What the DSO assumes for a site the auction created (``[plan]`` defaults)."""
+
+    stabilize_min: float
+    imbalance_cost_per_mwh: float
+
+
+def sites_with_flexible_capacity(products: Sequence[Product], allocation: Mapping[str, str | None],
+                                 defaults: SiteDefaults) -> tuple[PlanSite, ...]:
+    """The data centers whose demand shocks the DSO must plan for: every bus where flexible
+    capacity was sold. The site's load is all the MW (firm and flexible) sold there; its owner,
+    whose sites shock together, is the bidder holding most of those MW (ties: the first name)."""
+    held: dict[int, dict[str, float]] = {}
+    flexible: set[int] = set()
+    for product in products:
+        holder = allocation.get(product.id)
+        if holder is None or product.bus is None:
+            continue
+        by_holder = held.setdefault(product.bus, {})
+        by_holder[holder] = by_holder.get(holder, 0.0) + product.capacity_mw
+        if product.risk > 0:
+            flexible.add(product.bus)
+    sites = []
+    for bus in sorted(flexible):
+        by_holder = held[bus]
+        owner = min(by_holder, key=lambda name: (-by_holder[name], name))
+        sites.append(PlanSite(bus, math.fsum(by_holder.values()), owner, defaults.stabilize_min,
+                              defaults.imbalance_cost_per_mwh))
+    return tuple(sites)
+
+
 class DSO(mesa.Agent):
     """Owns the network; when the model is built it quantifies firm and flexible capacity.
 
@@ -127,3 +160,8 @@ class DSO(mesa.Agent):
         )
         offered, withheld = products_from_study(study, self.settings.block_mw)
         return CapacityReport(products=tuple(offered), withheld=tuple(withheld), study=study)
+
+    def sites_to_protect(self, products: Sequence[Product], allocation: Mapping[str, str | None],
+                         defaults: SiteDefaults) -> tuple[PlanSite, ...]:
+        """After the auction: the sites that won flexible capacity, for the flexible-capacity plan."""
+        return sites_with_flexible_capacity(products, allocation, defaults)

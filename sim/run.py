@@ -194,8 +194,33 @@ def run_experiment(
     if withdrawals:
         files[outputs.WITHDRAWALS] = outputs.csv_bytes(outputs.WITHDRAWAL_COLUMNS, withdrawals)
     files[outputs.ROUNDS] = outputs.csv_bytes(outputs.ROUND_COLUMNS, rounds)
-    outputs.write_run_directory(out, files, force=force)
     report = render_report(summary, bids, rounds, summary_only=summary_only)
+    if getattr(config, "plan", None) is not None:
+        # Operate after the auction: the DSO plans flexible capacity modules for the sites that
+        # won flexible capacity ([plan] sites, when given, replace them).
+        from agents.dso import SiteDefaults
+        from sim.plan_run import run_plan_study
+
+        plan = config.plan
+        sites = None
+        if plan.sites is None:
+            sites = model.dso.sites_to_protect(model.products, summary["allocation"],
+                                               SiteDefaults(plan.stabilize_min, plan.imbalance_cost_per_mwh))
+            if not sites:
+                raise ConfigError(f"{config_path}: plan: the auction sold no flexible capacity, so there is no site "
+                                  "to plan for; list [[plan.sites]] or remove [plan]")
+        progress("flexible-capacity plan for the auction's sites")
+        try:
+            study = run_plan_study(config, config_path.parent, sites=sites, progress=progress)
+        except (ConfigError, GridError) as error:
+            raise type(error)(f"{config_path}: {error}") from None
+        summary["plan"] = {"directory": outputs.PLAN_FOLDER, "sites_from": "auction" if sites else "config",
+                           "sites": study.summary["sites"], "plans": study.summary["plans"]}
+        files[outputs.SUMMARY] = outputs.json_bytes(summary)
+        for name, content in study.files.items():
+            files[f"{outputs.PLAN_FOLDER}/{name}"] = content
+        report += "\n\nFlexible-capacity plan for the sites that won flexible capacity (files in plan/):\n" + study.report
+    outputs.write_run_directory(out, files, force=force)
     return RunResult(config=config, summary=summary, files=files, report=report)
 
 
