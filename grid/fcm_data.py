@@ -158,15 +158,6 @@ def check_plan_data(data: PlanData, network: Network) -> None:
     if not data.hubs:
         raise GridError("plan.hubs: no candidate staging hubs; list at least one [[plan.hubs]]")
     hub_names = [h.name for h in data.hubs]
-    for k, hub in enumerate(data.hubs):
-        if hub_names.count(hub.name) > 1:
-            raise GridError(f"plan.hubs[{k}].name: hub {hub.name!r} is listed twice; give each hub once")
-        if hub.bus not in buses:
-            raise GridError(f"plan.hubs[{k}].bus: bus {hub.bus} is not on {data.network_name}; "
-                            f"choose a bus between {min(buses)} and {max(buses)}")
-        if not any(hub.name in s.distance_km for s in data.suppliers):
-            raise GridError(f"plan.hubs[{k}]: hub {hub.name!r} is unreachable: no supplier lists a distance to it; "
-                            "add it to a supplier's distance_km or remove the hub")
     for k, supplier in enumerate(data.suppliers):
         for module, units in supplier.inventory.items():
             if module not in names:
@@ -178,6 +169,15 @@ def check_plan_data(data: PlanData, network: Network) -> None:
         for hub in supplier.distance_km:
             if hub not in hub_names:
                 raise GridError(f"plan.suppliers[{k}].distance_km: unknown hub {hub!r}; choose one of {', '.join(hub_names)}")
+    for k, hub in enumerate(data.hubs):
+        if hub_names.count(hub.name) > 1:
+            raise GridError(f"plan.hubs[{k}].name: hub {hub.name!r} is listed twice; give each hub once")
+        if hub.bus not in buses:
+            raise GridError(f"plan.hubs[{k}].bus: bus {hub.bus} is not on {data.network_name}; "
+                            f"choose a bus between {min(buses)} and {max(buses)}")
+        if not any(hub.name in s.distance_km for s in data.suppliers):
+            raise GridError(f"plan.hubs[{k}]: hub {hub.name!r} is unreachable: no supplier lists a distance to it; "
+                            "add it to a supplier's distance_km or remove the hub")
     if not data.suppliers or sum(sum(s.inventory.values()) for s in data.suppliers) == 0:
         raise GridError("plan.suppliers: no supplier holds any module; give at least one a positive inventory")
     if not data.sites:
@@ -188,8 +188,13 @@ def check_plan_data(data: PlanData, network: Network) -> None:
         if site.bus not in buses:
             raise GridError(f"plan.sites[{k}].bus: bus {site.bus} is not on {data.network_name}; "
                             f"choose a bus between {min(buses)} and {max(buses)}")
-        if site_buses.count(site.bus) > 1:
+        if site.bus in site_buses[:k]:
             raise GridError(f"plan.sites[{k}].bus: bus {site.bus} is listed twice; give each site once")
+    for d, hub in enumerate(data.hubs):
+        if np.all(data.travel_min[d] >= data.window_min):
+            raise GridError(f"plan.hubs[{d}]: hub {hub.name!r} is unreachable: its modules reach no site within the "
+                            f"{data.window_min:g}-min event window; move it closer or remove it")
+    for k, site in enumerate(data.sites):
         if site.stabilize_min > data.window_min:
             raise GridError(f"plan.sites[{k}].stabilize_min: {site.stabilize_min:g} min is longer than the event "
                             f"window ({data.window_min:g} min); shorten it or lengthen plan.shocks.window_min")
@@ -200,7 +205,3 @@ def check_plan_data(data: PlanData, network: Network) -> None:
                 f"bus {site.bus} ({data.travel_min[fastest, k]:.1f} min from hub {data.hubs[fastest].name!r}); "
                 "lengthen the window, or add a closer or faster-activating hub"
             )
-    for d, hub in enumerate(data.hubs):
-        if np.all(data.travel_min[d] >= data.window_min):
-            raise GridError(f"plan.hubs[{d}]: hub {hub.name!r} is unreachable: its modules reach no site within the "
-                            f"{data.window_min:g}-min event window; move it closer or remove it")

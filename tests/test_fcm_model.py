@@ -549,7 +549,7 @@ BAD_DATA = {
                                             "plan.sites[0].stabilize_min", "fastest arrival"),
     "window longer than the event window": (lambda d: _with(d, sites=(site(18), site(22, stabilize_min=12.0))),
                                             "plan.sites[1].stabilize_min", "event window"),
-    "duplicate site bus": (lambda d: _with(d, sites=(site(18), site(18))), "plan.sites[0].bus", "bus 18 is listed twice"),
+    "duplicate site bus": (lambda d: _with(d, sites=(site(18), site(18))), "plan.sites[1].bus", "bus 18 is listed twice"),
     "hub bus not on the network": (lambda d: _with(d, hubs=(d.hubs[0], replace(d.hubs[1], bus=99)),
                                                    travel_min=d.travel_min),
                                    "plan.hubs[1].bus", "bus 99 is not on ieee33bw"),
