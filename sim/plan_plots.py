@@ -42,7 +42,7 @@ def plot_plan_map(network: Network, data: PlanData, plans: Mapping[str, Plan], p
         ax.scatter([xy[s.bus][0] for s in data.sites], [xy[s.bus][1] for s in data.sites],
                    s=80 + 120 * loads / max(loads.max(), 1e-9), marker="s", color="#d62728", zorder=4)
         for s in data.sites:
-            ax.annotate(f"DC {s.bus}\n{s.load_mw:g} MW", xy[s.bus], xytext=(6, -14), textcoords="offset points",
+            ax.annotate(f"DC {s.bus}\n{s.load_mw:g} MW", xy[s.bus], xytext=(9, -16), textcoords="offset points",
                         fontsize=7, color="#d62728")
         stock = plan.stock(data)
         for d, hub in enumerate(data.hubs):
@@ -70,22 +70,46 @@ def plot_plan_map(network: Network, data: PlanData, plans: Mapping[str, Plan], p
 
 
 def plot_frontier(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], path: Path) -> None:
-    """Expected total cost against CVaR of the total, one point per lambda (in-sample)."""
+    """Expected total cost against CVaR of the total, one point per lambda (in-sample); lambdas
+    that chose the same plan share one label. The robust plan is marked for comparison."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7.5, 5.5))
+    figure = Figure(figsize=(8.0, 5.5))
     ax = figure.subplots()
     x = [r["cvar_total_usd"] for r in rows]
     y = [r["expected_total_usd"] for r in rows]
-    ax.plot(x, y, marker="o", color="#1f77b4")
-    for r, xi, yi in zip(rows, x, y):
-        ax.annotate(f"λ = {r['lambda']:g}\n{r['units']} units", (xi, yi), xytext=(6, 4), textcoords="offset points",
-                    fontsize=8)
+    ax.plot(x, y, marker="o", color="#1f77b4", label="sample plan for each lambda")
+    # Points closer than 2 % of the axis spans would print their labels on top of each other
+    # (lambdas within the MIP gap of one plan): one label lists them all.
+    span_x = max(max(x) - min(x), 1e-9)
+    span_y = max(max(y) - min(y), 1e-9)
+    groups: list[list[Mapping[str, Any]]] = []
+    for r in rows:
+        for group in groups:
+            if (abs(group[0]["cvar_total_usd"] - r["cvar_total_usd"]) < 0.02 * span_x
+                    and abs(group[0]["expected_total_usd"] - r["expected_total_usd"]) < 0.02 * span_y):
+                group.append(r)
+                break
+        else:
+            groups.append([r])
+    for group in groups:
+        text = "\n".join(f"λ = {r['lambda']:g}: {r['units']} units at {r['hubs'] or 'no hub'}" for r in group)
+        ax.annotate(text, (group[0]["cvar_total_usd"], group[0]["expected_total_usd"]), xytext=(8, 6),
+                    textcoords="offset points", fontsize=8)
+    robust = summary["plans"].get("dro")
+    if robust is not None:
+        inside = summary["evaluation"]["dro"]["in-sample"]
+        rx = robust["plan_cost_usd"] + inside["cvar_usd"]
+        ry = robust["plan_cost_usd"] + inside["expected_cost_usd"]
+        ax.scatter([rx], [ry], marker="D", s=60, color="#ff7f0e", zorder=3,
+                   label=f"robust plan, radius {robust['dro_radius']:g}, lambda {robust['lambda']:g}")
     alpha = next(iter(summary["plans"].values()))["alpha"]
     ax.set_xlabel(f"CVaR at alpha = {alpha:g} of plan cost + Stage II cost ($)")
     ax.set_ylabel("Expected plan cost + Stage II cost ($)")
-    ax.set_title("Cost-CVaR frontier of the sample plan over lambda (in-sample scenarios)", fontsize=10)
+    ax.set_title("Cost-CVaR frontier over lambda (in-sample scenarios; down and left is better)", fontsize=10)
     ax.grid(color="0.9")
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    ax.margins(x=0.15, y=0.15)
     figure.tight_layout()
     _write_png_atomically(figure, path, DPI)
 
@@ -98,15 +122,17 @@ def plot_out_of_sample(summary: Mapping[str, Any], evaluations: Mapping[tuple[st
 
     plans = list(summary["plans"])
     labels = [s for s in _SAMPLE_ORDER if (plans[0], s) in evaluations]
-    figure = Figure(figsize=(12.0, 5.5))
-    axes = figure.subplots(1, 2)
-    panels = (("Stage II cost per scenario ($)", lambda ev: ev.cost),
-              ("Energy not served per scenario (MWh)", lambda ev: ev.ens_mwh.sum(axis=1)))
+    figure = Figure(figsize=(16.0, 5.5))
+    axes = figure.subplots(1, 3)
+    plan_cost = {name: summary["plans"][name]["plan_cost_usd"] for name in plans}
+    panels = (("Stage II cost per scenario ($)", lambda name, ev: ev.cost),
+              ("Plan cost + Stage II cost per scenario ($)", lambda name, ev: plan_cost[name] + ev.cost),
+              ("Energy not served per scenario (MWh)", lambda name, ev: ev.ens_mwh.sum(axis=1)))
     for ax, (title, values) in zip(axes, panels):
         data, positions, ticks, names = [], [], [], []
         for g, label in enumerate(labels):
             for k, name in enumerate(plans):
-                data.append(values(evaluations[name, label]))
+                data.append(values(name, evaluations[name, label]))
                 positions.append(g * (len(plans) + 1) + k)
             ticks.append(g * (len(plans) + 1) + (len(plans) - 1) / 2)
             names.append(label)

@@ -249,3 +249,42 @@ def test_run_plans_for_the_auction_winners(tmp_path):
          for p in s["products"]], s["allocation"], _Defaults(cfg.plan.stabilize_min, cfg.plan.imbalance_cost_per_mwh))
     data = plan_data(cfg.plan, load_case("ieee33bw"), sites)
     assert plan_from_choice(data, sample["open_hubs"], units).cost == pytest.approx(sample["plan_cost_usd"])
+
+
+@pytest.mark.parametrize("name", ["ieee33bw_plan.toml", "ieee33bw_auction_plan.toml"])
+def test_shipped_plan_configs_hold_valid_data(name):
+    """The experiment configs validate, and their data passes the network checks (no solve)."""
+    from grid.cases import load_case
+    from sim.config import load_config
+    from sim.plan_run import plan_data, sites_from_config
+    from grid.fcm_data import PlanSite
+
+    cfg = load_config(EXPERIMENTS / name)
+    assert cfg.plan is not None
+    network = load_case(cfg.plan.case or cfg.network.case)
+    if cfg.plan.sites is not None:
+        sites = sites_from_config(cfg.plan, cfg.plan.sites)
+    else:  # the auction decides; any candidate bus may become a site
+        sites = tuple(PlanSite(bus, 0.3, f"owner {bus}", cfg.plan.stabilize_min, cfg.plan.imbalance_cost_per_mwh)
+                      for bus in cfg.network.candidate_buses)
+    data = plan_data(cfg.plan, network, sites)
+    assert data.travel_min.shape == (len(cfg.plan.hubs), len(sites))
+    # The shifted distribution differs from the planning one in what [plan.shift] names.
+    assert cfg.plan.shifted_settings() != cfg.plan.shock_settings()
+
+
+def test_studies_registry_drives_the_cli_and_the_schema():
+    import importlib
+
+    from sim.cli import _parser
+    from sim.config import ExperimentConfig
+    from sim.studies import STUDIES
+
+    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for spec in STUDIES.values():
+        assert spec.command in commands
+        module, function = spec.runner.split(":")
+        assert callable(getattr(importlib.import_module(module), function))
+        if spec.table is not None:
+            assert spec.table in ExperimentConfig.model_fields
+    assert {"run", "capacity", "plan"} <= set(commands)
