@@ -139,9 +139,18 @@ def travel_minutes(network: Network, hubs: Sequence[Hub], sites: Sequence[PlanSi
     return tau
 
 
+def check_buses(network: Network, hubs: Sequence[Hub], sites: Sequence[PlanSite]) -> None:
+    """Every hub and site is on the network (before anything walks the feeder to them)."""
+    buses = {b.number for b in network.buses}
+    for table, items in (("hubs", hubs), ("sites", sites)):
+        for k, item in enumerate(items):
+            if item.bus not in buses:
+                raise GridError(f"plan.{table}[{k}].bus: bus {item.bus} is not on {network.name}; "
+                                f"choose a bus between {min(buses)} and {max(buses)}")
+
+
 def check_plan_data(data: PlanData, network: Network) -> None:
     """Field-named errors for data the model cannot mean (spec 7, "invalid data")."""
-    buses = {b.number for b in network.buses}
     names = [m.name for m in data.modules]
     if not data.modules:
         raise GridError("plan.modules: no module types; list at least one [[plan.modules]]")
@@ -169,12 +178,10 @@ def check_plan_data(data: PlanData, network: Network) -> None:
         for hub in supplier.distance_km:
             if hub not in hub_names:
                 raise GridError(f"plan.suppliers[{k}].distance_km: unknown hub {hub!r}; choose one of {', '.join(hub_names)}")
+    check_buses(network, data.hubs, data.sites)
     for k, hub in enumerate(data.hubs):
         if hub_names.count(hub.name) > 1:
             raise GridError(f"plan.hubs[{k}].name: hub {hub.name!r} is listed twice; give each hub once")
-        if hub.bus not in buses:
-            raise GridError(f"plan.hubs[{k}].bus: bus {hub.bus} is not on {data.network_name}; "
-                            f"choose a bus between {min(buses)} and {max(buses)}")
         if not any(hub.name in s.distance_km for s in data.suppliers):
             raise GridError(f"plan.hubs[{k}]: hub {hub.name!r} is unreachable: no supplier lists a distance to it; "
                             "add it to a supplier's distance_km or remove the hub")
@@ -185,9 +192,6 @@ def check_plan_data(data: PlanData, network: Network) -> None:
                         "that sold flexible capacity")
     site_buses = [s.bus for s in data.sites]
     for k, site in enumerate(data.sites):
-        if site.bus not in buses:
-            raise GridError(f"plan.sites[{k}].bus: bus {site.bus} is not on {data.network_name}; "
-                            f"choose a bus between {min(buses)} and {max(buses)}")
         if site.bus in site_buses[:k]:
             raise GridError(f"plan.sites[{k}].bus: bus {site.bus} is listed twice; give each site once")
     for d, hub in enumerate(data.hubs):

@@ -203,7 +203,7 @@ def run_capacity(
 
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket capacity TARGET`."""
-    for name in ("seed", "verify", "scenarios"):
+    for name in ("verify", "scenarios"):
         value = getattr(args, name)
         if value is not None and value < (1 if name == "scenarios" else 0):
             raise ConfigError(f"--{name}: must be a {'positive' if name == 'scenarios' else 'non-negative'} integer")

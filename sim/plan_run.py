@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from grid.cases import load_case
 from grid.errors import GridError
-from grid.fcm_data import Hub, ModuleType, PlanData, PlanSite, Supplier, check_plan_data, travel_minutes
+from grid.fcm_data import (Hub, ModuleType, PlanData, PlanSite, Supplier, check_buses, check_plan_data,
+                            travel_minutes)
 from grid.fcm_model import Evaluation, Plan, PlanSolution, RiskSettings, evaluate_plan, solve_plan
 from grid.fcm_risk import cvar, mean_cvar, worst_case_mean_cvar
 from grid.network import Network
@@ -73,15 +74,7 @@ def plan_data(plan: PlanConfig, network: Network, sites: Sequence[PlanSite]) -> 
                                m.eta_discharge, m.initial_soc, m.ramp_mw_per_min) for m in plan.modules)
     hubs = tuple(Hub(h.name, h.bus, h.setup_cost, h.capacity_units, h.activation_min) for h in plan.hubs)
     suppliers = tuple(Supplier(s.name, dict(s.inventory), dict(s.distance_km)) for s in plan.suppliers)
-    buses = {b.number for b in network.buses}
-    for k, hub in enumerate(hubs):
-        if hub.bus not in buses:
-            raise GridError(f"plan.hubs[{k}].bus: bus {hub.bus} is not on {network.name}; "
-                            f"choose a bus between {min(buses)} and {max(buses)}")
-    for k, site in enumerate(sites):
-        if site.bus not in buses:
-            raise GridError(f"plan.sites[{k}].bus: bus {site.bus} is not on {network.name}; "
-                            f"choose a bus between {min(buses)} and {max(buses)}")
+    check_buses(network, hubs, sites)
     explicit = None
     if plan.travel.minutes is not None:
         names = [h.name for h in hubs]
@@ -338,8 +331,6 @@ def write_plan_directory(out: Path, study: PlanStudy, config: ExperimentConfig, 
 
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket plan CONFIG`."""
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError("--seed: must be a non-negative integer")
     config = load_config(args.config, {"seed": args.seed, "solver": args.solver})
     out = args.out or Path("runs") / f"{args.config.stem}-plan"
     outputs.check_out_dir(out, args.force)

@@ -226,8 +226,6 @@ def run_experiment(
 
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket run CONFIG`."""
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError("--seed: must be a non-negative integer")
     out = args.out or Path("runs") / args.config.stem
     result = run_experiment(
         args.config,

@@ -48,8 +48,18 @@ class StudySpec:
         return getattr(importlib.import_module(module), function)(args, progress)
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be a non-negative integer")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser, *, what: str) -> None:
-    parser.add_argument("--seed", type=int, help="override the config's seed")
+    parser.add_argument("--seed", type=_seed, help="override the config's seed (a non-negative integer)")
     parser.add_argument("--solver", choices=SOLVERS, help="override the config's solver")
     parser.add_argument("--force", action="store_true", help=f"replace an existing {what}")
     parser.add_argument("--quiet", action="store_true", help="print no progress lines on stderr")
