@@ -23,7 +23,7 @@ Our readings of what the spec leaves open, each marked [ours] where it is applie
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -137,6 +137,7 @@ class _StageTwo:
     cost: list  # Q_s per scenario, Pyomo expressions
     served: dict  # event index -> expression of MWh covered
     units: dict  # (event index, hub, module) -> x variable
+    flows: dict  # (event index, module) -> (power supplied, power absorbed) variables per step (None: 0)
     stabilized: dict  # event index -> u variable
 
 
@@ -155,6 +156,7 @@ def _add_stage_two(m: pyo.ConcreteModel, data: PlanData, shocks: ShockScenarios,
     cost: list = [0.0] * shocks.count
     served: dict = {}
     units: dict = {}
+    flows: dict = {}
     stabilized: dict = {}
     by_scenario_hub_module: dict[tuple[int, int, int], list] = {}
     for e, ev in enumerate(events):
@@ -194,6 +196,7 @@ def _add_stage_two(m: pyo.ConcreteModel, data: PlanData, shocks: ShockScenarios,
             arrived = [sum(x[d, k] for d in keys if tau[d] <= minutes[j]) for j in range(len(ev.steps))]
             up_vars: list = [None] * len(ev.steps)
             down_vars: list = [None] * len(ev.steps)
+            flows[e, k] = (up_vars, down_vars)
             for j in range(len(ev.steps)):
                 if ev.up[j] > 0:
                     up_vars[j] = m.p.add()
@@ -277,7 +280,7 @@ def _add_stage_two(m: pyo.ConcreteModel, data: PlanData, shocks: ShockScenarios,
     # (6): units sent from a hub, over all sites, are at most its stock (per scenario and type).
     for (s, d, k), vars_ in by_scenario_hub_module.items():
         add(sum(vars_) <= stock(d, k))
-    return _StageTwo(events, cost, served, units, stabilized)
+    return _StageTwo(events, cost, served, units, flows, stabilized)
 
 
 def _risk_term(m: pyo.ConcreteModel, cost: list, risk: RiskSettings) -> object:
@@ -386,10 +389,13 @@ class Evaluation:
     arrival_min: np.ndarray  # (S, sites) t_i: last module arrival after the event starts; NaN if none sent
     dispatch: list[dict]  # units sent: scenario, site bus, hub, module, units
     seconds: float
+    # Minute by minute, when asked: scenario, bus, minute, deviation_mw, then per module type its
+    # power (MW, + supplied, - absorbed).
+    profiles: list[dict] = field(default_factory=list)
 
 
 def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver: str = "highs",
-                  batch: int = 50, mip_gap: float = 1e-7,
+                  batch: int = 50, mip_gap: float = 1e-7, profiles: bool = False,
                   progress: Callable[[str], None] = lambda _: None) -> Evaluation:
     """Solve Stage II with the plan's stock fixed, ``batch`` scenarios per MILP.
 
@@ -404,6 +410,7 @@ def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver:
     stabilized = np.ones((count, sites), dtype=bool)
     arrival = np.full((count, sites), np.nan)
     dispatch: list[dict] = []
+    profile_rows: list[dict] = []
     seconds = 0.0
     for start in range(0, count, batch):
         rows = list(range(start, min(count, start + batch)))
@@ -433,6 +440,30 @@ def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver:
                 arrival[s, ev.site] = np.fmax(arrival[s, ev.site], data.travel_min[d, ev.site])
                 dispatch.append({"scenario": rows[ev.scenario], "bus": data.sites[ev.site].bus,
                                  "hub": data.hubs[d].name, "module": data.modules[k].name, "units": n})
+        if profiles:
+            profile_rows += _profile_rows(data, part, st, rows)
         if count > batch:
             progress(f"Stage II: {rows[-1] + 1:,} of {count:,} scenarios")
-    return Evaluation(cost, uncovered, ens, stabilized, arrival, dispatch, seconds)
+    return Evaluation(cost, uncovered, ens, stabilized, arrival, dispatch, seconds, profile_rows)
+
+
+def _profile_rows(data: PlanData, shocks: ShockScenarios, st: _StageTwo, rows: Sequence[int]) -> list[dict]:
+    """The dispatch of each disturbed site, minute by minute, from a solved Stage II model."""
+    step_min = shocks.settings.step_min
+    out = []
+    for e, ev in enumerate(st.events):
+        power = np.zeros((len(data.modules), len(ev.steps)))
+        for k in range(len(data.modules)):
+            if (e, k) not in st.flows:
+                continue
+            up_vars, down_vars = st.flows[e, k]
+            for j in range(len(ev.steps)):
+                up = pyo.value(up_vars[j]) if up_vars[j] is not None else 0.0
+                down = pyo.value(down_vars[j]) if down_vars[j] is not None else 0.0
+                power[k, j] = up - down
+        for j, step in enumerate(ev.steps):
+            row = {"scenario": rows[ev.scenario], "bus": data.sites[ev.site].bus, "minute": float(step * step_min),
+                   "deviation_mw": round(float(shocks.deviation_mw[ev.scenario, ev.site, step]), 9) + 0.0}
+            row.update({f"{m.name}_mw": round(float(power[k, j]), 9) + 0.0 for k, m in enumerate(data.modules)})
+            out.append(row)
+    return out

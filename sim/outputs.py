@@ -70,8 +70,9 @@ def json_bytes(data: Any) -> bytes:
 
 # A plan study's files (sim/plan_run.py): a plan directory, or plan/ inside a run directory.
 PLAN_FOLDER = "plan"
-PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "scenario_costs.csv", "frontier.csv", "shocks.csv",
-                        "shock_events.csv", "plan_map.png", "shocks.png", "frontier.png", "out_of_sample.png"})
+PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "dispatch_profile.csv", "scenario_costs.csv", "frontier.csv",
+                        "shocks.csv", "shock_events.csv", "plan_map.png", "shocks.png", "frontier.png",
+                        "out_of_sample.png", "dispatch.png"})
 RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
                        RISK_CHECK, CAPACITY_MAP, CORRELATION}) | PLAN_FILES
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})

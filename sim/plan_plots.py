@@ -151,3 +151,58 @@ def plot_out_of_sample(summary: Mapping[str, Any], evaluations: Mapping[tuple[st
                     "distribution (triangle: mean)", fontsize=11)
     figure.tight_layout(rect=(0, 0.06, 1, 0.95))
     _write_png_atomically(figure, path, DPI)
+
+
+def plot_dispatch(data: PlanData, profile: Sequence[Mapping[str, Any]], scenario: int,
+                  evaluations: Mapping[str, Evaluation], window_min: float, path: Path) -> None:
+    """One scenario minute by minute: at each hit site, the load deviation and what each module
+    type supplied (+) or absorbed (-), one row of panels per plan."""
+    from matplotlib.figure import Figure
+
+    plans = list(evaluations)
+    buses = sorted({r["bus"] for r in profile if r["scenario"] == scenario})
+    columns = max(1, len(buses))
+    figure = Figure(figsize=(4.2 * columns + 1.0, 3.4 * len(plans) + 1.2))
+    axes = np.atleast_2d(figure.subplots(len(plans), columns, squeeze=False))
+    names = [m.name for m in data.modules]
+    site_index = {s.bus: i for i, s in enumerate(data.sites)}
+    for row, name in enumerate(plans):
+        ev = evaluations[name]
+        for col, bus in enumerate(buses):
+            ax = axes[row, col]
+            rows = [r for r in profile if r["plan"] == name and r["scenario"] == scenario and r["bus"] == bus]
+            minutes = np.array([r["minute"] for r in rows])
+            deviation = np.array([r["deviation_mw"] for r in rows])
+            # A step holds for its whole minute: bars span it, and the deviation's last value is repeated at its end.
+            step = float(minutes[1] - minutes[0]) if minutes.size > 1 else 1.0
+            up = np.zeros_like(minutes)
+            down = np.zeros_like(minutes)
+            for k, module in enumerate(names):
+                power = np.array([r[f"{module}_mw"] for r in rows])
+                positive, negative = np.maximum(power, 0.0), np.minimum(power, 0.0)
+                colour = _MODULE_COLOURS[k % len(_MODULE_COLOURS)]
+                if positive.any():
+                    ax.bar(minutes, positive, bottom=up, width=step, align="edge", color=colour, alpha=0.8,
+                           label=module if row == 0 and col == 0 else None)
+                    up = up + positive
+                if negative.any():
+                    ax.bar(minutes, negative, bottom=down, width=step, align="edge", color=colour, alpha=0.8,
+                           label=module if row == 0 and col == 0 and not positive.any() else None)
+                    down = down + negative
+            ax.step(np.append(minutes, minutes[-1] + step), np.append(deviation, deviation[-1]), where="post",
+                    color="black", linewidth=1.2, label="load deviation" if row == 0 and col == 0 else None)
+            i = site_index[bus]
+            state = "stabilized" if ev.stabilized[scenario, i] else f"not stabilized, ENS {ev.ens_mwh[scenario, i]:.3f} MWh"
+            ax.set_title(f"{_PLAN_LABELS.get(name, name)}, bus {bus}: {state}", fontsize=8.5)
+            ax.set_xlim(0, window_min)
+            ax.axhline(0, color="0.6", linewidth=0.8)
+            ax.grid(color="0.92")
+            if col == 0:
+                ax.set_ylabel("MW (+ load above schedule\n/ module supplying)", fontsize=8)
+            if row == len(plans) - 1:
+                ax.set_xlabel("minute of the event window (min)", fontsize=8)
+    figure.legend(loc="lower center", ncols=len(names) + 1, frameon=False, fontsize=9)
+    figure.suptitle(f"Dispatch in scenario {scenario} (the sample plan's costliest in sample): modules against "
+                    "the load deviation", fontsize=11)
+    figure.tight_layout(rect=(0, 0.05, 1, 0.96))
+    _write_png_atomically(figure, path, DPI)

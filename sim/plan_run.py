@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 
+import numpy as np
+
 from grid.cases import load_case
 from grid.errors import GridError
 from grid.fcm_data import (Hub, ModuleType, PlanData, PlanSite, Supplier, check_buses, check_plan_data,
@@ -193,7 +195,8 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
         key = (solution.plan.key(), label)
         if key not in cache:
             progress(f"Stage II of the {name} plan, {label} ({samples[label].count:,} scenarios)")
-            cache[key] = evaluate_plan(data, solution.plan, samples[label], solver=config.solver, progress=progress)
+            cache[key] = evaluate_plan(data, solution.plan, samples[label], solver=config.solver,
+                                       profiles=label == "in-sample", progress=progress)
         return cache[key]
 
     evaluations = {(name, label): evaluated(solution, label, name)
@@ -243,13 +246,17 @@ def _summary(config: ExperimentConfig, plan: PlanConfig, data: PlanData, plans: 
 def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mapping[tuple[str, str], Evaluation],
            frontier_rows: list[dict[str, Any]], samples: Mapping[str, ShockScenarios], summary: dict[str, Any],
            network: Network) -> dict[str, bytes]:
-    from sim.plan_plots import plot_frontier, plot_out_of_sample, plot_plan_map
+    from sim.plan_plots import plot_dispatch, plot_frontier, plot_out_of_sample, plot_plan_map
     from sim.shock_plot import plot_shocks
 
     hub_bus = {h.name: h.bus for h in data.hubs}
     shipments = [{"plan": name, "module": s.module, "hub": s.hub, "hub_bus": hub_bus[s.hub], "supplier": s.supplier,
                   "units": s.units} for name, solution in plans.items() for s in solution.plan.shipments]
     dispatch = [{"plan": name, **row} for name in plans for row in evaluations[name, "in-sample"].dispatch]
+    profile = [{"plan": name, **row} for name in plans for row in evaluations[name, "in-sample"].profiles]
+    profile_columns = ("plan", "scenario", "bus", "minute", "deviation_mw") + tuple(f"{m.name}_mw" for m in data.modules)
+    # The scenario to draw minute by minute: the sample plan's costliest in sample.
+    worst = int(np.argmax(evaluations["sample", "in-sample"].cost))
     costs = []
     for (name, label), ev in evaluations.items():
         disturbed = samples[label].kind >= 0
@@ -263,6 +270,7 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
         "summary.json": outputs.json_bytes(summary),
         "plan.csv": outputs.csv_bytes(SHIPMENT_COLUMNS, shipments),
         "dispatch.csv": outputs.csv_bytes(DISPATCH_COLUMNS, dispatch),
+        "dispatch_profile.csv": outputs.csv_bytes(profile_columns, profile),
         "scenario_costs.csv": outputs.csv_bytes(COST_COLUMNS, costs),
         "shocks.csv": samples["in-sample"].table().round(9).to_csv(index=False, lineterminator="\n").encode(),
         "shock_events.csv": samples["in-sample"].events().round(9).to_csv(index=False, lineterminator="\n").encode(),
@@ -276,6 +284,8 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
             "shocks.png": lambda p: plot_shocks(samples["in-sample"], p,
                                                 title=f"Demand shocks drawn at {len(data.sites)} data-center sites"),
             "out_of_sample.png": lambda p: plot_out_of_sample(summary, evaluations, p),
+            "dispatch.png": lambda p: plot_dispatch(data, profile, worst, {n: evaluations[n, "in-sample"] for n in plans},
+                                                    samples["in-sample"].settings.window_min, p),
         }
         if frontier_rows:
             drawn["frontier.png"] = lambda p: plot_frontier(frontier_rows, summary, p)

@@ -71,10 +71,10 @@ def planned(tmp_path_factory):
 def test_plan_directory_holds_the_contract(planned):
     _, out = planned
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["config.toml", "dispatch.csv", "frontier.csv", "frontier.png", "out_of_sample.png",
-                            "plan.csv", "plan_map.png", "scenario_costs.csv", "shock_events.csv", "shocks.csv",
-                            "shocks.png", "summary.json"])
-    for png in ("frontier.png", "out_of_sample.png", "plan_map.png", "shocks.png"):
+    assert names == sorted(["config.toml", "dispatch.csv", "dispatch.png", "dispatch_profile.csv", "frontier.csv",
+                            "frontier.png", "out_of_sample.png", "plan.csv", "plan_map.png", "scenario_costs.csv",
+                            "shock_events.csv", "shocks.csv", "shocks.png", "summary.json"])
+    for png in ("dispatch.png", "frontier.png", "out_of_sample.png", "plan_map.png", "shocks.png"):
         assert (out / png).read_bytes()[:8] == PNG_SIGNATURE
     s = _summary(out)
     assert set(s["plans"]) == {"sample", "dro"}
@@ -111,6 +111,29 @@ def test_reported_numbers_follow_from_the_tables(planned):
     assert s["plans"]["sample"]["transport_cost_usd"] == pytest.approx(transport)
     setup = {"H16": 60.0, "H31": 50.0}
     assert s["plans"]["sample"]["setup_cost_usd"] == pytest.approx(sum(setup[h] for h in s["plans"]["sample"]["open_hubs"]))
+
+
+def test_dispatch_profile_counters_the_deviation_and_adds_up(planned):
+    """Minute by minute, modules push against the deviation (supply in a surge, absorb in a drop),
+    never beyond it, and what they leave uncovered is scenario_costs.csv's uncovered energy."""
+    _, out = planned
+    with (out / "dispatch_profile.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    with (out / "scenario_costs.csv").open() as handle:
+        costs = {(r["plan"], int(r["scenario"])): float(r["uncovered_mwh"]) for r in csv.DictReader(handle)
+                 if r["sample"] == "in-sample"}
+    uncovered: dict = {}
+    for r in rows:
+        deviation = float(r["deviation_mw"])
+        power = float(r["bess_mw"]) + float(r["gen_mw"])
+        assert power * deviation >= -1e-9  # same sign, or zero
+        assert abs(power) <= abs(deviation) + 1e-7
+        assert float(r["gen_mw"]) >= -1e-9  # a generator never absorbs
+        key = (r["plan"], int(r["scenario"]))
+        uncovered[key] = uncovered.get(key, 0.0) + (abs(deviation) - abs(power)) / 60.0
+    assert uncovered and set(uncovered) <= set(costs)
+    for key, value in uncovered.items():
+        assert value == pytest.approx(costs[key], abs=1e-6)
 
 
 def test_frontier_tail_is_non_increasing_in_lambda(planned):
