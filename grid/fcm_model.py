@@ -31,6 +31,7 @@ import pyomo.environ as pyo
 
 from grid.errors import GridError
 from grid.fcm_data import PlanData
+from grid.memory_guard import check_plan_memory
 from grid.shocks import ShockScenarios
 from grid.solvers import MilpOutcome, solve_milp
 
@@ -112,6 +113,15 @@ class _SiteEvent:
     down: np.ndarray  # MW to absorb
     onset_min: float
     disturbed_h: float
+
+
+def event_steps(shocks: ShockScenarios) -> int:
+    """Site-minutes (steps) that Stage II models: from each event's first to its last non-zero step."""
+    active = np.abs(shocks.deviation_mw) > 1e-12
+    hit = active.any(axis=2)
+    first = np.argmax(active, axis=2)
+    last = active.shape[2] - 1 - np.argmax(active[:, :, ::-1], axis=2)
+    return int(np.where(hit, last - first + 1, 0).sum())
 
 
 def _site_events(shocks: ShockScenarios) -> list[_SiteEvent]:
@@ -337,6 +347,7 @@ def solve_plan(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, *, so
     """Build and solve the two-stage MILP (1)-(16); return the Stage I plan."""
     if shocks.count == 0:
         raise GridError("plan.scenarios: no shock scenarios; give at least one")
+    check_plan_memory(event_steps(shocks), shocks.count)
     m = pyo.ConcreteModel(name="fcm_two_stage")
     hubs, modules, suppliers = data.hubs, data.modules, data.suppliers
     inventory = data.inventory()

@@ -140,3 +140,26 @@ def check_scenario_lp_memory(network: Network, rows: int, count: int, solver: st
             f"or at most {most:,} scenarios"
         )
     return need
+
+
+# The flexible-capacity MILP (grid/fcm_model.py) per minute of a site's event: about 4 kB in Pyomo
+# (measured: 300 scenarios of the default study, 83,000 variables and 139,000 constraints, took
+# 99 MB for 24,000 event minutes), doubled for the solver's copy of it.
+PLAN_MILP_BYTES_PER_STEP = 8_000
+
+
+def check_plan_memory(event_steps: int, scenarios: int, available_bytes: int | None = None) -> int:
+    """Refuse a plan MILP (or Stage II batch) that would not fit, before it is built."""
+    need = PLAN_MILP_BYTES_PER_STEP * int(event_steps)
+    if available_bytes is None:
+        available_bytes = _available_memory_bytes()
+        if available_bytes is None:
+            return need
+    if need > MEMORY_SHARE * available_bytes:
+        most = int(MEMORY_SHARE * available_bytes) // max(1, need // max(1, scenarios))
+        raise GridError(
+            f"plan.scenarios: {scenarios:,} shock scenarios ({event_steps:,} site-minutes of events) need about "
+            f"{_format_bytes(need)} for the MILP; this machine has {_format_bytes(available_bytes)} available; "
+            f"use at most {most:,} scenarios"
+        )
+    return need

@@ -585,3 +585,21 @@ def test_risk_settings_reject_out_of_range(kwargs, field):
 @pytest.mark.parametrize("lam, alpha, radius", [(0.0, 0.0, 0.0), (1.0, 0.999, 1.0)])
 def test_risk_settings_accept_the_ends(lam, alpha, radius):
     assert RiskSettings(lam, alpha, radius).radius == radius
+
+
+def test_event_steps_and_the_memory_guard():
+    """event_steps counts each event's first-to-last non-zero steps (hand-made profile); the guard
+    refuses a model larger than 60 % of the memory it is told is available, naming the field."""
+    from grid.fcm_model import event_steps
+    from grid.memory_guard import PLAN_MILP_BYTES_PER_STEP, check_plan_memory
+
+    data, _ = instance()
+    profile = np.zeros((2, len(data.sites), 10))
+    profile[0, 0, 2:5] = 0.3
+    profile[0, 0, 7] = -0.1  # the gap at 5-6 is inside the event: 2..7 is 6 steps
+    profile[1, 1, 9] = 0.2  # 1 step
+    shocks = hand_shocks(data, profile)
+    assert event_steps(shocks) == 7
+    assert check_plan_memory(7, 2, available_bytes=10**9) == 7 * PLAN_MILP_BYTES_PER_STEP
+    with pytest.raises(GridError, match=r"^plan\.scenarios: .* use at most"):
+        check_plan_memory(10**6, 1000, available_bytes=10**9)
