@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -193,11 +194,17 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
     check_solver(solver)
     started = time.perf_counter()
     try:
+        glpk_log = ""
         if solver == "glpk":
             options: dict[str, object] = {"mipgap": mip_gap}
             if time_limit is not None:
                 options["tmlim"] = max(1, int(math.ceil(time_limit)))
-            results = pyo.SolverFactory("glpk").solve(model, load_solutions=False, options=options)
+            with tempfile.TemporaryDirectory(prefix="dcmarket-glpk-") as folder:
+                log_path = os.path.join(folder, "glpsol.log")
+                results = pyo.SolverFactory("glpk").solve(model, load_solutions=False, options=options,
+                                                          logfile=log_path)
+                with open(log_path, encoding="utf-8", errors="replace") as handle:
+                    glpk_log = handle.read()
         else:
             options = {"mip_rel_gap": mip_gap, "threads": 1, "random_seed": 0}
             results = pyo.SolverFactory(solver).solve(model, load_solutions=False, options=options,
@@ -210,7 +217,10 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
     condition = results.solver.termination_condition
     if condition == TerminationCondition.optimal:
         status = "optimal"
-    elif condition in (TerminationCondition.maxTimeLimit, TerminationCondition.maxIterations):
+    elif condition in (TerminationCondition.maxTimeLimit, TerminationCondition.maxIterations,
+                       TerminationCondition.feasible):
+        # GLPK reports "feasible" both when it stops at the gap tolerance and at its time limit;
+        # the bounds below tell which.
         status = "time_limit"
     elif condition in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
         raise SolverError(f"{what} is infeasible ({solver}); check the data it was built from")
@@ -221,9 +231,28 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
     except Exception as exc:
         raise SolverError(f"solver {solver!r} found no solution for {what} within the time limit "
                           f"({_first_line(exc)}); allow more time") from None
-    objective = pyo.value(next(model.component_data_objects(pyo.Objective, active=True)))
+    objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))
     bound = results.problem.lower_bound
-    bound = float(bound) if bound is not None and math.isfinite(float(bound)) else objective
+    finite = bound is not None and math.isfinite(float(bound))
     if status == "optimal":
-        bound = min(bound, objective)
-    return MilpOutcome(solver, status, float(objective), bound, seconds)
+        bound = min(float(bound), objective) if finite else objective
+    else:
+        bound = float(bound) if finite else _glpk_bound(glpk_log)
+        if max(0.0, objective - bound) / max(1.0, abs(objective)) <= mip_gap * (1 + 1e-9):
+            status = "optimal"  # proven within the requested gap
+    return MilpOutcome(solver, status, objective, bound, seconds)
+
+
+_GLPK_PROGRESS = re.compile(r"mip\s*=\s*(\S+)\s*>=\s*(\S+)")
+
+
+def _glpk_bound(log: str) -> float:
+    """GLPK's best bound from its last branch-and-bound line (``mip = incumbent >= bound``):
+    Pyomo does not read it when glpsol stops at the gap tolerance or its time limit."""
+    found = _GLPK_PROGRESS.findall(log)
+    if not found:
+        return -math.inf
+    try:
+        return float(found[-1][1])
+    except ValueError:  # "-inf" before any bound is known parses; anything else is no bound
+        return -math.inf
