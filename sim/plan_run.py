@@ -149,8 +149,8 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
     """The whole study; ``sites`` (from an auction) replace ``[plan] sites``."""
     plan: PlanConfig | None = getattr(config, "plan", None)
     if plan is None:
-        raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (see README, "
-                          "\"Planning flexible capacity\")")
+        raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (README, \"After the auction\"; "
+                          "example: experiments/ieee33bw_plan.toml)")
     case = plan.case or (config.network.case if config.network is not None else None)
     if case is None:
         raise ConfigError("plan.case: no network; give [plan] case (e.g. \"ieee33bw\") or a [network] table")
