@@ -378,7 +378,8 @@ def solve_plan(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, *, so
     stage_two = _add_stage_two(m, data, shocks, stock)
     risk_expr = _risk_term(m, stage_two.cost, risk)
     m.objective = pyo.Objective(expr=setup + transport + risk_expr, sense=pyo.minimize)
-    outcome = solve_milp(m, solver, mip_gap=mip_gap, time_limit=time_limit, what="the flexible-capacity plan")
+    outcome = solve_milp(m, solver, mip_gap=mip_gap, time_limit=time_limit, what="the flexible-capacity plan",
+                         more_time="raise plan.time_limit_s, or lower plan.scenarios")
     chosen = {}
     for k, d, g in routes:
         n = int(round(pyo.value(m.y[k, d, g])))

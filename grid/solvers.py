@@ -184,7 +184,8 @@ class MilpOutcome:
 
 
 def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
-               time_limit: float | None = None, what: str = "the model") -> MilpOutcome:
+               time_limit: float | None = None, what: str = "the model",
+               more_time: str = "allow more time") -> MilpOutcome:
     """Solve a Pyomo MILP (minimisation) to ``mip_gap``; load the incumbent.
 
     A time limit that leaves an incumbent is not an error: the outcome says "time_limit" and
@@ -230,7 +231,7 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
         model.solutions.load_from(results)
     except Exception as exc:
         raise SolverError(f"solver {solver!r} found no solution for {what} within the time limit "
-                          f"({_first_line(exc)}); allow more time") from None
+                          f"({_first_line(exc)}); {more_time}") from None
     objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))
     bound = results.problem.lower_bound
     finite = bound is not None and math.isfinite(float(bound))
