@@ -12,7 +12,11 @@ Our readings of what the spec leaves open, each marked [ours] where it is applie
   at most that need. Storage serves both directions, generators and demand response only surges.
 - A unit from hub d is at site i from tau_{d,i} minutes after the site's event starts.
 - (8): t_i >= tau_{d,i} w_{i,d} for every hub that sends units (x <= M w), and a stabilized site
-  has its need fully covered at every step from T_stab(i) after its event starts.
+  has its need fully covered at every step from T_stab(i) after its event starts. The model
+  carries (8) with t and w eliminated (see `_add_stage_two`); t_i is read back as the last
+  arrival.
+- A unit's energy and ramp count from its arrival: a late unit cannot lend them to the units
+  already at the site.
 - T_i in (5)/(13) is how long the site is disturbed in the scenario (onset to recovery).
 - Risk (1), mean-CVaR: (1 - lambda) E[Q] + lambda CVaR_alpha(Q), CVaR linearized as (15)-(16).
 - Distributionally robust (spec section 4): the same risk term at its worst over a
@@ -196,7 +200,6 @@ def _add_stage_two(m: pyo.ConcreteModel, data: PlanData, shocks: ShockScenarios,
                 by_scenario_hub_module.setdefault((ev.scenario, d, k), []).append(var)
                 if tau[d] > site.stabilize_min:
                     add(var <= bound * (1 - u))
-        supplied_total = 0.0
         up_by_step: dict[int, list] = {}
         down_by_step: dict[int, list] = {}
         for k, module in enumerate(modules):
