@@ -177,6 +177,11 @@ class MilpOutcome:
     objective: float
     bound: float
     seconds: float
+    # The model as the solver saw it: free columns (binaries, general integers among them), rows.
+    columns: int = 0
+    binaries: int = 0
+    integers: int = 0
+    rows: int = 0
 
     @property
     def gap(self) -> float:
@@ -193,6 +198,7 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
     raises SolverError naming ``what``.
     """
     check_solver(solver)
+    size = _model_size(model)
     started = time.perf_counter()
     try:
         glpk_log = ""
@@ -241,7 +247,22 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
         bound = float(bound) if finite else _glpk_bound(glpk_log)
         if max(0.0, objective - bound) / max(1.0, abs(objective)) <= mip_gap * (1 + 1e-9):
             status = "optimal"  # proven within the requested gap
-    return MilpOutcome(solver, status, objective, bound, seconds)
+    return MilpOutcome(solver, status, objective, bound, seconds, **size)
+
+
+def _model_size(model: pyo.ConcreteModel) -> dict[str, int]:
+    """Columns (fixed variables left out: the writers drop them), binaries, integers, rows."""
+    columns = binaries = integers = 0
+    for var in model.component_data_objects(pyo.Var, active=True, descend_into=True):
+        if var.fixed:
+            continue
+        columns += 1
+        if var.is_binary():
+            binaries += 1
+        elif var.is_integer():
+            integers += 1
+    rows = sum(1 for _ in model.component_data_objects(pyo.Constraint, active=True, descend_into=True))
+    return {"columns": columns, "binaries": binaries, "integers": integers, "rows": rows}
 
 
 _GLPK_PROGRESS = re.compile(r"mip\s*=\s*(\S+)\s*>=\s*(\S+)")

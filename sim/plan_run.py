@@ -179,8 +179,10 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
     def solved(risk: RiskSettings, label: str) -> PlanSolution:
         progress(f"solving the {label} (lambda {risk.lam:g}, alpha {risk.alpha:g}, radius {risk.radius:g})")
         solution = solve_plan(data, in_sample, risk, **solve)
-        progress(f"  {solution.solve.status} in {solution.solve.seconds:.1f} s, gap {solution.solve.gap:.2%}, "
-                 f"objective {solution.objective:,.0f} $")
+        done = solution.solve
+        progress(f"  {done.status} in {done.seconds:.1f} s, gap {done.gap:.2%}, objective {solution.objective:,.0f} $ "
+                 f"(MILP: {done.columns:,} columns, {done.binaries:,} binary and {done.integers:,} integer; "
+                 f"{done.rows:,} rows)")
         return solution
 
     sample_risk = RiskSettings(plan.lam, plan.alpha, 0.0)
