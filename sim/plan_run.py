@@ -117,6 +117,8 @@ def _evaluation_row(plan: Plan, ev: Evaluation, risk: RiskSettings, shocks: Shoc
         "share_scenarios_with_ens": float((ens > 1e-9).mean()),
         # Of the sites an event hit (a site without one needs no stabilizing).
         "stabilized_share": float(ev.stabilized[disturbed].mean()) if disturbed.any() else 1.0,
+        # t_i of (8): minutes from the event to the last unit's arrival, over hit sites that got units.
+        "mean_arrival_min": float(np.nanmean(ev.arrival_min)) if np.isfinite(ev.arrival_min).any() else None,
         "expected_total_usd": plan.cost + float(ev.cost.mean()),
         "scenarios": int(ev.cost.size),
     }
