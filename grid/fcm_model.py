@@ -119,27 +119,30 @@ class _SiteEvent:
     disturbed_h: float
 
 
-def event_steps(shocks: ShockScenarios) -> int:
-    """Site-minutes (steps) that Stage II models: from each event's first to its last non-zero step."""
+def _event_ranges(shocks: ShockScenarios) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where Stage II has work: per (scenario, site), whether it has an event, and the first and
+    last step with a non-zero deviation (a zero crossing inside an event stays in it)."""
     active = np.abs(shocks.deviation_mw) > 1e-12
     hit = active.any(axis=2)
     first = np.argmax(active, axis=2)
     last = active.shape[2] - 1 - np.argmax(active[:, :, ::-1], axis=2)
+    return hit, first, last
+
+
+def event_steps(shocks: ShockScenarios) -> int:
+    """Site-steps that Stage II models: from each event's first to its last non-zero step."""
+    hit, first, last = _event_ranges(shocks)
     return int(np.where(hit, last - first + 1, 0).sum())
 
 
 def _site_events(shocks: ShockScenarios) -> list[_SiteEvent]:
-    deviation = shocks.deviation_mw
+    hit, first, last = _event_ranges(shocks)
+    up, down = shocks.need_up_mw(), shocks.need_down_mw()
     events = []
-    for s in range(deviation.shape[0]):
-        for i in range(deviation.shape[1]):
-            nonzero = np.flatnonzero(np.abs(deviation[s, i]) > 1e-12)
-            if nonzero.size == 0:
-                continue
-            steps = np.arange(nonzero[0], nonzero[-1] + 1)
-            row = deviation[s, i, steps]
-            events.append(_SiteEvent(s, i, steps, np.maximum(row, 0.0), np.maximum(-row, 0.0),
-                                     float(shocks.onset_min[s, i]), float(shocks.disturbed_h[s, i])))
+    for s, i in zip(*np.nonzero(hit)):
+        steps = np.arange(first[s, i], last[s, i] + 1)
+        events.append(_SiteEvent(int(s), int(i), steps, up[s, i, steps], down[s, i, steps],
+                                 float(shocks.onset_min[s, i]), float(shocks.disturbed_h[s, i])))
     return events
 
 
@@ -409,8 +412,15 @@ class Evaluation:
     profiles: list[dict] = field(default_factory=list)
 
 
+# Units sent cost nothing in (5), so among dispatches of equal cost the solver could send any
+# number of idle units: each unit sent carries this tie-break ($, plus as much again per hour of
+# travel), so that the units reported (and t_i) are the fewest and nearest that achieve Q_s. It can
+# leave at most this much of imbalance cost uncovered per unit; Q_s is reported without it.
+UNIT_TIE_BREAK_USD = 0.01
+
+
 def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver: str = "highs",
-                  batch: int = 50, mip_gap: float = 1e-7, profiles: bool = False,
+                  batch: int = 50, mip_gap: float = 1e-9, profiles: bool = False,
                   progress: Callable[[str], None] = lambda _: None) -> Evaluation:
     """Solve Stage II with the plan's stock fixed, ``batch`` scenarios per MILP.
 
@@ -432,7 +442,11 @@ def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver:
         part = shocks.subset(rows)
         m = pyo.ConcreteModel(name="fcm_stage_two")
         st = _add_stage_two(m, data, part, lambda d, k: int(stock_units[d, k]))
-        m.objective = pyo.Objective(expr=sum(st.cost), sense=pyo.minimize)
+        if not st.events:
+            continue  # no event in this batch: nothing to dispatch, every Q_s is 0
+        idle = sum(UNIT_TIE_BREAK_USD * (1.0 + data.travel_min[d, st.events[e].site] / 60.0) * var
+                   for (e, d, _), var in st.units.items())
+        m.objective = pyo.Objective(expr=sum(st.cost) + idle, sense=pyo.minimize)
         outcome = solve_milp(m, solver, mip_gap=mip_gap, what="Stage II of the plan")
         seconds += outcome.seconds
         for s, q in enumerate(st.cost):

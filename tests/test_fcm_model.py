@@ -34,6 +34,7 @@ from tests.fcm_builders import (
     plan_data,
     site,
     storage,
+    TWO_SITE_STEPS,
     two_site_data,
     two_site_shocks,
 )
@@ -626,3 +627,26 @@ def test_solve_milp_at_a_loose_gap_reports_a_valid_bound(solver):
     assert outcome.status == "optimal"
     assert outcome.bound <= exact + 1e-9 <= outcome.objective + 2e-9
     assert outcome.gap <= 1e-2
+
+
+def test_stage_two_sends_the_fewest_and_nearest_units_that_reach_the_optimum():
+    """Units cost nothing in (5): with 3 generators in stock at each of a near (tau 0) and a far
+    (tau 1) hub and a 0.5 MW surge that one 0.5 MW unit covers, the report must show exactly one
+    unit, from the near hub (t_i = 0), not whatever idle units the solver happened to leave."""
+    module = generator(unit_mw=0.5)
+    hubs = [Hub("near", 18, 0.0, 3, 0.0), Hub("far", 18, 0.0, 3, 1.0)]
+    data = plan_data([module], hubs, [Supplier("S", {"gen": 6}, {"near": 1.0, "far": 1.0})], [site(18)])
+    plan = plan_from_choice(data, ["near", "far"], {("gen", "near", "S"): 3, ("gen", "far", "S"): 3})
+    result = evaluate_plan(data, plan, hand_shocks(data, np.asarray(SURGE)[None, None, :]))
+    assert result.cost[0] == pytest.approx(0.0, abs=1e-6)
+    assert result.dispatch == [{"scenario": 0, "bus": 18, "hub": "near", "module": "gen", "units": 1}]
+    assert result.arrival_min[0, 0] == 0.0
+
+
+def test_stage_two_of_scenarios_without_events_costs_nothing():
+    """A batch with no event has no Stage II to solve (an empty MILP is not a solver's business)."""
+    data = two_site_data()
+    plan = plan_from_choice(data, [], {})
+    quiet = hand_shocks(data, np.zeros((3, len(data.sites), TWO_SITE_STEPS)))
+    result = evaluate_plan(data, plan, quiet)
+    assert result.cost.tolist() == [0.0, 0.0, 0.0] and result.stabilized.all() and result.dispatch == []
