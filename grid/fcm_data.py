@@ -86,6 +86,14 @@ class PlanData:
     travel_min: np.ndarray = field(repr=False)
     ens_cost_per_mwh: float  # gamma in (5)
     window_min: float
+    # The config field that set each site's T_stab, for errors: "plan.sites[k].stabilize_min" for
+    # a listed site, "plan.stabilize_min" where the [plan] default applies (e.g. sites from an auction).
+    stabilize_fields: tuple[str, ...] = ()
+
+    def stabilize_field(self, site: int) -> str:
+        if site < len(self.stabilize_fields):
+            return self.stabilize_fields[site]
+        return f"plan.sites[{site}].stabilize_min"
 
     def inventory(self) -> np.ndarray:
         """Gg as an array (supplier, module)."""
@@ -149,47 +157,64 @@ def check_buses(network: Network, hubs: Sequence[Hub], sites: Sequence[PlanSite]
                                 f"choose a bus between {min(buses)} and {max(buses)}")
 
 
-def check_plan_data(data: PlanData, network: Network) -> None:
-    """Field-named errors for data the model cannot mean (spec 7, "invalid data")."""
-    names = [m.name for m in data.modules]
-    if not data.modules:
+def check_catalogue(modules: Sequence[ModuleType], hubs: Sequence[Hub], suppliers: Sequence[Supplier],
+                    network: Network) -> None:
+    """What can be checked before the sites are known (a run checks it before its auction): module
+    types, hubs and suppliers, and what they name. The one place for these rules; the config
+    schema only checks types and ranges."""
+    names = [m.name for m in modules]
+    if not modules:
         raise GridError("plan.modules: no module types; list at least one [[plan.modules]]")
-    for k, m in enumerate(data.modules):
+    for k, m in enumerate(modules):
         where = f"plan.modules[{k}]"
-        if names.count(m.name) > 1:
+        if m.name in names[:k]:
             raise GridError(f"{where}.name: module type {m.name!r} is listed twice; give each type once")
         if m.kind not in MODULE_KINDS:
             raise GridError(f"{where}.kind: unknown kind {m.kind!r}; choose one of {', '.join(MODULE_KINDS)}")
         if m.kind in ("storage", "demand_response") and m.energy_mwh is None:
             raise GridError(f"{where}.energy_mwh: a {m.kind} module needs its energy per unit (MWh)")
+        if m.kind == "generator" and m.energy_mwh is not None:
+            raise GridError(f"{where}.energy_mwh: applies to storage and demand response, not to a generator; remove it")
         if m.kind == "generator" and m.ramp_mw_per_min is None:
             raise GridError(f"{where}.ramp_mw_per_min: a generator module needs its ramp rate per unit (MW/min)")
-    if not data.hubs:
+        if m.kind != "generator" and m.ramp_mw_per_min is not None:
+            raise GridError(f"{where}.ramp_mw_per_min: applies to generators, not to a {m.kind} module; remove it")
+    if not hubs:
         raise GridError("plan.hubs: no candidate staging hubs; list at least one [[plan.hubs]]")
-    hub_names = [h.name for h in data.hubs]
-    for k, supplier in enumerate(data.suppliers):
+    hub_names = [h.name for h in hubs]
+    for k, supplier in enumerate(suppliers):
+        if supplier.name in [g.name for g in suppliers[:k]]:
+            raise GridError(f"plan.suppliers[{k}].name: supplier {supplier.name!r} is listed twice; give each once")
         for module, units in supplier.inventory.items():
             if module not in names:
-                raise GridError(f"plan.suppliers[{k}].inventory: unknown module type {module!r}; "
+                raise GridError(f"plan.suppliers[{k}].inventory.{module}: unknown module type {module!r}; "
                                 f"choose one of {', '.join(names)}")
             if units < 0:
                 raise GridError(f"plan.suppliers[{k}].inventory.{module}: {units} units is negative; "
                                 "give a non-negative number of units")
         for hub in supplier.distance_km:
             if hub not in hub_names:
-                raise GridError(f"plan.suppliers[{k}].distance_km: unknown hub {hub!r}; choose one of {', '.join(hub_names)}")
-    check_buses(network, data.hubs, data.sites)
-    for k, hub in enumerate(data.hubs):
-        if hub_names.count(hub.name) > 1:
+                raise GridError(f"plan.suppliers[{k}].distance_km.{hub}: unknown hub {hub!r}; "
+                                f"choose one of {', '.join(hub_names)}")
+    check_buses(network, hubs, ())
+    for k, hub in enumerate(hubs):
+        if hub.name in hub_names[:k]:
             raise GridError(f"plan.hubs[{k}].name: hub {hub.name!r} is listed twice; give each hub once")
-        if not any(hub.name in s.distance_km for s in data.suppliers):
+        if not any(hub.name in s.distance_km for s in suppliers):
             raise GridError(f"plan.hubs[{k}]: hub {hub.name!r} is unreachable: no supplier lists a distance to it; "
                             "add it to a supplier's distance_km or remove the hub")
-    if not data.suppliers or sum(sum(s.inventory.values()) for s in data.suppliers) == 0:
+    if not suppliers or sum(sum(s.inventory.values()) for s in suppliers) == 0:
         raise GridError("plan.suppliers: no supplier holds any module; give at least one a positive inventory")
+
+
+def check_plan_data(data: PlanData, network: Network) -> None:
+    """Field-named errors for data the model cannot mean (spec 7, "invalid data"): the catalogue,
+    then the sites against the hubs' travel times and the event window."""
+    check_catalogue(data.modules, data.hubs, data.suppliers, network)
     if not data.sites:
         raise GridError("plan.sites: no data-center sites to protect; list [[plan.sites]] or run after an auction "
                         "that sold flexible capacity")
+    check_buses(network, (), data.sites)
     site_buses = [s.bus for s in data.sites]
     for k, site in enumerate(data.sites):
         if site.bus in site_buses[:k]:
@@ -199,13 +224,14 @@ def check_plan_data(data: PlanData, network: Network) -> None:
             raise GridError(f"plan.hubs[{d}]: hub {hub.name!r} is unreachable: its modules reach no site within the "
                             f"{data.window_min:g}-min event window; move it closer or remove it")
     for k, site in enumerate(data.sites):
+        field = data.stabilize_field(k)
         if site.stabilize_min > data.window_min:
-            raise GridError(f"plan.sites[{k}].stabilize_min: {site.stabilize_min:g} min is longer than the event "
-                            f"window ({data.window_min:g} min); shorten it or lengthen plan.shocks.window_min")
+            raise GridError(f"{field}: {site.stabilize_min:g} min (bus {site.bus}) is longer than the event window "
+                            f"({data.window_min:g} min); shorten it or lengthen plan.shocks.window_min")
         fastest = int(np.argmin(data.travel_min[:, k]))
         if data.travel_min[fastest, k] > site.stabilize_min:
             raise GridError(
-                f"plan.sites[{k}].stabilize_min: {site.stabilize_min:g} min is shorter than the fastest arrival at "
+                f"{field}: {site.stabilize_min:g} min is shorter than the fastest arrival at "
                 f"bus {site.bus} ({data.travel_min[fastest, k]:.1f} min from hub {data.hubs[fastest].name!r}); "
                 "lengthen the window, or add a closer or faster-activating hub"
             )

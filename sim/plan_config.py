@@ -8,13 +8,11 @@ grid/fcm_data.py and name the same fields.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Mapping
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from grid.errors import GridError
-from grid.fcm_data import MODULE_KINDS
 from grid.shocks import ShockSettings
 from mechanisms.settings import Money, Settings
 
@@ -34,25 +32,6 @@ class ModuleConfig(Settings):
     initial_soc: float = Field(default=0.5, ge=0, le=1)
     ramp_mw_per_min: float | None = Field(default=None, gt=0)
 
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if value not in MODULE_KINDS:
-            raise ValueError(f"unknown kind {value!r}; choose one of {', '.join(MODULE_KINDS)}")
-        return value
-
-    @model_validator(mode="after")
-    def _kind_fields(self) -> "ModuleConfig":
-        if self.kind in ("storage", "demand_response") and self.energy_mwh is None:
-            raise ValueError(f"a {self.kind} module needs energy_mwh (MWh per unit)")
-        if self.kind == "generator" and self.ramp_mw_per_min is None:
-            raise ValueError("a generator module needs ramp_mw_per_min (MW per minute per unit)")
-        if self.kind != "generator" and self.ramp_mw_per_min is not None:
-            raise ValueError(f"ramp_mw_per_min applies to generators, not to a {self.kind} module; remove it")
-        if self.kind == "generator" and self.energy_mwh is not None:
-            raise ValueError("energy_mwh applies to storage and demand response, not to a generator; remove it")
-        return self
-
 
 class HubConfig(Settings):
     name: str = Field(min_length=1)
@@ -64,17 +43,10 @@ class HubConfig(Settings):
 
 class SupplierConfig(Settings):
     name: str = Field(min_length=1)
-    # Units of each module type in stock (Gg); negative stock is an error, not a shortage.
+    # Units of each module type in stock (Gg); checked with the modules (grid.fcm_data.check_catalogue).
     inventory: dict[str, int]
     distance_km: dict[str, Km] = Field(min_length=1)
 
-    @field_validator("inventory")
-    @classmethod
-    def _non_negative(cls, inventory: dict[str, int]) -> dict[str, int]:
-        for module, units in inventory.items():
-            if units < 0:
-                raise ValueError(f"{module}: {units} units is negative; give a non-negative number of units")
-        return inventory
 
 
 class SiteConfig(Settings):
@@ -132,7 +104,8 @@ class PlanConfig(Settings):
         default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], max_length=21)
     stabilize_min: Minutes = 15.0
     imbalance_cost_per_mwh: Money = Field(default=1000.0, ge=0)
-    ens_cost_per_mwh: Money = Field(default=5000.0, ge=0)
+    # gamma > 0: with no price on energy not served, "stabilized" would mean nothing to the model.
+    ens_cost_per_mwh: Money = Field(default=5000.0, gt=0)
     mip_gap: float = Field(default=1e-3, gt=0, lt=1)
     time_limit_s: float | None = Field(default=300.0, gt=0)
 
@@ -155,25 +128,20 @@ class PlanConfig(Settings):
     def _shocks(cls, table: dict[str, Any]) -> dict[str, Any]:
         return _shock_fields(table, "plan.shocks")
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "PlanConfig":
-        _shock_fields({**self.shocks, **self.shift}, "plan.shift")
-        for name, items in (("modules", self.modules), ("hubs", self.hubs), ("suppliers", self.suppliers)):
-            names = [item.name for item in items]
-            twice = next((n for n in names if names.count(n) > 1), None)
-            if twice is not None:
-                raise ValueError(f"{name}: {twice!r} is listed twice; give each once")
-        if self.sites is not None:
-            buses = [s.bus for s in self.sites]
-            twice = next((b for b in buses if buses.count(b) > 1), None)
-            if twice is not None:
-                raise ValueError(f"sites: bus {twice} is listed twice; give each site once")
-        if not math.isfinite(self.stabilize_min):
-            raise ValueError("stabilize_min must be finite")
-        return self
+    @field_validator("shift")
+    @classmethod
+    def _shift(cls, table: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # The shifted generator changes what is drawn, not the time grid the plan is built on.
+        for grid_field in ("window_min", "step_min"):
+            if grid_field in table:
+                raise ValueError(f"{grid_field}: the shift changes the shock distribution, not the time grid; "
+                                 "set it in [plan.shocks]")
+        _shock_fields(table, "plan.shift")
+        _shock_fields({**info.data.get("shocks", {}), **table}, "plan.shift")
+        return table
 
     def shock_settings(self) -> ShockSettings:
         return ShockSettings(**self.shocks)
 
     def shifted_settings(self) -> ShockSettings:
-        return ShockSettings(**{**self.shocks, **self.shift})
+        return self.shock_settings().scaled(**self.shift)

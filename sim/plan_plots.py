@@ -16,10 +16,10 @@ from grid.fcm_data import PlanData
 from grid.fcm_model import Evaluation, Plan
 from grid.layout import bus_positions
 from grid.network import Network
+from sim.plan_run import SAMPLES
 from sim.plots import DPI, _write_png_atomically
 
 _PLAN_LABELS = {"sample": "sample plan", "dro": "robust (DRO) plan"}
-_SAMPLE_ORDER = ("in-sample", "out-of-sample", "shifted")
 _MODULE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 
 
@@ -121,7 +121,7 @@ def plot_out_of_sample(summary: Mapping[str, Any], evaluations: Mapping[tuple[st
     from matplotlib.figure import Figure
 
     plans = list(summary["plans"])
-    labels = [s for s in _SAMPLE_ORDER if (plans[0], s) in evaluations]
+    labels = [s for s in SAMPLES if (plans[0], s) in evaluations]
     figure = Figure(figsize=(16.0, 5.5))
     axes = figure.subplots(1, 3)
     plan_cost = {name: summary["plans"][name]["plan_cost_usd"] for name in plans}

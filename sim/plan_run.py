@@ -25,8 +25,8 @@ import numpy as np
 
 from grid.cases import load_case
 from grid.errors import GridError
-from grid.fcm_data import (Hub, ModuleType, PlanData, PlanSite, Supplier, check_buses, check_plan_data,
-                            travel_minutes)
+from grid.fcm_data import (Hub, ModuleType, PlanData, PlanSite, Supplier, check_buses, check_catalogue,
+                            check_plan_data, travel_minutes)
 from grid.fcm_model import Evaluation, Plan, PlanSolution, RiskSettings, evaluate_plan, solve_plan
 from grid.fcm_risk import cvar, mean_cvar, worst_case_mean_cvar
 from grid.network import Network
@@ -70,31 +70,60 @@ def sites_from_config(plan: PlanConfig, sites: Sequence[SiteConfig]) -> tuple[Pl
     )
 
 
-def plan_data(plan: PlanConfig, network: Network, sites: Sequence[PlanSite]) -> PlanData:
-    """The model's data from the ``[plan]`` table, checked against the network."""
+def catalogue(plan: PlanConfig, network: Network) -> tuple[tuple[ModuleType, ...], tuple[Hub, ...], tuple[Supplier, ...]]:
+    """Module types, hubs and suppliers of ``[plan]``, checked (grid.fcm_data.check_catalogue).
+    A run calls this before its auction, so that a bad [plan] fails before the expensive part."""
     modules = tuple(ModuleType(m.name, m.kind, m.unit_mw, m.transport_cost_per_km, m.energy_mwh, m.eta_charge,
                                m.eta_discharge, m.initial_soc, m.ramp_mw_per_min) for m in plan.modules)
     hubs = tuple(Hub(h.name, h.bus, h.setup_cost, h.capacity_units, h.activation_min) for h in plan.hubs)
     suppliers = tuple(Supplier(s.name, dict(s.inventory), dict(s.distance_km)) for s in plan.suppliers)
-    check_buses(network, hubs, sites)
+    check_catalogue(modules, hubs, suppliers, network)
+    return modules, hubs, suppliers
+
+
+def plan_data(plan: PlanConfig, network: Network, sites: Sequence[PlanSite],
+              stabilize_fields: Sequence[str] = ()) -> PlanData:
+    """The model's data from the ``[plan]`` table and the sites, checked against the network.
+
+    ``stabilize_fields`` names the field that set each site's window, for errors (default: the
+    ``[[plan.sites]]`` entry)."""
+    modules, hubs, suppliers = catalogue(plan, network)
+    check_buses(network, (), sites)
     explicit = None
     if plan.travel.minutes is not None:
         names = [h.name for h in hubs]
+        buses = {site.bus for site in sites}
         explicit = {}
         for hub, table in plan.travel.minutes.items():
             if hub not in names:
-                raise GridError(f"plan.travel.minutes: unknown hub {hub!r}; choose one of {', '.join(names)}")
-            try:
-                explicit[hub] = {int(bus): minutes for bus, minutes in table.items()}
-            except ValueError:
-                raise GridError(f"plan.travel.minutes.{hub}: keys are site bus numbers") from None
+                raise GridError(f"plan.travel.minutes.{hub}: unknown hub {hub!r}; choose one of {', '.join(names)}")
+            explicit[hub] = {}
+            for key, minutes in table.items():
+                try:
+                    bus = int(key)
+                except ValueError:
+                    raise GridError(f"plan.travel.minutes.{hub}.{key}: keys are site bus numbers") from None
+                if bus not in buses:
+                    # A typo would silently fall back to the road time; a site an auction did not
+                    # create is no typo, so only listed sites are held to this.
+                    if plan.sites is not None:
+                        raise GridError(f"plan.travel.minutes.{hub}.{key}: bus {bus} is not a site; the sites are "
+                                        f"{', '.join(str(b) for b in sorted(buses))}")
+                    continue
+                explicit[hub][bus] = minutes
     settings = plan.shock_settings()
     tau = travel_minutes(network, hubs, sites, section_km=plan.travel.section_km, speed_kmh=plan.travel.speed_kmh,
                          explicit=explicit)
     data = PlanData(network.name, modules, hubs, suppliers, tuple(sites), tau, plan.ens_cost_per_mwh,
-                    settings.window_min)
+                    settings.window_min, tuple(stabilize_fields))
     check_plan_data(data, network)
     return data
+
+
+def stabilize_fields(plan: PlanConfig) -> tuple[str, ...]:
+    """Which field set each listed site's T_stab: its own entry, or the [plan] default."""
+    return tuple(f"plan.sites[{k}].stabilize_min" if s.stabilize_min is not None else "plan.stabilize_min"
+                 for k, s in enumerate(plan.sites or ()))
 
 
 def shock_sites(data: PlanData) -> list[ShockSite]:
@@ -108,8 +137,7 @@ def _evaluation_row(plan: Plan, ev: Evaluation, risk: RiskSettings, shocks: Shoc
         "expected_cost_usd": float(ev.cost.mean()),
         "cvar_usd": cvar(ev.cost, risk.alpha),
         "mean_cvar_usd": mean_cvar(ev.cost, risk.lam, risk.alpha),
-        "worst_case_mean_cvar_usd": worst_case_mean_cvar(ev.cost, risk.lam, risk.alpha, risk.radius)
-        if risk.radius > 0 else mean_cvar(ev.cost, risk.lam, risk.alpha),
+        "worst_case_mean_cvar_usd": worst_case_mean_cvar(ev.cost, risk.lam, risk.alpha, risk.radius),
         "max_cost_usd": float(ev.cost.max()),
         "expected_ens_mwh": float(ens.mean()),
         "cvar_ens_mwh": cvar(ens, risk.alpha),
@@ -146,9 +174,8 @@ def _plan_dict(solution: PlanSolution, data: PlanData) -> dict[str, Any]:
     }
 
 
-def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
-                   frontier: bool = True, progress: Progress = lambda _: None) -> PlanStudy:
-    """The whole study; ``sites`` (from an auction) replace ``[plan] sites``."""
+def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, Network]:
+    """The ``[plan]`` table and its network (``[plan] case``, else the run's ``[network]``)."""
     plan: PlanConfig | None = getattr(config, "plan", None)
     if plan is None:
         raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (README, \"After the auction\"; "
@@ -156,26 +183,35 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
     case = plan.case or (config.network.case if config.network is not None else None)
     if case is None:
         raise ConfigError("plan.case: no network; give [plan] case (e.g. \"ieee33bw\") or a [network] table")
-    check_solver(config.solver)
     try:
-        network = load_case(case, base_dir=base_dir)
+        return plan, load_case(case, base_dir=base_dir)
     except GridError as error:
         raise ConfigError(f"plan.case: {error}") from None
+
+
+def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
+                   frontier: bool = True, progress: Progress = lambda _: None) -> PlanStudy:
+    """The whole study; ``sites`` (from an auction) replace ``[plan] sites``."""
+    plan, network = plan_network(config, base_dir)
+    check_solver(config.solver)
     if sites is None:
         if plan.sites is None:
             raise ConfigError("plan.sites: no sites; list [[plan.sites]] (bus, load_mw), or run the plan after an "
                               "auction with dcmarket run")
         sites = sites_from_config(plan, plan.sites)
-    data = plan_data(plan, network, sites)
+        fields = stabilize_fields(plan)
+    else:  # from an auction: every window is the [plan] default
+        fields = ("plan.stabilize_min",) * len(sites)
+    data = plan_data(plan, network, sites, fields)
     settings, shifted = plan.shock_settings(), plan.shifted_settings()
     progress(f"{plan.scenarios} shock scenarios at {len(data.sites)} sites")
     in_sample = draw_shocks(shock_sites(data), settings, plan.scenarios, stream(config.seed, "shocks"))
-    samples: dict[str, ShockScenarios] = {"in-sample": in_sample}
+    inside, fresh, moved = SAMPLES
+    samples: dict[str, ShockScenarios] = {inside: in_sample}
     if plan.out_of_sample > 0:
-        samples["out-of-sample"] = draw_shocks(shock_sites(data), settings, plan.out_of_sample,
-                                               stream(config.seed, "shocks_out_of_sample"))
-        samples["shifted"] = draw_shocks(shock_sites(data), shifted, plan.out_of_sample,
-                                         stream(config.seed, "shocks_shifted"))
+        samples[fresh] = draw_shocks(shock_sites(data), settings, plan.out_of_sample,
+                                     stream(config.seed, "shocks_out_of_sample"))
+        samples[moved] = draw_shocks(shock_sites(data), shifted, plan.out_of_sample, stream(config.seed, "shocks_shifted"))
     solve = dict(solver=config.solver, mip_gap=plan.mip_gap, time_limit=plan.time_limit_s)
 
     def solved(risk: RiskSettings, label: str) -> PlanSolution:

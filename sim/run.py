@@ -172,6 +172,13 @@ def run_experiment(
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
     if config.network is not None:
         check_solver(config.solver)
+    if getattr(config, "plan", None) is not None:
+        from sim.plan_run import catalogue, plan_network
+
+        try:  # a bad [plan] fails here, not after the auction
+            catalogue(*plan_network(config, config_path.parent))
+        except (ConfigError, GridError) as error:
+            raise type(error)(f"{config_path}: {error}") from None
     try:
         model = MarketModel(config, base_dir=config_path.parent, progress=progress)
     except (ConfigError, GridError) as error:

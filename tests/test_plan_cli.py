@@ -180,17 +180,25 @@ def _bad(**changes) -> dict:
 
 
 @pytest.mark.parametrize("plan, expected", [
-    (_bad(suppliers__0__inventory={"bess": -2, "gen": 1}), "plan.suppliers[0].inventory: bess: -2 units is negative"),
+    (_bad(suppliers__0__inventory={"bess": -2, "gen": 1}), "plan.suppliers[0].inventory.bess: -2 units is negative"),
     (_bad(suppliers__0__distance_km={"H16": 10.0}), "plan.hubs[1]: hub 'H31' is unreachable: no supplier lists a distance"),
-    (_bad(suppliers__0__distance_km={"H16": 10.0, "H31": 20.0, "H99": 1.0}), "plan.suppliers[0].distance_km: unknown hub 'H99'"),
+    (_bad(suppliers__0__distance_km={"H16": 10.0, "H31": 20.0, "H99": 1.0}), "plan.suppliers[0].distance_km.H99: unknown hub 'H99'"),
     (_bad(hubs__1__bus=99), "plan.hubs[1].bus: bus 99 is not on ieee33bw"),
     (_bad(hubs__1__activation_min=25.0), "plan.hubs[1]: hub 'H31' is unreachable: its modules reach no site"),
     (_bad(sites__0__stabilize_min=2.0), "plan.sites[0].stabilize_min: 2 min is shorter than the fastest arrival"),
-    (_bad(sites__0__stabilize_min=30.0), "plan.sites[0].stabilize_min: 30 min is longer than the event window"),
-    (_bad(modules__1__ramp_mw_per_min=None), "a generator module needs ramp_mw_per_min"),
+    (_bad(sites__0__stabilize_min=30.0), "plan.sites[0].stabilize_min: 30 min (bus 18) is longer than the event window"),
+    (_bad(modules__1__ramp_mw_per_min=None), "plan.modules[1].ramp_mw_per_min: a generator module needs its ramp rate"),
     (_bad(modules__0__kind="flywheel"), "plan.modules[0].kind: unknown kind 'flywheel'"),
     (_bad(shocks={"depth": [0.9, 0.2]}), "plan.shocks: depth: lower end 0.9 is above upper end 0.2"),
-    (_bad(shift={"owner_correlation": 1.5}), "owner_correlation"),
+    (_bad(shift={"owner_correlation": 1.5}), "plan.shift: owner_correlation"),
+    (_bad(shift={"depth": [0.5, 1.5]}), "plan.shift: depth"),
+    (_bad(shift={"step_min": 2.0}), "plan.shift: step_min: the shift changes the shock distribution, not the time grid"),
+    (_bad(modules__0__ramp_mw_per_min=0.1), "plan.modules[0].ramp_mw_per_min: applies to generators, not to a storage"),
+    (_bad(suppliers__0__inventory={"bess": 3, "flywheel": 1}), "plan.suppliers[0].inventory.flywheel: unknown module type"),
+    (_bad(travel={"minutes": {"H16": {"19": 3.0}}}), "plan.travel.minutes.H16.19: bus 19 is not a site; the sites are 18, 33"),
+    (_bad(travel={"minutes": {"H99": {"18": 3.0}}}), "plan.travel.minutes.H99: unknown hub 'H99'"),
+    (_bad(stabilize_min=2.0), "plan.stabilize_min: 2 min is shorter than the fastest arrival at bus 18"),
+    (_bad(ens_cost_per_mwh=0.0), "plan.ens_cost_per_mwh: input should be greater than 0"),
 ])
 def test_invalid_plans_get_one_line_field_named_errors(tmp_path, capsys, plan, expected):
     plan = {k: v for k, v in plan.items() if v is not None}
@@ -311,3 +319,18 @@ def test_studies_registry_drives_the_cli_and_the_schema():
         if spec.table is not None:
             assert spec.table in ExperimentConfig.model_fields
     assert {"run", "capacity", "plan"} <= set(commands)
+
+
+def test_run_checks_its_plan_before_the_auction(tmp_path, capsys):
+    """A bad [plan] in a run fails at once (before the capacity study and the auction), naming the field."""
+    plan = {k: v for k, v in PLAN.items() if k != "sites"}
+    plan["suppliers"] = [{**plan["suppliers"][0], "inventory": {"bess": -1}}]
+    config = {"seed": 1, "products": [{"id": "flex@18", "bus": 18, "risk": 0.05, "capacity_mw": 0.3}],
+              "auction": {"increment": 1}, "bidders": [{"name": "A", "profile": "additive", "values": {"flex@18": 3}}],
+              "plan": plan}
+    path = _write(tmp_path, config, "run.toml")
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    captured = capsys.readouterr()
+    assert "plan.suppliers[0].inventory.bess: -1 units is negative" in captured.err
+    assert "round 1" not in captured.err  # no auction round ran
+    assert not (tmp_path / "run").exists()
