@@ -70,7 +70,8 @@ def json_bytes(data: Any) -> bytes:
 
 # A plan study's files (sim/plan_run.py): a plan directory, or plan/ inside a run directory.
 PLAN_FOLDER = "plan"
-PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "dispatch_profile.csv", "scenario_costs.csv", "frontier.csv",
+PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "dispatch_profile.csv", "scenario_costs.csv", "site_outcomes.csv",
+                        "frontier.csv",
                         "shocks.csv", "shock_events.csv", "plan_map.png", "shocks.png", "frontier.png",
                         "out_of_sample.png", "dispatch.png"})
 RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",

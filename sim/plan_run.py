@@ -43,6 +43,7 @@ SHIPMENT_COLUMNS = ("plan", "module", "hub", "hub_bus", "supplier", "units")
 DISPATCH_COLUMNS = ("plan", "scenario", "bus", "hub", "module", "units")
 COST_COLUMNS = ("plan", "sample", "scenario", "cost_usd", "ens_mwh", "uncovered_mwh", "sites_disturbed",
                 "sites_stabilized")
+SITE_COLUMNS = ("plan", "sample", "scenario", "bus", "ens_mwh", "uncovered_mwh", "stabilized", "arrival_min")
 FRONTIER_COLUMNS = ("lambda", "plan_cost_usd", "expected_cost_usd", "cvar_usd", "expected_total_usd",
                     "cvar_total_usd", "objective_usd", "units", "hubs")
 # The evaluation samples, in report order.
@@ -298,8 +299,15 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
     # The scenario to draw minute by minute: the sample plan's costliest in sample.
     worst = int(np.argmax(evaluations["sample", "in-sample"].cost))
     costs = []
+    per_site = []  # (13): ENS per node and scenario, with what the site got
     for (name, label), ev in evaluations.items():
         disturbed = samples[label].kind >= 0
+        for s, i in zip(*np.nonzero(disturbed)):
+            per_site.append({"plan": name, "sample": label, "scenario": int(s), "bus": data.sites[i].bus,
+                             "ens_mwh": round(float(ev.ens_mwh[s, i]), 9),
+                             "uncovered_mwh": round(float(ev.uncovered_mwh[s, i]), 9),
+                             "stabilized": int(ev.stabilized[s, i]),
+                             "arrival_min": None if np.isnan(ev.arrival_min[s, i]) else float(ev.arrival_min[s, i])})
         for s in range(ev.cost.size):
             costs.append({"plan": name, "sample": label, "scenario": s, "cost_usd": round(float(ev.cost[s]), 6),
                           "ens_mwh": round(float(ev.ens_mwh[s].sum()), 9),
@@ -312,6 +320,7 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
         "dispatch.csv": outputs.csv_bytes(DISPATCH_COLUMNS, dispatch),
         "dispatch_profile.csv": outputs.csv_bytes(profile_columns, profile),
         "scenario_costs.csv": outputs.csv_bytes(COST_COLUMNS, costs),
+        "site_outcomes.csv": outputs.csv_bytes(SITE_COLUMNS, per_site),
         "shocks.csv": samples["in-sample"].table().round(9).to_csv(index=False, lineterminator="\n").encode(),
         "shock_events.csv": samples["in-sample"].events().round(9).to_csv(index=False, lineterminator="\n").encode(),
     }

@@ -73,7 +73,7 @@ def test_plan_directory_holds_the_contract(planned):
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["config.toml", "dispatch.csv", "dispatch.png", "dispatch_profile.csv", "frontier.csv",
                             "frontier.png", "out_of_sample.png", "plan.csv", "plan_map.png", "scenario_costs.csv",
-                            "shock_events.csv", "shocks.csv", "shocks.png", "summary.json"])
+                            "shock_events.csv", "shocks.csv", "shocks.png", "site_outcomes.csv", "summary.json"])
     for png in ("dispatch.png", "frontier.png", "out_of_sample.png", "plan_map.png", "shocks.png"):
         assert (out / png).read_bytes()[:8] == PNG_SIGNATURE
     s = _summary(out)
@@ -134,6 +134,31 @@ def test_dispatch_profile_counters_the_deviation_and_adds_up(planned):
     assert uncovered and set(uncovered) <= set(costs)
     for key, value in uncovered.items():
         assert value == pytest.approx(costs[key], abs=1e-6)
+
+
+def test_site_outcomes_add_up_to_the_scenario_costs(planned):
+    """(13) per node and scenario: the sites' ENS and uncovered energy sum to each scenario's, a
+    site's ENS is its load times its disturbed hours exactly when it is not stabilized, and every
+    hit site appears once."""
+    _, out = planned
+    with (out / "site_outcomes.csv").open() as handle:
+        sites = list(csv.DictReader(handle))
+    with (out / "scenario_costs.csv").open() as handle:
+        costs = list(csv.DictReader(handle))
+    with (out / "shock_events.csv").open() as handle:
+        events = {(int(r["scenario"]), int(r["bus"])): r for r in csv.DictReader(handle)}
+    load = {18: 0.6, 33: 0.4}
+    for row in costs:
+        mine = [r for r in sites if (r["plan"], r["sample"], r["scenario"]) == (row["plan"], row["sample"], row["scenario"])]
+        assert len(mine) == int(row["sites_disturbed"])
+        assert sum(int(r["stabilized"]) for r in mine) == int(row["sites_stabilized"])
+        assert sum(float(r["ens_mwh"]) for r in mine) == pytest.approx(float(row["ens_mwh"]), abs=1e-8)
+        assert sum(float(r["uncovered_mwh"]) for r in mine) == pytest.approx(float(row["uncovered_mwh"]), abs=1e-8)
+    for r in sites:
+        if r["sample"] == "in-sample":
+            hours = float(events[int(r["scenario"]), int(r["bus"])]["disturbed_h"])
+            expected = 0.0 if r["stabilized"] == "1" else load[int(r["bus"])] * hours
+            assert float(r["ens_mwh"]) == pytest.approx(expected, abs=1e-8)
 
 
 def test_frontier_tail_is_non_increasing_in_lambda(planned):
