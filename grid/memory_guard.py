@@ -115,6 +115,18 @@ def check_scenario_memory(network: Network, count: int, available_bytes: int | N
 
 
 
+def _over_share(need: int, count: int, available_bytes: int | None) -> tuple[int, int] | None:
+    """(available bytes, the most of ``count`` that fits) when ``need`` is above the usable share of
+    memory; None when it fits or the machine does not say what it has."""
+    if available_bytes is None:
+        available_bytes = _available_memory_bytes()
+        if available_bytes is None:
+            return None
+    if need <= MEMORY_SHARE * available_bytes:
+        return None
+    return available_bytes, int(MEMORY_SHARE * available_bytes) // max(1, need // max(1, count))
+
+
 # Bytes per (limit, scenario) pair of the scenario LP (17), measured as peak resident memory over
 # the imported libraries (experiments/bench_capacity.py, ieee57 and ieee118): about 2.1 kB with
 # HiGHS (the program, its HiGHS copies and the feasibility check) and 3.7 kB with GLPK through
@@ -127,12 +139,9 @@ def check_scenario_lp_memory(network: Network, rows: int, count: int, solver: st
     """Refuse the scenario formulation when (17) for ``rows`` limits and ``count`` scenarios
     would not fit; the exact formulation gives the same capacities in a fraction of it."""
     need = SCENARIO_LP_BYTES.get(solver, max(SCENARIO_LP_BYTES.values())) * int(rows) * int(count)
-    if available_bytes is None:
-        available_bytes = _available_memory_bytes()
-        if available_bytes is None:
-            return need
-    if need > MEMORY_SHARE * available_bytes:
-        most = int(MEMORY_SHARE * available_bytes) // max(1, need // max(1, count))
+    over = _over_share(need, count, available_bytes)
+    if over is not None:
+        available_bytes, most = over
         raise GridError(
             f"formulation 'scenario' on {network.name!r} with {rows:,} limits x {count:,} scenarios needs about "
             f"{_format_bytes(need)} (the LP (17) has a row and a column per limit and scenario); this machine "
@@ -151,12 +160,9 @@ PLAN_MILP_BYTES_PER_STEP = 8_000
 def check_plan_memory(event_steps: int, scenarios: int, available_bytes: int | None = None) -> int:
     """Refuse a plan MILP (or Stage II batch) that would not fit, before it is built."""
     need = PLAN_MILP_BYTES_PER_STEP * int(event_steps)
-    if available_bytes is None:
-        available_bytes = _available_memory_bytes()
-        if available_bytes is None:
-            return need
-    if need > MEMORY_SHARE * available_bytes:
-        most = int(MEMORY_SHARE * available_bytes) // max(1, need // max(1, scenarios))
+    over = _over_share(need, scenarios, available_bytes)
+    if over is not None:
+        available_bytes, most = over
         raise GridError(
             f"plan.scenarios: {scenarios:,} shock scenarios ({event_steps:,} site-minutes of events) need about "
             f"{_format_bytes(need)} for the MILP; this machine has {_format_bytes(available_bytes)} available; "
