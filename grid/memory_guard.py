@@ -114,7 +114,6 @@ def check_scenario_memory(network: Network, count: int, available_bytes: int | N
     return need
 
 
-
 def _over_share(need: int, count: int, available_bytes: int | None) -> tuple[int, int] | None:
     """(available bytes, the most of ``count`` that fits) when ``need`` is above the usable share of
     memory; None when it fits or the machine does not say what it has."""
