@@ -1,0 +1,93 @@
+"""LinDist3Flow (Arnold et al., PESGM 2016; spec `dlmp-bilevel.md` section 2, marked [R]) in Pyomo.
+
+Per segment i -> j, with w the squared phase-to-neutral voltage magnitudes (p.u.) and P, Q the
+per-phase flows into the segment:
+
+    w_j = w_i + M^P P_ij + M^Q Q_ij
+
+M^P and M^Q hold -2 r_kk (-2 x_kk) on the diagonal and the sqrt(3) coupling terms off it
+(`coupling_matrices`). The model is lossless: each phase's flow into a bus is what leaves it
+plus the bus's load. This module is the power flow of a fixed load; the DSO's OPF with DLMPs
+builds on the same rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyomo.environ as pyo
+
+from grid.errors import SolverError
+from grid.solvers import solve
+from grid.three_phase import ThreePhaseFeeder
+
+_SQRT3 = math.sqrt(3.0)
+
+
+def coupling_matrices(r: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """M^P and M^Q of the spec's section 2 from a segment's 3x3 r and x (same units as r, x)."""
+    mp = np.array([
+        [-2 * r[0, 0], r[0, 1] - _SQRT3 * x[0, 1], r[0, 2] + _SQRT3 * x[0, 2]],
+        [r[1, 0] + _SQRT3 * x[1, 0], -2 * r[1, 1], r[1, 2] - _SQRT3 * x[1, 2]],
+        [r[2, 0] - _SQRT3 * x[2, 0], r[2, 1] + _SQRT3 * x[2, 1], -2 * r[2, 2]],
+    ])
+    mq = np.array([
+        [-2 * x[0, 0], x[0, 1] + _SQRT3 * r[0, 1], x[0, 2] - _SQRT3 * r[0, 2]],
+        [x[1, 0] - _SQRT3 * r[1, 0], -2 * x[1, 1], x[1, 2] + _SQRT3 * r[1, 2]],
+        [x[2, 0] + _SQRT3 * r[2, 0], x[2, 1] - _SQRT3 * r[2, 1], -2 * x[2, 2]],
+    ])
+    return mp, mq
+
+
+def _per_unit(feeder: ThreePhaseFeeder) -> float:
+    """p.u. of w per (ohm x W): w = V^2 / V_base^2, and M (ohm) times P (W) is in V^2."""
+    return 1.0 / feeder.base_v_ln ** 2
+
+
+def power_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0, solver: str = "highs") -> dict[int, np.ndarray]:
+    """Per-phase voltage magnitudes (p.u.) of the feeder's loads, by bus, from the Pyomo model."""
+    m = pyo.ConcreteModel(name="lindist3flow")
+    phases = range(3)
+    m.w = pyo.Var(feeder.buses, phases)
+    m.p = pyo.Var([(s.from_bus, s.to_bus) for s in feeder.segments], phases)
+    m.q = pyo.Var([(s.from_bus, s.to_bus) for s in feeder.segments], phases)
+    m.rows = pyo.ConstraintList()
+    scale = _per_unit(feeder)
+    for k in phases:
+        m.rows.add(m.w[feeder.head_bus, k] == head_voltage_pu ** 2)
+    for segment in feeder.segments:
+        i, j = segment.from_bus, segment.to_bus
+        mp, mq = coupling_matrices(segment.r_ohm, segment.x_ohm)
+        for k in phases:
+            m.rows.add(m.w[j, k] == m.w[i, k] + scale * sum(
+                mp[k, n] * 1e3 * m.p[i, j, n] + mq[k, n] * 1e3 * m.q[i, j, n] for n in phases))
+    leaving: dict[int, list[tuple[int, int]]] = {}
+    for segment in feeder.segments:
+        leaving.setdefault(segment.from_bus, []).append((segment.from_bus, segment.to_bus))
+    for segment in feeder.segments:  # lossless balance at the receiving bus (kW, kvar)
+        i, j = segment.from_bus, segment.to_bus
+        for k in phases:
+            m.rows.add(m.p[i, j, k] == feeder.load_kw[j][k] + sum(m.p[e, f, k] for e, f in leaving.get(j, [])))
+            m.rows.add(m.q[i, j, k] == feeder.load_kvar[j][k] + sum(m.q[e, f, k] for e, f in leaving.get(j, [])))
+    m.objective = pyo.Objective(expr=0.0)
+    if solve(m, solver) != "optimal":
+        raise SolverError(f"LinDist3Flow of {feeder.name} has no solution ({solver}); check the feeder data")
+    return {bus: np.sqrt(np.array([pyo.value(m.w[bus, k]) for k in phases])) for bus in feeder.buses}
+
+
+def sweep_voltages(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0) -> dict[int, np.ndarray]:
+    """The same voltages without a solver: flows are downstream load sums (lossless), then
+    w is swept from the head. A second formulation to check the model against."""
+    downstream_kw = {bus: feeder.load_kw[bus].copy() for bus in feeder.buses}
+    downstream_kvar = {bus: feeder.load_kvar[bus].copy() for bus in feeder.buses}
+    for segment in reversed(feeder.segments):  # leaves first
+        downstream_kw[segment.from_bus] += downstream_kw[segment.to_bus]
+        downstream_kvar[segment.from_bus] += downstream_kvar[segment.to_bus]
+    w = {feeder.head_bus: np.full(3, head_voltage_pu ** 2)}
+    scale = _per_unit(feeder)
+    for segment in feeder.segments:
+        mp, mq = coupling_matrices(segment.r_ohm, segment.x_ohm)
+        j = segment.to_bus
+        w[j] = w[segment.from_bus] + scale * 1e3 * (mp @ downstream_kw[j] + mq @ downstream_kvar[j])
+    return {bus: np.sqrt(value) for bus, value in w.items()}
