@@ -40,9 +40,23 @@ def coupling_matrices(r: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mp, mq
 
 
-def _per_unit(feeder: ThreePhaseFeeder) -> float:
-    """p.u. of w per (ohm x W): w = V^2 / V_base^2, and M (ohm) times P (W) is in V^2."""
-    return 1.0 / feeder.base_v_ln ** 2
+def per_unit_scale(feeder: ThreePhaseFeeder) -> float:
+    """p.u. of w per (ohm x MW): w = V^2 / V_base^2, and M (ohm) times P (W) is in V^2. Flows are
+    in MW so that the voltage rows' coefficients stay near 0.01-1 rather than 1e-5."""
+    return 1e6 / feeder.base_v_ln ** 2
+
+
+def add_voltage_rows(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder) -> None:
+    """w_j = w_i + M^P P_ij + M^Q Q_ij for every segment and phase, on ``m.w[bus, phase]`` (p.u.)
+    and ``m.p``/``m.q[from, to, phase]`` (MW, Mvar). The one place these rows are written."""
+    scale = per_unit_scale(feeder)
+    m.voltage = pyo.ConstraintList()
+    for segment in feeder.segments:
+        i, j = segment.from_bus, segment.to_bus
+        mp, mq = coupling_matrices(segment.r_ohm, segment.x_ohm)
+        for k in range(3):
+            m.voltage.add(m.w[j, k] == m.w[i, k] + scale * sum(
+                mp[k, n] * m.p[i, j, n] + mq[k, n] * m.q[i, j, n] for n in range(3)))
 
 
 def power_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0, solver: str = "highs") -> dict[int, np.ndarray]:
@@ -53,23 +67,17 @@ def power_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0, solver: s
     m.p = pyo.Var([(s.from_bus, s.to_bus) for s in feeder.segments], phases)
     m.q = pyo.Var([(s.from_bus, s.to_bus) for s in feeder.segments], phases)
     m.rows = pyo.ConstraintList()
-    scale = _per_unit(feeder)
     for k in phases:
         m.rows.add(m.w[feeder.head_bus, k] == head_voltage_pu ** 2)
-    for segment in feeder.segments:
-        i, j = segment.from_bus, segment.to_bus
-        mp, mq = coupling_matrices(segment.r_ohm, segment.x_ohm)
-        for k in phases:
-            m.rows.add(m.w[j, k] == m.w[i, k] + scale * sum(
-                mp[k, n] * 1e3 * m.p[i, j, n] + mq[k, n] * 1e3 * m.q[i, j, n] for n in phases))
+    add_voltage_rows(m, feeder)
     leaving: dict[int, list[tuple[int, int]]] = {}
     for segment in feeder.segments:
         leaving.setdefault(segment.from_bus, []).append((segment.from_bus, segment.to_bus))
-    for segment in feeder.segments:  # lossless balance at the receiving bus (kW, kvar)
+    for segment in feeder.segments:  # lossless balance at the receiving bus (MW, Mvar)
         i, j = segment.from_bus, segment.to_bus
         for k in phases:
-            m.rows.add(m.p[i, j, k] == feeder.load_kw[j][k] + sum(m.p[e, f, k] for e, f in leaving.get(j, [])))
-            m.rows.add(m.q[i, j, k] == feeder.load_kvar[j][k] + sum(m.q[e, f, k] for e, f in leaving.get(j, [])))
+            m.rows.add(m.p[i, j, k] == feeder.load_kw[j][k] / 1e3 + sum(m.p[e, f, k] for e, f in leaving.get(j, [])))
+            m.rows.add(m.q[i, j, k] == feeder.load_kvar[j][k] / 1e3 + sum(m.q[e, f, k] for e, f in leaving.get(j, [])))
     m.objective = pyo.Objective(expr=0.0)
     if solve(m, solver) != "optimal":
         raise SolverError(f"LinDist3Flow of {feeder.name} has no solution ({solver}); check the feeder data")
@@ -85,9 +93,9 @@ def sweep_voltages(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0) -> di
         downstream_kw[segment.from_bus] += downstream_kw[segment.to_bus]
         downstream_kvar[segment.from_bus] += downstream_kvar[segment.to_bus]
     w = {feeder.head_bus: np.full(3, head_voltage_pu ** 2)}
-    scale = _per_unit(feeder)
+    scale = per_unit_scale(feeder)
     for segment in feeder.segments:
         mp, mq = coupling_matrices(segment.r_ohm, segment.x_ohm)
         j = segment.to_bus
-        w[j] = w[segment.from_bus] + scale * 1e3 * (mp @ downstream_kw[j] + mq @ downstream_kvar[j])
+        w[j] = w[segment.from_bus] + scale * 1e-3 * (mp @ downstream_kw[j] + mq @ downstream_kvar[j])
     return {bus: np.sqrt(value) for bus, value in w.items()}

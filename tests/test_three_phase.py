@@ -76,8 +76,9 @@ def test_voltages_match_the_data_notes_check_and_the_sweep(feeder):
         np.testing.assert_allclose(model[bus], sweep[bus], atol=1e-9)
     np.testing.assert_allclose(model[701], [0.985, 0.990, 0.986], atol=5e-4)
     for phase, (bus, value) in enumerate([(740, 0.945), (738, 0.966), (736, 0.962)]):
-        lowest = min(feeder.buses, key=lambda b: model[b][phase])
-        assert lowest == bus and model[bus][phase] == pytest.approx(value, abs=5e-4)
+        lowest = min(model[b][phase] for b in feeder.buses)
+        # Phase b: 738 and the buses behind it (no phase-b load) tie at the minimum.
+        assert model[bus][phase] == pytest.approx(lowest, abs=1e-9) and lowest == pytest.approx(value, abs=5e-4)
 
 
 def test_head_voltage_shifts_every_w_by_the_same_amount(feeder):
@@ -92,3 +93,84 @@ def test_glpk_gives_the_same_voltages(feeder):
     highs, glpk = power_flow(feeder), power_flow(feeder, solver="glpk")
     for bus in feeder.buses:
         np.testing.assert_allclose(glpk[bus], highs[bus], atol=1e-7)
+
+
+# --- The DSO's OPF and its DLMPs (spec sections 2-3) ------------------------------------------
+
+from grid.errors import InfeasibleNetworkError  # noqa: E402
+from grid.three_phase_opf import DistributedGenerator, OpfSettings, dso_opf  # noqa: E402
+
+# Head at 1.00 p.u. and a 0.95 p.u. floor: phase a at bus 740 (0.945 in the power flow) binds,
+# so a generator at 711 (the same lateral) runs on phase a although it costs more than the
+# substation, and prices differ by bus and phase.
+TIGHT = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=1.0, v_min_pu=0.95)
+LATERAL_DG = (DistributedGenerator("G711", 711, 100.0, 60.0),)
+
+
+def test_uncongested_dlmps_are_the_substation_price(feeder):
+    """Lossless LinDist3Flow with no binding limit: one more kW anywhere costs c0; the cost is c0
+    times the feeder's load, and the voltages are the power flow's at the same head voltage."""
+    result = dso_opf(feeder, settings=OpfSettings(head_voltage_pu=1.03))
+    for bus, price in result.dlmp_p.items():
+        np.testing.assert_allclose(price, 45.0, atol=1e-6)
+        np.testing.assert_allclose(result.dlmp_q[bus], 0.0, atol=1e-6)
+    assert result.cost_per_h == pytest.approx(45.0 * 2457.0 / 1000.0, rel=1e-9)
+    flow = sweep_voltages(feeder, 1.03)
+    for bus in feeder.buses:
+        np.testing.assert_allclose(result.voltage_pu[bus], flow[bus], atol=1e-9)
+
+
+@pytest.mark.parametrize("bus, phase", [(740, 0), (711, 0), (741, 0), (737, 1), (701, 2), (725, 1)])
+def test_dlmps_are_the_finite_differences_of_the_cost(feeder, bus, phase):
+    """The dual of bus j's balance on phase phi against (cost(load + d) - cost(load - d)) / 2d."""
+    base = dso_opf(feeder, LATERAL_DG, TIGHT)
+    delta = 0.05  # kW: small enough to keep the optimal basis
+    costs = []
+    for sign in (+1, -1):
+        bump = np.zeros(3)
+        bump[phase] = sign * delta
+        costs.append(dso_opf(feeder, LATERAL_DG, TIGHT, extra_kw={bus: bump}).cost_per_h)
+    numeric = (costs[0] - costs[1]) / (2 * delta) * 1000.0
+    assert base.dlmp_p[bus][phase] == pytest.approx(numeric, rel=1e-4, abs=1e-4)
+    # Reactive power too: the voltage limit prices kvar where it binds.
+    kvar = []
+    for sign in (+1, -1):
+        bump = np.zeros(3)
+        bump[phase] = sign * delta
+        kvar.append(dso_opf(feeder, LATERAL_DG, TIGHT, extra_kvar={bus: bump}).cost_per_h)
+    assert base.dlmp_q[bus][phase] == pytest.approx((kvar[0] - kvar[1]) / (2 * delta) * 1000.0, rel=1e-4, abs=1e-4)
+
+
+def test_binding_voltage_separates_prices_and_dispatches_the_lateral_generator(feeder):
+    result = dso_opf(feeder, LATERAL_DG, TIGHT)
+    assert result.generator_kw["G711"][0] > 1.0  # runs on phase a, the phase at its floor
+    assert result.voltage_pu[740][0] == pytest.approx(0.95, abs=1e-7)
+    assert result.dlmp_p[740][0] > 45.0 + 1.0  # behind the binding limit, load costs more
+    prices = np.array([p for p in result.dlmp_p.values()])
+    assert prices.max() - prices.min() > 1.0
+
+
+def test_glpk_gives_the_same_prices(feeder):
+    need_glpk()
+    highs = dso_opf(feeder, LATERAL_DG, TIGHT)
+    glpk = dso_opf(feeder, LATERAL_DG, TIGHT, solver="glpk")
+    assert glpk.cost_per_h == pytest.approx(highs.cost_per_h, rel=1e-8)
+    for bus in highs.dlmp_p:
+        np.testing.assert_allclose(glpk.dlmp_p[bus], highs.dlmp_p[bus], atol=1e-5)
+
+
+def test_a_quadratic_generator_cost_prices_at_its_marginal_cost(feeder):
+    """With a_g > 0 and the generator between its bounds, the price at its bus on the phase it
+    serves is its marginal cost b + 2 a PG (the KKT condition of its output)."""
+    quad = (DistributedGenerator("G711", 711, 100.0, 30.0, quadratic_cost=0.0005),)
+    result = dso_opf(feeder, quad, TIGHT)
+    output = result.generator_kw["G711"][0]
+    assert 0.0 < output < 100.0
+    # HiGHS's QP duals are accurate to its optimality tolerance (about 1e-5 relative here).
+    assert result.dlmp_p[711][0] == pytest.approx(30.0 + 2 * 0.0005 * output * 1000.0, rel=1e-4)
+
+
+def test_an_infeasible_voltage_floor_is_one_line_naming_the_fix(feeder):
+    with pytest.raises(InfeasibleNetworkError, match=r"no dispatch keeps every voltage within \[0.95, 1.05\] p.u.; "
+                                                     r"raise the head voltage"):
+        dso_opf(feeder, settings=OpfSettings(head_voltage_pu=0.96))
