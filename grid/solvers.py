@@ -22,6 +22,10 @@ from pyomo.opt import TerminationCondition
 from grid.errors import GridError, SolverError
 
 SOLVERS: tuple[str, ...] = ("highs", "glpk")
+# Every HiGHS solve in the process uses one thread: HiGHS starts one scheduler per process with the
+# first solve's thread count and refuses a different count later ("unknown" termination), and one
+# thread keeps branch-and-bound paths, and so the outputs, the same on every machine.
+HIGHS_THREADS = {"threads": 1}
 
 _INSTALL_HINT = {
     "highs": "pip install highspy",
@@ -83,7 +87,7 @@ def _run(model: pyo.ConcreteModel, solver: str, exact_check: bool = False) -> tu
     try:
         if solver == "glpk":
             return _run_glpk(model, exact_check)
-        results = pyo.SolverFactory(solver).solve(model, load_solutions=False)
+        results = pyo.SolverFactory(solver).solve(model, load_solutions=False, options=dict(HIGHS_THREADS))
         return results, results.solver.termination_condition
     except SolverError:
         raise
@@ -217,7 +221,7 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
                 with open(log_path, encoding="utf-8", errors="replace") as handle:
                     glpk_log = handle.read()
         else:
-            options = {"mip_rel_gap": mip_gap, "threads": 1, "random_seed": 0}
+            options = {"mip_rel_gap": mip_gap, "random_seed": 0, **HIGHS_THREADS}
             results = pyo.SolverFactory(solver).solve(model, load_solutions=False, options=options,
                                                       timelimit=time_limit)
     except SolverError:

@@ -57,12 +57,13 @@ class OpfResult:
     generator_kw: dict[str, np.ndarray] = field(repr=False)
 
 
-def dso_opf(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
+def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
             settings: OpfSettings = OpfSettings(), *, extra_kw: Mapping[int, np.ndarray] | None = None,
             extra_kvar: Mapping[int, np.ndarray] | None = None, svg_kvar: Mapping[int, np.ndarray] | None = None,
-            solver: str = "highs") -> OpfResult:
-    """Solve the OPF; ``extra_kw``/``extra_kvar`` add load (e.g. data centers) and ``svg_kvar``
-    injects reactive power, by bus and phase."""
+            solver: str = "highs") -> pyo.ConcreteModel:
+    """The OPF as a Pyomo model (balances ``balance_p``/``balance_q`` by bus and phase);
+    ``extra_kw``/``extra_kvar`` add load (e.g. data centers) and ``svg_kvar`` injects reactive
+    power, by bus and phase."""
     buses = set(feeder.buses)
     for table, what in ((extra_kw, "extra_kw"), (extra_kvar, "extra_kvar"), (svg_kvar, "svg_kvar")):
         for bus in (table or {}):
@@ -114,6 +115,17 @@ def dso_opf(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ..
             if g.quadratic_cost > 0:  # a zero square term still makes the model a QP
                 cost += g.quadratic_cost * 1e6 * m.pg[g.name, k] ** 2
     m.objective = pyo.Objective(expr=cost, sense=pyo.minimize)
+    return m
+
+
+def dso_opf(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
+            settings: OpfSettings = OpfSettings(), *, extra_kw: Mapping[int, np.ndarray] | None = None,
+            extra_kvar: Mapping[int, np.ndarray] | None = None, svg_kvar: Mapping[int, np.ndarray] | None = None,
+            solver: str = "highs") -> OpfResult:
+    """Solve the OPF (``build_opf_model``) and read its prices."""
+    m = build_opf_model(feeder, generators, settings, extra_kw=extra_kw, extra_kvar=extra_kvar,
+                        svg_kvar=svg_kvar, solver=solver)
+    load_buses = [b for b in feeder.buses if b != feeder.head_bus]
     m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
     status = solve(m, solver, exact_check=True)
     if status != "optimal":

@@ -174,3 +174,48 @@ def test_an_infeasible_voltage_floor_is_one_line_naming_the_fix(feeder):
     with pytest.raises(InfeasibleNetworkError, match=r"no dispatch keeps every voltage within \[0.95, 1.05\] p.u.; "
                                                      r"raise the head voltage"):
         dso_opf(feeder, settings=OpfSettings(head_voltage_pu=0.96))
+
+
+# --- KKT of the lower level (spec: KKT + big-M) -------------------------------------------------
+
+import pyomo.environ as pyo  # noqa: E402
+
+from grid.errors import SolverError  # noqa: E402
+from grid.kkt import kkt_system  # noqa: E402
+from grid.solvers import solve_milp  # noqa: E402
+from grid.three_phase_opf import build_opf_model  # noqa: E402
+
+
+def test_kkt_of_a_small_lp_by_hand():
+    """min 2g + 5h, g + h = 12, 0 <= g <= 10, 0 <= h <= 20: g = 10, h = 2; the balance's price is
+    5 (h at the margin) and g's upper bound earns 5 - 2 = 3."""
+    lp = pyo.ConcreteModel()
+    lp.g = pyo.Var(bounds=(0, 10))
+    lp.h = pyo.Var(bounds=(0, 20))
+    lp.balance = pyo.Constraint(expr=lp.g + lp.h == 12)
+    lp.cost = pyo.Objective(expr=2 * lp.g + 5 * lp.h)
+    kkt = kkt_system(lp, dual_bound=100.0)
+    outcome = solve_milp(kkt.model, "highs", mip_gap=1e-9)
+    assert outcome.objective == pytest.approx(30.0)
+    assert kkt.primal(lp.g) == pytest.approx(10.0) and kkt.primal(lp.h) == pytest.approx(2.0)
+    assert kkt.dual(lp.balance) == pytest.approx(5.0)
+    multipliers = sorted(round(pyo.value(v), 9) for v in kkt.model.multipliers.values())
+    assert multipliers == [0.0, 0.0, 0.0, 3.0]
+    # A bound below a true multiplier (3) leaves no KKT point: the bound is a stated assumption.
+    with pytest.raises(SolverError, match="infeasible"):
+        solve_milp(kkt_system(lp, dual_bound=2.0).model, "highs", mip_gap=1e-9)
+
+
+@pytest.mark.parametrize("dual_bound", [1e4, 1e5, 1e6])
+def test_kkt_prices_equal_the_opf_duals_with_the_decision_fixed(feeder, dual_bound):
+    """With the data-center load fixed, the single-level model's prices are the OPF's DLMPs, and
+    they do not move as the big-M on prices grows."""
+    dc = {738: np.array([30.0, 30.0, 30.0]), 725: np.array([60.0, 60.0, 60.0])}
+    reference = dso_opf(feeder, LATERAL_DG, TIGHT, extra_kw=dc)
+    lp = build_opf_model(feeder, LATERAL_DG, TIGHT, extra_kw=dc)
+    kkt = kkt_system(lp, dual_bound=dual_bound)
+    outcome = solve_milp(kkt.model, "highs", mip_gap=1e-9)
+    assert outcome.objective == pytest.approx(reference.cost_per_h, rel=1e-9)
+    for bus, prices in reference.dlmp_p.items():
+        for phase in range(3):
+            assert kkt.dual(lp.balance_p[bus, phase]) == pytest.approx(prices[phase], abs=1e-6)

@@ -1,0 +1,127 @@
+"""KKT conditions of a linear program as MILP rows (spec `dlmp-bilevel.md`: KKT + big-M).
+
+The aggregator's bilevel problem replaces the DSO's OPF (a lower-level LP) by its optimality
+conditions. This module writes them for any linear Pyomo model, from Pyomo's own standard form
+(so the OPF's rows are written in one place, grid/three_phase_opf.py):
+
+    min c'x  s.t.  a_i x (=, >=, <=) b_i  (dual y_i),  l <= x <= u  (alpha, beta >= 0)
+
+    stationarity      c - A'y - alpha + beta = 0
+    dual signs        y_i free (=), y_i >= 0 (>=), y_i <= 0 (<=)
+    complementarity   y_i (a_i x - b_i) = 0,  alpha_j (x_j - l_j) = 0,  beta_j (u_j - x_j) = 0
+
+y_i is the marginal cost of b_i, the same sign as the dual Pyomo reports. Each complementarity
+pair gets a binary and two big-M rows. The primal side's M is the variable's range (from the
+data); the dual side's M is a stated bound on the prices (``dual_bound``), and a test checks that
+the answer does not move when it grows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pyomo.environ as pyo
+from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
+
+from grid.errors import GridError
+
+
+@dataclass(frozen=True)
+class KKTSystem:
+    """The KKT rows on ``model`` (a new Pyomo block's model): primal copies ``x``, duals ``y``
+    by the lower level's constraint, and the bound multipliers."""
+
+    model: pyo.ConcreteModel
+    columns: tuple  # the lower level's variables, in the order of ``model.x``
+    rows: tuple  # the lower level's constraints, in the order of ``model.y``
+
+    def dual(self, constraint: object) -> float:
+        # By identity: Pyomo components compare into expressions, not booleans.
+        position = next(i for i, row in enumerate(self.rows) if row is constraint)
+        return float(pyo.value(self.model.y[position]))
+
+    def primal(self, variable: object) -> float:
+        position = next(j for j, column in enumerate(self.columns) if column is variable)
+        return float(pyo.value(self.model.x[position]))
+
+
+def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float) -> KKTSystem:
+    """A new model whose feasible points are the optimal primal-dual pairs of ``lp`` (a linear
+    minimisation; fixed variables are data)."""
+    if not dual_bound > 0 or not math.isfinite(dual_bound):
+        raise GridError(f"dual_bound: {dual_bound!r} must be a positive number (a bound on prices)")
+    form = LinearStandardFormCompiler().write(lp, mixed_form=True)
+    a = form.A.tocsc()
+    c = form.c.toarray().ravel()
+    columns = tuple(form.columns)
+    rows = tuple(con for con, _ in form.rows)
+    senses = [sense for _, sense in form.rows]
+    n, m_rows = len(columns), len(rows)
+    k = pyo.ConcreteModel(name="kkt")
+    k.x = pyo.Var(range(n))
+    k.y = pyo.Var(range(m_rows))
+    k.rows = pyo.ConstraintList()
+    k.z = pyo.VarList(domain=pyo.Binary)
+    k.multipliers = pyo.VarList(domain=pyo.NonNegativeReals)
+    a_csr = a.tocsr()
+    for i in range(m_rows):  # primal feasibility
+        start, end = a_csr.indptr[i], a_csr.indptr[i + 1]
+        body = sum(float(a_csr.data[p]) * k.x[int(a_csr.indices[p])] for p in range(start, end))
+        rhs = float(form.rhs[i])
+        if senses[i] == 0:
+            k.rows.add(body == rhs)
+            continue
+        k.rows.add(body >= rhs if senses[i] < 0 else body <= rhs)
+        if senses[i] < 0:
+            k.y[i].setlb(0.0)
+        else:
+            k.y[i].setub(0.0)
+        # y_i (a_i x - b_i) = 0: |y_i| <= M z, |a_i x - b_i| <= range (1 - z); the row's range
+        # comes from the variables' bounds.
+        low, high = _row_range(a_csr, i, columns)
+        reach = max(abs(high - rhs), abs(rhs - low))
+        if not math.isfinite(reach):
+            raise GridError(f"kkt: row {rows[i].name} has unbounded slack; bound its variables")
+        z = k.z.add()
+        k.rows.add(k.y[i] <= dual_bound * z)
+        k.rows.add(-k.y[i] <= dual_bound * z)
+        k.rows.add(body - rhs <= reach * (1 - z))
+        k.rows.add(rhs - body <= reach * (1 - z))
+    stationarity = [float(c[j]) for j in range(n)]
+    terms: list[list] = [[] for _ in range(n)]
+    for j in range(n):
+        for p in range(a.indptr[j], a.indptr[j + 1]):
+            terms[j].append(float(a.data[p]) * k.y[int(a.indices[p])])
+    for j, var in enumerate(columns):
+        low, high = var.lb, var.ub
+        k.x[j].setlb(low)
+        k.x[j].setub(high)
+        expr = stationarity[j] - sum(terms[j])
+        if (low is None) != (high is None):
+            raise GridError(f"kkt: variable {var.name} has one finite bound only; give both")
+        span = (high - low) if low is not None and high is not None else None
+        for bound, sign in ((low, -1.0), (high, +1.0)):
+            if bound is None or span is None:
+                continue
+            multiplier = k.multipliers.add()
+            expr = expr + sign * multiplier
+            z = k.z.add()
+            k.rows.add(multiplier <= dual_bound * z)
+            gap = (k.x[j] - bound) if sign < 0 else (bound - k.x[j])
+            k.rows.add(gap <= span * (1 - z))
+        k.rows.add(expr == 0)
+    k.objective = pyo.Objective(expr=sum(float(c[j]) * k.x[j] for j in range(n)), sense=pyo.minimize)
+    return KKTSystem(k, columns, rows)
+
+
+def _row_range(a_csr, i: int, columns: tuple) -> tuple[float, float]:
+    """The least and greatest a_i x over the variables' bounds (infinite if one is unbounded)."""
+    low = high = 0.0
+    for p in range(a_csr.indptr[i], a_csr.indptr[i + 1]):
+        coef, var = float(a_csr.data[p]), columns[int(a_csr.indices[p])]
+        lb = var.lb if var.lb is not None else -math.inf
+        ub = var.ub if var.ub is not None else math.inf
+        low += min(coef * lb, coef * ub)
+        high += max(coef * lb, coef * ub)
+    return low, high
