@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import pyomo.environ as pyo
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
@@ -46,12 +47,24 @@ class KKTSystem:
         return float(pyo.value(self.model.x[position]))
 
 
-def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float) -> KKTSystem:
+def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence[pyo.Var] = ()) -> KKTSystem:
     """A new model whose feasible points are the optimal primal-dual pairs of ``lp`` (a linear
-    minimisation; fixed variables are data)."""
+    minimisation; fixed variables are data).
+
+    ``parameters`` are variables of ``lp`` that another level decides: they become free
+    variables ``param`` of the new model, in the rows but with no stationarity of their own
+    (the lower level takes them as given), each with its bounds from ``lp``.
+    """
     if not dual_bound > 0 or not math.isfinite(dual_bound):
         raise GridError(f"dual_bound: {dual_bound!r} must be a positive number (a bound on prices)")
-    form = LinearStandardFormCompiler().write(lp, mixed_form=True)
+    for var in parameters:
+        var.unfix()  # visible to the standard form as a column
+    try:
+        form = LinearStandardFormCompiler().write(lp, mixed_form=True)
+    finally:
+        for var in parameters:
+            var.fix()
+    is_parameter = [any(column is var for var in parameters) for column in form.columns]
     a = form.A.tocsc()
     c = form.c.toarray().ravel()
     columns = tuple(form.columns)
@@ -97,6 +110,8 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float) -> KKTSystem:
         low, high = var.lb, var.ub
         k.x[j].setlb(low)
         k.x[j].setub(high)
+        if is_parameter[j]:
+            continue  # decided above: no stationarity, no bound multipliers
         expr = stationarity[j] - sum(terms[j])
         if (low is None) != (high is None):
             raise GridError(f"kkt: variable {var.name} has one finite bound only; give both")
@@ -113,6 +128,8 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float) -> KKTSystem:
         k.rows.add(expr == 0)
     k.objective = pyo.Objective(expr=sum(float(c[j]) * k.x[j] for j in range(n)), sense=pyo.minimize)
     return KKTSystem(k, columns, rows)
+
+
 
 
 def _row_range(a_csr, i: int, columns: tuple) -> tuple[float, float]:

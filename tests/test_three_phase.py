@@ -219,3 +219,45 @@ def test_kkt_prices_equal_the_opf_duals_with_the_decision_fixed(feeder, dual_bou
     for bus, prices in reference.dlmp_p.items():
         for phase in range(3):
             assert kkt.dual(lp.balance_p[bus, phase]) == pytest.approx(prices[phase], abs=1e-6)
+
+
+# --- The aggregator's bilevel problem as one MILP -------------------------------------------------
+
+import itertools  # noqa: E402
+
+from grid.dlmp_bilevel import aggregator_bilevel  # noqa: E402
+from grid.errors import GridError  # noqa: E402
+
+
+def _enumerated_payments(feeder, generators, sites, step_kw, total_kw, bits):
+    """Every placement of the load in whole steps: solve the OPF, pay the DLMPs (None: infeasible)."""
+    out = {}
+    for steps in itertools.product(range(2 ** bits), repeat=len(sites)):
+        if sum(steps) * step_kw != total_kw:
+            continue
+        loads = {s: np.full(3, n * step_kw) for s, n in zip(sites, steps)}
+        try:
+            opf = dso_opf(feeder, generators, TIGHT, extra_kw=loads)
+        except GridError:
+            out[steps] = None
+            continue
+        out[steps] = sum(opf.dlmp_p[s][k] * n * step_kw / 1e3 for s, n in zip(sites, steps) for k in range(3))
+    return out
+
+
+@pytest.mark.parametrize("max_kw, step_kw, sites", [(80.0, 30.0, (738, 725)), (70.0, 25.0, (738, 731))])
+@pytest.mark.parametrize("price_bound", [1e4, 1e5])
+def test_bilevel_optimum_equals_enumeration_of_the_placements(feeder, max_kw, step_kw, sites, price_bound):
+    """The single-level MILP (KKT, big-M, binary expansion, McCormick) against every placement of
+    3 steps over two sites, each solved as the DSO's OPF and paid at its DLMPs. Some placements
+    break the voltage floor: the MILP must avoid them too. The answer does not move as the price
+    bound grows."""
+    generators = (DistributedGenerator("G711", 711, max_kw, 60.0),)
+    enumerated = _enumerated_payments(feeder, generators, sites, step_kw, 3 * step_kw, 2)
+    feasible = {steps: pay for steps, pay in enumerated.items() if pay is not None}
+    assert len(feasible) < len(enumerated)  # the floor excludes some placements
+    best = min(feasible, key=feasible.get)
+    result = aggregator_bilevel(feeder, generators, TIGHT, sites, total_kw=3 * step_kw, step_kw=step_kw, bits=2,
+                                price_bound=price_bound)
+    assert result.payment_per_h == pytest.approx(feasible[best], rel=1e-7)
+    assert tuple(result.steps[s] for s in sites) == best
