@@ -229,7 +229,7 @@ from grid.dlmp_bilevel import aggregator_bilevel  # noqa: E402
 from grid.errors import GridError  # noqa: E402
 
 
-def _enumerated_payments(feeder, generators, sites, step_kw, total_kw, bits):
+def _enumerated_payments(feeder, generators, settings, sites, step_kw, total_kw, bits):
     """Every placement of the load in whole steps: solve the OPF, pay the DLMPs (None: infeasible)."""
     out = {}
     for steps in itertools.product(range(2 ** bits), repeat=len(sites)):
@@ -237,7 +237,7 @@ def _enumerated_payments(feeder, generators, sites, step_kw, total_kw, bits):
             continue
         loads = {s: np.full(3, n * step_kw) for s, n in zip(sites, steps)}
         try:
-            opf = dso_opf(feeder, generators, TIGHT, extra_kw=loads)
+            opf = dso_opf(feeder, generators, settings, extra_kw=loads)
         except GridError:
             out[steps] = None
             continue
@@ -245,19 +245,36 @@ def _enumerated_payments(feeder, generators, sites, step_kw, total_kw, bits):
     return out
 
 
-@pytest.mark.parametrize("max_kw, step_kw, sites", [(80.0, 30.0, (738, 725)), (70.0, 25.0, (738, 731))])
+# (generator kW per phase, step kW, sites, head voltage p.u., what the instance exercises)
+BILEVEL_CASES = [
+    (80.0, 30.0, (738, 725), 1.00, "the floor binds everywhere; one placement breaks it"),
+    (70.0, 25.0, (738, 731), 1.00, "two placements break the floor"),
+    # Head at 1.01: load at bus 725 leaves the floor slack (every DLMP 45 $/MWh); one step at the
+    # weak end 738 makes it bind and raises the prices (58.7 $/MWh there): placements move prices.
+    (100.0, 40.0, (738, 725), 1.01, "a placement moves the prices"),
+]
+
+
+@pytest.mark.parametrize("max_kw, step_kw, sites, head, _what", BILEVEL_CASES)
 @pytest.mark.parametrize("price_bound", [1e4, 1e5])
-def test_bilevel_optimum_equals_enumeration_of_the_placements(feeder, max_kw, step_kw, sites, price_bound):
+def test_bilevel_optimum_equals_enumeration_of_the_placements(feeder, max_kw, step_kw, sites, head, _what, price_bound):
     """The single-level MILP (KKT, big-M, binary expansion, McCormick) against every placement of
-    3 steps over two sites, each solved as the DSO's OPF and paid at its DLMPs. Some placements
-    break the voltage floor: the MILP must avoid them too. The answer does not move as the price
-    bound grows."""
+    3 steps over two sites, each solved as the DSO's OPF and paid at its DLMPs. Placements that
+    break the voltage floor must be avoided by both. The answer does not move as the price bound
+    grows."""
+    settings = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=head, v_min_pu=0.95)
     generators = (DistributedGenerator("G711", 711, max_kw, 60.0),)
-    enumerated = _enumerated_payments(feeder, generators, sites, step_kw, 3 * step_kw, 2)
+    enumerated = _enumerated_payments(feeder, generators, settings, sites, step_kw, 3 * step_kw, 2)
     feasible = {steps: pay for steps, pay in enumerated.items() if pay is not None}
-    assert len(feasible) < len(enumerated)  # the floor excludes some placements
+    ranked = sorted(feasible.values())
+    assert ranked[1] - ranked[0] > 1e-3  # a unique best placement, so the choice is checked too
     best = min(feasible, key=feasible.get)
-    result = aggregator_bilevel(feeder, generators, TIGHT, sites, total_kw=3 * step_kw, step_kw=step_kw, bits=2,
-                                price_bound=price_bound)
+    result = aggregator_bilevel(feeder, generators, settings, sites, total_kw=3 * step_kw, step_kw=step_kw,
+                                bits=2, price_bound=price_bound)
     assert result.payment_per_h == pytest.approx(feasible[best], rel=1e-7)
     assert tuple(result.steps[s] for s in sites) == best
+    if head > 1.0:  # the instance where the placement decides whether the floor binds
+        prices = {steps: pay / (sum(steps) * step_kw * 3 / 1e3) for steps, pay in feasible.items()}
+        assert max(prices.values()) - min(prices.values()) > 1.0
+    else:
+        assert len(feasible) < len(enumerated)
