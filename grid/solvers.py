@@ -101,18 +101,11 @@ def _run_glpk(model: pyo.ConcreteModel, exact_check: bool = False) -> tuple[obje
     Pyomo only recognises GLPK's presolver messages; when the simplex itself proves an LP
     infeasible or unbounded ("LP HAS NO PRIMAL FEASIBLE SOLUTION") it reports "other".
     """
-    with tempfile.TemporaryDirectory(prefix="dcmarket-glpk-") as folder:
-        log_path = os.path.join(folder, "glpsol.log")
-        options = {"xcheck": None} if exact_check else {}
-        results = pyo.SolverFactory("glpk").solve(model, load_solutions=False, logfile=log_path, options=options)
-        condition = results.solver.termination_condition
-        if condition == TerminationCondition.optimal:
-            return results, condition
-        try:
-            with open(log_path, encoding="utf-8", errors="replace") as handle:
-                log = handle.read().upper()
-        except OSError:
-            return results, condition
+    results, log = _glpk_with_log(model, {"xcheck": None} if exact_check else {})
+    condition = results.solver.termination_condition
+    if condition == TerminationCondition.optimal:
+        return results, condition
+    log = log.upper()
     if "NO PRIMAL FEASIBLE SOLUTION" in log:
         return results, TerminationCondition.infeasible
     if "UNBOUNDED PRIMAL SOLUTION" in log:
@@ -120,6 +113,19 @@ def _run_glpk(model: pyo.ConcreteModel, exact_check: bool = False) -> tuple[obje
     if "NO DUAL FEASIBLE SOLUTION" in log:
         return results, TerminationCondition.infeasibleOrUnbounded
     return results, condition
+
+
+def _glpk_with_log(model: pyo.ConcreteModel, options: dict[str, object]) -> tuple[object, str]:
+    """GLPK through Pyomo with glpsol's log kept: Pyomo reads neither GLPK's simplex verdicts nor
+    its branch-and-bound bound, and both are in the log ("" if it cannot be read)."""
+    with tempfile.TemporaryDirectory(prefix="dcmarket-glpk-") as folder:
+        log_path = os.path.join(folder, "glpsol.log")
+        results = pyo.SolverFactory("glpk").solve(model, load_solutions=False, logfile=log_path, options=options)
+        try:
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                return results, handle.read()
+        except OSError:
+            return results, ""
 
 
 def _has_feasible_point(model: pyo.ConcreteModel, solver: str) -> bool | None:
@@ -214,12 +220,7 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
             options: dict[str, object] = {"mipgap": mip_gap}
             if time_limit is not None:
                 options["tmlim"] = max(1, int(math.ceil(time_limit)))
-            with tempfile.TemporaryDirectory(prefix="dcmarket-glpk-") as folder:
-                log_path = os.path.join(folder, "glpsol.log")
-                results = pyo.SolverFactory("glpk").solve(model, load_solutions=False, options=options,
-                                                          logfile=log_path)
-                with open(log_path, encoding="utf-8", errors="replace") as handle:
-                    glpk_log = handle.read()
+            results, glpk_log = _glpk_with_log(model, options)
         else:
             options = {"mip_rel_gap": mip_gap, "random_seed": 0, **HIGHS_THREADS}
             results = pyo.SolverFactory(solver).solve(model, load_solutions=False, options=options,
