@@ -7,8 +7,9 @@ per-phase flows into the segment:
 
 M^P and M^Q hold -2 r_kk (-2 x_kk) on the diagonal and the sqrt(3) coupling terms off it
 (`coupling_matrices`). The model is lossless: each phase's flow into a bus is what leaves it
-plus the bus's load. This module is the power flow of a fixed load; the DSO's OPF with DLMPs
-builds on the same rows.
+plus the bus's load. `add_voltage_rows` writes these rows for the DSO's OPF
+(grid/three_phase_opf.py, whose `power_flow` is the OPF with nothing to dispatch);
+`sweep_voltages` computes the same voltages without a solver, to check it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import math
 import numpy as np
 import pyomo.environ as pyo
 
-from grid.errors import SolverError
-from grid.solvers import solve
 from grid.three_phase import ThreePhaseFeeder
 
 _SQRT3 = math.sqrt(3.0)
@@ -57,31 +56,6 @@ def add_voltage_rows(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder) -> None:
         for k in range(3):
             m.voltage.add(m.w[j, k] == m.w[i, k] + scale * sum(
                 mp[k, n] * m.p[i, j, n] + mq[k, n] * m.q[i, j, n] for n in range(3)))
-
-
-def power_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0, solver: str = "highs") -> dict[int, np.ndarray]:
-    """Per-phase voltage magnitudes (p.u.) of the feeder's loads, by bus, from the Pyomo model."""
-    m = pyo.ConcreteModel(name="lindist3flow")
-    phases = range(3)
-    m.w = pyo.Var(feeder.buses, phases)
-    m.p = pyo.Var([(s.from_bus, s.to_bus) for s in feeder.segments], phases)
-    m.q = pyo.Var([(s.from_bus, s.to_bus) for s in feeder.segments], phases)
-    m.rows = pyo.ConstraintList()
-    for k in phases:
-        m.rows.add(m.w[feeder.head_bus, k] == head_voltage_pu ** 2)
-    add_voltage_rows(m, feeder)
-    leaving: dict[int, list[tuple[int, int]]] = {}
-    for segment in feeder.segments:
-        leaving.setdefault(segment.from_bus, []).append((segment.from_bus, segment.to_bus))
-    for segment in feeder.segments:  # lossless balance at the receiving bus (MW, Mvar)
-        i, j = segment.from_bus, segment.to_bus
-        for k in phases:
-            m.rows.add(m.p[i, j, k] == feeder.load_kw[j][k] / 1e3 + sum(m.p[e, f, k] for e, f in leaving.get(j, [])))
-            m.rows.add(m.q[i, j, k] == feeder.load_kvar[j][k] / 1e3 + sum(m.q[e, f, k] for e, f in leaving.get(j, [])))
-    m.objective = pyo.Objective(expr=0.0)
-    if solve(m, solver) != "optimal":
-        raise SolverError(f"LinDist3Flow of {feeder.name} has no solution ({solver}); check the feeder data")
-    return {bus: np.sqrt(np.array([pyo.value(m.w[bus, k]) for k in phases])) for bus in feeder.buses}
 
 
 def sweep_voltages(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0) -> dict[int, np.ndarray]:

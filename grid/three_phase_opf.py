@@ -151,3 +151,10 @@ def dso_opf(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ..
         head_kw=1e3 * np.array([pyo.value(m.head[k]) for k in PHASES]),
         generator_kw={g.name: 1e3 * np.array([pyo.value(m.pg[g.name, k]) for k in PHASES]) for g in generators},
     )
+
+
+def power_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0, solver: str = "highs") -> dict[int, np.ndarray]:
+    """Per-phase voltage magnitudes (p.u.) by bus of the feeder's loads: the OPF with nothing to
+    dispatch and no voltage band has one feasible point, the LinDist3Flow power flow."""
+    unbounded = OpfSettings(head_voltage_pu=head_voltage_pu, v_min_pu=0.0, v_max_pu=10.0)
+    return dso_opf(feeder, (), unbounded, solver=solver).voltage_pu

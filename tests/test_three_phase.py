@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from grid.lindist3flow import coupling_matrices, power_flow, sweep_voltages
+from grid.lindist3flow import coupling_matrices, sweep_voltages
 from grid.three_phase import delta_to_wye, load_ieee37
+from grid.three_phase_opf import power_flow
 from tests.conftest import need_glpk
 
 
