@@ -50,8 +50,6 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
     kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters)
     m = kkt.model
     m.objective.deactivate()
-    position = {id(column): j for j, column in enumerate(kkt.columns)}
-    row = {id(con): i for i, con in enumerate(kkt.rows)}
     m.b = pyo.Var(list(sites), range(bits), domain=pyo.Binary)
     m.u = pyo.Var(list(sites), PHASES, range(bits))  # lambda_{s,phi} b_{s,k}
     m.upper = pyo.ConstraintList()
@@ -61,8 +59,8 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
     for s in sites:
         placed = step_mw * sum(2 ** k * m.b[s, k] for k in range(bits))
         for phase in PHASES:
-            m.upper.add(m.x[position[id(lp.dc[s, phase])]] == placed)
-            price = m.y[row[id(lp.balance_p[s, phase])]]
+            m.upper.add(kkt.x_of(lp.dc[s, phase]) == placed)
+            price = kkt.y_of(lp.balance_p[s, phase])
             m.upper.add(price <= price_bound)
             m.upper.add(price >= -price_bound)
             for k in range(bits):
@@ -76,5 +74,5 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
     m.aggregator = pyo.Objective(expr=payment, sense=pyo.minimize)
     outcome = solve_milp(m, solver, mip_gap=1e-9, what="the aggregator's bilevel problem")
     steps = {s: int(round(sum(2 ** k * pyo.value(m.b[s, k]) for k in range(bits)))) for s in sites}
-    prices = {s: np.array([pyo.value(m.y[row[id(lp.balance_p[s, phase])]]) for phase in PHASES]) for s in sites}
+    prices = {s: np.array([kkt.dual(lp.balance_p[s, phase]) for phase in PHASES]) for s in sites}
     return BilevelResult(steps, {s: steps[s] * step_kw for s in sites}, float(pyo.value(payment)), prices, outcome)

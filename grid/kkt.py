@@ -37,14 +37,20 @@ class KKTSystem:
     columns: tuple  # the lower level's variables, in the order of ``model.x``
     rows: tuple  # the lower level's constraints, in the order of ``model.y``
 
-    def dual(self, constraint: object) -> float:
+    def x_of(self, variable: object) -> pyo.Var:
+        """The KKT model's copy of one of the lower level's variables (a parameter included)."""
         # By identity: Pyomo components compare into expressions, not booleans.
-        position = next(i for i, row in enumerate(self.rows) if row is constraint)
-        return float(pyo.value(self.model.y[position]))
+        return self.model.x[next(j for j, column in enumerate(self.columns) if column is variable)]
+
+    def y_of(self, constraint: object) -> pyo.Var:
+        """The dual of one of the lower level's constraints (its marginal cost of the right-hand side)."""
+        return self.model.y[next(i for i, row in enumerate(self.rows) if row is constraint)]
+
+    def dual(self, constraint: object) -> float:
+        return float(pyo.value(self.y_of(constraint)))
 
     def primal(self, variable: object) -> float:
-        position = next(j for j, column in enumerate(self.columns) if column is variable)
-        return float(pyo.value(self.model.x[position]))
+        return float(pyo.value(self.x_of(variable)))
 
 
 def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence[pyo.Var] = ()) -> KKTSystem:
