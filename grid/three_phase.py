@@ -23,14 +23,12 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass, field
-from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 
+from grid.cases import bundled_data
 from grid.errors import GridError
 
-PHASES = ("a", "b", "c")
 FEET_PER_MILE = 5280.0
 # A delta branch's phase pair, in (from, to) phase indices.
 _DELTA_BRANCHES = {"AB": (0, 1), "BC": (1, 2), "CA": (2, 0)}
@@ -91,12 +89,8 @@ def delta_to_wye(connection: str, p_kw: float, q_kvar: float) -> tuple[np.ndarra
     return p, q
 
 
-def _data(name: str) -> Path:
-    return Path(str(files("grid") / "data" / name))
-
-
 def _rows(name: str) -> list[dict[str, str]]:
-    with _data(name).open(newline="", encoding="utf-8") as handle:
+    with bundled_data(name).open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
