@@ -7,7 +7,6 @@ by sorting), by hand, or by a second solver (scipy), never copied from the code 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 
 import numpy as np
@@ -27,6 +26,7 @@ from grid.scenarios import Scenarios, TruncatedNormalLoad, sample_truncated_norm
 from grid.shift_factors import path_matrix, ptdf, shift_factors
 from grid.solvers import SOLVERS, check_solver, solve
 from tests.conftest import need_glpk
+from tests.qp_brute_force import diagonal_qp_by_active_sets
 
 PAPER_LOADS = {  # spec 5.2
     1: TruncatedNormalLoad(25.0, 5.0, 20.0, 30.0),
@@ -552,9 +552,7 @@ def test_unserved_ratio_objective_serves_small_demands_first(solver):
 def _scipy_staged(h: np.ndarray, room: np.ndarray, caps: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """The three stages without HiGHS's QP: linprog twice, then the tie-break by enumeration.
 
-    A convex QP's minimiser is the minimiser over the affine set of its active constraints, so
-    trying every set of at most n independent constraints as equalities and keeping the best
-    feasible point finds it exactly (a few hundred tiny KKT systems here).
+    The tie-break is solved exactly by enumerating active sets (tests/qp_brute_force.py).
     """
     n = len(demand)
     bounds = list(zip(np.zeros_like(caps), caps))
@@ -566,21 +564,8 @@ def _scipy_staged(h: np.ndarray, room: np.ndarray, caps: np.ndarray, demand: np.
     # All constraints as a c <= b: lines, the two holds, upper and lower bounds.
     a = np.vstack([h, -1.0 / demand, -np.ones(n), np.eye(n), -np.eye(n)])
     b = np.r_[room, -served, -total, caps, np.zeros(n)]
-    weight = 1.0 / demand**2                   # objective sum w (c - D)^2
-    best, best_value = None, np.inf
-    for size in range(n + 1):
-        for active in itertools.combinations(range(len(b)), size):
-            rows = a[list(active)]
-            if size and np.linalg.matrix_rank(rows) < size:
-                continue
-            kkt = np.block([[np.diag(2 * weight), rows.T], [rows, np.zeros((size, size))]])
-            rhs = np.r_[2 * weight * demand, b[list(active)]]
-            point = np.linalg.solve(kkt, rhs)[:n]
-            if np.all(a @ point <= b + 1e-7 * (1 + np.abs(b))):
-                value = float(np.sum(weight * (point - demand) ** 2))
-                if value < best_value - 1e-12:
-                    best, best_value = point, value
-    return best
+    weight = 1.0 / demand**2                   # objective sum w (c - D)^2 = sum w c^2 - 2 w D c + const
+    return diagonal_qp_by_active_sets(2 * weight, -2 * weight * demand, a, b, 1e-7 * (1 + np.abs(b)))
 
 
 @pytest.mark.parametrize("seed", range(5))

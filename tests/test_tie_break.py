@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest
 
 from grid.tie_break import _highs_qp, _kkt_holds, separable_qp
+from tests.qp_brute_force import diagonal_qp_by_active_sets
 
 
 def random_qp(rng: np.random.Generator, parallel: bool):
@@ -26,24 +26,9 @@ def random_qp(rng: np.random.Generator, parallel: bool):
 
 
 def brute_force(q, g, a, b, lower, upper):
-    """Enumerate active sets of rows and bounds: the KKT point that is feasible and optimal."""
+    """The QP's exact minimiser: rows and bounds as one set of constraints, enumerated."""
     n = len(q)
-    best, best_value = None, np.inf
-    constraints = [(a[j], b[j]) for j in range(len(b))]
-    constraints += [(np.eye(n)[i], upper[i]) for i in range(n)] + [(-np.eye(n)[i], -lower[i]) for i in range(n)]
-    for size in range(0, n + 1):
-        for active in itertools.combinations(range(len(constraints)), size):
-            rows = np.array([constraints[k][0] for k in active]).reshape(size, n)
-            rhs = np.array([constraints[k][1] for k in active])
-            if size and np.linalg.matrix_rank(rows) < size:
-                continue
-            kkt = np.block([[np.diag(q), rows.T], [rows, np.zeros((size, size))]])
-            point = np.linalg.solve(kkt, np.r_[-g, rhs])[:n]
-            if np.all(a @ point <= b + 1e-9) and np.all(point >= lower - 1e-9) and np.all(point <= upper + 1e-9):
-                value = 0.5 * q @ point**2 + g @ point
-                if value < best_value - 1e-12:
-                    best, best_value = point, value
-    return best
+    return diagonal_qp_by_active_sets(q, g, np.vstack([a, np.eye(n), -np.eye(n)]), np.r_[b, upper, -lower], 1e-9)
 
 
 @pytest.mark.parametrize("seed", range(30))
