@@ -138,6 +138,15 @@ def _keys_as_text(value: Any) -> Any:
     return value
 
 
+def _bus_values(table: Mapping[str, Any] | None, where: str, profile: str, what: str,
+                catalog: ProductCatalog) -> dict[int, float]:
+    """A profile's required table of bus -> ``what``, on products that all have a bus."""
+    if not table:
+        raise AgentConfigError(f"{where}: the {profile} profile needs a table of bus -> {what}")
+    _require_buses(catalog, where, profile)
+    return _bus_table(table, where, catalog)
+
+
 def _require_buses(catalog: ProductCatalog, where: str, profile: str) -> None:
     for product in catalog.offered:
         if product.bus is None:
@@ -314,10 +323,7 @@ class PerMWFields(ProfileFields):
 
 
 def build_per_mw(fields: PerMWFields, catalog: ProductCatalog) -> PerMWValuation:
-    if not fields.value_per_mw:
-        raise AgentConfigError("value_per_mw: the per_mw profile needs a table of bus -> value ($/MW)")
-    _require_buses(catalog, "value_per_mw", "per_mw")
-    rates = _bus_table(fields.value_per_mw, "value_per_mw", catalog)
+    rates = _bus_values(fields.value_per_mw, "value_per_mw", "per_mw", "value ($/MW)", catalog)
     products = tuple(p for p in catalog.offered if p.bus in rates)
     for product in products:
         if not math.isfinite(product.capacity_mw):
@@ -369,10 +375,7 @@ class ComplementsFields(ProfileFields):
 
 
 def build_complements(fields: ComplementsFields, catalog: ProductCatalog) -> ComplementsValuation:
-    if not fields.site_values:
-        raise AgentConfigError("site_values: the complements profile needs a table of bus -> value ($) of a complete site")
-    _require_buses(catalog, "site_values", "complements")
-    values = _bus_table(fields.site_values, "site_values", catalog)
+    values = _bus_values(fields.site_values, "site_values", "complements", "value ($) of a complete site", catalog)
     synergy = _money(fields.synergy_usd, "synergy_usd")
     # A bus with no capacity offered is like a withheld product: its value is ignored.
     sites = tuple(
