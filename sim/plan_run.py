@@ -191,9 +191,11 @@ def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, 
 
 
 def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
-                   frontier: bool = True, progress: Progress = lambda _: None) -> PlanStudy:
-    """The whole study; ``sites`` (from an auction) replace ``[plan] sites``."""
-    plan, network = plan_network(config, base_dir)
+                   network: Network | None = None, frontier: bool = True,
+                   progress: Progress = lambda _: None) -> PlanStudy:
+    """The whole study; ``sites`` (from an auction) replace ``[plan] sites``; ``network`` is the
+    plan's network when the caller has loaded it already (``plan_network``)."""
+    plan, network = plan_network(config, base_dir) if network is None else (config.plan, network)
     check_solver(config.solver)
     if sites is None:
         if plan.sites is None:

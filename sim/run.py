@@ -172,11 +172,13 @@ def run_experiment(
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
     if config.network is not None:
         check_solver(config.solver)
+    plan_grid = None  # the [plan] network, loaded once
     if getattr(config, "plan", None) is not None:
         from sim.plan_run import catalogue, plan_network
 
         try:  # a bad [plan] fails here, not after the auction
-            catalogue(*plan_network(config, config_path.parent))
+            _, plan_grid = plan_network(config, config_path.parent)
+            catalogue(config.plan, plan_grid)
         except (ConfigError, GridError) as error:
             raise type(error)(f"{config_path}: {error}") from None
     try:
@@ -218,7 +220,7 @@ def run_experiment(
                                   "to plan for; list [[plan.sites]] or remove [plan]")
         progress("flexible-capacity plan for the auction's sites")
         try:
-            study = run_plan_study(config, config_path.parent, sites=sites, progress=progress)
+            study = run_plan_study(config, config_path.parent, sites=sites, network=plan_grid, progress=progress)
         except (ConfigError, GridError) as error:
             raise type(error)(f"{config_path}: {error}") from None
         summary["plan"] = {"directory": outputs.PLAN_FOLDER, "sites_from": "auction" if sites else "config",
