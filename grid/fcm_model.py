@@ -406,7 +406,6 @@ class Evaluation:
     stabilized: np.ndarray  # (S, sites) bool; True where there was no event
     arrival_min: np.ndarray  # (S, sites) t_i: last module arrival after the event starts; NaN if none sent
     dispatch: list[dict]  # units sent: scenario, site bus, hub, module, units
-    seconds: float
     # Minute by minute, when asked: scenario, bus, minute, deviation_mw, then per module type its
     # power (MW, + supplied, - absorbed).
     profiles: list[dict] = field(default_factory=list)
@@ -436,7 +435,6 @@ def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver:
     arrival = np.full((count, sites), np.nan)
     dispatch: list[dict] = []
     profile_rows: list[dict] = []
-    seconds = 0.0
     for start in range(0, count, batch):
         rows = list(range(start, min(count, start + batch)))
         part = shocks.subset(rows)
@@ -447,8 +445,7 @@ def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver:
         idle = sum(UNIT_TIE_BREAK_USD * (1.0 + data.travel_min[d, st.events[e].site] / 60.0) * var
                    for (e, d, _), var in st.units.items())
         m.objective = pyo.Objective(expr=sum(st.cost) + idle, sense=pyo.minimize)
-        outcome = solve_milp(m, solver, mip_gap=mip_gap, what="Stage II of the plan")
-        seconds += outcome.seconds
+        solve_milp(m, solver, mip_gap=mip_gap, what="Stage II of the plan")
         for s, q in enumerate(st.cost):
             cost[rows[s]] = pyo.value(q)
         step_h = shocks.settings.step_min / 60.0
@@ -473,7 +470,7 @@ def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver:
             profile_rows += _profile_rows(data, part, st, rows)
         if count > batch:
             progress(f"Stage II: {rows[-1] + 1:,} of {count:,} scenarios")
-    return Evaluation(cost, uncovered, ens, stabilized, arrival, dispatch, seconds, profile_rows)
+    return Evaluation(cost, uncovered, ens, stabilized, arrival, dispatch, profile_rows)
 
 
 def _profile_rows(data: PlanData, shocks: ShockScenarios, st: _StageTwo, rows: Sequence[int]) -> list[dict]:
