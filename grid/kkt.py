@@ -1,12 +1,14 @@
-"""KKT conditions of a linear program as MILP rows (spec `dlmp-bilevel.md`: KKT + big-M).
+"""KKT conditions of a linear or convex quadratic program as MILP rows (spec `dlmp-bilevel.md`
+section 5: KKT + big-M).
 
-The aggregator's bilevel problem replaces the DSO's OPF (a lower-level LP) by its optimality
-conditions. This module writes them for any linear Pyomo model, from Pyomo's own standard form
-(so the OPF's rows are written in one place, grid/three_phase_opf.py):
+The aggregator's bilevel problem replaces the DSO's OPF (the lower level) by its optimality
+conditions. This module writes them for any Pyomo model with linear rows and a linear or convex
+quadratic objective, from Pyomo's own standard form (so the OPF's rows are written in one place,
+grid/three_phase_opf.py):
 
-    min c'x  s.t.  a_i x (=, >=, <=) b_i  (dual y_i),  l <= x <= u  (alpha, beta >= 0)
+    min c'x + x'Hx  s.t.  a_i x (=, >=, <=) b_i  (dual y_i),  l <= x <= u  (alpha, beta >= 0)
 
-    stationarity      c - A'y - alpha + beta = 0
+    stationarity      c + (H + H')x - A'y - alpha + beta = 0
     dual signs        y_i free (=), y_i >= 0 (>=), y_i <= 0 (<=)
     complementarity   y_i (a_i x - b_i) = 0,  alpha_j (x_j - l_j) = 0,  beta_j (u_j - x_j) = 0
 
@@ -14,6 +16,10 @@ y_i is the marginal cost of b_i, the same sign as the dual Pyomo reports. Each c
 pair gets a binary and two big-M rows. The primal side's M is the variable's range (from the
 data); the dual side's M is a stated bound on the prices (``dual_bound``), and a test checks that
 the answer does not move when it grows.
+
+A quadratic objective (a generator's a_g PG^2, spec section 2) only adds the linear terms
+(H + H')x to stationarity, so the system stays an MILP. The conditions are sufficient because the
+lower level is convex: every KKT point is optimal for it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import pyomo.environ as pyo
+from pyomo.repn import generate_standard_repn
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from grid.errors import GridError
@@ -63,6 +70,7 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
     """
     if not dual_bound > 0 or not math.isfinite(dual_bound):
         raise GridError(f"dual_bound: {dual_bound!r} must be a positive number (a bound on prices)")
+    objective, quadratic = _split_objective(lp)
     for var in parameters:
         var.unfix()  # visible to the standard form as a column
     try:
@@ -70,6 +78,9 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
     finally:
         for var in parameters:
             var.fix()
+        if quadratic:
+            lp.del_component(lp._kkt_linear_part)
+            objective.activate()
     is_parameter = [any(column is var for var in parameters) for column in form.columns]
     a = form.A.tocsc()
     c = form.c.toarray().ravel()
@@ -112,13 +123,22 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
     for j in range(n):
         for p in range(a.indptr[j], a.indptr[j + 1]):
             terms[j].append(float(a.data[p]) * k.y[int(a.indices[p])])
+    index = {id(column): j for j, column in enumerate(columns)}
+    gradient: list[list] = [[] for _ in range(n)]  # (H + H')x, by column
+    for (first, second), coef in quadratic:
+        if id(first) not in index or id(second) not in index:
+            raise GridError(f"kkt: {first.name} appears in the objective's square terms only; "
+                            "it needs a row or a linear cost")
+        i, j = index[id(first)], index[id(second)]
+        gradient[i].append(coef * k.x[j])
+        gradient[j].append(coef * k.x[i])
     for j, var in enumerate(columns):
         low, high = var.lb, var.ub
         k.x[j].setlb(low)
         k.x[j].setub(high)
         if is_parameter[j]:
             continue  # decided above: no stationarity, no bound multipliers
-        expr = stationarity[j] - sum(terms[j])
+        expr = stationarity[j] + sum(gradient[j]) - sum(terms[j])
         if (low is None) != (high is None):
             raise GridError(f"kkt: variable {var.name} has one finite bound only; give both")
         span = (high - low) if low is not None and high is not None else None
@@ -132,8 +152,30 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
             gap = (k.x[j] - bound) if sign < 0 else (bound - k.x[j])
             k.rows.add(gap <= span * (1 - z))
         k.rows.add(expr == 0)
+    # Every KKT point is optimal for the lower level, so this objective only picks among equally
+    # good points; its linear part alone keeps the model an MILP.
     k.objective = pyo.Objective(expr=sum(float(c[j]) * k.x[j] for j in range(n)), sense=pyo.minimize)
     return KKTSystem(k, columns, rows)
+
+
+def _split_objective(lp: pyo.ConcreteModel) -> tuple[pyo.Objective, list[tuple[tuple, float]]]:
+    """The active objective and its square terms ((x_i, x_j), coefficient). With square terms,
+    ``lp`` gets its linear part as a temporary objective ``_kkt_linear_part`` (the standard-form
+    compiler reads linear objectives only); the caller removes it."""
+    objectives = list(lp.component_data_objects(pyo.Objective, active=True))
+    if len(objectives) != 1 or objectives[0].sense != pyo.minimize:
+        raise GridError("kkt: the lower level needs exactly one objective, minimised")
+    objective = objectives[0]
+    repn = generate_standard_repn(objective.expr, quadratic=True)
+    if repn.nonlinear_expr is not None:
+        raise GridError("kkt: the lower level's objective must be linear or quadratic")
+    quadratic = [((first, second), float(coef))
+                 for (first, second), coef in zip(repn.quadratic_vars, repn.quadratic_coefs)]
+    if quadratic:
+        objective.deactivate()
+        lp._kkt_linear_part = pyo.Objective(expr=repn.constant + sum(
+            float(coef) * var for var, coef in zip(repn.linear_vars, repn.linear_coefs)))
+    return objective, quadratic
 
 
 
