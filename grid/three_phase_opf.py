@@ -63,8 +63,9 @@ def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGener
             solver: str = "highs", decided_load_buses: tuple[int, ...] = ()) -> pyo.ConcreteModel:
     """The OPF as a Pyomo model (balances ``balance_p``/``balance_q`` by bus and phase);
     ``extra_kw``/``extra_kvar`` add load (e.g. data centers) and ``svg_kvar`` injects reactive
-    power, by bus and phase. ``decided_load_buses`` get a load variable ``dc[bus, phase]`` (MW)
-    in their balance, fixed at 0: another level decides it (grid.kkt ``parameters``)."""
+    power, by bus and phase. ``decided_load_buses`` get load variables ``dc_p[bus, phase]`` (MW)
+    and ``dc_q[bus, phase]`` (Mvar, net of any SVG) in their balances, fixed at 0: another level
+    decides them (grid.kkt ``parameters``)."""
     buses = set(feeder.buses)
     for table, what in ((extra_kw, "extra_kw"), (extra_kvar, "extra_kvar"), (svg_kvar, "svg_kvar")):
         for bus in (table or {}):
@@ -103,14 +104,17 @@ def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGener
     for bus in decided_load_buses:
         if bus not in load_buses:
             raise GridError(f"decided_load_buses: bus {bus} is not a load bus of {feeder.name}")
-    m.dc = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
-    m.dc.fix(0.0)
+    m.dc_p = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
+    m.dc_q = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
+    m.dc_p.fix(0.0)
+    m.dc_q.fix(0.0)
     m.balance_p = pyo.Constraint(load_buses, PHASES, rule=lambda _, j, k: (
         m.p[(*into[j], k)] - sum(m.p[(*a, k)] for a in out.get(j, [])) + sum(m.pg[n, k] for n in at_bus[j])
-        - (m.dc[j, k] if j in decided_load_buses else 0.0)
+        - (m.dc_p[j, k] if j in decided_load_buses else 0.0)
         == float(feeder.load_kw[j][k] + extra(extra_kw, j)[k]) / 1e3))
     m.balance_q = pyo.Constraint(load_buses, PHASES, rule=lambda _, j, k: (
         m.q[(*into[j], k)] - sum(m.q[(*a, k)] for a in out.get(j, []))
+        - (m.dc_q[j, k] if j in decided_load_buses else 0.0)
         == float(feeder.load_kvar[j][k] + extra(extra_kvar, j)[k] - extra(svg_kvar, j)[k]) / 1e3))
     head = feeder.head_bus
     m.balance_head = pyo.Constraint(PHASES, rule=lambda _, k: (

@@ -226,27 +226,33 @@ def test_kkt_prices_equal_the_opf_duals_with_the_decision_fixed(feeder, dual_bou
 
 import itertools  # noqa: E402
 
-from grid.dlmp_bilevel import aggregator_bilevel  # noqa: E402
+from grid.dlmp_bilevel import DataCenterSite, Decision, Workload, aggregator_bilevel, aggregator_payment  # noqa: E402
 from grid.errors import GridError  # noqa: E402
 
 
-def _enumerated_payments(feeder, generators, settings, sites, step_kw, total_kw, bits):
-    """Every placement of the load in whole steps: solve the OPF, pay the DLMPs (None: infeasible)."""
+def _enumerated_payments(feeder, generators, settings, sites, workload, svg_choices):
+    """Every decision: placements of the load in whole steps, times every SVG setting in
+    ``svg_choices`` (bus -> list of per-phase kvar arrays). Each is solved as the DSO's OPF and
+    paid at its DLMPs (None: the OPF is infeasible)."""
     out = {}
-    for steps in itertools.product(range(2 ** bits), repeat=len(sites)):
-        if sum(steps) * step_kw != total_kw:
+    steps_total = round(workload.total_kw / workload.step_kw)
+    svg_buses = sorted(svg_choices)
+    for steps in itertools.product(range(steps_total + 1), repeat=len(sites)):
+        if sum(steps) != steps_total or any(n * workload.step_kw > s.max_kw for s, n in zip(sites, steps)):
             continue
-        loads = {s: np.full(3, n * step_kw) for s, n in zip(sites, steps)}
-        try:
-            opf = dso_opf(feeder, generators, settings, extra_kw=loads)
-        except GridError:
-            out[steps] = None
-            continue
-        out[steps] = sum(opf.dlmp_p[s][k] * n * step_kw / 1e3 for s, n in zip(sites, steps) for k in range(3))
+        for svg in itertools.product(*(range(len(svg_choices[b])) for b in svg_buses)):
+            decision = Decision({s.bus: n * workload.step_kw for s, n in zip(sites, steps)},
+                                {b: svg_choices[b][i] for b, i in zip(svg_buses, svg)})
+            try:
+                opf = dso_opf(feeder, generators, settings, **decision.opf_inputs(sites))
+            except GridError:
+                out[steps, svg] = None
+                continue
+            out[steps, svg] = aggregator_payment(sites, decision, opf, workload)
     return out
 
 
-# (generator kW per phase, step kW, sites, head voltage p.u., what the instance exercises)
+# (generator kW per phase, step kW per phase, site buses, head voltage p.u., what the instance exercises)
 BILEVEL_CASES = [
     (80.0, 30.0, (738, 725), 1.00, "the floor binds everywhere; one placement breaks it"),
     (70.0, 25.0, (738, 731), 1.00, "two placements break the floor"),
@@ -256,26 +262,79 @@ BILEVEL_CASES = [
 ]
 
 
-@pytest.mark.parametrize("max_kw, step_kw, sites, head, _what", BILEVEL_CASES)
+@pytest.mark.parametrize("max_kw, step_kw, buses, head, _what", BILEVEL_CASES)
 @pytest.mark.parametrize("price_bound", [1e4, 1e5])
-def test_bilevel_optimum_equals_enumeration_of_the_placements(feeder, max_kw, step_kw, sites, head, _what, price_bound):
+def test_bilevel_optimum_equals_enumeration_of_the_placements(feeder, max_kw, step_kw, buses, head, _what, price_bound):
     """The single-level MILP (KKT, big-M, binary expansion, McCormick) against every placement of
-    3 steps over two sites, each solved as the DSO's OPF and paid at its DLMPs. Placements that
-    break the voltage floor must be avoided by both. The answer does not move as the price bound
-    grows."""
+    3 steps over two sites (active power only: power factor 1), each solved as the DSO's OPF and
+    paid at its DLMPs. Placements that break the voltage floor must be avoided by both. The
+    answer does not move as the price bound grows."""
     settings = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=head, v_min_pu=0.95)
     generators = (DistributedGenerator("G711", 711, max_kw, 60.0),)
-    enumerated = _enumerated_payments(feeder, generators, settings, sites, step_kw, 3 * step_kw, 2)
-    feasible = {steps: pay for steps, pay in enumerated.items() if pay is not None}
+    sites = tuple(DataCenterSite(bus, max_kw=9 * step_kw, power_factor=1.0) for bus in buses)
+    workload = Workload(total_kw=9 * step_kw, step_kw=3 * step_kw)
+    enumerated = _enumerated_payments(feeder, generators, settings, sites, workload, {})
+    feasible = {key: pay for key, pay in enumerated.items() if pay is not None}
     ranked = sorted(feasible.values())
     assert ranked[1] - ranked[0] > 1e-3  # a unique best placement, so the choice is checked too
     best = min(feasible, key=feasible.get)
-    result = aggregator_bilevel(feeder, generators, settings, sites, total_kw=3 * step_kw, step_kw=step_kw,
-                                bits=2, price_bound=price_bound)
+    result = aggregator_bilevel(feeder, generators, settings, sites, workload, svg=False, price_bound=price_bound)
     assert result.payment_per_h == pytest.approx(feasible[best], rel=1e-7)
-    assert tuple(result.steps[s] for s in sites) == best
+    assert tuple(round(result.decision.load_kw[b] / workload.step_kw) for b in buses) == best[0]
     if head > 1.0:  # the instance where the placement decides whether the floor binds
-        prices = {steps: pay / (sum(steps) * step_kw * 3 / 1e3) for steps, pay in feasible.items()}
+        prices = {key: pay / (workload.total_kw / 1e3) for key, pay in feasible.items()}
         assert max(prices.values()) - min(prices.values()) > 1.0
     else:
         assert len(feasible) < len(enumerated)
+
+
+SVG_LEVELS = [np.array(levels, dtype=float) for levels in itertools.product((-40.0, 0.0, 40.0), repeat=3)]
+
+
+@pytest.mark.parametrize("price_bound", [1e4, 1e5])
+def test_bilevel_with_reactive_power_and_an_svg_equals_enumeration(feeder, price_bound):
+    """Data centers at power factor 0.9 and a +-40 kvar SVG per phase at bus 738 (three levels per
+    phase, 27 settings): the MILP's payment and decision against all 4 x 27 decisions. The SVG
+    costs 2 $/Mvarh, so among settings that lower the prices equally the cheapest wins."""
+    settings = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=1.0, v_min_pu=0.95)
+    generators = (DistributedGenerator("G711", 711, 80.0, 60.0),)
+    sites = (DataCenterSite(738, max_kw=270.0, power_factor=0.9, svg_kvar=40.0),
+             DataCenterSite(725, max_kw=270.0, power_factor=0.9))
+    workload = Workload(total_kw=270.0, step_kw=90.0, svg_step_kvar=40.0, svg_cost_per_mvarh=2.0)
+    enumerated = _enumerated_payments(feeder, generators, settings, sites, workload, {738: SVG_LEVELS})
+    feasible = {key: pay for key, pay in enumerated.items() if pay is not None}
+    ranked = sorted(feasible.values())
+    assert ranked[1] - ranked[0] > 1e-4
+    best = min(feasible, key=feasible.get)
+    result = aggregator_bilevel(feeder, generators, settings, sites, workload, svg=True, price_bound=price_bound)
+    assert result.payment_per_h == pytest.approx(feasible[best], rel=1e-7)
+    assert tuple(round(result.decision.load_kw[s.bus] / 90.0) for s in sites) == best[0]
+    np.testing.assert_allclose(result.decision.svg_kvar[738], SVG_LEVELS[best[1][0]])
+    # The SVG is worth something here: the best decision without it pays more.
+    without = min(pay for (steps, svg), pay in feasible.items() if not SVG_LEVELS[svg[0]].any())
+    assert without > feasible[best] + 1e-3
+
+
+def test_kkt_prices_equal_the_opf_duals_with_a_quadratic_generator(feeder):
+    """A quadratic cost adds 2 a PG to stationarity; the KKT model's prices are still the QP's duals."""
+    quad = (DistributedGenerator("G711", 711, 100.0, 30.0, quadratic_cost=0.0005),)
+    dc = {738: np.array([30.0, 30.0, 30.0])}
+    reference = dso_opf(feeder, quad, TIGHT, extra_kw=dc)
+    kkt = kkt_system(build_opf_model(feeder, quad, TIGHT, extra_kw=dc), dual_bound=1e4)
+    solve_milp(kkt.model, "highs", mip_gap=1e-9)
+    lp = kkt.rows[0].model()
+    for bus, prices in reference.dlmp_p.items():
+        for phase in range(3):
+            assert kkt.dual(lp.balance_p[bus, phase]) == pytest.approx(prices[phase], rel=1e-4, abs=1e-3)
+    assert kkt.primal(lp.pg["G711", 0]) * 1e3 == pytest.approx(reference.generator_kw["G711"][0], rel=1e-4)
+
+
+def test_bilevel_refuses_a_workload_the_sites_cannot_take(feeder):
+    sites = (DataCenterSite(738, max_kw=90.0), DataCenterSite(725, max_kw=90.0))
+    with pytest.raises(GridError, match="total_kw: 270 kW does not fit the sites"):
+        aggregator_bilevel(feeder, (), TIGHT, sites, Workload(270.0, 90.0), svg=False, price_bound=1e4)
+    with pytest.raises(GridError, match="total_kw: 100 kW is not a whole number of 90-kW steps"):
+        Workload(100.0, 90.0)
+    with pytest.raises(GridError, match="svg_kvar 50 is not a whole number of 40-kvar steps"):
+        aggregator_bilevel(feeder, (), TIGHT, (DataCenterSite(738, 90.0, svg_kvar=50.0),), Workload(90.0, 90.0, 40.0),
+                           svg=True, price_bound=1e4)
