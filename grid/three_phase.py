@@ -126,3 +126,19 @@ def load_ieee37() -> ThreePhaseFeeder:
         load_kw[int(row["bus"])] += p
         load_kvar[int(row["bus"])] += q
     return ThreePhaseFeeder("ieee37", head, 4.8, tuple(order), tuple(segments), load_kw, load_kvar)
+
+
+def distance_km(feeder: ThreePhaseFeeder) -> dict[int, float]:
+    """Each bus's distance from the head along the feeder (km), for voltage profiles."""
+    out = {feeder.head_bus: 0.0}
+    for segment in feeder.segments:  # breadth-first: the parent is always known
+        out[segment.to_bus] = out[segment.from_bus] + segment.length_ft * 0.0003048
+    return out
+
+
+def voltage_unbalance(voltage_pu: np.ndarray) -> float:
+    """Spec section 4's unbalance index (NEMA's PVUR on magnitudes): the largest deviation of a
+    phase voltage from the three phases' mean, over that mean (a fraction; 0 when balanced)."""
+    v = np.asarray(voltage_pu, dtype=float)
+    mean = float(v.mean())
+    return float(np.max(np.abs(v - mean)) / mean)

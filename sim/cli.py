@@ -73,8 +73,11 @@ def _log(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
     if not run_dir.is_dir():
         raise outputs.OutputError(f"{run_dir}: no such run directory")
-    if "plans" in outputs.read_summary(run_dir, required=()):
-        raise outputs.OutputError(f"{run_dir}: is a plan directory (dcmarket plan); it has no auction rounds to show")
+    study = outputs.read_summary(run_dir, required=())
+    for key, kind in (("plans", "plan"), ("cases", "price")):
+        if key in study:
+            raise outputs.OutputError(f"{run_dir}: is a {kind} directory (dcmarket {kind}); it has no auction rounds "
+                                      "to show")
     if "allocation" not in outputs.read_summary(run_dir, required=("products",)):
         raise outputs.OutputError(f"{run_dir}: is a capacity directory (dcmarket capacity); it has no auction rounds to show")
     summary = outputs.read_summary(run_dir)

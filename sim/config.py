@@ -398,8 +398,8 @@ class _ExperimentBase(_Section):
                 )
             if not self.explicit_products:
                 raise ValueError("products: [[products]] is empty; list at least one product")
-        elif (self.network, self.load, self.product_grid) == (None, None, None) and getattr(self, "plan", None) is not None:
-            return self  # a plan-only config (`dcmarket plan`): its sites and case are in [plan]
+        elif (self.network, self.load, self.product_grid) == (None, None, None) and self.study_only():
+            return self  # a study-only config (`dcmarket plan`, `dcmarket price`): its data are in its table
         else:
             for name, section in (("network", self.network), ("load", self.load), ("products", self.product_grid)):
                 if section is None:
@@ -452,11 +452,17 @@ class _ExperimentBase(_Section):
                 )
         return self
 
+    def study_only(self) -> bool:
+        """Whether some study's table (`[plan]`, `[price]`) is present: such a config may sell nothing."""
+        return any(getattr(self, table, None) is not None for table in study_tables())
+
     def require_market(self) -> tuple[MechanismSpec, Settings, list[Any]]:
         """The mechanism, its rules and the bidders, or a one-line error saying what a run needs."""
         if self.explicit_products is None and self.network is None:
-            raise ConfigError("products: this config has only [plan] and nothing to sell; run it with "
-                              "dcmarket plan, or add [network], [load] and [products] (or [[products]])")
+            tables = [t for t in study_tables() if getattr(self, t, None) is not None]
+            raise ConfigError(f"products: this config has only [{'], ['.join(tables)}] and nothing to sell; run it "
+                              f"with dcmarket {' or dcmarket '.join(tables)}, or add [network], [load] and [products] "
+                              "(or [[products]])")
         spec = MECHANISMS[self.mechanism.kind]
         rules = getattr(self, spec.table, None)
         if rules is None:

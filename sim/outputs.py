@@ -74,8 +74,12 @@ PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "dispatch_profile.csv", "sce
                         "frontier.csv",
                         "shocks.csv", "shock_events.csv", "plan_map.png", "shocks.png", "frontier.png",
                         "out_of_sample.png", "dispatch.png"})
+# A price study's files (sim/price_run.py): a price directory, or price/ inside a run directory.
+PRICE_FOLDER = "price"
+PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png", "unbalance.png",
+                         "dlmp_map.png", "costs.png"})
 RUN_FILES = frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
-                       RISK_CHECK, CAPACITY_MAP, CORRELATION}) | PLAN_FILES
+                       RISK_CHECK, CAPACITY_MAP, CORRELATION}) | PLAN_FILES | PRICE_FILES
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
 
 
@@ -95,7 +99,7 @@ def _is_run_entry(entry: Path) -> bool:
         return False
     if entry.name == CASE_FOLDER and entry.is_dir():
         return _is_case_copy(entry)
-    if entry.name == PLAN_FOLDER and entry.is_dir():
+    if entry.name in (PLAN_FOLDER, PRICE_FOLDER) and entry.is_dir():
         return all(f.name in RUN_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir())
     return entry.name in RUN_FILES and entry.is_file()
 
@@ -140,7 +144,8 @@ def _is_replaceable_run(out: Path) -> bool:
         summary = read_summary(out, required=())
     except OutputError:
         return False
-    return "products" in summary or "plans" in summary  # a run, a capacity or a plan directory
+    # A run, a capacity, a plan or a price directory.
+    return "products" in summary or "plans" in summary or "cases" in summary
 
 
 def check_out_dir(out: Path, force: bool) -> None:

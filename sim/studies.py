@@ -1,4 +1,5 @@
-"""The studies dcmarket runs, by name: the auction, the capacity study and the flexible-capacity plan.
+"""The studies dcmarket runs, by name: the auction, the capacity study, the flexible-capacity plan
+and the DLMP price study.
 
 Each study declares its command, its command-line arguments, the config table it reads (with the
 settings model that validates that table) and the function that runs it. The command line builds
@@ -20,6 +21,7 @@ from typing import Callable
 from grid.solvers import SOLVERS
 from mechanisms.settings import Settings
 from sim.plan_config import PlanConfig
+from sim.price_config import PriceConfig
 
 Progress = Callable[[str], None]
 
@@ -94,6 +96,12 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the cost-CVaR frontier over [plan] frontier_lambdas (one MILP per lambda)")
 
 
+def _price_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="config (TOML) with a [price] table")
+    parser.add_argument("--out", type=Path, help="directory to write (default: runs/<config name>-price)")
+    _common(parser, what="directory")
+
+
 STUDIES: dict[str, StudySpec] = {
     spec.name: spec
     for spec in (
@@ -118,6 +126,16 @@ STUDIES: dict[str, StudySpec] = {
             "demand-shock scenario. Mean-CVaR objective, and its distributionally robust version. Reads "
             "the config's [plan] table.",
             table="plan", settings=PlanConfig,
+        ),
+        StudySpec(
+            "price", "price",
+            "DLMP coordination of a data-center aggregator with the DSO on the IEEE 37-node feeder",
+            _price_arguments, "sim.price_run:command",
+            description="The aggregator places its data-center load over its sites (and sets their SVGs) "
+            "against the distribution locational marginal prices that the DSO's three-phase OPF "
+            "(LinDist3Flow) sets: a bilevel problem solved as one MILP. Compares a pro-rata placement, "
+            "the aggregator without SVG and with SVG. Reads the config's [price] table.",
+            table="price", settings=PriceConfig,
         ),
     )
 }
