@@ -43,6 +43,9 @@ class KKTSystem:
     model: pyo.ConcreteModel
     columns: tuple  # the lower level's variables, in the order of ``model.x``
     rows: tuple  # the lower level's constraints, in the order of ``model.y``
+    # sum_i y_i (a_i^theta theta): what the parameters' terms are worth at the duals, as a linear
+    # expression (strong duality); None when the objective has square terms.
+    parameter_value: object = None
 
     def x_of(self, variable: object) -> pyo.Var:
         """The KKT model's copy of one of the lower level's variables (a parameter included)."""
@@ -123,6 +126,10 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
     for j in range(n):
         for p in range(a.indptr[j], a.indptr[j + 1]):
             terms[j].append(float(a.data[p]) * k.y[int(a.indices[p])])
+    # Strong duality, from stationarity times x and complementarity (y_i a_i x = y_i b_i,
+    # alpha_j x_j = alpha_j l_j, beta_j x_j = beta_j u_j), gives the bilinear parameter terms
+    # linearly: sum_i y_i a_i^theta theta = b'y + l'alpha - u'beta - c'x (linear objective).
+    dual_objective: list = [float(form.rhs[i]) * k.y[i] for i in range(m_rows)]
     index = {id(column): j for j, column in enumerate(columns)}
     gradient: list[list] = [[] for _ in range(n)]  # (H + H')x, by column
     for (first, second), coef in quadratic:
@@ -147,6 +154,7 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
                 continue
             multiplier = k.multipliers.add()
             expr = expr + sign * multiplier
+            dual_objective.append(-sign * bound * multiplier)
             z = k.z.add()
             k.rows.add(multiplier <= dual_bound * z)
             gap = (k.x[j] - bound) if sign < 0 else (bound - k.x[j])
@@ -155,7 +163,10 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
     # Every KKT point is optimal for the lower level, so this objective only picks among equally
     # good points; its linear part alone keeps the model an MILP.
     k.objective = pyo.Objective(expr=sum(float(c[j]) * k.x[j] for j in range(n)), sense=pyo.minimize)
-    return KKTSystem(k, columns, rows)
+    value = None
+    if not quadratic:
+        value = sum(dual_objective) - sum(float(c[j]) * k.x[j] for j in range(n) if not is_parameter[j])
+    return KKTSystem(k, columns, rows, value)
 
 
 def _split_objective(lp: pyo.ConcreteModel) -> tuple[pyo.Objective, list[tuple[tuple, float]]]:
