@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from agents.aggregator import MemberSite
 from grid.dlmp_bilevel import (DataCenterSite, Decision, Workload, aggregator_bilevel, aggregator_payment,
                                step_range)
 from grid.errors import GridError, InfeasibleNetworkError, SolverError
@@ -53,15 +54,6 @@ class PriceStudy:
     summary: dict[str, Any]
     files: dict[str, bytes]
     report: str
-
-
-@dataclass(frozen=True)
-class MemberSite:
-    """A site an aggregator's member won in the auction: its bus and the MW won there."""
-
-    member: str
-    bus: int
-    capacity_mw: float
 
 
 def feeder_inputs(price: PriceConfig) -> tuple[ThreePhaseFeeder, tuple[DistributedGenerator, ...], OpfSettings]:
@@ -116,6 +108,19 @@ def price_workload(price: PriceConfig, sites: Sequence[DataCenterSite]) -> Workl
         return Workload(total, step, price.svg_step_kvar, price.svg_cost_per_mvarh)
     except GridError as error:
         raise ConfigError(f"price.{error}") from None
+
+
+def check_before_auction(config: ExperimentConfig) -> None:
+    """What a run can check of ``[price]`` before its auction: the feeder's inputs, explicit
+    sites, and that sites from the auction will be buses of the feeder."""
+    price: PriceConfig = config.price
+    feeder, _, _ = feeder_inputs(price)
+    if price.sites is not None:
+        price_sites(price, feeder)
+    elif config.network is not None and config.network.case != price.feeder:
+        raise ConfigError(f"price: the sites would come from the auction on {config.network.case!r}, but the price "
+                          f"study runs on {price.feeder!r}; set [network] case = {price.feeder!r} or list "
+                          "[[price.sites]]")
 
 
 def pro_rata(sites: Sequence[DataCenterSite], workload: Workload) -> Decision:
@@ -338,7 +343,13 @@ def price_report(summary: Mapping[str, Any]) -> str:
             f"({', '.join(str(s['bus']) for s in sites)}; sites from {summary['sites_from']}) on {summary['feeder']}, "
             f"head {summary['head_voltage_pu']:g} p.u., band {summary['voltage_band_pu'][0]:g} to "
             f"{summary['voltage_band_pu'][1]:g} p.u., substation {summary['substation_price_usd_per_mwh']:g} $/MWh.")
-    return head + "\n\n" + format_table(headers, rows, [False] + [True] * 6 + [False, False])
+    text = head + "\n\n" + format_table(headers, rows, [False] + [True] * 6 + [False, False])
+    for c in summary["cases"].values():
+        milp = c.get("milp")
+        if milp is not None and milp["status"] != "optimal":
+            text += (f"\nNote: {c['title']}: the MILP stopped at its time limit (gap {milp['gap']:.2%}); its decision is "
+                     "the best found, not proven optimal. Raise [price] time_limit_s.")
+    return text
 
 
 def write_price_directory(out: Path, study: PriceStudy, config: ExperimentConfig, *, force: bool) -> None:

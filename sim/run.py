@@ -181,6 +181,13 @@ def run_experiment(
             catalogue(config.plan, plan_grid)
         except (ConfigError, GridError) as error:
             raise type(error)(f"{config_path}: {error}") from None
+    if getattr(config, "price", None) is not None:
+        from sim.price_run import check_before_auction
+
+        try:  # a bad [price] fails here, not after the auction
+            check_before_auction(config)
+        except (ConfigError, GridError) as error:
+            raise type(error)(f"{config_path}: {error}") from None
     try:
         model = MarketModel(config, base_dir=config_path.parent, progress=progress)
     except (ConfigError, GridError) as error:
@@ -229,8 +236,51 @@ def run_experiment(
         for name, content in study.files.items():
             files[f"{outputs.PLAN_FOLDER}/{name}"] = content
         report += "\n\nFlexible-capacity plan for the sites that won flexible capacity (files in plan/):\n" + study.report
+    if getattr(config, "price", None) is not None:
+        # Operate after the auction: the aggregator runs its members' sites against the DLMPs
+        # ([price] sites, when given, replace them).
+        from agents.aggregator import operated_sites
+        from sim.price_run import run_price_study
+
+        won = None
+        if config.price.sites is None:
+            agent = _operating_aggregator(model, config.price.aggregator, config_path)
+            won = operated_sites(agent, summary["bundles"][agent.name], summary["prices"],
+                                 {p.id: p for p in model.products})
+            if not won:
+                raise ConfigError(f"{config_path}: price: aggregator {agent.name!r} won nothing, so there is no site "
+                                  "to operate; list [[price.sites]] or remove [price]")
+        progress("DLMP coordination of the aggregator's sites")
+        try:
+            priced = run_price_study(config, won=won, progress=progress)
+        except (ConfigError, GridError) as error:
+            raise type(error)(f"{config_path}: {error}") from None
+        summary["price"] = {"directory": outputs.PRICE_FOLDER, "sites_from": priced.summary["sites_from"],
+                            "sites": priced.summary["sites"],
+                            "payment_usd_per_h": {case: c.get("payment_usd_per_h")
+                                                  for case, c in priced.summary["cases"].items()}}
+        files[outputs.SUMMARY] = outputs.json_bytes(summary)
+        for name, content in priced.files.items():
+            files[f"{outputs.PRICE_FOLDER}/{name}"] = content
+        report += "\n\nDLMP coordination of the aggregator's sites after the auction (files in price/):\n" + priced.report
     outputs.write_run_directory(out, files, force=force)
     return RunResult(config=config, summary=summary, files=files, report=report)
+
+
+def _operating_aggregator(model: MarketModel, name: str | None, config_path: Path) -> Aggregator:
+    """The aggregator that operates its sites: ``[price] aggregator``, or the run's only one."""
+    aggregators = list(model.agents_by_type.get(Aggregator, []))
+    if name is not None:
+        chosen = [a for a in aggregators if a.name == name]
+        if not chosen:
+            names = ", ".join(a.name for a in aggregators) or "none"
+            raise ConfigError(f"{config_path}: price.aggregator: no aggregator named {name!r} bids in this run "
+                              f"(aggregators: {names})")
+        return chosen[0]
+    if len(aggregators) != 1:
+        raise ConfigError(f"{config_path}: price.aggregator: the run has {len(aggregators)} aggregators; name the "
+                          "one that operates its sites, or list [[price.sites]]")
+    return aggregators[0]
 
 
 def command(args: argparse.Namespace, progress: Progress) -> int:
