@@ -19,6 +19,8 @@ SCRIPTS = [
     # Through the Mesa model at 20 x 4 and 40 x 8, certified.
     ("bench_auction.py", ["--quick"], "bench_auction.csv", 2),
     # Two populations of each mix, four mechanisms each.
+    # Two sites, without SVG and with 3 levels: both linearizations, GLPK on strong duality.
+    ("bench_dlmp.py", ["--quick"], "bench_dlmp.csv", 6),
     ("compare_mechanisms.py", ["--populations", "2", "--bidders", "4", "--buses", "2"], "compare_mechanisms.csv", 16),
 ]
 
