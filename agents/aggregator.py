@@ -132,6 +132,24 @@ class Aggregator(DataCenterBidder):
         taken = {p for bundle in assignment.values() for p in bundle}
         return shares, tuple(p for p in won if p not in taken)
 
+    def operated_sites(self, won: Sequence[str], prices: Mapping[str, float],
+                       products: Mapping[str, Any]) -> list["MemberSite"]:
+        """The sites the aggregator runs for its members after the auction (it then operates them
+        against DLMPs, sim/price_run.py), one per bus in bus order: the MW of every product won
+        there (firm and flexible alike), held by the members the products went to
+        (``hand_out``); a product no member took stays with the aggregator."""
+        shares, unassigned = self.hand_out(won, prices)
+        holders: dict[int, list[str]] = {}
+        megawatts: dict[int, float] = {}
+        held = [(name, p) for name, share in shares.items() for p in share.products]
+        held += [(self.name, p) for p in unassigned]
+        for name, product_id in held:
+            product = products[product_id]
+            megawatts[product.bus] = megawatts.get(product.bus, 0.0) + product.capacity_mw
+            if name not in holders.setdefault(product.bus, []):
+                holders[product.bus].append(name)
+        return [MemberSite("+".join(sorted(holders[bus])), bus, megawatts[bus]) for bus in sorted(megawatts)]
+
 
 @dataclass(frozen=True)
 class MemberSite:
@@ -140,24 +158,6 @@ class MemberSite:
     member: str
     bus: int
     capacity_mw: float
-
-
-def operated_sites(aggregator: "Aggregator", won: Sequence[str], prices: Mapping[str, float],
-                   products: Mapping[str, Any]) -> list[MemberSite]:
-    """The sites the aggregator runs for its members after the auction, one per bus in bus order:
-    the MW of every product won there (firm and flexible alike), held by the members the
-    products went to (``hand_out``); a product no member took stays with the aggregator."""
-    shares, unassigned = aggregator.hand_out(won, prices)
-    holders: dict[int, list[str]] = {}
-    megawatts: dict[int, float] = {}
-    held = [(name, p) for name, share in shares.items() for p in share.products]
-    held += [(aggregator.name, p) for p in unassigned]
-    for name, product_id in held:
-        product = products[product_id]
-        megawatts[product.bus] = megawatts.get(product.bus, 0.0) + product.capacity_mw
-        if name not in holders.setdefault(product.bus, []):
-            holders[product.bus].append(name)
-    return [MemberSite("+".join(sorted(holders[bus])), bus, megawatts[bus]) for bus in sorted(megawatts)]
 
 
 def build_members(entries: Sequence[Mapping[str, Any]], build: Any, catalog: Any) -> tuple[tuple[str, ValuationProfile], ...]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -33,9 +32,10 @@ from grid.network import Network
 from grid.shocks import ShockScenarios, ShockSite, draw_shocks
 from grid.solvers import check_solver
 from sim import outputs
-from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, load_config
+from sim.config import ConfigError, ExperimentConfig
 from sim.plan_config import PlanConfig, SiteConfig
 from sim.random_streams import stream
+from sim.study_command import StudyResult, study_command
 
 Progress = Callable[[str], None]
 
@@ -48,13 +48,6 @@ FRONTIER_COLUMNS = ("lambda", "plan_cost_usd", "expected_cost_usd", "cvar_usd", 
                     "cvar_total_usd", "objective_usd", "units", "hubs")
 # The evaluation samples, in report order.
 SAMPLES = ("in-sample", "out-of-sample", "shifted")
-
-
-@dataclass(frozen=True)
-class PlanStudy:
-    summary: dict[str, Any]
-    files: dict[str, bytes]
-    report: str
 
 
 def sites_from_config(plan: PlanConfig, sites: Sequence[SiteConfig]) -> tuple[PlanSite, ...]:
@@ -192,7 +185,7 @@ def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, 
 
 def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
                    network: Network | None = None, frontier: bool = True,
-                   progress: Progress = lambda _: None) -> PlanStudy:
+                   progress: Progress = lambda _: None) -> StudyResult:
     """The whole study; ``sites`` (from an auction) replace ``[plan] sites``; ``network`` is the
     plan's network when the caller has loaded it already (``plan_network``)."""
     plan, network = plan_network(config, base_dir) if network is None else (config.plan, network)
@@ -260,7 +253,7 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
             })
     summary = _summary(config, plan, data, plans, evaluations, frontier_rows, samples)
     files = _files(data, plans, evaluations, frontier_rows, samples, summary, network)
-    return PlanStudy(summary, files, plan_report(summary))
+    return StudyResult(summary, files, plan_report(summary))
 
 
 def _summary(config: ExperimentConfig, plan: PlanConfig, data: PlanData, plans: Mapping[str, PlanSolution],
@@ -384,22 +377,7 @@ def plan_report(summary: Mapping[str, Any]) -> str:
     return "\n\n".join(sections)
 
 
-def write_plan_directory(out: Path, study: PlanStudy, config: ExperimentConfig, *, force: bool) -> None:
-    files = dict(study.files)
-    files[outputs.CONFIG] = dump_config(effective_config(config), "plan").encode("utf-8")
-    outputs.write_run_directory(out, files, force=force)
-
-
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket plan CONFIG`."""
-    config = load_config(args.config, {"seed": args.seed, "solver": args.solver})
-    out = args.out or Path("runs") / f"{args.config.stem}-plan"
-    outputs.check_out_dir(out, args.force)
-    try:
-        study = run_plan_study(config, args.config.parent, frontier=not args.no_frontier, progress=progress)
-    except (ConfigError, GridError) as error:
-        raise type(error)(f"{args.config}: {error}") from None
-    write_plan_directory(out, study, config, force=args.force)
-    print(study.report)
-    print(f"\nPlan directory: {out}")
-    return 0
+    return study_command(args, "plan", lambda config: run_plan_study(
+        config, args.config.parent, frontier=not args.no_frontier, progress=progress), "Plan")

@@ -32,8 +32,9 @@ from grid.solvers import check_solver
 from grid.three_phase import ThreePhaseFeeder, distance_km, load_ieee37, voltage_unbalance
 from grid.three_phase_opf import DistributedGenerator, OpfResult, OpfSettings, dso_opf
 from sim import outputs
-from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, load_config
+from sim.config import ConfigError, ExperimentConfig
 from sim.price_config import PriceConfig
+from sim.study_command import StudyResult, study_command
 
 Progress = Callable[[str], None]
 
@@ -47,13 +48,6 @@ DLMP_COLUMNS = ("case", "bus", "phase", "dlmp_usd_per_mwh", "reactive_usd_per_mv
 SITE_COLUMNS = ("case", "bus", "member", "load_kw", "svg_a_kvar", "svg_b_kvar", "svg_c_kvar", "voltage_a_pu",
                 "voltage_b_pu", "voltage_c_pu", "unbalance_pct", "dlmp_a_usd_per_mwh", "dlmp_b_usd_per_mwh",
                 "dlmp_c_usd_per_mwh", "payment_usd_per_h")
-
-
-@dataclass(frozen=True)
-class PriceStudy:
-    summary: dict[str, Any]
-    files: dict[str, bytes]
-    report: str
 
 
 def feeder_inputs(price: PriceConfig) -> tuple[ThreePhaseFeeder, tuple[DistributedGenerator, ...], OpfSettings]:
@@ -144,7 +138,7 @@ class CaseOutcome:
 
 
 def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | None = None,
-                    progress: Progress = lambda _: None) -> PriceStudy:
+                    progress: Progress = lambda _: None) -> StudyResult:
     price: PriceConfig | None = getattr(config, "price", None)
     if price is None:
         raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (README, \"Prices after the "
@@ -193,7 +187,7 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
         outcomes[case] = CaseOutcome(result.decision, opf, payment, done)
     summary = _summary(config, price, feeder, generators, sites, sites_from, workload, outcomes)
     files = _files(feeder, sites, outcomes, summary)
-    return PriceStudy(summary, files, price_report(summary))
+    return StudyResult(summary, files, price_report(summary))
 
 
 def _site_row(case: str, site: DataCenterSite, outcome: CaseOutcome, workload: Workload) -> dict[str, Any]:
@@ -352,22 +346,6 @@ def price_report(summary: Mapping[str, Any]) -> str:
     return text
 
 
-def write_price_directory(out: Path, study: PriceStudy, config: ExperimentConfig, *, force: bool) -> None:
-    files = dict(study.files)
-    files[outputs.CONFIG] = dump_config(effective_config(config), "price").encode("utf-8")
-    outputs.write_run_directory(out, files, force=force)
-
-
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket price CONFIG`."""
-    config = load_config(args.config, {"seed": args.seed, "solver": args.solver})
-    out = args.out or Path("runs") / f"{args.config.stem}-price"
-    outputs.check_out_dir(out, args.force)
-    try:
-        study = run_price_study(config, progress=progress)
-    except (ConfigError, GridError) as error:
-        raise type(error)(f"{args.config}: {error}") from None
-    write_price_directory(out, study, config, force=args.force)
-    print(study.report)
-    print(f"\nPrice directory: {out}")
-    return 0
+    return study_command(args, "price", lambda config: run_price_study(config, progress=progress), "Price")

@@ -239,14 +239,13 @@ def run_experiment(
     if getattr(config, "price", None) is not None:
         # Operate after the auction: the aggregator runs its members' sites against the DLMPs
         # ([price] sites, when given, replace them).
-        from agents.aggregator import operated_sites
         from sim.price_run import run_price_study
 
         won = None
         if config.price.sites is None:
             agent = _operating_aggregator(model, config.price.aggregator, config_path)
-            won = operated_sites(agent, summary["bundles"][agent.name], summary["prices"],
-                                 {p.id: p for p in model.products})
+            won = agent.operated_sites(summary["bundles"][agent.name], summary["prices"],
+                                       {p.id: p for p in model.products})
             if not won:
                 raise ConfigError(f"{config_path}: price: aggregator {agent.name!r} won nothing, so there is no site "
                                   "to operate; list [[price.sites]] or remove [price]")

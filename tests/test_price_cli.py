@@ -237,7 +237,7 @@ def test_run_with_a_bad_price_table_fails_in_one_line(tmp_path, capsys, change, 
 
 def test_operated_sites_merge_a_bus_and_keep_unassigned_products():
     """Two members at one bus share its site; a product no member wants stays with the aggregator."""
-    from agents.aggregator import operated_sites
+    from agents.aggregator import Aggregator
     from mechanisms.products import Product
 
     class Stub:
@@ -250,5 +250,5 @@ def test_operated_sites_merge_a_bus_and_keep_unassigned_products():
 
     products = {"firm@5": Product("firm@5", 5, 0.0, 0.3), "flex@5": Product("flex@5", 5, 0.05, 0.1),
                 "firm@7": Product("firm@7", 7, 0.0, 0.2)}
-    sites = operated_sites(Stub(), ["firm@5", "flex@5", "firm@7"], {}, products)
+    sites = Aggregator.operated_sites(Stub(), ["firm@5", "flex@5", "firm@7"], {}, products)
     assert [(s.member, s.bus, round(s.capacity_mw, 9)) for s in sites] == [("x+y", 5, 0.4), ("AGG", 7, 0.2)]

@@ -264,7 +264,9 @@ BILEVEL_CASES = [
 
 @pytest.mark.parametrize("max_kw, step_kw, buses, head, _what", BILEVEL_CASES)
 @pytest.mark.parametrize("price_bound", [1e4, 1e5])
-def test_bilevel_optimum_equals_enumeration_of_the_placements(feeder, max_kw, step_kw, buses, head, _what, price_bound):
+@pytest.mark.parametrize("linearization", ["mccormick", "strong-duality"])
+def test_bilevel_optimum_equals_enumeration_of_the_placements(feeder, max_kw, step_kw, buses, head, _what, price_bound,
+                                                              linearization):
     """The single-level MILP (KKT, big-M, binary expansion, McCormick) against every placement of
     3 steps over two sites (active power only: power factor 1), each solved as the DSO's OPF and
     paid at its DLMPs. Placements that break the voltage floor must be avoided by both. The
@@ -279,7 +281,7 @@ def test_bilevel_optimum_equals_enumeration_of_the_placements(feeder, max_kw, st
     assert ranked[1] - ranked[0] > 1e-3  # a unique best placement, so the choice is checked too
     best = min(feasible, key=feasible.get)
     result = aggregator_bilevel(feeder, generators, settings, sites, workload, svg=False, price_bound=price_bound,
-                                tie_break_rule=False)
+                                linearization=linearization, tie_break_rule=False)
     assert result.payment_per_h == pytest.approx(feasible[best], rel=1e-7)
     assert tuple(round(result.decision.load_kw[b] / workload.step_kw) for b in buses) == best[0]
     if head > 1.0:  # the instance where the placement decides whether the floor binds
@@ -290,10 +292,19 @@ def test_bilevel_optimum_equals_enumeration_of_the_placements(feeder, max_kw, st
 
 
 SVG_LEVELS = [np.array(levels, dtype=float) for levels in itertools.product((-40.0, 0.0, 40.0), repeat=3)]
+_SVG_ENUMERATION: dict = {}
+
+
+def _svg_enumeration(feeder, generators, settings, sites, workload):
+    """The 108 OPF solves of the SVG instance, once for all its parametrizations."""
+    if not _SVG_ENUMERATION:
+        _SVG_ENUMERATION.update(_enumerated_payments(feeder, generators, settings, sites, workload, {738: SVG_LEVELS}))
+    return _SVG_ENUMERATION
 
 
 @pytest.mark.parametrize("price_bound", [1e4, 1e5])
-def test_bilevel_with_reactive_power_and_an_svg_equals_enumeration(feeder, price_bound):
+@pytest.mark.parametrize("linearization", ["mccormick", "strong-duality"])
+def test_bilevel_with_reactive_power_and_an_svg_equals_enumeration(feeder, price_bound, linearization):
     """Data centers at power factor 0.9 and a +-40 kvar SVG per phase at bus 738 (three levels per
     phase, 27 settings): the MILP's payment and decision against all 4 x 27 decisions. The SVG
     costs 2 $/Mvarh, so among settings that lower the prices equally the cheapest wins."""
@@ -302,13 +313,13 @@ def test_bilevel_with_reactive_power_and_an_svg_equals_enumeration(feeder, price
     sites = (DataCenterSite(738, max_kw=270.0, power_factor=0.9, svg_kvar=40.0),
              DataCenterSite(725, max_kw=270.0, power_factor=0.9))
     workload = Workload(total_kw=270.0, step_kw=90.0, svg_step_kvar=40.0, svg_cost_per_mvarh=2.0)
-    enumerated = _enumerated_payments(feeder, generators, settings, sites, workload, {738: SVG_LEVELS})
+    enumerated = _svg_enumeration(feeder, generators, settings, sites, workload)
     feasible = {key: pay for key, pay in enumerated.items() if pay is not None}
     ranked = sorted(feasible.values())
     assert ranked[1] - ranked[0] > 1e-4
     best = min(feasible, key=feasible.get)
     result = aggregator_bilevel(feeder, generators, settings, sites, workload, svg=True, price_bound=price_bound,
-                                tie_break_rule=False)
+                                linearization=linearization, tie_break_rule=False)
     assert result.payment_per_h == pytest.approx(feasible[best], rel=1e-7)
     assert tuple(round(result.decision.load_kw[s.bus] / 90.0) for s in sites) == best[0]
     np.testing.assert_allclose(result.decision.svg_kvar[738], SVG_LEVELS[best[1][0]])
@@ -340,3 +351,89 @@ def test_bilevel_refuses_a_workload_the_sites_cannot_take(feeder):
     with pytest.raises(GridError, match="svg_kvar 50 is not a whole number of 40-kvar steps"):
         aggregator_bilevel(feeder, (), TIGHT, (DataCenterSite(738, 90.0, svg_kvar=50.0),), Workload(90.0, 90.0, 40.0),
                            svg=True, price_bound=1e4)
+
+
+def test_strong_duality_refuses_a_quadratic_generator(feeder):
+    quad = (DistributedGenerator("G711", 711, 100.0, 30.0, quadratic_cost=0.0005),)
+    with pytest.raises(GridError, match="strong duality needs linear generator costs; use \"mccormick\""):
+        aggregator_bilevel(feeder, quad, TIGHT, (DataCenterSite(738, 90.0),), Workload(90.0, 90.0), svg=False,
+                           price_bound=1e4, linearization="strong-duality")
+
+
+def test_mccormick_handles_a_quadratic_generator_as_enumeration_does(feeder):
+    """With a_g > 0 the KKT rows carry 2 a PG and only the McCormick form applies; its optimum is
+    still the best of the enumerated placements."""
+    settings = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=1.0, v_min_pu=0.95)
+    quad = (DistributedGenerator("G711", 711, 120.0, 40.0, quadratic_cost=0.0002),)
+    sites = (DataCenterSite(738, 270.0, power_factor=1.0), DataCenterSite(725, 270.0, power_factor=1.0))
+    workload = Workload(270.0, 90.0)
+    enumerated = {k: v for k, v in _enumerated_payments(feeder, quad, settings, sites, workload, {}).items()
+                  if v is not None}
+    best = min(enumerated, key=enumerated.get)
+    result = aggregator_bilevel(feeder, quad, settings, sites, workload, svg=False, price_bound=1e4,
+                                linearization="mccormick", tie_break_rule=False)
+    # HiGHS's QP duals (the enumeration's prices) are accurate to about 1e-5 relative.
+    assert result.payment_per_h == pytest.approx(enumerated[best], rel=1e-4)
+    assert tuple(round(result.decision.load_kw[s.bus] / 90.0) for s in sites) == best[0]
+
+
+def test_tie_break_rule_picks_the_highest_lowest_site_voltage_among_equal_payments(feeder):
+    """Head at 1.03 p.u.: no limit binds, every DLMP is 45 $/MWh and every decision costs the same.
+    The rule then picks the decision whose lowest site voltage is highest (then the highest mean),
+    which enumeration finds independently."""
+    settings = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=1.03, v_min_pu=0.95)
+    sites = (DataCenterSite(738, 270.0, power_factor=0.9, svg_kvar=40.0), DataCenterSite(725, 270.0, power_factor=0.9))
+    workload = Workload(270.0, 90.0, svg_step_kvar=40.0)
+    outcomes = []
+    steps_options = [(n, 3 - n) for n in range(4)]
+    for (n738, n725), svg in itertools.product(steps_options, SVG_LEVELS):
+        decision = Decision({738: n738 * 90.0, 725: n725 * 90.0}, {738: svg})
+        opf = dso_opf(feeder, (), settings, **decision.opf_inputs(sites))
+        w = np.array([opf.voltage_pu[s.bus] ** 2 for s in sites])
+        outcomes.append((aggregator_payment(sites, decision, opf, workload), -w.min(), -w.mean(), (n738, n725), svg))
+    payments = [o[0] for o in outcomes]
+    assert max(payments) - min(payments) < 1e-9  # flat prices: a tie everywhere
+    _, low, _, steps, svg = min(outcomes, key=lambda o: (round(o[0], 9), round(o[1], 9), o[2]))
+    result = aggregator_bilevel(feeder, (), settings, sites, workload, svg=True, price_bound=1e4,
+                                linearization="strong-duality")
+    assert tuple(round(result.decision.load_kw[s.bus] / 90.0) for s in sites) == steps
+    np.testing.assert_allclose(result.decision.svg_kvar[738], svg)
+    assert result.payment_per_h == pytest.approx(payments[0], rel=1e-9)
+
+
+def test_unbalance_index_and_distances_by_hand(feeder):
+    from grid.three_phase import distance_km, voltage_unbalance
+
+    # Mean 1.0; phase c is 0.03 above it.
+    assert voltage_unbalance(np.array([1.0, 0.97, 1.03])) == pytest.approx(0.03)
+    assert voltage_unbalance(np.array([0.98, 0.98, 0.98])) == 0.0
+    distance = distance_km(feeder)
+    assert distance[701] == pytest.approx(1850 * 0.3048 / 1000)  # 799-701: 1,850 ft
+    assert distance[702] == pytest.approx((1850 + 960) * 0.3048 / 1000)  # then 701-702: 960 ft
+
+
+def test_the_one_phase_ieee37_case_matches_the_three_phase_feeder(feeder):
+    from grid.cases import load_case
+
+    network = load_case("ieee37")
+    assert sorted(b.number for b in network.buses) == sorted(feeder.buses)
+    assert network.reference_bus == 799 and len(network.lines) == 35
+    for bus in network.buses:
+        assert bus.base_load_mw == pytest.approx(feeder.load_kw[bus.number].sum() / 1e3)
+
+
+@pytest.mark.parametrize("linearization", ["mccormick", "strong-duality"])
+def test_glpk_solves_the_bilevel_milp_to_the_same_decision(feeder, linearization):
+    """A second solver on the SVG instance's MILP: the same payment and decision as HiGHS."""
+    need_glpk()
+    settings = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=1.0, v_min_pu=0.95)
+    generators = (DistributedGenerator("G711", 711, 80.0, 60.0),)
+    sites = (DataCenterSite(738, max_kw=270.0, power_factor=0.9, svg_kvar=40.0),
+             DataCenterSite(725, max_kw=270.0, power_factor=0.9))
+    workload = Workload(total_kw=270.0, step_kw=90.0, svg_step_kvar=40.0, svg_cost_per_mvarh=2.0)
+    results = [aggregator_bilevel(feeder, generators, settings, sites, workload, svg=True, price_bound=1e4,
+                                  linearization=linearization, tie_break_rule=False, solver=solver)
+               for solver in ("highs", "glpk")]
+    assert results[1].payment_per_h == pytest.approx(results[0].payment_per_h, rel=1e-7)
+    assert results[1].decision.load_kw == results[0].decision.load_kw
+    np.testing.assert_allclose(results[1].decision.svg_kvar[738], results[0].decision.svg_kvar[738])
