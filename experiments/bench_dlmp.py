@@ -17,7 +17,7 @@ McCormick stopped at the time limit: a lower bound); "agree" checks that the two
 where both proved optimality. GLPK solves the strong-duality rows too (--glpk), as a second
 solver on the same model. No timing is asserted.
 
-The full run takes about 10 minutes (mostly McCormick at its time limit); --quick (two sites,
+The full run takes about 7 minutes (mostly McCormick at its time limit); --quick (two sites,
 3 SVG levels) under a minute. Writes bench_dlmp.csv, rewritten after every solve.
 """
 
@@ -155,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         write_table_csv(target, COLUMNS, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
                                           for r in rows])
     print(table(rows))
+    for r in rows:
+        if r["status"] == "error":
+            print(f"error, {r['sites']} sites, {r['svg_levels'] or 'no'} SVG levels, {r['linearization']}, "
+                  f"{r['solver']}: {r['note']}")
     print(f"\n{len(rows)} solves in {time.perf_counter() - started:.0f} s; wrote {target}")
     return 0
 

@@ -7,6 +7,7 @@ re-solving the constraints alone with a zero objective.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -242,11 +243,18 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
         raise SolverError(f"{what} is infeasible ({solver}); check the data it was built from")
     else:
         raise SolverError(f"solver {solver!r} stopped on {what} with termination {condition}; try the other solver")
+    # A time-limit stop is reported in the outcome (status and gap); Pyomo's warning about loading
+    # an "aborted" solve's incumbent would only repeat it, on the user's terminal.
+    pyomo_log = logging.getLogger("pyomo.core")
+    level = pyomo_log.level
+    pyomo_log.setLevel(logging.ERROR)
     try:
         model.solutions.load_from(results)
     except Exception as exc:
         raise SolverError(f"solver {solver!r} found no solution for {what} within the time limit "
                           f"({_first_line(exc)}); {more_time}") from None
+    finally:
+        pyomo_log.setLevel(level)
     objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))
     bound = results.problem.lower_bound
     finite = bound is not None and math.isfinite(float(bound))
