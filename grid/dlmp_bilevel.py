@@ -239,7 +239,7 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
                     payment += svg_step_mvar * levels[s.bus] * q_price
                     for k, bit in enumerate(svg_bits[phase]):
                         payment -= svg_step_mvar * 2 ** k * priced(q_price, bit)
-                magnitude = m.svg_magnitude.add()  # minimised, so the two rows are tight
+                magnitude = m.svg_magnitude.add()  # |QSVG|: its price makes the two rows tight
                 m.upper.add(magnitude >= output)
                 m.upper.add(magnitude >= -output)
                 payment += workload.svg_cost_per_mvarh * magnitude

@@ -64,7 +64,7 @@ def raw_tables(file_stem: str):
 
 def test_available_cases_lists_the_canonical_names_in_order():
     assert available_cases() == (
-        "paper-4bus", "ieee14", "ieee30", "ieee57", "ieee118", "ieee300", "ieee33bw",
+        "paper-4bus", "ieee14", "ieee30", "ieee57", "ieee118", "ieee300", "ieee33bw", "ieee37",
         "case_ACTIVSg2000", "case_ACTIVSg10k",
     )
 
@@ -88,6 +88,7 @@ def test_describe_cases_has_one_row_per_builtin():
     assert by_name["ieee33bw"]["generators"] == 0
     assert by_name["ieee33bw"]["load_mw"] == pytest.approx(3.715)
     assert "max(1 MW, 1.5 x |base-case DC flow|)" in by_name["ieee33bw"]["ratings"]
+    assert by_name["ieee37"]["load_mw"] == pytest.approx(2.457) and by_name["ieee37"]["generators"] == 0
     assert "max(100 MW, 1.5 x |base-case DC flow|)" in by_name["ieee118"]["ratings"]
     for row in rows:
         assert set(row) >= {"name", "buses", "lines", "generators", "load_mw", "source", "ratings"}

@@ -323,6 +323,11 @@ def test_bilevel_with_reactive_power_and_an_svg_equals_enumeration(feeder, price
     assert result.payment_per_h == pytest.approx(feasible[best], rel=1e-7)
     assert tuple(round(result.decision.load_kw[s.bus] / 90.0) for s in sites) == best[0]
     np.testing.assert_allclose(result.decision.svg_kvar[738], SVG_LEVELS[best[1][0]])
+    # The MILP's own prices at the sites are the DSO's OPF duals at its decision.
+    opf = dso_opf(feeder, generators, settings, **result.decision.opf_inputs(sites))
+    for s in sites:
+        np.testing.assert_allclose(result.prices_p[s.bus], opf.dlmp_p[s.bus], atol=1e-5)
+        np.testing.assert_allclose(result.prices_q[s.bus], opf.dlmp_q[s.bus], atol=1e-5)
     # The SVG is worth something here: the best decision without it pays more.
     without = min(pay for (steps, svg), pay in feasible.items() if not SVG_LEVELS[svg[0]].any())
     assert without > feasible[best] + 1e-3
