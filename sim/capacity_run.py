@@ -28,7 +28,8 @@ from sim.capacity_report import (
     capacity_text,
     risk_text,
 )
-from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, parse_config, read_config_file
+from sim.config import (ConfigError, ExperimentConfig, dump_config, effective_config, parse_config, read_config_file,
+                        with_overrides)
 from sim.model import GridInputs, build_grid_inputs, sample_checked
 from sim.random_streams import stream
 from sim.report import products_table
@@ -63,7 +64,7 @@ def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfi
             if overrides.get(option) is not None:
                 flag = "--" + option.removesuffix("_mw")
                 raise ConfigError(f"{flag} applies to a case target; for {path} set {field} in the config")
-        raw = read_config_file(path)
+        raw = with_overrides(read_config_file(path), overrides.get("sets", ()))
         raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})
         if overrides.get("risk_levels") and isinstance(raw.get("products"), dict):
             raw["products"] = {**raw["products"], "risk_levels": overrides["risk_levels"]}
@@ -76,6 +77,7 @@ def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfi
             scenarios=overrides.get("scenarios") or DEFAULT_SCENARIOS,
             risk=overrides.get("risk_levels") or [DEFAULT_RISK],
         )
+        raw = with_overrides(raw, overrides.get("sets", ()))
         raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})
         config = parse_config(raw, source="command line")
         base_dir, source = Path("."), None
@@ -212,7 +214,7 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
     out = args.out or Path("runs") / f"{stem}-capacity"
     overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
-                 "demand_mw": args.demand, "scenarios": args.scenarios}
+                 "demand_mw": args.demand, "scenarios": args.scenarios, "sets": args.sets}
     result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
                           force=args.force, progress=progress)
     print(result.report)

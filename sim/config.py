@@ -11,7 +11,7 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Iterable, Literal, Mapping, Union
+from typing import Annotated, Any, ClassVar, Iterable, Literal, Mapping, Sequence, Union
 
 import tomli_w
 from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
@@ -30,6 +30,7 @@ from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
 from mechanisms.settings import Settings
+from sim.overrides import Override, OverrideError, apply_overrides
 from sim.studies import study_tables
 
 
@@ -574,9 +575,18 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
 
 
-def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
-    """Read, apply command-line overrides (e.g. seed, solver), and validate."""
-    raw = read_config_file(path)
+def with_overrides(raw: Mapping[str, Any], sets: Sequence[Override]) -> dict[str, Any]:
+    """``raw`` with the ``--set`` overrides applied (sim/overrides.py)."""
+    try:
+        return apply_overrides(raw, sets)
+    except OverrideError as error:
+        raise ConfigError(str(error)) from None
+
+
+def load_config(path: Path, overrides: Mapping[str, Any] | None = None,
+                sets: Sequence[Override] = ()) -> ExperimentConfig:
+    """Read, apply ``--set`` overrides, then command-line options (e.g. seed, solver), and validate."""
+    raw = with_overrides(read_config_file(path), sets)
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return parse_config(raw, source=str(path))
 

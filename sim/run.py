@@ -6,13 +6,14 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from grid.errors import GridError
 from grid.solvers import check_solver
 from mechanisms.registry import MECHANISMS
 from sim import outputs
 from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, load_config
+from sim.overrides import Override
 from sim.capacity_report import capacity_columns, capacity_rows, capacity_summary, capacity_text
 from agents.aggregator import Aggregator
 from sim.model import Judgement, MarketModel
@@ -167,8 +168,9 @@ def run_experiment(
     force: bool = False,
     summary_only: bool = False,
     progress: Progress = lambda _: None,
+    sets: Sequence[Override] = (),
 ) -> RunResult:
-    config = load_config(config_path, {"seed": seed, "solver": solver})
+    config = load_config(config_path, {"seed": seed, "solver": solver}, sets)
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
     if config.network is not None:
         check_solver(config.solver)
@@ -293,6 +295,7 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
         force=args.force,
         summary_only=args.summary_only,
         progress=progress,
+        sets=args.sets,
     )
     print(result.report)
     print(f"\nRun directory: {out}")

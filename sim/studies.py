@@ -20,6 +20,7 @@ from typing import Callable
 
 from grid.solvers import SOLVERS
 from mechanisms.settings import Settings
+from sim.overrides import Override, parse_override
 from sim.plan_config import PlanConfig
 from sim.price_config import PriceConfig
 
@@ -60,7 +61,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _override(text: str) -> Override:
+    try:
+        return parse_override(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _common(parser: argparse.ArgumentParser, *, what: str) -> None:
+    parser.add_argument("--set", type=_override, action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                        help="override a config field, e.g. --set auction.increment=2 (repeatable; the value is "
+                        "TOML, or a plain string)")
     parser.add_argument("--seed", type=_seed, help="override the config's seed (a non-negative integer)")
     parser.add_argument("--solver", choices=SOLVERS, help="override the config's solver")
     parser.add_argument("--force", action="store_true", help=f"replace an existing {what}")
