@@ -22,7 +22,7 @@ from pyomo.opt import TerminationCondition
 
 from grid.errors import GridError, SolverError
 
-SOLVERS: tuple[str, ...] = ("highs", "glpk")
+from grid.solver_names import SOLVERS  # noqa: E402  (re-exported: the one list of names)
 # Every HiGHS solve in the process uses one thread: HiGHS starts one scheduler per process with the
 # first solve's thread count and refuses a different count later ("unknown" termination), and one
 # thread keeps branch-and-bound paths, and so the outputs, the same on every machine.

@@ -18,7 +18,7 @@ from agents.errors import AgentConfigError
 from grid.errors import GridError
 from mechanisms.errors import MechanismError
 from sim import outputs
-from sim.config import ConfigError
+from sim.errors import ConfigError
 from sim.report import format_table, round_table
 from sim.studies import STUDIES
 

@@ -30,12 +30,9 @@ from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
 from mechanisms.settings import Settings
+from sim.errors import ConfigError
 from sim.overrides import Override, OverrideError, apply_overrides
 from sim.studies import study_tables
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message is one line naming the field and the fix."""
 
 
 # `[products]` and `[[products]]` are held in two internal fields; users only ever see `products`.

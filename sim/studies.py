@@ -18,11 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from grid.solvers import SOLVERS
-from mechanisms.settings import Settings
+from grid.solver_names import SOLVERS
 from sim.overrides import Override, parse_override
-from sim.plan_config import PlanConfig
-from sim.price_config import PriceConfig
 
 Progress = Callable[[str], None]
 
@@ -42,13 +39,13 @@ class StudySpec:
     # "module:function"; the function takes (parsed arguments, progress) and returns an exit code.
     runner: str
     description: str | None = None
-    # The config table the study reads, and the settings model that validates it.
+    # The config table the study reads, and the settings model that validates it ("module:Class",
+    # imported when the config schema is built, not for `dcmarket --help`).
     table: str | None = None
-    settings: type[Settings] | None = None
+    settings: str | None = None
 
     def run(self, args: argparse.Namespace, progress: Progress) -> int:
-        module, function = self.runner.split(":")
-        return getattr(importlib.import_module(module), function)(args, progress)
+        return _imported(self.runner)(args, progress)
 
 
 def _seed(text: str) -> int:
@@ -136,7 +133,7 @@ STUDIES: dict[str, StudySpec] = {
             "demand response) to ship there; Stage II: their minute-by-minute dispatch in each sampled "
             "demand-shock scenario. Mean-CVaR objective, and its distributionally robust version. Reads "
             "the config's [plan] table.",
-            table="plan", settings=PlanConfig,
+            table="plan", settings="sim.plan_config:PlanConfig",
         ),
         StudySpec(
             "price", "price",
@@ -146,12 +143,18 @@ STUDIES: dict[str, StudySpec] = {
             "against the distribution locational marginal prices that the DSO's three-phase OPF "
             "(LinDist3Flow) sets: a bilevel problem solved as one MILP. Compares a pro-rata placement, "
             "the aggregator without SVG and with SVG. Reads the config's [price] table.",
-            table="price", settings=PriceConfig,
+            table="price", settings="sim.price_config:PriceConfig",
         ),
     )
 }
 
 
-def study_tables() -> dict[str, type[Settings]]:
-    """Config tables that studies declare, by table name."""
-    return {spec.table: spec.settings for spec in STUDIES.values() if spec.table and spec.settings}
+def study_tables() -> dict[str, type]:
+    """Config tables that studies declare, by table name, with their settings models."""
+    return {spec.table: _imported(spec.settings) for spec in STUDIES.values() if spec.table and spec.settings}
+
+
+def _imported(name: str) -> object:
+    """The object named ``"module:attribute"``."""
+    module, attribute = name.split(":")
+    return getattr(importlib.import_module(module), attribute)
