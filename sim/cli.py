@@ -1,8 +1,9 @@
 """The `dcmarket` command line.
 
 One sub-command per study in the registry (sim/studies.py): `run` an experiment config (the
-auction), `capacity` of a config or a case alone, `plan` flexible capacity against demand shocks.
-`log` prints a finished run's rounds, `cases` lists the built-in networks.
+auction), `capacity` of a config or a case alone, `plan` flexible capacity against demand shocks,
+`price` DLMP coordination, `sweep` many runs. `log` prints a finished run's rounds, `results`
+queries a sweep, `cases` lists the built-in networks.
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     log.add_argument("--round", type=int, help="only this round")
     log.add_argument("--bidder", help="only this bidder's bids and holdings")
     log.add_argument("--product", help="only this product")
+
+    results = commands.add_parser("results", help="query a sweep's results table (DuckDB)")
+    results.add_argument("run_dir", type=Path, help="a sweep directory written by `dcmarket sweep`")
+    results.add_argument("--where", help="SQL condition on the columns, e.g. \"status = 'ok'\" or "
+                         "'\"auction.increment\" >= 2' (quote dotted names)")
+    results.add_argument("--group-by", nargs="+", metavar="COLUMN",
+                         help="one row per group: runs, failures, mean/sd/min/max of the metrics")
+    results.add_argument("--metric", action="append", metavar="COLUMN",
+                         help="with --group-by: mean, sd, min and max of this column (repeatable)")
+    results.add_argument("--limit", type=int, help="at most this many runs (without --group-by)")
+    results.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     return parser
 
 
@@ -104,13 +116,19 @@ def _log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results(args: argparse.Namespace) -> int:
+    from sim.results import command
+
+    return command(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         study = getattr(args, "study", None)
         if study is not None:
             return STUDIES[study].run(args, _progress(args.quiet))
-        return {"log": _log, "cases": _cases}[args.command](args)
+        return {"log": _log, "cases": _cases, "results": _results}[args.command](args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

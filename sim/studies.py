@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -110,6 +111,18 @@ def _price_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser, what="directory")
 
 
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep", type=Path, help="sweep file (TOML): a base config, overrides to vary, seeds")
+    parser.add_argument("--out", type=Path, help="sweep directory (default: runs/<sweep name>-sweep); "
+                        "the same command on the same directory resumes")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes on this machine (default: one per CPU)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on a Dask cluster instead, e.g. tcp://10.0.0.5:8786 (workers must see --out)")
+    parser.add_argument("--force", action="store_true", help="replace a sweep directory that holds another sweep")
+    parser.add_argument("--quiet", action="store_true", help="print no progress on stderr")
+
+
 STUDIES: dict[str, StudySpec] = {
     spec.name: spec
     for spec in (
@@ -144,6 +157,14 @@ STUDIES: dict[str, StudySpec] = {
             "(LinDist3Flow) sets: a bilevel problem solved as one MILP. Compares a pro-rata placement, "
             "the aggregator without SVG and with SVG. Reads the config's [price] table.",
             table="price", settings="sim.price_config:PriceConfig",
+        ),
+        StudySpec(
+            "sweep", "sweep", "many runs of one config over overrides and seeds, into one results table",
+            _sweep_arguments, "sim.sweep:command",
+            description="Runs the base config of SWEEP.toml once per parameter set (a grid, listed points "
+            "and/or a seeded random sample of --set overrides) and seed, on a local process pool or a "
+            "Dask cluster, and writes results.parquet (one row per run). Killed and started again, it "
+            "runs only what is missing.",
         ),
     )
 }

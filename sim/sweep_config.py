@@ -1,0 +1,149 @@
+"""A sweep file (`dcmarket sweep SWEEP.toml`): a base config, the overrides to vary, and the seeds.
+
+    base = "paper_4bus_additive.toml"    # relative to the sweep file
+    seeds = { count = 10 }               # seeds 0..9 (start = 0); or a list: seeds = [1, 2, 3]
+
+    [grid]                               # every combination of these values
+    "auction.increment" = [1, 2, 4]
+
+    [[points]]                           # and/or listed combinations
+    "auction.increment" = 3
+    "mechanism.kind" = "clock"
+
+    [sample]                             # and/or a seeded random sample
+    count = 20
+    seed = 1
+    "auction.increment" = { uniform = [0.5, 5.0] }    # or { integers = [1, 5] }, { choice = [...] }
+
+Parameter sets: the grid's combinations (or one empty set), each merged with every point, each
+merged with every sample draw; then every set runs with every seed. Keys are `--set` paths
+(sim/overrides.py) and are checked like them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from mechanisms.settings import Settings
+from sim.overrides import parse_path
+
+DISTRIBUTIONS = ("uniform", "integers", "choice")
+
+
+class SeedRange(Settings):
+    count: int = Field(ge=1, le=10_000_000)
+    start: int = Field(default=0, ge=0)
+
+
+class SampleConfig(Settings):
+    """``count`` draws of the parameters named besides ``count`` and ``seed``."""
+
+    count: int = Field(ge=1, le=1_000_000)
+    seed: int = Field(default=0, ge=0)
+    parameters: dict[str, dict[str, Any]] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "parameters" not in data:
+            fixed = {k: data[k] for k in ("count", "seed") if k in data}
+            return {**fixed, "parameters": {k: v for k, v in data.items() if k not in ("count", "seed")}}
+        return data
+
+    @field_validator("parameters")
+    @classmethod
+    def _distributions(cls, parameters: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for key, spec in parameters.items():
+            _check_key(key)
+            if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+                raise ValueError(f"{key}: give one of {', '.join(DISTRIBUTIONS)}, e.g. {{ uniform = [0.5, 5.0] }}")
+            kind, values = next(iter(spec.items()))
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{key}.{kind}: give a non-empty list")
+            if kind in ("uniform", "integers"):
+                if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                for v in values) or values[0] > values[1]:
+                    raise ValueError(f"{key}.{kind}: give [low, high] with low <= high")
+                if kind == "integers" and not all(isinstance(v, int) for v in values):
+                    raise ValueError(f"{key}.integers: give whole numbers [low, high]")
+        return parameters
+
+    def draws(self) -> list[dict[str, Any]]:
+        """The sample, one dict per draw; each parameter from its own stream of ``seed``, in key
+        order, so adding a parameter does not move the others' values."""
+        columns: dict[str, list[Any]] = {}
+        for position, key in enumerate(sorted(self.parameters)):
+            kind, values = next(iter(self.parameters[key].items()))
+            rng = np.random.default_rng([self.seed, position])
+            if kind == "uniform":
+                columns[key] = [float(x) for x in rng.uniform(values[0], values[1], self.count)]
+            elif kind == "integers":
+                columns[key] = [int(x) for x in rng.integers(values[0], values[1], self.count, endpoint=True)]
+            else:
+                columns[key] = [values[int(i)] for i in rng.integers(0, len(values), self.count)]
+        return [{key: columns[key][i] for key in self.parameters} for i in range(self.count)]
+
+
+class SweepConfig(Settings):
+    base: str = Field(min_length=1)
+    seeds: list[int] | SeedRange = Field(default_factory=lambda: [0])
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    points: list[dict[str, Any]] = Field(default_factory=list)
+    sample: SampleConfig | None = None
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int] | SeedRange) -> list[int] | SeedRange:
+        if isinstance(seeds, list):
+            if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+                raise ValueError("give distinct non-negative seeds, or { count = N, start = 0 }")
+        return seeds
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            _check_key(key)
+            if not values:
+                raise ValueError(f"{key}: give at least one value")
+        return grid
+
+    @field_validator("points")
+    @classmethod
+    def _points(cls, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for point in points:
+            for key in point:
+                _check_key(key)
+        return points
+
+    def seed_list(self) -> list[int]:
+        if isinstance(self.seeds, SeedRange):
+            return list(range(self.seeds.start, self.seeds.start + self.seeds.count))
+        return list(self.seeds)
+
+    def parameter_sets(self) -> list[dict[str, Any]]:
+        """Every parameter set, in a fixed order (grid, then points, then sample draws)."""
+        keys = list(self.grid)
+        sets: list[dict[str, Any]] = [dict(zip(keys, combo)) for combo in itertools.product(*self.grid.values())]
+        if self.points:
+            sets = [{**s, **p} for s in sets for p in self.points]
+        if self.sample is not None:
+            sets = [{**s, **d} for s in sets for d in self.sample.draws()]
+        return sets
+
+    def swept_keys(self) -> list[str]:
+        """The parameters that vary, in first-seen order (the results table's columns)."""
+        keys: dict[str, None] = {}
+        for parameter_set in self.parameter_sets():
+            keys.update(dict.fromkeys(parameter_set))
+        return list(keys)
+
+
+def _check_key(key: str) -> None:
+    if key == "seed":
+        raise ValueError("seed: sweep seeds with `seeds`, not as a parameter")
+    parse_path(key)  # raises a ValueError naming the key
