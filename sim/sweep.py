@@ -131,12 +131,13 @@ def _warm_up() -> None:
     importlib.import_module("sim.run")
 
 
-def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int,
-            scheduler: str | None) -> Iterator[dict[str, Any]]:
-    """The records of ``pending``, as the runs end (in any order)."""
+def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int, scheduler: str | None,
+            shown: str) -> Iterator[dict[str, Any]]:
+    """The records of ``pending``, as the runs end (in any order); errors name the base config
+    as ``shown`` (the sweep file's ``base``), so records do not depend on where the sweep runs."""
     if not pending:
         return
-    task = {"base": str(base.resolve()), "root": str(root.resolve()), "shown": str(base)}
+    task = {"base": str(base.resolve()), "root": str(root.resolve()), "shown": shown}
     if scheduler is not None:
         try:
             from distributed import Client, as_completed as dask_completed
@@ -240,7 +241,7 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
         try:
             load_config(base, sets=overrides_of(json.loads(parameters)))
         except ConfigError as error:
-            invalid[parameters] = str(error)
+            invalid[parameters] = str(error).replace(str(base), sweep.base)
     if len(invalid) == len({json.dumps(s.parameters, sort_keys=True) for s in specs}):
         raise ConfigError(f"{path}: every parameter set is invalid; the first: {sorted(invalid.values())[0]}")
     records = _read_records(out, specs)
@@ -264,7 +265,7 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
     if not quiet:
         where = f"the Dask scheduler at {scheduler}" if scheduler else f"{workers} worker process(es)"
         progress(f"{len(runnable):,} runs to go on {where}")
-    for record in execute(runnable, base, out, workers=workers, scheduler=scheduler):
+    for record in execute(runnable, base, out, workers=workers, scheduler=scheduler, shown=sweep.base):
         _write_record(out, record)
         records[record["run"]] = record
         line.update(failed=record["status"] != "ok")
