@@ -21,6 +21,8 @@ SCRIPTS = [
     # Two populations of each mix, four mechanisms each.
     # Two sites, without SVG and with 3 levels: both linearizations, GLPK on strong duality.
     ("bench_dlmp.py", ["--quick"], "bench_dlmp.csv", 6),
+    # 8 runs three ways: a pool, a Dask LocalCluster, separate calls.
+    ("bench_sweep.py", ["--quick"], "bench_sweep.csv", 3),
     # Five commands, once each.
     ("bench_startup.py", ["--repeat", "1"], "bench_startup.csv", 5),
     ("compare_mechanisms.py", ["--populations", "2", "--bidders", "4", "--buses", "2"], "compare_mechanisms.csv", 16),
