@@ -96,7 +96,7 @@ def _family(study: CapacityStudy) -> Callable[[int, int], str]:
     return name
 
 
-def _map_png(study: CapacityStudy, title: str) -> bytes:
+def capacity_map_png(study: CapacityStudy, title: str) -> bytes:
     from sim.plots import plot_capacity_map  # matplotlib loads only when a map is drawn
 
     firm = study.firm.capacity_mw
@@ -192,7 +192,7 @@ def run_capacity(
     # Always written, so that a reader of the directory finds the check or why there is none.
     files[outputs.RISK_CHECK] = outputs.csv_bytes(RISK_COLUMNS, [c.as_dict() for c in checks or []])
     progress("capacity map")
-    files[outputs.CAPACITY_MAP] = _map_png(study, f"Capacity for data centers on {study.network.name}")
+    files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
     outputs.write_run_directory(out, files, force=force)
 
     sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"

@@ -169,6 +169,7 @@ def run_experiment(
     summary_only: bool = False,
     progress: Progress = lambda _: None,
     sets: Sequence[Override] = (),
+    plots: bool = False,
 ) -> RunResult:
     config = load_config(config_path, {"seed": seed, "solver": solver}, sets)
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
@@ -213,6 +214,8 @@ def run_experiment(
         files[outputs.WITHDRAWALS] = outputs.csv_bytes(outputs.WITHDRAWAL_COLUMNS, withdrawals)
     files[outputs.ROUNDS] = outputs.csv_bytes(outputs.ROUND_COLUMNS, rounds)
     report = render_report(summary, bids, rounds, summary_only=summary_only)
+    if plots:
+        files.update(_run_figures(model, summary, rounds))
     if getattr(config, "plan", None) is not None:
         # Operate after the auction: the DSO plans flexible capacity modules for the sites that
         # won flexible capacity ([plan] sites, when given, replace them).
@@ -268,6 +271,34 @@ def run_experiment(
     return RunResult(config=config, summary=summary, files=files, report=report)
 
 
+def _run_figures(model: MarketModel, summary: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[str, bytes]:
+    """The run's figures (``--plots``): price paths, holdings per round and, with a network, the
+    capacity map."""
+    import tempfile
+
+    from sim.capacity_run import capacity_map_png
+    from sim.run_plots import HOLDINGS, PRICE_PATH, plot_holdings, plot_price_paths
+
+    products = [p["id"] for p in summary["products"]]
+    bidders = list(summary["payments"])
+    mechanism = summary["mechanism"]
+    files: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="dcmarket-figures-") as scratch:
+        drawn = {
+            PRICE_PATH: lambda p: plot_price_paths(
+                rounds, products, p, f"Standing price of each product by round ({mechanism}, {len(bidders)} bidders)"),
+            HOLDINGS: lambda p: plot_holdings(rounds, products, bidders, p,
+                                              f"Who stands on each product after each round ({mechanism})"),
+        }
+        for name, draw in drawn.items():
+            draw(Path(scratch) / name)
+            files[name] = (Path(scratch) / name).read_bytes()
+    if model.capacity.study is not None:
+        study = model.capacity.study
+        files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
+    return files
+
+
 def _operating_aggregator(model: MarketModel, name: str | None, config_path: Path) -> Aggregator:
     """The aggregator that operates its sites: ``[price] aggregator``, or the run's only one."""
     aggregators = list(model.agents_by_type.get(Aggregator, []))
@@ -296,6 +327,7 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
         summary_only=args.summary_only,
         progress=progress,
         sets=args.sets,
+        plots=args.plots,
     )
     print(result.report)
     print(f"\nRun directory: {out}")

@@ -82,6 +82,8 @@ def _auction_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser, what="run directory")
     parser.add_argument("--summary-only", action="store_true",
                         help="print products, outcome and verdict without the round table (big cases)")
+    parser.add_argument("--plots", action="store_true",
+                        help="also write price_path.png, holdings.png and (with a network) capacity_map.png")
 
 
 def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +122,7 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on a Dask cluster instead, e.g. tcp://10.0.0.5:8786 (workers must see --out)")
     parser.add_argument("--force", action="store_true", help="replace a sweep directory that holds another sweep")
+    parser.add_argument("--plots", action="store_true", help="write plots/: each metric against each swept parameter")
     parser.add_argument("--quiet", action="store_true", help="print no progress on stderr")
 
 

@@ -12,6 +12,7 @@ with ``--scheduler``). What a sweep directory holds:
                             the outcome (welfare, revenue, rounds, verdicts)
     timings.parquet         run, seconds, worker: kept apart so that results.parquet is the
                             same bytes however and wherever the runs went
+    plots/                  (--plots) each metric against each swept parameter
 
 Nothing is lost: a record is written (atomically) when its run ends, so a sweep killed at any
 moment and started again with the same command runs only the missing runs and ends with the
@@ -51,6 +52,7 @@ BASE_FILE = "base.toml"
 RUNS_FOLDER = "runs"
 RECORDS_FOLDER = "records"
 RESULTS = "results.parquet"
+PLOTS_FOLDER = "plots"
 TIMINGS = "timings.parquet"
 # The outcome columns of results.parquet, after run, status, error, seed and the swept parameters.
 METRICS = ("mechanism", "products", "bidders", "welfare_usd", "efficient_welfare_usd", "efficiency",
@@ -227,7 +229,7 @@ class SweepResult:
 
 
 def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None = None, force: bool = False,
-              quiet: bool = False, progress: Progress = lambda _: None) -> SweepResult:
+              quiet: bool = False, plots: bool = False, progress: Progress = lambda _: None) -> SweepResult:
     sweep = read_sweep(path)
     base = (path.parent / sweep.base)
     if not base.is_file():
@@ -271,6 +273,10 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
         line.update(failed=record["status"] != "ok")
     ordered = [records[s.run] for s in specs]
     _write_tables(out, ordered, sweep.swept_keys())
+    if plots:
+        from sim.sweep_plots import sweep_figures
+
+        sweep_figures(out / RESULTS, sweep.swept_keys(), out / PLOTS_FOLDER, f"Sweep {path.stem}")
     return SweepResult(len(specs), len(pending), sum(r["status"] != "ok" for r in ordered), out)
 
 
@@ -383,7 +389,7 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
         raise ConfigError("--workers: must be at least 1")
     out = args.out or Path("runs") / f"{args.sweep.stem}-sweep"
     result = run_sweep(args.sweep, out, workers=args.workers, scheduler=args.scheduler, force=args.force,
-                       quiet=args.quiet, progress=progress)
+                       quiet=args.quiet, plots=args.plots, progress=progress)
     print(f"{result.runs:,} runs ({result.ran:,} run now, {result.runs - result.ran:,} recorded before), "
           f"{result.failed:,} failed")
     print(f"Sweep directory: {out} (results.parquet; query it with dcmarket results {out})")

@@ -194,3 +194,25 @@ def test_results_errors_are_one_line(reference, tmp_path, capsys):
     assert "--group-by: no column 'nosuch'" in capsys.readouterr().err
     assert main(["results", str(tmp_path)]) == 2
     assert "no results.parquet" in capsys.readouterr().err
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_plots_are_written_and_the_same_bytes_twice(tmp_path):
+    data = {"seeds": [0, 1], "grid": {"auction.increment": [1, 2, 4]}}
+    for name in ("a", "b"):
+        run_sweep(_sweep(tmp_path, data), tmp_path / name, workers=1, quiet=True, plots=True)
+    first = tmp_path / "a" / "plots" / "sweep_auction_increment.png"
+    assert first.read_bytes().startswith(PNG)
+    assert first.read_bytes() == (tmp_path / "b" / "plots" / "sweep_auction_increment.png").read_bytes()
+
+
+def test_run_plots_are_written_and_the_same_bytes_twice(tmp_path):
+    for name in ("a", "b"):
+        assert main(["run", str(BASE), "--out", str(tmp_path / name), "--quiet", "--plots"]) == 0
+    for figure in ("price_path.png", "holdings.png", "capacity_map.png"):
+        content = (tmp_path / "a" / figure).read_bytes()
+        assert content.startswith(PNG) and content == (tmp_path / "b" / figure).read_bytes(), figure
+    # --force recognises the figures as a run's files.
+    assert main(["run", str(BASE), "--out", str(tmp_path / "a"), "--quiet", "--plots", "--force"]) == 0

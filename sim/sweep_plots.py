@@ -1,0 +1,84 @@
+"""Figures (PNG) of a sweep: each outcome metric against each swept parameter, with a band over
+the seeds. A numeric parameter gets lines (the mean over seeds) with a band of one standard
+deviation and the min-max range; a categorical one (a mechanism, a profile) gets bars side by
+side with the same spread. When several parameters vary, the others split the lines or bars.
+
+As in sim/plots.py: matplotlib inside the functions, bare ``Figure`` objects, atomic writes with
+no timestamps (the same table gives the same bytes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from sim.plots import DPI, _write_png_atomically
+
+# (column, label with units), in panel order.
+METRIC_PANELS = (
+    ("efficiency", "efficiency (welfare / best)"),
+    ("revenue_usd", "revenue ($)"),
+    ("welfare_usd", "welfare ($)"),
+    ("rounds", "rounds"),
+)
+_SPLIT_LIMIT = 8  # more combinations of the other parameters than this: pooled instead
+
+
+def file_name(parameter: str) -> str:
+    return "sweep_" + "".join(c if c.isalnum() else "_" for c in parameter) + ".png"
+
+
+def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Path, title: str) -> None:
+    """``table``: the sweep's results (pandas), successful runs only."""
+    from matplotlib.figure import Figure
+
+    numeric = table[parameter].dtype.kind in "if"
+    splits = [c for c in others if table[c].nunique() > 1]
+    groups = list(table.groupby(splits, sort=True)) if splits and table.groupby(splits).ngroups <= _SPLIT_LIMIT \
+        else [((), table)]
+    figure = Figure(figsize=(12.0, 8.0))
+    axes = figure.subplots(2, 2)
+    for ax, (metric, label) in zip(axes.flat, METRIC_PANELS):
+        values = sorted(table[parameter].unique(), key=lambda v: (str(type(v)), v))
+        for n, (key, group) in enumerate(groups):
+            key = key if isinstance(key, tuple) else (key,)
+            name = ", ".join(f"{c} = {v}" for c, v in zip(splits, key)) or "all runs"
+            stats = group.groupby(parameter)[metric].agg(["mean", "std", "min", "max", "count"]).reindex(values)
+            std = stats["std"].fillna(0.0)
+            if numeric:
+                x = list(stats.index)
+                line = ax.plot(x, stats["mean"], marker="o", linewidth=1.6, label=name)[0]
+                ax.fill_between(x, stats["mean"] - std, stats["mean"] + std, color=line.get_color(), alpha=0.25)
+                ax.fill_between(x, stats["min"], stats["max"], color=line.get_color(), alpha=0.08)
+            else:
+                width = 0.8 / len(groups)
+                x = [i + (n - (len(groups) - 1) / 2) * width for i in range(len(values))]
+                ax.bar(x, stats["mean"], width, yerr=std, capsize=3, label=name)
+        if not numeric:
+            ax.set_xticks(range(len(values)), [str(v) for v in values], fontsize=8)
+        ax.set_xlabel(parameter)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    seeds = int(table.groupby([parameter, *splits])["seed"].nunique().min()) if len(table) else 0
+    figure.suptitle(f"{title}: mean over {seeds}+ seeds per point, band 1 sd (dark) and min-max (light)", fontsize=11)
+    figure.tight_layout()
+    _write_png_atomically(figure, path, DPI)
+
+
+def sweep_figures(results_path: Path, parameters: Sequence[str], folder: Path, title: str) -> list[Path]:
+    """One figure per swept parameter, from results.parquet; returns the files written."""
+    import pandas as pd
+
+    table = pd.read_parquet(results_path)
+    table = table[table["status"] == "ok"]
+    written = []
+    if table.empty:
+        return written
+    for parameter in parameters:
+        if table[parameter].nunique() < 2:
+            continue
+        path = folder / file_name(parameter)
+        plot_metrics_against(table, parameter, [p for p in parameters if p != parameter], path, title)
+        written.append(path)
+    return written
