@@ -3,13 +3,15 @@
 One sub-command per study in the registry (sim/studies.py): `run` an experiment config (the
 auction), `capacity` of a config or a case alone, `plan` flexible capacity against demand shocks,
 `price` DLMP coordination, `sweep` many runs. `log` prints a finished run's rounds, `results`
-queries a sweep, `cases` lists the built-in networks.
+queries a sweep, `report` writes an HTML page, `view` serves Mesa's interactive view of an
+auction, `cases` lists the built-in networks.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,8 @@ from sim.errors import ConfigError
 from sim.report import format_table, round_table
 from sim.studies import STUDIES
 
+# How `dcmarket view` hands the config to the page that Solara serves (sim/viz.py).
+VIEW_CONFIG_ENV = "DCMARKET_VIEW_CONFIG"
 # Errors that come from the user's input or environment: one line, no traceback.
 USER_ERRORS = (ConfigError, GridError, MechanismError, AgentConfigError, outputs.OutputError)
 
@@ -46,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     log.add_argument("--round", type=int, help="only this round")
     log.add_argument("--bidder", help="only this bidder's bids and holdings")
     log.add_argument("--product", help="only this product")
+
+    view = commands.add_parser("view", help="step through an auction in Mesa's interactive view (SolaraViz) in a browser")
+    view.add_argument("config", type=Path, help="experiment config (TOML)")
+    view.add_argument("--port", type=int, default=8765, help="port to serve on (default 8765)")
+    view.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+
+    report = commands.add_parser("report", help="write one self-contained HTML page for a run or sweep directory")
+    report.add_argument("run_dir", type=Path, help="a run, sweep, plan, price or capacity directory")
 
     results = commands.add_parser("results", help="query a sweep's results table (DuckDB)")
     results.add_argument("run_dir", type=Path, help="a sweep directory written by `dcmarket sweep`")
@@ -122,13 +134,34 @@ def _results(args: argparse.Namespace) -> int:
     return command(args)
 
 
+def _view(args: argparse.Namespace) -> int:
+    from sim.config import load_config
+
+    load_config(args.config).require_market()  # a bad config fails here, in one line, not in the browser
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port: {args.port} is not a port number (1-65535)")
+    env = {**os.environ, VIEW_CONFIG_ENV: str(args.config.resolve())}
+    print(f"Serving the auction of {args.config} at http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
+    command = [sys.executable, "-m", "solara", "run", "sim.viz", "--port", str(args.port), "--host", args.host,
+               "--production"]
+    return subprocess.run(command, env=env).returncode
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sim.html_report import write_report
+
+    print(f"Report: {write_report(args.run_dir)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         study = getattr(args, "study", None)
         if study is not None:
             return STUDIES[study].run(args, _progress(args.quiet))
-        return {"log": _log, "cases": _cases, "results": _results}[args.command](args)
+        return {"log": _log, "cases": _cases, "results": _results, "report": _report,
+                "view": _view}[args.command](args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -79,7 +79,8 @@ PRICE_FOLDER = "price"
 PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png", "unbalance.png",
                          "dlmp_map.png", "costs.png"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
-                       RISK_CHECK, CAPACITY_MAP, CORRELATION, "price_path.png", "holdings.png"})
+                       RISK_CHECK, CAPACITY_MAP, CORRELATION, "price_path.png", "holdings.png",
+                        "report.html"})
              | PLAN_FILES | PRICE_FILES)
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
 
