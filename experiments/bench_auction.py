@@ -29,7 +29,7 @@ from typing import Any
 
 from sim.config import parse_config
 from sim.model import MarketModel
-from sim.outputs import write_table_csv
+from sim.outputs import write_bench_csv
 
 HERE = Path(__file__).resolve().parent
 INCREMENT_USD = 1.0
@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         r["ratio_size"] = (r["products"] * r["bidders"]) / (base["products"] * base["bidders"])
         r["ratio_auction_s"] = r["auction_s"] / base["auction_s"] if base["auction_s"] > 0 else float("nan")
     target = args.out / "bench_auction.csv"
-    write_table_csv(target, COLUMNS, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
-                                      for r in rows])
+    write_bench_csv(target, COLUMNS, rows)
     print(f"SAA through the Mesa model, gross-substitutes population, straightforward bidding, increment "
           f"{INCREMENT_USD:g} $ (seed {args.seed})\n")
     header = (f"{'products':>8} {'bidders':>7} {'rounds':>6} {'bids':>7} {'auction s':>9} {'certify s':>9} "

@@ -39,7 +39,7 @@ from grid.errors import GridError, SolverError  # noqa: E402
 from grid.solvers import check_solver  # noqa: E402
 from grid.three_phase import load_ieee37  # noqa: E402
 from grid.three_phase_opf import DistributedGenerator, OpfSettings  # noqa: E402
-from sim.outputs import write_table_csv  # noqa: E402
+from sim.outputs import write_bench_csv  # noqa: E402
 from sim.report import format_table  # noqa: E402
 
 SITE_BUSES = (738, 725, 731, 741, 735)
@@ -152,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         progress(f"{label}: {row['status']} in {row['wall_s']:.1f} s")
         fill_comparisons(rows)
-        write_table_csv(target, COLUMNS, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
-                                          for r in rows])
+        write_bench_csv(target, COLUMNS, rows)
     print(table(rows))
     for r in rows:
         if r["status"] == "error":

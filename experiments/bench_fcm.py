@@ -52,7 +52,7 @@ from grid.fcm_model import RiskSettings, solve_plan  # noqa: E402
 from grid.shocks import draw_shocks  # noqa: E402
 from grid.solvers import check_solver  # noqa: E402
 from sim.config import load_config  # noqa: E402
-from sim.outputs import write_table_csv  # noqa: E402
+from sim.outputs import write_bench_csv  # noqa: E402
 from sim.plan_run import plan_data, shock_sites, sites_from_config  # noqa: E402
 from sim.random_streams import stream  # noqa: E402
 from sim.report import format_table  # noqa: E402
@@ -175,8 +175,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_table_csv(path, COLUMNS, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
-                                    for r in rows])
+    write_bench_csv(path, COLUMNS, rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -28,7 +28,7 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run as a script: the packages are this checkout's
     sys.path.insert(0, str(REPO))
 
-from sim.outputs import write_table_csv  # noqa: E402
+from sim.outputs import write_bench_csv  # noqa: E402
 from sim.report import format_table  # noqa: E402
 
 CSV_NAME = "bench_startup.csv"
@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                        [(r["command"], f"{r['median_s']:.3f}", f"{r['fastest_s']:.3f}", f"{r['over_bare_python']:.1f}")
                         for r in rows], [False, True, True, True]))
     target = args.out / CSV_NAME
-    write_table_csv(target, COLUMNS, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
-                                      for r in rows])
+    write_bench_csv(target, COLUMNS, rows)
     print(f"\nwrote {target}")
     return 0
 

@@ -32,7 +32,7 @@ import subprocess  # noqa: E402
 
 import tomli_w  # noqa: E402
 
-from sim.outputs import write_table_csv  # noqa: E402
+from sim.outputs import write_bench_csv  # noqa: E402
 from sim.report import format_table  # noqa: E402
 
 SWEEP = HERE / "sweep_4bus_increment.toml"
@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r['fraction_of_separate']:.3f}", r.get("same_table", "")) for r in rows],
                        [False, True, True, True, True, False]))
     target = args.out / CSV_NAME
-    write_table_csv(target, COLUMNS, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
-                                      for r in rows])
+    write_bench_csv(target, COLUMNS, rows)
     print(f"\nwrote {target}")
     return 0
 

@@ -32,7 +32,7 @@ from agents.strategies import Participant, Straightforward, respond_all
 from mechanisms.certify import certify
 from mechanisms.loop import run_to_close
 from mechanisms.registry import MECHANISMS
-from sim.outputs import write_table_csv
+from sim.outputs import write_bench_csv
 
 HERE = Path(__file__).resolve().parent
 # The rules each mechanism runs with: the same 1 $ step for the two ascending auctions.
@@ -134,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_population(mix, index, args.bidders, args.buses, args.seed)
             progress(f"{mix}: population {index + 1}/{args.populations}")
     csv_path = args.out / "compare_mechanisms.csv"
-    write_table_csv(csv_path, COLUMNS, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
-                                        for r in rows])
+    write_bench_csv(csv_path, COLUMNS, rows)
     from sim.plots import plot_mechanism_comparison  # matplotlib loads only here
 
     png_path = args.out / "compare_mechanisms.png"

@@ -19,7 +19,6 @@ import base64
 import csv
 import html
 import json
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -111,10 +110,9 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def _drawn(draw, name: str) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="dcmarket-report-") as scratch:
-        path = Path(scratch) / name
-        draw(path)
-        return path.read_bytes()
+    from sim.plots import figure_bytes
+
+    return figure_bytes({name: draw})[name]
 
 
 def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:

@@ -59,6 +59,12 @@ def write_table_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[s
     partial.replace(path)
 
 
+def write_bench_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A benchmark's table: floats to 6 significant digits (timings carry no more), atomically."""
+    write_table_csv(path, columns, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
+                                    for r in rows])
+
+
 def json_bytes(data: Any) -> bytes:
     try:
         return (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8")

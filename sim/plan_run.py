@@ -15,7 +15,6 @@ What it computes (spec `fcm-two-stage.md` section 6):
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -283,6 +282,7 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
            frontier_rows: list[dict[str, Any]], samples: Mapping[str, ShockScenarios], summary: dict[str, Any],
            network: Network) -> dict[str, bytes]:
     from sim.plan_plots import plot_dispatch, plot_frontier, plot_out_of_sample, plot_plan_map
+    from sim.plots import figure_bytes
     from sim.shock_plot import plot_shocks
 
     hub_bus = {h.name: h.bus for h in data.hubs}
@@ -321,22 +321,17 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
     }
     if frontier_rows:
         files["frontier.csv"] = outputs.csv_bytes(FRONTIER_COLUMNS, frontier_rows)
-    with tempfile.TemporaryDirectory(prefix="dcmarket-plan-") as scratch:
-        folder = Path(scratch)
-        drawn = {
-            "plan_map.png": lambda p: plot_plan_map(network, data, {n: s.plan for n, s in plans.items()}, p),
-            "shocks.png": lambda p: plot_shocks(samples["in-sample"], p,
-                                                title=f"Demand shocks drawn at {len(data.sites)} data-center sites"),
-            "out_of_sample.png": lambda p: plot_out_of_sample(summary, evaluations, p),
-            "dispatch.png": lambda p: plot_dispatch(data, profile, worst, {n: evaluations[n, "in-sample"] for n in plans},
-                                                    samples["in-sample"].settings.window_min, p),
-        }
-        if frontier_rows:
-            drawn["frontier.png"] = lambda p: plot_frontier(frontier_rows, summary, p)
-        for name, draw in drawn.items():
-            path = folder / name
-            draw(path)
-            files[name] = path.read_bytes()
+    drawn = {
+        "plan_map.png": lambda p: plot_plan_map(network, data, {n: s.plan for n, s in plans.items()}, p),
+        "shocks.png": lambda p: plot_shocks(samples["in-sample"], p,
+                                            title=f"Demand shocks drawn at {len(data.sites)} data-center sites"),
+        "out_of_sample.png": lambda p: plot_out_of_sample(summary, evaluations, p),
+        "dispatch.png": lambda p: plot_dispatch(data, profile, worst, {n: evaluations[n, "in-sample"] for n in plans},
+                                                samples["in-sample"].settings.window_min, p),
+    }
+    if frontier_rows:
+        drawn["frontier.png"] = lambda p: plot_frontier(frontier_rows, summary, p)
+    files.update(figure_bytes(drawn))
     return files
 
 

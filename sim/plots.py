@@ -12,7 +12,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Mapping
+from typing import TYPE_CHECKING, Callable, Collection, Mapping
 
 from grid.network import Network
 
@@ -26,6 +26,7 @@ __all__ = [
     "DPI",
     "plot_capacity_map",
     "plot_mechanism_comparison",
+    "figure_bytes",
 ]
 
 DEFAULT_FIRM_TITLE = "Firm capacity (MW)"
@@ -258,6 +259,20 @@ def _draw(
                               markeredgecolor="black", markeredgewidth=1.4, label="highlighted bus"))
     figure.legend(handles=handles, loc="lower center", ncols=len(handles), frameon=False, fontsize=9)
     return figure
+
+
+def figure_bytes(drawers: Mapping[str, Callable[[Path], None]]) -> dict[str, bytes]:
+    """Each figure's PNG bytes, by file name: every drawer draws into a scratch folder (the
+    studies hand their files to one atomic directory write, not to the disk one by one)."""
+    import tempfile
+
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="dcmarket-figures-") as scratch:
+        for name, draw in drawers.items():
+            path = Path(scratch) / name
+            draw(path)
+            out[name] = path.read_bytes()
+    return out
 
 
 def _write_png_atomically(figure: Figure, path: Path, dpi: int) -> None:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -267,6 +265,7 @@ def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFee
 
 def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], outcomes: Mapping[str, CaseOutcome],
            summary: dict[str, Any]) -> dict[str, bytes]:
+    from sim.plots import figure_bytes
     from sim.price_plots import plot_costs, plot_dlmp_map, plot_unbalance, plot_voltage_profile
 
     distance = distance_km(feeder)
@@ -292,18 +291,12 @@ def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], outcomes: 
         "sites.csv": outputs.csv_bytes(SITE_COLUMNS, site_rows),
     }
     solved = {case: o.opf for case, o in outcomes.items() if o.opf is not None}
-    with tempfile.TemporaryDirectory(prefix="dcmarket-price-") as scratch:
-        folder = Path(scratch)
-        drawn = {
-            "voltage_profile.png": lambda p: plot_voltage_profile(feeder, solved, distance, sites, summary, p),
-            "unbalance.png": lambda p: plot_unbalance(sites, solved, p),
-            "dlmp_map.png": lambda p: plot_dlmp_map(feeder, solved, sites, p),
-            "costs.png": lambda p: plot_costs(summary, p),
-        }
-        for name, draw in drawn.items():
-            path = folder / name
-            draw(path)
-            files[name] = path.read_bytes()
+    files.update(figure_bytes({
+        "voltage_profile.png": lambda p: plot_voltage_profile(feeder, solved, distance, sites, summary, p),
+        "unbalance.png": lambda p: plot_unbalance(sites, solved, p),
+        "dlmp_map.png": lambda p: plot_dlmp_map(feeder, solved, sites, p),
+        "costs.png": lambda p: plot_costs(summary, p),
+    }))
     return files
 
 

@@ -274,25 +274,19 @@ def run_experiment(
 def _run_figures(model: MarketModel, summary: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[str, bytes]:
     """The run's figures (``--plots``): price paths, holdings per round and, with a network, the
     capacity map."""
-    import tempfile
-
     from sim.capacity_run import capacity_map_png
+    from sim.plots import figure_bytes
     from sim.run_plots import HOLDINGS, PRICE_PATH, plot_holdings, plot_price_paths
 
     products = [p["id"] for p in summary["products"]]
     bidders = list(summary["payments"])
     mechanism = summary["mechanism"]
-    files: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory(prefix="dcmarket-figures-") as scratch:
-        drawn = {
-            PRICE_PATH: lambda p: plot_price_paths(
-                rounds, products, p, f"Standing price of each product by round ({mechanism}, {len(bidders)} bidders)"),
-            HOLDINGS: lambda p: plot_holdings(rounds, products, bidders, p,
-                                              f"Who stands on each product after each round ({mechanism})"),
-        }
-        for name, draw in drawn.items():
-            draw(Path(scratch) / name)
-            files[name] = (Path(scratch) / name).read_bytes()
+    files = figure_bytes({
+        PRICE_PATH: lambda p: plot_price_paths(
+            rounds, products, p, f"Standing price of each product by round ({mechanism}, {len(bidders)} bidders)"),
+        HOLDINGS: lambda p: plot_holdings(rounds, products, bidders, p,
+                                          f"Who stands on each product after each round ({mechanism})"),
+    })
     if model.capacity.study is not None:
         study = model.capacity.study
         files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
