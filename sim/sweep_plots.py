@@ -33,9 +33,11 @@ def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Pat
     from matplotlib.figure import Figure
 
     numeric = table[parameter].dtype.kind in "if"
-    splits = [c for c in others if table[c].nunique() > 1]
-    groups = list(table.groupby(splits, sort=True)) if splits and table.groupby(splits).ngroups <= _SPLIT_LIMIT \
-        else [((), table)]
+    # Parameters set on only some points (a mechanism's own rules) follow the parameter; they split nothing.
+    splits = [c for c in others if table[c].nunique() > 1 and table[c].notna().all()]
+    # dropna=False: a parameter that only some points set (a mechanism's own rules) is empty elsewhere.
+    groups = list(table.groupby(splits, sort=True, dropna=False)) \
+        if splits and table.groupby(splits, dropna=False).ngroups <= _SPLIT_LIMIT else [((), table)]
     figure = Figure(figsize=(12.0, 8.0))
     axes = figure.subplots(2, 2)
     for ax, (metric, label) in zip(axes.flat, METRIC_PANELS):
@@ -59,9 +61,11 @@ def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Pat
         ax.set_xlabel(parameter)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
-    seeds = int(table.groupby([parameter, *splits])["seed"].nunique().min()) if len(table) else 0
-    figure.suptitle(f"{title}: mean over {seeds}+ seeds per point, band 1 sd (dark) and min-max (light)", fontsize=11)
+    if len(groups) > 1:
+        axes.flat[0].legend(fontsize=8)
+    seeds = int(table.groupby([parameter, *splits], dropna=False)["seed"].nunique().min()) if len(table) else 0
+    spread = "band 1 sd (dark) and min-max (light)" if numeric else "error bars 1 sd"
+    figure.suptitle(f"{title}: mean over {seeds}+ seeds per point, {spread}", fontsize=11)
     figure.tight_layout()
     _write_png_atomically(figure, path, DPI)
 

@@ -216,3 +216,20 @@ def test_run_plots_are_written_and_the_same_bytes_twice(tmp_path):
         assert content.startswith(PNG) and content == (tmp_path / "b" / figure).read_bytes(), figure
     # --force recognises the figures as a run's files.
     assert main(["run", str(BASE), "--out", str(tmp_path / "a"), "--quiet", "--plots", "--force"]) == 0
+
+
+def test_mechanisms_side_by_side_with_their_own_rules(tmp_path, capsys):
+    """Points give each mechanism its own rules; the sweep plot draws them as bars side by side."""
+    path = tmp_path / "mechanisms.toml"
+    base = os.path.relpath(REPO / "experiments" / "ieee33bw_market.toml", tmp_path)
+    path.write_text(tomli_w.dumps({"base": base, "seeds": [0, 1], "points": [
+        {"mechanism.kind": "saa", "auction.increment": 2}, {"mechanism.kind": "vcg"}, {"mechanism.kind": "queue"}]}))
+    result = run_sweep(path, tmp_path / "out", workers=1, quiet=True, plots=True)
+    assert (result.runs, result.failed) == (6, 0)
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert list(table["mechanism"]) == ["saa", "saa", "vcg", "vcg", "queue", "queue"]
+    assert table["auction.increment"].isna().sum() == 4  # the SAA's rule, empty for the others
+    assert table.loc[table["mechanism"] == "vcg", "efficiency"].tolist() == pytest.approx([1.0, 1.0])  # VCG is efficient
+    assert (table.loc[table["mechanism"] == "queue", "revenue_usd"] == 0.0).all()  # the queue charges nothing
+    assert (tmp_path / "out" / "plots" / "sweep_mechanism_kind.png").read_bytes().startswith(PNG)
+    assert not (tmp_path / "out" / "plots" / "sweep_auction_increment.png").exists()
