@@ -338,9 +338,9 @@ def test_kkt_prices_equal_the_opf_duals_with_a_quadratic_generator(feeder):
     quad = (DistributedGenerator("G711", 711, 100.0, 30.0, quadratic_cost=0.0005),)
     dc = {738: np.array([30.0, 30.0, 30.0])}
     reference = dso_opf(feeder, quad, TIGHT, extra_kw=dc)
-    kkt = kkt_system(build_opf_model(feeder, quad, TIGHT, extra_kw=dc), dual_bound=1e4)
+    lp = build_opf_model(feeder, quad, TIGHT, extra_kw=dc)  # kept: the KKT system refers to its components
+    kkt = kkt_system(lp, dual_bound=1e4)
     solve_milp(kkt.model, "highs", mip_gap=1e-9)
-    lp = kkt.rows[0].model()
     for bus, prices in reference.dlmp_p.items():
         for phase in range(3):
             assert kkt.dual(lp.balance_p[bus, phase]) == pytest.approx(prices[phase], rel=1e-4, abs=1e-3)
