@@ -66,7 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     results.add_argument("--group-by", nargs="+", metavar="COLUMN",
                          help="one row per group: runs, failures, mean/sd/min/max of the metrics")
     results.add_argument("--metric", action="append", metavar="COLUMN",
-                         help="with --group-by: mean, sd, min and max of this column (repeatable)")
+                         help="with --group-by: mean, sd, min and max of this column; with --plot: draw it "
+                         "(repeatable)")
+    results.add_argument("--plot", metavar="PARAMETER",
+                         help="draw the metrics against this swept parameter, with bands over seeds, into DIR/plots/")
     results.add_argument("--limit", type=int, help="at most this many runs (without --group-by)")
     results.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     return parser

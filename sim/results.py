@@ -87,8 +87,39 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def plot(run_dir: Path, parameter: str, metrics: Sequence[str]) -> Path:
+    """``--plot PARAMETER``: the chosen metrics (default: efficiency, revenue, welfare, rounds)
+    against one swept parameter, with bands over seeds, into DIR/plots/."""
+    import pandas as pd
+
+    from sim.sweep import PLOTS_FOLDER, SWEEP_FILE, read_sweep
+    from sim.sweep_plots import file_name, plot_metrics_against
+
+    query(run_dir, limit=0)  # a clear error for a directory that is not a finished sweep
+    keys = read_sweep(run_dir / SWEEP_FILE).swept_keys()
+    if parameter not in keys:
+        raise outputs.OutputError(f"--plot: {parameter!r} is not a swept parameter; the sweep varies {', '.join(keys)}")
+    table = pd.read_parquet(run_dir / RESULTS)
+    if (run_dir / TIMINGS).is_file():
+        table = table.merge(pd.read_parquet(run_dir / TIMINGS), on="run")
+    for metric in metrics:
+        if metric not in table.columns or table[metric].dtype.kind not in "ifb":
+            numeric = [c for c in table.columns if table[c].dtype.kind in "if" and c not in (*keys, "seed")]
+            raise outputs.OutputError(f"--metric: {metric!r} is not a numeric column; use one of {', '.join(numeric)}")
+    table = table[table["status"] == "ok"]
+    if table.empty:
+        raise outputs.OutputError(f"{run_dir}: no successful run to plot")
+    path = run_dir / PLOTS_FOLDER / file_name(parameter, metrics)
+    plot_metrics_against(table, parameter, [k for k in keys if k != parameter], path, f"Sweep {run_dir.name}",
+                         metrics)
+    return path
+
+
 def command(args: argparse.Namespace) -> int:
     """`dcmarket results DIR`."""
+    if args.plot is not None:
+        print(f"Plot: {plot(args.run_dir, args.plot, args.metric or ())}")
+        return 0
     names, rows = query(args.run_dir, where=args.where, group_by=args.group_by or (), metrics=args.metric or (),
                         limit=args.limit)
     if args.csv:

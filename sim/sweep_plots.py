@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from sim.plots import DPI, _write_png_atomically
 
 # (column, label with units), in panel order.
@@ -21,16 +23,30 @@ METRIC_PANELS = (
     ("welfare_usd", "welfare ($)"),
     ("rounds", "rounds"),
 )
+# Labels with units for the other columns one may choose (`dcmarket results --plot ... --metric`).
+OTHER_LABELS = {"seconds": "wall seconds per run (s)", "efficient_welfare_usd": "best possible welfare ($)",
+                "efficiency_gap_usd": "efficiency gap ($)", "rounds_run": "rounds run", "products": "products sold",
+                "bidders": "bidders"}
 _SPLIT_LIMIT = 8  # more combinations of the other parameters than this: pooled instead
 
 
-def file_name(parameter: str) -> str:
-    return "sweep_" + "".join(c if c.isalnum() else "_" for c in parameter) + ".png"
+def file_name(parameter: str, metrics: Sequence[str] = ()) -> str:
+    """sweep_<parameter>.png for the default panels, sweep_<parameter>__<metrics>.png otherwise."""
+    def safe(text: str) -> str:
+        return "".join(c if c.isalnum() else "_" for c in text)
+
+    tail = ("__" + "_".join(safe(m) for m in metrics)) if metrics else ""
+    return f"sweep_{safe(parameter)}{tail}.png"
 
 
-def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Path, title: str) -> None:
-    """``table``: the sweep's results (pandas), successful runs only."""
+def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Path, title: str,
+                         metrics: Sequence[str] = ()) -> None:
+    """``table``: the sweep's results (pandas), successful runs only; ``metrics``: the columns to
+    draw, one panel each (default: METRIC_PANELS)."""
     from matplotlib.figure import Figure
+
+    labels = {**OTHER_LABELS, **dict(METRIC_PANELS)}
+    panels = [(m, labels.get(m, m)) for m in metrics] if metrics else list(METRIC_PANELS)
 
     numeric = table[parameter].dtype.kind in "if"
     # Parameters set on only some points (a mechanism's own rules) follow the parameter; they split nothing.
@@ -38,9 +54,12 @@ def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Pat
     # dropna=False: a parameter that only some points set (a mechanism's own rules) is empty elsewhere.
     groups = list(table.groupby(splits, sort=True, dropna=False)) \
         if splits and table.groupby(splits, dropna=False).ngroups <= _SPLIT_LIMIT else [((), table)]
-    figure = Figure(figsize=(12.0, 8.0))
-    axes = figure.subplots(2, 2)
-    for ax, (metric, label) in zip(axes.flat, METRIC_PANELS):
+    rows, columns = (1, len(panels)) if len(panels) < 3 else (2, (len(panels) + 1) // 2)
+    figure = Figure(figsize=(6.0 * columns, 4.0 * rows + 0.5))
+    axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    for ax, (metric, label) in zip(axes, panels):
         values = sorted(table[parameter].unique(), key=lambda v: (str(type(v)), v))
         for n, (key, group) in enumerate(groups):
             key = key if isinstance(key, tuple) else (key,)
@@ -62,7 +81,7 @@ def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Pat
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     if len(groups) > 1:
-        axes.flat[0].legend(fontsize=8)
+        axes[0].legend(fontsize=8)
     seeds = int(table.groupby([parameter, *splits], dropna=False)["seed"].nunique().min()) if len(table) else 0
     spread = "band 1 sd (dark) and min-max (light)" if numeric else "error bars 1 sd"
     figure.suptitle(f"{title}: mean over {seeds}+ seeds per point, {spread}", fontsize=11)

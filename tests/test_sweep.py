@@ -233,3 +233,13 @@ def test_mechanisms_side_by_side_with_their_own_rules(tmp_path, capsys):
     assert (table.loc[table["mechanism"] == "queue", "revenue_usd"] == 0.0).all()  # the queue charges nothing
     assert (tmp_path / "out" / "plots" / "sweep_mechanism_kind.png").read_bytes().startswith(PNG)
     assert not (tmp_path / "out" / "plots" / "sweep_auction_increment.png").exists()
+
+
+def test_results_plots_a_chosen_metric_against_a_parameter(reference, capsys):
+    assert main(["results", str(reference), "--plot", "auction.increment", "--metric", "rounds"]) == 0
+    path = reference / "plots" / "sweep_auction_increment__rounds.png"
+    assert f"Plot: {path}" in capsys.readouterr().out and path.read_bytes().startswith(PNG)
+    assert main(["results", str(reference), "--plot", "seed"]) == 2
+    assert "'seed' is not a swept parameter; the sweep varies auction.increment" in capsys.readouterr().err
+    assert main(["results", str(reference), "--plot", "auction.increment", "--metric", "closed_by"]) == 2
+    assert "--metric: 'closed_by' is not a numeric column" in capsys.readouterr().err
