@@ -27,11 +27,13 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import sys
 import time
 import tomllib
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -133,6 +135,15 @@ def _warm_up() -> None:
     importlib.import_module("sim.run")
 
 
+def crashed(spec: RunSpec, why: str) -> dict[str, Any]:
+    """The record of a run whose worker process died or whose task was lost."""
+    return {"run": spec.run, "index": spec.index, "seed": spec.seed, "parameters": spec.parameters,
+            "status": "failed", "error": why, "metrics": {}, "seconds": 0.0, "worker": "-"}
+
+
+WORKER_DIED = "the worker process died during this run (killed, or out of memory)"
+
+
 def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int, scheduler: str | None,
             shown: str) -> Iterator[dict[str, Any]]:
     """The records of ``pending``, as the runs end (in any order); errors name the base config
@@ -141,29 +152,66 @@ def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int,
         return
     task = {"base": str(base.resolve()), "root": str(root.resolve()), "shown": shown}
     if scheduler is not None:
-        try:
-            from distributed import Client, as_completed as dask_completed
-        except ImportError:
-            raise ConfigError("--scheduler: dask.distributed is not installed; pip install 'distributed>=2024.1'") from None
-        try:
-            client = Client(scheduler, timeout=30)
-        except (OSError, TimeoutError) as error:
-            raise ConfigError(f"--scheduler: cannot reach a Dask scheduler at {scheduler} ({error}); start one "
-                              "(dask scheduler) or drop --scheduler to run locally") from None
-        with client:
-            futures = client.map(run_one, list(pending), **task, pure=False)
-            for future in dask_completed(futures):
-                yield future.result()
-        return
-    if workers <= 1:
+        yield from _on_dask(pending, task, scheduler)
+    elif workers <= 1:
         for spec in pending:
             yield run_one(spec, **task)
-        return
-    # Spawned workers: a fresh interpreter each, safe whatever threads the parent started.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_warm_up) as pool:
-        futures = [pool.submit(run_one, spec, **task) for spec in pending]
+    else:
+        yield from _on_pool(pending, task, workers)
+
+
+def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, str], scheduler: str) -> Iterator[dict[str, Any]]:
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise ConfigError("--scheduler: dask.distributed is not installed; pip install 'distributed>=2024.1'") from None
+    try:
+        client = Client(scheduler, timeout=30)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ConfigError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({error}); give its "
+                          "address as tcp://host:port, or drop --scheduler to run locally") from None
+    with client:
+        futures = client.map(run_one, list(pending), **task, pure=False)
+        spec_of = {future.key: spec for future, spec in zip(futures, pending)}
+        for future in dask_completed(futures):
+            try:
+                yield future.result()
+            except Exception as error:  # e.g. KilledWorker: Dask gave up on the run after its retries
+                yield crashed(spec_of[future.key], f"{WORKER_DIED}: {type(error).__name__}")
+
+
+def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
+             work: Callable[..., dict[str, Any]] = run_one) -> Iterator[dict[str, Any]]:
+    """The runs on a pool of spawned workers (a fresh interpreter each, safe whatever threads the
+    parent started). A worker that dies breaks the pool without saying which run killed it: the
+    runs not yet recorded then go one at a time through a single worker (replaced when it dies),
+    so that only a run that kills its worker is recorded as failed and the others complete."""
+    recorded: set[str] = set()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_warm_up)
+    try:
+        futures = [pool.submit(work, spec, **task) for spec in pending]
         for future in as_completed(futures):
-            yield future.result()
+            record = future.result()
+            recorded.add(record["run"])
+            yield record
+        return
+    except BrokenProcessPool:
+        pass
+    finally:
+        # Interrupted or done: drop the runs not started, let the running ones end, and leave
+        # no worker behind.
+        pool.shutdown(wait=True, cancel_futures=True)
+    alone = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_warm_up)
+    try:
+        for spec in (s for s in pending if s.run not in recorded):
+            try:
+                yield alone.submit(work, spec, **task).result()
+            except BrokenProcessPool:  # this run, alone in its worker, killed it
+                yield crashed(spec, WORKER_DIED)
+                alone.shutdown(wait=True)
+                alone = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_warm_up)
+    finally:
+        alone.shutdown(wait=True, cancel_futures=True)
 
 
 class ProgressLine:
@@ -258,9 +306,7 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
         if error is None:
             runnable.append(spec)
             continue
-        record = {"run": spec.run, "index": spec.index, "seed": spec.seed, "parameters": spec.parameters,
-                  "status": "failed", "error": error, "metrics": {},
-                  "seconds": 0.0, "worker": "-"}
+        record = crashed(spec, error)
         _write_record(out, record)
         records[spec.run] = record
         line.update(failed=True, ran=False)
@@ -383,13 +429,25 @@ def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequenc
         partial.replace(out / name)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket sweep SWEEP.toml`."""
     if args.workers < 1:
         raise ConfigError("--workers: must be at least 1")
     out = args.out or Path("runs") / f"{args.sweep.stem}-sweep"
-    result = run_sweep(args.sweep, out, workers=args.workers, scheduler=args.scheduler, force=args.force,
-                       quiet=args.quiet, plots=args.plots, progress=progress)
+    # A SIGTERM (a scheduler's kill, `timeout`) unwinds like Ctrl-C, so the worker pool is shut
+    # down rather than left orphaned; the records so far stay.
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        result = run_sweep(args.sweep, out, workers=args.workers, scheduler=args.scheduler, force=args.force,
+                           quiet=args.quiet, plots=args.plots, progress=progress)
+    except KeyboardInterrupt:
+        print(f"error: interrupted; the finished runs are recorded in {out}; run the same command again to "
+              "finish the others", file=sys.stderr)
+        return 130
     print(f"{result.runs:,} runs ({result.ran:,} run now, {result.runs - result.ran:,} recorded before), "
           f"{result.failed:,} failed")
     print(f"Sweep directory: {out} (results.parquet; query it with dcmarket results {out})")

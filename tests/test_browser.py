@@ -5,6 +5,7 @@ a missing browser fails there instead of skipping."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -28,9 +29,7 @@ def _chromium() -> str:
         if os.environ.get("DCMARKET_REQUIRE_BROWSER"):
             pytest.fail("chromium is not installed but DCMARKET_REQUIRE_BROWSER is set; apt-get install chromium")
         pytest.skip("chromium not installed; apt-get install chromium to run the browser tests")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         pytest.fail("playwright is missing; pip install -e '.[test]'")
     return path
 

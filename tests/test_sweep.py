@@ -243,3 +243,17 @@ def test_results_plots_a_chosen_metric_against_a_parameter(reference, capsys):
     assert "'seed' is not a swept parameter; the sweep varies auction.increment" in capsys.readouterr().err
     assert main(["results", str(reference), "--plot", "auction.increment", "--metric", "closed_by"]) == 2
     assert "--metric: 'closed_by' is not a numeric column" in capsys.readouterr().err
+
+
+def test_a_worker_that_dies_fails_its_run_only(tmp_path):
+    """A run that kills its worker process is recorded as failed; every other run completes."""
+    from sim.sweep import WORKER_DIED, _on_pool
+    from tests.sweep_crash import DOOMED, dying_run
+
+    sweep = SweepConfig.model_validate({"base": "x.toml", "seeds": {"count": 4}, "grid": {"auction.increment": [1, 2]}})
+    specs = plan_runs(sweep)
+    task = {"base": str(BASE), "root": str(tmp_path), "shown": "base.toml"}
+    records = {r["run"]: r for r in _on_pool(specs, task, 2, work=dying_run)}
+    assert sorted(records) == [s.run for s in specs]
+    assert records[DOOMED]["status"] == "failed" and records[DOOMED]["error"] == WORKER_DIED
+    assert all(r["status"] == "ok" for run, r in records.items() if run != DOOMED)
