@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -147,7 +148,15 @@ def _view(args: argparse.Namespace) -> int:
     print(f"Serving the auction of {args.config} at http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     command = [sys.executable, "-m", "solara", "run", "sim.viz", "--port", str(args.port), "--host", args.host,
                "--production"]
-    return subprocess.run(command, env=env).returncode
+    server = subprocess.Popen(command, env=env)
+    # Stopping `dcmarket view` (Ctrl-C, or a SIGTERM) stops the server too, so the port is freed.
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait()
+        return 130
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -16,7 +16,6 @@ capacity): its summary, its figures and its CSV tables.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 from pathlib import Path
@@ -70,6 +69,12 @@ _STEPPER = """
 """
 
 
+def _script_json(data: Any) -> str:
+    """JSON that is safe inside a <script> element: no "</script>" (or "<!--") can close it early,
+    whatever a bidder or product is called."""
+    return json.dumps(data).replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
 def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -102,11 +107,6 @@ def _page(title: str, sections: Sequence[str], script: str = "") -> bytes:
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>{_esc(title)}</h1>\n{body}\n{tail}</body></html>\n"
             ).encode("utf-8")
-
-
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def _drawn(draw, name: str) -> bytes:
@@ -142,7 +142,7 @@ def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
         '<button id="round-next" type="button">next &rarr;</button><span id="round-label"></span></div>'
         '<table id="standings"><thead><tr><th class="text">product</th><th class="text">standing bidder</th>'
         '<th>standing price ($)</th></tr></thead><tbody id="standings-body"></tbody></table>'
-        f'<script type="application/json" id="rounds-data">{json.dumps(data)}</script>')
+        f'<script type="application/json" id="rounds-data">{_script_json(data)}</script>')
     allocation = [(p, summary["allocation"].get(p) or "(unsold)", f"{summary['prices'].get(p, 0):,.2f}")
                   for p in products]
     sections.append("<h2>Final allocation</h2>" + _table(["product", "winner", "price ($)"], allocation, (0, 1)))
@@ -163,6 +163,12 @@ def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
     if (run_dir / outputs.CAPACITY_MAP).is_file():
         shown.append(_figure((run_dir / outputs.CAPACITY_MAP).read_bytes(), "Firm and flexible capacity per bus (MW)"))
     sections.append("<h2>Figures</h2>" + "".join(shown))
+    for folder, title in ((outputs.PLAN_FOLDER, "Flexible-capacity plan after the auction"),
+                          (outputs.PRICE_FOLDER, "DLMP coordination after the auction")):
+        pictures = sorted((run_dir / folder).glob("*.png")) if (run_dir / folder).is_dir() else []
+        if pictures:
+            sections.append(f"<h2>{title} ({folder}/)</h2>"
+                            + "".join(_figure(p.read_bytes(), f"{folder}/{p.name}") for p in pictures))
     if (run_dir / outputs.CONFIG).is_file():
         sections.append(f"<h2>Config</h2><pre>{_esc((run_dir / outputs.CONFIG).read_text(encoding='utf-8'))}</pre>")
     return _page(f"dcmarket run: {run_dir.name}", sections, _STEPPER)
@@ -179,9 +185,7 @@ def sweep_page(sweep_dir: Path) -> bytes:
     table = pd.read_parquet(sweep_dir / RESULTS)
     failed = int((table["status"] != "ok").sum())
     sections = [f'<p class="verdict{" no" if failed else ""}" id="verdict">{len(table):,} runs, {failed:,} failed; '
-                f"{len(keys)} swept parameter(s): {_esc(', '.join(keys) or 'none')}. Equilibrium verdict held in "
-                f"{int(table['equilibrium_holds'].fillna(False).astype(bool).sum()):,} of "
-                f"{int((table['status'] == 'ok').sum()):,} successful runs.</p>"]
+                f"{len(keys)} swept parameter(s): {_esc(', '.join(keys) or 'none')}. {_verdicts(table)}</p>"]
     for key in keys:
         names, rows = query(sweep_dir, group_by=[key])
         sections.append(f"<h2>By {_esc(key)}</h2>" + _table(names, [[_cell(v) for v in row] for row in rows], (0,)))
@@ -203,6 +207,16 @@ def sweep_page(sweep_dir: Path) -> bytes:
     return _page(f"dcmarket sweep: {sweep_dir.name}", sections)
 
 
+def _verdicts(table) -> str:
+    """How often the equilibrium verdict held, among the runs that have one (VCG and the queue
+    have none)."""
+    judged = table[(table["status"] == "ok") & table["equilibrium_holds"].notna()]
+    if judged.empty:
+        return "No run has an equilibrium verdict."
+    held = int(judged["equilibrium_holds"].astype(bool).sum())
+    return f"The equilibrium verdict held in {held:,} of the {len(judged):,} runs that have one."
+
+
 def study_page(study_dir: Path, summary: Mapping[str, Any]) -> bytes:
     """A plan, price or capacity directory: its summary, figures and CSV tables."""
     sections = []
@@ -210,7 +224,7 @@ def study_page(study_dir: Path, summary: Mapping[str, Any]) -> bytes:
     if figures:
         sections.append("<h2>Figures</h2>" + "".join(figures))
     for path in sorted(study_dir.glob("*.csv")):
-        rows = _read_rows(path)
+        rows = outputs.read_csv_rows(path)
         if rows:
             shown = rows[:200]
             sections.append(f"<h2>{_esc(path.name)}</h2><p>{len(rows):,} rows{', the first 200' if len(rows) > 200 else ''}"

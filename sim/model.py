@@ -340,6 +340,8 @@ class MarketModel(mesa.Model):
         return self._ballot
 
     def step(self) -> None:
+        if not self.running:  # a closed auction has no more rounds (a viewer may step on)
+            return
         result = play_round(self.mechanism, self._collect)
         self.round_results.append(result)
         for bid in result.bids:

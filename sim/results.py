@@ -41,9 +41,15 @@ def query(run_dir: Path, *, where: str | None = None, group_by: Sequence[str] = 
     if not results.is_file():
         raise outputs.OutputError(f"{run_dir}: no {RESULTS}; is it a sweep directory (dcmarket sweep)? An "
                                   "unfinished sweep writes it when the same command runs it to the end")
+    import pyarrow.parquet as pq
+
+    # The tables are read here and handed to DuckDB by name: a path is never pasted into SQL
+    # (a quote would break it, and DuckDB would read "*" or "[...]" in it as a glob).
     connection = duckdb.connect()
-    source = (f"read_parquet('{results.as_posix()}') AS r LEFT JOIN read_parquet('{timings.as_posix()}') AS t "
-              "USING (run)" if timings.is_file() else f"read_parquet('{results.as_posix()}') AS r")
+    connection.register("r", pq.read_table(results))
+    if timings.is_file():
+        connection.register("t", pq.read_table(timings))
+    source = "r LEFT JOIN t USING (run)" if timings.is_file() else "r"
     columns = [row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
     for flag, names in (("--group-by", group_by), ("--metric", metrics)):
         for name in names:
@@ -57,8 +63,9 @@ def query(run_dir: Path, *, where: str | None = None, group_by: Sequence[str] = 
                   else [(how, m) for how, m in SUMMARY if m in columns])
         parts += [f"{how}({_quote(m)}) AS {_quote(_LABELS[how] + ' ' + m)}" for how, m in chosen]
         if "equilibrium_holds" in columns:
-            parts.append("avg(CASE WHEN equilibrium_holds THEN 1.0 ELSE 0.0 END) FILTER (WHERE status = 'ok') "
-                         "AS \"share equilibrium\"")
+            # Among the runs with a verdict: VCG and the queue have none.
+            parts.append("avg(CASE WHEN equilibrium_holds THEN 1.0 ELSE 0.0 END) "
+                         "FILTER (WHERE status = 'ok' AND equilibrium_holds IS NOT NULL) AS \"share equilibrium\"")
         sql = f"SELECT {', '.join(parts)} FROM {source}{condition} GROUP BY {keys} ORDER BY {keys}"
     else:
         fixed = {"run", "status", "error", "seed", "worker"} | set(columns[columns.index("mechanism"):]
@@ -67,12 +74,15 @@ def query(run_dir: Path, *, where: str | None = None, group_by: Sequence[str] = 
         shown = ["run", "status", "seed", *swept, *(c for c in SHOWN if c in columns), "error"]
         sql = f"SELECT {', '.join(_quote(c) for c in shown)} FROM {source}{condition} ORDER BY run"
         if limit is not None:
+            if limit < 0:
+                raise outputs.OutputError(f"--limit: {limit} is negative; give a number of runs")
             sql += f" LIMIT {int(limit)}"
     try:
         cursor = connection.execute(sql)
     except duckdb.Error as error:
         first = str(error).strip().splitlines()[0]
-        raise outputs.OutputError(f"--where: {first}; columns: {', '.join(columns)}") from None
+        what = "--where" if where else "the query"
+        raise outputs.OutputError(f"{what}: {first}; columns: {', '.join(columns)}") from None
     names = [d[0] for d in cursor.description]
     return names, cursor.fetchall()
 

@@ -21,6 +21,11 @@ _BIDDER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c56
 _LEGEND_LIMIT = 16
 
 
+def plain(text: str) -> str:
+    """A name as matplotlib should print it: a "$" would otherwise start maths mode."""
+    return str(text).replace("$", r"\$")
+
+
 def _by_product(rounds: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[int, float, str]]]:
     out: dict[str, list[tuple[int, float, str]]] = {}
     for row in rounds:
@@ -43,12 +48,12 @@ def plot_price_paths(rounds: Sequence[Mapping[str, Any]], products: Sequence[str
         points = series.get(product, [])
         if points:
             # Markers of different shapes keep products at the same price apart.
-            ax.step([r for r, _, _ in points], [p for _, p, _ in points], where="post", label=product, linewidth=1.6,
+            ax.step([r for r, _, _ in points], [p for _, p, _ in points], where="post", label=plain(product), linewidth=1.6,
                     marker="osD^v<>ph"[n % 9], markersize=4, alpha=0.85)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("standing price ($)")
-    ax.set_title(title, fontsize=11)
+    ax.set_title(plain(title), fontsize=11)
     ax.grid(alpha=0.3)
     if len(products) <= _LEGEND_LIMIT:
         ax.legend(fontsize=8, ncols=2 if len(products) > 8 else 1, loc="upper left")
@@ -76,10 +81,10 @@ def plot_holdings(rounds: Sequence[Mapping[str, Any]], products: Sequence[str], 
     ax = figure.subplots()
     ax.imshow(grid, aspect="auto", cmap=ListedColormap(colours), vmin=0, vmax=len(bidders), interpolation="nearest",
               extent=(0.5, last + 0.5, len(products) - 0.5, -0.5))
-    ax.set_yticks(range(len(products)), products, fontsize=8)
+    ax.set_yticks(range(len(products)), [plain(p) for p in products], fontsize=8)
     ax.set_xlabel("round")
-    ax.set_title(title, fontsize=11)
-    handles = [Patch(facecolor=colours[code[b]], edgecolor="0.5", label=b) for b in bidders]
+    ax.set_title(plain(title), fontsize=11)
+    handles = [Patch(facecolor=colours[code[b]], edgecolor="0.5", label=plain(b)) for b in bidders]
     handles.append(Patch(facecolor="#ffffff", edgecolor="0.5", label="nobody"))
     figure.legend(handles=handles[:24], loc="lower center", ncols=min(len(handles), 8), frameon=False, fontsize=8)
     figure.tight_layout(rect=(0, 0.08, 1, 1))

@@ -56,10 +56,15 @@ RECORDS_FOLDER = "records"
 RESULTS = "results.parquet"
 PLOTS_FOLDER = "plots"
 TIMINGS = "timings.parquet"
-# The outcome columns of results.parquet, after run, status, error, seed and the swept parameters.
-METRICS = ("mechanism", "products", "bidders", "welfare_usd", "efficient_welfare_usd", "efficiency",
-           "revenue_usd", "rounds", "rounds_run", "closed_by", "equilibrium_holds", "equilibrium_holds_true",
-           "walrasian_exists", "efficiency_gap_usd")
+# The outcome columns of results.parquet (after run, status, error, seed and the swept
+# parameters) and their types: fixed, so that a column stays numeric when every run failed.
+METRIC_TYPES = {"mechanism": "string", "products": "int64", "bidders": "int64", "welfare_usd": "float64",
+                "efficient_welfare_usd": "float64", "efficiency": "float64", "revenue_usd": "float64",
+                "rounds": "int64", "rounds_run": "int64", "closed_by": "string", "equilibrium_holds": "bool",
+                "equilibrium_holds_true": "bool", "walrasian_exists": "bool", "efficiency_gap_usd": "float64"}
+METRICS = tuple(METRIC_TYPES)
+# Columns a swept parameter may not be named after.
+RESERVED_COLUMNS = frozenset({"run", "status", "error", "seed", "seconds", "worker", *METRICS})
 
 
 @dataclass(frozen=True)
@@ -122,12 +127,24 @@ def run_one(spec: RunSpec, base: str, root: str, shown: str) -> dict[str, Any]:
                                 sets=overrides_of(spec.parameters))
         record.update(status="ok", error=None, metrics=metrics_of(result.summary))
     except USER_ERRORS as error:
-        record.update(status="failed", error=str(error).replace(base, shown), metrics={})
+        record.update(status="failed", error=portable_error(str(error), Path(base), shown), metrics={})
     except Exception as error:  # a crash in one run must not stop the others; say what it was
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         record.update(status="failed", error=f"{type(error).__name__}: {first}", metrics={})
     record.update(seconds=time.perf_counter() - begun, worker=f"{socket.gethostname()}:{os.getpid()}")
     return record
+
+
+def portable_error(message: str, base: Path, shown: str) -> str:
+    """An error as the sweep file names things: the base config as ``shown`` and files beside it
+    relative to it, so that the table does not depend on where the sweep ran."""
+    resolved = base.resolve()
+    folder = str(Path(shown).parent) + os.sep
+    names = {str(base): shown, str(resolved): shown, str(base.parent) + os.sep: folder,
+             str(resolved.parent) + os.sep: folder}
+    for name in sorted(names, key=len, reverse=True):  # a path can end with a shorter one
+        message = message.replace(name, names[name])
+    return message
 
 
 def _warm_up() -> None:
@@ -283,17 +300,19 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
     if not base.is_file():
         raise ConfigError(f"{path}: base: {sweep.base} is not a file (relative to the sweep file)")
     specs = plan_runs(sweep)
-    files = {SWEEP_FILE: path.read_bytes(), BASE_FILE: base.read_bytes()}
-    _prepare(out, files, force)
-    # A parameter set the schema rejects fails its runs here, not in a worker.
+    # A parameter set the schema rejects fails its runs here, not in a worker; a sweep file that
+    # is wrong throughout is refused before it leaves anything on disk.
     invalid: dict[str, str] = {}
-    for parameters in {json.dumps(s.parameters, sort_keys=True) for s in specs}:
+    distinct = {json.dumps(s.parameters, sort_keys=True) for s in specs}
+    for parameters in distinct:
         try:
             load_config(base, sets=overrides_of(json.loads(parameters)))
         except ConfigError as error:
-            invalid[parameters] = str(error).replace(str(base), sweep.base)
-    if len(invalid) == len({json.dumps(s.parameters, sort_keys=True) for s in specs}):
+            invalid[parameters] = portable_error(str(error), base, sweep.base)
+    if len(invalid) == len(distinct):
         raise ConfigError(f"{path}: every parameter set is invalid; the first: {sorted(invalid.values())[0]}")
+    files = {SWEEP_FILE: path.read_bytes(), BASE_FILE: base.read_bytes()}
+    _prepare(out, files, force)
     records = _read_records(out, specs)
     _clear_partial_runs(out)
     pending = [s for s in specs if s.run not in records]
@@ -333,6 +352,8 @@ def _prepare(out: Path, files: Mapping[str, bytes], force: bool) -> None:
             raise outputs.OutputError(f"{out}: exists and is not a directory; choose another --out")
         same = all((out / name).is_file() and (out / name).read_bytes() == content for name, content in files.items())
         if same and not force:
+            (out / RECORDS_FOLDER).mkdir(exist_ok=True)
+            (out / RUNS_FOLDER).mkdir(exist_ok=True)
             return
         is_sweep = (out / SWEEP_FILE).is_file() and (out / RECORDS_FOLDER).is_dir()
         if not force:
@@ -360,6 +381,9 @@ def _write_record(out: Path, record: Mapping[str, Any]) -> None:
     _atomic_write(out / RECORDS_FOLDER / f"{record['run']}.json", outputs.json_bytes(record))
 
 
+_RECORD_KEYS = frozenset({"run", "index", "seed", "parameters", "status", "error", "metrics", "seconds", "worker"})
+
+
 def _read_records(out: Path, specs: Sequence[RunSpec]) -> dict[str, dict[str, Any]]:
     """Records that match their spec; a damaged or stale one is dropped (its run runs again)."""
     by_run = {s.run: s for s in specs}
@@ -370,8 +394,9 @@ def _read_records(out: Path, specs: Sequence[RunSpec]) -> dict[str, dict[str, An
         except (OSError, ValueError):
             path.unlink(missing_ok=True)
             continue
-        spec = by_run.get(record.get("run"))
-        if spec is None or record.get("seed") != spec.seed or record.get("parameters") != spec.parameters:
+        spec = by_run.get(record.get("run")) if isinstance(record, dict) else None
+        complete = isinstance(record, dict) and _RECORD_KEYS <= set(record) and isinstance(record["metrics"], dict)
+        if spec is None or not complete or record["seed"] != spec.seed or record["parameters"] != spec.parameters:
             path.unlink(missing_ok=True)
             continue
         records[spec.run] = record
@@ -387,6 +412,8 @@ def _clear_partial_runs(out: Path) -> None:
 
 
 def _column_type(values: Iterable[Any]):
+    """A parameter column's type: bool, int64, float64 or string as its values allow; anything
+    else (lists, tables, or a mix such as 1 and "abc") as JSON text."""
     import pyarrow as pa
 
     present = [v for v in values if v is not None]
@@ -413,13 +440,14 @@ def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequenc
     }
     for key in keys:
         columns[key] = [r["parameters"].get(key) for r in records]
-    for metric in METRICS:
-        columns[metric] = [r["metrics"].get(metric) for r in records]
     fields, arrays = [], []
     for name, values in columns.items():
         kind, convert = _column_type(values)
         fields.append(pa.field(name, kind))
         arrays.append(pa.array([convert(v) for v in values], type=kind))
+    for metric, kind in METRIC_TYPES.items():
+        fields.append(pa.field(metric, pa.type_for_alias(kind)))
+        arrays.append(pa.array([r["metrics"].get(metric) for r in records], type=pa.type_for_alias(kind)))
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     timings = pa.table({"run": [r["run"] for r in records], "seconds": [float(r["seconds"]) for r in records],
                         "worker": [r["worker"] for r in records]})

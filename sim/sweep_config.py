@@ -23,6 +23,7 @@ merged with every sample draw; then every set runs with every seed. Keys are `--
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -70,15 +71,18 @@ class SampleConfig(Settings):
                     raise ValueError(f"{key}.{kind}: give [low, high] with low <= high")
                 if kind == "integers" and not all(isinstance(v, int) for v in values):
                     raise ValueError(f"{key}.integers: give whole numbers [low, high]")
+            if kind == "choice":
+                for value in values:
+                    _check_value(key, value)
         return parameters
 
     def draws(self) -> list[dict[str, Any]]:
-        """The sample, one dict per draw; each parameter from its own stream of ``seed``, in key
-        order, so adding a parameter does not move the others' values."""
+        """The sample, one dict per draw; each parameter from its own stream, seeded by ``seed``
+        and the parameter's name, so adding a parameter does not move the others' values."""
         columns: dict[str, list[Any]] = {}
-        for position, key in enumerate(sorted(self.parameters)):
+        for key in self.parameters:
             kind, values = next(iter(self.parameters[key].items()))
-            rng = np.random.default_rng([self.seed, position])
+            rng = np.random.default_rng([self.seed, *key.encode("utf-8")])
             if kind == "uniform":
                 columns[key] = [float(x) for x in rng.uniform(values[0], values[1], self.count)]
             elif kind == "integers":
@@ -110,15 +114,29 @@ class SweepConfig(Settings):
             _check_key(key)
             if not values:
                 raise ValueError(f"{key}: give at least one value")
+            for value in values:
+                _check_value(key, value)
         return grid
 
     @field_validator("points")
     @classmethod
     def _points(cls, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for point in points:
-            for key in point:
+            for key, value in point.items():
                 _check_key(key)
+                _check_value(key, value)
         return points
+
+    @model_validator(mode="after")
+    def _one_path_one_key(self) -> "SweepConfig":
+        """Two spellings of one field would fight over it, and the table would show both."""
+        keys = list(self.grid) + [k for p in self.points for k in p] + list(self.sample.parameters if self.sample else [])
+        seen: dict[tuple, str] = {}
+        for key in keys:
+            path = parse_path(key)
+            if seen.setdefault(path, key) != key:
+                raise ValueError(f"{key!r} and {seen[path]!r} name the same field; write it one way")
+        return self
 
     def seed_list(self) -> list[int]:
         if isinstance(self.seeds, SeedRange):
@@ -144,6 +162,26 @@ class SweepConfig(Settings):
 
 
 def _check_key(key: str) -> None:
-    if key == "seed":
+    from sim.sweep import RESERVED_COLUMNS
+
+    if key != key.strip() or any(part != part.strip() for part in key.split(".")):
+        raise ValueError(f"{key!r}: write the path without spaces around its parts")
+    if parse_path(key)[0] == "seed":  # parse_path raises a ValueError naming a malformed key
         raise ValueError("seed: sweep seeds with `seeds`, not as a parameter")
-    parse_path(key)  # raises a ValueError naming the key
+    if key in RESERVED_COLUMNS:
+        raise ValueError(f"{key}: the results table has a column of that name; a sweep cannot vary it")
+
+
+def _check_value(key: str, value: Any) -> None:
+    """Values a run's config and the results table can hold: finite numbers, strings, booleans,
+    and lists and tables of them (no dates, no inf or nan)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key}: {value} is not a finite number")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_value(key, item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_value(key, item)
+    elif not isinstance(value, (str, int, float, bool)):
+        raise ValueError(f"{key}: a {type(value).__name__} cannot be a config value here; use a number or a string")

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from sim.plots import DPI, _write_png_atomically
+from sim.run_plots import plain
 
 # (column, label with units), in panel order.
 METRIC_PANELS = (
@@ -63,7 +64,7 @@ def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Pat
         values = sorted(table[parameter].unique(), key=lambda v: (str(type(v)), v))
         for n, (key, group) in enumerate(groups):
             key = key if isinstance(key, tuple) else (key,)
-            name = ", ".join(f"{c} = {v}" for c, v in zip(splits, key)) or "all runs"
+            name = plain(", ".join(f"{c} = {v}" for c, v in zip(splits, key)) or "all runs")
             stats = group.groupby(parameter)[metric].agg(["mean", "std", "min", "max", "count"]).reindex(values)
             std = stats["std"].fillna(0.0)
             if numeric:
@@ -76,7 +77,7 @@ def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Pat
                 x = [i + (n - (len(groups) - 1) / 2) * width for i in range(len(values))]
                 ax.bar(x, stats["mean"], width, yerr=std, capsize=3, label=name)
         if not numeric:
-            ax.set_xticks(range(len(values)), [str(v) for v in values], fontsize=8)
+            ax.set_xticks(range(len(values)), [plain(v) for v in values], fontsize=8)
         ax.set_xlabel(parameter)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -52,6 +52,9 @@ def test_a_random_sample_is_seeded_and_each_parameter_draws_on_its_own():
                                         "auction.max_rounds": {"integers": [10, 20]}}}
     first = [s["auction.increment"] for s in SweepConfig.model_validate(one).parameter_sets()]
     second = SweepConfig.model_validate(two).parameter_sets()
+    # A parameter whose name sorts first moves nothing either: each stream is seeded by its name.
+    three = {"base": "x.toml", "sample": {**one["sample"], "aaa.first": {"uniform": [0.0, 1.0]}}}
+    assert first == [s["auction.increment"] for s in SweepConfig.model_validate(three).parameter_sets()]
     assert first == [s["auction.increment"] for s in second]  # adding a parameter moves nothing
     assert all(0.5 <= x <= 5.0 for x in first) and len(set(first)) == 50
     assert {s["auction.max_rounds"] for s in second} <= set(range(10, 21))
@@ -64,12 +67,21 @@ def test_a_random_sample_is_seeded_and_each_parameter_draws_on_its_own():
     ({"sample": {"count": 3, "x": {"normal": [0, 1]}}}, "give one of uniform, integers, choice"),
     ({"sample": {"count": 3, "x": {"uniform": [2, 1]}}}, "low <= high"),
     ({"grids": {}}, "unknown field 'grids'; did you mean 'grid'?"),
+    ({"grid": {"seed ": [5, 6]}}, "without spaces around its parts"),
+    ({"grid": {"bidders": ["x.csv"]}}, "bidders: the results table has a column of that name"),
+    ({"grid": {"auction.increment": [1.0, float("inf")]}}, "auction.increment: inf is not a finite number"),
+    ({"grid": {"auction.increment": [1]}, "points": [{"auction .increment": 2}]}, "without spaces"),
+    ({"grid": {"auction.increment": [1]}, "points": [{"auction.increment": 2}]}, None),
 ])
 def test_bad_sweep_files_are_one_line_errors(tmp_path, capsys, data, message):
     path = _sweep(tmp_path, data)
+    if message is None:  # the same path in the grid and a point: the point's value wins, no error
+        assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet", "--workers", "1"]) == 0
+        return
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 SWEEP = {"seeds": {"count": 4}, "grid": {"auction.increment": [1, 2, -1]}}
@@ -257,3 +269,44 @@ def test_a_worker_that_dies_fails_its_run_only(tmp_path):
     assert sorted(records) == [s.run for s in specs]
     assert records[DOOMED]["status"] == "failed" and records[DOOMED]["error"] == WORKER_DIED
     assert all(r["status"] == "ok" for run, r in records.items() if run != DOOMED)
+
+
+def test_review_fixes_paths_types_records_and_reruns(reference, tmp_path, capsys):
+    """A sweep directory whose path has a quote and glob characters; an all-failed sweep keeps
+    numeric columns; a damaged record is run again; a fixed sweep file runs without --force."""
+    import shutil as sh
+
+    odd = tmp_path / "it's [x]*"
+    sh.copytree(reference, odd)
+    assert main(["results", str(odd), "--group-by", "auction.increment", "--csv"]) == 0
+    assert "run-" not in capsys.readouterr().err
+    # Every run fails at run time (the case does not exist): the table and the report still work.
+    path = _sweep(tmp_path, {"seeds": [0, 1], "grid": {"network.case": ["no-such-case"]}}, "fail.toml")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "fail"), "--quiet", "--workers", "1"]) == 0
+    table = pd.read_parquet(tmp_path / "fail" / "results.parquet")
+    assert (table["status"] == "failed").all() and table["welfare_usd"].dtype.kind == "f"
+    assert "/" + str(tmp_path).strip("/") not in " ".join(table["error"])  # no absolute path in the table
+    assert main(["results", str(tmp_path / "fail"), "--group-by", "network.case"]) == 0
+    assert main(["report", str(tmp_path / "fail")]) == 0
+    # A damaged record (valid JSON, wrong shape) is dropped and its run runs again.
+    again = tmp_path / "again"
+    sh.copytree(reference, again)
+    (again / "records" / "run-0002.json").write_text("[]")
+    (again / "results.parquet").unlink()
+    result = run_sweep(_sweep(tmp_path, SWEEP, "again.toml"), again, workers=1, quiet=True, force=True)
+    assert result.runs == 12
+    # A sweep file fixed after being refused runs into the same --out without --force.
+    bad = _sweep(tmp_path, {"grid": {"auction.incremnt": [1]}}, "typo.toml")
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "typo"), "--quiet"]) == 2
+    bad.write_text(bad.read_text().replace("incremnt", "increment"))
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "typo"), "--quiet", "--workers", "1"]) == 0
+
+
+def test_report_json_cannot_close_its_script_element(tmp_path):
+    assert main(["run", str(BASE), "--out", str(tmp_path / "r"), "--quiet",
+                 "--set", 'bidders[0].name="</script><script>alert(1)</script>"']) == 0
+    assert main(["report", str(tmp_path / "r")]) == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    data = page.split('<script type="application/json" id="rounds-data">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(data)["rounds"][0]["standings"]  # the whole JSON, not cut at the name
+    assert page.count("<script") == 2  # the data and the stepper; the name is text everywhere
