@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 import tomllib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -148,8 +149,17 @@ def portable_error(message: str, base: Path, shown: str) -> str:
 
 
 def _warm_up() -> None:
-    """Import what a run needs once per worker process, not once per run."""
+    """Import what a run needs once per worker process, not once per run; and end the worker if
+    the sweep that started it dies (a SIGKILL gives the sweep no chance to shut its pool down)."""
     importlib.import_module("sim.run")
+    parent = os.getppid()
+
+    def orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True, name="dcmarket-orphan-watch").start()
 
 
 def crashed(spec: RunSpec, why: str) -> dict[str, Any]:
