@@ -15,7 +15,6 @@ from typing import Any, Callable
 
 from agents.dso import products_from_study, tier_labels
 from grid.capacity import CapacityStudy, capacity_study
-from grid.errors import GridError
 from grid.solvers import check_solver
 from grid.verify import RiskCheck, verify_risk
 from mechanisms.products import FIRM, FLEX, product_id
@@ -28,6 +27,7 @@ from sim.capacity_report import (
     capacity_text,
     risk_text,
 )
+from sim.errors import named_after
 from sim.config import (ConfigError, ExperimentConfig, dump_config, effective_config, parse_config, read_config_file,
                         with_overrides)
 from sim.model import GridInputs, build_grid_inputs, sample_checked
@@ -126,7 +126,7 @@ def run_capacity(
     check_solver(config.solver)
     grid_config = config.product_grid
     assert grid_config is not None
-    try:
+    with named_after(source):
         progress("network and background scenarios")
         grid: GridInputs = build_grid_inputs(config, base_dir)
         study = capacity_study(
@@ -161,10 +161,6 @@ def run_capacity(
                 return sample_checked(sampler, grid.network, n, rng, "--verify")
 
             checks = verify_risk(study, sample, verify, product_ids=_family(study), progress=progress)
-    except (ConfigError, GridError) as error:
-        if source is None:
-            raise
-        raise type(error)(f"{source}: {error}") from None
 
     cap = capacity_summary(study, grid.scenarios.count)
     summary: dict[str, Any] = {

@@ -6,13 +6,13 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from grid.errors import GridError
 from grid.solvers import check_solver
 from mechanisms.registry import MECHANISMS
 from sim import outputs
 from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, load_config
+from sim.errors import named_after
 from sim.overrides import Override
 from sim.capacity_report import capacity_columns, capacity_rows, capacity_summary, capacity_text
 from agents.aggregator import Aggregator
@@ -179,23 +179,16 @@ def run_experiment(
     if getattr(config, "plan", None) is not None:
         from sim.plan_run import catalogue, plan_network
 
-        try:  # a bad [plan] fails here, not after the auction
+        with named_after(config_path):  # a bad [plan] fails here, not after the auction
             _, plan_grid = plan_network(config, config_path.parent)
             catalogue(config.plan, plan_grid)
-        except (ConfigError, GridError) as error:
-            raise type(error)(f"{config_path}: {error}") from None
     if getattr(config, "price", None) is not None:
         from sim.price_run import check_before_auction
 
-        try:  # a bad [price] fails here, not after the auction
+        with named_after(config_path):  # a bad [price] fails here, not after the auction
             check_before_auction(config)
-        except (ConfigError, GridError) as error:
-            raise type(error)(f"{config_path}: {error}") from None
-    try:
+    with named_after(config_path):
         model = MarketModel(config, base_dir=config_path.parent, progress=progress)
-    except (ConfigError, GridError) as error:
-        # Name the config, as the schema errors do; the error class (and exit code) stays.
-        raise type(error)(f"{config_path}: {error}") from None
     model.run_auction()
     summary = build_summary(model)
     bids, rounds = _table_rows(model)
@@ -203,7 +196,6 @@ def run_experiment(
     inputs = model.grid_inputs.input_files if model.grid_inputs is not None else {}
     files, copied = outputs.input_copies(inputs)
     files[outputs.CONFIG] = dump_config(effective_config(config, copied=copied)).encode("utf-8")
-    files[outputs.SUMMARY] = outputs.json_bytes(summary)
     files[outputs.PRODUCTS] = outputs.csv_bytes(outputs.PRODUCT_COLUMNS, summary["products"])
     if model.capacity.study is not None:
         study = model.capacity.study
@@ -231,15 +223,11 @@ def run_experiment(
                 raise ConfigError(f"{config_path}: plan: the auction sold no flexible capacity, so there is no site "
                                   "to plan for; list [[plan.sites]] or remove [plan]")
         progress("flexible-capacity plan for the auction's sites")
-        try:
+        with named_after(config_path):
             study = run_plan_study(config, config_path.parent, sites=sites, network=plan_grid, progress=progress)
-        except (ConfigError, GridError) as error:
-            raise type(error)(f"{config_path}: {error}") from None
         summary["plan"] = {"directory": outputs.PLAN_FOLDER, "sites_from": "auction" if sites else "config",
                            "sites": study.summary["sites"], "plans": study.summary["plans"]}
-        files[outputs.SUMMARY] = outputs.json_bytes(summary)
-        for name, content in study.files.items():
-            files[f"{outputs.PLAN_FOLDER}/{name}"] = content
+        files.update(_nested(outputs.PLAN_FOLDER, study.files))
         report += "\n\nFlexible-capacity plan for the sites that won flexible capacity (files in plan/):\n" + study.report
     if getattr(config, "price", None) is not None:
         # Operate after the auction: the aggregator runs its members' sites against the DLMPs
@@ -255,20 +243,22 @@ def run_experiment(
                 raise ConfigError(f"{config_path}: price: aggregator {agent.name!r} won nothing, so there is no site "
                                   "to operate; list [[price.sites]] or remove [price]")
         progress("DLMP coordination of the aggregator's sites")
-        try:
+        with named_after(config_path):
             priced = run_price_study(config, won=won, progress=progress)
-        except (ConfigError, GridError) as error:
-            raise type(error)(f"{config_path}: {error}") from None
         summary["price"] = {"directory": outputs.PRICE_FOLDER, "sites_from": priced.summary["sites_from"],
                             "sites": priced.summary["sites"],
                             "payment_usd_per_h": {case: c.get("payment_usd_per_h")
                                                   for case, c in priced.summary["cases"].items()}}
-        files[outputs.SUMMARY] = outputs.json_bytes(summary)
-        for name, content in priced.files.items():
-            files[f"{outputs.PRICE_FOLDER}/{name}"] = content
+        files.update(_nested(outputs.PRICE_FOLDER, priced.files))
         report += "\n\nDLMP coordination of the aggregator's sites after the auction (files in price/):\n" + priced.report
+    files[outputs.SUMMARY] = outputs.json_bytes(summary)  # last: the studies after the auction add to it
     outputs.write_run_directory(out, files, force=force)
     return RunResult(config=config, summary=summary, files=files, report=report)
+
+
+def _nested(folder: str, study_files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """A study's files as a folder of the run directory."""
+    return {f"{folder}/{name}": content for name, content in study_files.items()}
 
 
 def _run_figures(model: MarketModel, summary: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[str, bytes]:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from grid.errors import GridError
 from sim import outputs
-from sim.config import ConfigError, ExperimentConfig, dump_config, effective_config, load_config
+from sim.config import ExperimentConfig, dump_config, effective_config, load_config
+from sim.errors import named_after
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,8 @@ def study_command(args: argparse.Namespace, command: str, study: Callable[[Exper
     config = load_config(args.config, {"seed": args.seed, "solver": args.solver}, args.sets)
     out = args.out or Path("runs") / f"{args.config.stem}-{command}"
     outputs.check_out_dir(out, args.force)
-    try:
+    with named_after(args.config):
         result = study(config)
-    except (ConfigError, GridError) as error:
-        raise type(error)(f"{args.config}: {error}") from None
     files = dict(result.files)
     files[outputs.CONFIG] = dump_config(effective_config(config), command).encode("utf-8")
     outputs.write_run_directory(out, files, force=args.force)
