@@ -106,9 +106,9 @@ def _log(args: argparse.Namespace) -> int:
         if key in study:
             raise outputs.OutputError(f"{run_dir}: is a {kind} directory (dcmarket {kind}); it has no auction rounds "
                                       "to show")
-    if "allocation" not in outputs.read_summary(run_dir, required=("products",)):
+    if "products" in study and "allocation" not in study:
         raise outputs.OutputError(f"{run_dir}: is a capacity directory (dcmarket capacity); it has no auction rounds to show")
-    summary = outputs.read_summary(run_dir)
+    summary = outputs.require_keys(study, run_dir)  # every key a run's summary has
     bidders = list(summary["payments"])
     products = [p["id"] for p in summary["products"]]
     if args.bidder is not None and args.bidder not in bidders:

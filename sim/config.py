@@ -559,13 +559,14 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> ExperimentCo
         raise ConfigError(format_validation_error(error, source)) from None
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path, what: str = "config") -> dict[str, Any]:
+    """The TOML file's tables; ``what`` names the file in errors (a config, a sweep file)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found; check the path") from None
+        raise ConfigError(f"{path}: {what} file not found; check the path") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read config ({error.__class__.__name__}); give a UTF-8 TOML file") from None
+        raise ConfigError(f"{path}: cannot read {what} ({error.__class__.__name__}); give a UTF-8 TOML file") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -177,7 +177,7 @@ def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
 def sweep_page(sweep_dir: Path) -> bytes:
     import pandas as pd
 
-    from sim.results import query
+    from sim.results import cell, query
     from sim.sweep import PLOTS_FOLDER, RESULTS, SWEEP_FILE, read_sweep
     from sim.sweep_plots import file_name, plot_metrics_against
 
@@ -188,7 +188,7 @@ def sweep_page(sweep_dir: Path) -> bytes:
                 f"{len(keys)} swept parameter(s): {_esc(', '.join(keys) or 'none')}. {_verdicts(table)}</p>"]
     for key in keys:
         names, rows = query(sweep_dir, group_by=[key])
-        sections.append(f"<h2>By {_esc(key)}</h2>" + _table(names, [[_cell(v) for v in row] for row in rows], (0,)))
+        sections.append(f"<h2>By {_esc(key)}</h2>" + _table(names, [[cell(v) for v in row] for row in rows], (0,)))
     ok = table[table["status"] == "ok"]
     shown = []
     for key in keys:
@@ -202,7 +202,7 @@ def sweep_page(sweep_dir: Path) -> bytes:
         sections.append("<h2>Figures</h2>" + "".join(shown))
     names, rows = query(sweep_dir, limit=500)
     sections.append(f"<h2>Runs</h2><p>{'The first 500 of ' if len(table) > 500 else ''}{len(table):,} runs.</p>"
-                    + _table(names, [[_cell(v) for v in row] for row in rows], (0, 1)))
+                    + _table(names, [[cell(v) for v in row] for row in rows], (0, 1)))
     sections.append(f"<h2>Sweep file</h2><pre>{_esc((sweep_dir / SWEEP_FILE).read_text(encoding='utf-8'))}</pre>")
     return _page(f"dcmarket sweep: {sweep_dir.name}", sections)
 
@@ -231,12 +231,6 @@ def study_page(study_dir: Path, summary: Mapping[str, Any]) -> bytes:
                             "</p>" + _table(list(rows[0]), [list(r.values()) for r in shown], ()))
     sections.append(f"<h2>summary.json</h2><pre>{_esc(json.dumps(summary, indent=2))}</pre>")
     return _page(f"dcmarket: {study_dir.name}", sections)
-
-
-def _cell(value: Any) -> str:
-    from sim.results import _cell as cell
-
-    return cell(value)
 
 
 def write_report(directory: Path) -> Path:

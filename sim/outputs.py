@@ -237,14 +237,18 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
 SUMMARY_KEYS = ("products", "allocation", "prices", "payments", "rounds", "rounds_run")
 
 
+def require_keys(summary: Any, run_dir: Path, required: Sequence[str] = SUMMARY_KEYS) -> dict[str, Any]:
+    """``summary`` (as read from ``run_dir``) if it has every ``required`` key, else a one-line error."""
+    missing = [key for key in required if key not in summary]
+    if missing:
+        raise OutputError(f"{run_dir / SUMMARY}: has no {missing[0]!r}; the run directory is damaged, re-run it")
+    return summary
+
+
 def read_summary(run_dir: Path, required: Sequence[str] = SUMMARY_KEYS) -> dict[str, Any]:
     path = run_dir / SUMMARY
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        missing = [key for key in required if key not in summary]
-        if missing:
-            raise OutputError(f"{path}: has no {missing[0]!r}; the run directory is damaged, re-run it")
-        return summary
+        return require_keys(json.loads(path.read_text(encoding="utf-8")), run_dir, required)
     except FileNotFoundError:
         raise OutputError(f"{run_dir}: no {SUMMARY}; give the directory of a finished dcmarket run") from None
     except (json.JSONDecodeError, TypeError, UnicodeDecodeError):

@@ -87,7 +87,8 @@ def query(run_dir: Path, *, where: str | None = None, group_by: Sequence[str] = 
     return names, cursor.fetchall()
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as a table shows it: '-' for missing, yes/no, numbers to 4 significant digits."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -135,7 +136,7 @@ def command(args: argparse.Namespace) -> int:
     if args.csv:
         print(outputs.csv_bytes(names, [dict(zip(names, row)) for row in rows]).decode("utf-8"), end="")
         return 0
-    print(format_table(names, [tuple(_cell(v) for v in row) for row in rows],
+    print(format_table(names, [tuple(cell(v) for v in row) for row in rows],
                        [not isinstance(v, str) for v in (rows[0] if rows else [""] * len(names))]))
     print(f"\n{len(rows):,} {'groups' if args.group_by else 'runs'}")
     return 0

@@ -32,7 +32,6 @@ import socket
 import sys
 import threading
 import time
-import tomllib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from pydantic import ValidationError
 
 from sim import outputs
-from sim.config import format_validation_error, load_config
+from sim.config import format_validation_error, load_config, read_config_file
 from sim.errors import ConfigError
 from sim.overrides import Override, parse_path
 from sim.sweep_config import SweepConfig
@@ -162,8 +161,9 @@ def _warm_up() -> None:
     threading.Thread(target=orphaned, daemon=True, name="dcmarket-orphan-watch").start()
 
 
-def crashed(spec: RunSpec, why: str) -> dict[str, Any]:
-    """The record of a run whose worker process died or whose task was lost."""
+def failed_record(spec: RunSpec, why: str) -> dict[str, Any]:
+    """The record of a run that failed without running to its end: its parameter set was
+    invalid, or its worker process died, or its task was lost."""
     return {"run": spec.run, "index": spec.index, "seed": spec.seed, "parameters": spec.parameters,
             "status": "failed", "error": why, "metrics": {}, "seconds": 0.0, "worker": "-"}
 
@@ -204,7 +204,7 @@ def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, str], scheduler: str
             try:
                 yield future.result()
             except Exception as error:  # e.g. KilledWorker: Dask gave up on the run after its retries
-                yield crashed(spec_of[future.key], f"{WORKER_DIED}: {type(error).__name__}")
+                yield failed_record(spec_of[future.key], f"{WORKER_DIED}: {type(error).__name__}")
 
 
 def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
@@ -234,7 +234,7 @@ def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
             try:
                 yield alone.submit(work, spec, **task).result()
             except BrokenProcessPool:  # this run, alone in its worker, killed it
-                yield crashed(spec, WORKER_DIED)
+                yield failed_record(spec, WORKER_DIED)
                 alone.shutdown(wait=True)
                 alone = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_warm_up)
     finally:
@@ -281,14 +281,7 @@ class ProgressLine:
 
 
 def read_sweep(path: Path) -> SweepConfig:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: sweep file not found; check the path") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read the sweep file ({type(error).__name__})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    raw = read_config_file(path, "sweep")
     try:
         return SweepConfig.model_validate(raw)
     except ValidationError as error:
@@ -303,6 +296,11 @@ class SweepResult:
     out: Path
 
 
+def _set_key(spec: RunSpec) -> str:
+    """The spec's parameter set as text: runs that differ only in their seed share it."""
+    return json.dumps(spec.parameters, sort_keys=True)
+
+
 def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None = None, force: bool = False,
               quiet: bool = False, plots: bool = False, progress: Progress = lambda _: None) -> SweepResult:
     sweep = read_sweep(path)
@@ -313,7 +311,7 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
     # A parameter set the schema rejects fails its runs here, not in a worker; a sweep file that
     # is wrong throughout is refused before it leaves anything on disk.
     invalid: dict[str, str] = {}
-    distinct = {json.dumps(s.parameters, sort_keys=True) for s in specs}
+    distinct = {_set_key(s) for s in specs}
     for parameters in distinct:
         try:
             load_config(base, sets=overrides_of(json.loads(parameters)))
@@ -331,11 +329,11 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
         progress(f"resuming: {len(records):,} of {len(specs):,} runs already recorded")
     runnable = []
     for spec in pending:
-        error = invalid.get(json.dumps(spec.parameters, sort_keys=True))
+        error = invalid.get(_set_key(spec))
         if error is None:
             runnable.append(spec)
             continue
-        record = crashed(spec, error)
+        record = failed_record(spec, error)
         _write_record(out, record)
         records[spec.run] = record
         line.update(failed=True, ran=False)

@@ -44,9 +44,10 @@ def Standings(model: MarketModel) -> None:
     update_counter.get()  # re-render after every step
     rounds = len(model.round_results)
     state = "the auction has closed" if not model.running else "the auction is open"
-    rows = [(p, b or "-", f"{price:,.2f}") for p, b, price in standings(model)]
+    now = standings(model)
+    rows = [(p, b or "-", f"{price:,.2f}") for p, b, price in now]
     held: dict[str, list[str]] = {}
-    for product, bidder, _ in standings(model):
+    for product, bidder, _ in now:
         if bidder:
             held.setdefault(bidder, []).append(product)
     holdings = [(b, ", ".join(held.get(b, [])) or "-") for b in (a.name for a in model.bidders)]
