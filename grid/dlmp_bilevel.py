@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pyomo.environ as pyo
@@ -117,9 +118,15 @@ def aggregator_payment(sites: tuple[DataCenterSite, ...], decision: Decision, op
     return total
 
 
-def step_range(site: DataCenterSite, workload: Workload) -> tuple[int, int]:
+def step_range(site: DataCenterSite, step_kw: float) -> tuple[int, int]:
     """The least and most whole steps the site can take."""
-    return math.ceil(site.min_kw / workload.step_kw - _TOLERANCE), math.floor(site.max_kw / workload.step_kw + _TOLERANCE)
+    return math.ceil(site.min_kw / step_kw - _TOLERANCE), math.floor(site.max_kw / step_kw + _TOLERANCE)
+
+
+def load_range(sites: Sequence[DataCenterSite], step_kw: float) -> tuple[float, float]:
+    """The least and most load (three-phase kW) the sites can take together, in whole steps."""
+    ranges = [step_range(s, step_kw) for s in sites]
+    return sum(low for low, _ in ranges) * step_kw, sum(high for _, high in ranges) * step_kw
 
 
 def svg_levels(site: DataCenterSite, workload: Workload) -> int:
@@ -174,9 +181,10 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
     buses = [s.bus for s in sites]
     if len(set(buses)) != len(buses):
         raise GridError("sites: one site per bus")
-    ranges = {s.bus: step_range(s, workload) for s in sites}
+    ranges = {s.bus: step_range(s, workload.step_kw) for s in sites}
     needed = round(workload.total_kw / workload.step_kw)
-    if sum(low for low, _ in ranges.values()) > needed or sum(high for _, high in ranges.values()) < needed:
+    low_kw, high_kw = load_range(sites, workload.step_kw)
+    if not low_kw - _TOLERANCE <= workload.total_kw <= high_kw + _TOLERANCE:
         raise GridError(f"total_kw: {workload.total_kw:g} kW does not fit the sites' min_kw and max_kw "
                         f"in {workload.step_kw:g}-kW steps")
     levels = {s.bus: svg_levels(s, workload) if svg else 0 for s in sites}

@@ -24,7 +24,7 @@ import numpy as np
 
 from agents.aggregator import MemberSite
 from grid.dlmp_bilevel import (DataCenterSite, Decision, Workload, aggregator_bilevel, aggregator_payment,
-                               step_range)
+                               load_range)
 from grid.errors import GridError, InfeasibleNetworkError, SolverError
 from grid.solvers import check_solver
 from grid.three_phase import ThreePhaseFeeder, distance_km, load_ieee37, voltage_unbalance
@@ -92,7 +92,7 @@ def price_workload(price: PriceConfig, sites: Sequence[DataCenterSite]) -> Workl
     """``total_kw``, or ``utilization`` of what the sites can take, in whole steps."""
     step = price.step_kw
     if price.total_kw is None:
-        most = sum(step_range(s, Workload(0.0, step))[1] for s in sites)
+        most = round(load_range(sites, step)[1] / step)
         total = math.floor(price.utilization * most + 1e-9) * step
     else:
         total = price.total_kw
@@ -145,8 +145,7 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
     feeder, generators, settings = feeder_inputs(price)
     sites, sites_from = price_sites(price, feeder, won)
     workload = price_workload(price, sites)
-    low = sum(step_range(s, workload)[0] for s in sites) * workload.step_kw
-    high = sum(step_range(s, workload)[1] for s in sites) * workload.step_kw
+    low, high = load_range(sites, workload.step_kw)
     if not low <= workload.total_kw <= high:
         raise ConfigError(f"price.total_kw: {workload.total_kw:g} kW does not fit the sites ({low:g} to {high:g} kW "
                           f"in {workload.step_kw:g}-kW steps); change total_kw or the sites' min_kw and max_kw")
@@ -184,7 +183,7 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
             raise GridError(f"price: the OPF is infeasible at the {case} decision the bilevel problem chose")
         outcomes[case] = CaseOutcome(result.decision, opf, payment, done)
     summary = _summary(config, price, feeder, generators, sites, sites_from, workload, outcomes)
-    files = _files(feeder, sites, outcomes, summary)
+    files = _files(feeder, sites, workload, outcomes, summary)
     return StudyResult(summary, files, price_report(summary))
 
 
@@ -263,14 +262,12 @@ def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFee
     }
 
 
-def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], outcomes: Mapping[str, CaseOutcome],
-           summary: dict[str, Any]) -> dict[str, bytes]:
+def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], workload: Workload,
+           outcomes: Mapping[str, CaseOutcome], summary: dict[str, Any]) -> dict[str, bytes]:
     from sim.plots import figure_bytes
     from sim.price_plots import plot_costs, plot_dlmp_map, plot_unbalance, plot_voltage_profile
 
     distance = distance_km(feeder)
-    workload = Workload(summary["workload"]["total_kw"], summary["workload"]["step_kw"],
-                        summary["workload"]["svg_step_kvar"], summary["workload"]["svg_cost_usd_per_mvarh"])
     voltages, prices, site_rows = [], [], []
     for case, outcome in outcomes.items():
         site_rows += [_site_row(case, s, outcome, workload) for s in sites]
