@@ -99,18 +99,21 @@ def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser, what="directory")
 
 
-def _plan_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="config (TOML) with a [plan] table")
-    parser.add_argument("--out", type=Path, help="directory to write (default: runs/<config name>-plan)")
+def _table_study(parser: argparse.ArgumentParser, table: str) -> None:
+    """The arguments of a study that reads one table of a config (sim/study_command.py)."""
+    parser.add_argument("config", type=Path, help=f"config (TOML) with a [{table}] table")
+    parser.add_argument("--out", type=Path, help=f"directory to write (default: runs/<config name>-{table})")
     _common(parser, what="directory")
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    _table_study(parser, "plan")
     parser.add_argument("--no-frontier", action="store_true",
                         help="skip the cost-CVaR frontier over [plan] frontier_lambdas (one MILP per lambda)")
 
 
 def _price_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="config (TOML) with a [price] table")
-    parser.add_argument("--out", type=Path, help="directory to write (default: runs/<config name>-price)")
-    _common(parser, what="directory")
+    _table_study(parser, "price")
 
 
 def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
