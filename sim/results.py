@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sim import outputs
+from sim.sweep import PLOTS_FOLDER, RESERVED_COLUMNS, RESULTS, SWEEP_FILE, TIMINGS, read_sweep
 from sim.report import format_table
 
-RESULTS = "results.parquet"
-TIMINGS = "timings.parquet"
 # What a row listing shows besides the swept parameters, and what a group summary aggregates.
 SHOWN = ("welfare_usd", "efficiency", "revenue_usd", "rounds", "equilibrium_holds", "seconds")
 # A group summary's default columns: (aggregate, column).
@@ -68,9 +67,7 @@ def query(run_dir: Path, *, where: str | None = None, group_by: Sequence[str] = 
                          "FILTER (WHERE status = 'ok' AND equilibrium_holds IS NOT NULL) AS \"share equilibrium\"")
         sql = f"SELECT {', '.join(parts)} FROM {source}{condition} GROUP BY {keys} ORDER BY {keys}"
     else:
-        fixed = {"run", "status", "error", "seed", "worker"} | set(columns[columns.index("mechanism"):]
-                                                                  if "mechanism" in columns else [])
-        swept = [c for c in columns if c not in fixed and c != "seconds"]
+        swept = [c for c in columns if c not in RESERVED_COLUMNS]
         shown = ["run", "status", "seed", *swept, *(c for c in SHOWN if c in columns), "error"]
         sql = f"SELECT {', '.join(_quote(c) for c in shown)} FROM {source}{condition} ORDER BY run"
         if limit is not None:
@@ -103,7 +100,6 @@ def plot(run_dir: Path, parameter: str, metrics: Sequence[str]) -> Path:
     against one swept parameter, with bands over seeds, into DIR/plots/."""
     import pandas as pd
 
-    from sim.sweep import PLOTS_FOLDER, SWEEP_FILE, read_sweep
     from sim.sweep_plots import file_name, plot_metrics_against
 
     query(run_dir, limit=0)  # a clear error for a directory that is not a finished sweep
