@@ -179,7 +179,7 @@ def sweep_page(sweep_dir: Path) -> bytes:
 
     from sim.results import cell, query
     from sim.sweep import PLOTS_FOLDER, RESULTS, SWEEP_FILE, read_sweep
-    from sim.sweep_plots import file_name, plot_metrics_against
+    from sim.sweep_plots import figure_drawers, file_name
 
     keys = read_sweep(sweep_dir / SWEEP_FILE).swept_keys()
     table = pd.read_parquet(sweep_dir / RESULTS)
@@ -189,14 +189,10 @@ def sweep_page(sweep_dir: Path) -> bytes:
     for key in keys:
         names, rows = query(sweep_dir, group_by=[key])
         sections.append(f"<h2>By {_esc(key)}</h2>" + _table(names, [[cell(v) for v in row] for row in rows], (0,)))
-    ok = table[table["status"] == "ok"]
     shown = []
-    for key in keys:
-        if ok.empty or ok[key].nunique() < 2:
-            continue
+    for key, draw in figure_drawers(table, keys, "Sweep").items():
         path = sweep_dir / PLOTS_FOLDER / file_name(key)
-        png = path.read_bytes() if path.is_file() else _drawn(
-            lambda p, key=key: plot_metrics_against(ok, key, [k for k in keys if k != key], p, "Sweep"), path.name)
+        png = path.read_bytes() if path.is_file() else _drawn(draw, path.name)
         shown.append(_figure(png, f"Efficiency, revenue ($), welfare ($) and rounds against {key}, over seeds"))
     if shown:
         sections.append("<h2>Figures</h2>" + "".join(shown))

@@ -10,7 +10,7 @@ no timestamps (the same table gives the same bytes).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -90,19 +90,23 @@ def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Pat
     _write_png_atomically(figure, path, DPI)
 
 
+def figure_drawers(table, parameters: Sequence[str], title: str) -> dict[str, Callable[[Path], None]]:
+    """A drawer for each swept parameter that varies among the successful runs of ``table`` (the
+    results, pandas), by parameter: a sweep's plots/ and its report draw the same figures."""
+    ok = table[table["status"] == "ok"]
+    if ok.empty:
+        return {}
+    return {parameter: (lambda path, parameter=parameter: plot_metrics_against(
+                ok, parameter, [p for p in parameters if p != parameter], path, title))
+            for parameter in parameters if ok[parameter].nunique() >= 2}
+
+
 def sweep_figures(results_path: Path, parameters: Sequence[str], folder: Path, title: str) -> list[Path]:
     """One figure per swept parameter, from results.parquet; returns the files written."""
     import pandas as pd
 
-    table = pd.read_parquet(results_path)
-    table = table[table["status"] == "ok"]
     written = []
-    if table.empty:
-        return written
-    for parameter in parameters:
-        if table[parameter].nunique() < 2:
-            continue
-        path = folder / file_name(parameter)
-        plot_metrics_against(table, parameter, [p for p in parameters if p != parameter], path, title)
-        written.append(path)
+    for parameter, draw in figure_drawers(pd.read_parquet(results_path), parameters, title).items():
+        draw(folder / file_name(parameter))
+        written.append(folder / file_name(parameter))
     return written
