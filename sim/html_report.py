@@ -117,7 +117,7 @@ def _drawn(draw, name: str) -> bytes:
 
 def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
     from sim.report import equilibrium_text
-    from sim.run_plots import HOLDINGS, PRICE_PATH, plot_holdings, plot_price_paths
+    from sim.run_plots import HOLDINGS, PRICE_PATH, round_figures
 
     rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS)
     products = [p["id"] for p in summary["products"]]
@@ -150,16 +150,12 @@ def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
                  f"{summary['payments'][b]:,.2f}", f"{summary['surplus'].get(b, 0):,.2f}") for b in bidders]
     sections.append("<h2>Payments</h2>" + _table(["bidder", "products won", "value ($)", "pays ($)", "surplus ($)"],
                                                   payments, (0, 1)))
-    figures = {
-        PRICE_PATH: ("Standing price of each product by round ($)",
-                     lambda p: plot_price_paths(rounds, products, p, "Standing price of each product by round")),
-        HOLDINGS: ("Who stands on each product after each round",
-                   lambda p: plot_holdings(rounds, products, bidders, p, "Who stands on each product after each round")),
-    }
+    captions = {PRICE_PATH: "Standing price of each product by round ($)",
+                HOLDINGS: "Who stands on each product after each round"}
     shown = []
-    for name, (caption, draw) in figures.items():
+    for name, draw in round_figures(rounds, summary).items():
         png = (run_dir / name).read_bytes() if (run_dir / name).is_file() else _drawn(draw, name)
-        shown.append(_figure(png, caption))
+        shown.append(_figure(png, captions[name]))
     if (run_dir / outputs.CAPACITY_MAP).is_file():
         shown.append(_figure((run_dir / outputs.CAPACITY_MAP).read_bytes(), "Firm and flexible capacity per bus (MW)"))
     sections.append("<h2>Figures</h2>" + "".join(shown))

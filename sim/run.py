@@ -266,17 +266,9 @@ def _run_figures(model: MarketModel, summary: dict[str, Any], rounds: list[dict[
     capacity map."""
     from sim.capacity_run import capacity_map_png
     from sim.plots import figure_bytes
-    from sim.run_plots import HOLDINGS, PRICE_PATH, plot_holdings, plot_price_paths
+    from sim.run_plots import round_figures
 
-    products = [p["id"] for p in summary["products"]]
-    bidders = list(summary["payments"])
-    mechanism = summary["mechanism"]
-    files = figure_bytes({
-        PRICE_PATH: lambda p: plot_price_paths(
-            rounds, products, p, f"Standing price of each product by round ({mechanism}, {len(bidders)} bidders)"),
-        HOLDINGS: lambda p: plot_holdings(rounds, products, bidders, p,
-                                          f"Who stands on each product after each round ({mechanism})"),
-    })
+    files = figure_bytes(round_figures(rounds, summary))
     if model.capacity.study is not None:
         study = model.capacity.study
         files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")

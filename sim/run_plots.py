@@ -8,7 +8,7 @@ objects on the Agg canvas, written atomically with no timestamps (same run, same
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from sim.plots import DPI, _write_png_atomically
 
@@ -89,3 +89,17 @@ def plot_holdings(rounds: Sequence[Mapping[str, Any]], products: Sequence[str], 
     figure.legend(handles=handles[:24], loc="lower center", ncols=min(len(handles), 8), frameon=False, fontsize=8)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     _write_png_atomically(figure, path, DPI)
+
+
+def round_figures(rounds: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> dict[str, Callable[[Path], None]]:
+    """The run's round figures by file name (``--plots`` writes them; the HTML report draws them
+    when the run did not)."""
+    products = [p["id"] for p in summary["products"]]
+    bidders = list(summary["payments"])
+    mechanism = summary["mechanism"]
+    return {
+        PRICE_PATH: lambda path: plot_price_paths(
+            rounds, products, path, f"Standing price of each product by round ({mechanism}, {len(bidders)} bidders)"),
+        HOLDINGS: lambda path: plot_holdings(rounds, products, bidders, path,
+                                             f"Who stands on each product after each round ({mechanism})"),
+    }
