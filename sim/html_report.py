@@ -236,8 +236,5 @@ def write_report(directory: Path) -> Path:
     else:
         summary = outputs.read_summary(directory, required=())
         page = run_page(directory, summary) if "allocation" in summary else study_page(directory, summary)
-    target = directory / REPORT
-    partial = directory / f".{REPORT}.tmp"
-    partial.write_bytes(page)
-    partial.replace(target)
-    return target
+    outputs.write_atomically(directory / REPORT, page)
+    return directory / REPORT

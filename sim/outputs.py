@@ -51,12 +51,18 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> byte
     return buffer.getvalue().encode("utf-8")
 
 
-def write_table_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """A study's CSV, written under a temporary name and renamed, so a crash leaves no half file."""
+def write_atomically(path: Path, content: bytes) -> None:
+    """One file, written under a temporary name (hidden, per process) and renamed, so a crash
+    leaves no half file and two writers never share a temporary."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_bytes(csv_bytes(columns, rows))
+    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    partial.write_bytes(content)
     partial.replace(path)
+
+
+def write_table_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A study's CSV, written atomically."""
+    write_atomically(path, csv_bytes(columns, rows))
 
 
 def write_bench_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:

@@ -376,17 +376,11 @@ def _prepare(out: Path, files: Mapping[str, bytes], force: bool) -> None:
     (out / RECORDS_FOLDER).mkdir(exist_ok=True)
     (out / RUNS_FOLDER).mkdir(exist_ok=True)
     for name, content in files.items():
-        _atomic_write(out / name, content)
-
-
-def _atomic_write(path: Path, content: bytes) -> None:
-    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    partial.write_bytes(content)
-    partial.replace(path)
+        outputs.write_atomically(out / name, content)
 
 
 def _write_record(out: Path, record: Mapping[str, Any]) -> None:
-    _atomic_write(out / RECORDS_FOLDER / f"{record['run']}.json", outputs.json_bytes(record))
+    outputs.write_atomically(out / RECORDS_FOLDER / f"{record['run']}.json", outputs.json_bytes(record))
 
 
 _RECORD_KEYS = frozenset({"run", "index", "seed", "parameters", "status", "error", "metrics", "seconds", "worker"})
@@ -460,9 +454,9 @@ def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequenc
     timings = pa.table({"run": [r["run"] for r in records], "seconds": [float(r["seconds"]) for r in records],
                         "worker": [r["worker"] for r in records]})
     for name, data in ((RESULTS, table), (TIMINGS, timings)):
-        partial = out / f".{name}.tmp-{os.getpid()}"
-        pq.write_table(data, partial)
-        partial.replace(out / name)
+        buffer = pa.BufferOutputStream()
+        pq.write_table(data, buffer)
+        outputs.write_atomically(out / name, buffer.getvalue().to_pybytes())
 
 
 def _interrupted(signum: int, frame: object) -> None:

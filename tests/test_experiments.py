@@ -38,4 +38,4 @@ def test_script_runs_and_writes_its_csv(tmp_path, script, args, output, rows):
     assert result.returncode == 0, result.stderr[-2000:]
     with (tmp_path / output).open(newline="") as handle:
         assert len(list(csv.DictReader(handle))) == rows
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp-*"))  # no partial file left
