@@ -222,7 +222,6 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
         steps_of[s.bus] = steps
         m.upper.add(steps >= low)
         m.upper.add(steps <= high)
-        svg_bits = {}
         for phase in PHASES:
             p_price, q_price = kkt.y_of(lp.balance_p[s.bus, phase]), kkt.y_of(lp.balance_q[s.bus, phase])
             for price in (p_price, q_price):
@@ -237,15 +236,15 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
                 if s.kvar_per_kw > 0:
                     payment += s.kvar_per_kw * per_phase * 2 ** k * priced(q_price, bit)
             if levels[s.bus]:
-                svg_bits[phase] = expansion(2 * levels[s.bus])
-                level = sum(2 ** k * c for k, c in enumerate(svg_bits[phase]))
+                svg_bits = expansion(2 * levels[s.bus])
+                level = sum(2 ** k * c for k, c in enumerate(svg_bits))
                 m.upper.add(level <= 2 * levels[s.bus])
                 output = svg_step_mvar * (level - levels[s.bus])  # Mvar injected
                 svg_of[s.bus, phase] = output
                 net_q = net_q - output
                 if mccormick:  # - lambda^Q QSVG = - step x (sum 2^k lambda c_k - L lambda)
                     payment += svg_step_mvar * levels[s.bus] * q_price
-                    for k, bit in enumerate(svg_bits[phase]):
+                    for k, bit in enumerate(svg_bits):
                         payment -= svg_step_mvar * 2 ** k * priced(q_price, bit)
                 magnitude = m.svg_magnitude.add()  # |QSVG|: its price makes the two rows tight
                 m.upper.add(magnitude >= output)
