@@ -2,7 +2,7 @@
 
 Its value for a bundle is the best assignment of the bundle's products to its members (each
 member valued by its own profile): the OR of the members' valuations, computed by winner
-determination over their atoms (mechanisms/certify.py). Its demand at given prices is the best
+determination over their atoms (mechanisms/judge/certify.py). Its demand at given prices is the best
 assignment of products to members when every product costs its price. After the auction it
 hands the products it won to its members by that assignment and reports what each member got,
 pays (the prices of its products) and gains; a product no member wants stays with the
@@ -22,8 +22,8 @@ from agents.bidder import DataCenterBidder
 from agents.bundle_ties import BundleRule
 from agents.errors import AgentConfigError
 from agents.valuations import ValuationProfile
-from mechanisms.certify import atom_bids, merge_by_bidder
-from mechanisms.winner_determination import best_welfare
+from mechanisms.judge.certify import atom_bids, merge_by_bidder
+from mechanisms.judge.winner_determination import best_welfare
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +135,7 @@ class Aggregator(DataCenterBidder):
     def operated_sites(self, won: Sequence[str], prices: Mapping[str, float],
                        products: Mapping[str, Any]) -> list["MemberSite"]:
         """The sites the aggregator runs for its members after the auction (it then operates them
-        against DLMPs, sim/price_run.py), one per bus in bus order: the MW of every product won
+        against DLMPs, sim/studies/price.py), one per bus in bus order: the MW of every product won
         there (firm and flexible alike), held by the members the products went to
         (``hand_out``); a product no member took stays with the aggregator."""
         shares, unassigned = self.hand_out(won, prices)

@@ -8,12 +8,13 @@ from typing import Callable, Mapping, Sequence
 
 import mesa
 
-from grid.candidates import Candidates
-from grid.fcm_data import PlanSite
-from grid.capacity import MIN_PRODUCT_MW, CapacityStudy, capacity_study
-from grid.network import Network
-from grid.scenarios import Scenarios
+from grid.capacity.candidates import Candidates
+from grid.capacity.study import MIN_PRODUCT_MW, CapacityStudy, capacity_study
+from grid.load.scenarios import Scenarios
+from grid.network.network import Network
+from grid.plan.data import PlanSite
 from mechanisms.products import FIRM, FLEX, Product, product_id, risk_label
+
 
 @dataclass(frozen=True)
 class ProductSettings:

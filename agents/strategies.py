@@ -34,8 +34,8 @@ from pydantic import Field, ValidationError
 from agents.bundle_ties import BundleTiePolicy
 from agents.errors import AgentConfigError
 from agents.valuations import ValuationProfile
+from mechanisms.engines.saa import Withdrawal
 from mechanisms.mechanism import Bid, DemandQuery, ValuationQuery
-from mechanisms.saa import Withdrawal
 from mechanisms.settings import MAX_MONEY, Settings, first_error
 
 

@@ -37,8 +37,8 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from agents.bundle_ties import SMALLEST, BundleRule
 from agents.errors import AgentConfigError
+from mechanisms.judge.winner_determination import xor_bids_from_value
 from mechanisms.products import Product
-from mechanisms.winner_determination import xor_bids_from_value
 
 # Bundles whose surpluses differ by less than this (relative to the money involved) are tied.
 _RELATIVE_TOLERANCE = 1e-9
@@ -95,7 +95,7 @@ class ValuationProfile(ABC):
 
     def atoms(self, products: Sequence[str]) -> list[list[tuple[frozenset[str], float]]] | None:
         """XOR bid lists whose OR is this valuation on ``products`` (winner determination runs on
-        them, mechanisms/certify.py); None when there is no compact form."""
+        them, mechanisms/judge/certify.py); None when there is no compact form."""
         return None
 
 

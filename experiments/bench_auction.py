@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sim.config import parse_config
-from sim.model import MarketModel
-from sim.outputs import write_bench_csv
+from sim.config.schema import parse_config
+from sim.market.model import MarketModel
+from sim.output.files import write_bench_csv
 
 HERE = Path(__file__).resolve().parent
 INCREMENT_USD = 1.0

@@ -1,7 +1,7 @@
 """Exact capacity method against the paper's scenario LP (17): time, peak memory, equality.
 
 For each case (default 'paper-4bus', 'ieee118', 'ieee300', 'case_ACTIVSg2000') and scenario
-count S (default 2,000 and 10,000), the study ``grid.capacity.capacity_study`` computes firm and
+count S (default 2,000 and 10,000), the study ``grid.capacity.study.capacity_study`` computes firm and
 flexible capacity (eps = 0.05) with each formulation ("exact": CVaR per limit by a partial sort,
 an LP the size of the robust one; "scenario": LP (17) with one z per limit and scenario) and each
 solver (HiGHS; GLPK through Pyomo for the LP stages, its tie-break QP in HiGHS). Candidates: every
@@ -66,7 +66,7 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run as a script: the packages are this checkout's
     sys.path.insert(0, str(REPO))
 
-from sim.outputs import write_table_csv  # noqa: E402  (light: no numpy, no solver)
+from sim.output.files import write_table_csv  # noqa: E402  (light: no numpy, no solver)
 
 PAPER_CASE = "paper-4bus"
 # Spec 5.1 background loads of the paper's case, as in experiments/paper_4bus_additive.toml:
@@ -110,7 +110,12 @@ def progress(message: str) -> None:
 
 def _draw(network, case: str, count: int, seed: int):
     """The seeded background scenarios and the requests (bus -> MW) of a case."""
-    from grid.scenarios import BaseLoadSpread, TruncatedNormalLoad, sample_base_load, sample_truncated_normal
+    from grid.load.scenarios import (
+        BaseLoadSpread,
+        TruncatedNormalLoad,
+        sample_base_load,
+        sample_truncated_normal,
+    )
     from sim.random_streams import stream
 
     if case == PAPER_CASE:
@@ -166,10 +171,10 @@ class _SolverPeak:
 
 
 def _measure_capacity(spec: dict[str, Any]) -> dict[str, Any]:
-    from grid.candidates import make_candidates
-    from grid.capacity import capacity_study
-    from grid.cases import load_case
-    from grid.shift_factors import flow_model
+    from grid.capacity.candidates import make_candidates
+    from grid.capacity.shift_factors import flow_model
+    from grid.capacity.study import capacity_study
+    from grid.network.cases import load_case
 
     solver, formulation = spec["solver"], spec["method"]
     # Warm-up: imports, solver bindings, Pyomo writers and glpsol's first start, on a tiny study.
@@ -252,7 +257,7 @@ def _measure_floor(spec: dict[str, Any]) -> dict[str, Any]:
     """Shift factors, scenario flows and one partial sort per line, in bare numpy/scipy."""
     import numpy as np
 
-    from grid.cases import load_case
+    from grid.network.cases import load_case
 
     network = load_case(spec["case"])
     scenarios, _ = _draw(network, spec["case"], spec["scenarios"], spec["seed"])

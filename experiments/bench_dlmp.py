@@ -5,7 +5,7 @@ The instance is the price study's (experiments/ieee37_price.toml: head 1.03 p.u.
 p.u., generators at 711 and 733): n sites of 600 kW at power factor 0.9 at the weak ends of the
 feeder (738, 725, 731, 741, 735 in that order), 500 kW per site to place in 100-kW steps, and
 SVGs of +-200 kvar per phase in 200- or 50-kvar steps (3 or 9 levels per phase). Each row is one
-``grid.dlmp_bilevel.aggregator_bilevel`` call, the call `dcmarket price` makes, with a per-solve
+``grid.feeder.bilevel.aggregator_bilevel`` call, the call `dcmarket price` makes, with a per-solve
 time limit (--time-limit, 60 s).
 
     .venv/bin/python experiments/bench_dlmp.py [--quick] [--out experiments/out]
@@ -34,13 +34,13 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run as a script: the packages are this checkout's
     sys.path.insert(0, str(REPO))
 
-from grid.dlmp_bilevel import DataCenterSite, Workload, aggregator_bilevel  # noqa: E402
 from grid.errors import GridError, SolverError  # noqa: E402
-from grid.solvers import check_solver  # noqa: E402
-from grid.three_phase import load_ieee37  # noqa: E402
-from grid.three_phase_opf import DistributedGenerator, OpfSettings  # noqa: E402
-from sim.outputs import write_bench_csv  # noqa: E402
-from sim.report import format_table  # noqa: E402
+from grid.feeder.bilevel import DataCenterSite, Workload, aggregator_bilevel  # noqa: E402
+from grid.feeder.opf import DistributedGenerator, OpfSettings  # noqa: E402
+from grid.network.three_phase import load_ieee37  # noqa: E402
+from grid.solvers.solve import check_solver  # noqa: E402
+from sim.output.files import write_bench_csv  # noqa: E402
+from sim.report.text import format_table  # noqa: E402
 
 SITE_BUSES = (738, 725, 731, 741, 735)
 SETTINGS = OpfSettings(45.0, 1.03, 0.95, 1.05)

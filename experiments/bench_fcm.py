@@ -5,7 +5,7 @@ For each scenario count S (default 5, 10, 20, 40, 80) the default study
 (experiments/ieee33bw_plan.toml: IEEE 33-bus feeder, four data-center sites, four candidate hubs,
 three module types) draws S demand-shock scenarios from its generator (seeded,
 ``stream(seed, "shocks")``; a draw of S starts with the draw of any smaller S) and solves two
-models with ``grid.fcm_model.solve_plan``, the same call as ``dcmarket plan``: the sample model
+models with ``grid.plan.milp.solve_plan``, the same call as ``dcmarket plan``: the sample model
 (radius 0) and the distributionally robust model (the config's ``dro_radius``), both at the
 config's lambda and alpha, to the config's mip_gap (or --mip-gap) with a per-solve time limit
 (--time-limit, 300 s). HiGHS solves every S; GLPK, far slower on MILPs, the S up to
@@ -17,7 +17,7 @@ Per solve the table reports the status, the wall seconds around ``solve_plan`` (
 model + solve + read the plan), the solver's seconds (``MilpOutcome.seconds``: Pyomo hands the
 model over and the solver runs), the objective and best bound ($), the gap, the plan's Stage I
 cost, units staged and hubs opened, and the model's size (columns, binaries, general integers,
-rows, as ``grid.solvers.solve_milp`` hands it to the solver).
+rows, as ``grid.solvers.solve.solve_milp`` hands it to the solver).
 Ratios are within this run: growth = solver seconds / those of the same model and solver at the
 smallest S; GLPK / HiGHS = solver seconds at equal S and model (">" when a solve stopped at the
 time limit: a lower bound). Where both solvers proved optimality, their objectives must agree to
@@ -46,16 +46,16 @@ if str(REPO) not in sys.path:  # run as a script: the packages are this checkout
     sys.path.insert(0, str(REPO))
 
 
-from grid.cases import load_case  # noqa: E402
 from grid.errors import GridError, SolverError  # noqa: E402
-from grid.fcm_model import RiskSettings, solve_plan  # noqa: E402
-from grid.shocks import draw_shocks  # noqa: E402
-from grid.solvers import check_solver  # noqa: E402
-from sim.config import load_config  # noqa: E402
-from sim.outputs import write_bench_csv  # noqa: E402
-from sim.plan_run import plan_data, shock_sites, sites_from_config  # noqa: E402
+from grid.network.cases import load_case  # noqa: E402
+from grid.plan.milp import RiskSettings, solve_plan  # noqa: E402
+from grid.plan.shocks import draw_shocks  # noqa: E402
+from grid.solvers.solve import check_solver  # noqa: E402
+from sim.config.schema import load_config  # noqa: E402
+from sim.output.files import write_bench_csv  # noqa: E402
 from sim.random_streams import stream  # noqa: E402
-from sim.report import format_table  # noqa: E402
+from sim.report.text import format_table  # noqa: E402
+from sim.studies.plan import plan_data, shock_sites, sites_from_config  # noqa: E402
 
 DEFAULT_CONFIG = HERE / "ieee33bw_plan.toml"
 DEFAULT_SCENARIOS = [5, 10, 20, 40, 80]
@@ -110,7 +110,7 @@ def measure(data, shocks, risk: RiskSettings, solver: str, mip_gap: float, time_
         "objective_usd": outcome.objective, "bound_usd": outcome.bound, "gap_pct": 100.0 * outcome.gap,
         "plan_cost_usd": solution.plan.cost, "risk_term_usd": solution.risk_term,
         "units": int(solution.plan.stock(data).sum()), "open_hubs": " ".join(solution.plan.open_hubs) or "-",
-        # The MILP as the solver saw it (grid.solvers.solve_milp counts it).
+        # The MILP as the solver saw it (grid.solvers.solve.solve_milp counts it).
         "variables": outcome.columns, "binaries": outcome.binaries, "integers": outcome.integers,
         "constraints": outcome.rows,
     }

@@ -5,7 +5,7 @@ Each command runs --repeat times (default 7) in a fresh process; the table repor
 and fastest wall seconds and the median as a multiple of a bare `python -c pass`. The heavy
 libraries (Pyomo, pandas, Mesa, pydantic, matplotlib) are imported only where they are used, so
 `--help` and `log` should cost a small multiple of the bare interpreter, and a run's imports
-(`import sim.run`) show what they save. No timing is asserted (tests check instead that the
+(`import sim.studies.auction`) show what they save. No timing is asserted (tests check instead that the
 light commands import none of those libraries).
 
     .venv/bin/python experiments/bench_startup.py [--repeat N] [--out experiments/out]
@@ -28,8 +28,8 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run as a script: the packages are this checkout's
     sys.path.insert(0, str(REPO))
 
-from sim.outputs import write_bench_csv  # noqa: E402
-from sim.report import format_table  # noqa: E402
+from sim.output.files import write_bench_csv  # noqa: E402
+from sim.report.text import format_table  # noqa: E402
 
 CSV_NAME = "bench_startup.csv"
 COLUMNS = ["command", "repeats", "median_s", "fastest_s", "over_bare_python"]
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             ("dcmarket --help", [*CLI, "--help"]),
             ("dcmarket run --help", [*CLI, "run", "--help"]),
             ("dcmarket log RUN", [*CLI, "log", str(run_dir)]),
-            ("import sim.run (what a run imports)", [sys.executable, "-c", "import sim.run"]),
+            ("import sim.studies.auction (what a run imports)", [sys.executable, "-c", "import sim.studies.auction"]),
         ]
         rows = []
         for label, command in commands:

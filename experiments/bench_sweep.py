@@ -32,8 +32,8 @@ import subprocess  # noqa: E402
 
 import tomli_w  # noqa: E402
 
-from sim.outputs import write_bench_csv  # noqa: E402
-from sim.report import format_table  # noqa: E402
+from sim.output.files import write_bench_csv  # noqa: E402
+from sim.report.text import format_table  # noqa: E402
 
 SWEEP = HERE / "sweep_4bus_increment.toml"
 CSV_NAME = "bench_sweep.csv"
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from distributed import LocalCluster
 
-    from sim.sweep import plan_runs, read_sweep, run_sweep
+    from sim.studies.sweep import plan_runs, read_sweep, run_sweep
 
     with tempfile.TemporaryDirectory(prefix="dcmarket-bench-sweep-") as scratch:
         folder = Path(scratch)

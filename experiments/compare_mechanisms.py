@@ -3,7 +3,7 @@
 For each seeded population (drawn by agents/populations.py from a named mix of profiles) every
 mechanism sells the same grid-like products (firm and flexible capacity at a few buses) to the
 same bidders, bidding straightforwardly, through the shared market loop. Each outcome is judged
-by the same certificates (mechanisms/certify.py): welfare against the best allocation (MILP),
+by the same certificates (mechanisms/judge/certify.py): welfare against the best allocation (MILP),
 revenue, share of the capacity (MW) allocated, rounds, bidder surpluses (the lowest shows
 exposure losses), whether the final prices form an equilibrium (with the mechanism's own price
 step in (8)) and whether any equilibrium exists.
@@ -29,10 +29,10 @@ from agents.bundle_ties import bundle_tie_policy
 from agents.populations import MIXES, draw_population, grid_catalog
 from agents.profiles import build_profile
 from agents.strategies import Participant, Straightforward, respond_all
-from mechanisms.certify import certify
+from mechanisms.judge.certify import certify
 from mechanisms.loop import run_to_close
 from mechanisms.registry import MECHANISMS
-from sim.outputs import write_bench_csv
+from sim.output.files import write_bench_csv
 
 HERE = Path(__file__).resolve().parent
 # The rules each mechanism runs with: the same 1 $ step for the two ascending auctions.
@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"{mix}: population {index + 1}/{args.populations}")
     csv_path = args.out / "compare_mechanisms.csv"
     write_bench_csv(csv_path, COLUMNS, rows)
-    from sim.plots import plot_mechanism_comparison  # matplotlib loads only here
+    from sim.report.figures.plots import (
+        plot_mechanism_comparison,  # matplotlib loads only here
+    )
 
     png_path = args.out / "compare_mechanisms.png"
     plot_mechanism_comparison(rows, list(RULES), png_path)

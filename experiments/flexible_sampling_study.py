@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from grid.cases import load_case
-from grid.firm import firm_capacity
-from grid.flexible import flexible_capacity
-from grid.scenarios import TruncatedNormalLoad, sample_truncated_normal
-from sim.outputs import write_table_csv
+from grid.capacity.firm import firm_capacity
+from grid.capacity.flexible import flexible_capacity
+from grid.load.scenarios import TruncatedNormalLoad, sample_truncated_normal
+from grid.network.cases import load_case
+from sim.output.files import write_table_csv
 from sim.random_streams import stream
 
 HERE = Path(__file__).resolve().parent

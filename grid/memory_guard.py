@@ -11,7 +11,7 @@ import numbers
 import os
 
 from grid.errors import GridError
-from grid.network import Network
+from grid.network.network import Network
 
 
 def check_count(count: object) -> int:
@@ -150,7 +150,7 @@ def check_scenario_lp_memory(network: Network, rows: int, count: int, solver: st
     return need
 
 
-# The flexible-capacity MILP (grid/fcm_model.py) per minute of a site's event: about 4 kB in Pyomo
+# The flexible-capacity MILP (grid/plan/milp.py) per minute of a site's event: about 4 kB in Pyomo
 # (measured: 300 scenarios of the default study, 83,000 variables and 139,000 constraints, took
 # 99 MB for 24,000 event minutes), doubled for the solver's copy of it.
 PLAN_MILP_BYTES_PER_STEP = 8_000

@@ -1,6 +1,6 @@
 """The market loop, written once: post the state, collect every bidder's messages, run the round.
 
-The Mesa model (sim/model.py), the test driver and the benchmarks all run mechanisms through
+The Mesa model (sim/market/model.py), the test driver and the benchmarks all run mechanisms through
 these two functions; only how messages are collected differs (Mesa agents activated in random
 order, or plain strategy objects).
 """

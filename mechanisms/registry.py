@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from mechanisms import clock, interconnection_queue, saa, vcg
+from mechanisms.engines import clock, queue, saa, vcg
 from mechanisms.errors import MechanismError
 from mechanisms.mechanism import MechanismSpec
 
 MECHANISMS: dict[str, MechanismSpec] = {
-    spec.kind: spec for spec in (saa.SPEC, interconnection_queue.SPEC, vcg.SPEC, clock.SPEC)
+    spec.kind: spec for spec in (saa.SPEC, queue.SPEC, vcg.SPEC, clock.SPEC)
 }
 DEFAULT_MECHANISM = "saa"
 

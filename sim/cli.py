@@ -1,6 +1,6 @@
 """The `dcmarket` command line.
 
-One sub-command per study in the registry (sim/studies.py): `run` an experiment config (the
+One sub-command per study in the registry (sim/studies/registry.py): `run` an experiment config (the
 auction), `capacity` of a config or a case alone, `plan` flexible capacity against demand shocks,
 `price` DLMP coordination, `sweep` many runs. `log` prints a finished run's rounds, `results`
 queries a sweep, `report` writes an HTML page, `view` serves Mesa's interactive view of an
@@ -18,18 +18,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from agents.errors import AgentConfigError
-from grid.errors import GridError
-from mechanisms.errors import MechanismError
-from sim import outputs
-from sim.errors import ConfigError
-from sim.report import format_table, round_table
-from sim.studies import STUDIES
-
-# How `dcmarket view` hands the config to the page that Solara serves (sim/viz.py).
-VIEW_CONFIG_ENV = "DCMARKET_VIEW_CONFIG"
-# Errors that come from the user's input or environment: one line, no traceback.
-USER_ERRORS = (ConfigError, GridError, MechanismError, AgentConfigError, outputs.OutputError)
+from sim.errors import USER_ERRORS, ConfigError
+from sim.market.view_env import VIEW_CONFIG_ENV
+from sim.output import files as outputs
+from sim.report.text import format_table, round_table
+from sim.studies.registry import STUDIES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +80,7 @@ def _progress(quiet: bool):
 
 
 def _cases(_: argparse.Namespace) -> int:
-    from grid.cases import describe_cases
+    from grid.network.cases import describe_cases
 
     rows = [(c["name"], c["buses"], c["lines"], c["generators"], f"{c['load_mw']:,.1f}", c["source"], c["ratings"])
             for c in describe_cases()]
@@ -133,20 +126,20 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from sim.results import command
+    from sim.report.query import command
 
     return command(args)
 
 
 def _view(args: argparse.Namespace) -> int:
-    from sim.config import load_config
+    from sim.config.schema import load_config
 
     load_config(args.config).require_market()  # a bad config fails here, in one line, not in the browser
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port: {args.port} is not a port number (1-65535)")
     env = {**os.environ, VIEW_CONFIG_ENV: str(args.config.resolve())}
     print(f"Serving the auction of {args.config} at http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    command = [sys.executable, "-m", "solara", "run", "sim.viz", "--port", str(args.port), "--host", args.host,
+    command = [sys.executable, "-m", "solara", "run", "sim.market.viz", "--port", str(args.port), "--host", args.host,
                "--production"]
     server = subprocess.Popen(command, env=env)
     # Stopping `dcmarket view` (Ctrl-C, or a SIGTERM) stops the server too, so the port is freed.
@@ -160,7 +153,7 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sim.html_report import write_report
+    from sim.report.html import write_report
 
     print(f"Report: {write_report(args.run_dir)}")
     return 0

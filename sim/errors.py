@@ -1,5 +1,6 @@
-"""The config error, in a module of its own so that the command line can catch it without
-importing the config schema (pydantic, Pyomo, Mesa); and how errors come to name their config."""
+"""The user-facing errors, in a module of their own so that the command line can catch them
+without importing the config schema (pydantic, Pyomo, Mesa); and how errors come to name their
+config."""
 
 from __future__ import annotations
 
@@ -7,11 +8,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from agents.errors import AgentConfigError
 from grid.errors import GridError
+from mechanisms.errors import MechanismError
 
 
 class ConfigError(ValueError):
     """A config that cannot run; the message is one line naming the field and the fix."""
+
+
+class OutputError(ValueError):
+    """The run directory cannot be written or read; the message names the path and the fix."""
+
+
+# Errors that come from the user's input or environment: one line, no traceback.
+USER_ERRORS = (ConfigError, GridError, MechanismError, AgentConfigError, OutputError)
 
 
 @contextmanager

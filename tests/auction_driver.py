@@ -9,9 +9,9 @@ import numpy as np
 from agents.bundle_ties import bundle_tie_policy
 from agents.strategies import Participant, Straightforward, respond_all
 from agents.valuations import ValuationProfile
+from mechanisms.engines.saa import AuctionRules, SimultaneousAscendingAuction
 from mechanisms.loop import run_to_close
 from mechanisms.mechanism import RoundResult
-from mechanisms.saa import AuctionRules, SimultaneousAscendingAuction
 
 PAPER_PRODUCTS = ("firm@3", "flex@3", "firm@4", "flex@4")  # the paper's items 1-4
 

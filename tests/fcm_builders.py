@@ -13,10 +13,10 @@ from typing import Sequence
 
 import numpy as np
 
-from grid.cases import load_case
-from grid.fcm_data import Hub, ModuleType, PlanData, PlanSite, Supplier, travel_minutes
-from grid.network import Network
-from grid.shocks import ShockScenarios, ShockSettings, ShockSite
+from grid.network.cases import load_case
+from grid.network.network import Network
+from grid.plan.data import Hub, ModuleType, PlanData, PlanSite, Supplier, travel_minutes
+from grid.plan.shocks import ShockScenarios, ShockSettings, ShockSite
 
 SECTION_KM = 1.0
 SPEED_KMH = 60.0  # with SECTION_KM: one minute per line section

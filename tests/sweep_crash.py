@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from sim.sweep import run_one
+from sim.studies.sweep import run_one
 
 DOOMED = "run-0003"
 

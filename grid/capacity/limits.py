@@ -1,0 +1,355 @@
+"""Every finite limit of the capacity models, with what the background load does to it.
+
+Each limit is a row ``a . c + b - limit <= 0`` over the candidate capacities c:
+
+- a withdrawal limit at bus i (1b)/(4b): a = 1 at candidate i, b = p_i;
+- a line's upper and lower flow limit (1c)/(4c)/(4d): a = +-H[l, candidates], b = +-(H p)_l;
+- the supply limit (generation headroom or import at the reference bus): a = 1 everywhere,
+  b = sum_j p_j (new load and background growth must both be generated).
+
+The capacity models only ever need a statistic of the background term b per row: its worst case
+over the load box (firm, (2a)/(2b)) or its sample CVaR (flexible, proof of Proposition 1: CVaR is
+translation equivariant and a . c is deterministic, so CVaR(a . c + b) = a . c + CVaR(b)). So this
+module computes, row by row and in blocks of lines, the worst case and the K largest samples of
+b with their scenario numbers (a partial sort), and never stores the dense H or all line flows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from grid.capacity.candidates import Candidates
+from grid.capacity.shift_factors import FlowModel
+from grid.errors import GridError
+from grid.load.scenarios import Scenarios
+from grid.network.network import Network
+from grid.risk_measures import cvar_from_tail
+
+WITHDRAWAL, UPPER, LOWER, SUPPLY = "withdrawal", "upper", "lower", "supply"
+
+# A candidate "touches" a limit when 1 MW withdrawn there moves the limited quantity by at least
+# this much (a distribution-factor cut-off, as in transmission loading relief practice): such
+# a candidate is interrupted when the limit is violated and is blocked when background load
+# alone breaks the limit.
+DEFAULT_TOUCH_FACTOR = 0.05
+
+# Lines whose scenario flows are computed at once; bounds the (lines x S) work array.
+LINE_BLOCK = 1024
+
+
+def tail_size(epsilon: float, count: int) -> int:
+    """floor(eps S) + 1: the fewest largest samples that determine CVaR_eps of S samples."""
+    return min(count, int(math.floor(epsilon * count)) + 1)
+
+
+@dataclass(frozen=True, eq=False)
+class LimitTable:
+    """The rows (see the module doc) and their background statistics, in a fixed order:
+    withdrawal limits in bus order, then each line's upper and lower limit in line order, then
+    the supply limit.
+    """
+
+    kinds: tuple[str, ...]
+    labels: tuple[str, ...]           # bus number, line name or "supply"
+    limit_mw: np.ndarray              # (R,)
+    line: np.ndarray                  # (R,) line position for upper/lower rows, else -1
+    bus: np.ndarray                   # (R,) bus position for withdrawal rows, else -1
+    touch: sp.csr_matrix              # (R, candidates) True where the candidate touches the row
+    affected: np.ndarray              # (R,) True if some candidate's coefficient is non-zero
+    worst_mw: np.ndarray              # (R,) max of b over the load box
+    tail_mw: np.ndarray               # (R, K) the K largest samples of b, descending
+    tail_scenario: np.ndarray         # (R, K) their scenario numbers
+    count: int                        # S
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def name(self, row: int) -> str:
+        kind, label = self.kinds[row], self.labels[row]
+        if kind == WITHDRAWAL:
+            return f"withdrawal limit at bus {label}"
+        if kind == SUPPLY:
+            return f"supply limit ({label})"
+        return f"line {label} {kind} limit"
+
+    def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
+        """Sample CVaR_eps of each row's background term."""
+        return cvar_from_tail(self.tail_mw, epsilon, self.count)
+
+
+def _tails(values: np.ndarray, keep: int, with_index: bool = True
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``keep`` largest and ``keep`` smallest values of each row, with their columns.
+
+    One partition serves both tails (a line's upper and lower limit see b and -b). Largest come
+    back descending, smallest ascending (so that -smallest is descending). Without ``with_index``
+    the columns are not tracked (a plain partition is about twice as fast) and come back as -1.
+    """
+    count = values.shape[1]
+    keep = min(keep, count)
+    kth = [keep - 1, count - keep] if 2 * keep < count else None
+    if not with_index:
+        part = np.sort(values, axis=1) if kth is None else np.partition(values, kth, axis=1)
+        top = -np.sort(-part[:, count - keep:], axis=1)
+        low = np.sort(part[:, :keep], axis=1)
+        none = np.full(top.shape, -1, dtype=np.int64)
+        return top, none, low, none
+    if kth is None:
+        order = np.argsort(values, axis=1, kind="stable")
+        top_idx, low_idx = order[:, count - keep:], order[:, :keep]
+    else:
+        part = np.argpartition(values, kth, axis=1)
+        top_idx, low_idx = part[:, count - keep:], part[:, :keep]
+    top = np.take_along_axis(values, top_idx, axis=1)
+    low = np.take_along_axis(values, low_idx, axis=1)
+    # Sort each tail; ties broken by scenario number so the order never depends on the partition.
+    top_order = np.lexsort((top_idx, -top), axis=1) if top.size else top_idx
+    low_order = np.lexsort((low_idx, low), axis=1) if low.size else low_idx
+    top_idx = np.take_along_axis(top_idx, top_order, axis=1)
+    low_idx = np.take_along_axis(low_idx, low_order, axis=1)
+    return (np.take_along_axis(top, top_order, axis=1), top_idx,
+            np.take_along_axis(low, low_order, axis=1), low_idx)
+
+
+@dataclass(frozen=True, eq=False)
+class ShiftRows:
+    """The shift-factor rows of the limited lines, in blocks (positions, rows), kept between the
+    worst-case pass and the scenario pass so that H is computed once."""
+
+    blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+def budgeted_worst(h: np.ndarray, lower: np.ndarray, upper: np.ndarray, budget: float | None) -> np.ndarray:
+    """max of h_r . p per row over the load box, or over the budgeted box when ``budget`` is set.
+
+    The box [lower, upper] is centre +- half. (2a): its worst case is h . centre + |h| . half,
+    every load at the bound that matches the sign of its shift factor. With a budget Gamma
+    (Bertsimas and Sim), at most Gamma loads may leave their centre (fractionally), so the worst
+    case adds only the Gamma largest terms |h_j| half_j.
+    """
+    centre, half = (upper + lower) / 2.0, (upper - lower) / 2.0
+    h = np.atleast_2d(h)
+    spread = np.abs(h) * half
+    if budget is None or budget >= h.shape[1]:
+        return h @ centre + spread.sum(axis=1)
+    whole = int(np.floor(budget))
+    # The whole + 1 largest terms, in descending order: the first ``whole`` count in full, the
+    # next one by the fraction of the budget left.
+    top = -np.sort(-np.partition(spread, h.shape[1] - whole - 1, axis=1)[:, h.shape[1] - whole - 1:], axis=1)
+    return h @ centre + top[:, :whole].sum(axis=1) + (budget - whole) * top[:, whole]
+
+
+def limit_rows(
+    network: Network,
+    flows: FlowModel,
+    scenarios: Scenarios,
+    candidates: Candidates,
+    touch_factor: float = DEFAULT_TOUCH_FACTOR,
+    budget: float | None = None,
+) -> tuple[LimitTable, ShiftRows]:
+    """Every finite limit with its worst case over the load box (or the budgeted box, see
+    `budgeted_worst`), but no scenario tails yet.
+
+    That is all the robust firm model needs, so it can be solved while `with_tails` runs.
+    """
+    if tuple(scenarios.buses) != network.bus_numbers:
+        raise GridError(
+            f"scenarios do not match network {network.name!r}; build the scenarios from this network"
+        )
+    n_cand = len(candidates)
+    kinds: list[str] = []
+    labels: list[str] = []
+    limits: list[float] = []
+    line_pos: list[int] = []
+    bus_pos: list[int] = []
+    worst: list[np.ndarray] = []
+    touch_blocks: list[sp.csr_matrix] = []
+    affected: list[np.ndarray] = []
+    candidate_column = {int(p): k for k, p in enumerate(candidates.positions)}
+
+    # Withdrawal limits (1b)/(4b): the background is the bus's own load.
+    bus_rows = [i for i, bus in enumerate(network.buses) if math.isfinite(bus.withdrawal_limit_mw)]
+    lower, upper = scenarios.lower_mw, scenarios.upper_mw
+    if bus_rows:
+        cols = np.array(bus_rows, dtype=int)
+        share = 1.0 if budget is None else min(budget, 1.0)
+        worst.append((upper[cols] + lower[cols]) / 2.0 + share * (upper[cols] - lower[cols]) / 2.0)
+        touch = sp.lil_matrix((len(bus_rows), n_cand), dtype=bool)
+        hit = np.zeros(len(bus_rows), dtype=bool)
+        for r, i in enumerate(bus_rows):
+            kinds.append(WITHDRAWAL)
+            labels.append(str(network.buses[i].number))
+            limits.append(float(network.buses[i].withdrawal_limit_mw))
+            line_pos.append(-1)
+            bus_pos.append(i)
+            if i in candidate_column:
+                touch[r, candidate_column[i]] = True
+                hit[r] = True
+        touch_blocks.append(touch.tocsr())
+        affected.append(hit)
+
+    # Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
+    # lower row, interleaved.
+    finite = np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
+    blocks = []
+    for block, h in flows.blocks(finite, LINE_BLOCK):
+        blocks.append((block, h))
+        # (2a)/(2b): the worst flow in each direction.
+        flow_max = budgeted_worst(h, lower, upper, budget)
+        flow_min = -budgeted_worst(-h, lower, upper, budget)
+        worst.append(np.column_stack([flow_max, -flow_min]).reshape(-1))
+        on_candidates = h[:, candidates.positions]
+        upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
+        lower_touch = sp.csr_matrix(-on_candidates >= touch_factor)
+        touch_blocks.append(sp.vstack([upper_touch, lower_touch]).tocsr()[_interleave(block.size)])
+        affected.append(np.repeat(np.any(on_candidates != 0.0, axis=1), 2))
+        for l in block:
+            line = network.lines[int(l)]
+            for kind in (UPPER, LOWER):
+                kinds.append(kind)
+                labels.append(line.name)
+                limits.append(float(line.thermal_limit_mw))
+                line_pos.append(int(l))
+                bus_pos.append(-1)
+
+    # The supply limit: all new load and the background's growth must be generated.
+    supply = network.supply_limit_mw()
+    if math.isfinite(supply):
+        worst.append(budgeted_worst(np.ones((1, len(lower))), lower, upper, budget))
+        touch_blocks.append(sp.csr_matrix(np.ones((1, n_cand), dtype=bool)))
+        affected.append(np.array([n_cand > 0]))
+        kinds.append(SUPPLY)
+        # What the number is: generators' headroom, or the import limit of a reference slack.
+        imported = network.slack == "reference" and math.isfinite(network.import_limit_mw)
+        labels.append(f"import at bus {network.reference_bus}" if imported else "generation headroom")
+        limits.append(float(supply))
+        line_pos.append(-1)
+        bus_pos.append(-1)
+
+    rows = len(kinds)
+    table = LimitTable(
+        kinds=tuple(kinds),
+        labels=tuple(labels),
+        limit_mw=np.array(limits, dtype=float),
+        line=np.array(line_pos, dtype=int),
+        bus=np.array(bus_pos, dtype=int),
+        touch=sp.vstack(touch_blocks).tocsr() if touch_blocks else sp.csr_matrix((0, n_cand), dtype=bool),
+        affected=np.concatenate(affected) if affected else np.zeros(0, dtype=bool),
+        worst_mw=np.concatenate(worst) if worst else np.zeros(0),
+        tail_mw=np.zeros((rows, 0)),
+        tail_scenario=np.zeros((rows, 0), dtype=int),
+        count=scenarios.count,
+    )
+    return table, ShiftRows(tuple(blocks))
+
+
+def with_tails(
+    table: LimitTable,
+    shift: ShiftRows,
+    scenarios: Scenarios,
+    max_risk: float,
+    progress=lambda _: None,
+    *,
+    with_scenarios: bool = False,
+) -> LimitTable:
+    """The table with the K largest background samples of every row (what CVaR_eps needs for
+    every eps <= max_risk): background flows a block of lines at a time, then a partial sort.
+
+    ``with_scenarios`` also keeps which scenario each tail value comes from (``tail_scenario``),
+    which the joint risk mode needs to find a product's violations in sample; otherwise those
+    are -1.
+    """
+    count = scenarios.count
+    keep = tail_size(max_risk, count) if max_risk > 0 else 1
+    samples = scenarios.samples_mw          # (S, n)
+    tails: list[np.ndarray] = []
+    tail_idx: list[np.ndarray] = []
+    kinds = np.array(table.kinds)
+    withdrawal = np.flatnonzero(kinds == WITHDRAWAL)
+    if withdrawal.size:
+        top, top_i, _, _ = _tails(samples[:, table.bus[withdrawal]].T, keep, with_scenarios)
+        tails.append(top)
+        tail_idx.append(top_i)
+    # Not made contiguous: BLAS reads the transposed view as fast, and the copy would cost more.
+    samples_t = samples.T                   # (n, S): flows = H_block @ samples_t
+    done = sum(block.size for block, _ in shift.blocks)
+    finished = 0
+    for block, h in shift.blocks:
+        top, top_i, low, low_i = _tails(h @ samples_t, keep, with_scenarios)
+        tails.append(np.stack([top, -low], axis=1).reshape(2 * block.size, -1))
+        tail_idx.append(np.stack([top_i, low_i], axis=1).reshape(2 * block.size, -1))
+        finished += block.size
+        progress(f"background flows and tails: {finished}/{done} lines")
+    if np.any(kinds == SUPPLY):
+        top, top_i, _, _ = _tails(samples.sum(axis=1)[None, :], keep, with_scenarios)
+        tails.append(top)
+        tail_idx.append(top_i)
+    return dataclasses.replace(
+        table,
+        tail_mw=np.vstack(tails) if tails else np.zeros((0, keep)),
+        tail_scenario=np.vstack(tail_idx) if tail_idx else np.zeros((0, keep), dtype=int),
+    )
+
+
+def build_limits(
+    network: Network,
+    flows: FlowModel,
+    scenarios: Scenarios,
+    candidates: Candidates,
+    max_risk: float,
+    touch_factor: float = DEFAULT_TOUCH_FACTOR,
+    progress=lambda _: None,
+    *,
+    with_scenarios: bool = False,
+    budget: float | None = None,
+) -> LimitTable:
+    """All finite limits with their worst case and the tails CVaR_eps needs for eps <= max_risk."""
+    table, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, budget)
+    return with_tails(table, shift, scenarios, max_risk, progress, with_scenarios=with_scenarios)
+
+
+LineFlows = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def shift_factor_flows(flows: FlowModel) -> LineFlows:
+    """(line positions, samples (S, n)) -> background flows (lines, S) through rows of H."""
+
+    def compute(lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        return np.vstack([h @ samples.T for _, h in flows.blocks(lines)]) if lines.size else np.zeros((0, len(samples)))
+
+    return compute
+
+
+def row_background(table: LimitTable, samples: np.ndarray, rows: np.ndarray, line_flows: LineFlows) -> np.ndarray:
+    """b_{r,s} of the given rows for every sample (rows, S): a bus's own load for a withdrawal
+    limit, +-(H p)_l for a line's upper/lower limit, sum_j p_j for the supply limit.
+
+    ``line_flows`` computes the lines' flows (the caller knows whether dense rows of H or sparse
+    angle solves are cheaper for its sizes).
+    """
+    rows = np.asarray(rows, dtype=int)
+    kinds = np.array(table.kinds)[rows] if rows.size else np.zeros(0, dtype=str)
+    out = np.empty((rows.size, samples.shape[0]))
+    withdrawal = kinds == WITHDRAWAL
+    out[withdrawal] = samples[:, table.bus[rows[withdrawal]]].T
+    on_lines = (kinds == UPPER) | (kinds == LOWER)
+    if np.any(on_lines):
+        lines, pick = np.unique(table.line[rows[on_lines]], return_inverse=True)
+        sign = np.where(kinds[on_lines] == UPPER, 1.0, -1.0)
+        out[on_lines] = sign[:, None] * line_flows(lines, samples)[pick]
+    out[kinds == SUPPLY] = samples.sum(axis=1)[None, :]
+    return out
+
+
+def _interleave(size: int) -> np.ndarray:
+    """Row order [u0, l0, u1, l1, ...] from [u0, u1, ..., l0, l1, ...]."""
+    order = np.empty(2 * size, dtype=int)
+    order[0::2] = np.arange(size)
+    order[1::2] = size + np.arange(size)
+    return order

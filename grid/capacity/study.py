@@ -1,0 +1,517 @@
+"""Firm and flexible capacity per bus: the whole study behind the products.
+
+- Firm capacity c: the robust model (1) with (2); every limit's background term at its worst
+  case over the load box.
+- Flexible capacity per risk level eps_1 < eps_2 < ...: the CVaR model (4), nested:
+  c <= c^eps_1 <= c^eps_2 <= ..., each tier solved with the safer tier's capacities as floors, so
+  every incremental product c^eps_k - c^eps_(k-1) is non-negative. Two formulations give the same
+  capacities: ``exact`` bounds each limit's data-center term by limit - CVaR(background) (a
+  partial sort; the LP is the size of the robust one), ``scenario`` is the paper's LP (17).
+
+Rules stated once here:
+
+- Capacities are capped at the request: c_i <= D_i ("the request itself" is then what binds).
+- Blocked limits: a limit whose background alone leaves less room than the floors already use
+  (room < a . floors; for firm capacity: room < 0) cannot hold whatever data centers do. It is
+  reported with the candidates it blocks, those whose shift factor on it is at least the touch
+  factor (5 % by default), and they get no capacity beyond their floor; the limit is then left
+  out and the rest of the network is solved as usual.
+- Risk modes: ``per_constraint`` bounds CVaR_eps of every limit separately (the paper's model);
+  ``joint`` keeps each product's interruption probability (any limit that its bus touches is
+  violated) at or below eps with 95 % confidence: its in-sample count of interrupted scenarios
+  may not exceed the largest count whose Wilson upper bound is at most eps (zero when the sample
+  is too small to show eps). It lowers the risk level of the limits that cause the excess and
+  solves again. The margin matters: an in-sample frequency of exactly eps, tuned on the same
+  scenarios, is above eps out of sample about half the time.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from grid.capacity.binomial import allowed_count
+from grid.capacity.candidates import Candidates
+from grid.capacity.limits import (
+    DEFAULT_TOUCH_FACTOR,
+    LOWER,
+    SUPPLY,
+    UPPER,
+    WITHDRAWAL,
+    LimitTable,
+    build_limits,
+    limit_rows,
+    row_background,
+    shift_factor_flows,
+    with_tails,
+)
+from grid.capacity.programs import bound_program, scenario_program
+from grid.capacity.shift_factors import FlowModel, flow_model
+from grid.capacity.staged_solve import TheoryCheck, solve_stages
+from grid.capacity.tie_break import CapacityRows
+from grid.errors import GridError
+from grid.load.scenarios import Scenarios
+from grid.memory_guard import check_scenario_lp_memory
+from grid.network.network import Network
+from grid.solvers.solve import check_solver
+
+FORMULATIONS = ("exact", "scenario")
+RISK_MODES = ("per_constraint", "joint")
+
+# A limit counts as binding when its slack is below this fraction of its size (at least 1e-6 MW).
+_BINDING_TOL = 1e-6
+# Joint mode: at most this many re-solves per tier before the offending limits turn robust.
+_JOINT_ROUNDS = 40
+# Each re-solve lowers an offending limit's risk level a little below the needed ratio, so the
+# loop does not creep towards the target.
+_JOINT_SHRINK = 0.9
+# Below this a product is not worth selling (or checking): it is withheld and reported instead.
+MIN_PRODUCT_MW = 1e-6
+# Lines x scenarios from which the firm model is solved in a second thread.
+_THREAD_WORK = 1_000_000
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BlockedLimit:
+    """A limit that background load alone breaks (see the module doc), and who it blocks."""
+
+    name: str
+    limit_mw: float
+    background_mw: float          # the statistic that breaks it: worst case or CVaR
+    statistic: str                # "worst-case" or "CVaR_0.05"
+    buses: tuple[int, ...]        # candidate buses it blocks
+    line: str | None = None       # the line's name, for a line limit
+
+    def describe(self, max_buses: int | None = None) -> str:
+        """One line for reports; ``max_buses`` shortens a long list of blocked buses."""
+        shown = self.buses if max_buses is None else self.buses[:max_buses]
+        who = (", ".join(str(b) for b in shown) + (" ..." if len(shown) < len(self.buses) else "")) or "no candidate bus"
+        return (f"{self.name} ({self.limit_mw:.6g} MW) is broken by the {self.statistic} background "
+                f"({self.background_mw:.6g} MW) alone; blocks {who}")
+
+
+@dataclass(frozen=True)
+class CapacityResult:
+    """One model's capacities.
+
+    ``capacity_mw`` covers every bus of the network in bus order (0.0 off the candidates);
+    ``limited_by`` names, per candidate bus, what holds its capacity back; ``binding`` names the
+    limits that hold with equality.
+    """
+
+    model: str                          # "firm" or "flexible"
+    risk: float                         # 0 for firm, eps for a flexible tier
+    capacity_mw: dict[int, float]
+    unserved_ratio: float
+    binding: tuple[str, ...]
+    limited_by: dict[int, str]
+    blocked: tuple[BlockedLimit, ...]
+    solver: str
+    formulation: str
+    theory: TheoryCheck | None = None
+    row_risk: np.ndarray | None = field(default=None, repr=False)  # joint mode: eps per limit row
+    # The program's own stage-2 optimum before the tie-break (candidates order): for the scenario
+    # formulation, the capacities (17) itself found.
+    stage2_mw: np.ndarray | None = field(default=None, repr=False)
+    # Per limit row: left out as blocked (see the module doc); the risk check leaves them out too.
+    blocked_rows: np.ndarray | None = field(default=None, repr=False)
+
+    def vector(self, candidates: Candidates) -> np.ndarray:
+        return np.array([self.capacity_mw[b] for b in candidates.buses], dtype=float)
+
+
+@dataclass(frozen=True, eq=False)
+class CapacityStudy:
+    """Firm capacity and one flexible tier per risk level (increasing), with what they rest on."""
+
+    network: Network
+    candidates: Candidates
+    limits: LimitTable
+    flows: FlowModel
+    firm: CapacityResult
+    tiers: tuple[CapacityResult, ...]
+    risk_mode: str
+    touch_factor: float
+    joint_rounds: tuple[int, ...] = ()   # re-solves per tier in joint mode
+    # Joint mode, per tier: the total flexible capacity (MW) that its first round, the
+    # per-constraint model on the same floors, allowed; the difference is what joint risk costs.
+    per_constraint_mw: tuple[float, ...] = ()
+    firm_budget: float | None = None
+
+    def increments_mw(self, bus: int) -> list[float]:
+        """Spec 4.1 at one candidate bus: [c, c^eps_1 - c, c^eps_2 - c^eps_1, ...] (MW), the
+        firm product and each tier's incremental one. The nesting is a constraint of the tiers;
+        the clip only removes solver noise."""
+        sizes, safer = [], 0.0
+        for model in (self.firm, *self.tiers):
+            value = model.capacity_mw[bus]
+            sizes.append(max(value - safer, 0.0))
+            safer = max(safer, value)
+        return sizes
+
+
+@dataclass(frozen=True, eq=False)
+class _Context:
+    network: Network
+    scenarios: Scenarios
+    candidates: Candidates
+    flows: FlowModel
+    limits: LimitTable
+    solver: str
+    formulation: str
+    theory: bool
+    touch_factor: float = DEFAULT_TOUCH_FACTOR
+
+
+# Below this the CVaR weights 1/(eps S) overflow and no sample can estimate the tail.
+MIN_RISK = 1e-6
+
+
+def check_risk_levels(levels: Sequence[float]) -> tuple[float, ...]:
+    """The one rule for risk levels: real numbers in [1e-6, 1), each given once; sorted."""
+    if not levels:
+        raise GridError("risk_levels is empty; give at least one epsilon, e.g. [0.05]")
+    for eps in levels:
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not MIN_RISK <= eps < 1.0:
+            raise GridError(f"risk level (epsilon) {eps!r} must lie in [1e-6, 1) (e.g. 0.05 for 5%)")
+    ordered = tuple(sorted(float(e) for e in levels))
+    if len(set(ordered)) != len(ordered):
+        raise GridError(f"risk_levels lists a level twice ({list(levels)}); give each level once")
+    return ordered
+
+
+def row_loads(flows: FlowModel, limits: LimitTable, candidates: Candidates, capacity: np.ndarray) -> np.ndarray:
+    """a_r . c for every row: what the data-center capacities add to each limited quantity."""
+    full = np.zeros(len(flows.network.buses))
+    full[candidates.positions] = capacity
+    loads = np.zeros(len(limits))
+    kinds = np.array(limits.kinds)
+    wd = kinds == WITHDRAWAL
+    loads[wd] = full[limits.bus[wd]]
+    lines = (kinds == UPPER) | (kinds == LOWER)
+    if np.any(lines):
+        line_flow = flows.flows(full)
+        sign = np.where(kinds[lines] == UPPER, 1.0, -1.0)
+        loads[lines] = sign * line_flow[limits.line[lines]]
+    loads[kinds == SUPPLY] = float(np.sum(capacity))
+    return loads
+
+
+def _tolerance(limits: LimitTable) -> np.ndarray:
+    return _BINDING_TOL * np.maximum(1.0, np.abs(limits.limit_mw))
+
+
+def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floors: np.ndarray,
+                 statistic: str, row_risk: np.ndarray | None = None) -> CapacityResult:
+    """One model (firm or one flexible tier) with the given rooms (limit - statistic) and floors."""
+    limits, candidates = ctx.limits, ctx.candidates
+    at_floors = row_loads(ctx.flows, limits, candidates, floors)
+    tol = _tolerance(limits)
+    broken = rooms < at_floors - 1e-9 * np.maximum(1.0, np.abs(limits.limit_mw))
+    pinned = np.zeros(len(candidates), dtype=bool)
+    blocked = []
+    for r in np.flatnonzero(broken):
+        cols = limits.touch.indices[limits.touch.indptr[r]:limits.touch.indptr[r + 1]]
+        pinned[cols] = True
+        blocked.append(BlockedLimit(
+            name=limits.name(int(r)),
+            limit_mw=float(limits.limit_mw[r]),
+            background_mw=float(limits.limit_mw[r] - rooms[r]),
+            statistic=statistic,
+            buses=tuple(candidates.buses[int(k)] for k in sorted(cols)),
+            line=limits.labels[r] if limits.kinds[r] in (UPPER, LOWER) else None,
+        ))
+    kept = ~broken & limits.affected
+    caps = candidates.demand_mw.copy()
+    column_of_bus = {int(p): k for k, p in enumerate(candidates.positions)}
+    withdrawal_caps = np.full(len(candidates), np.inf)
+    for r in np.flatnonzero(kept):
+        if limits.kinds[r] == WITHDRAWAL:
+            withdrawal_caps[column_of_bus[int(limits.bus[r])]] = rooms[r]
+    caps[pinned] = floors[pinned]
+    what = f"{model} capacity LP" if model == "firm" else f"{model} capacity LP (eps = {risk:g})"
+    kept_rows = kept & (np.array(limits.kinds) != WITHDRAWAL)
+    bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors,
+                            np.minimum(caps, np.where(pinned, caps, withdrawal_caps)))
+    tie_program = None
+    if ctx.formulation == "scenario" and model != "firm":
+        eps = np.full(len(limits), risk) if row_risk is None else row_risk
+        # Below 1/S the CVaR of S samples is their maximum, which (17) also gives at eps = 1/(2S)
+        # without dividing by zero.
+        eps = np.maximum(eps, 0.5 / limits.count)
+        background = row_background(limits, ctx.scenarios.samples_mw, np.flatnonzero(kept),
+                                    shift_factor_flows(ctx.flows))
+        program = scenario_program(ctx.flows, candidates, limits, background, eps[kept], kept, floors, caps)
+        tie_program = bounded
+    else:
+        program = bounded
+    rows = _capacity_rows(ctx, rooms, kept_rows, bounded)
+    stages = solve_stages(program, candidates.demand_mw, what, ctx.solver, theory=ctx.theory,
+                          tie_program=tie_program, capacity_rows=rows)
+    values = np.maximum(stages.capacity_mw, floors)
+    loads = row_loads(ctx.flows, limits, candidates, values)
+    binding_rows = np.flatnonzero(kept & (loads >= rooms - tol))
+    capacity = {bus: 0.0 for bus in ctx.network.bus_numbers}
+    for bus, value in zip(candidates.buses, values):
+        capacity[bus] = float(value)
+    return CapacityResult(
+        model=model,
+        risk=risk,
+        capacity_mw=capacity,
+        unserved_ratio=float(np.sum((candidates.demand_mw - values) / candidates.demand_mw)),
+        binding=tuple(limits.name(int(r)) for r in binding_rows),
+        limited_by=_limited_by(ctx, values, floors, pinned, blocked, binding_rows, model),
+        blocked=tuple(blocked),
+        solver=ctx.solver,
+        formulation="robust" if model == "firm" else ctx.formulation,
+        theory=stages.theory,
+        row_risk=row_risk,
+        stage2_mw=stages.stage2_mw,
+        blocked_rows=broken,
+    )
+
+
+def _capacity_rows(ctx: _Context, rooms: np.ndarray, kept_rows: np.ndarray, bounded) -> CapacityRows:
+    """The kept limits in capacity space, for the tie-break on c alone (grid/capacity/tie_break.py):
+    a_r . c <= room_r, with a_r the signed shift factors of a line on the candidates, or ones
+    for the supply; withdrawal limits are already bounds of c."""
+    limits, candidates = ctx.limits, ctx.candidates
+    n = len(candidates)
+    scale = np.maximum(1.0, np.abs(limits.limit_mw))
+
+    def rows_at(c: np.ndarray, min_slack: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        slack = rooms - row_loads(ctx.flows, limits, candidates, c)
+        ids = np.flatnonzero(kept_rows & (slack <= min_slack * scale))
+        a = np.zeros((ids.size, n))
+        lines = [k for k, r in enumerate(ids) if limits.kinds[r] in (UPPER, LOWER)]
+        if lines:
+            h = ctx.flows.rows(limits.line[ids[lines]])[:, candidates.positions]
+            signs = np.array([1.0 if limits.kinds[ids[k]] == UPPER else -1.0 for k in lines])
+            a[lines] = signs[:, None] * h
+        a[[k for k, r in enumerate(ids) if limits.kinds[r] == SUPPLY]] = 1.0
+        return ids, a, rooms[ids]
+
+    return CapacityRows(bounded.col_lower[:n].copy(), bounded.col_upper[:n].copy(), rows_at)
+
+
+def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: np.ndarray,
+                blocked: list[BlockedLimit], binding_rows: np.ndarray, model: str) -> dict[int, str]:
+    """What holds each candidate back: its request, a blocked limit, its floor, or the binding
+    limit on which its withdrawal weighs most (largest positive coefficient)."""
+    candidates, limits = ctx.candidates, ctx.limits
+    coefficient: dict[int, np.ndarray] = {}
+    line_rows = [r for r in binding_rows if limits.kinds[r] in (UPPER, LOWER)]
+    if line_rows:
+        h = ctx.flows.rows(limits.line[line_rows])[:, candidates.positions]
+        for r, row in zip(line_rows, h):
+            coefficient[int(r)] = row if limits.kinds[r] == UPPER else -row
+    column_of_bus = {int(p): k for k, p in enumerate(candidates.positions)}
+    for r in binding_rows:
+        if limits.kinds[r] == WITHDRAWAL:
+            row = np.zeros(len(candidates))
+            row[column_of_bus[int(limits.bus[r])]] = 1.0
+            coefficient[int(r)] = row
+        elif limits.kinds[r] == SUPPLY:
+            coefficient[int(r)] = np.ones(len(candidates))
+    blocking: dict[int, str] = {}
+    for b in blocked:  # the first blocking limit names the bus: its own before the lines upstream
+        for bus in b.buses:
+            blocking.setdefault(bus, b.name)
+    result: dict[int, str] = {}
+    for k, bus in enumerate(candidates.buses):
+        demand = float(candidates.demand_mw[k])
+        if values[k] >= demand - _BINDING_TOL * max(1.0, demand):
+            result[bus] = "request"
+        elif pinned[k]:
+            result[bus] = f"blocked: {blocking.get(bus, 'a blocked limit')}"
+        else:
+            weights = {r: row[k] for r, row in coefficient.items() if row[k] > 1e-9}
+            touching = {r: w for r, w in weights.items() if w >= ctx.touch_factor}
+            at_floor = floors[k] > 0 and values[k] <= floors[k] + _BINDING_TOL * max(1.0, floors[k])
+            if touching or (weights and not at_floor):
+                # The most local binding limit this bus touches (the fewest candidates touch it),
+                # so that a line behind the bus is named before a system-wide one such as the
+                # supply; then the one it weighs on most. A binding limit is named even at the
+                # floor: it is why the tier adds nothing there.
+                reach = np.diff(limits.touch.indptr)
+                pool = touching or weights
+                best = min(pool, key=lambda r: (reach[r], -round(pool[r], 9), r))
+                result[bus] = limits.name(best)
+            elif at_floor:
+                result[bus] = "floor: the safer tier's capacity" if model != "firm" else "floor"
+            else:
+                result[bus] = "shared limits (no single binding limit)"
+    return result
+
+
+def solve_one(
+    network: Network,
+    scenarios: Scenarios,
+    candidates: Candidates,
+    *,
+    risk: float,
+    floors: np.ndarray,
+    solver: str = "highs",
+    formulation: str = "exact",
+    theory: bool = False,
+) -> CapacityResult:
+    """One model alone: firm capacity (risk 0) or the flexible capacity at one risk level."""
+    check_solver(solver)
+    if formulation not in FORMULATIONS:
+        raise GridError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
+    flows = flow_model(network)
+    limits = build_limits(network, flows, scenarios, candidates, risk)
+    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory)
+    if risk == 0:
+        return _solve_model(ctx, "firm", 0.0, limits.limit_mw - limits.worst_mw, floors, "worst-case")
+    return _solve_model(ctx, "flexible", risk, limits.limit_mw - limits.cvar(risk), floors, f"CVaR_{risk:g}")
+
+
+# ------------------------------------------------------------------------------- the study
+def capacity_study(
+    network: Network,
+    scenarios: Scenarios,
+    candidates: Candidates,
+    risk_levels: Sequence[float],
+    *,
+    solver: str = "highs",
+    formulation: str = "exact",
+    risk_mode: str = "per_constraint",
+    touch_factor: float = DEFAULT_TOUCH_FACTOR,
+    firm_budget: float | None = None,
+    theory: bool = False,
+    threads: int = 2,
+    progress: Progress = lambda _: None,
+) -> CapacityStudy:
+    """Firm capacity and the nested flexible tiers (see the module doc).
+
+    ``firm_budget`` (Gamma) protects firm capacity against at most Gamma loads at their bounds at
+    once instead of the whole box (see grid.capacity.limits.budgeted_worst); None keeps the box of (1).
+    """
+    check_solver(solver)
+    levels = check_risk_levels(risk_levels)
+    if formulation not in FORMULATIONS:
+        raise GridError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
+    if risk_mode not in RISK_MODES:
+        raise GridError(f"unknown risk_mode {risk_mode!r}; choose one of {', '.join(RISK_MODES)}")
+    if not 0.0 < touch_factor <= 1.0:
+        raise GridError(f"touch_factor must be in (0, 1], got {touch_factor!r}")
+    flows = flow_model(network)
+    progress(f"shift factors and worst cases: {len(network.lines)} lines")
+    if firm_budget is not None and not firm_budget >= 0:
+        raise GridError(f"firm_budget must be >= 0 loads, got {firm_budget!r}")
+    base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget)
+    if formulation == "scenario":
+        check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
+    zeros = np.zeros(len(candidates))
+    # The firm model needs only the worst cases, so it is solved while the scenario flows and
+    # their tails are computed (a second core; HiGHS releases the interpreter while it solves).
+    firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor)
+    statistic = "worst-case" if firm_budget is None else f"worst-case (budget {firm_budget:g})"
+    solve_firm = partial(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
+    # A thread only pays off when the scenario pass is long; on small cases its start-up and the
+    # hand-over cost more than they save.
+    if threads > 1 and len(network.lines) * scenarios.count >= _THREAD_WORK:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            firm_job = pool.submit(solve_firm)
+            progress(f"background statistics: {len(network.lines)} lines, {scenarios.count} scenarios")
+            limits = with_tails(base, shift, scenarios, max(levels), progress, with_scenarios=risk_mode == "joint")
+            progress(f"firm capacity: robust LP with {solver}")
+            firm = firm_job.result()
+    else:
+        progress(f"firm capacity: robust LP with {solver}")
+        firm = solve_firm()
+        progress(f"background statistics: {len(network.lines)} lines, {scenarios.count} scenarios")
+        limits = with_tails(base, shift, scenarios, max(levels), progress, with_scenarios=risk_mode == "joint")
+    del shift
+    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor)
+    tiers, rounds, reference = [], [], []
+    floors = firm.vector(candidates)
+    for eps in levels:
+        if risk_mode == "joint":
+            tier, used, per_constraint = _joint_tier(ctx, eps, floors, progress)
+            rounds.append(used)
+            reference.append(per_constraint)
+        else:
+            progress(f"flexible capacity, eps = {eps:g}: {formulation} formulation with {solver}")
+            tier = _solve_model(ctx, "flexible", eps, limits.limit_mw - limits.cvar(eps), floors, f"CVaR_{eps:g}")
+        tiers.append(tier)
+        floors = tier.vector(candidates)
+    return CapacityStudy(network, candidates, limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
+                         tuple(rounds), tuple(reference), firm_budget)
+
+
+# ------------------------------------------------------------------------------- joint mode
+def interrupted_counts(touch: sp.csr_matrix, violated: sp.csr_matrix) -> np.ndarray:
+    """Per candidate: in how many scenarios at least one limit it touches is violated.
+
+    ``touch`` is (rows, candidates), ``violated`` is (rows, scenarios), both boolean.
+    """
+    hits = (touch.T.astype(np.int32) @ violated.astype(np.int32)).tocsr()
+    hits.data = (hits.data > 0).astype(np.int32)
+    hits.eliminate_zeros()
+    return np.diff(hits.indptr)
+
+
+def in_sample_violations(limits: LimitTable, loads: np.ndarray, rows: np.ndarray) -> sp.csr_matrix:
+    """(rows, scenarios) True where a_r . c + b_{r,s} exceeds the limit, from the kept tails.
+
+    A row whose CVaR bound holds is violated in at most eps S < K scenarios, all inside its tail.
+    """
+    slack = limits.limit_mw - loads + _tolerance(limits)
+    mask = np.zeros(limits.tail_mw.shape, dtype=bool)
+    mask[rows] = limits.tail_mw[rows] > slack[rows, None]
+    r, k = np.nonzero(mask)
+    return sp.csr_matrix((np.ones(r.size, dtype=bool), (r, limits.tail_scenario[r, k])),
+                         shape=(len(limits), limits.count))
+
+
+def _joint_tier(ctx: _Context, eps: float, floors: np.ndarray, progress: Progress
+                ) -> tuple[CapacityResult, int, float]:
+    """One flexible tier whose products each stay interrupted in at most eps of the scenarios.
+
+    Returns the tier, the rounds it took, and the total capacity of its first round (every limit
+    at eps: the per-constraint model on the same floors).
+    """
+    limits, candidates = ctx.limits, ctx.candidates
+    row_risk = np.full(len(limits), eps)
+    statistic = f"CVaR (joint, eps = {eps:g})"
+    allowed = allowed_count(eps, limits.count)
+    target = allowed / limits.count
+    for round_ in range(1, _JOINT_ROUNDS + 1):
+        rooms = limits.limit_mw - limits.cvar(row_risk)
+        result = _solve_model(ctx, "flexible", eps, rooms, floors, statistic, row_risk=row_risk.copy())
+        values = result.vector(candidates)
+        if round_ == 1:
+            per_constraint = float(values.sum())
+        loads = row_loads(ctx.flows, limits, candidates, values)
+        live = np.flatnonzero(~result.blocked_rows & limits.affected)
+        violated = in_sample_violations(limits, loads, live)
+        counts = interrupted_counts(limits.touch, violated)
+        frequency = counts / limits.count
+        selling = values - floors >= MIN_PRODUCT_MW
+        excess = np.flatnonzero(selling & (counts > allowed))
+        progress(f"joint risk, eps = {eps:g}, round {round_}: {excess.size} product(s) above "
+                 f"{allowed} of {limits.count} interrupted scenarios "
+                 f"(worst {frequency[selling].max(initial=0.0):.4f})")
+        if excess.size == 0:
+            return result, round_, per_constraint
+        offending_rows = np.flatnonzero(np.diff(violated.indptr) > 0)
+        touch = limits.touch.tocsc()
+        for k in excess:
+            rows = touch.indices[touch.indptr[k]:touch.indptr[k + 1]]
+            rows = np.intersect1d(rows, offending_rows)
+            factor = _JOINT_SHRINK * target / frequency[k]
+            row_risk[rows] = np.minimum(row_risk[rows], row_risk[rows] * factor)
+        if round_ == _JOINT_ROUNDS - 1:
+            # Last resort: the limits still at fault become robust (CVaR at eps S < 1 is the max).
+            row_risk[offending_rows] = 0.0
+    raise GridError(f"joint risk mode did not settle for eps = {eps:g} after {_JOINT_ROUNDS} rounds; "
+                    "use risk_mode = 'per_constraint'")

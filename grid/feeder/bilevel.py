@@ -1,0 +1,288 @@
+"""The aggregator's bilevel problem as one MILP (spec `dlmp-bilevel.md` sections 4-5: KKT + big-M +
+binary expansion + McCormick).
+
+Upper level (the data-center aggregator, spec section 4): place ``total_kw`` of data-center load
+over its member sites in whole steps, and, in the SVG case, set each site's static var generator
+per phase, at least payment
+
+    sum_sites sum_phi  lambda^P PDC + lambda^Q (QDC - QSVG) + c_svg |QSVG|          ($/h)
+
+with PDC split evenly over the phases (a balanced three-phase connection) and QDC = tan(acos pf)
+PDC (a fixed lagging power factor). Lower level: the DSO's OPF (grid/feeder/opf.py), which
+sets the DLMPs lambda. The OPF is replaced by its KKT conditions (grid/solvers/kkt.py). Both decisions
+are binary-expanded: a site takes n = sum_k 2^k b_k steps, an SVG phase sits at level
+(sum_k 2^k c_k - L) x svg_step for L = rating / svg_step, so its output is one of -rating, ...,
+0, ..., +rating. Each price x binary product gets its McCormick envelope on the price range
+[-price_bound, price_bound], exact for a binary. Every big-M comes from a stated bound: the
+variables' ranges (the data) and the price bound.
+
+Among the DSO's optimal prices the model picks the ones best for the aggregator (the optimistic
+bilevel convention); `aggregator_payment` prices one decision with the OPF alone, which is how
+the tests enumerate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pyomo.environ as pyo
+
+from grid.errors import GridError
+from grid.feeder.opf import (
+    PHASES,
+    DistributedGenerator,
+    OpfResult,
+    OpfSettings,
+    build_opf_model,
+)
+from grid.network.three_phase import ThreePhaseFeeder
+from grid.solvers.kkt import kkt_system
+from grid.solvers.solve import MilpOutcome, solve_milp
+
+_TOLERANCE = 1e-9
+# The tie-break rule's weights, $/h per p.u.^2: of the lowest squared site voltage (at most about
+# 0.2 p.u.^2 apart, so 0.002 $/h), then of the sites' mean squared voltage (a hundredth of that,
+# below what one SVG step moves the lowest voltage by).
+VOLTAGE_TIE_BREAK_USD = 0.01
+MEAN_VOLTAGE_TIE_BREAK_USD = 1e-4
+
+
+@dataclass(frozen=True)
+class DataCenterSite:
+    """One member's site: its load range (three-phase kW), power factor and SVG rating."""
+
+    bus: int
+    max_kw: float
+    min_kw: float = 0.0
+    power_factor: float = 0.95  # lagging
+    svg_kvar: float = 0.0  # SVG rating per phase (kvar); 0: no SVG at this site
+    member: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_kw <= self.max_kw or not math.isfinite(self.max_kw):
+            raise GridError(f"site at bus {self.bus}: need 0 <= min_kw <= max_kw (kW), got {self.min_kw:g} "
+                            f"and {self.max_kw:g}")
+        if not 0 < self.power_factor <= 1:
+            raise GridError(f"site at bus {self.bus}: power_factor must be in (0, 1], got {self.power_factor:g}")
+        if self.svg_kvar < 0:
+            raise GridError(f"site at bus {self.bus}: svg_kvar must be >= 0 kvar, got {self.svg_kvar:g}")
+
+    @property
+    def kvar_per_kw(self) -> float:
+        """tan(acos pf): the reactive power the site draws per kW."""
+        return math.tan(math.acos(self.power_factor))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the aggregator places: ``total_kw`` (three-phase) in steps of ``step_kw``; SVG levels
+    ``svg_step_kvar`` apart (per phase), each kvar of SVG output costing ``svg_cost_per_mvarh``."""
+
+    total_kw: float
+    step_kw: float
+    svg_step_kvar: float = 50.0
+    svg_cost_per_mvarh: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.step_kw > 0 or not self.svg_step_kvar > 0:
+            raise GridError("step_kw and svg_step_kvar must be positive")
+        if self.total_kw < 0 or not _whole(self.total_kw / self.step_kw):
+            raise GridError(f"total_kw: {self.total_kw:g} kW is not a whole number of {self.step_kw:g}-kW steps")
+        if self.svg_cost_per_mvarh < 0:
+            raise GridError("svg_cost_per_mvarh must be >= 0 $/Mvarh")
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """The aggregator's decision: three-phase kW per site and SVG output per site and phase
+    (kvar, positive = injected)."""
+
+    load_kw: dict[int, float]
+    svg_kvar: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def opf_inputs(self, sites: tuple[DataCenterSite, ...]) -> dict[str, dict[int, np.ndarray]]:
+        """``extra_kw``, ``extra_kvar`` and ``svg_kvar`` for the DSO's OPF, by bus and phase."""
+        kw = {s.bus: np.full(3, self.load_kw[s.bus] / 3.0) for s in sites}
+        kvar = {s.bus: kw[s.bus] * s.kvar_per_kw for s in sites}
+        svg = {bus: np.asarray(q, dtype=float) for bus, q in self.svg_kvar.items()}
+        return {"extra_kw": kw, "extra_kvar": kvar, "svg_kvar": svg}
+
+
+def aggregator_payment(sites: tuple[DataCenterSite, ...], decision: Decision, opf: OpfResult,
+                       workload: Workload) -> float:
+    """Spec section 4's objective at one decision, with the OPF's prices ($/h)."""
+    inputs = decision.opf_inputs(sites)
+    total = 0.0
+    for s in sites:
+        svg = inputs["svg_kvar"].get(s.bus, np.zeros(3))
+        total += float(opf.dlmp_p[s.bus] @ inputs["extra_kw"][s.bus]) / 1e3
+        total += float(opf.dlmp_q[s.bus] @ (inputs["extra_kvar"][s.bus] - svg)) / 1e3
+        total += workload.svg_cost_per_mvarh * float(np.abs(svg).sum()) / 1e3
+    return total
+
+
+def step_range(site: DataCenterSite, step_kw: float) -> tuple[int, int]:
+    """The least and most whole steps the site can take."""
+    return math.ceil(site.min_kw / step_kw - _TOLERANCE), math.floor(site.max_kw / step_kw + _TOLERANCE)
+
+
+def load_range(sites: Sequence[DataCenterSite], step_kw: float) -> tuple[float, float]:
+    """The least and most load (three-phase kW) the sites can take together, in whole steps."""
+    ranges = [step_range(s, step_kw) for s in sites]
+    return sum(low for low, _ in ranges) * step_kw, sum(high for _, high in ranges) * step_kw
+
+
+def svg_levels(site: DataCenterSite, workload: Workload) -> int:
+    """L: the SVG's output is (n - L) x svg_step for n in 0..2L."""
+    levels = site.svg_kvar / workload.svg_step_kvar
+    if not _whole(levels):
+        raise GridError(f"site at bus {site.bus}: svg_kvar {site.svg_kvar:g} is not a whole number of "
+                        f"{workload.svg_step_kvar:g}-kvar steps (svg_step_kvar)")
+    return round(levels)
+
+
+@dataclass(frozen=True, eq=False)
+class BilevelResult:
+    decision: Decision
+    payment_per_h: float  # $/h, the upper level's objective
+    prices_p: dict[int, np.ndarray]  # $/MWh at each site, per phase (the KKT model's duals)
+    prices_q: dict[int, np.ndarray]  # $/Mvarh
+    solve: MilpOutcome
+
+
+# How the payment's price x decision terms become linear (section 5, steps 3-5).
+LINEARIZATIONS = ("mccormick", "strong-duality")
+
+
+def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...],
+                       settings: OpfSettings, sites: tuple[DataCenterSite, ...], workload: Workload, *,
+                       svg: bool, price_bound: float, linearization: str = "mccormick",
+                       tie_break_rule: bool = True, solver: str = "highs",
+                       time_limit: float | None = None) -> BilevelResult:
+    """The aggregator's best decision against the DSO's OPF; ``svg`` lets it use its SVGs.
+
+    ``tie_break_rule`` [ours]: among decisions that cost the aggregator the same, prefer the one
+    that leaves the lowest site voltage highest, then the sites' mean voltage highest. Prices are
+    often flat (no voltage limit binds) and then many decisions tie, SVG settings above all;
+    without a rule the solver's path would pick one. An aggregator that is indifferent supports
+    the voltage. The weights (VOLTAGE_TIE_BREAK_USD, MEAN_VOLTAGE_TIE_BREAK_USD) can reorder
+    decisions whose payments differ by less than 0.002 $/h.
+
+    ``linearization``: "mccormick" writes each price x bit product with its envelope (step 4);
+    "strong-duality" (step 5) writes the whole payment sum lambda x (PDC, QDC - QSVG) as the
+    lower level's dual objective less its cost, which holds at every KKT point. The payment is
+    exactly that sum (the data-center loads are the only parameters of the OPF), so both give
+    the same optimum; the second needs a linear lower level (no quadratic generator cost) and
+    no product variables.
+    """
+    if linearization not in LINEARIZATIONS:
+        raise GridError(f"linearization: {linearization!r} is not one of {', '.join(LINEARIZATIONS)}")
+    if linearization == "strong-duality" and any(g.quadratic_cost > 0 for g in generators):
+        raise GridError("linearization: strong duality needs linear generator costs; use \"mccormick\" with "
+                        "quadratic_cost")
+    mccormick = linearization == "mccormick"
+    buses = [s.bus for s in sites]
+    if len(set(buses)) != len(buses):
+        raise GridError("sites: one site per bus")
+    ranges = {s.bus: step_range(s, workload.step_kw) for s in sites}
+    needed = round(workload.total_kw / workload.step_kw)
+    low_kw, high_kw = load_range(sites, workload.step_kw)
+    if not low_kw - _TOLERANCE <= workload.total_kw <= high_kw + _TOLERANCE:
+        raise GridError(f"total_kw: {workload.total_kw:g} kW does not fit the sites' min_kw and max_kw "
+                        f"in {workload.step_kw:g}-kW steps")
+    levels = {s.bus: svg_levels(s, workload) if svg else 0 for s in sites}
+    lp = build_opf_model(feeder, generators, settings, solver=solver, decided_load_buses=tuple(buses))
+    parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
+    kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters)
+    m = kkt.model
+    m.objective.deactivate()
+    m.upper = pyo.ConstraintList()
+    m.bits = pyo.VarList(domain=pyo.Binary)
+    m.products = pyo.VarList()  # price x bit, one per (price, bit) pair
+    m.svg_magnitude = pyo.VarList(domain=pyo.NonNegativeReals)  # |QSVG| per site and phase
+    payment = 0.0
+
+    def priced(price: pyo.Var, bit: pyo.Var) -> pyo.Var:
+        """u = price x bit by McCormick on price in [-M, M], bit in {0, 1}: exact at 0 and 1."""
+        u, bound = m.products.add(), price_bound
+        m.upper.add(u <= bound * bit)
+        m.upper.add(u >= -bound * bit)
+        m.upper.add(u <= price + bound * (1 - bit))
+        m.upper.add(u >= price - bound * (1 - bit))
+        return u
+
+    def expansion(count: int) -> list[pyo.Var]:
+        return [m.bits.add() for _ in range(max(1, math.ceil(math.log2(count + 1))))]
+
+    steps_of: dict[int, object] = {}
+    svg_of: dict[tuple[int, int], object] = {}
+    step_mw = workload.step_kw / 1e3
+    svg_step_mvar = workload.svg_step_kvar / 1e3
+    for s in sites:
+        low, high = ranges[s.bus]
+        bits = expansion(high)
+        steps = sum(2 ** k * b for k, b in enumerate(bits))
+        steps_of[s.bus] = steps
+        m.upper.add(steps >= low)
+        m.upper.add(steps <= high)
+        for phase in PHASES:
+            p_price, q_price = kkt.y_of(lp.balance_p[s.bus, phase]), kkt.y_of(lp.balance_q[s.bus, phase])
+            for price in (p_price, q_price):
+                m.upper.add(price <= price_bound)
+                m.upper.add(price >= -price_bound)
+            # PDC per phase = step/3 x n; QDC = tan(acos pf) PDC.
+            per_phase = step_mw / 3.0
+            m.upper.add(kkt.x_of(lp.dc_p[s.bus, phase]) == per_phase * steps)
+            net_q = s.kvar_per_kw * per_phase * steps
+            for k, bit in enumerate(bits if mccormick else ()):
+                payment += per_phase * 2 ** k * priced(p_price, bit)
+                if s.kvar_per_kw > 0:
+                    payment += s.kvar_per_kw * per_phase * 2 ** k * priced(q_price, bit)
+            if levels[s.bus]:
+                svg_bits = expansion(2 * levels[s.bus])
+                level = sum(2 ** k * c for k, c in enumerate(svg_bits))
+                m.upper.add(level <= 2 * levels[s.bus])
+                output = svg_step_mvar * (level - levels[s.bus])  # Mvar injected
+                svg_of[s.bus, phase] = output
+                net_q = net_q - output
+                if mccormick:  # - lambda^Q QSVG = - step x (sum 2^k lambda c_k - L lambda)
+                    payment += svg_step_mvar * levels[s.bus] * q_price
+                    for k, bit in enumerate(svg_bits):
+                        payment -= svg_step_mvar * 2 ** k * priced(q_price, bit)
+                magnitude = m.svg_magnitude.add()  # |QSVG|: its price makes the two rows tight
+                m.upper.add(magnitude >= output)
+                m.upper.add(magnitude >= -output)
+                payment += workload.svg_cost_per_mvarh * magnitude
+            m.upper.add(kkt.x_of(lp.dc_q[s.bus, phase]) == net_q)
+    m.upper.add(sum(steps_of.values()) == needed)
+    tie_break = 0.0
+    if tie_break_rule:
+        m.lowest_w = pyo.Var(bounds=(settings.v_min_pu ** 2, settings.v_max_pu ** 2))
+        for s in sites:
+            for phase in PHASES:
+                m.upper.add(m.lowest_w <= kkt.x_of(lp.w[s.bus, phase]))
+        mean_w = sum(kkt.x_of(lp.w[s.bus, phase]) for s in sites for phase in PHASES) / (3 * len(sites))
+        tie_break = -VOLTAGE_TIE_BREAK_USD * m.lowest_w - MEAN_VOLTAGE_TIE_BREAK_USD * mean_w
+    if not mccormick:
+        # The balances carry the load as -dc on the left: the payment is minus the parameters' value.
+        payment += -kkt.parameter_value
+    m.aggregator = pyo.Objective(expr=payment + tie_break, sense=pyo.minimize)
+    outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what="the aggregator's bilevel problem")
+    decision = Decision(
+        {s.bus: round(pyo.value(steps_of[s.bus])) * workload.step_kw for s in sites},
+        {s.bus: np.array([round(pyo.value(svg_of[s.bus, k]) / svg_step_mvar) * workload.svg_step_kvar
+                          for k in PHASES]) for s in sites if levels[s.bus]},
+    )
+    return BilevelResult(
+        decision, float(pyo.value(payment)),
+        {s.bus: np.array([kkt.dual(lp.balance_p[s.bus, k]) for k in PHASES]) for s in sites},
+        {s.bus: np.array([kkt.dual(lp.balance_q[s.bus, k]) for k in PHASES]) for s in sites},
+        outcome,
+    )
+
+
+def _whole(value: float) -> bool:
+    return abs(value - round(value)) <= _TOLERANCE

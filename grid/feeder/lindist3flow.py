@@ -1,0 +1,75 @@
+"""LinDist3Flow (Arnold et al., PESGM 2016; spec `dlmp-bilevel.md` section 2, marked [R]) in Pyomo.
+
+Per segment i -> j, with w the squared phase-to-neutral voltage magnitudes (p.u.) and P, Q the
+per-phase flows into the segment:
+
+    w_j = w_i + M^P P_ij + M^Q Q_ij
+
+M^P and M^Q hold -2 r_kk (-2 x_kk) on the diagonal and the sqrt(3) coupling terms off it
+(`coupling_matrices`). The model is lossless: each phase's flow into a bus is what leaves it
+plus the bus's load. `add_voltage_rows` writes these rows for the DSO's OPF
+(grid/feeder/opf.py, whose `power_flow` is the OPF with nothing to dispatch);
+`sweep_voltages` computes the same voltages without a solver, to check it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyomo.environ as pyo
+
+from grid.network.three_phase import ThreePhaseFeeder
+
+_SQRT3 = math.sqrt(3.0)
+
+
+def coupling_matrices(r: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """M^P and M^Q of the spec's section 2 from a segment's 3x3 r and x (same units as r, x)."""
+    mp = np.array([
+        [-2 * r[0, 0], r[0, 1] - _SQRT3 * x[0, 1], r[0, 2] + _SQRT3 * x[0, 2]],
+        [r[1, 0] + _SQRT3 * x[1, 0], -2 * r[1, 1], r[1, 2] - _SQRT3 * x[1, 2]],
+        [r[2, 0] - _SQRT3 * x[2, 0], r[2, 1] + _SQRT3 * x[2, 1], -2 * r[2, 2]],
+    ])
+    mq = np.array([
+        [-2 * x[0, 0], x[0, 1] + _SQRT3 * r[0, 1], x[0, 2] - _SQRT3 * r[0, 2]],
+        [x[1, 0] - _SQRT3 * r[1, 0], -2 * x[1, 1], x[1, 2] + _SQRT3 * r[1, 2]],
+        [x[2, 0] + _SQRT3 * r[2, 0], x[2, 1] - _SQRT3 * r[2, 1], -2 * x[2, 2]],
+    ])
+    return mp, mq
+
+
+def per_unit_scale(feeder: ThreePhaseFeeder) -> float:
+    """p.u. of w per (ohm x MW): w = V^2 / V_base^2, and M (ohm) times P (W) is in V^2. Flows are
+    in MW so that the voltage rows' coefficients stay near 0.01-1 rather than 1e-5."""
+    return 1e6 / feeder.base_v_ln ** 2
+
+
+def add_voltage_rows(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder) -> None:
+    """w_j = w_i + M^P P_ij + M^Q Q_ij for every segment and phase, on ``m.w[bus, phase]`` (p.u.)
+    and ``m.p``/``m.q[from, to, phase]`` (MW, Mvar). The one place these rows are written."""
+    scale = per_unit_scale(feeder)
+    m.voltage = pyo.ConstraintList()
+    for segment in feeder.segments:
+        i, j = segment.from_bus, segment.to_bus
+        mp, mq = coupling_matrices(segment.r_ohm, segment.x_ohm)
+        for k in range(3):
+            m.voltage.add(m.w[j, k] == m.w[i, k] + scale * sum(
+                mp[k, n] * m.p[i, j, n] + mq[k, n] * m.q[i, j, n] for n in range(3)))
+
+
+def sweep_voltages(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0) -> dict[int, np.ndarray]:
+    """The same voltages without a solver: flows are downstream load sums (lossless), then
+    w is swept from the head. A second formulation to check the model against."""
+    downstream_kw = {bus: feeder.load_kw[bus].copy() for bus in feeder.buses}
+    downstream_kvar = {bus: feeder.load_kvar[bus].copy() for bus in feeder.buses}
+    for segment in reversed(feeder.segments):  # leaves first
+        downstream_kw[segment.from_bus] += downstream_kw[segment.to_bus]
+        downstream_kvar[segment.from_bus] += downstream_kvar[segment.to_bus]
+    w = {feeder.head_bus: np.full(3, head_voltage_pu ** 2)}
+    scale = per_unit_scale(feeder)
+    for segment in feeder.segments:
+        mp, mq = coupling_matrices(segment.r_ohm, segment.x_ohm)
+        j = segment.to_bus
+        w[j] = w[segment.from_bus] + scale * 1e-3 * (mp @ downstream_kw[j] + mq @ downstream_kvar[j])
+    return {bus: np.sqrt(value) for bus, value in w.items()}

@@ -1,0 +1,164 @@
+"""The DSO's three-phase OPF on LinDist3Flow and its DLMPs (spec `dlmp-bilevel.md` sections 2-3).
+
+    min  sum_phi c0 P0_phi + sum_g sum_phi (a_g PG_g,phi^2 + b_g PG_g,phi)                 ($/h)
+    s.t. (lambda^P_j,phi) inflow - outflow + PG at j = load + data-center load            j != head
+         (lambda^Q_j,phi) the same for reactive power, less the SVG's injection
+         w_j = w_i + M^P P_ij + M^Q Q_ij                      (grid.feeder.lindist3flow, per segment)
+         w_head = V0^2 (the regulator as a fixed head voltage), w_min <= w_j <= w_max
+         0 <= PG_g,phi <= PGmax_g
+
+The DLMP of bus j and phase phi is lambda^P_j,phi: what one more kW of load there costs per hour,
+reported in $/MWh. LinDist3Flow is lossless, so while no voltage limit binds every DLMP equals
+the substation price c0 (when no generator is at the margin); a binding limit makes prices differ
+by location and phase. Data-center load and SVG injections are parameters here; the aggregator's
+bilevel problem (next) makes them decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pyomo.environ as pyo
+
+from grid.errors import GridError, InfeasibleNetworkError
+from grid.feeder.lindist3flow import add_voltage_rows
+from grid.network.three_phase import ThreePhaseFeeder
+from grid.solvers.solve import solve
+
+PHASES = range(3)
+
+
+@dataclass(frozen=True)
+class DistributedGenerator:
+    name: str
+    bus: int
+    max_kw_per_phase: float
+    cost_per_mwh: float  # b_g
+    quadratic_cost: float = 0.0  # a_g, $/h per kW^2 (needs a QP: HiGHS)
+
+
+@dataclass(frozen=True)
+class OpfSettings:
+    substation_price_per_mwh: float = 45.0  # c0
+    head_voltage_pu: float = 1.03
+    v_min_pu: float = 0.95
+    v_max_pu: float = 1.05
+
+
+@dataclass(frozen=True, eq=False)
+class OpfResult:
+    cost_per_h: float  # $/h
+    voltage_pu: dict[int, np.ndarray] = field(repr=False)
+    dlmp_p: dict[int, np.ndarray] = field(repr=False)  # $/MWh by bus (not the head), per phase
+    dlmp_q: dict[int, np.ndarray] = field(repr=False)  # $/Mvarh
+    head_kw: np.ndarray = field(repr=False)
+    generator_kw: dict[str, np.ndarray] = field(repr=False)
+
+
+def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
+            settings: OpfSettings = OpfSettings(), *, extra_kw: Mapping[int, np.ndarray] | None = None,
+            extra_kvar: Mapping[int, np.ndarray] | None = None, svg_kvar: Mapping[int, np.ndarray] | None = None,
+            solver: str = "highs", decided_load_buses: tuple[int, ...] = ()) -> pyo.ConcreteModel:
+    """The OPF as a Pyomo model (balances ``balance_p``/``balance_q`` by bus and phase);
+    ``extra_kw``/``extra_kvar`` add load (e.g. data centers) and ``svg_kvar`` injects reactive
+    power, by bus and phase. ``decided_load_buses`` get load variables ``dc_p[bus, phase]`` (MW)
+    and ``dc_q[bus, phase]`` (Mvar, net of any SVG) in their balances, fixed at 0: another level
+    decides them (grid.solvers.kkt ``parameters``)."""
+    buses = set(feeder.buses)
+    for table, what in ((extra_kw, "extra_kw"), (extra_kvar, "extra_kvar"), (svg_kvar, "svg_kvar")):
+        for bus in (table or {}):
+            if bus not in buses:
+                raise GridError(f"{what}: bus {bus} is not on {feeder.name}")
+    for g in generators:
+        if g.bus not in buses or g.bus == feeder.head_bus:
+            raise GridError(f"generator {g.name}: bus {g.bus} is not a load bus of {feeder.name}")
+        if g.quadratic_cost > 0 and solver != "highs":
+            raise GridError(f"generator {g.name}: a quadratic cost needs a QP solver; use --solver highs")
+
+    def extra(table: Mapping[int, np.ndarray] | None, bus: int) -> np.ndarray:
+        return np.asarray((table or {}).get(bus, np.zeros(3)), dtype=float)
+
+    # Power in MW and Mvar inside the model (grid.feeder.lindist3flow.per_unit_scale says why); the
+    # interface stays in kW.
+    m = pyo.ConcreteModel(name="dso_opf")
+    arcs = [(s.from_bus, s.to_bus) for s in feeder.segments]
+    low, high = settings.v_min_pu ** 2, settings.v_max_pu ** 2
+    m.w = pyo.Var(feeder.buses, PHASES, bounds=(low, high))
+    m.p = pyo.Var(arcs, PHASES)
+    m.q = pyo.Var(arcs, PHASES)
+    m.head = pyo.Var(PHASES)  # MW from the substation (may be negative: reverse flow)
+    names = [g.name for g in generators]
+    m.pg = pyo.Var(names, PHASES, bounds=lambda _, n, k: (0.0, generators[names.index(n)].max_kw_per_phase / 1e3))
+    for k in PHASES:
+        m.w[feeder.head_bus, k].fix(settings.head_voltage_pu ** 2)
+    add_voltage_rows(m, feeder)
+    out: dict[int, list[tuple[int, int]]] = {}
+    into: dict[int, tuple[int, int]] = {}
+    for i, j in arcs:
+        out.setdefault(i, []).append((i, j))
+        into[j] = (i, j)
+    at_bus = {bus: [g.name for g in generators if g.bus == bus] for bus in feeder.buses}
+    load_buses = [b for b in feeder.buses if b != feeder.head_bus]
+    for bus in decided_load_buses:
+        if bus not in load_buses:
+            raise GridError(f"decided_load_buses: bus {bus} is not a load bus of {feeder.name}")
+    m.dc_p = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
+    m.dc_q = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
+    m.dc_p.fix(0.0)
+    m.dc_q.fix(0.0)
+    m.balance_p = pyo.Constraint(load_buses, PHASES, rule=lambda _, j, k: (
+        m.p[(*into[j], k)] - sum(m.p[(*a, k)] for a in out.get(j, [])) + sum(m.pg[n, k] for n in at_bus[j])
+        - (m.dc_p[j, k] if j in decided_load_buses else 0.0)
+        == float(feeder.load_kw[j][k] + extra(extra_kw, j)[k]) / 1e3))
+    m.balance_q = pyo.Constraint(load_buses, PHASES, rule=lambda _, j, k: (
+        m.q[(*into[j], k)] - sum(m.q[(*a, k)] for a in out.get(j, []))
+        - (m.dc_q[j, k] if j in decided_load_buses else 0.0)
+        == float(feeder.load_kvar[j][k] + extra(extra_kvar, j)[k] - extra(svg_kvar, j)[k]) / 1e3))
+    head = feeder.head_bus
+    m.balance_head = pyo.Constraint(PHASES, rule=lambda _, k: (
+        m.head[k] == sum(m.p[(*a, k)] for a in out.get(head, [])) + float(feeder.load_kw[head][k]) / 1e3))
+    cost = sum(settings.substation_price_per_mwh * m.head[k] for k in PHASES)
+    for g in generators:
+        for k in PHASES:
+            cost += g.cost_per_mwh * m.pg[g.name, k]
+            if g.quadratic_cost > 0:  # a zero square term still makes the model a QP
+                cost += g.quadratic_cost * 1e6 * m.pg[g.name, k] ** 2
+    m.objective = pyo.Objective(expr=cost, sense=pyo.minimize)
+    return m
+
+
+def dso_opf(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
+            settings: OpfSettings = OpfSettings(), *, extra_kw: Mapping[int, np.ndarray] | None = None,
+            extra_kvar: Mapping[int, np.ndarray] | None = None, svg_kvar: Mapping[int, np.ndarray] | None = None,
+            solver: str = "highs") -> OpfResult:
+    """Solve the OPF (``build_opf_model``) and read its prices."""
+    m = build_opf_model(feeder, generators, settings, extra_kw=extra_kw, extra_kvar=extra_kvar,
+                        svg_kvar=svg_kvar, solver=solver)
+    load_buses = [b for b in feeder.buses if b != feeder.head_bus]
+    m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+    status = solve(m, solver, exact_check=True)
+    if status != "optimal":
+        raise InfeasibleNetworkError(
+            f"the OPF on {feeder.name} is {status}: no dispatch keeps every voltage within "
+            f"[{settings.v_min_pu:g}, {settings.v_max_pu:g}] p.u.; raise the head voltage, add generation or shed load")
+    # lambda^P = d cost / d load is the dual of the balance row with the load (MW) on its
+    # right-hand side: $/h per MW, that is $/MWh.
+    dlmp_p = {j: np.array([m.dual[m.balance_p[j, k]] for k in PHASES]) for j in load_buses}
+    dlmp_q = {j: np.array([m.dual[m.balance_q[j, k]] for k in PHASES]) for j in load_buses}
+    return OpfResult(
+        cost_per_h=float(pyo.value(m.objective)),
+        voltage_pu={b: np.sqrt(np.array([pyo.value(m.w[b, k]) for k in PHASES])) for b in feeder.buses},
+        dlmp_p=dlmp_p,
+        dlmp_q=dlmp_q,
+        head_kw=1e3 * np.array([pyo.value(m.head[k]) for k in PHASES]),
+        generator_kw={g.name: 1e3 * np.array([pyo.value(m.pg[g.name, k]) for k in PHASES]) for g in generators},
+    )
+
+
+def power_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0, solver: str = "highs") -> dict[int, np.ndarray]:
+    """Per-phase voltage magnitudes (p.u.) by bus of the feeder's loads: the OPF with nothing to
+    dispatch and no voltage band has one feasible point, the LinDist3Flow power flow."""
+    unbounded = OpfSettings(head_voltage_pu=head_voltage_pu, v_min_pu=0.0, v_max_pu=10.0)
+    return dso_opf(feeder, (), unbounded, solver=solver).voltage_pu

@@ -1,0 +1,1 @@
+"""Background load: scenario samplers and scenario files."""

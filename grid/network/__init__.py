@@ -1,0 +1,1 @@
+"""Networks: the data object, built-in and file cases (MATPOWER, CSV), line ratings, map layout, the three-phase feeder data."""

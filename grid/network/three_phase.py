@@ -1,0 +1,147 @@
+"""Unbalanced three-phase feeders: the IEEE 37-node test feeder as a data object.
+
+The first piece of the DLMP issue (spec `dlmp-bilevel.md`, data `../shared/data/ieee37.md`):
+segments with their 3x3 phase impedance (ohm), and per-phase loads (kW, kvar). The feeder's data
+are bundled in grid/network/data/ieee37_*.csv, taken from the shared data note:
+
+- The 35 line segments with their lengths and configurations (721-724). The configuration
+  matrices are in ohm per mile.
+- The spot loads as the IEEE document gives them. All are delta-connected (AB, BC, CA, or
+  3-phase delta).
+
+What is left out, and why:
+- The regulator (799 -> 799r). A study fixes the head voltage instead (spec section 2: "w_0 fixed,
+  regulator not modelled").
+- The in-line transformer XFM-1 to bus 775. Bus 775 has no load, so no flow crosses it.
+- Shunt susceptance: LinDist3Flow neglects it.
+- Load models (constant Z, I or PQ): every load is taken as constant power, as the spec's
+  LinDist3Flow sanity check does.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from grid.errors import GridError
+from grid.network.bundled import bundled_data
+
+FEET_PER_MILE = 5280.0
+# A delta branch's phase pair, in (from, to) phase indices.
+_DELTA_BRANCHES = {"AB": (0, 1), "BC": (1, 2), "CA": (2, 0)}
+_SQRT3 = math.sqrt(3.0)
+
+
+PHASE_NAMES = ("a", "b", "c")
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    from_bus: int
+    to_bus: int
+    length_ft: float
+    config: str
+    r_ohm: np.ndarray = field(repr=False)  # (3, 3) phase resistance of the whole segment
+    x_ohm: np.ndarray = field(repr=False)  # (3, 3) phase reactance
+
+
+@dataclass(frozen=True, eq=False)
+class ThreePhaseFeeder:
+    """A radial three-phase feeder: buses in breadth-first order from the head, segments oriented
+    away from it, and per-phase wye-equivalent loads (kW, kvar) by bus."""
+
+    name: str
+    head_bus: int
+    base_kv_ll: float
+    buses: tuple[int, ...]
+    segments: tuple[Segment, ...]
+    load_kw: dict[int, np.ndarray] = field(repr=False)
+    load_kvar: dict[int, np.ndarray] = field(repr=False)
+
+    @property
+    def base_v_ln(self) -> float:
+        """Phase-to-neutral base voltage (V)."""
+        return self.base_kv_ll * 1000.0 / _SQRT3
+
+    def parent_segment(self) -> dict[int, Segment]:
+        """The segment that feeds each bus (all but the head)."""
+        return {s.to_bus: s for s in self.segments}
+
+
+def delta_to_wye(connection: str, p_kw: float, q_kvar: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-phase (a, b, c) kW and kvar of a delta load, with balanced voltages (data note, "derived").
+
+    A branch load S_xy draws S_xy e^(-j pi/6)/sqrt3 on phase x and S_xy e^(+j pi/6)/sqrt3 on
+    phase y: P_x = (P + Q/sqrt3)/2, Q_x = (Q - P/sqrt3)/2, P_y = (P - Q/sqrt3)/2,
+    Q_y = (Q + P/sqrt3)/2. A 3-phase delta load splits evenly: each phase takes a third.
+    """
+    p = np.zeros(3)
+    q = np.zeros(3)
+    if connection == "3ph-delta":
+        return np.full(3, p_kw / 3.0), np.full(3, q_kvar / 3.0)
+    if connection not in _DELTA_BRANCHES:
+        raise GridError(f"load connection {connection!r}: use AB, BC, CA or 3ph-delta")
+    x, y = _DELTA_BRANCHES[connection]
+    p[x] += 0.5 * (p_kw + q_kvar / _SQRT3)
+    q[x] += 0.5 * (q_kvar - p_kw / _SQRT3)
+    p[y] += 0.5 * (p_kw - q_kvar / _SQRT3)
+    q[y] += 0.5 * (q_kvar + p_kw / _SQRT3)
+    return p, q
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    with bundled_data(name).open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def load_ieee37() -> ThreePhaseFeeder:
+    """The IEEE 37-node feeder (4.8 kV delta, underground), head at bus 799, from the bundled CSVs."""
+    configs: dict[str, dict[str, np.ndarray]] = {}
+    for row in _rows("ieee37_configs.csv"):
+        matrix = configs.setdefault(row["config"], {"r": np.zeros((3, 3)), "x": np.zeros((3, 3))})
+        matrix[row["quantity"]][int(row["row"]), int(row["col"])] = float(row["ohm_per_mile"])
+    raw = []
+    for row in _rows("ieee37_lines.csv"):
+        config = configs[row["config"]]
+        miles = float(row["length_ft"]) / FEET_PER_MILE
+        raw.append(Segment(int(row["from"]), int(row["to"]), float(row["length_ft"]), row["config"],
+                           config["r"] * miles, config["x"] * miles))
+    head = 799
+    children: dict[int, list[Segment]] = {}
+    for segment in raw:
+        children.setdefault(segment.from_bus, []).append(segment)
+    order, segments, queue = [head], [], [head]
+    while queue:  # breadth-first, so every segment comes after the one feeding it
+        bus = queue.pop(0)
+        for segment in sorted(children.get(bus, []), key=lambda s: s.to_bus):
+            segments.append(segment)
+            order.append(segment.to_bus)
+            queue.append(segment.to_bus)
+    if len(segments) != len(raw):
+        raise GridError("ieee37: the bundled segments do not form one tree from bus 799")
+    load_kw = {bus: np.zeros(3) for bus in order}
+    load_kvar = {bus: np.zeros(3) for bus in order}
+    for row in _rows("ieee37_loads.csv"):
+        p, q = delta_to_wye(row["connection"], float(row["P_kW"]), float(row["Q_kvar"]))
+        load_kw[int(row["bus"])] += p
+        load_kvar[int(row["bus"])] += q
+    return ThreePhaseFeeder("ieee37", head, 4.8, tuple(order), tuple(segments), load_kw, load_kvar)
+
+
+def distance_km(feeder: ThreePhaseFeeder) -> dict[int, float]:
+    """Each bus's distance from the head along the feeder (km), for voltage profiles."""
+    out = {feeder.head_bus: 0.0}
+    for segment in feeder.segments:  # breadth-first: the parent is always known
+        out[segment.to_bus] = out[segment.from_bus] + segment.length_ft * 0.0003048
+    return out
+
+
+def voltage_unbalance(voltage_pu: np.ndarray) -> float:
+    """Spec section 4's unbalance index (NEMA's PVUR on magnitudes): the largest deviation of a
+    phase voltage from the three phases' mean, over that mean (a fraction; 0 when balanced)."""
+    v = np.asarray(voltage_pu, dtype=float)
+    mean = float(v.mean())
+    return float(np.max(np.abs(v - mean)) / mean)

@@ -1,0 +1,39 @@
+"""Sample risk measures shared by the capacity study and the flexible-capacity plan.
+
+CVaR_eps of equally likely samples, eq. (16) of docs/models/capacity.md: the mean of the worst
+eps-fraction, the boundary sample counted with its fractional weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grid.errors import GridError
+
+
+def cvar_from_tail(tail: np.ndarray, epsilon: np.ndarray | float, count: int) -> np.ndarray:
+    """Sample CVaR_eps (16) per row from each row's largest samples, sorted in descending order.
+
+    With m = eps S and w = floor(m): (sum of the w largest + (m - w) * the (w+1)-th largest) / m,
+    which is exactly min over eta of eta + E[(X - eta)^+] / eps for the sample distribution. When
+    eps S < 1 the CVaR is the largest sample. ``epsilon`` may differ per row (joint risk mode).
+    """
+    rows = tail.shape[0]
+    eps = np.broadcast_to(np.asarray(epsilon, dtype=float), (rows,))
+    mass = eps * count
+    whole = np.minimum(np.floor(mass).astype(int), count - 1)
+    if np.any(whole >= tail.shape[1]):
+        raise GridError("internal: the kept tail is too short for this risk level")
+    csum = np.concatenate([np.zeros((rows, 1)), np.cumsum(tail, axis=1)], axis=1)
+    picked = np.arange(rows)
+    boundary = tail[picked, whole]
+    result = (csum[picked, whole] + (mass - whole) * boundary) / np.maximum(mass, 1e-300)
+    # eps S < 1: all mass sits on the largest sample.
+    return np.where(mass < 1.0, tail[:, 0], result) if rows else np.zeros(0)
+
+
+def sample_cvar(values: np.ndarray, epsilon: float) -> np.ndarray:
+    """CVaR_eps (16) of equally likely samples along axis 0: the mean of the worst eps-fraction."""
+    values = np.asarray(values, dtype=float)
+    ordered = -np.sort(-values.reshape(values.shape[0], -1).T, axis=1)
+    return cvar_from_tail(ordered, epsilon, values.shape[0]).reshape(values.shape[1:])

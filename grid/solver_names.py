@@ -1,4 +1,0 @@
-"""The solvers dcmarket can use, by name: a module of its own so that the command line can list
-them without importing Pyomo (grid/solvers.py drives them)."""
-
-SOLVERS: tuple[str, ...] = ("highs", "glpk")

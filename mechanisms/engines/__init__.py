@@ -1,0 +1,1 @@
+"""The mechanisms' engines: the SAA, the clock auction, VCG, the interconnection queue, and tie-breaking."""

@@ -1,0 +1,1 @@
+"""Judging an outcome: competitive-equilibrium checks, certificates, winner determination and welfare."""

@@ -1,0 +1,118 @@
+"""Config overrides from the command line: ``--set auction.increment=2 --set seed=7``.
+
+An override names a field by its path in the TOML file (tables by dots, array entries by
+``[index]``: ``bidders[0].values.firm@3=40``) and gives a TOML value (``2``, ``0.5``, ``true``,
+``[0.05, 0.1]``, ``"text"``); a value that is not valid TOML is taken as a string, so
+``network.case=ieee37`` needs no quotes. Overrides are applied to the file's table before
+validation, so they are checked like the file and land in the effective config.toml. The same
+overrides drive a sweep's runs (sim/studies/sweep.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+
+class OverrideError(ValueError):
+    """An override that does not fit the config's tables (sim.config.schema turns it into a ConfigError)."""
+
+
+_PART = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
+
+
+@dataclass(frozen=True)
+class Override:
+    """One field's new value: ``path`` as table keys and list indices, and the text it came from."""
+
+    path: tuple[str | int, ...]
+    value: Any
+    text: str
+
+    @property
+    def key(self) -> str:
+        """The path as written (``bidders[0].values.firm@3``)."""
+        return self.text.split("=", 1)[0].strip()
+
+
+def parse_path(key: str) -> tuple[str | int, ...]:
+    """``a.b[0].c`` -> ("a", "b", 0, "c"); a ValueError says what is wrong."""
+    path: list[str | int] = []
+    for part in key.split("."):
+        match = _PART.fullmatch(part.strip())
+        if match is None:
+            raise ValueError(f"{key!r} is not a field path; write table.field, or list[index].field")
+        path.append(match.group(1))
+        path.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
+    return tuple(path)
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value, or the text itself when it is not one (``ieee37`` -> "ieee37")."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_override(text: str) -> Override:
+    """``KEY=VALUE`` as an Override; a ValueError names the problem (argparse shows it)."""
+    if "=" not in text:
+        raise ValueError(f"{text!r} has no '='; write KEY=VALUE, e.g. auction.increment=2")
+    key, value = text.split("=", 1)
+    if not key.strip():
+        raise ValueError(f"{text!r} names no field; write KEY=VALUE, e.g. auction.increment=2")
+    return Override(parse_path(key), parse_value(value.strip()), text)
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
+    """A copy of the config table ``raw`` with each override set in turn (missing tables are
+    created; a path through a value that is not a table or list is an error naming it)."""
+    out = copy.deepcopy(dict(raw))
+    for override in overrides:
+        node: Any = out
+        for depth, part in enumerate(override.path[:-1]):
+            node = _step(node, part, override.path[depth + 1], override, depth)
+        _assign(node, override.path[-1], override.value, override)
+    return out
+
+
+def _where(override: Override, depth: int) -> str:
+    shown = ""
+    for part in override.path[: depth + 1]:
+        shown += f"[{part}]" if isinstance(part, int) else (f".{part}" if shown else part)
+    return shown
+
+
+def _step(node: Any, part: str | int, following: str | int, override: Override, depth: int) -> Any:
+    if isinstance(part, int):
+        if not isinstance(node, list) or part >= len(node):
+            raise OverrideError(f"--set {override.text}: {_where(override, depth)} does not exist "
+                              f"(the list has {len(node) if isinstance(node, list) else 0} entries)")
+        return node[part]
+    if not isinstance(node, dict):
+        raise OverrideError(f"--set {override.text}: {_where(override, depth - 1)} is not a table")
+    if part not in node:
+        node[part] = [] if isinstance(following, int) else {}
+    child = node[part]
+    if isinstance(following, int) and not isinstance(child, list):
+        raise OverrideError(f"--set {override.text}: {_where(override, depth)} is not a list; drop the [index]")
+    if isinstance(following, str) and not isinstance(child, dict):
+        kind = "a list; index it as " + _where(override, depth) + "[0]" if isinstance(child, list) else "not a table"
+        raise OverrideError(f"--set {override.text}: {_where(override, depth)} is {kind}")
+    return child
+
+
+def _assign(node: Any, part: str | int, value: Any, override: Override) -> None:
+    depth = len(override.path) - 1
+    if isinstance(part, int):
+        if not isinstance(node, list) or part >= len(node):
+            raise OverrideError(f"--set {override.text}: {_where(override, depth)} does not exist")
+        node[part] = value
+    elif isinstance(node, dict):
+        node[part] = value
+    else:
+        raise OverrideError(f"--set {override.text}: {_where(override, depth - 1)} is not a table")

@@ -1,0 +1,653 @@
+"""Experiment configs: the TOML schema, validation with field-named errors, the effective config.
+
+A config describes one run. Either the DSO quantifies products from a network
+(`[network]`, `[load]`, `[products]`) or the config lists them (`[[products]]`). Every error is
+one line that names the field (`auction.increment`, `bidders[1].by_size`, ...) and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Iterable, Literal, Mapping, Sequence, Union
+
+import tomli_w
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from agents.bundle_ties import BUNDLE_TIE_POLICIES
+from agents.errors import AgentConfigError
+from agents.populations import DRAWERS, MIXES
+from agents.profiles import PROFILES, ProfileSpec
+from agents.strategies import STRATEGIES, strategy_parts
+from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
+from grid.capacity.study import FORMULATIONS, RISK_MODES, check_risk_levels
+from grid.errors import GridError
+from grid.network.network import SLACK_MODELS
+from grid.solvers.solve import SOLVERS
+from mechanisms.engines.clock import ClockRules
+from mechanisms.engines.queue import QueueRules
+from mechanisms.engines.saa import AuctionRules
+from mechanisms.engines.vcg import VCGRules
+from mechanisms.mechanism import MechanismSpec
+from mechanisms.products import risk_label
+from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
+from mechanisms.settings import Settings
+from sim.config.overrides import Override, OverrideError, apply_overrides
+from sim.config.plan import PlanConfig
+from sim.config.price import PriceConfig
+from sim.errors import ConfigError
+
+# `[products]` and `[[products]]` are held in two internal fields; users only ever see `products`.
+_FIELD_ALIASES = {"product_grid": "products", "explicit_products": "products"}
+
+
+class _Section(Settings):
+    # Hints name what users write (`products`), not the internal fields it splits into.
+    field_aliases: ClassVar[Mapping[str, str]] = _FIELD_ALIASES
+
+
+def _bus_keys(table: Any) -> Any:
+    """TOML keys are strings; bus tables are keyed by bus number."""
+    if not isinstance(table, Mapping):
+        return table
+    converted: dict[int, Any] = {}
+    for key, value in table.items():
+        text = str(key)
+        if not re.fullmatch(r"-?[0-9]+", text):
+            raise ValueError(f"key {key!r} is not a bus number; use integer bus numbers as keys")
+        if int(text) in converted:
+            raise ValueError(f"bus {int(text)} is given twice (as {key!r}); give each bus once")
+        converted[int(text)] = value
+    return converted
+
+
+def _one_of(value: str, names: Iterable[str], field: str) -> str:
+    """Names chosen from a registry (profiles, strategies, ...) so that new ones slot in."""
+    names = list(names)
+    if value not in names:
+        raise ValueError(f"unknown {field} {value!r}; choose one of {', '.join(names)}")
+    return value
+
+
+_REGISTRIES: dict[str, Iterable[str]] = {
+    "profile": PROFILES,
+    "strategy": STRATEGIES,
+    "bundle_ties": BUNDLE_TIE_POLICIES,
+}
+
+
+def _positive_table(table: dict[int, float], what: str) -> dict[int, float]:
+    for bus, mw in table.items():
+        if not (math.isfinite(mw) and mw > 0):
+            raise ValueError(f"bus {bus}: {what} must be a positive number of MW, got {mw}")
+    return table
+
+
+class NetworkConfig(_Section):
+    # A built-in case name, a MATPOWER .m file or a CSV case folder (relative to the config).
+    case: str = Field(min_length=1)
+    # Default: the buses demand_mw names when it is a table, else every load bus of the case.
+    candidate_buses: list[int] | None = Field(default=None, min_length=1)
+    # MW of data-center demand D_i: a table per candidate bus, or one number for every candidate.
+    demand_mw: float | dict[int, float]
+    slack: str | None = None
+    import_limit_mw: float | None = Field(default=None, ge=0)
+    withdrawal_limit_mw: float | dict[int, float] | None = None
+    default_rating_mw: float | None = Field(default=None, gt=0)
+    rating_margin: float | None = Field(default=None, gt=0)
+
+    @field_validator("demand_mw", "withdrawal_limit_mw", mode="before")
+    @classmethod
+    def _bus_tables(cls, table: Any) -> Any:
+        return _bus_keys(table)
+
+    @field_validator("candidate_buses")
+    @classmethod
+    def _unique_buses(cls, buses: list[int] | None) -> list[int] | None:
+        if buses is not None and len(set(buses)) != len(buses):
+            raise ValueError("a bus is listed twice; list each candidate bus once")
+        return buses
+
+    @field_validator("demand_mw")
+    @classmethod
+    def _positive_demand(cls, demand: float | dict[int, float]) -> float | dict[int, float]:
+        if isinstance(demand, dict):
+            if not demand:
+                raise ValueError("the table is empty; give D > 0 MW per candidate bus, or one number for all")
+            return _positive_table(demand, "demand")
+        if not demand > 0:
+            raise ValueError(f"demand must be a positive number of MW, got {demand}")
+        return demand
+
+    @field_validator("withdrawal_limit_mw")
+    @classmethod
+    def _positive_limits(cls, limits: float | dict[int, float] | None) -> float | dict[int, float] | None:
+        if isinstance(limits, dict):
+            return _positive_table(limits, "withdrawal limit")
+        if limits is not None and not limits > 0:
+            raise ValueError(f"withdrawal limit must be a positive number of MW, got {limits}")
+        return limits
+
+    @field_validator("slack")
+    @classmethod
+    def _known_slack(cls, value: str | None) -> str | None:
+        return None if value is None else _one_of(value, SLACK_MODELS, "slack")
+
+    @model_validator(mode="after")
+    def _demand_matches_candidates(self) -> "NetworkConfig":
+        if self.candidate_buses is None or not isinstance(self.demand_mw, dict):
+            return self
+        missing = [b for b in self.candidate_buses if b not in self.demand_mw]
+        if missing:
+            raise ValueError(f"demand_mw has no value for candidate bus {missing[0]}; give every candidate a demand (MW)")
+        extra = [b for b in self.demand_mw if b not in self.candidate_buses]
+        if extra:
+            raise ValueError(f"demand_mw names bus {extra[0]}, which is not in candidate_buses; add it there or remove it")
+        return self
+
+
+class BusLoadConfig(_Section):
+    """Truncated normal background net load at one bus (MW; variance in MW^2)."""
+
+    mean: float
+    variance: float = Field(gt=0)
+    lower: float
+    upper: float
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> "BusLoadConfig":
+        if not self.lower < self.upper:
+            raise ValueError(f"lower ({self.lower:g} MW) must be below upper ({self.upper:g} MW)")
+        return self
+
+
+class SpreadConfig(_Section):
+    """The default background: each bus's base load with sd = sd_fraction x |base load|."""
+
+    sd_fraction: float = Field(default=0.05, gt=0, le=1)
+    truncation_sd: float = Field(default=3.0, gt=0, le=10)
+
+
+class LoadConfig(_Section):
+    # The memory guard (grid.load.scenarios) refuses counts that do not fit, with the estimate, once
+    # the network is known; this bound only catches typos.
+    scenarios: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    buses: dict[int, BusLoadConfig] | None = None
+    spread: SpreadConfig | None = None
+    correlation: float | None = Field(default=None, ge=0, lt=1)
+    correlation_csv: str | None = None
+    scenarios_csv: str | None = None
+
+    @field_validator("buses", mode="before")
+    @classmethod
+    def _load_bus_keys(cls, table: Any) -> Any:
+        return _bus_keys(table)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LoadConfig":
+        if self.scenarios_csv is not None:
+            given = [n for n in ("scenarios", "buses", "spread", "correlation", "correlation_csv")
+                     if getattr(self, n) is not None]
+            if given:
+                raise ValueError(
+                    f"give either scenarios_csv or scenarios (with [load.buses], [load.spread] or the case's base "
+                    f"loads), not both; remove {given[0]}"
+                )
+            return self
+        if self.scenarios is None:
+            raise ValueError(
+                "needs scenarios (a count: the case's base loads vary by [load.spread], or by [load.buses] "
+                "distributions) or scenarios_csv (a CSV or Parquet file, one column per bus, MW)"
+            )
+        if self.buses is not None and self.spread is not None:
+            raise ValueError("give either [load.buses] (a distribution per bus) or [load.spread] (around the base loads), not both")
+        if self.correlation is not None and self.correlation_csv is not None:
+            raise ValueError("give either correlation (one number for every pair of buses) or correlation_csv, not both")
+        return self
+
+
+class ProductGridConfig(_Section):
+    risk_levels: list[float] = Field(min_length=1, max_length=20)
+    risk_mode: str = "per_constraint"
+    formulation: str = "exact"
+    block_mw: float | None = Field(default=None, gt=0)
+    touch_factor: float = Field(default=DEFAULT_TOUCH_FACTOR, gt=0, le=1)
+    # Firm capacity holds for every load in its box (spec (1)); with a budget Gamma, for every
+    # case where at most Gamma loads sit away from their centre at once (Bertsimas and Sim).
+    firm_budget: float | None = Field(default=None, ge=0)
+    theory_checks: bool = False
+
+    @field_validator("risk_levels")
+    @classmethod
+    def _in_unit_interval(cls, levels: list[float]) -> list[float]:
+        try:
+            check_risk_levels(levels)
+        except GridError as error:
+            raise ValueError(str(error)) from None
+        # Distinct levels can still share a product id's tier label (0.05 and 0.0500000001).
+        labels = [risk_label(eps) for eps in levels]
+        for i, label in enumerate(labels):
+            if labels.index(label) != i:
+                raise ValueError(f"risk levels {levels[labels.index(label)]} and {levels[i]} are the same tier "
+                                 f"({label}); give distinct levels")
+        return levels
+
+    @field_validator("risk_mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        return _one_of(value, RISK_MODES, "risk_mode")
+
+    @field_validator("formulation")
+    @classmethod
+    def _known_formulation(cls, value: str) -> str:
+        return _one_of(value, FORMULATIONS, "formulation")
+
+
+class ExplicitProductConfig(_Section):
+    id: str = Field(min_length=1)
+    bus: int | None = None
+    risk: float = Field(default=0.0, ge=0, lt=1)
+    capacity_mw: float = Field(ge=0)
+
+    @field_validator("id")
+    @classmethod
+    def _no_spaces(cls, value: str) -> str:
+        if value != value.strip() or any(ch.isspace() for ch in value) or "," in value:
+            raise ValueError(f"product id {value!r} must not contain spaces or commas")
+        return value
+
+
+class MechanismConfig(_Section):
+    """``[mechanism]``: which mechanism sells the products; its rules are in its own table."""
+
+    kind: str = DEFAULT_MECHANISM
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        return _one_of(value, MECHANISMS, "mechanism")
+
+
+class _BiddingChoice(_Section):
+    """How bidders bid: a strategy (a name, or a table with `name` and the strategy's own fields)
+    and a bundle tie policy. Shared by `[[bidders]]` entries and `[population]`."""
+
+    strategy: str | dict[str, Any] = "straightforward"
+    bundle_ties: str = "paper"
+
+    @field_validator("bundle_ties")
+    @classmethod
+    def _registered_name(cls, value: str, info: ValidationInfo) -> str:
+        return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        try:
+            strategy_parts(value)
+        except AgentConfigError as error:
+            raise ValueError(str(error).removeprefix("strategy: ").removeprefix("strategy.")) from None
+        return value
+
+
+class _BidderBase(_BiddingChoice):
+    """What every bidder has; its profile's own fields come from the profile (agents/profiles.py)."""
+
+    name: str = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if value != value.strip() or "," in value:
+            raise ValueError(f"bidder name {value!r} must not have surrounding spaces or commas")
+        return value
+
+    @classmethod
+    def unknown_field_message(cls, key: str) -> str:
+        own = PROFILES[cls.profile_name]
+        if any(key in spec.field_names() for spec in PROFILES.values() if spec is not own):
+            return (f"field {key!r} does not belong to profile {own.name!r}; it reads only "
+                    + " or ".join(repr(f) for f in own.field_names()))
+        return super().unknown_field_message(key)
+
+
+def _bidder_model(spec: ProfileSpec) -> type[_BidderBase]:
+    """A bidder entry of one profile: the common fields, ``profile = "<name>"`` and the profile's own."""
+    return create_model(
+        f"{spec.fields.__name__.removesuffix('Fields')}Bidder",
+        __base__=(_BidderBase, spec.fields),
+        profile=(Literal[spec.name], ...),  # type: ignore[valid-type]
+    )
+
+
+# `profile` picks the entry's schema, so each profile validates exactly its own keys.
+BidderConfig = Annotated[
+    Union[tuple(_bidder_model(spec) for spec in PROFILES.values())],  # type: ignore[valid-type]
+    Field(discriminator="profile"),
+]
+
+
+class PopulationConfig(_BiddingChoice):
+    """``[population]``: bidders drawn from seeded generators (agents/populations.py), in addition
+    to or instead of ``[[bidders]]``."""
+
+    count: int = Field(ge=1, le=100_000)
+    # A named mix (agents/populations.py MIXES) or shares per profile that sum to 1.
+    mix: str | dict[str, float] = "gross_substitutes"
+
+    @field_validator("mix", mode="before")
+    @classmethod
+    def _known_mix(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _one_of(value, MIXES, "mix")
+        if not isinstance(value, Mapping):
+            raise ValueError(f"a mix is a name ({', '.join(MIXES)}) or a table of shares by profile, got {value!r}")
+        for kind, share in value.items():
+            _one_of(kind, DRAWERS, "profile")
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+                raise ValueError(f"share of {kind!r} must be a number in [0, 1], got {share!r}")
+        if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-9):
+            raise ValueError(f"shares must sum to 1, got {sum(value.values()):g}")
+        return value
+
+    def shares(self) -> dict[str, float]:
+        return dict(MIXES[self.mix]) if isinstance(self.mix, str) else dict(self.mix)
+
+
+class EquilibriumConfig(_Section):
+    # The checker enumerates 2^m bundles per bidder and 3^m pairs for the efficient allocation.
+    # Past 16, 3^m pairs take minutes and gigabytes; larger markets need other certificates.
+    max_products: int = Field(default=12, ge=1, le=16)
+
+
+# The tables that studies other than the auction read (`dcmarket plan`, `dcmarket price`).
+STUDY_TABLES = ("plan", "price")
+
+
+class ExperimentConfig(_Section):
+    """A whole config file. Every table is declared here, so the schema reads in one place."""
+
+    seed: int = Field(default=0, ge=0)
+    solver: str = "highs"
+    network: NetworkConfig | None = None
+    load: LoadConfig | None = None
+    # `[products]` (a table) sets how the DSO makes products; `[[products]]` (a list) gives them.
+    product_grid: ProductGridConfig | None = None
+    explicit_products: list[ExplicitProductConfig] | None = None
+    # A run needs bidders and the mechanism's rules; `dcmarket capacity` reads a config without them.
+    mechanism: MechanismConfig = MechanismConfig()
+    bidders: list[BidderConfig] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
+    population: PopulationConfig | None = None
+    equilibrium: EquilibriumConfig = EquilibriumConfig()
+    # Each mechanism's rules, in the table its spec names (mechanisms/registry.py); only the chosen
+    # mechanism's table may be present.
+    auction: AuctionRules | None = None
+    clock: ClockRules | None = None
+    vcg: VCGRules | None = None
+    queue: QueueRules | None = None
+    # The post-auction studies' tables.
+    plan: PlanConfig | None = None
+    price: PriceConfig | None = None
+
+    @field_validator("solver")
+    @classmethod
+    def _known_solver(cls, value: str) -> str:
+        return _one_of(value, SOLVERS, "solver")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_products(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "products" in data:
+            data = dict(data)
+            products = data.pop("products")
+            data["explicit_products" if isinstance(products, list) else "product_grid"] = products
+        return data
+
+    @model_validator(mode="after")
+    def _one_product_source(self) -> "ExperimentConfig":
+        if self.explicit_products is not None:
+            if self.network is not None or self.load is not None:
+                raise ValueError(
+                    "products: explicit [[products]] cannot be combined with [network]/[load]; "
+                    "remove [[products]] to quantify products from the network, or remove [network] and [load]"
+                )
+            if not self.explicit_products:
+                raise ValueError("products: [[products]] is empty; list at least one product")
+        elif (self.network, self.load, self.product_grid) == (None, None, None) and self.study_only():
+            return self  # a study-only config (`dcmarket plan`, `dcmarket price`): its data are in its table
+        else:
+            for name, section in (("network", self.network), ("load", self.load), ("products", self.product_grid)):
+                if section is None:
+                    raise ValueError(
+                        f"{name}: missing [{name}]; a config needs [network], [load] and [products] "
+                        "(or explicit [[products]] instead of all three)"
+                    )
+        return self
+
+    @field_validator("bidders")
+    @classmethod
+    def _unique_bidders(cls, bidders: list[BidderConfig] | None) -> list[BidderConfig] | None:
+        if bidders is None:
+            return None
+        names = [b.name for b in bidders]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            raise ValueError(f"bidder name {duplicate!r} is used twice; bidder names must be unique")
+        return bidders
+
+    @field_validator("explicit_products")
+    @classmethod
+    def _unique_products(cls, products: list[ExplicitProductConfig] | None) -> list[ExplicitProductConfig] | None:
+        if products is not None:
+            ids = [p.id for p in products]
+            duplicate = next((i for i in ids if ids.count(i) > 1), None)
+            if duplicate is not None:
+                raise ValueError(f"product id {duplicate!r} is listed twice; product ids must be unique")
+        return products
+
+    @model_validator(mode="after")
+    def _one_rule_table(self) -> "ExperimentConfig":
+        chosen = MECHANISMS[self.mechanism.kind]
+        for spec in MECHANISMS.values():
+            if spec is not chosen and getattr(self, spec.table, None) is not None:
+                raise ValueError(
+                    f"{spec.table}: [{spec.table}] holds the rules of the {spec.kind!r} mechanism, but "
+                    f"[mechanism] kind = {chosen.kind!r}; remove [{spec.table}] or set kind = {spec.kind!r}"
+                )
+        chosen_strategies = [(f"bidders[{i}]", b.strategy) for i, b in enumerate(self.bidders or [])]
+        if self.population is not None:
+            chosen_strategies.append(("population", self.population.strategy))
+        for where, value in chosen_strategies:
+            strategy, _ = strategy_parts(value)
+            playable = strategy.mechanisms
+            if playable is not None and chosen.kind not in playable:
+                raise ValueError(
+                    f"{where}.strategy: {strategy.name!r} plays only {', '.join(sorted(playable))}, "
+                    f"not the {chosen.kind!r} mechanism"
+                )
+        return self
+
+    def study_only(self) -> bool:
+        """Whether some study's table (`[plan]`, `[price]`) is present: such a config may sell nothing."""
+        return any(getattr(self, table, None) is not None for table in STUDY_TABLES)
+
+    def require_market(self) -> tuple[MechanismSpec, Settings, list[Any]]:
+        """The mechanism, its rules and the bidders, or a one-line error saying what a run needs."""
+        if self.explicit_products is None and self.network is None:
+            tables = [t for t in STUDY_TABLES if getattr(self, t, None) is not None]
+            raise ConfigError(f"products: this config has only [{'], ['.join(tables)}] and nothing to sell; run it "
+                              f"with dcmarket {' or dcmarket '.join(tables)}, or add [network], [load] and [products] "
+                              "(or [[products]])")
+        spec = MECHANISMS[self.mechanism.kind]
+        rules = getattr(self, spec.table, None)
+        if rules is None:
+            needed = [name for name, f in spec.rules.model_fields.items() if f.is_required()]
+            if needed:
+                raise ConfigError(
+                    f"{spec.table}: missing [{spec.table}]; the {spec.kind!r} mechanism needs its rules "
+                    f"({', '.join(needed)}), and dcmarket run needs [[bidders]] (dcmarket capacity needs neither)"
+                )
+            rules = spec.rules()
+        if self.bidders is None and self.population is None:
+            raise ConfigError("bidders: missing [[bidders]]; dcmarket run needs [[bidders]] (or a [population]) and "
+                              f"the mechanism's [{spec.table}] (dcmarket capacity needs neither)")
+        return spec, rules, list(self.bidders or [])
+
+
+# Each mechanism's rule table is a field of its own (`[auction]` for the SAA), from the registry;
+# so is each study's table (`[plan]`), from the study registry.
+
+
+# --------------------------------------------------------------------------------------------
+def _subclasses(cls: type) -> set[type]:
+    return {sub for direct in cls.__subclasses__() for sub in {direct} | _subclasses(direct)}
+
+
+_SCHEMA_TAGS = frozenset(cls.__name__ for cls in _subclasses(Settings)) | {"list[...]", "dict[...]"}
+# Tables keyed by bus number: their integer keys print as `.3`, list indices as `[3]`.
+_BUS_TABLES = {"buses", "demand_mw", "withdrawal_limit_mw"}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    previous = None
+    for part in loc:
+        if isinstance(part, int) and previous in _BUS_TABLES:
+            path += f".{part}"
+        elif isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "[key]":
+            continue
+        else:
+            name = _FIELD_ALIASES.get(str(part), str(part)) if not path else str(part)
+            path += f".{name}" if path else name
+        previous = part
+    return path
+
+
+def _describe_error(error: Mapping[str, Any]) -> str:
+    message = str(error["msg"])
+    if error["type"] == "model_type":
+        return f"expected a table, e.g. [section] or {{ key = value }} (got {error.get('input')!r})"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    if error["type"] == "missing":
+        message = "required field is missing"
+    elif error["type"] == "union_tag_invalid":
+        message = f"unknown profile {error['ctx']['tag']!r}; choose one of {', '.join(PROFILES)}"
+    elif error["type"] == "union_tag_not_found":
+        message = f"required field is missing; choose one of {', '.join(PROFILES)}"
+    elif error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal",
+                           "int_parsing", "float_parsing", "int_type", "float_type", "list_type",
+                           "dict_type", "string_type", "model_type", "bool_type", "literal_error",
+                           "too_short", "too_long", "int_from_float", "finite_number"):
+        message = f"{message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+    return message
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    # Pydantic may tag a path with the schema it tried (a union branch, a validator, a bidder's
+    # profile); those are not fields. User keys such as product ids are kept whatever their case.
+    raw = first["loc"]
+    loc = tuple(
+        part for k, part in enumerate(raw)
+        if not (isinstance(part, str) and part in _SCHEMA_TAGS)
+        and not (k >= 2 and raw[k - 2] == "bidders" and isinstance(raw[k - 1], int) and part in PROFILES)
+    )
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc += ("profile",)
+    path = _field_path(loc)
+    # Cross-section checks have no single location; their messages start with the field.
+    return f"{source}: {path}: {_describe_error(first)}" if path else f"{source}: {_describe_error(first)}"
+
+
+def parse_config(raw: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source)) from None
+
+
+def read_config_file(path: Path, what: str = "config") -> dict[str, Any]:
+    """The TOML file's tables; ``what`` names the file in errors (a config, a sweep file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file not found; check the path") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read {what} ({error.__class__.__name__}); give a UTF-8 TOML file") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def with_overrides(raw: Mapping[str, Any], sets: Sequence[Override]) -> dict[str, Any]:
+    """``raw`` with the ``--set`` overrides applied (sim/config/overrides.py)."""
+    try:
+        return apply_overrides(raw, sets)
+    except OverrideError as error:
+        raise ConfigError(str(error)) from None
+
+
+def load_config(path: Path, overrides: Mapping[str, Any] | None = None,
+                sets: Sequence[Override] = ()) -> ExperimentConfig:
+    """Read, apply ``--set`` overrides, then command-line options (e.g. seed, solver), and validate."""
+    raw = with_overrides(read_config_file(path), sets)
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return parse_config(raw, source=str(path))
+
+
+def effective_config(config: ExperimentConfig, *, copied: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The config as it ran, with defaults filled in, ready to write as TOML and run again.
+
+    ``copied`` maps an input role ("scenarios", "correlation", "case") to the name of the copy
+    the run directory carries, so that its config.toml re-runs from there.
+    """
+    for spec in MECHANISMS.values():
+        rules = getattr(config, spec.table, None)
+        if rules is not None:
+            # Write the defaults the run used, so the file says what happened without the code.
+            config = config.model_copy(update={spec.table: rules.as_run()})
+    data = config.model_dump(mode="json", exclude_none=True)
+    copied = dict(copied or {})
+    ordered: dict[str, Any] = {"seed": data.pop("seed"), "solver": data.pop("solver")}
+    if "network" in data:
+        ordered["network"] = data.pop("network")
+        if "case" in copied:
+            ordered["network"]["case"] = copied["case"]
+    if "load" in data:
+        ordered["load"] = data.pop("load")
+        for role, field in (("scenarios", "scenarios_csv"), ("correlation", "correlation_csv")):
+            if role in copied:
+                ordered["load"][field] = copied[role]
+    if "product_grid" in data:
+        ordered["products"] = data.pop("product_grid")
+    if "explicit_products" in data:
+        ordered["products"] = data.pop("explicit_products")
+    # The mechanism and its rules, then who bids (each bidder's name first, as users write it).
+    ordered["mechanism"] = data.pop("mechanism")
+    if "bidders" in data:
+        data["bidders"] = [{"name": b["name"], **{k: v for k, v in b.items() if k != "name"}} for b in data["bidders"]]
+    for spec in MECHANISMS.values():
+        if spec.table in data:
+            ordered[spec.table] = data.pop(spec.table)
+    ordered.update(data)
+    return ordered
+
+
+def dump_config(data: Mapping[str, Any], command: str = "run") -> str:
+    """The effective config as TOML, headed by the command that re-runs it."""
+    header = f"# Effective config of this run (defaults filled in). Re-run with: dcmarket {command} config.toml\n"
+    return header + tomli_w.dumps(dict(data))

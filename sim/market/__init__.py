@@ -1,0 +1,1 @@
+"""The Mesa market model and its interactive view."""

@@ -1,0 +1,67 @@
+"""`dcmarket view CONFIG`: the Mesa model in Mesa's own visualisation (SolaraViz).
+
+The page shows the auction as the model plays it: Mesa's controls (Step, Play, Reset) advance
+`MarketModel.step`, one round of the mechanism per step, and the components below show the
+standings after the current round (product, standing bidder, price) and what each bidder holds.
+`dcmarket view` checks the config, then serves this module with Solara; the config's path
+reaches it through the environment (sim.market.view_env.VIEW_CONFIG_ENV), since Solara imports the module itself.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+import solara
+from mesa.visualization import SolaraViz
+from mesa.visualization.utils import update_counter
+
+from sim.config.schema import load_config
+from sim.market.model import MarketModel
+from sim.market.view_env import VIEW_CONFIG_ENV
+
+
+def standings(model: MarketModel) -> list[tuple[str, str, float]]:
+    """(product, standing bidder or "", price in $) after the model's last round."""
+    if not model.round_results:
+        return [(p, "", 0.0) for p in model.mechanism.products]
+    last = model.round_results[-1].standings
+    return [(p, last[p].bidder if last[p] else "", float(last[p].price) if last[p] else 0.0)
+            for p in model.mechanism.products]
+
+
+def _html_table(headers: list[str], rows: list[tuple[Any, ...]]) -> str:
+    # Plain HTML rather than Markdown: Solara's Markdown loads KaTeX, which the offline assets lack.
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table border='1' cellpadding='4'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@solara.component
+def Standings(model: MarketModel) -> None:
+    update_counter.get()  # re-render after every step
+    rounds = len(model.round_results)
+    state = "the auction has closed" if not model.running else "the auction is open"
+    now = standings(model)
+    rows = [(p, b or "-", f"{price:,.2f}") for p, b, price in now]
+    held: dict[str, list[str]] = {}
+    for product, bidder, _ in now:
+        if bidder:
+            held.setdefault(bidder, []).append(product)
+    holdings = [(b, ", ".join(held.get(b, [])) or "-") for b in (a.name for a in model.bidders)]
+    solara.HTML(tag="div", unsafe_innerHTML=(
+        f"<h2>Round {rounds}: {html.escape(state)}</h2>"
+        + _html_table(["product", "standing bidder", "price ($)"], rows)
+        + "<h3>Holdings</h3>" + _html_table(["bidder", "stands on"], holdings)))
+
+
+def page_for(path: Path) -> Any:
+    config = load_config(path)
+    model = MarketModel(config, base_dir=path.parent)
+    return SolaraViz(model, components=[(Standings, 0)],
+                     model_params={"config": config, "base_dir": path.parent}, name=f"dcmarket: {path.stem}")
+
+
+page = page_for(Path(os.environ[VIEW_CONFIG_ENV])) if VIEW_CONFIG_ENV in os.environ else None

@@ -1,0 +1,1 @@
+"""Run and sweep directories: file names, atomic writers, readers."""

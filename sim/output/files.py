@@ -1,0 +1,261 @@
+"""The run directory: what a finished run leaves behind, written all at once or not at all.
+
+Files hold no timestamps, versions or absolute paths, so the same config and seed give
+byte-identical directories. Everything is written under a temporary sibling name and renamed
+into place when complete, so a failed or interrupted run leaves no partial directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from sim.errors import OutputError
+
+SUMMARY = "summary.json"
+PRODUCTS = "products.csv"
+BIDS = "bids.csv"
+ROUNDS = "rounds.csv"
+WITHDRAWALS = "withdrawals.csv"
+CAPACITY = "capacity.csv"
+CONFIG = "config.toml"
+SCENARIOS = "scenarios.csv"
+RISK_CHECK = "risk_check.csv"
+CAPACITY_MAP = "capacity_map.png"
+CORRELATION = "correlation.csv"
+# A case given as a file or folder is copied into case/ under its own name (the name is the
+# network's name in the outputs, so a re-run from the copy must see the same one).
+CASE_FOLDER = "case"
+
+BID_COLUMNS = ("round", "bidder", "product", "amount")
+WITHDRAWAL_COLUMNS = ("round", "bidder", "product", "price", "reoffered_at")
+ROUND_COLUMNS = ("round", "product", "standing_bidder", "standing_price")
+PRODUCT_COLUMNS = ("id", "bus", "risk", "capacity_mw")
+
+
+def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """One file, written under a temporary name (hidden, per process) and renamed, so a crash
+    leaves no half file and two writers never share a temporary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    partial.write_bytes(content)
+    partial.replace(path)
+
+
+def write_table_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A study's CSV, written atomically."""
+    write_atomically(path, csv_bytes(columns, rows))
+
+
+def write_bench_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A benchmark's table: floats to 6 significant digits (timings carry no more), atomically."""
+    write_table_csv(path, columns, [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
+                                    for r in rows])
+
+
+def json_bytes(data: Any) -> bytes:
+    try:
+        return (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    except ValueError:
+        raise OutputError(
+            "the results contain an infinite or undefined number; check the magnitudes of values and increments"
+        ) from None
+
+
+# A plan study's files (sim/studies/plan.py): a plan directory, or plan/ inside a run directory.
+PLAN_FOLDER = "plan"
+PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "dispatch_profile.csv", "scenario_costs.csv", "site_outcomes.csv",
+                        "frontier.csv",
+                        "shocks.csv", "shock_events.csv", "plan_map.png", "shocks.png", "frontier.png",
+                        "out_of_sample.png", "dispatch.png"})
+# A price study's files (sim/studies/price.py): a price directory, or price/ inside a run directory.
+PRICE_FOLDER = "price"
+PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png", "unbalance.png",
+                         "dlmp_map.png", "costs.png"})
+RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
+                       RISK_CHECK, CAPACITY_MAP, CORRELATION, "price_path.png", "holdings.png",
+                        "report.html"})
+             | PLAN_FILES | PRICE_FILES)
+_CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
+
+
+def _is_case_copy(folder: Path) -> bool:
+    """case/ holds one MATPOWER file or one folder of case CSVs, as `input_copies` writes it."""
+    entries = list(folder.iterdir())
+    if len(entries) != 1 or entries[0].is_symlink():
+        return False
+    entry = entries[0]
+    if entry.is_file():
+        return entry.suffix == ".m"
+    return entry.is_dir() and all(f.name in _CASE_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir())
+
+
+def _is_run_entry(entry: Path) -> bool:
+    if entry.is_symlink():
+        return False
+    if entry.name == CASE_FOLDER and entry.is_dir():
+        return _is_case_copy(entry)
+    if entry.name in (PLAN_FOLDER, PRICE_FOLDER) and entry.is_dir():
+        return all(f.name in RUN_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir())
+    return entry.name in RUN_FILES and entry.is_file()
+
+
+def input_copies(inputs: Mapping[str, Path]) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Copies of the files a run read, by role, and the names the effective config should use.
+
+    Roles: "scenarios" (CSV or Parquet), "correlation" (CSV), "case" (a MATPOWER file or a CSV
+    case folder). With the copies beside it, a run directory's config.toml re-runs on its own.
+    """
+    files: dict[str, bytes] = {}
+    names: dict[str, str] = {}
+    for role, path in inputs.items():
+        if role == "scenarios":
+            name = "scenarios.parquet" if path.suffix.lower() == ".parquet" else SCENARIOS
+            files[name] = path.read_bytes()
+        elif role == "correlation":
+            name = CORRELATION
+            files[name] = path.read_bytes()
+        elif role == "case" and path.is_dir():
+            name = f"{CASE_FOLDER}/{path.name}"
+            for member in sorted(path.iterdir()):
+                if member.name in _CASE_FILES:
+                    files[f"{name}/{member.name}"] = member.read_bytes()
+        elif role == "case":
+            name = f"{CASE_FOLDER}/{path.name}"
+            files[name] = path.read_bytes()
+        else:
+            raise ValueError(f"unknown input role {role!r}")
+        names[role] = name
+    return files, names
+
+
+def _is_replaceable_run(out: Path) -> bool:
+    """An empty folder, or one that holds only the files of a run and a readable summary."""
+    entries = list(out.iterdir())
+    if not entries:
+        return True
+    if not all(_is_run_entry(entry) for entry in entries):
+        return False
+    try:
+        summary = read_summary(out, required=())
+    except OutputError:
+        return False
+    # A run, a capacity, a plan or a price directory.
+    return "products" in summary or "plans" in summary or "cases" in summary
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    """Refuse to overwrite anything that is not a previous run directory.
+
+    `--force` replaces a finished run (nothing but run files, with a valid summary.json) or an
+    empty directory; never the working directory, one of its parents, or anyone's other files.
+    """
+    try:
+        if not out.exists():
+            return
+        if not out.is_dir():
+            raise OutputError(f"{out}: exists and is not a directory; choose another --out")
+        if not force:
+            raise OutputError(f"{out}: already exists; pass --force to replace it or choose another --out")
+        resolved, here = out.resolve(), Path.cwd().resolve()
+        if resolved == here or resolved in here.parents:
+            raise OutputError(f"{out}: is the working directory or one of its parents; choose a subdirectory for --out")
+        if not _is_replaceable_run(out):
+            raise OutputError(
+                f"{out}: holds files that are not a dcmarket run; --force replaces only run directories, "
+                "choose another --out"
+            )
+    except OSError as error:
+        raise OutputError(f"{out}: cannot inspect ({error.strerror}); check its permissions or choose another --out") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = False) -> None:
+    """Write every file under a temporary name beside `out`, then rename it into place."""
+    check_out_dir(out, force)
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as error:
+        raise OutputError(f"{out}: cannot create the run directory ({error.strerror}); choose another --out") from None
+    retired: Path | None = None
+    try:
+        # mkdtemp makes a private (0700) folder; a run directory is an ordinary one.
+        os.chmod(staging, 0o777 & ~_umask())
+        for name, content in files.items():
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        if out.exists():
+            # Move the old run aside first so that a crash never leaves neither.
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.replace(out, retired / out.name)
+        os.replace(staging, out)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if retired is not None and (retired / out.name).exists() and not out.exists():
+            os.replace(retired / out.name, out)  # put the old run back
+        if isinstance(error, OSError):
+            raise OutputError(f"{out}: cannot write the run directory ({error.strerror}); choose another --out") from None
+        raise
+    finally:
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+            if retired.exists():
+                print(f"warning: could not remove the previous run kept at {retired}; delete it by hand", file=sys.stderr)
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise OutputError(f"{path}: not found; is {path.parent} a finished dcmarket run directory?") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise OutputError(f"{path}: cannot read ({type(error).__name__}); the run directory is damaged or unreadable") from None
+
+
+# What `dcmarket log` needs from a run's summary; a capacity directory has only "products".
+SUMMARY_KEYS = ("products", "allocation", "prices", "payments", "rounds", "rounds_run")
+
+
+def require_keys(summary: Any, run_dir: Path, required: Sequence[str] = SUMMARY_KEYS) -> dict[str, Any]:
+    """``summary`` (as read from ``run_dir``) if it has every ``required`` key, else a one-line error."""
+    missing = [key for key in required if key not in summary]
+    if missing:
+        raise OutputError(f"{run_dir / SUMMARY}: has no {missing[0]!r}; the run directory is damaged, re-run it")
+    return summary
+
+
+def read_summary(run_dir: Path, required: Sequence[str] = SUMMARY_KEYS) -> dict[str, Any]:
+    path = run_dir / SUMMARY
+    try:
+        return require_keys(json.loads(path.read_text(encoding="utf-8")), run_dir, required)
+    except FileNotFoundError:
+        raise OutputError(f"{run_dir}: no {SUMMARY}; give the directory of a finished dcmarket run") from None
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+        raise OutputError(f"{path}: not valid JSON; the run directory is damaged, re-run it") from None
+    except OSError as error:
+        raise OutputError(f"{path}: cannot read ({error.strerror}); check its permissions") from None

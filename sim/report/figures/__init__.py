@@ -1,0 +1,1 @@
+"""Figures (PNG, matplotlib): capacity maps, price paths, plan and price figures, sweep plots."""

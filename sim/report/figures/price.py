@@ -1,0 +1,141 @@
+"""Figures (PNG) of the DLMP study: voltage profiles per phase, the unbalance index at the
+data-center buses, the DLMP map and the aggregator's cost, for each placement compared.
+
+As in sim/report/figures/plots.py: matplotlib is imported inside the functions, figures are bare ``Figure``
+objects on the Agg canvas, written atomically with no timestamps (same inputs, same bytes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from grid.feeder.bilevel import DataCenterSite
+from grid.feeder.opf import OpfResult
+from grid.network.cases import load_case
+from grid.network.layout import bus_positions
+from grid.network.three_phase import PHASE_NAMES, ThreePhaseFeeder, voltage_unbalance
+from sim.config.price import CASE_TITLES
+from sim.report.figures.plots import DPI, _write_png_atomically
+
+_CASE_COLOURS = {"pro-rata": "#7f7f7f", "no-svg": "#d62728", "svg": "#1f77b4"}
+
+
+def plot_voltage_profile(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResult], distance: Mapping[int, float],
+                         sites: Sequence[DataCenterSite], summary: Mapping[str, Any], path: Path) -> None:
+    """One panel per phase: every bus's voltage against its distance from the head, one colour
+    per placement, the feeder drawn segment by segment, the band's floor dashed, the sites marked."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(15.0, 4.8))
+    axes = figure.subplots(1, 3, sharey=True)
+    floor = summary["voltage_band_pu"][0]
+    for k, ax in enumerate(axes):
+        for case, opf in solved.items():
+            colour = _CASE_COLOURS[case]
+            for segment in feeder.segments:
+                i, j = segment.from_bus, segment.to_bus
+                ax.plot([distance[i], distance[j]], [opf.voltage_pu[i][k], opf.voltage_pu[j][k]], color=colour,
+                        linewidth=1.3, alpha=0.85)
+            ax.scatter([distance[s.bus] for s in sites], [opf.voltage_pu[s.bus][k] for s in sites], marker="s",
+                       s=40, color=colour, zorder=3, label=CASE_TITLES[case])
+        for n, s in enumerate(sites):  # staggered: sites at the same distance would overlap
+            ax.annotate(f"DC {s.bus}", (distance[s.bus], floor), xytext=(0, 3 + 9 * n), textcoords="offset points",
+                        fontsize=7, ha="center")
+        ax.axhline(floor, color="black", linestyle="--", linewidth=1.0)
+        ax.set_title(f"phase {PHASE_NAMES[k]}", fontsize=10)
+        ax.set_xlabel("distance from the substation (km)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("voltage magnitude (p.u.)")
+    axes[0].legend(fontsize=8, loc="lower left")
+    figure.suptitle(f"Voltage along the {feeder.name} feeder per phase (dashed: the {floor:g} p.u. floor; squares: "
+                    "data-center sites)", fontsize=11)
+    figure.tight_layout()
+    _write_png_atomically(figure, path, DPI)
+
+
+def plot_unbalance(sites: Sequence[DataCenterSite], solved: Mapping[str, OpfResult], path: Path) -> None:
+    """The unbalance index at each data-center bus, bars grouped by site, one per placement."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 4.5))
+    ax = figure.subplots()
+    width = 0.8 / max(len(solved), 1)
+    x = np.arange(len(sites))
+    for n, (case, opf) in enumerate(solved.items()):
+        values = [100 * voltage_unbalance(opf.voltage_pu[s.bus]) for s in sites]
+        bars = ax.bar(x + (n - (len(solved) - 1) / 2) * width, values, width, color=_CASE_COLOURS[case],
+                      label=CASE_TITLES[case])
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(x, [f"bus {s.bus}" for s in sites])
+    ax.set_ylabel("voltage unbalance (%, max deviation from the phase mean)")
+    ax.set_title("Phase unbalance at the data-center buses", fontsize=11)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    _write_png_atomically(figure, path, DPI)
+
+
+def plot_dlmp_map(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResult], sites: Sequence[DataCenterSite],
+                  path: Path) -> None:
+    """The feeder drawn as a tree from the substation, each bus coloured by its DLMP: one row per
+    placement, one column per phase, one colour scale for all panels."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    xy = bus_positions(load_case(feeder.name))
+    cases = list(solved)
+    prices = np.array([opf.dlmp_p[b] for opf in solved.values() for b in opf.dlmp_p])
+    low, high = float(prices.min()), float(prices.max())
+    norm = Normalize(low, high if high - low > 0.5 else low + 0.5)  # a flat map still needs a scale
+    figure = Figure(figsize=(13.0, 3.9 * len(cases) + 0.6))
+    axes = np.atleast_2d(figure.subplots(len(cases), 3))
+    site_buses = {s.bus for s in sites}
+    load_buses = [b for b in feeder.buses if b != feeder.head_bus]
+    for row, case in enumerate(cases):
+        opf = solved[case]
+        for k in range(3):
+            ax = axes[row, k]
+            for segment in feeder.segments:
+                (x0, y0), (x1, y1) = xy[segment.from_bus], xy[segment.to_bus]
+                ax.plot([x0, x1], [y0, y1], color="0.7", linewidth=1.2, zorder=1)
+            ax.scatter([xy[b][0] for b in load_buses], [xy[b][1] for b in load_buses],
+                       c=[opf.dlmp_p[b][k] for b in load_buses], cmap="viridis", norm=norm, s=38, zorder=2)
+            ax.scatter([xy[b][0] for b in site_buses], [xy[b][1] for b in site_buses], marker="s", s=110,
+                       facecolors="none", edgecolors="#d62728", linewidths=1.6, zorder=3)
+            head = xy[feeder.head_bus]
+            ax.scatter([head[0]], [head[1]], marker="^", s=90, color="black", zorder=3)
+            phase_prices = [opf.dlmp_p[b][k] for b in load_buses]
+            ax.set_title(f"phase {PHASE_NAMES[k]}: {min(phase_prices):.1f} to {max(phase_prices):.1f} $/MWh", fontsize=9)
+            ax.set_axis_off()
+        axes[row, 0].text(-0.08, 0.5, CASE_TITLES[case], transform=axes[row, 0].transAxes, rotation=90,
+                          ha="center", va="center", fontsize=10, fontweight="bold")
+    figure.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="DLMP ($/MWh)", shrink=0.8)
+    figure.suptitle(f"DLMPs on {feeder.name} (triangle: substation; red squares: data-center sites)", fontsize=11)
+    _write_png_atomically(figure, path, DPI)
+
+
+def plot_costs(summary: Mapping[str, Any], path: Path) -> None:
+    """The aggregator's payment and the DSO's cost per placement ($/h)."""
+    from matplotlib.figure import Figure
+
+    cases = [c for c, v in summary["cases"].items() if v["feasible"]]
+    figure = Figure(figsize=(7.5, 4.3))
+    ax = figure.subplots()
+    x = np.arange(len(cases))
+    payment = [summary["cases"][c]["payment_usd_per_h"] for c in cases]
+    bars = ax.bar(x, payment, 0.6, color=[_CASE_COLOURS[c] for c in cases])
+    ax.bar_label(bars, labels=[f"{p:,.2f} $/h\n{summary['cases'][c]['average_price_usd_per_mwh']:.2f} $/MWh"
+                               for p, c in zip(payment, cases)], fontsize=8)
+    ax.set_xticks(x, [CASE_TITLES[c] for c in cases], fontsize=8)
+    ax.set_ylabel("aggregator's payment ($/h)")
+    ax.set_ylim(0, max(payment) * 1.25 if payment else 1)
+    infeasible = [CASE_TITLES[c] for c, v in summary["cases"].items() if not v["feasible"]]
+    note = f" ({', '.join(infeasible)}: breaks a voltage limit)" if infeasible else ""
+    ax.set_title(f"What the aggregator pays for {summary['workload']['total_kw']:g} kW at the DLMPs{note}", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    _write_png_atomically(figure, path, DPI)

@@ -1,0 +1,232 @@
+"""`dcmarket capacity`: the capacity study alone, from a config or straight from a case.
+
+Computes firm and flexible capacity per candidate bus, turns it into products, checks the
+promised risk on fresh scenarios, and writes the capacity directory: summary.json (the same
+``products`` list as a run, plus ``capacity`` and ``risk_check``), products.csv, capacity.csv,
+risk_check.csv, capacity_map.png and the effective config.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from agents.dso import products_from_study, tier_labels
+from grid.capacity.study import CapacityStudy, capacity_study
+from grid.capacity.verify import RiskCheck, verify_risk
+from grid.solvers.solve import check_solver
+from mechanisms.products import FIRM, FLEX, product_id
+from sim.config.schema import (
+    ConfigError,
+    ExperimentConfig,
+    dump_config,
+    effective_config,
+    parse_config,
+    read_config_file,
+    with_overrides,
+)
+from sim.errors import named_after
+from sim.market.model import GridInputs, build_grid_inputs, sample_checked
+from sim.output import files as outputs
+from sim.random_streams import stream
+from sim.report.capacity import (
+    RISK_COLUMNS,
+    capacity_columns,
+    capacity_rows,
+    capacity_summary,
+    capacity_text,
+    risk_text,
+)
+from sim.report.text import products_table
+from sim.studies.registry import (
+    DEFAULT_DEMAND_MW,
+    DEFAULT_RISK,
+    DEFAULT_SCENARIOS,
+    DEFAULT_VERIFY,
+)
+from sim.studies.result import RunResult
+
+Progress = Callable[[str], None]
+
+# Where the risk check's scenarios come from (summary.json risk_check.sample).
+FRESH = "fresh"
+IN_SAMPLE = "in-sample"
+
+
+def config_for_case(case: str, *, demand_mw: float, scenarios: int, risk: list[float]) -> dict[str, Any]:
+    """The config `dcmarket capacity CASE` runs: every load bus asks ``demand_mw``, the base loads
+    vary by the default spread."""
+    return {
+        "network": {"case": case, "demand_mw": demand_mw},
+        "load": {"scenarios": scenarios},
+        "products": {"risk_levels": risk},
+    }
+
+
+def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfig, Path, str | None]:
+    """A config file, or a case (built-in name, .m file, CSV folder) with the defaults above.
+
+    The third item names the config in error messages (None for a case: its errors name it).
+    """
+    path = Path(target)
+    if path.suffix.lower() == ".toml":
+        for option, field in (("demand_mw", "[network] demand_mw"), ("scenarios", "[load] scenarios")):
+            if overrides.get(option) is not None:
+                flag = "--" + option.removesuffix("_mw")
+                raise ConfigError(f"{flag} applies to a case target; for {path} set {field} in the config")
+        raw = with_overrides(read_config_file(path), overrides.get("sets", ()))
+        raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})
+        if overrides.get("risk_levels") and isinstance(raw.get("products"), dict):
+            raw["products"] = {**raw["products"], "risk_levels": overrides["risk_levels"]}
+        config = parse_config(raw, source=str(path))
+        base_dir, source = path.parent, str(path)
+    else:
+        raw = config_for_case(
+            target,
+            demand_mw=overrides.get("demand_mw") or DEFAULT_DEMAND_MW,
+            scenarios=overrides.get("scenarios") or DEFAULT_SCENARIOS,
+            risk=overrides.get("risk_levels") or [DEFAULT_RISK],
+        )
+        raw = with_overrides(raw, overrides.get("sets", ()))
+        raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})
+        config = parse_config(raw, source="command line")
+        base_dir, source = Path("."), None
+    if config.network is None or config.load is None or config.product_grid is None:
+        raise ConfigError(f"{source}: dcmarket capacity needs [network], [load] and [products] "
+                          "(explicit [[products]] have no network to study)")
+    return config, base_dir, source
+
+
+def _family(study: CapacityStudy) -> Callable[[int, int], str]:
+    labels = tier_labels([t.risk for t in study.tiers])
+
+    def name(bus: int, model: int) -> str:
+        return product_id(FIRM, bus) if model == 0 else product_id(FLEX, bus, tier=labels[model - 1])
+
+    return name
+
+
+def capacity_map_png(study: CapacityStudy, title: str) -> bytes:
+    from sim.report.figures.plots import (
+        plot_capacity_map,  # matplotlib loads only when a map is drawn
+    )
+
+    firm = study.firm.capacity_mw
+    top = study.tiers[-1] if study.tiers else study.firm
+    blocked = sorted({b.line for m in (study.firm, *study.tiers) for b in m.blocked if b.line is not None})
+    with tempfile.TemporaryDirectory(prefix="dcmarket-map-") as folder:
+        path = Path(folder) / outputs.CAPACITY_MAP
+        plot_capacity_map(
+            study.network, firm, top.capacity_mw, path, title=title, blocked_lines=blocked,
+            flexible_title=f"Flexible capacity, risk {top.risk * 100:g} % (MW)" if study.tiers else "Flexible capacity (MW)",
+        )
+        return path.read_bytes()
+
+
+def run_capacity(
+    target: str,
+    out: Path,
+    *,
+    overrides: dict[str, Any],
+    verify: int = DEFAULT_VERIFY,
+    theory: bool = True,
+    force: bool = False,
+    progress: Progress = lambda _: None,
+) -> RunResult:
+    config, base_dir, source = read_target(target, overrides)
+    outputs.check_out_dir(out, force)  # fail before the expensive part, not after
+    check_solver(config.solver)
+    grid_config = config.product_grid
+    assert grid_config is not None
+    with named_after(source):
+        progress("network and background scenarios")
+        grid: GridInputs = build_grid_inputs(config, base_dir)
+        study = capacity_study(
+            grid.network, grid.scenarios, grid.candidates, grid.settings.risk_levels,
+            solver=config.solver, formulation=grid.settings.formulation, risk_mode=grid.settings.risk_mode,
+            touch_factor=grid.settings.touch_factor, firm_budget=grid.settings.firm_budget, theory=theory,
+            progress=progress,
+        )
+        offered, withheld = products_from_study(study, grid.settings.block_mw)
+        checks: list[RiskCheck] | None = None
+        skipped = None
+        sample_kind = FRESH
+        if verify <= 0:
+            skipped = "--verify 0"
+        elif grid.sampler is None:
+            # A scenario file is all the data there is: check the products on it (in sample), so
+            # that the per-constraint excess is still shown, and say so everywhere it appears.
+            sample_kind = IN_SAMPLE
+            taken = [0]
+
+            def next_rows(n: int):
+                taken[0] += n
+                return grid.scenarios.subset(taken[0] - n, n)
+
+            checks = verify_risk(study, next_rows, grid.scenarios.count, product_ids=_family(study),
+                                 progress=progress)
+        else:
+            rng = stream(config.seed, "verification")
+            sampler = grid.sampler
+
+            def sample(n: int):
+                return sample_checked(sampler, grid.network, n, rng, "--verify")
+
+            checks = verify_risk(study, sample, verify, product_ids=_family(study), progress=progress)
+
+    cap = capacity_summary(study, grid.scenarios.count)
+    summary: dict[str, Any] = {
+        "seed": config.seed,
+        "solver": config.solver,
+        "units": {"capacity": "MW", "probability": "1", "interrupted_energy": "MWh per hour of operation"},
+        "products": [p.as_dict() for p in offered],
+        "withheld_products": [p.as_dict() for p in withheld],
+        "capacity": cap,
+        "risk_check": {"skipped": skipped} if checks is None else {
+            "scenarios": checks[0].scenarios if checks else verify,
+            "sample": sample_kind,
+            "stream": "verification" if sample_kind == FRESH else "scenarios",
+            "risk_mode": study.risk_mode,
+            "products": [c.as_dict() for c in checks],
+        },
+    }
+    files, copied = outputs.input_copies(grid.input_files)
+    # The file says what ran: the theory checks follow --no-theory here, not the config's flag.
+    ran = config.model_copy(update={"product_grid": grid_config.model_copy(update={"theory_checks": theory})})
+    files[outputs.CONFIG] = dump_config(effective_config(ran, copied=copied), "capacity").encode("utf-8")
+    files[outputs.SUMMARY] = outputs.json_bytes(summary)
+    files[outputs.PRODUCTS] = outputs.csv_bytes(outputs.PRODUCT_COLUMNS, summary["products"])
+    files[outputs.CAPACITY] = outputs.csv_bytes(capacity_columns(study), capacity_rows(study))
+    # Always written, so that a reader of the directory finds the check or why there is none.
+    files[outputs.RISK_CHECK] = outputs.csv_bytes(RISK_COLUMNS, [c.as_dict() for c in checks or []])
+    progress("capacity map")
+    files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
+    outputs.write_run_directory(out, files, force=force)
+
+    sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
+                + products_table(summary["products"][:30])
+                + (f"\n... {len(offered) - 30} more (all in products.csv)" if len(offered) > 30 else "")]
+    sections.append(risk_text(checks, study.risk_mode, sample=sample_kind) if checks is not None
+                    else f"Risk check: skipped ({skipped})")
+    return RunResult(config=config, summary=summary, files=files, report="\n\n".join(sections))
+
+
+def command(args: argparse.Namespace, progress: Progress) -> int:
+    """`dcmarket capacity TARGET`."""
+    for name in ("verify", "scenarios"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name == "scenarios" else 0):
+            raise ConfigError(f"--{name}: must be a {'positive' if name == 'scenarios' else 'non-negative'} integer")
+    if args.demand is not None and not args.demand > 0:
+        raise ConfigError("--demand: must be a positive number of MW")
+    stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
+    out = args.out or Path("runs") / f"{stem}-capacity"
+    overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
+                 "demand_mw": args.demand, "scenarios": args.scenarios, "sets": args.sets}
+    result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
+                          force=args.force, progress=progress)
+    print(result.report)
+    print(f"\nCapacity directory: {out}")
+    return 0

@@ -1,0 +1,396 @@
+"""`dcmarket plan`: the two-stage flexible-capacity plan, alone or after an auction.
+
+One study, two entry points: `dcmarket plan CONFIG` reads the sites from ``[plan] sites``; a
+run whose config has a ``[plan]`` table hands the DSO the sites that won flexible capacity
+(agents/dso.py) and writes the same files under ``plan/`` in its run directory.
+
+What it computes (spec `fcm-two-stage.md` section 6):
+- the sample plan at ``lambda`` and the distributionally robust plan at ``dro_radius``;
+- each plan's Stage II on the in-sample scenarios, on fresh ones from the same generator, and
+  on a shifted generator (``[plan.shift]``): cost, CVaR, worst case over the ambiguity set and
+  energy not served, side by side;
+- the cost-CVaR frontier: the sample plan for each of ``frontier_lambdas``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from grid.errors import GridError
+from grid.network.cases import load_case
+from grid.network.network import Network
+from grid.plan.data import (
+    Hub,
+    ModuleType,
+    PlanData,
+    PlanSite,
+    Supplier,
+    check_buses,
+    check_catalogue,
+    check_plan_data,
+    travel_minutes,
+)
+from grid.plan.milp import (
+    Evaluation,
+    Plan,
+    PlanSolution,
+    RiskSettings,
+    evaluate_plan,
+    solve_plan,
+)
+from grid.plan.risk import cvar, mean_cvar, worst_case_mean_cvar
+from grid.plan.shocks import ShockScenarios, ShockSite, draw_shocks
+from grid.solvers.solve import check_solver
+from sim.config.plan import SAMPLES, PlanConfig, SiteConfig
+from sim.config.schema import ConfigError, ExperimentConfig
+from sim.output import files as outputs
+from sim.random_streams import stream
+from sim.studies.command import StudyResult, study_command
+
+Progress = Callable[[str], None]
+
+SHIPMENT_COLUMNS = ("plan", "module", "hub", "hub_bus", "supplier", "units")
+DISPATCH_COLUMNS = ("plan", "scenario", "bus", "hub", "module", "units")
+COST_COLUMNS = ("plan", "sample", "scenario", "cost_usd", "ens_mwh", "uncovered_mwh", "sites_disturbed",
+                "sites_stabilized")
+SITE_COLUMNS = ("plan", "sample", "scenario", "bus", "ens_mwh", "uncovered_mwh", "stabilized", "arrival_min")
+FRONTIER_COLUMNS = ("lambda", "plan_cost_usd", "expected_cost_usd", "cvar_usd", "expected_total_usd",
+                    "cvar_total_usd", "objective_usd", "units", "hubs")
+
+
+def sites_from_config(plan: PlanConfig, sites: Sequence[SiteConfig]) -> tuple[PlanSite, ...]:
+    return tuple(
+        PlanSite(
+            bus=s.bus,
+            load_mw=s.load_mw,
+            owner=s.owner if s.owner is not None else f"bus {s.bus}",
+            stabilize_min=s.stabilize_min if s.stabilize_min is not None else plan.stabilize_min,
+            imbalance_cost_per_mwh=(s.imbalance_cost_per_mwh if s.imbalance_cost_per_mwh is not None
+                                    else plan.imbalance_cost_per_mwh),
+        )
+        for s in sites
+    )
+
+
+def catalogue(plan: PlanConfig, network: Network) -> tuple[tuple[ModuleType, ...], tuple[Hub, ...], tuple[Supplier, ...]]:
+    """Module types, hubs and suppliers of ``[plan]``, checked (grid.plan.data.check_catalogue).
+    A run calls this before its auction, so that a bad [plan] fails before the expensive part."""
+    modules = tuple(ModuleType(m.name, m.kind, m.unit_mw, m.transport_cost_per_km, m.energy_mwh, m.eta_charge,
+                               m.eta_discharge, m.initial_soc, m.ramp_mw_per_min) for m in plan.modules)
+    hubs = tuple(Hub(h.name, h.bus, h.setup_cost, h.capacity_units, h.activation_min) for h in plan.hubs)
+    suppliers = tuple(Supplier(s.name, dict(s.inventory), dict(s.distance_km)) for s in plan.suppliers)
+    check_catalogue(modules, hubs, suppliers, network)
+    return modules, hubs, suppliers
+
+
+def plan_data(plan: PlanConfig, network: Network, sites: Sequence[PlanSite],
+              stabilize_fields: Sequence[str] = ()) -> PlanData:
+    """The model's data from the ``[plan]`` table and the sites, checked against the network.
+
+    ``stabilize_fields`` names the field that set each site's window, for errors (default: the
+    ``[[plan.sites]]`` entry)."""
+    modules, hubs, suppliers = catalogue(plan, network)
+    check_buses(network, (), sites)
+    explicit = None
+    if plan.travel.minutes is not None:
+        names = [h.name for h in hubs]
+        buses = {site.bus for site in sites}
+        explicit = {}
+        for hub, table in plan.travel.minutes.items():
+            if hub not in names:
+                raise GridError(f"plan.travel.minutes.{hub}: unknown hub {hub!r}; choose one of {', '.join(names)}")
+            explicit[hub] = {}
+            for key, minutes in table.items():
+                try:
+                    bus = int(key)
+                except ValueError:
+                    raise GridError(f"plan.travel.minutes.{hub}.{key}: keys are site bus numbers") from None
+                if bus not in buses:
+                    # A typo would silently fall back to the road time; a site an auction did not
+                    # create is no typo, so only listed sites are held to this.
+                    if plan.sites is not None:
+                        raise GridError(f"plan.travel.minutes.{hub}.{key}: bus {bus} is not a site; the sites are "
+                                        f"{', '.join(str(b) for b in sorted(buses))}")
+                    continue
+                explicit[hub][bus] = minutes
+    settings = plan.shock_settings()
+    tau = travel_minutes(network, hubs, sites, section_km=plan.travel.section_km, speed_kmh=plan.travel.speed_kmh,
+                         explicit=explicit)
+    data = PlanData(network.name, modules, hubs, suppliers, tuple(sites), tau, plan.ens_cost_per_mwh,
+                    settings.window_min, tuple(stabilize_fields))
+    check_plan_data(data, network)
+    return data
+
+
+def stabilize_fields(plan: PlanConfig) -> tuple[str, ...]:
+    """Which field set each listed site's T_stab: its own entry, or the [plan] default."""
+    return tuple(f"plan.sites[{k}].stabilize_min" if s.stabilize_min is not None else "plan.stabilize_min"
+                 for k, s in enumerate(plan.sites or ()))
+
+
+def shock_sites(data: PlanData) -> list[ShockSite]:
+    return [ShockSite(s.bus, s.load_mw, s.owner) for s in data.sites]
+
+
+def _evaluation_row(plan: Plan, ev: Evaluation, risk: RiskSettings, shocks: ShockScenarios) -> dict[str, Any]:
+    ens = ev.ens_mwh.sum(axis=1)
+    disturbed = shocks.kind >= 0
+    return {
+        "expected_cost_usd": float(ev.cost.mean()),
+        "cvar_usd": cvar(ev.cost, risk.alpha),
+        "mean_cvar_usd": mean_cvar(ev.cost, risk.lam, risk.alpha),
+        "worst_case_mean_cvar_usd": worst_case_mean_cvar(ev.cost, risk.lam, risk.alpha, risk.radius),
+        "max_cost_usd": float(ev.cost.max()),
+        "expected_ens_mwh": float(ens.mean()),
+        "cvar_ens_mwh": cvar(ens, risk.alpha),
+        "max_ens_mwh": float(ens.max()),
+        "share_scenarios_with_ens": float((ens > 1e-9).mean()),
+        # Of the sites an event hit (a site without one needs no stabilizing).
+        "stabilized_share": float(ev.stabilized[disturbed].mean()) if disturbed.any() else 1.0,
+        # t_i of (8): minutes from the event to the last unit's arrival, over hit sites that got units.
+        "mean_arrival_min": float(np.nanmean(ev.arrival_min)) if np.isfinite(ev.arrival_min).any() else None,
+        "expected_total_usd": plan.cost + float(ev.cost.mean()),
+        "scenarios": int(ev.cost.size),
+    }
+
+
+def _plan_dict(solution: PlanSolution, data: PlanData) -> dict[str, Any]:
+    plan = solution.plan
+    stock = plan.stock(data)
+    return {
+        "open_hubs": list(plan.open_hubs),
+        "units_by_hub": {h.name: {m.name: int(stock[d, k]) for k, m in enumerate(data.modules) if stock[d, k]}
+                         for d, h in enumerate(data.hubs) if h.name in plan.open_hubs},
+        "setup_cost_usd": plan.setup_cost,
+        "transport_cost_usd": plan.transport_cost,
+        "plan_cost_usd": plan.cost,
+        "objective_usd": solution.objective,
+        "risk_term_usd": solution.risk_term,
+        "lambda": solution.risk.lam,
+        "alpha": solution.risk.alpha,
+        "dro_radius": solution.risk.radius,
+        "solver": solution.solve.solver,
+        "status": solution.solve.status,
+        "mip_gap": solution.solve.gap,
+        # No solve time here: the summary is byte-reproducible; progress lines show the seconds.
+    }
+
+
+def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, Network]:
+    """The ``[plan]`` table and its network (``[plan] case``, else the run's ``[network]``)."""
+    plan: PlanConfig | None = getattr(config, "plan", None)
+    if plan is None:
+        raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (README, \"After the auction\"; "
+                          "example: experiments/ieee33bw_plan.toml)")
+    case = plan.case or (config.network.case if config.network is not None else None)
+    if case is None:
+        raise ConfigError("plan.case: no network; give [plan] case (e.g. \"ieee33bw\") or a [network] table")
+    try:
+        return plan, load_case(case, base_dir=base_dir)
+    except GridError as error:
+        raise ConfigError(f"plan.case: {error}") from None
+
+
+def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
+                   network: Network | None = None, frontier: bool = True,
+                   progress: Progress = lambda _: None) -> StudyResult:
+    """The whole study; ``sites`` (from an auction) replace ``[plan] sites``; ``network`` is the
+    plan's network when the caller has loaded it already (``plan_network``)."""
+    plan, network = plan_network(config, base_dir) if network is None else (config.plan, network)
+    check_solver(config.solver)
+    if sites is None:
+        if plan.sites is None:
+            raise ConfigError("plan.sites: no sites; list [[plan.sites]] (bus, load_mw), or run the plan after an "
+                              "auction with dcmarket run")
+        sites = sites_from_config(plan, plan.sites)
+        fields = stabilize_fields(plan)
+    else:  # from an auction: every window is the [plan] default
+        fields = ("plan.stabilize_min",) * len(sites)
+    data = plan_data(plan, network, sites, fields)
+    settings, shifted = plan.shock_settings(), plan.shifted_settings()
+    progress(f"{plan.scenarios} shock scenarios at {len(data.sites)} sites")
+    in_sample = draw_shocks(shock_sites(data), settings, plan.scenarios, stream(config.seed, "shocks"))
+    inside, fresh, moved = SAMPLES
+    samples: dict[str, ShockScenarios] = {inside: in_sample}
+    if plan.out_of_sample > 0:
+        samples[fresh] = draw_shocks(shock_sites(data), settings, plan.out_of_sample,
+                                     stream(config.seed, "shocks_out_of_sample"))
+        samples[moved] = draw_shocks(shock_sites(data), shifted, plan.out_of_sample, stream(config.seed, "shocks_shifted"))
+    solve = dict(solver=config.solver, mip_gap=plan.mip_gap, time_limit=plan.time_limit_s)
+
+    def solved(risk: RiskSettings, label: str) -> PlanSolution:
+        progress(f"solving the {label} (lambda {risk.lam:g}, alpha {risk.alpha:g}, radius {risk.radius:g})")
+        solution = solve_plan(data, in_sample, risk, **solve)
+        done = solution.solve
+        progress(f"  {done.status} in {done.seconds:.1f} s, gap {done.gap:.2%}, objective {solution.objective:,.0f} $ "
+                 f"(MILP: {done.columns:,} columns, {done.binaries:,} binary and {done.integers:,} integer; "
+                 f"{done.rows:,} rows)")
+        return solution
+
+    sample_risk = RiskSettings(plan.lam, plan.alpha, 0.0)
+    dro_risk = RiskSettings(plan.lam, plan.alpha, plan.dro_radius)
+    plans = {"sample": solved(sample_risk, "sample plan")}
+    if plan.dro_radius > 0:
+        plans["dro"] = solved(dro_risk, "distributionally robust plan")
+    # Plans that agree (the DRO plan often equals the sample plan) share their Stage II solves.
+    cache: dict[tuple[tuple, str], Evaluation] = {}
+
+    def evaluated(solution: PlanSolution, label: str, name: str) -> Evaluation:
+        key = (solution.plan.key(), label)
+        if key not in cache:
+            progress(f"Stage II of the {name} plan, {label} ({samples[label].count:,} scenarios)")
+            cache[key] = evaluate_plan(data, solution.plan, samples[label], solver=config.solver,
+                                       profiles=label == "in-sample", progress=progress)
+        return cache[key]
+
+    evaluations = {(name, label): evaluated(solution, label, name)
+                   for name, solution in plans.items() for label in samples}
+    frontier_rows: list[dict[str, Any]] = []
+    if frontier:
+        for lam in sorted(set(plan.frontier_lambdas) | {plan.lam}):  # the chosen plan sits on its frontier
+            risk = RiskSettings(lam, plan.alpha, 0.0)
+            solution = plans["sample"] if lam == plan.lam else solved(risk, f"frontier plan {lam:g}")
+            ev = evaluated(solution, "in-sample", f"frontier {lam:g}")
+            frontier_rows.append({
+                "lambda": lam, "plan_cost_usd": solution.plan.cost, "expected_cost_usd": float(ev.cost.mean()),
+                "cvar_usd": cvar(ev.cost, plan.alpha),
+                "expected_total_usd": solution.plan.cost + float(ev.cost.mean()),
+                "cvar_total_usd": solution.plan.cost + cvar(ev.cost, plan.alpha),
+                "objective_usd": solution.objective,
+                "units": int(solution.plan.stock(data).sum()), "hubs": " ".join(solution.plan.open_hubs),
+            })
+    summary = _summary(config, plan, data, plans, evaluations, frontier_rows, samples)
+    files = _files(data, plans, evaluations, frontier_rows, samples, summary, network)
+    return StudyResult(summary, files, plan_report(summary))
+
+
+def _summary(config: ExperimentConfig, plan: PlanConfig, data: PlanData, plans: Mapping[str, PlanSolution],
+             evaluations: Mapping[tuple[str, str], Evaluation], frontier_rows: list[dict[str, Any]],
+             samples: Mapping[str, ShockScenarios]) -> dict[str, Any]:
+    return {
+        "seed": config.seed,
+        "solver": config.solver,
+        "units": {"money": "$", "energy": "MWh", "power": "MW", "time": "min"},
+        "network": data.network_name,
+        "sites": [{"bus": s.bus, "load_mw": s.load_mw, "owner": s.owner, "stabilize_min": s.stabilize_min,
+                   "imbalance_cost_per_mwh": s.imbalance_cost_per_mwh} for s in data.sites],
+        "travel_min": {h.name: {str(s.bus): round(float(data.travel_min[d, i]), 3) for i, s in enumerate(data.sites)}
+                       for d, h in enumerate(data.hubs)},
+        "scenarios": {label: shocks.count for label, shocks in samples.items()},
+        "shift": dict(plan.shift),
+        "plans": {name: _plan_dict(solution, data) for name, solution in plans.items()},
+        "evaluation": {name: {label: _evaluation_row(plans[name].plan, evaluations[name, label],
+                                                     RiskSettings(plan.lam, plan.alpha, plan.dro_radius),
+                                                     samples[label])
+                              for label in samples} for name in plans},
+        "frontier": frontier_rows,
+    }
+
+
+def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mapping[tuple[str, str], Evaluation],
+           frontier_rows: list[dict[str, Any]], samples: Mapping[str, ShockScenarios], summary: dict[str, Any],
+           network: Network) -> dict[str, bytes]:
+    from sim.report.figures.plan import (
+        plot_dispatch,
+        plot_frontier,
+        plot_out_of_sample,
+        plot_plan_map,
+    )
+    from sim.report.figures.plots import figure_bytes
+    from sim.report.figures.shocks import plot_shocks
+
+    hub_bus = {h.name: h.bus for h in data.hubs}
+    shipments = [{"plan": name, "module": s.module, "hub": s.hub, "hub_bus": hub_bus[s.hub], "supplier": s.supplier,
+                  "units": s.units} for name, solution in plans.items() for s in solution.plan.shipments]
+    dispatch = [{"plan": name, **row} for name in plans for row in evaluations[name, "in-sample"].dispatch]
+    profile = [{"plan": name, **row} for name in plans for row in evaluations[name, "in-sample"].profiles]
+    profile_columns = ("plan", "scenario", "bus", "minute", "deviation_mw") + tuple(f"{m.name}_mw" for m in data.modules)
+    # The scenario to draw minute by minute: the sample plan's costliest in sample.
+    worst = int(np.argmax(evaluations["sample", "in-sample"].cost))
+    costs = []
+    per_site = []  # (13): ENS per node and scenario, with what the site got
+    for (name, label), ev in evaluations.items():
+        disturbed = samples[label].kind >= 0
+        for s, i in zip(*np.nonzero(disturbed)):
+            per_site.append({"plan": name, "sample": label, "scenario": int(s), "bus": data.sites[i].bus,
+                             "ens_mwh": round(float(ev.ens_mwh[s, i]), 9),
+                             "uncovered_mwh": round(float(ev.uncovered_mwh[s, i]), 9),
+                             "stabilized": int(ev.stabilized[s, i]),
+                             "arrival_min": None if np.isnan(ev.arrival_min[s, i]) else float(ev.arrival_min[s, i])})
+        for s in range(ev.cost.size):
+            costs.append({"plan": name, "sample": label, "scenario": s, "cost_usd": round(float(ev.cost[s]), 6),
+                          "ens_mwh": round(float(ev.ens_mwh[s].sum()), 9),
+                          "uncovered_mwh": round(float(ev.uncovered_mwh[s].sum()), 9),
+                          "sites_disturbed": int(disturbed[s].sum()),
+                          "sites_stabilized": int((ev.stabilized[s] & disturbed[s]).sum())})
+    files = {
+        "summary.json": outputs.json_bytes(summary),
+        "plan.csv": outputs.csv_bytes(SHIPMENT_COLUMNS, shipments),
+        "dispatch.csv": outputs.csv_bytes(DISPATCH_COLUMNS, dispatch),
+        "dispatch_profile.csv": outputs.csv_bytes(profile_columns, profile),
+        "scenario_costs.csv": outputs.csv_bytes(COST_COLUMNS, costs),
+        "site_outcomes.csv": outputs.csv_bytes(SITE_COLUMNS, per_site),
+        "shocks.csv": samples["in-sample"].table().round(9).to_csv(index=False, lineterminator="\n").encode(),
+        "shock_events.csv": samples["in-sample"].events().round(9).to_csv(index=False, lineterminator="\n").encode(),
+    }
+    if frontier_rows:
+        files["frontier.csv"] = outputs.csv_bytes(FRONTIER_COLUMNS, frontier_rows)
+    drawn = {
+        "plan_map.png": lambda p: plot_plan_map(network, data, {n: s.plan for n, s in plans.items()}, p),
+        "shocks.png": lambda p: plot_shocks(samples["in-sample"], p,
+                                            title=f"Demand shocks drawn at {len(data.sites)} data-center sites"),
+        "out_of_sample.png": lambda p: plot_out_of_sample(summary, evaluations, p),
+        "dispatch.png": lambda p: plot_dispatch(data, profile, worst, {n: evaluations[n, "in-sample"] for n in plans},
+                                                samples["in-sample"].settings.window_min, p),
+    }
+    if frontier_rows:
+        drawn["frontier.png"] = lambda p: plot_frontier(frontier_rows, summary, p)
+    files.update(figure_bytes(drawn))
+    return files
+
+
+def _money(value: float) -> str:
+    return f"{value:,.0f} $"
+
+
+def plan_report(summary: Mapping[str, Any]) -> str:
+    """What the study found, for the terminal: the plans, then how they hold up."""
+    from sim.report.text import format_table
+
+    lines = []
+    for name, p in summary["plans"].items():
+        label = "Sample plan" if name == "sample" else f"Distributionally robust plan (radius {p['dro_radius']:g})"
+        stock = "; ".join(f"{hub}: " + ", ".join(f"{n} {m}" for m, n in units.items())
+                          for hub, units in p["units_by_hub"].items()) or "no modules"
+        lines.append(f"{label}, lambda {p['lambda']:g}, alpha {p['alpha']:g}: hubs {', '.join(p['open_hubs']) or 'none'}"
+                     f" ({stock}); plan cost {_money(p['plan_cost_usd'])}, objective {_money(p['objective_usd'])} "
+                     f"({p['status']}, gap {p['mip_gap']:.2%})")
+    headers = ["plan", "scenarios", "E[cost] ($)", "CVaR ($)", "worst case ($)", "E[ENS] (MWh)", "CVaR ENS (MWh)",
+               "max ENS (MWh)", "hit sites stabilized"]
+    rows = []
+    for name, by_sample in summary["evaluation"].items():
+        for label, row in by_sample.items():
+            rows.append((f"{name}, {label}", f"{row['scenarios']:,}", f"{row['expected_cost_usd']:,.0f}",
+                         f"{row['cvar_usd']:,.0f}", f"{row['worst_case_mean_cvar_usd']:,.0f}",
+                         f"{row['expected_ens_mwh']:.3f}", f"{row['cvar_ens_mwh']:.3f}", f"{row['max_ens_mwh']:.3f}",
+                         f"{row['stabilized_share']:.1%}"))
+    sections = ["\n".join(lines),
+                "Stage II costs of each plan (CVaR at alpha; worst case: mean-CVaR over the ambiguity set):\n"
+                + format_table(headers, rows, [False] + [True] * 8)]
+    if summary["frontier"]:
+        frontier = [(f"{r['lambda']:g}", f"{r['plan_cost_usd']:,.0f}", f"{r['expected_total_usd']:,.0f}",
+                     f"{r['cvar_total_usd']:,.0f}", str(r["units"]), r["hubs"] or "-") for r in summary["frontier"]]
+        sections.append("Cost-CVaR frontier (in-sample, $):\n" + format_table(
+            ["lambda", "plan cost", "E[total]", "CVaR total", "units", "hubs"], frontier,
+            [True, True, True, True, True, False]))
+    return "\n\n".join(sections)
+
+
+def command(args: argparse.Namespace, progress: Progress) -> int:
+    """`dcmarket plan CONFIG`."""
+    return study_command(args, "plan", lambda config: run_plan_study(
+        config, args.config.parent, frontier=not args.no_frontier, progress=progress), "Plan")

@@ -1,0 +1,353 @@
+"""`dcmarket price`: DLMP coordination of a data-center aggregator with the DSO on IEEE 37.
+
+One study, two entry points: `dcmarket price CONFIG` reads the sites from ``[price] sites``; a
+run whose config has a ``[price]`` table hands the aggregator the sites its members won
+(agents/aggregator.py) and writes the same files under ``price/`` in its run directory.
+
+What it computes (spec `dlmp-bilevel.md` sections 4-6), three ways of placing the same load:
+- ``pro-rata``: no coordination, each site takes the load in proportion to its size, no SVG;
+  the DSO's OPF prices it (the baseline; it may break a voltage limit, which is reported);
+- ``no-svg`` (the spec's Case 1): the aggregator's bilevel optimum, without reactive support;
+- ``svg`` (Case 2): the same with its SVGs as decisions.
+For each, the DSO's OPF at that decision gives the voltages, the DLMPs and its dispatch; the
+aggregator's payment is spec section 4's objective at those prices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from agents.aggregator import MemberSite
+from grid.errors import GridError, InfeasibleNetworkError, SolverError
+from grid.feeder.bilevel import (
+    DataCenterSite,
+    Decision,
+    Workload,
+    aggregator_bilevel,
+    aggregator_payment,
+    load_range,
+)
+from grid.feeder.opf import DistributedGenerator, OpfResult, OpfSettings, dso_opf
+from grid.network.three_phase import (
+    PHASE_NAMES,
+    ThreePhaseFeeder,
+    distance_km,
+    load_ieee37,
+    voltage_unbalance,
+)
+from grid.solvers.solve import check_solver
+from sim.config.price import CASE_TITLES, PriceConfig
+from sim.config.schema import ConfigError, ExperimentConfig
+from sim.output import files as outputs
+from sim.studies.command import StudyResult, study_command
+
+Progress = Callable[[str], None]
+
+VOLTAGE_COLUMNS = ("case", "bus", "distance_km", "phase", "voltage_pu")
+DLMP_COLUMNS = ("case", "bus", "phase", "dlmp_usd_per_mwh", "reactive_usd_per_mvarh")
+SITE_COLUMNS = ("case", "bus", "member", "load_kw", "svg_a_kvar", "svg_b_kvar", "svg_c_kvar", "voltage_a_pu",
+                "voltage_b_pu", "voltage_c_pu", "unbalance_pct", "dlmp_a_usd_per_mwh", "dlmp_b_usd_per_mwh",
+                "dlmp_c_usd_per_mwh", "payment_usd_per_h")
+
+
+def feeder_inputs(price: PriceConfig) -> tuple[ThreePhaseFeeder, tuple[DistributedGenerator, ...], OpfSettings]:
+    feeder = load_ieee37()
+    settings = OpfSettings(price.substation_price_per_mwh, price.head_voltage_pu, price.v_min_pu, price.v_max_pu)
+    generators = []
+    for i, g in enumerate(price.generators):
+        if g.bus not in feeder.buses or g.bus == feeder.head_bus:
+            raise ConfigError(f"price.generators[{i}].bus: bus {g.bus} is not a load bus of {feeder.name}; "
+                              f"use one of {_bus_list(feeder)}")
+        generators.append(DistributedGenerator(g.name, g.bus, g.max_kw_per_phase, g.cost_per_mwh, g.quadratic_cost))
+    if len({g.name for g in generators}) != len(generators):
+        raise ConfigError("price.generators: two generators share a name; give each its own")
+    return feeder, tuple(generators), settings
+
+
+def price_sites(price: PriceConfig, feeder: ThreePhaseFeeder,
+                won: Sequence[MemberSite] | None = None) -> tuple[tuple[DataCenterSite, ...], str]:
+    """The sites and the field they came from: the auction's (``won``), else ``[price] sites``."""
+    if won is not None:
+        sites, where = [(s.bus, s.capacity_mw * 1e3, 0.0, s.member, None, None) for s in won], "the auction"
+    elif price.sites:
+        sites = [(s.bus, s.max_kw, s.min_kw, s.member, s.power_factor, s.svg_kvar) for s in price.sites]
+        where = "price.sites"
+    else:
+        raise ConfigError("price.sites: no sites; list [[price.sites]] (bus, max_kw), or run the study after an "
+                          "auction with an aggregator (dcmarket run)")
+    out = []
+    for i, (bus, max_kw, min_kw, member, pf, svg) in enumerate(sites):
+        field = f"{where}[{i}]" if won is None else f"site at bus {bus} ({where})"
+        if bus not in feeder.buses or bus == feeder.head_bus:
+            raise ConfigError(f"{field}.bus: bus {bus} is not a load bus of {feeder.name}; use one of {_bus_list(feeder)}")
+        try:
+            out.append(DataCenterSite(bus, max_kw, min_kw, price.power_factor if pf is None else pf,
+                                      price.svg_kvar if svg is None else svg, member or f"bus {bus}"))
+        except GridError as error:
+            raise ConfigError(f"{field}: {error}") from None
+    if len({s.bus for s in out}) != len(out):
+        raise ConfigError(f"{where}: two sites at one bus; give each bus once")
+    return tuple(out), where
+
+
+def price_workload(price: PriceConfig, sites: Sequence[DataCenterSite]) -> Workload:
+    """``total_kw``, or ``utilization`` of what the sites can take, in whole steps."""
+    step = price.step_kw
+    if price.total_kw is None:
+        most = round(load_range(sites, step)[1] / step)
+        total = math.floor(price.utilization * most + 1e-9) * step
+    else:
+        total = price.total_kw
+    try:
+        return Workload(total, step, price.svg_step_kvar, price.svg_cost_per_mvarh)
+    except GridError as error:
+        raise ConfigError(f"price.{error}") from None
+
+
+def check_before_auction(config: ExperimentConfig) -> None:
+    """What a run can check of ``[price]`` before its auction: the feeder's inputs, explicit
+    sites, and that sites from the auction will be buses of the feeder."""
+    price: PriceConfig = config.price
+    feeder, _, _ = feeder_inputs(price)
+    if price.sites is not None:
+        price_sites(price, feeder)
+    elif config.network is not None and config.network.case != price.feeder:
+        raise ConfigError(f"price: the sites would come from the auction on {config.network.case!r}, but the price "
+                          f"study runs on {price.feeder!r}; set [network] case = {price.feeder!r} or list "
+                          "[[price.sites]]")
+
+
+def pro_rata(sites: Sequence[DataCenterSite], workload: Workload) -> Decision:
+    """Load in proportion to each site's size, in whole steps (largest remainders first, then bus order)."""
+    steps = round(workload.total_kw / workload.step_kw)
+    capacity = sum(s.max_kw for s in sites)
+    shares = [steps * s.max_kw / capacity for s in sites]
+    taken = [math.floor(x + 1e-9) for x in shares]
+    order = sorted(range(len(sites)), key=lambda i: (-(shares[i] - taken[i]), sites[i].bus))
+    for i in order[: steps - sum(taken)]:
+        taken[i] += 1
+    return Decision({s.bus: n * workload.step_kw for s, n in zip(sites, taken)})
+
+
+@dataclass(frozen=True, eq=False)
+class CaseOutcome:
+    decision: Decision
+    opf: OpfResult | None  # None: the OPF has no feasible dispatch at this decision
+    payment_per_h: float | None
+    solve: Any = None  # the bilevel MILP's outcome
+
+
+def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | None = None,
+                    progress: Progress = lambda _: None) -> StudyResult:
+    price: PriceConfig | None = getattr(config, "price", None)
+    if price is None:
+        raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (README, \"Prices after the "
+                          "auction\"; example: experiments/ieee37_price.toml)")
+    check_solver(config.solver)
+    feeder, generators, settings = feeder_inputs(price)
+    sites, sites_from = price_sites(price, feeder, won)
+    workload = price_workload(price, sites)
+    low, high = load_range(sites, workload.step_kw)
+    if not low <= workload.total_kw <= high:
+        raise ConfigError(f"price.total_kw: {workload.total_kw:g} kW does not fit the sites ({low:g} to {high:g} kW "
+                          f"in {workload.step_kw:g}-kW steps); change total_kw or the sites' min_kw and max_kw")
+    progress(f"{workload.total_kw:g} kW over {len(sites)} sites on {feeder.name} (head {settings.head_voltage_pu:g} p.u., "
+             f"floor {settings.v_min_pu:g} p.u.)")
+    outcomes: dict[str, CaseOutcome] = {}
+
+    def priced(decision: Decision) -> tuple[OpfResult | None, float | None]:
+        try:
+            opf = dso_opf(feeder, generators, settings, solver=config.solver, **decision.opf_inputs(sites))
+        except InfeasibleNetworkError:
+            return None, None
+        return opf, aggregator_payment(sites, decision, opf, workload)
+
+    baseline = pro_rata(sites, workload)
+    outcomes["pro-rata"] = CaseOutcome(baseline, *priced(baseline))
+    for case, svg in (("no-svg", False), ("svg", True)):
+        progress(f"bilevel problem, {CASE_TITLES[case]}")
+        try:
+            result = aggregator_bilevel(feeder, generators, settings, sites, workload, svg=svg,
+                                        price_bound=price.price_bound, linearization=price.linearization,
+                                        solver=config.solver, time_limit=price.time_limit_s)
+        except SolverError as error:
+            if "infeasible" not in str(error):
+                raise
+            raise InfeasibleNetworkError(
+                f"price: no placement of {workload.total_kw:g} kW over the sites keeps every voltage within "
+                f"[{settings.v_min_pu:g}, {settings.v_max_pu:g}] p.u. ({CASE_TITLES[case]}); lower total_kw, raise "
+                "head_voltage_pu or add generators") from None
+        done = result.solve
+        progress(f"  {done.status} in {done.seconds:.1f} s, payment {result.payment_per_h:,.3f} $/h (MILP: "
+                 f"{done.columns:,} columns, {done.binaries:,} binary; {done.rows:,} rows)")
+        opf, payment = priced(result.decision)
+        if opf is None:  # the bilevel problem keeps the OPF feasible; this would be a bug
+            raise GridError(f"price: the OPF is infeasible at the {case} decision the bilevel problem chose")
+        outcomes[case] = CaseOutcome(result.decision, opf, payment, done)
+    summary = _summary(config, price, feeder, generators, sites, sites_from, workload, outcomes)
+    files = _files(feeder, sites, workload, outcomes, summary)
+    return StudyResult(summary, files, price_report(summary))
+
+
+def _site_row(case: str, site: DataCenterSite, outcome: CaseOutcome, workload: Workload) -> dict[str, Any]:
+    svg = outcome.decision.svg_kvar.get(site.bus, np.zeros(3))
+    row: dict[str, Any] = {"case": case, "bus": site.bus, "member": site.member,
+                           "load_kw": outcome.decision.load_kw[site.bus],
+                           **{f"svg_{p}_kvar": float(q) for p, q in zip(PHASE_NAMES, svg)}}
+    opf = outcome.opf
+    if opf is None:
+        return row
+    voltage = opf.voltage_pu[site.bus]
+    row.update({f"voltage_{p}_pu": round(float(v), 6) for p, v in zip(PHASE_NAMES, voltage)})
+    row["unbalance_pct"] = round(100.0 * voltage_unbalance(voltage), 6)
+    row.update({f"dlmp_{p}_usd_per_mwh": round(float(x), 6) for p, x in zip(PHASE_NAMES, opf.dlmp_p[site.bus])})
+    alone = Decision({site.bus: outcome.decision.load_kw[site.bus]},
+                     {site.bus: svg} if site.bus in outcome.decision.svg_kvar else {})
+    row["payment_usd_per_h"] = round(aggregator_payment((site,), alone, opf, workload), 6)
+    return row
+
+
+def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
+             generators: Sequence[DistributedGenerator], sites: Sequence[DataCenterSite], sites_from: str,
+             workload: Workload, outcomes: Mapping[str, CaseOutcome]) -> dict[str, Any]:
+    cases: dict[str, Any] = {}
+    for case, outcome in outcomes.items():
+        opf = outcome.opf
+        entry: dict[str, Any] = {
+            "title": CASE_TITLES[case],
+            "feasible": opf is not None,
+            "load_kw": {str(b): kw for b, kw in outcome.decision.load_kw.items()},
+            "svg_kvar": {str(b): [float(q) for q in v] for b, v in outcome.decision.svg_kvar.items()},
+        }
+        if outcome.solve is not None:
+            entry["milp"] = {"status": outcome.solve.status, "gap": outcome.solve.gap, "columns": outcome.solve.columns,
+                             "binaries": outcome.solve.binaries, "rows": outcome.solve.rows}
+        if opf is not None:
+            lowest = min(((float(v[k]), b, k) for b, v in opf.voltage_pu.items() for k in range(3)))
+            site_v = [(float(opf.voltage_pu[s.bus][k]), s.bus, k) for s in sites for k in range(3)]
+            prices = np.array([opf.dlmp_p[b] for b in opf.dlmp_p])
+            unbalance = [voltage_unbalance(opf.voltage_pu[s.bus]) for s in sites]
+            entry.update({
+                "payment_usd_per_h": round(outcome.payment_per_h, 6),
+                "average_price_usd_per_mwh": round(outcome.payment_per_h / (workload.total_kw / 1e3), 6)
+                if workload.total_kw else None,
+                "dso_cost_usd_per_h": round(opf.cost_per_h, 6),
+                "min_voltage_pu": {"value": round(lowest[0], 6), "bus": lowest[1], "phase": PHASE_NAMES[lowest[2]]},
+                "min_site_voltage_pu": {"value": round(min(site_v)[0], 6), "bus": min(site_v)[1],
+                                        "phase": PHASE_NAMES[min(site_v)[2]]},
+                "site_unbalance_pct": {str(s.bus): round(100 * u, 6) for s, u in zip(sites, unbalance)},
+                "mean_site_unbalance_pct": round(100 * float(np.mean(unbalance)), 6),
+                "dlmp_range_usd_per_mwh": [round(float(prices.min()), 6), round(float(prices.max()), 6)],
+                "generators_kw": {n: [round(float(x), 6) for x in kw] for n, kw in opf.generator_kw.items()},
+                "substation_kw": [round(float(x), 6) for x in opf.head_kw],
+            })
+        cases[case] = entry
+    return {
+        "seed": config.seed,
+        "solver": config.solver,
+        "units": {"money": "$", "power": "kW", "reactive": "kvar", "voltage": "p.u.", "price": "$/MWh",
+                  "unbalance": "% (max phase deviation from the mean, NEMA)"},
+        "feeder": feeder.name,
+        "head_voltage_pu": price.head_voltage_pu,
+        "voltage_band_pu": [price.v_min_pu, price.v_max_pu],
+        "substation_price_usd_per_mwh": price.substation_price_per_mwh,
+        "generators": [{"name": g.name, "bus": g.bus, "max_kw_per_phase": g.max_kw_per_phase,
+                        "cost_usd_per_mwh": g.cost_per_mwh, "quadratic_cost": g.quadratic_cost} for g in generators],
+        "sites_from": sites_from,
+        "sites": [{"bus": s.bus, "member": s.member, "max_kw": s.max_kw, "min_kw": s.min_kw,
+                   "power_factor": s.power_factor, "svg_kvar": s.svg_kvar} for s in sites],
+        "workload": {"total_kw": workload.total_kw, "step_kw": workload.step_kw,
+                     "svg_step_kvar": workload.svg_step_kvar, "svg_cost_usd_per_mvarh": workload.svg_cost_per_mvarh},
+        "price_bound_usd_per_mwh": price.price_bound,
+        "linearization": price.linearization,
+        "cases": cases,
+    }
+
+
+def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], workload: Workload,
+           outcomes: Mapping[str, CaseOutcome], summary: dict[str, Any]) -> dict[str, bytes]:
+    from sim.report.figures.plots import figure_bytes
+    from sim.report.figures.price import (
+        plot_costs,
+        plot_dlmp_map,
+        plot_unbalance,
+        plot_voltage_profile,
+    )
+
+    distance = distance_km(feeder)
+    voltages, prices, site_rows = [], [], []
+    for case, outcome in outcomes.items():
+        site_rows += [_site_row(case, s, outcome, workload) for s in sites]
+        if outcome.opf is None:
+            continue
+        for bus in feeder.buses:
+            for k, phase in enumerate(PHASE_NAMES):
+                voltages.append({"case": case, "bus": bus, "distance_km": round(distance[bus], 6), "phase": phase,
+                                 "voltage_pu": round(float(outcome.opf.voltage_pu[bus][k]), 6)})
+                if bus in outcome.opf.dlmp_p:
+                    prices.append({"case": case, "bus": bus, "phase": phase,
+                                   "dlmp_usd_per_mwh": round(float(outcome.opf.dlmp_p[bus][k]), 6),
+                                   "reactive_usd_per_mvarh": round(float(outcome.opf.dlmp_q[bus][k]), 6)})
+    files = {
+        "summary.json": outputs.json_bytes(summary),
+        "voltages.csv": outputs.csv_bytes(VOLTAGE_COLUMNS, voltages),
+        "dlmp.csv": outputs.csv_bytes(DLMP_COLUMNS, prices),
+        "sites.csv": outputs.csv_bytes(SITE_COLUMNS, site_rows),
+    }
+    solved = {case: o.opf for case, o in outcomes.items() if o.opf is not None}
+    files.update(figure_bytes({
+        "voltage_profile.png": lambda p: plot_voltage_profile(feeder, solved, distance, sites, summary, p),
+        "unbalance.png": lambda p: plot_unbalance(sites, solved, p),
+        "dlmp_map.png": lambda p: plot_dlmp_map(feeder, solved, sites, p),
+        "costs.png": lambda p: plot_costs(summary, p),
+    }))
+    return files
+
+
+def _bus_list(feeder: ThreePhaseFeeder) -> str:
+    buses = sorted(b for b in feeder.buses if b != feeder.head_bus)
+    return f"{buses[0]} to {buses[-1]} (README, \"Prices after the auction\")"
+
+
+def price_report(summary: Mapping[str, Any]) -> str:
+    """What the study found, for the terminal."""
+    from sim.report.text import format_table
+
+    sites = summary["sites"]
+    headers = ["case", "payment ($/h)", "avg price ($/MWh)", "DLMP range ($/MWh)", "lowest V (p.u.)",
+               "lowest site V (p.u.)", "site unbalance (%)", "load kW by site", "SVG kvar by site"]
+    rows = []
+    for case, c in summary["cases"].items():
+        load = ", ".join(f"{b}: {kw:g}" for b, kw in c["load_kw"].items())
+        svg = "; ".join(f"{b}: " + "/".join(f"{q:g}" for q in v) for b, v in c["svg_kvar"].items()) or "-"
+        if not c["feasible"]:
+            rows.append((c["title"], "infeasible", "-", "-", "-", "-", "-", load, svg))
+            continue
+        low, site_low = c["min_voltage_pu"], c["min_site_voltage_pu"]
+        rows.append((c["title"], f"{c['payment_usd_per_h']:,.2f}", f"{c['average_price_usd_per_mwh']:.2f}",
+                     "{:.2f} to {:.2f}".format(*c["dlmp_range_usd_per_mwh"]),
+                     f"{low['value']:.4f} ({low['bus']}{low['phase']})",
+                     f"{site_low['value']:.4f} ({site_low['bus']}{site_low['phase']})",
+                     " / ".join(f"{c['site_unbalance_pct'][str(s['bus'])]:.2f}" for s in sites), load, svg))
+    work = summary["workload"]
+    head = (f"{work['total_kw']:g} kW of data-center load over {len(sites)} sites "
+            f"({', '.join(str(s['bus']) for s in sites)}; sites from {summary['sites_from']}) on {summary['feeder']}, "
+            f"head {summary['head_voltage_pu']:g} p.u., band {summary['voltage_band_pu'][0]:g} to "
+            f"{summary['voltage_band_pu'][1]:g} p.u., substation {summary['substation_price_usd_per_mwh']:g} $/MWh.")
+    text = head + "\n\n" + format_table(headers, rows, [False] + [True] * 6 + [False, False])
+    for c in summary["cases"].values():
+        milp = c.get("milp")
+        if milp is not None and milp["status"] != "optimal":
+            text += (f"\nNote: {c['title']}: the MILP stopped at its time limit (gap {milp['gap']:.2%}); its decision is "
+                     "the best found, not proven optimal. Raise [price] time_limit_s.")
+    return text
+
+
+def command(args: argparse.Namespace, progress: Progress) -> int:
+    """`dcmarket price CONFIG`."""
+    return study_command(args, "price", lambda config: run_price_study(config, progress=progress), "Price")

@@ -1,0 +1,180 @@
+"""The studies dcmarket runs, by name: the auction, the capacity study, the flexible-capacity plan
+and the DLMP price study.
+
+Each study declares its command, its command-line arguments, the config table it reads and the
+function that runs it. The command line builds
+its sub-commands from this registry; a study's table is declared in the config schema
+(sim/config/schema.py), so a new study is one entry here, one field there, plus its own modules.
+
+Runners are named as ``"module:function"`` and imported only when their study runs: `dcmarket
+--help` and `dcmarket log` do not pay for Pyomo, Mesa or matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from grid.solvers.names import SOLVERS
+from sim.config.overrides import Override, parse_override
+
+Progress = Callable[[str], None]
+
+# What `dcmarket capacity CASE` assumes when no config says otherwise.
+DEFAULT_DEMAND_MW = 100.0
+DEFAULT_SCENARIOS = 2000
+DEFAULT_RISK = 0.05
+DEFAULT_VERIFY = 100_000
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    command: str
+    summary: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    # "module:function"; the function takes (parsed arguments, progress) and returns an exit code.
+    runner: str
+    description: str | None = None
+    # The config table the study reads (declared in sim/config/schema.py).
+    table: str | None = None
+
+    def run(self, args: argparse.Namespace, progress: Progress) -> int:
+        return _imported(self.runner)(args, progress)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be a non-negative integer")
+    return value
+
+
+def _override(text: str) -> Override:
+    try:
+        return parse_override(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _common(parser: argparse.ArgumentParser, *, what: str) -> None:
+    parser.add_argument("--set", type=_override, action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                        help="override a config field, e.g. --set auction.increment=2 (repeatable; the value is "
+                        "TOML, or a plain string)")
+    parser.add_argument("--seed", type=_seed, help="override the config's seed (a non-negative integer)")
+    parser.add_argument("--solver", choices=SOLVERS, help="override the config's solver")
+    parser.add_argument("--force", action="store_true", help=f"replace an existing {what}")
+    parser.add_argument("--quiet", action="store_true", help="print no progress lines on stderr")
+
+
+def _auction_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="experiment config (TOML)")
+    parser.add_argument("--out", type=Path, help="run directory to write (default: runs/<config name>)")
+    _common(parser, what="run directory")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="print products, outcome and verdict without the round table (big cases)")
+    parser.add_argument("--plots", action="store_true",
+                        help="also write price_path.png, holdings.png and (with a network) capacity_map.png")
+
+
+def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="experiment config (.toml) or case (name, .m file, CSV folder)")
+    parser.add_argument("--out", type=Path, help="directory to write (default: runs/<name>-capacity)")
+    parser.add_argument("--risk", type=float, nargs="+", metavar="EPS",
+                        help=f"risk levels of the flexible tiers (default: the config's, or {DEFAULT_RISK:g})")
+    parser.add_argument("--verify", type=int, default=DEFAULT_VERIFY, metavar="N",
+                        help=f"fresh scenarios for the out-of-sample risk check; 0 skips it (default {DEFAULT_VERIFY:,})")
+    parser.add_argument("--demand", type=float, metavar="MW", help="request per load bus when TARGET is a case")
+    parser.add_argument("--scenarios", type=int, metavar="N", help="scenario count when TARGET is a case")
+    parser.add_argument("--no-theory", action="store_true", help="skip the Theorem 1 / Proposition 1 checks")
+    _common(parser, what="directory")
+
+
+def _table_study(parser: argparse.ArgumentParser, table: str) -> None:
+    """The arguments of a study that reads one table of a config (sim/studies/command.py)."""
+    parser.add_argument("config", type=Path, help=f"config (TOML) with a [{table}] table")
+    parser.add_argument("--out", type=Path, help=f"directory to write (default: runs/<config name>-{table})")
+    _common(parser, what="directory")
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    _table_study(parser, "plan")
+    parser.add_argument("--no-frontier", action="store_true",
+                        help="skip the cost-CVaR frontier over [plan] frontier_lambdas (one MILP per lambda)")
+
+
+def _price_arguments(parser: argparse.ArgumentParser) -> None:
+    _table_study(parser, "price")
+
+
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep", type=Path, help="sweep file (TOML): a base config, overrides to vary, seeds")
+    parser.add_argument("--out", type=Path, help="sweep directory (default: runs/<sweep name>-sweep); "
+                        "the same command on the same directory resumes")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes on this machine (default: one per CPU)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on a Dask cluster instead, e.g. tcp://10.0.0.5:8786 (workers must see --out)")
+    parser.add_argument("--force", action="store_true", help="replace a sweep directory that holds another sweep")
+    parser.add_argument("--plots", action="store_true", help="write plots/: each metric against each swept parameter")
+    parser.add_argument("--quiet", action="store_true", help="print no progress on stderr")
+
+
+STUDIES: dict[str, StudySpec] = {
+    spec.name: spec
+    for spec in (
+        StudySpec(
+            "auction", "run", "run an experiment config and write its run directory",
+            _auction_arguments, "sim.studies.auction:command",
+        ),
+        StudySpec(
+            "capacity", "capacity", "firm and flexible capacity per bus, with an out-of-sample risk check and a map",
+            _capacity_arguments, "sim.studies.capacity:command",
+            description="Quantify capacity for a config (TOML) or straight for a case: a built-in name "
+            "(see `dcmarket cases`), a MATPOWER .m file or a CSV case folder. For a case, every load bus "
+            f"asks {DEFAULT_DEMAND_MW:g} MW (--demand) and the base loads vary by 5 %% (sd), "
+            f"{DEFAULT_SCENARIOS} scenarios (--scenarios).",
+        ),
+        StudySpec(
+            "plan", "plan",
+            "two-stage risk-averse plan of flexible capacity modules against data-center demand shocks",
+            _plan_arguments, "sim.studies.plan:command",
+            description="Stage I: which staging hubs to open and which modules (storage, fast generators, "
+            "demand response) to ship there; Stage II: their minute-by-minute dispatch in each sampled "
+            "demand-shock scenario. Mean-CVaR objective, and its distributionally robust version. Reads "
+            "the config's [plan] table.",
+            table="plan",
+        ),
+        StudySpec(
+            "price", "price",
+            "DLMP coordination of a data-center aggregator with the DSO on the IEEE 37-node feeder",
+            _price_arguments, "sim.studies.price:command",
+            description="The aggregator places its data-center load over its sites (and sets their SVGs) "
+            "against the distribution locational marginal prices that the DSO's three-phase OPF "
+            "(LinDist3Flow) sets: a bilevel problem solved as one MILP. Compares a pro-rata placement, "
+            "the aggregator without SVG and with SVG. Reads the config's [price] table.",
+            table="price",
+        ),
+        StudySpec(
+            "sweep", "sweep", "many runs of one config over overrides and seeds, into one results table",
+            _sweep_arguments, "sim.studies.sweep:command",
+            description="Runs the base config of SWEEP.toml once per parameter set (a grid, listed points "
+            "and/or a seeded random sample of --set overrides) and seed, on a local process pool or a "
+            "Dask cluster, and writes results.parquet (one row per run). Killed and started again, it "
+            "runs only what is missing.",
+        ),
+    )
+}
+
+
+def _imported(name: str) -> object:
+    """The object named ``"module:attribute"``."""
+    module, attribute = name.split(":")
+    return getattr(importlib.import_module(module), attribute)

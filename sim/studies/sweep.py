@@ -1,0 +1,466 @@
+"""`dcmarket sweep SWEEP.toml --out DIR`: many runs of one base config over overrides and seeds.
+
+Each run is `dcmarket run` of the base config with its overrides (sim/config/overrides.py) and seed, in
+a worker process that imports dcmarket once (a local process pool by default, a Dask cluster
+with ``--scheduler``). What a sweep directory holds:
+
+    sweep.toml, base.toml   copies of the sweep file and its base config, as they were run (a
+                            later call resumes only if both are unchanged)
+    runs/run-0001/ ...      each run's directory, as `dcmarket run` writes it
+    records/run-0001.json   each finished run's record (status, error, metrics, seconds)
+    results.parquet         one row per run, ordered by run: the swept parameters, the seed and
+                            the outcome (welfare, revenue, rounds, verdicts)
+    timings.parquet         run, seconds, worker: kept apart so that results.parquet is the
+                            same bytes however and wherever the runs went
+    plots/                  (--plots) each metric against each swept parameter
+
+Nothing is lost: a record is written (atomically) when its run ends, so a sweep killed at any
+moment and started again with the same command runs only the missing runs and ends with the
+same results.parquet. A run that fails is recorded with its one-line error; the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from sim.config.overrides import Override, parse_path
+from sim.config.schema import load_config
+from sim.config.sweep import METRIC_TYPES, SweepConfig
+from sim.errors import USER_ERRORS, ConfigError
+from sim.output import files as outputs
+from sim.output.sweep_dir import (
+    BASE_FILE,
+    PLOTS_FOLDER,
+    RECORDS_FOLDER,
+    RESULTS,
+    RUNS_FOLDER,
+    SWEEP_FILE,
+    TIMINGS,
+    read_sweep,
+)
+
+Progress = Callable[[str], None]
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: its id, position, seed and overrides (parameter path -> value)."""
+
+    run: str
+    index: int
+    seed: int
+    parameters: dict[str, Any]
+
+
+def plan_runs(sweep: SweepConfig) -> list[RunSpec]:
+    """Every parameter set with every seed, numbered in that order (parameters outer)."""
+    sets = sweep.parameter_sets() or [{}]
+    seeds = sweep.seed_list()
+    width = max(4, len(str(len(sets) * len(seeds))))
+    return [RunSpec(f"run-{i + 1:0{width}d}", i, seed, dict(parameters))
+            for i, (parameters, seed) in enumerate((p, s) for p in sets for s in seeds)]
+
+
+def overrides_of(parameters: Mapping[str, Any]) -> list[Override]:
+    return [Override(parse_path(key), value, f"{key}={json.dumps(value)}") for key, value in parameters.items()]
+
+
+def metrics_of(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome of one run, from its summary.json."""
+    verdict = summary.get("equilibrium") or {}
+    welfare, efficient = summary.get("welfare"), summary.get("efficient_welfare")
+    return {
+        "mechanism": summary.get("mechanism"),
+        "products": len(summary.get("products", [])),
+        "bidders": len(summary.get("payments", {})),
+        "welfare_usd": welfare,
+        "efficient_welfare_usd": efficient,
+        "efficiency": welfare / efficient if welfare is not None and efficient else None,
+        "revenue_usd": math.fsum(summary.get("payments", {}).values()),
+        "rounds": summary.get("rounds"),
+        "rounds_run": summary.get("rounds_run"),
+        "closed_by": summary.get("closed_by"),
+        "equilibrium_holds": verdict.get("holds"),
+        "equilibrium_holds_true": verdict.get("holds_true_valuations"),
+        "walrasian_exists": verdict.get("walrasian_exists"),
+        "efficiency_gap_usd": verdict.get("efficiency_gap"),
+    }
+
+
+def run_one(spec: RunSpec, base: str, root: str, shown: str) -> dict[str, Any]:
+    """Run one spec in this process and return its record (a worker's task: dcmarket stays
+    imported between tasks). A failure is a record with the one-line error, never an exception.
+    ``base`` and ``root`` are absolute (a worker may start elsewhere); errors name the base config
+    as ``shown``, the path the user gave."""
+    from sim.studies.auction import run_experiment
+
+    begun = time.perf_counter()
+    record: dict[str, Any] = {"run": spec.run, "index": spec.index, "seed": spec.seed, "parameters": spec.parameters}
+    try:
+        result = run_experiment(Path(base), Path(root) / RUNS_FOLDER / spec.run, seed=spec.seed, force=True,
+                                sets=overrides_of(spec.parameters))
+        record.update(status="ok", error=None, metrics=metrics_of(result.summary))
+    except USER_ERRORS as error:
+        record.update(status="failed", error=portable_error(str(error), Path(base), shown), metrics={})
+    except Exception as error:  # a crash in one run must not stop the others; say what it was
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        record.update(status="failed", error=f"{type(error).__name__}: {first}", metrics={})
+    record.update(seconds=time.perf_counter() - begun, worker=f"{socket.gethostname()}:{os.getpid()}")
+    return record
+
+
+def portable_error(message: str, base: Path, shown: str) -> str:
+    """An error as the sweep file names things: the base config as ``shown`` and files beside it
+    relative to it, so that the table does not depend on where the sweep ran."""
+    resolved = base.resolve()
+    folder = str(Path(shown).parent) + os.sep
+    names = {str(base): shown, str(resolved): shown, str(base.parent) + os.sep: folder,
+             str(resolved.parent) + os.sep: folder}
+    for name in sorted(names, key=len, reverse=True):  # a path can end with a shorter one
+        message = message.replace(name, names[name])
+    return message
+
+
+def _warm_up() -> None:
+    """Import what a run needs once per worker process, not once per run; and end the worker if
+    the sweep that started it dies (a SIGKILL gives the sweep no chance to shut its pool down)."""
+    importlib.import_module("sim.studies.auction")
+    parent = os.getppid()
+
+    def orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True, name="dcmarket-orphan-watch").start()
+
+
+def failed_record(spec: RunSpec, why: str) -> dict[str, Any]:
+    """The record of a run that failed without running to its end: its parameter set was
+    invalid, or its worker process died, or its task was lost."""
+    return {"run": spec.run, "index": spec.index, "seed": spec.seed, "parameters": spec.parameters,
+            "status": "failed", "error": why, "metrics": {}, "seconds": 0.0, "worker": "-"}
+
+
+WORKER_DIED = "the worker process died during this run (killed, or out of memory)"
+
+
+def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int, scheduler: str | None,
+            shown: str) -> Iterator[dict[str, Any]]:
+    """The records of ``pending``, as the runs end (in any order); errors name the base config
+    as ``shown`` (the sweep file's ``base``), so records do not depend on where the sweep runs."""
+    if not pending:
+        return
+    task = {"base": str(base.resolve()), "root": str(root.resolve()), "shown": shown}
+    if scheduler is not None:
+        yield from _on_dask(pending, task, scheduler)
+    elif workers <= 1:
+        for spec in pending:
+            yield run_one(spec, **task)
+    else:
+        yield from _on_pool(pending, task, workers)
+
+
+def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, str], scheduler: str) -> Iterator[dict[str, Any]]:
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise ConfigError("--scheduler: dask.distributed is not installed; pip install 'distributed>=2024.1'") from None
+    try:
+        client = Client(scheduler, timeout=30)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ConfigError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({error}); give its "
+                          "address as tcp://host:port, or drop --scheduler to run locally") from None
+    with client:
+        futures = client.map(run_one, list(pending), **task, pure=False)
+        spec_of = {future.key: spec for future, spec in zip(futures, pending)}
+        for future in dask_completed(futures):
+            try:
+                yield future.result()
+            except Exception as error:  # e.g. KilledWorker: Dask gave up on the run after its retries
+                yield failed_record(spec_of[future.key], f"{WORKER_DIED}: {type(error).__name__}")
+
+
+def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
+             work: Callable[..., dict[str, Any]] = run_one) -> Iterator[dict[str, Any]]:
+    """The runs on a pool of spawned workers (a fresh interpreter each, safe whatever threads the
+    parent started). A worker that dies breaks the pool without saying which run killed it: the
+    runs not yet recorded then go one at a time through a single worker (replaced when it dies),
+    so that only a run that kills its worker is recorded as failed and the others complete."""
+    recorded: set[str] = set()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_warm_up)
+    try:
+        futures = [pool.submit(work, spec, **task) for spec in pending]
+        for future in as_completed(futures):
+            record = future.result()
+            recorded.add(record["run"])
+            yield record
+        return
+    except BrokenProcessPool:
+        pass
+    finally:
+        # Interrupted or done: drop the runs not started, let the running ones end, and leave
+        # no worker behind.
+        pool.shutdown(wait=True, cancel_futures=True)
+    alone = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_warm_up)
+    try:
+        for spec in (s for s in pending if s.run not in recorded):
+            try:
+                yield alone.submit(work, spec, **task).result()
+            except BrokenProcessPool:  # this run, alone in its worker, killed it
+                yield failed_record(spec, WORKER_DIED)
+                alone.shutdown(wait=True)
+                alone = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_warm_up)
+    finally:
+        alone.shutdown(wait=True, cancel_futures=True)
+
+
+class ProgressLine:
+    """Runs done, failed and time left, on stderr: one line redrawn on a terminal, a line every
+    10 seconds (and at the end) otherwise."""
+
+    def __init__(self, total: int, done: int, failed: int, progress: Progress, quiet: bool) -> None:
+        self.total, self.done, self.failed = total, done, failed
+        self.already = done
+        self.started = time.perf_counter()
+        self.progress = progress
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def update(self, failed: bool, ran: bool = True) -> None:
+        """One more run done; ``ran`` = False for one recorded without running (its time would
+        skew the estimate of what is left)."""
+        self.done += 1
+        self.failed += int(failed)
+        if not ran:
+            self.already += 1
+        now = time.perf_counter()
+        if self.quiet:
+            return
+        if self.tty:
+            print("\r" + self.text(now), end="", file=sys.stderr, flush=True)
+            if self.done == self.total:
+                print(file=sys.stderr)
+        elif now - self.last >= 10.0 or self.done == self.total:
+            self.last = now
+            self.progress(self.text(now))
+
+    def text(self, now: float) -> str:
+        elapsed = now - self.started
+        fresh = self.done - self.already
+        left = (self.total - self.done) * elapsed / fresh if fresh else math.nan
+        remaining = "" if math.isnan(left) else f", about {left:,.0f} s left"
+        return f"sweep: {self.done:,}/{self.total:,} runs done, {self.failed:,} failed, {elapsed:,.0f} s{remaining}"
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    runs: int
+    ran: int  # recorded in this call (the rest were recorded before)
+    failed: int
+    out: Path
+
+
+def _set_key(spec: RunSpec) -> str:
+    """The spec's parameter set as text: runs that differ only in their seed share it."""
+    return json.dumps(spec.parameters, sort_keys=True)
+
+
+def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None = None, force: bool = False,
+              quiet: bool = False, plots: bool = False, progress: Progress = lambda _: None) -> SweepResult:
+    sweep = read_sweep(path)
+    base = (path.parent / sweep.base)
+    if not base.is_file():
+        raise ConfigError(f"{path}: base: {sweep.base} is not a file (relative to the sweep file)")
+    specs = plan_runs(sweep)
+    # A parameter set the schema rejects fails its runs here, not in a worker; a sweep file that
+    # is wrong throughout is refused before it leaves anything on disk.
+    invalid: dict[str, str] = {}
+    distinct = {_set_key(s) for s in specs}
+    for parameters in distinct:
+        try:
+            load_config(base, sets=overrides_of(json.loads(parameters)))
+        except ConfigError as error:
+            invalid[parameters] = portable_error(str(error), base, sweep.base)
+    if len(invalid) == len(distinct):
+        raise ConfigError(f"{path}: every parameter set is invalid; the first: {sorted(invalid.values())[0]}")
+    files = {SWEEP_FILE: path.read_bytes(), BASE_FILE: base.read_bytes()}
+    _prepare(out, files, force)
+    records = _read_records(out, specs)
+    _clear_partial_runs(out)
+    pending = [s for s in specs if s.run not in records]
+    line = ProgressLine(len(specs), len(records), sum(r["status"] != "ok" for r in records.values()), progress, quiet)
+    if records and not quiet:
+        progress(f"resuming: {len(records):,} of {len(specs):,} runs already recorded")
+    runnable = []
+    for spec in pending:
+        error = invalid.get(_set_key(spec))
+        if error is None:
+            runnable.append(spec)
+            continue
+        record = failed_record(spec, error)
+        _write_record(out, record)
+        records[spec.run] = record
+        line.update(failed=True, ran=False)
+    if not quiet:
+        where = f"the Dask scheduler at {scheduler}" if scheduler else f"{workers} worker process(es)"
+        progress(f"{len(runnable):,} runs to go on {where}")
+    for record in execute(runnable, base, out, workers=workers, scheduler=scheduler, shown=sweep.base):
+        _write_record(out, record)
+        records[record["run"]] = record
+        line.update(failed=record["status"] != "ok")
+    ordered = [records[s.run] for s in specs]
+    _write_tables(out, ordered, sweep.swept_keys())
+    if plots:
+        from sim.report.figures.sweep import sweep_figures
+
+        sweep_figures(out / RESULTS, sweep.swept_keys(), out / PLOTS_FOLDER, f"Sweep {path.stem}")
+    return SweepResult(len(specs), len(pending), sum(r["status"] != "ok" for r in ordered), out)
+
+
+def _prepare(out: Path, files: Mapping[str, bytes], force: bool) -> None:
+    """A new sweep directory, or the same sweep's to resume; a different one needs --force."""
+    if out.exists():
+        if not out.is_dir():
+            raise outputs.OutputError(f"{out}: exists and is not a directory; choose another --out")
+        same = all((out / name).is_file() and (out / name).read_bytes() == content for name, content in files.items())
+        if same and not force:
+            (out / RECORDS_FOLDER).mkdir(exist_ok=True)
+            (out / RUNS_FOLDER).mkdir(exist_ok=True)
+            return
+        is_sweep = (out / SWEEP_FILE).is_file() and (out / RECORDS_FOLDER).is_dir()
+        if not force:
+            what = "a different sweep" if is_sweep else "files that are not a sweep"
+            raise outputs.OutputError(f"{out}: holds {what}; choose another --out"
+                                      + (", or pass --force to replace it" if is_sweep else ""))
+        if not is_sweep and any(out.iterdir()):
+            raise outputs.OutputError(f"{out}: holds files that are not a sweep; --force replaces only sweep "
+                                      "directories, choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RECORDS_FOLDER).mkdir(exist_ok=True)
+    (out / RUNS_FOLDER).mkdir(exist_ok=True)
+    for name, content in files.items():
+        outputs.write_atomically(out / name, content)
+
+
+def _write_record(out: Path, record: Mapping[str, Any]) -> None:
+    outputs.write_atomically(out / RECORDS_FOLDER / f"{record['run']}.json", outputs.json_bytes(record))
+
+
+_RECORD_KEYS = frozenset({"run", "index", "seed", "parameters", "status", "error", "metrics", "seconds", "worker"})
+
+
+def _read_records(out: Path, specs: Sequence[RunSpec]) -> dict[str, dict[str, Any]]:
+    """Records that match their spec; a damaged or stale one is dropped (its run runs again)."""
+    by_run = {s.run: s for s in specs}
+    records: dict[str, dict[str, Any]] = {}
+    for path in sorted((out / RECORDS_FOLDER).glob("run-*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        spec = by_run.get(record.get("run")) if isinstance(record, dict) else None
+        complete = isinstance(record, dict) and _RECORD_KEYS <= set(record) and isinstance(record["metrics"], dict)
+        if spec is None or not complete or record["seed"] != spec.seed or record["parameters"] != spec.parameters:
+            path.unlink(missing_ok=True)
+            continue
+        records[spec.run] = record
+    return records
+
+
+def _clear_partial_runs(out: Path) -> None:
+    """Staging folders of runs killed mid-write (outputs.write_run_directory's temporary names)."""
+    for entry in (out / RUNS_FOLDER).glob(".run-*"):
+        shutil.rmtree(entry, ignore_errors=True)
+    for entry in out.glob(".*.tmp-*"):
+        entry.unlink(missing_ok=True)
+
+
+def _column_type(values: Iterable[Any]):
+    """A parameter column's type: bool, int64, float64 or string as its values allow; anything
+    else (lists, tables, or a mix such as 1 and "abc") as JSON text."""
+    import pyarrow as pa
+
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pa.bool_(), lambda v: v
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pa.int64(), lambda v: v
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return pa.float64(), lambda v: None if v is None else float(v)
+    if all(isinstance(v, str) for v in present):
+        return pa.string(), lambda v: v
+    return pa.string(), lambda v: None if v is None else json.dumps(v)  # lists and tables as JSON
+
+
+def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, list[Any]] = {
+        "run": [r["run"] for r in records],
+        "status": [r["status"] for r in records],
+        "error": [r["error"] for r in records],
+        "seed": [r["seed"] for r in records],
+    }
+    for key in keys:
+        columns[key] = [r["parameters"].get(key) for r in records]
+    fields, arrays = [], []
+    for name, values in columns.items():
+        kind, convert = _column_type(values)
+        fields.append(pa.field(name, kind))
+        arrays.append(pa.array([convert(v) for v in values], type=kind))
+    for metric, kind in METRIC_TYPES.items():
+        fields.append(pa.field(metric, pa.type_for_alias(kind)))
+        arrays.append(pa.array([r["metrics"].get(metric) for r in records], type=pa.type_for_alias(kind)))
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    timings = pa.table({"run": [r["run"] for r in records], "seconds": [float(r["seconds"]) for r in records],
+                        "worker": [r["worker"] for r in records]})
+    for name, data in ((RESULTS, table), (TIMINGS, timings)):
+        buffer = pa.BufferOutputStream()
+        pq.write_table(data, buffer)
+        outputs.write_atomically(out / name, buffer.getvalue().to_pybytes())
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def command(args: argparse.Namespace, progress: Progress) -> int:
+    """`dcmarket sweep SWEEP.toml`."""
+    if args.workers < 1:
+        raise ConfigError("--workers: must be at least 1")
+    out = args.out or Path("runs") / f"{args.sweep.stem}-sweep"
+    # A SIGTERM (a scheduler's kill, `timeout`) unwinds like Ctrl-C, so the worker pool is shut
+    # down rather than left orphaned; the records so far stay.
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        result = run_sweep(args.sweep, out, workers=args.workers, scheduler=args.scheduler, force=args.force,
+                           quiet=args.quiet, plots=args.plots, progress=progress)
+    except KeyboardInterrupt:
+        print(f"error: interrupted; the finished runs are recorded in {out}; run the same command again to "
+              "finish the others", file=sys.stderr)
+        return 130
+    print(f"{result.runs:,} runs ({result.ran:,} run now, {result.runs - result.ran:,} recorded before), "
+          f"{result.failed:,} failed")
+    print(f"Sweep directory: {out} (results.parquet; query it with dcmarket results {out})")
+    return 0

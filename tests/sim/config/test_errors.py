@@ -1,0 +1,158 @@
+"""Malformed configs: each gives one line on stderr naming the field, and no run directory."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from sim.cli import main
+
+EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+
+
+def _base() -> dict:
+    config = tomllib.loads((EXPERIMENTS / "paper_4bus_additive.toml").read_text())
+    config["load"]["scenarios"] = 200  # errors must not depend on the size of the study
+    return config
+
+
+def _set(config: dict, path: str, value) -> dict:
+    *parents, leaf = path.split("/")
+    node = config
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is _DELETE:
+        del node[leaf]
+    else:
+        node[int(leaf) if isinstance(node, list) else leaf] = value
+    return config
+
+
+_DELETE = object()
+
+# (edit of the additive example, text the one-line error must contain)
+CASES = [
+    ("auction/increment", -5, "auction.increment"),
+    ("auction/incremnt", 5, "unknown field 'incremnt'; did you mean 'increment'?"),
+    ("auction", _DELETE, "auction: missing [auction]; the 'saa' mechanism needs its rules (increment)"),
+    ("bidders", _DELETE, "bidders: missing [[bidders]]; dcmarket run needs [[bidders]] (or a [population]) and the mechanism's [auction]"),
+    ("mechanism", {"kind": "dutch"}, "mechanism.kind: unknown mechanism 'dutch'; choose one of saa"),
+    ("auction/tie_break", "coin", "auction.tie_break: unknown tie_break 'coin'"),
+    ("auction/max_rounds", 0, "auction.max_rounds"),
+    ("seed", -1, "seed"),
+    ("solver", "cplex", "solver"),
+    ("bidders/0/profile", "linear", "bidders[0].profile: unknown profile 'linear'"),
+    ("bidders/0/values/firm@3", -20, "bidders[0].values.firm@3: value -20 $ is negative"),
+    ("bidders/1/values/firm@9", 20, "bidders[1].values.firm@9: unknown product 'firm@9'"),
+    ("bidders/1/name", "B1", "bidders: bidder name 'B1' is used twice"),
+    ("bidders/0/by_size", [30, 50], "bidders[0]: field 'by_size' does not belong to profile 'additive'"),
+    ("bidders/0/strategy", "sniping", "bidders[0].strategy: unknown strategy 'sniping'"),
+    ("bidders/0/bundle_ties", "coin", "bidders[0].bundle_ties: unknown bundle_ties 'coin'"),
+    ("network/case", "ieee-9999", "network.case: unknown network case 'ieee-9999'; known cases: paper-4bus"),
+    ("network", {"case": "paper-4bus", "candidate_buses": [3, 7], "demand_mw": 30},
+     "network.candidate_buses[1]: unknown bus 7; case 'paper-4bus' has buses 1, 2, 3, 4"),
+    ("network/demand_mw", {"3": 40}, "network: demand_mw has no value for candidate bus 4"),
+    ("network/demand_mw/4", -30, "network.demand_mw: bus 4: demand must be a positive number of MW"),
+    ("network/demand_mw/x", 10, "network.demand_mw: key 'x' is not a bus number"),
+    ("seed", True, "seed: input should be a valid integer"),
+    ("auction/increment", "5", "auction.increment: input should be a valid number"),
+    ("auction/opening_bid", float("inf"), "auction.opening_bid: input should be a finite number"),
+    ("auction/increment", 1e300, "auction.increment: input should be less than or equal to 1000000000000"),
+    ("bidders/0/values/firm@3", float("nan"), "bidders[0].values.firm@3: input should be a finite number"),
+    ("load/buses/9", {"mean": 1, "variance": 1, "lower": 0, "upper": 2}, "load.buses.9: unknown bus 9"),
+    ("load/buses/3/lower", 25, "load.buses.3: lower (25 MW) must be below upper (20 MW)"),
+    ("load/buses/3/variance", 0, "load.buses.3.variance"),
+    ("load/scenarios", 0, "load.scenarios"),
+    ("load/scenarios_csv", "p.csv", "load: give either scenarios_csv or scenarios"),
+    ("products/risk_levels", [0.05, 0.0500000001], "products.risk_levels: risk levels 0.05 and 0.0500000001 are the same tier (5%)"),
+    ("products/risk_mode", "union", "products.risk_mode: unknown risk_mode 'union'; choose one of per_constraint, joint"),
+    ("products/formulation", "dense", "products.formulation: unknown formulation 'dense'; choose one of exact, scenario"),
+    ("products/block_mw", 0, "products.block_mw: input should be greater than 0"),
+    ("products/touch_factor", 1.5, "products.touch_factor: input should be less than or equal to 1"),
+    ("network/slack", "sideways", "network.slack: unknown slack 'sideways'; choose one of reference, distributed"),
+    ("network/withdrawal_limit_mw", -5, "network.withdrawal_limit_mw: withdrawal limit must be a positive number of MW"),
+    ("network/case", "grids/nowhere.m", "network.case: case grids/nowhere.m: no such file or folder"),
+    ("load/spread", {"sd_fraction": 0.1}, "load: give either [load.buses] (a distribution per bus) or [load.spread]"),
+    ("load/correlation", 1.0, "load.correlation: input should be less than 1"),
+    ("load/scenarios", 10**9, "load.scenarios: "),
+    ("bidders/0/value_per_mw", {"firm@3": 1}, "bidders[0]: profile 'additive' needs one of the fields 'values' or 'value_per_mw', not both"),
+    ("bidders/0/values", _DELETE, "bidders[0]: profile 'additive' needs one of the fields 'values' or 'value_per_mw'"),
+    ("products/risk_levels", [1.5], "products.risk_levels: risk level (epsilon) 1.5 must lie in [1e-6, 1)"),
+    ("products/risk_levels", [1e-320], "products.risk_levels: risk level (epsilon) 1e-320 must lie in [1e-6, 1)"),
+    ("load/scenarios", 10**11, "load.scenarios: input should be less than or equal to 1000000000"),
+    ("network/demand_mw/03", 1, "network.demand_mw: bus 3 is given twice (as '03')"),
+    ("network/demand_mw/4_0", 1, "network.demand_mw: key '4_0' is not a bus number"),
+    ("products", [{"id": "A", "capacity_mw": 5}], "products: explicit [[products]] cannot be combined with [network]"),
+    ("network", _DELETE, "network: missing [network]"),
+]
+
+
+@pytest.mark.parametrize("path, value, expected", CASES, ids=[c[0] + "=" + repr(c[1])[:12] for c in CASES])
+def test_malformed_config_gives_one_line_error_and_no_run_directory(tmp_path, capsys, path, value, expected):
+    config_path = tmp_path / "bad.toml"
+    config_path.write_text(tomli_w.dumps(_set(_base(), path, value)))
+    out = tmp_path / "run"
+    assert main(["run", str(config_path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert expected in err, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]  # nothing written, not even a temp dir
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        # Capitalised product ids stay in the path.
+        (lambda c: c["bidders"][1].__setitem__("values", {"A": 2e13}), "bidders[1].values.A: input should be less"),
+        (lambda c: c.__setitem__("produts", {"risk_levels": [0.05]}), "unknown field 'produts'; did you mean 'products'?"),
+        (lambda c: c.__setitem__("products", 5), "products: expected a table"),
+    ],
+    ids=["capital-key", "typo-products", "products-not-table"],
+)
+def test_messages_use_the_names_users_write(tmp_path, capsys, edit, expected):
+    config = tomllib.loads((EXPERIMENTS / "complements_exposure.toml").read_text())
+    if "produts" in expected or "expected a table" in expected:
+        config = _base()
+    edit(config)
+    path = tmp_path / "bad.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "product_grid" not in err and "ProductGridConfig" not in err, err
+
+
+def test_invalid_toml_and_missing_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("seed = \n")
+    assert main(["run", str(bad), "--out", str(tmp_path / "run")]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "run")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_missing_scenarios_csv_names_the_field(tmp_path, capsys):
+    config = _base()
+    config["load"] = {"scenarios_csv": "missing.csv"}
+    path = tmp_path / "c.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"load\.scenarios_csv: .*missing\.csv", err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_many_scenarios_are_refused_before_any_work_with_the_estimate(tmp_path, capsys):
+    config = _base()
+    config["load"]["scenarios"] = 10**9
+    path = tmp_path / "c.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "load.scenarios: " in err and "need about" in err and "use at most" in err, err
+    assert not (tmp_path / "run").exists()

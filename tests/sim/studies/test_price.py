@@ -1,0 +1,254 @@
+"""`dcmarket price` end to end through the CLI: the files, their numbers against each other and
+against an independent OPF, reproducibility, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+
+from grid.feeder.opf import DistributedGenerator, OpfSettings, dso_opf
+from grid.network.three_phase import load_ieee37, voltage_unbalance
+from sim.cli import main
+
+EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FILES = {"summary.json", "config.toml", "voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png",
+         "unbalance.png", "dlmp_map.png", "costs.png"}
+
+
+def _config() -> dict:
+    return tomllib.loads((EXPERIMENTS / "ieee37_price.toml").read_text())
+
+
+def _write(folder: Path, data: dict, name: str = "price.toml") -> Path:
+    path = folder / name
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def priced(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("price")
+    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(folder / "out"), "--quiet"]) == 0
+    return folder / "out"
+
+
+def test_price_directory_holds_every_file_and_figure(priced):
+    assert {p.name for p in priced.iterdir()} == FILES
+    for name in FILES:
+        if name.endswith(".png"):
+            assert (priced / name).read_bytes().startswith(PNG_SIGNATURE)
+    summary = json.loads((priced / "summary.json").read_text())
+    assert list(summary["cases"]) == ["pro-rata", "no-svg", "svg"]
+    assert summary["sites_from"] == "price.sites"
+
+
+def test_every_case_places_the_whole_load_within_the_sites(priced):
+    summary = json.loads((priced / "summary.json").read_text())
+    total, step = summary["workload"]["total_kw"], summary["workload"]["step_kw"]
+    limits = {str(s["bus"]): s["max_kw"] for s in summary["sites"]}
+    for case in summary["cases"].values():
+        assert sum(case["load_kw"].values()) == pytest.approx(total)
+        for bus, kw in case["load_kw"].items():
+            assert 0 <= kw <= limits[bus] and (kw / step) == pytest.approx(round(kw / step))
+    # Pro rata over three equal sites: a third each.
+    assert set(summary["cases"]["pro-rata"]["load_kw"].values()) == {500.0}
+    assert summary["cases"]["no-svg"]["svg_kvar"] == {}
+    for outputs in summary["cases"]["svg"]["svg_kvar"].values():
+        assert all(abs(q) <= 200.0 and q % 50.0 == 0 for q in outputs)
+
+
+def test_the_numbers_match_an_independent_opf_at_each_decision(priced):
+    """Re-solve the DSO's OPF at each case's decision and price it by hand: DLMP x kW plus
+    reactive price x (QDC - QSVG), QDC = tan(acos 0.9) PDC."""
+    summary = json.loads((priced / "summary.json").read_text())
+    feeder = load_ieee37()
+    settings = OpfSettings(45.0, 1.03, 0.95, 1.05)
+    generators = (DistributedGenerator("G711", 711, 150.0, 55.0), DistributedGenerator("G733", 733, 150.0, 58.0))
+    tan = np.tan(np.arccos(0.9))
+    prices = _rows(priced / "dlmp.csv")
+    for name, case in summary["cases"].items():
+        kw = {int(b): np.full(3, v / 3) for b, v in case["load_kw"].items()}
+        svg = {int(b): np.array(q) for b, q in case["svg_kvar"].items()}
+        opf = dso_opf(feeder, generators, settings, extra_kw=kw, extra_kvar={b: v * tan for b, v in kw.items()},
+                      svg_kvar=svg)
+        paid = sum(opf.dlmp_p[b] @ kw[b] + opf.dlmp_q[b] @ (kw[b] * tan - svg.get(b, 0.0)) for b in kw) / 1e3
+        assert case["payment_usd_per_h"] == pytest.approx(paid, rel=1e-6)
+        assert case["dso_cost_usd_per_h"] == pytest.approx(opf.cost_per_h, abs=1e-6)  # stored to 6 decimals
+        lowest = min(float(v.min()) for v in opf.voltage_pu.values())
+        assert case["min_voltage_pu"]["value"] == pytest.approx(lowest, abs=1e-6)
+        for bus, pct in case["site_unbalance_pct"].items():
+            assert pct == pytest.approx(100 * voltage_unbalance(opf.voltage_pu[int(bus)]), abs=1e-5)
+        table = {(int(r["bus"]), r["phase"]): float(r["dlmp_usd_per_mwh"]) for r in prices if r["case"] == name}
+        assert table[(738, "a")] == pytest.approx(opf.dlmp_p[738][0], abs=1e-5)
+    sites = _rows(priced / "sites.csv")
+    for name, case in summary["cases"].items():
+        per_site = sum(float(r["payment_usd_per_h"]) for r in sites if r["case"] == name)
+        assert per_site == pytest.approx(case["payment_usd_per_h"], abs=1e-5)
+
+
+def test_the_aggregator_beats_pro_rata_and_svg_flattens_prices_and_lifts_voltages(priced):
+    """What the study shows on this feeder: coordination pays less than pro rata; with SVG the
+    floor no longer binds, every DLMP is the substation price, the lowest site voltage rises and
+    every site's unbalance falls."""
+    cases = json.loads((priced / "summary.json").read_text())["cases"]
+    assert cases["no-svg"]["payment_usd_per_h"] <= cases["pro-rata"]["payment_usd_per_h"] + 1e-9
+    assert cases["svg"]["payment_usd_per_h"] < cases["no-svg"]["payment_usd_per_h"]
+    assert cases["no-svg"]["min_voltage_pu"]["value"] == pytest.approx(0.95, abs=1e-6)  # the floor binds
+    assert cases["svg"]["dlmp_range_usd_per_mwh"] == pytest.approx([45.0, 45.0], abs=1e-6)
+    assert cases["svg"]["min_site_voltage_pu"]["value"] > cases["no-svg"]["min_site_voltage_pu"]["value"] + 0.01
+    for bus, pct in cases["svg"]["site_unbalance_pct"].items():
+        assert pct < cases["no-svg"]["site_unbalance_pct"][bus]
+
+
+def test_same_config_same_bytes_and_the_effective_config_reruns(priced, tmp_path):
+    again = tmp_path / "again"
+    assert main(["price", str(priced / "config.toml"), "--out", str(again), "--quiet"]) == 0
+    for name in FILES - {"config.toml"}:
+        assert (again / name).read_bytes() == (priced / name).read_bytes(), name
+    effective = tomllib.loads((priced / "config.toml").read_text())
+    assert effective["seed"] == 2026 and effective["price"]["linearization"] == "strong-duality"
+
+
+def test_mccormick_and_strong_duality_give_the_same_study(tmp_path):
+    """The two linearizations of the payment on a small instance (McCormick's product rows make
+    the full study's SVG case take minutes: experiments/bench_dlmp.py)."""
+    data = _config()
+    data["price"].update(linearization="mccormick", total_kw=600.0, svg_kvar=50.0, head_voltage_pu=1.0)
+    data["price"]["sites"] = data["price"]["sites"][:2]
+    path = _write(tmp_path, data)
+    assert main(["price", str(path), "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    data["price"]["linearization"] = "strong-duality"
+    path = _write(tmp_path, data, "sd.toml")
+    assert main(["price", str(path), "--out", str(tmp_path / "s"), "--quiet"]) == 0
+    first = json.loads((tmp_path / "m" / "summary.json").read_text())["cases"]
+    second = json.loads((tmp_path / "s" / "summary.json").read_text())["cases"]
+    for case in first:
+        assert first[case]["payment_usd_per_h"] == pytest.approx(second[case]["payment_usd_per_h"], rel=1e-7)
+
+
+def _broken(change) -> dict:
+    data = _config()
+    change(data["price"])
+    return data
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda p: p["sites"][0].update(bus=999), "price.sites[0].bus: bus 999 is not a load bus of ieee37"),
+    (lambda p: p["sites"][0].update(bus=799), "price.sites[0].bus: bus 799 is not a load bus of ieee37"),
+    (lambda p: p["generators"][0].update(bus=799), "price.generators[0].bus: bus 799 is not a load bus"),
+    (lambda p: p.update(total_kw=2000.0), "price.total_kw: 2000 kW does not fit the sites (0 to 1800 kW"),
+    (lambda p: p.update(total_kw=1550.0), "price.total_kw: 1550 kW is not a whole number of 100-kW steps"),
+    (lambda p: p.update(linearization="fast"), "price.linearization: 'fast' is not one of mccormick, strong-duality"),
+    (lambda p: p.update(svg_step_kvar=75.0), "svg_kvar 200 is not a whole number of 75-kvar steps"),
+    (lambda p: p["sites"][1].update(bus=738), "price.sites: two sites at one bus"),
+    (lambda p: p["sites"][0].update(min_kw=700.0), "price.sites[0]: site at bus 738: need 0 <= min_kw <= max_kw"),
+    (lambda p: p.update(head_voltage_pu=0.94), "head_voltage_pu 0.94 must lie inside [v_min_pu, v_max_pu]"),
+    (lambda p: p["generators"][0].update(quadratic_cost=0.001),
+     "strong duality needs linear generator costs; use \"mccormick\""),
+    (lambda p: (p.update(head_voltage_pu=0.99, total_kw=1800.0), p.update(generators=[])),
+     "price: no placement of 1800 kW over the sites keeps every voltage within [0.95, 1.05] p.u."),
+    (lambda p: p.update(colour="red"), "price: unknown field 'colour'"),
+])
+def test_bad_price_configs_get_one_line_errors_naming_the_field(tmp_path, capsys, change, expected):
+    path = _write(tmp_path, _broken(change))
+    assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_price_table_and_a_price_only_config_in_run(tmp_path, capsys):
+    data = {"seed": 1, "price": _config()["price"]}
+    assert main(["price", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "price: missing [price]; dcmarket price needs a [price] table" in capsys.readouterr().err
+    assert main(["run", str(_write(tmp_path, data, "only.toml")), "--quiet"]) == 2
+    assert "run it with dcmarket price" in capsys.readouterr().err
+
+
+def test_log_on_a_price_directory_says_what_it_is(priced, capsys):
+    assert main(["log", str(priced)]) == 2
+    assert "is a price directory" in capsys.readouterr().err
+
+
+# --- After the auction: the aggregator operates its members' sites ---------------------------------
+
+@pytest.fixture(scope="module")
+def auction_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("auction_price")
+    config = EXPERIMENTS / "ieee37_auction_price.toml"
+    assert main(["run", str(config), "--out", str(folder / "run"), "--quiet"]) == 0
+    return folder / "run"
+
+
+def test_a_run_with_price_operates_the_sites_the_aggregator_won(auction_run):
+    summary = json.loads((auction_run / "summary.json").read_text())
+    assert {p.name for p in (auction_run / "price").iterdir()} == FILES - {"config.toml"}
+    capacity = {p["id"]: p for p in summary["products"]}
+    expected: dict[int, float] = {}
+    for product in summary["bundles"]["DCA"]:
+        expected[capacity[product]["bus"]] = expected.get(capacity[product]["bus"], 0.0) + capacity[product]["capacity_mw"]
+    sites = summary["price"]["sites"]
+    assert summary["price"]["sites_from"] == "the auction"
+    assert {s["bus"]: s["max_kw"] for s in sites} == pytest.approx({b: mw * 1e3 for b, mw in expected.items()})
+    # Each site is held by the member the aggregator handed its products to.
+    handed = summary["aggregators"]["DCA"]["members"]
+    for site in sites:
+        holders = {name for name, m in handed.items() if any(capacity[p]["bus"] == site["bus"] for p in m["products"])}
+        assert set(site["member"].split("+")) == holders
+    # utilization = 1: every whole 100-kW step the sites can take is placed.
+    priced = json.loads((auction_run / "price" / "summary.json").read_text())
+    steps = sum(int(s["max_kw"] // 100 + 1e-9) for s in sites)
+    assert priced["workload"]["total_kw"] == pytest.approx(100.0 * steps)
+    assert summary["price"]["payment_usd_per_h"]["svg"] == priced["cases"]["svg"]["payment_usd_per_h"]
+
+
+def _auction_config(change) -> dict:
+    data = tomllib.loads((EXPERIMENTS / "ieee37_auction_price.toml").read_text())
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d["network"].update(case="ieee33bw", candidate_buses=[18], demand_mw={"18": 1.0}),
+     "price: the sites would come from the auction on 'ieee33bw', but the price study runs on 'ieee37'"),
+    (lambda d: d["price"].update(aggregator="nobody"), "price.aggregator: no aggregator named 'nobody' bids in this run"),
+    (lambda d: d.update(bidders=[d["bidders"][1]]), "price.aggregator: the run has 0 aggregators"),
+    (lambda d: d["price"]["generators"][0].update(bus=1), "price.generators[0].bus: bus 1 is not a load bus of ieee37"),
+])
+def test_run_with_a_bad_price_table_fails_in_one_line(tmp_path, capsys, change, expected):
+    path = _write(tmp_path, _auction_config(change), "run.toml")
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_operated_sites_merge_a_bus_and_keep_unassigned_products():
+    """Two members at one bus share its site; a product no member wants stays with the aggregator."""
+    from agents.aggregator import Aggregator
+    from mechanisms.products import Product
+
+    class Stub:
+        name = "AGG"
+
+        def hand_out(self, won, prices):
+            from agents.aggregator import MemberShare
+
+            return ({"x": MemberShare(("firm@5",), 1.0, 0.0), "y": MemberShare(("flex@5",), 1.0, 0.0)}, ("firm@7",))
+
+    products = {"firm@5": Product("firm@5", 5, 0.0, 0.3), "flex@5": Product("flex@5", 5, 0.05, 0.1),
+                "firm@7": Product("firm@7", 7, 0.0, 0.2)}
+    sites = Aggregator.operated_sites(Stub(), ["firm@5", "flex@5", "firm@7"], {}, products)
+    assert [(s.member, s.bus, round(s.capacity_mw, 9)) for s in sites] == [("x+y", 5, 0.4), ("AGG", 7, 0.2)]

@@ -1,0 +1,312 @@
+"""`dcmarket sweep` and `dcmarket results`: the runs a sweep file means, the same table however
+the runs are executed (in process, on a pool, on a Dask LocalCluster, killed and resumed),
+failures recorded, and queries against a hand computation."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import tomli_w
+
+from sim.cli import main
+from sim.config.sweep import SweepConfig
+from sim.studies.sweep import plan_runs, run_sweep
+
+REPO = Path(__file__).resolve().parents[3]
+BASE = REPO / "experiments" / "paper_4bus_additive.toml"
+
+
+def _sweep(folder: Path, data: dict, name: str = "sweep.toml") -> Path:
+    path = folder / name
+    path.write_text(tomli_w.dumps({"base": os.path.relpath(BASE, folder), **data}))
+    return path
+
+
+def test_parameter_sets_are_grid_times_points_times_sample_then_seeds():
+    sweep = SweepConfig.model_validate({
+        "base": "x.toml", "seeds": {"count": 2, "start": 5},
+        "grid": {"auction.increment": [1, 2], "auction.max_rounds": [50]},
+        "points": [{"mechanism.kind": "saa"}, {"mechanism.kind": "clock"}],
+    })
+    specs = plan_runs(sweep)
+    assert len(specs) == 2 * 2 * 2
+    assert [s.run for s in specs[:3]] == ["run-0001", "run-0002", "run-0003"]
+    assert [s.seed for s in specs] == [5, 6] * 4
+    assert specs[0].parameters == {"auction.increment": 1, "auction.max_rounds": 50, "mechanism.kind": "saa"}
+    assert specs[2].parameters["mechanism.kind"] == "clock" and specs[4].parameters["auction.increment"] == 2
+    assert sweep.swept_keys() == ["auction.increment", "auction.max_rounds", "mechanism.kind"]
+
+
+def test_a_random_sample_is_seeded_and_each_parameter_draws_on_its_own():
+    one = {"base": "x.toml", "sample": {"count": 50, "seed": 3, "auction.increment": {"uniform": [0.5, 5.0]}}}
+    two = {"base": "x.toml", "sample": {"count": 50, "seed": 3, "auction.increment": {"uniform": [0.5, 5.0]},
+                                        "auction.max_rounds": {"integers": [10, 20]}}}
+    first = [s["auction.increment"] for s in SweepConfig.model_validate(one).parameter_sets()]
+    second = SweepConfig.model_validate(two).parameter_sets()
+    # A parameter whose name sorts first moves nothing either: each stream is seeded by its name.
+    three = {"base": "x.toml", "sample": {**one["sample"], "aaa.first": {"uniform": [0.0, 1.0]}}}
+    assert first == [s["auction.increment"] for s in SweepConfig.model_validate(three).parameter_sets()]
+    assert first == [s["auction.increment"] for s in second]  # adding a parameter moves nothing
+    assert all(0.5 <= x <= 5.0 for x in first) and len(set(first)) == 50
+    assert {s["auction.max_rounds"] for s in second} <= set(range(10, 21))
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"grid": {"seed": [1, 2]}}, "seed: sweep seeds with `seeds`"),
+    ({"grid": {"auction.increment": []}}, "give at least one value"),
+    ({"seeds": [1, 1]}, "distinct non-negative seeds"),
+    ({"sample": {"count": 3, "x": {"normal": [0, 1]}}}, "give one of uniform, integers, choice"),
+    ({"sample": {"count": 3, "x": {"uniform": [2, 1]}}}, "low <= high"),
+    ({"grids": {}}, "unknown field 'grids'; did you mean 'grid'?"),
+    ({"grid": {"seed ": [5, 6]}}, "without spaces around its parts"),
+    ({"grid": {"bidders": ["x.csv"]}}, "bidders: the results table has a column of that name"),
+    ({"grid": {"auction.increment": [1.0, float("inf")]}}, "auction.increment: inf is not a finite number"),
+    ({"grid": {"auction.increment": [1]}, "points": [{"auction .increment": 2}]}, "without spaces"),
+    ({"grid": {"auction.increment": [1]}, "points": [{"auction.increment": 2}]}, None),
+])
+def test_bad_sweep_files_are_one_line_errors(tmp_path, capsys, data, message):
+    path = _sweep(tmp_path, data)
+    if message is None:  # the same path in the grid and a point: the point's value wins, no error
+        assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet", "--workers", "1"]) == 0
+        return
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+SWEEP = {"seeds": {"count": 4}, "grid": {"auction.increment": [1, 2, -1]}}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The sweep run in this process, uninterrupted: the table every other way must reproduce."""
+    folder = tmp_path_factory.mktemp("sweep")
+    result = run_sweep(_sweep(folder, SWEEP), folder / "out", workers=1, quiet=True)
+    assert (result.runs, result.failed) == (12, 4)
+    return folder / "out"
+
+
+def test_each_run_is_the_run_of_its_overrides(reference, tmp_path):
+    """run-0005 is increment 2, seed 0: the same bytes as `dcmarket run --set ... --seed 0`."""
+    record = json.loads((reference / "records" / "run-0005.json").read_text())
+    assert record["parameters"] == {"auction.increment": 2} and record["seed"] == 0
+    assert main(["run", str(BASE), "--out", str(tmp_path / "direct"), "--quiet", "--seed", "0",
+                 "--set", "auction.increment=2"]) == 0
+    for path in (tmp_path / "direct").iterdir():
+        assert path.read_bytes() == (reference / "runs" / "run-0005" / path.name).read_bytes(), path.name
+
+
+def test_the_table_has_one_row_per_run_with_failures_recorded(reference):
+    table = pd.read_parquet(reference / "results.parquet")
+    assert list(table["run"]) == [f"run-{i:04d}" for i in range(1, 13)]
+    failed = table[table["status"] == "failed"]
+    assert list(failed["auction.increment"]) == [-1] * 4
+    assert all("auction.increment" in e and "\n" not in e for e in failed["error"])
+    ok = table[table["status"] == "ok"]
+    for _, row in ok.iterrows():
+        summary = json.loads((reference / "runs" / row["run"] / "summary.json").read_text())
+        assert row["welfare_usd"] == summary["welfare"]
+        assert row["revenue_usd"] == pytest.approx(sum(summary["payments"].values()))
+        assert row["rounds"] == summary["rounds"] and bool(row["equilibrium_holds"]) == summary["equilibrium"]["holds"]
+    timings = pd.read_parquet(reference / "timings.parquet")
+    assert list(timings["run"]) == list(table["run"]) and (timings["seconds"] >= 0).all()
+
+
+def test_a_process_pool_gives_the_same_table(reference, tmp_path):
+    result = run_sweep(_sweep(tmp_path, SWEEP), tmp_path / "out", workers=2, quiet=True)
+    assert result.runs == 12
+    assert (tmp_path / "out" / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
+
+
+def test_a_dask_local_cluster_gives_the_same_table(reference, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        run_sweep(_sweep(tmp_path, SWEEP), tmp_path / "out", scheduler=cluster.scheduler_address, quiet=True)
+    assert (tmp_path / "out" / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
+
+
+def test_a_sweep_killed_mid_way_resumes_the_missing_runs_to_the_same_table(tmp_path):
+    """SIGKILL the sweep's whole process group once some runs are recorded; the same command then
+    runs only the rest and writes the uninterrupted sweep's table, byte for byte. 40 runs, so
+    that many are still missing when the kill lands."""
+    data = {"seeds": {"count": 20}, "grid": {"auction.increment": [1, 2]}}
+    uninterrupted = run_sweep(_sweep(tmp_path, data, "whole.toml"), tmp_path / "whole", workers=2, quiet=True)
+    assert uninterrupted.runs == 40
+    path = _sweep(tmp_path, data)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "sim.cli", "sweep", str(path), "--out", str(out), "--workers", "2", "--quiet"]
+    process = subprocess.Popen(command, cwd=REPO, start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((out / "records").glob("*.json"))) < 4:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    recorded = len(list((out / "records").glob("*.json")))
+    assert 4 <= recorded < 40 and not (out / "results.parquet").exists()
+    result = run_sweep(path, out, workers=2, quiet=True)
+    assert result.ran == 40 - recorded
+    assert (out / "results.parquet").read_bytes() == (tmp_path / "whole" / "results.parquet").read_bytes()
+
+
+def test_another_sweep_in_the_directory_needs_force(reference, tmp_path, capsys):
+    path = _sweep(tmp_path, SWEEP)
+    out = tmp_path / "out"
+    run_sweep(path, out, workers=1, quiet=True)
+    other = _sweep(tmp_path, {**SWEEP, "seeds": [7]}, "other.toml")
+    assert main(["sweep", str(other), "--out", str(out), "--quiet"]) == 2
+    assert "holds a different sweep; choose another --out, or pass --force" in capsys.readouterr().err
+    assert main(["sweep", str(other), "--out", str(out), "--quiet", "--force"]) == 0
+    assert len(pd.read_parquet(out / "results.parquet")) == 3
+
+
+def test_a_sweep_whose_every_set_is_invalid_stops_at_once(tmp_path, capsys):
+    path = _sweep(tmp_path, {"grid": {"auction.incremnt": [1, 2]}})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "every parameter set is invalid" in capsys.readouterr().err
+
+
+def test_results_groups_match_a_hand_computation(reference, capsys):
+    table = pd.read_parquet(reference / "results.parquet").merge(pd.read_parquet(reference / "timings.parquet"),
+                                                                 on="run")
+    assert main(["results", str(reference), "--group-by", "auction.increment", "--csv"]) == 0
+    rows = pd.read_csv(io.StringIO(capsys.readouterr().out)).to_dict("records")
+    by_group = {int(r["auction.increment"]): r for r in rows}
+    assert set(by_group) == {-1, 1, 2}
+    for increment, group in table.groupby("auction.increment"):
+        row = by_group[int(increment)]
+        assert row["runs"] == len(group) and row["failed"] == int((group["status"] != "ok").sum())
+        ok = group[group["status"] == "ok"]
+        if len(ok):
+            assert row["mean rounds"] == pytest.approx(ok["rounds"].mean())
+            assert row["mean revenue_usd"] == pytest.approx(ok["revenue_usd"].mean())
+            assert row["min efficiency"] == pytest.approx((ok["welfare_usd"] / ok["efficient_welfare_usd"]).min())
+            assert row["mean seconds"] == pytest.approx(group["seconds"].mean())
+    assert main(["results", str(reference), "--where", "\"auction.increment\" = 2 and seed < 2", "--csv"]) == 0
+    listed = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(listed["run"]) == ["run-0005", "run-0006"]
+
+
+def test_results_errors_are_one_line(reference, tmp_path, capsys):
+    assert main(["results", str(reference), "--where", "nosuch > 1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --where:") and "\n" not in err
+    assert main(["results", str(reference), "--group-by", "nosuch"]) == 2
+    assert "--group-by: no column 'nosuch'" in capsys.readouterr().err
+    assert main(["results", str(tmp_path)]) == 2
+    assert "no results.parquet" in capsys.readouterr().err
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_plots_are_written_and_the_same_bytes_twice(tmp_path):
+    data = {"seeds": [0, 1], "grid": {"auction.increment": [1, 2, 4]}}
+    for name in ("a", "b"):
+        run_sweep(_sweep(tmp_path, data), tmp_path / name, workers=1, quiet=True, plots=True)
+    first = tmp_path / "a" / "plots" / "sweep_auction_increment.png"
+    assert first.read_bytes().startswith(PNG)
+    assert first.read_bytes() == (tmp_path / "b" / "plots" / "sweep_auction_increment.png").read_bytes()
+
+
+def test_run_plots_are_written_and_the_same_bytes_twice(tmp_path):
+    for name in ("a", "b"):
+        assert main(["run", str(BASE), "--out", str(tmp_path / name), "--quiet", "--plots"]) == 0
+    for figure in ("price_path.png", "holdings.png", "capacity_map.png"):
+        content = (tmp_path / "a" / figure).read_bytes()
+        assert content.startswith(PNG) and content == (tmp_path / "b" / figure).read_bytes(), figure
+    # --force recognises the figures as a run's files.
+    assert main(["run", str(BASE), "--out", str(tmp_path / "a"), "--quiet", "--plots", "--force"]) == 0
+
+
+def test_mechanisms_side_by_side_with_their_own_rules(tmp_path, capsys):
+    """Points give each mechanism its own rules; the sweep plot draws them as bars side by side."""
+    path = tmp_path / "mechanisms.toml"
+    base = os.path.relpath(REPO / "experiments" / "ieee33bw_market.toml", tmp_path)
+    path.write_text(tomli_w.dumps({"base": base, "seeds": [0, 1], "points": [
+        {"mechanism.kind": "saa", "auction.increment": 2}, {"mechanism.kind": "vcg"}, {"mechanism.kind": "queue"}]}))
+    result = run_sweep(path, tmp_path / "out", workers=1, quiet=True, plots=True)
+    assert (result.runs, result.failed) == (6, 0)
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert list(table["mechanism"]) == ["saa", "saa", "vcg", "vcg", "queue", "queue"]
+    assert table["auction.increment"].isna().sum() == 4  # the SAA's rule, empty for the others
+    assert table.loc[table["mechanism"] == "vcg", "efficiency"].tolist() == pytest.approx([1.0, 1.0])  # VCG is efficient
+    assert (table.loc[table["mechanism"] == "queue", "revenue_usd"] == 0.0).all()  # the queue charges nothing
+    assert (tmp_path / "out" / "plots" / "sweep_mechanism_kind.png").read_bytes().startswith(PNG)
+    assert not (tmp_path / "out" / "plots" / "sweep_auction_increment.png").exists()
+
+
+def test_results_plots_a_chosen_metric_against_a_parameter(reference, capsys):
+    assert main(["results", str(reference), "--plot", "auction.increment", "--metric", "rounds"]) == 0
+    path = reference / "plots" / "sweep_auction_increment__rounds.png"
+    assert f"Plot: {path}" in capsys.readouterr().out and path.read_bytes().startswith(PNG)
+    assert main(["results", str(reference), "--plot", "seed"]) == 2
+    assert "'seed' is not a swept parameter; the sweep varies auction.increment" in capsys.readouterr().err
+    assert main(["results", str(reference), "--plot", "auction.increment", "--metric", "closed_by"]) == 2
+    assert "--metric: 'closed_by' is not a numeric column" in capsys.readouterr().err
+
+
+def test_a_worker_that_dies_fails_its_run_only(tmp_path):
+    """A run that kills its worker process is recorded as failed; every other run completes."""
+    from sim.studies.sweep import WORKER_DIED, _on_pool
+    from tests.sweep_crash import DOOMED, dying_run
+
+    sweep = SweepConfig.model_validate({"base": "x.toml", "seeds": {"count": 4}, "grid": {"auction.increment": [1, 2]}})
+    specs = plan_runs(sweep)
+    task = {"base": str(BASE), "root": str(tmp_path), "shown": "base.toml"}
+    records = {r["run"]: r for r in _on_pool(specs, task, 2, work=dying_run)}
+    assert sorted(records) == [s.run for s in specs]
+    assert records[DOOMED]["status"] == "failed" and records[DOOMED]["error"] == WORKER_DIED
+    assert all(r["status"] == "ok" for run, r in records.items() if run != DOOMED)
+
+
+def test_review_fixes_paths_types_records_and_reruns(reference, tmp_path, capsys):
+    """A sweep directory whose path has a quote and glob characters; an all-failed sweep keeps
+    numeric columns; a damaged record is run again; a fixed sweep file runs without --force."""
+    import shutil as sh
+
+    odd = tmp_path / "it's [x]*"
+    sh.copytree(reference, odd)
+    assert main(["results", str(odd), "--group-by", "auction.increment", "--csv"]) == 0
+    assert "run-" not in capsys.readouterr().err
+    # Every run fails at run time (the case does not exist): the table and the report still work.
+    path = _sweep(tmp_path, {"seeds": [0, 1], "grid": {"network.case": ["no-such-case"]}}, "fail.toml")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "fail"), "--quiet", "--workers", "1"]) == 0
+    table = pd.read_parquet(tmp_path / "fail" / "results.parquet")
+    assert (table["status"] == "failed").all() and table["welfare_usd"].dtype.kind == "f"
+    assert "/" + str(tmp_path).strip("/") not in " ".join(table["error"])  # no absolute path in the table
+    assert main(["results", str(tmp_path / "fail"), "--group-by", "network.case"]) == 0
+    assert main(["report", str(tmp_path / "fail")]) == 0
+    # A damaged record (valid JSON, wrong shape) is dropped and its run runs again.
+    again = tmp_path / "again"
+    sh.copytree(reference, again)
+    (again / "records" / "run-0002.json").write_text("[]")
+    (again / "results.parquet").unlink()
+    result = run_sweep(_sweep(tmp_path, SWEEP, "again.toml"), again, workers=1, quiet=True, force=True)
+    assert result.runs == 12
+    # A sweep file fixed after being refused runs into the same --out without --force.
+    bad = _sweep(tmp_path, {"grid": {"auction.incremnt": [1]}}, "typo.toml")
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "typo"), "--quiet"]) == 2
+    bad.write_text(bad.read_text().replace("incremnt", "increment"))
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "typo"), "--quiet", "--workers", "1"]) == 0
+
+
+def test_report_json_cannot_close_its_script_element(tmp_path):
+    assert main(["run", str(BASE), "--out", str(tmp_path / "r"), "--quiet",
+                 "--set", 'bidders[0].name="</script><script>alert(1)</script>"']) == 0
+    assert main(["report", str(tmp_path / "r")]) == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    data = page.split('<script type="application/json" id="rounds-data">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(data)["rounds"][0]["standings"]  # the whole JSON, not cut at the name
+    assert page.count("<script") == 2  # the data and the stepper; the name is text everywhere
