@@ -1,0 +1,133 @@
+"""The house: the import graph of the four packages has no circle, between modules or between
+sub-packages, and no package imports one above it (grid and mechanisms < agents < sim).
+
+Every import counts, the lazy ones inside functions too: a circle closed at run time is still a
+circle for a reader. Run alone with `.venv/bin/python -m pytest tests/test_layout.py`.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("grid", "mechanisms", "agents", "sim")
+# What each top-level package may import among the four.
+ALLOWED = {"grid": set(), "mechanisms": set(), "agents": {"grid", "mechanisms"},
+           "sim": {"grid", "mechanisms", "agents"}}
+# Libraries a package must not import (mechanisms are pure Python engines and judges).
+FORBIDDEN = {"mechanisms": {"mesa", "pyomo", "pandas", "matplotlib"}}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for package in PACKAGES for p in sorted((REPO / package).rglob("*.py"))}
+
+
+def _imported(path: Path, name: str, known: set[str]) -> set[str]:
+    """The known modules that the file imports, by their full names."""
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: _imported(path, name, known) - {name} for name, path in modules.items()}
+
+
+def _unit(module: str) -> str:
+    """A sub-package (grid.capacity), or a module at a package's root (grid.errors)."""
+    return ".".join(module.split(".")[:2])
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph, or None (depth-first search with colours)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_circle_between_modules():
+    cycle = _cycle(_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_no_circle_between_sub_packages():
+    units: dict[str, set[str]] = {}
+    for module, targets in _graph().items():
+        units.setdefault(_unit(module), set()).update(_unit(t) for t in targets if _unit(t) != _unit(module))
+    cycle = _cycle(units)
+    assert cycle is None, "circle between sub-packages: " + " -> ".join(cycle)
+
+
+def test_no_package_imports_one_above_it():
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        for target in targets
+        if target.split(".")[0] != module.split(".")[0] and target.split(".")[0] not in ALLOWED[module.split(".")[0]]
+    )
+    assert not wrong, "\n".join(wrong)
+
+
+def test_mechanisms_stay_pure_python():
+    wrong = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            wrong += [f"{name} imports {n}" for n in names
+                      if n.split(".")[0] in FORBIDDEN.get(name.split(".")[0], set())]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_checker_finds_a_circle():
+    """The search itself: a planted circle is found, a chain is not."""
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_every_folder_is_a_package():
+    """A folder without __init__.py would import as a namespace package and not be installed."""
+    missing = [str(folder.relative_to(REPO)) for package in PACKAGES
+               for folder in [REPO / package, *(REPO / package).rglob("*")]
+               if folder.is_dir() and folder.name not in {"__pycache__", "data"} and not (folder / "__init__.py").exists()]
+    assert not missing, missing
