@@ -9,6 +9,7 @@ from typing import Callable, Mapping, Sequence
 import mesa
 
 from grid.capacity.candidates import Candidates
+from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import MIN_PRODUCT_MW, CapacityStudy, capacity_study
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
@@ -24,7 +25,7 @@ class ProductSettings:
     risk_mode: str = "per_constraint"
     formulation: str = "exact"
     block_mw: float | None = None
-    touch_factor: float = 0.05
+    touch_factor: float = DEFAULT_TOUCH_FACTOR
     firm_budget: float | None = None
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from agents.bundle_ties import BUNDLE_TIE_POLICIES
+from agents.dso import ProductSettings
 from agents.errors import AgentConfigError
 from agents.populations import DRAWERS, MIXES
 from agents.profiles import PROFILES, ProfileSpec
@@ -31,6 +32,8 @@ from agents.strategies import STRATEGIES, strategy_parts
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import FORMULATIONS, RISK_MODES, check_risk_levels
 from grid.errors import GridError
+from grid.load.scenarios import BaseLoadSpread, TruncatedNormalLoad
+from grid.network.cases import CaseOptions
 from grid.network.network import SLACK_MODELS
 from grid.solvers.solve import SOLVERS
 from mechanisms.engines.clock import ClockRules
@@ -38,7 +41,7 @@ from mechanisms.engines.queue import QueueRules
 from mechanisms.engines.saa import AuctionRules
 from mechanisms.engines.vcg import VCGRules
 from mechanisms.mechanism import MechanismSpec
-from mechanisms.products import risk_label
+from mechanisms.products import Product, risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
 from mechanisms.settings import Settings
 from sim.config.overrides import Override, OverrideError, apply_overrides
@@ -154,6 +157,12 @@ class NetworkConfig(_Section):
             raise ValueError(f"demand_mw names bus {extra[0]}, which is not in candidate_buses; add it there or remove it")
         return self
 
+    def case_options(self) -> CaseOptions:
+        """How the case is loaded: its slack model, limits and default ratings."""
+        return CaseOptions(default_rating_mw=self.default_rating_mw, rating_margin=self.rating_margin,
+                           slack=self.slack, import_limit_mw=self.import_limit_mw,
+                           withdrawal_limit_mw=self.withdrawal_limit_mw)
+
 
 class BusLoadConfig(_Section):
     """Truncated normal background net load at one bus (MW; variance in MW^2)."""
@@ -169,12 +178,19 @@ class BusLoadConfig(_Section):
             raise ValueError(f"lower ({self.lower:g} MW) must be below upper ({self.upper:g} MW)")
         return self
 
+    def distribution(self) -> TruncatedNormalLoad:
+        return TruncatedNormalLoad(mean_mw=self.mean, variance_mw2=self.variance, lower_mw=self.lower,
+                                   upper_mw=self.upper)
+
 
 class SpreadConfig(_Section):
     """The default background: each bus's base load with sd = sd_fraction x |base load|."""
 
     sd_fraction: float = Field(default=0.05, gt=0, le=1)
     truncation_sd: float = Field(default=3.0, gt=0, le=10)
+
+    def spread(self) -> BaseLoadSpread:
+        return BaseLoadSpread(sd_fraction=self.sd_fraction, truncation_sd=self.truncation_sd)
 
 
 class LoadConfig(_Section):
@@ -251,12 +267,21 @@ class ProductGridConfig(_Section):
     def _known_formulation(cls, value: str) -> str:
         return _one_of(value, FORMULATIONS, "formulation")
 
+    def product_settings(self) -> ProductSettings:
+        """How the DSO turns capacities into products."""
+        return ProductSettings(risk_levels=tuple(sorted(self.risk_levels)), risk_mode=self.risk_mode,
+                               formulation=self.formulation, block_mw=self.block_mw,
+                               touch_factor=self.touch_factor, firm_budget=self.firm_budget)
+
 
 class ExplicitProductConfig(_Section):
     id: str = Field(min_length=1)
     bus: int | None = None
     risk: float = Field(default=0.0, ge=0, lt=1)
     capacity_mw: float = Field(ge=0)
+
+    def product(self) -> Product:
+        return Product(self.id, self.bus, self.risk, self.capacity_mw)
 
     @field_validator("id")
     @classmethod

@@ -14,206 +14,34 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import mesa
-import numpy as np
 
 from agents.aggregator import Aggregator
 from agents.bidder import DataCenterBidder
 from agents.bundle_ties import bundle_tie_policy
-from agents.dso import DSO, CapacityReport, ProductSettings, possible_families
+from agents.dso import DSO, CapacityReport
 from agents.errors import AgentConfigError
 from agents.populations import BidderDraw, draw_population
 from agents.profiles import build_profile
 from agents.strategies import make_strategy
 from agents.valuations import ValuationProfile
-from grid.capacity.candidates import Candidates, make_candidates
-from grid.errors import GridError
-from grid.load.files import read_correlation_csv, read_scenarios_file
-from grid.load.scenarios import (
-    BaseLoadSpread,
-    CorrelatedSpread,
-    Scenarios,
-    TruncatedNormalLoad,
-    sample_base_load,
-    sample_correlated,
-    sample_truncated_normal,
-)
-from grid.memory_guard import check_scenario_memory
-from grid.network.cases import CaseOptions, load_case
-from grid.network.network import Network
 from mechanisms.errors import MechanismError
 from mechanisms.judge.certify import Certificate, certify
 from mechanisms.judge.equilibrium import EquilibriumReport, check_equilibrium
 from mechanisms.loop import play_round
-from mechanisms.mechanism import Mechanism, Outcome, RoundResult
+from mechanisms.mechanism import Mechanism, MechanismSpec, Outcome, RoundResult
 from mechanisms.products import Product, ProductCatalog
-from sim.config.schema import ConfigError, ExperimentConfig, NetworkConfig, SpreadConfig
+from mechanisms.settings import Settings
+from sim.config.schema import ConfigError, ExperimentConfig
+from sim.market.inputs import GridInputs, build_grid_inputs, product_catalog
 from sim.random_streams import stream, stream_seed
 
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class GridInputs:
-    network: Network
-    scenarios: Scenarios
-    candidates: Candidates
-    settings: ProductSettings
-    # Files the run read besides the config (scenarios, correlation matrix, a case file or
-    # folder), by role, so that the run directory can carry copies and re-run on its own.
-    input_files: dict[str, Path]
-    # Draws more scenarios like ``scenarios`` (the risk check's fresh ones); None when they came
-    # from a file, which is all there is.
-    sampler: "ScenarioSampler | None" = None
-
-
-def _case_options(network: NetworkConfig) -> CaseOptions:
-    return CaseOptions(
-        default_rating_mw=network.default_rating_mw,
-        rating_margin=network.rating_margin,
-        slack=network.slack,
-        import_limit_mw=network.import_limit_mw,
-        withdrawal_limit_mw=network.withdrawal_limit_mw,
-    )
-
-
-def _candidates(config: NetworkConfig, network: Network) -> Candidates:
-    """Candidate buses: listed, or the keys of a demand table, or every load bus of the case."""
-    if config.candidate_buses is not None:
-        buses, field = list(config.candidate_buses), "network.candidate_buses"
-    elif isinstance(config.demand_mw, dict):
-        buses, field = list(config.demand_mw), "network.demand_mw"
-    else:
-        buses, field = list(network.load_buses), "network.candidate_buses"
-        if not buses:
-            raise ConfigError(f"{field}: case '{network.name}' has no load buses; list candidate_buses")
-    for i, bus in enumerate(buses):
-        if not network.has_bus(bus):
-            where = f"{field}[{i}]" if field.endswith("candidate_buses") else f"{field}.{bus}"
-            raise ConfigError(f"{where}: {_unknown_bus(bus, network)}")
-    demand = config.demand_mw
-    table = demand if isinstance(demand, dict) else {bus: float(demand) for bus in buses}
-    try:
-        return make_candidates(network, {bus: table[bus] for bus in buses})
-    except GridError as error:
-        raise ConfigError(f"network.demand_mw: {error}") from None
-
-
-ScenarioSampler = Callable[[int, np.random.Generator], Scenarios]
-
-
-def scenario_sampler(config: ExperimentConfig, network: Network, base_dir: Path,
-                     files: dict[str, Path]) -> ScenarioSampler | Scenarios:
-    """What [load] describes, checked and read once: a sampler ``(count, rng) -> Scenarios`` for
-    a distribution, or the Scenarios of a scenarios_csv file itself. Files read are recorded in
-    ``files``; the risk check calls the sampler chunk after chunk without reading them again."""
-    load = config.load
-    assert load is not None
-    if load.scenarios_csv is not None:
-        path = (base_dir / load.scenarios_csv).resolve()
-        files["scenarios"] = path
-        try:
-            return read_scenarios_file(path, network)
-        except GridError as error:
-            raise ConfigError(f"load.scenarios_csv: {error}") from None
-    if load.buses is not None:
-        for bus in load.buses:
-            if not network.has_bus(bus):
-                raise ConfigError(f"load.buses.{bus}: {_unknown_bus(bus, network)}")
-        base: BaseLoadSpread | dict[int, TruncatedNormalLoad] = {
-            bus: TruncatedNormalLoad(mean_mw=b.mean, variance_mw2=b.variance, lower_mw=b.lower, upper_mw=b.upper)
-            for bus, b in load.buses.items()
-        }
-    else:
-        if not any(bus.base_load_mw for bus in network.buses):
-            raise ConfigError(
-                f"load: case '{network.name}' has no base loads to vary; give [load.buses] distributions "
-                "or a scenarios_csv"
-            )
-        spread = load.spread or SpreadConfig()
-        base = BaseLoadSpread(sd_fraction=spread.sd_fraction, truncation_sd=spread.truncation_sd)
-    matrix = None
-    if load.correlation_csv is not None:
-        path = (base_dir / load.correlation_csv).resolve()
-        files["correlation"] = path
-        try:
-            matrix = read_correlation_csv(path, network)
-        except GridError as error:
-            raise ConfigError(f"load.correlation_csv: {error}") from None
-    try:
-        if load.correlation is not None or matrix is not None:
-            correlated = CorrelatedSpread(base, correlation=load.correlation, matrix=matrix)
-            return lambda count, rng: sample_correlated(network, correlated, count, rng)
-        if isinstance(base, BaseLoadSpread):
-            spread_model = base
-            return lambda count, rng: sample_base_load(network, spread_model, count, rng)
-        loads = base
-        return lambda count, rng: sample_truncated_normal(network, loads, count, rng)
-    except GridError as error:
-        raise ConfigError(f"load: {error}") from None
-
-
-def sample_checked(sampler: ScenarioSampler, network: Network, count: int, rng: np.random.Generator,
-                   field: str) -> Scenarios:
-    """Draw ``count`` scenarios after the memory guard; errors name ``field``."""
-    try:
-        check_scenario_memory(network, count)
-    except GridError as error:
-        raise ConfigError(f"{field}: {error}") from None
-    try:
-        return sampler(count, rng)
-    except GridError as error:
-        raise ConfigError(f"load: {error}") from None
-
-
-def build_grid_inputs(config: ExperimentConfig, base_dir: Path) -> GridInputs:
-    """Network, candidates and scenarios from the config, with references checked against the network."""
-    assert config.network is not None and config.load is not None and config.product_grid is not None
-    files: dict[str, Path] = {}
-    case = config.network.case
-    case_path = (base_dir / case)
-    if case_path.exists():
-        files["case"] = case_path.resolve()
-    try:
-        network = load_case(case, _case_options(config.network), base_dir=base_dir)
-    except GridError as error:
-        raise ConfigError(f"network.case: {error}") from None
-    candidates = _candidates(config.network, network)
-    sampler = scenario_sampler(config, network, base_dir, files)
-    if isinstance(sampler, Scenarios):
-        scenarios, sampler = sampler, None
-    else:
-        assert config.load.scenarios is not None
-        scenarios = sample_checked(sampler, network, config.load.scenarios, stream(config.seed, "scenarios"),
-                                   "load.scenarios")
-    grid = config.product_grid
-    settings = ProductSettings(
-        risk_levels=tuple(sorted(grid.risk_levels)),
-        risk_mode=grid.risk_mode,
-        formulation=grid.formulation,
-        block_mw=grid.block_mw,
-        touch_factor=grid.touch_factor,
-        firm_budget=grid.firm_budget,
-    )
-    return GridInputs(network, scenarios, candidates, settings, files, sampler)
-
-
-def _unknown_bus(bus: int, network: Network) -> str:
-    buses = network.bus_numbers
-    shown = ", ".join(str(b) for b in buses[:20]) + (f", ... ({len(buses)} buses)" if len(buses) > 20 else "")
-    return f"unknown bus {bus}; case '{network.name}' has buses {shown}"
-
-
-def product_catalog(config: ExperimentConfig, grid: GridInputs | None) -> ProductCatalog:
-    """What valuations may name before any capacity is computed (see ProductCatalog)."""
-    if config.explicit_products is not None:
-        return ProductCatalog(offered=tuple(
-            Product(p.id, p.bus, p.risk, p.capacity_mw) for p in config.explicit_products
-        ))
-    assert grid is not None
-    return ProductCatalog(families=frozenset(possible_families(grid.candidates.buses, grid.settings.risk_levels)))
-
-
 class MarketModel(mesa.Model):
+    """One market: the DSO's products (phase 1), the bidders and the mechanism's rounds (phase 2),
+    the judgement of the outcome (phase 3). Each phase is a method below."""
+
     def __init__(
         self,
         config: ExperimentConfig,
@@ -237,56 +65,9 @@ class MarketModel(mesa.Model):
         possible = product_catalog(config, self.grid_inputs)
         for i, spec in enumerate(bidder_specs):
             self._build_valuation(i, spec, possible)
-
-        # Phase 1: quantify capacity and make products.
-        if self.grid_inputs is None:
-            explicit = tuple(Product(p.id, p.bus, p.risk, p.capacity_mw) for p in config.explicit_products or ())
-            self.dso = DSO(self, products=explicit, solver=config.solver)
-        else:
-            self.dso = DSO(
-                self,
-                network=self.grid_inputs.network,
-                scenarios=self.grid_inputs.scenarios,
-                candidates=self.grid_inputs.candidates,
-                settings=self.grid_inputs.settings,
-                solver=config.solver,
-            )
-        theory = bool(config.product_grid and config.product_grid.theory_checks)
-        self.capacity: CapacityReport = self.dso.quantify(progress, theory=theory)
-        self.products: tuple[Product, ...] = self.capacity.products
-        if not self.products:
-            where = "the listed products all have" if self.grid_inputs is None else "the network offers"
-            raise ConfigError(f"products: {where} no capacity (below 1e-6 MW); nothing to auction")
-        product_ids = [p.id for p in self.products]
-        catalog = ProductCatalog(
-            offered=self.products,
-            withheld=frozenset(p.id for p in self.capacity.withheld),
-            families=possible.families,
-        )
-
-        # Bidders, in config order (the alternating tie-break rule depends on it).
-        for i, spec in enumerate(bidder_specs):
-            # An aggregator is a bidder that also hands its products to its members afterwards.
-            agent_class = Aggregator if spec.profile == "aggregator" else DataCenterBidder
-            agent_class(
-                self,
-                name=spec.name,
-                valuation=self._build_valuation(i, spec, catalog),
-                strategy=make_strategy(spec.strategy),
-                ties=bundle_tie_policy(spec.bundle_ties),
-            )
-        self.population = self._draw_population(catalog, {spec.name for spec in bidder_specs})
-        # Every bidder, aggregators included, in registration (config) order.
-        self.bidders = self.agents.select(lambda agent: isinstance(agent, DataCenterBidder))
-
-        try:
-            self.mechanism: Mechanism = market.build(
-                product_ids, [b.name for b in self.bidders], rules, stream(config.seed, "tie_break")
-            )
-        except MechanismError as error:
-            # Rules that name products or bidders are checked by the engine, which knows them.
-            raise ConfigError(f"{market.table}.{error}" if str(error).split(" ", 1)[0].endswith(":")
-                              else f"{market.table}: {error}") from None
+        catalog = self._quantify(possible)
+        self._register_bidders(bidder_specs, catalog)
+        self.mechanism: Mechanism = self._build_mechanism(market, rules)
         self.round_results: list[RoundResult] = []
         self._withdrawals_logged = 0
         self._ballot: list = []
@@ -299,6 +80,47 @@ class MarketModel(mesa.Model):
                 "withdrawals": ["round", "bidder", "product", "price", "reoffered_at"],
             }
         )
+
+    # -- phase 1 ----------------------------------------------------------------------
+    def _quantify(self, possible: ProductCatalog) -> ProductCatalog:
+        """The DSO quantifies capacity and makes the products; the catalog valuations then name."""
+        config, inputs = self.config, self.grid_inputs
+        if inputs is None:
+            explicit = tuple(p.product() for p in config.explicit_products or ())
+            self.dso = DSO(self, products=explicit, solver=config.solver)
+        else:
+            self.dso = DSO(self, network=inputs.network, scenarios=inputs.scenarios, candidates=inputs.candidates,
+                           settings=inputs.settings, solver=config.solver)
+        theory = bool(config.product_grid and config.product_grid.theory_checks)
+        self.capacity: CapacityReport = self.dso.quantify(self.progress, theory=theory)
+        self.products: tuple[Product, ...] = self.capacity.products
+        if not self.products:
+            where = "the listed products all have" if inputs is None else "the network offers"
+            raise ConfigError(f"products: {where} no capacity (below 1e-6 MW); nothing to auction")
+        return ProductCatalog(offered=self.products, withheld=frozenset(p.id for p in self.capacity.withheld),
+                              families=possible.families)
+
+    # -- phase 2 ----------------------------------------------------------------------
+    def _register_bidders(self, bidder_specs: list, catalog: ProductCatalog) -> None:
+        """The config's bidders in config order (the alternating tie-break rule depends on it),
+        then the drawn population."""
+        for i, spec in enumerate(bidder_specs):
+            # An aggregator is a bidder that also hands its products to its members afterwards.
+            agent_class = Aggregator if spec.profile == "aggregator" else DataCenterBidder
+            agent_class(self, name=spec.name, valuation=self._build_valuation(i, spec, catalog),
+                        strategy=make_strategy(spec.strategy), ties=bundle_tie_policy(spec.bundle_ties))
+        self.population = self._draw_population(catalog, {spec.name for spec in bidder_specs})
+        # Every bidder, aggregators included, in registration (config) order.
+        self.bidders = self.agents.select(lambda agent: isinstance(agent, DataCenterBidder))
+
+    def _build_mechanism(self, market: MechanismSpec, rules: Settings) -> Mechanism:
+        try:
+            return market.build([p.id for p in self.products], [b.name for b in self.bidders], rules,
+                                stream(self.config.seed, "tie_break"))
+        except MechanismError as error:
+            # Rules that name products or bidders are checked by the engine, which knows them.
+            raise ConfigError(f"{market.table}.{error}" if str(error).split(" ", 1)[0].endswith(":")
+                              else f"{market.table}: {error}") from None
 
     def _draw_population(self, catalog: ProductCatalog, taken: set[str]) -> list[BidderDraw]:
         """The [population] bidders, drawn from their own stream after the products are known."""

@@ -28,7 +28,7 @@ from sim.config.schema import (
     with_overrides,
 )
 from sim.errors import named_after
-from sim.market.model import GridInputs, build_grid_inputs, sample_checked
+from sim.market.inputs import GridInputs, build_grid_inputs, sample_checked
 from sim.output import files as outputs
 from sim.random_streams import stream
 from sim.report.capacity import (

@@ -335,7 +335,7 @@ def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):
     # The README's 6.824 / 5.315 MW: rebuild the run's own scenarios from its seed and compute
     # the increments by sorting (spec 3.1, 5.2), independently of the LP.
     from sim.config.schema import parse_config
-    from sim.market.model import build_grid_inputs
+    from sim.market.inputs import build_grid_inputs
     from tests.grid.capacity.test_study import flexible_closed_form
 
     config = parse_config(tomllib.loads((additive_run / "config.toml").read_text()))
