@@ -503,12 +503,12 @@ class ExperimentConfig(_Section):
 
     def study_only(self) -> bool:
         """Whether some study's table (`[plan]`, `[price]`) is present: such a config may sell nothing."""
-        return any(getattr(self, table, None) is not None for table in STUDY_TABLES)
+        return any(getattr(self, table) is not None for table in STUDY_TABLES)
 
     def require_market(self) -> tuple[MechanismSpec, Settings, list[Any]]:
         """The mechanism, its rules and the bidders, or a one-line error saying what a run needs."""
         if self.explicit_products is None and self.network is None:
-            tables = [t for t in STUDY_TABLES if getattr(self, t, None) is not None]
+            tables = [t for t in STUDY_TABLES if getattr(self, t) is not None]
             raise ConfigError(f"products: this config has only [{'], ['.join(tables)}] and nothing to sell; run it "
                               f"with dcmarket {' or dcmarket '.join(tables)}, or add [network], [load] and [products] "
                               "(or [[products]])")

@@ -12,7 +12,7 @@ from grid.solvers.solve import check_solver
 from mechanisms.registry import MECHANISMS
 from sim.config.overrides import Override
 from sim.config.schema import (
-    ConfigError,
+    ExperimentConfig,
     dump_config,
     effective_config,
     load_config,
@@ -33,6 +33,7 @@ from sim.report.text import (
     products_table,
     round_table,
 )
+from sim.studies.after_auction import AfterAuction
 from sim.studies.result import RunResult
 
 Progress = Callable[[str], None]
@@ -177,24 +178,32 @@ def run_experiment(
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
     if config.network is not None:
         check_solver(config.solver)
-    plan_grid = None  # the [plan] network, loaded once
-    if getattr(config, "plan", None) is not None:
-        from sim.studies.plan import catalogue, plan_network
-
-        with named_after(config_path):  # a bad [plan] fails here, not after the auction
-            _, plan_grid = plan_network(config, config_path.parent)
-            catalogue(config.plan, plan_grid)
-    if getattr(config, "price", None) is not None:
-        from sim.studies.price import check_before_auction
-
-        with named_after(config_path):  # a bad [price] fails here, not after the auction
-            check_before_auction(config)
+    followers = [(study, study.check(config, config_path)) for study in after_auction_studies()
+                 if getattr(config, study.table) is not None]
     with named_after(config_path):
         model = MarketModel(config, base_dir=config_path.parent, progress=progress)
     model.run_auction()
     summary = build_summary(model)
     bids, rounds = _table_rows(model)
 
+    files = _auction_files(model, config, summary, bids, rounds)
+    report = render_report(summary, bids, rounds, summary_only=summary_only)
+    if plots:
+        files.update(_run_figures(model, summary, rounds))
+    for study, checked in followers:
+        section, result = study.run(model, summary, config, config_path, checked, progress)
+        summary[study.table] = section
+        files.update(_nested(study.folder, result.files))
+        report += f"\n\n{study.heading} (files in {study.folder}/):\n" + result.report
+    files[outputs.SUMMARY] = outputs.json_bytes(summary)  # last: the studies after the auction add to it
+    outputs.write_run_directory(out, files, force=force)
+    return RunResult(config=config, summary=summary, files=files, report=report)
+
+
+def _auction_files(model: MarketModel, config: ExperimentConfig, summary: Mapping[str, Any],
+                   bids: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> dict[str, bytes]:
+    """The run directory's own files (summary.json comes last): input copies, the effective config,
+    products, capacity per bus, bids, withdrawals and rounds."""
     inputs = model.grid_inputs.input_files if model.grid_inputs is not None else {}
     files, copied = outputs.input_copies(inputs)
     files[outputs.CONFIG] = dump_config(effective_config(config, copied=copied)).encode("utf-8")
@@ -207,55 +216,15 @@ def run_experiment(
     if withdrawals:
         files[outputs.WITHDRAWALS] = outputs.csv_bytes(outputs.WITHDRAWAL_COLUMNS, withdrawals)
     files[outputs.ROUNDS] = outputs.csv_bytes(outputs.ROUND_COLUMNS, rounds)
-    report = render_report(summary, bids, rounds, summary_only=summary_only)
-    if plots:
-        files.update(_run_figures(model, summary, rounds))
-    if getattr(config, "plan", None) is not None:
-        # Operate after the auction: the DSO plans flexible capacity modules for the sites that
-        # won flexible capacity ([plan] sites, when given, replace them).
-        from agents.dso import SiteDefaults
-        from sim.studies.plan import run_plan_study
+    return files
 
-        plan = config.plan
-        sites = None
-        if plan.sites is None:
-            sites = model.dso.sites_to_protect(model.products, summary["allocation"],
-                                               SiteDefaults(plan.stabilize_min, plan.imbalance_cost_per_mwh))
-            if not sites:
-                raise ConfigError(f"{config_path}: plan: the auction sold no flexible capacity, so there is no site "
-                                  "to plan for; list [[plan.sites]] or remove [plan]")
-        progress("flexible-capacity plan for the auction's sites")
-        with named_after(config_path):
-            study = run_plan_study(config, config_path.parent, sites=sites, network=plan_grid, progress=progress)
-        summary["plan"] = {"directory": outputs.PLAN_FOLDER, "sites_from": "auction" if sites else "config",
-                           "sites": study.summary["sites"], "plans": study.summary["plans"]}
-        files.update(_nested(outputs.PLAN_FOLDER, study.files))
-        report += "\n\nFlexible-capacity plan for the sites that won flexible capacity (files in plan/):\n" + study.report
-    if getattr(config, "price", None) is not None:
-        # Operate after the auction: the aggregator runs its members' sites against the DLMPs
-        # ([price] sites, when given, replace them).
-        from sim.studies.price import run_price_study
 
-        won = None
-        if config.price.sites is None:
-            agent = _operating_aggregator(model, config.price.aggregator, config_path)
-            won = agent.operated_sites(summary["bundles"][agent.name], summary["prices"],
-                                       {p.id: p for p in model.products})
-            if not won:
-                raise ConfigError(f"{config_path}: price: aggregator {agent.name!r} won nothing, so there is no site "
-                                  "to operate; list [[price.sites]] or remove [price]")
-        progress("DLMP coordination of the aggregator's sites")
-        with named_after(config_path):
-            priced = run_price_study(config, won=won, progress=progress)
-        summary["price"] = {"directory": outputs.PRICE_FOLDER, "sites_from": priced.summary["sites_from"],
-                            "sites": priced.summary["sites"],
-                            "payment_usd_per_h": {case: c.get("payment_usd_per_h")
-                                                  for case, c in priced.summary["cases"].items()}}
-        files.update(_nested(outputs.PRICE_FOLDER, priced.files))
-        report += "\n\nDLMP coordination of the aggregator's sites after the auction (files in price/):\n" + priced.report
-    files[outputs.SUMMARY] = outputs.json_bytes(summary)  # last: the studies after the auction add to it
-    outputs.write_run_directory(out, files, force=force)
-    return RunResult(config=config, summary=summary, files=files, report=report)
+def after_auction_studies() -> tuple[AfterAuction, ...]:
+    """The studies a run chains after its auction, in order (imported only for a run)."""
+    from sim.studies.plan import AFTER_AUCTION as plan
+    from sim.studies.price import AFTER_AUCTION as price
+
+    return (plan, price)
 
 
 def _nested(folder: str, study_files: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -275,22 +244,6 @@ def _run_figures(model: MarketModel, summary: dict[str, Any], rounds: list[dict[
         study = model.capacity.study
         files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
     return files
-
-
-def _operating_aggregator(model: MarketModel, name: str | None, config_path: Path) -> Aggregator:
-    """The aggregator that operates its sites: ``[price] aggregator``, or the run's only one."""
-    aggregators = list(model.agents_by_type.get(Aggregator, []))
-    if name is not None:
-        chosen = [a for a in aggregators if a.name == name]
-        if not chosen:
-            names = ", ".join(a.name for a in aggregators) or "none"
-            raise ConfigError(f"{config_path}: price.aggregator: no aggregator named {name!r} bids in this run "
-                              f"(aggregators: {names})")
-        return chosen[0]
-    if len(aggregators) != 1:
-        raise ConfigError(f"{config_path}: price.aggregator: the run has {len(aggregators)} aggregators; name the "
-                          "one that operates its sites, or list [[price.sites]]")
-    return aggregators[0]
 
 
 def command(args: argparse.Namespace, progress: Progress) -> int:

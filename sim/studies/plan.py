@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from agents.dso import SiteDefaults
 from grid.errors import GridError
 from grid.network.cases import load_case
 from grid.network.network import Network
@@ -47,8 +48,10 @@ from grid.plan.shocks import ShockScenarios, ShockSite, draw_shocks
 from grid.solvers.solve import check_solver
 from sim.config.plan import SAMPLES, PlanConfig, SiteConfig
 from sim.config.schema import ConfigError, ExperimentConfig
+from sim.errors import named_after
 from sim.output import files as outputs
 from sim.random_streams import stream
+from sim.studies.after_auction import AfterAuction, Market
 from sim.studies.command import StudyResult, study_command
 
 Progress = Callable[[str], None]
@@ -182,7 +185,7 @@ def _plan_dict(solution: PlanSolution, data: PlanData) -> dict[str, Any]:
 
 def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, Network]:
     """The ``[plan]`` table and its network (``[plan] case``, else the run's ``[network]``)."""
-    plan: PlanConfig | None = getattr(config, "plan", None)
+    plan: PlanConfig | None = config.plan
     if plan is None:
         raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (README, \"After the auction\"; "
                           "example: experiments/ieee33bw_plan.toml)")
@@ -394,3 +397,36 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket plan CONFIG`."""
     return study_command(args, "plan", lambda config: run_plan_study(
         config, args.config.parent, frontier=not args.no_frontier, progress=progress), "Plan")
+
+
+def _check_after_auction(config: ExperimentConfig, config_path: Path) -> Network:
+    """The [plan] network, loaded once, and its catalogue checked: a bad [plan] fails before the auction."""
+    with named_after(config_path):
+        _, network = plan_network(config, config_path.parent)
+        catalogue(config.plan, network)
+    return network
+
+
+def _after_auction(model: Market, summary: dict[str, Any], config: ExperimentConfig, config_path: Path,
+                   network: Network, progress: Progress) -> tuple[dict[str, Any], StudyResult]:
+    """The DSO plans flexible capacity modules for the sites that won flexible capacity ([plan]
+    sites, when given, replace them)."""
+    plan = config.plan
+    sites = None
+    if plan.sites is None:
+        sites = model.dso.sites_to_protect(model.products, summary["allocation"],
+                                           SiteDefaults(plan.stabilize_min, plan.imbalance_cost_per_mwh))
+        if not sites:
+            raise ConfigError(f"{config_path}: plan: the auction sold no flexible capacity, so there is no site "
+                              "to plan for; list [[plan.sites]] or remove [plan]")
+    progress("flexible-capacity plan for the auction's sites")
+    with named_after(config_path):
+        study = run_plan_study(config, config_path.parent, sites=sites, network=network, progress=progress)
+    section = {"directory": outputs.PLAN_FOLDER, "sites_from": "auction" if sites else "config",
+               "sites": study.summary["sites"], "plans": study.summary["plans"]}
+    return section, study
+
+
+AFTER_AUCTION = AfterAuction("plan", outputs.PLAN_FOLDER,
+                             "Flexible-capacity plan for the sites that won flexible capacity",
+                             _check_after_auction, _after_auction)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from agents.aggregator import MemberSite
+from agents.aggregator import Aggregator, MemberSite
 from grid.errors import GridError, InfeasibleNetworkError, SolverError
 from grid.feeder.bilevel import (
     DataCenterSite,
@@ -43,7 +44,9 @@ from grid.network.three_phase import (
 from grid.solvers.solve import check_solver
 from sim.config.price import CASE_TITLES, PriceConfig
 from sim.config.schema import ConfigError, ExperimentConfig
+from sim.errors import named_after
 from sim.output import files as outputs
+from sim.studies.after_auction import AfterAuction, Market
 from sim.studies.command import StudyResult, study_command
 
 Progress = Callable[[str], None]
@@ -144,7 +147,7 @@ class CaseOutcome:
 
 def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | None = None,
                     progress: Progress = lambda _: None) -> StudyResult:
-    price: PriceConfig | None = getattr(config, "price", None)
+    price: PriceConfig | None = config.price
     if price is None:
         raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (README, \"Prices after the "
                           "auction\"; example: experiments/ieee37_price.toml)")
@@ -351,3 +354,47 @@ def price_report(summary: Mapping[str, Any]) -> str:
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket price CONFIG`."""
     return study_command(args, "price", lambda config: run_price_study(config, progress=progress), "Price")
+
+
+def _operating_aggregator(model: Market, name: str | None, config_path: Path) -> Aggregator:
+    """The aggregator that operates its sites: ``[price] aggregator``, or the run's only one."""
+    aggregators = list(model.agents_by_type.get(Aggregator, []))
+    if name is not None:
+        chosen = [a for a in aggregators if a.name == name]
+        if not chosen:
+            names = ", ".join(a.name for a in aggregators) or "none"
+            raise ConfigError(f"{config_path}: price.aggregator: no aggregator named {name!r} bids in this run "
+                              f"(aggregators: {names})")
+        return chosen[0]
+    if len(aggregators) != 1:
+        raise ConfigError(f"{config_path}: price.aggregator: the run has {len(aggregators)} aggregators; name the "
+                          "one that operates its sites, or list [[price.sites]]")
+    return aggregators[0]
+
+
+def _after_auction(model: Market, summary: dict[str, Any], config: ExperimentConfig, config_path: Path,
+                   checked: None, progress: Progress) -> tuple[dict[str, Any], StudyResult]:
+    """The aggregator runs its members' sites against the DLMPs ([price] sites, when given, replace them)."""
+    won = None
+    if config.price.sites is None:
+        agent = _operating_aggregator(model, config.price.aggregator, config_path)
+        won = agent.operated_sites(summary["bundles"][agent.name], summary["prices"], {p.id: p for p in model.products})
+        if not won:
+            raise ConfigError(f"{config_path}: price: aggregator {agent.name!r} won nothing, so there is no site "
+                              "to operate; list [[price.sites]] or remove [price]")
+    progress("DLMP coordination of the aggregator's sites")
+    with named_after(config_path):
+        priced = run_price_study(config, won=won, progress=progress)
+    section = {"directory": outputs.PRICE_FOLDER, "sites_from": priced.summary["sites_from"],
+               "sites": priced.summary["sites"],
+               "payment_usd_per_h": {case: c.get("payment_usd_per_h") for case, c in priced.summary["cases"].items()}}
+    return section, priced
+
+
+def _check_after_auction(config: ExperimentConfig, config_path: Path) -> None:
+    with named_after(config_path):  # a bad [price] fails here, not after the auction
+        check_before_auction(config)
+
+
+AFTER_AUCTION = AfterAuction("price", outputs.PRICE_FOLDER, "DLMP coordination of the aggregator's sites after the auction",
+                             _check_after_auction, _after_auction)
