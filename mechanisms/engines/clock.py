@@ -38,6 +38,7 @@ from mechanisms.mechanism import (
     Standing,
     checked_market,
 )
+from mechanisms.rounds import RoundBook
 from mechanisms.settings import MAX_MONEY, Settings
 
 INCREMENT_KINDS = ("absolute", "percent")
@@ -111,7 +112,7 @@ class ClockState:
 
 
 @dataclass
-class ClockAuction:
+class ClockAuction(RoundBook):
     """Uniform-price ascending clock auction; the rules are in the module docstring.
 
     ``price_step`` is what the equilibrium judge's tolerance (8) uses: the increment for an
@@ -125,15 +126,13 @@ class ClockAuction:
     rules: ClockRules
     rng: np.random.Generator | None = None  # unused: the clock has no random rule
     kind: ClassVar[str] = "clock"
+    called: ClassVar[str] = "the clock auction"
     _prices: dict[str, float] = field(init=False, repr=False)
     _demands: dict[str, frozenset[str]] = field(init=False, repr=False)  # bidder -> last demand
     _demanders: dict[str, tuple[str, ...]] = field(init=False, repr=False)  # product -> last round's
     # product -> (the last clock price anyone demanded it at, who did): demand at a price binds.
     _last_demand: dict[str, tuple[float, tuple[str, ...]]] = field(init=False, repr=False)
     _largest_step: float = field(init=False, default=0.0)
-    _rounds_run: int = field(init=False, default=0)
-    _rounds_with_bids: int = field(init=False, default=0)
-    _closed_by: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.products, self.bidders = checked_market(self.products, self.bidders)
@@ -145,14 +144,6 @@ class ClockAuction:
         self._largest_step = self.rules.step_from(opening)
 
     # -- what bidders see -------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self._closed_by is not None
-
-    @property
-    def rounds_run(self) -> int:
-        return self._rounds_run
-
     @property
     def price_step(self) -> float:
         return self._largest_step
@@ -173,9 +164,7 @@ class ClockAuction:
 
     # -- one round --------------------------------------------------------------------
     def run_round(self, messages: Iterable[Bid]) -> RoundResult:
-        if self.closed:
-            raise MechanismError(f"the clock auction closed after round {self._rounds_run}; no more rounds can run")
-        round_number = self._rounds_run + 1
+        round_number = self._open_round()
         demands = self._validated(list(messages), round_number)
 
         demanders: dict[str, list[str]] = {p: [] for p in self.products}
@@ -194,14 +183,10 @@ class ClockAuction:
         }
 
         over_demanded = [p for p in self.products if len(self._demanders[p]) > 1]
-        self._rounds_run = round_number
-        if demands:
-            self._rounds_with_bids += 1
-        if not over_demanded:
-            self._closed_by = "clock_cleared"
-        elif round_number >= self.rules.max_rounds:
-            self._closed_by = "max_rounds"
-        else:
+        closing = ("clock_cleared" if not over_demanded
+                   else "max_rounds" if round_number >= self.rules.max_rounds else None)
+        self._close_round(round_number, had_messages=bool(demands), closed_by=closing)
+        if closing is None:
             for product in over_demanded:
                 step = self.rules.step_from(self._prices[product])
                 self._prices[product] += step
@@ -218,8 +203,7 @@ class ClockAuction:
                 allocation[product], prices[product] = None, 0.0
             else:
                 allocation[product], prices[product] = last[1][0], last[0]
-        return Outcome.priced(self.kind, self.bidders, allocation, prices, rounds_with_bids=self._rounds_with_bids,
-                              rounds_run=self._rounds_run, closed_by=self._closed_by or "open")
+        return self._priced_outcome(allocation, prices)
 
     # -- internals --------------------------------------------------------------------
     def _validated(self, demands: list[Bid], round_number: int) -> list[Bid]:

@@ -28,6 +28,7 @@ from mechanisms.mechanism import (
     Standing,
     checked_market,
 )
+from mechanisms.rounds import RoundBook
 from mechanisms.settings import MAX_MONEY, Settings
 
 QUEUE_ORDERS = ("config", "random", "reverse")
@@ -103,7 +104,7 @@ class QueueState:
 
 
 @dataclass
-class InterconnectionQueue:
+class InterconnectionQueue(RoundBook):
     """First-come-first-served queue; the rules are in the module docstring."""
 
     products: Sequence[str]
@@ -111,23 +112,15 @@ class InterconnectionQueue:
     rules: QueueRules
     rng: np.random.Generator | None = None
     kind: ClassVar[str] = "queue"
+    called: ClassVar[str] = "the queue"
+    closed_reason: ClassVar[str] = "every bidder has arrived"
     arrivals: tuple[str, ...] = field(init=False)
     _connected: dict[str, str] = field(init=False, repr=False)
-    _rounds_run: int = field(init=False, default=0)
-    _rounds_with_bids: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.products, self.bidders = checked_market(self.products, self.bidders)
         self.arrivals = arrival_order(self.bidders, self.rules.order, self.rng)
         self._connected = {}
-
-    @property
-    def closed(self) -> bool:
-        return self._rounds_run >= len(self.arrivals)
-
-    @property
-    def rounds_run(self) -> int:
-        return self._rounds_run
 
     @property
     def price_step(self) -> float:
@@ -148,15 +141,12 @@ class InterconnectionQueue:
         )
 
     def run_round(self, messages: Iterable[Bid]) -> RoundResult:
-        if self.closed:
-            raise MechanismError(f"the queue closed after round {self._rounds_run}; every bidder has arrived")
-        round_number = self._rounds_run + 1
+        round_number = self._open_round()
         requests = self._validated(list(messages), round_number)
         for request in requests:
             self._connected[request.product] = request.bidder
-        self._rounds_run = round_number
-        if requests:
-            self._rounds_with_bids += 1
+        self._close_round(round_number, had_messages=bool(requests),
+                          closed_by="queue_served" if round_number >= len(self.arrivals) else None)
         return RoundResult(
             round=round_number,
             bids=tuple(requests),
@@ -167,8 +157,7 @@ class InterconnectionQueue:
     def outcome(self) -> Outcome:
         allocation: dict[str, str | None] = {p: self._connected.get(p) for p in self.products}
         prices = {p: (self.rules.tariff_usd if allocation[p] is not None else 0.0) for p in self.products}
-        return Outcome.priced(self.kind, self.bidders, allocation, prices, rounds_with_bids=self._rounds_with_bids,
-                              rounds_run=self._rounds_run, closed_by="queue_served" if self.closed else "open")
+        return self._priced_outcome(allocation, prices)
 
     # -- internals --------------------------------------------------------------------
     def _standings(self) -> dict[str, Standing | None]:

@@ -36,6 +36,7 @@ from mechanisms.mechanism import (
     checked_market,
     payments_of,
 )
+from mechanisms.rounds import RoundBook
 from mechanisms.settings import MAX_MONEY, Settings
 
 # Money compares with a little slack so that bids computed as `standing + increment`
@@ -298,7 +299,7 @@ class AuctionState:
 
 
 @dataclass
-class SimultaneousAscendingAuction:
+class SimultaneousAscendingAuction(RoundBook):
     """Round-by-round SAA over indivisible products.
 
     Rules (spec 4.2): in each round bidders bid simultaneously on any products; a new bid must
@@ -338,6 +339,7 @@ class SimultaneousAscendingAuction:
     rules: AuctionRules
     rng: np.random.Generator | None = None
     kind: ClassVar[str] = "saa"
+    called: ClassVar[str] = "the auction"
     withdrawal_log: list[WithdrawnBid] = field(init=False, default_factory=list)
     _standings: dict[str, Standing | None] = field(init=False, repr=False)
     _tie_breaker: TieBreaker = field(init=False, repr=False)
@@ -349,9 +351,6 @@ class SimultaneousAscendingAuction:
     _received: dict[str, list[float]] = field(init=False, repr=False)  # bids received, less withdrawn
     _reoffered: dict[str, float] = field(init=False, repr=False)  # withdrawn products not yet re-bid
     _largest_step: float = field(init=False, default=0.0)
-    _rounds_run: int = field(init=False, default=0)
-    _rounds_with_bids: int = field(init=False, default=0)
-    _closed_by: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.products, self.bidders = checked_market(self.products, self.bidders)
@@ -376,14 +375,6 @@ class SimultaneousAscendingAuction:
             self._largest_step = max(rules.raised(o) - o for o in self._opening.values())
 
     # -- what bidders see -------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self._closed_by is not None
-
-    @property
-    def rounds_run(self) -> int:
-        return self._rounds_run
-
     @property
     def price_step(self) -> float:
         if self.rules.increment_kind == "absolute":
@@ -440,9 +431,7 @@ class SimultaneousAscendingAuction:
 
     # -- one round --------------------------------------------------------------------
     def run_round(self, messages: Iterable[Bid | Withdrawal]) -> RoundResult:
-        if self.closed:
-            raise MechanismError(f"the auction closed after round {self._rounds_run}; no more rounds can run")
-        round_number = self._rounds_run + 1
+        round_number = self._open_round()
         messages = list(messages)
         for message in messages:
             if not isinstance(message, (Bid, Withdrawal)):
@@ -479,13 +468,10 @@ class SimultaneousAscendingAuction:
             self._largest_step = max(self._largest_step, self.rules.raised(top) - top)
         self._standings.update(new_standings)
 
-        self._rounds_run = round_number
-        if ordered or withdrawals:
-            self._rounds_with_bids += 1
-            if round_number >= self.rules.max_rounds:
-                self._closed_by = "max_rounds"
-        else:
-            self._closed_by = "no_new_bids"
+        had_messages = bool(ordered or withdrawals)
+        self._close_round(round_number, had_messages=had_messages,
+                          closed_by=("max_rounds" if round_number >= self.rules.max_rounds else None)
+                          if had_messages else "no_new_bids")
         if self.rules.activity_rule and not self.closed:
             self._apply_activity_rule(activity, round_number)
         return RoundResult(
@@ -500,8 +486,7 @@ class SimultaneousAscendingAuction:
     def outcome(self) -> Outcome:
         allocation = {p: (s.bidder if s is not None else None) for p, s in self._standings.items()}
         prices = {p: (s.price if s is not None else 0.0) for p, s in self._standings.items()}
-        outcome = Outcome.priced(self.kind, self.bidders, allocation, prices, rounds_with_bids=self._rounds_with_bids,
-                                 rounds_run=self._rounds_run, closed_by=self._closed_by or "open")
+        outcome = self._priced_outcome(allocation, prices)
         if not self.withdrawal_log:
             return outcome
         owed = self.withdrawal_payments
