@@ -256,8 +256,30 @@ def load_csv_case(
                 "lines.csv (generators.csv is optional)"
             )
     notes: list[str] = []
+    buses, first_line, reference_bus = _read_buses(folder, prefix, notes)
+    lines, unrated, unrated_rows = _read_lines(folder, prefix, buses, first_line, notes)
+    generators = _read_generators(folder, prefix, first_line, notes)
+    tables = CaseTables(
+        name=name,
+        label=label,
+        buses=buses,
+        lines=lines,
+        reference_bus=reference_bus,
+        generators=generators,
+        unrated=unrated,
+        notes=notes,
+        line_word="lines",
+        unrated_what="lines without rating_mw",
+        unrated_hint=(
+            f"(rating_mw blank or 0), e.g. line {lines[unrated[0]].name} (lines.csv line {unrated_rows[0]})"
+            if unrated else ""
+        ),
+    )
+    return assemble_network(tables, rule, slack), len(unrated)
 
-    # Buses.
+
+def _read_buses(folder: Path, prefix: str, notes: list[str]) -> tuple[list[Bus], dict[int, int], int]:
+    """buses.csv: the buses, the file line of each bus number, and the reference bus."""
     table = read_table(folder / "buses.csv", f"{prefix}/buses.csv", ("bus",), BUS_COLUMNS[1:])
     if not table.rows:
         raise table.error(None, None, "has no buses; give one row per bus")
@@ -274,34 +296,48 @@ def load_csv_case(
                 row, "bus", f"bus {number} appears again (first on line {first_line[number]}); bus numbers must be unique"
             )
         first_line[number] = row.line
-        limit = table.number(row, "withdrawal_limit_mw", blank=math.inf, allow_inf=True, low=0, low_inclusive=False, unit=" MW")
-        load = table.number(row, "base_load_mw", blank=0.0)
-        x, y = table.number(row, "x"), table.number(row, "y")
-        if (x is None) != (y is None):
-            missing = "y" if y is None else "x"
-            raise table.error(row, missing, "blank while the other coordinate is given; give both x and y or neither")
-        kind = table.text(row, "type").lower()
-        if kind == "ref":
-            if reference is not None:
-                raise table.error(
-                    row, "type",
-                    f"bus {number} is a second reference bus (bus {reference[0]} on line {reference[1]} is the first); "
-                    "mark exactly one bus with type = ref",
-                )
+        bus = _bus(table, row, number)  # its numbers are checked before its type, row by row
+        if _is_reference(table, row, number, reference):
             reference = (number, row.line)
-        elif kind != "":
-            raise table.error(row, "type", f"{table.text(row, 'type')!r} is not a bus type; write ref for the reference bus, else leave it blank")
-        assert limit is not None and load is not None
-        buses.append(Bus(number, withdrawal_limit_mw=limit, base_load_mw=load, coordinates=None if x is None else (x, y)))
+        buses.append(bus)
     if table.has("type"):
         if reference is None:
             raise table.error(None, "type", "no bus has type ref; mark exactly one bus (the reference/slack bus) with ref")
-        reference_bus = reference[0]
-    else:
-        reference_bus = buses[0].number
-        notes.append(f"buses.csv has no type column: the first bus, {reference_bus}, is the reference bus")
+        return buses, first_line, reference[0]
+    notes.append(f"buses.csv has no type column: the first bus, {buses[0].number}, is the reference bus")
+    return buses, first_line, buses[0].number
 
-    # Lines.
+
+def _bus(table: CsvTable, row: CsvRow, number: int) -> Bus:
+    limit = table.number(row, "withdrawal_limit_mw", blank=math.inf, allow_inf=True, low=0, low_inclusive=False, unit=" MW")
+    load = table.number(row, "base_load_mw", blank=0.0)
+    x, y = table.number(row, "x"), table.number(row, "y")
+    if (x is None) != (y is None):
+        missing = "y" if y is None else "x"
+        raise table.error(row, missing, "blank while the other coordinate is given; give both x and y or neither")
+    assert limit is not None and load is not None
+    return Bus(number, withdrawal_limit_mw=limit, base_load_mw=load, coordinates=None if x is None else (x, y))
+
+
+def _is_reference(table: CsvTable, row: CsvRow, number: int, reference: tuple[int, int] | None) -> bool:
+    """Whether the row's type marks the reference bus; a second one, or another type, is refused."""
+    kind = table.text(row, "type").lower()
+    if kind == "ref":
+        if reference is not None:
+            raise table.error(
+                row, "type",
+                f"bus {number} is a second reference bus (bus {reference[0]} on line {reference[1]} is the first); "
+                "mark exactly one bus with type = ref",
+            )
+        return True
+    if kind != "":
+        raise table.error(row, "type", f"{table.text(row, 'type')!r} is not a bus type; write ref for the reference bus, else leave it blank")
+    return False
+
+
+def _read_lines(folder: Path, prefix: str, buses: list[Bus], first_line: dict[int, int],
+                notes: list[str]) -> tuple[list[Line], list[int], list[int]]:
+    """lines.csv: the lines in service, the positions of the unrated ones and their file lines."""
     table = read_table(folder / "lines.csv", f"{prefix}/lines.csv", ("from", "to"), LINE_COLUMNS[2:])
     kept: list[tuple[CsvRow, int, int]] = []
     dropped = 0
@@ -344,43 +380,31 @@ def load_csv_case(
             unrated.append(len(lines))
             unrated_rows.append(row.line)
         lines.append(Line(line_name, start, end, rating if rating > 0 else math.inf, reactance))
+    return lines, unrated, unrated_rows
 
-    # Generators.
+
+def _read_generators(folder: Path, prefix: str, first_line: dict[int, int],
+                     notes: list[str]) -> list[tuple[int, float, float]]:
+    """generators.csv, when there is one: (bus, output, maximum) of each generator in service."""
     generators: list[tuple[int, float, float]] = []
-    if (folder / "generators.csv").is_file():
-        table = read_table(folder / "generators.csv", f"{prefix}/generators.csv", GENERATOR_COLUMNS[:3], GENERATOR_COLUMNS[3:])
-        off = 0
-        for row in table.rows:
-            bus = table.bus(row, "bus")
-            if bus not in first_line:
-                raise table.error(row, "bus", f"bus {bus} is not in buses.csv; add it there or fix the number")
-            output = table.number(row, "output_mw")
-            maximum = table.number(row, "max_mw")
-            for column, value in (("output_mw", output), ("max_mw", maximum)):
-                if value is None:
-                    raise table.error(row, column, "blank; give a number of MW")
-            if table.flag(row, "in_service"):
-                assert output is not None and maximum is not None
-                generators.append((bus, output, maximum))
-            else:
-                off += 1
-        if off:
-            notes.append(f"{off} out-of-service generators (in_service = 0) dropped")
-
-    tables = CaseTables(
-        name=name,
-        label=label,
-        buses=buses,
-        lines=lines,
-        reference_bus=reference_bus,
-        generators=generators,
-        unrated=unrated,
-        notes=notes,
-        line_word="lines",
-        unrated_what="lines without rating_mw",
-        unrated_hint=(
-            f"(rating_mw blank or 0), e.g. line {lines[unrated[0]].name} (lines.csv line {unrated_rows[0]})"
-            if unrated else ""
-        ),
-    )
-    return assemble_network(tables, rule, slack), len(unrated)
+    if not (folder / "generators.csv").is_file():
+        return generators
+    table = read_table(folder / "generators.csv", f"{prefix}/generators.csv", GENERATOR_COLUMNS[:3], GENERATOR_COLUMNS[3:])
+    off = 0
+    for row in table.rows:
+        bus = table.bus(row, "bus")
+        if bus not in first_line:
+            raise table.error(row, "bus", f"bus {bus} is not in buses.csv; add it there or fix the number")
+        output = table.number(row, "output_mw")
+        maximum = table.number(row, "max_mw")
+        for column, value in (("output_mw", output), ("max_mw", maximum)):
+            if value is None:
+                raise table.error(row, column, "blank; give a number of MW")
+        if table.flag(row, "in_service"):
+            assert output is not None and maximum is not None
+            generators.append((bus, output, maximum))
+        else:
+            off += 1
+    if off:
+        notes.append(f"{off} out-of-service generators (in_service = 0) dropped")
+    return generators
