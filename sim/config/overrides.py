@@ -6,6 +6,9 @@ An override names a field by its path in the TOML file (tables by dots, array en
 ``network.case=ieee37`` needs no quotes. Overrides are applied to the file's table before
 validation, so they are checked like the file and land in the effective config.toml. The same
 overrides drive a sweep's runs (sim/studies/sweep.py).
+
+``--unset KEY`` removes a table or a field (``--unset price`` runs a config without its study
+after the auction); --set and --unset apply in the order given.
 """
 
 from __future__ import annotations
@@ -26,16 +29,23 @@ _PART = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
 
 @dataclass(frozen=True)
 class Override:
-    """One field's new value: ``path`` as table keys and list indices, and the text it came from."""
+    """One field's new value: ``path`` as table keys and list indices, and the text it came from;
+    ``unset``: the field is removed instead."""
 
     path: tuple[str | int, ...]
     value: Any
     text: str
+    unset: bool = False
 
     @property
     def key(self) -> str:
         """The path as written (``bidders[0].values.firm@3``)."""
         return self.text.split("=", 1)[0].strip()
+
+    @property
+    def option(self) -> str:
+        """How the command line wrote it, for messages."""
+        return f"--unset {self.text}" if self.unset else f"--set {self.text}"
 
 
 def parse_path(key: str) -> tuple[str | int, ...]:
@@ -68,6 +78,13 @@ def parse_override(text: str) -> Override:
     return Override(parse_path(key), parse_value(value.strip()), text)
 
 
+def parse_unset(text: str) -> Override:
+    """``KEY`` of ``--unset KEY`` as an Override that removes the field."""
+    if not text.strip() or "=" in text:
+        raise ValueError(f"{text!r}: --unset takes a field path without a value, e.g. --unset price")
+    return Override(parse_path(text), None, text.strip(), unset=True)
+
+
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
     """A copy of the config table ``raw`` with each override set in turn (missing tables are
     created; a path through a value that is not a table or list is an error naming it)."""
@@ -75,9 +92,28 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[Override]) -> di
     for override in overrides:
         node: Any = out
         for depth, part in enumerate(override.path[:-1]):
+            if override.unset and not _holds(node, part):
+                raise OverrideError(f"{override.option}: {_where(override, depth)} is not in the config; "
+                                    "check the path")
             node = _step(node, part, override.path[depth + 1], override, depth)
-        _assign(node, override.path[-1], override.value, override)
+        if override.unset:
+            _remove(node, override.path[-1], override)
+        else:
+            _assign(node, override.path[-1], override.value, override)
     return out
+
+
+def _holds(node: Any, part: str | int) -> bool:
+    if isinstance(part, int):
+        return isinstance(node, list) and part < len(node)
+    return isinstance(node, dict) and part in node
+
+
+def _remove(node: Any, part: str | int, override: Override) -> None:
+    if not _holds(node, part):
+        raise OverrideError(f"{override.option}: {_where(override, len(override.path) - 1)} is not in the config; "
+                            "check the path")
+    del node[part]
 
 
 def _where(override: Override, depth: int) -> str:
@@ -90,19 +126,19 @@ def _where(override: Override, depth: int) -> str:
 def _step(node: Any, part: str | int, following: str | int, override: Override, depth: int) -> Any:
     if isinstance(part, int):
         if not isinstance(node, list) or part >= len(node):
-            raise OverrideError(f"--set {override.text}: {_where(override, depth)} does not exist "
+            raise OverrideError(f"{override.option}: {_where(override, depth)} does not exist "
                               f"(the list has {len(node) if isinstance(node, list) else 0} entries)")
         return node[part]
     if not isinstance(node, dict):
-        raise OverrideError(f"--set {override.text}: {_where(override, depth - 1)} is not a table")
+        raise OverrideError(f"{override.option}: {_where(override, depth - 1)} is not a table")
     if part not in node:
         node[part] = [] if isinstance(following, int) else {}
     child = node[part]
     if isinstance(following, int) and not isinstance(child, list):
-        raise OverrideError(f"--set {override.text}: {_where(override, depth)} is not a list; drop the [index]")
+        raise OverrideError(f"{override.option}: {_where(override, depth)} is not a list; drop the [index]")
     if isinstance(following, str) and not isinstance(child, dict):
         kind = "a list; index it as " + _where(override, depth) + "[0]" if isinstance(child, list) else "not a table"
-        raise OverrideError(f"--set {override.text}: {_where(override, depth)} is {kind}")
+        raise OverrideError(f"{override.option}: {_where(override, depth)} is {kind}")
     return child
 
 
@@ -110,9 +146,9 @@ def _assign(node: Any, part: str | int, value: Any, override: Override) -> None:
     depth = len(override.path) - 1
     if isinstance(part, int):
         if not isinstance(node, list) or part >= len(node):
-            raise OverrideError(f"--set {override.text}: {_where(override, depth)} does not exist")
+            raise OverrideError(f"{override.option}: {_where(override, depth)} does not exist")
         node[part] = value
     elif isinstance(node, dict):
         node[part] = value
     else:
-        raise OverrideError(f"--set {override.text}: {_where(override, depth - 1)} is not a table")
+        raise OverrideError(f"{override.option}: {_where(override, depth - 1)} is not a table")

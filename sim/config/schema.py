@@ -619,11 +619,24 @@ def read_config_file(path: Path, what: str = "config") -> dict[str, Any]:
 
 
 def with_overrides(raw: Mapping[str, Any], sets: Sequence[Override]) -> dict[str, Any]:
-    """``raw`` with the ``--set`` overrides applied (sim/config/overrides.py)."""
+    """``raw`` with the ``--set``/``--unset`` overrides applied (sim/config/overrides.py).
+
+    Choosing another mechanism (``--set mechanism.kind=clock``) drops the rule tables of the
+    others that came from the file (``[auction]`` of the SAA, ...), which only one mechanism may
+    have; rule tables the overrides themselves set stay, and are checked as usual.
+    """
     try:
-        return apply_overrides(raw, sets)
+        out = apply_overrides(raw, sets)
     except OverrideError as error:
         raise ConfigError(str(error)) from None
+    kinds = [o for o in sets if o.path == ("mechanism", "kind") and not o.unset]
+    if kinds:
+        chosen = out.get("mechanism", {}).get("kind")
+        named = {o.path[0] for o in sets if not o.unset}
+        for spec in MECHANISMS.values():
+            if spec.kind != chosen and spec.table in out and spec.table not in named:
+                del out[spec.table]
+    return out
 
 
 def load_config(path: Path, overrides: Mapping[str, Any] | None = None,

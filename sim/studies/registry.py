@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from grid.solvers.names import SOLVERS
-from sim.config.overrides import Override, parse_override
+from sim.config.overrides import Override, parse_override, parse_unset
 
 Progress = Callable[[str], None]
 
@@ -64,10 +64,20 @@ def _override(text: str) -> Override:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _unset(text: str) -> Override:
+    try:
+        return parse_unset(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _common(parser: argparse.ArgumentParser, *, what: str) -> None:
     parser.add_argument("--set", type=_override, action="append", default=[], metavar="KEY=VALUE", dest="sets",
                         help="override a config field, e.g. --set auction.increment=2 (repeatable; the value is "
                         "TOML, or a plain string)")
+    parser.add_argument("--unset", type=_unset, action="append", dest="sets", metavar="KEY",
+                        help="remove a config table or field, e.g. --unset price (repeatable; applied in order "
+                        "with --set)")
     parser.add_argument("--seed", type=_seed, help="override the config's seed (a non-negative integer)")
     parser.add_argument("--solver", choices=SOLVERS, help="override the config's solver")
     parser.add_argument("--force", action="store_true", help=f"replace an existing {what}")

@@ -3,6 +3,7 @@ override against the same run from an edited file."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sim.config.overrides import (
     apply_overrides,
     parse_override,
     parse_path,
+    parse_unset,
     parse_value,
 )
 
@@ -106,3 +108,52 @@ def test_set_reaches_the_plan_price_and_capacity_studies(tmp_path):
     assert main(["capacity", "ieee14", "--out", str(tmp_path / "c"), "--quiet", "--verify", "0",
                  "--set", "load.scenarios=300"]) == 0
     assert tomllib.loads((tmp_path / "c" / "config.toml").read_text())["load"]["scenarios"] == 300
+
+
+def test_unset_removes_a_table_or_field_in_order_with_set():
+    raw = {"seed": 1, "price": {"total_kw": 900}, "bidders": [{"name": "A", "values": {"x": 1, "y": 2}}]}
+    out = apply_overrides(raw, [parse_unset("price"), parse_unset("bidders[0].values.y"),
+                                parse_override("price.total_kw=5"), parse_unset("seed")])
+    assert out == {"price": {"total_kw": 5}, "bidders": [{"name": "A", "values": {"x": 1}}]}
+    assert raw["price"] == {"total_kw": 900}  # a copy
+
+
+@pytest.mark.parametrize("text, message", [
+    ("pricee", "--unset pricee: pricee is not in the config; check the path"),
+    ("bidders[3].name", r"--unset bidders\[3\].name: bidders\[3\] is not in the config"),
+    ("auction.increment.x", r"--unset auction.increment.x: auction.increment is not a table"),
+])
+def test_unset_of_what_is_not_there_names_the_place(text, message):
+    raw = {"seed": 1, "auction": {"increment": 1}, "bidders": [{"name": "A"}]}
+    with pytest.raises(OverrideError, match=message):
+        apply_overrides(raw, [parse_unset(text)])
+
+
+def test_unset_price_equals_the_run_of_the_file_without_it(tmp_path):
+    """Same bytes as the edited file, config.toml included."""
+    source = EXPERIMENTS / "ieee37_auction_price.toml"
+    data = tomllib.loads(source.read_text())
+    del data["price"]
+    edited = tmp_path / source.name
+    edited.write_text(tomli_w.dumps(data))
+    assert main(["run", str(edited), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main(["run", str(source), "--out", str(tmp_path / "b"), "--quiet", "--unset", "price"]) == 0
+    assert not (tmp_path / "b" / "price").exists()
+    for path in sorted((tmp_path / "a").iterdir()):
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
+
+
+def test_choosing_another_mechanism_drops_the_rule_tables_of_the_file(tmp_path, capsys):
+    """--set mechanism.kind on a config with [auction]: the SAA's rules leave, the clock's are checked."""
+    source = str(EXPERIMENTS / "paper_4bus_additive.toml")
+    assert main(["run", source, "--out", str(tmp_path / "x"), "--quiet", "--set", "mechanism.kind=clock"]) == 2
+    assert "clock: missing [clock]; the 'clock' mechanism needs its rules (increment)" in capsys.readouterr().err
+    assert main(["run", source, "--out", str(tmp_path / "c"), "--quiet", "--set", "mechanism.kind=clock",
+                 "--set", "clock.increment=2"]) == 0
+    effective = tomllib.loads((tmp_path / "c" / "config.toml").read_text())
+    assert effective["mechanism"]["kind"] == "clock" and "auction" not in effective
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["mechanism"] == "clock"
+    # A rule table the overrides set themselves is kept, and refused for another mechanism as usual.
+    assert main(["run", source, "--out", str(tmp_path / "y"), "--quiet", "--set", "mechanism.kind=vcg",
+                 "--set", "clock.increment=2"]) == 2
+    assert "[clock] holds the rules of the 'clock' mechanism" in capsys.readouterr().err
