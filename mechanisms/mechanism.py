@@ -52,7 +52,21 @@ class Standing:
 
 
 @dataclass(frozen=True)
+class WithdrawnBid:
+    """A standing bid withdrawn in a round (the SAA's FCC bid withdrawal), as the auction logged it."""
+
+    round: int
+    bidder: str
+    product: str
+    price: float  # the withdrawn standing bid ($)
+    reoffered_at: float  # the product's minimum bid from the next round until someone bids ($)
+
+
+@dataclass(frozen=True)
 class RoundResult:
+    """Everything a round did: the history of a run is the sequence of these (sim/market/model.py
+    records each once, in its DataCollector tables)."""
+
     round: int
     bids: tuple[Bid, ...]  # every message of the round, in product order then bidder order
     standings: Mapping[str, Standing | None]  # after the round, every product
@@ -60,6 +74,7 @@ class RoundResult:
     # SAA detail: products whose standing changed this round, and the bidders tied on each.
     new_standings: Mapping[str, Standing] = field(default_factory=dict)
     ties: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    withdrawals: tuple[WithdrawnBid, ...] = ()  # bids withdrawn this round (SAA)
 
 
 @dataclass(frozen=True)

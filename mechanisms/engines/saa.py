@@ -33,6 +33,7 @@ from mechanisms.mechanism import (
     Outcome,
     RoundResult,
     Standing,
+    WithdrawnBid,
     checked_market,
     payments_of,
 )
@@ -181,17 +182,6 @@ class Withdrawal:
 
     bidder: str
     product: str
-
-
-@dataclass(frozen=True)
-class WithdrawnBid:
-    """A withdrawal as the auction logged it (`SimultaneousAscendingAuction.withdrawal_log`)."""
-
-    round: int
-    bidder: str
-    product: str
-    price: float  # the withdrawn standing bid ($)
-    reoffered_at: float  # the product's minimum bid from the next round until someone bids ($)
 
 
 @dataclass(frozen=True)
@@ -481,6 +471,7 @@ class SimultaneousAscendingAuction(RoundBook):
             ties=ties,
             standings=dict(self._standings),
             closed=self.closed,
+            withdrawals=tuple(w for w in self.withdrawal_log if w.round == round_number),
         )
 
     def outcome(self) -> Outcome:

@@ -68,8 +68,8 @@ class MarketModel(mesa.Model):
         catalog = self._quantify(possible)
         self._register_bidders(bidder_specs, catalog)
         self.mechanism: Mechanism = self._build_mechanism(market, rules)
-        self.round_results: list[RoundResult] = []
-        self._withdrawals_logged = 0
+        # The history lives in the DataCollector's tables; the last round is kept for viewers.
+        self.last_round: RoundResult | None = None
         self._ballot: list = []
         self.posted_state = self.mechanism.state()
         self.datacollector = mesa.DataCollector(
@@ -165,7 +165,7 @@ class MarketModel(mesa.Model):
         if not self.running:  # a closed auction has no more rounds (a viewer may step on)
             return
         result = play_round(self.mechanism, self._collect)
-        self.round_results.append(result)
+        self.last_round = result
         for bid in result.bids:
             self.datacollector.add_table_row(
                 "bids", {"round": result.round, "bidder": bid.bidder, "product": bid.product, "amount": bid.amount}
@@ -181,12 +181,10 @@ class MarketModel(mesa.Model):
                     "standing_price": standing.price if standing else 0.0,
                 },
             )
-        withdrawn = getattr(self.mechanism, "withdrawal_log", [])
-        for entry in withdrawn[self._withdrawals_logged:]:
+        for entry in result.withdrawals:
             self.datacollector.add_table_row("withdrawals", {
                 "round": entry.round, "bidder": entry.bidder, "product": entry.product,
                 "price": entry.price, "reoffered_at": entry.reoffered_at})
-        self._withdrawals_logged = len(withdrawn)
         self.progress(f"round {result.round}: {len(result.bids)} new bids")
         if result.closed:
             self.running = False

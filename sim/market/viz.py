@@ -25,9 +25,9 @@ from sim.market.view_env import VIEW_CONFIG_ENV
 
 def standings(model: MarketModel) -> list[tuple[str, str, float]]:
     """(product, standing bidder or "", price in $) after the model's last round."""
-    if not model.round_results:
+    if model.last_round is None:
         return [(p, "", 0.0) for p in model.mechanism.products]
-    last = model.round_results[-1].standings
+    last = model.last_round.standings
     return [(p, last[p].bidder if last[p] else "", float(last[p].price) if last[p] else 0.0)
             for p in model.mechanism.products]
 
@@ -42,7 +42,7 @@ def _html_table(headers: list[str], rows: list[tuple[Any, ...]]) -> str:
 @solara.component
 def Standings(model: MarketModel) -> None:
     update_counter.get()  # re-render after every step
-    rounds = len(model.round_results)
+    rounds = model.mechanism.rounds_run
     state = "the auction has closed" if not model.running else "the auction is open"
     now = standings(model)
     rows = [(p, b or "-", f"{price:,.2f}") for p, b, price in now]

@@ -203,6 +203,7 @@ def test_a_withdrawn_product_is_reoffered_at_the_second_highest_bid_and_the_with
     result = auction.run_round([Withdrawal("A", "P")])
     assert result.standings == {"P": None} and not result.closed and result.bids == ()
     assert auction.withdrawal_log == [WithdrawnBid(3, "A", "P", 10, 7)]
+    assert result.withdrawals == (WithdrawnBid(3, "A", "P", 10, 7),)  # the round carries its own
     assert auction.minimum_bid("P") == 7  # B's bid, the second highest received
     assert auction.state().withdrawals_left == {"A": 0, "B": 1, "C": 1}
     auction.run_round([Bid("B", "P", 7)])

@@ -39,10 +39,10 @@ def test_model_registers_agents_and_steps_are_rounds():
     assert [p.id for p in model.products] == ["firm@3", "flex@3", "firm@4", "flex@4"]
     outcome = model.run_auction()
     assert model.steps == outcome.rounds_run == 5 and not model.running
-    assert [r.round for r in model.round_results] == [1, 2, 3, 4, 5]
     bids = model.datacollector.get_table_dataframe("bids")
     rounds = model.datacollector.get_table_dataframe("rounds")
-    assert len(bids) == sum(len(r.bids) for r in model.round_results) == 11
+    assert sorted(set(rounds["round"])) == [1, 2, 3, 4, 5] and model.last_round.round == 5 and model.last_round.closed
+    assert len(bids) == 11 and set(bids["round"]) == {1, 2, 3, 4}  # round 5 closed without bids
     assert len(rounds) == 5 * 4
     last = rounds[rounds["round"] == 5].set_index("product")
     assert last.loc["firm@3", "standing_bidder"] == "B2" and last.loc["firm@3", "standing_price"] == 20
