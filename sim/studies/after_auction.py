@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from sim.config.schema import ExperimentConfig
-from sim.studies.command import StudyResult
+from sim.studies.result import StudyResult
 
 Progress = Callable[[str], None]
 

@@ -34,7 +34,7 @@ from sim.report.text import (
     round_table,
 )
 from sim.studies.after_auction import AfterAuction
-from sim.studies.result import RunResult
+from sim.studies.result import AuctionResult, StudyResult
 
 Progress = Callable[[str], None]
 
@@ -173,31 +173,43 @@ def run_experiment(
     progress: Progress = lambda _: None,
     sets: Sequence[Override] = (),
     plots: bool = False,
-) -> RunResult:
+) -> AuctionResult:
+    """`dcmarket run`: load the config, refuse a bad --out first, run, write the directory."""
     config = load_config(config_path, {"seed": seed, "solver": solver}, sets)
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
+    result = auction_study(config, config_path, plots=plots, summary_only=summary_only, progress=progress)
+    result.write(out, force=force)
+    return result
+
+
+def auction_study(config: ExperimentConfig, config_path: Path, *, plots: bool = False, summary_only: bool = False,
+                  progress: Progress = lambda _: None) -> AuctionResult:
+    """The auction and the studies after it, in process; nothing is written.
+
+    ``config_path`` names the config in messages, and its folder is where relative paths start.
+    """
     if config.network is not None:
         check_solver(config.solver)
     followers = [(study, study.check(config, config_path)) for study in after_auction_studies()
                  if getattr(config, study.table) is not None]
     with named_after(config_path):
         model = MarketModel(config, base_dir=config_path.parent, progress=progress)
-    model.run_auction()
+    outcome = model.run_auction()
     summary = build_summary(model)
     bids, rounds = _table_rows(model)
-
     files = _auction_files(model, config, summary, bids, rounds)
     report = render_report(summary, bids, rounds, summary_only=summary_only)
     if plots:
         files.update(_run_figures(model, summary, rounds))
+    after: dict[str, StudyResult] = {}
     for study, checked in followers:
-        section, result = study.run(model, summary, config, config_path, checked, progress)
+        section, after[study.table] = study.run(model, summary, config, config_path, checked, progress)
         summary[study.table] = section
-        files.update(_nested(study.folder, result.files))
-        report += f"\n\n{study.heading} (files in {study.folder}/):\n" + result.report
+        files.update(_nested(study.folder, after[study.table].files))
+        report += f"\n\n{study.heading} (files in {study.folder}/):\n" + after[study.table].report
     files[outputs.SUMMARY] = outputs.json_bytes(summary)  # last: the studies after the auction add to it
-    outputs.write_run_directory(out, files, force=force)
-    return RunResult(config=config, summary=summary, files=files, report=report)
+    return AuctionResult(summary, files, report, config=config, outcome=outcome, products=model.products,
+                         capacity=model.capacity.study, after=after)
 
 
 def _auction_files(model: MarketModel, config: ExperimentConfig, summary: Mapping[str, Any],

@@ -46,7 +46,7 @@ from sim.studies.registry import (
     DEFAULT_SCENARIOS,
     DEFAULT_VERIFY,
 )
-from sim.studies.result import RunResult
+from sim.studies.result import CapacityResult
 
 Progress = Callable[[str], None]
 
@@ -134,9 +134,20 @@ def run_capacity(
     theory: bool = True,
     force: bool = False,
     progress: Progress = lambda _: None,
-) -> RunResult:
+) -> CapacityResult:
+    """`dcmarket capacity`: read the target, refuse a bad --out first, run, write the directory."""
     config, base_dir, source = read_target(target, overrides)
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
+    result = capacity_run(config, base_dir, source=source, verify=verify, theory=theory, progress=progress)
+    result.write(out, force=force)
+    return result
+
+
+def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path | None = None,
+                 verify: int = DEFAULT_VERIFY, theory: bool = True,
+                 progress: Progress = lambda _: None) -> CapacityResult:
+    """The capacity study and its risk check, in process; nothing is written. ``source`` names
+    the config in messages."""
     check_solver(config.solver)
     grid_config = config.product_grid
     assert grid_config is not None
@@ -203,14 +214,13 @@ def run_capacity(
     files[outputs.RISK_CHECK] = outputs.csv_bytes(RISK_COLUMNS, [c.as_dict() for c in checks or []])
     progress("capacity map")
     files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
-    outputs.write_run_directory(out, files, force=force)
-
     sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
                 + products_table(summary["products"][:30])
                 + (f"\n... {len(offered) - 30} more (all in products.csv)" if len(offered) > 30 else "")]
     sections.append(risk_text(checks, study.risk_mode, sample=sample_kind) if checks is not None
                     else f"Risk check: skipped ({skipped})")
-    return RunResult(config=config, summary=summary, files=files, report="\n\n".join(sections))
+    return CapacityResult(summary, files, "\n\n".join(sections), config=config, study=study, products=tuple(offered),
+                          withheld=tuple(withheld), checks=None if checks is None else tuple(checks))
 
 
 def command(args: argparse.Namespace, progress: Progress) -> int:

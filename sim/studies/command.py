@@ -5,9 +5,8 @@ write the files with the effective config, print the report. One place for that 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from sim.config.schema import (
     ExperimentConfig,
@@ -17,15 +16,7 @@ from sim.config.schema import (
 )
 from sim.errors import named_after
 from sim.output import files as outputs
-
-
-@dataclass(frozen=True)
-class StudyResult:
-    """What a study hands back: its summary, its files by name and its report for the terminal."""
-
-    summary: dict[str, Any]
-    files: dict[str, bytes]
-    report: str
+from sim.studies.result import StudyResult
 
 
 def study_command(args: argparse.Namespace, command: str, study: Callable[[ExperimentConfig], StudyResult],
@@ -35,10 +26,14 @@ def study_command(args: argparse.Namespace, command: str, study: Callable[[Exper
     out = args.out or Path("runs") / f"{args.config.stem}-{command}"
     outputs.check_out_dir(out, args.force)
     with named_after(args.config):
-        result = study(config)
-    files = dict(result.files)
-    files[outputs.CONFIG] = dump_config(effective_config(config), command).encode("utf-8")
-    outputs.write_run_directory(out, files, force=args.force)
+        result = with_config(study(config), config, command)
+    result.write(out, force=args.force)
     print(result.report)
     print(f"\n{label} directory: {out}")
     return 0
+
+
+def with_config(result: StudyResult, config: ExperimentConfig, command: str) -> StudyResult:
+    """A study's result as its own directory: its files and the effective config that re-runs it."""
+    files = {**result.files, outputs.CONFIG: dump_config(effective_config(config), command).encode("utf-8")}
+    return StudyResult(result.summary, files, result.report)

@@ -52,7 +52,8 @@ from sim.errors import named_after
 from sim.output import files as outputs
 from sim.random_streams import stream
 from sim.studies.after_auction import AfterAuction, Market
-from sim.studies.command import StudyResult, study_command
+from sim.studies.command import study_command
+from sim.studies.result import StudyResult
 
 Progress = Callable[[str], None]
 

@@ -47,7 +47,8 @@ from sim.config.schema import ConfigError, ExperimentConfig
 from sim.errors import named_after
 from sim.output import files as outputs
 from sim.studies.after_auction import AfterAuction, Market
-from sim.studies.command import StudyResult, study_command
+from sim.studies.command import study_command
+from sim.studies.result import StudyResult
 
 Progress = Callable[[str], None]
 
