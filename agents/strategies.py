@@ -106,7 +106,7 @@ class Straightforward:
 
 
 class JumpFields(Settings):
-    increments: int = Field(default=3, ge=1, le=1000)
+    increments: int = Field(default=3, ge=1, le=1000, description="the most increments a new bid jumps")
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class Jump(Straightforward):
 
 
 class DemandReductionFields(Settings):
-    keep: int = Field(default=1, ge=1)
+    keep: int = Field(default=1, ge=1, description="once it holds this many products, it bids only to keep them")
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class DemandReduction(Straightforward):
 
 
 class BudgetFields(Settings):
-    budget_usd: float = Field(gt=0, le=MAX_MONEY)
+    budget_usd: float = Field(gt=0, le=MAX_MONEY, description="the most it commits: held products at their prices plus new bids")
 
 
 @dataclass(frozen=True)
