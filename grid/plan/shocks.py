@@ -1,6 +1,6 @@
 """Demand-shock scenarios: seeded Monte Carlo of AI data-center load deviating from schedule.
 
-Spec section 5 of fcm-two-stage.md ("Demand-shock scenarios"), after NERC's large-load work:
+The demand-shock scenarios of docs/models/plan.md#fcm-5, after NERC's large-load work:
 AI data centers ramp by hundreds of MW within seconds at transmission level, and training loads
 drop suddenly and recover. On a distribution feeder each data center is a site of a few MW; this
 module draws, per scenario and site, at most one event in a window of ``window_min`` minutes:
