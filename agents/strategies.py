@@ -7,7 +7,7 @@ its strategy as a string (`strategy = "jump"`) or as a table with the strategy's
 (`strategy = { name = "budget_limited", budget_usd = 400 }`).
 
 - `straightforward` (default): a surplus-maximising bundle at the posted prices, every round
-  (Definition 2, spec 4.2); the true valuation where a mechanism asks for one. Under an
+  (Definition 2, docs/models/auction.md#ca-4-2); the true valuation where a mechanism asks for one. Under an
   eligibility limit (FCC activity rule) it drops, one at a time, the new product whose loss
   costs the least surplus until the bundle fits.
 - `jump` (SAA): straightforward, but each new bid jumps ``increments`` increments above the
@@ -46,7 +46,7 @@ class BiddingStrategy(Protocol):
 
 
 def demanded_bundle(bidder: str, valuation: ValuationProfile, state: DemandQuery, ties: BundleTiePolicy) -> frozenset[str]:
-    """A surplus-maximising bundle at the prices the state quotes this bidder (spec (6)), the
+    """A surplus-maximising bundle at the prices the state quotes this bidder (docs/models/auction.md#eq-c-6), the
     best one under its tie policy. Only the products the valuation cares about are priced."""
     interest = valuation.interest()
     among = None if interest is None else interest | state.held_by(bidder)

@@ -87,7 +87,7 @@ def _cases(_: argparse.Namespace) -> int:
             for c in describe_cases()]
     print(format_table(["case", "buses", "lines", "generators", "load (MW)", "source", "ratings"], rows,
                        [False, True, True, True, True, False, False]))
-    print("\nAny MATPOWER .m file or CSV case folder also works as a case (see README).")
+    print("\nAny MATPOWER .m file or CSV case folder also works as a case (see docs/reference/cases.md).")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The ``[plan]`` table: the flexible-capacity plan study (spec `fcm-two-stage.md`).
+"""The ``[plan]`` table: the flexible-capacity plan study (docs/models/plan.md).
 
 Declared here and registered by the plan study (sim/studies/registry.py), so `dcmarket plan` and a run
 with a ``[plan]`` table read the same fields. Every field is checked with a one-line error that
@@ -121,7 +121,7 @@ class PlanConfig(Settings):
     mip_gap: float = Field(default=1e-3, gt=0, lt=1, description="the relative MIP gap at which the solver stops")
     time_limit_s: float | None = Field(default=300.0, gt=0, description="the solver's time limit per MILP")
 
-    # `lambda` is the spec's name and a Python keyword: the field is `lam`; configs (read and
+    # `lambda` is the model's name and a Python keyword: the field is `lam`; configs (read and
     # written) say `lambda`.
     model_config = Settings.model_config | {"validate_by_name": False, "serialize_by_alias": True}
     field_aliases = {"lam": "lambda"}

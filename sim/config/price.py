@@ -1,5 +1,5 @@
-"""The ``[price]`` table: DLMP coordination of a data-center aggregator with the DSO (spec
-`dlmp-bilevel.md`).
+"""The ``[price]`` table: DLMP coordination of a data-center aggregator with the DSO
+(docs/models/dlmp.md).
 
 Declared here and registered by the price study (sim/studies/registry.py), so `dcmarket price` and a run
 with a ``[price]`` table read the same fields. Types and ranges are checked here; the checks that
