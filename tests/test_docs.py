@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import re
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,58 @@ def test_generated_pages_are_in_the_site(site):
     cli = (out / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert 'id="profile-per-mw"' in config and "<code>outage_penalty</code>" in config
     assert 'id="sweep"' in cli and "<code>--workers</code>" in cli
+
+
+# --------------------------------------------------------------------------- the code's citations
+# Where code comments and docstrings may cite the docs: the four packages, experiments and tests.
+CITING = ("sim", "grid", "agents", "mechanisms", "experiments", "tests")
+# Citations of the project's notes, which a clone does not have: "spec 4.2", "spec (6)", "Spec
+# section 5", "the spec's section 2", "spec `dlmp-bilevel.md`", "../shared/...", "the data note".
+NOTES = re.compile(r"shared/|\bdata note\b|\b[Ss]pec(?:'s)?\s+(?:sections?\s+)?(?:\(?\d|`?[\w-]+\.md|Def\.)")
+# A pointer into the README ("see README", 'README: "Reading the verdict"'): its sections moved into docs/.
+README = re.compile(r"\bREADME\b(?!\.md)")
+DOCS_PATH = re.compile(r"\bdocs/([\w/-]+\.md)(?:#([\w-]+))?")
+
+
+def _texts() -> list[tuple[str, str]]:
+    """Every comment and string literal of the citing code, as ("path:line", text)."""
+    kinds = {tokenize.COMMENT, tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
+    texts = []
+    for root in CITING:
+        for path in sorted((REPO / root).rglob("*.py")):
+            if path == Path(__file__).resolve():
+                continue  # this file spells the patterns out
+            with tokenize.open(path) as source:
+                for token in tokenize.generate_tokens(source.readline):
+                    if token.type in kinds:
+                        texts.append((f"{path.relative_to(REPO)}:{token.start[0]}", token.string))
+    return texts
+
+
+def test_code_cites_the_docs_not_the_notes():
+    wrong = [f"{where}: {match.group(0)!r}" for where, text in _texts()
+             for match in (*NOTES.finditer(text), *README.finditer(text))
+             if match.re is README or not DOCS_PATH.search(text)]
+    assert wrong == [], ("cite the docs page and anchor instead (e.g. docs/models/capacity.md#ca-5-1): "
+                         + "; ".join(wrong))
+
+
+def test_docs_cited_in_code_exist(site):
+    out, _ = site
+    ids: dict[str, set[str]] = {}
+    missing = []
+    for where, text in _texts():
+        for page, anchor in DOCS_PATH.findall(text):
+            if not (REPO / "docs" / page).is_file():
+                missing.append(f"{where}: docs/{page}")
+                continue
+            if anchor:
+                if page not in ids:
+                    built = out / Path(page).with_suffix("") / "index.html"
+                    if Path(page).name == "index.md":
+                        built = out / Path(page).parent / "index.html"
+                    ids[page] = set(re.findall(r'\bid="([^"]+)"', built.read_text(encoding="utf-8")))
+                if anchor not in ids[page]:
+                    missing.append(f"{where}: docs/{page}#{anchor}")
+    assert missing == []
+
