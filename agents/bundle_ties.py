@@ -1,14 +1,15 @@
 """Which of several equally good bundles a bidder bids on, chosen by name.
 
-Straightforward bidding (spec 4.2) says to bid on *a* bundle in the demand set; the paper does
-not say which when several tie (spec 7.11). Each rule here is a lexicographic order on bundles,
-given the products the bidder already holds (H) and product order:
+Straightforward bidding (docs/models/auction.md#ca-4-2) says to bid on *a* bundle in the demand set; the
+paper does not say which when several tie (docs/models/auction.md#ca-7-11). Each rule here is a lexicographic
+order on bundles, given the products the bidder already holds (H) and product order:
 
 - `largest`:    most products, then fewest new products (S minus H), then lowest product indices
 - `smallest`:   fewest products, then fewest new products, then lowest product indices
 - `fewest_new`: fewest new products, then lowest product indices of the new products
 - `paper` (default): `largest` in the opening round, `fewest_new` afterwards. This reproduces
-  Tables III and V up to the paper's arbitrary round-3 pick in Example 2 (spec 6.2).
+  Tables III and V up to the paper's arbitrary round-3 pick in Example 2
+  (docs/models/auction.md#ca-6-2).
 
 Only the new products matter for the bids, so "lowest product indices" compares the sorted
 indices of S minus H lexicographically.

@@ -63,8 +63,9 @@ def _blocks(kind: str, bus: int, tier: str | None, risk: float, capacity_mw: flo
 
 
 def products_from_study(study: CapacityStudy, block_mw: float | None = None) -> tuple[list[Product], list[Product]]:
-    """Spec 4.1, per candidate bus in bus order: the firm item (c_i, 0, i), then one incremental
-    item per risk tier (c^eps_k - c^eps_(k-1), eps_k, i), each split into blocks if asked.
+    """The products of docs/models/auction.md#ca-4-1, per candidate bus in bus order: the firm item
+    (c_i, 0, i), then one incremental item per risk tier (c^eps_k - c^eps_(k-1), eps_k, i), each
+    split into blocks if asked.
 
     Returns (offered, withheld).
     """

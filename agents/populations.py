@@ -5,8 +5,8 @@ the same config fields a user would write for that profile (so it goes through t
 validation) from one random stream: the same catalog, mix, size and seed give the same bidders.
 
 Values are drawn per MW, so that a product's value follows its capacity: a developer values a
-few buses (its candidate sites, 1 to 3 of them) at 5-30 $/MW per period, as in the spec's
-examples scaled to MW.
+few buses (its candidate sites, 1 to 3 of them) at 5-30 $/MW per period, as in the paper's
+examples (docs/models/auction.md#ca-6) scaled to MW.
 """
 
 from __future__ import annotations

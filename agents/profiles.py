@@ -181,8 +181,12 @@ def _bus_table(table: Mapping[str, Any], where: str, catalog: ProductCatalog) ->
 
 # -------------------------------------------------------------------------------- additive
 class AdditiveFields(ProfileFields):
-    """``values``: product id -> $; or ``value_per_mw``: product (or product without its block
-    number) -> $/MW, times each product's MW. One of the two."""
+    """A value per product; one of the two fields:
+
+    - ``values``: product id -> $;
+    - ``value_per_mw``: product id, or product without its block number (all its blocks) -> $/MW,
+      times each product's MW.
+    """
 
     profile_name: ClassVar[str] = "additive"
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("values", "value_per_mw"),)
@@ -201,6 +205,12 @@ def build_additive(fields: AdditiveFields, catalog: ProductCatalog) -> AdditiveV
 
 # ------------------------------------------------------------------------ symmetric concave
 class SymmetricConcaveFields(ProfileFields):
+    """A value by the number of products held.
+
+    - ``by_size``: the values ($) of 1, 2, ... products, concave (no marginal value above the one
+      before); flat beyond the last entry.
+    """
+
     profile_name: ClassVar[str] = "symmetric_concave"
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("by_size",),)
     by_size: list[Money] | None = None
@@ -230,11 +240,23 @@ def build_symmetric_concave(fields: SymmetricConcaveFields, catalog: ProductCata
 
 # --------------------------------------------------------------------------- bundle table
 class BundleEntry(Settings):
+    """One bundle of the XOR table.
+
+    - ``products``: the product ids of the bundle;
+    - ``value``: what the bundle is worth ($).
+    """
+
     products: list[str] = Field(min_length=1)
     value: Money
 
 
 class BundlesFields(ProfileFields):
+    """An XOR table with free disposal: a bundle is worth the largest value listed for a bundle
+    within it.
+
+    - ``bundles``: a list of ``{ products = [...], value = ... }``.
+    """
+
     profile_name: ClassVar[str] = "bundles"
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("bundles",),)
     bundles: list[BundleEntry] | None = None
@@ -336,7 +358,8 @@ def build_per_mw(fields: PerMWFields, catalog: ProductCatalog) -> PerMWValuation
 class BudgetCappedFields(ProfileFields):
     """Additive values capped at a budget: v(S) = min(budget_usd, sum of the values in S).
 
-    - ``values`` (product id -> $) or ``value_per_mw`` (product key -> $/MW), as for additive;
+    - ``values``: product id -> $, as for additive;
+    - ``value_per_mw``: product key -> $/MW, as for additive (instead of ``values``);
     - ``budget_usd``: the most any bundle is worth, > 0 (required).
     """
 
@@ -388,9 +411,11 @@ def build_complements(fields: ComplementsFields, catalog: ProductCatalog) -> Com
 
 # ------------------------------------------------------------------------------ aggregator
 class AggregatorFields(ProfileFields):
-    """``members``: a list of member data centers, each ``{name, profile, <that profile's
-    fields>}``; the aggregator's value for a bundle is the best assignment of its products to
-    them."""
+    """The aggregator's value for a bundle is the best assignment of its products to its members.
+
+    - ``members``: a list of member data centers, each ``{name, profile, <that profile's
+      fields>}``.
+    """
 
     profile_name: ClassVar[str] = "aggregator"
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("members",),)

@@ -7,7 +7,7 @@ its strategy as a string (`strategy = "jump"`) or as a table with the strategy's
 (`strategy = { name = "budget_limited", budget_usd = 400 }`).
 
 - `straightforward` (default): a surplus-maximising bundle at the posted prices, every round
-  (Definition 2, spec 4.2); the true valuation where a mechanism asks for one. Under an
+  (Definition 2, docs/models/auction.md#ca-4-2); the true valuation where a mechanism asks for one. Under an
   eligibility limit (FCC activity rule) it drops, one at a time, the new product whose loss
   costs the least surplus until the bundle fits.
 - `jump` (SAA): straightforward, but each new bid jumps ``increments`` increments above the
@@ -46,7 +46,7 @@ class BiddingStrategy(Protocol):
 
 
 def demanded_bundle(bidder: str, valuation: ValuationProfile, state: DemandQuery, ties: BundleTiePolicy) -> frozenset[str]:
-    """A surplus-maximising bundle at the prices the state quotes this bidder (spec (6)), the
+    """A surplus-maximising bundle at the prices the state quotes this bidder (docs/models/auction.md#eq-c-6), the
     best one under its tie policy. Only the products the valuation cares about are priced."""
     interest = valuation.interest()
     among = None if interest is None else interest | state.held_by(bidder)
@@ -106,7 +106,7 @@ class Straightforward:
 
 
 class JumpFields(Settings):
-    increments: int = Field(default=3, ge=1, le=1000)
+    increments: int = Field(default=3, ge=1, le=1000, description="the most increments a new bid jumps")
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class Jump(Straightforward):
 
 
 class DemandReductionFields(Settings):
-    keep: int = Field(default=1, ge=1)
+    keep: int = Field(default=1, ge=1, description="once it holds this many products, it bids only to keep them")
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class DemandReduction(Straightforward):
 
 
 class BudgetFields(Settings):
-    budget_usd: float = Field(gt=0, le=MAX_MONEY)
+    budget_usd: float = Field(gt=0, le=MAX_MONEY, description="the most it commits: held products at their prices plus new bids")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Valuation profiles of data-center bidders, each with its own demand oracle.
 
 A profile gives v(S) in $ for a bundle S of product ids (v(empty) = 0) and answers the demand
-question of spec (6) at posted prices: which bundle maximises v(S) - price(S), with ties settled
-by a `BundleRule` (agents/bundle_ties.py). Oracles exploit the profile's structure so that they
-do not enumerate 2^m bundles:
+question (C-6) of docs/models/auction.md#eq-c-6 at posted prices: which bundle maximises
+v(S) - price(S), with ties settled by a `BundleRule` (agents/bundle_ties.py). Oracles exploit the
+profile's structure so that they do not enumerate 2^m bundles:
 
 - `additive` (Condition 1): per product, keep it when its value covers its price.
 - `symmetric_concave` (Condition 2): the best bundle of each size k is the k cheapest products
@@ -21,7 +21,7 @@ do not enumerate 2^m bundles:
   synergy per extra complete site. Not gross substitutes; the best j sites are the j with the
   largest value net of cost, so scanning j is exact.
 
-Prices are >= 0 (spec (6)); the oracles rely on it.
+Prices are >= 0 (docs/models/auction.md#eq-c-6); the oracles rely on it.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def money_tolerance(*amounts: float) -> float:
 
 class ValuationProfile(ABC):
     kind: ClassVar[str]
-    # Kelso-Crawford gross substitutes (spec Def. 3), as the registry declares it.
+    # Kelso-Crawford gross substitutes (docs/models/auction.md#def-3), as the registry declares it.
     gross_substitutes: ClassVar[bool] = False
 
     @abstractmethod
@@ -104,7 +104,7 @@ def enumerate_maximisers(
     products: Sequence[str],
     prices: Mapping[str, float],
 ) -> list[frozenset[str]]:
-    """All surplus-maximising bundles by brute force over the 2^m subsets (spec (6))."""
+    """All surplus-maximising bundles by brute force over the 2^m subsets (docs/models/auction.md#eq-c-6)."""
     if len(products) > MAX_ENUMERATED_PRODUCTS:
         raise AgentConfigError(
             f"demand by enumeration covers 2^m bundles: {len(products)} products exceeds the limit of "

@@ -6,8 +6,8 @@ flexible capacity (eps = 0.05) with each formulation ("exact": CVaR per limit by
 an LP the size of the robust one; "scenario": LP (17) with one z per limit and scenario) and each
 solver (HiGHS; GLPK through Pyomo for the LP stages, its tie-break QP in HiGHS). Candidates: every
 load bus asks 100 MW on the real cases, whose background is the default base-load spread
-(``sample_base_load``); the paper case asks D = {3: 40, 4: 30} MW over the spec 5.1 truncated
-normals. The draws are seeded and the same for every method.
+(``sample_base_load``); the paper case asks D = {3: 40, 4: 30} MW over the truncated normals of
+docs/models/capacity.md#ca-5-1. The draws are seeded and the same for every method.
 
 Every measurement runs in a fresh subprocess (``--one SPEC``; short ones up to --repeats times, the
 fastest kept), which reports its own peak
@@ -69,7 +69,8 @@ if str(REPO) not in sys.path:  # run as a script: the packages are this checkout
 from sim.output.files import write_table_csv  # noqa: E402  (light: no numpy, no solver)
 
 PAPER_CASE = "paper-4bus"
-# Spec 5.1 background loads of the paper's case, as in experiments/paper_4bus_additive.toml:
+# The background loads of the paper's case (docs/models/capacity.md#ca-5-1), as in
+# experiments/paper_4bus_additive.toml:
 # bus -> (mean MW, variance MW^2, lower MW, upper MW).
 PAPER_LOADS = {1: (25.0, 5.0, 20.0, 30.0), 2: (25.0, 5.0, 20.0, 30.0),
                3: (15.0, 5.0, 10.0, 20.0), 4: (20.0, 5.0, 10.0, 30.0)}
@@ -690,7 +691,7 @@ def report(jobs: list[Job], args: argparse.Namespace, started: float, finished: 
                                             " (grid/ CHANGED during the run: results may mix versions)")) + ".",
         "",
         f"Settings: eps = {EPSILON:g}; real cases: every load bus asks {CASE_DEMAND_MW:g} MW over the default "
-        "base-load spread; paper-4bus: D = {3: 40, 4: 30} MW over the spec 5.1 loads; seed "
+        "base-load spread; paper-4bus: D = {3: 40, 4: 30} MW over the paper's loads; seed "
         f"{args.seed} (same draws for every method); capacity_study threads = {args.threads}; scenario-LP limit "
         f"{args.limit_seconds:g} s (other measurements {args.exact_limit_seconds:g} s); memory limit per "
         f"measurement: {memory}.",

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"gap {row['gap_pct']:.3f} %, objective {row['objective_usd']:,.0f} $")
         fill_comparisons(rows, mip_gap)
         write_csv(target, rows)
-    print(f"Flexible-capacity MILP (spec fcm-two-stage.md) on {data.network_name}, {args.config.name}: "
+    print(f"Flexible-capacity MILP (docs/models/plan.md) on {data.network_name}, {args.config.name}: "
           f"lambda {plan.lam:g}, alpha {plan.alpha:g}, DRO radius {plan.dro_radius:g}; mip_gap {mip_gap:g}, "
           f"time limit {args.time_limit:g} s per solve; GLPK up to S = {args.glpk_max_scenarios}; seed "
           f"{config.seed}\n")

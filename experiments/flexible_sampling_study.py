@@ -1,4 +1,4 @@
-"""How the 4-bus flexible increments depend on the scenario draw (spec 5.2).
+"""How the 4-bus flexible increments depend on the scenario draw (docs/models/capacity.md#ca-5-2).
 
 The paper reports increments of 6.3 and 5.6 MW for buses 3 and 4; our reconstruction of its load
 model gives about 7.1 and 5.4 MW. This study draws the 2,000-scenario sample many times (and

@@ -28,7 +28,7 @@ _GRID_ID = re.compile(r"^(firm|flex)@(-?\d+)(?::([0-9.e+-]+)%)?(?:#([1-9]\d*))?$
 
 @dataclass(frozen=True)
 class Product:
-    """One indivisible capacity item (spec 4.1).
+    """One indivisible capacity item (docs/models/auction.md#ca-4-1).
 
     ``risk`` is the probability that the capacity is interrupted: 0 for firm capacity,
     epsilon for an incremental flexible item. ``bus`` is None for abstract test items.

@@ -25,7 +25,8 @@ from sim.report.text import format_table, round_table
 from sim.studies.registry import STUDIES
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of `dcmarket`, one sub-command per study (docs/reference/cli.md is generated from it)."""
     parser = argparse.ArgumentParser(
         prog="dcmarket",
         description="Quantify grid capacity for AI data centers, sell it at auction, and plan "
@@ -86,7 +87,7 @@ def _cases(_: argparse.Namespace) -> int:
             for c in describe_cases()]
     print(format_table(["case", "buses", "lines", "generators", "load (MW)", "source", "ratings"], rows,
                        [False, True, True, True, True, False, False]))
-    print("\nAny MATPOWER .m file or CSV case folder also works as a case (see README).")
+    print("\nAny MATPOWER .m file or CSV case folder also works as a case (see docs/reference/cases.md).")
     return 0
 
 
@@ -160,7 +161,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         study = getattr(args, "study", None)
         if study is not None:

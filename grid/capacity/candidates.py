@@ -1,7 +1,8 @@
 """The candidate buses: where data centers ask to connect, and how much (D_i, MW).
 
-The candidate set is the complement of N_0 in spec (1a). It is derived here once, in network bus
-order, and every later stage (the capacity models, the products, the reports) takes it from here.
+The candidate set is the complement of N_0 in (C-1a), docs/models/capacity.md#eq-c-1a. It is
+derived here once, in network bus order, and every later stage (the capacity models, the products,
+the reports) takes it from here.
 """
 
 from __future__ import annotations

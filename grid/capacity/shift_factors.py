@@ -1,6 +1,7 @@
 """Shift-factor matrices H: line flows caused by nodal withdrawals (DC power flow).
 
-Convention (spec 2.1, 7.2): withdrawal-positive. ``H[l, j]`` is the flow on line ``l``, counted in
+Convention (docs/models/capacity.md#ca-2-1, docs/models/capacity.md#ca-7-2):
+withdrawal-positive. ``H[l, j]`` is the flow on line ``l``, counted in
 its from_bus -> to_bus direction, caused by withdrawing 1 MW at bus ``j`` and supplying it from the
 reference bus. Rows follow ``network.lines``, columns ``network.bus_numbers``; the reference bus
 column is zero.
@@ -27,7 +28,7 @@ _RHS_BLOCK = 1024
 
 
 def path_matrix(network: Network) -> np.ndarray:
-    """Spec (10): the radial path matrix, signed by line orientation.
+    """The radial path matrix (C-10), docs/models/capacity.md#eq-c-10, signed by line orientation.
 
     ``H[l, j]`` is +1 when line ``l`` lies on the path from the reference bus to bus ``j`` and is
     oriented away from the reference bus, -1 when it lies on that path but points towards the

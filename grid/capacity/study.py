@@ -146,9 +146,9 @@ class CapacityStudy:
     firm_budget: float | None = None
 
     def increments_mw(self, bus: int) -> list[float]:
-        """Spec 4.1 at one candidate bus: [c, c^eps_1 - c, c^eps_2 - c^eps_1, ...] (MW), the
-        firm product and each tier's incremental one. The nesting is a constraint of the tiers;
-        the clip only removes solver noise."""
+        """The products of docs/models/auction.md#ca-4-1 at one candidate bus: [c, c^eps_1 - c,
+        c^eps_2 - c^eps_1, ...] (MW), the firm product and each tier's incremental one. The
+        nesting is a constraint of the tiers; the clip only removes solver noise."""
         sizes, safer = [], 0.0
         for model in (self.firm, *self.tiers):
             value = model.capacity_mw[bus]

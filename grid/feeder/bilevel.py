@@ -1,7 +1,7 @@
-"""The aggregator's bilevel problem as one MILP (spec `dlmp-bilevel.md` sections 4-5: KKT + big-M +
-binary expansion + McCormick).
+"""The aggregator's bilevel problem as one MILP (docs/models/dlmp.md#dlmp-4 and
+docs/models/dlmp.md#dlmp-5: KKT + big-M + binary expansion + McCormick).
 
-Upper level (the data-center aggregator, spec section 4): place ``total_kw`` of data-center load
+Upper level (the data-center aggregator, docs/models/dlmp.md#dlmp-4): place ``total_kw`` of data-center load
 over its member sites in whole steps, and, in the SVG case, set each site's static var generator
 per phase, at least payment
 
@@ -113,7 +113,7 @@ class Decision:
 
 def aggregator_payment(sites: tuple[DataCenterSite, ...], decision: Decision, opf: OpfResult,
                        workload: Workload) -> float:
-    """Spec section 4's objective at one decision, with the OPF's prices ($/h)."""
+    """The aggregator's payment (docs/models/dlmp.md#eq-d-10) at one decision, with the OPF's prices ($/h)."""
     inputs = decision.opf_inputs(sites)
     total = 0.0
     for s in sites:
@@ -153,7 +153,8 @@ class BilevelResult:
     solve: MilpOutcome
 
 
-# How the payment's price x decision terms become linear (section 5, steps 3-5).
+# How the payment's price x decision terms become linear (docs/models/dlmp.md#eq-d-13 to
+# docs/models/dlmp.md#eq-d-15).
 LINEARIZATIONS = ("mccormick", "strong-duality")
 
 

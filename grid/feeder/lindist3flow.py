@@ -1,4 +1,4 @@
-"""LinDist3Flow (Arnold et al., PESGM 2016; spec `dlmp-bilevel.md` section 2, marked [R]) in Pyomo.
+"""LinDist3Flow (Arnold et al., PESGM 2016; docs/models/dlmp.md#eq-d-1) in Pyomo.
 
 Per segment i -> j, with w the squared phase-to-neutral voltage magnitudes (p.u.) and P, Q the
 per-phase flows into the segment:
@@ -25,7 +25,7 @@ _SQRT3 = math.sqrt(3.0)
 
 
 def coupling_matrices(r: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """M^P and M^Q of the spec's section 2 from a segment's 3x3 r and x (same units as r, x)."""
+    """M^P and M^Q (docs/models/dlmp.md#eq-d-2) from a segment's 3x3 r and x (same units as r, x)."""
     mp = np.array([
         [-2 * r[0, 0], r[0, 1] - _SQRT3 * x[0, 1], r[0, 2] + _SQRT3 * x[0, 2]],
         [r[1, 0] + _SQRT3 * x[1, 0], -2 * r[1, 1], r[1, 2] - _SQRT3 * x[1, 2]],

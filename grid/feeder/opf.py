@@ -1,4 +1,5 @@
-"""The DSO's three-phase OPF on LinDist3Flow and its DLMPs (spec `dlmp-bilevel.md` sections 2-3).
+"""The DSO's three-phase OPF on LinDist3Flow and its DLMPs (docs/models/dlmp.md#dlmp-2,
+docs/models/dlmp.md#dlmp-3).
 
     min  sum_phi c0 P0_phi + sum_g sum_phi (a_g PG_g,phi^2 + b_g PG_g,phi)                 ($/h)
     s.t. (lambda^P_j,phi) inflow - outflow + PG at j = load + data-center load            j != head

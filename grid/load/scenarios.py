@@ -5,7 +5,7 @@ the samples p^(s). ``Scenarios`` carries both, with columns in network bus order
 
 Samplers:
 
-* ``sample_truncated_normal``: explicit per-bus truncated normals (spec 5.1), drawn with scipy.
+* ``sample_truncated_normal``: explicit per-bus truncated normals (docs/models/capacity.md#ca-5-1), drawn with scipy.
 * ``sample_base_load``: a spread around a case's base load (MATPOWER Pd minus committed Pg), for
   real networks that come without a load model; fast enough for thousands of buses.
 * ``sample_correlated``: the same truncated-normal marginals joined by a Gaussian copula, so that
@@ -37,9 +37,9 @@ from grid.network.network import Network
 
 @dataclass(frozen=True)
 class TruncatedNormalLoad:
-    """Spec 5.1: a parent normal N(mean, variance) truncated to [lower, upper], in MW.
+    """A parent normal N(mean, variance) truncated to [lower, upper], in MW (docs/models/capacity.md#ca-5-1).
 
-    The bounds must be finite because the robust model (1) protects against every load in them.
+    The bounds must be finite because the robust model (C-1) protects against every load in them.
     """
 
     mean_mw: float
@@ -165,7 +165,8 @@ def sample_truncated_normal(
     count: int,
     rng: np.random.Generator,
 ) -> Scenarios:
-    """Draw ``count`` independent truncated-normal loads per bus (spec 5.1), buses in bus order.
+    """Draw ``count`` independent truncated-normal loads per bus (docs/models/capacity.md#ca-5-1), buses
+    in bus order.
 
     Buses absent from ``loads`` carry no background load (samples 0, box [0, 0]). Sampling walks
     the buses in network order so a seed reproduces the same arrays regardless of dict order.

@@ -94,11 +94,12 @@ class _Entry:
 
 
 def _paper_4bus() -> Network:
-    """Spec 5.1: the radial 4-bus case 1 - 2 - {3, 4}, reference bus 1, w-bar = 40 MW everywhere.
+    """The paper's radial 4-bus case (docs/models/capacity.md#ca-5-1): 1 - 2 - {3, 4}, reference bus 1,
+    w-bar = 40 MW everywhere.
 
     Lines are oriented away from bus 1 so that the path matrix is non-negative. The paper gives no
     reactances (the network is radial, so none are needed) and writes its line limits in "p.u.";
-    we read them as MW like every other number in the case study (spec 7.10).
+    we read them as MW like every other number in the case study (docs/models/capacity.md#ca-7-10).
     """
     return Network(
         name="paper-4bus",
@@ -392,7 +393,7 @@ def _ratings_text(entry: _Entry, lines: int, unrated: int) -> str:
 
 
 def describe_cases() -> list[dict[str, object]]:
-    """One row per built-in case (in ``available_cases`` order), for listings and the README.
+    """One row per built-in case (in ``available_cases`` order), for `dcmarket cases` and other listings.
 
     Keys: name, buses, lines, generators, load_mw, source, ratings (what the default-rating rule
     is for the case). Counts are those of the loaded network, after status filters.

@@ -1,8 +1,8 @@
 """Unbalanced three-phase feeders: the IEEE 37-node test feeder as a data object.
 
-The first piece of the DLMP issue (spec `dlmp-bilevel.md`, data `../shared/data/ieee37.md`):
-segments with their 3x3 phase impedance (ohm), and per-phase loads (kW, kvar). The feeder's data
-are bundled in grid/network/data/ieee37_*.csv, taken from the shared data note:
+The feeder of the DLMP study (docs/models/dlmp.md): segments with their 3x3 phase impedance (ohm), and
+per-phase loads (kW, kvar). The feeder's data are bundled in grid/network/data/ieee37_*.csv, as
+docs/reference/cases.md#ieee-37-node-feeder describes them:
 
 - The 35 line segments with their lengths and configurations (721-724). The configuration
   matrices are in ohm per mile.
@@ -10,12 +10,12 @@ are bundled in grid/network/data/ieee37_*.csv, taken from the shared data note:
   3-phase delta).
 
 What is left out, and why:
-- The regulator (799 -> 799r). A study fixes the head voltage instead (spec section 2: "w_0 fixed,
-  regulator not modelled").
+- The regulator (799 -> 799r). A study fixes the head voltage instead (docs/models/dlmp.md#eq-d-6:
+  the regulator is not modelled).
 - The in-line transformer XFM-1 to bus 775. Bus 775 has no load, so no flow crosses it.
 - Shunt susceptance: LinDist3Flow neglects it.
-- Load models (constant Z, I or PQ): every load is taken as constant power, as the spec's
-  LinDist3Flow sanity check does.
+- Load models (constant Z, I or PQ): every load is taken as constant power, as the check of
+  docs/reference/cases.md#ieee-37-node-feeder does.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class ThreePhaseFeeder:
 
 
 def delta_to_wye(connection: str, p_kw: float, q_kvar: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-phase (a, b, c) kW and kvar of a delta load, with balanced voltages (data note, "derived").
+    """Per-phase (a, b, c) kW and kvar of a delta load, with balanced voltages
+    (docs/reference/cases.md#ieee-37-node-feeder).
 
     A branch load S_xy draws S_xy e^(-j pi/6)/sqrt3 on phase x and S_xy e^(+j pi/6)/sqrt3 on
     phase y: P_x = (P + Q/sqrt3)/2, Q_x = (Q - P/sqrt3)/2, P_y = (P - Q/sqrt3)/2,
@@ -140,8 +141,8 @@ def distance_km(feeder: ThreePhaseFeeder) -> dict[int, float]:
 
 
 def voltage_unbalance(voltage_pu: np.ndarray) -> float:
-    """Spec section 4's unbalance index (NEMA's PVUR on magnitudes): the largest deviation of a
-    phase voltage from the three phases' mean, over that mean (a fraction; 0 when balanced)."""
+    """The unbalance index of docs/models/dlmp.md#eq-d-17 (NEMA's PVUR on magnitudes): the largest
+    deviation of a phase voltage from the three phases' mean, over that mean (a fraction; 0 when balanced)."""
     v = np.asarray(voltage_pu, dtype=float)
     mean = float(v.mean())
     return float(np.max(np.abs(v - mean)) / mean)

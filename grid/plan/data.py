@@ -1,6 +1,6 @@
 """What the flexible-capacity plan is made of: module types, staging hubs, suppliers, sites.
 
-Spec `fcm-two-stage.md` section 2. Suppliers G hold inventories Gg(g, l) of module types L;
+The sets of docs/models/plan.md#fcm-2. Suppliers G hold inventories Gg(g, l) of module types L;
 staging hubs D (at feeder buses) can be opened at a set-up cost c_d and hold at most Dmax(d)
 units; load nodes i are data-center buses. Every check here raises a GridError that names the
 field (``plan.hubs[1].bus``, ``plan.suppliers[0].inventory``, ...) and says the fix, so a plan
@@ -19,9 +19,10 @@ import numpy as np
 from grid.errors import GridError
 from grid.network.network import Network
 
-# What each module kind can do in Stage II (spec (10)-(12)). Storage supplies and absorbs power
-# within its state of charge; a fast generator and a demand-response contract only supply
-# (cover a surge), the generator within its ramp rate, demand response within its energy.
+# What each module kind can do in Stage II ((F-10) to (F-12), docs/models/plan.md#fcm-technologies).
+# Storage supplies and absorbs power within its state of charge; a fast generator and a
+# demand-response contract only supply (cover a surge), the generator within its ramp rate, demand
+# response within its energy.
 MODULE_KINDS = ("storage", "generator", "demand_response")
 
 
@@ -132,7 +133,7 @@ def travel_minutes(network: Network, hubs: Sequence[Hub], sites: Sequence[PlanSi
                    explicit: Mapping[str, Mapping[int, float]] | None = None) -> np.ndarray:
     """tau_{d,i} = activation time + road time along the feeder [ours].
 
-    The spec leaves tau open. Modules travel by road from the hub to the site; the road follows
+    The paper leaves tau open. Modules travel by road from the hub to the site; the road follows
     the feeder, each line section ``section_km`` long, at ``speed_kmh``. ``explicit`` (minutes by
     hub name and site bus) replaces the road time where a planner knows it.
     """
@@ -208,8 +209,8 @@ def check_catalogue(modules: Sequence[ModuleType], hubs: Sequence[Hub], supplier
 
 
 def check_plan_data(data: PlanData, network: Network) -> None:
-    """Field-named errors for data the model cannot mean (spec 7, "invalid data"): the catalogue,
-    then the sites against the hubs' travel times and the event window."""
+    """Field-named errors for data the model cannot mean (docs/models/plan.md#fcm-7, "invalid
+    data"): the catalogue, then the sites against the hubs' travel times and the event window."""
     check_catalogue(data.modules, data.hubs, data.suppliers, network)
     if not data.sites:
         raise GridError("plan.sites: no data-center sites to protect; list [[plan.sites]] or run after an auction "

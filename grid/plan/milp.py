@@ -1,4 +1,5 @@
-"""The two-stage mean-CVaR MILP of flexible capacity modules (spec `fcm-two-stage.md`, (1)-(16)).
+"""The two-stage mean-CVaR MILP of flexible capacity modules: docs/models/plan.md#fcm-3, whose
+(F-1) to (F-16) are the (1) to (16) below.
 
 Stage I (1)-(4): open staging hubs (z_d) and ship units of each module type from suppliers to
 hubs (y_{l,d,g}). Stage II (5)-(12), per demand-shock scenario s: send units from hubs to the
@@ -6,7 +7,7 @@ data-center sites (x_{i,d,l}), dispatch them minute by minute within their power
 charge, ramp and energy limits, and declare a site stabilized (u_i) when its modules arrive and
 cover its imbalance within T_stab(i).
 
-Our readings of what the spec leaves open, each marked [ours] where it is applied:
+Our readings of what the paper leaves open, each marked [ours] where it is applied:
 - (7) with time steps: the need of site i at step k is the shock's deviation, split into what a
   module must supply (a surge) and what it must absorb (a drop); the power served at each step is
   at most that need. Storage serves both directions, generators and demand response only surges.
@@ -19,7 +20,7 @@ Our readings of what the spec leaves open, each marked [ours] where it is applie
   already at the site.
 - T_i in (5)/(13) is how long the site is disturbed in the scenario (onset to recovery).
 - Risk (1), mean-CVaR: (1 - lambda) E[Q] + lambda CVaR_alpha(Q), CVaR linearized as (15)-(16).
-- Distributionally robust (spec section 4): the same risk term at its worst over a
+- Distributionally robust (docs/models/plan.md#fcm-4): the same risk term at its worst over a
   total-variation ball of radius delta around the empirical scenario probabilities, replaced by
   the dual of that inner LP (derived in `_risk_term`), so the model stays one MILP.
 """
@@ -305,9 +306,10 @@ def _risk_term(m: pyo.ConcreteModel, cost: list, risk: RiskSettings) -> object:
     Sample model (radius 0), (14)-(16): (1 - lambda) sum_s p_s Q_s + lambda (zeta + sum_s p_s eta_s / (1 - alpha)),
     eta_s >= Q_s - zeta, eta_s >= 0.
 
-    DRO [ours, spec 4]: with v_s = (1 - lambda) Q_s + lambda eta_s / (1 - alpha), the worst case over
-    {p >= 0, sum p = 1, 1/2 sum |p_s - phat_s| <= delta} is lambda zeta + sup_p sum_s p_s v_s (the sup
-    and the min over zeta swap: the ball is compact and the function is linear in p, convex in zeta).
+    DRO [ours, docs/models/plan.md#eq-f-dro-dual]: with v_s = (1 - lambda) Q_s + lambda eta_s /
+    (1 - alpha), the worst case over {p >= 0, sum p = 1, 1/2 sum |p_s - phat_s| <= delta} is
+    lambda zeta + sup_p sum_s p_s v_s (the sup and the min over zeta swap: the ball is compact and
+    the function is linear in p, convex in zeta).
     Writing p = phat + a - b with a, b >= 0 (rows: sum a - sum b = 0 [mu], sum a + sum b <= 2 delta
     [kappa], b_s - a_s <= phat_s [nu_s]), the inner LP's dual is
         sum_s phat_s v_s + min 2 delta kappa + sum_s phat_s nu_s
@@ -461,7 +463,8 @@ def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver:
             n = int(round(pyo.value(var)))
             if n > 0:
                 ev = st.events[e]
-                # t_i: the last arrival among the hubs that send units (spec [ours] under (8)).
+                # t_i: the last arrival among the hubs that send units ([ours] under (8),
+                # docs/models/plan.md#eq-f-8).
                 s = rows[ev.scenario]
                 arrival[s, ev.site] = np.fmax(arrival[s, ev.site], data.travel_min[d, ev.site])
                 dispatch.append({"scenario": rows[ev.scenario], "bus": data.sites[ev.site].bus,

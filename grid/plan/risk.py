@@ -3,7 +3,7 @@
 These are the yardsticks the report and the tests hold the MILP to: mean-CVaR by sorting (the
 same sample CVaR as the capacity study, `grid.risk_measures.sample_cvar`), and its worst case over a
 total-variation ball solved as the explicit supremum over distributions, not through the dual
-that the MILP embeds (spec `fcm-two-stage.md` section 4).
+that the MILP embeds (docs/models/plan.md#eq-f-dro-dual).
 """
 
 from __future__ import annotations

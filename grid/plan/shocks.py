@@ -1,6 +1,6 @@
 """Demand-shock scenarios: seeded Monte Carlo of AI data-center load deviating from schedule.
 
-Spec section 5 of fcm-two-stage.md ("Demand-shock scenarios"), after NERC's large-load work:
+The demand-shock scenarios of docs/models/plan.md#fcm-5, after NERC's large-load work:
 AI data centers ramp by hundreds of MW within seconds at transmission level, and training loads
 drop suddenly and recover. On a distribution feeder each data center is a site of a few MW; this
 module draws, per scenario and site, at most one event in a window of ``window_min`` minutes:
@@ -79,6 +79,18 @@ class ShockSettings:
     ``depth`` is a fraction of the site's scheduled load; times are in minutes. Every field is
     checked on construction (lists from a config file are accepted and stored as tuples, and
     ``kind_weights`` may be a mapping kind -> weight), and a bad one raises a one-line ``GridError`` starting with the field's name.
+
+    - ``window_min``: the length of each scenario's window;
+    - ``step_min``: the time step, which divides the window;
+    - ``event_probability``: the chance that a site has an event in a scenario;
+    - ``kind_weights``: the chance of each kind of event, ``{ drop = ..., surge = ..., oscillation = ... }``;
+    - ``depth``: [lo, hi], the fraction of the site's scheduled load that moves;
+    - ``ramp_min``: [lo, hi], the time the load takes to reach its depth;
+    - ``duration_min``: [lo, hi], how long it stays there;
+    - ``recovery_min``: [lo, hi], the time it takes to come back;
+    - ``period_min``: [lo, hi], the period of an oscillation;
+    - ``owner_correlation``: the chance that a site follows its owner's common event rather than
+      drawing its own.
     """
 
     window_min: float = 60.0

@@ -1,5 +1,5 @@
-"""KKT conditions of a linear or convex quadratic program as MILP rows (spec `dlmp-bilevel.md`
-section 5: KKT + big-M).
+"""KKT conditions of a linear or convex quadratic program as MILP rows (docs/models/dlmp.md#dlmp-5:
+KKT + big-M).
 
 The aggregator's bilevel problem replaces the DSO's OPF (the lower level) by its optimality
 conditions. This module writes them for any Pyomo model with linear rows and a linear or convex
@@ -17,7 +17,7 @@ pair gets a binary and two big-M rows. The primal side's M is the variable's ran
 data); the dual side's M is a stated bound on the prices (``dual_bound``), and a test checks that
 the answer does not move when it grows.
 
-A quadratic objective (a generator's a_g PG^2, spec section 2) only adds the linear terms
+A quadratic objective (a generator's a_g PG^2, docs/models/dlmp.md#eq-d-3) only adds the linear terms
 (H + H')x to stationarity, so the system stays an MILP. The conditions are sufficient because the
 lower level is convex: every KKT point is optimal for it.
 """

@@ -1,11 +1,12 @@
-"""The simultaneous ascending auction (SAA) engine, spec 4.2, with optional FCC-style rules.
+"""The simultaneous ascending auction (SAA) engine (docs/models/auction.md#ca-4-2), with optional FCC-style
+rules.
 
 The engine knows products and bidders by name only. It takes each round's sealed bids (and,
 where allowed, withdrawals), checks them against the minimum acceptable bid and the activity
 rule, resolves the round and posts the standing high bids. It never decides what anyone bids:
 that is the bidders' business (agents/).
 
-With the defaults of `AuctionRules` the engine runs the paper's rules (spec 4.2) exactly. The
+With the defaults of `AuctionRules` the engine runs the paper's rules exactly. The
 optional rules follow the FCC's spectrum auctions: percent increments, reserve prices,
 eligibility points with stage-dependent activity requirements and waivers, bid withdrawals with
 withdrawal payments (47 CFR 1.2104(g)(1)), and limited information ("standing_prices").
@@ -54,7 +55,7 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 
 
 class AuctionRules(Settings):
-    """The SAA's rule table (config ``[auction]``), spec 4.2; every optional field defaults to the
+    """The SAA's rule table (config ``[auction]``), docs/models/auction.md#ca-4-2; every optional field defaults to the
     paper's rules.
 
     - ``increment``: the minimum bid increment: $ ("absolute") or percent of the standing bid
@@ -292,7 +293,7 @@ class AuctionState:
 class SimultaneousAscendingAuction(RoundBook):
     """Round-by-round SAA over indivisible products.
 
-    Rules (spec 4.2): in each round bidders bid simultaneously on any products; a new bid must
+    Rules (docs/models/auction.md#ca-4-2): in each round bidders bid simultaneously on any products; a new bid must
     be at least the standing high bid plus the increment (the opening bid where there is none);
     standing bids carry over, so a holder does not re-bid; equal highest new bids are settled by
     the tie-break rule; the auction closes after a round with no new bids (and no withdrawals),

@@ -1,6 +1,6 @@
 """Rules that settle equal highest new bids on a product, chosen by name.
 
-`alternating` (default) reproduces the paper's alternating priority (spec 4.2): a pointer over
+`alternating` (default) reproduces the paper's alternating priority (docs/models/auction.md#ca-4-2): a pointer over
 the bidders in config order is reset to the first bidder each round; for each tied product, in
 product order, the first tied bidder at or after the pointer wins, and the pointer moves past
 the winner. `random` draws the winner uniformly from a seeded stream. `first_bid` gives every

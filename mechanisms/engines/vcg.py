@@ -58,9 +58,10 @@ class VCGRules(Settings):
     # The exact report enumerates 2^m bundles per bidder.
     # 2^m XOR bids per bidder go into one MILP: 12 products take about 10 s with three bidders
     # (16 did not finish in 5 minutes), so the default stops at 12 and the cap at 14.
-    max_products: int = Field(default=12, ge=1, le=14)
-    # Reserve price per product ($), enforced by a phantom seller bid (module doc); 0: none.
-    reserve_usd: float = Field(default=0.0, ge=0, le=MAX_MONEY)
+    max_products: int = Field(default=12, ge=1, le=14, description="the most products it sells: every bidder "
+                              "reports its value of all 2^m bundles")
+    reserve_usd: float = Field(default=0.0, ge=0, le=MAX_MONEY, description="a reserve price that every product must "
+                               "reach, enforced by a phantom seller bid (see the module); 0: none")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Certificates for any outcome, at any size: is it a competitive equilibrium, does one exist at
-all, and how far is it from the best allocation (spec 4.3).
+all, and how far is it from the best allocation (docs/models/auction.md#certificates).
 
 - **Prices** ((7a), (7b), (8)): every bidder's bundle must maximise its surplus at the final
   prices and every unsold product must be priced 0. Each bidder's demand oracle answers "what is

@@ -1,4 +1,5 @@
-"""Checks whether an auction outcome is a competitive equilibrium (spec 4.3, Def. 1) and how efficient it is.
+"""Checks whether an auction outcome is a competitive equilibrium (docs/models/auction.md#eq-c-7) and
+how efficient it is.
 
 Proposition 3 says the final SAA outcome is a CE for the modified valuations (8), not for the true
 ones, so both are checked: ``holds`` under (8) is what the auction promises, ``holds_true_valuations``
@@ -202,7 +203,8 @@ def check_equilibrium(
     max_products: int = 12,
     tolerance: float = 1e-9,
 ) -> EquilibriumReport:
-    """Check Def. 1 ((7a), (7b)) for ``allocation`` (product -> bidder or None) at ``prices``.
+    """Check Definition 1 ((C-7a), (C-7b), docs/models/auction.md#eq-c-7) for ``allocation`` (product ->
+    bidder or None) at ``prices``.
 
     Checked under the modified valuations (8), v_hat_j(S) = v_j(S) - increment*|S \\ X_j|, and under
     the true ones; also reports welfare against the exact efficient allocation and the bound (9).
@@ -290,7 +292,7 @@ def check_equilibrium(
 
     efficient = _efficient_from_values(space, values)
     welfare = float(sum(values[bidder][holdings[bidder]] for bidder in bidders))
-    # (9) as derived in the spec: each product can be mis-assigned by at most one increment.
+    # (C-9), docs/models/auction.md#eq-c-9: each product can be mis-assigned by at most one increment.
     bound = delta * space.m
     return EquilibriumReport(
         holds=not violations,

@@ -1,4 +1,5 @@
-"""Exact efficient allocation: the benchmark max_{(Y_j) feasible} sum_j v_j(Y_j) on the right of spec (9).
+"""Exact efficient allocation: the benchmark max_{(Y_j) feasible} sum_j v_j(Y_j) on the right of (C-9),
+docs/models/auction.md#eq-c-9.
 
 Bundles are bitmasks in product order (bit i set <=> products[i] in the bundle), so every
 bidder's valuation is evaluated once per bundle and the rest is array arithmetic.
@@ -88,7 +89,8 @@ class _BundleSpace:
                 f"valuation of bidder {bidder!r} is {out[mask]} for {format_bundle(self.tuple_of(mask))}; "
                 "valuations must be finite"
             )
-        # v(empty) = 0 is part of the model (spec 4.3); a constant offset would silently shift welfare.
+        # v(empty) = 0 is part of the model (docs/models/auction.md#ca-4-3); a constant offset would silently
+        # shift welfare.
         if not math.isclose(out[0], 0.0, abs_tol=1e-9 * max(1.0, float(np.max(np.abs(out))))):
             raise MechanismError(
                 f"valuation of bidder {bidder!r} gives v(empty bundle) = {out[0]:.10g}; valuations must have v(empty) = 0"

@@ -1,4 +1,4 @@
-"""Winner determination and Walrasian-equilibrium certificates for XOR bids (spec section 4.3).
+"""Winner determination and Walrasian-equilibrium certificates for XOR bids (docs/models/auction.md#certificates).
 
 Bidders bid in the XOR language: bidder i lists (bundle T, value) pairs and
 v_i(S) = max{value(T) : T listed, T ⊆ S} (free disposal), v_i(∅) = 0.
@@ -10,15 +10,17 @@ v_i(S) = max{value(T) : T listed, T ⊆ S} (free disposal), v_i(∅) = 0.
          sum_{i, S ∋ j} x_{i,S} <= 1           for every product j         (dual: p_j >= 0)
          x >= 0
 
-and its integer version (the efficient allocation, the right-hand maximum of spec (9)). Its dual is
+and its integer version (the efficient allocation, the right-hand maximum of (C-9),
+docs/models/auction.md#eq-c-9). Its dual is
 
     min  sum_i u_i + sum_j p_j   s.t.  u_i + sum_{j in S} p_j >= v_i(S),  u, p >= 0,
 
-so u_i >= max_S {v_i(S) - p(S)}: a dual solution is a price vector with each bidder's demand (6)
+so u_i >= max_S {v_i(S) - p(S)}: a dual solution is a price vector with each bidder's demand (C-6)
 surplus. By the first and second welfare theorems for this LP (Bikhchandani and Mamer 1997;
-Bikhchandani and Ostroy 2002), a competitive equilibrium with item prices (Def. 1, (7a)-(7b)) exists
+Bikhchandani and Ostroy 2002), a competitive equilibrium with item prices (docs/models/auction.md#eq-c-7) exists
 iff the LP has an integral optimum, and then the equilibrium prices are exactly the p-parts of the
-optimal duals. Under gross substitutes (Def. 3, Theorem 2) the gap is always zero.
+optimal duals. Under gross substitutes (docs/models/auction.md#def-3, docs/models/auction.md#theorem-2) the gap is
+always zero.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ _REL_TOL = 1e-9
 
 @dataclass(frozen=True)
 class WinnerDetermination:
-    """Efficient allocation, LP relaxation bound and, when one exists, item-price equilibria (Def. 1)."""
+    """Efficient allocation, LP relaxation bound and, when one exists, item-price equilibria
+    (docs/models/auction.md#eq-c-7)."""
 
     welfare: float  # max over feasible allocations of sum_i v_i(X_i), $
     allocation: dict[str, frozenset[str]]  # every bidder, frozenset() when it wins nothing

@@ -1,4 +1,4 @@
-"""The ``[plan]`` table: the flexible-capacity plan study (spec `fcm-two-stage.md`).
+"""The ``[plan]`` table: the flexible-capacity plan study (docs/models/plan.md).
 
 Declared here and registered by the plan study (sim/studies/registry.py), so `dcmarket plan` and a run
 with a ``[plan]`` table read the same fields. Every field is checked with a one-line error that
@@ -22,48 +22,55 @@ Minutes = Annotated[float, Field(ge=0, le=100_000)]
 
 
 class ModuleConfig(Settings):
-    name: str = Field(min_length=1)
-    kind: str
-    unit_mw: float = Field(gt=0)
-    transport_cost_per_km: Money = Field(ge=0)
-    energy_mwh: float | None = Field(default=None, gt=0)
-    eta_charge: float = Field(default=0.95, gt=0, le=1)
-    eta_discharge: float = Field(default=0.95, gt=0, le=1)
-    initial_soc: float = Field(default=0.5, ge=0, le=1)
-    ramp_mw_per_min: float | None = Field(default=None, gt=0)
+    name: str = Field(min_length=1, description="the module type's name, as suppliers' inventory names it")
+    kind: str = Field(description='"storage" (supplies and absorbs), "generator" (supplies within its ramp) or '
+                      '"demand_response" (supplies within its energy)')
+    unit_mw: float = Field(gt=0, description="the power of one unit")
+    transport_cost_per_km: Money = Field(ge=0, description="b_l: the cost of moving one unit one km")
+    energy_mwh: float | None = Field(default=None, gt=0, description="per unit: storage's capacity E_max, or demand "
+                                     "response's curtailable energy")
+    eta_charge: float = Field(default=0.95, gt=0, le=1, description="storage: charging efficiency")
+    eta_discharge: float = Field(default=0.95, gt=0, le=1, description="storage: discharging efficiency")
+    initial_soc: float = Field(default=0.5, ge=0, le=1, description="storage: the share of E_max charged when an "
+                               "event starts")
+    ramp_mw_per_min: float | None = Field(default=None, gt=0, description="generator: ramp limit R_max per unit")
 
 
 class HubConfig(Settings):
-    name: str = Field(min_length=1)
-    bus: int
-    setup_cost: Money = Field(ge=0)
-    capacity_units: Units
-    activation_min: Minutes = 2.0
+    name: str = Field(min_length=1, description="the hub's name, as suppliers and travel name it")
+    bus: int = Field(description="the bus it stands at")
+    setup_cost: Money = Field(ge=0, description="c_d: the cost of opening it")
+    capacity_units: Units = Field(description="Dmax(d): the most units it holds")
+    activation_min: Minutes = Field(default=2.0, description="from the start of an event to a module leaving it")
 
 
 class SupplierConfig(Settings):
-    name: str = Field(min_length=1)
-    # Units of each module type in stock (Gg); checked with the modules (grid.plan.data.check_catalogue).
-    inventory: dict[str, int]
-    distance_km: dict[str, Km] = Field(min_length=1)
+    name: str = Field(min_length=1, description="the supplier's name")
+    # Checked with the modules in grid.plan.data.check_catalogue.
+    inventory: dict[str, int] = Field(description="Gg(g, l): units in stock by module type")
+    distance_km: dict[str, Km] = Field(min_length=1, description="s_gd: the road to each hub it serves, by hub name; "
+                                       "a hub that no supplier lists is an error")
 
 
 
 class SiteConfig(Settings):
-    bus: int
-    load_mw: float = Field(gt=0)
-    owner: str | None = None  # default: the site alone ("bus <n>")
-    stabilize_min: Minutes | None = None  # default: [plan] stabilize_min
-    imbalance_cost_per_mwh: Money | None = Field(default=None, ge=0)  # default: [plan] imbalance_cost_per_mwh
+    bus: int = Field(description="the site's bus")
+    load_mw: float = Field(gt=0, description="its scheduled load")
+    owner: str | None = Field(default=None, description='one owner\'s sites shock together; default: the site alone '
+                              '("bus <n>")')
+    stabilize_min: Minutes | None = Field(default=None, description="T_stab(i); default: [plan] stabilize_min")
+    imbalance_cost_per_mwh: Money | None = Field(default=None, ge=0, description="P_i; default: [plan] "
+                                                 "imbalance_cost_per_mwh")
 
 
 class TravelConfig(Settings):
     """Road time from a hub to a site [ours]: feeder sections of ``section_km`` at ``speed_kmh``,
     unless ``minutes`` gives it (by hub name, then site bus)."""
 
-    section_km: float = Field(default=1.0, gt=0)
-    speed_kmh: float = Field(default=40.0, gt=0)
-    minutes: dict[str, dict[str, Minutes]] | None = None
+    section_km: float = Field(default=1.0, gt=0, description="the length of one feeder section")
+    speed_kmh: float = Field(default=40.0, gt=0, description="the road speed")
+    minutes: dict[str, dict[str, Minutes]] | None = Field(default=None, description="road times by hub name, then "
+                                                          "site bus, e.g. { H6 = { 18 = 9 } }")
 
 
 def _shock_fields(table: dict[str, Any], where: str) -> dict[str, Any]:
@@ -82,34 +89,39 @@ def _shock_fields(table: dict[str, Any], where: str) -> dict[str, Any]:
 class PlanConfig(Settings):
     """``[plan]``: sites, hubs, suppliers, module types, shocks and the risk settings."""
 
-    # A built-in case name, a MATPOWER .m file or a CSV case folder; default: the run's [network].
-    case: str | None = None
-    # The data-center sites; default (in a run): the buses whose flexible capacity was sold.
-    sites: list[SiteConfig] | None = None
-    modules: list[ModuleConfig] = Field(min_length=1)
-    hubs: list[HubConfig] = Field(min_length=1)
-    suppliers: list[SupplierConfig] = Field(min_length=1)
-    travel: TravelConfig = TravelConfig()
-    shocks: dict[str, Any] = Field(default_factory=dict)
-    # The shifted distribution of the out-of-sample test: shock fields that differ from [plan.shocks].
+    case: str | None = Field(default=None, description="a built-in case name, a MATPOWER .m file or a CSV case "
+                             "folder; default: the run's [network] case")
+    sites: list[SiteConfig] | None = Field(default=None, description="the data-center sites; default (in a run): "
+                                           "the buses whose flexible capacity was sold")
+    modules: list[ModuleConfig] = Field(min_length=1, description="the flexible capacity module types")
+    hubs: list[HubConfig] = Field(min_length=1, description="the staging hubs it may open")
+    suppliers: list[SupplierConfig] = Field(min_length=1, description="who holds the modules")
+    travel: TravelConfig = Field(default=TravelConfig(), description="road times from hubs to sites")
+    shocks: dict[str, Any] = Field(default_factory=dict, description="the demand-shock generator's fields")
     shift: dict[str, Any] = Field(default_factory=lambda: {"depth": [0.5, 1.0], "duration_min": [15.0, 40.0],
-                                                          "owner_correlation": 0.95})
-    scenarios: int = Field(default=30, ge=1, le=100_000)
-    out_of_sample: int = Field(default=300, ge=0, le=1_000_000)
-    # Risk: lambda weighs CVaR_alpha against the mean; dro_radius is the total-variation radius.
-    lam: float = Field(default=0.5, ge=0, le=1, alias="lambda")
-    alpha: float = Field(default=0.9, ge=0, lt=1)
-    dro_radius: float = Field(default=0.1, ge=0, le=1)
+                                                          "owner_correlation": 0.95},
+                                  description="the shifted distribution of the out-of-sample test: the shock "
+                                  "fields that differ from [plan.shocks]")
+    scenarios: int = Field(default=30, ge=1, le=100_000, description="shock scenarios in the MILP (Stage II copies)")
+    out_of_sample: int = Field(default=300, ge=0, le=1_000_000, description="fresh scenarios each plan is evaluated "
+                               "on, and as many from the shifted generator")
+    lam: float = Field(default=0.5, ge=0, le=1, alias="lambda", description="weight of CVaR_alpha against the mean: "
+                       "0 risk-neutral, 1 pure CVaR")
+    alpha: float = Field(default=0.9, ge=0, lt=1, description="the CVaR level: the mean of the worst 1 - alpha")
+    dro_radius: float = Field(default=0.1, ge=0, le=1, description="total-variation radius of the robust plan; 0: "
+                              "no robust plan")
     frontier_lambdas: list[Annotated[float, Field(ge=0, le=1)]] = Field(
-        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], max_length=21)
-    stabilize_min: Minutes = 15.0
-    imbalance_cost_per_mwh: Money = Field(default=1000.0, ge=0)
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], max_length=21,
+        description="the lambdas of the cost-CVaR frontier")
+    stabilize_min: Minutes = Field(default=15.0, description="T_stab of sites that do not give their own")
+    imbalance_cost_per_mwh: Money = Field(default=1000.0, ge=0, description="P_i of sites that do not give their "
+                                          "own: the price of each MWh of imbalance left uncovered")
     # gamma > 0: with no price on energy not served, "stabilized" would mean nothing to the model.
-    ens_cost_per_mwh: Money = Field(default=5000.0, gt=0)
-    mip_gap: float = Field(default=1e-3, gt=0, lt=1)
-    time_limit_s: float | None = Field(default=300.0, gt=0)
+    ens_cost_per_mwh: Money = Field(default=5000.0, gt=0, description="gamma: the price of energy not served")
+    mip_gap: float = Field(default=1e-3, gt=0, lt=1, description="the relative MIP gap at which the solver stops")
+    time_limit_s: float | None = Field(default=300.0, gt=0, description="the solver's time limit per MILP")
 
-    # `lambda` is the spec's name and a Python keyword: the field is `lam`; configs (read and
+    # `lambda` is the model's name and a Python keyword: the field is `lam`; configs (read and
     # written) say `lambda`.
     model_config = Settings.model_config | {"validate_by_name": False, "serialize_by_alias": True}
     field_aliases = {"lam": "lambda"}

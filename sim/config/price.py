@@ -1,5 +1,5 @@
-"""The ``[price]`` table: DLMP coordination of a data-center aggregator with the DSO (spec
-`dlmp-bilevel.md`).
+"""The ``[price]`` table: DLMP coordination of a data-center aggregator with the DSO
+(docs/models/dlmp.md).
 
 Declared here and registered by the price study (sim/studies/registry.py), so `dcmarket price` and a run
 with a ``[price]`` table read the same fields. Types and ranges are checked here; the checks that
@@ -20,50 +20,59 @@ class GeneratorConfig(Settings):
     """A distributed generator: output per phase up to ``max_kw_per_phase``, cost
     ``cost_per_mwh`` PG + ``quadratic_cost`` PG^2 ($/h, PG in kW)."""
 
-    name: str = Field(min_length=1)
-    bus: int
-    max_kw_per_phase: float = Field(gt=0, le=1e6)
-    cost_per_mwh: Money = Field(ge=0)
-    quadratic_cost: float = Field(default=0.0, ge=0, le=1e3)
+    name: str = Field(min_length=1, description="the generator's name")
+    bus: int = Field(description="the bus it stands at")
+    max_kw_per_phase: float = Field(gt=0, le=1e6, description="its output limit on each phase")
+    cost_per_mwh: Money = Field(ge=0, description="b: the linear cost of its output")
+    quadratic_cost: float = Field(default=0.0, ge=0, le=1e3, description='a, in a PG^2 (PG in kW); needs '
+                                  'linearization = "mccormick"')
 
 
 class PriceSiteConfig(Settings):
     """A member's data-center site. ``power_factor`` and ``svg_kvar`` default to the table's."""
 
-    bus: int
-    max_kw: float = Field(gt=0, le=1e6)
-    min_kw: float = Field(default=0.0, ge=0, le=1e6)
-    member: str = ""
-    power_factor: float | None = Field(default=None, gt=0, le=1)
-    svg_kvar: float | None = Field(default=None, ge=0, le=1e6)
+    bus: int = Field(description="the site's bus")
+    max_kw: float = Field(gt=0, le=1e6, description="the most load it takes (three-phase)")
+    min_kw: float = Field(default=0.0, ge=0, le=1e6, description="the least load it takes (three-phase)")
+    member: str = Field(default="", description="the aggregator's member that owns it")
+    power_factor: float | None = Field(default=None, gt=0, le=1, description="its lagging power factor; default: "
+                                       "[price] power_factor")
+    svg_kvar: float | None = Field(default=None, ge=0, le=1e6, description="its SVG rating per phase; default: "
+                                   "[price] svg_kvar")
 
 
 class PriceConfig(Settings):
     """``[price]``: the feeder's operating point, its generators, the aggregator's sites and
     workload, and how the bilevel problem is solved."""
 
-    feeder: Literal["ieee37"] = "ieee37"
-    head_voltage_pu: float = Field(default=1.03, ge=0.9, le=1.1)
-    v_min_pu: float = Field(default=0.95, gt=0, lt=1)
-    v_max_pu: float = Field(default=1.05, gt=1, le=1.2)
-    substation_price_per_mwh: Money = Field(default=45.0, ge=0)
-    generators: list[GeneratorConfig] = Field(default_factory=list)
-    # The sites; default (in a run): the aggregator's members' sites, sized by the MW they won.
-    sites: list[PriceSiteConfig] | None = None
-    # In a run with several aggregators, the one that operates its sites.
-    aggregator: str | None = None
-    # The load to place (three-phase kW); default: `utilization` of the sites' total, in whole steps.
-    total_kw: float | None = Field(default=None, ge=0, le=1e7)
-    utilization: float = Field(default=0.8, gt=0, le=1)
-    step_kw: float = Field(default=100.0, gt=0, le=1e6)
-    power_factor: float = Field(default=0.9, gt=0, le=1)  # lagging, every site unless it says
-    svg_kvar: float = Field(default=200.0, ge=0, le=1e6)  # SVG rating per phase, every site unless it says
-    svg_step_kvar: float = Field(default=50.0, gt=0, le=1e6)
-    svg_cost_per_mvarh: Money = Field(default=0.0, ge=0)
-    # The stated bound on every DLMP ($/MWh): the big-M of the KKT conditions and McCormick rows.
-    price_bound: float = Field(default=10_000.0, gt=0, le=1e9)
-    linearization: str = "strong-duality"
-    time_limit_s: float | None = Field(default=300.0, gt=0)
+    feeder: Literal["ieee37"] = Field(default="ieee37", description="the three-phase feeder: the built-in IEEE "
+                                      "37-node feeder")
+    head_voltage_pu: float = Field(default=1.03, ge=0.9, le=1.1, description="the head voltage, fixed in place of "
+                                   "the regulator")
+    v_min_pu: float = Field(default=0.95, gt=0, lt=1, description="the voltage band's floor")
+    v_max_pu: float = Field(default=1.05, gt=1, le=1.2, description="the voltage band's ceiling")
+    substation_price_per_mwh: Money = Field(default=45.0, ge=0, description="c0: the price of energy from the "
+                                            "substation")
+    generators: list[GeneratorConfig] = Field(default_factory=list, description="the distributed generators")
+    sites: list[PriceSiteConfig] | None = Field(default=None, description="the sites; default (in a run): the "
+                                                "aggregator's members' sites, sized by the MW they won")
+    aggregator: str | None = Field(default=None, description="in a run with several aggregators, the one that "
+                                   "operates its sites")
+    total_kw: float | None = Field(default=None, ge=0, le=1e7, description="the load to place (three-phase); "
+                                   "default: utilization of the sites' total, in whole steps")
+    utilization: float = Field(default=0.8, gt=0, le=1, description="without total_kw: the share of the sites' "
+                               "total to place")
+    step_kw: float = Field(default=100.0, gt=0, le=1e6, description="the load is placed in steps of this size")
+    power_factor: float = Field(default=0.9, gt=0, le=1, description="lagging, every site unless it says")
+    svg_kvar: float = Field(default=200.0, ge=0, le=1e6, description="SVG rating per phase, every site unless it "
+                            "says")
+    svg_step_kvar: float = Field(default=50.0, gt=0, le=1e6, description="SVG levels are this far apart (per phase)")
+    svg_cost_per_mvarh: Money = Field(default=0.0, ge=0, description="the cost of SVG output")
+    price_bound: float = Field(default=10_000.0, gt=0, le=1e9, description="the stated bound on every DLMP: the "
+                               "big-M of the KKT conditions and McCormick rows")
+    linearization: str = Field(default="strong-duality", description='how the payment\'s price x decision terms '
+                               'become linear: "strong-duality" or "mccormick"')
+    time_limit_s: float | None = Field(default=300.0, gt=0, description="the solver's time limit")
 
     @field_validator("linearization")
     @classmethod

@@ -96,17 +96,23 @@ def _positive_table(table: dict[int, float], what: str) -> dict[int, float]:
 
 
 class NetworkConfig(_Section):
-    # A built-in case name, a MATPOWER .m file or a CSV case folder (relative to the config).
-    case: str = Field(min_length=1)
-    # Default: the buses demand_mw names when it is a table, else every load bus of the case.
-    candidate_buses: list[int] | None = Field(default=None, min_length=1)
-    # MW of data-center demand D_i: a table per candidate bus, or one number for every candidate.
-    demand_mw: float | dict[int, float]
-    slack: str | None = None
-    import_limit_mw: float | None = Field(default=None, ge=0)
-    withdrawal_limit_mw: float | dict[int, float] | None = None
-    default_rating_mw: float | None = Field(default=None, gt=0)
-    rating_margin: float | None = Field(default=None, gt=0)
+    case: str = Field(min_length=1, description="a built-in case name (`dcmarket cases`), a MATPOWER .m file or a "
+                      "CSV case folder, relative to the config")
+    candidate_buses: list[int] | None = Field(default=None, min_length=1, description="the buses that may host data "
+                                              "centers; default: the buses demand_mw names when it is a table, else "
+                                              "every load bus of the case")
+    demand_mw: float | dict[int, float] = Field(description="data-center demand D_i: a table by candidate bus, or one "
+                                                "number for every candidate")
+    slack: str | None = Field(default=None, description='who supplies new load: "reference" (the reference bus) or '
+                              '"distributed" (the generators); default: distributed when the case has generators')
+    import_limit_mw: float | None = Field(default=None, ge=0, description="with a reference slack: the most the "
+                                          "reference bus may import; default: no limit")
+    withdrawal_limit_mw: float | dict[int, float] | None = Field(default=None, description="w-bar, the most a bus "
+                                                                 "may withdraw: one number, or a table by bus")
+    default_rating_mw: float | None = Field(default=None, gt=0, description="rating of the lines the case leaves "
+                                            "unrated (a floor)")
+    rating_margin: float | None = Field(default=None, gt=0, description="unrated lines are rated at least this "
+                                        "times their base-case DC flow")
 
     @field_validator("demand_mw", "withdrawal_limit_mw", mode="before")
     @classmethod
@@ -167,10 +173,10 @@ class NetworkConfig(_Section):
 class BusLoadConfig(_Section):
     """Truncated normal background net load at one bus (MW; variance in MW^2)."""
 
-    mean: float
-    variance: float = Field(gt=0)
-    lower: float
-    upper: float
+    mean: float = Field(description="mean of the parent normal")
+    variance: float = Field(gt=0, description="variance of the parent normal")
+    lower: float = Field(description="lower truncation bound")
+    upper: float = Field(description="upper truncation bound, above lower")
 
     @model_validator(mode="after")
     def _ordered_bounds(self) -> "BusLoadConfig":
@@ -186,8 +192,8 @@ class BusLoadConfig(_Section):
 class SpreadConfig(_Section):
     """The default background: each bus's base load with sd = sd_fraction x |base load|."""
 
-    sd_fraction: float = Field(default=0.05, gt=0, le=1)
-    truncation_sd: float = Field(default=3.0, gt=0, le=10)
+    sd_fraction: float = Field(default=0.05, gt=0, le=1, description="standard deviation as a fraction of |base load|")
+    truncation_sd: float = Field(default=3.0, gt=0, le=10, description="loads are truncated this many sd from the base")
 
     def spread(self) -> BaseLoadSpread:
         return BaseLoadSpread(sd_fraction=self.sd_fraction, truncation_sd=self.truncation_sd)
@@ -196,12 +202,17 @@ class SpreadConfig(_Section):
 class LoadConfig(_Section):
     # The memory guard (grid.load.scenarios) refuses counts that do not fit, with the estimate, once
     # the network is known; this bound only catches typos.
-    scenarios: int | None = Field(default=None, ge=1, le=1_000_000_000)
-    buses: dict[int, BusLoadConfig] | None = None
-    spread: SpreadConfig | None = None
-    correlation: float | None = Field(default=None, ge=0, lt=1)
-    correlation_csv: str | None = None
-    scenarios_csv: str | None = None
+    scenarios: int | None = Field(default=None, ge=1, le=1_000_000_000, description="how many load scenarios to draw")
+    buses: dict[int, BusLoadConfig] | None = Field(default=None, description="a truncated normal per bus; buses not "
+                                                   "named carry no background load")
+    spread: SpreadConfig | None = Field(default=None, description="without buses: every bus varies around its base "
+                                        "load (the default)")
+    correlation: float | None = Field(default=None, ge=0, lt=1, description="one correlation for every pair of buses "
+                                      "(a one-factor Gaussian copula, same marginals)")
+    correlation_csv: str | None = Field(default=None, description="a CSV correlation matrix by bus number, instead "
+                                        "of correlation")
+    scenarios_csv: str | None = Field(default=None, description="instead of drawing: a CSV or Parquet file, one "
+                                      "column per bus number, one row per scenario (MW)")
 
     @field_validator("buses", mode="before")
     @classmethod
@@ -232,15 +243,21 @@ class LoadConfig(_Section):
 
 
 class ProductGridConfig(_Section):
-    risk_levels: list[float] = Field(min_length=1, max_length=20)
-    risk_mode: str = "per_constraint"
-    formulation: str = "exact"
-    block_mw: float | None = Field(default=None, gt=0)
-    touch_factor: float = Field(default=DEFAULT_TOUCH_FACTOR, gt=0, le=1)
-    # Firm capacity holds for every load in its box (spec (1)); with a budget Gamma, for every
-    # case where at most Gamma loads sit away from their centre at once (Bertsimas and Sim).
-    firm_budget: float | None = Field(default=None, ge=0)
-    theory_checks: bool = False
+    risk_levels: list[float] = Field(min_length=1, max_length=20, description="epsilon of each flexible tier, in "
+                                     "(0, 1); several levels give nested tiers")
+    risk_mode: str = Field(default="per_constraint", description='"per_constraint" (CVaR of each limit) or "joint" '
+                           "(each product's interruption probability <= epsilon)")
+    formulation: str = Field(default="exact", description='"exact" or "scenario" (the paper\'s scenario LP: the same '
+                             "answer, far slower)")
+    block_mw: float | None = Field(default=None, gt=0, description="split products into blocks of this many MW")
+    touch_factor: float = Field(default=DEFAULT_TOUCH_FACTOR, gt=0, le=1, description="shift factor from which a "
+                                "bus counts as touching a limit")
+    # Firm capacity holds for every load in its box (docs/models/capacity.md#ca-2-1); with a budget Gamma, for
+    # every case where at most Gamma loads sit away from their centre at once (Bertsimas and Sim).
+    firm_budget: float | None = Field(default=None, ge=0, description="firm capacity against any this many loads "
+                                      "at their bounds at once; default: all of them")
+    theory_checks: bool = Field(default=False, description="check Theorem 1 and Proposition 1 in `dcmarket run` "
+                                "(always on in `dcmarket capacity`)")
 
     @field_validator("risk_levels")
     @classmethod
@@ -275,10 +292,10 @@ class ProductGridConfig(_Section):
 
 
 class ExplicitProductConfig(_Section):
-    id: str = Field(min_length=1)
-    bus: int | None = None
-    risk: float = Field(default=0.0, ge=0, lt=1)
-    capacity_mw: float = Field(ge=0)
+    id: str = Field(min_length=1, description="the product id, without spaces or commas")
+    bus: int | None = Field(default=None, description="the bus it is at, if any")
+    risk: float = Field(default=0.0, ge=0, lt=1, description="its interruption risk epsilon (0: firm)")
+    capacity_mw: float = Field(ge=0, description="its capacity")
 
     def product(self) -> Product:
         return Product(self.id, self.bus, self.risk, self.capacity_mw)
@@ -294,7 +311,8 @@ class ExplicitProductConfig(_Section):
 class MechanismConfig(_Section):
     """``[mechanism]``: which mechanism sells the products; its rules are in its own table."""
 
-    kind: str = DEFAULT_MECHANISM
+    kind: str = Field(default=DEFAULT_MECHANISM, description='the mechanism: "saa", "clock", "vcg" or "queue"; '
+                      "its rules go in its own table")
 
     @field_validator("kind")
     @classmethod
@@ -306,8 +324,10 @@ class _BiddingChoice(_Section):
     """How bidders bid: a strategy (a name, or a table with `name` and the strategy's own fields)
     and a bundle tie policy. Shared by `[[bidders]]` entries and `[population]`."""
 
-    strategy: str | dict[str, Any] = "straightforward"
-    bundle_ties: str = "paper"
+    strategy: str | dict[str, Any] = Field(default="straightforward", description="how it bids: a strategy's name, "
+                                           "or a table with name and the strategy's fields (see Strategies)")
+    bundle_ties: str = Field(default="paper", description='which of equally good bundles it bids on: "paper", '
+                             '"largest", "smallest" or "fewest_new"')
 
     @field_validator("bundle_ties")
     @classmethod
@@ -327,7 +347,7 @@ class _BiddingChoice(_Section):
 class _BidderBase(_BiddingChoice):
     """What every bidder has; its profile's own fields come from the profile (agents/profiles.py)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="the bidder's name, unique, without commas")
 
     @field_validator("name")
     @classmethod
@@ -350,7 +370,8 @@ def _bidder_model(spec: ProfileSpec) -> type[_BidderBase]:
     return create_model(
         f"{spec.fields.__name__.removesuffix('Fields')}Bidder",
         __base__=(_BidderBase, spec.fields),
-        profile=(Literal[spec.name], ...),  # type: ignore[valid-type]
+        profile=(Literal[spec.name],  # type: ignore[valid-type]
+                 Field(description="the valuation profile, which sets the entry's other fields")),
     )
 
 
@@ -365,9 +386,9 @@ class PopulationConfig(_BiddingChoice):
     """``[population]``: bidders drawn from seeded generators (agents/populations.py), in addition
     to or instead of ``[[bidders]]``."""
 
-    count: int = Field(ge=1, le=100_000)
-    # A named mix (agents/populations.py MIXES) or shares per profile that sum to 1.
-    mix: str | dict[str, float] = "gross_substitutes"
+    count: int = Field(ge=1, le=100_000, description="how many bidders to draw")
+    mix: str | dict[str, float] = Field(default="gross_substitutes", description='a named mix ("gross_substitutes" '
+                                        'or "mixed") or a table of shares by profile that sum to 1')
 
     @field_validator("mix", mode="before")
     @classmethod
@@ -391,7 +412,8 @@ class PopulationConfig(_BiddingChoice):
 class EquilibriumConfig(_Section):
     # The checker enumerates 2^m bundles per bidder and 3^m pairs for the efficient allocation.
     # Past 16, 3^m pairs take minutes and gigabytes; larger markets need other certificates.
-    max_products: int = Field(default=12, ge=1, le=16)
+    max_products: int = Field(default=12, ge=1, le=16, description="markets with up to this many products are "
+                              "also checked by exact enumeration")
 
 
 # The tables that studies other than the auction read (`dcmarket plan`, `dcmarket price`).
@@ -401,27 +423,31 @@ STUDY_TABLES = ("plan", "price")
 class ExperimentConfig(_Section):
     """A whole config file. Every table is declared here, so the schema reads in one place."""
 
-    seed: int = Field(default=0, ge=0)
-    solver: str = "highs"
-    network: NetworkConfig | None = None
-    load: LoadConfig | None = None
+    seed: int = Field(default=0, ge=0, description="every random stream of the run derives from it")
+    solver: str = Field(default="highs", description='the LP and MILP solver: "highs" or "glpk"')
+    network: NetworkConfig | None = Field(default=None, description="the network the DSO quantifies capacity on")
+    load: LoadConfig | None = Field(default=None, description="the background load scenarios")
     # `[products]` (a table) sets how the DSO makes products; `[[products]]` (a list) gives them.
-    product_grid: ProductGridConfig | None = None
-    explicit_products: list[ExplicitProductConfig] | None = None
+    product_grid: ProductGridConfig | None = Field(default=None, description="how the DSO makes products")
+    explicit_products: list[ExplicitProductConfig] | None = Field(default=None, description="products listed by "
+                                                                  "hand, instead of [network], [load] and [products]")
     # A run needs bidders and the mechanism's rules; `dcmarket capacity` reads a config without them.
-    mechanism: MechanismConfig = MechanismConfig()
-    bidders: list[BidderConfig] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
-    population: PopulationConfig | None = None
-    equilibrium: EquilibriumConfig = EquilibriumConfig()
+    mechanism: MechanismConfig = Field(default=MechanismConfig(), description="which mechanism sells the products")
+    bidders: list[BidderConfig] | None = Field(default=None, min_length=1,  # type: ignore[valid-type]
+                                               description="the bidders, one entry each")
+    population: PopulationConfig | None = Field(default=None, description="bidders drawn from seeded generators")
+    equilibrium: EquilibriumConfig = Field(default=EquilibriumConfig(), description="how the outcome is judged")
     # Each mechanism's rules, in the table its spec names (mechanisms/registry.py); only the chosen
     # mechanism's table may be present.
-    auction: AuctionRules | None = None
-    clock: ClockRules | None = None
-    vcg: VCGRules | None = None
-    queue: QueueRules | None = None
+    auction: AuctionRules | None = Field(default=None, description='the rules of kind = "saa"')
+    clock: ClockRules | None = Field(default=None, description='the rules of kind = "clock"')
+    vcg: VCGRules | None = Field(default=None, description='the rules of kind = "vcg"')
+    queue: QueueRules | None = Field(default=None, description='the rules of kind = "queue"')
     # The post-auction studies' tables.
-    plan: PlanConfig | None = None
-    price: PriceConfig | None = None
+    plan: PlanConfig | None = Field(default=None, description="the flexible-capacity plan (after a run, or "
+                                    "`dcmarket plan`)")
+    price: PriceConfig | None = Field(default=None, description="DLMP prices on a feeder (after a run, or "
+                                      "`dcmarket price`)")
 
     @field_validator("solver")
     @classmethod

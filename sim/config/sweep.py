@@ -47,16 +47,18 @@ RESERVED_COLUMNS = frozenset({"run", "status", "error", "seed", "seconds", "work
 
 
 class SeedRange(Settings):
-    count: int = Field(ge=1, le=10_000_000)
-    start: int = Field(default=0, ge=0)
+    count: int = Field(ge=1, le=10_000_000, description="how many seeds")
+    start: int = Field(default=0, ge=0, description="the first seed")
 
 
 class SampleConfig(Settings):
     """``count`` draws of the parameters named besides ``count`` and ``seed``."""
 
-    count: int = Field(ge=1, le=1_000_000)
-    seed: int = Field(default=0, ge=0)
-    parameters: dict[str, dict[str, Any]] = Field(min_length=1)
+    count: int = Field(ge=1, le=1_000_000, description="how many draws")
+    seed: int = Field(default=0, ge=0, description="the sample's seed")
+    parameters: dict[str, dict[str, Any]] = Field(min_length=1, description="written as the table's other keys: a "
+                                                  "--set path = { uniform = [lo, hi] }, { integers = [lo, hi] } or "
+                                                  "{ choice = [...] }")
 
     @model_validator(mode="before")
     @classmethod
@@ -104,11 +106,17 @@ class SampleConfig(Settings):
 
 
 class SweepConfig(Settings):
-    base: str = Field(min_length=1)
-    seeds: list[int] | SeedRange = Field(default_factory=lambda: [0])
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
-    points: list[dict[str, Any]] = Field(default_factory=list)
-    sample: SampleConfig | None = None
+    """A sweep file (`dcmarket sweep SWEEP.toml`): a base config, the `--set` paths to vary, and the seeds."""
+
+    base: str = Field(min_length=1, description="the base config, relative to the sweep file")
+    seeds: list[int] | SeedRange = Field(default_factory=lambda: [0], description="every parameter set runs with "
+                                         "each seed: a list, or { count = N, start = 0 }")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="every combination of these values, by "
+                                       "--set path")
+    points: list[dict[str, Any]] = Field(default_factory=list, description="listed combinations, each merged with "
+                                         "every grid combination")
+    sample: SampleConfig | None = Field(default=None, description="a seeded random sample, each draw merged with "
+                                        "every set above")
 
     @field_validator("seeds")
     @classmethod

@@ -39,7 +39,7 @@ from sim.studies.result import AuctionResult, StudyResult
 Progress = Callable[[str], None]
 
 
-# What the equilibrium verdict checked, in words (README: "Reading the verdict").
+# What the equilibrium verdict checked, in words (docs/studies/auction.md#reading-the-verdict).
 CHECKED_PRICES = ("every bidder's bundle maximises its surplus at the final prices, allowing each bidder "
                   "one increment on every product it does not hold (8); every unsold product is priced 0")
 

@@ -4,7 +4,7 @@ One study, two entry points: `dcmarket plan CONFIG` reads the sites from ``[plan
 run whose config has a ``[plan]`` table hands the DSO the sites that won flexible capacity
 (agents/dso.py) and writes the same files under ``plan/`` in its run directory.
 
-What it computes (spec `fcm-two-stage.md` section 6):
+What it computes (docs/models/plan.md#fcm-6):
 - the sample plan at ``lambda`` and the distributionally robust plan at ``dro_radius``;
 - each plan's Stage II on the in-sample scenarios, on fresh ones from the same generator, and
   on a shifted generator (``[plan.shift]``): cost, CVaR, worst case over the ambiguity set and
@@ -188,7 +188,7 @@ def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, 
     """The ``[plan]`` table and its network (``[plan] case``, else the run's ``[network]``)."""
     plan: PlanConfig | None = config.plan
     if plan is None:
-        raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (README, \"After the auction\"; "
+        raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (docs/studies/plan.md; "
                           "example: experiments/ieee33bw_plan.toml)")
     case = plan.case or (config.network.case if config.network is not None else None)
     if case is None:

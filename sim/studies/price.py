@@ -4,13 +4,14 @@ One study, two entry points: `dcmarket price CONFIG` reads the sites from ``[pri
 run whose config has a ``[price]`` table hands the aggregator the sites its members won
 (agents/aggregator.py) and writes the same files under ``price/`` in its run directory.
 
-What it computes (spec `dlmp-bilevel.md` sections 4-6), three ways of placing the same load:
+What it computes (docs/models/dlmp.md#dlmp-4 to docs/models/dlmp.md#dlmp-6), three ways of placing the
+same load:
 - ``pro-rata``: no coordination, each site takes the load in proportion to its size, no SVG;
   the DSO's OPF prices it (the baseline; it may break a voltage limit, which is reported);
-- ``no-svg`` (the spec's Case 1): the aggregator's bilevel optimum, without reactive support;
+- ``no-svg`` (case 1 of docs/models/dlmp.md#eq-d-11): the aggregator's bilevel optimum, without reactive support;
 - ``svg`` (Case 2): the same with its SVGs as decisions.
 For each, the DSO's OPF at that decision gives the voltages, the DLMPs and its dispatch; the
-aggregator's payment is spec section 4's objective at those prices.
+aggregator's payment is its objective (docs/models/dlmp.md#eq-d-10) at those prices.
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
                     progress: Progress = lambda _: None) -> StudyResult:
     price: PriceConfig | None = config.price
     if price is None:
-        raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (README, \"Prices after the "
-                          "auction\"; example: experiments/ieee37_price.toml)")
+        raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (docs/studies/price.md; "
+                          "example: experiments/ieee37_price.toml)")
     check_solver(config.solver)
     feeder, generators, settings = feeder_inputs(price)
     sites, sites_from = price_sites(price, feeder, won)
@@ -315,7 +316,7 @@ def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], workload: 
 
 def _bus_list(feeder: ThreePhaseFeeder) -> str:
     buses = sorted(b for b in feeder.buses if b != feeder.head_bus)
-    return f"{buses[0]} to {buses[-1]} (README, \"Prices after the auction\")"
+    return f"{buses[0]} to {buses[-1]} (docs/reference/cases.md#ieee-37-node-feeder)"
 
 
 def price_report(summary: Mapping[str, Any]) -> str:

@@ -149,7 +149,7 @@ STUDIES: dict[str, StudySpec] = {
             _capacity_arguments, "sim.studies.capacity:command",
             description="Quantify capacity for a config (TOML) or straight for a case: a built-in name "
             "(see `dcmarket cases`), a MATPOWER .m file or a CSV case folder. For a case, every load bus "
-            f"asks {DEFAULT_DEMAND_MW:g} MW (--demand) and the base loads vary by 5 %% (sd), "
+            f"asks {DEFAULT_DEMAND_MW:g} MW (--demand) and the base loads vary by 5 % (sd), "
             f"{DEFAULT_SCENARIOS} scenarios (--scenarios).",
         ),
         StudySpec(

@@ -83,7 +83,7 @@ def test_paper_policy_is_largest_first_then_fewest_new():
     policy = bundle_tie_policy("paper")
     assert policy.rule(1) is LARGEST and policy.rule(2) is FEWEST_NEW and policy.rule(9) is FEWEST_NEW
     assert set(BUNDLE_TIE_POLICIES) == {"paper", "largest", "smallest", "fewest_new"}
-    # Example 2, round 3 (spec 6.2): B1 holds flex@3... here item 3; items 2 and 4 both cost 10.
+    # Example 2, round 3 (docs/models/auction.md#ca-6-2): B1 holds flex@3... here item 3; items 2 and 4 both cost 10.
     b1 = SymmetricConcaveValuation((30, 50, 55, 60))
     items = ["1", "2", "3", "4"]
     prices = {"1": 15.0, "2": 10.0, "3": 5.0, "4": 10.0}

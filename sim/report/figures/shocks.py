@@ -1,6 +1,6 @@
 """Figure (PNG) of drawn demand shocks: example profiles and what the generator draws overall.
 
-Spec section 5 asks for the shock generator's output to be plotted, so that a reader can check
+The shock generator's output is plotted (docs/models/plan.md#fcm-5), so that a reader can check
 that the drawn drops, surges and oscillations look like the events they are meant to model. Drawn
 like sim/report/figures/plots.py: a bare ``Figure`` on the Agg canvas (no pyplot state), matplotlib imported
 only when a figure is drawn, fixed canvas size, and written through

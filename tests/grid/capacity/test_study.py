@@ -1,6 +1,6 @@
 """Firm (1)-(3) and flexible (4)/(17) capacity on the paper's 4-bus case and small hand cases.
 
-Every expected value is computed here from the spec's closed forms (robust bounds, sample CVaR
+Every expected value is computed here from the closed forms of docs/models/capacity.md (robust bounds, sample CVaR
 by sorting), by hand, or by a second solver (scipy), never copied from the code under test.
 """
 
@@ -29,13 +29,13 @@ from grid.solvers.solve import SOLVERS, check_solver, solve
 from tests.conftest import need_glpk
 from tests.qp_brute_force import diagonal_qp_by_active_sets
 
-PAPER_LOADS = {  # spec 5.2
+PAPER_LOADS = {  # docs/models/capacity.md#ca-5-2
     1: TruncatedNormalLoad(25.0, 5.0, 20.0, 30.0),
     2: TruncatedNormalLoad(25.0, 5.0, 20.0, 30.0),
     3: TruncatedNormalLoad(15.0, 5.0, 10.0, 20.0),
     4: TruncatedNormalLoad(20.0, 5.0, 10.0, 30.0),
 }
-DEMAND = {3: 40.0, 4: 30.0}  # spec 7.9: any D3 > D4 above the flexible capacities
+DEMAND = {3: 40.0, 4: 30.0}  # docs/models/capacity.md#ca-7-9: any D3 > D4 above the flexible capacities
 TOL = 1e-6
 FORMULATIONS = ("exact", "scenario")
 
@@ -90,7 +90,7 @@ def assert_capacities(result, expected: dict[int, float], tol: float = TOL):
 
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_firm_capacity_of_the_paper_case(net, scenarios, solver):
-    # Spec 5.2: c3 <= 40-20, c4 <= 40-30, c3 <= 50-20, c4 <= 50-30, c3 + c4 <= 100-(30+20+30).
+    # docs/models/capacity.md#ca-5-2: c3 <= 40-20, c4 <= 40-30, c3 <= 50-20, c4 <= 50-30, c3 + c4 <= 100-(30+20+30).
     # Bus 4 weighs more (1/D4 > 1/D3), so c4 = 10 and c3 takes the remaining 10 on line 1-2.
     result = firm_capacity(net, scenarios, DEMAND, solver)
     assert result.model == "firm" and result.solver == solver
@@ -156,7 +156,7 @@ def test_firm_capacity_on_a_meshed_network_uses_both_signs_of_h(solver):
 
 
 def flexible_closed_form(samples: np.ndarray, eps: float, firm: dict[int, float]) -> dict[int, float]:
-    """Proposition 1's bounds with bus-4 priority (weights 1/D), spec 5.2."""
+    """Proposition 1's bounds with bus-4 priority (weights 1/D), docs/models/capacity.md#ca-5-2."""
     p2, p3, p4 = samples[:, 1], samples[:, 2], samples[:, 3]
     trunk = 100.0 - cvar(p2 + p3 + p4, eps)
     c4 = min(40.0 - cvar(p4, eps), 50.0 - cvar(p4, eps), trunk - firm[3])
@@ -182,7 +182,7 @@ def test_flexible_capacity_of_the_paper_case(net, scenarios, solver, formulation
     assert result.model == "flexible" and result.formulation == formulation
     assert_capacities(result, {1: 0.0, 2: 0.0, **expected})
     increments = {b: result.capacity_mw[b] - firm.capacity_mw[b] for b in (3, 4)}
-    # Spec 5.2 reports about (7.1, 5.4) over many draws; one draw lands near it.
+    # docs/models/capacity.md#ca-5-2 reports about (7.1, 5.4) over many draws; one draw lands near it.
     assert increments[3] == pytest.approx(7.1, abs=0.6) and increments[4] == pytest.approx(5.4, abs=0.4)
     assert set(result.binding) == {"withdrawal limit at bus 4", "line 1-2 upper limit"}
 

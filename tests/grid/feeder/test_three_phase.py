@@ -1,5 +1,5 @@
-"""The IEEE 37-node feeder and LinDist3Flow, against the shared data note's own figures and
-closed forms (spec `dlmp-bilevel.md` section 2)."""
+"""The IEEE 37-node feeder and LinDist3Flow, against the figures of
+docs/reference/cases.md#ieee-37-node-feeder and closed forms (docs/models/dlmp.md#dlmp-2)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def test_feeder_is_the_37_node_tree_with_its_loads(feeder):
     for segment in feeder.segments:  # every segment leaves a bus already reached
         assert segment.from_bus in seen
         seen.add(segment.to_bus)
-    # Data note: 2,457 kW / 1,201 kvar in all; per phase a 859.1 / 548.6, b 670.6 / 360.9, c 927.4 / 291.5.
+    # docs/reference/cases.md#ieee-37-node-feeder: 2,457 kW / 1,201 kvar in all;
+    # per phase a 859.1 / 548.6, b 670.6 / 360.9, c 927.4 / 291.5.
     kw = sum(feeder.load_kw.values())
     kvar = sum(feeder.load_kvar.values())
     assert kw.sum() == pytest.approx(2457.0)
@@ -40,13 +41,14 @@ def test_feeder_is_the_37_node_tree_with_its_loads(feeder):
 
 
 @pytest.mark.parametrize("connection, p, q, expected", [
-    # The data note's wye table: bus 737 (AB 140 kW / 70 kvar) and bus 736 (BC 42 / 21).
+    # Wye equivalents (docs/reference/cases.md#ieee-37-node-feeder): bus 737 (AB 140 kW / 70 kvar) and
+    # bus 736 (BC 42 / 21).
     ("AB", 140.0, 70.0, ([90.21, 49.79, 0.0], [-5.41, 75.41, 0.0])),
     ("BC", 42.0, 21.0, ([0.0, 27.06, 14.94], [0.0, -1.62, 22.62])),
     ("CA", 85.0, 40.0, ([30.95, 0.0, 54.05], [44.54, 0.0, -4.54])),
     ("3ph-delta", 126.0, 63.0, ([42.0, 42.0, 42.0], [21.0, 21.0, 21.0])),
 ])
-def test_delta_loads_become_the_data_notes_wye_equivalents(connection, p, q, expected):
+def test_delta_loads_become_their_wye_equivalents(connection, p, q, expected):
     kw, kvar = delta_to_wye(connection, p, q)
     np.testing.assert_allclose(kw, expected[0], atol=0.006)
     np.testing.assert_allclose(kvar, expected[1], atol=0.006)
@@ -63,14 +65,15 @@ def test_coupling_matrices_reduce_to_the_positive_sequence_drop():
     p, q = 2.0, 1.5
     drop = mp @ np.full(3, p) + mq @ np.full(3, q)
     np.testing.assert_allclose(drop, -2 * ((r_s - r_m) * p + (x_s - x_m) * q))
-    # The sqrt(3) terms: a flow on phase b alone moves phase a by r_ab - sqrt(3) x_ab (spec's M^P).
+    # The sqrt(3) terms: a flow on phase b alone moves phase a by r_ab - sqrt(3) x_ab (M^P, docs/models/dlmp.md#eq-d-2).
     assert mp[0, 1] == pytest.approx(r_m - math.sqrt(3) * x_m)
     assert mq[0, 1] == pytest.approx(x_m + math.sqrt(3) * r_m)
 
 
-def test_voltages_match_the_data_notes_check_and_the_sweep(feeder):
-    """Data note: with V799 = 1.0 p.u., constant-PQ wye loads and no regulator, V701 = [0.985,
-    0.990, 0.986] and the lowest voltages are a 0.945 at 740, b 0.966 at 738, c 0.962 at 736."""
+def test_voltages_match_the_feeders_check_and_the_sweep(feeder):
+    """docs/reference/cases.md#ieee-37-node-feeder: with V799 = 1.0 p.u., constant-PQ wye loads
+    and no regulator, V701 = [0.985, 0.990, 0.986] and the lowest voltages are a 0.945 at 740,
+    b 0.966 at 738, c 0.962 at 736."""
     model = power_flow(feeder)
     sweep = sweep_voltages(feeder)
     for bus in feeder.buses:
@@ -96,7 +99,7 @@ def test_glpk_gives_the_same_voltages(feeder):
         np.testing.assert_allclose(glpk[bus], highs[bus], atol=1e-7)
 
 
-# --- The DSO's OPF and its DLMPs (spec sections 2-3) ------------------------------------------
+# --- The DSO's OPF and its DLMPs (docs/models/dlmp.md#dlmp-2, docs/models/dlmp.md#dlmp-3) ---
 
 from grid.errors import InfeasibleNetworkError  # noqa: E402
 from grid.feeder.opf import DistributedGenerator, OpfSettings, dso_opf  # noqa: E402
@@ -177,7 +180,7 @@ def test_an_infeasible_voltage_floor_is_one_line_naming_the_fix(feeder):
         dso_opf(feeder, settings=OpfSettings(head_voltage_pu=0.96))
 
 
-# --- KKT of the lower level (spec: KKT + big-M) -------------------------------------------------
+# --- KKT of the lower level (docs/models/dlmp.md#dlmp-5-1, KKT + big-M) ----------------------
 
 import pyomo.environ as pyo  # noqa: E402
 

@@ -1,5 +1,5 @@
 """Background-load scenarios: truncated-normal, base-load and copula sampling; CSV and Parquet input;
-the memory guard (spec 5.1, 5.2)."""
+the memory guard (docs/models/capacity.md#ca-5-1, docs/models/capacity.md#ca-5-2)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from grid.memory_guard import check_scenario_memory, scenario_memory_bytes
 from grid.network.cases import load_case
 from grid.network.network import Bus, Generator, Line, Network
 
-# Spec 5.2: the inferred supports, parent variance 5.
+# docs/models/capacity.md#ca-5-2: the inferred supports, parent variance 5.
 PAPER_LOADS = {
     1: TruncatedNormalLoad(25.0, 5.0, 20.0, 30.0),
     2: TruncatedNormalLoad(25.0, 5.0, 20.0, 30.0),

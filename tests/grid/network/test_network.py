@@ -1,4 +1,5 @@
-"""Networks, built-in cases and shift factors (spec 2.1, 3.4 (10), 5.1)."""
+"""Networks, built-in cases and shift factors (docs/models/capacity.md#ca-2-1, docs/models/capacity.md#eq-c-10,
+docs/models/capacity.md#ca-5-1)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_paper_case_matches_spec_5_1():
     ]
     assert all(l.reactance_pu is None for l in net.lines)
     assert net.is_radial()
-    # Spec 5.2: rows 1-2, 2-3, 2-4; columns buses 1..4.
+    # docs/models/capacity.md#ca-5-2: rows 1-2, 2-3, 2-4; columns buses 1..4.
     expected = np.array([[0, 1, 1, 1], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
     np.testing.assert_array_equal(path_matrix(net), expected)
     np.testing.assert_array_equal(shift_factors(net), expected)

@@ -1,4 +1,4 @@
-"""The two-stage mean-CVaR MILP of flexible capacity modules (spec `fcm-two-stage.md`).
+"""The two-stage mean-CVaR MILP of flexible capacity modules (docs/models/plan.md).
 
 Independent yardsticks: Stage I by enumeration (every z, y of (2)-(4)), Stage II costs worked out
 by hand on one-site instances, the risk term by sorting (grid.plan.risk) and the DRO worst case as
@@ -130,7 +130,7 @@ def test_stage_two_costs_of_the_two_site_instance_by_hand():
 
 @pytest.mark.parametrize("lam, alpha", [(0.0, 0.5), (0.25, 0.75), (0.5, 0.5), (1.0, 0.5), (1.0, 0.75)])
 def test_milp_optimum_equals_enumeration_of_stage_one(lam, alpha):
-    # Spec 7: enumerate all first-stage decisions, total = (1) with mean-CVaR by sorting.
+    # docs/models/plan.md#fcm-7: enumerate all first-stage decisions, total = (F-1) with mean-CVaR by sorting.
     ranked = brute_force(lam, alpha)
     solution = solved(lam, alpha)
     assert solution.solve.status == "optimal"
@@ -353,7 +353,7 @@ def test_drawn_degenerate_shocks_give_the_hand_computed_cost():
     assert solution.objective == pytest.approx(100.0 + 5.0 + P * 0.5 * 2 * MIN, rel=REL)
 
 
-# --- Solvers agree (spec 7) --------------------------------------------------------------------
+# --- Solvers agree (docs/models/plan.md#fcm-7) ---------------------------------------------------
 
 @pytest.mark.parametrize("lam, alpha, radius", [(0.5, 0.75, 0.0), (0.0, 0.5, 0.1)])
 def test_highs_and_glpk_agree(lam, alpha, radius):
@@ -367,7 +367,7 @@ def test_highs_and_glpk_agree(lam, alpha, radius):
                                costs_of(glpk.plan), rtol=REL, atol=1e-9)
 
 
-# --- The cost-CVaR frontier over lambda (spec 7) -----------------------------------------------
+# --- The cost-CVaR frontier over lambda (docs/models/plan.md#fcm-7) ------------------------------
 
 LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -384,7 +384,8 @@ def test_cvar_of_the_plan_is_non_increasing_in_lambda():
     # c + E + lambda (CVaR - E)): c + E non-decreasing and CVaR - E non-increasing in lambda.
     # E alone need not be monotone, and is not here: E = 154.17, 287.5, 20.83 at lambda = 0, 0.25,
     # 0.5 (a cheaper plan at 0.25, a dearer one from 0.5). CVaR alone is not monotone in general
-    # either (Stage I cost sits outside lambda), but it is on this instance, as spec 7 asks.
+    # either (Stage I cost sits outside lambda), but it is on this instance, as
+    # docs/models/plan.md#fcm-7 asks.
     # The weighted-sum argument on (c + E, c + CVaR): the CVaR of the plan's total cost (what the
     # frontier plots) is non-increasing in lambda whatever the instance.
     total_tail = [p.cost + t for p, t in zip(plans, tail)]
@@ -402,7 +403,7 @@ def test_cvar_of_the_plan_is_non_increasing_in_lambda():
     assert solved(1.0, alpha).objective == pytest.approx(plans[-1].cost + cvar(q[-1], alpha), rel=REL)
 
 
-# --- Distributionally robust (spec 4) ----------------------------------------------------------
+# --- Distributionally robust (docs/models/plan.md#fcm-4) -----------------------------------------
 
 RADII = (0.0, 0.05, 0.1, 0.3)
 # Radii above 1/S (here 1/4) matter: a wrong dual row (nu_s >= v_s - mu - kappa, which caps every

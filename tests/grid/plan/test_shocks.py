@@ -47,7 +47,7 @@ def within_binomial(hits: int, trials: int, p: float, sigmas: float = 4.0) -> bo
 
 def reference_profile(minutes: np.ndarray, onset: float, kind: str, amplitude_mw: float,
                       ramp: float, duration: float, recovery: float, period: float) -> np.ndarray:
-    """The spec's event shape, one scalar at a time."""
+    """The event shape of docs/models/plan.md#fcm-5, one scalar at a time."""
     out = []
     for m in minutes:
         t = m - onset
@@ -118,7 +118,8 @@ def test_profile_when_the_event_fills_the_window_is_deterministic() -> None:
 
 def test_oscillation_square_wave_counts_zero_crossings_as_positive() -> None:
     # No ramp and a 12-min hold fill the 12-min window, so onset is 0; period 4 min sampled every
-    # minute puts steps on sin = 0 (t = 0, 2, 4, ...), which the spec counts as +1.
+    # minute puts steps on sin = 0 (t = 0, 2, 4, ...), which
+    # docs/models/plan.md#fcm-5 counts as +1.
     settings = fixed(window_min=12.0, ramp_min=(0.0, 0.0), duration_min=(12.0, 12.0), period_min=(4.0, 4.0),
                      kind_weights=only("oscillation"))
     drawn = draw_shocks([ShockSite(1, 2.0, "a")], settings, 2, np.random.default_rng(0))

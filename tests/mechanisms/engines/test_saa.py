@@ -24,7 +24,7 @@ EXAMPLE_2 = [
 
 def test_example_1_reproduces_table_iii():
     auction, results = simulate(PAPER_PRODUCTS, EXAMPLE_1, AuctionRules(increment=5))
-    expected = [  # spec 6.1, Table III
+    expected = [  # Table III, docs/models/auction.md#ca-6-1
         ({"B1": ({F3, F4, X4}, 5), "B2": ({F3, X3, F4, X4}, 5)},
          {F3: ("B1", 5), X3: ("B2", 5), F4: ("B2", 5), X4: ("B1", 5)}),
         ({"B1": ({F4}, 10), "B2": ({F3}, 10)},
@@ -50,7 +50,8 @@ def test_example_2_reproduces_table_v_with_default_tie_policy():
     assert log[0][0] == {"B1": ({F3, X3, F4, X4}, 5), "B2": ({F3, X3, F4, X4}, 5)}
     assert log[0][1] == {F3: ("B1", 5), X3: ("B2", 5), F4: ("B1", 5), X4: ("B2", 5)}
     assert log[1][0] == {"B2": ({F3}, 10)}
-    # Rounds 3-5 with the lowest-index pick (the paper picks item 4 in round 3; spec 6.2).
+    # Rounds 3-5 with the lowest-index pick (the paper picks item 4 in round 3;
+    # docs/models/auction.md#ca-6-2).
     assert [entry[0] for entry in log[2:]] == [{"B1": ({X3}, 10)}, {"B2": ({F4}, 10)}, {"B1": ({X4}, 10)}, {}]
     outcome = auction.outcome()
     assert outcome.bundles() == {"B1": (X3, X4), "B2": (F3, F4)}
@@ -59,7 +60,7 @@ def test_example_2_reproduces_table_v_with_default_tie_policy():
 
 
 def test_example_2_smallest_bundle_policy_follows_the_spec_warning():
-    # Spec 6.2 warns that smallest-bundle tie handling gives 6 rounds and B1 = {2, 3}, B2 = {1, 4}.
+    # docs/models/auction.md#ca-6-2 warns that smallest-bundle tie handling gives 6 rounds and B1 = {2, 3}, B2 = {1, 4}.
     auction, results = simulate(PAPER_PRODUCTS, EXAMPLE_2, AuctionRules(increment=5), ties="smallest")
     log = round_log(results)
     assert log[0][0] == {"B1": ({F3, X3}, 5), "B2": ({F3, X3, F4}, 5)}

@@ -24,7 +24,7 @@ EXAMPLE_1 = [
     ("B1", AdditiveValuation({F3: 20, X3: 0, F4: 30, X4: 15})),
     ("B2", AdditiveValuation({F3: 30, X3: 20, F4: 10, X4: 10})),
 ]
-TABLE_III = [  # spec 6.1
+TABLE_III = [  # docs/models/auction.md#ca-6-1
     ({"B1": ({F3, F4, X4}, 5), "B2": ({F3, X3, F4, X4}, 5)},
      {F3: ("B1", 5), X3: ("B2", 5), F4: ("B2", 5), X4: ("B1", 5)}),
     ({"B1": ({F4}, 10), "B2": ({F3}, 10)},

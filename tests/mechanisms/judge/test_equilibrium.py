@@ -41,7 +41,7 @@ def bidder_check(report: EquilibriumReport, bidder: str):
     return check
 
 
-# ---------------------------------------------------------------- Example 1 (spec 6.1)
+# ------------------------------------------------ Example 1 (docs/models/auction.md#ca-6-1)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_as_dict_is_json_ready(example1: EquilibriumReport) -> None:
     assert d["efficient_allocation"] == {"B1": list(items(3, 4)), "B2": list(items(1, 2))}
 
 
-# ---------------------------------------------------------------- Example 2 (spec 6.2)
+# ------------------------------------------------ Example 2 (docs/models/auction.md#ca-6-2)
 
 
 @pytest.fixture(scope="module")

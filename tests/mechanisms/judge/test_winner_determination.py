@@ -1,4 +1,5 @@
-"""Winner determination and Walrasian certificates (spec 4.3, (6)-(9)) against hand values and brute force.
+"""Winner determination and Walrasian certificates (docs/models/auction.md#ca-4-3, (C-6) to (C-9)) against hand
+values and brute force.
 
 Every expected number is worked out by hand in a comment or computed here by exhaustive search over
 allocations / bundles / an integer price grid; nothing is taken from the code under test.
@@ -49,7 +50,8 @@ def brute_force_welfare(products, bids) -> float:
 
 
 def is_equilibrium(products, bids, allocation, prices) -> bool:
-    """Def. 1: (7a) every held bundle is in the demand set (6) over all subsets; (7b) unsold price 0."""
+    """Definition 1 (docs/models/auction.md#eq-c-7): (C-7a) every held bundle is in the demand set (C-6) over all
+    subsets; (C-7b) unsold price 0."""
     if any(prices[p] < -1e-9 for p in products):
         return False
     sold = set().union(*allocation.values())
@@ -203,7 +205,7 @@ def test_random_xor_markets_match_brute_force():
 
 
 def integer_grid_equilibria(products, bids, allocation, top: int):
-    """All integer price vectors in {0..top}^m that support ``allocation`` (Def. 1)."""
+    """All integer price vectors in {0..top}^m that support ``allocation`` (docs/models/auction.md#eq-c-7)."""
     found = []
     for combo in itertools.product(range(top + 1), repeat=len(products)):
         prices = dict(zip(products, map(float, combo)))

@@ -94,7 +94,7 @@ def test_products_come_from_the_grid_models(additive_run):
     s = _summary(additive_run)
     caps = {p["id"]: p["capacity_mw"] for p in s["products"]}
     assert caps["firm@3"] == pytest.approx(10, abs=1e-6) and caps["firm@4"] == pytest.approx(10, abs=1e-6)
-    # Spec 5.2: about 7.1 and 5.4 MW with true truncation (the paper reports 6.3 and 5.6).
+    # docs/models/capacity.md#ca-5-2: about 7.1 and 5.4 MW with true truncation (the paper reports 6.3 and 5.6).
     assert 6.5 < caps["flex@3"] < 7.7 and 5.0 < caps["flex@4"] < 5.8
     assert [p["risk"] for p in s["products"]] == [0, 0.05, 0, 0.05]
     buses = {b["bus"]: b for b in s["capacity"]["per_bus"]}
@@ -217,8 +217,9 @@ def test_complements_case_reports_the_violation(tmp_path, capsys):
     assert main(["run", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     s = _summary(tmp_path / "run")
     assert s["capacity"] is None
-    # Hand-traced (README): R1 C wins A on the tie, Y wins B; R2 X takes A, C takes B at 10;
-    # R3 C retakes A and Y retakes B at 15; R4 nobody bids. C is left exposed with A alone.
+    # Hand-traced (docs/studies/four-bus.md#complements-where-the-saa-fails): R1 C wins A on the
+    # tie, Y wins B; R2 X takes A, C takes B at 10; R3 C retakes A and Y retakes B at 15; R4 nobody
+    # bids. C is left exposed with A alone.
     assert s["allocation"] == {"A": "C", "B": "Y"} and s["prices"] == {"A": 15, "B": 15}
     assert s["rounds"] == 3
     eq = s["equilibrium"]
@@ -332,8 +333,9 @@ def test_a_limit_broken_by_background_load_is_reported_and_the_run_goes_on(tmp_p
 
 
 def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):
-    # The README's 6.824 / 5.315 MW: rebuild the run's own scenarios from its seed and compute
-    # the increments by sorting (spec 3.1, 5.2), independently of the LP.
+    # The 6.824 / 5.315 MW of docs/studies/four-bus.md#capacity-products: rebuild the run's own
+    # scenarios from its seed and compute the increments by sorting (docs/models/capacity.md#ca-3-1,
+    # docs/models/capacity.md#ca-5-2), independently of the LP.
     from sim.config.schema import parse_config
     from sim.market.inputs import build_grid_inputs
     from tests.grid.capacity.test_study import flexible_closed_form
@@ -344,7 +346,7 @@ def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):
     caps = {p["id"]: p["capacity_mw"] for p in _summary(additive_run)["products"]}
     assert caps["flex@3"] == pytest.approx(expected[3] - 10.0, abs=1e-6)
     assert caps["flex@4"] == pytest.approx(expected[4] - 10.0, abs=1e-6)
-    assert round(caps["flex@3"], 3) == 6.824 and round(caps["flex@4"], 3) == 5.315  # as the README says
+    assert round(caps["flex@3"], 3) == 6.824 and round(caps["flex@4"], 3) == 5.315  # as the docs say
 
 
 def test_large_markets_show_only_changed_standings(tmp_path, capsys):

@@ -28,7 +28,7 @@ def run(tmp_path: Path, kind: str, rules: dict, *flags: str) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-# Values (spec 6.1): B1 firm@3 20, flex@3 0, firm@4 30, flex@4 15; B2 30, 20, 10, 10.
+# Values (docs/models/auction.md#ca-6-1): B1 firm@3 20, flex@3 0, firm@4 30, flex@4 15; B2 30, 20, 10, 10.
 
 
 def test_vcg_charges_second_prices_for_additive_values(tmp_path):

@@ -332,11 +332,11 @@ def test_shipped_plan_configs_hold_valid_data(name):
 def test_studies_registry_drives_the_cli_and_the_schema():
     import importlib
 
-    from sim.cli import _parser
+    from sim.cli import build_parser
     from sim.config.schema import ExperimentConfig
     from sim.studies.registry import STUDIES
 
-    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for spec in STUDIES.values():
         assert spec.command in commands
         module, function = spec.runner.split(":")
