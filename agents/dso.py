@@ -14,7 +14,14 @@ from grid.capacity.study import MIN_PRODUCT_MW, CapacityStudy, capacity_study
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
 from grid.plan.data import PlanSite
-from mechanisms.products import FIRM, FLEX, Product, product_id, risk_label
+from mechanisms.products import (
+    FIRM,
+    FLEX,
+    GridProductKey,
+    Product,
+    product_id,
+    risk_label,
+)
 
 
 @dataclass(frozen=True)
@@ -55,11 +62,10 @@ def _blocks(kind: str, bus: int, tier: str | None, risk: float, capacity_mw: flo
     """One product, or blocks of ``block_mw`` (the last one holds the remainder)."""
     if block_mw is None or capacity_mw <= block_mw:
         block = None if block_mw is None else 1
-        return [Product(product_id(kind, bus, tier=tier, block=block), bus, risk, capacity_mw)]
+        return [Product.grid(GridProductKey(kind, bus, tier, block), risk, capacity_mw)]
     count = math.ceil(capacity_mw / block_mw - 1e-9)
     sizes = [block_mw] * (count - 1) + [capacity_mw - block_mw * (count - 1)]
-    return [Product(product_id(kind, bus, tier=tier, block=i + 1), bus, risk, size)
-            for i, size in enumerate(sizes)]
+    return [Product.grid(GridProductKey(kind, bus, tier, i + 1), risk, size) for i, size in enumerate(sizes)]
 
 
 def products_from_study(study: CapacityStudy, block_mw: float | None = None) -> tuple[list[Product], list[Product]]:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from agents.errors import AgentConfigError
-from mechanisms.products import FIRM, Product, ProductCatalog, parse_product_id
+from mechanisms.products import FIRM, FLEX, GridProductKey, Product, ProductCatalog
 
 RATE_USD_PER_MW = (5.0, 30.0)
 
@@ -130,7 +130,6 @@ def grid_catalog(buses: int, firm_mw: float = 10.0, flex_mw: float = 5.0, risk: 
     """A small grid-like catalog for experiments: firm and flexible capacity at each bus."""
     products = []
     for bus in range(1, buses + 1):
-        products.append(Product(f"{FIRM}@{bus}", bus, 0.0, firm_mw))
-        products.append(Product(f"flex@{bus}", bus, risk, flex_mw))
-    assert all(parse_product_id(p.id) is not None for p in products)
+        products.append(Product.grid(GridProductKey(FIRM, bus), 0.0, firm_mw))
+        products.append(Product.grid(GridProductKey(FLEX, bus), risk, flex_mw))
     return ProductCatalog(offered=tuple(products))

@@ -10,12 +10,15 @@ Grid products are named here and only here. The id scheme:
   auctions split licences (``firm@3#2``, ``flex@3:5%#1``).
 
 Configs that list their own products may use any other id; those ids carry no structure.
+
+A grid product carries its structure as a `GridProductKey` (``Product.key``): code reads the
+kind, bus, tier and block from the key, never back from the id.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from mechanisms.errors import MechanismError
@@ -38,6 +41,19 @@ class Product:
     bus: int | None
     risk: float
     capacity_mw: float
+    # The id's structure; derived from the id when a product is listed by hand (None: free-form).
+    key: "GridProductKey | None" = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.key is None:
+            object.__setattr__(self, "key", parse_product_id(self.id))
+        elif self.key.id != self.id:
+            raise MechanismError(f"product id {self.id!r} does not match its key ({self.key.id!r})")
+
+    @classmethod
+    def grid(cls, key: "GridProductKey", risk: float, capacity_mw: float) -> "Product":
+        """A grid product: its id and bus come from its key."""
+        return cls(key.id, key.bus, risk, capacity_mw, key)
 
     def as_dict(self) -> dict[str, object]:
         return {"id": self.id, "bus": self.bus, "risk": self.risk, "capacity_mw": self.capacity_mw}
@@ -51,6 +67,10 @@ class GridProductKey:
     bus: int
     tier: str | None = None
     block: int | None = None
+
+    @property
+    def id(self) -> str:
+        return product_id(self.kind, self.bus, tier=self.tier, block=self.block)
 
     @property
     def family(self) -> str:
@@ -115,7 +135,7 @@ class ProductCatalog:
         if parsed.block is not None:
             # A block the computed capacity does not reach is like a withheld product.
             return ()
-        return tuple(p for p in self.offered if (k := parse_product_id(p.id)) is not None and k.family == key)
+        return tuple(p for p in self.offered if p.key is not None and p.key.family == key)
 
     def describe(self) -> str:
         """The names a user may write, for error messages (at most 20)."""

@@ -22,6 +22,9 @@ from grid.load.scenarios import TruncatedNormalLoad, sample_truncated_normal
 from grid.network.cases import load_case
 from mechanisms.errors import MechanismError
 from mechanisms.products import (
+    FIRM,
+    FLEX,
+    GridProductKey,
     Product,
     ProductCatalog,
     parse_product_id,
@@ -215,3 +218,16 @@ def test_risk_check_counts_each_products_interruptions_by_hand(net, tiered):
     assert firm_checks and all(c.interruptions == 0 for c in firm_checks)  # fresh loads stay in the box
     first = checks[1]
     assert first.expected_interrupted_mwh == pytest.approx(first.realised_probability * first.capacity_mw)
+
+
+def test_grid_products_carry_their_key_and_listed_ids_are_read_once():
+    key = GridProductKey(FLEX, 3, "5%", 2)
+    product = Product.grid(key, 0.05, 4.0)
+    assert (product.id, product.bus, product.key) == ("flex@3:5%#2", 3, key) and key.family == "flex@3:5%"
+    # A product listed by hand gets the structure its id has, once; a free-form id has none.
+    assert Product("firm@4#1", 4, 0.0, 1.0).key == GridProductKey(FIRM, 4, None, 1)
+    assert Product("north-site", None, 0.0, 1.0).key is None
+    with pytest.raises(MechanismError, match="does not match its key"):
+        Product("flex@3", 3, 0.05, 4.0, key)
+    # The key is structure, not identity: two products with one id and size are equal.
+    assert Product.grid(GridProductKey(FIRM, 4, None, 1), 0.0, 1.0) == Product("firm@4#1", 4, 0.0, 1.0)
