@@ -218,6 +218,27 @@ STRATEGIES: dict[str, StrategySpec] = {
 }
 
 
+@dataclass(frozen=True)
+class ChosenStrategy:
+    """A config's ``strategy`` once validated: its spec, its fields, and what the config wrote
+    (kept for the effective config). The schema makes it; everything after reads it."""
+
+    spec: StrategySpec
+    fields: Settings
+    written: str | Mapping[str, Any]
+
+    def build(self) -> BiddingStrategy:
+        return self.spec.build(self.fields)
+
+
+def choose_strategy(value: "str | Mapping[str, Any] | ChosenStrategy") -> ChosenStrategy:
+    """The strategy a config names, validated (a ChosenStrategy passes through)."""
+    if isinstance(value, ChosenStrategy):
+        return value
+    spec, fields = strategy_parts(value)
+    return ChosenStrategy(spec, fields, value)
+
+
 def strategy_parts(value: str | Mapping[str, Any]) -> tuple[StrategySpec, Settings]:
     """A config's ``strategy`` (a name, or a table with ``name`` and the strategy's fields),
     validated: the spec and its fields. Errors are one line naming the field."""
@@ -239,9 +260,8 @@ def strategy_parts(value: str | Mapping[str, Any]) -> tuple[StrategySpec, Settin
         raise AgentConfigError(f"strategy.{first_error(error)}") from None
 
 
-def make_strategy(value: str | Mapping[str, Any]) -> BiddingStrategy:
-    spec, fields = strategy_parts(value)
-    return spec.build(fields)
+def make_strategy(value: "str | Mapping[str, Any] | ChosenStrategy") -> BiddingStrategy:
+    return choose_strategy(value).build()
 
 
 @dataclass(frozen=True)

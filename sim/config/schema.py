@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     create_model,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -28,7 +29,7 @@ from agents.dso import ProductSettings
 from agents.errors import AgentConfigError
 from agents.populations import DRAWERS, MIXES
 from agents.profiles import PROFILES, ProfileSpec
-from agents.strategies import STRATEGIES, strategy_parts
+from agents.strategies import STRATEGIES, ChosenStrategy, choose_strategy
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import FORMULATIONS, RISK_MODES, check_risk_levels
 from grid.errors import GridError
@@ -324,7 +325,8 @@ class _BiddingChoice(_Section):
     """How bidders bid: a strategy (a name, or a table with `name` and the strategy's own fields)
     and a bundle tie policy. Shared by `[[bidders]]` entries and `[population]`."""
 
-    strategy: str | dict[str, Any] = Field(default="straightforward", description="how it bids: a strategy's name, "
+    strategy: str | dict[str, Any] = Field(default="straightforward", validate_default=True,
+                                           description="how it bids: a strategy's name, "
                                            "or a table with name and the strategy's fields (see Strategies)")
     bundle_ties: str = Field(default="paper", description='which of equally good bundles it bids on: "paper", '
                              '"largest", "smallest" or "fewest_new"')
@@ -336,12 +338,20 @@ class _BiddingChoice(_Section):
 
     @field_validator("strategy")
     @classmethod
-    def _known_strategy(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+    def _known_strategy(cls, value: str | dict[str, Any]) -> ChosenStrategy:
+        """Validated here, once: the field then holds the ChosenStrategy (written back as given)."""
         try:
-            strategy_parts(value)
+            return choose_strategy(value)
         except AgentConfigError as error:
             raise ValueError(str(error).removeprefix("strategy: ").removeprefix("strategy.")) from None
-        return value
+
+    @field_serializer("strategy")
+    def _written_strategy(self, value: ChosenStrategy) -> str | dict[str, Any]:
+        return value.written if isinstance(value, ChosenStrategy) else value
+
+    @property
+    def chosen_strategy(self) -> ChosenStrategy:
+        return choose_strategy(self.strategy)
 
 
 class _BidderBase(_BiddingChoice):
@@ -514,11 +524,11 @@ class ExperimentConfig(_Section):
                     f"{spec.table}: [{spec.table}] holds the rules of the {spec.kind!r} mechanism, but "
                     f"[mechanism] kind = {chosen.kind!r}; remove [{spec.table}] or set kind = {spec.kind!r}"
                 )
-        chosen_strategies = [(f"bidders[{i}]", b.strategy) for i, b in enumerate(self.bidders or [])]
+        chosen_strategies = [(f"bidders[{i}]", b.chosen_strategy) for i, b in enumerate(self.bidders or [])]
         if self.population is not None:
-            chosen_strategies.append(("population", self.population.strategy))
-        for where, value in chosen_strategies:
-            strategy, _ = strategy_parts(value)
+            chosen_strategies.append(("population", self.population.chosen_strategy))
+        for where, picked in chosen_strategies:
+            strategy = picked.spec
             playable = strategy.mechanisms
             if playable is not None and chosen.kind not in playable:
                 raise ValueError(

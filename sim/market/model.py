@@ -22,7 +22,6 @@ from agents.dso import DSO, CapacityReport
 from agents.errors import AgentConfigError
 from agents.populations import BidderDraw, draw_population
 from agents.profiles import build_profile
-from agents.strategies import make_strategy
 from agents.valuations import ValuationProfile
 from mechanisms.errors import MechanismError
 from mechanisms.judge.certify import Certificate, certify
@@ -108,7 +107,7 @@ class MarketModel(mesa.Model):
             # An aggregator is a bidder that also hands its products to its members afterwards.
             agent_class = Aggregator if spec.profile == "aggregator" else DataCenterBidder
             agent_class(self, name=spec.name, valuation=self._build_valuation(i, spec, catalog),
-                        strategy=make_strategy(spec.strategy), ties=bundle_tie_policy(spec.bundle_ties))
+                        strategy=spec.chosen_strategy.build(), ties=bundle_tie_policy(spec.bundle_ties))
         self.population = self._draw_population(catalog, {spec.name for spec in bidder_specs})
         # Every bidder, aggregators included, in registration (config) order.
         self.bidders = self.agents.select(lambda agent: isinstance(agent, DataCenterBidder))
@@ -139,7 +138,7 @@ class MarketModel(mesa.Model):
                 valuation = build_profile(draw.profile, draw.fields, catalog)
             except AgentConfigError as error:
                 raise ConfigError(f"population ({draw.name}, {draw.profile}): {error}") from None
-            DataCenterBidder(self, name=draw.name, valuation=valuation, strategy=make_strategy(population.strategy),
+            DataCenterBidder(self, name=draw.name, valuation=valuation, strategy=population.chosen_strategy.build(),
                              ties=bundle_tie_policy(population.bundle_ties))
         return draws
 

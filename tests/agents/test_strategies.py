@@ -141,3 +141,23 @@ def test_a_strategy_is_refused_for_a_mechanism_it_cannot_play():
     with pytest.raises(ConfigError) as exc:
         parse_config(config, "cfg")
     assert "bidders[0].strategy: 'jump' plays only saa, not the 'clock' mechanism" in str(exc.value)
+
+
+def test_a_strategy_is_validated_once_from_config_to_agent(monkeypatch):
+    """The schema reads each strategy once; the rule check, the model and the effective config
+    use what it read (three reads before)."""
+    import agents.strategies as strategies
+    from sim.config.schema import effective_config
+    from sim.market.model import MarketModel
+
+    reads = []
+    original = strategies.strategy_parts
+    monkeypatch.setattr(strategies, "strategy_parts", lambda value: reads.append(value) or original(value))
+    raw = _config(strategy={"name": "budget_limited", "budget_usd": 40})
+    config = parse_config(raw)
+    model = MarketModel(config, base_dir=EXPERIMENTS)
+    assert len(reads) == len(raw["bidders"])  # the second bidder's default is read too, once
+    assert isinstance(model.bidders[0].strategy, BudgetLimited) and model.bidders[0].strategy.budget_usd == 40
+    written = effective_config(config)["bidders"]
+    assert written[0]["strategy"] == {"name": "budget_limited", "budget_usd": 40}
+    assert written[1]["strategy"] == "straightforward"
