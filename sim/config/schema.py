@@ -18,7 +18,6 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
-    create_model,
     field_serializer,
     field_validator,
     model_validator,
@@ -28,7 +27,17 @@ from agents.bundle_ties import BUNDLE_TIE_POLICIES
 from agents.dso import ProductSettings
 from agents.errors import AgentConfigError
 from agents.populations import DRAWERS, MIXES
-from agents.profiles import PROFILES, ProfileSpec
+from agents.profiles import (
+    PROFILES,
+    AdditiveFields,
+    AggregatorFields,
+    BudgetCappedFields,
+    BundlesFields,
+    ComplementsFields,
+    PerMWFields,
+    SitesFields,
+    SymmetricConcaveFields,
+)
 from agents.strategies import STRATEGIES, ChosenStrategy, choose_strategy
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import FORMULATIONS, RISK_MODES, check_risk_levels
@@ -375,19 +384,47 @@ class _BidderBase(_BiddingChoice):
         return super().unknown_field_message(key)
 
 
-def _bidder_model(spec: ProfileSpec) -> type[_BidderBase]:
-    """A bidder entry of one profile: the common fields, ``profile = "<name>"`` and the profile's own."""
-    return create_model(
-        f"{spec.fields.__name__.removesuffix('Fields')}Bidder",
-        __base__=(_BidderBase, spec.fields),
-        profile=(Literal[spec.name],  # type: ignore[valid-type]
-                 Field(description="the valuation profile, which sets the entry's other fields")),
-    )
+_PROFILE_FIELD = "the valuation profile, which sets the entry's other fields"
+
+
+# A bidder entry of each profile: the common fields, `profile = "<name>"` and the profile's own
+# (agents/profiles.py); tests check that every registered profile has its entry here.
+class AdditiveBidder(_BidderBase, AdditiveFields):
+    profile: Literal["additive"] = Field(description=_PROFILE_FIELD)
+
+
+class SymmetricConcaveBidder(_BidderBase, SymmetricConcaveFields):
+    profile: Literal["symmetric_concave"] = Field(description=_PROFILE_FIELD)
+
+
+class BundlesBidder(_BidderBase, BundlesFields):
+    profile: Literal["bundles"] = Field(description=_PROFILE_FIELD)
+
+
+class SitesBidder(_BidderBase, SitesFields):
+    profile: Literal["sites"] = Field(description=_PROFILE_FIELD)
+
+
+class PerMWBidder(_BidderBase, PerMWFields):
+    profile: Literal["per_mw"] = Field(description=_PROFILE_FIELD)
+
+
+class BudgetCappedBidder(_BidderBase, BudgetCappedFields):
+    profile: Literal["budget_capped"] = Field(description=_PROFILE_FIELD)
+
+
+class ComplementsBidder(_BidderBase, ComplementsFields):
+    profile: Literal["complements"] = Field(description=_PROFILE_FIELD)
+
+
+class AggregatorBidder(_BidderBase, AggregatorFields):
+    profile: Literal["aggregator"] = Field(description=_PROFILE_FIELD)
 
 
 # `profile` picks the entry's schema, so each profile validates exactly its own keys.
 BidderConfig = Annotated[
-    Union[tuple(_bidder_model(spec) for spec in PROFILES.values())],  # type: ignore[valid-type]
+    Union[AdditiveBidder, SymmetricConcaveBidder, BundlesBidder, SitesBidder,
+          PerMWBidder, BudgetCappedBidder, ComplementsBidder, AggregatorBidder],
     Field(discriminator="profile"),
 ]
 
