@@ -13,6 +13,7 @@ from typing import Annotated, Any, Mapping
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from grid.errors import GridError
+from grid.plan.data import Hub, ModuleType, Supplier
 from grid.plan.shocks import ShockSettings
 from mechanisms.settings import Money, Settings
 
@@ -35,6 +36,10 @@ class ModuleConfig(Settings):
                                "event starts")
     ramp_mw_per_min: float | None = Field(default=None, gt=0, description="generator: ramp limit R_max per unit")
 
+    def module_type(self) -> ModuleType:
+        return ModuleType(self.name, self.kind, self.unit_mw, self.transport_cost_per_km, self.energy_mwh,
+                          self.eta_charge, self.eta_discharge, self.initial_soc, self.ramp_mw_per_min)
+
 
 class HubConfig(Settings):
     name: str = Field(min_length=1, description="the hub's name, as suppliers and travel name it")
@@ -43,6 +48,9 @@ class HubConfig(Settings):
     capacity_units: Units = Field(description="Dmax(d): the most units it holds")
     activation_min: Minutes = Field(default=2.0, description="from the start of an event to a module leaving it")
 
+    def hub(self) -> Hub:
+        return Hub(self.name, self.bus, self.setup_cost, self.capacity_units, self.activation_min)
+
 
 class SupplierConfig(Settings):
     name: str = Field(min_length=1, description="the supplier's name")
@@ -50,6 +58,9 @@ class SupplierConfig(Settings):
     inventory: dict[str, int] = Field(description="Gg(g, l): units in stock by module type")
     distance_km: dict[str, Km] = Field(min_length=1, description="s_gd: the road to each hub it serves, by hub name; "
                                        "a hub that no supplier lists is an error")
+
+    def supplier(self) -> Supplier:
+        return Supplier(self.name, dict(self.inventory), dict(self.distance_km))
 
 
 

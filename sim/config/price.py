@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from grid.feeder.bilevel import LINEARIZATIONS
+from grid.feeder.opf import DistributedGenerator, OpfSettings
 from mechanisms.settings import Money, Settings
 
 
@@ -26,6 +27,9 @@ class GeneratorConfig(Settings):
     cost_per_mwh: Money = Field(ge=0, description="b: the linear cost of its output")
     quadratic_cost: float = Field(default=0.0, ge=0, le=1e3, description='a, in a PG^2 (PG in kW); needs '
                                   'linearization = "mccormick"')
+
+    def generator(self) -> DistributedGenerator:
+        return DistributedGenerator(self.name, self.bus, self.max_kw_per_phase, self.cost_per_mwh, self.quadratic_cost)
 
 
 class PriceSiteConfig(Settings):
@@ -87,6 +91,9 @@ class PriceConfig(Settings):
             raise ValueError(f"head_voltage_pu {self.head_voltage_pu:g} must lie inside [v_min_pu, v_max_pu] = "
                              f"[{self.v_min_pu:g}, {self.v_max_pu:g}] p.u.")
         return self
+
+    def opf_settings(self) -> OpfSettings:
+        return OpfSettings(self.substation_price_per_mwh, self.head_voltage_pu, self.v_min_pu, self.v_max_pu)
 
 
 # The placements compared, in report order: the baseline, then the two cases of the DLMP model

@@ -83,10 +83,9 @@ def sites_from_config(plan: PlanConfig, sites: Sequence[SiteConfig]) -> tuple[Pl
 def catalogue(plan: PlanConfig, network: Network) -> tuple[tuple[ModuleType, ...], tuple[Hub, ...], tuple[Supplier, ...]]:
     """Module types, hubs and suppliers of ``[plan]``, checked (grid.plan.data.check_catalogue).
     A run calls this before its auction, so that a bad [plan] fails before the expensive part."""
-    modules = tuple(ModuleType(m.name, m.kind, m.unit_mw, m.transport_cost_per_km, m.energy_mwh, m.eta_charge,
-                               m.eta_discharge, m.initial_soc, m.ramp_mw_per_min) for m in plan.modules)
-    hubs = tuple(Hub(h.name, h.bus, h.setup_cost, h.capacity_units, h.activation_min) for h in plan.hubs)
-    suppliers = tuple(Supplier(s.name, dict(s.inventory), dict(s.distance_km)) for s in plan.suppliers)
+    modules = tuple(m.module_type() for m in plan.modules)
+    hubs = tuple(h.hub() for h in plan.hubs)
+    suppliers = tuple(s.supplier() for s in plan.suppliers)
     check_catalogue(modules, hubs, suppliers, network)
     return modules, hubs, suppliers
 

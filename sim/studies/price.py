@@ -62,13 +62,13 @@ SITE_COLUMNS = ("case", "bus", "member", "load_kw", "svg_a_kvar", "svg_b_kvar", 
 
 def feeder_inputs(price: PriceConfig) -> tuple[ThreePhaseFeeder, tuple[DistributedGenerator, ...], OpfSettings]:
     feeder = load_ieee37()
-    settings = OpfSettings(price.substation_price_per_mwh, price.head_voltage_pu, price.v_min_pu, price.v_max_pu)
+    settings = price.opf_settings()
     generators = []
     for i, g in enumerate(price.generators):
         if g.bus not in feeder.buses or g.bus == feeder.head_bus:
             raise ConfigError(f"price.generators[{i}].bus: bus {g.bus} is not a load bus of {feeder.name}; "
                               f"use one of {_bus_list(feeder)}")
-        generators.append(DistributedGenerator(g.name, g.bus, g.max_kw_per_phase, g.cost_per_mwh, g.quadratic_cost))
+        generators.append(g.generator())
     if len({g.name for g in generators}) != len(generators):
         raise ConfigError("price.generators: two generators share a name; give each its own")
     return feeder, tuple(generators), settings
