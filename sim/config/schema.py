@@ -41,7 +41,7 @@ from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
 from mechanisms.settings import Settings
-from sim.config.overrides import Override, OverrideError, apply_overrides
+from sim.config.overrides import NestingError, Override, OverrideError, apply_overrides, load_toml
 from sim.config.plan import PlanConfig
 from sim.config.price import PriceConfig
 from sim.errors import ConfigError
@@ -588,7 +588,9 @@ def read_config_file(path: Path, what: str = "config") -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read {what} ({error.__class__.__name__}); give a UTF-8 TOML file") from None
     try:
-        return tomllib.loads(text)
+        return load_toml(text)
+    except NestingError as error:
+        raise ConfigError(f"{path}: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
 

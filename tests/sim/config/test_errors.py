@@ -156,3 +156,27 @@ def test_too_many_scenarios_are_refused_before_any_work_with_the_estimate(tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "load.scenarios: " in err and "need about" in err and "use at most" in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, where", [
+    ("seed = 1\nx = " + "[" * 5000 + "]" * 5000 + "\n", ""),  # the reader itself would recurse
+    ("seed = 1\nx = " + "{ a = " * 3000 + "1" + " }" * 3000 + "\n", ""),
+    ("seed = 1\nx = " + "[" * 40 + "]" * 40 + "\n", "x" + "[0]" * 18),  # read, then measured
+    ("[" + ".".join(["a"] * 5000) + "]\nb = 1\n", "a.a.a"),  # dotted keys nest without recursion
+])
+def test_toml_nested_past_the_ceiling_is_one_line(tmp_path, capsys, text, where):
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"error: {path}: {where}" in err and "nested more than 32 deep (the ceiling)" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.toml"]
+
+
+def test_toml_nested_to_the_ceiling_is_read(tmp_path, capsys):
+    config = _base()
+    path = tmp_path / "c.toml"
+    path.write_text(tomli_w.dumps(config) + "\n[extra]\nx = " + "[" * 31 + "]" * 31 + "\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "unknown field 'extra'" in capsys.readouterr().err  # read, then refused by the schema

@@ -106,3 +106,16 @@ def test_set_reaches_the_plan_price_and_capacity_studies(tmp_path):
     assert main(["capacity", "ieee14", "--out", str(tmp_path / "c"), "--quiet", "--verify", "0",
                  "--set", "load.scenarios=300"]) == 0
     assert tomllib.loads((tmp_path / "c" / "config.toml").read_text())["load"]["scenarios"] == 300
+
+
+def test_a_set_value_nested_past_the_ceiling_is_refused(tmp_path, capsys):
+    from sim.config.overrides import NestingError
+
+    with pytest.raises(NestingError, match="nested more than 32 deep"):
+        parse_value("[" * 3000 + "]" * 3000)
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(tmp_path / "run"), "--set", "x=" + "[" * 3000 + "]" * 3000])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --set: lists or tables are nested more than 32 deep" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

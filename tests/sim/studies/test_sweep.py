@@ -310,3 +310,13 @@ def test_report_json_cannot_close_its_script_element(tmp_path):
     data = page.split('<script type="application/json" id="rounds-data">', 1)[1].split("</script>", 1)[0]
     assert json.loads(data)["rounds"][0]["standings"]  # the whole JSON, not cut at the name
     assert page.count("<script") == 2  # the data and the stepper; the name is text everywhere
+
+
+def test_a_sweep_file_nested_past_the_ceiling_is_one_line(tmp_path, capsys):
+    path = tmp_path / "deep.toml"
+    path.write_text(f'base = "{os.path.relpath(BASE, tmp_path)}"\n[grid]\n"auction.increment" = ['
+                    + "[" * 3000 + "1" + "]" * 3000 + "]\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {path}: lists or tables are nested more than 32 deep" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.toml"]
