@@ -110,8 +110,8 @@ def _log(args: argparse.Namespace) -> int:
         raise outputs.OutputError(f"--product: unknown product {args.product!r}; this run sells {', '.join(products)}")
     if args.round is not None and not 1 <= args.round <= summary["rounds_run"]:
         raise outputs.OutputError(f"--round: this run has rounds 1 to {summary['rounds_run']}, not {args.round}")
-    bids = outputs.read_csv_rows(run_dir / outputs.BIDS)
-    rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS)
+    bids = outputs.read_csv_rows(run_dir / outputs.BIDS, integers=("round",), numbers=("amount",))
+    rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS, integers=("round",), numbers=("standing_price",))
     print(
         round_table(
             bids,

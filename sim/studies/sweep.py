@@ -302,7 +302,7 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
     if len(invalid) == len(distinct):
         raise ConfigError(f"{path}: every parameter set is invalid; the first: {sorted(invalid.values())[0]}")
     files = {SWEEP_FILE: path.read_bytes(), BASE_FILE: base.read_bytes()}
-    _prepare(out, files, force)
+    _prepare(out, files, force, {SWEEP_FILE: str(path), BASE_FILE: str(base)})
     records = _read_records(out, specs)
     _clear_partial_runs(out)
     pending = [s for s in specs if s.run not in records]
@@ -335,8 +335,9 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
     return SweepResult(len(specs), len(pending), sum(r["status"] != "ok" for r in ordered), out)
 
 
-def _prepare(out: Path, files: Mapping[str, bytes], force: bool) -> None:
-    """A new sweep directory, or the same sweep's to resume; a different one needs --force."""
+def _prepare(out: Path, files: Mapping[str, bytes], force: bool, sources: Mapping[str, str]) -> None:
+    """A new sweep directory, or the same sweep's to resume; a different one needs --force.
+    ``files`` are the copies it keeps by name, ``sources`` the paths they copy."""
     if out.exists():
         if not out.is_dir():
             raise outputs.OutputError(f"{out}: exists and is not a directory; choose another --out")
@@ -346,10 +347,15 @@ def _prepare(out: Path, files: Mapping[str, bytes], force: bool) -> None:
             (out / RUNS_FOLDER).mkdir(exist_ok=True)
             return
         is_sweep = (out / SWEEP_FILE).is_file() and (out / RECORDS_FOLDER).is_dir()
+        if not force and is_sweep:
+            # Name the copy that differs: another sweep's, or one damaged since it was written.
+            differs = next(name for name, content in files.items()
+                           if not ((out / name).is_file() and (out / name).read_bytes() == content))
+            raise outputs.OutputError(f"{out}: holds a different sweep ({out / differs} differs from "
+                                      f"{sources[differs]}: another sweep's copy, or damaged); choose another --out, "
+                                      "or pass --force to replace it")
         if not force:
-            what = "a different sweep" if is_sweep else "files that are not a sweep"
-            raise outputs.OutputError(f"{out}: holds {what}; choose another --out"
-                                      + (", or pass --force to replace it" if is_sweep else ""))
+            raise outputs.OutputError(f"{out}: holds files that are not a sweep; choose another --out")
         if not is_sweep and any(out.iterdir()):
             raise outputs.OutputError(f"{out}: holds files that are not a sweep; --force replaces only sweep "
                                       "directories, choose another --out")
@@ -375,7 +381,7 @@ def _read_records(out: Path, specs: Sequence[RunSpec]) -> dict[str, dict[str, An
     for path in sorted((out / RECORDS_FOLDER).glob("run-*.json")):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             path.unlink(missing_ok=True)
             continue
         spec = by_run.get(record.get("run")) if isinstance(record, dict) else None

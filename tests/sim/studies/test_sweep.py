@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil as sh
 import signal
 import subprocess
 import sys
@@ -166,7 +167,8 @@ def test_another_sweep_in_the_directory_needs_force(reference, tmp_path, capsys)
     run_sweep(path, out, workers=1, quiet=True)
     other = _sweep(tmp_path, {**SWEEP, "seeds": [7]}, "other.toml")
     assert main(["sweep", str(other), "--out", str(out), "--quiet"]) == 2
-    assert "holds a different sweep; choose another --out, or pass --force" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"holds a different sweep ({out / 'sweep.toml'} differs from {other}" in err and "choose another --out, or pass --force" in err
     assert main(["sweep", str(other), "--out", str(out), "--quiet", "--force"]) == 0
     assert len(pd.read_parquet(out / "results.parquet")) == 3
 
@@ -320,3 +322,52 @@ def test_a_sweep_file_nested_past_the_ceiling_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"error: {path}: lists or tables are nested more than 32 deep" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.toml"]
+
+
+@pytest.mark.parametrize("name", ["results.parquet", "timings.parquet"])
+@pytest.mark.parametrize("how", ["empty", "truncated", "random", "other table"])
+def test_a_damaged_table_names_itself_and_the_sweep_rebuilds_it(reference, tmp_path, capsys, name, how):
+    copy = tmp_path / "copy"
+    sh.copytree(reference, copy)
+    content = (copy / name).read_bytes()
+    other = "timings.parquet" if name == "results.parquet" else "results.parquet"
+    (copy / name).write_bytes({"empty": b"", "truncated": content[: len(content) // 2], "random": os.urandom(4000),
+                               "other table": (copy / other).read_bytes()}[how])
+    before = sorted(p.name for p in copy.iterdir())
+    for command in (["results", str(copy)], ["report", str(copy)],
+                    ["results", str(copy), "--plot", "auction.increment"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {copy / name}: "), err
+        assert f"run the same `dcmarket sweep SWEEP.toml --out {copy}` again: it rebuilds the tables from records/" in err
+        assert sorted(p.name for p in copy.iterdir()) == before
+    # As the message says: the same sweep again writes the table from the records, running nothing.
+    result = run_sweep(_sweep(tmp_path, SWEEP), copy, workers=1, quiet=True)
+    assert result.ran == 0 and (copy / name).read_bytes() == (reference / name).read_bytes()
+
+
+def test_a_damaged_copy_of_the_sweep_file_or_base_is_named(reference, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    sh.copytree(reference, copy)
+    (copy / "sweep.toml").write_bytes(os.urandom(300))
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {copy / 'sweep.toml'}: the directory's copy of the sweep file is damaged") and \
+        "copy the sweep file back over it" in err and err.count("\n") == 1, err
+    assert not (copy / "report.html").exists()
+    path = _sweep(tmp_path, SWEEP)
+    sh.copy(path, copy / "sweep.toml")
+    (copy / "base.toml").write_bytes((copy / "base.toml").read_bytes()[:50])
+    assert main(["sweep", str(path), "--out", str(copy), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"holds a different sweep ({copy / 'base.toml'} differs from {path.parent / os.path.relpath(BASE, tmp_path)}" \
+        in err and "or damaged" in err, err
+
+
+def test_a_record_nested_thousands_deep_is_run_again(reference, tmp_path):
+    copy = tmp_path / "copy"
+    sh.copytree(reference, copy)
+    (copy / "records" / "run-0003.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run_sweep(_sweep(tmp_path, SWEEP), copy, workers=1, quiet=True)
+    assert result.ran == 1
+    assert (copy / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
