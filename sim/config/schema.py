@@ -44,7 +44,7 @@ from mechanisms.settings import Settings
 from sim.config.overrides import NestingError, Override, OverrideError, apply_overrides, load_toml
 from sim.config.plan import PlanConfig
 from sim.config.price import PriceConfig
-from sim.errors import ConfigError
+from sim.errors import SHOWN_CHARS, ConfigError, cut_quoted, shown
 
 # `[products]` and `[[products]]` are held in two internal fields; users only ever see `products`.
 _FIELD_ALIASES = {"product_grid": "products", "explicit_products": "products"}
@@ -74,7 +74,7 @@ def _one_of(value: str, names: Iterable[str], field: str) -> str:
     """Names chosen from a registry (profiles, strategies, ...) so that new ones slot in."""
     names = list(names)
     if value not in names:
-        raise ValueError(f"unknown {field} {value!r}; choose one of {', '.join(names)}")
+        raise ValueError(f"unknown {field} {shown(value)}; choose one of {', '.join(names)}")
     return value
 
 
@@ -513,6 +513,17 @@ def _subclasses(cls: type) -> set[type]:
 
 
 _SCHEMA_TAGS = frozenset(cls.__name__ for cls in _subclasses(Settings)) | {"list[...]", "dict[...]"}
+# Pydantic names a union's branches by their types (`float`, `dict[int,float]`, `list[int]`).
+_TYPE_TAG = re.compile(r"(float|int|str|bool|none|any|(list|dict|tuple|set|literal)\[.*\]|"
+                       r"function-(after|before|wrap|plain)\[.*\]|constrained-\w+)")
+# Errors that say only that the input is not of a branch's type: the other branch's error says more.
+_TYPE_ERRORS = frozenset({"float_type", "int_type", "string_type", "bool_type", "list_type", "dict_type",
+                          "model_type", "model_attributes_type", "tuple_type", "set_type", "none_required",
+                          "is_instance_of", "int_from_float", "literal_error"})
+
+
+def _is_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part in _SCHEMA_TAGS or _TYPE_TAG.fullmatch(part) is not None)
 # Tables keyed by bus number: their integer keys print as `.3`, list indices as `[3]`.
 _BUS_TABLES = {"buses", "demand_mw", "withdrawal_limit_mw"}
 
@@ -529,6 +540,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
             continue
         else:
             name = _FIELD_ALIASES.get(str(part), str(part)) if not path else str(part)
+            name = name if len(name) <= SHOWN_CHARS else name[: SHOWN_CHARS - 3] + "..."
             path += f".{name}" if path else name
         previous = part
     return path
@@ -536,8 +548,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def _describe_error(error: Mapping[str, Any]) -> str:
     message = str(error["msg"])
-    if error["type"] == "model_type":
-        return f"expected a table, e.g. [section] or {{ key = value }} (got {error.get('input')!r})"
+    if error["type"] in ("model_type", "model_attributes_type"):
+        return f"expected a table, e.g. [section] or {{ key = value }} (got {shown(error.get('input'))})"
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix) :]
@@ -551,25 +563,47 @@ def _describe_error(error: Mapping[str, Any]) -> str:
                            "int_parsing", "float_parsing", "int_type", "float_type", "list_type",
                            "dict_type", "string_type", "model_type", "bool_type", "literal_error",
                            "too_short", "too_long", "int_from_float", "finite_number"):
-        message = f"{message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+        message = f"{message[0].lower()}{message[1:]} (got {shown(error.get('input'))})"
     return message
 
 
+def _chosen_error(errors: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], list[str]]:
+    """The error to report, and for a value that fits no branch of a union, what each branch
+    expects. A union (``float | dict[int, float]``, ``list[int] | SeedRange``) gets one error per
+    branch, the first often only "not a number" when the input was a table with a bad entry: a
+    branch that got past the type check, or into the input, says more."""
+    first = errors[0]
+    fork = next((k for k, part in enumerate(first["loc"]) if _is_tag(part)), None)
+    if fork is None:
+        return first, []
+    prefix = first["loc"][:fork]
+    branches = [e for e in errors if e["loc"][:fork] == prefix and len(e["loc"]) > fork and _is_tag(e["loc"][fork])]
+    deeper = [e for e in branches if e["type"] not in _TYPE_ERRORS or len(e["loc"]) > fork + 1]
+    if deeper:
+        return deeper[0], []
+    expected = list(dict.fromkeys(str(e["msg"]).removeprefix("Input should be ") for e in branches))
+    return first, expected
+
+
 def format_validation_error(error: ValidationError, source: str) -> str:
-    first = error.errors()[0]
+    first, expected = _chosen_error(error.errors())
     # Pydantic may tag a path with the schema it tried (a union branch, a validator, a bidder's
     # profile); those are not fields. User keys such as product ids are kept whatever their case.
     raw = first["loc"]
     loc = tuple(
         part for k, part in enumerate(raw)
-        if not (isinstance(part, str) and part in _SCHEMA_TAGS)
+        if not _is_tag(part)
         and not (k >= 2 and raw[k - 2] == "bidders" and isinstance(raw[k - 1], int) and part in PROFILES)
     )
     if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc += ("profile",)
     path = _field_path(loc)
+    if len(expected) > 1:
+        what = f"input should be {', or '.join(expected)} (got {shown(first.get('input'))})"
+    else:
+        what = cut_quoted(_describe_error(first))
     # Cross-section checks have no single location; their messages start with the field.
-    return f"{source}: {path}: {_describe_error(first)}" if path else f"{source}: {_describe_error(first)}"
+    return f"{source}: {path}: {what}" if path else f"{source}: {what}"
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "config") -> ExperimentConfig:

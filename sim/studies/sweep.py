@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from sim.config.overrides import Override, parse_path
 from sim.config.schema import load_config
 from sim.config.sweep import METRIC_TYPES, SweepConfig
-from sim.errors import USER_ERRORS, ConfigError
+from sim.errors import USER_ERRORS, ConfigError, one_line
 from sim.output import files as outputs
 from sim.output.sweep_dir import (
     BASE_FILE,
@@ -116,7 +116,7 @@ def run_one(spec: RunSpec, base: str, root: str, shown: str) -> dict[str, Any]:
                                 sets=overrides_of(spec.parameters))
         record.update(status="ok", error=None, metrics=metrics_of(result.summary))
     except USER_ERRORS as error:
-        record.update(status="failed", error=portable_error(str(error), Path(base), shown), metrics={})
+        record.update(status="failed", error=portable_error(one_line(str(error)), Path(base), shown), metrics={})
     except Exception as error:  # a crash in one run must not stop the others; say what it was
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         record.update(status="failed", error=f"{type(error).__name__}: {first}", metrics={})
@@ -298,7 +298,7 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
         try:
             load_config(base, sets=overrides_of(json.loads(parameters)))
         except ConfigError as error:
-            invalid[parameters] = portable_error(str(error), base, sweep.base)
+            invalid[parameters] = portable_error(one_line(str(error)), base, sweep.base)
     if len(invalid) == len(distinct):
         raise ConfigError(f"{path}: every parameter set is invalid; the first: {sorted(invalid.values())[0]}")
     files = {SWEEP_FILE: path.read_bytes(), BASE_FILE: base.read_bytes()}

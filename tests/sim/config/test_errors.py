@@ -180,3 +180,40 @@ def test_toml_nested_to_the_ceiling_is_read(tmp_path, capsys):
     path.write_text(tomli_w.dumps(config) + "\n[extra]\nx = " + "[" * 31 + "]" * 31 + "\n")
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "unknown field 'extra'" in capsys.readouterr().err  # read, then refused by the schema
+
+
+LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    # A union (a number, or a table by bus) reports the branch the input took, not "float".
+    ("network/demand_mw", {"3": "x", "4": 1}, "network.demand_mw.3: input should be a valid number (got 'x')"),
+    ("network/demand_mw", "abc", "network.demand_mw: input should be a valid number, or a valid dictionary (got 'abc')"),
+    ("bidders/0/strategy", 5, "bidders[0].strategy: input should be a valid string, or a valid dictionary (got 5)"),
+    ("bidders", [5], "bidders[0]: expected a table, e.g. [section] or { key = value } (got 5)"),
+    # Echoed values and keys are cut, so that a 100 KB name gives a line, not a page.
+    ("mechanism", {"kind": LONG}, "mechanism.kind: unknown mechanism 'xxxxxxxx"),
+    ("auction/increment", LONG, "auction.increment: input should be a valid number (got 'xxxxxx"),
+    (LONG, 1, "unknown field 'xxxxxxx"),
+    ("bidders/0/strategy", LONG, "bidders[0].strategy: unknown strategy 'xxxxxx"),
+], ids=["union-table", "union-neither", "union-strategy", "not-a-table", "long-kind", "long-number",
+        "long-key", "long-strategy"])
+def test_messages_name_the_branch_and_cut_echoes(tmp_path, capsys, path, value, expected):
+    config = _base()
+    config.setdefault("mechanism", {})
+    path_ = tmp_path / "bad.toml"
+    path_.write_text(tomli_w.dumps(_set(config, path, value)))
+    assert main(["run", str(path_), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err[:500]
+    assert len(err) < 400, len(err)
+    for raw in (".float", "dict[", "list[", "extract fields"):
+        assert raw not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_a_long_set_value_is_cut(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--set", LONG])
+    err = capsys.readouterr().err
+    assert "argument --set: 'xxxxxx" in err and "has no '='" in err and len(err) < 1000, err[:300]

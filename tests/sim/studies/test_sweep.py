@@ -371,3 +371,11 @@ def test_a_record_nested_thousands_deep_is_run_again(reference, tmp_path):
     result = run_sweep(_sweep(tmp_path, SWEEP), copy, workers=1, quiet=True)
     assert result.ran == 1
     assert (copy / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
+
+
+def test_an_unknown_key_in_a_seed_range_is_named_not_the_list_branch(tmp_path, capsys):
+    path = _sweep(tmp_path, {"seeds": {"count": 3, "bogus": 1}})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}: seeds: unknown field 'bogus'; allowed fields: count, start" in err and "list[" not in err
+    assert not (tmp_path / "out").exists()
