@@ -29,8 +29,8 @@ USER_ERRORS = (ConfigError, GridError, MechanismError, AgentConfigError, OutputE
 SHOWN_CHARS = 60
 # Messages that quote a value without `shown` are cut past four times that (a path stays whole),
 # and so is a run of text without a space past five times (a --set value, a key).
-_QUOTED = re.compile(r"'[^'\n]{%d,}'" % (4 * SHOWN_CHARS) + "|" + r'"[^"\n]{%d,}"' % (4 * SHOWN_CHARS))
-_LONG_WORD = re.compile(r"\S{%d,}" % (5 * SHOWN_CHARS))
+_QUOTED = re.compile(rf"'[^'\n]{{{4 * SHOWN_CHARS},}}'" + "|" + rf'"[^"\n]{{{4 * SHOWN_CHARS},}}"')
+_LONG_WORD = re.compile(rf"\S{{{5 * SHOWN_CHARS},}}")
 
 
 def shown(value: Any) -> str:

@@ -14,23 +14,27 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from grid.errors import GridError
 from grid.plan.shocks import ShockSettings
-from mechanisms.settings import Money, Settings
+from mechanisms.settings import MAX_COUNT, MAX_MW, MAX_SECONDS, Money, Settings
 
-Units = Annotated[int, Field(ge=0, le=1_000_000)]
+Units = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Km = Annotated[float, Field(ge=0, le=100_000)]
 Minutes = Annotated[float, Field(ge=0, le=100_000)]
+# A module unit's energy: a terawatt for a thousand hours.
+MAX_MWH = 1e9
+# Road speed between a hub and a site (km/h).
+MAX_KMH = 1000.0
 
 
 class ModuleConfig(Settings):
     name: str = Field(min_length=1)
     kind: str
-    unit_mw: float = Field(gt=0)
+    unit_mw: float = Field(gt=0, le=MAX_MW)
     transport_cost_per_km: Money = Field(ge=0)
-    energy_mwh: float | None = Field(default=None, gt=0)
+    energy_mwh: float | None = Field(default=None, gt=0, le=MAX_MWH)
     eta_charge: float = Field(default=0.95, gt=0, le=1)
     eta_discharge: float = Field(default=0.95, gt=0, le=1)
     initial_soc: float = Field(default=0.5, ge=0, le=1)
-    ramp_mw_per_min: float | None = Field(default=None, gt=0)
+    ramp_mw_per_min: float | None = Field(default=None, gt=0, le=MAX_MW)
 
 
 class HubConfig(Settings):
@@ -44,14 +48,14 @@ class HubConfig(Settings):
 class SupplierConfig(Settings):
     name: str = Field(min_length=1)
     # Units of each module type in stock (Gg); checked with the modules (grid.plan.data.check_catalogue).
-    inventory: dict[str, int]
+    inventory: dict[str, Annotated[int, Field(le=MAX_COUNT)]]
     distance_km: dict[str, Km] = Field(min_length=1)
 
 
 
 class SiteConfig(Settings):
     bus: int
-    load_mw: float = Field(gt=0)
+    load_mw: float = Field(gt=0, le=MAX_MW)
     owner: str | None = None  # default: the site alone ("bus <n>")
     stabilize_min: Minutes | None = None  # default: [plan] stabilize_min
     imbalance_cost_per_mwh: Money | None = Field(default=None, ge=0)  # default: [plan] imbalance_cost_per_mwh
@@ -61,8 +65,8 @@ class TravelConfig(Settings):
     """Road time from a hub to a site [ours]: feeder sections of ``section_km`` at ``speed_kmh``,
     unless ``minutes`` gives it (by hub name, then site bus)."""
 
-    section_km: float = Field(default=1.0, gt=0)
-    speed_kmh: float = Field(default=40.0, gt=0)
+    section_km: float = Field(default=1.0, gt=0, le=100_000)
+    speed_kmh: float = Field(default=40.0, gt=0, le=MAX_KMH)
     minutes: dict[str, dict[str, Minutes]] | None = None
 
 
@@ -107,7 +111,7 @@ class PlanConfig(Settings):
     # gamma > 0: with no price on energy not served, "stabilized" would mean nothing to the model.
     ens_cost_per_mwh: Money = Field(default=5000.0, gt=0)
     mip_gap: float = Field(default=1e-3, gt=0, lt=1)
-    time_limit_s: float | None = Field(default=300.0, gt=0)
+    time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS)
 
     # `lambda` is the spec's name and a Python keyword: the field is `lam`; configs (read and
     # written) say `lambda`.

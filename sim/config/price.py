@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from grid.feeder.bilevel import LINEARIZATIONS
-from mechanisms.settings import Money, Settings
+from mechanisms.settings import MAX_SECONDS, Money, Settings
 
 
 class GeneratorConfig(Settings):
@@ -63,7 +63,7 @@ class PriceConfig(Settings):
     # The stated bound on every DLMP ($/MWh): the big-M of the KKT conditions and McCormick rows.
     price_bound: float = Field(default=10_000.0, gt=0, le=1e9)
     linearization: str = "strong-duality"
-    time_limit_s: float | None = Field(default=300.0, gt=0)
+    time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS)
 
     @field_validator("linearization")
     @classmethod

@@ -29,7 +29,12 @@ from agents.populations import DRAWERS, MIXES
 from agents.profiles import PROFILES, ProfileSpec
 from agents.strategies import STRATEGIES, strategy_parts
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
-from grid.capacity.study import FORMULATIONS, RISK_MODES, check_risk_levels
+from grid.capacity.study import (
+    FORMULATIONS,
+    MIN_PRODUCT_MW,
+    RISK_MODES,
+    check_risk_levels,
+)
 from grid.errors import GridError
 from grid.network.network import SLACK_MODELS
 from grid.solvers.solve import SOLVERS
@@ -40,8 +45,14 @@ from mechanisms.engines.vcg import VCGRules
 from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
-from mechanisms.settings import Settings
-from sim.config.overrides import NestingError, Override, OverrideError, apply_overrides, load_toml
+from mechanisms.settings import MAX_COUNT, MAX_MW, MAX_SEED, MW, Settings, SignedMW
+from sim.config.overrides import (
+    NestingError,
+    Override,
+    OverrideError,
+    apply_overrides,
+    load_toml,
+)
 from sim.config.plan import PlanConfig
 from sim.config.price import PriceConfig
 from sim.errors import SHOWN_CHARS, ConfigError, cut_quoted, shown
@@ -85,11 +96,17 @@ _REGISTRIES: dict[str, Iterable[str]] = {
 }
 
 
-def _positive_table(table: dict[int, float], what: str) -> dict[int, float]:
+def _positive_table(table: dict[int, float], what: str, floor: float = 0.0) -> dict[int, float]:
     for bus, mw in table.items():
         if not (math.isfinite(mw) and mw > 0):
             raise ValueError(f"bus {bus}: {what} must be a positive number of MW, got {mw}")
+        if mw < floor:
+            raise ValueError(f"bus {bus}: {what} must be at least {floor:g} MW (the smallest product), got {mw:g}")
     return table
+
+
+# An unrated line's rating is at most this many times its base-case flow.
+MAX_RATING_MARGIN = 1000.0
 
 
 class NetworkConfig(_Section):
@@ -98,12 +115,12 @@ class NetworkConfig(_Section):
     # Default: the buses demand_mw names when it is a table, else every load bus of the case.
     candidate_buses: list[int] | None = Field(default=None, min_length=1)
     # MW of data-center demand D_i: a table per candidate bus, or one number for every candidate.
-    demand_mw: float | dict[int, float]
+    demand_mw: MW | dict[int, MW]
     slack: str | None = None
-    import_limit_mw: float | None = Field(default=None, ge=0)
-    withdrawal_limit_mw: float | dict[int, float] | None = None
-    default_rating_mw: float | None = Field(default=None, gt=0)
-    rating_margin: float | None = Field(default=None, gt=0)
+    import_limit_mw: float | None = Field(default=None, ge=0, le=MAX_MW)
+    withdrawal_limit_mw: MW | dict[int, MW] | None = None
+    default_rating_mw: float | None = Field(default=None, gt=0, le=MAX_MW)
+    rating_margin: float | None = Field(default=None, gt=0, le=MAX_RATING_MARGIN)
 
     @field_validator("demand_mw", "withdrawal_limit_mw", mode="before")
     @classmethod
@@ -123,9 +140,11 @@ class NetworkConfig(_Section):
         if isinstance(demand, dict):
             if not demand:
                 raise ValueError("the table is empty; give D > 0 MW per candidate bus, or one number for all")
-            return _positive_table(demand, "demand")
+            return _positive_table(demand, "demand", MIN_PRODUCT_MW)
         if not demand > 0:
             raise ValueError(f"demand must be a positive number of MW, got {demand}")
+        if demand < MIN_PRODUCT_MW:
+            raise ValueError(f"demand must be at least {MIN_PRODUCT_MW:g} MW (the smallest product), got {demand:g}")
         return demand
 
     @field_validator("withdrawal_limit_mw")
@@ -158,10 +177,10 @@ class NetworkConfig(_Section):
 class BusLoadConfig(_Section):
     """Truncated normal background net load at one bus (MW; variance in MW^2)."""
 
-    mean: float
-    variance: float = Field(gt=0)
-    lower: float
-    upper: float
+    mean: SignedMW
+    variance: float = Field(gt=0, le=MAX_MW**2)
+    lower: SignedMW
+    upper: SignedMW
 
     @model_validator(mode="after")
     def _ordered_bounds(self) -> "BusLoadConfig":
@@ -219,11 +238,11 @@ class ProductGridConfig(_Section):
     risk_levels: list[float] = Field(min_length=1, max_length=20)
     risk_mode: str = "per_constraint"
     formulation: str = "exact"
-    block_mw: float | None = Field(default=None, gt=0)
+    block_mw: float | None = Field(default=None, gt=0, le=MAX_MW)
     touch_factor: float = Field(default=DEFAULT_TOUCH_FACTOR, gt=0, le=1)
     # Firm capacity holds for every load in its box (spec (1)); with a budget Gamma, for every
     # case where at most Gamma loads sit away from their centre at once (Bertsimas and Sim).
-    firm_budget: float | None = Field(default=None, ge=0)
+    firm_budget: float | None = Field(default=None, ge=0, le=MAX_COUNT)
     theory_checks: bool = False
 
     @field_validator("risk_levels")
@@ -256,7 +275,7 @@ class ExplicitProductConfig(_Section):
     id: str = Field(min_length=1)
     bus: int | None = None
     risk: float = Field(default=0.0, ge=0, lt=1)
-    capacity_mw: float = Field(ge=0)
+    capacity_mw: float = Field(ge=0, le=MAX_MW)
 
     @field_validator("id")
     @classmethod
@@ -336,11 +355,15 @@ BidderConfig = Annotated[
 ]
 
 
+# Bidders listed, or drawn by [population].
+MAX_BIDDERS = 100_000
+
+
 class PopulationConfig(_BiddingChoice):
     """``[population]``: bidders drawn from seeded generators (agents/populations.py), in addition
     to or instead of ``[[bidders]]``."""
 
-    count: int = Field(ge=1, le=100_000)
+    count: int = Field(ge=1, le=MAX_BIDDERS)
     # A named mix (agents/populations.py MIXES) or shares per profile that sum to 1.
     mix: str | dict[str, float] = "gross_substitutes"
 
@@ -376,7 +399,7 @@ STUDY_TABLES = ("plan", "price")
 class ExperimentConfig(_Section):
     """A whole config file. Every table is declared here, so the schema reads in one place."""
 
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     solver: str = "highs"
     network: NetworkConfig | None = None
     load: LoadConfig | None = None
@@ -385,7 +408,7 @@ class ExperimentConfig(_Section):
     explicit_products: list[ExplicitProductConfig] | None = None
     # A run needs bidders and the mechanism's rules; `dcmarket capacity` reads a config without them.
     mechanism: MechanismConfig = MechanismConfig()
-    bidders: list[BidderConfig] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
+    bidders: list[BidderConfig] | None = Field(default=None, min_length=1, max_length=MAX_BIDDERS)  # type: ignore[valid-type]
     population: PopulationConfig | None = None
     equilibrium: EquilibriumConfig = EquilibriumConfig()
     # Each mechanism's rules, in the table its spec names (mechanisms/registry.py); only the chosen

@@ -171,7 +171,13 @@ def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
 
 
 def sweep_page(sweep_dir: Path) -> bytes:
-    from sim.output.sweep_dir import PLOTS_FOLDER, RESULTS, SWEEP_FILE, read_sweep_copy, read_table
+    from sim.output.sweep_dir import (
+        PLOTS_FOLDER,
+        RESULTS,
+        SWEEP_FILE,
+        read_sweep_copy,
+        read_table,
+    )
     from sim.report.figures.sweep import figure_drawers, file_name
     from sim.report.query import cell, query
 

@@ -14,9 +14,15 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from sim.config.sweep import RESERVED_COLUMNS
+from sim.config.sweep import MAX_RUNS, RESERVED_COLUMNS
 from sim.output import files as outputs
-from sim.output.sweep_dir import PLOTS_FOLDER, RESULTS, TIMINGS, read_sweep_copy, read_table
+from sim.output.sweep_dir import (
+    PLOTS_FOLDER,
+    RESULTS,
+    TIMINGS,
+    read_sweep_copy,
+    read_table,
+)
 from sim.report.text import format_table
 
 # What a row listing shows besides the swept parameters, and what a group summary aggregates.
@@ -70,8 +76,8 @@ def query(run_dir: Path, *, where: str | None = None, group_by: Sequence[str] = 
         shown = ["run", "status", "seed", *swept, *(c for c in SHOWN if c in columns), "error"]
         sql = f"SELECT {', '.join(_quote(c) for c in shown)} FROM {source}{condition} ORDER BY run"
         if limit is not None:
-            if limit < 0:
-                raise outputs.OutputError(f"--limit: {limit} is negative; give a number of runs")
+            if not 0 <= limit <= MAX_RUNS:
+                raise outputs.OutputError(f"--limit: give a number of runs from 0 to {MAX_RUNS:,}")
             sql += f" LIMIT {int(limit)}"
     try:
         cursor = connection.execute(sql)

@@ -56,6 +56,8 @@ from sim.output.sweep_dir import (
 )
 
 Progress = Callable[[str], None]
+# Worker processes on one machine.
+MAX_WORKERS = 1024
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -453,8 +455,8 @@ def _interrupted(signum: int, frame: object) -> None:
 
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket sweep SWEEP.toml`."""
-    if args.workers < 1:
-        raise ConfigError("--workers: must be at least 1")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: give 1 to {MAX_WORKERS} worker processes")
     out = args.out or Path("runs") / f"{args.sweep.stem}-sweep"
     # A SIGTERM (a scheduler's kill, `timeout`) unwinds like Ctrl-C, so the worker pool is shut
     # down rather than left orphaned; the records so far stay.

@@ -88,6 +88,22 @@ CASES = [
     ("network/demand_mw/4_0", 1, "network.demand_mw: key '4_0' is not a bus number"),
     ("products", [{"id": "A", "capacity_mw": 5}], "products: explicit [[products]] cannot be combined with [network]"),
     ("network", _DELETE, "network: missing [network]"),
+    # Ceilings (Config notes, Ceilings): past them sums overflow (1e308 MW crashed the tie-break QP)
+    # or the study never ends (9.2e18 MW hung past 30 s).
+    ("network/demand_mw", 1e308, "network.demand_mw: input should be less than or equal to 1000000 (got 1e+308)"),
+    ("network/demand_mw/4", 9.2e18, "network.demand_mw.4: input should be less than or equal to 1000000 (got 9.2e+18)"),
+    ("network/demand_mw/4", 1e-300, "network.demand_mw: bus 4: demand must be at least 1e-06 MW (the smallest product)"),
+    ("network/withdrawal_limit_mw", 1e300, "network.withdrawal_limit_mw: input should be less than or equal to 1000000"),
+    ("network/import_limit_mw", 1e300, "network.import_limit_mw: input should be less than or equal to 1000000"),
+    ("network/default_rating_mw", 1e300, "network.default_rating_mw: input should be less than or equal to 1000000"),
+    ("load/buses/3/mean", -1e300, "load.buses.3.mean: input should be greater than or equal to -1000000"),
+    ("load/buses/3/variance", 1e300, "load.buses.3.variance: input should be less than or equal to 1000000000000"),
+    ("products/block_mw", 1e-300, "products.block_mw: 1e-300 MW splits firm@3 (10 MW) into 1e+301 blocks; at most 1,000"),
+    ("products/firm_budget", 1e300, "products.firm_budget: input should be less than or equal to 1000000"),
+    ("seed", 2**63, "seed: input should be less than or equal to 9223372036854775807"),
+    ("auction/max_rounds", 10**12, "auction.max_rounds: input should be less than or equal to 1000000"),
+    ("auction/waivers", 10**12, "auction.waivers: input should be less than or equal to 1000000"),
+    ("bidders/0/strategy", {"name": "demand_reduction", "keep": 10**12}, "bidders[0].strategy: keep: input should be less"),
 ]
 
 

@@ -72,6 +72,15 @@ def test_a_random_sample_is_seeded_and_each_parameter_draws_on_its_own():
     ({"grid": {"bidders": ["x.csv"]}}, "bidders: the results table has a column of that name"),
     ({"grid": {"auction.increment": [1.0, float("inf")]}}, "auction.increment: inf is not a finite number"),
     ({"grid": {"auction.increment": [1]}, "points": [{"auction .increment": 2}]}, "without spaces"),
+    # Ceilings: 10**30 crashed the table after every run; a sweep's runs are counted before listed.
+    ({"grid": {"auction.increment": [1, 10**30]}}, "grid: auction.increment: 1.000e30 does not fit the results table"),
+    ({"points": [{"auction.max_rounds": -(10**20)}]}, "points: auction.max_rounds: -1.000e20 does not fit"),
+    ({"seeds": [2**63]}, "seeds: seed 9223372036854775808 is above 9223372036854775807"),
+    ({"seeds": {"count": 3, "start": 2**63 - 2}}, "seeds: start + count - 1 must be at most 9223372036854775807"),
+    ({"grid": {f"auction.x{i}": list(range(10)) for i in range(8)}},
+     "the sweep has 100,000,000 runs (parameter sets times seeds); at most 10,000,000"),
+    ({"sample": {"count": 3, "auction.increment": {"uniform": [-1e308, 1e308]}}}, "high - low overflows"),
+    ({"sample": {"count": 3, "auction.max_rounds": {"integers": [1, 10**20]}}}, "low and high must fit the results table"),
     ({"grid": {"auction.increment": [1]}, "points": [{"auction.increment": 2}]}, None),
 ])
 def test_bad_sweep_files_are_one_line_errors(tmp_path, capsys, data, message):
@@ -379,3 +388,13 @@ def test_an_unknown_key_in_a_seed_range_is_named_not_the_list_branch(tmp_path, c
     err = capsys.readouterr().err
     assert f"error: {path}: seeds: unknown field 'bogus'; allowed fields: count, start" in err and "list[" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_workers_and_limit_have_ceilings(reference, tmp_path, capsys):
+    assert main(["sweep", str(_sweep(tmp_path, SWEEP)), "--out", str(tmp_path / "out"), "--workers", str(10**9)]) == 2
+    assert "--workers: give 1 to 1024 worker processes" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # DuckDB answered a huge --limit with its INT128 conversion text.
+    assert main(["results", str(reference), "--limit", str(10**40)]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --limit: give a number of runs from 0 to 10,000,000\n", err
