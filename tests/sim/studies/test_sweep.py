@@ -398,3 +398,30 @@ def test_workers_and_limit_have_ceilings(reference, tmp_path, capsys):
     assert main(["results", str(reference), "--limit", str(10**40)]) == 2
     err = capsys.readouterr().err
     assert err == "error: --limit: give a number of runs from 0 to 10,000,000\n", err
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp://127.0.0.1:1"])
+def test_a_bad_scheduler_is_refused_in_seconds_and_leaves_nothing(tmp_path, capsys, address):
+    """Dask waited its own 30 s for an unreachable scheduler, and the sweep directory was made
+    first and left behind."""
+    started = time.monotonic()
+    assert main(["sweep", str(_sweep(tmp_path, SWEEP)), "--out", str(tmp_path / "out"), "--quiet",
+                 "--scheduler", address]) == 2
+    assert time.monotonic() - started < 20
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: --scheduler: cannot reach a Dask scheduler at '{address}'" in err, err
+    assert "the wait is 5 s at most" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
+
+
+def test_values_the_table_cannot_hold_stop_the_sweep_before_any_run(tmp_path, capsys, monkeypatch):
+    """Past the sweep file's own checks (switched off here), the table's parameter columns are
+    built before the first run: 10**30 crashed the sweep after every run, with no table."""
+    import sim.config.sweep as sweep_config
+
+    monkeypatch.setattr(sweep_config, "_check_value", lambda key, value: None)
+    path = _sweep(tmp_path, {"grid": {"auction.max_rounds": [10, 10**30]}})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: auction.max_rounds: its values cannot be a column of results.parquet"), err
+    assert not (tmp_path / "out").exists()
