@@ -8,6 +8,7 @@ from typing import Callable, Mapping, Sequence
 
 import mesa
 
+from agents.errors import AgentConfigError
 from grid.capacity.candidates import Candidates
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import MIN_PRODUCT_MW, CapacityStudy, capacity_study
@@ -57,13 +58,22 @@ def tier_labels(risk_levels: Sequence[float]) -> list[str | None]:
     return [None] * len(risk_levels) if len(risk_levels) == 1 else [risk_label(r) for r in risk_levels]
 
 
+# Blocks one product may be split into (each is a product of the auction).
+MAX_BLOCKS = 1000
+
+
 def _blocks(kind: str, bus: int, tier: str | None, risk: float, capacity_mw: float,
             block_mw: float | None) -> list[Product]:
     """One product, or blocks of ``block_mw`` (the last one holds the remainder)."""
     if block_mw is None or capacity_mw <= block_mw:
         block = None if block_mw is None else 1
         return [Product.grid(GridProductKey(kind, bus, tier, block), risk, capacity_mw)]
-    count = math.ceil(capacity_mw / block_mw - 1e-9)
+    ratio = capacity_mw / block_mw
+    if not ratio <= MAX_BLOCKS:
+        raise AgentConfigError(f"products.block_mw: {block_mw:g} MW splits {product_id(kind, bus, tier=tier)} "
+                               f"({capacity_mw:g} MW) into {ratio:.3g} blocks; at most {MAX_BLOCKS:,} a product: "
+                               "give a larger block_mw")
+    count = math.ceil(ratio - 1e-9)
     sizes = [block_mw] * (count - 1) + [capacity_mw - block_mw * (count - 1)]
     return [Product.grid(GridProductKey(kind, bus, tier, i + 1), risk, size) for i, size in enumerate(sizes)]
 

@@ -32,7 +32,7 @@ from agents.valuations import (
     money_tolerance,
 )
 from mechanisms.products import Product, ProductCatalog, parse_product_id
-from mechanisms.settings import Money, Settings, first_error
+from mechanisms.settings import MAX_COUNT, Money, Settings, first_error
 
 
 class ProfileFields(Settings):
@@ -300,7 +300,7 @@ class SitesFields(ProfileFields):
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("site_values", "site_value_per_mw"),)
     site_values: dict[str, Money] | None = None
     site_value_per_mw: dict[str, Money] | None = None
-    max_sites: int = Field(default=1, ge=1)
+    max_sites: int = Field(default=1, ge=1, le=MAX_COUNT)
 
 
 def build_sites(fields: SitesFields, catalog: ProductCatalog) -> SitesValuation:

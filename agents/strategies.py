@@ -36,7 +36,7 @@ from agents.errors import AgentConfigError
 from agents.valuations import ValuationProfile
 from mechanisms.engines.saa import Withdrawal
 from mechanisms.mechanism import Bid, DemandQuery, ValuationQuery
-from mechanisms.settings import MAX_MONEY, Settings, first_error
+from mechanisms.settings import MAX_COUNT, MAX_MONEY, Settings, first_error
 
 
 class BiddingStrategy(Protocol):
@@ -130,7 +130,8 @@ class Jump(Straightforward):
 
 
 class DemandReductionFields(Settings):
-    keep: int = Field(default=1, ge=1, description="once it holds this many products, it bids only to keep them")
+    keep: int = Field(default=1, ge=1, le=MAX_COUNT,
+                      description="once it holds this many products, it bids only to keep them")
 
 
 @dataclass(frozen=True)

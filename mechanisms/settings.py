@@ -17,6 +17,15 @@ MAX_MONEY = 1e12
 # A money amount as a config field (sign rules belong to whoever reads it: a valuation's builder
 # says "valuations must be >= 0", which is clearer than a bound on the type).
 Money = Annotated[float, Field(le=MAX_MONEY)]
+# The other physical ceilings of a config (docs/reference/config-notes.md#ceilings): past them a
+# value is a typo, and what is computed from it overflows or never ends.
+MAX_MW = 1e6  # MW at one bus, in one product, line, generator, module or site: a terawatt
+MW = Annotated[float, Field(le=MAX_MW)]
+SignedMW = Annotated[float, Field(ge=-MAX_MW, le=MAX_MW)]  # a net withdrawal (negative: injection)
+MAX_ROUNDS = 1_000_000  # rounds of an auction, and the counts that are kept per round
+MAX_COUNT = 1_000_000  # any other count: sites a bidder takes, products it keeps, units of a module
+MAX_SEED = 2**63 - 1  # a seed is a column of a sweep's table (64-bit integers)
+MAX_SECONDS = 1e6  # a solver's time limit: about 11.6 days
 
 
 def first_error(error: ValidationError) -> str:

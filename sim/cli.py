@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from sim.errors import USER_ERRORS, ConfigError
+from sim.errors import USER_ERRORS, ConfigError, one_line
 from sim.market.view_env import VIEW_CONFIG_ENV
 from sim.output import files as outputs
 from sim.report.text import format_table, round_table
@@ -111,8 +111,8 @@ def _log(args: argparse.Namespace) -> int:
         raise outputs.OutputError(f"--product: unknown product {args.product!r}; this run sells {', '.join(products)}")
     if args.round is not None and not 1 <= args.round <= summary["rounds_run"]:
         raise outputs.OutputError(f"--round: this run has rounds 1 to {summary['rounds_run']}, not {args.round}")
-    bids = outputs.read_csv_rows(run_dir / outputs.BIDS)
-    rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS)
+    bids = outputs.read_csv_rows(run_dir / outputs.BIDS, integers=("round",), numbers=("amount",))
+    rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS, integers=("round",), numbers=("standing_price",))
     print(
         round_table(
             bids,
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"log": _log, "cases": _cases, "results": _results, "report": _report,
                 "view": _view}[args.command](args)
     except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # The reader (e.g. `| head`) left; anything written to disk is already complete.

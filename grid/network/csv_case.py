@@ -59,7 +59,7 @@ from pathlib import Path
 
 from grid.errors import GridError
 from grid.network.matpower import CaseTables, assemble_network
-from grid.network.network import Bus, Line, Network
+from grid.network.network import MAX_MW, Bus, Line, Network
 from grid.network.ratings import RatingRule
 
 BUS_COLUMNS = ("bus", "base_load_mw", "withdrawal_limit_mw", "x", "y", "type")
@@ -108,8 +108,10 @@ class CsvTable:
         low: float | None = None,
         low_inclusive: bool = True,
         unit: str = "",
+        ceiling: float | None = None,
     ) -> float | None:
-        """The cell as a float; ``blank`` when empty; bounds checked with the column's unit."""
+        """The cell as a float; ``blank`` when empty; bounds checked with the column's unit;
+        with ``ceiling``, a finite value at most that in size."""
         text = self.text(row, column)
         if text == "":
             return blank
@@ -122,6 +124,8 @@ class CsvTable:
         if low is not None and (value < low or (value == low and not low_inclusive)):
             relation = ">=" if low_inclusive else ">"
             raise self.error(row, column, f"{text!r} must be {relation} {low:g}{unit}")
+        if ceiling is not None and math.isfinite(value) and abs(value) > ceiling:
+            raise self.error(row, column, f"{text!r} is above the ceiling of {ceiling:g}{unit} in size")
         return value
 
     def bus(self, row: CsvRow, column: str) -> int:
@@ -309,8 +313,9 @@ def _read_buses(folder: Path, prefix: str, notes: list[str]) -> tuple[list[Bus],
 
 
 def _bus(table: CsvTable, row: CsvRow, number: int) -> Bus:
-    limit = table.number(row, "withdrawal_limit_mw", blank=math.inf, allow_inf=True, low=0, low_inclusive=False, unit=" MW")
-    load = table.number(row, "base_load_mw", blank=0.0)
+    limit = table.number(row, "withdrawal_limit_mw", blank=math.inf, allow_inf=True, low=0, low_inclusive=False,
+                         unit=" MW", ceiling=MAX_MW)
+    load = table.number(row, "base_load_mw", blank=0.0, unit=" MW", ceiling=MAX_MW)
     x, y = table.number(row, "x"), table.number(row, "y")
     if (x is None) != (y is None):
         missing = "y" if y is None else "x"
@@ -361,7 +366,7 @@ def _read_lines(folder: Path, prefix: str, buses: list[Bus], first_line: dict[in
     unrated_rows: list[int] = []
     meshed = len(kept) >= len(buses)  # more lines than a tree has: there is a loop
     for (row, start, end), line_name in zip(kept, _line_names(table, kept)):
-        rating = table.number(row, "rating_mw", blank=0.0, allow_inf=True, low=0, unit=" MW")
+        rating = table.number(row, "rating_mw", blank=0.0, allow_inf=True, low=0, unit=" MW", ceiling=MAX_MW)
         reactance = table.number(row, "reactance_pu")
         if reactance == 0:
             raise table.error(
@@ -395,8 +400,8 @@ def _read_generators(folder: Path, prefix: str, first_line: dict[int, int],
         bus = table.bus(row, "bus")
         if bus not in first_line:
             raise table.error(row, "bus", f"bus {bus} is not in buses.csv; add it there or fix the number")
-        output = table.number(row, "output_mw")
-        maximum = table.number(row, "max_mw")
+        output = table.number(row, "output_mw", unit=" MW", ceiling=MAX_MW)
+        maximum = table.number(row, "max_mw", unit=" MW", ceiling=MAX_MW)
         for column, value in (("output_mw", output), ("max_mw", maximum)):
             if value is None:
                 raise table.error(row, column, "blank; give a number of MW")

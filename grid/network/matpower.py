@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from grid.errors import GridError
-from grid.network.network import SLACK_MODELS, Bus, Generator, Line, Network
+from grid.network.network import MAX_MW, SLACK_MODELS, Bus, Generator, Line, Network
 from grid.network.ratings import RatingRule, rate_unrated_lines
 
 # Columns each table must reach (1-based MATPOWER positions): PD is bus column 3, PMAX gen
@@ -238,6 +238,7 @@ def _diagnose(text: str, label: str, error: Exception | None) -> str:
             f"case {label}: not a MATPOWER case file (no 'function mpc = <name>' line); "
             f"{_FIX_FORMAT}"
         )
+    counts: dict[str, int] = {}
     for table in ("bus", "gen", "branch"):
         rows = parse_file(table, text)
         if rows is None:
@@ -269,6 +270,15 @@ def _diagnose(text: str, label: str, error: Exception | None) -> str:
                         f"case {label}: mpc.{table} row {number}, column {column + 1} ({name}): "
                         f"{value!r} is not a number"
                     )
+        counts[table] = len(rows)
+    # Names (mpc.bus_name, a cell array) label the table's rows one to one.
+    for table, count in counts.items():
+        names = parse_file(f"{table}_name", text)
+        if names is not None and len(names) != count:
+            return (
+                f"case {label}: mpc.{table}_name has {len(names)} name{'s' * (len(names) != 1)} but mpc.{table} has "
+                f"{count} row{'s' * (count != 1)}; give one name per row, or remove mpc.{table}_name"
+            )
     if error is None:
         return f"case {label}: cannot read the MATPOWER tables; {_FIX_FORMAT}"
     return (
@@ -356,12 +366,18 @@ def _check_bus_numbers(values: np.ndarray, what: str, label: str) -> np.ndarray:
 
 
 def _check_finite(
-    values: np.ndarray, mask: np.ndarray, describe: Callable[[int], str], column: str, label: str
+    values: np.ndarray, mask: np.ndarray, describe: Callable[[int], str], column: str, label: str,
+    ceiling: float | None = None,
 ) -> None:
+    """Every masked value finite and, with ``ceiling``, at most that in size (MW)."""
     bad = mask & ~np.isfinite(values)
     if bad.any():
         row = _first(bad)
         raise GridError(f"case {label}: {describe(row)} has {column} = {_show(values[row])}; give a finite number")
+    if ceiling is not None and (mask & (np.abs(values) > ceiling)).any():
+        row = _first(mask & (np.abs(values) > ceiling))
+        raise GridError(f"case {label}: {describe(row)} has {column} = {_show(values[row])} MW; at most {ceiling:g} MW "
+                        "in size (the ceiling per bus, line and generator)")
 
 
 def matpower_tables(data: MatpowerData, name: str, label: str) -> CaseTables:
@@ -385,7 +401,7 @@ def matpower_tables(data: MatpowerData, name: str, label: str) -> CaseTables:
             "1 (PQ), 2 (PV), 3 (reference) and 4 (isolated)"
         )
     connected = bus_type != _ISOLATED
-    _check_finite(pd, connected, lambda r: f"bus {bus_i[r]}", "PD", label)
+    _check_finite(pd, connected, lambda r: f"bus {bus_i[r]}", "PD", label, MAX_MW)
     is_connected = dict(zip(bus_i.tolist(), connected.tolist()))
     notes: list[str] = []
     if not connected.any():
@@ -417,7 +433,7 @@ def matpower_tables(data: MatpowerData, name: str, label: str) -> CaseTables:
     at_connected = np.array([is_connected[b] for b in gen_bus.tolist()], dtype=bool)
     on = (status > 0) & at_connected
     for column in ("PG", "PMAX"):
-        _check_finite(gen[column], on, lambda r: f"generator {r + 1} (bus {gen_bus[r]})", column, label)
+        _check_finite(gen[column], on, lambda r: f"generator {r + 1} (bus {gen_bus[r]})", column, label, MAX_MW)
     if ((status > 0) & ~at_connected).any():
         notes.append(f"{int(((status > 0) & ~at_connected).sum())} generators at isolated buses dropped")
     if (status <= 0).any():
@@ -447,7 +463,7 @@ def matpower_tables(data: MatpowerData, name: str, label: str) -> CaseTables:
     on = (br_status > 0) & ends_connected
     x, rate, tap, shift = branch["BR_X"], branch["RATE_A"], branch["TAP"], branch["SHIFT"]
     for values, column in ((x, "BR_X"), (rate, "RATE_A"), (tap, "TAP")):
-        _check_finite(values, on, describe, column, label)
+        _check_finite(values, on, describe, column, label, MAX_MW if column == "RATE_A" else None)
     for bad, fix in (
         (on & (f_bus == t_bus), "connects a bus to itself; remove it or fix F_BUS/T_BUS"),
         (on & (x == 0), "has zero reactance (BR_X = 0); a DC power flow needs x != 0; give it a reactance or merge the buses"),

@@ -37,6 +37,11 @@ def _finite(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# What a case file may give at one bus, line or generator (MW): the config's ceiling
+# (mechanisms.settings.MAX_MW, a terawatt); larger sums overflow the flows and the capacity study.
+MAX_MW = 1e6
+
+
 @dataclass(frozen=True)
 class Bus:
     """A bus.

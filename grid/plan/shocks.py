@@ -55,6 +55,8 @@ _MINUTES_PER_HOUR = 60.0
 _WEIGHT_SUM_TOLERANCE = 1e-6
 # window_min / step_min is a float quotient; 60 / 0.1 is 599.9999999999999.
 _STEP_TOLERANCE = 1e-9
+# Time steps in a shock window (a week of minutes): every scenario holds a value per site and step.
+MAX_STEPS = 10_080
 # A zero ramp (or recovery) is a step: this slope makes the linear formula a step without a
 # special case, and stays finite so that no 0 * inf turns into nan.
 _STEP_SLOPE = 1e300
@@ -116,6 +118,11 @@ class ShockSettings:
                 "give a step that divides the window"
             )
         ratio = self.window_min / self.step_min
+        if ratio > MAX_STEPS:
+            raise GridError(
+                f"step_min: {self.step_min:g} min cuts window_min {self.window_min:g} min into {ratio:,.0f} steps; "
+                f"at most {MAX_STEPS:,} (every scenario holds a value per site and step): lengthen the step"
+            )
         if abs(ratio - round(ratio)) > _STEP_TOLERANCE * ratio:
             raise GridError(
                 f"step_min: {self.step_min:g} min does not divide window_min {self.window_min:g} min "

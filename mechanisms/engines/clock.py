@@ -39,7 +39,7 @@ from mechanisms.mechanism import (
     checked_market,
 )
 from mechanisms.rounds import RoundBook
-from mechanisms.settings import MAX_MONEY, Settings
+from mechanisms.settings import MAX_MONEY, MAX_ROUNDS, Settings
 
 INCREMENT_KINDS = ("absolute", "percent")
 # The smallest step a percent clock takes, so that a clock near 0 still moves.
@@ -62,7 +62,7 @@ class ClockRules(Settings):
     increment: float = Field(gt=0, le=MAX_MONEY)
     increment_kind: str = "absolute"
     opening_price: float | None = Field(default=None, gt=0, le=MAX_MONEY)
-    max_rounds: int = Field(default=1000, ge=1)
+    max_rounds: int = Field(default=1000, ge=1, le=MAX_ROUNDS)
 
     @field_validator("increment_kind")
     @classmethod

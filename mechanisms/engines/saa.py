@@ -39,7 +39,7 @@ from mechanisms.mechanism import (
     payments_of,
 )
 from mechanisms.rounds import RoundBook
-from mechanisms.settings import MAX_MONEY, Settings
+from mechanisms.settings import MAX_MONEY, MAX_ROUNDS, Settings
 
 # Money compares with a little slack so that bids computed as `standing + increment`
 # in floating point are never rejected for a rounding error.
@@ -90,13 +90,13 @@ class AuctionRules(Settings):
     opening_bid: float | None = Field(default=None, gt=0, le=MAX_MONEY)  # None: the increment
     reserve_prices: dict[str, NonNegativeMoney] = Field(default_factory=dict)
     tie_break: str = "alternating"
-    max_rounds: int = Field(default=1000, ge=1)
+    max_rounds: int = Field(default=1000, ge=1, le=MAX_ROUNDS)
     eligibility_points: dict[str, Points] | None = None
     initial_eligibility: dict[str, Points] | None = None
     activity_requirement: list[Fraction] | None = Field(default=None, min_length=1)
-    stage_rounds: list[Annotated[int, Field(ge=2)]] = Field(default_factory=list)
-    waivers: int = Field(default=0, ge=0)
-    withdrawals_allowed: int = Field(default=0, ge=0)
+    stage_rounds: list[Annotated[int, Field(ge=2, le=MAX_ROUNDS)]] = Field(default_factory=list)
+    waivers: int = Field(default=0, ge=0, le=MAX_ROUNDS)
+    withdrawals_allowed: int = Field(default=0, ge=0, le=MAX_ROUNDS)
     visibility: str = "all_bids"
 
     @field_validator("tie_break")

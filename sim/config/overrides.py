@@ -24,6 +24,40 @@ class OverrideError(ValueError):
     """An override that does not fit the config's tables (sim.config.schema turns it into a ConfigError)."""
 
 
+# How deep lists and tables may nest in a config, a sweep file or a --set value. The deepest
+# field a config has is about five levels down (plan.travel.minutes.<hub>.<bus>); Python's TOML
+# reader recurses once per level and would crash on a file nested thousands deep.
+MAX_NESTING = 32
+
+
+class NestingError(ValueError):
+    """TOML nested deeper than MAX_NESTING; the message says where."""
+
+
+def load_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads``, refusing lists and tables nested more than MAX_NESTING deep (a
+    NestingError); other faults are tomllib's TOMLDecodeError."""
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise NestingError(f"lists or tables are nested more than {MAX_NESTING} deep (the ceiling); "
+                           "flatten them") from None
+    # Dotted keys ([a.b.c...]) nest without recursion in the reader: measure what came out.
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if depth > MAX_NESTING:
+            shown = where if len(where) <= 60 else where[:57] + "..."
+            raise NestingError(f"{shown}: lists or tables are nested more than {MAX_NESTING} deep (the "
+                               "ceiling); flatten them")
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in items:
+            if isinstance(child, (dict, list)):
+                step = f"[{key}]" if isinstance(key, int) else (f".{key}" if where else str(key))
+                stack.append((child, where + step if len(where) < 60 else where, depth + 1))
+    return data
+
+
 _PART = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
 
 
@@ -63,7 +97,7 @@ def parse_path(key: str) -> tuple[str | int, ...]:
 def parse_value(text: str) -> Any:
     """A TOML value, or the text itself when it is not one (``ieee37`` -> "ieee37")."""
     try:
-        return tomllib.loads(f"value = {text}")["value"]
+        return load_toml(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
         return text
 

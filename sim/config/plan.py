@@ -15,26 +15,31 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from grid.errors import GridError
 from grid.plan.data import Hub, ModuleType, Supplier
 from grid.plan.shocks import ShockSettings
-from mechanisms.settings import Money, Settings
+from mechanisms.settings import MAX_COUNT, MAX_MW, MAX_SECONDS, Money, Settings
 
-Units = Annotated[int, Field(ge=0, le=1_000_000)]
+Units = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Km = Annotated[float, Field(ge=0, le=100_000)]
 Minutes = Annotated[float, Field(ge=0, le=100_000)]
+# A module unit's energy: a terawatt for a thousand hours.
+MAX_MWH = 1e9
+# Road speed between a hub and a site (km/h).
+MAX_KMH = 1000.0
 
 
 class ModuleConfig(Settings):
     name: str = Field(min_length=1, description="the module type's name, as suppliers' inventory names it")
     kind: str = Field(description='"storage" (supplies and absorbs), "generator" (supplies within its ramp) or '
                       '"demand_response" (supplies within its energy)')
-    unit_mw: float = Field(gt=0, description="the power of one unit")
+    unit_mw: float = Field(gt=0, le=MAX_MW, description="the power of one unit")
     transport_cost_per_km: Money = Field(ge=0, description="b_l: the cost of moving one unit one km")
-    energy_mwh: float | None = Field(default=None, gt=0, description="per unit: storage's capacity E_max, or demand "
-                                     "response's curtailable energy")
+    energy_mwh: float | None = Field(default=None, gt=0, le=MAX_MWH, description="per unit: storage's capacity E_max, "
+                                     "or demand response's curtailable energy")
     eta_charge: float = Field(default=0.95, gt=0, le=1, description="storage: charging efficiency")
     eta_discharge: float = Field(default=0.95, gt=0, le=1, description="storage: discharging efficiency")
     initial_soc: float = Field(default=0.5, ge=0, le=1, description="storage: the share of E_max charged when an "
                                "event starts")
-    ramp_mw_per_min: float | None = Field(default=None, gt=0, description="generator: ramp limit R_max per unit")
+    ramp_mw_per_min: float | None = Field(default=None, gt=0, le=MAX_MW, description="generator: ramp limit R_max "
+                                          "per unit")
 
     def module_type(self) -> ModuleType:
         return ModuleType(self.name, self.kind, self.unit_mw, self.transport_cost_per_km, self.energy_mwh,
@@ -55,7 +60,8 @@ class HubConfig(Settings):
 class SupplierConfig(Settings):
     name: str = Field(min_length=1, description="the supplier's name")
     # Checked with the modules in grid.plan.data.check_catalogue.
-    inventory: dict[str, int] = Field(description="Gg(g, l): units in stock by module type")
+    inventory: dict[str, Annotated[int, Field(le=MAX_COUNT)]] = Field(description="Gg(g, l): units in stock by "
+                                                                      "module type")
     distance_km: dict[str, Km] = Field(min_length=1, description="s_gd: the road to each hub it serves, by hub name; "
                                        "a hub that no supplier lists is an error")
 
@@ -66,7 +72,7 @@ class SupplierConfig(Settings):
 
 class SiteConfig(Settings):
     bus: int = Field(description="the site's bus")
-    load_mw: float = Field(gt=0, description="its scheduled load")
+    load_mw: float = Field(gt=0, le=MAX_MW, description="its scheduled load")
     owner: str | None = Field(default=None, description='one owner\'s sites shock together; default: the site alone '
                               '("bus <n>")')
     stabilize_min: Minutes | None = Field(default=None, description="T_stab(i); default: [plan] stabilize_min")
@@ -78,8 +84,8 @@ class TravelConfig(Settings):
     """Road time from a hub to a site [ours]: feeder sections of ``section_km`` at ``speed_kmh``,
     unless ``minutes`` gives it (by hub name, then site bus)."""
 
-    section_km: float = Field(default=1.0, gt=0, description="the length of one feeder section")
-    speed_kmh: float = Field(default=40.0, gt=0, description="the road speed")
+    section_km: float = Field(default=1.0, gt=0, le=100_000, description="the length of one feeder section")
+    speed_kmh: float = Field(default=40.0, gt=0, le=MAX_KMH, description="the road speed")
     minutes: dict[str, dict[str, Minutes]] | None = Field(default=None, description="road times by hub name, then "
                                                           "site bus, e.g. { H6 = { 18 = 9 } }")
 
@@ -130,7 +136,8 @@ class PlanConfig(Settings):
     # gamma > 0: with no price on energy not served, "stabilized" would mean nothing to the model.
     ens_cost_per_mwh: Money = Field(default=5000.0, gt=0, description="gamma: the price of energy not served")
     mip_gap: float = Field(default=1e-3, gt=0, lt=1, description="the relative MIP gap at which the solver stops")
-    time_limit_s: float | None = Field(default=300.0, gt=0, description="the solver's time limit per MILP")
+    time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS, description="the solver's time limit "
+                                       "per MILP")
 
     # `lambda` is the model's name and a Python keyword: the field is `lam`; configs (read and
     # written) say `lambda`.

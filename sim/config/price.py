@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from grid.feeder.bilevel import LINEARIZATIONS
 from grid.feeder.opf import DistributedGenerator, OpfSettings
-from mechanisms.settings import Money, Settings
+from mechanisms.settings import MAX_SECONDS, Money, Settings
 
 
 class GeneratorConfig(Settings):
@@ -76,7 +76,7 @@ class PriceConfig(Settings):
                                "big-M of the KKT conditions and McCormick rows")
     linearization: str = Field(default="strong-duality", description='how the payment\'s price x decision terms '
                                'become linear: "strong-duality" or "mccormick"')
-    time_limit_s: float | None = Field(default=300.0, gt=0, description="the solver's time limit")
+    time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS, description="the solver's time limit")
 
     @field_validator("linearization")
     @classmethod

@@ -40,7 +40,12 @@ from agents.profiles import (
 )
 from agents.strategies import STRATEGIES, ChosenStrategy, choose_strategy
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
-from grid.capacity.study import FORMULATIONS, RISK_MODES, check_risk_levels
+from grid.capacity.study import (
+    FORMULATIONS,
+    MIN_PRODUCT_MW,
+    RISK_MODES,
+    check_risk_levels,
+)
 from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, TruncatedNormalLoad
 from grid.network.cases import CaseOptions
@@ -53,11 +58,17 @@ from mechanisms.engines.vcg import VCGRules
 from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import Product, risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
-from mechanisms.settings import Settings
-from sim.config.overrides import Override, OverrideError, apply_overrides
+from mechanisms.settings import MAX_COUNT, MAX_MW, MAX_SEED, MW, Settings, SignedMW
+from sim.config.overrides import (
+    NestingError,
+    Override,
+    OverrideError,
+    apply_overrides,
+    load_toml,
+)
 from sim.config.plan import PlanConfig
 from sim.config.price import PriceConfig
-from sim.errors import ConfigError
+from sim.errors import SHOWN_CHARS, ConfigError, cut_quoted, shown
 
 # `[products]` and `[[products]]` are held in two internal fields; users only ever see `products`.
 _FIELD_ALIASES = {"product_grid": "products", "explicit_products": "products"}
@@ -87,7 +98,7 @@ def _one_of(value: str, names: Iterable[str], field: str) -> str:
     """Names chosen from a registry (profiles, strategies, ...) so that new ones slot in."""
     names = list(names)
     if value not in names:
-        raise ValueError(f"unknown {field} {value!r}; choose one of {', '.join(names)}")
+        raise ValueError(f"unknown {field} {shown(value)}; choose one of {', '.join(names)}")
     return value
 
 
@@ -98,11 +109,17 @@ _REGISTRIES: dict[str, Iterable[str]] = {
 }
 
 
-def _positive_table(table: dict[int, float], what: str) -> dict[int, float]:
+def _positive_table(table: dict[int, float], what: str, floor: float = 0.0) -> dict[int, float]:
     for bus, mw in table.items():
         if not (math.isfinite(mw) and mw > 0):
             raise ValueError(f"bus {bus}: {what} must be a positive number of MW, got {mw}")
+        if mw < floor:
+            raise ValueError(f"bus {bus}: {what} must be at least {floor:g} MW (the smallest product), got {mw:g}")
     return table
+
+
+# An unrated line's rating is at most this many times its base-case flow.
+MAX_RATING_MARGIN = 1000.0
 
 
 class NetworkConfig(_Section):
@@ -111,18 +128,18 @@ class NetworkConfig(_Section):
     candidate_buses: list[int] | None = Field(default=None, min_length=1, description="the buses that may host data "
                                               "centers; default: the buses demand_mw names when it is a table, else "
                                               "every load bus of the case")
-    demand_mw: float | dict[int, float] = Field(description="data-center demand D_i: a table by candidate bus, or one "
-                                                "number for every candidate")
+    demand_mw: MW | dict[int, MW] = Field(description="data-center demand D_i: a table by candidate bus, or one "
+                                          "number for every candidate")
     slack: str | None = Field(default=None, description='who supplies new load: "reference" (the reference bus) or '
                               '"distributed" (the generators); default: distributed when the case has generators')
-    import_limit_mw: float | None = Field(default=None, ge=0, description="with a reference slack: the most the "
-                                          "reference bus may import; default: no limit")
-    withdrawal_limit_mw: float | dict[int, float] | None = Field(default=None, description="w-bar, the most a bus "
-                                                                 "may withdraw: one number, or a table by bus")
-    default_rating_mw: float | None = Field(default=None, gt=0, description="rating of the lines the case leaves "
-                                            "unrated (a floor)")
-    rating_margin: float | None = Field(default=None, gt=0, description="unrated lines are rated at least this "
-                                        "times their base-case DC flow")
+    import_limit_mw: float | None = Field(default=None, ge=0, le=MAX_MW, description="with a reference slack: the most "
+                                          "the reference bus may import; default: no limit")
+    withdrawal_limit_mw: MW | dict[int, MW] | None = Field(default=None, description="w-bar, the most a bus "
+                                                           "may withdraw: one number, or a table by bus")
+    default_rating_mw: float | None = Field(default=None, gt=0, le=MAX_MW, description="rating of the lines the case "
+                                            "leaves unrated (a floor)")
+    rating_margin: float | None = Field(default=None, gt=0, le=MAX_RATING_MARGIN, description="unrated lines are rated "
+                                        "at least this times their base-case DC flow")
 
     @field_validator("demand_mw", "withdrawal_limit_mw", mode="before")
     @classmethod
@@ -142,9 +159,11 @@ class NetworkConfig(_Section):
         if isinstance(demand, dict):
             if not demand:
                 raise ValueError("the table is empty; give D > 0 MW per candidate bus, or one number for all")
-            return _positive_table(demand, "demand")
+            return _positive_table(demand, "demand", MIN_PRODUCT_MW)
         if not demand > 0:
             raise ValueError(f"demand must be a positive number of MW, got {demand}")
+        if demand < MIN_PRODUCT_MW:
+            raise ValueError(f"demand must be at least {MIN_PRODUCT_MW:g} MW (the smallest product), got {demand:g}")
         return demand
 
     @field_validator("withdrawal_limit_mw")
@@ -183,10 +202,10 @@ class NetworkConfig(_Section):
 class BusLoadConfig(_Section):
     """Truncated normal background net load at one bus (MW; variance in MW^2)."""
 
-    mean: float = Field(description="mean of the parent normal")
-    variance: float = Field(gt=0, description="variance of the parent normal")
-    lower: float = Field(description="lower truncation bound")
-    upper: float = Field(description="upper truncation bound, above lower")
+    mean: SignedMW = Field(description="mean of the parent normal")
+    variance: float = Field(gt=0, le=MAX_MW**2, description="variance of the parent normal")
+    lower: SignedMW = Field(description="lower truncation bound")
+    upper: SignedMW = Field(description="upper truncation bound, above lower")
 
     @model_validator(mode="after")
     def _ordered_bounds(self) -> "BusLoadConfig":
@@ -259,13 +278,14 @@ class ProductGridConfig(_Section):
                            "(each product's interruption probability <= epsilon)")
     formulation: str = Field(default="exact", description='"exact" or "scenario" (the paper\'s scenario LP: the same '
                              "answer, far slower)")
-    block_mw: float | None = Field(default=None, gt=0, description="split products into blocks of this many MW")
+    block_mw: float | None = Field(default=None, gt=0, le=MAX_MW, description="split products into blocks of this "
+                                   "many MW")
     touch_factor: float = Field(default=DEFAULT_TOUCH_FACTOR, gt=0, le=1, description="shift factor from which a "
                                 "bus counts as touching a limit")
     # Firm capacity holds for every load in its box (docs/models/capacity.md#ca-2-1); with a budget Gamma, for
     # every case where at most Gamma loads sit away from their centre at once (Bertsimas and Sim).
-    firm_budget: float | None = Field(default=None, ge=0, description="firm capacity against any this many loads "
-                                      "at their bounds at once; default: all of them")
+    firm_budget: float | None = Field(default=None, ge=0, le=MAX_COUNT, description="firm capacity against any this "
+                                      "many loads at their bounds at once; default: all of them")
     theory_checks: bool = Field(default=False, description="check Theorem 1 and Proposition 1 in `dcmarket run` "
                                 "(always on in `dcmarket capacity`)")
 
@@ -305,7 +325,7 @@ class ExplicitProductConfig(_Section):
     id: str = Field(min_length=1, description="the product id, without spaces or commas")
     bus: int | None = Field(default=None, description="the bus it is at, if any")
     risk: float = Field(default=0.0, ge=0, lt=1, description="its interruption risk epsilon (0: firm)")
-    capacity_mw: float = Field(ge=0, description="its capacity")
+    capacity_mw: float = Field(ge=0, le=MAX_MW, description="its capacity")
 
     def product(self) -> Product:
         return Product(self.id, self.bus, self.risk, self.capacity_mw)
@@ -429,11 +449,15 @@ BidderConfig = Annotated[
 ]
 
 
+# Bidders listed, or drawn by [population].
+MAX_BIDDERS = 100_000
+
+
 class PopulationConfig(_BiddingChoice):
     """``[population]``: bidders drawn from seeded generators (agents/populations.py), in addition
     to or instead of ``[[bidders]]``."""
 
-    count: int = Field(ge=1, le=100_000, description="how many bidders to draw")
+    count: int = Field(ge=1, le=MAX_BIDDERS, description="how many bidders to draw")
     mix: str | dict[str, float] = Field(default="gross_substitutes", description='a named mix ("gross_substitutes" '
                                         'or "mixed") or a table of shares by profile that sum to 1')
 
@@ -470,7 +494,7 @@ STUDY_TABLES = ("plan", "price")
 class ExperimentConfig(_Section):
     """A whole config file. Every table is declared here, so the schema reads in one place."""
 
-    seed: int = Field(default=0, ge=0, description="every random stream of the run derives from it")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="every random stream of the run derives from it")
     solver: str = Field(default="highs", description='the LP and MILP solver: "highs" or "glpk"')
     network: NetworkConfig | None = Field(default=None, description="the network the DSO quantifies capacity on")
     load: LoadConfig | None = Field(default=None, description="the background load scenarios")
@@ -480,7 +504,7 @@ class ExperimentConfig(_Section):
                                                                   "hand, instead of [network], [load] and [products]")
     # A run needs bidders and the mechanism's rules; `dcmarket capacity` reads a config without them.
     mechanism: MechanismConfig = Field(default=MechanismConfig(), description="which mechanism sells the products")
-    bidders: list[BidderConfig] | None = Field(default=None, min_length=1,  # type: ignore[valid-type]
+    bidders: list[BidderConfig] | None = Field(default=None, min_length=1, max_length=MAX_BIDDERS,  # type: ignore[valid-type]
                                                description="the bidders, one entry each")
     population: PopulationConfig | None = Field(default=None, description="bidders drawn from seeded generators")
     equilibrium: EquilibriumConfig = Field(default=EquilibriumConfig(), description="how the outcome is judged")
@@ -611,6 +635,17 @@ def _subclasses(cls: type) -> set[type]:
 
 
 _SCHEMA_TAGS = frozenset(cls.__name__ for cls in _subclasses(Settings)) | {"list[...]", "dict[...]"}
+# Pydantic names a union's branches by their types (`float`, `dict[int,float]`, `list[int]`).
+_TYPE_TAG = re.compile(r"(float|int|str|bool|none|any|(list|dict|tuple|set|literal)\[.*\]|"
+                       r"function-(after|before|wrap|plain)\[.*\]|constrained-\w+)")
+# Errors that say only that the input is not of a branch's type: the other branch's error says more.
+_TYPE_ERRORS = frozenset({"float_type", "int_type", "string_type", "bool_type", "list_type", "dict_type",
+                          "model_type", "model_attributes_type", "tuple_type", "set_type", "none_required",
+                          "is_instance_of", "int_from_float", "literal_error"})
+
+
+def _is_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part in _SCHEMA_TAGS or _TYPE_TAG.fullmatch(part) is not None)
 # Tables keyed by bus number: their integer keys print as `.3`, list indices as `[3]`.
 _BUS_TABLES = {"buses", "demand_mw", "withdrawal_limit_mw"}
 
@@ -627,6 +662,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
             continue
         else:
             name = _FIELD_ALIASES.get(str(part), str(part)) if not path else str(part)
+            name = name if len(name) <= SHOWN_CHARS else name[: SHOWN_CHARS - 3] + "..."
             path += f".{name}" if path else name
         previous = part
     return path
@@ -634,8 +670,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def _describe_error(error: Mapping[str, Any]) -> str:
     message = str(error["msg"])
-    if error["type"] == "model_type":
-        return f"expected a table, e.g. [section] or {{ key = value }} (got {error.get('input')!r})"
+    if error["type"] in ("model_type", "model_attributes_type"):
+        return f"expected a table, e.g. [section] or {{ key = value }} (got {shown(error.get('input'))})"
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix) :]
@@ -649,25 +685,47 @@ def _describe_error(error: Mapping[str, Any]) -> str:
                            "int_parsing", "float_parsing", "int_type", "float_type", "list_type",
                            "dict_type", "string_type", "model_type", "bool_type", "literal_error",
                            "too_short", "too_long", "int_from_float", "finite_number"):
-        message = f"{message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+        message = f"{message[0].lower()}{message[1:]} (got {shown(error.get('input'))})"
     return message
 
 
+def _chosen_error(errors: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], list[str]]:
+    """The error to report, and for a value that fits no branch of a union, what each branch
+    expects. A union (``float | dict[int, float]``, ``list[int] | SeedRange``) gets one error per
+    branch, the first often only "not a number" when the input was a table with a bad entry: a
+    branch that got past the type check, or into the input, says more."""
+    first = errors[0]
+    fork = next((k for k, part in enumerate(first["loc"]) if _is_tag(part)), None)
+    if fork is None:
+        return first, []
+    prefix = first["loc"][:fork]
+    branches = [e for e in errors if e["loc"][:fork] == prefix and len(e["loc"]) > fork and _is_tag(e["loc"][fork])]
+    deeper = [e for e in branches if e["type"] not in _TYPE_ERRORS or len(e["loc"]) > fork + 1]
+    if deeper:
+        return deeper[0], []
+    expected = list(dict.fromkeys(str(e["msg"]).removeprefix("Input should be ") for e in branches))
+    return first, expected
+
+
 def format_validation_error(error: ValidationError, source: str) -> str:
-    first = error.errors()[0]
+    first, expected = _chosen_error(error.errors())
     # Pydantic may tag a path with the schema it tried (a union branch, a validator, a bidder's
     # profile); those are not fields. User keys such as product ids are kept whatever their case.
     raw = first["loc"]
     loc = tuple(
         part for k, part in enumerate(raw)
-        if not (isinstance(part, str) and part in _SCHEMA_TAGS)
+        if not _is_tag(part)
         and not (k >= 2 and raw[k - 2] == "bidders" and isinstance(raw[k - 1], int) and part in PROFILES)
     )
     if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc += ("profile",)
     path = _field_path(loc)
+    if len(expected) > 1:
+        what = f"input should be {', or '.join(expected)} (got {shown(first.get('input'))})"
+    else:
+        what = cut_quoted(_describe_error(first))
     # Cross-section checks have no single location; their messages start with the field.
-    return f"{source}: {path}: {_describe_error(first)}" if path else f"{source}: {_describe_error(first)}"
+    return f"{source}: {path}: {what}" if path else f"{source}: {what}"
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
@@ -686,7 +744,9 @@ def read_config_file(path: Path, what: str = "config") -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read {what} ({error.__class__.__name__}); give a UTF-8 TOML file") from None
     try:
-        return tomllib.loads(text)
+        return load_toml(text)
+    except NestingError as error:
+        raise ConfigError(f"{path}: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
 

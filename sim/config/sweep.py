@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from mechanisms.settings import Settings
+from mechanisms.settings import MAX_SEED, Settings
 from sim.config.overrides import parse_path
 
 DISTRIBUTIONS = ("uniform", "integers", "choice")
@@ -42,20 +42,28 @@ METRIC_TYPES = {"mechanism": "string", "products": "int64", "bidders": "int64", 
 METRICS = tuple(METRIC_TYPES)
 # Columns a swept parameter may not be named after.
 RESERVED_COLUMNS = frozenset({"run", "status", "error", "seed", "seconds", "worker", *METRICS})
-
-
+# Runs in one sweep (parameter sets times seeds); each leaves a run directory and a record.
+MAX_RUNS = 10_000_000
+# An integer the results table holds (a 64-bit column).
+INT64 = (-(2**63), 2**63 - 1)
 
 
 class SeedRange(Settings):
-    count: int = Field(ge=1, le=10_000_000, description="how many seeds")
-    start: int = Field(default=0, ge=0, description="the first seed")
+    count: int = Field(ge=1, le=MAX_RUNS, description="how many seeds")
+    start: int = Field(default=0, ge=0, le=MAX_SEED, description="the first seed")
+
+    @model_validator(mode="after")
+    def _fits(self) -> "SeedRange":
+        if self.start + self.count - 1 > MAX_SEED:
+            raise ValueError(f"start + count - 1 must be at most {MAX_SEED} (seeds are 64-bit integers)")
+        return self
 
 
 class SampleConfig(Settings):
     """``count`` draws of the parameters named besides ``count`` and ``seed``."""
 
     count: int = Field(ge=1, le=1_000_000, description="how many draws")
-    seed: int = Field(default=0, ge=0, description="the sample's seed")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="the sample's seed")
     parameters: dict[str, dict[str, Any]] = Field(min_length=1, description="written as the table's other keys: a "
                                                   "--set path = { uniform = [lo, hi] }, { integers = [lo, hi] } or "
                                                   "{ choice = [...] }")
@@ -84,6 +92,11 @@ class SampleConfig(Settings):
                     raise ValueError(f"{key}.{kind}: give [low, high] with low <= high")
                 if kind == "integers" and not all(isinstance(v, int) for v in values):
                     raise ValueError(f"{key}.integers: give whole numbers [low, high]")
+                if kind == "integers" and not all(INT64[0] <= v <= INT64[1] for v in values):
+                    raise ValueError(f"{key}.integers: low and high must fit the results table (64-bit integers, "
+                                     f"{INT64[0]} to {INT64[1]})")
+                if kind == "uniform" and not math.isfinite(float(values[1]) - float(values[0])):
+                    raise ValueError(f"{key}.uniform: high - low overflows; give a range below 1e308")
             if kind == "choice":
                 for value in values:
                     _check_value(key, value)
@@ -124,6 +137,8 @@ class SweepConfig(Settings):
         if isinstance(seeds, list):
             if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
                 raise ValueError("give distinct non-negative seeds, or { count = N, start = 0 }")
+            if max(seeds) > MAX_SEED:
+                raise ValueError(f"seed {max(seeds)} is above {MAX_SEED} (seeds are 64-bit integers)")
         return seeds
 
     @field_validator("grid")
@@ -155,6 +170,18 @@ class SweepConfig(Settings):
             path = parse_path(key)
             if seen.setdefault(path, key) != key:
                 raise ValueError(f"{key!r} and {seen[path]!r} name the same field; write it one way")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "SweepConfig":
+        """The number of runs, counted before any is listed: a grid of 30 fields of 10 values
+        would otherwise be listed to the end of memory."""
+        seeds = self.seeds.count if isinstance(self.seeds, SeedRange) else len(self.seeds)
+        sets = math.prod(len(values) for values in self.grid.values()) * max(1, len(self.points))
+        runs = sets * (self.sample.count if self.sample is not None else 1) * seeds
+        if runs > MAX_RUNS:
+            raise ValueError(f"the sweep has {runs:,} runs (parameter sets times seeds); at most {MAX_RUNS:,}: "
+                             "vary fewer values or seeds, or split it into several sweeps")
         return self
 
     def seed_list(self) -> list[int]:
@@ -194,6 +221,10 @@ def _check_value(key: str, value: Any) -> None:
     and lists and tables of them (no dates, no inf or nan)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{key}: {value} is not a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+        shown = f"{value:.3e}".replace("e+", "e")
+        raise ValueError(f"{key}: {shown} does not fit the results table (64-bit integers, at most "
+                         f"{INT64[1]:,} in size); give a smaller number, or a float")
     if isinstance(value, (list, tuple)):
         for item in value:
             _check_value(key, item)

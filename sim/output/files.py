@@ -8,6 +8,7 @@ into place when complete, so a failed or interrupted run leaves no partial direc
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -30,6 +31,8 @@ SCENARIOS = "scenarios.csv"
 RISK_CHECK = "risk_check.csv"
 CAPACITY_MAP = "capacity_map.png"
 CORRELATION = "correlation.csv"
+# Input files a study keeps as given (their last line may lack a line end).
+INPUT_COPIES = frozenset({SCENARIOS, CORRELATION})
 # A case given as a file or folder is copied into case/ under its own name (the name is the
 # network's name in the outputs, so a re-run from the copy must see the same one).
 CASE_FOLDER = "case"
@@ -160,6 +163,28 @@ def _is_replaceable_run(out: Path) -> bool:
     return "products" in summary or "plans" in summary or "cases" in summary
 
 
+def check_writable(folder: Path, out: Path | None = None) -> None:
+    """Refuse, before any work, a folder that cannot be written: the nearest part of ``folder``
+    that exists must be a directory in which a folder can be made (tried, then removed: under
+    /proc, on a read-only or full disk, in an immutable folder, it cannot). Errors name ``out``
+    (default ``folder``), the --out the user gave."""
+    out = folder if out is None else out
+    existing = Path(os.path.abspath(folder))
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            if existing == Path(os.path.abspath(out)):
+                raise OutputError(f"{out}: exists and is not a directory; choose another --out")
+            raise OutputError(f"{out}: {existing} is a file, not a folder; choose another --out")
+        os.rmdir(tempfile.mkdtemp(prefix=".dcmarket-probe-", dir=existing))
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        if error.errno == errno.ENOSPC:
+            reason += "; the disk may be full"
+        raise OutputError(f"{out}: cannot write in {existing} ({reason}); choose another --out") from None
+
+
 def check_out_dir(out: Path, force: bool) -> None:
     """Refuse to overwrite anything that is not a previous run directory.
 
@@ -168,6 +193,7 @@ def check_out_dir(out: Path, force: bool) -> None:
     """
     try:
         if not out.exists():
+            check_writable(out.parent, out)
             return
         if not out.is_dir():
             raise OutputError(f"{out}: exists and is not a directory; choose another --out")
@@ -181,6 +207,7 @@ def check_out_dir(out: Path, force: bool) -> None:
                 f"{out}: holds files that are not a dcmarket run; --force replaces only run directories, "
                 "choose another --out"
             )
+        check_writable(out.parent, out)
     except OSError as error:
         raise OutputError(f"{out}: cannot inspect ({error.strerror}); check its permissions or choose another --out") from None
 
@@ -227,14 +254,70 @@ def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = 
                 print(f"warning: could not remove the previous run kept at {retired}; delete it by hand", file=sys.stderr)
 
 
-def read_csv_rows(path: Path) -> list[dict[str, str]]:
+# The fix for a damaged file in a directory a study wrote: write the directory again.
+REBUILD = "the directory is damaged; run its study again with --force to rebuild it"
+
+
+def read_csv_rows(path: Path, *, integers: Sequence[str] = (), numbers: Sequence[str] = (),
+                  copied: bool = False) -> list[dict[str, str]]:
+    """The rows of a CSV a study wrote. A file cut short (each ends with a line end; not so a
+    ``copied`` input such as scenarios.csv, which is the user's file as given), a row
+    whose cells do not match the header, or, in the ``integers`` and ``numbers`` columns, a
+    cell that is not one (empty numbers are allowed), is an error that names the file and line."""
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        text = path.read_bytes().decode("utf-8")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+        header = list(reader.fieldnames or [])
     except FileNotFoundError:
         raise OutputError(f"{path}: not found; is {path.parent} a finished dcmarket run directory?") from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise OutputError(f"{path}: cannot read ({type(error).__name__}); the run directory is damaged or unreadable") from None
+        raise OutputError(f"{path}: cannot read ({type(error).__name__}); {REBUILD}") from None
+    if text and not text.endswith("\n") and not copied:
+        raise OutputError(f"{path}: cut short (its last line has no line end); {REBUILD}")
+    missing = [name for name in (*integers, *numbers) if name not in header]
+    if missing:
+        raise OutputError(f"{path}: has no column {missing[0]!r}; {REBUILD}")
+    for line, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            cells = len(row.get(None, [])) + sum(v is not None for k, v in row.items() if k is not None)
+            raise OutputError(f"{path}, line {line}: {cells} cells but the header has {len(header)}; {REBUILD}")
+        for name in (*integers, *numbers):
+            text = row[name].strip()
+            try:
+                int(text) if name in integers else float(text) if text else None
+            except ValueError:
+                raise OutputError(f"{path}, line {line}: {name} {text[:60]!r} is not a number; {REBUILD}") from None
+    return rows
+
+
+def read_text(path: Path) -> str:
+    """A text file a study wrote (its config.toml), or an error naming it."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise OutputError(f"{path}: not UTF-8 text (byte {error.start}); {REBUILD}") from None
+    except OSError as error:
+        raise OutputError(f"{path}: cannot read ({error.strerror}); check its permissions") from None
+
+
+_PNG_HEAD, _PNG_TAIL = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+
+
+def is_png(content: bytes) -> bool:
+    """Whether ``content`` is a whole PNG file: its signature and its closing chunk."""
+    return content.startswith(_PNG_HEAD) and content.endswith(_PNG_TAIL)
+
+
+def read_png(path: Path) -> bytes:
+    """A figure a study wrote, or an error naming it when it is not a whole PNG."""
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise OutputError(f"{path}: cannot read ({error.strerror}); check its permissions") from None
+    if not is_png(content):
+        raise OutputError(f"{path}: not a whole PNG image; {REBUILD}")
+    return content
 
 
 # What `dcmarket log` needs from a run's summary; a capacity directory has only "products".
@@ -245,17 +328,20 @@ def require_keys(summary: Any, run_dir: Path, required: Sequence[str] = SUMMARY_
     """``summary`` (as read from ``run_dir``) if it has every ``required`` key, else a one-line error."""
     missing = [key for key in required if key not in summary]
     if missing:
-        raise OutputError(f"{run_dir / SUMMARY}: has no {missing[0]!r}; the run directory is damaged, re-run it")
+        raise OutputError(f"{run_dir / SUMMARY}: has no {missing[0]!r}; {REBUILD}")
     return summary
 
 
 def read_summary(run_dir: Path, required: Sequence[str] = SUMMARY_KEYS) -> dict[str, Any]:
     path = run_dir / SUMMARY
     try:
-        return require_keys(json.loads(path.read_text(encoding="utf-8")), run_dir, required)
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(summary, dict):
+            raise TypeError
+        return require_keys(summary, run_dir, required)
     except FileNotFoundError:
         raise OutputError(f"{run_dir}: no {SUMMARY}; give the directory of a finished dcmarket run") from None
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
-        raise OutputError(f"{path}: not valid JSON; the run directory is damaged, re-run it") from None
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError, RecursionError):
+        raise OutputError(f"{path}: not valid JSON; {REBUILD}") from None
     except OSError as error:
         raise OutputError(f"{path}: cannot read ({error.strerror}); check its permissions") from None

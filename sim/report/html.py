@@ -119,7 +119,7 @@ def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
     from sim.report.figures.run import HOLDINGS, PRICE_PATH, round_figures
     from sim.report.text import equilibrium_text
 
-    rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS)
+    rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS, integers=("round",), numbers=("standing_price",))
     products = [p["id"] for p in summary["products"]]
     bidders = list(summary["payments"])
     verdict = summary.get("equilibrium", {})
@@ -154,31 +154,35 @@ def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
                 HOLDINGS: "Who stands on each product after each round"}
     shown = []
     for name, draw in round_figures(rounds, summary).items():
-        png = (run_dir / name).read_bytes() if (run_dir / name).is_file() else _drawn(draw, name)
+        png = outputs.read_png(run_dir / name) if (run_dir / name).is_file() else _drawn(draw, name)
         shown.append(_figure(png, captions[name]))
     if (run_dir / outputs.CAPACITY_MAP).is_file():
-        shown.append(_figure((run_dir / outputs.CAPACITY_MAP).read_bytes(), "Firm and flexible capacity per bus (MW)"))
+        shown.append(_figure(outputs.read_png(run_dir / outputs.CAPACITY_MAP), "Firm and flexible capacity per bus (MW)"))
     sections.append("<h2>Figures</h2>" + "".join(shown))
     for folder, title in ((outputs.PLAN_FOLDER, "Flexible-capacity plan after the auction"),
                           (outputs.PRICE_FOLDER, "DLMP coordination after the auction")):
         pictures = sorted((run_dir / folder).glob("*.png")) if (run_dir / folder).is_dir() else []
         if pictures:
             sections.append(f"<h2>{title} ({folder}/)</h2>"
-                            + "".join(_figure(p.read_bytes(), f"{folder}/{p.name}") for p in pictures))
+                            + "".join(_figure(outputs.read_png(p), f"{folder}/{p.name}") for p in pictures))
     if (run_dir / outputs.CONFIG).is_file():
-        sections.append(f"<h2>Config</h2><pre>{_esc((run_dir / outputs.CONFIG).read_text(encoding='utf-8'))}</pre>")
+        sections.append(f"<h2>Config</h2><pre>{_esc(outputs.read_text(run_dir / outputs.CONFIG))}</pre>")
     return _page(f"dcmarket run: {run_dir.name}", sections, _STEPPER)
 
 
 def sweep_page(sweep_dir: Path) -> bytes:
-    import pandas as pd
-
-    from sim.output.sweep_dir import PLOTS_FOLDER, RESULTS, SWEEP_FILE, read_sweep
+    from sim.output.sweep_dir import (
+        PLOTS_FOLDER,
+        RESULTS,
+        SWEEP_FILE,
+        read_sweep_copy,
+        read_table,
+    )
     from sim.report.figures.sweep import figure_drawers, file_name
     from sim.report.query import cell, query
 
-    keys = read_sweep(sweep_dir / SWEEP_FILE).swept_keys()
-    table = pd.read_parquet(sweep_dir / RESULTS)
+    keys = read_sweep_copy(sweep_dir).swept_keys()
+    table = read_table(sweep_dir, RESULTS, keys).to_pandas()
     failed = int((table["status"] != "ok").sum())
     sections = [f'<p class="verdict{" no" if failed else ""}" id="verdict">{len(table):,} runs, {failed:,} failed; '
                 f"{len(keys)} swept parameter(s): {_esc(', '.join(keys) or 'none')}. {_verdicts(table)}</p>"]
@@ -188,14 +192,14 @@ def sweep_page(sweep_dir: Path) -> bytes:
     shown = []
     for key, draw in figure_drawers(table, keys, "Sweep").items():
         path = sweep_dir / PLOTS_FOLDER / file_name(key)
-        png = path.read_bytes() if path.is_file() else _drawn(draw, path.name)
+        png = outputs.read_png(path) if path.is_file() else _drawn(draw, path.name)
         shown.append(_figure(png, f"Efficiency, revenue ($), welfare ($) and rounds against {key}, over seeds"))
     if shown:
         sections.append("<h2>Figures</h2>" + "".join(shown))
     names, rows = query(sweep_dir, limit=500)
     sections.append(f"<h2>Runs</h2><p>{'The first 500 of ' if len(table) > 500 else ''}{len(table):,} runs.</p>"
                     + _table(names, [[cell(v) for v in row] for row in rows], (0, 1)))
-    sections.append(f"<h2>Sweep file</h2><pre>{_esc((sweep_dir / SWEEP_FILE).read_text(encoding='utf-8'))}</pre>")
+    sections.append(f"<h2>Sweep file</h2><pre>{_esc(outputs.read_text(sweep_dir / SWEEP_FILE))}</pre>")
     return _page(f"dcmarket sweep: {sweep_dir.name}", sections)
 
 
@@ -212,11 +216,11 @@ def _verdicts(table) -> str:
 def study_page(study_dir: Path, summary: Mapping[str, Any]) -> bytes:
     """A plan, price or capacity directory: its summary, figures and CSV tables."""
     sections = []
-    figures = [_figure(p.read_bytes(), p.stem.replace("_", " ")) for p in sorted(study_dir.glob("*.png"))]
+    figures = [_figure(outputs.read_png(p), p.stem.replace("_", " ")) for p in sorted(study_dir.glob("*.png"))]
     if figures:
         sections.append("<h2>Figures</h2>" + "".join(figures))
     for path in sorted(study_dir.glob("*.csv")):
-        rows = outputs.read_csv_rows(path)
+        rows = outputs.read_csv_rows(path, copied=path.name in outputs.INPUT_COPIES)
         if rows:
             shown = rows[:200]
             sections.append(f"<h2>{_esc(path.name)}</h2><p>{len(rows):,} rows{', the first 200' if len(rows) > 200 else ''}"
@@ -231,6 +235,7 @@ def write_report(directory: Path) -> Path:
 
     if not directory.is_dir():
         raise outputs.OutputError(f"{directory}: no such directory")
+    outputs.check_writable(directory)  # report.html goes there; find out before drawing the page
     if (directory / RESULTS).is_file():
         page = sweep_page(directory)
     else:

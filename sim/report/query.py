@@ -14,9 +14,15 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from sim.config.sweep import RESERVED_COLUMNS
+from sim.config.sweep import MAX_RUNS, RESERVED_COLUMNS
 from sim.output import files as outputs
-from sim.output.sweep_dir import PLOTS_FOLDER, RESULTS, SWEEP_FILE, TIMINGS, read_sweep
+from sim.output.sweep_dir import (
+    PLOTS_FOLDER,
+    RESULTS,
+    TIMINGS,
+    read_sweep_copy,
+    read_table,
+)
 from sim.report.text import format_table
 
 # What a row listing shows besides the swept parameters, and what a group summary aggregates.
@@ -41,14 +47,12 @@ def query(run_dir: Path, *, where: str | None = None, group_by: Sequence[str] = 
     if not results.is_file():
         raise outputs.OutputError(f"{run_dir}: no {RESULTS}; is it a sweep directory (dcmarket sweep)? An "
                                   "unfinished sweep writes it when the same command runs it to the end")
-    import pyarrow.parquet as pq
-
     # The tables are read here and handed to DuckDB by name: a path is never pasted into SQL
     # (a quote would break it, and DuckDB would read "*" or "[...]" in it as a glob).
     connection = duckdb.connect()
-    connection.register("r", pq.read_table(results))
+    connection.register("r", read_table(run_dir, RESULTS))
     if timings.is_file():
-        connection.register("t", pq.read_table(timings))
+        connection.register("t", read_table(run_dir, TIMINGS))
     source = "r LEFT JOIN t USING (run)" if timings.is_file() else "r"
     columns = [row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
     for flag, names in (("--group-by", group_by), ("--metric", metrics)):
@@ -72,8 +76,8 @@ def query(run_dir: Path, *, where: str | None = None, group_by: Sequence[str] = 
         shown = ["run", "status", "seed", *swept, *(c for c in SHOWN if c in columns), "error"]
         sql = f"SELECT {', '.join(_quote(c) for c in shown)} FROM {source}{condition} ORDER BY run"
         if limit is not None:
-            if limit < 0:
-                raise outputs.OutputError(f"--limit: {limit} is negative; give a number of runs")
+            if not 0 <= limit <= MAX_RUNS:
+                raise outputs.OutputError(f"--limit: give a number of runs from 0 to {MAX_RUNS:,}")
             sql += f" LIMIT {int(limit)}"
     try:
         cursor = connection.execute(sql)
@@ -99,17 +103,15 @@ def cell(value: Any) -> str:
 def plot(run_dir: Path, parameter: str, metrics: Sequence[str]) -> Path:
     """``--plot PARAMETER``: the chosen metrics (default: efficiency, revenue, welfare, rounds)
     against one swept parameter, with bands over seeds, into DIR/plots/."""
-    import pandas as pd
-
     from sim.report.figures.sweep import file_name, plot_metrics_against
 
     query(run_dir, limit=0)  # a clear error for a directory that is not a finished sweep
-    keys = read_sweep(run_dir / SWEEP_FILE).swept_keys()
+    keys = read_sweep_copy(run_dir).swept_keys()
     if parameter not in keys:
         raise outputs.OutputError(f"--plot: {parameter!r} is not a swept parameter; the sweep varies {', '.join(keys)}")
-    table = pd.read_parquet(run_dir / RESULTS)
+    table = read_table(run_dir, RESULTS, keys).to_pandas()
     if (run_dir / TIMINGS).is_file():
-        table = table.merge(pd.read_parquet(run_dir / TIMINGS), on="run")
+        table = table.merge(read_table(run_dir, TIMINGS).to_pandas(), on="run")
     for metric in metrics:
         if metric not in table.columns or table[metric].dtype.kind not in "ifb":
             numeric = [c for c in table.columns if table[c].dtype.kind in "if" and c not in (*keys, "seed")]
@@ -117,6 +119,7 @@ def plot(run_dir: Path, parameter: str, metrics: Sequence[str]) -> Path:
     table = table[table["status"] == "ok"]
     if table.empty:
         raise outputs.OutputError(f"{run_dir}: no successful run to plot")
+    outputs.check_writable(run_dir / PLOTS_FOLDER)
     path = run_dir / PLOTS_FOLDER / file_name(parameter, metrics)
     plot_metrics_against(table, parameter, [k for k in keys if k != parameter], path, f"Sweep {run_dir.name}",
                          metrics)

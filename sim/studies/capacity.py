@@ -18,6 +18,7 @@ from grid.capacity.study import CapacityStudy, capacity_study
 from grid.capacity.verify import RiskCheck, verify_risk
 from grid.solvers.solve import check_solver
 from mechanisms.products import FIRM, FLEX, product_id
+from mechanisms.settings import MAX_MW
 from sim.config.schema import (
     ConfigError,
     ExperimentConfig,
@@ -50,6 +51,8 @@ from sim.studies.result import CapacityResult
 
 Progress = Callable[[str], None]
 
+# Fresh scenarios of the risk check, drawn chunk after chunk: a ceiling on its time.
+MAX_VERIFY = 100_000_000
 # Where the risk check's scenarios come from (summary.json risk_check.sample).
 FRESH = "fresh"
 IN_SAMPLE = "in-sample"
@@ -229,8 +232,10 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
         value = getattr(args, name)
         if value is not None and value < (1 if name == "scenarios" else 0):
             raise ConfigError(f"--{name}: must be a {'positive' if name == 'scenarios' else 'non-negative'} integer")
-    if args.demand is not None and not args.demand > 0:
-        raise ConfigError("--demand: must be a positive number of MW")
+    if args.verify > MAX_VERIFY:
+        raise ConfigError(f"--verify: {args.verify:,} scenarios is above the ceiling of {MAX_VERIFY:,}; give fewer")
+    if args.demand is not None and not 0 < args.demand <= MAX_MW:
+        raise ConfigError(f"--demand: give a positive number of MW, at most {MAX_MW:g} (the ceiling per bus)")
     stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
     out = args.out or Path("runs") / f"{stem}-capacity"
     overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,

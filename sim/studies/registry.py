@@ -21,6 +21,7 @@ from typing import Callable
 
 from grid.solvers.names import SOLVERS
 from sim.config.overrides import Override, parse_override, parse_unset
+from sim.errors import one_line
 
 Progress = Callable[[str], None]
 
@@ -61,7 +62,7 @@ def _override(text: str) -> Override:
     try:
         return parse_override(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        raise argparse.ArgumentTypeError(one_line(str(error))) from None
 
 
 def _unset(text: str) -> Override:

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from sim.config.overrides import Override, parse_path
 from sim.config.schema import load_config
 from sim.config.sweep import METRIC_TYPES, SweepConfig
-from sim.errors import USER_ERRORS, ConfigError
+from sim.errors import USER_ERRORS, ConfigError, one_line
 from sim.output import files as outputs
 from sim.output.sweep_dir import (
     BASE_FILE,
@@ -56,6 +56,8 @@ from sim.output.sweep_dir import (
 )
 
 Progress = Callable[[str], None]
+# Worker processes on one machine.
+MAX_WORKERS = 1024
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -116,7 +118,7 @@ def run_one(spec: RunSpec, base: str, root: str, shown: str) -> dict[str, Any]:
                                 sets=overrides_of(spec.parameters))
         record.update(status="ok", error=None, metrics=metrics_of(result.summary))
     except USER_ERRORS as error:
-        record.update(status="failed", error=portable_error(str(error), Path(base), shown), metrics={})
+        record.update(status="failed", error=portable_error(one_line(str(error)), Path(base), shown), metrics={})
     except Exception as error:  # a crash in one run must not stop the others; say what it was
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         record.update(status="failed", error=f"{type(error).__name__}: {first}", metrics={})
@@ -160,15 +162,16 @@ def failed_record(spec: RunSpec, why: str) -> dict[str, Any]:
 WORKER_DIED = "the worker process died during this run (killed, or out of memory)"
 
 
-def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int, scheduler: str | None,
+def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int, client: Any = None,
             shown: str) -> Iterator[dict[str, Any]]:
-    """The records of ``pending``, as the runs end (in any order); errors name the base config
-    as ``shown`` (the sweep file's ``base``), so records do not depend on where the sweep runs."""
+    """The records of ``pending``, as the runs end (in any order), on ``client`` (a Dask client,
+    see ``connect``) or on ``workers`` local processes; errors name the base config as ``shown``
+    (the sweep file's ``base``), so records do not depend on where the sweep runs."""
     if not pending:
         return
     task = {"base": str(base.resolve()), "root": str(root.resolve()), "shown": shown}
-    if scheduler is not None:
-        yield from _on_dask(pending, task, scheduler)
+    if client is not None:
+        yield from _on_dask(pending, task, client)
     elif workers <= 1:
         for spec in pending:
             yield run_one(spec, **task)
@@ -176,25 +179,37 @@ def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int,
         yield from _on_pool(pending, task, workers)
 
 
-def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, str], scheduler: str) -> Iterator[dict[str, Any]]:
+# How long to wait for a Dask scheduler to answer (Dask's own default is 30 s).
+CONNECT_TIMEOUT_S = 5
+
+
+def connect(scheduler: str) -> Any:
+    """A Dask client of the scheduler at ``scheduler``, or a one-line error within
+    CONNECT_TIMEOUT_S seconds: called before the sweep directory is made, so that a wrong
+    address leaves nothing behind."""
     try:
         from distributed import Client
-        from distributed import as_completed as dask_completed
     except ImportError:
         raise ConfigError("--scheduler: dask.distributed is not installed; pip install 'distributed>=2024.1'") from None
     try:
-        client = Client(scheduler, timeout=30)
-    except (OSError, TimeoutError, ValueError) as error:
-        raise ConfigError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({error}); give its "
-                          "address as tcp://host:port, or drop --scheduler to run locally") from None
-    with client:
-        futures = client.map(run_one, list(pending), **task, pure=False)
-        spec_of = {future.key: spec for future, spec in zip(futures, pending)}
-        for future in dask_completed(futures):
-            try:
-                yield future.result()
-            except Exception as error:  # e.g. KilledWorker: Dask gave up on the run after its retries
-                yield failed_record(spec_of[future.key], f"{WORKER_DIED}: {type(error).__name__}")
+        return Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except Exception as error:  # a refused or silent port, a malformed address, a peer that is not Dask
+        reason = " ".join(str(error).split())[:120] or type(error).__name__
+        raise ConfigError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({reason}; the wait is "
+                          f"{CONNECT_TIMEOUT_S} s at most); give its address as tcp://host:port, or drop --scheduler to "
+                          "run locally") from None
+
+
+def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, str], client: Any) -> Iterator[dict[str, Any]]:
+    from distributed import as_completed as dask_completed
+
+    futures = client.map(run_one, list(pending), **task, pure=False)
+    spec_of = {future.key: spec for future, spec in zip(futures, pending)}
+    for future in dask_completed(futures):
+        try:
+            yield future.result()
+        except Exception as error:  # e.g. KilledWorker: Dask gave up on the run after its retries
+            yield failed_record(spec_of[future.key], f"{WORKER_DIED}: {type(error).__name__}")
 
 
 def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
@@ -286,6 +301,7 @@ def _set_key(spec: RunSpec) -> str:
 def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None = None, force: bool = False,
               quiet: bool = False, plots: bool = False, progress: Progress = lambda _: None) -> SweepResult:
     sweep = read_sweep(path)
+    outputs.check_writable(out)  # before the checks of every parameter set, and the runs
     base = (path.parent / sweep.base)
     if not base.is_file():
         raise ConfigError(f"{path}: base: {sweep.base} is not a file (relative to the sweep file)")
@@ -298,11 +314,34 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
         try:
             load_config(base, sets=overrides_of(json.loads(parameters)))
         except ConfigError as error:
-            invalid[parameters] = portable_error(str(error), base, sweep.base)
+            invalid[parameters] = portable_error(one_line(str(error)), base, sweep.base)
     if len(invalid) == len(distinct):
         raise ConfigError(f"{path}: every parameter set is invalid; the first: {sorted(invalid.values())[0]}")
+    # The table's parameter columns, built now: a value they cannot hold fails here, not after the runs.
+    keys = sweep.swept_keys()
+    for key in keys:
+        try:
+            _parameter_column(key, [s.parameters.get(key) for s in specs])
+        except (ValueError, TypeError, OverflowError) as error:
+            raise ConfigError(f"{path}: {key}: its values cannot be a column of {RESULTS} ({one_line(str(error))[:120]}); "
+                              "give numbers that fit 64 bits, strings or booleans") from None
     files = {SWEEP_FILE: path.read_bytes(), BASE_FILE: base.read_bytes()}
-    _prepare(out, files, force)
+    # Reach the cluster before making the directory: a wrong address leaves nothing behind.
+    client = connect(scheduler) if scheduler is not None else None
+    try:
+        return _record_runs(path, out, sweep, specs, invalid, files, force=force, workers=workers, client=client,
+                            quiet=quiet, plots=plots, progress=progress)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _record_runs(path: Path, out: Path, sweep: SweepConfig, specs: Sequence[RunSpec], invalid: Mapping[str, str],
+                 files: Mapping[str, bytes], *, force: bool, workers: int, client: Any, quiet: bool, plots: bool,
+                 progress: Progress) -> SweepResult:
+    """The sweep checked by ``run_sweep``: its directory, each missing run's record, the tables."""
+    base = path.parent / sweep.base
+    _prepare(out, files, force, {SWEEP_FILE: str(path), BASE_FILE: str(base)})
     records = _read_records(out, specs)
     _clear_partial_runs(out)
     pending = [s for s in specs if s.run not in records]
@@ -320,9 +359,9 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
         records[spec.run] = record
         line.update(failed=True, ran=False)
     if not quiet:
-        where = f"the Dask scheduler at {scheduler}" if scheduler else f"{workers} worker process(es)"
+        where = "the Dask scheduler" if client else f"{workers} worker process(es)"
         progress(f"{len(runnable):,} runs to go on {where}")
-    for record in execute(runnable, base, out, workers=workers, scheduler=scheduler, shown=sweep.base):
+    for record in execute(runnable, base, out, workers=workers, client=client, shown=sweep.base):
         _write_record(out, record)
         records[record["run"]] = record
         line.update(failed=record["status"] != "ok")
@@ -335,8 +374,9 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
     return SweepResult(len(specs), len(pending), sum(r["status"] != "ok" for r in ordered), out)
 
 
-def _prepare(out: Path, files: Mapping[str, bytes], force: bool) -> None:
-    """A new sweep directory, or the same sweep's to resume; a different one needs --force."""
+def _prepare(out: Path, files: Mapping[str, bytes], force: bool, sources: Mapping[str, str]) -> None:
+    """A new sweep directory, or the same sweep's to resume; a different one needs --force.
+    ``files`` are the copies it keeps by name, ``sources`` the paths they copy."""
     if out.exists():
         if not out.is_dir():
             raise outputs.OutputError(f"{out}: exists and is not a directory; choose another --out")
@@ -346,10 +386,15 @@ def _prepare(out: Path, files: Mapping[str, bytes], force: bool) -> None:
             (out / RUNS_FOLDER).mkdir(exist_ok=True)
             return
         is_sweep = (out / SWEEP_FILE).is_file() and (out / RECORDS_FOLDER).is_dir()
+        if not force and is_sweep:
+            # Name the copy that differs: another sweep's, or one damaged since it was written.
+            differs = next(name for name, content in files.items()
+                           if not ((out / name).is_file() and (out / name).read_bytes() == content))
+            raise outputs.OutputError(f"{out}: holds a different sweep ({out / differs} differs from "
+                                      f"{sources[differs]}: another sweep's copy, or damaged); choose another --out, "
+                                      "or pass --force to replace it")
         if not force:
-            what = "a different sweep" if is_sweep else "files that are not a sweep"
-            raise outputs.OutputError(f"{out}: holds {what}; choose another --out"
-                                      + (", or pass --force to replace it" if is_sweep else ""))
+            raise outputs.OutputError(f"{out}: holds files that are not a sweep; choose another --out")
         if not is_sweep and any(out.iterdir()):
             raise outputs.OutputError(f"{out}: holds files that are not a sweep; --force replaces only sweep "
                                       "directories, choose another --out")
@@ -375,7 +420,7 @@ def _read_records(out: Path, specs: Sequence[RunSpec]) -> dict[str, dict[str, An
     for path in sorted((out / RECORDS_FOLDER).glob("run-*.json")):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             path.unlink(missing_ok=True)
             continue
         spec = by_run.get(record.get("run")) if isinstance(record, dict) else None
@@ -412,6 +457,14 @@ def _column_type(values: Iterable[Any]):
     return pa.string(), lambda v: None if v is None else json.dumps(v)  # lists and tables as JSON
 
 
+def _parameter_column(key: str, values: Sequence[Any]) -> tuple[Any, Any]:
+    """A swept parameter's field and column of results.parquet (pyarrow)."""
+    import pyarrow as pa
+
+    kind, convert = _column_type(values)
+    return pa.field(key, kind), pa.array([convert(v) for v in values], type=kind)
+
+
 def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -422,13 +475,15 @@ def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequenc
         "error": [r["error"] for r in records],
         "seed": [r["seed"] for r in records],
     }
-    for key in keys:
-        columns[key] = [r["parameters"].get(key) for r in records]
     fields, arrays = [], []
     for name, values in columns.items():
         kind, convert = _column_type(values)
         fields.append(pa.field(name, kind))
         arrays.append(pa.array([convert(v) for v in values], type=kind))
+    for key in keys:
+        field, array = _parameter_column(key, [r["parameters"].get(key) for r in records])
+        fields.append(field)
+        arrays.append(array)
     for metric, kind in METRIC_TYPES.items():
         fields.append(pa.field(metric, pa.type_for_alias(kind)))
         arrays.append(pa.array([r["metrics"].get(metric) for r in records], type=pa.type_for_alias(kind)))
@@ -447,8 +502,8 @@ def _interrupted(signum: int, frame: object) -> None:
 
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket sweep SWEEP.toml`."""
-    if args.workers < 1:
-        raise ConfigError("--workers: must be at least 1")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: give 1 to {MAX_WORKERS} worker processes")
     out = args.out or Path("runs") / f"{args.sweep.stem}-sweep"
     # A SIGTERM (a scheduler's kill, `timeout`) unwinds like Ctrl-C, so the worker pool is shut
     # down rather than left orphaned; the records so far stay.

@@ -88,6 +88,22 @@ CASES = [
     ("network/demand_mw/4_0", 1, "network.demand_mw: key '4_0' is not a bus number"),
     ("products", [{"id": "A", "capacity_mw": 5}], "products: explicit [[products]] cannot be combined with [network]"),
     ("network", _DELETE, "network: missing [network]"),
+    # Ceilings (Config notes, Ceilings): past them sums overflow (1e308 MW crashed the tie-break QP)
+    # or the study never ends (9.2e18 MW hung past 30 s).
+    ("network/demand_mw", 1e308, "network.demand_mw: input should be less than or equal to 1000000 (got 1e+308)"),
+    ("network/demand_mw/4", 9.2e18, "network.demand_mw.4: input should be less than or equal to 1000000 (got 9.2e+18)"),
+    ("network/demand_mw/4", 1e-300, "network.demand_mw: bus 4: demand must be at least 1e-06 MW (the smallest product)"),
+    ("network/withdrawal_limit_mw", 1e300, "network.withdrawal_limit_mw: input should be less than or equal to 1000000"),
+    ("network/import_limit_mw", 1e300, "network.import_limit_mw: input should be less than or equal to 1000000"),
+    ("network/default_rating_mw", 1e300, "network.default_rating_mw: input should be less than or equal to 1000000"),
+    ("load/buses/3/mean", -1e300, "load.buses.3.mean: input should be greater than or equal to -1000000"),
+    ("load/buses/3/variance", 1e300, "load.buses.3.variance: input should be less than or equal to 1000000000000"),
+    ("products/block_mw", 1e-300, "products.block_mw: 1e-300 MW splits firm@3 (10 MW) into 1e+301 blocks; at most 1,000"),
+    ("products/firm_budget", 1e300, "products.firm_budget: input should be less than or equal to 1000000"),
+    ("seed", 2**63, "seed: input should be less than or equal to 9223372036854775807"),
+    ("auction/max_rounds", 10**12, "auction.max_rounds: input should be less than or equal to 1000000"),
+    ("auction/waivers", 10**12, "auction.waivers: input should be less than or equal to 1000000"),
+    ("bidders/0/strategy", {"name": "demand_reduction", "keep": 10**12}, "bidders[0].strategy: keep: input should be less"),
 ]
 
 
@@ -156,3 +172,64 @@ def test_too_many_scenarios_are_refused_before_any_work_with_the_estimate(tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "load.scenarios: " in err and "need about" in err and "use at most" in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, where", [
+    ("seed = 1\nx = " + "[" * 5000 + "]" * 5000 + "\n", ""),  # the reader itself would recurse
+    ("seed = 1\nx = " + "{ a = " * 3000 + "1" + " }" * 3000 + "\n", ""),
+    ("seed = 1\nx = " + "[" * 40 + "]" * 40 + "\n", "x" + "[0]" * 18),  # read, then measured
+    ("[" + ".".join(["a"] * 5000) + "]\nb = 1\n", "a.a.a"),  # dotted keys nest without recursion
+])
+def test_toml_nested_past_the_ceiling_is_one_line(tmp_path, capsys, text, where):
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"error: {path}: {where}" in err and "nested more than 32 deep (the ceiling)" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.toml"]
+
+
+def test_toml_nested_to_the_ceiling_is_read(tmp_path, capsys):
+    config = _base()
+    path = tmp_path / "c.toml"
+    path.write_text(tomli_w.dumps(config) + "\n[extra]\nx = " + "[" * 31 + "]" * 31 + "\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "unknown field 'extra'" in capsys.readouterr().err  # read, then refused by the schema
+
+
+LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    # A union (a number, or a table by bus) reports the branch the input took, not "float".
+    ("network/demand_mw", {"3": "x", "4": 1}, "network.demand_mw.3: input should be a valid number (got 'x')"),
+    ("network/demand_mw", "abc", "network.demand_mw: input should be a valid number, or a valid dictionary (got 'abc')"),
+    ("bidders/0/strategy", 5, "bidders[0].strategy: input should be a valid string, or a valid dictionary (got 5)"),
+    ("bidders", [5], "bidders[0]: expected a table, e.g. [section] or { key = value } (got 5)"),
+    # Echoed values and keys are cut, so that a 100 KB name gives a line, not a page.
+    ("mechanism", {"kind": LONG}, "mechanism.kind: unknown mechanism 'xxxxxxxx"),
+    ("auction/increment", LONG, "auction.increment: input should be a valid number (got 'xxxxxx"),
+    (LONG, 1, "unknown field 'xxxxxxx"),
+    ("bidders/0/strategy", LONG, "bidders[0].strategy: unknown strategy 'xxxxxx"),
+], ids=["union-table", "union-neither", "union-strategy", "not-a-table", "long-kind", "long-number",
+        "long-key", "long-strategy"])
+def test_messages_name_the_branch_and_cut_echoes(tmp_path, capsys, path, value, expected):
+    config = _base()
+    config.setdefault("mechanism", {})
+    path_ = tmp_path / "bad.toml"
+    path_.write_text(tomli_w.dumps(_set(config, path, value)))
+    assert main(["run", str(path_), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err[:500]
+    assert len(err) < 400, len(err)
+    for raw in (".float", "dict[", "list[", "extract fields"):
+        assert raw not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_a_long_set_value_is_cut(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--set", LONG])
+    err = capsys.readouterr().err
+    assert "argument --set: 'xxxxxx" in err and "has no '='" in err and len(err) < 1000, err[:300]

@@ -157,3 +157,16 @@ def test_choosing_another_mechanism_drops_the_rule_tables_of_the_file(tmp_path, 
     assert main(["run", source, "--out", str(tmp_path / "y"), "--quiet", "--set", "mechanism.kind=vcg",
                  "--set", "clock.increment=2"]) == 2
     assert "[clock] holds the rules of the 'clock' mechanism" in capsys.readouterr().err
+
+
+def test_a_set_value_nested_past_the_ceiling_is_refused(tmp_path, capsys):
+    from sim.config.overrides import NestingError
+
+    with pytest.raises(NestingError, match="nested more than 32 deep"):
+        parse_value("[" * 3000 + "]" * 3000)
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(tmp_path / "run"), "--set", "x=" + "[" * 3000 + "]" * 3000])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --set: lists or tables are nested more than 32 deep" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

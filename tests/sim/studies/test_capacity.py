@@ -116,6 +116,11 @@ def test_capacity_errors_are_one_line(tmp_path, capsys):
     assert "needs [network], [load] and [products]" in capsys.readouterr().err
     assert main(["capacity", "ieee14", "--out", str(tmp_path / "z"), "--demand", "-3"]) == 2
     assert "--demand" in capsys.readouterr().err
+    # Ceilings: 1e308 MW overflowed the tie-break QP; a billion fresh scenarios would run for hours.
+    assert main(["capacity", "ieee14", "--out", str(tmp_path / "z"), "--demand", "1e308"]) == 2
+    assert "--demand: give a positive number of MW, at most 1e+06 (the ceiling per bus)" in capsys.readouterr().err
+    assert main(["capacity", "ieee14", "--out", str(tmp_path / "z"), "--verify", str(10**12)]) == 2
+    assert "--verify: 1,000,000,000,000 scenarios is above the ceiling of 100,000,000" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in ("x", "y", "z"))
 
 

@@ -224,6 +224,16 @@ def _bad(**changes) -> dict:
     (_bad(travel={"minutes": {"H99": {"18": 3.0}}}), "plan.travel.minutes.H99: unknown hub 'H99'"),
     (_bad(stabilize_min=2.0), "plan.stabilize_min: 2 min is shorter than the fastest arrival at bus 18"),
     (_bad(ens_cost_per_mwh=0.0), "plan.ens_cost_per_mwh: input should be greater than 0"),
+    # Ceilings (Config notes, Ceilings).
+    (_bad(sites__0__load_mw=1e308), "plan.sites[0].load_mw: input should be less than or equal to 1000000"),
+    (_bad(modules__0__unit_mw=1e308), "plan.modules[0].unit_mw: input should be less than or equal to 1000000"),
+    (_bad(modules__0__energy_mwh=1e308), "plan.modules[0].energy_mwh: input should be less than or equal to 1000000000"),
+    (_bad(suppliers__0__inventory={"bess": 10**30, "gen": 1}),
+     "plan.suppliers[0].inventory.bess: input should be less than or equal to 1000000"),
+    (_bad(shocks={"step_min": 1e-9}),
+     "plan.shocks: step_min: 1e-09 min cuts window_min 60 min into 60,000,000,000 steps; at most 10,080"),
+    (_bad(travel={"speed_kmh": 1e308}), "plan.travel.speed_kmh: input should be less than or equal to 1000"),
+    (_bad(time_limit_s=1e308), "plan.time_limit_s: input should be less than or equal to 1000000"),
 ])
 def test_invalid_plans_get_one_line_field_named_errors(tmp_path, capsys, plan, expected):
     plan = {k: v for k, v in plan.items() if v is not None}

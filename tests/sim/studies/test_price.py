@@ -160,6 +160,7 @@ def _broken(change) -> dict:
     (lambda p: (p.update(head_voltage_pu=0.99, total_kw=1800.0), p.update(generators=[])),
      "price: no placement of 1800 kW over the sites keeps every voltage within [0.95, 1.05] p.u."),
     (lambda p: p.update(colour="red"), "price: unknown field 'colour'"),
+    (lambda p: p.update(time_limit_s=1e308), "price.time_limit_s: input should be less than or equal to 1000000"),
 ])
 def test_bad_price_configs_get_one_line_errors_naming_the_field(tmp_path, capsys, change, expected):
     path = _write(tmp_path, _broken(change))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil as sh
 import signal
 import subprocess
 import sys
@@ -71,6 +72,15 @@ def test_a_random_sample_is_seeded_and_each_parameter_draws_on_its_own():
     ({"grid": {"bidders": ["x.csv"]}}, "bidders: the results table has a column of that name"),
     ({"grid": {"auction.increment": [1.0, float("inf")]}}, "auction.increment: inf is not a finite number"),
     ({"grid": {"auction.increment": [1]}, "points": [{"auction .increment": 2}]}, "without spaces"),
+    # Ceilings: 10**30 crashed the table after every run; a sweep's runs are counted before listed.
+    ({"grid": {"auction.increment": [1, 10**30]}}, "grid: auction.increment: 1.000e30 does not fit the results table"),
+    ({"points": [{"auction.max_rounds": -(10**20)}]}, "points: auction.max_rounds: -1.000e20 does not fit"),
+    ({"seeds": [2**63]}, "seeds: seed 9223372036854775808 is above 9223372036854775807"),
+    ({"seeds": {"count": 3, "start": 2**63 - 2}}, "seeds: start + count - 1 must be at most 9223372036854775807"),
+    ({"grid": {f"auction.x{i}": list(range(10)) for i in range(8)}},
+     "the sweep has 100,000,000 runs (parameter sets times seeds); at most 10,000,000"),
+    ({"sample": {"count": 3, "auction.increment": {"uniform": [-1e308, 1e308]}}}, "high - low overflows"),
+    ({"sample": {"count": 3, "auction.max_rounds": {"integers": [1, 10**20]}}}, "low and high must fit the results table"),
     ({"grid": {"auction.increment": [1]}, "points": [{"auction.increment": 2}]}, None),
 ])
 def test_bad_sweep_files_are_one_line_errors(tmp_path, capsys, data, message):
@@ -166,7 +176,8 @@ def test_another_sweep_in_the_directory_needs_force(reference, tmp_path, capsys)
     run_sweep(path, out, workers=1, quiet=True)
     other = _sweep(tmp_path, {**SWEEP, "seeds": [7]}, "other.toml")
     assert main(["sweep", str(other), "--out", str(out), "--quiet"]) == 2
-    assert "holds a different sweep; choose another --out, or pass --force" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"holds a different sweep ({out / 'sweep.toml'} differs from {other}" in err and "choose another --out, or pass --force" in err
     assert main(["sweep", str(other), "--out", str(out), "--quiet", "--force"]) == 0
     assert len(pd.read_parquet(out / "results.parquet")) == 3
 
@@ -310,3 +321,107 @@ def test_report_json_cannot_close_its_script_element(tmp_path):
     data = page.split('<script type="application/json" id="rounds-data">', 1)[1].split("</script>", 1)[0]
     assert json.loads(data)["rounds"][0]["standings"]  # the whole JSON, not cut at the name
     assert page.count("<script") == 2  # the data and the stepper; the name is text everywhere
+
+
+def test_a_sweep_file_nested_past_the_ceiling_is_one_line(tmp_path, capsys):
+    path = tmp_path / "deep.toml"
+    path.write_text(f'base = "{os.path.relpath(BASE, tmp_path)}"\n[grid]\n"auction.increment" = ['
+                    + "[" * 3000 + "1" + "]" * 3000 + "]\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {path}: lists or tables are nested more than 32 deep" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.toml"]
+
+
+@pytest.mark.parametrize("name", ["results.parquet", "timings.parquet"])
+@pytest.mark.parametrize("how", ["empty", "truncated", "random", "other table"])
+def test_a_damaged_table_names_itself_and_the_sweep_rebuilds_it(reference, tmp_path, capsys, name, how):
+    copy = tmp_path / "copy"
+    sh.copytree(reference, copy)
+    content = (copy / name).read_bytes()
+    other = "timings.parquet" if name == "results.parquet" else "results.parquet"
+    (copy / name).write_bytes({"empty": b"", "truncated": content[: len(content) // 2], "random": os.urandom(4000),
+                               "other table": (copy / other).read_bytes()}[how])
+    before = sorted(p.name for p in copy.iterdir())
+    for command in (["results", str(copy)], ["report", str(copy)],
+                    ["results", str(copy), "--plot", "auction.increment"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {copy / name}: "), err
+        assert f"run the same `dcmarket sweep SWEEP.toml --out {copy}` again: it rebuilds the tables from records/" in err
+        assert sorted(p.name for p in copy.iterdir()) == before
+    # As the message says: the same sweep again writes the table from the records, running nothing.
+    result = run_sweep(_sweep(tmp_path, SWEEP), copy, workers=1, quiet=True)
+    assert result.ran == 0 and (copy / name).read_bytes() == (reference / name).read_bytes()
+
+
+def test_a_damaged_copy_of_the_sweep_file_or_base_is_named(reference, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    sh.copytree(reference, copy)
+    (copy / "sweep.toml").write_bytes(os.urandom(300))
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {copy / 'sweep.toml'}: the directory's copy of the sweep file is damaged") and \
+        "copy the sweep file back over it" in err and err.count("\n") == 1, err
+    assert not (copy / "report.html").exists()
+    path = _sweep(tmp_path, SWEEP)
+    sh.copy(path, copy / "sweep.toml")
+    (copy / "base.toml").write_bytes((copy / "base.toml").read_bytes()[:50])
+    assert main(["sweep", str(path), "--out", str(copy), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"holds a different sweep ({copy / 'base.toml'} differs from {path.parent / os.path.relpath(BASE, tmp_path)}" \
+        in err and "or damaged" in err, err
+
+
+def test_a_record_nested_thousands_deep_is_run_again(reference, tmp_path):
+    copy = tmp_path / "copy"
+    sh.copytree(reference, copy)
+    (copy / "records" / "run-0003.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run_sweep(_sweep(tmp_path, SWEEP), copy, workers=1, quiet=True)
+    assert result.ran == 1
+    assert (copy / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
+
+
+def test_an_unknown_key_in_a_seed_range_is_named_not_the_list_branch(tmp_path, capsys):
+    path = _sweep(tmp_path, {"seeds": {"count": 3, "bogus": 1}})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}: seeds: unknown field 'bogus'; allowed fields: count, start" in err and "list[" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_workers_and_limit_have_ceilings(reference, tmp_path, capsys):
+    assert main(["sweep", str(_sweep(tmp_path, SWEEP)), "--out", str(tmp_path / "out"), "--workers", str(10**9)]) == 2
+    assert "--workers: give 1 to 1024 worker processes" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # DuckDB answered a huge --limit with its INT128 conversion text.
+    assert main(["results", str(reference), "--limit", str(10**40)]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --limit: give a number of runs from 0 to 10,000,000\n", err
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp://127.0.0.1:1"])
+def test_a_bad_scheduler_is_refused_in_seconds_and_leaves_nothing(tmp_path, capsys, address):
+    """Dask waited its own 30 s for an unreachable scheduler, and the sweep directory was made
+    first and left behind."""
+    started = time.monotonic()
+    assert main(["sweep", str(_sweep(tmp_path, SWEEP)), "--out", str(tmp_path / "out"), "--quiet",
+                 "--scheduler", address]) == 2
+    assert time.monotonic() - started < 20
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: --scheduler: cannot reach a Dask scheduler at '{address}'" in err, err
+    assert "the wait is 5 s at most" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
+
+
+def test_values_the_table_cannot_hold_stop_the_sweep_before_any_run(tmp_path, capsys, monkeypatch):
+    """Past the sweep file's own checks (switched off here), the table's parameter columns are
+    built before the first run: 10**30 crashed the sweep after every run, with no table."""
+    import sim.config.sweep as sweep_config
+
+    monkeypatch.setattr(sweep_config, "_check_value", lambda key, value: None)
+    path = _sweep(tmp_path, {"grid": {"auction.max_rounds": [10, 10**30]}})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: auction.max_rounds: its values cannot be a column of results.parquet"), err
+    assert not (tmp_path / "out").exists()
