@@ -70,7 +70,7 @@ def measure(products: int, bidders: int, seed: int) -> dict[str, Any]:
         # Each bidder prices what it values and what it holds (held products are among them).
         evaluations += sum(interest.values())
         model.step()
-        bids += len(model.round_results[-1].bids)
+        bids += len(model.last_round.bids)
         now = time.perf_counter()
         if now - last > 2.0:
             progress(f"\r  {products} x {bidders}: round {model.steps}, {bids} bids, {now - started:.1f} s", end="")
