@@ -41,7 +41,7 @@ def first_error(error: ValidationError) -> str:
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False)
-    # Internal field name -> the name users write, for hints (e.g. product_grid -> products).
+    # Internal field name -> the name users write, for hints (e.g. lam -> lambda in [plan]).
     field_aliases: ClassVar[Mapping[str, str]] = {}
     def as_run(self) -> "Settings":
         """These settings with every default the run will use written out (for the effective

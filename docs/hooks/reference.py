@@ -292,6 +292,17 @@ def _holder(annotation: Any) -> str:
     return {list: "list", dict: "keyed"}.get(origin, "table")
 
 
+def _variants(annotation: Any, nested: list[type[BaseModel]]) -> list[tuple[list[type[BaseModel]], str]]:
+    """The tables a field may hold: the bidder entries' union as one, else each model with how it
+    is held (``[products]`` a table, ``[[products]]`` a list)."""
+    if len(nested) > 1 and all("profile" in m.model_fields for m in nested):
+        return [(nested, "union")]
+    if len(nested) == 1:
+        return [(nested, _holder(annotation))]
+    arguments = [a for a in typing.get_args(annotation) if models_in(a)]
+    return [(models_in(a), _holder(a)) for a in arguments]
+
+
 def _tables_of(cls: type[BaseModel], path: str, title: str, anchor: str, intro: str, level: int,
                prefix: str = "", top: bool = False) -> list[Table]:
     """The table of ``cls`` at ``path``, then the tables its fields declare, depth first; ``top``:
@@ -303,12 +314,12 @@ def _tables_of(cls: type[BaseModel], path: str, title: str, anchor: str, intro: 
         if not nested:
             continue
         child = f"{path}.{user_name(cls, name)}" if path else user_name(cls, name)
-        kind = "union" if len(nested) > 1 else _holder(info.annotation)
-        # `[products]` and `[[products]]` are two tables of one name.
-        taken = any(c[0] == child for c in children) and kind == "list"
-        children.append((child, prefix + _anchor(child) + ("-list" if taken else ""), nested, kind))
-        for model in nested:
-            links.setdefault(model, children[-1][1])
+        for model, kind in _variants(info.annotation, nested):
+            # `[products]` and `[[products]]` are two tables of one name.
+            taken = any(c[0] == child for c in children) and kind == "list"
+            children.append((child, prefix + _anchor(child) + ("-list" if taken else ""), model, kind))
+            for member in model:
+                links.setdefault(member, children[-1][1])
     tables = [Table(title, anchor, _declared_by(cls), intro, model_rows(cls, links=links), level)]
     below = min(level + 1, 3) if path or not top else level
     for child, child_anchor, nested, kind in children:

@@ -11,7 +11,7 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Iterable, Literal, Mapping, Sequence, Union
+from typing import Annotated, Any, Iterable, Literal, Mapping, Sequence, Union
 
 import tomli_w
 from pydantic import (
@@ -70,13 +70,8 @@ from sim.config.plan import PlanConfig
 from sim.config.price import PriceConfig
 from sim.errors import SHOWN_CHARS, ConfigError, cut_quoted, shown
 
-# `[products]` and `[[products]]` are held in two internal fields; users only ever see `products`.
-_FIELD_ALIASES = {"product_grid": "products", "explicit_products": "products"}
-
-
 class _Section(Settings):
-    # Hints name what users write (`products`), not the internal fields it splits into.
-    field_aliases: ClassVar[Mapping[str, str]] = _FIELD_ALIASES
+    """A table of the config file."""
 
 
 def _bus_keys(table: Any) -> Any:
@@ -499,9 +494,9 @@ class ExperimentConfig(_Section):
     network: NetworkConfig | None = Field(default=None, description="the network the DSO quantifies capacity on")
     load: LoadConfig | None = Field(default=None, description="the background load scenarios")
     # `[products]` (a table) sets how the DSO makes products; `[[products]]` (a list) gives them.
-    product_grid: ProductGridConfig | None = Field(default=None, description="how the DSO makes products")
-    explicit_products: list[ExplicitProductConfig] | None = Field(default=None, description="products listed by "
-                                                                  "hand, instead of [network], [load] and [products]")
+    products: ProductGridConfig | list[ExplicitProductConfig] | None = Field(
+        default=None, description="a table [products]: how the DSO makes products from [network] and [load]; or a "
+        "list [[products]]: products listed by hand, instead of those three tables")
     # A run needs bidders and the mechanism's rules; `dcmarket capacity` reads a config without them.
     mechanism: MechanismConfig = Field(default=MechanismConfig(), description="which mechanism sells the products")
     bidders: list[BidderConfig] | None = Field(default=None, min_length=1, max_length=MAX_BIDDERS,  # type: ignore[valid-type]
@@ -525,14 +520,15 @@ class ExperimentConfig(_Section):
     def _known_solver(cls, value: str) -> str:
         return _one_of(value, SOLVERS, "solver")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _split_products(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "products" in data:
-            data = dict(data)
-            products = data.pop("products")
-            data["explicit_products" if isinstance(products, list) else "product_grid"] = products
-        return data
+    @property
+    def product_grid(self) -> ProductGridConfig | None:
+        """``[products]`` as a table: how the DSO makes products."""
+        return self.products if isinstance(self.products, ProductGridConfig) else None
+
+    @property
+    def explicit_products(self) -> list[ExplicitProductConfig] | None:
+        """``[[products]]`` as a list: the products themselves."""
+        return self.products if isinstance(self.products, list) else None
 
     @model_validator(mode="after")
     def _one_product_source(self) -> "ExperimentConfig":
@@ -566,10 +562,11 @@ class ExperimentConfig(_Section):
             raise ValueError(f"bidder name {duplicate!r} is used twice; bidder names must be unique")
         return bidders
 
-    @field_validator("explicit_products")
+    @field_validator("products")
     @classmethod
-    def _unique_products(cls, products: list[ExplicitProductConfig] | None) -> list[ExplicitProductConfig] | None:
-        if products is not None:
+    def _unique_products(cls, products: ProductGridConfig | list[ExplicitProductConfig] | None
+                         ) -> ProductGridConfig | list[ExplicitProductConfig] | None:
+        if isinstance(products, list):
             ids = [p.id for p in products]
             duplicate = next((i for i in ids if ids.count(i) > 1), None)
             if duplicate is not None:
@@ -661,7 +658,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
         elif part == "[key]":
             continue
         else:
-            name = _FIELD_ALIASES.get(str(part), str(part)) if not path else str(part)
+            name = str(part)
             name = name if len(name) <= SHOWN_CHARS else name[: SHOWN_CHARS - 3] + "..."
             path += f".{name}" if path else name
         previous = part
@@ -703,8 +700,18 @@ def _chosen_error(errors: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any
     deeper = [e for e in branches if e["type"] not in _TYPE_ERRORS or len(e["loc"]) > fork + 1]
     if deeper:
         return deeper[0], []
-    expected = list(dict.fromkeys(str(e["msg"]).removeprefix("Input should be ") for e in branches))
+    expected = list(dict.fromkeys(_branch_words(str(e["msg"])) for e in branches))
     return first, expected
+
+
+# What a union's branch expects, in the words of a TOML file rather than pydantic's.
+_BRANCH_WORDS = (("a valid dictionary", "a table"), ("a valid list", "a list"), ("a valid number", "a number"),
+                 ("a valid integer", "an integer"), ("a valid string", "a string"), ("a valid boolean", "true or false"))
+
+
+def _branch_words(message: str) -> str:
+    message = message.removeprefix("Input should be ")
+    return next((words for start, words in _BRANCH_WORDS if message.startswith(start)), message)
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
@@ -803,10 +810,8 @@ def effective_config(config: ExperimentConfig, *, copied: Mapping[str, str] | No
         for role, field in (("scenarios", "scenarios_csv"), ("correlation", "correlation_csv")):
             if role in copied:
                 ordered["load"][field] = copied[role]
-    if "product_grid" in data:
-        ordered["products"] = data.pop("product_grid")
-    if "explicit_products" in data:
-        ordered["products"] = data.pop("explicit_products")
+    if "products" in data:
+        ordered["products"] = data.pop("products")
     # The mechanism and its rules, then who bids (each bidder's name first, as users write it).
     ordered["mechanism"] = data.pop("mechanism")
     if "bidders" in data:

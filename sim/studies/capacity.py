@@ -208,7 +208,7 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
     }
     files, copied = outputs.input_copies(grid.input_files)
     # The file says what ran: the theory checks follow --no-theory here, not the config's flag.
-    ran = config.model_copy(update={"product_grid": grid_config.model_copy(update={"theory_checks": theory})})
+    ran = config.model_copy(update={"products": grid_config.model_copy(update={"theory_checks": theory})})
     files[outputs.CONFIG] = dump_config(effective_config(ran, copied=copied), "capacity").encode("utf-8")
     files[outputs.SUMMARY] = outputs.json_bytes(summary)
     files[outputs.PRODUCTS] = outputs.csv_bytes(outputs.PRODUCT_COLUMNS, summary["products"])
