@@ -333,11 +333,12 @@ def test_a_limit_broken_by_background_load_is_reported_and_the_run_goes_on(tmp_p
 
 
 def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):
-    # The 6.824 / 5.315 MW of docs/studies/four-bus.md#capacity-products: rebuild the run's own
+    # The 6.82 / 5.31 MW of docs/studies/four-bus.md#capacity-products: rebuild the run's own
     # scenarios from its seed and compute the increments by sorting (docs/models/capacity.md#ca-3-1,
     # docs/models/capacity.md#ca-5-2), independently of the LP.
     from sim.config.schema import parse_config
     from sim.market.inputs import build_grid_inputs
+    from sim.report.text import mw
     from tests.grid.capacity.test_study import flexible_closed_form
 
     config = parse_config(tomllib.loads((additive_run / "config.toml").read_text()))
@@ -346,7 +347,7 @@ def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):
     caps = {p["id"]: p["capacity_mw"] for p in _summary(additive_run)["products"]}
     assert caps["flex@3"] == pytest.approx(expected[3] - 10.0, abs=1e-6)
     assert caps["flex@4"] == pytest.approx(expected[4] - 10.0, abs=1e-6)
-    assert round(caps["flex@3"], 3) == 6.824 and round(caps["flex@4"], 3) == 5.315  # as the docs say
+    assert mw(caps["flex@3"]) == "6.82" and mw(caps["flex@4"]) == "5.31"  # as the run prints and the docs say
 
 
 def test_large_markets_show_only_changed_standings(tmp_path, capsys):
@@ -422,3 +423,55 @@ def test_money_has_one_format_without_exponents(amount, text):
     from sim.report.text import money
 
     assert money(amount) == text
+
+
+@pytest.mark.parametrize("amount, text", [
+    (12.3456789, "12.35"), (10, "10.00"), (9.999999989, "10.00"), (5341.1, "5,341.10"), (-0.001, "0.00"),
+    (-3.456, "-3.46"), (1e7, "10,000,000.00"),
+])
+def test_mw_has_one_format_to_the_hundredth(amount, text):
+    from sim.report.text import mw
+
+    assert mw(amount) == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.05, "0.05"), (0.035023, "0.03502"), (3e-5, "0.00003"), (0.1234567, "0.1235"), (0.99996, "1"),
+    (1, "1"), (0, "0"), (-0.0, "0"),
+])
+def test_probabilities_have_four_significant_digits_and_no_exponent(value, text):
+    from sim.report.text import probability
+
+    assert probability(value) == text
+
+
+def test_printed_numbers_are_rounded_while_the_files_keep_full_precision(tmp_path, capsys):
+    config = {
+        "seed": 1,
+        "auction": {"increment": 1},
+        "products": [{"id": "A", "capacity_mw": 12.3456789}, {"id": "B", "capacity_mw": 0.5}],
+        "bidders": [{"name": "x", "profile": "additive", "value_per_mw": {"A": 3.14159}},
+                    {"name": "y", "profile": "additive", "values": {"A": 7.777777, "B": 2.5}}],
+    }
+    path = tmp_path / "digits.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    products = printed.split("Products:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert products[2].split() == ["A", "-", "0", "12.35"] and "12.3456789" not in printed
+    s = _summary(tmp_path / "run")
+    assert s["products"][0]["capacity_mw"] == 12.3456789  # summary.json and products.csv keep every digit
+    assert _rows(tmp_path / "run" / "products.csv")[0]["capacity_mw"] == "12.3456789"
+    value = s["values"]["x"]  # 12.3456789 MW at 3.14159 $/MW = 38.785... $: printed to the cent
+    payments = printed.split("Payments:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert payments[2].split()[:3] == ["x", "A", "38.79"] and f"{value:.4f}" not in printed
+
+
+
+def test_the_capacity_section_prints_mw_to_the_hundredth(additive_run):
+    from sim.report.capacity import capacity_text
+
+    text = capacity_text(_summary(additive_run)["capacity"])
+    assert "Total capacity: firm 20.00 MW, flexible 0.05 32.14 MW" in text
+    rows = [line.split()[:4] for line in text.splitlines()[3:5]]
+    assert rows == [["3", "40.00", "10.00", "16.82"], ["4", "30.00", "10.00", "15.31"]]
