@@ -154,6 +154,21 @@ def round_table(
     return format_table(["round", "bidder", "new bids ($)", after_header], rows)
 
 
+# A round table longer than this many lines (a long auction, or many bidders) is not printed by
+# `dcmarket run`: one line says how many rounds ran and where to read them
+# (docs/getting-started.md#what-each-command-does). `dcmarket log` prints it whole.
+ROUND_TABLE_MAX_LINES = 60
+
+
+def round_table_lines(bids: Sequence[Mapping[str, Any]], standings: Sequence[Mapping[str, Any]]) -> int:
+    """How many lines `round_table` prints below its header, unfiltered: one per bidder with new
+    bids in a round, and one for a round without any; counted without building the table."""
+    bidding: dict[int, set[str]] = defaultdict(set)
+    for bid in bids:
+        bidding[int(bid["round"])].add(bid["bidder"])
+    return sum(max(1, len(bidding.get(number, ()))) for number in {int(row["round"]) for row in standings})
+
+
 def allocation_table(
     products: Sequence[str], allocation: Mapping[str, str | None], prices: Mapping[str, float]
 ) -> str:

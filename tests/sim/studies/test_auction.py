@@ -475,3 +475,46 @@ def test_the_capacity_section_prints_mw_to_the_hundredth(additive_run):
     assert "Total capacity: firm 20.00 MW, flexible 0.05 32.14 MW" in text
     rows = [line.split()[:4] for line in text.splitlines()[3:5]]
     assert rows == [["3", "40.00", "10.00", "16.82"], ["4", "30.00", "10.00", "15.31"]]
+
+
+def test_a_long_auction_prints_one_line_for_its_rounds_and_log_prints_the_table(tmp_path, capsys):
+    from sim.report.text import round_table_lines
+    from sim.report.text import ROUND_TABLE_MAX_LINES
+
+    # Eight drawn bidders for four products at a 2 $ increment: 125 rounds, 620 table lines.
+    config = {
+        "seed": 4,
+        "auction": {"increment": 2},
+        "products": [{"id": f"{kind}@{bus}", "bus": bus, "risk": risk, "capacity_mw": mw}
+                     for bus in (1, 2) for kind, risk, mw in (("firm", 0, 10.0), ("flex", 0.05, 5.0))],
+        "population": {"count": 8},
+    }
+    path = tmp_path / "long.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    s = _summary(tmp_path / "run")
+    [line] = [line for line in printed.splitlines() if line.startswith("Rounds")]
+    assert line.startswith(f"Rounds: {s['rounds_run']:,} run, {s['rounds']:,} with bids; the auction closed")
+    assert line.endswith("is not printed: read it in rounds.csv and bids.csv, or with dcmarket log RUN_DIR")
+    assert "new bids ($)" not in printed and "after the round" not in printed
+    assert main(["log", str(tmp_path / "run")]) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    lines = round_table_lines(_rows(tmp_path / "run" / "bids.csv"), _rows(tmp_path / "run" / "rounds.csv"))
+    assert len(table) - 2 == lines > ROUND_TABLE_MAX_LINES and f"({lines:,} lines, more than 60)" in line
+
+
+def test_the_paper_examples_print_their_round_table_as_the_docs_show(additive_run, concave_run):
+    from sim.report.text import round_table_lines
+    from sim.studies.auction import render_report
+
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "studies" / "four-bus.md").read_text()
+    quoted = docs.split("## Example 1", 1)[1].split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    for run, count in ((additive_run, 7), (concave_run, 7)):
+        bids, rounds = _rows(run / "bids.csv"), _rows(run / "rounds.csv")
+        assert round_table_lines(bids, rounds) == count
+        report = render_report(_summary(run), bids, rounds)
+        table = report.split("Rounds (", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+        assert len(table) == 2 + count
+        if run == additive_run:  # every line the docs quote, as printed (the docs leave out the dashes)
+            assert quoted == [table[0]] + table[2:]
