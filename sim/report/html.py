@@ -117,7 +117,7 @@ def _drawn(draw, name: str) -> bytes:
 
 def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
     from sim.report.figures.run import HOLDINGS, PRICE_PATH, round_figures
-    from sim.report.text import equilibrium_text
+    from sim.report.text import equilibrium_text, revenue
 
     rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS, integers=("round",), numbers=("standing_price",))
     products = [p["id"] for p in summary["products"]]
@@ -125,10 +125,10 @@ def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
     verdict = summary.get("equilibrium", {})
     holds = bool(verdict.get("holds"))
     sections = [f'<p class="verdict{"" if holds else " no"}" id="verdict">{_esc(equilibrium_text(summary))}</p>']
-    revenue = sum(summary["payments"].values())
     numbers = [("mechanism", summary["mechanism"]), ("seed", summary["seed"]), ("products", len(products)),
                ("bidders", len(bidders)), ("rounds", summary["rounds"]), ("welfare", _money(summary.get("welfare"))),
-               ("best possible welfare", _money(summary.get("efficient_welfare"))), ("revenue", _money(revenue))]
+               ("best possible welfare", _money(summary.get("efficient_welfare"))),
+               ("revenue", _money(revenue(summary["payments"])))]
     sections.append("<h2>Outcome</h2>" + _table(["", "value"], numbers, (0, 1), "numbers"))
     by_round: dict[int, list[dict[str, Any]]] = {}
     for row in rounds:

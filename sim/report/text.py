@@ -186,6 +186,11 @@ def payments_table(bundles: Mapping[str, Sequence[str]], payments: Mapping[str, 
     return format_table(headers, rows, [False, False, True, True, True])
 
 
+def revenue(payments: Mapping[str, float]) -> float:
+    """The auction's revenue ($): the sum of the payments."""
+    return math.fsum(payments.values())
+
+
 def _bundle(bundle: Sequence[str]) -> str:
     return "{" + ", ".join(bundle) + "}"
 
@@ -247,4 +252,5 @@ def equilibrium_text(summary: Mapping[str, Any]) -> str:
     else:
         lines.append(f"{welfare} against the best possible {money(summary['efficient_welfare'])} $ "
                      f"(gap {money(eq['efficiency_gap'])} $)")
+    lines.append(f"Revenue {money(revenue(summary['payments']))} $ (the sum of the payments)")
     return "\n".join(lines)

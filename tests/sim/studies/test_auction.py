@@ -518,3 +518,14 @@ def test_the_paper_examples_print_their_round_table_as_the_docs_show(additive_ru
         assert len(table) == 2 + count
         if run == additive_run:  # every line the docs quote, as printed (the docs leave out the dashes)
             assert quoted == [table[0]] + table[2:]
+
+
+def test_the_report_shows_the_revenue_the_sum_of_the_payments_below_welfare(additive_run, concave_run):
+    from sim.report.text import equilibrium_text, revenue
+
+    for run in (additive_run, concave_run):
+        s = _summary(run)
+        assert revenue(s["payments"]) == sum(s["payments"].values()) == sum(s["prices"].values()) == 40
+        *_, welfare, line = equilibrium_text(s).splitlines()
+        assert welfare.startswith(f"Welfare {s['welfare']:g} $") and line == "Revenue 40 $ (the sum of the payments)"
+    assert revenue({"a": 0.1, "b": 0.2, "c": 0.7}) == 1.0  # math.fsum: exact, whatever the order
