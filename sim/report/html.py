@@ -32,6 +32,7 @@ th, td { border: 1px solid #ccc; padding: 0.2rem 0.55rem; text-align: right; }
 th { background: #f2f2f2; } td.text, th.text { text-align: left; }
 .verdict { padding: 0.6rem 0.9rem; border-radius: 6px; background: #eef6ee; border: 1px solid #9c9; }
 .verdict.no { background: #fbeeee; border-color: #d99; }
+.verdict p, .verdict ul { margin: 0.2rem 0; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85rem; color: #555; }
 pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
@@ -97,6 +98,23 @@ def _figure(png: bytes, caption: str) -> str:
             f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
 
+def _lines(text: str) -> str:
+    """Report text as HTML, line for line: a paragraph per line, and the indented lines below one
+    (a bidder's bundles, a violation) as a list, one item each."""
+    parts: list[str] = []
+    items: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("  "):
+            items.append(f"<li>{_esc(line.strip())}</li>")
+            continue
+        if items:
+            parts.append(f"<ul>{''.join(items)}</ul>")
+            items = []
+        if line:
+            parts.append(f"<p>{_esc(line)}</p>")
+    return "".join(parts)
+
+
 def _money(value: Any) -> str:
     return "-" if value is None else f"{float(value):,.2f} $"
 
@@ -124,7 +142,7 @@ def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
     bidders = list(summary["payments"])
     verdict = summary.get("equilibrium", {})
     holds = bool(verdict.get("holds"))
-    sections = [f'<p class="verdict{"" if holds else " no"}" id="verdict">{_esc(equilibrium_text(summary))}</p>']
+    sections = [f'<div class="verdict{"" if holds else " no"}" id="verdict">{_lines(equilibrium_text(summary))}</div>']
     numbers = [("mechanism", summary["mechanism"]), ("seed", summary["seed"]), ("products", len(products)),
                ("bidders", len(bidders)), ("rounds", summary["rounds"]), ("welfare", _money(summary.get("welfare"))),
                ("best possible welfare", _money(summary.get("efficient_welfare"))),

@@ -529,3 +529,15 @@ def test_the_report_shows_the_revenue_the_sum_of_the_payments_below_welfare(addi
         *_, welfare, line = equilibrium_text(s).splitlines()
         assert welfare.startswith(f"Welfare {s['welfare']:g} $") and line == "Revenue 40 $ (the sum of the payments)"
     assert revenue({"a": 0.1, "b": 0.2, "c": 0.7}) == 1.0  # math.fsum: exact, whatever the order
+
+
+def test_the_html_verdict_box_has_one_line_per_bidder(additive_run, tmp_path):
+    from sim.report.html import write_report
+    from sim.report.text import equilibrium_text
+
+    run = shutil.copytree(additive_run, tmp_path / "run")  # the report goes beside a copy
+    page = write_report(run).read_text(encoding="utf-8")
+    box = page.split('<div class="verdict" id="verdict">', 1)[1].split("</div>", 1)[0]
+    assert "<ul><li>B1: {firm@4, flex@4}</li><li>B2: {firm@3, flex@3}, {firm@3, flex@3, flex@4}</li></ul>" in box
+    lines = equilibrium_text(_summary(run)).splitlines()
+    assert box.count("<p>") + box.count("<li>") == len(lines) == 8  # every line of the verdict, one element each
