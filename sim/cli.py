@@ -21,7 +21,7 @@ from typing import Sequence
 from sim.errors import USER_ERRORS, ConfigError, one_line
 from sim.market.view_env import VIEW_CONFIG_ENV
 from sim.output import files as outputs
-from sim.report.text import format_table, round_table
+from sim.report.text import format_table, mw, round_table
 from sim.studies.registry import STUDIES
 
 
@@ -83,7 +83,7 @@ def _progress(quiet: bool):
 def _cases(_: argparse.Namespace) -> int:
     from grid.network.cases import describe_cases
 
-    rows = [(c["name"], c["buses"], c["lines"], c["generators"], f"{c['load_mw']:,.1f}", c["source"], c["ratings"])
+    rows = [(c["name"], c["buses"], c["lines"], c["generators"], mw(c["load_mw"]), c["source"], c["ratings"])
             for c in describe_cases()]
     print(format_table(["case", "buses", "lines", "generators", "load (MW)", "source", "ratings"], rows,
                        [False, True, True, True, True, False, False]))

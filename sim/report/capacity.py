@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from agents.dso import tier_labels
 from grid.capacity.study import BlockedLimit, CapacityStudy
 from grid.capacity.verify import RiskCheck
-from sim.report.text import format_table, mw
+from sim.report.text import format_table, mw, probability
 
 # Past this many rows the terminal shows the head of a table and points at the CSV.
 TERMINAL_ROWS = 30
@@ -107,8 +107,8 @@ def capacity_text(summary: Mapping[str, Any], *, rows_shown: int = TERMINAL_ROWS
     """The capacity section for the terminal: what was computed, the per-bus table, blocked
     limits and theory checks, in words."""
     cap = summary
-    levels = ", ".join(f"{r:g}" for r in cap["risk_levels"]) or "none"
-    supply = "none" if cap["supply_limit_mw"] is None else f"{cap['supply_limit_mw']:.1f} MW"
+    levels = ", ".join(probability(r) for r in cap["risk_levels"]) or "none"
+    supply = "none" if cap["supply_limit_mw"] is None else f"{mw(cap['supply_limit_mw'])} MW"
     lines = [
         f"Capacity on '{cap['case']}' ({cap['buses']} buses, {cap['lines']} lines, "
         f"{'radial' if cap['radial'] else 'meshed'}; slack {cap['slack']}, supply limit {supply}); "
@@ -133,7 +133,7 @@ def capacity_text(summary: Mapping[str, Any], *, rows_shown: int = TERMINAL_ROWS
     shown, more = _head(table_rows, rows_shown)
     right = [True] * (3 + len(stems)) + [False, False][: 1 + bool(stems)]
     lines.append(format_table(headers, shown, right) + (f"{more} (all in {csv_name})" if more else ""))
-    totals = ", ".join(f"{name} {value:,.3f} MW" for name, value in cap["total_mw"].items())
+    totals = ", ".join(f"{name} {mw(value)} MW" for name, value in cap["total_mw"].items())
     lines.append(f"Total capacity: {totals}")
     for name, blocked in (cap["blocked"] or {}).items():
         lines.append(f"Blocked limits ({name}): {len(blocked)} limit(s) broken by background load alone:")
@@ -147,8 +147,9 @@ def capacity_text(summary: Mapping[str, Any], *, rows_shown: int = TERMINAL_ROWS
         cost = tier["per_constraint_mw"] - tier["joint_mw"]
         share = 100.0 * cost / tier["per_constraint_mw"] if tier["per_constraint_mw"] else 0.0
         lines.append(
-            f"Joint risk, eps = {tier['risk']:g}: {tier['joint_mw']:,.3f} MW against {tier['per_constraint_mw']:,.3f} MW "
-            f"with per-limit CVaR on the same floors (costs {cost:,.3f} MW, {share:.1f} %; {tier['rounds']} round(s))"
+            f"Joint risk, eps = {probability(tier['risk'])}: {mw(tier['joint_mw'])} MW against "
+            f"{mw(tier['per_constraint_mw'])} MW with per-limit CVaR on the same floors (costs {mw(cost)} MW, "
+            f"{share:.1f} %; {tier['rounds']} round(s))"
         )
     for name, check in (cap["theory_checks"] or {}).items():
         verdict = "holds" if check["holds"] else "does NOT hold"
@@ -156,8 +157,8 @@ def capacity_text(summary: Mapping[str, Any], *, rows_shown: int = TERMINAL_ROWS
         low, high = check["minimiser_total_mw"]
         lines.append(
             f"Theory check ({name}; {kind}): every minimiser of the unserved ratio also maximises total "
-            f"capacity: {verdict} (max total {check['max_total_mw']:.6f} MW; minimisers' totals "
-            f"{low:.6f} to {high:.6f} MW)"
+            f"capacity: {verdict} (max total {mw(check['max_total_mw'])} MW; minimisers' totals "
+            f"{mw(low)} to {mw(high)} MW)"
         )
     return "\n".join(lines)
 
@@ -181,8 +182,8 @@ def risk_text(checks: Sequence[RiskCheck], mode: str, *, sample: str = "fresh",
     rows = []
     for c in checks:
         low, high = c.interval
-        rows.append((c.product, f"{c.promised_risk:g}", mw(c.capacity_mw), f"{c.realised_probability:.4f}",
-                     f"[{low:.4f}, {high:.4f}]", f"{c.expected_interrupted_mwh:.4f}", c.verdict))
+        rows.append((c.product, probability(c.promised_risk), mw(c.capacity_mw), probability(c.realised_probability),
+                     f"[{probability(low)}, {probability(high)}]", mw(c.expected_interrupted_mwh), c.verdict))
     flexible = [c for c in checks if c.promised_risk > 0]
     exceed = [c for c in flexible if c.verdict == "exceeds"]
     # The table leads with the products that break their promise, then the riskiest.

@@ -32,6 +32,7 @@ th, td { border: 1px solid #ccc; padding: 0.2rem 0.55rem; text-align: right; }
 th { background: #f2f2f2; } td.text, th.text { text-align: left; }
 .verdict { padding: 0.6rem 0.9rem; border-radius: 6px; background: #eef6ee; border: 1px solid #9c9; }
 .verdict.no { background: #fbeeee; border-color: #d99; }
+.verdict p, .verdict ul { margin: 0.2rem 0; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85rem; color: #555; }
 pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
@@ -97,6 +98,23 @@ def _figure(png: bytes, caption: str) -> str:
             f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
 
+def _lines(text: str) -> str:
+    """Report text as HTML, line for line: a paragraph per line, and the indented lines below one
+    (a bidder's bundles, a violation) as a list, one item each."""
+    parts: list[str] = []
+    items: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("  "):
+            items.append(f"<li>{_esc(line.strip())}</li>")
+            continue
+        if items:
+            parts.append(f"<ul>{''.join(items)}</ul>")
+            items = []
+        if line:
+            parts.append(f"<p>{_esc(line)}</p>")
+    return "".join(parts)
+
+
 def _money(value: Any) -> str:
     return "-" if value is None else f"{float(value):,.2f} $"
 
@@ -117,18 +135,18 @@ def _drawn(draw, name: str) -> bytes:
 
 def run_page(run_dir: Path, summary: Mapping[str, Any]) -> bytes:
     from sim.report.figures.run import HOLDINGS, PRICE_PATH, round_figures
-    from sim.report.text import equilibrium_text
+    from sim.report.text import equilibrium_text, revenue
 
     rounds = outputs.read_csv_rows(run_dir / outputs.ROUNDS, integers=("round",), numbers=("standing_price",))
     products = [p["id"] for p in summary["products"]]
     bidders = list(summary["payments"])
     verdict = summary.get("equilibrium", {})
     holds = bool(verdict.get("holds"))
-    sections = [f'<p class="verdict{"" if holds else " no"}" id="verdict">{_esc(equilibrium_text(summary))}</p>']
-    revenue = sum(summary["payments"].values())
+    sections = [f'<div class="verdict{"" if holds else " no"}" id="verdict">{_lines(equilibrium_text(summary))}</div>']
     numbers = [("mechanism", summary["mechanism"]), ("seed", summary["seed"]), ("products", len(products)),
                ("bidders", len(bidders)), ("rounds", summary["rounds"]), ("welfare", _money(summary.get("welfare"))),
-               ("best possible welfare", _money(summary.get("efficient_welfare"))), ("revenue", _money(revenue))]
+               ("best possible welfare", _money(summary.get("efficient_welfare"))),
+               ("revenue", _money(revenue(summary["payments"])))]
     sections.append("<h2>Outcome</h2>" + _table(["", "value"], numbers, (0, 1), "numbers"))
     by_round: dict[int, list[dict[str, Any]]] = {}
     for row in rounds:

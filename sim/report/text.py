@@ -6,6 +6,7 @@ The round table is built from the same rows that go to bids.csv and rounds.csv, 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -31,22 +32,28 @@ def money(amount: float) -> str:
 
 
 def mw(amount: float) -> str:
-    return f"{amount:.3f}"
+    """MW (and MWh/h), one format for all: to 0.01 MW, thousands separated (12.35, 5,341.10,
+    0.00; never an exponent)."""
+    text = f"{amount:,.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
+def probability(value: float) -> str:
+    """Probabilities (risk levels, interruption probabilities), one format for all: 4 significant
+    digits, trailing zeros dropped, never an exponent (0.05, 0.03502, 0.00003, 1)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}".replace("-0", "0")
+    decimals = max(0, 3 - math.floor(math.log10(abs(value))))
+    text = f"{round(value, decimals):.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def products_table(products: Sequence[Mapping[str, Any]]) -> str:
     rows = [
-        (p["id"], "-" if p["bus"] is None else p["bus"], f"{p['risk']:g}", mw(p["capacity_mw"])) for p in products
+        (p["id"], "-" if p["bus"] is None else p["bus"], probability(p["risk"]), mw(p["capacity_mw"]))
+        for p in products
     ]
     return format_table(["product", "bus", "risk", "capacity (MW)"], rows, [False, True, True, True])
-
-
-def capacity_table(buses: Sequence[Mapping[str, Any]]) -> str:
-    rows = [
-        (b["bus"], mw(b["demand_mw"]), mw(b["firm_mw"]), mw(b["flexible_mw"]), mw(b["increment_mw"])) for b in buses
-    ]
-    headers = ["bus", "demand (MW)", "firm c (MW)", "flexible c^eps (MW)", "increment (MW)"]
-    return format_table(headers, rows, [True] * 5)
 
 
 FULL_STANDINGS_MAX = 8
@@ -147,6 +154,21 @@ def round_table(
     return format_table(["round", "bidder", "new bids ($)", after_header], rows)
 
 
+# A round table longer than this many lines (a long auction, or many bidders) is not printed by
+# `dcmarket run`: one line says how many rounds ran and where to read them
+# (docs/getting-started.md#what-each-command-does). `dcmarket log` prints it whole.
+ROUND_TABLE_MAX_LINES = 60
+
+
+def round_table_lines(bids: Sequence[Mapping[str, Any]], standings: Sequence[Mapping[str, Any]]) -> int:
+    """How many lines `round_table` prints below its header, unfiltered: one per bidder with new
+    bids in a round, and one for a round without any; counted without building the table."""
+    bidding: dict[int, set[str]] = defaultdict(set)
+    for bid in bids:
+        bidding[int(bid["round"])].add(bid["bidder"])
+    return sum(max(1, len(bidding.get(number, ()))) for number in {int(row["round"]) for row in standings})
+
+
 def allocation_table(
     products: Sequence[str], allocation: Mapping[str, str | None], prices: Mapping[str, float]
 ) -> str:
@@ -162,6 +184,11 @@ def payments_table(bundles: Mapping[str, Sequence[str]], payments: Mapping[str, 
     ]
     headers = ["bidder", "products won", "value ($)", "pays ($)", "surplus ($)"]
     return format_table(headers, rows, [False, False, True, True, True])
+
+
+def revenue(payments: Mapping[str, float]) -> float:
+    """The auction's revenue ($): the sum of the payments."""
+    return math.fsum(payments.values())
 
 
 def _bundle(bundle: Sequence[str]) -> str:
@@ -225,4 +252,5 @@ def equilibrium_text(summary: Mapping[str, Any]) -> str:
     else:
         lines.append(f"{welfare} against the best possible {money(summary['efficient_welfare'])} $ "
                      f"(gap {money(eq['efficiency_gap'])} $)")
+    lines.append(f"Revenue {money(revenue(summary['payments']))} $ (the sum of the payments)")
     return "\n".join(lines)

@@ -27,11 +27,13 @@ from sim.report.capacity import (
     capacity_text,
 )
 from sim.report.text import (
+    ROUND_TABLE_MAX_LINES,
     allocation_table,
     equilibrium_text,
     payments_table,
     products_table,
     round_table,
+    round_table_lines,
 )
 from sim.studies.after_auction import AfterAuction
 from sim.studies.result import AuctionResult, StudyResult
@@ -139,7 +141,8 @@ CLOSINGS = {
 
 def render_report(summary: dict[str, Any], bids: list[dict[str, Any]], rounds: list[dict[str, Any]],
                   *, summary_only: bool = False) -> str:
-    """The printed report; ``summary_only`` leaves out the round table (big cases stay readable)."""
+    """The printed report; the round table is left out with ``summary_only`` or past
+    ROUND_TABLE_MAX_LINES lines, so that big cases stay readable."""
     sections = []
     if summary["capacity"] is not None:
         sections.append(capacity_text(summary["capacity"]))
@@ -149,8 +152,11 @@ def render_report(summary: dict[str, Any], bids: list[dict[str, Any]], rounds: l
         sections.append(f"Withheld (no capacity): {ids}")
     bidders = list(summary["payments"])
     closing = CLOSINGS.get(summary["closed_by"], summary["closed_by"]).format(rounds=summary["rounds_run"])
-    if summary_only:
-        sections.append(f"Rounds: {summary['rounds']} with bids; {closing} (round table: dcmarket log RUN_DIR)")
+    lines = 0 if summary_only else round_table_lines(bids, rounds)
+    if summary_only or lines > ROUND_TABLE_MAX_LINES:
+        why = "--summary-only" if summary_only else f"{lines:,} lines, more than {ROUND_TABLE_MAX_LINES}"
+        sections.append(f"Rounds: {summary['rounds_run']:,} run, {summary['rounds']:,} with bids; {closing}. The round "
+                        f"table ({why}) is not printed: read it in rounds.csv and bids.csv, or with dcmarket log RUN_DIR")
     else:
         sections.append(
             f"Rounds ({summary['rounds']} with bids; {closing}):\n" + round_table(bids, rounds, bidders)

@@ -22,6 +22,7 @@ from typing import Callable
 from grid.solvers.names import SOLVERS
 from sim.config.overrides import Override, parse_override, parse_unset
 from sim.errors import one_line
+from sim.report.text import ROUND_TABLE_MAX_LINES
 
 Progress = Callable[[str], None]
 
@@ -90,7 +91,8 @@ def _auction_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="run directory to write (default: runs/<config name>)")
     _common(parser, what="run directory")
     parser.add_argument("--summary-only", action="store_true",
-                        help="print products, outcome and verdict without the round table (big cases)")
+                        help="print products, outcome and verdict without the round table, however short (past "
+                        f"{ROUND_TABLE_MAX_LINES} lines it is left out anyway)")
     parser.add_argument("--plots", action="store_true",
                         help="also write price_path.png, holdings.png and (with a network) capacity_map.png")
 

@@ -73,6 +73,12 @@ def test_the_run_report_loads_renders_its_figures_and_steps_through_rounds(brows
     page, problems = open_page(browser, run_report.as_uri())
     assert page.title() == "dcmarket run: run"
     assert "Equilibrium: holds" in page.inner_text("#verdict")
+    # The verdict box keeps the report's lines: one per bidder's bundles, one below the other.
+    bidders = page.locator("#verdict li")
+    assert bidders.all_inner_texts() == ["B1: {firm@4, flex@4}", "B2: {firm@3, flex@3}, {firm@3, flex@3, flex@4}"]
+    first, second = bidders.nth(0).bounding_box(), bidders.nth(1).bounding_box()
+    assert first["y"] + first["height"] <= second["y"]
+    assert page.locator("#verdict p").all_inner_texts()[-1] == "Revenue 40 $ (the sum of the payments)"
     assert page.locator("img").count() >= 2 and broken_images(page) == []
     assert page.inner_text("#round-label") == "Round 1 of 5"
     first = page.inner_text("#standings-body")

@@ -333,11 +333,12 @@ def test_a_limit_broken_by_background_load_is_reported_and_the_run_goes_on(tmp_p
 
 
 def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):
-    # The 6.824 / 5.315 MW of docs/studies/four-bus.md#capacity-products: rebuild the run's own
+    # The 6.82 / 5.31 MW of docs/studies/four-bus.md#capacity-products: rebuild the run's own
     # scenarios from its seed and compute the increments by sorting (docs/models/capacity.md#ca-3-1,
     # docs/models/capacity.md#ca-5-2), independently of the LP.
     from sim.config.schema import parse_config
     from sim.market.inputs import build_grid_inputs
+    from sim.report.text import mw
     from tests.grid.capacity.test_study import flexible_closed_form
 
     config = parse_config(tomllib.loads((additive_run / "config.toml").read_text()))
@@ -346,7 +347,7 @@ def test_flexible_products_of_the_study_equal_the_closed_form(additive_run):
     caps = {p["id"]: p["capacity_mw"] for p in _summary(additive_run)["products"]}
     assert caps["flex@3"] == pytest.approx(expected[3] - 10.0, abs=1e-6)
     assert caps["flex@4"] == pytest.approx(expected[4] - 10.0, abs=1e-6)
-    assert round(caps["flex@3"], 3) == 6.824 and round(caps["flex@4"], 3) == 5.315  # as the docs say
+    assert mw(caps["flex@3"]) == "6.82" and mw(caps["flex@4"]) == "5.31"  # as the run prints and the docs say
 
 
 def test_large_markets_show_only_changed_standings(tmp_path, capsys):
@@ -422,3 +423,121 @@ def test_money_has_one_format_without_exponents(amount, text):
     from sim.report.text import money
 
     assert money(amount) == text
+
+
+@pytest.mark.parametrize("amount, text", [
+    (12.3456789, "12.35"), (10, "10.00"), (9.999999989, "10.00"), (5341.1, "5,341.10"), (-0.001, "0.00"),
+    (-3.456, "-3.46"), (1e7, "10,000,000.00"),
+])
+def test_mw_has_one_format_to_the_hundredth(amount, text):
+    from sim.report.text import mw
+
+    assert mw(amount) == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.05, "0.05"), (0.035023, "0.03502"), (3e-5, "0.00003"), (0.1234567, "0.1235"), (0.99996, "1"),
+    (1, "1"), (0, "0"), (-0.0, "0"),
+])
+def test_probabilities_have_four_significant_digits_and_no_exponent(value, text):
+    from sim.report.text import probability
+
+    assert probability(value) == text
+
+
+def test_printed_numbers_are_rounded_while_the_files_keep_full_precision(tmp_path, capsys):
+    config = {
+        "seed": 1,
+        "auction": {"increment": 1},
+        "products": [{"id": "A", "capacity_mw": 12.3456789}, {"id": "B", "capacity_mw": 0.5}],
+        "bidders": [{"name": "x", "profile": "additive", "value_per_mw": {"A": 3.14159}},
+                    {"name": "y", "profile": "additive", "values": {"A": 7.777777, "B": 2.5}}],
+    }
+    path = tmp_path / "digits.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    products = printed.split("Products:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert products[2].split() == ["A", "-", "0", "12.35"] and "12.3456789" not in printed
+    s = _summary(tmp_path / "run")
+    assert s["products"][0]["capacity_mw"] == 12.3456789  # summary.json and products.csv keep every digit
+    assert _rows(tmp_path / "run" / "products.csv")[0]["capacity_mw"] == "12.3456789"
+    value = s["values"]["x"]  # 12.3456789 MW at 3.14159 $/MW = 38.785... $: printed to the cent
+    payments = printed.split("Payments:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert payments[2].split()[:3] == ["x", "A", "38.79"] and f"{value:.4f}" not in printed
+
+
+
+def test_the_capacity_section_prints_mw_to_the_hundredth(additive_run):
+    from sim.report.capacity import capacity_text
+
+    text = capacity_text(_summary(additive_run)["capacity"])
+    assert "Total capacity: firm 20.00 MW, flexible 0.05 32.14 MW" in text
+    rows = [line.split()[:4] for line in text.splitlines()[3:5]]
+    assert rows == [["3", "40.00", "10.00", "16.82"], ["4", "30.00", "10.00", "15.31"]]
+
+
+def test_a_long_auction_prints_one_line_for_its_rounds_and_log_prints_the_table(tmp_path, capsys):
+    from sim.report.text import round_table_lines
+    from sim.report.text import ROUND_TABLE_MAX_LINES
+
+    # Eight drawn bidders for four products at a 2 $ increment: 125 rounds, 620 table lines.
+    config = {
+        "seed": 4,
+        "auction": {"increment": 2},
+        "products": [{"id": f"{kind}@{bus}", "bus": bus, "risk": risk, "capacity_mw": mw}
+                     for bus in (1, 2) for kind, risk, mw in (("firm", 0, 10.0), ("flex", 0.05, 5.0))],
+        "population": {"count": 8},
+    }
+    path = tmp_path / "long.toml"
+    path.write_text(tomli_w.dumps(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    s = _summary(tmp_path / "run")
+    [line] = [line for line in printed.splitlines() if line.startswith("Rounds")]
+    assert line.startswith(f"Rounds: {s['rounds_run']:,} run, {s['rounds']:,} with bids; the auction closed")
+    assert line.endswith("is not printed: read it in rounds.csv and bids.csv, or with dcmarket log RUN_DIR")
+    assert "new bids ($)" not in printed and "after the round" not in printed
+    assert main(["log", str(tmp_path / "run")]) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    lines = round_table_lines(_rows(tmp_path / "run" / "bids.csv"), _rows(tmp_path / "run" / "rounds.csv"))
+    assert len(table) - 2 == lines > ROUND_TABLE_MAX_LINES and f"({lines:,} lines, more than 60)" in line
+
+
+def test_the_paper_examples_print_their_round_table_as_the_docs_show(additive_run, concave_run):
+    from sim.report.text import round_table_lines
+    from sim.studies.auction import render_report
+
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "studies" / "four-bus.md").read_text()
+    quoted = docs.split("## Example 1", 1)[1].split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    for run, count in ((additive_run, 7), (concave_run, 7)):
+        bids, rounds = _rows(run / "bids.csv"), _rows(run / "rounds.csv")
+        assert round_table_lines(bids, rounds) == count
+        report = render_report(_summary(run), bids, rounds)
+        table = report.split("Rounds (", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+        assert len(table) == 2 + count
+        if run == additive_run:  # every line the docs quote, as printed (the docs leave out the dashes)
+            assert quoted == [table[0]] + table[2:]
+
+
+def test_the_report_shows_the_revenue_the_sum_of_the_payments_below_welfare(additive_run, concave_run):
+    from sim.report.text import equilibrium_text, revenue
+
+    for run in (additive_run, concave_run):
+        s = _summary(run)
+        assert revenue(s["payments"]) == sum(s["payments"].values()) == sum(s["prices"].values()) == 40
+        *_, welfare, line = equilibrium_text(s).splitlines()
+        assert welfare.startswith(f"Welfare {s['welfare']:g} $") and line == "Revenue 40 $ (the sum of the payments)"
+    assert revenue({"a": 0.1, "b": 0.2, "c": 0.7}) == 1.0  # math.fsum: exact, whatever the order
+
+
+def test_the_html_verdict_box_has_one_line_per_bidder(additive_run, tmp_path):
+    from sim.report.html import write_report
+    from sim.report.text import equilibrium_text
+
+    run = shutil.copytree(additive_run, tmp_path / "run")  # the report goes beside a copy
+    page = write_report(run).read_text(encoding="utf-8")
+    box = page.split('<div class="verdict" id="verdict">', 1)[1].split("</div>", 1)[0]
+    assert "<ul><li>B1: {firm@4, flex@4}</li><li>B2: {firm@3, flex@3}, {firm@3, flex@3, flex@4}</li></ul>" in box
+    lines = equilibrium_text(_summary(run)).splitlines()
+    assert box.count("<p>") + box.count("<li>") == len(lines) == 8  # every line of the verdict, one element each

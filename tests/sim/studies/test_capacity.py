@@ -128,7 +128,7 @@ def test_an_auction_on_ieee118_sells_mw_priced_products(tmp_path, capsys):
     out = tmp_path / "a118"
     assert main(["run", str(EXPERIMENTS / "ieee118_auction.toml"), "--out", str(out), "--quiet", "--summary-only"]) == 0
     printed = capsys.readouterr().out
-    assert "Rounds: " in printed and "round table: dcmarket log" in printed and "new bids ($)" not in printed
+    assert "(--summary-only) is not printed" in printed and "new bids ($)" not in printed
     s = _summary(out)
     config = tomllib.loads((EXPERIMENTS / "ieee118_auction.toml").read_text())
     rates = {b["name"]: b["value_per_mw"] for b in config["bidders"]}
@@ -210,3 +210,15 @@ def test_the_report_on_stdout_is_only_the_report(tmp_path, solver):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("Capacity on 'ieee14'"), result.stdout[:300]
     assert "HiGHS" not in result.stdout
+
+
+def test_the_risk_check_prints_probabilities_to_four_digits_and_mw_to_the_hundredth():
+    from grid.capacity.verify import RiskCheck
+    from sim.report.capacity import risk_text
+
+    check = RiskCheck("flex@7", 7, 0.05, 12.3456789, interruptions=3_502, scenarios=100_000)
+    row = risk_text([check], "per_constraint").splitlines()[-1].split()
+    assert check.interval == pytest.approx((0.033898, 0.036177), abs=1e-6)
+    # Four significant digits, trailing zeros dropped (0.03390 prints as 0.0339).
+    assert row[:6] == ["flex@7", "0.05", "12.35", "0.03502", "[0.0339,", "0.03618]"]
+    assert row[6] == "0.43"  # E[interrupted] = 0.03502 x 12.3456789 MW = 0.4323 MWh/h
