@@ -96,10 +96,15 @@ def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfi
         raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})
         config = parse_config(raw, source="command line")
         base_dir, source = Path("."), None
+    require_grid(config, source)
+    return config, base_dir, source
+
+
+def require_grid(config: ExperimentConfig, source: str | None) -> None:
+    """A capacity study needs a network, its load and a product grid (the command and sim.api check it)."""
     if config.network is None or config.load is None or config.product_grid is None:
         raise ConfigError(f"{source}: dcmarket capacity needs [network], [load] and [products] "
                           "(explicit [[products]] have no network to study)")
-    return config, base_dir, source
 
 
 def _family(study: CapacityStudy) -> Callable[[int, int], str]:

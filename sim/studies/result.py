@@ -42,8 +42,13 @@ class StudyResult:
         """Every CSV file as a DataFrame, by its path without ``.csv`` ("rounds", "plan/plan")."""
         import pandas as pd
 
-        return {name.removesuffix(".csv"): pd.read_csv(io.BytesIO(content))
-                for name, content in self.files.items() if name.endswith(".csv") and content.strip()}
+        tables = {name.removesuffix(".csv"): pd.read_csv(io.BytesIO(content))
+                  for name, content in self.files.items() if name.endswith(".csv") and content.strip()}
+        return {**tables, **self._derived_tables(tables)}
+
+    def _derived_tables(self, tables: dict[str, "pd.DataFrame"]) -> dict[str, "pd.DataFrame"]:
+        """Tables a study adds to its files' (none by default)."""
+        return {}
 
     def table(self, name: str) -> "pd.DataFrame":
         """One table by name ("products", "rounds", "capacity", ...); a KeyError lists the names."""
@@ -63,6 +68,26 @@ class AuctionResult(StudyResult):
     products: "tuple[Product, ...]"
     capacity: "CapacityStudy | None" = field(repr=False)
     after: dict[str, StudyResult] = field(default_factory=dict)
+
+    def _derived_tables(self, tables: dict[str, "pd.DataFrame"]) -> dict[str, "pd.DataFrame"]:
+        """``price_paths``: each product's standing price (column) after each round (row), the
+        rounds table pivoted; ``allocation``: each product with its winner (None: unsold) and
+        price; ``payments``: each bidder's products, value, payment and surplus ($)."""
+        import pandas as pd
+
+        ids = [p.id for p in self.products]
+        rounds = tables.get("rounds", pd.DataFrame(columns=["round", "product", "standing_price"]))
+        paths = rounds.pivot(index="round", columns="product", values="standing_price").reindex(columns=ids)
+        allocation = pd.DataFrame(
+            [{"product": p.id, "bus": p.bus, "risk": p.risk, "capacity_mw": p.capacity_mw,
+              "winner": self.outcome.allocation[p.id], "price": self.outcome.prices[p.id]} for p in self.products],
+            columns=["product", "bus", "risk", "capacity_mw", "winner", "price"])
+        bundles = self.outcome.bundles()
+        payments = pd.DataFrame(
+            [{"bidder": bidder, "products": " ".join(bundles[bidder]), "value": self.summary["values"][bidder],
+              "payment": paid, "surplus": self.summary["surplus"][bidder]} for bidder, paid in self.outcome.payments.items()],
+            columns=["bidder", "products", "value", "payment", "surplus"])
+        return {"price_paths": paths, "allocation": allocation, "payments": payments}
 
 
 @dataclass(frozen=True, kw_only=True)
