@@ -131,3 +131,17 @@ def test_every_folder_is_a_package():
                for folder in [REPO / package, *(REPO / package).rglob("*")]
                if folder.is_dir() and folder.name not in {"__pycache__", "data"} and not (folder / "__init__.py").exists()]
     assert not missing, missing
+
+
+def test_the_layout_maps_name_every_module():
+    """README's and docs/architecture.md's maps of the tree list every folder and module, so a
+    newcomer's map cannot fall behind the code."""
+    for doc in ("README.md", "docs/architecture.md"):
+        text = (REPO / doc).read_text(encoding="utf-8")
+        block = text[text.index("```text\nsim/"):]
+        block = block[: block.index("```", 8)]
+        missing = [str(path.relative_to(REPO)) for package in PACKAGES for path in sorted((REPO / package).rglob("*"))
+                   if "__pycache__" not in path.parts and path.parent.name != "data"
+                   and ((path.is_dir() and f"{path.name}/" not in block)
+                        or (path.suffix == ".py" and path.name != "__init__.py" and path.name not in block))]
+        assert not missing, f"{doc} does not name: {', '.join(missing)}"
