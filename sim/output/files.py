@@ -8,6 +8,7 @@ into place when complete, so a failed or interrupted run leaves no partial direc
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -162,6 +163,28 @@ def _is_replaceable_run(out: Path) -> bool:
     return "products" in summary or "plans" in summary or "cases" in summary
 
 
+def check_writable(folder: Path, out: Path | None = None) -> None:
+    """Refuse, before any work, a folder that cannot be written: the nearest part of ``folder``
+    that exists must be a directory in which a folder can be made (tried, then removed: under
+    /proc, on a read-only or full disk, in an immutable folder, it cannot). Errors name ``out``
+    (default ``folder``), the --out the user gave."""
+    out = folder if out is None else out
+    existing = Path(os.path.abspath(folder))
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            if existing == Path(os.path.abspath(out)):
+                raise OutputError(f"{out}: exists and is not a directory; choose another --out")
+            raise OutputError(f"{out}: {existing} is a file, not a folder; choose another --out")
+        os.rmdir(tempfile.mkdtemp(prefix=".dcmarket-probe-", dir=existing))
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        if error.errno == errno.ENOSPC:
+            reason += "; the disk may be full"
+        raise OutputError(f"{out}: cannot write in {existing} ({reason}); choose another --out") from None
+
+
 def check_out_dir(out: Path, force: bool) -> None:
     """Refuse to overwrite anything that is not a previous run directory.
 
@@ -170,6 +193,7 @@ def check_out_dir(out: Path, force: bool) -> None:
     """
     try:
         if not out.exists():
+            check_writable(out.parent, out)
             return
         if not out.is_dir():
             raise OutputError(f"{out}: exists and is not a directory; choose another --out")
@@ -183,6 +207,7 @@ def check_out_dir(out: Path, force: bool) -> None:
                 f"{out}: holds files that are not a dcmarket run; --force replaces only run directories, "
                 "choose another --out"
             )
+        check_writable(out.parent, out)
     except OSError as error:
         raise OutputError(f"{out}: cannot inspect ({error.strerror}); check its permissions or choose another --out") from None
 

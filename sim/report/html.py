@@ -235,6 +235,7 @@ def write_report(directory: Path) -> Path:
 
     if not directory.is_dir():
         raise outputs.OutputError(f"{directory}: no such directory")
+    outputs.check_writable(directory)  # report.html goes there; find out before drawing the page
     if (directory / RESULTS).is_file():
         page = sweep_page(directory)
     else:

@@ -119,6 +119,7 @@ def plot(run_dir: Path, parameter: str, metrics: Sequence[str]) -> Path:
     table = table[table["status"] == "ok"]
     if table.empty:
         raise outputs.OutputError(f"{run_dir}: no successful run to plot")
+    outputs.check_writable(run_dir / PLOTS_FOLDER)
     path = run_dir / PLOTS_FOLDER / file_name(parameter, metrics)
     plot_metrics_against(table, parameter, [k for k in keys if k != parameter], path, f"Sweep {run_dir.name}",
                          metrics)

@@ -301,6 +301,7 @@ def _set_key(spec: RunSpec) -> str:
 def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None = None, force: bool = False,
               quiet: bool = False, plots: bool = False, progress: Progress = lambda _: None) -> SweepResult:
     sweep = read_sweep(path)
+    outputs.check_writable(out)  # before the checks of every parameter set, and the runs
     base = (path.parent / sweep.base)
     if not base.is_file():
         raise ConfigError(f"{path}: base: {sweep.base} is not a file (relative to the sweep file)")
