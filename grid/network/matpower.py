@@ -238,6 +238,7 @@ def _diagnose(text: str, label: str, error: Exception | None) -> str:
             f"case {label}: not a MATPOWER case file (no 'function mpc = <name>' line); "
             f"{_FIX_FORMAT}"
         )
+    counts: dict[str, int] = {}
     for table in ("bus", "gen", "branch"):
         rows = parse_file(table, text)
         if rows is None:
@@ -269,6 +270,15 @@ def _diagnose(text: str, label: str, error: Exception | None) -> str:
                         f"case {label}: mpc.{table} row {number}, column {column + 1} ({name}): "
                         f"{value!r} is not a number"
                     )
+        counts[table] = len(rows)
+    # Names (mpc.bus_name, a cell array) label the table's rows one to one.
+    for table, count in counts.items():
+        names = parse_file(f"{table}_name", text)
+        if names is not None and len(names) != count:
+            return (
+                f"case {label}: mpc.{table}_name has {len(names)} name{'s' * (len(names) != 1)} but mpc.{table} has "
+                f"{count} row{'s' * (count != 1)}; give one name per row, or remove mpc.{table}_name"
+            )
     if error is None:
         return f"case {label}: cannot read the MATPOWER tables; {_FIX_FORMAT}"
     return (

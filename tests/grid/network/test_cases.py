@@ -492,6 +492,10 @@ def test_matpower_without_a_reference_bus(tmp_path):
         (lambda t: t.replace("0.95", "0.95 3;", 1), "mpc.bus row 1 has 14 columns but the other rows have 13"),
         (lambda t: t.replace("mpc.gen = [\n\t1\t100", "mpc.gen = [\n\t1\tInf"), "generator 1 (bus 1) has PG = inf"),
         (lambda t: t.replace("\t1\t3\t0\t", "\t1\t7\t0\t"), "bus 1 has BUS_TYPE 7;"),
+        # A names table of the wrong length: pandas' "Length mismatch" named no table.
+        (lambda t: t + "mpc.bus_name = {\n\t'A';\n\t'B';\n};\n",
+         "mpc.bus_name has 2 names but mpc.bus has 3 rows; give one name per row, or remove mpc.bus_name"),
+        (lambda t: t + "mpc.gen_name = {\n\t'A';\n\t'B';\n};\n", "mpc.gen_name has 2 names but mpc.gen has 1 row;"),
         # Past the ceiling (1e6 MW), named by its own column: PD = 1e308 was blamed on a generator.
         (lambda t: t.replace("\t2\t1\t10\t", "\t2\t1\t1e308\t"), "bus 2 has PD = 1e+308 MW; at most 1e+06 MW"),
         (lambda t: t.replace("mpc.gen = [\n\t1\t100", "mpc.gen = [\n\t1\t-2e6"), "generator 1 (bus 1) has PG = -2e+06 MW"),
@@ -589,3 +593,10 @@ def test_the_case_ceiling_is_the_config_ceiling():
     from mechanisms.settings import MAX_MW as CONFIG_MAX_MW
 
     assert MAX_MW == CONFIG_MAX_MW
+
+
+def test_matpower_names_of_the_right_length_are_read(tmp_path):
+    path = write_m(tmp_path, [(1, 3, 0), (2, 1, 10), (3, 1, 5)], HAND_GENS[:1],
+                   [(1, 2, 0.1, 50, 0, 0, 1), (2, 3, 0.1, 50, 0, 0, 1)])
+    path.write_text(path.read_text() + "mpc.bus_name = {\n\t'A';\n\t'B';\n\t'C';\n};\n")
+    assert load_case(str(path)).bus_numbers == (1, 2, 3)
