@@ -34,6 +34,7 @@ from grid.capacity.study import (
     MIN_PRODUCT_MW,
     RISK_MODES,
     check_risk_levels,
+    check_tail,
 )
 from grid.errors import GridError
 from grid.network.network import SLACK_MODELS
@@ -454,6 +455,16 @@ class ExperimentConfig(_Section):
                         f"{name}: missing [{name}]; a config needs [network], [load] and [products] "
                         "(or explicit [[products]] instead of all three)"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _enough_tail(self) -> "ExperimentConfig":
+        """Enough scenarios for the smallest risk level (a scenario file is counted when read)."""
+        if self.load is not None and self.load.scenarios is not None and self.product_grid is not None:
+            try:
+                check_tail(self.product_grid.risk_levels, self.load.scenarios, "products.risk_levels")
+            except GridError as error:
+                raise ValueError(f"load.scenarios: {error}") from None
         return self
 
     @field_validator("bidders")
