@@ -2,19 +2,25 @@
 
 Files hold no timestamps, versions or absolute paths, so the same config and seed give
 byte-identical directories. Everything is written under a temporary sibling name and renamed
-into place when complete, so a failed or interrupted run leaves no partial directory.
+into place when complete, so a failed or interrupted run leaves no partial directory. A run
+that replaces another swaps the two in one step (Linux), so that at every instant the directory
+holds the old run or the new one; where that swap is not available, a run killed between its
+two renames is put back by the next start. Temporaries of killed writers are cleared then too.
 """
 
 from __future__ import annotations
 
 import csv
+import ctypes
 import errno
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -192,6 +198,7 @@ def check_out_dir(out: Path, force: bool) -> None:
     empty directory; never the working directory, one of its parents, or anyone's other files.
     """
     try:
+        clear_stale(out)
         if not out.exists():
             check_writable(out.parent, out)
             return
@@ -212,6 +219,105 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise OutputError(f"{out}: cannot inspect ({error.strerror}); check its permissions or choose another --out") from None
 
 
+# Temporaries beside a path NAME: `.NAME.tmp-PID-XXXX` (a directory being written), `.NAME.old-PID-XXXX`
+# (a replaced run on its way out), `.NAME.tmp-PID` (a file being written); PID is the writer's.
+_STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(-[^-]+)?")
+# A pid whose process started this long after a temporary was made is not its writer (seconds:
+# a process's start is known to 1/100 s, the boot time to 1 s).
+_PID_REUSE_SLACK = 2.0
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/stat", encoding="ascii", errors="replace") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+# This process's start, as far as temporaries go: one made since then may be another live
+# writer's (a start read from /proc is known only to the second, so the import time is used).
+_STARTED = time.time()
+
+
+def _abandoned(entry: Path, pid: int) -> bool:
+    """Whether a temporary was left by a writer that is gone: it was made before this process
+    started, and no process runs under its writer's pid (or the one that does started later)."""
+    try:
+        made = entry.lstat().st_mtime
+    except OSError:
+        return False
+    if pid == os.getpid() or made >= _STARTED:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it runs, as another user
+        pass
+    started = _process_start(pid)
+    return started is not None and started > made + _PID_REUSE_SLACK
+
+
+def clear_stale(path: Path) -> None:
+    """Put back a run that a killed replacement left aside (``.NAME.old-*`` while NAME is missing),
+    and remove the other temporaries of NAME that killed writers left beside it; those of a
+    writer still running, or made since this process started, are left alone."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        entries = sorted(folder.glob(f".{_glob_escape(path.name)}.*-*"), key=lambda e: e.name)
+    except OSError:
+        return
+    stale = []
+    for entry in entries:
+        match = _STAGING.fullmatch(entry.name)
+        if match and match["name"] == path.name and _abandoned(entry, int(match["pid"])):
+            stale.append((match["kind"], entry))
+    for kind, entry in stale:
+        kept = entry / path.name
+        try:
+            if kind == "old" and kept.is_dir() and not path.exists():
+                os.replace(kept, path)
+                print(f"note: {path}: put back the run that an interrupted --force left in {entry.name}",
+                      file=sys.stderr)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            pass  # another process got there first, or it cannot be removed: it stays, harmless
+
+
+def _glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+# renameat2(2) flag: swap two paths atomically (Linux 3.15, glibc 2.28).
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one step; False where the system cannot (not Linux, an old
+    kernel or C library, a file system without it), and the caller does it in two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -219,12 +325,13 @@ def _umask() -> int:
 
 
 def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = False) -> None:
-    """Write every file under a temporary name beside `out`, then rename it into place."""
+    """Write every file under a temporary name beside `out`, then put it in place: renamed, or
+    swapped in one step with the run it replaces (the old one is then removed)."""
     check_out_dir(out, force)
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as error:
         raise OutputError(f"{out}: cannot create the run directory ({error.strerror}); choose another --out") from None
     retired: Path | None = None
@@ -235,9 +342,13 @@ def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = 
             target = staging / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
+        if out.exists() and _exchange(staging, out):
+            shutil.rmtree(staging, ignore_errors=True)  # now the old run
+            return
         if out.exists():
-            # Move the old run aside first so that a crash never leaves neither.
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            # Move the old run aside first so that a crash never leaves neither (killed between
+            # the two renames, clear_stale puts it back at the next start).
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=parent))
             os.replace(out, retired / out.name)
         os.replace(staging, out)
     except BaseException as error:
