@@ -321,7 +321,7 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
     keys = sweep.swept_keys()
     for key in keys:
         try:
-            _parameter_column(key, [s.parameters.get(key) for s in specs])
+            _table_column(key, [s.parameters.get(key) for s in specs])
         except (ValueError, TypeError, OverflowError) as error:
             raise ConfigError(f"{path}: {key}: its values cannot be a column of {RESULTS} ({one_line(str(error))[:120]}); "
                               "give numbers that fit 64 bits, strings or booleans") from None
@@ -457,8 +457,8 @@ def _column_type(values: Iterable[Any]):
     return pa.string(), lambda v: None if v is None else json.dumps(v)  # lists and tables as JSON
 
 
-def _parameter_column(key: str, values: Sequence[Any]) -> tuple[Any, Any]:
-    """A swept parameter's field and column of results.parquet (pyarrow)."""
+def _table_column(key: str, values: Sequence[Any]) -> tuple[Any, Any]:
+    """A field and column of results.parquet (pyarrow), typed as its values allow."""
     import pyarrow as pa
 
     kind, convert = _column_type(values)
@@ -475,13 +475,10 @@ def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequenc
         "error": [r["error"] for r in records],
         "seed": [r["seed"] for r in records],
     }
+    columns.update({key: [r["parameters"].get(key) for r in records] for key in keys})
     fields, arrays = [], []
     for name, values in columns.items():
-        kind, convert = _column_type(values)
-        fields.append(pa.field(name, kind))
-        arrays.append(pa.array([convert(v) for v in values], type=kind))
-    for key in keys:
-        field, array = _parameter_column(key, [r["parameters"].get(key) for r in records])
+        field, array = _table_column(name, values)
         fields.append(field)
         arrays.append(array)
     for metric, kind in METRIC_TYPES.items():
