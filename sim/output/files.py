@@ -58,13 +58,27 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> byte
     return buffer.getvalue().encode("utf-8")
 
 
+def write_error(path: Path, error: OSError) -> OutputError:
+    """A write of ``path`` that failed, as one line naming it; a full disk says so."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"{path}: cannot write ({error.strerror}): the disk may be full, or its quota used up; "
+                           "free some space, or choose another --out")
+    return OutputError(f"{path}: cannot write ({error.strerror or error or type(error).__name__}); check the path "
+                       "and its permissions")
+
+
 def write_atomically(path: Path, content: bytes) -> None:
     """One file, written under a temporary name (hidden, per process) and renamed, so a crash
-    leaves no half file and two writers never share a temporary."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    leaves no half file and two writers never share a temporary. A failure (a full disk) is
+    one line naming ``path``, and leaves no temporary."""
     partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    partial.write_bytes(content)
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(content)
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise write_error(path, error) from None
 
 
 def write_table_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
@@ -356,7 +370,7 @@ def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = 
         if retired is not None and (retired / out.name).exists() and not out.exists():
             os.replace(retired / out.name, out)  # put the old run back
         if isinstance(error, OSError):
-            raise OutputError(f"{out}: cannot write the run directory ({error.strerror}); choose another --out") from None
+            raise write_error(out, error) from None
         raise
     finally:
         if retired is not None:

@@ -58,6 +58,9 @@ from sim.output.sweep_dir import (
 Progress = Callable[[str], None]
 # Worker processes on one machine.
 MAX_WORKERS = 1024
+# The exit code of a sweep that ran and wrote its table, but with failed runs (2: refused before
+# any run, nothing written; 130: interrupted).
+RUNS_FAILED = 1
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -291,6 +294,7 @@ class SweepResult:
     ran: int  # recorded in this call (the rest were recorded before)
     failed: int
     out: Path
+    first_failure: str = ""  # "run-0003: its error", when a run failed
 
 
 def _set_key(spec: RunSpec) -> str:
@@ -371,7 +375,8 @@ def _record_runs(path: Path, out: Path, sweep: SweepConfig, specs: Sequence[RunS
         from sim.report.figures.sweep import sweep_figures
 
         sweep_figures(out / RESULTS, sweep.swept_keys(), out / PLOTS_FOLDER, f"Sweep {path.stem}")
-    return SweepResult(len(specs), len(pending), sum(r["status"] != "ok" for r in ordered), out)
+    failures = [f"{r['run']}: {r['error']}" for r in ordered if r["status"] != "ok"]
+    return SweepResult(len(specs), len(pending), len(failures), out, failures[0] if failures else "")
 
 
 def _prepare(out: Path, files: Mapping[str, bytes], force: bool, sources: Mapping[str, str]) -> None:
@@ -515,4 +520,9 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     print(f"{result.runs:,} runs ({result.ran:,} run now, {result.runs - result.ran:,} recorded before), "
           f"{result.failed:,} failed")
     print(f"Sweep directory: {out} (results.parquet; query it with dcmarket results {out})")
+    if result.failed:
+        # The table holds every run; the exit code says that not every run succeeded.
+        print(f"error: {result.failed:,} of {result.runs:,} runs failed (the first, {one_line(result.first_failure)}); "
+              f"the table records each: dcmarket results {out} --where \"status <> 'ok'\"", file=sys.stderr)
+        return RUNS_FAILED
     return 0
