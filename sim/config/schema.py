@@ -672,9 +672,13 @@ def with_overrides(raw: Mapping[str, Any], sets: Sequence[Override]) -> dict[str
 
 
 def load_config(path: Path, overrides: Mapping[str, Any] | None = None,
-                sets: Sequence[Override] = ()) -> ExperimentConfig:
-    """Read, apply ``--set`` overrides, then command-line options (e.g. seed, solver), and validate."""
+                sets: Sequence[Override] = (), table: str | None = None) -> ExperimentConfig:
+    """Read, apply ``--set`` overrides, then command-line options (e.g. seed, solver), and validate.
+    ``table``: the study table the command reads (`dcmarket plan`: "plan"), missing is named first."""
     raw = with_overrides(read_config_file(path), sets)
+    if table is not None and table not in raw:
+        raise ConfigError(f"{path}: {table}: missing [{table}]; dcmarket {table} reads the config's [{table}] table: "
+                          f"add one (docs/studies/{table}.md shows one)")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return parse_config(raw, source=str(path))
 

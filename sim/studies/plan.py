@@ -184,7 +184,7 @@ def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, 
     """The ``[plan]`` table and its network (``[plan] case``, else the run's ``[network]``)."""
     plan: PlanConfig | None = getattr(config, "plan", None)
     if plan is None:
-        raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (README, \"After the auction\"; "
+        raise ConfigError("plan: missing [plan]; dcmarket plan needs a [plan] table (docs/studies/plan.md; "
                           "example: experiments/ieee33bw_plan.toml)")
     case = plan.case or (config.network.case if config.network is not None else None)
     if case is None:

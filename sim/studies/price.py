@@ -146,8 +146,8 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
                     progress: Progress = lambda _: None) -> StudyResult:
     price: PriceConfig | None = getattr(config, "price", None)
     if price is None:
-        raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (README, \"Prices after the "
-                          "auction\"; example: experiments/ieee37_price.toml)")
+        raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (docs/studies/price.md; "
+                          "example: experiments/ieee37_price.toml)")
     check_solver(config.solver)
     feeder, generators, settings = feeder_inputs(price)
     sites, sites_from = price_sites(price, feeder, won)

@@ -173,7 +173,7 @@ def test_bad_price_configs_get_one_line_errors_naming_the_field(tmp_path, capsys
 def test_missing_price_table_and_a_price_only_config_in_run(tmp_path, capsys):
     data = {"seed": 1, "price": _config()["price"]}
     assert main(["price", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert "price: missing [price]; dcmarket price needs a [price] table" in capsys.readouterr().err
+    assert "price: missing [price]; dcmarket price reads the config's [price] table: add one" in capsys.readouterr().err
     assert main(["run", str(_write(tmp_path, data, "only.toml")), "--quiet"]) == 2
     assert "run it with dcmarket price" in capsys.readouterr().err
 
