@@ -277,26 +277,35 @@ def _abandoned(entry: Path, pid: int) -> bool:
     return started is not None and started > made + _PID_REUSE_SLACK
 
 
+# Folders already cleared by this process: what is stale was made before it started, so once is
+# enough (a sweep's worker writes thousands of runs into one folder).
+_CLEARED: set[str] = set()
+
+
 def clear_stale(path: Path) -> None:
-    """Put back a run that a killed replacement left aside (``.NAME.old-*`` while NAME is missing),
-    and remove the other temporaries of NAME that killed writers left beside it; those of a
-    writer still running, or made since this process started, are left alone."""
+    """In the folder of ``path``, once per process: put back a run that a killed replacement
+    left aside (``.NAME.old-*`` while NAME is missing), and remove the other temporaries that
+    killed writers left; those of a writer still running, or made since this process started,
+    are left alone."""
     folder = path.parent if str(path.parent) else Path(".")
+    key = os.path.abspath(folder)
+    if key in _CLEARED:
+        return
+    _CLEARED.add(key)
     try:
-        entries = sorted(folder.glob(f".{_glob_escape(path.name)}.*-*"), key=lambda e: e.name)
+        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.startswith("."))
     except OSError:
         return
     stale = []
-    for entry in entries:
-        match = _STAGING.fullmatch(entry.name)
-        if match and match["name"] == path.name and _abandoned(entry, int(match["pid"])):
-            stale.append((match["kind"], entry))
-    for kind, entry in stale:
-        kept = entry / path.name
+    for name in names:
+        match = _STAGING.fullmatch(name)
+        if match and _abandoned(folder / name, int(match["pid"])):
+            stale.append((match["kind"], folder / name, folder / match["name"]))
+    for kind, entry, target in stale:
         try:
-            if kind == "old" and kept.is_dir() and not path.exists():
-                os.replace(kept, path)
-                print(f"note: {path}: put back the run that an interrupted --force left in {entry.name}",
+            if kind == "old" and (entry / target.name).is_dir() and not target.exists():
+                os.replace(entry / target.name, target)
+                print(f"note: {target}: put back the run that an interrupted --force left in {entry.name}",
                       file=sys.stderr)
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -304,10 +313,6 @@ def clear_stale(path: Path) -> None:
                 entry.unlink()
         except OSError:
             pass  # another process got there first, or it cannot be removed: it stays, harmless
-
-
-def _glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 # renameat2(2) flag: swap two paths atomically (Linux 3.15, glibc 2.28).
