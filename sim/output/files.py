@@ -233,9 +233,11 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise OutputError(f"{out}: cannot inspect ({error.strerror}); check its permissions or choose another --out") from None
 
 
-# Temporaries beside a path NAME: `.NAME.tmp-PID-XXXX` (a directory being written), `.NAME.old-PID-XXXX`
-# (a replaced run on its way out), `.NAME.tmp-PID` (a file being written); PID is the writer's.
-_STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(-[^-]+)?")
+# Temporaries beside a path NAME, PID being the writer's: `.NAME.tmp-PID-XXXXXXXX` (a directory being
+# written; XXXXXXXX is tempfile's), `.NAME.old-PID-XXXXXXXX` (a replaced run on its way out), and
+# `.NAME.tmp-PID` (a file being written: a table, a record, a page). Nothing else is touched.
+_STAGING_FOLDER = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[a-z0-9_]{8}")
+_STAGING_FILE = re.compile(r"\.(?P<name>.+\.(html|json|parquet|csv|toml|png))\.(?P<kind>tmp)-(?P<pid>\d+)")
 # A pid whose process started this long after a temporary was made is not its writer (seconds:
 # a process's start is known to 1/100 s, the boot time to 1 s).
 _PID_REUSE_SLACK = 2.0
@@ -293,12 +295,13 @@ def clear_stale(path: Path) -> None:
         return
     _CLEARED.add(key)
     try:
-        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.startswith("."))
+        entries = sorted(((e.name, e.is_dir(follow_symlinks=False)) for e in os.scandir(folder)
+                          if e.name.startswith(".")))
     except OSError:
         return
     stale = []
-    for name in names:
-        match = _STAGING.fullmatch(name)
+    for name, is_folder in entries:
+        match = (_STAGING_FOLDER if is_folder else _STAGING_FILE).fullmatch(name)
         if match and _abandoned(folder / name, int(match["pid"])):
             stale.append((match["kind"], folder / name, folder / match["name"]))
     for kind, entry, target in stale:
@@ -307,7 +310,7 @@ def clear_stale(path: Path) -> None:
                 os.replace(entry / target.name, target)
                 print(f"note: {target}: put back the run that an interrupted --force left in {entry.name}",
                       file=sys.stderr)
-            if entry.is_dir() and not entry.is_symlink():
+            if entry.is_dir():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()

@@ -164,14 +164,16 @@ def test_only_temporaries_of_gone_writers_made_before_this_start_are_cleared(tmp
                           check=True).stdout.strip()
     past, future = time.time() - 3600, time.time() + 3600
     made = {
-        tmp_path / f".run.tmp-{gone}-a1b2c3": past,  # a killed run's staging
-        tmp_path / f".run.old-{gone}-d4e5f6": past,  # a killed --force's old run (the run is there)
+        tmp_path / f".run.tmp-{gone}-a1b2c3d4": past,  # a killed run's staging
+        tmp_path / f".run.old-{gone}-d4e5f6g7": past,  # a killed --force's old run (the run is there)
         run / f".report.html.tmp-{gone}": past,  # a killed report
-        tmp_path / f".run.tmp-{os.getpid()}-g7h8i9": time.time(),  # a writer that still runs: this test
-        tmp_path / f".run.tmp-{gone}-j1k2l3": future,  # made after the next start began
+        tmp_path / f".notes.old-{gone}": past,  # a folder, but not ours (no tempfile suffix): never touched
+        tmp_path / f".vimrc.tmp-{gone}": past,  # not a file dcmarket writes: never touched
+        tmp_path / f".run.tmp-{os.getpid()}-g7h8i9j0": time.time(),  # a writer that still runs: this test
+        tmp_path / f".run.tmp-{gone}-j1k2l3m4": future,  # made after the next start began
     }
     for path, when in made.items():
-        if path.name.startswith(".report"):
+        if not path.name.startswith((".run", ".notes")):
             path.write_text("<html")
         else:
             (path / "run").mkdir(parents=True)
@@ -179,6 +181,7 @@ def test_only_temporaries_of_gone_writers_made_before_this_start_are_cleared(tmp
         os.utime(path, (when, when))
     assert _dcmarket("report", str(run)).returncode == 0
     assert _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--force").returncode == 0
-    kept = sorted([f".run.tmp-{gone}-j1k2l3", f".run.tmp-{os.getpid()}-g7h8i9"])
+    kept = sorted([f".run.tmp-{gone}-j1k2l3m4", f".run.tmp-{os.getpid()}-g7h8i9j0", f".notes.old-{gone}",
+                   f".vimrc.tmp-{gone}"])
     assert sorted(p.name for p in made if p.exists()) == kept
     assert _hidden(run) == []
