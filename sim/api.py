@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence, ove
 from sim.config.overrides import Override, parse_path, parse_unset, parse_value
 from sim.config.schema import (
     ExperimentConfig,
-    load_config as load_config_file,
     parse_config,
     with_overrides,
+)
+from sim.config.schema import (
+    load_config as load_config_file,
 )
 from sim.errors import ConfigError, named_after
 from sim.studies.registry import DEFAULT_VERIFY, STUDIES

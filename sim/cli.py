@@ -10,6 +10,7 @@ auction, `cases` lists the built-in networks.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import subprocess
@@ -177,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as error:  # a file the user pointed at cannot be read or written
         where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}; check the path and its permissions", file=sys.stderr)
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        fix = "the disk may be full; free some space" if full else "check the path and its permissions"
+        print(f"error: {where}{error.strerror or error}; {fix}", file=sys.stderr)
         return 2
     except MemoryError:
         print("error: out of memory; use fewer scenarios, buses or products", file=sys.stderr)

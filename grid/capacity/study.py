@@ -27,6 +27,7 @@ Rules stated once here:
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -186,6 +187,26 @@ def check_risk_levels(levels: Sequence[float]) -> tuple[float, ...]:
     if len(set(ordered)) != len(ordered):
         raise GridError(f"risk_levels lists a level twice ({list(levels)}); give each level once")
     return ordered
+
+
+# A risk level eps keeps eps x N of N scenarios in its tail; fewer than this cannot estimate a
+# CVaR (one scenario would make the flexible capacity equal the firm one).
+MIN_TAIL_SCENARIOS = 10
+
+
+def check_tail(levels: Sequence[float], count: int, levels_name: str = "risk level") -> None:
+    """Refuse a sample whose smallest risk level leaves fewer than MIN_TAIL_SCENARIOS scenarios
+    in its tail (eps x N < 10); the message names the levels as ``levels_name`` and says how many
+    scenarios, or what level, would do."""
+    eps = min(levels)
+    if eps > 0 and eps * count < MIN_TAIL_SCENARIOS * (1 - 1e-9):  # eps <= 0: check_risk_levels refuses it
+        need = math.ceil(MIN_TAIL_SCENARIOS / eps * (1 - 1e-9))
+        level = MIN_TAIL_SCENARIOS / count
+        raise GridError(
+            f"{count:,} {'scenarios leave' if count != 1 else 'scenario leaves'} {eps * count:g} in the tail of "
+            f"{levels_name} {eps:g} (risk level x scenarios must be at least {MIN_TAIL_SCENARIOS}); use at least "
+            f"{need:,} scenarios" + (f", or risk levels of at least {level:g}" if level < 1 else "")
+        )
 
 
 def row_loads(flows: FlowModel, limits: LimitTable, candidates: Candidates, capacity: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ from grid.capacity.study import (
     MIN_PRODUCT_MW,
     RISK_MODES,
     check_risk_levels,
+    check_tail,
 )
 from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, TruncatedNormalLoad
@@ -69,6 +70,7 @@ from sim.config.overrides import (
 from sim.config.plan import PlanConfig
 from sim.config.price import PriceConfig
 from sim.errors import SHOWN_CHARS, ConfigError, cut_quoted, shown
+
 
 class _Section(Settings):
     """A table of the config file."""
@@ -551,6 +553,16 @@ class ExperimentConfig(_Section):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _enough_tail(self) -> "ExperimentConfig":
+        """Enough scenarios for the smallest risk level (a scenario file is counted when read)."""
+        if self.load is not None and self.load.scenarios is not None and self.product_grid is not None:
+            try:
+                check_tail(self.product_grid.risk_levels, self.load.scenarios, "products.risk_levels")
+            except GridError as error:
+                raise ValueError(f"load.scenarios: {error}") from None
+        return self
+
     @field_validator("bidders")
     @classmethod
     def _unique_bidders(cls, bidders: list[BidderConfig] | None) -> list[BidderConfig] | None:
@@ -780,9 +792,13 @@ def with_overrides(raw: Mapping[str, Any], sets: Sequence[Override]) -> dict[str
 
 
 def load_config(path: Path, overrides: Mapping[str, Any] | None = None,
-                sets: Sequence[Override] = ()) -> ExperimentConfig:
-    """Read, apply ``--set`` overrides, then command-line options (e.g. seed, solver), and validate."""
+                sets: Sequence[Override] = (), table: str | None = None) -> ExperimentConfig:
+    """Read, apply ``--set`` overrides, then command-line options (e.g. seed, solver), and validate.
+    ``table``: the study table the command reads (`dcmarket plan`: "plan"), missing is named first."""
     raw = with_overrides(read_config_file(path), sets)
+    if table is not None and table not in raw:
+        raise ConfigError(f"{path}: {table}: missing [{table}]; dcmarket {table} reads the config's [{table}] table: "
+                          f"add one (docs/studies/{table}.md shows one)")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return parse_config(raw, source=str(path))
 

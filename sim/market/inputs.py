@@ -13,6 +13,7 @@ import numpy as np
 
 from agents.dso import ProductSettings, possible_families
 from grid.capacity.candidates import Candidates, make_candidates
+from grid.capacity.study import check_tail
 from grid.errors import GridError
 from grid.load.files import read_correlation_csv, read_scenarios_file
 from grid.load.scenarios import (
@@ -149,6 +150,10 @@ def build_grid_inputs(config: ExperimentConfig, base_dir: Path) -> GridInputs:
     sampler = scenario_sampler(config, network, base_dir, files)
     if isinstance(sampler, Scenarios):
         scenarios, sampler = sampler, None
+        try:
+            check_tail(config.product_grid.risk_levels, scenarios.count, "products.risk_levels")
+        except GridError as error:
+            raise ConfigError(f"load.scenarios_csv: {config.load.scenarios_csv}: {error}") from None
     else:
         assert config.load.scenarios is not None
         scenarios = sample_checked(sampler, network, config.load.scenarios, stream(config.seed, "scenarios"),

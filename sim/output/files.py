@@ -2,19 +2,25 @@
 
 Files hold no timestamps, versions or absolute paths, so the same config and seed give
 byte-identical directories. Everything is written under a temporary sibling name and renamed
-into place when complete, so a failed or interrupted run leaves no partial directory.
+into place when complete, so a failed or interrupted run leaves no partial directory. A run
+that replaces another swaps the two in one step (Linux), so that at every instant the directory
+holds the old run or the new one; where that swap is not available, a run killed between its
+two renames is put back by the next start. Temporaries of killed writers are cleared then too.
 """
 
 from __future__ import annotations
 
 import csv
+import ctypes
 import errno
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -52,13 +58,27 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> byte
     return buffer.getvalue().encode("utf-8")
 
 
+def write_error(path: Path, error: OSError) -> OutputError:
+    """A write of ``path`` that failed, as one line naming it; a full disk says so."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"{path}: cannot write ({error.strerror}): the disk may be full, or its quota used up; "
+                           "free some space, or choose another --out")
+    return OutputError(f"{path}: cannot write ({error.strerror or error or type(error).__name__}); check the path "
+                       "and its permissions")
+
+
 def write_atomically(path: Path, content: bytes) -> None:
     """One file, written under a temporary name (hidden, per process) and renamed, so a crash
-    leaves no half file and two writers never share a temporary."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    leaves no half file and two writers never share a temporary. A failure (a full disk) is
+    one line naming ``path``, and leaves no temporary."""
     partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    partial.write_bytes(content)
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(content)
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise write_error(path, error) from None
 
 
 def write_table_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
@@ -192,6 +212,7 @@ def check_out_dir(out: Path, force: bool) -> None:
     empty directory; never the working directory, one of its parents, or anyone's other files.
     """
     try:
+        clear_stale(out)
         if not out.exists():
             check_writable(out.parent, out)
             return
@@ -212,6 +233,113 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise OutputError(f"{out}: cannot inspect ({error.strerror}); check its permissions or choose another --out") from None
 
 
+# Temporaries beside a path NAME, PID being the writer's: `.NAME.tmp-PID-XXXXXXXX` (a directory being
+# written; XXXXXXXX is tempfile's), `.NAME.old-PID-XXXXXXXX` (a replaced run on its way out), and
+# `.NAME.tmp-PID` (a file being written: a table, a record, a page). Nothing else is touched.
+_STAGING_FOLDER = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[a-z0-9_]{8}")
+_STAGING_FILE = re.compile(r"\.(?P<name>.+\.(html|json|parquet|csv|toml|png))\.(?P<kind>tmp)-(?P<pid>\d+)")
+# A pid whose process started this long after a temporary was made is not its writer (seconds:
+# a process's start is known to 1/100 s, the boot time to 1 s).
+_PID_REUSE_SLACK = 2.0
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/stat", encoding="ascii", errors="replace") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+# This process's start, as far as temporaries go: one made since then may be another live
+# writer's (a start read from /proc is known only to the second, so the import time is used).
+_STARTED = time.time()
+
+
+def _abandoned(entry: Path, pid: int) -> bool:
+    """Whether a temporary was left by a writer that is gone: it was made before this process
+    started, and no process runs under its writer's pid (or the one that does started later)."""
+    try:
+        made = entry.lstat().st_mtime
+    except OSError:
+        return False
+    if pid == os.getpid() or made >= _STARTED:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it runs, as another user
+        pass
+    started = _process_start(pid)
+    return started is not None and started > made + _PID_REUSE_SLACK
+
+
+# Folders already cleared by this process: what is stale was made before it started, so once is
+# enough (a sweep's worker writes thousands of runs into one folder).
+_CLEARED: set[str] = set()
+
+
+def clear_stale(path: Path) -> None:
+    """In the folder of ``path``, once per process: put back a run that a killed replacement
+    left aside (``.NAME.old-*`` while NAME is missing), and remove the other temporaries that
+    killed writers left; those of a writer still running, or made since this process started,
+    are left alone."""
+    folder = path.parent if str(path.parent) else Path(".")
+    key = os.path.abspath(folder)
+    if key in _CLEARED:
+        return
+    _CLEARED.add(key)
+    try:
+        entries = sorted(((e.name, e.is_dir(follow_symlinks=False)) for e in os.scandir(folder)
+                          if e.name.startswith(".")))
+    except OSError:
+        return
+    stale = []
+    for name, is_folder in entries:
+        match = (_STAGING_FOLDER if is_folder else _STAGING_FILE).fullmatch(name)
+        if match and _abandoned(folder / name, int(match["pid"])):
+            stale.append((match["kind"], folder / name, folder / match["name"]))
+    for kind, entry, target in stale:
+        try:
+            if kind == "old" and (entry / target.name).is_dir() and not target.exists():
+                os.replace(entry / target.name, target)
+                print(f"note: {target}: put back the run that an interrupted --force left in {entry.name}",
+                      file=sys.stderr)
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            pass  # another process got there first, or it cannot be removed: it stays, harmless
+
+
+# renameat2(2) flag: swap two paths atomically (Linux 3.15, glibc 2.28).
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one step; False where the system cannot (not Linux, an old
+    kernel or C library, a file system without it), and the caller does it in two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -219,12 +347,13 @@ def _umask() -> int:
 
 
 def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = False) -> None:
-    """Write every file under a temporary name beside `out`, then rename it into place."""
+    """Write every file under a temporary name beside `out`, then put it in place: renamed, or
+    swapped in one step with the run it replaces (the old one is then removed)."""
     check_out_dir(out, force)
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as error:
         raise OutputError(f"{out}: cannot create the run directory ({error.strerror}); choose another --out") from None
     retired: Path | None = None
@@ -235,9 +364,13 @@ def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = 
             target = staging / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
+        if out.exists() and _exchange(staging, out):
+            shutil.rmtree(staging, ignore_errors=True)  # now the old run
+            return
         if out.exists():
-            # Move the old run aside first so that a crash never leaves neither.
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            # Move the old run aside first so that a crash never leaves neither (killed between
+            # the two renames, clear_stale puts it back at the next start).
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=parent))
             os.replace(out, retired / out.name)
         os.replace(staging, out)
     except BaseException as error:
@@ -245,7 +378,7 @@ def write_run_directory(out: Path, files: Mapping[str, bytes], *, force: bool = 
         if retired is not None and (retired / out.name).exists() and not out.exists():
             os.replace(retired / out.name, out)  # put the old run back
         if isinstance(error, OSError):
-            raise OutputError(f"{out}: cannot write the run directory ({error.strerror}); choose another --out") from None
+            raise write_error(out, error) from None
         raise
     finally:
         if retired is not None:

@@ -259,5 +259,6 @@ def write_report(directory: Path) -> Path:
     else:
         summary = outputs.read_summary(directory, required=())
         page = run_page(directory, summary) if "allocation" in summary else study_page(directory, summary)
+    outputs.clear_stale(directory / REPORT)  # the temporaries of a report killed while writing
     outputs.write_atomically(directory / REPORT, page)
     return directory / REPORT

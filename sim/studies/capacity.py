@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agents.dso import products_from_study, tier_labels
-from grid.capacity.study import CapacityStudy, capacity_study
+from grid.capacity.study import CapacityStudy, capacity_study, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk
+from grid.errors import GridError
 from grid.solvers.solve import check_solver
 from mechanisms.products import FIRM, FLEX, product_id
 from mechanisms.settings import MAX_MW
@@ -86,11 +87,13 @@ def read_target(target: str, overrides: dict[str, Any]) -> tuple[ExperimentConfi
         config = parse_config(raw, source=str(path))
         base_dir, source = path.parent, str(path)
     else:
+        risk, scenarios = overrides.get("risk_levels") or [DEFAULT_RISK], overrides.get("scenarios") or DEFAULT_SCENARIOS
+        try:
+            check_tail(risk, scenarios, "--risk")
+        except GridError as error:
+            raise ConfigError(f"--scenarios: {error}") from None
         raw = config_for_case(
-            target,
-            demand_mw=overrides.get("demand_mw") or DEFAULT_DEMAND_MW,
-            scenarios=overrides.get("scenarios") or DEFAULT_SCENARIOS,
-            risk=overrides.get("risk_levels") or [DEFAULT_RISK],
+            target, demand_mw=overrides.get("demand_mw") or DEFAULT_DEMAND_MW, scenarios=scenarios, risk=risk,
         )
         raw = with_overrides(raw, overrides.get("sets", ()))
         raw.update({k: v for k, v in overrides.items() if k in ("seed", "solver") and v is not None})

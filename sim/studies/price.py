@@ -334,7 +334,8 @@ def price_report(summary: Mapping[str, Any]) -> str:
             rows.append((c["title"], "infeasible", "-", "-", "-", "-", "-", load, svg))
             continue
         low, site_low = c["min_voltage_pu"], c["min_site_voltage_pu"]
-        rows.append((c["title"], f"{c['payment_usd_per_h']:,.2f}", f"{c['average_price_usd_per_mwh']:.2f}",
+        average = c["average_price_usd_per_mwh"]  # None when no load is placed
+        rows.append((c["title"], f"{c['payment_usd_per_h']:,.2f}", "-" if average is None else f"{average:.2f}",
                      "{:.2f} to {:.2f}".format(*c["dlmp_range_usd_per_mwh"]),
                      f"{low['value']:.4f} ({low['bus']}{low['phase']})",
                      f"{site_low['value']:.4f} ({site_low['bus']}{site_low['phase']})",

@@ -58,6 +58,9 @@ from sim.output.sweep_dir import (
 Progress = Callable[[str], None]
 # Worker processes on one machine.
 MAX_WORKERS = 1024
+# The exit code of a sweep that ran and wrote its table, but with failed runs (2: refused before
+# any run, nothing written; 130: interrupted).
+RUNS_FAILED = 1
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -291,6 +294,7 @@ class SweepResult:
     ran: int  # recorded in this call (the rest were recorded before)
     failed: int
     out: Path
+    first_failure: str = ""  # "run-0003: its error", when a run failed
 
 
 def _set_key(spec: RunSpec) -> str:
@@ -321,7 +325,7 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
     keys = sweep.swept_keys()
     for key in keys:
         try:
-            _parameter_column(key, [s.parameters.get(key) for s in specs])
+            _table_column(key, [s.parameters.get(key) for s in specs])
         except (ValueError, TypeError, OverflowError) as error:
             raise ConfigError(f"{path}: {key}: its values cannot be a column of {RESULTS} ({one_line(str(error))[:120]}); "
                               "give numbers that fit 64 bits, strings or booleans") from None
@@ -371,7 +375,8 @@ def _record_runs(path: Path, out: Path, sweep: SweepConfig, specs: Sequence[RunS
         from sim.report.figures.sweep import sweep_figures
 
         sweep_figures(out / RESULTS, sweep.swept_keys(), out / PLOTS_FOLDER, f"Sweep {path.stem}")
-    return SweepResult(len(specs), len(pending), sum(r["status"] != "ok" for r in ordered), out)
+    failures = [f"{r['run']}: {r['error']}" for r in ordered if r["status"] != "ok"]
+    return SweepResult(len(specs), len(pending), len(failures), out, failures[0] if failures else "")
 
 
 def _prepare(out: Path, files: Mapping[str, bytes], force: bool, sources: Mapping[str, str]) -> None:
@@ -457,8 +462,8 @@ def _column_type(values: Iterable[Any]):
     return pa.string(), lambda v: None if v is None else json.dumps(v)  # lists and tables as JSON
 
 
-def _parameter_column(key: str, values: Sequence[Any]) -> tuple[Any, Any]:
-    """A swept parameter's field and column of results.parquet (pyarrow)."""
+def _table_column(key: str, values: Sequence[Any]) -> tuple[Any, Any]:
+    """A field and column of results.parquet (pyarrow), typed as its values allow."""
     import pyarrow as pa
 
     kind, convert = _column_type(values)
@@ -475,13 +480,10 @@ def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequenc
         "error": [r["error"] for r in records],
         "seed": [r["seed"] for r in records],
     }
+    columns.update({key: [r["parameters"].get(key) for r in records] for key in keys})
     fields, arrays = [], []
     for name, values in columns.items():
-        kind, convert = _column_type(values)
-        fields.append(pa.field(name, kind))
-        arrays.append(pa.array([convert(v) for v in values], type=kind))
-    for key in keys:
-        field, array = _parameter_column(key, [r["parameters"].get(key) for r in records])
+        field, array = _table_column(name, values)
         fields.append(field)
         arrays.append(array)
     for metric, kind in METRIC_TYPES.items():
@@ -518,4 +520,9 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     print(f"{result.runs:,} runs ({result.ran:,} run now, {result.runs - result.ran:,} recorded before), "
           f"{result.failed:,} failed")
     print(f"Sweep directory: {out} (results.parquet; query it with dcmarket results {out})")
+    if result.failed:
+        # The table holds every run; the exit code says that not every run succeeded.
+        print(f"error: {result.failed:,} of {result.runs:,} runs failed (the first, {one_line(result.first_failure)}); "
+              f"the table records each: dcmarket results {out} --where \"status <> 'ok'\"", file=sys.stderr)
+        return RUNS_FAILED
     return 0

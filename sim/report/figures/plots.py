@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Collection, Mapping
 
 from grid.network.network import Network
+from sim.output.files import write_error
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -290,8 +291,10 @@ def _write_png_atomically(figure: Figure, path: Path, dpi: int) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as error:
         partial.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise write_error(path, error) from None
         raise
 
 

@@ -128,11 +128,12 @@ def plot_costs(summary: Mapping[str, Any], path: Path) -> None:
     x = np.arange(len(cases))
     payment = [summary["cases"][c]["payment_usd_per_h"] for c in cases]
     bars = ax.bar(x, payment, 0.6, color=[_CASE_COLOURS[c] for c in cases])
-    ax.bar_label(bars, labels=[f"{p:,.2f} $/h\n{summary['cases'][c]['average_price_usd_per_mwh']:.2f} $/MWh"
-                               for p, c in zip(payment, cases)], fontsize=8)
+    average = [summary["cases"][c]["average_price_usd_per_mwh"] for c in cases]  # None: no load placed
+    ax.bar_label(bars, labels=[f"{p:,.2f} $/h\n" + ("-" if a is None else f"{a:.2f} $/MWh")
+                               for p, a in zip(payment, average)], fontsize=8)
     ax.set_xticks(x, [CASE_TITLES[c] for c in cases], fontsize=8)
     ax.set_ylabel("aggregator's payment ($/h)")
-    ax.set_ylim(0, max(payment) * 1.25 if payment else 1)
+    ax.set_ylim(0, max(payment) * 1.25 if payment and max(payment) > 0 else 1)
     infeasible = [CASE_TITLES[c] for c, v in summary["cases"].items() if not v["feasible"]]
     note = f" ({', '.join(infeasible)}: breaks a voltage limit)" if infeasible else ""
     ax.set_title(f"What the aggregator pays for {summary['workload']['total_kw']:g} kW at the DLMPs{note}", fontsize=10)

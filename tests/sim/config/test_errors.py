@@ -104,6 +104,10 @@ CASES = [
     ("auction/max_rounds", 10**12, "auction.max_rounds: input should be less than or equal to 1000000"),
     ("auction/waivers", 10**12, "auction.waivers: input should be less than or equal to 1000000"),
     ("bidders/0/strategy", {"name": "demand_reduction", "keep": 10**12}, "bidders[0].strategy: keep: input should be less"),
+    # Too few scenarios in the tail of the risk level: firm would equal flexible, silently.
+    ("load/scenarios", 100, "load.scenarios: 100 scenarios leave 5 in the tail of products.risk_levels 0.05 (risk "
+                            "level x scenarios must be at least 10); use at least 200 scenarios, or risk levels of at least 0.1"),
+    ("products/risk_levels", [0.2, 0.01], "load.scenarios: 200 scenarios leave 2 in the tail of products.risk_levels 0.01"),
 ]
 
 
@@ -233,3 +237,20 @@ def test_a_long_set_value_is_cut(tmp_path, capsys):
         main(["run", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--set", LONG])
     err = capsys.readouterr().err
     assert "argument --set: 'xxxxxx" in err and "has no '='" in err and len(err) < 1000, err[:300]
+
+
+@pytest.mark.parametrize("rows", [1, 199])
+def test_a_scenario_file_too_short_for_the_risk_level_is_refused(tmp_path, capsys, rows):
+    """A one-row file was accepted silently: firm = flexible, "0 of 0 flexible products"."""
+    (tmp_path / "loads.csv").write_text("1,3,4\n" + "25,15,20\n" * rows)
+    config = _base()
+    config["load"] = {"scenarios_csv": "loads.csv"}
+    path = tmp_path / "c.toml"
+    path.write_text(tomli_w.dumps(config))
+    for command in ("run", "capacity"):
+        assert main([command, str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"error: {path}: load.scenarios_csv: loads.csv: {rows} scenario" in err, err
+        assert "in the tail of products.risk_levels 0.05 (risk level x scenarios must be at least 10); use at least " \
+               "200 scenarios" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "loads.csv"]

@@ -1,10 +1,15 @@
 """Where studies write: a --out that cannot be written is refused before any work, by every
-study; nothing is left behind."""
+study, and nothing is left behind; a run replaced with --force is, at every instant, the old run
+or the new one, whenever the writer is killed; what killed writers leave is cleared."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +83,105 @@ def test_report_refuses_a_folder_it_cannot_write_before_drawing(tmp_path, capsys
     finally:
         subprocess.run(["chattr", "-i", str(run)], capture_output=True, check=False)
     assert not (run / "report.html").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# run --force swaps the new run in; what killed writers leave is cleared at the next start
+
+CONFIG = EXPERIMENTS / "paper_4bus_additive.toml"
+SMALL = ["--quiet", "--set", "load.scenarios=200"]
+# Runs `dcmarket` in a fresh process; KILL_AT names the step at which it dies as a SIGKILL
+# would (no cleanup): "swap" right after the one-step swap, "second" between the two renames
+# of the fallback (the swap switched off).
+DRIVER = """
+import os, sys
+import sim.output.files as files
+kill_at = os.environ.get("KILL_AT")
+real_exchange, real_replace = files._exchange, os.replace
+def exchange(first, second):
+    if kill_at == "second":
+        return False
+    done = real_exchange(first, second)
+    if kill_at == "swap":
+        os._exit(9)
+    return done
+renames = []
+def replace(source, target):
+    renames.append(target)
+    if kill_at == "second" and len(renames) == 2:
+        os._exit(9)
+    return real_replace(source, target)
+files._exchange = exchange
+files.os.replace = replace
+from sim.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _dcmarket(*args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **({"KILL_AT": kill_at} if kill_at else {})}
+    return subprocess.run([sys.executable, "-c", DRIVER, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, check=False)
+
+
+def _seed(run: Path) -> int:
+    return json.loads((run / "summary.json").read_text())["seed"]
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_force_killed_after_the_swap_leaves_the_new_run_and_the_next_start_clears_the_old(tmp_path):
+    run = tmp_path / "run"
+    assert _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "1").returncode == 0
+    killed = _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "2", "--force", kill_at="swap")
+    assert killed.returncode == 9
+    assert _seed(run) == 2  # swapped in one step: at no instant was there no run
+    assert [name.split("-")[0] for name in _hidden(tmp_path)] == [".run.tmp"]  # the old run, on its way out
+    again = _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL)
+    assert again.returncode == 2 and "already exists; pass --force" in again.stderr
+    assert _hidden(tmp_path) == [] and _seed(run) == 2
+
+
+def test_force_killed_between_two_renames_is_put_back_at_the_next_start(tmp_path):
+    """Where the swap is not available: the old run was moved aside, the new one not yet in
+    place. It used to survive only inside a hidden .run.old-*."""
+    run = tmp_path / "run"
+    assert _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "1").returncode == 0
+    killed = _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "2", "--force", kill_at="second")
+    assert killed.returncode == 9 and not run.exists()
+    assert [name.split("-")[0] for name in _hidden(tmp_path)] == [".run.old", ".run.tmp"]
+    again = _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL)
+    assert again.returncode == 2 and "put back the run that an interrupted --force left" in again.stderr
+    assert _seed(run) == 1 and _hidden(tmp_path) == []
+
+
+def test_only_temporaries_of_gone_writers_made_before_this_start_are_cleared(tmp_path):
+    run = tmp_path / "run"
+    assert _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL).returncode == 0
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    past, future = time.time() - 3600, time.time() + 3600
+    made = {
+        tmp_path / f".run.tmp-{gone}-a1b2c3d4": past,  # a killed run's staging
+        tmp_path / f".run.old-{gone}-d4e5f6g7": past,  # a killed --force's old run (the run is there)
+        run / f".report.html.tmp-{gone}": past,  # a killed report
+        tmp_path / f".notes.old-{gone}": past,  # a folder, but not ours (no tempfile suffix): never touched
+        tmp_path / f".vimrc.tmp-{gone}": past,  # not a file dcmarket writes: never touched
+        tmp_path / f".run.tmp-{os.getpid()}-g7h8i9j0": time.time(),  # a writer that still runs: this test
+        tmp_path / f".run.tmp-{gone}-j1k2l3m4": future,  # made after the next start began
+    }
+    for path, when in made.items():
+        if not path.name.startswith((".run", ".notes")):
+            path.write_text("<html")
+        else:
+            (path / "run").mkdir(parents=True)
+            (path / "run" / "summary.json").write_text("{}")
+        os.utime(path, (when, when))
+    assert _dcmarket("report", str(run)).returncode == 0
+    assert _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--force").returncode == 0
+    kept = sorted([f".run.tmp-{gone}-j1k2l3m4", f".run.tmp-{os.getpid()}-g7h8i9j0", f".notes.old-{gone}",
+                   f".vimrc.tmp-{gone}"])
+    assert sorted(p.name for p in made if p.exists()) == kept
+    assert _hidden(run) == []

@@ -6,6 +6,7 @@ cases, so these tests do not depend on the case importer.
 
 from __future__ import annotations
 
+import errno
 import math
 import struct
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 from grid.network.layout import bus_positions
 from grid.network.network import Bus, Line, Network
+from sim.errors import OutputError
 from sim.report.figures.plots import DPI, FIGURE_SIZE_IN, plot_capacity_map
 
 
@@ -287,11 +289,13 @@ def test_a_crash_while_writing_leaves_no_file(tmp_path: Path, small_mesh: Networ
 
     def half_then_crash(self: Figure, handle, **kwargs) -> None:
         handle.write(b"\x89PNG half a picture")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Figure, "savefig", half_then_crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError) as error:
         plot_capacity_map(small_mesh, {4: 1.0}, {4: 2.0}, tmp_path / "map.png", title="crash")
+    assert str(error.value) == (f"{tmp_path / 'map.png'}: cannot write (No space left on device): the disk may be "
+                                "full, or its quota used up; free some space, or choose another --out")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -121,6 +121,10 @@ def test_capacity_errors_are_one_line(tmp_path, capsys):
     assert "--demand: give a positive number of MW, at most 1e+06 (the ceiling per bus)" in capsys.readouterr().err
     assert main(["capacity", "ieee14", "--out", str(tmp_path / "z"), "--verify", str(10**12)]) == 2
     assert "--verify: 1,000,000,000,000 scenarios is above the ceiling of 100,000,000" in capsys.readouterr().err
+    # Ten scenarios at least in the tail of the smallest risk level.
+    assert main(["capacity", "ieee14", "--out", str(tmp_path / "z"), "--scenarios", "100", "--risk", "0.2", "0.05"]) == 2
+    assert ("--scenarios: 100 scenarios leave 5 in the tail of --risk 0.05 (risk level x scenarios must be at least "
+            "10); use at least 200 scenarios, or risk levels of at least 0.1") in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in ("x", "y", "z"))
 
 

@@ -369,3 +369,15 @@ def test_run_checks_its_plan_before_the_auction(tmp_path, capsys):
     assert "plan.suppliers[0].inventory.bess: -1 units is negative" in captured.err
     assert "round 1" not in captured.err  # no auction round ran
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["plan", "price"])
+def test_a_config_without_the_study_table_names_that_table_not_network(tmp_path, capsys, command):
+    """A config with neither [network] nor the study's table was blamed on [network]."""
+    for data in ({"seed": 1}, {"seed": 1, "plan" if command == "price" else "price": {}}):
+        config = _write(tmp_path, data)
+        assert main([command, str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: {config}: {command}: missing [{command}]; dcmarket {command} reads the config's "
+                       f"[{command}] table: add one (docs/studies/{command}.md shows one)\n"), err
+    assert not (tmp_path / "out").exists()

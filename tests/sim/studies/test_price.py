@@ -173,7 +173,7 @@ def test_bad_price_configs_get_one_line_errors_naming_the_field(tmp_path, capsys
 def test_missing_price_table_and_a_price_only_config_in_run(tmp_path, capsys):
     data = {"seed": 1, "price": _config()["price"]}
     assert main(["price", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert "price: missing [price]; dcmarket price needs a [price] table" in capsys.readouterr().err
+    assert "price: missing [price]; dcmarket price reads the config's [price] table: add one" in capsys.readouterr().err
     assert main(["run", str(_write(tmp_path, data, "only.toml")), "--quiet"]) == 2
     assert "run it with dcmarket price" in capsys.readouterr().err
 
@@ -253,3 +253,13 @@ def test_operated_sites_merge_a_bus_and_keep_unassigned_products():
                 "firm@7": Product("firm@7", 7, 0.0, 0.2)}
     sites = Aggregator.operated_sites(Stub(), ["firm@5", "flex@5", "firm@7"], {}, products)
     assert [(s.member, s.bus, round(s.capacity_mw, 9)) for s in sites] == [("x+y", 5, 0.4), ("AGG", 7, 0.2)]
+
+
+def test_no_load_to_place_is_reported_not_a_crash(tmp_path, capsys):
+    """total_kw = 0 has no average price: the report and costs.png said None.__format__."""
+    path = _write(tmp_path, _broken(lambda p: p.update(total_kw=0.0)))
+    assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "0 kW of data-center load" in captured.out and captured.err == ""
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["cases"]["svg"]["average_price_usd_per_mwh"] is None
+    assert (tmp_path / "out" / "costs.png").read_bytes().startswith(b"\x89PNG")

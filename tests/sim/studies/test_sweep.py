@@ -178,7 +178,7 @@ def test_another_sweep_in_the_directory_needs_force(reference, tmp_path, capsys)
     assert main(["sweep", str(other), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"holds a different sweep ({out / 'sweep.toml'} differs from {other}" in err and "choose another --out, or pass --force" in err
-    assert main(["sweep", str(other), "--out", str(out), "--quiet", "--force"]) == 0
+    assert main(["sweep", str(other), "--out", str(out), "--quiet", "--force"]) == 1  # increment -1 fails
     assert len(pd.read_parquet(out / "results.parquet")) == 3
 
 
@@ -293,7 +293,7 @@ def test_review_fixes_paths_types_records_and_reruns(reference, tmp_path, capsys
     assert "run-" not in capsys.readouterr().err
     # Every run fails at run time (the case does not exist): the table and the report still work.
     path = _sweep(tmp_path, {"seeds": [0, 1], "grid": {"network.case": ["no-such-case"]}}, "fail.toml")
-    assert main(["sweep", str(path), "--out", str(tmp_path / "fail"), "--quiet", "--workers", "1"]) == 0
+    assert main(["sweep", str(path), "--out", str(tmp_path / "fail"), "--quiet", "--workers", "1"]) == 1
     table = pd.read_parquet(tmp_path / "fail" / "results.parquet")
     assert (table["status"] == "failed").all() and table["welfare_usd"].dtype.kind == "f"
     assert "/" + str(tmp_path).strip("/") not in " ".join(table["error"])  # no absolute path in the table
@@ -425,3 +425,41 @@ def test_values_the_table_cannot_hold_stop_the_sweep_before_any_run(tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: auction.max_rounds: its values cannot be a column of results.parquet"), err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_with_failed_runs_writes_its_table_and_exits_1(tmp_path, capsys):
+    """It exited 0; 1 says "ran, with failures" (2 stays "refused, nothing written")."""
+    out = tmp_path / "out"
+    assert main(["sweep", str(_sweep(tmp_path, SWEEP)), "--out", str(out), "--quiet", "--workers", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "12 runs (12 run now, 0 recorded before), 4 failed" in captured.out
+    assert captured.err.count("\n") == 1 and captured.err.startswith("error: 4 of 12 runs failed (the first, run-0009: ")
+    assert f"the table records each: dcmarket results {out} --where \"status <> 'ok'\"" in captured.err
+    assert (pd.read_parquet(out / "results.parquet")["status"] == "failed").sum() == 4
+    # Resumed with nothing left to run, it says the same.
+    assert main(["sweep", str(_sweep(tmp_path, SWEEP)), "--out", str(out), "--quiet", "--workers", "1"]) == 1
+
+
+def test_a_full_disk_names_the_file_and_says_so(reference, tmp_path, capsys, monkeypatch):
+    """It said "check the path and its permissions", without the path."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    copy = tmp_path / "copy"
+    sh.copytree(reference, copy)
+    monkeypatch.setattr(Figure, "savefig", full)
+    assert main(["sweep", str(_sweep(tmp_path, SWEEP)), "--out", str(copy), "--quiet", "--plots"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {copy / 'plots' / 'sweep_auction_increment.png'}: cannot write (No space left on "
+                   "device): the disk may be full, or its quota used up; free some space, or choose another --out\n")
+    monkeypatch.undo()
+    real = Path.write_bytes
+    monkeypatch.setattr(Path, "write_bytes", lambda self, data: full() if "report" in self.name else real(self, data))
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {copy / 'report.html'}: cannot write (No space left on device): the disk may be full")
+    assert not [p for p in copy.rglob("*") if ".tmp" in p.name or p.name == "report.html"]
