@@ -134,8 +134,8 @@ def test_every_folder_is_a_package():
 
 
 def test_the_layout_maps_name_every_module():
-    """README's and docs/architecture.md's maps of the tree list every folder and module, so a
-    newcomer's map cannot fall behind the code."""
+    """The maps of the tree in README.md and docs/architecture.md list every folder and module,
+    so a newcomer's map cannot fall behind the code."""
     for doc in ("README.md", "docs/architecture.md"):
         text = (REPO / doc).read_text(encoding="utf-8")
         block = text[text.index("```text\nsim/"):]
