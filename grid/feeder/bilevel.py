@@ -39,7 +39,7 @@ from grid.feeder.opf import (
     build_opf_model,
 )
 from grid.network.three_phase import ThreePhaseFeeder
-from grid.solvers.kkt import kkt_system
+from grid.solvers.kkt import KKTSystem, kkt_system
 from grid.solvers.solve import MilpOutcome, solve_milp
 
 _TOLERANCE = 1e-9
@@ -179,12 +179,37 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
     the same optimum; the second needs a linear lower level (no quadratic generator cost) and
     no product variables.
     """
+    ranges, needed, levels = _checked_inputs(generators, sites, workload, svg=svg, linearization=linearization)
+    buses = [s.bus for s in sites]
+    lp = build_opf_model(feeder, generators, settings, solver=solver, decided_load_buses=tuple(buses))
+    parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
+    kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters)
+    upper = _UpperLevel.on(kkt, lp, price_bound, mccormick=linearization == "mccormick")
+    # Site by site, phase by phase: the rows and the payment's terms are written in this order,
+    # which the solver's tie-breaking follows (same config, same decision).
+    for s in sites:
+        upper.add_site(s, ranges[s.bus], levels[s.bus], workload)
+    m = kkt.model
+    m.upper.add(sum(upper.steps_of.values()) == needed)
+    tie_break = _voltage_tie_break(kkt, lp, sites, settings) if tie_break_rule else 0.0
+    if not upper.mccormick:
+        # The balances carry the load as -dc on the left: the payment is minus the parameters' value.
+        upper.payment += -kkt.parameter_value
+    m.aggregator = pyo.Objective(expr=upper.payment + tie_break, sense=pyo.minimize)
+    outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what="the aggregator's bilevel problem")
+    return _bilevel_result(upper, sites, levels, workload, outcome)
+
+
+def _checked_inputs(generators: tuple[DistributedGenerator, ...], sites: tuple[DataCenterSite, ...],
+                    workload: Workload, *, svg: bool, linearization: str
+                    ) -> tuple[dict[int, tuple[int, int]], int, dict[int, int]]:
+    """Each site's step range, the steps to place, and each site's SVG levels L (0 without SVG);
+    refuses what the model cannot be built from before the OPF is built."""
     if linearization not in LINEARIZATIONS:
         raise GridError(f"linearization: {linearization!r} is not one of {', '.join(LINEARIZATIONS)}")
     if linearization == "strong-duality" and any(g.quadratic_cost > 0 for g in generators):
         raise GridError("linearization: strong duality needs linear generator costs; use \"mccormick\" with "
                         "quadratic_cost")
-    mccormick = linearization == "mccormick"
     buses = [s.bus for s in sites]
     if len(set(buses)) != len(buses):
         raise GridError("sites: one site per bus")
@@ -195,90 +220,133 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
         raise GridError(f"total_kw: {workload.total_kw:g} kW does not fit the sites' min_kw and max_kw "
                         f"in {workload.step_kw:g}-kW steps")
     levels = {s.bus: svg_levels(s, workload) if svg else 0 for s in sites}
-    lp = build_opf_model(feeder, generators, settings, solver=solver, decided_load_buses=tuple(buses))
-    parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
-    kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters)
-    m = kkt.model
-    m.objective.deactivate()
-    m.upper = pyo.ConstraintList()
-    m.bits = pyo.VarList(domain=pyo.Binary)
-    m.products = pyo.VarList()  # price x bit, one per (price, bit) pair
-    m.svg_magnitude = pyo.VarList(domain=pyo.NonNegativeReals)  # |QSVG| per site and phase
-    payment = 0.0
+    return ranges, needed, levels
 
-    def priced(price: pyo.Var, bit: pyo.Var) -> pyo.Var:
+
+@dataclass(eq=False)
+class _UpperLevel:
+    """The aggregator's rows on the KKT model, and its payment as it grows term by term.
+
+    Rows, bits and payment terms go in site by site, phase by phase, always in the same order:
+    the solver's choice among equally good decisions follows it, and the study promises the same
+    files for the same config.
+    """
+
+    kkt: KKTSystem
+    lp: pyo.ConcreteModel
+    price_bound: float
+    mccormick: bool
+    payment: object = 0.0
+    steps_of: dict[int, object] = field(default_factory=dict)  # steps taken, by site
+    svg_of: dict[tuple[int, int], object] = field(default_factory=dict)  # Mvar injected, by site and phase
+
+    @classmethod
+    def on(cls, kkt: KKTSystem, lp: pyo.ConcreteModel, price_bound: float, *, mccormick: bool) -> _UpperLevel:
+        m = kkt.model
+        m.objective.deactivate()
+        m.upper = pyo.ConstraintList()
+        m.bits = pyo.VarList(domain=pyo.Binary)
+        m.products = pyo.VarList()  # price x bit, one per (price, bit) pair
+        m.svg_magnitude = pyo.VarList(domain=pyo.NonNegativeReals)  # |QSVG| per site and phase
+        return cls(kkt, lp, price_bound, mccormick)
+
+    def priced(self, price: pyo.Var, bit: pyo.Var) -> pyo.Var:
         """u = price x bit by McCormick on price in [-M, M], bit in {0, 1}: exact at 0 and 1."""
-        u, bound = m.products.add(), price_bound
+        m = self.kkt.model
+        u, bound = m.products.add(), self.price_bound
         m.upper.add(u <= bound * bit)
         m.upper.add(u >= -bound * bit)
         m.upper.add(u <= price + bound * (1 - bit))
         m.upper.add(u >= price - bound * (1 - bit))
         return u
 
-    def expansion(count: int) -> list[pyo.Var]:
-        return [m.bits.add() for _ in range(max(1, math.ceil(math.log2(count + 1))))]
+    def expansion(self, count: int) -> list[pyo.Var]:
+        return [self.kkt.model.bits.add() for _ in range(max(1, math.ceil(math.log2(count + 1))))]
 
-    steps_of: dict[int, object] = {}
-    svg_of: dict[tuple[int, int], object] = {}
-    step_mw = workload.step_kw / 1e3
-    svg_step_mvar = workload.svg_step_kvar / 1e3
-    for s in sites:
-        low, high = ranges[s.bus]
-        bits = expansion(high)
+    def add_site(self, s: DataCenterSite, steps_range: tuple[int, int], levels: int, workload: Workload) -> None:
+        """The site's load in whole steps, then per phase its prices' bounds, its load, and its SVG."""
+        m, kkt, lp = self.kkt.model, self.kkt, self.lp
+        low, high = steps_range
+        bits = self.expansion(high)
         steps = sum(2 ** k * b for k, b in enumerate(bits))
-        steps_of[s.bus] = steps
+        self.steps_of[s.bus] = steps
         m.upper.add(steps >= low)
         m.upper.add(steps <= high)
+        step_mw = workload.step_kw / 1e3
         for phase in PHASES:
-            p_price, q_price = kkt.y_of(lp.balance_p[s.bus, phase]), kkt.y_of(lp.balance_q[s.bus, phase])
-            for price in (p_price, q_price):
-                m.upper.add(price <= price_bound)
-                m.upper.add(price >= -price_bound)
+            p_price, q_price = self.bounded_prices(s.bus, phase)
             # PDC per phase = step/3 x n; QDC = tan(acos pf) PDC.
             per_phase = step_mw / 3.0
             m.upper.add(kkt.x_of(lp.dc_p[s.bus, phase]) == per_phase * steps)
             net_q = s.kvar_per_kw * per_phase * steps
-            for k, bit in enumerate(bits if mccormick else ()):
-                payment += per_phase * 2 ** k * priced(p_price, bit)
-                if s.kvar_per_kw > 0:
-                    payment += s.kvar_per_kw * per_phase * 2 ** k * priced(q_price, bit)
-            if levels[s.bus]:
-                svg_bits = expansion(2 * levels[s.bus])
-                level = sum(2 ** k * c for k, c in enumerate(svg_bits))
-                m.upper.add(level <= 2 * levels[s.bus])
-                output = svg_step_mvar * (level - levels[s.bus])  # Mvar injected
-                svg_of[s.bus, phase] = output
-                net_q = net_q - output
-                if mccormick:  # - lambda^Q QSVG = - step x (sum 2^k lambda c_k - L lambda)
-                    payment += svg_step_mvar * levels[s.bus] * q_price
-                    for k, bit in enumerate(svg_bits):
-                        payment -= svg_step_mvar * 2 ** k * priced(q_price, bit)
-                magnitude = m.svg_magnitude.add()  # |QSVG|: its price makes the two rows tight
-                m.upper.add(magnitude >= output)
-                m.upper.add(magnitude >= -output)
-                payment += workload.svg_cost_per_mvarh * magnitude
+            if self.mccormick:
+                self.add_load_products(s, per_phase, bits, p_price, q_price)
+            if levels:
+                net_q = net_q - self.add_svg(s, phase, levels, q_price, workload)
             m.upper.add(kkt.x_of(lp.dc_q[s.bus, phase]) == net_q)
-    m.upper.add(sum(steps_of.values()) == needed)
-    tie_break = 0.0
-    if tie_break_rule:
-        m.lowest_w = pyo.Var(bounds=(settings.v_min_pu ** 2, settings.v_max_pu ** 2))
-        for s in sites:
-            for phase in PHASES:
-                m.upper.add(m.lowest_w <= kkt.x_of(lp.w[s.bus, phase]))
-        mean_w = sum(kkt.x_of(lp.w[s.bus, phase]) for s in sites for phase in PHASES) / (3 * len(sites))
-        tie_break = -VOLTAGE_TIE_BREAK_USD * m.lowest_w - MEAN_VOLTAGE_TIE_BREAK_USD * mean_w
-    if not mccormick:
-        # The balances carry the load as -dc on the left: the payment is minus the parameters' value.
-        payment += -kkt.parameter_value
-    m.aggregator = pyo.Objective(expr=payment + tie_break, sense=pyo.minimize)
-    outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what="the aggregator's bilevel problem")
+
+    def bounded_prices(self, bus: int, phase: int) -> tuple[pyo.Var, pyo.Var]:
+        """The DLMPs (P, Q) at the bus and phase, held within the stated price bound."""
+        p_price = self.kkt.y_of(self.lp.balance_p[bus, phase])
+        q_price = self.kkt.y_of(self.lp.balance_q[bus, phase])
+        for price in (p_price, q_price):
+            self.kkt.model.upper.add(price <= self.price_bound)
+            self.kkt.model.upper.add(price >= -self.price_bound)
+        return p_price, q_price
+
+    def add_load_products(self, s: DataCenterSite, per_phase: float, bits: list[pyo.Var], p_price: pyo.Var,
+                          q_price: pyo.Var) -> None:
+        """McCormick: lambda^P PDC + lambda^Q QDC, one product per step bit."""
+        for k, bit in enumerate(bits):
+            self.payment += per_phase * 2 ** k * self.priced(p_price, bit)
+            if s.kvar_per_kw > 0:
+                self.payment += s.kvar_per_kw * per_phase * 2 ** k * self.priced(q_price, bit)
+
+    def add_svg(self, s: DataCenterSite, phase: int, levels: int, q_price: pyo.Var, workload: Workload) -> object:
+        """The SVG phase's level (binary-expanded), its output's cost, and with McCormick its
+        -lambda^Q QSVG term; returns the output (Mvar injected)."""
+        m = self.kkt.model
+        svg_step_mvar = workload.svg_step_kvar / 1e3
+        svg_bits = self.expansion(2 * levels)
+        level = sum(2 ** k * c for k, c in enumerate(svg_bits))
+        m.upper.add(level <= 2 * levels)
+        output = svg_step_mvar * (level - levels)  # Mvar injected
+        self.svg_of[s.bus, phase] = output
+        if self.mccormick:  # - lambda^Q QSVG = - step x (sum 2^k lambda c_k - L lambda)
+            self.payment += svg_step_mvar * levels * q_price
+            for k, bit in enumerate(svg_bits):
+                self.payment -= svg_step_mvar * 2 ** k * self.priced(q_price, bit)
+        magnitude = m.svg_magnitude.add()  # |QSVG|: its price makes the two rows tight
+        m.upper.add(magnitude >= output)
+        m.upper.add(magnitude >= -output)
+        self.payment += workload.svg_cost_per_mvarh * magnitude
+        return output
+
+
+def _voltage_tie_break(kkt: KKTSystem, lp: pyo.ConcreteModel, sites: tuple[DataCenterSite, ...],
+                       settings: OpfSettings) -> object:
+    """The tie-break rule's term ($/h): the lowest, then the mean squared site voltage, rewarded."""
+    m = kkt.model
+    m.lowest_w = pyo.Var(bounds=(settings.v_min_pu ** 2, settings.v_max_pu ** 2))
+    for s in sites:
+        for phase in PHASES:
+            m.upper.add(m.lowest_w <= kkt.x_of(lp.w[s.bus, phase]))
+    mean_w = sum(kkt.x_of(lp.w[s.bus, phase]) for s in sites for phase in PHASES) / (3 * len(sites))
+    return -VOLTAGE_TIE_BREAK_USD * m.lowest_w - MEAN_VOLTAGE_TIE_BREAK_USD * mean_w
+
+
+def _bilevel_result(upper: _UpperLevel, sites: tuple[DataCenterSite, ...], levels: dict[int, int],
+                    workload: Workload, outcome: MilpOutcome) -> BilevelResult:
+    """The decision, its payment and the site prices, read off the solved model."""
+    kkt, lp = upper.kkt, upper.lp
+    svg_step_mvar = workload.svg_step_kvar / 1e3
     decision = Decision(
-        {s.bus: round(pyo.value(steps_of[s.bus])) * workload.step_kw for s in sites},
-        {s.bus: np.array([round(pyo.value(svg_of[s.bus, k]) / svg_step_mvar) * workload.svg_step_kvar
+        {s.bus: round(pyo.value(upper.steps_of[s.bus])) * workload.step_kw for s in sites},
+        {s.bus: np.array([round(pyo.value(upper.svg_of[s.bus, k]) / svg_step_mvar) * workload.svg_step_kvar
                           for k in PHASES]) for s in sites if levels[s.bus]},
     )
     return BilevelResult(
-        decision, float(pyo.value(payment)),
+        decision, float(pyo.value(upper.payment)),
         {s.bus: np.array([kkt.dual(lp.balance_p[s.bus, k]) for k in PHASES]) for s in sites},
         {s.bus: np.array([kkt.dual(lp.balance_q[s.bus, k]) for k in PHASES]) for s in sites},
         outcome,
