@@ -30,7 +30,7 @@ from typing import Sequence
 
 import pyomo.environ as pyo
 from pyomo.repn import generate_standard_repn
-from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
+from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler, LinearStandardFormInfo
 
 from grid.errors import GridError
 
@@ -74,22 +74,11 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
     if not dual_bound > 0 or not math.isfinite(dual_bound):
         raise GridError(f"dual_bound: {dual_bound!r} must be a positive number (a bound on prices)")
     objective, quadratic = _split_objective(lp)
-    for var in parameters:
-        var.unfix()  # visible to the standard form as a column
-    try:
-        form = LinearStandardFormCompiler().write(lp, mixed_form=True)
-    finally:
-        for var in parameters:
-            var.fix()
-        if quadratic:
-            lp.del_component(lp._kkt_linear_part)
-            objective.activate()
+    form = _standard_form(lp, parameters, objective, quadratic)
     is_parameter = [any(column is var for var in parameters) for column in form.columns]
-    a = form.A.tocsc()
     c = form.c.toarray().ravel()
     columns = tuple(form.columns)
     rows = tuple(con for con, _ in form.rows)
-    senses = [sense for _, sense in form.rows]
     n, m_rows = len(columns), len(rows)
     k = pyo.ConcreteModel(name="kkt")
     k.x = pyo.Var(range(n))
@@ -97,8 +86,45 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
     k.rows = pyo.ConstraintList()
     k.z = pyo.VarList(domain=pyo.Binary)
     k.multipliers = pyo.VarList(domain=pyo.NonNegativeReals)
-    a_csr = a.tocsr()
-    for i in range(m_rows):  # primal feasibility
+    # The rows' complementarity first, then the columns' stationarity: the order of the model's
+    # rows and binaries, which the solver's tie-breaking follows.
+    _primal_rows(k, form, columns, rows, dual_bound)
+    # Strong duality, from stationarity times x and complementarity (y_i a_i x = y_i b_i,
+    # alpha_j x_j = alpha_j l_j, beta_j x_j = beta_j u_j), gives the bilinear parameter terms
+    # linearly: sum_i y_i a_i^theta theta = b'y + l'alpha - u'beta - c'x (linear objective).
+    dual_objective: list = [float(form.rhs[i]) * k.y[i] for i in range(m_rows)]
+    _stationarity_rows(k, form, columns, is_parameter, quadratic, dual_objective, dual_bound)
+    # Every KKT point is optimal for the lower level, so this objective only picks among equally
+    # good points; its linear part alone keeps the model an MILP.
+    k.objective = pyo.Objective(expr=sum(float(c[j]) * k.x[j] for j in range(n)), sense=pyo.minimize)
+    value = None
+    if not quadratic:
+        value = sum(dual_objective) - sum(float(c[j]) * k.x[j] for j in range(n) if not is_parameter[j])
+    return KKTSystem(k, columns, rows, value)
+
+
+def _standard_form(lp: pyo.ConcreteModel, parameters: Sequence[pyo.Var], objective: pyo.Objective,
+                   quadratic: list) -> LinearStandardFormInfo:
+    """Pyomo's standard form of ``lp`` with the parameters as columns; ``lp`` is left as it came
+    (parameters fixed, the temporary linear objective of `_split_objective` removed)."""
+    for var in parameters:
+        var.unfix()  # visible to the standard form as a column
+    try:
+        return LinearStandardFormCompiler().write(lp, mixed_form=True)
+    finally:
+        for var in parameters:
+            var.fix()
+        if quadratic:
+            lp.del_component(lp._kkt_linear_part)
+            objective.activate()
+
+
+def _primal_rows(k: pyo.ConcreteModel, form: LinearStandardFormInfo, columns: tuple, rows: tuple, dual_bound: float) -> None:
+    """Primal feasibility of every row, the sign of its dual, and for an inequality the
+    complementarity by big-M."""
+    a_csr = form.A.tocsr()
+    senses = [sense for _, sense in form.rows]
+    for i in range(len(rows)):
         start, end = a_csr.indptr[i], a_csr.indptr[i + 1]
         body = sum(float(a_csr.data[p]) * k.x[int(a_csr.indices[p])] for p in range(start, end))
         rhs = float(form.rhs[i])
@@ -121,31 +147,26 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
         k.rows.add(-k.y[i] <= dual_bound * z)
         k.rows.add(body - rhs <= reach * (1 - z))
         k.rows.add(rhs - body <= reach * (1 - z))
-    stationarity = [float(c[j]) for j in range(n)]
-    terms: list[list] = [[] for _ in range(n)]
-    for j in range(n):
+
+
+def _stationarity_rows(k: pyo.ConcreteModel, form: LinearStandardFormInfo, columns: tuple, is_parameter: list[bool], quadratic: list,
+                       dual_objective: list, dual_bound: float) -> None:
+    """Each column's bounds and, unless it is a parameter, its stationarity row with a multiplier
+    (and its complementarity) per finite bound; each multiplier's term joins ``dual_objective``."""
+    c = form.c.toarray().ravel()
+    a = form.A.tocsc()
+    terms: list[list] = [[] for _ in columns]  # A'y, by column
+    for j in range(len(columns)):
         for p in range(a.indptr[j], a.indptr[j + 1]):
             terms[j].append(float(a.data[p]) * k.y[int(a.indices[p])])
-    # Strong duality, from stationarity times x and complementarity (y_i a_i x = y_i b_i,
-    # alpha_j x_j = alpha_j l_j, beta_j x_j = beta_j u_j), gives the bilinear parameter terms
-    # linearly: sum_i y_i a_i^theta theta = b'y + l'alpha - u'beta - c'x (linear objective).
-    dual_objective: list = [float(form.rhs[i]) * k.y[i] for i in range(m_rows)]
-    index = {id(column): j for j, column in enumerate(columns)}
-    gradient: list[list] = [[] for _ in range(n)]  # (H + H')x, by column
-    for (first, second), coef in quadratic:
-        if id(first) not in index or id(second) not in index:
-            raise GridError(f"kkt: {first.name} appears in the objective's square terms only; "
-                            "it needs a row or a linear cost")
-        i, j = index[id(first)], index[id(second)]
-        gradient[i].append(coef * k.x[j])
-        gradient[j].append(coef * k.x[i])
+    gradient = _gradient(k, quadratic, columns)
     for j, var in enumerate(columns):
         low, high = var.lb, var.ub
         k.x[j].setlb(low)
         k.x[j].setub(high)
         if is_parameter[j]:
             continue  # decided above: no stationarity, no bound multipliers
-        expr = stationarity[j] + sum(gradient[j]) - sum(terms[j])
+        expr = float(c[j]) + sum(gradient[j]) - sum(terms[j])
         if (low is None) != (high is None):
             raise GridError(f"kkt: variable {var.name} has one finite bound only; give both")
         span = (high - low) if low is not None and high is not None else None
@@ -160,13 +181,20 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
             gap = (k.x[j] - bound) if sign < 0 else (bound - k.x[j])
             k.rows.add(gap <= span * (1 - z))
         k.rows.add(expr == 0)
-    # Every KKT point is optimal for the lower level, so this objective only picks among equally
-    # good points; its linear part alone keeps the model an MILP.
-    k.objective = pyo.Objective(expr=sum(float(c[j]) * k.x[j] for j in range(n)), sense=pyo.minimize)
-    value = None
-    if not quadratic:
-        value = sum(dual_objective) - sum(float(c[j]) * k.x[j] for j in range(n) if not is_parameter[j])
-    return KKTSystem(k, columns, rows, value)
+
+
+def _gradient(k: pyo.ConcreteModel, quadratic: list, columns: tuple) -> list[list]:
+    """(H + H')x by column: what the objective's square terms add to stationarity."""
+    index = {id(column): j for j, column in enumerate(columns)}
+    gradient: list[list] = [[] for _ in columns]
+    for (first, second), coef in quadratic:
+        if id(first) not in index or id(second) not in index:
+            raise GridError(f"kkt: {first.name} appears in the objective's square terms only; "
+                            "it needs a row or a linear cost")
+        i, j = index[id(first)], index[id(second)]
+        gradient[i].append(coef * k.x[j])
+        gradient[j].append(coef * k.x[i])
+    return gradient
 
 
 def _split_objective(lp: pyo.ConcreteModel) -> tuple[pyo.Objective, list[tuple[tuple, float]]]:
