@@ -67,8 +67,31 @@ def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGener
     power, by bus and phase. ``decided_load_buses`` get load variables ``dc_p[bus, phase]`` (MW)
     and ``dc_q[bus, phase]`` (Mvar, net of any SVG) in their balances, fixed at 0: another level
     decides them (grid.solvers.kkt ``parameters``)."""
+    tables = {"extra_kw": extra_kw, "extra_kvar": extra_kvar, "svg_kvar": svg_kvar}
+    _check_opf_inputs(feeder, generators, solver, tables)
+    # Power in MW and Mvar inside the model (grid.feeder.lindist3flow.per_unit_scale says why); the
+    # interface stays in kW. The components are declared in this order, which the solvers and the
+    # KKT system's columns and rows follow.
+    m = pyo.ConcreteModel(name="dso_opf")
+    arcs = _add_flows(m, feeder, generators, settings)
+    load_buses = [b for b in feeder.buses if b != feeder.head_bus]
+    for bus in decided_load_buses:
+        if bus not in load_buses:
+            raise GridError(f"decided_load_buses: bus {bus} is not a load bus of {feeder.name}")
+    m.dc_p = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
+    m.dc_q = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
+    m.dc_p.fix(0.0)
+    m.dc_q.fix(0.0)
+    _add_balances(m, feeder, generators, arcs, load_buses, decided_load_buses, tables)
+    m.objective = pyo.Objective(expr=_cost(m, generators, settings), sense=pyo.minimize)
+    return m
+
+
+def _check_opf_inputs(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...], solver: str,
+                      tables: Mapping[str, Mapping[int, np.ndarray] | None]) -> None:
+    """Refuse extra loads off the feeder and generators the model cannot take."""
     buses = set(feeder.buses)
-    for table, what in ((extra_kw, "extra_kw"), (extra_kvar, "extra_kvar"), (svg_kvar, "svg_kvar")):
+    for what, table in tables.items():
         for bus in (table or {}):
             if bus not in buses:
                 raise GridError(f"{what}: bus {bus} is not on {feeder.name}")
@@ -78,12 +101,11 @@ def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGener
         if g.quadratic_cost > 0 and solver != "highs":
             raise GridError(f"generator {g.name}: a quadratic cost needs a QP solver; use --solver highs")
 
-    def extra(table: Mapping[int, np.ndarray] | None, bus: int) -> np.ndarray:
-        return np.asarray((table or {}).get(bus, np.zeros(3)), dtype=float)
 
-    # Power in MW and Mvar inside the model (grid.feeder.lindist3flow.per_unit_scale says why); the
-    # interface stays in kW.
-    m = pyo.ConcreteModel(name="dso_opf")
+def _add_flows(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...],
+               settings: OpfSettings) -> list[tuple[int, int]]:
+    """Squared voltages, segment flows, the head's and the generators' output, and the
+    LinDist3Flow voltage rows; returns the segments as (from, to) arcs."""
     arcs = [(s.from_bus, s.to_bus) for s in feeder.segments]
     low, high = settings.v_min_pu ** 2, settings.v_max_pu ** 2
     m.w = pyo.Var(feeder.buses, PHASES, bounds=(low, high))
@@ -95,39 +117,47 @@ def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGener
     for k in PHASES:
         m.w[feeder.head_bus, k].fix(settings.head_voltage_pu ** 2)
     add_voltage_rows(m, feeder)
+    return arcs
+
+
+def _add_balances(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...],
+                  arcs: list[tuple[int, int]], load_buses: list[int], decided_load_buses: tuple[int, ...],
+                  tables: Mapping[str, Mapping[int, np.ndarray] | None]) -> None:
+    """The nodal balances, whose duals are the DLMPs: active and reactive power at every load
+    bus and phase (with the ``tables`` "extra_kw", "extra_kvar" and "svg_kvar" by bus and
+    phase), and the head's active power."""
+
+    def extra(name: str, bus: int) -> np.ndarray:
+        return np.asarray((tables[name] or {}).get(bus, np.zeros(3)), dtype=float)
+
     out: dict[int, list[tuple[int, int]]] = {}
     into: dict[int, tuple[int, int]] = {}
     for i, j in arcs:
         out.setdefault(i, []).append((i, j))
         into[j] = (i, j)
     at_bus = {bus: [g.name for g in generators if g.bus == bus] for bus in feeder.buses}
-    load_buses = [b for b in feeder.buses if b != feeder.head_bus]
-    for bus in decided_load_buses:
-        if bus not in load_buses:
-            raise GridError(f"decided_load_buses: bus {bus} is not a load bus of {feeder.name}")
-    m.dc_p = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
-    m.dc_q = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
-    m.dc_p.fix(0.0)
-    m.dc_q.fix(0.0)
     m.balance_p = pyo.Constraint(load_buses, PHASES, rule=lambda _, j, k: (
         m.p[(*into[j], k)] - sum(m.p[(*a, k)] for a in out.get(j, [])) + sum(m.pg[n, k] for n in at_bus[j])
         - (m.dc_p[j, k] if j in decided_load_buses else 0.0)
-        == float(feeder.load_kw[j][k] + extra(extra_kw, j)[k]) / 1e3))
+        == float(feeder.load_kw[j][k] + extra("extra_kw", j)[k]) / 1e3))
     m.balance_q = pyo.Constraint(load_buses, PHASES, rule=lambda _, j, k: (
         m.q[(*into[j], k)] - sum(m.q[(*a, k)] for a in out.get(j, []))
         - (m.dc_q[j, k] if j in decided_load_buses else 0.0)
-        == float(feeder.load_kvar[j][k] + extra(extra_kvar, j)[k] - extra(svg_kvar, j)[k]) / 1e3))
+        == float(feeder.load_kvar[j][k] + extra("extra_kvar", j)[k] - extra("svg_kvar", j)[k]) / 1e3))
     head = feeder.head_bus
     m.balance_head = pyo.Constraint(PHASES, rule=lambda _, k: (
         m.head[k] == sum(m.p[(*a, k)] for a in out.get(head, [])) + float(feeder.load_kw[head][k]) / 1e3))
+
+
+def _cost(m: pyo.ConcreteModel, generators: tuple[DistributedGenerator, ...], settings: OpfSettings) -> object:
+    """The DSO's cost ($/h): energy from the substation and from the generators."""
     cost = sum(settings.substation_price_per_mwh * m.head[k] for k in PHASES)
     for g in generators:
         for k in PHASES:
             cost += g.cost_per_mwh * m.pg[g.name, k]
             if g.quadratic_cost > 0:  # a zero square term still makes the model a QP
                 cost += g.quadratic_cost * 1e6 * m.pg[g.name, k] ** 2
-    m.objective = pyo.Objective(expr=cost, sense=pyo.minimize)
-    return m
+    return cost
 
 
 def dso_opf(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
