@@ -162,40 +162,81 @@ def limit_rows(
         raise GridError(
             f"scenarios do not match network {network.name!r}; build the scenarios from this network"
         )
-    n_cand = len(candidates)
-    kinds: list[str] = []
-    labels: list[str] = []
-    limits: list[float] = []
-    line_pos: list[int] = []
-    bus_pos: list[int] = []
-    worst: list[np.ndarray] = []
-    touch_blocks: list[sp.csr_matrix] = []
-    affected: list[np.ndarray] = []
-    candidate_column = {int(p): k for k, p in enumerate(candidates.positions)}
+    rows = _RowColumns()
+    # The table's order (see LimitTable): withdrawal limits, then the lines, then the supply.
+    _withdrawal_rows(rows, network, scenarios, candidates, budget)
+    blocks = _line_rows(rows, network, flows, scenarios, candidates, touch_factor, budget)
+    _supply_row(rows, network, scenarios, len(candidates), budget)
+    return rows.table(len(candidates), scenarios.count), ShiftRows(tuple(blocks))
 
-    # Withdrawal limits (1b)/(4b): the background is the bus's own load.
+
+@dataclass(eq=False)
+class _RowColumns:
+    """A LimitTable's columns as they grow, one block of rows at a time."""
+
+    kinds: list[str] = dataclasses.field(default_factory=list)
+    labels: list[str] = dataclasses.field(default_factory=list)
+    limits: list[float] = dataclasses.field(default_factory=list)
+    line_pos: list[int] = dataclasses.field(default_factory=list)
+    bus_pos: list[int] = dataclasses.field(default_factory=list)
+    # One array per block of rows:
+    worst: list[np.ndarray] = dataclasses.field(default_factory=list)
+    touch_blocks: list[sp.csr_matrix] = dataclasses.field(default_factory=list)
+    affected: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def add(self, kind: str, label: str, limit: float, line: int = -1, bus: int = -1) -> None:
+        self.kinds.append(kind)
+        self.labels.append(label)
+        self.limits.append(limit)
+        self.line_pos.append(line)
+        self.bus_pos.append(bus)
+
+    def table(self, n_cand: int, count: int) -> LimitTable:
+        """The table, with room for the tails that `with_tails` adds."""
+        rows = len(self.kinds)
+        return LimitTable(
+            kinds=tuple(self.kinds),
+            labels=tuple(self.labels),
+            limit_mw=np.array(self.limits, dtype=float),
+            line=np.array(self.line_pos, dtype=int),
+            bus=np.array(self.bus_pos, dtype=int),
+            touch=(sp.vstack(self.touch_blocks).tocsr() if self.touch_blocks
+                   else sp.csr_matrix((0, n_cand), dtype=bool)),
+            affected=np.concatenate(self.affected) if self.affected else np.zeros(0, dtype=bool),
+            worst_mw=np.concatenate(self.worst) if self.worst else np.zeros(0),
+            tail_mw=np.zeros((rows, 0)),
+            tail_scenario=np.zeros((rows, 0), dtype=int),
+            count=count,
+        )
+
+
+def _withdrawal_rows(rows: _RowColumns, network: Network, scenarios: Scenarios, candidates: Candidates,
+                     budget: float | None) -> None:
+    """Withdrawal limits (1b)/(4b): the background is the bus's own load."""
     bus_rows = [i for i, bus in enumerate(network.buses) if math.isfinite(bus.withdrawal_limit_mw)]
+    if not bus_rows:
+        return
     lower, upper = scenarios.lower_mw, scenarios.upper_mw
-    if bus_rows:
-        cols = np.array(bus_rows, dtype=int)
-        share = 1.0 if budget is None else min(budget, 1.0)
-        worst.append((upper[cols] + lower[cols]) / 2.0 + share * (upper[cols] - lower[cols]) / 2.0)
-        touch = sp.lil_matrix((len(bus_rows), n_cand), dtype=bool)
-        hit = np.zeros(len(bus_rows), dtype=bool)
-        for r, i in enumerate(bus_rows):
-            kinds.append(WITHDRAWAL)
-            labels.append(str(network.buses[i].number))
-            limits.append(float(network.buses[i].withdrawal_limit_mw))
-            line_pos.append(-1)
-            bus_pos.append(i)
-            if i in candidate_column:
-                touch[r, candidate_column[i]] = True
-                hit[r] = True
-        touch_blocks.append(touch.tocsr())
-        affected.append(hit)
+    candidate_column = {int(p): k for k, p in enumerate(candidates.positions)}
+    cols = np.array(bus_rows, dtype=int)
+    share = 1.0 if budget is None else min(budget, 1.0)
+    rows.worst.append((upper[cols] + lower[cols]) / 2.0 + share * (upper[cols] - lower[cols]) / 2.0)
+    touch = sp.lil_matrix((len(bus_rows), len(candidates)), dtype=bool)
+    hit = np.zeros(len(bus_rows), dtype=bool)
+    for r, i in enumerate(bus_rows):
+        rows.add(WITHDRAWAL, str(network.buses[i].number), float(network.buses[i].withdrawal_limit_mw), bus=i)
+        if i in candidate_column:
+            touch[r, candidate_column[i]] = True
+            hit[r] = True
+    rows.touch_blocks.append(touch.tocsr())
+    rows.affected.append(hit)
 
-    # Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
-    # lower row, interleaved.
+
+def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, scenarios: Scenarios, candidates: Candidates,
+               touch_factor: float, budget: float | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
+    lower row, interleaved. Returns the blocks' shift-factor rows, for the scenario pass."""
+    lower, upper = scenarios.lower_mw, scenarios.upper_mw
     finite = np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
     blocks = []
     for block, h in flows.blocks(finite, LINE_BLOCK):
@@ -203,50 +244,31 @@ def limit_rows(
         # (2a)/(2b): the worst flow in each direction.
         flow_max = budgeted_worst(h, lower, upper, budget)
         flow_min = -budgeted_worst(-h, lower, upper, budget)
-        worst.append(np.column_stack([flow_max, -flow_min]).reshape(-1))
+        rows.worst.append(np.column_stack([flow_max, -flow_min]).reshape(-1))
         on_candidates = h[:, candidates.positions]
         upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
         lower_touch = sp.csr_matrix(-on_candidates >= touch_factor)
-        touch_blocks.append(sp.vstack([upper_touch, lower_touch]).tocsr()[_interleave(block.size)])
-        affected.append(np.repeat(np.any(on_candidates != 0.0, axis=1), 2))
+        rows.touch_blocks.append(sp.vstack([upper_touch, lower_touch]).tocsr()[_interleave(block.size)])
+        rows.affected.append(np.repeat(np.any(on_candidates != 0.0, axis=1), 2))
         for l in block:
             line = network.lines[int(l)]
             for kind in (UPPER, LOWER):
-                kinds.append(kind)
-                labels.append(line.name)
-                limits.append(float(line.thermal_limit_mw))
-                line_pos.append(int(l))
-                bus_pos.append(-1)
+                rows.add(kind, line.name, float(line.thermal_limit_mw), line=int(l))
+    return blocks
 
-    # The supply limit: all new load and the background's growth must be generated.
+
+def _supply_row(rows: _RowColumns, network: Network, scenarios: Scenarios, n_cand: int, budget: float | None) -> None:
+    """The supply limit: all new load and the background's growth must be generated."""
     supply = network.supply_limit_mw()
-    if math.isfinite(supply):
-        worst.append(budgeted_worst(np.ones((1, len(lower))), lower, upper, budget))
-        touch_blocks.append(sp.csr_matrix(np.ones((1, n_cand), dtype=bool)))
-        affected.append(np.array([n_cand > 0]))
-        kinds.append(SUPPLY)
-        # What the number is: generators' headroom, or the import limit of a reference slack.
-        imported = network.slack == "reference" and math.isfinite(network.import_limit_mw)
-        labels.append(f"import at bus {network.reference_bus}" if imported else "generation headroom")
-        limits.append(float(supply))
-        line_pos.append(-1)
-        bus_pos.append(-1)
-
-    rows = len(kinds)
-    table = LimitTable(
-        kinds=tuple(kinds),
-        labels=tuple(labels),
-        limit_mw=np.array(limits, dtype=float),
-        line=np.array(line_pos, dtype=int),
-        bus=np.array(bus_pos, dtype=int),
-        touch=sp.vstack(touch_blocks).tocsr() if touch_blocks else sp.csr_matrix((0, n_cand), dtype=bool),
-        affected=np.concatenate(affected) if affected else np.zeros(0, dtype=bool),
-        worst_mw=np.concatenate(worst) if worst else np.zeros(0),
-        tail_mw=np.zeros((rows, 0)),
-        tail_scenario=np.zeros((rows, 0), dtype=int),
-        count=scenarios.count,
-    )
-    return table, ShiftRows(tuple(blocks))
+    if not math.isfinite(supply):
+        return
+    lower, upper = scenarios.lower_mw, scenarios.upper_mw
+    rows.worst.append(budgeted_worst(np.ones((1, len(lower))), lower, upper, budget))
+    rows.touch_blocks.append(sp.csr_matrix(np.ones((1, n_cand), dtype=bool)))
+    rows.affected.append(np.array([n_cand > 0]))
+    # What the number is: generators' headroom, or the import limit of a reference slack.
+    imported = network.slack == "reference" and math.isfinite(network.import_limit_mw)
+    rows.add(SUPPLY, f"import at bus {network.reference_bus}" if imported else "generation headroom", float(supply))
 
 
 def with_tails(
