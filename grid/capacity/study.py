@@ -50,9 +50,9 @@ from grid.capacity.limits import (
     shift_factor_flows,
     with_tails,
 )
-from grid.capacity.programs import bound_program, scenario_program
+from grid.capacity.programs import LinearProgram, bound_program, scenario_program
 from grid.capacity.shift_factors import FlowModel, flow_model
-from grid.capacity.staged_solve import TheoryCheck, solve_stages
+from grid.capacity.staged_solve import StageResult, TheoryCheck, solve_stages
 from grid.capacity.tie_break import CapacityRows
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
@@ -212,8 +212,40 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
                  statistic: str, row_risk: np.ndarray | None = None) -> CapacityResult:
     """One model (firm or one flexible tier) with the given rooms (limit - statistic) and floors."""
     limits, candidates = ctx.limits, ctx.candidates
+    screen = _screen(ctx, rooms, floors, statistic)
+    caps = candidates.demand_mw.copy()
+    withdrawal_caps = _withdrawal_caps(ctx, rooms, screen.kept)
+    caps[screen.pinned] = floors[screen.pinned]
+    what = f"{model} capacity LP" if model == "firm" else f"{model} capacity LP (eps = {risk:g})"
+    kept_rows = screen.kept & (np.array(limits.kinds) != WITHDRAWAL)
+    bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors,
+                            np.minimum(caps, np.where(screen.pinned, caps, withdrawal_caps)))
+    tie_program = None
+    if ctx.formulation == "scenario" and model != "firm":
+        program = _scenario_program(ctx, risk, row_risk, screen.kept, floors, caps)
+        tie_program = bounded
+    else:
+        program = bounded
+    rows = _capacity_rows(ctx, rooms, kept_rows, bounded)
+    stages = solve_stages(program, candidates.demand_mw, what, ctx.solver, theory=ctx.theory,
+                          tie_program=tie_program, capacity_rows=rows)
+    return _capacity_result(ctx, model, risk, rooms, floors, screen, stages, row_risk)
+
+
+@dataclass(frozen=True, eq=False)
+class _Screen:
+    """The blocked-limit rule (see the module doc) applied to one model's rooms and floors."""
+
+    broken: np.ndarray                # per row: the background alone leaves less room than the floors use
+    kept: np.ndarray                  # per row: not broken, and some candidate weighs on it
+    pinned: np.ndarray                # per candidate: touches a broken limit, so held at its floor
+    blocked: list[BlockedLimit]       # the broken limits, in row order
+
+
+def _screen(ctx: _Context, rooms: np.ndarray, floors: np.ndarray, statistic: str) -> _Screen:
+    """Which limits break under the background at these floors, and whom they block."""
+    limits, candidates = ctx.limits, ctx.candidates
     at_floors = row_loads(ctx.flows, limits, candidates, floors)
-    tol = _tolerance(limits)
     broken = rooms < at_floors - 1e-9 * np.maximum(1.0, np.abs(limits.limit_mw))
     pinned = np.zeros(len(candidates), dtype=bool)
     blocked = []
@@ -228,36 +260,41 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
             buses=tuple(candidates.buses[int(k)] for k in sorted(cols)),
             line=limits.labels[r] if limits.kinds[r] in (UPPER, LOWER) else None,
         ))
-    kept = ~broken & limits.affected
-    caps = candidates.demand_mw.copy()
+    return _Screen(broken, ~broken & limits.affected, pinned, blocked)
+
+
+def _withdrawal_caps(ctx: _Context, rooms: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Per candidate: the room of its bus's kept withdrawal limit (inf without one), a bound of c."""
+    limits, candidates = ctx.limits, ctx.candidates
     column_of_bus = {int(p): k for k, p in enumerate(candidates.positions)}
     withdrawal_caps = np.full(len(candidates), np.inf)
     for r in np.flatnonzero(kept):
         if limits.kinds[r] == WITHDRAWAL:
             withdrawal_caps[column_of_bus[int(limits.bus[r])]] = rooms[r]
-    caps[pinned] = floors[pinned]
-    what = f"{model} capacity LP" if model == "firm" else f"{model} capacity LP (eps = {risk:g})"
-    kept_rows = kept & (np.array(limits.kinds) != WITHDRAWAL)
-    bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors,
-                            np.minimum(caps, np.where(pinned, caps, withdrawal_caps)))
-    tie_program = None
-    if ctx.formulation == "scenario" and model != "firm":
-        eps = np.full(len(limits), risk) if row_risk is None else row_risk
-        # Below 1/S the CVaR of S samples is their maximum, which (17) also gives at eps = 1/(2S)
-        # without dividing by zero.
-        eps = np.maximum(eps, 0.5 / limits.count)
-        background = row_background(limits, ctx.scenarios.samples_mw, np.flatnonzero(kept),
-                                    shift_factor_flows(ctx.flows))
-        program = scenario_program(ctx.flows, candidates, limits, background, eps[kept], kept, floors, caps)
-        tie_program = bounded
-    else:
-        program = bounded
-    rows = _capacity_rows(ctx, rooms, kept_rows, bounded)
-    stages = solve_stages(program, candidates.demand_mw, what, ctx.solver, theory=ctx.theory,
-                          tie_program=tie_program, capacity_rows=rows)
+    return withdrawal_caps
+
+
+def _scenario_program(ctx: _Context, risk: float, row_risk: np.ndarray | None, kept: np.ndarray,
+                      floors: np.ndarray, caps: np.ndarray) -> LinearProgram:
+    """The paper's scenario LP (17) on the kept limits."""
+    limits = ctx.limits
+    eps = np.full(len(limits), risk) if row_risk is None else row_risk
+    # Below 1/S the CVaR of S samples is their maximum, which (17) also gives at eps = 1/(2S)
+    # without dividing by zero.
+    eps = np.maximum(eps, 0.5 / limits.count)
+    background = row_background(limits, ctx.scenarios.samples_mw, np.flatnonzero(kept),
+                                shift_factor_flows(ctx.flows))
+    return scenario_program(ctx.flows, ctx.candidates, limits, background, eps[kept], kept, floors, caps)
+
+
+def _capacity_result(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floors: np.ndarray,
+                     screen: _Screen, stages: StageResult, row_risk: np.ndarray | None) -> CapacityResult:
+    """The solved capacities (never below the floors), the limits that bind, and why each bus
+    gets no more."""
+    limits, candidates = ctx.limits, ctx.candidates
     values = np.maximum(stages.capacity_mw, floors)
     loads = row_loads(ctx.flows, limits, candidates, values)
-    binding_rows = np.flatnonzero(kept & (loads >= rooms - tol))
+    binding_rows = np.flatnonzero(screen.kept & (loads >= rooms - _tolerance(limits)))
     capacity = {bus: 0.0 for bus in ctx.network.bus_numbers}
     for bus, value in zip(candidates.buses, values):
         capacity[bus] = float(value)
@@ -267,14 +304,14 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
         capacity_mw=capacity,
         unserved_ratio=float(np.sum((candidates.demand_mw - values) / candidates.demand_mw)),
         binding=tuple(limits.name(int(r)) for r in binding_rows),
-        limited_by=_limited_by(ctx, values, floors, pinned, blocked, binding_rows, model),
-        blocked=tuple(blocked),
+        limited_by=_limited_by(ctx, values, floors, screen.pinned, screen.blocked, binding_rows, model),
+        blocked=tuple(screen.blocked),
         solver=ctx.solver,
         formulation="robust" if model == "firm" else ctx.formulation,
         theory=stages.theory,
         row_risk=row_risk,
         stage2_mw=stages.stage2_mw,
-        blocked_rows=broken,
+        blocked_rows=screen.broken,
     )
 
 
