@@ -44,6 +44,7 @@ from grid.capacity.limits import (
     UPPER,
     WITHDRAWAL,
     LimitTable,
+    ShiftRows,
     build_limits,
     limit_rows,
     row_background,
@@ -447,42 +448,61 @@ def capacity_study(
     base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget)
     if formulation == "scenario":
         check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
-    zeros = np.zeros(len(candidates))
-    # The firm model needs only the worst cases, so it is solved while the scenario flows and
-    # their tails are computed (a second core; HiGHS releases the interpreter while it solves).
     firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor)
+    firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, firm_budget, threads, progress)
+    del shift
+    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor)
+    tiers, rounds, reference = _flexible_tiers(ctx, levels, risk_mode, firm.vector(candidates), progress)
+    return CapacityStudy(network, candidates, limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
+                         tuple(rounds), tuple(reference), firm_budget)
+
+
+def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_mode: str,
+                    firm_budget: float | None, threads: int, progress: Progress) -> tuple[CapacityResult, LimitTable]:
+    """Firm capacity, and the limits with their scenario tails.
+
+    The firm model needs only the worst cases, so it is solved while the scenario flows and their
+    tails are computed (a second core; HiGHS releases the interpreter while it solves).
+    """
+    base, network, scenarios = firm_ctx.limits, firm_ctx.network, firm_ctx.scenarios
+    zeros = np.zeros(len(firm_ctx.candidates))
     statistic = "worst-case" if firm_budget is None else f"worst-case (budget {firm_budget:g})"
     solve_firm = partial(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
+    tails = partial(with_tails, base, shift, scenarios, max_risk, progress, with_scenarios=risk_mode == "joint")
     # A thread only pays off when the scenario pass is long; on small cases its start-up and the
     # hand-over cost more than they save.
     if threads > 1 and len(network.lines) * scenarios.count >= _THREAD_WORK:
         with ThreadPoolExecutor(max_workers=1) as pool:
             firm_job = pool.submit(solve_firm)
             progress(f"background statistics: {len(network.lines)} lines, {scenarios.count} scenarios")
-            limits = with_tails(base, shift, scenarios, max(levels), progress, with_scenarios=risk_mode == "joint")
-            progress(f"firm capacity: robust LP with {solver}")
+            limits = tails()
+            progress(f"firm capacity: robust LP with {firm_ctx.solver}")
             firm = firm_job.result()
     else:
-        progress(f"firm capacity: robust LP with {solver}")
+        progress(f"firm capacity: robust LP with {firm_ctx.solver}")
         firm = solve_firm()
         progress(f"background statistics: {len(network.lines)} lines, {scenarios.count} scenarios")
-        limits = with_tails(base, shift, scenarios, max(levels), progress, with_scenarios=risk_mode == "joint")
-    del shift
-    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor)
+        limits = tails()
+    return firm, limits
+
+
+def _flexible_tiers(ctx: _Context, levels: tuple[float, ...], risk_mode: str, floors: np.ndarray,
+                    progress: Progress) -> tuple[list[CapacityResult], list[int], list[float]]:
+    """The flexible tiers, safest first, each on the previous tier's capacities as floors; in
+    joint mode also the re-solves per tier and the per-constraint model's total capacity."""
     tiers, rounds, reference = [], [], []
-    floors = firm.vector(candidates)
+    limits = ctx.limits
     for eps in levels:
         if risk_mode == "joint":
             tier, used, per_constraint = _joint_tier(ctx, eps, floors, progress)
             rounds.append(used)
             reference.append(per_constraint)
         else:
-            progress(f"flexible capacity, eps = {eps:g}: {formulation} formulation with {solver}")
+            progress(f"flexible capacity, eps = {eps:g}: {ctx.formulation} formulation with {ctx.solver}")
             tier = _solve_model(ctx, "flexible", eps, limits.limit_mw - limits.cvar(eps), floors, f"CVaR_{eps:g}")
         tiers.append(tier)
-        floors = tier.vector(candidates)
-    return CapacityStudy(network, candidates, limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
-                         tuple(rounds), tuple(reference), firm_budget)
+        floors = tier.vector(ctx.candidates)
+    return tiers, rounds, reference
 
 
 # ------------------------------------------------------------------------------- joint mode
