@@ -575,17 +575,7 @@ def sample_correlated(
     _check_rng(rng)
     centre, scale, a, b, lower, upper = _marginals(network, spread.base)
     columns = np.flatnonzero(scale > 0)
-    factor = None
-    if spread.matrix is not None:
-        n_bus = len(network.buses)
-        if spread.matrix.shape != (n_bus, n_bus):
-            raise GridError(
-                f"CorrelatedSpread.matrix has shape {spread.matrix.shape} but network {network.name!r} has "
-                f"{n_bus} buses; give one row and column per bus in bus order (read_correlation_csv builds it)"
-            )
-        # Only the varying buses' block matters; a sub-block of a correlation matrix is one too.
-        varying_buses = tuple(network.bus_numbers[j] for j in columns)
-        factor = _factor(spread.matrix[np.ix_(columns, columns)], varying_buses, "CorrelatedSpread.matrix")
+    factor = None if spread.matrix is None else _varying_factor(network, spread.matrix, columns)
     check_scenario_memory(network, count)
     samples = np.empty((count, centre.size))
     if columns.size == 0:
@@ -599,22 +589,48 @@ def sample_correlated(
         _write_rows(samples, rows, columns, centre, scale, z, (lower, upper))
 
     if factor is None:
-        rho = float(spread.correlation)  # type: ignore[arg-type]
-        common = rng.standard_normal(count)
-        loading, own = math.sqrt(rho), math.sqrt(1.0 - rho)
-
-        def one_factor(rows: slice, e: np.ndarray) -> None:
-            e *= own
-            e += loading * common[rows, None]
-            finish(rows, e)
-
-        _draw_blocks(rng, count, columns.size, None, one_factor)
+        _one_factor_scores(rng, count, columns.size, float(spread.correlation), finish)  # type: ignore[arg-type]
     else:
-        # One large product: per-block products would re-read the m x m factor for every block.
-        e = np.empty((count, columns.size))
-        _draw_blocks(rng, count, columns.size, None, lambda rows, block: e.__setitem__(rows, block))
-        z = e @ factor.T
-        del e
-        step = max(1, BLOCK_NUMBERS // columns.size)
-        _run_blocks(lambda k: finish(slice(k * step, (k + 1) * step), z[k * step:(k + 1) * step]), -(-count // step))
+        _matrix_scores(rng, count, factor, finish)
     return Scenarios._adopt(network.bus_numbers, samples, lower, upper)
+
+
+def _varying_factor(network: Network, matrix: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """The square root of the correlation matrix's block of the varying buses (``columns``)."""
+    n_bus = len(network.buses)
+    if matrix.shape != (n_bus, n_bus):
+        raise GridError(
+            f"CorrelatedSpread.matrix has shape {matrix.shape} but network {network.name!r} has "
+            f"{n_bus} buses; give one row and column per bus in bus order (read_correlation_csv builds it)"
+        )
+    # Only the varying buses' block matters; a sub-block of a correlation matrix is one too.
+    varying_buses = tuple(network.bus_numbers[j] for j in columns)
+    return _factor(matrix[np.ix_(columns, columns)], varying_buses, "CorrelatedSpread.matrix")
+
+
+def _one_factor_scores(rng: np.random.Generator, count: int, m: int, rho: float,
+                       finish: Callable[[slice, np.ndarray], None]) -> None:
+    """z = sqrt(rho) F + sqrt(1 - rho) e, handed to ``finish`` block by block (draw order: see
+    `sample_correlated`)."""
+    common = rng.standard_normal(count)
+    loading, own = math.sqrt(rho), math.sqrt(1.0 - rho)
+
+    def one_factor(rows: slice, e: np.ndarray) -> None:
+        e *= own
+        e += loading * common[rows, None]
+        finish(rows, e)
+
+    _draw_blocks(rng, count, m, None, one_factor)
+
+
+def _matrix_scores(rng: np.random.Generator, count: int, factor: np.ndarray,
+                   finish: Callable[[slice, np.ndarray], None]) -> None:
+    """z = e L^T, handed to ``finish`` block by block (draw order: see `sample_correlated`)."""
+    m = factor.shape[0]
+    # One large product: per-block products would re-read the m x m factor for every block.
+    e = np.empty((count, m))
+    _draw_blocks(rng, count, m, None, lambda rows, block: e.__setitem__(rows, block))
+    z = e @ factor.T
+    del e
+    step = max(1, BLOCK_NUMBERS // m)
+    _run_blocks(lambda k: finish(slice(k * step, (k + 1) * step), z[k * step:(k + 1) * step]), -(-count // step))
