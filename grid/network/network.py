@@ -154,6 +154,15 @@ class Network:
         object.__setattr__(self, "lines", tuple(self.lines))
         object.__setattr__(self, "generators", tuple(self.generators))
         object.__setattr__(self, "notes", tuple(self.notes))
+        # In this order, so that a network with several faults is always refused for the same one.
+        index = self._checked_buses()
+        self._check_lines(index)
+        self._check_reference(index)
+        self._check_generators(index)
+        self._check_supply()
+
+    def _checked_buses(self) -> dict[int, int]:
+        """Position by bus number, after checking that the buses are Buses with unique numbers."""
         if not self.buses:
             raise GridError(f"network {self.name!r} has no buses; give at least one Bus")
         index: dict[int, int] = {}
@@ -165,7 +174,9 @@ class Network:
                     f"network {self.name!r}: bus {bus.number} appears twice; bus numbers must be unique"
                 )
             index[bus.number] = position
+        return index
 
+    def _check_lines(self, index: dict[int, int]) -> None:
         names: set[str] = set()
         for position, line in enumerate(self.lines):
             if not isinstance(line, Line):
@@ -182,6 +193,8 @@ class Network:
                         f"known buses are {self._bus_list()}"
                     )
 
+    def _check_reference(self, index: dict[int, int]) -> None:
+        """The reference bus exists and reaches every bus."""
         _as_int(self.reference_bus, f"network {self.name!r}: reference_bus")
         if self.reference_bus not in index:
             raise GridError(
@@ -195,6 +208,8 @@ class Network:
                 f"network {self.name!r} is not connected: bus {unreachable[0]}{others} form an island that cannot "
                 f"be reached from reference bus {self.reference_bus}; connect the island or remove its buses"
             )
+
+    def _check_generators(self, index: dict[int, int]) -> None:
         for position, generator in enumerate(self.generators):
             if not isinstance(generator, Generator):
                 raise GridError(f"network {self.name!r}: generators[{position}] is not a Generator ({generator!r})")
@@ -202,6 +217,9 @@ class Network:
                 raise GridError(
                     f"network {self.name!r}: a generator names unknown bus {generator.bus}; known buses are {self._bus_list()}"
                 )
+
+    def _check_supply(self) -> None:
+        """The slack model, and the import limit it may use."""
         if self.slack not in SLACK_MODELS:
             raise GridError(
                 f"network {self.name!r}: unknown slack model {self.slack!r}; choose one of {', '.join(SLACK_MODELS)}"
