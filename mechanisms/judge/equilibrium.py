@@ -213,18 +213,11 @@ def check_equilibrium(
         len(products), max_products, "the equilibrium check enumerates 2^m bundles and 3^m bundle pairs"
     )
     space = _BundleSpace(products)
-    delta = _finite_number(increment, "increment")
-    if delta < 0:
-        raise MechanismError(f"increment is {format_number(delta)}; the minimum bid increment must be >= 0")
-    tolerance = _finite_number(tolerance, "tolerance")
-    if tolerance < 0:
-        raise MechanismError(f"tolerance is {format_number(tolerance)}; it must be >= 0")
+    delta, tolerance = _validated_increment_and_tolerance(increment, tolerance)
     bidders = list(valuations)
     price_list = _validated_prices(space, prices)
     holdings = _validated_holdings(space, allocation, bidders)
     values = {bidder: space.values(bidder, valuations[bidder]) for bidder in bidders}
-
-    price = space.additive(price_list)
     # One absolute tolerance for every comparison, scaled by the largest quantity in play so the
     # check means the same in $ as in $M.
     scale = max(
@@ -232,17 +225,59 @@ def check_equilibrium(
         + [float(np.max(np.abs(v))) for v in values.values()]
     )
     tol = tolerance * scale
+    checks, violations, violations_true = _bidder_checks(space, values, holdings, price_list, delta, tol)
+    unsold = _unsold_priced(space, holdings, price_list, tol)
+    if unsold is not None:
+        violations.append(unsold)
+        violations_true.append(unsold)
+
+    efficient = _efficient_from_values(space, values)
+    welfare = float(sum(values[bidder][holdings[bidder]] for bidder in bidders))
+    # (C-9), docs/models/auction.md#eq-c-9: each product can be mis-assigned by at most one increment.
+    bound = delta * space.m
+    return EquilibriumReport(
+        holds=not violations,
+        holds_true_valuations=not violations_true,
+        increment=delta,
+        bidders=tuple(checks),
+        violations=tuple(violations),
+        violations_true=tuple(violations_true),
+        welfare=welfare,
+        efficient_welfare=efficient.welfare,
+        efficient_allocation=efficient.allocation,
+        efficiency_gap=efficient.welfare - welfare,
+        efficiency_bound=bound,
+        efficiency_bound_holds=welfare >= efficient.welfare - bound - tol,
+    )
+
+
+def _validated_increment_and_tolerance(increment: float, tolerance: float) -> tuple[float, float]:
+    delta = _finite_number(increment, "increment")
+    if delta < 0:
+        raise MechanismError(f"increment is {format_number(delta)}; the minimum bid increment must be >= 0")
+    tolerance = _finite_number(tolerance, "tolerance")
+    if tolerance < 0:
+        raise MechanismError(f"tolerance is {format_number(tolerance)}; it must be >= 0")
+    return delta, tolerance
+
+
+def _bidder_checks(
+    space: _BundleSpace, values: Mapping[str, np.ndarray], holdings: Mapping[str, int], price_list: list[float],
+    delta: float, tol: float,
+) -> tuple[list[BidderCheck], list[Violation], list[Violation]]:
+    """Each bidder's table and demand sets under (8) and the true valuations, and the (7a)
+    violations under each, in bidder order."""
+    price = space.additive(price_list)
     # Bundles in the tables' order: by size, then by product indices.
     order = np.array(
         sorted(range(space.size), key=lambda s: (int(space.popcount[s]), [i for i in range(space.m) if s >> i & 1])),
         dtype=np.int64,
     )
-
     checks: list[BidderCheck] = []
     violations: list[Violation] = []
     violations_true: list[Violation] = []
-    for bidder in bidders:
-        v, held = values[bidder], holdings[bidder]
+    for bidder, v in values.items():
+        held = holdings[bidder]
         penalty = delta * space.popcount[space.masks & ~held]  # (8): delta * |S \ X_j|
         surplus = v - penalty - price
         surplus_true = v - price
@@ -278,33 +313,17 @@ def check_equilibrium(
                 table=table,
             )
         )
+    return checks, violations, violations_true
 
-    # (7b): sum of all prices equals the sum paid by winners, i.e. unsold products are priced 0.
+
+def _unsold_priced(space: _BundleSpace, holdings: Mapping[str, int], price_list: list[float],
+                   tol: float) -> Violation | None:
+    """(7b): sum of all prices equals the sum paid by winners, i.e. unsold products are priced 0."""
     sold = 0
     for held in holdings.values():
         sold |= held
     unsold_priced = [i for i in range(space.m) if not sold >> i & 1 and price_list[i] > tol]
-    if unsold_priced:
-        bundle = tuple(space.products[i] for i in unsold_priced)
-        v7b = unsold_violation(bundle, float(sum(price_list[i] for i in unsold_priced)))
-        violations.append(v7b)
-        violations_true.append(v7b)
-
-    efficient = _efficient_from_values(space, values)
-    welfare = float(sum(values[bidder][holdings[bidder]] for bidder in bidders))
-    # (C-9), docs/models/auction.md#eq-c-9: each product can be mis-assigned by at most one increment.
-    bound = delta * space.m
-    return EquilibriumReport(
-        holds=not violations,
-        holds_true_valuations=not violations_true,
-        increment=delta,
-        bidders=tuple(checks),
-        violations=tuple(violations),
-        violations_true=tuple(violations_true),
-        welfare=welfare,
-        efficient_welfare=efficient.welfare,
-        efficient_allocation=efficient.allocation,
-        efficiency_gap=efficient.welfare - welfare,
-        efficiency_bound=bound,
-        efficiency_bound_holds=welfare >= efficient.welfare - bound - tol,
-    )
+    if not unsold_priced:
+        return None
+    bundle = tuple(space.products[i] for i in unsold_priced)
+    return unsold_violation(bundle, float(sum(price_list[i] for i in unsold_priced)))
