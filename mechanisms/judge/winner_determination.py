@@ -131,18 +131,7 @@ def solve_winner_determination(products: Sequence[str], bids: XorBids) -> Winner
     """
     market = _validated_market(products, bids)
     if not market.bundles:
-        zero = {p: 0.0 for p in market.products}
-        return WinnerDetermination(
-            welfare=0.0,
-            allocation={b: frozenset() for b in market.bidders},
-            lp_value=0.0,
-            lp_gap=0.0,
-            walrasian_exists=True,
-            prices=dict(zero),
-            utilities={b: 0.0 for b in market.bidders},
-            minimal_prices=dict(zero),
-            maximal_prices=dict(zero),
-        )
+        return _empty_determination(market)
 
     rows, bid_products, bidder_rows = _incidence(market)
     n_rows = rows.shape[0]
@@ -152,15 +141,7 @@ def solve_winner_determination(products: Sequence[str], bids: XorBids) -> Winner
     lp_value = float(-lp.fun)
 
     allocation, welfare = _integer_optimum(market, rows)
-
-    raw_gap = lp_value - welfare
-    tol = _REL_TOL * max(1.0, abs(lp_value))
-    if raw_gap < -1e3 * tol:
-        raise MechanismError(
-            f"winner determination: integer welfare {welfare:.10g} exceeds the LP bound {lp_value:.10g}; "
-            "the solver results are inconsistent"
-        )
-    lp_gap = raw_gap if raw_gap > tol else 0.0
+    lp_gap = _integrality_gap(lp_value, welfare)
     walrasian = lp_gap == 0.0
 
     prices = minimal = maximal = utilities = None
@@ -183,6 +164,34 @@ def solve_winner_determination(products: Sequence[str], bids: XorBids) -> Winner
         minimal_prices=minimal,
         maximal_prices=maximal,
     )
+
+
+def _empty_determination(market: _Market) -> WinnerDetermination:
+    """No bids: nothing is sold, and every product at price 0 is an equilibrium."""
+    zero = {p: 0.0 for p in market.products}
+    return WinnerDetermination(
+        welfare=0.0,
+        allocation={b: frozenset() for b in market.bidders},
+        lp_value=0.0,
+        lp_gap=0.0,
+        walrasian_exists=True,
+        prices=dict(zero),
+        utilities={b: 0.0 for b in market.bidders},
+        minimal_prices=dict(zero),
+        maximal_prices=dict(zero),
+    )
+
+
+def _integrality_gap(lp_value: float, welfare: float) -> float:
+    """lp_value - welfare, 0 within round-off; an integer optimum above the LP bound is a solver fault."""
+    raw_gap = lp_value - welfare
+    tol = _REL_TOL * max(1.0, abs(lp_value))
+    if raw_gap < -1e3 * tol:
+        raise MechanismError(
+            f"winner determination: integer welfare {welfare:.10g} exceeds the LP bound {lp_value:.10g}; "
+            "the solver results are inconsistent"
+        )
+    return raw_gap if raw_gap > tol else 0.0
 
 
 def _fmt(bundle: frozenset[str], products: Sequence[str]) -> str:
