@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import pyomo.environ as pyo
-from pyomo.opt import TerminationCondition
+from pyomo.opt import SolverResults, TerminationCondition
 
 from grid.errors import GridError, SolverError
 from grid.solvers.names import SOLVERS  # noqa: E402  (re-exported: the one list of names)
@@ -215,6 +215,25 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
     check_solver(solver)
     size = _model_size(model)
     started = time.perf_counter()
+    results, glpk_log = _run_milp(model, solver, mip_gap, time_limit, what)
+    seconds = time.perf_counter() - started
+    status = _milp_status(results.solver.termination_condition, solver, what)
+    _load_incumbent(model, results, solver, what, more_time)
+    objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))
+    bound = results.problem.lower_bound
+    finite = bound is not None and math.isfinite(float(bound))
+    if status == "optimal":
+        bound = min(float(bound), objective) if finite else objective
+    else:
+        bound = float(bound) if finite else _glpk_bound(glpk_log)
+        if max(0.0, objective - bound) / max(1.0, abs(objective)) <= mip_gap * (1 + 1e-9):
+            status = "optimal"  # proven within the requested gap
+    return MilpOutcome(solver, status, objective, bound, seconds, **size)
+
+
+def _run_milp(model: pyo.ConcreteModel, solver: str, mip_gap: float, time_limit: float | None,
+              what: str) -> tuple[SolverResults, str]:
+    """The solver's results, and GLPK's log (empty for HiGHS), which alone holds GLPK's bound."""
     try:
         glpk_log = ""
         if solver == "glpk":
@@ -230,19 +249,25 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
         raise
     except Exception as exc:  # never let a raw Pyomo/solver traceback reach the user
         raise SolverError(f"solver {solver!r} failed on {what} ({_first_line(exc)}); try the other solver") from None
-    seconds = time.perf_counter() - started
-    condition = results.solver.termination_condition
+    return results, glpk_log
+
+
+def _milp_status(condition: TerminationCondition, solver: str, what: str) -> str:
+    """The outcome's status, "optimal" or "time_limit" (an incumbent may be loaded); any other stop
+    is an error."""
     if condition == TerminationCondition.optimal:
-        status = "optimal"
-    elif condition in (TerminationCondition.maxTimeLimit, TerminationCondition.maxIterations,
-                       TerminationCondition.feasible):
+        return "optimal"
+    if condition in (TerminationCondition.maxTimeLimit, TerminationCondition.maxIterations,
+                     TerminationCondition.feasible):
         # GLPK reports "feasible" both when it stops at the gap tolerance and at its time limit;
-        # the bounds below tell which.
-        status = "time_limit"
-    elif condition in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
+        # the bounds tell which.
+        return "time_limit"
+    if condition in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
         raise SolverError(f"{what} is infeasible ({solver}); check the data it was built from")
-    else:
-        raise SolverError(f"solver {solver!r} stopped on {what} with termination {condition}; try the other solver")
+    raise SolverError(f"solver {solver!r} stopped on {what} with termination {condition}; try the other solver")
+
+
+def _load_incumbent(model: pyo.ConcreteModel, results: SolverResults, solver: str, what: str, more_time: str) -> None:
     # A time-limit stop is reported in the outcome (status and gap); Pyomo's warning about loading
     # an "aborted" solve's incumbent would only repeat it, on the user's terminal.
     pyomo_log = logging.getLogger("pyomo.core")
@@ -255,16 +280,6 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
                           f"({_first_line(exc)}); {more_time}") from None
     finally:
         pyomo_log.setLevel(level)
-    objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))
-    bound = results.problem.lower_bound
-    finite = bound is not None and math.isfinite(float(bound))
-    if status == "optimal":
-        bound = min(float(bound), objective) if finite else objective
-    else:
-        bound = float(bound) if finite else _glpk_bound(glpk_log)
-        if max(0.0, objective - bound) / max(1.0, abs(objective)) <= mip_gap * (1 + 1e-9):
-            status = "optimal"  # proven within the requested gap
-    return MilpOutcome(solver, status, objective, bound, seconds, **size)
 
 
 def _model_size(model: pyo.ConcreteModel) -> dict[str, int]:
