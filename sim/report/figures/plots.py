@@ -11,13 +11,18 @@ from __future__ import annotations
 import math
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Collection, Mapping
 
 from grid.network.network import Network
 
 if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
 __all__ = [
     "DEFAULT_FIRM_TITLE",
@@ -146,37 +151,15 @@ def _draw(
     flexible_title: str,
     dpi: int,
 ) -> Figure:
-    import numpy as np
-    from matplotlib import colormaps, patheffects
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
-    from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
-    n = len(xy)
-    points = np.asarray(xy, dtype=float).reshape(n, 2)
-    index = {bus: position for position, bus in enumerate(network.bus_numbers)}
-    ends = np.array([(index[line.from_bus], index[line.to_bus]) for line in network.lines], dtype=np.int64).reshape(-1, 2)
-    segments = points[ends]  # (lines, 2 ends, x/y)
-    is_blocked = np.zeros(len(ends), dtype=bool)
-    is_blocked[blocked] = True
-
-    # Marker areas shrink with the bus count so 10,000 buses stay distinguishable; 60 buses get
-    # the full size that room for labels allows.
-    scale = min(1.0, max(0.12, math.sqrt(LABEL_LIMIT / n)))
-    size_low, size_high, dot = 30.0 * scale, 300.0 * scale, 14.0 * scale
-    line_width = 1.0 if n <= LABEL_LIMIT else (0.6 if n <= 2000 else 0.35)
+    shape = _map_shape(network, xy, blocked)
     largest = max(max(firm), max(flexible))
     # All zero still needs a valid scale; 1 MW keeps the colour bar readable.
     norm = Normalize(vmin=0.0, vmax=largest if largest > 0 else 1.0)
-    reference = index[network.reference_bus]
-    # Fit the panels to the drawing, not to the unit box: a wide meshed layout would otherwise sit
-    # in a strip of a square panel.
-    low, high = points.min(axis=0), points.max(axis=0)
-    margin = 0.04 * float((high - low).max()) or 0.5
-
     # Fixed panel boxes instead of constrained layout: it measured every text twice per save and
     # cost more than the drawing itself. Equal aspect shrinks each panel inside its box.
     figure = Figure(figsize=FIGURE_SIZE_IN, dpi=dpi)
@@ -184,64 +167,134 @@ def _draw(
     left = figure.add_axes((0.015, 0.12, 0.44, 0.78))
     axes = (left, figure.add_axes((0.47, 0.12, 0.44, 0.78), sharex=left, sharey=left))
     for ax, values, subtitle in ((axes[0], firm, firm_title), (axes[1], flexible, flexible_title)):
-        mw = np.asarray(values, dtype=float)
-        ax.set_title(subtitle)
-        ax.set_aspect("equal")
-        ax.set_xlim(low[0] - margin, high[0] + margin)
-        ax.set_ylim(low[1] - margin, high[1] + margin)
-        ax.set_axis_off()  # layout coordinates carry no meaning a reader could use
-        ax.add_collection(LineCollection(segments[~is_blocked], colors=_LINE_GREY, linewidths=line_width, zorder=1))
-        if blocked:
-            ax.add_collection(
-                LineCollection(segments[is_blocked], colors=_BLOCKED_RED, linewidths=max(2.5 * line_width + 0.5, 1.5), zorder=2)
-            )
-        empty = mw <= 0
-        # Marker area per bus (points^2), kept to push each bus-number label clear of its marker.
-        area = np.where(empty, dot, size_low + (size_high - size_low) * mw / norm.vmax)
-        ax.scatter(points[empty, 0], points[empty, 1], s=dot, c=_DOT_GREY, linewidths=0, zorder=3)
-        # Largest first so small markers are drawn on top rather than hidden; stable for ties.
-        order = np.flatnonzero(~empty)
-        order = order[np.argsort(-mw[order], kind="stable")]
-        ax.scatter(
-            points[order, 0], points[order, 1], s=area[order],
-            c=mw[order], cmap=_COLORMAP, norm=norm,
-            edgecolors="0.15", linewidths=0.4 if n <= 2000 else 0.2, zorder=4,
-        )
-        if highlighted:
-            ring = size_high * 1.6
-            area[highlighted] = np.maximum(area[highlighted], ring)
-            ax.scatter(
-                points[highlighted, 0], points[highlighted, 1], s=ring,
-                facecolors="none", edgecolors="black", linewidths=1.4, zorder=5,
-            )
-        square = max(size_high, 40.0)
-        # A square's corner reaches sqrt(2) times further than a circle of the same area.
-        area[reference] = max(area[reference], 2.0 * square)
-        ax.scatter(
-            points[reference, 0], points[reference, 1], s=square, marker="s",
-            facecolors="none", edgecolors="black", linewidths=1.2, zorder=6,
-        )
-        if n <= LABEL_LIMIT:
-            # A white halo keeps a number legible where a line runs through it.
-            halo = [patheffects.withStroke(linewidth=2.0, foreground="white")]
-            # Diagonal offset of (radius / sqrt 2 + 2) points puts the label just past the marker.
-            offsets = np.sqrt(area) / 2.0 / math.sqrt(2.0) + 2.0
-            for position, bus in enumerate(network.bus_numbers):
-                shift = float(offsets[position])
-                ax.annotate(
-                    str(bus), points[position], xytext=(shift, shift), textcoords="offset points",
-                    fontsize=7, color="0.25", zorder=7, path_effects=halo,
-                )
-        served = int((~empty).sum())
-        ax.annotate(
-            f"{served} bus{'es' if served != 1 else ''} with capacity, {mw.sum():.1f} MW in total",
-            (0.0, 0.0), xycoords="axes fraction", xytext=(0, -10), textcoords="offset points",
-            fontsize=9, color="0.3", va="top",
-        )
+        _draw_panel(ax, shape, values, subtitle, norm, highlighted)
 
     colorbar = figure.colorbar(ScalarMappable(norm=norm, cmap=_COLORMAP), cax=figure.add_axes((0.93, 0.2, 0.012, 0.62)))
     colorbar.set_label("MW")
     figure.suptitle(title, fontsize=14, y=0.975)
+    handles = _legend_handles(bool(blocked), bool(highlighted))
+    figure.legend(handles=handles, loc="lower center", ncols=len(handles), frameon=False, fontsize=9)
+    return figure
+
+
+@dataclass(frozen=True, eq=False)
+class _MapShape:
+    """What both panels share: where buses and lines are drawn, and how big."""
+
+    bus_numbers: tuple[int, ...]
+    points: np.ndarray                # (buses, x/y)
+    segments: np.ndarray              # (lines, 2 ends, x/y)
+    is_blocked: np.ndarray            # (lines,)
+    any_blocked: bool
+    reference: int                    # the reference bus's position
+    size_low: float                   # marker areas (points^2): the smallest capacity, the largest,
+    size_high: float
+    dot: float                        # and a bus without capacity
+    line_width: float
+    low: np.ndarray                   # the drawing's lower-left and upper-right corners
+    high: np.ndarray
+    margin: float
+
+
+def _map_shape(network: Network, xy: list[tuple[float, float]], blocked: list[int]) -> _MapShape:
+    import numpy as np
+
+    n = len(xy)
+    points = np.asarray(xy, dtype=float).reshape(n, 2)
+    index = {bus: position for position, bus in enumerate(network.bus_numbers)}
+    ends = np.array([(index[line.from_bus], index[line.to_bus]) for line in network.lines], dtype=np.int64).reshape(-1, 2)
+    is_blocked = np.zeros(len(ends), dtype=bool)
+    is_blocked[blocked] = True
+    # Marker areas shrink with the bus count so 10,000 buses stay distinguishable; 60 buses get
+    # the full size that room for labels allows.
+    scale = min(1.0, max(0.12, math.sqrt(LABEL_LIMIT / n)))
+    # Fit the panels to the drawing, not to the unit box: a wide meshed layout would otherwise sit
+    # in a strip of a square panel.
+    low, high = points.min(axis=0), points.max(axis=0)
+    return _MapShape(
+        bus_numbers=tuple(network.bus_numbers), points=points, segments=points[ends], is_blocked=is_blocked,
+        any_blocked=bool(blocked), reference=index[network.reference_bus],
+        size_low=30.0 * scale, size_high=300.0 * scale, dot=14.0 * scale,
+        line_width=1.0 if n <= LABEL_LIMIT else (0.6 if n <= 2000 else 0.35),
+        low=low, high=high, margin=0.04 * float((high - low).max()) or 0.5,
+    )
+
+
+def _draw_panel(ax: Axes, shape: _MapShape, values: list[float], subtitle: str, norm: Normalize,
+                highlighted: list[int]) -> None:
+    """One panel: the lines, a marker per bus sized and coloured by its MW, the rings and the
+    reference bus's box, the bus numbers (on small networks) and the panel's total."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    n, points, line_width = len(shape.points), shape.points, shape.line_width
+    mw = np.asarray(values, dtype=float)
+    ax.set_title(subtitle)
+    ax.set_aspect("equal")
+    ax.set_xlim(shape.low[0] - shape.margin, shape.high[0] + shape.margin)
+    ax.set_ylim(shape.low[1] - shape.margin, shape.high[1] + shape.margin)
+    ax.set_axis_off()  # layout coordinates carry no meaning a reader could use
+    ax.add_collection(LineCollection(shape.segments[~shape.is_blocked], colors=_LINE_GREY, linewidths=line_width,
+                                     zorder=1))
+    if shape.any_blocked:
+        ax.add_collection(LineCollection(shape.segments[shape.is_blocked], colors=_BLOCKED_RED,
+                                         linewidths=max(2.5 * line_width + 0.5, 1.5), zorder=2))
+    empty = mw <= 0
+    # Marker area per bus (points^2), kept to push each bus-number label clear of its marker.
+    area = np.where(empty, shape.dot, shape.size_low + (shape.size_high - shape.size_low) * mw / norm.vmax)
+    ax.scatter(points[empty, 0], points[empty, 1], s=shape.dot, c=_DOT_GREY, linewidths=0, zorder=3)
+    # Largest first so small markers are drawn on top rather than hidden; stable for ties.
+    order = np.flatnonzero(~empty)
+    order = order[np.argsort(-mw[order], kind="stable")]
+    ax.scatter(
+        points[order, 0], points[order, 1], s=area[order],
+        c=mw[order], cmap=_COLORMAP, norm=norm,
+        edgecolors="0.15", linewidths=0.4 if n <= 2000 else 0.2, zorder=4,
+    )
+    if highlighted:
+        ring = shape.size_high * 1.6
+        area[highlighted] = np.maximum(area[highlighted], ring)
+        ax.scatter(
+            points[highlighted, 0], points[highlighted, 1], s=ring,
+            facecolors="none", edgecolors="black", linewidths=1.4, zorder=5,
+        )
+    square = max(shape.size_high, 40.0)
+    # A square's corner reaches sqrt(2) times further than a circle of the same area.
+    area[shape.reference] = max(area[shape.reference], 2.0 * square)
+    ax.scatter(
+        points[shape.reference, 0], points[shape.reference, 1], s=square, marker="s",
+        facecolors="none", edgecolors="black", linewidths=1.2, zorder=6,
+    )
+    if n <= LABEL_LIMIT:
+        _label_buses(ax, shape, area)
+    served = int((~empty).sum())
+    ax.annotate(
+        f"{served} bus{'es' if served != 1 else ''} with capacity, {mw.sum():.1f} MW in total",
+        (0.0, 0.0), xycoords="axes fraction", xytext=(0, -10), textcoords="offset points",
+        fontsize=9, color="0.3", va="top",
+    )
+
+
+def _label_buses(ax: Axes, shape: _MapShape, area: np.ndarray) -> None:
+    """Each bus's number just past its marker (``area``, points^2)."""
+    import numpy as np
+    from matplotlib import patheffects
+
+    # A white halo keeps a number legible where a line runs through it.
+    halo = [patheffects.withStroke(linewidth=2.0, foreground="white")]
+    # Diagonal offset of (radius / sqrt 2 + 2) points puts the label just past the marker.
+    offsets = np.sqrt(area) / 2.0 / math.sqrt(2.0) + 2.0
+    for position, bus in enumerate(shape.bus_numbers):
+        shift = float(offsets[position])
+        ax.annotate(
+            str(bus), shape.points[position], xytext=(shift, shift), textcoords="offset points",
+            fontsize=7, color="0.25", zorder=7, path_effects=halo,
+        )
+
+
+def _legend_handles(blocked: bool, highlighted: bool) -> list[Line2D]:
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
 
     handles = [
         Line2D([], [], color=_LINE_GREY, linewidth=1.5, label="line"),
@@ -257,8 +310,7 @@ def _draw(
     if highlighted:
         handles.append(Line2D([], [], linestyle="none", marker="o", markersize=11, markerfacecolor="none",
                               markeredgecolor="black", markeredgewidth=1.4, label="highlighted bus"))
-    figure.legend(handles=handles, loc="lower center", ncols=len(handles), frameon=False, fontsize=9)
-    return figure
+    return handles
 
 
 def figure_bytes(drawers: Mapping[str, Callable[[Path], None]]) -> dict[str, bytes]:
