@@ -227,9 +227,9 @@ def _checked_inputs(generators: tuple[DistributedGenerator, ...], sites: tuple[D
 class _UpperLevel:
     """The aggregator's rows on the KKT model, and its payment as it grows term by term.
 
-    A builder rather than one long function; every row, bit and term is added in the order the
-    single function added them, so the model, and with it the solver's choice among ties, is the
-    same.
+    Rows, bits and payment terms go in site by site, phase by phase, always in the same order:
+    the solver's choice among equally good decisions follows it, and the study promises the same
+    files for the same config.
     """
 
     kkt: KKTSystem
