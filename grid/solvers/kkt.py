@@ -30,7 +30,10 @@ from typing import Sequence
 
 import pyomo.environ as pyo
 from pyomo.repn import generate_standard_repn
-from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler, LinearStandardFormInfo
+from pyomo.repn.plugins.standard_form import (
+    LinearStandardFormCompiler,
+    LinearStandardFormInfo,
+)
 
 from grid.errors import GridError
 
