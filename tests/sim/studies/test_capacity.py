@@ -188,6 +188,7 @@ def test_a_run_carries_a_matpower_file_and_parquet_scenarios_and_reruns(tmp_path
     assert "--demand applies to a case target" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("solver", ["highs", "glpk"])
 def test_the_report_on_stdout_is_only_the_report(tmp_path, solver):
     # HiGHS prints a banner from C the first time a process makes a solver; a fresh process
