@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,12 +123,14 @@ def test_the_table_has_one_row_per_run_with_failures_recorded(reference):
     assert list(timings["run"]) == list(table["run"]) and (timings["seconds"] >= 0).all()
 
 
+@pytest.mark.slow
 def test_a_process_pool_gives_the_same_table(reference, tmp_path):
     result = run_sweep(_sweep(tmp_path, SWEEP), tmp_path / "out", workers=2, quiet=True)
     assert result.runs == 12
     assert (tmp_path / "out" / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_dask_local_cluster_gives_the_same_table(reference, tmp_path):
     from distributed import LocalCluster
 
@@ -136,34 +139,39 @@ def test_a_dask_local_cluster_gives_the_same_table(reference, tmp_path):
     assert (tmp_path / "out" / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
 
 
-def test_a_sweep_killed_mid_way_resumes_the_missing_runs_to_the_same_table(tmp_path):
-    """SIGKILL the sweep's whole process group once some runs are recorded; the same command then
-    runs only the rest and writes the uninterrupted sweep's table, byte for byte. 40 runs, so
-    that many are still missing when the kill lands."""
-    data = {"seeds": {"count": 20}, "grid": {"auction.increment": [1, 2]}}
-    uninterrupted = run_sweep(_sweep(tmp_path, data, "whole.toml"), tmp_path / "whole", workers=2, quiet=True)
-    assert uninterrupted.runs == 40
-    path = _sweep(tmp_path, data)
+@pytest.mark.slow
+def test_a_sweep_killed_mid_way_resumes_the_missing_runs_to_the_same_table(reference, tmp_path):
+    """SIGKILL the sweep's whole process group with some runs recorded and others half-written;
+    the same sweep then runs only the rest, clears the half-written folders and writes the
+    uninterrupted sweep's table, byte for byte. The killed sweep's workers stall from run 5 on
+    (tests/sweep_crash.py), so the kill lands with exactly runs 1-4 and the 4 invalid ones recorded."""
+    from tests.sweep_crash import STALL_FROM
+
+    path = _sweep(tmp_path, SWEEP)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "sim.cli", "sweep", str(path), "--out", str(out), "--workers", "2", "--quiet"]
-    process = subprocess.Popen(command, cwd=REPO, start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    driver = "import sys; from tests.sweep_crash import stalled_sweep; sys.exit(stalled_sweep(*sys.argv[1:]))"
+    process = subprocess.Popen([sys.executable, "-c", driver, str(path), str(out)], cwd=REPO, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    invalid = 4  # increment -1: recorded as failed before any run starts
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((out / "records").glob("*.json"))) < 4:
+    while time.monotonic() < deadline and (len(list((out / "records").glob("*.json"))) < STALL_FROM + invalid
+                                           or len(list((out / "runs").glob(".run-*"))) < 2):
         time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    recorded = len(list((out / "records").glob("*.json")))
-    assert 4 <= recorded < 40 and not (out / "results.parquet").exists()
-    result = run_sweep(path, out, workers=2, quiet=True)
-    assert result.ran == 40 - recorded
-    assert (out / "results.parquet").read_bytes() == (tmp_path / "whole" / "results.parquet").read_bytes()
+    assert len(list((out / "records").glob("*.json"))) == STALL_FROM + invalid
+    assert len(list((out / "runs").glob(".run-*"))) == 2  # the two stalled workers' half-written runs
+    assert not (out / "results.parquet").exists()
+    result = run_sweep(path, out, workers=1, quiet=True)
+    assert result.ran == 12 - STALL_FROM - invalid
+    assert not list((out / "runs").glob(".run-*"))
+    assert (out / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
 
 
 def test_another_sweep_in_the_directory_needs_force(reference, tmp_path, capsys):
-    path = _sweep(tmp_path, SWEEP)
     out = tmp_path / "out"
-    run_sweep(path, out, workers=1, quiet=True)
+    shutil.copytree(reference, out)
     other = _sweep(tmp_path, {**SWEEP, "seeds": [7]}, "other.toml")
     assert main(["sweep", str(other), "--out", str(out), "--quiet"]) == 2
     assert "holds a different sweep; choose another --out, or pass --force" in capsys.readouterr().err
@@ -257,6 +265,7 @@ def test_results_plots_a_chosen_metric_against_a_parameter(reference, capsys):
     assert "--metric: 'closed_by' is not a numeric column" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_its_run_only(tmp_path):
     """A run that kills its worker process is recorded as failed; every other run completes."""
     from sim.studies.sweep import WORKER_DIED, _on_pool
