@@ -13,6 +13,10 @@ from grid.feeder.opf import power_flow
 from grid.network.three_phase import delta_to_wye, load_ieee37
 from tests.conftest import need_glpk
 
+# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
+# once: the SVG instance's 108 OPF solves.
+pytestmark = pytest.mark.xdist_group("three_phase")
+
 
 @pytest.fixture(scope="module")
 def feeder():
@@ -260,17 +264,19 @@ def test_one_model_solved_at_many_decisions_is_the_opf_at_each(feeder):
     sites = (DataCenterSite(738, max_kw=270.0, power_factor=0.9, svg_kvar=40.0),
              DataCenterSite(725, max_kw=270.0, power_factor=0.9))
     opf_at = _opf_on_one_model(feeder, LATERAL_DG, settings, sites)
-    decisions = [Decision({738: 180.0, 725: 90.0}, {738: np.array([40.0, 0.0, -40.0])}),
-                 Decision({738: 0.0, 725: 270.0}), Decision({738: 180.0, 725: 90.0}, {738: np.array([40.0, 0.0, -40.0])})]
-    for decision in decisions:
+    with_svg = Decision({738: 180.0, 725: 90.0}, {738: np.array([40.0, 0.0, -40.0])})
+    for decision in (with_svg, Decision({738: 0.0, 725: 270.0}), with_svg):
         mine, fresh = opf_at(decision), dso_opf(feeder, LATERAL_DG, settings, **decision.opf_inputs(sites))
         assert mine.cost_per_h == pytest.approx(fresh.cost_per_h, rel=1e-9)
         for bus in fresh.dlmp_p:
             np.testing.assert_allclose(mine.dlmp_p[bus], fresh.dlmp_p[bus], atol=1e-6)
             np.testing.assert_allclose(mine.dlmp_q[bus], fresh.dlmp_q[bus], atol=1e-6)
             np.testing.assert_allclose(mine.voltage_pu[bus], fresh.voltage_pu[bus], atol=1e-9)
-    with pytest.raises(InfeasibleNetworkError):  # as dso_opf: too much load for the floor
-        _opf_on_one_model(feeder, (), settings, sites)(Decision({738: 270.0, 725: 0.0}))
+    crowded = Decision({738: 270.0, 725: 0.0})  # without the generator, too much load for the floor
+    with pytest.raises(InfeasibleNetworkError):
+        dso_opf(feeder, (), settings, **crowded.opf_inputs(sites))
+    with pytest.raises(InfeasibleNetworkError):
+        _opf_on_one_model(feeder, (), settings, sites)(crowded)
 
 
 def _enumerated_payments(feeder, generators, settings, sites, workload, svg_choices):
