@@ -181,7 +181,8 @@ def test_another_sweep_in_the_directory_needs_force(reference, tmp_path, capsys)
     other = _sweep(tmp_path, {**SWEEP, "seeds": [7]}, "other.toml")
     assert main(["sweep", str(other), "--out", str(out), "--quiet"]) == 2
     assert "holds a different sweep; choose another --out, or pass --force" in capsys.readouterr().err
-    assert main(["sweep", str(other), "--out", str(out), "--quiet", "--force"]) == 0
+    # In process (--workers 1): the guard is the point here, not the executor.
+    assert main(["sweep", str(other), "--out", str(out), "--quiet", "--force", "--workers", "1"]) == 0
     assert len(pd.read_parquet(out / "results.parquet")) == 3
 
 
