@@ -33,11 +33,11 @@ def stalling_run(spec, **task):
 
 
 def stalled_sweep(sweep: str, out: str) -> int:
-    """`dcmarket sweep SWEEP --out OUT --workers 2` with stalling_run as every worker's task, so
-    that a test can kill it with exactly the runs before STALL_FROM recorded."""
+    """`dcmarket sweep SWEEP --out OUT` on a pool of one spawned worker whose task is
+    stalling_run, so that a test can kill it with exactly the runs before STALL_FROM recorded."""
     from sim.cli import main
     from sim.studies import sweep as module
 
     pool = module._on_pool
-    module._on_pool = lambda pending, task, workers: pool(pending, task, workers, work=stalling_run)
-    return main(["sweep", sweep, "--out", out, "--workers", "2", "--quiet"])
+    module._on_pool = lambda pending, task, workers: pool(pending, task, 1, work=stalling_run)
+    return main(["sweep", sweep, "--out", out, "--workers", "2", "--quiet"])  # 2: through _on_pool
