@@ -353,7 +353,8 @@ def _svg_enumeration(feeder, generators, settings, sites, workload):
 
 
 @pytest.mark.parametrize("price_bound", [1e4, 1e5])
-@pytest.mark.parametrize("linearization", ["mccormick", "strong-duality"])
+@pytest.mark.parametrize("linearization", [pytest.param("mccormick", marks=pytest.mark.slow),  # McCormick's MILP
+                                           "strong-duality"])
 def test_bilevel_with_reactive_power_and_an_svg_equals_enumeration(feeder, price_bound, linearization):
     """Data centers at power factor 0.9 and a +-40 kvar SVG per phase at bus 738 (three levels per
     phase, 27 settings): the MILP's payment and decision against all 4 x 27 decisions. The SVG
