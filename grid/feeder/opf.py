@@ -167,8 +167,16 @@ def dso_opf(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ..
     """Solve the OPF (``build_opf_model``) and read its prices."""
     m = build_opf_model(feeder, generators, settings, extra_kw=extra_kw, extra_kvar=extra_kvar,
                         svg_kvar=svg_kvar, solver=solver)
+    return solve_opf(m, feeder, generators, settings, solver)
+
+
+def solve_opf(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
+              settings: OpfSettings = OpfSettings(), solver: str = "highs") -> OpfResult:
+    """Solve a model of ``build_opf_model`` and read its prices. The model may be solved again
+    after its fixed ``dc_p``/``dc_q`` are moved (tests enumerate decisions on one model)."""
     load_buses = [b for b in feeder.buses if b != feeder.head_bus]
-    m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+    if m.component("dual") is None:
+        m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
     status = solve(m, solver, exact_check=True)
     if status != "optimal":
         raise InfeasibleNetworkError(

@@ -13,6 +13,10 @@ from grid.feeder.opf import power_flow
 from grid.network.three_phase import delta_to_wye, load_ieee37
 from tests.conftest import need_glpk
 
+# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
+# once: the SVG instance's 108 OPF solves.
+pytestmark = pytest.mark.xdist_group("three_phase")
+
 
 @pytest.fixture(scope="module")
 def feeder():
@@ -185,7 +189,7 @@ def test_an_infeasible_voltage_floor_is_one_line_naming_the_fix(feeder):
 import pyomo.environ as pyo  # noqa: E402
 
 from grid.errors import SolverError  # noqa: E402
-from grid.feeder.opf import build_opf_model  # noqa: E402
+from grid.feeder.opf import build_opf_model, solve_opf  # noqa: E402
 from grid.solvers.kkt import kkt_system  # noqa: E402
 from grid.solvers.solve import solve_milp  # noqa: E402
 
@@ -239,10 +243,50 @@ from grid.feeder.bilevel import (  # noqa: E402
 )
 
 
+def _opf_on_one_model(feeder, generators, settings, sites):
+    """The DSO's OPF at any decision on ``sites``, on one model built once: the sites' load and
+    net reactive power (less the SVG's) are its fixed ``dc_p``/``dc_q``, moved before each solve."""
+    model = build_opf_model(feeder, generators, settings, decided_load_buses=tuple(s.bus for s in sites))
+
+    def at(decision):
+        inputs = decision.opf_inputs(sites)
+        for s in sites:
+            net = inputs["extra_kvar"][s.bus] - inputs["svg_kvar"].get(s.bus, np.zeros(3))
+            for k in range(3):
+                model.dc_p[s.bus, k].fix(inputs["extra_kw"][s.bus][k] / 1e3)
+                model.dc_q[s.bus, k].fix(net[k] / 1e3)
+        return solve_opf(model, feeder, generators, settings)
+
+    return at
+
+
+def test_one_model_solved_at_many_decisions_is_the_opf_at_each(feeder):
+    """What the enumerations below rest on: moving the fixed loads of one model and solving it
+    again gives the OPF built afresh at each decision, back and forth."""
+    settings = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=1.0, v_min_pu=0.95)
+    sites = (DataCenterSite(738, max_kw=270.0, power_factor=0.9, svg_kvar=40.0),
+             DataCenterSite(725, max_kw=270.0, power_factor=0.9))
+    opf_at = _opf_on_one_model(feeder, LATERAL_DG, settings, sites)
+    with_svg = Decision({738: 180.0, 725: 90.0}, {738: np.array([40.0, 0.0, -40.0])})
+    for decision in (with_svg, Decision({738: 0.0, 725: 270.0}), with_svg):
+        mine, fresh = opf_at(decision), dso_opf(feeder, LATERAL_DG, settings, **decision.opf_inputs(sites))
+        assert mine.cost_per_h == pytest.approx(fresh.cost_per_h, rel=1e-9)
+        for bus in fresh.dlmp_p:
+            np.testing.assert_allclose(mine.dlmp_p[bus], fresh.dlmp_p[bus], atol=1e-6)
+            np.testing.assert_allclose(mine.dlmp_q[bus], fresh.dlmp_q[bus], atol=1e-6)
+            np.testing.assert_allclose(mine.voltage_pu[bus], fresh.voltage_pu[bus], atol=1e-9)
+    crowded = Decision({738: 270.0, 725: 0.0})  # without the generator, too much load for the floor
+    with pytest.raises(InfeasibleNetworkError):
+        dso_opf(feeder, (), settings, **crowded.opf_inputs(sites))
+    with pytest.raises(InfeasibleNetworkError):
+        _opf_on_one_model(feeder, (), settings, sites)(crowded)
+
+
 def _enumerated_payments(feeder, generators, settings, sites, workload, svg_choices):
     """Every decision: placements of the load in whole steps, times every SVG setting in
     ``svg_choices`` (bus -> list of per-phase kvar arrays). Each is solved as the DSO's OPF and
     paid at its DLMPs (None: the OPF is infeasible)."""
+    opf_at = _opf_on_one_model(feeder, generators, settings, sites)
     out = {}
     steps_total = round(workload.total_kw / workload.step_kw)
     svg_buses = sorted(svg_choices)
@@ -253,7 +297,7 @@ def _enumerated_payments(feeder, generators, settings, sites, workload, svg_choi
             decision = Decision({s.bus: n * workload.step_kw for s, n in zip(sites, steps)},
                                 {b: svg_choices[b][i] for b, i in zip(svg_buses, svg)})
             try:
-                opf = dso_opf(feeder, generators, settings, **decision.opf_inputs(sites))
+                opf = opf_at(decision)
             except GridError:
                 out[steps, svg] = None
                 continue
@@ -312,7 +356,8 @@ def _svg_enumeration(feeder, generators, settings, sites, workload):
 
 
 @pytest.mark.parametrize("price_bound", [1e4, 1e5])
-@pytest.mark.parametrize("linearization", ["mccormick", "strong-duality"])
+@pytest.mark.parametrize("linearization", [pytest.param("mccormick", marks=pytest.mark.slow),  # McCormick's MILP
+                                           "strong-duality"])
 def test_bilevel_with_reactive_power_and_an_svg_equals_enumeration(feeder, price_bound, linearization):
     """Data centers at power factor 0.9 and a +-40 kvar SVG per phase at bus 738 (three levels per
     phase, 27 settings): the MILP's payment and decision against all 4 x 27 decisions. The SVG
@@ -400,9 +445,10 @@ def test_tie_break_rule_picks_the_highest_lowest_site_voltage_among_equal_paymen
     workload = Workload(270.0, 90.0, svg_step_kvar=40.0)
     outcomes = []
     steps_options = [(n, 3 - n) for n in range(4)]
+    opf_at = _opf_on_one_model(feeder, (), settings, sites)
     for (n738, n725), svg in itertools.product(steps_options, SVG_LEVELS):
         decision = Decision({738: n738 * 90.0, 725: n725 * 90.0}, {738: svg})
-        opf = dso_opf(feeder, (), settings, **decision.opf_inputs(sites))
+        opf = opf_at(decision)
         w = np.array([opf.voltage_pu[s.bus] ** 2 for s in sites])
         outcomes.append((aggregator_payment(sites, decision, opf, workload), -w.min(), -w.mean(), (n738, n725), svg))
     payments = [o[0] for o in outcomes]

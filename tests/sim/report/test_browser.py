@@ -22,6 +22,10 @@ from sim.cli import main
 REPO = Path(__file__).resolve().parents[3]
 EXPERIMENTS = REPO / "experiments"
 
+# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
+# once: the browser, the run report.
+pytestmark = pytest.mark.xdist_group("browser")
+
 
 def _chromium() -> str:
     path = os.environ.get("DCMARKET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -69,6 +73,7 @@ def run_report(tmp_path_factory):
     return folder / "run" / "report.html"
 
 
+@pytest.mark.slow
 def test_the_run_report_loads_renders_its_figures_and_steps_through_rounds(browser, run_report):
     page, problems = open_page(browser, run_report.as_uri())
     assert page.title() == "dcmarket run: run"
@@ -93,6 +98,7 @@ def test_the_run_report_loads_renders_its_figures_and_steps_through_rounds(brows
     assert problems == []
 
 
+@pytest.mark.slow
 def test_a_broken_page_is_caught(browser, run_report, tmp_path):
     """The checks above fail on a broken page: a figure that does not decode and a script error."""
     text = run_report.read_text(encoding="utf-8")
@@ -106,6 +112,7 @@ def test_a_broken_page_is_caught(browser, run_report, tmp_path):
     assert page.inner_text("#round-label") == ""  # the stepper never ran
 
 
+@pytest.mark.slow
 def test_the_sweep_report_loads_and_renders_its_figures(browser, tmp_path):
     sweep = tmp_path / "sweep.toml"
     base = os.path.relpath(EXPERIMENTS / "paper_4bus_additive.toml", tmp_path)
@@ -152,6 +159,7 @@ def view_server(tmp_path):
     log.close()
 
 
+@pytest.mark.slow
 def test_the_interactive_view_steps_the_mesa_model(browser, view_server):
     """Mesa's SolaraViz page of the model: round 0 with nobody standing; Mesa's Step button plays
     one round and the standings become round 1's (Example 1: B1 on firm@3 at 5 $)."""

@@ -19,6 +19,10 @@ from tests.conftest import need_glpk
 EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
+# once: the paper case's study.
+pytestmark = pytest.mark.xdist_group("capacity")
+
 
 def _summary(folder: Path) -> dict:
     return json.loads((folder / "summary.json").read_text())
@@ -197,6 +201,7 @@ def test_a_run_carries_a_matpower_file_and_parquet_scenarios_and_reruns(tmp_path
     assert "--demand applies to a case target" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("solver", ["highs", "glpk"])
 def test_the_report_on_stdout_is_only_the_report(tmp_path, solver):
     # HiGHS prints a banner from C the first time a process makes a solver; a fresh process

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil as sh
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +24,10 @@ from sim.studies.sweep import plan_runs, run_sweep
 
 REPO = Path(__file__).resolve().parents[3]
 BASE = REPO / "experiments" / "paper_4bus_additive.toml"
+
+# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
+# once: the reference sweep.
+pytestmark = pytest.mark.xdist_group("sweep")
 
 
 def _sweep(folder: Path, data: dict, name: str = "sweep.toml") -> Path:
@@ -132,53 +136,63 @@ def test_the_table_has_one_row_per_run_with_failures_recorded(reference):
     assert list(timings["run"]) == list(table["run"]) and (timings["seconds"] >= 0).all()
 
 
+@pytest.mark.slow
 def test_a_process_pool_gives_the_same_table(reference, tmp_path):
     result = run_sweep(_sweep(tmp_path, SWEEP), tmp_path / "out", workers=2, quiet=True)
     assert result.runs == 12
     assert (tmp_path / "out" / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_dask_local_cluster_gives_the_same_table(reference, tmp_path):
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    # No dashboard; the scheduler's own HTTP server on a free port, not 8787 (tests run side by side).
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
         run_sweep(_sweep(tmp_path, SWEEP), tmp_path / "out", scheduler=cluster.scheduler_address, quiet=True)
     assert (tmp_path / "out" / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
 
 
-def test_a_sweep_killed_mid_way_resumes_the_missing_runs_to_the_same_table(tmp_path):
-    """SIGKILL the sweep's whole process group once some runs are recorded; the same command then
-    runs only the rest and writes the uninterrupted sweep's table, byte for byte. 40 runs, so
-    that many are still missing when the kill lands."""
-    data = {"seeds": {"count": 20}, "grid": {"auction.increment": [1, 2]}}
-    uninterrupted = run_sweep(_sweep(tmp_path, data, "whole.toml"), tmp_path / "whole", workers=2, quiet=True)
-    assert uninterrupted.runs == 40
-    path = _sweep(tmp_path, data)
+@pytest.mark.slow
+def test_a_sweep_killed_mid_way_resumes_the_missing_runs_to_the_same_table(reference, tmp_path):
+    """SIGKILL the sweep's whole process group with some runs recorded and others half-written;
+    the same sweep then runs only the rest, clears the half-written folders and writes the
+    uninterrupted sweep's table, byte for byte. The killed sweep's workers stall from run 5 on
+    (tests/sweep_crash.py), so the kill lands with exactly runs 1-4 and the 4 invalid ones recorded."""
+    from tests.sweep_crash import STALL_FROM
+
+    path = _sweep(tmp_path, SWEEP)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "sim.cli", "sweep", str(path), "--out", str(out), "--workers", "2", "--quiet"]
-    process = subprocess.Popen(command, cwd=REPO, start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    driver = "import sys; from tests.sweep_crash import stalled_sweep; sys.exit(stalled_sweep(*sys.argv[1:]))"
+    process = subprocess.Popen([sys.executable, "-c", driver, str(path), str(out)], cwd=REPO, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    invalid = 4  # increment -1: recorded as failed before any run starts
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((out / "records").glob("*.json"))) < 4:
+    while time.monotonic() < deadline and (len(list((out / "records").glob("*.json"))) < STALL_FROM + invalid
+                                           or not list((out / "runs").glob(".run-*"))):
         time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    recorded = len(list((out / "records").glob("*.json")))
-    assert 4 <= recorded < 40 and not (out / "results.parquet").exists()
-    result = run_sweep(path, out, workers=2, quiet=True)
-    assert result.ran == 40 - recorded
-    assert (out / "results.parquet").read_bytes() == (tmp_path / "whole" / "results.parquet").read_bytes()
+    assert len(list((out / "records").glob("*.json"))) == STALL_FROM + invalid
+    assert len(list((out / "runs").glob(".run-*"))) == 1  # the stalled worker's half-written run
+    assert not (out / "results.parquet").exists()
+    result = run_sweep(path, out, workers=1, quiet=True)
+    assert result.ran == 12 - STALL_FROM - invalid
+    assert not list((out / "runs").glob(".run-*"))
+    assert (out / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
 
 
 def test_another_sweep_in_the_directory_needs_force(reference, tmp_path, capsys):
-    path = _sweep(tmp_path, SWEEP)
     out = tmp_path / "out"
-    run_sweep(path, out, workers=1, quiet=True)
+    shutil.copytree(reference, out)
     other = _sweep(tmp_path, {**SWEEP, "seeds": [7]}, "other.toml")
     assert main(["sweep", str(other), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"holds a different sweep ({out / 'sweep.toml'} differs from {other}" in err and "choose another --out, or pass --force" in err
-    assert main(["sweep", str(other), "--out", str(out), "--quiet", "--force"]) == 1  # increment -1 fails
+    # In process (--workers 1): the guard is the point here, not the executor.
+    assert main(["sweep", str(other), "--out", str(out), "--quiet", "--force", "--workers", "1"]) == 1  # increment -1 fails
     assert len(pd.read_parquet(out / "results.parquet")) == 3
 
 
@@ -268,6 +282,7 @@ def test_results_plots_a_chosen_metric_against_a_parameter(reference, capsys):
     assert "--metric: 'closed_by' is not a numeric column" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_its_run_only(tmp_path):
     """A run that kills its worker process is recorded as failed; every other run completes."""
     from sim.studies.sweep import WORKER_DIED, _on_pool
@@ -288,7 +303,7 @@ def test_review_fixes_paths_types_records_and_reruns(reference, tmp_path, capsys
     import shutil as sh
 
     odd = tmp_path / "it's [x]*"
-    sh.copytree(reference, odd)
+    shutil.copytree(reference, odd)
     assert main(["results", str(odd), "--group-by", "auction.increment", "--csv"]) == 0
     assert "run-" not in capsys.readouterr().err
     # Every run fails at run time (the case does not exist): the table and the report still work.
@@ -301,7 +316,7 @@ def test_review_fixes_paths_types_records_and_reruns(reference, tmp_path, capsys
     assert main(["report", str(tmp_path / "fail")]) == 0
     # A damaged record (valid JSON, wrong shape) is dropped and its run runs again.
     again = tmp_path / "again"
-    sh.copytree(reference, again)
+    shutil.copytree(reference, again)
     (again / "records" / "run-0002.json").write_text("[]")
     (again / "results.parquet").unlink()
     result = run_sweep(_sweep(tmp_path, SWEEP, "again.toml"), again, workers=1, quiet=True, force=True)
@@ -337,7 +352,7 @@ def test_a_sweep_file_nested_past_the_ceiling_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("how", ["empty", "truncated", "random", "other table"])
 def test_a_damaged_table_names_itself_and_the_sweep_rebuilds_it(reference, tmp_path, capsys, name, how):
     copy = tmp_path / "copy"
-    sh.copytree(reference, copy)
+    shutil.copytree(reference, copy)
     content = (copy / name).read_bytes()
     other = "timings.parquet" if name == "results.parquet" else "results.parquet"
     (copy / name).write_bytes({"empty": b"", "truncated": content[: len(content) // 2], "random": os.urandom(4000),
@@ -357,7 +372,7 @@ def test_a_damaged_table_names_itself_and_the_sweep_rebuilds_it(reference, tmp_p
 
 def test_a_damaged_copy_of_the_sweep_file_or_base_is_named(reference, tmp_path, capsys):
     copy = tmp_path / "copy"
-    sh.copytree(reference, copy)
+    shutil.copytree(reference, copy)
     (copy / "sweep.toml").write_bytes(os.urandom(300))
     assert main(["report", str(copy)]) == 2
     err = capsys.readouterr().err
@@ -365,7 +380,7 @@ def test_a_damaged_copy_of_the_sweep_file_or_base_is_named(reference, tmp_path, 
         "copy the sweep file back over it" in err and err.count("\n") == 1, err
     assert not (copy / "report.html").exists()
     path = _sweep(tmp_path, SWEEP)
-    sh.copy(path, copy / "sweep.toml")
+    shutil.copy(path, copy / "sweep.toml")
     (copy / "base.toml").write_bytes((copy / "base.toml").read_bytes()[:50])
     assert main(["sweep", str(path), "--out", str(copy), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -375,7 +390,7 @@ def test_a_damaged_copy_of_the_sweep_file_or_base_is_named(reference, tmp_path, 
 
 def test_a_record_nested_thousands_deep_is_run_again(reference, tmp_path):
     copy = tmp_path / "copy"
-    sh.copytree(reference, copy)
+    shutil.copytree(reference, copy)
     (copy / "records" / "run-0003.json").write_text("[" * 100_000 + "]" * 100_000)
     result = run_sweep(_sweep(tmp_path, SWEEP), copy, workers=1, quiet=True)
     assert result.ran == 1
@@ -450,7 +465,7 @@ def test_a_full_disk_names_the_file_and_says_so(reference, tmp_path, capsys, mon
         raise OSError(errno.ENOSPC, "No space left on device")
 
     copy = tmp_path / "copy"
-    sh.copytree(reference, copy)
+    shutil.copytree(reference, copy)
     monkeypatch.setattr(Figure, "savefig", full)
     assert main(["sweep", str(_sweep(tmp_path, SWEEP)), "--out", str(copy), "--quiet", "--plots"]) == 2
     err = capsys.readouterr().err
