@@ -9,11 +9,11 @@ separate calls', and checks that the pool's and the cluster's results.parquet ar
 and that each separate run's summary.json equals the sweep's run of the same overrides and seed.
 No timing is asserted.
 
-    .venv/bin/python experiments/bench_sweep.py [--quick] [--seeds N] [--out experiments/out]
+    .venv/bin/python experiments/bench_sweep.py [--quick] [--seeds N] [--increments X ...] [--out experiments/out]
 
 The full run takes about 9 minutes (the separate calls, about 2 s each, dominate); --quick
-(8 runs: 2 increments x 4 seeds) about 40 seconds; --quick --seeds 1 (2 runs, what the test
-runs) about 15 seconds. Writes bench_sweep.csv.
+(8 runs: 2 increments x 4 seeds) about 40 seconds. --seeds and --increments set the sweep's
+size (tests/experiments/test_scripts.py runs one run, on one worker). Writes bench_sweep.csv.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 runs instead of 200")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per increment [default: 50; --quick 4]")
+    parser.add_argument("--increments", type=float, nargs="+", default=None,
+                        help="auction increments [default: 1 2 4 8; --quick 1 2]")
     parser.add_argument("--workers", type=int, default=2, help="pool workers and Dask workers")
     parser.add_argument("--out", type=Path, default=HERE / "out", help=f"folder for {CSV_NAME}")
     args = parser.parse_args(argv)
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             data["grid"] = {"auction.increment": [1, 2]}
         if args.seeds is not None:
             data["seeds"] = {"count": args.seeds}
+        if args.increments is not None:
+            data["grid"] = {"auction.increment": args.increments}
         sweep_file = folder / "sweep.toml"
         sweep_file.write_text(tomli_w.dumps(data))
         specs = plan_runs(read_sweep(sweep_file))

@@ -34,9 +34,9 @@ SCRIPTS = [
     script("bench_auction.py", ["--quick"], "bench_auction.csv", 2),
     # One site, without SVG and with 3 levels: both linearizations, GLPK on strong duality.
     script("bench_dlmp.py", ["--quick", "--sites", "1"], "bench_dlmp.csv", 6),
-    # 2 runs three ways: in process (--workers 1), a one-worker Dask LocalCluster, separate calls
-    # (tests/sim/studies/test_sweep.py runs a sweep on a pool and on a two-worker cluster).
-    script("bench_sweep.py", ["--quick", "--seeds", "1", "--workers", "1"], "bench_sweep.csv", 3),
+    # One run three ways: in process (--workers 1), on a one-worker Dask LocalCluster, as a separate
+    # call (tests/sim/studies/test_sweep.py runs sweeps on a pool and on a two-worker cluster).
+    script("bench_sweep.py", ["--seeds", "1", "--increments", "1", "--workers", "1"], "bench_sweep.csv", 3),
     # Five commands, once each, each a fresh process.
     script("bench_startup.py", ["--repeat", "1"], "bench_startup.csv", 5),
     # One population of each mix, four mechanisms each.
