@@ -1,4 +1,5 @@
-"""Shared test policy: GLPK is optional on a developer's machine and required in CI."""
+"""Shared test policy: GLPK is optional on a developer's machine and required in CI; the modules
+whose tests share an expensive fixture each stay on one pytest-xdist worker."""
 
 from __future__ import annotations
 
@@ -22,3 +23,34 @@ def _glpk_for_glpk_tests(request: pytest.FixtureRequest) -> None:
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("solver") == "glpk":
         need_glpk()
+
+
+# Test modules whose tests share an expensive module fixture (a study run, the reference sweep,
+# the browser, the SVG instance's 108 OPF solves): each runs on one xdist worker, so that the
+# fixture is made once. Every other test goes to the next free worker.
+SHARED_FIXTURE_MODULES = frozenset({
+    "tests/grid/feeder/test_three_phase.py",
+    "tests/sim/report/test_browser.py",
+    "tests/sim/studies/test_auction.py",
+    "tests/sim/studies/test_capacity.py",
+    "tests/sim/studies/test_plan.py",
+    "tests/sim/studies/test_price.py",
+    "tests/sim/studies/test_sweep.py",
+})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` (pyproject's addopts) with the groups above. pytest-xdist marks a group
+    by a suffix on the node id, which pytest 9.2's structured node ids drop without a word
+    (pytest-xdist issue 1386), so the groups are named here, by module, for its scheduler."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in SHARED_FIXTURE_MODULES else nodeid
+
+    return SharedFixtureModules(config, log)

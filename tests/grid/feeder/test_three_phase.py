@@ -13,10 +13,6 @@ from grid.feeder.opf import power_flow
 from grid.network.three_phase import delta_to_wye, load_ieee37
 from tests.conftest import need_glpk
 
-# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
-# once: the SVG instance's 108 OPF solves.
-pytestmark = pytest.mark.xdist_group("three_phase")
-
 
 @pytest.fixture(scope="module")
 def feeder():

@@ -22,10 +22,6 @@ from sim.cli import main
 REPO = Path(__file__).resolve().parents[3]
 EXPERIMENTS = REPO / "experiments"
 
-# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
-# once: the browser, the run report.
-pytestmark = pytest.mark.xdist_group("browser")
-
 
 def _chromium() -> str:
     path = os.environ.get("DCMARKET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")

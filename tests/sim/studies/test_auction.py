@@ -21,10 +21,6 @@ from tests.conftest import need_glpk
 EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 PRODUCTS = ["firm@3", "flex@3", "firm@4", "flex@4"]
 
-# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
-# once: the two examples' runs.
-pytestmark = pytest.mark.xdist_group("auction")
-
 
 @pytest.fixture(scope="module")
 def additive_run(tmp_path_factory) -> Path:

@@ -19,10 +19,6 @@ from tests.conftest import need_glpk
 EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
-# once: the paper case's study.
-pytestmark = pytest.mark.xdist_group("capacity")
-
 
 def _summary(folder: Path) -> dict:
     return json.loads((folder / "summary.json").read_text())

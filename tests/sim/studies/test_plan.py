@@ -20,9 +20,6 @@ from sim.cli import main
 EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
-# once: the plan study.
-pytestmark = pytest.mark.xdist_group("plan")
 
 # Small but complete: two sites of one owner at the ends of the feeder, two hubs, a battery and a
 # generator type, 20-minute events; 4 scenarios in the MILP, 12 out of sample.

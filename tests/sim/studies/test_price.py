@@ -19,9 +19,6 @@ from sim.cli import main
 EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
-# once: the price study, the run with [price].
-pytestmark = pytest.mark.xdist_group("price")
 FILES = {"summary.json", "config.toml", "voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png",
          "unbalance.png", "dlmp_map.png", "costs.png"}
 

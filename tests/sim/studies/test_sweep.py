@@ -25,10 +25,6 @@ from sim.studies.sweep import plan_runs, run_sweep
 REPO = Path(__file__).resolve().parents[3]
 BASE = REPO / "experiments" / "paper_4bus_additive.toml"
 
-# One xdist worker runs this module (--dist loadgroup), so that what its tests share is made
-# once: the reference sweep.
-pytestmark = pytest.mark.xdist_group("sweep")
-
 
 def _sweep(folder: Path, data: dict, name: str = "sweep.toml") -> Path:
     path = folder / name
