@@ -36,9 +36,9 @@ if str(REPO) not in sys.path:  # run as a script: the packages are this checkout
 
 from grid.errors import GridError, SolverError  # noqa: E402
 from grid.feeder.bilevel import DataCenterSite, Workload, aggregator_bilevel  # noqa: E402
-from grid.feeder.opf import DistributedGenerator, OpfSettings  # noqa: E402
+from grid.feeder.inputs import DistributedGenerator, OpfSettings  # noqa: E402
 from grid.network.three_phase import load_ieee37  # noqa: E402
-from grid.solvers.solve import check_solver  # noqa: E402
+from grid.solvers.names import check_solver  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
 

@@ -50,7 +50,7 @@ from grid.errors import GridError, SolverError  # noqa: E402
 from grid.network.cases import load_case  # noqa: E402
 from grid.plan.milp import RiskSettings, solve_plan  # noqa: E402
 from grid.plan.shocks import draw_shocks  # noqa: E402
-from grid.solvers.solve import check_solver  # noqa: E402
+from grid.solvers.names import check_solver  # noqa: E402
 from sim.config.schema import load_config  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.random_streams import stream  # noqa: E402

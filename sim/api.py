@@ -254,7 +254,7 @@ def market_model(config: Config, *, base_dir: PathLike | None = None,
     the auction closes, ``model.datacollector.get_table_dataframe("rounds")`` (or "bids",
     "withdrawals") holds the history, and ``model.judge()`` the verdict on the outcome so far.
     ``model.run_auction()`` plays the remaining rounds."""
-    from grid.solvers.solve import check_solver
+    from grid.solvers.names import check_solver
     from sim.market.model import MarketModel
 
     loaded, name = _resolve(config, base_dir)

@@ -25,10 +25,9 @@ model of the same program (`to_pyomo`) is what the other solvers see.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyomo.environ as pyo
-from pyomo.core.expr.numeric_expr import LinearExpression
 
 from grid.capacity.programs import LinearProgram
 from grid.capacity.tie_break import (
@@ -38,7 +37,10 @@ from grid.capacity.tie_break import (
     model_residual,
 )
 from grid.errors import SolverError
-from grid.solvers.solve import check_solver, solve
+from grid.solvers.names import check_solver
+
+if TYPE_CHECKING:  # Pyomo is imported where a model is built: a HiGHS run never needs it
+    import pyomo.environ as pyo
 
 # Holds are written at the optimum itself first; the looser ones only catch solvers that call the
 # exact hold infeasible through round-off.
@@ -267,6 +269,9 @@ def _lp_stages_highs(program: LinearProgram, demand: np.ndarray, what: str, theo
 # ---------------------------------------------------------------------------- other solvers
 def to_pyomo(program: LinearProgram) -> pyo.ConcreteModel:
     """The program as a Pyomo model: x[j] with bounds, rows[i] lo <= A_i x <= hi."""
+    import pyomo.environ as pyo
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
     m = pyo.ConcreteModel()
     lower, upper = program.col_lower, program.col_upper
 
@@ -290,7 +295,7 @@ def to_pyomo(program: LinearProgram) -> pyo.ConcreteModel:
 
 
 def _capacity(m: pyo.ConcreteModel, n: int, program: LinearProgram) -> np.ndarray:
-    values = np.array([pyo.value(m.x[k]) for k in range(n)], dtype=float)
+    values = np.array([m.x[k].value for k in range(n)], dtype=float)
     return np.clip(values, program.col_lower[:n], program.col_upper[:n])
 
 
@@ -303,6 +308,11 @@ def solve_stages_pyomo(program: LinearProgram, demand: np.ndarray, what: str, so
     Every objective and the hold are components of their own, built once and switched on and
     off, so that no stage depends on another having removed a component by name.
     """
+    import pyomo.environ as pyo
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
+    from grid.solvers.solve import solve
+
     check_solver(solver)
     demand = np.asarray(demand, dtype=float)
     n = program.n_cap

@@ -60,7 +60,7 @@ from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.memory_guard import check_scenario_lp_memory
 from grid.network.network import Network
-from grid.solvers.solve import check_solver
+from grid.solvers.names import check_solver
 
 FORMULATIONS = ("exact", "scenario")
 RISK_MODES = ("per_constraint", "joint")

@@ -31,13 +31,8 @@ import numpy as np
 import pyomo.environ as pyo
 
 from grid.errors import GridError
-from grid.feeder.opf import (
-    PHASES,
-    DistributedGenerator,
-    OpfResult,
-    OpfSettings,
-    build_opf_model,
-)
+from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
+from grid.feeder.opf import PHASES, OpfResult, build_opf_model
 from grid.network.three_phase import ThreePhaseFeeder
 from grid.solvers.kkt import KKTSystem, kkt_system
 from grid.solvers.solve import MilpOutcome, solve_milp
@@ -155,9 +150,6 @@ class BilevelResult:
 
 # How the payment's price x decision terms become linear (docs/models/dlmp.md#eq-d-13 to
 # docs/models/dlmp.md#eq-d-15).
-LINEARIZATIONS = ("mccormick", "strong-duality")
-
-
 def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...],
                        settings: OpfSettings, sites: tuple[DataCenterSite, ...], workload: Workload, *,
                        svg: bool, price_bound: float, linearization: str = "mccormick",

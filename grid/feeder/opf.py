@@ -24,28 +24,12 @@ import numpy as np
 import pyomo.environ as pyo
 
 from grid.errors import GridError, InfeasibleNetworkError
+from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.lindist3flow import add_voltage_rows
 from grid.network.three_phase import ThreePhaseFeeder
 from grid.solvers.solve import solve
 
 PHASES = range(3)
-
-
-@dataclass(frozen=True)
-class DistributedGenerator:
-    name: str
-    bus: int
-    max_kw_per_phase: float
-    cost_per_mwh: float  # b_g
-    quadratic_cost: float = 0.0  # a_g, $/h per kW^2 (needs a QP: HiGHS)
-
-
-@dataclass(frozen=True)
-class OpfSettings:
-    substation_price_per_mwh: float = 45.0  # c0
-    head_voltage_pu: float = 1.03
-    v_min_pu: float = 0.95
-    v_max_pu: float = 1.05
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,27 +11,20 @@ import logging
 import math
 import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 
 import pyomo.environ as pyo
 from pyomo.opt import SolverResults, TerminationCondition
 
-from grid.errors import GridError, SolverError
-from grid.solvers.names import SOLVERS  # noqa: E402  (re-exported: the one list of names)
+from grid.errors import SolverError
+from grid.solvers.names import SOLVERS, check_solver  # noqa: F401  (re-exported: one list, one check)
 
 # Every HiGHS solve in the process uses one thread: HiGHS starts one scheduler per process with the
 # first solve's thread count and refuses a different count later ("unknown" termination), and one
 # thread keeps branch-and-bound paths, and so the outputs, the same on every machine.
 HIGHS_THREADS = {"threads": 1}
-
-_INSTALL_HINT = {
-    "highs": "pip install highspy",
-    "glpk": "apt-get install glpk-utils (provides glpsol), or use --solver highs",
-}
 
 # Outcomes that need the zero-objective re-solve to tell infeasible from unbounded.
 _AMBIGUOUS = {
@@ -39,43 +32,6 @@ _AMBIGUOUS = {
     TerminationCondition.infeasibleOrUnbounded,
     TerminationCondition.other,
 }
-
-
-@lru_cache(maxsize=None)
-def _is_available(name: str) -> bool:
-    try:
-        available = bool(pyo.SolverFactory(name).available(exception_flag=False))
-    except Exception:  # a broken install is reported as "not installed", with the fix
-        return False
-    if available and name == "highs":
-        _swallow_highs_banner()
-    return available
-
-
-def _swallow_highs_banner() -> None:
-    """HiGHS prints its banner on stdout (from C, past sys.stdout) the first time a Highs object
-    is made in a process, whatever its options: in the middle of a report. Make that first one
-    here, once, with file descriptor 1 pointed at /dev/null."""
-    import highspy
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    sink = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(sink, 1)
-        highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(sink)
-
-
-def check_solver(name: str) -> None:
-    """GridError for an unknown solver name, SolverError (with the install fix) if it is missing."""
-    if name not in SOLVERS:
-        raise GridError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
-    if not _is_available(name):
-        raise SolverError(f"solver {name!r} is not installed; {_INSTALL_HINT[name]}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,8 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from grid.feeder.bilevel import LINEARIZATIONS
-from grid.feeder.opf import DistributedGenerator, OpfSettings
+from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
 from mechanisms.settings import MAX_SECONDS, Money, Settings
 
 

@@ -51,7 +51,7 @@ from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, TruncatedNormalLoad
 from grid.network.cases import CaseOptions
 from grid.network.network import SLACK_MODELS
-from grid.solvers.solve import SOLVERS
+from grid.solvers.names import SOLVERS
 from mechanisms.engines.clock import ClockRules
 from mechanisms.engines.queue import QueueRules
 from mechanisms.engines.saa import AuctionRules

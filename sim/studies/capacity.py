@@ -17,7 +17,7 @@ from agents.dso import products_from_study, tier_labels
 from grid.capacity.study import CapacityStudy, capacity_study, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk
 from grid.errors import GridError
-from grid.solvers.solve import check_solver
+from grid.solvers.names import check_solver
 from mechanisms.products import FIRM, FLEX, product_id
 from mechanisms.settings import MAX_MW
 from sim.config.schema import (

@@ -45,7 +45,7 @@ from grid.plan.milp import (
 )
 from grid.plan.risk import cvar, mean_cvar, worst_case_mean_cvar
 from grid.plan.shocks import ShockScenarios, ShockSite, draw_shocks
-from grid.solvers.solve import check_solver
+from grid.solvers.names import check_solver
 from sim.config.plan import SAMPLES, PlanConfig, SiteConfig
 from sim.config.schema import ConfigError, ExperimentConfig
 from sim.errors import named_after

@@ -34,7 +34,8 @@ from grid.feeder.bilevel import (
     aggregator_payment,
     load_range,
 )
-from grid.feeder.opf import DistributedGenerator, OpfResult, OpfSettings, dso_opf
+from grid.feeder.inputs import DistributedGenerator, OpfSettings
+from grid.feeder.opf import OpfResult, dso_opf
 from grid.network.three_phase import (
     PHASE_NAMES,
     ThreePhaseFeeder,
@@ -42,7 +43,7 @@ from grid.network.three_phase import (
     load_ieee37,
     voltage_unbalance,
 )
-from grid.solvers.solve import check_solver
+from grid.solvers.names import check_solver
 from sim.config.price import CASE_TITLES, PriceConfig
 from sim.config.schema import ConfigError, ExperimentConfig
 from sim.errors import named_after

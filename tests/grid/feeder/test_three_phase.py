@@ -102,7 +102,8 @@ def test_glpk_gives_the_same_voltages(feeder):
 # --- The DSO's OPF and its DLMPs (docs/models/dlmp.md#dlmp-2, docs/models/dlmp.md#dlmp-3) ---
 
 from grid.errors import InfeasibleNetworkError  # noqa: E402
-from grid.feeder.opf import DistributedGenerator, OpfSettings, dso_opf  # noqa: E402
+from grid.feeder.inputs import DistributedGenerator, OpfSettings  # noqa: E402
+from grid.feeder.opf import dso_opf  # noqa: E402
 
 # Head at 1.00 p.u. and a 0.95 p.u. floor: phase a at bus 740 (0.945 in the power flow) binds,
 # so a generator at 711 (the same lateral) runs on phase a although it costs more than the
@@ -126,23 +127,25 @@ def test_uncongested_dlmps_are_the_substation_price(feeder):
 
 @pytest.mark.parametrize("bus, phase", [(740, 0), (711, 0), (741, 0), (737, 1), (701, 2), (725, 1)])
 def test_dlmps_are_the_finite_differences_of_the_cost(feeder, bus, phase):
-    """The dual of bus j's balance on phase phi against (cost(load + d) - cost(load - d)) / 2d."""
+    """The dual of bus j's balance on phase phi against (cost(load + d) - cost(load - d)) / 2d. The
+    bumped costs come from one model whose load at j is moved between solves (checked against the
+    OPF built afresh below); the prices from the OPF built afresh."""
     base = dso_opf(feeder, LATERAL_DG, TIGHT)
+    model = build_opf_model(feeder, LATERAL_DG, TIGHT, decided_load_buses=(bus,))
     delta = 0.05  # kW: small enough to keep the optimal basis
-    costs = []
-    for sign in (+1, -1):
-        bump = np.zeros(3)
-        bump[phase] = sign * delta
-        costs.append(dso_opf(feeder, LATERAL_DG, TIGHT, extra_kw={bus: bump}).cost_per_h)
-    numeric = (costs[0] - costs[1]) / (2 * delta) * 1000.0
+
+    def cost_with(kw: float, kvar: float) -> float:
+        for k in range(3):
+            model.dc_p[bus, k].fix(kw / 1e3 if k == phase else 0.0)
+            model.dc_q[bus, k].fix(kvar / 1e3 if k == phase else 0.0)
+        return solve_opf(model, feeder, LATERAL_DG, TIGHT).cost_per_h
+
+    assert cost_with(0.0, 0.0) == pytest.approx(base.cost_per_h, rel=1e-12)
+    numeric = (cost_with(delta, 0.0) - cost_with(-delta, 0.0)) / (2 * delta) * 1000.0
     assert base.dlmp_p[bus][phase] == pytest.approx(numeric, rel=1e-4, abs=1e-4)
     # Reactive power too: the voltage limit prices kvar where it binds.
-    kvar = []
-    for sign in (+1, -1):
-        bump = np.zeros(3)
-        bump[phase] = sign * delta
-        kvar.append(dso_opf(feeder, LATERAL_DG, TIGHT, extra_kvar={bus: bump}).cost_per_h)
-    assert base.dlmp_q[bus][phase] == pytest.approx((kvar[0] - kvar[1]) / (2 * delta) * 1000.0, rel=1e-4, abs=1e-4)
+    numeric_q = (cost_with(0.0, delta) - cost_with(0.0, -delta)) / (2 * delta) * 1000.0
+    assert base.dlmp_q[bus][phase] == pytest.approx(numeric_q, rel=1e-4, abs=1e-4)
 
 
 def test_binding_voltage_separates_prices_and_dispatches_the_lateral_generator(feeder):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tomli_w
 
-from grid.feeder.opf import DistributedGenerator, OpfSettings, dso_opf
+from grid.feeder.inputs import DistributedGenerator, OpfSettings
+from grid.feeder.opf import dso_opf
 from grid.network.three_phase import load_ieee37, voltage_unbalance
 from sim.cli import main
 

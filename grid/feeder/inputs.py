@@ -1,0 +1,27 @@
+"""What a feeder study is given, without Pyomo: the distributed generators, the OPF's operating
+point and the names of the bilevel problem's linearizations. The config (sim/config/price.py)
+reads them, so a run that never prices a feeder never imports the formulations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# How the payment's price x decision terms become linear (docs/models/dlmp.md#dlmp-4).
+LINEARIZATIONS = ("mccormick", "strong-duality")
+
+
+@dataclass(frozen=True)
+class DistributedGenerator:
+    name: str
+    bus: int
+    max_kw_per_phase: float
+    cost_per_mwh: float  # b_g
+    quadratic_cost: float = 0.0  # a_g, $/h per kW^2 (needs a QP: HiGHS)
+
+
+@dataclass(frozen=True)
+class OpfSettings:
+    substation_price_per_mwh: float = 45.0  # c0
+    head_voltage_pu: float = 1.03
+    v_min_pu: float = 0.95
+    v_max_pu: float = 1.05
