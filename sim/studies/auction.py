@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from agents.aggregator import Aggregator
-from grid.solvers.solve import check_solver
+from grid.solvers.names import check_solver
 from mechanisms.registry import MECHANISMS
 from sim.config.overrides import Override
 from sim.config.schema import (
@@ -196,8 +197,7 @@ def auction_study(config: ExperimentConfig, config_path: Path, *, plots: bool = 
     """
     if config.network is not None:
         check_solver(config.solver)
-    followers = [(study, study.check(config, config_path)) for study in after_auction_studies()
-                 if getattr(config, study.table) is not None]
+    followers = [(study, study.check(config, config_path)) for study in after_auction_studies(config)]
     with named_after(config_path):
         model = MarketModel(config, base_dir=config_path.parent, progress=progress)
     outcome = model.run_auction()
@@ -237,12 +237,16 @@ def _auction_files(model: MarketModel, config: ExperimentConfig, summary: Mappin
     return files
 
 
-def after_auction_studies() -> tuple[AfterAuction, ...]:
-    """The studies a run chains after its auction, in order (imported only for a run)."""
-    from sim.studies.plan import AFTER_AUCTION as plan
-    from sim.studies.price import AFTER_AUCTION as price
+# The studies a run may chain after its auction, in order: the config table that turns each on,
+# and the module that declares it (as AFTER_AUCTION). A module is imported only when its table is
+# in the config: a plain auction never loads the plan's or the price's formulations.
+AFTER_AUCTION_MODULES = (("plan", "sim.studies.plan"), ("price", "sim.studies.price"))
 
-    return (plan, price)
+
+def after_auction_studies(config: ExperimentConfig) -> tuple[AfterAuction, ...]:
+    """The studies ``config`` chains after its auction, in order."""
+    return tuple(importlib.import_module(module).AFTER_AUCTION for table, module in AFTER_AUCTION_MODULES
+                 if getattr(config, table) is not None)
 
 
 def _nested(folder: str, study_files: Mapping[str, bytes]) -> dict[str, bytes]:

@@ -231,11 +231,14 @@ def test_market_model_errors_name_the_config(tmp_path):
 
 
 # -- the command line stays fast ------------------------------------------------------------------
-def test_the_command_line_never_imports_the_api(tmp_path):
+def test_the_command_line_never_imports_the_api_nor_what_a_run_does_not_use(tmp_path):
+    """A 4-bus auction (HiGHS, no [plan], no [price]) loads neither the API nor Pyomo: its LPs
+    go to HiGHS directly, and the studies after an auction are imported only when configured."""
     probe = ("import sys\nfrom sim.cli import main\n"
              f"code = main(['run', {str(ADDITIVE)!r}, '--out', {str(tmp_path / 'r')!r}, '--quiet', '--plots'])\n"
-             "print(code, 'sim.api' in sys.modules)")
+             "print(code, *(name in sys.modules for name in ('sim.api', 'pyomo', 'sim.studies.plan', "
+             "'sim.studies.price')))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.stdout.splitlines()[-1].split() == ["0", "False"], done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1].split() == ["0", "False", "False", "False", "False"], done.stderr[-2000:]
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["welfare"] == 95.0
