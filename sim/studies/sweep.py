@@ -22,7 +22,6 @@ same results.parquet. A run that fails is recorded with its one-line error; the 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -30,7 +29,6 @@ import shutil
 import signal
 import socket
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -54,6 +52,7 @@ from sim.output.sweep_dir import (
     TIMINGS,
     read_sweep,
 )
+from sim.studies.pool_worker import warm_up
 
 Progress = Callable[[str], None]
 # Worker processes on one machine.
@@ -141,20 +140,6 @@ def portable_error(message: str, base: Path, shown: str) -> str:
     return message
 
 
-def _warm_up() -> None:
-    """Import what a run needs once per worker process, not once per run; and end the worker if
-    the sweep that started it dies (a SIGKILL gives the sweep no chance to shut its pool down)."""
-    importlib.import_module("sim.studies.auction")
-    parent = os.getppid()
-
-    def orphaned() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=orphaned, daemon=True, name="dcmarket-orphan-watch").start()
-
-
 def failed_record(spec: RunSpec, why: str) -> dict[str, Any]:
     """The record of a run that failed without running to its end: its parameter set was
     invalid, or its worker process died, or its task was lost."""
@@ -218,11 +203,18 @@ def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, str], client: Any) -
 def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
              work: Callable[..., dict[str, Any]] = run_one) -> Iterator[dict[str, Any]]:
     """The runs on a pool of spawned workers (a fresh interpreter each, safe whatever threads the
-    parent started). A worker that dies breaks the pool without saying which run killed it: the
-    runs not yet recorded then go one at a time through a single worker (replaced when it dies),
-    so that only a run that kills its worker is recorded as failed and the others complete."""
+    parent started), each warmed up with the imports of ``work`` (a run's study for run_one). A
+    worker that dies breaks the pool without saying which run killed it: the runs not yet
+    recorded then go one at a time through a single worker (replaced when it dies), so that only
+    a run that kills its worker is recorded as failed and the others complete."""
     recorded: set[str] = set()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_warm_up)
+    warm = ("sim.studies.auction",) if work is run_one else (work.__module__,)
+
+    def new_pool(size: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=size, mp_context=get_context("spawn"), initializer=warm_up,
+                                   initargs=warm)
+
+    pool = new_pool(workers)
     try:
         futures = [pool.submit(work, spec, **task) for spec in pending]
         for future in as_completed(futures):
@@ -236,7 +228,7 @@ def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
         # Interrupted or done: drop the runs not started, let the running ones end, and leave
         # no worker behind.
         pool.shutdown(wait=True, cancel_futures=True)
-    alone = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_warm_up)
+    alone = new_pool(1)
     try:
         for spec in (s for s in pending if s.run not in recorded):
             try:
@@ -244,7 +236,7 @@ def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
             except BrokenProcessPool:  # this run, alone in its worker, killed it
                 yield failed_record(spec, WORKER_DIED)
                 alone.shutdown(wait=True)
-                alone = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_warm_up)
+                alone = new_pool(1)
     finally:
         alone.shutdown(wait=True, cancel_futures=True)
 
