@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import sim.output.files as files
 from sim.cli import main
 
 REPO = Path(__file__).resolve().parents[3]
@@ -124,6 +125,20 @@ def _dcmarket(*args: str, kill_at: str | None = None) -> subprocess.CompletedPro
                           text=True, check=False)
 
 
+def _fresh_start(monkeypatch) -> None:
+    """Make the next in-process command start as a new `dcmarket` process would: temporaries
+    made until now count as made before its start, and no folder counts as cleared yet. Only
+    the killed writer needs a process of its own; the calls around it run here."""
+    monkeypatch.setattr(files, "_STARTED", time.time())
+    monkeypatch.setattr(files, "_CLEARED", set())
+
+
+def _in_process(capsys, *args: str) -> tuple[int, str]:
+    """`dcmarket ARGS` in this process: its exit code and its stderr."""
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
 def _seed(run: Path) -> int:
     return json.loads((run / "summary.json").read_text())["seed"]
 
@@ -132,34 +147,37 @@ def _hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def test_force_killed_after_the_swap_leaves_the_new_run_and_the_next_start_clears_the_old(tmp_path):
+def test_force_killed_after_the_swap_leaves_the_new_run_and_the_next_start_clears_the_old(tmp_path, capsys,
+                                                                                         monkeypatch):
     run = tmp_path / "run"
-    assert _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "1").returncode == 0
+    assert _in_process(capsys, "run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "1")[0] == 0
     killed = _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "2", "--force", kill_at="swap")
     assert killed.returncode == 9
     assert _seed(run) == 2  # swapped in one step: at no instant was there no run
     assert [name.split("-")[0] for name in _hidden(tmp_path)] == [".run.tmp"]  # the old run, on its way out
-    again = _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL)
-    assert again.returncode == 2 and "already exists; pass --force" in again.stderr
+    _fresh_start(monkeypatch)
+    code, err = _in_process(capsys, "run", str(CONFIG), "--out", str(run), *SMALL)
+    assert code == 2 and "already exists; pass --force" in err
     assert _hidden(tmp_path) == [] and _seed(run) == 2
 
 
-def test_force_killed_between_two_renames_is_put_back_at_the_next_start(tmp_path):
+def test_force_killed_between_two_renames_is_put_back_at_the_next_start(tmp_path, capsys, monkeypatch):
     """Where the swap is not available: the old run was moved aside, the new one not yet in
     place. It used to survive only inside a hidden .run.old-*."""
     run = tmp_path / "run"
-    assert _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "1").returncode == 0
+    assert _in_process(capsys, "run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "1")[0] == 0
     killed = _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--seed", "2", "--force", kill_at="second")
     assert killed.returncode == 9 and not run.exists()
     assert [name.split("-")[0] for name in _hidden(tmp_path)] == [".run.old", ".run.tmp"]
-    again = _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL)
-    assert again.returncode == 2 and "put back the run that an interrupted --force left" in again.stderr
+    _fresh_start(monkeypatch)
+    code, err = _in_process(capsys, "run", str(CONFIG), "--out", str(run), *SMALL)
+    assert code == 2 and "put back the run that an interrupted --force left" in err
     assert _seed(run) == 1 and _hidden(tmp_path) == []
 
 
-def test_only_temporaries_of_gone_writers_made_before_this_start_are_cleared(tmp_path):
+def test_only_temporaries_of_gone_writers_made_before_this_start_are_cleared(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
-    assert _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL).returncode == 0
+    assert _in_process(capsys, "run", str(CONFIG), "--out", str(run), *SMALL)[0] == 0
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True).stdout.strip()
     past, future = time.time() - 3600, time.time() + 3600
@@ -169,7 +187,7 @@ def test_only_temporaries_of_gone_writers_made_before_this_start_are_cleared(tmp
         run / f".report.html.tmp-{gone}": past,  # a killed report
         tmp_path / f".notes.old-{gone}": past,  # a folder, but not ours (no tempfile suffix): never touched
         tmp_path / f".vimrc.tmp-{gone}": past,  # not a file dcmarket writes: never touched
-        tmp_path / f".run.tmp-{os.getpid()}-g7h8i9j0": time.time(),  # a writer that still runs: this test
+        tmp_path / f".run.tmp-{os.getppid()}-g7h8i9j0": time.time(),  # a writer that still runs
         tmp_path / f".run.tmp-{gone}-j1k2l3m4": future,  # made after the next start began
     }
     for path, when in made.items():
@@ -179,9 +197,10 @@ def test_only_temporaries_of_gone_writers_made_before_this_start_are_cleared(tmp
             (path / "run").mkdir(parents=True)
             (path / "run" / "summary.json").write_text("{}")
         os.utime(path, (when, when))
-    assert _dcmarket("report", str(run)).returncode == 0
-    assert _dcmarket("run", str(CONFIG), "--out", str(run), *SMALL, "--force").returncode == 0
-    kept = sorted([f".run.tmp-{gone}-j1k2l3m4", f".run.tmp-{os.getpid()}-g7h8i9j0", f".notes.old-{gone}",
+    _fresh_start(monkeypatch)
+    assert _in_process(capsys, "report", str(run))[0] == 0
+    assert _in_process(capsys, "run", str(CONFIG), "--out", str(run), *SMALL, "--force")[0] == 0
+    kept = sorted([f".run.tmp-{gone}-j1k2l3m4", f".run.tmp-{os.getppid()}-g7h8i9j0", f".notes.old-{gone}",
                    f".vimrc.tmp-{gone}"])
     assert sorted(p.name for p in made if p.exists()) == kept
     assert _hidden(run) == []

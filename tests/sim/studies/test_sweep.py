@@ -282,13 +282,13 @@ def test_results_plots_a_chosen_metric_against_a_parameter(reference, capsys):
 def test_a_worker_that_dies_fails_its_run_only(tmp_path):
     """A run that kills its worker process is recorded as failed; every other run completes."""
     from sim.studies.sweep import WORKER_DIED, _on_pool
-    from tests.sweep_crash import DOOMED, dying_run
+    from tests.sweep_crash import DOOMED, LightSpec, dying_run
 
     sweep = SweepConfig.model_validate({"base": "x.toml", "seeds": {"count": 4}, "grid": {"auction.increment": [1, 2]}})
-    specs = plan_runs(sweep)
+    specs = [LightSpec(s.run, s.index, s.seed, s.parameters) for s in plan_runs(sweep)]
     task = {"base": str(BASE), "root": str(tmp_path), "shown": "base.toml"}
     records = {r["run"]: r for r in _on_pool(specs, task, 2, work=dying_run)}
-    assert sorted(records) == [s.run for s in specs]
+    assert sorted(records) == [s.run for s in specs]  # each run once: none lost, none run twice
     assert records[DOOMED]["status"] == "failed" and records[DOOMED]["error"] == WORKER_DIED
     assert all(r["status"] == "ok" for run, r in records.items() if run != DOOMED)
 
@@ -296,7 +296,6 @@ def test_a_worker_that_dies_fails_its_run_only(tmp_path):
 def test_review_fixes_paths_types_records_and_reruns(reference, tmp_path, capsys):
     """A sweep directory whose path has a quote and glob characters; an all-failed sweep keeps
     numeric columns; a damaged record is run again; a fixed sweep file runs without --force."""
-    import shutil as sh
 
     odd = tmp_path / "it's [x]*"
     shutil.copytree(reference, odd)
@@ -412,16 +411,19 @@ def test_workers_and_limit_have_ceilings(reference, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("address", ["garbage", "tcp://127.0.0.1:1"])
-def test_a_bad_scheduler_is_refused_in_seconds_and_leaves_nothing(tmp_path, capsys, address):
+def test_a_bad_scheduler_is_refused_in_seconds_and_leaves_nothing(tmp_path, capsys, monkeypatch, address):
     """Dask waited its own 30 s for an unreachable scheduler, and the sweep directory was made
-    first and left behind."""
+    first and left behind. The wait is cut to 1 s here: the message says the wait it used."""
+    import sim.studies.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "CONNECT_TIMEOUT_S", 1)
     started = time.monotonic()
     assert main(["sweep", str(_sweep(tmp_path, SWEEP)), "--out", str(tmp_path / "out"), "--quiet",
                  "--scheduler", address]) == 2
     assert time.monotonic() - started < 20
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"error: --scheduler: cannot reach a Dask scheduler at '{address}'" in err, err
-    assert "the wait is 5 s at most" in err
+    assert "the wait is 1 s at most" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
 
 
