@@ -10,6 +10,7 @@ import mesa
 
 from agents.errors import AgentConfigError
 from grid.capacity.candidates import Candidates
+from grid.capacity.criteria import SecurityCriteria
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import MIN_PRODUCT_MW, CapacityStudy, capacity_study
 from grid.load.scenarios import Scenarios
@@ -35,6 +36,14 @@ class ProductSettings:
     block_mw: float | None = None
     touch_factor: float = DEFAULT_TOUCH_FACTOR
     firm_budget: float | None = None
+    criteria: SecurityCriteria = SecurityCriteria()
+
+    def study(self, network: Network, scenarios: Scenarios, candidates: Candidates, *, solver: str, theory: bool,
+              progress: Callable[[str], None] = lambda _: None) -> CapacityStudy:
+        """The capacity study these settings ask for (the one call every caller makes)."""
+        return capacity_study(network, scenarios, candidates, self.risk_levels, solver=solver,
+                              formulation=self.formulation, risk_mode=self.risk_mode, touch_factor=self.touch_factor,
+                              firm_budget=self.firm_budget, criteria=self.criteria, theory=theory, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -164,19 +173,8 @@ class DSO(mesa.Agent):
             offered, withheld = split_by_capacity(self.explicit_products)
             return CapacityReport(products=tuple(offered), withheld=tuple(withheld))
         assert self.scenarios is not None and self.candidates is not None and self.settings is not None
-        study = capacity_study(
-            self.network,
-            self.scenarios,
-            self.candidates,
-            self.settings.risk_levels,
-            solver=self.solver,
-            formulation=self.settings.formulation,
-            risk_mode=self.settings.risk_mode,
-            touch_factor=self.settings.touch_factor,
-            firm_budget=self.settings.firm_budget,
-            theory=theory,
-            progress=progress,
-        )
+        study = self.settings.study(self.network, self.scenarios, self.candidates, solver=self.solver, theory=theory,
+                                    progress=progress)
         offered, withheld = products_from_study(study, self.settings.block_mw)
         return CapacityReport(products=tuple(offered), withheld=tuple(withheld), study=study)
 

@@ -17,6 +17,7 @@ b with their scenario numbers (a partial sort), and never stores the dense H or 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -25,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid.capacity.candidates import Candidates
+from grid.capacity.criteria import COEFFICIENT_ZERO, positive_part
 from grid.capacity.shift_factors import FlowModel
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
@@ -61,6 +63,7 @@ class LimitTable:
     line: np.ndarray                  # (R,) line position for upper/lower rows, else -1
     bus: np.ndarray                   # (R,) bus position for withdrawal rows, else -1
     touch: sp.csr_matrix              # (R, candidates) True where the candidate touches the row
+    coef: sp.csr_matrix               # (R, candidates) a_r: what 1 MW at each candidate adds to the row
     affected: np.ndarray              # (R,) True if some candidate's coefficient is non-zero
     worst_mw: np.ndarray              # (R,) max of b over the load box
     tail_mw: np.ndarray               # (R, K) the K largest samples of b, descending
@@ -81,6 +84,11 @@ class LimitTable:
     def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
         """Sample CVaR_eps of each row's background term."""
         return cvar_from_tail(self.tail_mw, epsilon, self.count)
+
+    @functools.cached_property
+    def coef_positive(self) -> sp.csr_matrix:
+        """a+ of every row: the data-center term under the partial draw set (grid/capacity/criteria.py)."""
+        return positive_part(self.coef)
 
 
 def _tails(values: np.ndarray, keep: int, with_index: bool = True
@@ -182,6 +190,7 @@ class _RowColumns:
     # One array per block of rows:
     worst: list[np.ndarray] = dataclasses.field(default_factory=list)
     touch_blocks: list[sp.csr_matrix] = dataclasses.field(default_factory=list)
+    coef_blocks: list[sp.csr_matrix] = dataclasses.field(default_factory=list)
     affected: list[np.ndarray] = dataclasses.field(default_factory=list)
 
     def add(self, kind: str, label: str, limit: float, line: int = -1, bus: int = -1) -> None:
@@ -202,6 +211,7 @@ class _RowColumns:
             bus=np.array(self.bus_pos, dtype=int),
             touch=(sp.vstack(self.touch_blocks).tocsr() if self.touch_blocks
                    else sp.csr_matrix((0, n_cand), dtype=bool)),
+            coef=(sp.vstack(self.coef_blocks).tocsr() if self.coef_blocks else sp.csr_matrix((0, n_cand))),
             affected=np.concatenate(self.affected) if self.affected else np.zeros(0, dtype=bool),
             worst_mw=np.concatenate(self.worst) if self.worst else np.zeros(0),
             tail_mw=np.zeros((rows, 0)),
@@ -229,6 +239,7 @@ def _withdrawal_rows(rows: _RowColumns, network: Network, scenarios: Scenarios, 
             touch[r, candidate_column[i]] = True
             hit[r] = True
     rows.touch_blocks.append(touch.tocsr())
+    rows.coef_blocks.append(touch.tocsr().astype(float))
     rows.affected.append(hit)
 
 
@@ -249,6 +260,8 @@ def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, scenarios:
         upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
         lower_touch = sp.csr_matrix(-on_candidates >= touch_factor)
         rows.touch_blocks.append(sp.vstack([upper_touch, lower_touch]).tocsr()[_interleave(block.size)])
+        signed = np.where(np.abs(on_candidates) < COEFFICIENT_ZERO, 0.0, on_candidates)
+        rows.coef_blocks.append(sp.vstack([sp.csr_matrix(signed), sp.csr_matrix(-signed)]).tocsr()[_interleave(block.size)])
         rows.affected.append(np.repeat(np.any(on_candidates != 0.0, axis=1), 2))
         for l in block:
             line = network.lines[int(l)]
@@ -265,6 +278,7 @@ def _supply_row(rows: _RowColumns, network: Network, scenarios: Scenarios, n_can
     lower, upper = scenarios.lower_mw, scenarios.upper_mw
     rows.worst.append(budgeted_worst(np.ones((1, len(lower))), lower, upper, budget))
     rows.touch_blocks.append(sp.csr_matrix(np.ones((1, n_cand), dtype=bool)))
+    rows.coef_blocks.append(sp.csr_matrix(np.ones((1, n_cand))))
     rows.affected.append(np.array([n_cand > 0]))
     # What the number is: generators' headroom, or the import limit of a reference slack.
     imported = network.slack == "reference" and math.isfinite(network.import_limit_mw)

@@ -194,6 +194,21 @@ def bound_program(
     return builder.build(len(candidates))
 
 
+def explicit_program(load_rows: sp.csr_matrix, rooms: np.ndarray, kept: np.ndarray, floors: np.ndarray,
+                     caps: np.ndarray) -> LinearProgram:
+    """load_rows[r] . c <= room_r for every kept row, written out over the candidate columns alone:
+    the partial draw set's rows a_r+ . c <= room_r (grid/capacity/criteria.py), which no flow
+    variable can carry (a+ is not the shift factor of any withdrawal). floors <= c <= caps."""
+    builder = _Builder()
+    n = load_rows.shape[1]
+    _capacity_columns(builder, floors, caps)
+    rows = np.flatnonzero(kept)
+    block = load_rows[rows].tocoo()
+    first = builder.add_rows(rows.size, -INF, rooms[rows])
+    builder.entries(first + block.row, block.col, block.data)
+    return builder.build(n)
+
+
 def scenario_program(
     flows: FlowModel,
     candidates: Candidates,
@@ -203,6 +218,8 @@ def scenario_program(
     kept: np.ndarray,
     floors: np.ndarray,
     caps: np.ndarray,
+    *,
+    load_rows: sp.csr_matrix | None = None,
 ) -> LinearProgram:
     """(17a)-(17h) for every kept row; ``background`` is (kept rows, S): b of each row per scenario,
     ``epsilon`` the risk level of each kept row.
@@ -210,6 +227,8 @@ def scenario_program(
     Per kept row r, with v_r the column that carries its data-center term a_r . c (+-F_l for a
     line, c_k for a withdrawal limit, T for the supply): eta_r free, z_{r,s} >= 0,
     (17c/e/g) z_{r,s} - s_r v_r + eta_r >= b_{r,s} - limit_r and (17b/d/f) eta_r + sum_s z_{r,s}/(eps S) <= 0.
+    With ``load_rows`` (the partial draw set's a+ per row) v_r is a column of its own, held to
+    load_rows[r] . c by one equality row, and the network part is not needed.
     """
     builder = _Builder()
     n = len(candidates)
@@ -217,23 +236,18 @@ def scenario_program(
     _capacity_columns(builder, floors, caps)
     rows = np.flatnonzero(kept)
     kinds = [limits.kinds[r] for r in rows]
-    part = _network_part(builder, flows, candidates, needs_flows=any(k in (UPPER, LOWER) for k in kinds),
-                         needs_total=SUPPLY in kinds)
     count = background.shape[1] if background.ndim == 2 else 0
-    if rows.size == 0:
-        return builder.build(n)
+    if load_rows is not None:
+        if rows.size == 0:
+            return builder.build(n)
+        load_column, load_sign = _load_columns(builder, load_rows, rows), np.ones(rows.size)
+    else:
+        part = _network_part(builder, flows, candidates, needs_flows=any(k in (UPPER, LOWER) for k in kinds),
+                             needs_total=SUPPLY in kinds)
+        if rows.size == 0:
+            return builder.build(n)
+        load_column, load_sign = _signed_load_columns(limits, candidates, part, rows, kinds)
     k = rows.size
-    column_of_bus = {int(p): i for i, p in enumerate(candidates.positions)}
-    load_column = np.empty(k, dtype=np.int64)
-    load_sign = np.ones(k)
-    for i, (r, kind) in enumerate(zip(rows, kinds)):
-        if kind == WITHDRAWAL:
-            load_column[i] = column_of_bus[int(limits.bus[r])]
-        elif kind == SUPPLY:
-            load_column[i] = part.total
-        else:
-            load_column[i] = part.flow + int(limits.line[r])
-            load_sign[i] = 1.0 if kind == UPPER else -1.0
     eta = builder.columns(np.full(k, -INF), np.full(k, INF))
     z = builder.columns(np.zeros(k * count), np.full(k * count, INF))
     # (17c/e/g): z_{r,s} - s_r v_r + eta_r >= b_{r,s} - limit_r
@@ -249,3 +263,31 @@ def scenario_program(
     weights = 1.0 / (np.broadcast_to(np.asarray(epsilon, dtype=float), (k,)) * count)
     builder.entries(cvar + which, z + np.arange(k * count), np.repeat(weights, count))
     return builder.build(n)
+
+
+def _signed_load_columns(limits: LimitTable, candidates: Candidates, part: _NetworkPart, rows: np.ndarray,
+                         kinds: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per kept row, the column that carries a_r . c and its sign: c_k for a withdrawal limit,
+    T for the supply, +-F_l for a line."""
+    column_of_bus = {int(p): i for i, p in enumerate(candidates.positions)}
+    load_column = np.empty(rows.size, dtype=np.int64)
+    load_sign = np.ones(rows.size)
+    for i, (r, kind) in enumerate(zip(rows, kinds)):
+        if kind == WITHDRAWAL:
+            load_column[i] = column_of_bus[int(limits.bus[r])]
+        elif kind == SUPPLY:
+            load_column[i] = part.total
+        else:
+            load_column[i] = part.flow + int(limits.line[r])
+            load_sign[i] = 1.0 if kind == UPPER else -1.0
+    return load_column, load_sign
+
+
+def _load_columns(builder: _Builder, load_rows: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """One free column v_r per kept row with v_r - load_rows[r] . c = 0; returns the columns."""
+    first = builder.columns(np.full(rows.size, -INF), np.full(rows.size, INF))
+    block = load_rows[rows].tocoo()
+    equal = builder.add_rows(rows.size, 0.0, 0.0)
+    builder.entries(equal + block.row, block.col, -block.data)
+    builder.entries(equal + np.arange(rows.size), first + np.arange(rows.size), np.ones(rows.size))
+    return first + np.arange(rows.size)

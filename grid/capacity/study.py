@@ -27,6 +27,7 @@ Rules stated once here:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import scipy.sparse as sp
 
 from grid.capacity.binomial import allowed_count
 from grid.capacity.candidates import Candidates
+from grid.capacity.criteria import SecurityCriteria, relies_on_counterflow
 from grid.capacity.limits import (
     DEFAULT_TOUCH_FACTOR,
     LOWER,
@@ -52,9 +54,15 @@ from grid.capacity.limits import (
     shift_factor_flows,
     with_tails,
 )
-from grid.capacity.programs import LinearProgram, bound_program, scenario_program
+from grid.capacity.programs import (
+    LinearProgram,
+    bound_program,
+    explicit_program,
+    scenario_program,
+)
 from grid.capacity.shift_factors import FlowModel, flow_model
 from grid.capacity.staged_solve import StageResult, TheoryCheck, solve_stages
+from grid.capacity.standalone import Standalone, standalone_capacity
 from grid.capacity.tie_break import CapacityRows
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
@@ -124,6 +132,9 @@ class CapacityResult:
     stage2_mw: np.ndarray | None = field(default=None, repr=False)
     # Per limit row: left out as blocked (see the module doc); the risk check leaves them out too.
     blocked_rows: np.ndarray | None = field(default=None, repr=False)
+    # The draw set the rows were written for: "partial" (a+ . c), or "full" (a . c) when the
+    # criteria ask for it or when the two are the same LP (grid/capacity/criteria.py).
+    draw: str = "full"
 
     def vector(self, candidates: Candidates) -> np.ndarray:
         return np.array([self.capacity_mw[b] for b in candidates.buses], dtype=float)
@@ -146,6 +157,25 @@ class CapacityStudy:
     # per-constraint model on the same floors, allowed; the difference is what joint risk costs.
     per_constraint_mw: tuple[float, ...] = ()
     firm_budget: float | None = None
+    criteria: SecurityCriteria = SecurityCriteria()
+    # The paper's model (draw = "full") on the same inputs, firm then each tier, when the partial
+    # draw set changed some model: what the paper's numbers counted on counterflow for.
+    full_draw: tuple[CapacityResult, ...] = ()
+
+    def standalone(self) -> tuple[Standalone, ...]:
+        """Stand-alone hosting capacity per candidate, firm then each tier (per-constraint rooms)."""
+        rooms = [self.limits.limit_mw - self.limits.worst_mw]
+        rooms += [self.limits.limit_mw - self.limits.cvar(tier.risk) for tier in self.tiers]
+        return tuple(standalone_capacity(self.limits, room, self.touch_factor) for room in rooms)
+
+    def counterflow_mw(self) -> tuple[dict[int, float], ...]:
+        """Per model (firm, then each tier) and candidate bus: the paper's capacity less this
+        study's, what the full-draw model counted on other products' counterflow for (empty when
+        the draw set changed nothing)."""
+        if not self.full_draw:
+            return ()
+        return tuple({bus: paper.capacity_mw[bus] - mine.capacity_mw[bus] for bus in self.candidates.buses}
+                     for paper, mine in zip(self.full_draw, (self.firm, *self.tiers)))
 
     def increments_mw(self, bus: int) -> list[float]:
         """The products of docs/models/auction.md#ca-4-1 at one candidate bus: [c, c^eps_1 - c,
@@ -170,6 +200,7 @@ class _Context:
     formulation: str
     theory: bool
     touch_factor: float = DEFAULT_TOUCH_FACTOR
+    criteria: SecurityCriteria = SecurityCriteria()
 
 
 # Below this the CVaR weights 1/(eps S) overflow and no sample can estimate the tail.
@@ -209,8 +240,12 @@ def check_tail(levels: Sequence[float], count: int, levels_name: str = "risk lev
         )
 
 
-def row_loads(flows: FlowModel, limits: LimitTable, candidates: Candidates, capacity: np.ndarray) -> np.ndarray:
-    """a_r . c for every row: what the data-center capacities add to each limited quantity."""
+def row_loads(flows: FlowModel, limits: LimitTable, candidates: Candidates, capacity: np.ndarray,
+              draw: str = "full") -> np.ndarray:
+    """What the data-center capacities add to each limited quantity at worst: a_r . c when every
+    product is drawn in full, a_r+ . c over the partial draw set (grid/capacity/criteria.py)."""
+    if draw == "partial":
+        return limits.coef_positive @ np.asarray(capacity, dtype=float)
     full = np.zeros(len(flows.network.buses))
     full[candidates.positions] = capacity
     loads = np.zeros(len(limits))
@@ -234,24 +269,38 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
                  statistic: str, row_risk: np.ndarray | None = None) -> CapacityResult:
     """One model (firm or one flexible tier) with the given rooms (limit - statistic) and floors."""
     limits, candidates = ctx.limits, ctx.candidates
-    screen = _screen(ctx, rooms, floors, statistic)
+    draw = _draw(ctx, rooms)
+    screen = _screen(ctx, rooms, floors, statistic, draw)
     caps = candidates.demand_mw.copy()
     withdrawal_caps = _withdrawal_caps(ctx, rooms, screen.kept)
     caps[screen.pinned] = floors[screen.pinned]
     what = f"{model} capacity LP" if model == "firm" else f"{model} capacity LP (eps = {risk:g})"
     kept_rows = screen.kept & (np.array(limits.kinds) != WITHDRAWAL)
-    bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors,
-                            np.minimum(caps, np.where(screen.pinned, caps, withdrawal_caps)))
+    capped = np.minimum(caps, np.where(screen.pinned, caps, withdrawal_caps))
+    if draw == "partial":
+        bounded = explicit_program(limits.coef_positive, rooms, kept_rows, floors, capped)
+    else:
+        bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors, capped)
     tie_program = None
     if ctx.formulation == "scenario" and model != "firm":
-        program = _scenario_program(ctx, risk, row_risk, screen.kept, floors, caps)
+        program = _scenario_program(ctx, risk, row_risk, screen.kept, floors, caps, draw)
         tie_program = bounded
     else:
         program = bounded
-    rows = _capacity_rows(ctx, rooms, kept_rows, bounded)
+    rows = _capacity_rows(ctx, rooms, kept_rows, bounded, draw)
     stages = solve_stages(program, candidates.demand_mw, what, ctx.solver, theory=ctx.theory,
                           tie_program=tie_program, capacity_rows=rows)
-    return _capacity_result(ctx, model, risk, rooms, floors, screen, stages, row_risk)
+    return _capacity_result(ctx, model, risk, rooms, floors, screen, stages, row_risk, draw)
+
+
+def _draw(ctx: _Context, rooms: np.ndarray) -> str:
+    """The draw set this model's rows are written for: the criteria's, except that the partial
+    set is solved as the full one when the two are the same LP (grid/capacity/criteria.py), so
+    that such networks keep the paper's numbers to the last digit."""
+    if ctx.criteria.draw == "full":
+        return "full"
+    rows = np.flatnonzero(ctx.limits.affected)
+    return "partial" if relies_on_counterflow(ctx.limits.coef, rooms, rows) else "full"
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,10 +313,10 @@ class _Screen:
     blocked: list[BlockedLimit]       # the broken limits, in row order
 
 
-def _screen(ctx: _Context, rooms: np.ndarray, floors: np.ndarray, statistic: str) -> _Screen:
+def _screen(ctx: _Context, rooms: np.ndarray, floors: np.ndarray, statistic: str, draw: str) -> _Screen:
     """Which limits break under the background at these floors, and whom they block."""
     limits, candidates = ctx.limits, ctx.candidates
-    at_floors = row_loads(ctx.flows, limits, candidates, floors)
+    at_floors = row_loads(ctx.flows, limits, candidates, floors, draw)
     broken = rooms < at_floors - 1e-9 * np.maximum(1.0, np.abs(limits.limit_mw))
     pinned = np.zeros(len(candidates), dtype=bool)
     blocked = []
@@ -297,7 +346,7 @@ def _withdrawal_caps(ctx: _Context, rooms: np.ndarray, kept: np.ndarray) -> np.n
 
 
 def _scenario_program(ctx: _Context, risk: float, row_risk: np.ndarray | None, kept: np.ndarray,
-                      floors: np.ndarray, caps: np.ndarray) -> LinearProgram:
+                      floors: np.ndarray, caps: np.ndarray, draw: str) -> LinearProgram:
     """The paper's scenario LP (17) on the kept limits."""
     limits = ctx.limits
     eps = np.full(len(limits), risk) if row_risk is None else row_risk
@@ -306,16 +355,18 @@ def _scenario_program(ctx: _Context, risk: float, row_risk: np.ndarray | None, k
     eps = np.maximum(eps, 0.5 / limits.count)
     background = row_background(limits, ctx.scenarios.samples_mw, np.flatnonzero(kept),
                                 shift_factor_flows(ctx.flows))
-    return scenario_program(ctx.flows, ctx.candidates, limits, background, eps[kept], kept, floors, caps)
+    load_rows = limits.coef_positive if draw == "partial" else None
+    return scenario_program(ctx.flows, ctx.candidates, limits, background, eps[kept], kept, floors, caps,
+                            load_rows=load_rows)
 
 
 def _capacity_result(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floors: np.ndarray,
-                     screen: _Screen, stages: StageResult, row_risk: np.ndarray | None) -> CapacityResult:
+                     screen: _Screen, stages: StageResult, row_risk: np.ndarray | None, draw: str) -> CapacityResult:
     """The solved capacities (never below the floors), the limits that bind, and why each bus
     gets no more."""
     limits, candidates = ctx.limits, ctx.candidates
     values = np.maximum(stages.capacity_mw, floors)
-    loads = row_loads(ctx.flows, limits, candidates, values)
+    loads = row_loads(ctx.flows, limits, candidates, values, draw)
     binding_rows = np.flatnonzero(screen.kept & (loads >= rooms - _tolerance(limits)))
     capacity = {bus: 0.0 for bus in ctx.network.bus_numbers}
     for bus, value in zip(candidates.buses, values):
@@ -334,20 +385,24 @@ def _capacity_result(ctx: _Context, model: str, risk: float, rooms: np.ndarray, 
         row_risk=row_risk,
         stage2_mw=stages.stage2_mw,
         blocked_rows=screen.broken,
+        draw=draw,
     )
 
 
-def _capacity_rows(ctx: _Context, rooms: np.ndarray, kept_rows: np.ndarray, bounded) -> CapacityRows:
+def _capacity_rows(ctx: _Context, rooms: np.ndarray, kept_rows: np.ndarray, bounded, draw: str) -> CapacityRows:
     """The kept limits in capacity space, for the tie-break on c alone (grid/capacity/tie_break.py):
-    a_r . c <= room_r, with a_r the signed shift factors of a line on the candidates, or ones
-    for the supply; withdrawal limits are already bounds of c."""
+    a_r . c <= room_r, with a_r the signed shift factors of a line on the candidates (their
+    positive parts over the partial draw set), or ones for the supply; withdrawal limits are
+    already bounds of c."""
     limits, candidates = ctx.limits, ctx.candidates
     n = len(candidates)
     scale = np.maximum(1.0, np.abs(limits.limit_mw))
 
     def rows_at(c: np.ndarray, min_slack: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        slack = rooms - row_loads(ctx.flows, limits, candidates, c)
+        slack = rooms - row_loads(ctx.flows, limits, candidates, c, draw)
         ids = np.flatnonzero(kept_rows & (slack <= min_slack * scale))
+        if draw == "partial":
+            return ids, limits.coef_positive[ids].toarray(), rooms[ids]
         a = np.zeros((ids.size, n))
         lines = [k for k, r in enumerate(ids) if limits.kinds[r] in (UPPER, LOWER)]
         if lines:
@@ -420,6 +475,7 @@ def solve_one(
     solver: str = "highs",
     formulation: str = "exact",
     theory: bool = False,
+    criteria: SecurityCriteria = SecurityCriteria(),
 ) -> CapacityResult:
     """One model alone: firm capacity (risk 0) or the flexible capacity at one risk level."""
     check_solver(solver)
@@ -427,7 +483,7 @@ def solve_one(
         raise GridError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
     flows = flow_model(network)
     limits = build_limits(network, flows, scenarios, candidates, risk)
-    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory)
+    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, criteria=criteria)
     if risk == 0:
         return _solve_model(ctx, "firm", 0.0, limits.limit_mw - limits.worst_mw, floors, "worst-case")
     return _solve_model(ctx, "flexible", risk, limits.limit_mw - limits.cvar(risk), floors, f"CVaR_{risk:g}")
@@ -447,6 +503,7 @@ def capacity_study(
     firm_budget: float | None = None,
     theory: bool = False,
     threads: int = 2,
+    criteria: SecurityCriteria = SecurityCriteria(),
     progress: Progress = lambda _: None,
 ) -> CapacityStudy:
     """Firm capacity and the nested flexible tiers (see the module doc).
@@ -469,13 +526,32 @@ def capacity_study(
     base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget)
     if formulation == "scenario":
         check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
-    firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor)
+    firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor,
+                        criteria)
     firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, firm_budget, threads, progress)
     del shift
-    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor)
+    ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor, criteria)
     tiers, rounds, reference = _flexible_tiers(ctx, levels, risk_mode, firm.vector(candidates), progress)
+    full_draw = _full_draw(ctx, firm_ctx, levels, risk_mode, (firm, *tiers), progress)
     return CapacityStudy(network, candidates, limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
-                         tuple(rounds), tuple(reference), firm_budget)
+                         tuple(rounds), tuple(reference), firm_budget, criteria, full_draw)
+
+
+def _full_draw(ctx: _Context, firm_ctx: _Context, levels: tuple[float, ...], risk_mode: str,
+               models: tuple[CapacityResult, ...], progress: Progress) -> tuple[CapacityResult, ...]:
+    """The paper's model (every product drawn in full) on the same inputs, when the partial draw
+    set changed some model; () when every model was the same LP under both."""
+    if all(model.draw == "full" for model in models):
+        return ()
+    progress("the paper's model (every product drawn in full), for the counterflow report")
+    full = SecurityCriteria(draw="full", outages=ctx.criteria.outages)
+    statistic = "worst-case"
+    base = firm_ctx.limits
+    firm = _solve_model(dataclasses.replace(firm_ctx, criteria=full), "firm", 0.0, base.limit_mw - base.worst_mw,
+                        np.zeros(len(ctx.candidates)), statistic)
+    tiers, _, _ = _flexible_tiers(dataclasses.replace(ctx, criteria=full), levels, risk_mode,
+                                  firm.vector(ctx.candidates), lambda _: None)
+    return (firm, *tiers)
 
 
 def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_mode: str,
@@ -569,7 +645,7 @@ def _joint_tier(ctx: _Context, eps: float, floors: np.ndarray, progress: Progres
         values = result.vector(candidates)
         if round_ == 1:
             per_constraint = float(values.sum())
-        loads = row_loads(ctx.flows, limits, candidates, values)
+        loads = row_loads(ctx.flows, limits, candidates, values, result.draw)
         live = np.flatnonzero(~result.blocked_rows & limits.affected)
         violated = in_sample_violations(limits, loads, live)
         counts = interrupted_counts(limits.touch, violated)

@@ -1,7 +1,8 @@
 """Out-of-sample risk check: does each product keep its promise on scenarios it has never seen?
 
 For every model (firm, then each flexible tier) all candidate buses withdraw their capacity up to
-that tier, c^eps_k, the load the tier's constraints were written for. In each fresh scenario a
+that tier, c^eps_k, the load the tier's constraints were written for (under the partial draw set,
+each limit sees its worst draw, a+ . c^eps_k). In each fresh scenario a
 product at bus i of tier k is *interrupted* when some limit that bus i touches (shift factor at
 least the touch factor; its own withdrawal limit; the supply limit) is violated. Per product the
 check reports the realised interruption probability with a 95 % Wilson interval, against the
@@ -114,7 +115,9 @@ def verify_risk(
         chunk = max(100, min(CHUNK, _CHUNK_BYTES // (8 * (len(limits) + len(study.network.buses)))))
     models: list[CapacityResult] = [study.firm, *study.tiers]
     capacities = [m.vector(candidates) for m in models]
-    loads = [row_loads(flows, limits, candidates, c) for c in capacities]
+    # Each model's products at the draw its rows were written for: in full, or each at the level
+    # that loads a limit most (a+ . c, the partial draw set's worst case).
+    loads = [row_loads(flows, limits, candidates, c, m.draw) for m, c in zip(models, capacities)]
     # The rows each model leaves out: blocked by background alone (see the module doc).
     live = [~m.blocked_rows & limits.affected for m in models]
     tolerance = 1e-7 * np.maximum(1.0, np.abs(limits.limit_mw))

@@ -39,6 +39,7 @@ from agents.profiles import (
     SymmetricConcaveFields,
 )
 from agents.strategies import STRATEGIES, ChosenStrategy, choose_strategy
+from grid.capacity.criteria import DRAW_SETS, OUTAGE_SETS, SecurityCriteria
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import (
     FORMULATIONS,
@@ -103,6 +104,8 @@ _REGISTRIES: dict[str, Iterable[str]] = {
     "profile": PROFILES,
     "strategy": STRATEGIES,
     "bundle_ties": BUNDLE_TIE_POLICIES,
+    "draw": DRAW_SETS,
+    "criterion": OUTAGE_SETS,
 }
 
 
@@ -311,11 +314,12 @@ class ProductGridConfig(_Section):
     def _known_formulation(cls, value: str) -> str:
         return _one_of(value, FORMULATIONS, "formulation")
 
-    def product_settings(self) -> ProductSettings:
-        """How the DSO turns capacities into products."""
+    def product_settings(self, security: SecurityConfig) -> ProductSettings:
+        """How the DSO turns capacities into products, against ``security`` (the [security] table)."""
         return ProductSettings(risk_levels=tuple(sorted(self.risk_levels)), risk_mode=self.risk_mode,
                                formulation=self.formulation, block_mw=self.block_mw,
-                               touch_factor=self.touch_factor, firm_budget=self.firm_budget)
+                               touch_factor=self.touch_factor, firm_budget=self.firm_budget,
+                               criteria=security.criteria())
 
 
 class ExplicitProductConfig(_Section):
@@ -477,6 +481,23 @@ class PopulationConfig(_BiddingChoice):
         return dict(MIXES[self.mix]) if isinstance(self.mix, str) else dict(self.mix)
 
 
+class SecurityConfig(_Section):
+    """``[security]``: what firm and flexible capacity must hold against (grid/capacity/criteria.py)."""
+
+    draw: str = Field(default="partial", description='"partial": every product drawn anywhere up to its capacity, '
+                      'independently (holds whatever sells); "full": every product sold and drawn in full (the '
+                      "paper's model, which may count on other products' counterflow)")
+    criterion: str = Field(default="n-0", description='the outages the limits hold in: "n-0" (the intact network)')
+
+    @field_validator("draw", "criterion")
+    @classmethod
+    def _registered_name(cls, value: str, info: ValidationInfo) -> str:
+        return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
+
+    def criteria(self) -> SecurityCriteria:
+        return SecurityCriteria(draw=self.draw, outages=self.criterion)
+
+
 class EquilibriumConfig(_Section):
     # The checker enumerates 2^m bundles per bidder and 3^m pairs for the efficient allocation.
     # Past 16, 3^m pairs take minutes and gigabytes; larger markets need other certificates.
@@ -505,6 +526,8 @@ class ExperimentConfig(_Section):
                                                description="the bidders, one entry each")
     population: PopulationConfig | None = Field(default=None, description="bidders drawn from seeded generators")
     equilibrium: EquilibriumConfig = Field(default=EquilibriumConfig(), description="how the outcome is judged")
+    security: SecurityConfig = Field(default=SecurityConfig(), description="what firm and flexible capacity hold "
+                                     "against: the draw set and the outages")
     # Each mechanism's rules, in the table its spec names (mechanisms/registry.py); only the chosen
     # mechanism's table may be present.
     auction: AuctionRules | None = Field(default=None, description='the rules of kind = "saa"')

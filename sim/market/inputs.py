@@ -158,7 +158,8 @@ def build_grid_inputs(config: ExperimentConfig, base_dir: Path) -> GridInputs:
         assert config.load.scenarios is not None
         scenarios = sample_checked(sampler, network, config.load.scenarios, stream(config.seed, "scenarios"),
                                    "load.scenarios")
-    return GridInputs(network, scenarios, candidates, config.product_grid.product_settings(), files, sampler)
+    return GridInputs(network, scenarios, candidates, config.product_grid.product_settings(config.security), files,
+                      sampler)
 
 
 def _unknown_bus(bus: int, network: Network) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from agents.dso import tier_labels
+from grid.capacity.criteria import DRAW_SETS, OUTAGE_SETS
 from grid.capacity.study import BlockedLimit, CapacityStudy
 from grid.capacity.verify import RiskCheck
 from sim.report.text import format_table, mw, probability
@@ -28,13 +29,20 @@ def capacity_columns(study: CapacityStudy) -> list[str]:
     for name in tier_names(study):
         suffix = name[len("flexible"):]
         columns += [f"{name}_mw", f"increment{suffix}_mw", f"{name}_limited_by"]
+    names = ["firm", *tier_names(study)]
+    columns += [f"standalone_{name}_mw" for name in names]
+    if study.full_draw:
+        columns += [f"full_draw_{name}_mw" for name in names]
     return columns
 
 
 def capacity_rows(study: CapacityStudy) -> list[dict[str, Any]]:
-    """One row per candidate bus: demand, firm and per-tier capacity (MW), and what limits each."""
+    """One row per candidate bus: demand, firm and per-tier capacity (MW), and what limits each;
+    then each model's stand-alone hosting capacity (empty: no limit binds it) and, when the draw
+    set changed the allocation, the paper's full-draw capacity."""
     rows = []
-    for bus, demand in zip(study.candidates.buses, study.candidates.demand_mw):
+    extras = _extra_columns(study)
+    for k, (bus, demand) in enumerate(zip(study.candidates.buses, study.candidates.demand_mw)):
         firm = study.firm.capacity_mw[bus]
         row: dict[str, Any] = {"bus": bus, "demand_mw": float(demand), "firm_mw": firm,
                                "firm_limited_by": study.firm.limited_by[bus]}
@@ -44,8 +52,21 @@ def capacity_rows(study: CapacityStudy) -> list[dict[str, Any]]:
             row[f"{name}_mw"] = tier.capacity_mw[bus]
             row[f"increment{suffix}_mw"] = increment
             row[f"{name}_limited_by"] = tier.limited_by[bus]
+        for column, values in extras.items():
+            row[column] = values[k]
         rows.append(row)
     return rows
+
+
+def _extra_columns(study: CapacityStudy) -> dict[str, list[float | None]]:
+    """standalone_<model>_mw per model, and full_draw_<model>_mw when the study has them."""
+    names = ["firm", *tier_names(study)]
+    columns: dict[str, list[float | None]] = {}
+    for name, alone in zip(names, study.standalone()):
+        columns[f"standalone_{name}_mw"] = [_finite_or_none(float(v)) for v in alone.capacity_mw]
+    for name, model in zip(names, study.full_draw):
+        columns[f"full_draw_{name}_mw"] = [model.capacity_mw[bus] for bus in study.candidates.buses]
+    return columns
 
 
 def capacity_summary(study: CapacityStudy, scenarios: int) -> dict[str, Any]:
@@ -77,8 +98,12 @@ def capacity_summary(study: CapacityStudy, scenarios: int) -> dict[str, Any]:
         "formulation": study.tiers[0].formulation if study.tiers else "robust",
         "touch_factor": study.touch_factor,
         "firm_budget": study.firm_budget,
+        "draw": study.criteria.draw,
+        "criterion": study.criteria.outages,
         "per_bus": capacity_rows(study),
         "total_mw": {name: sum(m.capacity_mw.values()) for name, m in zip(names, models)},
+        # The paper's model on the same inputs, when the partial draw set changed an allocation.
+        "full_draw_total_mw": {name: sum(m.capacity_mw.values()) for name, m in zip(names, study.full_draw)} or None,
         "unserved_ratio": {name: m.unserved_ratio for name, m in zip(names, models)},
         "binding": {name: list(m.binding) for name, m in zip(names, models)},
         "blocked": {name: [{"limit": b.name, "limit_mw": b.limit_mw, "background_mw": b.background_mw,
@@ -119,22 +144,29 @@ def capacity_text(summary: Mapping[str, Any], *, rows_shown: int = TERMINAL_ROWS
     ]
     for note in cap["notes"]:
         lines.append(f"  note: {note}")
+    lines.append(_security_line(cap))
     stems = [c[: -len("_mw")] for c in _tier_value_columns(cap)]
-    headers = ["bus", "demand (MW)", "firm (MW)"] + [f"{s.replace('_', ' ')} (MW)" for s in stems] + ["firm limited by"]
+    headers = (["bus", "demand (MW)", "firm (MW)"] + [f"{s.replace('_', ' ')} (MW)" for s in stems]
+               + ["firm alone (MW)", "firm limited by"])
     if stems:
         headers.append(f"{stems[-1].replace('_', ' ')} limited by")
     table_rows = []
     for row in cap["per_bus"]:
+        alone = row.get("standalone_firm_mw")
         cells = [row["bus"], mw(row["demand_mw"]), mw(row["firm_mw"])] + [mw(row[f"{s}_mw"]) for s in stems]
-        cells.append(row["firm_limited_by"])
+        cells += ["no limit" if alone is None else mw(alone), row["firm_limited_by"]]
         if stems:
             cells.append(row[f"{stems[-1]}_limited_by"])
         table_rows.append(cells)
     shown, more = _head(table_rows, rows_shown)
-    right = [True] * (3 + len(stems)) + [False, False][: 1 + bool(stems)]
+    right = [True] * (4 + len(stems)) + [False, False][: 1 + bool(stems)]
     lines.append(format_table(headers, shown, right) + (f"{more} (all in {csv_name})" if more else ""))
     totals = ", ".join(f"{name} {mw(value)} MW" for name, value in cap["total_mw"].items())
     lines.append(f"Total capacity: {totals}")
+    if cap.get("full_draw_total_mw"):
+        paper = ", ".join(f"{name} {mw(value)} MW" for name, value in cap["full_draw_total_mw"].items())
+        lines.append(f"The paper's model (every product drawn in full) would allocate {paper}: the difference counted "
+                     f"on other products' counterflow (per bus: full_draw_*_mw in {csv_name})")
     for name, blocked in (cap["blocked"] or {}).items():
         lines.append(f"Blocked limits ({name}): {len(blocked)} limit(s) broken by background load alone:")
         shown_blocked, more = _head(blocked, 10)
@@ -161,6 +193,15 @@ def capacity_text(summary: Mapping[str, Any], *, rows_shown: int = TERMINAL_ROWS
             f"{mw(low)} to {mw(high)} MW)"
         )
     return "\n".join(lines)
+
+
+def _security_line(cap: Mapping[str, Any]) -> str:
+    """What the capacities hold against, in words."""
+    draw = cap.get("draw", "full")
+    against = DRAW_SETS.get(draw, draw)
+    where = OUTAGE_SETS.get(cap.get("criterion", "n-0"), cap.get("criterion", "n-0"))
+    return (f"Capacities hold for {against}, in {where}; 'alone' is a bus's stand-alone hosting capacity "
+            "(no other new load).")
 
 
 def _tier_value_columns(summary: Mapping[str, Any]) -> list[str]:

@@ -9,17 +9,19 @@ risk_check.csv, capacity_map.png and the effective config.toml.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from agents.dso import products_from_study, tier_labels
-from grid.capacity.study import CapacityStudy, capacity_study, check_tail
+from grid.capacity.study import CapacityStudy, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk
 from grid.errors import GridError
 from grid.solvers.names import check_solver
 from mechanisms.products import FIRM, FLEX, product_id
 from mechanisms.settings import MAX_MW
+from sim.config.overrides import parse_override
 from sim.config.schema import (
     ConfigError,
     ExperimentConfig,
@@ -165,12 +167,8 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
     with named_after(source):
         progress("network and background scenarios")
         grid: GridInputs = build_grid_inputs(config, base_dir)
-        study = capacity_study(
-            grid.network, grid.scenarios, grid.candidates, grid.settings.risk_levels,
-            solver=config.solver, formulation=grid.settings.formulation, risk_mode=grid.settings.risk_mode,
-            touch_factor=grid.settings.touch_factor, firm_budget=grid.settings.firm_budget, theory=theory,
-            progress=progress,
-        )
+        study = grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
+                                    progress=progress)
         offered, withheld = products_from_study(study, grid.settings.block_mw)
         checks: list[RiskCheck] | None = None
         skipped = None
@@ -246,8 +244,11 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
         raise ConfigError(f"--demand: give a positive number of MW, at most {MAX_MW:g} (the ceiling per bus)")
     stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
     out = args.out or Path("runs") / f"{stem}-capacity"
+    sets = list(args.sets or ())
+    if args.draw is not None:
+        sets.append(parse_override(f"security.draw={json.dumps(args.draw)}"))
     overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
-                 "demand_mw": args.demand, "scenarios": args.scenarios, "sets": args.sets}
+                 "demand_mw": args.demand, "scenarios": args.scenarios, "sets": sets}
     result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
                           force=args.force, progress=progress)
     print(result.report)

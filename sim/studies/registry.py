@@ -107,6 +107,9 @@ def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demand", type=float, metavar="MW", help="request per load bus when TARGET is a case")
     parser.add_argument("--scenarios", type=int, metavar="N", help="scenario count when TARGET is a case")
     parser.add_argument("--no-theory", action="store_true", help="skip the Theorem 1 / Proposition 1 checks")
+    parser.add_argument("--draw", metavar="SET", help='the draw set the capacities hold for: "partial" (each product '
+                        'drawn anywhere up to its capacity; the default) or "full" (the paper\'s model); the same as '
+                        "--set security.draw=SET")
     _common(parser, what="directory")
 
 

@@ -497,7 +497,8 @@ def test_the_capacity_section_prints_mw_to_the_hundredth(additive_run):
 
     text = capacity_text(_summary(additive_run)["capacity"])
     assert "Total capacity: firm 20.00 MW, flexible 0.05 32.14 MW" in text
-    rows = [line.split()[:4] for line in text.splitlines()[3:5]]
+    table = text.splitlines()[text.splitlines().index(next(l for l in text.splitlines() if l.startswith("bus "))):]
+    rows = [line.split()[:4] for line in table[2:4]]
     assert rows == [["3", "40.00", "10.00", "16.82"], ["4", "30.00", "10.00", "15.31"]]
 
 

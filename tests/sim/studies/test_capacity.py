@@ -96,6 +96,31 @@ def test_capacity_of_a_case_by_name_with_risk_tiers(tmp_path, capsys):
     assert effective["products"]["theory_checks"] is True
 
 
+def test_the_draw_set_reaches_the_study_and_both_allocations_are_written(tmp_path, capsys):
+    """Default: products hold for partial draws; on IEEE 14 (distributed slack) the paper's model
+    allocates more, and both are in capacity.csv and summary.json; --draw full is the paper's."""
+    partial, full = tmp_path / "partial", tmp_path / "full"
+    common = ["--scenarios", "500", "--verify", "0", "--demand", "60"]
+    assert main(["capacity", "ieee14", "--out", str(partial), *common]) == 0
+    assert main(["capacity", "ieee14", "--out", str(full), *common, "--draw", "full"]) == 0
+    printed = capsys.readouterr().out
+    assert "Capacities hold for each product drawn anywhere in [0, its capacity], independently" in printed
+    assert "The paper's model (every product drawn in full) would allocate firm" in printed
+    mine, paper = _summary(partial)["capacity"], _summary(full)["capacity"]
+    assert (mine["draw"], paper["draw"], mine["criterion"]) == ("partial", "full", "n-0")
+    assert paper["full_draw_total_mw"] is None
+    # The paper's numbers, solved again inside the partial study, are the --draw full study's.
+    assert mine["full_draw_total_mw"] == pytest.approx(paper["total_mw"], abs=1e-6)
+    assert mine["total_mw"]["firm"] < paper["total_mw"]["firm"] - 1.0
+    with (partial / "capacity.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row, theirs in zip(rows, paper["per_bus"]):
+        assert float(row["full_draw_firm_mw"]) == pytest.approx(theirs["firm_mw"], abs=1e-6)
+        # A bus alone takes at least what the joint allocation gives it.
+        assert float(row["standalone_firm_mw"]) >= float(row["firm_mw"]) - 1e-6
+    assert tomllib.loads((partial / "config.toml").read_text())["security"] == {"draw": "partial", "criterion": "n-0"}
+
+
 def test_cases_lists_the_built_in_networks(capsys):
     assert main(["cases"]) == 0
     out = capsys.readouterr().out
