@@ -131,6 +131,7 @@ class ShiftRows:
     worst-case pass and the scenario pass so that H is computed once."""
 
     blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
+    offset_mw: np.ndarray        # every line's flow from the phase shifters alone (FlowModel.offset_mw)
 
 
 def budgeted_worst(h: np.ndarray, lower: np.ndarray, upper: np.ndarray, budget: float | None) -> np.ndarray:
@@ -175,7 +176,7 @@ def limit_rows(
     _withdrawal_rows(rows, network, scenarios, candidates, budget)
     blocks = _line_rows(rows, network, flows, scenarios, candidates, touch_factor, budget)
     _supply_row(rows, network, scenarios, len(candidates), budget)
-    return rows.table(len(candidates), scenarios.count), ShiftRows(tuple(blocks))
+    return rows.table(len(candidates), scenarios.count), ShiftRows(tuple(blocks), flows.offset_mw)
 
 
 @dataclass(eq=False)
@@ -253,8 +254,9 @@ def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, scenarios:
     for block, h in flows.blocks(finite, LINE_BLOCK):
         blocks.append((block, h))
         # (2a)/(2b): the worst flow in each direction.
-        flow_max = budgeted_worst(h, lower, upper, budget)
-        flow_min = -budgeted_worst(-h, lower, upper, budget)
+        shifted = flows.offset_mw[block]
+        flow_max = budgeted_worst(h, lower, upper, budget) + shifted
+        flow_min = -budgeted_worst(-h, lower, upper, budget) + shifted
         rows.worst.append(np.column_stack([flow_max, -flow_min]).reshape(-1))
         on_candidates = h[:, candidates.positions]
         upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
@@ -313,11 +315,12 @@ def with_tails(
         tails.append(top)
         tail_idx.append(top_i)
     # Not made contiguous: BLAS reads the transposed view as fast, and the copy would cost more.
-    samples_t = samples.T                   # (n, S): flows = H_block @ samples_t
+    samples_t = samples.T                   # (n, S): flows = H_block @ samples_t + the shifters' offset
+    offset = shift.offset_mw
     done = sum(block.size for block, _ in shift.blocks)
     finished = 0
     for block, h in shift.blocks:
-        top, top_i, low, low_i = _tails(h @ samples_t, keep, with_scenarios)
+        top, top_i, low, low_i = _tails(h @ samples_t + offset[block][:, None], keep, with_scenarios)
         tails.append(np.stack([top, -low], axis=1).reshape(2 * block.size, -1))
         tail_idx.append(np.stack([top_i, low_i], axis=1).reshape(2 * block.size, -1))
         finished += block.size
@@ -357,7 +360,9 @@ def shift_factor_flows(flows: FlowModel) -> LineFlows:
     """(line positions, samples (S, n)) -> background flows (lines, S) through rows of H."""
 
     def compute(lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        return np.vstack([h @ samples.T for _, h in flows.blocks(lines)]) if lines.size else np.zeros((0, len(samples)))
+        if not lines.size:
+            return np.zeros((0, len(samples)))
+        return np.vstack([h @ samples.T for _, h in flows.blocks(lines)]) + flows.offset_mw[lines][:, None]
 
     return compute
 

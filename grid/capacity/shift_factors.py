@@ -18,6 +18,7 @@ from scipy.sparse.linalg import splu
 
 from grid.errors import GridError
 from grid.network.network import Network
+from grid.network.ratings import phase_shift_flows
 
 # PTDF entries are fractions in [-1, 1]; anything this small is round-off from the LU solve, and
 # zeroing it lets the capacity models recognise constraints that no candidate bus can affect.
@@ -127,6 +128,8 @@ class FlowModel:
         self.weighted = (sp.diags(self.susceptance) @ self.incidence).tocsr()   # diag(b) A
         self.susceptance_matrix = (self.incidence.T @ self.weighted).tocsc()    # B = A' diag(b) A
         self.alpha = _participation_vector(network)
+        # Flows the phase shifters cause with no withdrawal: part of every background flow.
+        self.offset_mw = phase_shift_flows(network)
         self.reference = network.bus_index(network.reference_bus)
         self.keep = np.array([i for i in range(n_bus) if i != self.reference], dtype=int)
         self._path = path_matrix(network) if self.radial else None

@@ -128,10 +128,10 @@ def verify_risk(
 
         def line_flows(wanted: np.ndarray, p: np.ndarray) -> np.ndarray:
             # Every row is checked, so ``wanted`` is always all the limited lines.
-            return dense @ p.T
+            return dense @ p.T + flows.offset_mw[wanted][:, None]
     else:
         def line_flows(wanted: np.ndarray, p: np.ndarray) -> np.ndarray:
-            return flows.flows(np.ascontiguousarray(p.T))[wanted]
+            return flows.flows(np.ascontiguousarray(p.T))[wanted] + flows.offset_mw[wanted][:, None]
     every_row = np.arange(len(limits))
 
     counts = [np.zeros(len(candidates), dtype=np.int64) for _ in models]

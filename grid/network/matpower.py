@@ -14,7 +14,9 @@ What we keep and why:
   when it has none). Either way the note says so with the numbers.
 - Branches: in service (BR_STATUS > 0) and between connected buses. MATPOWER's makeBdc uses the
   susceptance b = 1 / (BR_X * tap) with tap = TAP, or 1 when TAP = 0, so the stored reactance is
-  BR_X * tap. Phase-shift angles (SHIFT) are ignored, with a note. Negative reactances (series
+  BR_X * tap. A phase shifter (SHIFT, degrees) pushes -baseMVA * b * shift (rad) MW through its
+  branch at flat angles (makeBdc's Pfinj), kept on the line as ``shift_flow_mw`` and added to every
+  background flow (docs/models/capacity.md#phase-shifters). Negative reactances (series
   compensation, e.g. case300) are kept; a zero reactance is an error (b would be infinite).
   Lines are named "F-T"; parallel branches "F-T#2", "F-T#3", ... in file order.
 - Ratings: RATE_A > 0 is the rating in MW. RATE_A = 0 means "unlimited" in MATPOWER; such
@@ -58,6 +60,8 @@ _USED_COLUMNS = {
     "branch": ("F_BUS", "T_BUS", "BR_X", "RATE_A", "TAP", "SHIFT", "BR_STATUS"),
 }
 _ISOLATED, _REFERENCE = 4, 3
+# MATPOWER's own default system base, for a case file that states none.
+DEFAULT_BASE_MVA = 100.0
 # A gap between committed generation and base load up to this share of the generation is taken for
 # the AC losses of the case's power flow, and scaled away.
 _LOSS_BAND = 0.10
@@ -380,6 +384,73 @@ def _check_finite(
                         "in size (the ceiling per bus, line and generator)")
 
 
+def _branch_lines(data: MatpowerData, unique: np.ndarray, is_connected: dict[int, bool], label: str,
+                  notes: list[str]) -> tuple[list[Line], list[int]]:
+    """The in-service branches between connected buses as Lines (DC conventions: x tap, the
+    phase shifter's flow at flat angles), and the positions of the unrated ones."""
+    branch = data.branch
+    f_bus = _check_bus_numbers(branch["F_BUS"], "mpc.branch", label)
+    t_bus = _check_bus_numbers(branch["T_BUS"], "mpc.branch", label)
+
+    def describe(row: int) -> str:
+        return f"branch {row + 1} ({f_bus[row]}-{t_bus[row]})"
+
+    for column, ends in (("F_BUS", f_bus), ("T_BUS", t_bus)):
+        unknown = ~np.isin(ends, unique)
+        if unknown.any():
+            row = _first(unknown)
+            raise GridError(
+                f"case {label}: {describe(row)} names bus {ends[row]}, which is not in mpc.bus; fix its {column}"
+            )
+    br_status = branch["BR_STATUS"]
+    _check_finite(br_status, np.ones(br_status.size, bool), describe, "BR_STATUS", label)
+    ends_connected = np.array(
+        [is_connected[f] and is_connected[t] for f, t in zip(f_bus.tolist(), t_bus.tolist())], dtype=bool
+    )
+    on = (br_status > 0) & ends_connected
+    x, rate, tap, shift = branch["BR_X"], branch["RATE_A"], branch["TAP"], branch["SHIFT"]
+    for values, column in ((x, "BR_X"), (rate, "RATE_A"), (tap, "TAP")):
+        _check_finite(values, on, describe, column, label, MAX_MW if column == "RATE_A" else None)
+    for bad, fix in (
+        (on & (f_bus == t_bus), "connects a bus to itself; remove it or fix F_BUS/T_BUS"),
+        (on & (x == 0), "has zero reactance (BR_X = 0); a DC power flow needs x != 0; give it a reactance or merge the buses"),
+        (on & (rate < 0), "has a negative RATE_A; give a rating > 0 MW, or 0 for none"),
+        (on & (tap < 0), "has a negative TAP; give a tap ratio > 0, or 0 for none"),
+    ):
+        if bad.any():
+            row = _first(bad)
+            raise GridError(f"case {label}: {describe(row)} {fix}")
+    if ((br_status > 0) & ~ends_connected).any():
+        notes.append(f"{int(((br_status > 0) & ~ends_connected).sum())} branches to isolated buses dropped")
+    if (br_status <= 0).any():
+        notes.append(f"{int((br_status <= 0).sum())} out-of-service branches (BR_STATUS = 0) dropped")
+    _check_finite(shift, on, describe, "SHIFT", label)
+    shifted = on & (shift != 0)
+    base_mva = data.base_mva if data.base_mva is not None and data.base_mva > 0 else DEFAULT_BASE_MVA
+    if shifted.any():
+        notes.append(f"{int(shifted.sum())} phase-shifting branches: their shifts enter the DC flows as fixed "
+                     f"injections (baseMVA {base_mva:g})")
+    if data.dclines:
+        notes.append(f"{data.dclines} DC lines (mpc.dcline) ignored")
+
+    # makeBdc: b = 1 / (x * tap), tap = 1 where TAP = 0; Pfinj = -b * shift (rad), in MW.
+    reactance = x * np.where(tap == 0, 1.0, tap)
+    shift_flow = -base_mva * np.radians(np.where(on, shift, 0.0)) / np.where(on, reactance, 1.0)
+    lines: list[Line] = []
+    unrated: list[int] = []
+    seen: dict[str, int] = {}
+    for f, t, xt, r, pushed in zip(f_bus[on].tolist(), t_bus[on].tolist(), reactance[on].tolist(), rate[on].tolist(),
+                                   shift_flow[on].tolist()):
+        base = f"{f}-{t}"
+        count = seen.get(base, 0) + 1
+        seen[base] = count
+        if r == 0:
+            unrated.append(len(lines))
+        lines.append(Line(base if count == 1 else f"{base}#{count}", f, t, r if r > 0 else math.inf, xt,
+                          shift_flow_mw=pushed + 0.0))  # + 0.0: no -0.0 in the outputs
+    return lines, unrated
+
+
 def matpower_tables(data: MatpowerData, name: str, label: str) -> CaseTables:
     """Apply MATPOWER's status filters and DC conventions; check every value we use."""
     bus_i = _check_bus_numbers(data.bus["BUS_I"], "mpc.bus", label)
@@ -440,64 +511,7 @@ def matpower_tables(data: MatpowerData, name: str, label: str) -> CaseTables:
         notes.append(f"{int((status <= 0).sum())} out-of-service generators (GEN_STATUS = 0) dropped")
     generators = list(zip(gen_bus[on].tolist(), gen["PG"][on].tolist(), gen["PMAX"][on].tolist()))
 
-    # Branches.
-    branch = data.branch
-    f_bus = _check_bus_numbers(branch["F_BUS"], "mpc.branch", label)
-    t_bus = _check_bus_numbers(branch["T_BUS"], "mpc.branch", label)
-
-    def describe(row: int) -> str:
-        return f"branch {row + 1} ({f_bus[row]}-{t_bus[row]})"
-
-    for column, ends in (("F_BUS", f_bus), ("T_BUS", t_bus)):
-        unknown = ~np.isin(ends, unique)
-        if unknown.any():
-            row = _first(unknown)
-            raise GridError(
-                f"case {label}: {describe(row)} names bus {ends[row]}, which is not in mpc.bus; fix its {column}"
-            )
-    br_status = branch["BR_STATUS"]
-    _check_finite(br_status, np.ones(br_status.size, bool), describe, "BR_STATUS", label)
-    ends_connected = np.array(
-        [is_connected[f] and is_connected[t] for f, t in zip(f_bus.tolist(), t_bus.tolist())], dtype=bool
-    )
-    on = (br_status > 0) & ends_connected
-    x, rate, tap, shift = branch["BR_X"], branch["RATE_A"], branch["TAP"], branch["SHIFT"]
-    for values, column in ((x, "BR_X"), (rate, "RATE_A"), (tap, "TAP")):
-        _check_finite(values, on, describe, column, label, MAX_MW if column == "RATE_A" else None)
-    for bad, fix in (
-        (on & (f_bus == t_bus), "connects a bus to itself; remove it or fix F_BUS/T_BUS"),
-        (on & (x == 0), "has zero reactance (BR_X = 0); a DC power flow needs x != 0; give it a reactance or merge the buses"),
-        (on & (rate < 0), "has a negative RATE_A; give a rating > 0 MW, or 0 for none"),
-        (on & (tap < 0), "has a negative TAP; give a tap ratio > 0, or 0 for none"),
-    ):
-        if bad.any():
-            row = _first(bad)
-            raise GridError(f"case {label}: {describe(row)} {fix}")
-    if ((br_status > 0) & ~ends_connected).any():
-        notes.append(f"{int(((br_status > 0) & ~ends_connected).sum())} branches to isolated buses dropped")
-    if (br_status <= 0).any():
-        notes.append(f"{int((br_status <= 0).sum())} out-of-service branches (BR_STATUS = 0) dropped")
-    shifted = on & np.isfinite(shift) & (shift != 0)
-    if shifted.any():
-        notes.append(
-            f"{int(shifted.sum())} phase-shifting branches: their shift angles are ignored "
-            "(DC flows without phase-shift injections)"
-        )
-    if data.dclines:
-        notes.append(f"{data.dclines} DC lines (mpc.dcline) ignored")
-
-    # makeBdc: b = 1 / (x * tap), tap = 1 where TAP = 0.
-    reactance = x * np.where(tap == 0, 1.0, tap)
-    lines: list[Line] = []
-    unrated: list[int] = []
-    seen: dict[str, int] = {}
-    for f, t, xt, r in zip(f_bus[on].tolist(), t_bus[on].tolist(), reactance[on].tolist(), rate[on].tolist()):
-        base = f"{f}-{t}"
-        count = seen.get(base, 0) + 1
-        seen[base] = count
-        if r == 0:
-            unrated.append(len(lines))
-        lines.append(Line(base if count == 1 else f"{base}#{count}", f, t, r if r > 0 else math.inf, xt))
+    lines, unrated = _branch_lines(data, unique, is_connected, label, notes)
     return CaseTables(
         name=name,
         label=label,

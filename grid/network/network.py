@@ -108,6 +108,9 @@ class Line:
     to_bus: int
     thermal_limit_mw: float
     reactance_pu: float | None = None
+    # The flow (MW, from_bus -> to_bus) that the line's phase shifter pushes at flat angles:
+    # -baseMVA x shift (rad) / (x tap), MATPOWER makeBdc's Pfinj (docs/models/capacity.md#phase-shifters).
+    shift_flow_mw: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -130,6 +133,9 @@ class Line:
             raise GridError(
                 f"line {self.name}: reactance_pu must be a finite non-zero number or None (got {x!r})"
             )
+        shift = self.shift_flow_mw
+        if not isinstance(shift, numbers.Real) or not math.isfinite(shift):
+            raise GridError(f"line {self.name}: shift_flow_mw must be a finite number of MW (got {shift!r})")
 
 
 SLACK_MODELS = ("reference", "distributed")

@@ -107,6 +107,22 @@ def base_case_flows(network: Network, withdrawals_mw: np.ndarray) -> np.ndarray:
     )
 
 
+def phase_shift_flows(network: Network) -> np.ndarray:
+    """The line flows (MW) that the phase shifters cause with no withdrawal anywhere
+    (docs/models/capacity.md#phase-shifters): each shifter's flow at flat angles, Pfinj, plus the
+    flows of the bus injections it balances, A' Pfinj, through the network. Zero without a shifter,
+    and zero on a radial network (a tree has no loop for the flow to circulate in)."""
+    pushed = np.array([line.shift_flow_mw for line in network.lines], dtype=float)
+    if not np.any(pushed) or network.is_radial():
+        return np.zeros(len(network.lines))
+    at_buses = np.zeros(len(network.buses))
+    for line, value in zip(network.lines, pushed):
+        at_buses[network.bus_index(line.from_bus)] += value
+        at_buses[network.bus_index(line.to_bus)] -= value
+    # The injections A' Pfinj act as withdrawals w with B theta = -w (they sum to zero: no slack).
+    return pushed + _meshed_flows(network, at_buses)
+
+
 def _radial_flows(network: Network, withdrawals_mw: np.ndarray) -> np.ndarray:
     """On a tree a line carries everything withdrawn beyond it, whatever the reactances."""
     flows = np.zeros(len(network.lines))
@@ -181,7 +197,7 @@ def rate_unrated_lines(
     """
     if not unrated:
         return network
-    flows = np.abs(base_case_flows(network, base_case_withdrawals(network)))
+    flows = np.abs(base_case_flows(network, base_case_withdrawals(network)) + phase_shift_flows(network))
     lines = list(network.lines)
     for position in unrated:
         line = lines[position]

@@ -234,7 +234,7 @@ HAND_BRANCHES = [
     (1, 2, 0.2, 60, 0, 0, 1),      # parallel
     (2, 3, 0.05, 40, 0.95, 0, 1),  # transformer, tap 0.95
     (1, 3, 0.1, 70, 0, 0, 0),      # out of service
-    (3, 4, 0.1, 30, 0, 2.5, 1),    # phase shifter: angle ignored
+    (3, 4, 0.1, 30, 0, 2.5, 1),    # phase shifter (on a tree: it moves no flow)
     (4, 5, 0.1, 30, 0, 0, 1),      # to the isolated bus 5: dropped with it
 ]
 
