@@ -31,6 +31,7 @@ DRAW_SETS = {
 }
 OUTAGE_SETS = {
     "n-0": "the intact network",
+    "n-1": "the intact network and after any single branch outage that keeps it connected, at emergency ratings",
 }
 
 # A data-center coefficient (a shift factor, or 1) smaller than this in magnitude is round-off
@@ -44,12 +45,17 @@ class SecurityCriteria:
 
     draw: str = "partial"
     outages: str = "n-0"
+    # N-1: a line's rating after an outage, where the case gives no RATE_B or RATE_C, is its normal
+    # rating times this (1: none of the short-term headroom that emergency ratings grant).
+    emergency_factor: float = 1.0
 
     def __post_init__(self) -> None:
         if self.draw not in DRAW_SETS:
             raise GridError(f"draw {self.draw!r} is not a draw set; choose one of {', '.join(DRAW_SETS)}")
         if self.outages not in OUTAGE_SETS:
             raise GridError(f"outages {self.outages!r} is not an outage set; choose one of {', '.join(OUTAGE_SETS)}")
+        if not 0.5 <= self.emergency_factor <= 3.0:
+            raise GridError(f"emergency_factor {self.emergency_factor!r} must lie in [0.5, 3] (x the normal rating)")
 
 
 def positive_part(coefficients: sp.csr_matrix) -> sp.csr_matrix:

@@ -69,9 +69,18 @@ class LimitTable:
     tail_mw: np.ndarray               # (R, K) the K largest samples of b, descending
     tail_scenario: np.ndarray         # (R, K) their scenario numbers
     count: int                        # S
+    # Post-outage rows (grid/capacity/outages.py): per row the line position out of service (-1:
+    # the intact network) and the LODF that carries its pre-outage flow onto the row's line.
+    outage: np.ndarray | None = None
+    lodf: np.ndarray | None = None
+    outage_names: tuple[str, ...] = ()  # per row: the line out of service, "" in the intact network
 
     def __len__(self) -> int:
         return len(self.kinds)
+
+    @property
+    def has_outages(self) -> bool:
+        return self.outage is not None and bool(np.any(self.outage >= 0))
 
     def name(self, row: int) -> str:
         kind, label = self.kinds[row], self.labels[row]
@@ -79,6 +88,8 @@ class LimitTable:
             return f"withdrawal limit at bus {label}"
         if kind == SUPPLY:
             return f"supply limit ({label})"
+        if self.outage_names and self.outage_names[row]:
+            return f"line {label} {kind} limit after the outage of {self.outage_names[row]}"
         return f"line {label} {kind} limit"
 
     def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
@@ -381,9 +392,20 @@ def row_background(table: LimitTable, samples: np.ndarray, rows: np.ndarray, lin
     out[withdrawal] = samples[:, table.bus[rows[withdrawal]]].T
     on_lines = (kinds == UPPER) | (kinds == LOWER)
     if np.any(on_lines):
-        lines, pick = np.unique(table.line[rows[on_lines]], return_inverse=True)
         sign = np.where(kinds[on_lines] == UPPER, 1.0, -1.0)
-        out[on_lines] = sign[:, None] * line_flows(lines, samples)[pick]
+        own = table.line[rows[on_lines]]
+        if table.has_outages:
+            # A post-outage row reads f_l + LODF f_k (docs/models/capacity.md#eq-c-21).
+            out_line = table.outage[rows[on_lines]]
+            lines, pick = np.unique(np.concatenate([own, out_line[out_line >= 0]]), return_inverse=True)
+            flows = line_flows(lines, samples)
+            values = flows[pick[:own.size]]
+            after = out_line >= 0
+            values[after] += table.lodf[rows[on_lines]][after][:, None] * flows[pick[own.size:]]
+            out[on_lines] = sign[:, None] * values
+        else:
+            lines, pick = np.unique(own, return_inverse=True)
+            out[on_lines] = sign[:, None] * line_flows(lines, samples)[pick]
     out[kinds == SUPPLY] = samples.sum(axis=1)[None, :]
     return out
 

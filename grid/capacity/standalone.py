@@ -9,48 +9,57 @@ drawing, anywhere in [0, c_k], every limit r reads a_rk+ c_k <= room_r, so
 with room_r = limit_r - worst(b_r) for firm capacity and limit_r - CVaR_eps(b_r) for the tier at
 eps. The blocked-limit rule is the study's: a limit that the background alone breaks (room < 0)
 gives 0 MW to the buses that touch it (coefficient at least the touch factor) and is otherwise
-left out. A bus that no finite limit constrains has no stand-alone limit (infinity).
+left out. A bus that no finite limit constrains has no stand-alone limit (infinity). Under N-1 the
+limits after every outage count too (grid/capacity/outages.py), block by block: the minimum over
+blocks is the minimum over all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+import scipy.sparse as sp
 
-from grid.capacity.limits import LimitTable
+from grid.capacity.criteria import COEFFICIENT_ZERO
 
 
 @dataclass(frozen=True, eq=False)
 class Standalone:
     """Per candidate (in candidate order): the stand-alone capacity (MW; inf when nothing limits
-    it) and the row that binds (-1 when none does)."""
+    it) and the limit that binds ("" when none does)."""
 
     capacity_mw: np.ndarray
-    binding_row: np.ndarray
+    binding: tuple[str, ...]
 
-    def binding_names(self, limits: LimitTable) -> tuple[str, ...]:
-        return tuple(limits.name(int(r)) if r >= 0 else "" for r in self.binding_row)
+    def tighter(self, other: Standalone) -> Standalone:
+        """Per candidate, the smaller of the two (and its limit)."""
+        take = other.capacity_mw < self.capacity_mw
+        return Standalone(np.where(take, other.capacity_mw, self.capacity_mw),
+                          tuple(o if t else s for s, o, t in zip(self.binding, other.binding, take)))
 
 
-def standalone_capacity(limits: LimitTable, rooms: np.ndarray, touch_factor: float) -> Standalone:
-    """Each candidate's stand-alone capacity under ``rooms`` (one per row of ``limits``)."""
-    positive = limits.coef_positive.tocsc()
-    n = positive.shape[1]
+def standalone_capacity(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarray, touch_factor: float,
+                        name: Callable[[int], str]) -> Standalone:
+    """(C-20) over one block of rows: ``coefficients`` (rows x candidates, any sign; only the
+    positive parts count), ``rooms`` per row, ``name(row)`` for the limit that binds. Works on the
+    non-zero entries alone, so a sparse table of a large case is never made dense."""
+    entries = sp.coo_matrix(coefficients)
+    n = entries.shape[1]
+    positive = entries.data > COEFFICIENT_ZERO
+    row, column, a = entries.row[positive], entries.col[positive], entries.data[positive]
+    room = rooms[row]
+    # A broken limit gives 0 MW to the buses that touch it and is otherwise left out.
+    live = (room >= 0.0) | (a >= touch_factor)
+    row, column, a, room = row[live], column[live], a[live], room[live]
+    ratio = np.where(room >= 0.0, room / a, 0.0)
     capacity = np.full(n, np.inf)
-    binding = np.full(n, -1, dtype=np.int64)
-    broken = rooms < 0.0
-    for k in range(n):
-        rows = positive.indices[positive.indptr[k]:positive.indptr[k + 1]]
-        weights = positive.data[positive.indptr[k]:positive.indptr[k + 1]]
-        blocking = rows[broken[rows] & (weights >= touch_factor)]
-        if blocking.size:
-            capacity[k], binding[k] = 0.0, int(blocking[0])
-            continue
-        live = ~broken[rows]
-        if not np.any(live):
-            continue
-        ratios = rooms[rows[live]] / weights[live]
-        best = int(np.argmin(ratios))
-        capacity[k], binding[k] = float(ratios[best]), int(rows[live][best])
-    return Standalone(capacity, binding)
+    binding = [""] * n
+    if ratio.size:
+        order = np.lexsort((row, ratio, column))        # by column, then ratio, then row: the first wins
+        first = order[np.r_[True, np.diff(column[order]) != 0]]
+        capacity[column[first]] = ratio[first]
+        for k, r in zip(column[first].tolist(), row[first].tolist()):
+            binding[k] = name(int(r))
+    return Standalone(capacity, tuple(binding))

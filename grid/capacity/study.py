@@ -54,6 +54,13 @@ from grid.capacity.limits import (
     shift_factor_flows,
     with_tails,
 )
+from grid.capacity.outages import (
+    OutageSet,
+    screen,
+    single_outages,
+    standalone_after_outages,
+    with_pairs,
+)
 from grid.capacity.programs import (
     LinearProgram,
     bound_program,
@@ -161,12 +168,10 @@ class CapacityStudy:
     # The paper's model (draw = "full") on the same inputs, firm then each tier, when the partial
     # draw set changed some model: what the paper's numbers counted on counterflow for.
     full_draw: tuple[CapacityResult, ...] = ()
+    outages: OutageSet | None = None     # under N-1: the outages studied and those that island
 
-    def standalone(self) -> tuple[Standalone, ...]:
-        """Stand-alone hosting capacity per candidate, firm then each tier (per-constraint rooms)."""
-        rooms = [self.limits.limit_mw - self.limits.worst_mw]
-        rooms += [self.limits.limit_mw - self.limits.cvar(tier.risk) for tier in self.tiers]
-        return tuple(standalone_capacity(self.limits, room, self.touch_factor) for room in rooms)
+    # Stand-alone hosting capacity per candidate (C-20), firm then each tier (per-constraint rooms).
+    standalone: tuple[Standalone, ...] = ()
 
     def counterflow_mw(self) -> tuple[dict[int, float], ...]:
         """Per model (firm, then each tier) and candidate bus: the paper's capacity less this
@@ -256,7 +261,11 @@ def row_loads(flows: FlowModel, limits: LimitTable, candidates: Candidates, capa
     if np.any(lines):
         line_flow = flows.flows(full)
         sign = np.where(kinds[lines] == UPPER, 1.0, -1.0)
-        loads[lines] = sign * line_flow[limits.line[lines]]
+        values = line_flow[limits.line[lines]]
+        if limits.has_outages:  # after an outage: f_l + LODF f_k (C-21)
+            after = limits.outage[lines] >= 0
+            values[after] += limits.lodf[lines][after] * line_flow[limits.outage[lines][after]]
+        loads[lines] = sign * values
     loads[kinds == SUPPLY] = float(np.sum(capacity))
     return loads
 
@@ -277,8 +286,8 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
     what = f"{model} capacity LP" if model == "firm" else f"{model} capacity LP (eps = {risk:g})"
     kept_rows = screen.kept & (np.array(limits.kinds) != WITHDRAWAL)
     capped = np.minimum(caps, np.where(screen.pinned, caps, withdrawal_caps))
-    if draw == "partial":
-        bounded = explicit_program(limits.coef_positive, rooms, kept_rows, floors, capped)
+    if draw == "partial" or limits.has_outages:
+        bounded = explicit_program(_load_rows(limits, draw), rooms, kept_rows, floors, capped)
     else:
         bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors, capped)
     tie_program = None
@@ -291,6 +300,12 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
     stages = solve_stages(program, candidates.demand_mw, what, ctx.solver, theory=ctx.theory,
                           tie_program=tie_program, capacity_rows=rows)
     return _capacity_result(ctx, model, risk, rooms, floors, screen, stages, row_risk, draw)
+
+
+def _load_rows(limits: LimitTable, draw: str) -> sp.csr_matrix:
+    """Every row's data-center coefficients on the candidates, as the draw set reads them: a+
+    (partial) or a (full)."""
+    return limits.coef_positive if draw == "partial" else limits.coef
 
 
 def _draw(ctx: _Context, rooms: np.ndarray) -> str:
@@ -355,7 +370,7 @@ def _scenario_program(ctx: _Context, risk: float, row_risk: np.ndarray | None, k
     eps = np.maximum(eps, 0.5 / limits.count)
     background = row_background(limits, ctx.scenarios.samples_mw, np.flatnonzero(kept),
                                 shift_factor_flows(ctx.flows))
-    load_rows = limits.coef_positive if draw == "partial" else None
+    load_rows = _load_rows(limits, draw) if draw == "partial" or limits.has_outages else None
     return scenario_program(ctx.flows, ctx.candidates, limits, background, eps[kept], kept, floors, caps,
                             load_rows=load_rows)
 
@@ -401,8 +416,8 @@ def _capacity_rows(ctx: _Context, rooms: np.ndarray, kept_rows: np.ndarray, boun
     def rows_at(c: np.ndarray, min_slack: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         slack = rooms - row_loads(ctx.flows, limits, candidates, c, draw)
         ids = np.flatnonzero(kept_rows & (slack <= min_slack * scale))
-        if draw == "partial":
-            return ids, limits.coef_positive[ids].toarray(), rooms[ids]
+        if draw == "partial" or limits.has_outages:
+            return ids, _load_rows(limits, draw)[ids].toarray(), rooms[ids]
         a = np.zeros((ids.size, n))
         lines = [k for k, r in enumerate(ids) if limits.kinds[r] in (UPPER, LOWER)]
         if lines:
@@ -422,10 +437,14 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
     candidates, limits = ctx.candidates, ctx.limits
     coefficient: dict[int, np.ndarray] = {}
     line_rows = [r for r in binding_rows if limits.kinds[r] in (UPPER, LOWER)]
+    after = [r for r in line_rows if limits.has_outages and limits.outage[r] >= 0]
+    line_rows = [r for r in line_rows if r not in set(after)]
     if line_rows:
         h = ctx.flows.rows(limits.line[line_rows])[:, candidates.positions]
         for r, row in zip(line_rows, h):
             coefficient[int(r)] = row if limits.kinds[r] == UPPER else -row
+    for r in after:
+        coefficient[int(r)] = limits.coef[int(r)].toarray().ravel()
     column_of_bus = {int(p): k for k, p in enumerate(candidates.positions)}
     for r in binding_rows:
         if limits.kinds[r] == WITHDRAWAL:
@@ -481,6 +500,8 @@ def solve_one(
     check_solver(solver)
     if formulation not in FORMULATIONS:
         raise GridError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
+    if criteria.outages != "n-0":
+        raise GridError(f"solve_one studies the intact network; for outages = {criteria.outages!r} use capacity_study")
     flows = flow_model(network)
     limits = build_limits(network, flows, scenarios, candidates, risk)
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, criteria=criteria)
@@ -531,26 +552,97 @@ def capacity_study(
     firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, firm_budget, threads, progress)
     del shift
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor, criteria)
-    tiers, rounds, reference = _flexible_tiers(ctx, levels, risk_mode, firm.vector(candidates), progress)
-    full_draw = _full_draw(ctx, firm_ctx, levels, risk_mode, (firm, *tiers), progress)
-    return CapacityStudy(network, candidates, limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
-                         tuple(rounds), tuple(reference), firm_budget, criteria, full_draw)
+    security = _Security(single_outages(flows, criteria.emergency_factor), max(levels), firm_budget,
+                         risk_mode == "joint") if criteria.outages == "n-1" else None
+    ctx, firm, tiers, rounds, reference = _models(ctx, firm, levels, risk_mode, security, progress)
+    full_draw = _full_draw(ctx, levels, risk_mode, (firm, *tiers), security, firm_budget, progress)
+    alone = _standalone(ctx, levels, security, firm_budget, progress)
+    return CapacityStudy(network, candidates, ctx.limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
+                         tuple(rounds), tuple(reference), firm_budget, criteria, full_draw,
+                         security.outages if security else None, alone)
 
 
-def _full_draw(ctx: _Context, firm_ctx: _Context, levels: tuple[float, ...], risk_mode: str,
-               models: tuple[CapacityResult, ...], progress: Progress) -> tuple[CapacityResult, ...]:
+def _standalone(ctx: _Context, levels: tuple[float, ...], security: _Security | None, budget: float | None,
+                progress: Progress) -> tuple[Standalone, ...]:
+    """(C-20) per model, over the table's rows and, under N-1, after every outage."""
+    limits = ctx.limits
+    rooms = [limits.limit_mw - limits.worst_mw] + [limits.limit_mw - limits.cvar(eps) for eps in levels]
+    alone = [standalone_capacity(limits.coef, room, ctx.touch_factor, limits.name) for room in rooms]
+    if security is None:
+        return tuple(alone)
+    progress(f"N-1: stand-alone capacity after each of {security.outages.studied.size} outages")
+    after = standalone_after_outages(security.outages, ctx.flows, ctx.candidates, ctx.scenarios, budget, levels,
+                                     ctx.touch_factor)
+    return tuple(mine.tighter(theirs) for mine, theirs in zip(alone, after))
+
+
+@dataclass(eq=False)
+class _Security:
+    """The N-1 screening state of one study: the outages, and the pairs already in the table."""
+
+    outages: OutageSet
+    max_risk: float
+    budget: float | None
+    with_scenarios: bool
+    known: set[tuple[int, int]] = field(default_factory=set)
+
+    def add(self, ctx: _Context, capacities: Sequence[tuple[np.ndarray, str]], budget: float | None,
+            progress: Progress) -> _Context | None:
+        """ctx with the pairs that come near their limit at any of these (capacity, draw), or None."""
+        new: list[tuple[int, int]] = []
+        for capacity, draw in capacities:
+            new += screen(self.outages, ctx.flows, ctx.candidates, ctx.scenarios, capacity, draw, budget,
+                          self.known | set(new))
+        if not new:
+            return None
+        self.known |= set(new)
+        progress(f"N-1: {len(new)} (line, outage) pair(s) near their emergency rating added ({len(self.known)} in all)")
+        limits = with_pairs(ctx.limits, self.outages, ctx.flows, ctx.scenarios, ctx.candidates, new,
+                            max_risk=self.max_risk, budget=self.budget, touch_factor=ctx.touch_factor,
+                            with_scenarios=self.with_scenarios)
+        return dataclasses.replace(ctx, limits=limits)
+
+
+def _models(ctx: _Context, firm: CapacityResult, levels: tuple[float, ...], risk_mode: str,
+            security: _Security | None, progress: Progress):
+    """The firm model and the tiers; under N-1, solved again with every (line, outage) pair that
+    the screen finds near its limit until none is left (grid/capacity/outages.py). Pairs added for
+    a tier hold at the firm capacities already (the screen would have added them otherwise), so
+    firm capacity does not change then."""
+    zeros = np.zeros(len(ctx.candidates))
+    statistic = "worst-case" if security is None or security.budget is None else f"worst-case (budget {security.budget:g})"
+    while security is not None:
+        grown = security.add(ctx, [(firm.vector(ctx.candidates), firm.draw)], security.budget, progress)
+        if grown is None:
+            break
+        ctx = grown
+        firm = _solve_model(ctx, "firm", 0.0, ctx.limits.limit_mw - ctx.limits.worst_mw, zeros, statistic)
+    while True:
+        tiers, rounds, reference = _flexible_tiers(ctx, levels, risk_mode, firm.vector(ctx.candidates), progress)
+        grown = None if security is None else security.add(
+            ctx, [(tier.vector(ctx.candidates), tier.draw) for tier in tiers], None, progress)
+        if grown is None:
+            # Rows added after firm capacity was solved hold at it (see above): not blocked.
+            extra = len(ctx.limits) - firm.blocked_rows.size
+            firm = dataclasses.replace(firm, blocked_rows=np.concatenate([firm.blocked_rows, np.zeros(extra, bool)]))
+            return ctx, firm, tiers, rounds, reference
+        ctx = grown
+
+
+def _full_draw(ctx: _Context, levels: tuple[float, ...], risk_mode: str, models: tuple[CapacityResult, ...],
+               security: _Security | None, firm_budget: float | None, progress: Progress) -> tuple[CapacityResult, ...]:
     """The paper's model (every product drawn in full) on the same inputs, when the partial draw
     set changed some model; () when every model was the same LP under both."""
     if all(model.draw == "full" for model in models):
         return ()
     progress("the paper's model (every product drawn in full), for the counterflow report")
-    full = SecurityCriteria(draw="full", outages=ctx.criteria.outages)
-    statistic = "worst-case"
-    base = firm_ctx.limits
-    firm = _solve_model(dataclasses.replace(firm_ctx, criteria=full), "firm", 0.0, base.limit_mw - base.worst_mw,
+    full = dataclasses.replace(ctx, criteria=dataclasses.replace(ctx.criteria, draw="full"))
+    statistic = "worst-case" if firm_budget is None else f"worst-case (budget {firm_budget:g})"
+    firm = _solve_model(full, "firm", 0.0, full.limits.limit_mw - full.limits.worst_mw,
                         np.zeros(len(ctx.candidates)), statistic)
-    tiers, _, _ = _flexible_tiers(dataclasses.replace(ctx, criteria=full), levels, risk_mode,
-                                  firm.vector(ctx.candidates), lambda _: None)
+    if security is not None:  # its own screening, on a copy: the study's table stays the partial one's
+        security = dataclasses.replace(security, known=set(security.known))
+    _, firm, tiers, _, _ = _models(full, firm, levels, risk_mode, security, lambda _: None)
     return (firm, *tiers)
 
 

@@ -57,7 +57,7 @@ _NEEDED_COLUMNS = {
 _USED_COLUMNS = {
     "bus": ("BUS_I", "BUS_TYPE", "PD"),
     "gen": ("GEN_BUS", "PG", "GEN_STATUS", "PMAX"),
-    "branch": ("F_BUS", "T_BUS", "BR_X", "RATE_A", "TAP", "SHIFT", "BR_STATUS"),
+    "branch": ("F_BUS", "T_BUS", "BR_X", "RATE_A", "RATE_B", "RATE_C", "TAP", "SHIFT", "BR_STATUS"),
 }
 _ISOLATED, _REFERENCE = 4, 3
 # MATPOWER's own default system base, for a case file that states none.
@@ -409,8 +409,9 @@ def _branch_lines(data: MatpowerData, unique: np.ndarray, is_connected: dict[int
     )
     on = (br_status > 0) & ends_connected
     x, rate, tap, shift = branch["BR_X"], branch["RATE_A"], branch["TAP"], branch["SHIFT"]
-    for values, column in ((x, "BR_X"), (rate, "RATE_A"), (tap, "TAP")):
-        _check_finite(values, on, describe, column, label, MAX_MW if column == "RATE_A" else None)
+    for values, column in ((x, "BR_X"), (rate, "RATE_A"), (tap, "TAP"), (branch["RATE_B"], "RATE_B"),
+                           (branch["RATE_C"], "RATE_C")):
+        _check_finite(values, on, describe, column, label, MAX_MW if column.startswith("RATE") else None)
     for bad, fix in (
         (on & (f_bus == t_bus), "connects a bus to itself; remove it or fix F_BUS/T_BUS"),
         (on & (x == 0), "has zero reactance (BR_X = 0); a DC power flow needs x != 0; give it a reactance or merge the buses"),
@@ -439,15 +440,18 @@ def _branch_lines(data: MatpowerData, unique: np.ndarray, is_connected: dict[int
     lines: list[Line] = []
     unrated: list[int] = []
     seen: dict[str, int] = {}
-    for f, t, xt, r, pushed in zip(f_bus[on].tolist(), t_bus[on].tolist(), reactance[on].tolist(), rate[on].tolist(),
-                                   shift_flow[on].tolist()):
+    # The emergency rating: RATE_B where given (> 0), else RATE_C, else none (the study's factor).
+    emergency = np.where(branch["RATE_B"] > 0, branch["RATE_B"], np.where(branch["RATE_C"] > 0, branch["RATE_C"], 0.0))
+    for f, t, xt, r, pushed, e in zip(f_bus[on].tolist(), t_bus[on].tolist(), reactance[on].tolist(), rate[on].tolist(),
+                                      shift_flow[on].tolist(), emergency[on].tolist()):
         base = f"{f}-{t}"
         count = seen.get(base, 0) + 1
         seen[base] = count
         if r == 0:
             unrated.append(len(lines))
         lines.append(Line(base if count == 1 else f"{base}#{count}", f, t, r if r > 0 else math.inf, xt,
-                          shift_flow_mw=pushed + 0.0))  # + 0.0: no -0.0 in the outputs
+                          shift_flow_mw=pushed + 0.0,  # + 0.0: no -0.0 in the outputs
+                          emergency_limit_mw=e if e > 0 and r > 0 else None))
     return lines, unrated
 
 

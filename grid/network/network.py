@@ -111,6 +111,9 @@ class Line:
     # The flow (MW, from_bus -> to_bus) that the line's phase shifter pushes at flat angles:
     # -baseMVA x shift (rad) / (x tap), MATPOWER makeBdc's Pfinj (docs/models/capacity.md#phase-shifters).
     shift_flow_mw: float = 0.0
+    # The rating after an outage elsewhere (MATPOWER RATE_B, else RATE_C); None: the normal rating
+    # times the study's emergency factor (docs/models/capacity.md#n-1).
+    emergency_limit_mw: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -133,6 +136,9 @@ class Line:
             raise GridError(
                 f"line {self.name}: reactance_pu must be a finite non-zero number or None (got {x!r})"
             )
+        emergency = self.emergency_limit_mw
+        if emergency is not None and (not isinstance(emergency, numbers.Real) or math.isnan(emergency) or emergency <= 0):
+            raise GridError(f"line {self.name}: emergency_limit_mw must be > 0 MW or None (got {emergency!r})")
         shift = self.shift_flow_mw
         if not isinstance(shift, numbers.Real) or not math.isfinite(shift):
             raise GridError(f"line {self.name}: shift_flow_mw must be a finite number of MW (got {shift!r})")

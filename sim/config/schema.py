@@ -487,7 +487,10 @@ class SecurityConfig(_Section):
     draw: str = Field(default="partial", description='"partial": every product drawn anywhere up to its capacity, '
                       'independently (holds whatever sells); "full": every product sold and drawn in full (the '
                       "paper's model, which may count on other products' counterflow)")
-    criterion: str = Field(default="n-0", description='the outages the limits hold in: "n-0" (the intact network)')
+    criterion: str = Field(default="n-0", description='the outages the limits hold in: "n-0" (the intact network) or '
+                           '"n-1" (also after any single branch outage that keeps it connected)')
+    emergency_factor: float = Field(default=1.0, ge=0.5, le=3.0, description="N-1: a line's rating after an outage, "
+                                    "where the case gives no RATE_B or RATE_C, is its rating times this")
 
     @field_validator("draw", "criterion")
     @classmethod
@@ -495,7 +498,7 @@ class SecurityConfig(_Section):
         return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
 
     def criteria(self) -> SecurityCriteria:
-        return SecurityCriteria(draw=self.draw, outages=self.criterion)
+        return SecurityCriteria(draw=self.draw, outages=self.criterion, emergency_factor=self.emergency_factor)
 
 
 class EquilibriumConfig(_Section):

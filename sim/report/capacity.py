@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from agents.dso import tier_labels
 from grid.capacity.criteria import DRAW_SETS, OUTAGE_SETS
 from grid.capacity.study import BlockedLimit, CapacityStudy
@@ -62,7 +64,7 @@ def _extra_columns(study: CapacityStudy) -> dict[str, list[float | None]]:
     """standalone_<model>_mw per model, and full_draw_<model>_mw when the study has them."""
     names = ["firm", *tier_names(study)]
     columns: dict[str, list[float | None]] = {}
-    for name, alone in zip(names, study.standalone()):
+    for name, alone in zip(names, study.standalone):
         columns[f"standalone_{name}_mw"] = [_finite_or_none(float(v)) for v in alone.capacity_mw]
     for name, model in zip(names, study.full_draw):
         columns[f"full_draw_{name}_mw"] = [model.capacity_mw[bus] for bus in study.candidates.buses]
@@ -100,6 +102,12 @@ def capacity_summary(study: CapacityStudy, scenarios: int) -> dict[str, Any]:
         "firm_budget": study.firm_budget,
         "draw": study.criteria.draw,
         "criterion": study.criteria.outages,
+        "outages": None if study.outages is None else {
+            "studied": int(study.outages.studied.size),
+            "islanding": list(study.outages.islanding),
+            "pairs": int(np.sum(study.limits.outage >= 0) // 2) if study.limits.outage is not None else 0,
+            "emergency_factor": study.criteria.emergency_factor,
+        },
         "per_bus": capacity_rows(study),
         "total_mw": {name: sum(m.capacity_mw.values()) for name, m in zip(names, models)},
         # The paper's model on the same inputs, when the partial draw set changed an allocation.
@@ -200,8 +208,15 @@ def _security_line(cap: Mapping[str, Any]) -> str:
     draw = cap.get("draw", "full")
     against = DRAW_SETS.get(draw, draw)
     where = OUTAGE_SETS.get(cap.get("criterion", "n-0"), cap.get("criterion", "n-0"))
-    return (f"Capacities hold for {against}, in {where}; 'alone' is a bus's stand-alone hosting capacity "
+    line = (f"Capacities hold for {against}, in {where}; 'alone' is a bus's stand-alone hosting capacity "
             "(no other new load).")
+    outages = cap.get("outages")
+    if outages:
+        islands = outages["islanding"]
+        line += (f"\nN-1: {outages['studied']} outages studied ({outages['pairs']} line-outage pairs near their emergency "
+                 f"rating became rows); {len(islands)} would island the network and are listed, not studied"
+                 + (f": {', '.join(islands[:10])}{' ...' if len(islands) > 10 else ''}" if islands else ""))
+    return line
 
 
 def _tier_value_columns(summary: Mapping[str, Any]) -> list[str]:

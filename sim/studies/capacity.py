@@ -245,8 +245,9 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
     out = args.out or Path("runs") / f"{stem}-capacity"
     sets = list(args.sets or ())
-    if args.draw is not None:
-        sets.append(parse_override(f"security.draw={json.dumps(args.draw)}"))
+    for flag, key in ((args.draw, "draw"), (args.criterion, "criterion")):
+        if flag is not None:
+            sets.append(parse_override(f"security.{key}={json.dumps(flag)}"))
     overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
                  "demand_mw": args.demand, "scenarios": args.scenarios, "sets": sets}
     result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,

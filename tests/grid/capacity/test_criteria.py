@@ -155,11 +155,11 @@ def test_radial_networks_fed_from_the_reference_get_the_papers_numbers(case):
 def test_standalone_capacity_is_the_largest_single_bus_load_every_limit_admits(ieee14):
     network, scenarios, candidates = ieee14
     study = capacity_study(network, scenarios, candidates, [0.05])
-    alone = study.standalone()[0]
+    alone = study.standalone[0]
     h = distributed_shift_factors(network)
     high, low = worst_flows(h, scenarios.lower_mw, scenarios.upper_mw)
     limit = np.array([line.thermal_limit_mw for line in network.lines])
-    names = alone.binding_names(study.limits)
+    names = alone.binding
     for k, position in enumerate(candidates.positions):
         c = alone.capacity_mw[k]
         assert np.isfinite(c) and c >= 0.0

@@ -118,7 +118,25 @@ def test_the_draw_set_reaches_the_study_and_both_allocations_are_written(tmp_pat
         assert float(row["full_draw_firm_mw"]) == pytest.approx(theirs["firm_mw"], abs=1e-6)
         # A bus alone takes at least what the joint allocation gives it.
         assert float(row["standalone_firm_mw"]) >= float(row["firm_mw"]) - 1e-6
-    assert tomllib.loads((partial / "config.toml").read_text())["security"] == {"draw": "partial", "criterion": "n-0"}
+    assert tomllib.loads((partial / "config.toml").read_text())["security"] == {"draw": "partial", "criterion": "n-0",
+                                                                          "emergency_factor": 1.0}
+
+
+def test_n_1_is_chosen_by_name_and_reported(tmp_path, capsys):
+    out = tmp_path / "n1"
+    assert main(["capacity", "ieee14", "--out", str(out), "--scenarios", "500", "--verify", "1000",
+                 "--demand", "60", "--criterion", "n-1"]) == 0
+    printed = capsys.readouterr().out
+    cap = _summary(out)["capacity"]
+    assert cap["criterion"] == "n-1" and cap["outages"]["emergency_factor"] == 1.0
+    # IEEE 14's branch 7-8 feeds bus 8 alone (a radial spur): its outage islands bus 8.
+    assert cap["outages"]["islanding"] == ["7-8"] and cap["outages"]["studied"] == 19
+    assert "N-1: 19 outages studied" in printed and "would island the network and are listed, not studied: 7-8" in printed
+    n0 = tmp_path / "n0"
+    assert main(["capacity", "ieee14", "--out", str(n0), "--scenarios", "500", "--verify", "0", "--demand", "60"]) == 0
+    assert cap["total_mw"]["firm"] <= _summary(n0)["capacity"]["total_mw"]["firm"] + 1e-6
+    assert main(["capacity", "ieee14", "--out", str(tmp_path / "x"), "--criterion", "n-2"]) == 2
+    assert "security.criterion: unknown criterion 'n-2'; choose one of n-0, n-1" in capsys.readouterr().err
 
 
 def test_cases_lists_the_built_in_networks(capsys):

@@ -1,0 +1,168 @@
+"""N-1 (docs/models/capacity.md#n-1): firm and flexible capacity hold after every single branch
+outage, at the emergency ratings. The reference removes each branch and recomputes the DC flows
+of the remaining network from scratch with numpy (no LODF), with the slack distributed by headroom
+as the study's, the background at the worst corner of its (budgeted) box, and every product at its
+worst draw; flexible tiers are checked in CVaR over the study's own scenarios."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from grid.capacity.candidates import make_candidates
+from grid.capacity.criteria import SecurityCriteria
+from grid.capacity.outages import single_outages
+from grid.capacity.shift_factors import flow_model
+from grid.capacity.study import capacity_study
+from grid.errors import GridError
+from grid.load.scenarios import BaseLoadSpread, sample_base_load
+from grid.network.cases import CaseOptions, load_case
+
+TOL = 1e-6
+BUDGET = 10.0
+EPS = 0.05
+
+
+def shift_factors_without(network, out: int | None) -> tuple[np.ndarray, list[int]]:
+    """H (remaining lines x buses) of the network without line ``out``, distributed slack by
+    headroom, from the reactances: B theta = -(w - alpha 1'w), theta_ref = 0."""
+    index = {bus.number: i for i, bus in enumerate(network.buses)}
+    kept = [l for l in range(len(network.lines)) if l != out]
+    n = len(index)
+    incidence = np.zeros((len(kept), n))
+    for row, l in enumerate(kept):
+        line = network.lines[l]
+        incidence[row, index[line.from_bus]], incidence[row, index[line.to_bus]] = 1.0, -1.0
+    b = np.array([1.0 / network.lines[l].reactance_pu for l in kept])
+    susceptance = incidence.T @ (b[:, None] * incidence)
+    keep = [i for i in range(n) if i != index[network.reference_bus]]
+    theta = np.zeros((n, n))
+    theta[np.ix_(keep, keep)] = -np.linalg.inv(susceptance[np.ix_(keep, keep)])
+    h = b[:, None] * (incidence @ theta)
+    alpha = np.zeros(n)
+    for generator in network.generators:
+        alpha[index[generator.bus]] += max(generator.max_mw - generator.output_mw, 0.0)
+    alpha /= alpha.sum()
+    return h - (h @ alpha)[:, None], kept
+
+
+def budgeted_worst(h: np.ndarray, lower: np.ndarray, upper: np.ndarray, budget: float) -> np.ndarray:
+    """Bertsimas and Sim: the centre plus the largest ``budget`` deviations |h_j| half_j."""
+    centre, half = (upper + lower) / 2, (upper - lower) / 2
+    spread = -np.sort(-np.abs(h) * half, axis=1)
+    whole = int(math.floor(budget))
+    return h @ centre + spread[:, :whole].sum(axis=1) + (budget - whole) * spread[:, whole]
+
+
+@pytest.fixture(scope="module")
+def ieee118():
+    network = load_case("ieee118", CaseOptions(default_rating_mw=200, rating_margin=1.5))
+    scenarios = sample_base_load(network, BaseLoadSpread(), 1000, np.random.default_rng(1))
+    candidates = make_candidates(network, {bus.number: 100.0 for bus in network.buses if bus.base_load_mw > 0})
+    study = capacity_study(network, scenarios, candidates, [EPS], firm_budget=BUDGET,
+                           criteria=SecurityCriteria(outages="n-1"))
+    return network, scenarios, candidates, study
+
+
+def _post_outage_rows(network, study):
+    """(outage, remaining lines, H) for every outage the study counts as connected."""
+    names = set(study.outages.islanding)
+    for k, line in enumerate(network.lines):
+        if line.name in names:
+            continue
+        h, kept = shift_factors_without(network, k)
+        yield k, kept, h
+
+
+def test_firm_capacity_holds_after_every_outage_recomputed_from_scratch(ieee118):
+    network, scenarios, candidates, study = ieee118
+    firm = study.firm.vector(candidates)
+    assert firm.sum() > 10.0 and len(study.outages.islanding) > 0
+    rating = np.array([line.thermal_limit_mw for line in network.lines])  # emergency factor 1, no RATE_B
+    checked = 0
+    for k, kept, h in _post_outage_rows(network, study):
+        on = h[:, list(candidates.positions)]
+        high = budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, BUDGET) + np.maximum(on, 0) @ firm
+        low = -budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, BUDGET) - np.maximum(-on, 0) @ firm
+        background_high = budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, BUDGET)
+        background_low = -budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, BUDGET)
+        limit = rating[kept]
+        # A limit that the background alone breaks is blocked (the study's rule): skip it.
+        fine = (background_high <= limit) & (background_low >= -limit)
+        assert np.all(high[fine] <= limit[fine] + TOL), network.lines[k].name
+        assert np.all(low[fine] >= -limit[fine] - TOL), network.lines[k].name
+        checked += 1
+    assert checked == len(network.lines) - len(study.outages.islanding)
+
+
+def test_the_flexible_tier_holds_in_cvar_after_every_outage(ieee118):
+    network, scenarios, candidates, study = ieee118
+    flexible = study.tiers[0].vector(candidates)
+    assert flexible.sum() > study.firm.vector(candidates).sum()
+    rating = np.array([line.thermal_limit_mw for line in network.lines])
+    count = scenarios.count
+    tail = int(math.floor(EPS * count))
+    for k, kept, h in _post_outage_rows(network, study):
+        on = h[:, list(candidates.positions)]
+        background = scenarios.samples_mw @ h.T                          # (S, lines)
+        limit = rating[kept]
+        for sign in (1.0, -1.0):
+            excess = sign * background - limit
+            ordered = -np.sort(-excess, axis=0)
+            cvar = (ordered[:tail].sum(axis=0) + (EPS * count - tail) * ordered[tail]) / (EPS * count)
+            fine = cvar <= 0  # not broken by the background alone
+            load = np.maximum(sign * on, 0) @ flexible
+            assert np.all(cvar[fine] + load[fine] <= TOL), (network.lines[k].name, sign)
+
+
+def test_lodfs_equal_flows_recomputed_without_the_line(ieee118):
+    network = ieee118[0]
+    outages = single_outages(flow_model(network), 1.0)
+    rng = np.random.default_rng(0)
+    withdrawals = rng.normal(0, 50, len(network.buses))
+    before = outages.rows @ withdrawals
+    for j, k in enumerate(outages.studied[:40]):
+        h, kept = shift_factors_without(network, int(k))
+        np.testing.assert_allclose((before + outages.lodf[:, j] * before[k])[kept], h @ withdrawals, atol=1e-6)
+
+
+def test_islanding_outages_are_listed_not_studied():
+    radial = load_case("ieee33bw")
+    outages = single_outages(flow_model(radial), 1.0)
+    assert outages.studied.size == 0 and len(outages.islanding) == len(radial.lines)
+
+
+def test_an_emergency_factor_out_of_range_is_named():
+    with pytest.raises(GridError, match=r"emergency_factor 5 must lie in \[0.5, 3\]"):
+        SecurityCriteria(outages="n-1", emergency_factor=5)
+
+
+def test_standalone_capacity_holds_after_every_outage_and_no_more(ieee118):
+    """A bus alone at its N-1 stand-alone figure keeps every post-outage flow within rating (the
+    background at its budgeted worst), and 1 kW more breaks one."""
+    network, scenarios, candidates, study = ieee118
+    alone = study.standalone[0]
+    rating = np.array([line.thermal_limit_mw for line in network.lines])
+    picked = [k for k in range(len(candidates)) if 0 < alone.capacity_mw[k] < np.inf][:8]
+    assert picked
+    worst_excess = {k: -np.inf for k in picked}
+    for k_out, kept, h in [(None, list(range(len(network.lines))), shift_factors_without(network, None)[0])] + \
+            list(_post_outage_rows(network, study)):
+        high = budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, BUDGET)
+        low = -budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, BUDGET)
+        limit = rating[kept]
+        fine = (high <= limit) & (low >= -limit)
+        for k in picked:
+            column = h[:, candidates.positions[k]]
+            for c in (alone.capacity_mw[k], alone.capacity_mw[k] + 1e-3):
+                excess = np.max(np.maximum(high + np.maximum(column, 0) * c - limit,
+                                           -limit - (low - np.maximum(-column, 0) * c))[fine])
+                if c == alone.capacity_mw[k]:
+                    assert excess <= TOL
+                else:
+                    worst_excess[k] = max(worst_excess[k], excess)
+    assert all(excess > 0 for excess in worst_excess.values())
+    n0 = capacity_study(network, scenarios, candidates, [EPS], firm_budget=BUDGET).standalone[0].capacity_mw
+    assert np.all(alone.capacity_mw <= n0 + TOL) and np.any(alone.capacity_mw < n0 - 1.0)
