@@ -12,6 +12,8 @@ list: CT_TBRCH / BR_STATUS / CT_REP 0 branch outages, and generator outages).
 - :func:`contingencies` turns the branch-status changes into outages of the network's lines
   (:class:`Contingency`); :func:`single_branch_outages` lists every one-line outage and whether
   it islands the network, and :func:`islanded_buses` says which buses any outage cuts off.
+- The load changes become hourly loads and background scenarios in grid/load/hourly.py, which
+  builds on :func:`read_case_columns` and :func:`change_sets` here.
 
 The Network keeps neither bus areas nor branch rows, so the functions that need them read the
 case file again (with matpowercaseframes, as grid/network/matpower.py does) and check that the

