@@ -48,6 +48,10 @@ class SecurityCriteria:
     # N-1: a line's rating after an outage, where the case gives no RATE_B or RATE_C, is its normal
     # rating times this (1: none of the short-term headroom that emergency ratings grant).
     emergency_factor: float = 1.0
+    # N-1: the line positions whose outage is studied (a contingency list); None: every branch.
+    outage_lines: tuple[int, ...] | None = None
+    # Where that list came from, for the reports ("every branch", or a file's name).
+    outage_source: str = "every branch"
 
     def __post_init__(self) -> None:
         if self.draw not in DRAW_SETS:

