@@ -119,6 +119,7 @@ def test_the_draw_set_reaches_the_study_and_both_allocations_are_written(tmp_pat
         # A bus alone takes at least what the joint allocation gives it.
         assert float(row["standalone_firm_mw"]) >= float(row["firm_mw"]) - 1e-6
     assert tomllib.loads((partial / "config.toml").read_text())["security"] == {"draw": "partial", "criterion": "n-0",
+                                                                          "contingencies": "case",
                                                                           "emergency_factor": 1.0}
 
 
