@@ -28,10 +28,11 @@ def _glpk_for_glpk_tests(request: pytest.FixtureRequest) -> None:
 # Test modules whose tests share an expensive module fixture (a study run, the reference sweep,
 # the browser, the SVG instance's 108 OPF solves): each runs on one xdist worker, so that the
 # fixture is made once. Every other test goes to the next free worker.
-# Listed longest first (their times in the suite: 20, 16, 13, 13, 9, 7 and 5 s on the reference
-# machine): see pytest_collection_modifyitems.
+# Listed longest first (their times in the suite: 20 to 5 s on the reference machine): see
+# pytest_collection_modifyitems.
 SHARED_FIXTURE_MODULES = (
     "tests/sim/studies/test_sweep.py",
+    "tests/grid/capacity/test_outages.py",
     "tests/grid/feeder/test_three_phase.py",
     "tests/sim/report/test_browser.py",
     "tests/sim/studies/test_price.py",
