@@ -39,6 +39,7 @@ from agents.profiles import (
     SymmetricConcaveFields,
 )
 from agents.strategies import STRATEGIES, ChosenStrategy, choose_strategy
+from grid.ac.check import AcSettings
 from grid.capacity.criteria import DRAW_SETS, OUTAGE_SETS, SecurityCriteria
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import (
@@ -504,6 +505,21 @@ class SecurityConfig(_Section):
         return SecurityCriteria(draw=self.draw, outages=self.criterion, emergency_factor=self.emergency_factor)
 
 
+class AcConfig(_Section):
+    """``[ac]``: the AC power flow check of `dcmarket capacity` (docs/models/ac-check.md)."""
+
+    check: bool = Field(default=True, description="check the firm and the riskiest tier's allocation with an AC power "
+                        "flow (pandapower) at the states the DC model found worst (MATPOWER cases; --verify 0 skips it)")
+    states: int = Field(default=5, ge=0, le=100, description="sampled scenarios checked per model besides the firm "
+                        "corners: those whose DC flows load a line most")
+    power_factor: float = Field(default=0.95, gt=0, le=1, description="of the new loads (lagging)")
+    vmin_pu: float = Field(default=0.95, gt=0, lt=1, description="the voltage band's floor")
+    vmax_pu: float = Field(default=1.05, gt=1, le=1.5, description="the voltage band's ceiling")
+
+    def settings(self) -> AcSettings:
+        return AcSettings(power_factor=self.power_factor, vmin_pu=self.vmin_pu, vmax_pu=self.vmax_pu)
+
+
 class EquilibriumConfig(_Section):
     # The checker enumerates 2^m bundles per bidder and 3^m pairs for the efficient allocation.
     # Past 16, 3^m pairs take minutes and gigabytes; larger markets need other certificates.
@@ -534,6 +550,7 @@ class ExperimentConfig(_Section):
     equilibrium: EquilibriumConfig = Field(default=EquilibriumConfig(), description="how the outcome is judged")
     security: SecurityConfig = Field(default=SecurityConfig(), description="what firm and flexible capacity hold "
                                      "against: the draw set and the outages")
+    ac: AcConfig = Field(default=AcConfig(), description="the AC power flow check of dcmarket capacity")
     # Each mechanism's rules, in the table its spec names (mechanisms/registry.py); only the chosen
     # mechanism's table may be present.
     auction: AuctionRules | None = Field(default=None, description='the rules of kind = "saa"')

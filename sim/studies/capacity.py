@@ -44,6 +44,7 @@ from sim.report.capacity import (
     risk_text,
 )
 from sim.report.text import products_table
+from sim.studies.ac_check import AC_CHECK_FILE, AC_COLUMNS, AcOutcome, ac_check
 from sim.studies.registry import (
     DEFAULT_DEMAND_MW,
     DEFAULT_RISK,
@@ -159,8 +160,8 @@ def run_capacity(
 def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path | None = None,
                  verify: int = DEFAULT_VERIFY, theory: bool = True,
                  progress: Progress = lambda _: None) -> CapacityResult:
-    """The capacity study and its risk check, in process; nothing is written. ``source`` names
-    the config in messages."""
+    """The capacity study, its risk check and its AC check, in process; nothing is written.
+    ``source`` names the config in messages."""
     check_solver(config.solver)
     grid_config = config.product_grid
     assert grid_config is not None
@@ -170,32 +171,8 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
         study = grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
                                     progress=progress)
         offered, withheld = products_from_study(study, grid.settings.block_mw)
-        checks: list[RiskCheck] | None = None
-        skipped = None
-        sample_kind = FRESH
-        if verify <= 0:
-            skipped = "--verify 0"
-        elif grid.sampler is None:
-            # A scenario file is all the data there is: check the products on it (in sample), so
-            # that the per-constraint excess is still shown, and say so everywhere it appears.
-            sample_kind = IN_SAMPLE
-            taken = [0]
-
-            def next_rows(n: int):
-                taken[0] += n
-                return grid.scenarios.subset(taken[0] - n, n)
-
-            checks = verify_risk(study, next_rows, grid.scenarios.count, product_ids=_family(study),
-                                 progress=progress)
-        else:
-            rng = stream(config.seed, "verification")
-            sampler = grid.sampler
-
-            def sample(n: int):
-                return sample_checked(sampler, grid.network, n, rng, "--verify")
-
-            checks = verify_risk(study, sample, verify, product_ids=_family(study), progress=progress)
-
+        checks, skipped, sample_kind = _risk_checks(config, grid, study, verify, progress)
+        ac = ac_check(config, base_dir, grid, study, verify, progress)
     cap = capacity_summary(study, grid.scenarios.count)
     summary: dict[str, Any] = {
         "seed": config.seed,
@@ -211,8 +188,50 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
             "risk_mode": study.risk_mode,
             "products": [c.as_dict() for c in checks],
         },
+        "ac_check": ac.summary,
     }
+    files = _capacity_files(config, grid, study, summary, checks, theory, ac, progress)
+    sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
+                + products_table(summary["products"][:30])
+                + (f"\n... {len(offered) - 30} more (all in products.csv)" if len(offered) > 30 else "")]
+    sections.append(risk_text(checks, study.risk_mode, sample=sample_kind) if checks is not None
+                    else f"Risk check: skipped ({skipped})")
+    sections.append(ac.text)
+    return CapacityResult(summary, files, "\n\n".join(sections), config=config, study=study, products=tuple(offered),
+                          withheld=tuple(withheld), checks=None if checks is None else tuple(checks))
+
+
+def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStudy, verify: int,
+                 progress: Progress) -> tuple[list[RiskCheck] | None, str | None, str]:
+    """The out-of-sample risk check (or in sample, on a scenario file), or why there is none."""
+    if verify <= 0:
+        return None, "--verify 0", FRESH
+    if grid.sampler is None:
+        # A scenario file is all the data there is: check the products on it (in sample), so
+        # that the per-constraint excess is still shown, and say so everywhere it appears.
+        taken = [0]
+
+        def next_rows(n: int):
+            taken[0] += n
+            return grid.scenarios.subset(taken[0] - n, n)
+
+        return (verify_risk(study, next_rows, grid.scenarios.count, product_ids=_family(study), progress=progress),
+                None, IN_SAMPLE)
+    rng = stream(config.seed, "verification")
+    sampler = grid.sampler
+
+    def sample(n: int):
+        return sample_checked(sampler, grid.network, n, rng, "--verify")
+
+    return verify_risk(study, sample, verify, product_ids=_family(study), progress=progress), None, FRESH
+
+
+def _capacity_files(config: ExperimentConfig, grid: GridInputs, study: CapacityStudy, summary: dict[str, Any],
+                    checks: list[RiskCheck] | None, theory: bool, ac: AcOutcome, progress: Progress) -> dict[str, bytes]:
+    """The capacity directory's files (the map last: it takes the longest)."""
     files, copied = outputs.input_copies(grid.input_files)
+    grid_config = config.product_grid
+    assert grid_config is not None
     # The file says what ran: the theory checks follow --no-theory here, not the config's flag.
     ran = config.model_copy(update={"products": grid_config.model_copy(update={"theory_checks": theory})})
     files[outputs.CONFIG] = dump_config(effective_config(ran, copied=copied), "capacity").encode("utf-8")
@@ -221,15 +240,10 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
     files[outputs.CAPACITY] = outputs.csv_bytes(capacity_columns(study), capacity_rows(study))
     # Always written, so that a reader of the directory finds the check or why there is none.
     files[outputs.RISK_CHECK] = outputs.csv_bytes(RISK_COLUMNS, [c.as_dict() for c in checks or []])
+    files[AC_CHECK_FILE] = outputs.csv_bytes(AC_COLUMNS, ac.rows)
     progress("capacity map")
     files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
-    sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
-                + products_table(summary["products"][:30])
-                + (f"\n... {len(offered) - 30} more (all in products.csv)" if len(offered) > 30 else "")]
-    sections.append(risk_text(checks, study.risk_mode, sample=sample_kind) if checks is not None
-                    else f"Risk check: skipped ({skipped})")
-    return CapacityResult(summary, files, "\n\n".join(sections), config=config, study=study, products=tuple(offered),
-                          withheld=tuple(withheld), checks=None if checks is None else tuple(checks))
+    return files
 
 
 def command(args: argparse.Namespace, progress: Progress) -> int:

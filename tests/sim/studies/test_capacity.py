@@ -34,7 +34,8 @@ def paper_capacity(tmp_path_factory):
 
 def test_capacity_writes_the_contract(paper_capacity, tmp_path):
     names = sorted(p.name for p in paper_capacity.iterdir())
-    assert names == ["capacity.csv", "capacity_map.png", "config.toml", "products.csv", "risk_check.csv", "summary.json"]
+    assert names == ["ac_check.csv", "capacity.csv", "capacity_map.png", "config.toml", "products.csv", "risk_check.csv",
+                     "summary.json"]
     s = _summary(paper_capacity)
     # The same products as `dcmarket run` sells, in the same shape.
     run = tmp_path / "run"
@@ -161,6 +162,30 @@ def test_n_1_reads_the_cases_own_contingency_list(tmp_path, capsys):
     assert main(["capacity", str(config), "--out", str(tmp_path / "all"), "--verify", "0", "--quiet",
                  "--set", 'security.contingencies="all"']) == 0
     assert _summary(tmp_path / "all")["capacity"]["outages"]["list"] == "every branch"
+    capsys.readouterr()
+
+
+def test_the_ac_check_runs_after_the_study_and_is_skipped_with_a_reason(tmp_path, capsys):
+    out = tmp_path / "ieee57"
+    assert main(["capacity", "ieee57", "--out", str(out), "--scenarios", "500", "--verify", "2000"]) == 0
+    printed = capsys.readouterr().out
+    ac = _summary(out)["ac_check"]
+    firm = ac["models"]["firm"]
+    assert firm["states"] == len(firm["states_checked"]) == firm["converged"]
+    assert any(label.startswith("worst corner for line") for label in firm["states_checked"])
+    assert "AC check (pandapower, new load at power factor 0.95" in printed and "  firm (" in printed
+    with (out / "ac_check.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    caused = sum(1 for r in rows if r["model"] == "firm" and r["origin"] == "caused by new load")
+    assert caused == firm["caused_overloads"] + firm["caused_voltage_violations"]
+    assert main(["capacity", "ieee14", "--out", str(tmp_path / "off"), "--scenarios", "300", "--verify", "0"]) == 0
+    assert _summary(tmp_path / "off")["ac_check"] == {"skipped": "--verify 0"}
+    assert main(["capacity", "ieee14", "--out", str(tmp_path / "no"), "--scenarios", "300", "--verify", "1000",
+                 "--set", "ac.check=false"]) == 0
+    assert _summary(tmp_path / "no")["ac_check"] == {"skipped": "[ac] check = false"}
+    assert main(["capacity", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(tmp_path / "4bus"),
+                 "--verify", "1000"]) == 0
+    assert "is not a MATPOWER case" in _summary(tmp_path / "4bus")["ac_check"]["skipped"]
     capsys.readouterr()
 
 
