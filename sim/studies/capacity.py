@@ -189,6 +189,7 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
             "products": [c.as_dict() for c in checks],
         },
         "ac_check": ac.summary,
+        "warnings": config_warnings(config),
     }
     files = _capacity_files(config, grid, study, summary, checks, theory, ac, progress)
     sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
@@ -197,8 +198,22 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
     sections.append(risk_text(checks, study.risk_mode, sample=sample_kind) if checks is not None
                     else f"Risk check: skipped ({skipped})")
     sections.append(ac.text)
+    sections += [f"warning: {text}" for text in summary["warnings"]]
     return CapacityResult(summary, files, "\n\n".join(sections), config=config, study=study, products=tuple(offered),
                           withheld=tuple(withheld), checks=None if checks is None else tuple(checks))
+
+
+def config_warnings(config: ExperimentConfig) -> list[str]:
+    """Choices that the study accepts but a planner should know the cost of, each naming its field."""
+    found = []
+    grid_config, load = config.product_grid, config.load
+    if grid_config is not None and grid_config.firm_budget is not None and load is not None and (
+            load.correlation or load.correlation_csv):
+        found.append(f"products.firm_budget = {grid_config.firm_budget:g} protects against that many loads at their "
+                     "bounds at once, which assumes they move independently; [load] correlation makes them move "
+                     "together, so firm capacity can be exceeded (the risk check counts how often); drop the budget, "
+                     "or check it with --verify")
+    return found
 
 
 def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStudy, verify: int,
@@ -259,9 +274,10 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
     out = args.out or Path("runs") / f"{stem}-capacity"
     sets = list(args.sets or ())
-    for flag, key in ((args.draw, "draw"), (args.criterion, "criterion")):
+    for flag, key in ((args.draw, "security.draw"), (args.criterion, "security.criterion"),
+                      (args.budget, "products.firm_budget")):
         if flag is not None:
-            sets.append(parse_override(f"security.{key}={json.dumps(flag)}"))
+            sets.append(parse_override(f"{key}={json.dumps(flag)}"))
     overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
                  "demand_mw": args.demand, "scenarios": args.scenarios, "sets": sets}
     result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,

@@ -189,6 +189,21 @@ def test_the_ac_check_runs_after_the_study_and_is_skipped_with_a_reason(tmp_path
     capsys.readouterr()
 
 
+def test_a_budget_with_correlated_loads_is_warned_about_and_budget_is_a_flag(tmp_path, capsys):
+    out = tmp_path / "warned"
+    assert main(["capacity", "ieee14", "--out", str(out), "--scenarios", "300", "--verify", "0", "--budget", "3",
+                 "--set", "load.correlation=0.5"]) == 0
+    printed = capsys.readouterr().out
+    warnings = _summary(out)["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("products.firm_budget = 3 protects against")
+    assert f"warning: {warnings[0]}" in printed
+    assert tomllib.loads((out / "config.toml").read_text())["products"]["firm_budget"] == 3
+    assert main(["capacity", "ieee14", "--out", str(tmp_path / "quiet"), "--scenarios", "300", "--verify", "0",
+                 "--budget", "3"]) == 0
+    assert _summary(tmp_path / "quiet")["warnings"] == []
+    capsys.readouterr()
+
+
 def test_cases_lists_the_built_in_networks(capsys):
     assert main(["cases"]) == 0
     out = capsys.readouterr().out
