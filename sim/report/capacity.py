@@ -244,6 +244,9 @@ def risk_text(checks: Sequence[RiskCheck], mode: str, *, sample: str = "fresh",
                      f"[{probability(low)}, {probability(high)}]", mw(c.expected_interrupted_mwh), c.verdict))
     flexible = [c for c in checks if c.promised_risk > 0]
     exceed = [c for c in flexible if c.verdict == "exceeds"]
+    # Firm products promise no interruption: the headline counts every one that had any.
+    firm = [c for c in checks if c.promised_risk == 0]
+    firm_hit = [c for c in firm if c.interruptions > 0]
     # The table leads with the products that break their promise, then the riskiest.
     order = sorted(range(len(rows)), key=lambda i: (checks[i].verdict != "exceeds", -checks[i].realised_probability))
     shown, more = _head([rows[i] for i in order], rows_shown)
@@ -253,7 +256,8 @@ def risk_text(checks: Sequence[RiskCheck], mode: str, *, sample: str = "fresh",
          f"Risk check IN SAMPLE, on the file's own {count:,} scenarios (none fresh to draw; "
          "this shows the excess on the data, not out-of-sample risk) ")
         + f"({mode.replace('_', '-')} mode): "
-        f"{len(exceed)} of {len(flexible)} flexible products exceed their promised risk beyond sampling error"
+        f"{len(exceed)} of {len(flexible)} flexible products exceed their promised risk beyond sampling error; "
+        f"{len(firm_hit)} of {len(firm)} firm products interrupted in some scenario"
     )
     if exceed and mode == "per_constraint":
         summary += " (per-limit CVaR does not bound the union of the limits a bus touches; risk_mode = 'joint' does)"

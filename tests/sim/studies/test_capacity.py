@@ -335,3 +335,16 @@ def test_the_risk_check_prints_probabilities_to_four_digits_and_mw_to_the_hundre
     # Four significant digits, trailing zeros dropped (0.03390 prints as 0.0339).
     assert row[:6] == ["flex@7", "0.05", "12.35", "0.03502", "[0.0339,", "0.03618]"]
     assert row[6] == "0.43"  # E[interrupted] = 0.03502 x 12.3456789 MW = 0.4323 MWh/h
+
+
+def test_the_risk_headline_counts_firm_products_too():
+    """A firm product promises no interruption: one that had any is counted in the headline, beside
+    the flexible products that exceed their epsilon."""
+    from grid.capacity.verify import RiskCheck
+    from sim.report.capacity import risk_text
+
+    checks = [RiskCheck("firm@7", 7, 0.0, 10.0, interruptions=26, scenarios=1_000),
+              RiskCheck("firm@8", 8, 0.0, 10.0, interruptions=0, scenarios=1_000),
+              RiskCheck("flex@7", 7, 0.05, 2.0, interruptions=40, scenarios=1_000)]
+    headline = risk_text(checks, "per_constraint").splitlines()[0]
+    assert "0 of 1 flexible products exceed their promised risk beyond sampling error; 1 of 2 firm products interrupted in some scenario" in headline
