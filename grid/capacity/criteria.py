@@ -69,8 +69,9 @@ def positive_part(coefficients: sp.csr_matrix) -> sp.csr_matrix:
     return positive
 
 
-def relies_on_counterflow(coefficients: sp.csr_matrix, rooms: np.ndarray, rows: np.ndarray) -> bool:
-    """Whether the full-draw model, on these rows, counts on a withdrawal that relieves a limit.
+def relies_on_counterflow(positive: np.ndarray, negative: np.ndarray, rooms: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether the full-draw model, on these rows, counts on a withdrawal that relieves a limit;
+    ``positive`` and ``negative`` say per row whether some coefficient has that sign.
 
     It does not when every row's coefficients share one sign and each row whose coefficients are
     all negative has room >= 0 without any new load: then a+ . c = a . c on the first kind, and
@@ -79,9 +80,7 @@ def relies_on_counterflow(coefficients: sp.csr_matrix, rooms: np.ndarray, rows: 
     """
     if rows.size == 0:
         return False
-    picked = coefficients[rows]
-    positive = np.asarray((picked > 0).sum(axis=1)).ravel() > 0
-    negative = np.asarray((picked < 0).sum(axis=1)).ravel() > 0
-    if np.any(positive & negative):
+    up, down = positive[rows], negative[rows]
+    if np.any(up & down):
         return True
-    return bool(np.any(negative & ~positive & (rooms[rows] < 0)))
+    return bool(np.any(down & ~up & (rooms[rows] < 0)))

@@ -45,6 +45,12 @@ DEFAULT_TOUCH_FACTOR = 0.05
 LINE_BLOCK = 1024
 
 
+def line_limit_name(line: str, kind: str, outage: str = "") -> str:
+    """A line limit as reports name it: "line 38-65 upper limit", and after an outage "line 38-65
+    upper limit after the outage of 30-38"."""
+    return f"line {line} {kind} limit" + (f" after the outage of {outage}" if outage else "")
+
+
 def tail_size(epsilon: float, count: int) -> int:
     """floor(eps S) + 1: the fewest largest samples that determine CVaR_eps of S samples."""
     return min(count, int(math.floor(epsilon * count)) + 1)
@@ -88,13 +94,17 @@ class LimitTable:
             return f"withdrawal limit at bus {label}"
         if kind == SUPPLY:
             return f"supply limit ({label})"
-        if self.outage_names and self.outage_names[row]:
-            return f"line {label} {kind} limit after the outage of {self.outage_names[row]}"
-        return f"line {label} {kind} limit"
+        return line_limit_name(label, kind, self.outage_names[row] if self.outage_names else "")
 
     def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
         """Sample CVaR_eps of each row's background term."""
         return cvar_from_tail(self.tail_mw, epsilon, self.count)
+
+    @functools.cached_property
+    def coef_signs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: whether some coefficient is positive, and whether some is negative (made once:
+        every model of a study asks, grid/capacity/criteria.py)."""
+        return (np.diff((self.coef > 0).tocsr().indptr) > 0, np.diff((self.coef < 0).tocsr().indptr) > 0)
 
     @functools.cached_property
     def coef_positive(self) -> sp.csr_matrix:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,6 +34,7 @@ from grid.capacity.limits import (
     LimitTable,
     _tails,
     budgeted_worst,
+    line_limit_name,
     tail_size,
 )
 from grid.capacity.shift_factors import FlowModel
@@ -69,7 +71,7 @@ def single_outages(flows: FlowModel, emergency_factor: float, lines: tuple[int, 
         raise GridError(f"network {network.name!r}: N-1 needs its shift factors ({n_line:,} lines x {n_bus:,} buses) "
                         f"in memory, above the ceiling of {MAX_DENSE_BYTES / 1e9:g} GB; study it with criterion = 'n-0'")
     positions = np.arange(n_line)
-    reference = flows.reference_rows(positions) if not flows.radial else np.array(flows.rows(positions))
+    reference = flows.reference_rows(positions)
     ends = np.array([(network.bus_index(line.from_bus), network.bus_index(line.to_bus)) for line in network.lines],
                     dtype=int).reshape(n_line, 2)
     phi = reference[:, ends[:, 1]] - reference[:, ends[:, 0]]          # (lines, outages)
@@ -80,13 +82,20 @@ def single_outages(flows: FlowModel, emergency_factor: float, lines: tuple[int, 
     studied = positions[keeps]
     lodf = phi[:, keeps] / (1.0 - own[keeps])
     return OutageSet(studied, tuple(network.lines[k].name for k in positions[listed & ~keeps]), lodf,
-                     flows.rows(positions), emergency_ratings(flows, emergency_factor))
+                     flows.with_slack(reference), emergency_ratings(flows, emergency_factor))
 
 
 def emergency_ratings(flows: FlowModel, factor: float) -> np.ndarray:
     """Per line: its emergency rating (RATE_B, else RATE_C, in the case), else ``factor`` x its rating."""
     return np.array([line.emergency_limit_mw if line.emergency_limit_mw is not None else factor * line.thermal_limit_mw
                      for line in flows.network.lines], dtype=float)
+
+
+def after_outage(outages: OutageSet, flows: FlowModel, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every line's shift factors (lines x buses) and phase-shifter flows after the outage of
+    ``outages.studied[j]`` (C-21): h_l + LODF_lk h_k, offset_l + LODF_lk offset_k."""
+    k, lodf = outages.studied[j], outages.lodf[:, j]
+    return outages.rows + np.outer(lodf, outages.rows[k]), flows.offset_mw + lodf * flows.offset_mw[k]
 
 
 def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenarios: Scenarios,
@@ -98,8 +107,7 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenari
     limit = outages.emergency_mw
     finite = np.isfinite(limit)
     for j, k in enumerate(outages.studied):
-        h = outages.rows + np.outer(outages.lodf[:, j], outages.rows[k])      # (lines, buses)
-        offset = flows.offset_mw + outages.lodf[:, j] * flows.offset_mw[k]
+        h, offset = after_outage(outages, flows, j)
         on = h[:, candidates.positions]
         if draw == "partial":
             up, down = np.maximum(on, 0.0) @ capacity, np.maximum(-on, 0.0) @ capacity
@@ -116,10 +124,11 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenari
 
 
 def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel, scenarios: Scenarios,
-               candidates: Candidates, pairs: list[tuple[int, int]], *, max_risk: float, budget: float | None,
+               candidates: Candidates, pairs: list[tuple[int, int]], *, budget: float | None,
                touch_factor: float, with_scenarios: bool) -> LimitTable:
     """``table`` with an upper and a lower row for each (line, outage) pair appended: their
-    coefficients h_l + LODF h_k on the candidates, worst case and scenario tails."""
+    coefficients h_l + LODF h_k on the candidates, worst case and scenario tails (as many as the
+    table keeps per row)."""
     if not pairs:
         return table
     column = {int(k): j for j, k in enumerate(outages.studied)}
@@ -130,9 +139,8 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel, scenario
     offset = flows.offset_mw[lines] + factor * flows.offset_mw[out]
     worst = np.column_stack([budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, budget) + offset,
                              budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, budget) - offset]).reshape(-1)
-    keep = tail_size(max_risk, scenarios.count) if max_risk > 0 else 1
-    keep = table.tail_mw.shape[1] or keep
-    top, top_i, low, low_i = _tails(h @ scenarios.samples_mw.T + offset[:, None], keep, with_scenarios)
+    keep = table.tail_mw.shape[1]
+    top, top_i, low, low_i = _tails(h @ scenarios.samples_mw.T + offset[:, None], max(keep, 1), with_scenarios)
     tails = np.stack([top, -low], axis=1).reshape(2 * len(pairs), -1)
     tail_idx = np.stack([top_i, low_i], axis=1).reshape(2 * len(pairs), -1)
     on = np.where(np.abs(h[:, candidates.positions]) < COEFFICIENT_ZERO, 0.0, h[:, candidates.positions])
@@ -148,7 +156,6 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
               limits: np.ndarray, flows: FlowModel) -> LimitTable:
     """The table with the new rows (each pair: upper, then lower) after its own."""
     count = len(table)
-    twice = np.repeat
     outage = table.outage if table.outage is not None else np.full(count, -1)
     lodf = table.lodf if table.lodf is not None else np.zeros(count)
     outage_names = table.outage_names or ("",) * count
@@ -156,17 +163,17 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
         table,
         kinds=table.kinds + (UPPER, LOWER) * len(lines),
         labels=table.labels + tuple(name for l in lines for name in (flows.network.lines[l].name,) * 2),
-        limit_mw=np.concatenate([table.limit_mw, twice(limits, 2)]),
-        line=np.concatenate([table.line, twice(lines, 2)]),
+        limit_mw=np.concatenate([table.limit_mw, np.repeat(limits, 2)]),
+        line=np.concatenate([table.line, np.repeat(lines, 2)]),
         bus=np.concatenate([table.bus, np.full(2 * len(lines), -1)]),
         touch=sp.vstack([table.touch, touch]).tocsr(),
         coef=sp.vstack([table.coef, coef]).tocsr(),
         affected=np.concatenate([table.affected, np.asarray(abs(coef).sum(axis=1)).ravel() > 0]),
         worst_mw=np.concatenate([table.worst_mw, worst]),
         tail_mw=np.vstack([table.tail_mw, tails[:, :table.tail_mw.shape[1]]]),
-        tail_scenario=np.vstack([table.tail_scenario, tail_idx[:, :table.tail_scenario.shape[1]]]),
-        outage=np.concatenate([outage, twice(out, 2)]),
-        lodf=np.concatenate([lodf, twice(factor, 2)]),
+        tail_scenario=np.vstack([table.tail_scenario, tail_idx[:, :table.tail_mw.shape[1]]]),
+        outage=np.concatenate([outage, np.repeat(out, 2)]),
+        lodf=np.concatenate([lodf, np.repeat(factor, 2)]),
         outage_names=outage_names + tuple(name for name in names for _ in range(2)),
     )
 
@@ -180,12 +187,9 @@ def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: C
     limit = outages.emergency_mw
     for j, k in enumerate(outages.studied):
         lodf = outages.lodf[:, j]
-        h = outages.rows + np.outer(lodf, outages.rows[k])
-        offset = flows.offset_mw + lodf * flows.offset_mw[k]
+        h, offset = after_outage(outages, flows, j)
         on = h[:, candidates.positions]
         coef = np.vstack([on, -on])
-        names = [f"line {line.name} {kind} limit after the outage of {flows.network.lines[k].name}"
-                 for kind in (UPPER, LOWER) for line in flows.network.lines]
         worst = np.concatenate([budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, budget) + offset,
                                 budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, budget) - offset])
         after = base + np.outer(base[:, k], lodf) + offset                  # (S, lines)
@@ -194,9 +198,17 @@ def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: C
         rating[[k, k + limit.size]] = np.inf  # the line out of service carries nothing
         rooms = [rating - worst] + [rating - cvar_by_columns(background, eps) for eps in levels]
         models = [model.tighter(standalone_capacity(coef, np.where(np.isfinite(room), room, np.inf), touch_factor,
-                                                    names.__getitem__))
+                                                    partial(_pair_name, flows.network, k)))
                   for model, room in zip(models, rooms)]
     return models
+
+
+def _pair_name(network, outage: int, row: int) -> str:
+    """The name of row ``row`` of the blocks standalone_after_outages stacks: every line's upper
+    limit, then every line's lower limit, after the outage of line ``outage``."""
+    count = len(network.lines)
+    return line_limit_name(network.lines[row % count].name, UPPER if row < count else LOWER,
+                           network.lines[outage].name)
 
 
 def cvar_by_columns(values: np.ndarray, epsilon: float) -> np.ndarray:

@@ -162,8 +162,14 @@ class FlowModel:
 
     def rows(self, lines: np.ndarray) -> np.ndarray:
         """Rows of H (this slack model) for the given line positions, (len(lines), buses)."""
-        lines = np.asarray(lines, dtype=int)
-        block = self.reference_rows(lines)
+        return self._slack_in_place(self.reference_rows(np.asarray(lines, dtype=int)))
+
+    def with_slack(self, reference: np.ndarray) -> np.ndarray:
+        """Reference-slack rows of H turned into this slack model's: with a distributed slack the
+        generators supply each withdrawal in shares alpha (a copy; ``reference`` is left as it is)."""
+        return self._slack_in_place(np.array(reference, dtype=float))
+
+    def _slack_in_place(self, block: np.ndarray) -> np.ndarray:
         if self.network.slack != "reference":
             block -= (block @ self.alpha)[:, None]
             block[np.abs(block) < _ROUNDOFF] = 0.0

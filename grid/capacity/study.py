@@ -315,7 +315,7 @@ def _draw(ctx: _Context, rooms: np.ndarray) -> str:
     if ctx.criteria.draw == "full":
         return "full"
     rows = np.flatnonzero(ctx.limits.affected)
-    return "partial" if relies_on_counterflow(ctx.limits.coef, rooms, rows) else "full"
+    return "partial" if relies_on_counterflow(*ctx.limits.coef_signs, rooms, rows) else "full"
 
 
 @dataclass(frozen=True, eq=False)
@@ -438,7 +438,7 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
     coefficient: dict[int, np.ndarray] = {}
     line_rows = [r for r in binding_rows if limits.kinds[r] in (UPPER, LOWER)]
     after = [r for r in line_rows if limits.has_outages and limits.outage[r] >= 0]
-    line_rows = [r for r in line_rows if r not in set(after)]
+    line_rows = [r for r in line_rows if not (limits.has_outages and limits.outage[r] >= 0)]
     if line_rows:
         h = ctx.flows.rows(limits.line[line_rows])[:, candidates.positions]
         for r, row in zip(line_rows, h):
@@ -506,7 +506,7 @@ def solve_one(
     limits = build_limits(network, flows, scenarios, candidates, risk)
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, criteria=criteria)
     if risk == 0:
-        return _solve_model(ctx, "firm", 0.0, limits.limit_mw - limits.worst_mw, floors, "worst-case")
+        return _solve_model(ctx, "firm", 0.0, limits.limit_mw - limits.worst_mw, floors, _firm_statistic(None))
     return _solve_model(ctx, "flexible", risk, limits.limit_mw - limits.cvar(risk), floors, f"CVaR_{risk:g}")
 
 
@@ -552,8 +552,7 @@ def capacity_study(
     firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, firm_budget, threads, progress)
     del shift
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor, criteria)
-    security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), max(levels),
-                         firm_budget,
+    security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), firm_budget,
                          risk_mode == "joint") if criteria.outages == "n-1" else None
     ctx, firm, tiers, rounds, reference = _models(ctx, firm, levels, risk_mode, security, progress)
     full_draw = _full_draw(ctx, levels, risk_mode, (firm, *tiers), security, firm_budget, progress)
@@ -582,7 +581,6 @@ class _Security:
     """The N-1 screening state of one study: the outages, and the pairs already in the table."""
 
     outages: OutageSet
-    max_risk: float
     budget: float | None
     with_scenarios: bool
     known: set[tuple[int, int]] = field(default_factory=set)
@@ -599,9 +597,14 @@ class _Security:
         self.known |= set(new)
         progress(f"N-1: {len(new)} (line, outage) pair(s) near their emergency rating added ({len(self.known)} in all)")
         limits = with_pairs(ctx.limits, self.outages, ctx.flows, ctx.scenarios, ctx.candidates, new,
-                            max_risk=self.max_risk, budget=self.budget, touch_factor=ctx.touch_factor,
+                            budget=self.budget, touch_factor=ctx.touch_factor,
                             with_scenarios=self.with_scenarios)
         return dataclasses.replace(ctx, limits=limits)
+
+
+def _firm_statistic(budget: float | None) -> str:
+    """How firm capacity's background statistic is named in the blocked limits."""
+    return "worst-case" if budget is None else f"worst-case (budget {budget:g})"
 
 
 def _models(ctx: _Context, firm: CapacityResult, levels: tuple[float, ...], risk_mode: str,
@@ -611,7 +614,7 @@ def _models(ctx: _Context, firm: CapacityResult, levels: tuple[float, ...], risk
     a tier hold at the firm capacities already (the screen would have added them otherwise), so
     firm capacity does not change then."""
     zeros = np.zeros(len(ctx.candidates))
-    statistic = "worst-case" if security is None or security.budget is None else f"worst-case (budget {security.budget:g})"
+    statistic = _firm_statistic(None if security is None else security.budget)
     while security is not None:
         grown = security.add(ctx, [(firm.vector(ctx.candidates), firm.draw)], security.budget, progress)
         if grown is None:
@@ -638,7 +641,7 @@ def _full_draw(ctx: _Context, levels: tuple[float, ...], risk_mode: str, models:
         return ()
     progress("the paper's model (every product drawn in full), for the counterflow report")
     full = dataclasses.replace(ctx, criteria=dataclasses.replace(ctx.criteria, draw="full"))
-    statistic = "worst-case" if firm_budget is None else f"worst-case (budget {firm_budget:g})"
+    statistic = _firm_statistic(firm_budget)
     firm = _solve_model(full, "firm", 0.0, full.limits.limit_mw - full.limits.worst_mw,
                         np.zeros(len(ctx.candidates)), statistic)
     if security is not None:  # its own screening, on a copy: the study's table stays the partial one's
@@ -656,7 +659,7 @@ def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_
     """
     base, network, scenarios = firm_ctx.limits, firm_ctx.network, firm_ctx.scenarios
     zeros = np.zeros(len(firm_ctx.candidates))
-    statistic = "worst-case" if firm_budget is None else f"worst-case (budget {firm_budget:g})"
+    statistic = _firm_statistic(firm_budget)
     solve_firm = partial(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
     tails = partial(with_tails, base, shift, scenarios, max_risk, progress, with_scenarios=risk_mode == "joint")
     # A thread only pays off when the scenario pass is long; on small cases its start-up and the
