@@ -61,20 +61,34 @@ class CheckState:
     drawn: np.ndarray
 
 
-def check_states(study: CapacityStudy, scenarios: Scenarios, capacity: np.ndarray, draw: str, *, corners: bool,
-                 worst: int) -> list[CheckState] | None:
-    """The states for one model's ``capacity`` (candidate order) under its ``draw`` set, or None
-    when the network is too large for the dense selection (MAX_DENSE_BYTES)."""
-    network, flows, candidates = study.network, study.flows, study.candidates
-    lines = np.arange(len(network.lines))
-    if lines.size * len(network.buses) * 8 > MAX_DENSE_BYTES:
+@dataclass(frozen=True, eq=False)
+class DenseFlows:
+    """The network's shift factors (lines x buses) and every scenario's background flows
+    (scenarios x lines, with the phase shifters'), made once for all the models checked."""
+
+    h: np.ndarray
+    background_mw: np.ndarray
+
+
+def dense_flows(study: CapacityStudy, scenarios: Scenarios) -> DenseFlows | None:
+    """DenseFlows of the study's network, or None when it is too large for the dense selection
+    (MAX_DENSE_BYTES)."""
+    network, flows = study.network, study.flows
+    if len(network.lines) * len(network.buses) * 8 > MAX_DENSE_BYTES:
         return None
-    h = flows.rows(lines)
+    h = flows.rows(np.arange(len(network.lines)))
+    return DenseFlows(h, scenarios.samples_mw @ h.T + flows.offset_mw)
+
+
+def check_states(study: CapacityStudy, scenarios: Scenarios, dense: DenseFlows, capacity: np.ndarray, draw: str, *,
+                 corners: bool, worst: int) -> list[CheckState]:
+    """The states for one model's ``capacity`` (candidate order) under its ``draw`` set."""
+    network, candidates = study.network, study.candidates
+    h = dense.h
     limit = np.array([line.thermal_limit_mw for line in network.lines])
     chosen = _corners(study, h, capacity, draw, limit, scenarios) if corners else []
     if worst > 0:
-        added = h[:, candidates.positions] @ capacity
-        flow = scenarios.samples_mw @ h.T + added + flows.offset_mw          # (S, lines)
+        flow = dense.background_mw + h[:, candidates.positions] @ capacity     # (S, lines)
         with np.errstate(divide="ignore", invalid="ignore"):
             loading = np.where(np.isfinite(limit), np.abs(flow) / limit, 0.0).max(axis=1)
         everyone = np.ones(capacity.size, dtype=bool)

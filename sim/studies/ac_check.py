@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from grid.ac.check import BackgroundStates, check_allocation
-from grid.ac.states import check_states
+from grid.ac.states import check_states, dense_flows
 from grid.capacity.study import CapacityStudy
 from grid.errors import GridError
 from grid.network.cases import matpower_file
@@ -59,12 +59,13 @@ def ac_check(config: ExperimentConfig, base_dir: Path, grid: GridInputs, study: 
                                "vmax_pu": config.ac.vmax_pu, "models": {}}
     rows: list[dict[str, Any]] = []
     lines = []
+    dense = dense_flows(study, grid.scenarios)
+    if dense is None:
+        return skipped(f"{study.network.name} is too large for the AC check's choice of states")
     for name, model in models:
         capacity = model.vector(study.candidates)
-        chosen = check_states(study, grid.scenarios, capacity, model.draw, corners=name == "firm",
+        chosen = check_states(study, grid.scenarios, dense, capacity, model.draw, corners=name == "firm",
                               worst=config.ac.states)
-        if chosen is None:
-            return skipped(f"{study.network.name} is too large for the AC check's choice of states")
         progress(f"AC check ({name}): {len(chosen)} states with pandapower")
         found = _check_model(case, config, study, capacity, chosen)
         summary["models"][name] = {**found["counts"], "states_checked": [state.label for state in chosen]}

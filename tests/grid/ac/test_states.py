@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from grid.ac.states import MAX_CORNERS, NEAR, budgeted_corner, check_states
+from grid.ac.states import MAX_CORNERS, NEAR, budgeted_corner, check_states, dense_flows
 from grid.capacity.candidates import make_candidates
 from grid.capacity.study import capacity_study
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
@@ -35,7 +35,8 @@ def test_states_are_the_binding_corners_and_the_most_loaded_scenarios():
     candidates = make_candidates(network, {bus.number: 60.0 for bus in network.buses if bus.base_load_mw > 0})
     study = capacity_study(network, scenarios, candidates, [0.05])
     firm = study.firm.vector(candidates)
-    states = check_states(study, scenarios, firm, study.firm.draw, corners=True, worst=4)
+    states = check_states(study, scenarios, dense_flows(study, scenarios), firm, study.firm.draw, corners=True,
+                          worst=4)
     corners = [s for s in states if s.label.startswith("worst corner")]
     sampled = [s for s in states if s.label.startswith("scenario")]
     assert 0 < len(corners) <= MAX_CORNERS and len(sampled) == 4
