@@ -384,6 +384,14 @@ def _check_finite(
                         "in size (the ceiling per bus, line and generator)")
 
 
+def _known_buses(ends: np.ndarray, unique: np.ndarray, label: str, column: str, says: Callable[[int], str]) -> None:
+    """GridError for the first row of ``ends`` that names a bus mpc.bus lacks; ``says(row)`` words it."""
+    unknown = ~np.isin(ends, unique)
+    if unknown.any():
+        row = _first(unknown)
+        raise GridError(f"case {label}: {says(row)}, which is not in mpc.bus; fix its {column}")
+
+
 def _branch_lines(data: MatpowerData, unique: np.ndarray, is_connected: dict[int, bool], label: str,
                   notes: list[str]) -> tuple[list[Line], list[int]]:
     """The in-service branches between connected buses as Lines (DC conventions: x tap, the
@@ -396,12 +404,7 @@ def _branch_lines(data: MatpowerData, unique: np.ndarray, is_connected: dict[int
         return f"branch {row + 1} ({f_bus[row]}-{t_bus[row]})"
 
     for column, ends in (("F_BUS", f_bus), ("T_BUS", t_bus)):
-        unknown = ~np.isin(ends, unique)
-        if unknown.any():
-            row = _first(unknown)
-            raise GridError(
-                f"case {label}: {describe(row)} names bus {ends[row]}, which is not in mpc.bus; fix its {column}"
-            )
+        _known_buses(ends, unique, label, column, lambda row, ends=ends: f"{describe(row)} names bus {ends[row]}")
     br_status = branch["BR_STATUS"]
     _check_finite(br_status, np.ones(br_status.size, bool), describe, "BR_STATUS", label)
     ends_connected = np.array(
@@ -497,12 +500,7 @@ def matpower_tables(data: MatpowerData, name: str, label: str) -> CaseTables:
     # Generators.
     gen = data.gen
     gen_bus = _check_bus_numbers(gen["GEN_BUS"], "mpc.gen", label)
-    unknown = ~np.isin(gen_bus, unique)
-    if unknown.any():
-        row = _first(unknown)
-        raise GridError(
-            f"case {label}: generator {row + 1} is at bus {gen_bus[row]}, which is not in mpc.bus; fix its GEN_BUS"
-        )
+    _known_buses(gen_bus, unique, label, "GEN_BUS", lambda row: f"generator {row + 1} is at bus {gen_bus[row]}")
     status = gen["GEN_STATUS"]
     _check_finite(status, np.ones(status.size, bool), lambda r: f"generator {r + 1} (bus {gen_bus[r]})", "GEN_STATUS", label)
     at_connected = np.array([is_connected[b] for b in gen_bus.tolist()], dtype=bool)
