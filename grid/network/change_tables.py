@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from grid.errors import GridError
-from grid.network.cases import matpower_data_dir
+from grid.network.cases import matpower_data_dir, matpower_file
 from grid.network.matpower import read_matpower_file
 from grid.network.network import Network
 
@@ -655,14 +655,16 @@ def islanded_buses(network: Network, line_positions: Iterable[int]) -> tuple[int
 
 
 
-def shipped_contingency_lines(network: Network, case: str | os.PathLike[str]) -> tuple[tuple[int, ...], str] | None:
+def shipped_contingency_lines(network: Network, case: str | os.PathLike[str],
+                              base_dir: Path | None = None) -> tuple[tuple[int, ...], str] | None:
     """The single-branch outages of the case's own contingency list, contab_<name>.m beside its
     .m file, <name> the case's file name without a leading "case_" (case_ACTIVSg2000.m ships
     contab_ACTIVSg2000.m), as line positions of ``network``, and the file's name;
     None when the case has no such list. Labels that take out several branches at once, or only
-    branches already out of service, are not single outages and are left out."""
+    branches already out of service, are not single outages and are left out. ``case`` is read as
+    load_case reads it (a built-in name, or a path relative to ``base_dir``)."""
     try:
-        path = case_path(case)
+        path = matpower_file(case, base_dir)
     except GridError:
         return None
     listed = next((path.with_name(f"contab_{stem}.m") for stem in (path.stem.removeprefix("case_"), path.stem)

@@ -171,9 +171,8 @@ def _with_contingencies(settings: ProductSettings, config: ExperimentConfig, net
     assert config.network is not None
     if settings.criteria.outages != "n-1" or config.security.contingencies != "case":
         return settings
-    case = base_dir / config.network.case if (base_dir / config.network.case).exists() else config.network.case
     try:
-        shipped = shipped_contingency_lines(network, case)
+        shipped = shipped_contingency_lines(network, config.network.case, base_dir)
     except GridError as error:
         raise ConfigError(f"security.contingencies: {error}") from None
     if shipped is None:
