@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the studies load when they run, not when this module is imp
     from sim.studies.result import AuctionResult, CapacityResult, StudyResult
     from sim.studies.sweep import SweepResult
 
-__all__ = ["load_config", "market_model", "run", "STUDY_NAMES"]
+__all__ = ["load_config", "market_model", "pandapower_net", "run", "STUDY_NAMES"]
 
 Progress = Callable[[str], None]
 PathLike = str | os.PathLike[str]
@@ -123,7 +123,7 @@ def _auction(config: ExperimentConfig, name: Path, *, plots: bool = False, summa
 
 
 def _capacity(config: ExperimentConfig, name: Path, *, verify: int = DEFAULT_VERIFY, theory: bool = True,
-              progress: Progress | None = None) -> "CapacityResult":
+              export_pandapower: bool = False, progress: Progress | None = None) -> "CapacityResult":
     from sim.studies.capacity import capacity_run, require_grid
 
     if isinstance(verify, bool) or not isinstance(verify, int) or verify < 0:
@@ -131,7 +131,7 @@ def _capacity(config: ExperimentConfig, name: Path, *, verify: int = DEFAULT_VER
                           "0 skips it)")
     require_grid(config, str(name))
     return capacity_run(config, name.parent, source=str(name), verify=verify, theory=theory,
-                        progress=progress or _quiet)
+                        export_pandapower=bool(export_pandapower), progress=progress or _quiet)
 
 
 def _plan(config: ExperimentConfig, name: Path, *, frontier: bool = True,
@@ -169,7 +169,7 @@ def run(study: Literal["auction"], config: Config, *, base_dir: PathLike | None 
 
 @overload
 def run(study: Literal["capacity"], config: Config, *, base_dir: PathLike | None = None, verify: int = DEFAULT_VERIFY,
-        theory: bool = True, progress: Progress | None = None) -> "CapacityResult": ...
+        theory: bool = True, export_pandapower: bool = False, progress: Progress | None = None) -> "CapacityResult": ...
 
 
 @overload
@@ -196,7 +196,8 @@ def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options:
 
     - auction: ``plots`` (price_path.png, holdings.png, capacity_map.png), ``summary_only``;
     - capacity: ``verify`` (fresh scenarios of the risk check, default 100,000; 0 skips it),
-      ``theory`` (the Theorem 1 checks);
+      ``theory`` (the Theorem 1 checks), ``export_pandapower`` (allocation_pandapower.json, see
+      :func:`pandapower_net`);
     - plan: ``frontier`` (the cost-CVaR frontier);
     - sweep: ``config`` is the sweep file and ``out`` its directory (required: every run is
       written there, and the same call resumes), ``workers``, ``scheduler``, ``force``, ``plots``;
@@ -244,6 +245,31 @@ def _check_options(study: str, runner: Callable[..., Any], options: Mapping[str,
         what = (f"unknown option {', '.join(map(repr, unknown))}" if unknown
                 else f"missing option {', '.join(map(repr, missing))}")
         raise ConfigError(f"{study}: {what}; its options are {', '.join(taken)}")
+
+
+def pandapower_net(result: "CapacityResult", *, base_dir: PathLike | None = None) -> Any:
+    """A capacity result's firm allocation on its case as a pandapower net, the one that
+    ``dcmarket capacity --export-pandapower`` saves: the case at its own loads, each firm capacity
+    drawn in full as a load "new load <bus>" at the [ac] power factor, the units following as the
+    AC check schedules them (grid/ac/export.py). Run it with ``pandapower.runpp(net,
+    calculate_voltage_angles=True, trafo_model="pi", enforce_q_lims=True)``; save it with
+    ``pandapower.to_json``. ``base_dir`` is where a relative case path starts (the config's folder;
+    default the current folder). A case without the full AC data (a feeder, a CSV folder) raises
+    a one-line ConfigError.
+    """
+    import io
+
+    import pandapower as pp
+
+    from sim.output.files import ALLOCATION_PANDAPOWER
+    from sim.studies.capacity import pandapower_export
+    from sim.studies.result import CapacityResult
+
+    if not isinstance(result, CapacityResult):
+        raise ConfigError(f"pandapower_net: give the result of run(\"capacity\", ...), got {type(result).__name__}")
+    text = result.files.get(ALLOCATION_PANDAPOWER) or pandapower_export(
+        result.config, Path(base_dir if base_dir is not None else "."), result.study)
+    return pp.from_json(io.StringIO(text.decode("utf-8")))
 
 
 # -- step by step --------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ RISK_CHECK = "risk_check.csv"
 AC_CHECK = "ac_check.csv"
 CAPACITY_MAP = "capacity_map.png"
 CORRELATION = "correlation.csv"
+# `dcmarket capacity --export-pandapower`: the firm allocation on the case as a pandapower net.
+ALLOCATION_PANDAPOWER = "allocation_pandapower.json"
 # Input files a study keeps as given (their last line may lack a line end).
 INPUT_COPIES = frozenset({SCENARIOS, CORRELATION})
 # A case given as a file or folder is copied into case/ under its own name (the name is the
@@ -113,20 +115,20 @@ PRICE_FOLDER = "price"
 PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png", "unbalance.png",
                          "dlmp_map.png", "costs.png"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
-                       RISK_CHECK, AC_CHECK, CAPACITY_MAP, CORRELATION, "price_path.png", "holdings.png",
-                        "report.html"})
+                       RISK_CHECK, AC_CHECK, CAPACITY_MAP, CORRELATION, ALLOCATION_PANDAPOWER, "price_path.png",
+                       "holdings.png", "report.html"})
              | PLAN_FILES | PRICE_FILES)
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
 
 
 def _is_case_copy(folder: Path) -> bool:
-    """case/ holds one MATPOWER file or one folder of case CSVs, as `input_copies` writes it."""
+    """case/ holds one case file (MATPOWER .m, PSS/E .raw) or one folder of case CSVs, as `input_copies` writes it."""
     entries = list(folder.iterdir())
     if len(entries) != 1 or entries[0].is_symlink():
         return False
     entry = entries[0]
     if entry.is_file():
-        return entry.suffix == ".m"
+        return entry.suffix.lower() in (".m", ".raw")
     return entry.is_dir() and all(f.name in _CASE_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir())
 
 

@@ -18,6 +18,7 @@ from agents.dso import products_from_study, tier_labels
 from grid.capacity.study import CapacityStudy, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk
 from grid.errors import GridError
+from grid.network.cases import matpower_file
 from grid.solvers.names import check_solver
 from mechanisms.products import FIRM, FLEX, product_id
 from mechanisms.settings import MAX_MW
@@ -147,25 +148,29 @@ def run_capacity(
     verify: int = DEFAULT_VERIFY,
     theory: bool = True,
     force: bool = False,
+    export_pandapower: bool = False,
     progress: Progress = lambda _: None,
 ) -> CapacityResult:
     """`dcmarket capacity`: read the target, refuse a bad --out first, run, write the directory."""
     config, base_dir, source = read_target(target, overrides)
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
-    result = capacity_run(config, base_dir, source=source, verify=verify, theory=theory, progress=progress)
+    result = capacity_run(config, base_dir, source=source, verify=verify, theory=theory,
+                          export_pandapower=export_pandapower, progress=progress)
     result.write(out, force=force)
     return result
 
 
 def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path | None = None,
-                 verify: int = DEFAULT_VERIFY, theory: bool = True,
+                 verify: int = DEFAULT_VERIFY, theory: bool = True, export_pandapower: bool = False,
                  progress: Progress = lambda _: None) -> CapacityResult:
     """The capacity study, its risk check and its AC check, in process; nothing is written.
-    ``source`` names the config in messages."""
+    ``source`` names the config in messages; ``export_pandapower`` adds allocation_pandapower.json."""
     check_solver(config.solver)
     grid_config = config.product_grid
     assert grid_config is not None
     with named_after(source):
+        if export_pandapower:
+            ac_case_ref(config, base_dir)  # a case without the full AC data fails here, before the study
         progress("network and background scenarios")
         grid: GridInputs = build_grid_inputs(config, base_dir)
         study = grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
@@ -192,6 +197,9 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
         "warnings": config_warnings(config),
     }
     files = _capacity_files(config, grid, study, summary, checks, theory, ac, progress)
+    if export_pandapower:
+        progress("pandapower export")
+        files[outputs.ALLOCATION_PANDAPOWER] = pandapower_export(config, base_dir, study)
     sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
                 + products_table(summary["products"][:30])
                 + (f"\n... {len(offered) - 30} more (all in products.csv)" if len(offered) > 30 else "")]
@@ -201,6 +209,30 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
     sections += [f"warning: {text}" for text in summary["warnings"]]
     return CapacityResult(summary, files, "\n\n".join(sections), config=config, study=study, products=tuple(offered),
                           withheld=tuple(withheld), checks=None if checks is None else tuple(checks))
+
+
+def ac_case_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
+    """The case as the AC model takes it: a path when the config names a file, else the built-in
+    name, which keeps its own rules (as the AC check resolves it); a ConfigError for a case
+    without the full AC data (a feeder, a CSV folder)."""
+    assert config.network is not None
+    try:
+        path = matpower_file(config.network.case, base_dir)
+    except GridError as error:
+        raise ConfigError(f"network.case: {error} (the pandapower export needs the full case data)") from None
+    return path if (base_dir / config.network.case).exists() else config.network.case
+
+
+def pandapower_export(config: ExperimentConfig, base_dir: Path, study: CapacityStudy) -> bytes:
+    """The firm allocation drawn in full on the case at its own loads, as a pandapower net in
+    JSON (grid/ac/export.py), new load at the [ac] power factor."""
+    from grid.ac.export import allocation_json  # pandapower loads only when asked
+
+    assert config.network is not None
+    allocation = {bus: float(mw) for bus, mw in zip(study.candidates.buses, study.firm.vector(study.candidates))}
+    text = allocation_json(ac_case_ref(config, base_dir), allocation, config.ac.settings(),
+                           options=config.network.case_options())
+    return text.encode("utf-8")
 
 
 def config_warnings(config: ExperimentConfig) -> list[str]:
@@ -281,7 +313,7 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
                  "demand_mw": args.demand, "scenarios": args.scenarios, "sets": sets}
     result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
-                          force=args.force, progress=progress)
+                          force=args.force, export_pandapower=args.export_pandapower, progress=progress)
     print(result.report)
     print(f"\nCapacity directory: {out}")
     return 0

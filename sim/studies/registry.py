@@ -98,7 +98,7 @@ def _auction_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", help="experiment config (.toml) or case (name, .m file, CSV folder)")
+    parser.add_argument("target", help="experiment config (.toml) or case (name, .m or .raw file, CSV folder)")
     parser.add_argument("--out", type=Path, help="directory to write (default: runs/<name>-capacity)")
     parser.add_argument("--risk", type=float, nargs="+", metavar="EPS",
                         help=f"risk levels of the flexible tiers (default: the config's, or {DEFAULT_RISK:g})")
@@ -113,6 +113,9 @@ def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, metavar="LOADS", help="firm capacity against this many loads at their "
                         "bounds at once (the budgeted box) instead of all of them; the same as --set "
                         "products.firm_budget=LOADS")
+    parser.add_argument("--export-pandapower", action="store_true", help="also write allocation_pandapower.json: "
+                        "the case with the firm allocation drawn in full at the case's loads, new load at the [ac] "
+                        "power factor, as a pandapower net (pandapower.from_json) to rerun the AC check")
     parser.add_argument("--criterion", metavar="NAME", help='the outages the capacities hold in: "n-0" (the intact '
                         'network; the default) or "n-1" (also after any single branch outage); the same as --set '
                         "security.criterion=NAME")
@@ -160,7 +163,8 @@ STUDIES: dict[str, StudySpec] = {
             "capacity", "capacity", "firm and flexible capacity per bus, with an out-of-sample risk check and a map",
             _capacity_arguments, "sim.studies.capacity:command",
             description="Quantify capacity for a config (TOML) or straight for a case: a built-in name "
-            "(see `dcmarket cases`), a MATPOWER .m file or a CSV case folder. For a case, every load bus "
+            "(see `dcmarket cases`), a MATPOWER .m file, a PSS/E .raw file (v33, v35) or a CSV case folder. "
+            "For a case, every load bus "
             f"asks {DEFAULT_DEMAND_MW:g} MW (--demand) and the base loads vary by 5 % (sd), "
             f"{DEFAULT_SCENARIOS} scenarios (--scenarios).",
         ),
