@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +40,13 @@ import pandas as pd
 from grid.errors import GridError
 from grid.network.matpower import MatpowerData, assemble_network, matpower_tables
 from grid.network.network import Network
-from grid.network.psse_check import check_raw
+from grid.network.psse_check import RawOutline, check_raw
 from grid.network.ratings import RatingRule
 
 BUS_COLUMNS = ("BUS_I", "BUS_TYPE", "PD", "QD", "GS", "BS", "BUS_AREA", "VM", "VA", "BASE_KV", "ZONE", "VMAX", "VMIN")
 GEN_COLUMNS = ("GEN_BUS", "PG", "QG", "QMAX", "QMIN", "VG", "MBASE", "GEN_STATUS", "PMAX", "PMIN")
 BRANCH_COLUMNS = ("F_BUS", "T_BUS", "BR_R", "BR_X", "BR_B", "RATE_A", "RATE_B", "RATE_C", "TAP", "SHIFT",
                   "BR_STATUS", "ANGMIN", "ANGMAX")
-_BUS_ID = re.compile(r"^B(\d+)$")
 _SQRT3 = math.sqrt(3.0)
 # What the importer leaves out (counted in the notes): the reader's getter and the words.
 _IGNORED = (("get_hvdc_lines", "DC lines"), ("get_static_var_compensators", "static var compensators"),
@@ -92,19 +90,52 @@ def _load_network(path: Path, label: str) -> Any:
                         "check it against PSS/E's RAW format") from None
 
 
+def _in_file_order(frame: pd.DataFrame, keys: list[Any], what: str, label: str) -> pd.DataFrame:
+    """The reader's table in the file's record order; a record it dropped or added is an error.
+    Blanks do not count: the reader keeps those of a quoted id ('1 '), the keys have none."""
+    frame = frame.set_axis([str(key).replace(" ", "") for key in frame.index], axis=0)
+    missing = [key for key in keys if key not in frame.index]
+    extra = sorted(set(frame.index) - set(keys))
+    if missing or extra:
+        which = f"dropped {what} {missing[0]}" if missing else f"made a {what} {extra[0]} the file does not have"
+        raise GridError(f"case {label}: the RAW reader {which}; check that record against PSS/E's RAW format")
+    return frame.loc[keys]
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The reader's tables this module reads, each in the file's record order."""
+
+    buses: pd.DataFrame
+    lines: pd.DataFrame
+    two: pd.DataFrame
+    three: pd.DataFrame
+    generators: pd.DataFrame
+
+    @classmethod
+    def of(cls, network: Any, outline: RawOutline, label: str) -> _Tables:
+        keys = outline.records
+        two = network.get_2_windings_transformers(all_attributes=True)
+        three = network.get_3_windings_transformers(all_attributes=True)
+        transformers = list(keys["TRANSFORMER"])
+        _in_file_order(pd.concat([two[[]], three[[]]]), transformers, "transformer", label)
+        two, three = (frame.set_axis([str(key).replace(" ", "") for key in frame.index], axis=0) for frame in (two, three))
+        return cls(
+            buses=_in_file_order(network.get_bus_breaker_view_buses(all_attributes=True),
+                                 [f"B{bus}" for bus in keys["BUS"]], "bus", label),
+            lines=_in_file_order(network.get_lines(all_attributes=True), list(keys["BRANCH"]), "branch", label),
+            two=two.loc[[key for key in transformers if key in two.index]],
+            three=three.loc[[key for key in transformers if key in three.index]],
+            generators=_in_file_order(network.get_generators(all_attributes=True), list(keys["GENERATOR"]),
+                                      "generator", label),
+        )
+
+
 class _Buses:
     """Bus-breaker buses by PSS/E number, their nominal voltages and the shunts summed on them."""
 
-    def __init__(self, network: Any, label: str) -> None:
-        frame = network.get_bus_breaker_view_buses(all_attributes=True)
+    def __init__(self, network: Any, frame: pd.DataFrame, numbers: tuple[Any, ...]) -> None:
         levels = network.get_voltage_levels(all_attributes=True)
-        numbers = []
-        for bus_id in frame.index:
-            match = _BUS_ID.match(str(bus_id))
-            if match is None:
-                raise GridError(f"case {label}: the reader named a bus {bus_id!r}, not a PSS/E bus number; "
-                                "this file's topology is not read (save it as a bus-branch case)")
-            numbers.append(int(match.group(1)))
         self.frame = frame
         self.number = pd.Series(numbers, index=frame.index)
         self.nominal = levels.loc[frame["voltage_level_id"], "nominal_v"].to_numpy(dtype=float)
@@ -134,8 +165,7 @@ def _rating(limits: pd.DataFrame, ids: pd.Index, side: str, nominal_kv: np.ndarr
     return np.where(np.isfinite(mva), mva, 0.0)
 
 
-def _lines(network: Any, buses: _Buses, base: float, limits: pd.DataFrame) -> pd.DataFrame:
-    lines = network.get_lines(all_attributes=True)
+def _lines(lines: pd.DataFrame, buses: _Buses, base: float, limits: pd.DataFrame) -> pd.DataFrame:
     f, t = buses.at(lines["bus_breaker_bus1_id"]), buses.at(lines["bus_breaker_bus2_id"])
     z_base = buses.nominal[f] * buses.nominal[t] / base
     b1, b2 = lines["b1"].to_numpy(float), lines["b2"].to_numpy(float)
@@ -166,8 +196,7 @@ def _winding(buses: _Buses, ids: pd.Series, rho: np.ndarray, alpha: np.ndarray, 
             "TAP": tap, "SHIFT": -alpha}
 
 
-def _two_winding(network: Any, buses: _Buses, base: float, limits: pd.DataFrame) -> pd.DataFrame:
-    frame = network.get_2_windings_transformers(all_attributes=True)
+def _two_winding(frame: pd.DataFrame, buses: _Buses, base: float, limits: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=BRANCH_COLUMNS)
     far = buses.at(frame["bus_breaker_bus2_id"])
@@ -180,10 +209,9 @@ def _two_winding(network: Any, buses: _Buses, base: float, limits: pd.DataFrame)
                          "BR_STATUS": (frame["connected1"] & frame["connected2"]).astype(float).to_numpy()})
 
 
-def _three_winding(network: Any, buses: _Buses, base: float, limits: pd.DataFrame,
+def _three_winding(frame: pd.DataFrame, buses: _Buses, base: float, limits: pd.DataFrame,
                    first_star: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each three-winding transformer as three branches to a star bus (numbered from ``first_star``)."""
-    frame = network.get_3_windings_transformers(all_attributes=True)
     if frame.empty:
         return pd.DataFrame(columns=BRANCH_COLUMNS), pd.DataFrame(columns=BUS_COLUMNS)
     stars = np.arange(first_star, first_star + len(frame))
@@ -203,8 +231,7 @@ def _three_winding(network: Any, buses: _Buses, base: float, limits: pd.DataFram
     return branch, star
 
 
-def _generators(network: Any, buses: _Buses, base: float) -> pd.DataFrame:
-    frame = network.get_generators(all_attributes=True)
+def _generators(frame: pd.DataFrame, buses: _Buses, base: float) -> pd.DataFrame:
     at = buses.at(frame["bus_breaker_bus_id"])
     regulated = frame["regulated_bus_breaker_bus_id"].where(frame["regulated_bus_breaker_bus_id"] != "",
                                                             frame["bus_breaker_bus_id"])
@@ -218,7 +245,7 @@ def _generators(network: Any, buses: _Buses, base: float) -> pd.DataFrame:
     })
 
 
-def _bus_table(network: Any, buses: _Buses, branch: pd.DataFrame, label: str) -> pd.DataFrame:
+def _bus_table(network: Any, units: pd.DataFrame, buses: _Buses, branch: pd.DataFrame, label: str) -> pd.DataFrame:
     """Bus rows in file order: loads and shunts summed, the type from the swing bus, the units and
     the in-service branches (a bus none of them reaches is isolated, type 4)."""
     frame = buses.frame
@@ -232,7 +259,6 @@ def _bus_table(network: Any, buses: _Buses, branch: pd.DataFrame, label: str) ->
     volts = buses.nominal[buses.at(shunts["bus_breaker_bus_id"])] ** 2
     buses.add_shunt(shunts["bus_breaker_bus_id"], shunts["g"].to_numpy(float) * volts, shunts["b"].to_numpy(float) * volts)
     number = buses.number.to_numpy()
-    units = network.get_generators(all_attributes=True)
     with_unit = np.isin(number, buses.number.loc[units.loc[units["connected"], "bus_breaker_bus_id"]].to_numpy())
     on = branch[branch["BR_STATUS"] > 0]
     reached = np.isin(number, np.concatenate([on["F_BUS"].to_numpy(), on["T_BUS"].to_numpy()]))
@@ -254,11 +280,10 @@ def _swing_bus(network: Any, buses: _Buses, label: str) -> int:
     slack = network.get_extensions("slackTerminal")
     if slack.empty:
         raise GridError(f"case {label}: no swing bus (IDE = 3) in the bus data; give the slack bus IDE 3")
-    view = buses.frame.reset_index()
-    first = view[view["bus_id"] == slack["bus_id"].iloc[0]]
-    if first.empty:
+    first = np.flatnonzero((buses.frame["bus_id"] == slack["bus_id"].iloc[0]).to_numpy())
+    if first.size == 0:
         raise GridError(f"case {label}: the swing bus (IDE = 3) is not connected to the network; connect it")
-    return int(buses.number[first["id"].iloc[0]])
+    return int(buses.number.iloc[first[0]])
 
 
 def _notes(network: Any, version: int, stars: int) -> list[str]:
@@ -289,25 +314,21 @@ def read_raw_tables(path: Path, label: str) -> RawTables:
     if len(network.get_switches()):
         raise GridError(f"case {label}: {len(network.get_switches())} system switching devices are not read; "
                         "close them into their buses or replace them by branches")
-    buses = _Buses(network, label)
+    frames = _Tables.of(network, outline, label)
+    buses = _Buses(network, frames.buses, outline.records["BUS"])
     limits = network.get_loading_limits(all_attributes=True).reset_index()
     base = outline.base_mva
-    lines, two = _lines(network, buses, base, limits), _two_winding(network, buses, base, limits)
-    three, stars = _three_winding(network, buses, base, limits, int(buses.number.max()) + 1)
-    kept = {"BRANCH": len(lines), "TRANSFORMER": len(two) + len(three) // 3}
-    for section, count in kept.items():
-        if count != outline.records[section]:
-            raise GridError(f"case {label}: the reader kept {count} of the file's {outline.records[section]} "
-                            f"{section.lower()} records; check the {section.lower()} data against PSS/E's RAW format")
+    lines, two = _lines(frames.lines, buses, base, limits), _two_winding(frames.two, buses, base, limits)
+    three, stars = _three_winding(frames.three, buses, base, limits, int(buses.number.max()) + 1)
     parts = [part for part in (lines, two, three) if len(part)]
     branch = _full(pd.concat(parts) if parts else pd.DataFrame(columns=BRANCH_COLUMNS), BRANCH_COLUMNS,
                    {"RATE_B": 0.0, "RATE_C": 0.0, "ANGMIN": -360.0, "ANGMAX": 360.0})
-    bus = _bus_table(network, buses, branch, label)
+    bus = _bus_table(network, frames.generators, buses, branch, label)
     if len(stars):
         bus = pd.concat([bus, stars])
     bus = _full(bus, BUS_COLUMNS, {"PD": 0.0, "QD": 0.0, "GS": 0.0, "BS": 0.0, "BUS_AREA": 1.0, "VM": 1.0, "VA": 0.0,
                                    "ZONE": 1.0, "VMAX": 1.1, "VMIN": 0.9})
-    gen = _full(_generators(network, buses, base), GEN_COLUMNS, {})
+    gen = _full(_generators(frames.generators, buses, base), GEN_COLUMNS, {})
     return RawTables(outline.version, base, bus, gen, branch, _notes(network, outline.version, len(stars)))
 
 

@@ -11,8 +11,9 @@ turns the first fault into one GridError naming the file, the line and the fix:
 - then the sections this package reads, in file order, each closed by a line whose first value is
   0 (``0 / END OF BUS DATA, BEGIN LOAD DATA``); a "Q" line or the end of the file before the
   last of them closes is a missing section;
-- in those sections every value that the format makes a number must read as one, and every bus
-  a load, shunt, generator, branch or transformer names must be in the bus data.
+- in those sections every value that the format makes a number must read as one, every bus a
+  load, shunt, generator, branch or transformer names must be in the bus data, and no branch or
+  transformer repeats another's buses and circuit id (the reader keeps only one of them).
 
 Values are separated by commas or blanks; text may be quoted with ' or "; a "/" outside quotes
 starts a comment; two commas in a row leave a value at its default. Sections after the
@@ -52,12 +53,32 @@ _FIX = "check it against PSS/E's RAW format (Program Operation Manual, 'Power Fl
 
 @dataclass(frozen=True)
 class RawOutline:
-    """What the check found: the version, the system base and the records per section."""
+    """What the check found: the version, the system base and, per section, its records in file
+    order as the reader names them (bus numbers; "B3-G1" for unit 1 at bus 3, "L-1-2-1" for
+    circuit 1 of branch 1-2, "T-4-7-1" or "T-4-7-9-1" for a transformer)."""
 
     version: int
     base_mva: float
-    records: dict[str, int]
-    buses: frozenset[int]
+    records: dict[str, tuple[object, ...]]
+
+
+def _record_key(section: str, values: list[str]) -> object:
+    """The record's name in the reader's network (pypowsybl's PSS/E importer names them so)."""
+    text = [v.replace(" ", "") for v in values] + [""] * 4
+
+    def bus(position: int) -> str:
+        return str(abs(int(float(text[position])))) if text[position] else "0"
+
+    if section == "BUS":
+        return int(bus(0))
+    if section == "GENERATOR":
+        return f"B{bus(0)}-G{text[1] or '1'}"
+    if section == "BRANCH":
+        return f"L-{bus(0)}-{bus(1)}-{text[2] or '1'}"
+    if section == "TRANSFORMER":
+        ends = [bus(0), bus(1)] + ([bus(2)] if bus(2) != "0" else [])
+        return f"T-{'-'.join(ends)}-{text[3] or '1'}"
+    return None
 
 
 def fields(text: str) -> list[str]:
@@ -154,25 +175,40 @@ def _check_buses(lines: _Lines, number: int, values: list[str], section: str, bu
                                           "fix the bus number or add the bus")
 
 
-def _section(lines: _Lines, section: str, text: set[int], buses: set[int]) -> int:
-    """Check one section's records up to its closing line; the number of records."""
-    count = 0
+def _check_circuit(lines: _Lines, number: int, values: list[str], section: str, seen: dict[tuple, int]) -> None:
+    """A branch or transformer is its buses (in any order) and its circuit id; twice is an error."""
+    if section not in ("BRANCH", "TRANSFORMER"):
+        return
+    ends = [abs(int(float(v))) for v in values[:3 if section == "TRANSFORMER" else 2] if v not in ("", "0")]
+    circuit = values[3 if section == "TRANSFORMER" else 2].strip() if len(values) > 3 else "1"
+    key = (tuple(sorted(ends)), circuit or "1")
+    if key in seen:
+        raise lines.error(number, f"{_RECORD[section]} {'-'.join(map(str, ends))} circuit {circuit!r} is already on "
+                                  f"line {seen[key]}; give parallel branches distinct circuit ids (CKT)")
+    seen[key] = number
+
+
+def _section(lines: _Lines, section: str, text: set[int], buses: set[int],
+             seen: dict[tuple, int]) -> tuple[object, ...]:
+    """Check one section's records up to its closing line; their keys (``_record_key``) in order."""
+    keys: list[object] = []
     while (found := lines.next()) is not None:
         number, values = found
         if _ended(values):
             raise _missing(lines, section, number)
         if _closes(values):
-            return count
+            return tuple(keys)
         if not values:
             continue
         _check_record(lines, number, values, section, text)
         if section == "BUS":
             buses.add(int(float(values[0])))
         _check_buses(lines, number, values, section, buses)
+        _check_circuit(lines, number, values, section, seen)
         if section == "TRANSFORMER":
             windings = 3 if len(values) > 2 and values[2] not in ("", "0") else 2
             _transformer_lines(lines, windings)
-        count += 1
+        keys.append(_record_key(section, values))
     raise _missing(lines, section, None)
 
 
@@ -205,7 +241,8 @@ def check_raw(path: Path, label: str) -> RawOutline:
         if found is None:
             raise _missing(lines, "SYSTEM-WIDE", None)
     buses: set[int] = set()
-    records = {section: _section(lines, section, _TEXT[version][section], buses) for section in _SECTIONS[version]}
+    seen: dict[tuple, int] = {}
+    records = {section: _section(lines, section, _TEXT[version][section], buses, seen) for section in _SECTIONS[version]}
     if not records["BUS"]:
         raise GridError(f"case {label}: the bus data is empty; a case needs at least one bus")
-    return RawOutline(version, base, records, frozenset(buses))
+    return RawOutline(version, base, records)

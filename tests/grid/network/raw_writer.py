@@ -120,7 +120,8 @@ def raw_text(tables: dict[str, np.ndarray], version: int, base_mva: float = 100.
     circuits: dict[tuple[int, int], int] = {}
 
     def ckt(row: np.ndarray) -> str:
-        pair = (int(row[F_BUS]), int(row[T_BUS]))
+        # A circuit is named per pair of buses, whichever end comes first (PSS/E's I, J, CKT).
+        pair = tuple(sorted((int(row[F_BUS]), int(row[T_BUS]))))
         circuits[pair] = circuits.get(pair, 0) + 1
         return str(circuits[pair])
 

@@ -174,3 +174,18 @@ def test_the_command_line_refuses_a_bad_raw_file_with_exit_code_2(tmp_path, file
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err and "PSS/E version 36" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_circuit_given_twice_names_both_lines(tmp_path, files, version):
+    """The reader would keep one of the two; the check refuses the file (circuit 1 of 1-2 written
+    again as 2-1)."""
+    def again(lines: list[str]) -> list[str]:
+        at = _first(lines, "BEGIN BRANCH") + 1
+        values = lines[at].split(",")
+        values[0], values[1] = values[1], values[0]
+        return lines[:at + 1] + [",".join(values)] + lines[at + 1:]
+
+    path, lines = _edited(tmp_path, files, version, again)
+    first = _first(lines, "BEGIN BRANCH") + 2
+    assert f"line {first + 1}: branch 2-1 circuit '1' is already on line {first}" in _refused(path)
