@@ -193,7 +193,7 @@ def _winding(buses: _Buses, ids: pd.Series, rho: np.ndarray, alpha: np.ndarray, 
     z_base = far_kv ** 2 / base
     buses.add_shunt(ids, g * far_kv ** 2 / tap ** 2, b * far_kv ** 2 / tap ** 2)
     return {"F_BUS": buses.number.iloc[near].to_numpy(), "BR_R": r / z_base, "BR_X": x / z_base, "BR_B": 0.0,
-            "TAP": tap, "SHIFT": -alpha}
+            "TAP": tap, "SHIFT": 0.0 - alpha}  # 0.0 - : no -0.0
 
 
 def _two_winding(frame: pd.DataFrame, buses: _Buses, base: float, limits: pd.DataFrame) -> pd.DataFrame:

@@ -189,3 +189,19 @@ def test_a_circuit_given_twice_names_both_lines(tmp_path, files, version):
     path, lines = _edited(tmp_path, files, version, again)
     first = _first(lines, "BEGIN BRANCH") + 2
     assert f"line {first + 1}: branch 2-1 circuit '1' is already on line {first}" in _refused(path)
+
+
+def test_a_three_winding_transformer_is_three_branches_to_a_star_bus():
+    """tests/grid/network/three_winding_v33.raw, written by hand: buses 2 (138 kV), 3 (69 kV) and
+    4 (13.8 kV) on one transformer with X1-2 = 0.1, X2-3 = 0.2, X3-1 = 0.15 p.u. and winding 1 at
+    1.05. The star equivalent by hand: X1 = (X1-2 + X3-1 - X2-3) / 2 = 0.025, X2 = 0.075,
+    X3 = 0.125; the tap sits on winding 1's branch; each winding keeps its own rating."""
+    network = load_case(str(Path(__file__).with_name("three_winding_v33.raw")))
+    assert network.bus_numbers == (1, 2, 3, 4, 5)  # 5: the star bus, above the file's buses
+    assert [line.name for line in network.lines] == ["1-2", "2-5", "3-5", "4-5"]
+    np.testing.assert_allclose([line.reactance_pu for line in network.lines], [0.05, 0.025 * 1.05, 0.075, 0.125],
+                               rtol=1e-12)
+    np.testing.assert_allclose([line.thermal_limit_mw for line in network.lines], [100.0, 80.0, 50.0, 30.0],
+                               rtol=1e-12)
+    assert [bus.base_load_mw for bus in network.buses] == [0.0, 0.0, 40.0, 20.0, 0.0]
+    assert any("three-winding" in note for note in network.notes)
