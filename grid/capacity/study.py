@@ -56,6 +56,8 @@ from grid.capacity.limits import (
 )
 from grid.capacity.outages import (
     OutageSet,
+    ScenarioFlows,
+    check_pair_rows,
     screen,
     single_outages,
     standalone_after_outages,
@@ -572,7 +574,7 @@ def _standalone(ctx: _Context, levels: tuple[float, ...], security: _Security | 
         return tuple(alone)
     progress(f"N-1: stand-alone capacity after each of {security.outages.studied.size} outages")
     after = standalone_after_outages(security.outages, ctx.flows, ctx.candidates, ctx.scenarios, budget, levels,
-                                     ctx.touch_factor)
+                                     ctx.touch_factor, alone, security.background(ctx))
     return tuple(mine.tighter(theirs) for mine, theirs in zip(alone, after))
 
 
@@ -584,6 +586,13 @@ class _Security:
     budget: float | None
     with_scenarios: bool
     known: set[tuple[int, int]] = field(default_factory=set)
+    # The intact network's scenario flows, made on first use and shared by every pass.
+    flows_made: list[ScenarioFlows] = field(default_factory=list)
+
+    def background(self, ctx: _Context) -> ScenarioFlows:
+        if not self.flows_made:
+            self.flows_made.append(ScenarioFlows(self.outages, ctx.flows, ctx.scenarios))
+        return self.flows_made[0]
 
     def add(self, ctx: _Context, capacities: Sequence[tuple[np.ndarray, str]], budget: float | None,
             progress: Progress) -> _Context | None:
@@ -594,11 +603,12 @@ class _Security:
                           self.known | set(new))
         if not new:
             return None
+        check_pair_rows(len(self.known) + len(new), len(ctx.candidates), ctx.criteria.emergency_factor)
         self.known |= set(new)
         progress(f"N-1: {len(new)} (line, outage) pair(s) near their emergency rating added ({len(self.known)} in all)")
         limits = with_pairs(ctx.limits, self.outages, ctx.flows, ctx.scenarios, ctx.candidates, new,
                             budget=self.budget, touch_factor=ctx.touch_factor,
-                            with_scenarios=self.with_scenarios)
+                            with_scenarios=self.with_scenarios, background=self.background(ctx))
         return dataclasses.replace(ctx, limits=limits)
 
 
