@@ -27,13 +27,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid.capacity.candidates import Candidates
-from grid.capacity.criteria import COEFFICIENT_ZERO
+from grid.capacity.criteria import COEFFICIENT_ZERO, FirmBox
 from grid.capacity.limits import (
     LOWER,
     UPPER,
     LimitTable,
     _tails,
-    budgeted_worst,
     line_limit_name,
     tail_size,
 )
@@ -144,14 +143,14 @@ def after_outage(outages: OutageSet, flows: FlowModel, j: int) -> tuple[np.ndarr
     return outages.rows + np.outer(lodf, outages.rows[k]), flows.offset_mw + lodf * flows.offset_mw[k]
 
 
-def _line_extremes(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenarios: Scenarios,
-                   capacity: np.ndarray, draw: str, budget: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _line_extremes(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+                   capacity: np.ndarray, draw: str, box: FirmBox) -> tuple[np.ndarray, np.ndarray]:
     """Per line, intact network: the largest flow and the largest reverse flow that the background's
-    (budgeted) box and the candidates' draws can make, the loads' term at its worst draw."""
+    background set and the candidates' draws can make, the loads' term at its worst draw."""
     rows = outages.rows
     load_up, load_down = _load_terms(rows[:, candidates.positions], capacity, draw)
-    up = budgeted_worst(rows, scenarios.lower_mw, scenarios.upper_mw, budget) + flows.offset_mw + load_up
-    down = budgeted_worst(-rows, scenarios.lower_mw, scenarios.upper_mw, budget) - flows.offset_mw + load_down
+    up = box.worst(rows) + flows.offset_mw + load_up
+    down = box.worst(-rows) - flows.offset_mw + load_down
     return up, down
 
 
@@ -175,15 +174,15 @@ def _pair_bounds(up: np.ndarray, down: np.ndarray, lodf: np.ndarray, out: np.nda
             down[:, None] + gain * down[out] + loss * up[out])
 
 
-def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenarios: Scenarios,
-           capacity: np.ndarray, draw: str, budget: float | None, known: set[tuple[int, int]]) -> list[tuple[int, int]]:
+def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+           capacity: np.ndarray, draw: str, box: FirmBox, known: set[tuple[int, int]]) -> list[tuple[int, int]]:
     """The (line, outage) pairs not in ``known`` whose worst-case post-outage flow, with the
     candidates drawing ``capacity`` (in full, or each at its worst under the partial draw set),
     comes within SCREEN_MARGIN of the emergency rating, in either direction.
 
     The bound (C-22) clears most pairs with one multiply-add each; only the pairs it cannot clear
     are evaluated exactly, an outage at a time."""
-    up, down = _line_extremes(outages, flows, candidates, scenarios, capacity, draw, budget)
+    up, down = _line_extremes(outages, flows, candidates, capacity, draw, box)
     limit = outages.emergency_mw
     near = np.where(np.isfinite(limit), (1.0 - SCREEN_MARGIN) * limit, np.inf)
     # The bound is exact when LODF = 0; a hair of slack keeps rounding from clearing a pair.
@@ -196,13 +195,13 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenari
         maybe = (np.maximum(bound_up, bound_down) > (near - slack)[:, None])
         maybe[out, np.arange(columns.size)] = False
         for c in np.flatnonzero(maybe.any(axis=0)):
-            found += _near_pairs(outages, flows, candidates, scenarios, capacity, draw, budget, int(columns[c]),
+            found += _near_pairs(outages, flows, candidates, capacity, draw, box, int(columns[c]),
                                  np.flatnonzero(maybe[:, c]), near, known)
     return found
 
 
-def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenarios: Scenarios,
-                capacity: np.ndarray, draw: str, budget: float | None, j: int, lines: np.ndarray,
+def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+                capacity: np.ndarray, draw: str, box: FirmBox, j: int, lines: np.ndarray,
                 near: np.ndarray, known: set[tuple[int, int]]) -> list[tuple[int, int]]:
     """Of ``lines`` after outage ``j``, exactly: those within the margin, not yet known."""
     k = int(outages.studied[j])
@@ -210,8 +209,8 @@ def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates, sc
     h = outages.rows[lines] + np.outer(factor, outages.rows[k])
     offset = flows.offset_mw[lines] + factor * flows.offset_mw[k]
     load_up, load_down = _load_terms(h[:, candidates.positions], capacity, draw)
-    high = budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, budget) + offset + load_up
-    reverse = budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, budget) - offset + load_down
+    high = box.worst(h) + offset + load_up
+    reverse = box.worst(-h) - offset + load_down
     hit = (high > near[lines]) | (reverse > near[lines])
     return [(int(l), k) for l in lines[hit] if (int(l), k) not in known]
 
@@ -227,8 +226,8 @@ def check_pair_rows(pairs: int, candidates: int, emergency_factor: float) -> Non
             "[security] emergency_factor, or use criterion = 'n-0'")
 
 
-def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel, scenarios: Scenarios,
-               candidates: Candidates, pairs: list[tuple[int, int]], *, budget: float | None,
+def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
+               candidates: Candidates, pairs: list[tuple[int, int]], *, box: FirmBox,
                touch_factor: float, with_scenarios: bool, background: ScenarioFlows) -> LimitTable:
     """``table`` with an upper and a lower row for each (line, outage) pair appended: their
     coefficients h_l + LODF h_k on the candidates, worst case and scenario tails (as many as the
@@ -242,8 +241,8 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel, scenario
     factor = np.array([outages.lodf[l, column[k]] for l, k in pairs])
     h = outages.rows[lines] + factor[:, None] * outages.rows[out]
     offset = flows.offset_mw[lines] + factor * flows.offset_mw[out]
-    worst = np.column_stack([budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, budget) + offset,
-                             budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, budget) - offset]).reshape(-1)
+    worst = np.column_stack([box.worst(h) + offset,
+                             box.worst(-h) - offset]).reshape(-1)
     keep = max(table.tail_mw.shape[1], 1)
     parts = [_tails(background.after(lines[chunk], out[chunk], factor[chunk]).T, keep, with_scenarios)
              for chunk in background.pair_chunks(len(pairs))]
@@ -285,15 +284,15 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
     )
 
 
-def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenarios: Scenarios,
-                             budget: float | None, levels: tuple[float, ...], touch_factor: float,
+def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+                             box: FirmBox, levels: tuple[float, ...], touch_factor: float,
                              intact: Sequence[Standalone], background: ScenarioFlows) -> list[Standalone]:
-    """(C-20) after every studied outage, firm (worst case over the budgeted box) then each tier
+    """(C-20) after every studied outage, firm (worst case over its background set) then each tier
     (CVaR of the scenarios), each the minimum over the outages, where it is below ``intact`` (the
     intact network's, per model; elsewhere infinity). A pair that provably cannot go below
     ``intact`` for any candidate (C-23) is not evaluated."""
     limit = outages.emergency_mw
-    statistics = _intact_statistics(outages, flows, scenarios, budget, levels, background)
+    statistics = _intact_statistics(outages, flows, box, levels, background)
     screens = [_CoefficientScreen(outages.rows[:, candidates.positions], model.capacity_mw) for model in intact]
     wanted = np.zeros(outages.lodf.shape, dtype=bool)
     for start in range(0, outages.studied.size, _OUTAGE_BLOCK):
@@ -306,19 +305,19 @@ def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: C
     models = [Standalone(np.full(len(candidates), np.inf), ("",) * len(candidates)) for _ in intact]
     for j in np.flatnonzero(wanted.any(axis=0)):
         lines = np.flatnonzero(wanted[:, j])
-        coef, rooms, name = _pair_rows(outages, flows, candidates, scenarios, budget, levels, background, int(j), lines)
+        coef, rooms, name = _pair_rows(outages, flows, candidates, box, levels, background, int(j), lines)
         models = [model.tighter(standalone_capacity(coef, room, touch_factor, name))
                   for model, room in zip(models, rooms)]
     return models
 
 
-def _intact_statistics(outages: OutageSet, flows: FlowModel, scenarios: Scenarios, budget: float | None,
+def _intact_statistics(outages: OutageSet, flows: FlowModel, box: FirmBox,
                        levels: tuple[float, ...], background: ScenarioFlows) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per model (firm, then each tier), per line of the intact network: the background statistic
-    of its flow and of its reverse flow (worst case over the budgeted box; CVaR_eps)."""
+    of its flow and of its reverse flow (worst case over firm capacity's background set; CVaR_eps)."""
     rows, offset = outages.rows, flows.offset_mw
-    firm = (budgeted_worst(rows, scenarios.lower_mw, scenarios.upper_mw, budget) + offset,
-            budgeted_worst(-rows, scenarios.lower_mw, scenarios.upper_mw, budget) - offset)
+    firm = (box.worst(rows) + offset,
+            box.worst(-rows) - offset)
     tiers = [(np.empty(rows.shape[0]), np.empty(rows.shape[0])) for _ in levels]
     for chunk in background.line_chunks(rows.shape[0]):
         values = background.columns(np.arange(chunk.start, chunk.stop))
@@ -363,8 +362,8 @@ class _CoefficientScreen:
         return found
 
 
-def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenarios: Scenarios,
-               budget: float | None, levels: tuple[float, ...], background: ScenarioFlows, j: int,
+def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+               box: FirmBox, levels: tuple[float, ...], background: ScenarioFlows, j: int,
                lines: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], Callable[[int], str]]:
     """After outage ``j``, the upper then the lower limit of each of ``lines``: coefficients on the
     candidates, rooms per model, and the rows' names."""
@@ -373,8 +372,8 @@ def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates, sce
     h = outages.rows[lines] + np.outer(factor, outages.rows[k])
     offset = flows.offset_mw[lines] + factor * flows.offset_mw[k]
     on = h[:, candidates.positions]
-    worst = np.concatenate([budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, budget) + offset,
-                            budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, budget) - offset])
+    worst = np.concatenate([box.worst(h) + offset,
+                            box.worst(-h) - offset])
     after = background.after(lines, np.full(lines.size, k), factor)
     rating = np.tile(outages.emergency_mw[lines], 2)
     statistics = [worst] + [np.concatenate([cvar_by_columns(after, eps), cvar_by_columns(-after, eps)])
