@@ -35,7 +35,6 @@ class ProductSettings:
     formulation: str = "exact"
     block_mw: float | None = None
     touch_factor: float = DEFAULT_TOUCH_FACTOR
-    firm_budget: float | None = None
     criteria: SecurityCriteria = SecurityCriteria()
 
     def study(self, network: Network, scenarios: Scenarios, candidates: Candidates, *, solver: str, theory: bool,
@@ -43,7 +42,7 @@ class ProductSettings:
         """The capacity study these settings ask for (the one call every caller makes)."""
         return capacity_study(network, scenarios, candidates, self.risk_levels, solver=solver,
                               formulation=self.formulation, risk_mode=self.risk_mode, touch_factor=self.touch_factor,
-                              firm_budget=self.firm_budget, criteria=self.criteria, theory=theory, progress=progress)
+                              criteria=self.criteria, theory=theory, progress=progress)
 
 
 @dataclass(frozen=True)

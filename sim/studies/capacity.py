@@ -64,12 +64,14 @@ IN_SAMPLE = "in-sample"
 
 
 def config_for_case(case: str, *, demand_mw: float, scenarios: int, risk: list[float]) -> dict[str, Any]:
-    """The config `dcmarket capacity CASE` runs: every load bus asks ``demand_mw``, the base loads
-    vary by the default spread."""
+    """The config `dcmarket capacity CASE` runs: every load bus asks ``demand_mw``; the case's loads
+    are the forecast peak, firm capacity holds at it, and the scenarios vary each load below it by
+    the default spread (docs/models/capacity.md#background-sets)."""
     return {
         "network": {"case": case, "demand_mw": demand_mw},
-        "load": {"scenarios": scenarios},
+        "load": {"scenarios": scenarios, "spread": {"above_sd": 0.0}},
         "products": {"risk_levels": risk},
+        "security": {"background": "peak"},
     }
 
 
@@ -238,10 +240,9 @@ def pandapower_export(config: ExperimentConfig, base_dir: Path, study: CapacityS
 def config_warnings(config: ExperimentConfig) -> list[str]:
     """Choices that the study accepts but a planner should know the cost of, each naming its field."""
     found = []
-    grid_config, load = config.product_grid, config.load
-    if grid_config is not None and grid_config.firm_budget is not None and load is not None and (
-            load.correlation or load.correlation_csv):
-        found.append(f"products.firm_budget = {grid_config.firm_budget:g} protects against that many loads at their "
+    budget, load = config.security.budget, config.load
+    if budget is not None and load is not None and (load.correlation or load.correlation_csv):
+        found.append(f"security.budget = {budget:g} protects against that many loads at their "
                      "bounds at once, which assumes they move independently; [load] correlation makes them move "
                      "together, so firm capacity can be exceeded (the risk check counts how often); drop the budget, "
                      "or check it with --verify")
@@ -306,8 +307,10 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
     out = args.out or Path("runs") / f"{stem}-capacity"
     sets = list(args.sets or ())
+    if args.budget is not None and args.background is None:   # a budget means the budgeted box
+        sets.append(parse_override('security.background="budgeted"'))
     for flag, key in ((args.draw, "security.draw"), (args.criterion, "security.criterion"),
-                      (args.budget, "products.firm_budget")):
+                      (args.background, "security.background"), (args.budget, "security.budget")):
         if flag is not None:
             sets.append(parse_override(f"{key}={json.dumps(flag)}"))
     overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,

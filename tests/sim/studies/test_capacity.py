@@ -121,7 +121,8 @@ def test_the_draw_set_reaches_the_study_and_both_allocations_are_written(tmp_pat
         assert float(row["standalone_firm_mw"]) >= float(row["firm_mw"]) - 1e-6
     assert tomllib.loads((partial / "config.toml").read_text())["security"] == {"draw": "partial", "criterion": "n-0",
                                                                           "contingencies": "case",
-                                                                          "emergency_factor": 1.0}
+                                                                          "emergency_factor": 1.0,
+                                                                          "background": "peak"}
 
 
 def test_n_1_is_chosen_by_name_and_reported(tmp_path, capsys):
@@ -195,9 +196,10 @@ def test_a_budget_with_correlated_loads_is_warned_about_and_budget_is_a_flag(tmp
                  "--set", "load.correlation=0.5"]) == 0
     printed = capsys.readouterr().out
     warnings = _summary(out)["warnings"]
-    assert len(warnings) == 1 and warnings[0].startswith("products.firm_budget = 3 protects against")
+    assert len(warnings) == 1 and warnings[0].startswith("security.budget = 3 protects against")
     assert f"warning: {warnings[0]}" in printed
-    assert tomllib.loads((out / "config.toml").read_text())["products"]["firm_budget"] == 3
+    security = tomllib.loads((out / "config.toml").read_text())["security"]
+    assert (security["background"], security["budget"]) == ("budgeted", 3)
     assert main(["capacity", "ieee14", "--out", str(tmp_path / "quiet"), "--scenarios", "300", "--verify", "0",
                  "--budget", "3"]) == 0
     assert _summary(tmp_path / "quiet")["warnings"] == []
