@@ -37,6 +37,7 @@ SCENARIOS = "scenarios.csv"
 RISK_CHECK = "risk_check.csv"
 AC_CHECK = "ac_check.csv"
 CAPACITY_MAP = "capacity_map.png"
+STANDALONE_MAP = "standalone_map.png"
 CORRELATION = "correlation.csv"
 # `dcmarket capacity --export-pandapower`: the firm allocation on the case as a pandapower net.
 ALLOCATION_PANDAPOWER = "allocation_pandapower.json"
@@ -115,7 +116,7 @@ PRICE_FOLDER = "price"
 PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png", "unbalance.png",
                          "dlmp_map.png", "costs.png"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
-                       RISK_CHECK, AC_CHECK, CAPACITY_MAP, CORRELATION, ALLOCATION_PANDAPOWER, "price_path.png",
+                       RISK_CHECK, AC_CHECK, CAPACITY_MAP, STANDALONE_MAP, CORRELATION, ALLOCATION_PANDAPOWER, "price_path.png",
                        "holdings.png", "report.html"})
              | PLAN_FILES | PRICE_FILES)
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})

@@ -14,7 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from agents.dso import products_from_study, tier_labels
+from grid.capacity.study import CapacityResult as ModelResult
 from grid.capacity.study import CapacityStudy, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk
 from grid.errors import GridError
@@ -43,6 +46,10 @@ from sim.report.capacity import (
     capacity_summary,
     capacity_text,
     risk_text,
+)
+from sim.report.figures.plots import (  # matplotlib loads when a map is drawn
+    MapPanel,
+    plot_capacity_panels,
 )
 from sim.report.text import products_table
 from sim.studies.ac_check import AC_CHECK_FILE, AC_COLUMNS, AcOutcome, ac_check
@@ -125,20 +132,45 @@ def _family(study: CapacityStudy) -> Callable[[int, int], str]:
     return name
 
 
-def capacity_map_png(study: CapacityStudy, title: str) -> bytes:
-    from sim.report.figures.plots import (
-        plot_capacity_map,  # matplotlib loads only when a map is drawn
+def _panel(study: CapacityStudy, model: ModelResult, title: str, rows: dict[str, int]) -> MapPanel:
+    """A model's own marked lines: blocked by background alone, binding, and under N-1 the
+    outages after which a binding limit binds."""
+    limits, lines = study.limits, study.network.lines
+    binding = [rows[name] for name in model.binding if name in rows]
+    on_lines = [r for r in binding if limits.line[r] >= 0]
+    outage = limits.outage if limits.outage is not None else None
+    return MapPanel(
+        title, model.capacity_mw,
+        blocked_lines=sorted({b.line for b in model.blocked if b.line is not None}),
+        binding_lines=sorted({lines[int(limits.line[r])].name for r in on_lines}),
+        outage_lines=() if outage is None else sorted({lines[int(outage[r])].name for r in on_lines if outage[r] >= 0}),
     )
 
-    firm = study.firm.capacity_mw
-    top = study.tiers[-1] if study.tiers else study.firm
-    blocked = sorted({b.line for m in (study.firm, *study.tiers) for b in m.blocked if b.line is not None})
+
+def capacity_map_png(study: CapacityStudy, title: str) -> bytes:
+    """One panel per model (firm, then each tier), each with its own blocked and binding lines."""
+    rows = {study.limits.name(r): r for r in range(len(study.limits))}
+    panels = [_panel(study, study.firm, "Firm capacity (MW)", rows)]
+    panels += [_panel(study, tier, f"Firm and flexible capacity up to risk {tier.risk * 100:g} % (MW)", rows)
+               for tier in study.tiers]
+    return _png(lambda path: plot_capacity_panels(study.network, panels, path, title=title))
+
+
+def standalone_map_png(study: CapacityStudy, title: str) -> bytes:
+    """Firm capacity of each bus alone (C-20) beside the joint allocation, on one scale."""
+    alone = study.standalone[0]
+    finite = {bus: float(mw) for bus, mw in zip(study.candidates.buses, alone.capacity_mw) if np.isfinite(mw)}
+    unlimited = len(study.candidates) - len(finite)
+    panels = [MapPanel("Firm capacity of each bus alone (MW)", finite,
+                       note="not deliverable all at once" + (f"; {unlimited} with no limit, not drawn" if unlimited else "")),
+              MapPanel("Firm capacity, all buses together (MW)", study.firm.capacity_mw)]
+    return _png(lambda path: plot_capacity_panels(study.network, panels, path, title=title))
+
+
+def _png(draw: Callable[[Path], None]) -> bytes:
     with tempfile.TemporaryDirectory(prefix="dcmarket-map-") as folder:
-        path = Path(folder) / outputs.CAPACITY_MAP
-        plot_capacity_map(
-            study.network, firm, top.capacity_mw, path, title=title, blocked_lines=blocked,
-            flexible_title=f"Flexible capacity, risk {top.risk * 100:g} % (MW)" if study.tiers else "Flexible capacity (MW)",
-        )
+        path = Path(folder) / "map.png"
+        draw(path)
         return path.read_bytes()
 
 
@@ -291,6 +323,7 @@ def _capacity_files(config: ExperimentConfig, grid: GridInputs, study: CapacityS
     files[AC_CHECK_FILE] = outputs.csv_bytes(AC_COLUMNS, ac.rows)
     progress("capacity map")
     files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
+    files[outputs.STANDALONE_MAP] = standalone_map_png(study, f"Stand-alone and joint firm capacity on {study.network.name}")
     return files
 
 

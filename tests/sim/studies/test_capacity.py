@@ -35,7 +35,7 @@ def paper_capacity(tmp_path_factory):
 def test_capacity_writes_the_contract(paper_capacity, tmp_path):
     names = sorted(p.name for p in paper_capacity.iterdir())
     assert names == ["ac_check.csv", "capacity.csv", "capacity_map.png", "config.toml", "products.csv", "risk_check.csv",
-                     "summary.json"]
+                     "standalone_map.png", "summary.json"]
     s = _summary(paper_capacity)
     # The same products as `dcmarket run` sells, in the same shape.
     run = tmp_path / "run"
@@ -350,3 +350,36 @@ def test_the_risk_headline_counts_firm_products_too():
               RiskCheck("flex@7", 7, 0.05, 2.0, interruptions=40, scenarios=1_000)]
     headline = risk_text(checks, "per_constraint").splitlines()[0]
     assert "0 of 1 flexible products exceed their promised risk beyond sampling error; 1 of 2 firm products interrupted in some scenario" in headline
+
+
+def test_each_map_panel_marks_its_own_model_s_lines():
+    """Firm and each tier get their own blocked and binding lines, and under N-1 the outages after
+    which a binding limit binds; each binding line's limit is at its room at that model's
+    capacities, recomputed from the study's rows."""
+    from grid.capacity.candidates import make_candidates
+    from grid.capacity.criteria import SecurityCriteria
+    from grid.capacity.study import capacity_study, row_loads
+    from grid.load.scenarios import BaseLoadSpread, sample_base_load
+    from grid.network.cases import CaseOptions, load_case
+    from sim.studies.capacity import _panel
+
+    network = load_case("ieee118", CaseOptions(default_rating_mw=200, rating_margin=1.5))
+    scenarios = sample_base_load(network, BaseLoadSpread(), 500, np.random.default_rng(3))
+    candidates = make_candidates(network, {bus.number: 100.0 for bus in network.buses if bus.base_load_mw > 0})
+    study = capacity_study(network, scenarios, candidates, [0.05, 0.2],
+                           criteria=SecurityCriteria(outages="n-1", background="budgeted", budget=10))
+    rows = {study.limits.name(r): r for r in range(len(study.limits))}
+    limits = study.limits
+    panels = [_panel(study, model, "t", rows) for model in (study.firm, *study.tiers)]
+    assert panels[0].blocked_lines != panels[-1].blocked_lines        # firm's background is the box
+    assert any(panel.outage_lines for panel in panels)
+    names = {line.name: l for l, line in enumerate(network.lines)}
+    for model, panel, room in zip((study.firm, *study.tiers), panels,
+                                  [limits.limit_mw - limits.worst_mw] + [limits.limit_mw - limits.cvar(t.risk)
+                                                                         for t in study.tiers]):
+        loads = row_loads(study.flows, limits, candidates, model.vector(candidates), model.draw)
+        at_limit = {int(limits.line[r]) for r in range(len(limits))
+                    if limits.line[r] >= 0 and not model.blocked_rows[r] and loads[r] >= room[r] - 1e-6 * max(1.0, abs(limits.limit_mw[r]))
+                    and limits.affected[r]}
+        assert {names[n] for n in panel.binding_lines} == at_limit
+        assert set(panel.blocked_lines) == {b.line for b in model.blocked if b.line is not None}
