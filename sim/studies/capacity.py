@@ -132,6 +132,11 @@ def _family(study: CapacityStudy) -> Callable[[int, int], str]:
     return name
 
 
+def _rows_by_name(study: CapacityStudy) -> dict[str, int]:
+    """Each limit row of the study by the name its results use (CapacityResult.binding)."""
+    return {study.limits.name(r): r for r in range(len(study.limits))}
+
+
 def _panel(study: CapacityStudy, model: ModelResult, title: str, rows: dict[str, int]) -> MapPanel:
     """A model's own marked lines: blocked by background alone, binding, and under N-1 the
     outages after which a binding limit binds."""
@@ -149,7 +154,7 @@ def _panel(study: CapacityStudy, model: ModelResult, title: str, rows: dict[str,
 
 def capacity_map_png(study: CapacityStudy, title: str) -> bytes:
     """One panel per model (firm, then each tier), each with its own blocked and binding lines."""
-    rows = {study.limits.name(r): r for r in range(len(study.limits))}
+    rows = _rows_by_name(study)
     panels = [_panel(study, study.firm, "Firm capacity (MW)", rows)]
     panels += [_panel(study, tier, f"Firm and flexible capacity up to risk {tier.risk * 100:g} % (MW)", rows)
                for tier in study.tiers]
@@ -228,7 +233,7 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
             "products": [c.as_dict() for c in checks],
         },
         "ac_check": ac.summary,
-        "warnings": config_warnings(config),
+        "warnings": config_warnings(config) + study_warnings(study),
     }
     files = _capacity_files(config, grid, study, summary, checks, theory, ac, progress)
     if export_pandapower:
@@ -279,6 +284,31 @@ def config_warnings(config: ExperimentConfig) -> list[str]:
                      "together, so firm capacity can be exceeded (the risk check counts how often); drop the budget, "
                      "or check it with --verify")
     return found
+
+
+# Firm capacity set by a corner of the box more than this share of the limit beyond every scenario
+# is set by states the data never shows.
+UNCOVERED_SHARE = 0.1
+
+
+def study_warnings(study: CapacityStudy) -> list[str]:
+    """What the results show that a planner should know: firm capacity set by corners of the load
+    box that no scenario comes near (the box's worst background beyond the largest sample)."""
+    limits = study.limits
+    if study.criteria.background == "peak" or limits.tail_mw.shape[1] == 0:
+        return []
+    rows = _rows_by_name(study)
+    gaps = sorted(((float(limits.worst_mw[r] - limits.tail_mw[r, 0]), r) for r in (rows[n] for n in study.firm.binding)
+                   if limits.worst_mw[r] - limits.tail_mw[r, 0] > UNCOVERED_SHARE * abs(limits.limit_mw[r])), reverse=True)
+    if not gaps:
+        return []
+    row = gaps[0][1]
+    return [f"security.background = {study.criteria.background!r}: firm capacity is set by corners of the load box that "
+            f"none of the {limits.count:,} scenarios comes near: on the {limits.name(row)}, the box's worst background "
+            f"is {limits.worst_mw[row]:,.1f} MW and the largest scenario's {limits.tail_mw[row, 0]:,.1f} MW "
+            f"({len(gaps)} binding limit{'s' if len(gaps) != 1 else ''} like it); "
+            + ("a smaller security.budget" if study.criteria.budget is not None else
+               'background = "budgeted" (with a budget)') + ' or "peak" is closer to the data']
 
 
 def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStudy, verify: int,

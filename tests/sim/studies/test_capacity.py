@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -383,3 +384,21 @@ def test_each_map_panel_marks_its_own_model_s_lines():
                     and limits.affected[r]}
         assert {names[n] for n in panel.binding_lines} == at_limit
         assert set(panel.blocked_lines) == {b.line for b in model.blocked if b.line is not None}
+
+
+def test_firm_capacity_set_by_box_corners_no_scenario_reaches_is_warned_about(tmp_path, capsys):
+    """Loads varying 20 % either way, every one at its bound at once: the box's worst background on a
+    binding line lies well beyond the largest of 300 scenarios, and the study says so, naming the
+    field; at the forecast peak there is nothing to say."""
+    common = ["--scenarios", "300", "--verify", "0", "--set", "load.spread.above_sd=3", "--set",
+              "load.spread.sd_fraction=0.2"]
+    assert main(["capacity", "ieee30", "--out", str(tmp_path / "box"), "--background", "box", *common]) == 0
+    warning, = _summary(tmp_path / "box")["warnings"]
+    assert warning.startswith("security.background = 'box': firm capacity is set by corners of the load box")
+    worst, largest = (float(x.replace(",", "")) for x in
+                      re.search(r"worst background is ([\d,.]+) MW and the largest scenario's ([\d,.]+)",
+                                              warning).groups())
+    assert worst > largest
+    assert f"warning: {warning}" in capsys.readouterr().out
+    assert main(["capacity", "ieee30", "--out", str(tmp_path / "peak"), "--background", "peak", *common]) == 0
+    assert _summary(tmp_path / "peak")["warnings"] == []
