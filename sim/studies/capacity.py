@@ -316,6 +316,8 @@ def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStud
     """The out-of-sample risk check (or in sample, on a scenario file), or why there is none."""
     if verify <= 0:
         return None, "--verify 0", FRESH
+    # Every scenario of the check lies in the study's box (the same distribution, or the same file).
+    box = (grid.scenarios.lower_mw, grid.scenarios.upper_mw)
     if grid.sampler is None:
         # A scenario file is all the data there is: check the products on it (in sample), so
         # that the per-constraint excess is still shown, and say so everywhere it appears.
@@ -325,7 +327,8 @@ def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStud
             taken[0] += n
             return grid.scenarios.subset(taken[0] - n, n)
 
-        return (verify_risk(study, next_rows, grid.scenarios.count, product_ids=_family(study), progress=progress),
+        return (verify_risk(study, next_rows, grid.scenarios.count, product_ids=_family(study), box=box,
+                            progress=progress),
                 None, IN_SAMPLE)
     rng = stream(config.seed, "verification")
     sampler = grid.sampler
@@ -333,7 +336,7 @@ def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStud
     def sample(n: int):
         return sample_checked(sampler, grid.network, n, rng, "--verify")
 
-    return verify_risk(study, sample, verify, product_ids=_family(study), progress=progress), None, FRESH
+    return verify_risk(study, sample, verify, product_ids=_family(study), box=box, progress=progress), None, FRESH
 
 
 def _capacity_files(config: ExperimentConfig, grid: GridInputs, study: CapacityStudy, summary: dict[str, Any],

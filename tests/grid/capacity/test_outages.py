@@ -231,3 +231,35 @@ def test_firm_capacity_at_the_forecast_peak_holds_there_and_no_more(ieee118):
     assert np.all(high[fine] <= rating[fine] + TOL) and np.all(low[fine] >= -rating[fine] - TOL)
     assert np.max(np.maximum(high - rating, -rating - low)[fine]) > -TOL
     assert firm.sum() > box.firm.vector(candidates).sum() + 1.0
+
+
+def test_the_risk_check_skips_only_rows_no_state_of_the_box_can_break(ieee118):
+    """(C-24): every row's ceiling is at least its background in every sampled state and at random
+    corners of the box (post-outage rows included), and the check with the skip counts exactly what
+    the check of every row counts."""
+    from grid.capacity.limits import LOWER, UPPER, row_background
+    from grid.capacity.verify import row_ceiling, verify_risk
+
+    network, scenarios, candidates, study = ieee118
+    limits, flows = study.limits, study.flows
+    kinds = np.array(limits.kinds)
+    lines = np.unique(limits.line[(kinds == UPPER) | (kinds == LOWER)])
+    dense = np.vstack([h for _, h in flows.blocks(lines)])
+    box = (scenarios.lower_mw, scenarios.upper_mw)
+    ceiling = row_ceiling(limits, lines, dense, flows.offset_mw, box)
+    corners = np.where(np.random.default_rng(5).random((400, len(network.buses))) < 0.5, *box)
+
+    def line_flows(wanted, p):
+        return dense[np.searchsorted(lines, wanted)] @ p.T + flows.offset_mw[wanted][:, None]
+
+    for states in (scenarios.samples_mw, corners):
+        background = row_background(limits, states, np.arange(len(limits)), line_flows)
+        assert np.all(background <= ceiling[:, None] + 1e-9)
+    assert limits.has_outages and np.isfinite(ceiling).all()
+
+    def fresh():
+        rng = np.random.default_rng(8)
+        return lambda n: sample_base_load(network, BaseLoadSpread(), n, rng)
+
+    ids = {"product_ids": lambda bus, m: f"{bus}/{m}", "chunk": 1500}
+    assert verify_risk(study, fresh(), 3000, box=box, **ids) == verify_risk(study, fresh(), 3000, **ids)
