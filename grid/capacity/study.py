@@ -526,11 +526,16 @@ def capacity_study(
     threads: int = 2,
     criteria: SecurityCriteria = SecurityCriteria(),
     progress: Progress = lambda _: None,
+    compare_full_draw: bool = True,
+    rows: tuple[LimitTable, ShiftRows] | None = None,
 ) -> CapacityStudy:
     """Firm capacity and the nested flexible tiers (see the module doc).
 
     ``firm_budget`` (Gamma) protects firm capacity against at most Gamma loads at their bounds at
     once instead of the whole box (see grid.capacity.limits.budgeted_worst); None keeps the box of (1).
+    Without ``compare_full_draw`` the paper's model is not solved beside a partial draw set (no
+    counterflow report: ``full_draw`` stays empty). ``rows`` are limit_rows of these scenarios,
+    candidates and touch factor (no budget) when the caller has built them already.
     """
     check_solver(solver)
     levels = check_risk_levels(risk_levels)
@@ -541,10 +546,14 @@ def capacity_study(
     if not 0.0 < touch_factor <= 1.0:
         raise GridError(f"touch_factor must be in (0, 1], got {touch_factor!r}")
     flows = flow_model(network)
-    progress(f"shift factors and worst cases: {len(network.lines)} lines")
+    if rows is None:
+        progress(f"shift factors and worst cases: {len(network.lines)} lines")
     if firm_budget is not None and not firm_budget >= 0:
         raise GridError(f"firm_budget must be >= 0 loads, got {firm_budget!r}")
-    base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget)
+    if rows is not None and (firm_budget is not None or rows[0].coef.shape[1] != len(candidates)
+                             or rows[0].count != scenarios.count):
+        raise GridError("rows were built for other scenarios, candidates or budget; build them with limit_rows")
+    base, shift = rows or limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget)
     if formulation == "scenario":
         check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
     firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor,
@@ -555,7 +564,8 @@ def capacity_study(
     security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), firm_budget,
                          risk_mode == "joint") if criteria.outages == "n-1" else None
     ctx, firm, tiers, rounds, reference = _models(ctx, firm, levels, risk_mode, security, progress)
-    full_draw = _full_draw(ctx, levels, risk_mode, (firm, *tiers), security, firm_budget, progress)
+    full_draw = (_full_draw(ctx, levels, risk_mode, (firm, *tiers), security, firm_budget, progress)
+                 if compare_full_draw else ())
     alone = _standalone(ctx, levels, security, firm_budget, progress)
     return CapacityStudy(network, candidates, ctx.limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
                          tuple(rounds), tuple(reference), firm_budget, criteria, full_draw,
