@@ -30,6 +30,7 @@ rows left are evaluated over every hour, a chunk of buses at a time (memory boun
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -220,6 +221,46 @@ def _row_order_statistics(background: HourlyBackground, table: LimitTable, keep:
     return room_min, room_k
 
 
+@dataclass(frozen=True, eq=False)
+class SourceTails:
+    """Each background quantity's K largest hourly values (descending) and K smallest (ascending)."""
+
+    top: np.ndarray
+    bottom: np.ndarray
+
+
+def source_tails(background: HourlyBackground, keep: int) -> SourceTails:
+    """The ``keep`` largest and smallest hourly values of every background quantity (a partial
+    sort, a block of quantities at a time)."""
+    values = background.values
+    count = values.shape[1]
+    keep = min(keep, count)
+    top, bottom = np.empty((values.shape[0], keep)), np.empty((values.shape[0], keep))
+    for start in range(0, values.shape[0], 1024):
+        part = np.partition(values[start:start + 1024], sorted({keep - 1, count - keep}), axis=1)
+        top[start:start + 1024] = -np.sort(-part[:, count - keep:], axis=1)
+        bottom[start:start + 1024] = np.sort(part[:, :keep], axis=1)
+    return SourceTails(top, bottom)
+
+
+def _statistics_from(tails: SourceTails, table: LimitTable, background: HourlyBackground,
+                     keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """_row_order_statistics read off the tails (which hold at least ``keep`` values)."""
+    up, src, limit = background.sign > 0, background.source, table.limit_mw
+    room_min = limit - np.where(up, tails.top[src, 0], -tails.bottom[src, 0])
+    room_k = limit - np.where(up, tails.top[src, keep - 1], -tails.bottom[src, keep - 1])
+    return room_min, room_k
+
+
+def table_with_tails(table: LimitTable, background: HourlyBackground, tails: SourceTails) -> LimitTable:
+    """``table`` with each row's largest hourly background values, b_rt descending (what the
+    capacity study's CVaR reads, grid/capacity/limits.py with_tails), from the hours' own flows;
+    the hours they come from are not kept (-1), which the per-constraint risk mode does not need."""
+    up = background.sign[:, None] > 0
+    largest = np.where(up, tails.top[background.source], -tails.bottom[background.source])
+    return dataclasses.replace(table, tail_mw=largest, tail_scenario=np.full(largest.shape, -1, dtype=np.int64))
+
+
 def _screen(table: LimitTable, background: HourlyBackground, keep: int, touch_factor: float,
             columns: np.ndarray, statistics: tuple[np.ndarray, np.ndarray] | None = None) -> _Pairs:
     """(H-5): per candidate, the rows whose smallest ratio over the hours can reach its ``keep``
@@ -345,15 +386,20 @@ class Headroom:
 
 
 def hourly_headroom(table: LimitTable, background: HourlyBackground, levels: Sequence[float], *,
-                    touch_factor: float, progress: Progress = lambda _: None) -> Headroom:
-    """(H-2) to (H-5) for every candidate of ``table`` (built by limit_rows on these hours)."""
+                    touch_factor: float, tails: SourceTails | None = None,
+                    progress: Progress = lambda _: None) -> Headroom:
+    """(H-2) to (H-5) for every candidate of ``table`` (built by limit_rows on these hours).
+    ``tails``: source_tails of the background, at least floor(max level x T) + 1 wide, when the
+    caller has them (the joint total reads them too)."""
     levels = check_levels(levels)
     hours = background.hours
     if len(background.source) != len(table):
         raise GridError("the hourly background was built for another limit table; build it with hourly_background")
     count = table.coef.shape[1]
     keep = min(allowed_hours(levels[-1], hours) + 1, hours)
-    statistics = _row_order_statistics(background, table, keep)
+    if tails is None or tails.top.shape[1] < keep:
+        tails = source_tails(background, keep)
+    statistics = _statistics_from(tails, table, background, keep)
     pairs = _screen(table, background, keep, touch_factor, np.arange(count), statistics)
     progress(f"hourly headroom: {pairs.row.size:,} (limit, bus) pairs of {count:,} buses kept for {hours:,} hours")
     lowest = np.full((count, keep), np.inf)

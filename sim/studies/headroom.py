@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from grid.capacity.candidates import make_candidates
 from grid.capacity.headroom import (
@@ -32,6 +33,8 @@ from grid.capacity.headroom import (
     hourly_background,
     hourly_headroom,
     joint_headroom,
+    source_tails,
+    table_with_tails,
 )
 from grid.capacity.limits import LimitTable, ShiftRows, limit_rows
 from grid.capacity.shift_factors import flow_model
@@ -155,13 +158,21 @@ def _study(config: ExperimentConfig, headroom: HeadroomConfig, base_dir: Path,
     progress(f"{series.describe()}: shift factors and every limit's room in every hour")
     candidates = make_candidates(network, {bus: 1.0 for bus in buses})
     scenarios = Scenarios(network.bus_numbers, samples, samples.min(axis=0), samples.max(axis=0))
-    rows = limit_rows(network, flow_model(network), scenarios, candidates, headroom.touch_factor)
+    # SuperLU's solves call BLAS on small blocks, where OpenBLAS's threads cost more than they
+    # give: one thread took 0.18 s for 1,024 lines of ACTIVSg2000, two took 0.8 to 4.5 s on the
+    # reference machine while other work ran.
+    with threadpool_limits(limits=1, user_api="blas"):
+        rows = limit_rows(network, flow_model(network), scenarios, candidates, headroom.touch_factor)
     background = hourly_background(*rows, samples)
     del samples
-    found = hourly_headroom(rows[0], background, levels, touch_factor=headroom.touch_factor, progress=progress)
+    # Wide enough for (H-5) and for the CVaR of the largest level (tail_size in grid/capacity/limits.py).
+    tails = source_tails(background, int(math.floor(levels[-1] * background.hours + 1e-9)) + 2)
+    found = hourly_headroom(rows[0], background, levels, touch_factor=headroom.touch_factor, tails=tails,
+                            progress=progress)
     top = _top(found.capacity_mw[:, -1], headroom.top)
     series_top = headroom_series(rows[0], background, top, touch_factor=headroom.touch_factor)
-    del background
+    rows = (table_with_tails(rows[0], background, tails), rows[1])
+    del background, tails
     joint, note = _joint(config, headroom, network, (scenarios, rows), buses, levels, found.capacity_mw, progress)
     return files.HeadroomOutcome(network, buses, series.hours, series.describe(), headroom.following, found, joint,
                                  note, tuple(int(k) for k in top), series_top), series.path

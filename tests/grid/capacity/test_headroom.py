@@ -25,6 +25,8 @@ from grid.capacity.headroom import (
     hourly_headroom,
     joint_headroom,
     line_flows,
+    source_tails,
+    table_with_tails,
 )
 from grid.capacity.limits import limit_rows
 from grid.capacity.shift_factors import flow_model
@@ -291,6 +293,12 @@ def test_joint_total_holds_every_hour_at_level_zero_and_never_exceeds_the_sum_al
     scenarios = Scenarios(network.bus_numbers, samples, samples.min(axis=0), samples.max(axis=0))
     joint = joint_headroom(network, scenarios, buses, (0.0, 0.05), request_mw=1e4, touch_factor=TOUCH)
     assert joint.capped == ()
+    # The study hands the capacity study its own rows and the hours' tails: the same allocation.
+    table, shift = limit_rows(network, flow_model(network), scenarios, make_candidates(network, {b: 1.0 for b in buses}),
+                              TOUCH)
+    rows = (table_with_tails(table, background, source_tails(background, 12)), shift)
+    again = joint_headroom(network, scenarios, buses, (0.0, 0.05), request_mw=1e4, touch_factor=TOUCH, rows=rows)
+    np.testing.assert_allclose(again.capacity_mw, joint.capacity_mw, atol=1e-6)
     assert np.all(joint.capacity_mw <= found.capacity_mw + 1e-6)
     assert joint.total_mw[0] <= joint.total_mw[1] + 1e-9
     flows = DenseFlows(network)
