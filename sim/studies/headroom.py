@@ -109,7 +109,10 @@ def headroom_run(config: ExperimentConfig, base_dir: Path, *, source: str | None
     if headroom is None:
         raise ConfigError(f"{source or 'config'}: headroom: missing [headroom]; add one (docs/studies/headroom.md)")
     check_solver(config.solver)
-    with named_after(source):
+    # One BLAS thread: the study's BLAS calls are small (SuperLU's blocks, L-BFGS-B's vectors), where
+    # OpenBLAS's threads cost more than they give: the sparse LU for 1,024 lines of ACTIVSg2000 took
+    # 0.18 s on one thread and 0.8 to 4.5 s on two on the reference machine while other work ran.
+    with named_after(source), threadpool_limits(limits=1, user_api="blas"):
         outcome, hourly = _study(config, headroom, base_dir, progress)
         progress("headroom duration plot and map")
         summary = files.summary(outcome, config.seed, config.solver)
@@ -158,11 +161,7 @@ def _study(config: ExperimentConfig, headroom: HeadroomConfig, base_dir: Path,
     progress(f"{series.describe()}: shift factors and every limit's room in every hour")
     candidates = make_candidates(network, {bus: 1.0 for bus in buses})
     scenarios = Scenarios(network.bus_numbers, samples, samples.min(axis=0), samples.max(axis=0))
-    # SuperLU's solves call BLAS on small blocks, where OpenBLAS's threads cost more than they
-    # give: one thread took 0.18 s for 1,024 lines of ACTIVSg2000, two took 0.8 to 4.5 s on the
-    # reference machine while other work ran.
-    with threadpool_limits(limits=1, user_api="blas"):
-        rows = limit_rows(network, flow_model(network), scenarios, candidates, headroom.touch_factor)
+    rows = limit_rows(network, flow_model(network), scenarios, candidates, headroom.touch_factor)
     background = hourly_background(*rows, samples)
     del samples
     # Wide enough for (H-5) and for the CVaR of the largest level (tail_size in grid/capacity/limits.py).
