@@ -101,6 +101,10 @@ class _HighsStages:
         # can grow to the number of candidates (HiGHS's default cap is 4,000).
         h.setOptionValue("qp_iteration_limit", 50 * self.n_cols + 10_000)
         h.setOptionValue("qp_nullspace_limit", max(4000, 2 * self.n + 100))
+        if program.lazy is not None:
+            # The partial draw set's rows over c alone: primal simplex (the floors are feasible)
+            # took 1.8 s of CPU where HiGHS's default took 2.7 s for ACTIVSg2000's tier, same optimum.
+            h.setOptionValue("simplex_strategy", 4)
         lp = highspy.HighsLp()
         lp.num_col_ = self.n_cols
         lp.num_row_ = program.shape[0]
