@@ -217,3 +217,22 @@ def test_bad_inputs_are_one_line_exit_2_and_nothing_written(tmp_path, capsys, ca
     for fragment in expected:
         assert fragment in error, (fragment, error)
     assert not out.exists()
+
+
+def test_the_python_api_returns_the_bytes_the_command_writes(ieee14_run):
+    from sim import api
+
+    folder, out = ieee14_run
+    result = api.run("headroom", folder / "headroom.toml")
+    assert sorted(result.files) == sorted(p.name for p in out.iterdir())
+    for name, content in result.files.items():
+        assert (out / name).read_bytes() == content, name
+    assert list(result.table("totals")["hours_allowed"]) == [0, 2, 4]
+
+
+def test_the_example_config_is_valid():
+    from sim.config.schema import load_config
+
+    config = load_config(Path(__file__).resolve().parents[3] / "experiments" / "activsg2000_headroom.toml",
+                         table="headroom")
+    assert config.headroom.case == "case_ACTIVSg2000" and config.headroom.curtailment == [0.0025, 0.005, 0.01]
