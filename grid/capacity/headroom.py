@@ -1,5 +1,5 @@
 """Hourly headroom per bus: the most a bus can take alone if its new load accepts curtailment in
-at most a given share of the hours (docs/models/headroom.md).
+at most a given share of the hours (docs/models/headroom.md#one-hour and #year).
 
 Each hour t of a series (a MATPOWER change table, or a CSV of loads) is one background state:
 the hour's loads net of the committed generation, the difference supplied by the generators in
@@ -87,7 +87,7 @@ FOLLOWING = {
 
 def following_withdrawals(network: Network, load_mw: np.ndarray, rule: str = "scaled") -> np.ndarray:
     """Net withdrawal (hours x buses, network bus order): each hour's load less the generation
-    that follows it by ``rule`` (FOLLOWING, (H-0)).
+    that follows it by ``rule`` (FOLLOWING, docs/models/headroom.md#eq-h-0).
 
     What the returned generation does not cover, the network's slack model supplies through the
     shift factors: under "scaled" only growth above the base load L_0 (the committed output), so
@@ -125,7 +125,7 @@ class HourlyBackground:
         return int(self.values.shape[1])
 
     def rooms(self, table: LimitTable, rows: np.ndarray) -> np.ndarray:
-        """(H-1) for these rows, every hour: (rows, T)."""
+        """(H-1) for these rows, every hour: (rows, T) (docs/models/headroom.md#eq-h-1)."""
         rows = np.asarray(rows, dtype=int)
         return table.limit_mw[rows][:, None] - self.sign[rows][:, None] * self.values[self.source[rows]]
 
@@ -151,7 +151,8 @@ def hourly_background(table: LimitTable, shift: ShiftRows, samples: np.ndarray) 
 
 
 def line_flows(shift: ShiftRows, samples: np.ndarray) -> np.ndarray:
-    """Each limited line's background flow in every hour, (lines in block order, T) (H-6).
+    """Each limited line's background flow in every hour, (lines in block order, T)
+    (docs/models/headroom.md#eq-h-6).
 
     Hourly load tables are often low-rank: an area table moves each area's buses together, so its
     hours span at most areas + 1 directions. Then P' = Q C (Q a basis, found from a random probe
@@ -263,8 +264,8 @@ def table_with_tails(table: LimitTable, background: HourlyBackground, tails: Sou
 
 def _screen(table: LimitTable, background: HourlyBackground, keep: int, touch_factor: float,
             columns: np.ndarray, statistics: tuple[np.ndarray, np.ndarray] | None = None) -> _Pairs:
-    """(H-5): per candidate, the rows whose smallest ratio over the hours can reach its ``keep``
-    lowest hours. ``columns`` picks the candidates; ``statistics`` are _row_order_statistics for
+    """(H-5), docs/models/headroom.md#eq-h-5: per candidate, the rows whose smallest ratio over
+    the hours can reach its ``keep`` lowest hours. ``columns`` picks the candidates; ``statistics`` are _row_order_statistics for
     ``keep`` when the caller has them."""
     room_min, room_k = statistics or _row_order_statistics(background, table, keep)
     positive = sp.csc_matrix(table.coef[:, columns].maximum(0.0))
@@ -288,7 +289,7 @@ def _screen(table: LimitTable, background: HourlyBackground, keep: int, touch_fa
 def _ratios(table: LimitTable, background: HourlyBackground, pairs: _Pairs, part: slice | np.ndarray,
             touch_factor: float, hours: np.ndarray | None = None) -> np.ndarray:
     """room_rt / a_rk of these pairs, every hour (or, per pair, the hours ``hours`` names), with the
-    blocked-limit rule per hour (H-2)."""
+    blocked-limit rule per hour (docs/models/headroom.md#eq-h-2)."""
     rows = pairs.row[part]
     if hours is None:
         ratio = background.rooms(table, rows)
@@ -388,7 +389,8 @@ class Headroom:
 def hourly_headroom(table: LimitTable, background: HourlyBackground, levels: Sequence[float], *,
                     touch_factor: float, tails: SourceTails | None = None,
                     progress: Progress = lambda _: None) -> Headroom:
-    """(H-2) to (H-5) for every candidate of ``table`` (built by limit_rows on these hours).
+    """(H-2) to (H-5) for every candidate of ``table`` (built by limit_rows on these hours):
+    docs/models/headroom.md#eq-h-3 and docs/models/headroom.md#eq-h-4.
     ``tails``: source_tails of the background, at least floor(max level x T) + 1 wide, when the
     caller has them (the joint total reads them too)."""
     levels = check_levels(levels)
@@ -475,14 +477,14 @@ def joint_headroom(network: Network, scenarios: Scenarios, buses: Sequence[int],
                    request_mw: float, touch_factor: float, solver: str = "highs",
                    rows: tuple[LimitTable, ShiftRows] | None = None,
                    progress: Progress = lambda _: None) -> JointHeadroom:
-    """(H-7): every bus of ``buses`` asks ``request_mw`` at once; the capacity study on the hours
-    as equally likely ``scenarios`` (net withdrawal) allocates, for level 0, against every hour
-    (CVaR at a level below 1/T is the worst hour) and, for p > 0, with CVaR_p of each limit's
-    background: a stand-in for "curtailed in at most p of the hours" that is conservative per
-    limit (CVaR_p >= the quantile), not per bus (a bus that touches several limits may be
-    curtailed in their hours together). Tiers nest (each holds the one before), the draw set is
-    partial (whatever subset connects, drawing anywhere up to its capacity). ``rows``: the limit
-    rows of these scenarios and buses, when the caller has them (limit_rows)."""
+    """(H-7), docs/models/headroom.md#eq-h-7: every bus of ``buses`` asks ``request_mw`` at once;
+    the capacity study on the hours as equally likely ``scenarios`` (net withdrawal) allocates,
+    for level 0, against every hour (CVaR at a level below 1/T is the worst hour) and, for p > 0,
+    with CVaR_p of each limit's background: a stand-in for "curtailed in at most p of the hours"
+    that is conservative per limit (CVaR_p >= the quantile), not per bus (a bus that touches
+    several limits may be curtailed in their hours together). Tiers nest (each holds the one
+    before), the draw set is partial (whatever subset connects, drawing anywhere up to its
+    capacity). ``rows``: the limit rows of these scenarios and buses, when the caller has them."""
     from grid.capacity.candidates import make_candidates
     from grid.capacity.study import MIN_RISK, capacity_study
 
