@@ -156,8 +156,9 @@ def line_flows(shift: ShiftRows, samples: np.ndarray) -> np.ndarray:
 
     Hourly load tables are often low-rank: an area table moves each area's buses together, so its
     hours span at most areas + 1 directions. Then P' = Q C (Q a basis, found from a random probe
-    with a fixed seed) and H P' = (H Q) C costs a few hundred times less than H P'; the basis is
-    used only when it reproduces every value to 1e-12 of the largest, else H P' is formed as is.
+    with a fixed seed) and H P' = (H Q) C: on ACTIVSg2000 about 40 times fewer operations, the
+    probe and the check included. The basis is used only when it reproduces every value to 1e-12
+    of the largest, else H P' is formed as is.
     """
     samples_t = np.asarray(samples, dtype=float).T
     basis = _low_rank(samples_t)

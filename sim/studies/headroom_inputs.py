@@ -14,7 +14,6 @@ column, and the fix.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -260,11 +259,3 @@ def _scale_areas(load: np.ndarray, network: Network, case: Path, area_column: st
             raise GridError(f"{label}: area {area:g} has no base load to share out; give its buses' loads instead")
         share = base[members] / total if total else np.zeros(members.size)
         load[:, members] = values[:, k][:, None] * share[None, :]
-
-
-def relative_to(path: Path, base_dir: Path) -> str:
-    """How the effective config names a file it read: relative to the config when it can be."""
-    try:
-        return os.path.relpath(path, base_dir)
-    except ValueError:
-        return str(path)

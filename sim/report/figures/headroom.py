@@ -98,6 +98,8 @@ def _draw_totals(ax, levels: Sequence[float], totals: tuple[np.ndarray, np.ndarr
             ax.annotate(f"{value:,.1f} GW", (100.0 * p, value), xytext=(4, 6), textcoords="offset points",
                         fontsize=8, color="tab:orange")
     ax.set_yscale("log")
+    highest = 100.0 * max(levels)
+    ax.set_xlim(-0.03 * highest, 1.15 * highest)  # room for the last label
     ax.set_xlabel("share of the hours a new load may be curtailed in (%)")
     ax.set_ylabel("GW (log scale)")
     ax.set_title("Total headroom against curtailment", fontsize=10)
