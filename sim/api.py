@@ -152,12 +152,18 @@ def _price(config: ExperimentConfig, name: Path, *, progress: Progress | None = 
         return with_config(run_price_study(config, progress=progress or _quiet), config, "price")
 
 
+def _headroom(config: ExperimentConfig, name: Path, *, progress: Progress | None = None) -> "StudyResult":
+    from sim.studies.headroom import headroom_run
+
+    return headroom_run(config, name.parent, source=str(name), progress=progress or _quiet)
+
+
 def _quiet(_: str) -> None:
     pass
 
 
 _IN_PROCESS: dict[str, Callable[..., Any]] = {"auction": _auction, "capacity": _capacity, "plan": _plan,
-                                             "price": _price}
+                                             "price": _price, "headroom": _headroom}
 # Every study of the registry, in its order; a sweep runs from its file into a directory.
 STUDY_NAMES: tuple[str, ...] = tuple(STUDIES)
 
@@ -183,12 +189,17 @@ def run(study: Literal["price"], config: Config, *, base_dir: PathLike | None = 
 
 
 @overload
+def run(study: Literal["headroom"], config: Config, *, base_dir: PathLike | None = None,
+        progress: Progress | None = None) -> "StudyResult": ...
+
+
+@overload
 def run(study: Literal["sweep"], config: PathLike, *, out: PathLike, workers: int = 1, scheduler: str | None = None,
         force: bool = False, plots: bool = False, progress: Progress | None = None) -> "SweepResult": ...
 
 
 def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options: Any) -> Any:
-    """Run ``study`` ("auction", "capacity", "plan", "price" or "sweep") in this process.
+    """Run ``study`` ("auction", "capacity", "plan", "price", "headroom" or "sweep") in this process.
 
     ``config`` is a loaded config (`load_config`), a TOML path or a dict of tables; relative
     paths in it (scenario files, case folders) start from ``base_dir``: by default the file's

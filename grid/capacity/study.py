@@ -57,6 +57,7 @@ from grid.capacity.limits import (
     limit_rows,
     row_background,
     shift_factor_flows,
+    tail_size,
     with_tails,
 )
 from grid.capacity.outages import (
@@ -534,9 +535,18 @@ def capacity_study(
     threads: int = 2,
     criteria: SecurityCriteria = SecurityCriteria(),
     progress: Progress = lambda _: None,
+    compare_full_draw: bool = True,
+    rows: tuple[LimitTable, ShiftRows] | None = None,
 ) -> CapacityStudy:
     """Firm capacity and the nested flexible tiers (see the module doc), against ``criteria``
-    (grid/capacity/criteria.py: the background set of firm capacity, the draw set, the outages)."""
+    (grid/capacity/criteria.py: the background set of firm capacity, the draw set, the outages).
+
+    Without ``compare_full_draw`` the paper's model is not solved beside a partial draw set (no
+    counterflow report: ``full_draw`` stays empty). ``rows`` are limit_rows of these scenarios,
+    candidates and touch factor over the box (background "box") when the caller has built them
+    already; when their table carries the tails of the largest risk level (``tail_mw``), they are
+    not computed again.
+    """
     check_solver(solver)
     levels = check_risk_levels(risk_levels)
     if formulation not in FORMULATIONS:
@@ -546,9 +556,13 @@ def capacity_study(
     if not 0.0 < touch_factor <= 1.0:
         raise GridError(f"touch_factor must be in (0, 1], got {touch_factor!r}")
     flows = flow_model(network)
-    progress(f"shift factors and worst cases: {len(network.lines)} lines")
+    if rows is None:
+        progress(f"shift factors and worst cases: {len(network.lines)} lines")
     box = criteria.firm_box(scenarios)
-    base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, box)
+    if rows is not None and (criteria.background != "box" or rows[0].coef.shape[1] != len(candidates)
+                             or rows[0].count != scenarios.count):
+        raise GridError("rows were built for other scenarios, candidates or background; build them with limit_rows")
+    base, shift = rows or limit_rows(network, flows, scenarios, candidates, touch_factor, box)
     if formulation == "scenario":
         check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
     firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor,
@@ -559,7 +573,8 @@ def capacity_study(
     security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), box,
                          risk_mode == "joint") if criteria.outages == "n-1" else None
     ctx, firm, tiers, rounds, reference = _models(ctx, firm, levels, risk_mode, security, progress)
-    full_draw = _full_draw(ctx, levels, risk_mode, (firm, *tiers), security, box.statistic, progress)
+    full_draw = (_full_draw(ctx, levels, risk_mode, (firm, *tiers), security, box.statistic, progress)
+                 if compare_full_draw else ())
     alone = _standalone(ctx, levels, security, box, progress)
     return CapacityStudy(network, candidates, ctx.limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
                          tuple(rounds), tuple(reference), box, criteria, full_draw,
@@ -571,7 +586,8 @@ def _standalone(ctx: _Context, levels: tuple[float, ...], security: _Security | 
     """(C-20) per model, over the table's rows and, under N-1, after every outage."""
     limits = ctx.limits
     rooms = [limits.limit_mw - limits.worst_mw] + [limits.limit_mw - limits.cvar(eps) for eps in levels]
-    alone = [standalone_capacity(limits.coef, room, ctx.touch_factor, limits.name) for room in rooms]
+    columns = limits.coef.tocsc()  # once for every model (7 million entries on ACTIVSg2000)
+    alone = [standalone_capacity(columns, room, ctx.touch_factor, limits.name) for room in rooms]
     if security is None:
         return tuple(alone)
     progress(f"N-1: stand-alone capacity after each of {security.outages.studied.size} outages")
@@ -668,6 +684,10 @@ def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_
     zeros = np.zeros(len(firm_ctx.candidates))
     solve_firm = partial(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
     tails = partial(with_tails, base, shift, scenarios, max_risk, progress, with_scenarios=risk_mode == "joint")
+    if risk_mode != "joint" and base.tail_mw.shape[1] >= tail_size(max_risk, scenarios.count):
+        # The caller's rows carry the tails already (capacity_study's ``rows``).
+        progress(f"firm capacity: robust LP with {firm_ctx.solver}")
+        return solve_firm(), base
     # A thread only pays off when the scenario pass is long; on small cases its start-up and the
     # hand-over cost more than they save.
     if threads > 1 and len(network.lines) * scenarios.count >= _THREAD_WORK:

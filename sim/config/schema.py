@@ -67,6 +67,7 @@ from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import Product, risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
 from mechanisms.settings import MAX_COUNT, MAX_MW, MAX_SEED, MW, Settings, SignedMW
+from sim.config.headroom import HeadroomConfig
 from sim.config.overrides import (
     NestingError,
     Override,
@@ -556,7 +557,7 @@ class EquilibriumConfig(_Section):
 
 
 # The tables that studies other than the auction read (`dcmarket plan`, `dcmarket price`).
-STUDY_TABLES = ("plan", "price")
+STUDY_TABLES = ("plan", "price", "headroom")
 
 
 class ExperimentConfig(_Section):
@@ -590,6 +591,8 @@ class ExperimentConfig(_Section):
                                     "`dcmarket plan`)")
     price: PriceConfig | None = Field(default=None, description="DLMP prices on a feeder (after a run, or "
                                       "`dcmarket price`)")
+    headroom: HeadroomConfig | None = Field(default=None, description="hourly headroom per bus on real load data "
+                                            "(`dcmarket headroom`)")
 
     @field_validator("solver")
     @classmethod

