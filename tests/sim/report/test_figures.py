@@ -19,7 +19,13 @@ import pytest
 from grid.network.layout import bus_positions
 from grid.network.network import Bus, Line, Network
 from sim.errors import OutputError
-from sim.report.figures.plots import DPI, FIGURE_SIZE_IN, MapPanel, plot_capacity_map, plot_capacity_panels
+from sim.report.figures.plots import (
+    DPI,
+    FIGURE_SIZE_IN,
+    MapPanel,
+    plot_capacity_map,
+    plot_capacity_panels,
+)
 
 
 def make_network(
