@@ -504,8 +504,7 @@ class SecurityConfig(_Section):
     background: str = Field(default="box", description='what firm capacity holds against: "box" (every load '
                                    'anywhere in its range at once, the paper\'s), "budgeted" (at most `budget` loads '
                                    'away from the middle of their range at once) or "peak" (every load at the top of '
-                                   'its range: the forecast peak); default: "budgeted" with a budget, else "box" '
-                                   '(`dcmarket capacity CASE` uses "peak")')
+                                   'its range: the forecast peak); default: "budgeted" with a budget, else "box"')
     budget: float | None = Field(default=None, ge=0, le=MAX_COUNT, description='the budgeted box: how many loads may '
                                  'leave the middle of their range at once (Bertsimas and Sim)')
 

@@ -72,13 +72,14 @@ IN_SAMPLE = "in-sample"
 
 def config_for_case(case: str, *, demand_mw: float, scenarios: int, risk: list[float]) -> dict[str, Any]:
     """The config `dcmarket capacity CASE` runs: every load bus asks ``demand_mw``; the case's loads
-    are the forecast peak, firm capacity holds at it, and the scenarios vary each load below it by
-    the default spread (docs/models/capacity.md#background-sets)."""
+    are the forecast peak, the scenarios vary each load below it by the default spread, and firm
+    capacity holds for every load anywhere at or below its peak, down to the spread's floor (the
+    box of that range; docs/models/capacity.md#background-sets says why not the peak alone)."""
     return {
         "network": {"case": case, "demand_mw": demand_mw},
         "load": {"scenarios": scenarios, "spread": {"above_sd": 0.0}},
         "products": {"risk_levels": risk},
-        "security": {"background": "peak"},
+        "security": {"background": "box"},
     }
 
 

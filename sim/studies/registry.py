@@ -110,9 +110,9 @@ def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draw", metavar="SET", help='the draw set the capacities hold for: "partial" (each product '
                         'drawn anywhere up to its capacity; the default) or "full" (the paper\'s model); the same as '
                         "--set security.draw=SET")
-    parser.add_argument("--background", metavar="SET", help='what firm capacity holds against: "peak" (every load at '
-                        'its forecast peak; the default for a case), "box" (every load anywhere in its range at once, '
-                        'the paper\'s; the default for a config) or "budgeted" (with --budget); the same as --set '
+    parser.add_argument("--background", metavar="SET", help='what firm capacity holds against: "box" (every load '
+                        'anywhere in its range at once, the paper\'s; the default), "budgeted" (with --budget) or '
+                        '"peak" (every load at the top of its range, one state); the same as --set '
                         "security.background=SET")
     parser.add_argument("--budget", type=float, metavar="LOADS", help="firm capacity against this many loads at their "
                         "bounds at once (the budgeted box) instead of all of them; the same as --set "

@@ -123,7 +123,7 @@ def test_the_draw_set_reaches_the_study_and_both_allocations_are_written(tmp_pat
     assert tomllib.loads((partial / "config.toml").read_text())["security"] == {"draw": "partial", "criterion": "n-0",
                                                                           "contingencies": "case",
                                                                           "emergency_factor": 1.0,
-                                                                          "background": "peak"}
+                                                                          "background": "box"}
 
 
 def test_n_1_is_chosen_by_name_and_reported(tmp_path, capsys):
