@@ -197,13 +197,27 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
         for c in np.flatnonzero(maybe.any(axis=0)):
             found += _near_pairs(outages, flows, candidates, capacity, draw, box, int(columns[c]),
                                  np.flatnonzero(maybe[:, c]), near, known)
-    return found
+    return _worst_first(found, len(candidates))
+
+
+def _worst_first(found: list[tuple[int, int, float]], candidates: int) -> list[tuple[int, int]]:
+    """The pairs a pass adds: all of them when their rows take at most an eighth of the table's
+    ceiling (MAX_PAIR_ENTRIES); else that many, those that load their line most (flow over rating)
+    first. The intact network's allocation can overload hundreds of thousands of pairs at once
+    (ACTIVSg2000 at its forecast peak: 295,150); the worst are what the LP needs first, and the
+    next pass finds any pair still near."""
+    room = max(1, MAX_PAIR_ENTRIES // (8 * max(candidates, 1)))
+    if len(found) <= room:
+        return [(l, k) for l, k, _ in found]
+    order = sorted(range(len(found)), key=lambda i: -found[i][2])[:room]
+    return [found[i][:2] for i in sorted(order)]
 
 
 def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
                 capacity: np.ndarray, draw: str, box: FirmBox, j: int, lines: np.ndarray,
-                near: np.ndarray, known: set[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Of ``lines`` after outage ``j``, exactly: those within the margin, not yet known."""
+                near: np.ndarray, known: set[tuple[int, int]]) -> list[tuple[int, int, float]]:
+    """Of ``lines`` after outage ``j``, exactly: those within the margin, not yet known, each with
+    its worst flow as a share of the rating."""
     k = int(outages.studied[j])
     factor = outages.lodf[lines, j]
     h = outages.rows[lines] + np.outer(factor, outages.rows[k])
@@ -212,7 +226,8 @@ def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     high = box.worst(h) + offset + load_up
     reverse = box.worst(-h) - offset + load_down
     hit = (high > near[lines]) | (reverse > near[lines])
-    return [(int(l), k) for l in lines[hit] if (int(l), k) not in known]
+    share = np.maximum(high, reverse) / near[lines]
+    return [(int(l), k, float(q)) for l, q in zip(lines[hit], share[hit]) if (int(l), k) not in known]
 
 
 def check_pair_rows(pairs: int, candidates: int, emergency_factor: float) -> None:

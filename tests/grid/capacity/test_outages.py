@@ -263,3 +263,15 @@ def test_the_risk_check_skips_only_rows_no_state_of_the_box_can_break(ieee118):
 
     ids = {"product_ids": lambda bus, m: f"{bus}/{m}", "chunk": 1500}
     assert verify_risk(study, fresh(), 3000, box=box, **ids) == verify_risk(study, fresh(), 3000, **ids)
+
+
+def test_a_pass_adds_the_pairs_that_load_their_line_most_first(monkeypatch):
+    """Past an eighth of the table's ceiling a pass keeps the worst pairs (flow over rating), in the
+    order they were found; below it, every pair."""
+    import grid.capacity.outages as outages
+
+    found = [(1, 7, 1.02), (2, 7, 1.50), (3, 8, 0.995), (1, 9, 1.20)]
+    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 2)     # room for 2 pairs of 5 candidates
+    assert outages._worst_first(found, 5) == [(2, 7), (1, 9)]
+    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 4)
+    assert outages._worst_first(found, 5) == [(1, 7), (2, 7), (3, 8), (1, 9)]
