@@ -198,7 +198,8 @@ def test_auction_tables_price_paths_allocation_and_payments():
 
 
 def test_capacity_table_has_a_row_per_candidate_bus():
-    result = api.run("capacity", ADDITIVE, verify=0, theory=False)
+    result = api.run("capacity", ADDITIVE, verify=0, theory=False, plots=False)
+    assert "capacity_map.png" not in result.files
     capacity = result.table("capacity")
     assert capacity["bus"].tolist() == [3, 4]
     assert capacity["firm_mw"].tolist() == pytest.approx([10.0, 10.0])  # the paper's firm capacity

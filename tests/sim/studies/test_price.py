@@ -137,7 +137,8 @@ def test_a_mccormick_study_pays_what_strong_duality_pays(tmp_path):
     data["price"].update(linearization="mccormick", total_kw=600.0, svg_kvar=0.0, head_voltage_pu=1.0)
     data["price"]["sites"] = data["price"]["sites"][:2]
     path = _write(tmp_path, data)
-    assert main(["price", str(path), "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    assert main(["price", str(path), "--out", str(tmp_path / "m"), "--quiet", "--no-plots"]) == 0
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {n for n in FILES if not n.endswith(".png")}
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     price = load_config(path).price
     feeder, generators, settings = feeder_inputs(price)
