@@ -78,13 +78,8 @@ def test_plan_from_a_dict_gives_the_plan_directory(tmp_path):
     assert set(result.summary["plans"]) == {"sample"} and set(result.table("plan")["plan"]) <= {"sample"}
 
 
-def test_price_in_process_gives_the_price_directory(tmp_path):
-    config = EXPERIMENTS / "ieee37_price.toml"
-    assert main(["price", str(config), "--out", str(tmp_path / "cli"), "--quiet"]) == 0
-    result = api.run("price", api.load_config(config))
-    _same_files(result, tmp_path / "cli")
-    dlmp = result.table("dlmp")
-    assert set(dlmp["case"]) == set(result.summary["cases"]) and (dlmp["dlmp_usd_per_mwh"] > 0).all()
+# The price study in process against the command line's directory: in tests/sim/studies/test_price.py,
+# on that module's run of the same config (a price study takes seconds).
 
 
 def test_sweep_runs_into_its_directory(tmp_path):

@@ -56,6 +56,19 @@ def test_price_directory_holds_every_file_and_figure(priced):
     assert summary["sites_from"] == "price.sites"
 
 
+def test_the_api_in_process_gives_the_price_directory(priced):
+    """sim.api's price study writes the files of the command line's run, byte for byte, and reads
+    its tables as DataFrames (the other studies: tests/sim/test_api.py)."""
+    from sim import api
+
+    result = api.run("price", api.load_config(EXPERIMENTS / "ieee37_price.toml"))
+    written = {path.name: path.read_bytes() for path in priced.iterdir()}
+    assert sorted(result.files) == sorted(written)
+    assert [name for name in written if result.files[name] != written[name]] == []
+    dlmp = result.table("dlmp")
+    assert set(dlmp["case"]) == set(result.summary["cases"]) and (dlmp["dlmp_usd_per_mwh"] > 0).all()
+
+
 def test_every_case_places_the_whole_load_within_the_sites(priced):
     summary = json.loads((priced / "summary.json").read_text())
     total, step = summary["workload"]["total_kw"], summary["workload"]["step_kw"]
