@@ -123,7 +123,7 @@ def _auction(config: ExperimentConfig, name: Path, *, plots: bool = False, summa
 
 
 def _capacity(config: ExperimentConfig, name: Path, *, verify: int = DEFAULT_VERIFY, theory: bool = True,
-              export_pandapower: bool = False, progress: Progress | None = None) -> "CapacityResult":
+              export_pandapower: bool = False, plots: bool = True, progress: Progress | None = None) -> "CapacityResult":
     from sim.studies.capacity import capacity_run, require_grid
 
     if isinstance(verify, bool) or not isinstance(verify, int) or verify < 0:
@@ -131,25 +131,26 @@ def _capacity(config: ExperimentConfig, name: Path, *, verify: int = DEFAULT_VER
                           "0 skips it)")
     require_grid(config, str(name))
     return capacity_run(config, name.parent, source=str(name), verify=verify, theory=theory,
-                        export_pandapower=bool(export_pandapower), progress=progress or _quiet)
+                        export_pandapower=bool(export_pandapower), plots=plots, progress=progress or _quiet)
 
 
-def _plan(config: ExperimentConfig, name: Path, *, frontier: bool = True,
+def _plan(config: ExperimentConfig, name: Path, *, frontier: bool = True, plots: bool = True,
           progress: Progress | None = None) -> "StudyResult":
     from sim.studies.command import with_config
     from sim.studies.plan import run_plan_study
 
     with named_after(name):
-        return with_config(run_plan_study(config, name.parent, frontier=frontier, progress=progress or _quiet),
-                           config, "plan")
+        return with_config(run_plan_study(config, name.parent, frontier=frontier, plots=plots,
+                                          progress=progress or _quiet), config, "plan")
 
 
-def _price(config: ExperimentConfig, name: Path, *, progress: Progress | None = None) -> "StudyResult":
+def _price(config: ExperimentConfig, name: Path, *, plots: bool = True,
+           progress: Progress | None = None) -> "StudyResult":
     from sim.studies.command import with_config
     from sim.studies.price import run_price_study
 
     with named_after(name):
-        return with_config(run_price_study(config, progress=progress or _quiet), config, "price")
+        return with_config(run_price_study(config, plots=plots, progress=progress or _quiet), config, "price")
 
 
 def _headroom(config: ExperimentConfig, name: Path, *, progress: Progress | None = None) -> "StudyResult":
@@ -175,16 +176,17 @@ def run(study: Literal["auction"], config: Config, *, base_dir: PathLike | None 
 
 @overload
 def run(study: Literal["capacity"], config: Config, *, base_dir: PathLike | None = None, verify: int = DEFAULT_VERIFY,
-        theory: bool = True, export_pandapower: bool = False, progress: Progress | None = None) -> "CapacityResult": ...
+        theory: bool = True, export_pandapower: bool = False, plots: bool = True,
+        progress: Progress | None = None) -> "CapacityResult": ...
 
 
 @overload
 def run(study: Literal["plan"], config: Config, *, base_dir: PathLike | None = None, frontier: bool = True,
-        progress: Progress | None = None) -> "StudyResult": ...
+        plots: bool = True, progress: Progress | None = None) -> "StudyResult": ...
 
 
 @overload
-def run(study: Literal["price"], config: Config, *, base_dir: PathLike | None = None,
+def run(study: Literal["price"], config: Config, *, base_dir: PathLike | None = None, plots: bool = True,
         progress: Progress | None = None) -> "StudyResult": ...
 
 
@@ -208,8 +210,9 @@ def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options:
     - auction: ``plots`` (price_path.png, holdings.png, capacity_map.png), ``summary_only``;
     - capacity: ``verify`` (fresh scenarios of the risk check, default 100,000; 0 skips it),
       ``theory`` (the Theorem 1 checks), ``export_pandapower`` (allocation_pandapower.json, see
-      :func:`pandapower_net`);
-    - plan: ``frontier`` (the cost-CVaR frontier);
+      :func:`pandapower_net`), ``plots`` (capacity_map.png and standalone_map.png, default on);
+    - plan: ``frontier`` (the cost-CVaR frontier), ``plots`` (its figures, default on);
+    - price: ``plots`` (its figures, default on);
     - sweep: ``config`` is the sweep file and ``out`` its directory (required: every run is
       written there, and the same call resumes), ``workers``, ``scheduler``, ``force``, ``plots``;
     - all: ``progress``, a function of one line (``print``); silent by default.

@@ -187,6 +187,7 @@ def run_capacity(
     overrides: dict[str, Any],
     verify: int = DEFAULT_VERIFY,
     theory: bool = True,
+    plots: bool = True,
     force: bool = False,
     export_pandapower: bool = False,
     progress: Progress = lambda _: None,
@@ -195,16 +196,17 @@ def run_capacity(
     config, base_dir, source = read_target(target, overrides)
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
     result = capacity_run(config, base_dir, source=source, verify=verify, theory=theory,
-                          export_pandapower=export_pandapower, progress=progress)
+                          export_pandapower=export_pandapower, plots=plots, progress=progress)
     result.write(out, force=force)
     return result
 
 
 def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path | None = None,
                  verify: int = DEFAULT_VERIFY, theory: bool = True, export_pandapower: bool = False,
-                 progress: Progress = lambda _: None) -> CapacityResult:
+                 plots: bool = True, progress: Progress = lambda _: None) -> CapacityResult:
     """The capacity study, its risk check and its AC check, in process; nothing is written.
-    ``source`` names the config in messages; ``export_pandapower`` adds allocation_pandapower.json."""
+    ``source`` names the config in messages; ``export_pandapower`` adds allocation_pandapower.json;
+    ``plots=False`` leaves out the maps."""
     check_solver(config.solver)
     grid_config = config.product_grid
     assert grid_config is not None
@@ -236,10 +238,15 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
         "ac_check": ac.summary,
         "warnings": config_warnings(config) + study_warnings(study),
     }
-    files = _capacity_files(config, grid, study, summary, checks, theory, ac, progress)
+    files = _capacity_files(config, grid, study, summary, checks, theory, ac)
     if export_pandapower:
         progress("pandapower export")
         files[outputs.ALLOCATION_PANDAPOWER] = pandapower_export(config, base_dir, study)
+    if plots:  # last: they take longer than the rest of a small study
+        progress("capacity maps")
+        files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
+        files[outputs.STANDALONE_MAP] = standalone_map_png(
+            study, f"Stand-alone and joint firm capacity on {study.network.name}")
     sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
                 + products_table(summary["products"][:30])
                 + (f"\n... {len(offered) - 30} more (all in products.csv)" if len(offered) > 30 else "")]
@@ -341,8 +348,8 @@ def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStud
 
 
 def _capacity_files(config: ExperimentConfig, grid: GridInputs, study: CapacityStudy, summary: dict[str, Any],
-                    checks: list[RiskCheck] | None, theory: bool, ac: AcOutcome, progress: Progress) -> dict[str, bytes]:
-    """The capacity directory's files (the map last: it takes the longest)."""
+                    checks: list[RiskCheck] | None, theory: bool, ac: AcOutcome) -> dict[str, bytes]:
+    """The capacity directory's files but the maps."""
     files, copied = outputs.input_copies(grid.input_files)
     grid_config = config.product_grid
     assert grid_config is not None
@@ -355,9 +362,6 @@ def _capacity_files(config: ExperimentConfig, grid: GridInputs, study: CapacityS
     # Always written, so that a reader of the directory finds the check or why there is none.
     files[outputs.RISK_CHECK] = outputs.csv_bytes(RISK_COLUMNS, [c.as_dict() for c in checks or []])
     files[AC_CHECK_FILE] = outputs.csv_bytes(AC_COLUMNS, ac.rows)
-    progress("capacity map")
-    files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
-    files[outputs.STANDALONE_MAP] = standalone_map_png(study, f"Stand-alone and joint firm capacity on {study.network.name}")
     return files
 
 
@@ -383,7 +387,8 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
                  "demand_mw": args.demand, "scenarios": args.scenarios, "sets": sets}
     result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
-                          force=args.force, export_pandapower=args.export_pandapower, progress=progress)
+                          force=args.force, export_pandapower=args.export_pandapower, plots=not args.no_plots,
+                          progress=progress)
     print(result.report)
     print(f"\nCapacity directory: {out}")
     return 0

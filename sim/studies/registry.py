@@ -97,6 +97,11 @@ def _auction_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write price_path.png, holdings.png and (with a network) capacity_map.png")
 
 
+def _no_plots(parser: argparse.ArgumentParser, figures: str) -> None:
+    parser.add_argument("--no-plots", action="store_true",
+                        help=f"write no figures ({figures}); the tables, summary and config are the same")
+
+
 def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="experiment config (.toml) or case (name, .m or .raw file, CSV folder)")
     parser.add_argument("--out", type=Path, help="directory to write (default: runs/<name>-capacity)")
@@ -123,6 +128,7 @@ def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--criterion", metavar="NAME", help='the outages the capacities hold in: "n-0" (the intact '
                         'network; the default) or "n-1" (also after any single branch outage); the same as --set '
                         "security.criterion=NAME")
+    _no_plots(parser, "capacity_map.png")
     _common(parser, what="directory")
 
 
@@ -137,10 +143,12 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     _table_study(parser, "plan")
     parser.add_argument("--no-frontier", action="store_true",
                         help="skip the cost-CVaR frontier over [plan] frontier_lambdas (one MILP per lambda)")
+    _no_plots(parser, "plan_map.png, shocks.png, out_of_sample.png, dispatch.png, frontier.png")
 
 
 def _price_arguments(parser: argparse.ArgumentParser) -> None:
     _table_study(parser, "price")
+    _no_plots(parser, "voltage_profile.png, unbalance.png, dlmp_map.png, costs.png")
 
 
 def _headroom_arguments(parser: argparse.ArgumentParser) -> None:
