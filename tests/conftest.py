@@ -10,9 +10,9 @@ import pytest
 
 # One BLAS thread per process. pytest-xdist already runs one worker per core; OpenBLAS's own
 # threads on top of that spin for cores that are busy, and the small matrices of the tests (the
-# tie-break's L-BFGS-B, 118-bus inverses) gain nothing from them: the suite took 231 s of CPU with
-# them and 221 s without (docs/testing.md#how-long-it-takes). Set here, before numpy is first
-# imported, so that the workers and every process a test starts inherit it; a caller's value stays.
+# tie-break's L-BFGS-B, 118-bus inverses) gain nothing from them (docs/testing.md#fast). Set here,
+# before numpy is first imported, so that the workers and every process a test starts inherit it;
+# a caller's value stays.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
