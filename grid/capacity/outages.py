@@ -96,13 +96,9 @@ class ScenarioFlows:
         made = self._made(both)
         return made[:, where[:lines.size]] + factor * made[:, where[lines.size:]]
 
-    def line_chunks(self, count: int) -> list[slice]:
-        """Slices of ``count`` lines whose flows (scenarios x lines) stay within FLOW_CACHE_BYTES / 4."""
-        return self.pair_chunks(count)
-
-    def pair_chunks(self, count: int) -> list[slice]:
-        """Slices of ``count`` pairs whose flows (scenarios x pairs, with a copy or two) stay
-        within FLOW_CACHE_BYTES / 4."""
+    def chunks(self, count: int) -> list[slice]:
+        """Slices of ``count`` lines or pairs whose flows (scenarios x count, with a copy or two)
+        stay within FLOW_CACHE_BYTES / 4."""
         size = max(1, FLOW_CACHE_BYTES // (4 * 8 * max(self.count, 1)))
         return [slice(start, min(start + size, count)) for start in range(0, count, size)]
 
@@ -136,22 +132,28 @@ def emergency_ratings(flows: FlowModel, factor: float) -> np.ndarray:
                      for line in flows.network.lines], dtype=float)
 
 
-def after_outage(outages: OutageSet, flows: FlowModel, j: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every line's shift factors (lines x buses) and phase-shifter flows after the outage of
-    ``outages.studied[j]`` (C-21): h_l + LODF_lk h_k, offset_l + LODF_lk offset_k."""
-    k, lodf = outages.studied[j], outages.lodf[:, j]
-    return outages.rows + np.outer(lodf, outages.rows[k]), flows.offset_mw + lodf * flows.offset_mw[k]
+def post_outage_rows(outages: OutageSet, flows: FlowModel, lines: np.ndarray, out: np.ndarray | int,
+                     factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shift factors (pairs x buses) and phase-shifter flows of line ``lines[i]`` after the outage
+    of ``out[i]`` (or of one line ``out`` for all), ``factor`` their LODFs (C-21):
+    h_l + LODF_lk h_k, offset_l + LODF_lk offset_k."""
+    return (outages.rows[lines] + factor[:, None] * outages.rows[out],
+            flows.offset_mw[lines] + factor * flows.offset_mw[out])
+
+
+def _background_extremes(outages: OutageSet, flows: FlowModel, box: FirmBox) -> tuple[np.ndarray, np.ndarray]:
+    """Per line, intact network: the largest flow and the largest reverse flow of the background
+    over ``box``."""
+    return box.worst(outages.rows) + flows.offset_mw, box.worst(-outages.rows) - flows.offset_mw
 
 
 def _line_extremes(outages: OutageSet, flows: FlowModel, candidates: Candidates,
                    capacity: np.ndarray, draw: str, box: FirmBox) -> tuple[np.ndarray, np.ndarray]:
-    """Per line, intact network: the largest flow and the largest reverse flow that the background's
-    background set and the candidates' draws can make, the loads' term at its worst draw."""
-    rows = outages.rows
-    load_up, load_down = _load_terms(rows[:, candidates.positions], capacity, draw)
-    up = box.worst(rows) + flows.offset_mw + load_up
-    down = box.worst(-rows) - flows.offset_mw + load_down
-    return up, down
+    """Per line, intact network: the largest flow and the largest reverse flow that the background
+    set and the candidates' draws can make, the loads' term at its worst draw."""
+    load_up, load_down = _load_terms(outages.rows[:, candidates.positions], capacity, draw)
+    up, down = _background_extremes(outages, flows, box)
+    return up + load_up, down + load_down
 
 
 def _load_terms(on: np.ndarray, capacity: np.ndarray, draw: str) -> tuple[np.ndarray, np.ndarray]:
@@ -169,9 +171,15 @@ def _pair_bounds(up: np.ndarray, down: np.ndarray, lodf: np.ndarray, out: np.nda
     each outage in ``out`` (columns, with their LODF columns): f_l + LODF f_k is at most
     max f_l + LODF+ max f_k + LODF- max(-f_k) (C-22), since a maximum of a sum is at most the sum
     of the maxima and the same corner of the box need not serve both."""
-    gain, loss = np.maximum(lodf, 0.0), np.maximum(-lodf, 0.0)
-    return (up[:, None] + gain * up[out] + loss * down[out],
-            down[:, None] + gain * down[out] + loss * up[out])
+    return (outage_bound(up[:, None], up[out], down[out], lodf),
+            outage_bound(down[:, None], down[out], up[out], lodf))
+
+
+def outage_bound(same: np.ndarray, same_out: np.ndarray, other_out: np.ndarray, lodf: np.ndarray) -> np.ndarray:
+    """(C-22), element by element: the largest flow of a line in one direction (``same``), given
+    the largest flows of the line out in the same and the other direction, bounds the line's
+    largest flow in that direction after the outage."""
+    return same + np.maximum(lodf, 0.0) * same_out + np.maximum(-lodf, 0.0) * other_out
 
 
 def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
@@ -219,9 +227,7 @@ def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     """Of ``lines`` after outage ``j``, exactly: those within the margin, not yet known, each with
     its worst flow as a share of the rating."""
     k = int(outages.studied[j])
-    factor = outages.lodf[lines, j]
-    h = outages.rows[lines] + np.outer(factor, outages.rows[k])
-    offset = flows.offset_mw[lines] + factor * flows.offset_mw[k]
+    h, offset = post_outage_rows(outages, flows, lines, k, outages.lodf[lines, j])
     load_up, load_down = _load_terms(h[:, candidates.positions], capacity, draw)
     high = box.worst(h) + offset + load_up
     reverse = box.worst(-h) - offset + load_down
@@ -254,13 +260,12 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
     lines = np.array([l for l, _ in pairs], dtype=int)
     out = np.array([k for _, k in pairs], dtype=int)
     factor = np.array([outages.lodf[l, column[k]] for l, k in pairs])
-    h = outages.rows[lines] + factor[:, None] * outages.rows[out]
-    offset = flows.offset_mw[lines] + factor * flows.offset_mw[out]
+    h, offset = post_outage_rows(outages, flows, lines, out, factor)
     worst = np.column_stack([box.worst(h) + offset,
                              box.worst(-h) - offset]).reshape(-1)
     keep = max(table.tail_mw.shape[1], 1)
     parts = [_tails(background.after(lines[chunk], out[chunk], factor[chunk]).T, keep, with_scenarios)
-             for chunk in background.pair_chunks(len(pairs))]
+             for chunk in background.chunks(len(pairs))]
     top, top_i, low, low_i = (np.vstack([part[i] for part in parts]) for i in range(4))
     tails = np.stack([top, -low], axis=1).reshape(2 * len(pairs), -1)
     tail_idx = np.stack([top_i, low_i], axis=1).reshape(2 * len(pairs), -1)
@@ -330,11 +335,10 @@ def _intact_statistics(outages: OutageSet, flows: FlowModel, box: FirmBox,
                        levels: tuple[float, ...], background: ScenarioFlows) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per model (firm, then each tier), per line of the intact network: the background statistic
     of its flow and of its reverse flow (worst case over firm capacity's background set; CVaR_eps)."""
-    rows, offset = outages.rows, flows.offset_mw
-    firm = (box.worst(rows) + offset,
-            box.worst(-rows) - offset)
+    rows = outages.rows
+    firm = _background_extremes(outages, flows, box)
     tiers = [(np.empty(rows.shape[0]), np.empty(rows.shape[0])) for _ in levels]
-    for chunk in background.line_chunks(rows.shape[0]):
+    for chunk in background.chunks(rows.shape[0]):
         values = background.columns(np.arange(chunk.start, chunk.stop))
         for (up, down), eps in zip(tiers, levels):
             up[chunk], down[chunk] = cvar_by_columns(values, eps), cvar_by_columns(-values, eps)
@@ -384,8 +388,7 @@ def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     candidates, rooms per model, and the rows' names."""
     k = int(outages.studied[j])
     factor = outages.lodf[lines, j]
-    h = outages.rows[lines] + np.outer(factor, outages.rows[k])
-    offset = flows.offset_mw[lines] + factor * flows.offset_mw[k]
+    h, offset = post_outage_rows(outages, flows, lines, k, factor)
     on = h[:, candidates.positions]
     worst = np.concatenate([box.worst(h) + offset,
                             box.worst(-h) - offset])

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid.capacity.binomial import wilson_interval
+from grid.capacity.criteria import budgeted_worst
 from grid.capacity.limits import (
     LOWER,
     SUPPLY,
@@ -32,6 +33,7 @@ from grid.capacity.limits import (
     LimitTable,
     row_background,
 )
+from grid.capacity.outages import outage_bound
 from grid.capacity.study import (
     MIN_PRODUCT_MW,
     CapacityResult,
@@ -118,11 +120,9 @@ def row_ceiling(limits: LimitTable, lines: np.ndarray, dense: np.ndarray, offset
     corner); for a post-outage row the bound (C-22) of its two lines' worst corners. ``dense``
     holds the shift-factor rows of ``lines``; a row on another line gets no bound (infinity)."""
     lower, upper = box
-    centre, half = (lower + upper) / 2.0, (upper - lower) / 2.0
-    spread = np.abs(dense) @ half
     up, down = np.full(offset_mw.size, np.inf), np.full(offset_mw.size, np.inf)
-    up[lines] = dense @ centre + spread + offset_mw[lines]
-    down[lines] = -(dense @ centre) + spread - offset_mw[lines]
+    up[lines] = budgeted_worst(dense, lower, upper, None) + offset_mw[lines]
+    down[lines] = budgeted_worst(-dense, lower, upper, None) - offset_mw[lines]
     kinds = np.array(limits.kinds)
     ceiling = np.full(len(limits), np.inf)
     withdrawal = kinds == WITHDRAWAL
@@ -130,14 +130,11 @@ def row_ceiling(limits: LimitTable, lines: np.ndarray, dense: np.ndarray, offset
     ceiling[kinds == SUPPLY] = upper.sum()
     for kind, same, other in ((UPPER, up, down), (LOWER, down, up)):
         on = np.flatnonzero(kinds == kind)
-        line = limits.line[on]
-        value = same[line]
+        value = same[limits.line[on]]
         if limits.has_outages:
             out = limits.outage[on]
             after = out >= 0
-            factor = limits.lodf[on][after]
-            value = value.copy()
-            value[after] += (np.maximum(factor, 0.0) * same[out[after]] + np.maximum(-factor, 0.0) * other[out[after]])
+            value[after] = outage_bound(value[after], same[out[after]], other[out[after]], limits.lodf[on][after])
         ceiling[on] = value
     return ceiling
 
