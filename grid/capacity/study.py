@@ -60,6 +60,14 @@ from grid.capacity.limits import (
     tail_size,
     with_tails,
 )
+from grid.capacity.lp.programs import (
+    LinearProgram,
+    bound_program,
+    explicit_program,
+    scenario_program,
+)
+from grid.capacity.lp.staged_solve import StageResult, TheoryCheck, solve_stages
+from grid.capacity.lp.tie_break import CapacityRows
 from grid.capacity.outages import (
     OutageSet,
     ScenarioFlows,
@@ -69,16 +77,8 @@ from grid.capacity.outages import (
     standalone_after_outages,
     with_pairs,
 )
-from grid.capacity.programs import (
-    LinearProgram,
-    bound_program,
-    explicit_program,
-    scenario_program,
-)
 from grid.capacity.shift_factors import FlowModel, flow_model
-from grid.capacity.staged_solve import StageResult, TheoryCheck, solve_stages
 from grid.capacity.standalone import Standalone, standalone_capacity
-from grid.capacity.tie_break import CapacityRows
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.memory_guard import check_scenario_lp_memory
@@ -414,7 +414,7 @@ def _capacity_result(ctx: _Context, model: str, risk: float, rooms: np.ndarray, 
 
 
 def _capacity_rows(ctx: _Context, rooms: np.ndarray, kept_rows: np.ndarray, bounded, draw: str) -> CapacityRows:
-    """The kept limits in capacity space, for the tie-break on c alone (grid/capacity/tie_break.py):
+    """The kept limits in capacity space, for the tie-break on c alone (grid/capacity/lp/tie_break.py):
     a_r . c <= room_r, with a_r the signed shift factors of a line on the candidates (their
     positive parts over the partial draw set), or ones for the supply; withdrawal limits are
     already bounds of c."""

@@ -1,4 +1,4 @@
-"""The partial draw set's rows written lazily (grid/capacity/programs.py `explicit_program`): HiGHS
+"""The partial draw set's rows written lazily (grid/capacity/lp/programs.py `explicit_program`): HiGHS
 starts from the rows that set each candidate's stand-alone bound and adds the rest as solutions
 break them. The reference is the same program with every row written out (`whole`), solved the
 same way, and the rows themselves checked at the answer."""
@@ -9,9 +9,9 @@ import numpy as np
 
 from grid.capacity.candidates import make_candidates
 from grid.capacity.limits import build_limits
-from grid.capacity.programs import explicit_program
+from grid.capacity.lp.programs import explicit_program
+from grid.capacity.lp.staged_solve import solve_stages
 from grid.capacity.shift_factors import flow_model
-from grid.capacity.staged_solve import solve_stages
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
 from grid.network.cases import load_case
 

@@ -8,7 +8,7 @@
    shortage as evenly as the limits allow. It is one quadratic program, whatever the number of
    candidates (an exact leximin needs a linear program per level), and its optimum is unique,
    so every solver that reaches stages 1 and 2 ends at the same capacities. Given the capacity
-   program's limits in capacity space (grid/capacity/tie_break.py), it runs on the capacities alone with
+   program's limits in capacity space (grid/capacity/lp/tie_break.py), it runs on the capacities alone with
    the limits added as they bind, solved through its dual; otherwise on the whole program.
 
 HiGHS runs all three stages on one instance, warm-started (stage 2 and the QP add a hold row and
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from grid.capacity.programs import LinearProgram
-from grid.capacity.tie_break import (
+from grid.capacity.lp.programs import LinearProgram
+from grid.capacity.lp.tie_break import (
     QP_RESIDUAL,
     CapacityRows,
     lazy_tie_break,
@@ -243,7 +243,7 @@ def solve_stages_highs(program: LinearProgram, demand: np.ndarray, what: str, *,
                        capacity_rows: CapacityRows | None = None) -> StageResult:
     """All stages in HiGHS; ``holds`` = (stage-1 optimum, stage-2 optimum) from another solver
     skips the two LP stages and runs only the tie-break; with ``capacity_rows`` the tie-break
-    runs on the capacities alone (grid/capacity/tie_break.py)."""
+    runs on the capacities alone (grid/capacity/lp/tie_break.py)."""
     demand = np.asarray(demand, dtype=float)
     stages = _HighsStages(program, what)
     if stages.n == 0:

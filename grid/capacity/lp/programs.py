@@ -225,7 +225,7 @@ def explicit_program(load_rows: sp.csr_matrix, rooms: np.ndarray, kept: np.ndarr
     million non-zeros on ACTIVSg2000), and a simplex over all of them took 18 s where a handful
     bind. So only the rows that set some candidate's stand-alone capacity (C-20) are written at
     first; the others are lazy (LazyRows): HiGHS adds those a solution breaks and solves again
-    (grid/capacity/staged_solve.py) until none is broken. A stage's optimum over fewer rows that
+    (grid/capacity/lp/staged_solve.py) until none is broken. A stage's optimum over fewer rows that
     keeps every row is the optimum over all of them, so the capacities are the whole program's.
     """
     builder = _Builder()

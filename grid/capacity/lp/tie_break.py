@@ -1,6 +1,6 @@
 """The tie-break QP in capacity space, with the limits added as they are needed.
 
-Stage 3 (grid/capacity/staged_solve.py) picks, among the capacity vectors c that reach the optimum of
+Stage 3 (grid/capacity/lp/staged_solve.py) picks, among the capacity vectors c that reach the optimum of
 stages 1 and 2, the one minimising sum ((D - c)/D)^2. On the full program that QP carries every
 flow and angle column of the network; on a 2,000-bus case it takes seconds. Projected on c, the
 same feasible set is {c : bounds, a_r . c <= room_r for every limit r} (the flows are a linear
