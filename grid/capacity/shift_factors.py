@@ -19,6 +19,7 @@ from scipy.sparse.linalg import splu
 from grid.errors import GridError
 from grid.network.network import Network
 from grid.network.ratings import phase_shift_flows
+from grid.threads import one_blas_thread
 
 # PTDF entries are fractions in [-1, 1]; anything this small is round-off from the LU solve, and
 # zeroing it lets the capacity models recognise constraints that no candidate bus can affect.
@@ -151,7 +152,8 @@ class FlowModel:
         if self._lu is None or lines.size == 0:
             return result
         rhs = self.weighted[lines][:, self.keep].T.toarray()          # (diag(b) A_red)^T columns
-        result[:, self.keep] = -self._lu.solve(rhs).T                 # H_red = -diag(b) A_red B_red^-1
+        with one_blas_thread():
+            result[:, self.keep] = -self._lu.solve(rhs).T             # H_red = -diag(b) A_red B_red^-1
         result[np.abs(result) < _ROUNDOFF] = 0.0
         if not np.all(np.isfinite(result)):
             raise GridError(
@@ -197,7 +199,8 @@ class FlowModel:
         else:
             theta = np.zeros_like(net)
             if self._lu is not None:
-                theta[self.keep] = -self._lu.solve(np.ascontiguousarray(net[self.keep]))
+                with one_blas_thread():
+                    theta[self.keep] = -self._lu.solve(np.ascontiguousarray(net[self.keep]))
             result = self.weighted @ theta
         return result[:, 0] if single else result
 

