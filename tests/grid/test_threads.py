@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_info
 
 import grid.threads as threads
 from grid.capacity.candidates import make_candidates
@@ -24,18 +24,19 @@ def test_the_cores_left_beside_our_threads_and_never_none(monkeypatch):
 def test_the_capacity_study_limits_blas_around_itself_and_its_lu_solves(monkeypatch):
     import grid.capacity.study as study
 
-    calls: list[tuple[int, str]] = []
+    calls: list[int] = []
+    limit = threads.limit_blas
 
-    def recorded(limits, user_api):
-        calls.append((limits, user_api))
-        return threadpool_limits(limits=limits, user_api=user_api)
+    def recorded(count):
+        calls.append(count)
+        return limit(count)
 
     monkeypatch.setattr(threads, "usable_cores", lambda: 3)
-    monkeypatch.setattr(threads, "threadpool_limits", recorded)
+    monkeypatch.setattr(threads, "limit_blas", recorded)
     network = load_case("ieee30")  # meshed: its shift factors come from LU solves
     scenarios = sample_base_load(network, BaseLoadSpread(), 200, np.random.default_rng(1))
     before = _blas_threads()
     study.capacity_study(network, scenarios, make_candidates(network, {7: 50.0}), [0.05])
     assert _blas_threads() == before  # the caller's setting comes back
-    assert calls[0] == (2, "blas")  # the study: three cores, one for its LP thread
-    assert calls[1:] and set(calls[1:]) == {(1, "blas")}  # every LU solve inside it
+    assert calls[0] == 2  # the study: three cores, one for its LP thread
+    assert calls[1:] and set(calls[1:]) == {1}  # every LU solve inside it
