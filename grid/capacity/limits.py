@@ -5,7 +5,9 @@ Each limit is a row ``a . c + b - limit <= 0`` over the candidate capacities c:
 - a withdrawal limit at bus i (1b)/(4b): a = 1 at candidate i, b = p_i;
 - a line's upper and lower flow limit (1c)/(4c)/(4d): a = +-H[l, candidates], b = +-(H p)_l;
 - the supply limit (generation headroom or import at the reference bus): a = 1 everywhere,
-  b = sum_j p_j (new load and background growth must both be generated).
+  b = sum_j p_j (new load and background growth must both be generated);
+- an extra row handed in as a correction (grid/capacity/corrections.py): its own a on the
+  candidates and b = g . p; corrections also take a derating off a line's limits.
 
 The capacity models only ever need a statistic of the background term b per row: its worst case
 over the load box (firm, (2a)/(2b)) or its sample CVaR (flexible, proof of Proposition 1: CVaR is
@@ -26,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid.capacity.candidates import Candidates
+from grid.capacity.corrections import Corrections
 from grid.capacity.criteria import COEFFICIENT_ZERO, positive_part
 from grid.capacity.shift_factors import FlowModel
 from grid.errors import GridError
@@ -33,7 +36,7 @@ from grid.load.scenarios import Scenarios
 from grid.network.network import Network
 from grid.risk_measures import cvar_from_tail
 
-WITHDRAWAL, UPPER, LOWER, SUPPLY = "withdrawal", "upper", "lower", "supply"
+WITHDRAWAL, UPPER, LOWER, SUPPLY, EXTRA = "withdrawal", "upper", "lower", "supply", "extra"
 
 # A candidate "touches" a limit when 1 MW withdrawn there moves the limited quantity by at least
 # this much (a distribution-factor cut-off, as in transmission loading relief practice): such
@@ -60,7 +63,7 @@ def tail_size(epsilon: float, count: int) -> int:
 class LimitTable:
     """The rows (see the module doc) and their background statistics, in a fixed order:
     withdrawal limits in bus order, then each line's upper and lower limit in line order, then
-    the supply limit.
+    the supply limit, then the extra rows of the corrections (post-outage rows come after them).
     """
 
     kinds: tuple[str, ...]
@@ -80,6 +83,8 @@ class LimitTable:
     outage: np.ndarray | None = None
     lodf: np.ndarray | None = None
     outage_names: tuple[str, ...] = ()  # per row: the line out of service, "" in the intact network
+    # The extra rows' background coefficients g (extra rows x buses), in the order of their rows.
+    extra_background: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.kinds)
@@ -94,7 +99,15 @@ class LimitTable:
             return f"withdrawal limit at bus {label}"
         if kind == SUPPLY:
             return f"supply limit ({label})"
+        if kind == EXTRA:
+            return label
         return line_limit_name(label, kind, self.outage_names[row] if self.outage_names else "")
+
+    @functools.cached_property
+    def explicit(self) -> bool:
+        """Whether the rows must be written out over the candidates (a . c <= room), not as
+        bounds on line flows: rows after an outage, and extra rows, carry no flow of their own."""
+        return self.has_outages or EXTRA in self.kinds
 
     def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
         """Sample CVaR_eps of each row's background term."""
@@ -182,9 +195,11 @@ def limit_rows(
     candidates: Candidates,
     touch_factor: float = DEFAULT_TOUCH_FACTOR,
     budget: float | None = None,
+    corrections: Corrections | None = None,
 ) -> tuple[LimitTable, ShiftRows]:
     """Every finite limit with its worst case over the load box (or the budgeted box, see
-    `budgeted_worst`), but no scenario tails yet.
+    `budgeted_worst`), but no scenario tails yet; with ``corrections``, the lines' limits less
+    their deratings and the extra rows last (grid/capacity/corrections.py).
 
     That is all the robust firm model needs, so it can be solved while `with_tails` runs.
     """
@@ -192,11 +207,16 @@ def limit_rows(
         raise GridError(
             f"scenarios do not match network {network.name!r}; build the scenarios from this network"
         )
+    if corrections is not None:
+        corrections.check(len(network.lines), len(network.buses), len(candidates))
     rows = _RowColumns()
     # The table's order (see LimitTable): withdrawal limits, then the lines, then the supply.
     _withdrawal_rows(rows, network, scenarios, candidates, budget)
-    blocks = _line_rows(rows, network, flows, scenarios, candidates, touch_factor, budget)
+    derating = None if corrections is None else np.asarray(corrections.derating_mw, dtype=float)
+    blocks = _line_rows(rows, network, flows, scenarios, candidates, touch_factor, budget, derating)
     _supply_row(rows, network, scenarios, len(candidates), budget)
+    if corrections is not None and corrections.rows:
+        _extra_rows(rows, corrections, scenarios, touch_factor, budget)
     return rows.table(len(candidates), scenarios.count), ShiftRows(tuple(blocks), flows.offset_mw)
 
 
@@ -214,6 +234,7 @@ class _RowColumns:
     touch_blocks: list[sp.csr_matrix] = dataclasses.field(default_factory=list)
     coef_blocks: list[sp.csr_matrix] = dataclasses.field(default_factory=list)
     affected: list[np.ndarray] = dataclasses.field(default_factory=list)
+    extra_background: np.ndarray | None = None
 
     def add(self, kind: str, label: str, limit: float, line: int = -1, bus: int = -1) -> None:
         self.kinds.append(kind)
@@ -239,6 +260,7 @@ class _RowColumns:
             tail_mw=np.zeros((rows, 0)),
             tail_scenario=np.zeros((rows, 0), dtype=int),
             count=count,
+            extra_background=self.extra_background,
         )
 
 
@@ -266,9 +288,11 @@ def _withdrawal_rows(rows: _RowColumns, network: Network, scenarios: Scenarios, 
 
 
 def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, scenarios: Scenarios, candidates: Candidates,
-               touch_factor: float, budget: float | None) -> list[tuple[np.ndarray, np.ndarray]]:
+               touch_factor: float, budget: float | None,
+               derating: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
-    lower row, interleaved. Returns the blocks' shift-factor rows, for the scenario pass."""
+    lower row, interleaved, each limit less its derating (lines x 2) if any. Returns the blocks'
+    shift-factor rows, for the scenario pass."""
     lower, upper = scenarios.lower_mw, scenarios.upper_mw
     finite = np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
     blocks = []
@@ -288,8 +312,9 @@ def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, scenarios:
         rows.affected.append(np.repeat(np.any(on_candidates != 0.0, axis=1), 2))
         for l in block:
             line = network.lines[int(l)]
-            for kind in (UPPER, LOWER):
-                rows.add(kind, line.name, float(line.thermal_limit_mw), line=int(l))
+            for side, kind in enumerate((UPPER, LOWER)):
+                off = 0.0 if derating is None else float(derating[int(l), side])
+                rows.add(kind, line.name, float(line.thermal_limit_mw) - off, line=int(l))
     return blocks
 
 
@@ -306,6 +331,21 @@ def _supply_row(rows: _RowColumns, network: Network, scenarios: Scenarios, n_can
     # What the number is: generators' headroom, or the import limit of a reference slack.
     imported = network.slack == "reference" and math.isfinite(network.import_limit_mw)
     rows.add(SUPPLY, f"import at bus {network.reference_bus}" if imported else "generation headroom", float(supply))
+
+
+def _extra_rows(rows: _RowColumns, corrections: Corrections, scenarios: Scenarios, touch_factor: float,
+                budget: float | None) -> None:
+    """The corrections' extra rows: a . c + g . p <= limit, with g . p's worst case over the box."""
+    background = np.vstack([row.background_coef for row in corrections.rows]).astype(float)
+    coef = np.vstack([row.candidate_coef for row in corrections.rows]).astype(float)
+    coef[np.abs(coef) < COEFFICIENT_ZERO] = 0.0
+    rows.worst.append(budgeted_worst(background, scenarios.lower_mw, scenarios.upper_mw, budget))
+    rows.touch_blocks.append(sp.csr_matrix(coef >= touch_factor))
+    rows.coef_blocks.append(sp.csr_matrix(coef))
+    rows.affected.append(np.any(coef != 0.0, axis=1))
+    rows.extra_background = background
+    for row in corrections.rows:
+        rows.add(EXTRA, row.name, float(row.limit_mw))
 
 
 def with_tails(
@@ -348,6 +388,10 @@ def with_tails(
         progress(f"background flows and tails: {finished}/{done} lines")
     if np.any(kinds == SUPPLY):
         top, top_i, _, _ = _tails(samples.sum(axis=1)[None, :], keep, with_scenarios)
+        tails.append(top)
+        tail_idx.append(top_i)
+    if table.extra_background is not None:
+        top, top_i, _, _ = _tails(table.extra_background @ samples_t, keep, with_scenarios)
         tails.append(top)
         tail_idx.append(top_i)
     return dataclasses.replace(
@@ -417,6 +461,11 @@ def row_background(table: LimitTable, samples: np.ndarray, rows: np.ndarray, lin
             lines, pick = np.unique(own, return_inverse=True)
             out[on_lines] = sign[:, None] * line_flows(lines, samples)[pick]
     out[kinds == SUPPLY] = samples.sum(axis=1)[None, :]
+    extra = kinds == EXTRA
+    if np.any(extra):
+        # The extra rows sit together in the table, in the order of extra_background's rows.
+        first = table.kinds.index(EXTRA)
+        out[extra] = table.extra_background[rows[extra] - first] @ samples.T
     return out
 
 

@@ -39,9 +39,11 @@ import scipy.sparse as sp
 
 from grid.capacity.binomial import allowed_count
 from grid.capacity.candidates import Candidates
+from grid.capacity.corrections import Corrections
 from grid.capacity.criteria import SecurityCriteria, relies_on_counterflow
 from grid.capacity.limits import (
     DEFAULT_TOUCH_FACTOR,
+    EXTRA,
     LOWER,
     SUPPLY,
     UPPER,
@@ -267,6 +269,9 @@ def row_loads(flows: FlowModel, limits: LimitTable, candidates: Candidates, capa
             values[after] += limits.lodf[lines][after] * line_flow[limits.outage[lines][after]]
         loads[lines] = sign * values
     loads[kinds == SUPPLY] = float(np.sum(capacity))
+    extra = kinds == EXTRA
+    if np.any(extra):
+        loads[extra] = limits.coef[extra] @ np.asarray(capacity, dtype=float)
     return loads
 
 
@@ -286,7 +291,7 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
     what = f"{model} capacity LP" if model == "firm" else f"{model} capacity LP (eps = {risk:g})"
     kept_rows = screen.kept & (np.array(limits.kinds) != WITHDRAWAL)
     capped = np.minimum(caps, np.where(screen.pinned, caps, withdrawal_caps))
-    if draw == "partial" or limits.has_outages:
+    if draw == "partial" or limits.explicit:
         bounded = explicit_program(_load_rows(limits, draw), rooms, kept_rows, floors, capped)
     else:
         bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors, capped)
@@ -370,7 +375,7 @@ def _scenario_program(ctx: _Context, risk: float, row_risk: np.ndarray | None, k
     eps = np.maximum(eps, 0.5 / limits.count)
     background = row_background(limits, ctx.scenarios.samples_mw, np.flatnonzero(kept),
                                 shift_factor_flows(ctx.flows))
-    load_rows = _load_rows(limits, draw) if draw == "partial" or limits.has_outages else None
+    load_rows = _load_rows(limits, draw) if draw == "partial" or limits.explicit else None
     return scenario_program(ctx.flows, ctx.candidates, limits, background, eps[kept], kept, floors, caps,
                             load_rows=load_rows)
 
@@ -416,7 +421,7 @@ def _capacity_rows(ctx: _Context, rooms: np.ndarray, kept_rows: np.ndarray, boun
     def rows_at(c: np.ndarray, min_slack: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         slack = rooms - row_loads(ctx.flows, limits, candidates, c, draw)
         ids = np.flatnonzero(kept_rows & (slack <= min_slack * scale))
-        if draw == "partial" or limits.has_outages:
+        if draw == "partial" or limits.explicit:
             return ids, _load_rows(limits, draw)[ids].toarray(), rooms[ids]
         a = np.zeros((ids.size, n))
         lines = [k for k, r in enumerate(ids) if limits.kinds[r] in (UPPER, LOWER)]
@@ -443,7 +448,7 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
         h = ctx.flows.rows(limits.line[line_rows])[:, candidates.positions]
         for r, row in zip(line_rows, h):
             coefficient[int(r)] = row if limits.kinds[r] == UPPER else -row
-    for r in after:
+    for r in after + [r for r in binding_rows if limits.kinds[r] == EXTRA]:
         coefficient[int(r)] = limits.coef[int(r)].toarray().ravel()
     column_of_bus = {int(p): k for k, p in enumerate(candidates.positions)}
     for r in binding_rows:
@@ -526,11 +531,14 @@ def capacity_study(
     threads: int = 2,
     criteria: SecurityCriteria = SecurityCriteria(),
     progress: Progress = lambda _: None,
+    corrections: Corrections | None = None,
 ) -> CapacityStudy:
     """Firm capacity and the nested flexible tiers (see the module doc).
 
     ``firm_budget`` (Gamma) protects firm capacity against at most Gamma loads at their bounds at
     once instead of the whole box (see grid.capacity.limits.budgeted_worst); None keeps the box of (1).
+    ``corrections`` (line deratings, extra rows) apply to firm capacity and every tier alike
+    (grid/capacity/corrections.py).
     """
     check_solver(solver)
     levels = check_risk_levels(risk_levels)
@@ -544,7 +552,7 @@ def capacity_study(
     progress(f"shift factors and worst cases: {len(network.lines)} lines")
     if firm_budget is not None and not firm_budget >= 0:
         raise GridError(f"firm_budget must be >= 0 loads, got {firm_budget!r}")
-    base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget)
+    base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget, corrections)
     if formulation == "scenario":
         check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
     firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor,
