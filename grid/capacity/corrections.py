@@ -5,12 +5,14 @@ A finer model (an AC power flow, grid/ac/correct.py) can tell it two things in t
 
 - per line and direction, a **derating**: MW taken off the line's limit in the intact network
   (its rows after an outage keep their emergency rating);
-- **extra rows** ``a . c + g . p <= limit``: coefficients on the candidates, on the background
-  of every bus (network bus order), and a limit, in MW.
+- **extra rows** ``a . c + min(g . p + g0, cap) <= limit``: coefficients on the candidates, on
+  the background of every bus (network bus order), a constant g0, a cap on what the background
+  term counts (infinite: none), and a limit, in MW. (g0 lets a row measured at a state p* count
+  its background from there, g . (p - p*), and keep its limit on the scale of the new load's term.)
 
 The study applies them to firm capacity and to every flexible tier alike, each model with its
-own statistic of the background term g . p (worst case over the box, or CVaR), as it does for a
-line's shift factors. Without corrections (or with empty ones) the table is the one it was.
+own statistic of the background term (worst case over the box, or CVaR), as it does for a line's
+shift factors. Without corrections (or with empty ones) the table is the one it was.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from grid.errors import GridError
 
 @dataclass(frozen=True, eq=False)
 class LinearRow:
-    """One extra row: ``candidate_coef . c + background_coef . p <= limit_mw``."""
+    """One extra row: ``candidate_coef . c + min(background_coef . p + background_offset_mw,
+    background_cap_mw) <= limit_mw``."""
 
     name: str                     # how reports name the limit, e.g. "voltage at bus 74 (linearised)"
     candidate_coef: np.ndarray    # (candidates,) MW per MW of capacity, candidates order
     background_coef: np.ndarray   # (buses,) per MW of background net withdrawal, network bus order
     limit_mw: float
+    background_cap_mw: float = math.inf
+    background_offset_mw: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,5 +67,7 @@ class Corrections:
                 raise GridError(f"Corrections row {row.name!r}: give {candidates} candidate and {buses} background "
                                 f"coefficients, got {np.shape(row.candidate_coef)} and {np.shape(row.background_coef)}")
             finite = np.all(np.isfinite(row.candidate_coef)) and np.all(np.isfinite(row.background_coef))
-            if not finite or not math.isfinite(row.limit_mw):
-                raise GridError(f"Corrections row {row.name!r}: coefficients and limit must be finite")
+            if not finite or not math.isfinite(row.limit_mw) or not math.isfinite(row.background_offset_mw):
+                raise GridError(f"Corrections row {row.name!r}: coefficients, offset and limit must be finite")
+            if math.isnan(row.background_cap_mw) or row.background_cap_mw == -math.inf:
+                raise GridError(f"Corrections row {row.name!r}: background_cap_mw must be a number or inf (no cap)")

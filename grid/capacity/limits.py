@@ -7,7 +7,7 @@ Each limit is a row ``a . c + b - limit <= 0`` over the candidate capacities c:
 - the supply limit (generation headroom or import at the reference bus): a = 1 everywhere,
   b = sum_j p_j (new load and background growth must both be generated);
 - an extra row handed in as a correction (grid/capacity/corrections.py): its own a on the
-  candidates and b = g . p; corrections also take a derating off a line's limits.
+  candidates and b = min(g . p + g0, its cap); corrections also take a derating off a line's limits.
 
 The capacity models only ever need a statistic of the background term b per row: its worst case
 over the load box (firm, (2a)/(2b)) or its sample CVaR (flexible, proof of Proposition 1: CVaR is
@@ -83,8 +83,17 @@ class LimitTable:
     outage: np.ndarray | None = None
     lodf: np.ndarray | None = None
     outage_names: tuple[str, ...] = ()  # per row: the line out of service, "" in the intact network
-    # The extra rows' background coefficients g (extra rows x buses), in the order of their rows.
+    # The extra rows' background coefficients g (extra rows x buses), in the order of their rows,
+    # their constants g0 and the most their background term g . p + g0 counts (LinearRow).
     extra_background: np.ndarray | None = None
+    extra_offset_mw: np.ndarray | None = None
+    extra_cap_mw: np.ndarray | None = None
+
+    def extra_terms(self, rows: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        """min(g . p + g0, cap) of the given extra rows (positions among the extra rows) per
+        sample (rows, S)."""
+        values = self.extra_background[rows] @ samples.T + self.extra_offset_mw[rows][:, None]
+        return np.minimum(values, self.extra_cap_mw[rows][:, None])
 
     def __len__(self) -> int:
         return len(self.kinds)
@@ -235,6 +244,8 @@ class _RowColumns:
     coef_blocks: list[sp.csr_matrix] = dataclasses.field(default_factory=list)
     affected: list[np.ndarray] = dataclasses.field(default_factory=list)
     extra_background: np.ndarray | None = None
+    extra_offset_mw: np.ndarray | None = None
+    extra_cap_mw: np.ndarray | None = None
 
     def add(self, kind: str, label: str, limit: float, line: int = -1, bus: int = -1) -> None:
         self.kinds.append(kind)
@@ -261,6 +272,8 @@ class _RowColumns:
             tail_scenario=np.zeros((rows, 0), dtype=int),
             count=count,
             extra_background=self.extra_background,
+            extra_offset_mw=self.extra_offset_mw,
+            extra_cap_mw=self.extra_cap_mw,
         )
 
 
@@ -335,11 +348,15 @@ def _supply_row(rows: _RowColumns, network: Network, scenarios: Scenarios, n_can
 
 def _extra_rows(rows: _RowColumns, corrections: Corrections, scenarios: Scenarios, touch_factor: float,
                 budget: float | None) -> None:
-    """The corrections' extra rows: a . c + g . p <= limit, with g . p's worst case over the box."""
+    """The corrections' extra rows: a . c + min(g . p + g0, cap) <= limit, with the worst case over the box."""
     background = np.vstack([row.background_coef for row in corrections.rows]).astype(float)
+    offset = np.array([row.background_offset_mw for row in corrections.rows], dtype=float)
+    cap = np.array([row.background_cap_mw for row in corrections.rows], dtype=float)
     coef = np.vstack([row.candidate_coef for row in corrections.rows]).astype(float)
     coef[np.abs(coef) < COEFFICIENT_ZERO] = 0.0
-    rows.worst.append(budgeted_worst(background, scenarios.lower_mw, scenarios.upper_mw, budget))
+    worst = budgeted_worst(background, scenarios.lower_mw, scenarios.upper_mw, budget) + offset
+    rows.worst.append(np.minimum(worst, cap))
+    rows.extra_offset_mw, rows.extra_cap_mw = offset, cap
     rows.touch_blocks.append(sp.csr_matrix(coef >= touch_factor))
     rows.coef_blocks.append(sp.csr_matrix(coef))
     rows.affected.append(np.any(coef != 0.0, axis=1))
@@ -391,7 +408,8 @@ def with_tails(
         tails.append(top)
         tail_idx.append(top_i)
     if table.extra_background is not None:
-        top, top_i, _, _ = _tails(table.extra_background @ samples_t, keep, with_scenarios)
+        terms = table.extra_terms(np.arange(len(table.extra_background)), samples)
+        top, top_i, _, _ = _tails(terms, keep, with_scenarios)
         tails.append(top)
         tail_idx.append(top_i)
     return dataclasses.replace(
@@ -464,8 +482,7 @@ def row_background(table: LimitTable, samples: np.ndarray, rows: np.ndarray, lin
     extra = kinds == EXTRA
     if np.any(extra):
         # The extra rows sit together in the table, in the order of extra_background's rows.
-        first = table.kinds.index(EXTRA)
-        out[extra] = table.extra_background[rows[extra] - first] @ samples.T
+        out[extra] = table.extra_terms(rows[extra] - table.kinds.index(EXTRA), samples)
     return out
 
 

@@ -88,9 +88,24 @@ def test_an_extra_row_binds_firm_at_its_worst_case_and_each_tier_at_its_cvar(pap
         assert row.name in tier.binding
 
 
+def test_an_extra_rows_background_counts_up_to_its_cap(paper):
+    """c3 + min(p4, 26) <= 29: firm capacity sees the cap (the box's worst p4 is 30), c3 <= 3; each
+    tier the CVaR of min(p4, 26), computed here by sorting, at equality."""
+    net, scenarios, candidates = paper
+    row = LinearRow("capped", np.array([1.0, 0.0]), np.array([0.0, 0.0, 0.0, 1.0]), 29.0, background_cap_mw=26.0)
+    study = capacity_study(net, scenarios, candidates, [0.05, 0.2], corrections=Corrections(np.zeros((3, 2)), (row,)))
+    assert study.firm.capacity_mw[3] == pytest.approx(3.0, abs=TOL)
+    assert study.firm.capacity_mw[4] == pytest.approx(10.0, abs=TOL)
+    clipped = np.minimum(scenarios.samples_mw[:, 3], 26.0)
+    for tier in study.tiers:
+        assert tier.capacity_mw[3] == pytest.approx(29.0 - cvar(clipped, tier.risk), abs=1e-5)
+        assert "capped" in tier.binding
+
+
 def test_the_scenario_formulation_reads_an_extra_rows_background_alike(paper):
     net, scenarios, candidates = paper
-    row = LinearRow("extra", np.array([1.0, 0.5]), np.array([0.0, 0.3, 0.0, 1.0]), 45.0)
+    row = LinearRow("extra", np.array([1.0, 0.5]), np.array([0.0, 0.3, 0.0, 1.0]), 5.0, background_cap_mw=-6.0,
+                    background_offset_mw=-40.0)  # c3 + c4/2 + min(0.3 p2 + p4, 34) <= 45, written from 40
     corrections = Corrections(np.zeros((3, 2)), (row,))
     exact, paper17 = (capacity_study(net, scenarios, candidates, [0.05, 0.1], formulation=f, corrections=corrections)
                       for f in ("exact", "scenario"))
@@ -135,6 +150,7 @@ def test_no_corrections_leave_the_table_as_it_was(paper):
     (Corrections(np.full((3, 2), -1.0)), "derating_mw must be finite MW >= 0"),
     (Corrections(np.zeros((3, 2)), (LinearRow("r", np.ones(3), np.zeros(4), 1.0),)), "row 'r': give 2 candidate"),
     (Corrections(np.zeros((3, 2)), (LinearRow("r", np.ones(2), np.zeros(4), math.nan),)), "must be finite"),
+    (Corrections(np.zeros((3, 2)), (LinearRow("r", np.ones(2), np.zeros(4), 1.0, math.nan),)), "background_cap_mw"),
 ])
 def test_corrections_that_do_not_fit_are_one_line(paper, corrections, needle):
     net, scenarios, candidates = paper
