@@ -36,6 +36,7 @@ CONFIG = "config.toml"
 SCENARIOS = "scenarios.csv"
 RISK_CHECK = "risk_check.csv"
 AC_CHECK = "ac_check.csv"
+AC_CORRECTION = "ac_correction.csv"
 CAPACITY_MAP = "capacity_map.png"
 CORRELATION = "correlation.csv"
 # Input files a study keeps as given (their last line may lack a line end).
@@ -113,7 +114,7 @@ PRICE_FOLDER = "price"
 PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png", "unbalance.png",
                          "dlmp_map.png", "costs.png"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
-                       RISK_CHECK, AC_CHECK, CAPACITY_MAP, CORRELATION, "price_path.png", "holdings.png",
+                       RISK_CHECK, AC_CHECK, AC_CORRECTION, CAPACITY_MAP, CORRELATION, "price_path.png", "holdings.png",
                         "report.html"})
              | PLAN_FILES | PRICE_FILES)
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
