@@ -1,19 +1,28 @@
-"""The AC check (grid/ac): seconds per background state on the MATPOWER cases, in one run.
+"""The AC check and its correction (grid/ac): seconds per background state, and what correcting a
+capacity study costs, in one run.
 
-Per case: the AC model's first build in the process (with pandapower's import for the first
-case), then --states background states drawn by the capacity study's base-load spread
-(PD - PG +/- 5 %, seed 1) and checked with 20 MW of new load at each of the five buses with the
-largest base load. A state is two power flows, with the new load and without it. No timing is
-asserted.
+Part 1, per case in --cases: the AC model's first build in the process (with pandapower's import
+for the first case), then --states background states drawn by the capacity study's base-load
+spread (PD - PG +/- 5 %, seed 1) and checked with 20 MW of new load at each of the five buses
+with the largest base load. A state is two power flows, with the new load and without it.
 
-    .venv/bin/python experiments/bench_ac_check.py [--cases ieee14 ieee118 ...] [--states N] [--out experiments/out]
+Part 2, per study in --studies (a `dcmarket capacity` target and its flags, as STUDIES below
+names them): the capacity study, its AC check and the AC correction in process (the risk check
+on --verify fresh scenarios), with per model the linear and the corrected MW, the cost, the
+violations caused by new load that the first and the last check find, the re-solves and the
+seconds. No timing is asserted.
 
-Writes bench_ac_check.csv. About a minute with the defaults.
+    .venv/bin/python experiments/bench_ac_check.py [--cases ieee14 ...] [--states N]
+        [--studies ieee57 ieee118 activsg2000] [--out experiments/out]
+
+Writes bench_ac_check.csv and bench_ac_correction.csv. Part 2 on case_ACTIVSg2000 takes minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import sys
 import time
 from pathlib import Path
@@ -28,13 +37,25 @@ import numpy as np  # noqa: E402
 from grid.ac.case_model import ac_case  # noqa: E402
 from grid.ac.check import BackgroundStates, check_allocation  # noqa: E402
 from grid.load.scenarios import BaseLoadSpread, sample_base_load  # noqa: E402
+from sim.config.overrides import parse_override  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
+from sim.studies.capacity import capacity_run, read_target  # noqa: E402
 
 CSV_NAME = "bench_ac_check.csv"
 COLUMNS = ["case", "buses", "branches", "states", "build_s", "seconds_per_state", "converged",
            "caused_violations", "pre_existing_violations"]
 DEFAULT_CASES = ["ieee14", "ieee118", "case_ACTIVSg2000", "case_ACTIVSg10k"]
+CORRECTION_CSV = "bench_ac_correction.csv"
+CORRECTION_COLUMNS = ["study", "model", "linear_mw", "corrected_mw", "cost_mw", "caused_before", "caused_after",
+                      "resolves", "stopped", "seconds"]
+# `dcmarket capacity` targets with their overrides (as the CLI flags would set them).
+STUDIES = {
+    "ieee57": ("ieee57", {"demand_mw": 150.0, "risk_levels": [0.01, 0.05]}),
+    "ieee118": (str(HERE / "ieee118_capacity.toml"), {}),
+    "activsg2000": ("case_ACTIVSg2000", {"demand_mw": 5.0, "scenarios": 2000, "risk_levels": [0.05],
+                                         "sets": ["products.firm_budget=100"]}),
+}
 
 
 def measure(case: str, count: int) -> dict[str, object]:
@@ -56,23 +77,58 @@ def measure(case: str, count: int) -> dict[str, object]:
             "pre_existing_violations": summary["pre_existing_overloads"] + summary["pre_existing_voltage_violations"]}
 
 
+def correct(name: str, verify: int) -> list[dict[str, object]]:
+    """One study of STUDIES with its AC correction: a row per model."""
+    target, flags = STUDIES[name]
+    overrides = {"seed": None, "solver": None, "risk_levels": None, "demand_mw": None, "scenarios": None,
+                 **flags, "sets": [parse_override(text) for text in flags.get("sets", [])]}
+    config, base_dir, source = read_target(target, overrides)
+    begun = time.perf_counter()
+    result = capacity_run(config, base_dir, source=source, verify=verify, theory=False)
+    seconds = time.perf_counter() - begun
+    correction = result.summary["ac_check"]["correction"]
+    iterations = list(csv.DictReader(io.StringIO(result.files["ac_correction.csv"].decode("utf-8"))))
+    rows = []
+    for model, linear in correction["linear_mw"].items():
+        caused = [int(r["caused_overloads"]) + int(r["caused_voltage_violations"])
+                  for r in iterations if r["model"] == model and r["checked"] == "True"]
+        rows.append({"study": name, "model": model, "linear_mw": linear, "corrected_mw": correction["corrected_mw"][model],
+                     "cost_mw": correction["cost_mw"][model], "caused_before": caused[0] if caused else "",
+                     "caused_after": caused[-1] if caused else "", "resolves": correction["iterations"],
+                     "stopped": correction["stopped"], "seconds": seconds})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="MATPOWER cases by name or path")
     parser.add_argument("--states", type=int, default=10, help="background states per case")
-    parser.add_argument("--out", type=Path, default=HERE / "out", help=f"folder for {CSV_NAME}")
+    parser.add_argument("--studies", nargs="*", default=list(STUDIES), choices=list(STUDIES),
+                        help="capacity studies to correct in AC (none: part 1 only)")
+    parser.add_argument("--verify", type=int, default=1000, help="fresh scenarios of each study's risk check")
+    parser.add_argument("--out", type=Path, default=HERE / "out", help=f"folder for {CSV_NAME} and {CORRECTION_CSV}")
     args = parser.parse_args(argv)
-    if args.states < 1:
-        parser.error("--states: at least 1")
+    if args.states < 1 or args.verify < 1:
+        parser.error("--states and --verify: at least 1 (the AC check runs only with a risk check)")
     rows = []
     for case in args.cases:
         rows.append(measure(case, args.states))
         print(f"{case}: {rows[-1]['seconds_per_state']:.3f} s per state", file=sys.stderr)
-    print(format_table(COLUMNS, [[f"{r[c]:.3g}" if isinstance(r[c], float) else r[c] for c in COLUMNS] for r in rows],
-                       [c != "case" for c in COLUMNS]))
     args.out.mkdir(parents=True, exist_ok=True)
-    write_bench_csv(args.out / CSV_NAME, COLUMNS, rows)
+    _table(COLUMNS, rows, args.out / CSV_NAME)
+    corrected = []
+    for name in args.studies:
+        corrected += correct(name, args.verify)
+        print(f"{name}: corrected in {corrected[-1]['seconds']:.1f} s", file=sys.stderr)
+    if corrected:
+        _table(CORRECTION_COLUMNS, corrected, args.out / CORRECTION_CSV)
     return 0
+
+
+def _table(columns: list[str], rows: list[dict[str, object]], path: Path) -> None:
+    print(format_table(columns, [[f"{r[c]:.4g}" if isinstance(r[c], float) else r[c] for c in columns] for r in rows],
+                       [c not in ("case", "study", "model", "stopped") for c in columns]))
+    write_bench_csv(path, columns, rows)
 
 
 if __name__ == "__main__":
