@@ -15,7 +15,8 @@ seconds. No timing is asserted.
     .venv/bin/python experiments/bench_ac_check.py [--cases ieee14 ...] [--states N]
         [--studies ieee57 ieee118 activsg2000] [--out experiments/out]
 
-Writes bench_ac_check.csv and bench_ac_correction.csv. Part 2 on case_ACTIVSg2000 takes minutes.
+Writes bench_ac_check.csv and, with --studies, bench_ac_correction.csv. Part 2 on
+case_ACTIVSg2000 takes minutes.
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="MATPOWER cases by name or path")
     parser.add_argument("--states", type=int, default=10, help="background states per case")
-    parser.add_argument("--studies", nargs="*", default=list(STUDIES), choices=list(STUDIES),
-                        help="capacity studies to correct in AC (none: part 1 only)")
+    parser.add_argument("--studies", nargs="*", default=[], choices=list(STUDIES),
+                        help="capacity studies to correct in AC (part 2; none by default)")
     parser.add_argument("--verify", type=int, default=1000, help="fresh scenarios of each study's risk check")
     parser.add_argument("--out", type=Path, default=HERE / "out", help=f"folder for {CSV_NAME} and {CORRECTION_CSV}")
     args = parser.parse_args(argv)

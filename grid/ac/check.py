@@ -311,6 +311,7 @@ def check_allocation(
     options: CaseOptions | None = None,
     base_dir: Path | None = None,
     sensitivities: bool = False,
+    without: Sequence[PowerFlow] | None = None,
 ) -> AcCheck:
     """Solve every background state with and without the new load; list the violations.
 
@@ -319,7 +320,9 @@ def check_allocation(
     slack model that generation follows (docs/models/ac-check.md#eq-a-8). Bad input is a one-line
     GridError; a power flow that does not converge is reported in the result (``failures``,
     ``raise_on_failure``). With ``sensitivities``, each state carries dV/dP of the buses whose
-    voltage violation the new load causes (docs/models/ac-check.md#eq-a-10).
+    voltage violation the new load causes (docs/models/ac-check.md#eq-a-10). ``without`` are the
+    states' runs without the new load when the caller has them already (one per state, from a
+    check of the same states and settings): they are not solved again.
     """
     if not isinstance(states, BackgroundStates):
         raise GridError(f"states must be a BackgroundStates, got {type(states).__name__}")
@@ -330,11 +333,14 @@ def check_allocation(
     p_background, q_background = _background(model, states)
     net = model.fresh_net()
     checked, found = [], []
+    if without is not None and len(without) != len(states.labels):
+        raise GridError(f"without: give one run per state ({len(states.labels)}), got {len(without)}")
     for row, label in enumerate(states.labels):
-        without = _power_flow(model, net, p_background[row], q_background[row], settings)
-        with_load = without if not added.any() else _power_flow(
+        baseline = _power_flow(model, net, p_background[row], q_background[row], settings) if without is None \
+            else without[row]
+        with_load = baseline if not added.any() else _power_flow(
             model, net, p_background[row] + added, q_background[row] + added * settings.tan_phi, settings)
-        state = StateCheck(label, with_load, without)
+        state = StateCheck(label, with_load, baseline)
         violations = _violations(model, state, settings)
         watched = [int(model.buses[v.position]) for v in violations if v.origin == CAUSED and v.kind != OVERLOAD]
         if sensitivities and watched:  # the net holds the run with the new load, the last one solved

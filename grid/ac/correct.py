@@ -58,8 +58,8 @@ VOLTAGE_MARGIN_PU = 1e-3
 # A line binds at a state when its DC flow there is within this share of its (corrected) limit:
 # then its limit is derated (A-11), else the state gets a row of its own.
 BINDS = 0.01
-# Halvings of the new load in search of the largest fraction with an AC solution (A-13): 1/64.
-BISECTIONS = 6
+# Halvings of the new load in search of the largest fraction with an AC solution (A-13): 1/16.
+BISECTIONS = 4
 
 STOP_CLEAN = "no violation caused by new load"
 STOP_NOTHING = "nothing left that the linear model can correct"
@@ -168,7 +168,7 @@ def correct_study(study: CapacityStudy, scenarios: Scenarios, dense: DenseFlows,
             stopped = STOP_NOTHING
             break
         for model in checks:
-            broken = {v.state for v in model.caused} | {state.label for state in model.diverged()}
+            broken = {v.state for v in model.caused} | {state.label for state, _ in model.diverged()}
             revisit.setdefault(model.name, []).extend(state for state in model.states if state.label in broken)
         corrections, before = grown, study
         study = solve(corrections)
@@ -209,15 +209,15 @@ def tighten(study: CapacityStudy, dense: DenseFlows, checks: tuple[ModelCheck, .
                 else:
                     rows.append(line_row(study, dense, state, model.capacity_mw, l, side, shed, len(rows)))
             rows += voltage_rows(study, state, run, result, model.capacity_mw, len(rows))
-        for state in model.diverged():
-            rows += collapse_rows(study, state, model.capacity_mw, target, len(rows))
+        for state, run in model.diverged():
+            rows += collapse_rows(study, state, run, model.capacity_mw, target, len(rows))
     increment[increment < _SMALL_MW] = 0.0
     if not increment.any() and len(rows) == len(corrections.rows):
         return None
     return Corrections(corrections.derating_mw + increment, tuple(rows))
 
 
-def collapse_rows(study: CapacityStudy, state: CheckState, capacity: np.ndarray, target: AcTarget,
+def collapse_rows(study: CapacityStudy, state: CheckState, run: StateCheck, capacity: np.ndarray, target: AcTarget,
                   numbered: int) -> list[LinearRow]:
     """docs/models/ac-check.md#eq-a-13: a state with no AC solution with its new load: the voltage
     rows (A-12) at the largest fraction of that load, found by bisection, with which the power flow
@@ -226,7 +226,7 @@ def collapse_rows(study: CapacityStudy, state: CheckState, capacity: np.ndarray,
     low, high, solved = 0.0, 1.0, None
     for _ in range(BISECTIONS):
         fraction = (low + high) / 2.0
-        result = target.check(study, fraction * capacity, [state], sensitivities=True)
+        result = target.check(study, fraction * capacity, [state], sensitivities=True, without=[run.without_load])
         if result.states[0].converged:
             low, solved = fraction, result
         else:

@@ -17,6 +17,7 @@ from grid.ac.check import (
     AcCheck,
     AcSettings,
     BackgroundStates,
+    PowerFlow,
     StateCheck,
     Violation,
     check_allocation,
@@ -53,9 +54,10 @@ class ModelCheck:
     def caused(self) -> list[Violation]:
         return [v for v in self.violations if v.origin == CAUSED]
 
-    def diverged(self) -> list[CheckState]:
-        """States with an AC solution without the new load and none with it: the new load's doing."""
-        return [state for state, run, _ in self.solved() if not run.converged and run.without_load.converged]
+    def diverged(self) -> list[tuple[CheckState, StateCheck]]:
+        """States with an AC solution without the new load and none with it (the new load's doing),
+        with their runs."""
+        return [(state, run) for state, run, _ in self.solved() if not run.converged and run.without_load.converged]
 
     def broken(self) -> tuple[list[str], list[int]]:
         """The lines (names) and buses (numbers) whose limit the new load breaks in some state."""
@@ -90,14 +92,15 @@ class AcTarget:
     base_dir: Path | None = None
 
     def check(self, study: CapacityStudy, capacity: np.ndarray, states: Sequence[CheckState], *,
-              sensitivities: bool = False) -> AcCheck:
-        """check_allocation of ``capacity`` (candidates order) at states that draw the same products."""
+              sensitivities: bool = False, without: Sequence[PowerFlow] | None = None) -> AcCheck:
+        """check_allocation of ``capacity`` (candidates order) at states that draw the same products
+        (``without``: their runs without the new load, if known)."""
         drawn = states[0].drawn
         allocation = {bus: float(c) if on else 0.0 for bus, c, on in zip(study.candidates.buses, capacity, drawn)}
         background = BackgroundStates.from_net_withdrawals(study.network, [s.label for s in states],
                                                            np.array([s.withdrawal_mw for s in states]))
         return check_allocation(self.case, allocation, background, self.settings, options=self.options,
-                                base_dir=self.base_dir, sensitivities=sensitivities)
+                                base_dir=self.base_dir, sensitivities=sensitivities, without=without)
 
 
 def model_names(study: CapacityStudy) -> list[str]:
