@@ -36,7 +36,6 @@ class ProductSettings:
     formulation: str = "exact"
     block_mw: float | None = None
     touch_factor: float = DEFAULT_TOUCH_FACTOR
-    firm_budget: float | None = None
     criteria: SecurityCriteria = SecurityCriteria()
 
     def study(self, network: Network, scenarios: Scenarios, candidates: Candidates, *, solver: str, theory: bool,
@@ -46,8 +45,7 @@ class ProductSettings:
         come from a check outside the linear model (grid/capacity/corrections.py)."""
         return capacity_study(network, scenarios, candidates, self.risk_levels, solver=solver,
                               formulation=self.formulation, risk_mode=self.risk_mode, touch_factor=self.touch_factor,
-                              firm_budget=self.firm_budget, criteria=self.criteria, theory=theory, progress=progress,
-                              corrections=corrections)
+                              criteria=self.criteria, theory=theory, progress=progress, corrections=corrections)
 
 
 @dataclass(frozen=True)

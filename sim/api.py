@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the studies load when they run, not when this module is imp
     from sim.studies.result import AuctionResult, CapacityResult, StudyResult
     from sim.studies.sweep import SweepResult
 
-__all__ = ["load_config", "market_model", "run", "STUDY_NAMES"]
+__all__ = ["load_config", "market_model", "pandapower_net", "run", "STUDY_NAMES"]
 
 Progress = Callable[[str], None]
 PathLike = str | os.PathLike[str]
@@ -123,7 +123,7 @@ def _auction(config: ExperimentConfig, name: Path, *, plots: bool = False, summa
 
 
 def _capacity(config: ExperimentConfig, name: Path, *, verify: int = DEFAULT_VERIFY, theory: bool = True,
-              progress: Progress | None = None) -> "CapacityResult":
+              export_pandapower: bool = False, plots: bool = True, progress: Progress | None = None) -> "CapacityResult":
     from sim.studies.capacity import capacity_run, require_grid
 
     if isinstance(verify, bool) or not isinstance(verify, int) or verify < 0:
@@ -131,25 +131,32 @@ def _capacity(config: ExperimentConfig, name: Path, *, verify: int = DEFAULT_VER
                           "0 skips it)")
     require_grid(config, str(name))
     return capacity_run(config, name.parent, source=str(name), verify=verify, theory=theory,
-                        progress=progress or _quiet)
+                        export_pandapower=bool(export_pandapower), plots=plots, progress=progress or _quiet)
 
 
-def _plan(config: ExperimentConfig, name: Path, *, frontier: bool = True,
+def _plan(config: ExperimentConfig, name: Path, *, frontier: bool = True, plots: bool = True,
           progress: Progress | None = None) -> "StudyResult":
     from sim.studies.command import with_config
     from sim.studies.plan import run_plan_study
 
     with named_after(name):
-        return with_config(run_plan_study(config, name.parent, frontier=frontier, progress=progress or _quiet),
-                           config, "plan")
+        return with_config(run_plan_study(config, name.parent, frontier=frontier, plots=plots,
+                                          progress=progress or _quiet), config, "plan")
 
 
-def _price(config: ExperimentConfig, name: Path, *, progress: Progress | None = None) -> "StudyResult":
+def _price(config: ExperimentConfig, name: Path, *, plots: bool = True,
+           progress: Progress | None = None) -> "StudyResult":
     from sim.studies.command import with_config
     from sim.studies.price import run_price_study
 
     with named_after(name):
-        return with_config(run_price_study(config, progress=progress or _quiet), config, "price")
+        return with_config(run_price_study(config, plots=plots, progress=progress or _quiet), config, "price")
+
+
+def _headroom(config: ExperimentConfig, name: Path, *, progress: Progress | None = None) -> "StudyResult":
+    from sim.studies.headroom import headroom_run
+
+    return headroom_run(config, name.parent, source=str(name), progress=progress or _quiet)
 
 
 def _quiet(_: str) -> None:
@@ -157,7 +164,7 @@ def _quiet(_: str) -> None:
 
 
 _IN_PROCESS: dict[str, Callable[..., Any]] = {"auction": _auction, "capacity": _capacity, "plan": _plan,
-                                             "price": _price}
+                                             "price": _price, "headroom": _headroom}
 # Every study of the registry, in its order; a sweep runs from its file into a directory.
 STUDY_NAMES: tuple[str, ...] = tuple(STUDIES)
 
@@ -169,16 +176,22 @@ def run(study: Literal["auction"], config: Config, *, base_dir: PathLike | None 
 
 @overload
 def run(study: Literal["capacity"], config: Config, *, base_dir: PathLike | None = None, verify: int = DEFAULT_VERIFY,
-        theory: bool = True, progress: Progress | None = None) -> "CapacityResult": ...
+        theory: bool = True, export_pandapower: bool = False, plots: bool = True,
+        progress: Progress | None = None) -> "CapacityResult": ...
 
 
 @overload
 def run(study: Literal["plan"], config: Config, *, base_dir: PathLike | None = None, frontier: bool = True,
+        plots: bool = True, progress: Progress | None = None) -> "StudyResult": ...
+
+
+@overload
+def run(study: Literal["price"], config: Config, *, base_dir: PathLike | None = None, plots: bool = True,
         progress: Progress | None = None) -> "StudyResult": ...
 
 
 @overload
-def run(study: Literal["price"], config: Config, *, base_dir: PathLike | None = None,
+def run(study: Literal["headroom"], config: Config, *, base_dir: PathLike | None = None,
         progress: Progress | None = None) -> "StudyResult": ...
 
 
@@ -188,7 +201,7 @@ def run(study: Literal["sweep"], config: PathLike, *, out: PathLike, workers: in
 
 
 def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options: Any) -> Any:
-    """Run ``study`` ("auction", "capacity", "plan", "price" or "sweep") in this process.
+    """Run ``study`` ("auction", "capacity", "plan", "price", "headroom" or "sweep") in this process.
 
     ``config`` is a loaded config (`load_config`), a TOML path or a dict of tables; relative
     paths in it (scenario files, case folders) start from ``base_dir``: by default the file's
@@ -196,8 +209,10 @@ def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options:
 
     - auction: ``plots`` (price_path.png, holdings.png, capacity_map.png), ``summary_only``;
     - capacity: ``verify`` (fresh scenarios of the risk check, default 100,000; 0 skips it),
-      ``theory`` (the Theorem 1 checks);
-    - plan: ``frontier`` (the cost-CVaR frontier);
+      ``theory`` (the Theorem 1 checks), ``export_pandapower`` (allocation_pandapower.json, see
+      :func:`pandapower_net`), ``plots`` (capacity_map.png and standalone_map.png, default on);
+    - plan: ``frontier`` (the cost-CVaR frontier), ``plots`` (its figures, default on);
+    - price: ``plots`` (its figures, default on);
     - sweep: ``config`` is the sweep file and ``out`` its directory (required: every run is
       written there, and the same call resumes), ``workers``, ``scheduler``, ``force``, ``plots``;
     - all: ``progress``, a function of one line (``print``); silent by default.
@@ -244,6 +259,31 @@ def _check_options(study: str, runner: Callable[..., Any], options: Mapping[str,
         what = (f"unknown option {', '.join(map(repr, unknown))}" if unknown
                 else f"missing option {', '.join(map(repr, missing))}")
         raise ConfigError(f"{study}: {what}; its options are {', '.join(taken)}")
+
+
+def pandapower_net(result: "CapacityResult", *, base_dir: PathLike | None = None) -> Any:
+    """A capacity result's firm allocation on its case as a pandapower net, the one that
+    ``dcmarket capacity --export-pandapower`` saves: the case at its own loads, each firm capacity
+    drawn in full as a load "new load <bus>" at the [ac] power factor, the units following as the
+    AC check schedules them (grid/ac/export.py). Run it with ``pandapower.runpp(net,
+    calculate_voltage_angles=True, trafo_model="pi", enforce_q_lims=True)``; save it with
+    ``pandapower.to_json``. ``base_dir`` is where a relative case path starts (the config's folder;
+    default the current folder). A case without the full AC data (a feeder, a CSV folder) raises
+    a one-line ConfigError.
+    """
+    import io
+
+    import pandapower as pp
+
+    from sim.output.files import ALLOCATION_PANDAPOWER
+    from sim.studies.capacity import pandapower_export
+    from sim.studies.result import CapacityResult
+
+    if not isinstance(result, CapacityResult):
+        raise ConfigError(f"pandapower_net: give the result of run(\"capacity\", ...), got {type(result).__name__}")
+    text = result.files.get(ALLOCATION_PANDAPOWER) or pandapower_export(
+        result.config, Path(base_dir if base_dir is not None else "."), result.study)
+    return pp.from_json(io.StringIO(text.decode("utf-8")))
 
 
 # -- step by step --------------------------------------------------------------------------------

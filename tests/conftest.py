@@ -8,6 +8,13 @@ import shutil
 
 import pytest
 
+# One BLAS thread per process. pytest-xdist already runs one worker per core; OpenBLAS's own
+# threads on top of that spin for cores that are busy, and the small matrices of the tests (the
+# tie-break's L-BFGS-B, 118-bus inverses) gain nothing from them (docs/testing.md#fast). Set here,
+# before numpy is first imported, so that the workers and every process a test starts inherit it;
+# a caller's value stays.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 def need_glpk() -> None:
     """Skip when glpsol is missing, unless CI asked for the cross-check (DCMARKET_REQUIRE_GLPK=1)."""
@@ -26,19 +33,24 @@ def _glpk_for_glpk_tests(request: pytest.FixtureRequest) -> None:
 
 
 # Test modules whose tests share an expensive module fixture (a study run, the reference sweep,
-# the browser, the SVG instance's 108 OPF solves): each runs on one xdist worker, so that the
-# fixture is made once. Every other test goes to the next free worker.
-# Listed longest first (their times in the suite: 20 to 5 s on the reference machine): see
+# the browser, the SVG instance's 108 OPF solves, the docs site) or a cached read of the source
+# tree: each runs on one xdist worker, so that the fixture is made once. Every other test goes to
+# the next free worker.
+# Listed longest first (their times in the suite: 20 to 1 s on the reference machine): see
 # pytest_collection_modifyitems.
 SHARED_FIXTURE_MODULES = (
     "tests/sim/studies/test_sweep.py",
-    "tests/grid/capacity/test_outages.py",
+    "tests/sim/studies/test_capacity.py",
+    "tests/sim/studies/test_price.py",
     "tests/grid/feeder/test_three_phase.py",
     "tests/sim/report/test_browser.py",
-    "tests/sim/studies/test_price.py",
-    "tests/sim/studies/test_capacity.py",
     "tests/sim/studies/test_plan.py",
+    "tests/grid/capacity/test_outages.py",
     "tests/sim/studies/test_auction.py",
+    "tests/test_docs.py",
+    "tests/test_layout.py",
+    "tests/test_function_length.py",
+    "tests/sim/report/test_html.py",
 )
 
 
@@ -71,4 +83,7 @@ def pytest_xdist_make_scheduler(config, log):
             module = nodeid.split("::", 1)[0]
             return module if module in SHARED_FIXTURE_MODULES else nodeid
 
+    # The groups in the order pytest_collection_modifyitems gave (longest first): this scheduler
+    # would otherwise sort them by their number of tests, a poor measure of their time.
+    config.option.loadscopereorder = False
     return SharedFixtureModules(config, log)

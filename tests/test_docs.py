@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.util
 import logging
 import re
@@ -165,6 +166,7 @@ README = re.compile(r"\bREADME\b(?!\.md)")
 DOCS_PATH = re.compile(r"\bdocs/([\w/-]+\.md)(?:#([\w-]+))?")
 
 
+@functools.cache  # read once for both tests (the module is one xdist group)
 def _texts() -> list[tuple[str, str]]:
     """Every comment and string literal of the citing code, as ("path:line", text)."""
     kinds = {tokenize.COMMENT, tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}

@@ -11,6 +11,7 @@ shrink, not grow) and the reason it is not split yet. Run alone with
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,7 @@ def _lengths(source: str, path: str) -> dict[str, int]:
     return found
 
 
+@functools.cache  # read once for both tests (the module is one xdist group)
 def _all_lengths() -> dict[str, int]:
     lengths: dict[str, int] = {}
     for package in PACKAGES:

@@ -8,6 +8,7 @@ circle for a reader. Run alone with `.venv/bin/python -m pytest tests/test_layou
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,11 +29,17 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for package in PACKAGES for p in sorted((REPO / package).rglob("*.py"))}
 
 
+@functools.cache
+def _trees() -> dict[str, ast.Module]:
+    """Every module's syntax tree, parsed once for all the tests here (the module is one xdist group)."""
+    return {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in _modules().items()}
+
+
 def _imported(path: Path, name: str, known: set[str]) -> set[str]:
     """The known modules that the file imports, by their full names."""
     found: set[str] = set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(_trees()[name]):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -51,6 +58,7 @@ def _imported(path: Path, name: str, known: set[str]) -> set[str]:
     return found
 
 
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     known = set(modules)
@@ -110,8 +118,8 @@ def test_no_package_imports_one_above_it():
 
 def test_mechanisms_stay_pure_python():
     wrong = []
-    for name, path in _modules().items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for name, tree in _trees().items():
+        for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             wrong += [f"{name} imports {n}" for n in names

@@ -1,5 +1,5 @@
-"""The AC model of a MATPOWER case: a pandapower net built from the full case data, once per
-case and process.
+"""The AC model of a MATPOWER case (or a PSS/E RAW case, read into MATPOWER's tables by
+grid/network/psse.py): a pandapower net built from the full case data, once per case and process.
 
 The DC network (grid/network) keeps what a DC power flow needs; an AC power flow also needs
 resistances, charging, taps and shifts, reactive loads, voltage set points and reactive limits, so
@@ -118,7 +118,7 @@ def quiet_pandapower() -> Iterator[None]:
 
 
 def ac_case(case: str | Path, options: CaseOptions | None = None, base_dir: Path | None = None) -> AcCase:
-    """The AC model of a MATPOWER case (a built-in name, or a .m path, relative to ``base_dir`` if
+    """The AC model of a case file (a built-in name, a .m or a .raw path, relative to ``base_dir`` if
     given, as load_case resolves it), cached per file and options."""
     options = options or CaseOptions()
     path = matpower_file(case, base_dir)
@@ -136,16 +136,29 @@ def _cached_case(case: str, base_dir: str | None, path: str, mtime_ns: int, size
     return build_case(network, _read_tables(Path(path), case), case)
 
 
-def _read_tables(path: Path, label: str) -> dict[str, Any]:
-    """The case's bus, gen and branch tables with every MATPOWER column, as float arrays."""
+def _case_frames(path: Path, label: str) -> Any:
+    """The case's tables as DataFrames with MATPOWER's column names (bus, gen, branch, baseMVA): a
+    .m file through matpowercaseframes, a PSS/E .raw file through grid/network/psse.py."""
+    if path.suffix.lower() == ".raw":
+        from types import SimpleNamespace
+
+        from grid.network.psse import read_raw_tables
+
+        raw = read_raw_tables(path, label)
+        return SimpleNamespace(baseMVA=raw.base_mva, bus=raw.bus, gen=raw.gen, branch=raw.branch)
     from matpowercaseframes import CaseFrames
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            frames = CaseFrames(str(path))
+            return CaseFrames(str(path))
     except Exception as exc:  # load_case parsed the same file, so this is unexpected
         raise GridError(f"case {label}: cannot read the full MATPOWER tables ({type(exc).__name__}: {exc})") from None
+
+
+def _read_tables(path: Path, label: str) -> dict[str, Any]:
+    """The case's bus, gen and branch tables with every MATPOWER column, as float arrays."""
+    frames = _case_frames(path, label)
     tables: dict[str, Any] = {"baseMVA": float(frames.baseMVA)}
     for table, columns in (("bus", _BUS_COLUMNS), ("gen", _GEN_COLUMNS), ("branch", _BRANCH_COLUMNS)):
         frame = getattr(frames, table)

@@ -171,7 +171,7 @@ def _extra_rows_hold(study: CapacityStudy, withdrawal: np.ndarray, drawn: np.nda
 def _corners(study: CapacityStudy, h: np.ndarray, capacity: np.ndarray, draw: str, limit: np.ndarray,
              scenarios: Scenarios) -> list[CheckState]:
     """One state per binding line direction, the most loaded first, at most MAX_CORNERS."""
-    lower, upper, budget = scenarios.lower_mw, scenarios.upper_mw, study.firm_budget
+    lower, upper, budget = study.firm_box.lower, study.firm_box.upper, study.firm_box.budget
     positions = study.candidates.positions
     found = []
     for l in np.flatnonzero(np.isfinite(limit).any(axis=1)):

@@ -3,8 +3,11 @@
 A capacity is firm (or flexible at a risk level) *against* three sets, each of which shapes the
 rows of the same capacity LP (docs/models/capacity.md#security-criteria):
 
-- the **background set**: the loads already on the network (the box of the scenarios, or the
-  budgeted box; its statistic per limit is the room ``limit - statistic(b)``);
+- the **background set** of firm capacity: the loads already on the network. ``"box"`` is the
+  paper's, every load anywhere in its range [lower, upper] at once; ``"budgeted"`` lets at most
+  ``budget`` loads leave the middle of their range at once (Bertsimas and Sim); ``"peak"`` is one
+  state, every load at the top of its range (the forecast peak: the case's loads when the default
+  spread varies them below it). Flexible tiers read the scenarios themselves (their CVaR);
 - the **draw set**: what the new data centers themselves may withdraw. ``"full"`` is the paper's
   model, every product sold and drawn in full (x = c). ``"partial"`` holds for whatever sells and
   however much of it is used: each product's withdrawal anywhere in [0, c_i], independently. The
@@ -12,18 +15,29 @@ rows of the same capacity LP (docs/models/capacity.md#security-criteria):
   each coefficient), so a withdrawal that relieves a limit (counterflow) is never counted on;
 - the **outage set**: the network states the limits must hold in (``"n-0"``, the intact network).
 
-``DRAW_SETS`` and ``OUTAGE_SETS`` are the registries; ``SecurityCriteria`` is one choice of each.
+``BACKGROUND_SETS``, ``DRAW_SETS`` and ``OUTAGE_SETS`` are the registries; ``SecurityCriteria`` is one choice of each.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from grid.errors import GridError
 
+if TYPE_CHECKING:
+    from grid.load.scenarios import Scenarios
+
+# What firm capacity holds against, in one line each.
+BACKGROUND_SETS = {
+    "box": "every load anywhere in its range at once, the worst corner (the paper's)",
+    "budgeted": "at most `budget` loads away from the middle of their range at once (Bertsimas and Sim)",
+    "peak": "the forecast peak: every load at the top of its range, one state",
+}
 # What each draw set promises, in one line (reports and the docs' reference read these).
 DRAW_SETS = {
     "partial": "each product drawn anywhere in [0, its capacity], independently (unsold, idle or partly used)",
@@ -45,6 +59,9 @@ class SecurityCriteria:
 
     draw: str = "partial"
     outages: str = "n-0"
+    background: str = "box"
+    # The budgeted box: how many loads may leave the middle of their range at once (Gamma).
+    budget: float | None = None
     # N-1: a line's rating after an outage, where the case gives no RATE_B or RATE_C, is its normal
     # rating times this (1: none of the short-term headroom that emergency ratings grant).
     emergency_factor: float = 1.0
@@ -58,8 +75,71 @@ class SecurityCriteria:
             raise GridError(f"draw {self.draw!r} is not a draw set; choose one of {', '.join(DRAW_SETS)}")
         if self.outages not in OUTAGE_SETS:
             raise GridError(f"outages {self.outages!r} is not an outage set; choose one of {', '.join(OUTAGE_SETS)}")
+        if self.background not in BACKGROUND_SETS:
+            raise GridError(f"background {self.background!r} is not a background set; choose one of "
+                            f"{', '.join(BACKGROUND_SETS)}")
+        if (self.background == "budgeted") != (self.budget is not None):
+            raise GridError("background 'budgeted' needs a budget (how many loads at their bounds at once), and only "
+                            f"it takes one; got background {self.background!r} with budget {self.budget!r}")
+        if self.budget is not None and not (isinstance(self.budget, (int, float)) and 0 <= self.budget <= 1e6):
+            raise GridError(f"budget must be a number of loads in [0, 1e6], got {self.budget!r}")
         if not 0.5 <= self.emergency_factor <= 3.0:
             raise GridError(f"emergency_factor {self.emergency_factor!r} must lie in [0.5, 3] (x the normal rating)")
+
+
+    def firm_box(self, scenarios: Scenarios) -> FirmBox:
+        """The background set of firm capacity, on these scenarios' ranges."""
+        if self.background == "peak":
+            return FirmBox(scenarios.upper_mw, scenarios.upper_mw, None, "forecast peak")
+        name = "worst-case" if self.budget is None else f"worst-case (budget {self.budget:g})"
+        return FirmBox(scenarios.lower_mw, scenarios.upper_mw, self.budget, name)
+
+
+@dataclass(frozen=True, eq=False)
+class FirmBox:
+    """The background states firm capacity holds against: each bus's net withdrawal in
+    [lower, upper] (MW, bus order), at most ``budget`` of them away from the middle at once
+    (None: all). The peak is the box with lower = upper. ``statistic`` names it in reports."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    budget: float | None
+    statistic: str
+
+    def worst(self, h: np.ndarray) -> np.ndarray:
+        """max of h_r . p per row over the set (C-2, and its budgeted form)."""
+        return budgeted_worst(h, self.lower, self.upper, self.budget)
+
+    @property
+    def own_share(self) -> float:
+        """How far a bus's own load may go from the middle of its range toward the top (1: all the
+        way; a budget below 1 lets it go that share of the way): its withdrawal limit's worst case."""
+        return 1.0 if self.budget is None else min(self.budget, 1.0)
+
+
+def scenario_box(scenarios: Scenarios) -> FirmBox:
+    """Every load anywhere in its range: the box of (C-2), whose worst case bounds every CVaR."""
+    return FirmBox(scenarios.lower_mw, scenarios.upper_mw, None, "worst-case")
+
+
+def budgeted_worst(h: np.ndarray, lower: np.ndarray, upper: np.ndarray, budget: float | None) -> np.ndarray:
+    """max of h_r . p per row over the load box, or over the budgeted box when ``budget`` is set.
+
+    The box [lower, upper] is centre +- half. (2a): its worst case is h . centre + |h| . half,
+    every load at the bound that matches the sign of its shift factor. With a budget Gamma
+    (Bertsimas and Sim), at most Gamma loads may leave their centre (fractionally), so the worst
+    case adds only the Gamma largest terms |h_j| half_j.
+    """
+    centre, half = (upper + lower) / 2.0, (upper - lower) / 2.0
+    h = np.atleast_2d(h)
+    spread = np.abs(h) * half
+    if budget is None or budget >= h.shape[1]:
+        return h @ centre + spread.sum(axis=1)
+    whole = int(math.floor(budget))
+    # The whole + 1 largest terms, in descending order: the first ``whole`` count in full, the
+    # next one by the fraction of the budget left.
+    top = -np.sort(-np.partition(spread, h.shape[1] - whole - 1, axis=1)[:, h.shape[1] - whole - 1:], axis=1)
+    return h @ centre + top[:, :whole].sum(axis=1) + (budget - whole) * top[:, whole]
 
 
 def positive_part(coefficients: sp.csr_matrix) -> sp.csr_matrix:

@@ -29,7 +29,12 @@ import scipy.sparse as sp
 
 from grid.capacity.candidates import Candidates
 from grid.capacity.corrections import Corrections
-from grid.capacity.criteria import COEFFICIENT_ZERO, positive_part
+from grid.capacity.criteria import (
+    COEFFICIENT_ZERO,
+    FirmBox,
+    positive_part,
+    scenario_box,
+)
 from grid.capacity.shift_factors import FlowModel
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
@@ -177,37 +182,17 @@ class ShiftRows:
     offset_mw: np.ndarray        # every line's flow from the phase shifters alone (FlowModel.offset_mw)
 
 
-def budgeted_worst(h: np.ndarray, lower: np.ndarray, upper: np.ndarray, budget: float | None) -> np.ndarray:
-    """max of h_r . p per row over the load box, or over the budgeted box when ``budget`` is set.
-
-    The box [lower, upper] is centre +- half. (2a): its worst case is h . centre + |h| . half,
-    every load at the bound that matches the sign of its shift factor. With a budget Gamma
-    (Bertsimas and Sim), at most Gamma loads may leave their centre (fractionally), so the worst
-    case adds only the Gamma largest terms |h_j| half_j.
-    """
-    centre, half = (upper + lower) / 2.0, (upper - lower) / 2.0
-    h = np.atleast_2d(h)
-    spread = np.abs(h) * half
-    if budget is None or budget >= h.shape[1]:
-        return h @ centre + spread.sum(axis=1)
-    whole = int(np.floor(budget))
-    # The whole + 1 largest terms, in descending order: the first ``whole`` count in full, the
-    # next one by the fraction of the budget left.
-    top = -np.sort(-np.partition(spread, h.shape[1] - whole - 1, axis=1)[:, h.shape[1] - whole - 1:], axis=1)
-    return h @ centre + top[:, :whole].sum(axis=1) + (budget - whole) * top[:, whole]
-
-
 def limit_rows(
     network: Network,
     flows: FlowModel,
     scenarios: Scenarios,
     candidates: Candidates,
     touch_factor: float = DEFAULT_TOUCH_FACTOR,
-    budget: float | None = None,
+    box: FirmBox | None = None,
     corrections: Corrections | None = None,
 ) -> tuple[LimitTable, ShiftRows]:
-    """Every finite limit with its worst case over the load box (or the budgeted box, see
-    `budgeted_worst`), but no scenario tails yet; with ``corrections``, the lines' limits less
+    """Every finite limit with its worst case over firm capacity's background set ``box`` (default:
+    the scenarios' box), but no scenario tails yet; with ``corrections``, the lines' limits less
     their deratings and the extra rows last (grid/capacity/corrections.py).
 
     That is all the robust firm model needs, so it can be solved while `with_tails` runs.
@@ -218,14 +203,15 @@ def limit_rows(
         )
     if corrections is not None:
         corrections.check(len(network.lines), len(network.buses), len(candidates))
+    box = box or scenario_box(scenarios)
     rows = _RowColumns()
     # The table's order (see LimitTable): withdrawal limits, then the lines, then the supply.
-    _withdrawal_rows(rows, network, scenarios, candidates, budget)
+    _withdrawal_rows(rows, network, box, candidates)
     derating = None if corrections is None else np.asarray(corrections.derating_mw, dtype=float)
-    blocks = _line_rows(rows, network, flows, scenarios, candidates, touch_factor, budget, derating)
-    _supply_row(rows, network, scenarios, len(candidates), budget)
+    blocks = _line_rows(rows, network, flows, box, candidates, touch_factor, derating)
+    _supply_row(rows, network, box, len(candidates))
     if corrections is not None and corrections.rows:
-        _extra_rows(rows, corrections, scenarios, touch_factor, budget)
+        _extra_rows(rows, corrections, box, touch_factor)
     return rows.table(len(candidates), scenarios.count), ShiftRows(tuple(blocks), flows.offset_mw)
 
 
@@ -277,17 +263,15 @@ class _RowColumns:
         )
 
 
-def _withdrawal_rows(rows: _RowColumns, network: Network, scenarios: Scenarios, candidates: Candidates,
-                     budget: float | None) -> None:
+def _withdrawal_rows(rows: _RowColumns, network: Network, box: FirmBox, candidates: Candidates) -> None:
     """Withdrawal limits (1b)/(4b): the background is the bus's own load."""
     bus_rows = [i for i, bus in enumerate(network.buses) if math.isfinite(bus.withdrawal_limit_mw)]
     if not bus_rows:
         return
-    lower, upper = scenarios.lower_mw, scenarios.upper_mw
+    lower, upper = box.lower, box.upper
     candidate_column = {int(p): k for k, p in enumerate(candidates.positions)}
     cols = np.array(bus_rows, dtype=int)
-    share = 1.0 if budget is None else min(budget, 1.0)
-    rows.worst.append((upper[cols] + lower[cols]) / 2.0 + share * (upper[cols] - lower[cols]) / 2.0)
+    rows.worst.append((upper[cols] + lower[cols]) / 2.0 + box.own_share * (upper[cols] - lower[cols]) / 2.0)
     touch = sp.lil_matrix((len(bus_rows), len(candidates)), dtype=bool)
     hit = np.zeros(len(bus_rows), dtype=bool)
     for r, i in enumerate(bus_rows):
@@ -300,21 +284,19 @@ def _withdrawal_rows(rows: _RowColumns, network: Network, scenarios: Scenarios, 
     rows.affected.append(hit)
 
 
-def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, scenarios: Scenarios, candidates: Candidates,
-               touch_factor: float, budget: float | None,
-               derating: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmBox, candidates: Candidates,
+               touch_factor: float, derating: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
     lower row, interleaved, each limit less its derating (lines x 2) if any. Returns the blocks'
     shift-factor rows, for the scenario pass."""
-    lower, upper = scenarios.lower_mw, scenarios.upper_mw
     finite = np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
     blocks = []
     for block, h in flows.blocks(finite, LINE_BLOCK):
         blocks.append((block, h))
         # (2a)/(2b): the worst flow in each direction.
         shifted = flows.offset_mw[block]
-        flow_max = budgeted_worst(h, lower, upper, budget) + shifted
-        flow_min = -budgeted_worst(-h, lower, upper, budget) + shifted
+        flow_max = box.worst(h) + shifted
+        flow_min = -box.worst(-h) + shifted
         rows.worst.append(np.column_stack([flow_max, -flow_min]).reshape(-1))
         on_candidates = h[:, candidates.positions]
         upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
@@ -331,13 +313,12 @@ def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, scenarios:
     return blocks
 
 
-def _supply_row(rows: _RowColumns, network: Network, scenarios: Scenarios, n_cand: int, budget: float | None) -> None:
+def _supply_row(rows: _RowColumns, network: Network, box: FirmBox, n_cand: int) -> None:
     """The supply limit: all new load and the background's growth must be generated."""
     supply = network.supply_limit_mw()
     if not math.isfinite(supply):
         return
-    lower, upper = scenarios.lower_mw, scenarios.upper_mw
-    rows.worst.append(budgeted_worst(np.ones((1, len(lower))), lower, upper, budget))
+    rows.worst.append(box.worst(np.ones((1, box.lower.size))))
     rows.touch_blocks.append(sp.csr_matrix(np.ones((1, n_cand), dtype=bool)))
     rows.coef_blocks.append(sp.csr_matrix(np.ones((1, n_cand))))
     rows.affected.append(np.array([n_cand > 0]))
@@ -346,15 +327,14 @@ def _supply_row(rows: _RowColumns, network: Network, scenarios: Scenarios, n_can
     rows.add(SUPPLY, f"import at bus {network.reference_bus}" if imported else "generation headroom", float(supply))
 
 
-def _extra_rows(rows: _RowColumns, corrections: Corrections, scenarios: Scenarios, touch_factor: float,
-                budget: float | None) -> None:
+def _extra_rows(rows: _RowColumns, corrections: Corrections, box: FirmBox, touch_factor: float) -> None:
     """The corrections' extra rows: a . c + min(g . p + g0, cap) <= limit, with the worst case over the box."""
     background = np.vstack([row.background_coef for row in corrections.rows]).astype(float)
     offset = np.array([row.background_offset_mw for row in corrections.rows], dtype=float)
     cap = np.array([row.background_cap_mw for row in corrections.rows], dtype=float)
     coef = np.vstack([row.candidate_coef for row in corrections.rows]).astype(float)
     coef[np.abs(coef) < COEFFICIENT_ZERO] = 0.0
-    worst = budgeted_worst(background, scenarios.lower_mw, scenarios.upper_mw, budget) + offset
+    worst = box.worst(background) + offset
     rows.worst.append(np.minimum(worst, cap))
     rows.extra_offset_mw, rows.extra_cap_mw = offset, cap
     rows.touch_blocks.append(sp.csr_matrix(coef >= touch_factor))
@@ -429,10 +409,10 @@ def build_limits(
     progress=lambda _: None,
     *,
     with_scenarios: bool = False,
-    budget: float | None = None,
+    box: FirmBox | None = None,
 ) -> LimitTable:
     """All finite limits with their worst case and the tails CVaR_eps needs for eps <= max_risk."""
-    table, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, budget)
+    table, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, box)
     return with_tails(table, shift, scenarios, max_risk, progress, with_scenarios=with_scenarios)
 
 

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import partial
+from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 from grid.capacity.candidates import Candidates
-from grid.capacity.criteria import COEFFICIENT_ZERO
+from grid.capacity.criteria import COEFFICIENT_ZERO, FirmBox
 from grid.capacity.limits import (
     LOWER,
     UPPER,
     LimitTable,
     _tails,
-    budgeted_worst,
     line_limit_name,
     tail_size,
 )
@@ -49,6 +48,15 @@ SCREEN_MARGIN = 0.01
 ISLANDING = 1e-6
 # The dense shift factors (lines x buses, 8 bytes each) that N-1 screening holds at once.
 MAX_DENSE_BYTES = 1_500_000_000
+# The intact network's scenario flows (scenarios x lines) are kept whole up to this size.
+FLOW_CACHE_BYTES = 512 * 2**20
+# Candidate groups of the stand-alone screen (C-23): more groups, tighter bounds, more passes.
+_GROUPS = 8
+# Coefficients (2 rows per pair x candidates) that the screened pairs may add to the LP's table:
+# about 0.5 GB of sparse rows, with their scenario tails beside them.
+MAX_PAIR_ENTRIES = 40_000_000
+# Outages whose pair bounds (lines x outages) are formed at once.
+_OUTAGE_BLOCK = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +68,39 @@ class OutageSet:
     lodf: np.ndarray             # (lines, studied): LODF[l, j] for the outage of studied[j]
     rows: np.ndarray             # (lines, buses): the slack model's shift factors h_l
     emergency_mw: np.ndarray     # (lines,) the rating after an outage
+
+
+class ScenarioFlows:
+    """Each line's background flow on the intact network in every scenario (scenarios x lines,
+    with the phase shifters' flows), by columns; kept whole when it fits FLOW_CACHE_BYTES, else
+    made again for each block asked for. A pair's post-outage flows are f_l + LODF_lk f_k (C-21)."""
+
+    def __init__(self, outages: OutageSet, flows: FlowModel, scenarios: Scenarios) -> None:
+        self._rows, self._offset, self._samples = outages.rows, flows.offset_mw, scenarios.samples_mw
+        self.count = scenarios.count
+        self._whole = self._made(np.arange(outages.rows.shape[0])) \
+            if self.count * outages.rows.shape[0] * 8 <= FLOW_CACHE_BYTES else None
+
+    def _made(self, lines: np.ndarray) -> np.ndarray:
+        return self._samples @ self._rows[lines].T + self._offset[lines]
+
+    def columns(self, lines: np.ndarray) -> np.ndarray:
+        """(scenarios, lines) flows of these line positions."""
+        return self._whole[:, lines] if self._whole is not None else self._made(lines)
+
+    def after(self, lines: np.ndarray, out: np.ndarray, factor: np.ndarray) -> np.ndarray:
+        """(scenarios, pairs) flows of line ``lines[i]`` after the outage of ``out[i]``."""
+        if self._whole is not None:
+            return self._whole[:, lines] + factor * self._whole[:, out]
+        both, where = np.unique(np.concatenate([lines, out]), return_inverse=True)
+        made = self._made(both)
+        return made[:, where[:lines.size]] + factor * made[:, where[lines.size:]]
+
+    def chunks(self, count: int) -> list[slice]:
+        """Slices of ``count`` lines or pairs whose flows (scenarios x count, with a copy or two)
+        stay within FLOW_CACHE_BYTES / 4."""
+        size = max(1, FLOW_CACHE_BYTES // (4 * 8 * max(self.count, 1)))
+        return [slice(start, min(start + size, count)) for start in range(0, count, size)]
 
 
 def single_outages(flows: FlowModel, emergency_factor: float, lines: tuple[int, ...] | None = None) -> OutageSet:
@@ -91,56 +132,141 @@ def emergency_ratings(flows: FlowModel, factor: float) -> np.ndarray:
                      for line in flows.network.lines], dtype=float)
 
 
-def after_outage(outages: OutageSet, flows: FlowModel, j: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every line's shift factors (lines x buses) and phase-shifter flows after the outage of
-    ``outages.studied[j]`` (C-21): h_l + LODF_lk h_k, offset_l + LODF_lk offset_k."""
-    k, lodf = outages.studied[j], outages.lodf[:, j]
-    return outages.rows + np.outer(lodf, outages.rows[k]), flows.offset_mw + lodf * flows.offset_mw[k]
+def post_outage_rows(outages: OutageSet, flows: FlowModel, lines: np.ndarray, out: np.ndarray | int,
+                     factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shift factors (pairs x buses) and phase-shifter flows of line ``lines[i]`` after the outage
+    of ``out[i]`` (or of one line ``out`` for all), ``factor`` their LODFs (C-21):
+    h_l + LODF_lk h_k, offset_l + LODF_lk offset_k."""
+    return (outages.rows[lines] + factor[:, None] * outages.rows[out],
+            flows.offset_mw[lines] + factor * flows.offset_mw[out])
 
 
-def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenarios: Scenarios,
-           capacity: np.ndarray, draw: str, budget: float | None, known: set[tuple[int, int]]) -> list[tuple[int, int]]:
+def _background_extremes(outages: OutageSet, flows: FlowModel, box: FirmBox) -> tuple[np.ndarray, np.ndarray]:
+    """Per line, intact network: the largest flow and the largest reverse flow of the background
+    over ``box``."""
+    return box.worst(outages.rows) + flows.offset_mw, box.worst(-outages.rows) - flows.offset_mw
+
+
+def _line_extremes(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+                   capacity: np.ndarray, draw: str, box: FirmBox) -> tuple[np.ndarray, np.ndarray]:
+    """Per line, intact network: the largest flow and the largest reverse flow that the background
+    set and the candidates' draws can make, the loads' term at its worst draw."""
+    load_up, load_down = _load_terms(outages.rows[:, candidates.positions], capacity, draw)
+    up, down = _background_extremes(outages, flows, box)
+    return up + load_up, down + load_down
+
+
+def _load_terms(on: np.ndarray, capacity: np.ndarray, draw: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of coefficients ``on`` (rows x candidates): the most the candidates drawing
+    ``capacity`` add to the flow and to the reverse flow (a+ . c and a- . c under the partial draw
+    set; a . c and -a . c in full)."""
+    if draw == "partial":
+        return np.maximum(on, 0.0) @ capacity, np.maximum(-on, 0.0) @ capacity
+    load = on @ capacity
+    return load, -load
+
+
+def _pair_bounds(up: np.ndarray, down: np.ndarray, lodf: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper bounds of the largest post-outage flow and reverse flow of every line (rows) after
+    each outage in ``out`` (columns, with their LODF columns): f_l + LODF f_k is at most
+    max f_l + LODF+ max f_k + LODF- max(-f_k) (C-22), since a maximum of a sum is at most the sum
+    of the maxima and the same corner of the box need not serve both."""
+    return (outage_bound(up[:, None], up[out], down[out], lodf),
+            outage_bound(down[:, None], down[out], up[out], lodf))
+
+
+def outage_bound(same: np.ndarray, same_out: np.ndarray, other_out: np.ndarray, lodf: np.ndarray) -> np.ndarray:
+    """(C-22), element by element: the largest flow of a line in one direction (``same``), given
+    the largest flows of the line out in the same and the other direction, bounds the line's
+    largest flow in that direction after the outage."""
+    return same + np.maximum(lodf, 0.0) * same_out + np.maximum(-lodf, 0.0) * other_out
+
+
+def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+           capacity: np.ndarray, draw: str, box: FirmBox, known: set[tuple[int, int]]) -> list[tuple[int, int]]:
     """The (line, outage) pairs not in ``known`` whose worst-case post-outage flow, with the
     candidates drawing ``capacity`` (in full, or each at its worst under the partial draw set),
-    comes within SCREEN_MARGIN of the emergency rating, in either direction."""
-    found = []
+    comes within SCREEN_MARGIN of the emergency rating, in either direction.
+
+    The bound (C-22) clears most pairs with one multiply-add each; only the pairs it cannot clear
+    are evaluated exactly, an outage at a time."""
+    up, down = _line_extremes(outages, flows, candidates, capacity, draw, box)
     limit = outages.emergency_mw
-    finite = np.isfinite(limit)
-    for j, k in enumerate(outages.studied):
-        h, offset = after_outage(outages, flows, j)
-        on = h[:, candidates.positions]
-        if draw == "partial":
-            up, down = np.maximum(on, 0.0) @ capacity, np.maximum(-on, 0.0) @ capacity
-        else:
-            up = on @ capacity
-            down = -up
-        high = budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, budget) + offset + up
-        low = -budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, budget) + offset - down
-        near = (1.0 - SCREEN_MARGIN) * limit
-        hit = finite & ((high > near) | (-low > near))
-        hit[k] = False
-        found += [(int(l), int(k)) for l in np.flatnonzero(hit) if (int(l), int(k)) not in known]
-    return found
+    near = np.where(np.isfinite(limit), (1.0 - SCREEN_MARGIN) * limit, np.inf)
+    # The bound is exact when LODF = 0; a hair of slack keeps rounding from clearing a pair.
+    slack = 1e-9 * np.maximum(1.0, np.where(np.isfinite(limit), np.abs(limit), 1.0))
+    found = []
+    for start in range(0, outages.studied.size, _OUTAGE_BLOCK):
+        columns = np.arange(start, min(start + _OUTAGE_BLOCK, outages.studied.size))
+        out = outages.studied[columns]
+        bound_up, bound_down = _pair_bounds(up, down, outages.lodf[:, columns], out)
+        maybe = (np.maximum(bound_up, bound_down) > (near - slack)[:, None])
+        maybe[out, np.arange(columns.size)] = False
+        for c in np.flatnonzero(maybe.any(axis=0)):
+            found += _near_pairs(outages, flows, candidates, capacity, draw, box, int(columns[c]),
+                                 np.flatnonzero(maybe[:, c]), near, known)
+    return _worst_first(found, len(candidates))
 
 
-def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel, scenarios: Scenarios,
-               candidates: Candidates, pairs: list[tuple[int, int]], *, budget: float | None,
-               touch_factor: float, with_scenarios: bool) -> LimitTable:
+def _worst_first(found: list[tuple[int, int, float]], candidates: int) -> list[tuple[int, int]]:
+    """The pairs a pass adds: all of them when their rows take at most an eighth of the table's
+    ceiling (MAX_PAIR_ENTRIES); else that many, those that load their line most (flow over rating)
+    first. The intact network's allocation can overload hundreds of thousands of pairs at once
+    (ACTIVSg2000 at its forecast peak: 295,150); the worst are what the LP needs first, and the
+    next pass finds any pair still near."""
+    room = max(1, MAX_PAIR_ENTRIES // (8 * max(candidates, 1)))
+    if len(found) <= room:
+        return [(l, k) for l, k, _ in found]
+    order = sorted(range(len(found)), key=lambda i: -found[i][2])[:room]
+    return [found[i][:2] for i in sorted(order)]
+
+
+def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+                capacity: np.ndarray, draw: str, box: FirmBox, j: int, lines: np.ndarray,
+                near: np.ndarray, known: set[tuple[int, int]]) -> list[tuple[int, int, float]]:
+    """Of ``lines`` after outage ``j``, exactly: those within the margin, not yet known, each with
+    its worst flow as a share of the rating."""
+    k = int(outages.studied[j])
+    h, offset = post_outage_rows(outages, flows, lines, k, outages.lodf[lines, j])
+    load_up, load_down = _load_terms(h[:, candidates.positions], capacity, draw)
+    high = box.worst(h) + offset + load_up
+    reverse = box.worst(-h) - offset + load_down
+    hit = (high > near[lines]) | (reverse > near[lines])
+    share = np.maximum(high, reverse) / near[lines]
+    return [(int(l), k, float(q)) for l, q in zip(lines[hit], share[hit]) if (int(l), k) not in known]
+
+
+def check_pair_rows(pairs: int, candidates: int, emergency_factor: float) -> None:
+    """Refuse more screened pairs than the table can hold (MAX_PAIR_ENTRIES), saying what to change."""
+    if 2 * pairs * candidates > MAX_PAIR_ENTRIES:
+        raise GridError(
+            f"N-1: {pairs:,} (line, outage) pairs come within {SCREEN_MARGIN:.0%} of their emergency rating, too many "
+            f"rows for the capacity LP ({2 * pairs:,} rows x {candidates:,} candidates, above the ceiling of "
+            f"{MAX_PAIR_ENTRIES:,} coefficients): the background set overloads the network after outages "
+            f"(emergency_factor = {emergency_factor:g}); study the forecast peak instead of the box, raise "
+            "[security] emergency_factor, or use criterion = 'n-0'")
+
+
+def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
+               candidates: Candidates, pairs: list[tuple[int, int]], *, box: FirmBox,
+               touch_factor: float, with_scenarios: bool, background: ScenarioFlows) -> LimitTable:
     """``table`` with an upper and a lower row for each (line, outage) pair appended: their
     coefficients h_l + LODF h_k on the candidates, worst case and scenario tails (as many as the
-    table keeps per row)."""
+    table keeps per row). The pairs' scenario flows combine the intact network's (C-21), so a
+    pair costs one multiply-add per scenario, not a product with every bus."""
     if not pairs:
         return table
     column = {int(k): j for j, k in enumerate(outages.studied)}
     lines = np.array([l for l, _ in pairs], dtype=int)
     out = np.array([k for _, k in pairs], dtype=int)
     factor = np.array([outages.lodf[l, column[k]] for l, k in pairs])
-    h = outages.rows[lines] + factor[:, None] * outages.rows[out]
-    offset = flows.offset_mw[lines] + factor * flows.offset_mw[out]
-    worst = np.column_stack([budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, budget) + offset,
-                             budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, budget) - offset]).reshape(-1)
-    keep = table.tail_mw.shape[1]
-    top, top_i, low, low_i = _tails(h @ scenarios.samples_mw.T + offset[:, None], max(keep, 1), with_scenarios)
+    h, offset = post_outage_rows(outages, flows, lines, out, factor)
+    worst = np.column_stack([box.worst(h) + offset,
+                             box.worst(-h) - offset]).reshape(-1)
+    keep = max(table.tail_mw.shape[1], 1)
+    parts = [_tails(background.after(lines[chunk], out[chunk], factor[chunk]).T, keep, with_scenarios)
+             for chunk in background.chunks(len(pairs))]
+    top, top_i, low, low_i = (np.vstack([part[i] for part in parts]) for i in range(4))
     tails = np.stack([top, -low], axis=1).reshape(2 * len(pairs), -1)
     tail_idx = np.stack([top_i, low_i], axis=1).reshape(2 * len(pairs), -1)
     on = np.where(np.abs(h[:, candidates.positions]) < COEFFICIENT_ZERO, 0.0, h[:, candidates.positions])
@@ -178,37 +304,106 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
     )
 
 
-def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: Candidates, scenarios: Scenarios,
-                             budget: float | None, levels: tuple[float, ...], touch_factor: float) -> list[Standalone]:
-    """(C-20) after every studied outage, firm (worst case over the budgeted box) then each tier
-    (CVaR of the scenarios), each the minimum over the outages."""
-    models = [Standalone(np.full(len(candidates), np.inf), ("",) * len(candidates)) for _ in range(1 + len(levels))]
-    base = scenarios.samples_mw @ outages.rows.T                              # (S, lines)
+def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+                             box: FirmBox, levels: tuple[float, ...], touch_factor: float,
+                             intact: Sequence[Standalone], background: ScenarioFlows) -> list[Standalone]:
+    """(C-20) after every studied outage, firm (worst case over its background set) then each tier
+    (CVaR of the scenarios), each the minimum over the outages, where it is below ``intact`` (the
+    intact network's, per model; elsewhere infinity). A pair that provably cannot go below
+    ``intact`` for any candidate (C-23) is not evaluated."""
     limit = outages.emergency_mw
-    for j, k in enumerate(outages.studied):
-        lodf = outages.lodf[:, j]
-        h, offset = after_outage(outages, flows, j)
-        on = h[:, candidates.positions]
-        coef = np.vstack([on, -on])
-        worst = np.concatenate([budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, budget) + offset,
-                                budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, budget) - offset])
-        after = base + np.outer(base[:, k], lodf) + offset                  # (S, lines)
-        background = np.hstack([after, -after])
-        rating = np.concatenate([limit, limit])
-        rating[[k, k + limit.size]] = np.inf  # the line out of service carries nothing
-        rooms = [rating - worst] + [rating - cvar_by_columns(background, eps) for eps in levels]
-        models = [model.tighter(standalone_capacity(coef, np.where(np.isfinite(room), room, np.inf), touch_factor,
-                                                    partial(_pair_name, flows.network, k)))
+    statistics = _intact_statistics(outages, flows, box, levels, background)
+    screens = [_CoefficientScreen(outages.rows[:, candidates.positions], model.capacity_mw) for model in intact]
+    wanted = np.zeros(outages.lodf.shape, dtype=bool)
+    for start in range(0, outages.studied.size, _OUTAGE_BLOCK):
+        columns = np.arange(start, min(start + _OUTAGE_BLOCK, outages.studied.size))
+        out, lodf = outages.studied[columns], outages.lodf[:, columns]
+        for (up, down), screen_of in zip(statistics, screens):
+            bound_up, bound_down = _pair_bounds(up, down, lodf, out)
+            wanted[:, columns] |= screen_of.may_bind(limit[:, None] - bound_up, limit[:, None] - bound_down, lodf, out)
+        wanted[out, columns] = False  # the line out of service carries nothing
+    models = [Standalone(np.full(len(candidates), np.inf), ("",) * len(candidates)) for _ in intact]
+    for j in np.flatnonzero(wanted.any(axis=0)):
+        lines = np.flatnonzero(wanted[:, j])
+        coef, rooms, name = _pair_rows(outages, flows, candidates, box, levels, background, int(j), lines)
+        models = [model.tighter(standalone_capacity(coef, room, touch_factor, name))
                   for model, room in zip(models, rooms)]
     return models
 
 
-def _pair_name(network, outage: int, row: int) -> str:
-    """The name of row ``row`` of the blocks standalone_after_outages stacks: every line's upper
-    limit, then every line's lower limit, after the outage of line ``outage``."""
-    count = len(network.lines)
-    return line_limit_name(network.lines[row % count].name, UPPER if row < count else LOWER,
-                           network.lines[outage].name)
+def _intact_statistics(outages: OutageSet, flows: FlowModel, box: FirmBox,
+                       levels: tuple[float, ...], background: ScenarioFlows) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per model (firm, then each tier), per line of the intact network: the background statistic
+    of its flow and of its reverse flow (worst case over firm capacity's background set; CVaR_eps)."""
+    rows = outages.rows
+    firm = _background_extremes(outages, flows, box)
+    tiers = [(np.empty(rows.shape[0]), np.empty(rows.shape[0])) for _ in levels]
+    for chunk in background.chunks(rows.shape[0]):
+        values = background.columns(np.arange(chunk.start, chunk.stop))
+        for (up, down), eps in zip(tiers, levels):
+            up[chunk], down[chunk] = cvar_by_columns(values, eps), cvar_by_columns(-values, eps)
+    return [firm, *tiers]
+
+
+class _CoefficientScreen:
+    """The stand-alone screen of one model (C-23). Candidates are grouped by their intact
+    stand-alone capacity; within group g, a post-outage coefficient of line l after outage k is
+    at most P_lg + |LODF_lk| A_kg (P: the group's largest positive coefficient on l; A: its
+    largest |coefficient| on k), so a pair whose room is at least cmax_g times that leaves the
+    whole group where it is."""
+
+    def __init__(self, on: np.ndarray, capacity: np.ndarray) -> None:
+        finite = np.isfinite(capacity)
+        ranked = np.flatnonzero(finite)[np.argsort(capacity[finite], kind="stable")]
+        groups = [g for g in np.array_split(ranked, min(_GROUPS, ranked.size)) if g.size] if ranked.size else []
+        unbounded = np.flatnonzero(~finite)
+        self._groups = [(float(capacity[g].max()), *self._extremes(on[:, g])) for g in groups]
+        self._unbounded = self._extremes(on[:, unbounded]) if unbounded.size else None
+
+    @staticmethod
+    def _extremes(on: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.maximum(on, 0.0).max(axis=1), np.maximum(-on, 0.0).max(axis=1), np.abs(on).max(axis=1)
+
+    def may_bind(self, room_up: np.ndarray, room_down: np.ndarray, lodf: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """(lines, outages): the pairs that may lower some candidate's capacity, given lower
+        bounds of their rooms; a room that may be negative (a limit the background may break)
+        always counts."""
+        swing = np.abs(lodf)
+        found = (room_up < 0.0) | (room_down < 0.0)
+        for cmax, positive, negative, size in self._groups:
+            # A hair of slack so that a pair the exact evaluation might find equal is evaluated.
+            scale = cmax * (1.0 + 1e-9)
+            found |= room_up < scale * (positive[:, None] + swing * size[out]) + 1e-9
+            found |= room_down < scale * (negative[:, None] + swing * size[out]) + 1e-9
+        if self._unbounded is not None:  # any positive coefficient can give such a candidate a limit
+            positive, negative, size = self._unbounded
+            found |= (positive[:, None] + swing * size[out] > 0.0) | (negative[:, None] + swing * size[out] > 0.0)
+        return found
+
+
+def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates,
+               box: FirmBox, levels: tuple[float, ...], background: ScenarioFlows, j: int,
+               lines: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], Callable[[int], str]]:
+    """After outage ``j``, the upper then the lower limit of each of ``lines``: coefficients on the
+    candidates, rooms per model, and the rows' names."""
+    k = int(outages.studied[j])
+    factor = outages.lodf[lines, j]
+    h, offset = post_outage_rows(outages, flows, lines, k, factor)
+    on = h[:, candidates.positions]
+    worst = np.concatenate([box.worst(h) + offset,
+                            box.worst(-h) - offset])
+    after = background.after(lines, np.full(lines.size, k), factor)
+    rating = np.tile(outages.emergency_mw[lines], 2)
+    statistics = [worst] + [np.concatenate([cvar_by_columns(after, eps), cvar_by_columns(-after, eps)])
+                            for eps in levels]
+    rooms = [np.where(np.isfinite(rating), rating - statistic, np.inf) for statistic in statistics]
+    network = flows.network
+
+    def name(row: int) -> str:
+        line = int(lines[row % lines.size])
+        return line_limit_name(network.lines[line].name, UPPER if row < lines.size else LOWER, network.lines[k].name)
+
+    return np.vstack([on, -on]), rooms, name
 
 
 def cvar_by_columns(values: np.ndarray, epsilon: float) -> np.ndarray:

@@ -45,10 +45,12 @@ def standalone_capacity(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarra
     """(C-20) over one block of rows: ``coefficients`` (rows x candidates, any sign; only the
     positive parts count), ``rooms`` per row, ``name(row)`` for the limit that binds. Works on the
     non-zero entries alone, so a sparse table of a large case is never made dense."""
-    entries = sp.coo_matrix(coefficients)
-    n = entries.shape[1]
-    positive = entries.data > COEFFICIENT_ZERO
-    row, column, a = entries.row[positive], entries.col[positive], entries.data[positive]
+    columns = sp.csc_matrix(coefficients)
+    columns.sort_indices()
+    n = columns.shape[1]
+    column = np.repeat(np.arange(n), np.diff(columns.indptr))
+    positive = columns.data > COEFFICIENT_ZERO
+    row, column, a = columns.indices[positive], column[positive], columns.data[positive]
     room = rooms[row]
     # A broken limit gives 0 MW to the buses that touch it and is otherwise left out.
     live = (room >= 0.0) | (a >= touch_factor)
@@ -57,8 +59,13 @@ def standalone_capacity(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarra
     capacity = np.full(n, np.inf)
     binding = [""] * n
     if ratio.size:
-        order = np.lexsort((row, ratio, column))        # by column, then ratio, then row: the first wins
-        first = order[np.r_[True, np.diff(column[order]) != 0]]
+        # Entries run by column, rows ascending within each: per column the least ratio, and the
+        # first row that attains it (the smallest row of a tie).
+        starts = np.flatnonzero(np.r_[True, column[1:] != column[:-1]])
+        least = np.minimum.reduceat(ratio, starts)
+        segment = np.cumsum(np.r_[False, column[1:] != column[:-1]])
+        attains = np.flatnonzero(ratio == least[segment])
+        first = attains[np.r_[True, segment[attains][1:] != segment[attains][:-1]]]
         capacity[column[first]] = ratio[first]
         for k, r in zip(column[first].tolist(), row[first].tolist()):
             binding[k] = name(int(r))

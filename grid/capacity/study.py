@@ -40,7 +40,12 @@ import scipy.sparse as sp
 from grid.capacity.binomial import allowed_count
 from grid.capacity.candidates import Candidates
 from grid.capacity.corrections import Corrections
-from grid.capacity.criteria import SecurityCriteria, relies_on_counterflow
+from grid.capacity.criteria import (
+    FirmBox,
+    SecurityCriteria,
+    relies_on_counterflow,
+    scenario_box,
+)
 from grid.capacity.limits import (
     DEFAULT_TOUCH_FACTOR,
     EXTRA,
@@ -54,25 +59,28 @@ from grid.capacity.limits import (
     limit_rows,
     row_background,
     shift_factor_flows,
+    tail_size,
     with_tails,
 )
-from grid.capacity.outages import (
-    OutageSet,
-    screen,
-    single_outages,
-    standalone_after_outages,
-    with_pairs,
-)
-from grid.capacity.programs import (
+from grid.capacity.lp.programs import (
     LinearProgram,
     bound_program,
     explicit_program,
     scenario_program,
 )
+from grid.capacity.lp.staged_solve import StageResult, TheoryCheck, solve_stages
+from grid.capacity.lp.tie_break import CapacityRows
+from grid.capacity.outages import (
+    OutageSet,
+    ScenarioFlows,
+    check_pair_rows,
+    screen,
+    single_outages,
+    standalone_after_outages,
+    with_pairs,
+)
 from grid.capacity.shift_factors import FlowModel, flow_model
-from grid.capacity.staged_solve import StageResult, TheoryCheck, solve_stages
 from grid.capacity.standalone import Standalone, standalone_capacity
-from grid.capacity.tie_break import CapacityRows
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.memory_guard import check_scenario_lp_memory
@@ -165,7 +173,8 @@ class CapacityStudy:
     # Joint mode, per tier: the total flexible capacity (MW) that its first round, the
     # per-constraint model on the same floors, allowed; the difference is what joint risk costs.
     per_constraint_mw: tuple[float, ...] = ()
-    firm_budget: float | None = None
+    # What firm capacity holds against (the criteria's background set on the scenarios' ranges).
+    firm_box: FirmBox | None = None
     criteria: SecurityCriteria = SecurityCriteria()
     # The paper's model (draw = "full") on the same inputs, firm then each tier, when the partial
     # draw set changed some model: what the paper's numbers counted on counterflow for.
@@ -410,7 +419,7 @@ def _capacity_result(ctx: _Context, model: str, risk: float, rooms: np.ndarray, 
 
 
 def _capacity_rows(ctx: _Context, rooms: np.ndarray, kept_rows: np.ndarray, bounded, draw: str) -> CapacityRows:
-    """The kept limits in capacity space, for the tie-break on c alone (grid/capacity/tie_break.py):
+    """The kept limits in capacity space, for the tie-break on c alone (grid/capacity/lp/tie_break.py):
     a_r . c <= room_r, with a_r the signed shift factors of a line on the candidates (their
     positive parts over the partial draw set), or ones for the supply; withdrawal limits are
     already bounds of c."""
@@ -508,10 +517,11 @@ def solve_one(
     if criteria.outages != "n-0":
         raise GridError(f"solve_one studies the intact network; for outages = {criteria.outages!r} use capacity_study")
     flows = flow_model(network)
-    limits = build_limits(network, flows, scenarios, candidates, risk)
+    box = criteria.firm_box(scenarios)
+    limits = build_limits(network, flows, scenarios, candidates, risk, box=box)
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, criteria=criteria)
     if risk == 0:
-        return _solve_model(ctx, "firm", 0.0, limits.limit_mw - limits.worst_mw, floors, _firm_statistic(None))
+        return _solve_model(ctx, "firm", 0.0, limits.limit_mw - limits.worst_mw, floors, box.statistic)
     return _solve_model(ctx, "flexible", risk, limits.limit_mw - limits.cvar(risk), floors, f"CVaR_{risk:g}")
 
 
@@ -526,19 +536,23 @@ def capacity_study(
     formulation: str = "exact",
     risk_mode: str = "per_constraint",
     touch_factor: float = DEFAULT_TOUCH_FACTOR,
-    firm_budget: float | None = None,
     theory: bool = False,
     threads: int = 2,
     criteria: SecurityCriteria = SecurityCriteria(),
     progress: Progress = lambda _: None,
+    compare_full_draw: bool = True,
+    rows: tuple[LimitTable, ShiftRows] | None = None,
     corrections: Corrections | None = None,
 ) -> CapacityStudy:
-    """Firm capacity and the nested flexible tiers (see the module doc).
+    """Firm capacity and the nested flexible tiers (see the module doc), against ``criteria``
+    (grid/capacity/criteria.py: the background set of firm capacity, the draw set, the outages).
 
-    ``firm_budget`` (Gamma) protects firm capacity against at most Gamma loads at their bounds at
-    once instead of the whole box (see grid.capacity.limits.budgeted_worst); None keeps the box of (1).
-    ``corrections`` (line deratings, extra rows) apply to firm capacity and every tier alike
-    (grid/capacity/corrections.py).
+    Without ``compare_full_draw`` the paper's model is not solved beside a partial draw set (no
+    counterflow report: ``full_draw`` stays empty). ``rows`` are limit_rows of these scenarios,
+    candidates and touch factor over the box (background "box") when the caller has built them
+    already; when their table carries the tails of the largest risk level (``tail_mw``), they are
+    not computed again. ``corrections`` (line deratings, extra rows) apply to firm capacity and
+    every tier alike (grid/capacity/corrections.py); rows built without them cannot be reused.
     """
     check_solver(solver)
     levels = check_risk_levels(risk_levels)
@@ -549,38 +563,44 @@ def capacity_study(
     if not 0.0 < touch_factor <= 1.0:
         raise GridError(f"touch_factor must be in (0, 1], got {touch_factor!r}")
     flows = flow_model(network)
-    progress(f"shift factors and worst cases: {len(network.lines)} lines")
-    if firm_budget is not None and not firm_budget >= 0:
-        raise GridError(f"firm_budget must be >= 0 loads, got {firm_budget!r}")
-    base, shift = limit_rows(network, flows, scenarios, candidates, touch_factor, firm_budget, corrections)
+    if rows is None:
+        progress(f"shift factors and worst cases: {len(network.lines)} lines")
+    box = criteria.firm_box(scenarios)
+    if rows is not None and (criteria.background != "box" or rows[0].coef.shape[1] != len(candidates)
+                             or rows[0].count != scenarios.count or not (corrections is None or corrections.empty)):
+        raise GridError("rows were built for other scenarios, candidates, background or without corrections; "
+                        "build them with limit_rows")
+    base, shift = rows or limit_rows(network, flows, scenarios, candidates, touch_factor, box, corrections)
     if formulation == "scenario":
         check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
     firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor,
                         criteria)
-    firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, firm_budget, threads, progress)
+    firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, box.statistic, threads, progress)
     del shift
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor, criteria)
-    security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), firm_budget,
+    security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), box,
                          risk_mode == "joint") if criteria.outages == "n-1" else None
     ctx, firm, tiers, rounds, reference = _models(ctx, firm, levels, risk_mode, security, progress)
-    full_draw = _full_draw(ctx, levels, risk_mode, (firm, *tiers), security, firm_budget, progress)
-    alone = _standalone(ctx, levels, security, firm_budget, progress)
+    full_draw = (_full_draw(ctx, levels, risk_mode, (firm, *tiers), security, box.statistic, progress)
+                 if compare_full_draw else ())
+    alone = _standalone(ctx, levels, security, box, progress)
     return CapacityStudy(network, candidates, ctx.limits, flows, firm, tuple(tiers), risk_mode, touch_factor,
-                         tuple(rounds), tuple(reference), firm_budget, criteria, full_draw,
+                         tuple(rounds), tuple(reference), box, criteria, full_draw,
                          security.outages if security else None, alone)
 
 
-def _standalone(ctx: _Context, levels: tuple[float, ...], security: _Security | None, budget: float | None,
+def _standalone(ctx: _Context, levels: tuple[float, ...], security: _Security | None, box: FirmBox,
                 progress: Progress) -> tuple[Standalone, ...]:
     """(C-20) per model, over the table's rows and, under N-1, after every outage."""
     limits = ctx.limits
     rooms = [limits.limit_mw - limits.worst_mw] + [limits.limit_mw - limits.cvar(eps) for eps in levels]
-    alone = [standalone_capacity(limits.coef, room, ctx.touch_factor, limits.name) for room in rooms]
+    columns = limits.coef.tocsc()  # once for every model (7 million entries on ACTIVSg2000)
+    alone = [standalone_capacity(columns, room, ctx.touch_factor, limits.name) for room in rooms]
     if security is None:
         return tuple(alone)
     progress(f"N-1: stand-alone capacity after each of {security.outages.studied.size} outages")
-    after = standalone_after_outages(security.outages, ctx.flows, ctx.candidates, ctx.scenarios, budget, levels,
-                                     ctx.touch_factor)
+    after = standalone_after_outages(security.outages, ctx.flows, ctx.candidates, box, levels,
+                                     ctx.touch_factor, alone, security.background(ctx))
     return tuple(mine.tighter(theirs) for mine, theirs in zip(alone, after))
 
 
@@ -589,30 +609,34 @@ class _Security:
     """The N-1 screening state of one study: the outages, and the pairs already in the table."""
 
     outages: OutageSet
-    budget: float | None
+    box: FirmBox
     with_scenarios: bool
     known: set[tuple[int, int]] = field(default_factory=set)
+    # The intact network's scenario flows, made on first use and shared by every pass.
+    flows_made: list[ScenarioFlows] = field(default_factory=list)
 
-    def add(self, ctx: _Context, capacities: Sequence[tuple[np.ndarray, str]], budget: float | None,
+    def background(self, ctx: _Context) -> ScenarioFlows:
+        if not self.flows_made:
+            self.flows_made.append(ScenarioFlows(self.outages, ctx.flows, ctx.scenarios))
+        return self.flows_made[0]
+
+    def add(self, ctx: _Context, capacities: Sequence[tuple[np.ndarray, str]], box: FirmBox,
             progress: Progress) -> _Context | None:
-        """ctx with the pairs that come near their limit at any of these (capacity, draw), or None."""
+        """ctx with the pairs that come near their limit at any of these (capacity, draw), the
+        background anywhere in ``box``, or None."""
         new: list[tuple[int, int]] = []
         for capacity, draw in capacities:
-            new += screen(self.outages, ctx.flows, ctx.candidates, ctx.scenarios, capacity, draw, budget,
+            new += screen(self.outages, ctx.flows, ctx.candidates, capacity, draw, box,
                           self.known | set(new))
         if not new:
             return None
+        check_pair_rows(len(self.known) + len(new), len(ctx.candidates), ctx.criteria.emergency_factor)
         self.known |= set(new)
         progress(f"N-1: {len(new)} (line, outage) pair(s) near their emergency rating added ({len(self.known)} in all)")
-        limits = with_pairs(ctx.limits, self.outages, ctx.flows, ctx.scenarios, ctx.candidates, new,
-                            budget=self.budget, touch_factor=ctx.touch_factor,
-                            with_scenarios=self.with_scenarios)
+        limits = with_pairs(ctx.limits, self.outages, ctx.flows, ctx.candidates, new,
+                            box=self.box, touch_factor=ctx.touch_factor,
+                            with_scenarios=self.with_scenarios, background=self.background(ctx))
         return dataclasses.replace(ctx, limits=limits)
-
-
-def _firm_statistic(budget: float | None) -> str:
-    """How firm capacity's background statistic is named in the blocked limits."""
-    return "worst-case" if budget is None else f"worst-case (budget {budget:g})"
 
 
 def _models(ctx: _Context, firm: CapacityResult, levels: tuple[float, ...], risk_mode: str,
@@ -622,17 +646,17 @@ def _models(ctx: _Context, firm: CapacityResult, levels: tuple[float, ...], risk
     a tier hold at the firm capacities already (the screen would have added them otherwise), so
     firm capacity does not change then."""
     zeros = np.zeros(len(ctx.candidates))
-    statistic = _firm_statistic(None if security is None else security.budget)
     while security is not None:
-        grown = security.add(ctx, [(firm.vector(ctx.candidates), firm.draw)], security.budget, progress)
+        grown = security.add(ctx, [(firm.vector(ctx.candidates), firm.draw)], security.box, progress)
         if grown is None:
             break
         ctx = grown
-        firm = _solve_model(ctx, "firm", 0.0, ctx.limits.limit_mw - ctx.limits.worst_mw, zeros, statistic)
+        firm = _solve_model(ctx, "firm", 0.0, ctx.limits.limit_mw - ctx.limits.worst_mw, zeros, security.box.statistic)
     while True:
         tiers, rounds, reference = _flexible_tiers(ctx, levels, risk_mode, firm.vector(ctx.candidates), progress)
+        # The tiers' CVaR is at most the worst case over the scenarios' whole range.
         grown = None if security is None else security.add(
-            ctx, [(tier.vector(ctx.candidates), tier.draw) for tier in tiers], None, progress)
+            ctx, [(tier.vector(ctx.candidates), tier.draw) for tier in tiers], scenario_box(ctx.scenarios), progress)
         if grown is None:
             # Rows added after firm capacity was solved hold at it (see above): not blocked.
             extra = len(ctx.limits) - firm.blocked_rows.size
@@ -642,14 +666,13 @@ def _models(ctx: _Context, firm: CapacityResult, levels: tuple[float, ...], risk
 
 
 def _full_draw(ctx: _Context, levels: tuple[float, ...], risk_mode: str, models: tuple[CapacityResult, ...],
-               security: _Security | None, firm_budget: float | None, progress: Progress) -> tuple[CapacityResult, ...]:
+               security: _Security | None, statistic: str, progress: Progress) -> tuple[CapacityResult, ...]:
     """The paper's model (every product drawn in full) on the same inputs, when the partial draw
     set changed some model; () when every model was the same LP under both."""
     if all(model.draw == "full" for model in models):
         return ()
     progress("the paper's model (every product drawn in full), for the counterflow report")
     full = dataclasses.replace(ctx, criteria=dataclasses.replace(ctx.criteria, draw="full"))
-    statistic = _firm_statistic(firm_budget)
     firm = _solve_model(full, "firm", 0.0, full.limits.limit_mw - full.limits.worst_mw,
                         np.zeros(len(ctx.candidates)), statistic)
     if security is not None:  # its own screening, on a copy: the study's table stays the partial one's
@@ -659,7 +682,7 @@ def _full_draw(ctx: _Context, levels: tuple[float, ...], risk_mode: str, models:
 
 
 def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_mode: str,
-                    firm_budget: float | None, threads: int, progress: Progress) -> tuple[CapacityResult, LimitTable]:
+                    statistic: str, threads: int, progress: Progress) -> tuple[CapacityResult, LimitTable]:
     """Firm capacity, and the limits with their scenario tails.
 
     The firm model needs only the worst cases, so it is solved while the scenario flows and their
@@ -667,9 +690,12 @@ def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_
     """
     base, network, scenarios = firm_ctx.limits, firm_ctx.network, firm_ctx.scenarios
     zeros = np.zeros(len(firm_ctx.candidates))
-    statistic = _firm_statistic(firm_budget)
     solve_firm = partial(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
     tails = partial(with_tails, base, shift, scenarios, max_risk, progress, with_scenarios=risk_mode == "joint")
+    if risk_mode != "joint" and base.tail_mw.shape[1] >= tail_size(max_risk, scenarios.count):
+        # The caller's rows carry the tails already (capacity_study's ``rows``).
+        progress(f"firm capacity: robust LP with {firm_ctx.solver}")
+        return solve_firm(), base
     # A thread only pays off when the scenario pass is long; on small cases its start-up and the
     # hand-over cost more than they save.
     if threads > 1 and len(network.lines) * scenarios.count >= _THREAD_WORK:

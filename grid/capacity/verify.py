@@ -24,7 +24,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid.capacity.binomial import wilson_interval
-from grid.capacity.limits import LOWER, UPPER, row_background
+from grid.capacity.criteria import budgeted_worst
+from grid.capacity.limits import (
+    LOWER,
+    SUPPLY,
+    UPPER,
+    WITHDRAWAL,
+    LimitTable,
+    row_background,
+)
+from grid.capacity.outages import outage_bound
 from grid.capacity.study import (
     MIN_PRODUCT_MW,
     CapacityResult,
@@ -97,6 +106,39 @@ class RiskCheck:
 Sampler = Callable[[int], Scenarios]
 
 
+def _inside(samples: np.ndarray, box: tuple[np.ndarray, np.ndarray]) -> bool:
+    lower, upper = box
+    slack = 1e-9 * np.maximum(1.0, np.abs(upper))
+    return bool(np.all(samples >= lower - slack) and np.all(samples <= upper + slack))
+
+
+def row_ceiling(limits: LimitTable, lines: np.ndarray, dense: np.ndarray, offset_mw: np.ndarray,
+                box: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per row, an upper bound of its background term b_r over the load box ``box`` = (lower,
+    upper), which holds every scenario the check can draw (C-24): exact for a withdrawal limit (the
+    bus's upper bound), the supply (the sum of them) and a line of the intact network (its worst
+    corner); for a post-outage row the bound (C-22) of its two lines' worst corners. ``dense``
+    holds the shift-factor rows of ``lines``; a row on another line gets no bound (infinity)."""
+    lower, upper = box
+    up, down = np.full(offset_mw.size, np.inf), np.full(offset_mw.size, np.inf)
+    up[lines] = budgeted_worst(dense, lower, upper, None) + offset_mw[lines]
+    down[lines] = budgeted_worst(-dense, lower, upper, None) - offset_mw[lines]
+    kinds = np.array(limits.kinds)
+    ceiling = np.full(len(limits), np.inf)
+    withdrawal = kinds == WITHDRAWAL
+    ceiling[withdrawal] = upper[limits.bus[withdrawal]]
+    ceiling[kinds == SUPPLY] = upper.sum()
+    for kind, same, other in ((UPPER, up, down), (LOWER, down, up)):
+        on = np.flatnonzero(kinds == kind)
+        value = same[limits.line[on]]
+        if limits.has_outages:
+            out = limits.outage[on]
+            after = out >= 0
+            value[after] = outage_bound(value[after], same[out[after]], other[out[after]], limits.lodf[on][after])
+        ceiling[on] = value
+    return ceiling
+
+
 def verify_risk(
     study: CapacityStudy,
     sample: Sampler,
@@ -104,11 +146,15 @@ def verify_risk(
     *,
     product_ids: Callable[[int, int], str],
     chunk: int | None = None,
+    box: tuple[np.ndarray, np.ndarray] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[RiskCheck]:
     """Check every product on ``count`` fresh scenarios drawn by ``sample(n)`` in chunks.
 
     ``product_ids(bus, model_index)`` names the product family (model 0 = firm, k = tier k).
+    ``box`` (lower, upper per bus) bounds every scenario ``sample`` draws (the study's scenarios'
+    box): with it, only the rows that some state of the box can break are evaluated (C-24); a chunk
+    with a sample outside it is checked on every row.
     """
     limits, candidates, flows = study.limits, study.candidates, study.flows
     if chunk is None:
@@ -123,12 +169,18 @@ def verify_risk(
     tolerance = 1e-7 * np.maximum(1.0, np.abs(limits.limit_mw))
     kinds = np.array(limits.kinds)
     lines = np.unique(limits.line[(kinds == UPPER) | (kinds == LOWER)])
+    rows = np.arange(len(limits))
     if lines.size * len(study.network.buses) * 8 <= _DENSE_H_BYTES:
-        dense = np.vstack([h for _, h in flows.blocks(lines)]) if lines.size else None
+        dense = np.vstack([h for _, h in flows.blocks(lines)]) if lines.size else np.zeros((0, len(study.network.buses)))
 
         def line_flows(wanted: np.ndarray, p: np.ndarray) -> np.ndarray:
-            # Every row is checked, so ``wanted`` is always all the limited lines.
-            return dense @ p.T + flows.offset_mw[wanted][:, None]
+            return dense[np.searchsorted(lines, wanted)] @ p.T + flows.offset_mw[wanted][:, None]
+
+        if box is not None:
+            # Only the rows that some state of the box can break at some model's loads (C-24).
+            ceiling = row_ceiling(limits, lines, dense, flows.offset_mw, box)
+            rows = np.flatnonzero(np.any([keep & (load + ceiling > limits.limit_mw + tolerance)
+                                          for keep, load in zip(live, loads)], axis=0))
     else:
         def line_flows(wanted: np.ndarray, p: np.ndarray) -> np.ndarray:
             return flows.flows(np.ascontiguousarray(p.T))[wanted] + flows.offset_mw[wanted][:, None]
@@ -139,11 +191,12 @@ def verify_risk(
     while done < count:
         size = min(chunk, count - done)
         scenarios = sample(size)
-        background = row_background(limits, scenarios.samples_mw, every_row, line_flows)
+        checked = rows if box is None or _inside(scenarios.samples_mw, box) else every_row
+        background = row_background(limits, scenarios.samples_mw, checked, line_flows)
         for m, load in enumerate(loads):
-            excess = (load[:, None] + background - limits.limit_mw[:, None]) > tolerance[:, None]
-            excess &= live[m][:, None]
-            counts[m] += interrupted_counts(limits.touch, sp.csr_matrix(excess))
+            excess = (load[checked, None] + background - limits.limit_mw[checked, None]) > tolerance[checked, None]
+            excess &= live[m][checked, None]
+            counts[m] += interrupted_counts(limits.touch[checked], sp.csr_matrix(excess))
         done += size
         progress(f"risk check: {done:,}/{count:,} fresh scenarios")
 

@@ -157,11 +157,12 @@ def dso_opf(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ..
 def solve_opf(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
               settings: OpfSettings = OpfSettings(), solver: str = "highs") -> OpfResult:
     """Solve a model of ``build_opf_model`` and read its prices. The model may be solved again
-    after its fixed ``dc_p``/``dc_q`` are moved (tests enumerate decisions on one model)."""
+    after its fixed ``dc_p``/``dc_q`` are moved (tests enumerate decisions on one model): HiGHS
+    then keeps the model between solves, each started cold (grid/solvers/solve.py, ``again``)."""
     load_buses = [b for b in feeder.buses if b != feeder.head_bus]
     if m.component("dual") is None:
         m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-    status = solve(m, solver, exact_check=True)
+    status = solve(m, solver, exact_check=True, again=True)
     if status != "optimal":
         raise InfeasibleNetworkError(
             f"the OPF on {feeder.name} is {status}: no dispatch keeps every voltage within "

@@ -224,8 +224,15 @@ class BaseLoadSpread:
 
     sd_fraction: float = 0.05
     truncation_sd: float = 3.0
+    # How far above its base a load may go, in sd; None: truncation_sd (symmetric). 0: the base
+    # is the forecast peak, and loads vary below it (what `dcmarket capacity CASE` assumes).
+    above_sd: float | None = None
 
     def __post_init__(self) -> None:
+        if self.above_sd is not None and (isinstance(self.above_sd, bool) or not isinstance(self.above_sd, numbers.Real)
+                                          or not 0 <= self.above_sd <= self.truncation_sd):
+            raise GridError(f"BaseLoadSpread.above_sd must lie in [0, truncation_sd = {self.truncation_sd}] "
+                            f"(got {self.above_sd!r}); 0 keeps every load at or below its base")
         for name in ("sd_fraction", "truncation_sd"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -282,7 +289,7 @@ def _draw_blocks(
     rng: np.random.Generator,
     rows: int,
     columns: int,
-    bound: float | None,
+    bound: float | tuple[float, float] | None,
     consume: Callable[[slice, np.ndarray], None],
 ) -> None:
     """Draw a rows x columns array of standard normals block by block, handing each to ``consume``.
@@ -291,7 +298,8 @@ def _draw_blocks(
     from ``rng`` one call ``integers(0, 2**64, size=2, dtype=uint64)``, the key; the rows are cut
     into blocks of max(1, 2^16 // columns) rows; block k draws from
     PCG64(SeedSequence(key, spawn_key=(k,))) its normals in row-major order, then, with a
-    ``bound``, redraw passes (see ``_redraw_outside``) that truncate them to [-bound, bound].
+    ``bound``, redraw passes (see ``_redraw_outside``) that truncate them to [-bound, bound] (or
+    to [low, high] for a pair).
     Nothing else is drawn from ``rng``. ``consume(rows, block)`` may modify the block in place.
     """
     key = [int(word) for word in rng.integers(0, 2**64, size=2, dtype=np.uint64)]
@@ -302,25 +310,26 @@ def _draw_blocks(
         span = slice(k * step, min(rows, (k + 1) * step))
         block = child.standard_normal((span.stop - span.start, columns))
         if bound is not None:
-            _redraw_outside(block, bound, child)
+            low, high = (-bound, bound) if isinstance(bound, (int, float)) else bound
+            _redraw_outside(block, low, high, child)
         consume(span, block)
 
     _run_blocks(task, -(-rows // step))
 
 
-def _redraw_outside(z: np.ndarray, bound: float, rng: np.random.Generator) -> None:
-    """Turn standard normals into normals truncated to [-bound, bound] by redrawing, in place.
+def _redraw_outside(z: np.ndarray, low: float, high: float, rng: np.random.Generator) -> None:
+    """Turn standard normals into normals truncated to [low, high] by redrawing, in place.
 
     Order: each pass draws one fresh normal for every entry still outside, in increasing flat
-    (row-major) index, until none is outside. With bound >= 1 at most 32 % of the entries need a
-    redraw and each pass keeps at most 32 % of those, so a few passes finish.
+    (row-major) index, until none is outside. With -low >= 1 and high >= 0 at most 66 % of the
+    entries need a redraw and each pass keeps at most 66 % of those, so a few dozen passes finish.
     """
     flat = z.reshape(-1)  # a view: z is C-contiguous
-    outside = np.flatnonzero((flat > bound) | (flat < -bound))
+    outside = np.flatnonzero((flat > high) | (flat < low))
     while outside.size:
         fresh = rng.standard_normal(outside.size)
         flat[outside] = fresh
-        outside = outside[(fresh > bound) | (fresh < -bound)]
+        outside = outside[(fresh > high) | (fresh < low)]
 
 
 def _write_rows(
@@ -358,7 +367,8 @@ def sample_base_load(
 ) -> Scenarios:
     """Draw ``count`` independent scenarios of the base-load spread (see ``BaseLoadSpread``).
 
-    The box is Pd - Pg +/- truncation_sd * sd per bus, exactly the truncation bounds, so the
+    The box is Pd - Pg - truncation_sd * sd to Pd - Pg + above_sd * sd per bus (above_sd defaults
+    to truncation_sd), exactly the truncation bounds, so the
     robust model protects against every sample. Refuses (GridError) a count whose samples and
     line flows would not fit in memory, before drawing.
 
@@ -377,18 +387,19 @@ def sample_base_load(
     check_scenario_memory(network, count)
     centre, sd = _base_centre_and_sd(network, spread)
     columns = np.flatnonzero(sd > 0)
-    half = spread.truncation_sd * sd
+    above = spread.truncation_sd if spread.above_sd is None else float(spread.above_sd)
+    bound = spread.truncation_sd if spread.above_sd is None else (-spread.truncation_sd, above)
     samples = np.empty((count, centre.size))
     if columns.size:
-        # centre + sd * z with |z| <= c never rounds past centre +/- c * sd (rounding is
-        # monotone), so no clip is needed.
+        # centre + sd * z with low <= z <= high never rounds past centre + low sd or
+        # centre + high sd (rounding is monotone), so no clip is needed.
         _draw_blocks(
-            rng, count, columns.size, spread.truncation_sd,
+            rng, count, columns.size, bound,
             lambda rows, z: _write_rows(samples, rows, columns, centre, sd, z),
         )
     else:
         samples[:] = centre
-    return Scenarios._adopt(network.bus_numbers, samples, centre - half, centre + half)
+    return Scenarios._adopt(network.bus_numbers, samples, centre - spread.truncation_sd * sd, centre + above * sd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,10 +470,10 @@ def _marginals(
     n_bus = len(network.buses)
     if isinstance(base, BaseLoadSpread):
         centre, scale = _base_centre_and_sd(network, base)
+        above = base.truncation_sd if base.above_sd is None else base.above_sd
         a = np.full(n_bus, -base.truncation_sd)
-        b = np.full(n_bus, base.truncation_sd)
-        half = base.truncation_sd * scale
-        return centre, scale, a, b, centre - half, centre + half
+        b = np.full(n_bus, float(above))
+        return centre, scale, a, b, centre - base.truncation_sd * scale, centre + above * scale
     centre, scale = np.zeros(n_bus), np.zeros(n_bus)
     a, b = np.zeros(n_bus), np.zeros(n_bus)
     lower, upper = np.zeros(n_bus), np.zeros(n_bus)

@@ -1,8 +1,10 @@
-"""Networks by name or by file: the built-in cases, MATPOWER .m files and CSV case folders.
+"""Networks by name or by file: the built-in cases, MATPOWER .m files, PSS/E .raw files and CSV
+case folders.
 
 ``load_case(ref)`` takes a built-in name (see :func:`available_cases`, also MATPOWER's file
-names such as ``case118`` as aliases), a path to a MATPOWER ``.m`` file, or a path to a CSV case
-folder (format in grid/network/csv_case.py). :class:`CaseOptions` then adjusts what the data leaves open:
+names such as ``case118`` as aliases), a path to a MATPOWER ``.m`` file, a path to a PSS/E
+``.raw`` file (v33 or v35, grid/network/psse.py), or a path to a CSV case folder (format in
+grid/network/csv_case.py). :class:`CaseOptions` then adjusts what the data leaves open:
 the slack model, an import limit, withdrawal limits and the default rating of unrated branches.
 
 Every built-in states its default-rating rule (grid/network/ratings.py): the MATPOWER transmission
@@ -10,7 +12,7 @@ cases rate unrated branches max(100 MW, 1.5 x |base-case DC flow|) (100 MW is th
 the IEEE 33-bus feeder max(1 MW, 1.5 x |base-case DC flow|). A user's file states none, so its
 unrated branches need ``default_rating_mw`` and/or ``rating_margin``.
 
-Heavy imports (pandas, matpowercaseframes, matpower, scipy) happen inside the loaders, so
+Heavy imports (pandas, matpowercaseframes, matpower, scipy, pypowsybl) happen inside the loaders, so
 importing this module stays cheap for callers that only list cases.
 """
 
@@ -323,17 +325,21 @@ def _apply_limits(network: Network, options: CaseOptions, label: str) -> Network
         raise prefix_case(error, label) from None
 
 
+# Case files by suffix: MATPOWER and PSS/E RAW; both carry the full data an AC model needs.
+_CASE_FILES = (".m", ".raw")
+
+
 def _unknown_case(ref: str, path: Path) -> GridError:
     names = ", ".join(available_cases())
-    looks_like_path = ref.endswith(".m") or "/" in ref or os.sep in ref
+    looks_like_path = ref.lower().endswith(_CASE_FILES) or "/" in ref or os.sep in ref
     if looks_like_path:
         return GridError(
-            f"case {ref}: no such file or folder ({path}); give a MATPOWER .m file, a CSV case folder "
-            f"or a built-in case: {names}"
+            f"case {ref}: no such file or folder ({path}); give a MATPOWER .m file, a PSS/E .raw file, a CSV case "
+            f"folder or a built-in case: {names}"
         )
     return GridError(
         f"unknown network case {ref!r}; known cases: {names}; no file or folder at {path} either "
-        "(a MATPOWER .m file or a CSV case folder path is also accepted)"
+        "(a MATPOWER .m file, a PSS/E .raw file or a CSV case folder path is also accepted)"
     )
 
 
@@ -344,7 +350,7 @@ def _load_with_count(
     if not isinstance(text, str) or not text.strip():
         raise GridError(
             f"network case {ref!r} is not a case; give a built-in name ({', '.join(available_cases())}), "
-            "a MATPOWER .m file or a CSV case folder"
+            "a MATPOWER .m file, a PSS/E .raw file or a CSV case folder"
         )
     builtin = _resolve_builtin(text)
     if builtin is not None:
@@ -359,23 +365,30 @@ def _load_with_count(
     if path.is_dir():
         network, unrated = load_csv_case(path, label=text, rule=rule, slack=options.slack)
     elif path.is_file():
-        if path.suffix.lower() != ".m":
+        if path.suffix.lower() not in _CASE_FILES:
             raise GridError(
                 f"case {text}: {path.suffix or 'a file without a suffix'} is not a case format; give a MATPOWER "
-                ".m file or a CSV case folder (buses.csv, lines.csv)"
+                ".m file, a PSS/E .raw file or a CSV case folder (buses.csv, lines.csv)"
             )
-        network, unrated = load_matpower_case(path, label=text, rule=rule, slack=options.slack)
+        if path.suffix.lower() == ".raw":
+            # pandas and pypowsybl load only when a RAW file is read.
+            from grid.network.psse import load_raw_case
+
+            network, unrated = load_raw_case(path, label=text, rule=rule, slack=options.slack)
+        else:
+            network, unrated = load_matpower_case(path, label=text, rule=rule, slack=options.slack)
     else:
         raise _unknown_case(text, path.absolute())
     return _apply_limits(network, options, text), unrated
 
 
 def matpower_file(ref: str | os.PathLike[str], base_dir: Path | None = None) -> Path:
-    """The MATPOWER .m file behind a built-in name or a path, for models that need the full case
-    data (the AC check reads R, B, taps, Qd, Vg and the limits, which a Network does not carry).
+    """The case file behind a built-in name or a path, a MATPOWER .m or a PSS/E .raw file, for
+    models that need the full case data (the AC check reads R, B, taps, Qd, Vg and the limits,
+    which a Network does not carry; grid/network/psse.py reads a .raw file into the same tables).
 
-    Resolves names and paths as :func:`load_case` does; a case that is not a MATPOWER file (the
-    feeders, the paper's case, a CSV folder) is a GridError.
+    Resolves names and paths as :func:`load_case` does; a case without such a file (the feeders,
+    the paper's case, a CSV folder) is a GridError.
     """
     text = os.fspath(ref) if isinstance(ref, (str, os.PathLike)) else ref
     if not isinstance(text, str) or not text.strip():
@@ -390,10 +403,10 @@ def matpower_file(ref: str | os.PathLike[str], base_dir: Path | None = None) -> 
     path = Path(text).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
-    if path.is_file() and path.suffix.lower() == ".m":
+    if path.is_file() and path.suffix.lower() in _CASE_FILES:
         return path
     if path.exists():
-        raise GridError(f"case {text}: not a MATPOWER .m file; give a MATPOWER case (a .m file or a built-in name such as ieee14)")
+        raise GridError(f"case {text}: not a MATPOWER .m or PSS/E .raw file; give one, or a built-in name such as ieee14")
     raise _unknown_case(text, path.absolute())
 
 
@@ -402,7 +415,7 @@ def load_case(
     options: CaseOptions = CaseOptions(),
     base_dir: Path | None = None,
 ) -> Network:
-    """A fresh Network for a built-in name, a MATPOWER .m file or a CSV case folder.
+    """A fresh Network for a built-in name, a MATPOWER .m file, a PSS/E .raw file or a CSV case folder.
 
     Names win over paths (write ``./ieee14`` for a folder of that name); relative paths resolve
     against ``base_dir`` when given (a config file's folder), else the working directory.

@@ -39,17 +39,37 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _run(model: pyo.ConcreteModel, solver: str, exact_check: bool = False) -> tuple[object, TerminationCondition]:
+def _run(model: pyo.ConcreteModel, solver: str, exact_check: bool = False,
+         again: bool = False) -> tuple[object, TerminationCondition]:
     """Solve without loading; return the results and the termination condition."""
     try:
         if solver == "glpk":
             return _run_glpk(model, exact_check)
-        results = pyo.SolverFactory(solver).solve(model, load_solutions=False, options=dict(HIGHS_THREADS))
+        highs = _kept_highs(model, solver) if again else pyo.SolverFactory(solver)
+        results = highs.solve(model, load_solutions=False, options=dict(HIGHS_THREADS))
         return results, results.solver.termination_condition
     except SolverError:
         raise
     except Exception as exc:  # never let a raw Pyomo/solver traceback reach the user
         raise SolverError(f"solver {solver!r} failed ({_first_line(exc)}); try the other solver") from None
+
+
+# The attribute of a model that keeps its HiGHS interface between solves (`solve(..., again=True)`).
+_KEPT_HIGHS = "_dcmarket_kept_highs"
+
+
+def _kept_highs(model: pyo.ConcreteModel, solver: str) -> object:
+    """The model's own persistent HiGHS interface: Pyomo hands the model to HiGHS at the first
+    solve (most of a small LP's time) and only what changed at the next. HiGHS's basis is cleared
+    first, so that every solve starts cold, as a fresh one does: same vertex, same duals."""
+    highs = getattr(model, _KEPT_HIGHS, None)
+    if highs is None:
+        highs = pyo.SolverFactory(solver)
+        object.__setattr__(model, _KEPT_HIGHS, highs)
+    kept = getattr(highs, "_solver_model", None)  # the highspy.Highs, once the model was passed
+    if kept is not None:
+        kept.clearSolver()
+    return highs
 
 
 def _run_glpk(model: pyo.ConcreteModel, exact_check: bool = False) -> tuple[object, TerminationCondition]:
@@ -107,17 +127,18 @@ def _has_feasible_point(model: pyo.ConcreteModel, solver: str) -> bool | None:
     return None
 
 
-def solve(model: pyo.ConcreteModel, solver: str, *, exact_check: bool = False) -> str:
+def solve(model: pyo.ConcreteModel, solver: str, *, exact_check: bool = False, again: bool = False) -> str:
     """Solve a Pyomo LP; return "optimal", "infeasible" or "unbounded".
 
     The solution is loaded into the model only when optimal. Any other outcome (time limit,
     numerical trouble, a crash) raises SolverError with a one-line message. ``exact_check`` has
     GLPK re-check its final basis in exact arithmetic (glpsol --xcheck): on LinDist3Flow's long
     chains of voltage rows its floating-point simplex can stop "optimal" with a voltage 4e-4
-    p.u. below its floor.
+    p.u. below its floor. ``again``: the model will be solved again with some fixed values moved
+    (an enumeration); HiGHS keeps it between solves (`_kept_highs`), each solve started cold.
     """
     check_solver(solver)
-    results, condition = _run(model, solver, exact_check)
+    results, condition = _run(model, solver, exact_check, again)
     if condition == TerminationCondition.optimal:
         try:
             model.solutions.load_from(results)

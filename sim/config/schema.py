@@ -41,7 +41,12 @@ from agents.profiles import (
 from agents.strategies import STRATEGIES, ChosenStrategy, choose_strategy
 from grid.ac.check import AcSettings
 from grid.ac.correct import DEFAULT_MAX_ITERATIONS, MAX_ITERATIONS_CEILING
-from grid.capacity.criteria import DRAW_SETS, OUTAGE_SETS, SecurityCriteria
+from grid.capacity.criteria import (
+    BACKGROUND_SETS,
+    DRAW_SETS,
+    OUTAGE_SETS,
+    SecurityCriteria,
+)
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import (
     FORMULATIONS,
@@ -63,6 +68,7 @@ from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import Product, risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
 from mechanisms.settings import MAX_COUNT, MAX_MW, MAX_SEED, MW, Settings, SignedMW
+from sim.config.headroom import HeadroomConfig
 from sim.config.overrides import (
     NestingError,
     Override,
@@ -108,6 +114,7 @@ _REGISTRIES: dict[str, Iterable[str]] = {
     "bundle_ties": BUNDLE_TIE_POLICIES,
     "draw": DRAW_SETS,
     "criterion": OUTAGE_SETS,
+    "background": BACKGROUND_SETS,
 }
 
 
@@ -225,9 +232,12 @@ class SpreadConfig(_Section):
 
     sd_fraction: float = Field(default=0.05, gt=0, le=1, description="standard deviation as a fraction of |base load|")
     truncation_sd: float = Field(default=3.0, gt=0, le=10, description="loads are truncated this many sd from the base")
+    above_sd: float | None = Field(default=None, ge=0, le=10, description="how many sd above its base a load may go "
+                                   "(default: truncation_sd, symmetric); 0 makes the base load the forecast peak, "
+                                   "loads varying below it")
 
     def spread(self) -> BaseLoadSpread:
-        return BaseLoadSpread(sd_fraction=self.sd_fraction, truncation_sd=self.truncation_sd)
+        return BaseLoadSpread(sd_fraction=self.sd_fraction, truncation_sd=self.truncation_sd, above_sd=self.above_sd)
 
 
 class LoadConfig(_Section):
@@ -284,10 +294,6 @@ class ProductGridConfig(_Section):
                                    "many MW")
     touch_factor: float = Field(default=DEFAULT_TOUCH_FACTOR, gt=0, le=1, description="shift factor from which a "
                                 "bus counts as touching a limit")
-    # Firm capacity holds for every load in its box (docs/models/capacity.md#ca-2-1); with a budget Gamma, for
-    # every case where at most Gamma loads sit away from their centre at once (Bertsimas and Sim).
-    firm_budget: float | None = Field(default=None, ge=0, le=MAX_COUNT, description="firm capacity against any this "
-                                      "many loads at their bounds at once; default: all of them")
     theory_checks: bool = Field(default=False, description="check Theorem 1 and Proposition 1 in `dcmarket run` "
                                 "(always on in `dcmarket capacity`)")
 
@@ -320,8 +326,7 @@ class ProductGridConfig(_Section):
         """How the DSO turns capacities into products, against ``security`` (the [security] table)."""
         return ProductSettings(risk_levels=tuple(sorted(self.risk_levels)), risk_mode=self.risk_mode,
                                formulation=self.formulation, block_mw=self.block_mw,
-                               touch_factor=self.touch_factor, firm_budget=self.firm_budget,
-                               criteria=security.criteria())
+                               touch_factor=self.touch_factor, criteria=security.criteria())
 
 
 class ExplicitProductConfig(_Section):
@@ -496,14 +501,37 @@ class SecurityConfig(_Section):
                                                   'branch outages), else every branch; "all": every branch')
     emergency_factor: float = Field(default=1.0, ge=0.5, le=3.0, description="N-1: a line's rating after an outage, "
                                     "where the case gives no RATE_B or RATE_C, is its rating times this")
+    # Firm capacity's background set (docs/models/capacity.md#background-sets); flexible tiers read the scenarios.
+    background: str = Field(default="box", description='what firm capacity holds against: "box" (every load '
+                                   'anywhere in its range at once, the paper\'s), "budgeted" (at most `budget` loads '
+                                   'away from the middle of their range at once) or "peak" (every load at the top of '
+                                   'its range: the forecast peak); default: "budgeted" with a budget, else "box"')
+    budget: float | None = Field(default=None, ge=0, le=MAX_COUNT, description='the budgeted box: how many loads may '
+                                 'leave the middle of their range at once (Bertsimas and Sim)')
 
-    @field_validator("draw", "criterion")
+    @field_validator("draw", "criterion", "background")
     @classmethod
     def _registered_name(cls, value: str, info: ValidationInfo) -> str:
         return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_background(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("background") is None:
+            return {**data, "background": "budgeted" if data.get("budget") is not None else "box"}
+        return data
+
+    @model_validator(mode="after")
+    def _background_and_budget(self) -> "SecurityConfig":
+        if self.background == "budgeted" and self.budget is None:
+            raise ValueError('background = "budgeted" needs budget, how many loads at their bounds at once (e.g. 30)')
+        if self.background != "budgeted" and self.budget is not None:
+            raise ValueError(f'budget applies to background = "budgeted", not {self.background!r}; drop budget')
+        return self
+
     def criteria(self) -> SecurityCriteria:
-        return SecurityCriteria(draw=self.draw, outages=self.criterion, emergency_factor=self.emergency_factor)
+        return SecurityCriteria(draw=self.draw, outages=self.criterion, emergency_factor=self.emergency_factor,
+                                background=self.background, budget=self.budget)
 
 
 class AcConfig(_Section):
@@ -534,7 +562,7 @@ class EquilibriumConfig(_Section):
 
 
 # The tables that studies other than the auction read (`dcmarket plan`, `dcmarket price`).
-STUDY_TABLES = ("plan", "price")
+STUDY_TABLES = ("plan", "price", "headroom")
 
 
 class ExperimentConfig(_Section):
@@ -568,6 +596,8 @@ class ExperimentConfig(_Section):
                                     "`dcmarket plan`)")
     price: PriceConfig | None = Field(default=None, description="DLMP prices on a feeder (after a run, or "
                                       "`dcmarket price`)")
+    headroom: HeadroomConfig | None = Field(default=None, description="hourly headroom per bus on real load data "
+                                            "(`dcmarket headroom`)")
 
     @field_validator("solver")
     @classmethod

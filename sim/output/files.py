@@ -38,7 +38,10 @@ RISK_CHECK = "risk_check.csv"
 AC_CHECK = "ac_check.csv"
 AC_CORRECTION = "ac_correction.csv"
 CAPACITY_MAP = "capacity_map.png"
+STANDALONE_MAP = "standalone_map.png"
 CORRELATION = "correlation.csv"
+# `dcmarket capacity --export-pandapower`: the firm allocation on the case as a pandapower net.
+ALLOCATION_PANDAPOWER = "allocation_pandapower.json"
 # Input files a study keeps as given (their last line may lack a line end).
 INPUT_COPIES = frozenset({SCENARIOS, CORRELATION})
 # A case given as a file or folder is copied into case/ under its own name (the name is the
@@ -113,21 +116,24 @@ PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "dispatch_profile.csv", "sce
 PRICE_FOLDER = "price"
 PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png", "unbalance.png",
                          "dlmp_map.png", "costs.png"})
+# A headroom study's files (sim/studies/headroom_report.py).
+HEADROOM_FILES = frozenset({"headroom.csv", "totals.csv", "headroom_duration.png", "headroom_map.png", "hourly.csv",
+                            "hourly.parquet", "hourly.m"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
-                       RISK_CHECK, AC_CHECK, AC_CORRECTION, CAPACITY_MAP, CORRELATION, "price_path.png", "holdings.png",
-                        "report.html"})
-             | PLAN_FILES | PRICE_FILES)
+                       RISK_CHECK, AC_CHECK, AC_CORRECTION, CAPACITY_MAP, STANDALONE_MAP, CORRELATION,
+                       ALLOCATION_PANDAPOWER, "price_path.png", "holdings.png", "report.html"})
+             | PLAN_FILES | PRICE_FILES | HEADROOM_FILES)
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
 
 
 def _is_case_copy(folder: Path) -> bool:
-    """case/ holds one MATPOWER file or one folder of case CSVs, as `input_copies` writes it."""
+    """case/ holds one case file (MATPOWER .m, PSS/E .raw) or one folder of case CSVs, as `input_copies` writes it."""
     entries = list(folder.iterdir())
     if len(entries) != 1 or entries[0].is_symlink():
         return False
     entry = entries[0]
     if entry.is_file():
-        return entry.suffix == ".m"
+        return entry.suffix.lower() in (".m", ".raw")
     return entry.is_dir() and all(f.name in _CASE_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir())
 
 
@@ -181,8 +187,8 @@ def _is_replaceable_run(out: Path) -> bool:
         summary = read_summary(out, required=())
     except OutputError:
         return False
-    # A run, a capacity, a plan or a price directory.
-    return "products" in summary or "plans" in summary or "cases" in summary
+    # A run, a capacity, a plan, a price or a headroom directory.
+    return "products" in summary or "plans" in summary or "cases" in summary or "headroom" in summary
 
 
 def check_writable(folder: Path, out: Path | None = None) -> None:

@@ -20,6 +20,15 @@ from sim.report.text import format_table, mw, probability
 TERMINAL_ROWS = 30
 
 
+def _background_text(cap: dict) -> str:
+    """What firm capacity holds against, for the headline (the paper's box says nothing)."""
+    if cap.get("background") == "peak":
+        return "; firm capacity at the forecast peak"
+    if cap.get("firm_budget") is not None:
+        return f"; firm capacity against {cap['firm_budget']:g} loads at their bounds"
+    return ""
+
+
 def tier_names(study: CapacityStudy) -> list[str]:
     """Column stems per tier: 'flexible' with one risk level, 'flexible_5%' etc. with several."""
     labels = tier_labels([t.risk for t in study.tiers])
@@ -99,7 +108,8 @@ def capacity_summary(study: CapacityStudy, scenarios: int) -> dict[str, Any]:
         "risk_mode": study.risk_mode,
         "formulation": study.tiers[0].formulation if study.tiers else "robust",
         "touch_factor": study.touch_factor,
-        "firm_budget": study.firm_budget,
+        "background": study.criteria.background,
+        "firm_budget": study.criteria.budget,
         "draw": study.criteria.draw,
         "criterion": study.criteria.outages,
         "outages": None if study.outages is None else {
@@ -148,7 +158,7 @@ def capacity_text(summary: Mapping[str, Any], *, rows_shown: int = TERMINAL_ROWS
         f"{'radial' if cap['radial'] else 'meshed'}; slack {cap['slack']}, supply limit {supply}); "
         f"{cap['scenarios']:,} scenarios; risk levels {levels} ({cap['risk_mode'].replace('_', '-')} mode, "
         f"{cap['formulation']} formulation"
-        + ("" if cap.get("firm_budget") is None else f"; firm capacity against {cap['firm_budget']:g} loads at their bounds")
+        + _background_text(cap)
         + "):"
     ]
     for note in cap["notes"]:

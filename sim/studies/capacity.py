@@ -14,10 +14,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from agents.dso import products_from_study, tier_labels
+from grid.capacity.study import CapacityResult as ModelResult
 from grid.capacity.study import CapacityStudy, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk
 from grid.errors import GridError
+from grid.network.cases import matpower_file
 from grid.solvers.names import check_solver
 from mechanisms.products import FIRM, FLEX, product_id
 from mechanisms.settings import MAX_MW
@@ -42,6 +46,10 @@ from sim.report.capacity import (
     capacity_summary,
     capacity_text,
     risk_text,
+)
+from sim.report.figures.plots import (  # matplotlib loads when a map is drawn
+    MapPanel,
+    plot_capacity_panels,
 )
 from sim.report.text import products_table
 from sim.studies.ac_check import (
@@ -70,12 +78,15 @@ IN_SAMPLE = "in-sample"
 
 
 def config_for_case(case: str, *, demand_mw: float, scenarios: int, risk: list[float]) -> dict[str, Any]:
-    """The config `dcmarket capacity CASE` runs: every load bus asks ``demand_mw``, the base loads
-    vary by the default spread."""
+    """The config `dcmarket capacity CASE` runs: every load bus asks ``demand_mw``; the case's loads
+    are the forecast peak, the scenarios vary each load below it by the default spread, and firm
+    capacity holds for every load anywhere at or below its peak, down to the spread's floor (the
+    box of that range; docs/models/capacity.md#background-sets says why not the peak alone)."""
     return {
         "network": {"case": case, "demand_mw": demand_mw},
-        "load": {"scenarios": scenarios},
+        "load": {"scenarios": scenarios, "spread": {"above_sd": 0.0}},
         "products": {"risk_levels": risk},
+        "security": {"background": "box"},
     }
 
 
@@ -129,20 +140,50 @@ def _family(study: CapacityStudy) -> Callable[[int, int], str]:
     return name
 
 
-def capacity_map_png(study: CapacityStudy, title: str) -> bytes:
-    from sim.report.figures.plots import (
-        plot_capacity_map,  # matplotlib loads only when a map is drawn
+def _rows_by_name(study: CapacityStudy) -> dict[str, int]:
+    """Each limit row of the study by the name its results use (CapacityResult.binding)."""
+    return {study.limits.name(r): r for r in range(len(study.limits))}
+
+
+def _panel(study: CapacityStudy, model: ModelResult, title: str, rows: dict[str, int]) -> MapPanel:
+    """A model's own marked lines: blocked by background alone, binding, and under N-1 the
+    outages after which a binding limit binds."""
+    limits, lines = study.limits, study.network.lines
+    binding = [rows[name] for name in model.binding if name in rows]
+    on_lines = [r for r in binding if limits.line[r] >= 0]
+    outage = limits.outage if limits.outage is not None else None
+    return MapPanel(
+        title, model.capacity_mw,
+        blocked_lines=sorted({b.line for b in model.blocked if b.line is not None}),
+        binding_lines=sorted({lines[int(limits.line[r])].name for r in on_lines}),
+        outage_lines=() if outage is None else sorted({lines[int(outage[r])].name for r in on_lines if outage[r] >= 0}),
     )
 
-    firm = study.firm.capacity_mw
-    top = study.tiers[-1] if study.tiers else study.firm
-    blocked = sorted({b.line for m in (study.firm, *study.tiers) for b in m.blocked if b.line is not None})
+
+def capacity_map_png(study: CapacityStudy, title: str) -> bytes:
+    """One panel per model (firm, then each tier), each with its own blocked and binding lines."""
+    rows = _rows_by_name(study)
+    panels = [_panel(study, study.firm, "Firm capacity (MW)", rows)]
+    panels += [_panel(study, tier, f"Firm and flexible capacity up to risk {tier.risk * 100:g} % (MW)", rows)
+               for tier in study.tiers]
+    return _png(lambda path: plot_capacity_panels(study.network, panels, path, title=title))
+
+
+def standalone_map_png(study: CapacityStudy, title: str) -> bytes:
+    """Firm capacity of each bus alone (C-20) beside the joint allocation, on one scale."""
+    alone = study.standalone[0]
+    finite = {bus: float(mw) for bus, mw in zip(study.candidates.buses, alone.capacity_mw) if np.isfinite(mw)}
+    unlimited = len(study.candidates) - len(finite)
+    panels = [MapPanel("Firm capacity of each bus alone (MW)", finite,
+                       note="not deliverable all at once" + (f"; {unlimited} with no limit, not drawn" if unlimited else "")),
+              MapPanel("Firm capacity, all buses together (MW)", study.firm.capacity_mw)]
+    return _png(lambda path: plot_capacity_panels(study.network, panels, path, title=title))
+
+
+def _png(draw: Callable[[Path], None]) -> bytes:
     with tempfile.TemporaryDirectory(prefix="dcmarket-map-") as folder:
-        path = Path(folder) / outputs.CAPACITY_MAP
-        plot_capacity_map(
-            study.network, firm, top.capacity_mw, path, title=title, blocked_lines=blocked,
-            flexible_title=f"Flexible capacity, risk {top.risk * 100:g} % (MW)" if study.tiers else "Flexible capacity (MW)",
-        )
+        path = Path(folder) / "map.png"
+        draw(path)
         return path.read_bytes()
 
 
@@ -153,26 +194,32 @@ def run_capacity(
     overrides: dict[str, Any],
     verify: int = DEFAULT_VERIFY,
     theory: bool = True,
+    plots: bool = True,
     force: bool = False,
+    export_pandapower: bool = False,
     progress: Progress = lambda _: None,
 ) -> CapacityResult:
     """`dcmarket capacity`: read the target, refuse a bad --out first, run, write the directory."""
     config, base_dir, source = read_target(target, overrides)
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
-    result = capacity_run(config, base_dir, source=source, verify=verify, theory=theory, progress=progress)
+    result = capacity_run(config, base_dir, source=source, verify=verify, theory=theory,
+                          export_pandapower=export_pandapower, plots=plots, progress=progress)
     result.write(out, force=force)
     return result
 
 
 def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path | None = None,
-                 verify: int = DEFAULT_VERIFY, theory: bool = True,
-                 progress: Progress = lambda _: None) -> CapacityResult:
+                 verify: int = DEFAULT_VERIFY, theory: bool = True, export_pandapower: bool = False,
+                 plots: bool = True, progress: Progress = lambda _: None) -> CapacityResult:
     """The capacity study, its risk check and its AC check, in process; nothing is written.
-    ``source`` names the config in messages."""
+    ``source`` names the config in messages; ``export_pandapower`` adds allocation_pandapower.json;
+    ``plots=False`` leaves out the maps."""
     check_solver(config.solver)
     grid_config = config.product_grid
     assert grid_config is not None
     with named_after(source):
+        if export_pandapower:
+            ac_case_ref(config, base_dir)  # a case without the full AC data fails here, before the study
         progress("network and background scenarios")
         grid: GridInputs = build_grid_inputs(config, base_dir)
         study = grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
@@ -197,9 +244,17 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
             "products": [c.as_dict() for c in checks],
         },
         "ac_check": ac.summary,
-        "warnings": config_warnings(config),
+        "warnings": config_warnings(config) + study_warnings(study),
     }
-    files = _capacity_files(config, grid, study, summary, checks, theory, ac, progress)
+    files = _capacity_files(config, grid, study, summary, checks, theory, ac)
+    if export_pandapower:
+        progress("pandapower export")
+        files[outputs.ALLOCATION_PANDAPOWER] = pandapower_export(config, base_dir, study)
+    if plots:  # last: they take longer than the rest of a small study
+        progress("capacity maps")
+        files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
+        files[outputs.STANDALONE_MAP] = standalone_map_png(
+            study, f"Stand-alone and joint firm capacity on {study.network.name}")
     sections = [capacity_text(cap), f"Products ({len(offered)} offered, {len(withheld)} withheld):\n"
                 + products_table(summary["products"][:30])
                 + (f"\n... {len(offered) - 30} more (all in products.csv)" if len(offered) > 30 else "")]
@@ -211,17 +266,65 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
                           withheld=tuple(withheld), checks=None if checks is None else tuple(checks))
 
 
+def ac_case_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
+    """The case as the AC model takes it: a path when the config names a file, else the built-in
+    name, which keeps its own rules (as the AC check resolves it); a ConfigError for a case
+    without the full AC data (a feeder, a CSV folder)."""
+    assert config.network is not None
+    try:
+        path = matpower_file(config.network.case, base_dir)
+    except GridError as error:
+        raise ConfigError(f"network.case: {error} (the pandapower export needs the full case data)") from None
+    return path if (base_dir / config.network.case).exists() else config.network.case
+
+
+def pandapower_export(config: ExperimentConfig, base_dir: Path, study: CapacityStudy) -> bytes:
+    """The firm allocation drawn in full on the case at its own loads, as a pandapower net in
+    JSON (grid/ac/export.py), new load at the [ac] power factor."""
+    from grid.ac.export import allocation_json  # pandapower loads only when asked
+
+    assert config.network is not None
+    allocation = {bus: float(mw) for bus, mw in zip(study.candidates.buses, study.firm.vector(study.candidates))}
+    text = allocation_json(ac_case_ref(config, base_dir), allocation, config.ac.settings(),
+                           options=config.network.case_options())
+    return text.encode("utf-8")
+
+
 def config_warnings(config: ExperimentConfig) -> list[str]:
     """Choices that the study accepts but a planner should know the cost of, each naming its field."""
     found = []
-    grid_config, load = config.product_grid, config.load
-    if grid_config is not None and grid_config.firm_budget is not None and load is not None and (
-            load.correlation or load.correlation_csv):
-        found.append(f"products.firm_budget = {grid_config.firm_budget:g} protects against that many loads at their "
+    budget, load = config.security.budget, config.load
+    if budget is not None and load is not None and (load.correlation or load.correlation_csv):
+        found.append(f"security.budget = {budget:g} protects against that many loads at their "
                      "bounds at once, which assumes they move independently; [load] correlation makes them move "
                      "together, so firm capacity can be exceeded (the risk check counts how often); drop the budget, "
                      "or check it with --verify")
     return found
+
+
+# Firm capacity set by a corner of the box more than this share of the limit beyond every scenario
+# is set by states the data never shows.
+UNCOVERED_SHARE = 0.1
+
+
+def study_warnings(study: CapacityStudy) -> list[str]:
+    """What the results show that a planner should know: firm capacity set by corners of the load
+    box that no scenario comes near (the box's worst background beyond the largest sample)."""
+    limits = study.limits
+    if study.criteria.background == "peak" or limits.tail_mw.shape[1] == 0:
+        return []
+    rows = _rows_by_name(study)
+    gaps = sorted(((float(limits.worst_mw[r] - limits.tail_mw[r, 0]), r) for r in (rows[n] for n in study.firm.binding)
+                   if limits.worst_mw[r] - limits.tail_mw[r, 0] > UNCOVERED_SHARE * abs(limits.limit_mw[r])), reverse=True)
+    if not gaps:
+        return []
+    row = gaps[0][1]
+    return [f"security.background = {study.criteria.background!r}: firm capacity is set by corners of the load box that "
+            f"none of the {limits.count:,} scenarios comes near: on the {limits.name(row)}, the box's worst background "
+            f"is {limits.worst_mw[row]:,.1f} MW and the largest scenario's {limits.tail_mw[row, 0]:,.1f} MW "
+            f"({len(gaps)} binding limit{'s' if len(gaps) != 1 else ''} like it); "
+            + ("a smaller security.budget" if study.criteria.budget is not None else
+               'background = "budgeted" (with a budget)') + ' or "peak" is closer to the data']
 
 
 def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStudy, verify: int,
@@ -229,6 +332,8 @@ def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStud
     """The out-of-sample risk check (or in sample, on a scenario file), or why there is none."""
     if verify <= 0:
         return None, "--verify 0", FRESH
+    # Every scenario of the check lies in the study's box (the same distribution, or the same file).
+    box = (grid.scenarios.lower_mw, grid.scenarios.upper_mw)
     if grid.sampler is None:
         # A scenario file is all the data there is: check the products on it (in sample), so
         # that the per-constraint excess is still shown, and say so everywhere it appears.
@@ -238,7 +343,8 @@ def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStud
             taken[0] += n
             return grid.scenarios.subset(taken[0] - n, n)
 
-        return (verify_risk(study, next_rows, grid.scenarios.count, product_ids=_family(study), progress=progress),
+        return (verify_risk(study, next_rows, grid.scenarios.count, product_ids=_family(study), box=box,
+                            progress=progress),
                 None, IN_SAMPLE)
     rng = stream(config.seed, "verification")
     sampler = grid.sampler
@@ -246,12 +352,12 @@ def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStud
     def sample(n: int):
         return sample_checked(sampler, grid.network, n, rng, "--verify")
 
-    return verify_risk(study, sample, verify, product_ids=_family(study), progress=progress), None, FRESH
+    return verify_risk(study, sample, verify, product_ids=_family(study), box=box, progress=progress), None, FRESH
 
 
 def _capacity_files(config: ExperimentConfig, grid: GridInputs, study: CapacityStudy, summary: dict[str, Any],
-                    checks: list[RiskCheck] | None, theory: bool, ac: AcOutcome, progress: Progress) -> dict[str, bytes]:
-    """The capacity directory's files (the map last: it takes the longest)."""
+                    checks: list[RiskCheck] | None, theory: bool, ac: AcOutcome) -> dict[str, bytes]:
+    """The capacity directory's files but the maps."""
     files, copied = outputs.input_copies(grid.input_files)
     grid_config = config.product_grid
     assert grid_config is not None
@@ -266,8 +372,6 @@ def _capacity_files(config: ExperimentConfig, grid: GridInputs, study: CapacityS
     files[AC_CHECK_FILE] = outputs.csv_bytes(AC_COLUMNS, ac.rows)
     if ac.correction_rows is not None:
         files[AC_CORRECTION_FILE] = outputs.csv_bytes(CORRECTION_COLUMNS, ac.correction_rows)
-    progress("capacity map")
-    files[outputs.CAPACITY_MAP] = capacity_map_png(study, f"Capacity for data centers on {study.network.name}")
     return files
 
 
@@ -284,14 +388,17 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
     out = args.out or Path("runs") / f"{stem}-capacity"
     sets = list(args.sets or ())
+    if args.budget is not None and args.background is None:   # a budget means the budgeted box
+        sets.append(parse_override('security.background="budgeted"'))
     for flag, key in ((args.draw, "security.draw"), (args.criterion, "security.criterion"),
-                      (args.budget, "products.firm_budget")):
+                      (args.background, "security.background"), (args.budget, "security.budget")):
         if flag is not None:
             sets.append(parse_override(f"{key}={json.dumps(flag)}"))
     overrides = {"seed": args.seed, "solver": args.solver, "risk_levels": args.risk,
                  "demand_mw": args.demand, "scenarios": args.scenarios, "sets": sets}
     result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
-                          force=args.force, progress=progress)
+                          force=args.force, export_pandapower=args.export_pandapower, plots=not args.no_plots,
+                          progress=progress)
     print(result.report)
     print(f"\nCapacity directory: {out}")
     return 0

@@ -199,10 +199,11 @@ def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, 
 
 
 def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
-                   network: Network | None = None, frontier: bool = True,
+                   network: Network | None = None, frontier: bool = True, plots: bool = True,
                    progress: Progress = lambda _: None) -> StudyResult:
     """The whole study; ``sites`` (from an auction) replace ``[plan] sites``; ``network`` is the
-    plan's network when the caller has loaded it already (``plan_network``)."""
+    plan's network when the caller has loaded it already (``plan_network``); ``plots=False``
+    leaves out the figures."""
     plan, network = plan_network(config, base_dir) if network is None else (config.plan, network)
     check_solver(config.solver)
     if sites is None:
@@ -267,7 +268,7 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
                 "units": int(solution.plan.stock(data).sum()), "hubs": " ".join(solution.plan.open_hubs),
             })
     summary = _summary(config, plan, data, plans, evaluations, frontier_rows, samples)
-    files = _files(data, plans, evaluations, frontier_rows, samples, summary, network)
+    files = _files(data, plans, evaluations, frontier_rows, samples, summary, network, plots)
     return StudyResult(summary, files, plan_report(summary))
 
 
@@ -296,16 +297,7 @@ def _summary(config: ExperimentConfig, plan: PlanConfig, data: PlanData, plans: 
 
 def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mapping[tuple[str, str], Evaluation],
            frontier_rows: list[dict[str, Any]], samples: Mapping[str, ShockScenarios], summary: dict[str, Any],
-           network: Network) -> dict[str, bytes]:
-    from sim.report.figures.plan import (
-        plot_dispatch,
-        plot_frontier,
-        plot_out_of_sample,
-        plot_plan_map,
-    )
-    from sim.report.figures.plots import figure_bytes
-    from sim.report.figures.shocks import plot_shocks
-
+           network: Network, plots: bool) -> dict[str, bytes]:
     hub_bus = {h.name: h.bus for h in data.hubs}
     shipments = [{"plan": name, "module": s.module, "hub": s.hub, "hub_bus": hub_bus[s.hub], "supplier": s.supplier,
                   "units": s.units} for name, solution in plans.items() for s in solution.plan.shipments]
@@ -342,6 +334,24 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
     }
     if frontier_rows:
         files["frontier.csv"] = outputs.csv_bytes(FRONTIER_COLUMNS, frontier_rows)
+    if plots:
+        files.update(_figures(data, plans, evaluations, frontier_rows, samples, summary, network, profile, worst))
+    return files
+
+
+def _figures(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mapping[tuple[str, str], Evaluation],
+             frontier_rows: list[dict[str, Any]], samples: Mapping[str, ShockScenarios], summary: dict[str, Any],
+             network: Network, profile: list[dict[str, Any]], worst: int) -> dict[str, bytes]:
+    """The study's PNGs; ``worst`` is the scenario drawn minute by minute from ``profile``."""
+    from sim.report.figures.plan import (
+        plot_dispatch,
+        plot_frontier,
+        plot_out_of_sample,
+        plot_plan_map,
+    )
+    from sim.report.figures.plots import figure_bytes
+    from sim.report.figures.shocks import plot_shocks
+
     drawn = {
         "plan_map.png": lambda p: plot_plan_map(network, data, {n: s.plan for n, s in plans.items()}, p),
         "shocks.png": lambda p: plot_shocks(samples["in-sample"], p,
@@ -352,8 +362,7 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
     }
     if frontier_rows:
         drawn["frontier.png"] = lambda p: plot_frontier(frontier_rows, summary, p)
-    files.update(figure_bytes(drawn))
-    return files
+    return figure_bytes(drawn)
 
 
 def _money(value: float) -> str:
@@ -396,7 +405,7 @@ def plan_report(summary: Mapping[str, Any]) -> str:
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket plan CONFIG`."""
     return study_command(args, "plan", lambda config: run_plan_study(
-        config, args.config.parent, frontier=not args.no_frontier, progress=progress), "Plan")
+        config, args.config.parent, frontier=not args.no_frontier, plots=not args.no_plots, progress=progress), "Plan")
 
 
 def _check_after_auction(config: ExperimentConfig, config_path: Path) -> Network:

@@ -148,8 +148,10 @@ class CaseOutcome:
     solve: Any = None  # the bilevel MILP's outcome
 
 
-def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | None = None,
+def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | None = None, plots: bool = True,
                     progress: Progress = lambda _: None) -> StudyResult:
+    """The whole study; ``won`` (the sites an auction's aggregator won) replace ``[price] sites``;
+    ``plots=False`` leaves out the figures."""
     price: PriceConfig | None = config.price
     if price is None:
         raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (docs/studies/price.md; "
@@ -196,7 +198,7 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
             raise GridError(f"price: the OPF is infeasible at the {case} decision the bilevel problem chose")
         outcomes[case] = CaseOutcome(result.decision, opf, payment, done)
     summary = _summary(config, price, feeder, generators, sites, sites_from, workload, outcomes)
-    files = _files(feeder, sites, workload, outcomes, summary)
+    files = _files(feeder, sites, workload, outcomes, summary, plots)
     return StudyResult(summary, files, price_report(summary))
 
 
@@ -276,15 +278,7 @@ def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFee
 
 
 def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], workload: Workload,
-           outcomes: Mapping[str, CaseOutcome], summary: dict[str, Any]) -> dict[str, bytes]:
-    from sim.report.figures.plots import figure_bytes
-    from sim.report.figures.price import (
-        plot_costs,
-        plot_dlmp_map,
-        plot_unbalance,
-        plot_voltage_profile,
-    )
-
+           outcomes: Mapping[str, CaseOutcome], summary: dict[str, Any], plots: bool) -> dict[str, bytes]:
     distance = distance_km(feeder)
     voltages, prices, site_rows = [], [], []
     for case, outcome in outcomes.items():
@@ -305,14 +299,28 @@ def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], workload: 
         "dlmp.csv": outputs.csv_bytes(DLMP_COLUMNS, prices),
         "sites.csv": outputs.csv_bytes(SITE_COLUMNS, site_rows),
     }
-    solved = {case: o.opf for case, o in outcomes.items() if o.opf is not None}
-    files.update(figure_bytes({
+    if plots:
+        solved = {case: o.opf for case, o in outcomes.items() if o.opf is not None}
+        files.update(_figures(feeder, sites, solved, distance, summary))
+    return files
+
+
+def _figures(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], solved: Mapping[str, OpfResult],
+             distance: Mapping[int, float], summary: dict[str, Any]) -> dict[str, bytes]:
+    from sim.report.figures.plots import figure_bytes
+    from sim.report.figures.price import (
+        plot_costs,
+        plot_dlmp_map,
+        plot_unbalance,
+        plot_voltage_profile,
+    )
+
+    return figure_bytes({
         "voltage_profile.png": lambda p: plot_voltage_profile(feeder, solved, distance, sites, summary, p),
         "unbalance.png": lambda p: plot_unbalance(sites, solved, p),
         "dlmp_map.png": lambda p: plot_dlmp_map(feeder, solved, sites, p),
         "costs.png": lambda p: plot_costs(summary, p),
-    }))
-    return files
+    })
 
 
 def _bus_list(feeder: ThreePhaseFeeder) -> str:
@@ -357,7 +365,8 @@ def price_report(summary: Mapping[str, Any]) -> str:
 
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket price CONFIG`."""
-    return study_command(args, "price", lambda config: run_price_study(config, progress=progress), "Price")
+    return study_command(args, "price", lambda config: run_price_study(config, plots=not args.no_plots,
+                                                                       progress=progress), "Price")
 
 
 def _operating_aggregator(model: Market, name: str | None, config_path: Path) -> Aggregator:

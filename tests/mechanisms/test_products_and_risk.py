@@ -216,6 +216,11 @@ def test_risk_check_counts_each_products_interruptions_by_hand(net, tiered):
             assert check.scenarios == 30_000 and check.promised_risk == model.risk
     firm_checks = [c for c in checks if c.promised_risk == 0]
     assert firm_checks and all(c.interruptions == 0 for c in firm_checks)  # fresh loads stay in the box
+    # Skipping the rows no state of the box can break (C-24) changes no count.
+    lower = np.array([PAPER_LOADS[b].lower_mw for b in net.bus_numbers])
+    upper = np.array([PAPER_LOADS[b].upper_mw for b in net.bus_numbers])
+    assert verify_risk(tiered, fresh(), 30_000, product_ids=lambda bus, m: f"{bus}/{m}", chunk=7_000,
+                       box=(lower, upper)) == checks
     first = checks[1]
     assert first.expected_interrupted_mwh == pytest.approx(first.realised_probability * first.capacity_mw)
 

@@ -78,13 +78,8 @@ def test_plan_from_a_dict_gives_the_plan_directory(tmp_path):
     assert set(result.summary["plans"]) == {"sample"} and set(result.table("plan")["plan"]) <= {"sample"}
 
 
-def test_price_in_process_gives_the_price_directory(tmp_path):
-    config = EXPERIMENTS / "ieee37_price.toml"
-    assert main(["price", str(config), "--out", str(tmp_path / "cli"), "--quiet"]) == 0
-    result = api.run("price", api.load_config(config))
-    _same_files(result, tmp_path / "cli")
-    dlmp = result.table("dlmp")
-    assert set(dlmp["case"]) == set(result.summary["cases"]) and (dlmp["dlmp_usd_per_mwh"] > 0).all()
+# The price study in process against the command line's directory: in tests/sim/studies/test_price.py,
+# on that module's run of the same config (a price study takes seconds).
 
 
 def test_sweep_runs_into_its_directory(tmp_path):
@@ -154,7 +149,7 @@ def test_every_registered_study_runs_in_process():
 def test_an_unknown_study_or_option_lists_the_names():
     config = api.load_config(ADDITIVE)
     with pytest.raises(ConfigError, match=r"^unknown study 'auctions'; the studies are auction, capacity, plan, "
-                                          r"price, sweep$"):
+                                          r"price, headroom, sweep$"):
         api.run("auctions", config)
     with pytest.raises(ConfigError, match=r"^auction: unknown option 'verify'; its options are plots, "
                                           r"summary_only, progress$"):
@@ -198,7 +193,8 @@ def test_auction_tables_price_paths_allocation_and_payments():
 
 
 def test_capacity_table_has_a_row_per_candidate_bus():
-    result = api.run("capacity", ADDITIVE, verify=0, theory=False)
+    result = api.run("capacity", ADDITIVE, verify=0, theory=False, plots=False)
+    assert "capacity_map.png" not in result.files
     capacity = result.table("capacity")
     assert capacity["bus"].tolist() == [3, 4]
     assert capacity["firm_mw"].tolist() == pytest.approx([10.0, 10.0])  # the paper's firm capacity

@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Callable, Collection, Mapping, Sequence
 
 from grid.network.network import Network
 from sim.output.files import write_error
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from matplotlib.lines import Line2D
 
 __all__ = [
+    "MapPanel",
+    "plot_capacity_panels",
     "DEFAULT_FIRM_TITLE",
     "DEFAULT_FLEXIBLE_TITLE",
     "FIGURE_SIZE_IN",
@@ -50,6 +52,23 @@ _COLORMAP = "viridis"  # sequential and colour-blind safe; has no red, which mar
 _LINE_GREY = "0.72"
 _DOT_GREY = "0.55"
 _BLOCKED_RED = "#d62728"
+_BINDING_ORANGE = "#ff7f0e"
+# Panels per row of a map with more than two: two rows of two for firm and three tiers.
+_PANELS_PER_ROW = 2
+
+
+@dataclass(frozen=True)
+class MapPanel:
+    """One panel of a capacity map: MW per bus (a bus left out, or at 0 MW, has none) and the lines
+    to mark: those the background alone overloads (blocked), those at their limit (binding), and,
+    under N-1, the outages after which a binding limit binds (drawn dashed)."""
+
+    title: str
+    capacity_mw: Mapping[int, float]
+    blocked_lines: Collection[str] = ()
+    binding_lines: Collection[str] = ()
+    outage_lines: Collection[str] = ()
+    note: str = ""
 
 
 def plot_capacity_map(
@@ -70,26 +89,54 @@ def plot_capacity_map(
 
     Side by side with a shared scale so a reader sees at a glance where flexible capacity adds to
     firm. Buses missing from a mapping, or at 0 MW, are small grey dots; lines named in
-    ``blocked_lines`` (those the background load alone can overload) are red; the reference bus
-    is boxed; ``highlight_buses`` (e.g. the buses a bidder won) are ringed. ``positions`` defaults
-    to ``grid.network.layout.bus_positions(network)``; pass it to reuse one layout across several maps.
-    The file appears complete or not at all (written beside ``path``, then renamed).
+    ``blocked_lines`` (those the background load alone can overload) are red in both panels; the
+    reference bus is boxed; ``highlight_buses`` (e.g. the buses a bidder won) are ringed.
+    ``positions`` defaults to ``grid.network.layout.bus_positions(network)``; pass it to reuse one
+    layout across several maps. The file appears complete or not at all (written beside ``path``,
+    then renamed).
     """
-    firm = _capacities(network, firm_mw, "firm_mw")
-    flexible = _capacities(network, flexible_mw, "flexible_mw")
-    blocked = _blocked_positions(network, blocked_lines)
+    plot_capacity_panels(network, [MapPanel(firm_title, firm_mw, blocked_lines),
+                                   MapPanel(flexible_title, flexible_mw, blocked_lines)],
+                         path, title=title, highlight_buses=highlight_buses, positions=positions, dpi=dpi)
+
+
+def plot_capacity_panels(
+    network: Network,
+    panels: Sequence[MapPanel],
+    path: Path | str | os.PathLike[str],
+    *,
+    title: str,
+    highlight_buses: Collection[int] = (),
+    positions: Mapping[int, tuple[float, float]] | None = None,
+    dpi: int = DPI,
+) -> None:
+    """Write a PNG of one panel per entry of ``panels`` (one or two in a row, then rows of two), on
+    one layout and one colour scale, each with its own marked lines. Buses with capacity carry
+    their number (every bus on a network of at most LABEL_LIMIT buses; else the LABEL_LIMIT
+    largest of each panel)."""
+    if not panels:
+        raise ValueError("panels: a capacity map needs at least one panel")
+    values = [_capacities(network, panel.capacity_mw, f"panel {panel.title!r}") for panel in panels]
+    marks = [_PanelLines(_line_positions(network, panel.blocked_lines, "blocked_lines"),
+                         _line_positions(network, panel.binding_lines, "binding_lines"),
+                         _line_positions(network, panel.outage_lines, "outage_lines")) for panel in panels]
     highlighted = _highlighted(network, highlight_buses)
     if positions is None:
         from grid.network.layout import bus_positions
 
         positions = bus_positions(network)
     xy = _position_array(network, positions)
-
-    figure = _draw(
-        network, xy, firm, flexible, blocked, highlighted,
-        title=title, firm_title=firm_title, flexible_title=flexible_title, dpi=dpi,
-    )
+    figure = _draw(network, xy, panels, values, marks, highlighted, title=title, dpi=dpi)
     _write_png_atomically(figure, Path(path), dpi)
+
+
+@dataclass(frozen=True)
+class _PanelLines:
+    """Line positions one panel marks."""
+
+    blocked: list[int]
+    binding: list[int]
+    outages: list[int]
 
 
 def _capacities(network: Network, values: Mapping[int, float], name: str) -> list[float]:
@@ -105,14 +152,14 @@ def _capacities(network: Network, values: Mapping[int, float], name: str) -> lis
     return out
 
 
-def _blocked_positions(network: Network, names: Collection[str]) -> list[int]:
+def _line_positions(network: Network, names: Collection[str], field: str) -> list[int]:
     """Positions of the named lines in line order; an unknown name is a caller's typo, not a no-op."""
     wanted = set(names)
     known = {line.name: position for position, line in enumerate(network.lines)}
     unknown = sorted(wanted - known.keys())
     if unknown:
         raise ValueError(
-            f"blocked_lines: {unknown[0]!r}{f' and {len(unknown) - 1} more' if len(unknown) > 1 else ''} "
+            f"{field}: {unknown[0]!r}{f' and {len(unknown) - 1} more' if len(unknown) > 1 else ''} "
             f"not a line of network {network.name!r}"
         )
     return sorted(known[name] for name in wanted)
@@ -139,54 +186,56 @@ def _position_array(network: Network, positions: Mapping[int, tuple[float, float
     return out
 
 
-def _draw(
-    network: Network,
-    xy: list[tuple[float, float]],
-    firm: list[float],
-    flexible: list[float],
-    blocked: list[int],
-    highlighted: list[int],
-    *,
-    title: str,
-    firm_title: str,
-    flexible_title: str,
-    dpi: int,
-) -> Figure:
+def _grid(count: int) -> tuple[int, int]:
+    """(rows, columns) of the panels: a row of one or two, else rows of _PANELS_PER_ROW."""
+    columns = count if count <= 2 else _PANELS_PER_ROW
+    return -(-count // columns), columns
+
+
+def _draw(network: Network, xy: list[tuple[float, float]], panels: Sequence[MapPanel], values: list[list[float]],
+          marks: list[_PanelLines], highlighted: list[int], *, title: str, dpi: int) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    shape = _map_shape(network, xy, blocked)
-    largest = max(max(firm), max(flexible))
+    shape = _map_shape(network, xy)
+    largest = max(max(v) for v in values)
     # All zero still needs a valid scale; 1 MW keeps the colour bar readable.
     norm = Normalize(vmin=0.0, vmax=largest if largest > 0 else 1.0)
+    rows, columns = _grid(len(panels))
     # Fixed panel boxes instead of constrained layout: it measured every text twice per save and
-    # cost more than the drawing itself. Equal aspect shrinks each panel inside its box.
-    figure = Figure(figsize=FIGURE_SIZE_IN, dpi=dpi)
+    # cost more than the drawing itself. Equal aspect shrinks each panel inside its box. Two
+    # panels in a row keep the canvas of FIGURE_SIZE_IN; each further row adds its height.
+    height = FIGURE_SIZE_IN[1] if rows == 1 else 0.85 * FIGURE_SIZE_IN[1] * rows
+    figure = Figure(figsize=(FIGURE_SIZE_IN[0], height), dpi=dpi)
     FigureCanvasAgg(figure)
-    left = figure.add_axes((0.015, 0.12, 0.44, 0.78))
-    axes = (left, figure.add_axes((0.47, 0.12, 0.44, 0.78), sharex=left, sharey=left))
-    for ax, values, subtitle in ((axes[0], firm, firm_title), (axes[1], flexible, flexible_title)):
-        _draw_panel(ax, shape, values, subtitle, norm, highlighted)
+    band = 0.78 / rows
+    axes: list[Axes] = []
+    for i, (panel, mw, lines) in enumerate(zip(panels, values, marks)):
+        row, column = divmod(i, columns)
+        box = (0.015 + column * 0.455 * 2 / max(columns, 2), 0.12 + (rows - 1 - row) * band,
+               0.44 * 2 / max(columns, 2), band * (1.0 if rows == 1 else 0.9))
+        ax = figure.add_axes(box, sharex=axes[0] if axes else None, sharey=axes[0] if axes else None)
+        axes.append(ax)
+        _draw_panel(ax, shape, mw, panel, lines, norm, highlighted)
 
     colorbar = figure.colorbar(ScalarMappable(norm=norm, cmap=_COLORMAP), cax=figure.add_axes((0.93, 0.2, 0.012, 0.62)))
     colorbar.set_label("MW")
     figure.suptitle(title, fontsize=14, y=0.975)
-    handles = _legend_handles(bool(blocked), bool(highlighted))
-    figure.legend(handles=handles, loc="lower center", ncols=len(handles), frameon=False, fontsize=9)
+    handles = _legend_handles(any(m.blocked for m in marks), any(m.binding for m in marks),
+                              any(m.outages for m in marks), bool(highlighted))
+    figure.legend(handles=handles, loc="lower center", ncols=min(len(handles), 4), frameon=False, fontsize=9)
     return figure
 
 
 @dataclass(frozen=True, eq=False)
 class _MapShape:
-    """What both panels share: where buses and lines are drawn, and how big."""
+    """What every panel shares: where buses and lines are drawn, and how big."""
 
     bus_numbers: tuple[int, ...]
     points: np.ndarray                # (buses, x/y)
     segments: np.ndarray              # (lines, 2 ends, x/y)
-    is_blocked: np.ndarray            # (lines,)
-    any_blocked: bool
     reference: int                    # the reference bus's position
     size_low: float                   # marker areas (points^2): the smallest capacity, the largest,
     size_high: float
@@ -197,15 +246,13 @@ class _MapShape:
     margin: float
 
 
-def _map_shape(network: Network, xy: list[tuple[float, float]], blocked: list[int]) -> _MapShape:
+def _map_shape(network: Network, xy: list[tuple[float, float]]) -> _MapShape:
     import numpy as np
 
     n = len(xy)
     points = np.asarray(xy, dtype=float).reshape(n, 2)
     index = {bus: position for position, bus in enumerate(network.bus_numbers)}
     ends = np.array([(index[line.from_bus], index[line.to_bus]) for line in network.lines], dtype=np.int64).reshape(-1, 2)
-    is_blocked = np.zeros(len(ends), dtype=bool)
-    is_blocked[blocked] = True
     # Marker areas shrink with the bus count so 10,000 buses stay distinguishable; 60 buses get
     # the full size that room for labels allows.
     scale = min(1.0, max(0.12, math.sqrt(LABEL_LIMIT / n)))
@@ -213,33 +260,45 @@ def _map_shape(network: Network, xy: list[tuple[float, float]], blocked: list[in
     # in a strip of a square panel.
     low, high = points.min(axis=0), points.max(axis=0)
     return _MapShape(
-        bus_numbers=tuple(network.bus_numbers), points=points, segments=points[ends], is_blocked=is_blocked,
-        any_blocked=bool(blocked), reference=index[network.reference_bus],
+        bus_numbers=tuple(network.bus_numbers), points=points, segments=points[ends],
+        reference=index[network.reference_bus],
         size_low=30.0 * scale, size_high=300.0 * scale, dot=14.0 * scale,
         line_width=1.0 if n <= LABEL_LIMIT else (0.6 if n <= 2000 else 0.35),
         low=low, high=high, margin=0.04 * float((high - low).max()) or 0.5,
     )
 
 
-def _draw_panel(ax: Axes, shape: _MapShape, values: list[float], subtitle: str, norm: Normalize,
-                highlighted: list[int]) -> None:
-    """One panel: the lines, a marker per bus sized and coloured by its MW, the rings and the
-    reference bus's box, the bus numbers (on small networks) and the panel's total."""
+def _draw_lines(ax: Axes, shape: _MapShape, lines: _PanelLines) -> None:
+    """The lines in grey, then this panel's outages (dashed), binding (orange) and blocked (red)."""
     import numpy as np
     from matplotlib.collections import LineCollection
 
-    n, points, line_width = len(shape.points), shape.points, shape.line_width
+    width = shape.line_width
+    plain = np.ones(len(shape.segments), dtype=bool)
+    plain[lines.blocked + lines.binding + lines.outages] = False
+    ax.add_collection(LineCollection(shape.segments[plain], colors=_LINE_GREY, linewidths=width, zorder=1))
+    bold = max(2.5 * width + 0.5, 1.5)
+    for positions, colour, style, z in ((lines.outages, "black", (0, (3, 2)), 2), (lines.binding, _BINDING_ORANGE, "-", 2),
+                                        (lines.blocked, _BLOCKED_RED, "-", 3)):
+        if positions:
+            ax.add_collection(LineCollection(shape.segments[positions], colors=colour, linewidths=bold,
+                                             linestyles=style, zorder=z))
+
+
+def _draw_panel(ax: Axes, shape: _MapShape, values: list[float], panel: MapPanel, lines: _PanelLines,
+                norm: Normalize, highlighted: list[int]) -> None:
+    """One panel: the lines, a marker per bus sized and coloured by its MW, the rings and the
+    reference bus's box, the bus numbers and the panel's total."""
+    import numpy as np
+
+    n, points = len(shape.points), shape.points
     mw = np.asarray(values, dtype=float)
-    ax.set_title(subtitle)
+    ax.set_title(panel.title)
     ax.set_aspect("equal")
     ax.set_xlim(shape.low[0] - shape.margin, shape.high[0] + shape.margin)
     ax.set_ylim(shape.low[1] - shape.margin, shape.high[1] + shape.margin)
     ax.set_axis_off()  # layout coordinates carry no meaning a reader could use
-    ax.add_collection(LineCollection(shape.segments[~shape.is_blocked], colors=_LINE_GREY, linewidths=line_width,
-                                     zorder=1))
-    if shape.any_blocked:
-        ax.add_collection(LineCollection(shape.segments[shape.is_blocked], colors=_BLOCKED_RED,
-                                         linewidths=max(2.5 * line_width + 0.5, 1.5), zorder=2))
+    _draw_lines(ax, shape, lines)
     empty = mw <= 0
     # Marker area per bus (points^2), kept to push each bus-number label clear of its marker.
     area = np.where(empty, shape.dot, shape.size_low + (shape.size_high - shape.size_low) * mw / norm.vmax)
@@ -266,18 +325,20 @@ def _draw_panel(ax: Axes, shape: _MapShape, values: list[float], subtitle: str, 
         points[shape.reference, 0], points[shape.reference, 1], s=square, marker="s",
         facecolors="none", edgecolors="black", linewidths=1.2, zorder=6,
     )
-    if n <= LABEL_LIMIT:
-        _label_buses(ax, shape, area)
+    # Every bus on a small network; on a large one, the buses with the most capacity.
+    labelled = np.arange(n) if n <= LABEL_LIMIT else order[:LABEL_LIMIT]
+    _label_buses(ax, shape, area, labelled)
     served = int((~empty).sum())
     ax.annotate(
-        f"{served} bus{'es' if served != 1 else ''} with capacity, {mw.sum():.1f} MW in total",
+        f"{served} bus{'es' if served != 1 else ''} with capacity, {mw.sum():.1f} MW in total"
+        + (f"; {panel.note}" if panel.note else ""),
         (0.0, 0.0), xycoords="axes fraction", xytext=(0, -10), textcoords="offset points",
         fontsize=9, color="0.3", va="top",
     )
 
 
-def _label_buses(ax: Axes, shape: _MapShape, area: np.ndarray) -> None:
-    """Each bus's number just past its marker (``area``, points^2)."""
+def _label_buses(ax: Axes, shape: _MapShape, area: np.ndarray, positions: np.ndarray) -> None:
+    """The number of each bus in ``positions`` just past its marker (``area``, points^2)."""
     import numpy as np
     from matplotlib import patheffects
 
@@ -285,15 +346,15 @@ def _label_buses(ax: Axes, shape: _MapShape, area: np.ndarray) -> None:
     halo = [patheffects.withStroke(linewidth=2.0, foreground="white")]
     # Diagonal offset of (radius / sqrt 2 + 2) points puts the label just past the marker.
     offsets = np.sqrt(area) / 2.0 / math.sqrt(2.0) + 2.0
-    for position, bus in enumerate(shape.bus_numbers):
+    for position in positions.tolist():
         shift = float(offsets[position])
         ax.annotate(
-            str(bus), shape.points[position], xytext=(shift, shift), textcoords="offset points",
+            str(shape.bus_numbers[position]), shape.points[position], xytext=(shift, shift), textcoords="offset points",
             fontsize=7, color="0.25", zorder=7, path_effects=halo,
         )
 
 
-def _legend_handles(blocked: bool, highlighted: bool) -> list[Line2D]:
+def _legend_handles(blocked: bool, binding: bool, outages: bool, highlighted: bool) -> list[Line2D]:
     from matplotlib import colormaps
     from matplotlib.lines import Line2D
 
@@ -306,8 +367,11 @@ def _legend_handles(blocked: bool, highlighted: bool) -> list[Line2D]:
         Line2D([], [], linestyle="none", marker="s", markersize=10, markerfacecolor="none",
                markeredgecolor="black", label="reference bus"),
     ]
-    if blocked:
-        handles.insert(1, Line2D([], [], color=_BLOCKED_RED, linewidth=2.5, label="blocked by background load"))
+    extra = [(blocked, Line2D([], [], color=_BLOCKED_RED, linewidth=2.5, label="blocked by background load")),
+             (binding, Line2D([], [], color=_BINDING_ORANGE, linewidth=2.5, label="at its limit (binding)")),
+             (outages, Line2D([], [], color="black", linewidth=2.0, linestyle=(0, (3, 2)),
+                              label="outage after which a limit binds (N-1)"))]
+    handles[1:1] = [handle for shown, handle in extra if shown]
     if highlighted:
         handles.append(Line2D([], [], linestyle="none", marker="o", markersize=11, markerfacecolor="none",
                               markeredgecolor="black", markeredgewidth=1.4, label="highlighted bus"))

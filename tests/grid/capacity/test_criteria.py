@@ -113,7 +113,7 @@ def test_flexible_tiers_hold_in_cvar_for_sampled_partial_draws_on_ieee118():
     scenarios = sample_base_load(network, BaseLoadSpread(), 600, np.random.default_rng(118))
     candidates = make_candidates(network, {bus.number: 150.0 for bus in network.buses if bus.base_load_mw > 0})
     eps = 0.05
-    study = capacity_study(network, scenarios, candidates, [eps], firm_budget=20)
+    study = capacity_study(network, scenarios, candidates, [eps], criteria=SecurityCriteria(background="budgeted", budget=20))
     flexible = study.tiers[0].vector(candidates)
     assert study.tiers[0].draw == "partial" and flexible.sum() > 1.0
     h = reference_ptdf(network)

@@ -22,6 +22,7 @@ from grid.network.cases import CaseOptions, load_case
 
 TOL = 1e-6
 BUDGET = 10.0
+BOX = {"background": "budgeted", "budget": BUDGET}
 EPS = 0.05
 
 
@@ -61,8 +62,7 @@ def ieee118():
     network = load_case("ieee118", CaseOptions(default_rating_mw=200, rating_margin=1.5))
     scenarios = sample_base_load(network, BaseLoadSpread(), 1000, np.random.default_rng(1))
     candidates = make_candidates(network, {bus.number: 100.0 for bus in network.buses if bus.base_load_mw > 0})
-    study = capacity_study(network, scenarios, candidates, [EPS], firm_budget=BUDGET,
-                           criteria=SecurityCriteria(outages="n-1"))
+    study = capacity_study(network, scenarios, candidates, [EPS], criteria=SecurityCriteria(outages="n-1", **BOX))
     return network, scenarios, candidates, study
 
 
@@ -167,5 +167,111 @@ def test_standalone_capacity_holds_after_every_outage_and_no_more(ieee118, recom
                 else:
                     worst_excess[k] = max(worst_excess[k], excess)
     assert all(excess > 0 for excess in worst_excess.values())
-    n0 = capacity_study(network, scenarios, candidates, [EPS], firm_budget=BUDGET).standalone[0].capacity_mw
+    n0 = capacity_study(network, scenarios, candidates, [EPS], criteria=SecurityCriteria(**BOX)).standalone[0].capacity_mw
     assert np.all(alone.capacity_mw <= n0 + TOL) and np.any(alone.capacity_mw < n0 - 1.0)
+
+
+def test_standalone_after_outages_equals_every_pair_evaluated(ieee118, recomputed):
+    """The screen (docs/models/capacity.md#eq-c-23) skips pairs; skipping must not change a single
+    number: firm and the tier, every candidate, against (C-20) over every (line, outage) pair of the
+    networks recomputed without each line, and the intact study's own rows."""
+    network, scenarios, candidates, study = ieee118
+    rating = np.array([line.thermal_limit_mw for line in network.lines])
+    intact = capacity_study(network, scenarios, candidates, [EPS], criteria=SecurityCriteria(**BOX)).standalone
+    expected = [model.capacity_mw.copy() for model in intact]
+    for _, kept, h in recomputed:
+        on = h[:, list(candidates.positions)]
+        coef = np.vstack([on, -on])
+        flows = scenarios.samples_mw @ h.T
+        statistics = (np.concatenate([budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, BUDGET),
+                                      budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, BUDGET)]),
+                      np.concatenate([_top_cvar(flows), _top_cvar(-flows)]))
+        limit = np.tile(rating[kept], 2)
+        for best, statistic in zip(expected, statistics):
+            room = (limit - statistic)[:, None]
+            live = (coef > 1e-12) & ((room >= 0) | (coef >= study.touch_factor))
+            ratio = np.where(live, np.where(room >= 0, room, 0.0) / np.where(live, coef, 1.0), np.inf)
+            np.minimum(best, ratio.min(axis=0), out=best)
+    for model, best in zip(study.standalone, expected):
+        np.testing.assert_allclose(model.capacity_mw, best, rtol=1e-9, atol=1e-7)
+    assert np.any(expected[1] < intact[1].capacity_mw - 1.0)   # the outages do bind the tier
+
+
+def test_more_screened_pairs_than_the_table_holds_are_refused_with_the_fix(ieee118, monkeypatch):
+    """A background that overloads the network after outages (here: a ceiling the study's own 118-bus
+    pairs exceed) stops with the counts and what to change, before any row is built."""
+    import grid.capacity.outages as outages
+
+    network, scenarios, candidates, _ = ieee118
+    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 2 * 10 * len(candidates))
+    with pytest.raises(GridError, match=r"N-1: [\d,]+ \(line, outage\) pairs come within 1% .* use criterion = 'n-0'"):
+        capacity_study(network, scenarios, candidates, [EPS], criteria=SecurityCriteria(outages="n-1", **BOX))
+
+
+def test_firm_capacity_at_the_forecast_peak_holds_there_and_no_more(ieee118):
+    """background = "peak" with loads varying below their base: firm capacity keeps every line within
+    its rating with each load at its base (the forecast peak), by shift factors rebuilt from the
+    reactances, some line is then at its rating, and it is at least the box's firm capacity."""
+    network = ieee118[0]
+    candidates = ieee118[2]
+    below = sample_base_load(network, BaseLoadSpread(above_sd=0.0), 1000, np.random.default_rng(2))
+    peak = capacity_study(network, below, candidates, [EPS], criteria=SecurityCriteria(background="peak"))
+    box = capacity_study(network, below, candidates, [EPS])
+    firm = peak.firm.vector(candidates)
+    h = shift_factors_without(network, None)[0]
+    np.testing.assert_allclose(below.upper_mw, [bus.base_load_mw - sum(g.output_mw for g in network.generators
+                                                                        if g.bus == bus.number) for bus in network.buses],
+                               atol=1e-9)
+    on = h[:, list(candidates.positions)]
+    at_peak = h @ below.upper_mw
+    rating = np.array([line.thermal_limit_mw for line in network.lines])
+    fine = np.abs(at_peak) <= rating
+    high = at_peak + np.maximum(on, 0) @ firm
+    low = at_peak - np.maximum(-on, 0) @ firm
+    assert np.all(high[fine] <= rating[fine] + TOL) and np.all(low[fine] >= -rating[fine] - TOL)
+    assert np.max(np.maximum(high - rating, -rating - low)[fine]) > -TOL
+    assert firm.sum() > box.firm.vector(candidates).sum() + 1.0
+
+
+def test_the_risk_check_skips_only_rows_no_state_of_the_box_can_break(ieee118):
+    """(C-24): every row's ceiling is at least its background in every sampled state and at random
+    corners of the box (post-outage rows included), and the check with the skip counts exactly what
+    the check of every row counts."""
+    from grid.capacity.limits import LOWER, UPPER, row_background
+    from grid.capacity.verify import row_ceiling, verify_risk
+
+    network, scenarios, candidates, study = ieee118
+    limits, flows = study.limits, study.flows
+    kinds = np.array(limits.kinds)
+    lines = np.unique(limits.line[(kinds == UPPER) | (kinds == LOWER)])
+    dense = np.vstack([h for _, h in flows.blocks(lines)])
+    box = (scenarios.lower_mw, scenarios.upper_mw)
+    ceiling = row_ceiling(limits, lines, dense, flows.offset_mw, box)
+    corners = np.where(np.random.default_rng(5).random((400, len(network.buses))) < 0.5, *box)
+
+    def line_flows(wanted, p):
+        return dense[np.searchsorted(lines, wanted)] @ p.T + flows.offset_mw[wanted][:, None]
+
+    for states in (scenarios.samples_mw, corners):
+        background = row_background(limits, states, np.arange(len(limits)), line_flows)
+        assert np.all(background <= ceiling[:, None] + 1e-9)
+    assert limits.has_outages and np.isfinite(ceiling).all()
+
+    def fresh():
+        rng = np.random.default_rng(8)
+        return lambda n: sample_base_load(network, BaseLoadSpread(), n, rng)
+
+    ids = {"product_ids": lambda bus, m: f"{bus}/{m}", "chunk": 1500}
+    assert verify_risk(study, fresh(), 3000, box=box, **ids) == verify_risk(study, fresh(), 3000, **ids)
+
+
+def test_a_pass_adds_the_pairs_that_load_their_line_most_first(monkeypatch):
+    """Past an eighth of the table's ceiling a pass keeps the worst pairs (flow over rating), in the
+    order they were found; below it, every pair."""
+    import grid.capacity.outages as outages
+
+    found = [(1, 7, 1.02), (2, 7, 1.50), (3, 8, 0.995), (1, 9, 1.20)]
+    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 2)     # room for 2 pairs of 5 candidates
+    assert outages._worst_first(found, 5) == [(2, 7), (1, 9)]
+    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 4)
+    assert outages._worst_first(found, 5) == [(1, 7), (2, 7), (3, 8), (1, 9)]

@@ -16,6 +16,7 @@ from scipy.optimize import linprog
 
 from grid.capacity.binomial import wilson_interval
 from grid.capacity.candidates import make_candidates
+from grid.capacity.criteria import SecurityCriteria
 from grid.capacity.firm import firm_capacity
 from grid.capacity.flexible import flexible_capacity
 from grid.capacity.shift_factors import path_matrix, ptdf, shift_factors
@@ -728,9 +729,9 @@ def test_joint_mode_keeps_every_product_within_eps_with_confidence():
 
 
 
-# ---------------------------------------------------------------- budgeted box (firm_budget)
+# ---------------------------------------------------------------- budgeted box ([security] budget)
 def test_budgeted_worst_case_by_hand():
-    from grid.capacity.limits import budgeted_worst
+    from grid.capacity.criteria import budgeted_worst
 
     # Box [0, 2] everywhere: centre 1, half 1. Row (1, -2, 0.5): h . centre = -0.5 and the terms
     # |h_j| half_j are (1, 2, 0.5); row (0, 1, 1): centre 2, terms (0, 1, 1).
@@ -752,10 +753,19 @@ def test_firm_budget_lets_fewer_loads_sit_at_their_bounds(net, scenarios):
     # leaves 30 MW; bus 4's own limit still caps it at 10 (its load alone may sit at 30), and
     # bus 3's at 40 - 20 = 20: (c3, c4) = (20, 10) against (10, 10) with the whole box.
     candidates = make_candidates(net, DEMAND)
-    study = capacity_study(net, scenarios, candidates, [0.05], firm_budget=1)
+    study = capacity_study(net, scenarios, candidates, [0.05], criteria=SecurityCriteria(background="budgeted", budget=1))
     assert_capacities(study.firm, {3: 20.0, 4: 10.0})
     assert study.firm.limited_by == {3: "withdrawal limit at bus 3", 4: "withdrawal limit at bus 4"}
     whole = capacity_study(net, scenarios, candidates, [0.05])
     assert_capacities(whole.firm, {3: 10.0, 4: 10.0})
-    with pytest.raises(GridError):
-        capacity_study(net, scenarios, candidates, [0.05], firm_budget=-1)
+    with pytest.raises(GridError, match="budget must be a number of loads"):
+        capacity_study(net, scenarios, candidates, [0.05], criteria=SecurityCriteria(background="budgeted", budget=-1))
+
+
+def test_the_peak_is_the_box_on_a_radial_network_whose_loads_all_load_its_lines(net, scenarios):
+    # Every shift factor of the 4-bus feeder is >= 0, so the box's worst corner is every load at the
+    # top of its range: the forecast peak. Same capacities, (10, 10) as above.
+    candidates = make_candidates(net, DEMAND)
+    peak = capacity_study(net, scenarios, candidates, [0.05], criteria=SecurityCriteria(background="peak"))
+    assert_capacities(peak.firm, {3: 10.0, 4: 10.0})
+    assert peak.firm_box.statistic == "forecast peak"

@@ -1,11 +1,11 @@
-"""The capacity-space tie-break QP (grid/capacity/tie_break.py) against HiGHS's QP and brute force."""
+"""The capacity-space tie-break QP (grid/capacity/lp/tie_break.py) against HiGHS's QP and brute force."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from grid.capacity.tie_break import _highs_qp, _kkt_holds, separable_qp
+from grid.capacity.lp.tie_break import _highs_qp, _kkt_holds, separable_qp
 from tests.qp_brute_force import diagonal_qp_by_active_sets
 
 

@@ -24,7 +24,7 @@ def _set(config: dict, path: str, value) -> dict:
     *parents, leaf = path.split("/")
     node = config
     for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
     if value is _DELETE:
         del node[leaf]
     else:
@@ -99,7 +99,7 @@ CASES = [
     ("load/buses/3/mean", -1e300, "load.buses.3.mean: input should be greater than or equal to -1000000"),
     ("load/buses/3/variance", 1e300, "load.buses.3.variance: input should be less than or equal to 1000000000000"),
     ("products/block_mw", 1e-300, "products.block_mw: 1e-300 MW splits firm@3 (10 MW) into 1e+301 blocks; at most 1,000"),
-    ("products/firm_budget", 1e300, "products.firm_budget: input should be less than or equal to 1000000"),
+    ("security/budget", 1e300, "security.budget: input should be less than or equal to 1000000"),
     ("seed", 2**63, "seed: input should be less than or equal to 9223372036854775807"),
     ("auction/max_rounds", 10**12, "auction.max_rounds: input should be less than or equal to 1000000"),
     ("auction/waivers", 10**12, "auction.waivers: input should be less than or equal to 1000000"),

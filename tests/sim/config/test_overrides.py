@@ -103,9 +103,9 @@ def test_bad_overrides_are_one_line_errors(tmp_path, capsys):
 
 def test_set_reaches_the_plan_price_and_capacity_studies(tmp_path):
     assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(tmp_path / "p"), "--quiet",
-                 "--set", "price.total_kw=900"]) == 0
+                 "--no-plots", "--set", "price.total_kw=900"]) == 0
     assert tomllib.loads((tmp_path / "p" / "config.toml").read_text())["price"]["total_kw"] == 900
-    assert main(["capacity", "ieee14", "--out", str(tmp_path / "c"), "--quiet", "--verify", "0",
+    assert main(["capacity", "ieee14", "--out", str(tmp_path / "c"), "--quiet", "--verify", "0", "--no-plots",
                  "--set", "load.scenarios=300"]) == 0
     assert tomllib.loads((tmp_path / "c" / "config.toml").read_text())["load"]["scenarios"] == 300
 

@@ -19,7 +19,13 @@ import pytest
 from grid.network.layout import bus_positions
 from grid.network.network import Bus, Line, Network
 from sim.errors import OutputError
-from sim.report.figures.plots import DPI, FIGURE_SIZE_IN, plot_capacity_map
+from sim.report.figures.plots import (
+    DPI,
+    FIGURE_SIZE_IN,
+    MapPanel,
+    plot_capacity_map,
+    plot_capacity_panels,
+)
 
 
 def make_network(
@@ -261,6 +267,23 @@ def test_capacity_map_of_a_thousand_buses_with_precomputed_positions(tmp_path: P
         flexible_title="Flexible capacity, risk 10 % (MW)", dpi=50,
     )
     assert png_size(path) == expected_size(50)
+
+
+def test_a_map_of_four_panels_marks_each_panel_s_lines_and_is_byte_identical(tmp_path: Path, small_mesh: Network) -> None:
+    line = small_mesh.lines[0].name
+    panels = [MapPanel("firm", {4: 1.0}, blocked_lines=[line]), MapPanel("1 %", {4: 2.0}, binding_lines=[line]),
+              MapPanel("5 %", {4: 3.0}, outage_lines=[line]), MapPanel("10 %", {4: 4.0, 5: 1.0}, note="a note")]
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    for path in (first, second):
+        plot_capacity_panels(small_mesh, panels, path, title="four", dpi=50)
+    assert first.read_bytes() == second.read_bytes()
+    assert png_size(first) == (int(FIGURE_SIZE_IN[0] * 50), int(2 * 0.85 * FIGURE_SIZE_IN[1] * 50))
+    with pytest.raises(ValueError, match="binding_lines: 'no such line'"):
+        plot_capacity_panels(small_mesh, [MapPanel("x", {}, binding_lines=["no such line"])], tmp_path / "c.png",
+                             title="bad")
+    with pytest.raises(ValueError, match="at least one panel"):
+        plot_capacity_panels(small_mesh, [], tmp_path / "d.png", title="none")
+    assert not (tmp_path / "c.png").exists() and not (tmp_path / "d.png").exists()
 
 
 @pytest.mark.parametrize(

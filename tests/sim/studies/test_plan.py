@@ -183,9 +183,13 @@ def test_plan_is_byte_reproducible_and_its_config_reruns(planned, tmp_path):
         assert (again / path.name).read_bytes() == path.read_bytes(), path.name
     effective = tomllib.loads((out / "config.toml").read_text())
     assert effective["seed"] == 7 and effective["plan"]["lambda"] == 0.5 and "lam" not in effective["plan"]
-    # --force replaces a plan directory; `dcmarket log` says what it is.
-    assert main(["plan", str(config), "--out", str(again), "--quiet", "--force", "--no-frontier"]) == 0
-    assert not (again / "frontier.csv").exists()
+    # --force replaces a plan directory; --no-frontier and --no-plots leave out the frontier and the
+    # figures, and nothing else.
+    assert main(["plan", str(config), "--out", str(again), "--quiet", "--force", "--no-frontier", "--no-plots"]) == 0
+    kept = sorted(p.name for p in out.iterdir() if p.suffix != ".png" and p.name != "frontier.csv")
+    assert sorted(p.name for p in again.iterdir()) == kept
+    for name in set(kept) - {"summary.json"}:  # the summary lists the frontier
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
 def test_log_on_a_plan_directory_says_what_it_is(planned, capsys):

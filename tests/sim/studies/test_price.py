@@ -56,6 +56,19 @@ def test_price_directory_holds_every_file_and_figure(priced):
     assert summary["sites_from"] == "price.sites"
 
 
+def test_the_api_in_process_gives_the_price_directory(priced):
+    """sim.api's price study writes the files of the command line's run, byte for byte, and reads
+    its tables as DataFrames (the other studies: tests/sim/test_api.py)."""
+    from sim import api
+
+    result = api.run("price", api.load_config(EXPERIMENTS / "ieee37_price.toml"))
+    written = {path.name: path.read_bytes() for path in priced.iterdir()}
+    assert sorted(result.files) == sorted(written)
+    assert [name for name in written if result.files[name] != written[name]] == []
+    dlmp = result.table("dlmp")
+    assert set(dlmp["case"]) == set(result.summary["cases"]) and (dlmp["dlmp_usd_per_mwh"] > 0).all()
+
+
 def test_every_case_places_the_whole_load_within_the_sites(priced):
     summary = json.loads((priced / "summary.json").read_text())
     total, step = summary["workload"]["total_kw"], summary["workload"]["step_kw"]
@@ -137,7 +150,8 @@ def test_a_mccormick_study_pays_what_strong_duality_pays(tmp_path):
     data["price"].update(linearization="mccormick", total_kw=600.0, svg_kvar=0.0, head_voltage_pu=1.0)
     data["price"]["sites"] = data["price"]["sites"][:2]
     path = _write(tmp_path, data)
-    assert main(["price", str(path), "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    assert main(["price", str(path), "--out", str(tmp_path / "m"), "--quiet", "--no-plots"]) == 0
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {n for n in FILES if not n.endswith(".png")}
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     price = load_config(path).price
     feeder, generators, settings = feeder_inputs(price)

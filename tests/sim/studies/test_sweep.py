@@ -247,8 +247,9 @@ def test_run_plots_are_written_and_the_same_bytes_twice(tmp_path):
     for figure in ("price_path.png", "holdings.png", "capacity_map.png"):
         content = (tmp_path / "a" / figure).read_bytes()
         assert content.startswith(PNG) and content == (tmp_path / "b" / figure).read_bytes(), figure
-    # --force recognises the figures as a run's files.
-    assert main(["run", str(BASE), "--out", str(tmp_path / "a"), "--quiet", "--plots", "--force"]) == 0
+    # --force recognises the figures as a run's files (the run replacing them need not draw its own).
+    assert main(["run", str(BASE), "--out", str(tmp_path / "a"), "--quiet", "--force"]) == 0
+    assert not (tmp_path / "a" / "price_path.png").exists()
 
 
 def test_mechanisms_side_by_side_with_their_own_rules(tmp_path, capsys):

@@ -36,8 +36,19 @@ INF = np.inf
 
 
 @dataclass(frozen=True, eq=False)
+class LazyRows:
+    """Rows over the capacity columns alone, ``matrix`` . c <= ``upper``, that belong to the
+    program but that a solver adds only when a solution breaks them (see `explicit_program`)."""
+
+    matrix: sp.csr_matrix
+    upper: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class LinearProgram:
-    """lo <= A x <= hi, col_lower <= x <= col_upper; the first ``n_cap`` columns are c (MW)."""
+    """lo <= A x <= hi, col_lower <= x <= col_upper; the first ``n_cap`` columns are c (MW).
+
+    ``lazy`` rows are part of the program too (see LazyRows); ``whole`` writes them out."""
 
     n_cap: int
     col_lower: np.ndarray
@@ -45,10 +56,20 @@ class LinearProgram:
     matrix: sp.csr_matrix
     row_lower: np.ndarray
     row_upper: np.ndarray
+    lazy: LazyRows | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.matrix.shape
+
+    def whole(self) -> "LinearProgram":
+        """The same program with its lazy rows written out as ordinary rows."""
+        if self.lazy is None:
+            return self
+        extra = sp.csr_matrix(self.lazy.matrix, shape=(self.lazy.matrix.shape[0], self.shape[1]))
+        return replace(self, matrix=sp.vstack([self.matrix, extra]).tocsr(),
+                       row_lower=np.r_[self.row_lower, np.full(extra.shape[0], -INF)],
+                       row_upper=np.r_[self.row_upper, self.lazy.upper], lazy=None)
 
     def with_capacity_box(self, capacity: np.ndarray, tolerance: float) -> "LinearProgram":
         """The same program with each capacity column boxed to capacity +- tolerance (MW)."""
@@ -198,15 +219,45 @@ def explicit_program(load_rows: sp.csr_matrix, rooms: np.ndarray, kept: np.ndarr
                      caps: np.ndarray) -> LinearProgram:
     """load_rows[r] . c <= room_r for every kept row, written out over the candidate columns alone:
     the partial draw set's rows a_r+ . c <= room_r (grid/capacity/criteria.py), which no flow
-    variable can carry (a+ is not the shift factor of any withdrawal). floors <= c <= caps."""
+    variable can carry (a+ is not the shift factor of any withdrawal). floors <= c <= caps.
+
+    On a meshed network these rows are dense (every line's a+ reaches most candidates: 3.6
+    million non-zeros on ACTIVSg2000), and a simplex over all of them took 18 s where a handful
+    bind. So only the rows that set some candidate's stand-alone capacity (C-20) are written at
+    first; the others are lazy (LazyRows): HiGHS adds those a solution breaks and solves again
+    (grid/capacity/lp/staged_solve.py) until none is broken. A stage's optimum over fewer rows that
+    keeps every row is the optimum over all of them, so the capacities are the whole program's.
+    """
     builder = _Builder()
     n = load_rows.shape[1]
     _capacity_columns(builder, floors, caps)
     rows = np.flatnonzero(kept)
-    block = load_rows[rows].tocoo()
-    first = builder.add_rows(rows.size, -INF, rooms[rows])
-    builder.entries(first + block.row, block.col, block.data)
-    return builder.build(n)
+    block = load_rows[rows]
+    first_rows = _standalone_rows(block, rooms[rows])
+    written = block[first_rows].tocoo()
+    first = builder.add_rows(first_rows.size, -INF, rooms[rows[first_rows]])
+    builder.entries(first + written.row, written.col, written.data)
+    program = builder.build(n)
+    later = np.setdiff1d(np.arange(rows.size), first_rows)
+    if later.size == 0:
+        return program
+    return replace(program, lazy=LazyRows(block[later].tocsr(), rooms[rows[later]]))
+
+
+def _standalone_rows(block: sp.csr_matrix, rooms: np.ndarray) -> np.ndarray:
+    """The rows (of ``block``) that set each column's stand-alone bound min room_r / a_rk (C-20),
+    ascending, each once."""
+    columns = sp.csc_matrix(block)
+    columns.data[columns.data <= 0] = 0.0
+    columns.eliminate_zeros()
+    if columns.nnz == 0:
+        return np.zeros(0, dtype=np.int64)
+    ratio = rooms[columns.indices] / columns.data
+    starts = columns.indptr[:-1][np.diff(columns.indptr) > 0]
+    least = np.minimum.reduceat(ratio, starts)
+    column = np.repeat(np.arange(columns.shape[1]), np.diff(columns.indptr))
+    at_least = ratio <= least[np.searchsorted(starts, columns.indptr[column], side="left")]
+    return np.unique(columns.indices[at_least])
 
 
 def scenario_program(
