@@ -40,12 +40,14 @@ class ProductSettings:
 
     def study(self, network: Network, scenarios: Scenarios, candidates: Candidates, *, solver: str, theory: bool,
               progress: Callable[[str], None] = lambda _: None,
-              corrections: Corrections | None = None) -> CapacityStudy:
+              corrections: Corrections | None = None, compare_full_draw: bool = True) -> CapacityStudy:
         """The capacity study these settings ask for (the one call every caller makes); ``corrections``
-        come from a check outside the linear model (grid/capacity/corrections.py)."""
+        come from a check outside the linear model (grid/capacity/corrections.py); without
+        ``compare_full_draw`` the paper's model is not solved beside it (no counterflow report)."""
         return capacity_study(network, scenarios, candidates, self.risk_levels, solver=solver,
                               formulation=self.formulation, risk_mode=self.risk_mode, touch_factor=self.touch_factor,
-                              criteria=self.criteria, theory=theory, progress=progress, corrections=corrections)
+                              criteria=self.criteria, theory=theory, progress=progress, corrections=corrections,
+                              compare_full_draw=compare_full_draw)
 
 
 @dataclass(frozen=True)

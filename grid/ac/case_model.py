@@ -25,13 +25,14 @@ pandapower's own converter. What we change before and after the converter, and w
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Hashable, Iterator
 
 import numpy as np
 
@@ -100,6 +101,18 @@ class AcCase:
     def fresh_net(self) -> Any:
         """A copy of the template net, for one check."""
         return copy.deepcopy(self.net)
+
+    @functools.cached_property
+    def _work_nets(self) -> dict[Any, Any]:
+        return {}
+
+    def work_net(self, settings: Hashable) -> Any:
+        """One copy of the template per solver settings that the checks of this case run on in
+        turn: a run sets every load and unit, and a check starts from scratch (grid/ac/check.py), so
+        nothing of an earlier check is left; pandapower's recycled runs keep the settings of the first."""
+        if settings not in self._work_nets:
+            self._work_nets[settings] = copy.deepcopy(self.net)
+        return self._work_nets[settings]
 
 
 @contextmanager

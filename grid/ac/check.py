@@ -42,6 +42,8 @@ SUMMARY_KEYS = ("states", "converged", "not_converged", "states_with_caused_viol
 _MARGIN = 1e-6
 # pandapower runs its Newton-Raphson loop compiled when numba is there; it is optional.
 _NUMBA = importlib.util.find_spec("numba") is not None
+# What changes between the runs on one net (pandapower's recycle option): PQ values and units.
+_RECYCLE = {"bus_pq": True, "gen": True, "trafo": False}
 
 
 def _real(value: object) -> bool:
@@ -331,7 +333,8 @@ def check_allocation(
     model = ac_case(case, options, base_dir)
     added = _allocation(model, allocation_mw)
     p_background, q_background = _background(model, states)
-    net = model.fresh_net()
+    net = model.work_net(settings)
+    net._ppc = None  # a check starts from scratch, whatever ran on the net before: same input, same output
     checked, found = [], []
     if without is not None and len(without) != len(states.labels):
         raise GridError(f"without: give one run per state ({len(states.labels)}), got {len(without)}")
@@ -407,11 +410,15 @@ def _power_flow(model: AcCase, net: Any, p_mw: np.ndarray, q_mvar: np.ndarray, s
     _schedule(model, net, p_mw, q_mvar)
     try:
         with quiet_pandapower():
+            # After the net's first run, only its loads and units change: pandapower recycles the
+            # internal case (bus_pq, gen) and starts from the last solution, half the time per run.
             pp.runpp(net, algorithm="nr", calculate_voltage_angles=True, trafo_model="pi", init="auto",
                      max_iteration=int(settings.max_iterations), tolerance_mva=float(settings.tolerance_mva),
-                     enforce_q_lims=settings.enforce_q_limits, numba=_NUMBA)
+                     enforce_q_lims=settings.enforce_q_limits, numba=_NUMBA, recycle=_RECYCLE)
     except LoadflowNotConverged:
-        return _failed(model, net)
+        failed = _failed(model, net)
+        net._ppc = None  # the next run starts afresh, not from this diverged iterate
+        return failed
     except Exception as exc:  # pandapower's own checks (islands, bad data) raise several types
         raise GridError(f"AC check of {model.name}: pandapower could not run the power flow "
                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None

@@ -37,7 +37,14 @@ from grid.ac.check import (
     Violation,
 )
 from grid.ac.states import CheckState, DenseFlows, line_limits
-from grid.ac.study_check import AcTarget, ModelCheck, check_study, model_names
+from grid.ac.study_check import (
+    AcTarget,
+    ModelCheck,
+    RunCache,
+    check_study,
+    model_names,
+)
+from grid.ac.tier_risk import hold_products, tier_interruptions
 from grid.capacity.corrections import Corrections, LinearRow
 from grid.capacity.limits import LOWER, UPPER, line_limit_name
 from grid.capacity.study import CapacityStudy
@@ -151,15 +158,23 @@ def correct_study(study: CapacityStudy, scenarios: Scenarios, dense: DenseFlows,
     corrections = Corrections.none(len(study.network.lines))
     iterations: list[Iteration] = []
     revisit: dict[str, list[CheckState]] = {}
+    linear = tier_interruptions(study, scenarios, dense.h)[0]
+    cache = RunCache()  # each state solved without the new load once, and with the same new load once
     while True:
         checks = check_study(study, scenarios, dense, target, worst=worst, sensitivities=True, revisit=revisit,
-                             progress=progress)
+                             cache=cache, progress=progress)
         iterations.append(_iteration(len(iterations), study, checks, corrections))
         found = iterations[-1].found()
         progress(f"AC correction, iteration {len(iterations) - 1}: {found} violation(s) caused by new load")
         if not found:
-            stopped = STOP_CLEAN
-            break
+            # The tiers' products must also keep the linear study's risk (grid/ac/tier_risk.py);
+            # a study held to it is checked again.
+            held, held_corrections = hold_products(study, scenarios, dense.h, linear, corrections, solve, progress)
+            if held_corrections is corrections or len(iterations) > max_iterations:
+                stopped = STOP_CLEAN if held_corrections is corrections else stop_at_limit(max_iterations)
+                break
+            study, corrections = held, held_corrections
+            continue
         if len(iterations) > max_iterations:
             stopped = stop_at_limit(max_iterations)
             break

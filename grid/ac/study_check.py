@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -115,9 +116,12 @@ def checked_models(study: CapacityStudy) -> list[tuple[int, CapacityResult]]:
 
 def check_study(study: CapacityStudy, scenarios: Scenarios, dense: DenseFlows, target: AcTarget, *, worst: int,
                 sensitivities: bool = False, revisit: Mapping[str, Sequence[CheckState]] | None = None,
+                cache: RunCache | None = None,
                 progress: Progress = lambda _: None) -> tuple[ModelCheck, ...]:
     """Every checked model at its states (firm also at the worst corners), and at the states
-    ``revisit`` names per model (where an earlier check found a violation)."""
+    ``revisit`` names per model (where an earlier check found a violation). ``cache`` holds the
+    runs of earlier checks of the same target; it is read and filled, so that a state is solved
+    without the new load once, and with the same new load once."""
     names = model_names(study)
     found = []
     for index, model in checked_models(study):
@@ -131,6 +135,47 @@ def check_study(study: CapacityStudy, scenarios: Scenarios, dense: DenseFlows, t
         groups: dict[bytes, list[CheckState]] = {}
         for state in chosen:
             groups.setdefault(state.drawn.tobytes(), []).append(state)
-        results = tuple(target.check(study, capacity, states, sensitivities=sensitivities) for states in groups.values())
+        results = tuple(result for states in groups.values()
+                        for result in _checked(study, capacity, states, target, sensitivities, cache))
         found.append(ModelCheck(names[index], capacity, tuple(chosen), results))
     return tuple(found)
+
+
+@dataclass(eq=False)
+class RunCache:
+    """Power flows of earlier checks of one target: each state's run without the new load (by
+    background), and each state's check with a given new load (by label, background and load)."""
+
+    baselines: dict[bytes, PowerFlow] = field(default_factory=dict)
+    checked: dict[tuple[str, bytes, bytes], AcCheck] = field(default_factory=dict)
+
+
+def background_key(state: CheckState) -> bytes:
+    """What a state's run without the new load depends on: its background."""
+    return np.ascontiguousarray(state.withdrawal_mw, dtype=float).tobytes()
+
+
+def _checked(study: CapacityStudy, capacity: np.ndarray, states: list[CheckState], target: AcTarget,
+             sensitivities: bool, cache: RunCache | None) -> list[AcCheck]:
+    """target.check of states that draw alike: a state checked before with the same new load is
+    taken from ``cache``; of the others, those whose baseline is known are checked with it, the
+    rest in full, and every new state's check and baseline kept."""
+    if cache is None:
+        return [target.check(study, capacity, states, sensitivities=sensitivities)]
+    load = np.ascontiguousarray(np.where(states[0].drawn, capacity, 0.0)).tobytes()
+    key = {id(s): (s.label, background_key(s), load) for s in states}
+    results = [cache.checked[key[id(s)]] for s in states if key[id(s)] in cache.checked]
+    fresh = [s for s in states if key[id(s)] not in cache.checked]
+    known = [s for s in fresh if background_key(s) in cache.baselines]
+    unknown = [s for s in fresh if background_key(s) not in cache.baselines]
+    for group, without in ((known, True), (unknown, False)):
+        if not group:
+            continue
+        result = target.check(study, capacity, group, sensitivities=sensitivities,
+                              without=[cache.baselines[background_key(s)] for s in group] if without else None)
+        for state, run in zip(group, result.states):
+            cache.baselines[background_key(state)] = run.without_load
+            cache.checked[key[id(state)]] = dataclasses.replace(
+                result, states=(run,), violations=tuple(v for v in result.violations if v.state == run.label))
+        results.append(result)
+    return results

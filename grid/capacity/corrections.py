@@ -9,6 +9,8 @@ A finer model (an AC power flow, grid/ac/correct.py) can tell it two things in t
   the background of every bus (network bus order), a constant g0, a cap on what the background
   term counts (infinite: none), and a limit, in MW. (g0 lets a row measured at a state p* count
   its background from there, g . (p - p*), and keep its limit on the scale of the new load's term.)
+  A row may also ask a flexible tier to hold it at a share of the tier's eps (CVaR_{share eps}):
+  several rows that stand for one limit then break together in no more scenarios than one would.
 
 The study applies them to firm capacity and to every flexible tier alike, each model with its
 own statistic of the background term (worst case over the box, or CVaR), as it does for a line's
@@ -36,6 +38,7 @@ class LinearRow:
     limit_mw: float
     background_cap_mw: float = math.inf
     background_offset_mw: float = 0.0
+    risk_share: float = 1.0       # a tier of risk eps holds the row at CVaR_{risk_share eps}
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,3 +74,5 @@ class Corrections:
                 raise GridError(f"Corrections row {row.name!r}: coefficients, offset and limit must be finite")
             if math.isnan(row.background_cap_mw) or row.background_cap_mw == -math.inf:
                 raise GridError(f"Corrections row {row.name!r}: background_cap_mw must be a number or inf (no cap)")
+            if not 0.0 < row.risk_share <= 1.0:
+                raise GridError(f"Corrections row {row.name!r}: risk_share must be in (0, 1], got {row.risk_share!r}")

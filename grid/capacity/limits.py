@@ -93,6 +93,7 @@ class LimitTable:
     extra_background: np.ndarray | None = None
     extra_offset_mw: np.ndarray | None = None
     extra_cap_mw: np.ndarray | None = None
+    extra_risk_share: np.ndarray | None = None   # the share of a tier's eps each extra row holds at
 
     def extra_terms(self, rows: np.ndarray, samples: np.ndarray) -> np.ndarray:
         """min(g . p + g0, cap) of the given extra rows (positions among the extra rows) per
@@ -123,9 +124,18 @@ class LimitTable:
         bounds on line flows: rows after an outage, and extra rows, carry no flow of their own."""
         return self.has_outages or EXTRA in self.kinds
 
+    @functools.cached_property
+    def risk_share(self) -> np.ndarray:
+        """Per row, the share of a tier's eps it holds at: 1 but for extra rows that ask for less."""
+        share = np.ones(len(self.kinds))
+        if self.extra_risk_share is not None:
+            first = self.kinds.index(EXTRA)
+            share[first:first + self.extra_risk_share.size] = self.extra_risk_share
+        return share
+
     def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
-        """Sample CVaR_eps of each row's background term."""
-        return cvar_from_tail(self.tail_mw, epsilon, self.count)
+        """Sample CVaR of each row's background term at eps times its risk_share."""
+        return cvar_from_tail(self.tail_mw, np.asarray(epsilon, dtype=float) * self.risk_share, self.count)
 
     @functools.cached_property
     def coef_signs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +242,7 @@ class _RowColumns:
     extra_background: np.ndarray | None = None
     extra_offset_mw: np.ndarray | None = None
     extra_cap_mw: np.ndarray | None = None
+    extra_risk_share: np.ndarray | None = None
 
     def add(self, kind: str, label: str, limit: float, line: int = -1, bus: int = -1) -> None:
         self.kinds.append(kind)
@@ -260,6 +271,7 @@ class _RowColumns:
             extra_background=self.extra_background,
             extra_offset_mw=self.extra_offset_mw,
             extra_cap_mw=self.extra_cap_mw,
+            extra_risk_share=self.extra_risk_share,
         )
 
 
@@ -337,6 +349,7 @@ def _extra_rows(rows: _RowColumns, corrections: Corrections, box: FirmBox, touch
     worst = box.worst(background) + offset
     rows.worst.append(np.minimum(worst, cap))
     rows.extra_offset_mw, rows.extra_cap_mw = offset, cap
+    rows.extra_risk_share = np.array([row.risk_share for row in corrections.rows], dtype=float)
     rows.touch_blocks.append(sp.csr_matrix(coef >= touch_factor))
     rows.coef_blocks.append(sp.csr_matrix(coef))
     rows.affected.append(np.any(coef != 0.0, axis=1))

@@ -378,7 +378,7 @@ def _scenario_program(ctx: _Context, risk: float, row_risk: np.ndarray | None, k
                       floors: np.ndarray, caps: np.ndarray, draw: str) -> LinearProgram:
     """The paper's scenario LP (17) on the kept limits."""
     limits = ctx.limits
-    eps = np.full(len(limits), risk) if row_risk is None else row_risk
+    eps = (np.full(len(limits), risk) if row_risk is None else row_risk) * limits.risk_share
     # Below 1/S the CVaR of S samples is their maximum, which (17) also gives at eps = 1/(2S)
     # without dividing by zero.
     eps = np.maximum(eps, 0.5 / limits.count)

@@ -157,3 +157,21 @@ def test_corrections_that_do_not_fit_are_one_line(paper, corrections, needle):
     with pytest.raises(GridError) as exc:
         capacity_study(net, scenarios, candidates, [0.05], corrections=corrections)
     assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_row_with_a_risk_share_holds_each_tier_at_that_share_of_its_eps(paper):
+    """c3 + p4 <= 35 held at half of each tier's eps: c3 = 35 - CVaR_{eps/2}(p4), by sorting."""
+    net, scenarios, candidates = paper
+    row = LinearRow("halved", np.array([1.0, 0.0]), np.array([0.0, 0.0, 0.0, 1.0]), 35.0, risk_share=0.5)
+    study = capacity_study(net, scenarios, candidates, [0.1, 0.2], corrections=Corrections(np.zeros((3, 2)), (row,)))
+    p4 = scenarios.samples_mw[:, 3]
+    for tier in study.tiers:
+        assert tier.capacity_mw[3] == pytest.approx(35.0 - cvar(p4, tier.risk / 2), abs=1e-5)
+        assert tier.capacity_mw[3] < 35.0 - cvar(p4, tier.risk) - 0.1  # tighter than at the whole eps
+
+
+def test_a_risk_share_outside_0_1_is_one_line(paper):
+    net, scenarios, candidates = paper
+    row = LinearRow("bad", np.array([1.0, 0.0]), np.zeros(4), 45.0, risk_share=0.0)
+    with pytest.raises(GridError, match="risk_share must be in"):
+        capacity_study(net, scenarios, candidates, [0.1], corrections=Corrections(np.zeros((3, 2)), (row,)))
