@@ -55,7 +55,7 @@ STUDIES = {
     "ieee57": ("ieee57", {"demand_mw": 150.0, "risk_levels": [0.01, 0.05]}),
     "ieee118": (str(HERE / "ieee118_capacity.toml"), {}),
     "activsg2000": ("case_ACTIVSg2000", {"demand_mw": 5.0, "scenarios": 2000, "risk_levels": [0.05],
-                                         "sets": ["security.budget=100"]}),
+                                         "sets": ["security.background=budgeted", "security.budget=100"]}),
 }
 
 
