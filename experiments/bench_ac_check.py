@@ -12,11 +12,15 @@ on --verify fresh scenarios), with per model the linear and the corrected MW, th
 violations caused by new load that the first and the last check find, the re-solves and the
 seconds. No timing is asserted.
 
-    .venv/bin/python experiments/bench_ac_check.py [--cases ieee14 ...] [--states N]
-        [--studies ieee57 ieee118 activsg2000] [--out experiments/out]
+Part 3, per study in --scaled: the simplest correction to compare with: the linear study's firm
+allocation times alpha, bisected (--halvings times) for the largest alpha at which the AC check,
+at the states its own rule picks for that allocation, finds no violation caused by new load.
 
-Writes bench_ac_check.csv and, with --studies, bench_ac_correction.csv. Part 2 on
-case_ACTIVSg2000 takes minutes.
+    .venv/bin/python experiments/bench_ac_check.py [--cases ieee14 ...] [--states N]
+        [--studies ieee57 ieee118 activsg2000] [--scaled activsg2000] [--out experiments/out]
+
+Writes bench_ac_check.csv and, with --studies, bench_ac_correction.csv, with --scaled
+bench_ac_scaled.csv. Part 2 on case_ACTIVSg2000 takes about a minute.
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ if str(REPO) not in sys.path:  # run as a script: the packages are this checkout
 import numpy as np  # noqa: E402
 
 from grid.ac.case_model import ac_case  # noqa: E402
-from grid.ac.check import BackgroundStates, check_allocation  # noqa: E402
+from grid.ac.check import CAUSED, BackgroundStates, check_allocation  # noqa: E402
+from grid.ac.states import check_states, dense_flows  # noqa: E402
+from grid.ac.study_check import AcTarget  # noqa: E402
 from grid.load.scenarios import BaseLoadSpread, sample_base_load  # noqa: E402
 from sim.config.overrides import parse_override  # noqa: E402
+from sim.market.inputs import build_grid_inputs  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
 from sim.studies.capacity import capacity_run, read_target  # noqa: E402
@@ -48,6 +55,8 @@ COLUMNS = ["case", "buses", "branches", "states", "build_s", "seconds_per_state"
            "caused_violations", "pre_existing_violations"]
 DEFAULT_CASES = ["ieee14", "ieee118", "case_ACTIVSg2000", "case_ACTIVSg10k"]
 CORRECTION_CSV = "bench_ac_correction.csv"
+SCALED_CSV = "bench_ac_scaled.csv"
+SCALED_COLUMNS = ["study", "linear_mw", "alpha", "scaled_mw", "first_unclean_alpha", "checks", "seconds"]
 CORRECTION_COLUMNS = ["study", "model", "linear_mw", "corrected_mw", "cost_mw", "caused_before", "caused_after",
                       "resolves", "stopped", "seconds"]
 # `dcmarket capacity` targets with their overrides (as the CLI flags would set them).
@@ -80,10 +89,7 @@ def measure(case: str, count: int) -> dict[str, object]:
 
 def correct(name: str, verify: int) -> list[dict[str, object]]:
     """One study of STUDIES with its AC correction: a row per model."""
-    target, flags = STUDIES[name]
-    overrides = {"seed": None, "solver": None, "risk_levels": None, "demand_mw": None, "scenarios": None,
-                 **flags, "sets": [parse_override(text) for text in flags.get("sets", [])]}
-    config, base_dir, source = read_target(target, overrides)
+    config, base_dir, source = _target(name)
     begun = time.perf_counter()
     result = capacity_run(config, base_dir, source=source, verify=verify, theory=False)
     seconds = time.perf_counter() - begun
@@ -100,12 +106,58 @@ def correct(name: str, verify: int) -> list[dict[str, object]]:
     return rows
 
 
+def _target(name: str):
+    """A study of STUDIES read as `dcmarket capacity` reads its target and flags."""
+    target, flags = STUDIES[name]
+    overrides = {"seed": None, "solver": None, "risk_levels": None, "demand_mw": None, "scenarios": None,
+                 **flags, "sets": [parse_override(text) for text in flags.get("sets", [])]}
+    return read_target(target, overrides)
+
+
+def scaled(name: str, halvings: int) -> dict[str, object]:
+    """Part 3: the largest alpha of the bisection, and alpha times the linear firm MW."""
+    config, base_dir, _ = _target(name)
+    begun = time.perf_counter()
+    grid = build_grid_inputs(config, base_dir)
+    study = grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=False,
+                                compare_full_draw=False)
+    dense = dense_flows(study, grid.scenarios)
+    target = AcTarget(config.network.case, config.ac.settings(), config.network.case_options(), base_dir)
+    firm = study.firm.vector(study.candidates)
+
+    def clean(alpha: float) -> bool:
+        capacity = alpha * firm
+        states = check_states(study, grid.scenarios, dense, capacity, study.firm.draw, corners=True,
+                              worst=config.ac.states, blocked=study.firm.blocked_rows)
+        groups: dict[bytes, list] = {}
+        for state in states:
+            groups.setdefault(state.drawn.tobytes(), []).append(state)
+        for group in groups.values():
+            result = target.check(study, capacity, group)
+            if any(v.origin == CAUSED for v in result.violations) or not all(r.converged for r in result.states):
+                return False
+        return True
+
+    low, high, checks = 0.0, 1.0, 1
+    if clean(1.0):
+        low = 1.0
+    else:
+        for checks in range(2, halvings + 2):
+            middle = (low + high) / 2.0
+            low, high = (middle, high) if clean(middle) else (low, middle)
+    return {"study": name, "linear_mw": float(firm.sum()), "alpha": low, "scaled_mw": low * float(firm.sum()),
+            "first_unclean_alpha": high, "checks": checks, "seconds": time.perf_counter() - begun}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="MATPOWER cases by name or path")
     parser.add_argument("--states", type=int, default=10, help="background states per case")
     parser.add_argument("--studies", nargs="*", default=[], choices=list(STUDIES),
                         help="capacity studies to correct in AC (part 2; none by default)")
+    parser.add_argument("--scaled", nargs="*", default=[], choices=list(STUDIES),
+                        help="studies whose linear firm allocation is scaled down until AC-clean (part 3)")
+    parser.add_argument("--halvings", type=int, default=7, help="bisection steps of part 3")
     parser.add_argument("--verify", type=int, default=1000, help="fresh scenarios of each study's risk check")
     parser.add_argument("--out", type=Path, default=HERE / "out", help=f"folder for {CSV_NAME} and {CORRECTION_CSV}")
     args = parser.parse_args(argv)
@@ -123,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: corrected in {corrected[-1]['seconds']:.1f} s", file=sys.stderr)
     if corrected:
         _table(CORRECTION_COLUMNS, corrected, args.out / CORRECTION_CSV)
+    bisected = [scaled(name, args.halvings) for name in args.scaled]
+    if bisected:
+        _table(SCALED_COLUMNS, bisected, args.out / SCALED_CSV)
     return 0
 
 

@@ -98,7 +98,7 @@ class LimitTable:
     def extra_terms(self, rows: np.ndarray, samples: np.ndarray) -> np.ndarray:
         """min(g . p + g0, cap) of the given extra rows (positions among the extra rows) per
         sample (rows, S)."""
-        values = self.extra_background[rows] @ samples.T + self.extra_offset_mw[rows][:, None]
+        values = (samples @ self.extra_background[rows].T).T + self.extra_offset_mw[rows][:, None]
         return np.minimum(values, self.extra_cap_mw[rows][:, None])
 
     def __len__(self) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from sim.cli import main
 
-IEEE14 = ["capacity", "ieee14", "--demand", "15", "--scenarios", "300", "--verify", "300", "--quiet"]
+IEEE14 = ["capacity", "ieee14", "--demand", "15", "--scenarios", "300", "--no-plots", "--verify", "300", "--quiet"]
 
 
 def _summary(folder) -> dict:
