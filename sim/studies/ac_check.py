@@ -70,18 +70,19 @@ def ac_step(config: ExperimentConfig, base_dir: Path, grid: GridInputs, study: C
         return study, AcOutcome({**_header(config, checks), "correction": {"skipped": "[ac] correct = false"}},
                                 _violation_rows(checks), _check_text(config, checks))
 
-    def solve(corrections: Corrections, compare_full_draw: bool = False) -> CapacityStudy:
+    def solve(corrections: Corrections) -> CapacityStudy:
         progress(f"AC correction: the study again, {int(corrections.derating_mw.any(axis=1).sum())} line(s) derated, "
                  f"{len(corrections.rows)} row(s) at checked states")
         return grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
-                                   progress=progress, corrections=corrections, compare_full_draw=compare_full_draw)
+                                   progress=progress, corrections=corrections, compare_full_draw=False)
 
-    # The re-solves leave out the paper's full-draw model (most of a re-solve's time on IEEE 118);
-    # the result is solved once more with it, for the counterflow report, when it changed.
+    # The re-solves leave out the paper's full-draw model (its tie-break QP is most of a re-solve's
+    # time): beside the corrected study stands the linear study's (docs/models/ac-check.md#correction).
     correction = correct_study(study, grid.scenarios, dense, target, worst=config.ac.states, solve=solve,
                                max_iterations=config.ac.max_iterations, progress=progress)
-    if correction.resolves and study.full_draw:
-        correction = dataclasses.replace(correction, study=solve(correction.corrections, compare_full_draw=True))
+    if correction.resolves:
+        correction = dataclasses.replace(
+            correction, study=dataclasses.replace(correction.study, full_draw=study.full_draw))
     final = correction.iterations[-1].checks
     summary = {**_header(config, final), "correction": _correction_summary(correction, config.ac.max_iterations)}
     text = _check_text(config, correction.iterations[0].checks) + "\n" + _correction_text(correction)
