@@ -20,8 +20,8 @@ STORED = sorted(NOTEBOOKS.glob("*.ipynb"))
 PRINTED = {
     "capacity_ieee118.ipynb": [
         "IEEE 118: 297.4 MW firm and 1,036.2 MW flexible at 5 % over 99 buses",  # after the AC correction
-        "flexible, promised 5%: worst realised interruption 7.34%",
-        "verdicts: {'within': 13, 'exceeds': 9, 'within sampling error': 3}",
+        "flexible, promised 5%: worst realised interruption 3.55%",
+        "verdicts: {'within': 23}",  # the corrected tiers keep the linear study's risk
     ],
     "population_auction.ipynb": [
         "12 bidders, 8 products, 5 rounds with bids",
