@@ -150,6 +150,43 @@ def check_scenario_lp_memory(network: Network, rows: int, count: int, solver: st
     return need
 
 
+# Peak bytes per entry of the capacity study's dense shift-factor work: the rows of H kept for the
+# scenario pass (lines x buses) and the LP's coefficient rows (two per line, one entry per
+# candidate bus), with their copies while they are built. Measured as peak resident memory:
+# case_ACTIVSg10k (12,706 lines, 10,000 buses, 4,170 candidates, 200 scenarios) took 7.0 GB,
+# 28 bytes per entry of lines x (buses + 2 x candidates); rounded up.
+SHIFT_FACTOR_BYTES = 32
+
+
+def shift_factor_memory_bytes(n_lines: int, n_buses: int, n_candidates: int) -> int:
+    """Peak bytes of a capacity study's dense shift-factor rows: 32 * L * (n + 2m)."""
+    return SHIFT_FACTOR_BYTES * int(n_lines) * (int(n_buses) + 2 * int(n_candidates))
+
+
+def check_shift_factor_memory(network: Network, n_candidates: int, available_bytes: int | None = None) -> int:
+    """Refuse a capacity study whose dense shift-factor rows would not fit, before the first of them.
+
+    A 70,000-bus case needs hundreds of GB in this form: the study would fill the machine for
+    minutes and die. The message says how many candidate buses fit, or that none do.
+    """
+    n_lines, n_buses = len(network.lines), len(network.buses)
+    need = shift_factor_memory_bytes(n_lines, n_buses, n_candidates)
+    over = _over_share(need, 1, available_bytes)
+    if over is None:
+        return need
+    available_bytes = over[0]
+    usable = int(MEMORY_SHARE * available_bytes) // SHIFT_FACTOR_BYTES
+    most = (usable - n_lines * n_buses) // max(1, 2 * n_lines)
+    advice = (f"name at most {most:,} candidate buses ([network] candidate_buses)" if most >= 1 else
+              f"the shift factors alone ({n_lines:,} lines x {n_buses:,} buses) do not fit, whatever the candidates; "
+              "use a smaller case or a machine with more memory (docs/models/capacity.md#memory)")
+    raise GridError(
+        f"capacity study on {network.name!r}: {n_lines:,} lines x ({n_buses:,} buses + 2 x {n_candidates:,} candidate "
+        f"buses) of dense shift factors need about {_format_bytes(need)}; this machine has "
+        f"{_format_bytes(available_bytes)} available; {advice}"
+    )
+
+
 # The flexible-capacity MILP (grid/plan/milp.py) per minute of a site's event: about 4 kB in Pyomo
 # (measured: 300 scenarios of the default study, 83,000 variables and 139,000 constraints, took
 # 99 MB for 24,000 event minutes), doubled for the solver's copy of it.

@@ -83,7 +83,7 @@ from grid.capacity.shift_factors import FlowModel, flow_model
 from grid.capacity.standalone import Standalone, standalone_capacity
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
-from grid.memory_guard import check_scenario_lp_memory
+from grid.memory_guard import check_scenario_lp_memory, check_shift_factor_memory
 from grid.network.network import Network
 from grid.solvers.names import check_solver
 
@@ -562,6 +562,8 @@ def capacity_study(
         raise GridError(f"unknown risk_mode {risk_mode!r}; choose one of {', '.join(RISK_MODES)}")
     if not 0.0 < touch_factor <= 1.0:
         raise GridError(f"touch_factor must be in (0, 1], got {touch_factor!r}")
+    if rows is None:
+        check_shift_factor_memory(network, len(candidates))
     flows = flow_model(network)
     if rows is None:
         progress(f"shift factors and worst cases: {len(network.lines)} lines")
