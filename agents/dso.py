@@ -10,6 +10,7 @@ import mesa
 
 from agents.errors import AgentConfigError
 from grid.capacity.candidates import Candidates
+from grid.capacity.corrections import Corrections
 from grid.capacity.criteria import SecurityCriteria
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.study import MIN_PRODUCT_MW, CapacityStudy, capacity_study
@@ -38,11 +39,15 @@ class ProductSettings:
     criteria: SecurityCriteria = SecurityCriteria()
 
     def study(self, network: Network, scenarios: Scenarios, candidates: Candidates, *, solver: str, theory: bool,
-              progress: Callable[[str], None] = lambda _: None) -> CapacityStudy:
-        """The capacity study these settings ask for (the one call every caller makes)."""
+              progress: Callable[[str], None] = lambda _: None,
+              corrections: Corrections | None = None, compare_full_draw: bool = True) -> CapacityStudy:
+        """The capacity study these settings ask for (the one call every caller makes); ``corrections``
+        come from a check outside the linear model (grid/capacity/corrections.py); without
+        ``compare_full_draw`` the paper's model is not solved beside it (no counterflow report)."""
         return capacity_study(network, scenarios, candidates, self.risk_levels, solver=solver,
                               formulation=self.formulation, risk_mode=self.risk_mode, touch_factor=self.touch_factor,
-                              criteria=self.criteria, theory=theory, progress=progress)
+                              criteria=self.criteria, theory=theory, progress=progress, corrections=corrections,
+                              compare_full_draw=compare_full_draw)
 
 
 @dataclass(frozen=True)

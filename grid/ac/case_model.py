@@ -25,13 +25,14 @@ pandapower's own converter. What we change before and after the converter, and w
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Hashable, Iterator
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class AcCase:
     ratings_mva: dict[str, np.ndarray]
     branches: tuple[BranchResults, ...]
     charging_pu: np.ndarray       # (lines, 2): transformer charging moved to the from- and to-bus
-    unit_pg_mw: np.ndarray        # the case's PG per in-service unit
+    unit_pg_mw: np.ndarray        # per in-service unit: where it starts (A-8)
     unit_share: np.ndarray        # share of a change in total load (the DC model's alpha, per unit)
     unit_table: tuple[str, ...]
     unit_index: np.ndarray
@@ -100,6 +101,18 @@ class AcCase:
     def fresh_net(self) -> Any:
         """A copy of the template net, for one check."""
         return copy.deepcopy(self.net)
+
+    @functools.cached_property
+    def _work_nets(self) -> dict[Any, Any]:
+        return {}
+
+    def work_net(self, settings: Hashable) -> Any:
+        """One copy of the template per solver settings that the checks of this case run on in
+        turn: a run sets every load and unit, and a check starts from scratch (grid/ac/check.py), so
+        nothing of an earlier check is left; pandapower's recycled runs keep the settings of the first."""
+        if settings not in self._work_nets:
+            self._work_nets[settings] = copy.deepcopy(self.net)
+        return self._work_nets[settings]
 
 
 @contextmanager
@@ -117,21 +130,22 @@ def quiet_pandapower() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def ac_case(case: str | Path, options: CaseOptions | None = None) -> AcCase:
-    """The AC model of a case file (a built-in name, a .m or a .raw path), cached per file and options."""
+def ac_case(case: str | Path, options: CaseOptions | None = None, base_dir: Path | None = None) -> AcCase:
+    """The AC model of a case file (a built-in name, a .m or a .raw path, relative to ``base_dir`` if
+    given, as load_case resolves it), cached per file and options."""
     options = options or CaseOptions()
-    path = matpower_file(case)
+    path = matpower_file(case, base_dir)
     stat = path.stat()
-    return _cached_case(str(case), str(path.resolve()), stat.st_mtime_ns, stat.st_size,
-                        options.default_rating_mw, options.rating_margin, options.slack)
+    return _cached_case(str(case), None if base_dir is None else str(base_dir), str(path.resolve()), stat.st_mtime_ns,
+                        stat.st_size, options.default_rating_mw, options.rating_margin, options.slack)
 
 
 @lru_cache(maxsize=8)
-def _cached_case(case: str, path: str, mtime_ns: int, size: int, default_rating_mw: float | None,
-                 rating_margin: float | None, slack: str | None) -> AcCase:
+def _cached_case(case: str, base_dir: str | None, path: str, mtime_ns: int, size: int,
+                 default_rating_mw: float | None, rating_margin: float | None, slack: str | None) -> AcCase:
     del mtime_ns, size  # in the key only: an edited file is read again
     options = CaseOptions(default_rating_mw=default_rating_mw, rating_margin=rating_margin, slack=slack)
-    network = load_case(case, options)
+    network = load_case(case, options, None if base_dir is None else Path(base_dir))
     return build_case(network, _read_tables(Path(path), case), case)
 
 
@@ -265,7 +279,7 @@ def build_case(network: Network, tables: dict[str, Any], name: str) -> AcCase:
         to_bus=np.array([line.to_bus for line in network.lines], dtype=np.int64),
         ratings_mva=_ratings(network, tables["branch"][prepared.branch_rows]),
         branches=_branch_results(net, prepared.turned), charging_pu=prepared.charging,
-        unit_pg_mw=tables["gen"][prepared.gen_rows, _PG].copy(), unit_share=_unit_shares(network),
+        unit_pg_mw=_starting_outputs(network, tables["gen"][prepared.gen_rows, _PG]), unit_share=_unit_shares(network),
         unit_table=unit_table, unit_index=unit_index,
     )
 
@@ -303,6 +317,17 @@ def _branch_results(net: Any, turned: np.ndarray) -> tuple[BranchResults, ...]:
 def _units(net: Any) -> tuple[tuple[str, ...], np.ndarray]:
     lookup = net._from_ppc_lookups["gen"]
     return tuple(lookup["element_type"].tolist()), lookup["element"].to_numpy().astype(np.int64)
+
+
+def _starting_outputs(network: Network, case_pg: np.ndarray) -> np.ndarray:
+    """Where the units start (docs/models/ac-check.md#eq-a-8): at the case's PG, which carries the
+    AC losses, when the DC network only scaled it to the base load; at the DC network's outputs
+    when it shared a base-load gap that is not losses among them (grid/network/matpower.py), so
+    that the AC check solves the operating point the study assumed."""
+    dc = np.array([g.output_mw for g in network.generators])
+    total = float(case_pg.sum())
+    scaled = total != 0 and np.allclose(dc, case_pg * (dc.sum() / total), rtol=1e-9, atol=1e-9)
+    return case_pg.copy() if scaled else dc
 
 
 def _unit_shares(network: Network) -> np.ndarray:

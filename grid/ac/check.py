@@ -13,6 +13,7 @@ grid/ac/case_model.py.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import numbers
@@ -25,17 +26,24 @@ import numpy as np
 import pandas as pd
 
 from grid.ac.case_model import RATINGS, AcCase, ac_case, quiet_pandapower
+from grid.ac.sensitivity import VoltageSensitivity, voltage_sensitivity
 from grid.errors import GridError
 from grid.network.cases import CaseOptions
 from grid.network.network import Network
 
 OVERLOAD, LOW_VOLTAGE, HIGH_VOLTAGE = "overload", "low voltage", "high voltage"
 PRE_EXISTING, CAUSED, UNKNOWN = "pre-existing", "caused by new load", "unknown"
+_ORIGIN_KEYS = ((CAUSED, "caused"), (PRE_EXISTING, "pre_existing"), (UNKNOWN, "unknown"))
+# What AcCheck.summary() counts, in its order.
+SUMMARY_KEYS = ("states", "converged", "not_converged", "states_with_caused_violations") + tuple(
+    f"{key}_{what}" for _, key in _ORIGIN_KEYS for what in ("overloads", "voltage_violations"))
 # A limit counts as broken past this margin (% of rating, p.u. of voltage), so that round-off in
 # a solution that sits on a limit is not reported.
 _MARGIN = 1e-6
 # pandapower runs its Newton-Raphson loop compiled when numba is there; it is optional.
 _NUMBA = importlib.util.find_spec("numba") is not None
+# What changes between the runs on one net (pandapower's recycle option): PQ values and units.
+_RECYCLE = {"bus_pq": True, "gen": True, "trafo": False}
 
 
 def _real(value: object) -> bool:
@@ -177,11 +185,13 @@ class PowerFlow:
 
 @dataclass(frozen=True)
 class StateCheck:
-    """A background state solved with the new load and without it (the baseline)."""
+    """A background state solved with the new load and without it (the baseline); when asked for,
+    the voltage sensitivities of the buses whose violation the new load causes (A-10)."""
 
     label: str
     with_load: PowerFlow
     without_load: PowerFlow
+    voltage: VoltageSensitivity | None = None
 
     @property
     def converged(self) -> bool:
@@ -199,6 +209,7 @@ class Violation:
     limit: float             # 100 %, vmin_pu or vmax_pu
     value_without: float     # the same quantity without the new load (NaN when that run failed)
     origin: str              # PRE_EXISTING, CAUSED or UNKNOWN
+    position: int = -1       # the line's position in AcCheck.lines, or the bus's in AcCheck.buses
 
 
 @dataclass(frozen=True)
@@ -239,7 +250,7 @@ class AcCheck:
         counts = {"states": len(self.states), "converged": sum(s.converged for s in self.states),
                   "not_converged": sum(not s.converged for s in self.states),
                   "states_with_caused_violations": len({v.state for v in self.violations if v.origin == CAUSED})}
-        for origin, key in ((CAUSED, "caused"), (PRE_EXISTING, "pre_existing"), (UNKNOWN, "unknown")):
+        for origin, key in _ORIGIN_KEYS:
             picked = [v for v in self.violations if v.origin == origin]
             counts[f"{key}_overloads"] = sum(v.kind == OVERLOAD for v in picked)
             counts[f"{key}_voltage_violations"] = sum(v.kind != OVERLOAD for v in picked)
@@ -300,34 +311,50 @@ def check_allocation(
     settings: AcSettings = AcSettings(),
     *,
     options: CaseOptions | None = None,
+    base_dir: Path | None = None,
+    sensitivities: bool = False,
+    without: Sequence[PowerFlow] | None = None,
 ) -> AcCheck:
     """Solve every background state with and without the new load; list the violations.
 
-    ``case`` is a MATPOWER case (a built-in name or a .m file); ``options`` are the DC study's
-    case options, which set the ratings of unrated branches and the slack model that generation
-    follows (docs/models/ac-check.md#eq-a-8). Bad input is a one-line GridError; a power flow that
-    does not converge is reported in the result (``failures``, ``raise_on_failure``).
+    ``case`` is a MATPOWER case (a built-in name or a .m file, relative to ``base_dir`` if given);
+    ``options`` are the DC study's case options, which set the ratings of unrated branches and the
+    slack model that generation follows (docs/models/ac-check.md#eq-a-8). Bad input is a one-line
+    GridError; a power flow that does not converge is reported in the result (``failures``,
+    ``raise_on_failure``). With ``sensitivities``, each state carries dV/dP of the buses whose
+    voltage violation the new load causes (docs/models/ac-check.md#eq-a-10). ``without`` are the
+    states' runs without the new load when the caller has them already (one per state, from a
+    check of the same states and settings): they are not solved again.
     """
     if not isinstance(states, BackgroundStates):
         raise GridError(f"states must be a BackgroundStates, got {type(states).__name__}")
     if not isinstance(settings, AcSettings):
         raise GridError(f"settings must be an AcSettings, got {type(settings).__name__}")
-    model = ac_case(case, options)
+    model = ac_case(case, options, base_dir)
     added = _allocation(model, allocation_mw)
     p_background, q_background = _background(model, states)
-    net = model.fresh_net()
-    checked = []
+    net = model.work_net(settings)
+    net._ppc = None  # a check starts from scratch, whatever ran on the net before: same input, same output
+    checked, found = [], []
+    if without is not None and len(without) != len(states.labels):
+        raise GridError(f"without: give one run per state ({len(states.labels)}), got {len(without)}")
     for row, label in enumerate(states.labels):
-        without = _power_flow(model, net, p_background[row], q_background[row], settings)
-        with_load = without if not added.any() else _power_flow(
+        baseline = _power_flow(model, net, p_background[row], q_background[row], settings) if without is None \
+            else without[row]
+        with_load = baseline if not added.any() else _power_flow(
             model, net, p_background[row] + added, q_background[row] + added * settings.tan_phi, settings)
-        checked.append(StateCheck(label, with_load, without))
-    rating = model.ratings_mva[settings.rating]
+        state = StateCheck(label, with_load, baseline)
+        violations = _violations(model, state, settings)
+        watched = [int(model.buses[v.position]) for v in violations if v.origin == CAUSED and v.kind != OVERLOAD]
+        if sensitivities and watched:  # the net holds the run with the new load, the last one solved
+            state = dataclasses.replace(state, voltage=voltage_sensitivity(model, net, sorted(set(watched)),
+                                                                           settings.tan_phi))
+        checked.append(state)
+        found += violations
     return AcCheck(
         case=str(case), settings=settings, allocation_mw=dict(allocation_mw), buses=tuple(model.buses.tolist()),
         lines=model.lines, from_bus=tuple(model.from_bus.tolist()), to_bus=tuple(model.to_bus.tolist()),
-        rating_mva=rating, states=tuple(checked),
-        violations=tuple(v for state in checked for v in _violations(model, state, settings)),
+        rating_mva=model.ratings_mva[settings.rating], states=tuple(checked), violations=tuple(found),
     )
 
 
@@ -383,11 +410,15 @@ def _power_flow(model: AcCase, net: Any, p_mw: np.ndarray, q_mvar: np.ndarray, s
     _schedule(model, net, p_mw, q_mvar)
     try:
         with quiet_pandapower():
+            # After the net's first run, only its loads and units change: pandapower recycles the
+            # internal case (bus_pq, gen) and starts from the last solution, half the time per run.
             pp.runpp(net, algorithm="nr", calculate_voltage_angles=True, trafo_model="pi", init="auto",
                      max_iteration=int(settings.max_iterations), tolerance_mva=float(settings.tolerance_mva),
-                     enforce_q_lims=settings.enforce_q_limits, numba=_NUMBA)
+                     enforce_q_lims=settings.enforce_q_limits, numba=_NUMBA, recycle=_RECYCLE)
     except LoadflowNotConverged:
-        return _failed(model, net)
+        failed = _failed(model, net)
+        net._ppc = None  # the next run starts afresh, not from this diverged iterate
+        return failed
     except Exception as exc:  # pandapower's own checks (islands, bad data) raise several types
         raise GridError(f"AC check of {model.name}: pandapower could not run the power flow "
                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
@@ -467,5 +498,6 @@ def _violations(model: AcCase, state: StateCheck, settings: AcSettings) -> list[
         was_broken = sign * (before - limit) > _MARGIN
         for i in np.flatnonzero(broken).tolist():
             origin = UNKNOWN if not baseline.converged else PRE_EXISTING if was_broken[i] else CAUSED
-            found.append(Violation(state.label, kind, names[i], float(value[i]), float(limit[i]), float(before[i]), origin))
+            found.append(Violation(state.label, kind, names[i], float(value[i]), float(limit[i]), float(before[i]),
+                                   origin, i))
     return found

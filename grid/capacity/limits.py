@@ -5,7 +5,9 @@ Each limit is a row ``a . c + b - limit <= 0`` over the candidate capacities c:
 - a withdrawal limit at bus i (1b)/(4b): a = 1 at candidate i, b = p_i;
 - a line's upper and lower flow limit (1c)/(4c)/(4d): a = +-H[l, candidates], b = +-(H p)_l;
 - the supply limit (generation headroom or import at the reference bus): a = 1 everywhere,
-  b = sum_j p_j (new load and background growth must both be generated).
+  b = sum_j p_j (new load and background growth must both be generated);
+- an extra row handed in as a correction (grid/capacity/corrections.py): its own a on the
+  candidates and b = min(g . p + g0, its cap); corrections also take a derating off a line's limits.
 
 The capacity models only ever need a statistic of the background term b per row: its worst case
 over the load box (firm, (2a)/(2b)) or its sample CVaR (flexible, proof of Proposition 1: CVaR is
@@ -26,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid.capacity.candidates import Candidates
+from grid.capacity.corrections import Corrections
 from grid.capacity.criteria import (
     COEFFICIENT_ZERO,
     FirmBox,
@@ -38,7 +41,7 @@ from grid.load.scenarios import Scenarios
 from grid.network.network import Network
 from grid.risk_measures import cvar_from_tail
 
-WITHDRAWAL, UPPER, LOWER, SUPPLY = "withdrawal", "upper", "lower", "supply"
+WITHDRAWAL, UPPER, LOWER, SUPPLY, EXTRA = "withdrawal", "upper", "lower", "supply", "extra"
 
 # A candidate "touches" a limit when 1 MW withdrawn there moves the limited quantity by at least
 # this much (a distribution-factor cut-off, as in transmission loading relief practice): such
@@ -65,7 +68,7 @@ def tail_size(epsilon: float, count: int) -> int:
 class LimitTable:
     """The rows (see the module doc) and their background statistics, in a fixed order:
     withdrawal limits in bus order, then each line's upper and lower limit in line order, then
-    the supply limit.
+    the supply limit, then the extra rows of the corrections (post-outage rows come after them).
     """
 
     kinds: tuple[str, ...]
@@ -85,6 +88,18 @@ class LimitTable:
     outage: np.ndarray | None = None
     lodf: np.ndarray | None = None
     outage_names: tuple[str, ...] = ()  # per row: the line out of service, "" in the intact network
+    # The extra rows' background coefficients g (extra rows x buses), in the order of their rows,
+    # their constants g0 and the most their background term g . p + g0 counts (LinearRow).
+    extra_background: np.ndarray | None = None
+    extra_offset_mw: np.ndarray | None = None
+    extra_cap_mw: np.ndarray | None = None
+    extra_risk_share: np.ndarray | None = None   # the share of a tier's eps each extra row holds at
+
+    def extra_terms(self, rows: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        """min(g . p + g0, cap) of the given extra rows (positions among the extra rows) per
+        sample (rows, S)."""
+        values = (samples @ self.extra_background[rows].T).T + self.extra_offset_mw[rows][:, None]
+        return np.minimum(values, self.extra_cap_mw[rows][:, None])
 
     def __len__(self) -> int:
         return len(self.kinds)
@@ -99,11 +114,28 @@ class LimitTable:
             return f"withdrawal limit at bus {label}"
         if kind == SUPPLY:
             return f"supply limit ({label})"
+        if kind == EXTRA:
+            return label
         return line_limit_name(label, kind, self.outage_names[row] if self.outage_names else "")
 
+    @functools.cached_property
+    def explicit(self) -> bool:
+        """Whether the rows must be written out over the candidates (a . c <= room), not as
+        bounds on line flows: rows after an outage, and extra rows, carry no flow of their own."""
+        return self.has_outages or EXTRA in self.kinds
+
+    @functools.cached_property
+    def risk_share(self) -> np.ndarray:
+        """Per row, the share of a tier's eps it holds at: 1 but for extra rows that ask for less."""
+        share = np.ones(len(self.kinds))
+        if self.extra_risk_share is not None:
+            first = self.kinds.index(EXTRA)
+            share[first:first + self.extra_risk_share.size] = self.extra_risk_share
+        return share
+
     def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
-        """Sample CVaR_eps of each row's background term."""
-        return cvar_from_tail(self.tail_mw, epsilon, self.count)
+        """Sample CVaR of each row's background term at eps times its risk_share."""
+        return cvar_from_tail(self.tail_mw, np.asarray(epsilon, dtype=float) * self.risk_share, self.count)
 
     @functools.cached_property
     def coef_signs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -167,9 +199,11 @@ def limit_rows(
     candidates: Candidates,
     touch_factor: float = DEFAULT_TOUCH_FACTOR,
     box: FirmBox | None = None,
+    corrections: Corrections | None = None,
 ) -> tuple[LimitTable, ShiftRows]:
     """Every finite limit with its worst case over firm capacity's background set ``box`` (default:
-    the scenarios' box), but no scenario tails yet.
+    the scenarios' box), but no scenario tails yet; with ``corrections``, the lines' limits less
+    their deratings and the extra rows last (grid/capacity/corrections.py).
 
     That is all the robust firm model needs, so it can be solved while `with_tails` runs.
     """
@@ -177,12 +211,17 @@ def limit_rows(
         raise GridError(
             f"scenarios do not match network {network.name!r}; build the scenarios from this network"
         )
+    if corrections is not None:
+        corrections.check(len(network.lines), len(network.buses), len(candidates))
     box = box or scenario_box(scenarios)
     rows = _RowColumns()
     # The table's order (see LimitTable): withdrawal limits, then the lines, then the supply.
     _withdrawal_rows(rows, network, box, candidates)
-    blocks = _line_rows(rows, network, flows, box, candidates, touch_factor)
+    derating = None if corrections is None else np.asarray(corrections.derating_mw, dtype=float)
+    blocks = _line_rows(rows, network, flows, box, candidates, touch_factor, derating)
     _supply_row(rows, network, box, len(candidates))
+    if corrections is not None and corrections.rows:
+        _extra_rows(rows, corrections, box, touch_factor)
     return rows.table(len(candidates), scenarios.count), ShiftRows(tuple(blocks), flows.offset_mw)
 
 
@@ -200,6 +239,10 @@ class _RowColumns:
     touch_blocks: list[sp.csr_matrix] = dataclasses.field(default_factory=list)
     coef_blocks: list[sp.csr_matrix] = dataclasses.field(default_factory=list)
     affected: list[np.ndarray] = dataclasses.field(default_factory=list)
+    extra_background: np.ndarray | None = None
+    extra_offset_mw: np.ndarray | None = None
+    extra_cap_mw: np.ndarray | None = None
+    extra_risk_share: np.ndarray | None = None
 
     def add(self, kind: str, label: str, limit: float, line: int = -1, bus: int = -1) -> None:
         self.kinds.append(kind)
@@ -225,6 +268,10 @@ class _RowColumns:
             tail_mw=np.zeros((rows, 0)),
             tail_scenario=np.zeros((rows, 0), dtype=int),
             count=count,
+            extra_background=self.extra_background,
+            extra_offset_mw=self.extra_offset_mw,
+            extra_cap_mw=self.extra_cap_mw,
+            extra_risk_share=self.extra_risk_share,
         )
 
 
@@ -250,9 +297,10 @@ def _withdrawal_rows(rows: _RowColumns, network: Network, box: FirmBox, candidat
 
 
 def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmBox, candidates: Candidates,
-               touch_factor: float) -> list[tuple[np.ndarray, np.ndarray]]:
+               touch_factor: float, derating: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
-    lower row, interleaved. Returns the blocks' shift-factor rows, for the scenario pass."""
+    lower row, interleaved, each limit less its derating (lines x 2) if any. Returns the blocks'
+    shift-factor rows, for the scenario pass."""
     finite = np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
     blocks = []
     for block, h in flows.blocks(finite, LINE_BLOCK):
@@ -271,8 +319,9 @@ def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmB
         rows.affected.append(np.repeat(np.any(on_candidates != 0.0, axis=1), 2))
         for l in block:
             line = network.lines[int(l)]
-            for kind in (UPPER, LOWER):
-                rows.add(kind, line.name, float(line.thermal_limit_mw), line=int(l))
+            for side, kind in enumerate((UPPER, LOWER)):
+                off = 0.0 if derating is None else float(derating[int(l), side])
+                rows.add(kind, line.name, float(line.thermal_limit_mw) - off, line=int(l))
     return blocks
 
 
@@ -288,6 +337,25 @@ def _supply_row(rows: _RowColumns, network: Network, box: FirmBox, n_cand: int) 
     # What the number is: generators' headroom, or the import limit of a reference slack.
     imported = network.slack == "reference" and math.isfinite(network.import_limit_mw)
     rows.add(SUPPLY, f"import at bus {network.reference_bus}" if imported else "generation headroom", float(supply))
+
+
+def _extra_rows(rows: _RowColumns, corrections: Corrections, box: FirmBox, touch_factor: float) -> None:
+    """The corrections' extra rows: a . c + min(g . p + g0, cap) <= limit, with the worst case over the box."""
+    background = np.vstack([row.background_coef for row in corrections.rows]).astype(float)
+    offset = np.array([row.background_offset_mw for row in corrections.rows], dtype=float)
+    cap = np.array([row.background_cap_mw for row in corrections.rows], dtype=float)
+    coef = np.vstack([row.candidate_coef for row in corrections.rows]).astype(float)
+    coef[np.abs(coef) < COEFFICIENT_ZERO] = 0.0
+    worst = box.worst(background) + offset
+    rows.worst.append(np.minimum(worst, cap))
+    rows.extra_offset_mw, rows.extra_cap_mw = offset, cap
+    rows.extra_risk_share = np.array([row.risk_share for row in corrections.rows], dtype=float)
+    rows.touch_blocks.append(sp.csr_matrix(coef >= touch_factor))
+    rows.coef_blocks.append(sp.csr_matrix(coef))
+    rows.affected.append(np.any(coef != 0.0, axis=1))
+    rows.extra_background = background
+    for row in corrections.rows:
+        rows.add(EXTRA, row.name, float(row.limit_mw))
 
 
 def with_tails(
@@ -330,6 +398,11 @@ def with_tails(
         progress(f"background flows and tails: {finished}/{done} lines")
     if np.any(kinds == SUPPLY):
         top, top_i, _, _ = _tails(samples.sum(axis=1)[None, :], keep, with_scenarios)
+        tails.append(top)
+        tail_idx.append(top_i)
+    if table.extra_background is not None:
+        terms = table.extra_terms(np.arange(len(table.extra_background)), samples)
+        top, top_i, _, _ = _tails(terms, keep, with_scenarios)
         tails.append(top)
         tail_idx.append(top_i)
     return dataclasses.replace(
@@ -399,6 +472,10 @@ def row_background(table: LimitTable, samples: np.ndarray, rows: np.ndarray, lin
             lines, pick = np.unique(own, return_inverse=True)
             out[on_lines] = sign[:, None] * line_flows(lines, samples)[pick]
     out[kinds == SUPPLY] = samples.sum(axis=1)[None, :]
+    extra = kinds == EXTRA
+    if np.any(extra):
+        # The extra rows sit together in the table, in the order of extra_background's rows.
+        out[extra] = table.extra_terms(rows[extra] - table.kinds.index(EXTRA), samples)
     return out
 
 

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 
 from grid.capacity.binomial import allowed_count
 from grid.capacity.candidates import Candidates
+from grid.capacity.corrections import Corrections
 from grid.capacity.criteria import (
     FirmBox,
     SecurityCriteria,
@@ -47,6 +48,7 @@ from grid.capacity.criteria import (
 )
 from grid.capacity.limits import (
     DEFAULT_TOUCH_FACTOR,
+    EXTRA,
     LOWER,
     SUPPLY,
     UPPER,
@@ -277,6 +279,9 @@ def row_loads(flows: FlowModel, limits: LimitTable, candidates: Candidates, capa
             values[after] += limits.lodf[lines][after] * line_flow[limits.outage[lines][after]]
         loads[lines] = sign * values
     loads[kinds == SUPPLY] = float(np.sum(capacity))
+    extra = kinds == EXTRA
+    if np.any(extra):
+        loads[extra] = limits.coef[extra] @ np.asarray(capacity, dtype=float)
     return loads
 
 
@@ -296,7 +301,7 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
     what = f"{model} capacity LP" if model == "firm" else f"{model} capacity LP (eps = {risk:g})"
     kept_rows = screen.kept & (np.array(limits.kinds) != WITHDRAWAL)
     capped = np.minimum(caps, np.where(screen.pinned, caps, withdrawal_caps))
-    if draw == "partial" or limits.has_outages:
+    if draw == "partial" or limits.explicit:
         bounded = explicit_program(_load_rows(limits, draw), rooms, kept_rows, floors, capped)
     else:
         bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors, capped)
@@ -374,13 +379,13 @@ def _scenario_program(ctx: _Context, risk: float, row_risk: np.ndarray | None, k
                       floors: np.ndarray, caps: np.ndarray, draw: str) -> LinearProgram:
     """The paper's scenario LP (17) on the kept limits."""
     limits = ctx.limits
-    eps = np.full(len(limits), risk) if row_risk is None else row_risk
+    eps = (np.full(len(limits), risk) if row_risk is None else row_risk) * limits.risk_share
     # Below 1/S the CVaR of S samples is their maximum, which (17) also gives at eps = 1/(2S)
     # without dividing by zero.
     eps = np.maximum(eps, 0.5 / limits.count)
     background = row_background(limits, ctx.scenarios.samples_mw, np.flatnonzero(kept),
                                 shift_factor_flows(ctx.flows))
-    load_rows = _load_rows(limits, draw) if draw == "partial" or limits.has_outages else None
+    load_rows = _load_rows(limits, draw) if draw == "partial" or limits.explicit else None
     return scenario_program(ctx.flows, ctx.candidates, limits, background, eps[kept], kept, floors, caps,
                             load_rows=load_rows)
 
@@ -426,7 +431,7 @@ def _capacity_rows(ctx: _Context, rooms: np.ndarray, kept_rows: np.ndarray, boun
     def rows_at(c: np.ndarray, min_slack: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         slack = rooms - row_loads(ctx.flows, limits, candidates, c, draw)
         ids = np.flatnonzero(kept_rows & (slack <= min_slack * scale))
-        if draw == "partial" or limits.has_outages:
+        if draw == "partial" or limits.explicit:
             return ids, _load_rows(limits, draw)[ids].toarray(), rooms[ids]
         a = np.zeros((ids.size, n))
         lines = [k for k, r in enumerate(ids) if limits.kinds[r] in (UPPER, LOWER)]
@@ -453,7 +458,7 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
         h = ctx.flows.rows(limits.line[line_rows])[:, candidates.positions]
         for r, row in zip(line_rows, h):
             coefficient[int(r)] = row if limits.kinds[r] == UPPER else -row
-    for r in after:
+    for r in after + [r for r in binding_rows if limits.kinds[r] == EXTRA]:
         coefficient[int(r)] = limits.coef[int(r)].toarray().ravel()
     column_of_bus = {int(p): k for k, p in enumerate(candidates.positions)}
     for r in binding_rows:
@@ -540,6 +545,7 @@ def capacity_study(
     progress: Progress = lambda _: None,
     compare_full_draw: bool = True,
     rows: tuple[LimitTable, ShiftRows] | None = None,
+    corrections: Corrections | None = None,
 ) -> CapacityStudy:
     """Firm capacity and the nested flexible tiers (see the module doc), against ``criteria``
     (grid/capacity/criteria.py: the background set of firm capacity, the draw set, the outages).
@@ -548,7 +554,8 @@ def capacity_study(
     counterflow report: ``full_draw`` stays empty). ``rows`` are limit_rows of these scenarios,
     candidates and touch factor over the box (background "box") when the caller has built them
     already; when their table carries the tails of the largest risk level (``tail_mw``), they are
-    not computed again.
+    not computed again. ``corrections`` (line deratings, extra rows) apply to firm capacity and
+    every tier alike (grid/capacity/corrections.py); rows built without them cannot be reused.
     """
     check_solver(solver)
     levels = check_risk_levels(risk_levels)
@@ -565,9 +572,10 @@ def capacity_study(
         progress(f"shift factors and worst cases: {len(network.lines)} lines")
     box = criteria.firm_box(scenarios)
     if rows is not None and (criteria.background != "box" or rows[0].coef.shape[1] != len(candidates)
-                             or rows[0].count != scenarios.count):
-        raise GridError("rows were built for other scenarios, candidates or background; build them with limit_rows")
-    base, shift = rows or limit_rows(network, flows, scenarios, candidates, touch_factor, box)
+                             or rows[0].count != scenarios.count or not (corrections is None or corrections.empty)):
+        raise GridError("rows were built for other scenarios, candidates, background or without corrections; "
+                        "build them with limit_rows")
+    base, shift = rows or limit_rows(network, flows, scenarios, candidates, touch_factor, box, corrections)
     if formulation == "scenario":
         check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
     firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor,

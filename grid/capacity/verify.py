@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from grid.capacity.binomial import wilson_interval
 from grid.capacity.criteria import budgeted_worst
 from grid.capacity.limits import (
+    EXTRA,
     LOWER,
     SUPPLY,
     UPPER,
@@ -118,7 +119,8 @@ def row_ceiling(limits: LimitTable, lines: np.ndarray, dense: np.ndarray, offset
     """Per row, an upper bound of its background term b_r over the load box ``box`` = (lower,
     upper), which holds every scenario the check can draw (C-24): exact for a withdrawal limit (the
     bus's upper bound), the supply (the sum of them) and a line of the intact network (its worst
-    corner); for a post-outage row the bound (C-22) of its two lines' worst corners. ``dense``
+    corner), and a correction's row (its capped background term at its worst corner); for a
+    post-outage row the bound (C-22) of its two lines' worst corners. ``dense``
     holds the shift-factor rows of ``lines``; a row on another line gets no bound (infinity)."""
     lower, upper = box
     up, down = np.full(offset_mw.size, np.inf), np.full(offset_mw.size, np.inf)
@@ -129,6 +131,11 @@ def row_ceiling(limits: LimitTable, lines: np.ndarray, dense: np.ndarray, offset
     withdrawal = kinds == WITHDRAWAL
     ceiling[withdrawal] = upper[limits.bus[withdrawal]]
     ceiling[kinds == SUPPLY] = upper.sum()
+    extra = np.flatnonzero(kinds == EXTRA)
+    if extra.size:  # a correction's row: its capped background term at its worst over the box
+        at = extra - limits.kinds.index(EXTRA)
+        ceiling[extra] = np.minimum(budgeted_worst(limits.extra_background[at], lower, upper, None)
+                                    + limits.extra_offset_mw[at], limits.extra_cap_mw[at])
     for kind, same, other in ((UPPER, up, down), (LOWER, down, up)):
         on = np.flatnonzero(kinds == kind)
         value = same[limits.line[on]]

@@ -40,6 +40,7 @@ from agents.profiles import (
 )
 from agents.strategies import STRATEGIES, ChosenStrategy, choose_strategy
 from grid.ac.check import AcSettings
+from grid.ac.correct import DEFAULT_MAX_ITERATIONS, MAX_ITERATIONS_CEILING
 from grid.capacity.criteria import (
     BACKGROUND_SETS,
     DRAW_SETS,
@@ -543,6 +544,11 @@ class AcConfig(_Section):
     power_factor: float = Field(default=0.95, gt=0, le=1, description="of the new loads (lagging)")
     vmin_pu: float = Field(default=0.95, gt=0, lt=1, description="the voltage band's floor")
     vmax_pu: float = Field(default=1.05, gt=1, le=1.5, description="the voltage band's ceiling")
+    correct: bool = Field(default=True, description="tighten the linear study where the AC check finds a violation "
+                          "caused by new load (line limits, linearised voltage rows) and solve it again; the corrected "
+                          "allocation becomes the study's result")
+    max_iterations: int = Field(default=DEFAULT_MAX_ITERATIONS, ge=0, le=MAX_ITERATIONS_CEILING,
+                                description="re-solves of the AC correction at most")
 
     def settings(self) -> AcSettings:
         return AcSettings(power_factor=self.power_factor, vmin_pu=self.vmin_pu, vmax_pu=self.vmax_pu)

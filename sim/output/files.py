@@ -36,6 +36,7 @@ CONFIG = "config.toml"
 SCENARIOS = "scenarios.csv"
 RISK_CHECK = "risk_check.csv"
 AC_CHECK = "ac_check.csv"
+AC_CORRECTION = "ac_correction.csv"
 CAPACITY_MAP = "capacity_map.png"
 STANDALONE_MAP = "standalone_map.png"
 CORRELATION = "correlation.csv"
@@ -119,8 +120,8 @@ PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profi
 HEADROOM_FILES = frozenset({"headroom.csv", "totals.csv", "headroom_duration.png", "headroom_map.png", "hourly.csv",
                             "hourly.parquet", "hourly.m"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
-                       RISK_CHECK, AC_CHECK, CAPACITY_MAP, STANDALONE_MAP, CORRELATION, ALLOCATION_PANDAPOWER, "price_path.png",
-                       "holdings.png", "report.html"})
+                       RISK_CHECK, AC_CHECK, AC_CORRECTION, CAPACITY_MAP, STANDALONE_MAP, CORRELATION,
+                       ALLOCATION_PANDAPOWER, "price_path.png", "holdings.png", "report.html"})
              | PLAN_FILES | PRICE_FILES | HEADROOM_FILES)
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
 

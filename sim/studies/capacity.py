@@ -52,7 +52,14 @@ from sim.report.figures.plots import (  # matplotlib loads when a map is drawn
     plot_capacity_panels,
 )
 from sim.report.text import products_table
-from sim.studies.ac_check import AC_CHECK_FILE, AC_COLUMNS, AcOutcome, ac_check
+from sim.studies.ac_check import (
+    AC_CHECK_FILE,
+    AC_COLUMNS,
+    AC_CORRECTION_FILE,
+    CORRECTION_COLUMNS,
+    AcOutcome,
+    ac_step,
+)
 from sim.studies.registry import (
     DEFAULT_DEMAND_MW,
     DEFAULT_RISK,
@@ -217,9 +224,10 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
         grid: GridInputs = build_grid_inputs(config, base_dir)
         study = grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
                                     progress=progress)
+        # The AC step may correct the study; the products and the risk check are the result's.
+        study, ac = ac_step(config, base_dir, grid, study, verify, theory, progress)
         offered, withheld = products_from_study(study, grid.settings.block_mw)
         checks, skipped, sample_kind = _risk_checks(config, grid, study, verify, progress)
-        ac = ac_check(config, base_dir, grid, study, verify, progress)
     cap = capacity_summary(study, grid.scenarios.count)
     summary: dict[str, Any] = {
         "seed": config.seed,
@@ -362,6 +370,8 @@ def _capacity_files(config: ExperimentConfig, grid: GridInputs, study: CapacityS
     # Always written, so that a reader of the directory finds the check or why there is none.
     files[outputs.RISK_CHECK] = outputs.csv_bytes(RISK_COLUMNS, [c.as_dict() for c in checks or []])
     files[AC_CHECK_FILE] = outputs.csv_bytes(AC_COLUMNS, ac.rows)
+    if ac.correction_rows is not None:
+        files[AC_CORRECTION_FILE] = outputs.csv_bytes(CORRECTION_COLUMNS, ac.correction_rows)
     return files
 
 

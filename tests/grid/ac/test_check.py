@@ -409,3 +409,19 @@ def test_the_studys_net_withdrawals_get_the_committed_generation_back():
     from_study = check_allocation("ieee14", {}, states).states[0].with_load
     case_load = check_allocation("ieee14", {}, BackgroundStates.case_load()).states[0].with_load
     np.testing.assert_allclose(from_study.vm_pu, case_load.vm_pu, atol=1e-9)
+
+
+def test_case57_units_start_at_the_dc_dispatch_so_the_ac_flows_are_the_dc_studys():
+    """docs/models/ac-check.md#eq-a-8: case57's PG covers 74 % of its load and the DC network
+    shares the rest among the units; started at PG, the reference unit would make up 322 MW and
+    lines near it would carry 30-50 MW the DC study never had. Started where the DC study has the
+    units, the AC active flows on those lines are the DC flows solved here, up to losses."""
+    network = load_case("ieee57")
+    pg = sum(g.output_mw for g in network.generators)
+    assert pg == pytest.approx(sum(b.base_load_mw for b in network.buses), rel=1e-6)
+    result = check_allocation("ieee57", {}, BackgroundStates.case_load())
+    dc = dc_flows(network, {})
+    ac = result.states[0].without_load.flows[:, 0]  # P at the from end, MW
+    for name in ("1-16", "1-17", "2-3"):
+        line = result.lines.index(name)
+        assert abs(ac[line] - dc[line]) < 10.0, (name, ac[line], dc[line])
