@@ -640,7 +640,7 @@ def _matrix_scores(rng: np.random.Generator, count: int, factor: np.ndarray,
     m = factor.shape[0]
     # One large product: per-block products would re-read the m x m factor for every block.
     e = np.empty((count, m))
-    _draw_blocks(rng, count, m, None, lambda rows, block: e.__setitem__(rows, block))
+    _draw_blocks(rng, count, m, None, lambda rows, block, out=e: out.__setitem__(rows, block))
     z = e @ factor.T
     del e
     step = max(1, BLOCK_NUMBERS // m)
