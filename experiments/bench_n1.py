@@ -13,14 +13,15 @@ Both studies use the forecast peak as firm capacity's background (`background = 
 studied at the peak, as planning standards do), the scenarios varying each load below it, and the
 partial draw set. Over the whole range below the peak (the box, what `dcmarket capacity CASE`
 uses for N-0) the case is far from N-1 secure: 68,788 pairs come within 1 % of their rating at
-zero new load, and the study refuses them with the fix (docs/models/capacity.md#eq-c-22). The table gives each
+zero new load, and at 10,000 scenarios a screening pass needs more pair rows than the ceiling
+allows, which the study refuses with the fix (docs/models/capacity.md#eq-c-22). The table gives each
 time, the N-1 time as a ratio to the floor (the issue's target: within 3x), the pairs the screen
 added, its passes, the outages studied and islanding, and the firm and flexible totals. No timing
 is asserted.
 
     .venv/bin/python experiments/bench_n1.py [--case case_ACTIVSg2000] [--scenarios 10000] [--out experiments/out]
 
-Writes bench_n1.csv. About a minute on this 2-core machine when idle.
+Writes bench_n1.csv. About 10 minutes on this 2-core machine when idle (the N-1 study).
 """
 
 from __future__ import annotations
