@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grid.capacity.limits import EXTRA, LOWER, UPPER
+from grid.capacity.limits import LOWER, UPPER
 from grid.capacity.study import CapacityStudy
 from grid.load.scenarios import Scenarios
 
@@ -161,7 +161,7 @@ def _extra_rows_hold(study: CapacityStudy, withdrawal: np.ndarray, drawn: np.nda
     limits = study.limits
     if limits.extra_background is None:
         return np.ones(len(withdrawal), dtype=bool)
-    rows = np.flatnonzero(np.array(limits.kinds) == EXTRA)
+    rows = limits.extra_rows
     value = limits.extra_terms(np.arange(rows.size), withdrawal).T + (limits.coef[rows] @ drawn.T).T
     kept = np.ones(rows.size, dtype=bool) if blocked is None else ~blocked[rows]
     bound = limits.limit_mw[rows] + 1e-6 * np.maximum(1.0, np.abs(limits.limit_mw[rows]))

@@ -68,9 +68,8 @@ def offending_rows(study: CapacityStudy, scenarios: Scenarios, h: np.ndarray,
     limits, candidates = study.limits, study.candidates
     if EXTRA not in limits.kinds:
         return {}
-    first = limits.kinds.index(EXTRA)
     counts, broken, rows = tier_interruptions(study, scenarios, h)
-    extra = (rows >= first) & (rows < first + len(limits.extra_background))
+    extra = np.isin(rows, limits.extra_rows)
     found: dict[int, float] = {}
     floors = study.firm.vector(candidates)
     for tier, count, linear_count, breaks in zip(study.tiers, counts, linear, broken):
@@ -82,7 +81,7 @@ def offending_rows(study: CapacityStudy, scenarios: Scenarios, h: np.ndarray,
         for k in over:
             touched = at_fault & (limits.touch[rows, k].toarray().ravel())
             factor = float(np.clip(0.9 * max(allowed[k], 1) / count[k], 0.25, 0.5))
-            for r in rows[touched] - first:
+            for r in limits.extra_position(rows[touched]):
                 found[int(r)] = min(found.get(int(r), 1.0), factor)
     return found
 

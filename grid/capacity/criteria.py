@@ -110,6 +110,11 @@ class FirmBox:
         """max of h_r . p per row over the set (C-2, and its budgeted form)."""
         return budgeted_worst(h, self.lower, self.upper, self.budget)
 
+    def extremes(self, h: np.ndarray, offset_mw: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of shift factors ``h`` whose flow is h_r . p + offset_r: the largest flow and the
+        largest reverse flow over the set, (2a)/(2b)."""
+        return self.worst(h) + offset_mw, self.worst(-h) - offset_mw
+
     @property
     def own_share(self) -> float:
         """How far a bus's own load may go from the middle of its range toward the top (1: all the

@@ -125,12 +125,20 @@ class LimitTable:
         return self.has_outages or EXTRA in self.kinds
 
     @functools.cached_property
+    def extra_rows(self) -> np.ndarray:
+        """The corrections' extra rows of the table: together, in the order of extra_background's rows."""
+        return np.flatnonzero(np.array(self.kinds) == EXTRA)
+
+    def extra_position(self, rows: np.ndarray) -> np.ndarray:
+        """Where these extra rows of the table sit among the extra rows (extra_background's rows)."""
+        return np.asarray(rows, dtype=int) - (self.extra_rows[0] if self.extra_rows.size else 0)
+
+    @functools.cached_property
     def risk_share(self) -> np.ndarray:
         """Per row, the share of a tier's eps it holds at: 1 but for extra rows that ask for less."""
         share = np.ones(len(self.kinds))
         if self.extra_risk_share is not None:
-            first = self.kinds.index(EXTRA)
-            share[first:first + self.extra_risk_share.size] = self.extra_risk_share
+            share[self.extra_rows] = self.extra_risk_share
         return share
 
     def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
@@ -306,10 +314,7 @@ def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmB
     for block, h in flows.blocks(finite, LINE_BLOCK):
         blocks.append((block, h))
         # (2a)/(2b): the worst flow in each direction.
-        shifted = flows.offset_mw[block]
-        flow_max = box.worst(h) + shifted
-        flow_min = -box.worst(-h) + shifted
-        rows.worst.append(np.column_stack([flow_max, -flow_min]).reshape(-1))
+        rows.worst.append(np.column_stack(box.extremes(h, flows.offset_mw[block])).reshape(-1))
         on_candidates = h[:, candidates.positions]
         upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
         lower_touch = sp.csr_matrix(-on_candidates >= touch_factor)
@@ -474,8 +479,7 @@ def row_background(table: LimitTable, samples: np.ndarray, rows: np.ndarray, lin
     out[kinds == SUPPLY] = samples.sum(axis=1)[None, :]
     extra = kinds == EXTRA
     if np.any(extra):
-        # The extra rows sit together in the table, in the order of extra_background's rows.
-        out[extra] = table.extra_terms(rows[extra] - table.kinds.index(EXTRA), samples)
+        out[extra] = table.extra_terms(table.extra_position(rows[extra]), samples)
     return out
 
 

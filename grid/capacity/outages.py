@@ -144,7 +144,7 @@ def post_outage_rows(outages: OutageSet, flows: FlowModel, lines: np.ndarray, ou
 def _background_extremes(outages: OutageSet, flows: FlowModel, box: FirmBox) -> tuple[np.ndarray, np.ndarray]:
     """Per line, intact network: the largest flow and the largest reverse flow of the background
     over ``box``."""
-    return box.worst(outages.rows) + flows.offset_mw, box.worst(-outages.rows) - flows.offset_mw
+    return box.extremes(outages.rows, flows.offset_mw)
 
 
 def _line_extremes(outages: OutageSet, flows: FlowModel, candidates: Candidates,
@@ -229,8 +229,8 @@ def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     k = int(outages.studied[j])
     h, offset = post_outage_rows(outages, flows, lines, k, outages.lodf[lines, j])
     load_up, load_down = _load_terms(h[:, candidates.positions], capacity, draw)
-    high = box.worst(h) + offset + load_up
-    reverse = box.worst(-h) - offset + load_down
+    high, reverse = box.extremes(h, offset)
+    high, reverse = high + load_up, reverse + load_down
     hit = (high > near[lines]) | (reverse > near[lines])
     share = np.maximum(high, reverse) / near[lines]
     return [(int(l), k, float(q)) for l, q in zip(lines[hit], share[hit]) if (int(l), k) not in known]
@@ -261,8 +261,7 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
     out = np.array([k for _, k in pairs], dtype=int)
     factor = np.array([outages.lodf[l, column[k]] for l, k in pairs])
     h, offset = post_outage_rows(outages, flows, lines, out, factor)
-    worst = np.column_stack([box.worst(h) + offset,
-                             box.worst(-h) - offset]).reshape(-1)
+    worst = np.column_stack(box.extremes(h, offset)).reshape(-1)
     keep = max(table.tail_mw.shape[1], 1)
     parts = [_tails(background.after(lines[chunk], out[chunk], factor[chunk]).T, keep, with_scenarios)
              for chunk in background.chunks(len(pairs))]
@@ -390,8 +389,7 @@ def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     factor = outages.lodf[lines, j]
     h, offset = post_outage_rows(outages, flows, lines, k, factor)
     on = h[:, candidates.positions]
-    worst = np.concatenate([box.worst(h) + offset,
-                            box.worst(-h) - offset])
+    worst = np.concatenate(box.extremes(h, offset))
     after = background.after(lines, np.full(lines.size, k), factor)
     rating = np.tile(outages.emergency_mw[lines], 2)
     statistics = [worst] + [np.concatenate([cvar_by_columns(after, eps), cvar_by_columns(-after, eps)])

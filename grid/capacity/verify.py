@@ -24,9 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from grid.capacity.binomial import wilson_interval
-from grid.capacity.criteria import budgeted_worst
+from grid.capacity.criteria import FirmBox
 from grid.capacity.limits import (
-    EXTRA,
     LOWER,
     SUPPLY,
     UPPER,
@@ -123,19 +122,17 @@ def row_ceiling(limits: LimitTable, lines: np.ndarray, dense: np.ndarray, offset
     post-outage row the bound (C-22) of its two lines' worst corners. ``dense``
     holds the shift-factor rows of ``lines``; a row on another line gets no bound (infinity)."""
     lower, upper = box
+    whole = FirmBox(lower, upper, None, "worst-case")
     up, down = np.full(offset_mw.size, np.inf), np.full(offset_mw.size, np.inf)
-    up[lines] = budgeted_worst(dense, lower, upper, None) + offset_mw[lines]
-    down[lines] = budgeted_worst(-dense, lower, upper, None) - offset_mw[lines]
+    up[lines], down[lines] = whole.extremes(dense, offset_mw[lines])
     kinds = np.array(limits.kinds)
     ceiling = np.full(len(limits), np.inf)
     withdrawal = kinds == WITHDRAWAL
     ceiling[withdrawal] = upper[limits.bus[withdrawal]]
     ceiling[kinds == SUPPLY] = upper.sum()
-    extra = np.flatnonzero(kinds == EXTRA)
-    if extra.size:  # a correction's row: its capped background term at its worst over the box
-        at = extra - limits.kinds.index(EXTRA)
-        ceiling[extra] = np.minimum(budgeted_worst(limits.extra_background[at], lower, upper, None)
-                                    + limits.extra_offset_mw[at], limits.extra_cap_mw[at])
+    if limits.extra_background is not None:  # a correction's row: its capped background term at its worst
+        ceiling[limits.extra_rows] = np.minimum(whole.worst(limits.extra_background) + limits.extra_offset_mw,
+                                                limits.extra_cap_mw)
     for kind, same, other in ((UPPER, up, down), (LOWER, down, up)):
         on = np.flatnonzero(kinds == kind)
         value = same[limits.line[on]]
