@@ -618,12 +618,12 @@ class _Security:
     with_scenarios: bool
     known: set[tuple[int, int]] = field(default_factory=set)
     # The intact network's scenario flows, made on first use and shared by every pass.
-    flows_made: list[ScenarioFlows] = field(default_factory=list)
+    _background: ScenarioFlows | None = None
 
     def background(self, ctx: _Context) -> ScenarioFlows:
-        if not self.flows_made:
-            self.flows_made.append(ScenarioFlows(self.outages, ctx.flows, ctx.scenarios))
-        return self.flows_made[0]
+        if self._background is None:
+            self._background = ScenarioFlows(self.outages, ctx.flows, ctx.scenarios)
+        return self._background
 
     def add(self, ctx: _Context, capacities: Sequence[tuple[np.ndarray, str]], box: FirmBox,
             progress: Progress) -> _Context | None:
