@@ -119,6 +119,11 @@ class LimitTable:
         return line_limit_name(label, kind, self.outage_names[row] if self.outage_names else "")
 
     @functools.cached_property
+    def row_of(self) -> dict[str, int]:
+        """Each row by its name (the inverse of ``name``), as CapacityResult.binding lists them."""
+        return {self.name(r): r for r in range(len(self.kinds))}
+
+    @functools.cached_property
     def explicit(self) -> bool:
         """Whether the rows must be written out over the candidates (a . c <= room), not as
         bounds on line flows: rows after an outage, and extra rows, carry no flow of their own."""

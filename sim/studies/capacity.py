@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +48,7 @@ from sim.report.capacity import (
 )
 from sim.report.figures.plots import (  # matplotlib loads when a map is drawn
     MapPanel,
+    figure_bytes,
     plot_capacity_panels,
 )
 from sim.report.text import products_table
@@ -140,16 +140,11 @@ def _family(study: CapacityStudy) -> Callable[[int, int], str]:
     return name
 
 
-def _rows_by_name(study: CapacityStudy) -> dict[str, int]:
-    """Each limit row of the study by the name its results use (CapacityResult.binding)."""
-    return {study.limits.name(r): r for r in range(len(study.limits))}
-
-
-def _panel(study: CapacityStudy, model: ModelResult, title: str, rows: dict[str, int]) -> MapPanel:
+def _panel(study: CapacityStudy, model: ModelResult, title: str) -> MapPanel:
     """A model's own marked lines: blocked by background alone, binding, and under N-1 the
     outages after which a binding limit binds."""
     limits, lines = study.limits, study.network.lines
-    binding = [rows[name] for name in model.binding if name in rows]
+    binding = [limits.row_of[name] for name in model.binding if name in limits.row_of]
     on_lines = [r for r in binding if limits.line[r] >= 0]
     outage = limits.outage if limits.outage is not None else None
     return MapPanel(
@@ -162,9 +157,8 @@ def _panel(study: CapacityStudy, model: ModelResult, title: str, rows: dict[str,
 
 def capacity_map_png(study: CapacityStudy, title: str) -> bytes:
     """One panel per model (firm, then each tier), each with its own blocked and binding lines."""
-    rows = _rows_by_name(study)
-    panels = [_panel(study, study.firm, "Firm capacity (MW)", rows)]
-    panels += [_panel(study, tier, f"Firm and flexible capacity up to risk {tier.risk * 100:g} % (MW)", rows)
+    panels = [_panel(study, study.firm, "Firm capacity (MW)")]
+    panels += [_panel(study, tier, f"Firm and flexible capacity up to risk {tier.risk * 100:g} % (MW)")
                for tier in study.tiers]
     return _png(lambda path: plot_capacity_panels(study.network, panels, path, title=title))
 
@@ -181,10 +175,7 @@ def standalone_map_png(study: CapacityStudy, title: str) -> bytes:
 
 
 def _png(draw: Callable[[Path], None]) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="dcmarket-map-") as folder:
-        path = Path(folder) / "map.png"
-        draw(path)
-        return path.read_bytes()
+    return figure_bytes({"map.png": draw})["map.png"]
 
 
 def run_capacity(
@@ -313,8 +304,7 @@ def study_warnings(study: CapacityStudy) -> list[str]:
     limits = study.limits
     if study.criteria.background == "peak" or limits.tail_mw.shape[1] == 0:
         return []
-    rows = _rows_by_name(study)
-    gaps = sorted(((float(limits.worst_mw[r] - limits.tail_mw[r, 0]), r) for r in (rows[n] for n in study.firm.binding)
+    gaps = sorted(((float(limits.worst_mw[r] - limits.tail_mw[r, 0]), r) for r in (limits.row_of[n] for n in study.firm.binding)
                    if limits.worst_mw[r] - limits.tail_mw[r, 0] > UNCOVERED_SHARE * abs(limits.limit_mw[r])), reverse=True)
     if not gaps:
         return []

@@ -392,9 +392,8 @@ def test_each_map_panel_marks_its_own_model_s_lines():
     candidates = make_candidates(network, {bus.number: 100.0 for bus in network.buses if bus.base_load_mw > 0})
     study = capacity_study(network, scenarios, candidates, [0.05, 0.2],
                            criteria=SecurityCriteria(outages="n-1", background="budgeted", budget=10))
-    rows = {study.limits.name(r): r for r in range(len(study.limits))}
     limits = study.limits
-    panels = [_panel(study, model, "t", rows) for model in (study.firm, *study.tiers)]
+    panels = [_panel(study, model, "t") for model in (study.firm, *study.tiers)]
     assert panels[0].blocked_lines != panels[-1].blocked_lines        # firm's background is the box
     assert any(panel.outage_lines for panel in panels)
     names = {line.name: l for l, line in enumerate(network.lines)}
