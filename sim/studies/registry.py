@@ -128,7 +128,7 @@ def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--criterion", metavar="NAME", help='the outages the capacities hold in: "n-0" (the intact '
                         'network; the default) or "n-1" (also after any single branch outage); the same as --set '
                         "security.criterion=NAME")
-    _no_plots(parser, "capacity_map.png")
+    _no_plots(parser, "capacity_map.png, standalone_map.png")
     _common(parser, what="directory")
 
 
