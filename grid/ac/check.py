@@ -40,7 +40,8 @@ SUMMARY_KEYS = ("states", "converged", "not_converged", "states_with_caused_viol
 # A limit counts as broken past this margin (% of rating, p.u. of voltage), so that round-off in
 # a solution that sits on a limit is not reported.
 _MARGIN = 1e-6
-# pandapower runs its Newton-Raphson loop compiled when numba is there; it is optional.
+# pandapower runs its Newton-Raphson loop in lightsim2grid's C++ (a dependency; "auto": when the
+# net allows it, docs/models/ac-check.md#speed), else in numpy, compiled when numba is there.
 _NUMBA = importlib.util.find_spec("numba") is not None
 # What changes between the runs on one net (pandapower's recycle option): PQ values and units.
 _RECYCLE = {"bus_pq": True, "gen": True, "trafo": False}
@@ -414,7 +415,8 @@ def _power_flow(model: AcCase, net: Any, p_mw: np.ndarray, q_mvar: np.ndarray, s
             # internal case (bus_pq, gen) and starts from the last solution, half the time per run.
             pp.runpp(net, algorithm="nr", calculate_voltage_angles=True, trafo_model="pi", init="auto",
                      max_iteration=int(settings.max_iterations), tolerance_mva=float(settings.tolerance_mva),
-                     enforce_q_lims=settings.enforce_q_limits, numba=_NUMBA, recycle=_RECYCLE)
+                     enforce_q_lims=settings.enforce_q_limits, numba=_NUMBA, recycle=_RECYCLE,
+                     lightsim2grid="auto")
     except LoadflowNotConverged:
         failed = _failed(model, net)
         net._ppc = None  # the next run starts afresh, not from this diverged iterate

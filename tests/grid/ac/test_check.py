@@ -215,6 +215,25 @@ def test_ieee300_with_low_side_taps_matches_a_newton_raphson_solved_here():
     np.testing.assert_allclose(run.flows[:, 2] + 1j * run.flows[:, 3], to_end, atol=1e-6)
 
 
+def test_the_power_flows_run_on_lightsim2grid_and_agree_with_pandapowers_own_loop():
+    """The check's runs go to lightsim2grid (a dependency: docs/models/ac-check.md#speed), and
+    pandapower's own numpy loop on the same net, made here, finds the same state to 1e-6."""
+    import pandapower as pp
+
+    from grid.ac.case_model import ac_case
+
+    settings = AcSettings()
+    result = check_allocation("ieee14", {3: 40.0, 9: 20.0}, BackgroundStates.case_load(), settings)
+    net = ac_case("ieee14").work_net(settings)
+    assert net._options["lightsim2grid"] is True  # pandapower's "auto" took it for this net
+    pp.runpp(net, algorithm="nr", calculate_voltage_angles=True, trafo_model="pi", init="flat",
+             tolerance_mva=settings.tolerance_mva, enforce_q_lims=settings.enforce_q_limits, lightsim2grid=False)
+    assert net._options["lightsim2grid"] is False
+    run = result.states[0].with_load
+    np.testing.assert_allclose(run.vm_pu, net.res_bus.vm_pu.loc[list(result.buses)].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(run.va_degree, net.res_bus.va_degree.loc[list(result.buses)].to_numpy(), atol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------
 # (2) ieee14 without new load: every violation pre-existing, as a direct pandapower run finds
 # ------------------------------------------------------------------------------------------
