@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from agents.aggregator import AggregatorValuation, build_members
+from agents.aggregator_valuation import AggregatorValuation, build_members
 from agents.errors import AgentConfigError
 from agents.valuations import (
     AdditiveValuation,

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from agents.bundle_ties import BUNDLE_TIE_POLICIES
-from agents.dso import ProductSettings
+from agents.capacity_products import ProductSettings
 from agents.errors import AgentConfigError
 from agents.populations import DRAWERS, MIXES
 from agents.profiles import (

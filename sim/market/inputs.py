@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from agents.dso import ProductSettings, possible_families
+from agents.capacity_products import ProductSettings, possible_families
 from grid.capacity.candidates import Candidates, make_candidates
 from grid.capacity.study import check_tail
 from grid.errors import GridError

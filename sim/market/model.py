@@ -18,7 +18,8 @@ import mesa
 from agents.aggregator import Aggregator
 from agents.bidder import DataCenterBidder
 from agents.bundle_ties import bundle_tie_policy
-from agents.dso import DSO, CapacityReport
+from agents.capacity_products import CapacityReport
+from agents.dso import DSO
 from agents.errors import AgentConfigError
 from agents.populations import BidderDraw, draw_population
 from agents.profiles import build_profile

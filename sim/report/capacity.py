@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from agents.dso import tier_labels
+from agents.capacity_products import tier_labels
 from grid.capacity.criteria import DRAW_SETS, OUTAGE_SETS
 from grid.capacity.study import BlockedLimit, CapacityStudy
 from grid.capacity.verify import RiskCheck

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from agents.dso import products_from_study, tier_labels
+from agents.capacity_products import products_from_study, tier_labels
 from grid.capacity.study import CapacityResult as ModelResult
 from grid.capacity.study import CapacityStudy, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from agents.dso import SiteDefaults
+from agents.capacity_products import SiteDefaults
 from grid.errors import GridError
 from grid.network.cases import load_case
 from grid.network.network import Network

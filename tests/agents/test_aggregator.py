@@ -45,7 +45,7 @@ def random_members(rng):
 
 
 def aggregator_of(members):
-    from agents.aggregator import AggregatorValuation
+    from agents.aggregator_valuation import AggregatorValuation
 
     return AggregatorValuation(members=tuple(members.items()))
 

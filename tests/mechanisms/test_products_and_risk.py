@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from agents.dso import products_from_study, split_by_capacity
+from agents.capacity_products import products_from_study, split_by_capacity
 from agents.errors import AgentConfigError
 from agents.profiles import build_profile
 from grid.capacity.binomial import allowed_count, scenarios_needed, wilson_interval

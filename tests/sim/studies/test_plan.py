@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tomli_w
 
-from agents.dso import SiteDefaults, sites_with_flexible_capacity
+from agents.capacity_products import SiteDefaults, sites_with_flexible_capacity
 from grid.plan.milp import plan_from_choice
 from grid.plan.risk import cvar
 from mechanisms.products import Product
@@ -313,7 +313,7 @@ def test_run_plans_for_the_auction_winners(tmp_path):
     with (plan_dir / "plan.csv").open() as handle:
         units = {(r["module"], r["hub"], r["supplier"]): int(r["units"]) for r in csv.DictReader(handle)
                  if r["plan"] == "sample"}
-    from agents.dso import SiteDefaults as _Defaults
+    from agents.capacity_products import SiteDefaults as _Defaults
 
     sites = sites_with_flexible_capacity(
         [__import__("mechanisms.products", fromlist=["Product"]).Product(p["id"], p["bus"], p["risk"], p["capacity_mw"])
