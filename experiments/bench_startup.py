@@ -5,8 +5,9 @@ Each command runs --repeat times (default 7) in a fresh process; the table repor
 and fastest wall seconds and the median as a multiple of a bare `python -c pass`. The heavy
 libraries (Pyomo, pandas, Mesa, pydantic, matplotlib) are imported only where they are used, so
 `--help` and `log` should cost a small multiple of the bare interpreter, and a run's imports
-(`import sim.studies.auction`) show what they save. No timing is asserted (tests check instead that the
-light commands import none of those libraries).
+(`import sim.studies.auction`, `import sim.studies.capacity`) show what they save. No timing is
+asserted (tests check instead that the light commands import none of those libraries, and that
+the capacity study imports no Mesa).
 
     .venv/bin/python experiments/bench_startup.py [--repeat N] [--out experiments/out]
 
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             ("dcmarket run --help", [*CLI, "run", "--help"]),
             ("dcmarket log RUN", [*CLI, "log", str(run_dir)]),
             ("import sim.studies.auction (what a run imports)", [sys.executable, "-c", "import sim.studies.auction"]),
+            ("import sim.studies.capacity (what `dcmarket capacity` imports)",
+             [sys.executable, "-c", "import sim.studies.capacity"]),
         ]
         rows = []
         for label, command in commands:

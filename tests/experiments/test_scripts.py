@@ -35,8 +35,8 @@ SCRIPTS = [
     # One run three ways: in process (--workers 1), on a one-worker Dask LocalCluster, as a separate
     # call (tests/sim/studies/test_sweep.py runs sweeps on a pool and on a two-worker cluster).
     script("bench_sweep.py", ["--seeds", "1", "--increments", "1", "--workers", "1"], "bench_sweep.csv", 3),
-    # Five commands, once each, each a fresh process.
-    script("bench_startup.py", ["--repeat", "1"], "bench_startup.csv", 5),
+    # Six commands, once each, each a fresh process.
+    script("bench_startup.py", ["--repeat", "1"], "bench_startup.csv", 6),
     # Two background states on ieee14, each solved with and without the new load.
     script("bench_ac_check.py", ["--cases", "ieee14", "--states", "2"], "bench_ac_check.csv", 1),
     # The floor, the N-0 study and the N-1 study on ieee30 (every branch: it ships no list).

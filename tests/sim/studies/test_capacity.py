@@ -341,14 +341,19 @@ def test_the_report_on_stdout_is_only_the_report(tmp_path, solver):
     import sys
 
     after = ["--verify", "1000", "--set", "ac.check=false"] if solver == "highs" else ["--verify", "0", "--no-plots"]
+    # The command as `dcmarket` runs it, and then which libraries the process had loaded: the
+    # capacity study builds no Mesa model, so it does not import Mesa (agents/capacity_products.py).
+    probe = ("import sys\nfrom sim.cli import main\ncode = main(sys.argv[1:])\n"
+             "print('loaded:', 'mesa' in sys.modules, file=sys.stderr)\nsys.exit(code)")
     result = subprocess.run(
-        [sys.executable, "-m", "sim.cli", "capacity", "ieee14", "--out", str(tmp_path / "out"), "--quiet", "--scenarios", "200",
+        [sys.executable, "-c", probe, "capacity", "ieee14", "--out", str(tmp_path / "out"), "--quiet", "--scenarios", "200",
          *after, "--solver", solver, "--demand", "30"],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(EXPERIMENTS.parent)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("Capacity on 'ieee14'"), result.stdout[:300]
     assert "HiGHS" not in result.stdout
+    assert result.stderr.splitlines()[-1] == "loaded: False"
 
 
 def test_the_risk_check_prints_probabilities_to_four_digits_and_mw_to_the_hundredth():
