@@ -13,7 +13,7 @@ from agents.errors import AgentConfigError
 from grid.capacity.candidates import Candidates
 from grid.capacity.corrections import Corrections
 from grid.capacity.criteria import SecurityCriteria
-from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
+from grid.capacity.limits import DEFAULT_TOUCH_FACTOR, BlockMap
 from grid.capacity.study import MIN_PRODUCT_MW, CapacityStudy, capacity_study
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
@@ -41,14 +41,16 @@ class ProductSettings:
 
     def study(self, network: Network, scenarios: Scenarios, candidates: Candidates, *, solver: str, theory: bool,
               progress: Callable[[str], None] = lambda _: None,
-              corrections: Corrections | None = None, compare_full_draw: bool = True) -> CapacityStudy:
+              corrections: Corrections | None = None, compare_full_draw: bool = True,
+              block_map: BlockMap | None = None) -> CapacityStudy:
         """The capacity study these settings ask for (the one call every caller makes); ``corrections``
         come from a check outside the linear model (grid/capacity/corrections.py); without
-        ``compare_full_draw`` the paper's model is not solved beside it (no counterflow report)."""
+        ``compare_full_draw`` the paper's model is not solved beside it (no counterflow report);
+        ``block_map`` runs its scenario tails on a cluster (sim/studies/cluster.py)."""
         return capacity_study(network, scenarios, candidates, self.risk_levels, solver=solver,
                               formulation=self.formulation, risk_mode=self.risk_mode, touch_factor=self.touch_factor,
                               criteria=self.criteria, theory=theory, progress=progress, corrections=corrections,
-                              compare_full_draw=compare_full_draw)
+                              compare_full_draw=compare_full_draw, block_map=block_map)
 
 
 @dataclass(frozen=True)

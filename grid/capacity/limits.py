@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,7 +35,7 @@ from grid.capacity.criteria import (
     positive_part,
     scenario_box,
 )
-from grid.capacity.shift_factors import FlowModel
+from grid.capacity.shift_factors import FlowModel, flow_model
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
@@ -201,8 +201,35 @@ class ShiftRows:
     """The shift-factor rows of the limited lines, in blocks (positions, rows), kept between the
     worst-case pass and the scenario pass so that H is computed once."""
 
-    blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
+    blocks: tuple[tuple[np.ndarray, np.ndarray | None], ...]   # rows None: not kept (limit_rows(keep_rows=False))
     offset_mw: np.ndarray        # every line's flow from the phase shifters alone (FlowModel.offset_mw)
+    network: Network | None = None   # what the rows are rebuilt from, here or on a cluster's worker (BlockMap)
+
+
+T = TypeVar("T")
+
+
+class BlockMap(Protocol):
+    """Runs ``function(*item, **shared)`` for every item and returns the results in the items'
+    order: in this process (``in_process``), or on a Dask cluster (sim/cluster.py), where
+    ``shared`` is sent to each worker once."""
+
+    def __call__(self, function: Callable[..., T], shared: Mapping[str, Any], items: Sequence[tuple]) -> list[T]: ...
+
+
+def in_process(function: Callable[..., T], shared: Mapping[str, Any], items: Sequence[tuple]) -> list[T]:
+    """The BlockMap of one process."""
+    return [function(*item, **shared) for item in items]
+
+
+def line_block_tails(lines: np.ndarray, keep: int, with_index: bool, *, network: Network, samples: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scenario tails of one block of lines from the network alone, as a worker of a cluster
+    computes them: the block's rows of H (its own factorisation, made once per worker), the
+    background flows H p + the shifters' offset, and ``_tails`` of them. The same numbers as the
+    in-process pass, which reads rows it kept."""
+    flows = flow_model(network)
+    return _tails(flows.rows(lines) @ samples.T + flows.offset_mw[lines][:, None], keep, with_index)
 
 
 def limit_rows(
@@ -213,12 +240,16 @@ def limit_rows(
     touch_factor: float = DEFAULT_TOUCH_FACTOR,
     box: FirmBox | None = None,
     corrections: Corrections | None = None,
+    *,
+    keep_rows: bool = True,
 ) -> tuple[LimitTable, ShiftRows]:
     """Every finite limit with its worst case over firm capacity's background set ``box`` (default:
     the scenarios' box), but no scenario tails yet; with ``corrections``, the lines' limits less
     their deratings and the extra rows last (grid/capacity/corrections.py).
 
-    That is all the robust firm model needs, so it can be solved while `with_tails` runs.
+    That is all the robust firm model needs, so it can be solved while `with_tails` runs. The
+    rows of H are kept for the scenario pass unless ``keep_rows`` is False (a cluster's workers
+    make their own: L x n floats less in this process).
     """
     if tuple(scenarios.buses) != network.bus_numbers:
         raise GridError(
@@ -231,11 +262,11 @@ def limit_rows(
     # The table's order (see LimitTable): withdrawal limits, then the lines, then the supply.
     _withdrawal_rows(rows, network, box, candidates)
     derating = None if corrections is None else np.asarray(corrections.derating_mw, dtype=float)
-    blocks = _line_rows(rows, network, flows, box, candidates, touch_factor, derating)
+    blocks = _line_rows(rows, network, flows, box, candidates, touch_factor, derating, keep_rows)
     _supply_row(rows, network, box, len(candidates))
     if corrections is not None and corrections.rows:
         _extra_rows(rows, corrections, box, touch_factor)
-    return rows.table(len(candidates), scenarios.count), ShiftRows(tuple(blocks), flows.offset_mw)
+    return rows.table(len(candidates), scenarios.count), ShiftRows(tuple(blocks), flows.offset_mw, network)
 
 
 @dataclass(eq=False)
@@ -310,14 +341,15 @@ def _withdrawal_rows(rows: _RowColumns, network: Network, box: FirmBox, candidat
 
 
 def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmBox, candidates: Candidates,
-               touch_factor: float, derating: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+               touch_factor: float, derating: np.ndarray | None = None,
+               keep: bool = True) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
     lower row, interleaved, each limit less its derating (lines x 2) if any. Returns the blocks'
-    shift-factor rows, for the scenario pass."""
+    shift-factor rows for the scenario pass (None for each, without ``keep``)."""
     finite = np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
     blocks = []
     for block, h in flows.blocks(finite, LINE_BLOCK):
-        blocks.append((block, h))
+        blocks.append((block, h if keep else None))
         # (2a)/(2b): the worst flow in each direction.
         rows.worst.append(np.column_stack(box.extremes(h, flows.offset_mw[block])).reshape(-1))
         on_candidates = h[:, candidates.positions]
@@ -376,13 +408,15 @@ def with_tails(
     progress=lambda _: None,
     *,
     with_scenarios: bool = False,
+    block_map: BlockMap | None = None,
 ) -> LimitTable:
     """The table with the K largest background samples of every row (what CVaR_eps needs for
     every eps <= max_risk): background flows a block of lines at a time, then a partial sort.
 
     ``with_scenarios`` also keeps which scenario each tail value comes from (``tail_scenario``),
     which the joint risk mode needs to find a product's violations in sample; otherwise those
-    are -1.
+    are -1. With ``block_map`` (a Dask cluster's, sim/cluster.py) the lines' blocks are computed
+    there, each from the network and the samples (``line_block_tails``), with the same result.
     """
     count = scenarios.count
     keep = tail_size(max_risk, count) if max_risk > 0 else 1
@@ -397,15 +431,16 @@ def with_tails(
         tail_idx.append(top_i)
     # Not made contiguous: BLAS reads the transposed view as fast, and the copy would cost more.
     samples_t = samples.T                   # (n, S): flows = H_block @ samples_t + the shifters' offset
-    offset = shift.offset_mw
     done = sum(block.size for block, _ in shift.blocks)
-    finished = 0
-    for block, h in shift.blocks:
-        top, top_i, low, low_i = _tails(h @ samples_t + offset[block][:, None], keep, with_scenarios)
+    if block_map is not None and shift.blocks:
+        progress(f"background flows and tails: {done} lines in {len(shift.blocks)} blocks on the cluster")
+        found = block_map(line_block_tails, {"network": shift.network, "samples": samples},
+                          [(block, keep, with_scenarios) for block, _ in shift.blocks])
+    else:
+        found = _kept_block_tails(shift, samples_t, keep, with_scenarios, progress)
+    for (block, _), (top, top_i, low, low_i) in zip(shift.blocks, found):
         tails.append(np.stack([top, -low], axis=1).reshape(2 * block.size, -1))
         tail_idx.append(np.stack([top_i, low_i], axis=1).reshape(2 * block.size, -1))
-        finished += block.size
-        progress(f"background flows and tails: {finished}/{done} lines")
     if np.any(kinds == SUPPLY):
         top, top_i, _, _ = _tails(samples.sum(axis=1)[None, :], keep, with_scenarios)
         tails.append(top)
@@ -420,6 +455,18 @@ def with_tails(
         tail_mw=np.vstack(tails) if tails else np.zeros((0, keep)),
         tail_scenario=np.vstack(tail_idx) if tail_idx else np.zeros((0, keep), dtype=int),
     )
+
+
+def _kept_block_tails(shift: ShiftRows, samples_t: np.ndarray, keep: int, with_index: bool, progress
+                      ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``_tails`` of each block's background flows, from the rows of H that limit_rows kept."""
+    done, finished, found = sum(block.size for block, _ in shift.blocks), 0, []
+    for block, h in shift.blocks:
+        h = flow_model(shift.network).rows(block) if h is None else h
+        found.append(_tails(h @ samples_t + shift.offset_mw[block][:, None], keep, with_index))
+        finished += block.size
+        progress(f"background flows and tails: {finished}/{done} lines")
+    return found
 
 
 def build_limits(

@@ -53,6 +53,7 @@ from grid.capacity.limits import (
     SUPPLY,
     UPPER,
     WITHDRAWAL,
+    BlockMap,
     LimitTable,
     ShiftRows,
     build_limits,
@@ -546,6 +547,7 @@ def capacity_study(
     compare_full_draw: bool = True,
     rows: tuple[LimitTable, ShiftRows] | None = None,
     corrections: Corrections | None = None,
+    block_map: BlockMap | None = None,
 ) -> CapacityStudy:
     """Firm capacity and the nested flexible tiers (see the module doc), against ``criteria``
     (grid/capacity/criteria.py: the background set of firm capacity, the draw set, the outages).
@@ -556,6 +558,8 @@ def capacity_study(
     already; when their table carries the tails of the largest risk level (``tail_mw``), they are
     not computed again. ``corrections`` (line deratings, extra rows) apply to firm capacity and
     every tier alike (grid/capacity/corrections.py); rows built without them cannot be reused.
+    ``block_map`` runs the scenario tails' blocks of lines elsewhere (a Dask cluster,
+    sim/cluster.py); this process then keeps no rows of H for them.
     """
     check_solver(solver)
     levels = check_risk_levels(risk_levels)
@@ -575,12 +579,14 @@ def capacity_study(
                              or rows[0].count != scenarios.count or not (corrections is None or corrections.empty)):
         raise GridError("rows were built for other scenarios, candidates, background or without corrections; "
                         "build them with limit_rows")
-    base, shift = rows or limit_rows(network, flows, scenarios, candidates, touch_factor, box, corrections)
+    base, shift = rows or limit_rows(network, flows, scenarios, candidates, touch_factor, box, corrections,
+                                     keep_rows=block_map is None)
     if formulation == "scenario":
         check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
     firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor,
                         criteria)
-    firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, box.statistic, threads, progress)
+    firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, box.statistic, threads, progress,
+                                   block_map)
     del shift
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor, criteria)
     security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), box,
@@ -687,7 +693,8 @@ def _full_draw(ctx: _Context, levels: tuple[float, ...], risk_mode: str, models:
 
 
 def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_mode: str,
-                    statistic: str, threads: int, progress: Progress) -> tuple[CapacityResult, LimitTable]:
+                    statistic: str, threads: int, progress: Progress,
+                    block_map: BlockMap | None = None) -> tuple[CapacityResult, LimitTable]:
     """Firm capacity, and the limits with their scenario tails.
 
     The firm model needs only the worst cases, so it is solved while the scenario flows and their
@@ -696,7 +703,8 @@ def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_
     base, network, scenarios = firm_ctx.limits, firm_ctx.network, firm_ctx.scenarios
     zeros = np.zeros(len(firm_ctx.candidates))
     solve_firm = partial(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
-    tails = partial(with_tails, base, shift, scenarios, max_risk, progress, with_scenarios=risk_mode == "joint")
+    tails = partial(with_tails, base, shift, scenarios, max_risk, progress, with_scenarios=risk_mode == "joint",
+                    block_map=block_map)
     if risk_mode != "joint" and base.tail_mw.shape[1] >= tail_size(max_risk, scenarios.count):
         # The caller's rows carry the tails already (capacity_study's ``rows``).
         progress(f"firm capacity: robust LP with {firm_ctx.solver}")

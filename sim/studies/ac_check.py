@@ -74,7 +74,8 @@ def ac_step(config: ExperimentConfig, base_dir: Path, grid: GridInputs, study: C
         progress(f"AC correction: the study again, {int(corrections.derating_mw.any(axis=1).sum())} line(s) derated, "
                  f"{len(corrections.rows)} row(s) at checked states")
         return grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
-                                   progress=progress, corrections=corrections, compare_full_draw=False)
+                                   progress=progress, corrections=corrections, compare_full_draw=False,
+                                   block_map=grid.block_map)
 
     # The re-solves leave out the paper's full-draw model (its tie-break QP is most of a re-solve's
     # time): beside the corrected study stands the linear study's (docs/models/ac-check.md#correction).

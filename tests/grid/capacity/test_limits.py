@@ -32,3 +32,21 @@ def test_each_rows_tail_is_the_top_of_a_full_sort_of_its_dense_background_flows(
         assert list(table.tail_scenario[row]) == list(order)  # samples are continuous: no ties
         checked += 1
     assert checked == 2 * len(network.lines)
+
+
+def test_tails_from_rows_made_per_block_equal_the_kept_rows_pass():
+    """The cluster's path (grid/capacity/limits.py line_block_tails: each block's rows of H made from
+    the network, none kept by limit_rows) gives the kept-rows pass's tails, value for value."""
+    from grid.capacity.limits import in_process, limit_rows, with_tails
+
+    network = load_case("ieee118")
+    scenarios = sample_base_load(network, BaseLoadSpread(), 300, np.random.default_rng(4))
+    candidates = make_candidates(network, {bus: 20.0 for bus in network.load_buses})
+    kept_table, kept = limit_rows(network, flow_model(network), scenarios, candidates)
+    bare_table, bare = limit_rows(network, flow_model(network), scenarios, candidates, keep_rows=False)
+    assert all(h is None for _, h in bare.blocks) and all(h is not None for _, h in kept.blocks)
+    here = with_tails(kept_table, kept, scenarios, 0.1, with_scenarios=True)
+    for block_map in (None, in_process):   # rows made again in this process, or per block as a worker does
+        there = with_tails(bare_table, bare, scenarios, 0.1, with_scenarios=True, block_map=block_map)
+        np.testing.assert_array_equal(there.tail_mw, here.tail_mw)
+        np.testing.assert_array_equal(there.tail_scenario, here.tail_scenario)
