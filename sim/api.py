@@ -123,15 +123,19 @@ def _auction(config: ExperimentConfig, name: Path, *, plots: bool = False, summa
 
 
 def _capacity(config: ExperimentConfig, name: Path, *, verify: int = DEFAULT_VERIFY, theory: bool = True,
-              export_pandapower: bool = False, plots: bool = True, progress: Progress | None = None) -> "CapacityResult":
+              export_pandapower: bool = False, plots: bool = True, scheduler: str | None = None,
+              progress: Progress | None = None) -> "CapacityResult":
     from sim.studies.capacity import capacity_run, require_grid
+    from sim.studies.cluster import cluster_blocks
 
     if isinstance(verify, bool) or not isinstance(verify, int) or verify < 0:
         raise ConfigError(f"verify: {verify!r} is not a non-negative integer (fresh scenarios of the risk check; "
                           "0 skips it)")
     require_grid(config, str(name))
-    return capacity_run(config, name.parent, source=str(name), verify=verify, theory=theory,
-                        export_pandapower=bool(export_pandapower), plots=plots, progress=progress or _quiet)
+    with cluster_blocks(scheduler) as block_map:
+        return capacity_run(config, name.parent, source=str(name), verify=verify, theory=theory,
+                            export_pandapower=bool(export_pandapower), plots=plots, block_map=block_map,
+                            progress=progress or _quiet)
 
 
 def _plan(config: ExperimentConfig, name: Path, *, frontier: bool = True, plots: bool = True,
@@ -176,7 +180,7 @@ def run(study: Literal["auction"], config: Config, *, base_dir: PathLike | None 
 
 @overload
 def run(study: Literal["capacity"], config: Config, *, base_dir: PathLike | None = None, verify: int = DEFAULT_VERIFY,
-        theory: bool = True, export_pandapower: bool = False, plots: bool = True,
+        theory: bool = True, export_pandapower: bool = False, plots: bool = True, scheduler: str | None = None,
         progress: Progress | None = None) -> "CapacityResult": ...
 
 
@@ -210,7 +214,8 @@ def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options:
     - auction: ``plots`` (price_path.png, holdings.png, capacity_map.png), ``summary_only``;
     - capacity: ``verify`` (fresh scenarios of the risk check, default 100,000; 0 skips it),
       ``theory`` (the Theorem 1 checks), ``export_pandapower`` (allocation_pandapower.json, see
-      :func:`pandapower_net`), ``plots`` (capacity_map.png and standalone_map.png, default on);
+      :func:`pandapower_net`), ``plots`` (capacity_map.png and standalone_map.png, default on),
+      ``scheduler`` (a Dask scheduler's address: the scenario tails computed there);
     - plan: ``frontier`` (the cost-CVaR frontier), ``plots`` (its figures, default on);
     - price: ``plots`` (its figures, default on);
     - sweep: ``config`` is the sweep file and ``out`` its directory (required: every run is

@@ -9,6 +9,7 @@ risk_check.csv, capacity_map.png and the effective config.toml.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from agents.capacity_products import products_from_study, tier_labels
+from grid.capacity.limits import BlockMap
 from grid.capacity.study import CapacityResult as ModelResult
 from grid.capacity.study import CapacityStudy, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk
@@ -60,6 +62,7 @@ from sim.studies.ac_check import (
     AcOutcome,
     ac_step,
 )
+from sim.studies.cluster import cluster_blocks
 from sim.studies.registry import (
     DEFAULT_DEMAND_MW,
     DEFAULT_RISK,
@@ -188,23 +191,29 @@ def run_capacity(
     plots: bool = True,
     force: bool = False,
     export_pandapower: bool = False,
+    scheduler: str | None = None,
     progress: Progress = lambda _: None,
 ) -> CapacityResult:
-    """`dcmarket capacity`: read the target, refuse a bad --out first, run, write the directory."""
+    """`dcmarket capacity`: read the target, refuse a bad --out first (and a scheduler that does
+    not answer), run, write the directory."""
     config, base_dir, source = read_target(target, overrides)
     outputs.check_out_dir(out, force)  # fail before the expensive part, not after
-    result = capacity_run(config, base_dir, source=source, verify=verify, theory=theory,
-                          export_pandapower=export_pandapower, plots=plots, progress=progress)
+    with cluster_blocks(scheduler) as block_map:
+        result = capacity_run(config, base_dir, source=source, verify=verify, theory=theory,
+                              export_pandapower=export_pandapower, plots=plots, block_map=block_map,
+                              progress=progress)
     result.write(out, force=force)
     return result
 
 
 def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path | None = None,
                  verify: int = DEFAULT_VERIFY, theory: bool = True, export_pandapower: bool = False,
-                 plots: bool = True, progress: Progress = lambda _: None) -> CapacityResult:
+                 plots: bool = True, block_map: BlockMap | None = None,
+                 progress: Progress = lambda _: None) -> CapacityResult:
     """The capacity study, its risk check and its AC check, in process; nothing is written.
     ``source`` names the config in messages; ``export_pandapower`` adds allocation_pandapower.json;
-    ``plots=False`` leaves out the maps."""
+    ``plots=False`` leaves out the maps; ``block_map`` computes the scenario tails on a cluster
+    (sim/studies/cluster.py), with the same result."""
     check_solver(config.solver)
     grid_config = config.product_grid
     assert grid_config is not None
@@ -212,9 +221,9 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
         if export_pandapower:
             ac_case_ref(config, base_dir)  # a case without the full AC data fails here, before the study
         progress("network and background scenarios")
-        grid: GridInputs = build_grid_inputs(config, base_dir)
+        grid: GridInputs = dataclasses.replace(build_grid_inputs(config, base_dir), block_map=block_map)
         study = grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
-                                    progress=progress)
+                                    progress=progress, block_map=grid.block_map)
         # The AC step may correct the study; the products and the risk check are the result's.
         study, ac = ac_step(config, base_dir, grid, study, verify, theory, progress)
         offered, withheld = products_from_study(study, grid.settings.block_mw)
@@ -388,7 +397,7 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
                  "demand_mw": args.demand, "scenarios": args.scenarios, "sets": sets}
     result = run_capacity(args.target, out, overrides=overrides, verify=args.verify, theory=not args.no_theory,
                           force=args.force, export_pandapower=args.export_pandapower, plots=not args.no_plots,
-                          progress=progress)
+                          scheduler=args.scheduler, progress=progress)
     print(result.report)
     print(f"\nCapacity directory: {out}")
     return 0

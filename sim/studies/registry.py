@@ -128,6 +128,9 @@ def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--criterion", metavar="NAME", help='the outages the capacities hold in: "n-0" (the intact '
                         'network; the default) or "n-1" (also after any single branch outage); the same as --set '
                         "security.criterion=NAME")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="compute the scenario tails (each block of lines' "
+                        "background flows and their largest values) on a Dask cluster, e.g. tcp://10.0.0.5:8786; the "
+                        "same capacities as in this process")
     _no_plots(parser, "capacity_map.png, standalone_map.png")
     _common(parser, what="directory")
 

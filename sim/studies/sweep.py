@@ -52,6 +52,7 @@ from sim.output.sweep_dir import (
     TIMINGS,
     read_sweep,
 )
+from sim.studies.cluster import connect
 from sim.studies.pool_worker import warm_up
 
 Progress = Callable[[str], None]
@@ -165,27 +166,6 @@ def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int,
             yield run_one(spec, **task)
     else:
         yield from _on_pool(pending, task, workers)
-
-
-# How long to wait for a Dask scheduler to answer (Dask's own default is 30 s).
-CONNECT_TIMEOUT_S = 5
-
-
-def connect(scheduler: str) -> Any:
-    """A Dask client of the scheduler at ``scheduler``, or a one-line error within
-    CONNECT_TIMEOUT_S seconds: called before the sweep directory is made, so that a wrong
-    address leaves nothing behind."""
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ConfigError("--scheduler: dask.distributed is not installed; pip install 'distributed>=2024.1'") from None
-    try:
-        return Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-    except Exception as error:  # a refused or silent port, a malformed address, a peer that is not Dask
-        reason = " ".join(str(error).split())[:120] or type(error).__name__
-        raise ConfigError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({reason}; the wait is "
-                          f"{CONNECT_TIMEOUT_S} s at most); give its address as tcp://host:port, or drop --scheduler to "
-                          "run locally") from None
 
 
 def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, str], client: Any) -> Iterator[dict[str, Any]]:

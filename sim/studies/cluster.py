@@ -1,0 +1,68 @@
+"""A Dask cluster for the studies that take ``--scheduler``: the client (one rule for reaching a
+scheduler, with a short wait and a one-line error) and the capacity study's BlockMap on it
+(grid/capacity/limits.py: each block of lines' scenario tails computed on a worker)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+
+from sim.errors import ConfigError
+
+T = TypeVar("T")
+
+# How long to wait for a Dask scheduler to answer (Dask's own default is 30 s).
+CONNECT_TIMEOUT_S = 5
+
+
+def connect(scheduler: str) -> Any:
+    """A Dask client of the scheduler at ``scheduler``, or a one-line error within
+    CONNECT_TIMEOUT_S seconds: called before anything is written, so that a wrong address leaves
+    nothing behind."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--scheduler: dask.distributed is not installed; pip install 'distributed>=2024.1'") from None
+    try:
+        return Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except Exception as error:  # a refused or silent port, a malformed address, a peer that is not Dask
+        reason = " ".join(str(error).split())[:120] or type(error).__name__
+        raise ConfigError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({reason}; the wait is "
+                          f"{CONNECT_TIMEOUT_S} s at most); give its address as tcp://host:port, or drop --scheduler to "
+                          "run locally") from None
+
+
+class ClusterBlocks:
+    """A BlockMap (grid/capacity/limits.py) on a Dask client: the shared arguments (the network,
+    the samples) go to every worker once, each item is one task, and the results come back in the
+    items' order. A worker that fails fails the study with its error."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def __call__(self, function: Callable[..., T], shared: Mapping[str, Any], items: Sequence[tuple]) -> list[T]:
+        if not items:
+            return []
+        sent = {name: self.client.scatter(value, broadcast=True) for name, value in shared.items()}
+        futures = [self.client.submit(function, *item, **sent, pure=False) for item in items]
+        try:
+            return self.client.gather(futures)
+        finally:
+            for future in futures:
+                future.release()
+            for future in sent.values():
+                future.release()
+
+
+@contextmanager
+def cluster_blocks(scheduler: str | None) -> Iterator[ClusterBlocks | None]:
+    """The BlockMap of the cluster at ``scheduler`` while the study runs (None: this process),
+    and the client closed after."""
+    if scheduler is None:
+        yield None
+        return
+    client = connect(scheduler)
+    try:
+        yield ClusterBlocks(client)
+    finally:
+        client.close()

@@ -1,0 +1,65 @@
+"""`dcmarket capacity --scheduler` (sim/studies/cluster.py): the scenario tails computed on a Dask
+cluster give the capacities of the study in process, and a scheduler that does not answer is one
+line within seconds, before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+
+CASE = ["capacity", "ieee118", "--scenarios", "400", "--verify", "2000", "--no-theory", "--no-plots", "--quiet",
+        "--set", "ac.check=false"]
+
+
+def _capacities(files: dict[str, bytes]) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(files["capacity.csv"].decode("utf-8"))))
+
+
+@pytest.mark.slow
+def test_a_two_worker_cluster_gives_the_capacities_of_the_study_in_process(tmp_path):
+    """ieee118 with 400 scenarios and three tiers (2.5, 5 and 10 %): the tails of its 186 lines in one block of
+    lines per worker task, on two worker processes; every file but the config's copy the same
+    bytes (the same numbers, to the last digit), and the risk check's counts the same."""
+    from distributed import LocalCluster
+
+    from grid.capacity import limits
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    assert main([*CASE, "--risk", "0.025", "0.05", "0.1", "--out", str(here)]) == 0
+    small = limits.LINE_BLOCK
+    limits.LINE_BLOCK = 64   # three blocks of ieee118's lines, so that both workers get some
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                          scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
+            assert main([*CASE, "--risk", "0.025", "0.05", "0.1", "--out", str(there),
+                         "--scheduler", cluster.scheduler_address]) == 0
+            # The scheduler's record of the tasks it ran, by function name.
+            computed = cluster.scheduler.task_prefixes["line_block_tails"].all_durations["compute"]
+    finally:
+        limits.LINE_BLOCK = small
+    assert computed > 0   # the tails' blocks ran on the cluster's workers
+    names = sorted(p.name for p in here.iterdir())
+    assert names == sorted(p.name for p in there.iterdir())
+    for name in names:
+        assert (here / name).read_bytes() == (there / name).read_bytes(), name
+    rows = list(csv.DictReader((here / "capacity.csv").open()))
+    assert sum(float(r["flexible_10%_mw"]) for r in rows) > 0  # a study with something to compare
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp://127.0.0.1:1"])
+def test_a_scheduler_that_does_not_answer_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, address):
+    import sim.studies.cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT_S", 1)
+    started = time.monotonic()
+    assert main([*CASE, "--out", str(tmp_path / "out"), "--scheduler", address]) == 2
+    assert time.monotonic() - started < 20
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: --scheduler: cannot reach a Dask scheduler at '{address}'" in err, err
+    assert list(Path(tmp_path).iterdir()) == []
