@@ -44,6 +44,11 @@ SCRIPTS = [
     # The study, then the risk check with and without the skip (equal counts, or it fails).
     script("bench_risk_check.py", ["--case", "ieee30", "--scenarios", "200", "--verify", "2000"],
            "bench_risk_check.csv", 3),
+    # ieee14 in process and on a one-worker LocalCluster, each in its own process (equal capacities, or it fails).
+    script("bench_capacity_cluster.py", ["--case", "ieee14", "--scenarios", "200", "--workers", "1"],
+           "bench_capacity_cluster.csv", 2),
+    # Memory at each step of an ieee14 study: its progress lines, the start and the end.
+    script("bench_capacity_memory.py", ["--case", "ieee14", "--scenarios", "100"], "bench_capacity_memory.csv", 8),
     # One population of each mix, four mechanisms each.
     script("compare_mechanisms.py", ["--populations", "1", "--bidders", "4", "--buses", "2"],
            "compare_mechanisms.csv", 8),

@@ -1,0 +1,125 @@
+"""The capacity study with its scenario tails in process and on a Dask LocalCluster, in one run:
+time, peak memory, and the same capacities.
+
+One case (default case_ACTIVSg2000, 10,000 scenarios below the forecast peak, every load bus asking
+100 MW, eps = 0.05, the partial draw set, the forecast peak for firm capacity). Each way runs in a
+fresh process of its own (`--one`), so that each peak resident memory is that study's alone:
+
+1. in process: limit_rows keeps every block's rows of H for the scenario pass (grid/capacity/limits.py);
+2. on a LocalCluster of --workers worker processes (one thread each): this process keeps no row
+   of H, and each worker makes the rows of its blocks and their tails (line_block_tails).
+
+The table gives each way's seconds and its peak resident memory (the study's process, and each
+worker's), and the run stops if the two disagree on any capacity by more than 1e-9 MW. No timing
+is asserted.
+
+    .venv/bin/python experiments/bench_capacity_cluster.py [--case case_ACTIVSg2000] [--scenarios 10000]
+        [--workers 2] [--out experiments/out]
+
+Writes bench_capacity_cluster.csv. About a minute on case_ACTIVSg2000 on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+if str(REPO) not in sys.path:  # run as a script: the packages are this checkout's
+    sys.path.insert(0, str(REPO))
+
+from sim.output.files import write_bench_csv  # noqa: E402
+from sim.report.text import format_table  # noqa: E402
+
+CSV_NAME = "bench_capacity_cluster.csv"
+EPSILON = 0.05
+DEMAND_MW = 100.0
+COLUMNS = ["case", "scenarios", "way", "seconds", "peak_mb", "worker_peak_mb", "firm_mw", "flexible_mw"]
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # kB on Linux
+
+
+def one(case: str, count: int, workers: int) -> dict[str, object]:
+    """One study in this process: ``workers`` = 0 in process, else on a LocalCluster of that many."""
+    from grid.capacity.candidates import make_candidates
+    from grid.capacity.criteria import SecurityCriteria
+    from grid.capacity.study import capacity_study
+    from grid.load.scenarios import BaseLoadSpread, sample_base_load
+    from grid.network.cases import load_case
+    from sim.random_streams import stream
+    from sim.studies.cluster import ClusterBlocks
+
+    network = load_case(case)
+    scenarios = sample_base_load(network, BaseLoadSpread(above_sd=0.0), count, stream(1, "scenarios"))
+    candidates = make_candidates(network, {bus: DEMAND_MW for bus in network.load_buses})
+    criteria = SecurityCriteria(background="peak")
+    cluster = client = None
+    if workers:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+        client = Client(cluster)
+    try:
+        begun = time.perf_counter()
+        study = capacity_study(network, scenarios, candidates, [EPSILON], criteria=criteria, compare_full_draw=False,
+                               block_map=ClusterBlocks(client) if client is not None else None)
+        seconds = time.perf_counter() - begun
+        worker_peak = max(client.run(_peak_mb).values()) if client is not None else None
+    finally:
+        if client is not None:
+            client.close()
+            cluster.close()
+    return {"seconds": seconds, "peak_mb": _peak_mb(), "worker_peak_mb": worker_peak,
+            "firm": {str(k): v for k, v in study.firm.capacity_mw.items()},
+            "flexible": {str(k): v for k, v in study.tiers[0].capacity_mw.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", default="case_ACTIVSg2000")
+    parser.add_argument("--scenarios", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one way, JSON out
+    args = parser.parse_args(argv)
+    if args.one is not None:
+        print(json.dumps(one(args.case, args.scenarios, args.one)))
+        return 0
+    rows, found = [], []
+    for way, workers in (("in process", 0), (f"LocalCluster, {args.workers} workers", args.workers)):
+        print(f"{way} ...", file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--case", args.case, "--scenarios",
+                               str(args.scenarios), "--one", str(workers)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{way} failed:\n{done.stderr[-2000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        found.append(result)
+        rows.append({"case": args.case, "scenarios": args.scenarios, "way": way, "seconds": result["seconds"],
+                     "peak_mb": result["peak_mb"], "worker_peak_mb": result["worker_peak_mb"],
+                     "firm_mw": sum(result["firm"].values()), "flexible_mw": sum(result["flexible"].values())})
+    for model in ("firm", "flexible"):
+        here, there = found[0][model], found[1][model]
+        worst = max((abs(here[bus] - there.get(bus, 0.0)) for bus in here), default=0.0)
+        if here.keys() != there.keys() or worst > 1e-9:
+            raise SystemExit(f"the cluster's {model} capacities differ from the study in process (by {worst:.3g} MW)")
+    shown = [[row["way"], f"{row['seconds']:.1f}", f"{row['peak_mb']:,.0f}",
+              "" if row["worker_peak_mb"] is None else f"{row['worker_peak_mb']:,.0f}",
+              f"{row['firm_mw']:,.1f}", f"{row['flexible_mw']:,.1f}"] for row in rows]
+    print(format_table(["way", "seconds", "peak MB", "worker peak MB", "firm MW", "flexible MW"], shown))
+    print("\nthe same firm and flexible capacity at every bus, to 1e-9 MW")
+    write_bench_csv(args.out / CSV_NAME, COLUMNS, rows)
+    print(f"wrote {args.out / CSV_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
