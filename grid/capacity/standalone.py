@@ -44,20 +44,40 @@ def standalone_capacity(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarra
                         name: Callable[[int], str]) -> Standalone:
     """(C-20) over one block of rows: ``coefficients`` (rows x candidates, any sign; only the
     positive parts count), ``rooms`` per row, ``name(row)`` for the limit that binds. Works on the
-    non-zero entries alone, so a sparse table of a large case is never made dense."""
+    non-zero entries alone, so a sparse table of a large case is never made dense, and on a few
+    million of them at a time (whole columns), so that its work arrays stay small beside the table."""
     columns = sp.csc_matrix(coefficients)
     columns.sort_indices()
     n = columns.shape[1]
-    column = np.repeat(np.arange(n), np.diff(columns.indptr))
-    positive = columns.data > COEFFICIENT_ZERO
-    row, column, a = columns.indices[positive], column[positive], columns.data[positive]
+    capacity = np.full(n, np.inf)
+    binding = [""] * n
+    start = 0
+    while start < n:
+        # Whole columns, up to _ENTRIES non-zeros (at least one column).
+        stop = max(start + 1, int(np.searchsorted(columns.indptr, columns.indptr[start] + _ENTRIES, side="right")) - 1)
+        stop = min(stop, n)
+        _columns_alone(columns, start, stop, rooms, touch_factor, name, capacity, binding)
+        start = stop
+    return Standalone(capacity, tuple(binding))
+
+
+# Non-zeros handled at once by standalone_capacity: its work arrays take about 40 bytes each.
+_ENTRIES = 4_000_000
+
+
+def _columns_alone(columns: sp.csc_matrix, start: int, stop: int, rooms: np.ndarray, touch_factor: float,
+                   name: Callable[[int], str], capacity: np.ndarray, binding: list[str]) -> None:
+    """(C-20) for the columns start..stop-1 of ``columns``, written into ``capacity`` and ``binding``."""
+    lo, hi = columns.indptr[start], columns.indptr[stop]
+    column = start + np.repeat(np.arange(stop - start), np.diff(columns.indptr[start:stop + 1]))
+    data = columns.data[lo:hi]
+    positive = data > COEFFICIENT_ZERO
+    row, column, a = columns.indices[lo:hi][positive], column[positive], data[positive]
     room = rooms[row]
     # A broken limit gives 0 MW to the buses that touch it and is otherwise left out.
     live = (room >= 0.0) | (a >= touch_factor)
     row, column, a, room = row[live], column[live], a[live], room[live]
     ratio = np.where(room >= 0.0, room / a, 0.0)
-    capacity = np.full(n, np.inf)
-    binding = [""] * n
     if ratio.size:
         # Entries run by column, rows ascending within each: per column the least ratio, and the
         # first row that attains it (the smallest row of a tie).
@@ -69,4 +89,3 @@ def standalone_capacity(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarra
         capacity[column[first]] = ratio[first]
         for k, r in zip(column[first].tolist(), row[first].tolist()):
             binding[k] = name(int(r))
-    return Standalone(capacity, tuple(binding))

@@ -1,0 +1,38 @@
+"""(C-20) stand-alone capacity (grid/capacity/standalone.py) against a dense loop written here,
+whole and a few columns at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import grid.capacity.standalone as standalone
+
+
+def _by_hand(a: np.ndarray, rooms: np.ndarray, touch: float) -> tuple[np.ndarray, list[str]]:
+    """Per column: 0 if a broken row (room < 0) is touched (a >= touch), else the least room / a over
+    rows with a > 0; the first row (lowest number) that sets it."""
+    capacity, binding = np.full(a.shape[1], np.inf), [""] * a.shape[1]
+    for k in range(a.shape[1]):
+        for r in range(a.shape[0]):
+            if a[r, k] <= 1e-12 or (rooms[r] < 0 and a[r, k] < touch):
+                continue
+            value = 0.0 if rooms[r] < 0 else rooms[r] / a[r, k]
+            if value < capacity[k]:
+                capacity[k], binding[k] = value, str(r)
+    return capacity, binding
+
+
+@pytest.mark.parametrize("entries", [4_000_000, 7, 1])
+def test_stand_alone_capacity_is_the_least_ratio_per_column_in_any_chunking(monkeypatch, entries):
+    rng = np.random.default_rng(0)
+    a = sp.random(200, 60, density=0.2, random_state=1, format="csr")
+    a.data = np.round(rng.normal(0.0, 0.5, a.nnz), 2)           # ties and both signs
+    rooms = np.round(rng.normal(80.0, 40.0, 200), 0)            # some broken rows
+    monkeypatch.setattr(standalone, "_ENTRIES", entries)
+    found = standalone.standalone_capacity(a, rooms, 0.05, str)
+    capacity, binding = _by_hand(a.toarray(), rooms, 0.05)
+    np.testing.assert_array_equal(found.capacity_mw, capacity)
+    assert list(found.binding) == binding
+    assert np.isfinite(capacity).sum() > 40 and (capacity == 0).sum() >= 1 and (capacity > 0).sum() > 20
