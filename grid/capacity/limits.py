@@ -199,7 +199,8 @@ def _tails(values: np.ndarray, keep: int, with_index: bool = True
 @dataclass(frozen=True, eq=False)
 class ShiftRows:
     """The shift-factor rows of the limited lines, in blocks (positions, rows), kept between the
-    worst-case pass and the scenario pass so that H is computed once."""
+    worst-case pass and the scenario pass so that H is computed once here; or only the blocks'
+    positions, when a cluster's workers make the rows from ``network`` (BlockMap)."""
 
     blocks: tuple[tuple[np.ndarray, np.ndarray | None], ...]   # rows None: not kept (limit_rows(keep_rows=False))
     offset_mw: np.ndarray        # every line's flow from the phase shifters alone (FlowModel.offset_mw)
@@ -211,7 +212,7 @@ T = TypeVar("T")
 
 class BlockMap(Protocol):
     """Runs ``function(*item, **shared)`` for every item and returns the results in the items'
-    order: in this process (``in_process``), or on a Dask cluster (sim/cluster.py), where
+    order: in this process (``in_process``), or on a Dask cluster (sim/studies/cluster.py), where
     ``shared`` is sent to each worker once."""
 
     def __call__(self, function: Callable[..., T], shared: Mapping[str, Any], items: Sequence[tuple]) -> list[T]: ...
@@ -415,7 +416,7 @@ def with_tails(
 
     ``with_scenarios`` also keeps which scenario each tail value comes from (``tail_scenario``),
     which the joint risk mode needs to find a product's violations in sample; otherwise those
-    are -1. With ``block_map`` (a Dask cluster's, sim/cluster.py) the lines' blocks are computed
+    are -1. With ``block_map`` (a Dask cluster's, sim/studies/cluster.py) the lines' blocks are computed
     there, each from the network and the samples (``line_block_tails``), with the same result.
     """
     count = scenarios.count
