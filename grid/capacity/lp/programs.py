@@ -237,16 +237,16 @@ def explicit_program(load_rows: sp.csr_matrix, rooms: np.ndarray, kept: np.ndarr
     n = load_rows.shape[1]
     _capacity_columns(builder, floors, caps)
     rows = np.flatnonzero(kept & (_most_load(load_rows, floors, caps) > rooms))
-    block = load_rows[rows]
-    first_rows = _standalone_rows(block, rooms[rows])
-    written = block[first_rows].tocoo()
+    first_rows = _standalone_rows(load_rows, rows, rooms)
+    written = load_rows[rows[first_rows]].tocoo()
     first = builder.add_rows(first_rows.size, -INF, rooms[rows[first_rows]])
     builder.entries(first + written.row, written.col, written.data)
     program = builder.build(n)
     later = np.setdiff1d(np.arange(rows.size), first_rows)
     if later.size == 0:
         return program
-    return replace(program, lazy=LazyRows(block[later].tocsr(), rooms[rows[later]]))
+    # The one copy of the rows' coefficients the program keeps.
+    return replace(program, lazy=LazyRows(load_rows[rows[later]].tocsr(), rooms[rows[later]]))
 
 
 def _most_load(load_rows: sp.csr_matrix, floors: np.ndarray, caps: np.ndarray) -> np.ndarray:
@@ -256,20 +256,37 @@ def _most_load(load_rows: sp.csr_matrix, floors: np.ndarray, caps: np.ndarray) -
     return load_rows.maximum(0.0) @ caps + load_rows.minimum(0.0) @ floors
 
 
-def _standalone_rows(block: sp.csr_matrix, rooms: np.ndarray) -> np.ndarray:
-    """The rows (of ``block``) that set each column's stand-alone bound min room_r / a_rk (C-20),
-    ascending, each once."""
-    columns = sp.csc_matrix(block)
-    columns.data[columns.data <= 0] = 0.0
-    columns.eliminate_zeros()
-    if columns.nnz == 0:
-        return np.zeros(0, dtype=np.int64)
-    ratio = rooms[columns.indices] / columns.data
-    starts = columns.indptr[:-1][np.diff(columns.indptr) > 0]
-    least = np.minimum.reduceat(ratio, starts)
-    column = np.repeat(np.arange(columns.shape[1]), np.diff(columns.indptr))
-    at_least = ratio <= least[np.searchsorted(starts, columns.indptr[column], side="left")]
-    return np.unique(columns.indices[at_least])
+def _standalone_rows(load_rows: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarray) -> np.ndarray:
+    """The positions (in ``rows``) of the rows that set some column's stand-alone bound
+    min room_r / a_rk over its positive a_rk (C-20), ascending, each once.
+
+    Two passes over the rows a few million non-zeros at a time, the least ratio per column and
+    then the rows that attain it, so that no copy of all the rows (nor of their columns) is made."""
+    least = np.full(load_rows.shape[1], np.inf)
+    for positions, column, ratio in _ratios(load_rows, rows, rooms):
+        np.minimum.at(least, column, ratio)
+    found = [np.unique(positions[ratio <= least[column]]) for positions, column, ratio in _ratios(load_rows, rows, rooms)]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+# Non-zeros that _ratios hands out at once.
+_ENTRIES = 4_000_000
+
+
+def _ratios(load_rows: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarray):
+    """(positions in ``rows``, column, room / a) of every positive entry of the given rows, in
+    chunks of whole rows of about _ENTRIES entries, in row order."""
+    total = np.cumsum(np.diff(load_rows.indptr)[rows])   # entries up to and including each row
+    start = 0
+    while start < rows.size:
+        before = int(total[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(total, before + _ENTRIES, side="right")))
+        chunk = load_rows[rows[start:stop]]
+        positions = start + np.repeat(np.arange(stop - start), np.diff(chunk.indptr))
+        positive = chunk.data > 0
+        yield (positions[positive], chunk.indices[positive],
+               rooms[rows[positions[positive]]] / chunk.data[positive])
+        start = stop
 
 
 def scenario_program(
