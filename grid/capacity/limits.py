@@ -204,7 +204,7 @@ class ShiftRows:
 
     blocks: tuple[tuple[np.ndarray, np.ndarray | None], ...]   # rows None: not kept (limit_rows(keep_rows=False))
     offset_mw: np.ndarray        # every line's flow from the phase shifters alone (FlowModel.offset_mw)
-    network: Network | None = None   # what the rows are rebuilt from, here or on a cluster's worker (BlockMap)
+    network: Network             # what the rows are made from when not kept, here or on a cluster's worker
 
 
 T = TypeVar("T")
@@ -223,14 +223,16 @@ def in_process(function: Callable[..., T], shared: Mapping[str, Any], items: Seq
     return [function(*item, **shared) for item in items]
 
 
-def line_block_tails(lines: np.ndarray, keep: int, with_index: bool, *, network: Network, samples: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The scenario tails of one block of lines from the network alone, as a worker of a cluster
-    computes them: the block's rows of H (its own factorisation, made once per worker), the
-    background flows H p + the shifters' offset, and ``_tails`` of them. The same numbers as the
-    in-process pass, which reads rows it kept."""
+def line_block_tails(lines: np.ndarray, keep: int, with_index: bool, *, network: Network, samples: np.ndarray,
+                     rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scenario tails of one block of lines: the background flows H p + the shifters' offset,
+    and ``_tails`` of them. ``rows`` are the block's rows of H when limit_rows kept them; else they
+    are made from the network (its factorisation made once per process), as a cluster's worker
+    does."""
     flows = flow_model(network)
-    return _tails(flows.rows(lines) @ samples.T + flows.offset_mw[lines][:, None], keep, with_index)
+    h = flows.rows(lines) if rows is None else rows
+    # Not made contiguous: BLAS reads the transposed view as fast, and the copy would cost more.
+    return _tails(h @ samples.T + flows.offset_mw[lines][:, None], keep, with_index)
 
 
 def limit_rows(
@@ -430,15 +432,17 @@ def with_tails(
         top, top_i, _, _ = _tails(samples[:, table.bus[withdrawal]].T, keep, with_scenarios)
         tails.append(top)
         tail_idx.append(top_i)
-    # Not made contiguous: BLAS reads the transposed view as fast, and the copy would cost more.
-    samples_t = samples.T                   # (n, S): flows = H_block @ samples_t + the shifters' offset
     done = sum(block.size for block, _ in shift.blocks)
     if block_map is not None and shift.blocks:
         progress(f"background flows and tails: {done} lines in {len(shift.blocks)} blocks on the cluster")
         found = block_map(line_block_tails, {"network": shift.network, "samples": samples},
                           [(block, keep, with_scenarios) for block, _ in shift.blocks])
     else:
-        found = _kept_block_tails(shift, samples_t, keep, with_scenarios, progress)
+        found, finished = [], 0
+        for block, h in shift.blocks:
+            found.append(line_block_tails(block, keep, with_scenarios, network=shift.network, samples=samples, rows=h))
+            finished += block.size
+            progress(f"background flows and tails: {finished}/{done} lines")
     for (block, _), (top, top_i, low, low_i) in zip(shift.blocks, found):
         tails.append(np.stack([top, -low], axis=1).reshape(2 * block.size, -1))
         tail_idx.append(np.stack([top_i, low_i], axis=1).reshape(2 * block.size, -1))
@@ -456,18 +460,6 @@ def with_tails(
         tail_mw=np.vstack(tails) if tails else np.zeros((0, keep)),
         tail_scenario=np.vstack(tail_idx) if tail_idx else np.zeros((0, keep), dtype=int),
     )
-
-
-def _kept_block_tails(shift: ShiftRows, samples_t: np.ndarray, keep: int, with_index: bool, progress
-                      ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """``_tails`` of each block's background flows, from the rows of H that limit_rows kept."""
-    done, finished, found = sum(block.size for block, _ in shift.blocks), 0, []
-    for block, h in shift.blocks:
-        h = flow_model(shift.network).rows(block) if h is None else h
-        found.append(_tails(h @ samples_t + shift.offset_mw[block][:, None], keep, with_index))
-        finished += block.size
-        progress(f"background flows and tails: {finished}/{done} lines")
-    return found
 
 
 def build_limits(
