@@ -192,32 +192,17 @@ class FlowModel:
         """
         x = np.asarray(withdrawals, dtype=float)
         single = x.ndim == 1
-        result = self.line_flows(self.solved(x[:, None] if single else x))
-        return result[:, 0] if single else result
-
-    def solved(self, withdrawals: np.ndarray) -> np.ndarray:
-        """What the line flows of withdrawal vectors (buses, k) are linear in, (buses, k): the bus
-        angles theta = -B_red^-1 (x - alpha 1'x) of a meshed network, or the net withdrawals
-        themselves on a radial one (docs/models/capacity.md#shift-factors). H x is then
-        ``line_flows(solved(x))`` without forming H: k pairs of sparse triangular solves. For
-        many vectors on a mid-size case, dense rows of H are as fast (10,000 vectors on
-        case_ACTIVSg2000: 2.3 s of solves, against 0.6 s per 1,024 rows of H, BLAS-3); the
-        solves win when H's rows would cost more than the vectors (a large network, few vectors)."""
-        x = np.asarray(withdrawals, dtype=float)
+        x = x[:, None] if single else x
         net = x - self.alpha[:, None] * x.sum(axis=0, keepdims=True)
         if self._path is not None:
-            return net
-        theta = np.zeros_like(net)
-        if self._lu is not None:
-            with one_blas_thread():
-                theta[self.keep] = -self._lu.solve(np.ascontiguousarray(net[self.keep]))
-        return theta
-
-    def line_flows(self, solved: np.ndarray, lines: np.ndarray | None = None) -> np.ndarray:
-        """Flows (lines, k) on these line positions (default: every line) of a ``solved`` state."""
-        if self._path is not None:
-            return (self._path if lines is None else self._path[lines]) @ solved
-        return (self.weighted if lines is None else self.weighted[lines]) @ solved
+            result = self._path @ net
+        else:
+            theta = np.zeros_like(net)
+            if self._lu is not None:
+                with one_blas_thread():
+                    theta[self.keep] = -self._lu.solve(np.ascontiguousarray(net[self.keep]))
+            result = self.weighted @ theta
+        return result[:, 0] if single else result
 
 
 @lru_cache(maxsize=2)
