@@ -17,7 +17,7 @@ blocks is the minimum over all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,48 +44,51 @@ def standalone_capacity(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarra
                         name: Callable[[int], str]) -> Standalone:
     """(C-20) over one block of rows: ``coefficients`` (rows x candidates, any sign; only the
     positive parts count), ``rooms`` per row, ``name(row)`` for the limit that binds. Works on the
-    non-zero entries alone, so a sparse table of a large case is never made dense, and on a few
-    million of them at a time (whole columns), so that its work arrays stay small beside the table."""
-    columns = sp.csc_matrix(coefficients)
-    columns.sort_indices()
-    n = columns.shape[1]
-    capacity = np.full(n, np.inf)
+    non-zero entries alone, so a sparse table of a large case is never made dense, and a few
+    million of them at a time (row_chunks), so that its work arrays stay small beside the table:
+    first the least ratio per column, then per column the first row (the smallest number of a
+    tie) that attains it."""
+    matrix = sp.csr_matrix(coefficients)
+    n_rows, n = matrix.shape
+    least = np.full(n, np.inf)
+    for _, column, ratio in _live_ratios(matrix, rooms, touch_factor):
+        np.minimum.at(least, column, ratio)
+    first = np.full(n, n_rows)
+    for row, column, ratio in _live_ratios(matrix, rooms, touch_factor):
+        hit = ratio == least[column]
+        np.minimum.at(first, column[hit], row[hit])
+    bound = np.flatnonzero(first < n_rows)
     binding = [""] * n
-    start = 0
-    while start < n:
-        # Whole columns, up to _ENTRIES non-zeros (at least one column).
-        stop = max(start + 1, int(np.searchsorted(columns.indptr, columns.indptr[start] + _ENTRIES, side="right")) - 1)
-        stop = min(stop, n)
-        _columns_alone(columns, start, stop, rooms, touch_factor, name, capacity, binding)
-        start = stop
-    return Standalone(capacity, tuple(binding))
+    for k in bound.tolist():
+        binding[k] = name(int(first[k]))
+    return Standalone(least, tuple(binding))
 
 
-# Non-zeros handled at once by standalone_capacity: its work arrays take about 40 bytes each.
+def _live_ratios(matrix: sp.csr_matrix, rooms: np.ndarray, touch_factor: float
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(row, column, ratio) of the entries that count, a chunk of rows at a time: a positive
+    coefficient a of a row with room >= 0 gives room / a; a broken limit (room < 0) gives 0 MW to
+    the buses that touch it (a >= the touch factor) and is otherwise left out."""
+    for rows, chunk in row_chunks(matrix, np.arange(matrix.shape[0])):
+        row = np.repeat(rows, np.diff(chunk.indptr))
+        room, a = rooms[row], chunk.data
+        live = (a > COEFFICIENT_ZERO) & ((room >= 0.0) | (a >= touch_factor))
+        room, a = room[live], a[live]
+        yield row[live], chunk.indices[live], np.where(room >= 0.0, room / a, 0.0)
+
+
+# Non-zeros that row_chunks hands out at once: the work arrays on them take about 40 bytes each.
 _ENTRIES = 4_000_000
 
 
-def _columns_alone(columns: sp.csc_matrix, start: int, stop: int, rooms: np.ndarray, touch_factor: float,
-                   name: Callable[[int], str], capacity: np.ndarray, binding: list[str]) -> None:
-    """(C-20) for the columns start..stop-1 of ``columns``, written into ``capacity`` and ``binding``."""
-    lo, hi = columns.indptr[start], columns.indptr[stop]
-    column = start + np.repeat(np.arange(stop - start), np.diff(columns.indptr[start:stop + 1]))
-    data = columns.data[lo:hi]
-    positive = data > COEFFICIENT_ZERO
-    row, column, a = columns.indices[lo:hi][positive], column[positive], data[positive]
-    room = rooms[row]
-    # A broken limit gives 0 MW to the buses that touch it and is otherwise left out.
-    live = (room >= 0.0) | (a >= touch_factor)
-    row, column, a, room = row[live], column[live], a[live], room[live]
-    ratio = np.where(room >= 0.0, room / a, 0.0)
-    if ratio.size:
-        # Entries run by column, rows ascending within each: per column the least ratio, and the
-        # first row that attains it (the smallest row of a tie).
-        starts = np.flatnonzero(np.r_[True, column[1:] != column[:-1]])
-        least = np.minimum.reduceat(ratio, starts)
-        segment = np.cumsum(np.r_[False, column[1:] != column[:-1]])
-        attains = np.flatnonzero(ratio == least[segment])
-        first = attains[np.r_[True, segment[attains][1:] != segment[attains][:-1]]]
-        capacity[column[first]] = ratio[first]
-        for k, r in zip(column[first].tolist(), row[first].tolist()):
-            binding[k] = name(int(r))
+def row_chunks(matrix: sp.csr_matrix, rows: np.ndarray) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+    """(positions in ``rows``, those rows of ``matrix``) in order, whole rows of about _ENTRIES
+    non-zeros at a time (at least one row): for (C-20) here and for the stand-alone rows that the
+    written-out program starts from (grid/capacity/lp/programs.py)."""
+    total = np.cumsum(np.diff(matrix.indptr)[rows])   # entries up to and including each row
+    start = 0
+    while start < rows.size:
+        before = int(total[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(total, before + _ENTRIES, side="right")))
+        yield np.arange(start, stop), matrix[rows[start:stop]]
+        start = stop

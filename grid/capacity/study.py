@@ -605,8 +605,7 @@ def _standalone(ctx: _Context, levels: tuple[float, ...], security: _Security | 
     """(C-20) per model, over the table's rows and, under N-1, after every outage."""
     limits = ctx.limits
     rooms = [limits.limit_mw - limits.worst_mw] + [limits.limit_mw - limits.cvar(eps) for eps in levels]
-    columns = limits.coef.tocsc()  # once for every model (7 million entries on ACTIVSg2000)
-    alone = [standalone_capacity(columns, room, ctx.touch_factor, limits.name) for room in rooms]
+    alone = [standalone_capacity(limits.coef, room, ctx.touch_factor, limits.name) for room in rooms]
     if security is None:
         return tuple(alone)
     progress(f"N-1: stand-alone capacity after each of {security.outages.studied.size} outages")

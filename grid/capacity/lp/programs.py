@@ -24,6 +24,7 @@ the slack is distributed or the supply is limited), then the formulation's own c
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +32,7 @@ import scipy.sparse as sp
 from grid.capacity.candidates import Candidates
 from grid.capacity.limits import LOWER, SUPPLY, UPPER, WITHDRAWAL, LimitTable
 from grid.capacity.shift_factors import FlowModel
+from grid.capacity.standalone import row_chunks
 
 INF = np.inf
 
@@ -269,24 +271,15 @@ def _standalone_rows(load_rows: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarr
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
-# Non-zeros that _ratios hands out at once.
-_ENTRIES = 4_000_000
-
-
-def _ratios(load_rows: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarray):
-    """(positions in ``rows``, column, room / a) of every positive entry of the given rows, in
-    chunks of whole rows of about _ENTRIES entries, in row order."""
-    total = np.cumsum(np.diff(load_rows.indptr)[rows])   # entries up to and including each row
-    start = 0
-    while start < rows.size:
-        before = int(total[start - 1]) if start else 0
-        stop = max(start + 1, int(np.searchsorted(total, before + _ENTRIES, side="right")))
-        chunk = load_rows[rows[start:stop]]
-        positions = start + np.repeat(np.arange(stop - start), np.diff(chunk.indptr))
+def _ratios(load_rows: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarray
+            ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(positions in ``rows``, column, room / a) of every positive entry of the given rows, a
+    chunk of whole rows at a time (row_chunks), in row order."""
+    for chunk_positions, chunk in row_chunks(load_rows, rows):
+        positions = np.repeat(chunk_positions, np.diff(chunk.indptr))
         positive = chunk.data > 0
         yield (positions[positive], chunk.indices[positive],
                rooms[rows[positions[positive]]] / chunk.data[positive])
-        start = stop
 
 
 def scenario_program(

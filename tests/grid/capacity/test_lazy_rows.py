@@ -49,6 +49,7 @@ def test_the_first_rows_set_each_columns_stand_alone_bound_in_any_chunking(monke
     row whose room / a (over a > 0) is the column's least, against a dense loop written here."""
     import scipy.sparse as sp
 
+    from grid.capacity import standalone
     from grid.capacity.lp import programs
 
     rng = np.random.default_rng(3)
@@ -63,5 +64,5 @@ def test_the_first_rows_set_each_columns_stand_alone_bound_in_any_chunking(monke
         if ratios:
             least = min(r for r, _ in ratios)
             expected |= {i for r, i in ratios if r <= least}
-    monkeypatch.setattr(programs, "_ENTRIES", entries)
+    monkeypatch.setattr(standalone, "_ENTRIES", entries)   # the chunks of grid/capacity/standalone.py row_chunks
     assert list(programs._standalone_rows(a, rows, rooms)) == sorted(expected)
