@@ -14,7 +14,6 @@ import numpy as np
 
 from agents.capacity_products import ProductSettings, possible_families
 from grid.capacity.candidates import Candidates, make_candidates
-from grid.capacity.limits import BlockMap
 from grid.capacity.study import check_tail
 from grid.errors import GridError
 from grid.load.files import read_correlation_csv, read_scenarios_file
@@ -48,9 +47,6 @@ class GridInputs:
     # Draws more scenarios like ``scenarios`` (the risk check's fresh ones); None when they came
     # from a file, which is all there is.
     sampler: "ScenarioSampler | None" = None
-    # Where the capacity study computes its scenario tails: None in this process, else a Dask
-    # cluster's BlockMap (`dcmarket capacity --scheduler`, sim/studies/cluster.py).
-    block_map: BlockMap | None = None
 
 
 def _candidates(config: NetworkConfig, network: Network) -> Candidates:

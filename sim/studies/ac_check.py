@@ -16,6 +16,7 @@ from grid.ac.correct import Correction, correct_study
 from grid.ac.states import dense_flows
 from grid.ac.study_check import AcTarget, ModelCheck, check_study
 from grid.capacity.corrections import Corrections
+from grid.capacity.limits import BlockMap
 from grid.capacity.study import CapacityStudy
 from grid.errors import GridError
 from grid.network.cases import case_file
@@ -49,9 +50,10 @@ def skipped(why: str) -> AcOutcome:
 
 
 def ac_step(config: ExperimentConfig, base_dir: Path, grid: GridInputs, study: CapacityStudy, verify: int,
-            theory: bool, progress: Progress) -> tuple[CapacityStudy, AcOutcome]:
+            theory: bool, progress: Progress, block_map: BlockMap | None = None) -> tuple[CapacityStudy, AcOutcome]:
     """The AC check of the linear study and, with ``[ac] correct``, its correction; returns the
-    study that is the result (the corrected one) and what to report, or why nothing ran."""
+    study that is the result (the corrected one) and what to report, or why nothing ran. The
+    re-solves compute their scenario tails where the study did (``block_map``)."""
     assert config.network is not None
     if verify <= 0:
         return study, skipped("--verify 0")
@@ -75,7 +77,7 @@ def ac_step(config: ExperimentConfig, base_dir: Path, grid: GridInputs, study: C
                  f"{len(corrections.rows)} row(s) at checked states")
         return grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
                                    progress=progress, corrections=corrections, compare_full_draw=False,
-                                   block_map=grid.block_map)
+                                   block_map=block_map)
 
     # The re-solves leave out the paper's full-draw model (its tie-break QP is most of a re-solve's
     # time): beside the corrected study stands the linear study's (docs/models/ac-check.md#correction).

@@ -9,7 +9,6 @@ risk_check.csv, capacity_map.png and the effective config.toml.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -221,11 +220,11 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
         if export_pandapower:
             ac_case_ref(config, base_dir)  # a case without the full AC data fails here, before the study
         progress("network and background scenarios")
-        grid: GridInputs = dataclasses.replace(build_grid_inputs(config, base_dir), block_map=block_map)
+        grid: GridInputs = build_grid_inputs(config, base_dir)
         study = grid.settings.study(grid.network, grid.scenarios, grid.candidates, solver=config.solver, theory=theory,
-                                    progress=progress, block_map=grid.block_map)
+                                    progress=progress, block_map=block_map)
         # The AC step may correct the study; the products and the risk check are the result's.
-        study, ac = ac_step(config, base_dir, grid, study, verify, theory, progress)
+        study, ac = ac_step(config, base_dir, grid, study, verify, theory, progress, block_map)
         offered, withheld = products_from_study(study, grid.settings.block_mw)
         checks, skipped, sample_kind = _risk_checks(config, grid, study, verify, progress)
     cap = capacity_summary(study, grid.scenarios.count)
