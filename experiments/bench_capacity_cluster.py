@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run as a script: the packages are this checkout's
     sys.path.insert(0, str(REPO))
 
+from experiments.bench_capacity import _peak_mb  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
 
@@ -41,10 +41,6 @@ CSV_NAME = "bench_capacity_cluster.csv"
 EPSILON = 0.05
 DEMAND_MW = 100.0
 COLUMNS = ["case", "scenarios", "way", "seconds", "peak_mb", "worker_peak_mb", "firm_mw", "flexible_mw"]
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # kB on Linux
 
 
 def one(case: str, count: int, workers: int) -> dict[str, object]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run as a script: the packages are this checkout's
     sys.path.insert(0, str(REPO))
 
+from experiments.bench_capacity import _peak_mb  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
 
@@ -41,7 +41,7 @@ def _resident_gb() -> float:
 
 
 def _peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9   # kB on Linux
+    return _peak_mb() * 1024 * 1024 / 1e9
 
 
 def run(case: str, count: int) -> list[dict[str, object]]:
