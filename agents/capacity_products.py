@@ -46,7 +46,7 @@ class ProductSettings:
         """The capacity study these settings ask for (the one call every caller makes); ``corrections``
         come from a check outside the linear model (grid/capacity/corrections.py); without
         ``compare_full_draw`` the paper's model is not solved beside it (no counterflow report);
-        ``block_map`` runs its scenario tails on a cluster (sim/studies/cluster.py)."""
+        ``block_map`` runs its scenario tails on a cluster (sim/execution/cluster.py)."""
         return capacity_study(network, scenarios, candidates, self.risk_levels, solver=solver,
                               formulation=self.formulation, risk_mode=self.risk_mode, touch_factor=self.touch_factor,
                               criteria=self.criteria, theory=theory, progress=progress, corrections=corrections,

@@ -50,8 +50,8 @@ def one(case: str, count: int, workers: int) -> dict[str, object]:
     from grid.capacity.study import capacity_study
     from grid.load.scenarios import BaseLoadSpread, sample_base_load
     from grid.network.cases import load_case
+    from sim.execution.cluster import ClusterBlocks
     from sim.random_streams import stream
-    from sim.studies.cluster import ClusterBlocks
 
     network = load_case(case)
     scenarios = sample_base_load(network, BaseLoadSpread(above_sd=0.0), count, stream(1, "scenarios"))

@@ -125,8 +125,8 @@ def _auction(config: ExperimentConfig, name: Path, *, plots: bool = False, summa
 def _capacity(config: ExperimentConfig, name: Path, *, verify: int = DEFAULT_VERIFY, theory: bool = True,
               export_pandapower: bool = False, plots: bool = True, scheduler: str | None = None,
               progress: Progress | None = None) -> "CapacityResult":
+    from sim.execution.cluster import cluster_blocks
     from sim.studies.capacity import capacity_run, require_grid
-    from sim.studies.cluster import cluster_blocks
 
     if isinstance(verify, bool) or not isinstance(verify, int) or verify < 0:
         raise ConfigError(f"verify: {verify!r} is not a non-negative integer (fresh scenarios of the risk check; "

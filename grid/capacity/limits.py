@@ -212,7 +212,7 @@ T = TypeVar("T")
 
 class BlockMap(Protocol):
     """Runs ``function(*item, **shared)`` for every item and returns the results in the items'
-    order: in this process (``in_process``), or on a Dask cluster (sim/studies/cluster.py), where
+    order: in this process (``in_process``), or on a Dask cluster (sim/execution/cluster.py), where
     ``shared`` is sent to each worker once."""
 
     def __call__(self, function: Callable[..., T], shared: Mapping[str, Any], items: Sequence[tuple]) -> list[T]: ...
@@ -418,7 +418,7 @@ def with_tails(
 
     ``with_scenarios`` also keeps which scenario each tail value comes from (``tail_scenario``),
     which the joint risk mode needs to find a product's violations in sample; otherwise those
-    are -1. With ``block_map`` (a Dask cluster's, sim/studies/cluster.py) the lines' blocks are computed
+    are -1. With ``block_map`` (a Dask cluster's, sim/execution/cluster.py) the lines' blocks are computed
     there, each from the network and the samples (``line_block_tails``), with the same result.
     """
     count = scenarios.count

@@ -559,7 +559,7 @@ def capacity_study(
     not computed again. ``corrections`` (line deratings, extra rows) apply to firm capacity and
     every tier alike (grid/capacity/corrections.py); rows built without them cannot be reused.
     ``block_map`` runs the scenario tails' blocks of lines elsewhere (a Dask cluster,
-    sim/studies/cluster.py); this process then keeps no rows of H for them.
+    sim/execution/cluster.py); this process then keeps no rows of H for them.
     """
     check_solver(solver)
     levels = check_risk_levels(risk_levels)

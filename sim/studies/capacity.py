@@ -36,6 +36,7 @@ from sim.config.schema import (
     with_overrides,
 )
 from sim.errors import named_after
+from sim.execution.cluster import cluster_blocks
 from sim.market.inputs import GridInputs, build_grid_inputs, sample_checked
 from sim.output import files as outputs
 from sim.random_streams import stream
@@ -61,7 +62,6 @@ from sim.studies.ac_check import (
     AcOutcome,
     ac_step,
 )
-from sim.studies.cluster import cluster_blocks
 from sim.studies.registry import (
     DEFAULT_DEMAND_MW,
     DEFAULT_RISK,
@@ -212,7 +212,7 @@ def capacity_run(config: ExperimentConfig, base_dir: Path, *, source: str | Path
     """The capacity study, its risk check and its AC check, in process; nothing is written.
     ``source`` names the config in messages; ``export_pandapower`` adds allocation_pandapower.json;
     ``plots=False`` leaves out the maps; ``block_map`` computes the scenario tails on a cluster
-    (sim/studies/cluster.py), with the same result."""
+    (sim/execution/cluster.py), with the same result."""
     check_solver(config.solver)
     grid_config = config.product_grid
     assert grid_config is not None

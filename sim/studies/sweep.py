@@ -41,6 +41,8 @@ from sim.config.overrides import Override, parse_path
 from sim.config.schema import load_config
 from sim.config.sweep import METRIC_TYPES, SweepConfig
 from sim.errors import USER_ERRORS, ConfigError, one_line
+from sim.execution.cluster import connect
+from sim.execution.pool_worker import warm_up
 from sim.output import files as outputs
 from sim.output.sweep_dir import (
     BASE_FILE,
@@ -52,8 +54,6 @@ from sim.output.sweep_dir import (
     TIMINGS,
     read_sweep,
 )
-from sim.studies.cluster import connect
-from sim.studies.pool_worker import warm_up
 
 Progress = Callable[[str], None]
 # Worker processes on one machine.

@@ -415,7 +415,7 @@ def test_workers_and_limit_have_ceilings(reference, tmp_path, capsys):
 def test_a_bad_scheduler_is_refused_in_seconds_and_leaves_nothing(tmp_path, capsys, monkeypatch, address):
     """Dask waited its own 30 s for an unreachable scheduler, and the sweep directory was made
     first and left behind. The wait is cut to 1 s here: the message says the wait it used."""
-    import sim.studies.cluster as cluster_module
+    import sim.execution.cluster as cluster_module
 
     monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT_S", 1)
     started = time.monotonic()

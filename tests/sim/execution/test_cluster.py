@@ -1,4 +1,4 @@
-"""`dcmarket capacity --scheduler` (sim/studies/cluster.py): the scenario tails computed on a Dask
+"""`dcmarket capacity --scheduler` (sim/execution/cluster.py): the scenario tails computed on a Dask
 cluster give the capacities of the study in process, and a scheduler that does not answer is one
 line within seconds, before anything is written."""
 
@@ -54,7 +54,7 @@ def test_a_two_worker_cluster_gives_the_capacities_of_the_study_in_process(tmp_p
 
 @pytest.mark.parametrize("address", ["garbage", "tcp://127.0.0.1:1"])
 def test_a_scheduler_that_does_not_answer_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, address):
-    import sim.studies.cluster as cluster_module
+    import sim.execution.cluster as cluster_module
 
     monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT_S", 1)
     started = time.monotonic()
