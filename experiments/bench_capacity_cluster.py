@@ -14,9 +14,11 @@ worker's), and the run stops if the two disagree on any capacity by more than 1e
 is asserted.
 
     .venv/bin/python experiments/bench_capacity_cluster.py [--case case_ACTIVSg2000] [--scenarios 10000]
-        [--workers 2] [--out experiments/out]
+        [--workers 2 | --scheduler ADDRESS] [--out experiments/out]
 
-Writes bench_capacity_cluster.csv. About a minute on case_ACTIVSg2000 on this 2-core machine.
+--scheduler uses a running Dask scheduler for the second way instead of a LocalCluster started for
+it (its workers' peak memory then includes whatever they ran before). Writes
+bench_capacity_cluster.csv. About a minute on case_ACTIVSg2000 on this 2-core machine.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ DEMAND_MW = 100.0
 COLUMNS = ["case", "scenarios", "way", "seconds", "peak_mb", "worker_peak_mb", "firm_mw", "flexible_mw"]
 
 
-def one(case: str, count: int, workers: int) -> dict[str, object]:
-    """One study in this process: ``workers`` = 0 in process, else on a LocalCluster of that many."""
+def one(case: str, count: int, workers: int, scheduler: str | None = None) -> dict[str, object]:
+    """One study in this process: ``workers`` = 0 in process, else on ``scheduler`` if given, or on a
+    LocalCluster of that many workers."""
     from grid.capacity.candidates import make_candidates
     from grid.capacity.criteria import SecurityCriteria
     from grid.capacity.study import capacity_study
@@ -61,9 +64,10 @@ def one(case: str, count: int, workers: int) -> dict[str, object]:
     if workers:
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
-        client = Client(cluster)
+        if scheduler is None:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+        client = Client(scheduler if scheduler is not None else cluster)
     try:
         begun = time.perf_counter()
         study = capacity_study(network, scenarios, candidates, [EPSILON], criteria=criteria, compare_full_draw=False,
@@ -73,6 +77,7 @@ def one(case: str, count: int, workers: int) -> dict[str, object]:
     finally:
         if client is not None:
             client.close()
+        if cluster is not None:
             cluster.close()
     return {"seconds": seconds, "peak_mb": _peak_mb(), "worker_peak_mb": worker_peak,
             "firm": {str(k): v for k, v in study.firm.capacity_mw.items()},
@@ -84,17 +89,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", default="case_ACTIVSg2000")
     parser.add_argument("--scenarios", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="the cluster way on this running Dask scheduler [default: a LocalCluster of --workers]")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one way, JSON out
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(one(args.case, args.scenarios, args.one)))
+        print(json.dumps(one(args.case, args.scenarios, args.one, args.scheduler)))
         return 0
     rows, found = [], []
-    for way, workers in (("in process", 0), (f"LocalCluster, {args.workers} workers", args.workers)):
+    cluster_way = f"LocalCluster, {args.workers} workers" if args.scheduler is None else f"scheduler {args.scheduler}"
+    for way, workers in (("in process", 0), (cluster_way, args.workers)):
         print(f"{way} ...", file=sys.stderr, flush=True)
+        scheduler = [] if args.scheduler is None else ["--scheduler", args.scheduler]
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--case", args.case, "--scenarios",
-                               str(args.scenarios), "--one", str(workers)], capture_output=True, text=True)
+                               str(args.scenarios), "--one", str(workers), *scheduler], capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"{way} failed:\n{done.stderr[-2000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -9,11 +9,14 @@ separate calls', and checks that the pool's and the cluster's results.parquet ar
 and that each separate run's summary.json equals the sweep's run of the same overrides and seed.
 No timing is asserted.
 
-    .venv/bin/python experiments/bench_sweep.py [--quick] [--seeds N] [--increments X ...] [--out experiments/out]
+    .venv/bin/python experiments/bench_sweep.py [--quick] [--seeds N] [--increments X ...] [--scheduler ADDRESS]
+        [--out experiments/out]
 
 The full run takes about 9 minutes (the separate calls, about 2 s each, dominate); --quick
 (8 runs: 2 increments x 4 seeds) about 40 seconds. --seeds and --increments set the sweep's
-size (tests/experiments/test_scripts.py runs one run, on one worker). Writes bench_sweep.csv.
+size (tests/experiments/test_scripts.py runs one run, on one worker). --scheduler runs the Dask way
+on a running scheduler instead of a LocalCluster started inside (its row then times the sweep
+alone). Writes bench_sweep.csv.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--increments", type=float, nargs="+", default=None,
                         help="auction increments [default: 1 2 4 8; --quick 1 2]")
     parser.add_argument("--workers", type=int, default=2, help="pool workers and Dask workers")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="the Dask way on this running scheduler [default: a LocalCluster of --workers, started inside]")
     parser.add_argument("--out", type=Path, default=HERE / "out", help=f"folder for {CSV_NAME}")
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
@@ -84,13 +89,19 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"way": f"dcmarket sweep --workers {args.workers}", "runs": len(specs),
                      "wall_s": time.perf_counter() - begun})
 
-        progress(f"the same sweep on a Dask LocalCluster of {args.workers} workers ...")
-        begun = time.perf_counter()
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster:
-            run_sweep(sweep_file, folder / "dask", scheduler=cluster.scheduler_address, quiet=True)
-        rows.append({"way": f"dcmarket sweep --scheduler (LocalCluster, {args.workers} workers, started inside)",
-                     "runs": len(specs), "wall_s": time.perf_counter() - begun})
+        if args.scheduler is not None:
+            progress(f"the same sweep on the Dask scheduler at {args.scheduler} ...")
+            begun = time.perf_counter()
+            run_sweep(sweep_file, folder / "dask", scheduler=args.scheduler, quiet=True)
+            way = f"dcmarket sweep --scheduler {args.scheduler}"
+        else:
+            progress(f"the same sweep on a Dask LocalCluster of {args.workers} workers ...")
+            begun = time.perf_counter()
+            with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                              dashboard_address=None) as cluster:
+                run_sweep(sweep_file, folder / "dask", scheduler=cluster.scheduler_address, quiet=True)
+            way = f"dcmarket sweep --scheduler (LocalCluster, {args.workers} workers, started inside)"
+        rows.append({"way": way, "runs": len(specs), "wall_s": time.perf_counter() - begun})
         same = (folder / "pool" / "results.parquet").read_bytes() == (folder / "dask" / "results.parquet").read_bytes()
         rows[1]["same_table"] = "same" if same else "DIFFERENT"
 
