@@ -15,6 +15,14 @@ import pytest
 # a caller's value stays.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# Compiled bytecode for the suite's processes, even where the shell sets PYTHONDONTWRITEBYTECODE
+# (as the reference machine's does). Without it each pytest-xdist worker compiles every test
+# module and the checkout's packages again (collection: 7.4 s of CPU instead of 4.2 s), and so
+# does each of the ~60 processes the suite starts (0.25 s each for sim, grid, agents and
+# mechanisms): about 20 s of CPU per run (docs/testing.md#fast). The files go to the usual
+# __pycache__ folders, which .gitignore lists. Set before the workers start, so they inherit it.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 
 def need_glpk() -> None:
     """Skip when glpsol is missing, unless CI asked for the cross-check (DCMARKET_REQUIRE_GLPK=1)."""
@@ -53,6 +61,47 @@ SHARED_FIXTURE_MODULES = (
     "tests/sim/report/test_html.py",
 )
 
+# The tests that run on the suite's one Dask LocalCluster (the dask_cluster fixture), by node-id
+# prefix. They form one group with the first module above (test_sweep.py, which holds one of
+# them), so that one worker starts the cluster once: each LocalCluster start costs its worker
+# processes' imports (about 3 s of CPU each), and four tests started six of them.
+DASK_CLUSTER_TESTS = (
+    "tests/sim/studies/test_sweep.py::test_a_dask_local_cluster_gives_the_same_table",
+    "tests/sim/execution/test_cluster.py::test_a_two_worker_cluster_gives_the_capacities_of_the_study_in_process",
+    "tests/experiments/test_scripts.py::test_a_dask_benchmark_runs_on_the_suites_cluster",
+)
+DASK_CLUSTER_GROUP = SHARED_FIXTURE_MODULES[0]
+
+
+def xdist_group(nodeid: str) -> str:
+    """The group that pytest-xdist keeps on one worker: a shared-fixture module, the Dask cluster's
+    tests (in the first module's group), or the test alone."""
+    if nodeid.startswith(DASK_CLUSTER_TESTS):
+        return DASK_CLUSTER_GROUP
+    module = nodeid.split("::", 1)[0]
+    return module if module in SHARED_FIXTURE_MODULES else nodeid
+
+
+@pytest.fixture(scope="session")
+def _local_cluster():
+    from distributed import LocalCluster
+
+    # Two worker processes of one thread; no dashboard, the scheduler's own HTTP server on a free
+    # port, not 8787 (tests run side by side).
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def dask_cluster(request: pytest.FixtureRequest, _local_cluster):
+    """The suite's Dask LocalCluster (two worker processes), started once per pytest-xdist worker.
+    Only the tests in DASK_CLUSTER_TESTS may take it: any other would start a second cluster on
+    another worker."""
+    if not request.node.nodeid.startswith(DASK_CLUSTER_TESTS):
+        pytest.fail(f"{request.node.nodeid} takes dask_cluster: add it to DASK_CLUSTER_TESTS in tests/conftest.py")
+    return _local_cluster
+
 
 def pytest_collection_modifyitems(config, items):
     """Longest work first: the shared-fixture modules (longest first), then the other slow tests,
@@ -61,9 +110,9 @@ def pytest_collection_modifyitems(config, items):
     rank = {module: position for position, module in enumerate(SHARED_FIXTURE_MODULES)}
 
     def key(item) -> tuple[int, int]:
-        module = item.nodeid.split("::", 1)[0]
-        if module in rank:
-            return (0, rank[module])
+        group = xdist_group(item.nodeid)
+        if group in rank:
+            return (0, rank[group])
         return (1, 0) if item.get_closest_marker("slow") else (2, 0)
 
     items.sort(key=key)
@@ -80,8 +129,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class SharedFixtureModules(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return module if module in SHARED_FIXTURE_MODULES else nodeid
+            return xdist_group(nodeid)
 
     # The groups in the order pytest_collection_modifyitems gave (longest first): this scheduler
     # would otherwise sort them by their number of tests, a poor measure of their time.

@@ -32,9 +32,6 @@ SCRIPTS = [
     script("bench_auction.py", ["--quick"], "bench_auction.csv", 2),
     # One site, without SVG and with 3 levels: both linearizations, GLPK on strong duality.
     script("bench_dlmp.py", ["--quick", "--sites", "1"], "bench_dlmp.csv", 6),
-    # One run three ways: in process (--workers 1), on a one-worker Dask LocalCluster, as a separate
-    # call (tests/sim/studies/test_sweep.py runs sweeps on a pool and on a two-worker cluster).
-    script("bench_sweep.py", ["--seeds", "1", "--increments", "1", "--workers", "1"], "bench_sweep.csv", 3),
     # Six commands, once each, each a fresh process.
     script("bench_startup.py", ["--repeat", "1"], "bench_startup.csv", 6),
     # Two background states on ieee14, each solved with and without the new load.
@@ -44,9 +41,6 @@ SCRIPTS = [
     # The study, then the risk check with and without the skip (equal counts, or it fails).
     script("bench_risk_check.py", ["--case", "ieee30", "--scenarios", "200", "--verify", "2000"],
            "bench_risk_check.csv", 3),
-    # ieee14 in process and on a one-worker LocalCluster, each in its own process (equal capacities, or it fails).
-    script("bench_capacity_cluster.py", ["--case", "ieee14", "--scenarios", "200", "--workers", "1"],
-           "bench_capacity_cluster.csv", 2),
     # Memory at each step of an ieee14 study: its progress lines, the start and the end.
     script("bench_capacity_memory.py", ["--case", "ieee14", "--scenarios", "100"], "bench_capacity_memory.csv", 8),
     # One population of each mix, four mechanisms each.
@@ -55,13 +49,40 @@ SCRIPTS = [
 ]
 
 
-@pytest.mark.parametrize("script_name, args, output, rows", SCRIPTS)
-def test_script_runs_and_writes_its_csv(tmp_path, capsys, script_name, args, output, rows):
+# The benchmarks that run on Dask, each on the suite's LocalCluster (tests/conftest.py's
+# dask_cluster, started once) through their --scheduler; the LocalCluster each starts without it
+# (a few lines) is left to their full runs.
+DASK_SCRIPTS = [
+    # One run three ways: in process (--workers 1), on the cluster, as a separate call
+    # (tests/sim/studies/test_sweep.py runs sweeps on a pool and on the cluster).
+    script("bench_sweep.py", ["--seeds", "1", "--increments", "1", "--workers", "1"], "bench_sweep.csv", 3),
+    # ieee14 in process and on the cluster, each in its own process (equal capacities, or it fails).
+    script("bench_capacity_cluster.py", ["--case", "ieee14", "--scenarios", "200"], "bench_capacity_cluster.csv", 2),
+]
+
+
+def _run_script(script_name: str, args: list[str], path: Path, capsys) -> None:
     # The script's main() in this process (its imports are already here); the processes it
     # starts itself are still its own.
     main = runpy.run_path(str(REPO / "experiments" / script_name), run_name="dcmarket_script")["main"]
-    code = main([*args, "--out", str(tmp_path)])
+    code = main([*args, "--out", str(path)])
     assert code == 0, capsys.readouterr().err[-2000:]
+
+
+def _check_csv(tmp_path: Path, output: str, rows: int) -> None:
     with (tmp_path / output).open(newline="") as handle:
         assert len(list(csv.DictReader(handle))) == rows
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp-*"))  # no partial file left
+
+
+@pytest.mark.parametrize("script_name, args, output, rows", SCRIPTS)
+def test_script_runs_and_writes_its_csv(tmp_path, capsys, script_name, args, output, rows):
+    _run_script(script_name, args, tmp_path, capsys)
+    _check_csv(tmp_path, output, rows)
+
+
+@pytest.mark.parametrize("script_name, args, output, rows", DASK_SCRIPTS)
+def test_a_dask_benchmark_runs_on_the_suites_cluster(tmp_path, capsys, dask_cluster, script_name, args, output,
+                                                     rows):
+    _run_script(script_name, [*args, "--scheduler", dask_cluster.scheduler_address], tmp_path, capsys)
+    _check_csv(tmp_path, output, rows)

@@ -21,28 +21,30 @@ def _capacities(files: dict[str, bytes]) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(files["capacity.csv"].decode("utf-8"))))
 
 
-@pytest.mark.slow
-def test_a_two_worker_cluster_gives_the_capacities_of_the_study_in_process(tmp_path):
-    """ieee118 with 400 scenarios and three tiers (2.5, 5 and 10 %): the tails of its 186 lines in one block of
-    lines per worker task, on two worker processes; every file but the config's copy the same
-    bytes (the same numbers, to the last digit), and the risk check's counts the same."""
-    from distributed import LocalCluster
+def _tail_seconds(cluster) -> float:
+    """The seconds the scheduler has recorded for line_block_tails tasks (0 before the first)."""
+    prefix = cluster.scheduler.task_prefixes.get("line_block_tails")
+    return 0.0 if prefix is None else prefix.all_durations["compute"]
 
+
+@pytest.mark.slow
+def test_a_two_worker_cluster_gives_the_capacities_of_the_study_in_process(tmp_path, dask_cluster):
+    """ieee118 with 400 scenarios and three tiers (2.5, 5 and 10 %): the tails of its 186 lines in one block of
+    lines per worker task, on the suite's two worker processes; every file but the config's copy the same
+    bytes (the same numbers, to the last digit), and the risk check's counts the same."""
     from grid.capacity import limits
 
     here, there = tmp_path / "here", tmp_path / "there"
     assert main([*CASE, "--risk", "0.025", "0.05", "0.1", "--out", str(here)]) == 0
     small = limits.LINE_BLOCK
     limits.LINE_BLOCK = 64   # three blocks of ieee118's lines, so that both workers get some
+    before = _tail_seconds(dask_cluster)   # the cluster is the suite's: other tests may have run tails on it
     try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                          scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
-            assert main([*CASE, "--risk", "0.025", "0.05", "0.1", "--out", str(there),
-                         "--scheduler", cluster.scheduler_address]) == 0
-            # The scheduler's record of the tasks it ran, by function name.
-            computed = cluster.scheduler.task_prefixes["line_block_tails"].all_durations["compute"]
+        assert main([*CASE, "--risk", "0.025", "0.05", "0.1", "--out", str(there),
+                     "--scheduler", dask_cluster.scheduler_address]) == 0
     finally:
         limits.LINE_BLOCK = small
+    computed = _tail_seconds(dask_cluster) - before
     assert computed > 0   # the tails' blocks ran on the cluster's workers
     names = sorted(p.name for p in here.iterdir())
     assert names == sorted(p.name for p in there.iterdir())

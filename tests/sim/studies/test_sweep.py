@@ -140,13 +140,8 @@ def test_a_process_pool_gives_the_same_table(reference, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_dask_local_cluster_gives_the_same_table(reference, tmp_path):
-    from distributed import LocalCluster
-
-    # No dashboard; the scheduler's own HTTP server on a free port, not 8787 (tests run side by side).
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
-        run_sweep(_sweep(tmp_path, SWEEP), tmp_path / "out", scheduler=cluster.scheduler_address, quiet=True)
+def test_a_dask_local_cluster_gives_the_same_table(reference, tmp_path, dask_cluster):
+    run_sweep(_sweep(tmp_path, SWEEP), tmp_path / "out", scheduler=dask_cluster.scheduler_address, quiet=True)
     assert (tmp_path / "out" / "results.parquet").read_bytes() == (reference / "results.parquet").read_bytes()
 
 
