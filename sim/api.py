@@ -157,10 +157,11 @@ def _price(config: ExperimentConfig, name: Path, *, plots: bool = True,
         return with_config(run_price_study(config, plots=plots, progress=progress or _quiet), config, "price")
 
 
-def _headroom(config: ExperimentConfig, name: Path, *, progress: Progress | None = None) -> "StudyResult":
+def _headroom(config: ExperimentConfig, name: Path, *, plots: bool = True,
+              progress: Progress | None = None) -> "StudyResult":
     from sim.studies.headroom import headroom_run
 
-    return headroom_run(config, name.parent, source=str(name), progress=progress or _quiet)
+    return headroom_run(config, name.parent, source=str(name), plots=plots, progress=progress or _quiet)
 
 
 def _quiet(_: str) -> None:
@@ -195,7 +196,7 @@ def run(study: Literal["price"], config: Config, *, base_dir: PathLike | None = 
 
 
 @overload
-def run(study: Literal["headroom"], config: Config, *, base_dir: PathLike | None = None,
+def run(study: Literal["headroom"], config: Config, *, base_dir: PathLike | None = None, plots: bool = True,
         progress: Progress | None = None) -> "StudyResult": ...
 
 
@@ -218,6 +219,7 @@ def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options:
       ``scheduler`` (a Dask scheduler's address: the scenario tails computed there);
     - plan: ``frontier`` (the cost-CVaR frontier), ``plots`` (its figures, default on);
     - price: ``plots`` (its figures, default on);
+    - headroom: ``plots`` (headroom_duration.png and headroom_map.png, default on);
     - sweep: ``config`` is the sweep file and ``out`` its directory (required: every run is
       written there, and the same call resumes), ``workers``, ``scheduler``, ``force``, ``plots``;
     - all: ``progress``, a function of one line (``print``); silent by default.

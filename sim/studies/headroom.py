@@ -93,18 +93,19 @@ def read_target(target: str, sets: list, overrides: dict[str, Any]) -> tuple[Exp
 
 
 def run_headroom(target: str, out: Path, *, sets: list, overrides: dict[str, Any], force: bool = False,
-                 progress: Progress = lambda _: None) -> HeadroomResult:
+                 plots: bool = True, progress: Progress = lambda _: None) -> HeadroomResult:
     """`dcmarket headroom`: read the target, refuse a bad --out first, run, write the directory."""
     config, base_dir, source = read_target(target, sets, overrides)
     outputs.check_out_dir(out, force)
-    result = headroom_run(config, base_dir, source=source, progress=progress)
+    result = headroom_run(config, base_dir, source=source, plots=plots, progress=progress)
     result.write(out, force=force)
     return result
 
 
-def headroom_run(config: ExperimentConfig, base_dir: Path, *, source: str | None = None,
+def headroom_run(config: ExperimentConfig, base_dir: Path, *, source: str | None = None, plots: bool = True,
                  progress: Progress = lambda _: None) -> HeadroomResult:
-    """The whole study in process; nothing is written. ``source`` names the config in messages."""
+    """The whole study in process; nothing is written. ``source`` names the config in messages;
+    without ``plots`` the figures are left out and every other file is the same."""
     headroom = config.headroom
     if headroom is None:
         raise ConfigError(f"{source or 'config'}: headroom: missing [headroom]; add one (docs/studies/headroom.md)")
@@ -114,7 +115,6 @@ def headroom_run(config: ExperimentConfig, base_dir: Path, *, source: str | None
     # 0.18 s on one thread and 0.8 to 4.5 s on two on the reference machine while other work ran.
     with named_after(source), one_blas_thread():
         outcome, hourly = _study(config, headroom, base_dir, progress)
-        progress("headroom duration plot and map")
         summary = files.summary(outcome, config.seed, config.solver)
         written, ran = _input_copies(config, headroom, base_dir, hourly)
         written.update({
@@ -124,7 +124,9 @@ def headroom_run(config: ExperimentConfig, base_dir: Path, *, source: str | None
             outputs.SUMMARY: outputs.json_bytes(summary),
             outputs.CONFIG: dump_config(effective_config(ran), "headroom").encode("utf-8"),
         })
-        written.update(figure_bytes(files.figure_drawers(outcome)))
+        if plots:
+            progress("headroom duration plot and map")
+            written.update(figure_bytes(files.figure_drawers(outcome)))
     return HeadroomResult(summary, written, files.report(outcome), config=config, outcome=outcome)
 
 
@@ -225,7 +227,7 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     stem = Path(args.target).stem if args.target.lower().endswith(".toml") else Path(args.target).name
     out = args.out or Path("runs") / f"{stem}-headroom"
     result = run_headroom(args.target, out, sets=sets, overrides={"seed": args.seed, "solver": args.solver},
-                          force=args.force, progress=progress)
+                          force=args.force, plots=not args.no_plots, progress=progress)
     print(result.report)
     print(f"\nHeadroom directory: {out}")
     return 0

@@ -163,6 +163,7 @@ def _headroom_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curtailment", type=float, nargs="+", metavar="SHARE", help="curtailment levels as shares "
                         "of the hours (0.005 is 0.5 %%; default 0.0025 0.005 0.01); firm is always reported")
     parser.add_argument("--no-joint", action="store_true", help="skip the joint allocation (every bus at once)")
+    _no_plots(parser, "headroom_duration.png, headroom_map.png")
     _common(parser, what="directory")
 
 
