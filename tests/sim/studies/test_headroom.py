@@ -121,20 +121,25 @@ def test_the_csv_hours_give_the_headroom_of_those_loads(ieee14_run):
 
 
 def test_headroom_is_byte_reproducible_and_replaces_with_force(ieee14_run, capsys):
+    """The same config again, without the figures: every other file the same bytes (the figures'
+    own bytes are compared between the command and sim.api below)."""
     folder, out = ieee14_run
     again = folder / "again"
-    assert main(["headroom", str(folder / "headroom.toml"), "--out", str(again), "--quiet"]) == 0
-    for path in out.iterdir():
-        assert (again / path.name).read_bytes() == path.read_bytes(), path.name
+    assert main(["headroom", str(folder / "headroom.toml"), "--out", str(again), "--quiet", "--no-plots"]) == 0
+    figures = {p.name for p in out.iterdir() if p.suffix == ".png"}
+    assert figures == {"headroom_duration.png", "headroom_map.png"}
+    assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in out.iterdir() if p.name not in figures)
+    for path in again.iterdir():
+        assert path.read_bytes() == (out / path.name).read_bytes(), path.name
     assert main(["headroom", str(folder / "headroom.toml"), "--out", str(again), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
     # The directory carries a copy of the hours, and its config.toml re-runs from there alone.
     assert (again / "hourly.csv").read_bytes() == (folder / "hours.csv").read_bytes()
     rerun = folder / "rerun"
-    assert main(["headroom", str(again / "config.toml"), "--out", str(rerun), "--quiet"]) == 0
+    assert main(["headroom", str(again / "config.toml"), "--out", str(rerun), "--quiet", "--no-plots"]) == 0
     assert (rerun / "headroom.csv").read_bytes() == (out / "headroom.csv").read_bytes()
     assert main(["headroom", str(folder / "headroom.toml"), "--out", str(again), "--quiet", "--force", "--no-joint",
-                 "--curtailment", "0.1"]) == 0
+                 "--curtailment", "0.1", "--no-plots"]) == 0
     summary = json.loads((again / "summary.json").read_text())["headroom"]
     assert summary["levels"] == [0.0, 0.1] and summary["joint_request_mw"] is None
 
@@ -155,7 +160,7 @@ def test_area_columns_share_the_area_total_by_base_load(tmp_path):
     for name in ("area", "bus"):
         out = tmp_path / name
         assert main(["headroom", str(_config(tmp_path, hourly=f"{name}.csv")), "--out", str(out), "--quiet",
-                     "--no-joint"]) == 0
+                     "--no-joint", "--no-plots"]) == 0
         results.append([[r["firm_mw"], r["p5_mw"], r["p10_mw"]] for r in _rows(out / "headroom.csv")])
     np.testing.assert_allclose(np.array(results[0], dtype=float), np.array(results[1], dtype=float), atol=1e-6)
 
@@ -174,7 +179,7 @@ def test_a_change_table_names_its_hours_from_first_hour(tmp_path):
                              for t in range(24)])
     out = tmp_path / "out"
     assert main(["headroom", str(_config(tmp_path, hourly="hours.m", first_hour="2016-07-01T00:00")), "--out",
-                 str(out), "--quiet", "--no-joint"]) == 0
+                 str(out), "--quiet", "--no-joint", "--no-plots"]) == 0
     summary = json.loads((out / "summary.json").read_text())["headroom"]
     assert summary["hours"]["first"] == "2016-07-01T00:00" and summary["hours"]["last"] == "2016-07-01T23:00"
     # The heaviest hour (the last) sets every bus's firm headroom, unless a bus has no limit.
