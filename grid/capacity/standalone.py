@@ -39,16 +39,43 @@ class Standalone:
         return Standalone(np.where(take, other.capacity_mw, self.capacity_mw),
                           tuple(o if t else s for s, o, t in zip(self.binding, other.binding, take)))
 
+    def tighter_by(self, least: np.ndarray, first: np.ndarray, name: Callable[[int], str]) -> Standalone:
+        """``self.tighter(standalone_capacity(...))`` from least_ratios' arrays, naming only the
+        limits that lower a capacity (a block of rows after an outage names few of its columns)."""
+        take = least < self.capacity_mw
+        binding = list(self.binding)
+        for k in np.flatnonzero(take).tolist():
+            binding[k] = name(int(first[k]))
+        return Standalone(np.where(take, least, self.capacity_mw), tuple(binding))
+
 
 def standalone_capacity(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarray, touch_factor: float,
                         name: Callable[[int], str]) -> Standalone:
     """(C-20) over one block of rows: ``coefficients`` (rows x candidates, any sign; only the
-    positive parts count), ``rooms`` per row, ``name(row)`` for the limit that binds. Works on the
-    non-zero entries alone, so a sparse table of a large case is never made dense, and a few
-    million of them at a time (row_chunks), so that its work arrays stay small beside the table:
-    first the least ratio per column, then per column the first row (the smallest number of a
-    tie) that attains it."""
-    matrix = sp.csr_matrix(coefficients)
+    positive parts count), ``rooms`` per row, ``name(row)`` for the limit that binds: per column
+    the least ratio, and the first row (the smallest number of a tie) with a ratio that counts
+    and attains it. A sparse matrix is worked on its non-zero entries alone (a table of a large
+    case is never made dense); a dense one (the rows after an outage, whose coefficients are
+    mostly non-zero) column-wise, a few million entries at a time, over ten times as fast."""
+    least, first = least_ratios(coefficients, rooms, touch_factor)
+    binding = [""] * least.size
+    for k in np.flatnonzero(first < coefficients.shape[0]).tolist():
+        binding[k] = name(int(first[k]))
+    return Standalone(least, tuple(binding))
+
+
+def least_ratios(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarray,
+                 touch_factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(C-20) per column: the least ratio (inf if none counts) and the first row that attains it
+    (the row count if none): what standalone_capacity names."""
+    if isinstance(coefficients, np.ndarray):
+        return _dense_least(coefficients, rooms, touch_factor)
+    return _sparse_least(sp.csr_matrix(coefficients), rooms, touch_factor)
+
+
+def _sparse_least(matrix: sp.csr_matrix, rooms: np.ndarray, touch_factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per column the least ratio, then the first row that attains it (the row count if none):
+    two passes over the non-zero entries, a few million at a time (row_chunks)."""
     n_rows, n = matrix.shape
     least = np.full(n, np.inf)
     for _, column, ratio in _live_ratios(matrix, rooms, touch_factor):
@@ -57,11 +84,28 @@ def standalone_capacity(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarra
     for row, column, ratio in _live_ratios(matrix, rooms, touch_factor):
         hit = ratio == least[column]
         np.minimum.at(first, column[hit], row[hit])
-    bound = np.flatnonzero(first < n_rows)
-    binding = [""] * n
-    for k in bound.tolist():
-        binding[k] = name(int(first[k]))
-    return Standalone(least, tuple(binding))
+    return least, first
+
+
+def _dense_least(coefficients: np.ndarray, rooms: np.ndarray, touch_factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """What _sparse_least gives, on a dense matrix, one block of rows at a time in row order: a
+    block's least ratio replaces the one so far only if smaller, so a tie keeps the earlier row."""
+    n_rows, n = coefficients.shape
+    least, first = np.full(n, np.inf), np.full(n, n_rows)
+    step = max(1, _ENTRIES // max(n, 1))
+    for start in range(0, n_rows, step):
+        a, room = coefficients[start:start + step], rooms[start:start + step, None]
+        live = (a > COEFFICIENT_ZERO) & ((room >= 0.0) | (a >= touch_factor))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(live, np.where(room >= 0.0, room / a, 0.0), np.inf)
+        block_least = ratio.min(axis=0)
+        hit = live & (ratio == block_least)
+        found = hit.any(axis=0)
+        block_first = start + hit.argmax(axis=0)
+        better = found & ((block_least < least) | (first == n_rows))
+        least = np.where(found, np.minimum(least, block_least), least)
+        first = np.where(better, block_first, first)
+    return least, first
 
 
 def _live_ratios(matrix: sp.csr_matrix, rooms: np.ndarray, touch_factor: float
