@@ -15,9 +15,11 @@ partial draw set. Over the whole range below the peak (the box, what `dcmarket c
 uses for N-0) the case is far from N-1 secure: 68,788 pairs come within 1 % of their rating at
 zero new load, and at 10,000 scenarios a screening pass needs more pair rows than the ceiling
 allows, which the study refuses with the fix (docs/models/capacity.md#eq-c-22). The table gives each
-time, the N-1 time as a ratio to the floor (the issue's target: within 3x), the pairs the screen
-added, its passes, the outages studied and islanding, and the firm and flexible totals. No timing
-is asserted.
+time, the N-1 time as a ratio to the floor (the issue's target: within 3x), each study's time in
+parts (from its progress lines: firm and flexible capacity with the screening passes, the paper's
+full-draw model solved beside them for the counterflow report, and under N-1 the stand-alone
+capacity after every outage), the pairs the screen added, its passes, the outages studied and
+islanding, and the firm and flexible totals. No timing is asserted.
 
     .venv/bin/python experiments/bench_n1.py [--case case_ACTIVSg2000] [--scenarios 10000] [--out experiments/out]
 
@@ -52,19 +54,35 @@ from sim.report.text import format_table  # noqa: E402
 CSV_NAME = "bench_n1.csv"
 EPSILON = 0.05
 DEMAND_MW = 100.0
-COLUMNS = ["case", "scenarios", "step", "seconds", "ratio_to_floor", "outages_studied", "islanding", "pairs_added",
-           "screen_passes", "firm_mw", "flexible_mw"]
+COLUMNS = ["case", "scenarios", "step", "seconds", "ratio_to_floor", "capacities_s", "capacities_to_floor",
+           "paper_model_s", "standalone_s", "outages_studied", "islanding", "pairs_added", "screen_passes", "firm_mw",
+           "flexible_mw"]
+# The study's progress lines that start its last two parts (grid/capacity/study.py).
+PAPER_MODEL = "the paper's model"
+STANDALONE = "N-1: stand-alone capacity"
+
+
+def _phases(marks: list[tuple[float, str]], seconds: float) -> dict[str, float]:
+    """The study's time in three parts, from its progress lines: firm and flexible capacity (with
+    the N-1 screening passes), the paper's model beside them (the counterflow report; under N-0
+    also the stand-alone pass, which has no line of its own) and, under N-1, the stand-alone
+    capacity after every outage."""
+    starts = {key: next((t for t, text in marks if text.startswith(key)), None) for key in (PAPER_MODEL, STANDALONE)}
+    alone = starts[STANDALONE] if starts[STANDALONE] is not None else seconds
+    paper = starts[PAPER_MODEL] if starts[PAPER_MODEL] is not None else alone
+    return {"capacities_s": paper, "paper_model_s": alone - paper, "standalone_s": seconds - alone}
 
 
 def _study(network, scenarios, candidates, criteria: SecurityCriteria) -> tuple[dict[str, object], int]:
-    """One study, timed, with its pass count (progress lines that add pairs)."""
-    passes = []
+    """One study, timed in parts, with its pass count (progress lines that add pairs)."""
+    marks: list[tuple[float, str]] = []
     begun = time.perf_counter()
     study = capacity_study(network, scenarios, candidates, [EPSILON], criteria=criteria,
-                           progress=lambda text: passes.append(text) if "pair(s) near" in text else None)
+                           progress=lambda text: marks.append((time.perf_counter() - begun, text)))
     seconds = time.perf_counter() - begun
+    passes = [text for _, text in marks if "pair(s) near" in text]
     outages = study.outages
-    return {"seconds": seconds, "firm_mw": sum(study.firm.capacity_mw.values()),
+    return {"seconds": seconds, **_phases(marks, seconds), "firm_mw": sum(study.firm.capacity_mw.values()),
             "flexible_mw": sum(study.tiers[0].capacity_mw.values()),
             "outages_studied": None if outages is None else int(outages.studied.size),
             "islanding": None if outages is None else len(outages.islanding),
@@ -89,6 +107,8 @@ def run(case: str, count: int) -> list[dict[str, object]]:
             {"step": "N-0 study", **intact}, {"step": "N-1 study", **secure}]
     for row in rows:
         row.update(case=case, scenarios=count, ratio_to_floor=row["seconds"] / floor["seconds_capacity"])
+        if row.get("capacities_s") is not None:
+            row["capacities_to_floor"] = row["capacities_s"] / floor["seconds_capacity"]
     return rows
 
 
@@ -99,12 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args(argv)
     rows = run(args.case, args.scenarios)
+    def part(row: dict[str, object], key: str, ratio: str = "") -> str:
+        if row.get(key) is None:
+            return ""
+        return f"{row[key]:.1f}" + (f" ({row[ratio]:.1f}x)" if ratio else "")
+
     shown = [[row["step"], f"{row['seconds']:.1f}", f"{row['ratio_to_floor']:.1f}x",
+              part(row, "capacities_s", "capacities_to_floor"), part(row, "paper_model_s"), part(row, "standalone_s"),
               "" if row.get("pairs_added") is None else f"{row['pairs_added']:,}",
               "" if row.get("screen_passes") is None else str(row["screen_passes"]),
               "" if row.get("firm_mw") is None else f"{row['firm_mw']:,.1f}",
               "" if row.get("flexible_mw") is None else f"{row['flexible_mw']:,.1f}"] for row in rows]
-    print(format_table(["step", "seconds", "vs floor", "pairs added", "passes", "firm MW", "flexible MW"], shown))
+    print(format_table(["step", "seconds", "vs floor", "firm + flexible s (vs floor)", "paper's model s",
+                        "stand-alone s", "pairs added", "passes", "firm MW", "flexible MW"], shown))
     secure = rows[-1]
     print(f"\n{args.case}, {args.scenarios:,} scenarios: {secure['outages_studied']:,} outages studied, "
           f"{secure['islanding']:,} islanding (listed, not studied)")
