@@ -302,7 +302,9 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
     what = f"{model} capacity LP" if model == "firm" else f"{model} capacity LP (eps = {risk:g})"
     kept_rows = screen.kept & (np.array(limits.kinds) != WITHDRAWAL)
     capped = np.minimum(caps, np.where(screen.pinned, caps, withdrawal_caps))
-    if draw == "partial" or limits.explicit:
+    # Rows after an outage go over the lines' flows when drawn in full (bound_program); the
+    # partial set's a+ and the corrections' extra rows carry no flow and are written out.
+    if draw == "partial" or EXTRA in limits.kinds:
         bounded = explicit_program(_load_rows(limits, draw), rooms, kept_rows, floors, capped)
     else:
         bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors, capped)

@@ -197,13 +197,16 @@ def bound_program(
 ) -> LinearProgram:
     """a . c <= room for every kept row (bool mask ``kept``): line limits bound the F columns,
     the supply limit bounds T; withdrawal rows are folded into ``caps`` by the caller.
-    floors <= c <= caps."""
+    floors <= c <= caps. A line's limit after an outage (every product drawn in full) is the row
+    F_l + LODF_lk F_k <= room (C-21), two non-zeros where its shift factors would write one per
+    candidate."""
     builder = _Builder()
     _capacity_columns(builder, floors, caps)
     n_line = len(flows.network.lines)
     low, high = np.full(n_line, -INF), np.full(n_line, INF)
     supply_room = None
-    for r in np.flatnonzero(kept):
+    after = np.zeros(len(limits), dtype=bool) if limits.outage is None else limits.outage >= 0
+    for r in np.flatnonzero(kept & ~after):
         kind = limits.kinds[r]
         if kind == UPPER:
             high[limits.line[r]] = rooms[r]
@@ -211,9 +214,16 @@ def bound_program(
             low[limits.line[r]] = -rooms[r]
         elif kind == SUPPLY:
             supply_room = float(rooms[r])
-    needs_flows = bool(np.isfinite(low).any() or np.isfinite(high).any())
-    _network_part(builder, flows, candidates, needs_flows, supply_room is not None, (low, high),
-                  INF if supply_room is None else supply_room)
+    pairs = np.flatnonzero(kept & after)
+    needs_flows = bool(np.isfinite(low).any() or np.isfinite(high).any() or pairs.size)
+    part = _network_part(builder, flows, candidates, needs_flows, supply_room is not None, (low, high),
+                         INF if supply_room is None else supply_room)
+    if pairs.size:
+        sign = np.where(np.array(limits.kinds)[pairs] == UPPER, 1.0, -1.0)
+        first = builder.add_rows(pairs.size, -INF, rooms[pairs])
+        rows = first + np.arange(pairs.size)
+        builder.entries(np.r_[rows, rows], part.flow + np.r_[limits.line[pairs], limits.outage[pairs]],
+                        np.r_[sign, sign * limits.lodf[pairs]])
     return builder.build(len(candidates))
 
 

@@ -121,6 +121,29 @@ def test_the_flexible_tier_holds_in_cvar_after_every_outage(ieee118, recomputed)
             assert np.all(cvar[fine] + load[fine] <= TOL), (network.lines[k].name, sign)
 
 
+def test_the_papers_model_holds_after_every_outage_with_its_pair_rows_over_the_flows(ieee118, recomputed):
+    """The full-draw model's pair rows are written over the lines' flows, F_l + LODF F_k <= room
+    (bound_program): its firm capacities, drawn in full (a . c, counterflow counted), hold after
+    every outage recomputed from scratch, and some of its binding limits are pairs."""
+    network, scenarios, candidates, study = ieee118
+    paper = study.full_draw[0]
+    full = paper.vector(candidates)
+    assert paper.draw == "full" and full.sum() > study.firm.vector(candidates).sum()
+    assert any("after the outage" in name for name in paper.binding)
+    rating = np.array([line.thermal_limit_mw for line in network.lines])
+    worst = 0.0
+    for k, kept, h in recomputed:
+        load = h[:, list(candidates.positions)] @ full
+        high = budgeted_worst(h, scenarios.lower_mw, scenarios.upper_mw, BUDGET)
+        low = -budgeted_worst(-h, scenarios.lower_mw, scenarios.upper_mw, BUDGET)
+        limit = rating[kept]
+        fine = (high <= limit) & (low >= -limit)
+        assert np.all(high[fine] + load[fine] <= limit[fine] + TOL), network.lines[k].name
+        assert np.all(low[fine] + load[fine] >= -limit[fine] - TOL), network.lines[k].name
+        worst = max(worst, float(np.max((high + load - limit)[fine])), float(np.max((-limit - low - load)[fine])))
+    assert worst > -TOL   # some post-outage limit is met exactly
+
+
 def test_lodfs_equal_flows_recomputed_without_the_line(ieee118):
     network = ieee118[0]
     outages = single_outages(flow_model(network), 1.0)
