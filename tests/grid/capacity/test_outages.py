@@ -298,3 +298,30 @@ def test_a_pass_adds_the_pairs_that_load_their_line_most_first(monkeypatch):
     assert outages._worst_first(found, 5) == [(2, 7), (1, 9)]
     monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 4)
     assert outages._worst_first(found, 5) == [(1, 7), (2, 7), (3, 8), (1, 9)]
+
+
+def test_scenario_flows_made_on_demand_give_the_study_with_them_kept(monkeypatch):
+    """Above FLOW_CACHE_BYTES the intact network's scenario flows are made again for each block of
+    lines asked for (ScenarioFlows without its whole table): every capacity, stand-alone capacity
+    and binding limit the same as with the table kept."""
+    import grid.capacity.outages as outages
+
+    network = load_case("ieee30")
+    scenarios = sample_base_load(network, BaseLoadSpread(), 300, np.random.default_rng(2))
+    candidates = make_candidates(network, {bus.number: 50.0 for bus in network.buses if bus.base_load_mw > 0})
+
+    def study():
+        return capacity_study(network, scenarios, candidates, [0.02, 0.1], criteria=SecurityCriteria(outages="n-1"))
+
+    kept = study()
+    monkeypatch.setattr(outages, "FLOW_CACHE_BYTES", 0)   # no table kept; blocks of one line
+    made = study()
+    assert len(made.limits) == len(kept.limits) and made.outages.studied.size > 10
+    # The same products, though made in blocks of other shapes: equal to BLAS's last bits.
+    for mine, theirs in zip((made.firm, *made.tiers, *made.full_draw), (kept.firm, *kept.tiers, *kept.full_draw)):
+        np.testing.assert_allclose(mine.vector(candidates), theirs.vector(candidates), rtol=1e-12, atol=1e-9)
+        assert mine.binding == theirs.binding
+    for mine, theirs in zip(made.standalone, kept.standalone):
+        np.testing.assert_allclose(mine.capacity_mw, theirs.capacity_mw, rtol=1e-12, atol=1e-9)
+        assert mine.binding == theirs.binding
+    assert any("after the outage" in name for alone in kept.standalone for name in alone.binding)
