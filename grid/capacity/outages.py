@@ -48,7 +48,7 @@ SCREEN_MARGIN = 0.01
 ISLANDING = 1e-6
 # The dense shift factors (lines x buses, 8 bytes each) that N-1 screening holds at once.
 MAX_DENSE_BYTES = 1_500_000_000
-# The intact network's scenario flows (scenarios x lines) are kept whole up to this size.
+# The intact network's scenario flows (lines x scenarios) are kept whole up to this size.
 FLOW_CACHE_BYTES = 512 * 2**20
 # Candidate groups of the stand-alone screen (C-23): more groups, tighter bounds, more passes.
 # On ACTIVSg2000 at 2,000 scenarios the sweep after every outage took 62 s with 8 groups, 22 s
@@ -114,7 +114,7 @@ class ScenarioFlows:
         return made[where[:lines.size]] + factor[:, None] * made[where[lines.size:]]
 
     def chunks(self, count: int) -> list[slice]:
-        """Slices of ``count`` lines or pairs whose flows (scenarios x count, with a copy or two)
+        """Slices of ``count`` lines or pairs whose flows (count x scenarios, with a copy or two)
         stay within FLOW_CACHE_BYTES / 4."""
         size = max(1, FLOW_CACHE_BYTES // (4 * 8 * max(self.count, 1)))
         return [slice(start, min(start + size, count)) for start in range(0, count, size)]
