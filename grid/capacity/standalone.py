@@ -95,9 +95,9 @@ def _dense_least(coefficients: np.ndarray, rooms: np.ndarray, touch_factor: floa
     step = max(1, _ENTRIES // max(n, 1))
     for start in range(0, n_rows, step):
         a, room = coefficients[start:start + step], rooms[start:start + step, None]
-        live = (a > COEFFICIENT_ZERO) & ((room >= 0.0) | (a >= touch_factor))
+        live = _counts(a, room, touch_factor)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(live, np.where(room >= 0.0, room / a, 0.0), np.inf)
+            ratio = np.where(live, _ratio(a, room), np.inf)
         block_least = ratio.min(axis=0)
         hit = live & (ratio == block_least)
         found = hit.any(axis=0)
@@ -116,9 +116,19 @@ def _live_ratios(matrix: sp.csr_matrix, rooms: np.ndarray, touch_factor: float
     for rows, chunk in row_chunks(matrix, np.arange(matrix.shape[0])):
         row = np.repeat(rows, np.diff(chunk.indptr))
         room, a = rooms[row], chunk.data
-        live = (a > COEFFICIENT_ZERO) & ((room >= 0.0) | (a >= touch_factor))
-        room, a = room[live], a[live]
-        yield row[live], chunk.indices[live], np.where(room >= 0.0, room / a, 0.0)
+        live = _counts(a, room, touch_factor)
+        yield row[live], chunk.indices[live], _ratio(a[live], room[live])
+
+
+def _counts(a: np.ndarray, room: np.ndarray, touch_factor: float) -> np.ndarray:
+    """Which coefficients give a ratio (C-20): a positive one of a row with room >= 0, or of a
+    broken row (room < 0) that it touches (a >= the touch factor); the others are left out."""
+    return (a > COEFFICIENT_ZERO) & ((room >= 0.0) | (a >= touch_factor))
+
+
+def _ratio(a: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """room / a, or 0 MW for a broken row (room < 0)."""
+    return np.where(room >= 0.0, room / a, 0.0)
 
 
 # Non-zeros that row_chunks hands out at once: the work arrays on them take about 40 bytes each.
