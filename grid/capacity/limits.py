@@ -124,10 +124,17 @@ class LimitTable:
         return {self.name(r): r for r in range(len(self.kinds))}
 
     @functools.cached_property
+    def has_extra(self) -> bool:
+        """Whether the corrections' extra rows are here: they carry no line flow, so no program
+        can write them over the flows."""
+        return EXTRA in self.kinds
+
+    @functools.cached_property
     def explicit(self) -> bool:
-        """Whether the rows must be written out over the candidates (a . c <= room), not as
-        bounds on line flows: rows after an outage, and extra rows, carry no flow of their own."""
-        return self.has_outages or EXTRA in self.kinds
+        """Whether the scenario program and the capacity-space rows need the rows written out over
+        the candidates (a . c <= room): extra rows carry no flow, and a row after an outage has
+        no flow column of its own there (bound_program writes it as F_l + LODF_lk F_k itself)."""
+        return self.has_outages or self.has_extra
 
     @functools.cached_property
     def extra_rows(self) -> np.ndarray:
