@@ -417,7 +417,7 @@ def test_firm_capacity_set_by_box_corners_no_scenario_reaches_is_warned_about(tm
     """Loads varying 20 % either way, every one at its bound at once: the box's worst background on a
     binding line lies well beyond the largest of 300 scenarios, and the study says so, naming the
     field; at the forecast peak there is nothing to say."""
-    common = ["--scenarios", "300", "--verify", "0", "--set", "load.spread.above_sd=3", "--set",
+    common = ["--scenarios", "300", "--verify", "0", "--no-plots", "--set", "load.spread.above_sd=3", "--set",
               "load.spread.sd_fraction=0.2"]
     assert main(["capacity", "ieee30", "--out", str(tmp_path / "box"), "--background", "box", *common]) == 0
     warning, = _summary(tmp_path / "box")["warnings"]
