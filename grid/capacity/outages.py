@@ -34,13 +34,12 @@ from grid.capacity.limits import (
     LimitTable,
     _tails,
     line_limit_name,
-    tail_size,
 )
 from grid.capacity.shift_factors import FlowModel
 from grid.capacity.standalone import Standalone, least_ratios
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
-from grid.risk_measures import cvar_from_tail
+from grid.risk_measures import cvar_both_ways
 
 # A pair joins the LP when its worst-case post-outage flow comes within this share of its rating.
 SCREEN_MARGIN = 0.01
@@ -428,14 +427,3 @@ def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates,
         return line_limit_name(network.lines[line].name, UPPER if row < lines.size else LOWER, network.lines[k].name)
 
     return np.vstack([on, -on]), rooms, name
-
-
-def cvar_both_ways(values: np.ndarray, levels: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per level eps: the sample CVaR_eps (16) of each row of ``values`` (rows x samples) and of
-    its negation (a line's flow and its reverse flow), from one partition of each row that keeps
-    its largest and its smallest samples for the highest level."""
-    if not levels:
-        return []
-    count = values.shape[1]
-    top, _, low, _ = _tails(values, tail_size(max(levels), count), with_index=False)
-    return [(cvar_from_tail(top, eps, count), cvar_from_tail(-low, eps, count)) for eps in levels]
