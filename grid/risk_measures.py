@@ -29,10 +29,7 @@ def cvar_from_tail(tail: np.ndarray, epsilon: np.ndarray | float, count: int) ->
         raise GridError("internal: the kept tail is too short for this risk level")
     csum = np.concatenate([np.zeros((rows, 1)), np.cumsum(tail, axis=1)], axis=1)
     picked = np.arange(rows)
-    boundary = tail[picked, whole]
-    result = (csum[picked, whole] + (mass - whole) * boundary) / np.maximum(mass, 1e-300)
-    # eps S < 1: all mass sits on the largest sample.
-    return np.where(mass < 1.0, tail[:, 0], result) if rows else np.zeros(0)
+    return _cvar(csum[picked, whole], tail[picked, whole], tail[:, 0], mass, whole) if rows else np.zeros(0)
 
 
 def cvar_both_ways(values: np.ndarray, levels: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -50,17 +47,19 @@ def cvar_both_ways(values: np.ndarray, levels: Sequence[float]) -> list[tuple[np
     count = values.shape[1]
     whole = [min(int(math.floor(eps * count)), count - 1) for eps in levels]
     part = np.partition(values, sorted({*whole, *(count - 1 - w for w in whole)}), axis=1)
-    found = []
-    for eps, w in zip(levels, whole):
-        mass = eps * count
-        if mass < 1.0:  # all the mass on the extreme sample
-            found.append((part[:, count - 1].copy(), -part[:, 0]))
-            continue
-        share = mass - w
-        upper = (part[:, count - w:].sum(axis=1) + share * part[:, count - 1 - w]) / mass
-        lower = -(part[:, :w].sum(axis=1) + share * part[:, w]) / mass
-        found.append((upper, lower))
-    return found
+    return [(_cvar(part[:, count - w:].sum(axis=1), part[:, count - 1 - w], part[:, count - 1], eps * count, w),
+             _cvar(-part[:, :w].sum(axis=1), -part[:, w], -part[:, 0], eps * count, w))
+            for eps, w in zip(levels, whole)]
+
+
+def _cvar(beyond: np.ndarray, boundary: np.ndarray, largest: np.ndarray, mass: np.ndarray | float,
+          whole: np.ndarray | int) -> np.ndarray:
+    """(16) from the sum of the w = floor(m) largest samples (``beyond``), the (w+1)-th largest
+    and the largest, with m = eps S: (beyond + (m - w) * boundary) / m; when m < 1 all the mass
+    sits on the largest sample."""
+    result = (beyond + (mass - whole) * boundary) / np.maximum(mass, 1e-300)
+    return np.where(mass < 1.0, largest, result)
+
 
 def sample_cvar(values: np.ndarray, epsilon: float) -> np.ndarray:
     """CVaR_eps (16) of equally likely samples along axis 0: the mean of the worst eps-fraction."""
