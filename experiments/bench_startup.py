@@ -9,7 +9,10 @@ libraries (Pyomo, pandas, Mesa, pydantic, matplotlib) are imported only where th
 asserted (tests check instead that the light commands import none of those libraries, and that
 the capacity study imports no Mesa).
 
-    .venv/bin/python experiments/bench_startup.py [--repeat N] [--out experiments/out]
+    .venv/bin/python experiments/bench_startup.py [--repeat N] [--quick] [--out experiments/out]
+
+--quick times the light commands alone (the bare interpreter, the two --help and `log`), without
+the two imports of a study: a smoke test of the script in a second.
 
 Writes bench_startup.csv. About 20 seconds.
 """
@@ -51,6 +54,7 @@ def timed(command: list[str], repeat: int) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="runs of each command")
+    parser.add_argument("--quick", action="store_true", help="the light commands only, not the imports of a study")
     parser.add_argument("--out", type=Path, default=HERE / "out", help=f"folder for {CSV_NAME}")
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -68,10 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             ("dcmarket --help", [*CLI, "--help"]),
             ("dcmarket run --help", [*CLI, "run", "--help"]),
             ("dcmarket log RUN", [*CLI, "log", str(run_dir)]),
-            ("import sim.studies.auction (what a run imports)", [sys.executable, "-c", "import sim.studies.auction"]),
-            ("import sim.studies.capacity (what `dcmarket capacity` imports)",
-             [sys.executable, "-c", "import sim.studies.capacity"]),
         ]
+        if not args.quick:
+            commands += [
+                ("import sim.studies.auction (what a run imports)", [sys.executable, "-c", "import sim.studies.auction"]),
+                ("import sim.studies.capacity (what `dcmarket capacity` imports)",
+                 [sys.executable, "-c", "import sim.studies.capacity"]),
+            ]
         rows = []
         for label, command in commands:
             print(f"{label} ...", file=sys.stderr, flush=True)

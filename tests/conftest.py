@@ -1,5 +1,5 @@
-"""Shared test policy: GLPK is optional on a developer's machine and required in CI; the modules
-whose tests share an expensive fixture each stay on one pytest-xdist worker."""
+"""Shared test policy: GLPK is optional on a developer's machine and required in CI; each test
+module runs on one pytest-xdist worker, the longest first."""
 
 from __future__ import annotations
 
@@ -41,29 +41,36 @@ def _glpk_for_glpk_tests(request: pytest.FixtureRequest) -> None:
         need_glpk()
 
 
-# Test modules whose tests share an expensive module fixture (a study run, the reference sweep,
-# the browser, the SVG instance's 108 OPF solves, the docs site) or a cached read of the source
-# tree: each runs on one xdist worker, so that the fixture is made once. Every other test goes to
-# the next free worker.
-# Listed longest first (their times in the suite: 20 to 1 s on the reference machine): see
-# pytest_collection_modifyitems.
-SHARED_FIXTURE_MODULES = (
-    "tests/sim/studies/test_sweep.py",
-    "tests/sim/studies/test_capacity.py",
+# Each test module runs on one xdist worker, whole: its module fixtures (a study run, the
+# reference sweep, the browser, the docs site, one read of the source tree) are made once, and so
+# is what the product caches per process for its tests (a case read, its AC model, a factorised
+# network). Spread test by test, both workers made most of them: about a sixth more CPU in all
+# (docs/testing.md#fast).
+#
+# The longest modules go first, longest first (their wall seconds in one run of the suite on the
+# reference machine, 25 to 3 s); every other module follows, those with a slow test first. A
+# worker that drew a long module last would leave the other idle at the end.
+LONGEST_MODULES = (
+    "tests/sim/studies/test_sweep.py",  # with the Dask cluster's tests, below
+    "tests/experiments/test_scripts.py",
     "tests/sim/studies/test_price.py",
-    "tests/grid/feeder/test_three_phase.py",
     "tests/sim/report/test_browser.py",
+    "tests/experiments/test_notebooks.py",
+    "tests/grid/feeder/test_three_phase.py",
+    "tests/sim/test_api.py",
+    "tests/sim/studies/test_capacity.py",
     "tests/sim/studies/test_plan.py",
     "tests/grid/capacity/test_outages.py",
+    "tests/grid/capacity/test_study.py",
+    "tests/grid/network/test_change_tables.py",
+    "tests/sim/output/test_files.py",
     "tests/sim/studies/test_auction.py",
-    "tests/test_docs.py",
-    "tests/test_layout.py",
-    "tests/test_function_length.py",
-    "tests/sim/report/test_html.py",
+    "tests/sim/report/test_figures.py",
+    "tests/agents/test_aggregator.py",
 )
 
 # The tests that run on the suite's one Dask LocalCluster (the dask_cluster fixture), by node-id
-# prefix. They form one group with the first module above (test_sweep.py, which holds one of
+# prefix. They join the group of the first module above (test_sweep.py, which holds one of
 # them), so that one worker starts the cluster once: each LocalCluster start costs its worker
 # processes' imports (about 3 s of CPU each), and four tests started six of them.
 DASK_CLUSTER_TESTS = (
@@ -71,16 +78,15 @@ DASK_CLUSTER_TESTS = (
     "tests/sim/execution/test_cluster.py::test_a_two_worker_cluster_gives_the_capacities_of_the_study_in_process",
     "tests/experiments/test_scripts.py::test_a_dask_benchmark_runs_on_the_suites_cluster",
 )
-DASK_CLUSTER_GROUP = SHARED_FIXTURE_MODULES[0]
+DASK_CLUSTER_GROUP = LONGEST_MODULES[0]
 
 
 def xdist_group(nodeid: str) -> str:
-    """The group that pytest-xdist keeps on one worker: a shared-fixture module, the Dask cluster's
-    tests (in the first module's group), or the test alone."""
+    """The group that pytest-xdist keeps on one worker: the test's module, or for the Dask
+    cluster's tests the first module's group."""
     if nodeid.startswith(DASK_CLUSTER_TESTS):
         return DASK_CLUSTER_GROUP
-    module = nodeid.split("::", 1)[0]
-    return module if module in SHARED_FIXTURE_MODULES else nodeid
+    return nodeid.split("::", 1)[0]
 
 
 @pytest.fixture(scope="session")
@@ -105,10 +111,11 @@ def dask_cluster(request: pytest.FixtureRequest, _local_cluster):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Longest work first: the shared-fixture modules (longest first), then the other slow tests,
-    then the rest, each in collection order. A worker that drew a long module last would leave the
-    other idle at the end; started first, the long ones overlap and the short ones fill the gaps."""
-    rank = {module: position for position, module in enumerate(SHARED_FIXTURE_MODULES)}
+    """Longest work first: the longest modules (longest first), then the other modules with a slow
+    test, then the rest. pytest-xdist hands out each module whole, where its first test falls in
+    this order (a listed module's tests keep their order; another's slow tests come first).
+    Started first, the long modules overlap and the short ones fill the gaps at the end."""
+    rank = {module: position for position, module in enumerate(LONGEST_MODULES)}
 
     def key(item) -> tuple[int, int]:
         group = xdist_group(item.nodeid)

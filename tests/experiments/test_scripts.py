@@ -32,8 +32,9 @@ SCRIPTS = [
     script("bench_auction.py", ["--quick"], "bench_auction.csv", 2),
     # One site, without SVG and with 3 levels: both linearizations, GLPK on strong duality.
     script("bench_dlmp.py", ["--quick", "--sites", "1"], "bench_dlmp.csv", 6),
-    # Six commands, once each, each a fresh process.
-    script("bench_startup.py", ["--repeat", "1"], "bench_startup.csv", 6),
+    # The four light commands, once each, each a fresh process (fresh processes import the
+    # auction and the capacity study in tests/sim/test_api.py and studies/test_capacity.py).
+    script("bench_startup.py", ["--repeat", "1", "--quick"], "bench_startup.csv", 4),
     # Two background states on ieee14, each solved with and without the new load.
     script("bench_ac_check.py", ["--cases", "ieee14", "--states", "2"], "bench_ac_check.csv", 1),
     # The floor, the N-0 study and the N-1 study on ieee30 (every branch: it ships no list).
