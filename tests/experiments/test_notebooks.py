@@ -66,10 +66,15 @@ def test_a_notebook_runs_and_prints_its_numbers(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)
     work = tmp_path / "work"
     work.mkdir()
-    client = NotebookClient(notebook, km=_kernel(tmp_path), timeout=600, resources={"metadata": {"path": str(work)}})
+    kernel = _kernel(tmp_path)
+    client = NotebookClient(notebook, km=kernel, timeout=600, resources={"metadata": {"path": str(work)}})
     # This checkout's packages first, and the kernel's own plotting backend.
     env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
-    client.execute(env={**env, "PYTHONPATH": str(REPO)})  # a cell that raises fails here, with its traceback
+    try:
+        client.execute(env={**env, "PYTHONPATH": str(REPO)})  # a cell that raises fails here, with its traceback
+    finally:  # nbclient leaves a kernel it was handed running, to the worker's exit
+        if kernel.has_kernel:
+            kernel.shutdown_kernel(now=True)
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     printed = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
     for line in PRINTED[path.name]:
