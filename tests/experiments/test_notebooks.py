@@ -72,7 +72,9 @@ def test_a_notebook_runs_and_prints_its_numbers(path, tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
     try:
         client.execute(env={**env, "PYTHONPATH": str(REPO)})  # a cell that raises fails here, with its traceback
-    finally:  # nbclient leaves a kernel it was handed running, to the worker's exit
+    finally:  # nbclient leaves a kernel it was handed running, and its client polling it
+        if client.kc is not None:
+            client.kc.stop_channels()
         if kernel.has_kernel:
             kernel.shutdown_kernel(now=True)
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
