@@ -44,8 +44,8 @@ def _glpk_for_glpk_tests(request: pytest.FixtureRequest) -> None:
 # Each test module runs on one xdist worker, whole: its module fixtures (a study run, the
 # reference sweep, the browser, the docs site, one read of the source tree) are made once, and so
 # is what the product caches per process for its tests (a case read, its AC model, a factorised
-# network). Spread test by test, both workers made most of them: about a sixth more CPU in all
-# (docs/testing.md#fast).
+# network). Spread test by test, both workers made many of them: 4 % more CPU in all, measured
+# with both versions of the suite run at once (docs/testing.md#fast).
 #
 # The longest modules go first, longest first (their wall seconds in one run of the suite on the
 # reference machine, 25 to 3 s); every other module follows, those with a slow test first. A
@@ -182,7 +182,10 @@ def pytest_collection_finish(session) -> None:
     and collections start after 10,000 new container objects instead of 700, so that a test's
     short-lived models are collected in fewer, larger passes: about 6 s in all, with the same
     peak memory per worker (docs/testing.md#fast). The processes the tests start keep Python's
-    own settings, as a user's do."""
+    own settings, as a user's do.
+
+    Also counts the tests that take the Dask cluster, once deselection is done, so that the
+    cluster closes after the last of them."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
