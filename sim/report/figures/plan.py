@@ -17,7 +17,7 @@ from grid.network.network import Network
 from grid.plan.data import PlanData
 from grid.plan.milp import Evaluation, Plan
 from sim.config.plan import SAMPLES
-from sim.report.figures.plots import DPI, _write_png_atomically
+from sim.report.figures.plots import DPI, _write_png_atomically, hide_axes
 
 _PLAN_LABELS = {"sample": "sample plan", "dro": "robust (DRO) plan"}
 _MODULE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
@@ -56,7 +56,7 @@ def plot_plan_map(network: Network, data: PlanData, plans: Mapping[str, Plan], p
                         fontweight="bold" if opened else "normal")
         ax.set_title(f"{_PLAN_LABELS.get(name, name)}: {int(stock.sum())} units at {len(plan.open_hubs)} hubs, "
                      f"plan cost {plan.cost:,.0f} $", fontsize=10)
-        ax.set_axis_off()
+        hide_axes(ax)
     handles = [
         Line2D([], [], linestyle="none", marker="s", color="#d62728", markersize=8, label="data-center site (size: MW)"),
         Line2D([], [], linestyle="none", marker="^", markerfacecolor="#ffd92f", markeredgecolor="black", markersize=10,

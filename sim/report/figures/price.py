@@ -18,7 +18,7 @@ from grid.network.cases import load_case
 from grid.network.layout import bus_positions
 from grid.network.three_phase import PHASE_NAMES, ThreePhaseFeeder, voltage_unbalance
 from sim.config.price import CASE_TITLES
-from sim.report.figures.plots import DPI, _write_png_atomically
+from sim.report.figures.plots import DPI, _write_png_atomically, hide_axes
 
 _CASE_COLOURS = {"pro-rata": "#7f7f7f", "no-svg": "#d62728", "svg": "#1f77b4"}
 
@@ -108,7 +108,7 @@ def plot_dlmp_map(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResult], sit
             ax.scatter([head[0]], [head[1]], marker="^", s=90, color="black", zorder=3)
             phase_prices = [opf.dlmp_p[b][k] for b in load_buses]
             ax.set_title(f"phase {PHASE_NAMES[k]}: {min(phase_prices):.1f} to {max(phase_prices):.1f} $/MWh", fontsize=9)
-            ax.set_axis_off()
+            hide_axes(ax)
         axes[row, 0].text(-0.08, 0.5, CASE_TITLES[case], transform=axes[row, 0].transAxes, rotation=90,
                           ha="center", va="center", fontsize=10, fontweight="bold")
     figure.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="DLMP ($/MWh)", shrink=0.8)

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from sim.report.figures.plots import DPI, _write_png_atomically
+from sim.report.figures.plots import DPI, _write_png_atomically, hide_axes
 from sim.report.figures.run import plain
 
 # (column, label with units), in panel order.
@@ -59,7 +59,7 @@ def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Pat
     figure = Figure(figsize=(6.0 * columns, 4.0 * rows + 0.5))
     axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
     for ax in axes[len(panels):]:
-        ax.set_axis_off()
+        hide_axes(ax)
     for ax, (metric, label) in zip(axes, panels):
         values = sorted(table[parameter].unique(), key=lambda v: (str(type(v)), v))
         for n, (key, group) in enumerate(groups):

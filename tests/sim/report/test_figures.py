@@ -326,3 +326,31 @@ def test_importing_plots_does_not_import_matplotlib() -> None:
     code = "import sys, sim.report.figures.plots; sys.exit('matplotlib' in sys.modules)"
     root = Path(__file__).resolve().parents[3]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_hidden_axes_draw_the_pixels_of_set_axis_off_without_tick_objects():
+    """hide_axes empties the ticks as well as hiding the axes: the same picture, byte for byte,
+    and no tick objects made when the figure is drawn (the titles placed) beyond the one each axis
+    makes when first asked (matplotlib's lazy tick list, read here without asking it)."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    from sim.report.figures.plots import hide_axes
+
+    def png(hide) -> tuple[bytes, int]:
+        figure = Figure(figsize=(4.0, 3.0))
+        axes = figure.subplots(2, 2)
+        for k, ax in enumerate(axes.flat):
+            ax.plot([0, 1, 2], [k, 2 - k, k], color="C0")
+            ax.set_title(f"panel {k}", fontsize=8)
+            hide(ax)
+        out = io.BytesIO()
+        figure.savefig(out, format="png", dpi=60, metadata={"Software": None})
+        ticks = sum(len(vars(axis).get("majorTicks", [])) for ax in axes.flat for axis in (ax.xaxis, ax.yaxis))
+        return out.getvalue(), ticks
+
+    plain, made = png(lambda ax: ax.set_axis_off())
+    hidden, none = png(hide_axes)
+    assert hidden == plain
+    assert none == 8 < made  # 2 x 2 panels, an x and a y axis each
