@@ -113,7 +113,9 @@ class FirmBox:
     def extremes(self, h: np.ndarray, offset_mw: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Per row of shift factors ``h`` whose flow is h_r . p + offset_r: the largest flow and the
         largest reverse flow over the set, (2a)/(2b)."""
-        return self.worst(h) + offset_mw, self.worst(-h) - offset_mw
+        # (-h) . centre is -(h . centre) exactly (negation is exact), so one product serves both.
+        along, spread = box_terms(np.atleast_2d(h), self.lower, self.upper, self.budget)
+        return _added(along, spread) + offset_mw, _added(-along, spread) - offset_mw
 
     @property
     def own_share(self) -> float:
@@ -135,16 +137,33 @@ def budgeted_worst(h: np.ndarray, lower: np.ndarray, upper: np.ndarray, budget: 
     (Bertsimas and Sim), at most Gamma loads may leave their centre (fractionally), so the worst
     case adds only the Gamma largest terms |h_j| half_j.
     """
+    along, spread = box_terms(np.atleast_2d(h), lower, upper, budget)
+    return _added(along, spread)
+
+
+def box_terms(h: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+              budget: float | None) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The terms of budgeted_worst per row, added in this order: h . centre, then what the spread
+    adds. The spread terms depend on |h| only, so the worst flow and the worst reverse flow share
+    them; at a point (lower = upper: the forecast peak) they are zero and are not computed."""
     centre, half = (upper + lower) / 2.0, (upper - lower) / 2.0
-    h = np.atleast_2d(h)
+    along = h @ centre
+    if not half.any():
+        return along, (np.zeros(h.shape[0]),)
     spread = np.abs(h) * half
     if budget is None or budget >= h.shape[1]:
-        return h @ centre + spread.sum(axis=1)
+        return along, (spread.sum(axis=1),)
     whole = int(math.floor(budget))
     # The whole + 1 largest terms, in descending order: the first ``whole`` count in full, the
     # next one by the fraction of the budget left.
     top = -np.sort(-np.partition(spread, h.shape[1] - whole - 1, axis=1)[:, h.shape[1] - whole - 1:], axis=1)
-    return h @ centre + top[:, :whole].sum(axis=1) + (budget - whole) * top[:, whole]
+    return along, (top[:, :whole].sum(axis=1), (budget - whole) * top[:, whole])
+
+
+def _added(first: np.ndarray, terms: tuple[np.ndarray, ...]) -> np.ndarray:
+    for term in terms:
+        first = first + term
+    return first
 
 
 def positive_part(coefficients: sp.csr_matrix) -> sp.csr_matrix:

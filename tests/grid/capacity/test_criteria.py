@@ -176,3 +176,33 @@ def test_standalone_capacity_is_the_largest_single_bus_load_every_limit_admits(i
 def test_an_unknown_draw_set_is_named():
     with pytest.raises(GridError, match="draw 'some' is not a draw set; choose one of partial, full"):
         SecurityCriteria(draw="some")
+
+
+@pytest.mark.parametrize("budget", [None, 0.0, 1.0, 2.0, 6.0])
+@pytest.mark.parametrize("point", [False, True])
+def test_the_worst_flows_both_ways_are_those_of_the_box_corners(budget, point):
+    """FirmBox.extremes against the corners of the box, enumerated: with an integer budget Gamma,
+    every way of sending at most Gamma loads to a bound while the rest stay at the middle. The
+    reverse flow it returns is worst(-h), bit for bit (one product of h serves both), and a
+    point (the forecast peak) gives h . p both ways."""
+    from grid.capacity.criteria import FirmBox
+
+    rng = np.random.default_rng(5)
+    n = 6
+    h = rng.normal(size=(4, n)) * np.array([1.0, 1e-3, 10.0, 0.0])[:, None]
+    lower = rng.normal(size=n) * 20
+    upper = lower if point else lower + rng.random(n) * 15
+    offset = rng.normal(size=4)
+    box = FirmBox(lower, upper, budget, "test")
+    high, reverse = box.extremes(h, offset)
+    centre, half = (lower + upper) / 2, (upper - lower) / 2
+    cap = n if budget is None else int(budget)
+    corners = [centre + np.array(signs) * half * np.isin(np.arange(n), moved)
+               for size in range(cap + 1) for moved in itertools.combinations(range(n), size)
+               for signs in itertools.product((-1.0, 1.0), repeat=n)]
+    flows = np.array([h @ p for p in corners])
+    assert np.allclose(high, flows.max(axis=0) + offset, rtol=1e-12, atol=1e-9)
+    assert np.allclose(reverse, (-flows).max(axis=0) - offset, rtol=1e-12, atol=1e-9)
+    assert np.array_equal(reverse, box.worst(-h) - offset) and np.array_equal(high, box.worst(h) + offset)
+    if point:
+        assert np.array_equal(high, h @ lower + offset)
