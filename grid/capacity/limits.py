@@ -35,6 +35,7 @@ from grid.capacity.criteria import (
     positive_part,
     scenario_box,
 )
+from grid.capacity.csr_rows import csr_from_dense, interleaved
 from grid.capacity.shift_factors import FlowModel, flow_model
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
@@ -363,11 +364,10 @@ def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmB
         # (2a)/(2b): the worst flow in each direction.
         rows.worst.append(np.column_stack(box.extremes(h, flows.offset_mw[block])).reshape(-1))
         on_candidates = h[:, candidates.positions]
-        upper_touch = sp.csr_matrix(on_candidates >= touch_factor)
-        lower_touch = sp.csr_matrix(-on_candidates >= touch_factor)
-        rows.touch_blocks.append(sp.vstack([upper_touch, lower_touch]).tocsr()[_interleave(block.size)])
+        rows.touch_blocks.append(csr_from_dense(interleaved(on_candidates >= touch_factor,
+                                                            -on_candidates >= touch_factor)))
         signed = np.where(np.abs(on_candidates) < COEFFICIENT_ZERO, 0.0, on_candidates)
-        rows.coef_blocks.append(sp.vstack([sp.csr_matrix(signed), sp.csr_matrix(-signed)]).tocsr()[_interleave(block.size)])
+        rows.coef_blocks.append(csr_from_dense(interleaved(signed, -signed)))
         rows.affected.append(np.repeat(np.any(on_candidates != 0.0, axis=1), 2))
         for l in block:
             line = network.lines[int(l)]
@@ -402,8 +402,8 @@ def _extra_rows(rows: _RowColumns, corrections: Corrections, box: FirmBox, touch
     rows.worst.append(np.minimum(worst, cap))
     rows.extra_offset_mw, rows.extra_cap_mw = offset, cap
     rows.extra_risk_share = np.array([row.risk_share for row in corrections.rows], dtype=float)
-    rows.touch_blocks.append(sp.csr_matrix(coef >= touch_factor))
-    rows.coef_blocks.append(sp.csr_matrix(coef))
+    rows.touch_blocks.append(csr_from_dense(coef >= touch_factor))
+    rows.coef_blocks.append(csr_from_dense(coef))
     rows.affected.append(np.any(coef != 0.0, axis=1))
     rows.extra_background = background
     for row in corrections.rows:
@@ -533,11 +533,3 @@ def row_background(table: LimitTable, samples: np.ndarray, rows: np.ndarray, lin
     if np.any(extra):
         out[extra] = table.extra_terms(table.extra_position(rows[extra]), samples)
     return out
-
-
-def _interleave(size: int) -> np.ndarray:
-    """Row order [u0, l0, u1, l1, ...] from [u0, u1, ..., l0, l1, ...]."""
-    order = np.empty(2 * size, dtype=int)
-    order[0::2] = np.arange(size)
-    order[1::2] = size + np.arange(size)
-    return order

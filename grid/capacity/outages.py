@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from grid.capacity.candidates import Candidates
 from grid.capacity.criteria import COEFFICIENT_ZERO, FirmBox
+from grid.capacity.csr_rows import csr_from_dense, interleaved
 from grid.capacity.limits import (
     LOWER,
     UPPER,
@@ -285,8 +286,9 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
     tails = np.stack([top, -low], axis=1).reshape(2 * len(pairs), -1)
     tail_idx = np.stack([top_i, low_i], axis=1).reshape(2 * len(pairs), -1)
     on = np.where(np.abs(h[:, candidates.positions]) < COEFFICIENT_ZERO, 0.0, h[:, candidates.positions])
-    coef = sp.csr_matrix(np.stack([on, -on], axis=1).reshape(2 * len(pairs), -1))
-    touch = (coef >= touch_factor).tocsr()
+    signed = interleaved(on, -on)
+    coef = csr_from_dense(signed)
+    touch = csr_from_dense(signed >= touch_factor)
     names = [flows.network.lines[k].name for k in out]
     return _appended(table, coef, touch, worst, tails, tail_idx, lines, out, factor, names, outages.emergency_mw[lines],
                      flows)
@@ -309,7 +311,7 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
         bus=np.concatenate([table.bus, np.full(2 * len(lines), -1)]),
         touch=sp.vstack([table.touch, touch]).tocsr(),
         coef=sp.vstack([table.coef, coef]).tocsr(),
-        affected=np.concatenate([table.affected, np.asarray(abs(coef).sum(axis=1)).ravel() > 0]),
+        affected=np.concatenate([table.affected, np.diff(coef.indptr) > 0]),
         worst_mw=np.concatenate([table.worst_mw, worst]),
         tail_mw=np.vstack([table.tail_mw, tails[:, :table.tail_mw.shape[1]]]),
         tail_scenario=np.vstack([table.tail_scenario, tail_idx[:, :table.tail_mw.shape[1]]]),
