@@ -162,12 +162,40 @@ class LimitTable:
     def coef_signs(self) -> tuple[np.ndarray, np.ndarray]:
         """Per row: whether some coefficient is positive, and whether some is negative (made once:
         every model of a study asks, grid/capacity/criteria.py)."""
-        return (np.diff((self.coef > 0).tocsr().indptr) > 0, np.diff((self.coef < 0).tocsr().indptr) > 0)
+        return coefficient_signs(self.coef)
 
     @functools.cached_property
     def coef_positive(self) -> sp.csr_matrix:
         """a+ of every row: the data-center term under the partial draw set (grid/capacity/criteria.py)."""
         return positive_part(self.coef)
+
+
+def coefficient_signs(coef: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of canonical CSR rows: whether some stored coefficient is positive, and whether
+    some is negative, read from the stored values (no comparison matrix is made)."""
+    return _rows_with(coef, coef.data > 0), _rows_with(coef, coef.data < 0)
+
+
+def _rows_with(matrix: sp.csr_matrix, flagged: np.ndarray) -> np.ndarray:
+    """Per row, whether any of its stored entries is flagged."""
+    found = np.zeros(matrix.shape[0], dtype=bool)
+    counts = np.diff(matrix.indptr)
+    filled = counts > 0
+    if flagged.size:
+        found[filled] = np.logical_or.reduceat(flagged, matrix.indptr[:-1][filled])
+    return found
+
+
+def carry_row_caches(older: LimitTable, newer: LimitTable, added: sp.csr_matrix) -> None:
+    """Give ``newer`` (``older`` with the coefficient rows ``added`` after its own) the per-row
+    facts ``older`` has made already, extended by the added rows': each N-1 pass grows the table,
+    and these would otherwise be made again over every row at each pass."""
+    made = older.__dict__
+    if "coef_signs" in made:
+        newer.__dict__["coef_signs"] = tuple(np.concatenate([mine, theirs]) for mine, theirs
+                                             in zip(made["coef_signs"], coefficient_signs(added)))
+    if "coef_positive" in made:
+        newer.__dict__["coef_positive"] = sp.vstack([made["coef_positive"], positive_part(added)], format="csr")
 
 
 def _tails(values: np.ndarray, keep: int, with_index: bool = True

@@ -34,6 +34,7 @@ from grid.capacity.limits import (
     UPPER,
     LimitTable,
     _tails,
+    carry_row_caches,
     line_limit_name,
 )
 from grid.capacity.shift_factors import FlowModel
@@ -302,7 +303,7 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
     outage = table.outage if table.outage is not None else np.full(count, -1)
     lodf = table.lodf if table.lodf is not None else np.zeros(count)
     outage_names = table.outage_names or ("",) * count
-    return dataclasses.replace(
+    grown = dataclasses.replace(
         table,
         kinds=table.kinds + (UPPER, LOWER) * len(lines),
         labels=table.labels + tuple(name for l in lines for name in (flows.network.lines[l].name,) * 2),
@@ -319,6 +320,8 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
         lodf=np.concatenate([lodf, np.repeat(factor, 2)]),
         outage_names=outage_names + tuple(name for name in names for _ in range(2)),
     )
+    carry_row_caches(table, grown, coef)
+    return grown
 
 
 def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: Candidates,

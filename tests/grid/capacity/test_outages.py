@@ -13,6 +13,7 @@ import pytest
 
 from grid.capacity.candidates import make_candidates
 from grid.capacity.criteria import SecurityCriteria
+from grid.capacity.limits import carry_row_caches
 from grid.capacity.outages import single_outages
 from grid.capacity.shift_factors import flow_model
 from grid.capacity.study import capacity_study
@@ -325,3 +326,29 @@ def test_scenario_flows_made_on_demand_give_the_study_with_them_kept(monkeypatch
         np.testing.assert_allclose(mine.capacity_mw, theirs.capacity_mw, rtol=1e-12, atol=1e-9)
         assert mine.binding == theirs.binding
     assert any("after the outage" in name for alone in kept.standalone for name in alone.binding)
+
+
+def test_the_row_facts_carried_from_pass_to_pass_are_those_made_afresh(ieee118, monkeypatch):
+    """Each pass grows the table and hands its new table the per-row facts the old one had made
+    (coefficient signs, a+), extended by the new rows; made afresh over the final table's rows,
+    they are the same, bit for bit."""
+    import dataclasses
+
+    import grid.capacity.outages as outages_module
+
+    network, scenarios, candidates, _ = ieee118
+    carried = []
+
+    def spy(older, newer, added):
+        carry_row_caches(older, newer, added)
+        carried.append({"coef_signs", "coef_positive"} <= set(newer.__dict__))
+
+    monkeypatch.setattr(outages_module, "carry_row_caches", spy)
+    table = capacity_study(network, scenarios, candidates, [EPS],
+                           criteria=SecurityCriteria(outages="n-1", **BOX)).limits
+    assert sum(carried) >= 2   # the passes after a solve had asked for them carried both
+    fresh = dataclasses.replace(table)   # the same rows, no fact made yet
+    assert not {"coef_signs", "coef_positive"} & set(fresh.__dict__)
+    assert all(np.array_equal(mine, theirs) for mine, theirs in zip(table.coef_signs, fresh.coef_signs))
+    for field in ("data", "indices", "indptr"):
+        assert np.array_equal(getattr(table.coef_positive, field), getattr(fresh.coef_positive, field)), field
