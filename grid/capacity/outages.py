@@ -109,10 +109,10 @@ class ScenarioFlows:
             rows = self.lines(np.concatenate([lines, [int(out)]]))
             return rows[:-1] + factor[:, None] * rows[-1]
         if self._whole is not None:
-            return self._whole[lines] + factor[:, None] * self._whole[out]
+            return _plus_scaled(self._whole[lines], factor, self._whole[out])
         both, where = np.unique(np.concatenate([lines, out]), return_inverse=True)
         made = self._made(both)
-        return made[where[:lines.size]] + factor[:, None] * made[where[lines.size:]]
+        return _plus_scaled(made[where[:lines.size]], factor, made[where[lines.size:]])
 
     def chunks(self, count: int) -> list[slice]:
         """Slices of ``count`` lines or pairs whose flows (count x scenarios, with a copy or two)
@@ -155,8 +155,21 @@ def post_outage_rows(outages: OutageSet, flows: FlowModel, lines: np.ndarray, ou
     """Shift factors (pairs x buses) and phase-shifter flows of line ``lines[i]`` after the outage
     of ``out[i]`` (or of one line ``out`` for all), ``factor`` their LODFs (C-21):
     h_l + LODF_lk h_k, offset_l + LODF_lk offset_k."""
-    return (outages.rows[lines] + factor[:, None] * outages.rows[out],
+    return (_plus_scaled(outages.rows[lines], factor, outages.rows[out]),
             flows.offset_mw[lines] + factor * flows.offset_mw[out])
+
+
+def _plus_scaled(rows: np.ndarray, factor: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """rows + factor[:, None] * other, in ``other``'s storage when it is a fresh copy (a fancy
+    index): the same numbers (both operations commute exactly) with one temporary less, half the
+    time on the N-1 screen's blocks of pairs x scenarios."""
+    if other.shape == rows.shape and other.base is None:
+        scaled = other
+        scaled *= factor[:, None]
+    else:  # one line's row for all pairs, or a view of stored rows: a new array
+        scaled = factor[:, None] * other
+    scaled += rows
+    return scaled
 
 
 def _background_extremes(outages: OutageSet, flows: FlowModel, box: FirmBox) -> tuple[np.ndarray, np.ndarray]:

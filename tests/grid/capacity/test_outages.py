@@ -352,3 +352,29 @@ def test_the_row_facts_carried_from_pass_to_pass_are_those_made_afresh(ieee118, 
     assert all(np.array_equal(mine, theirs) for mine, theirs in zip(table.coef_signs, fresh.coef_signs))
     for field in ("data", "indices", "indptr"):
         assert np.array_equal(getattr(table.coef_positive, field), getattr(fresh.coef_positive, field)), field
+
+
+def test_post_outage_rows_are_h_l_plus_lodf_h_k_and_leave_the_stored_rows(ieee118):
+    """(C-21) for a block of pairs and for one outage: the very bits of h_l + LODF_lk h_k, with
+    the stored shift factors and the intact scenario flows unchanged (the sum is made in a
+    scratch copy)."""
+    from grid.capacity.outages import ScenarioFlows, post_outage_rows
+
+    network, scenarios, _, study = ieee118
+    outages, flows = study.outages, flow_model(network)
+    rows_before = outages.rows.copy()
+    rng = np.random.default_rng(4)
+    lines = rng.integers(0, len(network.lines), 40)
+    out = outages.studied[rng.integers(0, outages.studied.size, 40)]
+    factor = rng.normal(size=40)
+    h, offset = post_outage_rows(outages, flows, lines, out, factor)
+    assert np.array_equal(h, outages.rows[lines] + factor[:, None] * outages.rows[out])
+    assert np.array_equal(offset, flows.offset_mw[lines] + factor * flows.offset_mw[out])
+    one, _ = post_outage_rows(outages, flows, lines, int(out[0]), factor)
+    assert np.array_equal(one, outages.rows[lines] + factor[:, None] * outages.rows[int(out[0])])
+    assert np.array_equal(outages.rows, rows_before)
+    background = ScenarioFlows(outages, flows, scenarios)
+    kept = background.lines(np.arange(len(network.lines))).copy()
+    after = background.after(lines, out, factor)
+    assert np.array_equal(after, kept[lines] + factor[:, None] * kept[out])
+    assert np.array_equal(background.lines(np.arange(len(network.lines))), kept)
