@@ -3,10 +3,14 @@
 The capacity study makes its coefficient and touch rows a block of dense shift factors at a time
 (each line's upper row, then its lower row). scipy's conversion of a dense array goes through
 coordinate form; reading the non-zeros once, row by row, gives the same arrays in about 40 % of
-the time, which the N-1 screen pays at every pass for every pair it adds.
+the time, which the N-1 screen pays at every pass for every pair it adds. Each pass then puts its
+pairs' rows after the table's: in buffers with room at the end, not by stacking copies of the
+whole table.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,3 +36,69 @@ def interleaved(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """Rows [u0, l0, u1, l1, ...] of two arrays of the same shape: each limit's upper row, then
     its lower row, as the limit table orders them."""
     return np.stack([upper, lower], axis=1).reshape(2 * upper.shape[0], *upper.shape[1:])
+
+
+def extended(matrix: sp.csr_matrix, added: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` with the rows of ``added`` after its own: the arrays
+    ``sp.vstack([matrix, added], format="csr")`` holds. When ``matrix`` is the last one handed
+    out from buffers with room, the rows are written after it and nothing is copied (an N-1 pass
+    adds a few thousand rows to a table of tens of millions of coefficients); any matrix handed
+    out before keeps its rows, since later ones are written past its end."""
+    store = matrix.__dict__.get(_STORE)
+    if not (isinstance(store, _GrowingRows) and store.ends(matrix) and store.takes(added)):
+        if not _GrowingRows.can_hold(matrix, added):
+            return sp.vstack([matrix, added], format="csr")
+        store = _GrowingRows(matrix, added)
+    store.write(added)
+    return store.matrix()
+
+
+_STORE = "_dcmarket_growing_rows"  # where a matrix handed out by extended() keeps its buffers
+
+
+class _GrowingRows:
+    """The CSR arrays of a matrix that grows at its end, with room after the last row."""
+
+    def __init__(self, matrix: sp.csr_matrix, added: sp.csr_matrix) -> None:
+        rows, nnz = matrix.shape[0] + added.shape[0], matrix.nnz + added.nnz
+        room_rows, room_nnz = rows + rows // 2 + 16, nnz + nnz // 2 + 16
+        index = np.int32 if max(room_nnz, matrix.shape[1]) <= _INT32_MAX else np.int64
+        self.cols = matrix.shape[1]
+        self.data = np.empty(room_nnz, dtype=matrix.dtype)
+        self.indices = np.empty(room_nnz, dtype=index)
+        self.indptr = np.zeros(room_rows + 1, dtype=index)
+        self.rows, self.nnz = matrix.shape[0], matrix.nnz
+        self.data[:self.nnz] = matrix.data[:self.nnz]
+        self.indices[:self.nnz] = matrix.indices[:self.nnz]
+        self.indptr[:self.rows + 1] = matrix.indptr[:self.rows + 1]
+        self._last: weakref.ref | None = None
+
+    @staticmethod
+    def can_hold(matrix: sp.csr_matrix, added: sp.csr_matrix) -> bool:
+        """Same columns and values, and canonical rows (what vstack would concatenate as they are)."""
+        return (matrix.shape[1] == added.shape[1] and matrix.dtype == added.dtype
+                and matrix.has_canonical_format and added.has_canonical_format)
+
+    def ends(self, matrix: sp.csr_matrix) -> bool:
+        """Whether ``matrix`` is the last matrix handed out (no row written after it since)."""
+        return self._last is not None and self._last() is matrix
+
+    def takes(self, added: sp.csr_matrix) -> bool:
+        return (added.shape[1] == self.cols and added.dtype == self.data.dtype and added.has_canonical_format
+                and self.rows + added.shape[0] + 1 <= self.indptr.size and self.nnz + added.nnz <= self.data.size)
+
+    def write(self, added: sp.csr_matrix) -> None:
+        rows, nnz = self.rows + added.shape[0], self.nnz + added.nnz
+        self.data[self.nnz:nnz] = added.data[:added.nnz]
+        self.indices[self.nnz:nnz] = added.indices[:added.nnz]
+        self.indptr[self.rows + 1:rows + 1] = added.indptr[1:added.shape[0] + 1] + self.nnz
+        self.rows, self.nnz = rows, nnz
+
+    def matrix(self) -> sp.csr_matrix:
+        """The filled rows, over the buffers (no copy)."""
+        matrix = sp.csr_matrix((self.rows, self.cols), dtype=self.data.dtype)
+        matrix.data, matrix.indices = self.data[:self.nnz], self.indices[:self.nnz]
+        matrix.indptr = self.indptr[:self.rows + 1]
+        matrix.__dict__[_STORE] = self
+        self._last = weakref.ref(matrix)
+        return matrix

@@ -35,7 +35,7 @@ from grid.capacity.criteria import (
     positive_part,
     scenario_box,
 )
-from grid.capacity.csr_rows import csr_from_dense, interleaved
+from grid.capacity.csr_rows import csr_from_dense, extended, interleaved
 from grid.capacity.shift_factors import FlowModel, flow_model
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
@@ -195,7 +195,7 @@ def carry_row_caches(older: LimitTable, newer: LimitTable, added: sp.csr_matrix)
         newer.__dict__["coef_signs"] = tuple(np.concatenate([mine, theirs]) for mine, theirs
                                              in zip(made["coef_signs"], coefficient_signs(added)))
     if "coef_positive" in made:
-        newer.__dict__["coef_positive"] = sp.vstack([made["coef_positive"], positive_part(added)], format="csr")
+        newer.__dict__["coef_positive"] = extended(made["coef_positive"], positive_part(added))
 
 
 def _tails(values: np.ndarray, keep: int, with_index: bool = True

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from grid.capacity.candidates import Candidates
 from grid.capacity.criteria import COEFFICIENT_ZERO, FirmBox
-from grid.capacity.csr_rows import csr_from_dense, interleaved
+from grid.capacity.csr_rows import csr_from_dense, extended, interleaved
 from grid.capacity.limits import (
     LOWER,
     UPPER,
@@ -323,8 +323,8 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
         limit_mw=np.concatenate([table.limit_mw, np.repeat(limits, 2)]),
         line=np.concatenate([table.line, np.repeat(lines, 2)]),
         bus=np.concatenate([table.bus, np.full(2 * len(lines), -1)]),
-        touch=sp.vstack([table.touch, touch]).tocsr(),
-        coef=sp.vstack([table.coef, coef]).tocsr(),
+        touch=extended(table.touch, touch),
+        coef=extended(table.coef, coef),
         affected=np.concatenate([table.affected, np.diff(coef.indptr) > 0]),
         worst_mw=np.concatenate([table.worst_mw, worst]),
         tail_mw=np.vstack([table.tail_mw, tails[:, :table.tail_mw.shape[1]]]),

@@ -39,3 +39,54 @@ def test_interleaved_rows_alternate_upper_and_lower():
     upper = np.arange(6.0).reshape(3, 2)
     lower = -upper - 10
     assert interleaved(upper, lower).tolist() == [[0, 1], [-10, -11], [2, 3], [-12, -13], [4, 5], [-14, -15]]
+
+
+def _random_rows(rng: np.random.Generator, rows: int, kind: str = "float") -> sp.csr_matrix:
+    dense = rng.normal(size=(rows, 23))
+    dense[rng.random(dense.shape) < 0.5] = 0.0
+    return csr_from_dense(dense >= 0.3 if kind == "bool" else dense)
+
+
+def _same(mine: sp.csr_matrix, theirs: sp.csr_matrix) -> bool:
+    return mine.shape == theirs.shape and mine.dtype == theirs.dtype and all(
+        np.array_equal(getattr(mine, f), getattr(theirs, f)) for f in ("data", "indices", "indptr"))
+
+
+@pytest.mark.parametrize("kind", ["float", "bool"])
+def test_extended_rows_are_vstacks_and_earlier_matrices_keep_theirs(kind):
+    """Pass after pass, extended() gives what sp.vstack gives; from the second pass on it writes
+    into the buffers the last matrix already uses (no copy); a matrix handed out before, or
+    extended again later (a branch), keeps its rows and does not touch the newer matrix's."""
+    from grid.capacity.csr_rows import extended
+
+    rng = np.random.default_rng(2)
+    start = _random_rows(rng, 30, kind)
+    handed, stacked = [start], [start]
+    for rows in (7, 0, 12, 40, 3, 25):
+        added = _random_rows(rng, rows, kind)
+        handed.append(extended(handed[-1], added))
+        stacked.append(sp.vstack([stacked[-1], added], format="csr"))
+    copies = [m.copy() for m in handed]
+    for mine, theirs in zip(handed, stacked):
+        assert _same(mine, theirs)
+    assert np.shares_memory(handed[2].data, handed[3].data)   # written in place
+    branch_rows = _random_rows(rng, 9, kind)
+    branch = extended(handed[3], branch_rows)                  # an earlier matrix, extended again
+    assert _same(branch, sp.vstack([stacked[3], branch_rows], format="csr"))
+    after_branch = extended(handed[-1], _random_rows(rng, 4, kind))
+    assert after_branch.shape[0] == handed[-1].shape[0] + 4
+    for mine, copy in zip(handed, copies):                     # nothing handed out has moved
+        assert _same(mine, copy)
+
+
+def test_extended_falls_back_to_a_stack_where_it_cannot_write_in_place():
+    """Other values' type, or rows that are not canonical: sp.vstack's result, as it is."""
+    from grid.capacity.csr_rows import extended
+
+    rng = np.random.default_rng(3)
+    floats, flags = _random_rows(rng, 5), _random_rows(rng, 4, "bool")
+    mixed = extended(floats, flags)
+    assert _same(mixed, sp.vstack([floats, flags], format="csr"))
+    messy = sp.csr_matrix((np.array([1.0, 2.0]), np.array([3, 1]), np.array([0, 2])), shape=(1, 23))
+    assert not messy.has_canonical_format
+    assert _same(extended(floats, messy), sp.vstack([floats, messy], format="csr"))
