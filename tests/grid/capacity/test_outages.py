@@ -378,3 +378,35 @@ def test_post_outage_rows_are_h_l_plus_lodf_h_k_and_leave_the_stored_rows(ieee11
     after = background.after(lines, out, factor)
     assert np.array_equal(after, kept[lines] + factor[:, None] * kept[out])
     assert np.array_equal(background.lines(np.arange(len(network.lines))), kept)
+
+
+@pytest.mark.parametrize("room", [1, 7, 60, 500, 10**6])
+def test_a_pass_stopped_by_the_bound_adds_what_evaluating_every_outage_adds(ieee118, monkeypatch, room):
+    """screen() evaluates outages in descending order of their bound (C-22) and stops once its
+    room holds pairs above every bound left. The pairs it adds, in their order, are those of
+    evaluating every outage the bound cannot clear and keeping the worst (_worst_first), here at
+    capacities that bring thousands of pairs near (every candidate at its 100 MW request)."""
+    import grid.capacity.outages as outages_module
+    from grid.capacity.criteria import SecurityCriteria as Criteria
+
+    network, scenarios, candidates, study = ieee118
+    monkeypatch.setattr(outages_module, "MAX_PAIR_ENTRIES", 8 * len(candidates) * room)
+    capacity = np.full(len(candidates), 100.0)
+    box = Criteria(**BOX).firm_box(scenarios)
+    flows = flow_model(network)
+    outages = study.outages
+    near = np.where(np.isfinite(outages.emergency_mw), (1.0 - outages_module.SCREEN_MARGIN) * outages.emergency_mw,
+                    np.inf)
+    every = []
+    for _, j, lines in sorted(outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near),
+                              key=lambda item: item[1]):
+        every += outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, j, lines, near, set())
+    assert len(every) > 1000
+    expected = outages_module._worst_first(every, len(candidates))
+    evaluated = []
+    near_pairs = outages_module._near_pairs
+    monkeypatch.setattr(outages_module, "_near_pairs", lambda *args: evaluated.append(args[6]) or near_pairs(*args))
+    assert outages_module.screen(outages, flows, candidates, capacity, "partial", box, set()) == expected
+    assert len(expected) == min(room, len(every))
+    maybe = len(outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near))
+    assert len(evaluated) < maybe if room <= 60 else len(evaluated) == maybe   # stopped early where it could
