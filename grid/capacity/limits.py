@@ -179,8 +179,7 @@ def coefficient_signs(coef: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 def _rows_with(matrix: sp.csr_matrix, flagged: np.ndarray) -> np.ndarray:
     """Per row, whether any of its stored entries is flagged."""
     found = np.zeros(matrix.shape[0], dtype=bool)
-    counts = np.diff(matrix.indptr)
-    filled = counts > 0
+    filled = np.diff(matrix.indptr) > 0
     if flagged.size:
         found[filled] = np.logical_or.reduceat(flagged, matrix.indptr[:-1][filled])
     return found

@@ -231,22 +231,21 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     queue = sorted(_maybe_pairs(outages, flows, candidates, capacity, draw, box, near),
                    key=lambda item: (-item[0], item[1]))
     room = _pass_room(len(candidates))
-    found: list[tuple[int, int, float]] = []
-    where: list[int] = []   # each found pair's outage column, for the order of the pairs
+    by_outage: dict[int, list[tuple[int, int, float]]] = {}   # each outage column's pairs, in line order
+    count = 0
     best: list[float] = []  # the room largest shares found so far (a heap: the smallest first)
     for n, (_, j, lines) in enumerate(queue):
-        hits = _near_pairs(outages, flows, candidates, capacity, draw, box, j, lines, near, known)
-        found += hits
-        where += [j] * len(hits)
+        hits = by_outage[j] = _near_pairs(outages, flows, candidates, capacity, draw, box, j, lines, near, known)
+        count += len(hits)
         for _, _, share in hits:
             if len(best) < room:
                 heapq.heappush(best, share)
             elif share > best[0]:
                 heapq.heapreplace(best, share)
-        if len(found) > room and n + 1 < len(queue) and _room_beats(best[0], queue[n + 1][0]):
+        if count > room and n + 1 < len(queue) and _room_beats(best[0], queue[n + 1][0]):
             break
-    order = sorted(range(len(found)), key=lambda i: (where[i], found[i][0]))   # as an outage-by-outage pass finds them
-    return _worst_first([found[i] for i in order], len(candidates))
+    # In outage order, as a pass over every outage finds them.
+    return _worst_first([pair for j in sorted(by_outage) for pair in by_outage[j]], len(candidates))
 
 
 def _maybe_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates, capacity: np.ndarray, draw: str,
