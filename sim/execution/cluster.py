@@ -43,7 +43,9 @@ class ClusterBlocks:
     def __call__(self, function: Callable[..., T], shared: Mapping[str, Any], items: Sequence[tuple]) -> list[T]:
         if not items:
             return []
-        sent = {name: self.client.scatter(value, broadcast=True) for name, value in shared.items()}
+        # Fresh keys each call (hash=False): a value scattered again under its content's key while the
+        # previous call's copy is being released is lost to the new tasks.
+        sent = {name: self.client.scatter(value, broadcast=True, hash=False) for name, value in shared.items()}
         futures = [self.client.submit(function, *item, **sent, pure=False) for item in items]
         try:
             return self.client.gather(futures)
