@@ -280,6 +280,7 @@ def limit_rows(
     corrections: Corrections | None = None,
     *,
     keep_rows: bool = True,
+    lines: np.ndarray | None = None,
 ) -> tuple[LimitTable, ShiftRows]:
     """Every finite limit with its worst case over firm capacity's background set ``box`` (default:
     the scenarios' box), but no scenario tails yet; with ``corrections``, the lines' limits less
@@ -287,7 +288,8 @@ def limit_rows(
 
     That is all the robust firm model needs, so it can be solved while `with_tails` runs. The
     rows of H are kept for the scenario pass unless ``keep_rows`` is False (a cluster's workers
-    make their own: L x n floats less in this process).
+    make their own: L x n floats less in this process). ``lines`` (positions, increasing) limits
+    the line rows to those lines (the screened study's working set, grid/capacity/screened.py).
     """
     if tuple(scenarios.buses) != network.bus_numbers:
         raise GridError(
@@ -300,7 +302,7 @@ def limit_rows(
     # The table's order (see LimitTable): withdrawal limits, then the lines, then the supply.
     _withdrawal_rows(rows, network, box, candidates)
     derating = None if corrections is None else np.asarray(corrections.derating_mw, dtype=float)
-    blocks = _line_rows(rows, network, flows, box, candidates, touch_factor, derating, keep_rows)
+    blocks = _line_rows(rows, network, flows, box, candidates, touch_factor, derating, keep_rows, lines)
     _supply_row(rows, network, box, len(candidates))
     if corrections is not None and corrections.rows:
         _extra_rows(rows, corrections, box, touch_factor)
@@ -380,11 +382,14 @@ def _withdrawal_rows(rows: _RowColumns, network: Network, box: FirmBox, candidat
 
 def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmBox, candidates: Candidates,
                touch_factor: float, derating: np.ndarray | None = None,
-               keep: bool = True) -> list[tuple[np.ndarray, np.ndarray | None]]:
+               keep: bool = True, lines: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
     lower row, interleaved, each limit less its derating (lines x 2) if any. Returns the blocks'
-    shift-factor rows for the scenario pass (None for each, without ``keep``)."""
-    finite = np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
+    shift-factor rows for the scenario pass (None for each, without ``keep``). ``lines``: only
+    these of the finite lines (default: all)."""
+    finite = finite_lines(network)
+    if lines is not None:
+        finite = np.intersect1d(finite, np.asarray(lines, dtype=int))
     blocks = []
     for block, h in flows.blocks(finite, LINE_BLOCK):
         blocks.append((block, h if keep else None))
@@ -402,6 +407,11 @@ def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmB
                 off = 0.0 if derating is None else float(derating[int(l), side])
                 rows.add(kind, line.name, float(line.thermal_limit_mw) - off, line=int(l))
     return blocks
+
+
+def finite_lines(network: Network) -> np.ndarray:
+    """Positions of the lines with a finite limit: those with rows, in line order."""
+    return np.array([l for l, line in enumerate(network.lines) if math.isfinite(line.thermal_limit_mw)], dtype=int)
 
 
 def _supply_row(rows: _RowColumns, network: Network, box: FirmBox, n_cand: int) -> None:
@@ -494,6 +504,21 @@ def with_tails(
         tail_mw=np.vstack(tails) if tails else np.zeros((0, keep)),
         tail_scenario=np.vstack(tail_idx) if tail_idx else np.zeros((0, keep), dtype=int),
     )
+
+
+def with_line_tails(table: LimitTable, top: np.ndarray, low: np.ndarray, scenarios: Scenarios,
+                    max_risk: float) -> LimitTable:
+    """The table with its tails, the line rows' taken from tails made elsewhere: ``top`` and
+    ``low`` (the table's lines in order x K) are each line's K largest background flows,
+    descending, and K smallest, ascending (grid/capacity/line_passes.py made them without H).
+    The other rows' tails are with_tails' own."""
+    bare = with_tails(table, ShiftRows((), np.zeros(0), None), scenarios, max_risk)
+    kinds = np.array(table.kinds)
+    on_lines = (kinds == UPPER) | (kinds == LOWER)
+    tail = np.empty((len(table), bare.tail_mw.shape[1]))
+    tail[~on_lines] = bare.tail_mw
+    tail[on_lines] = np.stack([top, -low], axis=1).reshape(-1, tail.shape[1])
+    return dataclasses.replace(table, tail_mw=tail, tail_scenario=np.full(tail.shape, -1, dtype=np.int64))
 
 
 def build_limits(
