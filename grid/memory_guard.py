@@ -163,6 +163,13 @@ def shift_factor_memory_bytes(n_lines: int, n_buses: int, n_candidates: int) -> 
     return SHIFT_FACTOR_BYTES * int(n_lines) * (int(n_buses) + 2 * int(n_candidates))
 
 
+def shift_factor_rows_fit(network: Network, n_candidates: int, available_bytes: int | None = None) -> bool:
+    """Whether a capacity study's dense shift-factor rows fit (check_shift_factor_memory would
+    pass): what chooses the screened-lines study for ``lines = "auto"``."""
+    need = shift_factor_memory_bytes(len(network.lines), len(network.buses), n_candidates)
+    return _over_share(need, 1, available_bytes) is None
+
+
 def check_shift_factor_memory(network: Network, n_candidates: int, available_bytes: int | None = None) -> int:
     """Refuse a capacity study whose dense shift-factor rows would not fit, before the first of them.
 

@@ -185,6 +185,9 @@ class CapacityStudy:
 
     # Stand-alone hosting capacity per candidate (C-20), firm then each tier (per-constraint rooms).
     standalone: tuple[Standalone, ...] = ()
+    # Which lines ``limits`` holds: "all" (every finite line), or "screened" (only those that came
+    # near their room, grid/capacity/screened.py: every line was checked, not every line is a row).
+    line_rows: str = "all"
 
     def counterflow_mw(self) -> tuple[dict[int, float], ...]:
         """Per model (firm, then each tier) and candidate bus: the paper's capacity less this
@@ -530,6 +533,20 @@ def solve_one(
 
 
 # ------------------------------------------------------------------------------- the study
+def check_study_options(solver: str, risk_levels: Sequence[float], formulation: str, risk_mode: str,
+                        touch_factor: float) -> tuple[float, ...]:
+    """The one check of a study's options, for every study of capacity; the levels, sorted."""
+    check_solver(solver)
+    levels = check_risk_levels(risk_levels)
+    if formulation not in FORMULATIONS:
+        raise GridError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
+    if risk_mode not in RISK_MODES:
+        raise GridError(f"unknown risk_mode {risk_mode!r}; choose one of {', '.join(RISK_MODES)}")
+    if not 0.0 < touch_factor <= 1.0:
+        raise GridError(f"touch_factor must be in (0, 1], got {touch_factor!r}")
+    return levels
+
+
 # One LP thread of ours runs beside the scenario tails' dense products (_firm_and_tails).
 @with_blas_threads_beside(1)
 def capacity_study(
@@ -563,14 +580,7 @@ def capacity_study(
     ``block_map`` runs the scenario tails' blocks of lines elsewhere (a Dask cluster,
     sim/execution/cluster.py); this process then keeps no rows of H for them.
     """
-    check_solver(solver)
-    levels = check_risk_levels(risk_levels)
-    if formulation not in FORMULATIONS:
-        raise GridError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
-    if risk_mode not in RISK_MODES:
-        raise GridError(f"unknown risk_mode {risk_mode!r}; choose one of {', '.join(RISK_MODES)}")
-    if not 0.0 < touch_factor <= 1.0:
-        raise GridError(f"touch_factor must be in (0, 1], got {touch_factor!r}")
+    levels = check_study_options(solver, risk_levels, formulation, risk_mode, touch_factor)
     if rows is None:
         check_shift_factor_memory(network, len(candidates))
     flows = flow_model(network)
