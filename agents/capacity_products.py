@@ -14,7 +14,9 @@ from grid.capacity.candidates import Candidates
 from grid.capacity.corrections import Corrections
 from grid.capacity.criteria import SecurityCriteria
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR, BlockMap
+from grid.capacity.screened import screened_capacity_study, uses_screened
 from grid.capacity.study import MIN_PRODUCT_MW, CapacityStudy, capacity_study
+from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
 from grid.plan.data import PlanSite
@@ -38,6 +40,7 @@ class ProductSettings:
     block_mw: float | None = None
     touch_factor: float = DEFAULT_TOUCH_FACTOR
     criteria: SecurityCriteria = SecurityCriteria()
+    lines: str = "auto"             # which lines become rows (grid/capacity/screened.py: LINE_ROWS)
 
     def study(self, network: Network, scenarios: Scenarios, candidates: Candidates, *, solver: str, theory: bool,
               progress: Callable[[str], None] = lambda _: None,
@@ -46,7 +49,15 @@ class ProductSettings:
         """The capacity study these settings ask for (the one call every caller makes); ``corrections``
         come from a check outside the linear model (grid/capacity/corrections.py); without
         ``compare_full_draw`` the paper's model is not solved beside it (no counterflow report);
-        ``block_map`` runs its scenario tails on a cluster (sim/execution/cluster.py)."""
+        ``block_map`` runs its scenario tails on a cluster (sim/execution/cluster.py). A network
+        whose dense line rows do not fit (or ``lines = "screened"``) gets the screened-lines study."""
+        if uses_screened(self.lines, network, len(candidates)):
+            if corrections is not None and not corrections.empty:
+                raise GridError("the screened-lines study takes no AC corrections yet; set [ac] correct = false")
+            return screened_capacity_study(network, scenarios, candidates, self.risk_levels, solver=solver,
+                                           formulation=self.formulation, risk_mode=self.risk_mode,
+                                           touch_factor=self.touch_factor, theory=theory, criteria=self.criteria,
+                                           progress=progress, block_map=block_map)
         return capacity_study(network, scenarios, candidates, self.risk_levels, solver=solver,
                               formulation=self.formulation, risk_mode=self.risk_mode, touch_factor=self.touch_factor,
                               criteria=self.criteria, theory=theory, progress=progress, corrections=corrections,

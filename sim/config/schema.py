@@ -48,6 +48,7 @@ from grid.capacity.criteria import (
     SecurityCriteria,
 )
 from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
+from grid.capacity.screened import LINE_ROWS
 from grid.capacity.study import (
     FORMULATIONS,
     MIN_PRODUCT_MW,
@@ -115,6 +116,7 @@ _REGISTRIES: dict[str, Iterable[str]] = {
     "draw": DRAW_SETS,
     "criterion": OUTAGE_SETS,
     "background": BACKGROUND_SETS,
+    "lines": LINE_ROWS,
 }
 
 
@@ -296,6 +298,9 @@ class ProductGridConfig(_Section):
                                 "bus counts as touching a limit")
     theory_checks: bool = Field(default=False, description="check Theorem 1 and Proposition 1 in `dcmarket run` "
                                 "(always on in `dcmarket capacity`)")
+    lines: str = Field(default="auto", description='which lines become rows of the capacity LP: "auto" (every line '
+                       'when their dense rows fit in memory, else screened), "all", or "screened" (every line '
+                       "checked, only those near their room as rows; docs/models/capacity.md#screened-lines)")
 
     @field_validator("risk_levels")
     @classmethod
@@ -322,11 +327,16 @@ class ProductGridConfig(_Section):
     def _known_formulation(cls, value: str) -> str:
         return _one_of(value, FORMULATIONS, "formulation")
 
+    @field_validator("lines")
+    @classmethod
+    def _known_lines(cls, value: str) -> str:
+        return _one_of(value, LINE_ROWS, "lines")
+
     def product_settings(self, security: SecurityConfig) -> ProductSettings:
         """How the DSO turns capacities into products, against ``security`` (the [security] table)."""
         return ProductSettings(risk_levels=tuple(sorted(self.risk_levels)), risk_mode=self.risk_mode,
                                formulation=self.formulation, block_mw=self.block_mw,
-                               touch_factor=self.touch_factor, criteria=security.criteria())
+                               touch_factor=self.touch_factor, criteria=security.criteria(), lines=self.lines)
 
 
 class ExplicitProductConfig(_Section):

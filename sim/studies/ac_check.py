@@ -17,6 +17,7 @@ from grid.ac.states import dense_flows
 from grid.ac.study_check import AcTarget, ModelCheck, check_study
 from grid.capacity.corrections import Corrections
 from grid.capacity.limits import BlockMap
+from grid.capacity.screened import SCREENED_SKIP
 from grid.capacity.study import CapacityStudy
 from grid.errors import GridError
 from grid.network.cases import case_file
@@ -59,6 +60,8 @@ def ac_step(config: ExperimentConfig, base_dir: Path, grid: GridInputs, study: C
         return study, skipped("--verify 0")
     if not config.ac.check:
         return study, skipped("[ac] check = false")
+    if study.line_rows == "screened":
+        return study, skipped(SCREENED_SKIP)
     try:
         case_file(config.network.case, base_dir)  # the resolution load_case made for the study
     except GridError:

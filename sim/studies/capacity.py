@@ -17,6 +17,7 @@ import numpy as np
 
 from agents.capacity_products import products_from_study, tier_labels
 from grid.capacity.limits import BlockMap
+from grid.capacity.screened import SCREENED_SKIP
 from grid.capacity.study import CapacityResult as ModelResult
 from grid.capacity.study import CapacityStudy, check_tail
 from grid.capacity.verify import RiskCheck, verify_risk
@@ -330,6 +331,8 @@ def _risk_checks(config: ExperimentConfig, grid: GridInputs, study: CapacityStud
     """The out-of-sample risk check (or in sample, on a scenario file), or why there is none."""
     if verify <= 0:
         return None, "--verify 0", FRESH
+    if study.line_rows == "screened":
+        return None, SCREENED_SKIP, FRESH
     # Every scenario of the check lies in the study's box (the same distribution, or the same file).
     box = (grid.scenarios.lower_mw, grid.scenarios.upper_mw)
     if grid.sampler is None:

