@@ -9,6 +9,12 @@ fresh process of its own (`--one`), so that each peak resident memory is that st
 2. on a LocalCluster of --workers worker processes (one thread each): this process keeps no row
    of H, and each worker makes the rows of its blocks and their tails (line_block_tails).
 
+`--lines` picks the study as `[products] lines` does: "auto" (the default) takes the screened-lines
+study (grid/capacity/screened.py) when the dense rows would not fit, as on case_ACTIVSg70k; there
+the cluster's workers run the passes' blocks (scenario chunks and columns of H):
+
+    .venv/bin/python experiments/bench_capacity_cluster.py --case case_ACTIVSg70k --scenarios 10000
+
 The table gives each way's seconds and its peak resident memory (the study's process, and each
 worker's), and the run stops if the two disagree on any capacity by more than 1e-9 MW. No timing
 is asserted.
@@ -42,15 +48,15 @@ from sim.report.text import format_table  # noqa: E402
 CSV_NAME = "bench_capacity_cluster.csv"
 EPSILON = 0.05
 DEMAND_MW = 100.0
-COLUMNS = ["case", "scenarios", "way", "seconds", "peak_mb", "worker_peak_mb", "firm_mw", "flexible_mw"]
+COLUMNS = ["case", "scenarios", "lines", "way", "seconds", "peak_mb", "worker_peak_mb", "firm_mw", "flexible_mw"]
 
 
-def one(case: str, count: int, workers: int, scheduler: str | None = None) -> dict[str, object]:
+def one(case: str, count: int, workers: int, scheduler: str | None = None, lines: str = "auto") -> dict[str, object]:
     """One study in this process: ``workers`` = 0 in process, else on ``scheduler`` if given, or on a
-    LocalCluster of that many workers."""
+    LocalCluster of that many workers. Its progress goes to stderr, with the seconds so far."""
+    from agents.capacity_products import ProductSettings
     from grid.capacity.candidates import make_candidates
     from grid.capacity.criteria import SecurityCriteria
-    from grid.capacity.study import capacity_study
     from grid.load.scenarios import BaseLoadSpread, sample_base_load
     from grid.network.cases import load_case
     from sim.execution.cluster import ClusterBlocks
@@ -70,8 +76,11 @@ def one(case: str, count: int, workers: int, scheduler: str | None = None) -> di
         client = Client(scheduler if scheduler is not None else cluster)
     try:
         begun = time.perf_counter()
-        study = capacity_study(network, scenarios, candidates, [EPSILON], criteria=criteria, compare_full_draw=False,
-                               block_map=ClusterBlocks(client) if client is not None else None)
+        settings = ProductSettings(risk_levels=(EPSILON,), criteria=criteria, lines=lines)
+        study = settings.study(network, scenarios, candidates, solver="highs", theory=False, compare_full_draw=False,
+                               block_map=ClusterBlocks(client) if client is not None else None,
+                               progress=lambda text: print(f"{time.perf_counter() - begun:8.1f} s  {text}",
+                                                           file=sys.stderr, flush=True))
         seconds = time.perf_counter() - begun
         worker_peak = max(client.run(_peak_mb).values()) if client is not None else None
     finally:
@@ -79,7 +88,7 @@ def one(case: str, count: int, workers: int, scheduler: str | None = None) -> di
             client.close()
         if cluster is not None:
             cluster.close()
-    return {"seconds": seconds, "peak_mb": _peak_mb(), "worker_peak_mb": worker_peak,
+    return {"seconds": seconds, "peak_mb": _peak_mb(), "worker_peak_mb": worker_peak, "lines": study.line_rows,
             "firm": {str(k): v for k, v in study.firm.capacity_mw.items()},
             "flexible": {str(k): v for k, v in study.tiers[0].capacity_mw.items()}}
 
@@ -91,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="the cluster way on this running Dask scheduler [default: a LocalCluster of --workers]")
+    parser.add_argument("--lines", choices=("auto", "all", "screened"), default="auto",
+                        help="which lines become rows, as [products] lines [default: auto]")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one way, JSON out
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(one(args.case, args.scenarios, args.one, args.scheduler)))
+        print(json.dumps(one(args.case, args.scenarios, args.one, args.scheduler, args.lines)))
         return 0
     rows, found = [], []
     cluster_way = f"LocalCluster, {args.workers} workers" if args.scheduler is None else f"scheduler {args.scheduler}"
@@ -103,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{way} ...", file=sys.stderr, flush=True)
         scheduler = [] if args.scheduler is None else ["--scheduler", args.scheduler]
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--case", args.case, "--scenarios",
-                               str(args.scenarios), "--one", str(workers), *scheduler], capture_output=True, text=True)
+                               str(args.scenarios), "--lines", args.lines, "--one", str(workers), *scheduler],
+                              stdout=subprocess.PIPE, text=True)
         if done.returncode != 0:
-            raise SystemExit(f"{way} failed:\n{done.stderr[-2000:]}")
+            raise SystemExit(f"{way} failed (its error is above)")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         found.append(result)
-        rows.append({"case": args.case, "scenarios": args.scenarios, "way": way, "seconds": result["seconds"],
+        rows.append({"case": args.case, "scenarios": args.scenarios, "lines": result["lines"], "way": way, "seconds": result["seconds"],
                      "peak_mb": result["peak_mb"], "worker_peak_mb": result["worker_peak_mb"],
                      "firm_mw": sum(result["firm"].values()), "flexible_mw": sum(result["flexible"].values())})
     for model in ("firm", "flexible"):
@@ -116,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         worst = max((abs(here[bus] - there.get(bus, 0.0)) for bus in here), default=0.0)
         if here.keys() != there.keys() or worst > 1e-9:
             raise SystemExit(f"the cluster's {model} capacities differ from the study in process (by {worst:.3g} MW)")
-    shown = [[row["way"], f"{row['seconds']:.1f}", f"{row['peak_mb']:,.0f}",
+    shown = [[row["lines"], row["way"], f"{row['seconds']:.1f}", f"{row['peak_mb']:,.0f}",
               "" if row["worker_peak_mb"] is None else f"{row['worker_peak_mb']:,.0f}",
               f"{row['firm_mw']:,.1f}", f"{row['flexible_mw']:,.1f}"] for row in rows]
-    print(format_table(["way", "seconds", "peak MB", "worker peak MB", "firm MW", "flexible MW"], shown))
+    print(format_table(["lines", "way", "seconds", "peak MB", "worker peak MB", "firm MW", "flexible MW"], shown))
     print("\nthe same firm and flexible capacity at every bus, to 1e-9 MW")
     write_bench_csv(args.out / CSV_NAME, COLUMNS, rows)
     print(f"wrote {args.out / CSV_NAME}")
