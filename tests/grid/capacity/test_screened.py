@@ -108,7 +108,7 @@ def test_the_fast_least_ratio_is_least_ratios_rule(ieee118):
         up, down = rng.uniform(1.0, 300.0, lines.size), rng.uniform(1.0, 300.0, lines.size)
         up[rng.choice(lines.size, 2)] = -5.0      # broken: 0 MW where a bus touches them
         down[rng.choice(lines.size, 2)] = -5.0
-        least, first = line_passes._least(h, up, down, 0.3)
+        least, first = line_passes._least(np.ascontiguousarray(h.T), up, down, 0.3)
         want, want_first = least_ratios(interleaved(h, -h), np.column_stack([up, down]).reshape(-1), 0.3)
         assert np.array_equal(least, want) and np.array_equal(first, want_first)
         assert np.any(least == 0.0) and np.any(np.isfinite(least) & (least > 0.0))
