@@ -186,7 +186,8 @@ def check_shift_factor_memory(network: Network, n_candidates: int, available_byt
     most = (usable - n_lines * n_buses) // max(1, 2 * n_lines)
     advice = (f"name at most {most:,} candidate buses ([network] candidate_buses)" if most >= 1 else
               f"the shift factors alone ({n_lines:,} lines x {n_buses:,} buses) do not fit, whatever the candidates; "
-              "use a smaller case or a machine with more memory (docs/models/capacity.md#memory)")
+              "use a smaller case, a machine with more memory, or the screened-lines study ([products] lines = "
+              '"auto" or "screened", docs/models/capacity.md#screened-lines)')
     raise GridError(
         f"capacity study on {network.name!r}: {n_lines:,} lines x ({n_buses:,} buses + 2 x {n_candidates:,} candidate "
         f"buses) of dense shift factors need about {_format_bytes(need)}; this machine has "

@@ -13,7 +13,7 @@ from grid.capacity.candidates import make_candidates
 from grid.capacity.criteria import SecurityCriteria, positive_part
 from grid.capacity.csr_rows import interleaved
 from grid.capacity.limits import _tails, finite_lines, limit_rows
-from grid.capacity.screened import screened_capacity_study
+from grid.capacity.screened import screened_capacity_study, uses_screened
 from grid.capacity.shift_factors import flow_model
 from grid.capacity.standalone import least_ratios, standalone_capacity
 from grid.capacity.study import capacity_study
@@ -147,6 +147,21 @@ def test_a_two_worker_cluster_gives_the_same_bits(ieee118, monkeypatch, dask_clu
     assert "column_block" in ran and "scenario_chunk_tails" in ran
     for mine, theirs in zip(_vectors(here, candidates), _vectors(there, candidates)):
         assert np.array_equal(mine, theirs)
+
+
+def test_auto_takes_the_screened_study_exactly_when_the_dense_rows_do_not_fit(ieee118, monkeypatch):
+    """lines = "auto" follows the memory guard's own estimate (grid/memory_guard.py): 60 % of the
+    available memory against 32 bytes x L x (n + 2m)."""
+    from grid import memory_guard
+
+    network, _, candidates = ieee118
+    need = memory_guard.shift_factor_memory_bytes(len(network.lines), len(network.buses), len(candidates))
+    monkeypatch.setattr(memory_guard, "_available_memory_bytes", lambda: int(need / 0.6) + 1000)
+    assert not uses_screened("auto", network, len(candidates)) and uses_screened("screened", network, len(candidates))
+    monkeypatch.setattr(memory_guard, "_available_memory_bytes", lambda: int(need / 0.6) - 1000)
+    assert uses_screened("auto", network, len(candidates)) and not uses_screened("all", network, len(candidates))
+    with pytest.raises(GridError, match="unknown lines 'some'; choose one of auto, all, screened"):
+        uses_screened("some", network, len(candidates))
 
 
 @pytest.mark.parametrize("criteria, options, named", [
