@@ -117,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                                str(args.scenarios), "--lines", args.lines, "--one", str(workers), *scheduler],
                               stdout=subprocess.PIPE, text=True)
         if done.returncode != 0:
-            raise SystemExit(f"{way} failed (its error is above)")
+            raise SystemExit(f"{way} failed with exit code {done.returncode} (a negative code is the signal that "
+                             "killed it; its error, if any, is above)")
         result = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{way}: {result['seconds']:.1f} s, peak {result['peak_mb']:,.0f} MB, {result['lines']} lines, "
+              f"firm {sum(result['firm'].values()):,.1f} MW, flexible {sum(result['flexible'].values()):,.1f} MW",
+              file=sys.stderr, flush=True)
         found.append(result)
         rows.append({"case": args.case, "scenarios": args.scenarios, "lines": result["lines"], "way": way, "seconds": result["seconds"],
                      "peak_mb": result["peak_mb"], "worker_peak_mb": result["worker_peak_mb"],

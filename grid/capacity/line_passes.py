@@ -53,11 +53,11 @@ def in_threads(function: Callable[..., T], shared: Mapping[str, Any], items: Seq
         return list(pool.map(lambda item: function(*item, **shared), items))
 
 
-def _runner(block_map: BlockMap | None) -> tuple[BlockMap, int]:
-    """The map the passes use and how many blocks it gets at once: a cluster's, or this
-    process's threads."""
+def _runner(block_map: BlockMap | None, cluster_group: int = 8) -> tuple[BlockMap, int]:
+    """The map the passes use and how many blocks it gets at once: a cluster's (``cluster_group``),
+    or this process's threads (one block per core)."""
     if block_map is not None:
-        return block_map, 8
+        return block_map, cluster_group
     return in_threads, max(1, usable_cores())
 
 
@@ -99,7 +99,10 @@ def scenario_tails(network: Network, lines: np.ndarray, samples: np.ndarray, kee
     running ones in chunk order."""
     count = samples.shape[0]
     chunks = [(start, min(start + SCENARIO_CHUNK, count)) for start in range(0, count, SCENARIO_CHUNK)]
-    run, group = _runner(block_map)
+    # A chunk's tails are as large as its flows when K reaches the chunk (eps S >= the chunk), and a
+    # cluster's results all arrive before any merges: two chunks at a time (eight killed the
+    # study's process on ACTIVSg70k, 16 GB, with 10,000 scenarios).
+    run, group = _runner(block_map, cluster_group=2)
     top = low = None
     # The chunks go in groups, so that the running tails absorb each group's results before the
     # next arrives (every chunk's tails at once would be S / chunk times their size).
