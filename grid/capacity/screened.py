@@ -81,11 +81,11 @@ def uses_screened(choice: str, network: Network, n_candidates: int) -> bool:
 
 
 # A line joins the working set when a model loads it within this share of its limit of its room.
-# Far wider than N-1's screen (outages.SCREEN_MARGIN, 1 %): here each round costs a pass over every
-# column of H and two LPs built anew, while a line that never binds costs only its rows (the LP
-# passes HiGHS a row only once a solution breaks it: programs.explicit_program). On ACTIVSg70k the
-# rounds after the first added 106, 16, 5, ... lines at 1 %, and 177, 59, 18, 3 at 10 %.
-SCREEN_MARGIN = 0.25
+# Wider than N-1's screen (outages.SCREEN_MARGIN, 1 %): each round here costs a pass over every
+# column of H and two LPs built anew. On ACTIVSg70k the rounds after the first added 106, 16, 5, ...
+# lines at 1 %; 177, 59, 18, 3 at 10 % (five rounds); 902, 101, 20, ... at 25 %: no fewer rounds,
+# as each round's allocation moves load onto other lines, and more lines held as rows.
+SCREEN_MARGIN = 0.1
 # Rounds of the working set before the study gives up (each costs a column pass).
 MAX_ROUNDS = 20
 # Coefficients (2 rows per line x candidates) one round may add to the working set.
@@ -172,6 +172,9 @@ def screened_capacity_study(
         near = _near_lines(every, models, network, candidates, criteria, working, block_map, progress)
         if near.size == 0:
             return _study(ctx, every, alone, models, levels, risk_mode)
+        # The next round's table is built without this one beside it: at ACTIVSg70k's size each
+        # holds gigabytes of rows.
+        del ctx, models
         progress(f"screened lines, round {round_}: {near.size:,} line(s) near their room join the rows")
         working = np.union1d(working, near)
     raise GridError(f"the screened-lines study did not settle in {MAX_ROUNDS} rounds; "
