@@ -517,7 +517,7 @@ def with_line_tails(table: LimitTable, top: np.ndarray, low: np.ndarray, scenari
     on_lines = (kinds == UPPER) | (kinds == LOWER)
     tail = np.empty((len(table), bare.tail_mw.shape[1]))
     tail[~on_lines] = bare.tail_mw
-    tail[on_lines] = np.stack([top, -low], axis=1).reshape(-1, tail.shape[1])
+    tail[on_lines] = interleaved(top, -low)
     return dataclasses.replace(table, tail_mw=tail, tail_scenario=np.full(tail.shape, -1, dtype=np.int64))
 
 

@@ -161,7 +161,7 @@ def column_block(positions: np.ndarray, capacities: np.ndarray, half: np.ndarray
     upper, lower = (across + along) / 2.0, (across - along) / 2.0
     spread = magnitude @ half
     del magnitude
-    reach = np.column_stack([h.max(axis=1), -h.min(axis=1)]).reshape(-1)
+    reach = interleaved(h.max(axis=1), -h.min(axis=1))
     least = np.empty((rooms.shape[1], positions.size))
     first = np.empty((rooms.shape[1], positions.size), dtype=np.int64)
     if rooms.shape[1]:
@@ -202,7 +202,7 @@ def _least(by_bus: np.ndarray, room_up: np.ndarray, room_down: np.ndarray,
         odd = found & (a <= COEFFICIENT_ZERO)
         if np.any(odd):   # a tiny coefficient won: let the general rule decide these columns
             rows = interleaved(by_bus[odd].T, -by_bus[odd].T)
-            least[odd], first[odd] = least_ratios(rows, np.column_stack([room_up, room_down]).reshape(-1), touch_factor)
+            least[odd], first[odd] = least_ratios(rows, interleaved(room_up, room_down), touch_factor)
     for side, (sign, room) in enumerate(((1.0, room_up), (-1.0, room_down))):
         for line in np.flatnonzero(room <= 0.0):
             a = sign * by_bus[:, line]

@@ -30,6 +30,7 @@ import numpy as np
 
 from grid.capacity.candidates import Candidates
 from grid.capacity.criteria import SecurityCriteria
+from grid.capacity.csr_rows import interleaved
 from grid.capacity.limits import (
     DEFAULT_TOUCH_FACTOR,
     LOWER,
@@ -113,11 +114,11 @@ class _Lines:
             spread = column_pass(network, self.lines, varying, np.zeros((2 * self.lines.size, 0)),
                                  np.zeros((varying.size, 0)), half[varying], DEFAULT_TOUCH_FACTOR,
                                  block_map, progress).spread
-        worst = np.column_stack([along + spread, -along + spread]).reshape(-1)
+        worst = interleaved(along + spread, -along + spread)
         keep = tail_size(max(levels), scenarios.count)
         self.top, self.low = scenario_tails(network, self.lines, scenarios.samples_mw, keep, block_map, progress)
-        cvars = [np.column_stack([cvar_from_tail(self.top, eps, scenarios.count),
-                                  cvar_from_tail(-self.low, eps, scenarios.count)]).reshape(-1) for eps in levels]
+        cvars = [interleaved(cvar_from_tail(self.top, eps, scenarios.count),
+                             cvar_from_tail(-self.low, eps, scenarios.count)) for eps in levels]
         # Per model (firm, then each tier): each row's room, limit less the background statistic.
         self.rooms = np.column_stack([self.limit - worst] + [self.limit - c for c in cvars])
 
@@ -231,12 +232,12 @@ def _near_lines(every: _Lines, models: list[CapacityResult], network: Network, c
         injected = np.zeros((len(network.buses), capacities.shape[1]))
         injected[candidates.positions] = capacities
         along = flows.flows(injected)[every.lines]
-        loads = np.stack([along, -along], axis=1).reshape(-1, capacities.shape[1])
+        loads = interleaved(along, -along)
     else:
         progress("screened lines: every line loaded with the models' capacities")
         found = column_pass(network, every.lines, candidates.positions, np.zeros((2 * every.lines.size, 0)),
                             capacities, np.zeros(len(candidates)), DEFAULT_TOUCH_FACTOR, block_map, progress)
-        loads = np.stack([found.upper, found.lower], axis=1).reshape(-1, capacities.shape[1])
+        loads = interleaved(found.upper, found.lower)
     scale = np.maximum(1.0, np.abs(every.limit))[:, None]
     over = (loads - every.rooms) / scale
     hot = np.any((over > -SCREEN_MARGIN) & (loads > 0.0), axis=1)
