@@ -32,6 +32,21 @@ def csr_from_dense(dense: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((dense[mask], indices, indptr), shape=dense.shape)
 
 
+def csr_entries_where(matrix: sp.csr_matrix, flagged: np.ndarray) -> sp.csr_matrix:
+    """The boolean CSR matrix that is True at the stored entries of ``matrix`` flagged (one flag per
+    stored value, in storage order): the arrays ``csr_from_dense`` gives for a dense array that is
+    True exactly there, made from the stored entries alone."""
+    rows = matrix.shape[0]
+    row_of = np.repeat(np.arange(rows), np.diff(matrix.indptr))
+    counts = np.bincount(row_of[flagged], minlength=rows)
+    nnz = int(counts.sum())
+    index = np.int32 if max(nnz, *matrix.shape) <= _INT32_MAX else np.int64
+    indptr = np.zeros(rows + 1, dtype=index)
+    np.cumsum(counts, out=indptr[1:])
+    indices = matrix.indices[flagged].astype(index, copy=False)
+    return sp.csr_matrix((np.ones(nnz, dtype=bool), indices, indptr), shape=matrix.shape)
+
+
 def interleaved(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """Rows [u0, l0, u1, l1, ...] of two arrays of the same shape: each limit's upper row, then
     its lower row, as the limit table orders them."""
@@ -102,3 +117,47 @@ class _GrowingRows:
         matrix.__dict__[_STORE] = self
         self._last = weakref.ref(matrix)
         return matrix
+
+
+def stacked(array: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """``np.concatenate([array, added])`` along the rows, for arrays that grow at their end: when
+    ``array`` is the last one handed out from a buffer with room, ``added`` is written after it
+    and nothing is copied (an N-1 pass appends the scenario tails of a few thousand pairs to a
+    table of tens of thousands of rows, hundreds of samples each). Arrays handed out before keep
+    their rows, as with ``extended``."""
+    store = _DENSE_STORES.get(id(array))
+    if store is None or not store.ends(array) or not store.takes(added):
+        store = _GrowingDense(array, added)
+    return store.append(added)
+
+
+_DENSE_STORES: dict[int, "_GrowingDense"] = {}   # by the id of the last array each buffer handed out
+
+
+class _GrowingDense:
+    """A buffer of rows with room after the last row handed out."""
+
+    def __init__(self, array: np.ndarray, added: np.ndarray) -> None:
+        rows = array.shape[0] + added.shape[0]
+        self.buffer = np.empty((rows + rows // 2 + 16, *array.shape[1:]), dtype=np.result_type(array, added))
+        self.buffer[:array.shape[0]] = array
+        self.rows = array.shape[0]
+        self._last: weakref.ref | None = None
+
+    def ends(self, array: np.ndarray) -> bool:
+        return self._last is not None and self._last() is array
+
+    def takes(self, added: np.ndarray) -> bool:
+        return (added.shape[1:] == self.buffer.shape[1:] and np.can_cast(added.dtype, self.buffer.dtype, "equiv")
+                and self.rows + added.shape[0] <= self.buffer.shape[0])
+
+    def append(self, added: np.ndarray) -> np.ndarray:
+        rows = self.rows + added.shape[0]
+        self.buffer[self.rows:rows] = added
+        self.rows = rows
+        view = self.buffer[:rows]
+        key = id(view)
+        _DENSE_STORES[key] = self
+        weakref.finalize(view, _DENSE_STORES.pop, key, None)
+        self._last = weakref.ref(view)
+        return view

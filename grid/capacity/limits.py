@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
@@ -41,6 +42,7 @@ from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
 from grid.risk_measures import cvar_from_tail
+from grid.threads import one_blas_thread, usable_cores
 
 WITHDRAWAL, UPPER, LOWER, SUPPLY, EXTRA = "withdrawal", "upper", "lower", "supply", "extra"
 
@@ -155,8 +157,16 @@ class LimitTable:
         return share
 
     def cvar(self, epsilon: np.ndarray | float) -> np.ndarray:
-        """Sample CVaR of each row's background term at eps times its risk_share."""
-        return cvar_from_tail(self.tail_mw, np.asarray(epsilon, dtype=float) * self.risk_share, self.count)
+        """Sample CVaR of each row's background term at eps times its risk_share. At one eps for
+        every row it is kept (a copy is returned): each model of a study asks again, and each N-1
+        pass only for its new rows (carry_row_caches)."""
+        if np.ndim(epsilon) != 0:
+            return cvar_from_tail(self.tail_mw, np.asarray(epsilon, dtype=float) * self.risk_share, self.count)
+        kept = self.__dict__.setdefault(_CVAR_CACHE, {})
+        key = float(epsilon)
+        if key not in kept:
+            kept[key] = cvar_from_tail(self.tail_mw, key * self.risk_share, self.count)
+        return kept[key].copy()
 
     @functools.cached_property
     def coef_signs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +178,10 @@ class LimitTable:
     def coef_positive(self) -> sp.csr_matrix:
         """a+ of every row: the data-center term under the partial draw set (grid/capacity/criteria.py)."""
         return positive_part(self.coef)
+
+
+# Where a LimitTable keeps its CVaR per risk level (LimitTable.cvar).
+_CVAR_CACHE = "_dcmarket_cvar"
 
 
 def coefficient_signs(coef: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +209,12 @@ def carry_row_caches(older: LimitTable, newer: LimitTable, added: sp.csr_matrix)
                                              in zip(made["coef_signs"], coefficient_signs(added)))
     if "coef_positive" in made:
         newer.__dict__["coef_positive"] = extended(made["coef_positive"], positive_part(added))
+    if made.get(_CVAR_CACHE) and newer.tail_mw.shape[1] and newer.extra_risk_share is older.extra_risk_share:
+        start = len(older)
+        share = newer.risk_share[start:]
+        newer.__dict__[_CVAR_CACHE] = {
+            eps: np.concatenate([values, cvar_from_tail(newer.tail_mw[start:], eps * share, newer.count)])
+            for eps, values in made[_CVAR_CACHE].items()}
 
 
 def _tails(values: np.ndarray, keep: int, with_index: bool = True
@@ -258,6 +278,17 @@ def in_process(function: Callable[..., T], shared: Mapping[str, Any], items: Seq
     return [function(*item, **shared) for item in items]
 
 
+def in_threads(function: Callable[..., T], shared: Mapping[str, Any], items: Sequence[tuple]) -> list[T]:
+    """The BlockMap of this process on its usable cores: the blocks' solves and array work
+    release the interpreter, so two blocks run side by side on two cores (one BLAS thread each:
+    docs/models/capacity.md#blas-threads). Results in the items' order."""
+    workers = min(usable_cores(), len(items))
+    if workers <= 1:
+        return in_process(function, shared, items)
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda item: function(*item, **shared), items))
+
+
 def line_block_tails(lines: np.ndarray, keep: int, with_index: bool, *, network: Network, samples: np.ndarray,
                      rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The scenario tails of one block of lines: the background flows H p + the shifters' offset,
@@ -281,6 +312,7 @@ def limit_rows(
     *,
     keep_rows: bool = True,
     lines: np.ndarray | None = None,
+    every_row: np.ndarray | None = None,
 ) -> tuple[LimitTable, ShiftRows]:
     """Every finite limit with its worst case over firm capacity's background set ``box`` (default:
     the scenarios' box), but no scenario tails yet; with ``corrections``, the lines' limits less
@@ -290,6 +322,8 @@ def limit_rows(
     rows of H are kept for the scenario pass unless ``keep_rows`` is False (a cluster's workers
     make their own: L x n floats less in this process). ``lines`` (positions, increasing) limits
     the line rows to those lines (the screened study's working set, grid/capacity/screened.py).
+    ``every_row`` is H whole (lines x buses) when the caller holds it already (the N-1 study's
+    outage set): its rows are read instead of solved for again.
     """
     if tuple(scenarios.buses) != network.bus_numbers:
         raise GridError(
@@ -302,7 +336,7 @@ def limit_rows(
     # The table's order (see LimitTable): withdrawal limits, then the lines, then the supply.
     _withdrawal_rows(rows, network, box, candidates)
     derating = None if corrections is None else np.asarray(corrections.derating_mw, dtype=float)
-    blocks = _line_rows(rows, network, flows, box, candidates, touch_factor, derating, keep_rows, lines)
+    blocks = _line_rows(rows, network, flows, box, candidates, touch_factor, derating, keep_rows, lines, every_row)
     _supply_row(rows, network, box, len(candidates))
     if corrections is not None and corrections.rows:
         _extra_rows(rows, corrections, box, touch_factor)
@@ -382,16 +416,20 @@ def _withdrawal_rows(rows: _RowColumns, network: Network, box: FirmBox, candidat
 
 def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmBox, candidates: Candidates,
                touch_factor: float, derating: np.ndarray | None = None,
-               keep: bool = True, lines: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray | None]]:
+               keep: bool = True, lines: np.ndarray | None = None,
+               every_row: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Line limits (1c)/(4c)/(4d), a block of lines at a time; each line gives its upper and its
     lower row, interleaved, each limit less its derating (lines x 2) if any. Returns the blocks'
     shift-factor rows for the scenario pass (None for each, without ``keep``). ``lines``: only
-    these of the finite lines (default: all)."""
+    these of the finite lines (default: all); ``every_row``: H whole, read instead of solved for."""
     finite = finite_lines(network)
     if lines is not None:
         finite = np.intersect1d(finite, np.asarray(lines, dtype=int))
     blocks = []
-    for block, h in flows.blocks(finite, LINE_BLOCK):
+    made = (flows.blocks(finite, LINE_BLOCK) if every_row is None else
+            ((finite[start:start + LINE_BLOCK], every_row[finite[start:start + LINE_BLOCK]])
+             for start in range(0, finite.size, LINE_BLOCK)))
+    for block, h in made:
         blocks.append((block, h if keep else None))
         # (2a)/(2b): the worst flow in each direction.
         rows.worst.append(np.column_stack(box.extremes(h, flows.offset_mw[block])).reshape(-1))
@@ -456,6 +494,7 @@ def with_tails(
     *,
     with_scenarios: bool = False,
     block_map: BlockMap | None = None,
+    line_flows: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> LimitTable:
     """The table with the K largest background samples of every row (what CVaR_eps needs for
     every eps <= max_risk): background flows a block of lines at a time, then a partial sort.
@@ -464,6 +503,9 @@ def with_tails(
     which the joint risk mode needs to find a product's violations in sample; otherwise those
     are -1. With ``block_map`` (a Dask cluster's, sim/execution/cluster.py) the lines' blocks are computed
     there, each from the network and the samples (``line_block_tails``), with the same result.
+    ``line_flows`` gives the background flows (lines x scenarios) of a block of line positions
+    when the caller has made them already (the N-1 study's ScenarioFlows, which its pairs read
+    too): the tails are then taken from them, and no flow is computed here.
     """
     count = scenarios.count
     keep = tail_size(max_risk, count) if max_risk > 0 else 1
@@ -484,7 +526,8 @@ def with_tails(
     else:
         found, finished = [], 0
         for block, h in shift.blocks:
-            found.append(line_block_tails(block, keep, with_scenarios, network=shift.network, samples=samples, rows=h))
+            found.append(_tails(line_flows(block), keep, with_scenarios) if line_flows is not None else
+                         line_block_tails(block, keep, with_scenarios, network=shift.network, samples=samples, rows=h))
             finished += block.size
             progress(f"background flows and tails: {finished}/{done} lines")
     for (block, _), (top, top_i, low, low_i) in zip(shift.blocks, found):

@@ -18,19 +18,18 @@ workers) and are reduced here in block order, so the answer does not depend on w
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
 from grid.capacity.criteria import COEFFICIENT_ZERO
 from grid.capacity.csr_rows import interleaved
-from grid.capacity.limits import BlockMap, in_process
+from grid.capacity.limits import BlockMap, in_threads
 from grid.capacity.shift_factors import flow_model
 from grid.capacity.standalone import least_ratios
 from grid.network.network import Network
-from grid.threads import one_blas_thread, usable_cores
+from grid.threads import usable_cores
 
 T = TypeVar("T")
 
@@ -40,17 +39,6 @@ SCENARIO_CHUNK = 500
 # Buses whose columns of H one block computes: 512 x 88,207 lines is 0.36 GB (each block holds
 # about four arrays that size).
 COLUMN_BLOCK = 512
-
-
-def in_threads(function: Callable[..., T], shared: Mapping[str, Any], items: Sequence[tuple]) -> list[T]:
-    """The BlockMap of this process on its usable cores: the blocks' solves and array work
-    release the interpreter, so two blocks run side by side on two cores (one BLAS thread each:
-    docs/models/capacity.md#blas-threads). Results in the items' order."""
-    workers = min(usable_cores(), len(items))
-    if workers <= 1:
-        return in_process(function, shared, items)
-    with one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda item: function(*item, **shared), items))
 
 
 def _runner(block_map: BlockMap | None, cluster_group: int = 8) -> tuple[BlockMap, int]:

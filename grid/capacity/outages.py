@@ -29,13 +29,20 @@ import scipy.sparse as sp
 
 from grid.capacity.candidates import Candidates
 from grid.capacity.criteria import COEFFICIENT_ZERO, FirmBox
-from grid.capacity.csr_rows import csr_from_dense, extended, interleaved
+from grid.capacity.csr_rows import (
+    csr_entries_where,
+    csr_from_dense,
+    extended,
+    interleaved,
+    stacked,
+)
 from grid.capacity.limits import (
     LOWER,
     UPPER,
     LimitTable,
     _tails,
     carry_row_caches,
+    in_threads,
     line_limit_name,
 )
 from grid.capacity.shift_factors import FlowModel
@@ -337,18 +344,25 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
     h, offset = post_outage_rows(outages, flows, lines, out, factor)
     worst = np.column_stack(box.extremes(h, offset)).reshape(-1)
     keep = max(table.tail_mw.shape[1], 1)
-    parts = [_tails(background.after(lines[chunk], out[chunk], factor[chunk]), keep, with_scenarios)
-             for chunk in background.chunks(len(pairs))]
+    parts = in_threads(_pair_tails, {"background": background, "keep": keep, "with_index": with_scenarios},
+                       [(lines[chunk], out[chunk], factor[chunk]) for chunk in background.chunks(len(pairs))])
     top, top_i, low, low_i = (np.vstack([part[i] for part in parts]) for i in range(4))
-    tails = np.stack([top, -low], axis=1).reshape(2 * len(pairs), -1)
-    tail_idx = np.stack([top_i, low_i], axis=1).reshape(2 * len(pairs), -1)
+    tails = interleaved(top, -low)
+    tail_idx = interleaved(top_i, low_i)
     on = np.where(np.abs(h[:, candidates.positions]) < COEFFICIENT_ZERO, 0.0, h[:, candidates.positions])
-    signed = interleaved(on, -on)
-    coef = csr_from_dense(signed)
-    touch = csr_from_dense(signed >= touch_factor)
+    coef = csr_from_dense(interleaved(on, -on))
+    # A coefficient at or above touch_factor (> COEFFICIENT_ZERO) is a stored one: read the flags
+    # off the stored values instead of converting a second dense array.
+    touch = csr_entries_where(coef, coef.data >= touch_factor)
     names = [flows.network.lines[k].name for k in out]
     return _appended(table, coef, touch, worst, tails, tail_idx, lines, out, factor, names, outages.emergency_mw[lines],
                      flows)
+
+
+def _pair_tails(lines: np.ndarray, out: np.ndarray, factor: np.ndarray, *, background: ScenarioFlows, keep: int,
+                with_index: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scenario tails (``_tails``) of one chunk of pairs' post-outage flows (C-21)."""
+    return _tails(background.after(lines, out, factor), keep, with_index)
 
 
 def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, worst: np.ndarray, tails: np.ndarray,
@@ -370,8 +384,8 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
         coef=extended(table.coef, coef),
         affected=np.concatenate([table.affected, np.diff(coef.indptr) > 0]),
         worst_mw=np.concatenate([table.worst_mw, worst]),
-        tail_mw=np.vstack([table.tail_mw, tails[:, :table.tail_mw.shape[1]]]),
-        tail_scenario=np.vstack([table.tail_scenario, tail_idx[:, :table.tail_mw.shape[1]]]),
+        tail_mw=stacked(table.tail_mw, tails[:, :table.tail_mw.shape[1]]),
+        tail_scenario=stacked(table.tail_scenario, tail_idx[:, :table.tail_mw.shape[1]]),
         outage=np.concatenate([outage, np.repeat(out, 2)]),
         lodf=np.concatenate([lodf, np.repeat(factor, 2)]),
         outage_names=outage_names + tuple(name for name in names for _ in range(2)),

@@ -591,18 +591,18 @@ def capacity_study(
                              or rows[0].count != scenarios.count or not (corrections is None or corrections.empty)):
         raise GridError("rows were built for other scenarios, candidates, background or without corrections; "
                         "build them with limit_rows")
+    security = _security(flows, scenarios, criteria, box, risk_mode, block_map)
     base, shift = rows or limit_rows(network, flows, scenarios, candidates, touch_factor, box, corrections,
-                                     keep_rows=block_map is None)
+                                     keep_rows=block_map is None,
+                                     every_row=None if security is None else security.outages.rows)
     if formulation == "scenario":
         check_scenario_lp_memory(network, int(np.sum(base.affected)), scenarios.count, solver)
     firm_ctx = _Context(network, scenarios, candidates, flows, base, solver, formulation, theory, touch_factor,
                         criteria)
     firm, limits = _firm_and_tails(firm_ctx, shift, max(levels), risk_mode, box.statistic, threads, progress,
-                                   block_map)
+                                   block_map, None if security is None else security.made_flows)
     del shift
     ctx = _Context(network, scenarios, candidates, flows, limits, solver, formulation, theory, touch_factor, criteria)
-    security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), box,
-                         risk_mode == "joint") if criteria.outages == "n-1" else None
     ctx, firm, tiers, rounds, reference = _models(ctx, firm, levels, risk_mode, security, progress)
     full_draw = (_full_draw(ctx, levels, risk_mode, (firm, *tiers), security, box.statistic, progress)
                  if compare_full_draw else ())
@@ -626,6 +626,20 @@ def _standalone(ctx: _Context, levels: tuple[float, ...], security: _Security | 
     return tuple(mine.tighter(theirs) for mine, theirs in zip(alone, after))
 
 
+def _security(flows: FlowModel, scenarios: Scenarios, criteria: SecurityCriteria, box: FirmBox, risk_mode: str,
+              block_map: BlockMap | None) -> _Security | None:
+    """The N-1 screening state, or None under N-0. Its outage set holds H whole, which the limit
+    table then reads instead of solving for it again; in process, its intact scenario flows are
+    made at once and give the lines' tails too (a cluster's workers make those themselves)."""
+    if criteria.outages != "n-1":
+        return None
+    security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), box,
+                         risk_mode == "joint")
+    if block_map is None:
+        security.background_from(flows, scenarios)
+    return security
+
+
 @dataclass(eq=False)
 class _Security:
     """The N-1 screening state of one study: the outages, and the pairs already in the table."""
@@ -638,8 +652,16 @@ class _Security:
     _background: ScenarioFlows | None = None
 
     def background(self, ctx: _Context) -> ScenarioFlows:
+        return self.background_from(ctx.flows, ctx.scenarios)
+
+    @property
+    def made_flows(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The intact scenario flows of a block of lines, when they are made already."""
+        return None if self._background is None else self._background.lines
+
+    def background_from(self, flows: FlowModel, scenarios: Scenarios) -> ScenarioFlows:
         if self._background is None:
-            self._background = ScenarioFlows(self.outages, ctx.flows, ctx.scenarios)
+            self._background = ScenarioFlows(self.outages, flows, scenarios)
         return self._background
 
     def add(self, ctx: _Context, capacities: Sequence[tuple[np.ndarray, str]], box: FirmBox,
@@ -705,8 +727,10 @@ def _full_draw(ctx: _Context, levels: tuple[float, ...], risk_mode: str, models:
 
 def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_mode: str,
                     statistic: str, threads: int, progress: Progress,
-                    block_map: BlockMap | None = None) -> tuple[CapacityResult, LimitTable]:
-    """Firm capacity, and the limits with their scenario tails.
+                    block_map: BlockMap | None = None,
+                    line_flows: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[CapacityResult, LimitTable]:
+    """Firm capacity, and the limits with their scenario tails (from ``line_flows`` when the
+    caller has the lines' scenario flows already: with_tails).
 
     The firm model needs only the worst cases, so it is solved while the scenario flows and their
     tails are computed (a second core; HiGHS releases the interpreter while it solves).
@@ -715,7 +739,7 @@ def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_
     zeros = np.zeros(len(firm_ctx.candidates))
     solve_firm = partial(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
     tails = partial(with_tails, base, shift, scenarios, max_risk, progress, with_scenarios=risk_mode == "joint",
-                    block_map=block_map)
+                    block_map=block_map if line_flows is None else None, line_flows=line_flows)
     if risk_mode != "joint" and base.tail_mw.shape[1] >= tail_size(max_risk, scenarios.count):
         # The caller's rows carry the tails already (capacity_study's ``rows``).
         progress(f"firm capacity: robust LP with {firm_ctx.solver}")

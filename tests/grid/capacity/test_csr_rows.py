@@ -90,3 +90,39 @@ def test_extended_falls_back_to_a_stack_where_it_cannot_write_in_place():
     messy = sp.csr_matrix((np.array([1.0, 2.0]), np.array([3, 1]), np.array([0, 2])), shape=(1, 23))
     assert not messy.has_canonical_format
     assert _same(extended(floats, messy), sp.vstack([floats, messy], format="csr"))
+
+
+def test_entries_where_are_the_rows_of_the_flagged_dense_array():
+    """The flags read off the stored values (a touch matrix from the coefficients) are the very
+    arrays csr_from_dense gives for the dense comparison, empty rows and index type included."""
+    from grid.capacity.csr_rows import csr_entries_where
+
+    for kind in ("float", "empty"):
+        dense = _dense(kind)
+        rows = csr_from_dense(dense)
+        assert _same(csr_entries_where(rows, rows.data >= 0.5), csr_from_dense(dense >= 0.5))
+
+
+def test_stacked_rows_are_concatenations_and_earlier_arrays_keep_theirs():
+    """Pass after pass, stacked() gives np.concatenate's rows; from the second pass on it writes
+    after the last array in the same buffer; an array handed out before, stacked again (a branch),
+    gets a buffer of its own, and nothing handed out changes."""
+    from grid.capacity.csr_rows import stacked
+
+    rng = np.random.default_rng(4)
+    handed, joined = [rng.normal(size=(6, 5))], [None]
+    joined[0] = handed[0]
+    for rows in (3, 0, 8, 20, 2):
+        added = rng.normal(size=(rows, 5))
+        handed.append(stacked(handed[-1], added))
+        joined.append(np.concatenate([joined[-1], added]))
+    copies = [array.copy() for array in handed]
+    assert all(np.array_equal(mine, theirs) for mine, theirs in zip(handed, joined))
+    assert np.shares_memory(handed[2], handed[3])
+    branch = stacked(handed[2], np.ones((4, 5)))
+    assert not np.shares_memory(branch, handed[3])
+    assert np.array_equal(branch, np.concatenate([joined[2], np.ones((4, 5))]))
+    stacked(handed[-1], np.zeros((3, 5)))
+    assert all(np.array_equal(mine, copy) for mine, copy in zip(handed, copies))
+    whole = stacked(np.zeros((2, 3), dtype=np.int64), np.full((1, 3), -1))
+    assert whole.dtype == np.int64 and whole.tolist() == [[0, 0, 0], [0, 0, 0], [-1, -1, -1]]

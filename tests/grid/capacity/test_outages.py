@@ -13,13 +13,14 @@ import pytest
 
 from grid.capacity.candidates import make_candidates
 from grid.capacity.criteria import SecurityCriteria
-from grid.capacity.limits import carry_row_caches
+from grid.capacity.limits import DEFAULT_TOUCH_FACTOR, carry_row_caches
 from grid.capacity.outages import single_outages
 from grid.capacity.shift_factors import flow_model
 from grid.capacity.study import capacity_study
 from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
 from grid.network.cases import CaseOptions, load_case
+from grid.risk_measures import cvar_from_tail
 
 TOL = 1e-6
 BUDGET = 10.0
@@ -330,18 +331,20 @@ def test_scenario_flows_made_on_demand_give_the_study_with_them_kept(monkeypatch
 
 def test_the_row_facts_carried_from_pass_to_pass_are_those_made_afresh(ieee118, monkeypatch):
     """Each pass grows the table and hands its new table the per-row facts the old one had made
-    (coefficient signs, a+), extended by the new rows; made afresh over the final table's rows,
-    they are the same, bit for bit."""
+    (coefficient signs, a+, the CVaR of every row at the tier's eps), extended by the new rows;
+    made afresh over the final table's rows, they are the same, bit for bit. The touch rows read
+    off the stored coefficients are those of the coefficients at or above the touch factor."""
     import dataclasses
 
     import grid.capacity.outages as outages_module
 
     network, scenarios, candidates, _ = ieee118
-    carried = []
+    carried, cvars = [], []
 
     def spy(older, newer, added):
         carry_row_caches(older, newer, added)
         carried.append({"coef_signs", "coef_positive"} <= set(newer.__dict__))
+        cvars.append(EPS in newer.__dict__.get("_dcmarket_cvar", {}))
 
     monkeypatch.setattr(outages_module, "carry_row_caches", spy)
     table = capacity_study(network, scenarios, candidates, [EPS],
@@ -352,6 +355,10 @@ def test_the_row_facts_carried_from_pass_to_pass_are_those_made_afresh(ieee118, 
     assert all(np.array_equal(mine, theirs) for mine, theirs in zip(table.coef_signs, fresh.coef_signs))
     for field in ("data", "indices", "indptr"):
         assert np.array_equal(getattr(table.coef_positive, field), getattr(fresh.coef_positive, field)), field
+    assert any(cvars) and np.array_equal(table.cvar(EPS), fresh.cvar(EPS))
+    assert np.array_equal(table.cvar(EPS), cvar_from_tail(table.tail_mw, EPS, table.count))
+    pairs = table.outage >= 0
+    assert np.array_equal(table.touch[pairs].toarray(), table.coef[pairs].toarray() >= DEFAULT_TOUCH_FACTOR)
 
 
 def test_post_outage_rows_are_h_l_plus_lodf_h_k_and_leave_the_stored_rows(ieee118):
