@@ -74,16 +74,34 @@ def least_ratios(coefficients: np.ndarray | sp.spmatrix, rooms: np.ndarray,
 
 
 def _sparse_least(matrix: sp.csr_matrix, rooms: np.ndarray, touch_factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per column the least ratio, then the first row that attains it (the row count if none):
-    two passes over the non-zero entries, a few million at a time (row_chunks)."""
+    """Per column the least ratio, then the first row that attains it (the row count if none), a
+    few million non-zeros at a time (row_chunks) in row order. A chunk whose rows are mostly
+    non-zero (the lines' rows of a meshed network, the rows after an outage) is worked dense,
+    column-wise, about ten times as fast as entry by entry; the least ratios and first rows are
+    the same either way (the same ratios, and ties go to the earlier row)."""
     n_rows, n = matrix.shape
+    least, first = np.full(n, np.inf), np.full(n, n_rows)
+    for rows, chunk in row_chunks(matrix, np.arange(n_rows)):
+        if chunk.nnz >= DENSE_SHARE * chunk.shape[0] * n:
+            block_least, block_first = _dense_least(chunk.toarray(), rooms[rows], touch_factor)
+        else:
+            block_least, block_first = _entries_least(chunk, rooms[rows], touch_factor)
+        _merge(least, first, block_least, np.where(block_first < rows.size, rows[0] + block_first, n_rows), n_rows)
+    return least, first
+
+
+def _entries_least(matrix: sp.csr_matrix, rooms: np.ndarray, touch_factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """_sparse_least of one chunk, entry by entry."""
+    n_rows, n = matrix.shape
+    row = np.repeat(np.arange(n_rows), np.diff(matrix.indptr))
+    room, a = rooms[row], matrix.data
+    live = _counts(a, room, touch_factor)
+    row, column, ratio = row[live], matrix.indices[live], _ratio(a[live], room[live])
     least = np.full(n, np.inf)
-    for _, column, ratio in _live_ratios(matrix, rooms, touch_factor):
-        np.minimum.at(least, column, ratio)
+    np.minimum.at(least, column, ratio)
     first = np.full(n, n_rows)
-    for row, column, ratio in _live_ratios(matrix, rooms, touch_factor):
-        hit = ratio == least[column]
-        np.minimum.at(first, column[hit], row[hit])
+    hit = ratio == least[column]
+    np.minimum.at(first, column[hit], row[hit])
     return least, first
 
 
@@ -101,23 +119,19 @@ def _dense_least(coefficients: np.ndarray, rooms: np.ndarray, touch_factor: floa
         block_least = ratio.min(axis=0)
         hit = live & (ratio == block_least)
         found = hit.any(axis=0)
-        block_first = start + hit.argmax(axis=0)
-        better = found & ((block_least < least) | (first == n_rows))
-        least = np.where(found, np.minimum(least, block_least), least)
-        first = np.where(better, block_first, first)
+        _merge(least, first, block_least, np.where(found, start + hit.argmax(axis=0), n_rows), n_rows)
     return least, first
 
 
-def _live_ratios(matrix: sp.csr_matrix, rooms: np.ndarray, touch_factor: float
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(row, column, ratio) of the entries that count, a chunk of rows at a time: a positive
-    coefficient a of a row with room >= 0 gives room / a; a broken limit (room < 0) gives 0 MW to
-    the buses that touch it (a >= the touch factor) and is otherwise left out."""
-    for rows, chunk in row_chunks(matrix, np.arange(matrix.shape[0])):
-        row = np.repeat(rows, np.diff(chunk.indptr))
-        room, a = rooms[row], chunk.data
-        live = _counts(a, room, touch_factor)
-        yield row[live], chunk.indices[live], _ratio(a[live], room[live])
+def _merge(least: np.ndarray, first: np.ndarray, block_least: np.ndarray, block_first: np.ndarray,
+           none: int) -> None:
+    """Fold a later block's least ratios and first rows (``none`` where it has none) into the
+    running ones, in place: the block's row replaces the earlier one only where its ratio is
+    smaller, or where no earlier row had one."""
+    found = block_first != none
+    better = found & ((block_least < least) | (first == none))
+    np.minimum(least, np.where(found, block_least, np.inf), out=least)
+    first[better] = block_first[better]
 
 
 def _counts(a: np.ndarray, room: np.ndarray, touch_factor: float) -> np.ndarray:
@@ -133,6 +147,8 @@ def _ratio(a: np.ndarray, room: np.ndarray) -> np.ndarray:
 
 # Non-zeros that row_chunks hands out at once: the work arrays on them take about 40 bytes each.
 _ENTRIES = 4_000_000
+# The share of non-zeros above which a chunk of rows is worked dense.
+DENSE_SHARE = 0.5
 
 
 def row_chunks(matrix: sp.csr_matrix, rows: np.ndarray) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:

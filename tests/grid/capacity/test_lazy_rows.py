@@ -44,16 +44,18 @@ def test_lazy_rows_give_the_whole_programs_capacities_and_keep_every_row():
 
 
 @pytest.mark.parametrize("entries", [4_000_000, 5, 1])
-def test_the_first_rows_set_each_columns_stand_alone_bound_in_any_chunking(monkeypatch, entries):
+@pytest.mark.parametrize("density", [0.25, 0.8])
+def test_the_first_rows_set_each_columns_stand_alone_bound_in_any_chunking(monkeypatch, entries, density):
     """The rows written at first (grid/capacity/lp/programs.py _standalone_rows): per column, every
-    row whose room / a (over a > 0) is the column's least, against a dense loop written here."""
+    row whose room / a (over a > 0) is the column's least, against a dense loop written here; at
+    density 0.8 the chunks are worked dense (standalone.DENSE_SHARE)."""
     import scipy.sparse as sp
 
     from grid.capacity import standalone
     from grid.capacity.lp import programs
 
     rng = np.random.default_rng(3)
-    a = sp.random(120, 40, density=0.25, random_state=2, format="csr")
+    a = sp.random(120, 40, density=density, random_state=2, format="csr")
     a.data = np.round(rng.normal(0.2, 0.4, a.nnz), 1)            # ties, and entries <= 0 that do not count
     rooms = np.round(rng.uniform(0.0, 50.0, 120), 0)
     rows = np.flatnonzero(rng.random(120) < 0.8)

@@ -26,11 +26,14 @@ def _by_hand(a: np.ndarray, rooms: np.ndarray, touch: float) -> tuple[np.ndarray
 
 @pytest.mark.parametrize("form", ["sparse", "dense"])
 @pytest.mark.parametrize("entries", [4_000_000, 7, 1, 150])
-def test_stand_alone_capacity_is_the_least_ratio_per_column_in_any_chunking(monkeypatch, entries, form):
+@pytest.mark.parametrize("density", [0.2, 0.8])
+def test_stand_alone_capacity_is_the_least_ratio_per_column_in_any_chunking(monkeypatch, entries, form, density):
+    """Sparse chunks at density 0.2 are worked entry by entry, at 0.8 dense (DENSE_SHARE)."""
     rng = np.random.default_rng(0)
-    a = sp.random(200, 60, density=0.2, random_state=1, format="csr")
+    a = sp.random(200, 60, density=density, random_state=1, format="csr")
     a.data = np.round(rng.normal(0.0, 0.5, a.nnz), 2)           # ties and both signs
-    rooms = np.round(rng.normal(80.0, 40.0, 200), 0)            # some broken rows
+    rooms = np.maximum(np.round(rng.normal(80.0, 40.0, 200), 0), 5.0)
+    rooms[150] = -12.0                                           # one broken row
     monkeypatch.setattr(standalone, "_ENTRIES", entries)
     # Dense: row blocks of 1 (entries 7 or 1) or 2 (150) rows, whole otherwise; ties across blocks.
     found = standalone.standalone_capacity(a if form == "sparse" else a.toarray(), rooms, 0.05, str)
