@@ -32,10 +32,11 @@ def csr_from_dense(dense: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((dense[mask], indices, indptr), shape=dense.shape)
 
 
-def csr_entries_where(matrix: sp.csr_matrix, flagged: np.ndarray) -> sp.csr_matrix:
+def csr_entries_where(matrix: sp.csr_matrix, flagged: np.ndarray, *, values: bool = False) -> sp.csr_matrix:
     """The boolean CSR matrix that is True at the stored entries of ``matrix`` flagged (one flag per
     stored value, in storage order): the arrays ``csr_from_dense`` gives for a dense array that is
-    True exactly there, made from the stored entries alone."""
+    True exactly there, made from the stored entries alone. With ``values``, those entries keep
+    their values instead (``matrix`` with every other entry dropped)."""
     rows = matrix.shape[0]
     row_of = np.repeat(np.arange(rows), np.diff(matrix.indptr))
     counts = np.bincount(row_of[flagged], minlength=rows)
@@ -44,7 +45,8 @@ def csr_entries_where(matrix: sp.csr_matrix, flagged: np.ndarray) -> sp.csr_matr
     indptr = np.zeros(rows + 1, dtype=index)
     np.cumsum(counts, out=indptr[1:])
     indices = matrix.indices[flagged].astype(index, copy=False)
-    return sp.csr_matrix((np.ones(nnz, dtype=bool), indices, indptr), shape=matrix.shape)
+    data = matrix.data[flagged] if values else np.ones(nnz, dtype=bool)
+    return sp.csr_matrix((data, indices, indptr), shape=matrix.shape)
 
 
 def interleaved(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:

@@ -126,3 +126,16 @@ def test_stacked_rows_are_concatenations_and_earlier_arrays_keep_theirs():
     assert all(np.array_equal(mine, copy) for mine, copy in zip(handed, copies))
     whole = stacked(np.zeros((2, 3), dtype=np.int64), np.full((1, 3), -1))
     assert whole.dtype == np.int64 and whole.tolist() == [[0, 0, 0], [0, 0, 0], [-1, -1, -1]]
+
+
+def test_the_positive_part_is_scipys_maximum_with_zeros_dropped():
+    """a+ read off the stored values (criteria.positive_part) is scipy's maximum(0) with its
+    explicit zeros eliminated, array for array, for canonical rows and for rows that are not."""
+    from grid.capacity.criteria import positive_part
+
+    rows = csr_from_dense(_dense("float"))
+    messy = sp.csr_matrix((np.array([1.0, -2.0, 3.0]), np.array([3, 1, 3]), np.array([0, 3])), shape=(1, 23))
+    for matrix in (rows, messy):
+        theirs = matrix.maximum(0.0).tocsr()
+        theirs.eliminate_zeros()
+        assert _same(positive_part(matrix), theirs)
