@@ -37,13 +37,12 @@ def csr_entries_where(matrix: sp.csr_matrix, flagged: np.ndarray, *, values: boo
     stored value, in storage order): the arrays ``csr_from_dense`` gives for a dense array that is
     True exactly there, made from the stored entries alone. With ``values``, those entries keep
     their values instead (``matrix`` with every other entry dropped)."""
-    rows = matrix.shape[0]
-    row_of = np.repeat(np.arange(rows), np.diff(matrix.indptr))
-    counts = np.bincount(row_of[flagged], minlength=rows)
-    nnz = int(counts.sum())
+    # Flags counted up to each stored entry: read at the old row pointers, the new ones.
+    before = np.zeros(flagged.size + 1, dtype=np.int64)
+    np.cumsum(flagged, out=before[1:])
+    nnz = int(before[-1])
     index = np.int32 if max(nnz, *matrix.shape) <= _INT32_MAX else np.int64
-    indptr = np.zeros(rows + 1, dtype=index)
-    np.cumsum(counts, out=indptr[1:])
+    indptr = before[matrix.indptr].astype(index, copy=False)
     indices = matrix.indices[flagged].astype(index, copy=False)
     data = matrix.data[flagged] if values else np.ones(nnz, dtype=bool)
     return sp.csr_matrix((data, indices, indptr), shape=matrix.shape)

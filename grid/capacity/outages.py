@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -69,6 +69,8 @@ _GROUPS = 32
 MAX_PAIR_ENTRIES = 40_000_000
 # Outages whose pair bounds (lines x outages) are formed at once.
 _OUTAGE_BLOCK = 256
+# Pairs the screen evaluates exactly in one go (their rows of shift factors: 4096 x buses).
+_SCREEN_BATCH = 4096
 # Outages evaluated for the stand-alone capacity between two screens: each screen starts from the
 # capacities found so far, which fall as outages are evaluated, so smaller blocks skip more pairs.
 _STANDALONE_BLOCK = 32
@@ -244,15 +246,19 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     by_outage: dict[int, list[tuple[int, int, float]]] = {}   # each outage column's pairs, in line order
     count = 0
     best: list[float] = []  # the room largest shares found so far (a heap: the smallest first)
-    for n, (_, j, lines) in enumerate(queue):
-        hits = by_outage[j] = _near_pairs(outages, flows, candidates, capacity, draw, box, j, lines, near, known)
-        count += len(hits)
-        for _, _, share in hits:
-            if len(best) < room:
-                heapq.heappush(best, share)
-            elif share > best[0]:
-                heapq.heapreplace(best, share)
-        if count > room and n + 1 < len(queue) and _room_beats(best[0], queue[n + 1][0]):
+    for first, stop in _batches(queue):
+        found = _near_pairs(outages, flows, candidates, capacity, draw, box, queue[first:stop], near, known)
+        for j, hits in found.items():
+            by_outage[j] = hits
+            count += len(hits)
+            for _, _, share in hits:
+                if len(best) < room:
+                    heapq.heappush(best, share)
+                elif share > best[0]:
+                    heapq.heapreplace(best, share)
+        # Pairs of outages evaluated past the point where an outage at a time would have stopped
+        # have shares at most their bound, below every share in the room: they change nothing.
+        if count > room and stop < len(queue) and _room_beats(best[0], queue[stop][0]):
             break
     # In outage order, as a pass over every outage finds them.
     return _worst_first([pair for j in sorted(by_outage) for pair in by_outage[j]], len(candidates))
@@ -305,19 +311,38 @@ def _worst_first(found: list[tuple[int, int, float]], candidates: int) -> list[t
     return [found[i][:2] for i in sorted(order)]
 
 
+def _batches(queue: list[tuple[float, int, np.ndarray]]) -> Iterator[tuple[int, int]]:
+    """(first, stop) positions of consecutive outages in the queue whose pairs number about
+    _SCREEN_BATCH together (at least one outage): evaluated in one go."""
+    first = 0
+    while first < len(queue):
+        stop, pairs = first, 0
+        while stop < len(queue) and (stop == first or pairs + queue[stop][2].size <= _SCREEN_BATCH):
+            pairs += queue[stop][2].size
+            stop += 1
+        yield first, stop
+        first = stop
+
+
 def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
-                capacity: np.ndarray, draw: str, box: FirmBox, j: int, lines: np.ndarray,
-                near: np.ndarray, known: set[tuple[int, int]]) -> list[tuple[int, int, float]]:
-    """Of ``lines`` after outage ``j``, exactly: those within the margin, not yet known, each with
-    its worst flow as a share of the rating."""
-    k = int(outages.studied[j])
-    h, offset = post_outage_rows(outages, flows, lines, k, outages.lodf[lines, j])
+                capacity: np.ndarray, draw: str, box: FirmBox, batch: list[tuple[float, int, np.ndarray]],
+                near: np.ndarray, known: set[tuple[int, int]]) -> dict[int, list[tuple[int, int, float]]]:
+    """Per outage column j of the batch (its lines), exactly: the lines within the margin after
+    outage j, not yet known, each with its worst flow as a share of the rating."""
+    lines = np.concatenate([item[2] for item in batch])
+    column = np.repeat([item[1] for item in batch], [item[2].size for item in batch])
+    out = outages.studied[column]
+    h, offset = post_outage_rows(outages, flows, lines, out, outages.lodf[lines, column])
     load_up, load_down = _load_terms(h[:, candidates.positions], capacity, draw)
     high, reverse = box.extremes(h, offset)
     high, reverse = high + load_up, reverse + load_down
     hit = (high > near[lines]) | (reverse > near[lines])
     share = np.maximum(high, reverse) / near[lines]
-    return [(int(l), k, float(q)) for l, q in zip(lines[hit], share[hit]) if (int(l), k) not in known]
+    found: dict[int, list[tuple[int, int, float]]] = {int(item[1]): [] for item in batch}
+    for l, j, k, q in zip(lines[hit].tolist(), column[hit].tolist(), out[hit].tolist(), share[hit].tolist()):
+        if (l, k) not in known:
+            found[j].append((l, k, q))
+    return found
 
 
 def check_pair_rows(pairs: int, candidates: int, emergency_factor: float) -> None:

@@ -148,7 +148,7 @@ def _ratio(a: np.ndarray, room: np.ndarray) -> np.ndarray:
 # Non-zeros that row_chunks hands out at once: the work arrays on them take about 40 bytes each.
 _ENTRIES = 4_000_000
 # The share of non-zeros above which a chunk of rows is worked dense.
-DENSE_SHARE = 0.5
+DENSE_SHARE = 0.25
 
 
 def row_chunks(matrix: sp.csr_matrix, rows: np.ndarray) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:

@@ -407,13 +407,18 @@ def test_a_pass_stopped_by_the_bound_adds_what_evaluating_every_outage_adds(ieee
     every = []
     for _, j, lines in sorted(outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near),
                               key=lambda item: item[1]):
-        every += outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, j, lines, near, set())
+        every += outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, [(0.0, j, lines)],
+                                            near, set())[j]
     assert len(every) > 1000
     expected = outages_module._worst_first(every, len(candidates))
     evaluated = []
     near_pairs = outages_module._near_pairs
-    monkeypatch.setattr(outages_module, "_near_pairs", lambda *args: evaluated.append(args[6]) or near_pairs(*args))
-    assert outages_module.screen(outages, flows, candidates, capacity, "partial", box, set()) == expected
-    assert len(expected) == min(room, len(every))
+    monkeypatch.setattr(outages_module, "_near_pairs", lambda *args: evaluated.extend(args[6]) or near_pairs(*args))
     maybe = len(outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near))
-    assert len(evaluated) < maybe if room <= 60 else len(evaluated) == maybe   # stopped early where it could
+    for batch in (4096, 300, 1):   # pairs evaluated in one go; 1: an outage at a time
+        monkeypatch.setattr(outages_module, "_SCREEN_BATCH", batch)
+        evaluated.clear()
+        assert outages_module.screen(outages, flows, candidates, capacity, "partial", box, set()) == expected
+        assert len(expected) == min(room, len(every))
+        if batch == 1:   # stopped early where it could
+            assert len(evaluated) < maybe if room <= 60 else len(evaluated) == maybe
