@@ -434,16 +434,26 @@ def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: C
     statistics = _intact_statistics(outages, flows, box, levels, background)
     on = outages.rows[:, candidates.positions]
     models = [Standalone(np.full(len(candidates), np.inf), ("",) * len(candidates)) for _ in intact]
+    shared = {"outages": outages, "flows": flows, "candidates": candidates, "box": box, "levels": levels,
+              "background": background, "touch_factor": touch_factor}
     for start in range(0, outages.studied.size, _STANDALONE_BLOCK):
         columns = np.arange(start, min(start + _STANDALONE_BLOCK, outages.studied.size))
         known = [np.minimum(mine.capacity_mw, found.capacity_mw) for mine, found in zip(intact, models)]
         wanted = _may_bind(on, known, statistics, limit, outages.studied[columns], outages.lodf[:, columns])
-        for j in np.flatnonzero(wanted.any(axis=0)):
-            lines = np.flatnonzero(wanted[:, j])
-            coef, rooms, name = _pair_rows(outages, flows, candidates, box, levels, background, int(columns[j]), lines)
-            models = [model.tighter_by(*least_ratios(coef, room, touch_factor), name)
-                      for model, room in zip(models, rooms)]
+        # The block's outages side by side (their partitions are most of the sweep), folded in
+        # outage order: the same capacities and binding limits as one outage at a time.
+        found = in_threads(_outage_least, shared, [(int(columns[j]), np.flatnonzero(wanted[:, j]))
+                                                   for j in np.flatnonzero(wanted.any(axis=0))])
+        for ratios, name in found:
+            models = [model.tighter_by(least, first, name) for model, (least, first) in zip(models, ratios)]
     return models
+
+
+def _outage_least(j: int, lines: np.ndarray, *, touch_factor: float, **data
+                  ) -> tuple[list[tuple[np.ndarray, np.ndarray]], Callable[[int], str]]:
+    """(C-20) of ``lines`` after outage ``j``, per model: least_ratios of its pair rows; and their names."""
+    coef, rooms, name = _pair_rows(j=j, lines=lines, **data)
+    return [least_ratios(coef, room, touch_factor) for room in rooms], name
 
 
 def _may_bind(on: np.ndarray, known: list[np.ndarray], statistics: list[tuple[np.ndarray, np.ndarray]],
