@@ -422,3 +422,20 @@ def test_a_pass_stopped_by_the_bound_adds_what_evaluating_every_outage_adds(ieee
         assert len(expected) == min(room, len(every))
         if batch == 1:   # stopped early where it could
             assert len(evaluated) < maybe if room <= 60 else len(evaluated) == maybe
+
+
+def test_the_study_on_workers_gives_the_study_in_process(ieee118):
+    """Under N-1 in process, the outage set's H and scenario flows give the limit table its line
+    rows and tails; with a block map (a cluster's workers, here played by this process) the lines'
+    tails are made per block from the network instead. The same products, rows and pairs: every
+    capacity and binding limit equal, to BLAS's last bits."""
+    from grid.capacity.limits import in_process
+
+    network, scenarios, candidates, study = ieee118
+    there = capacity_study(network, scenarios, candidates, [EPS], criteria=SecurityCriteria(outages="n-1", **BOX),
+                           block_map=in_process)
+    assert len(there.limits) == len(study.limits) and study.limits.has_outages
+    for mine, theirs in zip((there.firm, *there.tiers), (study.firm, *study.tiers)):
+        np.testing.assert_allclose(mine.vector(candidates), theirs.vector(candidates), rtol=1e-12, atol=1e-9)
+        assert mine.binding == theirs.binding
+    np.testing.assert_allclose(there.limits.tail_mw, study.limits.tail_mw, rtol=1e-12, atol=1e-9)
