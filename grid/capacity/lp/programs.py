@@ -39,11 +39,22 @@ INF = np.inf
 
 @dataclass(frozen=True, eq=False)
 class LazyRows:
-    """Rows over the capacity columns alone, ``matrix`` . c <= ``upper``, that belong to the
-    program but that a solver adds only when a solution breaks them (see `explicit_program`)."""
+    """Rows over the capacity columns alone, ``matrix[rows]`` . c <= ``upper``, that belong to
+    the program but that a solver adds only when a solution breaks them (see `explicit_program`).
+    ``matrix`` is the caller's table of rows, not a copy: the lazy rows are most of it."""
 
     matrix: sp.csr_matrix
+    rows: np.ndarray
     upper: np.ndarray
+
+    def loads(self, capacity: np.ndarray) -> np.ndarray:
+        """matrix[rows] . capacity per lazy row: one product over the table, then the lazy rows'
+        entries (the same sums row by row as over a copy of the rows)."""
+        return (self.matrix @ capacity)[self.rows]
+
+    def written(self, which: np.ndarray | None = None) -> sp.csr_matrix:
+        """The lazy rows (or those at positions ``which`` among them) as a matrix of their own."""
+        return self.matrix[self.rows if which is None else self.rows[which]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +79,8 @@ class LinearProgram:
         """The same program with its lazy rows written out as ordinary rows."""
         if self.lazy is None:
             return self
-        extra = sp.csr_matrix(self.lazy.matrix, shape=(self.lazy.matrix.shape[0], self.shape[1]))
+        rows = self.lazy.written()
+        extra = sp.csr_matrix(rows, shape=(rows.shape[0], self.shape[1]))
         return replace(self, matrix=sp.vstack([self.matrix, extra]).tocsr(),
                        row_lower=np.r_[self.row_lower, np.full(extra.shape[0], -INF)],
                        row_upper=np.r_[self.row_upper, self.lazy.upper], lazy=None)
@@ -257,8 +269,8 @@ def explicit_program(load_rows: sp.csr_matrix, rooms: np.ndarray, kept: np.ndarr
     later = np.setdiff1d(np.arange(rows.size), first_rows)
     if later.size == 0:
         return program
-    # The one copy of the rows' coefficients the program keeps.
-    return replace(program, lazy=LazyRows(load_rows[rows[later]].tocsr(), rooms[rows[later]]))
+    # The lazy rows stay in the caller's table: no copy of most of its coefficients per solve.
+    return replace(program, lazy=LazyRows(load_rows, rows[later], rooms[rows[later]]))
 
 
 def _most_load(load_rows: sp.csr_matrix, floors: np.ndarray, caps: np.ndarray) -> np.ndarray:

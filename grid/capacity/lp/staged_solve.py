@@ -160,12 +160,12 @@ class _HighsStages:
         # Every row's product, then the waiting ones: the same sums row by row, without the copy of
         # the waiting rows that indexing the matrix makes (most of the rows, tens of millions of
         # coefficients under N-1, at every re-solve).
-        excess = (lazy.matrix @ capacity)[waiting] - lazy.upper[waiting]
+        excess = lazy.loads(capacity)[waiting] - lazy.upper[waiting]
         broken = waiting[excess > 1e-9 * np.maximum(1.0, np.abs(lazy.upper[waiting]))]
         if broken.size == 0:
             return False
         self._waiting[broken] = False
-        block = lazy.matrix[broken]
+        block = lazy.written(broken)
         self.h.addRows(broken.size, np.full(broken.size, -self._hs.kHighsInf), lazy.upper[broken], block.nnz,
                        block.indptr[:-1].astype(np.int32), block.indices.astype(np.int32), block.data)
         return True
