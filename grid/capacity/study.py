@@ -591,7 +591,7 @@ def capacity_study(
                              or rows[0].count != scenarios.count or not (corrections is None or corrections.empty)):
         raise GridError("rows were built for other scenarios, candidates, background or without corrections; "
                         "build them with limit_rows")
-    security = _security(flows, scenarios, criteria, box, risk_mode, block_map)
+    security = _security(flows, scenarios, criteria, box, risk_mode, block_map, progress)
     base, shift = rows or limit_rows(network, flows, scenarios, candidates, touch_factor, box, corrections,
                                      keep_rows=block_map is None,
                                      every_row=None if security is None else security.outages.rows)
@@ -627,15 +627,17 @@ def _standalone(ctx: _Context, levels: tuple[float, ...], security: _Security | 
 
 
 def _security(flows: FlowModel, scenarios: Scenarios, criteria: SecurityCriteria, box: FirmBox, risk_mode: str,
-              block_map: BlockMap | None) -> _Security | None:
+              block_map: BlockMap | None, progress: Progress) -> _Security | None:
     """The N-1 screening state, or None under N-0. Its outage set holds H whole, which the limit
     table then reads instead of solving for it again; in process, its intact scenario flows are
     made at once and give the lines' tails too (a cluster's workers make those themselves)."""
     if criteria.outages != "n-1":
         return None
+    progress(f"N-1: shift factors and line outage distribution factors of {len(flows.network.lines)} lines")
     security = _Security(single_outages(flows, criteria.emergency_factor, criteria.outage_lines), box,
                          risk_mode == "joint")
     if block_map is None:
+        progress(f"N-1: intact scenario flows, {len(flows.network.lines)} lines x {scenarios.count} scenarios")
         security.background_from(flows, scenarios)
     return security
 
