@@ -54,17 +54,20 @@ def interleaved(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     return np.stack([upper, lower], axis=1).reshape(2 * upper.shape[0], *upper.shape[1:])
 
 
-def extended(matrix: sp.csr_matrix, added: sp.csr_matrix) -> sp.csr_matrix:
+def extended(matrix: sp.csr_matrix, added: sp.csr_matrix, at_most: tuple[int, int] | None = None) -> sp.csr_matrix:
     """``matrix`` with the rows of ``added`` after its own: the arrays
     ``sp.vstack([matrix, added], format="csr")`` holds. When ``matrix`` is the last one handed
     out from buffers with room, the rows are written after it and nothing is copied (an N-1 pass
     adds a few thousand rows to a table of tens of millions of coefficients); any matrix handed
-    out before keeps its rows, since later ones are written past its end."""
+    out before keeps its rows, since later ones are written past its end. ``at_most`` (rows,
+    non-zeros) is what the matrix can grow to, when the caller knows (the N-1 table's ceiling): a
+    new buffer then has that room at once, so no later pass copies the table again; memory the
+    rows never reach is never touched."""
     store = matrix.__dict__.get(_STORE)
     if not (isinstance(store, _GrowingRows) and store.ends(matrix) and store.takes(added)):
         if not _GrowingRows.can_hold(matrix, added):
             return sp.vstack([matrix, added], format="csr")
-        store = _GrowingRows(matrix, added)
+        store = _GrowingRows(matrix, added, at_most)
     store.write(added)
     return store.matrix()
 
@@ -75,9 +78,11 @@ _STORE = "_dcmarket_growing_rows"  # where a matrix handed out by extended() kee
 class _GrowingRows:
     """The CSR arrays of a matrix that grows at its end, with room after the last row."""
 
-    def __init__(self, matrix: sp.csr_matrix, added: sp.csr_matrix) -> None:
+    def __init__(self, matrix: sp.csr_matrix, added: sp.csr_matrix, at_most: tuple[int, int] | None = None) -> None:
         rows, nnz = matrix.shape[0] + added.shape[0], matrix.nnz + added.nnz
         room_rows, room_nnz = rows + rows // 2 + 16, nnz + nnz // 2 + 16
+        if at_most is not None:
+            room_rows, room_nnz = max(room_rows, at_most[0]), max(room_nnz, at_most[1])
         index = np.int32 if max(room_nnz, matrix.shape[1]) <= _INT32_MAX else np.int64
         self.cols = matrix.shape[1]
         self.data = np.empty(room_nnz, dtype=matrix.dtype)
@@ -120,15 +125,15 @@ class _GrowingRows:
         return matrix
 
 
-def stacked(array: np.ndarray, added: np.ndarray) -> np.ndarray:
+def stacked(array: np.ndarray, added: np.ndarray, at_most: int | None = None) -> np.ndarray:
     """``np.concatenate([array, added])`` along the rows, for arrays that grow at their end: when
     ``array`` is the last one handed out from a buffer with room, ``added`` is written after it
     and nothing is copied (an N-1 pass appends the scenario tails of a few thousand pairs to a
     table of tens of thousands of rows, hundreds of samples each). Arrays handed out before keep
-    their rows, as with ``extended``."""
+    their rows, as with ``extended``, and ``at_most`` rows is the room a new buffer takes at once."""
     store = _DENSE_STORES.get(id(array))
     if store is None or not store.ends(array) or not store.takes(added):
-        store = _GrowingDense(array, added)
+        store = _GrowingDense(array, added, at_most)
     return store.append(added)
 
 
@@ -138,9 +143,10 @@ _DENSE_STORES: dict[int, "_GrowingDense"] = {}   # by the id of the last array e
 class _GrowingDense:
     """A buffer of rows with room after the last row handed out."""
 
-    def __init__(self, array: np.ndarray, added: np.ndarray) -> None:
+    def __init__(self, array: np.ndarray, added: np.ndarray, at_most: int | None = None) -> None:
         rows = array.shape[0] + added.shape[0]
-        self.buffer = np.empty((rows + rows // 2 + 16, *array.shape[1:]), dtype=np.result_type(array, added))
+        room = max(rows + rows // 2 + 16, at_most or 0)
+        self.buffer = np.empty((room, *array.shape[1:]), dtype=np.result_type(array, added))
         self.buffer[:array.shape[0]] = array
         self.rows = array.shape[0]
         self._last: weakref.ref | None = None

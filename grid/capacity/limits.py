@@ -199,16 +199,18 @@ def _rows_with(matrix: sp.csr_matrix, flagged: np.ndarray) -> np.ndarray:
     return found
 
 
-def carry_row_caches(older: LimitTable, newer: LimitTable, added: sp.csr_matrix) -> None:
+def carry_row_caches(older: LimitTable, newer: LimitTable, added: sp.csr_matrix,
+                     at_most: tuple[int, int] | None = None) -> None:
     """Give ``newer`` (``older`` with the coefficient rows ``added`` after its own) the per-row
     facts ``older`` has made already, extended by the added rows': each N-1 pass grows the table,
-    and these would otherwise be made again over every row at each pass."""
+    and these would otherwise be made again over every row at each pass. ``at_most`` (rows,
+    non-zeros): the room a new buffer of a+ takes (csr_rows.extended)."""
     made = older.__dict__
     if "coef_signs" in made:
         newer.__dict__["coef_signs"] = tuple(np.concatenate([mine, theirs]) for mine, theirs
                                              in zip(made["coef_signs"], coefficient_signs(added)))
     if "coef_positive" in made:
-        newer.__dict__["coef_positive"] = extended(made["coef_positive"], positive_part(added))
+        newer.__dict__["coef_positive"] = extended(made["coef_positive"], positive_part(added), at_most)
     if made.get(_CVAR_CACHE) and newer.tail_mw.shape[1] and newer.extra_risk_share is older.extra_risk_share:
         start = len(older)
         share = newer.risk_share[start:]

@@ -396,8 +396,12 @@ def _pair_tails(lines: np.ndarray, out: np.ndarray, factor: np.ndarray, *, backg
 def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, worst: np.ndarray, tails: np.ndarray,
               tail_idx: np.ndarray, lines: np.ndarray, out: np.ndarray, factor: np.ndarray, names: list[str],
               limits: np.ndarray, flows: FlowModel) -> LimitTable:
-    """The table with the new rows (each pair: upper, then lower) after its own."""
+    """The table with the new rows (each pair: upper, then lower) after its own, in buffers with
+    room for as many pair rows as check_pair_rows lets a study have: no later pass copies it."""
     count = len(table)
+    pair_rows = 0 if table.outage is None else int(np.sum(table.outage >= 0))
+    rows_most = count - pair_rows + 2 * (MAX_PAIR_ENTRIES // (2 * max(coef.shape[1], 1)))
+    nnz_most = table.coef.nnz + MAX_PAIR_ENTRIES
     outage = table.outage if table.outage is not None else np.full(count, -1)
     lodf = table.lodf if table.lodf is not None else np.zeros(count)
     outage_names = table.outage_names or ("",) * count
@@ -408,17 +412,17 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
         limit_mw=np.concatenate([table.limit_mw, np.repeat(limits, 2)]),
         line=np.concatenate([table.line, np.repeat(lines, 2)]),
         bus=np.concatenate([table.bus, np.full(2 * len(lines), -1)]),
-        touch=extended(table.touch, touch),
-        coef=extended(table.coef, coef),
+        touch=extended(table.touch, touch, (rows_most, nnz_most)),
+        coef=extended(table.coef, coef, (rows_most, nnz_most)),
         affected=np.concatenate([table.affected, np.diff(coef.indptr) > 0]),
         worst_mw=np.concatenate([table.worst_mw, worst]),
-        tail_mw=stacked(table.tail_mw, tails[:, :table.tail_mw.shape[1]]),
-        tail_scenario=stacked(table.tail_scenario, tail_idx[:, :table.tail_mw.shape[1]]),
+        tail_mw=stacked(table.tail_mw, tails[:, :table.tail_mw.shape[1]], rows_most),
+        tail_scenario=stacked(table.tail_scenario, tail_idx[:, :table.tail_mw.shape[1]], rows_most),
         outage=np.concatenate([outage, np.repeat(out, 2)]),
         lodf=np.concatenate([lodf, np.repeat(factor, 2)]),
         outage_names=outage_names + tuple(name for name in names for _ in range(2)),
     )
-    carry_row_caches(table, grown, coef)
+    carry_row_caches(table, grown, coef, (rows_most, nnz_most))
     return grown
 
 

@@ -139,3 +139,22 @@ def test_the_positive_part_is_scipys_maximum_with_zeros_dropped():
         theirs = matrix.maximum(0.0).tocsr()
         theirs.eliminate_zeros()
         assert _same(positive_part(matrix), theirs)
+
+
+def test_room_asked_for_at_once_keeps_every_later_pass_in_the_same_buffer():
+    """With at_most, the first buffer already has room for the rows and non-zeros the caller says
+    the matrix can reach: every later pass writes in place, and the rows are vstack's."""
+    from grid.capacity.csr_rows import extended, stacked
+
+    rng = np.random.default_rng(5)
+    matrix, dense = _random_rows(rng, 10), rng.normal(size=(10, 4))
+    whole, joined = matrix, dense
+    for rows in (30, 60, 120):
+        added = _random_rows(rng, rows)
+        grown = extended(matrix, added, (400, 400 * 23))
+        more = stacked(dense, rng.normal(size=(rows, 4)), 400)
+        if matrix is not whole:
+            assert np.shares_memory(grown.data, matrix.data) and np.shares_memory(more, dense)
+        whole, joined = sp.vstack([whole, added], format="csr"), np.concatenate([joined, more[-rows:]])
+        matrix, dense = grown, more
+        assert _same(matrix, whole) and np.array_equal(dense, joined)

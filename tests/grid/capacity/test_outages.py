@@ -341,8 +341,8 @@ def test_the_row_facts_carried_from_pass_to_pass_are_those_made_afresh(ieee118, 
     network, scenarios, candidates, _ = ieee118
     carried, cvars = [], []
 
-    def spy(older, newer, added):
-        carry_row_caches(older, newer, added)
+    def spy(older, newer, added, at_most=None):
+        carry_row_caches(older, newer, added, at_most)
         carried.append({"coef_signs", "coef_positive"} <= set(newer.__dict__))
         cvars.append(EPS in newer.__dict__.get("_dcmarket_cvar", {}))
 
