@@ -56,6 +56,7 @@ from grid.capacity.study import (
 )
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
+from grid.memory_advice import without_hugepage_advice
 from grid.memory_guard import shift_factor_rows_fit
 from grid.network.network import Network
 from grid.risk_measures import cvar_from_tail
@@ -137,6 +138,7 @@ def _check_supported(criteria: SecurityCriteria, risk_mode: str, formulation: st
                             f"{what} yet; use the default (n-0, box or peak, per_constraint, exact)")
 
 
+@without_hugepage_advice()
 def screened_capacity_study(
     network: Network,
     scenarios: Scenarios,

@@ -84,6 +84,7 @@ from grid.capacity.shift_factors import FlowModel, flow_model
 from grid.capacity.standalone import Standalone, standalone_capacity
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
+from grid.memory_advice import without_hugepage_advice
 from grid.memory_guard import check_scenario_lp_memory, check_shift_factor_memory
 from grid.network.network import Network
 from grid.solvers.names import check_solver
@@ -549,6 +550,7 @@ def check_study_options(solver: str, risk_levels: Sequence[float], formulation: 
 
 # One LP thread of ours runs beside the scenario tails' dense products (_firm_and_tails).
 @with_blas_threads_beside(1)
+@without_hugepage_advice()
 def capacity_study(
     network: Network,
     scenarios: Scenarios,

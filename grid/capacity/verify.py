@@ -42,6 +42,7 @@ from grid.capacity.study import (
     row_loads,
 )
 from grid.load.scenarios import Scenarios
+from grid.memory_advice import without_hugepage_advice
 from grid.threads import with_blas_threads_beside
 
 # Scenarios per chunk: at most this many, and few enough that one (limits + buses) x chunk
@@ -147,6 +148,7 @@ def row_ceiling(limits: LimitTable, lines: np.ndarray, dense: np.ndarray, offset
 # The chunks' sampling threads and the flows' dense products alternate; one core stays for the
 # rest of the process (measured: docs/models/capacity.md#blas-threads).
 @with_blas_threads_beside(1)
+@without_hugepage_advice()
 def verify_risk(
     study: CapacityStudy,
     sample: Sampler,
