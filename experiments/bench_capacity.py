@@ -255,7 +255,16 @@ def _ptdf_builders(network):
 
 
 def _measure_floor(spec: dict[str, Any]) -> dict[str, Any]:
-    """Shift factors, scenario flows and one partial sort per line, in bare numpy/scipy."""
+    """Shift factors, scenario flows and one partial sort per line, in bare numpy/scipy, with
+    numpy's huge-page advice off as in the studies (grid/memory_advice.py): with it, the kernel's
+    compaction stalls the floor's fresh arrays by seconds on some runs."""
+    from grid.memory_advice import without_hugepage_advice
+
+    with without_hugepage_advice():
+        return _floor(spec)
+
+
+def _floor(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from grid.network.cases import load_case
