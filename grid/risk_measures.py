@@ -27,9 +27,21 @@ def cvar_from_tail(tail: np.ndarray, epsilon: np.ndarray | float, count: int) ->
     whole = np.minimum(np.floor(mass).astype(int), count - 1)
     if np.any(whole >= tail.shape[1]):
         raise GridError("internal: the kept tail is too short for this risk level")
-    csum = np.concatenate([np.zeros((rows, 1)), np.cumsum(tail, axis=1)], axis=1)
+    if not rows:
+        return np.zeros(0)
     picked = np.arange(rows)
-    return _cvar(csum[picked, whole], tail[picked, whole], tail[:, 0], mass, whole) if rows else np.zeros(0)
+    return _cvar(_leading_sums(tail, whole), tail[picked, whole], tail[:, 0], mass, whole)
+
+
+def _leading_sums(tail: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """Per row, the sum of its first ``whole`` values, added left to right: the bits of a
+    cumulative sum read at ``whole``, without the rows x K array of every cumulative sum (a
+    table of tens of thousands of rows made one at each N-1 pass). A row past its own count
+    adds 0.0, which changes no sum."""
+    total = np.zeros(tail.shape[0])
+    for column in range(int(whole.max(initial=0))):
+        total += np.where(column < whole, tail[:, column], 0.0)
+    return total
 
 
 def cvar_both_ways(values: np.ndarray, levels: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray]]:

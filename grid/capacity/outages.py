@@ -372,8 +372,9 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
     h, offset = post_outage_rows(outages, flows, lines, out, factor)
     worst = np.column_stack(box.extremes(h, offset)).reshape(-1)
     keep = max(table.tail_mw.shape[1], 1)
-    parts = in_threads(_pair_tails, {"background": background, "keep": keep, "with_index": with_scenarios},
-                       [(lines[chunk], out[chunk], factor[chunk]) for chunk in background.chunks(len(pairs))])
+    # One chunk at a time: two threads were no faster (the work is memory-bound), and held twice the memory.
+    parts = [_pair_tails(lines[chunk], out[chunk], factor[chunk], background=background, keep=keep,
+                         with_index=with_scenarios) for chunk in background.chunks(len(pairs))]
     top, top_i, low, low_i = (np.vstack([part[i] for part in parts]) for i in range(4))
     tails = interleaved(top, -low)
     tail_idx = interleaved(top_i, low_i)

@@ -42,3 +42,16 @@ def test_both_ways_agrees_with_the_sorted_tails():
 
 def test_no_level_no_work():
     assert cvar_both_ways(np.zeros((3, 5)), ()) == []
+
+
+def test_the_leading_sums_are_a_cumulative_sums_bits():
+    """cvar_from_tail adds each row's leading samples left to right instead of making every
+    cumulative sum: the same bits as np.cumsum read at each row's count, at one eps for all rows
+    and at a different eps per row (joint mode), including rows whose count is 0 (eps S < 1)."""
+    from grid.risk_measures import _leading_sums
+
+    rng = np.random.default_rng(8)
+    tail = -np.sort(-rng.normal(size=(300, 51)) * 100.0, axis=1)
+    for whole in (np.full(300, 50), rng.integers(0, 51, 300), np.zeros(300, dtype=int)):
+        expected = np.concatenate([np.zeros((300, 1)), np.cumsum(tail, axis=1)], axis=1)[np.arange(300), whole]
+        assert np.array_equal(_leading_sums(tail, whole), expected)
