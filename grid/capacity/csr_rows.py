@@ -39,7 +39,8 @@ def csr_entries_where(matrix: sp.csr_matrix, flagged: np.ndarray, *, values: boo
     their values instead (``matrix`` with every other entry dropped)."""
     # Flags counted up to each stored entry: read at the old row pointers, the new ones.
     before = np.zeros(flagged.size + 1, dtype=np.int64)
-    np.cumsum(flagged, out=before[1:])
+    # Cast first: a cumulative sum that casts booleans as it goes runs through small buffers.
+    np.cumsum(flagged.astype(np.int64), out=before[1:])
     nnz = int(before[-1])
     index = np.int32 if max(nnz, *matrix.shape) <= _INT32_MAX else np.int64
     indptr = before[matrix.indptr].astype(index, copy=False)
