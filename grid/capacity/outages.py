@@ -345,9 +345,15 @@ def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     return found
 
 
+def _most_pairs(candidates: int) -> int:
+    """The most (line, outage) pairs a table holds: an upper and a lower row of ``candidates``
+    coefficients each, within MAX_PAIR_ENTRIES."""
+    return MAX_PAIR_ENTRIES // (2 * max(candidates, 1))
+
+
 def check_pair_rows(pairs: int, candidates: int, emergency_factor: float) -> None:
-    """Refuse more screened pairs than the table can hold (MAX_PAIR_ENTRIES), saying what to change."""
-    if 2 * pairs * candidates > MAX_PAIR_ENTRIES:
+    """Refuse more screened pairs than the table can hold (_most_pairs), saying what to change."""
+    if candidates and pairs > _most_pairs(candidates):   # rows of no coefficient take no room
         raise GridError(
             f"N-1: {pairs:,} (line, outage) pairs come within {SCREEN_MARGIN:.0%} of their emergency rating, too many "
             f"rows for the capacity LP ({2 * pairs:,} rows x {candidates:,} candidates, above the ceiling of "
@@ -373,8 +379,8 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
     worst = np.column_stack(box.extremes(h, offset)).reshape(-1)
     keep = max(table.tail_mw.shape[1], 1)
     # One chunk at a time: two threads were no faster (the work is memory-bound), and held twice the memory.
-    parts = [_pair_tails(lines[chunk], out[chunk], factor[chunk], background=background, keep=keep,
-                         with_index=with_scenarios) for chunk in background.chunks(len(pairs))]
+    parts = [_tails(background.after(lines[chunk], out[chunk], factor[chunk]), keep, with_scenarios)
+             for chunk in background.chunks(len(pairs))]
     top, top_i, low, low_i = (np.vstack([part[i] for part in parts]) for i in range(4))
     tails = interleaved(top, -low)
     tail_idx = interleaved(top_i, low_i)
@@ -388,12 +394,6 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
                      flows)
 
 
-def _pair_tails(lines: np.ndarray, out: np.ndarray, factor: np.ndarray, *, background: ScenarioFlows, keep: int,
-                with_index: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The scenario tails (``_tails``) of one chunk of pairs' post-outage flows (C-21)."""
-    return _tails(background.after(lines, out, factor), keep, with_index)
-
-
 def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, worst: np.ndarray, tails: np.ndarray,
               tail_idx: np.ndarray, lines: np.ndarray, out: np.ndarray, factor: np.ndarray, names: list[str],
               limits: np.ndarray, flows: FlowModel) -> LimitTable:
@@ -401,7 +401,7 @@ def _appended(table: LimitTable, coef: sp.csr_matrix, touch: sp.csr_matrix, wors
     room for as many pair rows as check_pair_rows lets a study have: no later pass copies it."""
     count = len(table)
     pair_rows = 0 if table.outage is None else int(np.sum(table.outage >= 0))
-    rows_most = count - pair_rows + 2 * (MAX_PAIR_ENTRIES // (2 * max(coef.shape[1], 1)))
+    rows_most = count - pair_rows + 2 * _most_pairs(coef.shape[1])
     nnz_most = table.coef.nnz + MAX_PAIR_ENTRIES
     outage = table.outage if table.outage is not None else np.full(count, -1)
     lodf = table.lodf if table.lodf is not None else np.zeros(count)

@@ -624,7 +624,7 @@ def _standalone(ctx: _Context, levels: tuple[float, ...], security: _Security | 
         return tuple(alone)
     progress(f"N-1: stand-alone capacity after each of {security.outages.studied.size} outages")
     after = standalone_after_outages(security.outages, ctx.flows, ctx.candidates, box, levels,
-                                     ctx.touch_factor, alone, security.background(ctx))
+                                     ctx.touch_factor, alone, security.background(ctx.flows, ctx.scenarios))
     return tuple(mine.tighter(theirs) for mine, theirs in zip(alone, after))
 
 
@@ -640,7 +640,7 @@ def _security(flows: FlowModel, scenarios: Scenarios, criteria: SecurityCriteria
                          risk_mode == "joint")
     if block_map is None:
         progress(f"N-1: intact scenario flows, {len(flows.network.lines)} lines x {scenarios.count} scenarios")
-        security.background_from(flows, scenarios)
+        security.background(flows, scenarios)
     return security
 
 
@@ -655,15 +655,12 @@ class _Security:
     # The intact network's scenario flows, made on first use and shared by every pass.
     _background: ScenarioFlows | None = None
 
-    def background(self, ctx: _Context) -> ScenarioFlows:
-        return self.background_from(ctx.flows, ctx.scenarios)
-
     @property
     def made_flows(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """The intact scenario flows of a block of lines, when they are made already."""
         return None if self._background is None else self._background.lines
 
-    def background_from(self, flows: FlowModel, scenarios: Scenarios) -> ScenarioFlows:
+    def background(self, flows: FlowModel, scenarios: Scenarios) -> ScenarioFlows:
         if self._background is None:
             self._background = ScenarioFlows(self.outages, flows, scenarios)
         return self._background
@@ -683,7 +680,7 @@ class _Security:
         progress(f"N-1: {len(new)} (line, outage) pair(s) near their emergency rating added ({len(self.known)} in all)")
         limits = with_pairs(ctx.limits, self.outages, ctx.flows, ctx.candidates, new,
                             box=self.box, touch_factor=ctx.touch_factor,
-                            with_scenarios=self.with_scenarios, background=self.background(ctx))
+                            with_scenarios=self.with_scenarios, background=self.background(ctx.flows, ctx.scenarios))
         return dataclasses.replace(ctx, limits=limits)
 
 
@@ -743,7 +740,7 @@ def _firm_and_tails(firm_ctx: _Context, shift: ShiftRows, max_risk: float, risk_
     zeros = np.zeros(len(firm_ctx.candidates))
     solve_firm = partial(_solve_model, firm_ctx, "firm", 0.0, base.limit_mw - base.worst_mw, zeros, statistic)
     tails = partial(with_tails, base, shift, scenarios, max_risk, progress, with_scenarios=risk_mode == "joint",
-                    block_map=block_map if line_flows is None else None, line_flows=line_flows)
+                    block_map=block_map, line_flows=line_flows)
     if risk_mode != "joint" and base.tail_mw.shape[1] >= tail_size(max_risk, scenarios.count):
         # The caller's rows carry the tails already (capacity_study's ``rows``).
         progress(f"firm capacity: robust LP with {firm_ctx.solver}")
