@@ -73,6 +73,12 @@ def extended(matrix: sp.csr_matrix, added: sp.csr_matrix, at_most: tuple[int, in
     return store.matrix()
 
 
+def _room(needed: int, at_most: int | None) -> int:
+    """What a new buffer holds: half as much again as needed now, or all a caller says the
+    array can reach."""
+    return max(needed + needed // 2 + 16, at_most or 0)
+
+
 _STORE = "_dcmarket_growing_rows"  # where a matrix handed out by extended() keeps its buffers
 
 
@@ -80,10 +86,9 @@ class _GrowingRows:
     """The CSR arrays of a matrix that grows at its end, with room after the last row."""
 
     def __init__(self, matrix: sp.csr_matrix, added: sp.csr_matrix, at_most: tuple[int, int] | None = None) -> None:
-        rows, nnz = matrix.shape[0] + added.shape[0], matrix.nnz + added.nnz
-        room_rows, room_nnz = rows + rows // 2 + 16, nnz + nnz // 2 + 16
-        if at_most is not None:
-            room_rows, room_nnz = max(room_rows, at_most[0]), max(room_nnz, at_most[1])
+        most_rows, most_nnz = at_most or (None, None)
+        room_rows = _room(matrix.shape[0] + added.shape[0], most_rows)
+        room_nnz = _room(matrix.nnz + added.nnz, most_nnz)
         index = np.int32 if max(room_nnz, matrix.shape[1]) <= _INT32_MAX else np.int64
         self.cols = matrix.shape[1]
         self.data = np.empty(room_nnz, dtype=matrix.dtype)
@@ -145,8 +150,7 @@ class _GrowingDense:
     """A buffer of rows with room after the last row handed out."""
 
     def __init__(self, array: np.ndarray, added: np.ndarray, at_most: int | None = None) -> None:
-        rows = array.shape[0] + added.shape[0]
-        room = max(rows + rows // 2 + 16, at_most or 0)
+        room = _room(array.shape[0] + added.shape[0], at_most)
         self.buffer = np.empty((room, *array.shape[1:]), dtype=np.result_type(array, added))
         self.buffer[:array.shape[0]] = array
         self.rows = array.shape[0]

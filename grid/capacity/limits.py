@@ -428,10 +428,7 @@ def _line_rows(rows: _RowColumns, network: Network, flows: FlowModel, box: FirmB
     if lines is not None:
         finite = np.intersect1d(finite, np.asarray(lines, dtype=int))
     blocks = []
-    made = (flows.blocks(finite, LINE_BLOCK) if every_row is None else
-            ((finite[start:start + LINE_BLOCK], every_row[finite[start:start + LINE_BLOCK]])
-             for start in range(0, finite.size, LINE_BLOCK)))
-    for block, h in made:
+    for block, h in flows.blocks(finite, LINE_BLOCK, every_row):
         blocks.append((block, h if keep else None))
         # (2a)/(2b): the worst flow in each direction.
         rows.worst.append(np.column_stack(box.extremes(h, flows.offset_mw[block])).reshape(-1))

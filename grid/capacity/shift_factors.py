@@ -179,12 +179,13 @@ class FlowModel:
             block[np.abs(block) < _ROUNDOFF] = 0.0
         return block
 
-    def blocks(self, lines: np.ndarray, size: int = _RHS_BLOCK):
-        """(line positions, H rows) in blocks of at most ``size`` lines."""
+    def blocks(self, lines: np.ndarray, size: int = _RHS_BLOCK, every_row: np.ndarray | None = None):
+        """(line positions, H rows) in blocks of at most ``size`` lines; the rows read from
+        ``every_row`` (H whole, when the caller holds it) instead of solved for."""
         lines = np.asarray(lines, dtype=int)
         for start in range(0, lines.size, size):
             chunk = lines[start:start + size]
-            yield chunk, self.rows(chunk)
+            yield chunk, self.rows(chunk) if every_row is None else every_row[chunk]
 
     def flows(self, withdrawals: np.ndarray) -> np.ndarray:
         """Line flows (L,) or (L, k) of one or a few withdrawal vectors (buses,) or (buses, k).

@@ -82,7 +82,7 @@ def _sparse_least(matrix: sp.csr_matrix, rooms: np.ndarray, touch_factor: float)
     n_rows, n = matrix.shape
     least, first = np.full(n, np.inf), np.full(n, n_rows)
     for rows, chunk in row_chunks(matrix, np.arange(n_rows)):
-        if chunk.nnz >= DENSE_SHARE * chunk.shape[0] * n:
+        if worked_dense(chunk):
             block_least, block_first = _dense_least(chunk.toarray(), rooms[rows], touch_factor)
         else:
             block_least, block_first = _entries_least(chunk, rooms[rows], touch_factor)
@@ -149,6 +149,12 @@ def _ratio(a: np.ndarray, room: np.ndarray) -> np.ndarray:
 _ENTRIES = 4_000_000
 # The share of non-zeros above which a chunk of rows is worked dense.
 DENSE_SHARE = 0.25
+
+
+def worked_dense(chunk: sp.csr_matrix) -> bool:
+    """Whether a chunk of rows is mostly non-zero enough (DENSE_SHARE) to be worked as a dense
+    array, column-wise, rather than entry by entry."""
+    return chunk.nnz >= DENSE_SHARE * chunk.shape[0] * chunk.shape[1]
 
 
 def row_chunks(matrix: sp.csr_matrix, rows: np.ndarray) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:

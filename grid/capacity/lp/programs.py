@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from grid.capacity.candidates import Candidates
 from grid.capacity.limits import LOWER, SUPPLY, UPPER, WITHDRAWAL, LimitTable
 from grid.capacity.shift_factors import FlowModel
-from grid.capacity.standalone import DENSE_SHARE, row_chunks
+from grid.capacity.standalone import row_chunks, worked_dense
 
 INF = np.inf
 
@@ -312,7 +312,7 @@ def _ratios(load_rows: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarray
     when the chunk is mostly non-zero, else as (position, column, ratio) per positive entry."""
     for chunk_positions, chunk in row_chunks(load_rows, rows):
         room = rooms[rows[chunk_positions]]
-        if chunk.nnz >= DENSE_SHARE * chunk.shape[0] * chunk.shape[1]:
+        if worked_dense(chunk):
             a = chunk.toarray()
             with np.errstate(divide="ignore", invalid="ignore"):
                 yield chunk_positions, np.where(a > 0, room[:, None] / a, np.inf)
