@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from agents.errors import AgentConfigError
-from grid.capacity.candidates import Candidates
-from grid.capacity.corrections import Corrections
-from grid.capacity.criteria import SecurityCriteria
-from grid.capacity.limits import DEFAULT_TOUCH_FACTOR, BlockMap
+from grid.capacity.inputs.candidates import Candidates
+from grid.capacity.inputs.corrections import Corrections
+from grid.capacity.inputs.criteria import SecurityCriteria
+from grid.capacity.rows.limits import DEFAULT_TOUCH_FACTOR, BlockMap
 from grid.capacity.screened import screened_capacity_study, uses_screened
 from grid.capacity.study import MIN_PRODUCT_MW, CapacityStudy, capacity_study
 from grid.errors import GridError
@@ -47,7 +47,7 @@ class ProductSettings:
               corrections: Corrections | None = None, compare_full_draw: bool = True,
               block_map: BlockMap | None = None) -> CapacityStudy:
         """The capacity study these settings ask for (the one call every caller makes); ``corrections``
-        come from a check outside the linear model (grid/capacity/corrections.py); without
+        come from a check outside the linear model (grid/capacity/inputs/corrections.py); without
         ``compare_full_draw`` the paper's model is not solved beside it (no counterflow report);
         ``block_map`` runs its scenario tails on a cluster (sim/execution/cluster.py). A network
         whose dense line rows do not fit (or ``lines = "screened"``) gets the screened-lines study."""

@@ -15,7 +15,7 @@ from agents.capacity_products import (
     sites_with_flexible_capacity,
     split_by_capacity,
 )
-from grid.capacity.candidates import Candidates
+from grid.capacity.inputs.candidates import Candidates
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
 from grid.plan.data import PlanSite

@@ -172,8 +172,8 @@ class _SolverPeak:
 
 
 def _measure_capacity(spec: dict[str, Any]) -> dict[str, Any]:
-    from grid.capacity.candidates import make_candidates
-    from grid.capacity.shift_factors import flow_model
+    from grid.capacity.inputs.candidates import make_candidates
+    from grid.capacity.matrices.shift_factors import flow_model
     from grid.capacity.study import capacity_study
     from grid.network.cases import load_case
 

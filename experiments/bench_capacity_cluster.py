@@ -5,7 +5,7 @@ One case (default case_ACTIVSg2000, 10,000 scenarios below the forecast peak, ev
 100 MW, eps = 0.05, the partial draw set, the forecast peak for firm capacity). Each way runs in a
 fresh process of its own (`--one`), so that each peak resident memory is that study's alone:
 
-1. in process: limit_rows keeps every block's rows of H for the scenario pass (grid/capacity/limits.py);
+1. in process: limit_rows keeps every block's rows of H for the scenario pass (grid/capacity/rows/limits.py);
 2. on a LocalCluster of --workers worker processes (one thread each): this process keeps no row
    of H, and each worker makes the rows of its blocks and their tails (line_block_tails).
 
@@ -55,8 +55,8 @@ def one(case: str, count: int, workers: int, scheduler: str | None = None, lines
     """One study in this process: ``workers`` = 0 in process, else on ``scheduler`` if given, or on a
     LocalCluster of that many workers. Its progress goes to stderr, with the seconds so far."""
     from agents.capacity_products import ProductSettings
-    from grid.capacity.candidates import make_candidates
-    from grid.capacity.criteria import SecurityCriteria
+    from grid.capacity.inputs.candidates import make_candidates
+    from grid.capacity.inputs.criteria import SecurityCriteria
     from grid.load.scenarios import BaseLoadSpread, sample_base_load
     from grid.network.cases import load_case
     from sim.execution.cluster import ClusterBlocks

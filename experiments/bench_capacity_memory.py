@@ -45,7 +45,7 @@ def _peak_gb() -> float:
 
 
 def run(case: str, count: int) -> list[dict[str, object]]:
-    from grid.capacity.candidates import make_candidates
+    from grid.capacity.inputs.candidates import make_candidates
     from grid.capacity.study import capacity_study
     from grid.load.scenarios import BaseLoadSpread, sample_base_load
     from grid.network.cases import load_case

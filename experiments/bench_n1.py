@@ -41,8 +41,8 @@ if str(REPO) not in sys.path:  # run as a script: the packages are this checkout
 import numpy as np  # noqa: E402
 
 from experiments.bench_capacity import _measure_floor  # noqa: E402
-from grid.capacity.candidates import make_candidates  # noqa: E402
-from grid.capacity.criteria import SecurityCriteria  # noqa: E402
+from grid.capacity.inputs.candidates import make_candidates  # noqa: E402
+from grid.capacity.inputs.criteria import SecurityCriteria  # noqa: E402
 from grid.capacity.study import capacity_study  # noqa: E402
 from grid.load.scenarios import BaseLoadSpread, sample_base_load  # noqa: E402
 from grid.network.cases import load_case  # noqa: E402

@@ -24,7 +24,7 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run as a script: the packages are this checkout's
     sys.path.insert(0, str(REPO))
 
-from grid.capacity.candidates import make_candidates  # noqa: E402
+from grid.capacity.inputs.candidates import make_candidates  # noqa: E402
 from grid.capacity.study import capacity_study  # noqa: E402
 from grid.capacity.verify import verify_risk  # noqa: E402
 from grid.load.scenarios import BaseLoadSpread, sample_base_load  # noqa: E402

@@ -60,7 +60,7 @@ LONGEST_MODULES = (
     "tests/sim/test_api.py",
     "tests/sim/studies/test_capacity.py",
     "tests/sim/studies/test_plan.py",
-    "tests/grid/capacity/test_outages.py",
+    "tests/grid/capacity/rows/test_outages.py",
     "tests/grid/capacity/test_study.py",
     "tests/grid/network/test_change_tables.py",
     "tests/sim/output/test_files.py",

@@ -12,7 +12,7 @@ the new load causes:
 - a state with an AC solution without the new load and none with it gets the voltage rows at the
   largest fraction of that load that has one (A-13);
 
-then the study is solved again with these corrections (grid/capacity/corrections.py), until the
+then the study is solved again with these corrections (grid/capacity/inputs/corrections.py), until the
 AC check finds no violation caused by new load, or after ``max_iterations`` re-solves, or when
 nothing is left that the linear model can take, or when solving again changes nothing. The
 result says, per iteration, the violations and the MW of each model, and at the end what the
@@ -45,8 +45,8 @@ from grid.ac.study_check import (
     model_names,
 )
 from grid.ac.tier_risk import hold_products, tier_interruptions
-from grid.capacity.corrections import Corrections, LinearRow
-from grid.capacity.limits import LOWER, UPPER, line_limit_name
+from grid.capacity.inputs.corrections import Corrections, LinearRow
+from grid.capacity.rows.limits import LOWER, UPPER, line_limit_name
 from grid.capacity.study import CapacityStudy
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grid.capacity.limits import LOWER, UPPER
+from grid.capacity.rows.limits import LOWER, UPPER
 from grid.capacity.study import CapacityStudy
 from grid.load.scenarios import Scenarios
 

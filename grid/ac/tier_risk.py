@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from grid.capacity.binomial import allowed_count
-from grid.capacity.corrections import Corrections
-from grid.capacity.limits import EXTRA, row_background
+from grid.capacity.inputs.binomial import allowed_count
+from grid.capacity.inputs.corrections import Corrections
+from grid.capacity.rows.limits import EXTRA, row_background
 from grid.capacity.study import (
     MIN_PRODUCT_MW,
     CapacityStudy,

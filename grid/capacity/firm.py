@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from grid.capacity.candidates import make_candidates
+from grid.capacity.inputs.candidates import make_candidates
 from grid.capacity.study import CapacityResult, solve_one
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network

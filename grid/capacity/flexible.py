@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from grid.capacity.candidates import Candidates, make_candidates
+from grid.capacity.inputs.candidates import Candidates, make_candidates
 from grid.capacity.study import CapacityResult, check_risk_levels, solve_one
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios

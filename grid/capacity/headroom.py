@@ -4,7 +4,7 @@ at most a given share of the hours (docs/models/headroom.md#one-hour and #year).
 Each hour t of a series (a MATPOWER change table, or a CSV of loads) is one background state:
 the hour's loads net of the committed generation, the difference supplied by the generators in
 their participation factors (the network's slack model, folded into the shift factors H). Every
-limit r of the capacity study's table (grid/capacity/limits.py) then has that hour's room
+limit r of the capacity study's table (grid/capacity/rows/limits.py) then has that hour's room
 
     room_rt = limit_r - b_rt                                                   (H-1)
 
@@ -38,8 +38,15 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from grid.capacity.criteria import COEFFICIENT_ZERO
-from grid.capacity.limits import LOWER, SUPPLY, UPPER, WITHDRAWAL, LimitTable, ShiftRows
+from grid.capacity.inputs.criteria import COEFFICIENT_ZERO
+from grid.capacity.rows.limits import (
+    LOWER,
+    SUPPLY,
+    UPPER,
+    WITHDRAWAL,
+    LimitTable,
+    ShiftRows,
+)
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
@@ -256,7 +263,7 @@ def _statistics_from(tails: SourceTails, table: LimitTable, background: HourlyBa
 
 def table_with_tails(table: LimitTable, background: HourlyBackground, tails: SourceTails) -> LimitTable:
     """``table`` with each row's largest hourly background values, b_rt descending (what the
-    capacity study's CVaR reads, grid/capacity/limits.py with_tails), from the hours' own flows;
+    capacity study's CVaR reads, grid/capacity/rows/limits.py with_tails), from the hours' own flows;
     the hours they come from are not kept (-1), which the per-constraint risk mode does not need."""
     up = background.sign[:, None] > 0
     largest = np.where(up, tails.top[background.source], -tails.bottom[background.source])
@@ -486,7 +493,7 @@ def joint_headroom(network: Network, scenarios: Scenarios, buses: Sequence[int],
     several limits may be curtailed in their hours together). Tiers nest (each holds the one
     before), the draw set is partial (whatever subset connects, drawing anywhere up to its
     capacity). ``rows``: the limit rows of these scenarios and buses, when the caller has them."""
-    from grid.capacity.candidates import make_candidates
+    from grid.capacity.inputs.candidates import make_candidates
     from grid.capacity.study import MIN_RISK, capacity_study
 
     levels = check_levels(levels)

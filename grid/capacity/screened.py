@@ -7,7 +7,7 @@ makes them from 49 GB. Here no row of H outlives its block:
 
 1. the background statistics of every line, without H: the worst case over the background set
    from one angle solve (the centre) and the box's spread |h| . half from a column pass; the
-   scenario tails from angle solves a chunk of scenarios at a time (grid/capacity/line_passes.py);
+   scenario tails from angle solves a chunk of scenarios at a time (grid/capacity/rows/line_passes.py);
 2. a column pass gives each candidate's stand-alone capacity (C-20) in every model, and the line
    that sets it: those lines, and the lines the background alone breaks where a candidate touches
    them, are the first working set;
@@ -28,10 +28,11 @@ from typing import Sequence
 
 import numpy as np
 
-from grid.capacity.candidates import Candidates
-from grid.capacity.criteria import SecurityCriteria
-from grid.capacity.csr_rows import interleaved
-from grid.capacity.limits import (
+from grid.capacity.inputs.candidates import Candidates
+from grid.capacity.inputs.criteria import SecurityCriteria
+from grid.capacity.matrices.csr_rows import interleaved
+from grid.capacity.matrices.shift_factors import FlowModel, flow_model
+from grid.capacity.rows.limits import (
     DEFAULT_TOUCH_FACTOR,
     LOWER,
     UPPER,
@@ -42,9 +43,8 @@ from grid.capacity.limits import (
     tail_size,
     with_line_tails,
 )
-from grid.capacity.line_passes import ColumnFindings, column_pass, scenario_tails
-from grid.capacity.shift_factors import FlowModel, flow_model
-from grid.capacity.standalone import Standalone, standalone_capacity
+from grid.capacity.rows.line_passes import ColumnFindings, column_pass, scenario_tails
+from grid.capacity.rows.standalone import Standalone, standalone_capacity
 from grid.capacity.study import (
     CapacityResult,
     CapacityStudy,

@@ -37,16 +37,25 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from grid.capacity.binomial import allowed_count
-from grid.capacity.candidates import Candidates
-from grid.capacity.corrections import Corrections
-from grid.capacity.criteria import (
+from grid.capacity.inputs.binomial import allowed_count
+from grid.capacity.inputs.candidates import Candidates
+from grid.capacity.inputs.corrections import Corrections
+from grid.capacity.inputs.criteria import (
     FirmBox,
     SecurityCriteria,
     relies_on_counterflow,
     scenario_box,
 )
-from grid.capacity.limits import (
+from grid.capacity.lp.programs import (
+    LinearProgram,
+    bound_program,
+    explicit_program,
+    scenario_program,
+)
+from grid.capacity.lp.staged_solve import StageResult, TheoryCheck, solve_stages
+from grid.capacity.lp.tie_break import CapacityRows
+from grid.capacity.matrices.shift_factors import FlowModel, flow_model
+from grid.capacity.rows.limits import (
     DEFAULT_TOUCH_FACTOR,
     EXTRA,
     LOWER,
@@ -63,15 +72,7 @@ from grid.capacity.limits import (
     tail_size,
     with_tails,
 )
-from grid.capacity.lp.programs import (
-    LinearProgram,
-    bound_program,
-    explicit_program,
-    scenario_program,
-)
-from grid.capacity.lp.staged_solve import StageResult, TheoryCheck, solve_stages
-from grid.capacity.lp.tie_break import CapacityRows
-from grid.capacity.outages import (
+from grid.capacity.rows.outages import (
     OutageSet,
     ScenarioFlows,
     check_pair_rows,
@@ -80,8 +81,7 @@ from grid.capacity.outages import (
     standalone_after_outages,
     with_pairs,
 )
-from grid.capacity.shift_factors import FlowModel, flow_model
-from grid.capacity.standalone import Standalone, standalone_capacity
+from grid.capacity.rows.standalone import Standalone, standalone_capacity
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.memory_advice import without_hugepage_advice
@@ -153,7 +153,7 @@ class CapacityResult:
     # Per limit row: left out as blocked (see the module doc); the risk check leaves them out too.
     blocked_rows: np.ndarray | None = field(default=None, repr=False)
     # The draw set the rows were written for: "partial" (a+ . c), or "full" (a . c) when the
-    # criteria ask for it or when the two are the same LP (grid/capacity/criteria.py).
+    # criteria ask for it or when the two are the same LP (grid/capacity/inputs/criteria.py).
     draw: str = "full"
 
     def vector(self, candidates: Candidates) -> np.ndarray:
@@ -265,7 +265,7 @@ def check_tail(levels: Sequence[float], count: int, levels_name: str = "risk lev
 def row_loads(flows: FlowModel, limits: LimitTable, candidates: Candidates, capacity: np.ndarray,
               draw: str = "full") -> np.ndarray:
     """What the data-center capacities add to each limited quantity at worst: a_r . c when every
-    product is drawn in full, a_r+ . c over the partial draw set (grid/capacity/criteria.py)."""
+    product is drawn in full, a_r+ . c over the partial draw set (grid/capacity/inputs/criteria.py)."""
     if draw == "partial":
         return limits.coef_positive @ np.asarray(capacity, dtype=float)
     full = np.zeros(len(flows.network.buses))
@@ -332,7 +332,7 @@ def _load_rows(limits: LimitTable, draw: str) -> sp.csr_matrix:
 
 def _draw(ctx: _Context, rooms: np.ndarray) -> str:
     """The draw set this model's rows are written for: the criteria's, except that the partial
-    set is solved as the full one when the two are the same LP (grid/capacity/criteria.py), so
+    set is solved as the full one when the two are the same LP (grid/capacity/inputs/criteria.py), so
     that such networks keep the paper's numbers to the last digit."""
     if ctx.criteria.draw == "full":
         return "full"
@@ -571,14 +571,14 @@ def capacity_study(
     block_map: BlockMap | None = None,
 ) -> CapacityStudy:
     """Firm capacity and the nested flexible tiers (see the module doc), against ``criteria``
-    (grid/capacity/criteria.py: the background set of firm capacity, the draw set, the outages).
+    (grid/capacity/inputs/criteria.py: the background set of firm capacity, the draw set, the outages).
 
     Without ``compare_full_draw`` the paper's model is not solved beside a partial draw set (no
     counterflow report: ``full_draw`` stays empty). ``rows`` are limit_rows of these scenarios,
     candidates and touch factor over the box (background "box") when the caller has built them
     already; when their table carries the tails of the largest risk level (``tail_mw``), they are
     not computed again. ``corrections`` (line deratings, extra rows) apply to firm capacity and
-    every tier alike (grid/capacity/corrections.py); rows built without them cannot be reused.
+    every tier alike (grid/capacity/inputs/corrections.py); rows built without them cannot be reused.
     ``block_map`` runs the scenario tails' blocks of lines elsewhere (a Dask cluster,
     sim/execution/cluster.py); this process then keeps no rows of H for them.
     """
@@ -687,7 +687,7 @@ class _Security:
 def _models(ctx: _Context, firm: CapacityResult, levels: tuple[float, ...], risk_mode: str,
             security: _Security | None, progress: Progress):
     """The firm model and the tiers; under N-1, solved again with every (line, outage) pair that
-    the screen finds near its limit until none is left (grid/capacity/outages.py). Pairs added for
+    the screen finds near its limit until none is left (grid/capacity/rows/outages.py). Pairs added for
     a tier hold at the firm capacities already (the screen would have added them otherwise), so
     firm capacity does not change then."""
     zeros = np.zeros(len(ctx.candidates))

@@ -23,9 +23,9 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from grid.capacity.binomial import wilson_interval
-from grid.capacity.criteria import FirmBox
-from grid.capacity.limits import (
+from grid.capacity.inputs.binomial import wilson_interval
+from grid.capacity.inputs.criteria import FirmBox
+from grid.capacity.rows.limits import (
     LOWER,
     SUPPLY,
     UPPER,
@@ -33,7 +33,7 @@ from grid.capacity.limits import (
     LimitTable,
     row_background,
 )
-from grid.capacity.outages import outage_bound
+from grid.capacity.rows.outages import outage_bound
 from grid.capacity.study import (
     MIN_PRODUCT_MW,
     CapacityResult,

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from grid.capacity.headroom import FOLLOWING, MAX_LEVEL, check_levels
-from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
+from grid.capacity.rows.limits import DEFAULT_TOUCH_FACTOR
 from grid.errors import GridError
 from grid.network.cases import CaseOptions
 from grid.network.network import SLACK_MODELS

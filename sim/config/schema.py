@@ -41,13 +41,13 @@ from agents.profiles import (
 from agents.strategies import STRATEGIES, ChosenStrategy, choose_strategy
 from grid.ac.check import AcSettings
 from grid.ac.correct import DEFAULT_MAX_ITERATIONS, MAX_ITERATIONS_CEILING
-from grid.capacity.criteria import (
+from grid.capacity.inputs.criteria import (
     BACKGROUND_SETS,
     DRAW_SETS,
     OUTAGE_SETS,
     SecurityCriteria,
 )
-from grid.capacity.limits import DEFAULT_TOUCH_FACTOR
+from grid.capacity.rows.limits import DEFAULT_TOUCH_FACTOR
 from grid.capacity.screened import LINE_ROWS
 from grid.capacity.study import (
     FORMULATIONS,
@@ -499,7 +499,7 @@ class PopulationConfig(_BiddingChoice):
 
 
 class SecurityConfig(_Section):
-    """``[security]``: what firm and flexible capacity must hold against (grid/capacity/criteria.py)."""
+    """``[security]``: what firm and flexible capacity must hold against (grid/capacity/inputs/criteria.py)."""
 
     draw: str = Field(default="partial", description='"partial": every product drawn anywhere up to its capacity, '
                       'independently (holds whatever sells); "full": every product sold and drawn in full (the '

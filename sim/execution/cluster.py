@@ -1,6 +1,6 @@
 """A Dask cluster for the studies that take ``--scheduler``: the client (one rule for reaching a
 scheduler, with a short wait and a one-line error) and the capacity study's BlockMap on it
-(grid/capacity/limits.py: each block of lines' scenario tails computed on a worker)."""
+(grid/capacity/rows/limits.py: each block of lines' scenario tails computed on a worker)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def connect(scheduler: str) -> Any:
 
 
 class ClusterBlocks:
-    """A BlockMap (grid/capacity/limits.py) on a Dask client: the shared arguments (the network,
+    """A BlockMap (grid/capacity/rows/limits.py) on a Dask client: the shared arguments (the network,
     the samples) go to every worker once, each item is one task, and the results come back in the
     items' order. A worker that fails fails the study with its error."""
 

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from agents.capacity_products import ProductSettings, possible_families
-from grid.capacity.candidates import Candidates, make_candidates
+from grid.capacity.inputs.candidates import Candidates, make_candidates
 from grid.capacity.study import check_tail
 from grid.errors import GridError
 from grid.load.files import read_correlation_csv, read_scenarios_file

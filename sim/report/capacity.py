@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from agents.capacity_products import tier_labels
-from grid.capacity.criteria import DRAW_SETS, OUTAGE_SETS
+from grid.capacity.inputs.criteria import DRAW_SETS, OUTAGE_SETS
 from grid.capacity.study import BlockedLimit, CapacityStudy
 from grid.capacity.verify import RiskCheck
 from sim.report.text import format_table, mw, probability

@@ -15,8 +15,8 @@ from typing import Any, Callable
 from grid.ac.correct import Correction, correct_study
 from grid.ac.states import dense_flows
 from grid.ac.study_check import AcTarget, ModelCheck, check_study
-from grid.capacity.corrections import Corrections
-from grid.capacity.limits import BlockMap
+from grid.capacity.inputs.corrections import Corrections
+from grid.capacity.rows.limits import BlockMap
 from grid.capacity.screened import SCREENED_SKIP
 from grid.capacity.study import CapacityStudy
 from grid.errors import GridError

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from agents.capacity_products import products_from_study, tier_labels
-from grid.capacity.limits import BlockMap
+from grid.capacity.rows.limits import BlockMap
 from grid.capacity.screened import SCREENED_SKIP
 from grid.capacity.study import CapacityResult as ModelResult
 from grid.capacity.study import CapacityStudy, check_tail

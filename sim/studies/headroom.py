@@ -24,7 +24,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from grid.capacity.candidates import make_candidates
 from grid.capacity.headroom import (
     JointHeadroom,
     following_withdrawals,
@@ -35,8 +34,9 @@ from grid.capacity.headroom import (
     source_tails,
     table_with_tails,
 )
-from grid.capacity.limits import LimitTable, ShiftRows, limit_rows
-from grid.capacity.shift_factors import flow_model
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.matrices.shift_factors import flow_model
+from grid.capacity.rows.limits import LimitTable, ShiftRows, limit_rows
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.network.cases import load_case, matpower_data_dir
@@ -166,7 +166,7 @@ def _study(config: ExperimentConfig, headroom: HeadroomConfig, base_dir: Path,
     rows = limit_rows(network, flow_model(network), scenarios, candidates, headroom.touch_factor)
     background = hourly_background(*rows, samples)
     del samples
-    # Wide enough for (H-5) and for the CVaR of the largest level (tail_size in grid/capacity/limits.py).
+    # Wide enough for (H-5) and for the CVaR of the largest level (tail_size in grid/capacity/rows/limits.py).
     tails = source_tails(background, int(math.floor(levels[-1] * background.hours + 1e-9)) + 2)
     found = hourly_headroom(rows[0], background, levels, touch_factor=headroom.touch_factor, tails=tails,
                             progress=progress)

@@ -38,7 +38,7 @@ def test_the_advice_is_off_inside_and_as_it_was_after(start):
 
 def test_the_capacity_study_runs_without_it(monkeypatch):
     import grid.capacity.study as study_module
-    from grid.capacity.candidates import make_candidates
+    from grid.capacity.inputs.candidates import make_candidates
     from grid.load.scenarios import BaseLoadSpread, sample_base_load
     from grid.network.cases import load_case
 

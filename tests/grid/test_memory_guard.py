@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grid.capacity.candidates import make_candidates
+from grid.capacity.inputs.candidates import make_candidates
 from grid.capacity.study import capacity_study
 from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, sample_base_load

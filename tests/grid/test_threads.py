@@ -6,7 +6,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 import grid.threads as threads
-from grid.capacity.candidates import make_candidates
+from grid.capacity.inputs.candidates import make_candidates
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
 from grid.network.cases import load_case
 

@@ -14,8 +14,12 @@ import pytest
 from agents.capacity_products import products_from_study, split_by_capacity
 from agents.errors import AgentConfigError
 from agents.profiles import build_profile
-from grid.capacity.binomial import allowed_count, scenarios_needed, wilson_interval
-from grid.capacity.candidates import make_candidates
+from grid.capacity.inputs.binomial import (
+    allowed_count,
+    scenarios_needed,
+    wilson_interval,
+)
+from grid.capacity.inputs.candidates import make_candidates
 from grid.capacity.study import capacity_study
 from grid.capacity.verify import verify_risk
 from grid.load.scenarios import TruncatedNormalLoad, sample_truncated_normal

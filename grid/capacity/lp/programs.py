@@ -29,10 +29,10 @@ from typing import Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from grid.capacity.candidates import Candidates
-from grid.capacity.limits import LOWER, SUPPLY, UPPER, WITHDRAWAL, LimitTable
-from grid.capacity.shift_factors import FlowModel
-from grid.capacity.standalone import row_chunks, worked_dense
+from grid.capacity.inputs.candidates import Candidates
+from grid.capacity.matrices.shift_factors import FlowModel
+from grid.capacity.rows.limits import LOWER, SUPPLY, UPPER, WITHDRAWAL, LimitTable
+from grid.capacity.rows.standalone import row_chunks, worked_dense
 
 INF = np.inf
 
@@ -242,7 +242,7 @@ def bound_program(
 def explicit_program(load_rows: sp.csr_matrix, rooms: np.ndarray, kept: np.ndarray, floors: np.ndarray,
                      caps: np.ndarray) -> LinearProgram:
     """load_rows[r] . c <= room_r for every kept row, written out over the candidate columns alone:
-    the partial draw set's rows a_r+ . c <= room_r (grid/capacity/criteria.py), which no flow
+    the partial draw set's rows a_r+ . c <= room_r (grid/capacity/inputs/criteria.py), which no flow
     variable can carry (a+ is not the shift factor of any withdrawal). floors <= c <= caps.
 
     On a meshed network these rows are dense (every line's a+ reaches most candidates: 3.6

@@ -31,7 +31,7 @@ from grid.ac.correct import (
 )
 from grid.ac.states import CheckState, dense_flows
 from grid.ac.study_check import AcTarget
-from grid.capacity.candidates import make_candidates
+from grid.capacity.inputs.candidates import make_candidates
 from grid.capacity.study import capacity_study
 from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, sample_base_load

@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import linprog
 
 from grid.ac.states import MAX_CORNERS, NEAR, budgeted_corner, check_states, dense_flows
-from grid.capacity.candidates import make_candidates
+from grid.capacity.inputs.candidates import make_candidates
 from grid.capacity.study import capacity_study
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
 from grid.network.cases import load_case

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from grid.ac.tier_risk import hold_products, tier_interruptions
-from grid.capacity.binomial import allowed_count
-from grid.capacity.candidates import make_candidates
-from grid.capacity.corrections import Corrections, LinearRow
+from grid.capacity.inputs.binomial import allowed_count
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.inputs.corrections import Corrections, LinearRow
 from grid.capacity.study import capacity_study
 from grid.load.scenarios import TruncatedNormalLoad, sample_truncated_normal
 from grid.network.cases import load_case

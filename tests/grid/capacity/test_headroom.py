@@ -15,7 +15,6 @@ import math
 import numpy as np
 import pytest
 
-from grid.capacity.candidates import make_candidates
 from grid.capacity.headroom import (
     allowed_hours,
     check_levels,
@@ -28,9 +27,10 @@ from grid.capacity.headroom import (
     source_tails,
     table_with_tails,
 )
-from grid.capacity.limits import limit_rows
-from grid.capacity.shift_factors import flow_model
-from grid.capacity.standalone import standalone_capacity
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.matrices.shift_factors import flow_model
+from grid.capacity.rows.limits import limit_rows
+from grid.capacity.rows.standalone import standalone_capacity
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.network.cases import load_case

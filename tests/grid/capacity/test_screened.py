@@ -1,5 +1,5 @@
 """The screened-lines study (grid/capacity/screened.py) and its passes over every line
-(grid/capacity/line_passes.py): the same capacities as the study that writes every line's rows,
+(grid/capacity/rows/line_passes.py): the same capacities as the study that writes every line's rows,
 passes that agree with the dense shift factors, the same bits wherever the blocks run, and a
 clear refusal of what it does not cover."""
 
@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grid.capacity import line_passes
-from grid.capacity.candidates import make_candidates
-from grid.capacity.criteria import SecurityCriteria, positive_part
-from grid.capacity.csr_rows import interleaved
-from grid.capacity.limits import _tails, finite_lines, limit_rows
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.inputs.criteria import SecurityCriteria, positive_part
+from grid.capacity.matrices.csr_rows import interleaved
+from grid.capacity.matrices.shift_factors import flow_model
+from grid.capacity.rows import line_passes
+from grid.capacity.rows.limits import _tails, finite_lines, limit_rows
+from grid.capacity.rows.standalone import least_ratios, standalone_capacity
 from grid.capacity.screened import screened_capacity_study, uses_screened
-from grid.capacity.shift_factors import flow_model
-from grid.capacity.standalone import least_ratios, standalone_capacity
 from grid.capacity.study import capacity_study
 from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, sample_base_load

@@ -14,12 +14,12 @@ import pyomo.environ as pyo
 import pytest
 from scipy.optimize import linprog
 
-from grid.capacity.binomial import wilson_interval
-from grid.capacity.candidates import make_candidates
-from grid.capacity.criteria import SecurityCriteria
 from grid.capacity.firm import firm_capacity
 from grid.capacity.flexible import flexible_capacity
-from grid.capacity.shift_factors import path_matrix, ptdf, shift_factors
+from grid.capacity.inputs.binomial import wilson_interval
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.inputs.criteria import SecurityCriteria
+from grid.capacity.matrices.shift_factors import path_matrix, ptdf, shift_factors
 from grid.capacity.study import capacity_study
 from grid.errors import GridError, SolverError
 from grid.load.scenarios import Scenarios, TruncatedNormalLoad, sample_truncated_normal
@@ -731,7 +731,7 @@ def test_joint_mode_keeps_every_product_within_eps_with_confidence():
 
 # ---------------------------------------------------------------- budgeted box ([security] budget)
 def test_budgeted_worst_case_by_hand():
-    from grid.capacity.criteria import budgeted_worst
+    from grid.capacity.inputs.criteria import budgeted_worst
 
     # Box [0, 2] everywhere: centre 1, half 1. Row (1, -2, 0.5): h . centre = -0.5 and the terms
     # |h_j| half_j are (1, 2, 0.5); row (0, 1, 1): centre 2, terms (0, 1, 1).

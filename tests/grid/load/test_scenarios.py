@@ -550,7 +550,7 @@ def activsg_sized(name: str = "case_ACTIVSg2000") -> Network:
 
 def test_memory_estimate_is_what_the_arrays_take(loaded):
     # The two arrays that grow with S, made for real: the samples and their line flows.
-    from grid.capacity.shift_factors import shift_factors
+    from grid.capacity.matrices.shift_factors import shift_factors
 
     drawn = sample_base_load(loaded, BaseLoadSpread(), 300, np.random.default_rng(0))
     flows = drawn.samples_mw @ shift_factors(loaded).T
@@ -607,7 +607,7 @@ def test_memory_guard_refuses_before_drawing_or_reading(loaded, net, tmp_path, m
 def test_the_scenario_formulation_is_refused_before_building_when_it_would_not_fit(net, monkeypatch):
     # (17) takes about 2.5 kB per (limit, scenario) with HiGHS: a few limits x 2,000 scenarios of
     # the 4-bus case are tens of MB, over 60 % of a pretended 20 MB.
-    from grid.capacity.candidates import make_candidates
+    from grid.capacity.inputs.candidates import make_candidates
     from grid.capacity.study import capacity_study
 
     rng = np.random.default_rng(0)

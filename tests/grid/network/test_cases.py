@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grid.capacity.shift_factors import path_matrix, shift_factors
+from grid.capacity.matrices.shift_factors import path_matrix, shift_factors
 from grid.errors import GridError
 from grid.network.cases import CaseOptions, available_cases, describe_cases, load_case
 

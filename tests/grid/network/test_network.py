@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from grid.capacity.shift_factors import path_matrix, ptdf, shift_factors
+from grid.capacity.matrices.shift_factors import path_matrix, ptdf, shift_factors
 from grid.errors import GridError
 from grid.network.cases import available_cases, load_case
 from grid.network.network import Bus, Line, Network

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from grid.capacity.candidates import make_candidates
-from grid.capacity.criteria import SecurityCriteria
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.inputs.criteria import SecurityCriteria
 from grid.capacity.study import capacity_study
 from grid.load.scenarios import Scenarios
 from grid.network.cases import load_case

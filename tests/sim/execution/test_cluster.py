@@ -32,7 +32,7 @@ def test_a_two_worker_cluster_gives_the_capacities_of_the_study_in_process(tmp_p
     """ieee118 with 400 scenarios and three tiers (2.5, 5 and 10 %): the tails of its 186 lines in one block of
     lines per worker task, on the suite's two worker processes; every file but the config's copy the same
     bytes (the same numbers, to the last digit), and the risk check's counts the same."""
-    from grid.capacity import limits
+    from grid.capacity.rows import limits
 
     here, there = tmp_path / "here", tmp_path / "there"
     assert main([*CASE, "--risk", "0.025", "0.05", "0.1", "--out", str(here)]) == 0

@@ -413,8 +413,8 @@ def test_each_map_panel_marks_its_own_model_s_lines():
     """Firm and each tier get their own blocked and binding lines, and under N-1 the outages after
     which a binding limit binds; each binding line's limit is at its room at that model's
     capacities, recomputed from the study's rows."""
-    from grid.capacity.candidates import make_candidates
-    from grid.capacity.criteria import SecurityCriteria
+    from grid.capacity.inputs.candidates import make_candidates
+    from grid.capacity.inputs.criteria import SecurityCriteria
     from grid.capacity.study import capacity_study, row_loads
     from grid.load.scenarios import BaseLoadSpread, sample_base_load
     from grid.network.cases import CaseOptions, load_case

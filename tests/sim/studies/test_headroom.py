@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grid.capacity.candidates import make_candidates
 from grid.capacity.headroom import (
     following_withdrawals,
     hourly_background,
     hourly_headroom,
 )
-from grid.capacity.limits import limit_rows
-from grid.capacity.shift_factors import flow_model
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.matrices.shift_factors import flow_model
+from grid.capacity.rows.limits import limit_rows
 from grid.load.scenarios import Scenarios
 from grid.network.cases import load_case
 from sim.cli import main

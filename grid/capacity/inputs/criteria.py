@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from grid.capacity.csr_rows import csr_entries_where
+from grid.capacity.matrices.csr_rows import csr_entries_where
 from grid.errors import GridError
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ OUTAGE_SETS = {
 }
 
 # A data-center coefficient (a shift factor, or 1) smaller than this in magnitude is round-off
-# of the factorisation (grid/capacity/shift_factors.py zeroes the same), not a sign to act on.
+# of the factorisation (grid/capacity/matrices/shift_factors.py zeroes the same), not a sign to act on.
 COEFFICIENT_ZERO = 1e-12
 
 

@@ -1,4 +1,4 @@
-"""FlowModel (grid/capacity/shift_factors.py): flows through the bus angles equal the dense
+"""FlowModel (grid/capacity/matrices/shift_factors.py): flows through the bus angles equal the dense
 shift factors times the withdrawals, on meshed networks under both slack models and on a radial
 one (the path matrix)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grid.capacity.shift_factors import FlowModel, shift_factors
+from grid.capacity.matrices.shift_factors import FlowModel, shift_factors
 from grid.network.cases import CaseOptions, load_case
 
 

@@ -15,8 +15,8 @@ import itertools
 import numpy as np
 import pytest
 
-from grid.capacity.candidates import make_candidates
-from grid.capacity.criteria import SecurityCriteria
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.inputs.criteria import SecurityCriteria
 from grid.capacity.study import capacity_study
 from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
@@ -185,7 +185,7 @@ def test_the_worst_flows_both_ways_are_those_of_the_box_corners(budget, point):
     every way of sending at most Gamma loads to a bound while the rest stay at the middle. The
     reverse flow it returns is worst(-h), bit for bit (one product of h serves both), and a
     point (the forecast peak) gives h . p both ways."""
-    from grid.capacity.criteria import FirmBox
+    from grid.capacity.inputs.criteria import FirmBox
 
     rng = np.random.default_rng(5)
     n = 6

@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grid.capacity.candidates import make_candidates
-from grid.capacity.limits import build_limits
+from grid.capacity.inputs.candidates import make_candidates
 from grid.capacity.lp.programs import explicit_program
 from grid.capacity.lp.staged_solve import solve_stages
-from grid.capacity.shift_factors import flow_model
+from grid.capacity.matrices.shift_factors import flow_model
+from grid.capacity.rows.limits import build_limits
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
 from grid.network.cases import load_case
 
@@ -51,8 +51,8 @@ def test_the_first_rows_set_each_columns_stand_alone_bound_in_any_chunking(monke
     density 0.8 the chunks are worked dense (standalone.DENSE_SHARE)."""
     import scipy.sparse as sp
 
-    from grid.capacity import standalone
     from grid.capacity.lp import programs
+    from grid.capacity.rows import standalone
 
     rng = np.random.default_rng(3)
     a = sp.random(120, 40, density=density, random_state=2, format="csr")
@@ -66,5 +66,5 @@ def test_the_first_rows_set_each_columns_stand_alone_bound_in_any_chunking(monke
         if ratios:
             least = min(r for r, _ in ratios)
             expected |= {i for r, i in ratios if r <= least}
-    monkeypatch.setattr(standalone, "_ENTRIES", entries)   # the chunks of grid/capacity/standalone.py row_chunks
+    monkeypatch.setattr(standalone, "_ENTRIES", entries)   # the chunks of grid/capacity/rows/standalone.py row_chunks
     assert list(programs._standalone_rows(a, rows, rooms)) == sorted(expected)

@@ -1,4 +1,4 @@
-"""Corrections handed to the capacity study (grid/capacity/corrections.py): line deratings and extra
+"""Corrections handed to the capacity study (grid/capacity/inputs/corrections.py): line deratings and extra
 rows, checked against the closed forms of the paper's 4-bus case worked by hand, against the same
 study on a network whose ratings are lowered, and against CVaR computed here by sorting."""
 
@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from grid.capacity.candidates import make_candidates
-from grid.capacity.corrections import Corrections, LinearRow
-from grid.capacity.criteria import SecurityCriteria
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.inputs.corrections import Corrections, LinearRow
+from grid.capacity.inputs.criteria import SecurityCriteria
 from grid.capacity.study import capacity_study
 from grid.errors import GridError
 from grid.load.scenarios import (

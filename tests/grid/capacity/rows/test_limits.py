@@ -1,4 +1,4 @@
-"""The background statistics of the limit rows (grid/capacity/limits.py) against a full sort:
+"""The background statistics of the limit rows (grid/capacity/rows/limits.py) against a full sort:
 each row's scenario tail is the top of H p over the scenarios, with its scenario numbers."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grid.capacity.candidates import make_candidates
-from grid.capacity.limits import LOWER, UPPER, build_limits, tail_size
-from grid.capacity.shift_factors import flow_model, shift_factors
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.matrices.shift_factors import flow_model, shift_factors
+from grid.capacity.rows.limits import LOWER, UPPER, build_limits, tail_size
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
 from grid.network.cases import load_case
 
@@ -35,9 +35,9 @@ def test_each_rows_tail_is_the_top_of_a_full_sort_of_its_dense_background_flows(
 
 
 def test_tails_from_rows_made_per_block_equal_the_kept_rows_pass():
-    """The cluster's path (grid/capacity/limits.py line_block_tails: each block's rows of H made from
+    """The cluster's path (grid/capacity/rows/limits.py line_block_tails: each block's rows of H made from
     the network, none kept by limit_rows) gives the kept-rows pass's tails, value for value."""
-    from grid.capacity.limits import in_process, limit_rows, with_tails
+    from grid.capacity.rows.limits import in_process, limit_rows, with_tails
 
     network = load_case("ieee118")
     scenarios = sample_base_load(network, BaseLoadSpread(), 300, np.random.default_rng(4))

@@ -1,4 +1,4 @@
-"""grid/capacity/csr_rows.py against scipy's own conversion of a dense array: the same data,
+"""grid/capacity/matrices/csr_rows.py against scipy's own conversion of a dense array: the same data,
 column indices and row pointers, index type included, for floats with -0.0 and tiny values,
 booleans, empty rows and an empty array."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from grid.capacity.csr_rows import csr_from_dense, interleaved
+from grid.capacity.matrices.csr_rows import csr_from_dense, interleaved
 
 
 def _dense(kind: str) -> np.ndarray:
@@ -57,7 +57,7 @@ def test_extended_rows_are_vstacks_and_earlier_matrices_keep_theirs(kind):
     """Pass after pass, extended() gives what sp.vstack gives; from the second pass on it writes
     into the buffers the last matrix already uses (no copy); a matrix handed out before, or
     extended again later (a branch), keeps its rows and does not touch the newer matrix's."""
-    from grid.capacity.csr_rows import extended
+    from grid.capacity.matrices.csr_rows import extended
 
     rng = np.random.default_rng(2)
     start = _random_rows(rng, 30, kind)
@@ -81,7 +81,7 @@ def test_extended_rows_are_vstacks_and_earlier_matrices_keep_theirs(kind):
 
 def test_extended_falls_back_to_a_stack_where_it_cannot_write_in_place():
     """Other values' type, or rows that are not canonical: sp.vstack's result, as it is."""
-    from grid.capacity.csr_rows import extended
+    from grid.capacity.matrices.csr_rows import extended
 
     rng = np.random.default_rng(3)
     floats, flags = _random_rows(rng, 5), _random_rows(rng, 4, "bool")
@@ -95,7 +95,7 @@ def test_extended_falls_back_to_a_stack_where_it_cannot_write_in_place():
 def test_entries_where_are_the_rows_of_the_flagged_dense_array():
     """The flags read off the stored values (a touch matrix from the coefficients) are the very
     arrays csr_from_dense gives for the dense comparison, empty rows and index type included."""
-    from grid.capacity.csr_rows import csr_entries_where
+    from grid.capacity.matrices.csr_rows import csr_entries_where
 
     for kind in ("float", "empty"):
         dense = _dense(kind)
@@ -107,7 +107,7 @@ def test_stacked_rows_are_concatenations_and_earlier_arrays_keep_theirs():
     """Pass after pass, stacked() gives np.concatenate's rows; from the second pass on it writes
     after the last array in the same buffer; an array handed out before, stacked again (a branch),
     gets a buffer of its own, and nothing handed out changes."""
-    from grid.capacity.csr_rows import stacked
+    from grid.capacity.matrices.csr_rows import stacked
 
     rng = np.random.default_rng(4)
     handed, joined = [rng.normal(size=(6, 5))], [None]
@@ -131,7 +131,7 @@ def test_stacked_rows_are_concatenations_and_earlier_arrays_keep_theirs():
 def test_the_positive_part_is_scipys_maximum_with_zeros_dropped():
     """a+ read off the stored values (criteria.positive_part) is scipy's maximum(0) with its
     explicit zeros eliminated, array for array, for canonical rows and for rows that are not."""
-    from grid.capacity.criteria import positive_part
+    from grid.capacity.inputs.criteria import positive_part
 
     rows = csr_from_dense(_dense("float"))
     messy = sp.csr_matrix((np.array([1.0, -2.0, 3.0]), np.array([3, 1, 3]), np.array([0, 3])), shape=(1, 23))
@@ -144,7 +144,7 @@ def test_the_positive_part_is_scipys_maximum_with_zeros_dropped():
 def test_room_asked_for_at_once_keeps_every_later_pass_in_the_same_buffer():
     """With at_most, the first buffer already has room for the rows and non-zeros the caller says
     the matrix can reach: every later pass writes in place, and the rows are vstack's."""
-    from grid.capacity.csr_rows import extended, stacked
+    from grid.capacity.matrices.csr_rows import extended, stacked
 
     rng = np.random.default_rng(5)
     matrix, dense = _random_rows(rng, 10), rng.normal(size=(10, 4))

@@ -6,7 +6,7 @@ Each limit is a row ``a . c + b - limit <= 0`` over the candidate capacities c:
 - a line's upper and lower flow limit (1c)/(4c)/(4d): a = +-H[l, candidates], b = +-(H p)_l;
 - the supply limit (generation headroom or import at the reference bus): a = 1 everywhere,
   b = sum_j p_j (new load and background growth must both be generated);
-- an extra row handed in as a correction (grid/capacity/corrections.py): its own a on the
+- an extra row handed in as a correction (grid/capacity/inputs/corrections.py): its own a on the
   candidates and b = min(g . p + g0, its cap); corrections also take a derating off a line's limits.
 
 The capacity models only ever need a statistic of the background term b per row: its worst case
@@ -28,16 +28,16 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
-from grid.capacity.candidates import Candidates
-from grid.capacity.corrections import Corrections
-from grid.capacity.criteria import (
+from grid.capacity.inputs.candidates import Candidates
+from grid.capacity.inputs.corrections import Corrections
+from grid.capacity.inputs.criteria import (
     COEFFICIENT_ZERO,
     FirmBox,
     positive_part,
     scenario_box,
 )
-from grid.capacity.csr_rows import csr_from_dense, extended, interleaved
-from grid.capacity.shift_factors import FlowModel, flow_model
+from grid.capacity.matrices.csr_rows import csr_from_dense, extended, interleaved
+from grid.capacity.matrices.shift_factors import FlowModel, flow_model
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
@@ -86,7 +86,7 @@ class LimitTable:
     tail_mw: np.ndarray               # (R, K) the K largest samples of b, descending
     tail_scenario: np.ndarray         # (R, K) their scenario numbers
     count: int                        # S
-    # Post-outage rows (grid/capacity/outages.py): per row the line position out of service (-1:
+    # Post-outage rows (grid/capacity/rows/outages.py): per row the line position out of service (-1:
     # the intact network) and the LODF that carries its pre-outage flow onto the row's line.
     outage: np.ndarray | None = None
     lodf: np.ndarray | None = None
@@ -171,12 +171,12 @@ class LimitTable:
     @functools.cached_property
     def coef_signs(self) -> tuple[np.ndarray, np.ndarray]:
         """Per row: whether some coefficient is positive, and whether some is negative (made once:
-        every model of a study asks, grid/capacity/criteria.py)."""
+        every model of a study asks, grid/capacity/inputs/criteria.py)."""
         return coefficient_signs(self.coef)
 
     @functools.cached_property
     def coef_positive(self) -> sp.csr_matrix:
-        """a+ of every row: the data-center term under the partial draw set (grid/capacity/criteria.py)."""
+        """a+ of every row: the data-center term under the partial draw set (grid/capacity/inputs/criteria.py)."""
         return positive_part(self.coef)
 
 
@@ -318,7 +318,7 @@ def limit_rows(
 ) -> tuple[LimitTable, ShiftRows]:
     """Every finite limit with its worst case over firm capacity's background set ``box`` (default:
     the scenarios' box), but no scenario tails yet; with ``corrections``, the lines' limits less
-    their deratings and the extra rows last (grid/capacity/corrections.py).
+    their deratings and the extra rows last (grid/capacity/inputs/corrections.py).
 
     That is all the robust firm model needs, so it can be solved while `with_tails` runs. The
     rows of H are kept for the scenario pass unless ``keep_rows`` is False (a cluster's workers
@@ -552,7 +552,7 @@ def with_line_tails(table: LimitTable, top: np.ndarray, low: np.ndarray, scenari
                     max_risk: float) -> LimitTable:
     """The table with its tails, the line rows' taken from tails made elsewhere: ``top`` and
     ``low`` (the table's lines in order x K) are each line's K largest background flows,
-    descending, and K smallest, ascending (grid/capacity/line_passes.py made them without H).
+    descending, and K smallest, ascending (grid/capacity/rows/line_passes.py made them without H).
     The other rows' tails are with_tails' own."""
     bare = with_tails(table, ShiftRows((), np.zeros(0), None), scenarios, max_risk)
     kinds = np.array(table.kinds)

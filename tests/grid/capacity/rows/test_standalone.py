@@ -1,4 +1,4 @@
-"""(C-20) stand-alone capacity (grid/capacity/standalone.py) against a dense loop written here,
+"""(C-20) stand-alone capacity (grid/capacity/rows/standalone.py) against a dense loop written here,
 sparse and dense, whole and a few rows at a time."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import grid.capacity.standalone as standalone
+import grid.capacity.rows.standalone as standalone
 
 
 def _by_hand(a: np.ndarray, rooms: np.ndarray, touch: float) -> tuple[np.ndarray, list[str]]:

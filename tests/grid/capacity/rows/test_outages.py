@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pytest
 
-from grid.capacity.candidates import make_candidates
-from grid.capacity.criteria import SecurityCriteria
-from grid.capacity.limits import DEFAULT_TOUCH_FACTOR, carry_row_caches
-from grid.capacity.outages import single_outages
-from grid.capacity.shift_factors import flow_model
+from grid.capacity.inputs.candidates import make_candidates
+from grid.capacity.inputs.criteria import SecurityCriteria
+from grid.capacity.matrices.shift_factors import flow_model
+from grid.capacity.rows.limits import DEFAULT_TOUCH_FACTOR, carry_row_caches
+from grid.capacity.rows.outages import single_outages
 from grid.capacity.study import capacity_study
 from grid.errors import GridError
 from grid.load.scenarios import BaseLoadSpread, sample_base_load
@@ -225,7 +225,7 @@ def test_standalone_after_outages_equals_every_pair_evaluated(ieee118, recompute
 def test_more_screened_pairs_than_the_table_holds_are_refused_with_the_fix(ieee118, monkeypatch):
     """A background that overloads the network after outages (here: a ceiling the study's own 118-bus
     pairs exceed) stops with the counts and what to change, before any row is built."""
-    import grid.capacity.outages as outages
+    import grid.capacity.rows.outages as outages
 
     network, scenarios, candidates, _ = ieee118
     monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 2 * 10 * len(candidates))
@@ -262,7 +262,7 @@ def test_the_risk_check_skips_only_rows_no_state_of_the_box_can_break(ieee118):
     """(C-24): every row's ceiling is at least its background in every sampled state and at random
     corners of the box (post-outage rows included), and the check with the skip counts exactly what
     the check of every row counts."""
-    from grid.capacity.limits import LOWER, UPPER, row_background
+    from grid.capacity.rows.limits import LOWER, UPPER, row_background
     from grid.capacity.verify import row_ceiling, verify_risk
 
     network, scenarios, candidates, study = ieee118
@@ -293,7 +293,7 @@ def test_the_risk_check_skips_only_rows_no_state_of_the_box_can_break(ieee118):
 def test_a_pass_adds_the_pairs_that_load_their_line_most_first(monkeypatch):
     """Past an eighth of the table's ceiling a pass keeps the worst pairs (flow over rating), in the
     order they were found; below it, every pair."""
-    import grid.capacity.outages as outages
+    import grid.capacity.rows.outages as outages
 
     found = [(1, 7, 1.02), (2, 7, 1.50), (3, 8, 0.995), (1, 9, 1.20)]
     monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 2)     # room for 2 pairs of 5 candidates
@@ -306,7 +306,7 @@ def test_scenario_flows_made_on_demand_give_the_study_with_them_kept(monkeypatch
     """Above FLOW_CACHE_BYTES the intact network's scenario flows are made again for each block of
     lines asked for (ScenarioFlows without its whole table): every capacity, stand-alone capacity
     and binding limit the same as with the table kept."""
-    import grid.capacity.outages as outages
+    import grid.capacity.rows.outages as outages
 
     network = load_case("ieee30")
     scenarios = sample_base_load(network, BaseLoadSpread(), 300, np.random.default_rng(2))
@@ -336,7 +336,7 @@ def test_the_row_facts_carried_from_pass_to_pass_are_those_made_afresh(ieee118, 
     off the stored coefficients are those of the coefficients at or above the touch factor."""
     import dataclasses
 
-    import grid.capacity.outages as outages_module
+    import grid.capacity.rows.outages as outages_module
 
     network, scenarios, candidates, _ = ieee118
     carried, cvars = [], []
@@ -365,7 +365,7 @@ def test_post_outage_rows_are_h_l_plus_lodf_h_k_and_leave_the_stored_rows(ieee11
     """(C-21) for a block of pairs and for one outage: the very bits of h_l + LODF_lk h_k, with
     the stored shift factors and the intact scenario flows unchanged (the sum is made in a
     scratch copy)."""
-    from grid.capacity.outages import ScenarioFlows, post_outage_rows
+    from grid.capacity.rows.outages import ScenarioFlows, post_outage_rows
 
     network, scenarios, _, study = ieee118
     outages, flows = study.outages, flow_model(network)
@@ -393,8 +393,8 @@ def test_a_pass_stopped_by_the_bound_adds_what_evaluating_every_outage_adds(ieee
     room holds pairs above every bound left. The pairs it adds, in their order, are those of
     evaluating every outage the bound cannot clear and keeping the worst (_worst_first), here at
     capacities that bring thousands of pairs near (every candidate at its 100 MW request)."""
-    import grid.capacity.outages as outages_module
-    from grid.capacity.criteria import SecurityCriteria as Criteria
+    import grid.capacity.rows.outages as outages_module
+    from grid.capacity.inputs.criteria import SecurityCriteria as Criteria
 
     network, scenarios, candidates, study = ieee118
     monkeypatch.setattr(outages_module, "MAX_PAIR_ENTRIES", 8 * len(candidates) * room)
@@ -429,7 +429,7 @@ def test_the_study_on_workers_gives_the_study_in_process(ieee118):
     rows and tails; with a block map (a cluster's workers, here played by this process) the lines'
     tails are made per block from the network instead. The same products, rows and pairs: every
     capacity and binding limit equal, to BLAS's last bits."""
-    from grid.capacity.limits import in_process
+    from grid.capacity.rows.limits import in_process
 
     network, scenarios, candidates, study = ieee118
     there = capacity_study(network, scenarios, candidates, [EPS], criteria=SecurityCriteria(outages="n-1", **BOX),

@@ -10,7 +10,7 @@ with room_r = limit_r - worst(b_r) for firm capacity and limit_r - CVaR_eps(b_r)
 eps. The blocked-limit rule is the study's: a limit that the background alone breaks (room < 0)
 gives 0 MW to the buses that touch it (coefficient at least the touch factor) and is otherwise
 left out. A bus that no finite limit constrains has no stand-alone limit (infinity). Under N-1 the
-limits after every outage count too (grid/capacity/outages.py), block by block: the minimum over
+limits after every outage count too (grid/capacity/rows/outages.py), block by block: the minimum over
 blocks is the minimum over all.
 """
 
@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from grid.capacity.criteria import COEFFICIENT_ZERO
+from grid.capacity.inputs.criteria import COEFFICIENT_ZERO
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,11 +23,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from grid.capacity.criteria import COEFFICIENT_ZERO
-from grid.capacity.csr_rows import interleaved
-from grid.capacity.limits import BlockMap, in_threads
-from grid.capacity.shift_factors import flow_model
-from grid.capacity.standalone import least_ratios
+from grid.capacity.inputs.criteria import COEFFICIENT_ZERO
+from grid.capacity.matrices.csr_rows import interleaved
+from grid.capacity.matrices.shift_factors import flow_model
+from grid.capacity.rows.limits import BlockMap, in_threads
+from grid.capacity.rows.standalone import least_ratios
 from grid.network.network import Network
 from grid.threads import usable_cores
 

@@ -27,16 +27,17 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from grid.capacity.candidates import Candidates
-from grid.capacity.criteria import COEFFICIENT_ZERO, FirmBox
-from grid.capacity.csr_rows import (
+from grid.capacity.inputs.candidates import Candidates
+from grid.capacity.inputs.criteria import COEFFICIENT_ZERO, FirmBox
+from grid.capacity.matrices.csr_rows import (
     csr_entries_where,
     csr_from_dense,
     extended,
     interleaved,
     stacked,
 )
-from grid.capacity.limits import (
+from grid.capacity.matrices.shift_factors import FlowModel
+from grid.capacity.rows.limits import (
     LOWER,
     UPPER,
     LimitTable,
@@ -45,8 +46,7 @@ from grid.capacity.limits import (
     in_threads,
     line_limit_name,
 )
-from grid.capacity.shift_factors import FlowModel
-from grid.capacity.standalone import Standalone, least_ratios
+from grid.capacity.rows.standalone import Standalone, least_ratios
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.risk_measures import cvar_both_ways
