@@ -309,7 +309,8 @@ def _solve_model(ctx: _Context, model: str, risk: float, rooms: np.ndarray, floo
     # Rows after an outage go over the lines' flows when drawn in full (bound_program); the
     # partial set's a+ and the corrections' extra rows carry no flow and are written out.
     if draw == "partial" or limits.has_extra:
-        bounded = explicit_program(_load_rows(limits, draw), rooms, kept_rows, floors, capped)
+        bounded = explicit_program(_load_rows(limits, draw), rooms, kept_rows, floors, capped,
+                                   limits.first_rows((model, risk, draw)))
     else:
         bounded = bound_program(ctx.flows, candidates, limits, rooms, kept_rows, floors, capped)
     tie_program = None

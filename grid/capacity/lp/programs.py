@@ -24,7 +24,6 @@ the slack is distributed or the supply is limited), then the formulation's own c
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,7 +31,7 @@ import scipy.sparse as sp
 from grid.capacity.inputs.candidates import Candidates
 from grid.capacity.matrices.shift_factors import FlowModel
 from grid.capacity.rows.limits import LOWER, SUPPLY, UPPER, WITHDRAWAL, LimitTable
-from grid.capacity.rows.standalone import row_chunks, worked_dense
+from grid.capacity.rows.standalone import FirstRows
 
 INF = np.inf
 
@@ -240,7 +239,7 @@ def bound_program(
 
 
 def explicit_program(load_rows: sp.csr_matrix, rooms: np.ndarray, kept: np.ndarray, floors: np.ndarray,
-                     caps: np.ndarray) -> LinearProgram:
+                     caps: np.ndarray, first: FirstRows | None = None) -> LinearProgram:
     """load_rows[r] . c <= room_r for every kept row, written out over the candidate columns alone:
     the partial draw set's rows a_r+ . c <= room_r (grid/capacity/inputs/criteria.py), which no flow
     variable can carry (a+ is not the shift factor of any withdrawal). floors <= c <= caps.
@@ -251,6 +250,8 @@ def explicit_program(load_rows: sp.csr_matrix, rooms: np.ndarray, kept: np.ndarr
     first; the others are lazy (LazyRows): HiGHS adds those a solution breaks and solves again
     (grid/capacity/lp/staged_solve.py) until none is broken. A stage's optimum over fewer rows that
     keeps every row is the optimum over all of them, so the capacities are the whole program's.
+    ``first`` keeps which rows those are between the calls of one model (FirstRows): an N-1 pass
+    then reads only the rows it added.
 
     Before either, a row that holds with every candidate at its cap (and at its floor where its
     coefficient is negative) is left out: floors <= c <= caps keep it, so it can never bind
@@ -261,7 +262,7 @@ def explicit_program(load_rows: sp.csr_matrix, rooms: np.ndarray, kept: np.ndarr
     n = load_rows.shape[1]
     _capacity_columns(builder, floors, caps)
     rows = np.flatnonzero(kept & (_most_load(load_rows, floors, caps) > rooms))
-    first_rows = _standalone_rows(load_rows, rows, rooms)
+    first_rows = (first or FirstRows()).find(load_rows, rows, rooms)
     written = load_rows[rows[first_rows]].tocoo()
     first = builder.add_rows(first_rows.size, -INF, rooms[rows[first_rows]])
     builder.entries(first + written.row, written.col, written.data)
@@ -278,49 +279,6 @@ def _most_load(load_rows: sp.csr_matrix, floors: np.ndarray, caps: np.ndarray) -
     if load_rows.nnz == 0 or load_rows.data.min() >= 0.0:   # the partial draw set's a+: no copy
         return load_rows @ caps
     return load_rows.maximum(0.0) @ caps + load_rows.minimum(0.0) @ floors
-
-
-def _standalone_rows(load_rows: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarray) -> np.ndarray:
-    """The positions (in ``rows``) of the rows that set some column's stand-alone bound
-    min room_r / a_rk over its positive a_rk (C-20), ascending, each once.
-
-    Two passes over the rows a few million non-zeros at a time, the least ratio per column and
-    then the rows that attain it, so that no copy of all the rows (nor of their columns) is made.
-    A chunk of mostly non-zero rows (a meshed network's) is worked dense, about ten times as fast
-    as entry by entry, with the same ratios."""
-    least = np.full(load_rows.shape[1], np.inf)
-    for _, ratios in _ratios(load_rows, rows, rooms):
-        if isinstance(ratios, np.ndarray):
-            np.minimum(least, ratios.min(axis=0), out=least)
-        else:
-            positions, column, ratio = ratios
-            np.minimum.at(least, column, ratio)
-    found = []
-    for chunk_positions, ratios in _ratios(load_rows, rows, rooms):
-        if isinstance(ratios, np.ndarray):
-            found.append(chunk_positions[(ratios <= least).any(axis=1)])
-        else:
-            positions, column, ratio = ratios
-            found.append(np.unique(positions[ratio <= least[column]]))
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-
-
-def _ratios(load_rows: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarray
-            ) -> Iterator[tuple[np.ndarray, np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """Per chunk of whole rows (row_chunks), in row order: the chunk's positions in ``rows`` and
-    room / a of its positive entries, as a dense (chunk rows x columns) array with inf elsewhere
-    when the chunk is mostly non-zero, else as (position, column, ratio) per positive entry."""
-    for chunk_positions, chunk in row_chunks(load_rows, rows):
-        room = rooms[rows[chunk_positions]]
-        if worked_dense(chunk):
-            a = chunk.toarray()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                yield chunk_positions, np.where(a > 0, room[:, None] / a, np.inf)
-            continue
-        positions = np.repeat(chunk_positions, np.diff(chunk.indptr))
-        positive = chunk.data > 0
-        yield chunk_positions, (positions[positive], chunk.indices[positive],
-                                rooms[rows[positions[positive]]] / chunk.data[positive])
 
 
 def scenario_program(

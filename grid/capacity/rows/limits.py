@@ -23,7 +23,7 @@ import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Hashable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +38,7 @@ from grid.capacity.inputs.criteria import (
 )
 from grid.capacity.matrices.csr_rows import csr_from_dense, extended, interleaved
 from grid.capacity.matrices.shift_factors import FlowModel, flow_model
+from grid.capacity.rows.standalone import FirstRows
 from grid.errors import GridError
 from grid.load.scenarios import Scenarios
 from grid.network.network import Network
@@ -168,6 +169,12 @@ class LimitTable:
             kept[key] = cvar_from_tail(self.tail_mw, key * self.risk_share, self.count)
         return kept[key].copy()
 
+    def first_rows(self, key: Hashable) -> FirstRows:
+        """The rows that set the stand-alone bounds of one model's written-out program (``key``
+        names the model), kept with the table and carried to the tables an N-1 pass grows from it
+        (carry_row_caches), which keep its rows in front of theirs."""
+        return self.__dict__.setdefault(_FIRST_ROWS, {}).setdefault(key, FirstRows())
+
     @functools.cached_property
     def coef_signs(self) -> tuple[np.ndarray, np.ndarray]:
         """Per row: whether some coefficient is positive, and whether some is negative (made once:
@@ -180,8 +187,9 @@ class LimitTable:
         return positive_part(self.coef)
 
 
-# Where a LimitTable keeps its CVaR per risk level (LimitTable.cvar).
+# Where a LimitTable keeps its CVaR per risk level (LimitTable.cvar), and its models' FirstRows.
 _CVAR_CACHE = "_dcmarket_cvar"
+_FIRST_ROWS = "_dcmarket_first_rows"
 
 
 def coefficient_signs(coef: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -211,6 +219,8 @@ def carry_row_caches(older: LimitTable, newer: LimitTable, added: sp.csr_matrix,
                                              in zip(made["coef_signs"], coefficient_signs(added)))
     if "coef_positive" in made:
         newer.__dict__["coef_positive"] = extended(made["coef_positive"], positive_part(added), at_most)
+    if _FIRST_ROWS in made:   # each FirstRows checks that its rows still lead before it reads on
+        newer.__dict__[_FIRST_ROWS] = made[_FIRST_ROWS]
     if made.get(_CVAR_CACHE) and newer.tail_mw.shape[1] and newer.extra_risk_share is older.extra_risk_share:
         start = len(older)
         share = newer.risk_share[start:]

@@ -6,7 +6,6 @@ same way, and the rows themselves checked at the answer."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from grid.capacity.inputs.candidates import make_candidates
 from grid.capacity.lp.programs import explicit_program
@@ -41,30 +40,3 @@ def test_lazy_rows_give_the_whole_programs_capacities_and_keep_every_row():
         abs(lazy.theory.max_total_mw - full.theory.max_total_mw) <= 1e-6
     loads = rows[np.flatnonzero(kept)] @ lazy.capacity_mw
     assert np.all(loads <= rooms[kept] + 1e-6)
-
-
-@pytest.mark.parametrize("entries", [4_000_000, 5, 1])
-@pytest.mark.parametrize("density", [0.1, 0.8])
-def test_the_first_rows_set_each_columns_stand_alone_bound_in_any_chunking(monkeypatch, entries, density):
-    """The rows written at first (grid/capacity/lp/programs.py _standalone_rows): per column, every
-    row whose room / a (over a > 0) is the column's least, against a dense loop written here; at
-    density 0.8 the chunks are worked dense (standalone.DENSE_SHARE)."""
-    import scipy.sparse as sp
-
-    from grid.capacity.lp import programs
-    from grid.capacity.rows import standalone
-
-    rng = np.random.default_rng(3)
-    a = sp.random(120, 40, density=density, random_state=2, format="csr")
-    a.data = np.round(rng.normal(0.2, 0.4, a.nnz), 1)            # ties, and entries <= 0 that do not count
-    rooms = np.round(rng.uniform(0.0, 50.0, 120), 0)
-    rows = np.flatnonzero(rng.random(120) < 0.8)
-    dense = a.toarray()[rows]
-    expected = set()
-    for k in range(dense.shape[1]):
-        ratios = [(rooms[rows[i]] / dense[i, k], i) for i in range(rows.size) if dense[i, k] > 0]
-        if ratios:
-            least = min(r for r, _ in ratios)
-            expected |= {i for r, i in ratios if r <= least}
-    monkeypatch.setattr(standalone, "_ENTRIES", entries)   # the chunks of grid/capacity/rows/standalone.py row_chunks
-    assert list(programs._standalone_rows(a, rows, rooms)) == sorted(expected)

@@ -55,3 +55,59 @@ def test_tighter_by_the_least_ratios_is_tighter_by_the_named_capacities():
     np.testing.assert_array_equal(found.capacity_mw, expected.capacity_mw)
     assert found.binding == expected.binding
     assert 0 < sum(b.startswith("before") for b in found.binding) < 40   # some lowered, some kept
+
+
+def _first_by_hand(a: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarray) -> list[int]:
+    """The positions in ``rows`` of every row whose room / a (over a > 0) is some column's least."""
+    dense = a.toarray()[rows]
+    expected = set()
+    for k in range(dense.shape[1]):
+        ratios = [(rooms[rows[i]] / dense[i, k], i) for i in range(rows.size) if dense[i, k] > 0]
+        if ratios:
+            least = min(r for r, _ in ratios)
+            expected |= {i for r, i in ratios if r <= least}
+    return sorted(expected)
+
+
+@pytest.mark.parametrize("entries", [4_000_000, 5, 1])
+@pytest.mark.parametrize("density", [0.1, 0.8])
+def test_the_first_rows_set_each_columns_stand_alone_bound_in_any_chunking(monkeypatch, entries, density):
+    """The rows written at first (grid/capacity/rows/standalone.py FirstRows): per column, every
+    row whose room / a (over a > 0) is the column's least, against a dense loop written here; at
+    density 0.8 the chunks are worked dense (standalone.DENSE_SHARE)."""
+    rng = np.random.default_rng(3)
+    a = sp.random(120, 40, density=density, random_state=2, format="csr")
+    a.data = np.round(rng.normal(0.2, 0.4, a.nnz), 1)            # ties, and entries <= 0 that do not count
+    rooms = np.round(rng.uniform(0.0, 50.0, 120), 0)
+    rows = np.flatnonzero(rng.random(120) < 0.8)
+    monkeypatch.setattr(standalone, "_ENTRIES", entries)   # the chunks of grid/capacity/rows/standalone.py row_chunks
+    assert list(standalone.FirstRows().find(a, rows, rooms)) == _first_by_hand(a, rows, rooms)
+
+
+@pytest.mark.parametrize("density", [0.1, 0.8])
+def test_the_first_rows_of_a_growing_table_read_only_its_new_rows(monkeypatch, density):
+    """FirstRows kept across calls whose rows grow at their end (an N-1 pass's table) gives, at
+    every call, the rows found by hand over all of them, ties across old and new rows included;
+    it reads only the new rows; rooms or rows that differ in front make it read every row again."""
+    rng = np.random.default_rng(5)
+    a = sp.random(150, 30, density=density, random_state=4, format="csr")
+    a.data = np.round(rng.normal(0.2, 0.4, a.nnz), 1)
+    rooms = np.round(rng.uniform(0.0, 30.0, 150), 0)
+    read = []
+    real_ratios = standalone._ratios
+    monkeypatch.setattr(standalone, "_ratios", lambda m, rows, r: read.append(rows.size) or real_ratios(m, rows, r))
+    first = standalone.FirstRows()
+    for stop in (40, 41, 90, 150):
+        rows = np.arange(stop)
+        read.clear()
+        assert list(first.find(a, rows, rooms)) == _first_by_hand(a, rows, rooms)
+        assert read == [stop - {40: 0, 41: 40, 90: 41, 150: 90}[stop]] * 2   # two passes over the new rows
+    changed = rooms.copy()
+    changed[3] += 1.0
+    read.clear()
+    assert list(first.find(a, np.arange(150), changed)) == _first_by_hand(a, np.arange(150), changed)
+    assert read == [150, 150]
+    read.clear()
+    rows = np.arange(1, 150)
+    assert list(first.find(a, rows, changed)) == _first_by_hand(a, rows, changed)
+    assert read == [149, 149]
