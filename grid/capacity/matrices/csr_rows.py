@@ -28,7 +28,9 @@ def csr_from_dense(dense: np.ndarray) -> sp.csr_matrix:
     index = np.int32 if max(nnz, *dense.shape) <= _INT32_MAX else np.int64
     indptr = np.zeros(dense.shape[0] + 1, dtype=index)
     np.cumsum(counts, out=indptr[1:])
-    indices = np.nonzero(mask)[1].astype(index, copy=False)
+    # The column of each non-zero, read through the mask from one row of column numbers: one
+    # array of the index type, where np.nonzero makes two of 64 bits (rows and columns).
+    indices = np.broadcast_to(np.arange(dense.shape[1], dtype=index), dense.shape)[mask]
     return sp.csr_matrix((dense[mask], indices, indptr), shape=dense.shape)
 
 
@@ -37,13 +39,17 @@ def csr_entries_where(matrix: sp.csr_matrix, flagged: np.ndarray, *, values: boo
     stored value, in storage order): the arrays ``csr_from_dense`` gives for a dense array that is
     True exactly there, made from the stored entries alone. With ``values``, those entries keep
     their values instead (``matrix`` with every other entry dropped)."""
-    # Flags counted up to each stored entry: read at the old row pointers, the new ones.
-    before = np.zeros(flagged.size + 1, dtype=np.int64)
-    # Cast first: a cumulative sum that casts booleans as it goes runs through small buffers.
-    np.cumsum(flagged.astype(np.int64), out=before[1:])
-    nnz = int(before[-1])
+    # The flags of each row, summed over its stored entries (a row without any has none); their
+    # running sum is the new row pointers. Sums per row, not a running count per entry: no array
+    # as long as the entries is made but the flagged values and columns themselves.
+    counts = np.zeros(matrix.shape[0], dtype=np.int64)
+    filled = np.flatnonzero(np.diff(matrix.indptr) > 0)
+    if filled.size:
+        counts[filled] = np.add.reduceat(flagged, matrix.indptr[:-1][filled], dtype=np.int64)
+    nnz = int(counts.sum())
     index = np.int32 if max(nnz, *matrix.shape) <= _INT32_MAX else np.int64
-    indptr = before[matrix.indptr].astype(index, copy=False)
+    indptr = np.zeros(matrix.shape[0] + 1, dtype=index)
+    np.cumsum(counts, out=indptr[1:])
     indices = matrix.indices[flagged].astype(index, copy=False)
     data = matrix.data[flagged] if values else np.ones(nnz, dtype=bool)
     return sp.csr_matrix((data, indices, indptr), shape=matrix.shape)

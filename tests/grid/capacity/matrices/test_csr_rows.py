@@ -97,8 +97,9 @@ def test_entries_where_are_the_rows_of_the_flagged_dense_array():
     arrays csr_from_dense gives for the dense comparison, empty rows and index type included."""
     from grid.capacity.matrices.csr_rows import csr_entries_where
 
-    for kind in ("float", "empty"):
-        dense = _dense(kind)
+    trailing = _dense("float")
+    trailing[-3:] = 0.0              # empty rows at the end, after the last stored entry
+    for dense in (_dense("float"), _dense("empty"), trailing):
         rows = csr_from_dense(dense)
         assert _same(csr_entries_where(rows, rows.data >= 0.5), csr_from_dense(dense >= 0.5))
 
