@@ -119,6 +119,12 @@ class FirmBox:
         return _added(along, spread) + offset_mw, _added(-along, spread) - offset_mw
 
     @property
+    def is_point(self) -> bool:
+        """Whether the set is one state (lower = upper: the forecast peak), so that a flow's
+        extremes are its value there and -value, linear in the shift factors."""
+        return not np.any(self.upper != self.lower)
+
+    @property
     def own_share(self) -> float:
         """How far a bus's own load may go from the middle of its range toward the top (1: all the
         way; a budget below 1 lets it go that share of the way): its withdrawal limit's worst case."""

@@ -191,13 +191,11 @@ def _background_extremes(outages: OutageSet, flows: FlowModel, box: FirmBox) -> 
     return box.extremes(outages.rows, flows.offset_mw)
 
 
-def _line_extremes(outages: OutageSet, flows: FlowModel, candidates: Candidates,
-                   capacity: np.ndarray, draw: str, box: FirmBox) -> tuple[np.ndarray, np.ndarray]:
+def _line_extremes(intact: _Intact, capacity: np.ndarray, draw: str) -> tuple[np.ndarray, np.ndarray]:
     """Per line, intact network: the largest flow and the largest reverse flow that the background
     set and the candidates' draws can make, the loads' term at its worst draw."""
-    load_up, load_down = _load_terms(outages.rows[:, candidates.positions], capacity, draw)
-    up, down = _background_extremes(outages, flows, box)
-    return up + load_up, down + load_down
+    load_up, load_down = _load_terms(intact.on, capacity, draw)
+    return intact.up + load_up, intact.down + load_down
 
 
 def _load_terms(on: np.ndarray, capacity: np.ndarray, draw: str) -> tuple[np.ndarray, np.ndarray]:
@@ -226,12 +224,41 @@ def outage_bound(same: np.ndarray, same_out: np.ndarray, other_out: np.ndarray, 
     return same + np.maximum(lodf, 0.0) * same_out + np.maximum(-lodf, 0.0) * other_out
 
 
+@dataclass(frozen=True, eq=False)
+class _Intact:
+    """What a screen's bounds and exact evaluations read of the intact network, made once per
+    screen: each line's shift factors on the candidates, and its background's largest flow and
+    reverse flow over the box."""
+
+    on: np.ndarray                      # (lines, candidates)
+    up: np.ndarray                      # (lines,)
+    down: np.ndarray                    # (lines,)
+    point: bool                         # the box is one state (the forecast peak)
+
+    @classmethod
+    def of(cls, outages: OutageSet, flows: FlowModel, candidates: Candidates, box: FirmBox) -> _Intact:
+        up, down = _background_extremes(outages, flows, box)
+        return cls(outages.rows[:, candidates.positions], up, down, box.is_point)
+
+    def after(self, outages: OutageSet, flows: FlowModel, candidates: Candidates, box: FirmBox, lines: np.ndarray,
+              out: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pair: its shift factors on the candidates, and the background's largest flow and
+        reverse flow after the outage (C-21). At one state the flow is linear in the shift
+        factors, f_l + LODF f_k, so only the candidates' columns are formed; a box with a spread
+        needs each pair's whole row (the spread reads |h| of every bus)."""
+        if self.point:
+            flow = self.up[lines] + factor * self.up[out]
+            return _plus_scaled(self.on[lines], factor, self.on[out]), flow, -flow
+        h, offset = post_outage_rows(outages, flows, lines, out, factor)
+        return (h[:, candidates.positions], *box.extremes(h, offset))
+
+
 def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
            capacity: np.ndarray, draw: str, box: FirmBox, known: set[tuple[int, int]]) -> list[tuple[int, int]]:
     """The (line, outage) pairs not in ``known`` whose worst-case post-outage flow, with the
     candidates drawing ``capacity`` (in full, or each at its worst under the partial draw set),
-    comes within SCREEN_MARGIN of the emergency rating, in either direction; past a pass's room
-    (_pass_room), the worst of them (_worst_first).
+    comes within SCREEN_MARGIN of the emergency rating, in either direction; past twice a pass's
+    room (_pass_room), the room's worth of the worst of them (_worst_first).
 
     The bound (C-22) clears most pairs with one multiply-add each; only the pairs it cannot clear
     are evaluated exactly, an outage at a time. Outages go in descending order of their pairs'
@@ -240,14 +267,15 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     (at ACTIVSg2000's forecast peak the first pass finds 295,143 pairs near and keeps 4,444)."""
     limit = outages.emergency_mw
     near = np.where(np.isfinite(limit), (1.0 - SCREEN_MARGIN) * limit, np.inf)
-    queue = sorted(_maybe_pairs(outages, flows, candidates, capacity, draw, box, near),
+    intact = _Intact.of(outages, flows, candidates, box)
+    queue = sorted(_maybe_pairs(outages, flows, candidates, capacity, draw, box, near, intact),
                    key=lambda item: (-item[0], item[1]))
     room = _pass_room(len(candidates))
     by_outage: dict[int, list[tuple[int, int, float]]] = {}   # each outage column's pairs, in line order
     count = 0
     best: list[float] = []  # the room largest shares found so far (a heap: the smallest first)
     for first, stop in _batches(queue):
-        found = _near_pairs(outages, flows, candidates, capacity, draw, box, queue[first:stop], near, known)
+        found = _near_pairs(outages, flows, candidates, capacity, draw, box, queue[first:stop], near, known, intact)
         for j, hits in found.items():
             by_outage[j] = hits
             count += len(hits)
@@ -258,17 +286,17 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
                     heapq.heapreplace(best, share)
         # Pairs of outages evaluated past the point where an outage at a time would have stopped
         # have shares at most their bound, below every share in the room: they change nothing.
-        if count > room and stop < len(queue) and _room_beats(best[0], queue[stop][0]):
+        if count > 2 * room and stop < len(queue) and _room_beats(best[0], queue[stop][0]):
             break
     # In outage order, as a pass over every outage finds them.
     return _worst_first([pair for j in sorted(by_outage) for pair in by_outage[j]], len(candidates))
 
 
 def _maybe_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates, capacity: np.ndarray, draw: str,
-                 box: FirmBox, near: np.ndarray) -> list[tuple[float, int, np.ndarray]]:
+                 box: FirmBox, near: np.ndarray, intact: _Intact | None = None) -> list[tuple[float, int, np.ndarray]]:
     """Per outage whose bound (C-22) leaves some line near its rating: the largest bound over
     the rating among those lines, the outage's column, and the lines."""
-    up, down = _line_extremes(outages, flows, candidates, capacity, draw, box)
+    up, down = _line_extremes(intact or _Intact.of(outages, flows, candidates, box), capacity, draw)
     limit = outages.emergency_mw
     # The bound is exact when LODF = 0; a hair of slack keeps rounding from clearing a pair.
     slack = 1e-9 * np.maximum(1.0, np.where(np.isfinite(limit), np.abs(limit), 1.0))
@@ -294,18 +322,21 @@ def _room_beats(kth: float, bound: float) -> bool:
 
 
 def _pass_room(candidates: int) -> int:
-    """How many pairs one pass adds at most: those whose rows take an eighth of MAX_PAIR_ENTRIES."""
+    """How many pairs one pass adds when more come near than it takes whole: those whose rows
+    take an eighth of MAX_PAIR_ENTRIES."""
     return max(1, MAX_PAIR_ENTRIES // (8 * max(candidates, 1)))
 
 
 def _worst_first(found: list[tuple[int, int, float]], candidates: int) -> list[tuple[int, int]]:
-    """The pairs a pass adds: all of them when their rows take at most an eighth of the table's
-    ceiling (MAX_PAIR_ENTRIES); else that many, those that load their line most (flow over rating)
-    first. The intact network's allocation can overload hundreds of thousands of pairs at once
-    (ACTIVSg2000 at its forecast peak: 295,143); the worst are what the LP needs first, and the
-    next pass finds any pair still near."""
+    """The pairs a pass adds: all of them when their rows take at most a quarter of the table's
+    ceiling (MAX_PAIR_ENTRIES, twice the pass room); else an eighth's worth, those that load
+    their line most (flow over rating) first. The intact network's allocation can overload
+    hundreds of thousands of pairs at once (ACTIVSg2000 at its forecast peak: 295,143); the worst
+    are what the LP needs first, and the next pass finds any pair still near. A few thousand near
+    pairs are taken whole: a tier's first pass on ACTIVSg2000 finds 8,556, and adding the worst
+    4,444 of them left a second pass to add the other 4,098, at the cost of a pass."""
     room = _pass_room(candidates)
-    if len(found) <= room:
+    if len(found) <= 2 * room:
         return [(l, k) for l, k, _ in found]
     order = sorted(range(len(found)), key=lambda i: -found[i][2])[:room]
     return [found[i][:2] for i in sorted(order)]
@@ -326,15 +357,16 @@ def _batches(queue: list[tuple[float, int, np.ndarray]]) -> Iterator[tuple[int, 
 
 def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
                 capacity: np.ndarray, draw: str, box: FirmBox, batch: list[tuple[float, int, np.ndarray]],
-                near: np.ndarray, known: set[tuple[int, int]]) -> dict[int, list[tuple[int, int, float]]]:
+                near: np.ndarray, known: set[tuple[int, int]], intact: _Intact | None = None
+                ) -> dict[int, list[tuple[int, int, float]]]:
     """Per outage column j of the batch (its lines), exactly: the lines within the margin after
     outage j, not yet known, each with its worst flow as a share of the rating."""
     lines = np.concatenate([item[2] for item in batch])
     column = np.repeat([item[1] for item in batch], [item[2].size for item in batch])
     out = outages.studied[column]
-    h, offset = post_outage_rows(outages, flows, lines, out, outages.lodf[lines, column])
-    load_up, load_down = _load_terms(h[:, candidates.positions], capacity, draw)
-    high, reverse = box.extremes(h, offset)
+    intact = intact or _Intact.of(outages, flows, candidates, box)
+    on, high, reverse = intact.after(outages, flows, candidates, box, lines, out, outages.lodf[lines, column])
+    load_up, load_down = _load_terms(on, capacity, draw)
     high, reverse = high + load_up, reverse + load_down
     hit = (high > near[lines]) | (reverse > near[lines])
     share = np.maximum(high, reverse) / near[lines]

@@ -291,15 +291,15 @@ def test_the_risk_check_skips_only_rows_no_state_of_the_box_can_break(ieee118):
 
 
 def test_a_pass_adds_the_pairs_that_load_their_line_most_first(monkeypatch):
-    """Past an eighth of the table's ceiling a pass keeps the worst pairs (flow over rating), in the
-    order they were found; below it, every pair."""
+    """Past a quarter of the table's ceiling (twice a pass's room) a pass keeps an eighth's worth
+    of the worst pairs (flow over rating), in the order they were found; below it, every pair."""
     import grid.capacity.rows.outages as outages
 
-    found = [(1, 7, 1.02), (2, 7, 1.50), (3, 8, 0.995), (1, 9, 1.20)]
-    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 2)     # room for 2 pairs of 5 candidates
+    found = [(1, 7, 1.02), (2, 7, 1.50), (3, 8, 0.995), (1, 9, 1.20), (4, 9, 1.10)]
+    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 2)     # a room of 2 pairs of 5 candidates
     assert outages._worst_first(found, 5) == [(2, 7), (1, 9)]
-    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 4)
-    assert outages._worst_first(found, 5) == [(1, 7), (2, 7), (3, 8), (1, 9)]
+    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 3)     # 5 pairs fit in twice a room of 3
+    assert outages._worst_first(found, 5) == [(1, 7), (2, 7), (3, 8), (1, 9), (4, 9)]
 
 
 def test_scenario_flows_made_on_demand_give_the_study_with_them_kept(monkeypatch):
@@ -422,6 +422,47 @@ def test_a_pass_stopped_by_the_bound_adds_what_evaluating_every_outage_adds(ieee
         assert len(expected) == min(room, len(every))
         if batch == 1:   # stopped early where it could
             assert len(evaluated) < maybe if room <= 60 else len(evaluated) == maybe
+
+
+def test_the_screen_at_the_forecast_peak_reads_flows_recomputed_without_the_line(ieee118):
+    """At one background state (the forecast peak) the screen forms only the candidates' columns
+    and takes the background flow after an outage as f_l + LODF f_k of the intact flows: each
+    pair's worst flow and reverse flow with the candidates at 100 MW equal those of H rebuilt
+    without the outaged line (partial draw set: the positive parts of the rebuilt coefficients),
+    and the pairs found near are those of the whole-row evaluation."""
+    import dataclasses
+
+    import grid.capacity.rows.outages as outages_module
+
+    network, scenarios, candidates, study = ieee118
+    box = SecurityCriteria(background="peak").firm_box(scenarios)
+    assert box.is_point
+    flows, outages = flow_model(network), study.outages
+    capacity = np.full(len(candidates), 100.0)
+    intact = outages_module._Intact.of(outages, flows, candidates, box)
+    whole_rows = dataclasses.replace(intact, point=False)
+    for j in range(0, outages.studied.size, 17):
+        k = int(outages.studied[j])
+        lines = np.array([l for l in range(len(network.lines)) if l != k])
+        on, high, reverse = intact.after(outages, flows, candidates, box, lines, np.full(lines.size, k),
+                                         outages.lodf[lines, j])
+        h, kept = shift_factors_without(network, k)
+        assert kept == lines.tolist()
+        rebuilt = h[:, list(candidates.positions)]
+        np.testing.assert_allclose(on, rebuilt, atol=1e-9)
+        flow = h @ box.upper + flows.offset_mw[lines]
+        np.testing.assert_allclose(high + np.maximum(on, 0) @ capacity, flow + np.maximum(rebuilt, 0) @ capacity,
+                                   atol=1e-6)
+        np.testing.assert_allclose(reverse + np.maximum(-on, 0) @ capacity, -flow + np.maximum(-rebuilt, 0) @ capacity,
+                                   atol=1e-6)
+    near = np.where(np.isfinite(outages.emergency_mw), (1.0 - outages_module.SCREEN_MARGIN) * outages.emergency_mw,
+                    np.inf)
+    batch = outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near, intact)
+    found, found_whole = (outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, batch,
+                                                     near, set(), way) for way in (intact, whole_rows))
+    assert sum(len(v) for v in found.values()) > 100
+    assert {j: [pair[:2] for pair in v] for j, v in found.items()} == \
+        {j: [pair[:2] for pair in v] for j, v in found_whole.items()}
 
 
 def test_the_study_on_workers_gives_the_study_in_process(ieee118):
