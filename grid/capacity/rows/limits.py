@@ -229,19 +229,25 @@ def carry_row_caches(older: LimitTable, newer: LimitTable, added: sp.csr_matrix,
             for eps, values in made[_CVAR_CACHE].items()}
 
 
-def _tails(values: np.ndarray, keep: int, with_index: bool = True
+def _tails(values: np.ndarray, keep: int, with_index: bool = True, *, scratch: bool = False
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ``keep`` largest and ``keep`` smallest values of each row, with their columns.
 
     One partition serves both tails (a line's upper and lower limit see b and -b). Largest come
     back descending, smallest ascending (so that -smallest is descending). Without ``with_index``
     the columns are not tracked (a plain partition is about twice as fast) and come back as -1.
+    ``scratch``: ``values`` is the caller's temporary, partitioned in place rather than copied
+    (the scenario flows of a block of lines or pairs, hundreds of megabytes a pass).
     """
     count = values.shape[1]
     keep = min(keep, count)
     kth = [keep - 1, count - keep] if 2 * keep < count else None
     if not with_index:
-        part = np.sort(values, axis=1) if kth is None else np.partition(values, kth, axis=1)
+        if scratch:
+            values.sort(axis=1) if kth is None else values.partition(kth, axis=1)
+            part = values
+        else:
+            part = np.sort(values, axis=1) if kth is None else np.partition(values, kth, axis=1)
         top = -np.sort(-part[:, count - keep:], axis=1)
         low = np.sort(part[:, :keep], axis=1)
         none = np.full(top.shape, -1, dtype=np.int64)
@@ -310,7 +316,7 @@ def line_block_tails(lines: np.ndarray, keep: int, with_index: bool, *, network:
     flows = flow_model(network)
     h = flows.rows(lines) if rows is None else rows
     # Not made contiguous: BLAS reads the transposed view as fast, and the copy would cost more.
-    return _tails(h @ samples.T + flows.offset_mw[lines][:, None], keep, with_index)
+    return _tails(h @ samples.T + flows.offset_mw[lines][:, None], keep, with_index, scratch=True)
 
 
 def limit_rows(
@@ -514,7 +520,8 @@ def with_tails(
     there, each from the network and the samples (``line_block_tails``), with the same result.
     ``line_flows`` gives the background flows (lines x scenarios) of a block of line positions
     when the caller has made them already (the N-1 study's ScenarioFlows, which its pairs read
-    too): the tails are then taken from them, and no flow is computed here.
+    too): the tails are then taken from them, and no flow is computed here. Each call returns a
+    new array, whose tails are taken in place.
     """
     count = scenarios.count
     keep = tail_size(max_risk, count) if max_risk > 0 else 1
@@ -524,7 +531,7 @@ def with_tails(
     kinds = np.array(table.kinds)
     withdrawal = np.flatnonzero(kinds == WITHDRAWAL)
     if withdrawal.size:
-        top, top_i, _, _ = _tails(samples[:, table.bus[withdrawal]].T, keep, with_scenarios)
+        top, top_i, _, _ = _tails(samples[:, table.bus[withdrawal]].T, keep, with_scenarios, scratch=True)
         tails.append(top)
         tail_idx.append(top_i)
     done = sum(block.size for block, _ in shift.blocks)
@@ -535,7 +542,7 @@ def with_tails(
     else:
         found, finished = [], 0
         for block, h in shift.blocks:
-            found.append(_tails(line_flows(block), keep, with_scenarios) if line_flows is not None else
+            found.append(_tails(line_flows(block), keep, with_scenarios, scratch=True) if line_flows is not None else
                          line_block_tails(block, keep, with_scenarios, network=shift.network, samples=samples, rows=h))
             finished += block.size
             progress(f"background flows and tails: {finished}/{done} lines")
@@ -543,12 +550,12 @@ def with_tails(
         tails.append(np.stack([top, -low], axis=1).reshape(2 * block.size, -1))
         tail_idx.append(np.stack([top_i, low_i], axis=1).reshape(2 * block.size, -1))
     if np.any(kinds == SUPPLY):
-        top, top_i, _, _ = _tails(samples.sum(axis=1)[None, :], keep, with_scenarios)
+        top, top_i, _, _ = _tails(samples.sum(axis=1)[None, :], keep, with_scenarios, scratch=True)
         tails.append(top)
         tail_idx.append(top_i)
     if table.extra_background is not None:
         terms = table.extra_terms(np.arange(len(table.extra_background)), samples)
-        top, top_i, _, _ = _tails(terms, keep, with_scenarios)
+        top, top_i, _, _ = _tails(terms, keep, with_scenarios, scratch=True)
         tails.append(top)
         tail_idx.append(top_i)
     return dataclasses.replace(

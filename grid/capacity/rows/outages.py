@@ -112,7 +112,8 @@ class ScenarioFlows:
         return self._rows[lines] @ self._samples.T + self._offset[lines][:, None]
 
     def lines(self, lines: np.ndarray) -> np.ndarray:
-        """(lines, scenarios) flows of these line positions."""
+        """(lines, scenarios) flows of these line positions (an array of positions), as a new
+        array the caller may overwrite."""
         return self._whole[lines] if self._whole is not None else self._made(lines)
 
     def after(self, lines: np.ndarray, out: np.ndarray | int, factor: np.ndarray) -> np.ndarray:
@@ -203,7 +204,10 @@ def _load_terms(on: np.ndarray, capacity: np.ndarray, draw: str) -> tuple[np.nda
     ``capacity`` add to the flow and to the reverse flow (a+ . c and a- . c under the partial draw
     set; a . c and -a . c in full)."""
     if draw == "partial":
-        return np.maximum(on, 0.0) @ capacity, np.maximum(-on, 0.0) @ capacity
+        # a- = a+ - a exactly (0 - a or a - a), in a+'s storage: one temporary, not three.
+        part = np.maximum(on, 0.0)
+        up = part @ capacity
+        return up, np.subtract(part, on, out=part) @ capacity
     load = on @ capacity
     return load, -load
 
@@ -411,7 +415,7 @@ def with_pairs(table: LimitTable, outages: OutageSet, flows: FlowModel,
     worst = np.column_stack(box.extremes(h, offset)).reshape(-1)
     keep = max(table.tail_mw.shape[1], 1)
     # One chunk at a time: two threads were no faster (the work is memory-bound), and held twice the memory.
-    parts = [_tails(background.after(lines[chunk], out[chunk], factor[chunk]), keep, with_scenarios)
+    parts = [_tails(background.after(lines[chunk], out[chunk], factor[chunk]), keep, with_scenarios, scratch=True)
              for chunk in background.chunks(len(pairs))]
     top, top_i, low, low_i = (np.vstack([part[i] for part in parts]) for i in range(4))
     tails = interleaved(top, -low)
