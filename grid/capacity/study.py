@@ -73,6 +73,7 @@ from grid.capacity.rows.limits import (
     with_tails,
 )
 from grid.capacity.rows.outages import (
+    LineCap,
     OutageSet,
     ScenarioFlows,
     check_pair_rows,
@@ -666,14 +667,14 @@ class _Security:
             self._background = ScenarioFlows(self.outages, flows, scenarios)
         return self._background
 
-    def add(self, ctx: _Context, capacities: Sequence[tuple[np.ndarray, str]], box: FirmBox,
+    def add(self, ctx: _Context, capacities: Sequence[tuple[np.ndarray, str, LineCap | None]], box: FirmBox,
             progress: Progress) -> _Context | None:
-        """ctx with the pairs that come near their limit at any of these (capacity, draw), the
-        background anywhere in ``box``, or None."""
+        """ctx with the pairs that come near their limit at any of these (capacity, draw, the
+        lines' CVaR bound of a tier or None), the background anywhere in ``box``, or None."""
         new: list[tuple[int, int]] = []
-        for capacity, draw in capacities:
+        for capacity, draw, line_cap in capacities:
             new += screen(self.outages, ctx.flows, ctx.candidates, capacity, draw, box,
-                          self.known | set(new))
+                          self.known | set(new), line_cap)
         if not new:
             return None
         check_pair_rows(len(self.known) + len(new), len(ctx.candidates), ctx.criteria.emergency_factor)
@@ -693,22 +694,41 @@ def _models(ctx: _Context, firm: CapacityResult, levels: tuple[float, ...], risk
     firm capacity does not change then."""
     zeros = np.zeros(len(ctx.candidates))
     while security is not None:
-        grown = security.add(ctx, [(firm.vector(ctx.candidates), firm.draw)], security.box, progress)
+        grown = security.add(ctx, [(firm.vector(ctx.candidates), firm.draw, None)], security.box, progress)
         if grown is None:
             break
         ctx = grown
         firm = _solve_model(ctx, "firm", 0.0, ctx.limits.limit_mw - ctx.limits.worst_mw, zeros, security.box.statistic)
     while True:
         tiers, rounds, reference = _flexible_tiers(ctx, levels, risk_mode, firm.vector(ctx.candidates), progress)
-        # The tiers' CVaR is at most the worst case over the scenarios' whole range.
+        # The tiers' CVaR is at most the worst case over the scenarios' whole range, and at most
+        # (C-22) on the lines' own CVaRs.
+        caps = [None if risk_mode == "joint" else _line_cvar(ctx.limits, tier.risk, len(ctx.network.lines))
+                for tier in tiers]
         grown = None if security is None else security.add(
-            ctx, [(tier.vector(ctx.candidates), tier.draw) for tier in tiers], scenario_box(ctx.scenarios), progress)
+            ctx, [(tier.vector(ctx.candidates), tier.draw, cap) for tier, cap in zip(tiers, caps)],
+            scenario_box(ctx.scenarios), progress)
         if grown is None:
             # Rows added after firm capacity was solved hold at it (see above): not blocked.
             extra = len(ctx.limits) - firm.blocked_rows.size
             firm = dataclasses.replace(firm, blocked_rows=np.concatenate([firm.blocked_rows, np.zeros(extra, bool)]))
             return ctx, firm, tiers, rounds, reference
         ctx = grown
+
+
+def _line_cvar(limits: LimitTable, eps: float, n_line: int) -> LineCap:
+    """Per line of the network: the CVaR at eps of its background flow and of its reverse flow,
+    from its rows of the intact network (infinity for a line without rows: no bound)."""
+    statistic = limits.cvar(eps)
+    kinds = np.array(limits.kinds)
+    intact = np.ones(len(limits), dtype=bool) if limits.outage is None else limits.outage < 0
+    caps = []
+    for kind in (UPPER, LOWER):
+        rows = np.flatnonzero(intact & (kinds == kind))
+        cap = np.full(n_line, np.inf)
+        cap[limits.line[rows]] = statistic[rows]
+        caps.append(cap)
+    return caps[0], caps[1]
 
 
 def _full_draw(ctx: _Context, levels: tuple[float, ...], risk_mode: str, models: tuple[CapacityResult, ...],

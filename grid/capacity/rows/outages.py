@@ -67,6 +67,11 @@ _GROUPS = 32
 # Coefficients (2 rows per pair x candidates) that the screened pairs may add to the LP's table:
 # about 0.5 GB of sparse rows, with their scenario tails beside them.
 MAX_PAIR_ENTRIES = 40_000_000
+# A pass's room is the pairs whose rows take 1 / _PASS_SHARE of MAX_PAIR_ENTRIES (555 pairs at
+# 1,125 candidates). On ACTIVSg2000 at its forecast peak the LP needs about a thousand pairs in
+# all; passes of an eighth (4,444 pairs) made the table several times larger than that, and its
+# scenario tails and rows took longer than the passes a smaller room adds.
+_PASS_SHARE = 64
 # Outages whose pair bounds (lines x outages) are formed at once.
 _OUTAGE_BLOCK = 256
 # Pairs the screen evaluates exactly in one go (their rows of shift factors: 4096 x buses).
@@ -228,41 +233,61 @@ def outage_bound(same: np.ndarray, same_out: np.ndarray, other_out: np.ndarray, 
     return same + np.maximum(lodf, 0.0) * same_out + np.maximum(-lodf, 0.0) * other_out
 
 
+# Per line: a bound on its background's statistic in each direction (flow, reverse flow).
+LineCap = tuple[np.ndarray, np.ndarray]
+
+
 @dataclass(frozen=True, eq=False)
 class _Intact:
     """What a screen's bounds and exact evaluations read of the intact network, made once per
-    screen: each line's shift factors on the candidates, and its background's largest flow and
-    reverse flow over the box."""
+    screen: each line's shift factors on the candidates, and a bound on its background's
+    statistic in each direction (the largest flow and reverse flow over the box, or a tier's
+    CVaR where that is smaller: ``capped``)."""
 
     on: np.ndarray                      # (lines, candidates)
     up: np.ndarray                      # (lines,)
     down: np.ndarray                    # (lines,)
-    point: bool                         # the box is one state (the forecast peak)
+    point: bool                         # the box is one state (the forecast peak), nothing capped
+    capped: bool = False
 
     @classmethod
-    def of(cls, outages: OutageSet, flows: FlowModel, candidates: Candidates, box: FirmBox) -> _Intact:
+    def of(cls, outages: OutageSet, flows: FlowModel, candidates: Candidates, box: FirmBox,
+           line_cap: LineCap | None = None) -> _Intact:
         up, down = _background_extremes(outages, flows, box)
-        return cls(outages.rows[:, candidates.positions], up, down, box.is_point)
+        if line_cap is not None:
+            up, down = np.minimum(up, line_cap[0]), np.minimum(down, line_cap[1])
+        return cls(outages.rows[:, candidates.positions], up, down, box.is_point and line_cap is None,
+                   line_cap is not None)
 
     def after(self, outages: OutageSet, flows: FlowModel, candidates: Candidates, box: FirmBox, lines: np.ndarray,
               out: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per pair: its shift factors on the candidates, and the background's largest flow and
-        reverse flow after the outage (C-21). At one state the flow is linear in the shift
-        factors, f_l + LODF f_k, so only the candidates' columns are formed; a box with a spread
-        needs each pair's whole row (the spread reads |h| of every bus)."""
+        """Per pair: its shift factors on the candidates, and a bound on the background's
+        statistic after the outage in each direction (C-21). At one state it is the flow there,
+        linear in the shift factors, f_l + LODF f_k, so only the candidates' columns are formed;
+        a box with a spread needs each pair's whole row (the spread reads |h| of every bus).
+        Capped by the lines' CVaRs, it is also at most (C-22) on them (C-29): CVaR is subadditive
+        and positively homogeneous, so that bounds the pair's CVaR as the box's extreme does."""
         if self.point:
             flow = self.up[lines] + factor * self.up[out]
             return _plus_scaled(self.on[lines], factor, self.on[out]), flow, -flow
         h, offset = post_outage_rows(outages, flows, lines, out, factor)
-        return (h[:, candidates.positions], *box.extremes(h, offset))
+        high, reverse = box.extremes(h, offset)
+        if self.capped:
+            high = np.minimum(high, outage_bound(self.up[lines], self.up[out], self.down[out], factor))
+            reverse = np.minimum(reverse, outage_bound(self.down[lines], self.down[out], self.up[out], factor))
+        return h[:, candidates.positions], high, reverse
 
 
 def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
-           capacity: np.ndarray, draw: str, box: FirmBox, known: set[tuple[int, int]]) -> list[tuple[int, int]]:
+           capacity: np.ndarray, draw: str, box: FirmBox, known: set[tuple[int, int]],
+           line_cap: LineCap | None = None) -> list[tuple[int, int]]:
     """The (line, outage) pairs not in ``known`` whose worst-case post-outage flow, with the
     candidates drawing ``capacity`` (in full, or each at its worst under the partial draw set),
     comes within SCREEN_MARGIN of the emergency rating, in either direction; past twice a pass's
-    room (_pass_room), the room's worth of the worst of them (_worst_first).
+    room (_pass_room), the room's worth of the worst of them (_worst_first). For a tier,
+    ``line_cap`` is each line's CVaR of its flow and of its reverse flow: a pair's background
+    term is then the least of two bounds on its CVaR (_Intact.after), and a pair whose CVaR
+    cannot come near is left out even where the box's worst case would.
 
     The bound (C-22) clears most pairs with one multiply-add each; only the pairs it cannot clear
     are evaluated exactly, an outage at a time. Outages go in descending order of their pairs'
@@ -271,7 +296,7 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     (at ACTIVSg2000's forecast peak the first pass finds 295,143 pairs near and keeps 4,444)."""
     limit = outages.emergency_mw
     near = np.where(np.isfinite(limit), (1.0 - SCREEN_MARGIN) * limit, np.inf)
-    intact = _Intact.of(outages, flows, candidates, box)
+    intact = _Intact.of(outages, flows, candidates, box, line_cap)
     queue = sorted(_maybe_pairs(outages, flows, candidates, capacity, draw, box, near, intact),
                    key=lambda item: (-item[0], item[1]))
     room = _pass_room(len(candidates))
@@ -327,18 +352,17 @@ def _room_beats(kth: float, bound: float) -> bool:
 
 def _pass_room(candidates: int) -> int:
     """How many pairs one pass adds when more come near than it takes whole: those whose rows
-    take an eighth of MAX_PAIR_ENTRIES."""
-    return max(1, MAX_PAIR_ENTRIES // (8 * max(candidates, 1)))
+    take a share (1 / _PASS_SHARE) of MAX_PAIR_ENTRIES."""
+    return max(1, MAX_PAIR_ENTRIES // (_PASS_SHARE * max(candidates, 1)))
 
 
 def _worst_first(found: list[tuple[int, int, float]], candidates: int) -> list[tuple[int, int]]:
-    """The pairs a pass adds: all of them when their rows take at most a quarter of the table's
-    ceiling (MAX_PAIR_ENTRIES, twice the pass room); else an eighth's worth, those that load
-    their line most (flow over rating) first. The intact network's allocation can overload
-    hundreds of thousands of pairs at once (ACTIVSg2000 at its forecast peak: 295,143); the worst
-    are what the LP needs first, and the next pass finds any pair still near. A few thousand near
-    pairs are taken whole: a tier's first pass on ACTIVSg2000 finds 8,556, and adding the worst
-    4,444 of them left a second pass to add the other 4,098, at the cost of a pass."""
+    """The pairs a pass adds: all of them when they are at most twice the pass's room
+    (_pass_room); else the room's worth, those that load their line most (flow over rating)
+    first. The intact network's allocation can overload hundreds of thousands of pairs at once
+    (ACTIVSg2000 at its forecast peak: 295,143); the worst are what the LP needs first, and the
+    next pass finds any pair still near. A handful more than the room is taken whole, not left
+    for a pass of its own."""
     room = _pass_room(candidates)
     if len(found) <= 2 * room:
         return [(l, k) for l, k, _ in found]

@@ -86,6 +86,35 @@ def _top_cvar(excess: np.ndarray) -> np.ndarray:
     return (top[:tail].sum(axis=0) + (EPS * count - tail) * top[tail]) / (EPS * count)
 
 
+def test_a_tiers_screen_bounds_each_pairs_cvar_recomputed_from_scratch(ieee118, recomputed):
+    """The background term a tier's screen reads for a pair (the least of the scenario box's
+    extreme and (C-22) on the lines' CVaRs) is at least the pair's CVaR, computed from the
+    scenarios with H rebuilt without the outaged line, in both directions; and the lines' CVaRs
+    make it smaller than the box's extreme for most pairs."""
+    import grid.capacity.rows.outages as outages_module
+    from grid.capacity.inputs.criteria import scenario_box
+    from grid.capacity.study import _line_cvar
+
+    network, scenarios, candidates, study = ieee118
+    flows, outages = flow_model(network), study.outages
+    box = scenario_box(scenarios)
+    capped = outages_module._Intact.of(outages, flows, candidates, box,
+                                       _line_cvar(study.limits, EPS, len(network.lines)))
+    boxed = outages_module._Intact.of(outages, flows, candidates, box)
+    column = {int(k): j for j, k in enumerate(outages.studied)}
+    tighter = total = 0
+    for k, kept, h in recomputed:
+        lines, out = np.array(kept), np.full(len(kept), k)
+        _, high, reverse = capped.after(outages, flows, candidates, box, lines, out, outages.lodf[lines, column[k]])
+        _, box_high, _ = boxed.after(outages, flows, candidates, box, lines, out, outages.lodf[lines, column[k]])
+        background = scenarios.samples_mw @ h.T + flows.offset_mw[lines]
+        assert np.all(_top_cvar(background) <= high + 1e-6), network.lines[k].name
+        assert np.all(_top_cvar(-background) <= reverse + 1e-6), network.lines[k].name
+        tighter += int(np.sum(high < box_high - 1e-6))
+        total += lines.size
+    assert tighter > total // 2
+
+
 def test_firm_capacity_holds_after_every_outage_recomputed_from_scratch(ieee118, recomputed):
     network, scenarios, candidates, study = ieee118
     firm = study.firm.vector(candidates)
@@ -291,14 +320,14 @@ def test_the_risk_check_skips_only_rows_no_state_of_the_box_can_break(ieee118):
 
 
 def test_a_pass_adds_the_pairs_that_load_their_line_most_first(monkeypatch):
-    """Past a quarter of the table's ceiling (twice a pass's room) a pass keeps an eighth's worth
-    of the worst pairs (flow over rating), in the order they were found; below it, every pair."""
+    """Past twice a pass's room a pass keeps the room's worth of the worst pairs (flow over
+    rating), in the order they were found; below it, every pair."""
     import grid.capacity.rows.outages as outages
 
     found = [(1, 7, 1.02), (2, 7, 1.50), (3, 8, 0.995), (1, 9, 1.20), (4, 9, 1.10)]
-    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 2)     # a room of 2 pairs of 5 candidates
+    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", outages._PASS_SHARE * 5 * 2)   # a room of 2 pairs of 5 candidates
     assert outages._worst_first(found, 5) == [(2, 7), (1, 9)]
-    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", 8 * 5 * 3)     # 5 pairs fit in twice a room of 3
+    monkeypatch.setattr(outages, "MAX_PAIR_ENTRIES", outages._PASS_SHARE * 5 * 3)   # 5 pairs fit in twice a room of 3
     assert outages._worst_first(found, 5) == [(1, 7), (2, 7), (3, 8), (1, 9), (4, 9)]
 
 
@@ -347,6 +376,8 @@ def test_the_row_facts_carried_from_pass_to_pass_are_those_made_afresh(ieee118, 
         cvars.append(EPS in newer.__dict__.get("_dcmarket_cvar", {}))
 
     monkeypatch.setattr(outages_module, "carry_row_caches", spy)
+    # Passes of at most 20 pairs: the first finds over a thousand near, so more passes follow.
+    monkeypatch.setattr(outages_module, "MAX_PAIR_ENTRIES", outages_module._PASS_SHARE * len(candidates) * 20)
     table = capacity_study(network, scenarios, candidates, [EPS],
                            criteria=SecurityCriteria(outages="n-1", **BOX)).limits
     assert sum(carried) >= 2   # the passes after a solve had asked for them carried both
@@ -397,7 +428,7 @@ def test_a_pass_stopped_by_the_bound_adds_what_evaluating_every_outage_adds(ieee
     from grid.capacity.inputs.criteria import SecurityCriteria as Criteria
 
     network, scenarios, candidates, study = ieee118
-    monkeypatch.setattr(outages_module, "MAX_PAIR_ENTRIES", 8 * len(candidates) * room)
+    monkeypatch.setattr(outages_module, "MAX_PAIR_ENTRIES", outages_module._PASS_SHARE * len(candidates) * room)
     capacity = np.full(len(candidates), 100.0)
     box = Criteria(**BOX).firm_box(scenarios)
     flows = flow_model(network)
