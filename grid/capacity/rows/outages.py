@@ -507,17 +507,43 @@ def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: C
         wanted = _may_bind(on, known, statistics, limit, outages.studied[columns], outages.lodf[:, columns])
         # The block's outages side by side (their partitions are most of the sweep), folded in
         # outage order: the same capacities and binding limits as one outage at a time.
-        found = in_threads(_outage_least, shared, [(int(columns[j]), np.flatnonzero(wanted[:, j]))
+        tiers = _TierBounds(statistics[1:], known[1:])
+        found = in_threads(_outage_least, shared, [(int(columns[j]), np.flatnonzero(wanted[:, j]), tiers)
                                                    for j in np.flatnonzero(wanted.any(axis=0))])
         for ratios, name in found:
             models = [model.tighter_by(least, first, name) for model, (least, first) in zip(models, ratios)]
     return models
 
 
-def _outage_least(j: int, lines: np.ndarray, *, touch_factor: float, **data
+@dataclass(frozen=True, eq=False)
+class _TierBounds:
+    """Per tier: each intact line's CVaR of its flow and of its reverse flow, and the stand-alone
+    capacities known when a block of outages starts."""
+
+    statistics: list[tuple[np.ndarray, np.ndarray]]
+    known: list[np.ndarray]
+
+    def exact_lines(self, coef: np.ndarray, rating: np.ndarray, lines: np.ndarray, k: int,
+                    factor: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Which of ``lines`` (after outage k; ``coef`` their upper rows' coefficients, then their
+        lower rows') need their scenario flows: those with a row whose room, bounded below by (C-29) on the lines' CVaRs, could
+        give some candidate less than it has (a coefficient above COEFFICIENT_ZERO and room_lb <
+        known x coefficient). Also each tier's bounded rooms (upper rows, then lower)."""
+        need = np.zeros(lines.size, dtype=bool)
+        bounded = []
+        for (up, down), known in zip(self.statistics, self.known):
+            room = np.concatenate([rating - outage_bound(up[lines], up[k], down[k], factor),
+                                   rating - outage_bound(down[lines], down[k], up[k], factor)])
+            lowers = ((coef > COEFFICIENT_ZERO) & (room[:, None] < known[None, :] * coef)).any(axis=1)
+            need |= lowers[:lines.size] | lowers[lines.size:]
+            bounded.append(room)
+        return need, bounded
+
+
+def _outage_least(j: int, lines: np.ndarray, tiers: _TierBounds, *, touch_factor: float, **data
                   ) -> tuple[list[tuple[np.ndarray, np.ndarray]], Callable[[int], str]]:
     """(C-20) of ``lines`` after outage ``j``, per model: least_ratios of its pair rows; and their names."""
-    coef, rooms, name = _pair_rows(j=j, lines=lines, **data)
+    coef, rooms, name = _pair_rows(j=j, lines=lines, tiers=tiers, **data)
     return [least_ratios(coef, room, touch_factor) for room in rooms], name
 
 
@@ -586,22 +612,31 @@ class _CoefficientScreen:
 
 def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates,
                box: FirmBox, levels: tuple[float, ...], background: ScenarioFlows, j: int,
-               lines: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], Callable[[int], str]]:
+               lines: np.ndarray, tiers: _TierBounds) -> tuple[np.ndarray, list[np.ndarray], Callable[[int], str]]:
     """After outage ``j``, the upper then the lower limit of each of ``lines``: coefficients on the
-    candidates, rooms per model, and the rows' names."""
+    candidates, rooms per model, and the rows' names. A tier's rooms are exact (from the pairs'
+    scenario flows) on the lines that could lower a capacity, and bounded below by (C-29) on the
+    others, which then cannot lower one either (tiers.exact_lines): most pairs are spared their
+    scenario flows and partitions, and the capacities and binding limits are the same."""
     k = int(outages.studied[j])
     factor = outages.lodf[lines, j]
     h, offset = post_outage_rows(outages, flows, lines, k, factor)
     on = h[:, candidates.positions]
     worst = np.concatenate(box.extremes(h, offset))
-    after = background.after(lines, k, factor)
-    rating = np.tile(outages.emergency_mw[lines], 2)
-    statistics = [worst] + [np.concatenate(both) for both in cvar_both_ways(after, levels)]
-    rooms = [np.where(np.isfinite(rating), rating - statistic, np.inf) for statistic in statistics]
+    rating = outages.emergency_mw[lines]
+    coef = np.vstack([on, -on])
+    need, bounded = tiers.exact_lines(coef, rating, lines, k, factor)
+    exact = np.flatnonzero(need)
+    if exact.size:
+        after = background.after(lines[exact], k, factor[exact])
+        for room, (up, down) in zip(bounded, cvar_both_ways(after, levels, scratch=True)):
+            room[exact], room[lines.size + exact] = rating[exact] - up, rating[exact] - down
+    rating = np.tile(rating, 2)
+    rooms = [np.where(np.isfinite(rating), room, np.inf) for room in [rating - worst, *bounded]]
     network = flows.network
 
     def name(row: int) -> str:
         line = int(lines[row % lines.size])
         return line_limit_name(network.lines[line].name, UPPER if row < lines.size else LOWER, network.lines[k].name)
 
-    return np.vstack([on, -on]), rooms, name
+    return coef, rooms, name

@@ -251,6 +251,29 @@ def test_standalone_after_outages_equals_every_pair_evaluated(ieee118, recompute
     assert np.any(expected[1] < intact[1].capacity_mw - 1.0)   # the outages do bind the tier
 
 
+def test_the_sweep_forms_scenario_flows_only_for_pairs_that_could_lower_a_tier(ieee118, monkeypatch):
+    """The stand-alone sweep bounds each pair's CVaR by (C-29) before it forms the pair's scenario
+    flows: most pairs it evaluates are spared them here, and the capacities (checked against every
+    pair above) do not move."""
+    import grid.capacity.rows.outages as outages_module
+
+    network, scenarios, candidates, study = ieee118
+    counts = {"lines": 0, "exact": 0}
+    exact_lines = outages_module._TierBounds.exact_lines
+
+    def spy(self, coef, rating, lines, k, factor):
+        need, bounded = exact_lines(self, coef, rating, lines, k, factor)
+        counts["lines"] += lines.size
+        counts["exact"] += int(need.sum())
+        return need, bounded
+
+    monkeypatch.setattr(outages_module._TierBounds, "exact_lines", spy)
+    again = capacity_study(network, scenarios, candidates, [EPS], criteria=SecurityCriteria(outages="n-1", **BOX))
+    assert 0 < counts["exact"] < counts["lines"] // 2
+    for mine, theirs in zip(again.standalone, study.standalone):
+        assert np.array_equal(mine.capacity_mw, theirs.capacity_mw) and mine.binding == theirs.binding
+
+
 def test_more_screened_pairs_than_the_table_holds_are_refused_with_the_fix(ieee118, monkeypatch):
     """A background that overloads the network after outages (here: a ceiling the study's own 118-bus
     pairs exceed) stops with the counts and what to change, before any row is built."""
