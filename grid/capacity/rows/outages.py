@@ -507,8 +507,8 @@ def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: C
         wanted = _may_bind(on, known, statistics, limit, outages.studied[columns], outages.lodf[:, columns])
         # The block's outages side by side (their partitions are most of the sweep), folded in
         # outage order: the same capacities and binding limits as one outage at a time.
-        tiers = _TierBounds(statistics[1:], known[1:])
-        found = in_threads(_outage_least, shared, [(int(columns[j]), np.flatnonzero(wanted[:, j]), tiers)
+        block = _Block(statistics[1:], known)
+        found = in_threads(_outage_least, shared, [(int(columns[j]), np.flatnonzero(wanted[:, j]), block)
                                                    for j in np.flatnonzero(wanted.any(axis=0))])
         for ratios, name in found:
             models = [model.tighter_by(least, first, name) for model, (least, first) in zip(models, ratios)]
@@ -516,9 +516,10 @@ def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: C
 
 
 @dataclass(frozen=True, eq=False)
-class _TierBounds:
-    """Per tier: each intact line's CVaR of its flow and of its reverse flow, and the stand-alone
-    capacities known when a block of outages starts."""
+class _Block:
+    """What the sweep knows when a block of outages starts: per tier each intact line's CVaR of
+    its flow and of its reverse flow, and per model (firm, then each tier) the stand-alone
+    capacities found so far."""
 
     statistics: list[tuple[np.ndarray, np.ndarray]]
     known: list[np.ndarray]
@@ -526,25 +527,53 @@ class _TierBounds:
     def exact_lines(self, coef: np.ndarray, rating: np.ndarray, lines: np.ndarray, k: int,
                     factor: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Which of ``lines`` (after outage k; ``coef`` their upper rows' coefficients, then their
-        lower rows') need their scenario flows: those with a row whose room, bounded below by (C-29) on the lines' CVaRs, could
-        give some candidate less than it has (a coefficient above COEFFICIENT_ZERO and room_lb <
-        known x coefficient). Also each tier's bounded rooms (upper rows, then lower)."""
+        lower rows') need their scenario flows: those with a row whose room, bounded below by
+        (C-29) on the lines' CVaRs, may still give some candidate less than it has
+        (may_lower). Also each tier's rooms (upper rows, then lower), infinite on the lines that
+        need none: their rows cannot lower a capacity (ties keep the earlier row), so they are
+        left out as rows that count for no candidate."""
         need = np.zeros(lines.size, dtype=bool)
         bounded = []
-        for (up, down), known in zip(self.statistics, self.known):
+        for (up, down), known in zip(self.statistics, self.known[1:]):
             room = np.concatenate([rating - outage_bound(up[lines], up[k], down[k], factor),
                                    rating - outage_bound(down[lines], down[k], up[k], factor)])
-            lowers = ((coef > COEFFICIENT_ZERO) & (room[:, None] < known[None, :] * coef)).any(axis=1)
+            lowers = may_lower(coef, room, known)
             need |= lowers[:lines.size] | lowers[lines.size:]
             bounded.append(room)
+        for room in bounded:
+            room[np.tile(~need, 2)] = np.inf
         return need, bounded
 
 
-def _outage_least(j: int, lines: np.ndarray, tiers: _TierBounds, *, touch_factor: float, **data
+def may_lower(coef: np.ndarray, room: np.ndarray, known: np.ndarray, slack: float = 0.0) -> np.ndarray:
+    """Per row of ``coef`` (rows x candidates) and its room: whether room < known_b a_b for some
+    candidate b, the room widened by ``slack`` (relative) so that a ratio room / a that rounds
+    below known_b (C-20) is caught too; a room below zero counts. A candidate without a finite
+    capacity yet (known = inf) is lowered by any row with a coefficient on it."""
+    finite = np.isfinite(known)
+    lowers = np.zeros(coef.shape[0], dtype=bool)
+    if coef.shape[0] and finite.any():
+        scaled = coef * known[None, :] if finite.all() else coef[:, finite] * known[finite][None, :]
+        reach = scaled.max(axis=1)
+        lowers = room < reach + slack * np.abs(reach)
+    if coef.shape[0] and not finite.all():
+        lowers |= (coef[:, ~finite] > COEFFICIENT_ZERO).any(axis=1)
+    return lowers
+
+
+def _outage_least(j: int, lines: np.ndarray, block: _Block, *, touch_factor: float, **data
                   ) -> tuple[list[tuple[np.ndarray, np.ndarray]], Callable[[int], str]]:
-    """(C-20) of ``lines`` after outage ``j``, per model: least_ratios of its pair rows; and their names."""
-    coef, rooms, name = _pair_rows(j=j, lines=lines, tiers=tiers, **data)
-    return [least_ratios(coef, room, touch_factor) for room in rooms], name
+    """(C-20) of ``lines`` after outage ``j``, per model: least_ratios of its pair rows; and their
+    names. Only the rows that may lower a capacity known when the block started are read
+    (may_lower): the others give ratios at or above it, which change nothing."""
+    coef, rooms, name = _pair_rows(j=j, lines=lines, block=block, **data)
+    found = []
+    for room, known in zip(rooms, block.known):
+        rows = np.flatnonzero(may_lower(coef, room, known, slack=1e-9))
+        least, first = least_ratios(coef[rows], room[rows], touch_factor)
+        # Back to the outage's row numbers (its row count where no row sets a ratio).
+        found.append((least, np.append(rows, coef.shape[0])[first]))
+    return found, name
 
 
 def _may_bind(on: np.ndarray, known: list[np.ndarray], statistics: list[tuple[np.ndarray, np.ndarray]],
@@ -612,11 +641,11 @@ class _CoefficientScreen:
 
 def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates,
                box: FirmBox, levels: tuple[float, ...], background: ScenarioFlows, j: int,
-               lines: np.ndarray, tiers: _TierBounds) -> tuple[np.ndarray, list[np.ndarray], Callable[[int], str]]:
+               lines: np.ndarray, block: _Block) -> tuple[np.ndarray, list[np.ndarray], Callable[[int], str]]:
     """After outage ``j``, the upper then the lower limit of each of ``lines``: coefficients on the
     candidates, rooms per model, and the rows' names. A tier's rooms are exact (from the pairs'
     scenario flows) on the lines that could lower a capacity, and bounded below by (C-29) on the
-    others, which then cannot lower one either (tiers.exact_lines): most pairs are spared their
+    others, which then cannot lower one either (block.exact_lines): most pairs are spared their
     scenario flows and partitions, and the capacities and binding limits are the same."""
     k = int(outages.studied[j])
     factor = outages.lodf[lines, j]
@@ -625,7 +654,7 @@ def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     worst = np.concatenate(box.extremes(h, offset))
     rating = outages.emergency_mw[lines]
     coef = np.vstack([on, -on])
-    need, bounded = tiers.exact_lines(coef, rating, lines, k, factor)
+    need, bounded = block.exact_lines(coef, rating, lines, k, factor)
     exact = np.flatnonzero(need)
     if exact.size:
         after = background.after(lines[exact], k, factor[exact])

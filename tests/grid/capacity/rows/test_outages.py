@@ -259,7 +259,7 @@ def test_the_sweep_forms_scenario_flows_only_for_pairs_that_could_lower_a_tier(i
 
     network, scenarios, candidates, study = ieee118
     counts = {"lines": 0, "exact": 0}
-    exact_lines = outages_module._TierBounds.exact_lines
+    exact_lines = outages_module._Block.exact_lines
 
     def spy(self, coef, rating, lines, k, factor):
         need, bounded = exact_lines(self, coef, rating, lines, k, factor)
@@ -267,11 +267,33 @@ def test_the_sweep_forms_scenario_flows_only_for_pairs_that_could_lower_a_tier(i
         counts["exact"] += int(need.sum())
         return need, bounded
 
-    monkeypatch.setattr(outages_module._TierBounds, "exact_lines", spy)
+    monkeypatch.setattr(outages_module._Block, "exact_lines", spy)
     again = capacity_study(network, scenarios, candidates, [EPS], criteria=SecurityCriteria(outages="n-1", **BOX))
     assert 0 < counts["exact"] < counts["lines"] // 2
     for mine, theirs in zip(again.standalone, study.standalone):
         assert np.array_equal(mine.capacity_mw, theirs.capacity_mw) and mine.binding == theirs.binding
+
+
+def test_a_row_may_lower_a_capacity_exactly_when_some_ratio_is_below_it():
+    """may_lower against the ratios themselves (C-20), over random rows with ties, zero and
+    negative rooms, zero capacities and unbounded ones: every row with a counted ratio below its
+    candidate's capacity is flagged (with the slack), and a row flagged without slack has one at
+    or below it."""
+    import grid.capacity.rows.outages as outages_module
+
+    rng = np.random.default_rng(4)
+    coef = np.round(rng.normal(0.0, 0.5, (400, 12)), 1)
+    room = np.round(rng.uniform(-5.0, 40.0, 400), 0)
+    known = np.round(rng.uniform(0.0, 60.0, 12), 0)
+    known[[2, 7]] = [0.0, np.inf]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(coef > 1e-12, np.where(room[:, None] >= 0, room[:, None] / coef, 0.0), np.inf)
+    below = (ratio < known[None, :]).any(axis=1)
+    at_most = (ratio <= known[None, :]).any(axis=1)
+    assert below.sum() > 50 and (at_most & ~below).sum() > 5     # ties
+    wide = outages_module.may_lower(coef, room, known, slack=1e-9)
+    strict = outages_module.may_lower(coef, room, known)
+    assert np.all(wide[below]) and np.all(at_most[strict] | (room[strict] < 0))
 
 
 def test_more_screened_pairs_than_the_table_holds_are_refused_with_the_fix(ieee118, monkeypatch):
