@@ -644,8 +644,8 @@ def _pair_rows(outages: OutageSet, flows: FlowModel, candidates: Candidates,
                lines: np.ndarray, block: _Block) -> tuple[np.ndarray, list[np.ndarray], Callable[[int], str]]:
     """After outage ``j``, the upper then the lower limit of each of ``lines``: coefficients on the
     candidates, rooms per model, and the rows' names. A tier's rooms are exact (from the pairs'
-    scenario flows) on the lines that could lower a capacity, and bounded below by (C-29) on the
-    others, which then cannot lower one either (block.exact_lines): most pairs are spared their
+    scenario flows) on the lines whose room bounded below by (C-29) could still lower a capacity,
+    and infinite on the others, whose rows cannot (block.exact_lines): most pairs are spared their
     scenario flows and partitions, and the capacities and binding limits are the same."""
     k = int(outages.studied[j])
     factor = outages.lodf[lines, j]
