@@ -12,9 +12,8 @@ bus asking 100 MW). Measured, in this order:
 Both studies use the forecast peak as firm capacity's background (`background = "peak"`: N-1 is
 studied at the peak, as planning standards do), the scenarios varying each load below it, and the
 partial draw set. Over the whole range below the peak (the box, what `dcmarket capacity CASE`
-uses for N-0) the case is far from N-1 secure: 68,788 pairs come within 1 % of their rating at
-zero new load, and at 10,000 scenarios a screening pass needs more pair rows than the ceiling
-allows, which the study refuses with the fix (docs/models/capacity.md#eq-c-22). The table gives each
+uses) the case is far from N-1 secure: 68,788 pairs come within 1 % of their rating at zero new
+load, and firm capacity is 2.67 MW (docs/models/capacity.md#eq-c-22). The table gives each
 time, the N-1 time as a ratio to the floor (the issue's target: within 3x), each study's time in
 parts (from its progress lines: firm and flexible capacity with the screening passes, the paper's
 full-draw model solved beside them for the counterflow report, and under N-1 the stand-alone

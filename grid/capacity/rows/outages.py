@@ -107,9 +107,11 @@ class ScenarioFlows:
         if self.count * n_line * 8 <= FLOW_CACHE_BYTES:
             whole = np.empty((n_line, self.count))
             # Made before any thread of the study starts: every core's BLAS thread may work on it.
+            # Each block of lines is written where it is kept, and its rows of H are read in place.
             with limit_blas(usable_cores()):
                 for chunk in self.chunks(n_line):
-                    whole[chunk] = self._made(np.arange(chunk.start, chunk.stop))
+                    np.matmul(self._rows[chunk], self._samples.T, out=whole[chunk])
+                    whole[chunk] += self._offset[chunk][:, None]
             self._whole = whole
 
     def _made(self, lines: np.ndarray) -> np.ndarray:
