@@ -22,7 +22,7 @@ islanding, and the firm and flexible totals. No timing is asserted.
 
     .venv/bin/python experiments/bench_n1.py [--case case_ACTIVSg2000] [--scenarios 10000] [--out experiments/out]
 
-Writes bench_n1.csv. About 2 minutes on this 2-core machine when idle (the N-1 study).
+Writes bench_n1.csv. About a minute on this 2-core machine when idle.
 """
 
 from __future__ import annotations
