@@ -481,6 +481,9 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
     for b in blocked:  # the first blocking limit names the bus: its own before the lines upstream
         for bus in b.buses:
             blocking.setdefault(bus, b.name)
+    rows = np.array(list(coefficient), dtype=int)
+    weight = np.vstack([coefficient[int(r)] for r in rows]) if rows.size else np.zeros((0, len(candidates)))
+    reach = np.diff(limits.touch.indptr)[rows]   # how many candidates touch each binding limit
     result: dict[int, str] = {}
     for k, bus in enumerate(candidates.buses):
         demand = float(candidates.demand_mw[k])
@@ -489,23 +492,27 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
         elif pinned[k]:
             result[bus] = f"blocked: {blocking.get(bus, 'a blocked limit')}"
         else:
-            weights = {r: row[k] for r, row in coefficient.items() if row[k] > 1e-9}
-            touching = {r: w for r, w in weights.items() if w >= ctx.touch_factor}
+            weighs = weight[:, k] > 1e-9
+            touching = weighs & (weight[:, k] >= ctx.touch_factor)
             at_floor = floors[k] > 0 and values[k] <= floors[k] + _BINDING_TOL * max(1.0, floors[k])
-            if touching or (weights and not at_floor):
-                # The most local binding limit this bus touches (the fewest candidates touch it),
-                # so that a line behind the bus is named before a system-wide one such as the
-                # supply; then the one it weighs on most. A binding limit is named even at the
-                # floor: it is why the tier adds nothing there.
-                reach = np.diff(limits.touch.indptr)
-                pool = touching or weights
-                best = min(pool, key=lambda r: (reach[r], -round(pool[r], 9), r))
-                result[bus] = limits.name(best)
+            if touching.any() or (weighs.any() and not at_floor):
+                result[bus] = limits.name(_most_local(rows, reach, weight[:, k], touching if touching.any() else weighs))
             elif at_floor:
                 result[bus] = "floor: the safer tier's capacity" if model != "firm" else "floor"
             else:
                 result[bus] = "shared limits (no single binding limit)"
     return result
+
+
+def _most_local(rows: np.ndarray, reach: np.ndarray, weight: np.ndarray, pool: np.ndarray) -> int:
+    """Of the binding limits in ``pool``, the most local one (the fewest candidates touch it), so
+    that a line behind the bus is named before a system-wide one such as the supply; then the one
+    the bus weighs on most (to 9 decimals), then the first row. A binding limit is named even at
+    the floor: it is why the tier adds nothing there."""
+    found = np.flatnonzero(pool)
+    found = found[reach[found] == reach[found].min()]
+    best = min(found, key=lambda i: (-round(weight[i], 9), int(rows[i])))
+    return int(rows[best])
 
 
 def solve_one(
