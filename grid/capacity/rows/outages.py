@@ -336,24 +336,52 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
 def _maybe_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates, capacity: np.ndarray, draw: str,
                  box: FirmBox, near: np.ndarray, intact: _Intact | None = None) -> list[tuple[float, int, np.ndarray]]:
     """Per outage whose bound (C-22) leaves some line near its rating: the largest bound over
-    the rating among those lines, the outage's column, and the lines."""
+    the rating among those lines, the outage's column, and the lines.
+
+    The bound is at most max(F+_l, F-_l) + |LODF_lk| max(F+_k, F-_k), one multiply per pair; only
+    the pairs this reaches the threshold with have (C-22) itself formed, with the same numbers as
+    forming it for every pair (most pairs are far from their rating)."""
     up, down = _line_extremes(intact or _Intact.of(outages, flows, candidates, box), capacity, draw)
     limit = outages.emergency_mw
     # The bound is exact when LODF = 0; a hair of slack keeps rounding from clearing a pair.
     slack = 1e-9 * np.maximum(1.0, np.where(np.isfinite(limit), np.abs(limit), 1.0))
+    threshold = near - slack
+    high = np.maximum(up, down)
+    swing = np.maximum(high, 0.0)             # F+_k + F-_k >= 0, so the larger is never below 0
+    # What |LODF_lk| max(F+_k, F-_k) must reach for line l to come near (a margin for rounding).
+    gap = threshold - high
+    gap -= 1e-9 * (np.abs(threshold) + np.abs(high) + 1.0)
     found = []
     for start in range(0, outages.studied.size, _OUTAGE_BLOCK):
         columns = np.arange(start, min(start + _OUTAGE_BLOCK, outages.studied.size))
         out = outages.studied[columns]
-        bound_up, bound_down = _pair_bounds(up, down, outages.lodf[:, columns], out)
-        bound = np.maximum(bound_up, bound_down)
-        maybe = bound > (near - slack)[:, None]
-        maybe[out, np.arange(columns.size)] = False
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(maybe, bound / near[:, None], -np.inf)
-        for c in np.flatnonzero(maybe.any(axis=0)):
-            found.append((float(np.max(share[:, c])), int(columns[c]), np.flatnonzero(maybe[:, c])))
+        lodf = outages.lodf[:, columns]
+        reach = np.abs(lodf)
+        reach *= swing[out]
+        column, line = np.nonzero((reach > gap[:, None]).T)   # by outage, lines ascending
+        factor = lodf[line, column]
+        bound = _pair_bound_values(up, down, line, out[column], factor)
+        maybe = (bound > threshold[line]) & (line != out[column])
+        column, line, share = column[maybe], line[maybe], bound[maybe] / near[line[maybe]]
+        cuts = np.flatnonzero(np.diff(column)) + 1
+        for lines, shares, c in zip(np.split(line, cuts), np.split(share, cuts), column[np.r_[0, cuts]] if column.size else []):
+            found.append((float(np.max(shares)), int(columns[c]), lines))
     return found
+
+
+def _pair_bound_values(up: np.ndarray, down: np.ndarray, line: np.ndarray, out: np.ndarray,
+                       factor: np.ndarray) -> np.ndarray:
+    """max of the two bounds (C-22) of each pair (line[i] after the outage of out[i], LODF
+    factor[i]): what _pair_bounds gives at those entries, operation for operation."""
+    plus = np.maximum(factor, 0.0)
+    minus = plus - factor
+    bounds = []
+    for same, other in ((up, down), (down, up)):
+        bound = plus * same[out]
+        bound += same[line]
+        bound += minus * other[out]
+        bounds.append(bound)
+    return np.maximum(bounds[0], bounds[1])
 
 
 def _room_beats(kth: float, bound: float) -> bool:
