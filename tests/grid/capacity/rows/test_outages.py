@@ -541,6 +541,36 @@ def test_the_screen_at_the_forecast_peak_reads_flows_recomputed_without_the_line
         {j: [pair[:2] for pair in v] for j, v in found_whole.items()}
 
 
+@pytest.mark.parametrize("each_mw", [0.0, 5.0, 100.0])
+def test_the_screens_bound_keeps_the_pairs_every_pairs_bound_keeps(ieee118, each_mw):
+    """_maybe_pairs forms (C-22) only where a cheaper bound reaches the threshold; what it lists
+    (per outage: the largest share, the column, the lines) is what (C-22) formed for every pair
+    at once gives, to the bit, from a few outages near to thousands of pairs."""
+    import grid.capacity.rows.outages as outages_module
+
+    network, scenarios, candidates, study = ieee118
+    flows, outages = flow_model(network), study.outages
+    box = SecurityCriteria(**BOX).firm_box(scenarios)
+    capacity = np.full(len(candidates), each_mw)
+    near = np.where(np.isfinite(outages.emergency_mw), (1.0 - outages_module.SCREEN_MARGIN) * outages.emergency_mw,
+                    np.inf)
+    intact = outages_module._Intact.of(outages, flows, candidates, box)
+    up, down = outages_module._line_extremes(intact, capacity, "partial")
+    out = outages.studied
+    bound = np.maximum(outages_module.outage_bound(up[:, None], up[out], down[out], outages.lodf),
+                       outages_module.outage_bound(down[:, None], down[out], up[out], outages.lodf))
+    limit = outages.emergency_mw
+    slack = 1e-9 * np.maximum(1.0, np.where(np.isfinite(limit), np.abs(limit), 1.0))
+    maybe = bound > (near - slack)[:, None]
+    maybe[out, np.arange(out.size)] = False
+    expected = [(float(np.max(bound[maybe[:, j], j] / near[maybe[:, j]])), j, np.flatnonzero(maybe[:, j]))
+                for j in range(out.size) if maybe[:, j].any()]
+    found = outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near, intact)
+    assert len(found) == len(expected) and sum(item[2].size for item in found) >= (0 if each_mw == 0 else 100)
+    for (share, j, lines), (want_share, want_j, want_lines) in zip(found, expected):
+        assert (share, j) == (want_share, want_j) and np.array_equal(lines, want_lines)
+
+
 def test_the_study_on_workers_gives_the_study_in_process(ieee118):
     """Under N-1 in process, the outage set's H and scenario flows give the limit table its line
     rows and tails; with a block map (a cluster's workers, here played by this process) the lines'
