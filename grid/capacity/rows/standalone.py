@@ -167,13 +167,19 @@ class FirstRows:
         if not self._continues(load_rows, rows, rooms):
             self._start(load_rows.shape[1])
         new = rows[self.rows.size:]
+        # The chunks' ratios are kept for the second pass when they are few (an N-1 pass's new
+        # rows), else made again: the first call over a large table would hold them all.
+        entries = int(np.sum(np.diff(load_rows.indptr)[new])) * 2
+        chunks = (list(_ratios(load_rows, new, rooms)) if entries <= _KEPT_RATIOS
+                  else None)
         least = np.full(load_rows.shape[1], np.inf)
-        for _, ratios in _ratios(load_rows, new, rooms):
+        for _, ratios in chunks if chunks is not None else _ratios(load_rows, new, rooms):
             if isinstance(ratios, np.ndarray):
                 np.minimum(least, ratios.min(axis=0), out=least)
             else:
                 np.minimum.at(least, ratios[1], ratios[2])
-        found = [_attaining(positions, ratios, least) for positions, ratios in _ratios(load_rows, new, rooms)]
+        found = [_attaining(positions, ratios, least)
+                 for positions, ratios in (chunks if chunks is not None else _ratios(load_rows, new, rooms))]
         after = self.rows.size
         position = np.concatenate([found_position + after for found_position, _ in found] or [np.zeros(0, np.int64)])
         column = np.concatenate([found_column for _, found_column in found] or [np.zeros(0, np.int64)])
@@ -232,6 +238,9 @@ def _ratios(load_rows: sp.csr_matrix, rows: np.ndarray, rooms: np.ndarray
                                 rooms[rows[positions[positive]]] / chunk.data[positive])
 
 
+# Entries (about twice the non-zeros, for a dense chunk's inf) whose ratios FirstRows.find keeps
+# between its two passes: 128 MB of ratios.
+_KEPT_RATIOS = 16_000_000
 # Non-zeros that row_chunks hands out at once: the work arrays on them take about 40 bytes each.
 _ENTRIES = 4_000_000
 # The share of non-zeros above which a chunk of rows is worked dense.

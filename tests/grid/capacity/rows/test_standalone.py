@@ -101,13 +101,18 @@ def test_the_first_rows_of_a_growing_table_read_only_its_new_rows(monkeypatch, d
         rows = np.arange(stop)
         read.clear()
         assert list(first.find(a, rows, rooms)) == _first_by_hand(a, rows, rooms)
-        assert read == [stop - {40: 0, 41: 40, 90: 41, 150: 90}[stop]] * 2   # two passes over the new rows
+        assert set(read) == {stop - {40: 0, 41: 40, 90: 41, 150: 90}[stop]}   # the new rows, kept or read twice
+    monkeypatch.setattr(standalone, "_KEPT_RATIOS", 0)   # made again for the second pass: the same rows
+    read.clear()
+    again = standalone.FirstRows()
+    assert list(again.find(a, np.arange(150), rooms)) == _first_by_hand(a, np.arange(150), rooms)
+    assert read == [150, 150]
     changed = rooms.copy()
     changed[3] += 1.0
     read.clear()
     assert list(first.find(a, np.arange(150), changed)) == _first_by_hand(a, np.arange(150), changed)
-    assert read == [150, 150]
+    assert set(read) == {150}
     read.clear()
     rows = np.arange(1, 150)
     assert list(first.find(a, rows, changed)) == _first_by_hand(a, rows, changed)
-    assert read == [149, 149]
+    assert set(read) == {149}
