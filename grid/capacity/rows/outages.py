@@ -91,6 +91,17 @@ class OutageSet:
     rows: np.ndarray             # (lines, buses): the slack model's shift factors h_l
     emergency_mw: np.ndarray     # (lines,) the rating after an outage
 
+    def on(self, candidates: Candidates) -> np.ndarray:
+        """(lines, candidates): ``rows`` on the candidates' columns, made once for the candidates
+        asked last (every screen of a study asks for the same ones). Read-only."""
+        kept = self.__dict__.get("_on")
+        if kept is None or not np.array_equal(kept[0], candidates.positions):
+            on = self.rows[:, candidates.positions]
+            on.flags.writeable = False
+            kept = (np.array(candidates.positions), on)
+            self.__dict__["_on"] = kept
+        return kept[1]
+
 
 class ScenarioFlows:
     """Each line's background flow on the intact network in every scenario (lines x scenarios,
@@ -268,8 +279,7 @@ class _Intact:
         up, down = _background_extremes(outages, flows, box)
         if line_cap is not None:
             up, down = np.minimum(up, line_cap[0]), np.minimum(down, line_cap[1])
-        return cls(outages.rows[:, candidates.positions], up, down, box.is_point and line_cap is None,
-                   line_cap is not None)
+        return cls(outages.on(candidates), up, down, box.is_point and line_cap is None, line_cap is not None)
 
     def after(self, outages: OutageSet, flows: FlowModel, candidates: Candidates, box: FirmBox, lines: np.ndarray,
               out: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -537,7 +547,7 @@ def standalone_after_outages(outages: OutageSet, flows: FlowModel, candidates: C
     candidate (C-23) is not evaluated; the screen is made again every _STANDALONE_BLOCK outages."""
     limit = outages.emergency_mw
     statistics = _intact_statistics(outages, flows, box, levels, background)
-    on = outages.rows[:, candidates.positions]
+    on = outages.on(candidates)
     models = [Standalone(np.full(len(candidates), np.inf), ("",) * len(candidates)) for _ in intact]
     shared = {"outages": outages, "flows": flows, "candidates": candidates, "box": box, "levels": levels,
               "background": background, "touch_factor": touch_factor}
