@@ -295,9 +295,14 @@ class _Intact:
         h, offset = post_outage_rows(outages, flows, lines, out, factor)
         high, reverse = box.extremes(h, offset)
         if self.capped:
-            high = np.minimum(high, outage_bound(self.up[lines], self.up[out], self.down[out], factor))
-            reverse = np.minimum(reverse, outage_bound(self.down[lines], self.down[out], self.up[out], factor))
+            cap_high, cap_reverse = self.caps(lines, out, factor)
+            high, reverse = np.minimum(high, cap_high), np.minimum(reverse, cap_reverse)
         return h[:, candidates.positions], high, reverse
+
+    def caps(self, lines: np.ndarray, out: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(C-22) on the capped lines' statistics, per pair and direction (C-29)."""
+        return (outage_bound(self.up[lines], self.up[out], self.down[out], factor),
+                outage_bound(self.down[lines], self.down[out], self.up[out], factor))
 
 
 def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
@@ -443,8 +448,13 @@ def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     column = np.repeat([item[1] for item in batch], [item[2].size for item in batch])
     out = outages.studied[column]
     intact = intact or _Intact.of(outages, flows, candidates, box)
-    on, high, reverse = intact.after(outages, flows, candidates, box, lines, out, outages.lodf[lines, column])
-    load_up, load_down = _load_terms(on, capacity, draw)
+    factor = outages.lodf[lines, column]
+    if intact.capped:
+        high, reverse, load_up, load_down = _capped_terms(intact, outages, flows, box, capacity, draw, near,
+                                                          lines, out, factor)
+    else:
+        on, high, reverse = intact.after(outages, flows, candidates, box, lines, out, factor)
+        load_up, load_down = _load_terms(on, capacity, draw)
     high, reverse = high + load_up, reverse + load_down
     hit = (high > near[lines]) | (reverse > near[lines])
     share = np.maximum(high, reverse) / near[lines]
@@ -453,6 +463,26 @@ def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
         if (l, k) not in known:
             found[j].append((l, k, q))
     return found
+
+
+def _capped_terms(intact: _Intact, outages: OutageSet, flows: FlowModel, box: FirmBox, capacity: np.ndarray,
+                  draw: str, near: np.ndarray, lines: np.ndarray, out: np.ndarray, factor: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What _Intact.after and the load terms give a tier's screen (background terms, then load
+    terms), forming the box's extreme, which reads each pair's whole row, only for the pairs whose
+    cap (C-29) with their load term comes near: for the others the cap stands in, and they are
+    not near either way. The pairs found are the same; their shares may differ in the last bits
+    (the box's product over fewer rows), as they do between batch sizes. The candidates'
+    coefficients come from the intact rows on them."""
+    on = _plus_scaled(intact.on[lines], factor, intact.on[out])
+    load_up, load_down = _load_terms(on, capacity, draw)
+    high, reverse = intact.caps(lines, out, factor)
+    need = np.flatnonzero((high + load_up > near[lines]) | (reverse + load_down > near[lines]))
+    if need.size:
+        h, offset = post_outage_rows(outages, flows, lines[need], out[need], factor[need])
+        box_high, box_reverse = box.extremes(h, offset)
+        high[need], reverse[need] = np.minimum(box_high, high[need]), np.minimum(box_reverse, reverse[need])
+    return high, reverse, load_up, load_down
 
 
 def _most_pairs(candidates: int) -> int:

@@ -113,6 +113,26 @@ def test_a_tiers_screen_bounds_each_pairs_cvar_recomputed_from_scratch(ieee118, 
         tighter += int(np.sum(high < box_high - 1e-6))
         total += lines.size
     assert tighter > total // 2
+    # The screen forms the box's extreme only for pairs whose cap comes near: the same pairs, and
+    # the same shares but for the last bits of the box's product over fewer rows (here at 30 MW
+    # per candidate, thousands of pairs near).
+    capacity = np.full(len(candidates), 30.0)
+    near = np.where(np.isfinite(outages.emergency_mw), (1.0 - outages_module.SCREEN_MARGIN) * outages.emergency_mw,
+                    np.inf)
+    batch = outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near, capped)
+    found = outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, batch, near, set(), capped)
+    lines = np.concatenate([item[2] for item in batch])
+    column = np.repeat([item[1] for item in batch], [item[2].size for item in batch])
+    on, high, reverse = capped.after(outages, flows, candidates, box, lines, outages.studied[column],
+                                     outages.lodf[lines, column])
+    load_up, load_down = outages_module._load_terms(on, capacity, "partial")
+    high, reverse = high + load_up, reverse + load_down
+    hit = (high > near[lines]) | (reverse > near[lines])
+    expected = sorted(zip(lines[hit].tolist(), outages.studied[column][hit].tolist(),
+                          (np.maximum(high, reverse) / near[lines])[hit].tolist()))
+    got = sorted(pair for pairs in found.values() for pair in pairs)
+    assert len(expected) > 50 and [pair[:2] for pair in got] == [pair[:2] for pair in expected]
+    np.testing.assert_allclose([pair[2] for pair in got], [pair[2] for pair in expected], rtol=1e-12)
 
 
 def test_firm_capacity_holds_after_every_outage_recomputed_from_scratch(ieee118, recomputed):
