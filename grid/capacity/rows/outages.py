@@ -235,16 +235,21 @@ def _pair_bounds(up: np.ndarray, down: np.ndarray, lodf: np.ndarray, out: np.nda
     each outage in ``out`` (columns, with their LODF columns): f_l + LODF f_k is at most
     max f_l + LODF+ max f_k + LODF- max(-f_k) (C-22), since a maximum of a sum is at most the sum
     of the maxima and the same corner of the box need not serve both."""
-    # LODF+ and LODF- once for both directions (LODF- = LODF+ - LODF exactly), and each sum
-    # built in place: the same numbers as outage_bound, in half the passes over the block.
+    return outage_bounds(up[:, None], down[:, None], up[out], down[out], lodf)
+
+
+def outage_bounds(up: np.ndarray, down: np.ndarray, up_out: np.ndarray, down_out: np.ndarray,
+                  lodf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """outage_bound in both directions at once, for arrays that broadcast (a block of lines x
+    outages, or pairs side by side): LODF+ and LODF- made once (LODF- = LODF+ - LODF exactly) and
+    each sum built in place, the same numbers as outage_bound in half the passes."""
     plus = np.maximum(lodf, 0.0)
     minus = plus - lodf
     bounds = []
-    for same, other in ((up, down), (down, up)):
-        bound = plus * same[out]
-        bound += same[:, None]
-        scaled = np.multiply(minus, other[out], out=np.empty_like(minus))
-        bound += scaled
+    for same, same_out, other_out in ((up, up_out, down_out), (down, down_out, up_out)):
+        bound = plus * same_out
+        bound += same
+        bound += minus * other_out
         bounds.append(bound)
     return bounds[0], bounds[1]
 
@@ -283,26 +288,22 @@ class _Intact:
 
     def after(self, outages: OutageSet, flows: FlowModel, candidates: Candidates, box: FirmBox, lines: np.ndarray,
               out: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per pair: its shift factors on the candidates, and a bound on the background's
-        statistic after the outage in each direction (C-21). At one state it is the flow there,
-        linear in the shift factors, f_l + LODF f_k, so only the candidates' columns are formed;
-        a box with a spread needs each pair's whole row (the spread reads |h| of every bus).
-        Capped by the lines' CVaRs, it is also at most (C-22) on them (C-29): CVaR is subadditive
-        and positively homogeneous, so that bounds the pair's CVaR as the box's extreme does."""
+        """Per pair of an uncapped screen (a capped one reads _capped_terms): its shift factors on
+        the candidates, and the background's largest flow and reverse flow after the outage
+        (C-21). At one state it is the flow there, linear in the shift factors, f_l + LODF f_k, so
+        only the candidates' columns are formed; a box with a spread needs each pair's whole row
+        (the spread reads |h| of every bus)."""
         if self.point:
             flow = self.up[lines] + factor * self.up[out]
             return _plus_scaled(self.on[lines], factor, self.on[out]), flow, -flow
         h, offset = post_outage_rows(outages, flows, lines, out, factor)
-        high, reverse = box.extremes(h, offset)
-        if self.capped:
-            cap_high, cap_reverse = self.caps(lines, out, factor)
-            high, reverse = np.minimum(high, cap_high), np.minimum(reverse, cap_reverse)
-        return h[:, candidates.positions], high, reverse
+        return (h[:, candidates.positions], *box.extremes(h, offset))
 
     def caps(self, lines: np.ndarray, out: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(C-22) on the capped lines' statistics, per pair and direction (C-29)."""
-        return (outage_bound(self.up[lines], self.up[out], self.down[out], factor),
-                outage_bound(self.down[lines], self.down[out], self.up[out], factor))
+        """(C-22) on the capped lines' statistics, per pair and direction (C-29): CVaR is
+        subadditive and positively homogeneous, so that bounds the pair's CVaR as the box's
+        extreme does."""
+        return outage_bounds(self.up[lines], self.down[lines], self.up[out], self.down[out], factor)
 
 
 def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
@@ -313,7 +314,7 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     comes within SCREEN_MARGIN of the emergency rating, in either direction; past twice a pass's
     room (_pass_room), the room's worth of the worst of them (_worst_first). For a tier,
     ``line_cap`` is each line's CVaR of its flow and of its reverse flow: a pair's background
-    term is then the least of two bounds on its CVaR (_Intact.after), and a pair whose CVaR
+    term is then the least of two bounds on its CVaR (_capped_terms), and a pair whose CVaR
     cannot come near is left out even where the box's worst case would.
 
     The bound (C-22) clears most pairs with one multiply-add each; only the pairs it cannot clear
@@ -375,28 +376,13 @@ def _maybe_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates, c
         reach *= swing[out]
         column, line = np.nonzero((reach > gap[:, None]).T)   # by outage, lines ascending
         factor = lodf[line, column]
-        bound = _pair_bound_values(up, down, line, out[column], factor)
+        bound = np.maximum(*outage_bounds(up[line], down[line], up[out[column]], down[out[column]], factor))
         maybe = (bound > threshold[line]) & (line != out[column])
         column, line, share = column[maybe], line[maybe], bound[maybe] / near[line[maybe]]
-        cuts = np.flatnonzero(np.diff(column)) + 1
-        for lines, shares, c in zip(np.split(line, cuts), np.split(share, cuts), column[np.r_[0, cuts]] if column.size else []):
+        starts = np.flatnonzero(np.r_[True, np.diff(column) != 0]) if column.size else np.zeros(0, dtype=int)
+        for lines, shares, c in zip(np.split(line, starts[1:]), np.split(share, starts[1:]), column[starts]):
             found.append((float(np.max(shares)), int(columns[c]), lines))
     return found
-
-
-def _pair_bound_values(up: np.ndarray, down: np.ndarray, line: np.ndarray, out: np.ndarray,
-                       factor: np.ndarray) -> np.ndarray:
-    """max of the two bounds (C-22) of each pair (line[i] after the outage of out[i], LODF
-    factor[i]): what _pair_bounds gives at those entries, operation for operation."""
-    plus = np.maximum(factor, 0.0)
-    minus = plus - factor
-    bounds = []
-    for same, other in ((up, down), (down, up)):
-        bound = plus * same[out]
-        bound += same[line]
-        bound += minus * other[out]
-        bounds.append(bound)
-    return np.maximum(bounds[0], bounds[1])
 
 
 def _room_beats(kth: float, bound: float) -> bool:
@@ -468,12 +454,12 @@ def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
 def _capped_terms(intact: _Intact, outages: OutageSet, flows: FlowModel, box: FirmBox, capacity: np.ndarray,
                   draw: str, near: np.ndarray, lines: np.ndarray, out: np.ndarray, factor: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What _Intact.after and the load terms give a tier's screen (background terms, then load
-    terms), forming the box's extreme, which reads each pair's whole row, only for the pairs whose
-    cap (C-29) with their load term comes near: for the others the cap stands in, and they are
-    not near either way. The pairs found are the same; their shares may differ in the last bits
-    (the box's product over fewer rows), as they do between batch sizes. The candidates'
-    coefficients come from the intact rows on them."""
+    """A tier's screen's background terms (the least of the box's extreme and the cap, C-29) and
+    load terms per pair. The box's extreme, which reads each pair's whole row, is formed only for
+    the pairs whose cap with their load term comes near: for the others the cap stands in, and
+    they are not near either way. The pairs found are those of forming it for every pair; their
+    shares may differ in the last bits (the box's product over fewer rows), as they do between
+    batch sizes. The candidates' coefficients come from the intact rows on them."""
     on = _plus_scaled(intact.on[lines], factor, intact.on[out])
     load_up, load_down = _load_terms(on, capacity, draw)
     high, reverse = intact.caps(lines, out, factor)
@@ -615,8 +601,7 @@ class _Block:
         need = np.zeros(lines.size, dtype=bool)
         bounded = []
         for (up, down), known in zip(self.statistics, self.known[1:]):
-            room = np.concatenate([rating - outage_bound(up[lines], up[k], down[k], factor),
-                                   rating - outage_bound(down[lines], down[k], up[k], factor)])
+            room = np.tile(rating, 2) - np.concatenate(outage_bounds(up[lines], down[lines], up[k], down[k], factor))
             lowers = may_lower(coef, room, known)
             need |= lowers[:lines.size] | lowers[lines.size:]
             bounded.append(room)

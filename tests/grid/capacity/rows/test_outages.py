@@ -101,12 +101,18 @@ def test_a_tiers_screen_bounds_each_pairs_cvar_recomputed_from_scratch(ieee118, 
     capped = outages_module._Intact.of(outages, flows, candidates, box,
                                        _line_cvar(study.limits, EPS, len(network.lines)))
     boxed = outages_module._Intact.of(outages, flows, candidates, box)
+
+    def least(lines, out, factor):
+        """The pairs' coefficients, and the least of the box's extreme and the cap per direction."""
+        on, box_high, box_reverse = boxed.after(outages, flows, candidates, box, lines, out, factor)
+        cap_high, cap_reverse = capped.caps(lines, out, factor)
+        return on, np.minimum(box_high, cap_high), np.minimum(box_reverse, cap_reverse), box_high
+
     column = {int(k): j for j, k in enumerate(outages.studied)}
     tighter = total = 0
     for k, kept, h in recomputed:
         lines, out = np.array(kept), np.full(len(kept), k)
-        _, high, reverse = capped.after(outages, flows, candidates, box, lines, out, outages.lodf[lines, column[k]])
-        _, box_high, _ = boxed.after(outages, flows, candidates, box, lines, out, outages.lodf[lines, column[k]])
+        _, high, reverse, box_high = least(lines, out, outages.lodf[lines, column[k]])
         background = scenarios.samples_mw @ h.T + flows.offset_mw[lines]
         assert np.all(_top_cvar(background) <= high + 1e-6), network.lines[k].name
         assert np.all(_top_cvar(-background) <= reverse + 1e-6), network.lines[k].name
@@ -123,8 +129,7 @@ def test_a_tiers_screen_bounds_each_pairs_cvar_recomputed_from_scratch(ieee118, 
     found = outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, batch, near, set(), capped)
     lines = np.concatenate([item[2] for item in batch])
     column = np.repeat([item[1] for item in batch], [item[2].size for item in batch])
-    on, high, reverse = capped.after(outages, flows, candidates, box, lines, outages.studied[column],
-                                     outages.lodf[lines, column])
+    on, high, reverse, _ = least(lines, outages.studied[column], outages.lodf[lines, column])
     load_up, load_down = outages_module._load_terms(on, capacity, "partial")
     high, reverse = high + load_up, reverse + load_down
     hit = (high > near[lines]) | (reverse > near[lines])
