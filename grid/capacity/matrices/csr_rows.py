@@ -39,13 +39,10 @@ def csr_entries_where(matrix: sp.csr_matrix, flagged: np.ndarray, *, values: boo
     stored value, in storage order): the arrays ``csr_from_dense`` gives for a dense array that is
     True exactly there, made from the stored entries alone. With ``values``, those entries keep
     their values instead (``matrix`` with every other entry dropped)."""
-    # The flags of each row, summed over its stored entries (a row without any has none); their
-    # running sum is the new row pointers. Sums per row, not a running count per entry: no array
-    # as long as the entries is made but the flagged values and columns themselves.
-    counts = np.zeros(matrix.shape[0], dtype=np.int64)
-    filled = np.flatnonzero(np.diff(matrix.indptr) > 0)
-    if filled.size:
-        counts[filled] = np.add.reduceat(flagged, matrix.indptr[:-1][filled], dtype=np.int64)
+    # The flags of each row, summed; their running sum is the new row pointers. Sums per row, not
+    # a running count per entry: no array as long as the entries is made but the flagged values
+    # and columns themselves.
+    counts = per_row(np.add, matrix, flagged, np.int64)
     nnz = int(counts.sum())
     index = np.int32 if max(nnz, *matrix.shape) <= _INT32_MAX else np.int64
     indptr = np.zeros(matrix.shape[0] + 1, dtype=index)
@@ -53,6 +50,16 @@ def csr_entries_where(matrix: sp.csr_matrix, flagged: np.ndarray, *, values: boo
     indices = matrix.indices[flagged].astype(index, copy=False)
     data = matrix.data[flagged] if values else np.ones(nnz, dtype=bool)
     return sp.csr_matrix((data, indices, indptr), shape=matrix.shape)
+
+
+def per_row(ufunc: np.ufunc, matrix: sp.csr_matrix, values: np.ndarray, dtype: type) -> np.ndarray:
+    """Per row of canonical CSR rows: ``ufunc`` (add, logical_or) reduced over the ``values`` of
+    its stored entries (one per stored value, in storage order); 0 for a row without any."""
+    found = np.zeros(matrix.shape[0], dtype=dtype)
+    filled = np.flatnonzero(np.diff(matrix.indptr) > 0)
+    if filled.size:
+        found[filled] = ufunc.reduceat(values, matrix.indptr[:-1][filled], dtype=dtype)
+    return found
 
 
 def interleaved(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:

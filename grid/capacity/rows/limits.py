@@ -36,7 +36,12 @@ from grid.capacity.inputs.criteria import (
     positive_part,
     scenario_box,
 )
-from grid.capacity.matrices.csr_rows import csr_from_dense, extended, interleaved
+from grid.capacity.matrices.csr_rows import (
+    csr_from_dense,
+    extended,
+    interleaved,
+    per_row,
+)
 from grid.capacity.matrices.shift_factors import FlowModel, flow_model
 from grid.capacity.rows.standalone import FirstRows
 from grid.errors import GridError
@@ -195,16 +200,7 @@ _FIRST_ROWS = "_dcmarket_first_rows"
 def coefficient_signs(coef: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """Per row of canonical CSR rows: whether some stored coefficient is positive, and whether
     some is negative, read from the stored values (no comparison matrix is made)."""
-    return _rows_with(coef, coef.data > 0), _rows_with(coef, coef.data < 0)
-
-
-def _rows_with(matrix: sp.csr_matrix, flagged: np.ndarray) -> np.ndarray:
-    """Per row, whether any of its stored entries is flagged."""
-    found = np.zeros(matrix.shape[0], dtype=bool)
-    filled = np.diff(matrix.indptr) > 0
-    if flagged.size:
-        found[filled] = np.logical_or.reduceat(flagged, matrix.indptr[:-1][filled])
-    return found
+    return per_row(np.logical_or, coef, coef.data > 0, bool), per_row(np.logical_or, coef, coef.data < 0, bool)
 
 
 def carry_row_caches(older: LimitTable, newer: LimitTable, added: sp.csr_matrix,
