@@ -169,17 +169,19 @@ class FirstRows:
         new = rows[self.rows.size:]
         # The chunks' ratios are kept for the second pass when they are few (an N-1 pass's new
         # rows), else made again: the first call over a large table would hold them all.
-        entries = int(np.sum(np.diff(load_rows.indptr)[new])) * 2
-        chunks = (list(_ratios(load_rows, new, rooms)) if entries <= _KEPT_RATIOS
-                  else None)
+        kept = (list(_ratios(load_rows, new, rooms))
+                if 2 * int(np.sum(np.diff(load_rows.indptr)[new])) <= _KEPT_RATIOS else None)
+
+        def chunks():
+            return kept if kept is not None else _ratios(load_rows, new, rooms)
+
         least = np.full(load_rows.shape[1], np.inf)
-        for _, ratios in chunks if chunks is not None else _ratios(load_rows, new, rooms):
+        for _, ratios in chunks():
             if isinstance(ratios, np.ndarray):
                 np.minimum(least, ratios.min(axis=0), out=least)
             else:
                 np.minimum.at(least, ratios[1], ratios[2])
-        found = [_attaining(positions, ratios, least)
-                 for positions, ratios in (chunks if chunks is not None else _ratios(load_rows, new, rooms))]
+        found = [_attaining(positions, ratios, least) for positions, ratios in chunks()]
         after = self.rows.size
         position = np.concatenate([found_position + after for found_position, _ in found] or [np.zeros(0, np.int64)])
         column = np.concatenate([found_column for _, found_column in found] or [np.zeros(0, np.int64)])
