@@ -496,7 +496,8 @@ def _limited_by(ctx: _Context, values: np.ndarray, floors: np.ndarray, pinned: n
             touching = weighs & (weight[:, k] >= ctx.touch_factor)
             at_floor = floors[k] > 0 and values[k] <= floors[k] + _BINDING_TOL * max(1.0, floors[k])
             if touching.any() or (weighs.any() and not at_floor):
-                result[bus] = limits.name(_most_local(rows, reach, weight[:, k], touching if touching.any() else weighs))
+                pool = touching if touching.any() else weighs
+                result[bus] = limits.name(_most_local(rows, reach, weight[:, k], pool))
             elif at_floor:
                 result[bus] = "floor: the safer tier's capacity" if model != "firm" else "floor"
             else:
@@ -710,11 +711,10 @@ def _models(ctx: _Context, firm: CapacityResult, levels: tuple[float, ...], risk
         tiers, rounds, reference = _flexible_tiers(ctx, levels, risk_mode, firm.vector(ctx.candidates), progress)
         # The tiers' CVaR is at most the worst case over the scenarios' whole range, and at most
         # (C-22) on the lines' own CVaRs.
-        caps = [None if risk_mode == "joint" else _line_cvar(ctx.limits, tier.risk, len(ctx.network.lines))
-                for tier in tiers]
         grown = None if security is None else security.add(
-            ctx, [(tier.vector(ctx.candidates), tier.draw, cap) for tier, cap in zip(tiers, caps)],
-            scenario_box(ctx.scenarios), progress)
+            ctx, [(tier.vector(ctx.candidates), tier.draw,
+                   None if risk_mode == "joint" else _line_cvar(ctx.limits, tier.risk, len(ctx.network.lines)))
+                  for tier in tiers], scenario_box(ctx.scenarios), progress)
         if grown is None:
             # Rows added after firm capacity was solved hold at it (see above): not blocked.
             extra = len(ctx.limits) - firm.blocked_rows.size
