@@ -20,9 +20,8 @@ millions of pairs never become rows.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -101,6 +100,25 @@ class OutageSet:
             kept = (np.array(candidates.positions), on)
             self.__dict__["_on"] = kept
         return kept[1]
+
+    def extremes(self, box: FirmBox, offset_mw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per line of the intact network, whose flow is ``rows`` . p + ``offset_mw``: the largest
+        flow and reverse flow over ``box``, made once for the box asked last (a tier's screens
+        ask for the scenarios' box each time, and it reads every line's whole row). Read-only."""
+        key = (box.lower, box.upper, box.budget, offset_mw)
+        kept = self.__dict__.get("_extremes")
+        if kept is None or not _same_key(kept[0], key):
+            made = box.extremes(self.rows, offset_mw)
+            for array in made:
+                array.flags.writeable = False
+            kept = (tuple(np.array(part) if isinstance(part, np.ndarray) else part for part in key), made)
+            self.__dict__["_extremes"] = kept
+        return kept[1]
+
+
+def _same_key(kept: tuple, key: tuple) -> bool:
+    """Whether two keys of arrays and numbers hold the same values."""
+    return all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(kept, key))
 
 
 class ScenarioFlows:
@@ -207,7 +225,7 @@ def _plus_scaled(rows: np.ndarray, factor: np.ndarray, other: np.ndarray) -> np.
 def _background_extremes(outages: OutageSet, flows: FlowModel, box: FirmBox) -> tuple[np.ndarray, np.ndarray]:
     """Per line, intact network: the largest flow and the largest reverse flow of the background
     over ``box``."""
-    return box.extremes(outages.rows, flows.offset_mw)
+    return outages.extremes(box, flows.offset_mw)
 
 
 def _line_extremes(intact: _Intact, capacity: np.ndarray, draw: str) -> tuple[np.ndarray, np.ndarray]:
@@ -318,41 +336,76 @@ def screen(outages: OutageSet, flows: FlowModel, candidates: Candidates,
     cannot come near is left out even where the box's worst case would.
 
     The bound (C-22) clears most pairs with one multiply-add each; only the pairs it cannot clear
-    are evaluated exactly, an outage at a time. Outages go in descending order of their pairs'
-    largest bound over the rating: once the pass's room is full of pairs whose exact share is
-    above every bound left, no outage left can change what the pass adds, and none is evaluated
-    (at ACTIVSg2000's forecast peak the first pass finds 295,143 pairs near and keeps 4,444)."""
+    are evaluated exactly, in descending order of their bound over the rating: once the pass's
+    room is full of pairs whose exact share is above every bound left, no pair left can change
+    what the pass adds, and none is evaluated (at ACTIVSg2000's forecast peak the first pass
+    finds 295,143 pairs near and keeps 555)."""
     limit = outages.emergency_mw
     near = np.where(np.isfinite(limit), (1.0 - SCREEN_MARGIN) * limit, np.inf)
     intact = _Intact.of(outages, flows, candidates, box, line_cap)
-    queue = sorted(_maybe_pairs(outages, flows, candidates, capacity, draw, box, near, intact),
-                   key=lambda item: (-item[0], item[1]))
+    maybe = _maybe_pairs(outages, flows, candidates, capacity, draw, box, near, intact)
+    # Largest bound first; equal bounds in outage order, then line order.
+    order = np.lexsort((maybe.line, maybe.column, -maybe.share))
     room = _pass_room(len(candidates))
-    by_outage: dict[int, list[tuple[int, int, float]]] = {}   # each outage column's pairs, in line order
+    parts: list[_Near] = []
     count = 0
-    best: list[float] = []  # the room largest shares found so far (a heap: the smallest first)
-    for first, stop in _batches(queue):
-        found = _near_pairs(outages, flows, candidates, capacity, draw, box, queue[first:stop], near, known, intact)
-        for j, hits in found.items():
-            by_outage[j] = hits
-            count += len(hits)
-            for _, _, share in hits:
-                if len(best) < room:
-                    heapq.heappush(best, share)
-                elif share > best[0]:
-                    heapq.heapreplace(best, share)
-        # Pairs of outages evaluated past the point where an outage at a time would have stopped
-        # have shares at most their bound, below every share in the room: they change nothing.
-        if count > 2 * room and stop < len(queue) and _room_beats(best[0], queue[stop][0]):
+    for first in range(0, order.size, _SCREEN_BATCH):
+        stop = min(first + _SCREEN_BATCH, order.size)
+        batch = order[first:stop]
+        part = _near_pairs(outages, flows, candidates, capacity, draw, box, maybe.line[batch],
+                           maybe.column[batch], near, known, intact)
+        parts.append(part)
+        count += part.line.size
+        # Pairs past the point where a pair at a time would have stopped have shares at most their
+        # bound, below every share in the room: they change nothing.
+        if count > 2 * room and stop < order.size and _room_beats(_kth_share(parts, room), maybe.share[order[stop]]):
             break
-    # In outage order, as a pass over every outage finds them.
-    return _worst_first([pair for j in sorted(by_outage) for pair in by_outage[j]], len(candidates))
+    found = _Near.joined(parts)
+    # In outage order, then line order, as a pass over every outage finds them.
+    ranked = np.lexsort((found.line, found.column))
+    return _worst_first(list(zip(found.line[ranked].tolist(), found.outage[ranked].tolist(),
+                                 found.share[ranked].tolist())), len(candidates))
+
+
+@dataclass(frozen=True)
+class _Maybe:
+    """The pairs whose bound (C-22) reaches their threshold, by outage column, then line: each
+    pair's line, outage column and bound as a share of its line's threshold."""
+
+    line: np.ndarray
+    column: np.ndarray
+    share: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Near:
+    """Pairs found within the margin, not yet known: line, outage column, outage (the line out)
+    and worst flow as a share of the threshold."""
+
+    line: np.ndarray
+    column: np.ndarray
+    outage: np.ndarray
+    share: np.ndarray
+
+    @classmethod
+    def joined(cls, parts: Sequence[_Near]) -> _Near:
+        if not parts:
+            empty = np.zeros(0, dtype=int)
+            return cls(empty, empty, empty, np.zeros(0))
+        return cls(*(np.concatenate([getattr(part, name) for part in parts])
+                     for name in ("line", "column", "outage", "share")))
+
+
+def _kth_share(parts: Sequence[_Near], room: int) -> float:
+    """The room-th largest share found so far (there are more than room)."""
+    shares = np.concatenate([part.share for part in parts])
+    return float(np.partition(shares, shares.size - room)[shares.size - room])
 
 
 def _maybe_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates, capacity: np.ndarray, draw: str,
-                 box: FirmBox, near: np.ndarray, intact: _Intact | None = None) -> list[tuple[float, int, np.ndarray]]:
-    """Per outage whose bound (C-22) leaves some line near its rating: the largest bound over
-    the rating among those lines, the outage's column, and the lines.
+                 box: FirmBox, near: np.ndarray, intact: _Intact | None = None) -> _Maybe:
+    """The pairs whose bound (C-22) leaves their line near its rating, with the bound over the
+    rating.
 
     The bound is at most max(F+_l, F-_l) + |LODF_lk| max(F+_k, F-_k), one multiply per pair; only
     the pairs this reaches the threshold with have (C-22) itself formed, with the same numbers as
@@ -367,22 +420,23 @@ def _maybe_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates, c
     # What |LODF_lk| max(F+_k, F-_k) must reach for line l to come near (a margin for rounding).
     gap = threshold - high
     gap -= 1e-9 * (np.abs(threshold) + np.abs(high) + 1.0)
-    found = []
+    lines, columns, shares = [], [], []
     for start in range(0, outages.studied.size, _OUTAGE_BLOCK):
-        columns = np.arange(start, min(start + _OUTAGE_BLOCK, outages.studied.size))
-        out = outages.studied[columns]
-        lodf = outages.lodf[:, columns]
+        block = np.arange(start, min(start + _OUTAGE_BLOCK, outages.studied.size))
+        out = outages.studied[block]
+        lodf = outages.lodf[:, block]
         reach = np.abs(lodf)
         reach *= swing[out]
         column, line = np.nonzero((reach > gap[:, None]).T)   # by outage, lines ascending
         factor = lodf[line, column]
         bound = np.maximum(*outage_bounds(up[line], down[line], up[out[column]], down[out[column]], factor))
         maybe = (bound > threshold[line]) & (line != out[column])
-        column, line, share = column[maybe], line[maybe], bound[maybe] / near[line[maybe]]
-        starts = np.flatnonzero(np.r_[True, np.diff(column) != 0]) if column.size else np.zeros(0, dtype=int)
-        for lines, shares, c in zip(np.split(line, starts[1:]), np.split(share, starts[1:]), column[starts]):
-            found.append((float(np.max(shares)), int(columns[c]), lines))
-    return found
+        lines.append(line[maybe])
+        columns.append(block[column[maybe]])
+        shares.append(bound[maybe] / near[line[maybe]])
+    if not lines:
+        return _Maybe(np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0))
+    return _Maybe(np.concatenate(lines), np.concatenate(columns), np.concatenate(shares))
 
 
 def _room_beats(kth: float, bound: float) -> bool:
@@ -411,27 +465,11 @@ def _worst_first(found: list[tuple[int, int, float]], candidates: int) -> list[t
     return [found[i][:2] for i in sorted(order)]
 
 
-def _batches(queue: list[tuple[float, int, np.ndarray]]) -> Iterator[tuple[int, int]]:
-    """(first, stop) positions of consecutive outages in the queue whose pairs number about
-    _SCREEN_BATCH together (at least one outage): evaluated in one go."""
-    first = 0
-    while first < len(queue):
-        stop, pairs = first, 0
-        while stop < len(queue) and (stop == first or pairs + queue[stop][2].size <= _SCREEN_BATCH):
-            pairs += queue[stop][2].size
-            stop += 1
-        yield first, stop
-        first = stop
-
-
-def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
-                capacity: np.ndarray, draw: str, box: FirmBox, batch: list[tuple[float, int, np.ndarray]],
-                near: np.ndarray, known: set[tuple[int, int]], intact: _Intact | None = None
-                ) -> dict[int, list[tuple[int, int, float]]]:
-    """Per outage column j of the batch (its lines), exactly: the lines within the margin after
-    outage j, not yet known, each with its worst flow as a share of the rating."""
-    lines = np.concatenate([item[2] for item in batch])
-    column = np.repeat([item[1] for item in batch], [item[2].size for item in batch])
+def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates, capacity: np.ndarray, draw: str,
+                box: FirmBox, lines: np.ndarray, column: np.ndarray, near: np.ndarray, known: set[tuple[int, int]],
+                intact: _Intact | None = None) -> _Near:
+    """Of the pairs (lines[i], outage column[i]), exactly: those within the margin, not yet
+    known, each with its worst flow as a share of the rating."""
     out = outages.studied[column]
     intact = intact or _Intact.of(outages, flows, candidates, box)
     factor = outages.lodf[lines, column]
@@ -442,13 +480,11 @@ def _near_pairs(outages: OutageSet, flows: FlowModel, candidates: Candidates,
         on, high, reverse = intact.after(outages, flows, candidates, box, lines, out, factor)
         load_up, load_down = _load_terms(on, capacity, draw)
     high, reverse = high + load_up, reverse + load_down
-    hit = (high > near[lines]) | (reverse > near[lines])
-    share = np.maximum(high, reverse) / near[lines]
-    found: dict[int, list[tuple[int, int, float]]] = {int(item[1]): [] for item in batch}
-    for l, j, k, q in zip(lines[hit].tolist(), column[hit].tolist(), out[hit].tolist(), share[hit].tolist()):
-        if (l, k) not in known:
-            found[j].append((l, k, q))
-    return found
+    hit = np.flatnonzero((high > near[lines]) | (reverse > near[lines]))
+    if known:
+        hit = hit[np.array([(l, k) not in known for l, k in zip(lines[hit].tolist(), out[hit].tolist())], dtype=bool)]
+    share = np.maximum(high[hit], reverse[hit]) / near[lines[hit]]
+    return _Near(lines[hit], column[hit], out[hit], share)
 
 
 def _capped_terms(intact: _Intact, outages: OutageSet, flows: FlowModel, box: FirmBox, capacity: np.ndarray,

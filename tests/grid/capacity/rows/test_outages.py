@@ -125,17 +125,17 @@ def test_a_tiers_screen_bounds_each_pairs_cvar_recomputed_from_scratch(ieee118, 
     capacity = np.full(len(candidates), 30.0)
     near = np.where(np.isfinite(outages.emergency_mw), (1.0 - outages_module.SCREEN_MARGIN) * outages.emergency_mw,
                     np.inf)
-    batch = outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near, capped)
-    found = outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, batch, near, set(), capped)
-    lines = np.concatenate([item[2] for item in batch])
-    column = np.repeat([item[1] for item in batch], [item[2].size for item in batch])
+    maybe = outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near, capped)
+    lines, column = maybe.line, maybe.column
+    found = outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, lines, column, near, set(),
+                                       capped)
     on, high, reverse, _ = least(lines, outages.studied[column], outages.lodf[lines, column])
     load_up, load_down = outages_module._load_terms(on, capacity, "partial")
     high, reverse = high + load_up, reverse + load_down
     hit = (high > near[lines]) | (reverse > near[lines])
     expected = sorted(zip(lines[hit].tolist(), outages.studied[column][hit].tolist(),
                           (np.maximum(high, reverse) / near[lines])[hit].tolist()))
-    got = sorted(pair for pairs in found.values() for pair in pairs)
+    got = sorted(zip(found.line.tolist(), found.outage.tolist(), found.share.tolist()))
     assert len(expected) > 50 and [pair[:2] for pair in got] == [pair[:2] for pair in expected]
     np.testing.assert_allclose([pair[2] for pair in got], [pair[2] for pair in expected], rtol=1e-12)
 
@@ -462,6 +462,32 @@ def test_the_row_facts_carried_from_pass_to_pass_are_those_made_afresh(ieee118, 
     assert np.array_equal(table.touch[pairs].toarray(), table.coef[pairs].toarray() >= DEFAULT_TOUCH_FACTOR)
 
 
+def test_the_intact_extremes_kept_for_a_box_are_those_of_the_box_asked(ieee118):
+    """The outage set keeps the intact lines' extremes for the box asked last: asking for boxes in
+    turn (the scenarios' box, its budgeted form, the forecast peak, then the first again) gives
+    each box's own extremes of every line, to the bit, and the kept arrays cannot be written."""
+    from grid.capacity.inputs.criteria import scenario_box
+
+    network, scenarios, _, study = ieee118
+    flows, outages = flow_model(network), study.outages
+    boxes = [scenario_box(scenarios), SecurityCriteria(**BOX).firm_box(scenarios),
+             SecurityCriteria(background="peak").firm_box(scenarios)]
+    for box in boxes + boxes[:1]:
+        up, down = outages.extremes(box, flows.offset_mw)
+        want_up, want_down = box.extremes(outages.rows, flows.offset_mw)
+        assert np.array_equal(up, want_up) and np.array_equal(down, want_down)
+        # An independent form of (2a)/(2b) where the box has no budget.
+        if box.budget is None:
+            centre, half = (box.upper + box.lower) / 2, (box.upper - box.lower) / 2
+            flow = outages.rows @ centre + flows.offset_mw
+            np.testing.assert_allclose(up, flow + np.abs(outages.rows) @ half, atol=1e-9)
+            np.testing.assert_allclose(down, -flow + np.abs(outages.rows) @ half, atol=1e-9)
+        with pytest.raises(ValueError):
+            up[0] = 0.0
+    assert not np.array_equal(outages.extremes(boxes[1], flows.offset_mw)[0],
+                              outages.extremes(boxes[0], flows.offset_mw)[0])
+
+
 def test_post_outage_rows_are_h_l_plus_lodf_h_k_and_leave_the_stored_rows(ieee118):
     """(C-21) for a block of pairs and for one outage: the very bits of h_l + LODF_lk h_k, with
     the stored shift factors and the intact scenario flows unchanged (the sum is made in a
@@ -489,10 +515,10 @@ def test_post_outage_rows_are_h_l_plus_lodf_h_k_and_leave_the_stored_rows(ieee11
 
 
 @pytest.mark.parametrize("room", [1, 7, 60, 500, 10**6])
-def test_a_pass_stopped_by_the_bound_adds_what_evaluating_every_outage_adds(ieee118, monkeypatch, room):
-    """screen() evaluates outages in descending order of their bound (C-22) and stops once its
+def test_a_pass_stopped_by_the_bound_adds_what_evaluating_every_pair_adds(ieee118, monkeypatch, room):
+    """screen() evaluates the pairs in descending order of their bound (C-22) and stops once its
     room holds pairs above every bound left. The pairs it adds, in their order, are those of
-    evaluating every outage the bound cannot clear and keeping the worst (_worst_first), here at
+    evaluating every pair of every outage exactly and keeping the worst (_worst_first), here at
     capacities that bring thousands of pairs near (every candidate at its 100 MW request)."""
     import grid.capacity.rows.outages as outages_module
     from grid.capacity.inputs.criteria import SecurityCriteria as Criteria
@@ -506,23 +532,24 @@ def test_a_pass_stopped_by_the_bound_adds_what_evaluating_every_outage_adds(ieee
     near = np.where(np.isfinite(outages.emergency_mw), (1.0 - outages_module.SCREEN_MARGIN) * outages.emergency_mw,
                     np.inf)
     every = []
-    for _, j, lines in sorted(outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near),
-                              key=lambda item: item[1]):
-        every += outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, [(0.0, j, lines)],
-                                            near, set())[j]
+    for j, k in enumerate(outages.studied):   # every line but the one out, an outage at a time
+        lines = np.array([l for l in range(len(network.lines)) if l != k])
+        found = outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, lines,
+                                           np.full(lines.size, j), near, set())
+        every += zip(found.line.tolist(), found.outage.tolist(), found.share.tolist())
     assert len(every) > 1000
     expected = outages_module._worst_first(every, len(candidates))
     evaluated = []
     near_pairs = outages_module._near_pairs
     monkeypatch.setattr(outages_module, "_near_pairs", lambda *args: evaluated.extend(args[6]) or near_pairs(*args))
-    maybe = len(outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near))
-    for batch in (4096, 300, 1):   # pairs evaluated in one go; 1: an outage at a time
+    maybe = outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near).line.size
+    for batch in (4096, 300, 1):   # pairs evaluated in one go
         monkeypatch.setattr(outages_module, "_SCREEN_BATCH", batch)
         evaluated.clear()
         assert outages_module.screen(outages, flows, candidates, capacity, "partial", box, set()) == expected
         assert len(expected) == min(room, len(every))
-        if batch == 1:   # stopped early where it could
-            assert len(evaluated) < maybe if room <= 60 else len(evaluated) == maybe
+        if batch == 1:   # stopped early where it could: only past twice the room are some pairs left out
+            assert len(evaluated) < maybe if 2 * room < len(every) else len(evaluated) == maybe
 
 
 def test_the_screen_at_the_forecast_peak_reads_flows_recomputed_without_the_line(ieee118):
@@ -558,19 +585,19 @@ def test_the_screen_at_the_forecast_peak_reads_flows_recomputed_without_the_line
                                    atol=1e-6)
     near = np.where(np.isfinite(outages.emergency_mw), (1.0 - outages_module.SCREEN_MARGIN) * outages.emergency_mw,
                     np.inf)
-    batch = outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near, intact)
-    found, found_whole = (outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, batch,
-                                                     near, set(), way) for way in (intact, whole_rows))
-    assert sum(len(v) for v in found.values()) > 100
-    assert {j: [pair[:2] for pair in v] for j, v in found.items()} == \
-        {j: [pair[:2] for pair in v] for j, v in found_whole.items()}
+    maybe = outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near, intact)
+    found, found_whole = (outages_module._near_pairs(outages, flows, candidates, capacity, "partial", box, maybe.line,
+                                                     maybe.column, near, set(), way) for way in (intact, whole_rows))
+    assert found.line.size > 100
+    assert np.array_equal(found.line, found_whole.line) and np.array_equal(found.column, found_whole.column)
 
 
 @pytest.mark.parametrize("each_mw", [0.0, 5.0, 100.0])
 def test_the_screens_bound_keeps_the_pairs_every_pairs_bound_keeps(ieee118, each_mw):
     """_maybe_pairs forms (C-22) only where a cheaper bound reaches the threshold; what it lists
-    (per outage: the largest share, the column, the lines) is what (C-22) formed for every pair
-    at once gives, to the bit, from a few outages near to thousands of pairs."""
+    (the pairs by outage, then line, each with its bound as a share of its threshold) is what
+    (C-22) formed for every pair at once gives, to the bit, from a few outages near to thousands
+    of pairs."""
     import grid.capacity.rows.outages as outages_module
 
     network, scenarios, candidates, study = ieee118
@@ -588,12 +615,11 @@ def test_the_screens_bound_keeps_the_pairs_every_pairs_bound_keeps(ieee118, each
     slack = 1e-9 * np.maximum(1.0, np.where(np.isfinite(limit), np.abs(limit), 1.0))
     maybe = bound > (near - slack)[:, None]
     maybe[out, np.arange(out.size)] = False
-    expected = [(float(np.max(bound[maybe[:, j], j] / near[maybe[:, j]])), j, np.flatnonzero(maybe[:, j]))
-                for j in range(out.size) if maybe[:, j].any()]
+    column, line = np.nonzero(maybe.T)   # by outage, then line
     found = outages_module._maybe_pairs(outages, flows, candidates, capacity, "partial", box, near, intact)
-    assert len(found) == len(expected) and sum(item[2].size for item in found) >= (0 if each_mw == 0 else 100)
-    for (share, j, lines), (want_share, want_j, want_lines) in zip(found, expected):
-        assert (share, j) == (want_share, want_j) and np.array_equal(lines, want_lines)
+    assert found.line.size >= (0 if each_mw == 0 else 100)
+    assert np.array_equal(found.column, column) and np.array_equal(found.line, line)
+    assert np.array_equal(found.share, bound[line, column] / near[line])
 
 
 def test_the_study_on_workers_gives_the_study_in_process(ieee118):
