@@ -70,6 +70,7 @@ from mechanisms.products import Product, risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
 from mechanisms.settings import MAX_COUNT, MAX_MW, MAX_SEED, MW, Settings, SignedMW
 from sim.config.headroom import HeadroomConfig
+from sim.config.names import one_of
 from sim.config.overrides import (
     NestingError,
     Override,
@@ -101,12 +102,6 @@ def _bus_keys(table: Any) -> Any:
     return converted
 
 
-def _one_of(value: str, names: Iterable[str], field: str) -> str:
-    """Names chosen from a registry (profiles, strategies, ...) so that new ones slot in."""
-    names = list(names)
-    if value not in names:
-        raise ValueError(f"unknown {field} {shown(value)}; choose one of {', '.join(names)}")
-    return value
 
 
 _REGISTRIES: dict[str, Iterable[str]] = {
@@ -189,7 +184,7 @@ class NetworkConfig(_Section):
     @field_validator("slack")
     @classmethod
     def _known_slack(cls, value: str | None) -> str | None:
-        return None if value is None else _one_of(value, SLACK_MODELS, "slack")
+        return None if value is None else one_of(value, SLACK_MODELS, "slack")
 
     @model_validator(mode="after")
     def _demand_matches_candidates(self) -> "NetworkConfig":
@@ -320,17 +315,17 @@ class ProductGridConfig(_Section):
     @field_validator("risk_mode")
     @classmethod
     def _known_mode(cls, value: str) -> str:
-        return _one_of(value, RISK_MODES, "risk_mode")
+        return one_of(value, RISK_MODES, "risk_mode")
 
     @field_validator("formulation")
     @classmethod
     def _known_formulation(cls, value: str) -> str:
-        return _one_of(value, FORMULATIONS, "formulation")
+        return one_of(value, FORMULATIONS, "formulation")
 
     @field_validator("lines")
     @classmethod
     def _known_lines(cls, value: str) -> str:
-        return _one_of(value, LINE_ROWS, "lines")
+        return one_of(value, LINE_ROWS, "lines")
 
     def product_settings(self, security: SecurityConfig) -> ProductSettings:
         """How the DSO turns capacities into products, against ``security`` (the [security] table)."""
@@ -365,7 +360,7 @@ class MechanismConfig(_Section):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        return _one_of(value, MECHANISMS, "mechanism")
+        return one_of(value, MECHANISMS, "mechanism")
 
 
 class _BiddingChoice(_Section):
@@ -381,7 +376,7 @@ class _BiddingChoice(_Section):
     @field_validator("bundle_ties")
     @classmethod
     def _registered_name(cls, value: str, info: ValidationInfo) -> str:
-        return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
+        return one_of(value, _REGISTRIES[info.field_name], info.field_name)
 
     @field_validator("strategy")
     @classmethod
@@ -483,11 +478,11 @@ class PopulationConfig(_BiddingChoice):
     @classmethod
     def _known_mix(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return _one_of(value, MIXES, "mix")
+            return one_of(value, MIXES, "mix")
         if not isinstance(value, Mapping):
             raise ValueError(f"a mix is a name ({', '.join(MIXES)}) or a table of shares by profile, got {value!r}")
         for kind, share in value.items():
-            _one_of(kind, DRAWERS, "profile")
+            one_of(kind, DRAWERS, "profile")
             if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
                 raise ValueError(f"share of {kind!r} must be a number in [0, 1], got {share!r}")
         if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-9):
@@ -522,7 +517,7 @@ class SecurityConfig(_Section):
     @field_validator("draw", "criterion", "background")
     @classmethod
     def _registered_name(cls, value: str, info: ValidationInfo) -> str:
-        return _one_of(value, _REGISTRIES[info.field_name], info.field_name)
+        return one_of(value, _REGISTRIES[info.field_name], info.field_name)
 
     @model_validator(mode="before")
     @classmethod
@@ -612,7 +607,7 @@ class ExperimentConfig(_Section):
     @field_validator("solver")
     @classmethod
     def _known_solver(cls, value: str) -> str:
-        return _one_of(value, SOLVERS, "solver")
+        return one_of(value, SOLVERS, "solver")
 
     @property
     def product_grid(self) -> ProductGridConfig | None:
