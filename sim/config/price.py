@@ -8,12 +8,14 @@ need the feeder (buses, a generator at the head) are in grid/ and name the same 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
 from mechanisms.settings import MAX_SECONDS, Money, Settings
+from sim.config.names import one_of
 
 
 class GeneratorConfig(Settings):
@@ -42,6 +44,74 @@ class PriceSiteConfig(Settings):
                                        "[price] power_factor")
     svg_kvar: float | None = Field(default=None, ge=0, le=1e6, description="its SVG rating per phase; default: "
                                    "[price] svg_kvar")
+
+
+# The background load shapes a day may follow (grid/feeder/load_shapes.py), with the [price.day]
+# fields each one reads beyond the common ones.
+LOAD_SHAPES = {
+    "activsg2000": ("a day of 2016 from MATPOWER's scenarios_ACTIVSg2000.m: one area's load (or all eight), "
+                    "as a share of its 2016 peak", ("area",)),
+    "flat": ("the spot loads every hour", ()),
+    "hourly": ("one factor per hour, given in load_scale", ("load_scale",)),
+}
+# Hours a study may span: a week of hours (each is three OPFs and two MILPs, about a second).
+MAX_DAY_HOURS = 168
+
+
+class DayConfig(Settings):
+    """``[price.day]``: the study runs hour by hour (docs/models/dlmp.md#eq-d-18). Lists give one
+    value per hour."""
+
+    hours: int = Field(default=24, ge=1, le=MAX_DAY_HOURS, description="the hours studied, from first_hour")
+    first_hour: str = Field(default="2016-08-11T00:00", description="the first hour (ISO 8601); with background "
+                            "activsg2000 a whole hour of 2016 (default: the day of its peak load)")
+    background: str = Field(default="activsg2000", description="the background load's shape: "
+                            + "; ".join(f"{name}: {text}" for name, (text, _) in LOAD_SHAPES.items()))
+    area: int | None = Field(default=None, ge=0, le=8, description="activsg2000: the area whose load shapes the "
+                             "day (1 to 8; 0 or not given: the sum of all eight)")
+    load_scale: list[float] | None = Field(default=None, description="hourly: the background load per hour, "
+                                           "as a multiple of the spot loads (0 to 10)")
+    substation_price_per_mwh: list[Money] | None = Field(default=None, description="c0 per hour; default: "
+                                                         "[price] substation_price_per_mwh every hour")
+    demand_kw: list[float] | None = Field(default=None, description="the aggregator's load per hour (three-phase "
+                                          "kW, whole steps); default: [price] total_kw (or utilization) every hour")
+    availability: dict[str, list[float]] = Field(default_factory=dict, description="per generator name: its "
+                                                 "available share of max_kw_per_phase per hour (0 to 1); default 1")
+
+    @field_validator("background")
+    @classmethod
+    def _background(cls, name: str) -> str:
+        return one_of(name, LOAD_SHAPES, "background shape")
+
+    @field_validator("first_hour")
+    @classmethod
+    def _first_hour(cls, text: str) -> str:
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an ISO 8601 time; write e.g. 2016-08-11T00:00") from None
+        return text
+
+    @model_validator(mode="after")
+    def _per_hour(self) -> "DayConfig":
+        takes = LOAD_SHAPES[self.background][1]
+        if self.background != "activsg2000" and self.area is not None:
+            raise ValueError(f"area: only background activsg2000 reads it (background is {self.background!r})")
+        if ("load_scale" in takes) != (self.load_scale is not None):
+            raise ValueError("load_scale: give it with background \"hourly\", and only then")
+        lists = {"load_scale": (self.load_scale, 0.0, 10.0), "substation_price_per_mwh":
+                 (self.substation_price_per_mwh, 0.0, None), "demand_kw": (self.demand_kw, 0.0, 1e7),
+                 **{f"availability.{name}": (values, 0.0, 1.0) for name, values in self.availability.items()}}
+        for field, (values, low, high) in lists.items():
+            if values is None:
+                continue
+            if len(values) != self.hours:
+                raise ValueError(f"{field}: {len(values)} values for {self.hours} hours; give one per hour")
+            bad = [v for v in values if v < low or (high is not None and v > high)]
+            if bad:
+                top = "" if high is None else f" and at most {high:g}"
+                raise ValueError(f"{field}: {bad[0]:g} is out of range; each value must be at least {low:g}{top}")
+        return self
 
 
 class PriceConfig(Settings):
@@ -76,13 +146,13 @@ class PriceConfig(Settings):
     linearization: str = Field(default="strong-duality", description='how the payment\'s price x decision terms '
                                'become linear: "strong-duality" or "mccormick"')
     time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS, description="the solver's time limit")
+    day: DayConfig | None = Field(default=None, description="study a day hour by hour ([price.day]); default: one "
+                                  "snapshot at the spot loads")
 
     @field_validator("linearization")
     @classmethod
     def _linearization(cls, name: str) -> str:
-        if name not in LINEARIZATIONS:
-            raise ValueError(f"{name!r} is not one of {', '.join(LINEARIZATIONS)}")
-        return name
+        return one_of(name, LINEARIZATIONS, "linearization")
 
     @model_validator(mode="after")
     def _band(self) -> "PriceConfig":

@@ -20,7 +20,7 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from grid.feeder.bilevel import (
 )
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.opf import OpfResult, dso_opf
+from grid.feeder.periods import Period, period_inputs
 from grid.network.three_phase import (
     PHASE_NAMES,
     ThreePhaseFeeder,
@@ -50,13 +51,14 @@ from sim.errors import named_after
 from sim.output import files as outputs
 from sim.studies.after_auction import AfterAuction, Market
 from sim.studies.command import study_command
+from sim.studies.price_day import price_periods
 from sim.studies.result import StudyResult
 
 Progress = Callable[[str], None]
 
-VOLTAGE_COLUMNS = ("case", "bus", "distance_km", "phase", "voltage_pu")
-DLMP_COLUMNS = ("case", "bus", "phase", "dlmp_usd_per_mwh", "reactive_usd_per_mvarh")
-SITE_COLUMNS = ("case", "bus", "member", "load_kw", "svg_a_kvar", "svg_b_kvar", "svg_c_kvar", "voltage_a_pu",
+VOLTAGE_COLUMNS = ("period", "case", "bus", "distance_km", "phase", "voltage_pu")
+DLMP_COLUMNS = ("period", "case", "bus", "phase", "dlmp_usd_per_mwh", "reactive_usd_per_mvarh")
+SITE_COLUMNS = ("period", "case", "bus", "member", "load_kw", "svg_a_kvar", "svg_b_kvar", "svg_c_kvar", "voltage_a_pu",
                 "voltage_b_pu", "voltage_c_pu", "unbalance_pct", "dlmp_a_usd_per_mwh", "dlmp_b_usd_per_mwh",
                 "dlmp_c_usd_per_mwh", "payment_usd_per_h")
 
@@ -148,10 +150,21 @@ class CaseOutcome:
     solve: Any = None  # the bilevel MILP's outcome
 
 
+@dataclass(frozen=True, eq=False)
+class PeriodOutcome:
+    """One period of the study: its inputs, the load placed, and each case's outcome."""
+
+    period: Period
+    workload: Workload
+    background_kw: float  # the background load of the period, every bus and phase (kW)
+    cases: dict[str, CaseOutcome]
+
+
 def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | None = None, plots: bool = True,
                     progress: Progress = lambda _: None) -> StudyResult:
     """The whole study; ``won`` (the sites an auction's aggregator won) replace ``[price] sites``;
-    ``plots=False`` leaves out the figures."""
+    ``plots=False`` leaves out the figures. With ``[price.day]`` it runs hour by hour
+    (docs/models/dlmp.md#eq-d-18), else one snapshot at the spot loads."""
     price: PriceConfig | None = config.price
     if price is None:
         raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (docs/studies/price.md; "
@@ -159,14 +172,32 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
     check_solver(config.solver)
     feeder, generators, settings = feeder_inputs(price)
     sites, sites_from = price_sites(price, feeder, won)
-    workload = price_workload(price, sites)
-    low, high = load_range(sites, workload.step_kw)
-    if not low <= workload.total_kw <= high:
-        raise ConfigError(f"price.total_kw: {workload.total_kw:g} kW does not fit the sites ({low:g} to {high:g} kW "
-                          f"in {workload.step_kw:g}-kW steps); change total_kw or the sites' min_kw and max_kw")
-    progress(f"{workload.total_kw:g} kW over {len(sites)} sites on {feeder.name} (head {settings.head_voltage_pu:g} p.u., "
+    periods = price_periods(price, feeder, generators, settings, sites, price_workload(price, sites))
+    first = periods[0][1]
+    what = (f"{first.total_kw:g} kW" if len(periods) == 1
+            else f"{sum(w.total_kw for _, w in periods) / 1e3:g} MWh over {len(periods)} hours")
+    progress(f"{what} over {len(sites)} sites on {feeder.name} (head {settings.head_voltage_pu:g} p.u., "
              f"floor {settings.v_min_pu:g} p.u.)")
-    outcomes: dict[str, CaseOutcome] = {}
+    hours = []
+    for period, workload in periods:
+        if len(periods) > 1:
+            progress(f"hour {period.label}: {workload.total_kw:g} kW, substation {period.substation_price_per_mwh:g} "
+                     "$/MWh")
+        hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
+        cases = _cases(config, price, hour_feeder, hour_generators, hour_settings, sites, workload,
+                       "" if len(periods) == 1 else f" at {period.label}", progress)
+        background = sum(float(kw.sum()) for kw in hour_feeder.load_kw.values())
+        hours.append(PeriodOutcome(period, workload, background, cases))
+    summary = _summary(config, price, feeder, generators, sites, sites_from, hours)
+    files = _files(feeder, sites, hours, summary, plots)
+    return StudyResult(summary, files, price_report(summary))
+
+
+def _cases(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
+           generators: tuple[DistributedGenerator, ...], settings: OpfSettings, sites: tuple[DataCenterSite, ...],
+           workload: Workload, when: str, progress: Progress) -> dict[str, CaseOutcome]:
+    """The three placements of one period's load: pro rata, then the bilevel optimum without and
+    with SVGs, each priced by the period's OPF. ``when`` names the period in messages."""
 
     def priced(decision: Decision) -> tuple[OpfResult | None, float | None]:
         try:
@@ -176,9 +207,9 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
         return opf, aggregator_payment(sites, decision, opf, workload)
 
     baseline = pro_rata(sites, workload)
-    outcomes["pro-rata"] = CaseOutcome(baseline, *priced(baseline))
+    outcomes = {"pro-rata": CaseOutcome(baseline, *priced(baseline))}
     for case, svg in (("no-svg", False), ("svg", True)):
-        progress(f"bilevel problem, {CASE_TITLES[case]}")
+        progress(f"bilevel problem, {CASE_TITLES[case]}{when}")
         try:
             result = aggregator_bilevel(feeder, generators, settings, sites, workload, svg=svg,
                                         price_bound=price.price_bound, linearization=price.linearization,
@@ -187,19 +218,17 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
             if "infeasible" not in str(error):
                 raise
             raise InfeasibleNetworkError(
-                f"price: no placement of {workload.total_kw:g} kW over the sites keeps every voltage within "
-                f"[{settings.v_min_pu:g}, {settings.v_max_pu:g}] p.u. ({CASE_TITLES[case]}); lower total_kw, raise "
+                f"price: no placement of {workload.total_kw:g} kW over the sites{when} keeps every voltage within "
+                f"[{settings.v_min_pu:g}, {settings.v_max_pu:g}] p.u. ({CASE_TITLES[case]}); lower the load, raise "
                 "head_voltage_pu or add generators") from None
         done = result.solve
         progress(f"  {done.status} in {done.seconds:.1f} s, payment {result.payment_per_h:,.3f} $/h (MILP: "
                  f"{done.columns:,} columns, {done.binaries:,} binary; {done.rows:,} rows)")
         opf, payment = priced(result.decision)
         if opf is None:  # the bilevel problem keeps the OPF feasible; this would be a bug
-            raise GridError(f"price: the OPF is infeasible at the {case} decision the bilevel problem chose")
+            raise GridError(f"price: the OPF is infeasible at the {case} decision{when} the bilevel problem chose")
         outcomes[case] = CaseOutcome(result.decision, opf, payment, done)
-    summary = _summary(config, price, feeder, generators, sites, sites_from, workload, outcomes)
-    files = _files(feeder, sites, workload, outcomes, summary, plots)
-    return StudyResult(summary, files, price_report(summary))
+    return outcomes
 
 
 def _site_row(case: str, site: DataCenterSite, outcome: CaseOutcome, workload: Workload) -> dict[str, Any]:
@@ -220,79 +249,128 @@ def _site_row(case: str, site: DataCenterSite, outcome: CaseOutcome, workload: W
     return row
 
 
+def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite], workload: Workload) -> dict[str, Any]:
+    """One case in one period: the decision, the MILP's outcome, and what the OPF says of it."""
+    opf = outcome.opf
+    entry: dict[str, Any] = {
+        "feasible": opf is not None,
+        "load_kw": {str(b): kw for b, kw in outcome.decision.load_kw.items()},
+        "svg_kvar": {str(b): [float(q) for q in v] for b, v in outcome.decision.svg_kvar.items()},
+    }
+    if outcome.solve is not None:
+        entry["milp"] = {"status": outcome.solve.status, "gap": outcome.solve.gap, "columns": outcome.solve.columns,
+                         "binaries": outcome.solve.binaries, "rows": outcome.solve.rows}
+    if opf is None:
+        return entry
+    lowest = min(((float(v[k]), b, k) for b, v in opf.voltage_pu.items() for k in range(3)))
+    site_v = min((float(opf.voltage_pu[s.bus][k]), s.bus, k) for s in sites for k in range(3))
+    prices = np.array([opf.dlmp_p[b] for b in opf.dlmp_p])
+    unbalance = [voltage_unbalance(opf.voltage_pu[s.bus]) for s in sites]
+    entry.update({
+        "payment_usd_per_h": round(outcome.payment_per_h, 6),
+        "average_price_usd_per_mwh": round(outcome.payment_per_h / (workload.total_kw / 1e3), 6)
+        if workload.total_kw else None,
+        "dso_cost_usd_per_h": round(opf.cost_per_h, 6),
+        "min_voltage_pu": {"value": round(lowest[0], 6), "bus": lowest[1], "phase": PHASE_NAMES[lowest[2]]},
+        "min_site_voltage_pu": {"value": round(site_v[0], 6), "bus": site_v[1], "phase": PHASE_NAMES[site_v[2]]},
+        "site_unbalance_pct": {str(s.bus): round(100 * u, 6) for s, u in zip(sites, unbalance)},
+        "mean_site_unbalance_pct": round(100 * float(np.mean(unbalance)), 6),
+        "dlmp_range_usd_per_mwh": [round(float(prices.min()), 6), round(float(prices.max()), 6)],
+        "generators_kw": {n: [round(float(x), 6) for x in kw] for n, kw in opf.generator_kw.items()},
+        "substation_kw": [round(float(x), 6) for x in opf.head_kw],
+    })
+    return entry
+
+
+def _over_periods(case: str, entries: Sequence[dict[str, Any]], labels: Sequence[str],
+                  energy_mwh: float) -> dict[str, Any]:
+    """One case over the study's periods (1 h each): totals and means of what every period has,
+    the extremes with the period they occur in. One period gives that period's numbers."""
+    solved = [(label, e) for label, e in zip(labels, entries) if e["feasible"]]
+    out: dict[str, Any] = {"title": CASE_TITLES[case], "feasible": len(solved) == len(entries),
+                           "infeasible_periods": [label for label, e in zip(labels, entries) if not e["feasible"]]}
+    if len(solved) < len(entries):  # a total over some hours is no total of the study
+        return out
+    payment = sum(e["payment_usd_per_h"] for e in entries)
+    lowest = min(((e["min_voltage_pu"], label) for label, e in solved), key=lambda item: item[0]["value"])
+    site_low = min(((e["min_site_voltage_pu"], label) for label, e in solved), key=lambda item: item[0]["value"])
+    out.update({
+        "payment_usd": round(payment, 6),
+        "payment_usd_per_h": round(payment / len(entries), 6),
+        "energy_mwh": round(energy_mwh, 6),
+        "average_price_usd_per_mwh": round(payment / energy_mwh, 6) if energy_mwh else None,
+        "dso_cost_usd": round(sum(e["dso_cost_usd_per_h"] for e in entries), 6),
+        "min_voltage_pu": {**lowest[0], "period": lowest[1]},
+        "min_site_voltage_pu": {**site_low[0], "period": site_low[1]},
+        "site_unbalance_pct": {bus: max(e["site_unbalance_pct"][bus] for e in entries)
+                               for bus in entries[0]["site_unbalance_pct"]},
+        "mean_site_unbalance_pct": round(float(np.mean([e["mean_site_unbalance_pct"] for e in entries])), 6),
+        "dlmp_range_usd_per_mwh": [min(e["dlmp_range_usd_per_mwh"][0] for e in entries),
+                                   max(e["dlmp_range_usd_per_mwh"][1] for e in entries)],
+    })
+    return out
+
+
 def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
              generators: Sequence[DistributedGenerator], sites: Sequence[DataCenterSite], sites_from: str,
-             workload: Workload, outcomes: Mapping[str, CaseOutcome]) -> dict[str, Any]:
-    cases: dict[str, Any] = {}
-    for case, outcome in outcomes.items():
-        opf = outcome.opf
-        entry: dict[str, Any] = {
-            "title": CASE_TITLES[case],
-            "feasible": opf is not None,
-            "load_kw": {str(b): kw for b, kw in outcome.decision.load_kw.items()},
-            "svg_kvar": {str(b): [float(q) for q in v] for b, v in outcome.decision.svg_kvar.items()},
-        }
-        if outcome.solve is not None:
-            entry["milp"] = {"status": outcome.solve.status, "gap": outcome.solve.gap, "columns": outcome.solve.columns,
-                             "binaries": outcome.solve.binaries, "rows": outcome.solve.rows}
-        if opf is not None:
-            lowest = min(((float(v[k]), b, k) for b, v in opf.voltage_pu.items() for k in range(3)))
-            site_v = [(float(opf.voltage_pu[s.bus][k]), s.bus, k) for s in sites for k in range(3)]
-            prices = np.array([opf.dlmp_p[b] for b in opf.dlmp_p])
-            unbalance = [voltage_unbalance(opf.voltage_pu[s.bus]) for s in sites]
-            entry.update({
-                "payment_usd_per_h": round(outcome.payment_per_h, 6),
-                "average_price_usd_per_mwh": round(outcome.payment_per_h / (workload.total_kw / 1e3), 6)
-                if workload.total_kw else None,
-                "dso_cost_usd_per_h": round(opf.cost_per_h, 6),
-                "min_voltage_pu": {"value": round(lowest[0], 6), "bus": lowest[1], "phase": PHASE_NAMES[lowest[2]]},
-                "min_site_voltage_pu": {"value": round(min(site_v)[0], 6), "bus": min(site_v)[1],
-                                        "phase": PHASE_NAMES[min(site_v)[2]]},
-                "site_unbalance_pct": {str(s.bus): round(100 * u, 6) for s, u in zip(sites, unbalance)},
-                "mean_site_unbalance_pct": round(100 * float(np.mean(unbalance)), 6),
-                "dlmp_range_usd_per_mwh": [round(float(prices.min()), 6), round(float(prices.max()), 6)],
-                "generators_kw": {n: [round(float(x), 6) for x in kw] for n, kw in opf.generator_kw.items()},
-                "substation_kw": [round(float(x), 6) for x in opf.head_kw],
-            })
-        cases[case] = entry
+             hours: Sequence[PeriodOutcome]) -> dict[str, Any]:
+    periods = [{
+        "period": hour.period.label,
+        "substation_price_usd_per_mwh": hour.period.substation_price_per_mwh,
+        "background_kw": round(hour.background_kw, 6),
+        "demand_kw": hour.workload.total_kw,
+        "availability": dict(hour.period.availability),
+        "cases": {case: _case_entry(outcome, sites, hour.workload) for case, outcome in hour.cases.items()},
+    } for hour in hours]
+    labels = [p["period"] for p in periods]
+    energy = sum(hour.workload.total_kw for hour in hours) / 1e3
+    cases = {case: _over_periods(case, [p["cases"][case] for p in periods], labels, energy)
+             for case in hours[0].cases}
+    workload = hours[0].workload
     return {
         "seed": config.seed,
         "solver": config.solver,
         "units": {"money": "$", "power": "kW", "reactive": "kvar", "voltage": "p.u.", "price": "$/MWh",
-                  "unbalance": "% (max phase deviation from the mean, NEMA)"},
+                  "energy": "MWh", "period": "1 h", "unbalance": "% (max phase deviation from the mean, NEMA)"},
         "feeder": feeder.name,
         "head_voltage_pu": price.head_voltage_pu,
         "voltage_band_pu": [price.v_min_pu, price.v_max_pu],
         "substation_price_usd_per_mwh": price.substation_price_per_mwh,
+        "day": None if price.day is None else price.day.model_dump(mode="json"),
         "generators": [{"name": g.name, "bus": g.bus, "max_kw_per_phase": g.max_kw_per_phase,
                         "cost_usd_per_mwh": g.cost_per_mwh, "quadratic_cost": g.quadratic_cost} for g in generators],
         "sites_from": sites_from,
         "sites": [{"bus": s.bus, "member": s.member, "max_kw": s.max_kw, "min_kw": s.min_kw,
                    "power_factor": s.power_factor, "svg_kvar": s.svg_kvar} for s in sites],
-        "workload": {"total_kw": workload.total_kw, "step_kw": workload.step_kw,
-                     "svg_step_kvar": workload.svg_step_kvar, "svg_cost_usd_per_mvarh": workload.svg_cost_per_mvarh},
+        "workload": {"total_kw": workload.total_kw if len(hours) == 1 else None, "energy_mwh": round(energy, 6),
+                     "step_kw": workload.step_kw, "svg_step_kvar": workload.svg_step_kvar,
+                     "svg_cost_usd_per_mvarh": workload.svg_cost_per_mvarh},
         "price_bound_usd_per_mwh": price.price_bound,
         "linearization": price.linearization,
         "cases": cases,
+        "periods": periods,
     }
 
 
-def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], workload: Workload,
-           outcomes: Mapping[str, CaseOutcome], summary: dict[str, Any], plots: bool) -> dict[str, bytes]:
+def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], hours: Sequence[PeriodOutcome],
+           summary: dict[str, Any], plots: bool) -> dict[str, bytes]:
     distance = distance_km(feeder)
     voltages, prices, site_rows = [], [], []
-    for case, outcome in outcomes.items():
-        site_rows += [_site_row(case, s, outcome, workload) for s in sites]
-        if outcome.opf is None:
-            continue
-        for bus in feeder.buses:
-            for k, phase in enumerate(PHASE_NAMES):
-                voltages.append({"case": case, "bus": bus, "distance_km": round(distance[bus], 6), "phase": phase,
-                                 "voltage_pu": round(float(outcome.opf.voltage_pu[bus][k]), 6)})
-                if bus in outcome.opf.dlmp_p:
-                    prices.append({"case": case, "bus": bus, "phase": phase,
-                                   "dlmp_usd_per_mwh": round(float(outcome.opf.dlmp_p[bus][k]), 6),
-                                   "reactive_usd_per_mvarh": round(float(outcome.opf.dlmp_q[bus][k]), 6)})
+    for hour in hours:
+        label = hour.period.label
+        for case, outcome in hour.cases.items():
+            site_rows += [{"period": label, **_site_row(case, s, outcome, hour.workload)} for s in sites]
+            if outcome.opf is None:
+                continue
+            for bus in feeder.buses:
+                for k, phase in enumerate(PHASE_NAMES):
+                    voltages.append({"period": label, "case": case, "bus": bus,
+                                     "distance_km": round(distance[bus], 6), "phase": phase,
+                                     "voltage_pu": round(float(outcome.opf.voltage_pu[bus][k]), 6)})
+                    if bus in outcome.opf.dlmp_p:
+                        prices.append({"period": label, "case": case, "bus": bus, "phase": phase,
+                                       "dlmp_usd_per_mwh": round(float(outcome.opf.dlmp_p[bus][k]), 6),
+                                       "reactive_usd_per_mvarh": round(float(outcome.opf.dlmp_q[bus][k]), 6)})
     files = {
         "summary.json": outputs.json_bytes(summary),
         "voltages.csv": outputs.csv_bytes(VOLTAGE_COLUMNS, voltages),
@@ -300,27 +378,45 @@ def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], workload: 
         "sites.csv": outputs.csv_bytes(SITE_COLUMNS, site_rows),
     }
     if plots:
-        solved = {case: o.opf for case, o in outcomes.items() if o.opf is not None}
-        files.update(_figures(feeder, sites, solved, distance, summary))
+        hardest = _hardest(hours)
+        solved = {case: o.opf for case, o in hardest.cases.items() if o.opf is not None}
+        files.update(_figures(feeder, sites, solved, distance, summary,
+                              "" if len(hours) == 1 else f" at {hardest.period.label}"))
     return files
 
 
+def _hardest(hours: Sequence[PeriodOutcome]) -> PeriodOutcome:
+    """The period the maps and profiles show: the one whose lowest voltage without coordination
+    (pro rata) is lowest, an infeasible one first; the first such in time."""
+    def low(hour: PeriodOutcome) -> float:
+        opf = hour.cases["pro-rata"].opf
+        return -np.inf if opf is None else min(float(v.min()) for v in opf.voltage_pu.values())
+
+    return min(hours, key=low)
+
+
 def _figures(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], solved: Mapping[str, OpfResult],
-             distance: Mapping[int, float], summary: dict[str, Any]) -> dict[str, bytes]:
+             distance: Mapping[int, float], summary: dict[str, Any], when: str) -> dict[str, bytes]:
+    """The figures of one period (``when`` names it on a day, else ""), the costs over the
+    study and, on a day, the day's prices, loads and voltages hour by hour."""
     from sim.report.figures.plots import figure_bytes
     from sim.report.figures.price import (
         plot_costs,
+        plot_day,
         plot_dlmp_map,
         plot_unbalance,
         plot_voltage_profile,
     )
 
-    return figure_bytes({
-        "voltage_profile.png": lambda p: plot_voltage_profile(feeder, solved, distance, sites, summary, p),
-        "unbalance.png": lambda p: plot_unbalance(sites, solved, p),
-        "dlmp_map.png": lambda p: plot_dlmp_map(feeder, solved, sites, p),
+    drawn = {
+        "voltage_profile.png": lambda p: plot_voltage_profile(feeder, solved, distance, sites, summary, p, when),
+        "unbalance.png": lambda p: plot_unbalance(sites, solved, p, when),
+        "dlmp_map.png": lambda p: plot_dlmp_map(feeder, solved, sites, p, when),
         "costs.png": lambda p: plot_costs(summary, p),
-    })
+    }
+    if len(summary["periods"]) > 1:
+        drawn["day.png"] = lambda p: plot_day(summary, p)
+    return figure_bytes(drawn)
 
 
 def _bus_list(feeder: ThreePhaseFeeder) -> str:
@@ -329,38 +425,76 @@ def _bus_list(feeder: ThreePhaseFeeder) -> str:
 
 
 def price_report(summary: Mapping[str, Any]) -> str:
-    """What the study found, for the terminal."""
+    """What the study found, for the terminal: per case over the study (a snapshot: its loads and
+    SVG settings too), then on a day the hours one by one."""
     from sim.report.text import format_table
 
-    sites = summary["sites"]
-    headers = ["case", "payment ($/h)", "avg price ($/MWh)", "DLMP range ($/MWh)", "lowest V (p.u.)",
-               "lowest site V (p.u.)", "site unbalance (%)", "load kW by site", "SVG kvar by site"]
+    sites, periods = summary["sites"], summary["periods"]
+    one = len(periods) == 1
+    headers = ["case", "payment ($/h)" if one else "payment ($, day)", "avg price ($/MWh)", "DLMP range ($/MWh)",
+               "lowest V (p.u.)", "lowest site V (p.u.)", "site unbalance (%)"]
+    if one:
+        headers += ["load kW by site", "SVG kvar by site"]
     rows = []
     for case, c in summary["cases"].items():
-        load = ", ".join(f"{b}: {kw:g}" for b, kw in c["load_kw"].items())
-        svg = "; ".join(f"{b}: " + "/".join(f"{q:g}" for q in v) for b, v in c["svg_kvar"].items()) or "-"
-        if not c["feasible"]:
-            rows.append((c["title"], "infeasible", "-", "-", "-", "-", "-", load, svg))
-            continue
-        low, site_low = c["min_voltage_pu"], c["min_site_voltage_pu"]
-        average = c["average_price_usd_per_mwh"]  # None when no load is placed
-        rows.append((c["title"], f"{c['payment_usd_per_h']:,.2f}", "-" if average is None else f"{average:.2f}",
-                     "{:.2f} to {:.2f}".format(*c["dlmp_range_usd_per_mwh"]),
-                     f"{low['value']:.4f} ({low['bus']}{low['phase']})",
-                     f"{site_low['value']:.4f} ({site_low['bus']}{site_low['phase']})",
-                     " / ".join(f"{c['site_unbalance_pct'][str(s['bus'])]:.2f}" for s in sites), load, svg))
+        row: tuple = (c["title"], "infeasible" if one else f"infeasible in {len(c['infeasible_periods'])} h",
+                      "-", "-", "-", "-", "-")
+        if c["feasible"]:
+            low, site_low = c["min_voltage_pu"], c["min_site_voltage_pu"]
+            where = "" if one else " " + low["period"][-5:]
+            site_where = "" if one else " " + site_low["period"][-5:]
+            average = c["average_price_usd_per_mwh"]  # None when no load is placed
+            row = (c["title"], f"{c['payment_usd_per_h' if one else 'payment_usd']:,.2f}",
+                   "-" if average is None else f"{average:.2f}", "{:.2f} to {:.2f}".format(*c["dlmp_range_usd_per_mwh"]),
+                   f"{low['value']:.4f} ({low['bus']}{low['phase']}{where})",
+                   f"{site_low['value']:.4f} ({site_low['bus']}{site_low['phase']}{site_where})",
+                   " / ".join(f"{c['site_unbalance_pct'][str(s['bus'])]:.2f}" for s in sites))
+        if one:
+            entry = periods[0]["cases"][case]
+            row += (", ".join(f"{b}: {kw:g}" for b, kw in entry["load_kw"].items()),
+                    "; ".join(f"{b}: " + "/".join(f"{q:g}" for q in v) for b, v in entry["svg_kvar"].items()) or "-")
+        rows.append(row)
     work = summary["workload"]
-    head = (f"{work['total_kw']:g} kW of data-center load over {len(sites)} sites "
-            f"({', '.join(str(s['bus']) for s in sites)}; sites from {summary['sites_from']}) on {summary['feeder']}, "
-            f"head {summary['head_voltage_pu']:g} p.u., band {summary['voltage_band_pu'][0]:g} to "
-            f"{summary['voltage_band_pu'][1]:g} p.u., substation {summary['substation_price_usd_per_mwh']:g} $/MWh.")
-    text = head + "\n\n" + format_table(headers, rows, [False] + [True] * 6 + [False, False])
-    for c in summary["cases"].values():
-        milp = c.get("milp")
-        if milp is not None and milp["status"] != "optimal":
-            text += (f"\nNote: {c['title']}: the MILP stopped at its time limit (gap {milp['gap']:.2%}); its decision is "
-                     "the best found, not proven optimal. Raise [price] time_limit_s.")
+    load = (f"{work['total_kw']:g} kW" if one else f"{work['energy_mwh']:g} MWh over {len(periods)} hours from "
+            f"{periods[0]['period']}")
+    price = (f"substation {summary['substation_price_usd_per_mwh']:g} $/MWh" if one else
+             "substation {:g} to {:g} $/MWh".format(*_extremes(p["substation_price_usd_per_mwh"] for p in periods)))
+    head = (f"{load} of data-center load over {len(sites)} sites ({', '.join(str(s['bus']) for s in sites)}; sites "
+            f"from {summary['sites_from']}) on {summary['feeder']}, head {summary['head_voltage_pu']:g} p.u., band "
+            f"{summary['voltage_band_pu'][0]:g} to {summary['voltage_band_pu'][1]:g} p.u., {price}.")
+    text = head + "\n\n" + format_table(headers, rows, [False] + [True] * 6 + [False, False][:len(headers) - 7])
+    if not one:
+        text += "\n\n" + _hours_table(summary)
+    for period in periods:
+        for case, c in period["cases"].items():
+            milp = c.get("milp")
+            if milp is not None and milp["status"] != "optimal":
+                text += (f"\nNote: {CASE_TITLES[case]}{'' if one else ' at ' + period['period']}: the MILP stopped at "
+                         f"its time limit (gap {milp['gap']:.2%}); its decision is the best found, not proven optimal. "
+                         "Raise [price] time_limit_s.")
     return text
+
+
+def _extremes(values: Iterable[float]) -> tuple[float, float]:
+    values = list(values)
+    return min(values), max(values)
+
+
+def _hours_table(summary: Mapping[str, Any]) -> str:
+    """Hour by hour: the inputs, and per case the payment and the lowest site voltage."""
+    from sim.report.text import format_table
+
+    cases = list(summary["cases"])
+    headers = ["hour", "substation ($/MWh)", "background (kW)", "data centers (kW)"]
+    headers += [f"{case} ($/h)" for case in cases] + [f"{case} lowest site V" for case in cases]
+    rows = []
+    for period in summary["periods"]:
+        entries = [period["cases"][case] for case in cases]
+        rows.append((period["period"], f"{period['substation_price_usd_per_mwh']:.2f}", f"{period['background_kw']:,.0f}",
+                     f"{period['demand_kw']:g}",
+                     *(f"{e['payment_usd_per_h']:,.2f}" if e["feasible"] else "infeasible" for e in entries),
+                     *(f"{e['min_site_voltage_pu']['value']:.4f}" if e["feasible"] else "-" for e in entries)))
+    return format_table(headers, rows, [False] + [True] * (len(headers) - 1))
 
 
 def command(args: argparse.Namespace, progress: Progress) -> int:

@@ -24,9 +24,11 @@ _CASE_COLOURS = {"pro-rata": "#7f7f7f", "no-svg": "#d62728", "svg": "#1f77b4"}
 
 
 def plot_voltage_profile(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResult], distance: Mapping[int, float],
-                         sites: Sequence[DataCenterSite], summary: Mapping[str, Any], path: Path) -> None:
+                         sites: Sequence[DataCenterSite], summary: Mapping[str, Any], path: Path,
+                         when: str = "") -> None:
     """One panel per phase: every bus's voltage against its distance from the head, one colour
-    per placement, the feeder drawn segment by segment, the band's floor dashed, the sites marked."""
+    per placement, the feeder drawn segment by segment, the band's floor dashed, the sites marked;
+    ``when`` names the period drawn (" at <hour>") on a day."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(15.0, 4.8))
@@ -49,13 +51,14 @@ def plot_voltage_profile(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResul
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("voltage magnitude (p.u.)")
     axes[0].legend(fontsize=8, loc="lower left")
-    figure.suptitle(f"Voltage along the {feeder.name} feeder per phase (dashed: the {floor:g} p.u. floor; squares: "
-                    "data-center sites)", fontsize=11)
+    figure.suptitle(f"Voltage along the {feeder.name} feeder per phase{when} (dashed: the {floor:g} p.u. floor; "
+                    "squares: data-center sites)", fontsize=11)
     figure.tight_layout()
     _write_png_atomically(figure, path, DPI)
 
 
-def plot_unbalance(sites: Sequence[DataCenterSite], solved: Mapping[str, OpfResult], path: Path) -> None:
+def plot_unbalance(sites: Sequence[DataCenterSite], solved: Mapping[str, OpfResult], path: Path,
+                   when: str = "") -> None:
     """The unbalance index at each data-center bus, bars grouped by site, one per placement."""
     from matplotlib.figure import Figure
 
@@ -70,7 +73,7 @@ def plot_unbalance(sites: Sequence[DataCenterSite], solved: Mapping[str, OpfResu
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(x, [f"bus {s.bus}" for s in sites])
     ax.set_ylabel("voltage unbalance (%, max deviation from the phase mean)")
-    ax.set_title("Phase unbalance at the data-center buses", fontsize=11)
+    ax.set_title(f"Phase unbalance at the data-center buses{when}", fontsize=11)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     figure.tight_layout()
@@ -78,7 +81,7 @@ def plot_unbalance(sites: Sequence[DataCenterSite], solved: Mapping[str, OpfResu
 
 
 def plot_dlmp_map(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResult], sites: Sequence[DataCenterSite],
-                  path: Path) -> None:
+                  path: Path, when: str = "") -> None:
     """The feeder drawn as a tree from the substation, each bus coloured by its DLMP: one row per
     placement, one column per phase, one colour scale for all panels."""
     from matplotlib.cm import ScalarMappable
@@ -112,7 +115,8 @@ def plot_dlmp_map(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResult], sit
         axes[row, 0].text(-0.08, 0.5, CASE_TITLES[case], transform=axes[row, 0].transAxes, rotation=90,
                           ha="center", va="center", fontsize=10, fontweight="bold")
     figure.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="DLMP ($/MWh)", shrink=0.8)
-    figure.suptitle(f"DLMPs on {feeder.name} (triangle: substation; red squares: data-center sites)", fontsize=11)
+    figure.suptitle(f"DLMPs on {feeder.name}{when} (triangle: substation; red squares: data-center sites)",
+                    fontsize=11)
     _write_png_atomically(figure, path, DPI)
 
 
@@ -126,24 +130,65 @@ def _segments(ax: Any, segments: Sequence[tuple[tuple[float, float], tuple[float
 
 
 def plot_costs(summary: Mapping[str, Any], path: Path) -> None:
-    """The aggregator's payment and the DSO's cost per placement ($/h)."""
+    """The aggregator's payment per placement: $/h in a snapshot, $ over the hours on a day."""
     from matplotlib.figure import Figure
 
     cases = [c for c, v in summary["cases"].items() if v["feasible"]]
     figure = Figure(figsize=(7.5, 4.3))
     ax = figure.subplots()
     x = np.arange(len(cases))
-    payment = [summary["cases"][c]["payment_usd_per_h"] for c in cases]
+    one = len(summary["periods"]) == 1
+    unit = "$/h" if one else "$"
+    payment = [summary["cases"][c]["payment_usd_per_h" if one else "payment_usd"] for c in cases]
     bars = ax.bar(x, payment, 0.6, color=[_CASE_COLOURS[c] for c in cases])
     average = [summary["cases"][c]["average_price_usd_per_mwh"] for c in cases]  # None: no load placed
-    ax.bar_label(bars, labels=[f"{p:,.2f} $/h\n" + ("-" if a is None else f"{a:.2f} $/MWh")
+    ax.bar_label(bars, labels=[f"{p:,.2f} {unit}\n" + ("-" if a is None else f"{a:.2f} $/MWh")
                                for p, a in zip(payment, average)], fontsize=8)
     ax.set_xticks(x, [CASE_TITLES[c] for c in cases], fontsize=8)
-    ax.set_ylabel("aggregator's payment ($/h)")
+    ax.set_ylabel(f"aggregator's payment ({unit})")
     ax.set_ylim(0, max(payment) * 1.25 if payment and max(payment) > 0 else 1)
     infeasible = [CASE_TITLES[c] for c, v in summary["cases"].items() if not v["feasible"]]
     note = f" ({', '.join(infeasible)}: breaks a voltage limit)" if infeasible else ""
-    ax.set_title(f"What the aggregator pays for {summary['workload']['total_kw']:g} kW at the DLMPs{note}", fontsize=10)
+    work = summary["workload"]
+    load = f"{work['total_kw']:g} kW" if one else f"{work['energy_mwh']:g} MWh over {len(summary['periods'])} hours"
+    ax.set_title(f"What the aggregator pays for {load} at the DLMPs{note}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    _write_png_atomically(figure, path, DPI)
+
+
+def plot_day(summary: Mapping[str, Any], path: Path) -> None:
+    """A day hour by hour, three panels over one time axis: the substation's price and the
+    highest DLMP at the sites per placement ($/MWh); the background and data-center load (kW);
+    the lowest site voltage per placement against the band's floor (p.u.)."""
+    from matplotlib.figure import Figure
+
+    periods = summary["periods"]
+    hours = np.arange(len(periods))
+    labels = [p["period"][-5:] for p in periods]
+    figure = Figure(figsize=(10.0, 9.0))
+    price_ax, load_ax, volt_ax = figure.subplots(3, 1, sharex=True)
+    price_ax.step(hours, [p["substation_price_usd_per_mwh"] for p in periods], where="mid", color="black",
+                  linestyle="--", label="substation")
+    for case in summary["cases"]:
+        entries = [p["cases"][case] for p in periods]
+        top = [e["dlmp_range_usd_per_mwh"][1] if e["feasible"] else np.nan for e in entries]
+        low = [e["min_site_voltage_pu"]["value"] if e["feasible"] else np.nan for e in entries]
+        price_ax.plot(hours, top, marker="o", markersize=3, color=_CASE_COLOURS[case], label=CASE_TITLES[case])
+        volt_ax.plot(hours, low, marker="o", markersize=3, color=_CASE_COLOURS[case], label=CASE_TITLES[case])
+    price_ax.set_ylabel("highest DLMP ($/MWh)")
+    price_ax.legend(fontsize=8)
+    load_ax.bar(hours, [p["background_kw"] for p in periods], 0.8, color="0.75", label="background")
+    load_ax.bar(hours, [p["demand_kw"] for p in periods], 0.8, bottom=[p["background_kw"] for p in periods],
+                color="#2ca02c", label="data centers")
+    load_ax.set_ylabel("load (kW, three phases)")
+    load_ax.legend(fontsize=8)
+    volt_ax.axhline(summary["voltage_band_pu"][0], color="black", linestyle="--", linewidth=1.0)
+    volt_ax.set_ylabel("lowest site voltage (p.u.)")
+    volt_ax.set_xticks(hours, labels, rotation=90, fontsize=7)
+    volt_ax.set_xlabel(f"hour from {periods[0]['period']}")
+    for ax in (price_ax, load_ax, volt_ax):
+        ax.grid(alpha=0.3)
+    figure.suptitle(f"A day on {summary['feeder']}: prices, loads and voltages hour by hour", fontsize=11)
     figure.tight_layout()
     _write_png_atomically(figure, path, DPI)

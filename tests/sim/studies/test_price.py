@@ -73,14 +73,16 @@ def test_every_case_places_the_whole_load_within_the_sites(priced):
     summary = json.loads((priced / "summary.json").read_text())
     total, step = summary["workload"]["total_kw"], summary["workload"]["step_kw"]
     limits = {str(s["bus"]): s["max_kw"] for s in summary["sites"]}
-    for case in summary["cases"].values():
+    assert [p["period"] for p in summary["periods"]] == ["snapshot"]
+    cases = summary["periods"][0]["cases"]
+    for case in cases.values():
         assert sum(case["load_kw"].values()) == pytest.approx(total)
         for bus, kw in case["load_kw"].items():
             assert 0 <= kw <= limits[bus] and (kw / step) == pytest.approx(round(kw / step))
     # Pro rata over three equal sites: a third each.
-    assert set(summary["cases"]["pro-rata"]["load_kw"].values()) == {500.0}
-    assert summary["cases"]["no-svg"]["svg_kvar"] == {}
-    for outputs in summary["cases"]["svg"]["svg_kvar"].values():
+    assert set(cases["pro-rata"]["load_kw"].values()) == {500.0}
+    assert cases["no-svg"]["svg_kvar"] == {}
+    for outputs in cases["svg"]["svg_kvar"].values():
         assert all(abs(q) <= 200.0 and q % 50.0 == 0 for q in outputs)
 
 
@@ -93,7 +95,12 @@ def test_the_numbers_match_an_independent_opf_at_each_decision(priced):
     generators = (DistributedGenerator("G711", 711, 150.0, 55.0), DistributedGenerator("G733", 733, 150.0, 58.0))
     tan = np.tan(np.arccos(0.9))
     prices = _rows(priced / "dlmp.csv")
-    for name, case in summary["cases"].items():
+    assert {r["period"] for r in prices} == {"snapshot"}
+    for name, case in summary["periods"][0]["cases"].items():
+        # A snapshot's case over the study is its one period's.
+        for key in ("payment_usd_per_h", "min_voltage_pu", "site_unbalance_pct", "dlmp_range_usd_per_mwh"):
+            assert {k: v for k, v in summary["cases"][name][key].items() if k != "period"} == case[key] \
+                if isinstance(case[key], dict) else summary["cases"][name][key] == case[key]
         kw = {int(b): np.full(3, v / 3) for b, v in case["load_kw"].items()}
         svg = {int(b): np.array(q) for b, q in case["svg_kvar"].items()}
         opf = dso_opf(feeder, generators, settings, extra_kw=kw, extra_kvar={b: v * tan for b, v in kw.items()},
@@ -160,7 +167,7 @@ def test_a_mccormick_study_pays_what_strong_duality_pays(tmp_path):
                               price_bound=price.price_bound, linearization="strong-duality")
     assert summary["linearization"] == "mccormick"
     for case in ("no-svg", "svg"):  # without SVG ratings the two cases are one problem
-        mine = summary["cases"][case]
+        mine = summary["periods"][0]["cases"][case]
         assert mine["payment_usd_per_h"] == pytest.approx(dual.payment_per_h, rel=1e-7)
         assert mine["load_kw"] == {str(b): kw for b, kw in dual.decision.load_kw.items()}
         assert mine["milp"]["rows"] > dual.solve.rows  # McCormick's product rows: its own MILP
@@ -180,7 +187,8 @@ def _broken(change) -> dict:
     (lambda p: p["generators"][0].update(bus=799), "price.generators[0].bus: bus 799 is not a load bus"),
     (lambda p: p.update(total_kw=2000.0), "price.total_kw: 2000 kW does not fit the sites (0 to 1800 kW"),
     (lambda p: p.update(total_kw=1550.0), "price.total_kw: 1550 kW is not a whole number of 100-kW steps"),
-    (lambda p: p.update(linearization="fast"), "price.linearization: 'fast' is not one of mccormick, strong-duality"),
+    (lambda p: p.update(linearization="fast"),
+     "price.linearization: unknown linearization 'fast'; choose one of mccormick, strong-duality"),
     (lambda p: p.update(svg_step_kvar=75.0), "svg_kvar 200 is not a whole number of 75-kvar steps"),
     (lambda p: p["sites"][1].update(bus=738), "price.sites: two sites at one bus"),
     (lambda p: p["sites"][0].update(min_kw=700.0), "price.sites[0]: site at bus 738: need 0 <= min_kw <= max_kw"),

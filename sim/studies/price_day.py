@@ -1,0 +1,79 @@
+"""The periods of a price study: one snapshot at the spot loads, or the hours of ``[price.day]``
+(docs/models/dlmp.md#eq-d-18), each with the load the aggregator places in it.
+
+Every per-hour input is checked here, before any OPF is solved: a load that does not fit the
+sites, an availability for a generator the study does not have, a day outside the series its
+background follows. Each refusal is one line that names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Sequence
+
+import numpy as np
+
+from grid.errors import GridError
+from grid.feeder.bilevel import DataCenterSite, Workload, load_range
+from grid.feeder.inputs import DistributedGenerator, OpfSettings
+from grid.feeder.load_shapes import activsg2000_shape, flat_shape, hourly_shape
+from grid.feeder.periods import Period, snapshot
+from grid.network.three_phase import ThreePhaseFeeder
+from sim.config.price import DayConfig, PriceConfig
+from sim.config.schema import ConfigError
+
+
+def price_periods(price: PriceConfig, feeder: ThreePhaseFeeder, generators: Sequence[DistributedGenerator],
+                  settings: OpfSettings, sites: Sequence[DataCenterSite],
+                  workload: Workload) -> list[tuple[Period, Workload]]:
+    """(period, the aggregator's load in it) for each period of the study, in time order.
+    ``workload`` is the table's (total_kw or utilization): the snapshot's load, and a day's every
+    hour unless ``[price.day] demand_kw`` says otherwise."""
+    day = price.day
+    if day is None:
+        _check_fits(workload, sites, "price.total_kw")
+        return [(snapshot(feeder, settings), workload)]
+    names = {g.name for g in generators}
+    for name in day.availability:
+        if name not in names:
+            raise ConfigError(f"price.day.availability.{name}: no generator of that name; name one of "
+                              f"{', '.join(sorted(names)) or '(none: add [[price.generators]])'}")
+    shape = _background(day, feeder)
+    start = datetime.fromisoformat(day.first_hour)
+    periods = []
+    for t in range(day.hours):
+        label = (start + timedelta(hours=t)).isoformat(timespec="minutes")
+        price_t = settings.substation_price_per_mwh if day.substation_price_per_mwh is None \
+            else day.substation_price_per_mwh[t]
+        period = Period(label, price_t, shape[t], {name: values[t] for name, values in day.availability.items()})
+        hour_load = workload
+        field = "price.total_kw"
+        if day.demand_kw is not None:
+            field = f"price.day.demand_kw[{t}]"
+            try:
+                hour_load = dataclasses.replace(workload, total_kw=day.demand_kw[t])
+            except GridError as error:
+                raise ConfigError(f"{field}: {error}") from None
+        _check_fits(hour_load, sites, field)
+        periods.append((period, hour_load))
+    return periods
+
+
+def _background(day: DayConfig, feeder: ThreePhaseFeeder) -> np.ndarray:
+    """hours x buses x 3: the background's multiple of the spot loads, by the day's shape."""
+    try:
+        if day.background == "activsg2000":
+            return activsg2000_shape(feeder, datetime.fromisoformat(day.first_hour), day.hours, day.area or 0)
+        if day.background == "hourly":
+            return hourly_shape(feeder, day.load_scale)
+        return flat_shape(feeder, day.hours)
+    except GridError as error:
+        raise ConfigError(f"price.day: {error}") from None
+
+
+def _check_fits(workload: Workload, sites: Sequence[DataCenterSite], field: str) -> None:
+    low, high = load_range(sites, workload.step_kw)
+    if not low <= workload.total_kw <= high:
+        raise ConfigError(f"{field}: {workload.total_kw:g} kW does not fit the sites ({low:g} to {high:g} kW in "
+                          f"{workload.step_kw:g}-kW steps); change it or the sites' min_kw and max_kw")

@@ -1,0 +1,171 @@
+"""`dcmarket price` over a day ([price.day], docs/studies/price.md#a-day): each hour is the study of
+that hour alone, the day's totals are the hours' sums, and bad per-hour inputs get one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+
+from grid.feeder.bilevel import Workload, aggregator_bilevel, aggregator_payment
+from grid.feeder.load_shapes import hourly_shape
+from grid.feeder.opf import dso_opf
+from grid.feeder.periods import Period, period_inputs
+from sim.cli import main
+
+EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+SCALE = [0.7, 1.0, 1.15]
+PRICES = [30.0, 45.0, 70.0]
+DEMAND = [1000.0, 1500.0, 1200.0]
+SUN = [0.0, 1.0, 0.5]
+
+
+def _day_config() -> dict:
+    """The default study's feeder and sites over three hours that move every input; the head at
+    1.0 p.u. so that the floor binds in some hours."""
+    data = tomllib.loads((EXPERIMENTS / "ieee37_price.toml").read_text())
+    data["price"].update(head_voltage_pu=1.02)
+    data["price"]["day"] = {"hours": 3, "first_hour": "2026-07-01T12:00", "background": "hourly", "load_scale": SCALE,
+                            "substation_price_per_mwh": PRICES, "demand_kw": DEMAND, "availability": {"G733": SUN}}
+    return data
+
+
+def _write(folder: Path, data: dict) -> Path:
+    path = folder / "day.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("price_day")
+    path = _write(folder, _day_config())
+    assert main(["price", str(path), "--out", str(folder / "out"), "--quiet"]) == 0
+    return folder / "out"
+
+
+def test_a_day_writes_every_hour_and_its_figure(day):
+    summary = json.loads((day / "summary.json").read_text())
+    labels = ["2026-07-01T12:00", "2026-07-01T13:00", "2026-07-01T14:00"]
+    assert [p["period"] for p in summary["periods"]] == labels
+    assert (day / "day.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    for name in ("dlmp.csv", "voltages.csv", "sites.csv"):
+        with (day / name).open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [r["period"] for r in rows][::len(rows) // 3] == labels, name
+    assert [p["demand_kw"] for p in summary["periods"]] == DEMAND
+    assert [p["substation_price_usd_per_mwh"] for p in summary["periods"]] == PRICES
+
+
+def test_each_hour_is_the_study_of_that_hour_alone(day):
+    """Per hour, from the library with the hour's inputs made by hand: the bilevel optimum's
+    decision and payment, and the OPF at each case's decision (pro rata: a third each)."""
+    from sim.config.schema import load_config
+    from sim.studies.price import feeder_inputs, price_sites
+
+    summary = json.loads((day / "summary.json").read_text())
+    price = load_config(day / "config.toml").price
+    feeder, generators, settings = feeder_inputs(price)
+    sites, _ = price_sites(price, feeder)
+    scale = hourly_shape(feeder, SCALE)
+    for t, entry in enumerate(summary["periods"]):
+        period = Period(entry["period"], PRICES[t], scale[t], {"G733": SUN[t]})
+        hour = period_inputs(feeder, generators, settings, period)
+        workload = Workload(DEMAND[t], 100.0, 50.0, 0.0)
+        for case, svg in (("no-svg", False), ("svg", True)):
+            alone = aggregator_bilevel(*hour, sites, workload, svg=svg, price_bound=price.price_bound,
+                                       linearization=price.linearization)
+            mine = entry["cases"][case]
+            assert mine["load_kw"] == {str(b): kw for b, kw in alone.decision.load_kw.items()}
+            assert mine["payment_usd_per_h"] == pytest.approx(alone.payment_per_h, rel=1e-7)
+            opf = dso_opf(*hour, **alone.decision.opf_inputs(sites))
+            assert mine["dso_cost_usd_per_h"] == pytest.approx(opf.cost_per_h, abs=1e-6)
+            assert mine["payment_usd_per_h"] == pytest.approx(
+                aggregator_payment(sites, alone.decision, opf, workload), abs=1e-6)
+    # Pro rata in whole 100-kW steps over three equal sites; a step left over goes to the lowest
+    # bus number (equal remainders).
+    assert [p["cases"]["pro-rata"]["load_kw"] for p in summary["periods"]] == [
+        {"738": 300.0, "725": 400.0, "731": 300.0}, {"738": 500.0, "725": 500.0, "731": 500.0},
+        {"738": 400.0, "725": 400.0, "731": 400.0}]
+    # The inputs move the answers: the floor binds in some hour, not in every one.
+    lowest = [p["cases"]["no-svg"]["min_voltage_pu"]["value"] for p in summary["periods"]]
+    assert min(lowest) == pytest.approx(0.95, abs=1e-7) and max(lowest) > 0.955
+
+
+def test_the_days_totals_are_the_sums_of_its_hours(day):
+    summary = json.loads((day / "summary.json").read_text())
+    periods = summary["periods"]
+    assert summary["workload"]["energy_mwh"] == pytest.approx(sum(DEMAND) / 1e3)
+    for case, total in summary["cases"].items():
+        hours = [p["cases"][case] for p in periods]
+        assert total["feasible"] and total["infeasible_periods"] == []
+        assert total["payment_usd"] == pytest.approx(sum(h["payment_usd_per_h"] for h in hours), abs=1e-5)
+        assert total["payment_usd_per_h"] == pytest.approx(total["payment_usd"] / 3, abs=1e-5)
+        assert total["average_price_usd_per_mwh"] == pytest.approx(total["payment_usd"] / (sum(DEMAND) / 1e3), abs=1e-5)
+        assert total["dso_cost_usd"] == pytest.approx(sum(h["dso_cost_usd_per_h"] for h in hours), abs=1e-5)
+        t = int(np.argmin([h["min_voltage_pu"]["value"] for h in hours]))
+        assert total["min_voltage_pu"] == {**hours[t]["min_voltage_pu"], "period": periods[t]["period"]}
+        assert total["dlmp_range_usd_per_mwh"] == [min(h["dlmp_range_usd_per_mwh"][0] for h in hours),
+                                                   max(h["dlmp_range_usd_per_mwh"][1] for h in hours)]
+        for bus, pct in total["site_unbalance_pct"].items():
+            assert pct == max(h["site_unbalance_pct"][bus] for h in hours)
+
+
+def test_same_day_same_bytes(day, tmp_path):
+    assert main(["price", str(day / "config.toml"), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    for path in day.iterdir():
+        if path.name != "config.toml":
+            assert (tmp_path / "again" / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_the_example_day_follows_activsg2000s_peak_day(tmp_path):
+    """The shipped example's background: 24 hours, the sum of the areas' loads, 1.00 of the spot
+    loads at 15:00 (2,457 kW on the feeder), less at 03:00."""
+    from sim.config.schema import load_config
+    from sim.studies.price import feeder_inputs, price_sites, price_workload
+    from sim.studies.price_day import price_periods
+
+    price = load_config(EXPERIMENTS / "ieee37_price_day.toml").price
+    feeder, generators, settings = feeder_inputs(price)
+    sites, _ = price_sites(price, feeder)
+    periods = price_periods(price, feeder, generators, settings, sites, price_workload(price, sites))
+    assert len(periods) == 24 and periods[15][0].label == "2016-08-11T15:00"
+    background = [sum(float(kw.sum()) for kw in period_inputs(feeder, generators, settings, p)[0].load_kw.values())
+                  for p, _ in periods]
+    assert background[15] == pytest.approx(2457.0) and min(background) == background[3] < 0.62 * 2457.0
+
+
+def _broken(change) -> dict:
+    data = _day_config()
+    change(data["price"]["day"])
+    return data
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d.update(demand_kw=[1000.0, 1000.0]), "price.day: demand_kw: 2 values for 3 hours; give one per hour"),
+    (lambda d: d.update(demand_kw=[1000.0, 5000.0, 1000.0]),
+     "price.day.demand_kw[1]: 5000 kW does not fit the sites (0 to 1800 kW"),
+    (lambda d: d.update(demand_kw=[1000.0, 1050.0, 1000.0]),
+     "price.day.demand_kw[1]: total_kw: 1050 kW is not a whole number of 100-kW steps"),
+    (lambda d: d.update(availability={"G999": [1.0, 1.0, 1.0]}), "price.day.availability.G999: no generator of that"),
+    (lambda d: d.update(availability={"G733": [1.0, 1.5, 1.0]}), "availability.G733: 1.5 is out of range"),
+    (lambda d: d.pop("load_scale"), "load_scale: give it with background \"hourly\", and only then"),
+    (lambda d: d.update(background="flat", area=3), "area: only background activsg2000 reads it"),
+    (lambda d: d.update(background="weekly"), "unknown background shape 'weekly'; choose one of activsg2000, flat"),
+    (lambda d: (d.update(background="activsg2000"), d.pop("load_scale")),
+     "price.day: first_hour 2026-07-01T12:00: the ACTIVSg2000 series covers whole hours from 2016-01-01T00:00"),
+    (lambda d: d.update(first_hour="noon"), "'noon' is not an ISO 8601 time"),
+    (lambda d: d.update(hours=1000), "price.day.hours: input should be less than or equal to 168"),
+    (lambda d: d.update(substation_price_per_mwh=[30.0, -1.0, 30.0]), "substation_price_per_mwh"),
+])
+def test_bad_day_configs_get_one_line_errors_naming_the_field(tmp_path, capsys, change, expected):
+    path = _write(tmp_path, _broken(change))
+    assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
