@@ -33,16 +33,13 @@ import pyomo.environ as pyo
 from grid.errors import GridError
 from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
 from grid.feeder.opf import PHASES, OpfResult, build_opf_model
+from grid.feeder.upper_level import SvgSettings, UpperLevel, voltage_tie_break
+from grid.feeder.workloads import SiteLoad, WorkPlan
 from grid.network.three_phase import ThreePhaseFeeder
-from grid.solvers.kkt import KKTSystem, kkt_system
+from grid.solvers.kkt import kkt_system
 from grid.solvers.solve import MilpOutcome, solve_milp
 
 _TOLERANCE = 1e-9
-# The tie-break rule's weights, $/h per p.u.^2: of the lowest squared site voltage (at most about
-# 0.2 p.u.^2 apart, so 0.002 $/h), then of the sites' mean squared voltage (a hundredth of that,
-# below what one SVG step moves the lowest voltage by).
-VOLTAGE_TIE_BREAK_USD = 0.01
-MEAN_VOLTAGE_TIE_BREAK_USD = 1e-4
 
 
 @dataclass(frozen=True)
@@ -130,12 +127,12 @@ def load_range(sites: Sequence[DataCenterSite], step_kw: float) -> tuple[float, 
     return sum(low for low, _ in ranges) * step_kw, sum(high for _, high in ranges) * step_kw
 
 
-def svg_levels(site: DataCenterSite, workload: Workload) -> int:
+def svg_levels(site: DataCenterSite, svg_step_kvar: float) -> int:
     """L: the SVG's output is (n - L) x svg_step for n in 0..2L."""
-    levels = site.svg_kvar / workload.svg_step_kvar
+    levels = site.svg_kvar / svg_step_kvar
     if not _whole(levels):
         raise GridError(f"site at bus {site.bus}: svg_kvar {site.svg_kvar:g} is not a whole number of "
-                        f"{workload.svg_step_kvar:g}-kvar steps (svg_step_kvar)")
+                        f"{svg_step_kvar:g}-kvar steps (svg_step_kvar)")
     return round(levels)
 
 
@@ -148,6 +145,34 @@ class BilevelResult:
     solve: MilpOutcome
 
 
+@dataclass(frozen=True)
+class Hour:
+    """One period's lower level: the feeder, generators and settings of its OPF
+    (grid/feeder/periods.py ``period_inputs``)."""
+
+    feeder: ThreePhaseFeeder
+    generators: tuple[DistributedGenerator, ...]
+    settings: OpfSettings
+
+
+@dataclass(frozen=True, eq=False)
+class ScheduleResult:
+    """The aggregator's day: per period its decision, its payment ($/h) and the site prices of
+    the KKT model; per batch job its steps per period; the MILP's outcome."""
+
+    decisions: tuple[Decision, ...]
+    payments_per_h: tuple[float, ...]
+    prices_p: tuple[dict[int, np.ndarray], ...]
+    prices_q: tuple[dict[int, np.ndarray], ...]
+    batch_steps: dict[str, tuple[int, ...]]
+    solve: MilpOutcome
+
+    @property
+    def payment(self) -> float:
+        """$ over the periods, each 1 h."""
+        return float(sum(self.payments_per_h))
+
+
 # How the payment's price x decision terms become linear (docs/models/dlmp.md#eq-d-13 to
 # docs/models/dlmp.md#eq-d-15).
 def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...],
@@ -155,7 +180,9 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
                        svg: bool, price_bound: float, linearization: str = "mccormick",
                        tie_break_rule: bool = True, solver: str = "highs",
                        time_limit: float | None = None) -> BilevelResult:
-    """The aggregator's best decision against the DSO's OPF; ``svg`` lets it use its SVGs.
+    """The aggregator's best decision against the DSO's OPF in one period; ``svg`` lets it use
+    its SVGs: ``workload.total_kw`` placed over the sites in whole ``step_kw`` steps, each site
+    within its min_kw and max_kw (the schedule below with one period and no batch work).
 
     ``tie_break_rule`` [ours]: among decisions that cost the aggregator the same, prefer the one
     that leaves the lowest site voltage highest, then the sites' mean voltage highest. Prices are
@@ -171,178 +198,119 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
     the same optimum; the second needs a linear lower level (no quadratic generator cost) and
     no product variables.
     """
-    ranges, needed, levels = _checked_inputs(generators, sites, workload, svg=svg, linearization=linearization)
+    ranges, needed = _checked_inputs(sites, workload)
+    loads = {s.bus: SiteLoad(0.0, workload.step_kw, *ranges[s.bus]) for s in sites}
+    day = aggregator_schedule([Hour(feeder, generators, settings)], sites, loads, WorkPlan((needed,)),
+                              SvgSettings(workload.svg_step_kvar, workload.svg_cost_per_mvarh), svg=svg,
+                              price_bound=price_bound, linearization=linearization, tie_break_rule=tie_break_rule,
+                              solver=solver, time_limit=time_limit)
+    return BilevelResult(day.decisions[0], day.payments_per_h[0], day.prices_p[0], day.prices_q[0], day.solve)
+
+
+def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
+                        plan: WorkPlan, svg_settings: SvgSettings, *, svg: bool, price_bound: float,
+                        linearization: str = "strong-duality", tie_break_rule: bool = True, solver: str = "highs",
+                        time_limit: float | None = None, what: str = "the aggregator's bilevel problem"
+                        ) -> ScheduleResult:
+    """The aggregator's best day against each period's OPF, as one MILP: one KKT model per
+    period (its own OPF, prices and site rows), linked by the work (docs/models/dlmp.md#eq-d-20,
+    #eq-d-21): in period t the sites run the interactive steps of t and the batch steps placed
+    in t; each batch job's steps are placed within its window. Each site's load follows its steps
+    (``loads``, D-19). The payment is the sum of the periods' payments; the tie-break rule, when
+    on, adds each period's voltage terms."""
+    _check_schedule(hours, sites, loads, plan, linearization)
+    levels = {s.bus: svg_levels(s, svg_settings.step_kvar) if svg else 0 for s in sites}
     buses = [s.bus for s in sites]
-    lp = build_opf_model(feeder, generators, settings, solver=solver, decided_load_buses=tuple(buses))
-    parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
-    kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters)
-    upper = _UpperLevel.on(kkt, lp, price_bound, mccormick=linearization == "mccormick")
-    # Site by site, phase by phase: the rows and the payment's terms are written in this order,
-    # which the solver's tie-breaking follows (same config, same decision).
-    for s in sites:
-        upper.add_site(s, ranges[s.bus], levels[s.bus], workload)
-    m = kkt.model
-    m.upper.add(sum(upper.steps_of.values()) == needed)
-    tie_break = _voltage_tie_break(kkt, lp, sites, settings) if tie_break_rule else 0.0
-    if not upper.mccormick:
-        # The balances carry the load as -dc on the left: the payment is minus the parameters' value.
-        upper.payment += -kkt.parameter_value
-    m.aggregator = pyo.Objective(expr=upper.payment + tie_break, sense=pyo.minimize)
-    outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what="the aggregator's bilevel problem")
-    return _bilevel_result(upper, sites, levels, workload, outcome)
+    m = pyo.ConcreteModel(name="aggregator_day")
+    uppers, tie_break = [], 0.0
+    for t, hour in enumerate(hours):
+        lp = build_opf_model(hour.feeder, hour.generators, hour.settings, solver=solver,
+                             decided_load_buses=tuple(buses))
+        parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
+        kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters)
+        upper = UpperLevel.on(kkt, lp, price_bound, mccormick=linearization == "mccormick")
+        # Site by site, phase by phase: the rows and the payment's terms are written in this order,
+        # which the solver's tie-breaking follows (same config, same decision).
+        for s in sites:
+            upper.add_site(s.bus, s.kvar_per_kw, loads[s.bus], levels[s.bus], svg_settings)
+        if not upper.mccormick:
+            # The balances carry the load as -dc on the left: the payment is minus the parameters' value.
+            upper.payment += -kkt.parameter_value
+        if tie_break_rule:
+            tie_break = tie_break + voltage_tie_break(kkt, lp, buses, hour.settings)
+        m.add_component(f"period_{t}", kkt.model)
+        uppers.append(upper)
+    batch = _add_work(m, uppers, plan)
+    m.aggregator = pyo.Objective(expr=sum(u.payment for u in uppers) + tie_break, sense=pyo.minimize)
+    outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what=what)
+    return _schedule_result(uppers, sites, loads, levels, svg_settings, plan, batch, outcome)
 
 
-def _checked_inputs(generators: tuple[DistributedGenerator, ...], sites: tuple[DataCenterSite, ...],
-                    workload: Workload, *, svg: bool, linearization: str
-                    ) -> tuple[dict[int, tuple[int, int]], int, dict[int, int]]:
-    """Each site's step range, the steps to place, and each site's SVG levels L (0 without SVG);
-    refuses what the model cannot be built from before the OPF is built."""
+def _add_work(m: pyo.ConcreteModel, uppers: Sequence[UpperLevel], plan: WorkPlan) -> pyo.Var:
+    """The day's work on the periods' steps: each period's sites run its interactive steps and
+    the batch steps placed in it (D-20); each job's steps are placed within its window (D-21).
+    Returns the batch placements, by (job, period) within the windows."""
+    slots = [(j, t) for j, job in enumerate(plan.jobs) for t in range(job.release, job.deadline + 1)]
+    m.batch = pyo.Var(slots, domain=pyo.NonNegativeIntegers,
+                      bounds=lambda _, j, t: (0, plan.jobs[j].steps))
+    m.work = pyo.ConstraintList()
+    for t, upper in enumerate(uppers):
+        m.work.add(sum(upper.steps_of.values())
+                   == plan.interactive[t] + sum(m.batch[j, u] for j, u in slots if u == t))
+    for j, job in enumerate(plan.jobs):
+        m.work.add(sum(m.batch[j, t] for k, t in slots if k == j) == job.steps)
+    return m.batch
+
+
+def _check_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
+                    plan: WorkPlan, linearization: str) -> None:
+    """Refuse what the MILP cannot be built from, before any OPF is built."""
     if linearization not in LINEARIZATIONS:
         raise GridError(f"linearization: {linearization!r} is not one of {', '.join(LINEARIZATIONS)}")
-    if linearization == "strong-duality" and any(g.quadratic_cost > 0 for g in generators):
+    if linearization == "strong-duality" and any(g.quadratic_cost > 0 for h in hours for g in h.generators):
         raise GridError("linearization: strong duality needs linear generator costs; use \"mccormick\" with "
                         "quadratic_cost")
     buses = [s.bus for s in sites]
     if len(set(buses)) != len(buses):
         raise GridError("sites: one site per bus")
+    missing = [b for b in buses if b not in loads]
+    if missing:
+        raise GridError(f"site loads: no load model for the site at bus {missing[0]}")
+    if plan.periods != len(hours):
+        raise GridError(f"work plan: {plan.periods} periods of interactive work for {len(hours)} periods")
+    plan.check([loads[b] for b in buses])
+
+
+def _checked_inputs(sites: tuple[DataCenterSite, ...], workload: Workload) -> tuple[dict[int, tuple[int, int]], int]:
+    """Each site's step range and the steps to place; refuses a total the sites cannot take."""
     ranges = {s.bus: step_range(s, workload.step_kw) for s in sites}
-    needed = round(workload.total_kw / workload.step_kw)
     low_kw, high_kw = load_range(sites, workload.step_kw)
     if not low_kw - _TOLERANCE <= workload.total_kw <= high_kw + _TOLERANCE:
         raise GridError(f"total_kw: {workload.total_kw:g} kW does not fit the sites' min_kw and max_kw "
                         f"in {workload.step_kw:g}-kW steps")
-    levels = {s.bus: svg_levels(s, workload) if svg else 0 for s in sites}
-    return ranges, needed, levels
+    return ranges, round(workload.total_kw / workload.step_kw)
 
 
-@dataclass(eq=False)
-class _UpperLevel:
-    """The aggregator's rows on the KKT model, and its payment as it grows term by term.
-
-    Rows, bits and payment terms go in site by site, phase by phase, always in the same order:
-    the solver's choice among equally good decisions follows it, and the study promises the same
-    files for the same config.
-    """
-
-    kkt: KKTSystem
-    lp: pyo.ConcreteModel
-    price_bound: float
-    mccormick: bool
-    payment: object = 0.0
-    steps_of: dict[int, object] = field(default_factory=dict)  # steps taken, by site
-    svg_of: dict[tuple[int, int], object] = field(default_factory=dict)  # Mvar injected, by site and phase
-
-    @classmethod
-    def on(cls, kkt: KKTSystem, lp: pyo.ConcreteModel, price_bound: float, *, mccormick: bool) -> _UpperLevel:
-        m = kkt.model
-        m.objective.deactivate()
-        m.upper = pyo.ConstraintList()
-        m.bits = pyo.VarList(domain=pyo.Binary)
-        m.products = pyo.VarList()  # price x bit, one per (price, bit) pair
-        m.svg_magnitude = pyo.VarList(domain=pyo.NonNegativeReals)  # |QSVG| per site and phase
-        return cls(kkt, lp, price_bound, mccormick)
-
-    def priced(self, price: pyo.Var, bit: pyo.Var) -> pyo.Var:
-        """u = price x bit by McCormick on price in [-M, M], bit in {0, 1}: exact at 0 and 1."""
-        m = self.kkt.model
-        u, bound = m.products.add(), self.price_bound
-        m.upper.add(u <= bound * bit)
-        m.upper.add(u >= -bound * bit)
-        m.upper.add(u <= price + bound * (1 - bit))
-        m.upper.add(u >= price - bound * (1 - bit))
-        return u
-
-    def expansion(self, count: int) -> list[pyo.Var]:
-        return [self.kkt.model.bits.add() for _ in range(max(1, math.ceil(math.log2(count + 1))))]
-
-    def add_site(self, s: DataCenterSite, steps_range: tuple[int, int], levels: int, workload: Workload) -> None:
-        """The site's load in whole steps, then per phase its prices' bounds, its load, and its SVG."""
-        m, kkt, lp = self.kkt.model, self.kkt, self.lp
-        low, high = steps_range
-        bits = self.expansion(high)
-        steps = sum(2 ** k * b for k, b in enumerate(bits))
-        self.steps_of[s.bus] = steps
-        m.upper.add(steps >= low)
-        m.upper.add(steps <= high)
-        step_mw = workload.step_kw / 1e3
-        for phase in PHASES:
-            p_price, q_price = self.bounded_prices(s.bus, phase)
-            # PDC per phase = step/3 x n; QDC = tan(acos pf) PDC.
-            per_phase = step_mw / 3.0
-            m.upper.add(kkt.x_of(lp.dc_p[s.bus, phase]) == per_phase * steps)
-            net_q = s.kvar_per_kw * per_phase * steps
-            if self.mccormick:
-                self.add_load_products(s, per_phase, bits, p_price, q_price)
-            if levels:
-                net_q = net_q - self.add_svg(s, phase, levels, q_price, workload)
-            m.upper.add(kkt.x_of(lp.dc_q[s.bus, phase]) == net_q)
-
-    def bounded_prices(self, bus: int, phase: int) -> tuple[pyo.Var, pyo.Var]:
-        """The DLMPs (P, Q) at the bus and phase, held within the stated price bound."""
-        p_price = self.kkt.y_of(self.lp.balance_p[bus, phase])
-        q_price = self.kkt.y_of(self.lp.balance_q[bus, phase])
-        for price in (p_price, q_price):
-            self.kkt.model.upper.add(price <= self.price_bound)
-            self.kkt.model.upper.add(price >= -self.price_bound)
-        return p_price, q_price
-
-    def add_load_products(self, s: DataCenterSite, per_phase: float, bits: list[pyo.Var], p_price: pyo.Var,
-                          q_price: pyo.Var) -> None:
-        """McCormick: lambda^P PDC + lambda^Q QDC, one product per step bit."""
-        for k, bit in enumerate(bits):
-            self.payment += per_phase * 2 ** k * self.priced(p_price, bit)
-            if s.kvar_per_kw > 0:
-                self.payment += s.kvar_per_kw * per_phase * 2 ** k * self.priced(q_price, bit)
-
-    def add_svg(self, s: DataCenterSite, phase: int, levels: int, q_price: pyo.Var, workload: Workload) -> object:
-        """The SVG phase's level (binary-expanded), its output's cost, and with McCormick its
-        -lambda^Q QSVG term; returns the output (Mvar injected)."""
-        m = self.kkt.model
-        svg_step_mvar = workload.svg_step_kvar / 1e3
-        svg_bits = self.expansion(2 * levels)
-        level = sum(2 ** k * c for k, c in enumerate(svg_bits))
-        m.upper.add(level <= 2 * levels)
-        output = svg_step_mvar * (level - levels)  # Mvar injected
-        self.svg_of[s.bus, phase] = output
-        if self.mccormick:  # - lambda^Q QSVG = - step x (sum 2^k lambda c_k - L lambda)
-            self.payment += svg_step_mvar * levels * q_price
-            for k, bit in enumerate(svg_bits):
-                self.payment -= svg_step_mvar * 2 ** k * self.priced(q_price, bit)
-        magnitude = m.svg_magnitude.add()  # |QSVG|: its price makes the two rows tight
-        m.upper.add(magnitude >= output)
-        m.upper.add(magnitude >= -output)
-        self.payment += workload.svg_cost_per_mvarh * magnitude
-        return output
-
-
-def _voltage_tie_break(kkt: KKTSystem, lp: pyo.ConcreteModel, sites: tuple[DataCenterSite, ...],
-                       settings: OpfSettings) -> object:
-    """The tie-break rule's term ($/h): the lowest, then the mean squared site voltage, rewarded."""
-    m = kkt.model
-    m.lowest_w = pyo.Var(bounds=(settings.v_min_pu ** 2, settings.v_max_pu ** 2))
-    for s in sites:
-        for phase in PHASES:
-            m.upper.add(m.lowest_w <= kkt.x_of(lp.w[s.bus, phase]))
-    mean_w = sum(kkt.x_of(lp.w[s.bus, phase]) for s in sites for phase in PHASES) / (3 * len(sites))
-    return -VOLTAGE_TIE_BREAK_USD * m.lowest_w - MEAN_VOLTAGE_TIE_BREAK_USD * mean_w
-
-
-def _bilevel_result(upper: _UpperLevel, sites: tuple[DataCenterSite, ...], levels: dict[int, int],
-                    workload: Workload, outcome: MilpOutcome) -> BilevelResult:
-    """The decision, its payment and the site prices, read off the solved model."""
-    kkt, lp = upper.kkt, upper.lp
-    svg_step_mvar = workload.svg_step_kvar / 1e3
-    decision = Decision(
-        {s.bus: round(pyo.value(upper.steps_of[s.bus])) * workload.step_kw for s in sites},
-        {s.bus: np.array([round(pyo.value(upper.svg_of[s.bus, k]) / svg_step_mvar) * workload.svg_step_kvar
-                          for k in PHASES]) for s in sites if levels[s.bus]},
-    )
-    return BilevelResult(
-        decision, float(pyo.value(upper.payment)),
-        {s.bus: np.array([kkt.dual(lp.balance_p[s.bus, k]) for k in PHASES]) for s in sites},
-        {s.bus: np.array([kkt.dual(lp.balance_q[s.bus, k]) for k in PHASES]) for s in sites},
-        outcome,
-    )
+def _schedule_result(uppers: Sequence[UpperLevel], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
+                     levels: dict[int, int], svg_settings: SvgSettings, plan: WorkPlan, batch: pyo.Var,
+                     outcome: MilpOutcome) -> ScheduleResult:
+    """Each period's decision, payment and site prices, and the batch placements, read off the
+    solved model."""
+    step_mvar = svg_settings.step_kvar / 1e3
+    decisions, payments, prices_p, prices_q = [], [], [], []
+    for upper in uppers:
+        kkt, lp = upper.kkt, upper.lp
+        decisions.append(Decision(
+            {s.bus: loads[s.bus].kw(round(pyo.value(upper.steps_of[s.bus]))) for s in sites},
+            {s.bus: np.array([round(pyo.value(upper.svg_of[s.bus, k]) / step_mvar) * svg_settings.step_kvar
+                              for k in PHASES]) for s in sites if levels[s.bus]},
+        ))
+        payments.append(float(pyo.value(upper.payment)))
+        prices_p.append({s.bus: np.array([kkt.dual(lp.balance_p[s.bus, k]) for k in PHASES]) for s in sites})
+        prices_q.append({s.bus: np.array([kkt.dual(lp.balance_q[s.bus, k]) for k in PHASES]) for s in sites})
+    placed = {job.name: tuple(round(pyo.value(batch[j, t])) if job.release <= t <= job.deadline else 0
+                              for t in range(plan.periods)) for j, job in enumerate(plan.jobs)}
+    return ScheduleResult(tuple(decisions), tuple(payments), tuple(prices_p), tuple(prices_q), placed, outcome)
 
 
 def _whole(value: float) -> bool:
