@@ -40,8 +40,8 @@ class SiteLoad:
     high: int
 
     def __post_init__(self) -> None:
-        if not (self.idle_kw >= 0 and self.step_kw > 0 and 0 <= self.low <= self.high <= MAX_SITE_STEPS):
-            raise GridError(f"site load: need idle_kw >= 0, step_kw > 0 and 0 <= low <= high <= {MAX_SITE_STEPS} "
+        if not (self.idle_kw >= 0 and self.step_kw >= 0 and 0 <= self.low <= self.high <= MAX_SITE_STEPS):
+            raise GridError(f"site load: need idle_kw >= 0, step_kw >= 0 and 0 <= low <= high <= {MAX_SITE_STEPS} "
                             f"steps, got {self.idle_kw:g} kW, {self.step_kw:g} kW, {self.low} and {self.high}")
 
     def kw(self, steps: int) -> float:
