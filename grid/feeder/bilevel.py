@@ -23,6 +23,7 @@ the tests enumerate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -210,15 +211,28 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
 def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
                         plan: WorkPlan, svg_settings: SvgSettings, *, svg: bool, price_bound: float,
                         linearization: str = "strong-duality", tie_break_rule: bool = True, solver: str = "highs",
-                        time_limit: float | None = None, what: str = "the aggregator's bilevel problem"
-                        ) -> ScheduleResult:
+                        time_limit: float | None = None, what: str = "the aggregator's bilevel problem",
+                        payment_cap: Sequence[float] | None = None) -> ScheduleResult:
     """The aggregator's best day against each period's OPF, as one MILP: one KKT model per
     period (its own OPF, prices and site rows), linked by the work (docs/models/dlmp.md#eq-d-20,
     #eq-d-21): in period t the sites run the interactive steps of t and the batch steps placed
     in t; each batch job's steps are placed within its window. Each site's load follows its steps
-    (``loads``, D-19). The payment is the sum of the periods' payments; the tie-break rule, when
-    on, adds each period's voltage terms."""
+    (``loads``, D-19). The payment is the sum of the periods' payments.
+
+    The tie-break rule (D-16), when on: in one period its voltage terms join the payment, as in
+    aggregator_bilevel. Over several periods the day is solved for its payment alone first, then
+    each period again with its steps fixed and its payment held at the day's (``payment_cap``,
+    $/h per period), for the rule to choose among that period's equally cheap SVG settings
+    (docs/models/dlmp.md#dlmp-8): with the rule's tiny weights in one MILP over a day, HiGHS did
+    not close the gap on the SVG case in 300 s. Without SVGs nothing is left to choose once the
+    steps are fixed, and the day is solved once."""
     _check_schedule(hours, sites, loads, plan, linearization)
+    if tie_break_rule and len(hours) > 1:
+        if not svg:   # with the steps fixed there is nothing left to choose
+            tie_break_rule = False
+        else:
+            return _held_tie_break(hours, sites, loads, plan, svg_settings, svg=svg, price_bound=price_bound,
+                                   linearization=linearization, solver=solver, time_limit=time_limit, what=what)
     levels = {s.bus: svg_levels(s, svg_settings.step_kvar) if svg else 0 for s in sites}
     buses = [s.bus for s in sites]
     m = pyo.ConcreteModel(name="aggregator_day")
@@ -241,9 +255,38 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
         m.add_component(f"period_{t}", kkt.model)
         uppers.append(upper)
     batch = _add_work(m, uppers, plan)
+    if payment_cap is not None:
+        m.cap = pyo.ConstraintList()
+        for upper, cap in zip(uppers, payment_cap):
+            m.cap.add(upper.payment <= cap)
     m.aggregator = pyo.Objective(expr=sum(u.payment for u in uppers) + tie_break, sense=pyo.minimize)
     outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what=what)
     return _schedule_result(uppers, sites, loads, levels, svg_settings, plan, batch, outcome)
+
+
+def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
+                    plan: WorkPlan, svg_settings: SvgSettings, **options: object) -> ScheduleResult:
+    """The day for its payment, then each period's tie-break with its steps fixed and its payment
+    held within round-off of the day's (see aggregator_schedule)."""
+    day = aggregator_schedule(hours, sites, loads, plan, svg_settings, tie_break_rule=False, **options)
+    decisions, payments, prices_p, prices_q = [], [], [], []
+    for t, (hour, decision) in enumerate(zip(hours, day.decisions)):
+        fixed = {s.bus: _fixed(loads[s.bus], decision.load_kw[s.bus]) for s in sites}
+        held = day.payments_per_h[t] + 1e-7 * max(1.0, abs(day.payments_per_h[t]))
+        one = aggregator_schedule([hour], sites, fixed, WorkPlan((sum(f.low for f in fixed.values()),)),
+                                  svg_settings, tie_break_rule=True, payment_cap=(held,), **options)
+        decisions.append(one.decisions[0])
+        payments.append(one.payments_per_h[0])
+        prices_p.append(one.prices_p[0])
+        prices_q.append(one.prices_q[0])
+    return dataclasses.replace(day, decisions=tuple(decisions), payments_per_h=tuple(payments),
+                               prices_p=tuple(prices_p), prices_q=tuple(prices_q))
+
+
+def _fixed(load: SiteLoad, kw: float) -> SiteLoad:
+    """The site's load model held at the steps that draw ``kw``."""
+    steps = 0 if load.step_kw == 0 else round((kw - load.idle_kw) / load.step_kw)
+    return dataclasses.replace(load, low=steps, high=steps)
 
 
 def _add_work(m: pyo.ConcreteModel, uppers: Sequence[UpperLevel], plan: WorkPlan) -> pyo.Var:

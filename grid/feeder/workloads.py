@@ -126,3 +126,37 @@ class WorkPlan:
                                 f"{job.deadline} ({window} steps spare beside the interactive work)")
         if sum(job.steps for job in self.jobs) > sum(spare):
             raise GridError("batch jobs: together they need more steps than the day has spare")
+
+
+def split_pro_rata(steps: int, loads: Sequence[SiteLoad]) -> list[int]:
+    """``steps`` over the sites in proportion to their room (``high``), in whole steps: the
+    largest remainders first, then site order. No site gets more than its room."""
+    room = sum(load.high for load in loads)
+    shares = [steps * load.high / room if room else 0.0 for load in loads]
+    taken = [math.floor(x + _TOLERANCE) for x in shares]
+    order = sorted(range(len(loads)), key=lambda i: (-(shares[i] - taken[i]), i))
+    for i in order[: steps - sum(taken)]:
+        taken[i] += 1
+    return taken
+
+
+def uncoordinated(plan: WorkPlan, loads: Sequence[SiteLoad]) -> tuple[list[list[int]], dict[str, tuple[int, ...]]]:
+    """The baseline without coordination: every batch job runs as soon as it is released, as
+    much as the sites have spare beside the interactive work and the jobs before it (in the
+    plan's order), and each hour's work is split pro rata. Returns the steps per hour and site,
+    and each job's steps per hour."""
+    room = sum(load.high for load in loads)
+    spare = [room - steps for steps in plan.interactive]
+    placed: dict[str, tuple[int, ...]] = {}
+    for job in plan.jobs:
+        left, runs = job.steps, [0] * plan.periods
+        for t in range(job.release, job.deadline + 1):
+            runs[t] = min(left, spare[t])
+            spare[t] -= runs[t]
+            left -= runs[t]
+        if left:
+            raise GridError(f"batch job {job.name}: run as soon as released, {left} of its steps miss hour "
+                            f"{job.deadline}; the baseline cannot schedule it")
+        placed[job.name] = tuple(runs)
+    totals = [plan.interactive[t] + sum(runs[t] for runs in placed.values()) for t in range(plan.periods)]
+    return [split_pro_rata(total, loads) for total in totals], placed

@@ -145,3 +145,48 @@ def test_a_sites_power_follows_its_servers_by_hand():
 def test_work_the_sites_cannot_run_is_one_line(make, message):
     with pytest.raises(GridError, match=message):
         make()
+
+
+def test_the_uncoordinated_day_runs_each_job_as_soon_as_released_by_hand():
+    """Room 8 steps an hour (4 + 4); interactive 6, 5, 2; job a (4 steps from hour 0) takes the 2
+    spare of hour 0 and 2 of hour 1; job b (3 steps from hour 1) takes hour 1's last 1 and 2 of
+    hour 2. Each hour's total is split by room, the odd step to the first site."""
+    from grid.feeder.workloads import split_pro_rata, uncoordinated
+
+    loads = [SiteLoad(0, 1, 0, 4), SiteLoad(0, 1, 0, 4)]
+    plan = WorkPlan((6, 5, 2), (BatchJob("a", 4, 0, 2), BatchJob("b", 3, 1, 2)))
+    steps, placed = uncoordinated(plan, loads)
+    assert placed == {"a": (2, 2, 0), "b": (0, 1, 2)}
+    assert steps == [[4, 4], [4, 4], [2, 2]]
+    assert split_pro_rata(5, [SiteLoad(0, 1, 0, 6), SiteLoad(0, 1, 0, 2)]) == [4, 1]
+    assert split_pro_rata(3, loads) == [2, 1]
+
+
+def test_the_price_taking_schedule_is_the_cheapest_at_the_held_prices(feeder):
+    """Against enumeration at fixed prices: every schedule of the plan, each priced at the held
+    DLMPs (P and Q per phase), the cheapest equals the MILP's."""
+    from grid.feeder.price_taking import price_taking_schedule
+
+    loads = {s.bus: SERVERS.load(WORK_STEP) for s in SITES}
+    rng = np.random.default_rng(7)
+    held_p = [{s.bus: 30.0 + 30.0 * rng.random(3) for s in SITES} for _ in range(3)]
+    held_q = [{s.bus: 5.0 * rng.random(3) for s in SITES} for _ in range(3)]
+    plan = WorkPlan((2, 3, 1), (BatchJob("train", 3, 0, 2),))
+
+    def cost(t: int, split) -> float:
+        return sum(float(np.sum(held_p[t][s.bus] + s.kvar_per_kw * held_q[t][s.bus])) / 3e3 * loads[s.bus].kw(n)
+                   for s, n in zip(SITES, split))
+
+    best = np.inf
+    for placed in itertools.product(range(4), repeat=3):
+        if sum(placed) != 3:
+            continue
+        total = 0.0
+        for t in range(3):
+            need = plan.interactive[t] + placed[t]
+            total += min(cost(t, (a, need - a)) for a in range(0, 5) if 0 <= need - a <= 4)
+        best = min(best, total)
+    decisions, placed, outcome = price_taking_schedule(held_p, held_q, SITES, loads, plan)
+    assert outcome.objective == pytest.approx(best, rel=1e-9)
+    mine = sum(cost(t, [round((d.load_kw[s.bus] - 120.0) / 60.0) for s in SITES]) for t, d in enumerate(decisions))
+    assert mine == pytest.approx(best, rel=1e-9) and sum(placed["train"]) == 3
