@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
+from grid.feeder.workloads import MAX_SERVERS, Servers
 from mechanisms.settings import MAX_SECONDS, Money, Settings
 from sim.config.names import one_of
 
@@ -114,6 +115,40 @@ class DayConfig(Settings):
         return self
 
 
+class ServersConfig(Settings):
+    """One site's servers (docs/models/dlmp.md#eq-d-19), by its bus."""
+
+    bus: int = Field(description="the site's bus (one of [[price.sites]])")
+    count: int = Field(ge=1, le=MAX_SERVERS, description="N: how many servers")
+    idle_kw: float = Field(ge=0, le=1e3, description="P_idle: one server's power at rest")
+    peak_kw: float = Field(gt=0, le=1e3, description="P_peak: one server's power at full use")
+    capacity: float = Field(gt=0, le=1e9, description="mu: the work one server runs at full use (units)")
+    pue: float = Field(default=1.3, ge=1, le=3, description="the facility's power usage effectiveness")
+
+    def servers(self) -> Servers:
+        return Servers(self.count, self.idle_kw, self.peak_kw, self.capacity, self.pue)
+
+
+class JobConfig(Settings):
+    """A batch job (docs/models/dlmp.md#eq-d-21)."""
+
+    name: str = Field(min_length=1, description="the job's name")
+    work: float = Field(ge=0, le=1e12, description="E: its work in all (unit-hours, whole steps)")
+    release: int = Field(default=0, ge=0, le=MAX_DAY_HOURS - 1, description="the first hour it may run (0: the "
+                         "day's first)")
+    deadline: int = Field(ge=0, le=MAX_DAY_HOURS - 1, description="the last hour it may run")
+
+
+class WorkloadConfig(Settings):
+    """``[price.workload]``: what the aggregator schedules over the day (docs/models/dlmp.md#dlmp-8),
+    in place of a load per hour."""
+
+    work_step: float = Field(gt=0, le=1e9, description="work is placed in steps of this many units")
+    interactive: list[float] = Field(description="the interactive work of each hour (units, whole steps)")
+    servers: list[ServersConfig] = Field(min_length=1, description="each site's servers")
+    jobs: list[JobConfig] = Field(default_factory=list, description="the batch jobs")
+
+
 class PriceConfig(Settings):
     """``[price]``: the feeder's operating point, its generators, the aggregator's sites and
     workload, and how the bilevel problem is solved."""
@@ -148,6 +183,8 @@ class PriceConfig(Settings):
     time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS, description="the solver's time limit")
     day: DayConfig | None = Field(default=None, description="study a day hour by hour ([price.day]); default: one "
                                   "snapshot at the spot loads")
+    workload: WorkloadConfig | None = Field(default=None, description="schedule servers' work over the day "
+                                            "([price.workload], with [price.day]); default: a load per hour")
 
     @field_validator("linearization")
     @classmethod
@@ -161,12 +198,29 @@ class PriceConfig(Settings):
                              f"[{self.v_min_pu:g}, {self.v_max_pu:g}] p.u.")
         return self
 
+    @model_validator(mode="after")
+    def _workload(self) -> "PriceConfig":
+        if self.workload is None:
+            return self
+        if self.day is None:
+            raise ValueError("workload: schedules work over hours; add [price.day] (hours, first_hour, background)")
+        if self.day.demand_kw is not None:
+            raise ValueError("day.demand_kw: the workload sets each hour's load; remove demand_kw or [price.workload]")
+        if len(self.workload.interactive) != self.day.hours:
+            raise ValueError(f"workload.interactive: {len(self.workload.interactive)} values for {self.day.hours} "
+                             "hours; give one per hour")
+        for i, job in enumerate(self.workload.jobs):
+            if job.deadline >= self.day.hours:
+                raise ValueError(f"workload.jobs[{i}].deadline: hour {job.deadline} is past the day's last "
+                                 f"({self.day.hours - 1})")
+        return self
+
     def opf_settings(self) -> OpfSettings:
         return OpfSettings(self.substation_price_per_mwh, self.head_voltage_pu, self.v_min_pu, self.v_max_pu)
 
 
 # The placements compared, in report order: the baseline, then the two cases of the DLMP model
 # (docs/models/dlmp.md).
-CASES = ("pro-rata", "no-svg", "svg")
-CASE_TITLES = {"pro-rata": "pro rata, no coordination", "no-svg": "aggregator, no SVG (case 1)",
-               "svg": "aggregator with SVG (case 2)"}
+CASES = ("pro-rata", "price-taking", "no-svg", "svg")
+CASE_TITLES = {"pro-rata": "pro rata, no coordination", "price-taking": "price-taking schedule",
+               "no-svg": "aggregator, no SVG (case 1)", "svg": "aggregator with SVG (case 2)"}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -36,7 +35,7 @@ from grid.feeder.bilevel import (
 )
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.opf import OpfResult, dso_opf
-from grid.feeder.periods import Period, period_inputs
+from grid.feeder.periods import period_inputs
 from grid.network.three_phase import (
     PHASE_NAMES,
     ThreePhaseFeeder,
@@ -51,7 +50,8 @@ from sim.errors import named_after
 from sim.output import files as outputs
 from sim.studies.after_auction import AfterAuction, Market
 from sim.studies.command import study_command
-from sim.studies.price_day import price_periods
+from sim.studies.price_day import CaseOutcome, PeriodOutcome, price_periods
+from sim.studies.price_workload import workload_day
 from sim.studies.result import StudyResult
 
 Progress = Callable[[str], None]
@@ -142,24 +142,6 @@ def pro_rata(sites: Sequence[DataCenterSite], workload: Workload) -> Decision:
     return Decision({s.bus: n * workload.step_kw for s, n in zip(sites, taken)})
 
 
-@dataclass(frozen=True, eq=False)
-class CaseOutcome:
-    decision: Decision
-    opf: OpfResult | None  # None: the OPF has no feasible dispatch at this decision
-    payment_per_h: float | None
-    solve: Any = None  # the bilevel MILP's outcome
-
-
-@dataclass(frozen=True, eq=False)
-class PeriodOutcome:
-    """One period of the study: its inputs, the load placed, and each case's outcome."""
-
-    period: Period
-    workload: Workload
-    background_kw: float  # the background load of the period, every bus and phase (kW)
-    cases: dict[str, CaseOutcome]
-
-
 def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | None = None, plots: bool = True,
                     progress: Progress = lambda _: None) -> StudyResult:
     """The whole study; ``won`` (the sites an auction's aggregator won) replace ``[price] sites``;
@@ -174,21 +156,26 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
     sites, sites_from = price_sites(price, feeder, won)
     periods = price_periods(price, feeder, generators, settings, sites, price_workload(price, sites))
     first = periods[0][1]
-    what = (f"{first.total_kw:g} kW" if len(periods) == 1
-            else f"{sum(w.total_kw for _, w in periods) / 1e3:g} MWh over {len(periods)} hours")
+    what = (f"{first.total_kw:g} kW" if len(periods) == 1 else
+            f"the servers' work over {len(periods)} hours" if price.workload is not None else
+            f"{sum(w.total_kw for _, w in periods) / 1e3:g} MWh over {len(periods)} hours")
     progress(f"{what} over {len(sites)} sites on {feeder.name} (head {settings.head_voltage_pu:g} p.u., "
              f"floor {settings.v_min_pu:g} p.u.)")
-    hours = []
-    for period, workload in periods:
-        if len(periods) > 1:
-            progress(f"hour {period.label}: {workload.total_kw:g} kW, substation {period.substation_price_per_mwh:g} "
-                     "$/MWh")
-        hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
-        cases = _cases(config, price, hour_feeder, hour_generators, hour_settings, sites, workload,
-                       "" if len(periods) == 1 else f" at {period.label}", progress)
-        background = sum(float(kw.sum()) for kw in hour_feeder.load_kw.values())
-        hours.append(PeriodOutcome(period, workload, background, cases))
-    summary = _summary(config, price, feeder, generators, sites, sites_from, hours)
+    day_solves: dict[str, Any] = {}
+    if price.workload is not None:
+        hours, day_solves = workload_day(config, price, feeder, generators, settings, sites, periods, progress)
+    else:
+        hours = []
+        for period, workload in periods:
+            if len(periods) > 1:
+                progress(f"hour {period.label}: {workload.total_kw:g} kW, substation "
+                         f"{period.substation_price_per_mwh:g} $/MWh")
+            hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
+            cases = _cases(config, price, hour_feeder, hour_generators, hour_settings, sites, workload,
+                           "" if len(periods) == 1 else f" at {period.label}", progress)
+            background = sum(float(kw.sum()) for kw in hour_feeder.load_kw.values())
+            hours.append(PeriodOutcome(period, workload, background, cases, workload.total_kw))
+    summary = _summary(config, price, feeder, generators, sites, sites_from, hours, day_solves)
     files = _files(feeder, sites, hours, summary, plots)
     return StudyResult(summary, files, price_report(summary))
 
@@ -249,7 +236,7 @@ def _site_row(case: str, site: DataCenterSite, outcome: CaseOutcome, workload: W
     return row
 
 
-def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite], workload: Workload) -> dict[str, Any]:
+def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite]) -> dict[str, Any]:
     """One case in one period: the decision, the MILP's outcome, and what the OPF says of it."""
     opf = outcome.opf
     entry: dict[str, Any] = {
@@ -258,18 +245,17 @@ def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite], workload:
         "svg_kvar": {str(b): [float(q) for q in v] for b, v in outcome.decision.svg_kvar.items()},
     }
     if outcome.solve is not None:
-        entry["milp"] = {"status": outcome.solve.status, "gap": outcome.solve.gap, "columns": outcome.solve.columns,
-                         "binaries": outcome.solve.binaries, "rows": outcome.solve.rows}
+        entry["milp"] = _milp(outcome.solve)
     if opf is None:
         return entry
+    placed_kw = sum(outcome.decision.load_kw.values())
     lowest = min(((float(v[k]), b, k) for b, v in opf.voltage_pu.items() for k in range(3)))
     site_v = min((float(opf.voltage_pu[s.bus][k]), s.bus, k) for s in sites for k in range(3))
     prices = np.array([opf.dlmp_p[b] for b in opf.dlmp_p])
     unbalance = [voltage_unbalance(opf.voltage_pu[s.bus]) for s in sites]
     entry.update({
         "payment_usd_per_h": round(outcome.payment_per_h, 6),
-        "average_price_usd_per_mwh": round(outcome.payment_per_h / (workload.total_kw / 1e3), 6)
-        if workload.total_kw else None,
+        "average_price_usd_per_mwh": round(outcome.payment_per_h / (placed_kw / 1e3), 6) if placed_kw else None,
         "dso_cost_usd_per_h": round(opf.cost_per_h, 6),
         "min_voltage_pu": {"value": round(lowest[0], 6), "bus": lowest[1], "phase": PHASE_NAMES[lowest[2]]},
         "min_site_voltage_pu": {"value": round(site_v[0], 6), "bus": site_v[1], "phase": PHASE_NAMES[site_v[2]]},
@@ -282,8 +268,12 @@ def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite], workload:
     return entry
 
 
-def _over_periods(case: str, entries: Sequence[dict[str, Any]], labels: Sequence[str],
-                  energy_mwh: float) -> dict[str, Any]:
+def _milp(done: Any) -> dict[str, Any]:
+    return {"status": done.status, "gap": done.gap, "columns": done.columns, "binaries": done.binaries,
+            "rows": done.rows}
+
+
+def _over_periods(case: str, entries: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
     """One case over the study's periods (1 h each): totals and means of what every period has,
     the extremes with the period they occur in. One period gives that period's numbers."""
     solved = [(label, e) for label, e in zip(labels, entries) if e["feasible"]]
@@ -292,6 +282,7 @@ def _over_periods(case: str, entries: Sequence[dict[str, Any]], labels: Sequence
     if len(solved) < len(entries):  # a total over some hours is no total of the study
         return out
     payment = sum(e["payment_usd_per_h"] for e in entries)
+    energy_mwh = sum(sum(e["load_kw"].values()) for e in entries) / 1e3
     lowest = min(((e["min_voltage_pu"], label) for label, e in solved), key=lambda item: item[0]["value"])
     site_low = min(((e["min_site_voltage_pu"], label) for label, e in solved), key=lambda item: item[0]["value"])
     out.update({
@@ -313,19 +304,21 @@ def _over_periods(case: str, entries: Sequence[dict[str, Any]], labels: Sequence
 
 def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
              generators: Sequence[DistributedGenerator], sites: Sequence[DataCenterSite], sites_from: str,
-             hours: Sequence[PeriodOutcome]) -> dict[str, Any]:
+             hours: Sequence[PeriodOutcome], day_solves: Mapping[str, Any]) -> dict[str, Any]:
     periods = [{
         "period": hour.period.label,
         "substation_price_usd_per_mwh": hour.period.substation_price_per_mwh,
         "background_kw": round(hour.background_kw, 6),
-        "demand_kw": hour.workload.total_kw,
+        "demand_kw": hour.demand_kw,
         "availability": dict(hour.period.availability),
-        "cases": {case: _case_entry(outcome, sites, hour.workload) for case, outcome in hour.cases.items()},
+        "cases": {case: _case_entry(outcome, sites) for case, outcome in hour.cases.items()},
     } for hour in hours]
     labels = [p["period"] for p in periods]
-    energy = sum(hour.workload.total_kw for hour in hours) / 1e3
-    cases = {case: _over_periods(case, [p["cases"][case] for p in periods], labels, energy)
-             for case in hours[0].cases}
+    cases = {case: _over_periods(case, [p["cases"][case] for p in periods], labels) for case in hours[0].cases}
+    for case, done in day_solves.items():
+        cases[case]["milp"] = _milp(done)
+    energies = {round(c["energy_mwh"], 6) for c in cases.values() if "energy_mwh" in c}
+    energy = energies.pop() if len(energies) == 1 else None   # one load for every case, or each its own
     workload = hours[0].workload
     return {
         "seed": config.seed,
@@ -342,7 +335,8 @@ def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFee
         "sites_from": sites_from,
         "sites": [{"bus": s.bus, "member": s.member, "max_kw": s.max_kw, "min_kw": s.min_kw,
                    "power_factor": s.power_factor, "svg_kvar": s.svg_kvar} for s in sites],
-        "workload": {"total_kw": workload.total_kw if len(hours) == 1 else None, "energy_mwh": round(energy, 6),
+        "workload": {"total_kw": workload.total_kw if len(hours) == 1 else None, "energy_mwh": energy,
+                     "servers": None if price.workload is None else price.workload.model_dump(mode="json"),
                      "step_kw": workload.step_kw, "svg_step_kvar": workload.svg_step_kvar,
                      "svg_cost_usd_per_mvarh": workload.svg_cost_per_mvarh},
         "price_bound_usd_per_mwh": price.price_bound,
@@ -455,8 +449,9 @@ def price_report(summary: Mapping[str, Any]) -> str:
                     "; ".join(f"{b}: " + "/".join(f"{q:g}" for q in v) for b, v in entry["svg_kvar"].items()) or "-")
         rows.append(row)
     work = summary["workload"]
-    load = (f"{work['total_kw']:g} kW" if one else f"{work['energy_mwh']:g} MWh over {len(periods)} hours from "
-            f"{periods[0]['period']}")
+    hours = f"{len(periods)} hours from {periods[0]['period']}"
+    load = (f"{work['total_kw']:g} kW" if one else f"the servers' work over {hours}" if work["energy_mwh"] is None
+            else f"{work['energy_mwh']:g} MWh over {hours}")
     price = (f"substation {summary['substation_price_usd_per_mwh']:g} $/MWh" if one else
              "substation {:g} to {:g} $/MWh".format(*_extremes(p["substation_price_usd_per_mwh"] for p in periods)))
     head = (f"{load} of data-center load over {len(sites)} sites ({', '.join(str(s['bus']) for s in sites)}; sites "
@@ -485,14 +480,17 @@ def _hours_table(summary: Mapping[str, Any]) -> str:
     from sim.report.text import format_table
 
     cases = list(summary["cases"])
-    headers = ["hour", "substation ($/MWh)", "background (kW)", "data centers (kW)"]
+    given = summary["periods"][0]["demand_kw"] is not None   # else each case schedules its own load
+    headers = ["hour", "substation ($/MWh)", "background (kW)"]
+    headers += ["data centers (kW)"] if given else [f"{case} (kW)" for case in cases]
     headers += [f"{case} ($/h)" for case in cases] + [f"{case} lowest site V" for case in cases]
     rows = []
     for period in summary["periods"]:
         entries = [period["cases"][case] for case in cases]
+        load = ([f"{period['demand_kw']:g}"] if given else
+                [f"{sum(e['load_kw'].values()):,.0f}" for e in entries])
         rows.append((period["period"], f"{period['substation_price_usd_per_mwh']:.2f}", f"{period['background_kw']:,.0f}",
-                     f"{period['demand_kw']:g}",
-                     *(f"{e['payment_usd_per_h']:,.2f}" if e["feasible"] else "infeasible" for e in entries),
+                     *load, *(f"{e['payment_usd_per_h']:,.2f}" if e["feasible"] else "infeasible" for e in entries),
                      *(f"{e['min_site_voltage_pu']['value']:.4f}" if e["feasible"] else "-" for e in entries)))
     return format_table(headers, rows, [False] + [True] * (len(headers) - 1))
 

@@ -9,19 +9,40 @@ background follows. Each refusal is one line that names the field.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from grid.errors import GridError
-from grid.feeder.bilevel import DataCenterSite, Workload, load_range
+from grid.feeder.bilevel import DataCenterSite, Decision, Workload, load_range
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.load_shapes import activsg2000_shape, flat_shape, hourly_shape
+from grid.feeder.opf import OpfResult
 from grid.feeder.periods import Period, snapshot
 from grid.network.three_phase import ThreePhaseFeeder
 from sim.config.price import DayConfig, PriceConfig
 from sim.config.schema import ConfigError
+
+
+@dataclass(frozen=True, eq=False)
+class CaseOutcome:
+    decision: Decision
+    opf: OpfResult | None  # None: the OPF has no feasible dispatch at this decision
+    payment_per_h: float | None
+    solve: Any = None  # the bilevel MILP's outcome
+
+
+@dataclass(frozen=True, eq=False)
+class PeriodOutcome:
+    """One period of the study: its inputs, the load placed, and each case's outcome."""
+
+    period: Period
+    workload: Workload    # the table's: the load placed (a day without [price.workload]) and the SVG settings
+    background_kw: float  # the background load of the period, every bus and phase (kW)
+    cases: dict[str, CaseOutcome]
+    demand_kw: float | None = None  # the load placed; None when each case schedules its own (a workload)
 
 
 def price_periods(price: PriceConfig, feeder: ThreePhaseFeeder, generators: Sequence[DistributedGenerator],
@@ -55,7 +76,8 @@ def price_periods(price: PriceConfig, feeder: ThreePhaseFeeder, generators: Sequ
                 hour_load = dataclasses.replace(workload, total_kw=day.demand_kw[t])
             except GridError as error:
                 raise ConfigError(f"{field}: {error}") from None
-        _check_fits(hour_load, sites, field)
+        if price.workload is None:   # with one, each case schedules its own load
+            _check_fits(hour_load, sites, field)
         periods.append((period, hour_load))
     return periods
 

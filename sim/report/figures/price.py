@@ -20,7 +20,7 @@ from grid.network.three_phase import PHASE_NAMES, ThreePhaseFeeder, voltage_unba
 from sim.config.price import CASE_TITLES
 from sim.report.figures.plots import DPI, _write_png_atomically, hide_axes
 
-_CASE_COLOURS = {"pro-rata": "#7f7f7f", "no-svg": "#d62728", "svg": "#1f77b4"}
+_CASE_COLOURS = {"pro-rata": "#7f7f7f", "price-taking": "#ff7f0e", "no-svg": "#d62728", "svg": "#1f77b4"}
 
 
 def plot_voltage_profile(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResult], distance: Mapping[int, float],
@@ -149,8 +149,9 @@ def plot_costs(summary: Mapping[str, Any], path: Path) -> None:
     ax.set_ylim(0, max(payment) * 1.25 if payment and max(payment) > 0 else 1)
     infeasible = [CASE_TITLES[c] for c, v in summary["cases"].items() if not v["feasible"]]
     note = f" ({', '.join(infeasible)}: breaks a voltage limit)" if infeasible else ""
-    work = summary["workload"]
-    load = f"{work['total_kw']:g} kW" if one else f"{work['energy_mwh']:g} MWh over {len(summary['periods'])} hours"
+    work, hours = summary["workload"], len(summary["periods"])
+    load = (f"{work['total_kw']:g} kW" if one else f"the servers' work over {hours} hours" if work["energy_mwh"] is None
+            else f"{work['energy_mwh']:g} MWh over {hours} hours")
     ax.set_title(f"What the aggregator pays for {load} at the DLMPs{note}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     figure.tight_layout()
@@ -179,8 +180,9 @@ def plot_day(summary: Mapping[str, Any], path: Path) -> None:
     price_ax.set_ylabel("highest DLMP ($/MWh)")
     price_ax.legend(fontsize=8)
     load_ax.bar(hours, [p["background_kw"] for p in periods], 0.8, color="0.75", label="background")
-    load_ax.bar(hours, [p["demand_kw"] for p in periods], 0.8, bottom=[p["background_kw"] for p in periods],
-                color="#2ca02c", label="data centers")
+    for case in summary["cases"]:   # each case's data-center load on top of the background
+        load_ax.plot(hours, [p["background_kw"] + sum(p["cases"][case]["load_kw"].values()) for p in periods],
+                     marker="o", markersize=3, color=_CASE_COLOURS[case], label=f"+ data centers, {CASE_TITLES[case]}")
     load_ax.set_ylabel("load (kW, three phases)")
     load_ax.legend(fontsize=8)
     volt_ax.axhline(summary["voltage_band_pu"][0], color="black", linestyle="--", linewidth=1.0)
