@@ -24,6 +24,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 from grid.errors import GridError, InfeasibleNetworkError
+from grid.feeder.dlmp_parts import DlmpParts, dlmp_parts
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.lindist3flow import add_voltage_rows
 from grid.network.three_phase import ThreePhaseFeeder
@@ -40,6 +41,7 @@ class OpfResult:
     dlmp_q: dict[int, np.ndarray] = field(repr=False)  # $/Mvarh
     head_kw: np.ndarray = field(repr=False)
     generator_kw: dict[str, np.ndarray] = field(repr=False)
+    parts: DlmpParts | None = field(default=None, repr=False)  # each DLMP's energy, loss, congestion, voltage
 
 
 def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
@@ -171,6 +173,11 @@ def solve_opf(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[
     # right-hand side: $/h per MW, that is $/MWh.
     dlmp_p = {j: np.array([m.dual[m.balance_p[j, k]] for k in PHASES]) for j in load_buses}
     dlmp_q = {j: np.array([m.dual[m.balance_q[j, k]] for k in PHASES]) for j in load_buses}
+    # The voltage rows go in segment by segment, phase by phase (lindist3flow.add_voltage_rows).
+    rows = list(m.voltage.values())
+    row_duals = {segment.to_bus: np.array([m.dual[rows[3 * i + k]] for k in PHASES])
+                 for i, segment in enumerate(feeder.segments)}
+    head_price = np.array([m.dual[m.balance_head[k]] for k in PHASES])
     return OpfResult(
         cost_per_h=float(pyo.value(m.objective)),
         voltage_pu={b: np.sqrt(np.array([pyo.value(m.w[b, k]) for k in PHASES])) for b in feeder.buses},
@@ -178,6 +185,7 @@ def solve_opf(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[
         dlmp_q=dlmp_q,
         head_kw=1e3 * np.array([pyo.value(m.head[k]) for k in PHASES]),
         generator_kw={g.name: 1e3 * np.array([pyo.value(m.pg[g.name, k]) for k in PHASES]) for g in generators},
+        parts=dlmp_parts(feeder, head_price, row_duals),
     )
 
 

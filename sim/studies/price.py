@@ -57,7 +57,8 @@ from sim.studies.result import StudyResult
 Progress = Callable[[str], None]
 
 VOLTAGE_COLUMNS = ("period", "case", "bus", "distance_km", "phase", "voltage_pu")
-DLMP_COLUMNS = ("period", "case", "bus", "phase", "dlmp_usd_per_mwh", "reactive_usd_per_mvarh")
+DLMP_COLUMNS = ("period", "case", "bus", "phase", "dlmp_usd_per_mwh", "energy_usd_per_mwh", "loss_usd_per_mwh",
+                "congestion_usd_per_mwh", "voltage_usd_per_mwh", "reactive_usd_per_mvarh")
 SITE_COLUMNS = ("period", "case", "bus", "member", "load_kw", "svg_a_kvar", "svg_b_kvar", "svg_c_kvar", "voltage_a_pu",
                 "voltage_b_pu", "voltage_c_pu", "unbalance_pct", "dlmp_a_usd_per_mwh", "dlmp_b_usd_per_mwh",
                 "dlmp_c_usd_per_mwh", "payment_usd_per_h")
@@ -262,6 +263,8 @@ def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite]) -> dict[s
         "site_unbalance_pct": {str(s.bus): round(100 * u, 6) for s, u in zip(sites, unbalance)},
         "mean_site_unbalance_pct": round(100 * float(np.mean(unbalance)), 6),
         "dlmp_range_usd_per_mwh": [round(float(prices.min()), 6), round(float(prices.max()), 6)],
+        "binding_voltage_limits": [{"bus": bus, "phase": phase, "usd_per_h_per_pu": round(value, 6)}
+                                   for bus, phase, value in opf.parts.binding],
         "generators_kw": {n: [round(float(x), 6) for x in kw] for n, kw in opf.generator_kw.items()},
         "substation_kw": [round(float(x), 6) for x in opf.head_kw],
     })
@@ -362,8 +365,11 @@ def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], hours: Seq
                                      "distance_km": round(distance[bus], 6), "phase": phase,
                                      "voltage_pu": round(float(outcome.opf.voltage_pu[bus][k]), 6)})
                     if bus in outcome.opf.dlmp_p:
+                        parts = outcome.opf.parts
                         prices.append({"period": label, "case": case, "bus": bus, "phase": phase,
                                        "dlmp_usd_per_mwh": round(float(outcome.opf.dlmp_p[bus][k]), 6),
+                                       **{f"{name}_usd_per_mwh": round(float(getattr(parts, name)[bus][k]), 6)
+                                          for name in ("energy", "loss", "congestion", "voltage")},
                                        "reactive_usd_per_mvarh": round(float(outcome.opf.dlmp_q[bus][k]), 6)})
     files = {
         "summary.json": outputs.json_bytes(summary),
@@ -398,6 +404,7 @@ def _figures(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], solved: 
         plot_costs,
         plot_day,
         plot_dlmp_map,
+        plot_dlmp_parts,
         plot_unbalance,
         plot_voltage_profile,
     )
@@ -406,6 +413,7 @@ def _figures(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], solved: 
         "voltage_profile.png": lambda p: plot_voltage_profile(feeder, solved, distance, sites, summary, p, when),
         "unbalance.png": lambda p: plot_unbalance(sites, solved, p, when),
         "dlmp_map.png": lambda p: plot_dlmp_map(feeder, solved, sites, p, when),
+        "dlmp_parts.png": lambda p: plot_dlmp_parts(solved, sites, p, when),
         "costs.png": lambda p: plot_costs(summary, p),
     }
     if len(summary["periods"]) > 1:

@@ -194,3 +194,51 @@ def plot_day(summary: Mapping[str, Any], path: Path) -> None:
     figure.suptitle(f"A day on {summary['feeder']}: prices, loads and voltages hour by hour", fontsize=11)
     figure.tight_layout()
     _write_png_atomically(figure, path, DPI)
+
+
+def plot_dlmp_parts(solved: Mapping[str, OpfResult], sites: Sequence[DataCenterSite], path: Path,
+                    when: str = "") -> None:
+    """Each site's DLMP per phase and placement, stacked from its parts (docs/models/dlmp.md#eq-d-23):
+    the parts that raise it stacked up from zero, those that lower it (a load on that phase that
+    relieves a binding limit) hatched and hanging from the top; loss and congestion are zero in
+    this model and drawn only when not. A dot marks the DLMP itself."""
+    from matplotlib.figure import Figure
+
+    cases = list(solved)
+    figure = Figure(figsize=(max(7.5, 1.9 * len(sites) * len(cases)), 4.6))
+    ax = figure.subplots()
+    colours = {"energy": "0.7", "loss": "#9467bd", "congestion": "#8c564b", "voltage": "#d62728"}
+    xs = iter(_bar_positions(len(sites), len(cases)))
+    labels, drawn = [], set()
+    for s in sites:
+        for case in cases:
+            parts = solved[case].parts
+            for k, phase in enumerate(PHASE_NAMES):
+                x, top = next(xs), 0.0
+                values = [(name, float(getattr(parts, name)[s.bus][k])) for name in colours]
+                # The parts that raise the price stack up; those that lower it hang from the top, hatched.
+                for name, value in sorted((item for item in values if item[1] != 0.0), key=lambda item: item[1] < 0):
+                    ax.bar(x, value, 0.8, bottom=top, color=colours[name], hatch="//" if value < 0 else None,
+                           edgecolor="white" if value < 0 else None,
+                           label=None if name in drawn else f"{name} part")
+                    drawn.add(name)
+                    top += value
+                ax.plot([x], [solved[case].dlmp_p[s.bus][k]], "o", color="black", markersize=3)
+                labels.append(f"{s.bus}{phase}\n{case}" if k == 1 else f"{s.bus}{phase}")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(_bar_positions(len(sites), len(cases)), labels, fontsize=6)
+    ax.set_ylabel("$/MWh")
+    ax.set_title(f"DLMP parts at the data-center sites{when} (dots: the DLMP)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    _write_png_atomically(figure, path, DPI)
+
+
+def _bar_positions(sites: int, cases: int) -> list[float]:
+    """The x of each bar of plot_dlmp_parts: three phases per site and case, groups 0.6 apart."""
+    out, x = [], 0.0
+    for _ in range(sites * cases):
+        out += [x, x + 1, x + 2]
+        x += 3.6
+    return out

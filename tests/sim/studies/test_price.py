@@ -21,7 +21,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 FILES = {"summary.json", "config.toml", "voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png",
-         "unbalance.png", "dlmp_map.png", "costs.png"}
+         "unbalance.png", "dlmp_map.png", "dlmp_parts.png", "costs.png"}
 
 
 def _config() -> dict:

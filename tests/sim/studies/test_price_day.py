@@ -116,6 +116,27 @@ def test_the_days_totals_are_the_sums_of_its_hours(day):
             assert pct == max(h["site_unbalance_pct"][bus] for h in hours)
 
 
+def test_every_dlmp_of_the_day_is_the_sum_of_its_parts(day):
+    """dlmp.csv: energy + loss + congestion + voltage = the DLMP (to the 1e-6 the file is written
+    to), the energy part the hour's substation price; the voltage part differs from zero in some
+    hour and is zero in others, and where it is not zero the hour's case names a binding limit."""
+    summary = json.loads((day / "summary.json").read_text())
+    with (day / "dlmp.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    price = {p["period"]: p["substation_price_usd_per_mwh"] for p in summary["periods"]}
+    binding = {(p["period"], case): bool(e["binding_voltage_limits"]) for p in summary["periods"]
+               for case, e in p["cases"].items()}
+    moved = set()
+    for r in rows:
+        parts = [float(r[f"{name}_usd_per_mwh"]) for name in ("energy", "loss", "congestion", "voltage")]
+        assert sum(parts) == pytest.approx(float(r["dlmp_usd_per_mwh"]), abs=3e-6)
+        assert parts[0] == price[r["period"]] and parts[1] == parts[2] == 0.0
+        if abs(parts[3]) > 1e-6:
+            assert binding[r["period"], r["case"]]
+            moved.add(r["period"])
+    assert 0 < len(moved) < 3
+
+
 def test_same_day_same_bytes(day, tmp_path):
     assert main(["price", str(day / "config.toml"), "--out", str(tmp_path / "again"), "--quiet"]) == 0
     for path in day.iterdir():

@@ -1,0 +1,89 @@
+"""Each DLMP split into its energy, loss, congestion and voltage parts (docs/models/dlmp.md#eq-d-23),
+from the duals of the OPF's voltage rows rather than from its balances, so that the parts adding
+up to the DLMP is a check of the duals against each other.
+
+Stationarity in w_k,psi (D-9) gives each bus and phase's voltage multiplier from the duals beta of
+the LinDist3Flow rows (D-1): nu_k,psi = sum over child segments of beta - beta of the segment
+feeding k. It is what a binding voltage limit is worth ($/h per p.u. of w; positive at the
+floor, negative at the ceiling, zero inside the band). One more MW of load at bus j, phase phi,
+adds a MW of flow on phase phi of every segment from the head to j, so the squared voltage of bus
+k, phase psi falls by d_k,psi,j,phi = -scale sum over the segments both paths share of
+M^P[psi, phi] (D-2). Then
+
+    DLMP_j,phi = lambda_head,phi + 0 (loss) + 0 (congestion) + sum_k,psi nu_k,psi d_k,psi,j,phi
+
+LinDist3Flow is lossless and the OPF has no line limits, so the loss and congestion parts are
+zero; they are reported, so that a table with them reads the same as one from a model that has
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from grid.feeder.lindist3flow import coupling_matrices, per_unit_scale
+from grid.network.three_phase import PHASE_NAMES, ThreePhaseFeeder
+
+# A voltage multiplier below this ($/h per p.u. of w) is a limit that does not bind.
+_BINDING = 1e-7
+
+
+@dataclass(frozen=True, eq=False)
+class DlmpParts:
+    """Per bus (not the head), per phase, $/MWh: the energy, loss, congestion and voltage parts,
+    and the binding voltage limits as (bus, phase name, multiplier in $/h per p.u. of w)."""
+
+    energy: dict[int, np.ndarray] = field(repr=False)
+    loss: dict[int, np.ndarray] = field(repr=False)
+    congestion: dict[int, np.ndarray] = field(repr=False)
+    voltage: dict[int, np.ndarray] = field(repr=False)
+    binding: tuple[tuple[int, str, float], ...] = ()
+
+    def total(self, bus: int) -> np.ndarray:
+        return self.energy[bus] + self.loss[bus] + self.congestion[bus] + self.voltage[bus]
+
+
+def voltage_multipliers(feeder: ThreePhaseFeeder, row_duals: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """nu per bus (not the head) and phase, from the duals of each segment's voltage rows, keyed
+    by the segment's far bus."""
+    children: dict[int, list[int]] = {}
+    for segment in feeder.segments:
+        children.setdefault(segment.from_bus, []).append(segment.to_bus)
+    return {bus: sum((row_duals[c] for c in children.get(bus, [])), np.zeros(3)) - row_duals[bus]
+            for bus in feeder.buses if bus != feeder.head_bus}
+
+
+def dlmp_parts(feeder: ThreePhaseFeeder, head_price: np.ndarray, row_duals: Mapping[int, np.ndarray]) -> DlmpParts:
+    """The parts of every DLMP (see the module doc): ``head_price`` per phase ($/MWh, the dual of
+    the head's balance), ``row_duals`` the duals of each segment's three voltage rows by its far
+    bus ($/h per p.u. of w)."""
+    nu = voltage_multipliers(feeder, row_duals)
+    binding = [(bus, k) for bus, values in nu.items() for k in range(3) if abs(values[k]) > _BINDING]
+    parent = feeder.parent_segment()
+    path = {bus: _path(bus, parent, feeder.head_bus) for bus in nu}
+    drop = {(s.from_bus, s.to_bus): -per_unit_scale(feeder) * coupling_matrices(s.r_ohm, s.x_ohm)[0]
+            for s in feeder.segments}
+    voltage = {}
+    for bus in nu:
+        part = np.zeros(3)
+        for k, psi in binding:
+            shared = sorted(path[k] & path[bus])   # sorted: the same sum, bit for bit, every run
+            part += nu[k][psi] * sum((drop[arc][psi] for arc in shared), np.zeros(3))
+        voltage[bus] = part
+    zeros = {bus: np.zeros(3) for bus in nu}
+    return DlmpParts({bus: np.asarray(head_price, dtype=float).copy() for bus in nu}, zeros,
+                     {bus: np.zeros(3) for bus in nu}, voltage,
+                     tuple((bus, PHASE_NAMES[k], float(nu[bus][k])) for bus, k in binding))
+
+
+def _path(bus: int, parent: Mapping[int, object], head: int) -> set[tuple[int, int]]:
+    """The segments from the head to ``bus``, as (from, to) arcs."""
+    arcs = set()
+    while bus != head:
+        segment = parent[bus]
+        arcs.add((segment.from_bus, segment.to_bus))
+        bus = segment.from_bus
+    return arcs
