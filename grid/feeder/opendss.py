@@ -1,0 +1,97 @@
+"""An AC power flow of one hour of a feeder study in OpenDSS (opendssdirect), to check what the
+linear model (LinDist3Flow, docs/models/dlmp.md#eq-d-1) says (docs/models/dlmp.md#eq-d-24).
+
+The feeder is built in OpenDSS from our own data, as the study sees it:
+
+- the head as a three-phase source at the study's head voltage, stiff (the regulator held its
+  set point: the study fixes the head voltage in place of the regulator, D-6);
+- each segment as a three-phase line with its 3 x 3 series resistance and reactance (ohm, the
+  whole segment) and no shunt capacitance, as in LinDist3Flow;
+- every load (background, data centers, an SVG's injection as negative kvar) as a constant-power
+  single-phase wye load on its phase, the wye equivalents our model uses;
+- each generator as a constant-power single-phase injection per phase at its dispatch, unity
+  power factor.
+
+Voltages are magnitudes in p.u. of the phase-to-neutral base. The only difference from the linear
+model is then the physics: losses and the quadratic terms LinDist3Flow drops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from grid.errors import GridError
+from grid.network.three_phase import ThreePhaseFeeder
+
+# Iterations OpenDSS may take before the flow is called diverged, and its tolerance (p.u.).
+MAX_ITERATIONS = 100
+TOLERANCE_PU = 1e-9
+# A source this stiff (MVA of short circuit) has no drop worth a digit of the check.
+_SOURCE_MVA = 1e9
+
+
+@dataclass(frozen=True, eq=False)
+class AcFlow:
+    """The AC solution: per bus, per phase, the voltage magnitude (p.u.); the losses (kW, all
+    phases); the iterations OpenDSS took."""
+
+    voltage_pu: dict[int, np.ndarray] = field(repr=False)
+    losses_kw: float
+    iterations: int
+
+
+def opendss_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float, *, extra_kw: Mapping[int, np.ndarray] | None = None,
+                 extra_kvar: Mapping[int, np.ndarray] | None = None, svg_kvar: Mapping[int, np.ndarray] | None = None,
+                 generator_kw: Mapping[int, np.ndarray] | None = None) -> AcFlow:
+    """Solve the feeder with its loads (``feeder.load_kw``/``load_kvar``) plus ``extra_kw`` and
+    ``extra_kvar``, less ``svg_kvar`` injected, and ``generator_kw`` injected, all per bus and phase
+    (kW, kvar); GridError, naming the iterations, when it does not converge."""
+    import opendssdirect as dss
+
+    net_kw = {bus: feeder.load_kw[bus] + _at(extra_kw, bus) for bus in feeder.buses}
+    net_kvar = {bus: feeder.load_kvar[bus] + _at(extra_kvar, bus) - _at(svg_kvar, bus) for bus in feeder.buses}
+    kv_ln = float(feeder.base_kv_ll / np.sqrt(3.0))
+    command = dss.Text.Command
+    command("clear")
+    command(f"new circuit.{feeder.name} basekv={feeder.base_kv_ll} pu={head_voltage_pu!r} phases=3 "
+            f"bus1={feeder.head_bus} MVAsc3={_SOURCE_MVA:g} MVAsc1={_SOURCE_MVA:g}")
+    for s in feeder.segments:
+        command(f"new line.s{s.from_bus}_{s.to_bus} bus1={s.from_bus}.1.2.3 bus2={s.to_bus}.1.2.3 phases=3 "
+                f"length=1 units=none rmatrix={_lower(s.r_ohm)} xmatrix={_lower(s.x_ohm)} "
+                "cmatrix=[0 | 0 0 | 0 0 0]")
+    for bus in feeder.buses:
+        for k in range(3):
+            if net_kw[bus][k] or net_kvar[bus][k]:
+                command(f"new load.l{bus}_{k + 1} bus1={bus}.{k + 1} phases=1 conn=wye kv={kv_ln!r} model=1 "
+                        f"kw={float(net_kw[bus][k])!r} kvar={float(net_kvar[bus][k])!r} vminpu=0.01 vmaxpu=2")
+            injected = float(_at(generator_kw, bus)[k])
+            if injected:
+                command(f"new generator.g{bus}_{k + 1} bus1={bus}.{k + 1} phases=1 kv={kv_ln!r} model=1 "
+                        f"kw={injected!r} kvar=0 vminpu=0.01 vmaxpu=2")
+    command(f"set voltagebases=[{feeder.base_kv_ll}]")
+    command("calcvoltagebases")
+    command(f"set maxiterations={MAX_ITERATIONS} tolerance={TOLERANCE_PU!r}")
+    command("solve mode=snap")
+    if not dss.Solution.Converged():
+        raise GridError(f"OpenDSS: the AC power flow of {feeder.name} did not converge in {dss.Solution.Iterations()} "
+                        f"iterations (tolerance {TOLERANCE_PU:g} p.u.); the load may be beyond what the feeder "
+                        "can carry")
+    voltage = {}
+    for bus in feeder.buses:
+        dss.Circuit.SetActiveBus(str(bus))
+        nodes = list(dss.Bus.Nodes())
+        magnitudes = dss.Bus.puVmagAngle()[0::2]
+        voltage[bus] = np.array([magnitudes[nodes.index(k + 1)] for k in range(3)])
+    return AcFlow(voltage, float(dss.Circuit.Losses()[0]) / 1e3, int(dss.Solution.Iterations()))
+
+
+def _at(table: Mapping[int, np.ndarray] | None, bus: int) -> np.ndarray:
+    return np.asarray((table or {}).get(bus, np.zeros(3)), dtype=float)
+
+
+def _lower(matrix: np.ndarray) -> str:
+    """A symmetric 3 x 3 matrix as OpenDSS reads it: its lower triangle, rows split by |."""
+    return "[" + " | ".join(" ".join(repr(float(matrix[i, j])) for j in range(i + 1)) for i in range(3)) + "]"
