@@ -25,3 +25,6 @@ class OpfSettings:
     head_voltage_pu: float = 1.03
     v_min_pu: float = 0.95
     v_max_pu: float = 1.05
+    # The AC correction's raised floors (docs/models/dlmp.md#eq-d-25): (bus, phase, how much the
+    # floor of squared voltage is raised, p.u.), none by default.
+    floor_raise: tuple[tuple[int, int, float], ...] = ()

@@ -94,7 +94,8 @@ def _add_flows(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple
     LinDist3Flow voltage rows; returns the segments as (from, to) arcs."""
     arcs = [(s.from_bus, s.to_bus) for s in feeder.segments]
     low, high = settings.v_min_pu ** 2, settings.v_max_pu ** 2
-    m.w = pyo.Var(feeder.buses, PHASES, bounds=(low, high))
+    raised = {(bus, k): rise for bus, k, rise in settings.floor_raise}
+    m.w = pyo.Var(feeder.buses, PHASES, bounds=lambda _, bus, k: (min(low + raised.get((bus, k), 0.0), high), high))
     m.p = pyo.Var(arcs, PHASES)
     m.q = pyo.Var(arcs, PHASES)
     m.head = pyo.Var(PHASES)  # MW from the substation (may be negative: reverse flow)
