@@ -55,6 +55,8 @@ LOAD_SHAPES = {
     "flat": ("the spot loads every hour", ()),
     "hourly": ("one factor per hour, given in load_scale", ("load_scale",)),
 }
+# Rounds of the AC correction a study may ask for (each solves the whole study again).
+MAX_AC_ROUNDS = 20
 # Hours a study may span: a week of hours (each is three OPFs and two MILPs, about a second).
 MAX_DAY_HOURS = 168
 
@@ -181,6 +183,11 @@ class PriceConfig(Settings):
     linearization: str = Field(default="strong-duality", description='how the payment\'s price x decision terms '
                                'become linear: "strong-duality" or "mccormick"')
     time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS, description="the solver's time limit")
+    ac_check: bool = Field(default=True, description="solve every hour of every case again as an AC power flow in "
+                           "OpenDSS and report the linear model's error and every voltage outside the band")
+    ac_correct: bool = Field(default=True, description="with ac_check: raise the linear model's voltage floors by "
+                             "the gaps the AC flows measure and solve again, until no voltage is outside the band")
+    ac_rounds: int = Field(default=5, ge=1, le=MAX_AC_ROUNDS, description="the AC correction's most rounds")
     day: DayConfig | None = Field(default=None, description="study a day hour by hour ([price.day]); default: one "
                                   "snapshot at the spot loads")
     workload: WorkloadConfig | None = Field(default=None, description="schedule servers' work over the day "

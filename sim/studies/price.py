@@ -17,6 +17,7 @@ aggregator's payment is its objective (docs/models/dlmp.md#eq-d-10) at those pri
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -35,7 +36,7 @@ from grid.feeder.bilevel import (
 )
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.opf import OpfResult, dso_opf
-from grid.feeder.periods import period_inputs
+from grid.feeder.periods import Period, period_inputs
 from grid.network.three_phase import (
     PHASE_NAMES,
     ThreePhaseFeeder,
@@ -50,6 +51,17 @@ from sim.errors import named_after
 from sim.output import files as outputs
 from sim.studies.after_auction import AfterAuction, Market
 from sim.studies.command import study_command
+from sim.studies.price_ac import (
+    AC_COLUMNS,
+    FLOOR_COLUMNS,
+    AcCheck,
+    AcCorrection,
+    ac_checks,
+    ac_entry,
+    ac_rows,
+    count_violations,
+    raise_floors,
+)
 from sim.studies.price_day import CaseOutcome, PeriodOutcome, price_periods
 from sim.studies.price_workload import workload_day
 from sim.studies.result import StudyResult
@@ -162,23 +174,60 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
             f"{sum(w.total_kw for _, w in periods) / 1e3:g} MWh over {len(periods)} hours")
     progress(f"{what} over {len(sites)} sites on {feeder.name} (head {settings.head_voltage_pu:g} p.u., "
              f"floor {settings.v_min_pu:g} p.u.)")
-    day_solves: dict[str, Any] = {}
-    if price.workload is not None:
-        hours, day_solves = workload_day(config, price, feeder, generators, settings, sites, periods, progress)
-    else:
-        hours = []
-        for period, workload in periods:
-            if len(periods) > 1:
-                progress(f"hour {period.label}: {workload.total_kw:g} kW, substation "
-                         f"{period.substation_price_per_mwh:g} $/MWh")
-            hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
-            cases = _cases(config, price, hour_feeder, hour_generators, hour_settings, sites, workload,
-                           "" if len(periods) == 1 else f" at {period.label}", progress)
-            background = sum(float(kw.sum()) for kw in hour_feeder.load_kw.values())
-            hours.append(PeriodOutcome(period, workload, background, cases, workload.total_kw))
-    summary = _summary(config, price, feeder, generators, sites, sites_from, hours, day_solves)
-    files = _files(feeder, sites, hours, summary, plots)
+    hours, day_solves = _solve_periods(config, price, feeder, generators, settings, sites, periods, {}, progress)
+    checks = ac_checks(feeder, generators, settings, sites, hours, progress) if price.ac_check else {}
+    correction = AcCorrection(broken=(count_violations(checks, settings),), payments=(_day_payments(hours),))
+    raised: dict[int, tuple[tuple[int, int, float], ...]] = {}
+    while price.ac_check and price.ac_correct and correction.broken[-1] and len(correction.broken) <= price.ac_rounds:
+        raised = raise_floors(raised, checks, feeder.head_bus)
+        progress(f"AC correction, round {len(correction.broken)}: floors raised at "
+                 f"{sum(len(v) for v in raised.values())} bus-phase-hours; solving again")
+        try:
+            hours_next, solves_next = _solve_periods(config, price, feeder, generators, settings, sites, periods,
+                                                     raised, progress)
+        except InfeasibleNetworkError as error:
+            correction = dataclasses.replace(correction, stopped=str(error))
+            break
+        hours, day_solves = hours_next, solves_next
+        checks = ac_checks(feeder, generators, settings, sites, hours, progress)
+        correction = dataclasses.replace(correction, broken=correction.broken + (count_violations(checks, settings),),
+                                         payments=correction.payments + (_day_payments(hours),), raised=raised)
+    summary = _summary(config, price, feeder, generators, sites, sites_from, hours, day_solves, checks)
+    if price.ac_check:
+        summary["ac_correction"] = correction.summary(hours)
+    files = _files(feeder, sites, hours, summary, plots, checks)
+    if correction.raised:
+        files["ac_floors.csv"] = outputs.csv_bytes(FLOOR_COLUMNS, correction.rows(hours))
     return StudyResult(summary, files, price_report(summary))
+
+
+def _day_payments(hours: Sequence[PeriodOutcome]) -> dict[str, float | None]:
+    """Each case's payment over the periods ($), None when some period has no feasible dispatch."""
+    return {case: None if any(h.cases[case].opf is None for h in hours)
+            else round(sum(h.cases[case].payment_per_h for h in hours), 6) for case in hours[0].cases}
+
+
+def _solve_periods(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
+                   generators: tuple[DistributedGenerator, ...], settings: OpfSettings,
+                   sites: tuple[DataCenterSite, ...], periods: Sequence[tuple[Period, Workload]],
+                   raised: Mapping[int, tuple[tuple[int, int, float], ...]], progress: Progress
+                   ) -> tuple[list[PeriodOutcome], dict[str, Any]]:
+    """Every case in every period, with the AC correction's raised floors of each hour (``raised``,
+    by hour index; none at first); and the day MILPs' outcomes of a workload day."""
+    if price.workload is not None:
+        return workload_day(config, price, feeder, generators, settings, sites, periods, progress, raised)
+    hours = []
+    for t, (period, workload) in enumerate(periods):
+        if len(periods) > 1:
+            progress(f"hour {period.label}: {workload.total_kw:g} kW, substation "
+                     f"{period.substation_price_per_mwh:g} $/MWh")
+        hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
+        hour_settings = dataclasses.replace(hour_settings, floor_raise=raised.get(t, ()))
+        cases = _cases(config, price, hour_feeder, hour_generators, hour_settings, sites, workload,
+                       "" if len(periods) == 1 else f" at {period.label}", progress)
+        background = sum(float(kw.sum()) for kw in hour_feeder.load_kw.values())
+        hours.append(PeriodOutcome(period, workload, background, cases, workload.total_kw))
+    return hours, {}
 
 
 def _cases(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
@@ -302,12 +351,22 @@ def _over_periods(case: str, entries: Sequence[dict[str, Any]], labels: Sequence
         "dlmp_range_usd_per_mwh": [min(e["dlmp_range_usd_per_mwh"][0] for e in entries),
                                    max(e["dlmp_range_usd_per_mwh"][1] for e in entries)],
     })
+    checked = [(label, e["ac"]) for label, e in solved if "ac" in e]
+    if checked:
+        low = min(checked, key=lambda item: item[1]["min_voltage_pu"]["value"])
+        worst = max(checked, key=lambda item: item[1]["max_linear_error_pu"]["value"])
+        out["ac"] = {"min_voltage_pu": {**low[1]["min_voltage_pu"], "period": low[0]},
+                     "max_linear_error_pu": {**worst[1]["max_linear_error_pu"], "period": worst[0]},
+                     "violations": sum(len(ac["violations"]) for _, ac in checked),
+                     "periods_with_violations": [label for label, ac in checked if ac["violations"]],
+                     "losses_kwh": round(sum(ac["losses_kw"] for _, ac in checked), 6)}
     return out
 
 
 def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
              generators: Sequence[DistributedGenerator], sites: Sequence[DataCenterSite], sites_from: str,
-             hours: Sequence[PeriodOutcome], day_solves: Mapping[str, Any]) -> dict[str, Any]:
+             hours: Sequence[PeriodOutcome], day_solves: Mapping[str, Any],
+             checks: Mapping[tuple[int, str], AcCheck]) -> dict[str, Any]:
     periods = [{
         "period": hour.period.label,
         "substation_price_usd_per_mwh": hour.period.substation_price_per_mwh,
@@ -316,6 +375,8 @@ def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFee
         "availability": dict(hour.period.availability),
         "cases": {case: _case_entry(outcome, sites) for case, outcome in hour.cases.items()},
     } for hour in hours]
+    for (t, case), check in checks.items():
+        periods[t]["cases"][case]["ac"] = ac_entry(check, price.opf_settings())
     labels = [p["period"] for p in periods]
     cases = {case: _over_periods(case, [p["cases"][case] for p in periods], labels) for case in hours[0].cases}
     for case, done in day_solves.items():
@@ -350,7 +411,7 @@ def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFee
 
 
 def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], hours: Sequence[PeriodOutcome],
-           summary: dict[str, Any], plots: bool) -> dict[str, bytes]:
+           summary: dict[str, Any], plots: bool, checks: Mapping[tuple[int, str], AcCheck]) -> dict[str, bytes]:
     distance = distance_km(feeder)
     voltages, prices, site_rows = [], [], []
     for hour in hours:
@@ -377,6 +438,8 @@ def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], hours: Seq
         "dlmp.csv": outputs.csv_bytes(DLMP_COLUMNS, prices),
         "sites.csv": outputs.csv_bytes(SITE_COLUMNS, site_rows),
     }
+    if checks:
+        files["ac_voltages.csv"] = outputs.csv_bytes(AC_COLUMNS, ac_rows(checks, hours))
     if plots:
         hardest = _hardest(hours)
         solved = {case: o.opf for case, o in hardest.cases.items() if o.opf is not None}
@@ -466,6 +529,7 @@ def price_report(summary: Mapping[str, Any]) -> str:
             f"from {summary['sites_from']}) on {summary['feeder']}, head {summary['head_voltage_pu']:g} p.u., band "
             f"{summary['voltage_band_pu'][0]:g} to {summary['voltage_band_pu'][1]:g} p.u., {price}.")
     text = head + "\n\n" + format_table(headers, rows, [False] + [True] * 6 + [False, False][:len(headers) - 7])
+    text += _ac_lines(summary, one)
     if not one:
         text += "\n\n" + _hours_table(summary)
     for period in periods:
@@ -476,6 +540,24 @@ def price_report(summary: Mapping[str, Any]) -> str:
                          f"its time limit (gap {milp['gap']:.2%}); its decision is the best found, not proven optimal. "
                          "Raise [price] time_limit_s.")
     return text
+
+
+def _ac_lines(summary: Mapping[str, Any], one: bool) -> str:
+    """The AC check, a line per case: the lowest AC voltage, the largest gap to the linear model,
+    the voltages outside the band."""
+    lines = []
+    for c in summary["cases"].values():
+        ac = c.get("ac")
+        if ac is None:
+            continue
+        low, gap = ac["min_voltage_pu"], ac["max_linear_error_pu"]
+        at = (lambda item: "" if one else " " + item["period"][-5:])
+        broken = ("no voltage outside the band" if not ac["violations"] else
+                  f"{ac['violations']} bus-phase{'s' if one else '-hours'} outside the band"
+                  + ("" if one else f" (in {len(ac['periods_with_violations'])} hours)"))
+        lines.append(f"  {c['title']}: lowest {low['value']:.4f} p.u. ({low['bus']}{low['phase']}{at(low)}); "
+                     f"linear - AC at most {gap['value']:.4f} p.u. ({gap['bus']}{gap['phase']}{at(gap)}); {broken}")
+    return "\n\nAC check (OpenDSS, at each decision and dispatch):\n" + "\n".join(lines) if lines else ""
 
 
 def _extremes(values: Iterable[float]) -> tuple[float, float]:

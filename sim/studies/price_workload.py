@@ -13,8 +13,9 @@ Four schedules of the same work, each priced hour by hour by the DSO's OPF:
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -91,12 +92,18 @@ def work_plan(work: WorkloadConfig, loads: Sequence[SiteLoad]) -> WorkPlan:
 def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
                  generators: tuple[DistributedGenerator, ...], settings: OpfSettings,
                  sites: tuple[DataCenterSite, ...], periods: Sequence[tuple[Period, Workload]],
-                 progress: Progress) -> tuple[list[PeriodOutcome], dict[str, object]]:
-    """The four schedules, each hour priced by its OPF; and the day MILPs' outcomes by case."""
+                 progress: Progress, raised: Mapping[int, tuple[tuple[int, int, float], ...]] | None = None
+                 ) -> tuple[list[PeriodOutcome], dict[str, object]]:
+    """The four schedules, each hour priced by its OPF; and the day MILPs' outcomes by case.
+    ``raised``: the AC correction's raised floors, by hour index."""
     loads = site_loads(price.workload, sites)
     plan = work_plan(price.workload, [loads[s.bus] for s in sites])
     table = periods[0][1]   # the SVG settings and their cost
-    hours = [Hour(*period_inputs(feeder, generators, settings, period)) for period, _ in periods]
+    hours = []
+    for t, (period, _) in enumerate(periods):
+        hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
+        hours.append(Hour(hour_feeder, hour_generators,
+                          dataclasses.replace(hour_settings, floor_raise=(raised or {}).get(t, ()))))
 
     def priced(t: int, decision: Decision) -> CaseOutcome:
         hour = hours[t]

@@ -42,7 +42,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def priced(tmp_path_factory):
     folder = tmp_path_factory.mktemp("price")
-    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(folder / "out"), "--quiet"]) == 0
+    # The linear study itself, as the independent OPFs below see it: no AC correction moves its floors
+    # (tests/sim/studies/test_price_ac.py runs the example as it ships).
+    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(folder / "out"), "--quiet",
+                 "--set", "price.ac_check=false"]) == 0
     return folder / "out"
 
 
@@ -61,7 +64,7 @@ def test_the_api_in_process_gives_the_price_directory(priced):
     its tables as DataFrames (the other studies: tests/sim/test_api.py)."""
     from sim import api
 
-    result = api.run("price", api.load_config(EXPERIMENTS / "ieee37_price.toml"))
+    result = api.run("price", api.load_config(priced / "config.toml"))
     written = {path.name: path.read_bytes() for path in priced.iterdir()}
     assert sorted(result.files) == sorted(written)
     assert [name for name in written if result.files[name] != written[name]] == []
@@ -154,7 +157,7 @@ def test_a_mccormick_study_pays_what_strong_duality_pays(tmp_path):
     from sim.studies.price import feeder_inputs, price_sites, price_workload
 
     data = _config()
-    data["price"].update(linearization="mccormick", total_kw=600.0, svg_kvar=0.0, head_voltage_pu=1.0)
+    data["price"].update(linearization="mccormick", total_kw=600.0, svg_kvar=0.0, head_voltage_pu=1.0, ac_check=False)
     data["price"]["sites"] = data["price"]["sites"][:2]
     path = _write(tmp_path, data)
     assert main(["price", str(path), "--out", str(tmp_path / "m"), "--quiet", "--no-plots"]) == 0
@@ -199,6 +202,7 @@ def _broken(change) -> dict:
      "price: no placement of 1800 kW over the sites keeps every voltage within [0.95, 1.05] p.u."),
     (lambda p: p.update(colour="red"), "price: unknown field 'colour'"),
     (lambda p: p.update(time_limit_s=1e308), "price.time_limit_s: input should be less than or equal to 1000000"),
+    (lambda p: p.update(ac_rounds=50), "price.ac_rounds: input should be less than or equal to 20"),
 ])
 def test_bad_price_configs_get_one_line_errors_naming_the_field(tmp_path, capsys, change, expected):
     path = _write(tmp_path, _broken(change))
@@ -233,7 +237,8 @@ def auction_run(tmp_path_factory):
 
 def test_a_run_with_price_operates_the_sites_the_aggregator_won(auction_run):
     summary = json.loads((auction_run / "summary.json").read_text())
-    assert {p.name for p in (auction_run / "price").iterdir()} == FILES - {"config.toml"}
+    names = {p.name for p in (auction_run / "price").iterdir()}
+    assert FILES - {"config.toml"} | {"ac_voltages.csv"} <= names <= FILES | {"ac_voltages.csv", "ac_floors.csv"}
     capacity = {p["id"]: p for p in summary["products"]}
     expected: dict[int, float] = {}
     for product in summary["bundles"]["DCA"]:

@@ -29,7 +29,7 @@ def _day_config() -> dict:
     """The default study's feeder and sites over three hours that move every input; the head at
     1.0 p.u. so that the floor binds in some hours."""
     data = tomllib.loads((EXPERIMENTS / "ieee37_price.toml").read_text())
-    data["price"].update(head_voltage_pu=1.02)
+    data["price"].update(head_voltage_pu=1.02, ac_check=False)   # the linear study (test_price_ac.py: AC)
     data["price"]["day"] = {"hours": 3, "first_hour": "2026-07-01T12:00", "background": "hourly", "load_scale": SCALE,
                             "substation_price_per_mwh": PRICES, "demand_kw": DEMAND, "availability": {"G733": SUN}}
     return data
