@@ -190,3 +190,24 @@ def test_bad_day_configs_get_one_line_errors_naming_the_field(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_after_an_auction_the_aggregator_runs_the_day_for_the_sites_it_won(tmp_path):
+    """A run with [price.day]: the aggregator operates the sites its members won (as for a snapshot)
+    hour by hour; the price directory holds each hour, and the run's summary the day's payments."""
+    data = tomllib.loads((EXPERIMENTS / "ieee37_auction_price.toml").read_text())
+    data["price"].update(ac_check=False)
+    data["price"]["day"] = {"hours": 2, "first_hour": "2016-08-11T14:00", "background": "flat",
+                            "substation_price_per_mwh": [40.0, 60.0]}
+    path = tmp_path / "run.toml"
+    path.write_text(tomli_w.dumps(data))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    run = json.loads((tmp_path / "run" / "summary.json").read_text())
+    priced = json.loads((tmp_path / "run" / "price" / "summary.json").read_text())
+    assert priced["sites_from"] == "the auction" and [p["period"] for p in priced["periods"]] == [
+        "2016-08-11T14:00", "2016-08-11T15:00"]
+    assert run["price"]["payment_usd_per_h"]["svg"] == priced["cases"]["svg"]["payment_usd_per_h"]
+    # Flat prices where no limit binds: the SVG case pays the substation's price in each hour.
+    kw = [sum(p["cases"]["svg"]["load_kw"].values()) for p in priced["periods"]]
+    paid = [p["cases"]["svg"]["payment_usd_per_h"] for p in priced["periods"]]
+    assert paid == pytest.approx([40.0 * kw[0] / 1e3, 60.0 * kw[1] / 1e3], rel=1e-6)
