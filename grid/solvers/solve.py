@@ -196,7 +196,11 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
     seconds = time.perf_counter() - started
     status = _milp_status(results.solver.termination_condition, solver, what)
     _load_incumbent(model, results, solver, what, more_time)
-    objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))
+    try:
+        objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))
+    except ValueError:   # GLPK stopped by its time limit before an integer solution: no values to read
+        raise SolverError(f"solver {solver!r} found no solution for {what} within the time limit; "
+                          f"{more_time}") from None
     bound = results.problem.lower_bound
     finite = bound is not None and math.isfinite(float(bound))
     if status == "optimal":

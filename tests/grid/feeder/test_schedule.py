@@ -190,3 +190,26 @@ def test_the_price_taking_schedule_is_the_cheapest_at_the_held_prices(feeder):
     assert outcome.objective == pytest.approx(best, rel=1e-9)
     mine = sum(cost(t, [round((d.load_kw[s.bus] - 120.0) / 60.0) for s in SITES]) for t, d in enumerate(decisions))
     assert mine == pytest.approx(best, rel=1e-9) and sum(placed["train"]) == 3
+
+
+def test_a_time_limit_without_an_integer_solution_is_one_line(monkeypatch):
+    """GLPK stopped by its time limit before any integer solution writes a solution file with no
+    values (the 6-hour, 3-site SVG day of experiments/bench_dlmp_day.py did): solve_milp says so in
+    one line instead of failing on the objective's missing values."""
+    from types import SimpleNamespace
+
+    import pyomo.environ as pyo
+    from pyomo.opt import TerminationCondition
+
+    import grid.solvers.solve as solve_module
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(domain=pyo.Binary)
+    m.c = pyo.Constraint(expr=m.x >= 0)
+    m.objective = pyo.Objective(expr=m.x)
+    stopped = SimpleNamespace(solver=SimpleNamespace(termination_condition=TerminationCondition.maxTimeLimit),
+                              problem=SimpleNamespace(lower_bound=None))
+    monkeypatch.setattr(solve_module, "_run_milp", lambda *args: (stopped, ""))
+    monkeypatch.setattr(solve_module, "_load_incumbent", lambda *args: None)   # the file held no values
+    with pytest.raises(GridError, match="found no solution for the day within the time limit; allow more time"):
+        solve_module.solve_milp(m, "highs", time_limit=1.0, what="the day")
