@@ -175,30 +175,44 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
     progress(f"{what} over {len(sites)} sites on {feeder.name} (head {settings.head_voltage_pu:g} p.u., "
              f"floor {settings.v_min_pu:g} p.u.)")
     hours, day_solves = _solve_periods(config, price, feeder, generators, settings, sites, periods, {}, progress)
-    checks = ac_checks(feeder, generators, settings, sites, hours, progress) if price.ac_check else {}
+    checks: dict[tuple[int, str], AcCheck] = {}
+    correction = None
+    if price.ac_check:
+        hours, day_solves, checks, correction = _ac_corrected(config, price, feeder, generators, settings, sites,
+                                                              periods, hours, day_solves, progress)
+    summary = _summary(config, price, feeder, generators, sites, sites_from, hours, day_solves, checks)
+    if correction is not None:
+        summary["ac_correction"] = correction.summary(hours)
+    files = _files(feeder, sites, hours, summary, plots, checks)
+    if correction is not None and correction.raised:
+        files["ac_floors.csv"] = outputs.csv_bytes(FLOOR_COLUMNS, correction.rows(hours))
+    return StudyResult(summary, files, price_report(summary))
+
+
+def _ac_corrected(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
+                  generators: tuple[DistributedGenerator, ...], settings: OpfSettings,
+                  sites: tuple[DataCenterSite, ...], periods: Sequence[tuple[Period, Workload]],
+                  hours: list[PeriodOutcome], day_solves: dict[str, Any], progress: Progress
+                  ) -> tuple[list[PeriodOutcome], dict[str, Any], dict[tuple[int, str], AcCheck], AcCorrection]:
+    """The AC check of the solved study and, with ``ac_correct``, its correction round by round
+    (docs/models/dlmp.md#eq-d-25): the study as it ends, its checks and the rounds' record. A round
+    whose corrected model has no feasible placement stops the correction at the round before."""
+    checks = ac_checks(feeder, generators, settings, sites, hours, progress)
     correction = AcCorrection(broken=(count_violations(checks, settings),), payments=(_day_payments(hours),))
     raised: dict[int, tuple[tuple[int, int, float], ...]] = {}
-    while price.ac_check and price.ac_correct and correction.broken[-1] and len(correction.broken) <= price.ac_rounds:
+    while price.ac_correct and correction.broken[-1] and len(correction.broken) <= price.ac_rounds:
         raised = raise_floors(raised, checks, feeder.head_bus)
         progress(f"AC correction, round {len(correction.broken)}: floors raised at "
                  f"{sum(len(v) for v in raised.values())} bus-phase-hours; solving again")
         try:
-            hours_next, solves_next = _solve_periods(config, price, feeder, generators, settings, sites, periods,
-                                                     raised, progress)
+            hours, day_solves = _solve_periods(config, price, feeder, generators, settings, sites, periods, raised,
+                                               progress)
         except InfeasibleNetworkError as error:
-            correction = dataclasses.replace(correction, stopped=str(error))
-            break
-        hours, day_solves = hours_next, solves_next
+            return hours, day_solves, checks, dataclasses.replace(correction, stopped=str(error))
         checks = ac_checks(feeder, generators, settings, sites, hours, progress)
         correction = dataclasses.replace(correction, broken=correction.broken + (count_violations(checks, settings),),
                                          payments=correction.payments + (_day_payments(hours),), raised=raised)
-    summary = _summary(config, price, feeder, generators, sites, sites_from, hours, day_solves, checks)
-    if price.ac_check:
-        summary["ac_correction"] = correction.summary(hours)
-    files = _files(feeder, sites, hours, summary, plots, checks)
-    if correction.raised:
-        files["ac_floors.csv"] = outputs.csv_bytes(FLOOR_COLUMNS, correction.rows(hours))
-    return StudyResult(summary, files, price_report(summary))
+    return hours, day_solves, checks, correction
 
 
 def _day_payments(hours: Sequence[PeriodOutcome]) -> dict[str, float | None]:
