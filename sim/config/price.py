@@ -226,8 +226,7 @@ class PriceConfig(Settings):
         return OpfSettings(self.substation_price_per_mwh, self.head_voltage_pu, self.v_min_pu, self.v_max_pu)
 
 
-# The placements compared, in report order: the baseline, then the two cases of the DLMP model
-# (docs/models/dlmp.md).
-CASES = ("pro-rata", "price-taking", "no-svg", "svg")
+# The placements compared, by name, in report order: the baseline, the price-taking schedule (with
+# [price.workload]), then the two cases of the DLMP model (docs/models/dlmp.md).
 CASE_TITLES = {"pro-rata": "pro rata, no coordination", "price-taking": "price-taking schedule",
                "no-svg": "aggregator, no SVG (case 1)", "svg": "aggregator with SVG (case 2)"}
