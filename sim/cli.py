@@ -141,7 +141,7 @@ def _view(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port: {args.port} is not a port number (1-65535)")
     env = {**os.environ, VIEW_CONFIG_ENV: str(args.config.resolve())}
     print(f"Serving the auction of {args.config} at http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    command = [sys.executable, "-m", "solara", "run", "sim.market.viz", "--port", str(args.port), "--host", args.host,
+    command = [sys.executable, "-m", "solara", "run", "sim.view", "--port", str(args.port), "--host", args.host,
                "--production"]
     server = subprocess.Popen(command, env=env)
     # Stopping `dcmarket view` (Ctrl-C, or a SIGTERM) stops the server too, so the port is freed.

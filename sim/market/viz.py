@@ -1,26 +1,16 @@
-"""`dcmarket view CONFIG`: the Mesa model in Mesa's own visualisation (SolaraViz).
-
-The page shows the auction as the model plays it: Mesa's controls (Step, Play, Reset) advance
-`MarketModel.step`, one round of the mechanism per step, and the components below show the
-standings after the current round (product, standing bidder, price) and what each bidder holds.
-`dcmarket view` checks the config, then serves this module with Solara; the config's path
-reaches it through the environment (sim.market.view_env.VIEW_CONFIG_ENV), since Solara imports the module itself.
-"""
+"""The auction's part of `dcmarket view` (the page: sim/view.py): the standings after the current
+round (product, standing bidder, price) and what each bidder holds, as the Mesa model plays it,
+one round of the mechanism per step of Mesa's controls (Step, Play, Reset)."""
 
 from __future__ import annotations
 
 import html
-import os
-from pathlib import Path
 from typing import Any
 
 import solara
-from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
-from sim.config.schema import load_config
 from sim.market.model import MarketModel
-from sim.market.view_env import VIEW_CONFIG_ENV
 
 
 def standings(model: MarketModel) -> list[tuple[str, str, float]]:
@@ -32,7 +22,7 @@ def standings(model: MarketModel) -> list[tuple[str, str, float]]:
             for p in model.mechanism.products]
 
 
-def _html_table(headers: list[str], rows: list[tuple[Any, ...]]) -> str:
+def html_table(headers: list[str], rows: list[tuple[Any, ...]]) -> str:
     # Plain HTML rather than Markdown: Solara's Markdown loads KaTeX, which the offline assets lack.
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
@@ -53,15 +43,5 @@ def Standings(model: MarketModel) -> None:
     holdings = [(b, ", ".join(held.get(b, [])) or "-") for b in (a.name for a in model.bidders)]
     solara.HTML(tag="div", unsafe_innerHTML=(
         f"<h2>Round {rounds}: {html.escape(state)}</h2>"
-        + _html_table(["product", "standing bidder", "price ($)"], rows)
-        + "<h3>Holdings</h3>" + _html_table(["bidder", "stands on"], holdings)))
-
-
-def page_for(path: Path) -> Any:
-    config = load_config(path)
-    model = MarketModel(config, base_dir=path.parent)
-    return SolaraViz(model, components=[(Standings, 0)],
-                     model_params={"config": config, "base_dir": path.parent}, name=f"dcmarket: {path.stem}")
-
-
-page = page_for(Path(os.environ[VIEW_CONFIG_ENV])) if VIEW_CONFIG_ENV in os.environ else None
+        + html_table(["product", "standing bidder", "price ($)"], rows)
+        + "<h3>Holdings</h3>" + html_table(["bidder", "stands on"], holdings)))
