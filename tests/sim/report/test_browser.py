@@ -128,15 +128,14 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def view_server(tmp_path):
-    """`dcmarket view` of Example 1 on a free port, until the test ends."""
+def _serve(tmp_path: Path, config: Path):
+    """`dcmarket view` of ``config`` on a free port, until the test ends."""
     _chromium()
     port = _free_port()
     log = (tmp_path / "view.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "sim.cli", "view", str(EXPERIMENTS / "paper_4bus_additive.toml"),
-                                "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "sim.cli", "view", str(config), "--port", str(port)], cwd=REPO,
+                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)},
+                               start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -153,6 +152,20 @@ def view_server(tmp_path):
     os.killpg(process.pid, 15)
     process.wait(timeout=30)
     log.close()
+
+
+@pytest.fixture
+def view_server(tmp_path):
+    """`dcmarket view` of Example 1."""
+    yield from _serve(tmp_path, EXPERIMENTS / "paper_4bus_additive.toml")
+
+
+@pytest.fixture
+def day_view_server(tmp_path):
+    """`dcmarket view` of the auction on IEEE 37 with a two-hour day after it (tests/sim/test_view.py)."""
+    from tests.sim.test_view import day_config
+
+    yield from _serve(tmp_path, day_config(tmp_path))
 
 
 @pytest.mark.slow
@@ -172,6 +185,32 @@ def test_the_interactive_view_steps_the_mesa_model(browser, view_server):
     page.get_by_text("Round 2: the auction is open").wait_for(timeout=30_000)
     # The page's own assets come from this server (solara-assets), never from a CDN.
     assert not [p for p in problems if p.startswith("failed") and "127.0.0.1" not in p]
+    assert not [p for p in problems if p.startswith("script error")]
+
+
+@pytest.mark.slow
+def test_after_the_auction_the_view_steps_through_the_aggregators_day(browser, day_view_server):
+    """Step plays the auction round by round; once it has closed, the aggregator's day on the
+    sites its members won is shown hour by hour, Next hour and Previous hour moving through it."""
+    page, problems = open_page(browser, day_view_server)
+    page.get_by_text("Round 0: the auction is open").wait_for(timeout=60_000)
+    page.get_by_text("Once the auction closes, the aggregator's day").wait_for(timeout=30_000)
+    step = page.get_by_role("button", name="Step")
+    for n in range(1, 60):
+        step.click()
+        page.get_by_text(f"Round {n}: the auction ").wait_for(timeout=30_000)
+        if page.get_by_text(f"Round {n}: the auction has closed").count():
+            break
+    else:
+        pytest.fail("the auction did not close within 59 steps")
+    page.get_by_text("Hour 1 of 2: 2016-08-11T14:00, substation 40.00 $/MWh").wait_for(timeout=120_000)
+    assert page.get_by_role("button", name="Previous hour").is_disabled()
+    page.get_by_role("button", name="Next hour").click()
+    page.get_by_text("Hour 2 of 2: 2016-08-11T15:00, substation 60.00 $/MWh").wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Next hour").is_disabled()
+    assert "aggregator with SVG (case 2)" in page.inner_text("body")
+    page.get_by_role("button", name="Previous hour").click()
+    page.get_by_text("Hour 1 of 2").wait_for(timeout=30_000)
     assert not [p for p in problems if p.startswith("script error")]
 
 

@@ -195,13 +195,9 @@ def test_bad_day_configs_get_one_line_errors_naming_the_field(tmp_path, capsys, 
 def test_after_an_auction_the_aggregator_runs_the_day_for_the_sites_it_won(tmp_path):
     """A run with [price.day]: the aggregator operates the sites its members won (as for a snapshot)
     hour by hour; the price directory holds each hour, and the run's summary the day's payments."""
-    data = tomllib.loads((EXPERIMENTS / "ieee37_auction_price.toml").read_text())
-    data["price"].update(ac_check=False)
-    data["price"]["day"] = {"hours": 2, "first_hour": "2016-08-11T14:00", "background": "flat",
-                            "substation_price_per_mwh": [40.0, 60.0]}
-    path = tmp_path / "run.toml"
-    path.write_text(tomli_w.dumps(data))
-    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    from tests.sim.test_view import day_config  # the auction on IEEE 37 and two flat hours at 40 and 60 $/MWh
+
+    assert main(["run", str(day_config(tmp_path)), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     run = json.loads((tmp_path / "run" / "summary.json").read_text())
     priced = json.loads((tmp_path / "run" / "price" / "summary.json").read_text())
     assert priced["sites_from"] == "the auction" and [p["period"] for p in priced["periods"]] == [
