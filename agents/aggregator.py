@@ -44,7 +44,7 @@ class Aggregator(DataCenterBidder):
     def operated_sites(self, won: Sequence[str], prices: Mapping[str, float],
                        products: Mapping[str, Any]) -> list["MemberSite"]:
         """The sites the aggregator runs for its members after the auction (it then operates them
-        against DLMPs, sim/studies/price.py), one per bus in bus order: the MW of every product won
+        against DLMPs, sim/studies/price/study.py), one per bus in bus order: the MW of every product won
         there (firm and flexible alike), held by the members the products went to
         (``hand_out``); a product no member took stays with the aggregator."""
         shares, unassigned = self.hand_out(won, prices)

@@ -43,8 +43,8 @@ from grid.solvers.names import check_solver  # noqa: E402
 from sim.config.schema import parse_config  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
-from sim.studies.price import feeder_inputs, price_workload  # noqa: E402
-from sim.studies.price_day import price_periods  # noqa: E402
+from sim.studies.price.periods import price_periods  # noqa: E402
+from sim.studies.price.study import feeder_inputs, price_workload  # noqa: E402
 
 CONFIG = HERE / "ieee37_price_workload.toml"
 CSV_NAME = "bench_dlmp_day.csv"

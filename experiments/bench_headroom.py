@@ -61,7 +61,7 @@ def split(config: Path) -> list[tuple[str, float]]:
     """(step, seconds) of the study run in this process, imports first."""
     begun = time.perf_counter()
     from sim.config.schema import load_config
-    from sim.studies.headroom import headroom_run
+    from sim.studies.headroom.study import headroom_run
 
     stamps: list[tuple[str, float]] = [("imports (sim, grid, numpy, scipy, pandas, matplotlib)", begun)]
 

@@ -151,7 +151,7 @@ def _plan(config: ExperimentConfig, name: Path, *, frontier: bool = True, plots:
 def _price(config: ExperimentConfig, name: Path, *, plots: bool = True,
            progress: Progress | None = None) -> "StudyResult":
     from sim.studies.command import with_config
-    from sim.studies.price import run_price_study
+    from sim.studies.price.study import run_price_study
 
     with named_after(name):
         return with_config(run_price_study(config, plots=plots, progress=progress or _quiet), config, "price")
@@ -159,7 +159,7 @@ def _price(config: ExperimentConfig, name: Path, *, plots: bool = True,
 
 def _headroom(config: ExperimentConfig, name: Path, *, plots: bool = True,
               progress: Progress | None = None) -> "StudyResult":
-    from sim.studies.headroom import headroom_run
+    from sim.studies.headroom.study import headroom_run
 
     return headroom_run(config, name.parent, source=str(name), plots=plots, progress=progress or _quiet)
 

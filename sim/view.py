@@ -57,7 +57,7 @@ def _priced_day(model: MarketModel, path: Path) -> Mapping[str, Any] | str:
         from grid.errors import GridError
         from sim.errors import ConfigError
         from sim.studies.auction import build_summary
-        from sim.studies.price import AFTER_AUCTION
+        from sim.studies.price.study import AFTER_AUCTION
 
         try:
             _, priced = AFTER_AUCTION.run(model, build_summary(model), model.config, path, None, lambda _: None)

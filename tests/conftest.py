@@ -53,7 +53,7 @@ def _glpk_for_glpk_tests(request: pytest.FixtureRequest) -> None:
 LONGEST_MODULES = (
     "tests/sim/studies/test_sweep.py",  # with the Dask cluster's tests, below
     "tests/experiments/test_scripts.py",
-    "tests/sim/studies/test_price.py",
+    "tests/sim/studies/price/test_study.py",
     "tests/sim/report/test_browser.py",
     "tests/experiments/test_notebooks.py",
     "tests/grid/feeder/test_three_phase.py",

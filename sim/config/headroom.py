@@ -2,7 +2,7 @@
 
 Declared here and registered by the headroom study (sim/studies/registry.py). Types and ranges
 are checked here; the checks that need the network or the hourly file (buses, areas, columns)
-are in sim/studies/headroom_inputs.py and name the same fields.
+are in sim/studies/headroom/inputs.py and name the same fields.
 """
 
 from __future__ import annotations

@@ -112,11 +112,11 @@ PLAN_FILES = frozenset({"plan.csv", "dispatch.csv", "dispatch_profile.csv", "sce
                         "frontier.csv",
                         "shocks.csv", "shock_events.csv", "plan_map.png", "shocks.png", "frontier.png",
                         "out_of_sample.png", "dispatch.png"})
-# A price study's files (sim/studies/price.py): a price directory, or price/ inside a run directory.
+# A price study's files (sim/studies/price/study.py): a price directory, or price/ inside a run directory.
 PRICE_FOLDER = "price"
 PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png", "unbalance.png",
                          "dlmp_map.png", "costs.png"})
-# A headroom study's files (sim/studies/headroom_report.py).
+# A headroom study's files (sim/studies/headroom/report.py).
 HEADROOM_FILES = frozenset({"headroom.csv", "totals.csv", "headroom_duration.png", "headroom_map.png", "hourly.csv",
                             "hourly.parquet", "hourly.m"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",

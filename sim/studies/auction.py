@@ -240,7 +240,7 @@ def _auction_files(model: MarketModel, config: ExperimentConfig, summary: Mappin
 # The studies a run may chain after its auction, in order: the config table that turns each on,
 # and the module that declares it (as AFTER_AUCTION). A module is imported only when its table is
 # in the config: a plain auction never loads the plan's or the price's formulations.
-AFTER_AUCTION_MODULES = (("plan", "sim.studies.plan"), ("price", "sim.studies.price"))
+AFTER_AUCTION_MODULES = (("plan", "sim.studies.plan"), ("price", "sim.studies.price.study"))
 
 
 def after_auction_studies(config: ExperimentConfig) -> tuple[AfterAuction, ...]:

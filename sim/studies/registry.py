@@ -209,7 +209,7 @@ STUDIES: dict[str, StudySpec] = {
         StudySpec(
             "price", "price",
             "DLMP coordination of a data-center aggregator with the DSO on the IEEE 37-node feeder",
-            _price_arguments, "sim.studies.price:command",
+            _price_arguments, "sim.studies.price.study:command",
             description="The aggregator places its data-center load over its sites (and sets their SVGs) "
             "against the distribution locational marginal prices that the DSO's three-phase OPF "
             "(LinDist3Flow) sets: a bilevel problem solved as one MILP. Compares a pro-rata placement, "
@@ -219,7 +219,7 @@ STUDIES: dict[str, StudySpec] = {
         StudySpec(
             "headroom", "headroom",
             "MW that can connect at each bus if curtailed in at most 0.25, 0.5 or 1 percent of the hours",
-            _headroom_arguments, "sim.studies.headroom:command",
+            _headroom_arguments, "sim.studies.headroom.study:command",
             description="Hourly headroom per bus on a year of real loads: each bus's stand-alone headroom in "
             "every hour (the capacity study's limits with that hour's background, generation following the "
             "load), the most it can take if curtailed in at most a share of the hours, the energy that costs "

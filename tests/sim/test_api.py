@@ -78,7 +78,7 @@ def test_plan_from_a_dict_gives_the_plan_directory(tmp_path):
     assert set(result.summary["plans"]) == {"sample"} and set(result.table("plan")["plan"]) <= {"sample"}
 
 
-# The price study in process against the command line's directory: in tests/sim/studies/test_price.py,
+# The price study in process against the command line's directory: in tests/sim/studies/price/test_study.py,
 # on that module's run of the same config (a price study takes seconds).
 
 
@@ -233,7 +233,7 @@ def test_the_command_line_never_imports_the_api_nor_what_a_run_does_not_use(tmp_
     probe = ("import sys\nfrom sim.cli import main\n"
              f"code = main(['run', {str(ADDITIVE)!r}, '--out', {str(tmp_path / 'r')!r}, '--quiet', '--plots'])\n"
              "print(code, *(name in sys.modules for name in ('sim.api', 'pyomo', 'sim.studies.plan', "
-             "'sim.studies.price')))")
+             "'sim.studies.price.study')))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.stdout.splitlines()[-1].split() == ["0", "False", "False", "False", "False"], done.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""Figures of the headroom study (sim/studies/headroom.py): the headroom duration curves and the
+"""Figures of the headroom study (sim/studies/headroom/study.py): the headroom duration curves and the
 map of stand-alone headroom per bus.
 
 Drawn as the other figures are (sim/report/figures/plots.py): a bare ``Figure`` on the Agg

@@ -30,7 +30,7 @@ STUDIES = [
     ("run", EXPERIMENTS / "paper_4bus_additive.toml", "sim.studies.auction.MarketModel"),
     ("capacity", EXPERIMENTS / "paper_4bus_additive.toml", "agents.capacity_products.capacity_study"),
     ("plan", EXPERIMENTS / "ieee33bw_plan.toml", "sim.studies.plan.run_plan_study"),
-    ("price", EXPERIMENTS / "ieee37_price.toml", "sim.studies.price.run_price_study"),
+    ("price", EXPERIMENTS / "ieee37_price.toml", "sim.studies.price.study.run_price_study"),
     ("sweep", EXPERIMENTS / "sweep_4bus_increment.toml", "sim.studies.sweep.load_config"),
 ]
 

@@ -17,7 +17,7 @@ from grid.feeder.opf import dso_opf
 from grid.network.three_phase import load_ieee37, voltage_unbalance
 from sim.cli import main
 
-EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[4] / "experiments"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 FILES = {"summary.json", "config.toml", "voltages.csv", "dlmp.csv", "sites.csv", "voltage_profile.png",
@@ -43,7 +43,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def priced(tmp_path_factory):
     folder = tmp_path_factory.mktemp("price")
     # The linear study itself, as the independent OPFs below see it: no AC correction moves its floors
-    # (tests/sim/studies/test_price_ac.py runs the example as it ships).
+    # (tests/sim/studies/price/test_ac.py runs the example as it ships).
     assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(folder / "out"), "--quiet",
                  "--set", "price.ac_check=false"]) == 0
     return folder / "out"
@@ -154,7 +154,7 @@ def test_a_mccormick_study_pays_what_strong_duality_pays(tmp_path):
     take seconds even on a small instance (experiments/bench_dlmp.py)."""
     from grid.feeder.bilevel import aggregator_bilevel
     from sim.config.schema import load_config
-    from sim.studies.price import feeder_inputs, price_sites, price_workload
+    from sim.studies.price.study import feeder_inputs, price_sites, price_workload
 
     data = _config()
     data["price"].update(linearization="mccormick", total_kw=600.0, svg_kvar=0.0, head_voltage_pu=1.0, ac_check=False)

@@ -15,7 +15,7 @@ from grid.feeder.bilevel import aggregator_payment
 from grid.feeder.opf import dso_opf
 from sim.cli import main
 
-EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[4] / "experiments"
 SERVERS = dict(count=40, idle_kw=3.0, peak_kw=10.0, capacity=20.0, pue=1.3)   # 156 kW at rest, 36.4 kW a step
 
 
@@ -23,7 +23,7 @@ def _config() -> dict:
     """experiments/ieee37_price_workload_3h.toml: two of the default study's sites over three hours
     whose floor binds at 11:00; interactive work and two jobs, one of them released at 11:00."""
     data = tomllib.loads((EXPERIMENTS / "ieee37_price_workload_3h.toml").read_text())
-    data["price"]["ac_check"] = False   # the linear study, as the OPFs below see it (test_price_ac.py: AC)
+    data["price"]["ac_check"] = False   # the linear study, as the OPFs below see it (price/test_ac.py: AC)
     return data
 
 
@@ -66,8 +66,8 @@ def test_each_hour_is_priced_by_its_opf_and_the_bilevel_day_pays_least(worked):
     strict: the price-taker's schedule moves the prices it planned on."""
     from grid.feeder.periods import period_inputs
     from sim.config.schema import load_config
-    from sim.studies.price import feeder_inputs, price_sites, price_workload
-    from sim.studies.price_day import price_periods
+    from sim.studies.price.periods import price_periods
+    from sim.studies.price.study import feeder_inputs, price_sites, price_workload
 
     summary = json.loads((worked / "summary.json").read_text())
     price = load_config(worked / "config.toml").price

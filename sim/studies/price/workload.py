@@ -30,7 +30,7 @@ from grid.feeder.workloads import BatchJob, SiteLoad, WorkPlan, uncoordinated
 from grid.network.three_phase import ThreePhaseFeeder
 from sim.config.price import CASE_TITLES, PriceConfig, WorkloadConfig
 from sim.config.schema import ConfigError, ExperimentConfig
-from sim.studies.price_day import CaseOutcome, PeriodOutcome
+from sim.studies.price.periods import CaseOutcome, PeriodOutcome
 
 Progress = Callable[[str], None]
 _TOLERANCE = 1e-9

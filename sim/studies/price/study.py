@@ -51,7 +51,7 @@ from sim.errors import named_after
 from sim.output import files as outputs
 from sim.studies.after_auction import AfterAuction, Market
 from sim.studies.command import study_command
-from sim.studies.price_ac import (
+from sim.studies.price.ac import (
     AC_COLUMNS,
     FLOOR_COLUMNS,
     AcCheck,
@@ -62,8 +62,8 @@ from sim.studies.price_ac import (
     count_violations,
     raise_floors,
 )
-from sim.studies.price_day import CaseOutcome, PeriodOutcome, price_periods
-from sim.studies.price_workload import workload_day
+from sim.studies.price.periods import CaseOutcome, PeriodOutcome, price_periods
+from sim.studies.price.workload import workload_day
 from sim.studies.result import StudyResult
 
 Progress = Callable[[str], None]

@@ -15,7 +15,7 @@ from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.opendss import AcFlow, opendss_flow
 from grid.feeder.periods import period_inputs
 from grid.network.three_phase import PHASE_NAMES, ThreePhaseFeeder
-from sim.studies.price_day import PeriodOutcome
+from sim.studies.price.periods import PeriodOutcome
 
 Progress = Callable[[str], None]
 # A voltage this far past the band (p.u.) is a violation, not round-off.

@@ -4,7 +4,7 @@ at most 0.25 %, 0.5 % or 1 % of the hours, on a network with a year of hourly lo
 The study (docs/studies/headroom.md; equations in docs/models/headroom.md):
 
 1. the case and its hourly loads ([headroom] hourly: a MATPOWER change table such as
-   scenarios_ACTIVSg2000.m, or a CSV/Parquet file; sim/studies/headroom_inputs.py);
+   scenarios_ACTIVSg2000.m, or a CSV/Parquet file; sim/studies/headroom/inputs.py);
 2. each hour's net withdrawal, generation following the load by its rule (H-0);
 3. every limit's room in every hour and each bus's stand-alone headroom per level (H-1)-(H-5),
    grid/capacity/headroom.py;
@@ -57,8 +57,8 @@ from sim.config.schema import (
 from sim.errors import named_after
 from sim.output import files as outputs
 from sim.report.figures.plots import figure_bytes
-from sim.studies import headroom_report as files
-from sim.studies.headroom_inputs import read_hourly
+from sim.studies.headroom import report as files
+from sim.studies.headroom.inputs import read_hourly
 from sim.studies.result import StudyResult
 
 Progress = Callable[[str], None]

@@ -16,7 +16,7 @@ from grid.network.three_phase import load_ieee37
 from sim.cli import main
 from tests.grid.feeder.test_opendss import sweep_ac
 
-EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[4] / "experiments"
 
 
 @pytest.fixture(scope="module")

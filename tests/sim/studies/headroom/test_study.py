@@ -238,6 +238,6 @@ def test_the_python_api_returns_the_bytes_the_command_writes(ieee14_run):
 def test_the_example_config_is_valid():
     from sim.config.schema import load_config
 
-    config = load_config(Path(__file__).resolve().parents[3] / "experiments" / "activsg2000_headroom.toml",
+    config = load_config(Path(__file__).resolve().parents[4] / "experiments" / "activsg2000_headroom.toml",
                          table="headroom")
     assert config.headroom.case == "case_ACTIVSg2000" and config.headroom.curtailment == [0.0025, 0.005, 0.01]

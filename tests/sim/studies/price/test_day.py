@@ -18,7 +18,7 @@ from grid.feeder.opf import dso_opf
 from grid.feeder.periods import Period, period_inputs
 from sim.cli import main
 
-EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[4] / "experiments"
 SCALE = [0.7, 1.0, 1.15]
 PRICES = [30.0, 45.0, 70.0]
 DEMAND = [1000.0, 1500.0, 1200.0]
@@ -29,7 +29,7 @@ def _day_config() -> dict:
     """The default study's feeder and sites over three hours that move every input; the head at
     1.0 p.u. so that the floor binds in some hours."""
     data = tomllib.loads((EXPERIMENTS / "ieee37_price.toml").read_text())
-    data["price"].update(head_voltage_pu=1.02, ac_check=False)   # the linear study (test_price_ac.py: AC)
+    data["price"].update(head_voltage_pu=1.02, ac_check=False)   # the linear study (price/test_ac.py: AC)
     data["price"]["day"] = {"hours": 3, "first_hour": "2026-07-01T12:00", "background": "hourly", "load_scale": SCALE,
                             "substation_price_per_mwh": PRICES, "demand_kw": DEMAND, "availability": {"G733": SUN}}
     return data
@@ -66,7 +66,7 @@ def test_each_hour_is_the_study_of_that_hour_alone(day):
     """Per hour, from the library with the hour's inputs made by hand: the bilevel optimum's
     decision and payment, and the OPF at each case's decision (pro rata: a third each)."""
     from sim.config.schema import load_config
-    from sim.studies.price import feeder_inputs, price_sites
+    from sim.studies.price.study import feeder_inputs, price_sites
 
     summary = json.loads((day / "summary.json").read_text())
     price = load_config(day / "config.toml").price
@@ -148,8 +148,8 @@ def test_the_example_day_follows_activsg2000s_peak_day(tmp_path):
     """The shipped example's background: 24 hours, the sum of the areas' loads, 1.00 of the spot
     loads at 15:00 (2,457 kW on the feeder), less at 03:00."""
     from sim.config.schema import load_config
-    from sim.studies.price import feeder_inputs, price_sites, price_workload
-    from sim.studies.price_day import price_periods
+    from sim.studies.price.periods import price_periods
+    from sim.studies.price.study import feeder_inputs, price_sites, price_workload
 
     price = load_config(EXPERIMENTS / "ieee37_price_day.toml").price
     feeder, generators, settings = feeder_inputs(price)
