@@ -5,6 +5,9 @@ reads them, so a run that never prices a feeder never imports the formulations."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
 
 # How the payment's price x decision terms become linear (docs/models/dlmp.md#dlmp-4).
 LINEARIZATIONS = ("mccormick", "strong-duality")
@@ -28,3 +31,9 @@ class OpfSettings:
     # The AC correction's raised floors (docs/models/dlmp.md#eq-d-25): (bus, phase, how much the
     # floor of squared voltage is raised, p.u.), none by default.
     floor_raise: tuple[tuple[int, int, float], ...] = ()
+
+
+def phases_at(table: Mapping[int, np.ndarray] | None, bus: int) -> np.ndarray:
+    """A by-bus table's three phases at ``bus`` (kW or kvar), zeros where the table has none: how
+    the OPF and the AC check read extra loads, SVG output and generation."""
+    return np.asarray((table or {}).get(bus, np.zeros(3)), dtype=float)

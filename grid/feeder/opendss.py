@@ -24,6 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from grid.errors import GridError
+from grid.feeder.inputs import phases_at
 from grid.network.three_phase import ThreePhaseFeeder
 
 # Iterations OpenDSS may take before the flow is called diverged, and its tolerance (p.u.).
@@ -51,8 +52,9 @@ def opendss_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float, *, extra_kw: 
     (kW, kvar); GridError, naming the iterations, when it does not converge."""
     import opendssdirect as dss
 
-    net_kw = {bus: feeder.load_kw[bus] + _at(extra_kw, bus) for bus in feeder.buses}
-    net_kvar = {bus: feeder.load_kvar[bus] + _at(extra_kvar, bus) - _at(svg_kvar, bus) for bus in feeder.buses}
+    net_kw = {bus: feeder.load_kw[bus] + phases_at(extra_kw, bus) for bus in feeder.buses}
+    net_kvar = {bus: feeder.load_kvar[bus] + phases_at(extra_kvar, bus) - phases_at(svg_kvar, bus)
+                for bus in feeder.buses}
     kv_ln = float(feeder.base_kv_ll / np.sqrt(3.0))
     command = dss.Text.Command
     command("clear")
@@ -67,7 +69,7 @@ def opendss_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float, *, extra_kw: 
             if net_kw[bus][k] or net_kvar[bus][k]:
                 command(f"new load.l{bus}_{k + 1} bus1={bus}.{k + 1} phases=1 conn=wye kv={kv_ln!r} model=1 "
                         f"kw={float(net_kw[bus][k])!r} kvar={float(net_kvar[bus][k])!r} vminpu=0.01 vmaxpu=2")
-            injected = float(_at(generator_kw, bus)[k])
+            injected = float(phases_at(generator_kw, bus)[k])
             if injected:
                 command(f"new generator.g{bus}_{k + 1} bus1={bus}.{k + 1} phases=1 kv={kv_ln!r} model=1 "
                         f"kw={injected!r} kvar=0 vminpu=0.01 vmaxpu=2")
@@ -86,10 +88,6 @@ def opendss_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float, *, extra_kw: 
         magnitudes = dss.Bus.puVmagAngle()[0::2]
         voltage[bus] = np.array([magnitudes[nodes.index(k + 1)] for k in range(3)])
     return AcFlow(voltage, float(dss.Circuit.Losses()[0]) / 1e3, int(dss.Solution.Iterations()))
-
-
-def _at(table: Mapping[int, np.ndarray] | None, bus: int) -> np.ndarray:
-    return np.asarray((table or {}).get(bus, np.zeros(3)), dtype=float)
 
 
 def _lower(matrix: np.ndarray) -> str:

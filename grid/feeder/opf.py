@@ -25,7 +25,7 @@ import pyomo.environ as pyo
 
 from grid.errors import GridError, InfeasibleNetworkError
 from grid.feeder.dlmp_parts import DlmpParts, dlmp_parts
-from grid.feeder.inputs import DistributedGenerator, OpfSettings
+from grid.feeder.inputs import DistributedGenerator, OpfSettings, phases_at
 from grid.feeder.lindist3flow import add_voltage_rows
 from grid.network.three_phase import ThreePhaseFeeder
 from grid.solvers.solve import solve
@@ -115,7 +115,7 @@ def _add_balances(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tu
     phase), and the head's active power."""
 
     def extra(name: str, bus: int) -> np.ndarray:
-        return np.asarray((tables[name] or {}).get(bus, np.zeros(3)), dtype=float)
+        return phases_at(tables[name], bus)
 
     out: dict[int, list[tuple[int, int]]] = {}
     into: dict[int, tuple[int, int]] = {}
