@@ -11,10 +11,9 @@ import numpy as np
 
 from grid.errors import GridError
 from grid.feeder.bilevel import DataCenterSite
-from grid.feeder.inputs import DistributedGenerator, OpfSettings
+from grid.feeder.inputs import OpfSettings
 from grid.feeder.opendss import AcFlow, opendss_flow
-from grid.feeder.periods import period_inputs
-from grid.network.three_phase import PHASE_NAMES, ThreePhaseFeeder
+from grid.network.three_phase import PHASE_NAMES
 from sim.studies.price.periods import PeriodOutcome
 
 Progress = Callable[[str], None]
@@ -41,15 +40,15 @@ class AcCheck:
                 if v[k] < settings.v_min_pu - VIOLATION_PU or v[k] > settings.v_max_pu + VIOLATION_PU]
 
 
-def ac_checks(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...], settings: OpfSettings,
-              sites: Sequence[DataCenterSite], hours: Sequence[PeriodOutcome],
+def ac_checks(sites: Sequence[DataCenterSite], hours: Sequence[PeriodOutcome], settings: OpfSettings,
               progress: Progress) -> dict[tuple[int, str], AcCheck]:
-    """An AC flow per hour and case whose OPF was feasible, keyed by (hour index, case)."""
+    """An AC flow per hour and case whose OPF was feasible, on the feeder that hour was solved on,
+    keyed by (hour index, case); ``settings`` give the head voltage."""
     progress(f"AC check: OpenDSS power flows of {len(hours)} hour(s) x {len(hours[0].cases)} cases")
     checks = {}
     for t, hour in enumerate(hours):
-        hour_feeder, hour_generators, _ = period_inputs(feeder, generators, settings, hour.period)
-        at = {g.name: g.bus for g in hour_generators}
+        hour_feeder = hour.inputs.feeder
+        at = {g.name: g.bus for g in hour.inputs.generators}
         for case, outcome in hour.cases.items():
             if outcome.opf is None:
                 continue

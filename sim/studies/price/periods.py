@@ -16,11 +16,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from grid.errors import GridError
-from grid.feeder.bilevel import DataCenterSite, Decision, Workload, load_range
+from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, load_range
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.load_shapes import activsg2000_shape, flat_shape, hourly_shape
 from grid.feeder.opf import OpfResult
-from grid.feeder.periods import Period, snapshot
+from grid.feeder.periods import Period, period_inputs, snapshot
 from grid.network.three_phase import ThreePhaseFeeder
 from sim.config.price import DayConfig, PriceConfig
 from sim.config.schema import ConfigError
@@ -40,9 +40,22 @@ class PeriodOutcome:
 
     period: Period
     workload: Workload    # the table's: the load placed (a day without [price.workload]) and the SVG settings
-    background_kw: float  # the background load of the period, every bus and phase (kW)
+    inputs: Hour          # the feeder, generators and settings its OPFs were solved on
     cases: dict[str, CaseOutcome]
     demand_kw: float | None = None  # the load placed; None when each case schedules its own (a workload)
+
+    @property
+    def background_kw(self) -> float:
+        """The period's background load, every bus and phase (kW)."""
+        return sum(float(kw.sum()) for kw in self.inputs.feeder.load_kw.values())
+
+
+def hour_inputs(feeder: ThreePhaseFeeder, generators: Sequence[DistributedGenerator], settings: OpfSettings,
+                period: Period, raised: tuple[tuple[int, int, float], ...] = ()) -> Hour:
+    """What the OPFs of ``period`` are solved on (grid/feeder/periods.py), with the AC correction's
+    raised floors of that hour (none at first)."""
+    hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
+    return Hour(hour_feeder, hour_generators, dataclasses.replace(hour_settings, floor_raise=raised))
 
 
 def price_periods(price: PriceConfig, feeder: ThreePhaseFeeder, generators: Sequence[DistributedGenerator],

@@ -36,7 +36,7 @@ from grid.feeder.bilevel import (
 )
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.opf import OpfResult, dso_opf
-from grid.feeder.periods import Period, period_inputs
+from grid.feeder.periods import Period
 from grid.network.three_phase import (
     PHASE_NAMES,
     ThreePhaseFeeder,
@@ -62,7 +62,7 @@ from sim.studies.price.ac import (
     count_violations,
     raise_floors,
 )
-from sim.studies.price.periods import CaseOutcome, PeriodOutcome, price_periods
+from sim.studies.price.periods import CaseOutcome, PeriodOutcome, hour_inputs, price_periods
 from sim.studies.price.workload import workload_day
 from sim.studies.result import StudyResult
 
@@ -197,7 +197,7 @@ def _ac_corrected(config: ExperimentConfig, price: PriceConfig, feeder: ThreePha
     """The AC check of the solved study and, with ``ac_correct``, its correction round by round
     (docs/models/dlmp.md#eq-d-25): the study as it ends, its checks and the rounds' record. A round
     whose corrected model has no feasible placement stops the correction at the round before."""
-    checks = ac_checks(feeder, generators, settings, sites, hours, progress)
+    checks = ac_checks(sites, hours, settings, progress)
     correction = AcCorrection(broken=(count_violations(checks, settings),), payments=(_day_payments(hours),))
     raised: dict[int, tuple[tuple[int, int, float], ...]] = {}
     while price.ac_correct and correction.broken[-1] and len(correction.broken) <= price.ac_rounds:
@@ -209,7 +209,7 @@ def _ac_corrected(config: ExperimentConfig, price: PriceConfig, feeder: ThreePha
                                                progress)
         except InfeasibleNetworkError as error:
             return hours, day_solves, checks, dataclasses.replace(correction, stopped=str(error))
-        checks = ac_checks(feeder, generators, settings, sites, hours, progress)
+        checks = ac_checks(sites, hours, settings, progress)
         correction = dataclasses.replace(correction, broken=correction.broken + (count_violations(checks, settings),),
                                          payments=correction.payments + (_day_payments(hours),), raised=raised)
     return hours, day_solves, checks, correction
@@ -235,12 +235,10 @@ def _solve_periods(config: ExperimentConfig, price: PriceConfig, feeder: ThreePh
         if len(periods) > 1:
             progress(f"hour {period.label}: {workload.total_kw:g} kW, substation "
                      f"{period.substation_price_per_mwh:g} $/MWh")
-        hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
-        hour_settings = dataclasses.replace(hour_settings, floor_raise=raised.get(t, ()))
-        cases = _cases(config, price, hour_feeder, hour_generators, hour_settings, sites, workload,
+        hour = hour_inputs(feeder, generators, settings, period, raised.get(t, ()))
+        cases = _cases(config, price, hour.feeder, hour.generators, hour.settings, sites, workload,
                        "" if len(periods) == 1 else f" at {period.label}", progress)
-        background = sum(float(kw.sum()) for kw in hour_feeder.load_kw.values())
-        hours.append(PeriodOutcome(period, workload, background, cases, workload.total_kw))
+        hours.append(PeriodOutcome(period, workload, hour, cases, workload.total_kw))
     return hours, {}
 
 
@@ -524,7 +522,8 @@ def price_report(summary: Mapping[str, Any]) -> str:
             site_where = "" if one else " " + site_low["period"][-5:]
             average = c["average_price_usd_per_mwh"]  # None when no load is placed
             row = (c["title"], f"{c['payment_usd_per_h' if one else 'payment_usd']:,.2f}",
-                   "-" if average is None else f"{average:.2f}", "{:.2f} to {:.2f}".format(*c["dlmp_range_usd_per_mwh"]),
+                   "-" if average is None else f"{average:.2f}",
+                   "{:.2f} to {:.2f}".format(*c["dlmp_range_usd_per_mwh"]),
                    f"{low['value']:.4f} ({low['bus']}{low['phase']}{where})",
                    f"{site_low['value']:.4f} ({site_low['bus']}{site_low['phase']}{site_where})",
                    " / ".join(f"{c['site_unbalance_pct'][str(s['bus'])]:.2f}" for s in sites))
@@ -593,7 +592,8 @@ def _hours_table(summary: Mapping[str, Any]) -> str:
         entries = [period["cases"][case] for case in cases]
         load = ([f"{period['demand_kw']:g}"] if given else
                 [f"{sum(e['load_kw'].values()):,.0f}" for e in entries])
-        rows.append((period["period"], f"{period['substation_price_usd_per_mwh']:.2f}", f"{period['background_kw']:,.0f}",
+        rows.append((period["period"], f"{period['substation_price_usd_per_mwh']:.2f}",
+                     f"{period['background_kw']:,.0f}",
                      *load, *(f"{e['payment_usd_per_h']:,.2f}" if e["feasible"] else "infeasible" for e in entries),
                      *(f"{e['min_site_voltage_pu']['value']:.4f}" if e["feasible"] else "-" for e in entries)))
     return format_table(headers, rows, [False] + [True] * (len(headers) - 1))

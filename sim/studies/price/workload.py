@@ -13,7 +13,6 @@ Four schedules of the same work, each priced hour by hour by the DSO's OPF:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable, Mapping, Sequence
 
@@ -23,14 +22,14 @@ from grid.errors import GridError, InfeasibleNetworkError, SolverError
 from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, aggregator_payment, aggregator_schedule
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.opf import dso_opf
-from grid.feeder.periods import Period, period_inputs
+from grid.feeder.periods import Period
 from grid.feeder.price_taking import price_taking_schedule
 from grid.feeder.upper_level import SvgSettings
 from grid.feeder.workloads import BatchJob, SiteLoad, WorkPlan, uncoordinated
 from grid.network.three_phase import ThreePhaseFeeder
 from sim.config.price import CASE_TITLES, PriceConfig, WorkloadConfig
 from sim.config.schema import ConfigError, ExperimentConfig
-from sim.studies.price.periods import CaseOutcome, PeriodOutcome
+from sim.studies.price.periods import CaseOutcome, PeriodOutcome, hour_inputs
 
 Progress = Callable[[str], None]
 _TOLERANCE = 1e-9
@@ -99,11 +98,8 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
     loads = site_loads(price.workload, sites)
     plan = work_plan(price.workload, [loads[s.bus] for s in sites])
     table = periods[0][1]   # the SVG settings and their cost
-    hours = []
-    for t, (period, _) in enumerate(periods):
-        hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
-        hours.append(Hour(hour_feeder, hour_generators,
-                          dataclasses.replace(hour_settings, floor_raise=(raised or {}).get(t, ()))))
+    hours = [hour_inputs(feeder, generators, settings, period, (raised or {}).get(t, ()))
+             for t, (period, _) in enumerate(periods)]
 
     def priced(t: int, decision: Decision) -> CaseOutcome:
         hour = hours[t]
@@ -116,7 +112,8 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
 
     steps, _ = uncoordinated(plan, [loads[s.bus] for s in sites])
     schedules: dict[str, list[CaseOutcome]] = {"pro-rata": [
-        priced(t, Decision({s.bus: loads[s.bus].kw(n) for s, n in zip(sites, split)})) for t, split in enumerate(steps)]}
+        priced(t, Decision({s.bus: loads[s.bus].kw(n) for s, n in zip(sites, split)}))
+        for t, split in enumerate(steps)]}
     progress(f"price-taking schedule at the pro-rata day's DLMPs, {plan.periods} hours")
     held_p, held_q = _held_prices(schedules["pro-rata"], hours, sites)
     decisions, _, solved = price_taking_schedule(held_p, held_q, sites, loads, plan, solver=config.solver,
@@ -146,8 +143,7 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
         day_solves[case] = done
     outcomes = []
     for t, (period, workload) in enumerate(periods):
-        background = sum(float(kw.sum()) for kw in hours[t].feeder.load_kw.values())
-        outcomes.append(PeriodOutcome(period, workload, background, {case: schedules[case][t] for case in schedules}))
+        outcomes.append(PeriodOutcome(period, workload, hours[t], {case: schedules[case][t] for case in schedules}))
     return outcomes, day_solves
 
 
