@@ -3,12 +3,14 @@ from the duals of the OPF's voltage rows rather than from its balances, so that 
 up to the DLMP is a check of the duals against each other.
 
 Stationarity in w_k,psi (D-9) gives each bus and phase's voltage multiplier from the duals beta of
-the LinDist3Flow rows (D-1): nu_k,psi = sum over child segments of beta - beta of the segment
-feeding k. It is what a binding voltage limit is worth ($/h per p.u. of w; positive at the
-floor, negative at the ceiling, zero inside the band). One more MW of load at bus j, phase phi,
-adds a MW of flow on phase phi of every segment from the head to j, so the squared voltage of bus
-k, phase psi falls by d_k,psi,j,phi = -scale sum over the segments both paths share of
-M^P[psi, phi] (D-2). Then
+the LinDist3Flow rows (D-1): nu_k,psi = sum over child segments c of t_c,psi^2 beta_c - beta of
+the segment feeding k (t the regulator ratio of D-26, 1 on a plain segment). It is what a binding
+voltage limit is worth ($/h per p.u. of w; positive at the floor, negative at the ceiling, zero
+inside the band). One more MW of load at bus j, phase phi, adds a MW of flow on phase phi of every
+segment from the head to j, so the squared voltage of bus k, phase psi falls by
+d_k,psi,j,phi = -scale sum over the segments s both paths share of G_s,k,psi M^P_s[psi, phi] (D-2),
+where G_s,k,psi is the product of t^2 over the segments below s on the path to k: a regulator
+passes on a drop above it scaled by its ratio squared. Then
 
     DLMP_j,phi = lambda_head,phi + 0 (loss) + 0 (congestion) + sum_k,psi nu_k,psi d_k,psi,j,phi
 
@@ -25,7 +27,7 @@ from typing import Mapping
 import numpy as np
 
 from grid.feeder.lindist3flow import coupling_matrices, per_unit_scale
-from grid.network.three_phase import PHASE_NAMES, ThreePhaseFeeder
+from grid.network.three_phase import PHASE_NAMES, Segment, ThreePhaseFeeder
 
 # A voltage multiplier below this ($/h per p.u. of w) is a limit that does not bind.
 _BINDING = 1e-7
@@ -49,10 +51,10 @@ class DlmpParts:
 def voltage_multipliers(feeder: ThreePhaseFeeder, row_duals: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
     """nu per bus (not the head) and phase, from the duals of each segment's voltage rows, keyed
     by the segment's far bus."""
-    children: dict[int, list[int]] = {}
+    children: dict[int, list[tuple[int, np.ndarray]]] = {}
     for segment in feeder.segments:
-        children.setdefault(segment.from_bus, []).append(segment.to_bus)
-    return {bus: sum((row_duals[c] for c in children.get(bus, [])), np.zeros(3)) - row_duals[bus]
+        children.setdefault(segment.from_bus, []).append((segment.to_bus, np.asarray(segment.tap) ** 2))
+    return {bus: sum((gain * row_duals[c] for c, gain in children.get(bus, [])), np.zeros(3)) - row_duals[bus]
             for bus in feeder.buses if bus != feeder.head_bus}
 
 
@@ -66,17 +68,33 @@ def dlmp_parts(feeder: ThreePhaseFeeder, head_price: np.ndarray, row_duals: Mapp
     path = {bus: _path(bus, parent, feeder.head_bus) for bus in nu}
     drop = {(s.from_bus, s.to_bus): -per_unit_scale(feeder) * coupling_matrices(s.r_ohm, s.x_ohm)[0]
             for s in feeder.segments}
+    gain = {bus: _gains(bus, parent, feeder.head_bus) for bus, _ in binding}
     voltage = {}
     for bus in nu:
         part = np.zeros(3)
         for k, psi in binding:
             shared = sorted(path[k] & path[bus])   # sorted: the same sum, bit for bit, every run
-            part += nu[k][psi] * sum((drop[arc][psi] for arc in shared), np.zeros(3))
+            part += nu[k][psi] * sum((gain[k][arc][psi] * drop[arc][psi] for arc in shared), np.zeros(3))
         voltage[bus] = part
-    zeros = {bus: np.zeros(3) for bus in nu}
-    return DlmpParts({bus: np.asarray(head_price, dtype=float).copy() for bus in nu}, zeros,
-                     {bus: np.zeros(3) for bus in nu}, voltage,
-                     tuple((bus, PHASE_NAMES[k], float(nu[bus][k])) for bus, k in binding))
+
+    def present(values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:  # NaN on a phase a bus lacks
+        return {bus: np.where(np.isin(np.arange(3), feeder.bus_phases[bus]), v, np.nan) for bus, v in values.items()}
+
+    return DlmpParts(present({bus: np.asarray(head_price, dtype=float).copy() for bus in nu}),
+                     present({bus: np.zeros(3) for bus in nu}), present({bus: np.zeros(3) for bus in nu}),
+                     present(voltage), tuple((bus, PHASE_NAMES[k], float(nu[bus][k])) for bus, k in binding))
+
+
+def _gains(bus: int, parent: Mapping[int, Segment], head: int) -> dict[tuple[int, int], np.ndarray]:
+    """G per phase for each segment on the path to ``bus``: the product of the squared regulator
+    ratios of the segments below it on that path."""
+    out, product = {}, np.ones(3)
+    while bus != head:
+        segment = parent[bus]
+        out[segment.from_bus, segment.to_bus] = product.copy()
+        product = product * np.asarray(segment.tap) ** 2
+        bus = segment.from_bus
+    return out
 
 
 def _path(bus: int, parent: Mapping[int, object], head: int) -> set[tuple[int, int]]:

@@ -37,3 +37,9 @@ def phases_at(table: Mapping[int, np.ndarray] | None, bus: int) -> np.ndarray:
     """A by-bus table's three phases at ``bus`` (kW or kvar), zeros where the table has none: how
     the OPF and the AC check read extra loads, SVG output and generation."""
     return np.asarray((table or {}).get(bus, np.zeros(3)), dtype=float)
+
+
+def node_values(table: Mapping[int, np.ndarray]) -> list[tuple[int, int, float]]:
+    """Every (bus, phase, value) of a by-bus table of results (voltages, prices), without the
+    phases a bus lacks, which read NaN: what minima, maxima and tables run over."""
+    return [(bus, k, float(v[k])) for bus, v in table.items() for k in range(3) if not np.isnan(v[k])]

@@ -5,7 +5,8 @@ per-phase flows into the segment:
 
     w_j = w_i + M^P P_ij + M^Q Q_ij
 
-M^P and M^Q hold -2 r_kk (-2 x_kk) on the diagonal and the sqrt(3) coupling terms off it
+on each phase the segment carries (a lateral may carry one or two); a regulator at the sending end
+multiplies w_i by its fixed ratio squared, per phase (docs/models/dlmp.md#eq-d-26). M^P and M^Q hold -2 r_kk (-2 x_kk) on the diagonal and the sqrt(3) coupling terms off it
 (`coupling_matrices`). The model is lossless: each phase's flow into a bus is what leaves it
 plus the bus's load. `add_voltage_rows` writes these rows for the DSO's OPF
 (grid/feeder/opf.py, whose `power_flow` is the OPF with nothing to dispatch);
@@ -45,22 +46,32 @@ def per_unit_scale(feeder: ThreePhaseFeeder) -> float:
     return 1e6 / feeder.base_v_ln ** 2
 
 
+def voltage_row_keys(feeder: ThreePhaseFeeder) -> list[tuple[int, int]]:
+    """The voltage rows' keys, (far bus, phase), segment by segment: one per phase a segment carries."""
+    return [(s.to_bus, k) for s in feeder.segments for k in s.phases]
+
+
 def add_voltage_rows(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder) -> None:
-    """w_j = w_i + M^P P_ij + M^Q Q_ij for every segment and phase, on ``m.w[bus, phase]`` (p.u.)
-    and ``m.p``/``m.q[from, to, phase]`` (MW, Mvar). The one place these rows are written."""
+    """w_j = t_k^2 w_i + M^P P_ij + M^Q Q_ij (docs/models/dlmp.md#eq-d-1, #eq-d-26) for every segment
+    and phase it carries, as ``m.voltage[far bus, phase]``, on ``m.w[bus, phase]`` (p.u.) and
+    ``m.p``/``m.q[from, to, phase]`` (MW, Mvar). The one place these rows are written."""
     scale = per_unit_scale(feeder)
-    m.voltage = pyo.ConstraintList()
-    for segment in feeder.segments:
-        i, j = segment.from_bus, segment.to_bus
+    parent = feeder.parent_segment()
+
+    def row(_: pyo.ConcreteModel, j: int, k: int) -> object:
+        segment = parent[j]
+        i, phases = segment.from_bus, segment.phases
         mp, mq = coupling_matrices(segment.r_ohm, segment.x_ohm)
-        for k in range(3):
-            m.voltage.add(m.w[j, k] == m.w[i, k] + scale * sum(
-                mp[k, n] * m.p[i, j, n] + mq[k, n] * m.q[i, j, n] for n in range(3)))
+        sending = m.w[i, k] if segment.tap[k] == 1.0 else segment.tap[k] ** 2 * m.w[i, k]
+        return m.w[j, k] == sending + scale * sum(mp[k, n] * m.p[i, j, n] + mq[k, n] * m.q[i, j, n] for n in phases)
+
+    m.voltage = pyo.Constraint(voltage_row_keys(feeder), rule=row)
 
 
 def sweep_voltages(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0) -> dict[int, np.ndarray]:
     """The same voltages without a solver: flows are downstream load sums (lossless), then
-    w is swept from the head. A second formulation to check the model against."""
+    w is swept from the head. A second formulation to check the model against. A phase a bus
+    lacks reads NaN."""
     downstream_kw = {bus: feeder.load_kw[bus].copy() for bus in feeder.buses}
     downstream_kvar = {bus: feeder.load_kvar[bus].copy() for bus in feeder.buses}
     for segment in reversed(feeder.segments):  # leaves first
@@ -70,6 +81,8 @@ def sweep_voltages(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0) -> di
     scale = per_unit_scale(feeder)
     for segment in feeder.segments:
         mp, mq = coupling_matrices(segment.r_ohm, segment.x_ohm)
-        j = segment.to_bus
-        w[j] = w[segment.from_bus] + scale * 1e-3 * (mp @ downstream_kw[j] + mq @ downstream_kvar[j])
+        j, present = segment.to_bus, list(segment.phases)
+        w[j] = np.full(3, np.nan)
+        w[j][present] = (np.asarray(segment.tap)[present] ** 2 * w[segment.from_bus][present]
+                         + scale * 1e-3 * (mp @ downstream_kw[j] + mq @ downstream_kvar[j])[present])
     return {bus: np.sqrt(value) for bus, value in w.items()}

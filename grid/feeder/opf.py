@@ -18,7 +18,7 @@ bilevel problem (next) makes them decisions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pyomo.environ as pyo
@@ -27,7 +27,7 @@ from grid.errors import GridError, InfeasibleNetworkError
 from grid.feeder.dlmp_parts import DlmpParts, dlmp_parts
 from grid.feeder.inputs import DistributedGenerator, OpfSettings, phases_at
 from grid.feeder.lindist3flow import add_voltage_rows
-from grid.network.three_phase import ThreePhaseFeeder
+from grid.network.three_phase import PHASE_NAMES, ThreePhaseFeeder
 from grid.solvers.solve import solve
 
 PHASES = range(3)
@@ -64,6 +64,8 @@ def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGener
     for bus in decided_load_buses:
         if bus not in load_buses:
             raise GridError(f"decided_load_buses: bus {bus} is not a load bus of {feeder.name}")
+        if not feeder.is_three_phase(bus):
+            raise GridError(f"decided_load_buses: bus {bus} of {feeder.name} lacks a phase; a site needs all three")
     m.dc_p = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
     m.dc_q = pyo.Var(list(decided_load_buses), PHASES, initialize=0.0)
     m.dc_p.fix(0.0)
@@ -78,9 +80,12 @@ def _check_opf_inputs(feeder: ThreePhaseFeeder, generators: tuple[DistributedGen
     """Refuse extra loads off the feeder and generators the model cannot take."""
     buses = set(feeder.buses)
     for what, table in tables.items():
-        for bus in (table or {}):
+        for bus, values in (table or {}).items():
             if bus not in buses:
                 raise GridError(f"{what}: bus {bus} is not on {feeder.name}")
+            lacking = [k for k in range(3) if values[k] and k not in feeder.bus_phases[bus]]
+            if lacking:
+                raise GridError(f"{what}: bus {bus} of {feeder.name} has no phase {PHASE_NAMES[lacking[0]]}")
     for g in generators:
         if g.bus not in buses or g.bus == feeder.head_bus:
             raise GridError(f"generator {g.name}: bus {g.bus} is not a load bus of {feeder.name}")
@@ -95,12 +100,26 @@ def _add_flows(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple
     arcs = [(s.from_bus, s.to_bus) for s in feeder.segments]
     low, high = settings.v_min_pu ** 2, settings.v_max_pu ** 2
     raised = {(bus, k): rise for bus, k, rise in settings.floor_raise}
-    m.w = pyo.Var(feeder.buses, PHASES, bounds=lambda _, bus, k: (min(low + raised.get((bus, k), 0.0), high), high))
+    has = feeder.bus_phases
+    # Declared on all three phases, and those a bus or segment lacks fixed at zero: fixed columns
+    # drop out, and a three-phase feeder keeps the columns, and their order, it always had.
+    m.w = pyo.Var(feeder.buses, PHASES, bounds=lambda _, bus, k: (
+        (min(low + raised.get((bus, k), 0.0), high), high) if k in has[bus] else (None, None)))
     m.p = pyo.Var(arcs, PHASES)
     m.q = pyo.Var(arcs, PHASES)
     m.head = pyo.Var(PHASES)  # MW from the substation (may be negative: reverse flow)
     names = [g.name for g in generators]
     m.pg = pyo.Var(names, PHASES, bounds=lambda _, n, k: (0.0, generators[names.index(n)].max_kw_per_phase / 1e3))
+    for bus in feeder.buses:
+        for k in set(PHASES) - set(has[bus]):
+            m.w[bus, k].fix(0.0)
+    for i, j in arcs:
+        for k in set(PHASES) - set(has[j]):
+            m.p[i, j, k].fix(0.0)
+            m.q[i, j, k].fix(0.0)
+    for g in generators:
+        for k in set(PHASES) - set(has[g.bus]):
+            m.pg[g.name, k].fix(0.0)
     for k in PHASES:
         m.w[feeder.head_bus, k].fix(settings.head_voltage_pu ** 2)
     add_voltage_rows(m, feeder)
@@ -123,17 +142,32 @@ def _add_balances(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tu
         out.setdefault(i, []).append((i, j))
         into[j] = (i, j)
     at_bus = {bus: [g.name for g in generators if g.bus == bus] for bus in feeder.buses}
-    m.balance_p = pyo.Constraint(load_buses, PHASES, rule=lambda _, j, k: (
-        m.p[(*into[j], k)] - sum(m.p[(*a, k)] for a in out.get(j, [])) + sum(m.pg[n, k] for n in at_bus[j])
-        - (m.dc_p[j, k] if j in decided_load_buses else 0.0)
-        == float(feeder.load_kw[j][k] + extra("extra_kw", j)[k]) / 1e3))
-    m.balance_q = pyo.Constraint(load_buses, PHASES, rule=lambda _, j, k: (
-        m.q[(*into[j], k)] - sum(m.q[(*a, k)] for a in out.get(j, []))
-        - (m.dc_q[j, k] if j in decided_load_buses else 0.0)
-        == float(feeder.load_kvar[j][k] + extra("extra_kvar", j)[k] - extra("svg_kvar", j)[k]) / 1e3))
+    carries = {(s.from_bus, s.to_bus): s.phases for s in feeder.segments}
+
+    def leaving(j: int, k: int) -> list[tuple[int, int]]:
+        return [a for a in out.get(j, []) if k in carries[a]]
+
+    has = feeder.bus_phases
+
+    def balance_p(_: pyo.ConcreteModel, j: int, k: int) -> object:
+        if k not in has[j]:
+            return pyo.Constraint.Skip
+        return (m.p[(*into[j], k)] - sum(m.p[(*a, k)] for a in leaving(j, k)) + sum(m.pg[n, k] for n in at_bus[j])
+                - (m.dc_p[j, k] if j in decided_load_buses else 0.0)
+                == float(feeder.load_kw[j][k] + extra("extra_kw", j)[k]) / 1e3)
+
+    def balance_q(_: pyo.ConcreteModel, j: int, k: int) -> object:
+        if k not in has[j]:
+            return pyo.Constraint.Skip
+        return (m.q[(*into[j], k)] - sum(m.q[(*a, k)] for a in leaving(j, k))
+                - (m.dc_q[j, k] if j in decided_load_buses else 0.0)
+                == float(feeder.load_kvar[j][k] + extra("extra_kvar", j)[k] - extra("svg_kvar", j)[k]) / 1e3)
+
+    m.balance_p = pyo.Constraint(load_buses, PHASES, rule=balance_p)
+    m.balance_q = pyo.Constraint(load_buses, PHASES, rule=balance_q)
     head = feeder.head_bus
     m.balance_head = pyo.Constraint(PHASES, rule=lambda _, k: (
-        m.head[k] == sum(m.p[(*a, k)] for a in out.get(head, [])) + float(feeder.load_kw[head][k]) / 1e3))
+        m.head[k] == sum(m.p[(*a, k)] for a in leaving(head, k)) + float(feeder.load_kw[head][k]) / 1e3))
 
 
 def _cost(m: pyo.ConcreteModel, generators: tuple[DistributedGenerator, ...], settings: OpfSettings) -> object:
@@ -172,22 +206,30 @@ def solve_opf(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[
             f"[{settings.v_min_pu:g}, {settings.v_max_pu:g}] p.u.; raise the head voltage, add generation or shed load")
     # lambda^P = d cost / d load is the dual of the balance row with the load (MW) on its
     # right-hand side: $/h per MW, that is $/MWh.
-    dlmp_p = {j: np.array([m.dual[m.balance_p[j, k]] for k in PHASES]) for j in load_buses}
-    dlmp_q = {j: np.array([m.dual[m.balance_q[j, k]] for k in PHASES]) for j in load_buses}
-    # The voltage rows go in segment by segment, phase by phase (lindist3flow.add_voltage_rows).
-    rows = list(m.voltage.values())
-    row_duals = {segment.to_bus: np.array([m.dual[rows[3 * i + k]] for k in PHASES])
-                 for i, segment in enumerate(feeder.segments)}
+    # A phase a bus lacks has no row: its price and voltage read NaN, its rows' duals 0.
+    has = feeder.bus_phases
+    dlmp_p = {j: _by_phase(has[j], lambda k: m.dual[m.balance_p[j, k]]) for j in load_buses}
+    dlmp_q = {j: _by_phase(has[j], lambda k: m.dual[m.balance_q[j, k]]) for j in load_buses}
+    row_duals = {j: np.nan_to_num(_by_phase(has[j], lambda k: m.dual[m.voltage[j, k]])) for j in load_buses}
     head_price = np.array([m.dual[m.balance_head[k]] for k in PHASES])
     return OpfResult(
         cost_per_h=float(pyo.value(m.objective)),
-        voltage_pu={b: np.sqrt(np.array([pyo.value(m.w[b, k]) for k in PHASES])) for b in feeder.buses},
+        voltage_pu={b: np.sqrt(_by_phase(has[b], lambda k: pyo.value(m.w[b, k]))) for b in feeder.buses},
         dlmp_p=dlmp_p,
         dlmp_q=dlmp_q,
         head_kw=1e3 * np.array([pyo.value(m.head[k]) for k in PHASES]),
-        generator_kw={g.name: 1e3 * np.array([pyo.value(m.pg[g.name, k]) for k in PHASES]) for g in generators},
+        generator_kw={g.name: 1e3 * np.nan_to_num(_by_phase(has[g.bus], lambda k: pyo.value(m.pg[g.name, k])))
+                      for g in generators},
         parts=dlmp_parts(feeder, head_price, row_duals),
     )
+
+
+def _by_phase(phases: tuple[int, ...], value: Callable[[int], float]) -> np.ndarray:
+    """Three values, one per phase, from ``value`` on the phases given and NaN on the others."""
+    out = np.full(3, np.nan)
+    for k in phases:
+        out[k] = value(k)
+    return out
 
 
 def power_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float = 1.0, solver: str = "highs") -> dict[int, np.ndarray]:

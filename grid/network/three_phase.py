@@ -1,7 +1,11 @@
-"""Unbalanced three-phase feeders: the IEEE 37-node test feeder as a data object.
+"""Unbalanced three-phase feeders as data objects: the IEEE 37-node test feeder.
 
-The feeder of the DLMP study (docs/models/dlmp.md): segments with their 3x3 phase impedance (ohm), and
-per-phase loads (kW, kvar). The feeder's data are bundled in grid/network/data/ieee37_*.csv, as
+The feeders of the DLMP study (docs/models/dlmp.md): segments with their 3x3 phase impedance (ohm),
+the phases each segment carries, a regulator's fixed taps where one stands, and per-phase loads (kW,
+kvar). A bus has the phases of the segment that feeds it; rows and columns of a missing phase are
+zero.
+
+The IEEE 37-node feeder's data are bundled in grid/network/data/ieee37_*.csv, as
 docs/reference/cases.md#ieee-37-node-feeder describes them:
 
 - The 35 line segments with their lengths and configurations (721-724). The configuration
@@ -23,6 +27,8 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterable
 
 import numpy as np
 
@@ -46,6 +52,9 @@ class Segment:
     config: str
     r_ohm: np.ndarray = field(repr=False)  # (3, 3) phase resistance of the whole segment
     x_ohm: np.ndarray = field(repr=False)  # (3, 3) phase reactance
+    phases: tuple[int, ...] = (0, 1, 2)  # the phases it carries (0, 1, 2 for a, b, c)
+    # A regulator at the sending end: its fixed voltage ratio per phase (docs/models/dlmp.md#eq-d-26).
+    tap: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +78,20 @@ class ThreePhaseFeeder:
     def parent_segment(self) -> dict[int, Segment]:
         """The segment that feeds each bus (all but the head)."""
         return {s.to_bus: s for s in self.segments}
+
+    @cached_property
+    def bus_phases(self) -> dict[int, tuple[int, ...]]:
+        """The phases each bus has: all three at the head, else those of the segment feeding it."""
+        out = {self.head_bus: (0, 1, 2)}
+        out.update({s.to_bus: s.phases for s in self.segments})
+        return out
+
+    def nodes(self) -> list[tuple[int, int]]:
+        """Every (bus, phase) the feeder has, in bus order: what voltages and prices are reported on."""
+        return [(bus, k) for bus in self.buses for k in self.bus_phases[bus]]
+
+    def is_three_phase(self, bus: int) -> bool:
+        return len(self.bus_phases.get(bus, ())) == 3
 
 
 def delta_to_wye(connection: str, p_kw: float, q_kvar: float) -> tuple[np.ndarray, np.ndarray]:
@@ -98,38 +121,67 @@ def _rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def load_ieee37() -> ThreePhaseFeeder:
-    """The IEEE 37-node feeder (4.8 kV delta, underground), head at bus 799, from the bundled CSVs."""
-    configs: dict[str, dict[str, np.ndarray]] = {}
-    for row in _rows("ieee37_configs.csv"):
-        matrix = configs.setdefault(row["config"], {"r": np.zeros((3, 3)), "x": np.zeros((3, 3))})
-        matrix[row["quantity"]][int(row["row"]), int(row["col"])] = float(row["ohm_per_mile"])
-    raw = []
-    for row in _rows("ieee37_lines.csv"):
-        config = configs[row["config"]]
-        miles = float(row["length_ft"]) / FEET_PER_MILE
-        raw.append(Segment(int(row["from"]), int(row["to"]), float(row["length_ft"]), row["config"],
-                           config["r"] * miles, config["x"] * miles))
-    head = 799
+def build_feeder(name: str, head: int, base_kv_ll: float, raw: Iterable[Segment],
+                 loads: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> ThreePhaseFeeder:
+    """A feeder from its segments in any order and its loads (bus, kW and kvar per phase): buses in
+    breadth-first order from ``head``, each segment after the one feeding it. GridError when the
+    segments do not form one tree from the head, a segment carries a phase its sending bus lacks,
+    or a load stands on a phase its bus lacks."""
+    raw = list(raw)
     children: dict[int, list[Segment]] = {}
     for segment in raw:
         children.setdefault(segment.from_bus, []).append(segment)
     order, segments, queue = [head], [], [head]
+    phases = {head: (0, 1, 2)}
     while queue:  # breadth-first, so every segment comes after the one feeding it
         bus = queue.pop(0)
         for segment in sorted(children.get(bus, []), key=lambda s: s.to_bus):
+            if segment.to_bus in phases:
+                raise GridError(f"{name}: bus {segment.to_bus} is fed twice; the segments must form a tree")
+            if not set(segment.phases) <= set(phases[bus]):
+                raise GridError(f"{name}: segment {bus}-{segment.to_bus} carries a phase bus {bus} lacks")
+            phases[segment.to_bus] = segment.phases
             segments.append(segment)
             order.append(segment.to_bus)
             queue.append(segment.to_bus)
     if len(segments) != len(raw):
-        raise GridError("ieee37: the bundled segments do not form one tree from bus 799")
+        raise GridError(f"{name}: the bundled segments do not form one tree from bus {head}")
     load_kw = {bus: np.zeros(3) for bus in order}
     load_kvar = {bus: np.zeros(3) for bus in order}
-    for row in _rows("ieee37_loads.csv"):
-        p, q = delta_to_wye(row["connection"], float(row["P_kW"]), float(row["Q_kvar"]))
-        load_kw[int(row["bus"])] += p
-        load_kvar[int(row["bus"])] += q
-    return ThreePhaseFeeder("ieee37", head, 4.8, tuple(order), tuple(segments), load_kw, load_kvar)
+    for bus, p, q in loads:
+        missing = [PHASE_NAMES[k] for k in range(3) if (p[k] or q[k]) and k not in phases.get(bus, ())]
+        if missing:
+            raise GridError(f"{name}: a load at bus {bus} stands on phase {missing[0]}, which the bus lacks")
+        load_kw[bus] += p
+        load_kvar[bus] += q
+    return ThreePhaseFeeder(name, head, base_kv_ll, tuple(order), tuple(segments), load_kw, load_kvar)
+
+
+def _configs(name: str) -> dict[str, dict[str, np.ndarray]]:
+    """Each line configuration's r and x (ohm per mile, 3 x 3) from a bundled table."""
+    configs: dict[str, dict[str, np.ndarray]] = {}
+    for row in _rows(name):
+        matrix = configs.setdefault(row["config"], {"r": np.zeros((3, 3)), "x": np.zeros((3, 3))})
+        matrix[row["quantity"]][int(row["row"]), int(row["col"])] = float(row["ohm_per_mile"])
+        if "phases" in row:
+            matrix["phases"] = tuple(PHASE_NAMES.index(c) for c in row["phases"])
+    return configs
+
+
+def _segment(row: dict[str, str], config: dict[str, np.ndarray], tap: tuple[float, float, float] = (1.0, 1.0, 1.0)
+             ) -> Segment:
+    miles = float(row["length_ft"]) / FEET_PER_MILE
+    return Segment(int(row["from"]), int(row["to"]), float(row["length_ft"]), row["config"], config["r"] * miles,
+                   config["x"] * miles, config.get("phases", (0, 1, 2)), tap)
+
+
+def load_ieee37() -> ThreePhaseFeeder:
+    """The IEEE 37-node feeder (4.8 kV delta, underground), head at bus 799, from the bundled CSVs."""
+    configs = _configs("ieee37_configs.csv")
+    raw = [_segment(row, configs[row["config"]]) for row in _rows("ieee37_lines.csv")]
+    loads = [(int(row["bus"]), *delta_to_wye(row["connection"], float(row["P_kW"]), float(row["Q_kvar"])))
+             for row in _rows("ieee37_loads.csv")]
+    return build_feeder("ieee37", 799, 4.8, raw, loads)
 
 
 def distance_km(feeder: ThreePhaseFeeder) -> dict[int, float]:

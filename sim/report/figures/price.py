@@ -38,8 +38,8 @@ def plot_voltage_profile(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResul
         for case, opf in solved.items():
             colour = _CASE_COLOURS[case]
             _segments(ax, [((distance[s.from_bus], opf.voltage_pu[s.from_bus][k]),
-                            (distance[s.to_bus], opf.voltage_pu[s.to_bus][k])) for s in feeder.segments],
-                      color=colour, linewidth=1.3, alpha=0.85)
+                            (distance[s.to_bus], opf.voltage_pu[s.to_bus][k])) for s in feeder.segments
+                           if k in s.phases], color=colour, linewidth=1.3, alpha=0.85)
             ax.scatter([distance[s.bus] for s in sites], [opf.voltage_pu[s.bus][k] for s in sites], marker="s",
                        s=40, color=colour, zorder=3, label=CASE_TITLES[case])
         for n, s in enumerate(sites):  # staggered: sites at the same distance would overlap
@@ -91,7 +91,7 @@ def plot_dlmp_map(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResult], sit
     xy = bus_positions(load_case(feeder.name))
     cases = list(solved)
     prices = np.array([opf.dlmp_p[b] for opf in solved.values() for b in opf.dlmp_p])
-    low, high = float(prices.min()), float(prices.max())
+    low, high = float(np.nanmin(prices)), float(np.nanmax(prices))   # NaN: a phase a bus lacks
     norm = Normalize(low, high if high - low > 0.5 else low + 0.5)  # a flat map still needs a scale
     figure = Figure(figsize=(13.0, 3.9 * len(cases) + 0.6))
     axes = np.atleast_2d(figure.subplots(len(cases), 3))
@@ -103,13 +103,14 @@ def plot_dlmp_map(feeder: ThreePhaseFeeder, solved: Mapping[str, OpfResult], sit
             ax = axes[row, k]
             _segments(ax, [(xy[s.from_bus], xy[s.to_bus]) for s in feeder.segments], color="0.7", linewidth=1.2,
                       zorder=1)
-            ax.scatter([xy[b][0] for b in load_buses], [xy[b][1] for b in load_buses],
-                       c=[opf.dlmp_p[b][k] for b in load_buses], cmap="viridis", norm=norm, s=38, zorder=2)
+            on_phase = [b for b in load_buses if k in feeder.bus_phases[b]]
+            ax.scatter([xy[b][0] for b in on_phase], [xy[b][1] for b in on_phase],
+                       c=[opf.dlmp_p[b][k] for b in on_phase], cmap="viridis", norm=norm, s=38, zorder=2)
             ax.scatter([xy[b][0] for b in site_buses], [xy[b][1] for b in site_buses], marker="s", s=110,
                        facecolors="none", edgecolors="#d62728", linewidths=1.6, zorder=3)
             head = xy[feeder.head_bus]
             ax.scatter([head[0]], [head[1]], marker="^", s=90, color="black", zorder=3)
-            phase_prices = [opf.dlmp_p[b][k] for b in load_buses]
+            phase_prices = [opf.dlmp_p[b][k] for b in on_phase]
             ax.set_title(f"phase {PHASE_NAMES[k]}: {min(phase_prices):.1f} to {max(phase_prices):.1f} $/MWh", fontsize=9)
             hide_axes(ax)
         axes[row, 0].text(-0.08, 0.5, CASE_TITLES[case], transform=axes[row, 0].transAxes, rotation=90,

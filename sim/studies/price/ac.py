@@ -11,7 +11,7 @@ import numpy as np
 
 from grid.errors import GridError
 from grid.feeder.bilevel import DataCenterSite
-from grid.feeder.inputs import OpfSettings
+from grid.feeder.inputs import OpfSettings, node_values
 from grid.feeder.opendss import AcFlow, opendss_flow
 from grid.network.three_phase import PHASE_NAMES
 from sim.studies.price.periods import PeriodOutcome
@@ -36,8 +36,8 @@ class AcCheck:
 
     def violations(self, settings: OpfSettings) -> list[tuple[int, str, float]]:
         """(bus, phase, AC voltage) outside the band."""
-        return [(bus, PHASE_NAMES[k], float(v[k])) for bus, v in self.flow.voltage_pu.items() for k in range(3)
-                if v[k] < settings.v_min_pu - VIOLATION_PU or v[k] > settings.v_max_pu + VIOLATION_PU]
+        return [(bus, PHASE_NAMES[k], v) for bus, k, v in node_values(self.flow.voltage_pu)
+                if v < settings.v_min_pu - VIOLATION_PU or v > settings.v_max_pu + VIOLATION_PU]
 
 
 def ac_checks(sites: Sequence[DataCenterSite], hours: Sequence[PeriodOutcome], settings: OpfSettings,
@@ -66,8 +66,9 @@ def ac_checks(sites: Sequence[DataCenterSite], hours: Sequence[PeriodOutcome], s
 
 def ac_entry(check: AcCheck, settings: OpfSettings) -> dict[str, Any]:
     """One hour of one case, for summary.json."""
-    low = min((float(v[k]), bus, k) for bus, v in check.flow.voltage_pu.items() for k in range(3))
-    worst = max((abs(float(check.error(bus)[k])), bus, k) for bus in check.flow.voltage_pu for k in range(3))
+    low = min((v, bus, k) for bus, k, v in node_values(check.flow.voltage_pu))
+    errors = {bus: np.abs(check.error(bus)) for bus in check.flow.voltage_pu}
+    worst = max((gap, bus, k) for bus, k, gap in node_values(errors))
     return {
         "min_voltage_pu": {"value": round(low[0], 6), "bus": low[1], "phase": PHASE_NAMES[low[2]]},
         "max_linear_error_pu": {"value": round(worst[0], 6), "bus": worst[1], "phase": PHASE_NAMES[worst[2]]},
@@ -82,11 +83,10 @@ def ac_rows(checks: dict[tuple[int, str], AcCheck], hours: Sequence[PeriodOutcom
     """ac_voltages.csv: per hour, case, bus and phase the linear and AC voltage and their gap."""
     rows = []
     for (t, case), check in checks.items():
-        for bus, ac in check.flow.voltage_pu.items():
-            for k, phase in enumerate(PHASE_NAMES):
-                rows.append({"period": hours[t].period.label, "case": case, "bus": bus, "phase": phase,
-                             "linear_pu": round(float(check.linear_pu[bus][k]), 6), "ac_pu": round(float(ac[k]), 6),
-                             "error_pu": round(float(check.error(bus)[k]), 6)})
+        for bus, k, ac in node_values(check.flow.voltage_pu):
+            rows.append({"period": hours[t].period.label, "case": case, "bus": bus, "phase": PHASE_NAMES[k],
+                         "linear_pu": round(float(check.linear_pu[bus][k]), 6), "ac_pu": round(ac, 6),
+                         "error_pu": round(float(check.error(bus)[k]), 6)})
     return rows
 
 
@@ -112,7 +112,7 @@ def raise_floors(raised: dict[int, tuple[tuple[int, int, float], ...]], checks: 
                 continue
             gap = check.linear_pu[bus] ** 2 - ac ** 2
             for k in range(3):
-                if gap[k] > 0:
+                if gap[k] > 0:   # False on a phase the bus lacks (NaN)
                     hour = rise.setdefault(t, {})
                     hour[bus, k] = max(hour.get((bus, k), 0.0), float(gap[k]) + _RAISE_MARGIN)
     return {t: tuple((b, k, r) for (b, k), r in sorted(v.items())) for t, v in sorted(rise.items())}

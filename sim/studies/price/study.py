@@ -34,7 +34,7 @@ from grid.feeder.bilevel import (
     aggregator_payment,
     load_range,
 )
-from grid.feeder.inputs import DistributedGenerator, OpfSettings
+from grid.feeder.inputs import DistributedGenerator, OpfSettings, node_values
 from grid.feeder.opf import OpfResult, dso_opf
 from grid.feeder.periods import Period
 from grid.network.three_phase import (
@@ -311,9 +311,9 @@ def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite]) -> dict[s
     if opf is None:
         return entry
     placed_kw = sum(outcome.decision.load_kw.values())
-    lowest = min(((float(v[k]), b, k) for b, v in opf.voltage_pu.items() for k in range(3)))
+    lowest = min((v, b, k) for b, k, v in node_values(opf.voltage_pu))
     site_v = min((float(opf.voltage_pu[s.bus][k]), s.bus, k) for s in sites for k in range(3))
-    prices = np.array([opf.dlmp_p[b] for b in opf.dlmp_p])
+    prices = np.array([v for _, _, v in node_values(opf.dlmp_p)])
     unbalance = [voltage_unbalance(opf.voltage_pu[s.bus]) for s in sites]
     entry.update({
         "payment_usd_per_h": round(outcome.payment_per_h, 6),
@@ -433,7 +433,8 @@ def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], hours: Seq
             if outcome.opf is None:
                 continue
             for bus in feeder.buses:
-                for k, phase in enumerate(PHASE_NAMES):
+                for k in feeder.bus_phases[bus]:
+                    phase = PHASE_NAMES[k]
                     voltages.append({"period": label, "case": case, "bus": bus,
                                      "distance_km": round(distance[bus], 6), "phase": phase,
                                      "voltage_pu": round(float(outcome.opf.voltage_pu[bus][k]), 6)})
@@ -465,7 +466,7 @@ def _hardest(hours: Sequence[PeriodOutcome]) -> PeriodOutcome:
     (pro rata) is lowest, an infeasible one first; the first such in time."""
     def low(hour: PeriodOutcome) -> float:
         opf = hour.cases["pro-rata"].opf
-        return -np.inf if opf is None else min(float(v.min()) for v in opf.voltage_pu.values())
+        return -np.inf if opf is None else min(v for _, _, v in node_values(opf.voltage_pu))
 
     return min(hours, key=low)
 

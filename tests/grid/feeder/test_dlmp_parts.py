@@ -72,3 +72,4 @@ def test_a_load_on_another_phase_relieves_the_limit_below_the_energy_price(feede
     same lateral raises phase a's voltage, so its voltage part is negative."""
     opf = dso_opf(feeder, LATERAL_DG, TIGHT)
     assert opf.parts.voltage[740][0] > 1.0 and opf.parts.voltage[740][2] < -0.1
+

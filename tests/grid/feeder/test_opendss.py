@@ -1,7 +1,8 @@
 """The feeder built in OpenDSS (grid/feeder/opendss.py) against an AC power flow written here from
 scratch: a backward-forward sweep of the radial three-phase feeder in complex phasors, constant-
-power wye loads, the 3 x 3 series impedances, a stiff head. Two AC solvers that agree to 1e-6 p.u.
-say the OpenDSS model is our feeder; the gap to LinDist3Flow is then the linearization's."""
+power wye loads, the series impedances of the phases each segment carries, ideal regulators at
+their ratios, a stiff head. Two AC solvers that agree to 1e-6 p.u. say the OpenDSS model is our
+feeder; the gap to LinDist3Flow is then the linearization's."""
 
 from __future__ import annotations
 
@@ -24,37 +25,45 @@ def feeder():
 
 def sweep_ac(feeder, head_pu, kw, kvar, sweeps=200):
     """Backward-forward sweep: load currents conj(S / V) at each bus and phase, branch currents
-    summed from the leaves, voltages V_to = V_from - Z I from the head; magnitudes in p.u."""
+    summed from the leaves (a regulator of ratio t draws t times its secondary current), voltages
+    V_to = t V_from - Z I from the head; magnitudes in p.u., NaN on a phase a bus lacks."""
     base = feeder.base_kv_ll * 1e3 / math.sqrt(3.0)
     a = cmath.exp(-2j * math.pi / 3)
     head = head_pu * base * np.array([1.0, a, a * a])
     volts = {bus: head.copy() for bus in feeder.buses}
     z = {s.to_bus: s.r_ohm + 1j * s.x_ohm for s in feeder.segments}
+    tap = {s.to_bus: np.array(s.tap) for s in feeder.segments}
     for _ in range(sweeps):
         current = {bus: np.conj((kw[bus] + 1j * kvar[bus]) * 1e3 / volts[bus]) for bus in feeder.buses}
         for s in reversed(feeder.segments):   # leaves first
-            current[s.from_bus] = current[s.from_bus] + current[s.to_bus]
+            current[s.from_bus] = current[s.from_bus] + tap[s.to_bus] * current[s.to_bus]
         before = {bus: v.copy() for bus, v in volts.items()}
         for s in feeder.segments:             # the head first
-            volts[s.to_bus] = volts[s.from_bus] - z[s.to_bus] @ current[s.to_bus]
+            volts[s.to_bus] = tap[s.to_bus] * volts[s.from_bus] - z[s.to_bus] @ current[s.to_bus]
         if max(np.abs(volts[b] - before[b]).max() for b in feeder.buses) < 1e-9 * base:
             break
-    return {bus: np.abs(v) / base for bus, v in volts.items()}
+    lacking = {bus: [k for k in range(3) if k not in feeder.bus_phases[bus]] for bus in feeder.buses}
+    return {bus: np.where(np.isin(np.arange(3), lacking[bus]), np.nan, np.abs(v) / base) for bus, v in volts.items()}
+
+
+def _both_flows(feeder, head_pu, sites_kw, svg, gen):
+    """OpenDSS and the sweep at the spot loads plus data-center sites at pf 0.9 (kW per phase by
+    bus), SVG injections and generators (per phase by bus): (OpenDSS's flow, the sweep's voltages)."""
+    tan = math.tan(math.acos(0.9))
+    extra_kvar = {bus: kw * tan for bus, kw in sites_kw.items()}
+    ac = opendss_flow(feeder, head_pu, extra_kw=sites_kw, extra_kvar=extra_kvar, svg_kvar=svg, generator_kw=gen)
+    kw = {b: feeder.load_kw[b] + sites_kw.get(b, 0) - gen.get(b, 0) for b in feeder.buses}
+    kvar = {b: feeder.load_kvar[b] + extra_kvar.get(b, 0) - svg.get(b, 0) for b in feeder.buses}
+    return ac, sweep_ac(feeder, head_pu, kw, kvar)
 
 
 def test_opendss_gives_the_sweeps_voltages_with_data_centers_svgs_and_a_generator(feeder):
     """The spot loads, three data-center sites of 500 kW at pf 0.9, an SVG injecting 200 kvar on two
     phases and a generator of 80 kW on phase a: OpenDSS and the sweep agree to 1e-6 p.u. everywhere,
     and the losses are the head's power less the loads'."""
-    extra_kw = {738: np.full(3, 500 / 3), 725: np.full(3, 500 / 3), 731: np.full(3, 500 / 3)}
-    tan = math.tan(math.acos(0.9))
-    extra_kvar = {bus: kw * tan for bus, kw in extra_kw.items()}
-    svg = {738: np.array([200.0, 0.0, 200.0])}
-    gen = {711: np.array([80.0, 0.0, 0.0])}
-    ac = opendss_flow(feeder, 1.03, extra_kw=extra_kw, extra_kvar=extra_kvar, svg_kvar=svg, generator_kw=gen)
-    kw = {b: feeder.load_kw[b] + extra_kw.get(b, 0) - gen.get(b, 0) for b in feeder.buses}
-    kvar = {b: feeder.load_kvar[b] + extra_kvar.get(b, 0) - svg.get(b, 0) for b in feeder.buses}
-    swept = sweep_ac(feeder, 1.03, kw, kvar)
+    sites_kw = {738: np.full(3, 500 / 3), 725: np.full(3, 500 / 3), 731: np.full(3, 500 / 3)}
+    ac, swept = _both_flows(feeder, 1.03, sites_kw, {738: np.array([200.0, 0.0, 200.0])},
+                            {711: np.array([80.0, 0.0, 0.0])})
     for bus in feeder.buses:
         np.testing.assert_allclose(ac.voltage_pu[bus], swept[bus], atol=1e-6)
     assert 20.0 < ac.losses_kw < 200.0 and ac.iterations >= 2

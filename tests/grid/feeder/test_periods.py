@@ -39,7 +39,9 @@ def independent_opf(feeder, generators, settings, load_kw, load_kvar):
     """The DSO's OPF written again, not through Pyomo: columns [w (bus, phase), P, Q (segment,
     phase), head (phase), PG (generator, phase)]; LinDist3Flow with its sqrt(3) coupling written out
     here; balances with the load on the right-hand side, so that each balance's marginal is its
-    DLMP ($/MWh with flows in MW). Returns (cost $/h, {bus: DLMP per phase}, {bus: V per phase})."""
+    DLMP ($/MWh with flows in MW). A phase a segment lacks has no voltage row and its flows are held
+    at zero; a phase a bus lacks has no balance and reads NaN; a regulator's ratio t multiplies the
+    sending end's w by t^2. Returns (cost $/h, {bus: DLMP per phase}, {bus: V per phase})."""
     buses, segments = list(feeder.buses), list(feeder.segments)
     nb, ns, ng = len(buses), len(segments), len(generators)
     w0, p0, q0 = 0, 3 * nb, 3 * nb + 3 * ns
@@ -57,9 +59,9 @@ def independent_opf(feeder, generators, settings, load_kw, load_kvar):
     for s, seg in enumerate(segments):
         r, x = seg.r_ohm, seg.x_ohm
         # Arnold et al. 2016: the voltage drop of phase k from the flows of phase m, a = exp(-j2pi/3).
-        for k in range(3):
+        for k in seg.phases:
             a = row()
-            a[w0 + 3 * at[seg.to_bus] + k], a[w0 + 3 * at[seg.from_bus] + k] = 1.0, -1.0
+            a[w0 + 3 * at[seg.to_bus] + k], a[w0 + 3 * at[seg.from_bus] + k] = 1.0, -seg.tap[k] ** 2
             for m in range(3):
                 if m == k:
                     mp, mq = -2 * r[k, k], -2 * x[k, k]
@@ -76,7 +78,7 @@ def independent_opf(feeder, generators, settings, load_kw, load_kvar):
     for j in buses:
         if j == feeder.head_bus:
             continue
-        for k in range(3):
+        for k in feeder.bus_phases[j]:
             for kind, base in (("p", p0), ("q", q0)):
                 a = row()
                 for s, seg in enumerate(segments):
@@ -105,12 +107,21 @@ def independent_opf(feeder, generators, settings, load_kw, load_kvar):
         bounds += [(0.0, gen.max_kw_per_phase / 1e3)] * 3
     for k in range(3):
         bounds[w0 + 3 * at[feeder.head_bus] + k] = (settings.head_voltage_pu ** 2,) * 2
+    for s, seg in enumerate(segments):
+        for k in set(range(3)) - set(seg.phases):
+            bounds[w0 + 3 * at[seg.to_bus] + k] = (0.0, 0.0)
+            bounds[p0 + 3 * s + k] = bounds[q0 + 3 * s + k] = (0.0, 0.0)
+    for g, gen in enumerate(generators):
+        for k in set(range(3)) - set(feeder.bus_phases[gen.bus]):
+            bounds[g0 + 3 * g + k] = (0.0, 0.0)
     result = linprog(cost, A_eq=np.array(rows), b_eq=np.array(rhs), bounds=bounds, method="highs")
     assert result.status == 0, result.message
     marginal = result.eqlin.marginals
-    dlmp = {j: np.array([marginal[balance[j, k]] for k in range(3)]) for j in buses if j != feeder.head_bus}
-    voltage = {j: np.sqrt(result.x[w0 + 3 * at[j]:w0 + 3 * at[j] + 3]) for j in buses}
-    assert equal == 3 * ns
+    dlmp = {j: np.array([marginal[balance[j, k]] if (j, k) in balance else np.nan for k in range(3)])
+            for j in buses if j != feeder.head_bus}
+    voltage = {j: np.array([math.sqrt(result.x[w0 + 3 * at[j] + k]) if k in feeder.bus_phases[j] else np.nan
+                            for k in range(3)]) for j in buses}
+    assert equal == sum(len(seg.phases) for seg in segments)
     return float(result.fun), dlmp, voltage
 
 
