@@ -15,11 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from grid.errors import GridError
+from grid.errors import GridError, InfeasibleNetworkError
 from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, load_range
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.load_shapes import activsg2000_shape, flat_shape, hourly_shape
-from grid.feeder.opf import OpfResult
+from grid.feeder.opf import OpfResult, dso_opf
 from grid.feeder.periods import Period, period_inputs, snapshot
 from grid.network.three_phase import ThreePhaseFeeder
 from sim.config.price import DayConfig, PriceConfig
@@ -48,6 +48,30 @@ class PeriodOutcome:
     def background_kw(self) -> float:
         """The period's background load, every bus and phase (kW)."""
         return sum(float(kw.sum()) for kw in self.inputs.feeder.load_kw.values())
+
+
+# How far a bilevel MILP's decision may overshoot a voltage limit (p.u.): HiGHS accepts a MIP
+# solution that breaks a row by up to 1e-6, and at a decision that puts a voltage on its limit
+# the exact OPF may then have no point inside the band (IEEE 123, a ceiling held by one generator).
+MILP_ROUND_OFF_PU = 1e-6
+
+
+def decision_opf(hour: Hour, decision: Decision, sites: Sequence[DataCenterSite], solver: str, *,
+                 from_milp: bool = False) -> OpfResult | None:
+    """The hour's OPF at a decision (None: no feasible dispatch). A decision ``from_milp`` that
+    has no point in the band is priced in the band widened by ``MILP_ROUND_OFF_PU``, within which
+    the MILP found it feasible."""
+    try:
+        return dso_opf(hour.feeder, hour.generators, hour.settings, solver=solver, **decision.opf_inputs(sites))
+    except InfeasibleNetworkError:
+        if not from_milp:
+            return None
+    widened = dataclasses.replace(hour.settings, v_min_pu=hour.settings.v_min_pu - MILP_ROUND_OFF_PU,
+                                  v_max_pu=hour.settings.v_max_pu + MILP_ROUND_OFF_PU)
+    try:
+        return dso_opf(hour.feeder, hour.generators, widened, solver=solver, **decision.opf_inputs(sites))
+    except InfeasibleNetworkError:
+        return None
 
 
 def hour_inputs(feeder: ThreePhaseFeeder, generators: Sequence[DistributedGenerator], settings: OpfSettings,

@@ -29,13 +29,14 @@ from grid.errors import GridError, InfeasibleNetworkError, SolverError
 from grid.feeder.bilevel import (
     DataCenterSite,
     Decision,
+    Hour,
     Workload,
     aggregator_bilevel,
     aggregator_payment,
     load_range,
 )
 from grid.feeder.inputs import DistributedGenerator, OpfSettings, node_values
-from grid.feeder.opf import OpfResult, dso_opf
+from grid.feeder.opf import OpfResult
 from grid.feeder.periods import Period
 from grid.network.three_phase import (
     PHASE_NAMES,
@@ -62,7 +63,7 @@ from sim.studies.price.ac import (
     count_violations,
     raise_floors,
 )
-from sim.studies.price.periods import CaseOutcome, PeriodOutcome, hour_inputs, price_periods
+from sim.studies.price.periods import CaseOutcome, PeriodOutcome, decision_opf, hour_inputs, price_periods
 from sim.studies.price.workload import workload_day
 from sim.studies.result import StudyResult
 
@@ -248,10 +249,11 @@ def _cases(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeede
     """The three placements of one period's load: pro rata, then the bilevel optimum without and
     with SVGs, each priced by the period's OPF. ``when`` names the period in messages."""
 
-    def priced(decision: Decision) -> tuple[OpfResult | None, float | None]:
-        try:
-            opf = dso_opf(feeder, generators, settings, solver=config.solver, **decision.opf_inputs(sites))
-        except InfeasibleNetworkError:
+    hour = Hour(feeder, generators, settings)
+
+    def priced(decision: Decision, from_milp: bool = False) -> tuple[OpfResult | None, float | None]:
+        opf = decision_opf(hour, decision, sites, config.solver, from_milp=from_milp)
+        if opf is None:
             return None, None
         return opf, aggregator_payment(sites, decision, opf, workload)
 
@@ -273,7 +275,7 @@ def _cases(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeede
         done = result.solve
         progress(f"  {done.status} in {done.seconds:.1f} s, payment {result.payment_per_h:,.3f} $/h (MILP: "
                  f"{done.columns:,} columns, {done.binaries:,} binary; {done.rows:,} rows)")
-        opf, payment = priced(result.decision)
+        opf, payment = priced(result.decision, from_milp=True)
         if opf is None:  # the bilevel problem keeps the OPF feasible; this would be a bug
             raise GridError(f"price: the OPF is infeasible at the {case} decision{when} the bilevel problem chose")
         outcomes[case] = CaseOutcome(result.decision, opf, payment, done)

@@ -21,7 +21,6 @@ import numpy as np
 from grid.errors import GridError, InfeasibleNetworkError, SolverError
 from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, aggregator_payment, aggregator_schedule
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
-from grid.feeder.opf import dso_opf
 from grid.feeder.periods import Period
 from grid.feeder.price_taking import price_taking_schedule
 from grid.feeder.upper_level import SvgSettings
@@ -29,7 +28,7 @@ from grid.feeder.workloads import BatchJob, SiteLoad, WorkPlan, uncoordinated
 from grid.network.three_phase import ThreePhaseFeeder
 from sim.config.price import CASE_TITLES, PriceConfig, WorkloadConfig
 from sim.config.schema import ConfigError, ExperimentConfig
-from sim.studies.price.periods import CaseOutcome, PeriodOutcome, hour_inputs
+from sim.studies.price.periods import CaseOutcome, PeriodOutcome, decision_opf, hour_inputs
 
 Progress = Callable[[str], None]
 _TOLERANCE = 1e-9
@@ -101,12 +100,9 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
     hours = [hour_inputs(feeder, generators, settings, period, (raised or {}).get(t, ()))
              for t, (period, _) in enumerate(periods)]
 
-    def priced(t: int, decision: Decision) -> CaseOutcome:
-        hour = hours[t]
-        try:
-            opf = dso_opf(hour.feeder, hour.generators, hour.settings, solver=config.solver,
-                          **decision.opf_inputs(sites))
-        except InfeasibleNetworkError:
+    def priced(t: int, decision: Decision, from_milp: bool = False) -> CaseOutcome:
+        opf = decision_opf(hours[t], decision, sites, config.solver, from_milp=from_milp)
+        if opf is None:
             return CaseOutcome(decision, None, None)
         return CaseOutcome(decision, opf, aggregator_payment(sites, decision, opf, table))
 
@@ -137,7 +133,7 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
         done = day.solve
         progress(f"  {done.status} in {done.seconds:.1f} s, payment {day.payment:,.3f} $ (MILP: {done.columns:,} "
                  f"columns, {done.binaries:,} binary; {done.rows:,} rows)")
-        schedules[case] = [priced(t, d) for t, d in enumerate(day.decisions)]
+        schedules[case] = [priced(t, d, from_milp=True) for t, d in enumerate(day.decisions)]
         if any(outcome.opf is None for outcome in schedules[case]):
             raise GridError(f"price: the OPF is infeasible in some hour of the {case} day the bilevel problem chose")
         day_solves[case] = done

@@ -306,3 +306,30 @@ def test_no_load_to_place_is_reported_not_a_crash(tmp_path, capsys):
     assert "0 kW of data-center load" in captured.out and captured.err == ""
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["cases"]["svg"]["average_price_usd_per_mwh"] is None
     assert (tmp_path / "out" / "costs.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_milp_decision_on_a_limit_is_priced_within_the_milps_round_off():
+    """A decision whose lowest voltage sits 0.5e-6 p.u. under the floor (as a MIP solution may, by
+    HiGHS's tolerance) has no OPF in the exact band; from a MILP it is priced in the band widened by
+    MILP_ROUND_OFF_PU, at the same voltages. Five times further under, it is infeasible either way,
+    and a decision not from a MILP is never widened."""
+    import dataclasses
+
+    from grid.feeder.bilevel import DataCenterSite, Decision, Hour
+    from grid.feeder.inputs import OpfSettings
+    from grid.feeder.opf import dso_opf
+    from grid.network.three_phase import load_ieee37
+    from sim.studies.price.periods import MILP_ROUND_OFF_PU, decision_opf
+
+    feeder = load_ieee37()
+    sites = (DataCenterSite(738, 600.0, 0.0, 0.9, 0.0, "north"),)
+    decision = Decision({738: 600.0})
+    free = OpfSettings(head_voltage_pu=1.0, v_min_pu=0.5, v_max_pu=1.5)
+    lowest = min(float(v.min()) for v in dso_opf(feeder, (), free, **decision.opf_inputs(sites)).voltage_pu.values())
+    for under, priced in ((0.5 * MILP_ROUND_OFF_PU, True), (5 * MILP_ROUND_OFF_PU, False)):
+        hour = Hour(feeder, (), dataclasses.replace(free, v_min_pu=lowest + under, v_max_pu=1.05))
+        assert decision_opf(hour, decision, sites, "highs") is None
+        opf = decision_opf(hour, decision, sites, "highs", from_milp=True)
+        assert (opf is not None) == priced
+        if priced:
+            assert min(float(v.min()) for v in opf.voltage_pu.values()) == pytest.approx(lowest, abs=1e-9)
