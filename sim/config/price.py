@@ -9,12 +9,12 @@ need the feeder (buses, a generator at the head) are in grid/ and name the same 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
 from grid.feeder.workloads import MAX_SERVERS, Servers
+from grid.network.three_phase import FEEDERS
 from mechanisms.settings import MAX_SECONDS, Money, Settings
 from sim.config.names import one_of
 
@@ -155,10 +155,10 @@ class PriceConfig(Settings):
     """``[price]``: the feeder's operating point, its generators, the aggregator's sites and
     workload, and how the bilevel problem is solved."""
 
-    feeder: Literal["ieee37"] = Field(default="ieee37", description="the three-phase feeder: the built-in IEEE "
-                                      "37-node feeder")
-    head_voltage_pu: float = Field(default=1.03, ge=0.9, le=1.1, description="the head voltage, fixed in place of "
-                                   "the regulator")
+    feeder: str = Field(default="ieee37", description="the three-phase feeder: "
+                        + "; ".join(f"{name}: {entry.description}" for name, entry in FEEDERS.items()))
+    head_voltage_pu: float = Field(default=1.03, ge=0.9, le=1.1, description="the head voltage, fixed (ieee37: in "
+                                   "place of its regulator; ieee123: ahead of its head regulator)")
     v_min_pu: float = Field(default=0.95, gt=0, lt=1, description="the voltage band's floor")
     v_max_pu: float = Field(default=1.05, gt=1, le=1.2, description="the voltage band's ceiling")
     substation_price_per_mwh: Money = Field(default=45.0, ge=0, description="c0: the price of energy from the "
@@ -192,6 +192,11 @@ class PriceConfig(Settings):
                                   "snapshot at the spot loads")
     workload: WorkloadConfig | None = Field(default=None, description="schedule servers' work over the day "
                                             "([price.workload], with [price.day]); default: a load per hour")
+
+    @field_validator("feeder")
+    @classmethod
+    def _feeder(cls, name: str) -> str:
+        return one_of(name, FEEDERS, "feeder")
 
     @field_validator("linearization")
     @classmethod

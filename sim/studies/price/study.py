@@ -39,10 +39,11 @@ from grid.feeder.inputs import DistributedGenerator, OpfSettings, node_values
 from grid.feeder.opf import OpfResult
 from grid.feeder.periods import Period
 from grid.network.three_phase import (
+    FEEDERS,
     PHASE_NAMES,
     ThreePhaseFeeder,
     distance_km,
-    load_ieee37,
+    load_feeder,
     voltage_unbalance,
 )
 from grid.solvers.names import check_solver
@@ -78,7 +79,7 @@ SITE_COLUMNS = ("period", "case", "bus", "member", "load_kw", "svg_a_kvar", "svg
 
 
 def feeder_inputs(price: PriceConfig) -> tuple[ThreePhaseFeeder, tuple[DistributedGenerator, ...], OpfSettings]:
-    feeder = load_ieee37()
+    feeder = load_feeder(price.feeder)
     settings = price.opf_settings()
     generators = []
     for i, g in enumerate(price.generators):
@@ -107,6 +108,10 @@ def price_sites(price: PriceConfig, feeder: ThreePhaseFeeder,
         field = f"{where}[{i}]" if won is None else f"site at bus {bus} ({where})"
         if bus not in feeder.buses or bus == feeder.head_bus:
             raise ConfigError(f"{field}.bus: bus {bus} is not a load bus of {feeder.name}; use one of {_bus_list(feeder)}")
+        if not feeder.is_three_phase(bus):
+            phases = "".join(PHASE_NAMES[k] for k in feeder.bus_phases[bus])
+            raise ConfigError(f"{field}.bus: bus {bus} of {feeder.name} has phase(s) {phases} only; a data-center site "
+                              f"takes all three: use a three-phase bus, e.g. {_bus_list(feeder, three_phase=True)}")
         try:
             out.append(DataCenterSite(bus, max_kw, min_kw, price.power_factor if pf is None else pf,
                                       price.svg_kvar if svg is None else svg, member or f"bus {bus}"))
@@ -499,9 +504,12 @@ def _figures(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], solved: 
     return figure_bytes(drawn)
 
 
-def _bus_list(feeder: ThreePhaseFeeder) -> str:
-    buses = sorted(b for b in feeder.buses if b != feeder.head_bus)
-    return f"{buses[0]} to {buses[-1]} (docs/reference/cases.md#ieee-37-node-feeder)"
+def _bus_list(feeder: ThreePhaseFeeder, three_phase: bool = False) -> str:
+    """The feeder's load buses (or those with all three phases) as a short hint, with where the docs list them."""
+    buses = sorted(b for b in feeder.buses if b != feeder.head_bus and (feeder.is_three_phase(b) or not three_phase))
+    doc = FEEDERS[feeder.name].doc if feeder.name in FEEDERS else "docs/reference/cases.md"
+    listed = ", ".join(map(str, buses[:5])) + f", ... {buses[-1]}" if three_phase else f"{buses[0]} to {buses[-1]}"
+    return f"{listed} ({doc})"
 
 
 def price_report(summary: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.load_shapes import hourly_shape
 from grid.feeder.opf import dso_opf
 from grid.feeder.periods import Period, period_inputs
-from grid.network.three_phase import load_ieee37
+from grid.network.three_phase import load_ieee37, load_ieee123
 
 TIGHT = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=1.0, v_min_pu=0.95)
 LATERAL_DG = (DistributedGenerator("G711", 711, 100.0, 60.0),)
@@ -73,3 +73,28 @@ def test_a_load_on_another_phase_relieves_the_limit_below_the_energy_price(feede
     opf = dso_opf(feeder, LATERAL_DG, TIGHT)
     assert opf.parts.voltage[740][0] > 1.0 and opf.parts.voltage[740][2] < -0.1
 
+
+def test_a_limit_beyond_a_regulator_scales_the_drops_above_it_by_the_ratio_squared():
+    """IEEE 123 with 300 kW more on the phase-a lateral at bus 114 and a dear generator at 113: the
+    ceiling binds at bus 83, phase b, below the regulator 160-67 (ratio 1.0125 on phase b). The
+    parts add up to the DLMP on every phase of every bus, also above the regulator, where each
+    drop reaches bus 83 scaled by the ratio squared (D-23, D-26); the DLMP at bus 60, phase b, is
+    the cost's finite difference; a single-phase bus has parts on its own phase only."""
+    feeder = load_ieee123()
+    generators = (DistributedGenerator("G113", 113, 400.0, 80.0),)
+    settings = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=1.0, v_min_pu=0.95)
+    extra = {114: np.array([300.0, 0.0, 0.0])}
+    opf = dso_opf(feeder, generators, settings, extra_kw=extra)
+    assert [(bus, phase) for bus, phase, _ in opf.parts.binding] == [(83, "b")]
+    assert feeder.parent_segment()[67].tap[1] == pytest.approx(1.0125)
+    for bus, dlmp in opf.dlmp_p.items():
+        np.testing.assert_allclose(opf.parts.total(bus), dlmp, atol=1e-6)
+    assert abs(opf.dlmp_p[60][1] - 45.0) > 10.0   # the ceiling moves prices above the regulator
+
+    def cost(kw: float) -> float:
+        more = {**extra, 60: np.array([0.0, kw, 0.0])}
+        return dso_opf(feeder, generators, settings, extra_kw=more).cost_per_h
+
+    step = 1.0  # kW
+    assert opf.dlmp_p[60][1] == pytest.approx((cost(step) - cost(-step)) / (2 * step) * 1e3, rel=1e-5)
+    assert np.isnan(opf.parts.voltage[114][1:]).all() and not np.isnan(opf.parts.voltage[114][0])

@@ -64,7 +64,7 @@ def raw_tables(file_stem: str):
 
 def test_available_cases_lists_the_canonical_names_in_order():
     assert available_cases() == (
-        "paper-4bus", "ieee14", "ieee30", "ieee57", "ieee118", "ieee300", "ieee33bw", "ieee37",
+        "paper-4bus", "ieee14", "ieee30", "ieee57", "ieee118", "ieee300", "ieee33bw", "ieee37", "ieee123",
         "case_ACTIVSg2000", "case_ACTIVSg10k", "case_ACTIVSg70k",
     )
 

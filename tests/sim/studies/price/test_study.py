@@ -201,6 +201,12 @@ def _broken(change) -> dict:
     (lambda p: (p.update(head_voltage_pu=0.99, total_kw=1800.0), p.update(generators=[])),
      "price: no placement of 1800 kW over the sites keeps every voltage within [0.95, 1.05] p.u."),
     (lambda p: p.update(colour="red"), "price: unknown field 'colour'"),
+    (lambda p: p.update(feeder="ieee13"), "price.feeder: unknown feeder 'ieee13'; choose one of ieee37, ieee123"),
+    (lambda p: (p.update(feeder="ieee123", generators=[]), p["sites"][0].update(bus=114)),
+     "price.sites[0].bus: bus 114 of ieee123 has phase(s) a only; a data-center site takes all three: use a "
+     "three-phase bus, e.g. 1, 7, 8, 13, 18, ... 450"),
+    (lambda p: (p.update(feeder="ieee123", generators=[]), p["sites"][0].update(bus=799)),
+     "price.sites[0].bus: bus 799 is not a load bus of ieee123"),
     (lambda p: p.update(time_limit_s=1e308), "price.time_limit_s: input should be less than or equal to 1000000"),
     (lambda p: p.update(ac_rounds=50), "price.ac_rounds: input should be less than or equal to 20"),
 ])
