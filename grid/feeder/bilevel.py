@@ -144,6 +144,7 @@ class BilevelResult:
     prices_p: dict[int, np.ndarray]  # $/MWh at each site, per phase (the KKT model's duals)
     prices_q: dict[int, np.ndarray]  # $/Mvarh
     solve: MilpOutcome
+    tie_break: str = ""  # the tie-break stage's end, as ScheduleResult.tie_break
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,11 @@ class Hour:
     feeder: ThreePhaseFeeder
     generators: tuple[DistributedGenerator, ...]
     settings: OpfSettings
+
+
+# The tie-break stage's budget (branch-and-bound nodes, per period): a count, not seconds, so the
+# same config gives the same decision on any machine.
+TIE_BREAK_NODES = 500
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,6 +173,9 @@ class ScheduleResult:
     prices_q: tuple[dict[int, np.ndarray], ...]
     batch_steps: dict[str, tuple[int, ...]]
     solve: MilpOutcome
+    # Per period, how the tie-break stage ended (D-16): "optimal", or "node_limit" when its budget
+    # ran out first and its best decision stands; empty when the rule did not run in stages.
+    tie_break: tuple[str, ...] = ()
 
     @property
     def payment(self) -> float:
@@ -205,34 +214,37 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
                               SvgSettings(workload.svg_step_kvar, workload.svg_cost_per_mvarh), svg=svg,
                               price_bound=price_bound, linearization=linearization, tie_break_rule=tie_break_rule,
                               solver=solver, time_limit=time_limit)
-    return BilevelResult(day.decisions[0], day.payments_per_h[0], day.prices_p[0], day.prices_q[0], day.solve)
+    return BilevelResult(day.decisions[0], day.payments_per_h[0], day.prices_p[0], day.prices_q[0], day.solve,
+                         day.tie_break[0] if day.tie_break else "")
 
 
 def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
                         plan: WorkPlan, svg_settings: SvgSettings, *, svg: bool, price_bound: float,
                         linearization: str = "strong-duality", tie_break_rule: bool = True, solver: str = "highs",
                         time_limit: float | None = None, what: str = "the aggregator's bilevel problem",
-                        payment_cap: Sequence[float] | None = None) -> ScheduleResult:
+                        payment_cap: Sequence[float] | None = None, node_limit: int | None = None) -> ScheduleResult:
     """The aggregator's best day against each period's OPF, as one MILP: one KKT model per
     period (its own OPF, prices and site rows), linked by the work (docs/models/dlmp.md#eq-d-20,
     #eq-d-21): in period t the sites run the interactive steps of t and the batch steps placed
     in t; each batch job's steps are placed within its window. Each site's load follows its steps
     (``loads``, D-19). The payment is the sum of the periods' payments.
 
-    The tie-break rule (D-16), when on: in one period its voltage terms join the payment, as in
-    aggregator_bilevel. Over several periods the day is solved for its payment alone first, then
-    each period again with its steps fixed and its payment held at the day's (``payment_cap``,
-    $/h per period), for the rule to choose among that period's equally cheap SVG settings
-    (docs/models/dlmp.md#dlmp-8): with the rule's tiny weights in one MILP over a day, HiGHS did
-    not close the gap on the SVG case in 300 s. Without SVGs nothing is left to choose once the
-    steps are fixed, and the day is solved once."""
+    The tie-break rule (D-16), when on. Without SVGs, in one period its voltage terms join the
+    payment, as in aggregator_bilevel; over several periods nothing is left to choose once the
+    steps are fixed, and the day is solved once. With SVGs it runs in stages: the day is solved
+    for its payment alone first, then each period again with its steps fixed and its payment held
+    at the day's (``payment_cap``, $/h per period), for the rule to choose among that period's
+    equally cheap SVG settings (one period: its steps too; docs/models/dlmp.md#eq-d-16) within a
+    budget of TIE_BREAK_NODES branch-and-bound nodes (``node_limit``; HiGHS), whose best decision
+    stands when the budget runs out (``tie_break`` says which). The rule's tiny weights in the payment's MILP kept HiGHS from
+    closing its gap in 300 s over a day on IEEE 37, and in one hour with ten sites on IEEE 123,
+    where the payment alone is proven in a second."""
     _check_schedule(hours, sites, loads, plan, linearization)
-    if tie_break_rule and len(hours) > 1:
-        if not svg:   # with the steps fixed there is nothing left to choose
-            tie_break_rule = False
-        else:
-            return _held_tie_break(hours, sites, loads, plan, svg_settings, svg=svg, price_bound=price_bound,
-                                   linearization=linearization, solver=solver, time_limit=time_limit, what=what)
+    if tie_break_rule and svg and payment_cap is None:
+        return _held_tie_break(hours, sites, loads, plan, svg_settings, svg=svg, price_bound=price_bound,
+                               linearization=linearization, solver=solver, time_limit=time_limit, what=what)
+    if tie_break_rule and len(hours) > 1 and not svg:   # with the steps fixed there is nothing left to choose
+        tie_break_rule = False
     levels = {s.bus: svg_levels(s, svg_settings.step_kvar) if svg else 0 for s in sites}
     buses = [s.bus for s in sites]
     m = pyo.ConcreteModel(name="aggregator_day")
@@ -260,7 +272,7 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
         for upper, cap in zip(uppers, payment_cap):
             m.cap.add(upper.payment <= cap)
     m.aggregator = pyo.Objective(expr=sum(u.payment for u in uppers) + tie_break, sense=pyo.minimize)
-    outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what=what)
+    outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what=what, node_limit=node_limit)
     return _schedule_result(uppers, sites, loads, levels, svg_settings, plan, batch, outcome)
 
 
@@ -269,18 +281,21 @@ def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], lo
     """The day for its payment, then each period's tie-break with its steps fixed and its payment
     held within round-off of the day's (see aggregator_schedule)."""
     day = aggregator_schedule(hours, sites, loads, plan, svg_settings, tie_break_rule=False, **options)
-    decisions, payments, prices_p, prices_q = [], [], [], []
+    decisions, payments, prices_p, prices_q, ends = [], [], [], [], []
     for t, (hour, decision) in enumerate(zip(hours, day.decisions)):
-        fixed = {s.bus: _fixed(loads[s.bus], decision.load_kw[s.bus]) for s in sites}
+        # One period chooses its steps again among the equally cheap; a day's are tied by its work.
+        fixed = loads if len(hours) == 1 else {s.bus: _fixed(loads[s.bus], decision.load_kw[s.bus]) for s in sites}
+        work = plan if len(hours) == 1 else WorkPlan((sum(f.low for f in fixed.values()),))
         held = day.payments_per_h[t] + 1e-7 * max(1.0, abs(day.payments_per_h[t]))
-        one = aggregator_schedule([hour], sites, fixed, WorkPlan((sum(f.low for f in fixed.values()),)),
-                                  svg_settings, tie_break_rule=True, payment_cap=(held,), **options)
+        one = aggregator_schedule([hour], sites, fixed, work, svg_settings, tie_break_rule=True, payment_cap=(held,),
+                                  node_limit=TIE_BREAK_NODES, **options)
         decisions.append(one.decisions[0])
         payments.append(one.payments_per_h[0])
         prices_p.append(one.prices_p[0])
         prices_q.append(one.prices_q[0])
+        ends.append(one.solve.status)
     return dataclasses.replace(day, decisions=tuple(decisions), payments_per_h=tuple(payments),
-                               prices_p=tuple(prices_p), prices_q=tuple(prices_q))
+                               prices_p=tuple(prices_p), prices_q=tuple(prices_q), tie_break=tuple(ends))
 
 
 def _fixed(load: SiteLoad, kw: float) -> SiteLoad:

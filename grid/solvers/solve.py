@@ -182,19 +182,27 @@ class MilpOutcome:
 
 def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
                time_limit: float | None = None, what: str = "the model",
-               more_time: str = "allow more time") -> MilpOutcome:
+               more_time: str = "allow more time", node_limit: int | None = None) -> MilpOutcome:
     """Solve a Pyomo MILP (minimisation) to ``mip_gap``; load the incumbent.
 
     A time limit that leaves an incumbent is not an error: the outcome says "time_limit" and
-    carries the gap (benchmarks report it). Infeasibility, or a stop without any incumbent,
-    raises SolverError naming ``what``.
+    carries the gap (benchmarks report it). So is HiGHS's ``node_limit`` (branch-and-bound nodes;
+    GLPK has none and runs to its gap or time limit): "node_limit". Infeasibility, or a stop
+    without any incumbent, raises SolverError naming ``what``.
     """
     check_solver(solver)
     size = _model_size(model)
     started = time.perf_counter()
-    results, glpk_log = _run_milp(model, solver, mip_gap, time_limit, what)
+    results, glpk_log = _run_milp(model, solver, mip_gap, time_limit, what, node_limit)
     seconds = time.perf_counter() - started
-    status = _milp_status(results.solver.termination_condition, solver, what)
+    condition = results.solver.termination_condition
+    if node_limit is not None and solver != "glpk" and condition not in (
+            TerminationCondition.optimal, TerminationCondition.maxTimeLimit, TerminationCondition.infeasible,
+            TerminationCondition.infeasibleOrUnbounded):
+        condition = TerminationCondition.maxIterations   # HiGHS's node limit, reported as its own stop below
+    status = _milp_status(condition, solver, what)
+    if status == "time_limit" and condition == TerminationCondition.maxIterations and node_limit is not None:
+        status = "node_limit"
     _load_incumbent(model, results, solver, what, more_time)
     try:
         objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))
@@ -213,7 +221,7 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
 
 
 def _run_milp(model: pyo.ConcreteModel, solver: str, mip_gap: float, time_limit: float | None,
-              what: str) -> tuple[SolverResults, str]:
+              what: str, node_limit: int | None = None) -> tuple[SolverResults, str]:
     """The solver's results, and GLPK's log (empty for HiGHS), which alone holds GLPK's bound."""
     try:
         glpk_log = ""
@@ -224,6 +232,8 @@ def _run_milp(model: pyo.ConcreteModel, solver: str, mip_gap: float, time_limit:
             results, glpk_log = _glpk_with_log(model, options)
         else:
             options = {"mip_rel_gap": mip_gap, "random_seed": 0, **HIGHS_THREADS}
+            if node_limit is not None:
+                options["mip_max_nodes"] = node_limit
             results = pyo.SolverFactory(solver).solve(model, load_solutions=False, options=options,
                                                       timelimit=time_limit)
     except SolverError:

@@ -32,6 +32,7 @@ class CaseOutcome:
     opf: OpfResult | None  # None: the OPF has no feasible dispatch at this decision
     payment_per_h: float | None
     solve: Any = None  # the bilevel MILP's outcome
+    tie_break: str = ""  # how its tie-break stage ended (grid.feeder.bilevel.ScheduleResult.tie_break)
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,6 +27,7 @@ import numpy as np
 from agents.aggregator import Aggregator, MemberSite
 from grid.errors import GridError, InfeasibleNetworkError, SolverError
 from grid.feeder.bilevel import (
+    TIE_BREAK_NODES,
     DataCenterSite,
     Decision,
     Hour,
@@ -279,11 +280,12 @@ def _cases(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeede
                 "head_voltage_pu or add generators") from None
         done = result.solve
         progress(f"  {done.status} in {done.seconds:.1f} s, payment {result.payment_per_h:,.3f} $/h (MILP: "
-                 f"{done.columns:,} columns, {done.binaries:,} binary; {done.rows:,} rows)")
+                 f"{done.columns:,} columns, {done.binaries:,} binary; {done.rows:,} rows)"
+                 + (f"; tie-break: best of {TIE_BREAK_NODES} nodes" if result.tie_break == "node_limit" else ""))
         opf, payment = priced(result.decision, from_milp=True)
         if opf is None:  # the bilevel problem keeps the OPF feasible; this would be a bug
             raise GridError(f"price: the OPF is infeasible at the {case} decision{when} the bilevel problem chose")
-        outcomes[case] = CaseOutcome(result.decision, opf, payment, done)
+        outcomes[case] = CaseOutcome(result.decision, opf, payment, done, result.tie_break)
     return outcomes
 
 
@@ -315,6 +317,8 @@ def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite]) -> dict[s
     }
     if outcome.solve is not None:
         entry["milp"] = _milp(outcome.solve)
+    if outcome.tie_break:
+        entry["tie_break"] = outcome.tie_break
     if opf is None:
         return entry
     placed_kw = sum(outcome.decision.load_kw.values())

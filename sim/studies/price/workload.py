@@ -13,6 +13,8 @@ Four schedules of the same work, each priced hour by hour by the DSO's OPF:
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 from typing import Callable, Mapping, Sequence
 
@@ -133,7 +135,9 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
         done = day.solve
         progress(f"  {done.status} in {done.seconds:.1f} s, payment {day.payment:,.3f} $ (MILP: {done.columns:,} "
                  f"columns, {done.binaries:,} binary; {done.rows:,} rows)")
-        schedules[case] = [priced(t, d, from_milp=True) for t, d in enumerate(day.decisions)]
+        schedules[case] = [dataclasses.replace(priced(t, d, from_milp=True), tie_break=end)
+                           for t, (d, end) in enumerate(itertools.zip_longest(day.decisions, day.tie_break,
+                                                                            fillvalue=""))]
         if any(outcome.opf is None for outcome in schedules[case]):
             raise GridError(f"price: the OPF is infeasible in some hour of the {case} day the bilevel problem chose")
         day_solves[case] = done

@@ -501,3 +501,34 @@ def test_glpk_solves_the_bilevel_milp_to_the_same_decision(feeder, linearization
     assert results[1].payment_per_h == pytest.approx(results[0].payment_per_h, rel=1e-7)
     assert results[1].decision.load_kw == results[0].decision.load_kw
     np.testing.assert_allclose(results[1].decision.svg_kvar[738], results[0].decision.svg_kvar[738])
+
+
+def test_the_staged_tie_break_keeps_the_proven_payment_on_ten_ieee123_sites():
+    """Ten sites with SVGs on IEEE 123, an hour whose prices are flat: the payment alone is proven
+    optimal; the tie-break stage runs out of its node budget, and its decision pays that payment
+    (to 1e-7) at voltages at least as high as the payment's own decision, the same on a second
+    call (a node count, not seconds)."""
+    from grid.feeder.bilevel import TIE_BREAK_NODES
+    from grid.network.three_phase import load_ieee123
+
+    feeder = load_ieee123()
+    settings = OpfSettings(substation_price_per_mwh=32.0, head_voltage_pu=0.99, v_min_pu=0.95)
+    buses = (66, 300, 51, 83, 76, 57, 44, 101, 108, 35)
+    sites = tuple(DataCenterSite(b, 300.0, power_factor=0.9, svg_kvar=200.0) for b in buses)
+    workload = Workload(800.0, 100.0, svg_step_kvar=50.0)
+    plain = aggregator_bilevel(feeder, (), settings, sites, workload, svg=True, price_bound=1e4,
+                               linearization="strong-duality", tie_break_rule=False)
+    staged = [aggregator_bilevel(feeder, (), settings, sites, workload, svg=True, price_bound=1e4,
+                                 linearization="strong-duality") for _ in range(2)]
+    assert plain.solve.status == "optimal" and TIE_BREAK_NODES == 500
+    assert staged[0].tie_break == "node_limit" and staged[0].solve.status == "optimal"
+    assert staged[0].payment_per_h == pytest.approx(plain.payment_per_h, rel=1e-7)
+
+    def lowest_site_voltage(decision):
+        opf = dso_opf(feeder, (), settings, **decision.opf_inputs(sites))
+        return min(float(np.nanmin(opf.voltage_pu[b])) for b in buses)
+
+    assert lowest_site_voltage(staged[0].decision) >= lowest_site_voltage(plain.decision) - 1e-9
+    assert staged[0].decision.load_kw == staged[1].decision.load_kw
+    for bus in buses:
+        np.testing.assert_array_equal(staged[0].decision.svg_kvar[bus], staged[1].decision.svg_kvar[bus])
