@@ -32,6 +32,7 @@ SCRIPTS = [
     script("bench_auction.py", ["--quick"], "bench_auction.csv", 2),
     # One site, without SVG and with 3 levels: both linearizations, GLPK on strong duality.
     script("bench_dlmp.py", ["--quick", "--sites", "1"], "bench_dlmp.csv", 6),
+    script("bench_dlmp_sites.py", ["--quick"], "bench_dlmp_sites.csv", 4),
     # The four light commands, once each, each a fresh process (fresh processes import the
     # auction and the capacity study in tests/sim/test_api.py and studies/test_capacity.py).
     script("bench_startup.py", ["--repeat", "1", "--quick"], "bench_startup.csv", 4),
