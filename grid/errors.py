@@ -15,3 +15,7 @@ class SolverError(GridError):
     Example: "solver 'glpk' is not installed; apt-get install glpk-utils (provides glpsol),
     or use --solver highs".
     """
+
+
+class NoIncumbentError(SolverError):
+    """A MILP stopped at a limit (time or nodes) before it found any solution."""

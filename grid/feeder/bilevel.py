@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import pyomo.environ as pyo
 
-from grid.errors import GridError
+from grid.errors import GridError, NoIncumbentError
 from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
 from grid.feeder.opf import PHASES, OpfResult, build_opf_model
 from grid.feeder.upper_level import SvgSettings, UpperLevel, voltage_tie_break
@@ -287,8 +287,13 @@ def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], lo
         fixed = loads if len(hours) == 1 else {s.bus: _fixed(loads[s.bus], decision.load_kw[s.bus]) for s in sites}
         work = plan if len(hours) == 1 else WorkPlan((sum(f.low for f in fixed.values()),))
         held = day.payments_per_h[t] + 1e-7 * max(1.0, abs(day.payments_per_h[t]))
-        one = aggregator_schedule([hour], sites, fixed, work, svg_settings, tie_break_rule=True, payment_cap=(held,),
-                                  node_limit=TIE_BREAK_NODES, **options)
+        try:
+            one = aggregator_schedule([hour], sites, fixed, work, svg_settings, tie_break_rule=True,
+                                      payment_cap=(held,), node_limit=TIE_BREAK_NODES, **options)
+        except NoIncumbentError:   # nothing found within the budget: the payment's own decision stands
+            one = dataclasses.replace(day, decisions=(decision,), payments_per_h=(day.payments_per_h[t],),
+                                      prices_p=(day.prices_p[t],), prices_q=(day.prices_q[t],),
+                                      solve=dataclasses.replace(day.solve, status="node_limit"))
         decisions.append(one.decisions[0])
         payments.append(one.payments_per_h[0])
         prices_p.append(one.prices_p[0])

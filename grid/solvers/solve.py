@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pyomo.environ as pyo
 from pyomo.opt import SolverResults, TerminationCondition
 
-from grid.errors import SolverError
+from grid.errors import NoIncumbentError, SolverError
 from grid.solvers.names import SOLVERS, check_solver  # noqa: F401  (re-exported: one list, one check)
 
 # Every HiGHS solve in the process uses one thread: HiGHS starts one scheduler per process with the
@@ -207,8 +207,8 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
     try:
         objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))
     except ValueError:   # GLPK stopped by its time limit before an integer solution: no values to read
-        raise SolverError(f"solver {solver!r} found no solution for {what} within the time limit; "
-                          f"{more_time}") from None
+        raise NoIncumbentError(f"solver {solver!r} found no solution for {what} within the time limit; "
+                               f"{more_time}") from None
     bound = results.problem.lower_bound
     finite = bound is not None and math.isfinite(float(bound))
     if status == "optimal":
@@ -267,8 +267,8 @@ def _load_incumbent(model: pyo.ConcreteModel, results: SolverResults, solver: st
     try:
         model.solutions.load_from(results)
     except Exception as exc:
-        raise SolverError(f"solver {solver!r} found no solution for {what} within the time limit "
-                          f"({_first_line(exc)}); {more_time}") from None
+        raise NoIncumbentError(f"solver {solver!r} found no solution for {what} within the time limit "
+                               f"({_first_line(exc)}); {more_time}") from None
     finally:
         pyomo_log.setLevel(level)
 

@@ -532,3 +532,30 @@ def test_the_staged_tie_break_keeps_the_proven_payment_on_ten_ieee123_sites():
     assert staged[0].decision.load_kw == staged[1].decision.load_kw
     for bus in buses:
         np.testing.assert_array_equal(staged[0].decision.svg_kvar[bus], staged[1].decision.svg_kvar[bus])
+
+
+def test_a_tie_break_stage_without_any_solution_keeps_the_payments_decision(feeder, monkeypatch):
+    """When the tie-break stage finds nothing within its node budget (forced here), the payment's
+    own decision, payment and prices stand, and the stage is reported as stopped at the budget."""
+    import grid.feeder.bilevel as bilevel
+    from grid.errors import NoIncumbentError
+
+    settings = OpfSettings(substation_price_per_mwh=45.0, head_voltage_pu=1.03, v_min_pu=0.95)
+    sites = (DataCenterSite(738, 270.0, power_factor=0.9, svg_kvar=40.0), DataCenterSite(725, 270.0, power_factor=0.9))
+    workload = Workload(270.0, 90.0, svg_step_kvar=40.0)
+    plain = aggregator_bilevel(feeder, (), settings, sites, workload, svg=True, price_bound=1e4,
+                               linearization="strong-duality", tie_break_rule=False)
+    solve = bilevel.solve_milp
+
+    def no_incumbent_in_the_budget(model, solver, **options):
+        if options.get("node_limit") is not None:
+            raise NoIncumbentError("solver 'highs' found no solution for the model within the time limit")
+        return solve(model, solver, **options)
+
+    monkeypatch.setattr(bilevel, "solve_milp", no_incumbent_in_the_budget)
+    staged = aggregator_bilevel(feeder, (), settings, sites, workload, svg=True, price_bound=1e4,
+                                linearization="strong-duality")
+    assert staged.tie_break == "node_limit" and staged.solve.status == "optimal"
+    assert staged.decision.load_kw == plain.decision.load_kw
+    np.testing.assert_array_equal(staged.decision.svg_kvar[738], plain.decision.svg_kvar[738])
+    assert staged.payment_per_h == plain.payment_per_h
