@@ -6,8 +6,10 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+import tomli_w
 
 # One BLAS thread per process. pytest-xdist already runs one worker per core; OpenBLAS's own
 # threads on top of that spin for cores that are busy, and the small matrices of the tests (the
@@ -23,6 +25,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # mechanisms): about 20 s of CPU per run (docs/testing.md#fast). The files go to the usual
 # __pycache__ folders, which .gitignore lists. Set before the workers start, so they inherit it.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def write_toml(folder: Path, data: dict, name: str = "config.toml") -> Path:
+    """A config written as TOML in ``folder``; its path."""
+    path = folder / name
+    path.write_text(tomli_w.dumps(data))
+    return path
 
 
 def need_glpk() -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomli_w
 
 from agents.capacity_products import SiteDefaults, sites_with_flexible_capacity
 from grid.plan.milp import plan_from_choice
 from grid.plan.risk import cvar
 from mechanisms.products import Product
 from sim.cli import main
+from tests.conftest import write_toml
 
 EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -51,9 +51,7 @@ PLAN: dict = {
 
 
 def _write(folder: Path, data: dict, name: str = "plan.toml") -> Path:
-    path = folder / name
-    path.write_text(tomli_w.dumps(data))
-    return path
+    return write_toml(folder, data, name)
 
 
 def _summary(folder: Path) -> dict:

@@ -21,15 +21,14 @@ import tomli_w
 from sim.cli import main
 from sim.config.sweep import SweepConfig
 from sim.studies.sweep import plan_runs, run_sweep
+from tests.conftest import write_toml
 
 REPO = Path(__file__).resolve().parents[3]
 BASE = REPO / "experiments" / "paper_4bus_additive.toml"
 
 
 def _sweep(folder: Path, data: dict, name: str = "sweep.toml") -> Path:
-    path = folder / name
-    path.write_text(tomli_w.dumps({"base": os.path.relpath(BASE, folder), **data}))
-    return path
+    return write_toml(folder, {"base": os.path.relpath(BASE, folder), **data}, name)
 
 
 def test_parameter_sets_are_grid_times_points_times_sample_then_seeds():

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomli_w
 
 from grid.feeder.bilevel import Workload, aggregator_bilevel, aggregator_payment
 from grid.feeder.load_shapes import hourly_shape
 from grid.feeder.opf import dso_opf
 from grid.feeder.periods import Period, period_inputs
 from sim.cli import main
+from tests.conftest import write_toml
 
 EXPERIMENTS = Path(__file__).resolve().parents[4] / "experiments"
 SCALE = [0.7, 1.0, 1.15]
@@ -36,16 +36,11 @@ def _day_config() -> dict:
     return data
 
 
-def _write(folder: Path, data: dict) -> Path:
-    path = folder / "day.toml"
-    path.write_text(tomli_w.dumps(data))
-    return path
-
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     folder = tmp_path_factory.mktemp("price_day")
-    path = _write(folder, _day_config())
+    path = write_toml(folder, _day_config())
     assert main(["price", str(path), "--out", str(folder / "out"), "--quiet"]) == 0
     return folder / "out"
 
@@ -186,7 +181,7 @@ def _broken(change) -> dict:
     (lambda d: d.update(substation_price_per_mwh=[30.0, -1.0, 30.0]), "substation_price_per_mwh"),
 ])
 def test_bad_day_configs_get_one_line_errors_naming_the_field(tmp_path, capsys, change, expected):
-    path = _write(tmp_path, _broken(change))
+    path = write_toml(tmp_path, _broken(change))
     assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and "Traceback" not in err, err
@@ -236,7 +231,7 @@ def test_ieee123_hours_dlmps_equal_an_opf_written_from_scratch(tmp_path):
     from sim.studies.price.study import feeder_inputs, price_sites, price_workload
     from tests.grid.feeder.test_periods import independent_opf
 
-    path = _write(tmp_path, _ieee123_hours(10, 3, ac=False, demand_kw=1500.0))
+    path = write_toml(tmp_path, _ieee123_hours(10, 3, ac=False, demand_kw=1500.0))
     assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-plots"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     with (tmp_path / "out" / "dlmp.csv").open(newline="") as handle:
@@ -280,7 +275,7 @@ def test_ieee123_hours_dlmps_equal_an_opf_written_from_scratch(tmp_path):
 def test_ieee123_ac_correction_clears_every_violation_opendss_finds(tmp_path):
     """Two hours of the IEEE 123 example with the AC check: OpenDSS finds voltages below the band
     that LinDist3Flow called feasible; one round of raised floors leaves none, in any case."""
-    path = _write(tmp_path, _ieee123_hours(16, 2, ac=True))
+    path = write_toml(tmp_path, _ieee123_hours(16, 2, ac=True))
     assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-plots"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     rounds = summary["ac_correction"]["violations_by_round"]

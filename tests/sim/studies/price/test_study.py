@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomli_w
 
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.opf import dso_opf
 from grid.network.three_phase import load_ieee37, voltage_unbalance
 from sim.cli import main
+from tests.conftest import write_toml
 
 EXPERIMENTS = Path(__file__).resolve().parents[4] / "experiments"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -27,11 +27,6 @@ FILES = {"summary.json", "config.toml", "voltages.csv", "dlmp.csv", "sites.csv",
 def _config() -> dict:
     return tomllib.loads((EXPERIMENTS / "ieee37_price.toml").read_text())
 
-
-def _write(folder: Path, data: dict, name: str = "price.toml") -> Path:
-    path = folder / name
-    path.write_text(tomli_w.dumps(data))
-    return path
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -159,7 +154,7 @@ def test_a_mccormick_study_pays_what_strong_duality_pays(tmp_path):
     data = _config()
     data["price"].update(linearization="mccormick", total_kw=600.0, svg_kvar=0.0, head_voltage_pu=1.0, ac_check=False)
     data["price"]["sites"] = data["price"]["sites"][:2]
-    path = _write(tmp_path, data)
+    path = write_toml(tmp_path, data)
     assert main(["price", str(path), "--out", str(tmp_path / "m"), "--quiet", "--no-plots"]) == 0
     assert {p.name for p in (tmp_path / "m").iterdir()} == {n for n in FILES if not n.endswith(".png")}
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
@@ -211,7 +206,7 @@ def _broken(change) -> dict:
     (lambda p: p.update(ac_rounds=50), "price.ac_rounds: input should be less than or equal to 20"),
 ])
 def test_bad_price_configs_get_one_line_errors_naming_the_field(tmp_path, capsys, change, expected):
-    path = _write(tmp_path, _broken(change))
+    path = write_toml(tmp_path, _broken(change))
     assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and "Traceback" not in err
@@ -222,7 +217,7 @@ def test_missing_price_table_and_a_price_only_config_in_run(tmp_path, capsys):
     data = {"seed": 1, "price": _config()["price"]}
     assert main(["price", str(EXPERIMENTS / "paper_4bus_additive.toml"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "price: missing [price]; dcmarket price reads the config's [price] table: add one" in capsys.readouterr().err
-    assert main(["run", str(_write(tmp_path, data, "only.toml")), "--quiet"]) == 2
+    assert main(["run", str(write_toml(tmp_path, data, "only.toml")), "--quiet"]) == 2
     assert "run it with dcmarket price" in capsys.readouterr().err
 
 
@@ -278,7 +273,7 @@ def _auction_config(change) -> dict:
     (lambda d: d["price"]["generators"][0].update(bus=1), "price.generators[0].bus: bus 1 is not a load bus of ieee37"),
 ])
 def test_run_with_a_bad_price_table_fails_in_one_line(tmp_path, capsys, change, expected):
-    path = _write(tmp_path, _auction_config(change), "run.toml")
+    path = write_toml(tmp_path, _auction_config(change), "run.toml")
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err
@@ -306,7 +301,7 @@ def test_operated_sites_merge_a_bus_and_keep_unassigned_products():
 
 def test_no_load_to_place_is_reported_not_a_crash(tmp_path, capsys):
     """total_kw = 0 has no average price: the report and costs.png said None.__format__."""
-    path = _write(tmp_path, _broken(lambda p: p.update(total_kw=0.0)))
+    path = write_toml(tmp_path, _broken(lambda p: p.update(total_kw=0.0)))
     assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert "0 kW of data-center load" in captured.out and captured.err == ""

@@ -9,11 +9,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from grid.feeder.bilevel import aggregator_payment
 from grid.feeder.opf import dso_opf
 from sim.cli import main
+from tests.conftest import write_toml
 
 EXPERIMENTS = Path(__file__).resolve().parents[4] / "experiments"
 SERVERS = dict(count=40, idle_kw=3.0, peak_kw=10.0, capacity=20.0, pue=1.3)   # 156 kW at rest, 36.4 kW a step
@@ -27,16 +27,11 @@ def _config() -> dict:
     return data
 
 
-def _write(folder: Path, data: dict) -> Path:
-    path = folder / "work.toml"
-    path.write_text(tomli_w.dumps(data))
-    return path
-
 
 @pytest.fixture(scope="module")
 def worked(tmp_path_factory):
     folder = tmp_path_factory.mktemp("price_workload")
-    assert main(["price", str(_write(folder, _config())), "--out", str(folder / "out"), "--quiet"]) == 0
+    assert main(["price", str(write_toml(folder, _config())), "--out", str(folder / "out"), "--quiet"]) == 0
     return folder / "out"
 
 
@@ -119,7 +114,7 @@ def _broken(change) -> dict:
     (lambda p: p["day"].update(demand_kw=[100.0, 100.0, 100.0]), "day.demand_kw: the workload sets each hour's load"),
 ])
 def test_bad_workload_tables_get_one_line_errors_naming_the_field(tmp_path, capsys, change, expected):
-    path = _write(tmp_path, _broken(change))
+    path = write_toml(tmp_path, _broken(change))
     assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and "Traceback" not in err, err
