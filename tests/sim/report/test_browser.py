@@ -198,7 +198,9 @@ def test_after_the_auction_the_view_steps_through_the_aggregators_day(browser, d
     step = page.get_by_role("button", name="Step")
     for n in range(1, 60):
         step.click()
-        page.get_by_text(f"Round {n}: the auction ").wait_for(timeout=30_000)
+        # The step that closes the auction also solves the aggregator's day before the page
+        # redraws: a bound for a loaded machine, not a timing.
+        page.get_by_text(f"Round {n}: the auction ").wait_for(timeout=120_000)
         if page.get_by_text(f"Round {n}: the auction has closed").count():
             break
     else:
