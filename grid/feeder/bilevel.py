@@ -236,9 +236,9 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
     at the day's (``payment_cap``, $/h per period), for the rule to choose among that period's
     equally cheap SVG settings (one period: its steps too; docs/models/dlmp.md#eq-d-16) within a
     budget of TIE_BREAK_NODES branch-and-bound nodes (``node_limit``; HiGHS), whose best decision
-    stands when the budget runs out (``tie_break`` says which). The rule's tiny weights in the payment's MILP kept HiGHS from
-    closing its gap in 300 s over a day on IEEE 37, and in one hour with ten sites on IEEE 123,
-    where the payment alone is proven in a second."""
+    stands when the budget runs out (``tie_break`` says which). The rule's tiny weights in the
+    payment's MILP kept HiGHS from closing its gap in 300 s over a day on IEEE 37, and in one hour
+    with ten sites on IEEE 123, where the payment alone is proven in a second."""
     _check_schedule(hours, sites, loads, plan, linearization)
     if tie_break_rule and svg and payment_cap is None:
         return _held_tie_break(hours, sites, loads, plan, svg_settings, svg=svg, price_bound=price_bound,
@@ -278,10 +278,10 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
 
 def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
                     plan: WorkPlan, svg_settings: SvgSettings, **options: object) -> ScheduleResult:
-    """The day for its payment, then each period's tie-break with its steps fixed and its payment
-    held within round-off of the day's (see aggregator_schedule)."""
+    """The day for its payment, then each period's tie-break with its payment held within
+    round-off of the day's, and over several periods its steps fixed (see aggregator_schedule)."""
     day = aggregator_schedule(hours, sites, loads, plan, svg_settings, tie_break_rule=False, **options)
-    decisions, payments, prices_p, prices_q, ends = [], [], [], [], []
+    picked = []   # per period: decision, payment, prices P and Q, how the stage ended
     for t, (hour, decision) in enumerate(zip(hours, day.decisions)):
         # One period chooses its steps again among the equally cheap; a day's are tied by its work.
         fixed = loads if len(hours) == 1 else {s.bus: _fixed(loads[s.bus], decision.load_kw[s.bus]) for s in sites}
@@ -290,17 +290,13 @@ def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], lo
         try:
             one = aggregator_schedule([hour], sites, fixed, work, svg_settings, tie_break_rule=True,
                                       payment_cap=(held,), node_limit=TIE_BREAK_NODES, **options)
+            picked.append((one.decisions[0], one.payments_per_h[0], one.prices_p[0], one.prices_q[0],
+                           one.solve.status))
         except NoIncumbentError:   # nothing found within the budget: the payment's own decision stands
-            one = dataclasses.replace(day, decisions=(decision,), payments_per_h=(day.payments_per_h[t],),
-                                      prices_p=(day.prices_p[t],), prices_q=(day.prices_q[t],),
-                                      solve=dataclasses.replace(day.solve, status="node_limit"))
-        decisions.append(one.decisions[0])
-        payments.append(one.payments_per_h[0])
-        prices_p.append(one.prices_p[0])
-        prices_q.append(one.prices_q[0])
-        ends.append(one.solve.status)
-    return dataclasses.replace(day, decisions=tuple(decisions), payments_per_h=tuple(payments),
-                               prices_p=tuple(prices_p), prices_q=tuple(prices_q), tie_break=tuple(ends))
+            picked.append((decision, day.payments_per_h[t], day.prices_p[t], day.prices_q[t], "node_limit"))
+    decisions, payments, prices_p, prices_q, ends = zip(*picked)
+    return dataclasses.replace(day, decisions=decisions, payments_per_h=payments, prices_p=prices_p,
+                               prices_q=prices_q, tie_break=ends)
 
 
 def _fixed(load: SiteLoad, kw: float) -> SiteLoad:

@@ -65,16 +65,15 @@ def dlmp_parts(feeder: ThreePhaseFeeder, head_price: np.ndarray, row_duals: Mapp
     nu = voltage_multipliers(feeder, row_duals)
     binding = [(bus, k) for bus, values in nu.items() for k in range(3) if abs(values[k]) > _BINDING]
     parent = feeder.parent_segment()
-    path = {bus: _path(bus, parent, feeder.head_bus) for bus in nu}
+    path = {bus: _path_gains(bus, parent, feeder.head_bus) for bus in nu}
     drop = {(s.from_bus, s.to_bus): -per_unit_scale(feeder) * coupling_matrices(s.r_ohm, s.x_ohm)[0]
             for s in feeder.segments}
-    gain = {bus: _gains(bus, parent, feeder.head_bus) for bus, _ in binding}
     voltage = {}
     for bus in nu:
         part = np.zeros(3)
         for k, psi in binding:
-            shared = sorted(path[k] & path[bus])   # sorted: the same sum, bit for bit, every run
-            part += nu[k][psi] * sum((gain[k][arc][psi] * drop[arc][psi] for arc in shared), np.zeros(3))
+            shared = sorted(path[k].keys() & path[bus].keys())   # sorted: the same sum, bit for bit, every run
+            part += nu[k][psi] * sum((path[k][arc][psi] * drop[arc][psi] for arc in shared), np.zeros(3))
         voltage[bus] = part
 
     def present(values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:  # NaN on a phase a bus lacks
@@ -85,9 +84,9 @@ def dlmp_parts(feeder: ThreePhaseFeeder, head_price: np.ndarray, row_duals: Mapp
                      present(voltage), tuple((bus, PHASE_NAMES[k], float(nu[bus][k])) for bus, k in binding))
 
 
-def _gains(bus: int, parent: Mapping[int, Segment], head: int) -> dict[tuple[int, int], np.ndarray]:
-    """G per phase for each segment on the path to ``bus``: the product of the squared regulator
-    ratios of the segments below it on that path."""
+def _path_gains(bus: int, parent: Mapping[int, Segment], head: int) -> dict[tuple[int, int], np.ndarray]:
+    """The segments from the head to ``bus``, as (from, to) arcs, each with its G per phase: the
+    product of the squared regulator ratios of the segments below it on that path."""
     out, product = {}, np.ones(3)
     while bus != head:
         segment = parent[bus]
@@ -95,13 +94,3 @@ def _gains(bus: int, parent: Mapping[int, Segment], head: int) -> dict[tuple[int
         product = product * np.asarray(segment.tap) ** 2
         bus = segment.from_bus
     return out
-
-
-def _path(bus: int, parent: Mapping[int, object], head: int) -> set[tuple[int, int]]:
-    """The segments from the head to ``bus``, as (from, to) arcs."""
-    arcs = set()
-    while bus != head:
-        segment = parent[bus]
-        arcs.add((segment.from_bus, segment.to_bus))
-        bus = segment.from_bus
-    return arcs

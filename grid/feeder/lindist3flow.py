@@ -6,11 +6,12 @@ per-phase flows into the segment:
     w_j = w_i + M^P P_ij + M^Q Q_ij
 
 on each phase the segment carries (a lateral may carry one or two); a regulator at the sending end
-multiplies w_i by its fixed ratio squared, per phase (docs/models/dlmp.md#eq-d-26). M^P and M^Q hold -2 r_kk (-2 x_kk) on the diagonal and the sqrt(3) coupling terms off it
-(`coupling_matrices`). The model is lossless: each phase's flow into a bus is what leaves it
-plus the bus's load. `add_voltage_rows` writes these rows for the DSO's OPF
-(grid/feeder/opf.py, whose `power_flow` is the OPF with nothing to dispatch);
-`sweep_voltages` computes the same voltages without a solver, to check it.
+multiplies w_i by its fixed ratio squared, per phase (docs/models/dlmp.md#eq-d-26). M^P and M^Q
+hold -2 r_kk (-2 x_kk) on the diagonal and the sqrt(3) coupling terms off it (`coupling_matrices`).
+The model is lossless: each phase's flow into a bus is what leaves it plus the bus's load.
+`add_voltage_rows` writes these rows for the DSO's OPF (grid/feeder/opf.py, whose `power_flow` is
+the OPF with nothing to dispatch); `sweep_voltages` computes the same voltages without a solver,
+to check it.
 """
 
 from __future__ import annotations

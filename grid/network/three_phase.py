@@ -186,15 +186,15 @@ def load_ieee37() -> ThreePhaseFeeder:
 
 # A step-voltage regulator moves its ratio 5/8 % per tap, 16 taps each way (+-10 %).
 REGULATOR_STEP_PU = 0.00625
-_WYE = {"a": 0, "b": 1, "c": 2}
 
 
 def phase_load(connection: str, p_kw: float, q_kvar: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-phase kW and kvar of a spot load: a wye load on one phase (a, b or c) or on three
     (3ph-wye, a third each), or a delta load (``delta_to_wye``)."""
-    if connection in _WYE:
+    if connection in PHASE_NAMES:
         p, q = np.zeros(3), np.zeros(3)
-        p[_WYE[connection]], q[_WYE[connection]] = p_kw, q_kvar
+        k = PHASE_NAMES.index(connection)
+        p[k], q[k] = p_kw, q_kvar
         return p, q
     if connection == "3ph-wye":
         return np.full(3, p_kw / 3.0), np.full(3, q_kvar / 3.0)
@@ -210,7 +210,7 @@ def load_ieee123() -> ThreePhaseFeeder:
     taps: dict[tuple[int, int], list[float]] = {}
     for row in _rows("ieee123_regulators.csv"):
         ratio = taps.setdefault((int(row["from"]), int(row["to"])), [1.0, 1.0, 1.0])
-        ratio[_WYE[row["phase"]]] = 1.0 + REGULATOR_STEP_PU * int(row["tap"])
+        ratio[PHASE_NAMES.index(row["phase"])] = 1.0 + REGULATOR_STEP_PU * int(row["tap"])
     raw = []
     for row in _rows("ieee123_lines.csv"):
         tap = taps.pop((int(row["from"]), int(row["to"])), [1.0, 1.0, 1.0])

@@ -199,10 +199,9 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
     if node_limit is not None and solver != "glpk" and condition not in (
             TerminationCondition.optimal, TerminationCondition.maxTimeLimit, TerminationCondition.infeasible,
             TerminationCondition.infeasibleOrUnbounded):
-        condition = TerminationCondition.maxIterations   # HiGHS's node limit, reported as its own stop below
-    status = _milp_status(condition, solver, what)
-    if status == "time_limit" and condition == TerminationCondition.maxIterations and node_limit is not None:
-        status = "node_limit"
+        status = "node_limit"   # HiGHS's node limit has no termination condition of its own in Pyomo
+    else:
+        status = _milp_status(condition, solver, what)
     _load_incumbent(model, results, solver, what, more_time)
     try:
         objective = float(pyo.value(next(model.component_data_objects(pyo.Objective, active=True))))

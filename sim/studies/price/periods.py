@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from grid.errors import GridError, InfeasibleNetworkError
-from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, load_range
+from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, aggregator_payment, load_range
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.load_shapes import activsg2000_shape, flat_shape, hourly_shape
 from grid.feeder.opf import OpfResult, dso_opf
@@ -62,17 +62,26 @@ def decision_opf(hour: Hour, decision: Decision, sites: Sequence[DataCenterSite]
     """The hour's OPF at a decision (None: no feasible dispatch). A decision ``from_milp`` that
     has no point in the band is priced in the band widened by ``MILP_ROUND_OFF_PU``, within which
     the MILP found it feasible."""
-    try:
-        return dso_opf(hour.feeder, hour.generators, hour.settings, solver=solver, **decision.opf_inputs(sites))
-    except InfeasibleNetworkError:
-        if not from_milp:
-            return None
-    widened = dataclasses.replace(hour.settings, v_min_pu=hour.settings.v_min_pu - MILP_ROUND_OFF_PU,
-                                  v_max_pu=hour.settings.v_max_pu + MILP_ROUND_OFF_PU)
-    try:
-        return dso_opf(hour.feeder, hour.generators, widened, solver=solver, **decision.opf_inputs(sites))
-    except InfeasibleNetworkError:
-        return None
+    inputs = decision.opf_inputs(sites)
+    bands = [hour.settings]
+    if from_milp:
+        bands.append(dataclasses.replace(hour.settings, v_min_pu=hour.settings.v_min_pu - MILP_ROUND_OFF_PU,
+                                         v_max_pu=hour.settings.v_max_pu + MILP_ROUND_OFF_PU))
+    for settings in bands:
+        try:
+            return dso_opf(hour.feeder, hour.generators, settings, solver=solver, **inputs)
+        except InfeasibleNetworkError:
+            continue
+    return None
+
+
+def case_outcome(hour: Hour, decision: Decision, sites: Sequence[DataCenterSite], solver: str, workload: Workload,
+                 *, from_milp: bool = False, solve: Any = None, tie_break: str = "") -> CaseOutcome:
+    """One case in one hour: the decision priced by the hour's OPF (``decision_opf``) and what the
+    aggregator pays at it (none without a feasible dispatch); ``workload`` gives the SVG settings."""
+    opf = decision_opf(hour, decision, sites, solver, from_milp=from_milp)
+    payment = None if opf is None else aggregator_payment(sites, decision, opf, workload)
+    return CaseOutcome(decision, opf, payment, solve, tie_break)
 
 
 def hour_inputs(feeder: ThreePhaseFeeder, generators: Sequence[DistributedGenerator], settings: OpfSettings,

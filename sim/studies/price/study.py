@@ -65,7 +65,7 @@ from sim.studies.price.ac import (
     count_violations,
     raise_floors,
 )
-from sim.studies.price.periods import CaseOutcome, PeriodOutcome, decision_opf, hour_inputs, price_periods
+from sim.studies.price.periods import CaseOutcome, PeriodOutcome, case_outcome, hour_inputs, price_periods
 from sim.studies.price.workload import workload_day
 from sim.studies.result import StudyResult
 
@@ -256,15 +256,7 @@ def _cases(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeede
     with SVGs, each priced by the period's OPF. ``when`` names the period in messages."""
 
     hour = Hour(feeder, generators, settings)
-
-    def priced(decision: Decision, from_milp: bool = False) -> tuple[OpfResult | None, float | None]:
-        opf = decision_opf(hour, decision, sites, config.solver, from_milp=from_milp)
-        if opf is None:
-            return None, None
-        return opf, aggregator_payment(sites, decision, opf, workload)
-
-    baseline = pro_rata(sites, workload)
-    outcomes = {"pro-rata": CaseOutcome(baseline, *priced(baseline))}
+    outcomes = {"pro-rata": case_outcome(hour, pro_rata(sites, workload), sites, config.solver, workload)}
     for case, svg in (("no-svg", False), ("svg", True)):
         progress(f"bilevel problem, {CASE_TITLES[case]}{when}")
         try:
@@ -282,10 +274,10 @@ def _cases(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeede
         progress(f"  {done.status} in {done.seconds:.1f} s, payment {result.payment_per_h:,.3f} $/h (MILP: "
                  f"{done.columns:,} columns, {done.binaries:,} binary; {done.rows:,} rows)"
                  + (f"; tie-break: best of {TIE_BREAK_NODES} nodes" if result.tie_break == "node_limit" else ""))
-        opf, payment = priced(result.decision, from_milp=True)
-        if opf is None:  # the bilevel problem keeps the OPF feasible; this would be a bug
+        outcomes[case] = case_outcome(hour, result.decision, sites, config.solver, workload, from_milp=True,
+                                      solve=done, tie_break=result.tie_break)
+        if outcomes[case].opf is None:  # the bilevel problem keeps the OPF feasible; this would be a bug
             raise GridError(f"price: the OPF is infeasible at the {case} decision{when} the bilevel problem chose")
-        outcomes[case] = CaseOutcome(result.decision, opf, payment, done, result.tie_break)
     return outcomes
 
 

@@ -13,15 +13,13 @@ Four schedules of the same work, each priced hour by hour by the DSO's OPF:
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import math
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from grid.errors import GridError, InfeasibleNetworkError, SolverError
-from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, aggregator_payment, aggregator_schedule
+from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, aggregator_schedule
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.periods import Period
 from grid.feeder.price_taking import price_taking_schedule
@@ -30,7 +28,7 @@ from grid.feeder.workloads import BatchJob, SiteLoad, WorkPlan, uncoordinated
 from grid.network.three_phase import ThreePhaseFeeder
 from sim.config.price import CASE_TITLES, PriceConfig, WorkloadConfig
 from sim.config.schema import ConfigError, ExperimentConfig
-from sim.studies.price.periods import CaseOutcome, PeriodOutcome, decision_opf, hour_inputs
+from sim.studies.price.periods import CaseOutcome, PeriodOutcome, case_outcome, hour_inputs
 
 Progress = Callable[[str], None]
 _TOLERANCE = 1e-9
@@ -102,11 +100,8 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
     hours = [hour_inputs(feeder, generators, settings, period, (raised or {}).get(t, ()))
              for t, (period, _) in enumerate(periods)]
 
-    def priced(t: int, decision: Decision, from_milp: bool = False) -> CaseOutcome:
-        opf = decision_opf(hours[t], decision, sites, config.solver, from_milp=from_milp)
-        if opf is None:
-            return CaseOutcome(decision, None, None)
-        return CaseOutcome(decision, opf, aggregator_payment(sites, decision, opf, table))
+    def priced(t: int, decision: Decision, from_milp: bool = False, tie_break: str = "") -> CaseOutcome:
+        return case_outcome(hours[t], decision, sites, config.solver, table, from_milp=from_milp, tie_break=tie_break)
 
     steps, _ = uncoordinated(plan, [loads[s.bus] for s in sites])
     schedules: dict[str, list[CaseOutcome]] = {"pro-rata": [
@@ -135,9 +130,9 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
         done = day.solve
         progress(f"  {done.status} in {done.seconds:.1f} s, payment {day.payment:,.3f} $ (MILP: {done.columns:,} "
                  f"columns, {done.binaries:,} binary; {done.rows:,} rows)")
-        schedules[case] = [dataclasses.replace(priced(t, d, from_milp=True), tie_break=end)
-                           for t, (d, end) in enumerate(itertools.zip_longest(day.decisions, day.tie_break,
-                                                                            fillvalue=""))]
+        ends = day.tie_break or ("",) * len(day.decisions)   # none: the rule did not run in stages
+        schedules[case] = [priced(t, d, from_milp=True, tie_break=end)
+                           for t, (d, end) in enumerate(zip(day.decisions, ends))]
         if any(outcome.opf is None for outcome in schedules[case]):
             raise GridError(f"price: the OPF is infeasible in some hour of the {case} day the bilevel problem chose")
         day_solves[case] = done
