@@ -64,14 +64,20 @@ def ac_checks(sites: Sequence[DataCenterSite], hours: Sequence[PeriodOutcome], s
     return checks
 
 
+def at_node(extreme: tuple[float, int, int]) -> dict[str, Any]:
+    """A (value, bus, phase index) extreme as summary.json gives it: value, bus and phase name."""
+    value, bus, k = extreme
+    return {"value": round(value, 6), "bus": bus, "phase": PHASE_NAMES[k]}
+
+
 def ac_entry(check: AcCheck, settings: OpfSettings) -> dict[str, Any]:
     """One hour of one case, for summary.json."""
     low = min((v, bus, k) for bus, k, v in node_values(check.flow.voltage_pu))
     errors = {bus: np.abs(check.error(bus)) for bus in check.flow.voltage_pu}
     worst = max((gap, bus, k) for bus, k, gap in node_values(errors))
     return {
-        "min_voltage_pu": {"value": round(low[0], 6), "bus": low[1], "phase": PHASE_NAMES[low[2]]},
-        "max_linear_error_pu": {"value": round(worst[0], 6), "bus": worst[1], "phase": PHASE_NAMES[worst[2]]},
+        "min_voltage_pu": at_node(low),
+        "max_linear_error_pu": at_node(worst),
         "violations": [{"bus": bus, "phase": phase, "voltage_pu": round(v, 6)}
                        for bus, phase, v in check.violations(settings)],
         "losses_kw": round(check.flow.losses_kw, 6),

@@ -62,6 +62,7 @@ from sim.studies.price.ac import (
     ac_checks,
     ac_entry,
     ac_rows,
+    at_node,
     count_violations,
     raise_floors,
 )
@@ -322,8 +323,8 @@ def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite]) -> dict[s
         "payment_usd_per_h": round(outcome.payment_per_h, 6),
         "average_price_usd_per_mwh": round(outcome.payment_per_h / (placed_kw / 1e3), 6) if placed_kw else None,
         "dso_cost_usd_per_h": round(opf.cost_per_h, 6),
-        "min_voltage_pu": {"value": round(lowest[0], 6), "bus": lowest[1], "phase": PHASE_NAMES[lowest[2]]},
-        "min_site_voltage_pu": {"value": round(site_v[0], 6), "bus": site_v[1], "phase": PHASE_NAMES[site_v[2]]},
+        "min_voltage_pu": at_node(lowest),
+        "min_site_voltage_pu": at_node(site_v),
         "site_unbalance_pct": {str(s.bus): round(100 * u, 6) for s, u in zip(sites, unbalance)},
         "mean_site_unbalance_pct": round(100 * float(np.mean(unbalance)), 6),
         "dlmp_range_usd_per_mwh": [round(float(prices.min()), 6), round(float(prices.max()), 6)],
