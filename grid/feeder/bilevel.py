@@ -30,11 +30,13 @@ from typing import Sequence
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.common.collections import ComponentMap
 
 from grid.errors import GridError, NoIncumbentError
 from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
 from grid.feeder.opf import PHASES, OpfResult, build_opf_model
 from grid.feeder.upper_level import SvgSettings, UpperLevel, voltage_tie_break
+from grid.feeder.voltage_range import Injection, box_ranges
 from grid.feeder.workloads import SiteLoad, WorkPlan
 from grid.network.three_phase import ThreePhaseFeeder
 from grid.solvers.kkt import kkt_system
@@ -189,7 +191,7 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
                        settings: OpfSettings, sites: tuple[DataCenterSite, ...], workload: Workload, *,
                        svg: bool, price_bound: float, linearization: str = "mccormick",
                        tie_break_rule: bool = True, solver: str = "highs",
-                       time_limit: float | None = None) -> BilevelResult:
+                       time_limit: float | None = None, tight_big_m: bool = True) -> BilevelResult:
     """The aggregator's best decision against the DSO's OPF in one period; ``svg`` lets it use
     its SVGs: ``workload.total_kw`` placed over the sites in whole ``step_kw`` steps, each site
     within its min_kw and max_kw (the schedule below with one period and no batch work).
@@ -213,7 +215,7 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
     day = aggregator_schedule([Hour(feeder, generators, settings)], sites, loads, WorkPlan((needed,)),
                               SvgSettings(workload.svg_step_kvar, workload.svg_cost_per_mvarh), svg=svg,
                               price_bound=price_bound, linearization=linearization, tie_break_rule=tie_break_rule,
-                              solver=solver, time_limit=time_limit)
+                              solver=solver, time_limit=time_limit, tight_big_m=tight_big_m)
     return BilevelResult(day.decisions[0], day.payments_per_h[0], day.prices_p[0], day.prices_q[0], day.solve,
                          day.tie_break[0] if day.tie_break else "")
 
@@ -222,7 +224,8 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
                         plan: WorkPlan, svg_settings: SvgSettings, *, svg: bool, price_bound: float,
                         linearization: str = "strong-duality", tie_break_rule: bool = True, solver: str = "highs",
                         time_limit: float | None = None, what: str = "the aggregator's bilevel problem",
-                        payment_cap: Sequence[float] | None = None, node_limit: int | None = None) -> ScheduleResult:
+                        payment_cap: Sequence[float] | None = None, node_limit: int | None = None,
+                        tight_big_m: bool = True) -> ScheduleResult:
     """The aggregator's best day against each period's OPF, as one MILP: one KKT model per
     period (its own OPF, prices and site rows), linked by the work (docs/models/dlmp.md#eq-d-20,
     #eq-d-21): in period t the sites run the interactive steps of t and the batch steps placed
@@ -242,7 +245,8 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
     _check_schedule(hours, sites, loads, plan, linearization)
     if tie_break_rule and svg and payment_cap is None:
         return _held_tie_break(hours, sites, loads, plan, svg_settings, svg=svg, price_bound=price_bound,
-                               linearization=linearization, solver=solver, time_limit=time_limit, what=what)
+                               linearization=linearization, solver=solver, time_limit=time_limit, what=what,
+                               tight_big_m=tight_big_m)
     if tie_break_rule and len(hours) > 1 and not svg:   # with the steps fixed there is nothing left to choose
         tie_break_rule = False
     levels = {s.bus: svg_levels(s, svg_settings.step_kvar) if svg else 0 for s in sites}
@@ -253,7 +257,12 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
         lp = build_opf_model(hour.feeder, hour.generators, hour.settings, solver=solver,
                              decided_load_buses=tuple(buses))
         parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
-        kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters)
+        implied = None
+        if tight_big_m:
+            ranges = box_ranges(hour.feeder, hour.settings.head_voltage_pu,
+                                _injections(hour, sites, loads, levels, svg_settings))
+            implied = ComponentMap((lp.w[node], span) for node, span in ranges.items())
+        kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters, implied=implied)
         upper = UpperLevel.on(kkt, lp, price_bound, mccormick=linearization == "mccormick")
         # Site by site, phase by phase: the rows and the payment's terms are written in this order,
         # which the solver's tie-breaking follows (same config, same decision).
@@ -297,6 +306,28 @@ def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], lo
     decisions, payments, prices_p, prices_q, ends = zip(*picked)
     return dataclasses.replace(day, decisions=decisions, payments_per_h=payments, prices_p=prices_p,
                                prices_q=prices_q, tie_break=ends)
+
+
+def _injections(hour: Hour, sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
+                levels: dict[int, int], svg_settings: SvgSettings) -> list[Injection]:
+    """What the period's OPF takes from the upper level and decides itself (D-27): each site's
+    kW over its steps (a third on each phase, with its power factor's kvar), each phase of its
+    SVG over its levels, each generator phase up to its rating (a negative load)."""
+    injections = []
+    for s in sites:
+        load = loads[s.bus]
+        injections.append(Injection(s.bus, load.kw(load.low), load.kw(load.high), (1 / 3,) * 3,
+                                    (s.kvar_per_kw / 3,) * 3))
+        rating = levels[s.bus] * svg_settings.step_kvar
+        injections += [Injection(s.bus, -rating, rating, (0.0,) * 3, _unit(k, -1.0)) for k in PHASES if rating]
+    for g in hour.generators:
+        injections += [Injection(g.bus, 0.0, g.max_kw_per_phase, _unit(k, -1.0))
+                       for k in hour.feeder.bus_phases[g.bus]]
+    return injections
+
+
+def _unit(phase: int, value: float) -> tuple[float, float, float]:
+    return tuple(value if k == phase else 0.0 for k in PHASES)
 
 
 def _fixed(load: SiteLoad, kw: float) -> SiteLoad:

@@ -14,8 +14,9 @@ grid/feeder/opf.py):
 
 y_i is the marginal cost of b_i, the same sign as the dual Pyomo reports. Each complementarity
 pair gets a binary and two big-M rows. The primal side's M is the variable's range (from the
-data); the dual side's M is a stated bound on the prices (``dual_bound``), and a test checks that
-the answer does not move when it grows.
+data; tighter where the caller knows a range the rows keep it in, docs/models/dlmp.md#eq-d-27);
+the dual side's M is a stated bound on the prices (``dual_bound``), and a test checks that the
+answer does not move when it grows.
 
 A quadratic objective (a generator's a_g PG^2, docs/models/dlmp.md#eq-d-3) only adds the linear terms
 (H + H')x to stationarity, so the system stays an MILP. The conditions are sufficient because the
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pyomo.environ as pyo
 from pyomo.repn import generate_standard_repn
@@ -36,6 +37,10 @@ from pyomo.repn.plugins.standard_form import (
 )
 
 from grid.errors import GridError
+
+# How far an implied range is widened before it is trusted (in the variable's units): the range is
+# computed in floating point, and a bound it misses by less is kept with its binary.
+IMPLIED_MARGIN = 1e-6
 
 
 @dataclass(frozen=True)
@@ -66,13 +71,19 @@ class KKTSystem:
         return float(pyo.value(self.x_of(variable)))
 
 
-def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence[pyo.Var] = ()) -> KKTSystem:
+def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence[pyo.Var] = (),
+               implied: Mapping[object, tuple[float, float]] | None = None) -> KKTSystem:
     """A new model whose feasible points are the optimal primal-dual pairs of ``lp`` (a linear
     minimisation; fixed variables are data).
 
     ``parameters`` are variables of ``lp`` that another level decides: they become free
     variables ``param`` of the new model, in the rows but with no stationarity of their own
     (the lower level takes them as given), each with its bounds from ``lp``.
+
+    ``implied`` (a Pyomo ComponentMap): for some variables of ``lp``, a range (low, high) that the rows alone keep them
+    in at every value of the parameters (docs/models/dlmp.md#eq-d-27). A bound the range never
+    reaches cannot bind, so its multiplier is zero and gets no binary; one it can reach gets the
+    range's reach as its M instead of the variable's span.
     """
     if not dual_bound > 0 or not math.isfinite(dual_bound):
         raise GridError(f"dual_bound: {dual_bound!r} must be a positive number (a bound on prices)")
@@ -96,7 +107,8 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
     # alpha_j x_j = alpha_j l_j, beta_j x_j = beta_j u_j), gives the bilinear parameter terms
     # linearly: sum_i y_i a_i^theta theta = b'y + l'alpha - u'beta - c'x (linear objective).
     dual_objective: list = [float(form.rhs[i]) * k.y[i] for i in range(m_rows)]
-    _stationarity_rows(k, form, columns, is_parameter, quadratic, dual_objective, dual_bound)
+    reach = {id(var): span for var, span in (implied or {}).items()}
+    _stationarity_rows(k, form, columns, is_parameter, quadratic, dual_objective, dual_bound, reach)
     # Every KKT point is optimal for the lower level, so this objective only picks among equally
     # good points; its linear part alone keeps the model an MILP.
     k.objective = pyo.Objective(expr=sum(float(c[j]) * k.x[j] for j in range(n)), sense=pyo.minimize)
@@ -152,10 +164,12 @@ def _primal_rows(k: pyo.ConcreteModel, form: LinearStandardFormInfo, columns: tu
         k.rows.add(rhs - body <= reach * (1 - z))
 
 
-def _stationarity_rows(k: pyo.ConcreteModel, form: LinearStandardFormInfo, columns: tuple, is_parameter: list[bool], quadratic: list,
-                       dual_objective: list, dual_bound: float) -> None:
+def _stationarity_rows(k: pyo.ConcreteModel, form: LinearStandardFormInfo, columns: tuple, is_parameter: list[bool],
+                       quadratic: list, dual_objective: list, dual_bound: float,
+                       implied: Mapping[int, tuple[float, float]]) -> None:
     """Each column's bounds and, unless it is a parameter, its stationarity row with a multiplier
-    (and its complementarity) per finite bound; each multiplier's term joins ``dual_objective``."""
+    (and its complementarity) per finite bound it can reach; each multiplier's term joins
+    ``dual_objective``. ``implied``: ranges by the variable's id (see kkt_system)."""
     c = form.c.toarray().ravel()
     a = form.A.tocsc()
     terms: list[list] = [[] for _ in columns]  # A'y, by column
@@ -172,17 +186,21 @@ def _stationarity_rows(k: pyo.ConcreteModel, form: LinearStandardFormInfo, colum
         expr = float(c[j]) + sum(gradient[j]) - sum(terms[j])
         if (low is None) != (high is None):
             raise GridError(f"kkt: variable {var.name} has one finite bound only; give both")
-        span = (high - low) if low is not None and high is not None else None
-        for bound, sign in ((low, -1.0), (high, +1.0)):
-            if bound is None or span is None:
-                continue
+        if low is None or high is None:
+            k.rows.add(expr == 0)
+            continue
+        least, most = implied.get(id(var), (low, high))
+        margin = IMPLIED_MARGIN if id(var) in implied else 0.0
+        for bound, sign, reach in ((low, -1.0, min(most, high) - low), (high, +1.0, high - max(least, low))):
+            if (least - margin > bound) if sign < 0 else (most + margin < bound):
+                continue   # the rows keep x off this bound: its multiplier is zero
             multiplier = k.multipliers.add()
             expr = expr + sign * multiplier
             dual_objective.append(-sign * bound * multiplier)
             z = k.z.add()
             k.rows.add(multiplier <= dual_bound * z)
             gap = (k.x[j] - bound) if sign < 0 else (bound - k.x[j])
-            k.rows.add(gap <= span * (1 - z))
+            k.rows.add(gap <= (max(reach, 0.0) + margin) * (1 - z))
         k.rows.add(expr == 0)
 
 

@@ -186,6 +186,7 @@ def test_an_infeasible_voltage_floor_is_one_line_naming_the_fix(feeder):
 # --- KKT of the lower level (docs/models/dlmp.md#dlmp-5-1, KKT + big-M) ----------------------
 
 import pyomo.environ as pyo  # noqa: E402
+from pyomo.common.collections import ComponentMap  # noqa: E402
 
 from grid.errors import SolverError  # noqa: E402
 from grid.feeder.opf import build_opf_model, solve_opf  # noqa: E402
@@ -193,14 +194,20 @@ from grid.solvers.kkt import kkt_system  # noqa: E402
 from grid.solvers.solve import solve_milp  # noqa: E402
 
 
-def test_kkt_of_a_small_lp_by_hand():
-    """min 2g + 5h, g + h = 12, 0 <= g <= 10, 0 <= h <= 20: g = 10, h = 2; the balance's price is
-    5 (h at the margin) and g's upper bound earns 5 - 2 = 3."""
+def _hand_lp() -> pyo.ConcreteModel:
+    """min 2g + 5h, g + h = 12, 0 <= g <= 10, 0 <= h <= 20."""
     lp = pyo.ConcreteModel()
     lp.g = pyo.Var(bounds=(0, 10))
     lp.h = pyo.Var(bounds=(0, 20))
     lp.balance = pyo.Constraint(expr=lp.g + lp.h == 12)
     lp.cost = pyo.Objective(expr=2 * lp.g + 5 * lp.h)
+    return lp
+
+
+def test_kkt_of_a_small_lp_by_hand():
+    """min 2g + 5h, g + h = 12, 0 <= g <= 10, 0 <= h <= 20: g = 10, h = 2; the balance's price is
+    5 (h at the margin) and g's upper bound earns 5 - 2 = 3."""
+    lp = _hand_lp()
     kkt = kkt_system(lp, dual_bound=100.0)
     outcome = solve_milp(kkt.model, "highs", mip_gap=1e-9)
     assert outcome.objective == pytest.approx(30.0)
@@ -211,6 +218,21 @@ def test_kkt_of_a_small_lp_by_hand():
     # A bound below a true multiplier (3) leaves no KKT point: the bound is a stated assumption.
     with pytest.raises(SolverError, match="infeasible"):
         solve_milp(kkt_system(lp, dual_bound=2.0).model, "highs", mip_gap=1e-9)
+
+
+def test_kkt_drops_the_multipliers_of_bounds_the_rows_never_reach():
+    """min 2g + 5h, g + h = 12, 0 <= g <= 10, 0 <= h <= 20: the row keeps h in [2, 12], so neither
+    of h's bounds can bind; the thinned system has two multipliers (g's), not four, and the
+    same optimum (g = 10, h = 2, price 5, g's upper bound earning 3)."""
+    lp = _hand_lp()
+    full = kkt_system(lp, dual_bound=100.0)
+    thin = kkt_system(lp, dual_bound=100.0, implied=ComponentMap([(lp.h, (2.0, 12.0))]))
+    assert len(full.model.multipliers) == 4 and len(thin.model.multipliers) == 2
+    assert len(thin.model.z) == len(full.model.z) - 2
+    for kkt in (full, thin):
+        assert solve_milp(kkt.model, "highs", mip_gap=1e-9).objective == pytest.approx(30.0)
+        assert kkt.primal(lp.g) == pytest.approx(10.0) and kkt.dual(lp.balance) == pytest.approx(5.0)
+    assert sorted(round(pyo.value(v), 9) for v in thin.model.multipliers.values()) == [0.0, 3.0]
 
 
 @pytest.mark.parametrize("dual_bound", [1e4, 1e5, 1e6])
