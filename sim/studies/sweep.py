@@ -42,6 +42,7 @@ from sim.config.schema import load_config
 from sim.config.sweep import METRIC_TYPES, SweepConfig
 from sim.errors import USER_ERRORS, ConfigError, one_line
 from sim.execution.cluster import connect
+from sim.execution.ordered_pool import check_workers
 from sim.execution.pool_worker import warm_up
 from sim.output import files as outputs
 from sim.output.sweep_dir import (
@@ -56,8 +57,6 @@ from sim.output.sweep_dir import (
 )
 
 Progress = Callable[[str], None]
-# Worker processes on one machine.
-MAX_WORKERS = 1024
 # The exit code of a sweep that ran and wrote its table, but with failed runs (2: refused before
 # any run, nothing written; 130: interrupted).
 RUNS_FAILED = 1
@@ -476,8 +475,7 @@ def _interrupted(signum: int, frame: object) -> None:
 
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket sweep SWEEP.toml`."""
-    if not 1 <= args.workers <= MAX_WORKERS:
-        raise ConfigError(f"--workers: give 1 to {MAX_WORKERS} worker processes")
+    check_workers(args.workers)
     out = args.out or Path("runs") / f"{args.sweep.stem}-sweep"
     # A SIGTERM (a scheduler's kill, `timeout`) unwinds like Ctrl-C, so the worker pool is shut
     # down rather than left orphaned; the records so far stay.
