@@ -7,8 +7,9 @@ and head voltage): 00:00 at 800 kW and 11:00 at 1,500 kW (900 kW on three sites)
 binds in the linear model and many decisions pay the same. The sites are the first n of 66, 300, 51, 83, 76, 57, 44,
 101, 108, 35 (three-phase buses), 300 kW each with 200 kvar of SVG per phase. Each row is one hour:
 the payment alone (``tie_break_rule=False``), then the study's call (the payment, then the
-tie-break within its node budget); "tie-break s" is the difference. The day row solves the 24
-hours of the example with ten sites, both bilevel cases, as `dcmarket price` does (no AC check).
+tie-break within its node budget); "tie-break s" is the difference. The day rows solve the 24
+hours of the example with ten sites, each bilevel case apart, as `dcmarket price` does (no AC
+check), on one process and on two (``--workers 2``: the hours side by side).
 GLPK runs the payment alone (it has no node budget). No timing is asserted.
 
     .venv/bin/python experiments/bench_dlmp_sites.py [--quick] [--out experiments/out]
@@ -34,6 +35,7 @@ from grid.errors import SolverError  # noqa: E402
 from grid.feeder.bilevel import DataCenterSite, Workload, aggregator_bilevel  # noqa: E402
 from grid.solvers.names import check_solver  # noqa: E402
 from sim.config.schema import parse_config  # noqa: E402
+from sim.execution.ordered_pool import OrderedPool  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
 from sim.studies.price.periods import hour_inputs, price_periods  # noqa: E402
@@ -87,23 +89,30 @@ def one_hour(hour: int, sites: int, svg: bool, solver: str, limit: float) -> dic
     return row
 
 
-def whole_day(sites: int, limit: float) -> dict[str, Any]:
-    """Both bilevel cases in each of the example's 24 hours, as the study solves them."""
+def _hour_case(feeder: Any, generators: Any, settings: Any, chosen: Any, workload: Workload, svg: bool,
+               price_bound: float, limit: float) -> tuple[str, str]:
+    """One hour's bilevel case as the study solves it: the MILP's status and how its tie-break ended."""
+    result = aggregator_bilevel(feeder, generators, settings, chosen, workload, svg=svg, price_bound=price_bound,
+                                linearization="strong-duality", time_limit=limit)
+    return result.solve.status, result.tie_break
+
+
+def whole_day(sites: int, svg: bool, workers: int, limit: float) -> dict[str, Any]:
+    """One bilevel case in each of the example's 24 hours, as the study solves them, on
+    ``workers`` processes (sim/execution/ordered_pool.py, as `dcmarket price --workers`)."""
     day, chosen, price = _hours(sites)
+    tasks = [(inputs.feeder, inputs.generators, inputs.settings, chosen,
+              Workload(table.total_kw, table.step_kw, table.svg_step_kvar, 0.0), svg, price.price_bound, limit)
+             for inputs, table in day]
     started = time.perf_counter()
-    statuses, ends = set(), []
-    for inputs, table in day:
-        workload = Workload(table.total_kw, table.step_kw, table.svg_step_kvar, 0.0)
-        for svg in (False, True):
-            result = aggregator_bilevel(inputs.feeder, inputs.generators, inputs.settings, chosen, workload, svg=svg,
-                                        price_bound=price.price_bound, linearization="strong-duality",
-                                        time_limit=limit)
-            statuses.add(result.solve.status)
-            ends.append(result.tie_break)
-    return {"what": "24 hours, both cases", "hour": "0-23", "sites": sites, "svg": "both", "solver": "highs",
-            "status": "optimal" if statuses == {"optimal"} else ", ".join(sorted(statuses)),
+    with OrderedPool(workers, "grid.feeder.bilevel") as pool:
+        outcomes = list(pool.map(_hour_case, tasks, "the hours"))
+    statuses = {status for status, _ in outcomes}
+    ends = [end for _, end in outcomes]
+    return {"what": f"24 hours, {workers} process{'es' if workers > 1 else ''}", "hour": "0-23", "sites": sites,
+            "svg": svg, "solver": "highs", "status": "optimal" if statuses == {"optimal"} else ", ".join(sorted(statuses)),
             "total_s": time.perf_counter() - started,
-            "tie_break": f"{ends.count('optimal')} proven, {ends.count('node_limit')} at the node budget"}
+            "tie_break": f"{ends.count('optimal')} proven, {ends.count('node_limit')} at the node budget" if svg else "-"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(one_hour(hour, sites, svg, solver, args.time_limit))
                     write_bench_csv(path, COLUMNS, rows)
     if not args.quick:
-        progress("the example's day with 10 sites")
-        rows.append(whole_day(10, args.time_limit))
-        write_bench_csv(path, COLUMNS, rows)
+        for svg in (False, True):
+            for workers in (1, 2):
+                progress(f"the example's day with 10 sites, {'SVG' if svg else 'no SVG'}, {workers} process(es)")
+                rows.append(whole_day(10, svg, workers, args.time_limit))
+                write_bench_csv(path, COLUMNS, rows)
 
     def num(value: Any) -> str:
         return "-" if value is None else f"{value:.2f}"

@@ -149,12 +149,13 @@ def _plan(config: ExperimentConfig, name: Path, *, frontier: bool = True, plots:
 
 
 def _price(config: ExperimentConfig, name: Path, *, plots: bool = True,
-           progress: Progress | None = None) -> "StudyResult":
+           progress: Progress | None = None, workers: int = 1) -> "StudyResult":
     from sim.studies.command import with_config
     from sim.studies.price.study import run_price_study
 
     with named_after(name):
-        return with_config(run_price_study(config, plots=plots, progress=progress or _quiet), config, "price")
+        return with_config(run_price_study(config, plots=plots, progress=progress or _quiet, workers=workers),
+                           config, "price")
 
 
 def _headroom(config: ExperimentConfig, name: Path, *, plots: bool = True,
@@ -192,7 +193,7 @@ def run(study: Literal["plan"], config: Config, *, base_dir: PathLike | None = N
 
 @overload
 def run(study: Literal["price"], config: Config, *, base_dir: PathLike | None = None, plots: bool = True,
-        progress: Progress | None = None) -> "StudyResult": ...
+        progress: Progress | None = None, workers: int = 1) -> "StudyResult": ...
 
 
 @overload
@@ -218,7 +219,8 @@ def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options:
       :func:`pandapower_net`), ``plots`` (capacity_map.png and standalone_map.png, default on),
       ``scheduler`` (a Dask scheduler's address: the scenario tails computed there);
     - plan: ``frontier`` (the cost-CVaR frontier), ``plots`` (its figures, default on);
-    - price: ``plots`` (its figures, default on);
+    - price: ``plots`` (its figures, default on), ``workers`` (processes for the hours of a
+      day, default 1; the same files);
     - headroom: ``plots`` (headroom_duration.png and headroom_map.png, default on);
     - sweep: ``config`` is the sweep file and ``out`` its directory (required: every run is
       written there, and the same call resumes), ``workers``, ``scheduler``, ``force``, ``plots``;
@@ -245,13 +247,13 @@ def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options:
 
 def _sweep(config: PathLike, *, out: PathLike, workers: int = 1, scheduler: str | None = None,
            force: bool = False, plots: bool = False, progress: Progress | None = None) -> "SweepResult":
+    from sim.execution.ordered_pool import check_workers
     from sim.studies.sweep import run_sweep
 
     if isinstance(config, (ExperimentConfig, Mapping)):
         raise ConfigError("sweep: give the sweep file's path (a TOML file with base, seeds and the fields to "
                           "vary), not a loaded config")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers: {workers!r} is not a positive integer")
+    check_workers(workers)
     return run_sweep(Path(config), Path(out), workers=workers, scheduler=scheduler, force=force,
                      quiet=progress is None, plots=plots, progress=progress or _quiet)
 

@@ -191,7 +191,7 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
                        settings: OpfSettings, sites: tuple[DataCenterSite, ...], workload: Workload, *,
                        svg: bool, price_bound: float, linearization: str = "mccormick",
                        tie_break_rule: bool = True, solver: str = "highs",
-                       time_limit: float | None = None, tight_big_m: bool = True) -> BilevelResult:
+                       time_limit: float | None = None, voltage_ranges: bool = True) -> BilevelResult:
     """The aggregator's best decision against the DSO's OPF in one period; ``svg`` lets it use
     its SVGs: ``workload.total_kw`` placed over the sites in whole ``step_kw`` steps, each site
     within its min_kw and max_kw (the schedule below with one period and no batch work).
@@ -215,7 +215,7 @@ def aggregator_bilevel(feeder: ThreePhaseFeeder, generators: tuple[DistributedGe
     day = aggregator_schedule([Hour(feeder, generators, settings)], sites, loads, WorkPlan((needed,)),
                               SvgSettings(workload.svg_step_kvar, workload.svg_cost_per_mvarh), svg=svg,
                               price_bound=price_bound, linearization=linearization, tie_break_rule=tie_break_rule,
-                              solver=solver, time_limit=time_limit, tight_big_m=tight_big_m)
+                              solver=solver, time_limit=time_limit, voltage_ranges=voltage_ranges)
     return BilevelResult(day.decisions[0], day.payments_per_h[0], day.prices_p[0], day.prices_q[0], day.solve,
                          day.tie_break[0] if day.tie_break else "")
 
@@ -225,7 +225,7 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
                         linearization: str = "strong-duality", tie_break_rule: bool = True, solver: str = "highs",
                         time_limit: float | None = None, what: str = "the aggregator's bilevel problem",
                         payment_cap: Sequence[float] | None = None, node_limit: int | None = None,
-                        tight_big_m: bool = True) -> ScheduleResult:
+                        voltage_ranges: bool = True) -> ScheduleResult:
     """The aggregator's best day against each period's OPF, as one MILP: one KKT model per
     period (its own OPF, prices and site rows), linked by the work (docs/models/dlmp.md#eq-d-20,
     #eq-d-21): in period t the sites run the interactive steps of t and the batch steps placed
@@ -241,12 +241,16 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
     budget of TIE_BREAK_NODES branch-and-bound nodes (``node_limit``; HiGHS), whose best decision
     stands when the budget runs out (``tie_break`` says which). The rule's tiny weights in the
     payment's MILP kept HiGHS from closing its gap in 300 s over a day on IEEE 37, and in one hour
-    with ten sites on IEEE 123, where the payment alone is proven in a second."""
+    with ten sites on IEEE 123, where the payment alone is proven in a second.
+
+    ``voltage_ranges``: write each voltage bound's big-M rows from what the period's decisions
+    let that voltage reach (docs/models/dlmp.md#eq-d-27; a bound it cannot reach gets none);
+    False writes every bound with the band's span, as the KKT system alone would."""
     _check_schedule(hours, sites, loads, plan, linearization)
     if tie_break_rule and svg and payment_cap is None:
         return _held_tie_break(hours, sites, loads, plan, svg_settings, svg=svg, price_bound=price_bound,
                                linearization=linearization, solver=solver, time_limit=time_limit, what=what,
-                               tight_big_m=tight_big_m)
+                               voltage_ranges=voltage_ranges)
     if tie_break_rule and len(hours) > 1 and not svg:   # with the steps fixed there is nothing left to choose
         tie_break_rule = False
     levels = {s.bus: svg_levels(s, svg_settings.step_kvar) if svg else 0 for s in sites}
@@ -258,7 +262,7 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
                              decided_load_buses=tuple(buses))
         parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
         implied = None
-        if tight_big_m:
+        if voltage_ranges:
             ranges = box_ranges(hour.feeder, hour.settings.head_voltage_pu,
                                 _injections(hour, sites, loads, levels, svg_settings))
             implied = ComponentMap((lp.w[node], span) for node, span in ranges.items())

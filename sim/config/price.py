@@ -182,6 +182,8 @@ class PriceConfig(Settings):
                                "big-M of the KKT conditions and McCormick rows")
     linearization: str = Field(default="strong-duality", description='how the payment\'s price x decision terms '
                                'become linear: "strong-duality" or "mccormick"')
+    voltage_ranges: bool = Field(default=True, description="thin the bilevel MILP by what the data let each voltage "
+                                 "reach: a bound no decision can reach gets no binary (docs/models/dlmp.md#eq-d-27)")
     time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS, description="the solver's time limit")
     ac_check: bool = Field(default=True, description="solve every hour of every case again as an AC power flow in "
                            "OpenDSS and report the linear model's error and every voltage outside the band")

@@ -151,6 +151,9 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _price_arguments(parser: argparse.ArgumentParser) -> None:
     _table_study(parser, "price")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes that solve the hours of a day side by side (a day without workloads; "
+                        "the same files as one; default 1)")
     _no_plots(parser, "voltage_profile.png, unbalance.png, dlmp_map.png, costs.png")
 
 

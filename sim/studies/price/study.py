@@ -51,6 +51,7 @@ from grid.solvers.names import check_solver
 from sim.config.price import CASE_TITLES, PriceConfig
 from sim.config.schema import ConfigError, ExperimentConfig
 from sim.errors import named_after
+from sim.execution.ordered_pool import OrderedPool
 from sim.output import files as outputs
 from sim.studies.after_auction import AfterAuction, Market
 from sim.studies.command import study_command
@@ -164,10 +165,17 @@ def pro_rata(sites: Sequence[DataCenterSite], workload: Workload) -> Decision:
 
 
 def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | None = None, plots: bool = True,
-                    progress: Progress = lambda _: None) -> StudyResult:
+                    progress: Progress = lambda _: None, workers: int = 1) -> StudyResult:
     """The whole study; ``won`` (the sites an auction's aggregator won) replace ``[price] sites``;
     ``plots=False`` leaves out the figures. With ``[price.day]`` it runs hour by hour
-    (docs/models/dlmp.md#eq-d-18), else one snapshot at the spot loads."""
+    (docs/models/dlmp.md#eq-d-18), else one snapshot at the spot loads; ``workers`` processes
+    solve the hours of a day without workloads side by side (the same files as one)."""
+    with OrderedPool(workers, __name__) as pool:
+        return _price_study(config, won, plots, progress, pool)
+
+
+def _price_study(config: ExperimentConfig, won: Sequence[MemberSite] | None, plots: bool, progress: Progress,
+                 pool: OrderedPool) -> StudyResult:
     price: PriceConfig | None = config.price
     if price is None:
         raise ConfigError("price: missing [price]; dcmarket price needs a [price] table (docs/studies/price.md; "
@@ -182,12 +190,13 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
             f"{sum(w.total_kw for _, w in periods) / 1e3:g} MWh over {len(periods)} hours")
     progress(f"{what} over {len(sites)} sites on {feeder.name} (head {settings.head_voltage_pu:g} p.u., "
              f"floor {settings.v_min_pu:g} p.u.)")
-    hours, day_solves = _solve_periods(config, price, feeder, generators, settings, sites, periods, {}, progress)
+    hours, day_solves = _solve_periods(config, price, feeder, generators, settings, sites, periods, {}, progress,
+                                       pool)
     checks: dict[tuple[int, str], AcCheck] = {}
     correction = None
     if price.ac_check:
         hours, day_solves, checks, correction = _ac_corrected(config, price, feeder, generators, settings, sites,
-                                                              periods, hours, day_solves, progress)
+                                                              periods, hours, day_solves, progress, pool)
     summary = _summary(config, price, feeder, generators, sites, sites_from, hours, day_solves, checks)
     if correction is not None:
         summary["ac_correction"] = correction.summary(hours)
@@ -200,7 +209,7 @@ def run_price_study(config: ExperimentConfig, *, won: Sequence[MemberSite] | Non
 def _ac_corrected(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
                   generators: tuple[DistributedGenerator, ...], settings: OpfSettings,
                   sites: tuple[DataCenterSite, ...], periods: Sequence[tuple[Period, Workload]],
-                  hours: list[PeriodOutcome], day_solves: dict[str, Any], progress: Progress
+                  hours: list[PeriodOutcome], day_solves: dict[str, Any], progress: Progress, pool: OrderedPool
                   ) -> tuple[list[PeriodOutcome], dict[str, Any], dict[tuple[int, str], AcCheck], AcCorrection]:
     """The AC check of the solved study and, with ``ac_correct``, its correction round by round
     (docs/models/dlmp.md#eq-d-25): the study as it ends, its checks and the rounds' record. A round
@@ -214,7 +223,7 @@ def _ac_corrected(config: ExperimentConfig, price: PriceConfig, feeder: ThreePha
                  f"{sum(len(v) for v in raised.values())} bus-phase-hours; solving again")
         try:
             hours, day_solves = _solve_periods(config, price, feeder, generators, settings, sites, periods, raised,
-                                               progress)
+                                               progress, pool)
         except InfeasibleNetworkError as error:
             return hours, day_solves, checks, dataclasses.replace(correction, stopped=str(error))
         checks = ac_checks(sites, hours, settings, progress)
@@ -232,37 +241,57 @@ def _day_payments(hours: Sequence[PeriodOutcome]) -> dict[str, float | None]:
 def _solve_periods(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
                    generators: tuple[DistributedGenerator, ...], settings: OpfSettings,
                    sites: tuple[DataCenterSite, ...], periods: Sequence[tuple[Period, Workload]],
-                   raised: Mapping[int, tuple[tuple[int, int, float], ...]], progress: Progress
-                   ) -> tuple[list[PeriodOutcome], dict[str, Any]]:
+                   raised: Mapping[int, tuple[tuple[int, int, float], ...]], progress: Progress,
+                   pool: OrderedPool) -> tuple[list[PeriodOutcome], dict[str, Any]]:
     """Every case in every period, with the AC correction's raised floors of each hour (``raised``,
-    by hour index; none at first); and the day MILPs' outcomes of a workload day."""
+    by hour index; none at first); and the day MILPs' outcomes of a workload day. The periods of
+    a day without workloads are independent: with several workers they go to the pool, and each
+    one's progress lines are printed when it is done, in the day's order."""
     if price.workload is not None:
         return workload_day(config, price, feeder, generators, settings, sites, periods, progress, raised)
-    hours = []
+    tasks, headers = [], []
     for t, (period, workload) in enumerate(periods):
-        if len(periods) > 1:
-            progress(f"hour {period.label}: {workload.total_kw:g} kW, substation "
-                     f"{period.substation_price_per_mwh:g} $/MWh")
         hour = hour_inputs(feeder, generators, settings, period, raised.get(t, ()))
-        cases = _cases(config, price, hour.feeder, hour.generators, hour.settings, sites, workload,
-                       "" if len(periods) == 1 else f" at {period.label}", progress)
-        hours.append(PeriodOutcome(period, workload, hour, cases, workload.total_kw))
+        tasks.append((config, price, hour, sites, workload, "" if len(periods) == 1 else f" at {period.label}"))
+        headers.append(f"hour {period.label}: {workload.total_kw:g} kW, substation "
+                       f"{period.substation_price_per_mwh:g} $/MWh" if len(periods) > 1 else "")
+    if pool.workers == 1 or len(tasks) == 1:
+        solved = []
+        for header, task in zip(headers, tasks):
+            if header:
+                progress(header)
+            solved.append(_cases(*task, progress))
+    else:
+        progress(f"{len(tasks)} hours on {min(pool.workers, len(tasks))} worker processes")
+        solved = []
+        for header, (cases, lines) in zip(headers, pool.map(_cases_apart, tasks, "the hours of the day")):
+            for line in (header, *lines):
+                progress(line)
+            solved.append(cases)
+    hours = [PeriodOutcome(period, workload, task[2], cases, workload.total_kw)
+             for (period, workload), task, cases in zip(periods, tasks, solved)]
     return hours, {}
 
 
-def _cases(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
-           generators: tuple[DistributedGenerator, ...], settings: OpfSettings, sites: tuple[DataCenterSite, ...],
+def _cases_apart(config: ExperimentConfig, price: PriceConfig, hour: Hour, sites: tuple[DataCenterSite, ...],
+                 workload: Workload, when: str) -> tuple[dict[str, CaseOutcome], list[str]]:
+    """``_cases`` in a worker process: its outcomes and the progress lines it would have printed."""
+    lines: list[str] = []
+    return _cases(config, price, hour, sites, workload, when, lines.append), lines
+
+
+def _cases(config: ExperimentConfig, price: PriceConfig, hour: Hour, sites: tuple[DataCenterSite, ...],
            workload: Workload, when: str, progress: Progress) -> dict[str, CaseOutcome]:
     """The three placements of one period's load: pro rata, then the bilevel optimum without and
-    with SVGs, each priced by the period's OPF. ``when`` names the period in messages."""
-
-    hour = Hour(feeder, generators, settings)
+    with SVGs, each priced by the period's OPF (``hour``). ``when`` names the period in messages."""
+    feeder, generators, settings = hour.feeder, hour.generators, hour.settings
     outcomes = {"pro-rata": case_outcome(hour, pro_rata(sites, workload), sites, config.solver, workload)}
     for case, svg in (("no-svg", False), ("svg", True)):
         progress(f"bilevel problem, {CASE_TITLES[case]}{when}")
         try:
             result = aggregator_bilevel(feeder, generators, settings, sites, workload, svg=svg,
                                         price_bound=price.price_bound, linearization=price.linearization,
+                                        voltage_ranges=price.voltage_ranges,
                                         solver=config.solver, time_limit=price.time_limit_s)
         except SolverError as error:
             if "infeasible" not in str(error):
@@ -610,7 +639,8 @@ def _hours_table(summary: Mapping[str, Any]) -> str:
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket price CONFIG`."""
     return study_command(args, "price", lambda config: run_price_study(config, plots=not args.no_plots,
-                                                                       progress=progress), "Price")
+                                                                       progress=progress, workers=args.workers),
+                         "Price")
 
 
 def _operating_aggregator(model: Market, name: str | None, config_path: Path) -> Aggregator:

@@ -118,7 +118,8 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
         try:
             day = aggregator_schedule(hours, sites, loads, plan, SvgSettings(table.svg_step_kvar,
                                       table.svg_cost_per_mvarh), svg=svg, price_bound=price.price_bound,
-                                      linearization=price.linearization, solver=config.solver,
+                                      linearization=price.linearization, voltage_ranges=price.voltage_ranges,
+                                      solver=config.solver,
                                       time_limit=price.time_limit_s, what=f"the day's bilevel problem ({case})")
         except SolverError as error:
             if "infeasible" not in str(error):

@@ -102,7 +102,7 @@ def test_the_thinned_bilevel_milp_pays_and_places_as_the_full_one(svg):
              DataCenterSite(725, 270.0, power_factor=0.9), DataCenterSite(702, 270.0, power_factor=0.9))
     workload = Workload(total_kw=360.0, step_kw=90.0, svg_step_kvar=40.0, svg_cost_per_mvarh=2.0)
     results = [aggregator_bilevel(feeder, generators, settings, sites, workload, svg=svg, price_bound=1e4,
-                                  linearization="strong-duality", tie_break_rule=False, tight_big_m=tight)
+                                  linearization="strong-duality", tie_break_rule=False, voltage_ranges=tight)
                for tight in (True, False)]
     thin, full = results
     assert thin.solve.status == full.solve.status == "optimal"

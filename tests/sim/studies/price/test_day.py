@@ -133,8 +133,10 @@ def test_every_dlmp_of_the_day_is_the_sum_of_its_parts(day):
     assert 0 < len(moved) < 3
 
 
-def test_same_day_same_bytes(day, tmp_path):
-    assert main(["price", str(day / "config.toml"), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+def test_same_day_same_bytes_on_two_worker_processes(day, tmp_path):
+    """The hours solved side by side (sim/execution/ordered_pool.py) write what one process wrote."""
+    assert main(["price", str(day / "config.toml"), "--out", str(tmp_path / "again"), "--quiet",
+                 "--workers", "2"]) == 0
     for path in day.iterdir():
         if path.name != "config.toml":
             assert (tmp_path / "again" / path.name).read_bytes() == path.read_bytes(), path.name

@@ -54,6 +54,19 @@ def test_price_directory_holds_every_file_and_figure(priced):
     assert summary["sites_from"] == "price.sites"
 
 
+def test_the_voltage_ranges_thin_the_milp_and_leave_the_answer(priced, tmp_path):
+    """`voltage_ranges = false` (every bound's M from the band, docs/models/dlmp.md#eq-d-27): the
+    same payments, decisions and prices with more binaries in both MILPs."""
+    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(tmp_path / "full"), "--quiet",
+                 "--set", "price.ac_check=false", "--set", "price.voltage_ranges=false", "--no-plots"]) == 0
+    thin, full = (json.loads((d / "summary.json").read_text())["periods"][0]["cases"] for d in (priced, tmp_path / "full"))
+    for case in ("no-svg", "svg"):
+        assert full[case]["milp"]["binaries"] > thin[case]["milp"]["binaries"]
+        assert full[case]["payment_usd_per_h"] == pytest.approx(thin[case]["payment_usd_per_h"], rel=1e-9)
+        assert full[case]["load_kw"] == thin[case]["load_kw"]
+    assert (tmp_path / "full" / "dlmp.csv").read_bytes() == (priced / "dlmp.csv").read_bytes()
+
+
 def test_the_api_in_process_gives_the_price_directory(priced):
     """sim.api's price study writes the files of the command line's run, byte for byte, and reads
     its tables as DataFrames (the other studies: tests/sim/test_api.py)."""
@@ -210,6 +223,14 @@ def test_bad_price_configs_get_one_line_errors_naming_the_field(tmp_path, capsys
     assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_worker_count_is_one_line_before_any_work(tmp_path, capsys):
+    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(tmp_path / "out"), "--quiet",
+                 "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--workers: give 1 to 1024 worker processes" in err and "\n" not in err
     assert not (tmp_path / "out").exists()
 
 
