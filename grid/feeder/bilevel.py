@@ -375,14 +375,22 @@ def _check_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], lo
     plan.check([loads[b] for b in buses])
 
 
-def _checked_inputs(sites: tuple[DataCenterSite, ...], workload: Workload) -> tuple[dict[int, tuple[int, int]], int]:
-    """Each site's step range and the steps to place; refuses a total the sites cannot take."""
-    ranges = {s.bus: step_range(s, workload.step_kw) for s in sites}
+def check_fits(sites: Sequence[DataCenterSite], workload: Workload) -> None:
+    """Refuse a total the sites cannot take in whole steps: one line with their range and the fix
+    (the caller names the field)."""
     low_kw, high_kw = load_range(sites, workload.step_kw)
     if not low_kw - _TOLERANCE <= workload.total_kw <= high_kw + _TOLERANCE:
-        raise GridError(f"total_kw: {workload.total_kw:g} kW does not fit the sites' min_kw and max_kw "
-                        f"in {workload.step_kw:g}-kW steps")
-    return ranges, round(workload.total_kw / workload.step_kw)
+        raise GridError(f"{workload.total_kw:g} kW does not fit the sites ({low_kw:g} to {high_kw:g} kW in "
+                        f"{workload.step_kw:g}-kW steps); change it or the sites' min_kw and max_kw")
+
+
+def _checked_inputs(sites: tuple[DataCenterSite, ...], workload: Workload) -> tuple[dict[int, tuple[int, int]], int]:
+    """Each site's step range and the steps to place; refuses a total the sites cannot take."""
+    try:
+        check_fits(sites, workload)
+    except GridError as error:
+        raise GridError(f"total_kw: {error}") from None
+    return {s.bus: step_range(s, workload.step_kw) for s in sites}, round(workload.total_kw / workload.step_kw)
 
 
 def _schedule_result(uppers: Sequence[UpperLevel], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],

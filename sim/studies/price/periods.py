@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from grid.errors import GridError, InfeasibleNetworkError
-from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, aggregator_payment, load_range
+from grid.feeder.bilevel import DataCenterSite, Decision, Hour, Workload, aggregator_payment, check_fits
 from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.load_shapes import activsg2000_shape, flat_shape, hourly_shape
 from grid.feeder.opf import OpfResult, dso_opf
@@ -142,7 +142,7 @@ def _background(day: DayConfig, feeder: ThreePhaseFeeder) -> np.ndarray:
 
 
 def _check_fits(workload: Workload, sites: Sequence[DataCenterSite], field: str) -> None:
-    low, high = load_range(sites, workload.step_kw)
-    if not low <= workload.total_kw <= high:
-        raise ConfigError(f"{field}: {workload.total_kw:g} kW does not fit the sites ({low:g} to {high:g} kW in "
-                          f"{workload.step_kw:g}-kW steps); change it or the sites' min_kw and max_kw")
+    try:
+        check_fits(sites, workload)
+    except GridError as error:
+        raise ConfigError(f"{field}: {error}") from None
