@@ -202,7 +202,7 @@ def _three_phase_loader(label: str) -> Callable[[RatingRule | None, str | None],
         lateral; 1e-6 p.u. for a closed switch), p.u. on the feeder's kV and 1 MVA."""
         import numpy as np
 
-        from grid.network.three_phase import load_feeder
+        from grid.network.three_phase import FEEDERS, load_feeder
 
         feeder = load_feeder(label)
         buses = [Bus(bus, base_load_mw=float(feeder.load_kw[bus].sum()) / 1000.0) for bus in feeder.buses]
@@ -223,7 +223,7 @@ def _three_phase_loader(label: str) -> Callable[[RatingRule | None, str | None],
             reference_bus=feeder.head_bus,
             unrated=list(range(len(lines))),
             notes=["one-phase equivalent of the three-phase feeder (loads summed over phases); "
-                   + ("regulator and XFM-1 left out" if label == "ieee37" else "regulators at ratio 1")],
+                   + FEEDERS[label].one_phase],
             line_word="segments",
             unrated_what="segments without a rating in the data",
             unrated_hint=f"(the data has none), e.g. segment {lines[0].name}",

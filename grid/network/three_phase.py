@@ -228,14 +228,15 @@ class FeederEntry(NamedTuple):
     load: Callable[[], ThreePhaseFeeder]
     description: str
     doc: str  # where docs/reference/cases.md describes it
+    one_phase: str  # what the one-phase equivalent (`dcmarket cases`, grid/network/cases.py) leaves out
 
 
 # The built-in feeders by name.
 FEEDERS: dict[str, FeederEntry] = {
     "ieee37": FeederEntry(load_ieee37, "the IEEE 37-node feeder: 4.8 kV, three-phase throughout",
-                          "docs/reference/cases.md#ieee-37-node-feeder"),
+                          "docs/reference/cases.md#ieee-37-node-feeder", "regulator and XFM-1 left out"),
     "ieee123": FeederEntry(load_ieee123, "the IEEE 123-node feeder: 4.16 kV, one-, two- and three-phase laterals, "
-                           "four regulators", "docs/reference/cases.md#ieee-123-node-feeder"),
+                           "four regulators", "docs/reference/cases.md#ieee-123-node-feeder", "regulators at ratio 1"),
 }
 
 
