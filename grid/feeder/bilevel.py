@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pyomo.environ as pyo
@@ -37,7 +37,7 @@ from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
 from grid.feeder.opf import PHASES, OpfResult, build_opf_model
 from grid.feeder.upper_level import SvgSettings, UpperLevel, voltage_tie_break
 from grid.feeder.voltage_range import Injection, box_ranges
-from grid.feeder.workloads import SiteLoad, WorkPlan
+from grid.feeder.workloads import Battery, SiteLoad, WorkPlan
 from grid.network.three_phase import ThreePhaseFeeder
 from grid.solvers.kkt import kkt_system
 from grid.solvers.solve import MilpOutcome, solve_milp
@@ -92,16 +92,18 @@ class Workload:
 
 @dataclass(frozen=True, eq=False)
 class Decision:
-    """The aggregator's decision: three-phase kW per site and SVG output per site and phase
-    (kvar, positive = injected)."""
+    """The aggregator's decision: three-phase kW per site (its servers), SVG output per site and
+    phase (kvar, positive = injected), and a battery's net kW per site (positive = charging, at
+    power factor 1; D-28)."""
 
     load_kw: dict[int, float]
     svg_kvar: dict[int, np.ndarray] = field(default_factory=dict)
+    battery_kw: dict[int, float] = field(default_factory=dict)
 
     def opf_inputs(self, sites: tuple[DataCenterSite, ...]) -> dict[str, dict[int, np.ndarray]]:
         """``extra_kw``, ``extra_kvar`` and ``svg_kvar`` for the DSO's OPF, by bus and phase."""
-        kw = {s.bus: np.full(3, self.load_kw[s.bus] / 3.0) for s in sites}
-        kvar = {s.bus: kw[s.bus] * s.kvar_per_kw for s in sites}
+        kvar = {s.bus: np.full(3, self.load_kw[s.bus] / 3.0) * s.kvar_per_kw for s in sites}
+        kw = {s.bus: np.full(3, (self.load_kw[s.bus] + self.battery_kw.get(s.bus, 0.0)) / 3.0) for s in sites}
         svg = {bus: np.asarray(q, dtype=float) for bus, q in self.svg_kvar.items()}
         return {"extra_kw": kw, "extra_kvar": kvar, "svg_kvar": svg}
 
@@ -225,7 +227,8 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
                         linearization: str = "strong-duality", tie_break_rule: bool = True, solver: str = "highs",
                         time_limit: float | None = None, what: str = "the aggregator's bilevel problem",
                         payment_cap: Sequence[float] | None = None, node_limit: int | None = None,
-                        voltage_ranges: bool = True) -> ScheduleResult:
+                        voltage_ranges: bool = True, batteries: Mapping[int, Battery] | None = None,
+                        battery_kw: Mapping[int, float] | None = None) -> ScheduleResult:
     """The aggregator's best day against each period's OPF, as one MILP: one KKT model per
     period (its own OPF, prices and site rows), linked by the work (docs/models/dlmp.md#eq-d-20,
     #eq-d-21): in period t the sites run the interactive steps of t and the batch steps placed
@@ -245,10 +248,16 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
 
     ``voltage_ranges``: write each voltage bound's big-M rows from what the period's decisions
     let that voltage reach (docs/models/dlmp.md#eq-d-27; a bound it cannot reach gets none);
-    False writes every bound with the band's span, as the KKT system alone would."""
+    False writes every bound with the band's span, as the KKT system alone would.
+
+    ``batteries`` (by site bus, D-28): each charges and discharges within its ratings over the
+    periods and ends where it began; ``battery_kw`` holds a site's battery at a given net draw in a
+    single period (the tie-break stage of a day)."""
+    batteries, held = dict(batteries or {}), dict(battery_kw or {})
     _check_schedule(hours, sites, loads, plan, linearization)
+    _check_batteries(sites, batteries, held, linearization, len(hours))
     if tie_break_rule and svg and payment_cap is None:
-        return _held_tie_break(hours, sites, loads, plan, svg_settings, svg=svg, price_bound=price_bound,
+        return _held_tie_break(hours, sites, loads, plan, svg_settings, batteries, svg=svg, price_bound=price_bound,
                                linearization=linearization, solver=solver, time_limit=time_limit, what=what,
                                voltage_ranges=voltage_ranges)
     if tie_break_rule and len(hours) > 1 and not svg:   # with the steps fixed there is nothing left to choose
@@ -256,6 +265,7 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
     levels = {s.bus: svg_levels(s, svg_settings.step_kvar) if svg else 0 for s in sites}
     buses = [s.bus for s in sites]
     m = pyo.ConcreteModel(name="aggregator_day")
+    stored = add_storage(m, batteries, len(hours))
     uppers, tie_break = [], 0.0
     for t, hour in enumerate(hours):
         lp = build_opf_model(hour.feeder, hour.generators, hour.settings, solver=solver,
@@ -264,14 +274,15 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
         implied = None
         if voltage_ranges:
             ranges = box_ranges(hour.feeder, hour.settings.head_voltage_pu,
-                                _injections(hour, sites, loads, levels, svg_settings))
+                                _injections(hour, sites, loads, levels, svg_settings, _battery_reach(batteries, held)))
             implied = ComponentMap((lp.w[node], span) for node, span in ranges.items())
         kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters, implied=implied)
         upper = UpperLevel.on(kkt, lp, price_bound, mccormick=linearization == "mccormick")
         # Site by site, phase by phase: the rows and the payment's terms are written in this order,
         # which the solver's tie-breaking follows (same config, same decision).
         for s in sites:
-            upper.add_site(s.bus, s.kvar_per_kw, loads[s.bus], levels[s.bus], svg_settings)
+            extra = (stored[s.bus, t] / 3.0 if s.bus in batteries else held[s.bus] / 3e3 if s.bus in held else None)
+            upper.add_site(s.bus, s.kvar_per_kw, loads[s.bus], levels[s.bus], svg_settings, extra_mw=extra)
         if not upper.mccormick:
             # The balances carry the load as -dc on the left: the payment is minus the parameters' value.
             upper.payment += -kkt.parameter_value
@@ -286,14 +297,19 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
             m.cap.add(upper.payment <= cap)
     m.aggregator = pyo.Objective(expr=sum(u.payment for u in uppers) + tie_break, sense=pyo.minimize)
     outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what=what, node_limit=node_limit)
-    return _schedule_result(uppers, sites, loads, levels, svg_settings, plan, batch, outcome)
+    return _schedule_result(uppers, sites, loads, levels, svg_settings, plan, batch, outcome,
+                            {bus: [1e3 * stored[bus, t] if bus in batteries else kw for t in range(len(hours))]
+                             for bus, kw in {**held, **{b: 0.0 for b in batteries}}.items()})
 
 
 def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
-                    plan: WorkPlan, svg_settings: SvgSettings, **options: object) -> ScheduleResult:
+                    plan: WorkPlan, svg_settings: SvgSettings, batteries: Mapping[int, Battery],
+                    **options: object) -> ScheduleResult:
     """The day for its payment, then each period's tie-break with its payment held within
-    round-off of the day's, and over several periods its steps fixed (see aggregator_schedule)."""
-    day = aggregator_schedule(hours, sites, loads, plan, svg_settings, tie_break_rule=False, **options)
+    round-off of the day's, and over several periods its steps and batteries fixed (see
+    aggregator_schedule)."""
+    day = aggregator_schedule(hours, sites, loads, plan, svg_settings, tie_break_rule=False, batteries=batteries,
+                              **options)
     picked = []   # per period: decision, payment, prices P and Q, how the stage ended
     for t, (hour, decision) in enumerate(zip(hours, day.decisions)):
         # One period chooses its steps again among the equally cheap; a day's are tied by its work.
@@ -302,7 +318,8 @@ def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], lo
         held = day.payments_per_h[t] + 1e-7 * max(1.0, abs(day.payments_per_h[t]))
         try:
             one = aggregator_schedule([hour], sites, fixed, work, svg_settings, tie_break_rule=True,
-                                      payment_cap=(held,), node_limit=TIE_BREAK_NODES, **options)
+                                      payment_cap=(held,), node_limit=TIE_BREAK_NODES,
+                                      battery_kw=decision.battery_kw, **options)
             picked.append((one.decisions[0], one.payments_per_h[0], one.prices_p[0], one.prices_q[0],
                            one.solve.status))
         except NoIncumbentError:   # nothing found within the budget: the payment's own decision stands
@@ -313,21 +330,66 @@ def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], lo
 
 
 def _injections(hour: Hour, sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
-                levels: dict[int, int], svg_settings: SvgSettings) -> list[Injection]:
+                levels: dict[int, int], svg_settings: SvgSettings,
+                battery: Mapping[int, tuple[float, float]]) -> list[Injection]:
     """What the period's OPF takes from the upper level and decides itself (D-27): each site's
-    kW over its steps (a third on each phase, with its power factor's kvar), each phase of its
-    SVG over its levels, each generator phase up to its rating (a negative load)."""
+    kW over its steps (a third on each phase, with its power factor's kvar), its battery's net kW
+    (``battery``: the least and most, at power factor 1), each phase of its SVG over its levels,
+    each generator phase up to its rating (a negative load)."""
     injections = []
     for s in sites:
         load = loads[s.bus]
         injections.append(Injection(s.bus, load.kw(load.low), load.kw(load.high), (1 / 3,) * 3,
                                     (s.kvar_per_kw / 3,) * 3))
+        if s.bus in battery:
+            injections.append(Injection(s.bus, *battery[s.bus], (1 / 3,) * 3))
         rating = levels[s.bus] * svg_settings.step_kvar
         injections += [Injection(s.bus, -rating, rating, (0.0,) * 3, _unit(k, -1.0)) for k in PHASES if rating]
     for g in hour.generators:
         injections += [Injection(g.bus, 0.0, g.max_kw_per_phase, _unit(k, -1.0))
                        for k in hour.feeder.bus_phases[g.bus]]
     return injections
+
+
+def _battery_reach(batteries: Mapping[int, Battery], held: Mapping[int, float]) -> dict[int, tuple[float, float]]:
+    """Each battery's least and most net draw in a period (kW): its ratings, or the draw it is held at."""
+    return {**{bus: (kw, kw) for bus, kw in held.items()}, **{bus: (-b.kw, b.kw) for bus, b in batteries.items()}}
+
+
+def add_storage(m: pyo.ConcreteModel, batteries: Mapping[int, Battery], periods: int) -> dict[tuple[int, int], object]:
+    """Each battery's charge, discharge and state of charge per period (MW, MWh; 1-h periods) and
+    its rows (D-28); returns its net draw (MW, three-phase) by (bus, period). Nothing is added
+    without batteries, so the model stays as it was."""
+    if not batteries:
+        return {}
+    buses, times = list(batteries), range(periods)
+    m.charge = pyo.Var(buses, times, bounds=lambda _, b, t: (0.0, batteries[b].kw / 1e3))
+    m.discharge = pyo.Var(buses, times, bounds=lambda _, b, t: (0.0, batteries[b].kw / 1e3))
+    m.stored = pyo.Var(buses, times, bounds=lambda _, b, t: (0.0, batteries[b].kwh / 1e3))
+    m.storage = pyo.ConstraintList()
+    for bus, battery in batteries.items():
+        start = battery.start_share * battery.kwh / 1e3
+        for t in times:
+            before = start if t == 0 else m.stored[bus, t - 1]
+            m.storage.add(m.stored[bus, t] == before + battery.one_way * m.charge[bus, t]
+                          - m.discharge[bus, t] / battery.one_way)
+        m.storage.add(m.stored[bus, periods - 1] == start)
+    return {(bus, t): m.charge[bus, t] - m.discharge[bus, t] for bus in buses for t in times}
+
+
+def _check_batteries(sites: tuple[DataCenterSite, ...], batteries: Mapping[int, Battery],
+                     held: Mapping[int, float], linearization: str, periods: int) -> None:
+    """Refuse a battery the MILP cannot write: off the sites, priced by McCormick rows (exact for
+    bits only; a battery's power is continuous), or held over several periods."""
+    buses = {s.bus for s in sites}
+    for bus in (*batteries, *held):
+        if bus not in buses:
+            raise GridError(f"battery at bus {bus}: no site there; a battery belongs to a data-center site")
+    if batteries and linearization != "strong-duality":
+        raise GridError('battery: needs linearization "strong-duality" (its power is continuous; McCormick\'s '
+                        "rows are exact for binary decisions only)")
+    if held and periods != 1:
+        raise GridError("battery_kw: holds a battery in one period only")
 
 
 def _unit(phase: int, value: float) -> tuple[float, float, float]:
@@ -395,17 +457,18 @@ def _checked_inputs(sites: tuple[DataCenterSite, ...], workload: Workload) -> tu
 
 def _schedule_result(uppers: Sequence[UpperLevel], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
                      levels: dict[int, int], svg_settings: SvgSettings, plan: WorkPlan, batch: pyo.Var,
-                     outcome: MilpOutcome) -> ScheduleResult:
+                     outcome: MilpOutcome, battery: Mapping[int, Sequence[object]]) -> ScheduleResult:
     """Each period's decision, payment and site prices, and the batch placements, read off the
     solved model."""
     step_mvar = svg_settings.step_kvar / 1e3
     decisions, payments, prices_p, prices_q = [], [], [], []
-    for upper in uppers:
+    for t, upper in enumerate(uppers):
         kkt, lp = upper.kkt, upper.lp
         decisions.append(Decision(
             {s.bus: loads[s.bus].kw(round(pyo.value(upper.steps_of[s.bus]))) for s in sites},
             {s.bus: np.array([round(pyo.value(upper.svg_of[s.bus, k]) / step_mvar) * svg_settings.step_kvar
                               for k in PHASES]) for s in sites if levels[s.bus]},
+            {bus: float(pyo.value(draws[t])) for bus, draws in battery.items()},
         ))
         payments.append(float(pyo.value(upper.payment)))
         prices_p.append({s.bus: np.array([kkt.dual(lp.balance_p[s.bus, k]) for k in PHASES]) for s in sites})

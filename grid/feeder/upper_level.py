@@ -73,9 +73,11 @@ class UpperLevel:
     def expansion(self, count: int) -> list[pyo.Var]:
         return [self.kkt.model.bits.add() for _ in range(max(1, math.ceil(math.log2(count + 1))))]
 
-    def add_site(self, bus: int, kvar_per_kw: float, load: SiteLoad, levels: int, svg: SvgSettings) -> None:
+    def add_site(self, bus: int, kvar_per_kw: float, load: SiteLoad, levels: int, svg: SvgSettings,
+                 extra_mw: object | None = None) -> None:
         """The site's work in whole steps, then per phase its prices' bounds, its load (the idle
-        part and the steps' part, D-19), and its SVG."""
+        part and the steps' part, D-19, and ``extra_mw`` per phase at power factor 1: a battery's
+        draw, D-28), and its SVG."""
         m, kkt, lp = self.kkt.model, self.kkt, self.lp
         bits = self.expansion(load.high)
         steps = sum(2 ** k * b for k, b in enumerate(bits))
@@ -87,7 +89,7 @@ class UpperLevel:
         per_phase = step_mw * steps + idle_mw if idle_mw else step_mw * steps
         for phase in PHASES:
             p_price, q_price = self.bounded_prices(bus, phase)
-            m.upper.add(kkt.x_of(lp.dc_p[bus, phase]) == per_phase)
+            m.upper.add(kkt.x_of(lp.dc_p[bus, phase]) == (per_phase if extra_mw is None else per_phase + extra_mw))
             net_q = kvar_per_kw * step_mw * steps + kvar_per_kw * idle_mw if idle_mw else kvar_per_kw * step_mw * steps
             if self.mccormick:
                 self.add_load_products(kvar_per_kw, idle_mw, step_mw, bits, p_price, q_price)

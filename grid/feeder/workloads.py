@@ -80,6 +80,31 @@ class Servers:
 
 
 @dataclass(frozen=True)
+class Battery:
+    """A site's battery (docs/models/dlmp.md#eq-d-28): it charges or discharges up to ``kw`` (at
+    the site's connection, power factor 1), holds up to ``kwh``, loses ``1 - efficiency`` of what
+    goes round (half of it each way), and ends the day at the charge it began with,
+    ``start_share`` of ``kwh``."""
+
+    kw: float
+    kwh: float
+    efficiency: float = 0.9
+    start_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (0 < self.kw <= 1e6 and 0 < self.kwh <= 1e7):
+            raise GridError(f"battery: need 0 < kw <= 1e6 and 0 < kwh <= 1e7, got {self.kw:g} kW and {self.kwh:g} kWh")
+        if not (0 < self.efficiency <= 1 and 0 <= self.start_share <= 1):
+            raise GridError(f"battery: need efficiency in (0, 1] and start_share in [0, 1], got {self.efficiency:g} "
+                            f"and {self.start_share:g}")
+
+    @property
+    def one_way(self) -> float:
+        """The efficiency of charging, and of discharging: the round trip's square root."""
+        return math.sqrt(self.efficiency)
+
+
+@dataclass(frozen=True)
 class BatchJob:
     """E_j ``steps`` of work to run in periods ``release`` ... ``deadline`` (inclusive, 0 first)."""
 

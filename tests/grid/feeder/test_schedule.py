@@ -16,7 +16,7 @@ from grid.feeder.load_shapes import hourly_shape
 from grid.feeder.opf import dso_opf
 from grid.feeder.periods import Period, period_inputs
 from grid.feeder.upper_level import SvgSettings
-from grid.feeder.workloads import BatchJob, Servers, SiteLoad, WorkPlan
+from grid.feeder.workloads import BatchJob, Battery, Servers, SiteLoad, WorkPlan
 from grid.network.three_phase import load_ieee37
 from tests.conftest import need_glpk
 
@@ -213,3 +213,63 @@ def test_a_time_limit_without_an_integer_solution_is_one_line(monkeypatch):
     monkeypatch.setattr(solve_module, "_load_incumbent", lambda *args: None)   # the file held no values
     with pytest.raises(GridError, match="found no solution for the day within the time limit; allow more time"):
         solve_module.solve_milp(m, "highs", time_limit=1.0, what="the day")
+
+
+# --- A site's battery (docs/models/dlmp.md#eq-d-28) ---------------------------------------------
+
+def _battery_day(feeder, svg: bool, battery):
+    """One site at 738, 300 kW in every hour, at 30 then 60 $/MWh with nothing binding (head
+    1.03 p.u.): every DLMP is the substation's price, so the battery's worth is arithmetic."""
+    hours = [Hour(feeder, (), OpfSettings(substation_price_per_mwh=price, head_voltage_pu=1.03)) for price in (30, 60)]
+    site = (DataCenterSite(738, 600.0, power_factor=0.9, svg_kvar=100.0 if svg else 0.0),)
+    loads = {738: SiteLoad(100.0, 100.0, 0, 4)}
+    return aggregator_schedule(hours, site, loads, WorkPlan((2, 2)), SvgSettings(50.0, 0.0), svg=svg,
+                               price_bound=1e4, linearization="strong-duality",
+                               batteries={738: battery} if battery else None)
+
+
+@pytest.mark.parametrize("svg", [False, True])
+def test_a_battery_buys_at_30_and_sells_at_60_as_far_as_it_holds(feeder, svg):
+    """100 kW and 100 kWh at half charge, 81 % round trip (90 % each way): it charges 50 / 0.9 =
+    55.56 kW in the cheap hour (full), discharges 0.81 x 55.56 = 45 kW in the dear one (back to
+    half), and saves 30 x 55.56 - 60 x 45 = -1.0333 $ by hand. With SVGs the day goes through
+    the tie-break stage, which holds the battery where the payment put it."""
+    without = _battery_day(feeder, svg, None)
+    with_battery = _battery_day(feeder, svg, Battery(100.0, 100.0, efficiency=0.81, start_share=0.5))
+    assert without.payment == pytest.approx(0.03 * 300 + 0.06 * 300, rel=1e-9)
+    assert with_battery.payment == pytest.approx(without.payment + 0.03 * 50 / 0.9 - 0.06 * 45.0, abs=1e-6)
+    draws = [d.battery_kw[738] for d in with_battery.decisions]
+    assert draws == pytest.approx([50 / 0.9, -45.0], abs=1e-6)
+    # A price-taker at the same (here unmoved) prices runs the battery the same way.
+    from grid.feeder.price_taking import price_taking_schedule
+
+    flat = [{738: np.full(3, price)} for price in (30.0, 60.0)]
+    zero = [{738: np.zeros(3)} for _ in range(2)]
+    taken, _, _ = price_taking_schedule(flat, zero, (DataCenterSite(738, 600.0, power_factor=0.9),),
+                                        {738: SiteLoad(100.0, 100.0, 0, 4)}, WorkPlan((2, 2)),
+                                        batteries={738: Battery(100.0, 100.0, efficiency=0.81, start_share=0.5)})
+    assert [d.battery_kw[738] for d in taken] == pytest.approx(draws, abs=1e-6)
+    # The DSO's OPF at each hour's decision prices it as the MILP did.
+    site = (DataCenterSite(738, 600.0, power_factor=0.9),)
+    for t, (decision, price) in enumerate(zip(with_battery.decisions, (30, 60))):
+        opf = dso_opf(feeder, (), OpfSettings(substation_price_per_mwh=price, head_voltage_pu=1.03),
+                      **Decision(decision.load_kw, {}, decision.battery_kw).opf_inputs(site))
+        assert float(opf.head_kw.sum()) == pytest.approx(float(sum(feeder.load_kw[b].sum() for b in feeder.buses))
+                                                         + decision.load_kw[738] + draws[t], abs=1e-6)
+
+
+def test_a_battery_is_refused_in_one_line_where_the_milp_cannot_write_it(feeder):
+    hours = [Hour(feeder, (), OpfSettings())]
+    site = (DataCenterSite(738, 600.0),)
+    loads = {738: SiteLoad(0.0, 100.0, 0, 4)}
+    battery = Battery(100.0, 100.0)
+    with pytest.raises(GridError, match='battery: needs linearization "strong-duality"'):
+        aggregator_schedule(hours, site, loads, WorkPlan((2,)), SvgSettings(50.0, 0.0), svg=False, price_bound=1e4,
+                            linearization="mccormick", batteries={738: battery})
+    with pytest.raises(GridError, match="battery at bus 725: no site there"):
+        aggregator_schedule(hours, site, loads, WorkPlan((2,)), SvgSettings(50.0, 0.0), svg=False, price_bound=1e4,
+                            batteries={725: battery})
+    with pytest.raises(GridError, match="battery: need 0 < kw"):
+        Battery(0.0, 100.0)
+    with pytest.raises(GridError, match="efficiency in"):
+        Battery(100.0, 100.0, efficiency=1.5)
