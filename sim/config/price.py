@@ -13,7 +13,7 @@ from datetime import datetime
 from pydantic import Field, field_validator, model_validator
 
 from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
-from grid.feeder.workloads import MAX_SERVERS, Servers
+from grid.feeder.workloads import MAX_SERVERS, Battery, Servers
 from grid.network.three_phase import FEEDERS
 from mechanisms.settings import MAX_SECONDS, Money, Settings
 from sim.config.names import one_of
@@ -131,6 +131,21 @@ class ServersConfig(Settings):
         return Servers(self.count, self.idle_kw, self.peak_kw, self.capacity, self.pue)
 
 
+class BatteryConfig(Settings):
+    """A site's battery (docs/models/dlmp.md#eq-d-28), by its bus."""
+
+    bus: int = Field(description="the site's bus (one of [[price.sites]])")
+    kw: float = Field(gt=0, le=1e6, description="the most it charges or discharges (kW, at power factor 1)")
+    kwh: float = Field(gt=0, le=1e7, description="the most it holds (kWh)")
+    efficiency: float = Field(default=0.9, gt=0, le=1, description="the round trip's efficiency (half the loss "
+                              "each way)")
+    start_share: float = Field(default=0.5, ge=0, le=1, description="its charge at the first hour's start, as a "
+                               "share of kwh; it ends the day there")
+
+    def battery(self) -> Battery:
+        return Battery(self.kw, self.kwh, self.efficiency, self.start_share)
+
+
 class JobConfig(Settings):
     """A batch job (docs/models/dlmp.md#eq-d-21)."""
 
@@ -149,6 +164,8 @@ class WorkloadConfig(Settings):
     interactive: list[float] = Field(description="the interactive work of each hour (units, whole steps)")
     servers: list[ServersConfig] = Field(min_length=1, description="each site's servers")
     jobs: list[JobConfig] = Field(default_factory=list, description="the batch jobs")
+    batteries: list[BatteryConfig] = Field(default_factory=list, description="the sites' batteries (at most one a "
+                                           "site; needs linearization \"strong-duality\")")
 
 
 class PriceConfig(Settings):

@@ -311,11 +311,22 @@ def _cases(config: ExperimentConfig, price: PriceConfig, hour: Hour, sites: tupl
     return outcomes
 
 
+def _site_columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """sites.csv's columns: a battery's net draw after the load when some site has one (D-28)."""
+    if not any("battery_kw" in row for row in rows):
+        return SITE_COLUMNS
+    at = SITE_COLUMNS.index("load_kw") + 1
+    return SITE_COLUMNS[:at] + ("battery_kw",) + SITE_COLUMNS[at:]
+
+
 def _site_row(case: str, site: DataCenterSite, outcome: CaseOutcome, workload: Workload) -> dict[str, Any]:
     svg = outcome.decision.svg_kvar.get(site.bus, np.zeros(3))
     row: dict[str, Any] = {"case": case, "bus": site.bus, "member": site.member,
                            "load_kw": outcome.decision.load_kw[site.bus],
                            **{f"svg_{p}_kvar": float(q) for p, q in zip(PHASE_NAMES, svg)}}
+    battery = outcome.decision.battery_kw
+    if site.bus in battery:
+        row["battery_kw"] = round(battery[site.bus], 6)
     opf = outcome.opf
     if opf is None:
         return row
@@ -324,7 +335,8 @@ def _site_row(case: str, site: DataCenterSite, outcome: CaseOutcome, workload: W
     row["unbalance_pct"] = round(100.0 * voltage_unbalance(voltage), 6)
     row.update({f"dlmp_{p}_usd_per_mwh": round(float(x), 6) for p, x in zip(PHASE_NAMES, opf.dlmp_p[site.bus])})
     alone = Decision({site.bus: outcome.decision.load_kw[site.bus]},
-                     {site.bus: svg} if site.bus in outcome.decision.svg_kvar else {})
+                     {site.bus: svg} if site.bus in outcome.decision.svg_kvar else {},
+                     {site.bus: battery[site.bus]} if site.bus in battery else {})
     row["payment_usd_per_h"] = round(aggregator_payment((site,), alone, opf, workload), 6)
     return row
 
@@ -337,6 +349,8 @@ def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite]) -> dict[s
         "load_kw": {str(b): kw for b, kw in outcome.decision.load_kw.items()},
         "svg_kvar": {str(b): [float(q) for q in v] for b, v in outcome.decision.svg_kvar.items()},
     }
+    if outcome.decision.battery_kw:   # net draw, positive charging (D-28)
+        entry["battery_kw"] = {str(b): round(kw, 6) for b, kw in outcome.decision.battery_kw.items()}
     if outcome.solve is not None:
         entry["milp"] = _milp(outcome.solve)
     if outcome.tie_break:
@@ -379,7 +393,7 @@ def _over_periods(case: str, entries: Sequence[dict[str, Any]], labels: Sequence
     if len(solved) < len(entries):  # a total over some hours is no total of the study
         return out
     payment = sum(e["payment_usd_per_h"] for e in entries)
-    energy_mwh = sum(sum(e["load_kw"].values()) for e in entries) / 1e3
+    energy_mwh = sum(sum(e["load_kw"].values()) + sum(e.get("battery_kw", {}).values()) for e in entries) / 1e3
     lowest = min(((e["min_voltage_pu"], label) for label, e in solved), key=lambda item: item[0]["value"])
     site_low = min(((e["min_site_voltage_pu"], label) for label, e in solved), key=lambda item: item[0]["value"])
     out.update({
@@ -482,7 +496,7 @@ def _files(feeder: ThreePhaseFeeder, sites: Sequence[DataCenterSite], hours: Seq
         "summary.json": outputs.json_bytes(summary),
         "voltages.csv": outputs.csv_bytes(VOLTAGE_COLUMNS, voltages),
         "dlmp.csv": outputs.csv_bytes(DLMP_COLUMNS, prices),
-        "sites.csv": outputs.csv_bytes(SITE_COLUMNS, site_rows),
+        "sites.csv": outputs.csv_bytes(_site_columns(site_rows), site_rows),
     }
     if checks:
         files["ac_voltages.csv"] = outputs.csv_bytes(AC_COLUMNS, ac_rows(checks, hours))

@@ -24,7 +24,7 @@ from grid.feeder.inputs import DistributedGenerator, OpfSettings
 from grid.feeder.periods import Period
 from grid.feeder.price_taking import price_taking_schedule
 from grid.feeder.upper_level import SvgSettings
-from grid.feeder.workloads import BatchJob, SiteLoad, WorkPlan, uncoordinated
+from grid.feeder.workloads import BatchJob, Battery, SiteLoad, WorkPlan, uncoordinated
 from grid.network.three_phase import ThreePhaseFeeder
 from sim.config.price import CASE_TITLES, PriceConfig, WorkloadConfig
 from sim.config.schema import ConfigError, ExperimentConfig
@@ -63,6 +63,25 @@ def site_loads(work: WorkloadConfig, sites: Sequence[DataCenterSite]) -> dict[in
     return loads
 
 
+def site_batteries(price: PriceConfig, sites: Sequence[DataCenterSite]) -> dict[int, Battery]:
+    """Each site's battery (D-28), by bus: one line for one off the sites, twice at a bus, or with
+    McCormick's linearization."""
+    batteries: dict[int, Battery] = {}
+    buses = {s.bus for s in sites}
+    for i, entry in enumerate(price.workload.batteries if price.workload else ()):
+        field = f"price.workload.batteries[{i}]"
+        if entry.bus not in buses:
+            raise ConfigError(f"{field}.bus: no site at bus {entry.bus}; the sites are at "
+                              f"{', '.join(str(s.bus) for s in sites)}")
+        if entry.bus in batteries:
+            raise ConfigError(f"{field}.bus: bus {entry.bus} has a battery already; give each site one")
+        batteries[entry.bus] = entry.battery()
+    if batteries and price.linearization != "strong-duality":
+        raise ConfigError('price.workload.batteries: a battery needs linearization = "strong-duality" (its power is '
+                          "continuous; McCormick's rows are exact for binary decisions only)")
+    return batteries
+
+
 def work_plan(work: WorkloadConfig, loads: Sequence[SiteLoad]) -> WorkPlan:
     """The day's work in whole steps; one line naming the field for work the sites cannot run."""
     def steps(value: float, field: str) -> int:
@@ -96,6 +115,7 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
     ``raised``: the AC correction's raised floors, by hour index."""
     loads = site_loads(price.workload, sites)
     plan = work_plan(price.workload, [loads[s.bus] for s in sites])
+    batteries = site_batteries(price, sites)
     table = periods[0][1]   # the SVG settings and their cost
     hours = [hour_inputs(feeder, generators, settings, period, (raised or {}).get(t, ()))
              for t, (period, _) in enumerate(periods)]
@@ -110,7 +130,7 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
     progress(f"price-taking schedule at the pro-rata day's DLMPs, {plan.periods} hours")
     held_p, held_q = _held_prices(schedules["pro-rata"], hours, sites)
     decisions, _, solved = price_taking_schedule(held_p, held_q, sites, loads, plan, solver=config.solver,
-                                                 time_limit=price.time_limit_s)
+                                                 time_limit=price.time_limit_s, batteries=batteries)
     schedules["price-taking"] = [priced(t, d) for t, d in enumerate(decisions)]
     day_solves: dict[str, object] = {"price-taking": solved}
     for case, svg in (("no-svg", False), ("svg", True)):
@@ -119,7 +139,7 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
             day = aggregator_schedule(hours, sites, loads, plan, SvgSettings(table.svg_step_kvar,
                                       table.svg_cost_per_mvarh), svg=svg, price_bound=price.price_bound,
                                       linearization=price.linearization, voltage_ranges=price.voltage_ranges,
-                                      solver=config.solver,
+                                      solver=config.solver, batteries=batteries,
                                       time_limit=price.time_limit_s, what=f"the day's bilevel problem ({case})")
         except SolverError as error:
             if "infeasible" not in str(error):

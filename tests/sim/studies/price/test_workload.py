@@ -112,6 +112,15 @@ def _broken(change) -> dict:
     (lambda p: p["workload"].update(interactive=[480.0]), "workload.interactive: 1 values for 3 hours"),
     (lambda p: p.pop("day"), "workload: schedules work over hours; add [price.day]"),
     (lambda p: p["day"].update(demand_kw=[100.0, 100.0, 100.0]), "day.demand_kw: the workload sets each hour's load"),
+    (lambda p: p["workload"].update(batteries=[{"bus": 731, "kw": 100.0, "kwh": 200.0}]),
+     "price.workload.batteries[0].bus: no site at bus 731"),
+    (lambda p: p["workload"].update(batteries=[{"bus": 738, "kw": 100.0, "kwh": 200.0}] * 2),
+     "price.workload.batteries[1].bus: bus 738 has a battery already"),
+    (lambda p: (p.update(linearization="mccormick"), p["workload"].update(batteries=[{"bus": 738, "kw": 100.0,
+                                                                                      "kwh": 200.0}])),
+     'price.workload.batteries: a battery needs linearization = "strong-duality"'),
+    (lambda p: p["workload"].update(batteries=[{"bus": 738, "kw": 100.0, "kwh": 0.0}]),
+     "price.workload.batteries[0].kwh: input should be greater than 0"),
 ])
 def test_bad_workload_tables_get_one_line_errors_naming_the_field(tmp_path, capsys, change, expected):
     path = write_toml(tmp_path, _broken(change))
@@ -122,16 +131,23 @@ def test_bad_workload_tables_get_one_line_errors_naming_the_field(tmp_path, caps
 
 
 def test_the_ieee123_workload_example_orders_the_schedules_as_theory_says(tmp_path):
-    """experiments/ieee123_price_workload_3h.toml, the linear study: every schedule runs the same
-    work; each is a schedule the bilevel day could have chosen, so the aggregator without SVGs
-    pays at most what pro rata and the price-taker pay, and with SVGs (at zero a schedule of the
-    case without) at most that."""
+    """experiments/ieee123_price_workload_3h.toml (a battery at 66), the linear study: every
+    schedule runs the same work; each is a schedule the bilevel day could have chosen (pro rata
+    with its battery idle), so the aggregator without SVGs pays at most what pro rata and the
+    price-taker pay, and with SVGs (at zero a schedule of the case without) at most that. The
+    battery stays within its rating and ends the day where it began (D-28)."""
     assert main(["price", str(EXPERIMENTS / "ieee123_price_workload_3h.toml"), "--out", str(tmp_path / "out"),
                  "--quiet", "--no-plots", "--set", "price.ac_check=false"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     pays = {case: entry["payment_usd"] for case, entry in summary["cases"].items()}
-    energy = {case: entry["energy_mwh"] for case, entry in summary["cases"].items()}
-    assert len({round(e, 9) for e in energy.values()}) == 1
-    assert pays["no-svg"] <= min(pays["pro-rata"], pays["price-taking"]) + 1e-6
-    assert pays["svg"] <= pays["no-svg"] + 1e-6
+    served = {case: sum(sum(p["cases"][case]["load_kw"].values()) for p in summary["periods"]) for case in pays}
+    assert len({round(e, 6) for e in served.values()}) == 1
+    assert pays["no-svg"] <= min(pays["pro-rata"], pays["price-taking"]) + 1e-5   # payments rounded to 1e-6 $
+    assert pays["svg"] <= pays["no-svg"] + 1e-5
     assert pays["pro-rata"] - pays["svg"] > 5.0   # coordination is worth dollars here, not round-off
+    one_way = 0.9 ** 0.5
+    for case in ("price-taking", "no-svg", "svg"):
+        draws = [p["cases"][case]["battery_kw"]["66"] for p in summary["periods"]]
+        assert all(abs(d) <= 200.0 + 1e-6 for d in draws)
+        assert sum(one_way * max(d, 0.0) - max(-d, 0.0) / one_way for d in draws) == pytest.approx(0.0, abs=1e-5)
+    assert "battery_kw" not in summary["periods"][0]["cases"]["pro-rata"]
