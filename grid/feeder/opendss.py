@@ -46,11 +46,13 @@ _REGULATOR_PERCENT = 1e-5
 @dataclass(frozen=True, eq=False)
 class AcFlow:
     """The AC solution: per bus, per phase, the voltage magnitude (p.u.); the losses (kW, all
-    phases); the iterations OpenDSS took."""
+    phases); the iterations OpenDSS took; per segment (from, to), per phase, the current's
+    magnitude at its sending end (A; NaN on a phase it does not carry)."""
 
     voltage_pu: dict[int, np.ndarray] = field(repr=False)
     losses_kw: float
     iterations: int
+    current_a: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def opendss_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float, *, extra_kw: Mapping[int, np.ndarray] | None = None,
@@ -94,7 +96,22 @@ def opendss_flow(feeder: ThreePhaseFeeder, head_voltage_pu: float, *, extra_kw: 
         nodes = list(dss.Bus.Nodes())
         magnitudes = dss.Bus.puVmagAngle()[0::2]
         voltage[bus] = np.array([magnitudes[nodes.index(k + 1)] if k + 1 in nodes else np.nan for k in range(3)])
-    return AcFlow(voltage, float(dss.Circuit.Losses()[0]) / 1e3, int(dss.Solution.Iterations()))
+    return AcFlow(voltage, float(dss.Circuit.Losses()[0]) / 1e3, int(dss.Solution.Iterations()), _currents(feeder))
+
+
+def _currents(feeder: ThreePhaseFeeder) -> dict[tuple[int, int], np.ndarray]:
+    """Each segment's current per phase at its sending end (A), read from its OpenDSS line."""
+    import opendssdirect as dss
+
+    currents = {}
+    for s in feeder.segments:
+        dss.Circuit.SetActiveElement(f"line.s{s.from_bus}_{s.to_bus}")
+        magnitudes = dss.CktElement.CurrentsMagAng()[0::2]   # terminal 1's conductors first
+        amps = np.full(3, np.nan)
+        for n, k in enumerate(s.phases):
+            amps[k] = magnitudes[n]
+        currents[s.from_bus, s.to_bus] = amps
+    return currents
 
 
 def _add_segment(command: Callable[[str], object], s: Segment, kv_ln: float) -> None:

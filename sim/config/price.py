@@ -207,6 +207,9 @@ class PriceConfig(Settings):
     ac_correct: bool = Field(default=True, description="with ac_check: raise the linear model's voltage floors by "
                              "the gaps the AC flows measure and solve again, until no voltage is outside the band")
     ac_rounds: int = Field(default=5, ge=1, le=MAX_AC_ROUNDS, description="the AC correction's most rounds")
+    line_rating_a: float | None = Field(default=None, gt=0, le=1e5, description="an ampacity per phase (A) the AC "
+                                        "check holds every segment's current to; default: none (the feeders' data "
+                                        "give none), the currents are reported only")
     day: DayConfig | None = Field(default=None, description="study a day hour by hour ([price.day]); default: one "
                                   "snapshot at the spot loads")
     workload: WorkloadConfig | None = Field(default=None, description="schedule servers' work over the day "

@@ -70,9 +70,14 @@ def at_node(extreme: tuple[float, int, int]) -> dict[str, Any]:
     return {"value": round(value, 6), "bus": bus, "phase": PHASE_NAMES[k]}
 
 
-def ac_entry(check: AcCheck, settings: OpfSettings) -> dict[str, Any]:
-    """One hour of one case, for summary.json."""
+def ac_entry(check: AcCheck, settings: OpfSettings, line_rating_a: float | None) -> dict[str, Any]:
+    """One hour of one case, for summary.json: voltages against the band; the largest segment
+    current, and with ``line_rating_a`` every one above it (reported: the correction moves voltage
+    floors only)."""
     low = min((v, bus, k) for bus, k, v in node_values(check.flow.voltage_pu))
+    loads = [(float(amps[k]), segment, k) for segment, amps in check.flow.current_a.items() for k in range(3)
+             if not np.isnan(amps[k])]
+    top, segment, phase = max(loads)
     errors = {bus: np.abs(check.error(bus)) for bus in check.flow.voltage_pu}
     worst = max((gap, bus, k) for bus, k, gap in node_values(errors))
     return {
@@ -82,6 +87,10 @@ def ac_entry(check: AcCheck, settings: OpfSettings) -> dict[str, Any]:
                        for bus, phase, v in check.violations(settings)],
         "losses_kw": round(check.flow.losses_kw, 6),
         "iterations": check.flow.iterations,
+        "max_line_current": {"current_a": round(top, 4), "segment": f"{segment[0]}-{segment[1]}",
+                             "phase": PHASE_NAMES[phase]},
+        "line_violations": [{"segment": f"{s[0]}-{s[1]}", "phase": PHASE_NAMES[k], "current_a": round(amps, 4)}
+                            for amps, s, k in loads if line_rating_a is not None and amps > line_rating_a],
     }
 
 

@@ -414,11 +414,14 @@ def _over_periods(case: str, entries: Sequence[dict[str, Any]], labels: Sequence
     if checked:
         low = min(checked, key=lambda item: item[1]["min_voltage_pu"]["value"])
         worst = max(checked, key=lambda item: item[1]["max_linear_error_pu"]["value"])
+        loaded = max(checked, key=lambda item: item[1]["max_line_current"]["current_a"])
         out["ac"] = {"min_voltage_pu": {**low[1]["min_voltage_pu"], "period": low[0]},
                      "max_linear_error_pu": {**worst[1]["max_linear_error_pu"], "period": worst[0]},
                      "violations": sum(len(ac["violations"]) for _, ac in checked),
                      "periods_with_violations": [label for label, ac in checked if ac["violations"]],
-                     "losses_kwh": round(sum(ac["losses_kw"] for _, ac in checked), 6)}
+                     "losses_kwh": round(sum(ac["losses_kw"] for _, ac in checked), 6),
+                     "max_line_current": {**loaded[1]["max_line_current"], "period": loaded[0]},
+                     "line_violations": sum(len(ac["line_violations"]) for _, ac in checked)}
     return out
 
 
@@ -435,7 +438,7 @@ def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFee
         "cases": {case: _case_entry(outcome, sites) for case, outcome in hour.cases.items()},
     } for hour in hours]
     for (t, case), check in checks.items():
-        periods[t]["cases"][case]["ac"] = ac_entry(check, price.opf_settings())
+        periods[t]["cases"][case]["ac"] = ac_entry(check, price.opf_settings(), price.line_rating_a)
     labels = [p["period"] for p in periods]
     cases = {case: _over_periods(case, [p["cases"][case] for p in periods], labels) for case in hours[0].cases}
     for case, done in day_solves.items():
@@ -608,7 +611,7 @@ def price_report(summary: Mapping[str, Any]) -> str:
 
 def _ac_lines(summary: Mapping[str, Any], one: bool) -> str:
     """The AC check, a line per case: the lowest AC voltage, the largest gap to the linear model,
-    the voltages outside the band."""
+    the voltages outside the band, the most loaded segment and any over its rating."""
     lines = []
     for c in summary["cases"].values():
         ac = c.get("ac")
@@ -619,8 +622,13 @@ def _ac_lines(summary: Mapping[str, Any], one: bool) -> str:
         broken = ("no voltage outside the band" if not ac["violations"] else
                   f"{ac['violations']} bus-phase{'s' if one else '-hours'} outside the band"
                   + ("" if one else f" (in {len(ac['periods_with_violations'])} hours)"))
+        line = ac["max_line_current"]
+        over = (f"; {ac['line_violations']} segment-phase{'s' if one else '-hours'} over line_rating_a"
+                if ac["line_violations"] else "")
         lines.append(f"  {c['title']}: lowest {low['value']:.4f} p.u. ({low['bus']}{low['phase']}{at(low)}); "
-                     f"linear - AC at most {gap['value']:.4f} p.u. ({gap['bus']}{gap['phase']}{at(gap)}); {broken}")
+                     f"linear - AC at most {gap['value']:.4f} p.u. ({gap['bus']}{gap['phase']}{at(gap)}); {broken}; "
+                     f"segments carry at most {line['current_a']:.0f} A ({line['segment']}{line['phase']}"
+                     f"{at(line)}){over}")
     return "\n\nAC check (OpenDSS, at each decision and dispatch):\n" + "\n".join(lines) if lines else ""
 
 

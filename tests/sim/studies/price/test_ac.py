@@ -98,3 +98,26 @@ def test_each_raised_floor_is_the_largest_gap_the_uncorrected_flows_measured(shi
     paid = summary["ac_correction"]["payment_usd_by_round"]
     assert paid["pro-rata"][1] > paid["pro-rata"][0] and paid["svg"][0] == paid["svg"][1]
     assert math.isclose(paid["svg"][1], summary["cases"]["svg"]["payment_usd_per_h"], abs_tol=1e-6)
+
+
+def test_segment_currents_are_reported_and_held_to_a_stated_rating(shipped, tmp_path, capsys):
+    """The AC check reports each case's largest segment current (the feeders' data have no
+    ampacities, so nothing is over by default); with line_rating_a below it, every segment-phase
+    above is listed, counted over the case and named in the report, and the voltages' correction
+    is what it was (it moves voltage floors only)."""
+    summary = json.loads((shipped / "summary.json").read_text())
+    entry = summary["periods"][0]["cases"]["svg"]["ac"]
+    top = entry["max_line_current"]
+    assert top["current_a"] > 100.0 and entry["line_violations"] == []
+    assert summary["cases"]["svg"]["ac"]["max_line_current"]["current_a"] == top["current_a"]
+    rating = round(top["current_a"] / 2)
+    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(tmp_path / "rated"),
+                 "--set", f"price.line_rating_a={rating}"]) == 0
+    out = capsys.readouterr().out
+    rated = json.loads((tmp_path / "rated" / "summary.json").read_text())
+    over = rated["periods"][0]["cases"]["svg"]["ac"]["line_violations"]
+    assert over and all(v["current_a"] > rating for v in over)
+    assert {"segment": top["segment"], "phase": top["phase"], "current_a": top["current_a"]} in over
+    assert rated["cases"]["svg"]["ac"]["line_violations"] == len(over)
+    assert "over line_rating_a" in out
+    assert rated["ac_correction"]["violations_by_round"] == summary["ac_correction"]["violations_by_round"]
