@@ -297,9 +297,9 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
             m.cap.add(upper.payment <= cap)
     m.aggregator = pyo.Objective(expr=sum(u.payment for u in uppers) + tie_break, sense=pyo.minimize)
     outcome = solve_milp(m, solver, mip_gap=1e-9, time_limit=time_limit, what=what, node_limit=node_limit)
-    return _schedule_result(uppers, sites, loads, levels, svg_settings, plan, batch, outcome,
-                            {bus: [1e3 * stored[bus, t] if bus in batteries else kw for t in range(len(hours))]
-                             for bus, kw in {**held, **{b: 0.0 for b in batteries}}.items()})
+    # Each battery's net draw (kW) by (bus, period): held in its one period, or the day's decision.
+    draws = {**{(bus, 0): kw for bus, kw in held.items()}, **{key: 1e3 * draw for key, draw in stored.items()}}
+    return _schedule_result(uppers, sites, loads, levels, svg_settings, plan, batch, outcome, draws)
 
 
 def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
@@ -457,7 +457,7 @@ def _checked_inputs(sites: tuple[DataCenterSite, ...], workload: Workload) -> tu
 
 def _schedule_result(uppers: Sequence[UpperLevel], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],
                      levels: dict[int, int], svg_settings: SvgSettings, plan: WorkPlan, batch: pyo.Var,
-                     outcome: MilpOutcome, battery: Mapping[int, Sequence[object]]) -> ScheduleResult:
+                     outcome: MilpOutcome, battery: Mapping[tuple[int, int], object]) -> ScheduleResult:
     """Each period's decision, payment and site prices, and the batch placements, read off the
     solved model."""
     step_mvar = svg_settings.step_kvar / 1e3
@@ -468,7 +468,7 @@ def _schedule_result(uppers: Sequence[UpperLevel], sites: tuple[DataCenterSite, 
             {s.bus: loads[s.bus].kw(round(pyo.value(upper.steps_of[s.bus]))) for s in sites},
             {s.bus: np.array([round(pyo.value(upper.svg_of[s.bus, k]) / step_mvar) * svg_settings.step_kvar
                               for k in PHASES]) for s in sites if levels[s.bus]},
-            {bus: float(pyo.value(draws[t])) for bus, draws in battery.items()},
+            {bus: float(pyo.value(draw)) for (bus, period), draw in battery.items() if period == t},
         ))
         payments.append(float(pyo.value(upper.payment)))
         prices_p.append({s.bus: np.array([kkt.dual(lp.balance_p[s.bus, k]) for k in PHASES]) for s in sites})

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import pyomo.environ as pyo
+from pyomo.common.collections import ComponentMap
 from pyomo.repn import generate_standard_repn
 from pyomo.repn.plugins.standard_form import (
     LinearStandardFormCompiler,
@@ -107,8 +108,8 @@ def kkt_system(lp: pyo.ConcreteModel, *, dual_bound: float, parameters: Sequence
     # alpha_j x_j = alpha_j l_j, beta_j x_j = beta_j u_j), gives the bilinear parameter terms
     # linearly: sum_i y_i a_i^theta theta = b'y + l'alpha - u'beta - c'x (linear objective).
     dual_objective: list = [float(form.rhs[i]) * k.y[i] for i in range(m_rows)]
-    reach = {id(var): span for var, span in (implied or {}).items()}
-    _stationarity_rows(k, form, columns, is_parameter, quadratic, dual_objective, dual_bound, reach)
+    _stationarity_rows(k, form, columns, is_parameter, quadratic, dual_objective, dual_bound,
+                       implied if implied is not None else ComponentMap())
     # Every KKT point is optimal for the lower level, so this objective only picks among equally
     # good points; its linear part alone keeps the model an MILP.
     k.objective = pyo.Objective(expr=sum(float(c[j]) * k.x[j] for j in range(n)), sense=pyo.minimize)
@@ -166,10 +167,10 @@ def _primal_rows(k: pyo.ConcreteModel, form: LinearStandardFormInfo, columns: tu
 
 def _stationarity_rows(k: pyo.ConcreteModel, form: LinearStandardFormInfo, columns: tuple, is_parameter: list[bool],
                        quadratic: list, dual_objective: list, dual_bound: float,
-                       implied: Mapping[int, tuple[float, float]]) -> None:
+                       implied: Mapping[object, tuple[float, float]]) -> None:
     """Each column's bounds and, unless it is a parameter, its stationarity row with a multiplier
     (and its complementarity) per finite bound it can reach; each multiplier's term joins
-    ``dual_objective``. ``implied``: ranges by the variable's id (see kkt_system)."""
+    ``dual_objective``. ``implied``: ranges by variable (see kkt_system)."""
     c = form.c.toarray().ravel()
     a = form.A.tocsc()
     terms: list[list] = [[] for _ in columns]  # A'y, by column
@@ -189,8 +190,8 @@ def _stationarity_rows(k: pyo.ConcreteModel, form: LinearStandardFormInfo, colum
         if low is None or high is None:
             k.rows.add(expr == 0)
             continue
-        least, most = implied.get(id(var), (low, high))
-        margin = IMPLIED_MARGIN if id(var) in implied else 0.0
+        least, most = implied.get(var, (low, high))
+        margin = IMPLIED_MARGIN if var in implied else 0.0
         for bound, sign, reach in ((low, -1.0, min(most, high) - low), (high, +1.0, high - max(least, low))):
             if (least - margin > bound) if sign < 0 else (most + margin < bound):
                 continue   # the rows keep x off this bound: its multiplier is zero
