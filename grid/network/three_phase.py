@@ -55,6 +55,9 @@ class Segment:
     phases: tuple[int, ...] = (0, 1, 2)  # the phases it carries (0, 1, 2 for a, b, c)
     # A regulator at the sending end: its fixed voltage ratio per phase (docs/models/dlmp.md#eq-d-26).
     tap: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # The conductor's ampacity per phase (A), from the feeder's rating table; None: unrated (a
+    # switch, or a feeder without ratings).
+    ampacity_a: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,17 +171,23 @@ def _configs(name: str) -> dict[str, dict[str, np.ndarray]]:
     return configs
 
 
-def _segment(row: dict[str, str], config: dict[str, np.ndarray], tap: tuple[float, float, float] = (1.0, 1.0, 1.0)
-             ) -> Segment:
+def _ratings(name: str) -> dict[str, float]:
+    """Each line configuration's conductor ampacity (A) from a bundled table
+    (docs/reference/cases.md#line-ratings)."""
+    return {row["config"]: float(row["ampacity_a"]) for row in _rows(name)}
+
+
+def _segment(row: dict[str, str], config: dict[str, np.ndarray], ratings: dict[str, float],
+             tap: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Segment:
     miles = float(row["length_ft"]) / FEET_PER_MILE
     return Segment(int(row["from"]), int(row["to"]), float(row["length_ft"]), row["config"], config["r"] * miles,
-                   config["x"] * miles, config.get("phases", (0, 1, 2)), tap)
+                   config["x"] * miles, config.get("phases", (0, 1, 2)), tap, ratings.get(row["config"]))
 
 
 def load_ieee37() -> ThreePhaseFeeder:
     """The IEEE 37-node feeder (4.8 kV delta, underground), head at bus 799, from the bundled CSVs."""
-    configs = _configs("ieee37_configs.csv")
-    raw = [_segment(row, configs[row["config"]]) for row in _rows("ieee37_lines.csv")]
+    configs, ratings = _configs("ieee37_configs.csv"), _ratings("ieee37_ratings.csv")
+    raw = [_segment(row, configs[row["config"]], ratings) for row in _rows("ieee37_lines.csv")]
     loads = [(int(row["bus"]), *delta_to_wye(row["connection"], float(row["P_kW"]), float(row["Q_kvar"])))
              for row in _rows("ieee37_loads.csv")]
     return build_feeder("ieee37", 799, 4.8, raw, loads)
@@ -206,7 +215,7 @@ def load_ieee123() -> ThreePhaseFeeder:
     laterals), head at bus 150, from the bundled CSVs (docs/reference/cases.md#ieee-123-node-feeder):
     its four regulators at their stated taps, its closed switches as segments without impedance, its
     shunt capacitors as constant kvar injections."""
-    configs = _configs("ieee123_configs.csv")
+    configs, ratings = _configs("ieee123_configs.csv"), _ratings("ieee123_ratings.csv")
     taps: dict[tuple[int, int], list[float]] = {}
     for row in _rows("ieee123_regulators.csv"):
         ratio = taps.setdefault((int(row["from"]), int(row["to"])), [1.0, 1.0, 1.0])
@@ -214,7 +223,7 @@ def load_ieee123() -> ThreePhaseFeeder:
     raw = []
     for row in _rows("ieee123_lines.csv"):
         tap = taps.pop((int(row["from"]), int(row["to"])), [1.0, 1.0, 1.0])
-        raw.append(_segment(row, configs[row["config"]], (tap[0], tap[1], tap[2])))
+        raw.append(_segment(row, configs[row["config"]], ratings, (tap[0], tap[1], tap[2])))
     if taps:
         raise GridError(f"ieee123: regulator {min(taps)} stands on no segment")
     loads = [(int(row["bus"]), *phase_load(row["connection"], float(row["P_kW"]), float(row["Q_kvar"])))

@@ -581,3 +581,20 @@ def test_a_tie_break_stage_without_any_solution_keeps_the_payments_decision(feed
     assert staged.decision.load_kw == plain.decision.load_kw
     np.testing.assert_array_equal(staged.decision.svg_kvar[738], plain.decision.svg_kvar[738])
     assert staged.payment_per_h == plain.payment_per_h
+
+
+# docs/reference/cases.md#line-ratings, typed from the conductor table (A per phase).
+_RATED = {"ieee37": {"721": 698.0, "722": 483.0, "723": 230.0, "724": 156.0},
+          "ieee123": {**{str(c): 530.0 for c in range(1, 9)}, "9": 230.0, "10": 230.0, "11": 230.0, "12": 202.0}}
+
+
+@pytest.mark.parametrize("name", sorted(_RATED))
+def test_every_line_carries_its_conductors_ampacity_and_switches_none(name):
+    from grid.network.three_phase import load_feeder
+    feeder = load_feeder(name)
+    for segment in feeder.segments:
+        if segment.config == "switch":
+            assert segment.ampacity_a is None
+        else:
+            assert segment.ampacity_a == _RATED[name][segment.config], (segment.from_bus, segment.to_bus)
+    assert {s.config for s in feeder.segments} - {"switch"} == set(_RATED[name])
