@@ -36,7 +36,7 @@ from grid.errors import GridError, NoIncumbentError
 from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
 from grid.feeder.opf import PHASES, OpfResult, build_opf_model
 from grid.feeder.upper_level import SvgSettings, UpperLevel, voltage_tie_break
-from grid.feeder.voltage_range import Injection, box_ranges
+from grid.feeder.voltage_range import Injection, box_ranges, flow_ranges
 from grid.feeder.workloads import Battery, SiteLoad, WorkPlan
 from grid.network.three_phase import ThreePhaseFeeder
 from grid.solvers.kkt import kkt_system
@@ -268,15 +268,20 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
     stored = add_storage(m, batteries, len(hours))
     uppers, tie_break = [], 0.0
     for t, hour in enumerate(hours):
+        limited = hour.settings.line_limits
+        injections = (_injections(hour, sites, loads, levels, svg_settings, _battery_reach(batteries, held))
+                      if voltage_ranges or limited else [])
+        # With line limits each flow gets its range (D-27 on flows): the limit rows' big-M, and a
+        # row no decision reaches is left out.
+        reach = flow_ranges(hour.feeder, injections) if limited else None
         lp = build_opf_model(hour.feeder, hour.generators, hour.settings, solver=solver,
-                             decided_load_buses=tuple(buses))
+                             decided_load_buses=tuple(buses), flow_reach=reach)
         parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
-        implied = None
+        implied = ComponentMap((lp.p[key], (lo / 1e3, hi / 1e3)) for key, (lo, hi) in (reach or {}).items())
         if voltage_ranges:
-            ranges = box_ranges(hour.feeder, hour.settings.head_voltage_pu,
-                                _injections(hour, sites, loads, levels, svg_settings, _battery_reach(batteries, held)))
-            implied = ComponentMap((lp.w[node], span) for node, span in ranges.items())
-        kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters, implied=implied)
+            implied.update((lp.w[node], span) for node, span in
+                           box_ranges(hour.feeder, hour.settings.head_voltage_pu, injections).items())
+        kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters, implied=implied or None)
         upper = UpperLevel.on(kkt, lp, price_bound, mccormick=linearization == "mccormick")
         # Site by site, phase by phase: the rows and the payment's terms are written in this order,
         # which the solver's tie-breaking follows (same config, same decision).

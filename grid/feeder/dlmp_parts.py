@@ -12,11 +12,12 @@ d_k,psi,j,phi = -scale sum over the segments s both paths share of G_s,k,psi M^P
 where G_s,k,psi is the product of t^2 over the segments below s on the path to k: a regulator
 passes on a drop above it scaled by its ratio squared. Then
 
-    DLMP_j,phi = lambda_head,phi + 0 (loss) + 0 (congestion) + sum_k,psi nu_k,psi d_k,psi,j,phi
+    DLMP_j,phi = lambda_head,phi + 0 (loss) + sum_{s on the path to j} (eta+ - eta-)_s,phi
+                 + sum_k,psi nu_k,psi d_k,psi,j,phi
 
-LinDist3Flow is lossless and the OPF has no line limits, so the loss and congestion parts are
-zero; they are reported, so that a table with them reads the same as one from a model that has
-them.
+LinDist3Flow is lossless, so the loss part is zero; it is reported, so that a table with it reads
+the same as one from a model that has it. The congestion part is the line limits' (D-29): each
+segment on the way to j whose flow on phase phi is at its bound passes on that bound's dual.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ def voltage_multipliers(feeder: ThreePhaseFeeder, row_duals: Mapping[int, np.nda
             for bus in feeder.buses if bus != feeder.head_bus}
 
 
-def dlmp_parts(feeder: ThreePhaseFeeder, head_price: np.ndarray, row_duals: Mapping[int, np.ndarray]) -> DlmpParts:
+def dlmp_parts(feeder: ThreePhaseFeeder, head_price: np.ndarray, row_duals: Mapping[int, np.ndarray],
+               line_duals: Mapping[tuple[int, int], np.ndarray] | None = None) -> DlmpParts:
     """The parts of every DLMP (see the module doc): ``head_price`` per phase ($/MWh, the dual of
     the head's balance), ``row_duals`` the duals of each segment's three voltage rows by its far
-    bus ($/h per p.u. of w)."""
+    bus ($/h per p.u. of w), ``line_duals`` eta+ - eta- of each limited segment by (from, to) arc
+    ($/MWh per phase; none: no line limits)."""
     nu = voltage_multipliers(feeder, row_duals)
     binding = [(bus, k) for bus, values in nu.items() for k in range(3) if abs(values[k]) > _BINDING]
     parent = feeder.parent_segment()
@@ -75,12 +78,14 @@ def dlmp_parts(feeder: ThreePhaseFeeder, head_price: np.ndarray, row_duals: Mapp
             shared = sorted(path[k].keys() & path[bus].keys())   # sorted: the same sum, bit for bit, every run
             part += nu[k][psi] * sum((path[k][arc][psi] * drop[arc][psi] for arc in shared), np.zeros(3))
         voltage[bus] = part
+    lines = line_duals or {}
+    congestion = {bus: sum((lines[arc] for arc in sorted(path[bus]) if arc in lines), np.zeros(3)) for bus in nu}
 
     def present(values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:  # NaN on a phase a bus lacks
         return {bus: np.where(np.isin(np.arange(3), feeder.bus_phases[bus]), v, np.nan) for bus, v in values.items()}
 
     return DlmpParts(present({bus: np.asarray(head_price, dtype=float).copy() for bus in nu}),
-                     present({bus: np.zeros(3) for bus in nu}), present({bus: np.zeros(3) for bus in nu}),
+                     present({bus: np.zeros(3) for bus in nu}), present(congestion),
                      present(voltage), tuple((bus, PHASE_NAMES[k], float(nu[bus][k])) for bus, k in binding))
 
 

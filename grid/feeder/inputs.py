@@ -9,6 +9,8 @@ from typing import Mapping
 
 import numpy as np
 
+from grid.network.three_phase import ThreePhaseFeeder
+
 # How the payment's price x decision terms become linear (docs/models/dlmp.md#dlmp-4).
 LINEARIZATIONS = ("mccormick", "strong-duality")
 
@@ -31,6 +33,23 @@ class OpfSettings:
     # The AC correction's raised floors (docs/models/dlmp.md#eq-d-25): (bus, phase, how much the
     # floor of squared voltage is raised, p.u.), none by default.
     floor_raise: tuple[tuple[int, int, float], ...] = ()
+    # Hold each rated segment's active flow per phase within its rating (docs/models/dlmp.md#eq-d-29).
+    line_limits: bool = False
+    # The AC correction's cuts of those bounds (docs/models/dlmp.md#eq-d-30): (from bus, to bus,
+    # phase, kW below the rating's bound), none by default.
+    line_cut: tuple[tuple[int, int, int, float], ...] = ()
+
+
+def line_bounds_kw(feeder: ThreePhaseFeeder, settings: OpfSettings) -> dict[tuple[int, int, int], float]:
+    """D-29: the most active power (kW) each rated segment may carry on each of its phases, either
+    way: the ampacity at the band's lowest voltage, less the AC correction's cut, never below 0.
+    Empty without ``settings.line_limits``."""
+    if not settings.line_limits:
+        return {}
+    cut = {(i, j, k): kw for i, j, k, kw in settings.line_cut}
+    return {(s.from_bus, s.to_bus, k): max(0.0, settings.v_min_pu * feeder.base_v_ln * s.ampacity_a / 1e3
+                                           - cut.get((s.from_bus, s.to_bus, k), 0.0))
+            for s in feeder.segments if s.ampacity_a is not None for k in s.phases}
 
 
 def phases_at(table: Mapping[int, np.ndarray] | None, bus: int) -> np.ndarray:

@@ -7,6 +7,7 @@ docs/models/dlmp.md#dlmp-3).
          w_j = w_i + M^P P_ij + M^Q Q_ij                      (grid.feeder.lindist3flow, per segment)
          w_head = V0^2 (the regulator as a fixed head voltage), w_min <= w_j <= w_max
          0 <= PG_g,phi <= PGmax_g
+         -Pmax_ij,phi <= P_ij,phi <= Pmax_ij,phi   with line limits, each rated segment (eq-d-29)
 
 The DLMP of bus j and phase phi is lambda^P_j,phi: what one more kW of load there costs per hour,
 reported in $/MWh. LinDist3Flow is lossless, so while no voltage limit binds every DLMP equals
@@ -17,6 +18,7 @@ bilevel problem (next) makes them decisions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -25,12 +27,16 @@ import pyomo.environ as pyo
 
 from grid.errors import GridError, InfeasibleNetworkError
 from grid.feeder.dlmp_parts import DlmpParts, dlmp_parts
-from grid.feeder.inputs import DistributedGenerator, OpfSettings, phases_at
+from grid.feeder.inputs import DistributedGenerator, OpfSettings, line_bounds_kw, phases_at
 from grid.feeder.lindist3flow import add_voltage_rows
 from grid.network.three_phase import PHASE_NAMES, ThreePhaseFeeder
 from grid.solvers.solve import solve
 
 PHASES = range(3)
+# How far outside its reach (kW) a flow's bound sits in a model given the reach: far enough above
+# the KKT system's round-off margin (grid/solvers/kkt.py IMPLIED_MARGIN, in MW) that the bound's
+# multiplier is left out.
+REACH_MARGIN_KW = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,12 +53,16 @@ class OpfResult:
 def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
             settings: OpfSettings = OpfSettings(), *, extra_kw: Mapping[int, np.ndarray] | None = None,
             extra_kvar: Mapping[int, np.ndarray] | None = None, svg_kvar: Mapping[int, np.ndarray] | None = None,
-            solver: str = "highs", decided_load_buses: tuple[int, ...] = ()) -> pyo.ConcreteModel:
+            solver: str = "highs", decided_load_buses: tuple[int, ...] = (),
+            flow_reach: Mapping[tuple[int, int, int], tuple[float, float]] | None = None) -> pyo.ConcreteModel:
     """The OPF as a Pyomo model (balances ``balance_p``/``balance_q`` by bus and phase);
     ``extra_kw``/``extra_kvar`` add load (e.g. data centers) and ``svg_kvar`` injects reactive
     power, by bus and phase. ``decided_load_buses`` get load variables ``dc_p[bus, phase]`` (MW)
     and ``dc_q[bus, phase]`` (Mvar, net of any SVG) in their balances, fixed at 0: another level
-    decides them (grid.solvers.kkt ``parameters``)."""
+    decides them (grid.solvers.kkt ``parameters``). With ``settings.line_limits`` each rated
+    segment's flow bounds are rows ``line_up``/``line_down[from, to, phase]``; ``flow_reach`` (kW,
+    by the same key: the least and most flow any decision can give, docs/models/dlmp.md#eq-d-27)
+    leaves out a row the flow cannot reach."""
     tables = {"extra_kw": extra_kw, "extra_kvar": extra_kvar, "svg_kvar": svg_kvar}
     _check_opf_inputs(feeder, generators, solver, tables)
     # Power in MW and Mvar inside the model (grid.feeder.lindist3flow.per_unit_scale says why); the
@@ -71,6 +81,7 @@ def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGener
     m.dc_p.fix(0.0)
     m.dc_q.fix(0.0)
     _add_balances(m, feeder, generators, arcs, load_buses, decided_load_buses, tables)
+    _add_line_limits(m, feeder, settings, flow_reach or {})
     m.objective = pyo.Objective(expr=_cost(m, generators, settings), sense=pyo.minimize)
     return m
 
@@ -170,6 +181,25 @@ def _add_balances(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tu
         m.head[k] == sum(m.p[(*a, k)] for a in leaving(head, k)) + float(feeder.load_kw[head][k]) / 1e3))
 
 
+def _add_line_limits(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, settings: OpfSettings,
+                     reach: Mapping[tuple[int, int, int], tuple[float, float]]) -> None:
+    """D-29 (docs/models/dlmp.md#eq-d-29): P_ij,phi <= Pmax (``line_up``) and P_ij,phi >= -Pmax
+    (``line_down``) for each rated segment and phase, but for a side the flow cannot reach.
+    Declared only with line limits, so that a model without them keeps its rows and their order."""
+    bounds = line_bounds_kw(feeder, settings)
+    if not bounds:
+        return
+    for (i, j, k), (least, most) in reach.items():
+        # The flow's own range, a little wider: it never binds, and it gives each limit row's
+        # slack the finite range the KKT system's big-M needs (grid/solvers/kkt.py).
+        m.p[i, j, k].setlb((least - REACH_MARGIN_KW) / 1e3)
+        m.p[i, j, k].setub((most + REACH_MARGIN_KW) / 1e3)
+    up = [key for key, most in bounds.items() if reach.get(key, (-math.inf, math.inf))[1] > most]
+    down = [key for key, most in bounds.items() if reach.get(key, (-math.inf, math.inf))[0] < -most]
+    m.line_up = pyo.Constraint(up, rule=lambda _, i, j, k: m.p[i, j, k] <= bounds[i, j, k] / 1e3)
+    m.line_down = pyo.Constraint(down, rule=lambda _, i, j, k: m.p[i, j, k] >= -bounds[i, j, k] / 1e3)
+
+
 def _cost(m: pyo.ConcreteModel, generators: tuple[DistributedGenerator, ...], settings: OpfSettings) -> object:
     """The DSO's cost ($/h): energy from the substation and from the generators."""
     cost = sum(settings.substation_price_per_mwh * m.head[k] for k in PHASES)
@@ -212,6 +242,7 @@ def solve_opf(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[
     dlmp_q = {j: _by_phase(has[j], lambda k: m.dual[m.balance_q[j, k]]) for j in load_buses}
     row_duals = {j: np.nan_to_num(_by_phase(has[j], lambda k: m.dual[m.voltage[j, k]])) for j in load_buses}
     head_price = np.array([m.dual[m.balance_head[k]] for k in PHASES])
+    line_duals = _line_duals(m)
     return OpfResult(
         cost_per_h=float(pyo.value(m.objective)),
         voltage_pu={b: np.sqrt(_by_phase(has[b], lambda k: pyo.value(m.w[b, k]))) for b in feeder.buses},
@@ -220,8 +251,20 @@ def solve_opf(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[
         head_kw=1e3 * np.array([pyo.value(m.head[k]) for k in PHASES]),
         generator_kw={g.name: 1e3 * np.nan_to_num(_by_phase(has[g.bus], lambda k: pyo.value(m.pg[g.name, k])))
                       for g in generators},
-        parts=dlmp_parts(feeder, head_price, row_duals),
+        parts=dlmp_parts(feeder, head_price, row_duals, line_duals),
     )
+
+
+def _line_duals(m: pyo.ConcreteModel) -> dict[tuple[int, int], np.ndarray]:
+    """eta+ - eta- per rated segment and phase ($/MWh, D-29): what the upper bound on its flow is
+    worth less what the lower one is. Pyomo's dual of a <= row is <= 0 and of a >= row >= 0, so
+    eta+ = -dual(line_up) and eta- = dual(line_down)."""
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for name, sign in (("line_up", -1.0), ("line_down", -1.0)):
+        rows = m.component(name)
+        for (i, j, k), row in (rows.items() if rows is not None else ()):
+            out.setdefault((i, j), np.zeros(3))[k] += sign * m.dual[row]
+    return out
 
 
 def _by_phase(phases: tuple[int, ...], value: Callable[[int], float]) -> np.ndarray:

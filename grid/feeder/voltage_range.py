@@ -55,14 +55,16 @@ class Sensitivity:
     high: np.ndarray
 
 
-def sensitivity(feeder: ThreePhaseFeeder, head_voltage_pu: float, injections: Sequence[Injection]) -> Sensitivity:
-    """The squared voltages as an affine function of the injections: the flows are the load below
-    each segment, then w is swept from the head (as grid/feeder/lindist3flow.py ``sweep_voltages``)."""
+Below = tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, np.ndarray], dict[int, np.ndarray]]
+
+
+def _below(feeder: ThreePhaseFeeder, injections: Sequence[Injection]) -> Below:
+    """The load below each bus per phase (kW, kvar): the fixed background's, and its sensitivity to
+    each injection (3 x injections); lossless, so a segment carries what is below its far bus."""
     for injection in injections:
         if injection.bus not in feeder.bus_phases:
             raise GridError(f"injection: bus {injection.bus} is not on {feeder.name}")
     columns = len(injections)
-    # Load below each bus: a constant (kW, kvar) and its sensitivity to each column, per phase.
     p0 = {bus: feeder.load_kw[bus].astype(float) for bus in feeder.buses}
     q0 = {bus: feeder.load_kvar[bus].astype(float) for bus in feeder.buses}
     p_of = {bus: np.zeros((3, columns)) for bus in feeder.buses}
@@ -76,6 +78,32 @@ def sensitivity(feeder: ThreePhaseFeeder, head_voltage_pu: float, injections: Se
         q0[i] = q0[i] + q0[j]
         p_of[i] = p_of[i] + p_of[j]
         q_of[i] = q_of[i] + q_of[j]
+    return p0, q0, p_of, q_of
+
+
+def flow_ranges(feeder: ThreePhaseFeeder,
+                injections: Sequence[Injection]) -> dict[tuple[int, int, int], tuple[float, float]]:
+    """The least and greatest active flow (kW) of every segment and phase it carries, by (from,
+    to, phase), over any values of the injections in their ranges: exact over the box, as D-27's
+    voltages, since a flow is the load below (what the line limits of D-29 use)."""
+    p0, _, p_of, _ = _below(feeder, injections)
+    low = np.array([d.low for d in injections], dtype=float)
+    high = np.array([d.high for d in injections], dtype=float)
+    out = {}
+    for segment in feeder.segments:
+        j = segment.to_bus
+        least = p0[j] + np.minimum(p_of[j] * low, p_of[j] * high).sum(axis=1)
+        most = p0[j] + np.maximum(p_of[j] * low, p_of[j] * high).sum(axis=1)
+        for k in segment.phases:
+            out[segment.from_bus, j, k] = (float(least[k]), float(most[k]))
+    return out
+
+
+def sensitivity(feeder: ThreePhaseFeeder, head_voltage_pu: float, injections: Sequence[Injection]) -> Sensitivity:
+    """The squared voltages as an affine function of the injections: the flows are the load below
+    each segment, then w is swept from the head (as grid/feeder/lindist3flow.py ``sweep_voltages``)."""
+    columns = len(injections)
+    p0, q0, p_of, q_of = _below(feeder, injections)
     scale = per_unit_scale(feeder) * 1e-3   # p.u. of w per (ohm x kW)
     w0 = {feeder.head_bus: np.full(3, head_voltage_pu ** 2)}
     w_of = {feeder.head_bus: np.zeros((3, columns))}
