@@ -32,7 +32,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap
 
-from grid.errors import GridError, NoIncumbentError
+from grid.errors import GridError, NoIncumbentError, SolverError
 from grid.feeder.inputs import LINEARIZATIONS, DistributedGenerator, OpfSettings
 from grid.feeder.opf import PHASES, OpfResult, build_opf_model
 from grid.feeder.upper_level import SvgSettings, UpperLevel, voltage_tie_break
@@ -329,6 +329,12 @@ def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], lo
                            one.solve.status))
         except NoIncumbentError:   # nothing found within the budget: the payment's own decision stands
             picked.append((decision, day.payments_per_h[t], day.prices_p[t], day.prices_q[t], "node_limit"))
+        except SolverError as error:
+            if "infeasible" not in str(error):
+                raise
+            # The held payment is out of reach of the stage's model by round-off (a payment the
+            # day's MILP reached through its rows' tolerances): the payment's own decision stands.
+            picked.append((decision, day.payments_per_h[t], day.prices_p[t], day.prices_q[t], "infeasible"))
     decisions, payments, prices_p, prices_q, ends = zip(*picked)
     return dataclasses.replace(day, decisions=decisions, payments_per_h=payments, prices_p=prices_p,
                                prices_q=prices_q, tie_break=ends)

@@ -30,7 +30,7 @@ import numpy as np
 from grid.feeder.lindist3flow import coupling_matrices, per_unit_scale
 from grid.network.three_phase import PHASE_NAMES, Segment, ThreePhaseFeeder
 
-# A voltage multiplier below this ($/h per p.u. of w) is a limit that does not bind.
+# A multiplier below this ($/h per p.u. of w, or $/MWh) is a limit that does not bind.
 _BINDING = 1e-7
 
 
@@ -44,6 +44,8 @@ class DlmpParts:
     congestion: dict[int, np.ndarray] = field(repr=False)
     voltage: dict[int, np.ndarray] = field(repr=False)
     binding: tuple[tuple[int, str, float], ...] = ()
+    # The binding line limits (D-29): (from bus, to bus, phase name, eta+ - eta- in $/MWh).
+    binding_lines: tuple[tuple[int, int, str, float], ...] = ()
 
     def total(self, bus: int) -> np.ndarray:
         return self.energy[bus] + self.loss[bus] + self.congestion[bus] + self.voltage[bus]
@@ -86,7 +88,9 @@ def dlmp_parts(feeder: ThreePhaseFeeder, head_price: np.ndarray, row_duals: Mapp
 
     return DlmpParts(present({bus: np.asarray(head_price, dtype=float).copy() for bus in nu}),
                      present({bus: np.zeros(3) for bus in nu}), present(congestion),
-                     present(voltage), tuple((bus, PHASE_NAMES[k], float(nu[bus][k])) for bus, k in binding))
+                     present(voltage), tuple((bus, PHASE_NAMES[k], float(nu[bus][k])) for bus, k in binding),
+                     tuple((i, j, PHASE_NAMES[k], float(eta[k])) for (i, j), eta in sorted(lines.items())
+                           for k in range(3) if abs(eta[k]) > _BINDING))
 
 
 def _path_gains(bus: int, parent: Mapping[int, Segment], head: int) -> dict[tuple[int, int], np.ndarray]:

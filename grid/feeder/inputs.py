@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from grid.network.three_phase import ThreePhaseFeeder
+from grid.network.three_phase import Segment, ThreePhaseFeeder
 
 # How the payment's price x decision terms become linear (docs/models/dlmp.md#dlmp-4).
 LINEARIZATIONS = ("mccormick", "strong-duality")
@@ -38,6 +38,14 @@ class OpfSettings:
     # The AC correction's cuts of those bounds (docs/models/dlmp.md#eq-d-30): (from bus, to bus,
     # phase, kW below the rating's bound), none by default.
     line_cut: tuple[tuple[int, int, int, float], ...] = ()
+    # kW every line bound is widened by: a bilevel MILP's decision may use its rows' round-off.
+    line_slack_kw: float = 0.0
+
+
+def rated_kw(feeder: ThreePhaseFeeder, segment: Segment, v_min_pu: float) -> float:
+    """D-29 before any cut: the active power per phase (kW) that carries the segment's ampacity at
+    the band's lowest voltage."""
+    return v_min_pu * feeder.base_v_ln * segment.ampacity_a / 1e3
 
 
 def line_bounds_kw(feeder: ThreePhaseFeeder, settings: OpfSettings) -> dict[tuple[int, int, int], float]:
@@ -47,8 +55,8 @@ def line_bounds_kw(feeder: ThreePhaseFeeder, settings: OpfSettings) -> dict[tupl
     if not settings.line_limits:
         return {}
     cut = {(i, j, k): kw for i, j, k, kw in settings.line_cut}
-    return {(s.from_bus, s.to_bus, k): max(0.0, settings.v_min_pu * feeder.base_v_ln * s.ampacity_a / 1e3
-                                           - cut.get((s.from_bus, s.to_bus, k), 0.0))
+    return {(s.from_bus, s.to_bus, k): max(0.0, rated_kw(feeder, s, settings.v_min_pu)
+                                           - cut.get((s.from_bus, s.to_bus, k), 0.0)) + settings.line_slack_kw
             for s in feeder.segments if s.ampacity_a is not None for k in s.phases}
 
 

@@ -48,6 +48,8 @@ class OpfResult:
     head_kw: np.ndarray = field(repr=False)
     generator_kw: dict[str, np.ndarray] = field(repr=False)
     parts: DlmpParts | None = field(default=None, repr=False)  # each DLMP's energy, loss, congestion, voltage
+    flow_kw: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)  # by segment, per phase
+    flow_kvar: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def build_opf_model(feeder: ThreePhaseFeeder, generators: tuple[DistributedGenerator, ...] = (),
@@ -252,6 +254,10 @@ def solve_opf(m: pyo.ConcreteModel, feeder: ThreePhaseFeeder, generators: tuple[
         generator_kw={g.name: 1e3 * np.nan_to_num(_by_phase(has[g.bus], lambda k: pyo.value(m.pg[g.name, k])))
                       for g in generators},
         parts=dlmp_parts(feeder, head_price, row_duals, line_duals),
+        flow_kw={(s.from_bus, s.to_bus): 1e3 * _by_phase(s.phases, lambda k: pyo.value(m.p[s.from_bus, s.to_bus, k]))
+                 for s in feeder.segments},
+        flow_kvar={(s.from_bus, s.to_bus): 1e3 * _by_phase(s.phases, lambda k: pyo.value(m.q[s.from_bus, s.to_bus, k]))
+                   for s in feeder.segments},
     )
 
 

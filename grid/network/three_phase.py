@@ -25,6 +25,7 @@ What is left out, and why:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -247,6 +248,14 @@ FEEDERS: dict[str, FeederEntry] = {
     "ieee123": FeederEntry(load_ieee123, "the IEEE 123-node feeder: 4.16 kV, one-, two- and three-phase laterals, "
                            "four regulators", "docs/reference/cases.md#ieee-123-node-feeder", "regulators at ratio 1"),
 }
+
+
+def with_line_rating(feeder: ThreePhaseFeeder, ampacity_a: float) -> ThreePhaseFeeder:
+    """The feeder with every line (not a closed switch) rated ``ampacity_a`` per phase, in place of
+    its conductor's rating."""
+    segments = tuple(s if s.config == "switch" else dataclasses.replace(s, ampacity_a=ampacity_a)
+                     for s in feeder.segments)
+    return dataclasses.replace(feeder, segments=segments)
 
 
 def load_feeder(name: str) -> ThreePhaseFeeder:

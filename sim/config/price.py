@@ -74,6 +74,8 @@ class DayConfig(Settings):
                              "day (1 to 8; 0 or not given: the sum of all eight)")
     load_scale: list[float] | None = Field(default=None, description="hourly: the background load per hour, "
                                            "as a multiple of the spot loads (0 to 10)")
+    background_scale: float = Field(default=1.0, gt=0, le=10, description="the whole background's multiple "
+                                     "(any shape): 0.5 studies the feeder at half its spot loads' level")
     substation_price_per_mwh: list[Money] | None = Field(default=None, description="c0 per hour; default: "
                                                          "[price] substation_price_per_mwh every hour")
     demand_kw: list[float] | None = Field(default=None, description="the aggregator's load per hour (three-phase "
@@ -204,12 +206,16 @@ class PriceConfig(Settings):
     time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS, description="the solver's time limit")
     ac_check: bool = Field(default=True, description="solve every hour of every case again as an AC power flow in "
                            "OpenDSS and report the linear model's error and every voltage outside the band")
-    ac_correct: bool = Field(default=True, description="with ac_check: raise the linear model's voltage floors by "
-                             "the gaps the AC flows measure and solve again, until no voltage is outside the band")
+    ac_correct: bool = Field(default=True, description="with ac_check: raise the linear model's voltage floors "
+                             "and, with line_limits, cut its line bounds by what the AC flows measure, and solve "
+                             "again, until no voltage is outside the band and no line over its rating")
     ac_rounds: int = Field(default=5, ge=1, le=MAX_AC_ROUNDS, description="the AC correction's most rounds")
-    line_rating_a: float | None = Field(default=None, gt=0, le=1e5, description="an ampacity per phase (A) the AC "
-                                        "check holds every segment's current to; default: none (the feeders' data "
-                                        "give none), the currents are reported only")
+    line_limits: bool = Field(default=True, description="hold each line's active flow per phase within its "
+                              "ampacity in the DSO's OPF (docs/models/dlmp.md#eq-d-29); the AC check holds the "
+                              "currents to the same ratings either way")
+    line_rating_a: float | None = Field(default=None, gt=0, le=1e5, description="one ampacity per phase (A) for "
+                                        "every line, in place of its conductor's (docs/reference/cases.md#line-"
+                                        "ratings); default: the feeder's ratings")
     day: DayConfig | None = Field(default=None, description="study a day hour by hour ([price.day]); default: one "
                                   "snapshot at the spot loads")
     workload: WorkloadConfig | None = Field(default=None, description="schedule servers' work over the day "
@@ -250,7 +256,8 @@ class PriceConfig(Settings):
         return self
 
     def opf_settings(self) -> OpfSettings:
-        return OpfSettings(self.substation_price_per_mwh, self.head_voltage_pu, self.v_min_pu, self.v_max_pu)
+        return OpfSettings(self.substation_price_per_mwh, self.head_voltage_pu, self.v_min_pu, self.v_max_pu,
+                           line_limits=self.line_limits)
 
 
 # The placements compared, by name, in report order: the baseline, the price-taking schedule (with

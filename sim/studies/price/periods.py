@@ -33,6 +33,8 @@ class CaseOutcome:
     payment_per_h: float | None
     solve: Any = None  # the bilevel MILP's outcome
     tie_break: str = ""  # how its tie-break stage ended (grid.feeder.bilevel.ScheduleResult.tie_break)
+    # What the bilevel MILP priced the decision at ($/h), at its own duals of the OPF.
+    milp_payment_per_h: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,10 +53,28 @@ class PeriodOutcome:
         return sum(float(kw.sum()) for kw in self.inputs.feeder.load_kw.values())
 
 
-# How far a bilevel MILP's decision may overshoot a voltage limit (p.u.): HiGHS accepts a MIP
-# solution that breaks a row by up to 1e-6, and at a decision that puts a voltage on its limit
-# the exact OPF may then have no point inside the band (IEEE 123, a ceiling held by one generator).
+# How far a bilevel MILP's decision may overshoot a voltage limit (p.u.) and a line limit (kW):
+# HiGHS accepts a MIP solution that breaks a row by up to 1e-6 (MW on a flow), and at a decision
+# that puts a voltage or a flow on its limit the exact OPF may then have no point inside (IEEE 123,
+# a ceiling held by one generator).
 MILP_ROUND_OFF_PU = 1e-6
+MILP_ROUND_OFF_KW = 1e-2
+
+
+@dataclass(frozen=True)
+class HourCorrection:
+    """The AC correction's changes to one hour's OPF: raised voltage floors (bus, phase, rise of
+    the floor of w in p.u., docs/models/dlmp.md#eq-d-25) and cut line bounds (from bus, to bus,
+    phase, kW, docs/models/dlmp.md#eq-d-30)."""
+
+    floors: tuple[tuple[int, int, float], ...] = ()
+    cuts: tuple[tuple[int, int, int, float], ...] = ()
+
+
+def limits_text(settings: OpfSettings) -> str:
+    """What the OPF holds, for messages: the voltage band, and the line ratings with line limits."""
+    lines = " and every line within its rating" if settings.line_limits else ""
+    return f"every voltage within [{settings.v_min_pu:g}, {settings.v_max_pu:g}] p.u.{lines}"
 
 
 def decision_opf(hour: Hour, decision: Decision, sites: Sequence[DataCenterSite], solver: str, *,
@@ -66,7 +86,8 @@ def decision_opf(hour: Hour, decision: Decision, sites: Sequence[DataCenterSite]
     bands = [hour.settings]
     if from_milp:
         bands.append(dataclasses.replace(hour.settings, v_min_pu=hour.settings.v_min_pu - MILP_ROUND_OFF_PU,
-                                         v_max_pu=hour.settings.v_max_pu + MILP_ROUND_OFF_PU))
+                                         v_max_pu=hour.settings.v_max_pu + MILP_ROUND_OFF_PU,
+                                         line_slack_kw=MILP_ROUND_OFF_KW))
     for settings in bands:
         try:
             return dso_opf(hour.feeder, hour.generators, settings, solver=solver, **inputs)
@@ -76,20 +97,23 @@ def decision_opf(hour: Hour, decision: Decision, sites: Sequence[DataCenterSite]
 
 
 def case_outcome(hour: Hour, decision: Decision, sites: Sequence[DataCenterSite], solver: str, workload: Workload,
-                 *, from_milp: bool = False, solve: Any = None, tie_break: str = "") -> CaseOutcome:
+                 *, from_milp: bool = False, solve: Any = None, tie_break: str = "",
+                 milp_payment: float | None = None) -> CaseOutcome:
     """One case in one hour: the decision priced by the hour's OPF (``decision_opf``) and what the
-    aggregator pays at it (none without a feasible dispatch); ``workload`` gives the SVG settings."""
+    aggregator pays at it (none without a feasible dispatch); ``workload`` gives the SVG settings,
+    ``milp_payment`` what the bilevel MILP priced the decision at."""
     opf = decision_opf(hour, decision, sites, solver, from_milp=from_milp)
     payment = None if opf is None else aggregator_payment(sites, decision, opf, workload)
-    return CaseOutcome(decision, opf, payment, solve, tie_break)
+    return CaseOutcome(decision, opf, payment, solve, tie_break, milp_payment)
 
 
 def hour_inputs(feeder: ThreePhaseFeeder, generators: Sequence[DistributedGenerator], settings: OpfSettings,
-                period: Period, raised: tuple[tuple[int, int, float], ...] = ()) -> Hour:
+                period: Period, correction: HourCorrection = HourCorrection()) -> Hour:
     """What the OPFs of ``period`` are solved on (grid/feeder/periods.py), with the AC correction's
-    raised floors of that hour (none at first)."""
+    raised floors and cut line bounds of that hour (none at first)."""
     hour_feeder, hour_generators, hour_settings = period_inputs(feeder, generators, settings, period)
-    return Hour(hour_feeder, hour_generators, dataclasses.replace(hour_settings, floor_raise=raised))
+    return Hour(hour_feeder, hour_generators, dataclasses.replace(hour_settings, floor_raise=correction.floors,
+                                                                  line_cut=correction.cuts))
 
 
 def price_periods(price: PriceConfig, feeder: ThreePhaseFeeder, generators: Sequence[DistributedGenerator],
@@ -130,13 +154,16 @@ def price_periods(price: PriceConfig, feeder: ThreePhaseFeeder, generators: Sequ
 
 
 def _background(day: DayConfig, feeder: ThreePhaseFeeder) -> np.ndarray:
-    """hours x buses x 3: the background's multiple of the spot loads, by the day's shape."""
+    """hours x buses x 3: the background's multiple of the spot loads, by the day's shape, times
+    ``background_scale``."""
     try:
         if day.background == "activsg2000":
-            return activsg2000_shape(feeder, datetime.fromisoformat(day.first_hour), day.hours, day.area or 0)
-        if day.background == "hourly":
-            return hourly_shape(feeder, day.load_scale)
-        return flat_shape(feeder, day.hours)
+            shape = activsg2000_shape(feeder, datetime.fromisoformat(day.first_hour), day.hours, day.area or 0)
+        elif day.background == "hourly":
+            shape = hourly_shape(feeder, day.load_scale)
+        else:
+            shape = flat_shape(feeder, day.hours)
+        return shape if day.background_scale == 1.0 else shape * day.background_scale
     except GridError as error:
         raise ConfigError(f"price.day: {error}") from None
 

@@ -46,6 +46,7 @@ from grid.network.three_phase import (
     distance_km,
     load_feeder,
     voltage_unbalance,
+    with_line_rating,
 )
 from grid.solvers.names import check_solver
 from sim.config.price import CASE_TITLES, PriceConfig
@@ -57,6 +58,7 @@ from sim.studies.after_auction import AfterAuction, Market
 from sim.studies.command import study_command
 from sim.studies.price.ac import (
     AC_COLUMNS,
+    CUT_COLUMNS,
     FLOOR_COLUMNS,
     AcCheck,
     AcCorrection,
@@ -64,10 +66,19 @@ from sim.studies.price.ac import (
     ac_entry,
     ac_rows,
     at_node,
+    count_overloads,
     count_violations,
-    raise_floors,
+    next_correction,
 )
-from sim.studies.price.periods import CaseOutcome, PeriodOutcome, case_outcome, hour_inputs, price_periods
+from sim.studies.price.periods import (
+    CaseOutcome,
+    HourCorrection,
+    PeriodOutcome,
+    case_outcome,
+    hour_inputs,
+    limits_text,
+    price_periods,
+)
 from sim.studies.price.workload import workload_day
 from sim.studies.result import StudyResult
 
@@ -83,6 +94,8 @@ SITE_COLUMNS = ("period", "case", "bus", "member", "load_kw", "svg_a_kvar", "svg
 
 def feeder_inputs(price: PriceConfig) -> tuple[ThreePhaseFeeder, tuple[DistributedGenerator, ...], OpfSettings]:
     feeder = load_feeder(price.feeder)
+    if price.line_rating_a is not None:
+        feeder = with_line_rating(feeder, price.line_rating_a)
     settings = price.opf_settings()
     generators = []
     for i, g in enumerate(price.generators):
@@ -201,8 +214,10 @@ def _price_study(config: ExperimentConfig, won: Sequence[MemberSite] | None, plo
     if correction is not None:
         summary["ac_correction"] = correction.summary(hours)
     files = _files(feeder, sites, hours, summary, plots, checks)
-    if correction is not None and correction.raised:
+    if correction is not None and any(c.floors for c in correction.raised.values()):
         files["ac_floors.csv"] = outputs.csv_bytes(FLOOR_COLUMNS, correction.rows(hours))
+    if correction is not None and any(c.cuts for c in correction.raised.values()):
+        files["ac_line_cuts.csv"] = outputs.csv_bytes(CUT_COLUMNS, correction.cut_rows(hours))
     return StudyResult(summary, files, price_report(summary))
 
 
@@ -215,20 +230,24 @@ def _ac_corrected(config: ExperimentConfig, price: PriceConfig, feeder: ThreePha
     (docs/models/dlmp.md#eq-d-25): the study as it ends, its checks and the rounds' record. A round
     whose corrected model has no feasible placement stops the correction at the round before."""
     checks = ac_checks(sites, hours, settings, progress)
-    correction = AcCorrection(broken=(count_violations(checks, settings),), payments=(_day_payments(hours),))
-    raised: dict[int, tuple[tuple[int, int, float], ...]] = {}
-    while price.ac_correct and correction.broken[-1] and len(correction.broken) <= price.ac_rounds:
-        raised = raise_floors(raised, checks, feeder.head_bus)
-        progress(f"AC correction, round {len(correction.broken)}: floors raised at "
-                 f"{sum(len(v) for v in raised.values())} bus-phase-hours; solving again")
+    correction = AcCorrection(broken=(count_violations(checks, settings),), overloaded=(count_overloads(checks),),
+                              payments=(_day_payments(hours),), lines=settings.line_limits)
+    corrections: dict[int, HourCorrection] = {}
+    while price.ac_correct and not correction.clear and len(correction.broken) <= price.ac_rounds:
+        corrections = next_correction(corrections, checks, feeder, settings)
+        floors = sum(len(c.floors) for c in corrections.values())
+        cuts = sum(len(c.cuts) for c in corrections.values())
+        progress(f"AC correction, round {len(correction.broken)}: floors raised at {floors} bus-phase-hours, "
+                 f"line bounds cut at {cuts} segment-phase-hours; solving again")
         try:
-            hours, day_solves = _solve_periods(config, price, feeder, generators, settings, sites, periods, raised,
-                                               progress, pool)
+            hours, day_solves = _solve_periods(config, price, feeder, generators, settings, sites, periods,
+                                               corrections, progress, pool)
         except InfeasibleNetworkError as error:
             return hours, day_solves, checks, dataclasses.replace(correction, stopped=str(error))
         checks = ac_checks(sites, hours, settings, progress)
         correction = dataclasses.replace(correction, broken=correction.broken + (count_violations(checks, settings),),
-                                         payments=correction.payments + (_day_payments(hours),), raised=raised)
+                                         overloaded=correction.overloaded + (count_overloads(checks),),
+                                         payments=correction.payments + (_day_payments(hours),), raised=corrections)
     return hours, day_solves, checks, correction
 
 
@@ -241,17 +260,17 @@ def _day_payments(hours: Sequence[PeriodOutcome]) -> dict[str, float | None]:
 def _solve_periods(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
                    generators: tuple[DistributedGenerator, ...], settings: OpfSettings,
                    sites: tuple[DataCenterSite, ...], periods: Sequence[tuple[Period, Workload]],
-                   raised: Mapping[int, tuple[tuple[int, int, float], ...]], progress: Progress,
+                   corrections: Mapping[int, HourCorrection], progress: Progress,
                    pool: OrderedPool) -> tuple[list[PeriodOutcome], dict[str, Any]]:
-    """Every case in every period, with the AC correction's raised floors of each hour (``raised``,
-    by hour index; none at first); and the day MILPs' outcomes of a workload day. The periods of
+    """Every case in every period, with the AC correction's of each hour (``corrections``, by hour
+    index; none at first); and the day MILPs' outcomes of a workload day. The periods of
     a day without workloads are independent: with several workers they go to the pool, and each
     one's progress lines are printed when it is done, in the day's order."""
     if price.workload is not None:
-        return workload_day(config, price, feeder, generators, settings, sites, periods, progress, raised)
+        return workload_day(config, price, feeder, generators, settings, sites, periods, progress, corrections)
     tasks, headers = [], []
     for t, (period, workload) in enumerate(periods):
-        hour = hour_inputs(feeder, generators, settings, period, raised.get(t, ()))
+        hour = hour_inputs(feeder, generators, settings, period, corrections.get(t, HourCorrection()))
         tasks.append((config, price, hour, sites, workload, "" if len(periods) == 1 else f" at {period.label}"))
         headers.append(f"hour {period.label}: {workload.total_kw:g} kW, substation "
                        f"{period.substation_price_per_mwh:g} $/MWh" if len(periods) > 1 else "")
@@ -297,15 +316,16 @@ def _cases(config: ExperimentConfig, price: PriceConfig, hour: Hour, sites: tupl
             if "infeasible" not in str(error):
                 raise
             raise InfeasibleNetworkError(
-                f"price: no placement of {workload.total_kw:g} kW over the sites{when} keeps every voltage within "
-                f"[{settings.v_min_pu:g}, {settings.v_max_pu:g}] p.u. ({CASE_TITLES[case]}); lower the load, raise "
-                "head_voltage_pu or add generators") from None
+                f"price: no placement of {workload.total_kw:g} kW over the sites{when} keeps {limits_text(settings)}"
+                f" ({CASE_TITLES[case]}); lower the load, raise head_voltage_pu or add generators") from None
         done = result.solve
         progress(f"  {done.status} in {done.seconds:.1f} s, payment {result.payment_per_h:,.3f} $/h (MILP: "
                  f"{done.columns:,} columns, {done.binaries:,} binary; {done.rows:,} rows)"
-                 + (f"; tie-break: best of {TIE_BREAK_NODES} nodes" if result.tie_break == "node_limit" else ""))
+                 + (f"; tie-break: best of {TIE_BREAK_NODES} nodes" if result.tie_break == "node_limit" else
+                    "; tie-break: the held payment out of reach, the payment's decision kept"
+                    if result.tie_break == "infeasible" else ""))
         outcomes[case] = case_outcome(hour, result.decision, sites, config.solver, workload, from_milp=True,
-                                      solve=done, tie_break=result.tie_break)
+                                      solve=done, tie_break=result.tie_break, milp_payment=result.payment_per_h)
         if outcomes[case].opf is None:  # the bilevel problem keeps the OPF feasible; this would be a bug
             raise GridError(f"price: the OPF is infeasible at the {case} decision{when} the bilevel problem chose")
     return outcomes
@@ -353,6 +373,8 @@ def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite]) -> dict[s
         entry["battery_kw"] = {str(b): round(kw, 6) for b, kw in outcome.decision.battery_kw.items()}
     if outcome.solve is not None:
         entry["milp"] = _milp(outcome.solve)
+    if outcome.milp_payment_per_h is not None:
+        entry["milp"] = {**entry.get("milp", {}), "payment_usd_per_h": round(outcome.milp_payment_per_h, 6)}
     if outcome.tie_break:
         entry["tie_break"] = outcome.tie_break
     if opf is None:
@@ -373,6 +395,8 @@ def _case_entry(outcome: CaseOutcome, sites: Sequence[DataCenterSite]) -> dict[s
         "dlmp_range_usd_per_mwh": [round(float(prices.min()), 6), round(float(prices.max()), 6)],
         "binding_voltage_limits": [{"bus": bus, "phase": phase, "usd_per_h_per_pu": round(value, 6)}
                                    for bus, phase, value in opf.parts.binding],
+        "binding_line_limits": [{"segment": f"{i}-{j}", "phase": phase, "usd_per_mwh": round(value, 6)}
+                                for i, j, phase, value in opf.parts.binding_lines],
         "generators_kw": {n: [round(float(x), 6) for x in kw] for n, kw in opf.generator_kw.items()},
         "substation_kw": [round(float(x), 6) for x in opf.head_kw],
     })
@@ -415,13 +439,18 @@ def _over_periods(case: str, entries: Sequence[dict[str, Any]], labels: Sequence
         low = min(checked, key=lambda item: item[1]["min_voltage_pu"]["value"])
         worst = max(checked, key=lambda item: item[1]["max_linear_error_pu"]["value"])
         loaded = max(checked, key=lambda item: item[1]["max_line_current"]["current_a"])
+        rated = [(label, ac) for label, ac in checked if ac["max_line_loading"] is not None]
+        heaviest = max(rated, key=lambda item: item[1]["max_line_loading"]["loading"]) if rated else None
         out["ac"] = {"min_voltage_pu": {**low[1]["min_voltage_pu"], "period": low[0]},
                      "max_linear_error_pu": {**worst[1]["max_linear_error_pu"], "period": worst[0]},
                      "violations": sum(len(ac["violations"]) for _, ac in checked),
                      "periods_with_violations": [label for label, ac in checked if ac["violations"]],
                      "losses_kwh": round(sum(ac["losses_kw"] for _, ac in checked), 6),
                      "max_line_current": {**loaded[1]["max_line_current"], "period": loaded[0]},
-                     "line_violations": sum(len(ac["line_violations"]) for _, ac in checked)}
+                     "max_line_loading": (None if heaviest is None else
+                                          {**heaviest[1]["max_line_loading"], "period": heaviest[0]}),
+                     "line_violations": sum(len(ac["line_violations"]) for _, ac in checked),
+                     "periods_with_line_violations": [label for label, ac in checked if ac["line_violations"]]}
     return out
 
 
@@ -438,7 +467,7 @@ def _summary(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFee
         "cases": {case: _case_entry(outcome, sites) for case, outcome in hour.cases.items()},
     } for hour in hours]
     for (t, case), check in checks.items():
-        periods[t]["cases"][case]["ac"] = ac_entry(check, price.opf_settings(), price.line_rating_a)
+        periods[t]["cases"][case]["ac"] = ac_entry(check, price.opf_settings())
     labels = [p["period"] for p in periods]
     cases = {case: _over_periods(case, [p["cases"][case] for p in periods], labels) for case in hours[0].cases}
     for case, done in day_solves.items():
@@ -596,13 +625,18 @@ def price_report(summary: Mapping[str, Any]) -> str:
             f"from {summary['sites_from']}) on {summary['feeder']}, head {summary['head_voltage_pu']:g} p.u., band "
             f"{summary['voltage_band_pu'][0]:g} to {summary['voltage_band_pu'][1]:g} p.u., {price}.")
     text = head + "\n\n" + format_table(headers, rows, [False] + [True] * 6 + [False, False][:len(headers) - 7])
-    text += _ac_lines(summary, one)
+    text += _ac_lines(summary, one) + _correction_line(summary.get("ac_correction"))
     if not one:
         text += "\n\n" + _hours_table(summary)
     for period in periods:
         for case, c in period["cases"].items():
             milp = c.get("milp")
-            if milp is not None and milp["status"] != "optimal":
+            if milp is not None and _prices_not_unique(c):
+                text += (f"\nNote: {CASE_TITLES[case]}{'' if one else ' at ' + period['period']}: the OPF's prices at "
+                         f"this decision are not unique; the bilevel problem paid {milp['payment_usd_per_h']:.3f} $/h "
+                         f"at the duals best for the aggregator, the DSO's solver's pay {c['payment_usd_per_h']:.3f} "
+                         "$/h (docs/models/dlmp.md#eq-d-29).")
+            if milp is not None and milp.get("status", "optimal") != "optimal":
                 text += (f"\nNote: {CASE_TITLES[case]}{'' if one else ' at ' + period['period']}: the MILP stopped at "
                          f"its time limit (gap {milp['gap']:.2%}); its decision is the best found, not proven optimal. "
                          "Raise [price] time_limit_s.")
@@ -622,14 +656,37 @@ def _ac_lines(summary: Mapping[str, Any], one: bool) -> str:
         broken = ("no voltage outside the band" if not ac["violations"] else
                   f"{ac['violations']} bus-phase{'s' if one else '-hours'} outside the band"
                   + ("" if one else f" (in {len(ac['periods_with_violations'])} hours)"))
-        line = ac["max_line_current"]
-        over = (f"; {ac['line_violations']} segment-phase{'s' if one else '-hours'} over line_rating_a"
-                if ac["line_violations"] else "")
+        line, most = ac["max_line_current"], ac["max_line_loading"]
+        loading = ("" if most is None else f", the most loaded {most['loading']:.1%} of its {most['rating_a']:g} A "
+                   f"({most['segment']}{most['phase']}{at(most)})")
+        over = (f"; {ac['line_violations']} segment-phase{'s' if one else '-hours'} over their rating"
+                if ac["line_violations"] else "; no line over its rating" if most is not None else "")
         lines.append(f"  {c['title']}: lowest {low['value']:.4f} p.u. ({low['bus']}{low['phase']}{at(low)}); "
                      f"linear - AC at most {gap['value']:.4f} p.u. ({gap['bus']}{gap['phase']}{at(gap)}); {broken}; "
                      f"segments carry at most {line['current_a']:.0f} A ({line['segment']}{line['phase']}"
-                     f"{at(line)}){over}")
+                     f"{at(line)}){loading}{over}")
     return "\n\nAC check (OpenDSS, at each decision and dispatch):\n" + "\n".join(lines) if lines else ""
+
+
+def _prices_not_unique(entry: Mapping[str, Any]) -> bool:
+    """Whether the MILP's own duals priced the case's decision differently from the OPF's solver:
+    the OPF has several optimal duals there (docs/models/dlmp.md#eq-d-29)."""
+    paid, milp = entry.get("payment_usd_per_h"), entry.get("milp", {}).get("payment_usd_per_h")
+    return paid is not None and milp is not None and abs(paid - milp) > 1e-6 * max(1.0, abs(paid)) + 1e-6
+
+
+def _correction_line(correction: Mapping[str, Any] | None) -> str:
+    """The AC correction in one line: what was out of bounds after each round, and how it ended."""
+    if not correction or not correction["rounds"]:
+        return ""
+    ending = ("clear" if correction["clear"] else f"stopped: {correction['stopped']}" if correction["stopped"]
+              else "not clear after the last round (raise [price] ac_rounds)")
+    if not correction["lines_held"] and correction["line_violations_by_round"][-1]:
+        ending += "; lines reported, not held: line_limits = false"
+    return (f"\nAC correction, {correction['rounds']} round(s): voltages outside the band "
+            f"{' -> '.join(map(str, correction['violations_by_round']))}, segment-phases over their rating "
+            f"{' -> '.join(map(str, correction['line_violations_by_round']))} ({ending}); "
+            f"{correction['floors_raised']} floor(s) raised, {correction['lines_cut']} line bound(s) cut")
 
 
 def _extremes(values: Iterable[float]) -> tuple[float, float]:

@@ -28,7 +28,14 @@ from grid.feeder.workloads import BatchJob, Battery, SiteLoad, WorkPlan, uncoord
 from grid.network.three_phase import ThreePhaseFeeder
 from sim.config.price import CASE_TITLES, PriceConfig, WorkloadConfig
 from sim.config.schema import ConfigError, ExperimentConfig
-from sim.studies.price.periods import CaseOutcome, PeriodOutcome, case_outcome, hour_inputs
+from sim.studies.price.periods import (
+    CaseOutcome,
+    HourCorrection,
+    PeriodOutcome,
+    case_outcome,
+    hour_inputs,
+    limits_text,
+)
 
 Progress = Callable[[str], None]
 _TOLERANCE = 1e-9
@@ -109,19 +116,21 @@ def work_plan(work: WorkloadConfig, loads: Sequence[SiteLoad]) -> WorkPlan:
 def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhaseFeeder,
                  generators: tuple[DistributedGenerator, ...], settings: OpfSettings,
                  sites: tuple[DataCenterSite, ...], periods: Sequence[tuple[Period, Workload]],
-                 progress: Progress, raised: Mapping[int, tuple[tuple[int, int, float], ...]] | None = None
+                 progress: Progress, corrections: Mapping[int, HourCorrection] | None = None
                  ) -> tuple[list[PeriodOutcome], dict[str, object]]:
     """The four schedules, each hour priced by its OPF; and the day MILPs' outcomes by case.
-    ``raised``: the AC correction's raised floors, by hour index."""
+    ``corrections``: the AC correction's, by hour index."""
     loads = site_loads(price.workload, sites)
     plan = work_plan(price.workload, [loads[s.bus] for s in sites])
     batteries = site_batteries(price, sites)
     table = periods[0][1]   # the SVG settings and their cost
-    hours = [hour_inputs(feeder, generators, settings, period, (raised or {}).get(t, ()))
+    hours = [hour_inputs(feeder, generators, settings, period, (corrections or {}).get(t, HourCorrection()))
              for t, (period, _) in enumerate(periods)]
 
-    def priced(t: int, decision: Decision, from_milp: bool = False, tie_break: str = "") -> CaseOutcome:
-        return case_outcome(hours[t], decision, sites, config.solver, table, from_milp=from_milp, tie_break=tie_break)
+    def priced(t: int, decision: Decision, from_milp: bool = False, tie_break: str = "",
+               milp_payment: float | None = None) -> CaseOutcome:
+        return case_outcome(hours[t], decision, sites, config.solver, table, from_milp=from_milp, tie_break=tie_break,
+                            milp_payment=milp_payment)
 
     steps, _ = uncoordinated(plan, [loads[s.bus] for s in sites])
     schedules: dict[str, list[CaseOutcome]] = {"pro-rata": [
@@ -145,15 +154,14 @@ def workload_day(config: ExperimentConfig, price: PriceConfig, feeder: ThreePhas
             if "infeasible" not in str(error):
                 raise
             raise InfeasibleNetworkError(
-                f"price.workload: no schedule of the work keeps every voltage within [{settings.v_min_pu:g}, "
-                f"{settings.v_max_pu:g}] p.u. in every hour ({CASE_TITLES[case]}); move work, raise "
-                "head_voltage_pu or add generators") from None
+                f"price.workload: no schedule of the work keeps {limits_text(settings)} in every hour "
+                f"({CASE_TITLES[case]}); move work, raise head_voltage_pu or add generators") from None
         done = day.solve
         progress(f"  {done.status} in {done.seconds:.1f} s, payment {day.payment:,.3f} $ (MILP: {done.columns:,} "
                  f"columns, {done.binaries:,} binary; {done.rows:,} rows)")
         ends = day.tie_break or ("",) * len(day.decisions)   # none: the rule did not run in stages
-        schedules[case] = [priced(t, d, from_milp=True, tie_break=end)
-                           for t, (d, end) in enumerate(zip(day.decisions, ends))]
+        schedules[case] = [priced(t, d, from_milp=True, tie_break=end, milp_payment=paid)
+                           for t, (d, end, paid) in enumerate(zip(day.decisions, ends, day.payments_per_h))]
         if any(outcome.opf is None for outcome in schedules[case]):
             raise GridError(f"price: the OPF is infeasible in some hour of the {case} day the bilevel problem chose")
         day_solves[case] = done

@@ -41,7 +41,8 @@ def independent_opf(feeder, generators, settings, load_kw, load_kvar):
     here; balances with the load on the right-hand side, so that each balance's marginal is its
     DLMP ($/MWh with flows in MW). A phase a segment lacks has no voltage row and its flows are held
     at zero; a phase a bus lacks has no balance and reads NaN; a regulator's ratio t multiplies the
-    sending end's w by t^2. Returns (cost $/h, {bus: DLMP per phase}, {bus: V per phase})."""
+    sending end's w by t^2; with line limits each rated line's P is boxed. Returns (cost $/h,
+    {bus: DLMP per phase}, {bus: V per phase})."""
     buses, segments = list(feeder.buses), list(feeder.segments)
     nb, ns, ng = len(buses), len(segments), len(generators)
     w0, p0, q0 = 0, 3 * nb, 3 * nb + 3 * ns
@@ -114,6 +115,14 @@ def independent_opf(feeder, generators, settings, load_kw, load_kvar):
     for g, gen in enumerate(generators):
         for k in set(range(3)) - set(feeder.bus_phases[gen.bus]):
             bounds[g0 + 3 * g + k] = (0.0, 0.0)
+    if settings.line_limits:   # each rated line's active flow: the ampacity at the lowest voltage, less any cut
+        cut = {(i, j, k): kw for i, j, k, kw in settings.line_cut}
+        v_ln = feeder.base_kv_ll * 1000.0 / s3
+        for s, seg in enumerate(segments):
+            for k in seg.phases if seg.ampacity_a else ():
+                kw = max(settings.v_min_pu * v_ln * seg.ampacity_a / 1e3 - cut.get((seg.from_bus, seg.to_bus, k), 0.0),
+                         0.0) + settings.line_slack_kw
+                bounds[p0 + 3 * s + k] = (-kw / 1e3, kw / 1e3)
     result = linprog(cost, A_eq=np.array(rows), b_eq=np.array(rhs), bounds=bounds, method="highs")
     assert result.status == 0, result.message
     marginal = result.eqlin.marginals

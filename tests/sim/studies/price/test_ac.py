@@ -1,5 +1,6 @@
 """`dcmarket price` as it ships: the AC check (OpenDSS) of every case and its correction
-(docs/models/dlmp.md#eq-d-24, #eq-d-25), on the default study of experiments/ieee37_price.toml."""
+(docs/models/dlmp.md#eq-d-24, #eq-d-25, #eq-d-30), on the default study of
+experiments/ieee37_price.toml: its voltages alone (without line limits), then its lines."""
 
 from __future__ import annotations
 
@@ -19,10 +20,22 @@ from tests.grid.feeder.test_opendss import sweep_ac
 EXPERIMENTS = Path(__file__).resolve().parents[4] / "experiments"
 
 
+NO_LINES = ["--set", "price.line_limits=false"]
+
+
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     folder = tmp_path_factory.mktemp("price_ac")
     assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(folder / "out"), "--quiet"]) == 0
+    return folder / "out"
+
+
+@pytest.fixture(scope="module")
+def voltages(tmp_path_factory):
+    """The example without line limits: the voltages' correction (D-25) on its own."""
+    folder = tmp_path_factory.mktemp("price_ac_voltages")
+    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(folder / "out"), "--quiet",
+                 *NO_LINES]) == 0
     return folder / "out"
 
 
@@ -31,15 +44,15 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_the_linear_study_breaks_the_floor_in_ac_and_the_correction_clears_it(shipped, tmp_path):
-    """Without the correction, the AC flows put five buses of phase a below 0.95 p.u. in each case
-    without SVG (737, 738, 711, 740, 741: the far end of the 734 lateral), by up to 0.0034 p.u. of
-    linear error; one round of raised floors clears every one."""
-    summary = json.loads((shipped / "summary.json").read_text())
+def test_the_linear_study_breaks_the_floor_in_ac_and_the_correction_clears_it(voltages, tmp_path):
+    """Without line limits and without the correction, the AC flows put five buses of phase a below
+    0.95 p.u. in each case without SVG (737, 738, 711, 740, 741: the far end of the 734 lateral), by
+    up to 0.0034 p.u. of linear error; one round of raised floors clears every one."""
+    summary = json.loads((voltages / "summary.json").read_text())
     correction = summary["ac_correction"]
-    assert correction["violations_by_round"] == [10, 0] and correction["clear"]
+    assert correction["violations_by_round"] == [10, 0] and correction["clear"] and not correction["lines_held"]
     assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(tmp_path / "lin"), "--quiet",
-                 "--set", "price.ac_correct=false"]) == 0
+                 "--set", "price.ac_correct=false", *NO_LINES]) == 0
     linear = json.loads((tmp_path / "lin" / "summary.json").read_text())["periods"][0]["cases"]
     for case in ("pro-rata", "no-svg"):
         broken = linear[case]["ac"]["violations"]
@@ -77,12 +90,13 @@ def test_the_ac_voltages_are_a_sweep_of_the_decisions_and_dispatch(shipped):
                 assert mine[bus, phase] == pytest.approx(swept[bus][k], abs=2e-6)
 
 
-def test_each_raised_floor_is_the_largest_gap_the_uncorrected_flows_measured(shipped, tmp_path):
+def test_each_raised_floor_is_the_largest_gap_the_uncorrected_flows_measured(voltages, tmp_path):
     """ac_floors.csv after one round: at each bus and phase, the largest gap over the cases between
     the linear and the AC squared voltage of the uncorrected study, where the linear model was the
     higher, plus the 2e-6 margin."""
+    shipped = voltages
     assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(tmp_path / "lin"), "--quiet",
-                 "--set", "price.ac_correct=false"]) == 0
+                 "--set", "price.ac_correct=false", *NO_LINES]) == 0
     gaps: dict[tuple[int, str], float] = {}
     for r in _rows(tmp_path / "lin" / "ac_voltages.csv"):
         gap = float(r["linear_pu"]) ** 2 - float(r["ac_pu"]) ** 2
@@ -100,24 +114,77 @@ def test_each_raised_floor_is_the_largest_gap_the_uncorrected_flows_measured(shi
     assert math.isclose(paid["svg"][1], summary["cases"]["svg"]["payment_usd_per_h"], abs_tol=1e-6)
 
 
-def test_segment_currents_are_reported_and_held_to_a_stated_rating(shipped, tmp_path, capsys):
-    """The AC check reports each case's largest segment current (the feeders' data have no
-    ampacities, so nothing is over by default); with line_rating_a below it, every segment-phase
-    above is listed, counted over the case and named in the report, and the voltages' correction
-    is what it was (it moves voltage floors only)."""
+def test_line_limits_and_their_cuts_leave_no_line_over_its_rating(shipped, tmp_path, capsys):
+    """As it ships (line limits on): the uncorrected study holds every line's active flow within
+    its bound, yet the AC currents of 703-730 (2/0 AA, 230 A), with the reactive flow the bound
+    does not see, are over the rating; the correction cuts those bounds (ac_line_cuts.csv: rated
+    lines only, each cut positive) until no case has a voltage outside the band or a line over its
+    rating, and every current in the summary is within its conductor's rating."""
+    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(tmp_path / "lin"),
+                 "--set", "price.ac_correct=false"]) == 0
+    assert "segment-phases over their rating" in capsys.readouterr().out
+    linear = json.loads((tmp_path / "lin" / "summary.json").read_text())
+    over = [v for c in linear["periods"][0]["cases"].values() for v in c["ac"]["line_violations"]]
+    assert over and all(v["current_a"] > v["rating_a"] and v["loading"] > 1.0 for v in over)
+    conductor = {f"{s.from_bus}-{s.to_bus}": s.ampacity_a for s in load_ieee37().segments}
+    assert "703-730" in {v["segment"] for v in over}
+    assert all(v["rating_a"] == conductor[v["segment"]] for v in over)
     summary = json.loads((shipped / "summary.json").read_text())
-    entry = summary["periods"][0]["cases"]["svg"]["ac"]
-    top = entry["max_line_current"]
-    assert top["current_a"] > 100.0 and entry["line_violations"] == []
-    assert summary["cases"]["svg"]["ac"]["max_line_current"]["current_a"] == top["current_a"]
+    correction = summary["ac_correction"]
+    assert correction["line_violations_by_round"][0] == len(over) and correction["line_violations_by_round"][-1] == 0
+    assert correction["violations_by_round"][-1] == 0 and correction["clear"] and correction["lines_held"]
+    cuts = _rows(shipped / "ac_line_cuts.csv")
+    rated = {f"{s.from_bus}-{s.to_bus}" for s in load_ieee37().segments if s.ampacity_a}
+    assert cuts and all(r["segment"] in rated and float(r["cut_kw"]) > 0 for r in cuts)
+    assert correction["lines_cut"] == len(cuts)
+    for case in summary["periods"][0]["cases"].values():
+        most = case["ac"]["max_line_loading"]
+        assert case["ac"]["line_violations"] == [] and most["loading"] <= 1.0
+        assert most["current_a"] <= most["rating_a"]
+
+
+def test_one_stated_rating_replaces_the_conductors_and_is_reported_without_line_limits(voltages, tmp_path, capsys):
+    """line_rating_a gives every line one rating; without line limits the AC check lists every
+    segment-phase above it, counts it over the case and names it in the report, and the voltages'
+    correction is what it was (nothing holds the lines)."""
+    summary = json.loads((voltages / "summary.json").read_text())
+    top = summary["periods"][0]["cases"]["svg"]["ac"]["max_line_current"]
     rating = round(top["current_a"] / 2)
-    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(tmp_path / "rated"),
+    assert main(["price", str(EXPERIMENTS / "ieee37_price.toml"), "--out", str(tmp_path / "rated"), *NO_LINES,
                  "--set", f"price.line_rating_a={rating}"]) == 0
     out = capsys.readouterr().out
     rated = json.loads((tmp_path / "rated" / "summary.json").read_text())
     over = rated["periods"][0]["cases"]["svg"]["ac"]["line_violations"]
-    assert over and all(v["current_a"] > rating for v in over)
-    assert {"segment": top["segment"], "phase": top["phase"], "current_a": top["current_a"]} in over
+    assert over and all(v["current_a"] > rating and v["rating_a"] == rating for v in over)
+    assert any(v["segment"] == top["segment"] and v["phase"] == top["phase"] for v in over)
     assert rated["cases"]["svg"]["ac"]["line_violations"] == len(over)
-    assert "over line_rating_a" in out
+    assert "over their rating" in out and "lines reported, not held" in out
     assert rated["ac_correction"]["violations_by_round"] == summary["ac_correction"]["violations_by_round"]
+
+
+def test_a_cut_scales_the_linear_flow_by_rating_over_current():
+    """D-30 by hand: 703-730 phase a carries 250 A in AC (of 230) at a linear flow of 600 kW and 300
+    kvar; its bound is cut to the active flow that, with the 300 kvar, makes the apparent flow
+    |600 + j300| x 230 / 250, less 0.1 % of the rated flow; a larger earlier cut stays."""
+    from grid.feeder.inputs import OpfSettings
+    from grid.feeder.opendss import AcFlow
+    from sim.studies.price.ac import AcCheck, next_correction
+    from sim.studies.price.periods import HourCorrection
+
+    feeder = load_ieee37()
+    settings = OpfSettings(v_min_pu=0.95, line_limits=True)
+    volts = {b: np.ones(3) for b in feeder.buses}
+    amps = {(s.from_bus, s.to_bus): np.full(3, 100.0) for s in feeder.segments}
+    amps[703, 730] = np.array([250.0, 200.0, 100.0])
+    flows = {(s.from_bus, s.to_bus): np.full(3, 100.0) for s in feeder.segments}
+    flows[703, 730] = np.array([600.0, 500.0, 200.0])
+    ratings = {(s.from_bus, s.to_bus): s.ampacity_a for s in feeder.segments}
+    kvar = {key: 0.5 * value for key, value in flows.items()}
+    check = AcCheck(AcFlow(volts, 0.0, 1, amps), volts, flows, kvar, ratings)
+    rated = 0.95 * 4800 / math.sqrt(3) * 230 / 1e3
+    cut = rated - (math.sqrt((600.0 ** 2 + 300.0 ** 2) * (230 / 250) ** 2 - 300.0 ** 2) - 1e-3 * rated)
+    (hour,) = next_correction({}, {(0, "svg"): check}, feeder, settings).values()
+    assert hour.floors == () and hour.cuts == ((703, 730, 0, pytest.approx(cut, rel=1e-12)),)
+    kept = next_correction({0: HourCorrection(cuts=((703, 730, 0, cut + 5.0),))}, {(0, "svg"): check}, feeder,
+                           settings)
+    assert kept[0].cuts == ((703, 730, 0, cut + 5.0),)

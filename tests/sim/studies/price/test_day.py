@@ -201,10 +201,19 @@ def test_after_an_auction_the_aggregator_runs_the_day_for_the_sites_it_won(tmp_p
     assert priced["sites_from"] == "the auction" and [p["period"] for p in priced["periods"]] == [
         "2016-08-11T14:00", "2016-08-11T15:00"]
     assert run["price"]["payment_usd_per_h"]["svg"] == priced["cases"]["svg"]["payment_usd_per_h"]
-    # Flat prices where no limit binds: the SVG case pays the substation's price in each hour.
+    # Nearly all the load stands behind 703-730 (731 and 738 won 558 kW each, 725 42 kW). At 40
+    # $/MWh the line's limit binds and G711 (55 $/MWh) behind it makes up the rest, so the case
+    # without SVG pays 15 $/MWh of congestion on phases a and c; at 60 $/MWh G711 is the cheaper
+    # source, runs anyway, the line no longer binds, and every case pays the substation's price.
+    first, second = (p["cases"] for p in priced["periods"])
     kw = [sum(p["cases"]["svg"]["load_kw"].values()) for p in priced["periods"]]
-    paid = [p["cases"]["svg"]["payment_usd_per_h"] for p in priced["periods"]]
-    assert paid == pytest.approx([40.0 * kw[0] / 1e3, 60.0 * kw[1] / 1e3], rel=1e-6)
+    lines = {(b["segment"], b["phase"]): b["usd_per_mwh"] for b in first["no-svg"]["binding_line_limits"]}
+    assert lines == {("703-730", "a"): pytest.approx(15.0), ("703-730", "c"): pytest.approx(15.0)}
+    assert first["no-svg"]["payment_usd_per_h"] > 40.0 * kw[0] / 1e3 + 1.0
+    assert first["svg"]["milp"]["payment_usd_per_h"] <= first["no-svg"]["milp"]["payment_usd_per_h"] + 1e-6
+    for case in second.values():
+        assert case["payment_usd_per_h"] == pytest.approx(60.0 * kw[1] / 1e3, rel=1e-6)
+        assert case["binding_line_limits"] == []
 
 
 def _ieee123_hours(first: int, hours: int, ac: bool, demand_kw: float | None = None) -> dict:
@@ -229,7 +238,7 @@ def test_ieee123_hours_dlmps_equal_an_opf_written_from_scratch(tmp_path):
     tests/grid/feeder/test_periods.py, on every phase each bus has and on no other; the floor binds
     without coordination, so prices differ by bus and phase."""
     from sim.config.schema import load_config
-    from sim.studies.price.periods import MILP_ROUND_OFF_PU, price_periods
+    from sim.studies.price.periods import MILP_ROUND_OFF_KW, MILP_ROUND_OFF_PU, price_periods
     from sim.studies.price.study import feeder_inputs, price_sites, price_workload
     from tests.grid.feeder.test_periods import independent_opf
 
@@ -260,7 +269,8 @@ def test_ieee123_hours_dlmps_equal_an_opf_written_from_scratch(tmp_path):
             except AssertionError:   # a bilevel decision on a limit, within the MILP's round-off (periods.py)
                 assert case in ("no-svg", "svg")
                 widened = dataclasses.replace(hour_settings, v_min_pu=hour_settings.v_min_pu - MILP_ROUND_OFF_PU,
-                                              v_max_pu=hour_settings.v_max_pu + MILP_ROUND_OFF_PU)
+                                              v_max_pu=hour_settings.v_max_pu + MILP_ROUND_OFF_PU,
+                                              line_slack_kw=MILP_ROUND_OFF_KW)
                 _, dlmp, _ = independent_opf(feeder, hour_generators, widened, kw, kvar)
             for bus, values in dlmp.items():
                 for k, phase in enumerate("abc"):
@@ -275,14 +285,20 @@ def test_ieee123_hours_dlmps_equal_an_opf_written_from_scratch(tmp_path):
 
 
 def test_ieee123_ac_correction_clears_every_violation_opendss_finds(tmp_path):
-    """Two hours of the IEEE 123 example with the AC check: OpenDSS finds voltages below the band
-    that LinDist3Flow called feasible; one round of raised floors leaves none, in any case."""
-    path = write_toml(tmp_path, _ieee123_hours(16, 2, ac=True))
+    """Two midday hours of the IEEE 123 example with the AC check: OpenDSS finds voltages below the
+    band and trunk currents above 530 A that LinDist3Flow called feasible; the correction leaves
+    none, in any case, and cuts only the trunk's bounds."""
+    path = write_toml(tmp_path, _ieee123_hours(11, 2, ac=True))
     assert main(["price", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-plots"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    rounds = summary["ac_correction"]["violations_by_round"]
-    assert rounds[0] > 0 and rounds[-1] == 0 and summary["ac_correction"]["clear"]
+    correction = summary["ac_correction"]
+    assert correction["violations_by_round"][0] > 0 and correction["line_violations_by_round"][0] > 0
+    assert correction["violations_by_round"][-1] == 0 and correction["line_violations_by_round"][-1] == 0
+    assert correction["clear"] and correction["lines_cut"] > 0
+    with (tmp_path / "out" / "ac_line_cuts.csv").open(newline="") as handle:
+        assert {r["segment"] for r in csv.DictReader(handle)} <= {"149-1", "1-7", "7-8", "8-13"}
     for period in summary["periods"]:
         for case, entry in period["cases"].items():
-            assert entry["ac"]["violations"] == [], (period["period"], case)
+            assert entry["ac"]["violations"] == [] and entry["ac"]["line_violations"] == [], (period["period"], case)
             assert entry["ac"]["min_voltage_pu"]["value"] >= 0.95 - 1e-6
+            assert entry["ac"]["max_line_loading"]["loading"] <= 1.0

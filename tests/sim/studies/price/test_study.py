@@ -62,9 +62,12 @@ def test_the_voltage_ranges_thin_the_milp_and_leave_the_answer(priced, tmp_path)
     thin, full = (json.loads((d / "summary.json").read_text())["periods"][0]["cases"] for d in (priced, tmp_path / "full"))
     for case in ("no-svg", "svg"):
         assert full[case]["milp"]["binaries"] > thin[case]["milp"]["binaries"]
-        assert full[case]["payment_usd_per_h"] == pytest.approx(thin[case]["payment_usd_per_h"], rel=1e-9)
-        assert full[case]["load_kw"] == thin[case]["load_kw"]
-    assert (tmp_path / "full" / "dlmp.csv").read_bytes() == (priced / "dlmp.csv").read_bytes()
+        # The optimum's value; the decision may differ among equally good ones. Where the OPF's
+        # duals at a decision are not unique the MILP pays the ones best for the aggregator
+        # (docs/models/dlmp.md#eq-d-29); the shipped run's decisions have unique prices.
+        assert full[case]["milp"]["payment_usd_per_h"] == pytest.approx(thin[case]["milp"]["payment_usd_per_h"],
+                                                                        rel=1e-7)
+        assert thin[case]["payment_usd_per_h"] == pytest.approx(thin[case]["milp"]["payment_usd_per_h"], rel=1e-7)
 
 
 def test_the_api_in_process_gives_the_price_directory(priced):
@@ -102,7 +105,7 @@ def test_the_numbers_match_an_independent_opf_at_each_decision(priced):
     reactive price x (QDC - QSVG), QDC = tan(acos 0.9) PDC."""
     summary = json.loads((priced / "summary.json").read_text())
     feeder = load_ieee37()
-    settings = OpfSettings(45.0, 1.03, 0.95, 1.05)
+    settings = OpfSettings(45.0, 1.03, 0.95, 1.05, line_limits=True)
     generators = (DistributedGenerator("G711", 711, 150.0, 55.0), DistributedGenerator("G733", 733, 150.0, 58.0))
     tan = np.tan(np.arccos(0.9))
     prices = _rows(priced / "dlmp.csv")
@@ -131,18 +134,22 @@ def test_the_numbers_match_an_independent_opf_at_each_decision(priced):
         assert per_site == pytest.approx(case["payment_usd_per_h"], abs=1e-5)
 
 
-def test_the_aggregator_beats_pro_rata_and_svg_flattens_prices_and_lifts_voltages(priced):
-    """What the study shows on this feeder: coordination pays less than pro rata; with SVG the
-    floor no longer binds, every DLMP is the substation price, the lowest site voltage rises and
-    every site's unbalance falls."""
-    cases = json.loads((priced / "summary.json").read_text())["cases"]
-    assert cases["no-svg"]["payment_usd_per_h"] <= cases["pro-rata"]["payment_usd_per_h"] + 1e-9
-    assert cases["svg"]["payment_usd_per_h"] < cases["no-svg"]["payment_usd_per_h"]
-    assert cases["no-svg"]["min_voltage_pu"]["value"] == pytest.approx(0.95, abs=1e-6)  # the floor binds
-    assert cases["svg"]["dlmp_range_usd_per_mwh"] == pytest.approx([45.0, 45.0], abs=1e-6)
-    assert cases["svg"]["min_site_voltage_pu"]["value"] > cases["no-svg"]["min_site_voltage_pu"]["value"] + 0.01
-    for bus, pct in cases["svg"]["site_unbalance_pct"].items():
-        assert pct < cases["no-svg"]["site_unbalance_pct"][bus]
+def test_pro_rata_congests_703_730_and_the_aggregator_pays_less(priced):
+    """What the study shows on this feeder: pro rata puts 1,000 kW behind 703-730 (2/0 AA, 230 A),
+    whose limit binds on phases a and c; G711 behind it (55 $/MWh) makes up the rest, so every bus
+    behind the segment pays 10 $/MWh of congestion on those phases. The aggregator moves load to
+    725 (not behind it) and pays less; its SVGs can only lower that further."""
+    summary = json.loads((priced / "summary.json").read_text())
+    cases = summary["periods"][0]["cases"]
+    lines = {(b["segment"], b["phase"]): b["usd_per_mwh"] for b in cases["pro-rata"]["binding_line_limits"]}
+    assert lines == {("703-730", "a"): pytest.approx(10.0, abs=1e-6), ("703-730", "c"): pytest.approx(10.0, abs=1e-6)}
+    parts = {(int(r["bus"]), r["phase"]): float(r["congestion_usd_per_mwh"]) for r in _rows(priced / "dlmp.csv")
+             if r["case"] == "pro-rata"}
+    assert parts[738, "a"] == pytest.approx(10.0, abs=1e-6) and parts[738, "b"] == pytest.approx(0.0, abs=1e-9)
+    assert parts[725, "a"] == pytest.approx(0.0, abs=1e-9)   # 725 is not behind 703-730
+    assert cases["no-svg"]["payment_usd_per_h"] < cases["pro-rata"]["payment_usd_per_h"] - 1.0
+    assert cases["svg"]["payment_usd_per_h"] <= cases["no-svg"]["payment_usd_per_h"] + 1e-9
+    assert cases["no-svg"]["load_kw"]["725"] == 600.0
 
 
 def test_same_config_same_bytes_and_the_effective_config_reruns(priced, tmp_path):
@@ -260,7 +267,8 @@ def auction_run(tmp_path_factory):
 def test_a_run_with_price_operates_the_sites_the_aggregator_won(auction_run):
     summary = json.loads((auction_run / "summary.json").read_text())
     names = {p.name for p in (auction_run / "price").iterdir()}
-    assert FILES - {"config.toml"} | {"ac_voltages.csv"} <= names <= FILES | {"ac_voltages.csv", "ac_floors.csv"}
+    assert FILES - {"config.toml"} | {"ac_voltages.csv"} <= names <= FILES | {"ac_voltages.csv", "ac_floors.csv",
+                                                                          "ac_line_cuts.csv"}
     capacity = {p["id"]: p for p in summary["products"]}
     expected: dict[int, float] = {}
     for product in summary["bundles"]["DCA"]:
