@@ -39,7 +39,7 @@ from grid.feeder.upper_level import SvgSettings, UpperLevel, voltage_tie_break
 from grid.feeder.voltage_range import Injection, box_ranges, flow_ranges
 from grid.feeder.workloads import Battery, SiteLoad, WorkPlan
 from grid.network.three_phase import ThreePhaseFeeder
-from grid.solvers.kkt import kkt_system
+from grid.solvers.kkt import KKTSystem, kkt_system
 from grid.solvers.solve import MilpOutcome, solve_milp
 
 _TOLERANCE = 1e-9
@@ -268,20 +268,8 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
     stored = add_storage(m, batteries, len(hours))
     uppers, tie_break = [], 0.0
     for t, hour in enumerate(hours):
-        limited = hour.settings.line_limits
-        injections = (_injections(hour, sites, loads, levels, svg_settings, _battery_reach(batteries, held))
-                      if voltage_ranges or limited else [])
-        # With line limits each flow gets its range (D-27 on flows): the limit rows' big-M, and a
-        # row no decision reaches is left out.
-        reach = flow_ranges(hour.feeder, injections) if limited else None
-        lp = build_opf_model(hour.feeder, hour.generators, hour.settings, solver=solver,
-                             decided_load_buses=tuple(buses), flow_reach=reach)
-        parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
-        implied = ComponentMap((lp.p[key], (lo / 1e3, hi / 1e3)) for key, (lo, hi) in (reach or {}).items())
-        if voltage_ranges:
-            implied.update((lp.w[node], span) for node, span in
-                           box_ranges(hour.feeder, hour.settings.head_voltage_pu, injections).items())
-        kkt = kkt_system(lp, dual_bound=price_bound, parameters=parameters, implied=implied or None)
+        injections = _injections(hour, sites, loads, levels, svg_settings, _battery_reach(batteries, held))
+        lp, kkt = _lower_level(hour, tuple(buses), injections, price_bound, solver, voltage_ranges)
         upper = UpperLevel.on(kkt, lp, price_bound, mccormick=linearization == "mccormick")
         # Site by site, phase by phase: the rows and the payment's terms are written in this order,
         # which the solver's tie-breaking follows (same config, same decision).
@@ -305,6 +293,23 @@ def aggregator_schedule(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...]
     # Each battery's net draw (kW) by (bus, period): held in its one period, or the day's decision.
     draws = {**{(bus, 0): kw for bus, kw in held.items()}, **{key: 1e3 * draw for key, draw in stored.items()}}
     return _schedule_result(uppers, sites, loads, levels, svg_settings, plan, batch, outcome, draws)
+
+
+def _lower_level(hour: Hour, buses: tuple[int, ...], injections: Sequence[Injection], price_bound: float,
+                 solver: str, voltage_ranges: bool) -> tuple[pyo.ConcreteModel, KKTSystem]:
+    """One period's OPF with the sites' loads as parameters, and its KKT system: with
+    ``voltage_ranges`` each voltage's range over the injections (D-27) thins the big-M rows; with
+    line limits each flow's range (D-27 on flows) gives the limit rows their big-M, and a limit row
+    no decision reaches is left out (D-29)."""
+    reach = flow_ranges(hour.feeder, injections) if hour.settings.line_limits else None
+    lp = build_opf_model(hour.feeder, hour.generators, hour.settings, solver=solver, decided_load_buses=buses,
+                         flow_reach=reach)
+    parameters = [var[bus, k] for var in (lp.dc_p, lp.dc_q) for bus in buses for k in PHASES]
+    implied = ComponentMap((lp.p[key], (lo / 1e3, hi / 1e3)) for key, (lo, hi) in (reach or {}).items())
+    if voltage_ranges:
+        implied.update((lp.w[node], span) for node, span in
+                       box_ranges(hour.feeder, hour.settings.head_voltage_pu, injections).items())
+    return lp, kkt_system(lp, dual_bound=price_bound, parameters=parameters, implied=implied or None)
 
 
 def _held_tie_break(hours: Sequence[Hour], sites: tuple[DataCenterSite, ...], loads: dict[int, SiteLoad],

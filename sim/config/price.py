@@ -214,8 +214,8 @@ class PriceConfig(Settings):
                               "ampacity in the DSO's OPF (docs/models/dlmp.md#eq-d-29); the AC check holds the "
                               "currents to the same ratings either way")
     line_rating_a: float | None = Field(default=None, gt=0, le=1e5, description="one ampacity per phase (A) for "
-                                        "every line, in place of its conductor's (docs/reference/cases.md#line-"
-                                        "ratings); default: the feeder's ratings")
+                                        "every line, in place of its conductor's; default: the feeder's ratings "
+                                        "(docs/reference/cases.md#line-ratings)")
     day: DayConfig | None = Field(default=None, description="study a day hour by hour ([price.day]); default: one "
                                   "snapshot at the spot loads")
     workload: WorkloadConfig | None = Field(default=None, description="schedule servers' work over the day "

@@ -201,8 +201,8 @@ def plot_dlmp_parts(solved: Mapping[str, OpfResult], sites: Sequence[DataCenterS
                     when: str = "") -> None:
     """Each site's DLMP per phase and placement, stacked from its parts (docs/models/dlmp.md#eq-d-23):
     the parts that raise it stacked up from zero, those that lower it (a load on that phase that
-    relieves a binding limit) hatched and hanging from the top; loss and congestion are zero in
-    this model and drawn only when not. A dot marks the DLMP itself."""
+    relieves a binding limit) hatched and hanging from the top; the loss part is zero in this model
+    and congestion is drawn where a line limit binds, each only when not zero. A dot marks the DLMP."""
     from matplotlib.figure import Figure
 
     cases = list(solved)
