@@ -170,6 +170,8 @@ class _EventRows:
     arrived: list  # per step: the units arrived so far (0 before the first)
     up: list  # per step: power supplied (None: 0)
     down: list  # per step: power absorbed (None: 0)
+    # Whether the event's last step is the window's: then nothing follows it in the model (F-12).
+    to_window_end: bool = False
 
     @property
     def step_h(self) -> float:
@@ -205,6 +207,7 @@ def _add_event(m: pyo.ConcreteModel, data: PlanData, step_min: float, e: int, ev
     two.stabilized[e] = u
     x = _add_units(m, data, ev, u, e, two, by_scenario_hub_module)
     tau = data.travel_min[:, ev.site]
+    to_window_end = int(ev.steps[-1]) >= round(data.window_min / step_min) - 1
     up_by_step: dict[int, list] = {}
     down_by_step: dict[int, list] = {}
     for k, module in enumerate(data.modules):
@@ -213,7 +216,7 @@ def _add_event(m: pyo.ConcreteModel, data: PlanData, step_min: float, e: int, ev
             continue
         rows = _EventRows(m, add, step_min,
                           [sum(x[d, k] for d in keys if tau[d] <= minutes[j]) for j in range(len(ev.steps))],
-                          [None] * len(ev.steps), [None] * len(ev.steps))
+                          [None] * len(ev.steps), [None] * len(ev.steps), to_window_end)
         two.flows[e, k] = (rows.up, rows.down)
         _add_flows(rows, module, ev, up_by_step, down_by_step)
         # A unit brings its energy and ramp only when it arrives: limits follow arrived[j], not
@@ -314,11 +317,13 @@ def add_storage(rows: _EventRows, module: ModuleType) -> None:
 
 
 def add_generator(rows: _EventRows, module: ModuleType) -> None:
-    """(12): |p_{t+1} - p_t| <= R_max per unit present, from and back to zero around the event."""
+    """(12): |p_{t+1} - p_t| <= R_max per unit present within the window: from zero before the
+    event, and back to zero after it when the window goes on (docs/models/plan.md#eq-f-12); an
+    event that runs to the window's end has no step after it, so no ramp down."""
     assert module.ramp_mw_per_min is not None
     steps = len(rows.arrived)
     previous: object = 0.0
-    for j in range(steps + 1):
+    for j in range(steps if rows.to_window_end else steps + 1):
         current = rows.up[j] if j < steps and rows.up[j] is not None else 0.0
         present = rows.arrived[min(j, steps - 1)]
         if not (isinstance(current, float) and isinstance(previous, float)):

@@ -262,6 +262,18 @@ def test_generator_limited_by_its_ramp(profile, ramp, units, served_mw_min, stab
                      stabilized=stabilized)
 
 
+def test_a_generator_need_not_ramp_down_after_the_window():
+    """(F-12) holds within the window only: a surge over minutes 4..9 of the 10-min window, one
+    unit ramping 0.2 MW/min, serves min(0.5, 0.2 (j + 1)) = 0.2, 0.4, 0.5, 0.5, 0.5, 0.5 MW (2.6
+    MW-min of 3.0) and covers every minute from T_stab = 3 on, so the site is stabilized; the same
+    surge a minute earlier (3..8) must come back to zero at minute 9: 0.2, 0.4, 0.5, 0.5, 0.4, 0.2."""
+    data = one_site(generator(unit_mw=1.0, ramp_mw_per_min=0.2))
+    at_end = stage_two(data, block(10, 4, 6, 0.5), {"fast": 1})
+    assert_stage_two(at_end, cost=P * 0.4 * MIN, uncovered_mwh=0.4 * MIN, stabilized=True)
+    before = stage_two(data, block(10, 3, 6, 0.5), {"fast": 1})
+    assert_stage_two(before, cost=P * 0.8 * MIN + GAMMA * 0.1, uncovered_mwh=0.8 * MIN, stabilized=False)
+
+
 @pytest.mark.parametrize("energy, cost, stabilized", [
     (0.02, P * 0.03 + GAMMA * 0.1, False),  # minutes 3..5 alone need 0.025 MWh
     (0.03, P * 0.02, True),
@@ -274,16 +286,17 @@ def test_demand_response_limited_by_its_energy(energy, cost, stabilized):
 
 # A unit that reaches the site only after the event is over cannot change Q_s (module docstring:
 # "a unit from hub d is at site i from tau_{d,i} minutes after the site's event starts").
-# Surge of 0.5 MW for 8 min (event minutes 0..7, need 4 MW-min), T_stab = 3; a "late" hub with
-# tau = 9 < window. One unit at the fast hub, alone, covers (by hand):
+# Surge of 0.5 MW for 8 min (event minutes 0..7, need 4 MW-min, to the 10-min window's end),
+# T_stab = 3; a "late" hub with tau = 9 < window. One unit at the fast hub, alone, covers (by hand):
 #   battery 0.04 MWh stored / demand response 0.04 MWh: 4.8 of the 8 minutes;
-#   generator ramping 0.1 MW/min, 0.5 MW: min(0.5, 0.1 (j + 1), 0.1 (8 - j)) = 2.0 MW-min;
+#   generator ramping 0.1 MW/min, 0.5 MW: min(0.5, 0.1 (j + 1)) = 3.0 MW-min (no ramp down: the
+#   event runs to the window's end, F-12);
 # minutes 3..7 (0.0417 MWh) are never all covered, so ENS is paid either way.
 LONG_SURGE = block(10, 2, 8, 0.5)
 LEAKS = {
     "storage": (storage(unit_mw=0.5, energy_mwh=0.08, initial_soc=0.5), 0.04 * 60),
     "demand_response": (demand_response(unit_mw=0.5, energy_mwh=0.04), 0.04 * 60),
-    "generator": (generator(unit_mw=0.5, ramp_mw_per_min=0.1), 2.0),
+    "generator": (generator(unit_mw=0.5, ramp_mw_per_min=0.1), 3.0),
 }
 
 
