@@ -84,13 +84,18 @@ def test_plan_directory_holds_the_contract(planned):
 
 def test_reported_numbers_follow_from_the_tables(planned):
     """The summary's plan cost is the shipments' cost; its tail figures are those of the per-scenario
-    costs in scenario_costs.csv (recomputed here by sorting); the objective is plan cost + risk term."""
+    costs in scenario_costs.csv (recomputed here by sorting); the objective is the plan cost plus
+    its risk re-evaluated in sample, the MILP's incumbent is plan cost + its risk term, and the
+    bound lies below the incumbent by the reported gap."""
     _, out = planned
     s = _summary(out)
     with (out / "scenario_costs.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     for name, plan in s["plans"].items():
-        assert plan["objective_usd"] == pytest.approx(plan["plan_cost_usd"] + plan["risk_term_usd"])
+        assert plan["milp_objective_usd"] == pytest.approx(plan["plan_cost_usd"] + plan["risk_term_usd"])
+        gap = (plan["milp_objective_usd"] - plan["milp_bound_usd"]) / max(1.0, abs(plan["milp_objective_usd"]))
+        assert plan["milp_bound_usd"] <= plan["milp_objective_usd"] + 1e-6
+        assert gap == pytest.approx(plan["mip_gap"], abs=1e-9)
         for label, row in s["evaluation"][name].items():
             costs = np.array([float(r["cost_usd"]) for r in rows if r["plan"] == name and r["sample"] == label])
             assert costs.size == row["scenarios"]
@@ -101,6 +106,7 @@ def test_reported_numbers_follow_from_the_tables(planned):
         inside = s["evaluation"][name]["in-sample"]
         measure = "mean_cvar_usd" if name == "sample" else "worst_case_mean_cvar_usd"
         assert plan["risk_term_usd"] == pytest.approx(inside[measure], rel=1e-6, abs=1e-6)
+        assert plan["objective_usd"] == pytest.approx(plan["plan_cost_usd"] + inside[measure], rel=1e-9)
         assert inside["worst_case_mean_cvar_usd"] >= inside["mean_cvar_usd"] - 1e-9
     with (out / "plan.csv").open() as handle:
         shipped = [r for r in csv.DictReader(handle) if r["plan"] == "sample"]
