@@ -266,10 +266,10 @@ def _line_duals(m: pyo.ConcreteModel) -> dict[tuple[int, int], np.ndarray]:
     worth less what the lower one is. Pyomo's dual of a <= row is <= 0 and of a >= row >= 0, so
     eta+ = -dual(line_up) and eta- = dual(line_down)."""
     out: dict[tuple[int, int], np.ndarray] = {}
-    for name, sign in (("line_up", -1.0), ("line_down", -1.0)):
+    for name in ("line_up", "line_down"):
         rows = m.component(name)
         for (i, j, k), row in (rows.items() if rows is not None else ()):
-            out.setdefault((i, j), np.zeros(3))[k] += sign * m.dual[row]
+            out.setdefault((i, j), np.zeros(3))[k] -= m.dual[row]
     return out
 
 

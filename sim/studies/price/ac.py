@@ -50,8 +50,8 @@ class AcCheck:
     def loadings(self) -> list[tuple[float, tuple[int, int], int, float, float]]:
         """(current / rating, segment, phase index, current A, rating A) of every rated segment-phase."""
         return [(float(amps[k]) / rating, segment, k, float(amps[k]), rating)
-                for segment, rating in self.ratings.items()
-                for k, amps in [(k, self.flow.current_a[segment]) for k in range(3)] if not np.isnan(amps[k])]
+                for segment, rating in self.ratings.items() for amps in (self.flow.current_a[segment],)
+                for k in range(3) if not np.isnan(amps[k])]
 
     def overloads(self) -> list[tuple[float, tuple[int, int], int, float, float]]:
         """The loadings above the rating (by more than round-off)."""
@@ -154,11 +154,10 @@ def next_correction(corrections: Mapping[int, HourCorrection], checks: dict[tupl
                     feeder: ThreePhaseFeeder, settings: OpfSettings) -> dict[int, HourCorrection]:
     """The AC correction's next round, per hour: floors raised (D-25) and line bounds cut (D-30)
     by what the checks measured over the cases; both only ever tighten."""
-    hours = sorted({t for t, _ in checks} | set(corrections))
     floors = _raised_floors({t: c.floors for t, c in corrections.items()}, checks, feeder.head_bus)
     cuts = (_cut_lines({t: c.cuts for t, c in corrections.items()}, checks, feeder, settings)
             if settings.line_limits else {})
-    return {t: HourCorrection(floors.get(t, ()), cuts.get(t, ())) for t in hours if t in floors or t in cuts}
+    return {t: HourCorrection(floors.get(t, ()), cuts.get(t, ())) for t in sorted(floors.keys() | cuts.keys())}
 
 
 def _raised_floors(raised: Mapping[int, tuple[tuple[int, int, float], ...]], checks: dict[tuple[int, str], AcCheck],

@@ -29,15 +29,7 @@ def feeder():
 
 def _below(feeder, bus):
     """The spot load (kW per phase) at and below ``bus``, summed by hand over the tree."""
-    children = {}
-    for s in feeder.segments:
-        children.setdefault(s.from_bus, []).append(s.to_bus)
-    total, stack = np.zeros(3), [bus]
-    while stack:
-        b = stack.pop()
-        total = total + feeder.load_kw[b]
-        stack += children.get(b, [])
-    return total
+    return sum((feeder.load_kw[b] for b in _tree(feeder, bus)), np.zeros(3))
 
 
 def test_the_bound_is_the_ampacity_at_the_lowest_voltage_less_the_cut(feeder):
