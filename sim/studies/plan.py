@@ -35,8 +35,8 @@ from grid.plan.data import (
     check_plan_data,
     travel_minutes,
 )
+from grid.plan.dispatch import Evaluation
 from grid.plan.milp import (
-    Evaluation,
     Plan,
     PlanSolution,
     RiskSettings,

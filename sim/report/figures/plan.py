@@ -15,7 +15,8 @@ import numpy as np
 from grid.network.layout import bus_positions
 from grid.network.network import Network
 from grid.plan.data import PlanData
-from grid.plan.milp import Evaluation, Plan
+from grid.plan.dispatch import Evaluation
+from grid.plan.milp import Plan
 from sim.config.plan import SAMPLES
 from sim.report.figures.plots import DPI, _write_png_atomically, hide_axes
 

@@ -338,10 +338,10 @@ def test_hub_stock_is_shared_by_the_sites_of_one_scenario(units, expected):
     np.testing.assert_allclose(evaluate_plan(data, plan, hand_shocks(data, profiles)).cost, expected, rtol=REL)
 
 
-def test_evaluation_does_not_depend_on_batching():
+def test_evaluation_does_not_depend_on_the_reduction():
     data, shocks = instance()
     plan = plan_from_choice(data, ["H1", "H2"], {("gen", "H1", "S"): 1, ("gen", "H2", "S"): 1})
-    np.testing.assert_allclose(evaluate_plan(data, plan, shocks, batch=1).cost,
+    np.testing.assert_allclose(evaluate_plan(data, plan, shocks, aggregate=False).cost,
                                evaluate_plan(data, plan, shocks).cost, rtol=1e-9)
 
 
