@@ -23,7 +23,7 @@ import pyomo.environ as pyo
 from grid.errors import GridError
 from grid.memory_guard import check_plan_memory
 from grid.plan.data import PlanData
-from grid.plan.dispatch import Evaluation, Mapper, evaluate_stock
+from grid.plan.dispatch import BATCH, Evaluation, Mapper, evaluate_stock
 from grid.plan.shocks import ShockScenarios
 from grid.plan.stage_two import event_steps, stage_two_rows
 from grid.plan.stage_two_pyomo import add_stage_two
@@ -144,13 +144,32 @@ class PlanSolution:
     scenarios: int
 
 
-def solve_plan(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, *, solver: str = "highs",
-               mip_gap: float = 1e-4, time_limit: float | None = None, aggregate: bool = True) -> PlanSolution:
-    """Build and solve the two-stage MILP (1)-(16); return the Stage I plan."""
-    if shocks.count == 0:
-        raise GridError("plan.scenarios: no shock scenarios; give at least one")
-    check_plan_memory(event_steps(shocks), shocks.count)
-    m = pyo.ConcreteModel(name="fcm_two_stage")
+@dataclass
+class StageOne:
+    """Stage I (1)-(4) in a Pyomo model: z, y and their costs, and the stock each hub holds."""
+
+    routes: list[tuple[int, int, int]]  # (module, hub, supplier) with a y variable
+    setup: object  # sum_d c_d z_d
+    transport: object  # sum b_l s_gd y_{l,d,g}
+
+    def stock(self, m: pyo.ConcreteModel, d: int, k: int) -> object:
+        shipped = [m.y[r] for r in self.routes if r[0] == k and r[1] == d]
+        return sum(shipped) if shipped else 0
+
+    def plan(self, m: pyo.ConcreteModel, data: PlanData) -> Plan:
+        """The plan at the model's current values."""
+        chosen = {}
+        for k, d, g in self.routes:
+            n = int(round(pyo.value(m.y[k, d, g])))
+            if n > 0:
+                chosen[data.modules[k].name, data.hubs[d].name, data.suppliers[g].name] = n
+        open_hubs = [h.name for d, h in enumerate(data.hubs) if pyo.value(m.z[d]) > 0.5]
+        return plan_from_choice(data, open_hubs, chosen)
+
+
+def add_stage_one(m: pyo.ConcreteModel, data: PlanData) -> StageOne:
+    """z_d (binary), y_{l,d,g} (integer, within the supplier's inventory and the hub's room),
+    inventories (2) and hub limits (3)."""
     hubs, modules, suppliers = data.hubs, data.modules, data.suppliers
     inventory = data.inventory()
     distance = data.distance()
@@ -172,29 +191,29 @@ def solve_plan(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, *, so
             m.stage_one.add(sum(shipped) <= hub.capacity_units * m.z[d])
     setup = sum(hub.setup_cost * m.z[d] for d, hub in enumerate(hubs))
     transport = sum(modules[k].transport_cost_per_km * distance[g, d] * m.y[k, d, g] for k, d, g in routes)
+    return StageOne(routes, setup, transport)
 
-    def stock(d: int, k: int) -> object:
-        shipped = [m.y[r] for r in routes if r[0] == k and r[1] == d]
-        return sum(shipped) if shipped else 0
 
-    stage_two = add_stage_two(m, stage_two_rows(data, shocks, aggregate=aggregate), stock)
+def solve_plan(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, *, solver: str = "highs",
+               mip_gap: float = 1e-4, time_limit: float | None = None, aggregate: bool = True) -> PlanSolution:
+    """Build and solve the two-stage MILP (1)-(16); return the Stage I plan."""
+    if shocks.count == 0:
+        raise GridError("plan.scenarios: no shock scenarios; give at least one")
+    check_plan_memory(event_steps(shocks), shocks.count)
+    m = pyo.ConcreteModel(name="fcm_two_stage")
+    one = add_stage_one(m, data)
+    stage_two = add_stage_two(m, stage_two_rows(data, shocks, aggregate=aggregate), lambda d, k: one.stock(m, d, k))
     risk_expr = _risk_term(m, stage_two.cost, risk)
-    m.objective = pyo.Objective(expr=setup + transport + risk_expr, sense=pyo.minimize)
+    m.objective = pyo.Objective(expr=one.setup + one.transport + risk_expr, sense=pyo.minimize)
     outcome = solve_milp(m, solver, mip_gap=mip_gap, time_limit=time_limit, what="the flexible-capacity plan",
                          more_time="raise plan.time_limit_s, or lower plan.scenarios")
-    chosen = {}
-    for k, d, g in routes:
-        n = int(round(pyo.value(m.y[k, d, g])))
-        if n > 0:
-            chosen[modules[k].name, hubs[d].name, suppliers[g].name] = n
-    open_hubs = [h.name for d, h in enumerate(hubs) if pyo.value(m.z[d]) > 0.5]
-    plan = plan_from_choice(data, open_hubs, chosen)
+    plan = one.plan(m, data)
     return PlanSolution(plan, risk, outcome.objective, outcome.objective - plan.cost, outcome, shocks.count)
 
 
 def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver: str = "highs",
                   profiles: bool = False, aggregate: bool = True, mapper: Mapper | None = None,
-                  progress: Callable[[str], None] = lambda _: None) -> Evaluation:
+                  batch: int = BATCH, progress: Callable[[str], None] = lambda _: None) -> Evaluation:
     """Stage II of ``plan`` on every scenario of ``shocks`` (grid.plan.dispatch)."""
     return evaluate_stock(data, plan.stock(data), shocks, solver=solver, profiles=profiles, aggregate=aggregate,
-                          mapper=mapper, progress=progress)
+                          mapper=mapper, batch=batch, progress=progress)

@@ -35,7 +35,7 @@ from grid.plan.data import (
     check_plan_data,
     travel_minutes,
 )
-from grid.plan.dispatch import Evaluation
+from grid.plan.dispatch import Evaluation, batch_size
 from grid.plan.milp import (
     Plan,
     PlanSolution,
@@ -43,12 +43,13 @@ from grid.plan.milp import (
     evaluate_plan,
     solve_plan,
 )
-from grid.plan.risk import cvar, mean_cvar, worst_case_mean_cvar
+from grid.plan.risk import cvar, cvar_interval, mean_cvar, mean_interval, ratio_interval, worst_case_mean_cvar
 from grid.plan.shocks import ShockScenarios, ShockSite, draw_shocks
 from grid.solvers.names import check_solver
 from sim.config.plan import SAMPLES, PlanConfig, SiteConfig
 from sim.config.schema import ConfigError, ExperimentConfig
 from sim.errors import named_after
+from sim.execution.ordered_pool import OrderedPool, check_workers
 from sim.output import files as outputs
 from sim.random_streams import stream
 from sim.studies.after_auction import AfterAuction, Market
@@ -142,18 +143,27 @@ def shock_sites(data: PlanData) -> list[ShockSite]:
 def _evaluation_row(plan: Plan, ev: Evaluation, risk: RiskSettings, shocks: ShockScenarios) -> dict[str, Any]:
     ens = ev.ens_mwh.sum(axis=1)
     disturbed = shocks.kind >= 0
+
+    def interval(bounds: tuple[float, float]) -> list[float | None]:
+        return [float(b) if np.isfinite(b) else None for b in bounds]
+
     return {
         "expected_cost_usd": float(ev.cost.mean()),
+        # 95 % intervals from the scenarios' spread (docs/models/plan.md#eq-f-ci); null below two scenarios.
+        "expected_cost_ci_usd": interval(mean_interval(ev.cost)),
         "cvar_usd": cvar(ev.cost, risk.alpha),
+        "cvar_ci_usd": interval(cvar_interval(ev.cost, risk.alpha)),
         "mean_cvar_usd": mean_cvar(ev.cost, risk.lam, risk.alpha),
         "worst_case_mean_cvar_usd": worst_case_mean_cvar(ev.cost, risk.lam, risk.alpha, risk.radius),
         "max_cost_usd": float(ev.cost.max()),
         "expected_ens_mwh": float(ens.mean()),
+        "expected_ens_ci_mwh": interval(mean_interval(ens)),
         "cvar_ens_mwh": cvar(ens, risk.alpha),
         "max_ens_mwh": float(ens.max()),
         "share_scenarios_with_ens": float((ens > 1e-9).mean()),
         # Of the sites an event hit (a site without one needs no stabilizing).
         "stabilized_share": float(ev.stabilized[disturbed].mean()) if disturbed.any() else 1.0,
+        "stabilized_share_ci": interval(ratio_interval((ev.stabilized & disturbed).sum(axis=1), disturbed.sum(axis=1))),
         # t_i of (8): minutes from the event to the last unit's arrival, over hit sites that got units.
         "mean_arrival_min": float(np.nanmean(ev.arrival_min)) if np.isfinite(ev.arrival_min).any() else None,
         "expected_total_usd": plan.cost + float(ev.cost.mean()),
@@ -208,12 +218,14 @@ def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, 
 
 def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
                    network: Network | None = None, frontier: bool = True, plots: bool = True,
-                   progress: Progress = lambda _: None) -> StudyResult:
+                   progress: Progress = lambda _: None, workers: int = 1) -> StudyResult:
     """The whole study; ``sites`` (from an auction) replace ``[plan] sites``; ``network`` is the
-    plan's network when the caller has loaded it already (``plan_network``); ``plots=False``
+    plan's network when the caller has loaded it already (``plan_network``); ``workers``
+    processes solve the MILPs and Stage II of the plans (the same files as one); ``plots=False``
     leaves out the figures."""
     plan, network = plan_network(config, base_dir) if network is None else (config.plan, network)
     check_solver(config.solver)
+    check_workers(workers)
     if sites is None:
         if plan.sites is None:
             raise ConfigError("plan.sites: no sites; list [[plan.sites]] (bus, load_mw), or run the plan after an "
@@ -232,52 +244,74 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
         samples[fresh] = draw_shocks(shock_sites(data), settings, plan.out_of_sample,
                                      stream(config.seed, "shocks_out_of_sample"))
         samples[moved] = draw_shocks(shock_sites(data), shifted, plan.out_of_sample, stream(config.seed, "shocks_shifted"))
-    solve = dict(solver=config.solver, mip_gap=plan.mip_gap, time_limit=plan.time_limit_s)
-
-    def solved(risk: RiskSettings, label: str) -> PlanSolution:
-        progress(f"solving the {label} (lambda {risk.lam:g}, alpha {risk.alpha:g}, radius {risk.radius:g})")
-        solution = solve_plan(data, in_sample, risk, **solve)
-        done = solution.solve
-        progress(f"  {done.status} in {done.seconds:.1f} s, gap {done.gap:.2%}, objective {solution.objective:,.0f} $ "
-                 f"(MILP: {done.columns:,} columns, {done.binaries:,} binary and {done.integers:,} integer; "
-                 f"{done.rows:,} rows)")
-        return solution
-
-    sample_risk = RiskSettings(plan.lam, plan.alpha, 0.0)
-    dro_risk = RiskSettings(plan.lam, plan.alpha, plan.dro_radius)
-    plans = {"sample": solved(sample_risk, "sample plan")}
-    if plan.dro_radius > 0:
-        plans["dro"] = solved(dro_risk, "distributionally robust plan")
-    # Plans that agree (the DRO plan often equals the sample plan) share their Stage II solves.
     cache: dict[tuple[tuple, str], Evaluation] = {}
+    with OrderedPool(workers, "grid.plan.milp") as pool:
+        solutions = _solve_plans(config, data, in_sample, frontier, pool, progress)
+        plans = {name: solutions[name] for name in ("sample", "dro") if name in solutions}
 
-    def evaluated(solution: PlanSolution, label: str, name: str) -> Evaluation:
-        key = (solution.plan.key(), label)
-        if key not in cache:
-            progress(f"Stage II of the {name} plan, {label} ({samples[label].count:,} scenarios)")
-            cache[key] = evaluate_plan(data, solution.plan, samples[label], solver=config.solver,
-                                       profiles=label == "in-sample", progress=progress)
-        return cache[key]
+        def evaluated(solution: PlanSolution, label: str, name: str) -> Evaluation:
+            # Plans that agree (the DRO plan often equals the sample plan) share their Stage II solves.
+            key = (solution.plan.key(), label)
+            if key not in cache:
+                progress(f"Stage II of the {name} plan, {label} ({samples[label].count:,} scenarios)")
+                cache[key] = evaluate_plan(data, solution.plan, samples[label], solver=config.solver,
+                                           profiles=label == "in-sample", progress=progress,
+                                           mapper=lambda work, tasks: pool.map(work, tasks, "Stage II of a plan"),
+                                           batch=batch_size(samples[label].count, workers))
+            return cache[key]
 
-    evaluations = {(name, label): evaluated(solution, label, name)
-                   for name, solution in plans.items() for label in samples}
-    frontier_rows: list[dict[str, Any]] = []
-    if frontier:
-        for lam in sorted(set(plan.frontier_lambdas) | {plan.lam}):  # the chosen plan sits on its frontier
-            risk = RiskSettings(lam, plan.alpha, 0.0)
-            solution = plans["sample"] if lam == plan.lam else solved(risk, f"frontier plan {lam:g}")
-            ev = evaluated(solution, "in-sample", f"frontier {lam:g}")
-            frontier_rows.append({
-                "lambda": lam, "plan_cost_usd": solution.plan.cost, "expected_cost_usd": float(ev.cost.mean()),
-                "cvar_usd": cvar(ev.cost, plan.alpha),
-                "expected_total_usd": solution.plan.cost + float(ev.cost.mean()),
-                "cvar_total_usd": solution.plan.cost + cvar(ev.cost, plan.alpha),
-                "objective_usd": solution.objective,
-                "units": int(solution.plan.stock(data).sum()), "hubs": " ".join(solution.plan.open_hubs),
-            })
+        evaluations = {(name, label): evaluated(solution, label, name)
+                       for name, solution in plans.items() for label in samples}
+        on_frontier = sorted((s for k, s in solutions.items() if k.startswith("frontier") or k == "sample"),
+                             key=lambda s: s.risk.lam) if frontier else []
+        frontier_rows = [_frontier_row(data, s, evaluated(s, "in-sample", f"frontier {s.risk.lam:g}"))
+                         for s in on_frontier]
     summary = _summary(config, plan, data, plans, evaluations, frontier_rows, samples)
     files = _files(data, plans, evaluations, frontier_rows, samples, summary, network, plots)
     return StudyResult(summary, files, plan_report(summary))
+
+
+def _solve_plans(config: ExperimentConfig, data: PlanData, in_sample: ShockScenarios, frontier: bool,
+                 pool: OrderedPool, progress: Progress) -> dict[str, PlanSolution]:
+    """Every MILP the study needs, side by side on ``pool``'s workers (they are independent): the
+    sample plan, the robust plan when the radius is positive, and the frontier's plans at the
+    other lambdas (the chosen plan sits on its frontier)."""
+    plan = config.plan
+    risks = {"sample": RiskSettings(plan.lam, plan.alpha, 0.0)}
+    if plan.dro_radius > 0:
+        risks["dro"] = RiskSettings(plan.lam, plan.alpha, plan.dro_radius)
+    if frontier:
+        risks.update({f"frontier {lam:g}": RiskSettings(lam, plan.alpha, 0.0)
+                      for lam in sorted(set(plan.frontier_lambdas) - {plan.lam})})
+    labels = {"sample": "sample plan", "dro": "distributionally robust plan"}
+    for name, risk in risks.items():
+        progress(f"solving the {labels.get(name, name + ' plan')} (lambda {risk.lam:g}, alpha {risk.alpha:g}, "
+                 f"radius {risk.radius:g})" + (f" on {pool.workers} worker processes" if pool.workers > 1 else ""))
+    tasks = [(data, in_sample, risk, config.solver, plan.mip_gap, plan.time_limit_s) for risk in risks.values()]
+    out = {}
+    for name, solution in zip(risks, pool.map(_solved, tasks, "the plan's MILPs")):
+        done = solution.solve
+        progress(f"  {labels.get(name, name + ' plan')}: {done.status} in {done.seconds:.1f} s, gap {done.gap:.2%}, "
+                 f"objective {solution.objective:,.0f} $ (MILP: {done.columns:,} columns, {done.binaries:,} binary "
+                 f"and {done.integers:,} integer; {done.rows:,} rows)")
+        out[name] = solution
+    return out
+
+
+def _solved(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, solver: str, mip_gap: float,
+            time_limit: float) -> PlanSolution:
+    """One MILP of the study (a worker's task)."""
+    return solve_plan(data, shocks, risk, solver=solver, mip_gap=mip_gap, time_limit=time_limit)
+
+
+def _frontier_row(data: PlanData, solution: PlanSolution, ev: Evaluation) -> dict[str, Any]:
+    alpha, plan = solution.risk.alpha, solution.plan
+    return {
+        "lambda": solution.risk.lam, "plan_cost_usd": plan.cost, "expected_cost_usd": float(ev.cost.mean()),
+        "cvar_usd": cvar(ev.cost, alpha), "expected_total_usd": plan.cost + float(ev.cost.mean()),
+        "cvar_total_usd": plan.cost + cvar(ev.cost, alpha), "objective_usd": solution.objective,
+        "units": int(plan.stock(data).sum()), "hubs": " ".join(plan.open_hubs),
+    }
 
 
 def _summary(config: ExperimentConfig, plan: PlanConfig, data: PlanData, plans: Mapping[str, PlanSolution],
@@ -377,6 +411,14 @@ def _money(value: float) -> str:
     return f"{value:,.0f} $"
 
 
+def _within(value: float, interval: Sequence[float | None], spec: str) -> str:
+    """``value ± half-width`` of its 95 % interval (the wider side, for a share clipped at 0 or 1)."""
+    if interval[0] is None or interval[1] is None:
+        return format(value, spec)
+    half = max(value - interval[0], interval[1] - value)
+    return f"{format(value, spec)} ± {format(half, spec)}"
+
+
 def plan_report(summary: Mapping[str, Any]) -> str:
     """What the study found, for the terminal: the plans, then how they hold up."""
     from sim.report.text import format_table
@@ -395,12 +437,15 @@ def plan_report(summary: Mapping[str, Any]) -> str:
     rows = []
     for name, by_sample in summary["evaluation"].items():
         for label, row in by_sample.items():
-            rows.append((f"{name}, {label}", f"{row['scenarios']:,}", f"{row['expected_cost_usd']:,.0f}",
-                         f"{row['cvar_usd']:,.0f}", f"{row['worst_case_mean_cvar_usd']:,.0f}",
-                         f"{row['expected_ens_mwh']:.3f}", f"{row['cvar_ens_mwh']:.3f}", f"{row['max_ens_mwh']:.3f}",
-                         f"{row['stabilized_share']:.1%}"))
+            rows.append((f"{name}, {label}", f"{row['scenarios']:,}",
+                         _within(row["expected_cost_usd"], row["expected_cost_ci_usd"], ",.0f"),
+                         _within(row["cvar_usd"], row["cvar_ci_usd"], ",.0f"), f"{row['worst_case_mean_cvar_usd']:,.0f}",
+                         _within(row["expected_ens_mwh"], row["expected_ens_ci_mwh"], ".3f"),
+                         f"{row['cvar_ens_mwh']:.3f}", f"{row['max_ens_mwh']:.3f}",
+                         _within(row["stabilized_share"], row["stabilized_share_ci"], ".1%")))
     sections = ["\n".join(lines),
-                "Stage II costs of each plan (CVaR at alpha; worst case: mean-CVaR over the ambiguity set):\n"
+                "Stage II costs of each plan (CVaR at alpha; worst case: mean-CVaR over the ambiguity set; "
+                "± the half-width of a 95 % interval):\n"
                 + format_table(headers, rows, [False] + [True] * 8)]
     if summary["frontier"]:
         frontier = [(f"{r['lambda']:g}", f"{r['plan_cost_usd']:,.0f}", f"{r['expected_total_usd']:,.0f}",
@@ -414,7 +459,8 @@ def plan_report(summary: Mapping[str, Any]) -> str:
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket plan CONFIG`."""
     return study_command(args, "plan", lambda config: run_plan_study(
-        config, args.config.parent, frontier=not args.no_frontier, plots=not args.no_plots, progress=progress), "Plan")
+        config, args.config.parent, frontier=not args.no_frontier, plots=not args.no_plots, progress=progress,
+        workers=args.workers), "Plan")
 
 
 def _check_after_auction(config: ExperimentConfig, config_path: Path) -> Network:

@@ -146,6 +146,9 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     _table_study(parser, "plan")
     parser.add_argument("--no-frontier", action="store_true",
                         help="skip the cost-CVaR frontier over [plan] frontier_lambdas (one MILP per lambda)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes that solve the plans' MILPs, and Stage II of the plans on their "
+                        "scenarios, side by side (the same files as one; default 1)")
     _no_plots(parser, "plan_map.png, shocks.png, out_of_sample.png, dispatch.png, frontier.png")
 
 

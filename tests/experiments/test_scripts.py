@@ -45,6 +45,8 @@ SCRIPTS = [
            "bench_risk_check.csv", 3),
     # Memory at each step of an ieee14 study: its progress lines, the start and the end.
     script("bench_capacity_memory.py", ["--case", "ieee14", "--scenarios", "100"], "bench_capacity_memory.csv", 8),
+    # A fixed plan's Stage II: reduced on 1 and 2 processes, per step and through Pyomo (equal means, or it says so).
+    script("bench_fcm_evaluation.py", ["--scenarios", "30", "--compare", "10"], "bench_fcm_evaluation.csv", 4),
     # One population of each mix, four mechanisms each.
     script("compare_mechanisms.py", ["--populations", "1", "--bidders", "4", "--buses", "2"],
            "compare_mechanisms.csv", 8),

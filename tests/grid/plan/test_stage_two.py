@@ -16,6 +16,7 @@ import pytest
 from grid.plan.data import Hub, Supplier, check_plan_data
 from grid.plan.dispatch import evaluate_stock
 from grid.plan.milp import plan_from_choice
+from grid.plan.risk import cvar, cvar_interval, mean_interval, ratio_interval
 from grid.plan.shocks import ShockSettings, ShockSite, draw_shocks
 from grid.plan.stage_two import ABSORB, SUPPLY, stage_two_rows
 from tests.fcm_builders import demand_response, feeder, generator, hand_shocks, plan_data, site, storage
@@ -127,3 +128,35 @@ def test_batches_on_worker_processes_give_the_serial_answer(monkeypatch):
     for name in ("cost", "uncovered_mwh", "ens_mwh", "stabilized", "arrival_min"):
         np.testing.assert_array_equal(getattr(pooled, name), getattr(serial, name))
     assert pooled.dispatch == serial.dispatch and pooled.profiles == serial.profiles
+
+
+# --- 95 % intervals of the out-of-sample figures (docs/models/plan.md#eq-f-ci) -------------------
+
+def coverage(draw, truth, interval, repeats: int = 400) -> float:
+    rng = np.random.default_rng(2026)
+    hits = 0
+    for _ in range(repeats):
+        low, high = interval(*draw(rng))
+        hits += low <= truth <= high
+    return hits / repeats
+
+
+def test_intervals_cover_known_values_about_95_percent_of_the_time():
+    # Exponential costs: E = 1, CVaR_0.9 = VaR + 1 = ln 10 + 1; a share of 0.7 over 0..3 sites a scenario.
+    # 400 repeats: a true 95 % lands in [0.92, 0.98] with probability above 0.99.
+    assert 0.92 <= coverage(lambda r: (r.exponential(size=400),), 1.0, mean_interval) <= 0.98
+    assert 0.92 <= coverage(lambda r: (r.exponential(size=2000), 0.9), np.log(10) + 1, cvar_interval) <= 0.98
+
+    def shares(r):
+        trials = r.integers(0, 4, size=400)
+        return r.binomial(trials, 0.7), trials
+
+    assert 0.92 <= coverage(shares, 0.7, ratio_interval) <= 0.98
+
+
+def test_interval_edges():
+    assert mean_interval(np.array([3.0, 3.0])) == (3.0, 3.0)
+    assert ratio_interval(np.zeros(3), np.zeros(3)) == (1.0, 1.0)  # no site hit: nothing to stabilize
+    assert ratio_interval(np.array([2, 1]), np.array([2, 1])) == (1.0, 1.0)
+    low, high = cvar_interval(np.arange(10.0), 0.8)
+    assert low < cvar(np.arange(10.0), 0.8) == 8.5 < high

@@ -177,11 +177,13 @@ def test_frontier_tail_is_non_increasing_in_lambda(planned):
 
 
 def test_plan_is_byte_reproducible_and_its_config_reruns(planned, tmp_path):
-    """A second run, from the first's effective config.toml, writes every file the same bytes,
-    config.toml included: the run is reproducible and its effective config is the whole config."""
+    """A second run, from the first's effective config.toml and on two worker processes, writes
+    every file the same bytes, config.toml included: the run is reproducible, its effective config
+    is the whole config, and the workers change nothing."""
     config, out = planned
     again = tmp_path / "again"
-    assert main(["plan", str(out / "config.toml"), "--out", str(again), "--quiet"]) == 0
+    # On two worker processes (Stage II in batches of 2 scenarios): the same bytes.
+    assert main(["plan", str(out / "config.toml"), "--out", str(again), "--quiet", "--workers", "2"]) == 0
     assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in out.iterdir())
     for path in out.iterdir():
         assert (again / path.name).read_bytes() == path.read_bytes(), path.name
@@ -326,7 +328,7 @@ def test_run_plans_for_the_auction_winners(tmp_path):
     assert plan_from_choice(data, sample["open_hubs"], units).cost == pytest.approx(sample["plan_cost_usd"])
 
 
-@pytest.mark.parametrize("name", ["ieee33bw_plan.toml", "ieee33bw_auction_plan.toml"])
+@pytest.mark.parametrize("name", ["ieee33bw_plan.toml", "ieee33bw_auction_plan.toml", "case69_plan.toml"])
 def test_shipped_plan_configs_hold_valid_data(name):
     """The experiment configs validate, and their data passes the network checks (no solve)."""
     from grid.network.cases import load_case
