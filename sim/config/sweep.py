@@ -39,9 +39,21 @@ METRIC_TYPES = {"mechanism": "string", "products": "int64", "bidders": "int64", 
                 "efficient_welfare_usd": "float64", "efficiency": "float64", "revenue_usd": "float64",
                 "rounds": "int64", "rounds_run": "int64", "closed_by": "string", "equilibrium_holds": "bool",
                 "equilibrium_holds_true": "bool", "walrasian_exists": "bool", "efficiency_gap_usd": "float64"}
+# A plan run's outcome (`dcmarket plan` without its frontier and figures): per plan (sample, dro),
+# its Stage I and objective, and its Stage II on the fresh scenarios.
+PLAN_METRIC_TYPES = {
+    **{f"{plan}_{name}": kind for plan in ("sample", "dro") for name, kind in (
+        ("plan_cost_usd", "float64"), ("objective_usd", "float64"), ("units", "int64"), ("hubs", "string"))},
+    **{f"{plan}_fresh_{name}": "float64" for plan in ("sample", "dro") for name in (
+        "expected_cost_usd", "cvar_usd", "expected_ens_mwh", "stabilized_share")},
+}
+# The studies a sweep can run (each run is that study's command on the base config with its
+# overrides and seed), and the outcome columns each writes.
+SWEEP_STUDIES = {"run": METRIC_TYPES, "plan": PLAN_METRIC_TYPES}
 METRICS = tuple(METRIC_TYPES)
 # Columns a swept parameter may not be named after.
-RESERVED_COLUMNS = frozenset({"run", "status", "error", "seed", "seconds", "worker", *METRICS})
+RESERVED_COLUMNS = frozenset({"run", "status", "error", "seed", "seconds", "worker",
+                              *(m for metrics in SWEEP_STUDIES.values() for m in metrics)})
 # Runs in one sweep (parameter sets times seeds); each leaves a run directory and a record.
 MAX_RUNS = 10_000_000
 # An integer the results table holds (a 64-bit column).
@@ -122,6 +134,8 @@ class SweepConfig(Settings):
     """A sweep file (`dcmarket sweep SWEEP.toml`): a base config, the `--set` paths to vary, and the seeds."""
 
     base: str = Field(min_length=1, description="the base config, relative to the sweep file")
+    study: str = Field(default="run", description="what each run is: run (`dcmarket run`: the auction and the "
+                       "studies after it) or plan (`dcmarket plan` without its frontier and figures)")
     seeds: list[int] | SeedRange = Field(default_factory=lambda: [0], description="every parameter set runs with "
                                          "each seed: a list, or { count = N, start = 0 }")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="every combination of these values, by "
@@ -130,6 +144,13 @@ class SweepConfig(Settings):
                                          "every grid combination")
     sample: SampleConfig | None = Field(default=None, description="a seeded random sample, each draw merged with "
                                         "every set above")
+
+    @field_validator("study")
+    @classmethod
+    def _study(cls, study: str) -> str:
+        if study not in SWEEP_STUDIES:
+            raise ValueError(f"unknown study {study!r}; choose one of {', '.join(SWEEP_STUDIES)}")
+        return study
 
     @field_validator("seeds")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from pydantic import ValidationError
 
 from sim.config.schema import format_validation_error, read_config_file
-from sim.config.sweep import METRICS, SweepConfig
+from sim.config.sweep import SweepConfig
 from sim.errors import ConfigError, OutputError
 
 SWEEP_FILE = "sweep.toml"
@@ -24,8 +24,9 @@ RECORDS_FOLDER = "records"
 RESULTS = "results.parquet"
 PLOTS_FOLDER = "plots"
 TIMINGS = "timings.parquet"
-# The columns a sweep writes to each table (sim/studies/sweep.py), besides the swept parameters.
-TABLE_COLUMNS = {RESULTS: ("run", "status", "error", "seed", *METRICS), TIMINGS: ("run", "seconds", "worker")}
+# The columns every sweep writes to each table (sim/studies/sweep.py), besides the swept parameters
+# and its study's outcome columns (sim/config/sweep.py, SWEEP_STUDIES).
+TABLE_COLUMNS = {RESULTS: ("run", "status", "error", "seed"), TIMINGS: ("run", "seconds", "worker")}
 
 
 def read_sweep(path: Path) -> SweepConfig:

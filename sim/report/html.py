@@ -196,7 +196,7 @@ def sweep_page(sweep_dir: Path) -> bytes:
         read_sweep_copy,
         read_table,
     )
-    from sim.report.figures.sweep import figure_drawers, file_name
+    from sim.report.figures.sweep import default_panels, figure_drawers, file_name
     from sim.report.query import cell, query
 
     keys = read_sweep_copy(sweep_dir).swept_keys()
@@ -211,7 +211,8 @@ def sweep_page(sweep_dir: Path) -> bytes:
     for key, draw in figure_drawers(table, keys, "Sweep").items():
         path = sweep_dir / PLOTS_FOLDER / file_name(key)
         png = outputs.read_png(path) if path.is_file() else _drawn(draw, path.name)
-        shown.append(_figure(png, f"Efficiency, revenue ($), welfare ($) and rounds against {key}, over seeds"))
+        what = ", ".join(label for _, label in default_panels(list(table.columns)))
+        shown.append(_figure(png, f"{what[0].upper()}{what[1:]} against {key}, over seeds"))
     if shown:
         sections.append("<h2>Figures</h2>" + "".join(shown))
     names, rows = query(sweep_dir, limit=500)
@@ -224,6 +225,8 @@ def sweep_page(sweep_dir: Path) -> bytes:
 def _verdicts(table) -> str:
     """How often the equilibrium verdict held, among the runs that have one (VCG and the queue
     have none)."""
+    if "equilibrium_holds" not in table.columns:  # a plan sweep: no auction, no verdict
+        return ""
     judged = table[(table["status"] == "ok") & table["equilibrium_holds"].notna()]
     if judged.empty:
         return "No run has an equilibrium verdict."

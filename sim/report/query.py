@@ -25,11 +25,15 @@ from sim.output.sweep_dir import (
 )
 from sim.report.text import format_table
 
-# What a row listing shows besides the swept parameters, and what a group summary aggregates.
-SHOWN = ("welfare_usd", "efficiency", "revenue_usd", "rounds", "equilibrium_holds", "seconds")
+# What a row listing shows besides the swept parameters, and what a group summary aggregates: the
+# columns of a run sweep and of a plan sweep (each sweep's table has one kind; absent ones are skipped).
+SHOWN = ("welfare_usd", "efficiency", "revenue_usd", "rounds", "equilibrium_holds", "sample_hubs", "sample_units",
+         "sample_objective_usd", "sample_fresh_expected_ens_mwh", "sample_fresh_stabilized_share", "seconds")
 # A group summary's default columns: (aggregate, column).
 SUMMARY = (("avg", "welfare_usd"), ("avg", "efficiency"), ("min", "efficiency"), ("avg", "revenue_usd"),
-           ("stddev_samp", "revenue_usd"), ("avg", "rounds"), ("avg", "seconds"))
+           ("stddev_samp", "revenue_usd"), ("avg", "rounds"), ("avg", "sample_objective_usd"),
+           ("avg", "sample_units"), ("avg", "sample_fresh_expected_ens_mwh"), ("avg", "sample_fresh_stabilized_share"),
+           ("avg", "seconds"))
 _LABELS = {"avg": "mean", "stddev_samp": "sd", "min": "min", "max": "max"}
 
 

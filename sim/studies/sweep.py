@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sim.config.overrides import Override, parse_path
+from sim.config.plan import SAMPLES
 from sim.config.schema import load_config
-from sim.config.sweep import METRIC_TYPES, SweepConfig
-from sim.errors import USER_ERRORS, ConfigError, one_line
+from sim.config.sweep import SWEEP_STUDIES, SweepConfig
+from sim.errors import USER_ERRORS, ConfigError, named_after, one_line
 from sim.execution.cluster import connect
 from sim.execution.ordered_pool import check_workers
 from sim.execution.pool_worker import warm_up
@@ -85,7 +86,7 @@ def overrides_of(parameters: Mapping[str, Any]) -> list[Override]:
 
 
 def metrics_of(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The outcome of one run, from its summary.json."""
+    """The outcome of one `dcmarket run`, from its summary.json."""
     verdict = summary.get("equilibrium") or {}
     welfare, efficient = summary.get("welfare"), summary.get("efficient_welfare")
     return {
@@ -106,19 +107,60 @@ def metrics_of(summary: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_one(spec: RunSpec, base: str, root: str, shown: str) -> dict[str, Any]:
-    """Run one spec in this process and return its record (a worker's task: dcmarket stays
-    imported between tasks). A failure is a record with the one-line error, never an exception.
-    ``base`` and ``root`` are absolute (a worker may start elsewhere); errors name the base config
-    as ``shown``, the path the user gave."""
+FRESH = SAMPLES[1]  # the study's label of its fresh (out-of-sample) scenarios
+
+
+def plan_metrics_of(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome of one `dcmarket plan`, from its summary.json (PLAN_METRIC_TYPES); a plan the
+    run did not make (no DRO plan at radius 0) or a sample it did not draw leaves its columns empty."""
+    out: dict[str, Any] = {}
+    for name in ("sample", "dro"):
+        plan = summary.get("plans", {}).get(name, {})
+        fresh = summary.get("evaluation", {}).get(name, {}).get(FRESH, {})
+        units = plan.get("units_by_hub")
+        out.update({f"{name}_plan_cost_usd": plan.get("plan_cost_usd"), f"{name}_objective_usd": plan.get("objective_usd"),
+                    f"{name}_units": sum(sum(u.values()) for u in units.values()) if units is not None else None,
+                    f"{name}_hubs": " ".join(plan["open_hubs"]) if "open_hubs" in plan else None})
+        out.update({f"{name}_fresh_{key}": fresh.get(key) for key in
+                    ("expected_cost_usd", "cvar_usd", "expected_ens_mwh", "stabilized_share")})
+    return out
+
+
+def _run_auction(base: Path, out: Path, seed: int, sets: Sequence[Override]) -> dict[str, Any]:
     from sim.studies.auction import run_experiment
 
+    return metrics_of(run_experiment(base, out, seed=seed, force=True, sets=sets).summary)
+
+
+def _run_plan(base: Path, out: Path, seed: int, sets: Sequence[Override]) -> dict[str, Any]:
+    from sim.studies.command import with_config
+    from sim.studies.plan import run_plan_study
+
+    config = load_config(base, {"seed": seed}, sets, table="plan")
+    with named_after(base):
+        result = with_config(run_plan_study(config, base.parent, frontier=False, plots=False), config, "plan")
+    result.write(out, force=True)
+    return plan_metrics_of(result.summary)
+
+
+# What each study of SWEEP_STUDIES runs: (base config, run directory, seed, overrides) -> its metrics;
+# and the module a worker imports before its first run.
+RUNNERS: dict[str, Callable[[Path, Path, int, Sequence[Override]], dict[str, Any]]] = {
+    "run": _run_auction, "plan": _run_plan}
+WARM_MODULES = {"run": "sim.studies.auction", "plan": "sim.studies.plan"}
+
+
+def run_one(spec: RunSpec, base: str, root: str, shown: str, study: str = "run") -> dict[str, Any]:
+    """Run one spec of ``study`` in this process and return its record (a worker's task: dcmarket
+    stays imported between tasks). A failure is a record with the one-line error, never an
+    exception. ``base`` and ``root`` are absolute (a worker may start elsewhere); errors name the
+    base config as ``shown``, the path the user gave."""
     begun = time.perf_counter()
     record: dict[str, Any] = {"run": spec.run, "index": spec.index, "seed": spec.seed, "parameters": spec.parameters}
     try:
-        result = run_experiment(Path(base), Path(root) / RUNS_FOLDER / spec.run, seed=spec.seed, force=True,
-                                sets=overrides_of(spec.parameters))
-        record.update(status="ok", error=None, metrics=metrics_of(result.summary))
+        metrics = RUNNERS[study](Path(base), Path(root) / RUNS_FOLDER / spec.run, spec.seed,
+                                 overrides_of(spec.parameters))
+        record.update(status="ok", error=None, metrics=metrics)
     except USER_ERRORS as error:
         record.update(status="failed", error=portable_error(one_line(str(error)), Path(base), shown), metrics={})
     except Exception as error:  # a crash in one run must not stop the others; say what it was
@@ -151,13 +193,13 @@ WORKER_DIED = "the worker process died during this run (killed, or out of memory
 
 
 def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int, client: Any = None,
-            shown: str) -> Iterator[dict[str, Any]]:
+            shown: str, study: str = "run") -> Iterator[dict[str, Any]]:
     """The records of ``pending``, as the runs end (in any order), on ``client`` (a Dask client,
     see ``connect``) or on ``workers`` local processes; errors name the base config as ``shown``
     (the sweep file's ``base``), so records do not depend on where the sweep runs."""
     if not pending:
         return
-    task = {"base": str(base.resolve()), "root": str(root.resolve()), "shown": shown}
+    task = {"base": str(base.resolve()), "root": str(root.resolve()), "shown": shown, "study": study}
     if client is not None:
         yield from _on_dask(pending, task, client)
     elif workers <= 1:
@@ -167,7 +209,7 @@ def execute(pending: Sequence[RunSpec], base: Path, root: Path, *, workers: int,
         yield from _on_pool(pending, task, workers)
 
 
-def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, str], client: Any) -> Iterator[dict[str, Any]]:
+def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, Any], client: Any) -> Iterator[dict[str, Any]]:
     from distributed import as_completed as dask_completed
 
     futures = client.map(run_one, list(pending), **task, pure=False)
@@ -179,7 +221,7 @@ def _on_dask(pending: Sequence[RunSpec], task: Mapping[str, str], client: Any) -
             yield failed_record(spec_of[future.key], f"{WORKER_DIED}: {type(error).__name__}")
 
 
-def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
+def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, Any], workers: int,
              work: Callable[..., dict[str, Any]] = run_one) -> Iterator[dict[str, Any]]:
     """The runs on a pool of spawned workers (a fresh interpreter each, safe whatever threads the
     parent started), each warmed up with the imports of ``work`` (a run's study for run_one). A
@@ -187,7 +229,7 @@ def _on_pool(pending: Sequence[RunSpec], task: Mapping[str, str], workers: int,
     recorded then go one at a time through a single worker (replaced when it dies), so that only
     a run that kills its worker is recorded as failed and the others complete."""
     recorded: set[str] = set()
-    warm = ("sim.studies.auction",) if work is run_one else (work.__module__,)
+    warm = (WARM_MODULES[task.get("study", "run")],) if work is run_one else (work.__module__,)
 
     def new_pool(size: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=size, mp_context=get_context("spawn"), initializer=warm_up,
@@ -287,7 +329,7 @@ def run_sweep(path: Path, out: Path, *, workers: int = 1, scheduler: str | None 
     distinct = {_set_key(s) for s in specs}
     for parameters in distinct:
         try:
-            load_config(base, sets=overrides_of(json.loads(parameters)))
+            load_config(base, sets=overrides_of(json.loads(parameters)), table=None if sweep.study == "run" else sweep.study)
         except ConfigError as error:
             invalid[parameters] = portable_error(one_line(str(error)), base, sweep.base)
     if len(invalid) == len(distinct):
@@ -336,12 +378,12 @@ def _record_runs(path: Path, out: Path, sweep: SweepConfig, specs: Sequence[RunS
     if not quiet:
         where = "the Dask scheduler" if client else f"{workers} worker process(es)"
         progress(f"{len(runnable):,} runs to go on {where}")
-    for record in execute(runnable, base, out, workers=workers, client=client, shown=sweep.base):
+    for record in execute(runnable, base, out, workers=workers, client=client, shown=sweep.base, study=sweep.study):
         _write_record(out, record)
         records[record["run"]] = record
         line.update(failed=record["status"] != "ok")
     ordered = [records[s.run] for s in specs]
-    _write_tables(out, ordered, sweep.swept_keys())
+    _write_tables(out, ordered, sweep.swept_keys(), SWEEP_STUDIES[sweep.study])
     if plots:
         from sim.report.figures.sweep import sweep_figures
 
@@ -441,7 +483,8 @@ def _table_column(key: str, values: Sequence[Any]) -> tuple[Any, Any]:
     return pa.field(key, kind), pa.array([convert(v) for v in values], type=kind)
 
 
-def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
+def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                  metric_types: Mapping[str, str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -457,7 +500,7 @@ def _write_tables(out: Path, records: Sequence[Mapping[str, Any]], keys: Sequenc
         field, array = _table_column(name, values)
         fields.append(field)
         arrays.append(array)
-    for metric, kind in METRIC_TYPES.items():
+    for metric, kind in metric_types.items():
         fields.append(pa.field(metric, pa.type_for_alias(kind)))
         arrays.append(pa.array([r["metrics"].get(metric) for r in records], type=pa.type_for_alias(kind)))
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))

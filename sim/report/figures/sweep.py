@@ -17,13 +17,25 @@ import numpy as np
 from sim.report.figures.plots import DPI, _write_png_atomically, hide_axes
 from sim.report.figures.run import plain
 
-# (column, label with units), in panel order.
+# (column, label with units), in panel order: a run sweep's default panels.
 METRIC_PANELS = (
     ("efficiency", "efficiency (welfare / best)"),
     ("revenue_usd", "revenue ($)"),
     ("welfare_usd", "welfare ($)"),
     ("rounds", "rounds"),
 )
+# A plan sweep's (sim/config/sweep.py, PLAN_METRIC_TYPES): the sample plan on its fresh scenarios.
+PLAN_PANELS = (
+    ("sample_objective_usd", "sample plan: objective ($)"),
+    ("sample_plan_cost_usd", "sample plan: plan cost ($)"),
+    ("sample_fresh_expected_ens_mwh", "sample plan: E[ENS], fresh (MWh)"),
+    ("sample_fresh_stabilized_share", "sample plan: hit sites stabilized, fresh"),
+)
+
+
+def default_panels(columns: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """A plan sweep's panels when the table has its columns, else a run sweep's."""
+    return PLAN_PANELS if PLAN_PANELS[0][0] in columns else METRIC_PANELS
 # Labels with units for the other columns one may choose (`dcmarket results --plot ... --metric`).
 OTHER_LABELS = {"seconds": "wall seconds per run (s)", "efficient_welfare_usd": "best possible welfare ($)",
                 "efficiency_gap_usd": "efficiency gap ($)", "rounds_run": "rounds run", "products": "products sold",
@@ -43,11 +55,11 @@ def file_name(parameter: str, metrics: Sequence[str] = ()) -> str:
 def plot_metrics_against(table, parameter: str, others: Sequence[str], path: Path, title: str,
                          metrics: Sequence[str] = ()) -> None:
     """``table``: the sweep's results (pandas), successful runs only; ``metrics``: the columns to
-    draw, one panel each (default: METRIC_PANELS)."""
+    draw, one panel each (default: ``default_panels``)."""
     from matplotlib.figure import Figure
 
-    labels = {**OTHER_LABELS, **dict(METRIC_PANELS)}
-    panels = [(m, labels.get(m, m)) for m in metrics] if metrics else list(METRIC_PANELS)
+    labels = {**OTHER_LABELS, **dict(METRIC_PANELS), **dict(PLAN_PANELS)}
+    panels = [(m, labels.get(m, m)) for m in metrics] if metrics else list(default_panels(list(table.columns)))
 
     numeric = table[parameter].dtype.kind in "if"
     # Parameters set on only some points (a mechanism's own rules) follow the parameter; they split nothing.

@@ -471,3 +471,41 @@ def test_a_full_disk_names_the_file_and_says_so(reference, tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert err.startswith(f"error: {copy / 'report.html'}: cannot write (No space left on device): the disk may be full")
     assert not [p for p in copy.rglob("*") if ".tmp" in p.name or p.name == "report.html"]
+
+
+def test_a_plan_sweep_records_each_plans_outcome(tmp_path):
+    """study = "plan": each run is `dcmarket plan` of its overrides (no frontier, no figures), and the
+    table holds the plan's outcome columns, equal to that run's summary.json."""
+    from tests.sim.studies.test_plan import PLAN
+
+    base = write_toml(tmp_path, {"seed": 7, "plan": {**PLAN, "dro_radius": 0.0}}, "plan.toml")
+    path = write_toml(tmp_path, {"base": "plan.toml", "study": "plan", "seeds": [7],
+                                 "grid": {"plan.lambda": [0.0, 1.0]}}, "sweep.toml")
+    assert base.is_file()
+    out = tmp_path / "out"
+    result = run_sweep(path, out, quiet=True)
+    assert result.failed == 0
+    table = pd.read_parquet(out / "results.parquet")
+    assert list(table["plan.lambda"]) == [0.0, 1.0] and "welfare_usd" not in table.columns
+    for row in table.itertuples():
+        summary = json.loads((out / "runs" / row.run / "summary.json").read_text())
+        sample = summary["plans"]["sample"]
+        assert summary["frontier"] == [] and not list((out / "runs" / row.run).glob("*.png"))
+        assert row.sample_objective_usd == sample["objective_usd"] and row.sample_hubs == " ".join(sample["open_hubs"])
+        assert row.sample_units == sum(sum(u.values()) for u in sample["units_by_hub"].values())
+        fresh = summary["evaluation"]["sample"]["out-of-sample"]
+        assert row.sample_fresh_stabilized_share == fresh["stabilized_share"]
+        assert pd.isna(row.dro_objective_usd)  # radius 0: no robust plan
+    # The run directory is what `dcmarket plan` writes for the same overrides and seed.
+    again = tmp_path / "again"
+    assert main(["plan", str(base), "--out", str(again), "--quiet", "--no-frontier", "--no-plots",
+                 "--set", "plan.lambda=1.0", "--seed", "7"]) == 0
+    for name in ("summary.json", "scenario_costs.csv", "plan.csv"):
+        assert (again / name).read_bytes() == (out / "runs" / "run-0002" / name).read_bytes(), name
+
+
+def test_a_sweep_of_an_unknown_study_is_one_line(tmp_path, capsys):
+    path = _sweep(tmp_path, {"study": "auction"})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "study" in err and "choose one of run, plan" in err and len(err.strip().splitlines()) == 1
