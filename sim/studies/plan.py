@@ -411,6 +411,13 @@ def _money(value: float) -> str:
     return f"{value:,.0f} $"
 
 
+def _proof(status: str, gap: float) -> str:
+    """What the MILP proved: optimal within its gap, or, stopped early, only how far from its bound."""
+    if status == "optimal":
+        return f"optimal within a gap of {gap:.2%}"
+    return f"NOT proven optimal: stopped at the time limit {gap:.2%} from its bound; raise plan.time_limit_s"
+
+
 def _within(value: float, interval: Sequence[float | None], spec: str) -> str:
     """``value ± half-width`` of its 95 % interval (the wider side, for a share clipped at 0 or 1)."""
     if interval[0] is None or interval[1] is None:
@@ -431,7 +438,7 @@ def plan_report(summary: Mapping[str, Any]) -> str:
         lines.append(f"{label}, lambda {p['lambda']:g}, alpha {p['alpha']:g}: hubs {', '.join(p['open_hubs']) or 'none'}"
                      f" ({stock}); plan cost {_money(p['plan_cost_usd'])}, objective {_money(p['objective_usd'])} "
                      f"re-evaluated (MILP: incumbent {_money(p['milp_objective_usd'])}, bound "
-                     f"{_money(p['milp_bound_usd'])}, {p['status']} within a gap of {p['mip_gap']:.2%})")
+                     f"{_money(p['milp_bound_usd'])}, {_proof(p['status'], p['mip_gap'])})")
     headers = ["plan", "scenarios", "E[cost] ($)", "CVaR ($)", "worst case ($)", "E[ENS] (MWh)", "CVaR ENS (MWh)",
                "max ENS (MWh)", "hit sites stabilized"]
     rows = []

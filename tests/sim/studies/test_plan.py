@@ -392,3 +392,16 @@ def test_a_config_without_the_study_table_names_that_table_not_network(tmp_path,
         assert err == (f"error: {config}: {command}: missing [{command}]; dcmarket {command} reads the config's "
                        f"[{command}] table: add one (docs/studies/{command}.md shows one)\n"), err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_plan_stopped_at_its_time_limit_is_not_called_optimal():
+    from sim.studies.plan import plan_report
+
+    summary = {"plans": {"sample": {"dro_radius": 0.0, "units_by_hub": {"H16": {"bess": 2}}, "lambda": 0.5,
+                                    "alpha": 0.5, "open_hubs": ["H16"], "plan_cost_usd": 100.0, "objective_usd": 900.0,
+                                    "milp_objective_usd": 901.0, "milp_bound_usd": 700.0, "status": "time_limit",
+                                    "mip_gap": 0.2231}},
+               "evaluation": {}, "frontier": []}
+    first = plan_report(summary).splitlines()[0]
+    assert "NOT proven optimal: stopped at the time limit 22.31% from its bound" in first
+    assert "optimal within" not in first
