@@ -81,7 +81,8 @@ class Evaluation:
 HIGHS_OPTIONS = {"output_flag": False, "threads": 1, "mip_rel_gap": STAGE_TWO_GAP, "mip_abs_gap": STAGE_TWO_ABS_GAP_USD,
                  "mip_heuristic_effort": 0.0,
                  "mip_heuristic_run_feasibility_jump": False, "mip_heuristic_run_rins": False,
-                 "mip_heuristic_run_rens": False}
+                 "mip_heuristic_run_rens": False, "mip_heuristic_run_zi_round": False,
+                 "mip_heuristic_run_shifting": False, "mip_heuristic_run_root_reduced_cost": False}
 
 
 def _highs() -> highspy.Highs:
