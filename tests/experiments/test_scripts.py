@@ -47,6 +47,9 @@ SCRIPTS = [
     script("bench_capacity_memory.py", ["--case", "ieee14", "--scenarios", "100"], "bench_capacity_memory.csv", 8),
     # A fixed plan's Stage II: reduced on 1 and 2 processes, per step and through Pyomo (equal means, or it says so).
     script("bench_fcm_evaluation.py", ["--scenarios", "30", "--compare", "10"], "bench_fcm_evaluation.csv", 4),
+    # Groups of 2 on 4 and 6 scenarios, one process, the monolithic MILP beside both.
+    script("bench_fcm_groups.py", ["--scenarios", "4", "6", "--group-size", "2", "--workers", "1",
+                                   "--monolithic-max", "6"], "bench_fcm_groups.csv", 2),
     # One population of each mix, four mechanisms each.
     script("compare_mechanisms.py", ["--populations", "1", "--bidders", "4", "--buses", "2"],
            "compare_mechanisms.csv", 8),

@@ -1,0 +1,44 @@
+"""The plan by scenario groups (docs/models/plan.md#fcm-groups): its lower bound below the optimum
+that enumeration of every Stage I decision finds, its plan's objective above it, the bound rising
+as groups merge, and the same answer on worker processes."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from grid.plan.groups import solve_by_groups
+from grid.plan.milp import RiskSettings
+from tests.grid.plan.test_milp import brute_force, instance
+
+CASES = [(0.5, 0.75, 0.0), (0.0, 0.5, 0.0), (1.0, 0.5, 0.2)]
+
+
+@pytest.mark.parametrize("lam, alpha, radius", CASES)
+def test_the_groups_bracket_the_enumerated_optimum(lam, alpha, radius):
+    data, shocks = instance()  # 4 scenarios
+    optimum = brute_force(lam, alpha, radius)[0][0]
+    bounds = []
+    for size in (1, 2, 4):
+        result = solve_by_groups(data, shocks, RiskSettings(lam, alpha, radius), group_size=size, mip_gap=1e-9)
+        assert result.groups == -(-4 // size) and result.all_optimal
+        assert result.bound <= optimum + 1e-6 <= result.objective + 2e-6
+        bounds.append(result.bound)
+    # Nested groups (1 into 2 into 4): the minimum of a sum is at least the sum of the minima.
+    assert bounds[0] <= bounds[1] + 1e-6 <= bounds[2] + 2e-6
+    # One group is the whole model: its bound is the optimum, and so is its plan's objective.
+    assert bounds[2] == pytest.approx(optimum, rel=1e-7) and result.objective == pytest.approx(optimum, rel=1e-7)
+
+
+def _pool_map(work, tasks):
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        yield from pool.map(work, *zip(*tasks))
+
+
+def test_groups_on_worker_processes_give_the_serial_answer():
+    data, shocks = instance()
+    risk = RiskSettings(0.5, 0.75, 0.0)
+    serial = solve_by_groups(data, shocks, risk, group_size=1, mip_gap=1e-9)
+    pooled = solve_by_groups(data, shocks, risk, group_size=1, mip_gap=1e-9, mapper=_pool_map, workers=2)
+    assert (pooled.objective, pooled.bound, pooled.plan.key()) == (serial.objective, serial.bound, serial.plan.key())
