@@ -142,6 +142,9 @@ class PlanSolution:
     risk_term: float  # $, the (worst-case) mean-CVaR of the Stage II costs
     solve: MilpOutcome
     scenarios: int
+    # 0: one MILP. Else the number of scenario groups (grid.plan.groups): then ``solve`` holds the
+    # groups' bounds, the plan's exact objective as the incumbent and their lower bound as the bound.
+    groups: int = 0
 
 
 @dataclass

@@ -138,6 +138,9 @@ class PlanConfig(Settings):
     mip_gap: float = Field(default=1e-3, gt=0, lt=1, description="the relative MIP gap at which the solver stops")
     time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS, description="the solver's time limit "
                                        "per MILP")
+    group_size: int | None = Field(default=None, ge=1, le=100_000, description="solve each plan by groups of "
+                                   "this many in-sample scenarios, bounded from both sides "
+                                   "(docs/models/plan.md#fcm-groups); default: one MILP over all of them")
 
     # `lambda` is the model's name and a Python keyword: the field is `lam`; configs (read and
     # written) say `lambda`.

@@ -405,3 +405,23 @@ def test_a_plan_stopped_at_its_time_limit_is_not_called_optimal():
     first = plan_report(summary).splitlines()[0]
     assert "NOT proven optimal: stopped at the time limit 22.31% from its bound" in first
     assert "optimal within" not in first
+
+
+def test_plans_by_scenario_groups_are_bounded_by_the_whole_milp(tmp_path):
+    """[plan] group_size: each plan comes from groups of in-sample scenarios (docs/models/plan.md#fcm-groups);
+    its objective is exact on all of them, its bound the groups', and the one-MILP study's optimum
+    lies between the two."""
+    folder = tmp_path
+    whole = _write(folder, {"seed": 7, "plan": {**PLAN, "frontier_lambdas": [0.0]}}, "whole.toml")
+    grouped = _write(folder, {"seed": 7, "plan": {**PLAN, "frontier_lambdas": [0.0], "group_size": 2}}, "grouped.toml")
+    for config, out in ((whole, "a"), (grouped, "b")):
+        assert main(["plan", str(config), "--out", str(folder / out), "--quiet", "--no-plots"]) == 0
+    one, two = _summary(folder / "a"), _summary(folder / "b")
+    for name in ("sample", "dro"):
+        exact, bounded = one["plans"][name], two["plans"][name]
+        assert exact["groups"] == 0 and bounded["groups"] == 2  # 4 in-sample scenarios, 2 a group
+        assert bounded["milp_objective_usd"] == bounded["objective_usd"]  # the plan's exact value
+        assert bounded["milp_bound_usd"] <= exact["objective_usd"] * (1 + 1e-9) + 1e-6
+        assert exact["milp_bound_usd"] <= bounded["objective_usd"] * (1 + 1e-9) + 1e-6
+    report = (folder / "b" / "summary.json").read_text()
+    assert '"groups": 2' in report
