@@ -139,13 +139,14 @@ def _capacity(config: ExperimentConfig, name: Path, *, verify: int = DEFAULT_VER
 
 
 def _plan(config: ExperimentConfig, name: Path, *, frontier: bool = True, plots: bool = True,
-          progress: Progress | None = None, workers: int = 1) -> "StudyResult":
+          progress: Progress | None = None, workers: int = 1, scheduler: str | None = None) -> "StudyResult":
     from sim.studies.command import with_config
     from sim.studies.plan import run_plan_study
 
     with named_after(name):
         return with_config(run_plan_study(config, name.parent, frontier=frontier, plots=plots,
-                                          progress=progress or _quiet, workers=workers), config, "plan")
+                                          progress=progress or _quiet, workers=workers, scheduler=scheduler),
+                           config, "plan")
 
 
 def _price(config: ExperimentConfig, name: Path, *, plots: bool = True,
@@ -188,7 +189,8 @@ def run(study: Literal["capacity"], config: Config, *, base_dir: PathLike | None
 
 @overload
 def run(study: Literal["plan"], config: Config, *, base_dir: PathLike | None = None, frontier: bool = True,
-        plots: bool = True, progress: Progress | None = None, workers: int = 1) -> "StudyResult": ...
+        plots: bool = True, progress: Progress | None = None, workers: int = 1,
+        scheduler: str | None = None) -> "StudyResult": ...
 
 
 @overload
@@ -219,7 +221,8 @@ def run(study: str, config: Any, *, base_dir: PathLike | None = None, **options:
       :func:`pandapower_net`), ``plots`` (capacity_map.png and standalone_map.png, default on),
       ``scheduler`` (a Dask scheduler's address: the scenario tails computed there);
     - plan: ``frontier`` (the cost-CVaR frontier), ``plots`` (its figures, default on), ``workers``
-      (processes for the plans' MILPs and their Stage II, default 1; the same files);
+      (processes for the plans' MILPs and their Stage II, default 1; the same files), ``scheduler``
+      (a Dask scheduler's address: those tasks there instead);
     - price: ``plots`` (its figures, default on), ``workers`` (processes for the hours of a
       day, default 1; the same files);
     - headroom: ``plots`` (headroom_duration.png and headroom_map.png, default on);

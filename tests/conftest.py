@@ -87,6 +87,7 @@ DASK_CLUSTER_TESTS = (
     "tests/sim/execution/test_cluster.py::test_a_two_worker_cluster_gives_the_capacities_of_the_study_in_process",
     "tests/experiments/test_scripts.py::test_a_dask_benchmark_runs_on_the_suites_cluster",
     "tests/grid/capacity/test_screened.py::test_a_two_worker_cluster_gives_the_same_bits",
+    "tests/sim/studies/test_plan.py::test_a_plan_on_a_dask_cluster_writes_the_local_files",
 )
 DASK_CLUSTER_GROUP = LONGEST_MODULES[0]
 

@@ -51,6 +51,7 @@ from grid.solvers.names import check_solver
 from sim.config.plan import SAMPLES, PlanConfig, SiteConfig
 from sim.config.schema import ConfigError, ExperimentConfig
 from sim.errors import named_after
+from sim.execution.cluster import cluster_blocks
 from sim.execution.ordered_pool import OrderedPool, check_workers
 from sim.output import files as outputs
 from sim.random_streams import stream
@@ -222,10 +223,11 @@ def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, 
 
 def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
                    network: Network | None = None, frontier: bool = True, plots: bool = True,
-                   progress: Progress = lambda _: None, workers: int = 1) -> StudyResult:
+                   progress: Progress = lambda _: None, workers: int = 1, scheduler: str | None = None) -> StudyResult:
     """The whole study; ``sites`` (from an auction) replace ``[plan] sites``; ``network`` is the
     plan's network when the caller has loaded it already (``plan_network``); ``workers``
-    processes solve the MILPs and Stage II of the plans (the same files as one); ``plots=False``
+    processes solve the MILPs and Stage II of the plans (the same files as one), or the Dask
+    cluster at ``scheduler``; ``plots=False``
     leaves out the figures."""
     plan, network = plan_network(config, base_dir) if network is None else (config.plan, network)
     check_solver(config.solver)
@@ -249,7 +251,8 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
                                      stream(config.seed, "shocks_out_of_sample"))
         samples[moved] = draw_shocks(shock_sites(data), shifted, plan.out_of_sample, stream(config.seed, "shocks_shifted"))
     cache: dict[tuple[tuple, str], Evaluation] = {}
-    with OrderedPool(workers, "grid.plan.milp") as pool:
+    with OrderedPool(workers, "grid.plan.milp") as local, cluster_blocks(scheduler) as cluster:
+        pool = Tasks(local, cluster)
         solutions = _solve_plans(config, data, in_sample, frontier, pool, progress)
         plans = {name: solutions[name] for name in ("sample", "dro") if name in solutions}
 
@@ -261,7 +264,7 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
                 cache[key] = evaluate_plan(data, solution.plan, samples[label], solver=config.solver,
                                            profiles=label == "in-sample", progress=progress,
                                            mapper=lambda work, tasks: pool.map(work, tasks, "Stage II of a plan"),
-                                           batch=batch_size(samples[label].count, workers))
+                                           batch=batch_size(samples[label].count, pool.workers))
             return cache[key]
 
         evaluations = {(name, label): evaluated(solution, label, name)
@@ -275,8 +278,27 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
     return StudyResult(summary, files, plan_report(summary))
 
 
+class Tasks:
+    """Where the study's independent tasks run: the local pool, or a Dask cluster when one is given
+    (each task one Dask task, results in order: the same files)."""
+
+    def __init__(self, local: OrderedPool, cluster: Any = None) -> None:
+        self.local, self.cluster = local, cluster
+
+    @property
+    def workers(self) -> int:
+        if self.cluster is not None:
+            return max(1, sum(self.cluster.client.nthreads().values()))
+        return self.local.workers
+
+    def map(self, work: Callable, tasks: Sequence[tuple], what: str) -> Iterable:
+        if self.cluster is not None:
+            return self.cluster(work, {}, tasks)
+        return self.local.map(work, tasks, what)
+
+
 def _solve_plans(config: ExperimentConfig, data: PlanData, in_sample: ShockScenarios, frontier: bool,
-                 pool: OrderedPool, progress: Progress) -> dict[str, PlanSolution]:
+                 pool: Tasks, progress: Progress) -> dict[str, PlanSolution]:
     """Every MILP the study needs, side by side on ``pool``'s workers (they are independent): the
     sample plan, the robust plan when the radius is positive, and the frontier's plans at the
     other lambdas (the chosen plan sits on its frontier)."""
@@ -313,7 +335,7 @@ def _solve_plans(config: ExperimentConfig, data: PlanData, in_sample: ShockScena
 
 
 def _by_groups(config: ExperimentConfig, data: PlanData, in_sample: ShockScenarios, risk: RiskSettings,
-               pool: OrderedPool, progress: Progress) -> PlanSolution:
+               pool: Tasks, progress: Progress) -> PlanSolution:
     """One plan by scenario groups on ``pool`` (grid.plan.groups), as the study reports a MILP's."""
     plan = config.plan
     started = time.perf_counter()
@@ -499,7 +521,7 @@ def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket plan CONFIG`."""
     return study_command(args, "plan", lambda config: run_plan_study(
         config, args.config.parent, frontier=not args.no_frontier, plots=not args.no_plots, progress=progress,
-        workers=args.workers), "Plan")
+        workers=args.workers, scheduler=args.scheduler), "Plan")
 
 
 def _check_after_auction(config: ExperimentConfig, config_path: Path) -> Network:

@@ -149,6 +149,8 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes that solve the plans' MILPs, and Stage II of the plans on their "
                         "scenarios, side by side (the same files as one; default 1)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="solve them on a Dask cluster instead, e.g. "
+                        "tcp://10.0.0.5:8786 (each MILP, scenario group and batch of Stage II one task; the same files)")
     _no_plots(parser, "plan_map.png, shocks.png, out_of_sample.png, dispatch.png, frontier.png")
 
 

@@ -425,3 +425,22 @@ def test_plans_by_scenario_groups_are_bounded_by_the_whole_milp(tmp_path):
         assert exact["milp_bound_usd"] <= bounded["objective_usd"] * (1 + 1e-9) + 1e-6
     report = (folder / "b" / "summary.json").read_text()
     assert '"groups": 2' in report
+
+
+def test_a_plan_on_a_dask_cluster_writes_the_local_files(planned, tmp_path, dask_cluster):
+    """--scheduler: every MILP, scenario group and Stage II batch is a task on the cluster (two
+    worker processes of the suite's LocalCluster); the files are those of the run in process."""
+    config, out = planned
+    there = tmp_path / "there"
+    assert main(["plan", str(config), "--out", str(there), "--quiet", "--scheduler",
+                 dask_cluster.scheduler_address]) == 0
+    for path in out.iterdir():
+        assert (there / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_a_plan_with_an_unreachable_scheduler_is_one_line_and_writes_nothing(planned, tmp_path, capsys):
+    config, _ = planned
+    assert main(["plan", str(config), "--out", str(tmp_path / "x"), "--quiet", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--scheduler: cannot reach a Dask scheduler" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
