@@ -47,7 +47,6 @@ if str(REPO) not in sys.path:  # run as a script: the packages are this checkout
 
 
 from grid.errors import GridError, SolverError  # noqa: E402
-from grid.network.cases import load_case  # noqa: E402
 from grid.plan.milp import RiskSettings, solve_plan  # noqa: E402
 from grid.plan.shocks import draw_shocks  # noqa: E402
 from grid.solvers.names import check_solver  # noqa: E402
@@ -55,7 +54,7 @@ from sim.config.schema import load_config  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.random_streams import stream  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
-from sim.studies.plan import plan_data, shock_sites, sites_from_config  # noqa: E402
+from sim.studies.plan import listed_plan_data, shock_sites  # noqa: E402
 
 DEFAULT_CONFIG = HERE / "ieee33bw_plan.toml"
 DEFAULT_SCENARIOS = [5, 10, 20, 40, 80]
@@ -214,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = config.plan
     if plan is None or plan.sites is None:
         raise SystemExit(f"{args.config}: needs a [plan] table with [[plan.sites]]")
-    case = plan.case or (config.network.case if config.network is not None else None)
-    network = load_case(case, base_dir=args.config.parent)
-    data = plan_data(plan, network, sites_from_config(plan, plan.sites))
+    data = listed_plan_data(config, args.config.parent)
     settings = plan.shock_settings()
     mip_gap = args.mip_gap if args.mip_gap is not None else plan.mip_gap
     models = [("sample", RiskSettings(plan.lam, plan.alpha, 0.0))]

@@ -31,7 +31,6 @@ if str(REPO) not in sys.path:  # run as a script: the packages are this checkout
 
 import numpy as np  # noqa: E402
 
-from grid.network.cases import load_case  # noqa: E402
 from grid.plan.dispatch import BATCH, batch_size, evaluate_stock  # noqa: E402
 from grid.plan.milp import plan_from_choice  # noqa: E402
 from grid.plan.risk import mean_interval  # noqa: E402
@@ -41,7 +40,7 @@ from sim.execution.ordered_pool import OrderedPool  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.random_streams import stream  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
-from sim.studies.plan import plan_data, shock_sites, sites_from_config  # noqa: E402
+from sim.studies.plan import listed_plan_data, shock_sites  # noqa: E402
 
 DEFAULT_CONFIG = HERE / "ieee33bw_plan.toml"
 CSV_NAME = "bench_fcm_evaluation.csv"
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config)
     plan = config.plan
-    data = plan_data(plan, load_case(plan.case, base_dir=args.config.parent), sites_from_config(plan, plan.sites))
+    data = listed_plan_data(config, args.config.parent)
     stock = plan_from_choice(data, ["H6", "H13"], PLAN).stock(data)
     shocks = draw_shocks(shock_sites(data), plan.shock_settings(), args.scenarios,
                          stream(config.seed, "shocks_out_of_sample"))

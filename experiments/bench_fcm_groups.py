@@ -28,7 +28,6 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run as a script: the packages are this checkout's
     sys.path.insert(0, str(REPO))
 
-from grid.network.cases import load_case  # noqa: E402
 from grid.plan.groups import solve_by_groups  # noqa: E402
 from grid.plan.milp import RiskSettings, solve_plan  # noqa: E402
 from grid.plan.shocks import draw_shocks  # noqa: E402
@@ -37,7 +36,7 @@ from sim.execution.ordered_pool import OrderedPool  # noqa: E402
 from sim.output.files import write_bench_csv  # noqa: E402
 from sim.random_streams import stream  # noqa: E402
 from sim.report.text import format_table  # noqa: E402
-from sim.studies.plan import plan_data, shock_sites, sites_from_config  # noqa: E402
+from sim.studies.plan import listed_plan_data, shock_sites  # noqa: E402
 
 DEFAULT_CONFIG = HERE / "ieee33bw_plan.toml"
 CSV_NAME = "bench_fcm_groups.csv"
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config)
     plan = config.plan
-    data = plan_data(plan, load_case(plan.case, base_dir=args.config.parent), sites_from_config(plan, plan.sites))
+    data = listed_plan_data(config, args.config.parent)
     risk = RiskSettings(plan.lam, plan.alpha, 0.0)
     rows: list[dict[str, Any]] = []
     with OrderedPool(args.workers, "grid.plan.milp") as pool:

@@ -153,11 +153,12 @@ def read_back(data: PlanData, shocks: ShockScenarios, rows: StageTwoRows, values
     power = (kind == SUPPLY) | (kind == ABSORB)
     energy = np.where(power, values * (last - first + 1) * rows.step_h, 0.0)
     served = np.bincount(event, weights=energy, minlength=len(rows.events))
+    stable = values[kind == STABLE] > 0.5  # one u per event, in the events' order (stage_two_rows)
     for e, ev in enumerate(rows.events):
         s, i = ev.scenario, ev.site
         need = float((ev.up.sum() + ev.down.sum()) * rows.step_h)
         out.uncovered_mwh[s, i] = max(0.0, need - served[e])
-        ok = bool(values[(kind == STABLE) & (event == e)][0] > 0.5)
+        ok = bool(stable[e])
         out.stabilized[s, i] = ok
         out.ens_mwh[s, i] = 0.0 if ok else data.sites[i].load_mw * ev.disturbed_h
     for c in np.nonzero(kind == UNITS)[0]:
@@ -192,7 +193,8 @@ def _profile_rows(data: PlanData, shocks: ShockScenarios, rows: StageTwoRows, va
     return out
 
 
-def _serial(work: Callable, tasks: Sequence[tuple]) -> Iterator:
+def serial_map(work: Callable, tasks: Sequence[tuple]) -> Iterator:
+    """A Mapper in this process."""
     for task in tasks:
         yield work(*task)
 
@@ -212,7 +214,7 @@ def evaluate_stock(data: PlanData, stock: np.ndarray, shocks: ShockScenarios, *,
     tasks = [(data, stock, shocks.subset(slice(a, min(count, a + batch))), solver, profiles, aggregate)
              for a in starts]
     out = Evaluation.empty(count, len(data.sites))
-    for a, part in zip(starts, (mapper or _serial)(evaluate_batch, tasks)):
+    for a, part in zip(starts, (mapper or serial_map)(evaluate_batch, tasks)):
         out.place(range(a, a + part.cost.size), part)
         if count > BATCH:
             progress(f"Stage II: {a + part.cost.size:,} of {count:,} scenarios")

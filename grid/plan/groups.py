@@ -17,11 +17,11 @@ an upper bound. Groups are independent MILPs: they run side by side on the calle
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable
 
 from grid.errors import GridError
 from grid.plan.data import PlanData
-from grid.plan.dispatch import Mapper, batch_size, evaluate_stock
+from grid.plan.dispatch import Mapper, batch_size, evaluate_stock, serial_map
 from grid.plan.milp import Plan, PlanSolution, RiskSettings, solve_plan
 from grid.plan.risk import worst_case_mean_cvar
 from grid.plan.shocks import ShockScenarios
@@ -62,11 +62,6 @@ def solve_group(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, solv
     return solve_plan(data, shocks, risk, solver=solver, mip_gap=mip_gap, time_limit=time_limit)
 
 
-def _serial(work: Callable, tasks: Sequence[tuple]) -> Iterable:
-    for task in tasks:
-        yield work(*task)
-
-
 def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, *, group_size: int,
                     solver: str = "highs", mip_gap: float = 1e-3, time_limit: float | None = None,
                     mapper: Mapper | None = None, workers: int = 1,
@@ -76,12 +71,12 @@ def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, 
     count = shocks.count
     if count == 0:
         raise GridError("plan.scenarios: no shock scenarios; give at least one")
-    if not 1 <= group_size:
+    if group_size < 1:
         raise GridError(f"plan.group_size: {group_size!r} is not a positive number of scenarios")
     starts = list(range(0, count, group_size))
     tasks = [(data, shocks.subset(slice(a, min(count, a + group_size))), risk, solver, mip_gap, time_limit)
              for a in starts]
-    map_ = mapper or _serial
+    map_ = mapper or serial_map
     progress(f"{len(tasks)} groups of up to {group_size} scenarios")
     solutions = list(map_(solve_group, tasks))
     bound = sum(task[1].count / count * s.solve.bound for task, s in zip(tasks, solutions))

@@ -24,7 +24,7 @@ every step keeps its own power (the energy rows still close at the stretch's end
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -400,9 +400,3 @@ MODULE_ROWS: dict[str, Callable[[_Event, int, ModuleType], None]] = {
     "generator": add_generator,
     "demand_response": add_demand_response,
 }
-
-
-def events_of(rows: StageTwoRows, scenarios: Sequence[int]) -> list[int]:
-    """Indices of the events of ``scenarios``."""
-    wanted = set(scenarios)
-    return [e for e, ev in enumerate(rows.events) if ev.scenario in wanted]

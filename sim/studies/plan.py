@@ -221,6 +221,16 @@ def plan_network(config: ExperimentConfig, base_dir: Path) -> tuple[PlanConfig, 
         raise ConfigError(f"plan.case: {error}") from None
 
 
+def listed_plan_data(config: ExperimentConfig, base_dir: Path, network: Network | None = None) -> PlanData:
+    """The model's data for the sites ``[plan] sites`` lists (the study without an auction), checked;
+    ``network`` when the caller has loaded it already."""
+    plan, network = plan_network(config, base_dir) if network is None else (config.plan, network)
+    if plan.sites is None:
+        raise ConfigError("plan.sites: no sites; list [[plan.sites]] (bus, load_mw), or run the plan after an "
+                          "auction with dcmarket run")
+    return plan_data(plan, network, sites_from_config(plan, plan.sites), stabilize_fields(plan))
+
+
 def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[PlanSite] | None = None,
                    network: Network | None = None, frontier: bool = True, plots: bool = True,
                    progress: Progress = lambda _: None, workers: int = 1, scheduler: str | None = None) -> StudyResult:
@@ -233,14 +243,9 @@ def run_plan_study(config: ExperimentConfig, base_dir: Path, *, sites: Sequence[
     check_solver(config.solver)
     check_workers(workers)
     if sites is None:
-        if plan.sites is None:
-            raise ConfigError("plan.sites: no sites; list [[plan.sites]] (bus, load_mw), or run the plan after an "
-                              "auction with dcmarket run")
-        sites = sites_from_config(plan, plan.sites)
-        fields = stabilize_fields(plan)
+        data = listed_plan_data(config, base_dir, network)
     else:  # from an auction: every window is the [plan] default
-        fields = ("plan.stabilize_min",) * len(sites)
-    data = plan_data(plan, network, sites, fields)
+        data = plan_data(plan, network, sites, ("plan.stabilize_min",) * len(sites))
     settings, shifted = plan.shock_settings(), plan.shifted_settings()
     progress(f"{plan.scenarios} shock scenarios at {len(data.sites)} sites")
     in_sample = draw_shocks(shock_sites(data), settings, plan.scenarios, stream(config.seed, "shocks"))

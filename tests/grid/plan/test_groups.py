@@ -4,13 +4,12 @@ as groups merge, and the same answer on worker processes."""
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-
 import pytest
 
 from grid.plan.groups import solve_by_groups
 from grid.plan.milp import RiskSettings
 from tests.grid.plan.test_milp import brute_force, instance
+from tests.grid.plan.test_stage_two import _pool_map
 
 CASES = [(0.5, 0.75, 0.0), (0.0, 0.5, 0.0), (1.0, 0.5, 0.2)]
 
@@ -29,11 +28,6 @@ def test_the_groups_bracket_the_enumerated_optimum(lam, alpha, radius):
     assert bounds[0] <= bounds[1] + 1e-6 <= bounds[2] + 2e-6
     # One group is the whole model: its bound is the optimum, and so is its plan's objective.
     assert bounds[2] == pytest.approx(optimum, rel=1e-7) and result.objective == pytest.approx(optimum, rel=1e-7)
-
-
-def _pool_map(work, tasks):
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        yield from pool.map(work, *zip(*tasks))
 
 
 def test_groups_on_worker_processes_give_the_serial_answer():
