@@ -18,6 +18,7 @@ import numpy as np
 
 from grid.errors import GridError
 from grid.network.network import Network
+from grid.plan.feeder_limits import LimitRows
 
 # What each module kind can do in Stage II ((F-10) to (F-12), docs/models/plan.md#fcm-technologies).
 # Storage supplies and absorbs power within its state of charge; a fast generator and a
@@ -90,6 +91,8 @@ class PlanData:
     # The config field that set each site's T_stab, for errors: "plan.sites[k].stabilize_min" for
     # a listed site, "plan.stabilize_min" where the [plan] default applies (e.g. sites from an auction).
     stabilize_fields: tuple[str, ...] = ()
+    # The feeder's voltage and line limits in Stage II (docs/models/plan.md#fcm-feeder); None: off.
+    limits: LimitRows | None = None
 
     def stabilize_field(self, site: int) -> str:
         if site < len(self.stabilize_fields):

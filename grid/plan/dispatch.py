@@ -21,7 +21,7 @@ import pyomo.environ as pyo
 from grid.errors import SolverError
 from grid.plan.data import PlanData
 from grid.plan.shocks import ShockScenarios
-from grid.plan.stage_two import ABSORB, STABLE, SUPPLY, UNITS, StageTwoRows, stage_two_rows
+from grid.plan.stage_two import ABSORB, SHED, STABLE, SUPPLY, UNITS, StageTwoRows, stage_two_rows
 from grid.plan.stage_two_pyomo import add_stage_two
 from grid.solvers.names import check_solver
 from grid.solvers.solve import solve_milp
@@ -49,23 +49,25 @@ class Evaluation:
 
     cost: np.ndarray  # (S,) $, Q_s
     uncovered_mwh: np.ndarray  # (S, sites) imbalance energy not covered
-    ens_mwh: np.ndarray  # (S, sites) energy not served (13)
+    ens_mwh: np.ndarray  # (S, sites) energy not served (13), and the load shed for the feeder's limits
     stabilized: np.ndarray  # (S, sites) bool; True where there was no event
     arrival_min: np.ndarray  # (S, sites) t_i: last module arrival after the event starts; NaN if none sent
     dispatch: list[dict]  # units sent: scenario, site bus, hub, module, units
     # Minute by minute, when asked: scenario, bus, minute, deviation_mw, then per module type its
-    # power (MW, + supplied, - absorbed).
+    # power (MW, + supplied, - absorbed), and with the feeder's limits on the load shed (shed_mw).
     profiles: list[dict] = field(default_factory=list)
+    shed_mwh: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (S, sites) shed for the feeder's limits
 
     @classmethod
     def empty(cls, count: int, sites: int) -> Evaluation:
         return cls(np.zeros(count), np.zeros((count, sites)), np.zeros((count, sites)),
-                   np.ones((count, sites), dtype=bool), np.full((count, sites), np.nan), [], [])
+                   np.ones((count, sites), dtype=bool), np.full((count, sites), np.nan), [], [],
+                   np.zeros((count, sites)))
 
     def place(self, rows: Sequence[int], part: Evaluation) -> None:
         """Copy ``part`` (scenarios renumbered from 0) into the scenarios at ``rows``."""
         index = np.asarray(rows)
-        for name in ("cost", "uncovered_mwh", "ens_mwh", "stabilized", "arrival_min"):
+        for name in ("cost", "uncovered_mwh", "ens_mwh", "stabilized", "arrival_min", "shed_mwh"):
             getattr(self, name)[index] = getattr(part, name)
         for table in (part.dispatch, part.profiles):
             for row in table:
@@ -150,17 +152,19 @@ def read_back(data: PlanData, shocks: ShockScenarios, rows: StageTwoRows, values
     out.cost[:] = rows.scenario_costs(values)
     kind, event = np.asarray(rows.kind), np.asarray(rows.event)
     first, last = np.asarray(rows.first), np.asarray(rows.last)
+    energy = values * (last - first + 1) * rows.step_h
     power = (kind == SUPPLY) | (kind == ABSORB)
-    energy = np.where(power, values * (last - first + 1) * rows.step_h, 0.0)
-    served = np.bincount(event, weights=energy, minlength=len(rows.events))
+    served = np.bincount(event, weights=np.where(power, energy, 0.0), minlength=len(rows.events))
+    shed = np.bincount(event, weights=np.where(kind == SHED, energy, 0.0), minlength=len(rows.events))
     stable = values[kind == STABLE] > 0.5  # one u per event, in the events' order (stage_two_rows)
     for e, ev in enumerate(rows.events):
         s, i = ev.scenario, ev.site
         need = float((ev.up.sum() + ev.down.sum()) * rows.step_h)
-        out.uncovered_mwh[s, i] = max(0.0, need - served[e])
+        out.uncovered_mwh[s, i] = max(0.0, need - served[e] - shed[e])
         ok = bool(stable[e])
         out.stabilized[s, i] = ok
-        out.ens_mwh[s, i] = 0.0 if ok else data.sites[i].load_mw * ev.disturbed_h
+        out.shed_mwh[s, i] = shed[e]
+        out.ens_mwh[s, i] = shed[e] + (0.0 if ok else data.sites[i].load_mw * ev.disturbed_h)
     for c in np.nonzero(kind == UNITS)[0]:
         n = int(round(values[c]))
         if n > 0:
@@ -178,10 +182,11 @@ def read_back(data: PlanData, shocks: ShockScenarios, rows: StageTwoRows, values
 def _profile_rows(data: PlanData, shocks: ShockScenarios, rows: StageTwoRows, values: np.ndarray) -> list[dict]:
     """The dispatch of each disturbed site, minute by minute (a stretch's power at each of its steps)."""
     step_min = shocks.settings.step_min
-    power = {e: np.zeros((len(data.modules), len(ev.steps))) for e, ev in enumerate(rows.events)}
+    # Rows 0.. the module types; the last, the load shed.
+    power = {e: np.zeros((len(data.modules) + 1, len(ev.steps))) for e, ev in enumerate(rows.events)}
     for c, k in enumerate(rows.kind):
-        if k in (SUPPLY, ABSORB):
-            sign = 1.0 if k == SUPPLY else -1.0
+        if k in (SUPPLY, ABSORB, SHED):
+            sign = -1.0 if k == ABSORB else 1.0
             power[rows.event[c]][rows.module[c], rows.first[c]:rows.last[c] + 1] += sign * values[c]
     out = []
     for e, ev in enumerate(rows.events):
@@ -189,6 +194,8 @@ def _profile_rows(data: PlanData, shocks: ShockScenarios, rows: StageTwoRows, va
             row = {"scenario": ev.scenario, "bus": data.sites[ev.site].bus, "minute": float(step * step_min),
                    "deviation_mw": round(float(shocks.deviation_mw[ev.scenario, ev.site, step]), 9) + 0.0}
             row.update({f"{m.name}_mw": round(float(power[e][k, j]), 9) + 0.0 for k, m in enumerate(data.modules)})
+            if data.limits is not None:
+                row["shed_mw"] = round(float(power[e][-1, j]), 9) + 0.0
             out.append(row)
     return out
 

@@ -30,11 +30,12 @@ import numpy as np
 
 from grid.plan.data import ModuleType, PlanData
 from grid.plan.shocks import ShockScenarios
+from grid.plan.stage_two_limits import EventRelief, LimitStates, limit_row_terms, limit_states
 
 INF = float("inf")
 
 # Column kinds.
-UNITS, STABLE, SUPPLY, ABSORB, LEVEL = range(5)
+UNITS, STABLE, SUPPLY, ABSORB, LEVEL, SHED = range(6)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,8 @@ class _Event:
     stretch_of_piece: list[int]
     stretch_ends: list[int]  # last piece of each stretch
     power: dict[tuple[int, int], int] = field(default_factory=dict)  # (module, piece) -> column
+    shed: dict[int, int] = field(default_factory=dict)  # piece -> column of load shed for the feeder's limits
+    limits: LimitStates | None = None
     to_window_end: bool = False
     latest: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per step: the last arrival so far (-1: none)
     _arrived: dict[tuple[int, float], dict[int, float]] = field(default_factory=dict)
@@ -203,21 +206,58 @@ def stage_two_rows(data: PlanData, shocks: ShockScenarios, *, stock: np.ndarray 
     events = site_events(shocks)
     step_h = shocks.settings.step_min / 60.0
     rows = StageTwoRows(shocks.count, events, step_h, np.zeros(shocks.count))
+    states = limit_states(data.limits, shocks, _rule_changes(data, shocks, events)) if data.limits is not None else None
     coupling: dict[tuple[int, int, int], dict[int, float]] = {}
+    reliefs = []
     for e, ev in enumerate(events):
-        event = _start_event(rows, data, shocks, e, ev, stock, aggregate, tie_break)
+        event = _start_event(rows, data, shocks, e, ev, stock, aggregate, tie_break, states)
         for (d, k), c in event.units.items():
             coupling.setdefault((ev.scenario, d, k), {})[c] = 1.0
         _add_powers(event)
+        if states is not None and states.binding[ev.scenario].any():
+            reliefs.append(_relief(event))
     for (s, d, k), terms in coupling.items():  # (F-6)
         bound = float(stock[d, k]) if stock is not None else INF
         rows.stock_rows.append(rows.row(terms, upper=bound))
         rows.stock_key.append((d, k))
+    if states is not None:
+        assert data.limits is not None
+        for terms, lower in limit_row_terms(data.limits, shocks, states, reliefs):  # (#eq-f-limits)
+            if terms:
+                rows.row(terms, lower=lower)
     return rows
 
 
+def _rule_changes(data: PlanData, shocks: ShockScenarios, events: list[SiteEvent]) -> np.ndarray:
+    """(S, steps): where some site's coverage rule starts (T_stab) or some hub's units arrive; a
+    superset of where `_cut_stretches` breaks a site's stretches for its own reasons."""
+    changes = np.zeros((shocks.count, shocks.deviation_mw.shape[2]), dtype=bool)
+    step_min = shocks.settings.step_min
+    for ev in events:
+        minutes = ev.steps * step_min - ev.onset_min
+        marks = np.append(data.travel_min[:, ev.site], data.sites[ev.site].stabilize_min)
+        rule = np.searchsorted(np.sort(marks), minutes, side="right")
+        changes[ev.scenario, ev.steps[1:][rule[1:] != rule[:-1]]] = True
+    return changes
+
+
+def _relief(event: _Event) -> EventRelief:
+    """The event's relief columns at each of its steps: supplied and shed +1, absorbed -1."""
+    kinds = event.rows.kind
+    by_piece: list[dict[int, float]] = [{} for _ in event.pieces]
+    for (_, p), c in event.power.items():
+        by_piece[p][c] = 1.0 if kinds[c] == SUPPLY else -1.0
+    for p, c in event.shed.items():
+        by_piece[p][c] = 1.0
+    terms: list[dict[int, float]] = [{} for _ in event.ev.steps]
+    for p, (first, last) in enumerate(event.pieces):
+        for j in range(first, last + 1):
+            terms[j] = by_piece[p]
+    return EventRelief(event.ev.scenario, event.ev.site, event.ev.steps, terms)
+
+
 def _start_event(rows: StageTwoRows, data: PlanData, shocks: ShockScenarios, e: int, ev: SiteEvent,
-                 stock: np.ndarray | None, aggregate: bool, tie_break: float) -> _Event:
+                 stock: np.ndarray | None, aggregate: bool, tie_break: float, limits: LimitStates | None) -> _Event:
     """The event's units and u, its cost's constant part, and its stretches."""
     site = data.sites[ev.site]
     step_min = shocks.settings.step_min
@@ -228,7 +268,7 @@ def _start_event(rows: StageTwoRows, data: PlanData, shocks: ShockScenarios, e: 
     rows.constant[ev.scenario] += site.imbalance_cost_per_mwh * need_mwh + loss
     stable = rows.column(0.0, 1.0, kind=STABLE, event=e, cost=-loss, integer=True)
     units = _add_units(rows, data, e, ev, stable, stock, tie_break)
-    event = _Event(rows, data, e, ev, minutes, units, stable, [], [], [],
+    event = _Event(rows, data, e, ev, minutes, units, stable, [], [], [], limits=limits,
                    to_window_end=int(ev.steps[-1]) >= round(data.window_min / step_min) - 1)
     _cut_stretches(event, aggregate)
     return event
@@ -274,7 +314,8 @@ def _cut_stretches(event: _Event, aggregate: bool) -> None:
     generator = any(event.data.modules[k].kind == "generator" for _, k in event.units)
 
     def signature(j: int) -> tuple:
-        return (float(ev.up[j]), float(ev.down[j]), bool(minutes[j] >= stabilize_min), int(count[j]))
+        joint = event.limits.stretch_key(ev.scenario, int(ev.steps[j])) if event.limits is not None else 0
+        return (float(ev.up[j]), float(ev.down[j]), bool(minutes[j] >= stabilize_min), int(count[j]), joint)
 
     start = 0
     for j in range(1, len(ev.steps) + 1):
@@ -311,15 +352,31 @@ def _add_powers(event: _Event) -> None:
             capacity[c] = 1.0
             rows.row(capacity, upper=0.0)
         MODULE_ROWS[module.kind](event, k, module)
+    _add_shed(event)
     for p, (first, _) in enumerate(event.pieces):
         need = float(ev.up[first] + ev.down[first])
         columns = [event.power[k, p] for k in modules if (k, p) in event.power]
-        if len(columns) > 1:  # (F-7): the power served is at most the need
-            rows.row({c: 1.0 for c in columns}, upper=need)
+        capped = columns + ([event.shed[p]] if p in event.shed else [])
+        if len(capped) > 1:  # (F-7): the power served, and the load shed, are at most the need
+            rows.row({c: 1.0 for c in capped}, upper=need)
         if need > 0 and event.minutes[first] >= site.stabilize_min:  # (F-8): u = 1 covers the need
             terms = {c: 1.0 for c in columns}
             terms[event.stable] = -need
             rows.row(terms, lower=0.0)
+
+
+def _add_shed(event: _Event) -> None:
+    """Load shed (MW) on each surge piece where a binding limit row reaches the site
+    (docs/models/plan.md#fcm-feeder): at most the surge, at gamma per MWh instead of P_i, since
+    energy shed is energy not served rather than imbalance."""
+    if event.limits is None:
+        return
+    rows, ev, data = event.rows, event.ev, event.data
+    price = data.ens_cost_per_mwh - data.sites[ev.site].imbalance_cost_per_mwh
+    for p, (first, _) in enumerate(event.pieces):
+        if ev.up[first] > 0 and event.limits.reach[ev.scenario, ev.site, ev.steps[first]]:
+            event.shed[p] = rows.column(0.0, float(ev.up[first]), kind=SHED, event=event.index, first=first,
+                                        last=event.pieces[p][1], cost=price * rows.step_h * event.width(p))
 
 
 def _level_rows(event: _Event, k: int, module: ModuleType, gain: Callable[[int, int], float],

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from grid.errors import GridError
 from grid.plan.data import Hub, ModuleType, Supplier
+from grid.plan.feeder_limits import LimitSettings
 from grid.plan.shocks import ShockSettings
 from mechanisms.settings import MAX_COUNT, MAX_MW, MAX_SECONDS, Money, Settings
 
@@ -90,6 +91,29 @@ class TravelConfig(Settings):
                                                           "site bus, e.g. { H6 = { 18 = 9 } }")
 
 
+PerUnit = Annotated[float, Field(gt=0.5, lt=1.5)]
+
+
+class FeederLimitsConfig(Settings):
+    """``[plan.feeder_limits]``: Stage II keeps the feeder within these limits on its linear DistFlow
+    (docs/models/plan.md#fcm-feeder); the case must state resistances (ieee33bw, case69)."""
+
+    enabled: bool = Field(default=True, description="false: the table is kept but Stage II ignores the feeder")
+    v_min_pu: PerUnit = Field(default=0.95, description="the lowest voltage allowed at any bus")
+    v_max_pu: PerUnit = Field(default=1.05, description="the highest voltage allowed (the head's must not pass it)")
+    head_voltage_pu: PerUnit = Field(default=1.0, description="the substation's voltage")
+    power_factor: float = Field(default=0.95, gt=0, le=1, description="the data-center sites' power factor (lagging), "
+                                "of their load, deviations and relief alike")
+    background_scale: float = Field(default=1.0, ge=0, le=10, description="the case's own loads times this (e.g. "
+                                    "0.5 for a light-load hour)")
+    line_rating_mw: float | None = Field(default=None, gt=0, le=MAX_MW, description="every line's rating; default: "
+                                         "the case's ratings (its rating rule where it states none)")
+
+    def settings(self) -> LimitSettings:
+        return LimitSettings(self.v_min_pu, self.v_max_pu, self.head_voltage_pu, self.power_factor,
+                             self.background_scale, self.line_rating_mw)
+
+
 def _shock_fields(table: dict[str, Any], where: str) -> dict[str, Any]:
     """Validate shock fields by building the generator's settings (one set of rules)."""
     try:
@@ -138,6 +162,8 @@ class PlanConfig(Settings):
     mip_gap: float = Field(default=1e-3, gt=0, lt=1, description="the relative MIP gap at which the solver stops")
     time_limit_s: float | None = Field(default=300.0, gt=0, le=MAX_SECONDS, description="the solver's time limit "
                                        "per MILP")
+    feeder_limits: FeederLimitsConfig | None = Field(default=None, description="the feeder's voltage and line limits "
+                                                     "in Stage II; default: none (road times only)")
     group_size: int | None = Field(default=None, ge=1, le=100_000, description="solve each plan by groups of "
                                    "this many in-sample scenarios, bounded from both sides "
                                    "(docs/models/plan.md#fcm-groups); default: one MILP over all of them")

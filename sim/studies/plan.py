@@ -15,6 +15,7 @@ What it computes (docs/models/plan.md#fcm-6):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -25,6 +26,7 @@ from agents.capacity_products import SiteDefaults
 from grid.errors import GridError
 from grid.network.cases import load_case
 from grid.network.network import Network
+from grid.network.radial import radial_feeder
 from grid.plan.data import (
     Hub,
     ModuleType,
@@ -37,6 +39,7 @@ from grid.plan.data import (
     travel_minutes,
 )
 from grid.plan.dispatch import Evaluation, batch_size
+from grid.plan.feeder_limits import LimitRows, limit_rows
 from grid.plan.groups import solve_by_groups
 from grid.plan.milp import (
     Plan,
@@ -65,7 +68,7 @@ SHIPMENT_COLUMNS = ("plan", "module", "hub", "hub_bus", "supplier", "units")
 DISPATCH_COLUMNS = ("plan", "scenario", "bus", "hub", "module", "units")
 COST_COLUMNS = ("plan", "sample", "scenario", "cost_usd", "ens_mwh", "uncovered_mwh", "sites_disturbed",
                 "sites_stabilized")
-SITE_COLUMNS = ("plan", "sample", "scenario", "bus", "ens_mwh", "uncovered_mwh", "stabilized", "arrival_min")
+SITE_COLUMNS = ("plan", "sample", "scenario", "bus", "ens_mwh", "shed_mwh", "uncovered_mwh", "stabilized", "arrival_min")
 FRONTIER_COLUMNS = ("lambda", "plan_cost_usd", "expected_cost_usd", "cvar_usd", "expected_total_usd",
                     "cvar_total_usd", "objective_usd", "units", "hubs")
 
@@ -128,9 +131,24 @@ def plan_data(plan: PlanConfig, network: Network, sites: Sequence[PlanSite],
     tau = travel_minutes(network, hubs, sites, section_km=plan.travel.section_km, speed_kmh=plan.travel.speed_kmh,
                          explicit=explicit)
     data = PlanData(network.name, modules, hubs, suppliers, tuple(sites), tau, plan.ens_cost_per_mwh,
-                    settings.window_min, tuple(stabilize_fields))
+                    settings.window_min, tuple(stabilize_fields), feeder_limit_rows(plan, network, sites))
     check_plan_data(data, network)
     return data
+
+
+def feeder_limit_rows(plan: PlanConfig, network: Network, sites: Sequence[PlanSite]) -> LimitRows | None:
+    """``[plan.feeder_limits]`` as rows over the sites (grid.plan.feeder_limits), or None when off."""
+    limits = plan.feeder_limits
+    if limits is None or not limits.enabled:
+        return None
+    for k, site in enumerate(sites):
+        if site.imbalance_cost_per_mwh > plan.ens_cost_per_mwh:
+            # Shed load is priced at gamma instead of P_i: were it cheaper, the plan would shed for profit.
+            raise GridError(f"plan.ens_cost_per_mwh: {plan.ens_cost_per_mwh:g} $/MWh is below bus {site.bus}'s "
+                            f"imbalance price ({site.imbalance_cost_per_mwh:g} $/MWh); with plan.feeder_limits "
+                            "shedding load must not cost less than leaving it uncovered: raise it")
+    feeder = radial_feeder(network.name, "plan.case")
+    return limit_rows(feeder, network, [(s.bus, s.load_mw) for s in sites], limits.settings())
 
 
 def stabilize_fields(plan: PlanConfig) -> tuple[str, ...]:
@@ -164,6 +182,8 @@ def _evaluation_row(plan: Plan, ev: Evaluation, risk: RiskSettings, shocks: Shoc
         "cvar_ens_mwh": cvar(ens, risk.alpha),
         "max_ens_mwh": float(ens.max()),
         "share_scenarios_with_ens": float((ens > 1e-9).mean()),
+        # Part of the ENS: load shed to keep the feeder within its limits (0 with them off).
+        "expected_shed_mwh": float(ev.shed_mwh.sum(axis=1).mean()),
         # Of the sites an event hit (a site without one needs no stabilizing).
         "stabilized_share": float(ev.stabilized[disturbed].mean()) if disturbed.any() else 1.0,
         "stabilized_share_ci": interval(ratio_interval((ev.stabilized & disturbed).sum(axis=1), disturbed.sum(axis=1))),
@@ -387,7 +407,15 @@ def _summary(config: ExperimentConfig, plan: PlanConfig, data: PlanData, plans: 
                                                      samples[label])
                               for label in samples} for name in plans},
         "frontier": frontier_rows,
+        "feeder_limits": _limits_dict(data.limits),
     }
+
+
+def _limits_dict(limits: LimitRows | None) -> dict[str, Any] | None:
+    if limits is None:
+        return None
+    return {**dataclasses.asdict(limits.settings), "rows": list(limits.names),
+            "lowest_voltage_before_shocks_pu": round(float(limits.base_voltage_pu.min()), 6)}
 
 
 def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mapping[tuple[str, str], Evaluation],
@@ -398,7 +426,8 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
                   "units": s.units} for name, solution in plans.items() for s in solution.plan.shipments]
     dispatch = [{"plan": name, **row} for name in plans for row in evaluations[name, "in-sample"].dispatch]
     profile = [{"plan": name, **row} for name in plans for row in evaluations[name, "in-sample"].profiles]
-    profile_columns = ("plan", "scenario", "bus", "minute", "deviation_mw") + tuple(f"{m.name}_mw" for m in data.modules)
+    profile_columns = (("plan", "scenario", "bus", "minute", "deviation_mw") + tuple(f"{m.name}_mw" for m in data.modules)
+                       + (("shed_mw",) if data.limits is not None else ()))
     # The scenario to draw minute by minute: the sample plan's costliest in sample.
     worst = int(np.argmax(evaluations["sample", "in-sample"].cost))
     costs = []
@@ -408,6 +437,7 @@ def _files(data: PlanData, plans: Mapping[str, PlanSolution], evaluations: Mappi
         for s, i in zip(*np.nonzero(disturbed)):
             per_site.append({"plan": name, "sample": label, "scenario": int(s), "bus": data.sites[i].bus,
                              "ens_mwh": round(float(ev.ens_mwh[s, i]), 9),
+                             "shed_mwh": round(float(ev.shed_mwh[s, i]), 9),
                              "uncovered_mwh": round(float(ev.uncovered_mwh[s, i]), 9),
                              "stabilized": int(ev.stabilized[s, i]),
                              "arrival_min": None if np.isnan(ev.arrival_min[s, i]) else float(ev.arrival_min[s, i])})
@@ -509,6 +539,14 @@ def plan_report(summary: Mapping[str, Any]) -> str:
                          _within(row["expected_ens_mwh"], row["expected_ens_ci_mwh"], ".3f"),
                          f"{row['cvar_ens_mwh']:.3f}", f"{row['max_ens_mwh']:.3f}",
                          _within(row["stabilized_share"], row["stabilized_share_ci"], ".1%")))
+    limits = summary.get("feeder_limits")
+    if limits:
+        lines.append(f"Feeder limits: {len(limits['rows'])} rows a shock can reach ({', '.join(limits['rows'])}); "
+                     f"voltage {limits['v_min_pu']:g} to {limits['v_max_pu']:g} p.u., lowest "
+                     f"{limits['lowest_voltage_before_shocks_pu']:.4f} p.u. before any shock; E[ENS] includes the load "
+                     "shed to stay within them: " + ", ".join(
+                         f"{name}, {label} {row['expected_shed_mwh']:.3f} MWh"
+                         for name, by_sample in summary["evaluation"].items() for label, row in by_sample.items()))
     sections = ["\n".join(lines),
                 "Stage II costs of each plan (CVaR at alpha; worst case: mean-CVaR over the ambiguity set; "
                 "± the half-width of a 95 % interval):\n"

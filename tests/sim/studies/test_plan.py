@@ -245,6 +245,14 @@ def _bad(**changes) -> dict:
      "plan.shocks: step_min: 1e-09 min cuts window_min 60 min into 60,000,000,000 steps; at most 10,080"),
     (_bad(travel={"speed_kmh": 1e308}), "plan.travel.speed_kmh: input should be less than or equal to 1000"),
     (_bad(time_limit_s=1e308), "plan.time_limit_s: input should be less than or equal to 1000000"),
+    # The feeder's limits (docs/models/plan.md#fcm-feeder): the 33-bus feeder is at 0.913 p.u. unloaded.
+    (_bad(feeder_limits={}), "plan.feeder_limits: before any shock the feeder already breaks its voltage at bus 18 "
+                             "limit (0.8"),
+    (_bad(feeder_limits={"head_voltage_pu": 1.06}), "plan.feeder_limits.head_voltage_pu: 1.06 p.u. must lie above"),
+    (_bad(feeder_limits={"v_min_pu": 0.2}), "plan.feeder_limits.v_min_pu: input should be greater than 0.5"),
+    (_bad(feeder_limits={"line_rating_mw": 1e308}), "plan.feeder_limits.line_rating_mw: input should be less than"),
+    (_bad(feeder_limits={"v_min_pu": 0.8}, imbalance_cost_per_mwh=30000.0),
+     "plan.ens_cost_per_mwh: 20000 $/MWh is below bus 18's imbalance price (30000 $/MWh)"),
 ])
 def test_invalid_plans_get_one_line_field_named_errors(tmp_path, capsys, plan, expected):
     plan = {k: v for k, v in plan.items() if v is not None}
@@ -328,7 +336,8 @@ def test_run_plans_for_the_auction_winners(tmp_path):
     assert plan_from_choice(data, sample["open_hubs"], units).cost == pytest.approx(sample["plan_cost_usd"])
 
 
-@pytest.mark.parametrize("name", ["ieee33bw_plan.toml", "ieee33bw_auction_plan.toml", "case69_plan.toml"])
+@pytest.mark.parametrize("name", ["ieee33bw_plan.toml", "ieee33bw_auction_plan.toml", "case69_plan.toml",
+                                  "ieee33bw_plan_limits.toml"])
 def test_shipped_plan_configs_hold_valid_data(name):
     """The experiment configs validate, and their data passes the network checks (no solve)."""
     from grid.network.cases import load_case
@@ -444,3 +453,27 @@ def test_a_plan_with_an_unreachable_scheduler_is_one_line_and_writes_nothing(pla
     err = capsys.readouterr().err.strip()
     assert "--scheduler: cannot reach a Dask scheduler" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_a_plan_within_the_feeder_limits_sheds_load_and_says_so(tmp_path):
+    """docs/models/plan.md#fcm-feeder: with the limits on, the load shed is part of the ENS in every
+    table, the dispatch profile gives it minute by minute, and the plan costs more than without them."""
+    limits = {"v_min_pu": 0.94, "head_voltage_pu": 1.05, "background_scale": 0.5, "power_factor": 1.0,
+              "line_rating_mw": 10.0}
+    config = _write(tmp_path, {"seed": 7, "plan": {**PLAN, "feeder_limits": limits, "frontier_lambdas": []}})
+    runs = {}
+    for label, extra in (("on", []), ("off", ["--set", "plan.feeder_limits.enabled=false"])):
+        assert main(["plan", str(config), "--out", str(tmp_path / label), "--quiet", "--no-plots", *extra]) == 0
+        runs[label] = _summary(tmp_path / label)
+    on, off = runs["on"], runs["off"]
+    assert on["feeder_limits"]["rows"] == ["voltage at bus 18"] and off["feeder_limits"] is None
+    assert on["plans"]["sample"]["objective_usd"] > off["plans"]["sample"]["objective_usd"]
+    sites = list(csv.DictReader((tmp_path / "on" / "site_outcomes.csv").open()))
+    shed = sum(float(r["shed_mwh"]) for r in sites if r["plan"] == "sample" and r["sample"] == "in-sample")
+    assert shed > 0
+    assert all(float(r["ens_mwh"]) >= float(r["shed_mwh"]) - 1e-9 for r in sites)
+    in_sample = on["evaluation"]["sample"]["in-sample"]
+    assert in_sample["expected_shed_mwh"] == pytest.approx(shed / on["scenarios"]["in-sample"], abs=1e-8)
+    profile = list(csv.DictReader((tmp_path / "on" / "dispatch_profile.csv").open()))
+    by_minute = sum(float(r["shed_mw"]) for r in profile if r["plan"] == "sample") / 60.0
+    assert by_minute == pytest.approx(shed, abs=1e-6)
