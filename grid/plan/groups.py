@@ -12,12 +12,20 @@ MILP bound is a valid lower bound on its minimum whatever its gap, so the weight
 groups' bounds is a lower bound on the S-scenario optimum. Every plan a group chose is feasible:
 evaluated exactly on all S scenarios (each Stage II solved alone, grid.plan.dispatch), the best is
 an upper bound. Groups are independent MILPs: they run side by side on the caller's mapper.
+
+The robust model's ball couples every scenario through mu + kappa >= v_s, and a group that sees
+only its own scenarios sets kappa by its own dearest one: a weak bound. Any scenario may be added to
+a group's ball at probability 0, which keeps only its row, a row the whole model has too; so a
+second round adds the dearest scenarios of the best plan so far to every group
+(docs/models/plan.md#eq-f-tail). Both rounds' bounds are valid; the higher is reported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 from grid.errors import GridError
 from grid.plan.data import PlanData
@@ -42,6 +50,7 @@ class GroupedSolution:
     groups: int
     candidates: int  # distinct plans the groups chose, each evaluated on all scenarios
     all_optimal: bool  # every group's MILP ended within its gap (else its bound is still valid, only looser)
+    rounds: int = 1  # 2: the robust model's second round, with the tail scenarios (#eq-f-tail)
 
     @property
     def gap(self) -> float:
@@ -57,39 +66,75 @@ class GroupedSolution:
 
 
 def solve_group(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, solver: str, mip_gap: float,
-                time_limit: float | None) -> PlanSolution:
-    """One group's MILP (a worker's task)."""
-    return solve_plan(data, shocks, risk, solver=solver, mip_gap=mip_gap, time_limit=time_limit)
+                time_limit: float | None, weighted: int | None = None) -> PlanSolution:
+    """One group's MILP (a worker's task); scenarios past ``weighted`` are the tail's (#eq-f-tail)."""
+    return solve_plan(data, shocks, risk, solver=solver, mip_gap=mip_gap, time_limit=time_limit, weighted=weighted)
+
+
+# The robust model's second round adds to every group this many of the dearest scenarios of the best
+# plan so far, at probability 0 (docs/models/plan.md#eq-f-tail).
+TAIL_SCENARIOS = 5
+
+
+@dataclass
+class _Round:
+    """What the group MILPs of one round gave."""
+
+    bound: float
+    plans: list[Plan]
+    all_optimal: bool
+
+
+def _solve_round(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, starts: list[int], group_size: int,
+                 tail: list[int], settings: tuple[str, float, float | None], map_: Mapper) -> _Round:
+    """Every group's MILP, each with the ``tail`` scenarios it does not hold at probability 0."""
+    count = shocks.count
+    tasks = []
+    for a in starts:
+        own = list(range(a, min(count, a + group_size)))
+        extra = [s for s in tail if s not in own]
+        tasks.append((data, shocks.subset(own + extra), risk, *settings, len(own) if extra else None))
+    solutions = list(map_(solve_group, tasks))
+    bound = sum(s.scenarios / count * s.solve.bound for s in solutions)
+    return _Round(bound, [s.plan for s in solutions], all(s.solve.status == "optimal" for s in solutions))
 
 
 def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, *, group_size: int,
                     solver: str = "highs", mip_gap: float = 1e-3, time_limit: float | None = None,
-                    mapper: Mapper | None = None, workers: int = 1,
+                    mapper: Mapper | None = None, workers: int = 1, tail: int = TAIL_SCENARIOS,
                     progress: Callable[[str], None] = lambda _: None) -> GroupedSolution:
     """Bounds on the S-scenario plan from groups of ``group_size`` consecutive scenarios (the last
-    may be smaller); ``workers`` sizes the evaluation's batches for ``mapper``."""
+    may be smaller); ``workers`` sizes the evaluation's batches for ``mapper``. For the robust model
+    a second round adds the ``tail`` dearest scenarios of the best plan to every group (#eq-f-tail)."""
     count = shocks.count
     if count == 0:
         raise GridError("plan.scenarios: no shock scenarios; give at least one")
     if group_size < 1:
         raise GridError(f"plan.group_size: {group_size!r} is not a positive number of scenarios")
     starts = list(range(0, count, group_size))
-    tasks = [(data, shocks.subset(slice(a, min(count, a + group_size))), risk, solver, mip_gap, time_limit)
-             for a in starts]
     map_ = mapper or serial_map
-    progress(f"{len(tasks)} groups of up to {group_size} scenarios")
-    solutions = list(map_(solve_group, tasks))
-    bound = sum(task[1].count / count * s.solve.bound for task, s in zip(tasks, solutions))
-    candidates: dict[tuple, Plan] = {}
-    for s in solutions:
-        candidates.setdefault(s.plan.key(), s.plan)
-    progress(f"lower bound {bound:,.2f} $; {len(candidates)} distinct plans to evaluate on {count:,} scenarios")
-    best: tuple[float, Plan] | None = None
-    for plan in candidates.values():
-        costs = evaluate_stock(data, plan.stock(data), shocks, mapper=mapper, batch=batch_size(count, workers)).cost
-        value = plan.cost + worst_case_mean_cvar(costs, risk.lam, risk.alpha, risk.radius)
-        if best is None or value < best[0]:
-            best = (value, plan)
-    assert best is not None
-    return GroupedSolution(best[1], risk, best[0], bound, count, group_size, len(tasks), len(candidates),
-                           all(s.solve.status == "optimal" for s in solutions))
+    settings = (solver, mip_gap, time_limit)
+    evaluated: dict[tuple, tuple[float, Plan, np.ndarray]] = {}
+
+    def evaluate(plans: list[Plan]) -> tuple[float, Plan, np.ndarray]:
+        new = {p.key(): p for p in plans if p.key() not in evaluated}
+        progress(f"{len(new)} new plans to evaluate on {count:,} scenarios")
+        for key, plan in new.items():
+            costs = evaluate_stock(data, plan.stock(data), shocks, mapper=mapper, batch=batch_size(count, workers)).cost
+            evaluated[key] = (plan.cost + worst_case_mean_cvar(costs, risk.lam, risk.alpha, risk.radius), plan, costs)
+        return min(evaluated.values(), key=lambda entry: entry[0])
+
+    progress(f"{len(starts)} groups of up to {group_size} scenarios")
+    first = _solve_round(data, shocks, risk, starts, group_size, [], settings, map_)
+    progress(f"lower bound {first.bound:,.2f} $")
+    best = evaluate(first.plans)
+    rounds = [first]
+    if risk.radius > 0 and tail > 0 and len(starts) > 1:
+        dearest = [int(s) for s in np.argsort(-best[2], kind="stable")[:tail]]
+        progress(f"second round: every group with the {len(dearest)} dearest scenarios of the best plan")
+        rounds.append(_solve_round(data, shocks, risk, starts, group_size, dearest, settings, map_))
+        progress(f"lower bound {rounds[-1].bound:,.2f} $")
+        best = evaluate(rounds[-1].plans)
+    bound = max(r.bound for r in rounds)
+    return GroupedSolution(best[1], risk, best[0], bound, count, group_size, len(starts), len(evaluated),
+                           all(r.all_optimal for r in rounds), len(rounds))

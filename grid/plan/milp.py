@@ -94,8 +94,12 @@ def plan_from_choice(data: PlanData, open_hubs: Sequence[str], units: dict[tuple
     return Plan(tuple(d for d in (h.name for h in data.hubs) if d in set(open_hubs)), shipments, setup, transport)
 
 
-def _risk_term(m: pyo.ConcreteModel, cost: list, risk: RiskSettings) -> object:
+def _risk_term(m: pyo.ConcreteModel, cost: list, risk: RiskSettings, weighted: int | None = None) -> object:
     """Mean-CVaR of the scenario costs, at its worst over the total-variation ball.
+
+    ``weighted``: only the first so many scenarios carry probability (1 / weighted each); the others
+    are in the ball's support at probability 0, so that the worst case may move mass onto them
+    (their rows mu + kappa >= v_s), which is all they do (docs/models/plan.md#eq-f-tail).
 
     Sample model (radius 0), (14)-(16): (1 - lambda) sum_s p_s Q_s + lambda (zeta + sum_s p_s eta_s / (1 - alpha)),
     eta_s >= Q_s - zeta, eta_s >= 0.
@@ -113,23 +117,27 @@ def _risk_term(m: pyo.ConcreteModel, cost: list, risk: RiskSettings) -> object:
     model; at delta = 1 the optimum is max_s v_s (every distribution is in the ball).
     """
     count = len(cost)
-    phat = 1.0 / count
+    weighted = count if weighted is None else weighted
+    if risk.radius == 0 and weighted < count:
+        raise ValueError("scenarios at probability 0 change only the worst case over a ball of positive radius")
+    phat = 1.0 / weighted
     m.zeta = pyo.Var()
     m.eta = pyo.Var(range(count), domain=pyo.NonNegativeReals)
     m.risk_rows = pyo.ConstraintList()
     for s, q in enumerate(cost):
         m.risk_rows.add(m.eta[s] >= q - m.zeta)
     values = [(1 - risk.lam) * q + risk.lam * m.eta[s] / (1 - risk.alpha) for s, q in enumerate(cost)]
-    nominal = risk.lam * m.zeta + phat * sum(values)
+    nominal = risk.lam * m.zeta + phat * sum(values[:weighted])
     if risk.radius == 0:
         return nominal
     m.mu = pyo.Var()
     m.kappa = pyo.Var(domain=pyo.NonNegativeReals)
-    m.nu = pyo.Var(range(count), domain=pyo.NonNegativeReals)
+    m.nu = pyo.Var(range(weighted), domain=pyo.NonNegativeReals)
     for s, v in enumerate(values):
         m.risk_rows.add(m.mu + m.kappa >= v)
-        m.risk_rows.add(m.nu[s] >= m.mu - m.kappa - v)
-    return nominal + 2 * risk.radius * m.kappa + phat * sum(m.nu[s] for s in range(count))
+        if s < weighted:  # (column b_s: no mass to take from a scenario at probability 0)
+            m.risk_rows.add(m.nu[s] >= m.mu - m.kappa - v)
+    return nominal + 2 * risk.radius * m.kappa + phat * sum(m.nu[s] for s in range(weighted))
 
 
 @dataclass(frozen=True)
@@ -198,20 +206,22 @@ def add_stage_one(m: pyo.ConcreteModel, data: PlanData) -> StageOne:
 
 
 def solve_plan(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, *, solver: str = "highs",
-               mip_gap: float = 1e-4, time_limit: float | None = None, aggregate: bool = True) -> PlanSolution:
-    """Build and solve the two-stage MILP (1)-(16); return the Stage I plan."""
+               mip_gap: float = 1e-4, time_limit: float | None = None, aggregate: bool = True,
+               weighted: int | None = None) -> PlanSolution:
+    """Build and solve the two-stage MILP (1)-(16); return the Stage I plan. ``weighted``: see `_risk_term`."""
     if shocks.count == 0:
         raise GridError("plan.scenarios: no shock scenarios; give at least one")
     check_plan_memory(event_steps(shocks), shocks.count)
     m = pyo.ConcreteModel(name="fcm_two_stage")
     one = add_stage_one(m, data)
     stage_two = add_stage_two(m, stage_two_rows(data, shocks, aggregate=aggregate), lambda d, k: one.stock(m, d, k))
-    risk_expr = _risk_term(m, stage_two.cost, risk)
+    risk_expr = _risk_term(m, stage_two.cost, risk, weighted)
     m.objective = pyo.Objective(expr=one.setup + one.transport + risk_expr, sense=pyo.minimize)
     outcome = solve_milp(m, solver, mip_gap=mip_gap, time_limit=time_limit, what="the flexible-capacity plan",
                          more_time="raise plan.time_limit_s, or lower plan.scenarios")
     plan = one.plan(m, data)
-    return PlanSolution(plan, risk, outcome.objective, outcome.objective - plan.cost, outcome, shocks.count)
+    return PlanSolution(plan, risk, outcome.objective, outcome.objective - plan.cost, outcome,
+                        shocks.count if weighted is None else weighted)
 
 
 def evaluate_plan(data: PlanData, plan: Plan, shocks: ShockScenarios, *, solver: str = "highs",

@@ -50,6 +50,9 @@ SCRIPTS = [
     # Groups of 2 on 4 and 6 scenarios, one process, the monolithic MILP beside both.
     script("bench_fcm_groups.py", ["--scenarios", "4", "6", "--group-size", "2", "--workers", "1",
                                    "--monolithic-max", "6"], "bench_fcm_groups.csv", 2),
+    # The robust model's two rounds on 4 scenarios in groups of 2.
+    script("bench_fcm_groups.py", ["--scenarios", "4", "--group-size", "2", "--workers", "1", "--radius", "0.1",
+                                   "--monolithic-max", "4"], "bench_fcm_groups.csv", 1, "robust"),
     # One population of each mix, four mechanisms each.
     script("compare_mechanisms.py", ["--populations", "1", "--bidders", "4", "--buses", "2"],
            "compare_mechanisms.csv", 8),

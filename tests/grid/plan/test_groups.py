@@ -20,14 +20,33 @@ def test_the_groups_bracket_the_enumerated_optimum(lam, alpha, radius):
     optimum = brute_force(lam, alpha, radius)[0][0]
     bounds = []
     for size in (1, 2, 4):
-        result = solve_by_groups(data, shocks, RiskSettings(lam, alpha, radius), group_size=size, mip_gap=1e-9)
-        assert result.groups == -(-4 // size) and result.all_optimal
-        assert result.bound <= optimum + 1e-6 <= result.objective + 2e-6
-        bounds.append(result.bound)
+        for tail in (0, 5):
+            result = solve_by_groups(data, shocks, RiskSettings(lam, alpha, radius), group_size=size, mip_gap=1e-9,
+                                     tail=tail)
+            assert result.groups == -(-4 // size) and result.all_optimal
+            assert result.bound <= optimum + 1e-6 <= result.objective + 2e-6
+        bounds.append(solve_by_groups(data, shocks, RiskSettings(lam, alpha, radius), group_size=size, mip_gap=1e-9,
+                                      tail=0).bound)
     # Nested groups (1 into 2 into 4): the minimum of a sum is at least the sum of the minima.
     assert bounds[0] <= bounds[1] + 1e-6 <= bounds[2] + 2e-6
     # One group is the whole model: its bound is the optimum, and so is its plan's objective.
     assert bounds[2] == pytest.approx(optimum, rel=1e-7) and result.objective == pytest.approx(optimum, rel=1e-7)
+
+
+@pytest.mark.parametrize("lam, alpha, radius", [(1.0, 0.5, 0.2), (0.5, 0.75, 0.3), (0.25, 0.9, 0.1)])
+def test_the_tail_round_closes_the_robust_gap(lam, alpha, radius):
+    """docs/models/plan.md#eq-f-tail: with the dearest scenarios in every group's ball the lower bound
+    rises and the plan found is the enumerated optimum, where each group alone proposes worse plans."""
+    data, shocks = instance()
+    optimum = brute_force(lam, alpha, radius)[0][0]
+    risk = RiskSettings(lam, alpha, radius)
+    for size in (1, 2):
+        alone = solve_by_groups(data, shocks, risk, group_size=size, mip_gap=1e-9, tail=0)
+        tailed = solve_by_groups(data, shocks, risk, group_size=size, mip_gap=1e-9)
+        assert (alone.rounds, tailed.rounds) == (1, 2)
+        assert alone.bound + 50.0 < tailed.bound <= optimum + 1e-6
+        assert tailed.objective == pytest.approx(optimum, rel=1e-7)
+    assert alone.objective > optimum + 1.0  # groups of two alone miss the optimal plan
 
 
 def test_groups_on_worker_processes_give_the_serial_answer():
