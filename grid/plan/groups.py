@@ -15,9 +15,9 @@ an upper bound. Groups are independent MILPs: they run side by side on the calle
 
 The robust model's ball couples every scenario through mu + kappa >= v_s, and a group that sees
 only its own scenarios sets kappa by its own dearest one: a weak bound. Any scenario may be added to
-a group's ball at probability 0, which keeps only its row, a row the whole model has too; so a
-second round adds the dearest scenarios of the best plan so far to every group
-(docs/models/plan.md#eq-f-tail). Both rounds' bounds are valid; the higher is reported.
+a group's ball at probability 0, which keeps only its row, a row the whole model has too; so later
+rounds add the dearest scenarios of the plans so far to every group (docs/models/plan.md#eq-f-tail).
+Every round's bound is valid; the highest is reported.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class GroupedSolution:
     groups: int
     candidates: int  # distinct plans the groups chose, each evaluated on all scenarios
     all_optimal: bool  # every group's MILP ended within its gap (else its bound is still valid, only looser)
-    rounds: int = 1  # 2: the robust model's second round, with the tail scenarios (#eq-f-tail)
+    rounds: int = 1  # more: the robust model's later rounds, with the tail scenarios (#eq-f-tail)
 
     @property
     def gap(self) -> float:
@@ -71,9 +71,14 @@ def solve_group(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, solv
     return solve_plan(data, shocks, risk, solver=solver, mip_gap=mip_gap, time_limit=time_limit, weighted=weighted)
 
 
-# The robust model's second round adds to every group this many of the dearest scenarios of the best
-# plan so far, at probability 0 (docs/models/plan.md#eq-f-tail).
+# The robust model's later rounds add to every group, at probability 0, the dearest scenarios of the
+# plans so far (docs/models/plan.md#eq-f-tail): this many of the best plan's, and the dearest of
+# each plan the last round proposed; at most TAIL_MAX in all, and at most ROUNDS rounds, until the
+# gap is within TARGET_GAP or no scenario is new.
 TAIL_SCENARIOS = 5
+TAIL_MAX = 25
+ROUNDS = 4
+TARGET_GAP = 0.01
 
 
 @dataclass
@@ -105,7 +110,7 @@ def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, 
                     progress: Callable[[str], None] = lambda _: None) -> GroupedSolution:
     """Bounds on the S-scenario plan from groups of ``group_size`` consecutive scenarios (the last
     may be smaller); ``workers`` sizes the evaluation's batches for ``mapper``. For the robust model
-    a second round adds the ``tail`` dearest scenarios of the best plan to every group (#eq-f-tail)."""
+    later rounds add the dearest scenarios of the plans so far to every group (#eq-f-tail)."""
     count = shocks.count
     if count == 0:
         raise GridError("plan.scenarios: no shock scenarios; give at least one")
@@ -116,25 +121,39 @@ def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, 
     settings = (solver, mip_gap, time_limit)
     evaluated: dict[tuple, tuple[float, Plan, np.ndarray]] = {}
 
-    def evaluate(plans: list[Plan]) -> tuple[float, Plan, np.ndarray]:
+    def evaluate(plans: list[Plan]) -> list[tuple[float, Plan, np.ndarray]]:
+        """Each plan not seen before, evaluated exactly on all scenarios."""
         new = {p.key(): p for p in plans if p.key() not in evaluated}
         progress(f"{len(new)} new plans to evaluate on {count:,} scenarios")
         for key, plan in new.items():
             costs = evaluate_stock(data, plan.stock(data), shocks, mapper=mapper, batch=batch_size(count, workers)).cost
             evaluated[key] = (plan.cost + worst_case_mean_cvar(costs, risk.lam, risk.alpha, risk.radius), plan, costs)
-        return min(evaluated.values(), key=lambda entry: entry[0])
+        return [evaluated[key] for key in new]
 
     progress(f"{len(starts)} groups of up to {group_size} scenarios")
-    first = _solve_round(data, shocks, risk, starts, group_size, [], settings, map_)
-    progress(f"lower bound {first.bound:,.2f} $")
-    best = evaluate(first.plans)
-    rounds = [first]
-    if risk.radius > 0 and tail > 0 and len(starts) > 1:
-        dearest = [int(s) for s in np.argsort(-best[2], kind="stable")[:tail]]
-        progress(f"second round: every group with the {len(dearest)} dearest scenarios of the best plan")
-        rounds.append(_solve_round(data, shocks, risk, starts, group_size, dearest, settings, map_))
+    rounds = [_solve_round(data, shocks, risk, starts, group_size, [], settings, map_)]
+    progress(f"lower bound {rounds[0].bound:,.2f} $")
+    proposed = evaluate(rounds[0].plans)
+    chosen: list[int] = []
+    while risk.radius > 0 and tail > 0 and len(starts) > 1 and len(rounds) < ROUNDS:
+        best = min(evaluated.values(), key=lambda entry: entry[0])
+        bound = max(r.bound for r in rounds)
+        if (best[0] - bound) / max(1.0, abs(best[0])) <= TARGET_GAP:
+            break
+        more = _dearest(best[2], tail) + [s for entry in proposed for s in _dearest(entry[2], 1)]
+        new = [s for s in dict.fromkeys(more) if s not in chosen][:TAIL_MAX - len(chosen)]
+        if not new:
+            break
+        chosen += new
+        progress(f"round {len(rounds) + 1}: every group with {len(chosen)} of the dearest scenarios of the plans so far")
+        rounds.append(_solve_round(data, shocks, risk, starts, group_size, chosen, settings, map_))
         progress(f"lower bound {rounds[-1].bound:,.2f} $")
-        best = evaluate(rounds[-1].plans)
-    bound = max(r.bound for r in rounds)
-    return GroupedSolution(best[1], risk, best[0], bound, count, group_size, len(starts), len(evaluated),
-                           all(r.all_optimal for r in rounds), len(rounds))
+        proposed = evaluate(rounds[-1].plans)
+    best = min(evaluated.values(), key=lambda entry: entry[0])
+    return GroupedSolution(best[1], risk, best[0], max(r.bound for r in rounds), count, group_size, len(starts),
+                           len(evaluated), all(r.all_optimal for r in rounds), len(rounds))
+
+
+def _dearest(costs: np.ndarray, count: int) -> list[int]:
+    """The ``count`` scenarios of highest cost, dearest first (ties by index)."""
+    return [int(s) for s in np.argsort(-costs, kind="stable")[:count]]

@@ -34,7 +34,7 @@ def test_the_groups_bracket_the_enumerated_optimum(lam, alpha, radius):
 
 
 @pytest.mark.parametrize("lam, alpha, radius", [(1.0, 0.5, 0.2), (0.5, 0.75, 0.3), (0.25, 0.9, 0.1)])
-def test_the_tail_round_closes_the_robust_gap(lam, alpha, radius):
+def test_the_tail_rounds_close_the_robust_gap(lam, alpha, radius):
     """docs/models/plan.md#eq-f-tail: with the dearest scenarios in every group's ball the lower bound
     rises and the plan found is the enumerated optimum, where each group alone proposes worse plans."""
     data, shocks = instance()
@@ -43,7 +43,7 @@ def test_the_tail_round_closes_the_robust_gap(lam, alpha, radius):
     for size in (1, 2):
         alone = solve_by_groups(data, shocks, risk, group_size=size, mip_gap=1e-9, tail=0)
         tailed = solve_by_groups(data, shocks, risk, group_size=size, mip_gap=1e-9)
-        assert (alone.rounds, tailed.rounds) == (1, 2)
+        assert alone.rounds == 1 and tailed.rounds >= 2
         assert alone.bound + 50.0 < tailed.bound <= optimum + 1e-6
         assert tailed.objective == pytest.approx(optimum, rel=1e-7)
     assert alone.objective > optimum + 1.0  # groups of two alone miss the optimal plan
