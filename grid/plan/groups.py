@@ -23,7 +23,7 @@ Every round's bound is valid; the highest is reported.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -107,10 +107,12 @@ def _solve_round(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, sta
 def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, *, group_size: int,
                     solver: str = "highs", mip_gap: float = 1e-3, time_limit: float | None = None,
                     mapper: Mapper | None = None, workers: int = 1, tail: int = TAIL_SCENARIOS,
-                    progress: Callable[[str], None] = lambda _: None) -> GroupedSolution:
+                    seeds: Sequence[Plan] = (), progress: Callable[[str], None] = lambda _: None) -> GroupedSolution:
     """Bounds on the S-scenario plan from groups of ``group_size`` consecutive scenarios (the last
     may be smaller); ``workers`` sizes the evaluation's batches for ``mapper``. For the robust model
-    later rounds add the dearest scenarios of the plans so far to every group (#eq-f-tail)."""
+    later rounds add the dearest scenarios of the plans so far to every group (#eq-f-tail); plans
+    known beforehand (``seeds``, e.g. the sample plan) are candidates too, and give the first
+    round its tail."""
     count = shocks.count
     if count == 0:
         raise GridError("plan.scenarios: no shock scenarios; give at least one")
@@ -130,11 +132,16 @@ def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, 
             evaluated[key] = (plan.cost + worst_case_mean_cvar(costs, risk.lam, risk.alpha, risk.radius), plan, costs)
         return [evaluated[key] for key in new]
 
-    progress(f"{len(starts)} groups of up to {group_size} scenarios")
-    rounds = [_solve_round(data, shocks, risk, starts, group_size, [], settings, map_)]
+    chosen: list[int] = []
+    if seeds and risk.radius > 0 and tail > 0 and len(starts) > 1:
+        known = evaluate(list(seeds))
+        best = min(evaluated.values(), key=lambda entry: entry[0])
+        chosen = list(dict.fromkeys(_dearest(best[2], tail) + [s for e in known for s in _dearest(e[2], 1)]))
+    progress(f"{len(starts)} groups of up to {group_size} scenarios"
+             + (f", each with {len(chosen)} of the dearest scenarios of the plans given" if chosen else ""))
+    rounds = [_solve_round(data, shocks, risk, starts, group_size, chosen, settings, map_)]
     progress(f"lower bound {rounds[0].bound:,.2f} $")
     proposed = evaluate(rounds[0].plans)
-    chosen: list[int] = []
     while risk.radius > 0 and tail > 0 and len(starts) > 1 and len(rounds) < ROUNDS:
         best = min(evaluated.values(), key=lambda entry: entry[0])
         bound = max(r.bound for r in rounds)

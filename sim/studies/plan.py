@@ -339,8 +339,14 @@ def _solve_plans(config: ExperimentConfig, data: PlanData, in_sample: ShockScena
         progress(f"solving the {labels.get(name, name + ' plan')} (lambda {risk.lam:g}, alpha {risk.alpha:g}, "
                  f"radius {risk.radius:g})" + (f" on {pool.workers} worker processes" if pool.workers > 1 else ""))
     if plan.group_size is not None:
-        solved: Iterable[PlanSolution] = (_by_groups(config, data, in_sample, risk, pool, progress)
-                                          for risk in risks.values())
+        found: list[Plan] = []  # the robust plan's groups start from the sample plan's tail (#eq-f-tail)
+
+        def grouped(risk: RiskSettings) -> PlanSolution:
+            solution = _by_groups(config, data, in_sample, risk, pool, progress, tuple(found))
+            found.append(solution.plan)
+            return solution
+
+        solved: Iterable[PlanSolution] = (grouped(risk) for risk in risks.values())
     else:
         tasks = [(data, in_sample, risk, config.solver, plan.mip_gap, plan.time_limit_s) for risk in risks.values()]
         solved = pool.map(_solved, tasks, "the plan's MILPs")
@@ -360,14 +366,15 @@ def _solve_plans(config: ExperimentConfig, data: PlanData, in_sample: ShockScena
 
 
 def _by_groups(config: ExperimentConfig, data: PlanData, in_sample: ShockScenarios, risk: RiskSettings,
-               pool: Tasks, progress: Progress) -> PlanSolution:
-    """One plan by scenario groups on ``pool`` (grid.plan.groups), as the study reports a MILP's."""
+               pool: Tasks, progress: Progress, seeds: Sequence[Plan] = ()) -> PlanSolution:
+    """One plan by scenario groups on ``pool`` (grid.plan.groups), as the study reports a MILP's;
+    ``seeds``: plans the study found already."""
     plan = config.plan
     started = time.perf_counter()
     grouped = solve_by_groups(data, in_sample, risk, group_size=plan.group_size, solver=config.solver,
                               mip_gap=plan.mip_gap, time_limit=plan.time_limit_s,
                               mapper=lambda work, tasks: pool.map(work, tasks, "a group's MILP"),
-                              workers=pool.workers, progress=progress)
+                              workers=pool.workers, seeds=seeds, progress=progress)
     return grouped.as_solution(config.solver, time.perf_counter() - started)
 
 

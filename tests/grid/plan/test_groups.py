@@ -49,6 +49,22 @@ def test_the_tail_rounds_close_the_robust_gap(lam, alpha, radius):
     assert alone.objective > optimum + 1.0  # groups of two alone miss the optimal plan
 
 
+def test_a_known_plan_gives_the_first_round_its_tail():
+    """Seeded with the sample plan (as the study does), the robust groups start with its dearest
+    scenarios: the first round's bound is already above the unseeded one, and every bound stays
+    below the enumerated optimum."""
+    data, shocks = instance()
+    risk = RiskSettings(1.0, 0.5, 0.2)
+    optimum = brute_force(1.0, 0.5, 0.2)[0][0]
+    sample = solve_by_groups(data, shocks, RiskSettings(1.0, 0.5, 0.0), group_size=4, mip_gap=1e-9).plan
+    alone = solve_by_groups(data, shocks, risk, group_size=1, mip_gap=1e-9, tail=0)
+    seeded = solve_by_groups(data, shocks, risk, group_size=1, mip_gap=1e-9, seeds=[sample])
+    one_round = solve_by_groups(data, shocks, risk, group_size=1, mip_gap=1e-9, seeds=[sample], tail=0)
+    assert one_round.bound == pytest.approx(alone.bound)  # no tail: the seed is only a candidate
+    assert alone.bound + 50.0 < seeded.bound <= optimum + 1e-6 <= seeded.objective + 2e-6
+    assert seeded.objective == pytest.approx(optimum, rel=1e-7)
+
+
 def test_groups_on_worker_processes_give_the_serial_answer():
     data, shocks = instance()
     risk = RiskSettings(0.5, 0.75, 0.0)
