@@ -13,6 +13,10 @@ import numpy as np
 
 from grid.errors import GridError
 
+# z of a two-sided 95 % normal interval: the capacity study's Wilson intervals and the plan's
+# asymptotic intervals both use it.
+Z95 = 1.959963984540054
+
 
 def cvar_from_tail(tail: np.ndarray, epsilon: np.ndarray | float, count: int) -> np.ndarray:
     """Sample CVaR_eps (16) per row from each row's largest samples, sorted in descending order.

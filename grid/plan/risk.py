@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grid.risk_measures import sample_cvar
+from grid.risk_measures import Z95, sample_cvar
 
 
 def cvar(costs: np.ndarray, alpha: float) -> float:
@@ -54,12 +54,9 @@ def worst_case_mean_cvar(costs: np.ndarray, lam: float, alpha: float, radius: fl
     return (1.0 - lam) * mean + lam * cvar_p
 
 
-# Two-sided 95 % normal quantile: the intervals below are asymptotic (central limit theorem).
-Z95 = 1.959963984540054
-
-
 def mean_interval(values: np.ndarray) -> tuple[float, float]:
-    """95 % interval of E[X] from independent samples: mean -/+ z s / sqrt(n) (docs/models/plan.md#eq-f-ci)."""
+    """95 % interval of E[X] from independent samples: mean -/+ z s / sqrt(n), asymptotic by the
+    central limit theorem (docs/models/plan.md#eq-f-ci)."""
     values = np.asarray(values, dtype=float)
     half = Z95 * float(values.std(ddof=1)) / np.sqrt(values.size) if values.size > 1 else np.inf
     return float(values.mean()) - half, float(values.mean()) + half

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-# z of a two-sided 95 % interval.
-Z95 = 1.959963984540054
+from grid.risk_measures import Z95
 
 
 def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
