@@ -96,30 +96,25 @@ def limit_rows(feeder: RadialFeeder, network: Network, sites: Sequence[tuple[int
     names = tuple([f"voltage at bus {feeder.buses[k]}" for k in leaves] + [f"line {lines[k]}" for k in rated])
     a = np.vstack([2.0 * (r[leaves][:, at] + tan * x[leaves][:, at]), feeder.below()[rated][:, at]])
 
-    def room_at(scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """Room of each row, lossless, with the sites at ``scale`` times their load; and its loss gap
-        (the full DistFlow's voltage below, and flow above, the linear one's)."""
-        p, q = _loads(feeder, sites, settings, scale)
-        w_lin, flow_lin = linear_distflow(feeder, p, q, settings.head_voltage_pu)
-        lossless = np.concatenate([w_lin[leaves] - settings.v_min_pu ** 2, ratings[rated] - flow_lin[rated]])
-        if scale == 1.0:
-            return lossless, np.zeros(0)
-        w, flow, _ = distflow(feeder, p, q, settings.head_voltage_pu)
-        return lossless, np.concatenate([(w_lin - w)[leaves], (flow - flow_lin)[rated]])
-
-    room, _ = room_at(1.0)
+    head = settings.head_voltage_pu
+    base = _loads(feeder, sites, settings, 1.0)
+    w_lin, flow_lin = linear_distflow(feeder, *base, head)
+    room = np.concatenate([w_lin[leaves] - settings.v_min_pu ** 2, ratings[rated] - flow_lin[rated]])
     _check_room(room, names, settings, "")
+    heavy = _loads(feeder, sites, settings, HEAVIEST_SHOCK)
     try:
-        _, allowance = room_at(HEAVIEST_SHOCK)
+        w_heavy, flow_heavy, _ = distflow(feeder, *heavy, head)
     except GridError as error:
         raise GridError(f"plan.feeder_limits: every site at twice its load_mw, the heaviest a shock can make it: "
                         f"{error}; lower the sites' load_mw or plan.feeder_limits.background_scale") from None
-    room = room - allowance
+    # The loss allowance: how far the full DistFlow's voltage lies below, and its flow above, the linear one's.
+    w_heavy_lin, flow_heavy_lin = linear_distflow(feeder, *heavy, head)
+    room = room - np.concatenate([(w_heavy_lin - w_heavy)[leaves], (flow_heavy - flow_heavy_lin)[rated]])
     _check_room(room, names, settings, ", with the loss allowance")
     # A row holds whatever the shocks do when even every site surging by its whole load (the most a
     # shock can ask, uncovered) stays within its room.
     keep = a @ np.array([load for _, load in sites]) > room
-    base_w, _, _ = distflow(feeder, *_loads(feeder, sites, settings, 1.0), settings.head_voltage_pu)
+    base_w, _, _ = distflow(feeder, *base, head)
     return LimitRows(a[keep], room[keep], tuple(n for n, k in zip(names, keep) if k), np.sqrt(base_w), settings)
 
 
