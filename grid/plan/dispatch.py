@@ -50,24 +50,23 @@ class Evaluation:
     cost: np.ndarray  # (S,) $, Q_s
     uncovered_mwh: np.ndarray  # (S, sites) imbalance energy not covered
     ens_mwh: np.ndarray  # (S, sites) energy not served (13), and the load shed for the feeder's limits
+    shed_mwh: np.ndarray  # (S, sites) the part of ens_mwh shed for the feeder's limits
     stabilized: np.ndarray  # (S, sites) bool; True where there was no event
     arrival_min: np.ndarray  # (S, sites) t_i: last module arrival after the event starts; NaN if none sent
     dispatch: list[dict]  # units sent: scenario, site bus, hub, module, units
     # Minute by minute, when asked: scenario, bus, minute, deviation_mw, then per module type its
     # power (MW, + supplied, - absorbed), and with the feeder's limits on the load shed (shed_mw).
     profiles: list[dict] = field(default_factory=list)
-    shed_mwh: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (S, sites) shed for the feeder's limits
 
     @classmethod
     def empty(cls, count: int, sites: int) -> Evaluation:
-        return cls(np.zeros(count), np.zeros((count, sites)), np.zeros((count, sites)),
-                   np.ones((count, sites), dtype=bool), np.full((count, sites), np.nan), [], [],
-                   np.zeros((count, sites)))
+        return cls(np.zeros(count), np.zeros((count, sites)), np.zeros((count, sites)), np.zeros((count, sites)),
+                   np.ones((count, sites), dtype=bool), np.full((count, sites), np.nan), [], [])
 
     def place(self, rows: Sequence[int], part: Evaluation) -> None:
         """Copy ``part`` (scenarios renumbered from 0) into the scenarios at ``rows``."""
         index = np.asarray(rows)
-        for name in ("cost", "uncovered_mwh", "ens_mwh", "stabilized", "arrival_min", "shed_mwh"):
+        for name in ("cost", "uncovered_mwh", "ens_mwh", "shed_mwh", "stabilized", "arrival_min"):
             getattr(self, name)[index] = getattr(part, name)
         for table in (part.dispatch, part.profiles):
             for row in table:
