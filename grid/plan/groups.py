@@ -33,7 +33,7 @@ from grid.plan.dispatch import Mapper, batch_size, evaluate_stock, serial_map
 from grid.plan.milp import Plan, PlanSolution, RiskSettings, solve_plan
 from grid.plan.risk import worst_case_mean_cvar
 from grid.plan.shocks import ShockScenarios
-from grid.solvers.solve import MilpOutcome
+from grid.solvers.solve import MilpOutcome, relative_gap
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ class GroupedSolution:
 
     @property
     def gap(self) -> float:
-        """(upper - lower) / max(1, |upper|), as a MILP's gap."""
-        return (self.objective - self.bound) / max(1.0, abs(self.objective))
+        return relative_gap(self.objective, self.bound)
 
     def as_solution(self, solver: str, seconds: float) -> PlanSolution:
         """The plan as the study reports a MILP's: the exact objective as the incumbent, the groups'
@@ -121,9 +120,9 @@ def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, 
     starts = list(range(0, count, group_size))
     map_ = mapper or serial_map
     settings = (solver, mip_gap, time_limit)
-    evaluated: dict[tuple, tuple[float, Plan, np.ndarray]] = {}
+    evaluated: dict[tuple, Evaluated] = {}
 
-    def evaluate(plans: list[Plan]) -> list[tuple[float, Plan, np.ndarray]]:
+    def evaluate(plans: list[Plan]) -> list[Evaluated]:
         """Each plan not seen before, evaluated exactly on all scenarios."""
         new = {p.key(): p for p in plans if p.key() not in evaluated}
         progress(f"{len(new)} new plans to evaluate on {count:,} scenarios")
@@ -132,23 +131,21 @@ def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, 
             evaluated[key] = (plan.cost + worst_case_mean_cvar(costs, risk.lam, risk.alpha, risk.radius), plan, costs)
         return [evaluated[key] for key in new]
 
+    tailed = risk.radius > 0 and tail > 0 and len(starts) > 1
     chosen: list[int] = []
-    if seeds and risk.radius > 0 and tail > 0 and len(starts) > 1:
+    if seeds and tailed:
         known = evaluate(list(seeds))
-        best = min(evaluated.values(), key=lambda entry: entry[0])
-        chosen = list(dict.fromkeys(_dearest(best[2], tail) + [s for e in known for s in _dearest(e[2], 1)]))
+        chosen = _more_tail(min(evaluated.values(), key=_objective), known, tail, chosen)
     progress(f"{len(starts)} groups of up to {group_size} scenarios"
              + (f", each with {len(chosen)} of the dearest scenarios of the plans given" if chosen else ""))
     rounds = [_solve_round(data, shocks, risk, starts, group_size, chosen, settings, map_)]
     progress(f"lower bound {rounds[0].bound:,.2f} $")
     proposed = evaluate(rounds[0].plans)
-    while risk.radius > 0 and tail > 0 and len(starts) > 1 and len(rounds) < ROUNDS:
-        best = min(evaluated.values(), key=lambda entry: entry[0])
-        bound = max(r.bound for r in rounds)
-        if (best[0] - bound) / max(1.0, abs(best[0])) <= TARGET_GAP:
+    while tailed and len(rounds) < ROUNDS:
+        best = min(evaluated.values(), key=_objective)
+        if relative_gap(best[0], max(r.bound for r in rounds)) <= TARGET_GAP:
             break
-        more = _dearest(best[2], tail) + [s for entry in proposed for s in _dearest(entry[2], 1)]
-        new = [s for s in dict.fromkeys(more) if s not in chosen][:TAIL_MAX - len(chosen)]
+        new = _more_tail(best, proposed, tail, chosen)
         if not new:
             break
         chosen += new
@@ -156,9 +153,24 @@ def solve_by_groups(data: PlanData, shocks: ShockScenarios, risk: RiskSettings, 
         rounds.append(_solve_round(data, shocks, risk, starts, group_size, chosen, settings, map_))
         progress(f"lower bound {rounds[-1].bound:,.2f} $")
         proposed = evaluate(rounds[-1].plans)
-    best = min(evaluated.values(), key=lambda entry: entry[0])
+    best = min(evaluated.values(), key=_objective)
     return GroupedSolution(best[1], risk, best[0], max(r.bound for r in rounds), count, group_size, len(starts),
                            len(evaluated), all(r.all_optimal for r in rounds), len(rounds))
+
+
+# A plan evaluated on all scenarios: (its exact objective, the plan, its Stage II cost per scenario).
+Evaluated = tuple[float, Plan, np.ndarray]
+
+
+def _objective(entry: Evaluated) -> float:
+    return entry[0]
+
+
+def _more_tail(best: Evaluated, proposed: list[Evaluated], tail: int, chosen: list[int]) -> list[int]:
+    """Scenarios for the next round's tail not in it yet: the ``tail`` dearest of the best plan, then
+    the dearest of each plan just proposed; the tail stays within TAIL_MAX."""
+    more = _dearest(best[2], tail) + [s for entry in proposed for s in _dearest(entry[2], 1)]
+    return [s for s in dict.fromkeys(more) if s not in chosen][:TAIL_MAX - len(chosen)]
 
 
 def _dearest(costs: np.ndarray, count: int) -> list[int]:

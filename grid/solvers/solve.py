@@ -177,7 +177,12 @@ class MilpOutcome:
 
     @property
     def gap(self) -> float:
-        return max(0.0, self.objective - self.bound) / max(1.0, abs(self.objective))
+        return relative_gap(self.objective, self.bound)
+
+
+def relative_gap(upper: float, lower: float) -> float:
+    """A minimisation's gap between a feasible objective and a bound: (upper - lower) / max(1, |upper|), 0 at most."""
+    return max(0.0, upper - lower) / max(1.0, abs(upper))
 
 
 def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
@@ -214,7 +219,7 @@ def solve_milp(model: pyo.ConcreteModel, solver: str, *, mip_gap: float = 1e-6,
         bound = min(float(bound), objective) if finite else objective
     else:
         bound = float(bound) if finite else _glpk_bound(glpk_log)
-        if max(0.0, objective - bound) / max(1.0, abs(objective)) <= mip_gap * (1 + 1e-9):
+        if relative_gap(objective, bound) <= mip_gap * (1 + 1e-9):
             status = "optimal"  # proven within the requested gap
     return MilpOutcome(solver, status, objective, bound, seconds, **size)
 
