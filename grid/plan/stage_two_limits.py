@@ -84,9 +84,8 @@ def limit_row_terms(limits: LimitRows, shocks: ShockScenarios, states: LimitStat
         terms: dict[int, float] = {}
         for site, relief in by_step.get((int(s), int(t)), []):
             weight = float(limits.a[r, site])
-            for c, sign in relief.items():
-                if weight > 0.0:
-                    terms[c] = terms.get(c, 0.0) + weight * sign
+            if weight > 0.0:  # a column belongs to one site's event: no two sites share one
+                terms.update({c: weight * sign for c, sign in relief.items()})
         key = (int(r), tuple(sorted(terms.items())), round(lower, 12))
         if key not in seen:
             seen.add(key)
