@@ -334,9 +334,10 @@ def _solve_plans(config: ExperimentConfig, data: PlanData, in_sample: ShockScena
     if frontier:
         risks.update({f"frontier {lam:g}": RiskSettings(lam, plan.alpha, 0.0)
                       for lam in sorted(set(plan.frontier_lambdas) - {plan.lam})})
-    labels = {"sample": "sample plan", "dro": "distributionally robust plan"}
+    labels = {name: {"sample": "sample plan", "dro": "distributionally robust plan"}.get(name, name + " plan")
+              for name in risks}
     for name, risk in risks.items():
-        progress(f"solving the {labels.get(name, name + ' plan')} (lambda {risk.lam:g}, alpha {risk.alpha:g}, "
+        progress(f"solving the {labels[name]} (lambda {risk.lam:g}, alpha {risk.alpha:g}, "
                  f"radius {risk.radius:g})" + (f" on {pool.workers} worker processes" if pool.workers > 1 else ""))
     if plan.group_size is not None:
         found: list[Plan] = []  # the robust plan's groups start from the sample plan's tail (#eq-f-tail)
@@ -354,13 +355,12 @@ def _solve_plans(config: ExperimentConfig, data: PlanData, in_sample: ShockScena
     for name, solution in zip(risks, solved):
         done = solution.solve
         if solution.groups:
-            progress(f"  {labels.get(name, name + ' plan')}: {solution.groups} groups in {done.seconds:.1f} s, bounds "
+            progress(f"  {labels[name]}: {solution.groups} groups in {done.seconds:.1f} s, bounds "
                      f"{done.bound:,.2f} to {done.objective:,.2f} $, certified gap {done.gap:.2%}")
-            out[name] = solution
-            continue
-        progress(f"  {labels.get(name, name + ' plan')}: {done.status} in {done.seconds:.1f} s, gap {done.gap:.2%}, "
-                 f"objective {solution.objective:,.0f} $ (MILP: {done.columns:,} columns, {done.binaries:,} binary "
-                 f"and {done.integers:,} integer; {done.rows:,} rows)")
+        else:
+            progress(f"  {labels[name]}: {done.status} in {done.seconds:.1f} s, gap {done.gap:.2%}, objective "
+                     f"{solution.objective:,.0f} $ (MILP: {done.columns:,} columns, {done.binaries:,} binary and "
+                     f"{done.integers:,} integer; {done.rows:,} rows)")
         out[name] = solution
     return out
 
