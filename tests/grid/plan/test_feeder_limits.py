@@ -70,19 +70,25 @@ def dispatched_states(data, shocks, stock, limits_on: bool):
     return out
 
 
+def feeder_state(fdr, settings: LimitSettings, net_loads: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    """p, q (MW, Mvar) per bus: the case's loads times background_scale, plus each site's net load
+    (bus: MW) at the sites' power factor."""
+    tan = np.tan(np.arccos(settings.power_factor))
+    p, q = fdr.p_mw * settings.background_scale, fdr.q_mvar * settings.background_scale
+    for bus, mw in net_loads.items():
+        p[fdr.position(bus)] += mw
+        q[fdr.position(bus)] += mw * tan
+    return p, q
+
+
 def ac_extremes(data, states: list[dict[int, float]]) -> list[tuple[float, float]]:
     """pandapower's lowest voltage (p.u.) and highest line flow less its rating (MW) in each state."""
     settings = data.limits.settings
     fdr = radial_feeder(data.network_name)
     grid = PandapowerFeeder(fdr)
-    tan = np.tan(np.arccos(settings.power_factor))
     out = []
     for net_loads in states:
-        p, q = fdr.p_mw * settings.background_scale, fdr.q_mvar * settings.background_scale
-        for bus, mw in net_loads.items():
-            p[fdr.position(bus)] += mw
-            q[fdr.position(bus)] += mw * tan
-        voltage, flow = grid.run(p, q, settings.head_voltage_pu)
+        voltage, flow = grid.run(*feeder_state(fdr, settings, net_loads), settings.head_voltage_pu)
         out.append((float(voltage.min()), float((flow - settings.line_rating_mw).max())))
     return out
 
@@ -156,7 +162,6 @@ def test_states_within_the_rows_are_within_the_ac_limits():
     limits, settings = data.limits, data.limits.settings
     fdr = radial_feeder("ieee33bw")
     loads = np.array([s.load_mw for s in data.sites])
-    tan = np.tan(np.arccos(settings.power_factor))
     leaves = [fdr.buses[k] for k in fdr.leaves()]
     rng = np.random.default_rng(11)
     inside = 0
@@ -165,11 +170,8 @@ def test_states_within_the_rows_are_within_the_ac_limits():
         if np.any(limits.a @ n > limits.room):
             continue
         inside += 1
-        p, q = fdr.p_mw * settings.background_scale, fdr.q_mvar * settings.background_scale
-        for site, mw in zip(data.sites, loads + n):
-            p[fdr.position(site.bus)] += mw
-            q[fdr.position(site.bus)] += mw * tan
-        w, flow, _ = distflow(fdr, p, q, settings.head_voltage_pu)
+        state = feeder_state(fdr, settings, {site.bus: mw for site, mw in zip(data.sites, loads + n)})
+        w, flow, _ = distflow(fdr, *state, settings.head_voltage_pu)
         assert np.sqrt(w).min() >= settings.v_min_pu - TOL
         assert flow.max() <= settings.line_rating_mw + TOL
         assert fdr.buses[int(np.argmin(w))] in leaves  # #eq-f-ends: the lowest voltage is at an end
