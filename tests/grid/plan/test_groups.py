@@ -8,7 +8,7 @@ import pytest
 
 from grid.plan.groups import solve_by_groups
 from grid.plan.milp import RiskSettings
-from tests.grid.plan.test_milp import brute_force, instance
+from tests.grid.plan.test_milp import brute_force, enumerated, instance
 from tests.grid.plan.test_stage_two import _pool_map
 
 CASES = [(0.5, 0.75, 0.0), (0.0, 0.5, 0.0), (1.0, 0.5, 0.2)]
@@ -71,3 +71,40 @@ def test_groups_on_worker_processes_give_the_serial_answer():
     serial = solve_by_groups(data, shocks, risk, group_size=1, mip_gap=1e-9)
     pooled = solve_by_groups(data, shocks, risk, group_size=1, mip_gap=1e-9, mapper=_pool_map, workers=2)
     assert (pooled.objective, pooled.bound, pooled.plan.key()) == (serial.objective, serial.bound, serial.plan.key())
+
+
+@pytest.mark.parametrize("lam, alpha, radius", CASES)
+def test_screening_keeps_the_upper_bound_exact(lam, alpha, radius):
+    """docs/models/plan.md#eq-f-screen: with the candidates screened on two of the four scenarios
+    and only the best one evaluated on all, the objective reported is still the reported plan's
+    exact one (enumeration's value of that plan), the bound is unchanged, and the plan is no better
+    than the one full evaluation of every candidate finds."""
+    data, shocks = instance()
+    risk = RiskSettings(lam, alpha, radius)
+    every = solve_by_groups(data, shocks, risk, group_size=1, mip_gap=1e-9, tail=0)
+    screened = solve_by_groups(data, shocks, risk, group_size=1, mip_gap=1e-9, tail=0, screen=2, full=1)
+    exact = dict((key, total) for total, key in brute_force(lam, alpha, radius))
+    assert screened.objective == pytest.approx(exact[screened.plan.key()], rel=1e-9)
+    assert every.objective == pytest.approx(exact[every.plan.key()], rel=1e-9)
+    assert screened.bound == every.bound and screened.candidates == every.candidates
+    assert screened.objective >= every.objective - 1e-9
+    assert screened.screened_out == every.candidates - 1 > 0 and every.screened_out == 0
+
+
+def test_screening_settings_must_be_positive():
+    data, shocks = instance()
+    with pytest.raises(ValueError, match="at least 1"):
+        solve_by_groups(data, shocks, RiskSettings(0.5, 0.75), group_size=1, screen=0)
+
+
+
+@pytest.mark.parametrize("lam, alpha, radius", CASES)
+def test_a_known_plan_is_a_candidate_for_any_model(lam, alpha, radius):
+    """The frontier's plans seed each other (docs/models/plan.md#fcm-groups): the enumerated optimum
+    given as a seed is what groups of one report, with its exact objective, whatever they propose."""
+    data, shocks = instance()
+    best_total, best_key = brute_force(lam, alpha, radius)[0]
+    best_plan = enumerated()[best_key][0]
+    seeded = solve_by_groups(data, shocks, RiskSettings(lam, alpha, radius), group_size=1, mip_gap=1e-9, tail=0,
+                             seeds=[best_plan])
+    assert seeded.plan.key() == best_key and seeded.objective == pytest.approx(best_total, rel=1e-9)
