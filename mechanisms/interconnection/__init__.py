@@ -1,0 +1,1 @@
+"""Interconnection over time: allocation regimes that connect data-center requests cycle by cycle."""
