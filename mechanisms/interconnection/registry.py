@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mechanisms.errors import MechanismError
+from mechanisms.interconnection.auction_regime import AuctionRegime, AuctionRegimeRules
 from mechanisms.interconnection.batch_regime import BatchRegime, BatchRegimeRules
 from mechanisms.interconnection.queue_regime import QueueRegime, QueueRegimeRules
 from mechanisms.interconnection.requests import Regime
@@ -25,6 +26,8 @@ REGIMES: dict[str, RegimeSpec] = {spec.kind: spec for spec in (
                "first come, first served: studies in arrival order, serial or in clusters"),
     RegimeSpec("batch", BatchRegimeRules, lambda rules: BatchRegime(rules),  # type: ignore[arg-type]
                "every large request studied together at stated dates, the headroom shared by a stated rule"),
+    RegimeSpec("auction", AuctionRegimeRules, lambda rules: AuctionRegime(rules),  # type: ignore[arg-type]
+               "periodic auctions: each bus's headroom sold to the pending requests every few cycles"),
 )}
 
 

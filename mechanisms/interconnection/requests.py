@@ -21,8 +21,8 @@ from mechanisms.settings import MAX_MONEY, MAX_MW
 class Request:
     """One developer's request: ``mw`` at ``bus``, made at cycle ``arrival``.
 
-    ``value_usd_per_mw`` is what each connected MW is worth to it per cycle (what a cycle of delay
-    costs), ``readiness`` in [0, 1] how far its project is (site control, permits, financing).
+    ``value_usd_per_mw`` is what the connection is worth to its developer, $ per MW (what it bids in
+    an auction); ``readiness`` in [0, 1] is how far its project is (site control, permits, financing).
     """
 
     id: str

@@ -3,6 +3,7 @@ developers at one bus, every connection time, MW and payment worked out by hand 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -117,6 +118,9 @@ def test_the_ledger_keeps_firm_below_flexible():
     ("batch", {"studies_at_once": 1}, "unknown field 'studies_at_once'"),
     ("queue", {"threshold_mw": 75.0}, "unknown field 'threshold_mw'"),
     ("queue", {"study_cycles": 0}, "study_cycles"),
+    ("auction", {"payment": "first_price"}, "payment: unknown rule 'first_price'"),
+    ("auction", {"study_cycles": 2}, "unknown field 'study_cycles'"),
+    ("auction", {"every_cycles": 0}, "every_cycles"),
 ])
 def test_bad_rules_are_one_line(kind, rules, message):
     with pytest.raises(ValidationError, match=message):
@@ -124,11 +128,83 @@ def test_bad_rules_are_one_line(kind, rules, message):
 
 
 def test_unknown_regime_and_bad_requests():
-    with pytest.raises(MechanismError, match="regime.kind: unknown regime 'auction'; choose one of queue, batch"):
-        regime_spec("auction")
+    with pytest.raises(MechanismError, match="unknown regime 'lottery'; choose one of queue, batch, auction"):
+        regime_spec("lottery")
     with pytest.raises(MechanismError, match="mw"):
         Request("X", 1, 0.0, 1.0, 0)
     with pytest.raises(MechanismError, match="readiness"):
         Request("X", 1, 1.0, 1.0, 0, readiness=2.0)
     with pytest.raises(MechanismError, match="headroom"):
         Headroom(10.0, 5.0)
+
+
+def test_auction_by_hand():
+    # One auction at cycle 1 on 100 MW: bids A 60 MW x 10 = 600 $, B 50 x 20 = 1,000 $, C 30 x 5 = 150 $.
+    # {A, B} needs 110 MW; the best fitting set is {B, C}, 1,150 $. VCG: B pays the best the others
+    # do without it ({A, C}: 750 $) less what they get with it (C: 150 $) = 600 $; C pays
+    # 1,000 $ (B alone, without C) - 1,000 $ = 0. A waits for the next auction.
+    connected, refused = run("auction", 2, first_cycle=1, every_cycles=4)
+    assert connected == {"B": (1, 50.0, False, 600.0), "C": (1, 30.0, False, 0.0)} and refused == {}
+    connected, _ = run("auction", 2, first_cycle=1, every_cycles=4, payment="pay_as_bid")
+    assert connected == {"B": (1, 50.0, False, 1000.0), "C": (1, 30.0, False, 150.0)}
+
+
+def test_auction_with_a_reserve_by_hand():
+    # Reserve 6 $/MW: C (5 $/MW) cannot win. Net values A (10 - 6) x 60 = 240 $, B 14 x 50 = 700 $;
+    # only one fits: B. B pays 6 x 50 + (240 - 0) = 540 $.
+    connected, _ = run("auction", 2, first_cycle=1, reserve_usd_per_mw=6.0)
+    assert connected == {"B": (1, 50.0, False, 540.0)}
+
+
+def test_auction_on_flexible_headroom_sells_more():
+    # 150 MW curtailable: A and B fit (110 MW), C too (140 MW): nobody's presence costs the others
+    # anything, so VCG charges nothing.
+    connected, _ = run("auction", 2, first_cycle=1, flexible=True)
+    assert connected == {r: (1, mw, True, 0.0) for r, mw in (("A", 60.0), ("B", 50.0), ("C", 30.0))}
+
+
+def test_no_auction_no_connection():
+    regime = regime_spec("auction").build(REGIMES["auction"].rules(first_cycle=2, every_cycles=3))
+    assert [c for c in range(10) if regime.is_auction(c)] == [2, 5, 8]
+    assert regime.step(1, [A], {BUS: Headroom(100.0, 100.0)}).kept == ("A",)
+
+
+def _brute_vcg(values, sizes, room):
+    """Every subset: the welfare-maximising one (fewest items, then lowest indices, on ties) and each
+    winner's Clarke payment."""
+    n = len(values)
+    best = (-1.0, ())
+    for mask in range(1 << n):
+        chosen = tuple(k for k in range(n) if mask >> k & 1)
+        if sum(sizes[k] for k in chosen) <= room + 1e-9:
+            welfare = sum(values[k] for k in chosen)
+            if welfare > best[0] + 1e-9:
+                best = (welfare, chosen)
+
+    def without(k):
+        return max(sum(values[j] for j in range(n) if mask >> j & 1)
+                   for mask in range(1 << n) if not mask >> k & 1
+                   and sum(sizes[j] for j in range(n) if mask >> j & 1) <= room + 1e-9)
+
+    return best[0], {k: without(k) - (best[0] - values[k]) for k in best[1]}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_auction_winners_and_payments_against_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(2, 8))
+    requests = [Request(f"r{k}", BUS, float(rng.integers(5, 60)), float(rng.uniform(1.0, 30.0)), 0)
+                for k in range(count)]
+    room = float(rng.integers(20, 150))
+    regime = regime_spec("auction").build(REGIMES["auction"].rules())
+    result = regime.step(0, requests, {BUS: Headroom(room, room)})
+    welfare, payments = _brute_vcg([r.value_usd_per_mw * r.mw for r in requests], [r.mw for r in requests], room)
+    won = {c.request: c for c in result.connections}
+    assert sum(r.value_usd_per_mw * r.mw for r in requests if r.id in won) == pytest.approx(welfare, rel=1e-9)
+    assert sum(c.mw for c in won.values()) <= room + 1e-9
+    assert set(won) == {f"r{k}" for k in payments}  # random values: no ties in these markets
+    for k, pay in payments.items():
+        assert won[f"r{k}"].payment_usd == pytest.approx(pay, rel=1e-9, abs=1e-9)
+    for c in won.values():  # individually rational: nobody pays more than it bid
+        bid = next(r for r in requests if r.id == c.request)
+        assert -1e-9 <= c.payment_usd <= bid.value_usd_per_mw * bid.mw + 1e-9
