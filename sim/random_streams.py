@@ -11,7 +11,8 @@ import zlib
 import numpy as np
 
 # The streams a run uses today; later consumers add names here.
-STREAM_NAMES = ("scenarios", "tie_break", "activation", "verification", "shocks", "shocks_out_of_sample", "shocks_shifted")
+STREAM_NAMES = ("scenarios", "tie_break", "activation", "verification", "shocks", "shocks_out_of_sample",
+                "shocks_shifted", "withdrawals")
 
 
 def stream(seed: int, name: str) -> np.random.Generator:

@@ -1,0 +1,1 @@
+"""Interconnection over time: the Mesa model that runs an allocation regime cycle by cycle."""

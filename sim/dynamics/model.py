@@ -1,0 +1,88 @@
+"""The Mesa model of interconnection over time (docs/models/interconnection.md#ic-model).
+
+Each step is one cycle: the developers act first (arrivals, entries, withdrawals; activated through
+``AgentSet.shuffle_do``, their withdrawal draws from their own stream), then the regime decides on
+the requests still pending, in arrival order, against the headroom left; connections take their
+MW off it. The DataCollector keeps one row per cycle; ``requests()`` gives one row per developer.
+
+The headroom here is a fixed table per bus that connections use up (mechanisms.interconnection's
+ledger rules): the DSO's re-quantification with the connected load as background is the next step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import mesa
+
+from agents.developer_agent import CONNECTED, DETERRED, REFUSED, WAITING, WITHDRAWN, DeveloperAgent
+from agents.developers import Developer, WithdrawalSettings
+from mechanisms.interconnection.requests import Headroom, Ledger, Regime
+from sim.random_streams import stream, stream_seed
+
+
+class InterconnectionModel(mesa.Model):
+    def __init__(self, developers: Sequence[Developer], regime: Regime, headroom: Mapping[int, Headroom],
+                 withdrawal: WithdrawalSettings, *, seed: int, deposit_usd_per_mw: float = 0.0) -> None:
+        super().__init__(rng=stream_seed(seed, "activation"))
+        self.regime, self.withdrawal, self.deposit_usd_per_mw = regime, withdrawal, deposit_usd_per_mw
+        self.withdrawal_rng = stream(seed, "withdrawals")
+        self.ledger = Ledger(headroom)
+        self.cycle = 0
+        self.developers = [DeveloperAgent(self, d) for d in developers]  # arrival order
+        self._by_id = {a.developer.request.id: a for a in self.developers}
+        self.revenue_usd = 0.0
+        self.datacollector = mesa.DataCollector(model_reporters={
+            "cycle": "cycle",
+            "connected_mw": lambda m: m.total_mw(CONNECTED),
+            "backlog_mw": lambda m: m.total_mw(WAITING),
+            "waiting": lambda m: m.count(WAITING),
+            "connected": lambda m: m.count(CONNECTED),
+            "refused": lambda m: m.count(REFUSED),
+            "withdrawn": lambda m: m.count(WITHDRAWN),
+            "deterred": lambda m: m.count(DETERRED),
+            "revenue_usd": "revenue_usd",
+            "deposits_forfeited_usd": lambda m: m.forfeited_usd(),
+        })
+
+    def step(self) -> None:
+        self.agents.shuffle_do("step")
+        pending = [a.developer.request for a in self.developers if a.status == WAITING]
+        result = self.regime.step(self.cycle, pending, self.headroom())
+        for c in result.connections:
+            request = self._by_id[c.request].developer.request
+            self.ledger.take(request.bus, c.mw, c.flexible)
+            self._by_id[c.request].connect(c.cycle, c.mw, c.flexible, c.payment_usd)
+            self.revenue_usd += c.payment_usd
+        for r in result.refusals:
+            self._by_id[r.request].refuse(r.cycle)
+        self.datacollector.collect(self)
+        self.cycle += 1
+
+    def headroom(self) -> dict[int, Headroom]:
+        """What each bus can still take: the ledger's room, firm within flexible."""
+        return {bus: Headroom(self.ledger.room(bus, False), self.ledger.room(bus, True))
+                for bus in self.ledger.flexible}
+
+    def total_mw(self, status: str) -> float:
+        """MW granted (connected) or asked (otherwise) by the developers in ``status``."""
+        return sum(a.granted_mw if status == CONNECTED else a.developer.request.mw
+                   for a in self.developers if a.status == status)
+
+    def count(self, status: str) -> int:
+        return sum(1 for a in self.developers if a.status == status)
+
+    def forfeited_usd(self) -> float:
+        return sum(self.deposit_usd_per_mw * a.developer.request.mw for a in self.developers if a.status == WITHDRAWN)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """One row per developer: what it asked, what became of it, when, and what it paid."""
+        rows = []
+        for a in self.developers:
+            r = a.developer.request
+            rows.append({"request": r.id, "bus": r.bus, "mw": r.mw, "value_usd_per_mw": r.value_usd_per_mw,
+                         "arrival": r.arrival, "speculative": a.developer.speculative, "status": a.status,
+                         "decided_at": a.decided_at,
+                         "wait_cycles": None if a.decided_at is None else a.decided_at - r.arrival,
+                         "granted_mw": a.granted_mw, "flexible": a.flexible, "payment_usd": a.payment_usd})
+        return rows
