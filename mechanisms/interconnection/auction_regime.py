@@ -67,6 +67,10 @@ class AuctionRegime:
     rules: AuctionRegimeRules
     kind: str = "auction"
 
+    @property
+    def curtailable(self) -> bool:
+        return self.rules.flexible
+
     def is_auction(self, cycle: int) -> bool:
         first = self.rules.first_cycle
         return cycle >= first and (cycle - first) % self.rules.every_cycles == 0

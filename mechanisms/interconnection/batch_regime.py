@@ -67,6 +67,10 @@ class BatchRegime:
     kind: str = "batch"
     batch_of: dict[str, int] = field(default_factory=dict)  # request -> the cycle its batch began
 
+    @property
+    def curtailable(self) -> bool:
+        return self.rules.flexible_above_threshold
+
     def is_batch_date(self, cycle: int) -> bool:
         first, every = self.rules.first_cycle, self.rules.every_cycles
         return cycle == first if every == 0 else cycle >= first and (cycle - first) % every == 0

@@ -42,6 +42,10 @@ class QueueRegime:
     kind: str = "queue"
     started: dict[str, int] = field(default_factory=dict)  # request -> the cycle its study began
 
+    @property
+    def curtailable(self) -> bool:
+        return False
+
     def step(self, cycle: int, pending: Sequence[Request], headroom: Mapping[int, Headroom]) -> CycleResult:
         live = {r.id for r in pending}
         self.started = {k: c for k, c in self.started.items() if k in live}  # withdrawn: their study stops

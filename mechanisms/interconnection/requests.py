@@ -88,9 +88,13 @@ class CycleResult:
 
 
 class Regime(Protocol):
-    """An allocation regime: stateful across cycles, like a mechanism across rounds."""
+    """An allocation regime: stateful across cycles, like a mechanism across rounds. ``curtailable``:
+    whether it grants flexible headroom (the room its efficient benchmark may use)."""
 
     kind: str
+
+    @property
+    def curtailable(self) -> bool: ...
 
     def step(self, cycle: int, pending: Sequence[Request], headroom: Mapping[int, Headroom]) -> CycleResult: ...
 

@@ -18,6 +18,7 @@ import mesa
 from agents.developer_agent import CONNECTED, DETERRED, REFUSED, WAITING, WITHDRAWN, DeveloperAgent
 from agents.developers import Developer, WithdrawalSettings
 from mechanisms.interconnection.requests import Headroom, Ledger, Regime
+from sim.dynamics.metrics import fractional_value, idle_mw
 from sim.random_streams import stream, stream_seed
 
 
@@ -43,21 +44,34 @@ class InterconnectionModel(mesa.Model):
             "deterred": lambda m: m.count(DETERRED),
             "revenue_usd": "revenue_usd",
             "deposits_forfeited_usd": lambda m: m.forfeited_usd(),
+            "value_connected_usd": "value_connected_usd",
+            "value_possible_usd": "value_possible_usd",
+            "idle_mw": "idle_mw",
         })
+        self.value_connected_usd = self.value_possible_usd = self.idle_mw = 0.0
 
     def step(self) -> None:
         self.agents.shuffle_do("step")
         pending = [a.developer.request for a in self.developers if a.status == WAITING]
+        self.value_possible_usd = sum(fractional_value([r for r in pending if r.bus == bus], room)
+                                      for bus, room in self.room().items())
         result = self.regime.step(self.cycle, pending, self.headroom())
+        self.value_connected_usd = 0.0
         for c in result.connections:
             request = self._by_id[c.request].developer.request
             self.ledger.take(request.bus, c.mw, c.flexible)
             self._by_id[c.request].connect(c.cycle, c.mw, c.flexible, c.payment_usd)
             self.revenue_usd += c.payment_usd
+            self.value_connected_usd += c.mw * request.value_usd_per_mw
         for r in result.refusals:
             self._by_id[r.request].refuse(r.cycle)
+        self.idle_mw = idle_mw([a.developer.request for a in self.developers if a.status == WAITING], self.room())
         self.datacollector.collect(self)
         self.cycle += 1
+
+    def room(self) -> dict[int, float]:
+        """The headroom left of the kind the regime grants (flexible if it grants curtailable load)."""
+        return {bus: self.ledger.room(bus, self.regime.curtailable) for bus in self.ledger.flexible}
 
     def headroom(self) -> dict[int, Headroom]:
         """What each bus can still take: the ledger's room, firm within flexible."""
