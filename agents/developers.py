@@ -7,7 +7,8 @@ drawn uniformly among the candidates, values connecting at a uniform draw of $ p
 for the same project, and it leaves the queue sooner. A speculative developer enters only if the
 regime's deposit per MW is within its tolerance (drawn uniformly up to a ceiling): deposits
 deter speculation at entry. A waiting developer withdraws in a cycle with the hazard
-h(w) = min(1, h0 (1 + g w)) after w cycles of waiting, h0 by its kind.
+h(w) = min(1, h0 (1 + g w)) after w cycles of waiting, h0 by its kind. Once connected, a serious
+developer starts using its capacity after a uniform number of cycles; a speculative one never does.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class ArrivalSettings(Settings):
     speculative_share: float = Field(default=0.5, ge=0, le=1, description="share of speculative requests")
     deposit_tolerance_usd_per_mw: float = Field(default=20_000.0, ge=0, le=MAX_MONEY,
                                                 description="the most a speculative developer puts at risk, per MW")
+    build_cycles: tuple[int, int] = Field(default=(2, 8), description="cycles a serious developer takes from "
+                                          "connection to using its capacity, uniform (speculative: never)")
 
     @model_validator(mode="after")
     def _ranges(self) -> "ArrivalSettings":
@@ -40,6 +43,9 @@ class ArrivalSettings(Settings):
                                                                       MAX_MONEY)):
             if not 0 < low <= high <= ceiling:
                 raise ValueError(f"{name}: need 0 < low <= high <= {ceiling:g}, got [{low:g}, {high:g}]")
+        low, high = self.build_cycles
+        if not 0 <= low <= high <= MAX_COUNT:
+            raise ValueError(f"build_cycles: need 0 <= low <= high <= {MAX_COUNT:g}, got [{low}, {high}]")
         return self
 
 
@@ -53,12 +59,14 @@ class WithdrawalSettings(Settings):
 
 @dataclass(frozen=True)
 class Developer:
-    """A request and what the regime does not see: whether it is speculative, and the most it
-    would put at risk as a deposit ($ per MW)."""
+    """A request and what the regime does not see: whether it is speculative, the most it would put
+    at risk as a deposit ($ per MW), and the cycles it takes from connection to using its capacity
+    (None: never, as a speculative request)."""
 
     request: Request
     speculative: bool
     deposit_tolerance_usd_per_mw: float = math.inf
+    build_cycles: int | None = 0
 
     def enters(self, deposit_usd_per_mw: float) -> bool:
         return not self.speculative or deposit_usd_per_mw <= self.deposit_tolerance_usd_per_mw
@@ -87,6 +95,8 @@ def draw_developers(settings: ArrivalSettings, cycles: int, buses: Sequence[int]
             speculative = bool(rng.random() < settings.speculative_share)
             tolerance = float(rng.uniform(0.0, settings.deposit_tolerance_usd_per_mw))
             readiness = float(rng.uniform(0.0, 0.5) if speculative else rng.uniform(0.5, 1.0))
+            build = int(rng.integers(settings.build_cycles[0], settings.build_cycles[1] + 1))
             request = Request(f"d{len(out) + 1}", bus, mw, value, cycle, readiness)
-            out.append(Developer(request, speculative, tolerance if speculative else math.inf))
+            out.append(Developer(request, speculative, tolerance if speculative else math.inf,
+                                 None if speculative else build))
     return out

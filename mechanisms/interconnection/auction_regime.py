@@ -13,6 +13,8 @@ Rules (config ``[regime]`` with ``kind = "auction"``):
   lose because it takes part (the Clarke pivot, with the reserve as the auctioneer's own value);
   or "pay_as_bid", v_r m_r.
 - Winners connect at the auction; losers stay pending for the next one.
+- Use it or lose it (``use_it_or_lose_it_cycles`` k > 0): a winner that has not started using its
+  capacity k cycles after the award loses it, unrefunded; the capacity is sold again.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class AuctionRegimeRules(Settings):
     payment: str = Field(default="vcg", description="vcg (Clarke pivot) or pay_as_bid")
     reserve_usd_per_mw: Money = Field(default=0.0, ge=0, description="the lowest value per MW that can win")
     flexible: bool = Field(default=False, description="sell the flexible (curtailable) headroom instead of the firm")
+    use_it_or_lose_it_cycles: int = Field(default=0, ge=0, le=MAX_ROUNDS, description="cycles after the award by "
+                                          "which a winner must use its capacity or lose it (unrefunded); 0: never")
 
     @model_validator(mode="after")
     def _known_payment(self) -> "AuctionRegimeRules":
@@ -66,6 +70,10 @@ def best_set(values: Sequence[float], sizes: Sequence[float], room: float) -> tu
 class AuctionRegime:
     rules: AuctionRegimeRules
     kind: str = "auction"
+
+    @property
+    def use_deadline_cycles(self) -> int | None:
+        return self.rules.use_it_or_lose_it_cycles or None
 
     @property
     def curtailable(self) -> bool:

@@ -68,6 +68,10 @@ class BatchRegime:
     batch_of: dict[str, int] = field(default_factory=dict)  # request -> the cycle its batch began
 
     @property
+    def use_deadline_cycles(self) -> int | None:
+        return None
+
+    @property
     def curtailable(self) -> bool:
         return self.rules.flexible_above_threshold
 

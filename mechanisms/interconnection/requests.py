@@ -96,27 +96,38 @@ class Regime(Protocol):
     @property
     def curtailable(self) -> bool: ...
 
+    @property
+    def use_deadline_cycles(self) -> int | None:
+        """Cycles after its connection by which a request must use its capacity or lose it (None: never)."""
+
     def step(self, cycle: int, pending: Sequence[Request], headroom: Mapping[int, Headroom]) -> CycleResult: ...
 
 
 class Ledger:
-    """Headroom as a cycle's grants use it up: a firm MW uses both firm and flexible room, a flexible
-    MW only flexible room (firm load is served first in every state where curtailment binds)."""
+    """Headroom as grants use it (docs/models/interconnection.md#eq-ic-ledger): with F and X a bus's
+    firm and flexible headroom and f, x the firm and flexible MW granted there, the firm room is
+    min(F - f, X - f - x) and the flexible room X - f - x. A firm MW uses both rooms, a flexible MW
+    the flexible room and, once flexible load fills what firm room exceeds, the firm room too (firm
+    load is served first in every state where curtailment binds). A grant given back restores both."""
 
     def __init__(self, headroom: Mapping[int, Headroom]) -> None:
-        self.firm = {bus: h.firm_mw for bus, h in headroom.items()}
-        self.flexible = {bus: h.flexible_mw for bus, h in headroom.items()}
+        self.limits = {bus: (h.firm_mw, h.flexible_mw) for bus, h in headroom.items()}
+        self.granted = {bus: [0.0, 0.0] for bus in headroom}  # [firm MW, flexible MW]
+
+    @property
+    def buses(self) -> list[int]:
+        return list(self.limits)
 
     def room(self, bus: int, flexible: bool) -> float:
-        table = self.flexible if flexible else self.firm
-        return max(0.0, table.get(bus, 0.0))
+        firm, total = self.limits.get(bus, (0.0, 0.0))
+        f, x = self.granted.get(bus, (0.0, 0.0))
+        return max(0.0, total - f - x if flexible else min(firm - f, total - f - x))
 
     def take(self, bus: int, mw: float, flexible: bool) -> None:
-        self.flexible[bus] = self.flexible.get(bus, 0.0) - mw
-        if not flexible:
-            self.firm[bus] = self.firm.get(bus, 0.0) - mw
-        else:  # firm room above what flexible load leaves cannot be promised firm any more
-            self.firm[bus] = min(self.firm.get(bus, 0.0), self.flexible[bus])
+        self.granted.setdefault(bus, [0.0, 0.0])[1 if flexible else 0] += mw
+
+    def release(self, bus: int, mw: float, flexible: bool) -> None:
+        self.granted[bus][1 if flexible else 0] -= mw
 
 
 def fits(mw: float, room: float) -> bool:

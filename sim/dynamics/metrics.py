@@ -35,7 +35,8 @@ def idle_mw(waiting: Sequence[Request], room_by_bus: Mapping[int, float]) -> flo
 
 def summarize(requests: Sequence[Mapping[str, Any]], history: pd.DataFrame) -> dict[str, Any]:
     """The run's figures: MW connected, time to connect (median and 90th percentile, cycles), how
-    many withdrew (speculative or not), were refused or deterred, revenue, deposits forfeited,
+    many withdrew (speculative or not), were refused, deterred or lost unused capacity (and its MW),
+    revenue (revoked winners' payments included), deposits forfeited,
     MW-cycles of headroom idle while wanted, and the mean efficiency of the cycles with something
     to connect."""
     rows = pd.DataFrame(list(requests))
@@ -56,7 +57,9 @@ def summarize(requests: Sequence[Mapping[str, Any]], history: pd.DataFrame) -> d
         "refused": int((rows["status"] == "refused").sum()),
         "deterred": int((rows["status"] == "deterred").sum()),
         "waiting_at_end": int((rows["status"] == "waiting").sum()),
-        "revenue_usd": float(connected["payment_usd"].sum()),
+        "revoked": int((rows["status"] == "revoked").sum()),
+        "revoked_mw": float(rows.loc[rows["status"] == "revoked", "granted_mw"].sum()),
+        "revenue_usd": float(rows["payment_usd"].sum()),
         "deposits_forfeited_usd": float(history["deposits_forfeited_usd"].iloc[-1]) if len(history) else 0.0,
         "idle_mw_cycles": float(history["idle_mw"].sum()),
         "mean_cycle_efficiency": float(np.mean(served[active] / possible[active])) if active.any() else None,

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import mesa
 
-from agents.developer_agent import CONNECTED, DETERRED, REFUSED, WAITING, WITHDRAWN, DeveloperAgent
+from agents.developer_agent import CONNECTED, DETERRED, REFUSED, REVOKED, WAITING, WITHDRAWN, DeveloperAgent
 from agents.developers import Developer, WithdrawalSettings
 from mechanisms.interconnection.requests import Headroom, Ledger, Regime
 from sim.dynamics.metrics import fractional_value, idle_mw
@@ -42,6 +42,8 @@ class InterconnectionModel(mesa.Model):
             "refused": lambda m: m.count(REFUSED),
             "withdrawn": lambda m: m.count(WITHDRAWN),
             "deterred": lambda m: m.count(DETERRED),
+            "revoked": lambda m: m.count(REVOKED),
+            "unused_mw": lambda m: sum(a.granted_mw for a in m.developers if a.status == CONNECTED and not a.in_use),
             "revenue_usd": "revenue_usd",
             "deposits_forfeited_usd": lambda m: m.forfeited_usd(),
             "value_connected_usd": "value_connected_usd",
@@ -52,6 +54,7 @@ class InterconnectionModel(mesa.Model):
 
     def step(self) -> None:
         self.agents.shuffle_do("step")
+        self._revoke_unused()
         pending = [a.developer.request for a in self.developers if a.status == WAITING]
         self.value_possible_usd = sum(fractional_value([r for r in pending if r.bus == bus], room)
                                       for bus, room in self.room().items())
@@ -69,14 +72,25 @@ class InterconnectionModel(mesa.Model):
         self.datacollector.collect(self)
         self.cycle += 1
 
+    def _revoke_unused(self) -> None:
+        """Use it or lose it: capacity still unused ``use_deadline_cycles`` after its connection goes
+        back to the headroom before the regime acts (docs/models/interconnection.md#ic-auction)."""
+        deadline = self.regime.use_deadline_cycles
+        if deadline is None:
+            return
+        for a in self.developers:
+            if a.status == CONNECTED and not a.in_use and self.cycle - (a.decided_at or 0) >= deadline:
+                self.ledger.release(a.developer.request.bus, a.granted_mw, a.flexible)
+                a.revoke(self.cycle)
+
     def room(self) -> dict[int, float]:
         """The headroom left of the kind the regime grants (flexible if it grants curtailable load)."""
-        return {bus: self.ledger.room(bus, self.regime.curtailable) for bus in self.ledger.flexible}
+        return {bus: self.ledger.room(bus, self.regime.curtailable) for bus in self.ledger.buses}
 
     def headroom(self) -> dict[int, Headroom]:
         """What each bus can still take: the ledger's room, firm within flexible."""
         return {bus: Headroom(self.ledger.room(bus, False), self.ledger.room(bus, True))
-                for bus in self.ledger.flexible}
+                for bus in self.ledger.buses}
 
     def total_mw(self, status: str) -> float:
         """MW granted (connected) or asked (otherwise) by the developers in ``status``."""
@@ -98,5 +112,6 @@ class InterconnectionModel(mesa.Model):
                          "arrival": r.arrival, "speculative": a.developer.speculative, "status": a.status,
                          "decided_at": a.decided_at,
                          "wait_cycles": None if a.decided_at is None else a.decided_at - r.arrival,
-                         "granted_mw": a.granted_mw, "flexible": a.flexible, "payment_usd": a.payment_usd})
+                         "granted_mw": a.granted_mw, "flexible": a.flexible, "payment_usd": a.payment_usd,
+                         "in_use": a.in_use, "revoked_at": a.revoked_at})
         return rows

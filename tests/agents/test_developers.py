@@ -39,6 +39,8 @@ def test_draws_follow_their_laws():
     assert all(d.request.readiness < 0.5 <= e.request.readiness for d in drawn if d.speculative
                for e in drawn[:50] if not e.speculative)
     assert all(math.isinf(d.deposit_tolerance_usd_per_mw) for d in drawn if not d.speculative)
+    builds = [d.build_cycles for d in drawn if not d.speculative]
+    assert set(builds) == set(range(2, 9)) and all(d.build_cycles is None for d in drawn if d.speculative)
     arrivals = [d.request.arrival for d in drawn]
     assert arrivals == sorted(arrivals) and [d.request.id for d in drawn[:3]] == ["d1", "d2", "d3"]
 
@@ -54,6 +56,7 @@ def test_the_same_seed_draws_the_same_developers():
     ({"mw": (300.0, 20.0)}, "mw: need 0 < low <= high"),
     ({"value_usd_per_mw": (0.0, 1.0)}, "value_usd_per_mw: need 0 < low"),
     ({"speculative_share": 1.5}, "speculative_share"),
+    ({"build_cycles": (5, 2)}, "build_cycles: need 0 <= low <= high"),
     ({"rate_per_cycles": 3.0}, "unknown field 'rate_per_cycles'; did you mean 'rate_per_cycle'"),
 ])
 def test_bad_arrival_settings(fields, message):

@@ -121,6 +121,8 @@ def test_the_ledger_keeps_firm_below_flexible():
     ("auction", {"payment": "first_price"}, "payment: unknown rule 'first_price'"),
     ("auction", {"study_cycles": 2}, "unknown field 'study_cycles'"),
     ("auction", {"every_cycles": 0}, "every_cycles"),
+    ("auction", {"use_it_or_lose_it_cycles": -1}, "use_it_or_lose_it_cycles"),
+    ("queue", {"use_it_or_lose_it_cycles": 2}, "unknown field 'use_it_or_lose_it_cycles'"),
 ])
 def test_bad_rules_are_one_line(kind, rules, message):
     with pytest.raises(ValidationError, match=message):

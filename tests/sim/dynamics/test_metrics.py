@@ -37,7 +37,7 @@ def test_the_serial_queue_run_by_hand():
     assert summary == {
         "requests": 3, "connected": 2, "connected_mw": 90.0, "median_wait_cycles": 1.5, "p90_wait_cycles": 2.0,
         "withdrawn": 0, "withdrawn_speculative": 0, "refused": 1, "deterred": 0, "waiting_at_end": 0,
-        "revenue_usd": 180.0, "deposits_forfeited_usd": 0.0, "idle_mw_cycles": 170.0,
+        "revoked": 0, "revoked_mw": 0.0, "revenue_usd": 180.0, "deposits_forfeited_usd": 0.0, "idle_mw_cycles": 170.0,
         "mean_cycle_efficiency": pytest.approx((0 + 0.4 + 0 + 1) / 4),
     }
 
@@ -49,6 +49,7 @@ def test_the_serial_queue_run_by_hand():
     ("batch", {"every_cycles": 2, "study_cycles": 1, "threshold_mw": 10.0, "allocation": "readiness"}),
     ("auction", {"every_cycles": 2}),
     ("auction", {"every_cycles": 3, "reserve_usd_per_mw": 100_000.0, "flexible": True}),
+    ("auction", {"every_cycles": 2, "use_it_or_lose_it_cycles": 3}),
 ])
 def test_no_cycle_beats_its_benchmark(kind, rules):
     drawn = draw_developers(ArrivalSettings(rate_per_cycle=3.0, mw=(5.0, 80.0)), 16, [BUS], np.random.default_rng(4))
@@ -61,4 +62,4 @@ def test_no_cycle_beats_its_benchmark(kind, rules):
     summary = summarize(m.requests(), history)
     assert summary["connected_mw"] == pytest.approx(history["connected_mw"].iloc[-1])
     assert summary["connected"] + summary["withdrawn"] + summary["refused"] + summary["deterred"] \
-        + summary["waiting_at_end"] == summary["requests"] == len(drawn)
+        + summary["waiting_at_end"] + summary["revoked"] == summary["requests"] == len(drawn)

@@ -100,3 +100,27 @@ def test_the_same_seed_gives_the_same_history():
     rows = first[1]
     assert sum(r["granted_mw"] for r in rows) == pytest.approx(first[0]["connected_mw"].iloc[-1])
     assert sum(r["granted_mw"] for r in rows) <= 150.0 + 1e-9
+
+
+def test_use_it_or_lose_it_by_hand():
+    # S (speculative: never builds) bids 80 MW x 30 $/MW, T 60 MW x 10 $/MW, on 100 MW: only one
+    # fits, S wins the auction at cycle 0 and pays T's 600 $ (VCG). With k = 2, S has not used its
+    # capacity at cycle 2: it is revoked, unrefunded, and sold at that cycle's auction to T, alone
+    # (0 $). Without the rule S holds 80 MW unused and T waits for ever.
+    s = Developer(Request("S", BUS, 80.0, 30.0, 0), speculative=True, build_cycles=None)
+    t = Developer(Request("T", BUS, 60.0, 10.0, 0), speculative=False, build_cycles=1)
+    m = model("auction", developers=(s, t), every_cycles=2, use_it_or_lose_it_cycles=2)
+    for _ in range(4):
+        m.step()
+    rows = {r["request"]: r for r in m.requests()}
+    assert (rows["S"]["status"], rows["S"]["decided_at"], rows["S"]["revoked_at"], rows["S"]["payment_usd"]) \
+        == ("revoked", 0, 2, 600.0)
+    assert (rows["T"]["status"], rows["T"]["decided_at"], rows["T"]["payment_usd"], rows["T"]["in_use"]) \
+        == ("connected", 2, 0.0, True)
+    history = m.datacollector.get_model_vars_dataframe()
+    assert history["unused_mw"].tolist() == [80.0, 80.0, 60.0, 0.0]  # T builds one cycle after its award
+    assert history["revenue_usd"].iloc[-1] == 600.0
+    kept = model("auction", developers=(s, t), every_cycles=2)
+    for _ in range(4):
+        kept.step()
+    assert {r["request"]: r["status"] for r in kept.requests()} == {"S": "connected", "T": "waiting"}
