@@ -11,7 +11,8 @@ Rules (config ``[regime]`` with ``kind = "auction"``):
   bus's room (firm headroom, or flexible headroom when ``flexible`` sells curtailable capacity).
 - Payments (``payment``): "vcg", each winner pays the reserve on its MW plus the welfare the others
   lose because it takes part (the Clarke pivot, with the reserve as the auctioneer's own value);
-  or "pay_as_bid", v_r m_r.
+  "core", the reserve plus the minimum-revenue core payments nearest to VCG
+  (mechanisms/interconnection/core_payments.py); or "pay_as_bid", v_r m_r.
 - Winners connect at the auction; losers stay pending for the next one.
 - Use it or lose it (``use_it_or_lose_it_cycles`` k > 0): a winner that has not started using its
   capacity k cycles after the award loses it, unrefunded; the capacity is sold again.
@@ -27,10 +28,11 @@ from pydantic import Field, model_validator
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from mechanisms.errors import MechanismError
+from mechanisms.interconnection.core_payments import core_rows, vcg_nearest_core
 from mechanisms.interconnection.requests import Connection, CycleResult, Headroom, Ledger, Request
 from mechanisms.settings import MAX_ROUNDS, Money, Settings
 
-PAYMENTS = ("vcg", "pay_as_bid")
+PAYMENTS = ("vcg", "core", "pay_as_bid")
 
 
 class AuctionRegimeRules(Settings):
@@ -38,7 +40,8 @@ class AuctionRegimeRules(Settings):
 
     first_cycle: int = Field(default=0, ge=0, le=MAX_ROUNDS, description="the cycle of the first auction")
     every_cycles: int = Field(default=4, ge=1, le=MAX_ROUNDS, description="cycles between auctions")
-    payment: str = Field(default="vcg", description="vcg (Clarke pivot) or pay_as_bid")
+    payment: str = Field(default="vcg", description="vcg (Clarke pivot), core (the minimum-revenue core point "
+                         "nearest VCG) or pay_as_bid")
     reserve_usd_per_mw: Money = Field(default=0.0, ge=0, description="the lowest value per MW that can win")
     flexible: bool = Field(default=False, description="sell the flexible (curtailable) headroom instead of the firm")
     use_it_or_lose_it_cycles: int = Field(default=0, ge=0, le=MAX_ROUNDS, description="cycles after the award by "
@@ -101,15 +104,27 @@ class AuctionRegime:
         net = [(r.value_usd_per_mw - reserve) * r.mw for r in bidders]
         sizes = [r.mw for r in bidders]
         welfare, chosen = best_set(net, sizes, room)
+        pays = self._payments(bidders, net, sizes, room, welfare, chosen)
         out = []
-        for k in chosen:
+        for k, pay in zip(chosen, pays):
             r = bidders[k]
-            if self.rules.payment == "pay_as_bid":
-                pay = r.value_usd_per_mw * r.mw
-            else:
-                others = [j for j in range(len(bidders)) if j != k]
-                without, _ = best_set([net[j] for j in others], [sizes[j] for j in others], room)
-                pay = reserve * r.mw + max(0.0, without - (welfare - net[k]))
             ledger.take(bus, r.mw, flexible)
             out.append(Connection(r.id, cycle, r.mw, flexible, pay))
         return out
+
+    def _payments(self, bidders: Sequence[Request], net: Sequence[float], sizes: Sequence[float], room: float,
+                  welfare: float, chosen: Sequence[int]) -> list[float]:
+        """Each winner's payment by the rule (#eq-ic-vcg, #eq-ic-core), in ``chosen``'s order."""
+        reserve = self.rules.reserve_usd_per_mw
+        if self.rules.payment == "pay_as_bid":
+            return [bidders[k].value_usd_per_mw * bidders[k].mw for k in chosen]
+
+        def without(excluded: frozenset[int]) -> float:
+            kept = [j for j in range(len(bidders)) if j not in excluded]
+            return best_set([net[j] for j in kept], [sizes[j] for j in kept], room)[0]
+
+        vcg = [min(net[k], max(0.0, without(frozenset({k})) - (welfare - net[k]))) for k in chosen]
+        if self.rules.payment == "core":
+            rows, bounds = core_rows(chosen, [net[k] for k in chosen], without)
+            vcg = [float(q) for q in vcg_nearest_core([net[k] for k in chosen], vcg, rows, bounds)]
+        return [reserve * bidders[k].mw + q for k, q in zip(chosen, vcg)]
