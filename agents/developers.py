@@ -28,14 +28,16 @@ class ArrivalSettings(Settings):
     """Who arrives (config ``[dynamics.arrivals]``)."""
 
     rate_per_cycle: float = Field(default=5.0, ge=0, le=MAX_COUNT, description="mean arrivals per cycle (Poisson)")
-    mw: tuple[float, float] = Field(default=(20.0, 300.0), description="request sizes, log-uniform (MW)")
-    value_usd_per_mw: tuple[float, float] = Field(default=(50_000.0, 500_000.0),
-                                                  description="what connecting is worth, uniform ($ per MW)")
+    mw: list[float] = Field(default=[20.0, 300.0], min_length=2, max_length=2,
+                            description="request sizes, log-uniform between the two (MW)")
+    value_usd_per_mw: list[float] = Field(default=[50_000.0, 500_000.0], min_length=2, max_length=2,
+                                          description="what connecting is worth, uniform ($ per MW)")
     speculative_share: float = Field(default=0.5, ge=0, le=1, description="share of speculative requests")
     deposit_tolerance_usd_per_mw: float = Field(default=20_000.0, ge=0, le=MAX_MONEY,
                                                 description="the most a speculative developer puts at risk, per MW")
-    build_cycles: tuple[int, int] = Field(default=(2, 8), description="cycles a serious developer takes from "
-                                          "connection to using its capacity, uniform (speculative: never)")
+    build_cycles: list[int] = Field(default=[2, 8], min_length=2, max_length=2, description="cycles a serious "
+                                    "developer takes from connection to using its capacity, uniform (speculative: "
+                                    "never)")
 
     @model_validator(mode="after")
     def _ranges(self) -> "ArrivalSettings":

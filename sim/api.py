@@ -166,12 +166,23 @@ def _headroom(config: ExperimentConfig, name: Path, *, plots: bool = True,
     return headroom_run(config, name.parent, source=str(name), plots=plots, progress=progress or _quiet)
 
 
+def _evolve(config: ExperimentConfig, name: Path, *, progress: Progress | None = None) -> "StudyResult":
+    from sim.studies.command import with_config
+    from sim.studies.evolve import run_evolve_study
+
+    if config.dynamics is None:
+        raise ConfigError("dynamics: missing [dynamics]; the evolve study reads the config's [dynamics] table "
+                          "(docs/studies/interconnection.md shows one)")
+    with named_after(name):
+        return with_config(run_evolve_study(config, progress or _quiet), config, "evolve")
+
+
 def _quiet(_: str) -> None:
     pass
 
 
 _IN_PROCESS: dict[str, Callable[..., Any]] = {"auction": _auction, "capacity": _capacity, "plan": _plan,
-                                             "price": _price, "headroom": _headroom}
+                                             "price": _price, "headroom": _headroom, "evolve": _evolve}
 # Every study of the registry, in its order; a sweep runs from its file into a directory.
 STUDY_NAMES: tuple[str, ...] = tuple(STUDIES)
 
@@ -200,6 +211,11 @@ def run(study: Literal["price"], config: Config, *, base_dir: PathLike | None = 
 
 @overload
 def run(study: Literal["headroom"], config: Config, *, base_dir: PathLike | None = None, plots: bool = True,
+        progress: Progress | None = None) -> "StudyResult": ...
+
+
+@overload
+def run(study: Literal["evolve"], config: Config, *, base_dir: PathLike | None = None,
         progress: Progress | None = None) -> "StudyResult": ...
 
 

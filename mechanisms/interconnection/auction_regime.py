@@ -75,6 +75,10 @@ class AuctionRegime:
     kind: str = "auction"
 
     @property
+    def deposit_usd_per_mw(self) -> float:
+        return 0.0
+
+    @property
     def use_deadline_cycles(self) -> int | None:
         return self.rules.use_it_or_lose_it_cycles or None
 

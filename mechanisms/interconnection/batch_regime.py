@@ -68,6 +68,10 @@ class BatchRegime:
     batch_of: dict[str, int] = field(default_factory=dict)  # request -> the cycle its batch began
 
     @property
+    def deposit_usd_per_mw(self) -> float:
+        return 0.0
+
+    @property
     def use_deadline_cycles(self) -> int | None:
         return None
 

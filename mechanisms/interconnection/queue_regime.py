@@ -43,6 +43,10 @@ class QueueRegime:
     started: dict[str, int] = field(default_factory=dict)  # request -> the cycle its study began
 
     @property
+    def deposit_usd_per_mw(self) -> float:
+        return self.rules.deposit_usd_per_mw
+
+    @property
     def use_deadline_cycles(self) -> int | None:
         return None
 

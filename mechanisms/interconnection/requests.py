@@ -100,6 +100,10 @@ class Regime(Protocol):
     def use_deadline_cycles(self) -> int | None:
         """Cycles after its connection by which a request must use its capacity or lose it (None: never)."""
 
+    @property
+    def deposit_usd_per_mw(self) -> float:
+        """What a request puts at risk while it waits, $ per MW (forfeited if it withdraws)."""
+
     def step(self, cycle: int, pending: Sequence[Request], headroom: Mapping[int, Headroom]) -> CycleResult: ...
 
 

@@ -69,6 +69,7 @@ from mechanisms.mechanism import MechanismSpec
 from mechanisms.products import Product, risk_label
 from mechanisms.registry import DEFAULT_MECHANISM, MECHANISMS
 from mechanisms.settings import MAX_COUNT, MAX_MW, MAX_SEED, MW, Settings, SignedMW
+from sim.config.dynamics import DynamicsConfig
 from sim.config.headroom import HeadroomConfig
 from sim.config.names import one_of
 from sim.config.overrides import (
@@ -567,7 +568,7 @@ class EquilibriumConfig(_Section):
 
 
 # The tables that studies other than the auction read (`dcmarket plan`, `dcmarket price`).
-STUDY_TABLES = ("plan", "price", "headroom")
+STUDY_TABLES = ("plan", "price", "headroom", "dynamics")
 
 
 class ExperimentConfig(_Section):
@@ -603,6 +604,8 @@ class ExperimentConfig(_Section):
                                       "`dcmarket price`)")
     headroom: HeadroomConfig | None = Field(default=None, description="hourly headroom per bus on real load data "
                                             "(`dcmarket headroom`)")
+    dynamics: DynamicsConfig | None = Field(default=None, description="interconnection over time: allocation regimes "
+                                            "compared on the same arrivals (`dcmarket evolve`)")
 
     @field_validator("solver")
     @classmethod
@@ -879,13 +882,15 @@ def with_overrides(raw: Mapping[str, Any], sets: Sequence[Override]) -> dict[str
 
 
 def load_config(path: Path, overrides: Mapping[str, Any] | None = None,
-                sets: Sequence[Override] = (), table: str | None = None) -> ExperimentConfig:
+                sets: Sequence[Override] = (), table: str | None = None,
+                command: str | None = None, page: str | None = None) -> ExperimentConfig:
     """Read, apply ``--set`` overrides, then command-line options (e.g. seed, solver), and validate.
-    ``table``: the study table the command reads (`dcmarket plan`: "plan"), missing is named first."""
+    ``table``: the study table the command reads (`dcmarket plan`: "plan"), missing is named first;
+    ``command`` and ``page`` (docs/studies/<page>.md) default to the table's name."""
     raw = with_overrides(read_config_file(path), sets)
     if table is not None and table not in raw:
-        raise ConfigError(f"{path}: {table}: missing [{table}]; dcmarket {table} reads the config's [{table}] table: "
-                          f"add one (docs/studies/{table}.md shows one)")
+        raise ConfigError(f"{path}: {table}: missing [{table}]; dcmarket {command or table} reads the config's "
+                          f"[{table}] table: add one (docs/studies/{page or table}.md shows one)")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return parse_config(raw, source=str(path))
 

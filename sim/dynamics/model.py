@@ -24,9 +24,10 @@ from sim.random_streams import stream, stream_seed
 
 class InterconnectionModel(mesa.Model):
     def __init__(self, developers: Sequence[Developer], regime: Regime, headroom: Mapping[int, Headroom],
-                 withdrawal: WithdrawalSettings, *, seed: int, deposit_usd_per_mw: float = 0.0) -> None:
+                 withdrawal: WithdrawalSettings, *, seed: int) -> None:
         super().__init__(rng=stream_seed(seed, "activation"))
-        self.regime, self.withdrawal, self.deposit_usd_per_mw = regime, withdrawal, deposit_usd_per_mw
+        self.regime, self.withdrawal = regime, withdrawal
+        self.deposit_usd_per_mw = regime.deposit_usd_per_mw
         self.withdrawal_rng = stream(seed, "withdrawals")
         self.ledger = Ledger(headroom)
         self.cycle = 0

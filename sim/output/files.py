@@ -119,10 +119,12 @@ PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profi
 # A headroom study's files (sim/studies/headroom/report.py).
 HEADROOM_FILES = frozenset({"headroom.csv", "totals.csv", "headroom_duration.png", "headroom_map.png", "hourly.csv",
                             "hourly.parquet", "hourly.m"})
+# An interconnection study's files (sim/studies/evolve.py): every regime's rows, a column naming it.
+EVOLVE_FILES = frozenset({"cycles.csv", "requests.csv"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
                        RISK_CHECK, AC_CHECK, AC_CORRECTION, CAPACITY_MAP, STANDALONE_MAP, CORRELATION,
                        ALLOCATION_PANDAPOWER, "price_path.png", "holdings.png", "report.html"})
-             | PLAN_FILES | PRICE_FILES | HEADROOM_FILES)
+             | PLAN_FILES | PRICE_FILES | HEADROOM_FILES | EVOLVE_FILES)
 _CASE_FILES = frozenset({"buses.csv", "lines.csv", "generators.csv"})
 
 
@@ -187,8 +189,8 @@ def _is_replaceable_run(out: Path) -> bool:
         summary = read_summary(out, required=())
     except OutputError:
         return False
-    # A run, a capacity, a plan, a price or a headroom directory.
-    return "products" in summary or "plans" in summary or "cases" in summary or "headroom" in summary
+    # A run, a capacity, a plan, a price, a headroom or an interconnection directory.
+    return any(key in summary for key in ("products", "plans", "cases", "headroom", "regimes"))
 
 
 def check_writable(folder: Path, out: Path | None = None) -> None:

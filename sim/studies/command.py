@@ -20,9 +20,11 @@ from sim.studies.result import StudyResult
 
 
 def study_command(args: argparse.Namespace, command: str, study: Callable[[ExperimentConfig], StudyResult],
-                  label: str) -> int:
-    """Run ``study`` on ``args.config`` and write ``runs/<config name>-<command>`` (or ``--out``)."""
-    config = load_config(args.config, {"seed": args.seed, "solver": args.solver}, args.sets, table=command)
+                  label: str, table: str | None = None, page: str | None = None) -> int:
+    """Run ``study`` on ``args.config`` and write ``runs/<config name>-<command>`` (or ``--out``); the
+    config's ``table`` (default: the command's name) must be there, shown on docs/studies/``page``.md."""
+    config = load_config(args.config, {"seed": args.seed, "solver": args.solver}, args.sets, table=table or command,
+                         command=command, page=page)
     out = args.out or Path("runs") / f"{args.config.stem}-{command}"
     outputs.check_out_dir(out, args.force)
     with named_after(args.config):

@@ -142,6 +142,12 @@ def _table_study(parser: argparse.ArgumentParser, table: str) -> None:
     _common(parser, what="directory")
 
 
+def _evolve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="config (TOML) with a [dynamics] table")
+    parser.add_argument("--out", type=Path, help="directory to write (default: runs/<config name>-evolve)")
+    _common(parser, what="directory")
+
+
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     _table_study(parser, "plan")
     parser.add_argument("--no-frontier", action="store_true",
@@ -234,6 +240,17 @@ STUDIES: dict[str, StudySpec] = {
             "and the limit that binds; and every bus at once. TARGET is a config with a [headroom] table or a "
             "case with its own hourly loads (case_ACTIVSg2000: scenarios_ACTIVSg2000.m).",
             table="headroom",
+        ),
+        StudySpec(
+            "evolve", "evolve",
+            "interconnection over years: the queue, batch studies and periodic auctions on the same arrivals",
+            _evolve_arguments, "sim.studies.evolve:command",
+            description="Data-center developers arrive cycle by cycle, wait, withdraw or connect; each regime of "
+            "[[dynamics.regimes]] (the first-come-first-served queue, a batch study, periodic auctions) decides on "
+            "the same seeded arrivals against the buses' headroom. Writes every cycle and every request, and each "
+            "regime's MW connected, waits, withdrawals, idle headroom, revenue and efficiency. Reads the config's "
+            "[dynamics] table.",
+            table="dynamics",
         ),
         StudySpec(
             "sweep", "sweep", "many runs of one config over overrides and seeds, into one results table",

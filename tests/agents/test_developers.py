@@ -23,7 +23,7 @@ def test_the_hazard_by_hand():
 
 
 def test_draws_follow_their_laws():
-    settings = ArrivalSettings(rate_per_cycle=20.0, mw=(10.0, 1000.0), value_usd_per_mw=(1.0, 3.0),
+    settings = ArrivalSettings(rate_per_cycle=20.0, mw=[10.0, 1000.0], value_usd_per_mw=[1.0, 3.0],
                                speculative_share=0.3, deposit_tolerance_usd_per_mw=100.0)
     cycles = 500
     drawn = draw_developers(settings, cycles, [4, 9], np.random.default_rng(5))
@@ -53,10 +53,10 @@ def test_the_same_seed_draws_the_same_developers():
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"mw": (300.0, 20.0)}, "mw: need 0 < low <= high"),
-    ({"value_usd_per_mw": (0.0, 1.0)}, "value_usd_per_mw: need 0 < low"),
+    ({"mw": [300.0, 20.0]}, "mw: need 0 < low <= high"),
+    ({"value_usd_per_mw": [0.0, 1.0]}, "value_usd_per_mw: need 0 < low"),
     ({"speculative_share": 1.5}, "speculative_share"),
-    ({"build_cycles": (5, 2)}, "build_cycles: need 0 <= low <= high"),
+    ({"build_cycles": [5, 2]}, "build_cycles: need 0 <= low <= high"),
     ({"rate_per_cycles": 3.0}, "unknown field 'rate_per_cycles'; did you mean 'rate_per_cycle'"),
 ])
 def test_bad_arrival_settings(fields, message):

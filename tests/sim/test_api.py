@@ -149,7 +149,7 @@ def test_every_registered_study_runs_in_process():
 def test_an_unknown_study_or_option_lists_the_names():
     config = api.load_config(ADDITIVE)
     with pytest.raises(ConfigError, match=r"^unknown study 'auctions'; the studies are auction, capacity, plan, "
-                                          r"price, headroom, sweep$"):
+                                          r"price, headroom, evolve, sweep$"):
         api.run("auctions", config)
     with pytest.raises(ConfigError, match=r"^auction: unknown option 'verify'; its options are plots, "
                                           r"summary_only, progress$"):

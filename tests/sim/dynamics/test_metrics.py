@@ -52,7 +52,7 @@ def test_the_serial_queue_run_by_hand():
     ("auction", {"every_cycles": 2, "use_it_or_lose_it_cycles": 3}),
 ])
 def test_no_cycle_beats_its_benchmark(kind, rules):
-    drawn = draw_developers(ArrivalSettings(rate_per_cycle=3.0, mw=(5.0, 80.0)), 16, [BUS], np.random.default_rng(4))
+    drawn = draw_developers(ArrivalSettings(rate_per_cycle=3.0, mw=[5.0, 80.0]), 16, [BUS], np.random.default_rng(4))
     m = model(kind, developers=drawn, withdrawal=WithdrawalSettings(), headroom=(150.0, 220.0), **rules)
     for _ in range(16):
         m.step()

@@ -20,10 +20,10 @@ B = Developer(Request("B", BUS, 50.0, 20.0, 0, 0.9), speculative=False)
 C = Developer(Request("C", BUS, 30.0, 5.0, 1, 0.5), speculative=False)
 
 
-def model(kind: str, developers=(A, B, C), withdrawal=NEVER, headroom=(100.0, 150.0), deposit=0.0, seed=1, **rules):
+def model(kind: str, developers=(A, B, C), withdrawal=NEVER, headroom=(100.0, 150.0), seed=1, **rules):
     spec = regime_spec(kind)
     return InterconnectionModel(list(developers), spec.build(spec.rules(**rules)), {BUS: Headroom(*headroom)},
-                                withdrawal, seed=seed, deposit_usd_per_mw=deposit)
+                                withdrawal, seed=seed)
 
 
 def outcomes(m: InterconnectionModel) -> dict:
@@ -63,7 +63,7 @@ def test_a_deposit_deters_speculation_and_withdrawals_forfeit_it():
     p = Developer(Request("P", BUS, 40.0, 10.0, 0), speculative=True, deposit_tolerance_usd_per_mw=5.0)
     q = Developer(Request("Q", BUS, 40.0, 10.0, 0), speculative=True, deposit_tolerance_usd_per_mw=3.0)
     leave = WithdrawalSettings(serious_hazard=0.0, speculative_hazard=1.0, growth_per_cycle=0.0)
-    m = model("queue", developers=(p, q), withdrawal=leave, deposit=4.0, study_cycles=3)
+    m = model("queue", developers=(p, q), withdrawal=leave, deposit_usd_per_mw=4.0, study_cycles=3)
     for _ in range(2):
         m.step()
     assert outcomes(m) == {"P": ("withdrawn", 1, 0.0, 0.0), "Q": ("deterred", 0, 0.0, 0.0)}
@@ -83,7 +83,7 @@ def test_withdrawals_follow_the_hazard():
 
 
 def test_the_same_seed_gives_the_same_history():
-    drawn = draw_developers(ArrivalSettings(rate_per_cycle=4.0, mw=(5.0, 60.0)), 12, [BUS],
+    drawn = draw_developers(ArrivalSettings(rate_per_cycle=4.0, mw=[5.0, 60.0]), 12, [BUS],
                             np.random.default_rng(3))
     withdrawal = WithdrawalSettings(serious_hazard=0.05, speculative_hazard=0.3)
 
