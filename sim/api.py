@@ -166,7 +166,8 @@ def _headroom(config: ExperimentConfig, name: Path, *, plots: bool = True,
     return headroom_run(config, name.parent, source=str(name), plots=plots, progress=progress or _quiet)
 
 
-def _evolve(config: ExperimentConfig, name: Path, *, progress: Progress | None = None) -> "StudyResult":
+def _evolve(config: ExperimentConfig, name: Path, *, plots: bool = True,
+            progress: Progress | None = None) -> "StudyResult":
     from sim.studies.command import with_config
     from sim.studies.evolve import run_evolve_study
 
@@ -174,7 +175,7 @@ def _evolve(config: ExperimentConfig, name: Path, *, progress: Progress | None =
         raise ConfigError("dynamics: missing [dynamics]; the evolve study reads the config's [dynamics] table "
                           "(docs/studies/interconnection.md shows one)")
     with named_after(name):
-        return with_config(run_evolve_study(config, progress or _quiet), config, "evolve")
+        return with_config(run_evolve_study(config, progress or _quiet, plots=plots), config, "evolve")
 
 
 def _quiet(_: str) -> None:
@@ -215,7 +216,7 @@ def run(study: Literal["headroom"], config: Config, *, base_dir: PathLike | None
 
 
 @overload
-def run(study: Literal["evolve"], config: Config, *, base_dir: PathLike | None = None,
+def run(study: Literal["evolve"], config: Config, *, base_dir: PathLike | None = None, plots: bool = True,
         progress: Progress | None = None) -> "StudyResult": ...
 
 

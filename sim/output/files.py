@@ -120,7 +120,7 @@ PRICE_FILES = frozenset({"voltages.csv", "dlmp.csv", "sites.csv", "voltage_profi
 HEADROOM_FILES = frozenset({"headroom.csv", "totals.csv", "headroom_duration.png", "headroom_map.png", "hourly.csv",
                             "hourly.parquet", "hourly.m"})
 # An interconnection study's files (sim/studies/evolve.py): every regime's rows, a column naming it.
-EVOLVE_FILES = frozenset({"cycles.csv", "requests.csv"})
+EVOLVE_FILES = frozenset({"cycles.csv", "requests.csv", "connected.png", "outcomes.png"})
 RUN_FILES = (frozenset({SUMMARY, PRODUCTS, BIDS, ROUNDS, WITHDRAWALS, CAPACITY, CONFIG, SCENARIOS, "scenarios.parquet",
                        RISK_CHECK, AC_CHECK, AC_CORRECTION, CAPACITY_MAP, STANDALONE_MAP, CORRELATION,
                        ALLOCATION_PANDAPOWER, "price_path.png", "holdings.png", "report.html"})

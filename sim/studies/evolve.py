@@ -6,7 +6,8 @@
    cycle on those developers and the buses' headroom, its withdrawals drawn from the same stream,
    so that the regimes differ only by their rules.
 3. cycles.csv (a row per regime and cycle), requests.csv (a row per regime and developer),
-   summary.json (each regime's figures, sim/dynamics/metrics.py) and config.toml.
+   summary.json (each regime's figures, sim/dynamics/metrics.py), config.toml, and the figures
+   connected.png and outcomes.png (sim/report/figures/interconnection.py).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ REQUEST_COLUMNS = ["regime", "request", "bus", "mw", "value_usd_per_mw", "arriva
                    "decided_at", "wait_cycles", "granted_mw", "flexible", "in_use", "revoked_at", "payment_usd"]
 
 
-def run_evolve_study(config: ExperimentConfig, progress: Progress = lambda _: None) -> StudyResult:
-    """Every regime of ``[dynamics]`` on the same seeded arrivals."""
+def run_evolve_study(config: ExperimentConfig, progress: Progress = lambda _: None, plots: bool = True) -> StudyResult:
+    """Every regime of ``[dynamics]`` on the same seeded arrivals; ``plots=False`` leaves out the figures."""
     dynamics = config.dynamics
     assert dynamics is not None
     developers = draw_developers(dynamics.arrivals, dynamics.cycles, [b.bus for b in dynamics.buses],
@@ -62,6 +63,13 @@ def run_evolve_study(config: ExperimentConfig, progress: Progress = lambda _: No
     files = {"cycles.csv": outputs.csv_bytes(CYCLE_COLUMNS, cycles),
              "requests.csv": outputs.csv_bytes(REQUEST_COLUMNS, requests),
              "summary.json": outputs.json_bytes(summary)}
+    if plots:
+        from sim.report.figures.interconnection import plot_outcomes, plot_over_time
+        from sim.report.figures.plots import figure_bytes
+
+        files.update(figure_bytes({
+            "connected.png": lambda path: plot_over_time(cycles, path),
+            "outcomes.png": lambda path: plot_outcomes(figures, dynamics.cycle_months, path)}))
     return StudyResult(summary, files, report(summary, dynamics))
 
 
@@ -87,5 +95,5 @@ def report(summary: dict[str, Any], dynamics: DynamicsConfig) -> str:
 
 def command(args: argparse.Namespace, progress: Progress) -> int:
     """`dcmarket evolve CONFIG`."""
-    return study_command(args, "evolve", lambda config: run_evolve_study(config, progress), "Interconnection",
-                         table="dynamics", page="interconnection")
+    return study_command(args, "evolve", lambda config: run_evolve_study(config, progress, plots=not args.no_plots),
+                         "Interconnection", table="dynamics", page="interconnection")

@@ -146,6 +146,7 @@ def _evolve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="config (TOML) with a [dynamics] table")
     parser.add_argument("--out", type=Path, help="directory to write (default: runs/<config name>-evolve)")
     _common(parser, what="directory")
+    _no_plots(parser, "connected.png, outcomes.png")
 
 
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,8 +22,12 @@ def test_the_example_reruns_byte_for_byte_and_adds_up(tmp_path):
     out, again = tmp_path / "a", tmp_path / "b"
     assert _run(EXAMPLE, out) == 0
     assert _run(out / "config.toml", again) == 0
-    for name in ("cycles.csv", "requests.csv", "summary.json", "config.toml"):
+    for name in ("cycles.csv", "requests.csv", "summary.json", "config.toml", "connected.png", "outcomes.png"):
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
+    assert _run(EXAMPLE, tmp_path / "bare", "--no-plots") == 0
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["config.toml", "cycles.csv", "requests.csv",
+                                                                     "summary.json"]
+    assert (tmp_path / "bare" / "requests.csv").read_bytes() == (out / "requests.csv").read_bytes()
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["regimes"]) == ["queue", "cluster", "batch", "auction"]
     with open(out / "requests.csv", newline="") as handle:
@@ -74,6 +78,6 @@ def test_the_python_api_gives_the_same_files(tmp_path):
 
     assert _run(EXAMPLE, tmp_path / "cli") == 0
     result = api.run("evolve", EXAMPLE)
-    for name in ("cycles.csv", "requests.csv", "summary.json", "config.toml"):
+    for name in ("cycles.csv", "requests.csv", "summary.json", "config.toml", "connected.png", "outcomes.png"):
         assert result.files[name] == (tmp_path / "cli" / name).read_bytes(), name
     assert set(result.tables["requests"]["regime"]) == {"queue", "cluster", "batch", "auction"}
