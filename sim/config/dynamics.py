@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agents.developers import ArrivalSettings, WithdrawalSettings
 from mechanisms.interconnection.registry import REGIMES
-from mechanisms.interconnection.requests import Headroom
+from mechanisms.interconnection.requests import Headroom, Regime
 from mechanisms.settings import MAX_MW, Settings, first_error
 from sim.config.names import one_of
 
@@ -89,7 +89,8 @@ class RegimeTable(Settings):
     def label(self) -> str:
         return self.name or self.kind
 
-    def build(self) -> Any:
+    def build(self) -> Regime:
+        """A fresh regime with these rules (a regime keeps state across cycles: one per run)."""
         spec = REGIMES[self.kind]
         return spec.build(spec.rules(**self.rules))
 
