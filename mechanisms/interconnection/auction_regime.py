@@ -29,7 +29,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from mechanisms.errors import MechanismError
 from mechanisms.interconnection.core_payments import core_rows, vcg_nearest_core
-from mechanisms.interconnection.requests import Connection, CycleResult, Headroom, Ledger, Request
+from mechanisms.interconnection.requests import Connection, CycleResult, Headroom, Ledger, Regime, Request
 from mechanisms.settings import MAX_ROUNDS, Money, Settings
 
 PAYMENTS = ("vcg", "core", "pay_as_bid")
@@ -70,13 +70,9 @@ def best_set(values: Sequence[float], sizes: Sequence[float], room: float) -> tu
 
 
 @dataclass
-class AuctionRegime:
+class AuctionRegime(Regime):
     rules: AuctionRegimeRules
     kind: str = "auction"
-
-    @property
-    def deposit_usd_per_mw(self) -> float:
-        return 0.0
 
     @property
     def use_deadline_cycles(self) -> int | None:
@@ -127,8 +123,8 @@ class AuctionRegime:
             kept = [j for j in range(len(bidders)) if j not in excluded]
             return best_set([net[j] for j in kept], [sizes[j] for j in kept], room)[0]
 
-        vcg = [min(net[k], max(0.0, without(frozenset({k})) - (welfare - net[k]))) for k in chosen]
+        pays = [min(net[k], max(0.0, without(frozenset({k})) - (welfare - net[k]))) for k in chosen]  # VCG
         if self.rules.payment == "core":
             rows, bounds = core_rows(chosen, [net[k] for k in chosen], without)
-            vcg = [float(q) for q in vcg_nearest_core([net[k] for k in chosen], vcg, rows, bounds)]
-        return [reserve * bidders[k].mw + q for k, q in zip(chosen, vcg)]
+            pays = [float(q) for q in vcg_nearest_core([net[k] for k in chosen], pays, rows, bounds)]
+        return [reserve * bidders[k].mw + q for k, q in zip(chosen, pays)]

@@ -31,6 +31,7 @@ from mechanisms.interconnection.requests import (
     Headroom,
     Ledger,
     Refusal,
+    Regime,
     Request,
     fits,
     grant_whole,
@@ -62,18 +63,10 @@ class BatchRegimeRules(Settings):
 
 
 @dataclass
-class BatchRegime:
+class BatchRegime(Regime):
     rules: BatchRegimeRules
     kind: str = "batch"
     batch_of: dict[str, int] = field(default_factory=dict)  # request -> the cycle its batch began
-
-    @property
-    def deposit_usd_per_mw(self) -> float:
-        return 0.0
-
-    @property
-    def use_deadline_cycles(self) -> int | None:
-        return None
 
     @property
     def curtailable(self) -> bool:

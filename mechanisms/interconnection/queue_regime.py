@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 from pydantic import Field
 
-from mechanisms.interconnection.requests import CycleResult, Headroom, Ledger, Refusal, Request, grant_whole
+from mechanisms.interconnection.requests import CycleResult, Headroom, Ledger, Refusal, Regime, Request, grant_whole
 from mechanisms.settings import MAX_COUNT, MAX_ROUNDS, Money, Settings
 
 
@@ -37,7 +37,7 @@ class QueueRegimeRules(Settings):
 
 
 @dataclass
-class QueueRegime:
+class QueueRegime(Regime):
     rules: QueueRegimeRules
     kind: str = "queue"
     started: dict[str, int] = field(default_factory=dict)  # request -> the cycle its study began
@@ -45,14 +45,6 @@ class QueueRegime:
     @property
     def deposit_usd_per_mw(self) -> float:
         return self.rules.deposit_usd_per_mw
-
-    @property
-    def use_deadline_cycles(self) -> int | None:
-        return None
-
-    @property
-    def curtailable(self) -> bool:
-        return False
 
     def step(self, cycle: int, pending: Sequence[Request], headroom: Mapping[int, Headroom]) -> CycleResult:
         live = {r.id for r in pending}

@@ -22,11 +22,11 @@ class RegimeSpec:
 
 
 REGIMES: dict[str, RegimeSpec] = {spec.kind: spec for spec in (
-    RegimeSpec("queue", QueueRegimeRules, lambda rules: QueueRegime(rules),  # type: ignore[arg-type]
+    RegimeSpec("queue", QueueRegimeRules, QueueRegime,  # type: ignore[arg-type]
                "first come, first served: studies in arrival order, serial or in clusters"),
-    RegimeSpec("batch", BatchRegimeRules, lambda rules: BatchRegime(rules),  # type: ignore[arg-type]
+    RegimeSpec("batch", BatchRegimeRules, BatchRegime,  # type: ignore[arg-type]
                "every large request studied together at stated dates, the headroom shared by a stated rule"),
-    RegimeSpec("auction", AuctionRegimeRules, lambda rules: AuctionRegime(rules),  # type: ignore[arg-type]
+    RegimeSpec("auction", AuctionRegimeRules, AuctionRegime,  # type: ignore[arg-type]
                "periodic auctions: each bus's headroom sold to the pending requests every few cycles"),
 )}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Mapping, Sequence
 
 from mechanisms.errors import MechanismError
 from mechanisms.settings import MAX_MONEY, MAX_MW
@@ -87,24 +87,29 @@ class CycleResult:
     kept: tuple[str, ...] = field(default=())
 
 
-class Regime(Protocol):
-    """An allocation regime: stateful across cycles, like a mechanism across rounds. ``curtailable``:
-    whether it grants flexible headroom (the room its efficient benchmark may use)."""
+class Regime:
+    """An allocation regime: stateful across cycles, like a mechanism across rounds. Each regime
+    overrides ``step`` and whichever of these defaults its rules change."""
 
     kind: str
 
     @property
-    def curtailable(self) -> bool: ...
+    def curtailable(self) -> bool:
+        """Whether it grants flexible headroom (the room its efficient benchmark may use)."""
+        return False
 
     @property
     def use_deadline_cycles(self) -> int | None:
         """Cycles after its connection by which a request must use its capacity or lose it (None: never)."""
+        return None
 
     @property
     def deposit_usd_per_mw(self) -> float:
         """What a request puts at risk while it waits, $ per MW (forfeited if it withdraws)."""
+        return 0.0
 
-    def step(self, cycle: int, pending: Sequence[Request], headroom: Mapping[int, Headroom]) -> CycleResult: ...
+    def step(self, cycle: int, pending: Sequence[Request], headroom: Mapping[int, Headroom]) -> CycleResult:
+        raise NotImplementedError
 
 
 class Ledger:

@@ -27,7 +27,6 @@ class InterconnectionModel(mesa.Model):
                  withdrawal: WithdrawalSettings, *, seed: int) -> None:
         super().__init__(rng=stream_seed(seed, "activation"))
         self.regime, self.withdrawal = regime, withdrawal
-        self.deposit_usd_per_mw = regime.deposit_usd_per_mw
         self.withdrawal_rng = stream(seed, "withdrawals")
         self.ledger = Ledger(headroom)
         self.cycle = 0
@@ -52,6 +51,10 @@ class InterconnectionModel(mesa.Model):
             "idle_mw": "idle_mw",
         })
         self.value_connected_usd = self.value_possible_usd = self.idle_mw = 0.0
+
+    @property
+    def deposit_usd_per_mw(self) -> float:
+        return self.regime.deposit_usd_per_mw
 
     def step(self) -> None:
         self.agents.shuffle_do("step")
